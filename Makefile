@@ -1,0 +1,107 @@
+# plume -- build, test, install. `make run` and `make test` are all a newcomer needs.
+# SAN=1 builds everything with AddressSanitizer and UBSan into build/san (tests then use that build).
+
+PREFIX ?= /usr/local
+CC ?= cc
+ifeq ($(CC),cc)
+CC := gcc
+endif
+
+ifeq ($(SAN),1)
+BUILD := build/san
+SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+OPT := -O1
+else
+BUILD := build
+SANFLAGS :=
+OPT := -O2
+endif
+
+LUA_CFLAGS := $(shell pkg-config --cflags lua5.4 2>/dev/null || echo -I/usr/include/lua5.4)
+LUA_LIBS := $(shell pkg-config --libs lua5.4 2>/dev/null || echo -llua5.4)
+VERSION := 0.1.0
+
+CFLAGS_ALL := -std=c11 -D_GNU_SOURCE -DPLUME_VERSION='"$(VERSION)"' $(OPT) -g -Wall -Wextra -Werror \
+              -fPIC -Iruntime -Ilang -I$(BUILD)/gen $(LUA_CFLAGS) $(SANFLAGS) $(CFLAGS)
+LIBS := $(LUA_LIBS) -lgsl -lgslcblas -lgc -lffi -lreadline -lpthread -ldl -lm
+LDFLAGS_ALL := $(SANFLAGS) $(LDFLAGS)
+
+RUNTIME_SRC := $(wildcard runtime/*.c)
+LANG_SRC := $(filter-out lang/main.c,$(wildcard lang/*.c))
+LIB_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,$(RUNTIME_SRC) $(LANG_SRC)) $(BUILD)/obj/gen/embedded.o
+LUA_SRC := $(shell find lang/plume stdlib -name '*.lua' 2>/dev/null | sort)
+TEST_SRC := $(wildcard tests/test_*.c)
+TEST_BIN := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRC))
+BENCH_SRC := $(wildcard bench/*.c)
+BENCH_BIN := $(patsubst bench/%.c,$(BUILD)/bench/%,$(BENCH_SRC))
+HEADERS := $(wildcard runtime/*.h) lang/plume_lua.h
+
+.PHONY: all deps run test bench install clean check-deps
+all: $(BUILD)/plume $(BUILD)/libplume.a $(BUILD)/libplume.so $(BUILD)/plume.so $(TEST_BIN)
+
+deps:
+	@sh scripts/deps.sh
+
+run: deps
+	@$(MAKE) --no-print-directory all
+	$(BUILD)/plume examples/coin.lua
+
+test: deps
+	@$(MAKE) --no-print-directory all
+	@BUILD=$(BUILD) sh tests/run.sh
+
+bench: deps
+	@$(MAKE) --no-print-directory all $(BENCH_BIN)
+	@BUILD=$(BUILD) sh bench/run.sh
+
+$(BUILD)/obj/%.o: %.c $(HEADERS) $(wildcard lang/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -c $< -o $@
+
+$(BUILD)/embed: scripts/embed.c
+	@mkdir -p $(dir $@)
+	$(CC) -std=c11 -O1 -Wall -Wextra -Werror $< -o $@
+
+$(BUILD)/gen/embedded.c: $(BUILD)/embed $(LUA_SRC)
+	@mkdir -p $(dir $@)
+	$(BUILD)/embed $@ $(LUA_SRC)
+
+$(BUILD)/obj/gen/embedded.o: $(BUILD)/gen/embedded.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -c $< -o $@
+
+$(BUILD)/libplume.a: $(LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/libplume.so: $(LIB_OBJ)
+	$(CC) -shared -Wl,-soname,libplume.so $(LDFLAGS_ALL) -o $@ $^ $(LIBS)
+
+# The Lua C module for `require "plume"` from a stock lua5.4 interpreter.
+$(BUILD)/plume.so: $(LIB_OBJ)
+	$(CC) -shared $(LDFLAGS_ALL) -o $@ $^ $(LIBS)
+
+$(BUILD)/plume: $(BUILD)/obj/lang/main.o $(BUILD)/libplume.a
+	$(CC) $(LDFLAGS_ALL) -rdynamic -o $@ $^ $(LIBS)
+
+$(BUILD)/tests/%: tests/%.c tests/check.h $(BUILD)/libplume.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -Itests $(LDFLAGS_ALL) -o $@ $< $(BUILD)/libplume.a $(LIBS)
+
+$(BUILD)/bench/%: bench/%.c $(BUILD)/libplume.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -O3 -march=native $(LDFLAGS_ALL) -o $@ $< $(BUILD)/libplume.a $(LIBS)
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include/plume \
+	           $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/lib/lua/5.4 $(DESTDIR)$(PREFIX)/share/lua/5.4
+	install -m 755 $(BUILD)/plume $(DESTDIR)$(PREFIX)/bin/plume
+	install -m 644 $(BUILD)/libplume.a $(DESTDIR)$(PREFIX)/lib/libplume.a
+	install -m 755 $(BUILD)/libplume.so $(DESTDIR)$(PREFIX)/lib/libplume.so
+	install -m 755 $(BUILD)/plume.so $(DESTDIR)$(PREFIX)/lib/lua/5.4/plume.so
+	install -m 644 $(HEADERS) $(DESTDIR)$(PREFIX)/include/plume/
+	cd stdlib && find . -name '*.lua' -exec install -D -m 644 {} $(DESTDIR)$(PREFIX)/share/lua/5.4/{} \;
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' scripts/plume.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/plume.pc
+
+clean:
+	rm -rf build

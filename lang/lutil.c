@@ -1,0 +1,281 @@
+/* lutil.c -- argument checking and conversions shared by the Lua bindings. */
+#include "lutil.h"
+
+#include <math.h>
+#include <string.h>
+
+int plm_l_fail(lua_State *L, plm_ctx *ctx)
+{
+    return luaL_error(L, "%s", ctx->msg[0] ? ctx->msg : "plume: unknown error");
+}
+
+static int typeerr(lua_State *L, int idx, const char *fn, const char *arg, const char *want)
+{
+    return luaL_error(L, "%s: %s must be %s (got %s)", fn, arg, want, luaL_typename(L, idx));
+}
+
+double plm_l_checknum(lua_State *L, int idx, const char *fn, const char *arg)
+{
+    int ok;
+    lua_Number x = lua_tonumberx(L, idx, &ok);
+    if (!ok || lua_type(L, idx) != LUA_TNUMBER) typeerr(L, idx, fn, arg, "a number");
+    return x;
+}
+
+lua_Integer plm_l_checkint(lua_State *L, int idx, const char *fn, const char *arg)
+{
+    int ok;
+    lua_Integer x;
+    if (lua_type(L, idx) != LUA_TNUMBER) typeerr(L, idx, fn, arg, "an integer");
+    x = lua_tointegerx(L, idx, &ok);
+    if (!ok) luaL_error(L, "%s: %s must be an integer (got %s)", fn, arg, lua_tostring(L, idx));
+    return x;
+}
+
+/* Push opts[key] (nil when opts is absent); return its type. */
+static int getopt(lua_State *L, int idx, const char *key)
+{
+    if (idx == 0 || lua_type(L, idx) != LUA_TTABLE) {
+        lua_pushnil(L);
+        return LUA_TNIL;
+    }
+    return lua_getfield(L, idx, key);
+}
+
+static int opterr(lua_State *L, const char *fn, const char *key, const char *want)
+{
+    return luaL_error(L, "%s: option '%s' must be %s (got %s)", fn, key, want, luaL_typename(L, -1));
+}
+
+double plm_l_optnum(lua_State *L, int idx, const char *fn, const char *key, double def)
+{
+    double x = def;
+    idx = idx ? lua_absindex(L, idx) : 0;
+    if (getopt(L, idx, key) != LUA_TNIL) {
+        if (lua_type(L, -1) != LUA_TNUMBER) opterr(L, fn, key, "a number");
+        x = lua_tonumber(L, -1);
+    }
+    lua_pop(L, 1);
+    return x;
+}
+
+lua_Integer plm_l_optint(lua_State *L, int idx, const char *fn, const char *key, lua_Integer def)
+{
+    lua_Integer x = def;
+    int ok;
+    idx = idx ? lua_absindex(L, idx) : 0;
+    if (getopt(L, idx, key) != LUA_TNIL) {
+        if (lua_type(L, -1) != LUA_TNUMBER) opterr(L, fn, key, "an integer");
+        x = lua_tointegerx(L, -1, &ok);
+        if (!ok) luaL_error(L, "%s: option '%s' must be an integer (got %s)", fn, key, lua_tostring(L, -1));
+    }
+    lua_pop(L, 1);
+    return x;
+}
+
+int plm_l_optbool(lua_State *L, int idx, const char *fn, const char *key, int def)
+{
+    int x = def;
+    idx = idx ? lua_absindex(L, idx) : 0;
+    if (getopt(L, idx, key) != LUA_TNIL) {
+        if (lua_type(L, -1) != LUA_TBOOLEAN) opterr(L, fn, key, "a boolean");
+        x = lua_toboolean(L, -1);
+    }
+    lua_pop(L, 1);
+    return x;
+}
+
+const char *plm_l_optstr(lua_State *L, int idx, const char *fn, const char *key, const char *def)
+{
+    const char *s = def;
+    idx = idx ? lua_absindex(L, idx) : 0;
+    if (getopt(L, idx, key) != LUA_TNIL) {
+        if (lua_type(L, -1) != LUA_TSTRING) opterr(L, fn, key, "a string");
+        /* the string stays alive: it is referenced by the options table */
+        s = lua_tostring(L, -1);
+    }
+    lua_pop(L, 1);
+    return s;
+}
+
+void *plm_l_scratch(lua_State *L, size_t bytes)
+{
+    return lua_newuserdatauv(L, bytes ? bytes : 1, 0);
+}
+
+double *plm_l_checkvec(lua_State *L, int idx, const char *fn, const char *arg, size_t *n, int allow_nan)
+{
+    plm_l_array *a;
+    double *x;
+    size_t i, len;
+    idx = lua_absindex(L, idx);
+    if ((a = plm_l_toarray(L, idx))) {
+        lua_pushvalue(L, idx);
+        *n = a->n;
+        return a->data;
+    }
+    if (lua_type(L, idx) != LUA_TTABLE) typeerr(L, idx, fn, arg, "an array of numbers");
+    len = (size_t)luaL_len(L, idx);
+    x = plm_l_scratch(L, len * sizeof *x);
+    for (i = 0; i < len; i++) {
+        int t = lua_geti(L, idx, (lua_Integer)i + 1);
+        if (t == LUA_TNUMBER)
+            x[i] = lua_tonumber(L, -1);
+        else if (t == LUA_TNIL && allow_nan)
+            x[i] = NAN;
+        else
+            luaL_error(L, "%s: %s[%d] must be a number (got %s)", fn, arg, (int)i + 1, luaL_typename(L, -1));
+        lua_pop(L, 1);
+    }
+    *n = len;
+    return x;
+}
+
+double *plm_l_checkmat(lua_State *L, int idx, const char *fn, const char *arg, size_t *rows, size_t *cols)
+{
+    plm_l_array *a;
+    double *x;
+    size_t i, j, r, c = 0;
+    idx = lua_absindex(L, idx);
+    if ((a = plm_l_toarray(L, idx))) {
+        lua_pushvalue(L, idx);
+        *rows = a->rows;
+        *cols = a->cols;
+        return a->data;
+    }
+    if (lua_type(L, idx) != LUA_TTABLE) typeerr(L, idx, fn, arg, "a matrix (a table of rows)");
+    r = (size_t)luaL_len(L, idx);
+    if (r > 0) {
+        if (lua_geti(L, idx, 1) != LUA_TTABLE)
+            luaL_error(L, "%s: %s must be a matrix (a table of rows); row 1 is a %s", fn, arg, luaL_typename(L, -1));
+        c = (size_t)luaL_len(L, -1);
+        lua_pop(L, 1);
+    }
+    x = plm_l_scratch(L, r * c * sizeof *x);
+    for (i = 0; i < r; i++) {
+        size_t ci;
+        if (lua_geti(L, idx, (lua_Integer)i + 1) != LUA_TTABLE)
+            luaL_error(L, "%s: %s row %d must be a table (got %s)", fn, arg, (int)i + 1, luaL_typename(L, -1));
+        ci = (size_t)luaL_len(L, -1);
+        if (ci != c)
+            luaL_error(L, "%s: %s row %d has %d entries, expected %d", fn, arg, (int)i + 1, (int)ci, (int)c);
+        for (j = 0; j < c; j++) {
+            if (lua_geti(L, -1, (lua_Integer)j + 1) != LUA_TNUMBER)
+                luaL_error(L, "%s: %s[%d][%d] must be a number (got %s)", fn, arg, (int)i + 1, (int)j + 1,
+                           luaL_typename(L, -1));
+            x[i * c + j] = lua_tonumber(L, -1);
+            lua_pop(L, 1);
+        }
+        lua_pop(L, 1);
+    }
+    *rows = r;
+    *cols = c;
+    return x;
+}
+
+void plm_l_pushvec(lua_State *L, const double *x, size_t n)
+{
+    size_t i;
+    lua_createtable(L, (int)n, 0);
+    for (i = 0; i < n; i++) {
+        lua_pushnumber(L, x[i]);
+        lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
+}
+
+void plm_l_pushmat(lua_State *L, const double *x, size_t rows, size_t cols)
+{
+    size_t i;
+    lua_createtable(L, (int)rows, 0);
+    for (i = 0; i < rows; i++) {
+        plm_l_pushvec(L, x + i * cols, cols);
+        lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
+}
+
+/* ---- boxed runtime objects ---- */
+
+static int box_gc(lua_State *L)
+{
+    plm_l_box *b = lua_touserdata(L, 1);
+    if (b && b->root) {
+        plm_unroot(b->root);
+        b->root = 0;
+        b->obj = NULL;
+    }
+    return 0;
+}
+
+void *plm_l_pushobj(lua_State *L, void *obj, const char *meta)
+{
+    plm_l_box *b = lua_newuserdatauv(L, sizeof *b, 1);
+    b->obj = obj;
+    b->root = 0;
+    luaL_setmetatable(L, meta);
+    if (!(b->root = plm_root(obj))) luaL_error(L, "plume: out of memory");
+    return obj;
+}
+
+void *plm_l_testobj(lua_State *L, int idx, const char *meta)
+{
+    plm_l_box *b = luaL_testudata(L, idx, meta);
+    return b ? b->obj : NULL;
+}
+
+void *plm_l_checkobj(lua_State *L, int idx, const char *meta, const char *fn, const char *arg)
+{
+    void *o = plm_l_testobj(L, idx, meta);
+    if (!o) {
+        const char *short_name = strchr(meta, '.') ? strchr(meta, '.') + 1 : meta;
+        luaL_error(L, "%s: %s must be a %s (got %s)", fn, arg, short_name, luaL_typename(L, idx));
+    }
+    return o;
+}
+
+void plm_l_newmeta(lua_State *L, const char *meta, const luaL_Reg *methods, const luaL_Reg *metamethods)
+{
+    luaL_newmetatable(L, meta);
+    if (metamethods) luaL_setfuncs(L, metamethods, 0);
+    lua_getfield(L, -1, "__gc");
+    if (lua_isnil(L, -1)) {
+        lua_pushcfunction(L, box_gc);
+        lua_setfield(L, -3, "__gc");
+    }
+    lua_pop(L, 1);
+    if (methods) {
+        lua_getfield(L, -1, "__index");
+        if (lua_isnil(L, -1)) {
+            lua_pop(L, 1);
+            lua_newtable(L);
+            lua_pushvalue(L, -1);
+            lua_setfield(L, -3, "__index");
+        }
+        luaL_setfuncs(L, methods, 0);
+        lua_pop(L, 1);
+    }
+    lua_pushstring(L, meta);
+    lua_setfield(L, -2, "__name");
+}
+
+int plm_l_threads(lua_State *L, int opts, const char *fn)
+{
+    lua_Integer t = plm_l_optint(L, opts, fn, "threads", 0);
+    if (t < 0 || t > 256) luaL_error(L, "%s: option 'threads' must be between 0 and 256 (got %d)", fn, (int)t);
+    return t == 0 ? plm_default_threads() : (int)t;
+}
+
+unsigned long long plm_l_seed(lua_State *L, int opts, const char *fn)
+{
+    lua_Integer s;
+    int ok;
+    opts = opts ? lua_absindex(L, opts) : 0;
+    if (getopt(L, opts, "seed") == LUA_TNIL) {
+        lua_pop(L, 1);
+        return plm_rng_entropy_seed();
+    }
+    if (lua_type(L, -1) != LUA_TNUMBER) opterr(L, fn, "seed", "an integer");
+    s = lua_tointegerx(L, -1, &ok);
+    if (!ok) luaL_error(L, "%s: option 'seed' must be an integer (got %s)", fn, lua_tostring(L, -1));
+    lua_pop(L, 1);
+    return (unsigned long long)s;
+}

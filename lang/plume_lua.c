@@ -1,0 +1,161 @@
+/* plume_lua.c -- the plume Lua module (luaopen_plume) and the embedding API (plm_open, plm_dostring, ...).
+** plume's own Lua sources are compiled into the library (build/gen/embedded.c) and found by a searcher
+** placed before the file searchers, so an installed plume never depends on where its sources were. */
+#include "plume_lua.h"
+
+#include <lauxlib.h>
+#include <lualib.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lutil.h"
+
+#define PLM_MODULE(x) void plm_l_open_##x(lua_State *L);
+#include "modules.def"
+#undef PLM_MODULE
+
+extern const struct plm_embedded {
+    const char *name, *path, *src;
+    size_t len;
+} plm_embedded[];
+
+struct plm_State {
+    lua_State *L;
+    char *err;
+};
+
+static int embedded_searcher(lua_State *L)
+{
+    const char *name = luaL_checkstring(L, 1);
+    const struct plm_embedded *e;
+    for (e = plm_embedded; e->name; e++) {
+        if (strcmp(e->name, name) == 0) {
+            char chunk[256];
+            snprintf(chunk, sizeof chunk, "@%s", e->path);
+            if (luaL_loadbufferx(L, e->src, e->len, chunk, "t") != LUA_OK) return lua_error(L);
+            lua_pushstring(L, e->path);
+            return 2;
+        }
+    }
+    lua_pushfstring(L, "no embedded plume module '%s'", name);
+    return 1;
+}
+
+static void add_searcher(lua_State *L)
+{
+    int n, i;
+    lua_getglobal(L, "package");
+    if (lua_getfield(L, -1, "searchers") != LUA_TTABLE) {
+        lua_pop(L, 2);
+        return;
+    }
+    /* idempotent: a second luaopen_plume must not stack searchers */
+    n = (int)luaL_len(L, -1);
+    for (i = 1; i <= n; i++) {
+        lua_rawgeti(L, -1, i);
+        if (lua_tocfunction(L, -1) == embedded_searcher) {
+            lua_pop(L, 3);
+            return;
+        }
+        lua_pop(L, 1);
+    }
+    for (i = n; i >= 2; i--) {   /* insert at position 2: after preload, before the path searchers */
+        lua_rawgeti(L, -1, i);
+        lua_rawseti(L, -2, i + 1);
+    }
+    lua_pushcfunction(L, embedded_searcher);
+    lua_rawseti(L, -2, 2);
+    lua_pop(L, 2);
+}
+
+int luaopen_plume(lua_State *L)
+{
+    plm_init();
+    add_searcher(L);
+    lua_newtable(L);
+    lua_pushstring(L, PLUME_VERSION);
+    lua_setfield(L, -2, "version");
+#define PLM_MODULE(x) plm_l_open_##x(L);
+#include "modules.def"
+#undef PLM_MODULE
+    /* the Lua half of the module: plume._init(plume) adds what is written in Lua */
+    lua_getglobal(L, "require");
+    lua_pushstring(L, "plume._init");
+    lua_call(L, 1, 1);
+    lua_pushvalue(L, -2);
+    lua_call(L, 1, 0);
+    return 1;
+}
+
+plm_State *plm_open(void)
+{
+    plm_State *P = calloc(1, sizeof *P);
+    if (!P) return NULL;
+    if (!(P->L = luaL_newstate())) {
+        free(P);
+        return NULL;
+    }
+    luaL_openlibs(P->L);
+    luaL_requiref(P->L, "plume", luaopen_plume, 1);
+    lua_pop(P->L, 1);
+    return P;
+}
+
+static void set_err(plm_State *P, const char *msg)
+{
+    free(P->err);
+    P->err = msg ? strdup(msg) : NULL;
+}
+
+static int traceback(lua_State *L)
+{
+    const char *msg = lua_tostring(L, 1);
+    if (!msg) msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
+    lua_pushstring(L, msg);
+    return 1;
+}
+
+static int finish(plm_State *P, int status)
+{
+    lua_State *L = P->L;
+    if (status == LUA_OK)
+        status = lua_pcall(L, 0, 0, -2);
+    if (status != LUA_OK) {
+        set_err(P, lua_tostring(L, -1));
+        lua_pop(L, 2);
+        return 1;
+    }
+    set_err(P, NULL);
+    lua_pop(L, 1);
+    return 0;
+}
+
+int plm_dostring(plm_State *P, const char *code)
+{
+    lua_pushcfunction(P->L, traceback);
+    return finish(P, luaL_loadbuffer(P->L, code, strlen(code), "=(string)"));
+}
+
+int plm_dofile(plm_State *P, const char *path)
+{
+    lua_pushcfunction(P->L, traceback);
+    return finish(P, luaL_loadfile(P->L, path));
+}
+
+const char *plm_errmsg(plm_State *P)
+{
+    return P->err ? P->err : "";
+}
+
+lua_State *plm_lua(plm_State *P)
+{
+    return P->L;
+}
+
+void plm_close(plm_State *P)
+{
+    if (!P) return;
+    lua_close(P->L);
+    free(P->err);
+    free(P);
+}

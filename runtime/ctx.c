@@ -1,0 +1,133 @@
+/* ctx.c -- error context, interrupt flag, GC set-up and the root table for Lua-held objects. */
+#define GC_THREADS
+#include <gc.h>
+
+#include "ctx.h"
+
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+static pthread_once_t init_once = PTHREAD_ONCE_INIT;
+
+static void init_gc(void)
+{
+    GC_INIT();
+    GC_allow_register_threads();
+}
+
+void plm_init(void)
+{
+    pthread_once(&init_once, init_gc);
+}
+
+void plm_ctx_clear(plm_ctx *ctx)
+{
+    if (ctx) ctx->msg[0] = '\0';
+}
+
+plm_status plm_fail(plm_ctx *ctx, plm_status st, const char *fmt, ...)
+{
+    if (ctx) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(ctx->msg, sizeof ctx->msg, fmt, ap);
+        va_end(ap);
+    }
+    return st;
+}
+
+const char *plm_ctx_errmsg(const plm_ctx *ctx)
+{
+    return ctx ? ctx->msg : "";
+}
+
+const char *plm_status_str(plm_status st)
+{
+    switch (st) {
+    case PLM_OK: return "ok";
+    case PLM_EINVAL: return "invalid argument";
+    case PLM_EDOM: return "value out of domain";
+    case PLM_ENOMEM: return "out of memory";
+    case PLM_EIO: return "input/output error";
+    case PLM_EPARSE: return "parse error";
+    case PLM_EINTR: return "interrupted";
+    case PLM_ENOTSUP: return "not supported";
+    case PLM_EDEAD: return "all weights are -inf";
+    case PLM_ERUNTIME: return "runtime error";
+    }
+    return "unknown status";
+}
+
+static volatile sig_atomic_t interrupt_flag;
+
+void plm_interrupt(void) { interrupt_flag = 1; }
+int plm_interrupted(void) { return interrupt_flag != 0; }
+void plm_interrupt_clear(void) { interrupt_flag = 0; }
+
+void *plm_gc_alloc(size_t n)
+{
+    plm_init();
+    return GC_MALLOC(n ? n : 1);
+}
+
+void *plm_gc_alloc_atomic(size_t n)
+{
+    void *p;
+    plm_init();
+    p = GC_MALLOC_ATOMIC(n ? n : 1);
+    if (p) memset(p, 0, n);
+    return p;
+}
+
+/* The root table lives in uncollectable memory, so Boehm scans it and keeps whatever it points to.
+** Free slots are chained through the table itself (encoded as odd integers, which are never pointers
+** to GC objects) so rooting and unrooting are O(1). */
+static pthread_mutex_t root_lock = PTHREAD_MUTEX_INITIALIZER;
+static void **roots;
+static long nroots, free_head = -1;
+
+long plm_root(void *obj)
+{
+    long h;
+    plm_init();
+    pthread_mutex_lock(&root_lock);
+    if (free_head < 0) {
+        long n = nroots ? 2 * nroots : 256, i;
+        void **nr = GC_MALLOC_UNCOLLECTABLE((size_t)n * sizeof *nr);
+        if (!nr) { pthread_mutex_unlock(&root_lock); return 0; }
+        if (roots) { memcpy(nr, roots, (size_t)nroots * sizeof *nr); GC_FREE(roots); }
+        for (i = nroots; i < n; i++)
+            nr[i] = (void *)(uintptr_t)((((uintptr_t)(i + 1 < n ? i + 2 : 0)) << 1) | 1);
+        free_head = nroots;
+        roots = nr;
+        nroots = n;
+    }
+    h = free_head;
+    free_head = (long)((uintptr_t)roots[h] >> 1) - 1;
+    roots[h] = obj;
+    pthread_mutex_unlock(&root_lock);
+    return h + 1;
+}
+
+void plm_unroot(long handle)
+{
+    long h = handle - 1;
+    if (h < 0) return;
+    pthread_mutex_lock(&root_lock);
+    if (h < nroots) {
+        roots[h] = (void *)(uintptr_t)(((uintptr_t)(free_head + 1) << 1) | 1);
+        free_head = h;
+    }
+    pthread_mutex_unlock(&root_lock);
+}
+
+int plm_default_threads(void)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (int)n : 1;
+}

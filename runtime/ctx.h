@@ -1,0 +1,67 @@
+/* ctx.h -- status codes, the error context every fallible runtime call writes its message to,
+** the interrupt flag long loops poll, and the one-time runtime initialisation (Boehm GC).
+** A plm_ctx is caller-owned (usually on the stack or inside a host object); it is not shared between threads. */
+#ifndef PLM_CTX_H
+#define PLM_CTX_H
+
+#include <stddef.h>
+
+typedef enum plm_status {
+    PLM_OK = 0,
+    PLM_EINVAL,   /* an invalid argument or parameter (negative scale, wrong length, ...) */
+    PLM_EDOM,     /* a value outside the domain or support (symbol out of range, ...) */
+    PLM_ENOMEM,   /* allocation failed */
+    PLM_EIO,      /* a file could not be opened, read or written */
+    PLM_EPARSE,   /* a file or text failed to parse; the message names the line */
+    PLM_EINTR,    /* the run was interrupted (Ctrl-C) */
+    PLM_ENOTSUP,  /* a valid request this build or backend cannot serve */
+    PLM_EDEAD,    /* every particle or chain has weight -inf */
+    PLM_ERUNTIME  /* any other failure; the message says what */
+} plm_status;
+
+#define PLM_MSG_MAX 512
+
+typedef struct plm_ctx {
+    char msg[PLM_MSG_MAX];   /* the last error message, "" when none */
+} plm_ctx;
+
+/* Initialise the runtime (Boehm GC). Idempotent and thread-safe; plm_open and every _new call it. */
+void plm_init(void);
+
+/* Clear the message. */
+void plm_ctx_clear(plm_ctx *ctx);
+
+/* Format the message into ctx (ctx may be NULL: the message is dropped) and return st, so that a
+** failing path reads `return plm_fail(ctx, PLM_EINVAL, "normal: sigma must be > 0 (got %g)", s);`. */
+plm_status plm_fail(plm_ctx *ctx, plm_status st, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+
+/* The message of the last failure on ctx ("" when none; never NULL). */
+const char *plm_ctx_errmsg(const plm_ctx *ctx);
+
+/* A short name of a status ("invalid argument", ...). */
+const char *plm_status_str(plm_status st);
+
+/* Interrupts: a host's SIGINT handler calls plm_interrupt(); long-running loops poll plm_interrupted()
+** every few thousand steps and return PLM_EINTR; whoever catches it calls plm_interrupt_clear(). */
+void plm_interrupt(void);
+int plm_interrupted(void);
+void plm_interrupt_clear(void);
+
+/* GC-owned memory. plm_gc_alloc memory is scanned for pointers; plm_gc_alloc_atomic is not (use it
+** for arrays of numbers). Both are zero-filled and return NULL only when memory is exhausted. */
+void *plm_gc_alloc(size_t n);
+void *plm_gc_alloc_atomic(size_t n);
+
+/* Roots: an object that only a Lua userdata (or other memory Boehm does not scan) points to must be
+** rooted for as long as that reference lives. plm_root returns a handle (> 0), plm_unroot releases it. */
+long plm_root(void *obj);
+void plm_unroot(long handle);
+
+/* Number of threads worth using by default (online cores, at least 1). */
+int plm_default_threads(void);
+
+#endif

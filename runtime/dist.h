@@ -1,0 +1,111 @@
+/* dist.h -- probability distributions: validated construction, sampling, log densities, moments, and
+** batch forms that fill or score whole arrays in one call. Parameterisations follow Stan's.
+** Values are doubles; discrete values are whole numbers stored as doubles. Categorical values are 0-based
+** in C (0..K-1); the Lua layer shifts them to 1..K. Vector-valued kinds (dirichlet, multinomial, mvnormal)
+** take and return dim doubles per value. plm_dist objects are GC memory: never free them. */
+#ifndef PLM_DIST_H
+#define PLM_DIST_H
+
+#include <stddef.h>
+
+#include "ctx.h"
+#include "rng.h"
+
+typedef enum plm_dist_kind {
+    PLM_DIST_NORMAL,        /* (mu, sigma) */
+    PLM_DIST_LOGNORMAL,     /* (mu, sigma) of log x */
+    PLM_DIST_STUDENT_T,     /* (nu, mu, sigma) */
+    PLM_DIST_CAUCHY,        /* (mu, sigma) */
+    PLM_DIST_LAPLACE,       /* (mu, sigma): Stan's double_exponential */
+    PLM_DIST_LOGISTIC,      /* (mu, sigma) */
+    PLM_DIST_EXPONENTIAL,   /* (rate) */
+    PLM_DIST_GAMMA,         /* (shape alpha, rate beta) */
+    PLM_DIST_INV_GAMMA,     /* (shape alpha, scale beta) */
+    PLM_DIST_BETA,          /* (alpha, beta) */
+    PLM_DIST_UNIFORM,       /* (a, b) */
+    PLM_DIST_WEIBULL,       /* (shape alpha, scale sigma) */
+    PLM_DIST_BERNOULLI,     /* (p) */
+    PLM_DIST_BINOMIAL,      /* (n, p) */
+    PLM_DIST_POISSON,       /* (lambda) */
+    PLM_DIST_NEG_BINOMIAL,  /* (alpha, beta): Stan's neg_binomial, mean alpha/beta */
+    PLM_DIST_GEOMETRIC,     /* (p): failures before the first success, support 0, 1, 2, ... */
+    PLM_DIST_CATEGORICAL,   /* probs[K] */
+    PLM_DIST_DIRICHLET,     /* alpha[K] */
+    PLM_DIST_MULTINOMIAL,   /* n trials, probs[K] */
+    PLM_DIST_MVNORMAL,      /* mu[K], Sigma[K*K] (stored as its Cholesky factor) */
+    PLM_DIST_NKINDS
+} plm_dist_kind;
+
+typedef enum plm_support {
+    PLM_SUPPORT_REAL,       /* (-inf, inf) */
+    PLM_SUPPORT_POSITIVE,   /* (0, inf) */
+    PLM_SUPPORT_UNIT,       /* (0, 1) */
+    PLM_SUPPORT_INTERVAL,   /* (p[0], p[1]) */
+    PLM_SUPPORT_BINARY,     /* {0, 1} */
+    PLM_SUPPORT_COUNT,      /* {0, 1, 2, ...} */
+    PLM_SUPPORT_BOUNDED,    /* {0, ..., n} */
+    PLM_SUPPORT_CATEGORY,   /* {0, ..., K-1} */
+    PLM_SUPPORT_SIMPLEX,    /* K-vectors >= 0 summing to 1 */
+    PLM_SUPPORT_COUNTS,     /* K-vectors of counts summing to n */
+    PLM_SUPPORT_REALVEC     /* K-vectors of reals */
+} plm_support;
+
+typedef struct plm_dist_info {
+    const char *name;         /* "normal", as in plume.dist.normal */
+    int nparams;              /* scalar parameters taken by plm_dist_new (0 for vector-parameterised kinds) */
+    const char *params[3];    /* their names, in order ("mu", "sigma") */
+    plm_support support;
+    int discrete;             /* 1 when values are whole numbers */
+} plm_dist_info;
+
+typedef struct plm_dist {
+    plm_dist_kind kind;
+    int dim;        /* doubles per value: 1, or K for dirichlet, multinomial and mvnormal */
+    int K;          /* categories, or the dimension of mvnormal; 0 for scalar kinds */
+    double p[3];    /* scalar parameters in plm_dist_info order; multinomial keeps n in p[0] */
+    double *v;      /* probs (categorical, multinomial), alpha (dirichlet), mu (mvnormal) */
+    double *aux;    /* categorical: log probs; mvnormal: lower Cholesky factor of Sigma, K*K row-major */
+    double c;       /* mvnormal: -K/2 log(2 pi) - log det L; dirichlet: log normaliser */
+} plm_dist;
+
+/* Descriptor of a kind; plm_dist_kind_by_name returns -1 for an unknown name. */
+const plm_dist_info *plm_dist_info_of(plm_dist_kind kind);
+int plm_dist_kind_by_name(const char *name);
+
+/* Check scalar parameters p (info->nparams of them) of a scalar-parameterised kind. On failure the
+** message names the distribution and the parameter: "normal: sigma must be > 0 (got -1)". */
+plm_status plm_dist_check(plm_ctx *ctx, plm_dist_kind kind, const double *p);
+
+/* Constructors: validate, then return a GC-owned distribution in *out. */
+plm_status plm_dist_new(plm_ctx *ctx, plm_dist_kind kind, const double *p, plm_dist **out);
+/* probs must be >= 0 and sum to 1 within 1e-9 */
+plm_status plm_dist_new_categorical(plm_ctx *ctx, const double *probs, int K, plm_dist **out);
+plm_status plm_dist_new_dirichlet(plm_ctx *ctx, const double *alpha, int K, plm_dist **out);
+plm_status plm_dist_new_multinomial(plm_ctx *ctx, double n, const double *probs, int K, plm_dist **out);
+/* Sigma is K*K row-major, symmetric positive definite */
+plm_status plm_dist_new_mvnormal(plm_ctx *ctx, const double *mu, const double *Sigma, int K, plm_dist **out);
+
+/* Scalar kernels on raw parameters, for compiled code and hot loops: no validation (call plm_dist_check
+** once first). logpdf1 returns -inf outside the support, never NaN for valid parameters. */
+double plm_dist_logpdf1(plm_dist_kind kind, const double *p, double x);
+double plm_dist_sample1(plm_dist_kind kind, const double *p, plm_rng *r);
+
+/* Any kind: x and out hold d->dim doubles. */
+double plm_dist_logpdf(const plm_dist *d, const double *x);
+void plm_dist_sample(const plm_dist *d, plm_rng *r, double *out);
+
+/* Batch forms: n values, x and out contiguous (n * d->dim doubles). logpdf_n writes n log densities. */
+void plm_dist_sample_n(const plm_dist *d, plm_rng *r, size_t n, double *out);
+void plm_dist_logpdf_n(const plm_dist *d, size_t n, const double *x, double *out);
+/* Sum of the log densities of n values (the usual likelihood term). */
+double plm_dist_logpdf_sum(const plm_dist *d, size_t n, const double *x);
+
+/* Mean and variance (per component, d->dim doubles). PLM_EDOM when undefined (cauchy, student_t nu <= 1);
+** an infinite variance is returned as +inf with PLM_OK. */
+plm_status plm_dist_mean(plm_ctx *ctx, const plm_dist *d, double *out);
+plm_status plm_dist_var(plm_ctx *ctx, const plm_dist *d, double *out);
+
+/* Is x inside the support (for the Lua layer's checks of observed values and MCMC transforms)? */
+int plm_dist_in_support(const plm_dist *d, const double *x);
+
+#endif

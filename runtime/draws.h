@@ -1,0 +1,43 @@
+/* draws.h -- a growable table of posterior draws: chains x draws x named scalar columns, with an optional
+** log weight per draw. Columns can appear part-way (a site first seen late): earlier draws hold NaN.
+** A plm_draws is GC memory (its arrays are malloc'd and released by a finalizer, so large runs do not
+** load the collector with scanning). */
+#ifndef PLM_DRAWS_H
+#define PLM_DRAWS_H
+
+#include <stddef.h>
+#include <stdio.h>
+
+#include "ctx.h"
+#include "diag.h"
+
+typedef struct plm_draws plm_draws;
+
+plm_status plm_draws_new(plm_ctx *ctx, int nchains, plm_draws **out);
+
+/* The index of column `name`, adding it when absent (add = 1), or -1 (absent with add = 0, or no memory). */
+int plm_draws_col(plm_draws *D, const char *name, int add);
+
+/* Append one draw to `chain`: vals[i] for column i < nvals (columns beyond nvals get NaN), log weight lw
+** (0 for unweighted samplers). */
+plm_status plm_draws_push(plm_ctx *ctx, plm_draws *D, int chain, const double *vals, int nvals, double lw);
+
+int plm_draws_ncols(const plm_draws *D);
+int plm_draws_nchains(const plm_draws *D);
+size_t plm_draws_len(const plm_draws *D, int chain);       /* draws in one chain */
+const char *plm_draws_name(const plm_draws *D, int col);
+/* Pointer to the draws of column col in chain (plm_draws_len values); NULL when out of range. */
+const double *plm_draws_chain(const plm_draws *D, int col, int chain);
+const double *plm_draws_logw(const plm_draws *D, int chain);
+int plm_draws_weighted(const plm_draws *D);
+void plm_draws_set_weighted(plm_draws *D, int weighted);
+
+/* Summaries: weighted draws use plm_diag_summary_weighted over all chains; others plm_diag_summary. */
+plm_status plm_draws_summary(plm_ctx *ctx, const plm_draws *D, int col, plm_summary *out);
+
+/* CSV: header "chain,draw,<columns>[,log_weight]", then one row per draw in chain order, numbers as %.17g
+** (NaN written as empty). JSON: {"columns": [...], "chains": [{"<col>": [...], ...}, ...]}. */
+plm_status plm_draws_write_csv(plm_ctx *ctx, const plm_draws *D, FILE *f);
+plm_status plm_draws_write_json(plm_ctx *ctx, const plm_draws *D, FILE *f);
+
+#endif

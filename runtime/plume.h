@@ -1,0 +1,13 @@
+/* plume.h -- the C runtime of plume (libplume), usable without Lua: include this one header.
+** See doc/manual.md ("The C API") for the conventions: status codes, caller-owned outputs, GC ownership. */
+#ifndef PLUME_H
+#define PLUME_H
+
+#include "ctx.h"
+#include "rng.h"
+#include "dist.h"
+#include "par.h"
+#include "diag.h"
+#include "draws.h"
+
+#endif

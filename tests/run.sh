@@ -1,0 +1,41 @@
+#!/bin/sh
+# Run every test: C unit tests (build/tests/test_*), Lua tests (tests/lua/*.lua), CLI tests (tests/cli/*.sh)
+# and every example (examples/*.lua). Each prints "PASS name" / "FAIL name" lines; a file that exits
+# non-zero without a FAIL line counts as one failure. Ends with "N passed, N failed".
+BUILD=${BUILD:-build}
+PLUME="$PWD/$BUILD/plume"
+export PLUME BUILD
+LOG=$(mktemp)
+pass=0; fail=0
+run_one() {  # name, command...
+    name=$1; shift
+    start=$(date +%s)
+    "$@" >"$LOG" 2>&1
+    rc=$?
+    secs=$(( $(date +%s) - start ))
+    p=$(grep -c '^PASS ' "$LOG"); f=$(grep -c '^FAIL ' "$LOG")
+    if [ "$rc" != 0 ] && [ "$f" = 0 ]; then
+        f=1; echo "FAIL $name (exit $rc)"
+    fi
+    if [ "$f" != 0 ] || [ "$rc" != 0 ]; then
+        echo "---- $name (exit $rc, ${secs}s) ----"; tail -n 40 "$LOG"; echo "----"
+    else
+        echo "ok   $name: $p passed (${secs}s)"
+    fi
+    pass=$((pass + p)); fail=$((fail + f))
+}
+for t in "$BUILD"/tests/test_*; do
+    [ -x "$t" ] && run_one "$(basename "$t")" "$t"
+done
+for t in tests/lua/*.lua; do
+    [ -f "$t" ] && run_one "$t" "$PLUME" --quiet "$t"
+done
+for t in tests/cli/*.sh; do
+    [ -f "$t" ] && run_one "$t" sh "$t"
+done
+for t in examples/*.lua; do
+    [ -f "$t" ] && run_one "$t" sh -c "cd examples && '$PLUME' --quiet '$(basename "$t")' && echo 'PASS example $(basename "$t")'"
+done
+rm -f "$LOG"
+echo "$pass passed, $fail failed"
+[ "$fail" = 0 ]
