@@ -12,7 +12,7 @@ BUILD := build/san
 SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 OPT := -O1
 else
-BUILD := build
+BUILD ?= build
 SANFLAGS :=
 OPT := -O2
 endif
