@@ -9,5 +9,7 @@
 #include "par.h"
 #include "diag.h"
 #include "draws.h"
+#include "lm.h"
+#include "lm_ngram.h"
 
 #endif
