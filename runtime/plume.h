@@ -11,5 +11,7 @@
 #include "draws.h"
 #include "lm.h"
 #include "lm_ngram.h"
+#include "lm_gguf.h"
+#include "lm_llama.h"
 
 #endif

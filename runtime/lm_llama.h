@@ -1,0 +1,30 @@
+/* lm_llama.h -- llama.cpp in process as a plm_lm backend. libllama is opened with dlopen at run time (plume has
+** no link-time dependency on it): PLUME_LLAMA_LIB names the library file, else the copy scripts/deps.sh puts in
+** build/llama/lib, else the system's libllama.so. Each plume sequence is a llama.cpp KV sequence in one unified
+** KV cache: forks copy cells (nothing is re-evaluated) and one llama_decode serves every sequence extended
+** together. */
+#ifndef PLM_LM_LLAMA_H
+#define PLM_LM_LLAMA_H
+
+#include "lm.h"
+
+/* The llama.cpp release plume's llama.h came from; a library reporting another llama_version() is refused. */
+#define PLM_LLAMA_WANT_VERSION "0.4.0"
+
+typedef struct plm_llama_opts {
+    const char *model;   /* path of a GGUF file (required) */
+    int ctx;             /* KV cells shared by all sequences (default 4096, at most the model's training context
+                            per sequence) */
+    int seqs;            /* sequences that may be live at once (default 64) */
+    int threads;         /* CPU threads for llama_decode (0: plm_default_threads()) */
+} plm_llama_opts;
+
+/* Load the library (once) and the model. Errors: PLM_ENOTSUP when libllama cannot be loaded or is another
+** version (the message says which file and what to do), PLM_EIO for a missing model file, PLM_EPARSE when
+** llama.cpp rejects it. The plm_lm is freed with plm_lm_free. */
+plm_status plm_llama_new(plm_ctx *ctx, const plm_llama_opts *opts, plm_lm **out);
+
+/* 1 when libllama can be loaded and has the right version; otherwise 0 and the reason in ctx (may be NULL). */
+int plm_llama_available(plm_ctx *ctx);
+
+#endif
