@@ -555,6 +555,11 @@ plm_lm *plm_lm_cache_new(plm_ctx *ctx, plm_lm *inner, size_t max_bytes)
     return lm;
 }
 
+plm_lm *plm_lm_cache_inner(const plm_lm *lm)
+{
+    return strcmp(lm->ops->name, "cache") == 0 ? ((const cache_impl *)lm->impl)->inner : NULL;
+}
+
 void plm_lm_cache_stats(const plm_lm *lm, size_t *hits, size_t *misses)
 {
     const cache_impl *c = strcmp(lm->ops->name, "cache") == 0 ? lm->impl : NULL;

@@ -114,6 +114,8 @@ const plm_token *plm_lm_seq_tokens(const plm_lm *lm, int seq, size_t *len);
 ** cache is emptied between calls. Sequences pass through to inner (its KV cache is the cache there).
 ** Returns NULL (message in ctx) when out of memory; inner is then freed. */
 plm_lm *plm_lm_cache_new(plm_ctx *ctx, plm_lm *inner, size_t max_bytes);
+/* The backend behind a cache (NULL when lm is not a cache). */
+plm_lm *plm_lm_cache_inner(const plm_lm *lm);
 /* Hits and misses so far (NULL pointers allowed); 0 when lm is not a cache. */
 void plm_lm_cache_stats(const plm_lm *lm, size_t *hits, size_t *misses);
 
@@ -129,6 +131,18 @@ typedef struct plm_lm_native_fns {
 ** the token bytes. A callback returning non-zero fails the call with PLM_ERUNTIME. NULL on error (ctx). */
 plm_lm *plm_lm_native_new(plm_ctx *ctx, const plm_lm_native_fns *fns, void *user, int n_vocab, plm_token bos,
                           const plm_token *eos, int n_eos);
+
+/* What a shared library's init function fills for plume.lm.native{ lib =, symbol = }: plume calls
+** `int symbol(const char *arg, plm_lm_native_spec *spec)` (through libffi) and then plm_lm_native_new with it.
+** eos must stay valid during the call; the library stays loaded for the life of the process. */
+typedef struct plm_lm_native_spec {
+    plm_lm_native_fns fns;
+    void *user;
+    int n_vocab;
+    plm_token bos;
+    const plm_token *eos;
+    int n_eos;
+} plm_lm_native_spec;
 
 /* Normalise a row of n log-weights in place so that its logsumexp is 0; returns the log of the old sum
 ** (-inf when every entry is -inf, and then the row is left as it was). NaN entries become -inf. */
