@@ -239,7 +239,7 @@ static int l_sample_text(lua_State *L)
     if (max_tokens < 0 || max_tokens > 1000000)
         return luaL_error(L, "%s: option 'max_tokens' must be 0..1e6 (got %d)", FN, (int)max_tokens);
     if (!(temp >= 0) || !isfinite(temp))
-        return luaL_error(L, "%s: option 'temperature' must be a finite number >= 0 (got %g)", FN, temp);
+        return luaL_error(L, "%s: option 'temperature' must be a finite number >= 0 (got %f)", FN, temp);
     if (opts) {
         lua_getfield(L, opts, "stop");
         if (lua_type(L, -1) == LUA_TSTRING) {

@@ -103,12 +103,11 @@ static int load_lib(void)
         dlclose(h);                                                                                                    \
         return -1;                                                                                                     \
     }
-    LLAMA_FNS(LOAD)
-#undef LOAD
+    /* the version first: struct layouts (model and context parameters, batches) change between releases */
+    LOAD(llama_version)
     {
         const char *v = F.llama_version();
         size_t wl = strlen(PLM_LLAMA_WANT_VERSION);
-        /* struct layouts (model and context parameters, batches) change between releases: refuse others */
         if (!v || strncmp(v, PLM_LLAMA_WANT_VERSION, wl) != 0 || (v[wl] != 0 && v[wl] != '-')) {
             snprintf(lib_err, sizeof lib_err,
                      "llama: %.200s is llama.cpp version '%.40s', but plume was built for %s; point PLUME_LLAMA_LIB at a "
@@ -118,6 +117,8 @@ static int load_lib(void)
             return -1;
         }
     }
+    LLAMA_FNS(LOAD)
+#undef LOAD
     /* the CPU backends are separate libraries next to libllama; without this no backend is found */
     {
         Dl_info info;
@@ -154,6 +155,7 @@ typedef struct llm {
     const struct llama_vocab *vocab;
     struct llama_batch batch;
     int n_batch, n_slots, add_bos;
+    int byte_level;   /* tokens 0..255 are the single bytes 0..255 (the tiny GGUF's vocabulary) */
     slot *slots;
     float *tmp;
 } llm;
@@ -411,15 +413,24 @@ static plm_status ll_tokenize(plm_lm *lm, plm_ctx *ctx, const char *text, size_t
                               size_t *n_out)
 {
     llm *L = lm->impl;
-    int32_t n;
+    int32_t n, room = (int32_t)len + 8;
     llama_token *tmp;
-    if (len > INT32_MAX / 2) return plm_fail(ctx, PLM_EINVAL, "llama: text too long to tokenize");
-    tmp = malloc((len + 8) * sizeof *tmp);
-    if (!tmp) return plm_fail(ctx, PLM_ENOMEM, "llama: out of memory");
-    n = F.llama_tokenize(L->vocab, text, (int32_t)len, tmp, (int32_t)(len + 8), false, false);
-    if (n < 0) {
+    size_t i;
+    /* byte vocabularies tokenize exactly, invalid UTF-8 included (llama.cpp would substitute U+FFFD) */
+    if (L->byte_level) {
+        for (i = 0; i < len && i < cap; i++) out[i] = (unsigned char)text[i];
+        *n_out = len;
+        return PLM_OK;
+    }
+    if (len > INT32_MAX / 8) return plm_fail(ctx, PLM_EINVAL, "llama: text too long to tokenize");
+    for (;;) {   /* a negative count asks for more room */
+        tmp = malloc((size_t)room * sizeof *tmp);
+        if (!tmp) return plm_fail(ctx, PLM_ENOMEM, "llama: out of memory");
+        n = F.llama_tokenize(L->vocab, text, (int32_t)len, tmp, room, false, false);
+        if (n >= 0) break;
         free(tmp);
-        return plm_fail(ctx, PLM_ERUNTIME, "llama: tokenize failed");
+        if (-n <= room) return plm_fail(ctx, PLM_ERUNTIME, "llama: tokenize failed (%d)", (int)n);
+        room = -n;
     }
     memcpy(out, tmp, (size_t)(n < (int32_t)cap ? n : (int32_t)cap) * sizeof *out);
     *n_out = (size_t)n;
@@ -523,6 +534,9 @@ plm_status plm_llama_new(plm_ctx *ctx, const plm_llama_opts *opts, plm_lm **out)
         }
     }
     lm->n_eos = n_eos;
+    L->byte_level = V >= 256;
+    for (v = 0; v < 256 && L->byte_level; v++)
+        L->byte_level = lm->tok_len[v] == 1 && (unsigned char)lm->tok_bytes[v][0] == v;
     *out = lm;
     return PLM_OK;
 }
