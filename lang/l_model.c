@@ -491,8 +491,8 @@ static int engine_independent(lua_State *L, const program *pg, const options *o,
     }
     progress_end(&pr);
     if (weighted && alive == 0)
-        return luaL_error(L, "plume.infer: every one of the %ld samples has weight -inf "
-                             "(the observations are impossible under the prior?)", o->samples);
+        return luaL_error(L, "plume.infer: every one of the %d samples has weight -inf "
+                             "(the observations are impossible under the prior?)", (int)o->samples);
     lua_pop(L, 2);   /* lw, rec; the draws stay */
     lua_newtable(L);
     lua_insert(L, -2);
@@ -550,6 +550,7 @@ static int engine_mh(lua_State *L, const program *pg, const options *o)
     for (c = 0; c < o->chains; c++) {
         adapt_table *at = new_adapt_table(L);
         long it, total = o->warmup + o->samples, tries, nprop = 0;
+        size_t sweep = 0;
         double nacc = 0;
         double buf[MAXDIM_STACK], *xnew = buf;
         if (plm_trace_new(&ctx, &tr) || plm_trace_new(&ctx, &prop)) return plm_l_fail(L, &ctx);
@@ -567,9 +568,18 @@ static int engine_mh(lua_State *L, const program *pg, const options *o)
                                  "draws from the prior (are the observations impossible under the model?)", c + 1);
         for (it = 0; it < total; it++) {
             int warm = it < o->warmup;
-            size_t step, nsteps = tr->nlatent ? tr->nlatent : 0;
+            size_t step, nsteps;
+            /* One iteration is a sweep of as many single-site moves as there are latent sites. After
+            ** warm-up the count is frozen: a number of moves that depended on the current state would
+            ** break invariance of the posterior when the number of sites varies (trans-dimensional models). */
+            if (warm || sweep == 0) {
+                if (tr->nlatent > sweep) sweep = tr->nlatent;
+                nsteps = tr->nlatent;
+            } else
+                nsteps = sweep;
             for (step = 0; step < nsteps && tr->nlatent > 0; step++) {
                 plm_site *s = nth_latent(tr, plm_rng_uint(&rng, tr->nlatent));
+                int same;
                 const plm_dist *d = s->dist;
                 int kind = rw_kind(d), j;
                 adapt *ad = NULL;
@@ -596,11 +606,13 @@ static int engine_mh(lua_State *L, const program *pg, const options *o)
                 ex.old = tr;
                 ex.target = s->addr;
                 ex.target_val = xnew;
+                same = memcmp(xnew, s->value, (size_t)d->dim * sizeof(double)) == 0;
                 run(L, pg, &ex);
+                /* stale_logp counts the target site itself when its value changed: its old density is not a
+                ** stale term, so it is taken back out; the new one is in prop's score */
                 loga = plm_trace_score(prop) - plm_trace_score(tr) + corr + log((double)tr->nlatent) -
-                       log((double)(prop->nlatent ? prop->nlatent : 1)) + stale_logp(tr, prop) - s->logp - ex.fresh;
-                /* stale_logp counted the target site itself (its value changed): its old density is not a
-                ** stale term, so it is taken back out above; the new one is in prop's score */
+                       log((double)(prop->nlatent ? prop->nlatent : 1)) + stale_logp(tr, prop) -
+                       (same ? 0 : s->logp) - ex.fresh;
                 a = isnan(loga) ? 0 : (loga >= 0 ? 1 : exp(loga));
                 if (ad && warm) {
                     /* Robbins-Monro on the log scale towards 0.44 acceptance (1-D optimum) */
@@ -657,7 +669,7 @@ static void check_option_names(lua_State *L, int opts, const char *fn)
     }
 }
 
-/* plume._run(fn, nargs, args..., opts): the engine behind plume.infer (lang/plume/_model.lua checks the model). */
+/* plume._run(fn, opts, nargs, args...): the engine behind plume.infer (lang/plume/_model.lua checks the model). */
 static int l_run(lua_State *L)
 {
     const char *fn = "plume.infer";
@@ -666,8 +678,9 @@ static int l_run(lua_State *L)
     int opts, nargs, quiet_default = 0;
     handle *h;
     luaL_checktype(L, 1, LUA_TFUNCTION);
-    nargs = (int)luaL_checkinteger(L, 2);
-    opts = 3 + nargs;
+    nargs = (int)luaL_checkinteger(L, 3);
+    lua_settop(L, 3 + nargs);
+    opts = 2;
     if (lua_type(L, opts) != LUA_TTABLE && !lua_isnoneornil(L, opts))
         return luaL_error(L, "%s: options must be a table (got %s)", fn, luaL_typename(L, opts));
     if (lua_isnoneornil(L, opts)) opts = 0;
@@ -686,12 +699,12 @@ static int l_run(lua_State *L)
     o.threads = plm_l_threads(L, opts, fn);
     o.quiet = plm_l_optbool(L, opts, fn, "quiet", quiet_default);
     o.seed = plm_l_seed(L, opts, fn);
-    if (o.samples < 1 || o.samples > 100000000) return luaL_error(L, "%s: option 'samples' must be in 1..1e8 (got %ld)", fn, o.samples);
-    if (o.warmup < 0) return luaL_error(L, "%s: option 'warmup' must be >= 0 (got %ld)", fn, o.warmup);
+    if (o.samples < 1 || o.samples > 100000000) return luaL_error(L, "%s: option 'samples' must be in 1..1e8 (got %I)", fn, (lua_Integer)o.samples);
+    if (o.warmup < 0) return luaL_error(L, "%s: option 'warmup' must be >= 0 (got %I)", fn, (lua_Integer)o.warmup);
     if (o.chains < 1 || o.chains > 1024) return luaL_error(L, "%s: option 'chains' must be in 1..1024 (got %d)", fn, o.chains);
 
     pg.fn = 1;
-    pg.args = 3;
+    pg.args = 4;
     pg.nargs = nargs;
     h = lua_newuserdatauv(L, sizeof *h, 0);
     h->ex = NULL;

@@ -39,9 +39,9 @@ return function(plume)
     end
     local raw
     if getmetatable(data) == Args then
-      raw = plume._run(fn, data.n, table.unpack(data, 1, data.n), opts)
+      raw = plume._run(fn, opts, data.n, table.unpack(data, 1, data.n))
     else
-      raw = plume._run(fn, 1, data, opts)
+      raw = plume._run(fn, opts, 1, data)
     end
     return plume._posterior(raw)
   end
