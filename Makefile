@@ -54,7 +54,7 @@ bench: deps
 	@$(MAKE) --no-print-directory all $(BENCH_BIN)
 	@BUILD=$(BUILD) sh bench/run.sh
 
-$(BUILD)/obj/%.o: %.c $(HEADERS) $(wildcard lang/*.h)
+$(BUILD)/obj/%.o: %.c $(HEADERS) $(wildcard lang/*.h) lang/modules.def
 	@mkdir -p $(dir $@)
 	@echo "CC  $<"
 	@$(CC) $(CFLAGS_ALL) -c $< -o $@
