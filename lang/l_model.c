@@ -308,6 +308,9 @@ static adapt_table *new_adapt_table(lua_State *L)
 
 struct plm_l_recorder {
     plm_draws *D;
+    FILE *out;          /* `output` option: draws are appended here as they are produced */
+    char *out_path;
+    int out_cols;       /* columns in the header written; -1 before the first draw */
     int *col;           /* cached column of trace position i, or -1 */
     const char **name;  /* address the cache was made for */
     double *row;
@@ -318,6 +321,10 @@ typedef plm_l_recorder recorder;
 static int rec_gc(lua_State *L)
 {
     recorder *r = lua_touserdata(L, 1);
+    if (r->out) fclose(r->out);
+    r->out = NULL;
+    free(r->out_path);
+    r->out_path = NULL;
     free(r->col);
     free(r->name);
     free(r->row);
@@ -332,12 +339,41 @@ plm_l_recorder *plm_l_newrecorder(lua_State *L, plm_draws *D)
     recorder *r = lua_newuserdatauv(L, sizeof *r, 0);
     memset(r, 0, sizeof *r);
     r->D = D;
+    r->out_cols = -1;
     if (luaL_newmetatable(L, "plume.recorder")) {
         lua_pushcfunction(L, rec_gc);
         lua_setfield(L, -2, "__gc");
     }
     lua_setmetatable(L, -2);
     return r;
+}
+
+void plm_l_recorder_output(lua_State *L, plm_l_recorder *r, const char *path, const char *fn)
+{
+    if (!path) return;
+    if (!(r->out = fopen(path, "w"))) luaL_error(L, "%s: cannot open '%s' for writing", fn, path);
+    if (!(r->out_path = strdup(path))) luaL_error(L, "%s: out of memory", fn);
+    r->out_cols = -1;
+}
+
+void plm_l_recorder_close(lua_State *L, plm_l_recorder *r, const char *fn)
+{
+    plm_ctx ctx;
+    if (!r->out) return;
+    plm_ctx_clear(&ctx);
+    if (r->out_cols != plm_draws_ncols(r->D)) {
+        /* the columns grew after the header was written: write the whole table again */
+        if (!freopen(r->out_path, "w", r->out)) {
+            r->out = NULL;
+            luaL_error(L, "%s: cannot rewrite '%s'", fn, r->out_path);
+        }
+        plm_draws_write_csv(&ctx, r->D, r->out);
+    }
+    if (fclose(r->out) != 0) {
+        r->out = NULL;
+        luaL_error(L, "%s: could not finish writing '%s'", fn, r->out_path);
+    }
+    r->out = NULL;
 }
 
 static int column_for(lua_State *L, recorder *r, const char *addr, int i, int dim)
@@ -414,6 +450,15 @@ void plm_l_record(lua_State *L, recorder *r, const plm_trace *tr, int chain, dou
         }
         if (plm_draws_push(&ctx, r->D, chain, r->row, nc, lw)) plm_l_fail(L, &ctx);
         for (k = 0; k < nc; k++) r->row[k] = NAN;
+        if (r->out) {
+            /* a site first seen now cannot join a header already written: plm_l_recorder_close rewrites */
+            if (r->out_cols < 0) {
+                plm_draws_csv_header(r->D, r->out);
+                r->out_cols = nc;
+            }
+            if (nc == r->out_cols) plm_draws_csv_row(r->D, r->out, chain, plm_draws_len(r->D, chain) - 1);
+            fflush(r->out);
+        }
     }
 }
 
@@ -488,6 +533,7 @@ plm_l_handle *plm_l_newhandle(lua_State *L)
 
 typedef struct options {
     const char *method;
+    const char *output;
     long samples, warmup;
     int chains, threads, quiet;
     unsigned long long seed;
@@ -516,6 +562,7 @@ static int engine_independent(lua_State *L, const program *pg, const options *o,
     plm_draws_set_weighted(D, weighted);
     plm_l_pushdraws(L, D);
     rec = plm_l_newrecorder(L, D);
+    plm_l_recorder_output(L, rec, o->output, "plume.infer");
     lw = plm_l_scratch(L, (size_t)o->samples * sizeof *lw);
     memset(&ex, 0, sizeof ex);
     ex.mode = EX_PRIOR;
@@ -531,6 +578,7 @@ static int engine_independent(lua_State *L, const program *pg, const options *o,
         if ((i & 255) == 0) plm_l_check_interrupt(L, "plume.infer"), plm_l_progress_show(&pr, weighted ? "is" : "prior", 0, 1, i, o->samples, 0);
     }
     plm_l_progress_end(&pr);
+    plm_l_recorder_close(L, rec, "plume.infer");
     if (weighted && alive == 0)
         return luaL_error(L, "plume.infer: every one of the %d samples has weight -inf "
                              "(the observations are impossible under the prior?)", (int)o->samples);
@@ -587,6 +635,7 @@ static int engine_mh(lua_State *L, const program *pg, const options *o)
     if (plm_draws_new(&ctx, o->chains, &D)) return plm_l_fail(L, &ctx);
     plm_l_pushdraws(L, D);
     rec = plm_l_newrecorder(L, D);
+    plm_l_recorder_output(L, rec, o->output, "plume.infer");
     accept_rate = plm_l_scratch(L, (size_t)o->chains * sizeof(double));
     for (c = 0; c < o->chains; c++) {
         adapt_table *at = new_adapt_table(L);
@@ -679,6 +728,7 @@ static int engine_mh(lua_State *L, const program *pg, const options *o)
         lua_pop(L, 1);   /* adaptation table */
     }
     plm_l_progress_end(&pr);
+    plm_l_recorder_close(L, rec, "plume.infer");
     lua_newtable(L);
     lua_pushvalue(L, -4);
     lua_setfield(L, -2, "_draws");
@@ -691,7 +741,7 @@ static int engine_mh(lua_State *L, const program *pg, const options *o)
     return 1;
 }
 
-static const char *const option_names[] = {"method", "samples", "warmup", "chains", "seed", "threads", "quiet", NULL};
+static const char *const option_names[] = {"method", "samples", "warmup", "chains", "seed", "threads", "quiet", "output", NULL};
 
 static void check_option_names(lua_State *L, int opts, const char *fn)
 {
@@ -703,7 +753,7 @@ static void check_option_names(lua_State *L, int opts, const char *fn)
             const char *k = lua_tostring(L, -2);
             for (i = 0; option_names[i]; i++)
                 if (strcmp(k, option_names[i]) == 0) ok = 1;
-            if (!ok) luaL_error(L, "%s: unknown option '%s' (options: method, samples, warmup, chains, seed, threads, quiet)", fn, k);
+            if (!ok) luaL_error(L, "%s: unknown option '%s' (options: method, samples, warmup, chains, seed, threads, quiet, output)", fn, k);
         } else
             luaL_error(L, "%s: options must be a table with string keys", fn);
         lua_pop(L, 1);
@@ -733,6 +783,7 @@ static int l_run(lua_State *L)
     o.threads = plm_l_threads(L, opts, fn);
     o.quiet = plm_l_optbool(L, opts, fn, "quiet", quiet_default);
     o.seed = plm_l_seed(L, opts, fn);
+    o.output = plm_l_optstr(L, opts, fn, "output", NULL);
     if (o.samples < 1 || o.samples > 100000000) return luaL_error(L, "%s: option 'samples' must be in 1..1e8 (got %I)", fn, (lua_Integer)o.samples);
     if (o.warmup < 0) return luaL_error(L, "%s: option 'warmup' must be >= 0 (got %I)", fn, (lua_Integer)o.warmup);
     if (o.chains < 1 || o.chains > 1024) return luaL_error(L, "%s: option 'chains' must be in 1..1024 (got %d)", fn, o.chains);

@@ -42,6 +42,10 @@ typedef struct plm_l_recorder plm_l_recorder;
 plm_l_recorder *plm_l_newrecorder(lua_State *L, plm_draws *D);
 void plm_l_record(lua_State *L, plm_l_recorder *r, const plm_trace *tr, int chain, double lw);
 void plm_l_pushdraws(lua_State *L, plm_draws *D);
+/* Write each recorded draw to a CSV file at path as it is produced (NULL: no file); close finishes it (and
+** rewrites it whole when sites appeared after the header was written). */
+void plm_l_recorder_output(lua_State *L, plm_l_recorder *r, const char *path, const char *fn);
+void plm_l_recorder_close(lua_State *L, plm_l_recorder *r, const char *fn);
 
 /* Progress line on stderr (only when `on`), and Ctrl-C: raise "fn: interrupted". */
 typedef struct plm_l_progress {
