@@ -124,6 +124,12 @@ static int l_m_observe(lua_State *L)
     {
         double lp = plm_dist_logpdf(d, x);
         add_site(L, ex, "m:observe", addr, PLM_SITE_OBSERVED, d, x, d->dim, lp);
+        /* a hooked distribution (an LM mask) learns the observed value too */
+        if (lua_getiuservalue(L, 3, 1) == LUA_TFUNCTION) {
+            lua_pushvalue(L, 4);
+            lua_call(L, 1, 0);
+        } else
+            lua_pop(L, 1);
         return checkpoint(L, ex, lp);
     }
 }
