@@ -597,6 +597,8 @@ static int l_smc(lua_State *L)
             lua_pop(L, 1);
         }
         lua_setfield(L, res, "log_weights");
+        lua_pushinteger(L, E.n);          /* dead particles leave holes: values.n counts the slots */
+        lua_setfield(L, -2, "n");
         lua_setfield(L, res, "values");
         lua_pop(L, 1);   /* recorder */
         lua_pushnumber(L, logz);
