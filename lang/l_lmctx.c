@@ -339,6 +339,26 @@ static int l_ctx_score(lua_State *L)
     return 1;
 }
 
+/* ctx:append_text(text): force text into the context (a tool's output, a template), with no weight */
+static int l_ctx_append(lua_State *L)
+{
+    lmctx *c = checkctx(L, 1, "ctx:append_text");
+    size_t len, k, j;
+    const char *s = luaL_checklstring(L, 2, &len);
+    plm_token *t = tokenize(L, c->lm, s, len, &k, "ctx:append_text");
+    for (j = 0; j < k; j++) append_token(L, c, t[j]);
+    lua_settop(L, 1);
+    return 1;
+}
+
+/* ctx:model() -> the lm of this context */
+static int l_ctx_model(lua_State *L)
+{
+    checkctx(L, 1, "ctx:model");
+    lua_getiuservalue(L, 1, 1);
+    return 1;
+}
+
 /* ctx:_mass(dist, allowed) -> probability that the next token is in the allowed list */
 static int l_ctx_mass(lua_State *L)
 {
@@ -481,7 +501,8 @@ void plm_l_open_lmctx(lua_State *L)
     static const luaL_Reg methods[] = {
         {"_cached", l_ctx_cached}, {"_bind", l_ctx_bind}, {"_score", l_ctx_score}, {"_mass", l_ctx_mass},
         {"_set_mask", l_ctx_set_mask}, {"text", l_ctx_text}, {"full_text", l_ctx_full_text},
-        {"tokens", l_ctx_tokens}, {"len", l_ctx_len}, {NULL, NULL}};
+        {"tokens", l_ctx_tokens}, {"len", l_ctx_len}, {"append_text", l_ctx_append}, {"model", l_ctx_model},
+        {NULL, NULL}};
     luaL_newmetatable(L, PLM_L_LMCTX);
     lua_pushcfunction(L, ctx_gc);
     lua_setfield(L, -2, "__gc");
