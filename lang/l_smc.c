@@ -97,6 +97,27 @@ static void fork_objects(engine *E, int i, int parent_objs)
     lua_rawseti(L, E->objs, i + 1);
 }
 
+/* A particle that leaves the population releases what its objects hold (an LM context's KV sequence) at once,
+** through their __plume_close metamethod, rather than whenever the garbage collector runs. */
+static void close_objects(lua_State *L, int objs, int i)
+{
+    lua_Integer k, n;
+    if (lua_rawgeti(L, objs, i + 1) != LUA_TTABLE) {
+        lua_pop(L, 1);
+        return;
+    }
+    n = luaL_len(L, -1);
+    for (k = 1; k <= n; k++) {
+        lua_rawgeti(L, -1, k);
+        if (luaL_getmetafield(L, -1, "__plume_close") != LUA_TNIL) {
+            lua_insert(L, -2);
+            lua_call(L, 1, 0);
+        } else
+            lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+}
+
 /* Create particle slot i: a new coroutine that will run the program, replaying `parent` (a trace) up to
 ** `replay` checkpoints; parent_objs is the stack slot of the parent's registered objects (0: none). */
 static void spawn(engine *E, int i, const plm_trace *parent, int replay, double logw, int parent_objs)
@@ -283,6 +304,11 @@ static void rebuild(engine *E, const int *par, const double *lw, int m)
     {
         long r = plm_root(old);
         used = plm_l_scratch(L, (size_t)old_n);
+        memset(used, 0, (size_t)old_n);
+        /* parents that leave no copy release their objects first, so that copies can take their place */
+        for (j = 0; j < m; j++) used[par[j]] = 1;
+        for (j = 0; j < old_n; j++)
+            if (!used[j]) close_objects(L, E->objs, j);
         memset(used, 0, (size_t)old_n);
         cos = E->cos, handles = E->handles, vals = E->vals, objs = E->objs, adopt = E->adopt;
         lua_newtable(L);
