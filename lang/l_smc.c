@@ -15,6 +15,7 @@
 ** Clifford (2003). */
 #include "lmodel.h"
 
+#include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -347,9 +348,10 @@ static void rebuild(engine *E, const int *par, const double *lw, int m)
             } else {
                 int done = old[q].state == P_DONE;
                 lua_rawgeti(L, objs, q + 1);
-                spawn(E, j, old[q].ex.tr, old[q].ex.checkpoints, lw[j], lua_gettop(L));
+                /* a copy of a finished particle replays every choice (also those after its last checkpoint,
+                ** such as the token that ended it), so it ends as the same path */
+                spawn(E, j, old[q].ex.tr, done ? INT_MAX : old[q].ex.checkpoints, lw[j], lua_gettop(L));
                 lua_pop(L, 1);
-                if (done) p->state = P_RUN;   /* replays to the end and finishes too */
             }
             E->n = j + 1;
         }

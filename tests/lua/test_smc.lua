@@ -173,3 +173,24 @@ T.test("registered_state_is_forked_for_resampled_copies", function()
   for _, v in ipairs(post.values) do T.eq(v, 6, "replayed state agrees") end
   T.eq(plume._smc_adopt(), nil, "nothing to adopt outside plume.smc")
 end)
+
+T.test("copies_of_finished_particles_are_the_same_path", function()
+  -- the choice after the last checkpoint (here: whether to stop) belongs to the finished path
+  local model = plume.model(function(m)
+    local n = 0
+    for t = 1, 8 do
+      local x = m:sample("x" .. t, D.normal(0, 1))
+      if x > 1 then return n end
+      n = n + 1
+      m:factor(-0.3 * x * x)
+    end
+    return n
+  end)
+  local post = plume.smc(model, {}, { particles = 200, seed = 5, ess_threshold = 1.0 })
+  T.ok(post.steps <= 9, "no step beyond the longest path: " .. post.steps)
+  for i = 1, post.particles do
+    local n, xs = post.values[i], 0
+    for t = 1, 8 do if post:draws("x" .. t)[i] then xs = xs + 1 end end
+    T.ok(post:draws("x" .. (n + 1))[i] == false or post:draws("x" .. (n + 1))[i] > 1 or n == 8, "stopped where the path says")
+  end
+end)
