@@ -510,6 +510,8 @@ void plm_l_open_lmctx(lua_State *L)
     lua_setfield(L, -2, "__tostring");
     lua_pushcfunction(L, l_ctx_fork);
     lua_setfield(L, -2, "__plume_fork");
+    lua_pushcfunction(L, ctx_gc);
+    lua_setfield(L, -2, "__plume_close");
     luaL_newlib(L, methods);
     lua_setfield(L, -2, "__index");
     lua_pop(L, 1);
