@@ -188,9 +188,11 @@ T.test("copies_of_finished_particles_are_the_same_path", function()
   end)
   local post = plume.smc(model, {}, { particles = 200, seed = 5, ess_threshold = 1.0 })
   T.ok(post.steps <= 9, "no step beyond the longest path: " .. post.steps)
+  local xs = {}
+  for t = 1, 8 do xs[t] = post:draws("x" .. t) end
   for i = 1, post.particles do
-    local n, xs = post.values[i], 0
-    for t = 1, 8 do if post:draws("x" .. t)[i] then xs = xs + 1 end end
-    T.ok(post:draws("x" .. (n + 1))[i] == false or post:draws("x" .. (n + 1))[i] > 1 or n == 8, "stopped where the path says")
+    local n = post.values[i]
+    for t = 1, n do T.ok(xs[t][i] <= 1, "kept going only below 1") end
+    T.ok(n == 8 or xs[n + 1][i] > 1, "stopped where its own choice says (particle " .. i .. ")")
   end
 end)
