@@ -9,5 +9,7 @@
 #include "par.h"
 #include "diag.h"
 #include "draws.h"
+#include "lgssm.h"
+#include "ctmc.h"
 
 #endif

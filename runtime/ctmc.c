@@ -1,0 +1,2 @@
+/* ctmc.c */
+#include "ctmc.h"
