@@ -12,5 +12,6 @@
 #include "hmm.h"
 #include "lgssm.h"
 #include "ctmc.h"
+#include "cthmm.h"
 
 #endif
