@@ -12,6 +12,8 @@
 
 #define LOG2PI 1.83787706640934548356
 
+static void tria(double *restrict M, int r, int c, int w);
+
 /* ---- validation ---- */
 
 static plm_status check_finite(plm_ctx *ctx, const char *name, const double *x, int rows, int cols, int is_vec)
@@ -149,6 +151,10 @@ plm_status plm_lgssm_new(plm_ctx *ctx, const plm_lgssm_spec *sp, plm_lgssm **out
     if ((st = factor_cov(ctx, "Q", sp->Q, n, 0, s->Q, s->GQ)) || (st = factor_cov(ctx, "R", sp->R, m, 1, s->R, s->GR)) ||
         (st = factor_cov(ctx, "P0", sp->P0, n, 0, s->P0, s->G0)))
         return st;
+    /* Eigen factors of singular Q or P0 are full; triangularise them so every factor is lower triangular
+    ** (the banded pre-arrays rely on it). */
+    tria(s->GQ, n, n, n);
+    tria(s->G0, n, n, n);
     *out = s;
     return PLM_OK;
 }
@@ -162,6 +168,7 @@ typedef struct work {
     double *M;             /* pre-array: (m+n) x (m+n) for updates, n x 3n for smoothing */
     double *e;             /* m: whitened innovation */
     double *W, *J, *B;     /* n*n smoother scratch */
+    double *Ro, *Lo;       /* m*m: observed block of R and its factor */
     int *obs;              /* m: indices of observed entries */
     void *mem;
 } work;
@@ -171,7 +178,7 @@ static int work_alloc(work *w, int n, int m)
     size_t nn = (size_t)n * n, pre = (size_t)(m + n) * (m + n), sm = 3 * nn, total;
     double *p;
     if (sm > pre) pre = sm;
-    total = 3 * (size_t)n + 5 * nn + pre + (size_t)m;
+    total = 3 * (size_t)n + 5 * nn + pre + (size_t)m + 2 * (size_t)m * m;
     w->n = n;
     w->m = m;
     if (!(w->mem = malloc(total * sizeof(double) + (size_t)m * sizeof(int)))) return -1;
@@ -186,6 +193,8 @@ static int work_alloc(work *w, int n, int m)
     w->B = p, p += nn;
     w->M = p, p += pre;
     w->e = p, p += m;
+    w->Ro = p, p += (size_t)m * m;
+    w->Lo = p, p += (size_t)m * m;
     w->obs = (int *)p;
     return 0;
 }
@@ -193,27 +202,39 @@ static int work_alloc(work *w, int n, int m)
 /* Lower-triangularise the r x c row-major array M (r <= c) in place by Householder reflections applied from
 ** the right: afterwards M[:, :r] = L is lower triangular with L L' equal to the original M M', a non-negative
 ** diagonal, and M[:, r:] is zero. Row i's reflection zeroes its entries right of the diagonal; it touches
-** only rows below i, so the rows above keep their zeros. */
-static void tria(double *restrict M, int r, int c)
+** only rows below i, so the rows above keep their zeros.
+** Band: the caller promises that row i has no non-zero right of column i + w - 1 when its turn comes (w = c
+** for a dense array). The reflections then only touch columns [i, i + w), which is what makes the pre-arrays
+** below, built from lower-triangular blocks, cost about as much as the textbook covariance update. */
+static void tria(double *restrict M, int r, int c, int w)
 {
     int i, j, k;
     for (i = 0; i < r; i++) {
         double *restrict v = M + (size_t)i * c;
+        int hi = i + w < c ? i + w : c;
         double nrm = 0, x0 = v[i], alpha, beta;
-        for (j = i; j < c; j++) nrm += v[j] * v[j];
+        for (j = i; j < hi; j++) nrm += v[j] * v[j];
         nrm = sqrt(nrm);
         if (nrm == 0) continue;
         alpha = x0 >= 0 ? -nrm : nrm;     /* sign chosen against x0: no cancellation in v0 = x0 - alpha */
         v[i] = x0 - alpha;
         beta = 1.0 / (nrm * (nrm + fabs(x0)));   /* 2 / (v'v) */
-        for (k = i + 1; k < r; k++) {
-            double *restrict u = M + (size_t)k * c;
-            double dot = 0;
-            for (j = i; j < c; j++) dot += u[j] * v[j];
-            dot *= beta;
-            for (j = i; j < c; j++) u[j] -= dot * v[j];
+        /* rows in pairs: each load of v serves two rows, and the two dot products run side by side */
+        for (k = i + 1; k + 1 < r; k += 2) {
+            double *restrict u = M + (size_t)k * c, *restrict u2 = u + c;
+            double d0 = 0, d1 = 0;
+            for (j = i; j < hi; j++) d0 += u[j] * v[j], d1 += u2[j] * v[j];
+            d0 *= beta, d1 *= beta;
+            for (j = i; j < hi; j++) u[j] -= d0 * v[j], u2[j] -= d1 * v[j];
         }
-        for (j = i + 1; j < c; j++) v[j] = 0;
+        if (k < r) {
+            double *restrict u = M + (size_t)k * c;
+            double d0 = 0;
+            for (j = i; j < hi; j++) d0 += u[j] * v[j];
+            d0 *= beta;
+            for (j = i; j < hi; j++) u[j] -= d0 * v[j];
+        }
+        for (j = i + 1; j < hi; j++) v[j] = 0;
         v[i] = alpha;
         if (alpha < 0)   /* flip column i (an orthogonal map) so the diagonal is >= 0 */
             for (k = i; k < r; k++) M[(size_t)k * c + i] = -M[(size_t)k * c + i];
@@ -250,7 +271,8 @@ static void factor_to_cov(const double *restrict S, int n, double *restrict P)
         }
 }
 
-/* Time update: (x, S) of x_{t-1} -> (xp, Sp) of x_t, from the pre-array [A S, GQ] (n x 2n). */
+/* Time update: (x, S) of x_{t-1} -> (xp, Sp) of x_t, from the pre-array [A S, GQ] (n x 2n). GQ is lower
+** triangular, so row i is zero right of column n + i: a band of width n + 1. */
 static void predict(const plm_lgssm *s, work *w, const double *x, const double *S, double *xp, double *Sp)
 {
     int n = s->n, i, j, k;
@@ -262,21 +284,24 @@ static void predict(const plm_lgssm *s, work *w, const double *x, const double *
     }
     mul_lower(M, 2 * n, s->A, n, S, n);
     for (i = 0; i < n; i++) memcpy(M + (size_t)i * 2 * n + n, s->GQ + (size_t)i * n, (size_t)n * sizeof *M);
-    tria(M, n, 2 * n);
+    tria(M, n, 2 * n, n + 1);
     for (i = 0; i < n; i++)
         for (j = 0; j < n; j++) Sp[i * n + j] = j <= i ? M[(size_t)i * 2 * n + j] : 0;
 }
 
 /* Measurement update with the observed entries of y: (xp, Sp) -> (x, S), adding log p(y_obs | past) to *ll.
-** Pre-array ((p+n) x (m+n), p observed entries)   [ GR_o  C_o Sp ]  triangularises to  [ Se  0  ]
-**                                                  [ 0     Sp     ]                     [ Kb  S+ ]
-** with Se Se' the innovation covariance, Kb = P C_o' Se^-T and S+ the filtered factor.
+** With p observed entries and Lo the lower Cholesky factor of R_oo, the pre-array ((p+n) x (n+p))
+**     [ C_o Sp   Lo ]   triangularises to   [ Se  0  ]
+**     [ Sp       0  ]                       [ Kb  S+ ]
+** with Se Se' the innovation covariance, Kb = P C_o' Se^-T and S+ the filtered factor. Putting the
+** triangular Lo on the right makes every row zero beyond column n + i: a band of width n + 1.
 ** Returns 0, or -1 when the innovation covariance is numerically singular. */
 static int update(const plm_lgssm *s, work *w, const double *y, const double *xp, const double *Sp, double *x,
                   double *S, double *ll)
 {
-    int n = s->n, m = s->m, c = m + n, p = 0, i, j, k;
-    double *M = w->M, *e = w->e, q = 0, logdet = 0;
+    int n = s->n, m = s->m, c, p = 0, i, j, k;
+    double *M = w->M, *e = w->e, q = 0, logdet = 0, det = 1;
+    const double *Lo = s->GR;
     for (j = 0; j < m; j++)
         if (!isnan(y[j])) w->obs[p++] = j;
     if (p == 0) {
@@ -284,38 +309,44 @@ static int update(const plm_lgssm *s, work *w, const double *y, const double *xp
         memcpy(S, Sp, (size_t)n * n * sizeof *S);
         return 0;
     }
+    if (p < m) {   /* partly observed: the factor of the observed block of R (rows of GR would not be triangular) */
+        for (i = 0; i < p; i++)
+            for (j = 0; j < p; j++) w->Ro[i * p + j] = s->R[w->obs[i] * m + w->obs[j]];
+        if (chol_lower(w->Ro, p, w->Lo)) return -1;
+        Lo = w->Lo;
+    }
+    c = n + p;
     for (i = 0; i < p; i++) {
         int o = w->obs[i];
-        const double *Co = s->C + (size_t)o * n;
+        const double *restrict Co = s->C + (size_t)o * n;
+        double *restrict d = M + (size_t)i * c;
         double r = y[o] - s->d[o];
         for (k = 0; k < n; k++) r -= Co[k] * xp[k];
         e[i] = r;
-        memcpy(M + (size_t)i * c, s->GR + (size_t)o * m, (size_t)m * sizeof *M);
-    }
-    for (i = 0; i < p; i++) {   /* C_o Sp into the right block of the first p rows */
-        double *restrict d = M + (size_t)i * c + m;
-        const double *restrict Co = s->C + (size_t)w->obs[i] * n;
         for (j = 0; j < n; j++) d[j] = 0;
-        for (k = 0; k < n; k++) {
+        for (k = 0; k < n; k++) {   /* C_o Sp, Sp lower triangular */
             double a = Co[k];
-            if (a == 0) continue;
-            for (j = 0; j <= k; j++) d[j] += a * Sp[k * n + j];
+            const double *restrict sk = Sp + (size_t)k * n;
+            for (j = 0; j <= k; j++) d[j] += a * sk[j];
         }
+        memcpy(d + n, Lo + (size_t)i * p, (size_t)p * sizeof *d);
     }
     for (i = 0; i < n; i++) {
         double *row = M + (size_t)(p + i) * c;
-        memset(row, 0, (size_t)m * sizeof *row);
-        memcpy(row + m, Sp + (size_t)i * n, (size_t)n * sizeof *row);
+        memcpy(row, Sp + (size_t)i * n, (size_t)n * sizeof *row);
+        memset(row + n, 0, (size_t)p * sizeof *row);
     }
-    tria(M, p + n, c);
+    tria(M, p + n, c, n + 1);
     for (i = 0; i < p; i++) {   /* e <- Se^-1 e: the whitened innovation */
         double piv = M[(size_t)i * c + i], v = e[i];
         if (!(piv > 0)) return -1;
         for (k = 0; k < i; k++) v -= M[(size_t)i * c + k] * e[k];
         e[i] = v / piv;
         q += e[i] * e[i];
-        logdet += log(piv);
+        det *= piv;
+        if (!(det > 1e-200 && det < 1e200)) logdet += log(det), det = 1;   /* one log per step, no overflow */
     }
+    logdet += log(det);
     *ll += -0.5 * (p * LOG2PI + q) - logdet;
     for (i = 0; i < n; i++) {
         const double *row = M + (size_t)(p + i) * c;
@@ -468,7 +499,7 @@ plm_status plm_lgssm_smooth(plm_ctx *ctx, const plm_lgssm *s, size_t T, const do
                 M[(size_t)i * 3 * n + n + j] = v;
             }
         mul_lower(M + 2 * n, 3 * n, w.J, n, Ss1, n);
-        tria(M, n, 3 * n);
+        tria(M, n, 3 * n, 3 * n);
         memcpy(xt, w.xs, (size_t)n * sizeof *xt);
         for (i = 0; i < n; i++)
             for (j = 0; j < n; j++) St[i * n + j] = j <= i ? M[(size_t)i * 3 * n + j] : 0;

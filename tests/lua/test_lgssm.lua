@@ -94,7 +94,7 @@ T.test("sample: shapes, seeds reproduce, tostring", function()
   T.eq(y[50], y2[50], "same seed, same draw")
   T.eq(xs[10][2], xs2[10][2])
   -- drift b = 0.1 per step: velocity at t = 50 has mean 5 and sd sqrt(1 + 50 * 0.01) = 1.22; the mean of 200
-  -- draws is within 4 standard errors (0.35), and clearly away from 0 (no drift) or 5.1 (one step too many)
+  -- draws is within 4 standard errors (0.35); without the drift it would be near 0
   local sum = 0
   for k = 1, 200 do sum = sum + s:sample(50, 100 + k)[50][2] end
   T.near(sum / 200, 5, 4 * 1.2247 / math.sqrt(200), "velocity mean")
