@@ -137,6 +137,8 @@ plm_status plm_ctmc_sample_path(plm_ctx *ctx, const plm_ctmc *c, int x0, double 
         t += -log(plm_rng_uniform(r)) / rate;
         if (t >= t_end) break;
         if ((n & 4095) == 0 && plm_interrupted()) return plm_fail(ctx, PLM_EINTR, "ctmc: interrupted");
+        if (n >= 100000000)
+            return plm_fail(ctx, PLM_EINVAL, "ctmc: sample_path: more than 1e8 jumps before t_end = %g", t_end);
         u = plm_rng_uniform(r) * rate;
         from = x;
         for (j = 0; j < K; j++) {   /* the last positive rate takes any rounding leftover of u */

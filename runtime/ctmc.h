@@ -36,8 +36,8 @@ plm_status plm_ctmc_new(plm_ctx *ctx, const double *Q, int K, plm_ctmc **out);
 ** about (N + K) u per row, doubled at worst by each squaring (u = 1.1e-16, N <= 60 series terms). */
 plm_status plm_ctmc_transition(plm_ctx *ctx, const plm_ctmc *c, double t, double *P);
 
-/* Gillespie simulation from state x0 at time t0 until t_end (> t0 allowed equal): fills *path with GC-owned
-** arrays (path->n >= 1, times[0] = t0, states[0] = x0). */
+/* Gillespie simulation from state x0 at time t0 until t_end >= t0: fills *path with GC-owned
+** arrays (path->n >= 1, times[0] = t0, states[0] = x0). PLM_EINVAL beyond 1e8 jumps. */
 plm_status plm_ctmc_sample_path(plm_ctx *ctx, const plm_ctmc *c, int x0, double t0, double t_end, plm_rng *r,
                                 plm_ctmc_path *path);
 
