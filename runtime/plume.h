@@ -10,5 +10,9 @@
 #include "diag.h"
 #include "draws.h"
 #include "trace.h"
+#include "hmm.h"
+#include "lgssm.h"
+#include "ctmc.h"
+#include "cthmm.h"
 
 #endif
