@@ -493,7 +493,8 @@ plm_status plm_llama_new(plm_ctx *ctx, const plm_llama_opts *opts, plm_lm **out)
     cp.n_seq_max = (uint32_t)seqs;
     cp.n_threads = threads;
     cp.n_threads_batch = threads;
-    cp.kv_unified = true;   /* sequences share cells: a fork is a copy of cell ownership, not of data */
+    /* unified: sequences share cells, and a fork is a copy of cell ownership, not of data */
+    cp.kv_unified = !opts->split_kv;
     cp.no_perf = true;
     L->lctx = F.llama_init_from_model(L->model, cp);
     if (!L->lctx) {
@@ -521,6 +522,7 @@ plm_status plm_llama_new(plm_ctx *ctx, const plm_llama_opts *opts, plm_lm **out)
     lm->bos = L->add_bos ? F.llama_vocab_bos(L->vocab) : -1;
     {
         uint32_t train = (uint32_t)F.llama_model_n_ctx_train(L->model), have = F.llama_n_ctx(L->lctx);
+        if (opts->split_kv) have /= (uint32_t)seqs;
         lm->max_ctx = train > 0 && train < have ? train : have;
     }
     for (v = 0; v < V; v++) {

@@ -17,6 +17,10 @@ typedef struct plm_llama_opts {
                             per sequence) */
     int seqs;            /* sequences that may be live at once (default 64) */
     int threads;         /* CPU threads for llama_decode (0: plm_default_threads()) */
+    int split_kv;        /* 0 (default): one KV cache shared by all sequences -- a fork shares the prefix's cells,
+                            but every token attends over all cells in use; 1: each sequence has its own ctx/seqs
+                            cells -- a fork copies the KV buffer, attention sees only the sequence's own cells
+                            (faster for many particles with short texts) */
 } plm_llama_opts;
 
 /* Load the library (once) and the model. Errors: PLM_ENOTSUP when libllama cannot be loaded or is another

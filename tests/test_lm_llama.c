@@ -153,7 +153,7 @@ static void test_bad_models_fail_cleanly(void)
     plm_ctx ctx;
     plm_lm *bad = NULL;
     char path[400];
-    plm_llama_opts o = {NULL, 64, 2, 1};
+    plm_llama_opts o = {NULL, 64, 2, 1, 0};
     FILE *f;
     long size;
     char *buf;
@@ -198,7 +198,7 @@ int main(void)
 {
     plm_ctx ctx;
     plm_gguf_tiny_opts o;
-    plm_llama_opts lo = {NULL, 256, 8, 1};
+    plm_llama_opts lo = {NULL, 256, 8, 1, 0};
     char cmd[300];
     if (!plm_llama_available(&ctx)) {
         printf("SKIP test_lm_llama: %s\n", ctx.msg);
