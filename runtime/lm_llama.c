@@ -47,7 +47,7 @@ int plm_llama_available(plm_ctx *ctx)
     X(llama_version) X(llama_backend_init) X(llama_log_set) X(ggml_backend_load_all_from_path)                         \
     X(llama_model_default_params) X(llama_context_default_params) X(llama_model_load_from_file) X(llama_model_free)   \
     X(llama_init_from_model) X(llama_free) X(llama_model_get_vocab) X(llama_vocab_n_tokens) X(llama_vocab_bos)        \
-    X(llama_vocab_is_eog) X(llama_vocab_get_add_bos) X(llama_token_to_piece) X(llama_tokenize) X(llama_n_ctx)          \
+    X(llama_vocab_is_eog) X(llama_vocab_get_add_bos) X(llama_token_to_piece) X(llama_tokenize) X(llama_n_ctx) X(llama_n_ctx_seq)          \
     X(llama_model_n_ctx_train) X(llama_batch_init) X(llama_batch_free) X(llama_decode) X(llama_get_logits_ith)         \
     X(llama_get_memory) X(llama_memory_seq_rm) X(llama_memory_seq_cp)
 
@@ -521,8 +521,8 @@ plm_status plm_llama_new(plm_ctx *ctx, const plm_llama_opts *opts, plm_lm **out)
     }
     lm->bos = L->add_bos ? F.llama_vocab_bos(L->vocab) : -1;
     {
-        uint32_t train = (uint32_t)F.llama_model_n_ctx_train(L->model), have = F.llama_n_ctx(L->lctx);
-        if (opts->split_kv) have /= (uint32_t)seqs;
+        /* llama.cpp rounds the cells per sequence up to a multiple of 256 */
+        uint32_t train = (uint32_t)F.llama_model_n_ctx_train(L->model), have = F.llama_n_ctx_seq(L->lctx);
         lm->max_ctx = train > 0 && train < have ? train : have;
     }
     for (v = 0; v < V; v++) {

@@ -194,6 +194,62 @@ static void test_sequences_run_out_cleanly(void)
     plm_lm_seq_free(lm, ids[0]);
 }
 
+/* More tokens than KV cells: the call fails with a message, the sequences stay usable. */
+static void test_full_kv_cache_fails_cleanly(void)
+{
+    plm_ctx ctx;
+    plm_lm *small = NULL;
+    plm_llama_opts o = {model, 256, 8, 1, 0};   /* 256 cells (llama.cpp's minimum) for 8 x 41 tokens */
+    int ids[8], i;
+    plm_token t[40];
+    const plm_token *tp[8];
+    size_t lens[8];
+    double *rows;
+    CHECK(plm_llama_new(&ctx, &o, &small) == PLM_OK);
+    if (!small) return;
+    rows = malloc(8 * (size_t)small->n_vocab * sizeof *rows);
+    for (i = 0; i < 40; i++) t[i] = 'x';
+    for (i = 0; i < 8; i++) {
+        CHECK(plm_lm_seq_new(small, &ctx, &ids[i]) == PLM_OK);
+        tp[i] = t;
+        lens[i] = 40;
+    }
+    CHECK(plm_lm_seq_extend(small, &ctx, 8, ids, tp, lens, rows) == PLM_ERUNTIME);
+    CHECK(strstr(ctx.msg, "raise ctx=") != NULL);
+    for (i = 1; i < 8; i++) plm_lm_seq_free(small, ids[i]);
+    CHECK(plm_lm_seq_extend(small, &ctx, 1, ids, tp, lens, rows) == PLM_OK);
+    plm_lm_free(small);
+    free(rows);
+}
+
+/* split_kv: per-sequence KV streams; a fork copies the buffer and still equals a fresh evaluation. */
+static void test_split_kv_fork_equals_fresh(void)
+{
+    plm_ctx ctx;
+    plm_lm *sp = NULL;
+    plm_llama_opts o = {model, 4 * 64, 4, 1, 1};
+    plm_token t[8] = {'a', 'b', 'c', 'd', 'e', 'f', 'g', 'h'};
+    const plm_token *tp = t, *tail = t + 5;
+    size_t n5 = 5, n3 = 3, n8 = 8, V;
+    int s, f, g;
+    double *r;
+    CHECK(plm_llama_new(&ctx, &o, &sp) == PLM_OK);
+    if (!sp) return;
+    CHECK(sp->max_ctx > 0 && sp->max_ctx <= 128);
+    V = (size_t)sp->n_vocab;
+    r = malloc(2 * V * sizeof *r);
+    CHECK(plm_lm_seq_new(sp, &ctx, &s) == PLM_OK);
+    CHECK(plm_lm_seq_extend(sp, &ctx, 1, &s, &tp, &n5, NULL) == PLM_OK);
+    CHECK(plm_lm_seq_fork(sp, &ctx, s, &f) == PLM_OK);
+    plm_lm_seq_free(sp, s);
+    CHECK(plm_lm_seq_extend(sp, &ctx, 1, &f, &tail, &n3, r) == PLM_OK);
+    CHECK(plm_lm_seq_new(sp, &ctx, &g) == PLM_OK);
+    CHECK(plm_lm_seq_extend(sp, &ctx, 1, &g, &tp, &n8, r + V) == PLM_OK);
+    CHECK(max_abs_diff(r, r + V, V) < 1e-4);
+    plm_lm_free(sp);
+    free(r);
+}
+
 int main(void)
 {
     plm_ctx ctx;
@@ -220,6 +276,8 @@ int main(void)
     RUN(test_context_longer_than_model_fails);
     RUN(test_bad_models_fail_cleanly);
     RUN(test_sequences_run_out_cleanly);
+    RUN(test_full_kv_cache_fails_cleanly);
+    RUN(test_split_kv_fork_equals_fresh);
     plm_lm_free(lm);
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     if (system(cmd)) {}
