@@ -48,15 +48,16 @@ run: deps
 
 test: deps
 	@$(MAKE) --no-print-directory all
-	@BUILD=$(BUILD) sh tests/run.sh
+	@BUILD=$(BUILD) SAN=$(SAN) sh tests/run.sh
 
 bench: deps
 	@$(MAKE) --no-print-directory all $(BENCH_BIN)
 	@BUILD=$(BUILD) sh bench/run.sh
 
-$(BUILD)/obj/%.o: %.c $(HEADERS) $(wildcard lang/*.h)
+$(BUILD)/obj/%.o: %.c $(HEADERS) $(wildcard lang/*.h) lang/modules.def
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_ALL) $(OBJ_CFLAGS) -c $< -o $@
+	@echo "CC  $<"
+	@$(CC) $(CFLAGS_ALL) $(OBJ_CFLAGS) -c $< -o $@
 
 # llama.cpp's headers (scripts/deps.sh puts them in build/llama) are seen by lm_llama.c only; without them it
 # compiles to a stub that says how to get llama.cpp. The library itself is opened at run time.
@@ -92,7 +93,8 @@ $(BUILD)/plume: $(BUILD)/obj/lang/main.o $(BUILD)/libplume.a
 
 $(BUILD)/tests/%: tests/%.c tests/check.h $(BUILD)/libplume.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_ALL) -Itests $(LDFLAGS_ALL) -o $@ $< $(BUILD)/libplume.a $(LIBS)
+	@echo "CC  $<"
+	@$(CC) $(CFLAGS_ALL) -Itests $(LDFLAGS_ALL) -o $@ $< $(BUILD)/libplume.a $(LIBS)
 
 $(BUILD)/bench/%: bench/%.c $(BUILD)/libplume.a
 	@mkdir -p $(dir $@)

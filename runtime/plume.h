@@ -9,6 +9,7 @@
 #include "par.h"
 #include "diag.h"
 #include "draws.h"
+#include "trace.h"
 #include "lm.h"
 #include "lm_ngram.h"
 #include "lm_gguf.h"
