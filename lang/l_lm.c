@@ -325,6 +325,28 @@ static int l_cache_stats(lua_State *L)
     return 2;
 }
 
+/* lm:stats() -> {cache_hits, cache_misses, decode_calls, decode_tokens, decode_seconds} (llama fields: 0 otherwise) */
+static int l_stats(lua_State *L)
+{
+    plm_lm *lm = plm_l_checklm(L, 1, "lm:stats", "self");
+    size_t h, m;
+    plm_llama_stats s;
+    plm_lm_cache_stats(lm, &h, &m);
+    plm_llama_get_stats(lm, &s);
+    lua_createtable(L, 0, 5);
+    lua_pushinteger(L, (lua_Integer)h);
+    lua_setfield(L, -2, "cache_hits");
+    lua_pushinteger(L, (lua_Integer)m);
+    lua_setfield(L, -2, "cache_misses");
+    lua_pushinteger(L, s.decode_calls);
+    lua_setfield(L, -2, "decode_calls");
+    lua_pushinteger(L, s.decode_tokens);
+    lua_setfield(L, -2, "decode_tokens");
+    lua_pushnumber(L, s.decode_seconds);
+    lua_setfield(L, -2, "decode_seconds");
+    return 1;
+}
+
 /* The n-gram model under a cache, or NULL. */
 static const plm_lm *ngram_of(const plm_lm *lm)
 {
@@ -515,6 +537,7 @@ void plm_l_open_lm(lua_State *L)
         {"logprob", l_logprob},
         {"sample_text", l_sample_text},
         {"cache_stats", l_cache_stats},
+        {"stats", l_stats},
         {"write_arpa", l_write_arpa},
         {NULL, NULL},
     };

@@ -29,12 +29,20 @@ int plm_llama_available(plm_ctx *ctx)
     return 0;
 }
 
+int plm_llama_get_stats(const plm_lm *lm, plm_llama_stats *out)
+{
+    (void)lm;
+    memset(out, 0, sizeof *out);
+    return 0;
+}
+
 #else
 
 #include <dlfcn.h>
 #include <llama.h>
 #include <math.h>
 #include <pthread.h>
+#include <time.h>
 
 #include "ggml-backend.h"
 
@@ -158,6 +166,7 @@ typedef struct llm {
     int byte_level;   /* tokens 0..255 are the single bytes 0..255 (the tiny GGUF's vocabulary) */
     slot *slots;
     float *tmp;
+    plm_llama_stats stats;
 } llm;
 
 /* One sequence's work in a decode: append toks (n) to slot, and write log-probability rows into out for the
@@ -197,7 +206,15 @@ static plm_status run_jobs(plm_lm *lm, plm_ctx *ctx, job *jobs, size_t nj)
         }
         L->batch.n_tokens = nb;
         if (nb == 0) break;
-        rc = F.llama_decode(L->lctx, L->batch);
+        {
+            struct timespec a, b;
+            clock_gettime(CLOCK_MONOTONIC, &a);
+            rc = F.llama_decode(L->lctx, L->batch);
+            clock_gettime(CLOCK_MONOTONIC, &b);
+            L->stats.decode_calls++;
+            L->stats.decode_tokens += nb;
+            L->stats.decode_seconds += (double)(b.tv_sec - a.tv_sec) + 1e-9 * (double)(b.tv_nsec - a.tv_nsec);
+        }
         if (rc != 0) {
             /* undo this decode's partial work so every sequence stays as it was before the call */
             for (k = (int)j0; k < (int)nj; k++) {
@@ -454,6 +471,16 @@ static const plm_lm_ops llama_ops = {
     "llama", ll_next_logprobs, ll_tokenize, ll_score, NULL, ll_seq_new, ll_seq_fork, ll_seq_free, ll_seq_extend,
     ll_destroy,
 };
+
+int plm_llama_get_stats(const plm_lm *lm, plm_llama_stats *out)
+{
+    const plm_lm *in = plm_lm_cache_inner(lm);
+    if (in) lm = in;
+    memset(out, 0, sizeof *out);
+    if (lm->ops != &llama_ops) return 0;
+    *out = ((const llm *)lm->impl)->stats;
+    return 1;
+}
 
 plm_status plm_llama_new(plm_ctx *ctx, const plm_llama_opts *opts, plm_lm **out)
 {

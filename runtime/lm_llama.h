@@ -28,6 +28,15 @@ typedef struct plm_llama_opts {
 ** llama.cpp rejects it. The plm_lm is freed with plm_lm_free. */
 plm_status plm_llama_new(plm_ctx *ctx, const plm_llama_opts *opts, plm_lm **out);
 
+/* Work done inside llama_decode so far: calls, tokens and wall-clock seconds -- so that a scheduler can report
+** its own per-token overhead apart from the model's. Returns 0 (and zeros) when lm is not a llama backend (or a
+** cache in front of one). */
+typedef struct plm_llama_stats {
+    long decode_calls, decode_tokens;
+    double decode_seconds;
+} plm_llama_stats;
+int plm_llama_get_stats(const plm_lm *lm, plm_llama_stats *out);
+
 /* 1 when libllama can be loaded and has the right version; otherwise 0 and the reason in ctx (may be NULL). */
 int plm_llama_available(plm_ctx *ctx);
 

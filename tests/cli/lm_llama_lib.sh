@@ -24,5 +24,5 @@ PLUME_LLAMA_LIB="$dir/none.so" MODEL="$dir/m.gguf" WANT="llama.cpp not available
     echo "PASS lm_llama_missing_library_is_reported" || echo "FAIL lm_llama_missing_library_is_reported"
 PLUME_LLAMA_LIB="$dir/none.so" "$BUILD/tests/test_lm_llama" | grep -q '^SKIP' &&
     echo "PASS lm_llama_tests_skip_without_library" || echo "FAIL lm_llama_tests_skip_without_library"
-PLUME_LLAMA_LIB="$dir/none.so" "$PLUME" --quiet tests/lua/lm.lua | grep -q '^SKIP llama' &&
+PLUME_LLAMA_LIB="$dir/none.so" "$PLUME" --quiet tests/lua/test_lm.lua | grep -q '^SKIP llama' &&
     echo "PASS lm_lua_tests_skip_without_library" || echo "FAIL lm_lua_tests_skip_without_library"
