@@ -1,6 +1,10 @@
 #!/bin/sh
 # PLUME_LLAMA_LIB: a llama.cpp of another version, a library that is not llama.cpp, or a missing file is
 # refused with a clear message, and the llama tests then SKIP instead of failing.
+if "$PLUME" --quiet -e 'local ok, why = plume.lm.available(); os.exit(why:find("built without", 1, true) and 0 or 1)'; then
+    echo "SKIP lm_llama_lib: plume was built without llama.cpp's headers"
+    exit 0
+fi
 dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
 cat > "$dir/t.lua" <<'LUA'
