@@ -1,9 +1,12 @@
 /* lm_decode.c -- batched decoding with KV forking vs re-evaluating every sequence's whole prefix at every step,
 ** on a random llama-architecture GGUF (default: n_embd 512, 8 layers, 8 heads, n_ff 1536: about 27.5M weights).
-** 64 sequences share a 16-token prompt (evaluated once, then forked) and generate 32 tokens each; both methods
-** sample from the same rows with the same per-sequence streams, so they do the same work and produce (up to f32
-** rounding) the same tokens. Reports generated tokens/s of each and their ratio, plus how the forked method's
-** time splits between plm_lm_seq_extend (llama_decode + log-softmax) and plume's own per-token work.
+** 64 sequences share a 16-token prompt and generate 32 tokens each, three ways: (1) explicit KV sequences (the
+** prompt evaluated once, then forked; one llama_decode of 64 tokens per step), (2) stateless batched calls
+** (plm_lm_next_logprobs with every full context; the backend starts each from its cached longest prefix), and
+** (3) the naive method: the same stateless calls on a backend without prefix reuse, so each step re-evaluates
+** every sequence's whole prefix. All sample from the same rows with the same per-sequence streams, so they do the
+** same work and produce (up to f32 rounding) the same tokens. Reports generated tokens/s of each, the ratios, and
+** how much of (1)'s time is spent outside llama_decode.
 ** usage: lm_decode [threads] [n_embd n_layer n_head n_ff] */
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,16 +43,16 @@ int main(int argc, char **argv)
 {
     plm_ctx ctx;
     plm_gguf_tiny_opts o;
-    plm_llama_opts lo = {NULL, 4096, NSEQ + 1, 1, 0};
-    plm_lm *lm;
+    plm_llama_opts lo = {NULL, 4096, NSEQ + 1, 1, 0, 0};
+    plm_lm *lm, *naive = NULL;
     char path[256];
     uint64_t nparams;
-    static plm_token gen_fork[NSEQ][NPROMPT + NTOK], gen_naive[NSEQ][NPROMPT + NTOK];
+    static plm_token gen_fork[NSEQ][NPROMPT + NTOK], gen_naive[NSEQ][NPROMPT + NTOK], gen_reuse[NSEQ][NPROMPT + NTOK];
     plm_token prompt[NPROMPT];
-    double *rows, t0, t_fork, t_naive, t_ext = 0;
+    double *rows, t0, t_fork, t_naive = 0, t_reuse = 0, t_ext = 0;
     plm_llama_stats st_fork;
     plm_rng rng[NSEQ];
-    int seqs[NSEQ], root, i, s, step, V, same = 0;
+    int seqs[NSEQ], root, i, s, step, V, same = 0, same_reuse = 0, pass;
     plm_gguf_tiny_defaults(&o);
     o.n_embd = 512;
     o.n_layer = 8;
@@ -82,6 +85,8 @@ int main(int argc, char **argv)
         remove(path);
         return 1;
     }
+    lo.no_prefix_reuse = 1;
+    if (plm_llama_new(&ctx, &lo, &naive)) goto fail;
     V = lm->n_vocab;
     rows = malloc((size_t)NSEQ * (size_t)V * sizeof *rows);
     for (i = 0; i < NPROMPT; i++) prompt[i] = "Once upon a time"[i];
@@ -121,38 +126,52 @@ int main(int argc, char **argv)
     plm_llama_get_stats(lm, &st_fork);
     for (s = 0; s < NSEQ; s++) plm_lm_seq_free(lm, seqs[s]);
 
-    /* naive: every step evaluates each sequence's prompt + tokens so far from scratch */
-    t0 = now();
-    for (s = 0; s < NSEQ; s++) {
-        plm_rng_init(&rng[s], 42, (uint64_t)s);
-        memcpy(gen_naive[s], prompt, sizeof prompt);
-    }
-    for (step = 0; step < NTOK; step++) {
-        const plm_token *tp[NSEQ];
-        size_t lens[NSEQ];
+    /* stateless calls with every full context: pass 0 on the prefix-reusing backend, pass 1 on the naive one,
+    ** which evaluates each sequence's prompt + tokens so far from scratch at every step */
+    for (pass = 0; pass < 2; pass++) {
+        plm_lm *m = pass ? naive : lm;
+        plm_token(*gen)[NPROMPT + NTOK] = pass ? gen_naive : gen_reuse;
+        t0 = now();
         for (s = 0; s < NSEQ; s++) {
-            tp[s] = gen_naive[s];
-            lens[s] = (size_t)(NPROMPT + step);
+            plm_rng_init(&rng[s], 42, (uint64_t)s);
+            memcpy(gen[s], prompt, sizeof prompt);
         }
-        if (plm_lm_next_logprobs(lm, &ctx, NSEQ, tp, lens, rows)) goto fail;
-        for (s = 0; s < NSEQ; s++) gen_naive[s][NPROMPT + step] = sample(rows + (size_t)s * (size_t)V, V, &rng[s]);
+        for (step = 0; step < NTOK; step++) {
+            const plm_token *tp[NSEQ];
+            size_t lens[NSEQ];
+            for (s = 0; s < NSEQ; s++) {
+                tp[s] = gen[s];
+                lens[s] = (size_t)(NPROMPT + step);
+            }
+            if (plm_lm_next_logprobs(m, &ctx, NSEQ, tp, lens, rows)) goto fail;
+            for (s = 0; s < NSEQ; s++) gen[s][NPROMPT + step] = sample(rows + (size_t)s * (size_t)V, V, &rng[s]);
+        }
+        if (pass) t_naive = now() - t0;
+        else t_reuse = now() - t0;
     }
-    t_naive = now() - t0;
-    for (s = 0; s < NSEQ; s++) same += memcmp(gen_fork[s], gen_naive[s] + NPROMPT, NTOK * sizeof(plm_token)) == 0;
+    for (s = 0; s < NSEQ; s++) {
+        same += memcmp(gen_fork[s], gen_naive[s] + NPROMPT, NTOK * sizeof(plm_token)) == 0;
+        same_reuse += memcmp(gen_fork[s], gen_reuse[s] + NPROMPT, NTOK * sizeof(plm_token)) == 0;
+    }
 
     printf("  forked KV, batched decode: %8.1f tokens/s (%.3f s; %ld llama_decode calls, %.1f%% of the time outside "
            "llama_decode, %.1f%% outside plm_lm_seq_extend)\n",
            NSEQ * NTOK / t_fork, t_fork, st_fork.decode_calls, 100 * (t_fork - st_fork.decode_seconds) / t_fork,
            100 * (t_fork - t_ext) / t_fork);
+    printf("  stateless, prefix reuse:   %8.1f tokens/s (%.3f s)\n", NSEQ * NTOK / t_reuse, t_reuse);
     printf("  re-evaluate whole prefix:  %8.1f tokens/s (%.3f s)\n", NSEQ * NTOK / t_naive, t_naive);
-    printf("  speed-up: %.1fx; %d of %d sequences generated identical tokens both ways\n", t_naive / t_fork, same, NSEQ);
+    printf("  speed-up over re-evaluation: forked %.1fx, prefix reuse %.1fx; identical tokens to forked: "
+           "%d/%d (re-evaluation), %d/%d (prefix reuse)\n",
+           t_naive / t_fork, t_naive / t_reuse, same, NSEQ, same_reuse, NSEQ);
     plm_lm_free(lm);
+    plm_lm_free(naive);
     free(rows);
     remove(path);
     return 0;
 fail:
     fprintf(stderr, "lm_decode: %s\n", ctx.msg);
     plm_lm_free(lm);
+    plm_lm_free(naive);
     remove(path);
     return 1;
 }

@@ -416,6 +416,7 @@ static int l_llama(lua_State *L)
     o.seqs = (int)plm_l_optint(L, 1, FN, "seqs", 64);
     o.threads = plm_l_threads(L, 1, FN);
     o.split_kv = plm_l_optbool(L, 1, FN, "split_kv", 0);
+    o.no_prefix_reuse = plm_l_optbool(L, 1, FN, "no_prefix_reuse", 0);
     if (o.ctx < 8 || o.ctx > 1 << 24) return luaL_error(L, "%s: option 'ctx' must be 8..16777216 (got %d)", FN, o.ctx);
     if (o.seqs < 1 || o.seqs > 4096) return luaL_error(L, "%s: option 'seqs' must be 1..4096 (got %d)", FN, o.seqs);
     if (plm_llama_new(&ctx, &o, &lm)) return plm_l_fail(L, &ctx);

@@ -151,10 +151,17 @@ int plm_llama_available(plm_ctx *ctx)
     return lib_state > 0;
 }
 
+/* A llama.cpp sequence id. Pinned slots belong to plm_lm_seq_* callers. The others serve stateless calls and
+** keep the context they last evaluated (toks, BOS excluded) so that a later context sharing a prefix with it
+** starts from a copy of those KV cells instead of from scratch. */
 typedef struct slot {
-    int used;
+    int pinned;
     int n_past;          /* positions held in the KV cache */
     llama_token last;    /* the token at position n_past - 1 */
+    int cached;          /* unpinned: toks[0..len) are in the KV cache */
+    plm_token *toks;
+    size_t len, cap;
+    long stamp;          /* last use, for eviction */
 } slot;
 
 typedef struct llm {
@@ -164,6 +171,8 @@ typedef struct llm {
     struct llama_batch batch;
     int n_batch, n_slots, add_bos;
     int byte_level;   /* tokens 0..255 are the single bytes 0..255 (the tiny GGUF's vocabulary) */
+    int reuse;        /* stateless calls start from the cached slot with the longest common prefix */
+    long clock;
     slot *slots;
     float *tmp;
     plm_llama_stats stats;
@@ -275,15 +284,18 @@ static plm_status slot_get(plm_lm *lm, plm_ctx *ctx, int *id)
 {
     llm *L = lm->impl;
     int i;
-    for (i = 0; i < L->n_slots; i++)
-        if (!L->slots[i].used) {
-            L->slots[i].used = 1;
-            L->slots[i].n_past = 0;
-            F.llama_memory_seq_rm(F.llama_get_memory(L->lctx), i, -1, -1);
-            *id = i;
-            return PLM_OK;
-        }
-    return plm_fail(ctx, PLM_EINVAL, "llama: all %d sequences are in use (raise seqs=)", L->n_slots);
+    int best = -1;
+    for (i = 0; i < L->n_slots; i++)   /* an empty slot, else the least recently used cached one */
+        if (!L->slots[i].pinned && (best < 0 || (L->slots[best].cached && (!L->slots[i].cached ||
+                                                                           L->slots[i].stamp < L->slots[best].stamp))))
+            best = i;
+    if (best < 0) return plm_fail(ctx, PLM_EINVAL, "llama: all %d sequences are in use (raise seqs=)", L->n_slots);
+    L->slots[best].pinned = 1;
+    L->slots[best].cached = 0;
+    L->slots[best].n_past = 0;
+    F.llama_memory_seq_rm(F.llama_get_memory(L->lctx), best, -1, -1);
+    *id = best;
+    return PLM_OK;
 }
 
 static void ll_seq_free(plm_lm *lm, int seq)
@@ -291,7 +303,8 @@ static void ll_seq_free(plm_lm *lm, int seq)
     llm *L = lm->impl;
     if (seq < 0 || seq >= L->n_slots) return;
     F.llama_memory_seq_rm(F.llama_get_memory(L->lctx), seq, -1, -1);
-    L->slots[seq].used = 0;
+    L->slots[seq].pinned = 0;
+    L->slots[seq].cached = 0;
     L->slots[seq].n_past = 0;
 }
 
@@ -359,28 +372,172 @@ static plm_status ll_seq_extend(plm_lm *lm, plm_ctx *ctx, size_t n, const int *s
     return st;
 }
 
-/* Stateless contexts: each gets a scratch sequence; as many as there are free slots go into one decode. */
+/* Forget every cached context (their KV cells go back to the pool). */
+static void drop_cached(llm *L)
+{
+    int i;
+    for (i = 0; i < L->n_slots; i++)
+        if (!L->slots[i].pinned && L->slots[i].cached) {
+            F.llama_memory_seq_rm(F.llama_get_memory(L->lctx), i, -1, -1);
+            L->slots[i].cached = 0;
+            L->slots[i].n_past = 0;
+        }
+}
+
+static size_t common_prefix(const plm_token *a, size_t na, const plm_token *b, size_t nb)
+{
+    size_t k = 0, n = na < nb ? na : nb;
+    while (k < n && a[k] == b[k]) k++;
+    return k;
+}
+
+/* One round of stateless contexts, at most one per unpinned slot: each starts from the cached context with the
+** longest common prefix -- in place when that slot is free this round (its tail is cut), else from a copy of its
+** cells into a free slot -- and only the rest of the context is decoded, all in one batch. Returns how many
+** contexts it served in *done (the others wait for the next round). */
+static plm_status stateless_round(plm_lm *lm, plm_ctx *ctx, size_t n, const plm_token *const *toks,
+                                  const size_t *lens, double *out, size_t *done)
+{
+    llm *L = lm->impl;
+    llama_memory_t mem = F.llama_get_memory(L->lctx);
+    size_t V = (size_t)lm->n_vocab, i, k, nb = L->add_bos ? 1 : 0, total = 0;
+    int S = L->n_slots, s;
+    int *src = malloc(n * sizeof *src), *dst = malloc(n * sizeof *dst);
+    size_t *lcp = malloc(n * sizeof *lcp);
+    char *claimed = calloc((size_t)S, 1), *needed = calloc((size_t)S, 1);
+    job *jobs = malloc(n * sizeof *jobs);
+    llama_token *buf = NULL;
+    plm_status st = PLM_OK;
+    *done = 0;
+    if (!src || !dst || !lcp || !claimed || !needed || !jobs) {
+        st = plm_fail(ctx, PLM_ENOMEM, "llama: out of memory");
+        goto out;
+    }
+    for (i = 0; i < n; i++) {   /* the best source of each context */
+        src[i] = -1;
+        lcp[i] = 0;
+        if (lens[i] == 0 && !nb) {
+            st = plm_fail(ctx, PLM_EINVAL, "llama: an empty context has no next-token distribution (the model has no BOS)");
+            goto out;
+        }
+        for (s = 0; s < S && L->reuse; s++) {
+            slot *sl = &L->slots[s];
+            size_t c;
+            if (sl->pinned || !sl->cached) continue;
+            c = common_prefix(toks[i], lens[i], sl->toks, sl->len);
+            if (c == lens[i]) c = lens[i] ? lens[i] - 1 : 0;   /* the last token is decoded again for its row */
+            if (c > lcp[i] || (c == lcp[i] && c > 0 && src[i] >= 0 && L->slots[src[i]].stamp < sl->stamp)) {
+                src[i] = s;
+                lcp[i] = c;
+            }
+        }
+        if (lcp[i] == 0) src[i] = -1;
+        else needed[src[i]] = 1;
+    }
+    for (i = 0; i < n; i++) {   /* destinations: the source itself when it is still free, else a slot no one needs */
+        int best = -1;
+        if (src[i] >= 0 && !claimed[src[i]]) best = src[i];
+        else
+            for (s = 0; s < S; s++) {
+                slot *sl = &L->slots[s];
+                if (sl->pinned || claimed[s] || needed[s]) continue;
+                if (best < 0 || (L->slots[best].cached && (!sl->cached || sl->stamp < L->slots[best].stamp))) best = s;
+            }
+        if (best < 0) break;
+        claimed[best] = 1;
+        dst[i] = best;
+        total += lens[i] - lcp[i] + 1;
+    }
+    n = i;
+    if (n == 0) {
+        st = plm_fail(ctx, PLM_EINVAL, "llama: all %d sequences are in use (raise seqs=)", S);
+        goto out;
+    }
+    if (!(buf = malloc(total * sizeof *buf))) {
+        st = plm_fail(ctx, PLM_ENOMEM, "llama: out of memory");
+        goto out;
+    }
+    /* copies first, while every source still holds its cells; then cut the in-place tails */
+    for (i = 0; i < n; i++)
+        if (dst[i] != src[i]) {
+            F.llama_memory_seq_rm(mem, dst[i], -1, -1);
+            if (lcp[i]) F.llama_memory_seq_cp(mem, src[i], dst[i], 0, (llama_pos)(lcp[i] + nb));
+        }
+    for (i = 0; i < n; i++) {
+        if (dst[i] == src[i]) F.llama_memory_seq_rm(mem, dst[i], (llama_pos)(lcp[i] + nb), -1);
+        L->slots[dst[i]].cached = 0;   /* until the decode succeeds */
+    }
+    total = 0;
+    for (i = 0; i < n; i++) {
+        slot *sl = &L->slots[dst[i]];
+        llama_token *b = buf + total;
+        k = 0;
+        if (lcp[i] == 0) {
+            sl->n_past = 0;
+            if (nb) b[k++] = lm->bos;
+        } else
+            sl->n_past = (int)(lcp[i] + nb);
+        memcpy(b + k, toks[i] + lcp[i], (lens[i] - lcp[i]) * sizeof *b);
+        k += lens[i] - lcp[i];
+        jobs[i].slot = dst[i];
+        jobs[i].toks = b;
+        jobs[i].n = k;
+        jobs[i].want_from = k - 1;
+        jobs[i].out = out + i * V;
+        total += k;
+    }
+    st = run_jobs(lm, ctx, jobs, n);
+    for (i = 0; i < n && !st; i++) {   /* remember what each slot now holds */
+        slot *sl = &L->slots[dst[i]];
+        if (lens[i] > sl->cap) {
+            plm_token *t = realloc(sl->toks, lens[i] * sizeof *t);
+            if (!t) {
+                F.llama_memory_seq_rm(mem, dst[i], -1, -1);
+                continue;
+            }
+            sl->toks = t;
+            sl->cap = lens[i];
+        }
+        memcpy(sl->toks, toks[i], lens[i] * sizeof *sl->toks);
+        sl->len = lens[i];
+        sl->cached = L->reuse;
+        sl->stamp = ++L->clock;
+        if (!L->reuse) F.llama_memory_seq_rm(mem, dst[i], -1, -1);
+    }
+    if (st)
+        for (i = 0; i < n; i++) F.llama_memory_seq_rm(mem, dst[i], -1, -1);
+    else
+        *done = n;
+out:
+    free(src);
+    free(dst);
+    free(lcp);
+    free(claimed);
+    free(needed);
+    free(jobs);
+    free(buf);
+    return st;
+}
+
 static plm_status ll_next_logprobs(plm_lm *lm, plm_ctx *ctx, size_t n, const plm_token *const *toks,
                                    const size_t *lens, double *out)
 {
     llm *L = lm->impl;
     size_t done = 0, V = (size_t)lm->n_vocab;
-    int *ids = malloc((size_t)L->n_slots * sizeof *ids);
-    plm_status st = PLM_OK;
-    if (!ids) return plm_fail(ctx, PLM_ENOMEM, "llama: out of memory");
-    while (done < n && !st) {
-        size_t k = 0, i;
-        while (done + k < n && slot_get(lm, NULL, &ids[k]) == PLM_OK) k++;
-        if (k == 0) {
-            st = plm_fail(ctx, PLM_EINVAL, "llama: all %d sequences are in use (raise seqs=)", L->n_slots);
-            break;
+    int retried = 0;
+    while (done < n) {
+        size_t k = 0;
+        plm_status st = stateless_round(lm, ctx, n - done, toks + done, lens + done, out + done * V, &k);
+        if (st == PLM_ERUNTIME && !retried && L->reuse) {   /* a full KV cache: give back the cached contexts */
+            drop_cached(L);
+            retried = 1;
+            continue;
         }
-        st = ll_seq_extend(lm, ctx, k, ids, toks + done, lens + done, out + done * V);
-        for (i = 0; i < k; i++) ll_seq_free(lm, ids[i]);
+        if (st) return st;
         done += k;
+        retried = 0;
     }
-    free(ids);
-    return st;
+    return PLM_OK;
 }
 
 static plm_status ll_score(plm_lm *lm, plm_ctx *ctx, const plm_token *prompt, size_t np, const plm_token *cont,
@@ -462,6 +619,8 @@ static void ll_destroy(plm_lm *lm)
     if (L->batch.token) F.llama_batch_free(L->batch);
     if (L->lctx) F.llama_free(L->lctx);
     if (L->model) F.llama_model_free(L->model);
+    if (L->slots)
+        for (int i = 0; i < L->n_slots; i++) free(L->slots[i].toks);
     free(L->slots);
     free(L->tmp);
     free(L);
@@ -535,6 +694,7 @@ plm_status plm_llama_new(plm_ctx *ctx, const plm_llama_opts *opts, plm_lm **out)
     L->slots = calloc((size_t)seqs, sizeof *L->slots);
     L->batch = F.llama_batch_init(L->n_batch, 0, 1);
     L->add_bos = F.llama_vocab_get_add_bos(L->vocab) && F.llama_vocab_bos(L->vocab) >= 0;
+    L->reuse = !opts->no_prefix_reuse;
     lm = plm_lm_alloc(&llama_ops, L, V);
     if (!L->slots || !L->batch.token || !lm || !(lm->eos = malloc((size_t)V * sizeof *lm->eos))) {
         if (lm) {

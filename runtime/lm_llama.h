@@ -21,6 +21,8 @@ typedef struct plm_llama_opts {
                             but every token attends over all cells in use; 1: each sequence has its own ctx/seqs
                             cells -- a fork copies the KV buffer, attention sees only the sequence's own cells
                             (faster for many particles with short texts) */
+    int no_prefix_reuse; /* 1: stateless calls (plm_lm_next_logprobs) evaluate every context from scratch; by
+                            default each starts from the cached context with the longest common prefix */
 } plm_llama_opts;
 
 /* Load the library (once) and the model. Errors: PLM_ENOTSUP when libllama cannot be loaded or is another
