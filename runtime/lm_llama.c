@@ -357,7 +357,7 @@ static plm_status ll_seq_extend(plm_lm *lm, plm_ctx *ctx, size_t n, const int *s
             s->n_past--;
             b[k++] = s->last;
         }
-        memcpy(b + k, toks[i], lens[i] * sizeof *b);
+        if (lens[i]) memcpy(b + k, toks[i], lens[i] * sizeof *b);
         k += lens[i];
         jobs[i].slot = seqs[i];
         jobs[i].toks = b;
@@ -477,7 +477,7 @@ static plm_status stateless_round(plm_lm *lm, plm_ctx *ctx, size_t n, const plm_
             if (nb) b[k++] = lm->bos;
         } else
             sl->n_past = (int)(lcp[i] + nb);
-        memcpy(b + k, toks[i] + lcp[i], (lens[i] - lcp[i]) * sizeof *b);
+        if (lens[i] > lcp[i]) memcpy(b + k, toks[i] + lcp[i], (lens[i] - lcp[i]) * sizeof *b);
         k += lens[i] - lcp[i];
         jobs[i].slot = dst[i];
         jobs[i].toks = b;
@@ -498,7 +498,7 @@ static plm_status stateless_round(plm_lm *lm, plm_ctx *ctx, size_t n, const plm_
             sl->toks = t;
             sl->cap = lens[i];
         }
-        memcpy(sl->toks, toks[i], lens[i] * sizeof *sl->toks);
+        if (lens[i]) memcpy(sl->toks, toks[i], lens[i] * sizeof *sl->toks);
         sl->len = lens[i];
         sl->cached = L->reuse;
         sl->stamp = ++L->clock;
@@ -561,8 +561,8 @@ static plm_status ll_score(plm_lm *lm, plm_ctx *ctx, const plm_token *prompt, si
         return plm_fail(ctx, PLM_EINVAL, "llama: the first token has no distribution (empty prompt, no BOS)");
     }
     if (nb) b[0] = lm->bos;
-    memcpy(b + nb, prompt, np * sizeof *b);
-    memcpy(b + nb + np, cont, nc * sizeof *b);
+    if (np) memcpy(b + nb, prompt, np * sizeof *b);
+    if (nc) memcpy(b + nb + np, cont, nc * sizeof *b);
     if ((st = slot_get(lm, ctx, &id))) {
         free(b);
         free(rows);
@@ -606,7 +606,7 @@ static plm_status ll_tokenize(plm_lm *lm, plm_ctx *ctx, const char *text, size_t
         if (-n <= room) return plm_fail(ctx, PLM_ERUNTIME, "llama: tokenize failed (%d)", (int)n);
         room = -n;
     }
-    memcpy(out, tmp, (size_t)(n < (int32_t)cap ? n : (int32_t)cap) * sizeof *out);
+    if (out && cap) memcpy(out, tmp, (size_t)(n < (int32_t)cap ? n : (int32_t)cap) * sizeof *out);
     *n_out = (size_t)n;
     free(tmp);
     return PLM_OK;
