@@ -68,8 +68,9 @@ typedef struct plm_hmm {
     double *logtrans;    /* K*K log(trans) */
     double *emitT;       /* categorical: M*K, emitT[m*K + k] = p(m | k), so one symbol is one contiguous row */
     double *logemitT;    /* categorical: M*K logs of emitT */
-    double *chol;        /* mvnormal: K lower Cholesky factors D*D; normal: unused */
-    double *lognorm;     /* per-state log normalising constant of the emission density (normal, mvnormal) */
+    double *chol;        /* mvnormal: K lower Cholesky factors D*D, upper triangles zero */
+    double *lognorm;     /* 2K per-state constants: normal and mvnormal: log normaliser of the density;
+                         ** poisson: log lambda; bernoulli: log p, log(1-p) */
 } plm_hmm;
 
 /* Constructors. They copy their inputs, validate them (messages name `hmm`, the argument and the 1-based
@@ -118,7 +119,7 @@ plm_status plm_hmm_sample(plm_ctx *ctx, const plm_hmm *h, size_t T, plm_rng *r, 
 ** p(x_{t+1} = k | y_1..t) (T+1 rows, the last is for the step after the sequence), and
 ** logpred[t] = log p(y_{t+1} | y_1..t) for t < T. For categorical and bernoulli emissions probs (or NULL)
 ** receives the predictive symbol probabilities, (T+1) * M rows (M = 2 for bernoulli: p(0), p(1)); for
-** every family mean (or NULL) receives the predictive mean, (T+1) * D. acc (or NULL) receives the fraction of
+** the other families mean (or NULL) receives the predictive mean, (T+1) * D (bernoulli: p(1)). acc (or NULL) receives the fraction of
 ** t where the predictive mode equals y_{t+1} (categorical, bernoulli, poisson; NaN for continuous families). */
 typedef struct plm_hmm_pred {
     double *weights;   /* (T+1)*K, required */
@@ -139,8 +140,7 @@ typedef struct plm_hmm_fit_opts {
     int iters;            /* max M-steps per run, default 100 */
     double tol;           /* stop when the rise is below tol (absolute, nats), default 1e-6 */
     int restarts;         /* total runs, default 1 */
-    unsigned long long seed;
-    int threads;          /* for the E-step over sequences; <= 0 -> plm_default_threads() */
+    unsigned long long seed;   /* streams 1.. of this seed draw the random starts */
 } plm_hmm_fit_opts;
 void plm_hmm_fit_defaults(plm_hmm_fit_opts *o);
 plm_status plm_hmm_fit(plm_ctx *ctx, const plm_hmm *h, size_t nseq, const double *const *ys, const size_t *Ts,
