@@ -1,7 +1,7 @@
 #!/bin/sh
 # Install the Debian packages plume needs. As root: apt-get installs what is missing. Otherwise: print the
 # exact command and stop, so nothing half-builds.
-PKGS="gcc make pkg-config liblua5.4-dev libgsl-dev libgc-dev libffi-dev libreadline-dev tmux"
+PKGS="gcc make pkg-config lua5.4 liblua5.4-dev libgsl-dev libgc-dev libffi-dev libreadline-dev tmux"
 missing=""
 for p in $PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
