@@ -26,6 +26,13 @@ static int fail_as(lua_State *L, plm_ctx *ctx, const char *fn)
     return plm_l_fail(L, ctx);
 }
 
+/* A number as a person writes it (luaL_error's %f prints -2 as -2.0). */
+static const char *num(char *buf, double v)
+{
+    snprintf(buf, 32, "%.10g", v);
+    return buf;
+}
+
 /* ---- construction ---- */
 
 /* emit given as one plume.dist per state? */
@@ -121,6 +128,7 @@ static int is_multi(lua_State *L, int idx, const plm_hmm *h)
 static void read_obs(lua_State *L, const plm_hmm *h, const char *fn, const char *arg, size_t pos, double *x)
 {
     int t = lua_type(L, -1);
+    char nb[32];
     if (h->emit == PLM_HMM_MVNORMAL) {
         plm_l_array *a = plm_l_toarray(L, -1);
         int i;
@@ -140,7 +148,7 @@ static void read_obs(lua_State *L, const plm_hmm *h, const char *fn, const char 
             }
         }
         for (i = 0; i < h->D; i++)
-            if (!isfinite(x[i])) luaL_error(L, "%s: %s[%d][%d] is %f, but observations must be finite", fn, arg, (int)pos, i + 1, x[i]);
+            if (!isfinite(x[i])) luaL_error(L, "%s: %s[%d][%d] is %s, but observations must be finite", fn, arg, (int)pos, i + 1, num(nb, x[i]));
         return;
     }
     if (t == LUA_TBOOLEAN && h->emit == PLM_HMM_BERNOULLI)
@@ -154,22 +162,23 @@ static void read_obs(lua_State *L, const plm_hmm *h, const char *fn, const char 
 /* Check one scalar observation (as the user wrote it) and convert it to C's convention. */
 static double conv_obs(lua_State *L, const plm_hmm *h, const char *fn, const char *arg, size_t pos, double v)
 {
+    char nb[32];
     switch (h->emit) {
     case PLM_HMM_CATEGORICAL:
         if (v != floor(v) || !isfinite(v))
-            luaL_error(L, "%s: %s[%d] is %f, but symbols are whole numbers 1..%d", fn, arg, (int)pos, v, h->M);
+            luaL_error(L, "%s: %s[%d] is %s, but symbols are whole numbers 1..%d", fn, arg, (int)pos, num(nb, v), h->M);
         if (v < 1 || v > h->M)
             luaL_error(L, "%s: %s[%d] is %d, but there are %d symbols (1..%d)", fn, arg, (int)pos, (int)v, h->M, h->M);
         return v - 1;
     case PLM_HMM_POISSON:
         if (!(v >= 0 && isfinite(v) && v == floor(v)))
-            luaL_error(L, "%s: %s[%d] is %f, but poisson observations are counts 0, 1, 2, ...", fn, arg, (int)pos, v);
+            luaL_error(L, "%s: %s[%d] is %s, but poisson observations are counts 0, 1, 2, ...", fn, arg, (int)pos, num(nb, v));
         return v;
     case PLM_HMM_BERNOULLI:
-        if (v != 0 && v != 1) luaL_error(L, "%s: %s[%d] is %f, but bernoulli observations are 0 or 1", fn, arg, (int)pos, v);
+        if (v != 0 && v != 1) luaL_error(L, "%s: %s[%d] is %s, but bernoulli observations are 0 or 1", fn, arg, (int)pos, num(nb, v));
         return v;
     default:
-        if (!isfinite(v)) luaL_error(L, "%s: %s[%d] is %f, but observations must be finite", fn, arg, (int)pos, v);
+        if (!isfinite(v)) luaL_error(L, "%s: %s[%d] is %s, but observations must be finite", fn, arg, (int)pos, num(nb, v));
         return v;
     }
 }
@@ -181,6 +190,7 @@ static double *check_seq(lua_State *L, int idx, const plm_hmm *h, const char *fn
     plm_l_array *a;
     double *y;
     size_t t, n;
+    char nb[32];
     idx = lua_absindex(L, idx);
     if ((a = plm_l_toarray(L, idx))) {
         if (D > 1 && a->cols != D)
@@ -191,7 +201,7 @@ static double *check_seq(lua_State *L, int idx, const plm_hmm *h, const char *fn
         y = plm_l_scratch(L, n * D * sizeof *y);
         for (t = 0; t < n * D; t++) y[t] = D > 1 ? a->data[t] : conv_obs(L, h, fn, arg, t + 1, a->data[t]);
         for (t = 0; D > 1 && t < n * D; t++)
-            if (!isfinite(y[t])) luaL_error(L, "%s: %s[%d][%d] is %f, but observations must be finite", fn, arg, (int)(t / D) + 1, (int)(t % D) + 1, y[t]);
+            if (!isfinite(y[t])) luaL_error(L, "%s: %s[%d][%d] is %s, but observations must be finite", fn, arg, (int)(t / D) + 1, (int)(t % D) + 1, num(nb, y[t]));
         *T = n;
         return y;
     }
@@ -470,6 +480,7 @@ static int l_hmm_fit(lua_State *L)
     size_t *Ts, nseq;
     int ntrace, opts = lua_istable(L, 3) ? 3 : 0;
     lua_Integer iters, restarts;
+    char nb[32];
     plm_ctx ctx;
     if (lua_isnoneornil(L, 2)) return luaL_error(L, "%s: data is required", fn);
     if (!lua_isnoneornil(L, 3) && !opts) return luaL_error(L, "%s: options must be a table (got %s)", fn, luaL_typename(L, 3));
@@ -479,7 +490,7 @@ static int l_hmm_fit(lua_State *L)
     o.tol = plm_l_optnum(L, opts, fn, "tol", o.tol);
     if (iters < 0 || iters > 1000000) return luaL_error(L, "%s: option 'iters' must be in 0..1000000 (got %d)", fn, (int)iters);
     if (restarts < 1 || restarts > 100000) return luaL_error(L, "%s: option 'restarts' must be in 1..100000 (got %d)", fn, (int)restarts);
-    if (!(o.tol >= 0)) return luaL_error(L, "%s: option 'tol' must be >= 0 (got %f)", fn, o.tol);
+    if (!(o.tol >= 0)) return luaL_error(L, "%s: option 'tol' must be >= 0 (got %s)", fn, num(nb, o.tol));
     o.iters = (int)iters, o.restarts = (int)restarts;
     o.seed = plm_l_seed(L, opts, fn);
     if (is_multi(L, 2, h))
