@@ -21,6 +21,14 @@
 /* Below this the scaled step has lost most of its digits to subnormals (or is zero): redo it in logs. */
 #define TINY 1e-280
 
+/* The hot loops get an AVX2/FMA clone picked at load time (GCC's function multi-versioning): the library is
+** built for generic x86-64, where the K-wide inner loops run two doubles per instruction instead of four. */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) && !defined(__SANITIZE_ADDRESS__)
+#define HOT __attribute__((target_clones("arch=x86-64-v3", "default"), optimize("O3")))
+#else
+#define HOT
+#endif
+
 /* Poll the interrupt flag every this many steps. */
 #define POLL_EVERY 65536
 
@@ -121,7 +129,7 @@ static inline void predict_step(int K, const double *restrict alpha, const doubl
 
 /* Steps t0 .. t0+n-1 of the forward pass. em's rows are addressed relative to t0 (a block of a longer
 ** sequence). When out is given, row t - t0 receives the filtered vector. */
-static void fwd_steps(fwd *f, const plm_chain *c, size_t t0, size_t n, const emis *em, double *out)
+HOT static void fwd_steps(fwd *f, const plm_chain *c, size_t t0, size_t n, const emis *em, double *out)
 {
     const int K = f->K;
     double *restrict alpha = f->alpha, *restrict pred = f->pred;
@@ -227,7 +235,7 @@ plm_status plm_hmm_core_loglik(plm_ctx *ctx, const plm_chain *c, size_t T, const
 /* Turn the filtered rows in post (T*K, from the forward pass) into smoothed marginals, running the
 ** backward vector beta_t (normalised to sum 1; only proportionality matters) from t = T-1 down. When xi is
 ** given, add the expected transition counts sum_t p(x_t = i, x_{t+1} = j | y) into it (K*K). work: 4K. */
-static plm_status bwd_pass(plm_ctx *ctx, const plm_chain *c, size_t T, const emis *em, double *post, double *xi,
+HOT static plm_status bwd_pass(plm_ctx *ctx, const plm_chain *c, size_t T, const emis *em, double *post, double *xi,
                            double *work)
 {
     const int K = c->K;
@@ -356,22 +364,43 @@ static void log_matrix(int K, const double *A, double *out)
     for (i = 0; i < n; i++) out[i] = log(A[i]);
 }
 
+/* best[j] = max_i delta[i] + logA[i, j] and arg[j] = the first maximising i. Rows of logA are swept with
+** j inner, so the loop is a contiguous compare-and-blend over j. */
+static inline void maxplus_step(int K, const double *restrict delta, const double *restrict logA,
+                                double *restrict best, int64_t *restrict arg)
+{
+    int i, j;
+    for (j = 0; j < K; j++) best[j] = delta[0] + logA[j], arg[j] = 0;
+    for (i = 1; i < K; i++) {
+        const double di = delta[i];
+        const double *restrict row = logA + (size_t)i * K;
+        for (j = 0; j < K; j++) {
+            /* written as a max and a bit-mask select, not as `if`: GCC turns the `if` form into masked
+            ** stores and branches, this form into compare, max and and/or over whole vectors */
+            const double b = best[j], cand = di + row[j];
+            const int64_t mask = -(int64_t)(cand > b);
+            best[j] = cand > b ? cand : b;
+            arg[j] = (arg[j] & ~mask) | ((int64_t)i & mask);
+        }
+    }
+}
+
 /* Max-product in log space. delta is shifted by its maximum every step (the shifts add up to logp), so
 ** scores stay O(1) whatever T. Back-pointers are bytes when K <= 256 and 16-bit when K <= 65536: at K=16,
 ** T=2e5 that is 3.2 MB instead of 12.8 MB of int, which matters more than the arithmetic. logA_fixed (K*K,
 ** or NULL) is log(trans) when the chain is homogeneous. */
-static plm_status viterbi_run(plm_ctx *ctx, const plm_chain *c, size_t T, const emis *em, const double *logA_fixed,
+HOT static plm_status viterbi_run(plm_ctx *ctx, const plm_chain *c, size_t T, const emis *em, const double *logA_fixed,
                               int *path, double *logp)
 {
     const int K = c->K;
     const size_t KK = (size_t)K * K;
     const int bw = K <= 256 ? 1 : K <= 65536 ? 2 : 4;
     double *w, *delta, *best, *logA_own = NULL;
-    int *arg;
+    int64_t *arg;   /* as wide as a double, so the compare-and-select loop vectorises */
     void *bp;
     double total = 0;
     size_t t;
-    int i, j;
+    int j;
     if (!(w = malloc((2 * (size_t)K + ((c->trans_t || !logA_fixed) ? KK : 0)) * sizeof *w)))
         return plm_fail(ctx, PLM_ENOMEM, "hmm: out of memory");
     if (!(bp = malloc(T * (size_t)K * bw)) || !(arg = malloc((size_t)K * sizeof *arg))) {
@@ -401,15 +430,7 @@ static plm_status viterbi_run(plm_ctx *ctx, const plm_chain *c, size_t T, const 
             free(w), free(bp), free(arg);
             return plm_fail(ctx, PLM_EINTR, "hmm: interrupted");
         }
-        for (j = 0; j < K; j++) best[j] = delta[0] + logA[j], arg[j] = 0;
-        for (i = 1; i < K; i++) {
-            const double di = delta[i];
-            const double *restrict row = logA + (size_t)i * K;
-            for (j = 0; j < K; j++) {
-                const double cand = di + row[j];
-                if (cand > best[j]) best[j] = cand, arg[j] = i;
-            }
-        }
+        maxplus_step(K, delta, logA, best, arg);
         for (j = 0; j < K; j++) {
             delta[j] = best[j] + lb[j];
             if (delta[j] > m) m = delta[j];
@@ -426,8 +447,10 @@ static plm_status viterbi_run(plm_ctx *ctx, const plm_chain *c, size_t T, const 
         } else if (bw == 2) {
             uint16_t *b = (uint16_t *)bp + t * (size_t)K;
             for (j = 0; j < K; j++) b[j] = (uint16_t)arg[j];
-        } else
-            memcpy((int32_t *)bp + t * (size_t)K, arg, (size_t)K * sizeof *arg);
+        } else {
+            int32_t *b = (int32_t *)bp + t * (size_t)K;
+            for (j = 0; j < K; j++) b[j] = (int32_t)arg[j];
+        }
     }
     {
         int s = 0;
