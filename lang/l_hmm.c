@@ -29,7 +29,10 @@ static int fail_as(lua_State *L, plm_ctx *ctx, const char *fn)
 /* A number as a person writes it (luaL_error's %f prints -2 as -2.0). */
 static const char *num(char *buf, double v)
 {
-    snprintf(buf, 32, "%.10g", v);
+    if (isnan(v))
+        snprintf(buf, 32, "nan");
+    else
+        snprintf(buf, 32, "%.10g", v);
     return buf;
 }
 
@@ -276,7 +279,7 @@ static void push_obs(lua_State *L, const plm_hmm *h, const double *y)
 /* ---- methods ---- */
 
 /* Apply a one-sequence method to each sequence when given a list: results become lists. */
-typedef int (*seq_method)(lua_State *L, plm_hmm *h, int obs, const char *fn);
+typedef int (*seq_method)(lua_State *L, plm_hmm *h, int obs, const char *fn, const char *arg);
 
 static int for_each_seq(lua_State *L, const char *fn, seq_method m)
 {
@@ -288,8 +291,10 @@ static int for_each_seq(lua_State *L, const char *fn, seq_method m)
         lua_settop(L, 2);
         base = lua_gettop(L);
         for (q = 1; q <= n; q++) {
+            char arg[32];
+            snprintf(arg, sizeof arg, "obs[%d]", (int)q);
             lua_rawgeti(L, 2, q);
-            nres = m(L, h, lua_gettop(L), fn);
+            nres = m(L, h, lua_gettop(L), fn, arg);
             if (q == 1) {   /* make result lists below the per-call values */
                 for (r = 0; r < nres; r++) lua_newtable(L), lua_insert(L, base + 1 + r);
             }
@@ -298,13 +303,13 @@ static int for_each_seq(lua_State *L, const char *fn, seq_method m)
         }
         return nres;
     }
-    return m(L, h, 2, fn);
+    return m(L, h, 2, fn, "obs");
 }
 
-static int m_loglik(lua_State *L, plm_hmm *h, int obs, const char *fn)
+static int m_loglik(lua_State *L, plm_hmm *h, int obs, const char *fn, const char *arg)
 {
     size_t T;
-    double *y = check_seq(L, obs, h, fn, "obs", &T), ll;
+    double *y = check_seq(L, obs, h, fn, arg, &T), ll;
     plm_ctx ctx;
     if (plm_hmm_loglik(&ctx, h, T, y, &ll)) return fail_as(L, &ctx, fn);
     lua_pop(L, 1);
@@ -323,21 +328,23 @@ static int l_hmm_loglik(lua_State *L)
         double total = 0;
         lua_settop(L, 2);
         for (q = 1; q <= n; q++) {
+            char arg[32];
+            snprintf(arg, sizeof arg, "obs[%d]", (int)q);
             lua_rawgeti(L, 2, q);
-            m_loglik(L, h, 3, fn);
+            m_loglik(L, h, 3, fn, arg);
             total += lua_tonumber(L, -1);
             lua_settop(L, 2);
         }
         lua_pushnumber(L, total);
         return 1;
     }
-    return m_loglik(L, h, 2, fn);
+    return m_loglik(L, h, 2, fn, "obs");
 }
 
-static int m_filter(lua_State *L, plm_hmm *h, int obs, const char *fn)
+static int m_filter(lua_State *L, plm_hmm *h, int obs, const char *fn, const char *arg)
 {
     size_t T;
-    double *y = check_seq(L, obs, h, fn, "obs", &T), ll;
+    double *y = check_seq(L, obs, h, fn, arg, &T), ll;
     double *f = plm_l_scratch(L, T * h->K * sizeof *f);
     plm_ctx ctx;
     if (plm_hmm_filter(&ctx, h, T, y, f, &ll)) return fail_as(L, &ctx, fn);
@@ -350,10 +357,10 @@ static int m_filter(lua_State *L, plm_hmm *h, int obs, const char *fn)
 
 static int l_hmm_filter(lua_State *L) { return for_each_seq(L, "hmm:filter", m_filter); }
 
-static int m_posterior(lua_State *L, plm_hmm *h, int obs, const char *fn)
+static int m_posterior(lua_State *L, plm_hmm *h, int obs, const char *fn, const char *arg)
 {
     size_t T;
-    double *y = check_seq(L, obs, h, fn, "obs", &T), ll;
+    double *y = check_seq(L, obs, h, fn, arg, &T), ll;
     double *p = plm_l_scratch(L, T * h->K * sizeof *p);
     plm_ctx ctx;
     if (plm_hmm_posterior(&ctx, h, T, y, p, &ll)) return fail_as(L, &ctx, fn);
@@ -366,10 +373,10 @@ static int m_posterior(lua_State *L, plm_hmm *h, int obs, const char *fn)
 
 static int l_hmm_posterior(lua_State *L) { return for_each_seq(L, "hmm:posterior", m_posterior); }
 
-static int m_viterbi(lua_State *L, plm_hmm *h, int obs, const char *fn)
+static int m_viterbi(lua_State *L, plm_hmm *h, int obs, const char *fn, const char *arg)
 {
     size_t T;
-    double *y = check_seq(L, obs, h, fn, "obs", &T), logp;
+    double *y = check_seq(L, obs, h, fn, arg, &T), logp;
     int *path = plm_l_scratch(L, T * sizeof *path);
     plm_ctx ctx;
     if (plm_hmm_viterbi(&ctx, h, T, y, path, &logp)) return fail_as(L, &ctx, fn);
@@ -382,12 +389,12 @@ static int m_viterbi(lua_State *L, plm_hmm *h, int obs, const char *fn)
 
 static int l_hmm_viterbi(lua_State *L) { return for_each_seq(L, "hmm:viterbi", m_viterbi); }
 
-static int m_predict(lua_State *L, plm_hmm *h, int obs, const char *fn)
+static int m_predict(lua_State *L, plm_hmm *h, int obs, const char *fn, const char *arg)
 {
     const size_t K = (size_t)h->K, D = (size_t)h->D;
     const size_t M = h->emit == PLM_HMM_CATEGORICAL ? (size_t)h->M : h->emit == PLM_HMM_BERNOULLI ? 2 : 0;
     size_t T;
-    double *y = check_seq(L, obs, h, fn, "obs", &T);
+    double *y = check_seq(L, obs, h, fn, arg, &T);
     int top = lua_gettop(L);
     plm_hmm_pred pr;
     plm_ctx ctx;

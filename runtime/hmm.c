@@ -430,7 +430,13 @@ HOT static plm_status viterbi_run(plm_ctx *ctx, const plm_chain *c, size_t T, co
             free(w), free(bp), free(arg);
             return plm_fail(ctx, PLM_EINTR, "hmm: interrupted");
         }
-        maxplus_step(K, delta, logA, best, arg);
+        /* common small K as constants, so the compiler unrolls the j loop and keeps best/arg in registers */
+        if (K == 16)
+            maxplus_step(16, delta, logA, best, arg);
+        else if (K == 8)
+            maxplus_step(8, delta, logA, best, arg);
+        else
+            maxplus_step(K, delta, logA, best, arg);
         for (j = 0; j < K; j++) {
             delta[j] = best[j] + lb[j];
             if (delta[j] > m) m = delta[j];
@@ -1126,7 +1132,7 @@ plm_status plm_hmm_stationary(plm_ctx *ctx, const plm_hmm *h, double *pi)
             st = plm_fail(ctx, PLM_EDOM, "hmm: the chain has no unique stationary distribution (it is reducible)");
             goto done;
         }
-        pi[i] = v < 0 ? 0 : v;
+        pi[i] = v > 0 ? v : 0;   /* rounding leaves -1e-17 (or -0) where the mass is 0 */
     }
 done:
     if (old) gsl_set_error_handler(old);
