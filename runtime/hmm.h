@@ -23,11 +23,13 @@ typedef struct plm_chain {
 } plm_chain;
 
 /* Kernels over a precomputed emission log-likelihood matrix logB (T*K, row t = log p(y_t | state k)).
-** Scaled in probability space with per-step log normalisers, so no underflow for any T. Probabilities in
-** the chain are trusted (validate with plm_hmm_check_chain). T must be >= 1. Extra memory: O(K^2) for
-** loglik and viterbi's scores, O(T K) bytes of back-pointers for viterbi; loglik returns -inf (PLM_OK)
-** when the observations are impossible under the model. Errors: PLM_EINVAL (T = 0, K < 1), PLM_ENOMEM,
-** PLM_EINTR. */
+** Scaled in probability space with per-step log normalisers, so no underflow for any T (a step whose
+** products all underflow is redone in log space). Probabilities in the chain are trusted (validate with
+** plm_hmm_check_chain); entries of logB may be -inf. T must be >= 1. Extra memory: O(K) for loglik and
+** posterior (beyond filtered/post), O(K^2) plus T*K bytes of back-pointers (K <= 256) for viterbi.
+** When the observations have probability 0 under the model, loglik gives -inf with PLM_OK if filtered is
+** NULL; otherwise (and for posterior and viterbi) the result is PLM_EDOM naming the first impossible step.
+** Other errors: PLM_EINVAL (T = 0, K < 1, missing init/trans), PLM_ENOMEM, PLM_EINTR. */
 plm_status plm_hmm_core_loglik(plm_ctx *ctx, const plm_chain *c, size_t T, const double *logB, double *loglik,
                                double *filtered /* T*K or NULL */);
 plm_status plm_hmm_core_posterior(plm_ctx *ctx, const plm_chain *c, size_t T, const double *logB,
