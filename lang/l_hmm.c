@@ -500,6 +500,7 @@ static int l_hmm_fit(lua_State *L)
     if (!(o.tol >= 0)) return luaL_error(L, "%s: option 'tol' must be >= 0 (got %s)", fn, num(nb, o.tol));
     o.iters = (int)iters, o.restarts = (int)restarts;
     o.seed = plm_l_seed(L, opts, fn);
+    o.threads = plm_l_threads(L, opts, fn);
     if (is_multi(L, 2, h))
         nseq = check_seqs(L, 2, h, fn, "data", &ys, &Ts);
     else {

@@ -8,6 +8,8 @@
 ** ever comes out as -inf or NaN. Viterbi runs in log space, shifted by the running maximum each step. */
 #include "hmm.h"
 
+#include "par.h"
+
 #include <float.h>
 #include <gsl/gsl_linalg.h>
 #include <math.h>
@@ -1170,16 +1172,25 @@ void plm_hmm_fit_defaults(plm_hmm_fit_opts *o)
     o->tol = 1e-6;
     o->restarts = 1;
     o->seed = 1;
+    o->threads = 0;
 }
 
-/* The data and the scratch shared by every E-step of a fit. */
+/* The data and the scratch shared by every E-step of a fit. Sequences are processed in rounds of `slots`
+** in parallel, each into its own statistics slot; the slots are then added to the total in sequence order,
+** so the result is the same for any number of threads. */
 typedef struct fitdata {
     size_t nseq, Ttot, Tmax;
     const double *const *ys;
     const size_t *Ts;
     double *mean, *var;   /* per coordinate over all observations (D each), for random starts and floors */
-    double *post, *logB;  /* Tmax*K each (logB only for non-categorical) */
-    double *work;         /* 4K */
+    int nthreads;
+    size_t slots;         /* sequences per round */
+    double *post, *logB;  /* per worker: Tmax*K each (logB only for non-categorical) */
+    double *work;         /* per worker: 4K */
+    double *slot_stats;   /* slots * stats_len */
+    double *slot_ll;      /* slots */
+    plm_status *slot_st;  /* slots */
+    plm_ctx *slot_ctx;    /* slots */
 } fitdata;
 
 /* Expected sufficient statistics. Moments are taken about the current means (mu0), which keeps the
@@ -1205,64 +1216,101 @@ static void stats_bind(const plm_hmm *h, double *mem, stats *s)
     s->s2 = s->s1 + (h->emit == PLM_HMM_CATEGORICAL ? (size_t)h->M * K : K * D);
 }
 
-/* E-step over all sequences: the expected statistics and the total log-likelihood. */
-static plm_status estep(plm_ctx *ctx, const plm_hmm *h, fitdata *fd, double *smem, stats *s, double *loglik)
+/* E-step of one sequence into the zeroed statistics s, with scratch post/logB/work. */
+static plm_status estep_seq(plm_ctx *ctx, const plm_hmm *h, size_t q, size_t T, const double *y, double *post,
+                            double *logB, double *work, stats *s, double *loglik)
 {
     const int K = h->K, D = h->D;
     plm_chain c = chain_of(h);
-    size_t q, t;
+    emis em = emis_cat(h, y);
+    size_t t;
     int k;
-    memset(smem, 0, stats_len(h) * sizeof *smem);
+    plm_status st;
+    if (h->emit != PLM_HMM_CATEGORICAL) {
+        if (emit_rows(h, T, y, logB)) return plm_fail(ctx, PLM_ENOMEM, "hmm:fit: out of memory");
+        em.logB = logB;
+    }
+    st = fwd_all(ctx, &c, T, &em, post, work, loglik);
+    if (st == PLM_EDOM) return plm_fail(ctx, PLM_EDOM, "hmm:fit: sequence %zu has probability 0 under the model", q + 1);
+    if (st || (st = bwd_pass(ctx, &c, T, &em, post, s->xi, work))) return st;
+    for (k = 0; k < K; k++) s->init[k] += post[k];
+    for (t = 0; t < T; t++) {
+        const double *restrict g = post + t * K;
+        for (k = 0; k < K; k++) s->g[k] += g[k];
+        switch (h->emit) {
+        case PLM_HMM_CATEGORICAL: {
+            double *restrict row = s->s1 + (size_t)y[t] * K;
+            for (k = 0; k < K; k++) row[k] += g[k];
+            break;
+        }
+        case PLM_HMM_NORMAL:
+            for (k = 0; k < K; k++) {
+                const double d = y[t] - h->par[2 * k];
+                s->s1[k] += g[k] * d;
+                s->s2[k] += g[k] * d * d;
+            }
+            break;
+        case PLM_HMM_POISSON:
+        case PLM_HMM_BERNOULLI:
+            for (k = 0; k < K; k++) s->s1[k] += g[k] * y[t];
+            break;
+        case PLM_HMM_MVNORMAL:
+            for (k = 0; k < K; k++) {
+                const double *mu = h->par + (size_t)k * D, *yt = y + t * D;
+                double *s1 = s->s1 + (size_t)k * D, *s2 = s->s2 + (size_t)k * D * D;
+                int i, j;
+                for (i = 0; i < D; i++) {
+                    const double di = g[k] * (yt[i] - mu[i]);
+                    s1[i] += di;
+                    for (j = 0; j <= i; j++) s2[i * D + j] += di * (yt[j] - mu[j]);
+                }
+            }
+            break;
+        }
+    }
+    return PLM_OK;
+}
+
+typedef struct estep_job {
+    const plm_hmm *h;
+    fitdata *fd;
+    size_t q0;   /* first sequence of the round */
+} estep_job;
+
+static void estep_chunk(void *arg, size_t begin, size_t end, int worker)
+{
+    estep_job *j = arg;
+    fitdata *fd = j->fd;
+    const size_t K = (size_t)j->h->K, len = stats_len(j->h);
+    size_t i;
+    for (i = begin; i < end; i++) {
+        const size_t q = j->q0 + i;
+        stats s;
+        memset(fd->slot_stats + i * len, 0, len * sizeof(double));
+        stats_bind(j->h, fd->slot_stats + i * len, &s);
+        fd->slot_st[i] = estep_seq(&fd->slot_ctx[i], j->h, q, fd->Ts[q], fd->ys[q], fd->post + (size_t)worker * fd->Tmax * K,
+                                   fd->logB ? fd->logB + (size_t)worker * fd->Tmax * K : NULL, fd->work + (size_t)worker * 4 * K,
+                                   &s, &fd->slot_ll[i]);
+    }
+}
+
+/* E-step over all sequences: the expected statistics and the total log-likelihood. */
+static plm_status estep(plm_ctx *ctx, const plm_hmm *h, fitdata *fd, double *smem, stats *s, double *loglik)
+{
+    const size_t len = stats_len(h);
+    size_t q0, i, l;
+    memset(smem, 0, len * sizeof *smem);
     stats_bind(h, smem, s);
     *loglik = 0;
-    for (q = 0; q < fd->nseq; q++) {
-        const size_t T = fd->Ts[q];
-        const double *y = fd->ys[q];
-        emis em = emis_cat(h, y);
-        double ll;
-        plm_status st;
-        if (h->emit != PLM_HMM_CATEGORICAL) {
-            if (emit_rows(h, T, y, fd->logB)) return plm_fail(ctx, PLM_ENOMEM, "hmm:fit: out of memory");
-            em.logB = fd->logB;
-        }
-        st = fwd_all(ctx, &c, T, &em, fd->post, fd->work, &ll);
-        if (st == PLM_EDOM) return plm_fail(ctx, PLM_EDOM, "hmm:fit: sequence %zu has probability 0 under the model", q + 1);
-        if (st || (st = bwd_pass(ctx, &c, T, &em, fd->post, s->xi, fd->work))) return st;
-        *loglik += ll;
-        for (k = 0; k < K; k++) s->init[k] += fd->post[k];
-        for (t = 0; t < T; t++) {
-            const double *restrict g = fd->post + t * K;
-            for (k = 0; k < K; k++) s->g[k] += g[k];
-            switch (h->emit) {
-            case PLM_HMM_CATEGORICAL: {
-                double *restrict row = s->s1 + (size_t)y[t] * K;
-                for (k = 0; k < K; k++) row[k] += g[k];
-                break;
-            }
-            case PLM_HMM_NORMAL:
-                for (k = 0; k < K; k++) {
-                    const double d = y[t] - h->par[2 * k];
-                    s->s1[k] += g[k] * d;
-                    s->s2[k] += g[k] * d * d;
-                }
-                break;
-            case PLM_HMM_POISSON:
-            case PLM_HMM_BERNOULLI:
-                for (k = 0; k < K; k++) s->s1[k] += g[k] * y[t];
-                break;
-            case PLM_HMM_MVNORMAL:
-                for (k = 0; k < K; k++) {
-                    const double *mu = h->par + (size_t)k * D, *yt = y + t * D;
-                    double *s1 = s->s1 + (size_t)k * D, *s2 = s->s2 + (size_t)k * D * D;
-                    int i, j;
-                    for (i = 0; i < D; i++) {
-                        const double di = g[k] * (yt[i] - mu[i]);
-                        s1[i] += di;
-                        for (j = 0; j <= i; j++) s2[i * D + j] += di * (yt[j] - mu[j]);
-                    }
-                }
-                break;
-            }
+    for (q0 = 0; q0 < fd->nseq; q0 += fd->slots) {
+        const size_t n = fd->nseq - q0 < fd->slots ? fd->nseq - q0 : fd->slots;
+        estep_job job = {h, fd, q0};
+        plm_parallel_for(fd->nthreads, n, 1, estep_chunk, &job);
+        for (i = 0; i < n; i++) {
+            const double *restrict add = fd->slot_stats + i * len;
+            if (fd->slot_st[i]) return plm_fail(ctx, fd->slot_st[i], "%s", plm_ctx_errmsg(&fd->slot_ctx[i]));
+            *loglik += fd->slot_ll[i];
+            for (l = 0; l < len; l++) smem[l] += add[l];
         }
     }
     return PLM_OK;
@@ -1459,12 +1507,23 @@ plm_status plm_hmm_fit(plm_ctx *ctx, const plm_hmm *h, size_t nseq, const double
         fd.Ttot += Ts[q];
         if (Ts[q] > fd.Tmax) fd.Tmax = Ts[q];
     }
-    if (!(fd.mean = calloc(2 * (size_t)D, sizeof(double))) || !(fd.post = malloc(fd.Tmax * K * sizeof(double)))
-        || !(fd.work = malloc(4 * (size_t)K * sizeof(double))) || !(smem = malloc(stats_len(h) * sizeof *smem))
-        || !(tr = malloc(((size_t)o.iters + 1) * sizeof *tr)) || !(best_tr = malloc(((size_t)o.iters + 1) * sizeof *tr))
-        || (h->emit != PLM_HMM_CATEGORICAL && !(fd.logB = malloc(fd.Tmax * K * sizeof(double))))) {
-        st = plm_fail(ctx, PLM_ENOMEM, "hmm:fit: out of memory");
-        goto done;
+    /* threads: no more than sequences, and no more than the scratch (2 Tmax K doubles each) allows */
+    fd.nthreads = o.threads > 0 ? o.threads : plm_default_threads();
+    if ((size_t)fd.nthreads > nseq) fd.nthreads = (int)nseq;
+    while (fd.nthreads > 1 && (size_t)fd.nthreads * fd.Tmax * K > ((size_t)1 << 27)) fd.nthreads--;
+    fd.slots = nseq < 64 ? nseq : 64;
+    while (fd.slots > (size_t)fd.nthreads && fd.slots * stats_len(h) > ((size_t)1 << 23)) fd.slots /= 2;
+    {
+        const size_t nw = (size_t)fd.nthreads, sl = fd.slots;
+        if (!(fd.mean = calloc(2 * (size_t)D, sizeof(double))) || !(fd.post = malloc(nw * fd.Tmax * K * sizeof(double)))
+            || !(fd.work = malloc(nw * 4 * (size_t)K * sizeof(double))) || !(smem = malloc(stats_len(h) * sizeof *smem))
+            || !(fd.slot_stats = malloc(sl * stats_len(h) * sizeof(double))) || !(fd.slot_ll = malloc(sl * sizeof(double)))
+            || !(fd.slot_st = malloc(sl * sizeof *fd.slot_st)) || !(fd.slot_ctx = malloc(sl * sizeof *fd.slot_ctx))
+            || !(tr = malloc(((size_t)o.iters + 1) * sizeof *tr)) || !(best_tr = malloc(((size_t)o.iters + 1) * sizeof *tr))
+            || (h->emit != PLM_HMM_CATEGORICAL && !(fd.logB = malloc(nw * fd.Tmax * K * sizeof(double))))) {
+            st = plm_fail(ctx, PLM_ENOMEM, "hmm:fit: out of memory");
+            goto done;
+        }
     }
     fd.var = fd.mean + D;
     /* data mean and variance per coordinate (Welford, so large offsets do not cancel) */
@@ -1512,5 +1571,6 @@ plm_status plm_hmm_fit(plm_ctx *ctx, const plm_hmm *h, size_t nseq, const double
     *out = best;
 done:
     free(fd.mean), free(fd.post), free(fd.work), free(fd.logB), free(smem), free(tr), free(best_tr);
+    free(fd.slot_stats), free(fd.slot_ll), free(fd.slot_st), free(fd.slot_ctx);
     return st;
 }

@@ -143,6 +143,8 @@ typedef struct plm_hmm_fit_opts {
     double tol;           /* stop when the rise is below tol (absolute, nats), default 1e-6 */
     int restarts;         /* total runs, default 1 */
     unsigned long long seed;   /* streams 1.. of this seed draw the random starts */
+    int threads;          /* sequences in parallel in the E-step; <= 0: plm_default_threads(). The result is
+                          ** the same for any value (per-sequence statistics are added in sequence order). */
 } plm_hmm_fit_opts;
 void plm_hmm_fit_defaults(plm_hmm_fit_opts *o);
 plm_status plm_hmm_fit(plm_ctx *ctx, const plm_hmm *h, size_t nseq, const double *const *ys, const size_t *Ts,

@@ -446,6 +446,43 @@ static void test_em_recovers_three_state_model(void)
     free(y), free(st);
 }
 
+/* The E-step runs sequences in parallel but adds their statistics in sequence order: the fit must be
+** bit-for-bit the same with 1, 2 and 3 threads. */
+static void test_em_same_result_any_thread_count(void)
+{
+    static const double np[6] = {-1, 1, 0, 1, 1, 1}, start_np[6] = {-0.5, 2, 0.1, 2, 0.6, 2};
+    enum { NSEQ = 37 };
+    double *y[NSEQ], *trace[3];
+    size_t Ts[NSEQ];
+    int st[400], q, th, n[3], i;
+    plm_hmm *truth, *start, *fit[3];
+    plm_hmm_fit_opts o;
+    plm_rng r;
+    plm_ctx ctx;
+    plm_rng_init(&r, 11, 0);
+    CHECK(plm_hmm_new_scalar(&ctx, PLM_HMM_NORMAL, 3, init3, trans3, np, &truth) == PLM_OK);
+    CHECK(plm_hmm_new_scalar(&ctx, PLM_HMM_NORMAL, 3, init3, trans3, start_np, &start) == PLM_OK);
+    for (q = 0; q < NSEQ; q++) {
+        Ts[q] = 50 + 7 * (size_t)q;
+        y[q] = malloc(Ts[q] * sizeof(double));
+        CHECK(plm_hmm_sample(&ctx, truth, Ts[q], &r, st, y[q]) == PLM_OK);
+    }
+    plm_hmm_fit_defaults(&o);
+    o.iters = 20;
+    o.restarts = 2;
+    for (th = 0; th < 3; th++) {
+        o.threads = th + 1;
+        CHECK(plm_hmm_fit(&ctx, start, NSEQ, (const double *const *)y, Ts, &o, &fit[th], &trace[th], &n[th]) == PLM_OK);
+    }
+    for (th = 1; th < 3; th++) {
+        CHECK(n[th] == n[0]);
+        for (i = 0; i < n[0] && i < n[th]; i++) CHECK(trace[th][i] == trace[0][i]);
+        for (i = 0; i < 6; i++) CHECK(fit[th]->par[i] == fit[0]->par[i]);
+        for (i = 0; i < 9; i++) CHECK(fit[th]->trans[i] == fit[0]->trans[i]);
+    }
+    for (q = 0; q < NSEQ; q++) free(y[q]);
+}
+
 static void test_stationary_and_entropy_rate(void)
 {
     plm_hmm *h = cat3();
@@ -571,6 +608,7 @@ int main(void)
     RUN(test_long_sequence_stays_finite);
     RUN(test_em_loglik_monotone);
     RUN(test_em_recovers_three_state_model);
+    RUN(test_em_same_result_any_thread_count);
     RUN(test_stationary_and_entropy_rate);
     RUN(test_sample_state_frequencies);
     RUN(test_bad_input_names_argument_and_entry);
