@@ -300,6 +300,51 @@ static void test_predict_equals_enumeration(void)
     }
 }
 
+/* Normal emissions: logpred[t] = loglik(y_1..t) - loglik(y_1..t-1) and the predictive mean is
+** sum_k p(x_t = k | y_1..t-1) mu_k, with the state weights taken from enumeration (the filtered
+** marginal of step t-1 pushed through trans). */
+static void test_predict_normal_equals_enumeration(void)
+{
+    static const double np[6] = {-1, 0.5, 0.5, 1, 2.5, 2};
+    plm_chain c = {3, init3, trans3, NULL};
+    double y[6], logB[6 * 3], weights[7 * 3], logpred[6], mean[7];
+    plm_hmm_pred pr = {weights, logpred, NULL, mean, 0, 0};
+    int st[6], k, j;
+    size_t t;
+    plm_hmm *h;
+    plm_rng r;
+    plm_ctx ctx;
+    plm_rng_init(&r, 12, 0);
+    CHECK(plm_hmm_new_scalar(&ctx, PLM_HMM_NORMAL, 3, init3, trans3, np, &h) == PLM_OK);
+    CHECK(plm_hmm_sample(&ctx, h, 6, &r, st, y) == PLM_OK);
+    CHECK(plm_hmm_predict(&ctx, h, 6, y, &pr) == PLM_OK);
+    CHECK(isnan(pr.accuracy));
+    logB_via_dists(h, 6, y, logB);
+    for (t = 0; t <= 6; t++) {
+        double w[3], prev = 0, m = 0;
+        brute b;
+        if (t == 0)
+            memcpy(w, init3, sizeof w);
+        else {
+            enumerate(&c, t, logB, &b);
+            prev = b.loglik;
+            for (k = 0; k < 3; k++) {
+                w[k] = 0;
+                for (j = 0; j < 3; j++) w[k] += b.post[(t - 1) * 3 + j] * trans3[j * 3 + k];
+            }
+        }
+        for (k = 0; k < 3; k++) {
+            CHECK_NEAR(weights[t * 3 + k], w[k], 1e-12);
+            m += w[k] * np[2 * k];
+        }
+        CHECK_NEAR(mean[t], m, 1e-12);
+        if (t < 6) {
+            enumerate(&c, t + 1, logB, &b);
+            CHECK_NEAR(logpred[t], b.loglik - prev, 1e-10);
+        }
+    }
+}
+
 /* A million steps of strongly peaked normal emissions (sigma 0.01, means 10 apart): the log-likelihood
 ** is about -1e6 * something, far past where unscaled products underflow; everything must stay finite and
 ** the three routes to the log-likelihood must agree. */
@@ -605,6 +650,7 @@ int main(void)
     RUN(test_categorical_equals_enumeration);
     RUN(test_each_emission_family_equals_enumeration);
     RUN(test_predict_equals_enumeration);
+    RUN(test_predict_normal_equals_enumeration);
     RUN(test_long_sequence_stays_finite);
     RUN(test_em_loglik_monotone);
     RUN(test_em_recovers_three_state_model);
