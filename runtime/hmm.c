@@ -234,6 +234,19 @@ plm_status plm_hmm_core_loglik(plm_ctx *ctx, const plm_chain *c, size_t T, const
 
 /* ---- Backward pass ---------------------------------------------------------------------------------- */
 
+/* sum_j a[j] b[j] in eight partial sums: a plain floating-point reduction is not vectorised without
+** -ffast-math (it would reorder the sum), this one is, and its order is fixed. */
+static inline double dot(int K, const double *restrict a, const double *restrict b)
+{
+    double s[8] = {0, 0, 0, 0, 0, 0, 0, 0}, r;
+    int j = 0, l;
+    for (; j + 8 <= K; j += 8)
+        for (l = 0; l < 8; l++) s[l] += a[j + l] * b[j + l];
+    r = ((s[0] + s[4]) + (s[1] + s[5])) + ((s[2] + s[6]) + (s[3] + s[7]));
+    for (; j < K; j++) r += a[j] * b[j];
+    return r;
+}
+
 /* Turn the filtered rows in post (T*K, from the forward pass) into smoothed marginals, running the
 ** backward vector beta_t (normalised to sum 1; only proportionality matters) from t = T-1 down. When xi is
 ** given, add the expected transition counts sum_t p(x_t = i, x_{t+1} = j | y) into it (K*K). work: 4K. */
@@ -255,9 +268,7 @@ HOT static plm_status bwd_pass(plm_ctx *ctx, const plm_chain *c, size_t T, const
         if (!e) return impossible_at(ctx, "hmm", t + 1);
         for (j = 0; j < K; j++) v[j] = e[j] * beta[j];
         for (i = 0; i < K; i++) {
-            const double *restrict row = A + (size_t)i * K;
-            double d = 0;
-            for (j = 0; j < K; j++) d += row[j] * v[j];
+            const double d = dot(K, A + (size_t)i * K, v);
             bn[i] = d;
             Z += alpha[i] * d;
             s += d;
