@@ -25,8 +25,8 @@ typedef struct plm_chain {
 /* Kernels over a precomputed emission log-likelihood matrix logB (T*K, row t = log p(y_t | state k)).
 ** Scaled in probability space with per-step log normalisers, so no underflow for any T (a step whose
 ** products all underflow is redone in log space). Probabilities in the chain are trusted (validate with
-** plm_hmm_check_chain); entries of logB may be -inf. T must be >= 1. Extra memory: O(K) for loglik and
-** posterior (beyond filtered/post), O(K^2) plus T*K bytes of back-pointers (K <= 256) for viterbi.
+** plm_hmm_check_chain); entries of logB may be -inf but not NaN. T must be >= 1. Extra memory: O(K) for
+** loglik and posterior (beyond filtered/post), O(K^2) plus T*K bytes of back-pointers (K <= 256) for viterbi.
 ** When the observations have probability 0 under the model, loglik gives -inf with PLM_OK if filtered is
 ** NULL; otherwise (and for posterior and viterbi) the result is PLM_EDOM naming the first impossible step.
 ** Other errors: PLM_EINVAL (T = 0, K < 1, missing init/trans), PLM_ENOMEM, PLM_EINTR. */
