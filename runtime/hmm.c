@@ -377,6 +377,19 @@ static void log_matrix(int K, const double *A, double *out)
     for (i = 0; i < n; i++) out[i] = log(A[i]);
 }
 
+/* max_j x[j] in eight partial maxima, so that it vectorises (as dot does for sums); -inf when K = 0. */
+static inline double max_of(int K, const double *restrict x)
+{
+    double p[8] = {-INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY}, r;
+    int j = 0, l;
+    for (; j + 8 <= K; j += 8)
+        for (l = 0; l < 8; l++) p[l] = x[j + l] > p[l] ? x[j + l] : p[l];
+    r = p[0];
+    for (l = 1; l < 8; l++) r = p[l] > r ? p[l] : r;
+    for (; j < K; j++) r = x[j] > r ? x[j] : r;
+    return r;
+}
+
 /* best[j] = max_i delta[i] + logA[i, j] and arg[j] = the first maximising i. Rows of logA are swept with
 ** j inner, so the loop is a contiguous compare-and-blend over j. */
 static inline void maxplus_step(int K, const double *restrict delta, const double *restrict logA,
@@ -450,10 +463,8 @@ HOT static plm_status viterbi_run(plm_ctx *ctx, const plm_chain *c, size_t T, co
             maxplus_step(8, delta, logA, best, arg);
         else
             maxplus_step(K, delta, logA, best, arg);
-        for (j = 0; j < K; j++) {
-            delta[j] = best[j] + lb[j];
-            if (delta[j] > m) m = delta[j];
-        }
+        for (j = 0; j < K; j++) delta[j] = best[j] + lb[j];
+        m = max_of(K, delta);
         if (!(m > -INFINITY)) {
             free(w), free(bp), free(arg);
             return impossible_at(ctx, "hmm", t);
