@@ -15,6 +15,7 @@
 ** Clifford (2003). */
 #include "lmodel.h"
 
+#include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -95,6 +96,27 @@ static void fork_objects(engine *E, int i, int parent_objs)
     lua_rawseti(L, E->adopt, i + 1);
     lua_newtable(L);
     lua_rawseti(L, E->objs, i + 1);
+}
+
+/* A particle that leaves the population releases what its objects hold (an LM context's KV sequence) at once,
+** through their __plume_close metamethod, rather than whenever the garbage collector runs. */
+static void close_objects(lua_State *L, int objs, int i)
+{
+    lua_Integer k, n;
+    if (lua_rawgeti(L, objs, i + 1) != LUA_TTABLE) {
+        lua_pop(L, 1);
+        return;
+    }
+    n = luaL_len(L, -1);
+    for (k = 1; k <= n; k++) {
+        lua_rawgeti(L, -1, k);
+        if (luaL_getmetafield(L, -1, "__plume_close") != LUA_TNIL) {
+            lua_insert(L, -2);
+            lua_call(L, 1, 0);
+        } else
+            lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
 }
 
 /* Create particle slot i: a new coroutine that will run the program, replaying `parent` (a trace) up to
@@ -284,6 +306,11 @@ static void rebuild(engine *E, const int *par, const double *lw, int m)
         long r = plm_root(old);
         used = plm_l_scratch(L, (size_t)old_n);
         memset(used, 0, (size_t)old_n);
+        /* parents that leave no copy release their objects first, so that copies can take their place */
+        for (j = 0; j < m; j++) used[par[j]] = 1;
+        for (j = 0; j < old_n; j++)
+            if (!used[j]) close_objects(L, E->objs, j);
+        memset(used, 0, (size_t)old_n);
         cos = E->cos, handles = E->handles, vals = E->vals, objs = E->objs, adopt = E->adopt;
         lua_newtable(L);
         lua_newtable(L);
@@ -321,9 +348,10 @@ static void rebuild(engine *E, const int *par, const double *lw, int m)
             } else {
                 int done = old[q].state == P_DONE;
                 lua_rawgeti(L, objs, q + 1);
-                spawn(E, j, old[q].ex.tr, old[q].ex.checkpoints, lw[j], lua_gettop(L));
+                /* a copy of a finished particle replays every choice (also those after its last checkpoint,
+                ** such as the token that ended it), so it ends as the same path */
+                spawn(E, j, old[q].ex.tr, done ? INT_MAX : old[q].ex.checkpoints, lw[j], lua_gettop(L));
                 lua_pop(L, 1);
-                if (done) p->state = P_RUN;   /* replays to the end and finishes too */
             }
             E->n = j + 1;
         }
@@ -597,6 +625,8 @@ static int l_smc(lua_State *L)
             lua_pop(L, 1);
         }
         lua_setfield(L, res, "log_weights");
+        lua_pushinteger(L, E.n);          /* dead particles leave holes: values.n counts the slots */
+        lua_setfield(L, -2, "n");
         lua_setfield(L, res, "values");
         lua_pop(L, 1);   /* recorder */
         lua_pushnumber(L, logz);

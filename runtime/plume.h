@@ -11,5 +11,8 @@
 #include "draws.h"
 #include "trace.h"
 #include "hmm.h"
+#include "lgssm.h"
+#include "ctmc.h"
+#include "cthmm.h"
 
 #endif
