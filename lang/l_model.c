@@ -124,6 +124,12 @@ static int l_m_observe(lua_State *L)
     {
         double lp = plm_dist_logpdf(d, x);
         add_site(L, ex, "m:observe", addr, PLM_SITE_OBSERVED, d, x, d->dim, lp);
+        /* a hooked distribution (an LM mask) learns the observed value too */
+        if (lua_getiuservalue(L, 3, 1) == LUA_TFUNCTION) {
+            lua_pushvalue(L, 4);
+            lua_call(L, 1, 0);
+        } else
+            lua_pop(L, 1);
         return checkpoint(L, ex, lp);
     }
 }
@@ -178,8 +184,9 @@ typedef struct program {
     int nargs;
 } program;
 
-/* Run the program once under ex. Errors from the program are re-raised after the handle is disarmed. */
-static void run(lua_State *L, const program *pg, exec *ex)
+/* Run the program once under ex. Errors from the program are re-raised after the handle is disarmed.
+** With keep, the program's first return value is left on the stack. */
+static void run_keep(lua_State *L, const program *pg, exec *ex, int keep)
 {
     handle *h = lua_touserdata(L, pg->handle);
     int i, st;
@@ -189,9 +196,14 @@ static void run(lua_State *L, const program *pg, exec *ex)
     lua_pushvalue(L, pg->handle);
     for (i = 0; i < pg->nargs; i++) lua_pushvalue(L, pg->args + i);
     h->ex = ex;
-    st = lua_pcall(L, 1 + pg->nargs, 0, 0);
+    st = lua_pcall(L, 1 + pg->nargs, keep ? 1 : 0, 0);
     h->ex = NULL;
     if (st != LUA_OK) lua_error(L);
+}
+
+static void run(lua_State *L, const program *pg, exec *ex)
+{
+    run_keep(L, pg, ex, 0);
 }
 
 /* ---- transforms for random-walk proposals ---- */
@@ -564,13 +576,15 @@ static int engine_independent(lua_State *L, const program *pg, const options *o,
     rec = plm_l_newrecorder(L, D);
     plm_l_recorder_output(L, rec, o->output, "plume.infer");
     lw = plm_l_scratch(L, (size_t)o->samples * sizeof *lw);
+    lua_createtable(L, (int)(o->samples < 1000000 ? o->samples : 1000000), 0);   /* return values */
     memset(&ex, 0, sizeof ex);
     ex.mode = EX_PRIOR;
     ex.tr = tr;
     ex.rng = &rng;
     for (i = 0; i < o->samples; i++) {
         plm_rng_init(&rng, o->seed, (uint64_t)i);
-        run(L, pg, &ex);
+        run_keep(L, pg, &ex, 1);
+        lua_rawseti(L, -2, i + 1);
         lw[i] = weighted ? tr->loglik : 0;
         if (lw[i] > -INFINITY) alive++;
         if (lw[i] > mx) mx = lw[i];
@@ -582,9 +596,11 @@ static int engine_independent(lua_State *L, const program *pg, const options *o,
     if (weighted && alive == 0)
         return luaL_error(L, "plume.infer: every one of the %d samples has weight -inf "
                              "(the observations are impossible under the prior?)", (int)o->samples);
-    lua_pop(L, 2);   /* lw, rec; the draws stay */
-    lua_newtable(L);
+    lua_newtable(L);                  /* draws, rec, lw, values, result */
     lua_insert(L, -2);
+    lua_setfield(L, -2, "values");
+    lua_insert(L, -4);                /* result, draws, rec, lw */
+    lua_pop(L, 2);
     lua_setfield(L, -2, "_draws");
     if (weighted) {
         lua_pushnumber(L, plm_logsumexp(lw, (size_t)o->samples) - log((double)o->samples));

@@ -15,6 +15,7 @@
 ** Clifford (2003). */
 #include "lmodel.h"
 
+#include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,6 +40,8 @@ typedef struct engine {
     int fn, args, nargs;      /* stack slots of the model function and its arguments */
     int cos, handles, vals;   /* stack slots of tables: coroutines, handles, return values */
     int reqs;                 /* table: pending request per particle */
+    int objs;                 /* table: per particle, the objects it registered (plume._smc_register) */
+    int adopt;                /* table: per particle, snapshots its replay adopts in order (plume._smc_adopt) */
     particle *p;
     int n, cap;
     long root;
@@ -70,9 +73,55 @@ static particle *grow(engine *E, int need)
     return E->p;
 }
 
+/* Stateful objects a particle created (LM contexts) cannot be rebuilt by replay alone without redoing their
+** work: a copy asks each of its parent's registered objects for a snapshot (metamethod __plume_fork), and
+** its replay adopts them in creation order instead of making new ones. */
+static void fork_objects(engine *E, int i, int parent_objs)
+{
+    lua_State *L = E->L;
+    lua_Integer k, n;
+    lua_newtable(L);
+    if (parent_objs) {
+        n = luaL_len(L, parent_objs);
+        for (k = 1; k <= n; k++) {
+            lua_rawgeti(L, parent_objs, k);
+            if (luaL_getmetafield(L, -1, "__plume_fork") != LUA_TNIL) {
+                lua_insert(L, -2);
+                lua_call(L, 1, 1);
+                lua_rawseti(L, -2, (lua_Integer)luaL_len(L, -2) + 1);
+            } else
+                lua_pop(L, 1);
+        }
+    }
+    lua_rawseti(L, E->adopt, i + 1);
+    lua_newtable(L);
+    lua_rawseti(L, E->objs, i + 1);
+}
+
+/* A particle that leaves the population releases what its objects hold (an LM context's KV sequence) at once,
+** through their __plume_close metamethod, rather than whenever the garbage collector runs. */
+static void close_objects(lua_State *L, int objs, int i)
+{
+    lua_Integer k, n;
+    if (lua_rawgeti(L, objs, i + 1) != LUA_TTABLE) {
+        lua_pop(L, 1);
+        return;
+    }
+    n = luaL_len(L, -1);
+    for (k = 1; k <= n; k++) {
+        lua_rawgeti(L, -1, k);
+        if (luaL_getmetafield(L, -1, "__plume_close") != LUA_TNIL) {
+            lua_insert(L, -2);
+            lua_call(L, 1, 0);
+        } else
+            lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+}
+
 /* Create particle slot i: a new coroutine that will run the program, replaying `parent` (a trace) up to
-** `replay` checkpoints. */
-static void spawn(engine *E, int i, const plm_trace *parent, int replay, double logw)
+** `replay` checkpoints; parent_objs is the stack slot of the parent's registered objects (0: none). */
+static void spawn(engine *E, int i, const plm_trace *parent, int replay, double logw, int parent_objs)
 {
     lua_State *L = E->L, *co;
     particle *p = &E->p[i];
@@ -105,6 +154,7 @@ static void spawn(engine *E, int i, const plm_trace *parent, int replay, double 
     p->narg = 1 + E->nargs;
     lua_pushnil(L);
     lua_rawseti(L, E->vals, i + 1);
+    fork_objects(E, i, parent_objs);
 }
 
 /* Resume particle i once; classify how it stopped. */
@@ -117,7 +167,15 @@ static void step_one(engine *E, int i)
     co = lua_tothread(L, -1);
     lua_pop(L, 1);
     p->ex.step_logw = 0;
+    lua_rawgeti(L, E->objs, i + 1);
+    lua_setfield(L, LUA_REGISTRYINDEX, "plume.smc.objs");
+    lua_rawgeti(L, E->adopt, i + 1);
+    lua_setfield(L, LUA_REGISTRYINDEX, "plume.smc.adopt");
     st = lua_resume(co, L, p->narg, &nres);
+    lua_pushnil(L);
+    lua_setfield(L, LUA_REGISTRYINDEX, "plume.smc.objs");
+    lua_pushnil(L);
+    lua_setfield(L, LUA_REGISTRYINDEX, "plume.smc.adopt");
     p->narg = 0;
     if (st == LUA_YIELD) {
         if (nres == 3 && lua_touserdata(co, -3) == &request_tag) {
@@ -239,7 +297,7 @@ static void rebuild(engine *E, const int *par, const double *lw, int m)
     int old_n = E->n, j;
     char *used;
     particle *old;
-    int cos, handles, vals;
+    int cos, handles, vals, objs, adopt;
     /* keep the old population and its tables while the new one is built */
     old = plm_gc_alloc((size_t)old_n * sizeof *old);
     if (!old) luaL_error(L, "plume.smc: out of memory");
@@ -248,13 +306,22 @@ static void rebuild(engine *E, const int *par, const double *lw, int m)
         long r = plm_root(old);
         used = plm_l_scratch(L, (size_t)old_n);
         memset(used, 0, (size_t)old_n);
-        cos = E->cos, handles = E->handles, vals = E->vals;
+        /* parents that leave no copy release their objects first, so that copies can take their place */
+        for (j = 0; j < m; j++) used[par[j]] = 1;
+        for (j = 0; j < old_n; j++)
+            if (!used[j]) close_objects(L, E->objs, j);
+        memset(used, 0, (size_t)old_n);
+        cos = E->cos, handles = E->handles, vals = E->vals, objs = E->objs, adopt = E->adopt;
         lua_newtable(L);
         lua_newtable(L);
         lua_newtable(L);
-        E->cos = lua_gettop(L) - 2;
+        lua_newtable(L);
+        lua_newtable(L);
+        E->cos = lua_gettop(L) - 4;
         E->handles = E->cos + 1;
         E->vals = E->cos + 2;
+        E->objs = E->cos + 3;
+        E->adopt = E->cos + 4;
         E->n = 0;
         grow(E, m);
         for (j = 0; j < m; j++) {
@@ -272,12 +339,19 @@ static void rebuild(engine *E, const int *par, const double *lw, int m)
                 lua_rawseti(L, E->handles, j + 1);
                 lua_rawgeti(L, vals, q + 1);
                 lua_rawseti(L, E->vals, j + 1);
+                lua_rawgeti(L, objs, q + 1);
+                lua_rawseti(L, E->objs, j + 1);
+                lua_rawgeti(L, adopt, q + 1);
+                lua_rawseti(L, E->adopt, j + 1);
                 p->logw = lw[j];
                 if (p->state == P_CHECK) p->state = P_RUN;
             } else {
                 int done = old[q].state == P_DONE;
-                spawn(E, j, old[q].ex.tr, old[q].ex.checkpoints, lw[j]);
-                if (done) p->state = P_RUN;   /* replays to the end and finishes too */
+                lua_rawgeti(L, objs, q + 1);
+                /* a copy of a finished particle replays every choice (also those after its last checkpoint,
+                ** such as the token that ended it), so it ends as the same path */
+                spawn(E, j, old[q].ex.tr, done ? INT_MAX : old[q].ex.checkpoints, lw[j], lua_gettop(L));
+                lua_pop(L, 1);
             }
             E->n = j + 1;
         }
@@ -292,8 +366,10 @@ static void rebuild(engine *E, const int *par, const double *lw, int m)
         lua_copy(L, E->cos, cos);
         lua_copy(L, E->handles, handles);
         lua_copy(L, E->vals, vals);
-        lua_pop(L, 4);   /* three tables and `used` */
-        E->cos = cos, E->handles = handles, E->vals = vals;
+        lua_copy(L, E->objs, objs);
+        lua_copy(L, E->adopt, adopt);
+        lua_pop(L, 6);   /* five tables and `used` */
+        E->cos = cos, E->handles = handles, E->vals = vals, E->objs = objs, E->adopt = adopt;
         plm_unroot(r);
     }
 }
@@ -461,10 +537,12 @@ static int l_smc(lua_State *L)
     lua_newtable(L); E.handles = lua_gettop(L);
     lua_newtable(L); E.vals = lua_gettop(L);
     lua_newtable(L); E.reqs = lua_gettop(L);
+    lua_newtable(L); E.objs = lua_gettop(L);
+    lua_newtable(L); E.adopt = lua_gettop(L);
     lua_newtable(L); ess_hist = lua_gettop(L);
     grow(&E, o.N * (o.steer ? o.K : 1));
     for (i = 0; i < o.N; i++) {
-        spawn(&E, i, NULL, 0, 0);
+        spawn(&E, i, NULL, 0, 0, 0);
         E.n = i + 1;
     }
     plm_l_progress_start(&pr, !o.quiet);
@@ -480,10 +558,12 @@ static int l_smc(lua_State *L)
             for (i = 0; i < n0; i++) {
                 if (E.p[i].state == P_DONE || E.p[i].state == P_DEAD) continue;
                 E.p[i].logw -= log((double)o.K);
+                lua_rawgeti(L, E.objs, i + 1);
                 for (k = 1; k < o.K; k++) {
-                    spawn(&E, E.n, E.p[i].ex.tr, E.p[i].ex.checkpoints, E.p[i].logw);
+                    spawn(&E, E.n, E.p[i].ex.tr, E.p[i].ex.checkpoints, E.p[i].logw, lua_gettop(L));
                     E.n++;
                 }
+                lua_pop(L, 1);
             }
         }
         for (i = 0; i < E.n; i++)
@@ -545,6 +625,8 @@ static int l_smc(lua_State *L)
             lua_pop(L, 1);
         }
         lua_setfield(L, res, "log_weights");
+        lua_pushinteger(L, E.n);          /* dead particles leave holes: values.n counts the slots */
+        lua_setfield(L, -2, "n");
         lua_setfield(L, res, "values");
         lua_pop(L, 1);   /* recorder */
         lua_pushnumber(L, logz);
@@ -595,6 +677,38 @@ static int l_request(lua_State *L)
     return 1;
 }
 
+/* plume._smc_register(obj) -> obj: inside plume.smc, remember obj as state of the running particle (see
+** fork_objects); elsewhere a no-op. */
+static int l_smc_register(lua_State *L)
+{
+    luaL_checkany(L, 1);
+    lua_settop(L, 1);
+    if (lua_getfield(L, LUA_REGISTRYINDEX, "plume.smc.objs") == LUA_TTABLE) {
+        lua_pushvalue(L, 1);
+        lua_rawseti(L, -2, (lua_Integer)luaL_len(L, -2) + 1);
+    }
+    lua_settop(L, 1);
+    return 1;
+}
+
+/* plume._smc_adopt() -> the next snapshot the running particle's replay should adopt, or nil. */
+static int l_smc_adopt(lua_State *L)
+{
+    lua_Integer n, k;
+    lua_settop(L, 0);
+    if (lua_getfield(L, LUA_REGISTRYINDEX, "plume.smc.adopt") != LUA_TTABLE) return 0;
+    n = luaL_len(L, 1);
+    if (n == 0) return 0;
+    lua_rawgeti(L, 1, 1);
+    for (k = 1; k < n; k++) {   /* shift the rest down: lists are short (one entry per context) */
+        lua_rawgeti(L, 1, k + 1);
+        lua_rawseti(L, 1, k);
+    }
+    lua_pushnil(L);
+    lua_rawseti(L, 1, n);
+    return 1;
+}
+
 /* plume._dist_hook(d, fn): fn(value) is called whenever m:sample draws or replays a value from d. */
 static int l_dist_hook(lua_State *L)
 {
@@ -614,4 +728,8 @@ void plm_l_open_smc(lua_State *L)
     lua_setfield(L, -2, "_request");
     lua_pushcfunction(L, l_dist_hook);
     lua_setfield(L, -2, "_dist_hook");
+    lua_pushcfunction(L, l_smc_register);
+    lua_setfield(L, -2, "_smc_register");
+    lua_pushcfunction(L, l_smc_adopt);
+    lua_setfield(L, -2, "_smc_adopt");
 }

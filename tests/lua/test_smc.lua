@@ -149,3 +149,50 @@ T.test("same_seed_same_particles", function()
   T.eq(a.logz, b.logz)
   T.eq(a.values[17], b.values[17])
 end)
+
+T.test("registered_state_is_forked_for_resampled_copies", function()
+  -- an object with __plume_fork stands for an LM context: a copy of a particle must continue from a
+  -- snapshot of its parent's object, adopted during replay, never from a fresh one
+  local Obj = {}
+  Obj.__index = Obj
+  Obj.__plume_fork = function(o) return setmetatable({ n = o.n, forked = true }, Obj) end
+  local fresh, adopted = 0, 0
+  local model = plume.model(function(m)
+    local o = plume._smc_adopt()
+    if o then adopted = adopted + 1; o.n = 0 else fresh = fresh + 1; o = setmetatable({ n = 0 }, Obj) end
+    plume._smc_register(o)
+    for t = 1, 6 do
+      o.n = o.n + 1
+      m:factor(-0.5 * m:sample("x" .. t, D.normal(0, 1)) ^ 2)
+    end
+    return o.n
+  end)
+  local post = plume.smc(model, {}, { particles = 100, seed = 2, ess_threshold = 1.0 })
+  T.eq(fresh, 100, "only the first generation makes new objects")
+  T.ok(adopted > 0, "copies adopt snapshots")
+  for _, v in ipairs(post.values) do T.eq(v, 6, "replayed state agrees") end
+  T.eq(plume._smc_adopt(), nil, "nothing to adopt outside plume.smc")
+end)
+
+T.test("copies_of_finished_particles_are_the_same_path", function()
+  -- the choice after the last checkpoint (here: whether to stop) belongs to the finished path
+  local model = plume.model(function(m)
+    local n = 0
+    for t = 1, 8 do
+      local x = m:sample("x" .. t, D.normal(0, 1))
+      if x > 1 then return n end
+      n = n + 1
+      m:factor(-0.3 * x * x)
+    end
+    return n
+  end)
+  local post = plume.smc(model, {}, { particles = 200, seed = 5, ess_threshold = 1.0 })
+  T.ok(post.steps <= 9, "no step beyond the longest path: " .. post.steps)
+  local xs = {}
+  for t = 1, 8 do xs[t] = post:draws("x" .. t) end
+  for i = 1, post.particles do
+    local n = post.values[i]
+    for t = 1, n do T.ok(xs[t][i] <= 1, "kept going only below 1") end
+    T.ok(n == 8 or xs[n + 1][i] > 1, "stopped where its own choice says (particle " .. i .. ")")
+  end
+end)
