@@ -1,6 +1,19 @@
 #!/bin/sh
-# Run the benchmarks (built by `make bench` into $BUILD/bench). Each prints its own table of times and ratios.
+# run.sh -- run every benchmark (`make bench` builds bench/*.c into $BUILD/bench/ and calls this).
+# Each prints its own table of times and ratios, measured side by side in the same run.
 BUILD=${BUILD:-build}
 set -e
+sh scripts/deps.sh bench || echo "bench: peers missing; their comparisons will be skipped"
+
 echo "== kalman: square-root Kalman filter vs a textbook C loop =="
 "$BUILD/bench/kalman"
+echo "== hmm_fb: HMM forward-backward / Viterbi, plume vs hand-written C =="
+"$BUILD/bench/hmm_fb"
+echo "== hmm_pomegranate: plume vs pomegranate 0.14.8 on the same HMM and data =="
+if /usr/bin/python3 -c "import pomegranate" 2>/dev/null; then
+    /usr/bin/python3 bench/hmm_pomegranate.py "$BUILD/bench/hmm_fb" 16 32 200000
+else
+    echo "skipped: python3-pomegranate is not installed"
+fi
+echo "== lm_decode: forked KV + batched llama_decode vs prefix reuse vs re-evaluating every prefix (27.5M GGUF) =="
+"$BUILD/bench/lm_decode" 1

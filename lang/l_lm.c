@@ -325,6 +325,28 @@ static int l_cache_stats(lua_State *L)
     return 2;
 }
 
+/* lm:stats() -> {cache_hits, cache_misses, decode_calls, decode_tokens, decode_seconds} (llama fields: 0 otherwise) */
+static int l_stats(lua_State *L)
+{
+    plm_lm *lm = plm_l_checklm(L, 1, "lm:stats", "self");
+    size_t h, m;
+    plm_llama_stats s;
+    plm_lm_cache_stats(lm, &h, &m);
+    plm_llama_get_stats(lm, &s);
+    lua_createtable(L, 0, 5);
+    lua_pushinteger(L, (lua_Integer)h);
+    lua_setfield(L, -2, "cache_hits");
+    lua_pushinteger(L, (lua_Integer)m);
+    lua_setfield(L, -2, "cache_misses");
+    lua_pushinteger(L, s.decode_calls);
+    lua_setfield(L, -2, "decode_calls");
+    lua_pushinteger(L, s.decode_tokens);
+    lua_setfield(L, -2, "decode_tokens");
+    lua_pushnumber(L, s.decode_seconds);
+    lua_setfield(L, -2, "decode_seconds");
+    return 1;
+}
+
 /* The n-gram model under a cache, or NULL. */
 static const plm_lm *ngram_of(const plm_lm *lm)
 {
@@ -393,6 +415,8 @@ static int l_llama(lua_State *L)
     o.ctx = (int)plm_l_optint(L, 1, FN, "ctx", 4096);
     o.seqs = (int)plm_l_optint(L, 1, FN, "seqs", 64);
     o.threads = plm_l_threads(L, 1, FN);
+    o.split_kv = plm_l_optbool(L, 1, FN, "split_kv", 0);
+    o.no_prefix_reuse = plm_l_optbool(L, 1, FN, "no_prefix_reuse", 0);
     if (o.ctx < 8 || o.ctx > 1 << 24) return luaL_error(L, "%s: option 'ctx' must be 8..16777216 (got %d)", FN, o.ctx);
     if (o.seqs < 1 || o.seqs > 4096) return luaL_error(L, "%s: option 'seqs' must be 1..4096 (got %d)", FN, o.seqs);
     if (plm_llama_new(&ctx, &o, &lm)) return plm_l_fail(L, &ctx);
@@ -514,6 +538,7 @@ void plm_l_open_lm(lua_State *L)
         {"logprob", l_logprob},
         {"sample_text", l_sample_text},
         {"cache_stats", l_cache_stats},
+        {"stats", l_stats},
         {"write_arpa", l_write_arpa},
         {NULL, NULL},
     };

@@ -23,11 +23,13 @@ typedef struct plm_chain {
 } plm_chain;
 
 /* Kernels over a precomputed emission log-likelihood matrix logB (T*K, row t = log p(y_t | state k)).
-** Scaled in probability space with per-step log normalisers, so no underflow for any T. Probabilities in
-** the chain are trusted (validate with plm_hmm_check_chain). T must be >= 1. Extra memory: O(K^2) for
-** loglik and viterbi's scores, O(T K) bytes of back-pointers for viterbi; loglik returns -inf (PLM_OK)
-** when the observations are impossible under the model. Errors: PLM_EINVAL (T = 0, K < 1), PLM_ENOMEM,
-** PLM_EINTR. */
+** Scaled in probability space with per-step log normalisers, so no underflow for any T (a step whose
+** products all underflow is redone in log space). Probabilities in the chain are trusted (validate with
+** plm_hmm_check_chain); entries of logB may be -inf but not NaN. T must be >= 1. Extra memory: O(K) for
+** loglik and posterior (beyond filtered/post), O(K^2) plus T*K bytes of back-pointers (K <= 256) for viterbi.
+** When the observations have probability 0 under the model, loglik gives -inf with PLM_OK if filtered is
+** NULL; otherwise (and for posterior and viterbi) the result is PLM_EDOM naming the first impossible step.
+** Other errors: PLM_EINVAL (T = 0, K < 1, missing init/trans), PLM_ENOMEM, PLM_EINTR. */
 plm_status plm_hmm_core_loglik(plm_ctx *ctx, const plm_chain *c, size_t T, const double *logB, double *loglik,
                                double *filtered /* T*K or NULL */);
 plm_status plm_hmm_core_posterior(plm_ctx *ctx, const plm_chain *c, size_t T, const double *logB,
@@ -68,8 +70,9 @@ typedef struct plm_hmm {
     double *logtrans;    /* K*K log(trans) */
     double *emitT;       /* categorical: M*K, emitT[m*K + k] = p(m | k), so one symbol is one contiguous row */
     double *logemitT;    /* categorical: M*K logs of emitT */
-    double *chol;        /* mvnormal: K lower Cholesky factors D*D; normal: unused */
-    double *lognorm;     /* per-state log normalising constant of the emission density (normal, mvnormal) */
+    double *chol;        /* mvnormal: K lower Cholesky factors D*D, upper triangles zero */
+    double *lognorm;     /* 2K per-state constants: normal and mvnormal: log normaliser of the density;
+                         ** poisson: log lambda; bernoulli: log p, log(1-p) */
 } plm_hmm;
 
 /* Constructors. They copy their inputs, validate them (messages name `hmm`, the argument and the 1-based
@@ -118,7 +121,7 @@ plm_status plm_hmm_sample(plm_ctx *ctx, const plm_hmm *h, size_t T, plm_rng *r, 
 ** p(x_{t+1} = k | y_1..t) (T+1 rows, the last is for the step after the sequence), and
 ** logpred[t] = log p(y_{t+1} | y_1..t) for t < T. For categorical and bernoulli emissions probs (or NULL)
 ** receives the predictive symbol probabilities, (T+1) * M rows (M = 2 for bernoulli: p(0), p(1)); for
-** every family mean (or NULL) receives the predictive mean, (T+1) * D. acc (or NULL) receives the fraction of
+** the other families mean (or NULL) receives the predictive mean, (T+1) * D (bernoulli: p(1)). acc (or NULL) receives the fraction of
 ** t where the predictive mode equals y_{t+1} (categorical, bernoulli, poisson; NaN for continuous families). */
 typedef struct plm_hmm_pred {
     double *weights;   /* (T+1)*K, required */
@@ -139,8 +142,9 @@ typedef struct plm_hmm_fit_opts {
     int iters;            /* max M-steps per run, default 100 */
     double tol;           /* stop when the rise is below tol (absolute, nats), default 1e-6 */
     int restarts;         /* total runs, default 1 */
-    unsigned long long seed;
-    int threads;          /* for the E-step over sequences; <= 0 -> plm_default_threads() */
+    unsigned long long seed;   /* streams 1.. of this seed draw the random starts */
+    int threads;          /* sequences in parallel in the E-step; <= 0: plm_default_threads(). The result is
+                          ** the same for any value (per-sequence statistics are added in sequence order). */
 } plm_hmm_fit_opts;
 void plm_hmm_fit_defaults(plm_hmm_fit_opts *o);
 plm_status plm_hmm_fit(plm_ctx *ctx, const plm_hmm *h, size_t nseq, const double *const *ys, const size_t *Ts,

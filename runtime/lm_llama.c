@@ -29,12 +29,20 @@ int plm_llama_available(plm_ctx *ctx)
     return 0;
 }
 
+int plm_llama_get_stats(const plm_lm *lm, plm_llama_stats *out)
+{
+    (void)lm;
+    memset(out, 0, sizeof *out);
+    return 0;
+}
+
 #else
 
 #include <dlfcn.h>
 #include <llama.h>
 #include <math.h>
 #include <pthread.h>
+#include <time.h>
 
 #include "ggml-backend.h"
 
@@ -47,7 +55,7 @@ int plm_llama_available(plm_ctx *ctx)
     X(llama_version) X(llama_backend_init) X(llama_log_set) X(ggml_backend_load_all_from_path)                         \
     X(llama_model_default_params) X(llama_context_default_params) X(llama_model_load_from_file) X(llama_model_free)   \
     X(llama_init_from_model) X(llama_free) X(llama_model_get_vocab) X(llama_vocab_n_tokens) X(llama_vocab_bos)        \
-    X(llama_vocab_is_eog) X(llama_vocab_get_add_bos) X(llama_token_to_piece) X(llama_tokenize) X(llama_n_ctx)          \
+    X(llama_vocab_is_eog) X(llama_vocab_get_add_bos) X(llama_token_to_piece) X(llama_tokenize) X(llama_n_ctx) X(llama_n_ctx_seq)          \
     X(llama_model_n_ctx_train) X(llama_batch_init) X(llama_batch_free) X(llama_decode) X(llama_get_logits_ith)         \
     X(llama_get_memory) X(llama_memory_seq_rm) X(llama_memory_seq_cp)
 
@@ -143,10 +151,17 @@ int plm_llama_available(plm_ctx *ctx)
     return lib_state > 0;
 }
 
+/* A llama.cpp sequence id. Pinned slots belong to plm_lm_seq_* callers. The others serve stateless calls and
+** keep the context they last evaluated (toks, BOS excluded) so that a later context sharing a prefix with it
+** starts from a copy of those KV cells instead of from scratch. */
 typedef struct slot {
-    int used;
+    int pinned;
     int n_past;          /* positions held in the KV cache */
     llama_token last;    /* the token at position n_past - 1 */
+    int cached;          /* unpinned: toks[0..len) are in the KV cache */
+    plm_token *toks;
+    size_t len, cap;
+    long stamp;          /* last use, for eviction */
 } slot;
 
 typedef struct llm {
@@ -156,8 +171,11 @@ typedef struct llm {
     struct llama_batch batch;
     int n_batch, n_slots, add_bos;
     int byte_level;   /* tokens 0..255 are the single bytes 0..255 (the tiny GGUF's vocabulary) */
+    int reuse;        /* stateless calls start from the cached slot with the longest common prefix */
+    long clock;
     slot *slots;
     float *tmp;
+    plm_llama_stats stats;
 } llm;
 
 /* One sequence's work in a decode: append toks (n) to slot, and write log-probability rows into out for the
@@ -197,7 +215,15 @@ static plm_status run_jobs(plm_lm *lm, plm_ctx *ctx, job *jobs, size_t nj)
         }
         L->batch.n_tokens = nb;
         if (nb == 0) break;
-        rc = F.llama_decode(L->lctx, L->batch);
+        {
+            struct timespec a, b;
+            clock_gettime(CLOCK_MONOTONIC, &a);
+            rc = F.llama_decode(L->lctx, L->batch);
+            clock_gettime(CLOCK_MONOTONIC, &b);
+            L->stats.decode_calls++;
+            L->stats.decode_tokens += nb;
+            L->stats.decode_seconds += (double)(b.tv_sec - a.tv_sec) + 1e-9 * (double)(b.tv_nsec - a.tv_nsec);
+        }
         if (rc != 0) {
             /* undo this decode's partial work so every sequence stays as it was before the call */
             for (k = (int)j0; k < (int)nj; k++) {
@@ -258,15 +284,18 @@ static plm_status slot_get(plm_lm *lm, plm_ctx *ctx, int *id)
 {
     llm *L = lm->impl;
     int i;
-    for (i = 0; i < L->n_slots; i++)
-        if (!L->slots[i].used) {
-            L->slots[i].used = 1;
-            L->slots[i].n_past = 0;
-            F.llama_memory_seq_rm(F.llama_get_memory(L->lctx), i, -1, -1);
-            *id = i;
-            return PLM_OK;
-        }
-    return plm_fail(ctx, PLM_EINVAL, "llama: all %d sequences are in use (raise seqs=)", L->n_slots);
+    int best = -1;
+    for (i = 0; i < L->n_slots; i++)   /* an empty slot, else the least recently used cached one */
+        if (!L->slots[i].pinned && (best < 0 || (L->slots[best].cached && (!L->slots[i].cached ||
+                                                                           L->slots[i].stamp < L->slots[best].stamp))))
+            best = i;
+    if (best < 0) return plm_fail(ctx, PLM_EINVAL, "llama: all %d sequences are in use (raise seqs=)", L->n_slots);
+    L->slots[best].pinned = 1;
+    L->slots[best].cached = 0;
+    L->slots[best].n_past = 0;
+    F.llama_memory_seq_rm(F.llama_get_memory(L->lctx), best, -1, -1);
+    *id = best;
+    return PLM_OK;
 }
 
 static void ll_seq_free(plm_lm *lm, int seq)
@@ -274,7 +303,8 @@ static void ll_seq_free(plm_lm *lm, int seq)
     llm *L = lm->impl;
     if (seq < 0 || seq >= L->n_slots) return;
     F.llama_memory_seq_rm(F.llama_get_memory(L->lctx), seq, -1, -1);
-    L->slots[seq].used = 0;
+    L->slots[seq].pinned = 0;
+    L->slots[seq].cached = 0;
     L->slots[seq].n_past = 0;
 }
 
@@ -327,7 +357,7 @@ static plm_status ll_seq_extend(plm_lm *lm, plm_ctx *ctx, size_t n, const int *s
             s->n_past--;
             b[k++] = s->last;
         }
-        memcpy(b + k, toks[i], lens[i] * sizeof *b);
+        if (lens[i]) memcpy(b + k, toks[i], lens[i] * sizeof *b);
         k += lens[i];
         jobs[i].slot = seqs[i];
         jobs[i].toks = b;
@@ -342,28 +372,172 @@ static plm_status ll_seq_extend(plm_lm *lm, plm_ctx *ctx, size_t n, const int *s
     return st;
 }
 
-/* Stateless contexts: each gets a scratch sequence; as many as there are free slots go into one decode. */
+/* Forget every cached context (their KV cells go back to the pool). */
+static void drop_cached(llm *L)
+{
+    int i;
+    for (i = 0; i < L->n_slots; i++)
+        if (!L->slots[i].pinned && L->slots[i].cached) {
+            F.llama_memory_seq_rm(F.llama_get_memory(L->lctx), i, -1, -1);
+            L->slots[i].cached = 0;
+            L->slots[i].n_past = 0;
+        }
+}
+
+static size_t common_prefix(const plm_token *a, size_t na, const plm_token *b, size_t nb)
+{
+    size_t k = 0, n = na < nb ? na : nb;
+    while (k < n && a[k] == b[k]) k++;
+    return k;
+}
+
+/* One round of stateless contexts, at most one per unpinned slot: each starts from the cached context with the
+** longest common prefix -- in place when that slot is free this round (its tail is cut), else from a copy of its
+** cells into a free slot -- and only the rest of the context is decoded, all in one batch. Returns how many
+** contexts it served in *done (the others wait for the next round). */
+static plm_status stateless_round(plm_lm *lm, plm_ctx *ctx, size_t n, const plm_token *const *toks,
+                                  const size_t *lens, double *out, size_t *done)
+{
+    llm *L = lm->impl;
+    llama_memory_t mem = F.llama_get_memory(L->lctx);
+    size_t V = (size_t)lm->n_vocab, i, k, nb = L->add_bos ? 1 : 0, total = 0;
+    int S = L->n_slots, s;
+    int *src = malloc(n * sizeof *src), *dst = malloc(n * sizeof *dst);
+    size_t *lcp = malloc(n * sizeof *lcp);
+    char *claimed = calloc((size_t)S, 1), *needed = calloc((size_t)S, 1);
+    job *jobs = malloc(n * sizeof *jobs);
+    llama_token *buf = NULL;
+    plm_status st = PLM_OK;
+    *done = 0;
+    if (!src || !dst || !lcp || !claimed || !needed || !jobs) {
+        st = plm_fail(ctx, PLM_ENOMEM, "llama: out of memory");
+        goto out;
+    }
+    for (i = 0; i < n; i++) {   /* the best source of each context */
+        src[i] = -1;
+        lcp[i] = 0;
+        if (lens[i] == 0 && !nb) {
+            st = plm_fail(ctx, PLM_EINVAL, "llama: an empty context has no next-token distribution (the model has no BOS)");
+            goto out;
+        }
+        for (s = 0; s < S && L->reuse; s++) {
+            slot *sl = &L->slots[s];
+            size_t c;
+            if (sl->pinned || !sl->cached) continue;
+            c = common_prefix(toks[i], lens[i], sl->toks, sl->len);
+            if (c == lens[i]) c = lens[i] ? lens[i] - 1 : 0;   /* the last token is decoded again for its row */
+            if (c > lcp[i] || (c == lcp[i] && c > 0 && src[i] >= 0 && L->slots[src[i]].stamp < sl->stamp)) {
+                src[i] = s;
+                lcp[i] = c;
+            }
+        }
+        if (lcp[i] == 0) src[i] = -1;
+        else needed[src[i]] = 1;
+    }
+    for (i = 0; i < n; i++) {   /* destinations: the source itself when it is still free, else a slot no one needs */
+        int best = -1;
+        if (src[i] >= 0 && !claimed[src[i]]) best = src[i];
+        else
+            for (s = 0; s < S; s++) {
+                slot *sl = &L->slots[s];
+                if (sl->pinned || claimed[s] || needed[s]) continue;
+                if (best < 0 || (L->slots[best].cached && (!sl->cached || sl->stamp < L->slots[best].stamp))) best = s;
+            }
+        if (best < 0) break;
+        claimed[best] = 1;
+        dst[i] = best;
+        total += lens[i] - lcp[i] + 1;
+    }
+    n = i;
+    if (n == 0) {
+        st = plm_fail(ctx, PLM_EINVAL, "llama: all %d sequences are in use (raise seqs=)", S);
+        goto out;
+    }
+    if (!(buf = malloc(total * sizeof *buf))) {
+        st = plm_fail(ctx, PLM_ENOMEM, "llama: out of memory");
+        goto out;
+    }
+    /* copies first, while every source still holds its cells; then cut the in-place tails */
+    for (i = 0; i < n; i++)
+        if (dst[i] != src[i]) {
+            F.llama_memory_seq_rm(mem, dst[i], -1, -1);
+            if (lcp[i]) F.llama_memory_seq_cp(mem, src[i], dst[i], 0, (llama_pos)(lcp[i] + nb));
+        }
+    for (i = 0; i < n; i++) {
+        if (dst[i] == src[i]) F.llama_memory_seq_rm(mem, dst[i], (llama_pos)(lcp[i] + nb), -1);
+        L->slots[dst[i]].cached = 0;   /* until the decode succeeds */
+    }
+    total = 0;
+    for (i = 0; i < n; i++) {
+        slot *sl = &L->slots[dst[i]];
+        llama_token *b = buf + total;
+        k = 0;
+        if (lcp[i] == 0) {
+            sl->n_past = 0;
+            if (nb) b[k++] = lm->bos;
+        } else
+            sl->n_past = (int)(lcp[i] + nb);
+        if (lens[i] > lcp[i]) memcpy(b + k, toks[i] + lcp[i], (lens[i] - lcp[i]) * sizeof *b);
+        k += lens[i] - lcp[i];
+        jobs[i].slot = dst[i];
+        jobs[i].toks = b;
+        jobs[i].n = k;
+        jobs[i].want_from = k - 1;
+        jobs[i].out = out + i * V;
+        total += k;
+    }
+    st = run_jobs(lm, ctx, jobs, n);
+    for (i = 0; i < n && !st; i++) {   /* remember what each slot now holds */
+        slot *sl = &L->slots[dst[i]];
+        if (lens[i] > sl->cap) {
+            plm_token *t = realloc(sl->toks, lens[i] * sizeof *t);
+            if (!t) {
+                F.llama_memory_seq_rm(mem, dst[i], -1, -1);
+                continue;
+            }
+            sl->toks = t;
+            sl->cap = lens[i];
+        }
+        if (lens[i]) memcpy(sl->toks, toks[i], lens[i] * sizeof *sl->toks);
+        sl->len = lens[i];
+        sl->cached = L->reuse;
+        sl->stamp = ++L->clock;
+        if (!L->reuse) F.llama_memory_seq_rm(mem, dst[i], -1, -1);
+    }
+    if (st)
+        for (i = 0; i < n; i++) F.llama_memory_seq_rm(mem, dst[i], -1, -1);
+    else
+        *done = n;
+out:
+    free(src);
+    free(dst);
+    free(lcp);
+    free(claimed);
+    free(needed);
+    free(jobs);
+    free(buf);
+    return st;
+}
+
 static plm_status ll_next_logprobs(plm_lm *lm, plm_ctx *ctx, size_t n, const plm_token *const *toks,
                                    const size_t *lens, double *out)
 {
     llm *L = lm->impl;
     size_t done = 0, V = (size_t)lm->n_vocab;
-    int *ids = malloc((size_t)L->n_slots * sizeof *ids);
-    plm_status st = PLM_OK;
-    if (!ids) return plm_fail(ctx, PLM_ENOMEM, "llama: out of memory");
-    while (done < n && !st) {
-        size_t k = 0, i;
-        while (done + k < n && slot_get(lm, NULL, &ids[k]) == PLM_OK) k++;
-        if (k == 0) {
-            st = plm_fail(ctx, PLM_EINVAL, "llama: all %d sequences are in use (raise seqs=)", L->n_slots);
-            break;
+    int retried = 0;
+    while (done < n) {
+        size_t k = 0;
+        plm_status st = stateless_round(lm, ctx, n - done, toks + done, lens + done, out + done * V, &k);
+        if (st == PLM_ERUNTIME && !retried && L->reuse) {   /* a full KV cache: give back the cached contexts */
+            drop_cached(L);
+            retried = 1;
+            continue;
         }
-        st = ll_seq_extend(lm, ctx, k, ids, toks + done, lens + done, out + done * V);
-        for (i = 0; i < k; i++) ll_seq_free(lm, ids[i]);
+        if (st) return st;
         done += k;
+        retried = 0;
     }
-    free(ids);
-    return st;
+    return PLM_OK;
 }
 
 static plm_status ll_score(plm_lm *lm, plm_ctx *ctx, const plm_token *prompt, size_t np, const plm_token *cont,
@@ -387,8 +561,8 @@ static plm_status ll_score(plm_lm *lm, plm_ctx *ctx, const plm_token *prompt, si
         return plm_fail(ctx, PLM_EINVAL, "llama: the first token has no distribution (empty prompt, no BOS)");
     }
     if (nb) b[0] = lm->bos;
-    memcpy(b + nb, prompt, np * sizeof *b);
-    memcpy(b + nb + np, cont, nc * sizeof *b);
+    if (np) memcpy(b + nb, prompt, np * sizeof *b);
+    if (nc) memcpy(b + nb + np, cont, nc * sizeof *b);
     if ((st = slot_get(lm, ctx, &id))) {
         free(b);
         free(rows);
@@ -432,7 +606,7 @@ static plm_status ll_tokenize(plm_lm *lm, plm_ctx *ctx, const char *text, size_t
         if (-n <= room) return plm_fail(ctx, PLM_ERUNTIME, "llama: tokenize failed (%d)", (int)n);
         room = -n;
     }
-    memcpy(out, tmp, (size_t)(n < (int32_t)cap ? n : (int32_t)cap) * sizeof *out);
+    if (out && cap) memcpy(out, tmp, (size_t)(n < (int32_t)cap ? n : (int32_t)cap) * sizeof *out);
     *n_out = (size_t)n;
     free(tmp);
     return PLM_OK;
@@ -445,6 +619,8 @@ static void ll_destroy(plm_lm *lm)
     if (L->batch.token) F.llama_batch_free(L->batch);
     if (L->lctx) F.llama_free(L->lctx);
     if (L->model) F.llama_model_free(L->model);
+    if (L->slots)
+        for (int i = 0; i < L->n_slots; i++) free(L->slots[i].toks);
     free(L->slots);
     free(L->tmp);
     free(L);
@@ -454,6 +630,16 @@ static const plm_lm_ops llama_ops = {
     "llama", ll_next_logprobs, ll_tokenize, ll_score, NULL, ll_seq_new, ll_seq_fork, ll_seq_free, ll_seq_extend,
     ll_destroy,
 };
+
+int plm_llama_get_stats(const plm_lm *lm, plm_llama_stats *out)
+{
+    const plm_lm *in = plm_lm_cache_inner(lm);
+    if (in) lm = in;
+    memset(out, 0, sizeof *out);
+    if (lm->ops != &llama_ops) return 0;
+    *out = ((const llm *)lm->impl)->stats;
+    return 1;
+}
 
 plm_status plm_llama_new(plm_ctx *ctx, const plm_llama_opts *opts, plm_lm **out)
 {
@@ -493,7 +679,8 @@ plm_status plm_llama_new(plm_ctx *ctx, const plm_llama_opts *opts, plm_lm **out)
     cp.n_seq_max = (uint32_t)seqs;
     cp.n_threads = threads;
     cp.n_threads_batch = threads;
-    cp.kv_unified = true;   /* sequences share cells: a fork is a copy of cell ownership, not of data */
+    /* unified: sequences share cells, and a fork is a copy of cell ownership, not of data */
+    cp.kv_unified = !opts->split_kv;
     cp.no_perf = true;
     L->lctx = F.llama_init_from_model(L->model, cp);
     if (!L->lctx) {
@@ -507,6 +694,7 @@ plm_status plm_llama_new(plm_ctx *ctx, const plm_llama_opts *opts, plm_lm **out)
     L->slots = calloc((size_t)seqs, sizeof *L->slots);
     L->batch = F.llama_batch_init(L->n_batch, 0, 1);
     L->add_bos = F.llama_vocab_get_add_bos(L->vocab) && F.llama_vocab_bos(L->vocab) >= 0;
+    L->reuse = !opts->no_prefix_reuse;
     lm = plm_lm_alloc(&llama_ops, L, V);
     if (!L->slots || !L->batch.token || !lm || !(lm->eos = malloc((size_t)V * sizeof *lm->eos))) {
         if (lm) {
@@ -520,7 +708,8 @@ plm_status plm_llama_new(plm_ctx *ctx, const plm_llama_opts *opts, plm_lm **out)
     }
     lm->bos = L->add_bos ? F.llama_vocab_bos(L->vocab) : -1;
     {
-        uint32_t train = (uint32_t)F.llama_model_n_ctx_train(L->model), have = F.llama_n_ctx(L->lctx);
+        /* llama.cpp rounds the cells per sequence up to a multiple of 256 */
+        uint32_t train = (uint32_t)F.llama_model_n_ctx_train(L->model), have = F.llama_n_ctx_seq(L->lctx);
         lm->max_ctx = train > 0 && train < have ? train : have;
     }
     for (v = 0; v < V; v++) {

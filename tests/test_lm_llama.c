@@ -153,7 +153,7 @@ static void test_bad_models_fail_cleanly(void)
     plm_ctx ctx;
     plm_lm *bad = NULL;
     char path[400];
-    plm_llama_opts o = {NULL, 64, 2, 1};
+    plm_llama_opts o = {NULL, 64, 2, 1, 0, 0};
     FILE *f;
     long size;
     char *buf;
@@ -194,11 +194,105 @@ static void test_sequences_run_out_cleanly(void)
     plm_lm_seq_free(lm, ids[0]);
 }
 
+/* More tokens than KV cells: the call fails with a message, the sequences stay usable. */
+static void test_full_kv_cache_fails_cleanly(void)
+{
+    plm_ctx ctx;
+    plm_lm *small = NULL;
+    plm_llama_opts o = {model, 256, 8, 1, 0, 0};   /* 256 cells (llama.cpp's minimum) for 8 x 41 tokens */
+    int ids[8], i;
+    plm_token t[40];
+    const plm_token *tp[8];
+    size_t lens[8];
+    double *rows;
+    CHECK(plm_llama_new(&ctx, &o, &small) == PLM_OK);
+    if (!small) return;
+    rows = malloc(8 * (size_t)small->n_vocab * sizeof *rows);
+    for (i = 0; i < 40; i++) t[i] = 'x';
+    for (i = 0; i < 8; i++) {
+        CHECK(plm_lm_seq_new(small, &ctx, &ids[i]) == PLM_OK);
+        tp[i] = t;
+        lens[i] = 40;
+    }
+    CHECK(plm_lm_seq_extend(small, &ctx, 8, ids, tp, lens, rows) == PLM_ERUNTIME);
+    CHECK(strstr(ctx.msg, "raise ctx=") != NULL);
+    for (i = 1; i < 8; i++) plm_lm_seq_free(small, ids[i]);
+    CHECK(plm_lm_seq_extend(small, &ctx, 1, ids, tp, lens, rows) == PLM_OK);
+    plm_lm_free(small);
+    free(rows);
+}
+
+/* split_kv: per-sequence KV streams; a fork copies the buffer and still equals a fresh evaluation. */
+static void test_split_kv_fork_equals_fresh(void)
+{
+    plm_ctx ctx;
+    plm_lm *sp = NULL;
+    plm_llama_opts o = {model, 4 * 64, 4, 1, 1, 0};
+    plm_token t[8] = {'a', 'b', 'c', 'd', 'e', 'f', 'g', 'h'};
+    const plm_token *tp = t, *tail = t + 5;
+    size_t n5 = 5, n3 = 3, n8 = 8, V;
+    int s, f, g;
+    double *r;
+    CHECK(plm_llama_new(&ctx, &o, &sp) == PLM_OK);
+    if (!sp) return;
+    CHECK(sp->max_ctx > 0 && sp->max_ctx <= 128);
+    V = (size_t)sp->n_vocab;
+    r = malloc(2 * V * sizeof *r);
+    CHECK(plm_lm_seq_new(sp, &ctx, &s) == PLM_OK);
+    CHECK(plm_lm_seq_extend(sp, &ctx, 1, &s, &tp, &n5, NULL) == PLM_OK);
+    CHECK(plm_lm_seq_fork(sp, &ctx, s, &f) == PLM_OK);
+    plm_lm_seq_free(sp, s);
+    CHECK(plm_lm_seq_extend(sp, &ctx, 1, &f, &tail, &n3, r) == PLM_OK);
+    CHECK(plm_lm_seq_new(sp, &ctx, &g) == PLM_OK);
+    CHECK(plm_lm_seq_extend(sp, &ctx, 1, &g, &tp, &n8, r + V) == PLM_OK);
+    CHECK(max_abs_diff(r, r + V, V) < 1e-4);
+    plm_lm_free(sp);
+    free(r);
+}
+
+/* Stateless calls start from the cached context with the longest common prefix: the rows equal a backend that
+** evaluates everything from scratch, and only the new tokens are decoded (the SMC pattern: extend, resample). */
+static void test_stateless_prefix_reuse_matches_fresh(void)
+{
+    plm_ctx ctx;
+    plm_lm *fresh = NULL;
+    plm_llama_opts o = {model, 256, 8, 1, 0, 1};
+    plm_token a[12], ax[13], ay[13];
+    const plm_token *step1[1] = {a}, *step2[2] = {ax, ay}, *step3[3] = {ay, ax, a};
+    size_t la = 12, l2[2] = {13, 13}, l3[3] = {13, 13, 12}, V = (size_t)lm->n_vocab, i;
+    double *r = malloc(3 * V * sizeof *r), *f = malloc(3 * V * sizeof *f);
+    plm_llama_stats s0, s1;
+    CHECK(plm_llama_new(&ctx, &o, &fresh) == PLM_OK);
+    if (!fresh) return;
+    for (i = 0; i < 12; i++) a[i] = ax[i] = ay[i] = (plm_token)("zqzqzq prefix"[i]);
+    ax[12] = 'x';
+    ay[12] = 'y';
+    CHECK(plm_lm_next_logprobs(lm, &ctx, 1, step1, &la, r) == PLM_OK);
+    CHECK(plm_lm_next_logprobs(fresh, &ctx, 1, step1, &la, f) == PLM_OK);
+    CHECK(max_abs_diff(r, f, V) < 1e-4);
+    plm_llama_get_stats(lm, &s0);
+    CHECK(plm_lm_next_logprobs(lm, &ctx, 2, step2, l2, r) == PLM_OK);   /* extend in place + fork */
+    plm_llama_get_stats(lm, &s1);
+    CHECK(s1.decode_tokens - s0.decode_tokens == 2 && s1.decode_calls - s0.decode_calls == 1);
+    CHECK(plm_lm_next_logprobs(fresh, &ctx, 2, step2, l2, f) == PLM_OK);
+    CHECK(max_abs_diff(r, f, 2 * V) < 1e-4);
+    CHECK(max_abs_diff(r, r + V, V) > 1e-3);   /* the two branches differ */
+    s0 = s1;
+    CHECK(plm_lm_next_logprobs(lm, &ctx, 3, step3, l3, r) == PLM_OK);   /* repeats and a shorter prefix */
+    plm_llama_get_stats(lm, &s1);
+    CHECK(s1.decode_tokens - s0.decode_tokens == 3);
+    CHECK(plm_lm_next_logprobs(fresh, &ctx, 3, step3, l3, f) == PLM_OK);
+    CHECK(max_abs_diff(r, f, 3 * V) < 1e-4);
+    plm_lm_free(fresh);
+    free(r);
+    free(f);
+}
+
 int main(void)
 {
     plm_ctx ctx;
     plm_gguf_tiny_opts o;
-    plm_llama_opts lo = {NULL, 256, 8, 1};
+    plm_llama_opts lo = {NULL, 256, 8, 1, 0, 0};
     char cmd[300];
     if (!plm_llama_available(&ctx)) {
         printf("SKIP test_lm_llama: %s\n", ctx.msg);
@@ -220,6 +314,9 @@ int main(void)
     RUN(test_context_longer_than_model_fails);
     RUN(test_bad_models_fail_cleanly);
     RUN(test_sequences_run_out_cleanly);
+    RUN(test_full_kv_cache_fails_cleanly);
+    RUN(test_split_kv_fork_equals_fresh);
+    RUN(test_stateless_prefix_reuse_matches_fresh);
     plm_lm_free(lm);
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     if (system(cmd)) {}

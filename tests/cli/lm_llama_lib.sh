@@ -1,6 +1,10 @@
 #!/bin/sh
 # PLUME_LLAMA_LIB: a llama.cpp of another version, a library that is not llama.cpp, or a missing file is
 # refused with a clear message, and the llama tests then SKIP instead of failing.
+if "$PLUME" --quiet -e 'local ok, why = plume.lm.available(); os.exit(why:find("built without", 1, true) and 0 or 1)'; then
+    echo "SKIP lm_llama_lib: plume was built without llama.cpp's headers"
+    exit 0
+fi
 dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
 cat > "$dir/t.lua" <<'LUA'
@@ -24,5 +28,5 @@ PLUME_LLAMA_LIB="$dir/none.so" MODEL="$dir/m.gguf" WANT="llama.cpp not available
     echo "PASS lm_llama_missing_library_is_reported" || echo "FAIL lm_llama_missing_library_is_reported"
 PLUME_LLAMA_LIB="$dir/none.so" "$BUILD/tests/test_lm_llama" | grep -q '^SKIP' &&
     echo "PASS lm_llama_tests_skip_without_library" || echo "FAIL lm_llama_tests_skip_without_library"
-PLUME_LLAMA_LIB="$dir/none.so" "$PLUME" --quiet tests/lua/lm.lua | grep -q '^SKIP llama' &&
+PLUME_LLAMA_LIB="$dir/none.so" "$PLUME" --quiet tests/lua/test_lm.lua | grep -q '^SKIP llama' &&
     echo "PASS lm_lua_tests_skip_without_library" || echo "FAIL lm_lua_tests_skip_without_library"

@@ -180,6 +180,9 @@ else
     assert(why == "max_tokens" or why == "eos")
     if why == "max_tokens" then near(logp, ll:logprob("Hello", ll:tokenize(text)), 1e-3, "sample logp") end
     assert(total < 0)
+    local st = ll:stats()
+    assert(st.decode_calls > 0 and st.decode_tokens >= st.decode_calls and st.decode_seconds > 0)
+    assert(lm:stats().decode_calls == 0 and lm:stats().cache_misses > 0)
   end)
 
   test("llama_bad_input", function()
