@@ -9,5 +9,6 @@
 #include "par.h"
 #include "diag.h"
 #include "draws.h"
+#include "expr.h"
 
 #endif
