@@ -56,7 +56,8 @@ bench: deps
 
 $(BUILD)/obj/%.o: %.c $(HEADERS) $(wildcard lang/*.h)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_ALL) -c $< -o $@
+	@echo "CC  $<"
+	@$(CC) $(CFLAGS_ALL) -c $< -o $@
 
 $(BUILD)/embed: scripts/embed.c
 	@mkdir -p $(dir $@)
@@ -86,7 +87,8 @@ $(BUILD)/plume: $(BUILD)/obj/lang/main.o $(BUILD)/libplume.a
 
 $(BUILD)/tests/%: tests/%.c tests/check.h $(BUILD)/libplume.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_ALL) -Itests $(LDFLAGS_ALL) -o $@ $< $(BUILD)/libplume.a $(LIBS)
+	@echo "CC  $<"
+	@$(CC) $(CFLAGS_ALL) -Itests $(LDFLAGS_ALL) -o $@ $< $(BUILD)/libplume.a $(LIBS)
 
 $(BUILD)/bench/%: bench/%.c $(BUILD)/libplume.a
 	@mkdir -p $(dir $@)

@@ -337,10 +337,9 @@ void plm_l_open_dist(lua_State *L)
         {"sample", l_dist_sample}, {"logpdf", l_dist_logpdf}, {"mean", l_dist_mean},
         {"var", l_dist_var}, {"params", l_dist_params}, {NULL, NULL}};
     int k;
-    luaL_newmetatable(L, PLM_L_DIST);
+    plm_l_newmeta(L, PLM_L_DIST, NULL, NULL);    /* __gc (unroot) and __name */
     lua_pushcfunction(L, l_dist_tostring);
     lua_setfield(L, -2, "__tostring");
-    plm_l_newmeta(L, PLM_L_DIST, NULL, NULL);    /* adds __gc and __name */
     luaL_newlib(L, methods);
     lua_pushcclosure(L, l_dist_index, 1);
     lua_setfield(L, -2, "__index");

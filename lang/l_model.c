@@ -1,7 +1,855 @@
-/* l_model.c -- model programs (placeholder while the model layer is written). */
+/* l_model.c -- dynamic model programs: the `m` handle (m:sample, m:observe, m:factor, m:deterministic)
+** and the engines that run a Lua program many times: "prior" (forward sampling), "is" (likelihood
+** weighting) and "mh" (single-site trace Metropolis-Hastings). The program is genuinely dynamic (Lua
+** decides which choices exist), so one Lua call per run is the unit of work; everything around it --
+** traces, proposals, acceptance, adaptation, draws storage and diagnostics -- is C.
+**
+** MH follows the lightweight-MH recipe (Wingate, Stuhlmueller and Goodman 2011): pick a latent site
+** uniformly, propose a new value for it, re-run the program reusing every other old value that is still
+** valid, and correct for the sites that appeared (fresh) or vanished (stale) and for the changed number
+** of sites. Continuous scalars move by a Gaussian random walk in an unconstrained space (log for positive,
+** logit for unit and interval supports, with the Jacobian), its scale adapted per site during warm-up
+** towards an acceptance rate of 0.44; mvnormal sites move jointly; discrete and simplex sites are
+** re-drawn from their prior. */
 #include "lutil.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define PLM_L_HANDLE "plume.m"
+#define PLM_L_DRAWS "plume.draws"
+#define MAXDIM_STACK 64
+
+enum { EX_PRIOR, EX_REPLAY };
+
+typedef struct exec {
+    int mode;
+    plm_trace *tr;            /* being built */
+    const plm_trace *old;     /* EX_REPLAY: the values to reuse */
+    const char *target;       /* EX_REPLAY: the address whose value is proposed */
+    const double *target_val;
+    double fresh;             /* sum of log densities of latent values drawn fresh in this run */
+    plm_rng *rng;
+    plm_ctx ctx;
+} exec;
+
+typedef struct handle {
+    exec *ex;                 /* NULL outside a run */
+} handle;
+
+static exec *check_active(lua_State *L, const char *fn)
+{
+    handle *h = luaL_testudata(L, 1, PLM_L_HANDLE);
+    if (!h) return luaL_error(L, "%s: call it with ':' on the model handle (m:%s(...))", fn, fn + 2), NULL;
+    if (!h->ex) return luaL_error(L, "%s: called outside a model run (the handle is only valid while plume runs the model)", fn), NULL;
+    return h->ex;
+}
+
+static const char *check_addr(lua_State *L, const char *fn)
+{
+    if (lua_type(L, 2) != LUA_TSTRING && lua_type(L, 2) != LUA_TNUMBER)
+        luaL_error(L, "%s: address must be a string (got %s)", fn, luaL_typename(L, 2));
+    return lua_tostring(L, 2);
+}
+
+static void add_site(lua_State *L, exec *ex, const char *fn, const char *addr, plm_site_kind kind,
+                     const plm_dist *d, const double *x, int dim, double lp)
+{
+    if (plm_trace_add(&ex->ctx, ex->tr, addr, kind, d, x, dim, lp, NULL))
+        luaL_error(L, "%s: %s", fn, plm_ctx_errmsg(&ex->ctx));
+}
+
+/* m:sample(addr, dist) -> value */
+static int l_m_sample(lua_State *L)
+{
+    exec *ex = check_active(L, "m:sample");
+    const char *addr = check_addr(L, "m:sample");
+    plm_dist *d = plm_l_checkdist(L, 3, "m:sample", "dist");
+    double buf[MAXDIM_STACK], *x = d->dim <= MAXDIM_STACK ? buf : plm_l_scratch(L, (size_t)d->dim * sizeof(double));
+    double lp = -INFINITY;
+    int have = 0;
+    if (ex->mode == EX_REPLAY) {
+        if (ex->target && strcmp(addr, ex->target) == 0) {
+            memcpy(x, ex->target_val, (size_t)d->dim * sizeof *x);
+            lp = plm_dist_logpdf(d, x);
+            have = 1;
+        } else {
+            plm_site *s = plm_trace_find(ex->old, addr);
+            if (s && s->kind == PLM_SITE_LATENT && s->dim == d->dim && s->dist && s->dist->kind == d->kind) {
+                memcpy(x, s->value, (size_t)d->dim * sizeof *x);
+                lp = plm_dist_logpdf(d, x);
+                have = lp > -INFINITY;   /* an old value outside the new support is re-drawn instead */
+            }
+        }
+    }
+    if (!have) {
+        plm_dist_sample(d, ex->rng, x);
+        lp = plm_dist_logpdf(d, x);
+        ex->fresh += lp;
+    }
+    add_site(L, ex, "m:sample", addr, PLM_SITE_LATENT, d, x, d->dim, lp);
+    plm_l_pushdistvalue(L, d, x);
+    return 1;
+}
+
+/* m:observe(addr, dist, value) */
+static int l_m_observe(lua_State *L)
+{
+    exec *ex = check_active(L, "m:observe");
+    const char *addr = check_addr(L, "m:observe");
+    plm_dist *d = plm_l_checkdist(L, 3, "m:observe", "dist");
+    double buf[MAXDIM_STACK], *x = d->dim <= MAXDIM_STACK ? buf : plm_l_scratch(L, (size_t)d->dim * sizeof(double));
+    if (!plm_l_todistvalue(L, 4, d, x)) {
+        if (d->dim == 1)
+            return luaL_error(L, "m:observe: value of '%s' must be a number (got %s)", addr, luaL_typename(L, 4));
+        return luaL_error(L, "m:observe: value of '%s' must be a table of %d numbers", addr, d->dim);
+    }
+    /* outside the support the weight is -inf (never NaN); the engines deal with dead runs */
+    add_site(L, ex, "m:observe", addr, PLM_SITE_OBSERVED, d, x, d->dim, plm_dist_logpdf(d, x));
+    return 0;
+}
+
+/* m:factor(logw) */
+static int l_m_factor(lua_State *L)
+{
+    exec *ex = check_active(L, "m:factor");
+    double w = plm_l_checknum(L, 2, "m:factor", "log weight");
+    if (isnan(w)) return luaL_error(L, "m:factor: log weight is NaN");
+    if (w == INFINITY) return luaL_error(L, "m:factor: log weight is +inf");
+    ex->tr->loglik += w;
+    return 0;
+}
+
+/* m:deterministic(addr, value) -> value */
+static int l_m_deterministic(lua_State *L)
+{
+    exec *ex = check_active(L, "m:deterministic");
+    const char *addr = check_addr(L, "m:deterministic");
+    if (lua_type(L, 3) == LUA_TNUMBER) {
+        double v = lua_tonumber(L, 3);
+        add_site(L, ex, "m:deterministic", addr, PLM_SITE_DETERMINISTIC, NULL, &v, 1, 0);
+    } else if (lua_type(L, 3) == LUA_TBOOLEAN) {
+        double v = lua_toboolean(L, 3);
+        add_site(L, ex, "m:deterministic", addr, PLM_SITE_DETERMINISTIC, NULL, &v, 1, 0);
+    } else if (lua_type(L, 3) == LUA_TTABLE || plm_l_toarray(L, 3)) {
+        size_t n;
+        double *v = plm_l_checkvec(L, 3, "m:deterministic", "value", &n, 1);
+        add_site(L, ex, "m:deterministic", addr, PLM_SITE_DETERMINISTIC, NULL, v, (int)n, 0);
+        lua_pop(L, 1);
+    } else
+        return luaL_error(L, "m:deterministic: value of '%s' must be a number or a table of numbers (got %s)", addr,
+                          luaL_typename(L, 3));
+    lua_settop(L, 3);
+    return 1;
+}
+
+static int l_m_tostring(lua_State *L)
+{
+    handle *h = luaL_checkudata(L, 1, PLM_L_HANDLE);
+    lua_pushstring(L, h->ex ? "plume model handle (running)" : "plume model handle (idle)");
+    return 1;
+}
+
+/* ---- running a program ---- */
+
+typedef struct program {
+    int fn;          /* stack index of the model function */
+    int handle;      /* stack index of the handle userdata */
+    int args;        /* stack index of the first argument */
+    int nargs;
+} program;
+
+/* Run the program once under ex. Errors from the program are re-raised after the handle is disarmed. */
+static void run(lua_State *L, const program *pg, exec *ex)
+{
+    handle *h = lua_touserdata(L, pg->handle);
+    int i, st;
+    plm_trace_clear(ex->tr);
+    ex->fresh = 0;
+    lua_pushvalue(L, pg->fn);
+    lua_pushvalue(L, pg->handle);
+    for (i = 0; i < pg->nargs; i++) lua_pushvalue(L, pg->args + i);
+    h->ex = ex;
+    st = lua_pcall(L, 1 + pg->nargs, 0, 0);
+    h->ex = NULL;
+    if (st != LUA_OK) lua_error(L);
+}
+
+/* ---- transforms for random-walk proposals ---- */
+
+static int rw_kind(const plm_dist *d)
+{
+    const plm_dist_info *info = plm_dist_info_of(d->kind);
+    if (d->kind == PLM_DIST_MVNORMAL) return 2;
+    if (info->discrete || d->dim != 1) return 0;
+    return 1;
+}
+
+static double logistic(double u) { return u >= 0 ? 1 / (1 + exp(-u)) : exp(u) / (1 + exp(u)); }
+
+/* x -> u (unconstrained) */
+static double to_free(const plm_dist *d, double x)
+{
+    switch (plm_dist_info_of(d->kind)->support) {
+    case PLM_SUPPORT_POSITIVE: return log(x);
+    case PLM_SUPPORT_UNIT: return log(x) - log1p(-x);
+    case PLM_SUPPORT_INTERVAL: {
+        double s = (x - d->p[0]) / (d->p[1] - d->p[0]);
+        return log(s) - log1p(-s);
+    }
+    default: return x;
+    }
+}
+
+/* u -> x, and log |dx/du| */
+static double from_free(const plm_dist *d, double u, double *logjac)
+{
+    double s;
+    switch (plm_dist_info_of(d->kind)->support) {
+    case PLM_SUPPORT_POSITIVE:
+        *logjac = u;
+        return exp(u);
+    case PLM_SUPPORT_UNIT:
+        s = logistic(u);
+        *logjac = -fabs(u) - 2 * log1p(exp(-fabs(u)));
+        return s;
+    case PLM_SUPPORT_INTERVAL:
+        s = logistic(u);
+        *logjac = log(d->p[1] - d->p[0]) - fabs(u) - 2 * log1p(exp(-fabs(u)));
+        return d->p[0] + (d->p[1] - d->p[0]) * s;
+    default:
+        *logjac = 0;
+        return u;
+    }
+}
+
+/* ---- per-site adaptation state ---- */
+
+typedef struct adapt {
+    char *addr;
+    double log_scale;
+    double n;              /* proposals made at this site */
+    double acc;            /* sum of acceptance probabilities */
+} adapt;
+
+typedef struct adapt_table {
+    adapt *a;
+    int n, cap;
+} adapt_table;
+
+static adapt *adapt_get(lua_State *L, adapt_table *t, const char *addr)
+{
+    int i;
+    for (i = 0; i < t->n; i++)
+        if (strcmp(t->a[i].addr, addr) == 0) return &t->a[i];
+    if (t->n == t->cap) {
+        int nc = t->cap ? 2 * t->cap : 16;
+        adapt *na = realloc(t->a, (size_t)nc * sizeof *na);
+        if (!na) return luaL_error(L, "plume.infer: out of memory"), NULL;
+        t->a = na;
+        t->cap = nc;
+    }
+    t->a[t->n].addr = strdup(addr);
+    if (!t->a[t->n].addr) return luaL_error(L, "plume.infer: out of memory"), NULL;
+    t->a[t->n].log_scale = log(0.5);
+    t->a[t->n].n = t->a[t->n].acc = 0;
+    return &t->a[t->n++];
+}
+
+static void adapt_free(adapt_table *t)
+{
+    int i;
+    for (i = 0; i < t->n; i++) free(t->a[i].addr);
+    free(t->a);
+    t->a = NULL;
+    t->n = t->cap = 0;
+}
+
+/* The adaptation table is malloc'd; a Lua error (interrupt, model error) would leak it, so it lives in a
+** userdata whose __gc frees it. */
+static int adapt_gc(lua_State *L)
+{
+    adapt_free(lua_touserdata(L, 1));
+    return 0;
+}
+
+static adapt_table *new_adapt_table(lua_State *L)
+{
+    adapt_table *t = lua_newuserdatauv(L, sizeof *t, 0);
+    memset(t, 0, sizeof *t);
+    if (luaL_newmetatable(L, "plume.adapt")) {
+        lua_pushcfunction(L, adapt_gc);
+        lua_setfield(L, -2, "__gc");
+    }
+    lua_setmetatable(L, -2);
+    return t;
+}
+
+/* ---- recording draws ---- */
+
+typedef struct recorder {
+    plm_draws *D;
+    int *col;           /* cached column of trace position i, or -1 */
+    const char **name;  /* address the cache was made for */
+    double *row;
+    int cap, rowcap;
+} recorder;
+
+static int rec_gc(lua_State *L)
+{
+    recorder *r = lua_touserdata(L, 1);
+    free(r->col);
+    free(r->name);
+    free(r->row);
+    r->col = NULL;
+    r->name = NULL;
+    r->row = NULL;
+    return 0;
+}
+
+static recorder *new_recorder(lua_State *L, plm_draws *D)
+{
+    recorder *r = lua_newuserdatauv(L, sizeof *r, 0);
+    memset(r, 0, sizeof *r);
+    r->D = D;
+    if (luaL_newmetatable(L, "plume.recorder")) {
+        lua_pushcfunction(L, rec_gc);
+        lua_setfield(L, -2, "__gc");
+    }
+    lua_setmetatable(L, -2);
+    return r;
+}
+
+static int column_for(lua_State *L, recorder *r, const char *addr, int i, int dim)
+{
+    char name[512];
+    int c;
+    if (dim == 1) return plm_draws_col(r->D, addr, 1);
+    snprintf(name, sizeof name, "%s[%d]", addr, i + 1);
+    c = plm_draws_col(r->D, name, 1);
+    if (c < 0) luaL_error(L, "plume.infer: out of memory");
+    return c;
+}
+
+/* Append the latent and deterministic values of tr as one draw of chain. */
+static void record(lua_State *L, recorder *r, const plm_trace *tr, int chain, double lw)
+{
+    plm_ctx ctx;
+    size_t i;
+    int j, k = 0;
+    plm_ctx_clear(&ctx);
+    if ((int)tr->n > r->cap) {
+        int nc = (int)tr->n * 2;
+        int *col = realloc(r->col, (size_t)nc * sizeof *col);
+        const char **nm;
+        if (!col) luaL_error(L, "plume.infer: out of memory");
+        r->col = col;
+        nm = realloc(r->name, (size_t)nc * sizeof *nm);
+        if (!nm) luaL_error(L, "plume.infer: out of memory");
+        r->name = nm;
+        for (j = r->cap; j < nc; j++) r->col[j] = -1, r->name[j] = NULL;
+        r->cap = nc;
+    }
+    for (i = 0; i < tr->n; i++) {
+        const plm_site *s = &tr->sites[i];
+        if (s->kind == PLM_SITE_OBSERVED) continue;
+        for (j = 0; j < s->dim; j++) {
+            int c;
+            /* cache the column of the first component of each trace position; same address, same columns */
+            if (j == 0 && r->name[i] && strcmp(r->name[i], s->addr) == 0 && r->col[i] >= 0)
+                c = r->col[i];
+            else {
+                c = column_for(L, r, s->addr, j, s->dim);
+                if (c < 0) luaL_error(L, "plume.infer: out of memory");
+                if (j == 0) {
+                    r->col[i] = c;
+                    r->name[i] = plm_draws_name(r->D, c);   /* stable GC string owned by D */
+                }
+            }
+            if (s->dim > 1 && j > 0) c = r->col[i] + j;   /* vector columns are added consecutively */
+            if (c >= r->rowcap) {
+                int nc = 2 * (c + 1);
+                double *row = realloc(r->row, (size_t)nc * sizeof *row);
+                if (!row) luaL_error(L, "plume.infer: out of memory");
+                for (k = r->rowcap; k < nc; k++) row[k] = NAN;
+                r->row = row;
+                r->rowcap = nc;
+            }
+            {
+                const plm_dist *d = s->dist;
+                double v = s->value[j];
+                if (d && d->kind == PLM_DIST_CATEGORICAL) v += 1;   /* 1-based in outputs, as in Lua */
+                r->row[c] = v;
+            }
+        }
+    }
+    {
+        int nc = plm_draws_ncols(r->D);
+        if (nc > r->rowcap) {
+            double *row = realloc(r->row, (size_t)nc * sizeof *row);
+            if (!row) luaL_error(L, "plume.infer: out of memory");
+            for (k = r->rowcap; k < nc; k++) row[k] = NAN;
+            r->row = row;
+            r->rowcap = nc;
+        }
+        if (plm_draws_push(&ctx, r->D, chain, r->row, nc, lw)) plm_l_fail(L, &ctx);
+        for (k = 0; k < nc; k++) r->row[k] = NAN;
+    }
+}
+
+/* ---- progress ---- */
+
+typedef struct progress {
+    int on;
+    double last, start;
+} progress;
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static void progress_show(progress *p, const char *what, int chain, int nchains, long it, long total, int warm)
+{
+    double t;
+    if (!p->on) return;
+    t = now();
+    if (t - p->last < 0.2 && it < total) return;
+    p->last = t;
+    fprintf(stderr, "\rplume: %s chain %d/%d  %ld/%ld%s  %.1fs   ", what, chain + 1, nchains, it, total,
+            warm ? " (warmup)" : "         ", t - p->start);
+    fflush(stderr);
+}
+
+static void progress_end(progress *p)
+{
+    if (p->on && p->last > 0) {
+        fputs("\r\033[K", stderr);
+        fflush(stderr);
+    }
+}
+
+static void check_interrupt(lua_State *L)
+{
+    if (plm_interrupted()) {
+        plm_interrupt_clear();
+        luaL_error(L, "plume.infer: interrupted");
+    }
+}
+
+/* ---- engines ---- */
+
+typedef struct options {
+    const char *method;
+    long samples, warmup;
+    int chains, threads, quiet;
+    unsigned long long seed;
+} options;
+
+static void push_draws(lua_State *L, plm_draws *D)
+{
+    plm_l_pushobj(L, D, PLM_L_DRAWS);
+}
+
+/* prior / is: independent runs from the prior; stream i for run i */
+static int engine_independent(lua_State *L, const program *pg, const options *o, int weighted)
+{
+    plm_ctx ctx;
+    plm_draws *D;
+    plm_trace *tr;
+    recorder *rec;
+    exec ex;
+    plm_rng rng;
+    progress pr = {0, 0, now()};
+    double *lw, mx = -INFINITY;
+    long i, alive = 0;
+    plm_ctx_clear(&ctx);
+    pr.on = !o->quiet && isatty(2);
+    if (plm_draws_new(&ctx, 1, &D) || plm_trace_new(&ctx, &tr)) return plm_l_fail(L, &ctx);
+    plm_draws_set_weighted(D, weighted);
+    push_draws(L, D);
+    rec = new_recorder(L, D);
+    lw = plm_l_scratch(L, (size_t)o->samples * sizeof *lw);
+    memset(&ex, 0, sizeof ex);
+    ex.mode = EX_PRIOR;
+    ex.tr = tr;
+    ex.rng = &rng;
+    for (i = 0; i < o->samples; i++) {
+        plm_rng_init(&rng, o->seed, (uint64_t)i);
+        run(L, pg, &ex);
+        lw[i] = weighted ? tr->loglik : 0;
+        if (lw[i] > -INFINITY) alive++;
+        if (lw[i] > mx) mx = lw[i];
+        record(L, rec, tr, 0, lw[i]);
+        if ((i & 255) == 0) check_interrupt(L), progress_show(&pr, weighted ? "is" : "prior", 0, 1, i, o->samples, 0);
+    }
+    progress_end(&pr);
+    if (weighted && alive == 0)
+        return luaL_error(L, "plume.infer: every one of the %d samples has weight -inf "
+                             "(the observations are impossible under the prior?)", (int)o->samples);
+    lua_pop(L, 2);   /* lw, rec; the draws stay */
+    lua_newtable(L);
+    lua_insert(L, -2);
+    lua_setfield(L, -2, "_draws");
+    if (weighted) {
+        lua_pushnumber(L, plm_logsumexp(lw, (size_t)o->samples) - log((double)o->samples));
+        lua_setfield(L, -2, "logz");
+    }
+    return 1;
+}
+
+/* pick the k-th latent site of tr */
+static plm_site *nth_latent(const plm_trace *tr, size_t k)
+{
+    size_t i;
+    for (i = 0; i < tr->n; i++)
+        if (tr->sites[i].kind == PLM_SITE_LATENT && k-- == 0) return &tr->sites[i];
+    return NULL;
+}
+
+/* sum of log densities of the latent sites of old that new lacks (other than the proposed one) */
+static double stale_logp(const plm_trace *old, const plm_trace *nw)
+{
+    double s = 0;
+    size_t i;
+    for (i = 0; i < old->n; i++) {
+        const plm_site *a = &old->sites[i], *b;
+        if (a->kind != PLM_SITE_LATENT) continue;
+        b = plm_trace_find(nw, a->addr);
+        /* a site re-drawn under a new distribution also counts as stale+fresh */
+        if (!b || b->kind != PLM_SITE_LATENT || b->dist->kind != a->dist->kind || b->dim != a->dim ||
+            memcmp(b->value, a->value, (size_t)a->dim * sizeof(double)) != 0)
+            s += a->logp;
+    }
+    return s;
+}
+
+static int engine_mh(lua_State *L, const program *pg, const options *o)
+{
+    plm_ctx ctx;
+    plm_draws *D;
+    plm_trace *tr, *prop;
+    recorder *rec;
+    exec ex;
+    plm_rng rng;
+    progress pr = {0, 0, now()};
+    double *accept_rate;
+    int c;
+    plm_ctx_clear(&ctx);
+    pr.on = !o->quiet && isatty(2);
+    if (plm_draws_new(&ctx, o->chains, &D)) return plm_l_fail(L, &ctx);
+    push_draws(L, D);
+    rec = new_recorder(L, D);
+    accept_rate = plm_l_scratch(L, (size_t)o->chains * sizeof(double));
+    for (c = 0; c < o->chains; c++) {
+        adapt_table *at = new_adapt_table(L);
+        long it, total = o->warmup + o->samples, tries, nprop = 0;
+        size_t sweep = 0;
+        double nacc = 0;
+        double buf[MAXDIM_STACK], *xnew = buf;
+        if (plm_trace_new(&ctx, &tr) || plm_trace_new(&ctx, &prop)) return plm_l_fail(L, &ctx);
+        plm_rng_init(&rng, o->seed, (uint64_t)c);
+        memset(&ex, 0, sizeof ex);
+        ex.rng = &rng;
+        ex.mode = EX_PRIOR;
+        ex.tr = tr;
+        for (tries = 0; tries < 1000; tries++) {
+            run(L, pg, &ex);
+            if (plm_trace_score(tr) > -INFINITY) break;
+        }
+        if (tries == 1000)
+            return luaL_error(L, "plume.infer: chain %d found no starting point with finite log density in 1000 "
+                                 "draws from the prior (are the observations impossible under the model?)", c + 1);
+        for (it = 0; it < total; it++) {
+            int warm = it < o->warmup;
+            size_t step, nsteps;
+            /* One iteration is a sweep of as many single-site moves as there are latent sites. After
+            ** warm-up the count is frozen: a number of moves that depended on the current state would
+            ** break invariance of the posterior when the number of sites varies (trans-dimensional models). */
+            if (warm || sweep == 0) {
+                if (tr->nlatent > sweep) sweep = tr->nlatent;
+                nsteps = tr->nlatent;
+            } else
+                nsteps = sweep;
+            for (step = 0; step < nsteps && tr->nlatent > 0; step++) {
+                plm_site *s = nth_latent(tr, plm_rng_uint(&rng, tr->nlatent));
+                int same;
+                const plm_dist *d = s->dist;
+                int kind = rw_kind(d), j;
+                adapt *ad = NULL;
+                double corr = 0, loga, a;
+                if (d->dim > MAXDIM_STACK) xnew = plm_l_scratch(L, (size_t)d->dim * sizeof(double));
+                if (kind == 1) {
+                    double u, un, lj0, lj1;
+                    ad = adapt_get(L, at, s->addr);
+                    u = to_free(d, s->value[0]);
+                    from_free(d, u, &lj0);
+                    un = u + exp(ad->log_scale) * plm_rng_normal(&rng);
+                    xnew[0] = from_free(d, un, &lj1);
+                    corr = lj1 - lj0;
+                } else if (kind == 2) {
+                    ad = adapt_get(L, at, s->addr);
+                    for (j = 0; j < d->dim; j++)
+                        xnew[j] = s->value[j] + exp(ad->log_scale) / sqrt((double)d->dim) * plm_rng_normal(&rng);
+                } else {
+                    plm_dist_sample(d, &rng, xnew);
+                    corr = plm_dist_logpdf(d, s->value) - plm_dist_logpdf(d, xnew);
+                }
+                ex.mode = EX_REPLAY;
+                ex.tr = prop;
+                ex.old = tr;
+                ex.target = s->addr;
+                ex.target_val = xnew;
+                same = memcmp(xnew, s->value, (size_t)d->dim * sizeof(double)) == 0;
+                run(L, pg, &ex);
+                /* stale_logp counts the target site itself when its value changed: its old density is not a
+                ** stale term, so it is taken back out; the new one is in prop's score */
+                loga = plm_trace_score(prop) - plm_trace_score(tr) + corr + log((double)tr->nlatent) -
+                       log((double)(prop->nlatent ? prop->nlatent : 1)) + stale_logp(tr, prop) -
+                       (same ? 0 : s->logp) - ex.fresh;
+                a = isnan(loga) ? 0 : (loga >= 0 ? 1 : exp(loga));
+                if (ad && warm) {
+                    /* Robbins-Monro on the log scale towards 0.44 acceptance (1-D optimum) */
+                    ad->n += 1;
+                    ad->log_scale += (a - 0.44) / pow(ad->n + 1, 0.6);
+                    if (ad->log_scale > 10) ad->log_scale = 10;
+                    if (ad->log_scale < -20) ad->log_scale = -20;
+                }
+                if (!warm) nprop++, nacc += a;
+                if (plm_rng_uniform(&rng) < a) {
+                    plm_trace *t = tr;
+                    tr = prop;
+                    prop = t;
+                }
+            }
+            if (!warm) record(L, rec, tr, c, 0);
+            if ((it & 63) == 0) {
+                check_interrupt(L);
+                progress_show(&pr, "mh", c, o->chains, it, total, warm);
+            }
+        }
+        accept_rate[c] = nprop ? nacc / (double)nprop : NAN;
+        lua_pop(L, 1);   /* adaptation table */
+    }
+    progress_end(&pr);
+    lua_newtable(L);
+    lua_pushvalue(L, -4);
+    lua_setfield(L, -2, "_draws");
+    lua_createtable(L, o->chains, 0);
+    for (c = 0; c < o->chains; c++) {
+        lua_pushnumber(L, accept_rate[c]);
+        lua_rawseti(L, -2, c + 1);
+    }
+    lua_setfield(L, -2, "accept_rate");
+    return 1;
+}
+
+static const char *const option_names[] = {"method", "samples", "warmup", "chains", "seed", "threads", "quiet", NULL};
+
+static void check_option_names(lua_State *L, int opts, const char *fn)
+{
+    if (!opts) return;
+    lua_pushnil(L);
+    while (lua_next(L, opts)) {
+        int i, ok = 0;
+        if (lua_type(L, -2) == LUA_TSTRING) {
+            const char *k = lua_tostring(L, -2);
+            for (i = 0; option_names[i]; i++)
+                if (strcmp(k, option_names[i]) == 0) ok = 1;
+            if (!ok) luaL_error(L, "%s: unknown option '%s' (options: method, samples, warmup, chains, seed, threads, quiet)", fn, k);
+        } else
+            luaL_error(L, "%s: options must be a table with string keys", fn);
+        lua_pop(L, 1);
+    }
+}
+
+/* plume._run(fn, opts, nargs, args...): the engine behind plume.infer (lang/plume/_model.lua checks the model). */
+static int l_run(lua_State *L)
+{
+    const char *fn = "plume.infer";
+    program pg;
+    options o;
+    int opts, nargs, quiet_default = 0;
+    handle *h;
+    luaL_checktype(L, 1, LUA_TFUNCTION);
+    nargs = (int)luaL_checkinteger(L, 3);
+    lua_settop(L, 3 + nargs);
+    opts = 2;
+    if (lua_type(L, opts) != LUA_TTABLE && !lua_isnoneornil(L, opts))
+        return luaL_error(L, "%s: options must be a table (got %s)", fn, luaL_typename(L, opts));
+    if (lua_isnoneornil(L, opts)) opts = 0;
+    check_option_names(L, opts, fn);
+    lua_getglobal(L, "plume");
+    if (lua_type(L, -1) == LUA_TTABLE) {
+        lua_getfield(L, -1, "quiet");
+        quiet_default = lua_toboolean(L, -1);
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+    o.method = plm_l_optstr(L, opts, fn, "method", "mh");
+    o.samples = (long)plm_l_optint(L, opts, fn, "samples", 1000);
+    o.warmup = (long)plm_l_optint(L, opts, fn, "warmup", o.samples);
+    o.chains = (int)plm_l_optint(L, opts, fn, "chains", 4);
+    o.threads = plm_l_threads(L, opts, fn);
+    o.quiet = plm_l_optbool(L, opts, fn, "quiet", quiet_default);
+    o.seed = plm_l_seed(L, opts, fn);
+    if (o.samples < 1 || o.samples > 100000000) return luaL_error(L, "%s: option 'samples' must be in 1..1e8 (got %I)", fn, (lua_Integer)o.samples);
+    if (o.warmup < 0) return luaL_error(L, "%s: option 'warmup' must be >= 0 (got %I)", fn, (lua_Integer)o.warmup);
+    if (o.chains < 1 || o.chains > 1024) return luaL_error(L, "%s: option 'chains' must be in 1..1024 (got %d)", fn, o.chains);
+
+    pg.fn = 1;
+    pg.args = 4;
+    pg.nargs = nargs;
+    h = lua_newuserdatauv(L, sizeof *h, 0);
+    h->ex = NULL;
+    luaL_setmetatable(L, PLM_L_HANDLE);
+    pg.handle = lua_gettop(L);
+    plm_interrupt_clear();
+    if (strcmp(o.method, "mh") == 0) engine_mh(L, &pg, &o);
+    else if (strcmp(o.method, "is") == 0) engine_independent(L, &pg, &o, 1);
+    else if (strcmp(o.method, "prior") == 0) engine_independent(L, &pg, &o, 0);
+    else return luaL_error(L, "%s: unknown method '%s' (methods: \"prior\", \"is\", \"mh\")", fn, o.method);
+    lua_pushstring(L, o.method);
+    lua_setfield(L, -2, "method");
+    lua_pushinteger(L, strcmp(o.method, "mh") == 0 ? o.chains : 1);
+    lua_setfield(L, -2, "chains");
+    lua_pushinteger(L, o.samples);
+    lua_setfield(L, -2, "samples");
+    lua_pushinteger(L, strcmp(o.method, "mh") == 0 ? o.warmup : 0);
+    lua_setfield(L, -2, "warmup");
+    lua_pushinteger(L, (lua_Integer)o.seed);
+    lua_setfield(L, -2, "seed");
+    return 1;
+}
+
+/* ---- the draws object seen from Lua (wrapped by lang/plume/_results.lua) ---- */
+
+static plm_draws *checkdraws(lua_State *L, int idx)
+{
+    return plm_l_checkobj(L, idx, PLM_L_DRAWS, "draws", "self");
+}
+
+/* D:columns() -> {names} */
+static int l_draws_columns(lua_State *L)
+{
+    plm_draws *D = checkdraws(L, 1);
+    int i, n = plm_draws_ncols(D);
+    lua_createtable(L, n, 0);
+    for (i = 0; i < n; i++) {
+        lua_pushstring(L, plm_draws_name(D, i));
+        lua_rawseti(L, -2, i + 1);
+    }
+    return 1;
+}
+
+/* D:column(name) -> flat array of all chains' draws (nil when no such column) */
+static int l_draws_column(lua_State *L)
+{
+    plm_draws *D = checkdraws(L, 1);
+    int col = plm_draws_col(D, luaL_checkstring(L, 2), 0), c;
+    lua_Integer k = 1;
+    if (col < 0) return 0;
+    lua_newtable(L);
+    for (c = 0; c < plm_draws_nchains(D); c++) {
+        const double *v = plm_draws_chain(D, col, c);
+        size_t i, n = plm_draws_len(D, c);
+        for (i = 0; i < n; i++) {
+            if (isnan(v[i])) lua_pushboolean(L, 0);   /* absent in this draw: false keeps the array dense */
+            else lua_pushnumber(L, v[i]);
+            lua_rawseti(L, -2, k++);
+        }
+    }
+    return 1;
+}
+
+/* D:logw() -> flat array of log weights */
+static int l_draws_logw(lua_State *L)
+{
+    plm_draws *D = checkdraws(L, 1);
+    int c;
+    lua_Integer k = 1;
+    lua_newtable(L);
+    for (c = 0; c < plm_draws_nchains(D); c++) {
+        const double *v = plm_draws_logw(D, c);
+        size_t i, n = plm_draws_len(D, c);
+        for (i = 0; i < n; i++) {
+            lua_pushnumber(L, v[i]);
+            lua_rawseti(L, -2, k++);
+        }
+    }
+    return 1;
+}
+
+/* D:summary(name) -> {mean=, sd=, ...} */
+static int l_draws_summary(lua_State *L)
+{
+    plm_draws *D = checkdraws(L, 1);
+    const char *name = luaL_checkstring(L, 2);
+    int col = plm_draws_col(D, name, 0);
+    plm_summary s;
+    plm_ctx ctx;
+    plm_ctx_clear(&ctx);
+    if (col < 0) return luaL_error(L, "summary: no site named '%s'", name);
+    if (plm_draws_summary(&ctx, D, col, &s)) return plm_l_fail(L, &ctx);
+    lua_createtable(L, 0, 10);
+#define F(k) (lua_pushnumber(L, s.k), lua_setfield(L, -2, #k))
+    F(mean); F(sd); F(q5); F(q50); F(q95); F(mcse_mean); F(ess_bulk); F(ess_tail); F(rhat);
+#undef F
+    lua_pushinteger(L, (lua_Integer)s.n);
+    lua_setfield(L, -2, "n");
+    return 1;
+}
+
+static int write_file(lua_State *L, int json)
+{
+    plm_draws *D = checkdraws(L, 1);
+    const char *path = luaL_checkstring(L, 2);
+    plm_ctx ctx;
+    FILE *f = fopen(path, "w");
+    plm_status st;
+    plm_ctx_clear(&ctx);
+    if (!f) return luaL_error(L, "%s: cannot open '%s' for writing", json ? "write_json" : "write_csv", path);
+    st = json ? plm_draws_write_json(&ctx, D, f) : plm_draws_write_csv(&ctx, D, f);
+    if (fclose(f) != 0 && !st) st = plm_fail(&ctx, PLM_EIO, "%s: could not finish writing '%s'", json ? "write_json" : "write_csv", path);
+    if (st) return plm_l_fail(L, &ctx);
+    return 0;
+}
+
+static int l_draws_write_csv(lua_State *L) { return write_file(L, 0); }
+static int l_draws_write_json(lua_State *L) { return write_file(L, 1); }
+
+static int l_draws_shape(lua_State *L)
+{
+    plm_draws *D = checkdraws(L, 1);
+    lua_pushinteger(L, plm_draws_nchains(D));
+    lua_pushinteger(L, (lua_Integer)plm_draws_len(D, 0));
+    lua_pushboolean(L, plm_draws_weighted(D));
+    return 3;
+}
 
 void plm_l_open_model(lua_State *L)
 {
-    (void)L;
+    static const luaL_Reg hmethods[] = {
+        {"sample", l_m_sample}, {"observe", l_m_observe}, {"factor", l_m_factor},
+        {"deterministic", l_m_deterministic}, {NULL, NULL}};
+    static const luaL_Reg dmethods[] = {
+        {"columns", l_draws_columns}, {"column", l_draws_column}, {"logw", l_draws_logw},
+        {"summary", l_draws_summary}, {"write_csv", l_draws_write_csv}, {"write_json", l_draws_write_json},
+        {"shape", l_draws_shape}, {NULL, NULL}};
+    luaL_newmetatable(L, PLM_L_HANDLE);
+    luaL_newlib(L, hmethods);
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, l_m_tostring);
+    lua_setfield(L, -2, "__tostring");
+    lua_pop(L, 1);
+    plm_l_newmeta(L, PLM_L_DRAWS, dmethods, NULL);
+    lua_pop(L, 1);
+    lua_pushcfunction(L, l_run);
+    lua_setfield(L, -2, "_run");
 }

@@ -75,7 +75,13 @@ int luaopen_plume(lua_State *L)
     lua_newtable(L);
     lua_pushstring(L, PLUME_VERSION);
     lua_setfield(L, -2, "version");
-#define PLM_MODULE(x) plm_l_open_##x(L);
+    /* each C part must leave the stack as it found it: a slip would silently hand back the wrong table */
+#define PLM_MODULE(x)                                                                               \
+    {                                                                                               \
+        int top_ = lua_gettop(L);                                                                   \
+        plm_l_open_##x(L);                                                                          \
+        if (lua_gettop(L) != top_) return luaL_error(L, "plume: module '%s' left the stack unbalanced", #x); \
+    }
 #include "modules.def"
 #undef PLM_MODULE
     /* the Lua half of the module: plume._init(plume) adds what is written in Lua */

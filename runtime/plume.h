@@ -9,6 +9,7 @@
 #include "par.h"
 #include "diag.h"
 #include "draws.h"
+#include "trace.h"
 #include "expr.h"
 
 #endif

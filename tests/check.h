@@ -9,12 +9,13 @@
 #include <string.h>
 
 static int check_failed_;
+static int check_nmsg_;   /* messages printed in the current test: only the first few are shown */
 static int check_npass_, check_nfail_;
 
 #define CHECK(cond)                                                                                    \
     do {                                                                                               \
         if (!(cond)) {                                                                                 \
-            printf("  %s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);                          \
+            if (check_nmsg_++ < 8) printf("  %s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);   \
             check_failed_ = 1;                                                                         \
         }                                                                                              \
     } while (0)
@@ -24,8 +25,9 @@ static int check_npass_, check_nfail_;
     do {                                                                                               \
         double a_ = (a), b_ = (b), t_ = (tol);                                                         \
         if (!(fabs(a_ - b_) <= t_)) {                                                                  \
-            printf("  %s:%d: %s = %.17g, %s = %.17g, |diff| = %.3g > %.3g\n", __FILE__, __LINE__, #a, a_, \
-                   #b, b_, fabs(a_ - b_), t_);                                                         \
+            if (check_nmsg_++ < 8)                                                                     \
+                printf("  %s:%d: %s = %.17g, %s = %.17g, |diff| = %.3g > %.3g\n", __FILE__, __LINE__, #a, \
+                       a_, #b, b_, fabs(a_ - b_), t_);                                                 \
             check_failed_ = 1;                                                                         \
         }                                                                                              \
     } while (0)
@@ -36,6 +38,7 @@ static int check_npass_, check_nfail_;
 #define RUN(test)                                                                                      \
     do {                                                                                               \
         check_failed_ = 0;                                                                             \
+        check_nmsg_ = 0;                                                                               \
         test();                                                                                        \
         if (check_failed_) {                                                                           \
             printf("FAIL %s\n", #test);                                                                \

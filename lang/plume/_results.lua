@@ -1,1 +1,118 @@
-return function(plume) end
+-- plume._results: the posterior object returned by plume.infer and the summary table it prints as.
+return function(plume)
+  local Posterior = {}
+  Posterior.__index = Posterior
+  Posterior.__name = "plume.posterior"
+
+  local Summary = { __name = "plume.summary" }
+  local order_of = setmetatable({}, { __mode = "k" })   -- summary table -> site names in order
+
+  local function fmt(x, width, digits)
+    if x == nil then return string.rep(" ", width - 1) .. "-" end
+    if x ~= x then return string.rep(" ", width - 3) .. "nan" end
+    return string.format("%" .. width .. "." .. digits .. "f", x)
+  end
+
+  function Summary.__tostring(s)
+    local names = order_of[s] or {}
+    local w = 6
+    for _, n in ipairs(names) do if #n > w then w = #n end end
+    local out = { string.format("%-" .. w .. "s %10s %10s %10s %10s %10s %9s %9s %7s",
+      "site", "mean", "sd", "q5", "q50", "q95", "ess_bulk", "ess_tail", "rhat") }
+    for _, n in ipairs(names) do
+      local r = s[n]
+      out[#out + 1] = string.format("%-" .. w .. "s %s %s %s %s %s %s %s %s", n,
+        fmt(r.mean, 10, 4), fmt(r.sd, 10, 4), fmt(r.q5, 10, 4), fmt(r.q50, 10, 4), fmt(r.q95, 10, 4),
+        fmt(r.ess_bulk, 9, 0), fmt(r.ess_tail, 9, 0), fmt(r.rhat, 7, 3))
+    end
+    return table.concat(out, "\n")
+  end
+
+  function plume._posterior(raw)
+    return setmetatable(raw, Posterior)
+  end
+
+  --- post:summary() -> table keyed by site name: mean, sd, q5, q50, q95, ess_bulk, ess_tail, rhat, mcse_mean, n
+  function Posterior:summary()
+    local s, names = {}, self._draws:columns()
+    for _, n in ipairs(names) do
+      local r = self._draws:summary(n)
+      if r.rhat ~= r.rhat then r.rhat = nil end          -- undefined (weighted or too short): absent
+      s[n] = r
+    end
+    order_of[s] = names
+    return setmetatable(s, Summary)
+  end
+
+  --- post:draws(name) -> flat array of retained draws, chains concatenated in chain order
+  function Posterior:draws(name)
+    if type(name) ~= "string" then
+      error("post:draws: site name must be a string (got " .. type(name) .. ")", 2)
+    end
+    local d = self._draws:column(name)
+    if not d then
+      error("post:draws: no site named '" .. name .. "' (sites: " .. table.concat(self._draws:columns(), ", ") .. ")", 2)
+    end
+    return d
+  end
+
+  --- post:sites() -> the column names in order
+  function Posterior:sites() return self._draws:columns() end
+
+  --- post:weights() -> normalised importance weights (method "is"); nil for unweighted methods
+  function Posterior:weights()
+    local _, _, weighted = self._draws:shape()
+    if not weighted then return nil end
+    local lw, m = self._draws:logw(), -math.huge
+    for _, v in ipairs(lw) do if v > m then m = v end end
+    local w, s = {}, 0
+    for i, v in ipairs(lw) do w[i] = math.exp(v - m); s = s + w[i] end
+    for i = 1, #w do w[i] = w[i] / s end
+    return w
+  end
+
+  function Posterior:write_csv(path)
+    if type(path) ~= "string" then error("post:write_csv: path must be a string", 2) end
+    self._draws:write_csv(path)
+  end
+
+  function Posterior:write_json(path)
+    if type(path) ~= "string" then error("post:write_json: path must be a string", 2) end
+    self._draws:write_json(path)
+  end
+
+  function Posterior:__tostring()
+    local nch, n = self._draws:shape()
+    local s = string.format("plume posterior (%s, %d chain%s x %d draws)", self.method, nch, nch == 1 and "" or "s", n)
+    if self.logz then s = s .. string.format(", logz = %.4f", self.logz) end
+    return s .. "\n" .. tostring(self:summary())
+  end
+
+  --- plume.inspect(v): a readable one-line rendering of nested tables (the REPL prints with it)
+  function plume.inspect(v, depth)
+    depth = depth or 0
+    if type(v) ~= "table" then
+      if type(v) == "string" then return string.format("%q", v) end
+      return tostring(v)
+    end
+    local mt = getmetatable(v)
+    if mt and mt.__tostring then return tostring(v) end
+    if depth > 3 then return "{...}" end
+    local parts, n = {}, #v
+    for i = 1, math.min(n, 20) do parts[#parts + 1] = plume.inspect(v[i], depth + 1) end
+    if n > 20 then parts[#parts + 1] = "... (" .. n .. " items)" end
+    local keys = {}
+    for k in pairs(v) do
+      if not (math.type(k) == "integer" and k >= 1 and k <= n) then keys[#keys + 1] = k end
+    end
+    table.sort(keys, function(a, b) return tostring(a) < tostring(b) end)
+    for i, k in ipairs(keys) do
+      if i > 20 then parts[#parts + 1] = "..."; break end
+      local ks = type(k) == "string" and k:match("^[%a_][%w_]*$") and k or "[" .. plume.inspect(k, depth + 1) .. "]"
+      parts[#parts + 1] = ks .. " = " .. plume.inspect(v[k], depth + 1)
+    end
+    return "{" .. table.concat(parts, ", ") .. "}"
+  end
+
+  plume.Posterior = Posterior
+end
