@@ -31,7 +31,7 @@ static inline double f_trigamma(double x) { return (x <= 0 && x == floor(x)) || 
 static inline double f_phi(double x) { return 0.5 * erfc(-x * M_SQRT1_2); }
 static inline double f_sign(double x) { return x > 0 ? 1.0 : x < 0 ? -1.0 : x == 0 ? 0.0 : x; }
 
-static double eval1(int op, double a, double b, double c)
+double plm_op_eval(plm_op op, double a, double b, double c)
 {
     switch (op) {
     case PLM_OP_NEG: return -a;
@@ -254,7 +254,7 @@ int plm_graph_op(plm_graph *g, plm_op op, int a, int b, int c)
         if (args[i] < 0 || args[i] >= g->n) return -1;
         if (!plm_graph_is_const(g, args[i], &v[i])) allk = 0;
     }
-    if (allk) return plm_graph_const(g, eval1(op, v[0], v[1], v[2]));
+    if (allk) return plm_graph_const(g, plm_op_eval(op, v[0], v[1], v[2]));
     /* identities that keep every finite result exact */
     switch (op) {
     case PLM_OP_NEG:

@@ -167,6 +167,10 @@ typedef struct plm_prog_in {
 plm_status plm_prog_eval(plm_ctx *ctx, const plm_prog *p, size_t n, const plm_prog_in *in, double *const *out,
                          plm_rng *rng, int nthreads);
 
+/* The scalar value of a unary, binary or ternary op (NAN for other ops): the same kernels the evaluator runs,
+** so plain-Lua values of plume.math functions round exactly as compiled ones. */
+double plm_op_eval(plm_op op, double a, double b, double c);
+
 /* Names for messages and listings. */
 const char *plm_op_name(plm_op op);
 
