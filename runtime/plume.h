@@ -11,5 +11,6 @@
 #include "draws.h"
 #include "trace.h"
 #include "expr.h"
+#include "ssm.h"
 
 #endif

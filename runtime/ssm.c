@@ -1,0 +1,250 @@
+/* ssm.c -- state-space model kernels: compile the traced pieces once, then bind the current parameters,
+** time and covariates as uniform inputs and run the programs over particle blocks. */
+#include "ssm.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define X_BIT (1u << PLM_GRP_X)
+#define Z_BIT (1u << PLM_GRP_Z)
+
+plm_status plm_ssm_new(plm_ctx *ctx, const plm_ssm_spec *s, plm_ssm **out)
+{
+    plm_ssm *m = plm_gc_alloc(sizeof *m);
+    plm_status st;
+    int i;
+    if (!m) return plm_fail(ctx, PLM_ENOMEM, "ssm: out of memory");
+    if (s->dim < 1 || s->ydim < 1 || s->np < 0 || s->ncov < 0)
+        return plm_fail(ctx, PLM_EINVAL, "ssm: dim and ydim must be >= 1");
+    m->g = s->g;
+    m->dim = s->dim;
+    m->ydim = s->ydim;
+    m->np = s->np;
+    m->ncov = s->ncov;
+    m->params = plm_gc_alloc_atomic((size_t)(s->np + 1) * sizeof(double));
+    m->cov_col = plm_gc_alloc_atomic((size_t)(s->ncov + 1) * sizeof(int));
+    m->cov_lag = plm_gc_alloc_atomic((size_t)(s->ncov + 1) * sizeof(int));
+    if (!m->params || !m->cov_col || !m->cov_lag) return plm_fail(ctx, PLM_ENOMEM, "ssm: out of memory");
+    for (i = 0; i < s->np; i++) m->params[i] = NAN;
+    for (i = 0; i < s->ncov; i++) {
+        m->cov_col[i] = s->cov_col[i];
+        m->cov_lag[i] = s->cov_lag[i];
+    }
+    if ((st = plm_prog_compile(ctx, s->g, s->dim, s->init_x, 0, &m->init_sample)) ||
+        (st = plm_prog_compile(ctx, s->g, 1, &s->init_lp, Z_BIT, &m->init_logpdf)) ||
+        (st = plm_prog_compile(ctx, s->g, s->dim, s->trans_x, X_BIT, &m->trans_sample)) ||
+        (st = plm_prog_compile(ctx, s->g, 1, &s->trans_lp, X_BIT | Z_BIT, &m->trans_logpdf)) ||
+        (st = plm_prog_compile(ctx, s->g, s->ydim, s->obs_y, X_BIT, &m->obs_sample)) ||
+        (st = plm_prog_compile(ctx, s->g, 1, &s->obs_lp, X_BIT, &m->obs_logpdf)))
+        return st;
+    if (s->prop_x) {
+        int *o = malloc((size_t)(s->dim + 1) * sizeof *o);
+        if (!o) return plm_fail(ctx, PLM_ENOMEM, "ssm: out of memory");
+        memcpy(o, s->prop_x, (size_t)s->dim * sizeof *o);
+        o[s->dim] = s->prop_lq;
+        st = plm_prog_compile(ctx, s->g, s->dim + 1, o, X_BIT, &m->prop_sample);
+        free(o);
+        if (st || (st = plm_prog_compile(ctx, s->g, 1, &s->prop_lp, X_BIT | Z_BIT, &m->prop_logpdf))) return st;
+    }
+    *out = m;
+    return PLM_OK;
+}
+
+void plm_ssm_set_data(plm_ssm *m, const double *data, int ncols, size_t T)
+{
+    m->data = data;
+    m->ncols = ncols;
+    m->T_data = T;
+}
+
+/* Uniform bindings for time t: parameters, {t}, covariate slots. tc holds 1 + ncov doubles. */
+static plm_status bind(plm_ctx *ctx, const plm_ssm *m, long t, double *tc, plm_prog_in *in)
+{
+    int s;
+    memset(in, 0, PLM_NGROUPS * sizeof *in);
+    in[PLM_GRP_P].p = m->params;
+    tc[0] = (double)t;
+    in[PLM_GRP_T].p = tc;
+    for (s = 0; s < m->ncov; s++) {
+        long tt = t + m->cov_lag[s];
+        if (!m->data || m->cov_col[s] >= m->ncols || tt < 1 || (size_t)tt > m->T_data)
+            return plm_fail(ctx, PLM_EDOM, "ssm: covariate %d is read at time %ld, outside the data (1..%zu)",
+                            m->cov_col[s] + 1, tt, m->data ? m->T_data : (size_t)0);
+        tc[1 + s] = m->data[(size_t)m->cov_col[s] * m->T_data + (size_t)(tt - 1)];
+    }
+    in[PLM_GRP_C].p = tc + 1;
+    return PLM_OK;
+}
+
+/* Output pointers for a component-major array. */
+static double **outs(double *x, size_t ld, int k, double **buf, double **one)
+{
+    int i;
+    double **o = k <= 16 ? one : (*buf = malloc((size_t)k * sizeof *o), (double **)*buf);
+    if (!o) return NULL;
+    for (i = 0; i < k; i++) o[i] = x + (size_t)i * ld;
+    return o;
+}
+
+#define TC_DECL double tcb[64], *tc = m->ncov < 63 ? tcb : malloc((size_t)(m->ncov + 1) * sizeof *tc)
+#define TC_FREE if (tc != tcb) free(tc)
+
+static plm_status run(plm_ctx *ctx, const plm_ssm *m, const plm_prog *p, long t, size_t n, plm_prog_in *extra,
+                      double *const *out, plm_rng *rng, int nthreads)
+{
+    plm_prog_in in[PLM_NGROUPS];
+    plm_status st;
+    int g;
+    TC_DECL;
+    if (!tc) return plm_fail(ctx, PLM_ENOMEM, "ssm: out of memory");
+    st = bind(ctx, m, t, tc, in);
+    if (!st) {
+        for (g = PLM_GRP_X; g < PLM_NGROUPS; g++)
+            if (extra[g].p) in[g] = extra[g];
+        st = plm_prog_eval(ctx, p, n, in, out, rng, nthreads);
+    }
+    TC_FREE;
+    return st;
+}
+
+static plm_status run_into(plm_ctx *ctx, const plm_ssm *m, const plm_prog *p, long t, size_t n, plm_prog_in *extra,
+                           double *x, size_t ld, int k, plm_rng *rng, int nthreads)
+{
+    double *one[17], *buf = NULL, **o = outs(x, ld, k, &buf, one);
+    plm_status st;
+    if (!o) return plm_fail(ctx, PLM_ENOMEM, "ssm: out of memory");
+    st = run(ctx, m, p, t, n, extra, o, rng, nthreads);
+    free(buf);
+    return st;
+}
+
+plm_status plm_ssm_init_sample(plm_ctx *ctx, const plm_ssm *m, size_t n, double *x, size_t ld, plm_rng *rng,
+                               int nthreads)
+{
+    plm_prog_in ex[PLM_NGROUPS] = {{0}};
+    return run_into(ctx, m, m->init_sample, 1, n, ex, x, ld, m->dim, rng, nthreads);
+}
+
+plm_status plm_ssm_trans_sample(plm_ctx *ctx, const plm_ssm *m, long t, size_t n, const double *xprev,
+                                double *xnew, size_t ld, plm_rng *rng, int nthreads)
+{
+    plm_prog_in ex[PLM_NGROUPS] = {{0}};
+    ex[PLM_GRP_X].p = xprev;
+    ex[PLM_GRP_X].ld = ld;
+    return run_into(ctx, m, m->trans_sample, t, n, ex, xnew, ld, m->dim, rng, nthreads);
+}
+
+plm_status plm_ssm_obs_logpdf(plm_ctx *ctx, const plm_ssm *m, long t, size_t n, const double *x, size_t ld,
+                              const double *y, double *out, int nthreads)
+{
+    plm_prog_in ex[PLM_NGROUPS] = {{0}};
+    ex[PLM_GRP_X].p = x;
+    ex[PLM_GRP_X].ld = ld;
+    ex[PLM_GRP_Y].p = y;
+    return run(ctx, m, m->obs_logpdf, t, n, ex, &out, NULL, nthreads);
+}
+
+plm_status plm_ssm_obs_sample(plm_ctx *ctx, const plm_ssm *m, long t, size_t n, const double *x, size_t ld,
+                              double *y, size_t ldy, plm_rng *rng, int nthreads)
+{
+    plm_prog_in ex[PLM_NGROUPS] = {{0}};
+    ex[PLM_GRP_X].p = x;
+    ex[PLM_GRP_X].ld = ld;
+    return run_into(ctx, m, m->obs_sample, t, n, ex, y, ldy, m->ydim, rng, nthreads);
+}
+
+plm_status plm_ssm_trans_logpdf(plm_ctx *ctx, const plm_ssm *m, long t, size_t n, const double *xprev,
+                                const double *xnew, size_t ld, double *out, int nthreads)
+{
+    plm_prog_in ex[PLM_NGROUPS] = {{0}};
+    ex[PLM_GRP_X].p = xprev;
+    ex[PLM_GRP_X].ld = ld;
+    ex[PLM_GRP_Z].p = xnew;
+    ex[PLM_GRP_Z].ld = ld;
+    return run(ctx, m, t <= 1 ? m->init_logpdf : m->trans_logpdf, t, n, ex, &out, NULL, nthreads);
+}
+
+plm_status plm_ssm_prop_sample(plm_ctx *ctx, const plm_ssm *m, long t, size_t n, const double *xprev,
+                               const double *y, double *xnew, size_t ld, double *logq, plm_rng *rng, int nthreads)
+{
+    plm_prog_in ex[PLM_NGROUPS] = {{0}};
+    double *one[17], *buf = NULL, **o;
+    plm_status st;
+    if (!m->prop_sample) return plm_fail(ctx, PLM_EINVAL, "ssm: the model has no proposal");
+    if (m->dim + 1 > 16) return plm_fail(ctx, PLM_ENOTSUP, "ssm: proposals support dim <= 15");
+    o = outs(xnew, ld, m->dim, &buf, one);
+    o[m->dim] = logq;
+    ex[PLM_GRP_X].p = xprev;
+    ex[PLM_GRP_X].ld = ld;
+    ex[PLM_GRP_Y].p = y;
+    st = run(ctx, m, m->prop_sample, t, n, ex, o, rng, nthreads);
+    return st;
+}
+
+plm_status plm_ssm_prop_logpdf(plm_ctx *ctx, const plm_ssm *m, long t, size_t n, const double *xprev,
+                               const double *y, const double *xnew, size_t ld, double *out, int nthreads)
+{
+    plm_prog_in ex[PLM_NGROUPS] = {{0}};
+    if (!m->prop_logpdf) return plm_fail(ctx, PLM_EINVAL, "ssm: the model has no proposal");
+    ex[PLM_GRP_X].p = xprev;
+    ex[PLM_GRP_X].ld = ld;
+    ex[PLM_GRP_Y].p = y;
+    ex[PLM_GRP_Z].p = xnew;
+    ex[PLM_GRP_Z].ld = ld;
+    return run(ctx, m, m->prop_logpdf, t, n, ex, &out, NULL, nthreads);
+}
+
+static plm_status check_finite(plm_ctx *ctx, const double *x, size_t count, size_t n, long t, const char *what)
+{
+    size_t i;
+    for (i = 0; i < count; i++)
+        if (isnan(x[i]))
+            return plm_fail(ctx, PLM_EDOM, "ssm:simulate: %s is NaN at t=%ld (particle %zu): check the parameters", what,
+                            t, i % n + 1);
+    return PLM_OK;
+}
+
+plm_status plm_ssm_simulate(plm_ctx *ctx, const plm_ssm *m, long T, size_t n, unsigned long long seed,
+                            double *xs, double *ys, int nthreads)
+{
+    plm_rng *rng = malloc((n ? n : 1) * sizeof *rng);
+    plm_status st = PLM_OK;
+    size_t i, dx = (size_t)m->dim * n, dy = (size_t)m->ydim * n;
+    long t;
+    if (!rng) return plm_fail(ctx, PLM_ENOMEM, "ssm:simulate: out of memory");
+    for (i = 0; i < n; i++) plm_rng_init(&rng[i], seed, i);
+    for (t = 1; t <= T && !st; t++) {
+        double *x = xs + (size_t)(t - 1) * dx, *y = ys + (size_t)(t - 1) * dy;
+        if (plm_interrupted()) {
+            st = plm_fail(ctx, PLM_EINTR, "ssm:simulate: interrupted");
+            break;
+        }
+        st = t == 1 ? plm_ssm_init_sample(ctx, m, n, x, n, rng, nthreads)
+                    : plm_ssm_trans_sample(ctx, m, t, n, x - dx, x, n, rng, nthreads);
+        if (!st) st = check_finite(ctx, x, dx, n, t, "the state");
+        if (!st) st = plm_ssm_obs_sample(ctx, m, t, n, x, n, y, n, rng, nthreads);
+        if (!st) st = check_finite(ctx, y, dy, n, t, "the observation");
+    }
+    free(rng);
+    return st;
+}
+
+plm_status plm_ssm_logjoint(plm_ctx *ctx, const plm_ssm *m, long T, const double *xs, const double *ys,
+                            double *out)
+{
+    double s = 0, v;
+    long t;
+    plm_status st;
+    for (t = 1; t <= T; t++) {
+        const double *x = xs + (size_t)(t - 1) * m->dim;
+        st = plm_ssm_trans_logpdf(ctx, m, t, 1, t > 1 ? x - m->dim : x, x, 1, &v, 1);
+        if (st) return st;
+        s += v;
+        st = plm_ssm_obs_logpdf(ctx, m, t, 1, x, 1, ys + (size_t)(t - 1) * m->ydim, &v, 1);
+        if (st) return st;
+        s += v;
+    }
+    *out = s;
+    return PLM_OK;
+}
