@@ -347,6 +347,28 @@ static int l_ssm_new(lua_State *L)
     lua_settop(L, top);
     S->ydisc = disc;
 
+    /* obs again at the init and transition draws: the fused bootstrap step */
+    for (i = 0; i < 2; i++) {
+        int k, *at = i ? trans_x : init_x, ignore;
+        get_fn(L, opts, "obs", 1);
+        lua_pushvalue(L, ptab);
+        if (dim == 1)
+            plm_l_pushsym(L, holder, at[0]);
+        else {
+            lua_createtable(L, dim, 0);
+            for (k = 0; k < dim; k++) {
+                plm_l_pushsym(L, holder, at[k]);
+                lua_rawseti(L, -2, k + 1);
+            }
+        }
+        plm_l_pushsym(L, holder, plm_graph_input(g, PLM_GRP_T, 0));   /* bound to 1 for the init step */
+        plm_l_trace_call(L, 3, 1, "ssm obs");
+        nd = collect(L, -1, g, "obs", where, &ignore);
+        if (nd / 1000 != ydim) return luaL_error(L, "ssm: obs returned values of different dimensions when traced twice");
+        build(L, g, nd % 1000, NULL, yin, i ? &spec.boot_lw : &spec.boot1_lw);
+        lua_settop(L, top);
+    }
+
     /* proposal(p, x, y, t), optional */
     if (get_fn(L, opts, "proposal", 0)) {
         plm_l_funcwhere(L, -1, where, sizeof where);

@@ -38,6 +38,20 @@ plm_status plm_ssm_new(plm_ctx *ctx, const plm_ssm_spec *s, plm_ssm **out)
         (st = plm_prog_compile(ctx, s->g, s->ydim, s->obs_y, X_BIT, &m->obs_sample)) ||
         (st = plm_prog_compile(ctx, s->g, 1, &s->obs_lp, X_BIT, &m->obs_logpdf)))
         return st;
+    {
+        int *o = malloc((size_t)(s->dim + 1) * sizeof *o);
+        if (!o) return plm_fail(ctx, PLM_ENOMEM, "ssm: out of memory");
+        memcpy(o, s->init_x, (size_t)s->dim * sizeof *o);
+        o[s->dim] = s->boot1_lw;
+        st = plm_prog_compile(ctx, s->g, s->dim + 1, o, 0, &m->boot1);
+        if (!st) {
+            memcpy(o, s->trans_x, (size_t)s->dim * sizeof *o);
+            o[s->dim] = s->boot_lw;
+            st = plm_prog_compile(ctx, s->g, s->dim + 1, o, X_BIT, &m->boot);
+        }
+        free(o);
+        if (st) return st;
+    }
     if (s->prop_x) {
         int *o = malloc((size_t)(s->dim + 1) * sizeof *o);
         if (!o) return plm_fail(ctx, PLM_ENOMEM, "ssm: out of memory");
@@ -179,6 +193,21 @@ plm_status plm_ssm_prop_sample(plm_ctx *ctx, const plm_ssm *m, long t, size_t n,
     ex[PLM_GRP_X].ld = ld;
     ex[PLM_GRP_Y].p = y;
     st = run(ctx, m, m->prop_sample, t, n, ex, o, rng, nthreads);
+    return st;
+}
+
+plm_status plm_ssm_step(plm_ctx *ctx, const plm_ssm *m, long t, size_t n, const double *xprev, const double *y,
+                        double *xnew, size_t ld, double *logw, plm_rng *rng, int nthreads)
+{
+    plm_prog_in ex[PLM_NGROUPS] = {{0}};
+    double *one[17], *buf = NULL, **o = outs(xnew, ld, m->dim, &buf, one);
+    plm_status st;
+    if (m->dim + 1 > 16) return plm_fail(ctx, PLM_ENOTSUP, "ssm: the fused step supports dim <= 15");
+    o[m->dim] = logw;
+    ex[PLM_GRP_X].p = xprev;
+    ex[PLM_GRP_X].ld = ld;
+    ex[PLM_GRP_Y].p = y;
+    st = run(ctx, m, t <= 1 ? m->boot1 : m->boot, t, n, ex, o, rng, nthreads);
     return st;
 }
 

@@ -23,6 +23,8 @@ typedef struct plm_ssm_spec {
     const int *prop_x;      /* optional (NULL): dim draws of x_t given X = x_{t-1}, Y = y_t */
     int prop_lq;            /* log q of those draws (nodes of the draws, not Z) */
     int prop_lp;            /* log q(Z | X, Y) */
+    int boot1_lw;           /* log p(Y | x_1) at the init draws init_x (the fused bootstrap step, t = 1) */
+    int boot_lw;            /* log p(Y | x_t) at the transition draws trans_x (the fused bootstrap step) */
     int ncov;               /* covariate slots: slot s reads data column cov_col[s] at time t + cov_lag[s] */
     const int *cov_col, *cov_lag;
 } plm_ssm_spec;
@@ -37,6 +39,7 @@ typedef struct plm_ssm {
     size_t T_data;
     plm_prog *init_sample, *init_logpdf, *trans_sample, *trans_logpdf, *obs_sample, *obs_logpdf;
     plm_prog *prop_sample, *prop_logpdf;   /* NULL without a proposal; prop_sample has dim + 1 outputs */
+    plm_prog *boot1, *boot;                /* fused draw + observation weight: dim + 1 outputs */
 } plm_ssm;
 
 /* Compile every piece of spec. Parameters start at NAN until set. PLM_ENOMEM, or a compile error. */
@@ -66,6 +69,11 @@ plm_status plm_ssm_prop_sample(plm_ctx *ctx, const plm_ssm *m, long t, size_t n,
 /* out[i] = log q(xnew_i | xprev_i, y). */
 plm_status plm_ssm_prop_logpdf(plm_ctx *ctx, const plm_ssm *m, long t, size_t n, const double *xprev,
                                const double *y, const double *xnew, size_t ld, double *out, int nthreads);
+
+/* The bootstrap step in one pass (draws stay in registers): xnew_i ~ trans(. | xprev_i) (init when t == 1,
+** xprev unused) and logw[i] = log p(y | xnew_i). */
+plm_status plm_ssm_step(plm_ctx *ctx, const plm_ssm *m, long t, size_t n, const double *xprev, const double *y,
+                        double *xnew, size_t ld, double *logw, plm_rng *rng, int nthreads);
 
 /* Simulate n independent paths of length T: xs[((t-1)*dim + k)*n + i] and ys[((t-1)*ydim + k)*n + i];
 ** particle i draws from stream (seed, i). PLM_EDOM when a value comes out NaN (names t and particle). */
