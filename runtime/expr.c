@@ -1110,6 +1110,58 @@ static void run(const plm_prog *p, const plm_ins *ins, int nins, double *const *
     }
 }
 
+plm_status plm_prog_ws_init(plm_ctx *ctx, plm_prog_ws *w, const plm_prog *p)
+{
+    int nreg = p->nuni + p->nvin + p->ntmp, r;
+    w->p = p;
+    w->u = malloc(((size_t)p->nuni + (size_t)p->ntmp * PLM_EXPR_BLOCK + 1) * sizeof *w->u);
+    w->R = calloc((size_t)nreg + 1, sizeof *w->R);
+    if (!w->u || !w->R) {
+        free(w->u);
+        free(w->R);
+        w->u = NULL;
+        w->R = NULL;
+        return plm_fail(ctx, PLM_ENOMEM, "eval: out of memory");
+    }
+    for (r = 0; r < p->nuni; r++) w->R[r] = w->u + r;
+    for (r = 0; r < p->ntmp; r++) w->R[p->nuni + p->nvin + r] = w->u + p->nuni + (size_t)r * PLM_EXPR_BLOCK;
+    return PLM_OK;
+}
+
+void plm_prog_ws_free(plm_prog_ws *w)
+{
+    free(w->u);
+    free(w->R);
+    w->u = NULL;
+    w->R = NULL;
+}
+
+void plm_prog_uniforms(plm_prog_ws *w, const plm_prog_in *in)
+{
+    run(w->p, w->p->uins, w->p->nuins, w->R, 1, 0, NULL, in);
+}
+
+void plm_prog_block(plm_prog_ws *w, const plm_prog_in *in, size_t first, size_t m, double *const *out, plm_rng *rng)
+{
+    const plm_prog *p = w->p;
+    double **R = w->R;
+    int r, o;
+    for (r = 0; r < p->nvin; r++) {
+        const plm_prog_in *pi = &in[p->vin_grp[r]];
+        R[p->nuni + r] = (double *)pi->p + (size_t)p->vin_idx[r] * pi->ld + first;
+    }
+    run(p, p->vins, p->nvins, R, m, first, rng, in);
+    for (o = 0; o < p->nout; o++) {
+        double *dst = out[o] + first;
+        if (p->outuni[o]) {
+            double v = w->u[p->outreg[o]];
+            size_t j;
+            for (j = 0; j < m; j++) dst[j] = v;
+        } else
+            memmove(dst, R[p->outreg[o]], m * sizeof *dst);   /* in-place updates are allowed */
+    }
+}
+
 typedef struct eval_job {
     const plm_prog *p;
     size_t n;
@@ -1123,85 +1175,68 @@ typedef struct eval_job {
 static void eval_blocks(void *arg, size_t b0, size_t b1, int worker)
 {
     eval_job *J = arg;
-    const plm_prog *p = J->p;
-    int nreg = p->nuni + p->nvin + p->ntmp, r, o;
-    double **R = calloc((size_t)nreg + 1, sizeof *R);
-    double *tmp = malloc(((size_t)p->ntmp * PLM_EXPR_BLOCK + 1) * sizeof *tmp);
+    plm_prog_ws w;
     size_t b;
     (void)worker;
-    if (!R || !tmp) {
+    if (plm_prog_ws_init(NULL, &w, J->p)) {
         J->failed = 1;
-        free(R);
-        free(tmp);
         return;
     }
-    for (r = 0; r < p->nuni; r++) R[r] = (double *)J->u + r;
-    for (r = 0; r < p->ntmp; r++) R[p->nuni + p->nvin + r] = tmp + (size_t)r * PLM_EXPR_BLOCK;
+    memcpy(w.u, J->u, (size_t)J->p->nuni * sizeof *w.u);
     for (b = b0; b < b1; b++) {
         size_t first = b * PLM_EXPR_BLOCK, m = J->n - first < PLM_EXPR_BLOCK ? J->n - first : PLM_EXPR_BLOCK;
-        for (r = 0; r < p->nvin; r++) {
-            const plm_prog_in *pi = &J->in[p->vin_grp[r]];
-            R[p->nuni + r] = (double *)pi->p + (size_t)p->vin_idx[r] * pi->ld + first;
-        }
-        run(p, p->vins, p->nvins, R, m, first, J->rng, J->in);
-        for (o = 0; o < p->nout; o++) {
-            double *dst = J->out[o] + first;
-            if (p->outuni[o]) {
-                double v = J->u[p->outreg[o]];
-                size_t j;
-                for (j = 0; j < m; j++) dst[j] = v;
-            } else
-                memmove(dst, R[p->outreg[o]], m * sizeof *dst);   /* in-place updates are allowed */
-        }
+        plm_prog_block(&w, J->in, first, m, J->out, J->rng);
     }
-    free(R);
-    free(tmp);
+    plm_prog_ws_free(&w);
+}
+
+static plm_status check_inputs(plm_ctx *ctx, const plm_prog *p, const plm_prog_in *in, size_t n, plm_rng *rng)
+{
+    int i, g;
+    for (g = 0; g < PLM_NGROUPS; g++) {
+        int used = 0;
+        for (i = 0; i < p->nvin; i++) used |= p->vin_grp[i] == g;
+        for (i = 0; i < p->nuins; i++) used |= p->uins[i].op == PLM_OP_INPUT && p->uins[i].c == g;
+        if (used && !in[g].p) return plm_fail(ctx, PLM_EINVAL, "eval: input group %d is used but not bound", g);
+    }
+    if (p->ndraws && !rng && n)
+        return plm_fail(ctx, PLM_EINVAL, "eval: the program draws random numbers but no streams were given");
+    return PLM_OK;
+}
+
+plm_status plm_prog_check(plm_ctx *ctx, const plm_prog *p, const plm_prog_in *in, int with_rng)
+{
+    return check_inputs(ctx, p, in, 1, with_rng ? (plm_rng *)1 : NULL);
 }
 
 plm_status plm_prog_eval(plm_ctx *ctx, const plm_prog *p, size_t n, const plm_prog_in *in, double *const *out,
                          plm_rng *rng, int nthreads)
 {
-    double ubuf[256], *u = p->nuni <= 256 ? ubuf : malloc((size_t)p->nuni * sizeof *u);
+    plm_prog_ws w;
     eval_job J;
-    int i, g;
+    plm_status st;
     size_t nblocks = (n + PLM_EXPR_BLOCK - 1) / PLM_EXPR_BLOCK;
-    if (!u) return plm_fail(ctx, PLM_ENOMEM, "eval: out of memory");
-    for (g = 0; g < PLM_NGROUPS; g++) {
-        int used = 0;
-        for (i = 0; i < p->nvin; i++) used |= p->vin_grp[i] == g;
-        for (i = 0; i < p->nuins; i++) used |= p->uins[i].op == PLM_OP_INPUT && p->uins[i].c == g;
-        if (used && !in[g].p) {
-            if (u != ubuf) free(u);
-            return plm_fail(ctx, PLM_EINVAL, "eval: input group %d is used but not bound", g);
+    if ((st = check_inputs(ctx, p, in, n, rng))) return st;
+    if ((st = plm_prog_ws_init(ctx, &w, p))) return st;
+    plm_prog_uniforms(&w, in);
+    if (nthreads == 1 || nblocks <= 1) {
+        size_t b;
+        for (b = 0; b < nblocks; b++) {
+            size_t first = b * PLM_EXPR_BLOCK, m = n - first < PLM_EXPR_BLOCK ? n - first : PLM_EXPR_BLOCK;
+            plm_prog_block(&w, in, first, m, out, rng);
         }
-    }
-    if (p->ndraws && !rng && n) {
-        if (u != ubuf) free(u);
-        return plm_fail(ctx, PLM_EINVAL, "eval: the program draws random numbers but no streams were given");
-    }
-    /* the uniform pre-pass runs the same evaluator on blocks of one element: registers are the slots */
-    {
-        double **R = calloc((size_t)p->nuni + 1, sizeof *R);
-        if (!R) {
-            if (u != ubuf) free(u);
-            return plm_fail(ctx, PLM_ENOMEM, "eval: out of memory");
-        }
-        for (i = 0; i < p->nuni; i++) R[i] = u + i;
-        run(p, p->uins, p->nuins, R, 1, 0, NULL, in);
-        free(R);
+        plm_prog_ws_free(&w);
+        return PLM_OK;
     }
     J.p = p;
     J.n = n;
     J.in = in;
     J.out = out;
     J.rng = rng;
-    J.u = u;
+    J.u = w.u;
     J.failed = 0;
-    if (nthreads == 1 || nblocks <= 1)
-        eval_blocks(&J, 0, nblocks, 0);
-    else
-        plm_parallel_for(nthreads, nblocks, 1, eval_blocks, &J);
-    if (u != ubuf) free(u);
+    plm_parallel_for(nthreads, nblocks, 1, eval_blocks, &J);
+    plm_prog_ws_free(&w);
     if (J.failed) return plm_fail(ctx, PLM_ENOMEM, "eval: out of memory");
     return PLM_OK;
 }

@@ -167,6 +167,23 @@ typedef struct plm_prog_in {
 plm_status plm_prog_eval(plm_ctx *ctx, const plm_prog *p, size_t n, const plm_prog_in *in, double *const *out,
                          plm_rng *rng, int nthreads);
 
+/* Low-level evaluation for callers that loop over steps themselves (SDE paths, fused engines): a workspace
+** per thread (plm_prog_ws_init mallocs it; plm_prog_ws_free), plm_prog_uniforms after any change of the
+** uniform inputs, then plm_prog_block for particles [first, first + m), m <= PLM_EXPR_BLOCK: varying inputs
+** are read at p + idx*ld + first, outputs written at out[o] + first, streams rng[first + j]. No checks:
+** call plm_prog_check once first. */
+typedef struct plm_prog_ws {
+    const plm_prog *p;
+    double *u;
+    double **R;
+} plm_prog_ws;
+plm_status plm_prog_ws_init(plm_ctx *ctx, plm_prog_ws *w, const plm_prog *p);
+void plm_prog_ws_free(plm_prog_ws *w);
+void plm_prog_uniforms(plm_prog_ws *w, const plm_prog_in *in);
+void plm_prog_block(plm_prog_ws *w, const plm_prog_in *in, size_t first, size_t m, double *const *out, plm_rng *rng);
+/* PLM_EINVAL when an input group the program reads is unbound in `in`, or it draws and with_rng is 0. */
+plm_status plm_prog_check(plm_ctx *ctx, const plm_prog *p, const plm_prog_in *in, int with_rng);
+
 /* The scalar value of a unary, binary or ternary op (NAN for other ops): the same kernels the evaluator runs,
 ** so plain-Lua values of plume.math functions round exactly as compiled ones. */
 double plm_op_eval(plm_op op, double a, double b, double c);

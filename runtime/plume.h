@@ -12,5 +12,6 @@
 #include "trace.h"
 #include "expr.h"
 #include "ssm.h"
+#include "sde.h"
 
 #endif
