@@ -48,4 +48,8 @@ void plm_l_trace_call(lua_State *L, int nargs, int nres, const char *what);
 /* "file:line" where the Lua function at idx is defined (static buffer of the caller). */
 void plm_l_funcwhere(lua_State *L, int idx, char *buf, size_t n);
 
+/* The runtime object behind a plume.ssm / plume.sde value at idx, or NULL (for engines and benchmarks). */
+plm_ssm *plm_l_tossm(lua_State *L, int idx);
+plm_sde *plm_l_tosde(lua_State *L, int idx);
+
 #endif

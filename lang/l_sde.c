@@ -189,6 +189,12 @@ static int l_sde_new(lua_State *L)
     return 1;
 }
 
+plm_sde *plm_l_tosde(lua_State *L, int idx)
+{
+    l_sde *S = plm_l_testobj(L, idx, PLM_L_SDE);
+    return S ? S->s : NULL;
+}
+
 static l_sde *check_sde(lua_State *L, int idx, const char *fn)
 {
     return plm_l_checkobj(L, idx, PLM_L_SDE, fn, "self");

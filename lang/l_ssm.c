@@ -418,6 +418,12 @@ static int l_ssm_new(lua_State *L)
     return 1;
 }
 
+plm_ssm *plm_l_tossm(lua_State *L, int idx)
+{
+    l_ssm *S = plm_l_testobj(L, idx, PLM_L_SSM);
+    return S ? S->m : NULL;
+}
+
 static l_ssm *check_ssm(lua_State *L, int idx, const char *fn)
 {
     return plm_l_checkobj(L, idx, PLM_L_SSM, fn, "self");

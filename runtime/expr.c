@@ -12,6 +12,59 @@
 
 #include "par.h"
 
+#include <pthread.h>
+
+/* ---- standard normal draws: a 128-layer ziggurat (Marsaglia and Tsang) reading xoshiro256++ directly.
+** One 64-bit draw gives the layer (7 bits), the sign (1 bit) and a 53-bit uniform, and 98.8% of draws are
+** accepted at once, so a draw costs a few nanoseconds: GSL's version goes through two function pointers per
+** draw and was the largest single cost of a compiled transition. ---- */
+
+#define ZIG_R 3.442619855899
+#define ZIG_V 9.91256303526217e-3
+
+static double zig_x[129], zig_f[129];
+static pthread_once_t zig_once = PTHREAD_ONCE_INIT;
+
+static void zig_init(void)
+{
+    int i;
+    zig_x[0] = ZIG_V / exp(-0.5 * ZIG_R * ZIG_R);
+    zig_x[1] = ZIG_R;
+    for (i = 2; i < 128; i++) zig_x[i] = sqrt(-2 * log(ZIG_V / zig_x[i - 1] + exp(-0.5 * zig_x[i - 1] * zig_x[i - 1])));
+    zig_x[128] = 0;
+    for (i = 0; i <= 128; i++) zig_f[i] = exp(-0.5 * zig_x[i] * zig_x[i]);
+}
+
+static inline double u53(uint64_t b)
+{
+    return ((double)(b >> 11) + 0.5) * 0x1.0p-53;
+}
+
+static double zig_normal(uint64_t *s)
+{
+    for (;;) {
+        uint64_t b = plm_xoshiro_next(s);
+        int i = (int)(b & 127);
+        double sign = (b & 128) ? -1.0 : 1.0, x = u53(b) * zig_x[i];
+        if (x < zig_x[i + 1]) return sign * x;
+        if (i == 0) {   /* the tail beyond r */
+            double a, c;
+            do {
+                a = -log(u53(plm_xoshiro_next(s))) / ZIG_R;
+                c = -log(u53(plm_xoshiro_next(s)));
+            } while (c + c < a * a);
+            return sign * (ZIG_R + a);
+        }
+        if (zig_f[i] + u53(plm_xoshiro_next(s)) * (zig_f[i + 1] - zig_f[i]) < exp(-0.5 * x * x)) return sign * x;
+    }
+}
+
+double plm_expr_normal(plm_rng *r)
+{
+    pthread_once(&zig_once, zig_init);
+    return zig_normal(r->s);
+}
+
 #define LOG_SQRT_2PI 0.91893853320467274178
 #define LOG_PI 1.14472988584940017414
 #define INV_SQRT_2PI 0.39894228040143267794
@@ -111,6 +164,7 @@ static int is_draw(int op)
 plm_graph *plm_graph_new(void)
 {
     plm_graph *g = plm_gc_alloc(sizeof *g);
+    pthread_once(&zig_once, zig_init);   /* every program comes from a graph: the tables are ready before use */
     if (!g) return NULL;
     g->cap = 64;
     g->nodes = plm_gc_alloc_atomic((size_t)g->cap * sizeof *g->nodes);
@@ -1073,7 +1127,7 @@ static void run(const plm_prog *p, const plm_ins *ins, int nins, double *const *
             break;
         }
         case PLM_OP_STDNORMAL:
-            for (j = 0; j < m; j++) D[j] = gsl_ran_gaussian_ziggurat(&rng[first + j].gsl, 1.0);
+            for (j = 0; j < m; j++) D[j] = zig_normal(rng[first + j].s);
             break;
         case PLM_OP_UNIFORM:
             for (j = 0; j < m; j++) D[j] = plm_rng_uniform(&rng[first + j]);
