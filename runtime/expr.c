@@ -807,7 +807,7 @@ plm_status plm_prog_compile(plm_ctx *ctx, const plm_graph *g, int nout, const in
 {
     int n = g->n, i, j, o;
     unsigned char *live = NULL, *vary = NULL, *fused = NULL;
-    int *uses = NULL, *reg = NULL, *insnode = NULL, *lastuse = NULL, *freelist = NULL, *fma_c = NULL;
+    int *uses = NULL, *reg = NULL, *insnode = NULL, *lastuse = NULL, *freelist = NULL, *fma_c = NULL, *recip = NULL;
     int capu = 0, capv = 0, npool = 0, nfree = 0, ntmp = 0;
     plm_prog *p = plm_gc_alloc(sizeof *p);
     plm_status st = PLM_OK;
@@ -866,6 +866,16 @@ plm_status plm_prog_compile(plm_ctx *ctx, const plm_graph *g, int nout, const in
             }
         }
     }
+    /* x / u with u uniform becomes x * (1/u): the reciprocal is one uniform instruction per call, and a
+    ** multiply is several times cheaper than a divide in the block loop */
+    recip = malloc((size_t)(n + 1) * sizeof *recip);
+    if (!recip) goto oom;
+    for (i = 0; i < n; i++) recip[i] = -1;
+    for (i = 0; i < n; i++) {
+        const plm_node *nd = &g->nodes[i];
+        if (live[i] && vary[i] && !fused[i] && nd->op == PLM_OP_DIV && !vary[g->pool[nd->arg + 1]])
+            recip[g->pool[nd->arg + 1]] = -2;
+    }
     /* uniform pre-pass: one slot per uniform live node, in topological order */
     p->nuni = 0;
     for (i = 0; i < n; i++) {
@@ -892,6 +902,14 @@ plm_status plm_prog_compile(plm_ctx *ctx, const plm_graph *g, int nout, const in
         }
         if (grow_ins(&p->uins, &capu, p->nuins)) goto oom;
         p->uins[p->nuins++] = in;
+        if (recip[i] == -2) {
+            plm_ins r = {0};
+            r.op = PLM_OP_INV;
+            r.a = reg[i];
+            r.d = recip[i] = p->nuni++;
+            if (grow_ins(&p->uins, &capu, p->nuins)) goto oom;
+            p->uins[p->nuins++] = r;
+        }
     }
     /* varying inputs read the caller's arrays in place */
     p->nvin = 0;
@@ -937,6 +955,10 @@ plm_status plm_prog_compile(plm_ctx *ctx, const plm_graph *g, int nout, const in
                 in.a = in.b;
                 in.b = t;
             }
+            if (nd->op == PLM_OP_DIV && !vary[in.b]) {
+                in.op = PLM_OP_MUL;
+                in.b = -2 - recip[in.b];   /* a uniform slot, not a node: decoded below */
+            }
         } else {
             in.n = nd->n;
             in.argoff = -1 - nd->arg;   /* node ids in the graph pool until registers are known */
@@ -966,9 +988,9 @@ plm_status plm_prog_compile(plm_ctx *ctx, const plm_graph *g, int nout, const in
         in->d = r;
         in->mode = 0;
         for (j = 0; j < 3; j++)
-            if (args[j] >= 0 && !vary[args[j]]) in->mode |= 1 << j;
+            if ((args[j] >= 0 && !vary[args[j]]) || args[j] <= -2) in->mode |= 1 << j;
         in->a = in->a >= 0 ? reg[in->a] : 0;
-        in->b = in->b >= 0 ? reg[in->b] : 0;
+        in->b = in->b >= 0 ? reg[in->b] : in->b <= -2 ? -2 - in->b : 0;
         in->c = in->c >= 0 ? reg[in->c] : 0;
         if (in->argoff < 0) {
             int off = -1 - in->argoff;
@@ -1011,6 +1033,7 @@ done:
     free(live);
     free(uses);
     free(insnode);
+    free(recip);
     return st;
 }
 
@@ -1047,7 +1070,8 @@ done:
 #define E_NEG(x) (-(x))
 #define E_INV(x) (1 / (x))
 
-static void run(const plm_prog *p, const plm_ins *ins, int nins, double *const *R, size_t m, size_t first,
+/* O3 here: the block loops must vectorise whatever the build level (GCC -O2 uses a very cheap cost model) */
+__attribute__((optimize("O3"))) static void run(const plm_prog *p, const plm_ins *ins, int nins, double *const *R, size_t m, size_t first,
                 plm_rng *rng, const plm_prog_in *inb)
 {
     int t;
