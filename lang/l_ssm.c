@@ -630,6 +630,9 @@ static int l_ssm_logjoint(lua_State *L)
     st = plm_ssm_logjoint(&ctx, m, (long)T, xs, ys, &r);
     memcpy(m->params, saved, (size_t)m->np * sizeof *saved);
     if (st) return plm_l_fail(L, &ctx);
+    if (isnan(r))
+        return luaL_error(L, "ssm:logjoint: the log density is NaN: a parameter is outside its domain (a scale <= 0, "
+                             "a probability outside [0, 1]?)");
     lua_pushnumber(L, r);
     return 1;
 }

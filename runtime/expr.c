@@ -606,6 +606,9 @@ int plm_symdist_dim(const plm_symdist *d)
     return d->kind == PLM_DIST_MVNORMAL ? d->K : 1;
 }
 
+static plm_status symdist_sample(plm_ctx *ctx, plm_graph *g, const plm_symdist *d, int *out);
+static plm_status symdist_logpdf(plm_ctx *ctx, plm_graph *g, const plm_symdist *d, const int *xv, int *out);
+
 /* Lower Cholesky factor of the K*K symbolic matrix S as nodes (folds to constants for numeric S). */
 static int sym_cholesky(plm_graph *g, int K, const int *S, int *L)
 {
@@ -620,7 +623,75 @@ static int sym_cholesky(plm_graph *g, int K, const int *S, int *L)
     return 0;
 }
 
-plm_status plm_symdist_sample(plm_ctx *ctx, plm_graph *g, const plm_symdist *d, int *out)
+/* Parameters outside their domain must give NaN, never a plausible-looking draw (normal with sigma < 0 would
+** otherwise sample happily) nor a sampler call that cannot end (GSL's gamma loops forever on NaN): q gets the
+** parameters wrapped in select(valid, p, NaN). Constant valid parameters fold away; uniform ones are checked
+** once per call by the uniform pre-pass. */
+static int known_positive(const plm_graph *g, int id)
+{
+    int op = g->nodes[id].op;
+    return op == PLM_OP_EXP || op == PLM_OP_SOFTPLUS || op == PLM_OP_LOGISTIC;
+}
+
+static int guard(plm_graph *g, int cond, int v)
+{
+    return SEL(cond, v, K(NAN));
+}
+
+static void guard_params(plm_graph *g, const plm_symdist *d, int *q)
+{
+    int i;
+    const int *p = d->p;
+    for (i = 0; i < d->np; i++) q[i] = p[i];
+    switch (d->kind) {
+    case PLM_DIST_NORMAL: case PLM_DIST_LOGNORMAL: case PLM_DIST_CAUCHY: case PLM_DIST_LAPLACE:
+    case PLM_DIST_LOGISTIC:
+        if (!known_positive(g, p[1])) q[1] = guard(g, OP2(PLM_OP_LT, K(0), p[1]), p[1]);
+        break;
+    case PLM_DIST_STUDENT_T:
+        q[0] = guard(g, OP2(PLM_OP_LT, K(0), p[0]), p[0]);
+        if (!known_positive(g, p[2])) q[2] = guard(g, OP2(PLM_OP_LT, K(0), p[2]), p[2]);
+        break;
+    case PLM_DIST_EXPONENTIAL: case PLM_DIST_POISSON:
+        if (!known_positive(g, p[0])) q[0] = guard(g, OP2(PLM_OP_LE, K(0), p[0]), p[0]);
+        break;
+    case PLM_DIST_GAMMA: case PLM_DIST_INV_GAMMA: case PLM_DIST_BETA: case PLM_DIST_WEIBULL:
+    case PLM_DIST_NEG_BINOMIAL:
+        for (i = 0; i < 2; i++)
+            if (!known_positive(g, p[i])) q[i] = guard(g, OP2(PLM_OP_LT, K(0), p[i]), p[i]);
+        break;
+    case PLM_DIST_BERNOULLI: case PLM_DIST_GEOMETRIC:
+        q[0] = guard(g, OP2(PLM_OP_AND, OP2(PLM_OP_LE, K(0), p[0]), OP2(PLM_OP_LE, p[0], K(1))), p[0]);
+        break;
+    case PLM_DIST_BINOMIAL:
+        q[0] = guard(g, OP2(PLM_OP_AND, OP2(PLM_OP_LE, K(0), p[0]), OP2(PLM_OP_EQ, p[0], OP1(PLM_OP_FLOOR, p[0]))), p[0]);
+        q[1] = guard(g, OP2(PLM_OP_AND, OP2(PLM_OP_LE, K(0), p[1]), OP2(PLM_OP_LE, p[1], K(1))), p[1]);
+        break;
+    case PLM_DIST_UNIFORM:
+        q[1] = guard(g, OP2(PLM_OP_LT, p[0], p[1]), p[1]);
+        break;
+    case PLM_DIST_CATEGORICAL:
+        for (i = 0; i < d->np; i++) q[i] = guard(g, OP2(PLM_OP_LE, K(0), p[i]), p[i]);
+        break;
+    default:
+        break;
+    }
+}
+
+plm_status plm_symdist_sample(plm_ctx *ctx, plm_graph *g, const plm_symdist *d0, int *out)
+{
+    int qbuf[16], *q = d0->np <= 16 ? qbuf : malloc((size_t)d0->np * sizeof *q);
+    plm_symdist dd = *d0, *d = &dd;
+    plm_status st;
+    if (!q) return plm_fail(ctx, PLM_ENOMEM, "sample: out of memory");
+    guard_params(g, d0, q);
+    dd.p = q;
+    st = symdist_sample(ctx, g, d, out);
+    if (q != qbuf) free(q);
+    return st;
+}
+
+static plm_status symdist_sample(plm_ctx *ctx, plm_graph *g, const plm_symdist *d, int *out)
 {
     const int *p = d->p;
     int kind = d->kind;
@@ -670,7 +741,20 @@ plm_status plm_symdist_sample(plm_ctx *ctx, plm_graph *g, const plm_symdist *d, 
     return PLM_OK;
 }
 
-plm_status plm_symdist_logpdf(plm_ctx *ctx, plm_graph *g, const plm_symdist *d, const int *xv, int *out)
+plm_status plm_symdist_logpdf(plm_ctx *ctx, plm_graph *g, const plm_symdist *d0, const int *xv, int *out)
+{
+    int qbuf[16], *q = d0->np <= 16 ? qbuf : malloc((size_t)d0->np * sizeof *q);
+    plm_symdist dd = *d0;
+    plm_status st;
+    if (!q) return plm_fail(ctx, PLM_ENOMEM, "logpdf: out of memory");
+    guard_params(g, d0, q);
+    dd.p = q;
+    st = symdist_logpdf(ctx, g, &dd, xv, out);
+    if (q != qbuf) free(q);
+    return st;
+}
+
+static plm_status symdist_logpdf(plm_ctx *ctx, plm_graph *g, const plm_symdist *d, const int *xv, int *out)
 {
     const int *p = d->p;
     int x = xv[0], r = -1, ninf = K(-INFINITY);
@@ -1164,6 +1248,12 @@ __attribute__((optimize("O3"))) static void run(const plm_prog *p, const plm_ins
             for (j = 0; j < m; j++) {
                 if (in->op == PLM_OP_SAMPLE_CAT) {
                     double u = plm_rng_uniform(&rng[first + j]), cum = 0, res = nk - 1;
+                    for (k = 0; k < nk; k++)
+                        if (isnan(R[ar[k] >> 1][(ar[k] & 1) ? 0 : j])) res = NAN;
+                    if (isnan(res)) {
+                        D[j] = NAN;
+                        continue;
+                    }
                     for (k = 0; k < nk - 1; k++) {
                         cum += R[ar[k] >> 1][(ar[k] & 1) ? 0 : j];
                         if (u < cum) {
@@ -1178,7 +1268,13 @@ __attribute__((optimize("O3"))) static void run(const plm_prog *p, const plm_ins
                 switch (in->op) {
                 case PLM_OP_NATIVE: D[j] = call_native(in->fn, x); break;
                 case PLM_OP_NATIVE_D: D[j] = call_native_d(in->fn, x, in->kind); break;
-                case PLM_OP_SAMPLE: D[j] = plm_dist_sample1((plm_dist_kind)in->kind, x, &rng[first + j]); break;
+                case PLM_OP_SAMPLE: {
+                    /* a NaN parameter (from the guards) must not reach GSL: its gamma sampler never ends on NaN */
+                    int bad = 0;
+                    for (k = 0; k < nk; k++) bad |= isnan(x[k]);
+                    D[j] = bad ? NAN : plm_dist_sample1((plm_dist_kind)in->kind, x, &rng[first + j]);
+                    break;
+                }
                 case PLM_OP_LOGPDF: D[j] = plm_dist_logpdf1((plm_dist_kind)in->kind, x, x[nk - 1]); break;
                 default: D[j] = NAN;
                 }
@@ -1280,6 +1376,16 @@ static plm_status check_inputs(plm_ctx *ctx, const plm_prog *p, const plm_prog_i
     if (p->ndraws && !rng && n)
         return plm_fail(ctx, PLM_EINVAL, "eval: the program draws random numbers but no streams were given");
     return PLM_OK;
+}
+
+int plm_prog_uses(const plm_prog *p, int grp, int idx)
+{
+    int i;
+    for (i = 0; i < p->nvin; i++)
+        if (p->vin_grp[i] == grp && p->vin_idx[i] == idx) return 1;
+    for (i = 0; i < p->nuins; i++)
+        if (p->uins[i].op == PLM_OP_INPUT && p->uins[i].c == grp && p->uins[i].a == idx) return 1;
+    return 0;
 }
 
 plm_status plm_prog_check(plm_ctx *ctx, const plm_prog *p, const plm_prog_in *in, int with_rng)

@@ -181,6 +181,8 @@ plm_status plm_prog_ws_init(plm_ctx *ctx, plm_prog_ws *w, const plm_prog *p);
 void plm_prog_ws_free(plm_prog_ws *w);
 void plm_prog_uniforms(plm_prog_ws *w, const plm_prog_in *in);
 void plm_prog_block(plm_prog_ws *w, const plm_prog_in *in, size_t first, size_t m, double *const *out, plm_rng *rng);
+/* Does p read input idx of group grp? */
+int plm_prog_uses(const plm_prog *p, int grp, int idx);
 /* PLM_EINVAL when an input group the program reads is unbound in `in`, or it draws and with_rng is 0. */
 plm_status plm_prog_check(plm_ctx *ctx, const plm_prog *p, const plm_prog_in *in, int with_rng);
 

@@ -72,8 +72,9 @@ void plm_ssm_set_data(plm_ssm *m, const double *data, int ncols, size_t T)
     m->T_data = T;
 }
 
-/* Uniform bindings for time t: parameters, {t}, covariate slots. tc holds 1 + ncov doubles. */
-static plm_status bind(plm_ctx *ctx, const plm_ssm *m, long t, double *tc, plm_prog_in *in)
+/* Uniform bindings for time t: parameters, {t}, covariate slots. tc holds 1 + ncov doubles. Slots the
+** program does not read may fall outside the data (the lagged u[t - 1] of trans at t = 1). */
+static plm_status bind(plm_ctx *ctx, const plm_ssm *m, const plm_prog *p, long t, double *tc, plm_prog_in *in)
 {
     int s;
     memset(in, 0, PLM_NGROUPS * sizeof *in);
@@ -82,9 +83,12 @@ static plm_status bind(plm_ctx *ctx, const plm_ssm *m, long t, double *tc, plm_p
     in[PLM_GRP_T].p = tc;
     for (s = 0; s < m->ncov; s++) {
         long tt = t + m->cov_lag[s];
-        if (!m->data || m->cov_col[s] >= m->ncols || tt < 1 || (size_t)tt > m->T_data)
+        if (!m->data || m->cov_col[s] >= m->ncols || tt < 1 || (size_t)tt > m->T_data) {
+            tc[1 + s] = NAN;
+            if (!plm_prog_uses(p, PLM_GRP_C, s)) continue;
             return plm_fail(ctx, PLM_EDOM, "ssm: covariate %d is read at time %ld, outside the data (1..%zu)",
                             m->cov_col[s] + 1, tt, m->data ? m->T_data : (size_t)0);
+        }
         tc[1 + s] = m->data[(size_t)m->cov_col[s] * m->T_data + (size_t)(tt - 1)];
     }
     in[PLM_GRP_C].p = tc + 1;
@@ -112,7 +116,7 @@ static plm_status run(plm_ctx *ctx, const plm_ssm *m, const plm_prog *p, long t,
     int g;
     TC_DECL;
     if (!tc) return plm_fail(ctx, PLM_ENOMEM, "ssm: out of memory");
-    st = bind(ctx, m, t, tc, in);
+    st = bind(ctx, m, p, t, tc, in);
     if (!st) {
         for (g = PLM_GRP_X; g < PLM_NGROUPS; g++)
             if (extra[g].p) in[g] = extra[g];
