@@ -79,6 +79,7 @@ typedef struct l_ssm {
     plm_ssm *m;
     double *data;
     int xdisc, ydisc;
+    cov_reg reg;     /* filled by the series while tracing */
 } l_ssm;
 
 /* One traced result as distributions: a distribution, or a table of scalar distributions (independent
@@ -213,9 +214,9 @@ static int l_ssm_new(lua_State *L)
     info = lua_gettop(L);
     lua_pushvalue(L, holder);
     lua_setfield(L, info, "holder");
-    reg = plm_gc_alloc_atomic(sizeof *reg);
     S = plm_gc_alloc(sizeof *S);
-    if (!reg || !S) return luaL_error(L, "plume: out of memory");
+    if (!S) return luaL_error(L, "plume: out of memory");
+    reg = &S->reg;
 
     /* parameters: numbers (values) or distributions (priors) */
     if (lua_getfield(L, opts, "params") == LUA_TNIL) {
@@ -280,7 +281,7 @@ static int l_ssm_new(lua_State *L)
             if (lua_getfield(L, ptab, name) != LUA_TNIL)
                 return luaL_error(L, "ssm: data.%s has the name of a parameter", name);
             lua_pop(L, 1);
-            sr = lua_newuserdatauv(L, sizeof *sr, 1);
+            sr = lua_newuserdatauv(L, sizeof *sr, 2);   /* user values: the graph, later the ssm */
             sr->g = g;
             sr->reg = reg;
             sr->col = c;
@@ -415,6 +416,18 @@ static int l_ssm_new(lua_State *L)
     plm_l_pushobj(L, S, PLM_L_SSM);
     lua_pushvalue(L, info);
     lua_setiuservalue(L, -2, 1);
+    /* a series kept by the user (through p) keeps the ssm, whose memory holds its values and slots */
+    if (ncols) {
+        lua_getfield(L, info, "datanames");
+        for (i = 1; i <= ncols; i++) {
+            lua_geti(L, -1, i);
+            lua_gettable(L, ptab);
+            lua_pushvalue(L, -3);
+            lua_setiuservalue(L, -2, 2);
+            lua_pop(L, 1);
+        }
+        lua_pop(L, 1);
+    }
     return 1;
 }
 
