@@ -552,7 +552,7 @@ plm_l_symdist *plm_l_tosymdist(lua_State *L, int idx, plm_graph *g)
         plm_l_symdist *r;
         if (d->kind == PLM_DIST_DIRICHLET || d->kind == PLM_DIST_MULTINOMIAL)
             luaL_error(L, "%s cannot be used as a state or observation distribution of a traced model", info->name);
-        /* a holder for g is needed as the user value: borrow any symbol's? use a fresh box of g */
+        /* the new symdist's user value must hold g: a fresh holder box does */
         plm_l_pushobj(L, g, PLM_L_GRAPH);
         r = new_symdist(L, g, -1, d->kind, d->kind == PLM_DIST_CATEGORICAL || d->kind == PLM_DIST_MVNORMAL ? K : 0, np);
         lua_remove(L, -2);

@@ -83,16 +83,18 @@ typedef struct l_ssm {
 } l_ssm;
 
 /* One traced result as distributions: a distribution, or a table of scalar distributions (independent
-** components). Pushes the symdists (count returned in *nd) and fills dims. Errors name the function. */
-static int collect(lua_State *L, int idx, plm_graph *g, const char *what, const char *where, int *disc)
+** components). Pushes the symdists and returns their count; *dim gets the total dimension, *disc whether
+** any is discrete. Errors name the function and where it is defined. */
+static int collect(lua_State *L, int idx, plm_graph *g, const char *what, const char *where, int *disc, int *dim)
 {
-    int nd = 0, dim = 0;
+    int nd = 0;
     plm_l_symdist *d;
     idx = lua_absindex(L, idx);
     *disc = 0;
     if ((d = plm_l_tosymdist(L, idx, g))) {
         if (d->d.kind == PLM_DIST_CATEGORICAL || plm_dist_info_of(d->d.kind)->discrete) *disc = 1;
-        return plm_symdist_dim(&d->d) * 1000 + 1;
+        *dim = plm_symdist_dim(&d->d);
+        return 1;
     }
     if (lua_type(L, idx) == LUA_TTABLE && luaL_len(L, idx) > 0) {
         lua_Integer i, n = luaL_len(L, idx);
@@ -105,9 +107,9 @@ static int collect(lua_State *L, int idx, plm_graph *g, const char *what, const 
             if (d->d.kind == PLM_DIST_CATEGORICAL || plm_dist_info_of(d->d.kind)->discrete) *disc = 1;
             lua_remove(L, -2);
             nd++;
-            dim++;
         }
-        return dim * 1000 + nd;
+        *dim = nd;
+        return nd;
     }
     return luaL_error(L,
                       "ssm: %s (defined at %s) must return a distribution (or a table of distributions, one per "
@@ -193,7 +195,7 @@ static int get_fn(lua_State *L, int opts, const char *key, int required)
 
 static int l_ssm_new(lua_State *L)
 {
-    int opts = 1, holder, info, ptab, np, i, dim, nd, disc, ncols = 0, top;
+    int opts = 1, holder, info, ptab, np, i, dim, nd, disc, ncols = 0, top, rdim;
     plm_graph *g;
     cov_reg *reg;
     plm_ssm_spec spec;
@@ -311,11 +313,11 @@ static int l_ssm_new(lua_State *L)
     lua_pushvalue(L, ptab);
     lua_pushinteger(L, 1);
     plm_l_trace_call(L, 2, 1, "ssm init");
-    nd = collect(L, -1, g, "init", where, &disc);
-    if (nd / 1000 != dim)
+    nd = collect(L, -1, g, "init", where, &disc, &rdim);
+    if (rdim != dim)
         return luaL_error(L, "ssm: init (defined at %s) returned a distribution of dimension %d, but dim = %d", where,
-                          nd / 1000, dim);
-    build(L, g, nd % 1000, init_x, zin, &spec.init_lp);
+                          rdim, dim);
+    build(L, g, nd, init_x, zin, &spec.init_lp);
     lua_settop(L, top);
     S->xdisc = disc;
 
@@ -326,11 +328,11 @@ static int l_ssm_new(lua_State *L)
     push_state(L, holder, PLM_GRP_X, dim);
     plm_l_pushsym(L, holder, plm_graph_input(g, PLM_GRP_T, 0));
     plm_l_trace_call(L, 3, 1, "ssm trans");
-    nd = collect(L, -1, g, "trans", where, &disc);
-    if (nd / 1000 != dim)
+    nd = collect(L, -1, g, "trans", where, &disc, &rdim);
+    if (rdim != dim)
         return luaL_error(L, "ssm: trans (defined at %s) returned a distribution of dimension %d, but dim = %d", where,
-                          nd / 1000, dim);
-    build(L, g, nd % 1000, trans_x, zin, &spec.trans_lp);
+                          rdim, dim);
+    build(L, g, nd, trans_x, zin, &spec.trans_lp);
     lua_settop(L, top);
 
     /* obs(p, x, t) */
@@ -340,11 +342,10 @@ static int l_ssm_new(lua_State *L)
     push_state(L, holder, PLM_GRP_X, dim);
     plm_l_pushsym(L, holder, plm_graph_input(g, PLM_GRP_T, 0));
     plm_l_trace_call(L, 3, 1, "ssm obs");
-    nd = collect(L, -1, g, "obs", where, &disc);
-    ydim = nd / 1000;
+    nd = collect(L, -1, g, "obs", where, &disc, &ydim);
     if (ydim > 64) return luaL_error(L, "ssm: observations of dimension %d (at most 64)", ydim);
     for (i = 0; i < ydim; i++) yin[i] = plm_graph_input(g, PLM_GRP_Y, i);
-    build(L, g, nd % 1000, obs_y, yin, &spec.obs_lp);
+    build(L, g, nd, obs_y, yin, &spec.obs_lp);
     lua_settop(L, top);
     S->ydisc = disc;
 
@@ -364,9 +365,9 @@ static int l_ssm_new(lua_State *L)
         }
         plm_l_pushsym(L, holder, plm_graph_input(g, PLM_GRP_T, 0));   /* bound to 1 for the init step */
         plm_l_trace_call(L, 3, 1, "ssm obs");
-        nd = collect(L, -1, g, "obs", where, &ignore);
-        if (nd / 1000 != ydim) return luaL_error(L, "ssm: obs returned values of different dimensions when traced twice");
-        build(L, g, nd % 1000, NULL, yin, i ? &spec.boot_lw : &spec.boot1_lw);
+        nd = collect(L, -1, g, "obs", where, &ignore, &rdim);
+        if (rdim != ydim) return luaL_error(L, "ssm: obs returned values of different dimensions when traced twice");
+        build(L, g, nd, NULL, yin, i ? &spec.boot_lw : &spec.boot1_lw);
         lua_settop(L, top);
     }
 
@@ -378,13 +379,13 @@ static int l_ssm_new(lua_State *L)
         push_state(L, holder, PLM_GRP_Y, ydim);
         plm_l_pushsym(L, holder, plm_graph_input(g, PLM_GRP_T, 0));
         plm_l_trace_call(L, 4, 1, "ssm proposal");
-        nd = collect(L, -1, g, "proposal", where, &disc);
-        if (nd / 1000 != dim)
+        nd = collect(L, -1, g, "proposal", where, &disc, &rdim);
+        if (rdim != dim)
             return luaL_error(L, "ssm: proposal (defined at %s) returned a distribution of dimension %d, but dim = %d",
-                              where, nd / 1000, dim);
+                              where, rdim, dim);
         prop_x = nodes + 192;
-            build(L, g, nd % 1000, prop_x, zin, &spec.prop_lp);
-        build(L, g, nd % 1000, NULL, prop_x, &spec.prop_lq);
+            build(L, g, nd, prop_x, zin, &spec.prop_lp);
+        build(L, g, nd, NULL, prop_x, &spec.prop_lq);
         lua_settop(L, top);
     }
 
@@ -584,7 +585,7 @@ static int l_ssm_simulate(lua_State *L)
 }
 
 /* read T values of dimension d from a Lua table (numbers or d-tables) or a plume.array (d = 1) */
-static double *read_path(lua_State *L, int idx, int d, lua_Integer *T, const char *what, int shift)
+static double *read_path(lua_State *L, int idx, int d, lua_Integer *T, const char *what)
 {
     plm_l_array *a = plm_l_toarray(L, idx);
     double *v;
@@ -615,7 +616,6 @@ static double *read_path(lua_State *L, int idx, int d, lua_Integer *T, const cha
         }
         lua_pop(L, 1);
     }
-    (void)shift;
     return v;
 }
 
@@ -630,8 +630,8 @@ static int l_ssm_logjoint(lua_State *L)
     int k;
     plm_ctx ctx;
     plm_ctx_clear(&ctx);
-    xs = read_path(L, 2, m->dim, &T, "xs", 0);
-    ys = read_path(L, 3, m->ydim, &Ty, "ys", 0);
+    xs = read_path(L, 2, m->dim, &T, "xs");
+    ys = read_path(L, 3, m->ydim, &Ty, "ys");
     if (T != Ty) return luaL_error(L, "ssm:logjoint: xs has %d times, ys has %d", (int)T, (int)Ty);
     memcpy(saved, m->params, (size_t)m->np * sizeof *saved);
     if (lua_istable(L, 4)) set_params(L, S, 1, 4, "ssm:logjoint");

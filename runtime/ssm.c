@@ -15,8 +15,8 @@ plm_status plm_ssm_new(plm_ctx *ctx, const plm_ssm_spec *s, plm_ssm **out)
     plm_status st;
     int i;
     if (!m) return plm_fail(ctx, PLM_ENOMEM, "ssm: out of memory");
-    if (s->dim < 1 || s->ydim < 1 || s->np < 0 || s->ncov < 0)
-        return plm_fail(ctx, PLM_EINVAL, "ssm: dim and ydim must be >= 1");
+    if (s->dim < 1 || s->ydim < 1 || s->dim > 64 || s->ydim > 64 || s->np < 0 || s->ncov < 0)
+        return plm_fail(ctx, PLM_EINVAL, "ssm: dim and ydim must be in 1..64 (got %d and %d)", s->dim, s->ydim);
     m->g = s->g;
     m->dim = s->dim;
     m->ydim = s->ydim;
@@ -95,14 +95,13 @@ static plm_status bind(plm_ctx *ctx, const plm_ssm *m, const plm_prog *p, long t
     return PLM_OK;
 }
 
+#define MAXOUT 65   /* dim, ydim <= 64, plus a weight */
+
 /* Output pointers for a component-major array. */
-static double **outs(double *x, size_t ld, int k, double **buf, double **one)
+static void outs(double *x, size_t ld, int k, double **o)
 {
     int i;
-    double **o = k <= 16 ? one : (*buf = malloc((size_t)k * sizeof *o), (double **)*buf);
-    if (!o) return NULL;
     for (i = 0; i < k; i++) o[i] = x + (size_t)i * ld;
-    return o;
 }
 
 #define TC_DECL double tcb[64], *tc = m->ncov < 63 ? tcb : malloc((size_t)(m->ncov + 1) * sizeof *tc)
@@ -129,12 +128,9 @@ static plm_status run(plm_ctx *ctx, const plm_ssm *m, const plm_prog *p, long t,
 static plm_status run_into(plm_ctx *ctx, const plm_ssm *m, const plm_prog *p, long t, size_t n, plm_prog_in *extra,
                            double *x, size_t ld, int k, plm_rng *rng, int nthreads)
 {
-    double *one[17], *buf = NULL, **o = outs(x, ld, k, &buf, one);
-    plm_status st;
-    if (!o) return plm_fail(ctx, PLM_ENOMEM, "ssm: out of memory");
-    st = run(ctx, m, p, t, n, extra, o, rng, nthreads);
-    free(buf);
-    return st;
+    double *o[MAXOUT];
+    outs(x, ld, k, o);
+    return run(ctx, m, p, t, n, extra, o, rng, nthreads);
 }
 
 plm_status plm_ssm_init_sample(plm_ctx *ctx, const plm_ssm *m, size_t n, double *x, size_t ld, plm_rng *rng,
@@ -187,11 +183,10 @@ plm_status plm_ssm_prop_sample(plm_ctx *ctx, const plm_ssm *m, long t, size_t n,
                                const double *y, double *xnew, size_t ld, double *logq, plm_rng *rng, int nthreads)
 {
     plm_prog_in ex[PLM_NGROUPS] = {{0}};
-    double *one[17], *buf = NULL, **o;
+    double *o[MAXOUT];
     plm_status st;
     if (!m->prop_sample) return plm_fail(ctx, PLM_EINVAL, "ssm: the model has no proposal");
-    if (m->dim + 1 > 16) return plm_fail(ctx, PLM_ENOTSUP, "ssm: proposals support dim <= 15");
-    o = outs(xnew, ld, m->dim, &buf, one);
+    outs(xnew, ld, m->dim, o);
     o[m->dim] = logq;
     ex[PLM_GRP_X].p = xprev;
     ex[PLM_GRP_X].ld = ld;
@@ -204,9 +199,9 @@ plm_status plm_ssm_step(plm_ctx *ctx, const plm_ssm *m, long t, size_t n, const 
                         double *xnew, size_t ld, double *logw, plm_rng *rng, int nthreads)
 {
     plm_prog_in ex[PLM_NGROUPS] = {{0}};
-    double *one[17], *buf = NULL, **o = outs(xnew, ld, m->dim, &buf, one);
+    double *o[MAXOUT];
     plm_status st;
-    if (m->dim + 1 > 16) return plm_fail(ctx, PLM_ENOTSUP, "ssm: the fused step supports dim <= 15");
+    outs(xnew, ld, m->dim, o);
     o[m->dim] = logw;
     ex[PLM_GRP_X].p = xprev;
     ex[PLM_GRP_X].ld = ld;
