@@ -650,6 +650,51 @@ static int l_ssm_logjoint(lua_State *L)
     return 1;
 }
 
+/* sv:logjoint_grad(xs, ys [, params]) -> { params = {name = d/dparam}, x = {d/dx_t} } */
+static int l_ssm_logjoint_grad(lua_State *L)
+{
+    l_ssm *S = check_ssm(L, 1, "ssm:logjoint_grad");
+    plm_ssm *m = S->m;
+    lua_Integer T, Ty;
+    double *xs, *ys, *gp, *gx, *saved = plm_l_scratch(L, (size_t)(m->np + 1) * sizeof *saved);
+    plm_status st;
+    int k;
+    plm_ctx ctx;
+    plm_ctx_clear(&ctx);
+    xs = read_path(L, 2, m->dim, &T, "xs");
+    ys = read_path(L, 3, m->ydim, &Ty, "ys");
+    if (T != Ty) return luaL_error(L, "ssm:logjoint_grad: xs has %d times, ys has %d", (int)T, (int)Ty);
+    gp = plm_l_scratch(L, (size_t)(m->np + 1) * sizeof *gp);
+    gx = plm_l_scratch(L, (size_t)(T * m->dim + 1) * sizeof *gx);
+    memcpy(saved, m->params, (size_t)m->np * sizeof *saved);
+    if (lua_istable(L, 4)) set_params(L, S, 1, 4, "ssm:logjoint_grad");
+    for (k = 0; k < m->np; k++)
+        if (isnan(m->params[k])) {
+            memcpy(m->params, saved, (size_t)m->np * sizeof *saved);
+            return luaL_error(L, "ssm:logjoint_grad: parameter %d has no value (pass a table of values)", k + 1);
+        }
+    st = plm_ssm_logjoint_grad(&ctx, m, (long)T, xs, ys, gp, gx);
+    memcpy(m->params, saved, (size_t)m->np * sizeof *saved);
+    if (st) return plm_l_fail(L, &ctx);
+    lua_createtable(L, 0, 2);
+    lua_newtable(L);
+    lua_getiuservalue(L, 1, 1);
+    lua_getfield(L, -1, "names");
+    for (k = 0; k < m->np; k++) {
+        lua_geti(L, -1, k + 1);
+        lua_pushnumber(L, gp[k]);
+        lua_settable(L, -5);
+    }
+    lua_pop(L, 2);
+    lua_setfield(L, -2, "params");
+    if (m->dim == 1)
+        plm_l_pushvec(L, gx, (size_t)T);
+    else
+        plm_l_pushmat(L, gx, (size_t)T, (size_t)m->dim);
+    lua_setfield(L, -2, "x");
+    return 1;
+}
+
 static int l_ssm_index(lua_State *L)
 {
     l_ssm *S = check_ssm(L, 1, "ssm");
@@ -682,6 +727,7 @@ static int l_ssm_index(lua_State *L)
     if (strcmp(k, "ydim") == 0) { lua_pushinteger(L, S->m->ydim); return 1; }
     if (strcmp(k, "simulate") == 0) { lua_pushcfunction(L, l_ssm_simulate); return 1; }
     if (strcmp(k, "logjoint") == 0) { lua_pushcfunction(L, l_ssm_logjoint); return 1; }
+    if (strcmp(k, "logjoint_grad") == 0) { lua_pushcfunction(L, l_ssm_logjoint_grad); return 1; }
     if (strcmp(k, "set_params") == 0) { lua_pushcfunction(L, l_ssm_set_params); return 1; }
     if (strcmp(k, "has_proposal") == 0) { lua_pushboolean(L, S->m->prop_sample != NULL); return 1; }
     lua_pushnil(L);

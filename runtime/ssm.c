@@ -18,6 +18,9 @@ plm_status plm_ssm_new(plm_ctx *ctx, const plm_ssm_spec *s, plm_ssm **out)
     if (s->dim < 1 || s->ydim < 1 || s->dim > 64 || s->ydim > 64 || s->np < 0 || s->ncov < 0)
         return plm_fail(ctx, PLM_EINVAL, "ssm: dim and ydim must be in 1..64 (got %d and %d)", s->dim, s->ydim);
     m->g = s->g;
+    m->init_lp = s->init_lp;
+    m->trans_lp = s->trans_lp;
+    m->obs_lp = s->obs_lp;
     m->dim = s->dim;
     m->ydim = s->ydim;
     m->np = s->np;
@@ -275,4 +278,86 @@ plm_status plm_ssm_logjoint(plm_ctx *ctx, const plm_ssm *m, long T, const double
     }
     *out = s;
     return PLM_OK;
+}
+
+/* d lp / d (params, then the state groups listed) as one compiled program */
+static plm_status grad_prog(plm_ctx *ctx, plm_ssm *m, int lp, int ngrp, const int *grps, int ndim, plm_prog **out)
+{
+    int nw = m->np + ngrp * ndim, i, k, *wrt = malloc((size_t)(nw + 1) * sizeof *wrt);
+    int *d = malloc((size_t)(nw + 1) * sizeof *d);
+    unsigned varying = 0;
+    plm_status st;
+    if (!wrt || !d) {
+        free(wrt);
+        free(d);
+        return plm_fail(ctx, PLM_ENOMEM, "ssm: out of memory");
+    }
+    for (i = 0; i < m->np; i++) wrt[i] = plm_graph_input(m->g, PLM_GRP_P, i);
+    for (k = 0; k < ngrp; k++) {
+        varying |= 1u << grps[k];
+        for (i = 0; i < ndim; i++) wrt[m->np + k * ndim + i] = plm_graph_input(m->g, grps[k], i);
+    }
+    st = plm_graph_grad(ctx, m->g, lp, nw, wrt, d);
+    if (!st) st = plm_prog_compile(ctx, m->g, nw, d, varying, out);
+    free(wrt);
+    free(d);
+    return st;
+}
+
+plm_status plm_ssm_logjoint_grad(plm_ctx *ctx, plm_ssm *m, long T, const double *xs, const double *ys, double *gp,
+                                 double *gx)
+{
+    static const int gz[1] = {PLM_GRP_Z}, gxz[2] = {PLM_GRP_X, PLM_GRP_Z}, gxo[1] = {PLM_GRP_X};
+    int np = m->np, dim = m->dim, i, nw = np + 2 * dim;
+    double *buf, **o;
+    long t;
+    plm_status st = PLM_OK;
+    if ((!m->init_grad && (st = grad_prog(ctx, m, m->init_lp, 1, gz, dim, &m->init_grad))) ||
+        (!m->trans_grad && (st = grad_prog(ctx, m, m->trans_lp, 2, gxz, dim, &m->trans_grad))) ||
+        (!m->obs_grad && (st = grad_prog(ctx, m, m->obs_lp, 1, gxo, dim, &m->obs_grad))))
+        return st;
+    buf = malloc((size_t)(nw + 1) * sizeof *buf);
+    o = malloc((size_t)(nw + 1) * sizeof *o);
+    if (!buf || !o) {
+        free(buf);
+        free(o);
+        return plm_fail(ctx, PLM_ENOMEM, "ssm: out of memory");
+    }
+    for (i = 0; i < nw; i++) o[i] = buf + i;
+    for (i = 0; i < np; i++) gp[i] = 0;
+    if (gx)
+        for (i = 0; i < (long)T * dim; i++) gx[i] = 0;
+    for (t = 1; t <= T && !st; t++) {
+        const double *x = xs + (size_t)(t - 1) * dim;
+        plm_prog_in ex[PLM_NGROUPS] = {{0}};
+        /* transition (or init) term: parameters, then the previous state (X), then this state (Z) */
+        ex[PLM_GRP_X].p = t > 1 ? x - dim : x;
+        ex[PLM_GRP_X].ld = 1;
+        ex[PLM_GRP_Z].p = x;
+        ex[PLM_GRP_Z].ld = 1;
+        if (t == 1) {
+            if ((st = run(ctx, m, m->init_grad, t, 1, ex, o, NULL, 1))) break;
+            for (i = 0; i < np; i++) gp[i] += buf[i];
+            if (gx)
+                for (i = 0; i < dim; i++) gx[i] += buf[np + i];
+        } else {
+            if ((st = run(ctx, m, m->trans_grad, t, 1, ex, o, NULL, 1))) break;
+            for (i = 0; i < np; i++) gp[i] += buf[i];
+            if (gx)
+                for (i = 0; i < dim; i++) {
+                    gx[(size_t)(t - 2) * dim + i] += buf[np + i];
+                    gx[(size_t)(t - 1) * dim + i] += buf[np + dim + i];
+                }
+        }
+        /* observation term */
+        ex[PLM_GRP_X].p = x;
+        ex[PLM_GRP_Y].p = ys + (size_t)(t - 1) * m->ydim;
+        if ((st = run(ctx, m, m->obs_grad, t, 1, ex, o, NULL, 1))) break;
+        for (i = 0; i < np; i++) gp[i] += buf[i];
+        if (gx)
+            for (i = 0; i < dim; i++) gx[(size_t)(t - 1) * dim + i] += buf[np + i];
+    }
+    free(buf);
+    free(o);
+    return st;
 }

@@ -30,7 +30,7 @@ typedef struct plm_ssm_spec {
 } plm_ssm_spec;
 
 typedef struct plm_ssm {
-    const plm_graph *g;
+    plm_graph *g;
     int dim, ydim, np, ncov;
     double *params;                 /* np values, read at every call */
     int *cov_col, *cov_lag;
@@ -40,6 +40,8 @@ typedef struct plm_ssm {
     plm_prog *init_sample, *init_logpdf, *trans_sample, *trans_logpdf, *obs_sample, *obs_logpdf;
     plm_prog *prop_sample, *prop_logpdf;   /* NULL without a proposal; prop_sample has dim + 1 outputs */
     plm_prog *boot1, *boot;                /* fused draw + observation weight: dim + 1 outputs */
+    int init_lp, trans_lp, obs_lp;         /* the density nodes, for derivatives */
+    plm_prog *init_grad, *trans_grad, *obs_grad;   /* compiled on first use by plm_ssm_logjoint_grad */
 } plm_ssm;
 
 /* Compile every piece of spec. Parameters start at NAN until set. PLM_ENOMEM, or a compile error. */
@@ -83,5 +85,13 @@ plm_status plm_ssm_simulate(plm_ctx *ctx, const plm_ssm *m, long T, size_t n, un
 /* Complete-data log density of one path: xs[(t-1)*dim + k], ys[(t-1)*ydim + k]. */
 plm_status plm_ssm_logjoint(plm_ctx *ctx, const plm_ssm *m, long T, const double *xs, const double *ys,
                             double *out);
+
+/* Gradient of the complete-data log density of one path: gp[j] = d/d params[j] (np values) and, when gx is
+** not NULL, gx[(t-1)*dim + k] = d/d x_t[k]. The derivative programs are built and compiled on the first
+** call (the graph grows; existing programs are unaffected). PLM_ENOTSUP when a density has no derivative
+** (a native function without grad, a distribution scored through the generic kernel). Not thread-safe
+** on the first call. */
+plm_status plm_ssm_logjoint_grad(plm_ctx *ctx, plm_ssm *m, long T, const double *xs, const double *ys, double *gp,
+                                 double *gx);
 
 #endif

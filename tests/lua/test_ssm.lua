@@ -161,3 +161,30 @@ T.test("priors, parameter overrides and errors", function()
   }
   T.ok(withq.has_proposal, "proposal compiled")
 end)
+
+T.test("logjoint gradients equal central differences (parameters and states)", function()
+  local m = plume.ssm{
+    dim = 2, params = { a = 0.8, s = 0.5, r = 1.3 },
+    init  = function(p) return D.mvnormal({0, 0}, {{1, 0.3}, {0.3, 1}}) end,
+    trans = function(p, x, t) return { D.normal(p.a * M.tanh(x[1]) + 0.1 * x[2], p.s), D.normal(x[2] - 0.2 * x[1], 2 * p.s) } end,
+    obs   = function(p, x, t) return D.normal(x[1] + x[2] * x[2], p.r) end,
+  }
+  local xs, ys = m:simulate(8, { seed = 5 })
+  local g, h = m:logjoint_grad(xs, ys), 1e-6
+  for _, k in ipairs({ "a", "s", "r" }) do
+    local v = m.params[k]
+    local fd = (m:logjoint(xs, ys, { [k] = v + h }) - m:logjoint(xs, ys, { [k] = v - h })) / (2 * h)
+    T.near(g.params[k], fd, 1e-6 * math.max(1, math.abs(fd)), "d/d" .. k)
+  end
+  for _, tk in ipairs({ {1, 1}, {4, 2}, {8, 2} }) do
+    local t, k = tk[1], tk[2]
+    local function at(d)
+      local c = {}
+      for i = 1, #xs do c[i] = { xs[i][1], xs[i][2] } end
+      c[t][k] = c[t][k] + d
+      return m:logjoint(c, ys)
+    end
+    local fd = (at(h) - at(-h)) / (2 * h)
+    T.near(g.x[t][k], fd, 1e-6 * math.max(1, math.abs(fd)), ("d/dx_%d[%d]"):format(t, k))
+  end
+end)
