@@ -57,6 +57,7 @@ T.test("compiled lgamma, digamma, erf and normcdf equal independent references",
       + 1 / (1260 * z ^ 5) - 1 / (1680 * z ^ 7) + 1 / (1188 * z ^ 9) - 691 / (360360 * z ^ 11)
     T.ok(rel(lg, st + s) < 1e-12, "lgamma " .. x)
     T.ok(rel(dg, (M.lgamma(x + 1e-5) - M.lgamma(x - 1e-5)) / 2e-5) < 1e-7, "digamma " .. x)
+    T.ok(rel(M.trigamma(x), (M.digamma(x + 1e-5) - M.digamma(x - 1e-5)) / 2e-5) < 1e-7, "trigamma " .. x)
     -- erf by its Maclaurin series (terms stay below e^4, so 1e-13 is reachable)
     local term, sum, n = x, x, 0
     repeat
