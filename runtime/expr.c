@@ -23,11 +23,13 @@
 #define ZIG_V 9.91256303526217e-3
 
 static double zig_x[129], zig_f[129];
+static void vec_init(void);
 static pthread_once_t zig_once = PTHREAD_ONCE_INIT;
 
 static void zig_init(void)
 {
     int i;
+    vec_init();
     zig_x[0] = ZIG_V / exp(-0.5 * ZIG_R * ZIG_R);
     zig_x[1] = ZIG_R;
     for (i = 2; i < 128; i++) zig_x[i] = sqrt(-2 * log(ZIG_V / zig_x[i - 1] + exp(-0.5 * zig_x[i - 1] * zig_x[i - 1])));
@@ -68,6 +70,73 @@ double plm_expr_normal(plm_rng *r)
 #define LOG_SQRT_2PI 0.91893853320467274178
 #define LOG_PI 1.14472988584940017414
 #define INV_SQRT_2PI 0.39894228040143267794
+
+/* ---- vector exp and log: glibc's libmvec (2 or 4 lanes, within 1 ulp) where it exists. exp is the largest
+** cost of most compiled models (volatility, rates, softplus), and the vector form is about 4x faster. ---- */
+#if defined(__x86_64__) && defined(__GLIBC__) && !defined(PLM_NO_MVEC)
+#include <immintrin.h>
+__m128d _ZGVbN2v_exp(__m128d);
+__m128d _ZGVbN2v_log(__m128d);
+__m256d _ZGVdN4v_exp(__m256d);
+__m256d _ZGVdN4v_log(__m256d);
+static int have_avx2;
+
+__attribute__((target("avx2"))) static void vexp4(const double *restrict a, double *restrict d, size_t m)
+{
+    size_t j;
+    for (j = 0; j + 4 <= m; j += 4) _mm256_storeu_pd(d + j, _ZGVdN4v_exp(_mm256_loadu_pd(a + j)));
+    for (; j < m; j++) d[j] = exp(a[j]);
+}
+
+__attribute__((target("avx2"))) static void vlog4(const double *restrict a, double *restrict d, size_t m)
+{
+    size_t j;
+    for (j = 0; j + 4 <= m; j += 4) _mm256_storeu_pd(d + j, _ZGVdN4v_log(_mm256_loadu_pd(a + j)));
+    for (; j < m; j++) d[j] = log(a[j]);
+}
+
+static void vexp(const double *restrict a, double *restrict d, size_t m)
+{
+    size_t j;
+    if (have_avx2) {
+        vexp4(a, d, m);
+        return;
+    }
+    for (j = 0; j + 2 <= m; j += 2) _mm_storeu_pd(d + j, _ZGVbN2v_exp(_mm_loadu_pd(a + j)));
+    for (; j < m; j++) d[j] = exp(a[j]);
+}
+
+static void vlog(const double *restrict a, double *restrict d, size_t m)
+{
+    size_t j;
+    if (have_avx2) {
+        vlog4(a, d, m);
+        return;
+    }
+    for (j = 0; j + 2 <= m; j += 2) _mm_storeu_pd(d + j, _ZGVbN2v_log(_mm_loadu_pd(a + j)));
+    for (; j < m; j++) d[j] = log(a[j]);
+}
+
+static void vec_init(void)
+{
+    __builtin_cpu_init();
+    have_avx2 = __builtin_cpu_supports("avx2");
+}
+#else
+static void vexp(const double *restrict a, double *restrict d, size_t m)
+{
+    size_t j;
+    for (j = 0; j < m; j++) d[j] = exp(a[j]);
+}
+
+static void vlog(const double *restrict a, double *restrict d, size_t m)
+{
+    size_t j;
+    for (j = 0; j < m; j++) d[j] = log(a[j]);
+}
+
+static void vec_init(void) {}
+#endif
 
 /* ---- scalar kernels shared by constant folding and the evaluator (so both round alike) ---- */
 
@@ -1170,8 +1239,8 @@ __attribute__((optimize("O3"))) static void run(const plm_prog *p, const plm_ins
         case PLM_OP_CONST: D[0] = in->k; break;
         case PLM_OP_INPUT: D[0] = inb[in->c].p[in->a]; break;   /* uniform pre-pass only */
         case PLM_OP_NEG: UN(E_NEG); break;
-        case PLM_OP_EXP: UN(exp); break;
-        case PLM_OP_LOG: UN(log); break;
+        case PLM_OP_EXP: vexp(A, D, m); break;
+        case PLM_OP_LOG: vlog(A, D, m); break;
         case PLM_OP_LOG1P: UN(log1p); break;
         case PLM_OP_EXPM1: UN(expm1); break;
         case PLM_OP_SQRT: UN(sqrt); break;

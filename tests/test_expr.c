@@ -131,6 +131,22 @@ static void test_compiled_ops_equal_scalar_formulas(void)
         }
 }
 
+/* the vector exp and log keep the special values: 0, +-inf, NaN, overflow, underflow, negative arguments */
+static void test_vector_exp_and_log_keep_special_values(void)
+{
+    enum { N = 13 };
+    double x[N] = {0, 1, -1, 800, -800, INFINITY, -INFINITY, NAN, 1e-300, 709.7, -745.2, -2, 5e-324};
+    double e[N], l[N];
+    size_t i;
+    eval_op(PLM_OP_EXP, 1, 0, N, x, x, e);
+    eval_op(PLM_OP_LOG, 1, 0, N, x, x, l);
+    for (i = 0; i < N; i++) {
+        double we = exp(x[i]), wl = log(x[i]);
+        if (isnan(we)) CHECK(isnan(e[i])); else CHECK_REL(e[i], we, 1e-15);
+        if (isnan(wl)) CHECK(isnan(l[i])); else if (isinf(wl)) CHECK(l[i] == wl); else CHECK_REL(l[i], wl, 1e-15);
+    }
+}
+
 static void test_fused_multiply_add_and_select_equal_formula(void)
 {
     enum { N = 300 };
@@ -373,6 +389,7 @@ int main(void)
     RUN(test_construction_folds_constants_and_shares_subexpressions);
     RUN(test_compiled_ops_equal_scalar_formulas);
     RUN(test_fused_multiply_add_and_select_equal_formula);
+    RUN(test_vector_exp_and_log_keep_special_values);
     RUN(test_gradients_equal_central_differences);
     RUN(test_symbolic_logpdf_equals_dist_logpdf1);
     RUN(test_mvnormal_and_categorical_logpdf_equal_dist);
