@@ -13,6 +13,7 @@
 #include "par.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 
 /* ---- standard normal draws: a 128-layer ziggurat (Marsaglia and Tsang) reading xoshiro256++ directly.
 ** One 64-bit draw gives the layer (7 bits), the sign (1 bit) and a 53-bit uniform, and 98.8% of draws are
@@ -72,9 +73,14 @@ static inline double zig_normal(uint64_t *s)
     return zig_slow(s, b);
 }
 
+static _Atomic int zig_ready;
+
 double plm_expr_normal(plm_rng *r)
 {
-    pthread_once(&zig_once, zig_init);
+    if (!atomic_load_explicit(&zig_ready, memory_order_acquire)) {
+        pthread_once(&zig_once, zig_init);
+        atomic_store_explicit(&zig_ready, 1, memory_order_release);
+    }
     return zig_normal(r->s);
 }
 
