@@ -2,6 +2,8 @@
 ** time and covariates as uniform inputs and run the programs over particle blocks. */
 #include "ssm.h"
 
+#include "par.h"
+
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -236,28 +238,116 @@ static plm_status check_finite(plm_ctx *ctx, const double *x, size_t count, size
     return PLM_OK;
 }
 
+/* Simulation runs each block of paths through all T steps (its state stays in cache, and threads meet once,
+** not at every step); the covariate bindings were checked by the caller, so workers bind without a ctx. */
+typedef struct sim_job {
+    const plm_ssm *m;
+    long T;
+    size_t n;
+    double *xs, *ys;
+    plm_rng *rng;
+    int failed;   /* 1: memory, 2: interrupted */
+} sim_job;
+
+static void sim_blocks(void *arg, size_t b0, size_t b1, int worker)
+{
+    sim_job *J = arg;
+    const plm_ssm *m = J->m;
+    size_t n = J->n, b, dx = (size_t)m->dim * n, dy = (size_t)m->ydim * n;
+    plm_prog_ws wi, wt, wo;
+    plm_prog_in in[PLM_NGROUPS];
+    double *o[MAXOUT], *tc = malloc(((size_t)m->ncov + 1) * sizeof *tc);
+    long t;
+    (void)worker;
+    if (!tc || plm_prog_ws_init(NULL, &wi, m->init_sample)) {
+        free(tc);
+        J->failed = 1;
+        return;
+    }
+    if (plm_prog_ws_init(NULL, &wt, m->trans_sample)) {
+        plm_prog_ws_free(&wi);
+        free(tc);
+        J->failed = 1;
+        return;
+    }
+    if (plm_prog_ws_init(NULL, &wo, m->obs_sample)) {
+        plm_prog_ws_free(&wi);
+        plm_prog_ws_free(&wt);
+        free(tc);
+        J->failed = 1;
+        return;
+    }
+    for (b = b0; b < b1 && !J->failed; b++) {
+        size_t first = b * PLM_EXPR_BLOCK, mm = n - first < PLM_EXPR_BLOCK ? n - first : PLM_EXPR_BLOCK;
+        for (t = 1; t <= J->T; t++) {
+            double *x = J->xs + (size_t)(t - 1) * dx;
+            if (t == 1) {
+                bind(NULL, m, m->init_sample, t, tc, in);
+                plm_prog_uniforms(&wi, in);
+                outs(x, n, m->dim, o);
+                plm_prog_block(&wi, in, first, mm, o, J->rng);
+            } else {
+                bind(NULL, m, m->trans_sample, t, tc, in);
+                in[PLM_GRP_X].p = x - dx;
+                in[PLM_GRP_X].ld = n;
+                plm_prog_uniforms(&wt, in);
+                outs(x, n, m->dim, o);
+                plm_prog_block(&wt, in, first, mm, o, J->rng);
+            }
+            bind(NULL, m, m->obs_sample, t, tc, in);
+            in[PLM_GRP_X].p = x;
+            in[PLM_GRP_X].ld = n;
+            plm_prog_uniforms(&wo, in);
+            outs(J->ys + (size_t)(t - 1) * dy, n, m->ydim, o);
+            plm_prog_block(&wo, in, first, mm, o, J->rng);
+            if ((t & 255) == 0 && plm_interrupted()) {
+                J->failed = 2;
+                break;
+            }
+        }
+    }
+    plm_prog_ws_free(&wi);
+    plm_prog_ws_free(&wt);
+    plm_prog_ws_free(&wo);
+    free(tc);
+}
+
 plm_status plm_ssm_simulate(plm_ctx *ctx, const plm_ssm *m, long T, size_t n, unsigned long long seed,
                             double *xs, double *ys, int nthreads)
 {
-    plm_rng *rng = malloc((n ? n : 1) * sizeof *rng);
+    plm_rng *rng;
+    plm_prog_in in[PLM_NGROUPS];
     plm_status st = PLM_OK;
+    sim_job J;
     size_t i, dx = (size_t)m->dim * n, dy = (size_t)m->ydim * n;
     long t;
+    TC_DECL;
+    if (!tc) return plm_fail(ctx, PLM_ENOMEM, "ssm:simulate: out of memory");
+    /* every covariate the programs read must exist, checked here once so the workers cannot fail on it */
+    for (t = 1; t <= T && !st; t++) {
+        st = bind(ctx, m, t == 1 ? m->init_sample : m->trans_sample, t, tc, in);
+        if (!st) st = bind(ctx, m, m->obs_sample, t, tc, in);
+    }
+    TC_FREE;
+    if (st) return st;
+    rng = malloc((n ? n : 1) * sizeof *rng);
     if (!rng) return plm_fail(ctx, PLM_ENOMEM, "ssm:simulate: out of memory");
     for (i = 0; i < n; i++) plm_rng_init(&rng[i], seed, i);
-    for (t = 1; t <= T && !st; t++) {
-        double *x = xs + (size_t)(t - 1) * dx, *y = ys + (size_t)(t - 1) * dy;
-        if (plm_interrupted()) {
-            st = plm_fail(ctx, PLM_EINTR, "ssm:simulate: interrupted");
-            break;
-        }
-        st = t == 1 ? plm_ssm_init_sample(ctx, m, n, x, n, rng, nthreads)
-                    : plm_ssm_trans_sample(ctx, m, t, n, x - dx, x, n, rng, nthreads);
-        if (!st) st = check_finite(ctx, x, dx, n, t, "the state");
-        if (!st) st = plm_ssm_obs_sample(ctx, m, t, n, x, n, y, n, rng, nthreads);
-        if (!st) st = check_finite(ctx, y, dy, n, t, "the observation");
-    }
+    memset(&J, 0, sizeof J);
+    J.m = m;
+    J.T = T;
+    J.n = n;
+    J.xs = xs;
+    J.ys = ys;
+    J.rng = rng;
+    plm_parallel_for(nthreads, (n + PLM_EXPR_BLOCK - 1) / PLM_EXPR_BLOCK, 1, sim_blocks, &J);
     free(rng);
+    if (J.failed == 1) return plm_fail(ctx, PLM_ENOMEM, "ssm:simulate: out of memory");
+    if (J.failed == 2) return plm_fail(ctx, PLM_EINTR, "ssm:simulate: interrupted");
+    for (t = 1; t <= T && !st; t++) {
+        st = check_finite(ctx, xs + (size_t)(t - 1) * dx, dx, n, t, "the state");
+        if (!st) st = check_finite(ctx, ys + (size_t)(t - 1) * dy, dy, n, t, "the observation");
+    }
     return st;
 }
 
