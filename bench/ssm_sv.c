@@ -71,6 +71,31 @@ static double compiled(const plm_ssm *m, const double *y, double *x, double *log
     return acc;
 }
 
+/* What two threads can give on this machine right now: a pure arithmetic loop split by plm_parallel_for.
+** On a shared machine other processes take cores; compare the model speed-ups with this ceiling. */
+static volatile double sink;
+static void spin(void *arg, size_t b, size_t e, int worker)
+{
+    double s = 0;
+    size_t i;
+    int k;
+    (void)arg;
+    (void)worker;
+    for (i = b; i < e; i++)
+        for (k = 0; k < 1000; k++) s += sqrt((double)(i + (size_t)k));
+    sink = s;
+}
+
+static double ceiling(void)
+{
+    double t0 = now(), t1, t2;
+    plm_parallel_for(1, 100000, 1, spin, NULL);
+    t1 = now();
+    plm_parallel_for(2, 100000, 1, spin, NULL);
+    t2 = now();
+    return (t1 - t0) / (t2 - t1);
+}
+
 /* a 50-node graph: a mix of arithmetic and math functions over 3 states and 3 parameters */
 static double compile_time(void)
 {
@@ -142,6 +167,7 @@ int main(int argc, char **argv)
     printf("  hand-written with plume's normal generator %.3f s: ratio plume/that = %.2f\n", best_f, best_1 / best_f);
     printf("  trace + compile of the sv model from Lua: %.3f ms\n", ttrace * 1e3);
     printf("compile of a 50-node graph: %.3f ms\n", compile_time() * 1e3);
+    printf("2-thread ceiling of this machine now (pure arithmetic loop): %.2f\n", ceiling());
     plm_close(P);
     return 0;
 }
