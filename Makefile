@@ -48,13 +48,13 @@ run: deps
 
 test: deps
 	@$(MAKE) --no-print-directory all
-	@BUILD=$(BUILD) sh tests/run.sh
+	@BUILD=$(BUILD) SAN=$(SAN) sh tests/run.sh
 
 bench: deps
 	@$(MAKE) --no-print-directory all $(BENCH_BIN)
 	@BUILD=$(BUILD) sh bench/run.sh
 
-$(BUILD)/obj/%.o: %.c $(HEADERS) $(wildcard lang/*.h)
+$(BUILD)/obj/%.o: %.c $(HEADERS) $(wildcard lang/*.h) lang/modules.def
 	@mkdir -p $(dir $@)
 	@echo "CC  $<"
 	@$(CC) $(CFLAGS_ALL) -c $< -o $@
@@ -102,7 +102,7 @@ install: all
 	install -m 755 $(BUILD)/libplume.so $(DESTDIR)$(PREFIX)/lib/libplume.so
 	install -m 755 $(BUILD)/plume.so $(DESTDIR)$(PREFIX)/lib/lua/5.4/plume.so
 	install -m 644 $(HEADERS) $(DESTDIR)$(PREFIX)/include/plume/
-	cd stdlib && find . -name '*.lua' -exec install -D -m 644 {} $(DESTDIR)$(PREFIX)/share/lua/5.4/{} \;
+	if [ -d stdlib ]; then cd stdlib && find . -name '*.lua' -exec install -D -m 644 {} $(DESTDIR)$(PREFIX)/share/lua/5.4/{} \; ; fi
 	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' scripts/plume.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/plume.pc
 
 clean:

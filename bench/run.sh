@@ -1,14 +1,21 @@
 #!/bin/sh
-# Run the benchmarks (built by `make bench` into $BUILD/bench). Each prints its measurements and the ratios
-# measured side by side in one run. Timings on a shared machine vary: each benchmark reports the best of
-# several repetitions.
+# run.sh -- run every benchmark (`make bench` builds bench/*.c into $BUILD/bench/ and calls this).
+# Each prints its own table of times and ratios, measured side by side in the same run.
 BUILD=${BUILD:-build}
-run() {
-    if [ -x "$BUILD/bench/$1" ]; then
-        echo "== $1"
-        "$BUILD/bench/$1" ${2:-}
-    fi
-}
-# the model compiler (issue 3): SV ssm vs hand-written C+GSL, 50-node compile time; FitzHugh-Nagumo EM
-run ssm_sv 5
-run sde_fhn 5
+set -e
+sh scripts/deps.sh bench || echo "bench: peers missing; their comparisons will be skipped"
+
+echo "== kalman: square-root Kalman filter vs a textbook C loop =="
+"$BUILD/bench/kalman"
+echo "== hmm_fb: HMM forward-backward / Viterbi, plume vs hand-written C =="
+"$BUILD/bench/hmm_fb"
+echo "== hmm_pomegranate: plume vs pomegranate 0.14.8 on the same HMM and data =="
+if /usr/bin/python3 -c "import pomegranate" 2>/dev/null; then
+    /usr/bin/python3 bench/hmm_pomegranate.py "$BUILD/bench/hmm_fb" 16 32 200000
+else
+    echo "skipped: python3-pomegranate is not installed"
+fi
+echo "== ssm_sv: stochastic-volatility ssm (compiled from Lua) vs hand-written C+GSL; 50-node compile time =="
+"$BUILD/bench/ssm_sv" 5
+echo "== sde_fhn: FitzHugh-Nagumo Euler-Maruyama (compiled from Lua) vs hand-written C+GSL =="
+"$BUILD/bench/sde_fhn" 5

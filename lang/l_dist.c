@@ -29,7 +29,7 @@ int plm_l_todistvalue(lua_State *L, int idx, const plm_dist *d, double *x)
         }
         if (lua_type(L, idx) != LUA_TNUMBER) return 0;
         x[0] = lua_tonumber(L, idx);
-        if (d->kind == PLM_DIST_CATEGORICAL) x[0] -= 1;
+        if (d->kind == PLM_DIST_CATEGORICAL) x[0] -= d->base;
         return 1;
     }
     {
@@ -65,7 +65,7 @@ void plm_l_pushdistvalue(lua_State *L, const plm_dist *d, const double *x)
             lua_rawseti(L, -2, i + 1);
         }
     } else if (d->kind == PLM_DIST_CATEGORICAL)
-        lua_pushinteger(L, (lua_Integer)x[0] + 1);
+        lua_pushinteger(L, (lua_Integer)x[0] + d->base);
     else if (info->discrete && fabs(x[0]) < 9e15)
         lua_pushinteger(L, (lua_Integer)x[0]);
     else
@@ -120,6 +120,22 @@ static int l_dist_new(lua_State *L)
     }
     }
     if (st) return plm_l_fail(L, &ctx);
+    plm_l_pushdist(L, d);
+    return 1;
+}
+
+/* plume.dist.categorical_logits(logits [, {base = 1}]): categorical from unnormalised log weights; base is the
+** label of the first category (0 for token ids). */
+static int l_categorical_logits(lua_State *L)
+{
+    plm_ctx ctx;
+    plm_dist *d;
+    size_t K;
+    double *v = plm_l_checkvec(L, 1, "categorical_logits", "logits", &K, 0);
+    lua_Integer base = plm_l_optint(L, lua_istable(L, 2) ? 2 : 0, "categorical_logits", "base", 1);
+    plm_ctx_clear(&ctx);
+    if (plm_dist_new_categorical_logits(&ctx, v, (int)K, &d)) return plm_l_fail(L, &ctx);
+    d->base = (int)base;
     plm_l_pushdist(L, d);
     return 1;
 }
@@ -201,7 +217,7 @@ static int push_moment(lua_State *L, int var)
     if (d->dim > 1 || d->kind == PLM_DIST_MVNORMAL || d->kind == PLM_DIST_DIRICHLET || d->kind == PLM_DIST_MULTINOMIAL)
         plm_l_pushvec(L, x, (size_t)d->dim);
     else
-        lua_pushnumber(L, (!var && d->kind == PLM_DIST_CATEGORICAL) ? x[0] + 1 : x[0]);
+        lua_pushnumber(L, (!var && d->kind == PLM_DIST_CATEGORICAL) ? x[0] + d->base : x[0]);
     return 1;
 }
 
@@ -358,6 +374,8 @@ void plm_l_open_dist(lua_State *L)
         lua_pushcclosure(L, l_dist_new, 1);
         lua_setfield(L, -2, plm_dist_info_of((plm_dist_kind)k)->name);
     }
+    lua_pushcfunction(L, l_categorical_logits);
+    lua_setfield(L, -2, "categorical_logits");
     lua_setfield(L, -2, "dist");
     lua_pushcfunction(L, l_seed);
     lua_setfield(L, -2, "seed");

@@ -11,7 +11,7 @@
 ** logit for unit and interval supports, with the Jacobian), its scale adapted per site during warm-up
 ** towards an acceptance rate of 0.44; mvnormal sites move jointly; discrete and simplex sites are
 ** re-drawn from their prior. */
-#include "lutil.h"
+#include "lmodel.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -20,26 +20,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#define PLM_L_HANDLE "plume.m"
-#define PLM_L_DRAWS "plume.draws"
 #define MAXDIM_STACK 64
 
-enum { EX_PRIOR, EX_REPLAY };
-
-typedef struct exec {
-    int mode;
-    plm_trace *tr;            /* being built */
-    const plm_trace *old;     /* EX_REPLAY: the values to reuse */
-    const char *target;       /* EX_REPLAY: the address whose value is proposed */
-    const double *target_val;
-    double fresh;             /* sum of log densities of latent values drawn fresh in this run */
-    plm_rng *rng;
-    plm_ctx ctx;
-} exec;
-
-typedef struct handle {
-    exec *ex;                 /* NULL outside a run */
-} handle;
+typedef plm_l_exec exec;
+typedef plm_l_handle handle;
 
 static exec *check_active(lua_State *L, const char *fn)
 {
@@ -72,7 +56,15 @@ static int l_m_sample(lua_State *L)
     double buf[MAXDIM_STACK], *x = d->dim <= MAXDIM_STACK ? buf : plm_l_scratch(L, (size_t)d->dim * sizeof(double));
     double lp = -INFINITY;
     int have = 0;
-    if (ex->mode == EX_REPLAY) {
+    if (ex->mode == EX_SMC && ex->checkpoints < ex->replay_until) {
+        /* a resampled copy re-running its parent's history: the parent's values, by address */
+        plm_site *s = plm_trace_find(ex->old, addr);
+        if (s && s->kind == PLM_SITE_LATENT && s->dim == d->dim) {
+            memcpy(x, s->value, (size_t)d->dim * sizeof *x);
+            lp = plm_dist_logpdf(d, x);
+            have = lp > -INFINITY;
+        }
+    } else if (ex->mode == EX_REPLAY) {
         if (ex->target && strcmp(addr, ex->target) == 0) {
             memcpy(x, ex->target_val, (size_t)d->dim * sizeof *x);
             lp = plm_dist_logpdf(d, x);
@@ -93,7 +85,27 @@ static int l_m_sample(lua_State *L)
     }
     add_site(L, ex, "m:sample", addr, PLM_SITE_LATENT, d, x, d->dim, lp);
     plm_l_pushdistvalue(L, d, x);
+    /* a distribution with a hook (an LM context's next-token distribution) learns the chosen value */
+    if (lua_getiuservalue(L, 3, 1) == LUA_TFUNCTION) {
+        lua_pushvalue(L, -2);
+        lua_call(L, 1, 0);
+    } else
+        lua_pop(L, 1);
     return 1;
+}
+
+/* Under the particle engines every observe and factor is a checkpoint: the particle hands control back to the
+** scheduler with the weight it gathered (unless it is silently replaying its parent's history). */
+static int checkpoint(lua_State *L, exec *ex, double logw)
+{
+    if (ex->mode != EX_SMC) return 0;
+    if (ex->checkpoints < ex->replay_until) {
+        ex->checkpoints++;
+        return 0;
+    }
+    ex->checkpoints++;
+    ex->step_logw += logw;
+    return lua_yield(L, 0);
 }
 
 /* m:observe(addr, dist, value) */
@@ -109,8 +121,17 @@ static int l_m_observe(lua_State *L)
         return luaL_error(L, "m:observe: value of '%s' must be a table of %d numbers", addr, d->dim);
     }
     /* outside the support the weight is -inf (never NaN); the engines deal with dead runs */
-    add_site(L, ex, "m:observe", addr, PLM_SITE_OBSERVED, d, x, d->dim, plm_dist_logpdf(d, x));
-    return 0;
+    {
+        double lp = plm_dist_logpdf(d, x);
+        add_site(L, ex, "m:observe", addr, PLM_SITE_OBSERVED, d, x, d->dim, lp);
+        /* a hooked distribution (an LM mask) learns the observed value too */
+        if (lua_getiuservalue(L, 3, 1) == LUA_TFUNCTION) {
+            lua_pushvalue(L, 4);
+            lua_call(L, 1, 0);
+        } else
+            lua_pop(L, 1);
+        return checkpoint(L, ex, lp);
+    }
 }
 
 /* m:factor(logw) */
@@ -121,7 +142,7 @@ static int l_m_factor(lua_State *L)
     if (isnan(w)) return luaL_error(L, "m:factor: log weight is NaN");
     if (w == INFINITY) return luaL_error(L, "m:factor: log weight is +inf");
     ex->tr->loglik += w;
-    return 0;
+    return checkpoint(L, ex, w);
 }
 
 /* m:deterministic(addr, value) -> value */
@@ -163,8 +184,9 @@ typedef struct program {
     int nargs;
 } program;
 
-/* Run the program once under ex. Errors from the program are re-raised after the handle is disarmed. */
-static void run(lua_State *L, const program *pg, exec *ex)
+/* Run the program once under ex. Errors from the program are re-raised after the handle is disarmed.
+** With keep, the program's first return value is left on the stack. */
+static void run_keep(lua_State *L, const program *pg, exec *ex, int keep)
 {
     handle *h = lua_touserdata(L, pg->handle);
     int i, st;
@@ -174,9 +196,14 @@ static void run(lua_State *L, const program *pg, exec *ex)
     lua_pushvalue(L, pg->handle);
     for (i = 0; i < pg->nargs; i++) lua_pushvalue(L, pg->args + i);
     h->ex = ex;
-    st = lua_pcall(L, 1 + pg->nargs, 0, 0);
+    st = lua_pcall(L, 1 + pg->nargs, keep ? 1 : 0, 0);
     h->ex = NULL;
     if (st != LUA_OK) lua_error(L);
+}
+
+static void run(lua_State *L, const program *pg, exec *ex)
+{
+    run_keep(L, pg, ex, 0);
 }
 
 /* ---- transforms for random-walk proposals ---- */
@@ -291,17 +318,25 @@ static adapt_table *new_adapt_table(lua_State *L)
 
 /* ---- recording draws ---- */
 
-typedef struct recorder {
+struct plm_l_recorder {
     plm_draws *D;
+    FILE *out;          /* `output` option: draws are appended here as they are produced */
+    char *out_path;
+    int out_cols;       /* columns in the header written; -1 before the first draw */
     int *col;           /* cached column of trace position i, or -1 */
     const char **name;  /* address the cache was made for */
     double *row;
     int cap, rowcap;
-} recorder;
+};
+typedef plm_l_recorder recorder;
 
 static int rec_gc(lua_State *L)
 {
     recorder *r = lua_touserdata(L, 1);
+    if (r->out) fclose(r->out);
+    r->out = NULL;
+    free(r->out_path);
+    r->out_path = NULL;
     free(r->col);
     free(r->name);
     free(r->row);
@@ -311,17 +346,46 @@ static int rec_gc(lua_State *L)
     return 0;
 }
 
-static recorder *new_recorder(lua_State *L, plm_draws *D)
+plm_l_recorder *plm_l_newrecorder(lua_State *L, plm_draws *D)
 {
     recorder *r = lua_newuserdatauv(L, sizeof *r, 0);
     memset(r, 0, sizeof *r);
     r->D = D;
+    r->out_cols = -1;
     if (luaL_newmetatable(L, "plume.recorder")) {
         lua_pushcfunction(L, rec_gc);
         lua_setfield(L, -2, "__gc");
     }
     lua_setmetatable(L, -2);
     return r;
+}
+
+void plm_l_recorder_output(lua_State *L, plm_l_recorder *r, const char *path, const char *fn)
+{
+    if (!path) return;
+    if (!(r->out = fopen(path, "w"))) luaL_error(L, "%s: cannot open '%s' for writing", fn, path);
+    if (!(r->out_path = strdup(path))) luaL_error(L, "%s: out of memory", fn);
+    r->out_cols = -1;
+}
+
+void plm_l_recorder_close(lua_State *L, plm_l_recorder *r, const char *fn)
+{
+    plm_ctx ctx;
+    if (!r->out) return;
+    plm_ctx_clear(&ctx);
+    if (r->out_cols != plm_draws_ncols(r->D)) {
+        /* the columns grew after the header was written: write the whole table again */
+        if (!freopen(r->out_path, "w", r->out)) {
+            r->out = NULL;
+            luaL_error(L, "%s: cannot rewrite '%s'", fn, r->out_path);
+        }
+        plm_draws_write_csv(&ctx, r->D, r->out);
+    }
+    if (fclose(r->out) != 0) {
+        r->out = NULL;
+        luaL_error(L, "%s: could not finish writing '%s'", fn, r->out_path);
+    }
+    r->out = NULL;
 }
 
 static int column_for(lua_State *L, recorder *r, const char *addr, int i, int dim)
@@ -336,7 +400,7 @@ static int column_for(lua_State *L, recorder *r, const char *addr, int i, int di
 }
 
 /* Append the latent and deterministic values of tr as one draw of chain. */
-static void record(lua_State *L, recorder *r, const plm_trace *tr, int chain, double lw)
+void plm_l_record(lua_State *L, recorder *r, const plm_trace *tr, int chain, double lw)
 {
     plm_ctx ctx;
     size_t i;
@@ -382,7 +446,7 @@ static void record(lua_State *L, recorder *r, const plm_trace *tr, int chain, do
             {
                 const plm_dist *d = s->dist;
                 double v = s->value[j];
-                if (d && d->kind == PLM_DIST_CATEGORICAL) v += 1;   /* 1-based in outputs, as in Lua */
+                if (d && d->kind == PLM_DIST_CATEGORICAL) v += d->base;   /* labels as Lua shows them */
                 r->row[c] = v;
             }
         }
@@ -398,15 +462,21 @@ static void record(lua_State *L, recorder *r, const plm_trace *tr, int chain, do
         }
         if (plm_draws_push(&ctx, r->D, chain, r->row, nc, lw)) plm_l_fail(L, &ctx);
         for (k = 0; k < nc; k++) r->row[k] = NAN;
+        if (r->out) {
+            /* a site first seen now cannot join a header already written: plm_l_recorder_close rewrites */
+            if (r->out_cols < 0) {
+                plm_draws_csv_header(r->D, r->out);
+                r->out_cols = nc;
+            }
+            if (nc == r->out_cols) plm_draws_csv_row(r->D, r->out, chain, plm_draws_len(r->D, chain) - 1);
+            fflush(r->out);
+        }
     }
 }
 
 /* ---- progress ---- */
 
-typedef struct progress {
-    int on;
-    double last, start;
-} progress;
+typedef plm_l_progress progress;
 
 static double now(void)
 {
@@ -415,7 +485,7 @@ static double now(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-static void progress_show(progress *p, const char *what, int chain, int nchains, long it, long total, int warm)
+void plm_l_progress_show(progress *p, const char *what, int chain, int nchains, long it, long total, int warm)
 {
     double t;
     if (!p->on) return;
@@ -427,7 +497,7 @@ static void progress_show(progress *p, const char *what, int chain, int nchains,
     fflush(stderr);
 }
 
-static void progress_end(progress *p)
+void plm_l_progress_end(progress *p)
 {
     if (p->on && p->last > 0) {
         fputs("\r\033[K", stderr);
@@ -435,24 +505,53 @@ static void progress_end(progress *p)
     }
 }
 
-static void check_interrupt(lua_State *L)
+void plm_l_progress_start(progress *p, int on)
+{
+    p->on = on && isatty(2);
+    p->last = 0;
+    p->start = now();
+}
+
+void plm_l_check_interrupt(lua_State *L, const char *fn)
 {
     if (plm_interrupted()) {
         plm_interrupt_clear();
-        luaL_error(L, "plume.infer: interrupted");
+        luaL_error(L, "%s: interrupted", fn);
     }
+}
+
+int plm_l_quiet_default(lua_State *L)
+{
+    int q = 0;
+    lua_getglobal(L, "plume");
+    if (lua_type(L, -1) == LUA_TTABLE) {
+        lua_getfield(L, -1, "quiet");
+        q = lua_toboolean(L, -1);
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+    return q;
+}
+
+plm_l_handle *plm_l_newhandle(lua_State *L)
+{
+    handle *h = lua_newuserdatauv(L, sizeof *h, 1);
+    h->ex = NULL;
+    luaL_setmetatable(L, PLM_L_HANDLE);
+    return h;
 }
 
 /* ---- engines ---- */
 
 typedef struct options {
     const char *method;
+    const char *output;
     long samples, warmup;
     int chains, threads, quiet;
     unsigned long long seed;
 } options;
 
-static void push_draws(lua_State *L, plm_draws *D)
+void plm_l_pushdraws(lua_State *L, plm_draws *D)
 {
     plm_l_pushobj(L, D, PLM_L_DRAWS);
 }
@@ -466,36 +565,42 @@ static int engine_independent(lua_State *L, const program *pg, const options *o,
     recorder *rec;
     exec ex;
     plm_rng rng;
-    progress pr = {0, 0, now()};
+    progress pr;
     double *lw, mx = -INFINITY;
     long i, alive = 0;
     plm_ctx_clear(&ctx);
-    pr.on = !o->quiet && isatty(2);
+    plm_l_progress_start(&pr, !o->quiet);
     if (plm_draws_new(&ctx, 1, &D) || plm_trace_new(&ctx, &tr)) return plm_l_fail(L, &ctx);
     plm_draws_set_weighted(D, weighted);
-    push_draws(L, D);
-    rec = new_recorder(L, D);
+    plm_l_pushdraws(L, D);
+    rec = plm_l_newrecorder(L, D);
+    plm_l_recorder_output(L, rec, o->output, "plume.infer");
     lw = plm_l_scratch(L, (size_t)o->samples * sizeof *lw);
+    lua_createtable(L, (int)(o->samples < 1000000 ? o->samples : 1000000), 0);   /* return values */
     memset(&ex, 0, sizeof ex);
     ex.mode = EX_PRIOR;
     ex.tr = tr;
     ex.rng = &rng;
     for (i = 0; i < o->samples; i++) {
         plm_rng_init(&rng, o->seed, (uint64_t)i);
-        run(L, pg, &ex);
+        run_keep(L, pg, &ex, 1);
+        lua_rawseti(L, -2, i + 1);
         lw[i] = weighted ? tr->loglik : 0;
         if (lw[i] > -INFINITY) alive++;
         if (lw[i] > mx) mx = lw[i];
-        record(L, rec, tr, 0, lw[i]);
-        if ((i & 255) == 0) check_interrupt(L), progress_show(&pr, weighted ? "is" : "prior", 0, 1, i, o->samples, 0);
+        plm_l_record(L, rec, tr, 0, lw[i]);
+        if ((i & 255) == 0) plm_l_check_interrupt(L, "plume.infer"), plm_l_progress_show(&pr, weighted ? "is" : "prior", 0, 1, i, o->samples, 0);
     }
-    progress_end(&pr);
+    plm_l_progress_end(&pr);
+    plm_l_recorder_close(L, rec, "plume.infer");
     if (weighted && alive == 0)
         return luaL_error(L, "plume.infer: every one of the %d samples has weight -inf "
                              "(the observations are impossible under the prior?)", (int)o->samples);
-    lua_pop(L, 2);   /* lw, rec; the draws stay */
-    lua_newtable(L);
+    lua_newtable(L);                  /* draws, rec, lw, values, result */
     lua_insert(L, -2);
+    lua_setfield(L, -2, "values");
+    lua_insert(L, -4);                /* result, draws, rec, lw */
+    lua_pop(L, 2);
     lua_setfield(L, -2, "_draws");
     if (weighted) {
         lua_pushnumber(L, plm_logsumexp(lw, (size_t)o->samples) - log((double)o->samples));
@@ -538,14 +643,15 @@ static int engine_mh(lua_State *L, const program *pg, const options *o)
     recorder *rec;
     exec ex;
     plm_rng rng;
-    progress pr = {0, 0, now()};
+    progress pr;
     double *accept_rate;
     int c;
     plm_ctx_clear(&ctx);
-    pr.on = !o->quiet && isatty(2);
+    plm_l_progress_start(&pr, !o->quiet);
     if (plm_draws_new(&ctx, o->chains, &D)) return plm_l_fail(L, &ctx);
-    push_draws(L, D);
-    rec = new_recorder(L, D);
+    plm_l_pushdraws(L, D);
+    rec = plm_l_newrecorder(L, D);
+    plm_l_recorder_output(L, rec, o->output, "plume.infer");
     accept_rate = plm_l_scratch(L, (size_t)o->chains * sizeof(double));
     for (c = 0; c < o->chains; c++) {
         adapt_table *at = new_adapt_table(L);
@@ -628,16 +734,17 @@ static int engine_mh(lua_State *L, const program *pg, const options *o)
                     prop = t;
                 }
             }
-            if (!warm) record(L, rec, tr, c, 0);
+            if (!warm) plm_l_record(L, rec, tr, c, 0);
             if ((it & 63) == 0) {
-                check_interrupt(L);
-                progress_show(&pr, "mh", c, o->chains, it, total, warm);
+                plm_l_check_interrupt(L, "plume.infer");
+                plm_l_progress_show(&pr, "mh", c, o->chains, it, total, warm);
             }
         }
         accept_rate[c] = nprop ? nacc / (double)nprop : NAN;
         lua_pop(L, 1);   /* adaptation table */
     }
-    progress_end(&pr);
+    plm_l_progress_end(&pr);
+    plm_l_recorder_close(L, rec, "plume.infer");
     lua_newtable(L);
     lua_pushvalue(L, -4);
     lua_setfield(L, -2, "_draws");
@@ -650,7 +757,7 @@ static int engine_mh(lua_State *L, const program *pg, const options *o)
     return 1;
 }
 
-static const char *const option_names[] = {"method", "samples", "warmup", "chains", "seed", "threads", "quiet", NULL};
+static const char *const option_names[] = {"method", "samples", "warmup", "chains", "seed", "threads", "quiet", "output", NULL};
 
 static void check_option_names(lua_State *L, int opts, const char *fn)
 {
@@ -662,7 +769,7 @@ static void check_option_names(lua_State *L, int opts, const char *fn)
             const char *k = lua_tostring(L, -2);
             for (i = 0; option_names[i]; i++)
                 if (strcmp(k, option_names[i]) == 0) ok = 1;
-            if (!ok) luaL_error(L, "%s: unknown option '%s' (options: method, samples, warmup, chains, seed, threads, quiet)", fn, k);
+            if (!ok) luaL_error(L, "%s: unknown option '%s' (options: method, samples, warmup, chains, seed, threads, quiet, output)", fn, k);
         } else
             luaL_error(L, "%s: options must be a table with string keys", fn);
         lua_pop(L, 1);
@@ -676,7 +783,6 @@ static int l_run(lua_State *L)
     program pg;
     options o;
     int opts, nargs, quiet_default = 0;
-    handle *h;
     luaL_checktype(L, 1, LUA_TFUNCTION);
     nargs = (int)luaL_checkinteger(L, 3);
     lua_settop(L, 3 + nargs);
@@ -685,13 +791,7 @@ static int l_run(lua_State *L)
         return luaL_error(L, "%s: options must be a table (got %s)", fn, luaL_typename(L, opts));
     if (lua_isnoneornil(L, opts)) opts = 0;
     check_option_names(L, opts, fn);
-    lua_getglobal(L, "plume");
-    if (lua_type(L, -1) == LUA_TTABLE) {
-        lua_getfield(L, -1, "quiet");
-        quiet_default = lua_toboolean(L, -1);
-        lua_pop(L, 1);
-    }
-    lua_pop(L, 1);
+    quiet_default = plm_l_quiet_default(L);
     o.method = plm_l_optstr(L, opts, fn, "method", "mh");
     o.samples = (long)plm_l_optint(L, opts, fn, "samples", 1000);
     o.warmup = (long)plm_l_optint(L, opts, fn, "warmup", o.samples);
@@ -699,6 +799,7 @@ static int l_run(lua_State *L)
     o.threads = plm_l_threads(L, opts, fn);
     o.quiet = plm_l_optbool(L, opts, fn, "quiet", quiet_default);
     o.seed = plm_l_seed(L, opts, fn);
+    o.output = plm_l_optstr(L, opts, fn, "output", NULL);
     if (o.samples < 1 || o.samples > 100000000) return luaL_error(L, "%s: option 'samples' must be in 1..1e8 (got %I)", fn, (lua_Integer)o.samples);
     if (o.warmup < 0) return luaL_error(L, "%s: option 'warmup' must be >= 0 (got %I)", fn, (lua_Integer)o.warmup);
     if (o.chains < 1 || o.chains > 1024) return luaL_error(L, "%s: option 'chains' must be in 1..1024 (got %d)", fn, o.chains);
@@ -706,9 +807,7 @@ static int l_run(lua_State *L)
     pg.fn = 1;
     pg.args = 4;
     pg.nargs = nargs;
-    h = lua_newuserdatauv(L, sizeof *h, 0);
-    h->ex = NULL;
-    luaL_setmetatable(L, PLM_L_HANDLE);
+    plm_l_newhandle(L);
     pg.handle = lua_gettop(L);
     plm_interrupt_clear();
     if (strcmp(o.method, "mh") == 0) engine_mh(L, &pg, &o);

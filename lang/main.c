@@ -185,7 +185,7 @@ static void repl(lua_State *L)
     char *line;
     if (home) {
         snprintf(history_path, sizeof history_path, "%s/.plume_history", home);
-        read_history(history_path);
+        if (read_history(history_path) != 0) write_history(history_path);   /* append_history needs the file */
     }
     rl_catch_signals = 0;
     printf("plume %s (Lua 5.4) -- Ctrl-D to quit, Ctrl-C stops a running command\n", PLUME_VERSION);

@@ -112,6 +112,7 @@ static plm_dist *alloc_dist(plm_dist_kind kind, int dim, int K)
     d->kind = kind;
     d->dim = dim;
     d->K = K;
+    d->base = 1;
     return d;
 }
 
@@ -153,6 +154,31 @@ plm_status plm_dist_new_categorical(plm_ctx *ctx, const double *probs, int K, pl
     for (i = 0; i < K; i++) {
         d->v[i] = probs[i];
         d->aux[i] = log(probs[i]);
+    }
+    *out = d;
+    return PLM_OK;
+}
+
+plm_status plm_dist_new_categorical_logits(plm_ctx *ctx, const double *logits, int K, plm_dist **out)
+{
+    plm_dist *d;
+    double m = -INFINITY, s = 0, lse;
+    int i;
+    if (K < 1) return plm_fail(ctx, PLM_EINVAL, "categorical: logits must have at least one entry");
+    for (i = 0; i < K; i++) {
+        if (isnan(logits[i]) || logits[i] == INFINITY)
+            return plm_fail(ctx, PLM_EINVAL, "categorical: logits[%d] must be finite or -inf (got %g)", i + 1, logits[i]);
+        if (logits[i] > m) m = logits[i];
+    }
+    if (m == -INFINITY) return plm_fail(ctx, PLM_EINVAL, "categorical: every logit is -inf (no category is possible)");
+    for (i = 0; i < K; i++) s += exp(logits[i] - m);
+    lse = m + log(s);
+    if (!(d = alloc_dist(PLM_DIST_CATEGORICAL, 1, K)) || !(d->v = plm_gc_alloc_atomic((size_t)K * sizeof(double)))
+        || !(d->aux = plm_gc_alloc_atomic((size_t)K * sizeof(double))))
+        return plm_fail(ctx, PLM_ENOMEM, "out of memory");
+    for (i = 0; i < K; i++) {
+        d->aux[i] = logits[i] - lse;
+        d->v[i] = exp(d->aux[i]);
     }
     *out = d;
     return PLM_OK;

@@ -66,6 +66,8 @@ typedef struct plm_dist {
     double *v;      /* probs (categorical, multinomial), alpha (dirichlet), mu (mvnormal) */
     double *aux;    /* categorical: log probs; mvnormal: lower Cholesky factor of Sigma, K*K row-major */
     double c;       /* mvnormal: -K/2 log(2 pi) - log det L; dirichlet: log normaliser */
+    int base;       /* categorical: the label front ends show for category 0 (1 in Lua, 0 for token ids);
+                    ** C values are always 0..K-1 */
 } plm_dist;
 
 /* Descriptor of a kind; plm_dist_kind_by_name returns -1 for an unknown name. */
@@ -80,6 +82,9 @@ plm_status plm_dist_check(plm_ctx *ctx, plm_dist_kind kind, const double *p);
 plm_status plm_dist_new(plm_ctx *ctx, plm_dist_kind kind, const double *p, plm_dist **out);
 /* probs must be >= 0 and sum to 1 within 1e-9 */
 plm_status plm_dist_new_categorical(plm_ctx *ctx, const double *probs, int K, plm_dist **out);
+/* categorical from unnormalised log weights (logits); -inf entries are impossible categories. PLM_EINVAL
+** on NaN or +inf, or when every entry is -inf. */
+plm_status plm_dist_new_categorical_logits(plm_ctx *ctx, const double *logits, int K, plm_dist **out);
 plm_status plm_dist_new_dirichlet(plm_ctx *ctx, const double *alpha, int K, plm_dist **out);
 plm_status plm_dist_new_multinomial(plm_ctx *ctx, double n, const double *probs, int K, plm_dist **out);
 /* Sigma is K*K row-major, symmetric positive definite */

@@ -152,27 +152,37 @@ static void put_num(FILE *f, double v)
     if (!isnan(v)) fprintf(f, "%.17g", v);
 }
 
-plm_status plm_draws_write_csv(plm_ctx *ctx, const plm_draws *D, FILE *f)
+void plm_draws_csv_header(const plm_draws *D, FILE *f)
 {
-    int c, j;
-    size_t i;
+    int j;
     fputs("chain,draw", f);
     for (j = 0; j < D->ncols; j++) fprintf(f, ",%s", D->cols[j].name);
     if (D->weighted) fputs(",log_weight", f);
     fputc('\n', f);
+}
+
+void plm_draws_csv_row(const plm_draws *D, FILE *f, int chain, size_t i)
+{
+    int j;
+    fprintf(f, "%d,%zu", chain + 1, i + 1);
+    for (j = 0; j < D->ncols; j++) {
+        fputc(',', f);
+        put_num(f, D->cols[j].chain[chain][i]);
+    }
+    if (D->weighted) {
+        fputc(',', f);
+        put_num(f, D->logw[chain][i]);
+    }
+    fputc('\n', f);
+}
+
+plm_status plm_draws_write_csv(plm_ctx *ctx, const plm_draws *D, FILE *f)
+{
+    int c;
+    size_t i;
+    plm_draws_csv_header(D, f);
     for (c = 0; c < D->nchains; c++)
-        for (i = 0; i < D->len[c]; i++) {
-            fprintf(f, "%d,%zu", c + 1, i + 1);
-            for (j = 0; j < D->ncols; j++) {
-                fputc(',', f);
-                put_num(f, D->cols[j].chain[c][i]);
-            }
-            if (D->weighted) {
-                fputc(',', f);
-                put_num(f, D->logw[c][i]);
-            }
-            fputc('\n', f);
-        }
+        for (i = 0; i < D->len[c]; i++) plm_draws_csv_row(D, f, c, i);
     if (ferror(f)) return plm_fail(ctx, PLM_EIO, "write_csv: write failed");
     return PLM_OK;
 }

@@ -38,6 +38,9 @@ plm_status plm_draws_summary(plm_ctx *ctx, const plm_draws *D, int col, plm_summ
 /* CSV: header "chain,draw,<columns>[,log_weight]", then one row per draw in chain order, numbers as %.17g
 ** (NaN written as empty). JSON: {"columns": [...], "chains": [{"<col>": [...], ...}, ...]}. */
 plm_status plm_draws_write_csv(plm_ctx *ctx, const plm_draws *D, FILE *f);
+/* The pieces, for writing draws as they are produced: the header of the current columns, and draw i of chain. */
+void plm_draws_csv_header(const plm_draws *D, FILE *f);
+void plm_draws_csv_row(const plm_draws *D, FILE *f, int chain, size_t i);
 plm_status plm_draws_write_json(plm_ctx *ctx, const plm_draws *D, FILE *f);
 
 #endif

@@ -1,7 +1,10 @@
 #!/bin/sh
 # Install the Debian packages plume needs. As root: apt-get installs what is missing. Otherwise: print the
 # exact command and stop, so nothing half-builds.
-PKGS="gcc make pkg-config liblua5.4-dev libgsl-dev libgc-dev libffi-dev libreadline-dev tmux"
+PKGS="gcc make pkg-config lua5.4 liblua5.4-dev libgsl-dev libgc-dev libffi-dev libreadline-dev tmux"
+# Peers that only the benchmarks run (`sh scripts/deps.sh bench`, called by bench/run.sh).
+BENCH_PKGS="python3-pomegranate"
+[ "$1" = bench ] && PKGS="$PKGS $BENCH_PKGS"
 missing=""
 for p in $PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

@@ -27,7 +27,7 @@ run_one() {  # name, command...
 for t in "$BUILD"/tests/test_*; do
     [ -x "$t" ] && run_one "$(basename "$t")" "$t"
 done
-for t in tests/lua/*.lua; do
+for t in tests/lua/test_*.lua; do
     [ -f "$t" ] && run_one "$t" "$PLUME" --quiet "$t"
 done
 for t in tests/cli/*.sh; do

@@ -217,3 +217,23 @@ T.test("write_json_is_valid_enough_to_read_back", function()
   for _ in s:gmatch("0%.%d+") do n = n + 1 end
   T.eq(n, 40, "40 numbers")
 end)
+
+T.test("output_option_writes_draws_as_they_are_produced", function()
+  local path, path2 = os.tmpname(), os.tmpname()
+  local post = plume.infer(coin, flips, { samples = 300, chains = 2, seed = 5, output = path })
+  post:write_csv(path2)
+  local a, b = io.open(path):read("a"), io.open(path2):read("a")
+  T.ok(a == b, "the streamed file equals write_csv")
+  -- a run that fails part-way keeps what it produced
+  local runs = 0
+  local flaky = plume.model(function(m)
+    runs = runs + 1
+    if runs > 150 then error("power cut") end
+    m:sample("p", D.beta(2, 2))
+  end)
+  T.raises(function() plume.infer(flaky, nil, { method = "prior", samples = 1000, seed = 1, output = path }) end, "power cut")
+  local n = 0
+  for _ in io.lines(path) do n = n + 1 end
+  T.eq(n, 151, "header and the 150 draws made before the failure")
+  os.remove(path); os.remove(path2)
+end)

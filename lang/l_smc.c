@@ -1,0 +1,735 @@
+/* l_smc.c -- sequential Monte Carlo over model programs: plume.smc(model, args, opts).
+**
+** Each particle runs the program as a Lua coroutine. Every m:observe and m:factor is a checkpoint: the
+** particle yields to the scheduler with the weight it gathered, and once every live particle has reached its
+** next checkpoint (or finished) the scheduler resamples when the effective sample size is low. Expensive
+** requests a particle makes on the way (an LM's next-token distribution) are yielded too, through
+** plume._request(fn, req): the scheduler collects all pending requests of one kind and serves them with a
+** single call fn({req1, req2, ...}), so a language model decodes every particle's next token in one batch.
+**
+** A running coroutine cannot be copied, so a resampled particle that needs a second copy gets a new coroutine
+** that re-runs the program silently up to its parent's checkpoint, reusing the parent's choices by address
+** (requests on the way are served again; LM backends answer them from their prefix cache). The first copy of
+** each parent simply keeps the parent's coroutine. "steer" (SMC steering, Lew et al. 2023) extends every
+** particle K ways and keeps N of the N*K with the unbiased without-replacement resampling of Fearnhead and
+** Clifford (2003). */
+#include "lmodel.h"
+
+#include <limits.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char request_tag = 'R';   /* its address marks a yield that carries a request */
+#define SMC_FLAG "plume.smc.active"
+
+enum { P_RUN, P_CHECK, P_PENDING, P_DONE, P_DEAD };
+
+typedef struct particle {
+    plm_l_exec ex;
+    plm_rng rng;
+    double logw;      /* log weight since the last resampling */
+    int state;
+    int narg;         /* values to pass at the next resume */
+} particle;
+
+/* The population lives in GC memory (it points at traces), rooted while the engine runs; the Lua side keeps
+** coroutines and handles in tables at fixed stack slots, indexed like the particles. */
+typedef struct engine {
+    lua_State *L;
+    int fn, args, nargs;      /* stack slots of the model function and its arguments */
+    int cos, handles, vals;   /* stack slots of tables: coroutines, handles, return values */
+    int reqs;                 /* table: pending request per particle */
+    int objs;                 /* table: per particle, the objects it registered (plume._smc_register) */
+    int adopt;                /* table: per particle, snapshots its replay adopts in order (plume._smc_adopt) */
+    particle *p;
+    int n, cap;
+    long root;
+    uint64_t seed, next_stream;
+} engine;
+
+static particle *grow(engine *E, int need)
+{
+    if (need > E->cap) {
+        int nc = need * 2;
+        particle *np = plm_gc_alloc((size_t)nc * sizeof *np);
+        long nr;
+        if (!np) return luaL_error(E->L, "plume.smc: out of memory"), NULL;
+        if (E->p) memcpy(np, E->p, (size_t)E->n * sizeof *np);
+        nr = plm_root(np);
+        if (E->root) plm_unroot(E->root);
+        E->root = nr;
+        E->p = np;
+        E->cap = nc;
+        /* the moved particles' handles and rng pointers must follow them */
+        for (int i = 0; i < E->n; i++) {
+            E->p[i].ex.rng = &E->p[i].rng;
+            E->p[i].rng.gsl.state = E->p[i].rng.s;
+            lua_rawgeti(E->L, E->handles, i + 1);
+            ((plm_l_handle *)lua_touserdata(E->L, -1))->ex = &E->p[i].ex;
+            lua_pop(E->L, 1);
+        }
+    }
+    return E->p;
+}
+
+/* Stateful objects a particle created (LM contexts) cannot be rebuilt by replay alone without redoing their
+** work: a copy asks each of its parent's registered objects for a snapshot (metamethod __plume_fork), and
+** its replay adopts them in creation order instead of making new ones. */
+static void fork_objects(engine *E, int i, int parent_objs)
+{
+    lua_State *L = E->L;
+    lua_Integer k, n;
+    lua_newtable(L);
+    if (parent_objs) {
+        n = luaL_len(L, parent_objs);
+        for (k = 1; k <= n; k++) {
+            lua_rawgeti(L, parent_objs, k);
+            if (luaL_getmetafield(L, -1, "__plume_fork") != LUA_TNIL) {
+                lua_insert(L, -2);
+                lua_call(L, 1, 1);
+                lua_rawseti(L, -2, (lua_Integer)luaL_len(L, -2) + 1);
+            } else
+                lua_pop(L, 1);
+        }
+    }
+    lua_rawseti(L, E->adopt, i + 1);
+    lua_newtable(L);
+    lua_rawseti(L, E->objs, i + 1);
+}
+
+/* A particle that leaves the population releases what its objects hold (an LM context's KV sequence) at once,
+** through their __plume_close metamethod, rather than whenever the garbage collector runs. */
+static void close_objects(lua_State *L, int objs, int i)
+{
+    lua_Integer k, n;
+    if (lua_rawgeti(L, objs, i + 1) != LUA_TTABLE) {
+        lua_pop(L, 1);
+        return;
+    }
+    n = luaL_len(L, -1);
+    for (k = 1; k <= n; k++) {
+        lua_rawgeti(L, -1, k);
+        if (luaL_getmetafield(L, -1, "__plume_close") != LUA_TNIL) {
+            lua_insert(L, -2);
+            lua_call(L, 1, 0);
+        } else
+            lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+}
+
+/* Create particle slot i: a new coroutine that will run the program, replaying `parent` (a trace) up to
+** `replay` checkpoints; parent_objs is the stack slot of the parent's registered objects (0: none). */
+static void spawn(engine *E, int i, const plm_trace *parent, int replay, double logw, int parent_objs)
+{
+    lua_State *L = E->L, *co;
+    particle *p = &E->p[i];
+    plm_l_handle *h;
+    plm_ctx ctx;
+    int k;
+    memset(p, 0, sizeof *p);
+    plm_ctx_clear(&ctx);
+    if (plm_trace_new(&ctx, &p->ex.tr)) plm_l_fail(L, &ctx);
+    plm_rng_init(&p->rng, E->seed, E->next_stream++);
+    p->ex.rng = &p->rng;
+    p->ex.mode = EX_SMC;
+    p->ex.old = parent;
+    p->ex.replay_until = replay;
+    p->logw = logw;
+    p->state = P_RUN;
+    co = lua_newthread(L);
+    lua_rawseti(L, E->cos, i + 1);
+    h = plm_l_newhandle(L);
+    h->ex = &p->ex;
+    lua_pushvalue(L, -1);
+    lua_rawseti(L, E->handles, i + 1);
+    lua_rawgeti(L, E->cos, i + 1);
+    co = lua_tothread(L, -1);
+    lua_pop(L, 1);
+    lua_pushvalue(L, E->fn);
+    lua_insert(L, -2);              /* fn, handle */
+    for (k = 0; k < E->nargs; k++) lua_pushvalue(L, E->args + k);
+    lua_xmove(L, co, 2 + E->nargs);
+    p->narg = 1 + E->nargs;
+    lua_pushnil(L);
+    lua_rawseti(L, E->vals, i + 1);
+    fork_objects(E, i, parent_objs);
+}
+
+/* Resume particle i once; classify how it stopped. */
+static void step_one(engine *E, int i)
+{
+    lua_State *L = E->L, *co;
+    particle *p = &E->p[i];
+    int nres = 0, st;
+    lua_rawgeti(L, E->cos, i + 1);
+    co = lua_tothread(L, -1);
+    lua_pop(L, 1);
+    p->ex.step_logw = 0;
+    lua_rawgeti(L, E->objs, i + 1);
+    lua_setfield(L, LUA_REGISTRYINDEX, "plume.smc.objs");
+    lua_rawgeti(L, E->adopt, i + 1);
+    lua_setfield(L, LUA_REGISTRYINDEX, "plume.smc.adopt");
+    st = lua_resume(co, L, p->narg, &nres);
+    lua_pushnil(L);
+    lua_setfield(L, LUA_REGISTRYINDEX, "plume.smc.objs");
+    lua_pushnil(L);
+    lua_setfield(L, LUA_REGISTRYINDEX, "plume.smc.adopt");
+    p->narg = 0;
+    if (st == LUA_YIELD) {
+        if (nres == 3 && lua_touserdata(co, -3) == &request_tag) {
+            /* {fn, req} kept for the batch */
+            lua_createtable(L, 2, 0);
+            lua_xmove(co, L, 2);
+            lua_rawseti(L, -3, 2);
+            lua_rawseti(L, -2, 1);
+            lua_rawseti(L, E->reqs, i + 1);
+            lua_pop(co, 1);
+            p->state = P_PENDING;
+            return;
+        }
+        lua_pop(co, nres);
+        p->logw += p->ex.step_logw;
+        p->state = p->logw == -INFINITY ? P_DEAD : P_CHECK;
+        return;
+    }
+    if (st == LUA_OK) {
+        if (nres > 0) {
+            lua_xmove(co, L, 1);
+            lua_rawseti(L, E->vals, i + 1);
+            lua_pop(co, nres - 1);
+        }
+        p->logw += p->ex.step_logw;
+        p->state = p->logw == -INFINITY ? P_DEAD : P_DONE;
+        return;
+    }
+    /* an error in the program: re-raise its message (it carries the program's file:line) */
+    lua_xmove(co, L, 1);
+    lua_error(L);
+}
+
+/* Serve pending requests in batches: one call per distinct request function. */
+static void serve(engine *E)
+{
+    lua_State *L = E->L;
+    int i, j;
+    for (i = 0; i < E->n; i++) {
+        int nb = 0, *idx;
+        if (E->p[i].state != P_PENDING) continue;
+        idx = plm_l_scratch(L, (size_t)E->n * sizeof *idx);   /* slot -1 */
+        lua_rawgeti(L, E->reqs, i + 1);
+        lua_rawgeti(L, -1, 1);                                  /* fn */
+        lua_remove(L, -2);
+        lua_newtable(L);                                        /* the batch */
+        for (j = i; j < E->n; j++) {
+            if (E->p[j].state != P_PENDING) continue;
+            lua_rawgeti(L, E->reqs, j + 1);
+            lua_rawgeti(L, -1, 1);
+            if (!lua_rawequal(L, -1, -4)) {
+                lua_pop(L, 2);
+                continue;
+            }
+            lua_rawgeti(L, -2, 2);
+            lua_rawseti(L, -4, nb + 1);
+            lua_pop(L, 2);
+            idx[nb++] = j;
+        }
+        lua_call(L, 1, 1);                                      /* results = fn(batch) */
+        if (!lua_istable(L, -1)) luaL_error(L, "plume.smc: a request handler returned %s, not a table of results", luaL_typename(L, -1));
+        for (j = 0; j < nb; j++) {
+            lua_State *co;
+            lua_rawgeti(L, E->cos, idx[j] + 1);
+            co = lua_tothread(L, -1);
+            lua_pop(L, 1);
+            lua_rawgeti(L, -1, j + 1);
+            lua_xmove(L, co, 1);
+            E->p[idx[j]].narg = 1;
+            E->p[idx[j]].state = P_RUN;
+            lua_pushnil(L);
+            lua_rawseti(L, E->reqs, idx[j] + 1);
+        }
+        lua_pop(L, 2);                                          /* results, idx */
+    }
+}
+
+/* Advance every running particle to its next checkpoint (or the end), serving requests in batches. */
+static void advance(engine *E)
+{
+    int i, pending;
+    lua_pushboolean(E->L, 1);
+    lua_setfield(E->L, LUA_REGISTRYINDEX, SMC_FLAG);
+    do {
+        pending = 0;
+        for (i = 0; i < E->n; i++)
+            if (E->p[i].state == P_RUN) step_one(E, i);
+        for (i = 0; i < E->n; i++) pending += E->p[i].state == P_PENDING;
+        if (pending) serve(E);
+    } while (pending);
+    lua_pushnil(E->L);
+    lua_setfield(E->L, LUA_REGISTRYINDEX, SMC_FLAG);
+}
+
+static double ess_of(const particle *p, int n, double *lse)
+{
+    double m = -INFINITY, s = 0, s2 = 0;
+    int i;
+    for (i = 0; i < n; i++)
+        if (p[i].logw > m) m = p[i].logw;
+    if (m == -INFINITY) {
+        *lse = -INFINITY;
+        return 0;
+    }
+    for (i = 0; i < n; i++) {
+        double w = exp(p[i].logw - m);
+        s += w;
+        s2 += w * w;
+    }
+    *lse = m + log(s);
+    return s * s / s2;
+}
+
+/* Rebuild the population from parents: slot j gets parent par[j] with log weight lw[j]. The first copy of
+** each parent keeps its coroutine; the others replay it. */
+static void rebuild(engine *E, const int *par, const double *lw, int m)
+{
+    lua_State *L = E->L;
+    int old_n = E->n, j;
+    char *used;
+    particle *old;
+    int cos, handles, vals, objs, adopt;
+    /* keep the old population and its tables while the new one is built */
+    old = plm_gc_alloc((size_t)old_n * sizeof *old);
+    if (!old) luaL_error(L, "plume.smc: out of memory");
+    memcpy(old, E->p, (size_t)old_n * sizeof *old);
+    {
+        long r = plm_root(old);
+        used = plm_l_scratch(L, (size_t)old_n);
+        memset(used, 0, (size_t)old_n);
+        /* parents that leave no copy release their objects first, so that copies can take their place */
+        for (j = 0; j < m; j++) used[par[j]] = 1;
+        for (j = 0; j < old_n; j++)
+            if (!used[j]) close_objects(L, E->objs, j);
+        memset(used, 0, (size_t)old_n);
+        cos = E->cos, handles = E->handles, vals = E->vals, objs = E->objs, adopt = E->adopt;
+        lua_newtable(L);
+        lua_newtable(L);
+        lua_newtable(L);
+        lua_newtable(L);
+        lua_newtable(L);
+        E->cos = lua_gettop(L) - 4;
+        E->handles = E->cos + 1;
+        E->vals = E->cos + 2;
+        E->objs = E->cos + 3;
+        E->adopt = E->cos + 4;
+        E->n = 0;
+        grow(E, m);
+        for (j = 0; j < m; j++) {
+            int q = par[j];
+            particle *p = &E->p[j];
+            if (!used[q]) {
+                used[q] = 1;
+                *p = old[q];
+                p->ex.rng = &p->rng;
+                p->rng.gsl.state = p->rng.s;
+                lua_rawgeti(L, cos, q + 1);
+                lua_rawseti(L, E->cos, j + 1);
+                lua_rawgeti(L, handles, q + 1);
+                ((plm_l_handle *)lua_touserdata(L, -1))->ex = &p->ex;
+                lua_rawseti(L, E->handles, j + 1);
+                lua_rawgeti(L, vals, q + 1);
+                lua_rawseti(L, E->vals, j + 1);
+                lua_rawgeti(L, objs, q + 1);
+                lua_rawseti(L, E->objs, j + 1);
+                lua_rawgeti(L, adopt, q + 1);
+                lua_rawseti(L, E->adopt, j + 1);
+                p->logw = lw[j];
+                if (p->state == P_CHECK) p->state = P_RUN;
+            } else {
+                int done = old[q].state == P_DONE;
+                lua_rawgeti(L, objs, q + 1);
+                /* a copy of a finished particle replays every choice (also those after its last checkpoint,
+                ** such as the token that ended it), so it ends as the same path */
+                spawn(E, j, old[q].ex.tr, done ? INT_MAX : old[q].ex.checkpoints, lw[j], lua_gettop(L));
+                lua_pop(L, 1);
+            }
+            E->n = j + 1;
+        }
+        /* disarm handles of parents that left no copy */
+        for (j = 0; j < old_n; j++)
+            if (!used[j]) {
+                lua_rawgeti(L, handles, j + 1);
+                ((plm_l_handle *)lua_touserdata(L, -1))->ex = NULL;
+                lua_pop(L, 1);
+            }
+        /* move the new tables into the old slots */
+        lua_copy(L, E->cos, cos);
+        lua_copy(L, E->handles, handles);
+        lua_copy(L, E->vals, vals);
+        lua_copy(L, E->objs, objs);
+        lua_copy(L, E->adopt, adopt);
+        lua_pop(L, 6);   /* five tables and `used` */
+        E->cos = cos, E->handles = handles, E->vals = vals, E->objs = objs, E->adopt = adopt;
+        plm_unroot(r);
+    }
+}
+
+/* Systematic resampling of n particles into m slots. */
+static void systematic(plm_rng *r, const particle *p, int n, int m, int *par)
+{
+    double lse, mx = -INFINITY, total = 0, u, c = 0;
+    int i, j = 0;
+    (void)lse;
+    for (i = 0; i < n; i++)
+        if (p[i].logw > mx) mx = p[i].logw;
+    for (i = 0; i < n; i++) total += exp(p[i].logw - mx);
+    u = plm_rng_uniform(r) / m;
+    for (i = 0; i < n && j < m; i++) {
+        c += exp(p[i].logw - mx) / total;
+        while (j < m && u + (double)j / m < c) par[j++] = i;
+    }
+    while (j < m) par[j++] = n - 1;   /* rounding at the top end */
+}
+
+typedef struct smc_opts {
+    int N, K, steer, quiet;
+    double ess_threshold;
+    long max_steps;
+    unsigned long long seed;
+} smc_opts;
+
+static const char *const smc_option_names[] = {"particles", "ess_threshold", "seed", "method", "extensions",
+                                                "max_steps", "quiet", "threads", NULL};
+
+static void smc_options(lua_State *L, int opts, smc_opts *o)
+{
+    const char *fn = "plume.smc", *method;
+    o->steer = 0;
+    if (opts) {
+        lua_pushnil(L);
+        while (lua_next(L, opts)) {
+            int i, ok = 0;
+            const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "?";
+            for (i = 0; smc_option_names[i]; i++) ok |= strcmp(k, smc_option_names[i]) == 0;
+            if (!ok) luaL_error(L, "%s: unknown option '%s' (options: particles, ess_threshold, seed, method, extensions, max_steps, quiet)", fn, k);
+            lua_pop(L, 1);
+        }
+    }
+    o->N = (int)plm_l_optint(L, opts, fn, "particles", 100);
+    o->ess_threshold = plm_l_optnum(L, opts, fn, "ess_threshold", 0.5);
+    o->seed = plm_l_seed(L, opts, fn);
+    method = plm_l_optstr(L, opts, fn, "method", "standard");
+    o->K = (int)plm_l_optint(L, opts, fn, "extensions", 4);
+    o->max_steps = (long)plm_l_optint(L, opts, fn, "max_steps", 100000);
+    o->quiet = plm_l_optbool(L, opts, fn, "quiet", plm_l_quiet_default(L));
+    plm_l_threads(L, opts, fn);
+    if (o->N < 1 || o->N > 10000000) luaL_error(L, "%s: option 'particles' must be in 1..1e7 (got %d)", fn, o->N);
+    if (!(o->ess_threshold >= 0 && o->ess_threshold <= 1))
+        luaL_error(L, "%s: option 'ess_threshold' must be in [0, 1] (got %f)", fn, o->ess_threshold);
+    if (o->K < 1 || o->K > 1000) luaL_error(L, "%s: option 'extensions' must be in 1..1000 (got %d)", fn, o->K);
+    if (strcmp(method, "standard") == 0) o->steer = 0;
+    else if (strcmp(method, "steer") == 0) o->steer = 1;
+    else luaL_error(L, "%s: unknown method '%s' (methods: \"standard\", \"steer\")", fn, method);
+}
+
+static int all_finished(const engine *E)
+{
+    for (int i = 0; i < E->n; i++)
+        if (E->p[i].state != P_DONE && E->p[i].state != P_DEAD) return 0;
+    return 1;
+}
+
+/* Fearnhead-Clifford: keep the particles whose weight reaches 1/c outright, resample the rest systematically
+** into the remaining slots with weight 1/c each; sum over i of min(1, c w_i) = N fixes c. */
+static int fc_resample(engine *E, plm_rng *r, int N, int *par, double *lw)
+{
+    int n = E->n, i, kept = 0, m;
+    double mx = -INFINITY, total = 0, *w = plm_l_scratch(E->L, (size_t)n * sizeof *w), c, lo, hi;
+    for (i = 0; i < n; i++)
+        if (E->p[i].logw > mx) mx = E->p[i].logw;
+    for (i = 0; i < n; i++) total += (w[i] = exp(E->p[i].logw - mx));
+    for (i = 0; i < n; i++) w[i] /= total;
+    if (n <= N) {
+        for (i = 0; i < n; i++) par[i] = i, lw[i] = E->p[i].logw;
+        lua_pop(E->L, 1);
+        return n;
+    }
+    {
+        /* f(c) = sum min(1, c w) is increasing, f(N) <= N, and f(N / min positive w) = number of positive
+        ** weights; when fewer than N weights are positive they all survive and the population shrinks */
+        double wmin = INFINITY;
+        int nz = 0;
+        for (i = 0; i < n; i++)
+            if (w[i] > 0) nz++, wmin = fmin(wmin, w[i]);
+        if (nz <= N) {
+            for (i = 0, kept = 0; i < n; i++)
+                if (w[i] > 0) par[kept] = i, lw[kept] = E->p[i].logw, kept++;
+            lua_pop(E->L, 1);
+            return kept;
+        }
+        lo = N;
+        hi = N / wmin;
+        for (i = 0; i < 200 && hi - lo > 1e-12 * hi; i++) {
+            double mid = sqrt(lo * hi), f = 0;
+            for (int j = 0; j < n; j++) f += fmin(1, mid * w[j]);
+            if (f < N) lo = mid; else hi = mid;
+        }
+    }
+    c = lo;   /* f(lo) <= N: at most N survivors */
+    {
+        /* survivors first */
+        double rest = 0, u, acc = 0;
+        int j = 0;
+        for (i = 0; i < n; i++)
+            if (c * w[i] >= 1) par[kept] = i, lw[kept] = E->p[i].logw, kept++;
+        m = N - kept;
+        for (i = 0; i < n; i++)
+            if (c * w[i] < 1) rest += w[i];
+        /* each resampled particle carries rest / m of the normalised mass, so the total is kept exactly */
+        u = plm_rng_uniform(r);
+        for (i = 0; i < n && j < m; i++) {
+            if (c * w[i] >= 1) continue;
+            acc += w[i] / rest * m;
+            while (j < m && u + j < acc) {
+                par[kept + j] = i;
+                lw[kept + j] = mx + log(total) + log(rest / m);
+                j++;
+            }
+        }
+        while (j < m) {   /* rounding at the top end: the last non-survivor */
+            for (i = n - 1; i >= 0 && c * w[i] >= 1; i--)
+                ;
+            par[kept + j] = i < 0 ? 0 : i;
+            lw[kept + j] = mx + log(total) + log(rest / m);
+            j++;
+        }
+    }
+    lua_pop(E->L, 1);
+    return N;
+}
+
+/* plume._smc(fn, opts, nargs, args...) */
+static int l_smc(lua_State *L)
+{
+    smc_opts o;
+    engine E;
+    plm_rng sr;
+    plm_l_progress pr;
+    double logz = 0, lse;
+    int opts, nargs, i, *par;
+    double *lw;
+    long step = 0, resamples = 0;
+    int ess_hist;
+    luaL_checktype(L, 1, LUA_TFUNCTION);
+    nargs = (int)luaL_checkinteger(L, 3);
+    lua_settop(L, 3 + nargs);
+    opts = lua_istable(L, 2) ? 2 : 0;
+    smc_options(L, opts, &o);
+    memset(&E, 0, sizeof E);
+    E.L = L;
+    E.fn = 1;
+    E.args = 4;
+    E.nargs = nargs;
+    E.seed = o.seed;
+    E.next_stream = 1;
+    plm_rng_init(&sr, o.seed, 0);
+    lua_newtable(L); E.cos = lua_gettop(L);
+    lua_newtable(L); E.handles = lua_gettop(L);
+    lua_newtable(L); E.vals = lua_gettop(L);
+    lua_newtable(L); E.reqs = lua_gettop(L);
+    lua_newtable(L); E.objs = lua_gettop(L);
+    lua_newtable(L); E.adopt = lua_gettop(L);
+    lua_newtable(L); ess_hist = lua_gettop(L);
+    grow(&E, o.N * (o.steer ? o.K : 1));
+    for (i = 0; i < o.N; i++) {
+        spawn(&E, i, NULL, 0, 0, 0);
+        E.n = i + 1;
+    }
+    plm_l_progress_start(&pr, !o.quiet);
+    plm_interrupt_clear();
+    while (!all_finished(&E)) {
+        double ess;
+        int m;
+        if (++step > o.max_steps) luaL_error(L, "plume.smc: more than %d steps (raise max_steps?)", (int)o.max_steps);
+        if (o.steer) {
+            /* K - 1 extra copies of every unfinished particle, each carrying 1/K of its weight */
+            int n0 = E.n, k;
+            grow(&E, n0 * o.K);
+            for (i = 0; i < n0; i++) {
+                if (E.p[i].state == P_DONE || E.p[i].state == P_DEAD) continue;
+                E.p[i].logw -= log((double)o.K);
+                lua_rawgeti(L, E.objs, i + 1);
+                for (k = 1; k < o.K; k++) {
+                    spawn(&E, E.n, E.p[i].ex.tr, E.p[i].ex.checkpoints, E.p[i].logw, lua_gettop(L));
+                    E.n++;
+                }
+                lua_pop(L, 1);
+            }
+        }
+        for (i = 0; i < E.n; i++)
+            if (E.p[i].state == P_CHECK) E.p[i].state = P_RUN;
+        advance(&E);
+        plm_l_check_interrupt(L, "plume.smc");
+        ess = ess_of(E.p, E.n, &lse);
+        if (lse == -INFINITY) luaL_error(L, "plume.smc: every particle has weight -inf after step %d", (int)step);
+        lua_pushnumber(L, ess);
+        lua_rawseti(L, ess_hist, step);
+        plm_l_progress_show(&pr, o.steer ? "smc-steer" : "smc", 0, 1, step, step + 1, 0);
+        par = plm_l_scratch(L, (size_t)E.n * sizeof *par);
+        lw = plm_l_scratch(L, (size_t)E.n * sizeof *lw);
+        if (o.steer) {
+            m = fc_resample(&E, &sr, o.N, par, lw);
+            rebuild(&E, par, lw, m);
+            resamples++;
+        } else if (ess < o.ess_threshold * E.n && !all_finished(&E)) {
+            logz += lse - log((double)E.n);
+            systematic(&sr, E.p, E.n, o.N, par);
+            for (i = 0; i < o.N; i++) lw[i] = 0;
+            rebuild(&E, par, lw, o.N);
+            resamples++;
+        }
+        lua_pop(L, 2);
+    }
+    plm_l_progress_end(&pr);
+    ess_of(E.p, E.n, &lse);
+    if (lse == -INFINITY) luaL_error(L, "plume.smc: every particle has weight -inf");
+    logz += lse - log((double)(o.steer ? o.N : E.n));
+    if (o.steer) {
+        /* steer keeps weights unnormalised across steps: the evidence is their mean at the end */
+        logz = lse - log((double)o.N);
+    }
+    /* results */
+    {
+        plm_ctx ctx;
+        plm_draws *D;
+        plm_l_recorder *rec;
+        int res;
+        plm_ctx_clear(&ctx);
+        if (plm_draws_new(&ctx, 1, &D)) plm_l_fail(L, &ctx);
+        plm_draws_set_weighted(D, 1);
+        lua_newtable(L);
+        res = lua_gettop(L);
+        plm_l_pushdraws(L, D);
+        lua_setfield(L, res, "_draws");
+        rec = plm_l_newrecorder(L, D);
+        lua_createtable(L, E.n, 0);   /* values */
+        lua_createtable(L, E.n, 0);   /* log weights */
+        for (i = 0; i < E.n; i++) {
+            plm_l_record(L, rec, E.p[i].ex.tr, 0, E.p[i].logw);
+            lua_rawgeti(L, E.vals, i + 1);
+            lua_rawseti(L, -3, i + 1);
+            lua_pushnumber(L, E.p[i].logw - lse);
+            lua_rawseti(L, -2, i + 1);
+            lua_rawgeti(L, E.handles, i + 1);
+            ((plm_l_handle *)lua_touserdata(L, -1))->ex = NULL;
+            lua_pop(L, 1);
+        }
+        lua_setfield(L, res, "log_weights");
+        lua_pushinteger(L, E.n);          /* dead particles leave holes: values.n counts the slots */
+        lua_setfield(L, -2, "n");
+        lua_setfield(L, res, "values");
+        lua_pop(L, 1);   /* recorder */
+        lua_pushnumber(L, logz);
+        lua_setfield(L, res, "logz");
+        ess_of(E.p, E.n, &lse);
+        lua_pushnumber(L, ess_of(E.p, E.n, &lse));
+        lua_setfield(L, res, "ess");
+        lua_pushvalue(L, ess_hist);
+        lua_setfield(L, res, "ess_history");
+        lua_pushinteger(L, resamples);
+        lua_setfield(L, res, "resamples");
+        lua_pushinteger(L, step);
+        lua_setfield(L, res, "steps");
+        lua_pushinteger(L, E.n);
+        lua_setfield(L, res, "particles");
+        lua_pushstring(L, o.steer ? "smc-steer" : "smc");
+        lua_setfield(L, res, "method");
+        lua_pushinteger(L, (lua_Integer)o.seed);
+        lua_setfield(L, res, "seed");
+        if (E.root) plm_unroot(E.root);
+        return 1;
+    }
+}
+
+/* plume._request(fn, req): inside plume.smc, yield the request to the scheduler (served in a batch);
+** elsewhere call fn({req})[1] directly. */
+static int l_request(lua_State *L)
+{
+    int active;
+    luaL_checkany(L, 1);
+    luaL_checkany(L, 2);
+    lua_getfield(L, LUA_REGISTRYINDEX, SMC_FLAG);
+    active = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    if (active && lua_isyieldable(L)) {
+        lua_pushlightuserdata(L, (void *)&request_tag);
+        lua_insert(L, 1);
+        lua_settop(L, 3);
+        return lua_yield(L, 3);
+    }
+    lua_settop(L, 2);
+    lua_createtable(L, 1, 0);
+    lua_insert(L, 2);
+    lua_rawseti(L, 2, 1);
+    lua_call(L, 1, 1);
+    if (!lua_istable(L, -1)) return luaL_error(L, "plume._request: the handler returned %s, not a table of results", luaL_typename(L, -1));
+    lua_rawgeti(L, -1, 1);
+    return 1;
+}
+
+/* plume._smc_register(obj) -> obj: inside plume.smc, remember obj as state of the running particle (see
+** fork_objects); elsewhere a no-op. */
+static int l_smc_register(lua_State *L)
+{
+    luaL_checkany(L, 1);
+    lua_settop(L, 1);
+    if (lua_getfield(L, LUA_REGISTRYINDEX, "plume.smc.objs") == LUA_TTABLE) {
+        lua_pushvalue(L, 1);
+        lua_rawseti(L, -2, (lua_Integer)luaL_len(L, -2) + 1);
+    }
+    lua_settop(L, 1);
+    return 1;
+}
+
+/* plume._smc_adopt() -> the next snapshot the running particle's replay should adopt, or nil. */
+static int l_smc_adopt(lua_State *L)
+{
+    lua_Integer n, k;
+    lua_settop(L, 0);
+    if (lua_getfield(L, LUA_REGISTRYINDEX, "plume.smc.adopt") != LUA_TTABLE) return 0;
+    n = luaL_len(L, 1);
+    if (n == 0) return 0;
+    lua_rawgeti(L, 1, 1);
+    for (k = 1; k < n; k++) {   /* shift the rest down: lists are short (one entry per context) */
+        lua_rawgeti(L, 1, k + 1);
+        lua_rawseti(L, 1, k);
+    }
+    lua_pushnil(L);
+    lua_rawseti(L, 1, n);
+    return 1;
+}
+
+/* plume._dist_hook(d, fn): fn(value) is called whenever m:sample draws or replays a value from d. */
+static int l_dist_hook(lua_State *L)
+{
+    plm_l_checkdist(L, 1, "plume._dist_hook", "dist");
+    luaL_checktype(L, 2, LUA_TFUNCTION);
+    lua_settop(L, 2);
+    lua_setiuservalue(L, 1, 1);
+    lua_settop(L, 1);
+    return 1;
+}
+
+void plm_l_open_smc(lua_State *L)
+{
+    lua_pushcfunction(L, l_smc);
+    lua_setfield(L, -2, "_smc");
+    lua_pushcfunction(L, l_request);
+    lua_setfield(L, -2, "_request");
+    lua_pushcfunction(L, l_dist_hook);
+    lua_setfield(L, -2, "_dist_hook");
+    lua_pushcfunction(L, l_smc_register);
+    lua_setfield(L, -2, "_smc_register");
+    lua_pushcfunction(L, l_smc_adopt);
+    lua_setfield(L, -2, "_smc_adopt");
+}
