@@ -8,7 +8,6 @@
 #include <string.h>
 
 #include <gsl/gsl_randist.h>
-#include <gsl/gsl_sf_psi.h>
 
 #include "par.h"
 
@@ -164,9 +163,43 @@ static inline double f_logistic(double x)
     return e / (1 + e);
 }
 static inline double f_softplus(double x) { return x > 0 ? x + log1p(exp(-x)) : log1p(exp(x)); }
-/* GSL's psi functions call the (aborting) error handler at poles: answer NaN there ourselves. */
-static inline double f_digamma(double x) { return (x <= 0 && x == floor(x)) || isnan(x) ? NAN : gsl_sf_psi(x); }
-static inline double f_trigamma(double x) { return (x <= 0 && x == floor(x)) || isnan(x) ? NAN : gsl_sf_psi_1(x); }
+/* digamma and trigamma by recurrence up to x >= 10, then their asymptotic series (truncation below 1e-16
+** relative there), with reflection for negative x. Written out rather than taken from GSL because GSL's
+** versions call the aborting error handler on underflow and at the poles; these return NaN at the poles. */
+static double f_digamma(double x)
+{
+    double r = 0, x2;
+    if (isnan(x) || (x <= 0 && x == floor(x))) return NAN;
+    if (x == INFINITY) return INFINITY;
+    if (x < 0) return f_digamma(1 - x) - M_PI / tan(M_PI * x);
+    while (x < 10) {
+        r -= 1 / x;
+        x += 1;
+    }
+    x2 = 1 / (x * x);
+    return r + log(x) - 0.5 / x -
+           x2 * (1.0 / 12 - x2 * (1.0 / 120 - x2 * (1.0 / 252 - x2 * (1.0 / 240 - x2 * (1.0 / 132 - x2 * (691.0 / 32760 - x2 / 12))))));
+}
+
+static double f_trigamma(double x)
+{
+    double r = 0, z, z2;
+    if (isnan(x) || (x <= 0 && x == floor(x))) return NAN;
+    if (x == INFINITY) return 0;
+    if (x < 0) {
+        double s = sin(M_PI * x);
+        return M_PI * M_PI / (s * s) - f_trigamma(1 - x);
+    }
+    while (x < 10) {
+        r += 1 / (x * x);
+        x += 1;
+    }
+    z = 1 / x;
+    z2 = z * z;
+    return r + z + 0.5 * z2 +
+           z * z2 * (1.0 / 6 - z2 * (1.0 / 30 - z2 * (1.0 / 42 - z2 * (1.0 / 30 - z2 * (5.0 / 66 - z2 * (691.0 / 2730 - z2 * 7.0 / 6))))));
+}
+
 static inline double f_phi(double x) { return 0.5 * erfc(-x * M_SQRT1_2); }
 static inline double f_sign(double x) { return x > 0 ? 1.0 : x < 0 ? -1.0 : x == 0 ? 0.0 : x; }
 
@@ -749,8 +782,10 @@ static void guard_params(plm_graph *g, const plm_symdist *d, int *q)
     case PLM_DIST_BERNOULLI: case PLM_DIST_GEOMETRIC:
         q[0] = guard(g, OP2(PLM_OP_AND, OP2(PLM_OP_LE, K(0), p[0]), OP2(PLM_OP_LE, p[0], K(1))), p[0]);
         break;
-    case PLM_DIST_BINOMIAL:
-        q[0] = guard(g, OP2(PLM_OP_AND, OP2(PLM_OP_LE, K(0), p[0]), OP2(PLM_OP_EQ, p[0], OP1(PLM_OP_FLOOR, p[0]))), p[0]);
+    case PLM_DIST_BINOMIAL:   /* GSL takes n as an unsigned int */
+        q[0] = guard(g, OP2(PLM_OP_AND, OP2(PLM_OP_AND, OP2(PLM_OP_LE, K(0), p[0]), OP2(PLM_OP_LE, p[0], K(4294967295.0))),
+                            OP2(PLM_OP_EQ, p[0], OP1(PLM_OP_FLOOR, p[0]))),
+                     p[0]);
         q[1] = guard(g, OP2(PLM_OP_AND, OP2(PLM_OP_LE, K(0), p[1]), OP2(PLM_OP_LE, p[1], K(1))), p[1]);
         break;
     case PLM_DIST_UNIFORM:

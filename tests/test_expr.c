@@ -7,6 +7,7 @@
 #include <stdlib.h>
 
 #include <gsl/gsl_randist.h>
+#include <gsl/gsl_sf_psi.h>
 
 static plm_ctx ctx;
 
@@ -345,6 +346,19 @@ static void test_native_calls_and_their_gradients(void)
     CHECK(strstr(plm_ctx_errmsg(&ctx), "hyp") != NULL);
 }
 
+/* digamma and trigamma (written out, not GSL's: GSL aborts on underflow) equal GSL's values, and poles give NaN */
+static void test_digamma_trigamma_equal_gsl_and_poles_are_nan(void)
+{
+    static const double xs[] = {1e-3, 0.3, 1, 2.5, 5.9, 6, 9.99, 10, 30, 1e5, -0.5, -2.7, -10.3};
+    size_t i;
+    for (i = 0; i < sizeof xs / sizeof *xs; i++) {
+        CHECK_REL(plm_op_eval(PLM_OP_DIGAMMA, xs[i], 0, 0), gsl_sf_psi(xs[i]), 1e-14);
+        CHECK_REL(plm_op_eval(PLM_OP_TRIGAMMA, xs[i], 0, 0), gsl_sf_psi_1(xs[i]), 1e-14);
+    }
+    CHECK(isnan(plm_op_eval(PLM_OP_DIGAMMA, 0, 0, 0)) && isnan(plm_op_eval(PLM_OP_TRIGAMMA, -3, 0, 0)));
+    CHECK(isnan(plm_op_eval(PLM_OP_TRIGAMMA, -1e308, 0, 0)) && plm_op_eval(PLM_OP_TRIGAMMA, 1e308, 0, 0) >= 0);
+}
+
 static int cmp_dbl(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
@@ -396,5 +410,6 @@ int main(void)
     RUN(test_draws_follow_streams_and_moments);
     RUN(test_native_calls_and_their_gradients);
     RUN(test_ziggurat_draws_are_standard_normal);
+    RUN(test_digamma_trigamma_equal_gsl_and_poles_are_nan);
     return CHECK_DONE();
 }
