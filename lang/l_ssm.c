@@ -38,6 +38,7 @@ static int l_series_index(lua_State *L)
         lua_pushnumber(L, s->v[i1 - 1]);
         return 1;
     }
+    if (k->g != s->g) return luaL_error(L, "data.%s: indexed by a symbol of another model", s->name);
     nd = &k->g->nodes[k->id];
     if (nd->op == PLM_OP_INPUT && nd->grp == PLM_GRP_T && nd->idx == 0)
         lag = 0;
