@@ -57,7 +57,13 @@ bench: deps
 $(BUILD)/obj/%.o: %.c $(HEADERS) $(wildcard lang/*.h) lang/modules.def
 	@mkdir -p $(dir $@)
 	@echo "CC  $<"
-	@$(CC) $(CFLAGS_ALL) -c $< -o $@
+	@$(CC) $(CFLAGS_ALL) $(OBJ_CFLAGS) -c $< -o $@
+
+# llama.cpp's headers (scripts/deps.sh puts them in build/llama) are seen by lm_llama.c only; without them it
+# compiles to a stub that says how to get llama.cpp. The library itself is opened at run time.
+LLAMA_DIR := $(CURDIR)/build/llama
+$(BUILD)/obj/runtime/lm_llama.o: OBJ_CFLAGS := -I$(LLAMA_DIR)/include -DPLM_LLAMA_DIR='"$(LLAMA_DIR)/lib"'
+$(BUILD)/obj/runtime/lm_llama.o: $(wildcard $(LLAMA_DIR)/include/llama.h)
 
 $(BUILD)/embed: scripts/embed.c
 	@mkdir -p $(dir $@)

@@ -75,6 +75,12 @@ int plm_l_todistvalue(lua_State *L, int idx, const plm_dist *d, double *x);
 /* Push one value of d from x (scalars as numbers, integers for discrete kinds, vectors as tables). */
 void plm_l_pushdistvalue(lua_State *L, const plm_dist *d, const double *x);
 
+/* plume.lm objects (lang/l_lm.c): a userdata owning a plm_lm (freed when Lua collects it). Token ids are 0-based. */
+#define PLM_L_LM "plume.lm"
+plm_lm *plm_l_checklm(lua_State *L, int idx, const char *fn, const char *arg);
+/* Push lm as a Lua object that takes ownership of it. */
+void plm_l_pushlm(lua_State *L, plm_lm *lm);
+
 /* Parameters for a run: `threads` option (0 -> plm_default_threads) and a `seed` option (absent -> fresh). */
 int plm_l_threads(lua_State *L, int opts, const char *fn);
 unsigned long long plm_l_seed(lua_State *L, int opts, const char *fn);

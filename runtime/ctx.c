@@ -4,6 +4,8 @@
 
 #include "ctx.h"
 
+#include <gsl/gsl_errno.h>
+
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -14,15 +16,18 @@
 
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
 
-static void init_gc(void)
+static void init_once_fn(void)
 {
     GC_INIT();
     GC_allow_register_threads();
+    /* GSL's default error handler calls abort(); plume checks its inputs itself and must never abort on
+    ** user input, so GSL functions report through return values (or NaN) instead */
+    gsl_set_error_handler_off();
 }
 
 void plm_init(void)
 {
-    pthread_once(&init_once, init_gc);
+    pthread_once(&init_once, init_once_fn);
 }
 
 void plm_ctx_clear(plm_ctx *ctx)

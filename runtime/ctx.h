@@ -25,7 +25,8 @@ typedef struct plm_ctx {
     char msg[PLM_MSG_MAX];   /* the last error message, "" when none */
 } plm_ctx;
 
-/* Initialise the runtime (Boehm GC). Idempotent and thread-safe; plm_open and every _new call it. */
+/* Initialise the runtime: Boehm GC, and GSL's error handler switched off (GSL's default aborts the process).
+** Idempotent and thread-safe; plm_open and every _new call it. */
 void plm_init(void);
 
 /* Clear the message. */

@@ -17,5 +17,9 @@
 #include "expr.h"
 #include "ssm.h"
 #include "sde.h"
+#include "lm.h"
+#include "lm_ngram.h"
+#include "lm_gguf.h"
+#include "lm_llama.h"
 
 #endif
