@@ -149,6 +149,21 @@ static void push_state(lua_State *L, int holder, int grp, int dim)
     }
 }
 
+/* the state as the given nodes: a symbol (dim 1) or a table of them */
+static void push_nodes(lua_State *L, int holder, const int *nodes, int dim)
+{
+    int k;
+    if (dim == 1) {
+        plm_l_pushsym(L, holder, nodes[0]);
+        return;
+    }
+    lua_createtable(L, dim, 0);
+    for (k = 0; k < dim; k++) {
+        plm_l_pushsym(L, holder, nodes[k]);
+        lua_rawseti(L, -2, k + 1);
+    }
+}
+
 static int cmp_str(const void *a, const void *b)
 {
     return strcmp(*(const char *const *)a, *(const char *const *)b);
@@ -352,18 +367,10 @@ static int l_ssm_new(lua_State *L)
 
     /* obs again at the init and transition draws: the fused bootstrap step */
     for (i = 0; i < 2; i++) {
-        int k, *at = i ? trans_x : init_x, ignore;
+        int *at = i ? trans_x : init_x, ignore;
         get_fn(L, opts, "obs", 1);
         lua_pushvalue(L, ptab);
-        if (dim == 1)
-            plm_l_pushsym(L, holder, at[0]);
-        else {
-            lua_createtable(L, dim, 0);
-            for (k = 0; k < dim; k++) {
-                plm_l_pushsym(L, holder, at[k]);
-                lua_rawseti(L, -2, k + 1);
-            }
-        }
+        push_nodes(L, holder, at, dim);
         plm_l_pushsym(L, holder, plm_graph_input(g, PLM_GRP_T, 0));   /* bound to 1 for the init step */
         plm_l_trace_call(L, 3, 1, "ssm obs");
         nd = collect(L, -1, g, "obs", where, &ignore, &rdim);
@@ -385,9 +392,30 @@ static int l_ssm_new(lua_State *L)
             return luaL_error(L, "ssm: proposal (defined at %s) returned a distribution of dimension %d, but dim = %d",
                               where, rdim, dim);
         prop_x = nodes + 192;
-            build(L, g, nd, prop_x, zin, &spec.prop_lp);
+        build(L, g, nd, prop_x, zin, &spec.prop_lp);
         build(L, g, nd, NULL, prop_x, &spec.prop_lq);
         lua_settop(L, top);
+        /* the guided step's weight at the proposal draws: trans and obs traced again there */
+        {
+            int tlp, olp, ignore;
+            get_fn(L, opts, "trans", 1);
+            lua_pushvalue(L, ptab);
+            push_state(L, holder, PLM_GRP_X, dim);
+            plm_l_pushsym(L, holder, plm_graph_input(g, PLM_GRP_T, 0));
+            plm_l_trace_call(L, 3, 1, "ssm trans");
+            nd = collect(L, -1, g, "trans", where, &ignore, &rdim);
+            build(L, g, nd, NULL, prop_x, &tlp);
+            lua_settop(L, top);
+            get_fn(L, opts, "obs", 1);
+            lua_pushvalue(L, ptab);
+            push_nodes(L, holder, prop_x, dim);
+            plm_l_pushsym(L, holder, plm_graph_input(g, PLM_GRP_T, 0));
+            plm_l_trace_call(L, 3, 1, "ssm obs");
+            nd = collect(L, -1, g, "obs", where, &ignore, &rdim);
+            build(L, g, nd, NULL, yin, &olp);
+            lua_settop(L, top);
+            spec.prop_lw = plm_graph_op(g, PLM_OP_SUB, plm_graph_op(g, PLM_OP_ADD, tlp, olp, -1), spec.prop_lq, -1);
+        }
     }
 
     spec.g = g;

@@ -63,6 +63,10 @@ plm_status plm_ssm_new(plm_ctx *ctx, const plm_ssm_spec *s, plm_ssm **out)
         memcpy(o, s->prop_x, (size_t)s->dim * sizeof *o);
         o[s->dim] = s->prop_lq;
         st = plm_prog_compile(ctx, s->g, s->dim + 1, o, X_BIT, &m->prop_sample);
+        if (!st) {
+            o[s->dim] = s->prop_lw;
+            st = plm_prog_compile(ctx, s->g, s->dim + 1, o, X_BIT, &m->guided);
+        }
         free(o);
         if (st || (st = plm_prog_compile(ctx, s->g, 1, &s->prop_lp, X_BIT | Z_BIT, &m->prop_logpdf))) return st;
     }
@@ -213,6 +217,21 @@ plm_status plm_ssm_step(plm_ctx *ctx, const plm_ssm *m, long t, size_t n, const 
     ex[PLM_GRP_Y].p = y;
     st = run(ctx, m, t <= 1 ? m->boot1 : m->boot, t, n, ex, o, rng, nthreads);
     return st;
+}
+
+plm_status plm_ssm_step_guided(plm_ctx *ctx, const plm_ssm *m, long t, size_t n, const double *xprev,
+                               const double *y, double *xnew, size_t ld, double *logw, plm_rng *rng, int nthreads)
+{
+    plm_prog_in ex[PLM_NGROUPS] = {{0}};
+    double *o[MAXOUT];
+    if (!m->guided) return plm_fail(ctx, PLM_EINVAL, "ssm: the model has no proposal");
+    if (t < 2) return plm_fail(ctx, PLM_EINVAL, "ssm: the guided step starts at t = 2 (got t = %ld)", t);
+    outs(xnew, ld, m->dim, o);
+    o[m->dim] = logw;
+    ex[PLM_GRP_X].p = xprev;
+    ex[PLM_GRP_X].ld = ld;
+    ex[PLM_GRP_Y].p = y;
+    return run(ctx, m, m->guided, t, n, ex, o, rng, nthreads);
 }
 
 plm_status plm_ssm_prop_logpdf(plm_ctx *ctx, const plm_ssm *m, long t, size_t n, const double *xprev,

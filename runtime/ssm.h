@@ -23,6 +23,7 @@ typedef struct plm_ssm_spec {
     const int *prop_x;      /* optional (NULL): dim draws of x_t given X = x_{t-1}, Y = y_t */
     int prop_lq;            /* log q of those draws (nodes of the draws, not Z) */
     int prop_lp;            /* log q(Z | X, Y) */
+    int prop_lw;            /* log p(x | X) + log p(Y | x) - log q(x | X, Y) at the proposal draws x */
     int boot1_lw;           /* log p(Y | x_1) at the init draws init_x (the fused bootstrap step, t = 1) */
     int boot_lw;            /* log p(Y | x_t) at the transition draws trans_x (the fused bootstrap step) */
     int ncov;               /* covariate slots: slot s reads data column cov_col[s] at time t + cov_lag[s] */
@@ -40,6 +41,7 @@ typedef struct plm_ssm {
     plm_prog *init_sample, *init_logpdf, *trans_sample, *trans_logpdf, *obs_sample, *obs_logpdf;
     plm_prog *prop_sample, *prop_logpdf;   /* NULL without a proposal; prop_sample has dim + 1 outputs */
     plm_prog *boot1, *boot;                /* fused draw + observation weight: dim + 1 outputs */
+    plm_prog *guided;                      /* fused proposal draw + importance weight (NULL without a proposal) */
     int init_lp, trans_lp, obs_lp;         /* the density nodes, for derivatives */
     plm_prog *init_grad, *trans_grad, *obs_grad;   /* compiled on first use by plm_ssm_logjoint_grad */
 } plm_ssm;
@@ -76,6 +78,12 @@ plm_status plm_ssm_prop_logpdf(plm_ctx *ctx, const plm_ssm *m, long t, size_t n,
 ** xprev unused) and logw[i] = log p(y | xnew_i). */
 plm_status plm_ssm_step(plm_ctx *ctx, const plm_ssm *m, long t, size_t n, const double *xprev, const double *y,
                         double *xnew, size_t ld, double *logw, plm_rng *rng, int nthreads);
+
+/* The guided step in one pass, for t >= 2: xnew_i ~ q(. | xprev_i, y) and logw[i] = log p(xnew_i | xprev_i)
+** + log p(y | xnew_i) - log q(xnew_i | xprev_i, y). PLM_EINVAL without a proposal or for t < 2 (use
+** plm_ssm_step at t = 1). */
+plm_status plm_ssm_step_guided(plm_ctx *ctx, const plm_ssm *m, long t, size_t n, const double *xprev,
+                               const double *y, double *xnew, size_t ld, double *logw, plm_rng *rng, int nthreads);
 
 /* Simulate n independent paths of length T: xs[((t-1)*dim + k)*n + i] and ys[((t-1)*ydim + k)*n + i];
 ** particle i draws from stream (seed, i). PLM_EDOM when a value comes out NaN (names t and particle). */

@@ -88,6 +88,28 @@ static void test_proposal_weight_equals_its_density_at_the_draws(void)
     free(x), free(xn), free(lq), free(lq2), free(r);
 }
 
+static void test_guided_step_weight_is_trans_plus_obs_minus_proposal(void)
+{
+    double *x = malloc(N * sizeof *x), *a = malloc(N * sizeof *a), *b = malloc(N * sizeof *b);
+    double *w = malloc(N * sizeof *w), *lq = malloc(N * sizeof *lq), *lt = malloc(N * sizeof *lt);
+    double *lo = malloc(N * sizeof *lo), y = 0.7;
+    plm_rng *r = malloc(N * sizeof *r);
+    size_t i;
+    for (i = 0; i < N; i++) x[i] = -1.5 + 0.005 * (double)i;
+    streams(r, 6);
+    CHECK(plm_ssm_step_guided(&ctx, m, 5, N, x, &y, a, N, w, r, 2) == PLM_OK);
+    streams(r, 6);
+    CHECK(plm_ssm_prop_sample(&ctx, m, 5, N, x, &y, b, N, lq, r, 1) == PLM_OK);
+    CHECK(plm_ssm_trans_logpdf(&ctx, m, 5, N, x, b, N, lt, 1) == PLM_OK);
+    CHECK(plm_ssm_obs_logpdf(&ctx, m, 5, N, b, N, &y, lo, 1) == PLM_OK);
+    for (i = 0; i < N; i++) {
+        CHECK(a[i] == b[i]);
+        CHECK_REL(w[i], lt[i] + lo[i] - lq[i], 1e-12);
+    }
+    CHECK(plm_ssm_step_guided(&ctx, m, 1, N, x, &y, a, N, w, r, 1) == PLM_EINVAL);
+    free(x), free(a), free(b), free(w), free(lq), free(lt), free(lo), free(r);
+}
+
 static void test_sde_nsaves_counts_first_every_kth_and_last(void)
 {
     CHECK(plm_sde_nsaves(11, 1) == 11);
@@ -110,6 +132,7 @@ int main(void)
     RUN(test_step_equals_trans_sample_then_obs_logpdf);
     RUN(test_transition_density_uses_init_at_t1_and_current_params);
     RUN(test_proposal_weight_equals_its_density_at_the_draws);
+    RUN(test_guided_step_weight_is_trans_plus_obs_minus_proposal);
     RUN(test_sde_nsaves_counts_first_every_kth_and_last);
     plm_close(P);
     return CHECK_DONE();
