@@ -19,3 +19,7 @@ echo "== lm_decode: forked KV + batched llama_decode vs prefix reuse vs re-evalu
 "$BUILD/bench/lm_decode" 1
 echo "== lm_smc: plume.smc over an LM program, plume's overhead apart from llama_decode (27.5M GGUF, 64 x 32) =="
 "$BUILD/plume" bench/lm_smc.lua 1 naive
+echo "== ssm_sv: stochastic-volatility ssm (compiled from Lua) vs hand-written C+GSL; 50-node compile time =="
+"$BUILD/bench/ssm_sv" 5
+echo "== sde_fhn: FitzHugh-Nagumo Euler-Maruyama (compiled from Lua) vs hand-written C+GSL =="
+"$BUILD/bench/sde_fhn" 5

@@ -1,6 +1,7 @@
 /* l_dist.c -- plume.dist.*: distribution objects from Lua (constructors named after the runtime kinds),
 ** with :sample([n]), :logpdf(x), :mean(), :var(), .name, :params() and a readable tostring. */
 #include "lutil.h"
+#include "l_expr.h"
 
 #include <math.h>
 #include <string.h>
@@ -82,6 +83,12 @@ static int l_dist_new(lua_State *L)
     size_t K, K2, r, c;
     double *v, *m, n;
     plm_ctx_clear(&ctx);
+    /* symbolic arguments (inside a traced model function) make a symbolic distribution */
+    {
+        int i, top = lua_gettop(L);
+        for (i = 1; i <= top; i++)
+            if (plm_l_hassym(L, i)) return plm_l_symdist_new(L, kind);
+    }
     switch (kind) {
     case PLM_DIST_CATEGORICAL:
         v = plm_l_checkvec(L, 1, info->name, "probs", &K, 0);

@@ -1,0 +1,199 @@
+/* expr.h -- the expression graph of traced models and its compiler to block-evaluated instruction sequences.
+** A plm_graph is an append-only DAG of scalar nodes (ids are ints in topological order); construction
+** hash-conses (a node built twice is one node) and folds constants. A plm_prog is a compiled set of outputs:
+** nodes that depend only on "uniform" inputs (parameters, time, covariates) are evaluated once per call,
+** the rest run as a linear instruction sequence over blocks of PLM_EXPR_BLOCK particles, one switch per
+** instruction per block. Graphs and programs are GC memory: never free them.
+** Node builders return a node id >= 0, or -1 when memory ran out or an argument was -1 (errors propagate,
+** so a caller may check only the final id). */
+#ifndef PLM_EXPR_H
+#define PLM_EXPR_H
+
+#include <stddef.h>
+
+#include "ctx.h"
+#include "dist.h"
+#include "rng.h"
+
+#define PLM_EXPR_BLOCK 256
+
+/* Input groups. A group is bound at evaluation time to a vector (uniform: the same for every particle)
+** or to a component-major array (varying: component k of particle i at p[k*ld + i]); which groups are
+** varying is fixed when a program is compiled. The names are the conventions of ssm and sde. */
+enum {
+    PLM_GRP_P = 0,   /* parameters */
+    PLM_GRP_T,       /* time and step quantities (t, dt, sqrt(dt)) */
+    PLM_GRP_C,       /* covariates at the current time */
+    PLM_GRP_X,       /* the state (previous state in a transition) */
+    PLM_GRP_Y,       /* an observation */
+    PLM_GRP_Z,       /* a second state (the new state whose transition density is scored) */
+    PLM_NGROUPS
+};
+
+typedef enum plm_op {
+    PLM_OP_CONST, PLM_OP_INPUT,
+    /* unary */
+    PLM_OP_NEG, PLM_OP_EXP, PLM_OP_LOG, PLM_OP_LOG1P, PLM_OP_EXPM1, PLM_OP_SQRT, PLM_OP_SIN, PLM_OP_COS,
+    PLM_OP_TAN, PLM_OP_ASIN, PLM_OP_ACOS, PLM_OP_ATAN, PLM_OP_SINH, PLM_OP_COSH, PLM_OP_TANH,
+    PLM_OP_LOGISTIC, PLM_OP_SOFTPLUS, PLM_OP_ABS, PLM_OP_LGAMMA, PLM_OP_DIGAMMA, PLM_OP_TRIGAMMA,
+    PLM_OP_ERF, PLM_OP_PHI, PLM_OP_FLOOR, PLM_OP_SIGN, PLM_OP_INV,
+    /* binary */
+    PLM_OP_ADD, PLM_OP_SUB, PLM_OP_MUL, PLM_OP_DIV, PLM_OP_POW, PLM_OP_MIN, PLM_OP_MAX, PLM_OP_ATAN2,
+    PLM_OP_LT, PLM_OP_LE, PLM_OP_EQ, PLM_OP_NE, PLM_OP_AND, PLM_OP_OR,
+    /* ternary */
+    PLM_OP_SELECT,   /* a != 0 ? b : c */
+    PLM_OP_FMA,      /* a * b + c: made by the compiler, also valid to build */
+    /* n-ary */
+    PLM_OP_NATIVE,   /* fn(args...) through a plain C pointer */
+    PLM_OP_NATIVE_D, /* partial derivative k of a native function */
+    PLM_OP_STDNORMAL,/* a fresh standard normal draw per particle (no arguments) */
+    PLM_OP_UNIFORM,  /* a fresh uniform (0,1) draw per particle */
+    PLM_OP_SAMPLE,   /* a draw of dist kind `kind` with the args as its raw parameters */
+    PLM_OP_SAMPLE_CAT,/* a 0-based categorical draw with the args as probabilities */
+    PLM_OP_LOGPDF,   /* plm_dist_logpdf1(kind, args[0..np-1], args[np]) */
+    PLM_OP_NOPS
+} plm_op;
+
+#define PLM_NATIVE_MAXARGS 6
+
+/* A native scalar function: fn takes nargs doubles and returns a double; grad (optional) takes the same
+** doubles and a double* receiving the nargs partial derivatives. */
+typedef struct plm_native {
+    const char *name;
+    int nargs;
+    void *fn;
+    void *grad;
+} plm_native;
+
+typedef struct plm_node {
+    int op;
+    int n;            /* argument count */
+    int arg;          /* offset of the arguments in the graph's argument pool */
+    int grp, idx;     /* input: group and index; sample/logpdf: kind; native_d: which partial */
+    double v;         /* constant value */
+    const plm_native *fn;
+    unsigned uniq;    /* draws get distinct values so hash-consing never merges two draws */
+} plm_node;
+
+typedef struct plm_graph {
+    plm_node *nodes;
+    int n, cap;
+    int *pool;
+    int npool, cappool;
+    int *hash;        /* open addressing, node id + 1, 0 = empty */
+    int caphash;
+    unsigned ndraws;
+} plm_graph;
+
+/* A new empty graph (GC memory), or NULL when memory ran out. */
+plm_graph *plm_graph_new(void);
+
+/* Leaf nodes. */
+int plm_graph_const(plm_graph *g, double v);
+int plm_graph_input(plm_graph *g, int group, int index);
+/* An operation of 1, 2 or 3 arguments (unused ones are ignored); folds constants and simple identities. */
+int plm_graph_op(plm_graph *g, plm_op op, int a, int b, int c);
+/* A call of a native function; nargs must equal fn->nargs (<= PLM_NATIVE_MAXARGS). fn must outlive g. */
+int plm_graph_native(plm_graph *g, const plm_native *fn, const int *args);
+/* A fresh draw (never merged with another): op is PLM_OP_STDNORMAL, PLM_OP_UNIFORM, PLM_OP_SAMPLE (kind,
+** np raw parameters) or PLM_OP_SAMPLE_CAT (np probabilities). */
+int plm_graph_draw(plm_graph *g, plm_op op, int kind, int np, const int *params);
+
+/* Value of a constant node (NAN when the node is not a constant); is_const says which. */
+int plm_graph_is_const(const plm_graph *g, int id, double *v);
+
+/* Symbolic reverse-mode derivative: res[j] = d out / d wrt[j] as new nodes (wrt are any nodes, usually
+** inputs; draws are treated as independent of everything). PLM_ENOTSUP names an op without a derivative
+** (a native function without grad, a generic logpdf). */
+plm_status plm_graph_grad(plm_ctx *ctx, plm_graph *g, int out, int nwrt, const int *wrt, int *res);
+
+/* Symbolic distributions: kind plus argument nodes. Scalar kinds: p[0..nparams-1] in plm_dist_info order.
+** categorical: p = K probabilities. mvnormal: p = K means then K*K covariance entries (row-major). */
+typedef struct plm_symdist {
+    plm_dist_kind kind;
+    int K;            /* categories or dimension, 0 for scalar kinds */
+    int np;
+    int *p;
+} plm_symdist;
+
+/* Dimension of a value of d (1, or K for mvnormal). */
+int plm_symdist_dim(const plm_symdist *d);
+/* Build the draw of d: out receives plm_symdist_dim(d) nodes. Categorical draws are 0-based. */
+plm_status plm_symdist_sample(plm_ctx *ctx, plm_graph *g, const plm_symdist *d, int *out);
+/* Build log p(x | d) as one node; x holds plm_symdist_dim(d) nodes. */
+plm_status plm_symdist_logpdf(plm_ctx *ctx, plm_graph *g, const plm_symdist *d, const int *x, int *out);
+
+/* ---- compiled programs ---- */
+
+typedef struct plm_ins {
+    int op, mode;        /* mode bit k set: argument k is uniform (a scalar) */
+    int d, a, b, c;      /* registers */
+    int kind, n, argoff; /* sample/logpdf kind; n-ary argument count and offset in the register-list pool */
+    double k;
+    const plm_native *fn;
+} plm_ins;
+
+typedef struct plm_prog {
+    const plm_graph *g;
+    unsigned varying;            /* bit g set: group g is varying */
+    int nout;
+    int *outreg, *outuni;        /* register of output o, and whether it is uniform */
+    plm_ins *uins, *vins;        /* uniform pre-pass (run once per call) and per-block instructions */
+    int nuins, nvins;
+    int *regpool;                /* argument registers of n-ary instructions */
+    int nuni;                    /* uniform slots: registers 0..nuni-1 */
+    int nvin;                    /* varying input slots: registers nuni..nuni+nvin-1 */
+    int *vin_grp, *vin_idx;
+    int ntmp;                    /* temporaries: registers nuni+nvin.. */
+    int ndraws;                  /* draws per particle per evaluation */
+    int nlive;                   /* live nodes (for reports) */
+} plm_prog;
+
+/* Compile outputs outs[0..nout-1] of g; groups whose bit is set in `varying` are per particle. The graph
+** may grow afterwards (programs only read the nodes they were compiled from). */
+plm_status plm_prog_compile(plm_ctx *ctx, const plm_graph *g, int nout, const int *outs, unsigned varying,
+                            plm_prog **out);
+
+/* Binding of one input group for an evaluation: uniform groups read p[idx]; varying ones p[idx*ld + i]. */
+typedef struct plm_prog_in {
+    const double *p;
+    size_t ld;
+} plm_prog_in;
+
+/* Evaluate over particles 0..n-1: output o of particle i goes to out[o][i]. in has PLM_NGROUPS entries
+** (unused groups may be {NULL, 0}); rng[i] is the stream of particle i (may be NULL when the program makes
+** no draws). nthreads > 1 splits the particles by block across threads (results do not depend on it).
+** Returns PLM_OK, PLM_ENOMEM, or PLM_EINVAL when an input the program reads is unbound. */
+plm_status plm_prog_eval(plm_ctx *ctx, const plm_prog *p, size_t n, const plm_prog_in *in, double *const *out,
+                         plm_rng *rng, int nthreads);
+
+/* Low-level evaluation for callers that loop over steps themselves (SDE paths, fused engines): a workspace
+** per thread (plm_prog_ws_init mallocs it; plm_prog_ws_free), plm_prog_uniforms after any change of the
+** uniform inputs, then plm_prog_block for particles [first, first + m), m <= PLM_EXPR_BLOCK: varying inputs
+** are read at p + idx*ld + first, outputs written at out[o] + first, streams rng[first + j]. No checks:
+** call plm_prog_check once first. */
+typedef struct plm_prog_ws {
+    const plm_prog *p;
+    double *u;
+    double **R;
+} plm_prog_ws;
+plm_status plm_prog_ws_init(plm_ctx *ctx, plm_prog_ws *w, const plm_prog *p);
+void plm_prog_ws_free(plm_prog_ws *w);
+void plm_prog_uniforms(plm_prog_ws *w, const plm_prog_in *in);
+void plm_prog_block(plm_prog_ws *w, const plm_prog_in *in, size_t first, size_t m, double *const *out, plm_rng *rng);
+/* Does p read input idx of group grp? */
+int plm_prog_uses(const plm_prog *p, int grp, int idx);
+/* PLM_EINVAL when an input group the program reads is unbound in `in`, or it draws and with_rng is 0. */
+plm_status plm_prog_check(plm_ctx *ctx, const plm_prog *p, const plm_prog_in *in, int with_rng);
+
+/* The scalar value of a unary, binary or ternary op (NAN for other ops): the same kernels the evaluator runs,
+** so plain-Lua values of plume.math functions round exactly as compiled ones. */
+double plm_op_eval(plm_op op, double a, double b, double c);
+
+/* A standard normal draw from r by the ziggurat compiled programs use (not GSL's: the sequences differ). */
+double plm_expr_normal(plm_rng *r);
+
+/* Names for messages and listings. */
+const char *plm_op_name(plm_op op);
+
+#endif
