@@ -48,6 +48,37 @@ static void add_site(lua_State *L, exec *ex, const char *fn, const char *addr, p
 }
 
 /* m:sample(addr, dist) -> value */
+/* Record the chosen value x of a latent site and hand it to the program (and to the distribution's hook). */
+static int finish_sample(lua_State *L, exec *ex, const char *addr, const plm_dist *d, const double *x, double lp)
+{
+    add_site(L, ex, "m:sample", addr, PLM_SITE_LATENT, d, x, d->dim, lp);
+    plm_l_pushdistvalue(L, d, x);
+    /* a distribution with a hook (an LM context's next-token distribution) learns the chosen value */
+    if (lua_getiuservalue(L, 3, 1) == LUA_TFUNCTION) {
+        lua_pushvalue(L, -2);
+        lua_call(L, 1, 0);
+    } else
+        lua_pop(L, 1);
+    return 1;
+}
+
+/* Beam search resumes a branching m:sample here with the value it chose (in C's representation). */
+static int sample_branch_k(lua_State *L, int status, lua_KContext kctx)
+{
+    exec *ex = check_active(L, "m:sample");
+    const char *addr = lua_tostring(L, 2);
+    plm_dist *d = plm_l_checkdist(L, 3, "m:sample", "dist");
+    double x = lua_tonumber(L, -1);
+    (void)status;
+    (void)kctx;
+    lua_pop(L, 1);
+    return finish_sample(L, ex, addr, d, &x, plm_dist_logpdf(d, &x));
+}
+
+/* the address of a beam branch yield (its value is irrelevant) */
+const char plm_l_branch_tag = 'B';
+
+/* m:sample(addr, dist) -> value */
 static int l_m_sample(lua_State *L)
 {
     exec *ex = check_active(L, "m:sample");
@@ -56,7 +87,26 @@ static int l_m_sample(lua_State *L)
     double buf[MAXDIM_STACK], *x = d->dim <= MAXDIM_STACK ? buf : plm_l_scratch(L, (size_t)d->dim * sizeof(double));
     double lp = -INFINITY;
     int have = 0;
-    if (ex->mode == EX_SMC && ex->checkpoints < ex->replay_until) {
+    if (ex->mode == EX_SMC && ex->beam) {
+        /* beam search: a copy replays its parent's sites (those made before the branch), takes the value chosen
+        ** for it at the branch, and yields at every new finite discrete choice so that the beam can branch */
+        plm_site *s = ex->old ? plm_trace_find(ex->old, addr) : NULL;
+        if (ex->target && strcmp(addr, ex->target) == 0) {
+            memcpy(x, ex->target_val, (size_t)d->dim * sizeof *x);
+            lp = plm_dist_logpdf(d, x);
+            have = 1;
+        } else if (s && (size_t)(s - ex->old->sites) < ex->replay_sites && s->kind == PLM_SITE_LATENT && s->dim == d->dim) {
+            memcpy(x, s->value, (size_t)d->dim * sizeof *x);
+            lp = plm_dist_logpdf(d, x);
+            have = 1;
+        } else if (d->kind == PLM_DIST_CATEGORICAL || d->kind == PLM_DIST_BERNOULLI) {
+            lua_settop(L, 3);
+            lua_pushlightuserdata(L, (void *)&plm_l_branch_tag);
+            lua_pushvalue(L, 3);
+            lua_pushvalue(L, 2);
+            return lua_yieldk(L, 3, 0, sample_branch_k);
+        }
+    } else if (ex->mode == EX_SMC && ex->checkpoints < ex->replay_until) {
         /* a resampled copy re-running its parent's history: the parent's values, by address */
         plm_site *s = plm_trace_find(ex->old, addr);
         if (s && s->kind == PLM_SITE_LATENT && s->dim == d->dim) {
@@ -83,22 +133,14 @@ static int l_m_sample(lua_State *L)
         lp = plm_dist_logpdf(d, x);
         ex->fresh += lp;
     }
-    add_site(L, ex, "m:sample", addr, PLM_SITE_LATENT, d, x, d->dim, lp);
-    plm_l_pushdistvalue(L, d, x);
-    /* a distribution with a hook (an LM context's next-token distribution) learns the chosen value */
-    if (lua_getiuservalue(L, 3, 1) == LUA_TFUNCTION) {
-        lua_pushvalue(L, -2);
-        lua_call(L, 1, 0);
-    } else
-        lua_pop(L, 1);
-    return 1;
+    return finish_sample(L, ex, addr, d, x, lp);
 }
 
 /* Under the particle engines every observe and factor is a checkpoint: the particle hands control back to the
 ** scheduler with the weight it gathered (unless it is silently replaying its parent's history). */
 static int checkpoint(lua_State *L, exec *ex, double logw)
 {
-    if (ex->mode != EX_SMC) return 0;
+    if (ex->mode != EX_SMC || ex->beam) return 0;   /* beam search syncs at branches, not checkpoints */
     if (ex->checkpoints < ex->replay_until) {
         ex->checkpoints++;
         return 0;

@@ -23,7 +23,7 @@
 static const char request_tag = 'R';   /* its address marks a yield that carries a request */
 #define SMC_FLAG "plume.smc.active"
 
-enum { P_RUN, P_CHECK, P_PENDING, P_DONE, P_DEAD };
+enum { P_RUN, P_CHECK, P_PENDING, P_DONE, P_DEAD, P_BRANCH };
 
 typedef struct particle {
     plm_l_exec ex;
@@ -178,6 +178,17 @@ static void step_one(engine *E, int i)
     lua_setfield(L, LUA_REGISTRYINDEX, "plume.smc.adopt");
     p->narg = 0;
     if (st == LUA_YIELD) {
+        if (nres == 3 && lua_touserdata(co, -3) == &plm_l_branch_tag) {
+            /* beam search: {dist, addr} of the choice to branch on */
+            lua_createtable(L, 2, 0);
+            lua_xmove(co, L, 2);
+            lua_rawseti(L, -3, 2);
+            lua_rawseti(L, -2, 1);
+            lua_rawseti(L, E->reqs, i + 1);
+            lua_pop(co, 1);
+            p->state = P_BRANCH;
+            return;
+        }
         if (nres == 3 && lua_touserdata(co, -3) == &request_tag) {
             /* {fn, req} kept for the batch */
             lua_createtable(L, 2, 0);
@@ -651,6 +662,269 @@ static int l_smc(lua_State *L)
     }
 }
 
+/* ---- beam search ---- */
+
+typedef struct cand {
+    int parent;
+    int done;
+    double score, value;
+} cand;
+
+static int cmp_cand(const void *a, const void *b)
+{
+    const cand *x = a, *y = b;
+    if (x->score != y->score) return x->score < y->score ? 1 : -1;   /* best first */
+    if (x->parent != y->parent) return x->parent - y->parent;        /* then a fixed order: reproducible */
+    return (x->value > y->value) - (x->value < y->value);
+}
+
+/* The B most probable values of a finite discrete distribution (C representation), with their log masses. */
+static int top_values(const plm_dist *d, int B, double *val, double *lp)
+{
+    int n = 0, K = d->kind == PLM_DIST_BERNOULLI ? 2 : d->K, v, j;
+    for (v = 0; v < K; v++) {
+        double x = v, l = plm_dist_logpdf(d, &x);
+        if (l == -INFINITY) continue;
+        if (n < B)
+            j = n++;
+        else if (l > lp[B - 1])
+            j = B - 1;
+        else
+            continue;
+        for (; j > 0 && lp[j - 1] < l; j--) {   /* insertion keeps the list sorted, most probable first */
+            val[j] = val[j - 1];
+            lp[j] = lp[j - 1];
+        }
+        val[j] = x;
+        lp[j] = l;
+    }
+    return n;
+}
+
+/* plume._beam(fn, opts, nargs, args...): beam search over the finite discrete choices of a program */
+static int l_beam(lua_State *L)
+{
+    const char *fn = "plume.beam";
+    engine E;
+    int K, B, nargs, opts, i, j;
+    long step = 0, max_steps;
+    luaL_checktype(L, 1, LUA_TFUNCTION);
+    nargs = (int)luaL_checkinteger(L, 3);
+    lua_settop(L, 3 + nargs);
+    opts = lua_istable(L, 2) ? 2 : 0;
+    if (opts) {
+        static const char *const names[] = {"beams", "branch", "seed", "max_steps", "quiet", "threads", NULL};
+        lua_pushnil(L);
+        while (lua_next(L, opts)) {
+            int ok = 0;
+            const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "?";
+            for (i = 0; names[i]; i++) ok |= strcmp(k, names[i]) == 0;
+            if (!ok) luaL_error(L, "%s: unknown option '%s' (options: beams, branch, seed, max_steps, quiet)", fn, k);
+            lua_pop(L, 1);
+        }
+    }
+    K = (int)plm_l_optint(L, opts, fn, "beams", 8);
+    B = (int)plm_l_optint(L, opts, fn, "branch", K);
+    max_steps = (long)plm_l_optint(L, opts, fn, "max_steps", 100000);
+    if (K < 1 || K > 100000) luaL_error(L, "%s: option 'beams' must be in 1..100000 (got %d)", fn, K);
+    if (B < 1 || B > 100000) luaL_error(L, "%s: option 'branch' must be in 1..100000 (got %d)", fn, B);
+    memset(&E, 0, sizeof E);
+    E.L = L;
+    E.fn = 1;
+    E.args = 4;
+    E.nargs = nargs;
+    E.seed = plm_l_seed(L, opts, fn);
+    E.next_stream = 1;
+    lua_newtable(L); E.cos = lua_gettop(L);
+    lua_newtable(L); E.handles = lua_gettop(L);
+    lua_newtable(L); E.vals = lua_gettop(L);
+    lua_newtable(L); E.reqs = lua_gettop(L);
+    lua_newtable(L); E.objs = lua_gettop(L);
+    lua_newtable(L); E.adopt = lua_gettop(L);
+    grow(&E, K + 1);
+    spawn(&E, 0, NULL, 0, 0, 0);
+    E.p[0].ex.beam = 1;
+    E.n = 1;
+    for (;;) {
+        cand *c;
+        int nc = 0, keep, old_n = E.n;
+        double *val = plm_l_scratch(L, (size_t)B * sizeof *val), *lp = plm_l_scratch(L, (size_t)B * sizeof *lp);
+        if (++step > max_steps) luaL_error(L, "%s: more than %d steps (raise max_steps?)", fn, (int)max_steps);
+        advance(&E);
+        plm_l_check_interrupt(L, fn);
+        c = plm_l_scratch(L, (size_t)E.n * (size_t)(B + 1) * sizeof *c);
+        for (i = 0; i < E.n; i++) {
+            particle *p = &E.p[i];
+            double sc = plm_trace_score(p->ex.tr);
+            if (p->state == P_DONE && sc > -INFINITY) {
+                c[nc].parent = i, c[nc].done = 1, c[nc].score = sc, c[nc].value = 0;
+                nc++;
+            } else if (p->state == P_BRANCH && sc > -INFINITY) {
+                plm_dist *d;
+                int m;
+                lua_rawgeti(L, E.reqs, i + 1);
+                lua_rawgeti(L, -1, 1);
+                d = plm_l_checkdist(L, -1, fn, "choice");
+                lua_pop(L, 2);
+                m = top_values(d, B, val, lp);
+                for (j = 0; j < m; j++) {
+                    c[nc].parent = i, c[nc].done = 0, c[nc].score = sc + lp[j], c[nc].value = val[j];
+                    nc++;
+                }
+            }
+        }
+        if (nc == 0) luaL_error(L, "%s: every hypothesis has log probability -inf", fn);
+        qsort(c, (size_t)nc, sizeof *c, cmp_cand);
+        keep = nc < K ? nc : K;
+        {
+            /* all kept hypotheses finished: done (they are sorted best first) */
+            int unfinished = 0;
+            for (j = 0; j < keep; j++) unfinished += !c[j].done;
+            if (!unfinished) {
+                int *par = plm_l_scratch(L, (size_t)keep * sizeof *par);
+                double *lw = plm_l_scratch(L, (size_t)keep * sizeof *lw);
+                for (j = 0; j < keep; j++) par[j] = c[j].parent, lw[j] = c[j].score;
+                rebuild(&E, par, lw, keep);
+                lua_pop(L, 5);
+                break;
+            }
+        }
+        /* the new population: the first candidate of a parent keeps its coroutine (resumed with the value),
+        ** the others are copies that replay the parent's sites up to the branch and take their value there */
+        {
+            particle *old = plm_gc_alloc((size_t)old_n * sizeof *old);
+            long r;
+            char *used = plm_l_scratch(L, (size_t)old_n);
+            int cos = E.cos, handles = E.handles, vals = E.vals, objs = E.objs, adopt = E.adopt, reqs = E.reqs;
+            if (!old) luaL_error(L, "%s: out of memory", fn);
+            memcpy(old, E.p, (size_t)old_n * sizeof *old);
+            r = plm_root(old);
+            memset(used, 0, (size_t)old_n);
+            for (j = 0; j < keep; j++) used[c[j].parent] = 1;
+            for (j = 0; j < old_n; j++)
+                if (!used[j]) close_objects(L, objs, j);
+            memset(used, 0, (size_t)old_n);
+            for (j = 0; j < 6; j++) lua_newtable(L);
+            E.cos = lua_gettop(L) - 5, E.handles = E.cos + 1, E.vals = E.cos + 2, E.objs = E.cos + 3;
+            E.adopt = E.cos + 4, E.reqs = E.cos + 5;
+            E.n = 0;
+            grow(&E, keep);
+            for (j = 0; j < keep; j++) {
+                int q = c[j].parent;
+                particle *p = &E.p[j];
+                if (!used[q]) {
+                    used[q] = 1;
+                    *p = old[q];
+                    p->ex.rng = &p->rng;
+                    p->rng.gsl.state = p->rng.s;
+                    lua_rawgeti(L, cos, q + 1);
+                    if (!c[j].done) {
+                        lua_pushnumber(lua_tothread(L, -1), c[j].value);
+                        p->narg = 1;
+                        p->state = P_RUN;
+                    }
+                    lua_rawseti(L, E.cos, j + 1);
+                    lua_rawgeti(L, handles, q + 1);
+                    ((plm_l_handle *)lua_touserdata(L, -1))->ex = &p->ex;
+                    lua_rawseti(L, E.handles, j + 1);
+                    lua_rawgeti(L, vals, q + 1);
+                    lua_rawseti(L, E.vals, j + 1);
+                    lua_rawgeti(L, objs, q + 1);
+                    lua_rawseti(L, E.objs, j + 1);
+                    lua_rawgeti(L, adopt, q + 1);
+                    lua_rawseti(L, E.adopt, j + 1);
+                } else {
+                    const char *addr;
+                    size_t alen;
+                    char *a = NULL;
+                    double *v = NULL;
+                    lua_rawgeti(L, objs, q + 1);
+                    spawn(&E, j, old[q].ex.tr, 0, 0, lua_gettop(L));
+                    lua_pop(L, 1);
+                    lua_rawgeti(L, reqs, q + 1);
+                    lua_rawgeti(L, -1, 2);
+                    addr = lua_tolstring(L, -1, &alen);
+                    if (!(a = plm_gc_alloc_atomic(alen + 1)) || !(v = plm_gc_alloc_atomic(sizeof *v)))
+                        luaL_error(L, "%s: out of memory", fn);
+                    memcpy(a, addr, alen + 1);
+                    *v = c[j].value;
+                    lua_pop(L, 2);
+                    p = &E.p[j];
+                    p->ex.beam = 1;
+                    p->ex.replay_sites = old[q].ex.tr->n;
+                    p->ex.target = a;
+                    p->ex.target_val = v;
+                }
+                E.n = j + 1;
+            }
+            for (j = 0; j < old_n; j++)
+                if (!used[j]) {
+                    lua_rawgeti(L, handles, j + 1);
+                    ((plm_l_handle *)lua_touserdata(L, -1))->ex = NULL;
+                    lua_pop(L, 1);
+                }
+            lua_copy(L, E.cos, cos);
+            lua_copy(L, E.handles, handles);
+            lua_copy(L, E.vals, vals);
+            lua_copy(L, E.objs, objs);
+            lua_copy(L, E.adopt, adopt);
+            lua_copy(L, E.reqs, reqs);
+            lua_pop(L, 7);   /* six tables and `used` */
+            E.cos = cos, E.handles = handles, E.vals = vals, E.objs = objs, E.adopt = adopt, E.reqs = reqs;
+            plm_unroot(r);
+        }
+        lua_pop(L, 3);   /* val, lp, c */
+    }
+    /* results: hypotheses best first, scored by their log joint (log prior of the choices + log likelihood) */
+    {
+        plm_ctx ctx;
+        plm_draws *D;
+        plm_l_recorder *rec;
+        int res;
+        double m = -INFINITY, lse = 0;
+        plm_ctx_clear(&ctx);
+        if (plm_draws_new(&ctx, 1, &D)) plm_l_fail(L, &ctx);
+        plm_draws_set_weighted(D, 1);
+        lua_newtable(L);
+        res = lua_gettop(L);
+        plm_l_pushdraws(L, D);
+        lua_setfield(L, res, "_draws");
+        rec = plm_l_newrecorder(L, D);
+        for (i = 0; i < E.n; i++) m = fmax(m, E.p[i].logw);
+        for (i = 0; i < E.n; i++) lse += exp(E.p[i].logw - m);
+        lse = m + log(lse);
+        lua_createtable(L, E.n, 0);   /* values */
+        lua_createtable(L, E.n, 0);   /* scores */
+        lua_createtable(L, E.n, 0);   /* log weights: scores normalised over the beam */
+        for (i = 0; i < E.n; i++) {
+            plm_l_record(L, rec, E.p[i].ex.tr, 0, E.p[i].logw);
+            lua_rawgeti(L, E.vals, i + 1);
+            lua_rawseti(L, -4, i + 1);
+            lua_pushnumber(L, E.p[i].logw);
+            lua_rawseti(L, -3, i + 1);
+            lua_pushnumber(L, E.p[i].logw - lse);
+            lua_rawseti(L, -2, i + 1);
+            lua_rawgeti(L, E.handles, i + 1);
+            ((plm_l_handle *)lua_touserdata(L, -1))->ex = NULL;
+            lua_pop(L, 1);
+        }
+        lua_setfield(L, res, "log_weights");
+        lua_setfield(L, res, "scores");
+        lua_pushinteger(L, E.n);
+        lua_setfield(L, -2, "n");
+        lua_setfield(L, res, "values");
+        lua_pop(L, 1);   /* recorder */
+        lua_pushinteger(L, E.n);
+        lua_setfield(L, res, "particles");
+        lua_pushinteger(L, step);
+        lua_setfield(L, res, "steps");
+        lua_pushstring(L, "beam");
+        lua_setfield(L, res, "method");
+        if (E.root) plm_unroot(E.root);
+        return 1;
+    }
+}
+
 /* plume._request(fn, req): inside plume.smc, yield the request to the scheduler (served in a batch);
 ** elsewhere call fn({req})[1] directly. */
 static int l_request(lua_State *L)
@@ -726,6 +1000,8 @@ void plm_l_open_smc(lua_State *L)
     lua_setfield(L, -2, "_smc");
     lua_pushcfunction(L, l_request);
     lua_setfield(L, -2, "_request");
+    lua_pushcfunction(L, l_beam);
+    lua_setfield(L, -2, "_beam");
     lua_pushcfunction(L, l_dist_hook);
     lua_setfield(L, -2, "_dist_hook");
     lua_pushcfunction(L, l_smc_register);

@@ -27,7 +27,12 @@ typedef struct plm_l_exec {
     int checkpoints;          /* EX_SMC: observe/factor statements passed */
     int replay_until;         /* EX_SMC: checkpoints to replay silently from `old` */
     double step_logw;         /* EX_SMC: log weight gathered since the last yield */
+    int beam;                 /* EX_SMC under beam search: yield at finite discrete choices instead */
+    size_t replay_sites;      /* beam: sites of `old` made before the branch (the copy replays only those) */
 } plm_l_exec;
+
+/* The tag of a beam-search branch yield: m:sample yields (tag, dist) and is resumed with the chosen value. */
+extern const char plm_l_branch_tag;
 
 typedef struct plm_l_handle {
     plm_l_exec *ex;           /* NULL outside a run */
