@@ -178,26 +178,16 @@ static void step_one(engine *E, int i)
     lua_setfield(L, LUA_REGISTRYINDEX, "plume.smc.adopt");
     p->narg = 0;
     if (st == LUA_YIELD) {
-        if (nres == 3 && lua_touserdata(co, -3) == &plm_l_branch_tag) {
-            /* beam search: {dist, addr} of the choice to branch on */
+        const void *tag = nres == 3 ? lua_touserdata(co, -3) : NULL;
+        if (tag == &plm_l_branch_tag || tag == &request_tag) {
+            /* keep the pair: {dist, addr} of a beam branch, or {fn, req} of a request for the batch */
             lua_createtable(L, 2, 0);
             lua_xmove(co, L, 2);
             lua_rawseti(L, -3, 2);
             lua_rawseti(L, -2, 1);
             lua_rawseti(L, E->reqs, i + 1);
             lua_pop(co, 1);
-            p->state = P_BRANCH;
-            return;
-        }
-        if (nres == 3 && lua_touserdata(co, -3) == &request_tag) {
-            /* {fn, req} kept for the batch */
-            lua_createtable(L, 2, 0);
-            lua_xmove(co, L, 2);
-            lua_rawseti(L, -3, 2);
-            lua_rawseti(L, -2, 1);
-            lua_rawseti(L, E->reqs, i + 1);
-            lua_pop(co, 1);
-            p->state = P_PENDING;
+            p->state = tag == &request_tag ? P_PENDING : P_BRANCH;
             return;
         }
         lua_pop(co, nres);
@@ -302,7 +292,14 @@ static double ess_of(const particle *p, int n, double *lse)
 
 /* Rebuild the population from parents: slot j gets parent par[j] with log weight lw[j]. The first copy of
 ** each parent keeps its coroutine; the others replay it. */
-static void rebuild(engine *E, const int *par, const double *lw, int m)
+/* A beam-search branch for new slot j: resume with value (kept parent) or replay up to the branch and take
+** value there (copy). NULL for SMC. */
+typedef struct branch {
+    int done;
+    double value;
+} branch;
+
+static void rebuild(engine *E, const int *par, const double *lw, int m, const branch *br)
 {
     lua_State *L = E->L;
     int old_n = E->n, j;
@@ -356,6 +353,35 @@ static void rebuild(engine *E, const int *par, const double *lw, int m)
                 lua_rawseti(L, E->adopt, j + 1);
                 p->logw = lw[j];
                 if (p->state == P_CHECK) p->state = P_RUN;
+                if (br && !br[j].done) {   /* a beam parent resumes with the value chosen for it */
+                    lua_rawgeti(L, E->cos, j + 1);
+                    lua_pushnumber(lua_tothread(L, -1), br[j].value);
+                    lua_pop(L, 1);
+                    p->narg = 1;
+                    p->state = P_RUN;
+                }
+            } else if (br) {
+                /* a beam copy replays its parent's sites made before the branch and takes its own value there */
+                const char *addr;
+                size_t alen;
+                char *a;
+                double *v;
+                lua_rawgeti(L, objs, q + 1);
+                spawn(E, j, old[q].ex.tr, 0, lw[j], lua_gettop(L));
+                lua_rawgeti(L, E->reqs, q + 1);
+                lua_rawgeti(L, -1, 2);
+                addr = lua_tolstring(L, -1, &alen);
+                a = plm_gc_alloc_atomic(alen + 1);
+                v = plm_gc_alloc_atomic(sizeof *v);
+                if (!a || !v) luaL_error(L, "plume.beam: out of memory");
+                memcpy(a, addr, alen + 1);
+                *v = br[j].value;
+                lua_pop(L, 3);
+                p = &E->p[j];
+                p->ex.beam = 1;
+                p->ex.replay_sites = old[q].ex.tr->n;
+                p->ex.target = a;
+                p->ex.target_val = v;
             } else {
                 int done = old[q].state == P_DONE;
                 lua_rawgeti(L, objs, q + 1);
@@ -381,6 +407,9 @@ static void rebuild(engine *E, const int *par, const double *lw, int m)
         lua_copy(L, E->adopt, adopt);
         lua_pop(L, 6);   /* five tables and `used` */
         E->cos = cos, E->handles = handles, E->vals = vals, E->objs = objs, E->adopt = adopt;
+        /* pending branches belonged to the old indices */
+        lua_newtable(L);
+        lua_replace(L, E->reqs);
         plm_unroot(r);
     }
 }
@@ -590,13 +619,13 @@ static int l_smc(lua_State *L)
         lw = plm_l_scratch(L, (size_t)E.n * sizeof *lw);
         if (o.steer) {
             m = fc_resample(&E, &sr, o.N, par, lw);
-            rebuild(&E, par, lw, m);
+            rebuild(&E, par, lw, m, NULL);
             resamples++;
         } else if (ess < o.ess_threshold * E.n && !all_finished(&E)) {
             logz += lse - log((double)E.n);
             systematic(&sr, E.p, E.n, o.N, par);
             for (i = 0; i < o.N; i++) lw[i] = 0;
-            rebuild(&E, par, lw, o.N);
+            rebuild(&E, par, lw, o.N, NULL);
             resamples++;
         }
         lua_pop(L, 2);
@@ -747,7 +776,7 @@ static int l_beam(lua_State *L)
     E.n = 1;
     for (;;) {
         cand *c;
-        int nc = 0, keep, old_n = E.n;
+        int nc = 0, keep;
         double *val = plm_l_scratch(L, (size_t)B * sizeof *val), *lp = plm_l_scratch(L, (size_t)B * sizeof *lp);
         if (++step > max_steps) luaL_error(L, "%s: more than %d steps (raise max_steps?)", fn, (int)max_steps);
         advance(&E);
@@ -784,7 +813,7 @@ static int l_beam(lua_State *L)
                 int *par = plm_l_scratch(L, (size_t)keep * sizeof *par);
                 double *lw = plm_l_scratch(L, (size_t)keep * sizeof *lw);
                 for (j = 0; j < keep; j++) par[j] = c[j].parent, lw[j] = c[j].score;
-                rebuild(&E, par, lw, keep);
+                rebuild(&E, par, lw, keep, NULL);
                 lua_pop(L, 5);
                 break;
             }
@@ -792,86 +821,17 @@ static int l_beam(lua_State *L)
         /* the new population: the first candidate of a parent keeps its coroutine (resumed with the value),
         ** the others are copies that replay the parent's sites up to the branch and take their value there */
         {
-            particle *old = plm_gc_alloc((size_t)old_n * sizeof *old);
-            long r;
-            char *used = plm_l_scratch(L, (size_t)old_n);
-            int cos = E.cos, handles = E.handles, vals = E.vals, objs = E.objs, adopt = E.adopt, reqs = E.reqs;
-            if (!old) luaL_error(L, "%s: out of memory", fn);
-            memcpy(old, E.p, (size_t)old_n * sizeof *old);
-            r = plm_root(old);
-            memset(used, 0, (size_t)old_n);
-            for (j = 0; j < keep; j++) used[c[j].parent] = 1;
-            for (j = 0; j < old_n; j++)
-                if (!used[j]) close_objects(L, objs, j);
-            memset(used, 0, (size_t)old_n);
-            for (j = 0; j < 6; j++) lua_newtable(L);
-            E.cos = lua_gettop(L) - 5, E.handles = E.cos + 1, E.vals = E.cos + 2, E.objs = E.cos + 3;
-            E.adopt = E.cos + 4, E.reqs = E.cos + 5;
-            E.n = 0;
-            grow(&E, keep);
+            int *par = plm_l_scratch(L, (size_t)keep * sizeof *par);
+            double *lw = plm_l_scratch(L, (size_t)keep * sizeof *lw);
+            branch *br = plm_l_scratch(L, (size_t)keep * sizeof *br);
             for (j = 0; j < keep; j++) {
-                int q = c[j].parent;
-                particle *p = &E.p[j];
-                if (!used[q]) {
-                    used[q] = 1;
-                    *p = old[q];
-                    p->ex.rng = &p->rng;
-                    p->rng.gsl.state = p->rng.s;
-                    lua_rawgeti(L, cos, q + 1);
-                    if (!c[j].done) {
-                        lua_pushnumber(lua_tothread(L, -1), c[j].value);
-                        p->narg = 1;
-                        p->state = P_RUN;
-                    }
-                    lua_rawseti(L, E.cos, j + 1);
-                    lua_rawgeti(L, handles, q + 1);
-                    ((plm_l_handle *)lua_touserdata(L, -1))->ex = &p->ex;
-                    lua_rawseti(L, E.handles, j + 1);
-                    lua_rawgeti(L, vals, q + 1);
-                    lua_rawseti(L, E.vals, j + 1);
-                    lua_rawgeti(L, objs, q + 1);
-                    lua_rawseti(L, E.objs, j + 1);
-                    lua_rawgeti(L, adopt, q + 1);
-                    lua_rawseti(L, E.adopt, j + 1);
-                } else {
-                    const char *addr;
-                    size_t alen;
-                    char *a = NULL;
-                    double *v = NULL;
-                    lua_rawgeti(L, objs, q + 1);
-                    spawn(&E, j, old[q].ex.tr, 0, 0, lua_gettop(L));
-                    lua_pop(L, 1);
-                    lua_rawgeti(L, reqs, q + 1);
-                    lua_rawgeti(L, -1, 2);
-                    addr = lua_tolstring(L, -1, &alen);
-                    if (!(a = plm_gc_alloc_atomic(alen + 1)) || !(v = plm_gc_alloc_atomic(sizeof *v)))
-                        luaL_error(L, "%s: out of memory", fn);
-                    memcpy(a, addr, alen + 1);
-                    *v = c[j].value;
-                    lua_pop(L, 2);
-                    p = &E.p[j];
-                    p->ex.beam = 1;
-                    p->ex.replay_sites = old[q].ex.tr->n;
-                    p->ex.target = a;
-                    p->ex.target_val = v;
-                }
-                E.n = j + 1;
+                par[j] = c[j].parent;
+                lw[j] = c[j].score;
+                br[j].done = c[j].done;
+                br[j].value = c[j].value;
             }
-            for (j = 0; j < old_n; j++)
-                if (!used[j]) {
-                    lua_rawgeti(L, handles, j + 1);
-                    ((plm_l_handle *)lua_touserdata(L, -1))->ex = NULL;
-                    lua_pop(L, 1);
-                }
-            lua_copy(L, E.cos, cos);
-            lua_copy(L, E.handles, handles);
-            lua_copy(L, E.vals, vals);
-            lua_copy(L, E.objs, objs);
-            lua_copy(L, E.adopt, adopt);
-            lua_copy(L, E.reqs, reqs);
-            lua_pop(L, 7);   /* six tables and `used` */
-            E.cos = cos, E.handles = handles, E.vals = vals, E.objs = objs, E.adopt = adopt, E.reqs = reqs;
-            plm_unroot(r);
+            rebuild(&E, par, lw, keep, br);
+            lua_pop(L, 3);
         }
         lua_pop(L, 3);   /* val, lp, c */
     }
