@@ -20,9 +20,11 @@ local function as_list(s)
   return s
 end
 
---- cascade.generate(m, ctx, name, {max_tokens = 32, stop = "\n" or {...}}) -> text, why
+--- cascade.generate(m, ctx, name, {max_tokens = 32, stop = "\n" or {...}, at_max = "eos"}) -> text, why
 --- Sample tokens as random choices name.."1", name.."2", ... until EOS ("eos"), a stop string ("stop": the
---- text is cut before it) or max_tokens ("length").
+--- text is cut before it) or max_tokens ("max_tokens"). When the cap is reached without EOS, the default
+--- at_max = "eos" corrects the weight as if the model had ended the text there: m:factor(log P(EOS | text)),
+--- so the program targets texts that end within the cap; at_max = "truncate" keeps the prefix unweighted.
 function cascade.generate(m, ctx, name, opts)
   opts = opts or {}
   local lm = ctx:model()
@@ -40,22 +42,29 @@ function cascade.generate(m, ctx, name, opts)
       if at then return text:sub(1, at - 1), "stop" end
     end
   end
-  return lm:detokenize({ table.unpack(ctx:tokens(), start + 1) }), "length"
+  if (opts.at_max or "eos") == "eos" then
+    local d, p = ctx:next_token(), 0
+    for _, e in ipairs(lm.eos) do p = p + math.exp(d:logpdf(e)) end
+    m:factor(p > 0 and math.log(p) or -math.huge)
+  end
+  return lm:detokenize({ table.unpack(ctx:tokens(), start + 1) }), "max_tokens"
 end
 
 local function trim(s) return (s:gsub("^%s+", ""):gsub("%s+$", "")) end
 
 --- cascade.scratchpad{lm =, prompt = function(question) ... end, thought_tokens = 48, answer_tokens = 8,
----   thought_stop = "\n", answer_prefix = "\nA:", answer_stop = "\n"} -> model(m, question) returning
+---   thought_stop = "\n", answer_prefix = "\nA:", answer_stop = "\n", at_max = "eos"} -> model(m, question) returning
 --- {thought =, answer =}: chain of thought with the thought a latent variable.
 function cascade.scratchpad(opts)
   check(opts, "cascade.scratchpad")
   local prompt = opts.prompt or function(q) return "Q: " .. q .. "\nThought:" end
   return plume.model(function(m, question)
     local ctx = opts.lm:context(prompt(question))
-    local thought = cascade.generate(m, ctx, "thought", { max_tokens = opts.thought_tokens or 48, stop = opts.thought_stop or "\n" })
+    local thought = cascade.generate(m, ctx, "thought", { max_tokens = opts.thought_tokens or 48,
+      stop = opts.thought_stop or "\n", at_max = opts.at_max })
     ctx:append_text(opts.answer_prefix or "\nA:")
-    local answer = cascade.generate(m, ctx, "answer", { max_tokens = opts.answer_tokens or 8, stop = opts.answer_stop or "\n" })
+    local answer = cascade.generate(m, ctx, "answer", { max_tokens = opts.answer_tokens or 8,
+      stop = opts.answer_stop or "\n", at_max = opts.at_max })
     return { thought = trim(thought), answer = trim(answer) }
   end)
 end
