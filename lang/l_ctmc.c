@@ -10,22 +10,9 @@
 #define CTMC_META "plume.ctmc"
 #define CTHMM_META "plume.cthmm"
 
-static uint64_t default_seed(lua_State *L)
-{
-    uint64_t s;
-    if (lua_getfield(L, LUA_REGISTRYINDEX, "plume.rng") == LUA_TUSERDATA) {
-        plm_rng *r = lua_touserdata(L, -1);
-        r->gsl.state = r->s;
-        s = plm_rng_next(r);
-    } else
-        s = plm_rng_entropy_seed();
-    lua_pop(L, 1);
-    return s;
-}
-
 static uint64_t opt_seed(lua_State *L, int idx, const char *fn)
 {
-    return lua_isnoneornil(L, idx) ? default_seed(L) : (uint64_t)plm_l_checkint(L, idx, fn, "seed");
+    return lua_isnoneornil(L, idx) ? plm_l_default_seed(L) : (uint64_t)plm_l_checkint(L, idx, fn, "seed");
 }
 
 /* A rate matrix at idx into a new chain. */

@@ -6,7 +6,6 @@
 #include <math.h>
 #include <string.h>
 
-static plm_rng *lua_rng(lua_State *L);
 
 plm_dist *plm_l_checkdist(lua_State *L, int idx, const char *fn, const char *arg)
 {
@@ -141,7 +140,7 @@ static int l_categorical_logits(lua_State *L)
 }
 
 /* The default stream for draws made directly from Lua (d:sample()): plume.seed(s) resets it. */
-static plm_rng *lua_rng(lua_State *L)
+plm_rng *plm_l_default_rng(lua_State *L)
 {
     plm_rng *r;
     if (lua_getfield(L, LUA_REGISTRYINDEX, "plume.rng") == LUA_TUSERDATA) {
@@ -160,14 +159,14 @@ static plm_rng *lua_rng(lua_State *L)
 static int l_seed(lua_State *L)
 {
     lua_Integer s = plm_l_checkint(L, 1, "plume.seed", "seed");
-    plm_rng_init(lua_rng(L), (uint64_t)s, 0);
+    plm_rng_init(plm_l_default_rng(L), (uint64_t)s, 0);
     return 0;
 }
 
 static int l_dist_sample(lua_State *L)
 {
     plm_dist *d = plm_l_checkdist(L, 1, "sample", "self");
-    plm_rng *r = lua_rng(L);
+    plm_rng *r = plm_l_default_rng(L);
     double one[64], *x = d->dim <= 64 ? one : plm_l_scratch(L, (size_t)d->dim * sizeof(double));
     if (lua_isnoneornil(L, 2)) {
         plm_dist_sample(d, r, x);

@@ -10,21 +10,6 @@
 
 #define LGSSM_META "plume.lgssm"
 
-/* A seed for a draw without an explicit seed: the next value of plume's default stream (plume.seed) when it
-** exists, otherwise fresh entropy. */
-static uint64_t default_seed(lua_State *L)
-{
-    uint64_t s;
-    if (lua_getfield(L, LUA_REGISTRYINDEX, "plume.rng") == LUA_TUSERDATA) {
-        plm_rng *r = lua_touserdata(L, -1);
-        r->gsl.state = r->s;
-        s = plm_rng_next(r);
-    } else
-        s = plm_rng_entropy_seed();
-    lua_pop(L, 1);
-    return s;
-}
-
 /* Is the value at idx a table whose first entry is a number? */
 static int is_flat_list(lua_State *L, int idx)
 {
@@ -254,7 +239,7 @@ static int l_lgssm_sample(lua_State *L)
 {
     plm_lgssm *s = check_self(L, "lgssm:sample");
     lua_Integer T = plm_l_checkint(L, 2, "lgssm:sample", "T");
-    uint64_t seed = lua_isnoneornil(L, 3) ? default_seed(L) : (uint64_t)plm_l_checkint(L, 3, "lgssm:sample", "seed");
+    uint64_t seed = lua_isnoneornil(L, 3) ? plm_l_default_seed(L) : (uint64_t)plm_l_checkint(L, 3, "lgssm:sample", "seed");
     plm_rng r;
     plm_ctx ctx;
     double *xs, *ys;

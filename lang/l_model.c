@@ -803,19 +803,7 @@ static const char *const option_names[] = {"method", "samples", "warmup", "chain
 
 static void check_option_names(lua_State *L, int opts, const char *fn)
 {
-    if (!opts) return;
-    lua_pushnil(L);
-    while (lua_next(L, opts)) {
-        int i, ok = 0;
-        if (lua_type(L, -2) == LUA_TSTRING) {
-            const char *k = lua_tostring(L, -2);
-            for (i = 0; option_names[i]; i++)
-                if (strcmp(k, option_names[i]) == 0) ok = 1;
-            if (!ok) luaL_error(L, "%s: unknown option '%s' (options: method, samples, warmup, chains, seed, threads, quiet, output)", fn, k);
-        } else
-            luaL_error(L, "%s: options must be a table with string keys", fn);
-        lua_pop(L, 1);
-    }
+    plm_l_checkopts(L, opts, fn, option_names);
 }
 
 /* plume._run(fn, opts, nargs, args...): the engine behind plume.infer (lang/plume/_model.lua checks the model). */

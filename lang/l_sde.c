@@ -200,27 +200,13 @@ static l_sde *check_sde(lua_State *L, int idx, const char *fn)
     return plm_l_checkobj(L, idx, PLM_L_SDE, fn, "self");
 }
 
+/* set parameter values from a table name -> number; unknown names are errors */
 static void set_params(lua_State *L, l_sde *S, int self, int tbl, const char *fn)
 {
-    int i, np = S->s->np;
     tbl = lua_absindex(L, tbl);
     lua_getiuservalue(L, self, 1);
     lua_getfield(L, -1, "names");
-    lua_pushnil(L);
-    while (lua_next(L, tbl)) {
-        int found = -1;
-        const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "?";
-        for (i = 0; i < np; i++) {
-            lua_geti(L, -3, i + 1);
-            if (strcmp(lua_tostring(L, -1), k) == 0) found = i;
-            lua_pop(L, 1);
-        }
-        if (found < 0) luaL_error(L, "%s: unknown parameter '%s'", fn, k);
-        if (lua_type(L, -1) != LUA_TNUMBER)
-            luaL_error(L, "%s: parameter '%s' must be a number (got %s)", fn, k, luaL_typename(L, -1));
-        S->s->params[found] = lua_tonumber(L, -1);
-        lua_pop(L, 1);
-    }
+    plm_l_set_named(L, tbl, -1, S->s->params, S->s->np, fn);
     lua_pop(L, 2);
 }
 

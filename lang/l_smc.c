@@ -445,16 +445,7 @@ static void smc_options(lua_State *L, int opts, smc_opts *o)
 {
     const char *fn = "plume.smc", *method;
     o->steer = 0;
-    if (opts) {
-        lua_pushnil(L);
-        while (lua_next(L, opts)) {
-            int i, ok = 0;
-            const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "?";
-            for (i = 0; smc_option_names[i]; i++) ok |= strcmp(k, smc_option_names[i]) == 0;
-            if (!ok) luaL_error(L, "%s: unknown option '%s' (options: particles, ess_threshold, seed, method, extensions, max_steps, quiet)", fn, k);
-            lua_pop(L, 1);
-        }
-    }
+    plm_l_checkopts(L, opts, fn, smc_option_names);
     o->N = (int)plm_l_optint(L, opts, fn, "particles", 100);
     o->ess_threshold = plm_l_optnum(L, opts, fn, "ess_threshold", 0.5);
     o->seed = plm_l_seed(L, opts, fn);
@@ -741,16 +732,9 @@ static int l_beam(lua_State *L)
     nargs = (int)luaL_checkinteger(L, 3);
     lua_settop(L, 3 + nargs);
     opts = lua_istable(L, 2) ? 2 : 0;
-    if (opts) {
+    {
         static const char *const names[] = {"beams", "branch", "seed", "max_steps", "quiet", "threads", NULL};
-        lua_pushnil(L);
-        while (lua_next(L, opts)) {
-            int ok = 0;
-            const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "?";
-            for (i = 0; names[i]; i++) ok |= strcmp(k, names[i]) == 0;
-            if (!ok) luaL_error(L, "%s: unknown option '%s' (options: beams, branch, seed, max_steps, quiet)", fn, k);
-            lua_pop(L, 1);
-        }
+        plm_l_checkopts(L, opts, fn, names);
     }
     K = (int)plm_l_optint(L, opts, fn, "beams", 8);
     B = (int)plm_l_optint(L, opts, fn, "branch", K);

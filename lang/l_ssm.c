@@ -475,25 +475,10 @@ static l_ssm *check_ssm(lua_State *L, int idx, const char *fn)
 /* set parameter values from a table name -> number; unknown names are errors */
 static void set_params(lua_State *L, l_ssm *S, int self, int tbl, const char *fn)
 {
-    int i, np = S->m->np;
     tbl = lua_absindex(L, tbl);
     lua_getiuservalue(L, self, 1);
     lua_getfield(L, -1, "names");
-    lua_pushnil(L);
-    while (lua_next(L, tbl)) {
-        int found = -1;
-        const char *k = lua_tostring(L, -2);
-        if (lua_type(L, -2) != LUA_TSTRING) luaL_error(L, "%s: parameter names must be strings", fn);
-        for (i = 0; i < np; i++) {
-            lua_geti(L, -3, i + 1);
-            if (strcmp(lua_tostring(L, -1), k) == 0) found = i;
-            lua_pop(L, 1);
-        }
-        if (found < 0) luaL_error(L, "%s: unknown parameter '%s'", fn, k);
-        if (lua_type(L, -1) != LUA_TNUMBER) luaL_error(L, "%s: parameter '%s' must be a number (got %s)", fn, k, luaL_typename(L, -1));
-        S->m->params[found] = lua_tonumber(L, -1);
-        lua_pop(L, 1);
-    }
+    plm_l_set_named(L, tbl, -1, S->m->params, S->m->np, fn);
     lua_pop(L, 2);
 }
 

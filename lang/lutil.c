@@ -279,3 +279,56 @@ unsigned long long plm_l_seed(lua_State *L, int opts, const char *fn)
     lua_pop(L, 1);
     return (unsigned long long)s;
 }
+
+void plm_l_checkopts(lua_State *L, int idx, const char *fn, const char *const *names)
+{
+    if (!idx || lua_type(L, idx) != LUA_TTABLE) return;
+    idx = lua_absindex(L, idx);
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+        int i, ok = 0;
+        const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : NULL;
+        for (i = 0; k && names[i]; i++) ok |= strcmp(k, names[i]) == 0;
+        if (!ok) {
+            luaL_Buffer b;
+            luaL_buffinit(L, &b);
+            for (i = 0; names[i]; i++) {
+                if (i) luaL_addstring(&b, ", ");
+                luaL_addstring(&b, names[i]);
+            }
+            luaL_pushresult(&b);
+            if (!k) luaL_error(L, "%s: options must be a table with string keys (options: %s)", fn, lua_tostring(L, -1));
+            luaL_error(L, "%s: unknown option '%s' (options: %s)", fn, k, lua_tostring(L, -1));
+        }
+        lua_pop(L, 1);
+    }
+}
+
+void plm_l_set_named(lua_State *L, int tbl, int names_idx, double *params, int np, const char *fn)
+{
+    int i;
+    tbl = lua_absindex(L, tbl);
+    names_idx = lua_absindex(L, names_idx);
+    lua_pushnil(L);
+    while (lua_next(L, tbl)) {
+        int found = -1;
+        const char *k;
+        if (lua_type(L, -2) != LUA_TSTRING) luaL_error(L, "%s: parameter names must be strings", fn);
+        k = lua_tostring(L, -2);
+        for (i = 0; i < np && found < 0; i++) {
+            lua_geti(L, names_idx, i + 1);
+            if (lua_type(L, -1) == LUA_TSTRING && strcmp(lua_tostring(L, -1), k) == 0) found = i;
+            lua_pop(L, 1);
+        }
+        if (found < 0) luaL_error(L, "%s: unknown parameter '%s'", fn, k);
+        if (lua_type(L, -1) != LUA_TNUMBER)
+            luaL_error(L, "%s: parameter '%s' must be a number (got %s)", fn, k, luaL_typename(L, -1));
+        params[found] = lua_tonumber(L, -1);
+        lua_pop(L, 1);
+    }
+}
+
+uint64_t plm_l_default_seed(lua_State *L)
+{
+    return plm_rng_next(plm_l_default_rng(L));
+}

@@ -81,6 +81,18 @@ plm_lm *plm_l_checklm(lua_State *L, int idx, const char *fn, const char *arg);
 /* Push lm as a Lua object that takes ownership of it. */
 void plm_l_pushlm(lua_State *L, plm_lm *lm);
 
+/* Refuse option keys not in names (a NULL-terminated list): "fn: unknown option 'x' (options: a, b, c)". */
+void plm_l_checkopts(lua_State *L, int idx, const char *fn, const char *const *names);
+
+/* Set params[i] from the table at tbl (name -> number), where the names are the Lua list at names_idx (np
+** of them). Unknown names and non-numbers are errors naming them. */
+void plm_l_set_named(lua_State *L, int tbl, int names_idx, double *params, int np, const char *fn);
+
+/* The default random stream of the Lua state (plume.seed resets it), and a seed drawn from it, for draws
+** made without an explicit seed. */
+plm_rng *plm_l_default_rng(lua_State *L);
+uint64_t plm_l_default_seed(lua_State *L);
+
 /* Parameters for a run: `threads` option (0 -> plm_default_threads) and a `seed` option (absent -> fresh). */
 int plm_l_threads(lua_State *L, int opts, const char *fn);
 unsigned long long plm_l_seed(lua_State *L, int opts, const char *fn);
