@@ -539,6 +539,60 @@ static int fc_resample(engine *E, plm_rng *r, int N, int *par, double *lw)
     return N;
 }
 
+/* The population as a result table (left on the stack, its index returned): draws of every particle's choices
+** weighted by its log weight, values (program return values; values.n slots, since dead particles leave
+** holes), log_weights normalised to sum to one in exp, and, with scores, the raw log weights. Handles are
+** disarmed: the programs are over. */
+static int push_population(engine *E, int with_scores)
+{
+    lua_State *L = E->L;
+    plm_ctx ctx;
+    plm_draws *D;
+    plm_l_recorder *rec;
+    int res, i;
+    double m = -INFINITY, lse = 0;
+    plm_ctx_clear(&ctx);
+    if (plm_draws_new(&ctx, 1, &D)) plm_l_fail(L, &ctx);
+    plm_draws_set_weighted(D, 1);
+    for (i = 0; i < E->n; i++) m = fmax(m, E->p[i].logw);
+    for (i = 0; i < E->n; i++) lse += exp(E->p[i].logw - m);
+    lse = m + log(lse);
+    lua_newtable(L);
+    res = lua_gettop(L);
+    plm_l_pushdraws(L, D);
+    lua_setfield(L, res, "_draws");
+    rec = plm_l_newrecorder(L, D);
+    lua_createtable(L, E->n, 0);   /* values */
+    lua_createtable(L, E->n, 0);   /* log weights */
+    lua_createtable(L, E->n, 0);   /* scores */
+    for (i = 0; i < E->n; i++) {
+        plm_l_record(L, rec, E->p[i].ex.tr, 0, E->p[i].logw);
+        lua_rawgeti(L, E->vals, i + 1);
+        lua_rawseti(L, -4, i + 1);
+        lua_pushnumber(L, E->p[i].logw - lse);
+        lua_rawseti(L, -3, i + 1);
+        lua_pushnumber(L, E->p[i].logw);
+        lua_rawseti(L, -2, i + 1);
+        lua_rawgeti(L, E->handles, i + 1);
+        ((plm_l_handle *)lua_touserdata(L, -1))->ex = NULL;
+        lua_pop(L, 1);
+    }
+    if (with_scores)
+        lua_setfield(L, res, "scores");
+    else
+        lua_pop(L, 1);
+    lua_setfield(L, res, "log_weights");
+    lua_pushinteger(L, E->n);
+    lua_setfield(L, -2, "n");
+    lua_setfield(L, res, "values");
+    lua_pop(L, 1);   /* recorder */
+    lua_pushinteger(L, E->n);
+    lua_setfield(L, res, "particles");
+    if (E->root) plm_unroot(E->root);
+    E->root = 0;
+    return res;
+}
+
 /* plume._smc(fn, opts, nargs, args...) */
 static int l_smc(lua_State *L)
 {
@@ -631,35 +685,7 @@ static int l_smc(lua_State *L)
     }
     /* results */
     {
-        plm_ctx ctx;
-        plm_draws *D;
-        plm_l_recorder *rec;
-        int res;
-        plm_ctx_clear(&ctx);
-        if (plm_draws_new(&ctx, 1, &D)) plm_l_fail(L, &ctx);
-        plm_draws_set_weighted(D, 1);
-        lua_newtable(L);
-        res = lua_gettop(L);
-        plm_l_pushdraws(L, D);
-        lua_setfield(L, res, "_draws");
-        rec = plm_l_newrecorder(L, D);
-        lua_createtable(L, E.n, 0);   /* values */
-        lua_createtable(L, E.n, 0);   /* log weights */
-        for (i = 0; i < E.n; i++) {
-            plm_l_record(L, rec, E.p[i].ex.tr, 0, E.p[i].logw);
-            lua_rawgeti(L, E.vals, i + 1);
-            lua_rawseti(L, -3, i + 1);
-            lua_pushnumber(L, E.p[i].logw - lse);
-            lua_rawseti(L, -2, i + 1);
-            lua_rawgeti(L, E.handles, i + 1);
-            ((plm_l_handle *)lua_touserdata(L, -1))->ex = NULL;
-            lua_pop(L, 1);
-        }
-        lua_setfield(L, res, "log_weights");
-        lua_pushinteger(L, E.n);          /* dead particles leave holes: values.n counts the slots */
-        lua_setfield(L, -2, "n");
-        lua_setfield(L, res, "values");
-        lua_pop(L, 1);   /* recorder */
+        int res = push_population(&E, 0);
         lua_pushnumber(L, logz);
         lua_setfield(L, res, "logz");
         ess_of(E.p, E.n, &lse);
@@ -671,13 +697,10 @@ static int l_smc(lua_State *L)
         lua_setfield(L, res, "resamples");
         lua_pushinteger(L, step);
         lua_setfield(L, res, "steps");
-        lua_pushinteger(L, E.n);
-        lua_setfield(L, res, "particles");
         lua_pushstring(L, o.steer ? "smc-steer" : "smc");
         lua_setfield(L, res, "method");
         lua_pushinteger(L, (lua_Integer)o.seed);
         lua_setfield(L, res, "seed");
-        if (E.root) plm_unroot(E.root);
         return 1;
     }
 }
@@ -821,50 +844,11 @@ static int l_beam(lua_State *L)
     }
     /* results: hypotheses best first, scored by their log joint (log prior of the choices + log likelihood) */
     {
-        plm_ctx ctx;
-        plm_draws *D;
-        plm_l_recorder *rec;
-        int res;
-        double m = -INFINITY, lse = 0;
-        plm_ctx_clear(&ctx);
-        if (plm_draws_new(&ctx, 1, &D)) plm_l_fail(L, &ctx);
-        plm_draws_set_weighted(D, 1);
-        lua_newtable(L);
-        res = lua_gettop(L);
-        plm_l_pushdraws(L, D);
-        lua_setfield(L, res, "_draws");
-        rec = plm_l_newrecorder(L, D);
-        for (i = 0; i < E.n; i++) m = fmax(m, E.p[i].logw);
-        for (i = 0; i < E.n; i++) lse += exp(E.p[i].logw - m);
-        lse = m + log(lse);
-        lua_createtable(L, E.n, 0);   /* values */
-        lua_createtable(L, E.n, 0);   /* scores */
-        lua_createtable(L, E.n, 0);   /* log weights: scores normalised over the beam */
-        for (i = 0; i < E.n; i++) {
-            plm_l_record(L, rec, E.p[i].ex.tr, 0, E.p[i].logw);
-            lua_rawgeti(L, E.vals, i + 1);
-            lua_rawseti(L, -4, i + 1);
-            lua_pushnumber(L, E.p[i].logw);
-            lua_rawseti(L, -3, i + 1);
-            lua_pushnumber(L, E.p[i].logw - lse);
-            lua_rawseti(L, -2, i + 1);
-            lua_rawgeti(L, E.handles, i + 1);
-            ((plm_l_handle *)lua_touserdata(L, -1))->ex = NULL;
-            lua_pop(L, 1);
-        }
-        lua_setfield(L, res, "log_weights");
-        lua_setfield(L, res, "scores");
-        lua_pushinteger(L, E.n);
-        lua_setfield(L, -2, "n");
-        lua_setfield(L, res, "values");
-        lua_pop(L, 1);   /* recorder */
-        lua_pushinteger(L, E.n);
-        lua_setfield(L, res, "particles");
+        int res = push_population(&E, 1);
         lua_pushinteger(L, step);
         lua_setfield(L, res, "steps");
         lua_pushstring(L, "beam");
         lua_setfield(L, res, "method");
-        if (E.root) plm_unroot(E.root);
         return 1;
     }
 }
