@@ -417,9 +417,8 @@ static void rebuild(engine *E, const int *par, const double *lw, int m, const br
 /* Systematic resampling of n particles into m slots. */
 static void systematic(plm_rng *r, const particle *p, int n, int m, int *par)
 {
-    double lse, mx = -INFINITY, total = 0, u, c = 0;
+    double mx = -INFINITY, total = 0, u, c = 0;
     int i, j = 0;
-    (void)lse;
     for (i = 0; i < n; i++)
         if (p[i].logw > mx) mx = p[i].logw;
     for (i = 0; i < n; i++) total += exp(p[i].logw - mx);
@@ -678,17 +677,15 @@ static int l_smc(lua_State *L)
     plm_l_progress_end(&pr);
     ess_of(E.p, E.n, &lse);
     if (lse == -INFINITY) luaL_error(L, "plume.smc: every particle has weight -inf");
-    logz += lse - log((double)(o.steer ? o.N : E.n));
-    if (o.steer) {
-        /* steer keeps weights unnormalised across steps: the evidence is their mean at the end */
-        logz = lse - log((double)o.N);
-    }
+    if (o.steer)
+        logz = lse - log((double)o.N);   /* steer never resets weights: the evidence is their mean at the end */
+    else
+        logz += lse - log((double)E.n);
     /* results */
     {
         int res = push_population(&E, 0);
         lua_pushnumber(L, logz);
         lua_setfield(L, res, "logz");
-        ess_of(E.p, E.n, &lse);
         lua_pushnumber(L, ess_of(E.p, E.n, &lse));
         lua_setfield(L, res, "ess");
         lua_pushvalue(L, ess_hist);
