@@ -81,7 +81,10 @@ function cascade.self_consistency(model, question, opts)
     local a = type(v) == "table" and v.answer or v
     dist[a] = (dist[a] or 0) + (w and w[i] or 1 / #post.values)
   end
-  for a, p in pairs(dist) do if p > bestp then best, bestp = a, p end end
+  -- ties go to the smaller answer string, so the result does not depend on table iteration order
+  for a, p in pairs(dist) do
+    if p > bestp or (p == bestp and tostring(a) < tostring(best)) then best, bestp = a, p end
+  end
   return dist, best
 end
 
