@@ -173,5 +173,20 @@ if plume.lm.available and plume.lm.available() then
     T.eq(#fresh, llm.n_vocab)
     T.ok(#toks >= 1, "tokens generated")
   end)
+  T.test("smc_decodes_each_token_once_and_the_prompt_once", function()
+    -- every particle's token is decoded exactly once, in one llama_decode per step; resampling forks KV
+    -- sequences instead of evaluating again; the shared prompt is evaluated once
+    local model = plume.model(function(m)
+      local ctx = llm:context("shared prompt")
+      for t = 1, 8 do m:factor(m:sample("t" .. t, ctx:next_token()) % 2 == 0 and 0 or -2) end
+    end)
+    local before = llm:stats()
+    local post = plume.smc(model, {}, { particles = 12, seed = 2, ess_threshold = 1.0 })
+    local after = llm:stats()
+    T.ok(post.resamples >= 7, "resampled every step")
+    local prompt_len = #llm:tokenize("shared prompt")
+    T.eq(after.decode_tokens - before.decode_tokens, 12 * 8 + prompt_len + (llm.bos and 1 or 0), "tokens decoded (BOS included)")
+    T.eq(after.decode_calls - before.decode_calls, 8 + 1, "one decode per step, plus the prompt")
+  end)
   os.remove(path)
 end
