@@ -12,6 +12,9 @@
 ** towards an acceptance rate of 0.44; mvnormal sites move jointly; discrete and simplex sites are
 ** re-drawn from their prior. */
 #include "lmodel.h"
+#include "plume_lua.h"
+
+#include <lualib.h>
 
 #include <math.h>
 #include <stdio.h>
@@ -677,17 +680,427 @@ static double stale_logp(const plm_trace *old, const plm_trace *nw)
     return s;
 }
 
+/* One MH chain: chain c's stream, draws recorded as chain rec_chain of rec. Returns the mean acceptance
+** probability after warm-up. */
+static double mh_chain(lua_State *L, const program *pg, const options *o, int c, recorder *rec, int rec_chain,
+                       progress *pr)
+{
+    plm_ctx ctx;
+    plm_trace *tr, *prop;
+    exec ex;
+    plm_rng rng;
+    adapt_table *at = new_adapt_table(L);
+    long it, total = o->warmup + o->samples, tries, nprop = 0;
+    size_t sweep = 0;
+    double nacc = 0;
+    double buf[MAXDIM_STACK], *big = NULL;
+    int bigdim = 0;
+    plm_ctx_clear(&ctx);
+    if (plm_trace_new(&ctx, &tr) || plm_trace_new(&ctx, &prop)) return plm_l_fail(L, &ctx), 0;
+    plm_rng_init(&rng, o->seed, (uint64_t)c);
+    memset(&ex, 0, sizeof ex);
+    ex.rng = &rng;
+    ex.mode = EX_PRIOR;
+    ex.tr = tr;
+    for (tries = 0; tries < 1000; tries++) {
+        run(L, pg, &ex);
+        if (plm_trace_score(tr) > -INFINITY) break;
+    }
+    if (tries == 1000)
+        return luaL_error(L, "plume.infer: chain %d found no starting point with finite log density in 1000 "
+                             "draws from the prior (are the observations impossible under the model?)", c + 1), 0;
+    for (it = 0; it < total; it++) {
+        int warm = it < o->warmup;
+        size_t step, nsteps;
+        /* One iteration is a sweep of as many single-site moves as there are latent sites. After
+        ** warm-up the count is frozen: a number of moves that depended on the current state would
+        ** break invariance of the posterior when the number of sites varies (trans-dimensional models). */
+        if (warm || sweep == 0) {
+            if (tr->nlatent > sweep) sweep = tr->nlatent;
+            nsteps = tr->nlatent;
+        } else
+            nsteps = sweep;
+        for (step = 0; step < nsteps && tr->nlatent > 0; step++) {
+            plm_site *s = nth_latent(tr, plm_rng_uint(&rng, tr->nlatent));
+            int same;
+            const plm_dist *d = s->dist;
+            int kind = rw_kind(d), j;
+            adapt *ad = NULL;
+            double corr = 0, loga, a, *xnew = buf;
+            if (d->dim > MAXDIM_STACK) {
+                /* one scratch buffer per chain, grown when a larger site appears (kept on the stack below at) */
+                if (d->dim > bigdim) {
+                    lua_pop(L, big ? 1 : 0);
+                    big = plm_l_scratch(L, (size_t)d->dim * sizeof(double));
+                    bigdim = d->dim;
+                    lua_insert(L, -2);   /* under the adaptation table */
+                }
+                xnew = big;
+            }
+            if (kind == 1) {
+                double u, un, lj0, lj1;
+                ad = adapt_get(L, at, s->addr);
+                u = to_free(d, s->value[0]);
+                from_free(d, u, &lj0);
+                un = u + exp(ad->log_scale) * plm_rng_normal(&rng);
+                xnew[0] = from_free(d, un, &lj1);
+                corr = lj1 - lj0;
+            } else if (kind == 2) {
+                ad = adapt_get(L, at, s->addr);
+                for (j = 0; j < d->dim; j++)
+                    xnew[j] = s->value[j] + exp(ad->log_scale) / sqrt((double)d->dim) * plm_rng_normal(&rng);
+            } else {
+                plm_dist_sample(d, &rng, xnew);
+                corr = plm_dist_logpdf(d, s->value) - plm_dist_logpdf(d, xnew);
+            }
+            ex.mode = EX_REPLAY;
+            ex.tr = prop;
+            ex.old = tr;
+            ex.target = s->addr;
+            ex.target_val = xnew;
+            same = memcmp(xnew, s->value, (size_t)d->dim * sizeof(double)) == 0;
+            run(L, pg, &ex);
+            /* stale_logp counts the target site itself when its value changed: its old density is not a
+            ** stale term, so it is taken back out; the new one is in prop's score */
+            loga = plm_trace_score(prop) - plm_trace_score(tr) + corr + log((double)tr->nlatent) -
+                   log((double)(prop->nlatent ? prop->nlatent : 1)) + stale_logp(tr, prop) -
+                   (same ? 0 : s->logp) - ex.fresh;
+            a = isnan(loga) ? 0 : (loga >= 0 ? 1 : exp(loga));
+            if (ad && warm) {
+                /* Robbins-Monro on the log scale towards 0.44 acceptance (1-D optimum) */
+                ad->n += 1;
+                ad->log_scale += (a - 0.44) / pow(ad->n + 1, 0.6);
+                if (ad->log_scale > 10) ad->log_scale = 10;
+                if (ad->log_scale < -20) ad->log_scale = -20;
+            }
+            if (!warm) nprop++, nacc += a;
+            if (plm_rng_uniform(&rng) < a) {
+                plm_trace *t = tr;
+                tr = prop;
+                prop = t;
+            }
+        }
+        if (!warm) plm_l_record(L, rec, tr, rec_chain, 0);
+        if ((it & 63) == 0) {
+            plm_l_check_interrupt(L, "plume.infer");
+            if (pr) plm_l_progress_show(pr, "mh", c, o->chains, it, total, warm);
+        }
+    }
+    lua_pop(L, big ? 2 : 1);   /* adaptation table (and the big scratch) */
+    return nprop ? nacc / (double)nprop : NAN;
+}
+
+/* ---- chains on several threads: one Lua state per chain ----
+** A model program is Lua, and a Lua state runs on one thread at a time; so for threads > 1 each chain gets its
+** own state holding a copy of the program and its arguments. Copies are made of plain data (numbers,
+** strings, tables), Lua functions (with their upvalues) and distributions; a program that closes over
+** anything else -- or that fails in its own state, say by reading a global of the user's script -- runs on
+** the calling state instead. Each chain does exactly what it would do there, so the draws are the same. */
+
+typedef struct dumpbuf {
+    char *p;
+    size_t n, cap;
+} dumpbuf;
+
+static int dump_writer(lua_State *L, const void *p, size_t sz, void *ud)
+{
+    dumpbuf *b = ud;
+    (void)L;
+    if (b->n + sz > b->cap) {
+        size_t nc = (b->n + sz) * 2 + 256;
+        char *q = realloc(b->p, nc);
+        if (!q) return 1;
+        b->p = q;
+        b->cap = nc;
+    }
+    memcpy(b->p + b->n, p, sz);
+    b->n += sz;
+    return 0;
+}
+
+/* Library values (plume.dist, plume.dist.normal, math.exp, string.format, ...) are not copied but looked up
+** by name: search the globals and the plume module two levels deep for the value at idx of `from`; push the
+** value at the same place in `to`. Returns 0 when it is not a library value. */
+static int push_same_library_value(lua_State *from, int idx, lua_State *to)
+{
+    static const char *const roots[] = {"plume", NULL};
+    int r;
+    for (r = -1; r < 1; r++) {
+        int root;
+        if (r < 0) lua_pushglobaltable(from);
+        else lua_getglobal(from, roots[r]);
+        if (!lua_istable(from, -1)) {
+            lua_pop(from, 1);
+            continue;
+        }
+        root = lua_gettop(from);
+        lua_pushnil(from);
+        while (lua_next(from, root)) {
+            int found = 0;
+            if (lua_type(from, -2) == LUA_TSTRING) {
+                if (lua_rawequal(from, -1, idx)) found = 1;
+                else if (lua_istable(from, -1)) {
+                    int sub = lua_gettop(from);
+                    lua_pushnil(from);
+                    while (lua_next(from, sub)) {
+                        if (lua_type(from, -2) == LUA_TSTRING && lua_rawequal(from, -1, idx)) {
+                            /* root[k1][k2] */
+                            if (r < 0) lua_pushglobaltable(to);
+                            else lua_getglobal(to, roots[r]);
+                            lua_getfield(to, -1, lua_tostring(from, -4));
+                            lua_getfield(to, -1, lua_tostring(from, -2));
+                            lua_replace(to, -3);
+                            lua_pop(to, 1);
+                            lua_pop(from, 5);
+                            return !lua_isnil(to, -1) || (lua_pop(to, 1), 0);
+                        }
+                        lua_pop(from, 1);
+                    }
+                }
+            }
+            if (found) {
+                if (r < 0) lua_pushglobaltable(to);
+                else lua_getglobal(to, roots[r]);
+                lua_getfield(to, -1, lua_tostring(from, -2));
+                lua_remove(to, -2);
+                lua_pop(from, 3);
+                return !lua_isnil(to, -1) || (lua_pop(to, 1), 0);
+            }
+            lua_pop(from, 1);
+        }
+        lua_pop(from, 1);
+    }
+    return 0;
+}
+
+/* Copy the value at idx of `from` onto `to`. Returns 0 when it cannot be copied (then `to` may hold partial
+** values above its original top: the caller discards the state). */
+static int xcopy(lua_State *from, int idx, lua_State *to, int depth)
+{
+    idx = lua_absindex(from, idx);
+    if (depth > 32 || !lua_checkstack(to, 8) || !lua_checkstack(from, 8)) return 0;
+    switch (lua_type(from, idx)) {
+    case LUA_TNIL: lua_pushnil(to); return 1;
+    case LUA_TBOOLEAN: lua_pushboolean(to, lua_toboolean(from, idx)); return 1;
+    case LUA_TNUMBER:
+        if (lua_isinteger(from, idx)) lua_pushinteger(to, lua_tointeger(from, idx));
+        else lua_pushnumber(to, lua_tonumber(from, idx));
+        return 1;
+    case LUA_TSTRING: {
+        size_t n;
+        const char *s = lua_tolstring(from, idx, &n);
+        lua_pushlstring(to, s, n);
+        return 1;
+    }
+    case LUA_TTABLE: {
+        int same;
+        /* the plume module and the globals are the other state's own */
+        lua_getglobal(from, "plume");
+        same = lua_rawequal(from, -1, idx);
+        lua_pop(from, 1);
+        if (same) return lua_getglobal(to, "plume"), 1;
+        lua_pushglobaltable(from);
+        same = lua_rawequal(from, -1, idx);
+        lua_pop(from, 1);
+        if (same) return lua_pushglobaltable(to), 1;
+        if (push_same_library_value(from, idx, to)) return 1;
+        if (lua_getmetatable(from, idx)) {
+            lua_pop(from, 1);
+            return 0;
+        }
+        lua_newtable(to);
+        lua_pushnil(from);
+        while (lua_next(from, idx)) {
+            if (!xcopy(from, -2, to, depth + 1) || !xcopy(from, -1, to, depth + 1)) {
+                lua_pop(from, 2);
+                return 0;
+            }
+            lua_rawset(to, -3);
+            lua_pop(from, 1);
+        }
+        return 1;
+    }
+    case LUA_TFUNCTION: {
+        dumpbuf db = {NULL, 0, 0};
+        const char *name;
+        int i, ok;
+        if (lua_iscfunction(from, idx)) return push_same_library_value(from, idx, to);
+        lua_pushvalue(from, idx);
+        ok = lua_dump(from, dump_writer, &db, 0) == 0 && db.p;
+        lua_pop(from, 1);
+        ok = ok && luaL_loadbufferx(to, db.p, db.n, "=model", "b") == LUA_OK;
+        free(db.p);
+        if (!ok) return 0;
+        for (i = 1; (name = lua_getupvalue(from, idx, i)) != NULL; i++) {
+            if (strcmp(name, "_ENV") == 0)
+                lua_pushglobaltable(to);
+            else if (!xcopy(from, -1, to, depth + 1)) {
+                lua_pop(from, 1);
+                return 0;
+            }
+            lua_pop(from, 1);
+            lua_setupvalue(to, -2, i);
+        }
+        return 1;
+    }
+    case LUA_TUSERDATA: {
+        plm_dist *d = plm_l_testobj(from, idx, PLM_L_DIST);
+        plm_l_array *a = plm_l_toarray(from, idx);
+        if (d) {
+            plm_l_pushdist(to, d);   /* distributions are immutable GC objects: share */
+            return 1;
+        }
+        if (a) {
+            plm_l_array *c = plm_l_newarray(to, a->n);
+            memcpy(c->data, a->data, a->n * sizeof *a->data);
+            c->rows = a->rows;
+            c->cols = a->cols;
+            return 1;
+        }
+        return 0;
+    }
+    default:
+        return 0;
+    }
+}
+
+typedef struct chainjob {
+    lua_State **S;         /* one state per chain */
+    plm_draws **D;         /* one single-chain draws table per chain (rooted by a box on its state) */
+    const options *o;
+    int nargs;
+    double *accept;
+    char **err;            /* malloc'd message of a chain that failed */
+} chainjob;
+
+/* chain_main(job, c, fn, args..., handle, recorder): runs in chain c's own state */
+static int chain_main(lua_State *L)
+{
+    chainjob *J = lua_touserdata(L, 1);
+    int c = (int)lua_tointeger(L, 2);
+    program pg;
+    pg.fn = 3;
+    pg.args = 4;
+    pg.nargs = J->nargs;
+    pg.handle = 4 + J->nargs;
+    J->accept[c] = mh_chain(L, &pg, J->o, c, lua_touserdata(L, 5 + J->nargs), 0, NULL);
+    return 0;
+}
+
+static void chain_worker(void *arg, size_t begin, size_t end, int worker)
+{
+    chainjob *J = arg;
+    size_t c;
+    (void)worker;
+    for (c = begin; c < end; c++) {
+        lua_State *S = J->S[c];
+        int i, top = lua_gettop(S);
+        lua_pushcfunction(S, chain_main);
+        lua_pushlightuserdata(S, J);
+        lua_pushinteger(S, (lua_Integer)c);
+        for (i = 1; i <= top; i++) lua_pushvalue(S, i);
+        if (lua_pcall(S, 2 + top, 0, 0) != LUA_OK) {
+            const char *m = lua_tostring(S, -1);
+            J->err[c] = strdup(m ? m : "error");
+            lua_pop(S, 1);
+        }
+    }
+}
+
+/* Run the chains on their own states in parallel and merge their draws into D chain by chain. Returns 1 when
+** done; 0 when the program cannot be copied or a chain failed in its own state (the caller then runs
+** everything on L, which also reports a genuine error with its proper message). */
+static int mh_parallel(lua_State *L, const program *pg, const options *o, plm_draws *D, double *accept)
+{
+    int C = o->chains, c, ok = 1, i;
+    chainjob J;
+    plm_ctx ctx;
+    double *row = NULL;
+    plm_ctx_clear(&ctx);
+    memset(&J, 0, sizeof J);
+    J.o = o;
+    J.nargs = pg->nargs;
+    J.accept = accept;
+    J.S = calloc((size_t)C, sizeof *J.S);
+    J.D = calloc((size_t)C, sizeof *J.D);
+    J.err = calloc((size_t)C, sizeof *J.err);
+    if (!J.S || !J.D || !J.err) ok = 0;
+    for (c = 0; ok && c < C; c++) {
+        lua_State *S = J.S[c] = luaL_newstate();
+        if (!S) {
+            ok = 0;
+            break;
+        }
+        luaL_openlibs(S);
+        luaL_requiref(S, "plume", luaopen_plume, 1);
+        lua_pop(S, 1);
+        lua_settop(S, 0);
+        ok = xcopy(L, pg->fn, S, 0);
+        for (i = 0; ok && i < pg->nargs; i++) ok = xcopy(L, pg->args + i, S, 0);
+        if (!ok || plm_draws_new(&ctx, 1, &J.D[c])) {
+            ok = 0;
+            break;
+        }
+        lua_settop(S, 1 + pg->nargs);
+        plm_l_newhandle(S);
+        plm_l_newrecorder(S, J.D[c]);
+        plm_l_pushdraws(S, J.D[c]);   /* stays on the stack: it roots the table while the state lives */
+    }
+    if (ok) {
+        plm_parallel_for(o->threads, (size_t)C, 1, chain_worker, &J);
+        for (c = 0; c < C; c++) {
+            if (J.err[c]) {
+                ok = 0;
+                /* an interrupt is not a reason to start again on this state */
+                if (strstr(J.err[c], "interrupted")) {
+                    for (i = 0; i < C; i++) free(J.err[i]), lua_close(J.S[i]);
+                    free(J.S), free(J.D), free(J.err);
+                    return luaL_error(L, "plume.infer: interrupted"), 0;
+                }
+            }
+        }
+    }
+    if (ok) {
+        /* merge chain by chain: columns are added in the order a single state would have added them */
+        for (c = 0; c < C && ok; c++) {
+            plm_draws *Dc = J.D[c];
+            int nc = plm_draws_ncols(Dc), j, *map = malloc((size_t)(nc ? nc : 1) * sizeof *map);
+            size_t k, len = plm_draws_len(Dc, 0);
+            if (!map) ok = 0;
+            for (j = 0; ok && j < nc; j++)
+                if ((map[j] = plm_draws_col(D, plm_draws_name(Dc, j), 1)) < 0) ok = 0;
+            if (ok) {
+                int nd = plm_draws_ncols(D);
+                double *r = realloc(row, (size_t)(nd ? nd : 1) * sizeof *row);
+                if (!r) ok = 0;
+                else row = r;
+                for (k = 0; ok && k < len; k++) {
+                    for (j = 0; j < nd; j++) row[j] = NAN;
+                    for (j = 0; j < nc; j++) row[map[j]] = plm_draws_chain(Dc, j, 0)[k];
+                    if (plm_draws_push(&ctx, D, c, row, nd, 0)) ok = 0;
+                }
+            }
+            free(map);
+        }
+    }
+    free(row);
+    for (c = 0; c < C; c++) {
+        if (J.S && J.S[c]) lua_close(J.S[c]);
+        if (J.err) free(J.err[c]);
+    }
+    free(J.S), free(J.D), free(J.err);
+    if (!ok && plm_draws_len(D, 0)) return luaL_error(L, "plume.infer: out of memory while merging chains"), 0;
+    return ok;
+}
+
 static int engine_mh(lua_State *L, const program *pg, const options *o)
 {
     plm_ctx ctx;
     plm_draws *D;
-    plm_trace *tr, *prop;
     recorder *rec;
-    exec ex;
-    plm_rng rng;
     progress pr;
     double *accept_rate;
-    int c;
+    int c, done = 0;
     plm_ctx_clear(&ctx);
     plm_l_progress_start(&pr, !o->quiet);
     if (plm_draws_new(&ctx, o->chains, &D)) return plm_l_fail(L, &ctx);
@@ -695,96 +1108,9 @@ static int engine_mh(lua_State *L, const program *pg, const options *o)
     rec = plm_l_newrecorder(L, D);
     plm_l_recorder_output(L, rec, o->output, "plume.infer");
     accept_rate = plm_l_scratch(L, (size_t)o->chains * sizeof(double));
-    for (c = 0; c < o->chains; c++) {
-        adapt_table *at = new_adapt_table(L);
-        long it, total = o->warmup + o->samples, tries, nprop = 0;
-        size_t sweep = 0;
-        double nacc = 0;
-        double buf[MAXDIM_STACK], *xnew = buf;
-        if (plm_trace_new(&ctx, &tr) || plm_trace_new(&ctx, &prop)) return plm_l_fail(L, &ctx);
-        plm_rng_init(&rng, o->seed, (uint64_t)c);
-        memset(&ex, 0, sizeof ex);
-        ex.rng = &rng;
-        ex.mode = EX_PRIOR;
-        ex.tr = tr;
-        for (tries = 0; tries < 1000; tries++) {
-            run(L, pg, &ex);
-            if (plm_trace_score(tr) > -INFINITY) break;
-        }
-        if (tries == 1000)
-            return luaL_error(L, "plume.infer: chain %d found no starting point with finite log density in 1000 "
-                                 "draws from the prior (are the observations impossible under the model?)", c + 1);
-        for (it = 0; it < total; it++) {
-            int warm = it < o->warmup;
-            size_t step, nsteps;
-            /* One iteration is a sweep of as many single-site moves as there are latent sites. After
-            ** warm-up the count is frozen: a number of moves that depended on the current state would
-            ** break invariance of the posterior when the number of sites varies (trans-dimensional models). */
-            if (warm || sweep == 0) {
-                if (tr->nlatent > sweep) sweep = tr->nlatent;
-                nsteps = tr->nlatent;
-            } else
-                nsteps = sweep;
-            for (step = 0; step < nsteps && tr->nlatent > 0; step++) {
-                plm_site *s = nth_latent(tr, plm_rng_uint(&rng, tr->nlatent));
-                int same;
-                const plm_dist *d = s->dist;
-                int kind = rw_kind(d), j;
-                adapt *ad = NULL;
-                double corr = 0, loga, a;
-                if (d->dim > MAXDIM_STACK) xnew = plm_l_scratch(L, (size_t)d->dim * sizeof(double));
-                if (kind == 1) {
-                    double u, un, lj0, lj1;
-                    ad = adapt_get(L, at, s->addr);
-                    u = to_free(d, s->value[0]);
-                    from_free(d, u, &lj0);
-                    un = u + exp(ad->log_scale) * plm_rng_normal(&rng);
-                    xnew[0] = from_free(d, un, &lj1);
-                    corr = lj1 - lj0;
-                } else if (kind == 2) {
-                    ad = adapt_get(L, at, s->addr);
-                    for (j = 0; j < d->dim; j++)
-                        xnew[j] = s->value[j] + exp(ad->log_scale) / sqrt((double)d->dim) * plm_rng_normal(&rng);
-                } else {
-                    plm_dist_sample(d, &rng, xnew);
-                    corr = plm_dist_logpdf(d, s->value) - plm_dist_logpdf(d, xnew);
-                }
-                ex.mode = EX_REPLAY;
-                ex.tr = prop;
-                ex.old = tr;
-                ex.target = s->addr;
-                ex.target_val = xnew;
-                same = memcmp(xnew, s->value, (size_t)d->dim * sizeof(double)) == 0;
-                run(L, pg, &ex);
-                /* stale_logp counts the target site itself when its value changed: its old density is not a
-                ** stale term, so it is taken back out; the new one is in prop's score */
-                loga = plm_trace_score(prop) - plm_trace_score(tr) + corr + log((double)tr->nlatent) -
-                       log((double)(prop->nlatent ? prop->nlatent : 1)) + stale_logp(tr, prop) -
-                       (same ? 0 : s->logp) - ex.fresh;
-                a = isnan(loga) ? 0 : (loga >= 0 ? 1 : exp(loga));
-                if (ad && warm) {
-                    /* Robbins-Monro on the log scale towards 0.44 acceptance (1-D optimum) */
-                    ad->n += 1;
-                    ad->log_scale += (a - 0.44) / pow(ad->n + 1, 0.6);
-                    if (ad->log_scale > 10) ad->log_scale = 10;
-                    if (ad->log_scale < -20) ad->log_scale = -20;
-                }
-                if (!warm) nprop++, nacc += a;
-                if (plm_rng_uniform(&rng) < a) {
-                    plm_trace *t = tr;
-                    tr = prop;
-                    prop = t;
-                }
-            }
-            if (!warm) plm_l_record(L, rec, tr, c, 0);
-            if ((it & 63) == 0) {
-                plm_l_check_interrupt(L, "plume.infer");
-                plm_l_progress_show(&pr, "mh", c, o->chains, it, total, warm);
-            }
-        }
-        accept_rate[c] = nprop ? nacc / (double)nprop : NAN;
-        lua_pop(L, 1);   /* adaptation table */
-    }
+    /* several threads: chains on their own Lua states (not with `output`, which streams draws in order) */
+    if (o->threads > 1 && o->chains > 1 && !o->output) done = mh_parallel(L, pg, o, D, accept_rate);
+    for (c = 0; !done && c < o->chains; c++) accept_rate[c] = mh_chain(L, pg, o, c, rec, c, &pr);
     plm_l_progress_end(&pr);
     plm_l_recorder_close(L, rec, "plume.infer");
     lua_newtable(L);
@@ -826,7 +1152,8 @@ static int l_run(lua_State *L)
     o.samples = (long)plm_l_optint(L, opts, fn, "samples", 1000);
     o.warmup = (long)plm_l_optint(L, opts, fn, "warmup", o.samples);
     o.chains = (int)plm_l_optint(L, opts, fn, "chains", 4);
-    o.threads = plm_l_threads(L, opts, fn);
+    /* chains run on several threads only when asked: each then runs on a copy of the program */
+    o.threads = plm_l_optint(L, opts, fn, "threads", 1) > 1 ? plm_l_threads(L, opts, fn) : 1;
     o.quiet = plm_l_optbool(L, opts, fn, "quiet", quiet_default);
     o.seed = plm_l_seed(L, opts, fn);
     o.output = plm_l_optstr(L, opts, fn, "output", NULL);

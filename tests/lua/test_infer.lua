@@ -237,3 +237,29 @@ T.test("output_option_writes_draws_as_they_are_produced", function()
   T.eq(n, 151, "header and the 150 draws made before the failure")
   os.remove(path); os.remove(path2)
 end)
+
+T.test("chains_on_threads_match_one_thread_whatever_the_program_closes_over", function()
+  -- a local helper function and a data table (copied to each chain's own Lua state) ...
+  local function prior() return D.beta(2, 2) end
+  local local_model = plume.model(function(m, ys)
+    local p = m:sample("p", prior())
+    for i, y in ipairs(ys) do m:observe(i, D.bernoulli(p), y) end
+  end)
+  -- ... and a global of this script, which a fresh state lacks: those chains run on the calling state
+  HELPER_SCALE = 2
+  local global_model = plume.model(function(m)
+    local x = m:sample("x", D.normal(0, HELPER_SCALE))
+    m:observe("y", D.normal(x, 1), 1.5)
+  end)
+  for _, case in ipairs { { local_model, { 1, 0, 1, 1 } }, { global_model, nil } } do
+    local a = plume.infer(case[1], case[2], { samples = 300, chains = 4, seed = 3, threads = 1 })
+    local b = plume.infer(case[1], case[2], { samples = 300, chains = 4, seed = 3, threads = 2 })
+    local pa, pb = a:draws(a:sites()[1]), b:draws(b:sites()[1])
+    T.eq(#pa, #pb)
+    for i = 1, #pa do T.eq(pa[i], pb[i], "draw " .. i) end
+    for c = 1, 4 do T.eq(a.accept_rate[c], b.accept_rate[c], "acceptance of chain " .. c) end
+  end
+  -- a genuine error in the program is reported with its own message on any thread count
+  local bad = plume.model(function(m) m:sample("a", D.normal(0, -1)) end)
+  T.raises(function() plume.infer(bad, nil, { samples = 10, chains = 2, threads = 2, seed = 1 }) end, "sigma must be > 0")
+end)
