@@ -167,11 +167,18 @@ if plume.lm.available and plume.lm.available() then
     local post = plume.smc(model, { "hi" }, { particles = 16, seed = 1, ess_threshold = 1.0 })
     T.ok(post.resamples >= 3, "resampled")
     T.ok(post.logz < 0 and post.logz > -10, "logz " .. post.logz)
-    -- a resampled copy continues its parent's sequence: its next-token row equals a fresh evaluation
-    local toks = post.values[1]
-    local fresh = llm:next_logprobs(llm:tokenize("hi"))
-    T.eq(#fresh, llm.n_vocab)
-    T.ok(#toks >= 1, "tokens generated")
+    -- after forks, replays and resampling, every particle's context holds exactly the tokens its trace
+    -- recorded, and each was possible under a fresh evaluation of its prefix
+    local draws = {}
+    for t = 1, 6 do draws[t] = post:sites()[t] and post:draws("t" .. t) end
+    for i = 1, post.particles do
+      local toks, ctx = post.values[i], llm:tokenize("hi")
+      for t, tok in ipairs(toks) do
+        T.eq(draws[t][i], tok, "particle " .. i .. " token " .. t)
+        T.ok(llm:next_logprobs(ctx)[tok + 1] > -math.huge, "token possible")
+        ctx[#ctx + 1] = tok
+      end
+    end
   end)
   T.test("smc_decodes_each_token_once_and_the_prompt_once", function()
     -- every particle's token is decoded exactly once, in one llama_decode per step; resampling forks KV
