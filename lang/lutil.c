@@ -2,11 +2,83 @@
 #include "lutil.h"
 
 #include <math.h>
+#include <stdarg.h>
 #include <string.h>
+
+/* The run depth lives in the registry, so every coroutine and every copy of a chain's state sees its own
+** Lua state's depth and nothing is process-wide. */
+static const char run_depth_key = 'r';
+
+static lua_Integer run_depth(lua_State *L)
+{
+    lua_Integer d;
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &run_depth_key);
+    d = lua_tointeger(L, -1);
+    lua_pop(L, 1);
+    return d;
+}
+
+static void set_run_depth(lua_State *L, lua_Integer d)
+{
+    lua_pushinteger(L, d);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &run_depth_key);
+}
+
+void plm_l_run_enter(lua_State *L) { set_run_depth(L, run_depth(L) + 1); }
+void plm_l_run_leave(lua_State *L) { lua_Integer d = run_depth(L); set_run_depth(L, d > 0 ? d - 1 : 0); }
+int plm_l_in_run(lua_State *L) { return run_depth(L) > 0; }
+
+static int reject_tostring(lua_State *L)
+{
+    lua_getfield(L, 1, "msg");
+    return 1;
+}
+
+int plm_l_isreject(lua_State *L, int idx)
+{
+    int r = 0;
+    if (lua_type(L, idx) == LUA_TTABLE && lua_getmetatable(L, idx)) {
+        luaL_getmetatable(L, PLM_L_REJECT);
+        r = lua_rawequal(L, -1, -2);
+        lua_pop(L, 2);
+    }
+    return r;
+}
+
+/* Raise msg (already formatted) with the caller's position, as a rejection inside runs. */
+static int raise_msg(lua_State *L, plm_status st, const char *msg)
+{
+    luaL_where(L, 1);
+    lua_pushstring(L, msg);
+    lua_concat(L, 2);
+    if ((st == PLM_EINVAL || st == PLM_EDOM) && plm_l_in_run(L)) {
+        lua_createtable(L, 0, 2);
+        lua_insert(L, -2);
+        lua_setfield(L, -2, "msg");
+        lua_pushinteger(L, st);
+        lua_setfield(L, -2, "status");
+        if (luaL_newmetatable(L, PLM_L_REJECT)) {
+            lua_pushcfunction(L, reject_tostring);
+            lua_setfield(L, -2, "__tostring");
+        }
+        lua_setmetatable(L, -2);
+    }
+    return lua_error(L);
+}
 
 int plm_l_fail(lua_State *L, plm_ctx *ctx)
 {
-    return luaL_error(L, "%s", ctx->msg[0] ? ctx->msg : "plume: unknown error");
+    return raise_msg(L, ctx->status, ctx->msg[0] ? ctx->msg : "plume: unknown error");
+}
+
+int plm_l_raise(lua_State *L, plm_status st, const char *fmt, ...)
+{
+    va_list ap;
+    const char *msg;
+    va_start(ap, fmt);
+    msg = lua_pushvfstring(L, fmt, ap);
+    va_end(ap);
+    return raise_msg(L, st, msg);
 }
 
 static int typeerr(lua_State *L, int idx, const char *fn, const char *arg, const char *want)

@@ -10,8 +10,25 @@
 
 #include "plume.h"
 
-/* Raise the runtime's message as a Lua error (with the caller's file:line). Never returns. */
+/* Raise the runtime's failure as a Lua error (with the caller's file:line). Never returns.
+** Inside a model run driven by an engine (see plm_l_run_enter), an invalid parameter or a value outside a
+** domain (PLM_EINVAL, PLM_EDOM) raises a rejection instead of a plain error: the engine gives that run log
+** density -inf (a proposal that makes a scale infinite is rejected, not fatal). At top level it stays an
+** error. plm_l_raise does the same for a status and a message formatted here. */
 int plm_l_fail(lua_State *L, plm_ctx *ctx);
+int plm_l_raise(lua_State *L, plm_status st, const char *fmt, ...);
+
+/* Engines bracket every model run they drive (including each resume of a particle's coroutine) with
+** enter/leave, so that failures inside become rejections. Nesting counts. */
+void plm_l_run_enter(lua_State *L);
+void plm_l_run_leave(lua_State *L);
+int plm_l_in_run(lua_State *L);
+
+/* A rejection is a Lua table with metatable PLM_L_REJECT: {msg = "file:line: message", status = code};
+** tostring gives msg, so one that escapes to top level still prints as a normal error. Returns 1 when the
+** error value at idx is one. */
+#define PLM_L_REJECT "plume.reject"
+int plm_l_isreject(lua_State *L, int idx);
 
 /* Numbers and integers, with the function and argument named in the error:
 ** "normal: sigma must be a number (got string)". */

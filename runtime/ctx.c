@@ -32,13 +32,14 @@ void plm_init(void)
 
 void plm_ctx_clear(plm_ctx *ctx)
 {
-    if (ctx) ctx->msg[0] = '\0';
+    if (ctx) ctx->status = PLM_OK, ctx->msg[0] = '\0';
 }
 
 plm_status plm_fail(plm_ctx *ctx, plm_status st, const char *fmt, ...)
 {
     if (ctx) {
         va_list ap;
+        ctx->status = st;
         va_start(ap, fmt);
         vsnprintf(ctx->msg, sizeof ctx->msg, fmt, ap);
         va_end(ap);

@@ -22,6 +22,7 @@ typedef enum plm_status {
 #define PLM_MSG_MAX 512
 
 typedef struct plm_ctx {
+    plm_status status;       /* the status of the last failure (PLM_OK after plm_ctx_clear) */
     char msg[PLM_MSG_MAX];   /* the last error message, "" when none */
 } plm_ctx;
 
@@ -29,7 +30,7 @@ typedef struct plm_ctx {
 ** Idempotent and thread-safe; plm_open and every _new call it. */
 void plm_init(void);
 
-/* Clear the message. */
+/* Clear the message and the status. */
 void plm_ctx_clear(plm_ctx *ctx);
 
 /* Format the message into ctx (ctx may be NULL: the message is dropped) and return st, so that a

@@ -625,3 +625,14 @@ int plm_dist_in_support(const plm_dist *d, const double *x)
 {
     return plm_dist_logpdf(d, x) > -INFINITY;
 }
+
+void plm_dist_bounds(const plm_dist *d, double *lo, double *hi)
+{
+    *lo = -INFINITY, *hi = INFINITY;
+    switch (plm_dist_info_of(d->kind)->support) {
+    case PLM_SUPPORT_POSITIVE: *lo = 0; break;
+    case PLM_SUPPORT_UNIT: *lo = 0, *hi = 1; break;
+    case PLM_SUPPORT_INTERVAL: *lo = d->p[0], *hi = d->p[1]; break;
+    default: break;
+    }
+}

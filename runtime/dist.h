@@ -56,6 +56,7 @@ typedef struct plm_dist_info {
     const char *params[3];    /* their names, in order ("mu", "sigma") */
     plm_support support;
     int discrete;             /* 1 when values are whole numbers */
+    int improper;             /* 1 for improper priors (no sampler, no normaliser): usable by MCMC only */
 } plm_dist_info;
 
 typedef struct plm_dist {
@@ -112,5 +113,9 @@ plm_status plm_dist_var(plm_ctx *ctx, const plm_dist *d, double *out);
 
 /* Is x inside the support (for the Lua layer's checks of observed values and MCMC transforms)? */
 int plm_dist_in_support(const plm_dist *d, const double *x);
+
+/* The support of this instance of a scalar continuous kind as an interval: lo and hi are finite or
+** infinite endpoints (open or closed alike). MCMC transforms use it to choose log, logit or identity. */
+void plm_dist_bounds(const plm_dist *d, double *lo, double *hi);
 
 #endif

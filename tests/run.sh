@@ -1,19 +1,20 @@
 #!/bin/sh
 # Run every test: C unit tests (build/tests/test_*), Lua tests (tests/lua/*.lua), CLI tests (tests/cli/*.sh)
-# and every example (examples/*.lua). Each prints "PASS name" / "FAIL name" lines; a file that exits
-# non-zero without a FAIL line counts as one failure. Ends with "N passed, N failed".
+# and every example (examples/*.lua). Each prints "PASS name" / "FAIL name" / "SKIP name: why" lines; a file
+# that exits non-zero without a FAIL line counts as one failure. Ends with "N passed, N failed, N skipped";
+# every SKIP line is shown with its reason, since skipped is not passed.
 BUILD=${BUILD:-build}
 PLUME="$PWD/$BUILD/plume"
 export PLUME BUILD
 LOG=$(mktemp)
-pass=0; fail=0
+pass=0; fail=0; skip=0
 run_one() {  # name, command...
     name=$1; shift
     start=$(date +%s)
     "$@" >"$LOG" 2>&1
     rc=$?
     secs=$(( $(date +%s) - start ))
-    p=$(grep -c '^PASS ' "$LOG"); f=$(grep -c '^FAIL ' "$LOG")
+    p=$(grep -c '^PASS ' "$LOG"); f=$(grep -c '^FAIL ' "$LOG"); k=$(grep -c '^SKIP' "$LOG")
     if [ "$rc" != 0 ] && [ "$f" = 0 ]; then
         f=1; echo "FAIL $name (exit $rc)"
     fi
@@ -22,7 +23,8 @@ run_one() {  # name, command...
     else
         echo "ok   $name: $p passed (${secs}s)"
     fi
-    pass=$((pass + p)); fail=$((fail + f))
+    grep '^SKIP' "$LOG" | sed 's/^/     /'
+    pass=$((pass + p)); fail=$((fail + f)); skip=$((skip + k))
 }
 for t in "$BUILD"/tests/test_*; do
     [ -x "$t" ] && run_one "$(basename "$t")" "$t"
@@ -37,5 +39,5 @@ for t in examples/*.lua; do
     [ -f "$t" ] && run_one "$t" sh -c "cd examples && '$PLUME' --quiet '$(basename "$t")' && echo 'PASS example $(basename "$t")'"
 done
 rm -f "$LOG"
-echo "$pass passed, $fail failed"
+echo "$pass passed, $fail failed, $skip skipped"
 [ "$fail" = 0 ]
