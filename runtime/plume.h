@@ -17,6 +17,8 @@
 #include "expr.h"
 #include "ssm.h"
 #include "sde.h"
+#include "target.h"
+#include "mcmc.h"
 #include "lm.h"
 #include "lm_ngram.h"
 #include "lm_gguf.h"

@@ -1,0 +1,60 @@
+/* mcmc.h -- Markov chain Monte Carlo on targets: kernels are tables of functions (a new kernel is a new
+** table, never a new branch in the driver), and one chain driver runs warm-up and sampling for several chains
+** in parallel into a draws table. Chain c draws from stream c of the seed, so results do not depend on the
+** thread count. Kernel states and workspaces are malloc'd per chain and freed by the driver. */
+#ifndef PLM_MCMC_H
+#define PLM_MCMC_H
+
+#include <stdint.h>
+
+#include "ctx.h"
+#include "draws.h"
+#include "rng.h"
+#include "target.h"
+
+typedef struct plm_kernel plm_kernel;
+
+/* chain_new returns a per-chain state (NULL: out of memory). step moves the point u (with log density *lp,
+** both updated in place) and writes a statistic in [0, 1] to *stat (the acceptance probability for
+** Metropolis kernels) that adapt consumes; it returns PLM_OK or an error with the message in ctx (a NaN log
+** density is an error, PLM_EDOM). adapt, called after each warm-up step `it` of `nwarm` (0-based), may be
+** NULL. */
+typedef struct plm_kernel_ops {
+    const char *name;
+    void *(*chain_new)(const plm_kernel *k, const plm_target *t);
+    void (*chain_free)(void *state);
+    plm_status (*step)(const plm_kernel *k, void *state, plm_ctx *ctx, const plm_target *t, void *ws, plm_rng *r,
+                       double *u, double *lp, double *stat);
+    void (*adapt)(const plm_kernel *k, void *state, long it, long nwarm, const double *u, double stat);
+} plm_kernel_ops;
+
+struct plm_kernel {
+    const plm_kernel_ops *ops;
+    void *cfg;      /* the kernel's settings, GC memory */
+};
+
+/* Random-walk Metropolis: Gaussian proposals with per-coordinate scales. During warm-up the global scale
+** follows a Robbins-Monro recursion toward the acceptance rate `target_accept` (0 picks 0.44 in one
+** dimension and 0.234 above, the optimal rates of Roberts, Gelman and Gilks), and at the end of each
+** doubling window the per-coordinate scales become the window's standard deviations. GC-owned kernel. */
+plm_status plm_kernel_rwmh(plm_ctx *ctx, double target_accept, plm_kernel **out);
+
+typedef struct plm_mcmc_opts {
+    int chains;             /* >= 1 */
+    long warmup, samples;   /* warm-up iterations (not kept) and kept iterations per chain */
+    long thin;              /* keep every thin-th sampling iteration (>= 1); samples counts kept draws */
+    uint64_t seed;
+    int threads;            /* <= 0: plm_default_threads() */
+    const double *init;     /* chains * dim starting points, or NULL: uniform on (-2, 2) per coordinate, as
+                            ** Stan does, redrawn (up to 100 times) while the log density is -inf */
+} plm_mcmc_opts;
+
+/* Run the chains and return a new draws table (GC) with one column per coordinate (t->names, or "x[i]"),
+** then "lp__" and "accept_stat__". *accept receives the mean statistic over kept iterations (may be NULL).
+** Errors: PLM_EINVAL for bad options; PLM_EDEAD when a chain finds no point of finite density (the message
+** names the chain); PLM_EINTR when interrupted (every chain stops within one iteration; *out then holds the
+** draws made so far); a kernel's error from the lowest-numbered failing chain. */
+plm_status plm_mcmc_run(plm_ctx *ctx, const plm_target *t, const plm_kernel *k, const plm_mcmc_opts *o,
+                        plm_draws **out, double *accept);
+
+#endif
