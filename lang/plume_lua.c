@@ -22,6 +22,7 @@ extern const struct plm_embedded {
 struct plm_State {
     lua_State *L;
     char *err;
+    const char *err_static;   /* set instead of err when copying a message failed */
 };
 
 static int embedded_searcher(lua_State *L)
@@ -93,6 +94,15 @@ int luaopen_plume(lua_State *L)
     return 1;
 }
 
+/* Opening the libraries allocates, and an allocation failure raises a Lua error: outside a protected call
+** that would reach the panic function and abort the host, so they are opened under lua_pcall. */
+static int open_all(lua_State *L)
+{
+    luaL_openlibs(L);
+    luaL_requiref(L, "plume", luaopen_plume, 1);
+    return 0;
+}
+
 plm_State *plm_open(void)
 {
     plm_State *P = calloc(1, sizeof *P);
@@ -101,21 +111,30 @@ plm_State *plm_open(void)
         free(P);
         return NULL;
     }
-    luaL_openlibs(P->L);
-    luaL_requiref(P->L, "plume", luaopen_plume, 1);
-    lua_pop(P->L, 1);
+    lua_pushcfunction(P->L, open_all);
+    if (lua_pcall(P->L, 0, 0, 0) != LUA_OK) {
+        lua_close(P->L);
+        free(P);
+        return NULL;
+    }
     return P;
 }
 
+/* A message that cannot be copied (no memory) is replaced by a fixed one, so a failure never reads as
+** success through an empty plm_errmsg. */
 static void set_err(plm_State *P, const char *msg)
 {
+    static const char nomem[] = "plume: out of memory (the error message could not be kept)";
     free(P->err);
-    P->err = msg ? strdup(msg) : NULL;
+    P->err = NULL;
+    P->err_static = NULL;
+    if (msg && !(P->err = strdup(msg))) P->err_static = nomem;
 }
 
 static int traceback(lua_State *L)
 {
     const char *msg = lua_tostring(L, 1);
+    if (!msg && luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING) return 1;
     if (!msg) msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
     lua_pushstring(L, msg);
     return 1;
@@ -127,7 +146,8 @@ static int finish(plm_State *P, int status)
     if (status == LUA_OK)
         status = lua_pcall(L, 0, 0, -2);
     if (status != LUA_OK) {
-        set_err(P, lua_tostring(L, -1));
+        const char *msg = lua_tostring(L, -1);
+        set_err(P, msg ? msg : "plume: error with no message");
         lua_pop(L, 2);
         return 1;
     }
@@ -150,7 +170,7 @@ int plm_dofile(plm_State *P, const char *path)
 
 const char *plm_errmsg(plm_State *P)
 {
-    return P->err ? P->err : "";
+    return P->err ? P->err : P->err_static ? P->err_static : "";
 }
 
 lua_State *plm_lua(plm_State *P)
