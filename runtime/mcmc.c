@@ -54,12 +54,12 @@ static void *rwmh_new(const plm_kernel *k, const plm_target *t)
 }
 
 static plm_status rwmh_step(const plm_kernel *k, void *p, plm_ctx *ctx, const plm_target *t, void *ws, plm_rng *r,
-                            double *u, double *lp, double *stat)
+                            double *u, double *lp, double *stat, double *extra)
 {
     rwmh_state *s = p;
     int i, d = s->dim;
     double h = exp(s->log_scale), lq, a;
-    (void)k;
+    (void)k, (void)extra;
     for (i = 0; i < d; i++) s->prop[i] = u[i] + h * s->scale[i] * plm_rng_normal(r);
     lq = plm_target_logp(t, ws, s->prop);
     if (isnan(lq)) return plm_fail(ctx, PLM_EDOM, "rwmh: the %s target's log density is NaN at a proposed point", t->ops->name);
@@ -106,7 +106,7 @@ static void rwmh_adapt(const plm_kernel *k, void *p, long it, long nwarm, const 
     }
 }
 
-static const plm_kernel_ops rwmh_ops = {"rwmh", rwmh_new, rwmh_free, rwmh_step, rwmh_adapt};
+static const plm_kernel_ops rwmh_ops = {"rwmh", 0, NULL, rwmh_new, rwmh_free, rwmh_step, rwmh_adapt};
 
 plm_status plm_kernel_rwmh(plm_ctx *ctx, double target_accept, plm_kernel **out)
 {
@@ -162,9 +162,9 @@ static plm_status run_chain(const chain_job *J, int c)
     const plm_target *t = J->t;
     const plm_kernel *k = J->k;
     const plm_mcmc_opts *o = J->o;
-    int d = t->dim, w = d + 2;
+    int d = t->dim, w = d + 2 + k->ops->nextra;
     long it, total = o->warmup + o->samples * o->thin;
-    double *u = malloc((size_t)d * sizeof *u), lp, stat = 0;
+    double *u = malloc((size_t)(d + k->ops->nextra) * sizeof *u), *extra = u + d, lp, stat = 0;
     double *row = J->vals + (size_t)c * (size_t)o->samples * (size_t)w;
     void *ws = plm_target_ws_new(t), *ks = k->ops->chain_new(k, t);
     plm_rng r;
@@ -181,13 +181,14 @@ static plm_status run_chain(const chain_job *J, int c)
             st = plm_fail(ctx, PLM_EINTR, "mcmc: interrupted");
             break;
         }
-        if ((st = k->ops->step(k, ks, ctx, t, ws, &r, u, &lp, &stat))) break;
+        if ((st = k->ops->step(k, ks, ctx, t, ws, &r, u, &lp, &stat, extra))) break;
         if (it < o->warmup) {
             if (k->ops->adapt) k->ops->adapt(k, ks, it, o->warmup, u, stat);
         } else if ((it - o->warmup + 1) % o->thin == 0) {
             memcpy(row, u, (size_t)d * sizeof *u);
             row[d] = lp;
             row[d + 1] = stat;
+            memcpy(row + d + 2, extra, (size_t)k->ops->nextra * sizeof *extra);
             row += w;
             J->kept[c]++;
         }
@@ -213,7 +214,7 @@ plm_status plm_mcmc_run(plm_ctx *ctx, const plm_target *t, const plm_kernel *k, 
     chain_job J;
     plm_draws *D;
     plm_status st = PLM_OK;
-    int c, i, d = t->dim, w = d + 2;
+    int c, i, d = t->dim, w = d + 2 + k->ops->nextra;
     double sacc = 0;
     long nacc = 0;
     *out = NULL;
@@ -242,6 +243,7 @@ plm_status plm_mcmc_run(plm_ctx *ctx, const plm_target *t, const plm_kernel *k, 
     }
     plm_draws_col(D, "lp__", 1);
     plm_draws_col(D, "accept_stat__", 1);
+    for (i = 0; i < k->ops->nextra; i++) plm_draws_col(D, k->ops->extra_names[i], 1);
     plm_parallel_for(o->threads, (size_t)o->chains, 1, chain_worker, &J);
     /* the draws of every chain go in, also when some failed or were interrupted: what was made is kept */
     for (c = 0; c < o->chains; c++) {

@@ -15,16 +15,19 @@
 typedef struct plm_kernel plm_kernel;
 
 /* chain_new returns a per-chain state (NULL: out of memory). step moves the point u (with log density *lp,
-** both updated in place) and writes a statistic in [0, 1] to *stat (the acceptance probability for
-** Metropolis kernels) that adapt consumes; it returns PLM_OK or an error with the message in ctx (a NaN log
-** density is an error, PLM_EDOM). adapt, called after each warm-up step `it` of `nwarm` (0-based), may be
-** NULL. */
+** both updated in place), writes a statistic in [0, 1] to *stat (the acceptance probability for Metropolis
+** kernels, Stan's accept_stat__) that adapt consumes, and writes nextra further diagnostics (named by
+** extra_names, e.g. "divergent__") to extra; it returns PLM_OK or an error with the message in ctx (a NaN
+** log density is an error, PLM_EDOM). adapt, called after each warm-up step `it` of `nwarm` (0-based), may
+** be NULL. */
 typedef struct plm_kernel_ops {
     const char *name;
+    int nextra;
+    const char *const *extra_names;
     void *(*chain_new)(const plm_kernel *k, const plm_target *t);
     void (*chain_free)(void *state);
     plm_status (*step)(const plm_kernel *k, void *state, plm_ctx *ctx, const plm_target *t, void *ws, plm_rng *r,
-                       double *u, double *lp, double *stat);
+                       double *u, double *lp, double *stat, double *extra);
     void (*adapt)(const plm_kernel *k, void *state, long it, long nwarm, const double *u, double stat);
 } plm_kernel_ops;
 
@@ -50,7 +53,7 @@ typedef struct plm_mcmc_opts {
 } plm_mcmc_opts;
 
 /* Run the chains and return a new draws table (GC) with one column per coordinate (t->names, or "x[i]"),
-** then "lp__" and "accept_stat__". *accept receives the mean statistic over kept iterations (may be NULL).
+** then "lp__", "accept_stat__" and the kernel's extra diagnostics. *accept receives the mean statistic over kept iterations (may be NULL).
 ** Errors: PLM_EINVAL for bad options; PLM_EDEAD when a chain finds no point of finite density (the message
 ** names the chain); PLM_EINTR when interrupted (every chain stops within one iteration; *out then holds the
 ** draws made so far); a kernel's error from the lowest-numbered failing chain. */

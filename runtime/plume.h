@@ -19,6 +19,7 @@
 #include "sde.h"
 #include "target.h"
 #include "mcmc.h"
+#include "hmc.h"
 #include "lm.h"
 #include "lm_ngram.h"
 #include "lm_gguf.h"

@@ -106,10 +106,10 @@ static void test_rwmh_matches_correlated_normal_within_mcse(void)
 /* Negative control: a kernel that accepts every proposal samples the random walk, not the target, and the
 ** same moment check must reject it. */
 static plm_status always_accept(const plm_kernel *k, void *state, plm_ctx *ctx, const plm_target *t, void *ws,
-                                plm_rng *r, double *u, double *lp, double *stat)
+                                plm_rng *r, double *u, double *lp, double *stat, double *extra)
 {
     int i;
-    (void)k, (void)state, (void)ctx;
+    (void)k, (void)state, (void)ctx, (void)extra;
     for (i = 0; i < t->dim; i++) u[i] += 0.5 * plm_rng_normal(r);
     *lp = plm_target_logp(t, ws, u);
     *stat = 1;
@@ -119,7 +119,7 @@ static void *no_state(const plm_kernel *k, const plm_target *t) { (void)k, (void
 
 static void test_negative_control_broken_kernel_fails_the_moment_check(void)
 {
-    static const plm_kernel_ops broken_ops = {"broken", no_state, free, always_accept, NULL};
+    static const plm_kernel_ops broken_ops = {"broken", 0, NULL, no_state, free, always_accept, NULL};
     plm_kernel broken = {&broken_ops, NULL};
     int st0;
     plm_target *t = corr_normal(0.8, &st0);
