@@ -18,6 +18,7 @@
 
 static const char *progname = "plume";
 static lua_State *globalL;
+static plm_intr *intr;    /* the interrupt domain of the one state the command runs */
 
 static void lstop(lua_State *L, lua_Debug *ar)
 {
@@ -30,7 +31,7 @@ static void on_sigint(int sig)
 {
     int mask = LUA_MASKCALL | LUA_MASKRET | LUA_MASKLINE | LUA_MASKCOUNT;
     (void)sig;
-    plm_interrupt();
+    plm_intr_raise(intr);
     if (globalL) lua_sethook(globalL, lstop, mask, 1);   /* as lua.c does: async-signal-safe in practice */
 }
 
@@ -258,6 +259,9 @@ int main(int argc, char **argv)
         return 1;
     }
     L = plm_lua(P);
+    /* everything this command runs, on this thread and on the engines' workers, polls the state's domain */
+    intr = plm_state_intr(P);
+    plm_intr_use(intr);
     for (i = 1; i < argc && !script; i++) {
         if (strcmp(argv[i], "-e") == 0) {
             if (i + 1 >= argc) {

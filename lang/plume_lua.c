@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "lutil.h"
+#include "plume.h"
 
 #define PLM_MODULE(x) void plm_l_open_##x(lua_State *L);
 #include "modules.def"
@@ -21,6 +22,7 @@ extern const struct plm_embedded {
 
 struct plm_State {
     lua_State *L;
+    plm_intr *intr;           /* this state's interrupt domain: plm_interrupt_state stops only its runs */
     char *err;
     const char *err_static;   /* set instead of err when copying a message failed */
 };
@@ -106,17 +108,23 @@ static int open_all(lua_State *L)
 plm_State *plm_open(void)
 {
     plm_State *P = calloc(1, sizeof *P);
+    int entered;
     if (!P) return NULL;
-    if (!(P->L = luaL_newstate())) {
+    entered = plm_thread_enter();
+    if (!(P->intr = plm_intr_new()) || !(P->L = luaL_newstate())) {
+        plm_intr_free(P->intr);
         free(P);
+        plm_thread_leave(entered);
         return NULL;
     }
     lua_pushcfunction(P->L, open_all);
     if (lua_pcall(P->L, 0, 0, 0) != LUA_OK) {
         lua_close(P->L);
+        plm_intr_free(P->intr);
         free(P);
-        return NULL;
+        P = NULL;
     }
+    plm_thread_leave(entered);
     return P;
 }
 
@@ -143,8 +151,17 @@ static int traceback(lua_State *L)
 static int finish(plm_State *P, int status)
 {
     lua_State *L = P->L;
-    if (status == LUA_OK)
+    if (status == LUA_OK) {
+        /* the run polls this state's domain, so another state's Ctrl-C does not stop it */
+        plm_intr *prev = plm_intr_use(P->intr);
+        int entered = plm_thread_enter();
+        P->intr->flag = 0;
         status = lua_pcall(L, 0, 0, -2);
+        plm_thread_leave(entered);
+        plm_intr_use(prev);
+        lua_sethook(L, NULL, 0, 0);
+        P->intr->flag = 0;
+    }
     if (status != LUA_OK) {
         const char *msg = lua_tostring(L, -1);
         set_err(P, msg ? msg : "plume: error with no message");
@@ -178,10 +195,33 @@ lua_State *plm_lua(plm_State *P)
     return P->L;
 }
 
+/* Lua code stops through a hook, C loops through the domain's flag (as lua.c's Ctrl-C does) */
+static void stop_hook(lua_State *L, lua_Debug *ar)
+{
+    (void)ar;
+    lua_sethook(L, NULL, 0, 0);
+    luaL_error(L, "interrupted");
+}
+
+void plm_interrupt_state(plm_State *P)
+{
+    plm_intr_raise(P->intr);
+    lua_sethook(P->L, stop_hook, LUA_MASKCALL | LUA_MASKRET | LUA_MASKLINE | LUA_MASKCOUNT, 1);
+}
+
+plm_intr *plm_state_intr(plm_State *P)
+{
+    return P->intr;
+}
+
 void plm_close(plm_State *P)
 {
+    int entered;
     if (!P) return;
+    entered = plm_thread_enter();
     lua_close(P->L);
+    plm_thread_leave(entered);
+    plm_intr_free(P->intr);
     free(P->err);
     free(P);
 }

@@ -22,6 +22,15 @@ const char *plm_errmsg(plm_State *P);
 /* The underlying Lua state, for reading results with the Lua C API (lua_getglobal, ...). */
 lua_State *plm_lua(plm_State *P);
 
+/* Ask the code running in P (plm_dostring, plm_dofile, on any thread of its engines) to stop; it fails
+** with "interrupted". Only P's runs see it: each state has its own interrupt domain. Async-signal-safe, so
+** a host's SIGINT handler may call it. */
+void plm_interrupt_state(plm_State *P);
+
+/* P's interrupt domain, for hosts that call into P->L directly with the Lua API: make it the thread's
+** current domain around those calls (plm_intr_use in plume.h). */
+struct plm_intr *plm_state_intr(plm_State *P);
+
 /* Close the state and free everything it holds. */
 void plm_close(plm_State *P);
 

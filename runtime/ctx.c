@@ -11,6 +11,7 @@
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -69,11 +70,40 @@ const char *plm_status_str(plm_status st)
     return "unknown status";
 }
 
-static volatile sig_atomic_t interrupt_flag;
+_Static_assert(sizeof(sig_atomic_t) == sizeof(int), "plm_intr.flag must be written whole by a signal handler");
 
-void plm_interrupt(void) { interrupt_flag = 1; }
-int plm_interrupted(void) { return interrupt_flag != 0; }
-void plm_interrupt_clear(void) { interrupt_flag = 0; }
+static plm_intr default_domain;
+static _Thread_local plm_intr *current_domain;
+
+int plm_thread_enter(void)
+{
+    struct GC_stack_base sb;
+    plm_init();
+    if (GC_thread_is_registered()) return 0;
+    if (GC_get_stack_base(&sb) != GC_SUCCESS) return 0;
+    return GC_register_my_thread(&sb) == GC_SUCCESS;
+}
+
+void plm_thread_leave(int entered)
+{
+    if (entered) GC_unregister_my_thread();
+}
+
+plm_intr *plm_intr_new(void) { return calloc(1, sizeof(plm_intr)); }
+void plm_intr_free(plm_intr *d) { free(d); }
+
+plm_intr *plm_intr_use(plm_intr *d)
+{
+    plm_intr *prev = current_domain;
+    current_domain = d;
+    return prev;
+}
+
+plm_intr *plm_intr_current(void) { return current_domain ? current_domain : &default_domain; }
+
+void plm_interrupt(void) { default_domain.flag = 1; }
+int plm_interrupted(void) { return plm_intr_current()->flag != 0; }
+void plm_interrupt_clear(void) { plm_intr_current()->flag = 0; }
 
 void *plm_gc_alloc(size_t n)
 {

@@ -47,11 +47,27 @@ const char *plm_ctx_errmsg(const plm_ctx *ctx);
 /* A short name of a status ("invalid argument", ...). */
 const char *plm_status_str(plm_status st);
 
-/* Interrupts: a host's SIGINT handler calls plm_interrupt(); long-running loops poll plm_interrupted()
-** every few thousand steps and return PLM_EINTR; whoever catches it calls plm_interrupt_clear(). */
-void plm_interrupt(void);
-int plm_interrupted(void);
-void plm_interrupt_clear(void);
+/* Interrupts: long-running loops poll plm_interrupted() every few thousand steps and return PLM_EINTR;
+** whoever catches it calls plm_interrupt_clear().
+** Flags live in interrupt domains, so that two embedded states do not stop each other's runs: every thread
+** polls the domain it currently runs in (thread-local; plm_parallel_for's workers take their caller's), and
+** the process-wide default domain when it was given none. A host's SIGINT handler raises the domain of the
+** state it runs (plm_intr_raise is async-signal-safe); plm_interrupt() raises the default domain.
+** Domains are malloc'd by plm_intr_new and freed by plm_intr_free once no thread uses them. */
+typedef struct plm_intr {
+    volatile int flag;   /* sig_atomic_t is int on every platform plume builds on (ctx.c checks) */
+} plm_intr;
+plm_intr *plm_intr_new(void);
+void plm_intr_free(plm_intr *d);
+/* Make d the calling thread's domain (NULL: the default one); returns the previous one, to restore. */
+plm_intr *plm_intr_use(plm_intr *d);
+/* The calling thread's domain (the default one when none was set); never NULL. */
+plm_intr *plm_intr_current(void);
+static inline void plm_intr_raise(plm_intr *d) { d->flag = 1; }
+
+void plm_interrupt(void);           /* raise the default domain */
+int plm_interrupted(void);          /* is the calling thread's domain raised? */
+void plm_interrupt_clear(void);     /* lower the calling thread's domain */
 
 /* GC-owned memory. plm_gc_alloc memory is scanned for pointers; plm_gc_alloc_atomic is not (use it
 ** for arrays of numbers). Both are zero-filled and return NULL only when memory is exhausted. */
@@ -62,6 +78,13 @@ void *plm_gc_alloc_atomic(size_t n);
 ** rooted for as long as that reference lives. plm_root returns a handle (> 0), plm_unroot releases it. */
 long plm_root(void *obj);
 void plm_unroot(long handle);
+
+/* A host thread that plume did not start must be known to the garbage collector while it runs plume code
+** (a collection stops every thread it knows and scans their stacks). plm_thread_enter registers the calling
+** thread when it is not yet registered and returns 1 in that case; pass the result to plm_thread_leave when
+** the thread is done with plume for now. The embedding API (plm_open, plm_dostring, ...) does this itself. */
+int plm_thread_enter(void);
+void plm_thread_leave(int entered);
 
 /* Number of threads worth using by default (online cores, at least 1). */
 int plm_default_threads(void);

@@ -25,12 +25,15 @@ typedef struct job {
     void *arg;
     size_t begin, end;
     int worker;
+    plm_intr *domain;    /* the caller's interrupt domain: a worker polls the flag its caller polls */
 } job;
 
 static void *run_job(void *p)
 {
     job *j = p;
+    plm_intr *prev = plm_intr_use(j->domain);
     j->fn(j->arg, j->begin, j->end, j->worker);
+    plm_intr_use(prev);
     return NULL;
 }
 
@@ -128,6 +131,7 @@ plm_status plm_parallel_for(int nthreads, size_t n, size_t grain, plm_par_fn fn,
         jobs[t].begin = (size_t)t * chunk < n ? (size_t)t * chunk : n;
         jobs[t].end = (size_t)(t + 1) * chunk < n ? (size_t)(t + 1) * chunk : n;
         jobs[t].worker = t;
+        jobs[t].domain = plm_intr_current();
     }
     if (pthread_mutex_trylock(&pool_busy) != 0) {
         spawn_run(jobs, nt);
