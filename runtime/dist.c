@@ -555,6 +555,7 @@ static double poisson_draw(double lam, plm_rng *r)
 static double binomial_draw(double n, double p, plm_rng *r)
 {
     double k = 0;
+    if (!(n >= 0 && p >= 0 && p <= 1)) return NAN;   /* unchecked parameters from compiled code */
     while (n >= 2147483648.0) {
         double a = floor(n / 2) + 1, bb = n + 1 - a, X;
         if (!(p > 0)) return k;
@@ -569,7 +570,6 @@ static double binomial_draw(double n, double p, plm_rng *r)
             p = (p - X) / (1 - X);
         }
     }
-    if (isnan(p)) return NAN;
     return k + (double)gsl_ran_binomial(&r->gsl, p, (unsigned)n);
 }
 
@@ -578,8 +578,8 @@ double plm_dist_sample1(plm_dist_kind kind, const double *p, plm_rng *r)
     gsl_rng *g = &r->gsl;
     switch (kind) {
     case PLM_DIST_NORMAL: return p[0] + p[1] * gsl_ran_gaussian_ziggurat(g, 1.0);
-    case PLM_DIST_LOGNORMAL: return exp(p[0] + p[1] * gsl_ran_gaussian_ziggurat(g, 1.0));
-    case PLM_DIST_STUDENT_T: return p[1] + p[2] * gsl_ran_tdist(g, p[0]);
+    case PLM_DIST_LOGNORMAL: return exp_inside(p[0] + p[1] * gsl_ran_gaussian_ziggurat(g, 1.0));
+    case PLM_DIST_STUDENT_T: return p[0] > 0 ? p[1] + p[2] * gsl_ran_tdist(g, p[0]) : NAN;
     case PLM_DIST_CAUCHY: return p[0] + gsl_ran_cauchy(g, p[1]);
     case PLM_DIST_LAPLACE: return p[0] + gsl_ran_laplace(g, p[1]);
     case PLM_DIST_LOGISTIC: return p[0] + gsl_ran_logistic(g, p[1]);
@@ -588,7 +588,9 @@ double plm_dist_sample1(plm_dist_kind kind, const double *p, plm_rng *r)
     case PLM_DIST_INV_GAMMA: return exp_inside(log(p[1]) - plm_dist_log_gamma(p[0], r));
     case PLM_DIST_BETA: return beta_draw(p[0], p[1], r);
     case PLM_DIST_UNIFORM: return p[0] + (p[1] - p[0]) * plm_rng_uniform(r);
-    case PLM_DIST_WEIBULL: return gsl_ran_weibull(g, p[1], p[0]);
+    case PLM_DIST_WEIBULL:
+        /* GSL's sigma (-log U)^(1/alpha), in logs: a small shape underflows or overflows it */
+        return exp_inside(log(p[1]) + log(-log(gsl_rng_uniform_pos(g))) / p[0]);
     case PLM_DIST_BERNOULLI: return plm_rng_uniform(r) < p[0] ? 1.0 : 0.0;
     case PLM_DIST_BINOMIAL: return binomial_draw(p[0], p[1], r);
     case PLM_DIST_POISSON: return poisson_draw(p[0], r);
@@ -603,7 +605,7 @@ double plm_dist_sample1(plm_dist_kind kind, const double *p, plm_rng *r)
         return floor(log(plm_rng_uniform(r)) / log1p(-p[0]));
     case PLM_DIST_HALFNORMAL: return fabs(p[0] * gsl_ran_gaussian_ziggurat(g, 1.0));
     case PLM_DIST_HALFCAUCHY: return fabs(gsl_ran_cauchy(g, p[0]));
-    case PLM_DIST_HALFSTUDENT_T: return fabs(p[1] * gsl_ran_tdist(g, p[0]));
+    case PLM_DIST_HALFSTUDENT_T: return p[0] > 0 ? fabs(p[1] * gsl_ran_tdist(g, p[0])) : NAN;
     default: return NAN;   /* flat has no draws; truncated goes through plm_dist_sample */
     }
 }

@@ -164,6 +164,16 @@ static void test_tiny_shape_gamma_draws_are_positive_and_match_the_cdf(void)
     for (i = 0; i < N; i++) bad += !(x[i] > 0 && isfinite(plm_dist_logpdf(d2, &x[i])));
     CHECK(bad == 0);
     CHECK(ks_p(gamma_cdf, p2, x, N) > 1e-4);   /* P(X < 1e-300) = 0.001 only: the draws are representable */
+    /* weibull(0.01, 1) = E^100 and lognormal(-800, 1) underflow as plain formulas; inverse_gamma(0.001, 1) overflows */
+    {
+        plm_dist *ds[3] = {mk(PLM_DIST_WEIBULL, 0.01, 1), mk(PLM_DIST_LOGNORMAL, -800, 1), mk(PLM_DIST_INV_GAMMA, 0.001, 1)};
+        int k;
+        for (k = 0; k < 3; k++) {
+            plm_dist_sample_n(ds[k], &r, N, x);
+            for (i = 0; i < N; i++) bad += !(x[i] > 0 && plm_dist_logpdf(ds[k], &x[i]) > -INFINITY);
+        }
+        CHECK(bad == 0);
+    }
 }
 
 static double beta_cdf(double x, const void *arg)
