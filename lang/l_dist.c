@@ -3,6 +3,7 @@
 #include "lutil.h"
 #include "l_expr.h"
 
+#include <limits.h>
 #include <math.h>
 #include <string.h>
 
@@ -71,6 +72,12 @@ void plm_l_pushdistvalue(lua_State *L, const plm_dist *d, const double *x)
         lua_pushnumber(L, x[0]);
 }
 
+/* Vector parameters are indexed by int in the runtime: refuse longer ones before the cast. */
+static void check_len(lua_State *L, const char *fn, const char *arg, size_t K)
+{
+    if (K > INT_MAX) luaL_error(L, "%s: %s has %I entries (at most %d)", fn, arg, (lua_Integer)K, INT_MAX);
+}
+
 /* The constructors share one function; the kind travels as an upvalue. */
 static int l_dist_new(lua_State *L)
 {
@@ -91,23 +98,27 @@ static int l_dist_new(lua_State *L)
     switch (kind) {
     case PLM_DIST_CATEGORICAL:
         v = plm_l_checkvec(L, 1, info->name, "probs", &K, 0);
+        check_len(L, info->name, "probs", K);
         st = plm_dist_new_categorical(&ctx, v, (int)K, &d);
         break;
     case PLM_DIST_DIRICHLET:
         v = plm_l_checkvec(L, 1, info->name, "alpha", &K, 0);
+        check_len(L, info->name, "alpha", K);
         st = plm_dist_new_dirichlet(&ctx, v, (int)K, &d);
         break;
     case PLM_DIST_MULTINOMIAL:
         n = plm_l_checknum(L, 1, info->name, "n");
         v = plm_l_checkvec(L, 2, info->name, "probs", &K, 0);
+        check_len(L, info->name, "probs", K);
         st = plm_dist_new_multinomial(&ctx, n, v, (int)K, &d);
         break;
     case PLM_DIST_MVNORMAL:
         v = plm_l_checkvec(L, 1, info->name, "mu", &K, 0);
+        check_len(L, info->name, "mu", K);
         m = plm_l_checkmat(L, 2, info->name, "Sigma", &r, &c);
         if (r != K || c != K)
-            return luaL_error(L, "mvnormal: Sigma must be %d x %d to match mu (got %d x %d)", (int)K, (int)K, (int)r,
-                              (int)c);
+            return luaL_error(L, "mvnormal: Sigma must be %I x %I to match mu (got %I x %I)", (lua_Integer)K,
+                              (lua_Integer)K, (lua_Integer)r, (lua_Integer)c);
         (void)K2;
         st = plm_dist_new_mvnormal(&ctx, v, m, (int)K, &d);
         break;
@@ -132,9 +143,33 @@ static int l_categorical_logits(lua_State *L)
     size_t K;
     double *v = plm_l_checkvec(L, 1, "categorical_logits", "logits", &K, 0);
     lua_Integer base = plm_l_optint(L, lua_istable(L, 2) ? 2 : 0, "categorical_logits", "base", 1);
+    check_len(L, "categorical_logits", "logits", K);
+    if (base < INT_MIN || base > INT_MAX)
+        return luaL_error(L, "categorical_logits: base must be in %d..%d (got %I)", INT_MIN, INT_MAX, base);
     plm_ctx_clear(&ctx);
     if (plm_dist_new_categorical_logits(&ctx, v, (int)K, &d)) return plm_l_fail(L, &ctx);
     d->base = (int)base;
+    plm_l_pushdist(L, d);
+    return 1;
+}
+
+/* plume.dist.truncated(d, lo, hi): d (scalar, continuous) restricted to [lo, hi], renormalised; lo or hi may
+** be -math.huge / math.huge (or nil) for an open side. */
+static int l_truncated(lua_State *L)
+{
+    plm_ctx ctx;
+    plm_dist *base, *d;
+    double lo, hi;
+    int i;
+    for (i = 1; i <= 3; i++)
+        if (plm_l_hassym(L, i))
+            return luaL_error(L, "truncated: symbolic arguments are not supported (use it in models run by "
+                              "plume.infer)");
+    base = plm_l_checkdist(L, 1, "truncated", "d");
+    lo = lua_isnoneornil(L, 2) ? -HUGE_VAL : plm_l_checknum(L, 2, "truncated", "lo");
+    hi = lua_isnoneornil(L, 3) ? HUGE_VAL : plm_l_checknum(L, 3, "truncated", "hi");
+    plm_ctx_clear(&ctx);
+    if (plm_dist_new_truncated(&ctx, base, lo, hi, &d)) return plm_l_fail(L, &ctx);
     plm_l_pushdist(L, d);
     return 1;
 }
@@ -168,14 +203,21 @@ static int l_dist_sample(lua_State *L)
     plm_dist *d = plm_l_checkdist(L, 1, "sample", "self");
     plm_rng *r = plm_l_default_rng(L);
     double one[64], *x = d->dim <= 64 ? one : plm_l_scratch(L, (size_t)d->dim * sizeof(double));
+    if (plm_dist_info_of(d->kind)->improper)
+        return luaL_error(L, "%s: an improper prior has no draws; use it with method = \"mh\" (give init = ... to "
+                          "choose a start)", plm_dist_info_of(d->kind)->name);
     if (lua_isnoneornil(L, 2)) {
         plm_dist_sample(d, r, x);
         plm_l_pushdistvalue(L, d, x);
         return 1;
     }
     {
-        lua_Integer n = plm_l_checkint(L, 2, "sample", "n"), i;
-        if (n < 0 || n > 100000000) return luaL_error(L, "sample: n must be in 0..1e8 (got %d)", (int)n);
+        /* checked as a double: an integer cast first would wrap 1e12 to a negative int */
+        double nd = plm_l_checknum(L, 2, "sample", "n");
+        lua_Integer n, i;
+        if (!(nd >= 0 && nd <= 100000000 && nd == floor(nd)))
+            return luaL_error(L, "sample: n must be a whole number in 0..100000000 (got %f)", (lua_Number)nd);
+        n = (lua_Integer)nd;
         lua_createtable(L, (int)n, 0);
         for (i = 1; i <= n; i++) {
             plm_dist_sample(d, r, x);
@@ -275,6 +317,16 @@ static int l_dist_tostring(lua_State *L)
         add_num(&b, d->K);
         luaL_addstring(&b, ">");
         break;
+    case PLM_DIST_TRUNCATED:
+        plm_l_pushdist(L, (plm_dist *)d->inner);
+        luaL_tolstring(L, -1, NULL);
+        lua_remove(L, -2);
+        luaL_addvalue(&b);
+        luaL_addstring(&b, ", lo=");
+        add_num(&b, d->p[0]);
+        luaL_addstring(&b, ", hi=");
+        add_num(&b, d->p[1]);
+        break;
     default:
         for (i = 0; i < info->nparams; i++) {
             if (i) luaL_addstring(&b, ", ");
@@ -344,6 +396,14 @@ static int l_dist_params(lua_State *L)
         lua_pop(L, 1);
         break;
     }
+    case PLM_DIST_TRUNCATED:
+        plm_l_pushdist(L, (plm_dist *)d->inner);
+        lua_setfield(L, -2, "d");
+        lua_pushnumber(L, d->p[0]);
+        lua_setfield(L, -2, "lo");
+        lua_pushnumber(L, d->p[1]);
+        lua_setfield(L, -2, "hi");
+        break;
     default:
         for (i = 0; i < info->nparams; i++) {
             lua_pushnumber(L, d->p[i]);
@@ -369,12 +429,15 @@ void plm_l_open_dist(lua_State *L)
 
     lua_newtable(L);
     for (k = 0; k < PLM_DIST_NKINDS; k++) {
+        if (k == PLM_DIST_TRUNCATED) continue;
         lua_pushinteger(L, k);
         lua_pushcclosure(L, l_dist_new, 1);
         lua_setfield(L, -2, plm_dist_info_of((plm_dist_kind)k)->name);
     }
     lua_pushcfunction(L, l_categorical_logits);
     lua_setfield(L, -2, "categorical_logits");
+    lua_pushcfunction(L, l_truncated);
+    lua_setfield(L, -2, "truncated");
     lua_setfield(L, -2, "dist");
     lua_pushcfunction(L, l_seed);
     lua_setfield(L, -2, "seed");

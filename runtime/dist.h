@@ -33,6 +33,11 @@ typedef enum plm_dist_kind {
     PLM_DIST_DIRICHLET,     /* alpha[K] */
     PLM_DIST_MULTINOMIAL,   /* n trials, probs[K] */
     PLM_DIST_MVNORMAL,      /* mu[K], Sigma[K*K] (stored as its Cholesky factor) */
+    PLM_DIST_HALFNORMAL,    /* (sigma): |normal(0, sigma)| */
+    PLM_DIST_HALFCAUCHY,    /* (sigma): |cauchy(0, sigma)| */
+    PLM_DIST_HALFSTUDENT_T, /* (nu, sigma): |student_t(nu, 0, sigma)| */
+    PLM_DIST_TRUNCATED,     /* a scalar continuous base (d->inner) restricted to [lo, hi] = [p[0], p[1]] */
+    PLM_DIST_FLAT,          /* (): the improper uniform density on the reals, log density 0; no sampler */
     PLM_DIST_NKINDS
 } plm_dist_kind;
 
@@ -47,7 +52,8 @@ typedef enum plm_support {
     PLM_SUPPORT_CATEGORY,   /* {0, ..., K-1} */
     PLM_SUPPORT_SIMPLEX,    /* K-vectors >= 0 summing to 1 */
     PLM_SUPPORT_COUNTS,     /* K-vectors of counts summing to n */
-    PLM_SUPPORT_REALVEC     /* K-vectors of reals */
+    PLM_SUPPORT_REALVEC,    /* K-vectors of reals */
+    PLM_SUPPORT_TRUNCATED   /* per instance: [lo, hi] of plm_dist_bounds */
 } plm_support;
 
 typedef struct plm_dist_info {
@@ -66,7 +72,9 @@ typedef struct plm_dist {
     double p[3];    /* scalar parameters in plm_dist_info order; multinomial keeps n in p[0] */
     double *v;      /* probs (categorical, multinomial), alpha (dirichlet), mu (mvnormal) */
     double *aux;    /* categorical: log probs; mvnormal: lower Cholesky factor of Sigma, K*K row-major */
-    double c;       /* mvnormal: -K/2 log(2 pi) - log det L; dirichlet: log normaliser */
+    double c;       /* mvnormal: -K/2 log(2 pi) - log det L; dirichlet: log normaliser;
+                    ** truncated: log(F(hi) - F(lo)) of the base */
+    const struct plm_dist *inner;  /* truncated: the distribution it restricts (scalar, continuous) */
     int base;       /* categorical: the label front ends show for category 0 (1 in Lua, 0 for token ids);
                     ** C values are always 0..K-1 */
 } plm_dist;
@@ -91,12 +99,33 @@ plm_status plm_dist_new_multinomial(plm_ctx *ctx, double n, const double *probs,
 /* Sigma is K*K row-major, symmetric positive definite */
 plm_status plm_dist_new_mvnormal(plm_ctx *ctx, const double *mu, const double *Sigma, int K, plm_dist **out);
 
+/* truncated(base, lo, hi): base restricted to [lo, hi] and renormalised by F(hi) - F(lo). base is a scalar
+** continuous kind other than flat and truncated; lo < hi, either may be infinite. PLM_EINVAL when the
+** interval holds no mass that doubles can resolve (its log mass is computed from log tail probabilities, so
+** a normal far in its tail is fine). */
+plm_status plm_dist_new_truncated(plm_ctx *ctx, const plm_dist *base, double lo, double hi, plm_dist **out);
+
+/* Largest whole number a discrete draw may take: counts are exact in doubles up to 2^53. Constructors refuse
+** parameters whose draws could pass it (poisson lambda > 1e15, binomial n > 2^53, ...). */
+#define PLM_DIST_MAX_COUNT 9007199254740992.0
+#define PLM_DIST_POISSON_MAX 1e15
+
+/* Samplers that work in doubles and in logs, exposed so that tests can drive each path directly.
+** log_gamma: log of a Gamma(alpha, 1) draw, exact even where the draw itself is below the smallest
+** positive double (alpha = 1e-3 gives log draws near -1000). poisson_ptrs: Hormann's PTRS, lambda >= 10
+** (plm_dist_sample uses it for lambda >= 1e6, where GSL's unsigned int sampler stops being safe). */
+double plm_dist_log_gamma(double alpha, plm_rng *r);
+double plm_dist_poisson_ptrs(double lambda, plm_rng *r);
+
 /* Scalar kernels on raw parameters, for compiled code and hot loops: no validation (call plm_dist_check
 ** once first). logpdf1 returns -inf outside the support, never NaN for valid parameters. */
 double plm_dist_logpdf1(plm_dist_kind kind, const double *p, double x);
 double plm_dist_sample1(plm_dist_kind kind, const double *p, plm_rng *r);
 
-/* Any kind: x and out hold d->dim doubles. */
+/* Any kind: x and out hold d->dim doubles. Improper kinds (flat) have no draws: sampling writes NaN, so
+** callers check plm_dist_info_of(kind)->improper first. Continuous draws stay inside the open support:
+** a draw below the smallest positive double is returned as that double (4.9e-324), never 0, and one above
+** the largest as DBL_MAX; beta and dirichlet draws are computed from log-gammas the same way. */
 double plm_dist_logpdf(const plm_dist *d, const double *x);
 void plm_dist_sample(const plm_dist *d, plm_rng *r, double *out);
 
@@ -111,7 +140,10 @@ double plm_dist_logpdf_sum(const plm_dist *d, size_t n, const double *x);
 plm_status plm_dist_mean(plm_ctx *ctx, const plm_dist *d, double *out);
 plm_status plm_dist_var(plm_ctx *ctx, const plm_dist *d, double *out);
 
-/* Is x inside the support (for the Lua layer's checks of observed values and MCMC transforms)? */
+/* Is x inside the support (for the Lua layer's checks of observed values and MCMC transforms)? Same as
+** plm_dist_logpdf(d, x) > -inf. At a closed end of a continuous support (gamma, beta, weibull at 0, ...)
+** the log density is the finite limit of the density when it has one and -inf where that limit is
+** infinite: a log density is never +inf. */
 int plm_dist_in_support(const plm_dist *d, const double *x);
 
 /* The support of this instance of a scalar continuous kind as an interval: lo and hi are finite or

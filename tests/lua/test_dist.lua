@@ -99,3 +99,108 @@ T.test("plume_array_holds_numbers_and_scores_in_one_call", function()
   T.raises(function() a[4] = 1 end, "index 4 out of range")
   T.ok(tostring(a):find("plume.array%(3%)"), tostring(a))
 end)
+
+T.test("nan_parameters_are_named_and_called_nan", function()
+  local nan = 0 / 0
+  T.raises(function() D.normal(0, nan) end, "normal: sigma is NaN")
+  T.raises(function() D.gamma(nan, 1) end, "gamma: alpha is NaN")
+  T.raises(function() D.categorical { 0.5, nan } end, "categorical: probs[2] is NaN")
+  T.raises(function() D.dirichlet { 1, nan } end, "dirichlet: alpha[2] is NaN")
+  T.raises(function() D.mvnormal({ 0, nan }, { { 1, 0 }, { 0, 1 } }) end, "mvnormal: mu[2] is NaN")
+  T.raises(function() D.multinomial(nan, { 0.5, 0.5 }) end, "multinomial: n is NaN")
+  T.raises(function() D.truncated(D.normal(0, 1), nan, 1) end, "truncated: lo is NaN")
+  T.raises(function() D.categorical_logits { 0, nan } end, "categorical: logits[2] is NaN")
+end)
+
+T.test("sizes_are_checked_in_64_bits_and_name_the_limit", function()
+  local err = T.raises(function() D.normal(0, 1):sample(1e12) end, "0..100000000 (got 1000000000000")
+  T.ok(not err:find("-", 1, true), "no wrapped negative count: " .. err)
+  T.raises(function() D.normal(0, 1):sample(2 ^ 63) end, "0..100000000")
+  T.raises(function() D.normal(0, 1):sample(-1) end, "0..100000000 (got -1")
+  T.eq(#D.normal(0, 1):sample(3), 3)
+end)
+
+T.test("boundary_densities_are_never_plus_infinity", function()
+  T.eq(D.gamma(0.5, 1):logpdf(0), -math.huge)
+  T.eq(D.beta(0.5, 0.5):logpdf(0), -math.huge)
+  T.eq(D.beta(0.5, 0.5):logpdf(1), -math.huge)
+  T.eq(D.weibull(0.5, 1):logpdf(0), -math.huge)
+  T.near(D.exponential(2):logpdf(0), math.log(2), 1e-15)   -- a finite limit at a closed end is kept
+  T.eq(D.dirichlet { 0.5, 2 }:logpdf { 0, 1 }, -math.huge)
+end)
+
+T.test("tiny_shapes_give_positive_draws_and_numbers_not_nan", function()
+  plume.seed(5)
+  local zeros = 0
+  for _, x in ipairs(D.gamma(0.001, 0.001):sample(2000)) do
+    if not (x > 0) then zeros = zeros + 1 end
+  end
+  T.eq(zeros, 0, "gamma(0.001, 0.001) draws that are 0 or NaN")
+  local b = D.beta(1e-310, 1e-310)
+  for _ = 1, 200 do
+    local x = b:sample()
+    T.ok(x > 0 and x < 1, "beta draw in (0, 1): " .. x)
+    T.ok(b:logpdf(x) == b:logpdf(x), "beta density is a number")
+  end
+  local d = D.dirichlet { 1e-310, 1e-310 }
+  for _ = 1, 200 do
+    local x = d:sample()
+    T.ok(x[1] > 0 and x[2] > 0 and math.abs(x[1] + x[2] - 1) < 1e-12, "dirichlet draw on the simplex")
+    T.ok(d:logpdf(x) == d:logpdf(x), "dirichlet density is a number")
+  end
+end)
+
+T.test("huge_discrete_parameters_give_whole_numbers_near_the_mean", function()
+  plume.seed(6)
+  local x = D.poisson(4.5e9):sample()   -- wrapped to ~2e8 before
+  T.ok(math.abs(x - 4.5e9) < 10 * math.sqrt(4.5e9), "poisson(4.5e9) draw " .. x)
+  T.ok(D.geometric(1e-12):sample() >= 0)
+  T.raises(function() D.poisson(2e15) end, "poisson: lambda must be <= 1e15")
+  T.raises(function() D.geometric(1e-16) end, "geometric: p must be >= 1e-14")
+  T.raises(function() D.binomial(2 ^ 54, 0.5) end, "binomial: n must be <= 2^53")
+end)
+
+T.test("half_distributions_from_lua", function()
+  local h = D.halfnormal(2)
+  T.eq(tostring(h), "halfnormal(sigma=2)")
+  T.near(h:logpdf(1), math.log(2) + D.normal(0, 2):logpdf(1), 1e-14)
+  T.eq(h:logpdf(-0.1), -math.huge)
+  T.near(h:mean(), 2 * math.sqrt(2 / math.pi), 1e-14)
+  T.near(h:var(), 4 * (1 - 2 / math.pi), 1e-14)
+  T.near(D.halfcauchy(3):logpdf(2), math.log(2) + D.cauchy(0, 3):logpdf(2), 1e-14)
+  T.raises(function() return D.halfcauchy(1):mean() end, "halfcauchy: the mean is undefined")
+  local t = D.halfstudent_t(4, 1.5)
+  T.eq(tostring(t), "halfstudent_t(nu=4, sigma=1.5)")
+  T.near(t:logpdf(0.7), math.log(2) + D.student_t(4, 0, 1.5):logpdf(0.7), 1e-14)
+  T.raises(function() D.halfnormal(-1) end, "halfnormal: sigma must be > 0 (got -1)")
+  plume.seed(7)
+  for _, v in ipairs(t:sample(100)) do T.ok(v >= 0, "half-t draw >= 0") end
+end)
+
+T.test("truncated_from_lua", function()
+  local t = D.truncated(D.normal(0, 1), 0, math.huge)
+  T.eq(tostring(t), "truncated(normal(mu=0, sigma=1), lo=0, hi=inf)")
+  T.near(t:logpdf(0.5), D.halfnormal(1):logpdf(0.5), 1e-14)   -- normal on [0, inf) is the half-normal
+  T.near(t:mean(), D.halfnormal(1):mean(), 1e-9)
+  T.eq(t:logpdf(-0.5), -math.huge)
+  T.eq(t:params().lo, 0)
+  T.eq(t:params().d.name, "normal")
+  local open = D.truncated(D.gamma(2, 1), nil, 3)           -- nil is an open side
+  T.eq(open:params().lo, -math.huge)
+  plume.seed(8)
+  for _, v in ipairs(D.truncated(D.normal(0, 1), 10, math.huge):sample(200)) do T.ok(v >= 10, "tail draw " .. v) end
+  T.raises(function() D.truncated(D.normal(0, 1), 1, 1) end, "truncated: lo must be < hi (got lo = 1, hi = 1)")
+  T.raises(function() D.truncated(D.poisson(3), 0, 2) end, "truncated: d must be a scalar continuous")
+  T.raises(function() D.truncated(D.gamma(2, 1), 1e5, math.huge) end, "has no probability")
+  T.raises(function() D.truncated("normal", 0, 1) end, "truncated: d must be")
+end)
+
+T.test("flat_is_improper", function()
+  local f = D.flat()
+  T.eq(tostring(f), "flat()")
+  T.eq(f:logpdf(1e300), 0)
+  T.eq(f:logpdf(math.huge), -math.huge)
+  T.raises(function() f:sample() end,
+    'flat: an improper prior has no draws; use it with method = "mh" (give init = ... to choose a start)')
+  T.raises(function() return f:mean() end, "flat: an improper prior has no mean")
+end)
