@@ -634,8 +634,8 @@ static void smc_progress(plm_l_progress *pr, const char *what, long step, int al
 static void all_dead(engine *E, long step)
 {
     if (E->reject[0])
-        luaL_error(E->L, "%s: every particle has weight -inf after step %d (%ld rejected; the last: %s)", E->who, (int)step,
-                   E->rejected, E->reject);
+        luaL_error(E->L, "%s: every particle has weight -inf after step %d (%d rejected; the last: %s)", E->who, (int)step,
+                   (int)E->rejected, E->reject);
     luaL_error(E->L, "%s: every particle has weight -inf after step %d", E->who, (int)step);
 }
 
