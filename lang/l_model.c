@@ -52,9 +52,17 @@ static void add_site(lua_State *L, exec *ex, const char *fn, const char *addr, p
 
 /* m:sample(addr, dist) -> value */
 /* Record the chosen value x of a latent site and hand it to the program (and to the distribution's hook). */
+static int hand_over(lua_State *L, const plm_dist *d, const double *x);
+
 static int finish_sample(lua_State *L, exec *ex, const char *addr, const plm_dist *d, const double *x, double lp)
 {
     add_site(L, ex, "m:sample", addr, PLM_SITE_LATENT, d, x, d->dim, lp);
+    return hand_over(L, d, x);
+}
+
+/* Hand the value x of d to the program (and to the distribution's hook). */
+static int hand_over(lua_State *L, const plm_dist *d, const double *x)
+{
     plm_l_pushdistvalue(L, d, x);
     /* a distribution with a hook (an LM context's next-token distribution) learns the chosen value */
     if (lua_getiuservalue(L, 3, 1) == LUA_TFUNCTION) {
@@ -110,12 +118,14 @@ static int l_m_sample(lua_State *L)
             return lua_yieldk(L, 3, 0, sample_branch_k);
         }
     } else if (ex->mode == EX_SMC && ex->checkpoints < ex->replay_until) {
-        /* a resampled copy re-running its parent's history: the parent's values, by address */
-        plm_site *s = plm_trace_find(ex->old, addr);
-        if (s && s->kind == PLM_SITE_LATENT && s->dim == d->dim) {
-            memcpy(x, s->value, (size_t)d->dim * sizeof *x);
-            lp = plm_dist_logpdf(d, x);
-            have = lp > -INFINITY;
+        /* a resampled copy re-running its parent's history makes the same choices in the same order: take the
+        ** parent's site at the same position (by address if the order differs), sharing its value rather than
+        ** copying it, and its log density rather than evaluating it again */
+        const plm_site *s = ex->tr->n < ex->old->n && strcmp(ex->old->sites[ex->tr->n].addr, addr) == 0
+                                ? &ex->old->sites[ex->tr->n] : plm_trace_find(ex->old, addr);
+        if (s && s->kind == PLM_SITE_LATENT && s->dim == d->dim && s->logp > -INFINITY) {
+            if (plm_trace_add_shared(&ex->ctx, ex->tr, s)) luaL_error(L, "m:sample: %s", plm_ctx_errmsg(&ex->ctx));
+            return hand_over(L, d, s->value);
         }
     } else if (ex->mode == EX_REPLAY) {
         if (ex->target && strcmp(addr, ex->target) == 0) {

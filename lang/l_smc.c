@@ -17,6 +17,8 @@
 
 #include <limits.h>
 #include <math.h>
+#include <stdio.h>
+#include <time.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -46,6 +48,9 @@ typedef struct engine {
     int n, cap;
     long root;
     uint64_t seed, next_stream;
+    const char *who;          /* "plume.smc" or "plume.beam", for messages */
+    char reject[512];         /* the last rejection that killed a particle ("" when none) */
+    long rejected;            /* particles killed by rejections */
 } engine;
 
 static particle *grow(engine *E, int need)
@@ -157,6 +162,19 @@ static void spawn(engine *E, int i, const plm_trace *parent, int replay, double 
     fork_objects(E, i, parent_objs);
 }
 
+/* A log weight of +inf or NaN cannot be normalised: an error naming the site that produced it (the last one
+** recorded; m:factor refuses such weights itself). -inf is fine: the particle dies. */
+static void check_weight(engine *E, const particle *p)
+{
+    double w = p->ex.step_logw;
+    const plm_trace *tr = p->ex.tr;
+    if (w == INFINITY || isnan(w)) {
+        const char *addr = tr->n ? tr->sites[tr->n - 1].addr : "?";
+        luaL_error(E->L, "%s: site '%s' has log density %s, which cannot weight a particle", E->who, addr,
+                   isnan(w) ? "NaN" : "+inf");
+    }
+}
+
 /* Resume particle i once; classify how it stopped. */
 static void step_one(engine *E, int i)
 {
@@ -171,7 +189,9 @@ static void step_one(engine *E, int i)
     lua_setfield(L, LUA_REGISTRYINDEX, "plume.smc.objs");
     lua_rawgeti(L, E->adopt, i + 1);
     lua_setfield(L, LUA_REGISTRYINDEX, "plume.smc.adopt");
+    plm_l_run_enter(L);
     st = lua_resume(co, L, p->narg, &nres);
+    plm_l_run_leave(L);
     lua_pushnil(L);
     lua_setfield(L, LUA_REGISTRYINDEX, "plume.smc.objs");
     lua_pushnil(L);
@@ -191,6 +211,7 @@ static void step_one(engine *E, int i)
             return;
         }
         lua_pop(co, nres);
+        check_weight(E, p);
         p->logw += p->ex.step_logw;
         p->state = p->logw == -INFINITY ? P_DEAD : P_CHECK;
         return;
@@ -201,11 +222,27 @@ static void step_one(engine *E, int i)
             lua_rawseti(L, E->vals, i + 1);
             lua_pop(co, nres - 1);
         }
+        check_weight(E, p);
         p->logw += p->ex.step_logw;
         p->state = p->logw == -INFINITY ? P_DEAD : P_DONE;
         return;
     }
+    /* a rejection (an invalid parameter met inside the program) kills this particle only */
+    if (plm_l_isreject(co, -1)) {
+        lua_getfield(co, -1, "msg");
+        snprintf(E->reject, sizeof E->reject, "%s", lua_isstring(co, -1) ? lua_tostring(co, -1) : "rejected");
+        lua_pop(co, 2);
+        E->rejected++;
+        p->logw = -INFINITY;
+        p->state = P_DEAD;
+        lua_rawgeti(L, E->handles, i + 1);
+        ((plm_l_handle *)lua_touserdata(L, -1))->ex = NULL;
+        lua_pop(L, 1);
+        return;
+    }
     /* an error in the program: re-raise its message (it carries the program's file:line) */
+    lua_pushnil(L);
+    lua_setfield(L, LUA_REGISTRYINDEX, SMC_FLAG);
     lua_xmove(co, L, 1);
     lua_error(L);
 }
@@ -263,7 +300,14 @@ static void advance(engine *E)
     do {
         pending = 0;
         for (i = 0; i < E->n; i++)
-            if (E->p[i].state == P_RUN) step_one(E, i);
+            if (E->p[i].state == P_RUN) {
+                if (plm_interrupted()) {
+                    lua_pushnil(E->L);
+                    lua_setfield(E->L, LUA_REGISTRYINDEX, SMC_FLAG);
+                    plm_l_check_interrupt(E->L, E->who);
+                }
+                step_one(E, i);
+            }
         for (i = 0; i < E->n; i++) pending += E->p[i].state == P_PENDING;
         if (pending) serve(E);
     } while (pending);
@@ -414,35 +458,31 @@ static void rebuild(engine *E, const int *par, const double *lw, int m, const br
     }
 }
 
-/* Systematic resampling of n particles into m slots. */
-static void systematic(plm_rng *r, const particle *p, int n, int m, int *par)
-{
-    double mx = -INFINITY, total = 0, u, c = 0;
-    int i, j = 0;
-    for (i = 0; i < n; i++)
-        if (p[i].logw > mx) mx = p[i].logw;
-    for (i = 0; i < n; i++) total += exp(p[i].logw - mx);
-    u = plm_rng_uniform(r) / m;
-    for (i = 0; i < n && j < m; i++) {
-        c += exp(p[i].logw - mx) / total;
-        while (j < m && u + (double)j / m < c) par[j++] = i;
-    }
-    while (j < m) par[j++] = n - 1;   /* rounding at the top end */
-}
-
 typedef struct smc_opts {
     int N, K, steer, quiet;
+    plm_resample_scheme scheme;
     double ess_threshold;
     long max_steps;
     unsigned long long seed;
 } smc_opts;
 
 static const char *const smc_option_names[] = {"particles", "ess_threshold", "seed", "method", "extensions",
-                                                "max_steps", "quiet", "threads", NULL};
+                                                "max_steps", "quiet", "threads", "resample", NULL};
+
+/* Particles are coroutines of one Lua state: they cannot run on several threads. Refuse threads > 1 rather
+** than accept and ignore it. */
+static void refuse_threads(lua_State *L, int opts, const char *fn)
+{
+    lua_Integer th = plm_l_optint(L, opts, fn, "threads", 1);
+    if (th != 1)
+        luaL_error(L, "%s: option 'threads' must be 1 (got %d): the particles are coroutines of one Lua state and run "
+                      "on one thread", fn, (int)th);
+}
 
 static void smc_options(lua_State *L, int opts, smc_opts *o)
 {
-    const char *fn = "plume.smc", *method;
+    const char *fn = "plume.smc", *method, *scheme;
+    int sc;
     o->steer = 0;
     plm_l_checkopts(L, opts, fn, smc_option_names);
     o->N = (int)plm_l_optint(L, opts, fn, "particles", 100);
@@ -452,7 +492,11 @@ static void smc_options(lua_State *L, int opts, smc_opts *o)
     o->K = (int)plm_l_optint(L, opts, fn, "extensions", 4);
     o->max_steps = (long)plm_l_optint(L, opts, fn, "max_steps", 100000);
     o->quiet = plm_l_optbool(L, opts, fn, "quiet", plm_l_quiet_default(L));
-    plm_l_threads(L, opts, fn);
+    refuse_threads(L, opts, fn);
+    scheme = plm_l_optstr(L, opts, fn, "resample", "systematic");
+    if ((sc = plm_resample_scheme_by_name(scheme)) < 0)
+        luaL_error(L, "%s: unknown resampling scheme '%s' (resample: %s)", fn, scheme, plm_resample_scheme_list);
+    o->scheme = (plm_resample_scheme)sc;
     if (o->N < 1 || o->N > 10000000) luaL_error(L, "%s: option 'particles' must be in 1..1e7 (got %d)", fn, o->N);
     if (!(o->ess_threshold >= 0 && o->ess_threshold <= 1))
         luaL_error(L, "%s: option 'ess_threshold' must be in [0, 1] (got %f)", fn, o->ess_threshold);
@@ -467,75 +511,6 @@ static int all_finished(const engine *E)
     for (int i = 0; i < E->n; i++)
         if (E->p[i].state != P_DONE && E->p[i].state != P_DEAD) return 0;
     return 1;
-}
-
-/* Fearnhead-Clifford: keep the particles whose weight reaches 1/c outright, resample the rest systematically
-** into the remaining slots with weight 1/c each; sum over i of min(1, c w_i) = N fixes c. */
-static int fc_resample(engine *E, plm_rng *r, int N, int *par, double *lw)
-{
-    int n = E->n, i, kept = 0, m;
-    double mx = -INFINITY, total = 0, *w = plm_l_scratch(E->L, (size_t)n * sizeof *w), c, lo, hi;
-    for (i = 0; i < n; i++)
-        if (E->p[i].logw > mx) mx = E->p[i].logw;
-    for (i = 0; i < n; i++) total += (w[i] = exp(E->p[i].logw - mx));
-    for (i = 0; i < n; i++) w[i] /= total;
-    if (n <= N) {
-        for (i = 0; i < n; i++) par[i] = i, lw[i] = E->p[i].logw;
-        lua_pop(E->L, 1);
-        return n;
-    }
-    {
-        /* f(c) = sum min(1, c w) is increasing, f(N) <= N, and f(N / min positive w) = number of positive
-        ** weights; when fewer than N weights are positive they all survive and the population shrinks */
-        double wmin = INFINITY;
-        int nz = 0;
-        for (i = 0; i < n; i++)
-            if (w[i] > 0) nz++, wmin = fmin(wmin, w[i]);
-        if (nz <= N) {
-            for (i = 0, kept = 0; i < n; i++)
-                if (w[i] > 0) par[kept] = i, lw[kept] = E->p[i].logw, kept++;
-            lua_pop(E->L, 1);
-            return kept;
-        }
-        lo = N;
-        hi = N / wmin;
-        for (i = 0; i < 200 && hi - lo > 1e-12 * hi; i++) {
-            double mid = sqrt(lo * hi), f = 0;
-            for (int j = 0; j < n; j++) f += fmin(1, mid * w[j]);
-            if (f < N) lo = mid; else hi = mid;
-        }
-    }
-    c = lo;   /* f(lo) <= N: at most N survivors */
-    {
-        /* survivors first */
-        double rest = 0, u, acc = 0;
-        int j = 0;
-        for (i = 0; i < n; i++)
-            if (c * w[i] >= 1) par[kept] = i, lw[kept] = E->p[i].logw, kept++;
-        m = N - kept;
-        for (i = 0; i < n; i++)
-            if (c * w[i] < 1) rest += w[i];
-        /* each resampled particle carries rest / m of the normalised mass, so the total is kept exactly */
-        u = plm_rng_uniform(r);
-        for (i = 0; i < n && j < m; i++) {
-            if (c * w[i] >= 1) continue;
-            acc += w[i] / rest * m;
-            while (j < m && u + j < acc) {
-                par[kept + j] = i;
-                lw[kept + j] = mx + log(total) + log(rest / m);
-                j++;
-            }
-        }
-        while (j < m) {   /* rounding at the top end: the last non-survivor */
-            for (i = n - 1; i >= 0 && c * w[i] >= 1; i--)
-                ;
-            par[kept + j] = i < 0 ? 0 : i;
-            lw[kept + j] = mx + log(total) + log(rest / m);
-            j++;
-        }
-    }
-    lua_pop(E->L, 1);
-    return N;
 }
 
 /* The population as a result table (left on the stack, its index returned): draws of every particle's choices
@@ -592,30 +567,105 @@ static int push_population(engine *E, int with_scores)
     return res;
 }
 
-/* plume._smc(fn, opts, nargs, args...) */
+/* The stack of plume.smc(model, args, opts) / plume.beam(...) rearranged for the engines: fn, opts, nargs,
+** args... The engines are the Lua functions themselves (no Lua wrapper), so that errors they raise blame the
+** caller's line. */
+static void arrange_call(lua_State *L, const char *fn)
+{
+    lua_Integer n, k;
+    lua_settop(L, 3);
+    if (lua_isfunction(L, 1))
+        lua_pushvalue(L, 1);
+    else if (luaL_getmetafield(L, 1, "__name") == LUA_TSTRING && strcmp(lua_tostring(L, -1), "plume.model") == 0) {
+        lua_pop(L, 1);
+        lua_getfield(L, 1, "fn");
+    } else
+        luaL_error(L, "%s: expected a plume.model (got %s)", fn, luaL_typename(L, 1));
+    if (!lua_isnoneornil(L, 3) && !lua_istable(L, 3))
+        luaL_error(L, "%s: options must be a table (got %s)", fn, luaL_typename(L, 3));
+    if (!lua_isnoneornil(L, 2) && !lua_istable(L, 2))
+        luaL_error(L, "%s: args must be a list of the model's arguments (got %s)", fn, luaL_typename(L, 2));
+    lua_pushvalue(L, 3);
+    n = 0;
+    if (lua_istable(L, 2)) {
+        if (lua_getfield(L, 2, "n") == LUA_TNUMBER) n = lua_tointeger(L, -1);
+        else n = (lua_Integer)lua_rawlen(L, 2);
+        lua_pop(L, 1);
+    }
+    if (n < 0 || n > 200) luaL_error(L, "%s: args has %d entries (at most 200)", fn, (int)n);
+    lua_pushinteger(L, n);
+    luaL_checkstack(L, (int)n + 8, fn);
+    for (k = 1; k <= n; k++) lua_rawgeti(L, 2, k);
+    lua_rotate(L, 1, -3);
+    lua_settop(L, 3 + (int)n);
+}
+
+/* The result table on top becomes a posterior object (plume._posterior, from the plume table upvalue). */
+static int to_posterior(lua_State *L)
+{
+    lua_getfield(L, lua_upvalueindex(1), "_posterior");
+    lua_insert(L, -2);
+    lua_call(L, 1, 1);
+    return 1;
+}
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* The progress line of a particle engine (a program's number of steps is not known in advance, so there is no
+** total and no ETA): steps done, particles alive, ESS and the rate, at most five times a second. */
+static void smc_progress(plm_l_progress *pr, const char *what, long step, int alive, int n, double ess)
+{
+    double t;
+    if (!pr->on) return;
+    t = now();
+    if (t - pr->last < 0.2) return;
+    pr->last = t;
+    fprintf(stderr, "\rplume: %s  step %ld  alive %d/%d  ESS %.0f  %.1f steps/s  %.1fs   ", what, step, alive, n, ess,
+            (double)step / fmax(t - pr->start, 1e-9), t - pr->start);
+    fflush(stderr);
+}
+
+/* Every particle dead: say at which step, and why when rejections killed them. */
+static void all_dead(engine *E, long step)
+{
+    if (E->reject[0])
+        luaL_error(E->L, "%s: every particle has weight -inf after step %d (%d rejected; the last: %s)", E->who, (int)step,
+                   (int)E->rejected, E->reject);
+    luaL_error(E->L, "%s: every particle has weight -inf after step %d", E->who, (int)step);
+}
+
+/* plume.smc(model, args, opts) */
 static int l_smc(lua_State *L)
 {
     smc_opts o;
     engine E;
     plm_rng sr;
     plm_l_progress pr;
+    plm_ctx ctx;
     double logz = 0, lse;
     int opts, nargs, i, *par;
-    double *lw;
+    double *lw, *w, *logw;
+    size_t *cnt, *anc;
     long step = 0, resamples = 0;
     int ess_hist;
-    luaL_checktype(L, 1, LUA_TFUNCTION);
-    nargs = (int)luaL_checkinteger(L, 3);
-    lua_settop(L, 3 + nargs);
+    arrange_call(L, "plume.smc");
+    nargs = (int)lua_tointeger(L, 3);
     opts = lua_istable(L, 2) ? 2 : 0;
     smc_options(L, opts, &o);
     memset(&E, 0, sizeof E);
+    plm_ctx_clear(&ctx);
     E.L = L;
-    E.fn = 1;
     E.args = 4;
     E.nargs = nargs;
     E.seed = o.seed;
     E.next_stream = 1;
+    E.who = "plume.smc";
+    E.fn = 1;
     plm_rng_init(&sr, o.seed, 0);
     lua_newtable(L); E.cos = lua_gettop(L);
     lua_newtable(L); E.handles = lua_gettop(L);
@@ -633,7 +683,8 @@ static int l_smc(lua_State *L)
     plm_interrupt_clear();
     while (!all_finished(&E)) {
         double ess;
-        int m;
+        int m, alive = 0;
+        plm_l_check_interrupt(L, "plume.smc");
         if (++step > o.max_steps) luaL_error(L, "plume.smc: more than %d steps (raise max_steps?)", (int)o.max_steps);
         if (o.steer) {
             /* K - 1 extra copies of every unfinished particle, each carrying 1/K of its weight */
@@ -654,33 +705,46 @@ static int l_smc(lua_State *L)
             if (E.p[i].state == P_CHECK) E.p[i].state = P_RUN;
         advance(&E);
         plm_l_check_interrupt(L, "plume.smc");
-        ess = ess_of(E.p, E.n, &lse);
-        if (lse == -INFINITY) luaL_error(L, "plume.smc: every particle has weight -inf after step %d", (int)step);
+        /* the weights as plain arrays for runtime/resample */
+        logw = plm_l_scratch(L, (size_t)E.n * sizeof *logw);
+        w = plm_l_scratch(L, (size_t)E.n * sizeof *w);
+        for (i = 0; i < E.n; i++) logw[i] = E.p[i].logw, alive += E.p[i].logw > -INFINITY;
+        lse = plm_resample_normalise(logw, (size_t)E.n, w);
+        if (lse == -INFINITY) all_dead(&E, step);
+        ess = plm_resample_ess(logw, (size_t)E.n);
         lua_pushnumber(L, ess);
         lua_rawseti(L, ess_hist, step);
-        plm_l_progress_show(&pr, o.steer ? "smc-steer" : "smc", 0, 1, step, step + 1, 0);
-        par = plm_l_scratch(L, (size_t)E.n * sizeof *par);
-        lw = plm_l_scratch(L, (size_t)E.n * sizeof *lw);
+        smc_progress(&pr, o.steer ? "smc-steer" : "smc", step, alive, E.n, ess);
+        par = plm_l_scratch(L, (size_t)(E.n > o.N ? E.n : o.N) * sizeof *par);
+        lw = plm_l_scratch(L, (size_t)(E.n > o.N ? E.n : o.N) * sizeof *lw);
+        cnt = plm_l_scratch(L, (size_t)E.n * sizeof *cnt);
+        anc = plm_l_scratch(L, (size_t)(E.n > o.N ? E.n : o.N) * sizeof *anc);
         if (o.steer) {
-            m = fc_resample(&E, &sr, o.N, par, lw);
+            size_t mm;
+            if (plm_resample_fc(&ctx, w, (size_t)E.n, (size_t)o.N, &sr, anc, lw, &mm)) plm_l_fail(L, &ctx);
+            m = (int)mm;
+            for (i = 0; i < m; i++) par[i] = (int)anc[i], lw[i] = log(lw[i]) + lse;
             rebuild(&E, par, lw, m, NULL);
             resamples++;
         } else if (ess < o.ess_threshold * E.n && !all_finished(&E)) {
+            double *scratch = lw;   /* SSP's fractional parts; lw is set after */
             logz += lse - log((double)E.n);
-            systematic(&sr, E.p, E.n, o.N, par);
-            for (i = 0; i < o.N; i++) lw[i] = 0;
+            if (plm_resample_counts(&ctx, o.scheme, w, (size_t)E.n, (size_t)o.N, &sr, cnt, scratch)) plm_l_fail(L, &ctx);
+            plm_resample_ancestors(cnt, (size_t)E.n, anc);
+            for (i = 0; i < o.N; i++) par[i] = (int)anc[i], lw[i] = 0;
             rebuild(&E, par, lw, o.N, NULL);
             resamples++;
         }
-        lua_pop(L, 2);
+        lua_pop(L, 6);
     }
     plm_l_progress_end(&pr);
     ess_of(E.p, E.n, &lse);
-    if (lse == -INFINITY) luaL_error(L, "plume.smc: every particle has weight -inf");
+    if (lse == -INFINITY) all_dead(&E, step);
     if (o.steer)
         logz = lse - log((double)o.N);   /* steer never resets weights: the evidence is their mean at the end */
     else
         logz += lse - log((double)E.n);
+    if (!isfinite(logz)) luaL_error(L, "plume.smc: the log evidence is %g after step %d", logz, (int)step);
     /* results */
     {
         int res = push_population(&E, 0);
@@ -692,13 +756,18 @@ static int l_smc(lua_State *L)
         lua_setfield(L, res, "ess_history");
         lua_pushinteger(L, resamples);
         lua_setfield(L, res, "resamples");
+        lua_pushinteger(L, E.rejected);
+        lua_setfield(L, res, "rejected");
         lua_pushinteger(L, step);
         lua_setfield(L, res, "steps");
         lua_pushstring(L, o.steer ? "smc-steer" : "smc");
         lua_setfield(L, res, "method");
+        lua_pushstring(L, o.steer ? "fearnhead-clifford" : plm_resample_scheme_name(o.scheme));
+        lua_setfield(L, res, "resample");
         lua_pushinteger(L, (lua_Integer)o.seed);
         lua_setfield(L, res, "seed");
-        return 1;
+        lua_settop(L, res);
+        return to_posterior(L);
     }
 }
 
@@ -741,21 +810,21 @@ static int top_values(const plm_dist *d, int B, double *val, double *lp)
     return n;
 }
 
-/* plume._beam(fn, opts, nargs, args...): beam search over the finite discrete choices of a program */
+/* plume.beam(model, args, opts): beam search over the finite discrete choices of a program */
 static int l_beam(lua_State *L)
 {
     const char *fn = "plume.beam";
     engine E;
     int K, B, nargs, opts, i, j;
     long step = 0, max_steps;
-    luaL_checktype(L, 1, LUA_TFUNCTION);
-    nargs = (int)luaL_checkinteger(L, 3);
-    lua_settop(L, 3 + nargs);
+    arrange_call(L, fn);
+    nargs = (int)lua_tointeger(L, 3);
     opts = lua_istable(L, 2) ? 2 : 0;
     {
         static const char *const names[] = {"beams", "branch", "seed", "max_steps", "quiet", "threads", NULL};
         plm_l_checkopts(L, opts, fn, names);
     }
+    refuse_threads(L, opts, fn);
     K = (int)plm_l_optint(L, opts, fn, "beams", 8);
     B = (int)plm_l_optint(L, opts, fn, "branch", K);
     max_steps = (long)plm_l_optint(L, opts, fn, "max_steps", 100000);
@@ -763,6 +832,7 @@ static int l_beam(lua_State *L)
     if (B < 1 || B > 100000) luaL_error(L, "%s: option 'branch' must be in 1..100000 (got %d)", fn, B);
     memset(&E, 0, sizeof E);
     E.L = L;
+    E.who = fn;
     E.fn = 1;
     E.args = 4;
     E.nargs = nargs;
@@ -846,7 +916,8 @@ static int l_beam(lua_State *L)
         lua_setfield(L, res, "steps");
         lua_pushstring(L, "beam");
         lua_setfield(L, res, "method");
-        return 1;
+        lua_settop(L, res);
+        return to_posterior(L);
     }
 }
 
@@ -921,12 +992,14 @@ static int l_dist_hook(lua_State *L)
 
 void plm_l_open_smc(lua_State *L)
 {
-    lua_pushcfunction(L, l_smc);
-    lua_setfield(L, -2, "_smc");
+    lua_pushvalue(L, -1);
+    lua_pushcclosure(L, l_smc, 1);
+    lua_setfield(L, -2, "smc");
     lua_pushcfunction(L, l_request);
     lua_setfield(L, -2, "_request");
-    lua_pushcfunction(L, l_beam);
-    lua_setfield(L, -2, "_beam");
+    lua_pushvalue(L, -1);
+    lua_pushcclosure(L, l_beam, 1);
+    lua_setfield(L, -2, "beam");
     lua_pushcfunction(L, l_dist_hook);
     lua_setfield(L, -2, "_dist_hook");
     lua_pushcfunction(L, l_smc_register);

@@ -24,5 +24,6 @@
 #include "lm_ngram.h"
 #include "lm_gguf.h"
 #include "lm_llama.h"
+#include "resample.h"
 
 #endif

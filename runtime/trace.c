@@ -56,23 +56,59 @@ static int rehash(plm_trace *tr, size_t tcap)
     return 0;
 }
 
-plm_status plm_trace_add(plm_ctx *ctx, plm_trace *tr, const char *addr, plm_site_kind kind, const plm_dist *dist,
-                         const double *value, int dim, double logp, plm_site **out)
+/* Make room for one more site and return it (its buffers are whatever a cleared trace left there). */
+static plm_site *next_slot(plm_ctx *ctx, plm_trace *tr, const char *addr)
 {
-    plm_site *s;
-    size_t len = strlen(addr), j, mask;
-    if (plm_trace_find(tr, addr)) return plm_fail(ctx, PLM_EINVAL, "address '%s' is used twice in one run", addr);
+    if (plm_trace_find(tr, addr)) return plm_fail(ctx, PLM_EINVAL, "address '%s' is used twice in one run", addr), NULL;
     if (tr->n == tr->cap) {
         size_t nc = tr->cap ? 2 * tr->cap : 16;
         plm_site *ns = GC_REALLOC(tr->sites, nc * sizeof *ns);
-        if (!ns) return plm_fail(ctx, PLM_ENOMEM, "trace: out of memory");
+        if (!ns) return plm_fail(ctx, PLM_ENOMEM, "trace: out of memory"), NULL;
         memset(ns + tr->cap, 0, (nc - tr->cap) * sizeof *ns);
         tr->sites = ns;
         tr->cap = nc;
     }
     if (2 * (tr->n + 1) > tr->tcap && rehash(tr, tr->tcap ? 2 * tr->tcap : 32))
-        return plm_fail(ctx, PLM_ENOMEM, "trace: out of memory");
-    s = &tr->sites[tr->n];
+        return plm_fail(ctx, PLM_ENOMEM, "trace: out of memory"), NULL;
+    return &tr->sites[tr->n];
+}
+
+/* Index site tr->n (filled in) and count it. */
+static void commit_slot(plm_trace *tr, plm_site *s)
+{
+    size_t j, mask = tr->tcap - 1;
+    for (j = s->hash & mask; tr->slots[j]; j = (j + 1) & mask)
+        ;
+    tr->slots[j] = tr->n + 1;
+    tr->n++;
+    if (s->kind == PLM_SITE_LATENT) {
+        tr->logprior += s->logp;
+        tr->nlatent++;
+    } else if (s->kind == PLM_SITE_OBSERVED)
+        tr->loglik += s->logp;
+}
+
+plm_status plm_trace_add_shared(plm_ctx *ctx, plm_trace *tr, const plm_site *src)
+{
+    plm_site *s = next_slot(ctx, tr, src->addr);
+    if (!s) return ctx->status ? ctx->status : PLM_ENOMEM;
+    *s = *src;
+    s->borrowed = 1;
+    commit_slot(tr, s);
+    return PLM_OK;
+}
+
+plm_status plm_trace_add(plm_ctx *ctx, plm_trace *tr, const char *addr, plm_site_kind kind, const plm_dist *dist,
+                         const double *value, int dim, double logp, plm_site **out)
+{
+    plm_site *s;
+    size_t len = strlen(addr);
+    if (!(s = next_slot(ctx, tr, addr))) return ctx->status ? ctx->status : PLM_ENOMEM;
+    if (s->borrowed) {   /* another trace's buffers: never write into them */
+        s->addr = NULL;
+        s->value = NULL;
+        s->borrowed = 0;
+    }
     /* reuse the address and value buffers a cleared trace left behind when they are big enough */
     if (!s->addr || strlen(s->addr) < len) {
         char *a = GC_MALLOC_ATOMIC(len + 1);
@@ -90,16 +126,7 @@ plm_status plm_trace_add(plm_ctx *ctx, plm_trace *tr, const char *addr, plm_site
     s->dist = dist;
     s->dim = dim;
     s->logp = logp;
-    mask = tr->tcap - 1;
-    for (j = s->hash & mask; tr->slots[j]; j = (j + 1) & mask)
-        ;
-    tr->slots[j] = tr->n + 1;
-    tr->n++;
-    if (kind == PLM_SITE_LATENT) {
-        tr->logprior += logp;
-        tr->nlatent++;
-    } else if (kind == PLM_SITE_OBSERVED)
-        tr->loglik += logp;
+    commit_slot(tr, s);
     if (out) *out = s;
     return PLM_OK;
 }

@@ -24,6 +24,7 @@ typedef struct plm_site {
     int dim;                  /* doubles in value */
     double *value;
     double logp;              /* log density of value under dist (0 for deterministic) */
+    int borrowed;             /* addr and value belong to another trace (plm_trace_add_shared) */
 } plm_site;
 
 typedef struct plm_trace {
@@ -46,6 +47,12 @@ plm_site *plm_trace_find(const plm_trace *tr, const char *addr);
 ** choice per run. For LATENT and OBSERVED sites logp is added to logprior / loglik. */
 plm_status plm_trace_add(plm_ctx *ctx, plm_trace *tr, const char *addr, plm_site_kind kind, const plm_dist *dist,
                          const double *value, int dim, double logp, plm_site **out);
+
+/* Append a copy of site src of another trace that shares src's address and value buffers (and dist) instead
+** of copying them: a particle replaying its parent's choices costs one site record per choice. src's trace
+** must not be cleared and refilled while this trace uses the site; a cleared trace never writes into borrowed
+** buffers. Same errors as plm_trace_add. */
+plm_status plm_trace_add_shared(plm_ctx *ctx, plm_trace *tr, const plm_site *src);
 
 /* logprior + loglik */
 static inline double plm_trace_score(const plm_trace *tr) { return tr->logprior + tr->loglik; }

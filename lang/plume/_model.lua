@@ -46,35 +46,8 @@ return function(plume)
     return plume._posterior(raw)
   end
 
-  --- plume.smc(model, args, opts) -> particles: sequential Monte Carlo over a model program; args is a list
-  --- of the program's arguments (after m).
-  function plume.smc(model, args, opts)
-    local fn = model_fn(model, "plume.smc")
-    if opts ~= nil and type(opts) ~= "table" then
-      error("plume.smc: options must be a table (got " .. type(opts) .. ")", 2)
-    end
-    if args ~= nil and type(args) ~= "table" then
-      error("plume.smc: args must be a list of the model's arguments (got " .. type(args) .. ")", 2)
-    end
-    args = args or {}
-    local n = args.n or #args
-    return plume._posterior(plume._smc(fn, opts, n, table.unpack(args, 1, n)))
-  end
-
-  --- plume.beam(model, args, opts) -> hypotheses best first: beam search over the program's finite discrete
-  --- choices (categorical, bernoulli), scored by log prior of the choices plus log likelihood.
-  function plume.beam(model, args, opts)
-    local fn = model_fn(model, "plume.beam")
-    if opts ~= nil and type(opts) ~= "table" then
-      error("plume.beam: options must be a table (got " .. type(opts) .. ")", 2)
-    end
-    if args ~= nil and type(args) ~= "table" then
-      error("plume.beam: args must be a list of the model's arguments (got " .. type(args) .. ")", 2)
-    end
-    args = args or {}
-    local n = args.n or #args
-    return plume._posterior(plume._beam(fn, opts, n, table.unpack(args, 1, n)))
-  end
+  -- plume.smc(model, args, opts) and plume.beam(model, args, opts) are C functions (lang/l_smc.c), so that
+  -- their errors blame the caller's line.
 
   plume.Model = Model
 end
