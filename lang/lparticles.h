@@ -1,0 +1,70 @@
+/* lparticles.h -- the particle population behind plume.smc and plume.beam (internal to lang/): particles are
+** coroutines running the program, stopped at checkpoints (m:observe, m:factor), at beam branches, or at
+** batched requests. l_particles.c implements it; l_smc.c and l_beam.c are the two engines on top. */
+#ifndef PLM_LPARTICLES_H
+#define PLM_LPARTICLES_H
+
+#include "lmodel.h"
+
+#define SMC_FLAG "plume.smc.active"
+
+enum { P_RUN, P_CHECK, P_PENDING, P_DONE, P_DEAD, P_BRANCH };
+
+typedef struct particle {
+    plm_l_exec ex;
+    plm_rng rng;
+    double logw;      /* log weight since the last resampling */
+    int state;
+    int narg;         /* values to pass at the next resume */
+} particle;
+
+/* The population lives in GC memory (it points at traces), rooted while the engine runs; the Lua side keeps
+** coroutines and handles in tables at fixed stack slots, indexed like the particles. */
+typedef struct engine {
+    lua_State *L;
+    int fn, args, nargs;      /* stack slots of the model function and its arguments */
+    int cos, handles, vals;   /* stack slots of tables: coroutines, handles, return values */
+    int reqs;                 /* table: pending request per particle */
+    int objs;                 /* table: per particle, the objects it registered (plume._smc_register) */
+    int adopt;                /* table: per particle, snapshots its replay adopts in order (plume._smc_adopt) */
+    particle *p;
+    int n, cap;
+    long root;
+    uint64_t seed, next_stream;
+    const char *who;          /* "plume.smc" or "plume.beam", for messages */
+    char reject[512];         /* the last rejection that killed a particle ("" when none) */
+    long rejected;            /* particles killed by rejections */
+} engine;
+
+/* A beam-search branch for new slot j: resume with value (kept parent) or replay up to the branch and take
+** value there (copy). NULL for SMC. */
+typedef struct branch {
+    int done;
+    double value;
+} branch;
+
+/* Make room for `need` particles (moving them keeps their handles and streams valid). */
+particle *plm_l_pop_grow(engine *E, int need);
+/* Create particle slot i: a new coroutine that will run the program, replaying `parent` (a trace) up to
+** `replay` checkpoints; parent_objs is the stack slot of the parent's registered objects (0: none). */
+void plm_l_pop_spawn(engine *E, int i, const plm_trace *parent, int replay, double logw, int parent_objs);
+/* Advance every running particle to its next checkpoint (or the end), serving requests in batches. */
+void plm_l_pop_advance(engine *E);
+/* ESS of the particles' weights; *lse receives the log of their sum. */
+double plm_l_pop_ess(const particle *p, int n, double *lse);
+/* Rebuild the population from parents: slot j gets parent par[j] with log weight lw[j]. The first copy of
+** each parent keeps its coroutine; the others replay it (beam copies take br[j]'s value at the branch). */
+void plm_l_pop_rebuild(engine *E, const int *par, const double *lw, int m, const branch *br);
+int plm_l_pop_finished(const engine *E);
+/* The population as a result table (left on the stack, its index returned). */
+int plm_l_pop_results(engine *E, int with_scores);
+/* Rearrange plume.smc/plume.beam's arguments: fn, opts, nargs, args... */
+void plm_l_pop_arrange(lua_State *L, const char *fn);
+/* The result table on top becomes a posterior object (plume._posterior, from upvalue 1). */
+int plm_l_pop_posterior(lua_State *L);
+/* Every particle dead: an error naming the step, and why when rejections killed them. */
+void plm_l_pop_all_dead(engine *E, long step);
+/* Refuse threads > 1 (particles are coroutines of one Lua state). */
+void plm_l_pop_refuse_threads(lua_State *L, int opts, const char *fn);
+
+#endif
