@@ -103,6 +103,7 @@ static double compile_time(void)
     int nodes[64], n = 0, i, reps = 2000;
     plm_ctx ctx;
     plm_prog *p;
+    plm_prog_info info;
     double t0;
     static const int ops[] = {PLM_OP_ADD, PLM_OP_MUL, PLM_OP_SUB, PLM_OP_EXP, PLM_OP_DIV, PLM_OP_TANH, PLM_OP_MUL,
                               PLM_OP_LOG1P, PLM_OP_ADD, PLM_OP_SQRT};
@@ -116,8 +117,9 @@ static double compile_time(void)
     t0 = now();
     for (i = 0; i < reps; i++)
         if (plm_prog_compile(&ctx, g, 1, &nodes[n - 1], 1u << PLM_GRP_X, &p)) return -1;
-    printf("graph: %d nodes in the graph, %d live, %d instructions (%d uniform), %d registers\n", g->n, p->nlive,
-           p->nvins + p->nuins, p->nuins, p->ntmp);
+    plm_prog_describe(p, &info);
+    printf("graph: %d nodes in the graph, %d live, %d instructions (%d uniform), %d registers\n", plm_graph_size(g),
+           info.nlive, info.ninstructions, info.nuniform, info.nregisters);
     return (now() - t0) / reps;
 }
 

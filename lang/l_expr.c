@@ -286,12 +286,12 @@ static int l_sym_call(lua_State *L)
 static int l_sym_tostring(lua_State *L)
 {
     plm_l_sym *s = luaL_checkudata(L, 1, PLM_L_SYM);
-    const plm_node *nd = &s->g->nodes[s->id];
-    if (nd->op == PLM_OP_INPUT) {
+    int grp, idx;
+    if (plm_graph_is_input(s->g, s->id, &grp, &idx)) {
         static const char *gn[PLM_NGROUPS] = {"param", "time", "covariate", "x", "y", "z"};
-        lua_pushfstring(L, "plume.sym(%s[%d])", gn[nd->grp], nd->idx + 1);
+        lua_pushfstring(L, "plume.sym(%s[%d])", gn[grp], idx + 1);
     } else
-        lua_pushfstring(L, "plume.sym(%s #%d)", plm_op_name((plm_op)nd->op), s->id);
+        lua_pushfstring(L, "plume.sym(%s #%d)", plm_op_name((plm_op)plm_graph_node(s->g, s->id, NULL, NULL)), s->id);
     return 1;
 }
 
@@ -852,10 +852,12 @@ static int l_fn_index(lua_State *L)
 {
     l_fn *f = plm_l_checkobj(L, 1, PLM_L_FN, "compiled function", "self");
     const char *k = luaL_checkstring(L, 2);
+    plm_prog_info info;
+    plm_prog_describe(f->prog, &info);
     if (strcmp(k, "grad") == 0) lua_pushcfunction(L, l_fn_grad);
-    else if (strcmp(k, "nodes") == 0) lua_pushinteger(L, f->prog->nlive);
-    else if (strcmp(k, "instructions") == 0) lua_pushinteger(L, f->prog->nvins + f->prog->nuins);
-    else if (strcmp(k, "registers") == 0) lua_pushinteger(L, f->prog->ntmp);
+    else if (strcmp(k, "nodes") == 0) lua_pushinteger(L, info.nlive);
+    else if (strcmp(k, "instructions") == 0) lua_pushinteger(L, info.ninstructions);
+    else if (strcmp(k, "registers") == 0) lua_pushinteger(L, info.nregisters);
     else lua_pushnil(L);
     return 1;
 }

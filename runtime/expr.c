@@ -160,6 +160,27 @@ int plm_graph_is_const(const plm_graph *g, int id, double *v)
     return 1;
 }
 
+int plm_graph_size(const plm_graph *g)
+{
+    return g->n;
+}
+
+int plm_graph_node(const plm_graph *g, int id, int *nargs, const int **args)
+{
+    if (id < 0 || id >= g->n) return -1;
+    if (nargs) *nargs = g->nodes[id].n;
+    if (args) *args = g->pool + g->nodes[id].arg;
+    return g->nodes[id].op;
+}
+
+int plm_graph_is_input(const plm_graph *g, int id, int *group, int *index)
+{
+    if (id < 0 || id >= g->n || g->nodes[id].op != PLM_OP_INPUT) return 0;
+    if (group) *group = g->nodes[id].grp;
+    if (index) *index = g->nodes[id].idx;
+    return 1;
+}
+
 int plm_graph_isk(const plm_graph *g, int id, double k)
 {
     double v;

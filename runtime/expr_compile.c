@@ -253,3 +253,18 @@ done:
     free(recip);
     return st;
 }
+
+int plm_prog_nout(const plm_prog *p)
+{
+    return p->nout;
+}
+
+void plm_prog_describe(const plm_prog *p, plm_prog_info *info)
+{
+    info->nout = p->nout;
+    info->nlive = p->nlive;
+    info->ninstructions = p->nuins + p->nvins;
+    info->nuniform = p->nuins;
+    info->nregisters = p->ntmp;
+    info->ndraws = p->ndraws;
+}

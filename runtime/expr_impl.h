@@ -10,6 +10,54 @@
 #define LOG_PI 1.14472988584940017414
 #define INV_SQRT_2PI 0.39894228040143267794
 
+/* ---- the graph (expr.c) ---- */
+
+typedef struct plm_node {
+    int op;
+    int n;            /* argument count */
+    int arg;          /* offset of the arguments in the graph's argument pool */
+    int grp, idx;     /* input: group and index; sample/logpdf: kind; native_d: which partial */
+    double v;         /* constant value */
+    const plm_native *fn;
+    unsigned uniq;    /* draws get distinct values so hash-consing never merges two draws */
+} plm_node;
+
+struct plm_graph {
+    plm_node *nodes;
+    int n, cap;
+    int *pool;
+    int npool, cappool;
+    int *hash;        /* open addressing, node id + 1, 0 = empty */
+    int caphash;
+    unsigned ndraws;
+};
+
+/* ---- compiled programs (built by expr_compile.c, run by expr_eval.c) ---- */
+
+typedef struct plm_ins {
+    int op, mode;        /* mode bit k set: argument k is uniform (a scalar) */
+    int d, a, b, c;      /* registers */
+    int kind, n, argoff; /* sample/logpdf kind; n-ary argument count and offset in the register-list pool */
+    double k;
+    const plm_native *fn;
+} plm_ins;
+
+struct plm_prog {
+    const plm_graph *g;
+    unsigned varying;            /* bit g set: group g is varying */
+    int nout;
+    int *outreg, *outuni;        /* register of output o, and whether it is uniform */
+    plm_ins *uins, *vins;        /* uniform pre-pass (run once per call) and per-block instructions */
+    int nuins, nvins;
+    int *regpool;                /* argument registers of n-ary instructions */
+    int nuni;                    /* uniform slots: registers 0..nuni-1 */
+    int nvin;                    /* varying input slots: registers nuni..nuni+nvin-1 */
+    int *vin_grp, *vin_idx;
+    int ntmp;                    /* temporaries: registers nuni+nvin.. */
+    int ndraws;                  /* draws per particle per evaluation */
+    int nlive;                   /* live nodes (for reports) */
+};
+
 /* ---- ops (expr.c) ---- */
 
 /* 0 for leaves, 1..3 for fixed-arity ops, -1 for n-ary ones. */
@@ -18,7 +66,7 @@ int plm_op_arity(int op);
 int plm_op_is_draw(int op);
 int plm_op_commutative(int op);
 
-/* ---- graph internals (expr.c) ---- */
+/* ---- graph helpers (expr.c) ---- */
 
 /* Is node id the constant k? */
 int plm_graph_isk(const plm_graph *g, int id, double k);
