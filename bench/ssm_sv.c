@@ -34,7 +34,7 @@ static const char *model =
     "}\n";
 
 /* the hand-written loop: one GSL-interfaced stream, the density written out; with fast = 1 the normals come
-** from plume's ziggurat instead (plm_expr_normal), to separate the generator from the compiled overhead */
+** from plume's ziggurat instead (plm_rng_normal), to separate the generator from the compiled overhead */
 static double hand(const double *y, double *x, double *logw, int fast)
 {
     const double mu = -1, rho = 0.95, sigma = 0.3, c = 0.91893853320467274178;
@@ -46,7 +46,7 @@ static double hand(const double *y, double *x, double *logw, int fast)
     for (t = 0; t < T; t++) {
         const double yt = y[t];
         if (t > 0 && fast)
-            for (i = 0; i < N; i++) x[i] = mu + rho * (x[i] - mu) + sigma * plm_expr_normal(&r);
+            for (i = 0; i < N; i++) x[i] = mu + rho * (x[i] - mu) + sigma * plm_rng_normal(&r);
         else if (t > 0)
             for (i = 0; i < N; i++) x[i] = mu + rho * (x[i] - mu) + sigma * gsl_ran_gaussian_ziggurat(&r.gsl, 1.0);
         for (i = 0; i < N; i++) logw[i] = -0.5 * yt * yt * exp(-x[i]) - 0.5 * x[i] - c;

@@ -171,9 +171,6 @@ plm_status plm_prog_check(plm_ctx *ctx, const plm_prog *p, const plm_prog_in *in
 ** so plain-Lua values of plume.math functions round exactly as compiled ones. */
 double plm_op_eval(plm_op op, double a, double b, double c);
 
-/* A standard normal draw from r by the ziggurat compiled programs use (not GSL's: the sequences differ). */
-double plm_expr_normal(plm_rng *r);
-
 /* Names for messages and listings. */
 const char *plm_op_name(plm_op op);
 

@@ -1,6 +1,6 @@
 /* expr_eval.c -- the evaluator of compiled programs: the scalar kernels shared with constant folding, vector
-** exp and log, the standard normal sampler, and the block interpreter (one switch per instruction per block of
-** particles, plain loops inside). */
+** exp and log, and the block interpreter (one switch per instruction per block of particles, plain loops
+** inside). Normal draws come from plm_rng_normal (rng.h), inline in the block loop. */
 #include "expr_impl.h"
 
 #include <math.h>
@@ -9,82 +9,15 @@
 #include <string.h>
 
 #include <pthread.h>
-#include <stdatomic.h>
 
 #include "par.h"
 
-/* ---- standard normal draws: a 128-layer ziggurat (Marsaglia and Tsang) reading xoshiro256++ directly.
-** One 64-bit draw gives the layer (7 bits), the sign (1 bit) and a 53-bit uniform, and 98.8% of draws are
-** accepted at once, so a draw costs a few nanoseconds: GSL's version goes through two function pointers per
-** draw and was the largest single cost of a compiled transition. ---- */
-
-#define ZIG_R 3.442619855899
-#define ZIG_V 9.91256303526217e-3
-
-static double zig_x[129], zig_f[129];
 static void vec_init(void);
-static pthread_once_t zig_once = PTHREAD_ONCE_INIT;
-
-static void zig_init(void)
-{
-    int i;
-    vec_init();
-    zig_x[0] = ZIG_V / exp(-0.5 * ZIG_R * ZIG_R);
-    zig_x[1] = ZIG_R;
-    for (i = 2; i < 128; i++) zig_x[i] = sqrt(-2 * log(ZIG_V / zig_x[i - 1] + exp(-0.5 * zig_x[i - 1] * zig_x[i - 1])));
-    zig_x[128] = 0;
-    for (i = 0; i <= 128; i++) zig_f[i] = exp(-0.5 * zig_x[i] * zig_x[i]);
-}
-
-static inline double u53(uint64_t b)
-{
-    /* through int64_t: a signed conversion is one instruction, an unsigned one a branch */
-    return ((double)(int64_t)(b >> 11) + 0.5) * 0x1.0p-53;
-}
-
-/* the rare paths (1.2% of draws): the tail beyond r and the wedges, with a fresh draw on rejection */
-static double __attribute__((noinline)) zig_slow(uint64_t *s, uint64_t b)
-{
-    for (;;) {
-        int i = (int)(b & 127);
-        double sign = (b & 128) ? -1.0 : 1.0, x = u53(b) * zig_x[i];
-        if (x < zig_x[i + 1]) return sign * x;
-        if (i == 0) {
-            double a, c;
-            do {
-                a = -log(u53(plm_xoshiro_next(s))) / ZIG_R;
-                c = -log(u53(plm_xoshiro_next(s)));
-            } while (c + c < a * a);
-            return sign * (ZIG_R + a);
-        }
-        if (zig_f[i] + u53(plm_xoshiro_next(s)) * (zig_f[i + 1] - zig_f[i]) < exp(-0.5 * x * x)) return sign * x;
-        b = plm_xoshiro_next(s);
-    }
-}
-
-static inline double zig_normal(uint64_t *s)
-{
-    uint64_t b = plm_xoshiro_next(s);
-    int i = (int)(b & 127);
-    double x = u53(b) * zig_x[i];
-    if (__builtin_expect(x < zig_x[i + 1], 1)) return (b & 128) ? -x : x;
-    return zig_slow(s, b);
-}
-
-static _Atomic int zig_ready;
-
-double plm_expr_normal(plm_rng *r)
-{
-    if (!atomic_load_explicit(&zig_ready, memory_order_acquire)) {
-        pthread_once(&zig_once, zig_init);
-        atomic_store_explicit(&zig_ready, 1, memory_order_release);
-    }
-    return zig_normal(r->s);
-}
+static pthread_once_t vec_once = PTHREAD_ONCE_INIT;
 
 void plm_expr_init(void)
 {
-    pthread_once(&zig_once, zig_init);
+    pthread_once(&vec_once, vec_init);
 }
 
 /* ---- vector exp and log: glibc's libmvec (2 or 4 lanes, within 1 ulp) where it exists. exp is the largest
@@ -364,7 +297,7 @@ __attribute__((optimize("O3"))) static void run(const plm_prog *p, const plm_ins
             break;
         }
         case PLM_OP_STDNORMAL:
-            for (j = 0; j < m; j++) D[j] = zig_normal(rng[first + j].s);
+            for (j = 0; j < m; j++) D[j] = plm_rng_normal(&rng[first + j]);
             break;
         case PLM_OP_UNIFORM:
             for (j = 0; j < m; j++) D[j] = plm_rng_uniform(&rng[first + j]);

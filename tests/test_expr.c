@@ -359,44 +359,6 @@ static void test_digamma_trigamma_equal_gsl_and_poles_are_nan(void)
     CHECK(isnan(plm_op_eval(PLM_OP_TRIGAMMA, -1e308, 0, 0)) && plm_op_eval(PLM_OP_TRIGAMMA, 1e308, 0, 0) >= 0);
 }
 
-static int cmp_dbl(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-/* the compiled ziggurat against the normal CDF: Kolmogorov distance below the 0.1% critical value 1.95/sqrt(n),
-** and the mass beyond |z| > 3 within 5 standard errors; negative control: a t(5) sample must fail the same test */
-static double ks_normal(double *z, size_t n)
-{
-    size_t i;
-    double D = 0;
-    qsort(z, n, sizeof *z, cmp_dbl);
-    for (i = 0; i < n; i++) {
-        double F = 0.5 * erfc(-z[i] / sqrt(2));
-        D = fmax(D, fmax(fabs(F - (double)i / n), fabs((double)(i + 1) / n - F)));
-    }
-    return D;
-}
-
-static void test_ziggurat_draws_are_standard_normal(void)
-{
-    enum { N = 200000 };
-    double *z = malloc(N * sizeof *z), tail = 0, p3 = 0.0026997960632601866;
-    plm_rng r;
-    size_t i;
-    plm_rng_init(&r, 11, 0);
-    for (i = 0; i < N; i++) {
-        z[i] = plm_expr_normal(&r);
-        tail += fabs(z[i]) > 3;
-    }
-    CHECK(ks_normal(z, N) < 1.95 / sqrt(N));
-    CHECK_NEAR(tail / N, p3, 5 * sqrt(p3 * (1 - p3) / N));
-    for (i = 0; i < N; i++) z[i] = gsl_ran_tdist(&r.gsl, 5) ;
-    CHECK(ks_normal(z, N) > 1.95 / sqrt(N));   /* negative control */
-    free(z);
-}
-
 int main(void)
 {
     plm_init();
@@ -409,7 +371,6 @@ int main(void)
     RUN(test_mvnormal_and_categorical_logpdf_equal_dist);
     RUN(test_draws_follow_streams_and_moments);
     RUN(test_native_calls_and_their_gradients);
-    RUN(test_ziggurat_draws_are_standard_normal);
     RUN(test_digamma_trigamma_equal_gsl_and_poles_are_nan);
     return CHECK_DONE();
 }
