@@ -352,17 +352,23 @@ static int l_ifelse(lua_State *L)
 }
 
 /* plume.pick(i, list): list[i] for a symbolic index i (1-based), as a chain of selects; rows are picked
-** elementwise */
+** elementwise. An index that is not a whole number in 1..#list never yields an entry: the chain ends in NaN
+** (which the model objects report, and which makes a log density NaN rather than a wrong finite value), and
+** a plain number raises a domain error (a rejection inside an engine-driven run). */
 static int l_pick(lua_State *L)
 {
     plm_l_sym *s = plm_l_tosym(L, 1);
     lua_Integer n, k;
     luaL_checktype(L, 2, LUA_TTABLE);
+    n = luaL_len(L, 2);
     if (!s) {
-        lua_geti(L, 2, plm_l_checkint(L, 1, "plume.pick", "i"));
+        double i = plm_l_checknum(L, 1, "plume.pick", "i");
+        if (!(i >= 1 && i <= (double)n && i == floor(i)))
+            return plm_l_raise(L, PLM_EDOM, "plume.pick: index %s is not a whole number in 1..%I (the list has %I entries)",
+                               luaL_tolstring(L, 1, NULL), (LUAI_UACINT)n, (LUAI_UACINT)n);
+        lua_geti(L, 2, (lua_Integer)i);
         return 1;
     }
-    n = luaL_len(L, 2);
     if (n < 1) return luaL_error(L, "plume.pick: the list is empty");
     lua_geti(L, 2, 1);
     if (lua_type(L, -1) == LUA_TTABLE) {
@@ -386,14 +392,14 @@ static int l_pick(lua_State *L)
     }
     lua_pop(L, 1);
     {
-        int r = plm_graph_const(s->g, 0), i = s->id;
+        int r = plm_graph_const(s->g, NAN), i = s->id;
         for (k = n; k >= 1; k--) {
             int v;
             lua_geti(L, 2, k);
             v = plm_l_tonode(L, -1, s->g, "plume.pick: list entry");
             lua_pop(L, 1);
             r = plm_graph_op(s->g, PLM_OP_SELECT, plm_graph_op(s->g, PLM_OP_EQ, i, plm_graph_const(s->g, (double)k), -1),
-                             v, k == n ? v : r);
+                             v, r);
         }
         plm_l_pushlike(L, 1, r);
     }

@@ -659,7 +659,7 @@ static int l_ssm_logjoint(lua_State *L)
     if (st) return plm_l_fail(L, &ctx);
     if (isnan(r))
         return luaL_error(L, "ssm:logjoint: the log density is NaN: a parameter is outside its domain (a scale <= 0, "
-                             "a probability outside [0, 1]?)");
+                             "a probability outside [0, 1]?) or a plume.pick index outside its list");
     lua_pushnumber(L, r);
     return 1;
 }

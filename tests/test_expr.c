@@ -2,9 +2,12 @@
 ** scalar formulas for every op (varying and uniform paths), derivatives equal central differences, symbolic
 ** distribution densities equal plm_dist_logpdf1, draws depend on particle streams only. */
 #include "check.h"
+#include "lutil.h"
 #include "plume.h"
+#include "plume_lua.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 #include <gsl/gsl_randist.h>
 #include <gsl/gsl_sf_psi.h>
@@ -359,6 +362,29 @@ static void test_digamma_trigamma_equal_gsl_and_poles_are_nan(void)
     CHECK(isnan(plm_op_eval(PLM_OP_TRIGAMMA, -1e308, 0, 0)) && plm_op_eval(PLM_OP_TRIGAMMA, 1e308, 0, 0) >= 0);
 }
 
+/* plume.pick with a plain index outside 1..n (or not whole) raises a domain error naming the index and the
+** length; inside a model run an engine drives it is a rejection (that run gets log density -inf), never list[n] */
+static void test_pick_outside_the_list_is_a_domain_error_and_a_rejection_in_runs(void)
+{
+    plm_State *P = plm_open();
+    lua_State *L = P ? plm_lua(P) : NULL;
+    CHECK(L != NULL);
+    if (!L) return;
+    CHECK(luaL_dostring(L, "return plume.pick(4, {10, 20, 30})") != LUA_OK);
+    CHECK(!plm_l_isreject(L, -1) && strstr(lua_tostring(L, -1), "index 4 is not a whole number in 1..3"));
+    lua_pop(L, 1);
+    plm_l_run_enter(L);
+    CHECK(luaL_dostring(L, "return plume.pick(2.5, {10, 20, 30})") != LUA_OK);
+    CHECK(plm_l_isreject(L, -1));
+    lua_getfield(L, -1, "status");
+    CHECK(lua_tointeger(L, -1) == PLM_EDOM);
+    lua_pop(L, 2);
+    CHECK(luaL_dostring(L, "return plume.pick(3, {10, 20, 30})") == LUA_OK && lua_tonumber(L, -1) == 30);
+    lua_pop(L, 1);
+    plm_l_run_leave(L);
+    plm_close(P);
+}
+
 int main(void)
 {
     plm_init();
@@ -372,5 +398,6 @@ int main(void)
     RUN(test_draws_follow_streams_and_moments);
     RUN(test_native_calls_and_their_gradients);
     RUN(test_digamma_trigamma_equal_gsl_and_poles_are_nan);
+    RUN(test_pick_outside_the_list_is_a_domain_error_and_a_rejection_in_runs);
     return CHECK_DONE();
 }
