@@ -107,7 +107,7 @@ install: all
 	install -m 644 $(BUILD)/libplume.a $(DESTDIR)$(PREFIX)/lib/libplume.a
 	install -m 755 $(BUILD)/libplume.so $(DESTDIR)$(PREFIX)/lib/libplume.so
 	install -m 755 $(BUILD)/plume.so $(DESTDIR)$(PREFIX)/lib/lua/5.4/plume.so
-	install -m 644 $(HEADERS) $(DESTDIR)$(PREFIX)/include/plume/
+	install -m 644 $(filter-out %_impl.h,$(HEADERS)) $(DESTDIR)$(PREFIX)/include/plume/
 	if [ -d stdlib ]; then cd stdlib && find . -name '*.lua' -exec install -D -m 644 {} $(DESTDIR)$(PREFIX)/share/lua/5.4/{} \; ; fi
 	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' scripts/plume.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/plume.pc
 

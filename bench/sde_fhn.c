@@ -29,7 +29,7 @@ static const char *model =
     "  diffusion = function(p, x, t) return { {0, 0}, {0, p.sigma} } end }\n";
 
 /* the hand-written loop: path by path, one GSL-interfaced stream; with fast = 1 the normals come from
-** plume's ziggurat instead (plm_expr_normal), to separate the generator from the compiled overhead */
+** plume's ziggurat instead (plm_rng_normal), to separate the generator from the compiled overhead */
 static double hand(double *out, double dt, int fast)
 {
     const double s = 0, eps = 0.1, gamma = 1.5, beta = 0.8, sigma = 0.3, sdt = sqrt(dt);
@@ -42,7 +42,7 @@ static double hand(double *out, double dt, int fast)
         for (k = 0; k < NS; k++) {
             double f1 = (x1 - x1 * x1 * x1 - x2 + s) / eps, f2 = gamma * x1 - x2 + beta;
             x1 += f1 * dt;
-            x2 += f2 * dt + sigma * sdt * (fast ? plm_expr_normal(&r) : gsl_ran_gaussian_ziggurat(&r.gsl, 1.0));
+            x2 += f2 * dt + sigma * sdt * (fast ? plm_rng_normal(&r) : gsl_ran_gaussian_ziggurat(&r.gsl, 1.0));
         }
         out[i] = x1;
         out[NP + i] = x2;

@@ -34,7 +34,7 @@ static const char *model =
     "}\n";
 
 /* the hand-written loop: one GSL-interfaced stream, the density written out; with fast = 1 the normals come
-** from plume's ziggurat instead (plm_expr_normal), to separate the generator from the compiled overhead */
+** from plume's ziggurat instead (plm_rng_normal), to separate the generator from the compiled overhead */
 static double hand(const double *y, double *x, double *logw, int fast)
 {
     const double mu = -1, rho = 0.95, sigma = 0.3, c = 0.91893853320467274178;
@@ -46,7 +46,7 @@ static double hand(const double *y, double *x, double *logw, int fast)
     for (t = 0; t < T; t++) {
         const double yt = y[t];
         if (t > 0 && fast)
-            for (i = 0; i < N; i++) x[i] = mu + rho * (x[i] - mu) + sigma * plm_expr_normal(&r);
+            for (i = 0; i < N; i++) x[i] = mu + rho * (x[i] - mu) + sigma * plm_rng_normal(&r);
         else if (t > 0)
             for (i = 0; i < N; i++) x[i] = mu + rho * (x[i] - mu) + sigma * gsl_ran_gaussian_ziggurat(&r.gsl, 1.0);
         for (i = 0; i < N; i++) logw[i] = -0.5 * yt * yt * exp(-x[i]) - 0.5 * x[i] - c;
@@ -103,6 +103,7 @@ static double compile_time(void)
     int nodes[64], n = 0, i, reps = 2000;
     plm_ctx ctx;
     plm_prog *p;
+    plm_prog_info info;
     double t0;
     static const int ops[] = {PLM_OP_ADD, PLM_OP_MUL, PLM_OP_SUB, PLM_OP_EXP, PLM_OP_DIV, PLM_OP_TANH, PLM_OP_MUL,
                               PLM_OP_LOG1P, PLM_OP_ADD, PLM_OP_SQRT};
@@ -116,8 +117,9 @@ static double compile_time(void)
     t0 = now();
     for (i = 0; i < reps; i++)
         if (plm_prog_compile(&ctx, g, 1, &nodes[n - 1], 1u << PLM_GRP_X, &p)) return -1;
-    printf("graph: %d nodes in the graph, %d live, %d instructions (%d uniform), %d registers\n", g->n, p->nlive,
-           p->nvins + p->nuins, p->nuins, p->ntmp);
+    plm_prog_describe(p, &info);
+    printf("graph: %d nodes in the graph, %d live, %d instructions (%d uniform), %d registers\n", plm_graph_size(g),
+           info.nlive, info.ninstructions, info.nuniform, info.nregisters);
     return (now() - t0) / reps;
 }
 

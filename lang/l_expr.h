@@ -1,4 +1,5 @@
-/* l_expr.h -- symbolic Lua values for the tracing compiler, shared by l_expr.c, l_dist.c, l_ssm.c, l_sde.c.
+/* l_expr.h -- symbolic Lua values for the tracing compiler, defined in l_expr.c and
+** l_symdist.c, used by l_compile.c, l_native.c, l_dist.c, l_ssm.c and l_sde.c.
 ** A symbol is a userdata naming a node of a plm_graph; the graph is held by a "plume.graph" userdata that
 ** every symbol keeps alive (its user value). Internal to lang/. */
 #ifndef PLM_L_EXPR_H
@@ -42,6 +43,10 @@ plm_l_symdist *plm_l_tosymdist(lua_State *L, int idx, plm_graph *g);
 /* Draw and score helpers applying the categorical shift. */
 plm_status plm_l_symdist_sample(plm_ctx *ctx, plm_graph *g, const plm_l_symdist *d, int *out);
 plm_status plm_l_symdist_logpdf(plm_ctx *ctx, plm_graph *g, const plm_l_symdist *d, const int *x, int *out);
+/* The first symbol among stack slots from..to (its slot in *where when where is not NULL), or NULL. */
+plm_l_sym *plm_l_firstsym(lua_State *L, int from, int to, int *where);
+/* Push a symbol for node id of the graph of the symbol or symbolic distribution at idx. */
+void plm_l_pushlike(lua_State *L, int idx, int id);
 /* Call the function at the stack top - nargs with nargs arguments under a handler that turns errors about
 ** symbols into tracing advice ("use plume.math.exp"), prefixed by `what`. Leaves nres results. */
 void plm_l_trace_call(lua_State *L, int nargs, int nres, const char *what);

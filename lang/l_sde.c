@@ -348,7 +348,7 @@ static int eval_point(lua_State *L, int which)
     if (which == 0) {
         if (d == 1) lua_pushnumber(L, res[0]); else plm_l_pushvec(L, res, (size_t)d);
     } else if (which == 1) {
-        if (s->diff_prog->nout == d * s->m)
+        if (plm_prog_nout(s->diff_prog) == d * s->m)
             plm_l_pushmat(L, res, (size_t)d, (size_t)s->m);
         else {   /* diagonal noise given as a vector: shown as the matrix it stands for */
             double M[64 * 64];

@@ -30,8 +30,8 @@ static int l_series_index(lua_State *L)
 {
     l_series *s = luaL_checkudata(L, 1, PLM_L_SERIES);
     plm_l_sym *k = plm_l_tosym(L, 2);
-    const plm_node *nd;
-    int lag = 0, i, slot = -1;
+    const int *args;
+    int lag = 0, i, slot = -1, op, nargs, grp, idx;
     if (!k) {
         lua_Integer i1 = plm_l_checkint(L, 2, s->name, "index");
         if (i1 < 1 || (size_t)i1 > s->T) return luaL_error(L, "data.%s[%d]: index outside 1..%d", s->name, (int)i1, (int)s->T);
@@ -39,15 +39,15 @@ static int l_series_index(lua_State *L)
         return 1;
     }
     if (k->g != s->g) return luaL_error(L, "data.%s: indexed by a symbol of another model", s->name);
-    nd = &k->g->nodes[k->id];
-    if (nd->op == PLM_OP_INPUT && nd->grp == PLM_GRP_T && nd->idx == 0)
+    op = plm_graph_node(k->g, k->id, &nargs, &args);
+    if (plm_graph_is_input(k->g, k->id, &grp, &idx) && grp == PLM_GRP_T && idx == 0)
         lag = 0;
-    else if ((nd->op == PLM_OP_ADD || nd->op == PLM_OP_SUB) && nd->n == 2) {
-        int a = k->g->pool[nd->arg], b = k->g->pool[nd->arg + 1], tin = plm_graph_input(k->g, PLM_GRP_T, 0);
+    else if ((op == PLM_OP_ADD || op == PLM_OP_SUB) && nargs == 2) {
+        int a = args[0], b = args[1], tin = plm_graph_input(k->g, PLM_GRP_T, 0);
         double c;
         if (a == tin && plm_graph_is_const(k->g, b, &c) && c == floor(c))
-            lag = (int)(nd->op == PLM_OP_ADD ? c : -c);
-        else if (nd->op == PLM_OP_ADD && b == tin && plm_graph_is_const(k->g, a, &c) && c == floor(c))
+            lag = (int)(op == PLM_OP_ADD ? c : -c);
+        else if (op == PLM_OP_ADD && b == tin && plm_graph_is_const(k->g, a, &c) && c == floor(c))
             lag = (int)c;
         else
             goto bad;
@@ -659,7 +659,7 @@ static int l_ssm_logjoint(lua_State *L)
     if (st) return plm_l_fail(L, &ctx);
     if (isnan(r))
         return luaL_error(L, "ssm:logjoint: the log density is NaN: a parameter is outside its domain (a scale <= 0, "
-                             "a probability outside [0, 1]?)");
+                             "a probability outside [0, 1]?) or a plume.pick index outside its list");
     lua_pushnumber(L, r);
     return 1;
 }

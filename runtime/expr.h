@@ -65,25 +65,9 @@ typedef struct plm_native {
     void *grad;
 } plm_native;
 
-typedef struct plm_node {
-    int op;
-    int n;            /* argument count */
-    int arg;          /* offset of the arguments in the graph's argument pool */
-    int grp, idx;     /* input: group and index; sample/logpdf: kind; native_d: which partial */
-    double v;         /* constant value */
-    const plm_native *fn;
-    unsigned uniq;    /* draws get distinct values so hash-consing never merges two draws */
-} plm_node;
-
-typedef struct plm_graph {
-    plm_node *nodes;
-    int n, cap;
-    int *pool;
-    int npool, cappool;
-    int *hash;        /* open addressing, node id + 1, 0 = empty */
-    int caphash;
-    unsigned ndraws;
-} plm_graph;
+/* A graph and a compiled program are opaque: build and inspect them through the functions below. */
+typedef struct plm_graph plm_graph;
+typedef struct plm_prog plm_prog;
 
 /* A new empty graph (GC memory), or NULL when memory ran out. */
 plm_graph *plm_graph_new(void);
@@ -101,6 +85,13 @@ int plm_graph_draw(plm_graph *g, plm_op op, int kind, int np, const int *params)
 
 /* Value of a constant node (NAN when the node is not a constant); is_const says which. */
 int plm_graph_is_const(const plm_graph *g, int id, double *v);
+/* Number of nodes in g (their ids are 0..size-1). */
+int plm_graph_size(const plm_graph *g);
+/* The op of node id, or -1 when id is not a node of g. nargs and args (either may be NULL) receive its
+** argument count and argument ids; args stays valid until g grows. */
+int plm_graph_node(const plm_graph *g, int id, int *nargs, const int **args);
+/* 1 when node id is an input, with its group and index in *group and *index (either may be NULL). */
+int plm_graph_is_input(const plm_graph *g, int id, int *group, int *index);
 
 /* Symbolic reverse-mode derivative: res[j] = d out / d wrt[j] as new nodes (wrt are any nodes, usually
 ** inputs; draws are treated as independent of everything). PLM_ENOTSUP names an op without a derivative
@@ -125,34 +116,24 @@ plm_status plm_symdist_logpdf(plm_ctx *ctx, plm_graph *g, const plm_symdist *d, 
 
 /* ---- compiled programs ---- */
 
-typedef struct plm_ins {
-    int op, mode;        /* mode bit k set: argument k is uniform (a scalar) */
-    int d, a, b, c;      /* registers */
-    int kind, n, argoff; /* sample/logpdf kind; n-ary argument count and offset in the register-list pool */
-    double k;
-    const plm_native *fn;
-} plm_ins;
-
-typedef struct plm_prog {
-    const plm_graph *g;
-    unsigned varying;            /* bit g set: group g is varying */
-    int nout;
-    int *outreg, *outuni;        /* register of output o, and whether it is uniform */
-    plm_ins *uins, *vins;        /* uniform pre-pass (run once per call) and per-block instructions */
-    int nuins, nvins;
-    int *regpool;                /* argument registers of n-ary instructions */
-    int nuni;                    /* uniform slots: registers 0..nuni-1 */
-    int nvin;                    /* varying input slots: registers nuni..nuni+nvin-1 */
-    int *vin_grp, *vin_idx;
-    int ntmp;                    /* temporaries: registers nuni+nvin.. */
-    int ndraws;                  /* draws per particle per evaluation */
-    int nlive;                   /* live nodes (for reports) */
-} plm_prog;
-
 /* Compile outputs outs[0..nout-1] of g; groups whose bit is set in `varying` are per particle. The graph
 ** may grow afterwards (programs only read the nodes they were compiled from). */
 plm_status plm_prog_compile(plm_ctx *ctx, const plm_graph *g, int nout, const int *outs, unsigned varying,
                             plm_prog **out);
+
+/* Number of outputs of p. */
+int plm_prog_nout(const plm_prog *p);
+
+/* Sizes of a compiled program, for reports and benchmarks. */
+typedef struct plm_prog_info {
+    int nout;            /* outputs */
+    int nlive;           /* graph nodes the outputs depend on */
+    int ninstructions;   /* instructions in all */
+    int nuniform;        /* of which in the uniform pre-pass (run once per call) */
+    int nregisters;      /* block temporaries */
+    int ndraws;          /* random draws per particle per evaluation */
+} plm_prog_info;
+void plm_prog_describe(const plm_prog *p, plm_prog_info *info);
 
 /* Binding of one input group for an evaluation: uniform groups read p[idx]; varying ones p[idx*ld + i]. */
 typedef struct plm_prog_in {
@@ -172,7 +153,7 @@ plm_status plm_prog_eval(plm_ctx *ctx, const plm_prog *p, size_t n, const plm_pr
 ** uniform inputs, then plm_prog_block for particles [first, first + m), m <= PLM_EXPR_BLOCK: varying inputs
 ** are read at p + idx*ld + first, outputs written at out[o] + first, streams rng[first + j]. No checks:
 ** call plm_prog_check once first. */
-typedef struct plm_prog_ws {
+typedef struct plm_prog_ws {   /* fields are private to the evaluator */
     const plm_prog *p;
     double *u;
     double **R;
@@ -189,9 +170,6 @@ plm_status plm_prog_check(plm_ctx *ctx, const plm_prog *p, const plm_prog_in *in
 /* The scalar value of a unary, binary or ternary op (NAN for other ops): the same kernels the evaluator runs,
 ** so plain-Lua values of plume.math functions round exactly as compiled ones. */
 double plm_op_eval(plm_op op, double a, double b, double c);
-
-/* A standard normal draw from r by the ziggurat compiled programs use (not GSL's: the sequences differ). */
-double plm_expr_normal(plm_rng *r);
 
 /* Names for messages and listings. */
 const char *plm_op_name(plm_op op);

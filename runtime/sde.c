@@ -126,7 +126,7 @@ plm_status plm_sde_drift(plm_ctx *ctx, const plm_sde *s, double t, size_t n, con
 plm_status plm_sde_diffusion(plm_ctx *ctx, const plm_sde *s, double t, size_t n, const double *x, size_t ld,
                              double *G)
 {
-    return eval_at(ctx, s, s->diff_prog, s->diff_prog->nout, t, n, x, ld, G);
+    return eval_at(ctx, s, s->diff_prog, plm_prog_nout(s->diff_prog), t, n, x, ld, G);
 }
 
 plm_status plm_sde_jacobian(plm_ctx *ctx, const plm_sde *s, double t, size_t n, const double *x, size_t ld,

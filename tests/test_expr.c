@@ -2,9 +2,12 @@
 ** scalar formulas for every op (varying and uniform paths), derivatives equal central differences, symbolic
 ** distribution densities equal plm_dist_logpdf1, draws depend on particle streams only. */
 #include "check.h"
+#include "lutil.h"
 #include "plume.h"
+#include "plume_lua.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 #include <gsl/gsl_randist.h>
 #include <gsl/gsl_sf_psi.h>
@@ -359,42 +362,27 @@ static void test_digamma_trigamma_equal_gsl_and_poles_are_nan(void)
     CHECK(isnan(plm_op_eval(PLM_OP_TRIGAMMA, -1e308, 0, 0)) && plm_op_eval(PLM_OP_TRIGAMMA, 1e308, 0, 0) >= 0);
 }
 
-static int cmp_dbl(const void *a, const void *b)
+/* plume.pick with a plain index outside 1..n (or not whole) raises a domain error naming the index and the
+** length; inside a model run an engine drives it is a rejection (that run gets log density -inf), never list[n] */
+static void test_pick_outside_the_list_is_a_domain_error_and_a_rejection_in_runs(void)
 {
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-/* the compiled ziggurat against the normal CDF: Kolmogorov distance below the 0.1% critical value 1.95/sqrt(n),
-** and the mass beyond |z| > 3 within 5 standard errors; negative control: a t(5) sample must fail the same test */
-static double ks_normal(double *z, size_t n)
-{
-    size_t i;
-    double D = 0;
-    qsort(z, n, sizeof *z, cmp_dbl);
-    for (i = 0; i < n; i++) {
-        double F = 0.5 * erfc(-z[i] / sqrt(2));
-        D = fmax(D, fmax(fabs(F - (double)i / n), fabs((double)(i + 1) / n - F)));
-    }
-    return D;
-}
-
-static void test_ziggurat_draws_are_standard_normal(void)
-{
-    enum { N = 200000 };
-    double *z = malloc(N * sizeof *z), tail = 0, p3 = 0.0026997960632601866;
-    plm_rng r;
-    size_t i;
-    plm_rng_init(&r, 11, 0);
-    for (i = 0; i < N; i++) {
-        z[i] = plm_expr_normal(&r);
-        tail += fabs(z[i]) > 3;
-    }
-    CHECK(ks_normal(z, N) < 1.95 / sqrt(N));
-    CHECK_NEAR(tail / N, p3, 5 * sqrt(p3 * (1 - p3) / N));
-    for (i = 0; i < N; i++) z[i] = gsl_ran_tdist(&r.gsl, 5) ;
-    CHECK(ks_normal(z, N) > 1.95 / sqrt(N));   /* negative control */
-    free(z);
+    plm_State *P = plm_open();
+    lua_State *L = P ? plm_lua(P) : NULL;
+    CHECK(L != NULL);
+    if (!L) return;
+    CHECK(luaL_dostring(L, "return plume.pick(4, {10, 20, 30})") != LUA_OK);
+    CHECK(!plm_l_isreject(L, -1) && strstr(lua_tostring(L, -1), "index 4 is not a whole number in 1..3"));
+    lua_pop(L, 1);
+    plm_l_run_enter(L);
+    CHECK(luaL_dostring(L, "return plume.pick(2.5, {10, 20, 30})") != LUA_OK);
+    CHECK(plm_l_isreject(L, -1));
+    lua_getfield(L, -1, "status");
+    CHECK(lua_tointeger(L, -1) == PLM_EDOM);
+    lua_pop(L, 2);
+    CHECK(luaL_dostring(L, "return plume.pick(3, {10, 20, 30})") == LUA_OK && lua_tonumber(L, -1) == 30);
+    lua_pop(L, 1);
+    plm_l_run_leave(L);
+    plm_close(P);
 }
 
 int main(void)
@@ -409,7 +397,7 @@ int main(void)
     RUN(test_mvnormal_and_categorical_logpdf_equal_dist);
     RUN(test_draws_follow_streams_and_moments);
     RUN(test_native_calls_and_their_gradients);
-    RUN(test_ziggurat_draws_are_standard_normal);
     RUN(test_digamma_trigamma_equal_gsl_and_poles_are_nan);
+    RUN(test_pick_outside_the_list_is_a_domain_error_and_a_rejection_in_runs);
     return CHECK_DONE();
 }

@@ -1,4 +1,4 @@
-/* test_rng.c -- streams are reproducible, distinct, uniform, and usable by GSL. */
+/* test_rng.c -- streams are reproducible, distinct, uniform, and usable by GSL; the normal sampler is normal. */
 #include <gsl/gsl_cdf.h>
 #include <gsl/gsl_randist.h>
 
@@ -105,6 +105,64 @@ static void test_copy_continues_the_same_sequence(void)
     CHECK(b.gsl.state == b.s);
 }
 
+static int cmp_dbl(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* plm_rng_normal (the ziggurat) against the normal CDF: Kolmogorov distance below the 0.1% critical value 1.95/sqrt(n),
+** and the mass beyond |z| > 3 within 5 standard errors; negative control: a t(5) sample must fail the same test */
+static double ks_normal(double *z, size_t n)
+{
+    size_t i;
+    double D = 0;
+    qsort(z, n, sizeof *z, cmp_dbl);
+    for (i = 0; i < n; i++) {
+        double F = 0.5 * erfc(-z[i] / sqrt(2));
+        D = fmax(D, fmax(fabs(F - (double)i / n), fabs((double)(i + 1) / n - F)));
+    }
+    return D;
+}
+
+static void test_ziggurat_draws_are_standard_normal(void)
+{
+    enum { N = 200000 };
+    double *z = malloc(N * sizeof *z), tail = 0, p3 = 0.0026997960632601866;
+    plm_rng r;
+    size_t i;
+    plm_rng_init(&r, 11, 0);
+    for (i = 0; i < N; i++) {
+        z[i] = plm_rng_normal(&r);
+        tail += fabs(z[i]) > 3;
+    }
+    CHECK(ks_normal(z, N) < 1.95 / sqrt(N));
+    CHECK_NEAR(tail / N, p3, 5 * sqrt(p3 * (1 - p3) / N));
+    for (i = 0; i < N; i++) z[i] = gsl_ran_tdist(&r.gsl, 5) ;
+    CHECK(ks_normal(z, N) > 1.95 / sqrt(N));   /* negative control */
+    free(z);
+}
+
+/* The written-out ziggurat tables are the ones their formulas give (within 4 ulp, whatever the libm), and
+** every layer has the same area V: x[i] (f[i+1] - f[i]) = V for i = 1..127. */
+static void test_ziggurat_tables_follow_their_formulas(void)
+{
+    const double R = 3.442619855899, V = 9.91256303526217e-3;
+    double x = R, err = 0, area = 0;
+    int i;
+    CHECK_NEAR(plm_rng_zig_x[0], V / exp(-0.5 * R * R), 4e-16 * plm_rng_zig_x[0]);
+    CHECK(plm_rng_zig_x[1] == R && plm_rng_zig_x[128] == 0);
+    for (i = 2; i < 128; i++) {
+        x = sqrt(-2 * log(V / plm_rng_zig_x[i - 1] + exp(-0.5 * plm_rng_zig_x[i - 1] * plm_rng_zig_x[i - 1])));
+        err = fmax(err, fabs(plm_rng_zig_x[i] - x) / x);
+    }
+    for (i = 0; i <= 128; i++)
+        err = fmax(err, fabs(plm_rng_zig_f[i] - exp(-0.5 * plm_rng_zig_x[i] * plm_rng_zig_x[i])) / plm_rng_zig_f[i]);
+    CHECK(err < 1e-15);
+    for (i = 1; i < 127; i++) area = fmax(area, fabs(plm_rng_zig_x[i] * (plm_rng_zig_f[i + 1] - plm_rng_zig_f[i]) - V) / V);
+    CHECK(area < 1e-9);
+}
+
 int main(void)
 {
     RUN(test_same_seed_and_stream_give_same_sequence);
@@ -114,5 +172,7 @@ int main(void)
     RUN(test_uint_is_unbiased);
     RUN(test_gsl_samplers_use_the_stream);
     RUN(test_copy_continues_the_same_sequence);
+    RUN(test_ziggurat_draws_are_standard_normal);
+    RUN(test_ziggurat_tables_follow_their_formulas);
     return CHECK_DONE();
 }

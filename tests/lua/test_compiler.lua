@@ -114,6 +114,47 @@ T.test("ifelse, comparisons and pick select per value", function()
   T.eq(plume.ifelse(true, 1, 2), 1); T.eq(plume.lt(1, 2), true); T.eq(plume.pick(2, {5, 6}), 6)
 end)
 
+-- An index outside 1..#list, or not a whole number, never yields an entry (it used to give the last one):
+-- compiled, it is NaN, so a log density that uses it is NaN (the model objects report NaN) instead of a wrong
+-- finite value; with plain numbers plume.pick raises an error naming the index and the length.
+T.test("pick outside its list gives NaN compiled and an error with numbers", function()
+  local f = plume.compile(function(i) return plume.pick(i, {10, 20, 30}) end, 1)
+  local v = f({0, 1, 2, 3, 4, 2.5, -1})
+  T.eq(v[2], 10); T.eq(v[3], 20); T.eq(v[4], 30)
+  for _, k in ipairs{1, 5, 6, 7} do T.ok(v[k] ~= v[k], "index " .. ({0, 1, 2, 3, 4, 2.5, -1})[k] .. " gives NaN, got " .. v[k]) end
+  T.ok(f(4) ~= f(4) and f(0) ~= f(0) and f(2.5) ~= f(2.5), "scalar calls give NaN")
+  -- rows of a matrix are picked elementwise, with the same NaN outside
+  local rows = plume.compile(function(i) return plume.pick(i, {{1, 2}, {3, 4}}) end, 1)
+  local r1, r2 = rows(2); T.eq(r1, 3); T.eq(r2, 4)
+  r1, r2 = rows(3); T.ok(r1 ~= r1 and r2 ~= r2, "row 3 of 2 is NaN")
+  -- a log density through an out-of-range pick is not finite (it was log N(5 | 5, 1) before)
+  local lp = plume.compile(function(i, x) return plume.dist.normal(plume.pick(i, {0, 5}), 1):logpdf(x) end, 2)
+  T.near(lp(2, 5), -0.5 * math.log(2 * math.pi), 1e-15)
+  T.ok(lp(3, 5) ~= lp(3, 5), "logpdf with index 3 of 2 is NaN")
+  local cat = plume.compile(function(i) return plume.dist.categorical(plume.pick(i, {{0.9, 0.1}, {0.2, 0.8}})):logpdf(1) end, 1)
+  T.near(cat(2), math.log(0.2), 1e-15); T.ok(cat(3) ~= cat(3), "categorical row 3 of 2 is NaN")
+  -- plain numbers
+  T.eq(plume.pick(3, {10, 20, 30}), 30); T.eq(plume.pick(3.0, {10, 20, 30}), 30)
+  T.raises(function() return plume.pick(0, {10, 20, 30}) end, "index 0 is not a whole number in 1..3")
+  T.raises(function() return plume.pick(4, {10, 20, 30}) end, "index 4 is not a whole number in 1..3 (the list has 3 entries)")
+  local err = T.raises(function() return plume.pick(2.5, {10, 20, 30}) end, "index 2.5 is not a whole number in 1..3")
+  T.ok(tostring(err):find("test_compiler.lua:%d+:"), "the error names the caller's line: " .. tostring(err))
+  T.raises(function() return plume.pick(1, {}) end, "in 1..0")
+end)
+
+-- a state-space model whose transition mean is picked by the state: a state outside the list makes the log
+-- density NaN, which ssm:logjoint reports, never a value computed from the last entry (it was finite before)
+T.test("ssm logjoint with a state outside the list picked is an error, not a value", function()
+  local m = plume.ssm{
+    params = { s = 0.5 },
+    init  = function(p) return plume.dist.normal(0, 10) end,
+    trans = function(p, x, t) return plume.dist.normal(plume.pick(x, {0, 5}), p.s) end,
+    obs   = function(p, x, t) return plume.dist.normal(x, p.s) end,
+  }
+  T.ok(m:logjoint({2, 5}, {2, 5}) > -math.huge)
+  T.raises(function() return m:logjoint({3, 5}, {3, 5}) end, "NaN")
+end)
+
 T.test("matrices and vectors trace through plume.matvec and indexing", function()
   local A = { {1, 2}, {3, 4} }
   local f = plume.compile(function(x, y)
