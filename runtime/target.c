@@ -134,24 +134,26 @@ plm_status plm_target_from_graph(plm_ctx *ctx, plm_graph *g, int lp, int dim, co
     graph_target *gt;
     plm_prog *p, *pg = NULL;
     plm_status st, gst = PLM_OK;
+    plm_prog_info info;
     int i, *outs;
     *out = NULL;
     if (dim < 1 || lp < 0 || !x) return plm_fail(ctx, PLM_EINVAL, "target: need a log density node and dim >= 1 inputs");
     if ((st = plm_prog_compile(ctx, g, 1, &lp, 1u << PLM_GRP_X, &p))) return st;
-    if (p->ndraws) return plm_fail(ctx, PLM_EINVAL, "target: the log density makes random draws");
+    plm_prog_describe(p, &info);
+    if (info.ndraws) return plm_fail(ctx, PLM_EINVAL, "target: the log density makes random draws");
     /* every input the program reads must be a coordinate of the point or a datum we hold */
-    for (i = 0; i < g->n; i++) {
-        const plm_node *nd = &g->nodes[i];
-        if (nd->op != PLM_OP_INPUT || !plm_prog_uses(p, nd->grp, nd->idx)) continue;
-        if (nd->grp == PLM_GRP_X && nd->idx >= dim)
+    for (i = 0; i < plm_graph_size(g); i++) {
+        int grp, idx;
+        if (!plm_graph_is_input(g, i, &grp, &idx) || !plm_prog_uses(p, grp, idx)) continue;
+        if (grp == PLM_GRP_X && idx >= dim)
             return plm_fail(ctx, PLM_EINVAL, "target: the log density reads coordinate %d of a %d-dimensional point",
-                            nd->idx + 1, dim);
-        if (nd->grp == PLM_GRP_P && (size_t)nd->idx >= ndata)
-            return plm_fail(ctx, PLM_EINVAL, "target: the log density reads datum %d but %zu were given", nd->idx + 1,
+                            idx + 1, dim);
+        if (grp == PLM_GRP_P && (size_t)idx >= ndata)
+            return plm_fail(ctx, PLM_EINVAL, "target: the log density reads datum %d but %zu were given", idx + 1,
                             ndata);
-        if (nd->grp != PLM_GRP_X && nd->grp != PLM_GRP_P)
+        if (grp != PLM_GRP_X && grp != PLM_GRP_P)
             return plm_fail(ctx, PLM_EINVAL, "target: the log density reads input group %d (only X and P are bound)",
-                            nd->grp);
+                            grp);
     }
     gt = plm_gc_alloc(sizeof *gt);
     outs = plm_gc_alloc_atomic((size_t)(dim + 1) * sizeof *outs);
