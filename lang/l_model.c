@@ -55,14 +55,18 @@ static void add_site(lua_State *L, exec *ex, const char *fn, const char *addr, p
 static const char *value_str(lua_State *L, const plm_dist *d, const double *x, int dim)
 {
     luaL_Buffer b;
+    char num[32];
     int i;
-    if (dim == 1) return lua_pushfstring(L, "%f", x[0] + (d && d->kind == PLM_DIST_CATEGORICAL ? d->base : 0));
+    if (dim == 1) {
+        snprintf(num, sizeof num, "%.15g", x[0] + (d && d->kind == PLM_DIST_CATEGORICAL ? d->base : 0));
+        return lua_pushstring(L, num);
+    }
     luaL_buffinit(L, &b);
     luaL_addchar(&b, '{');
     for (i = 0; i < dim && i < 8; i++) {
         if (i) luaL_addstring(&b, ", ");
-        lua_pushfstring(L, "%f", x[i]);
-        luaL_addvalue(&b);
+        snprintf(num, sizeof num, "%.15g", x[i]);
+        luaL_addstring(&b, num);
     }
     if (dim > 8) luaL_addstring(&b, ", ...");
     luaL_addchar(&b, '}');
@@ -76,8 +80,10 @@ static void check_density(lua_State *L, const char *fn, const char *addr, int id
                           double lp)
 {
     if (!(lp == INFINITY || isnan(lp))) return;
-    luaL_error(L, "%s '%s': the log density of %s at %s is %s", fn, addr, luaL_tolstring(L, idx, NULL),
-               value_str(L, d, x, d->dim), isnan(lp) ? "NaN" : "+inf");
+    {
+        const char *dist = luaL_tolstring(L, idx, NULL), *value = value_str(L, d, x, d->dim);
+        luaL_error(L, "%s '%s': the log density of %s at %s is %s", fn, addr, dist, value, isnan(lp) ? "NaN" : "+inf");
+    }
 }
 
 /* While MH looks for a starting point the handle's user value is a table of initial values by address
@@ -100,9 +106,10 @@ static int init_value(lua_State *L, const exec *ex, const char *addr, const plm_
         luaL_error(L, "plume.infer: init value of '%s' must be %s (got %s)", addr,
                    d->dim == 1 ? "a number" : "a table of numbers", luaL_typename(L, -1));
     lua_pop(L, 2);
-    if (!(plm_dist_logpdf(d, x) > -INFINITY))
-        luaL_error(L, "plume.infer: init value of '%s' is %s, outside the support of %s", addr, value_str(L, d, x, d->dim),
-                   luaL_tolstring(L, 3, NULL));
+    if (!(plm_dist_logpdf(d, x) > -INFINITY)) {
+        const char *dist = luaL_tolstring(L, 3, NULL), *value = value_str(L, d, x, d->dim);
+        luaL_error(L, "plume.infer: init value of '%s' is %s, outside the support of %s", addr, value, dist);
+    }
     return 1;
 }
 
@@ -494,17 +501,7 @@ void plm_l_recorder_output(lua_State *L, plm_l_recorder *r, const char *path, co
 
 void plm_l_recorder_close(lua_State *L, plm_l_recorder *r, const char *fn)
 {
-    plm_ctx ctx;
     if (!r->out) return;
-    plm_ctx_clear(&ctx);
-    if (r->out_cols != plm_draws_ncols(r->D)) {
-        /* the columns grew after the header was written: write the whole table again */
-        if (!freopen(r->out_path, "w", r->out)) {
-            r->out = NULL;
-            luaL_error(L, "%s: cannot rewrite '%s'", fn, r->out_path);
-        }
-        plm_draws_write_csv(&ctx, r->D, r->out);
-    }
     if (fclose(r->out) != 0) {
         r->out = NULL;
         luaL_error(L, "%s: could not finish writing '%s'", fn, r->out_path);
@@ -521,6 +518,32 @@ static int column_for(lua_State *L, recorder *r, const char *addr, int i, int di
     c = plm_draws_col(r->D, name, 1);
     if (c < 0) luaL_error(L, "plume.infer: out of memory");
     return c;
+}
+
+/* A site first seen now cannot join a header already written. The whole table (this draw included) is
+** written to a new file that then replaces the old one by rename, so a reader always finds a complete CSV
+** with one header; later draws are appended to it. Columns appear a bounded number of times (once per
+** site), so the rewrites cost little next to the run. */
+static void rewrite_output(lua_State *L, recorder *r)
+{
+    plm_ctx ctx;
+    size_t n = strlen(r->out_path);
+    char *tmp = malloc(n + 8);
+    FILE *f;
+    int ok;
+    plm_ctx_clear(&ctx);
+    if (!tmp) luaL_error(L, "plume.infer: out of memory");
+    memcpy(tmp, r->out_path, n);
+    memcpy(tmp + n, ".new", 5);
+    f = fopen(tmp, "w");
+    ok = f && plm_draws_write_csv(&ctx, r->D, f) == PLM_OK;
+    ok = (f && fclose(f) == 0) && ok;
+    ok = ok && rename(tmp, r->out_path) == 0;
+    free(tmp);
+    fclose(r->out);
+    r->out = ok ? fopen(r->out_path, "a") : NULL;
+    if (!r->out) luaL_error(L, "plume.infer: cannot rewrite '%s' with the columns of a new site", r->out_path);
+    r->out_cols = plm_draws_ncols(r->D);
 }
 
 /* Append the latent and deterministic values of tr as one draw of chain. */
@@ -587,13 +610,15 @@ void plm_l_record(lua_State *L, recorder *r, const plm_trace *tr, int chain, dou
         if (plm_draws_push(&ctx, r->D, chain, r->row, nc, lw)) plm_l_fail(L, &ctx);
         for (k = 0; k < nc; k++) r->row[k] = NAN;
         if (r->out) {
-            /* a site first seen now cannot join a header already written: plm_l_recorder_close rewrites */
             if (r->out_cols < 0) {
                 plm_draws_csv_header(r->D, r->out);
                 r->out_cols = nc;
             }
-            if (nc == r->out_cols) plm_draws_csv_row(r->D, r->out, chain, plm_draws_len(r->D, chain) - 1);
-            fflush(r->out);
+            if (nc == r->out_cols) {
+                plm_draws_csv_row(r->D, r->out, chain, plm_draws_len(r->D, chain) - 1);
+                fflush(r->out);
+            } else
+                rewrite_output(L, r);
         }
     }
 }
@@ -762,10 +787,12 @@ static void describe_dead(lua_State *L, const plm_trace *tr, why *w)
     for (i = 0; i < tr->n; i++) {
         const plm_site *s = &tr->sites[i];
         if (s->kind == PLM_SITE_DETERMINISTIC || s->logp > -INFINITY) continue;
+        const char *dist, *value;
         plm_l_pushdist(L, (plm_dist *)s->dist);
+        dist = luaL_tolstring(L, -1, NULL);
+        value = value_str(L, s->dist, s->value, s->dim);
         snprintf(w->msg, sizeof w->msg, "%s '%s': value %s is outside the support of %s",
-                 s->kind == PLM_SITE_OBSERVED ? "m:observe" : "m:sample", s->addr, value_str(L, s->dist, s->value, s->dim),
-                 luaL_tolstring(L, -2, NULL));
+                 s->kind == PLM_SITE_OBSERVED ? "m:observe" : "m:sample", s->addr, value, dist);
         lua_pop(L, 3);
         return;
     }
@@ -1456,6 +1483,17 @@ static int l_draws_summary(lua_State *L)
 #undef F
     lua_pushinteger(L, (lua_Integer)s.n);
     lua_setfield(L, -2, "n");
+    {
+        lua_Integer missing = 0;
+        int c;
+        size_t i;
+        for (c = 0; c < plm_draws_nchains(D); c++) {
+            const double *v = plm_draws_chain(D, col, c);
+            for (i = 0; i < plm_draws_len(D, c); i++) missing += isnan(v[i]);
+        }
+        lua_pushinteger(L, missing);
+        lua_setfield(L, -2, "missing");
+    }
     return 1;
 }
 
@@ -1483,7 +1521,13 @@ static int l_draws_shape(lua_State *L)
     lua_pushinteger(L, plm_draws_nchains(D));
     lua_pushinteger(L, (lua_Integer)plm_draws_len(D, 0));
     lua_pushboolean(L, plm_draws_weighted(D));
-    return 3;
+    {
+        lua_Integer total = 0;
+        int c;
+        for (c = 0; c < plm_draws_nchains(D); c++) total += (lua_Integer)plm_draws_len(D, c);
+        lua_pushinteger(L, total);
+    }
+    return 4;
 }
 
 void plm_l_open_model(lua_State *L)

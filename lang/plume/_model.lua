@@ -31,18 +31,31 @@ return function(plume)
     error(who .. ": expected a plume.model (got " .. type(model) .. ")", 3)
   end
 
+  -- The engines raise their own errors (bad options, no starting point) with the position of the line here
+  -- that called them; rethrow blames the user's line instead (level 2: the caller of the function that calls
+  -- rethrow). Errors raised inside the model program already carry the program's own line and are kept.
+  local here = debug.getinfo(1, "S").short_src:gsub("[%^%$%(%)%%%.%[%]%*%+%-%?]", "%%%0")
+  local function rethrow(e, level)
+    if type(e) == "string" then
+      local msg = e:match("^" .. here .. ":%d+: (.*)$")
+      if msg then error(msg, level + 1) end
+    end
+    error(e, 0)
+  end
+
   --- plume.infer(model, data, opts) -> posterior
   function plume.infer(model, data, opts)
     local fn = model_fn(model, "plume.infer")
     if opts ~= nil and type(opts) ~= "table" then
       error("plume.infer: options must be a table (got " .. type(opts) .. ")", 2)
     end
-    local raw
+    local ok, raw
     if getmetatable(data) == Args then
-      raw = plume._run(fn, opts, data.n, table.unpack(data, 1, data.n))
+      ok, raw = pcall(plume._run, fn, opts, data.n, table.unpack(data, 1, data.n))
     else
-      raw = plume._run(fn, opts, 1, data)
+      ok, raw = pcall(plume._run, fn, opts, 1, data)
     end
+    if not ok then rethrow(raw, 2) end
     return plume._posterior(raw)
   end
 
@@ -58,7 +71,9 @@ return function(plume)
     end
     args = args or {}
     local n = args.n or #args
-    return plume._posterior(plume._smc(fn, opts, n, table.unpack(args, 1, n)))
+    local ok, raw = pcall(plume._smc, fn, opts, n, table.unpack(args, 1, n))
+    if not ok then rethrow(raw, 2) end
+    return plume._posterior(raw)
   end
 
   --- plume.beam(model, args, opts) -> hypotheses best first: beam search over the program's finite discrete
@@ -73,7 +88,9 @@ return function(plume)
     end
     args = args or {}
     local n = args.n or #args
-    return plume._posterior(plume._beam(fn, opts, n, table.unpack(args, 1, n)))
+    local ok, raw = pcall(plume._beam, fn, opts, n, table.unpack(args, 1, n))
+    if not ok then rethrow(raw, 2) end
+    return plume._posterior(raw)
   end
 
   plume.Model = Model
