@@ -31,14 +31,14 @@ return function(plume)
     error(who .. ": expected a plume.model (got " .. type(model) .. ")", 3)
   end
 
-  -- The engines raise their own errors (bad options, no starting point) with the position of the line here
-  -- that called them; rethrow blames the user's line instead (level 2: the caller of the function that calls
-  -- rethrow). Errors raised inside the model program already carry the program's own line and are kept.
+  -- The engines (called through pcall) raise their own errors -- bad options, no starting point -- without a
+  -- position: rethrow blames the user's line for them (level 2: the caller of the function that calls
+  -- rethrow). Errors raised inside the model program carry the program's own line and are kept as they are.
   local here = debug.getinfo(1, "S").short_src:gsub("[%^%$%(%)%%%.%[%]%*%+%-%?]", "%%%0")
   local function rethrow(e, level)
     if type(e) == "string" then
-      local msg = e:match("^" .. here .. ":%d+: (.*)$")
-      if msg then error(msg, level + 1) end
+      e = e:match("^" .. here .. ":%d+: (.*)$") or e
+      if not e:find("^%S+:%d+: ") then error(e, level + 1) end
     end
     error(e, 0)
   end
