@@ -13,6 +13,7 @@
 ** re-drawn from their prior. */
 #include "lmodel.h"
 #include "plume_lua.h"
+#include "transform.h"
 
 #include <lualib.h>
 
@@ -48,6 +49,68 @@ static void add_site(lua_State *L, exec *ex, const char *fn, const char *addr, p
 {
     if (plm_trace_add(&ex->ctx, ex->tr, addr, kind, d, x, dim, lp, NULL))
         luaL_error(L, "%s: %s", fn, plm_ctx_errmsg(&ex->ctx));
+}
+
+/* "7", "0.25" or "{0.2, 0.8}": a value of d as the user writes it (categorical labels shifted), for messages */
+static const char *value_str(lua_State *L, const plm_dist *d, const double *x, int dim)
+{
+    luaL_Buffer b;
+    char num[32];
+    int i;
+    if (dim == 1) {
+        snprintf(num, sizeof num, "%.15g", x[0] + (d && d->kind == PLM_DIST_CATEGORICAL ? d->base : 0));
+        return lua_pushstring(L, num);
+    }
+    luaL_buffinit(L, &b);
+    luaL_addchar(&b, '{');
+    for (i = 0; i < dim && i < 8; i++) {
+        if (i) luaL_addstring(&b, ", ");
+        snprintf(num, sizeof num, "%.15g", x[i]);
+        luaL_addstring(&b, num);
+    }
+    if (dim > 8) luaL_addstring(&b, ", ...");
+    luaL_addchar(&b, '}');
+    luaL_pushresult(&b);
+    return lua_tostring(L, -1);
+}
+
+/* A log density of +inf (a density with a pole at the value) or NaN would make every weight and acceptance
+** ratio meaningless: it is an error that names the site, the value and the distribution (at stack idx). */
+static void check_density(lua_State *L, const char *fn, const char *addr, int idx, const plm_dist *d, const double *x,
+                          double lp)
+{
+    if (!(lp == INFINITY || isnan(lp))) return;
+    {
+        const char *dist = luaL_tolstring(L, idx, NULL), *value = value_str(L, d, x, d->dim);
+        luaL_error(L, "%s '%s': the log density of %s at %s is %s", fn, addr, dist, value, isnan(lp) ? "NaN" : "+inf");
+    }
+}
+
+/* While MH looks for a starting point the handle's user value is a table of initial values by address
+** (plume.infer's `init`, possibly empty); at other times it is nil. Returns 1 when addr has an initial value
+** (then in x); sets *start when a start is being looked for. */
+static int init_value(lua_State *L, const exec *ex, const char *addr, const plm_dist *d, double *x, int *start)
+{
+    *start = 0;
+    if (ex->mode != EX_PRIOR) return 0;
+    if (lua_getiuservalue(L, 1, 1) != LUA_TTABLE) {
+        lua_pop(L, 1);
+        return 0;
+    }
+    *start = 1;
+    if (lua_getfield(L, -1, addr) == LUA_TNIL) {
+        lua_pop(L, 2);
+        return 0;
+    }
+    if (!plm_l_todistvalue(L, -1, d, x))
+        luaL_error(L, "plume.infer: init value of '%s' must be %s (got %s)", addr,
+                   d->dim == 1 ? "a number" : "a table of numbers", luaL_typename(L, -1));
+    lua_pop(L, 2);
+    if (!(plm_dist_logpdf(d, x) > -INFINITY)) {
+        const char *dist = luaL_tolstring(L, 3, NULL), *value = value_str(L, d, x, d->dim);
+        luaL_error(L, "plume.infer: init value of '%s' is %s, outside the support of %s", addr, value, dist);
+    }
+    return 1;
 }
 
 /* m:sample(addr, dist) -> value */
@@ -97,7 +160,7 @@ static int l_m_sample(lua_State *L)
     plm_dist *d = plm_l_checkdist(L, 3, "m:sample", "dist");
     double buf[MAXDIM_STACK], *x = d->dim <= MAXDIM_STACK ? buf : plm_l_scratch(L, (size_t)d->dim * sizeof(double));
     double lp = -INFINITY;
-    int have = 0;
+    int have = 0, start = 0;
     if (ex->mode == EX_SMC && ex->beam) {
         /* beam search: a copy replays its parent's sites (those made before the branch), takes the value chosen
         ** for it at the branch, and yields at every new finite discrete choice so that the beam can branch */
@@ -137,15 +200,31 @@ static int l_m_sample(lua_State *L)
             if (s && s->kind == PLM_SITE_LATENT && s->dim == d->dim && s->dist && s->dist->kind == d->kind) {
                 memcpy(x, s->value, (size_t)d->dim * sizeof *x);
                 lp = plm_dist_logpdf(d, x);
-                have = lp > -INFINITY;   /* an old value outside the new support is re-drawn instead */
+                have = lp > -INFINITY;   /* an old value outside the new support is re-drawn instead (see mh_chain) */
             }
         }
+    } else if (init_value(L, ex, addr, d, x, &start)) {
+        lp = plm_dist_logpdf(d, x);
+        have = 1;
+    }
+    if (!have && plm_dist_info_of(d->kind)->improper) {
+        /* an improper prior has no sampler: MH starts it as Stan does, uniformly in (-2, 2) on the unconstrained
+        ** scale; nothing else may draw it (a proposal cannot make it appear, "prior" and "is" cannot weight it) */
+        double lo, hi, lj;
+        if (!start)
+            return luaL_error(L, "m:sample '%s': %s is an improper prior: it has no sampler, so only method = \"mh\" "
+                                 "can use it, on a site that exists from the first run", addr, luaL_tolstring(L, 3, NULL));
+        plm_dist_bounds(d, &lo, &hi);
+        x[0] = plm_transform_from_free(lo, hi, -2 + 4 * plm_rng_uniform(ex->rng), &lj);
+        lp = plm_dist_logpdf(d, x);
+        have = 1;
     }
     if (!have) {
         plm_dist_sample(d, ex->rng, x);
         lp = plm_dist_logpdf(d, x);
         ex->fresh += lp;
     }
+    check_density(L, "m:sample", addr, 3, d, x, lp);
     return finish_sample(L, ex, addr, d, x, lp);
 }
 
@@ -178,6 +257,7 @@ static int l_m_observe(lua_State *L)
     /* outside the support the weight is -inf (never NaN); the engines deal with dead runs */
     {
         double lp = plm_dist_logpdf(d, x);
+        check_density(L, "m:observe", addr, 3, d, x, lp);
         add_site(L, ex, "m:observe", addr, PLM_SITE_OBSERVED, d, x, d->dim, lp);
         /* a hooked distribution (an LM mask) learns the observed value too */
         if (lua_getiuservalue(L, 3, 1) == LUA_TFUNCTION) {
@@ -239,26 +319,53 @@ typedef struct program {
     int nargs;
 } program;
 
-/* Run the program once under ex. Errors from the program are re-raised after the handle is disarmed.
-** With keep, the program's first return value is left on the stack. */
-static void run_keep(lua_State *L, const program *pg, exec *ex, int keep)
+/* Why the last run of a program was rejected (the rejection's message), for the error an engine raises when
+** it finds nothing but rejections. */
+typedef struct why {
+    char msg[400];
+} why;
+
+/* Run the program once under ex, bracketed as an engine-driven run (lutil.h): an invalid parameter met
+** inside becomes a rejection, and run_keep returns 1 with its message in *w (when w is not NULL): the
+** caller treats the run as log density -inf. Other errors from the program are re-raised after the handle
+** is disarmed. Returns 0 after a complete run; with keep, its first return value is left on the stack.
+**
+** Each run makes garbage Lua cannot weigh: a distribution is a small Lua box rooting a GC object several
+** times its size, so Lua's pacer sees a fraction of what the run allocates and lets millions of boxes --
+** and what they root -- pile up (1.8 GB for 4 x 10^4 iterations of a 100-observation model). A collector
+** step per run, sized by the sites the run made, keeps memory flat in the number of iterations. */
+static int run_keep(lua_State *L, const program *pg, exec *ex, int keep, why *w)
 {
     handle *h = lua_touserdata(L, pg->handle);
-    int i, st;
+    int i, st, rejected = 0;
     plm_trace_clear(ex->tr);
     ex->fresh = 0;
     lua_pushvalue(L, pg->fn);
     lua_pushvalue(L, pg->handle);
     for (i = 0; i < pg->nargs; i++) lua_pushvalue(L, pg->args + i);
     h->ex = ex;
+    plm_l_run_enter(L);
     st = lua_pcall(L, 1 + pg->nargs, keep ? 1 : 0, 0);
+    plm_l_run_leave(L);
     h->ex = NULL;
-    if (st != LUA_OK) lua_error(L);
+    if (st != LUA_OK) {
+        if (!plm_l_isreject(L, -1)) lua_error(L);
+        if (w) {
+            const char *m = (lua_getfield(L, -1, "msg"), lua_tostring(L, -1));
+            snprintf(w->msg, sizeof w->msg, "%s", m ? m : "rejected");
+            lua_pop(L, 1);
+        }
+        lua_pop(L, 1);
+        if (keep) lua_pushnil(L);
+        rejected = 1;
+    }
+    lua_gc(L, LUA_GCSTEP, (int)(ex->tr->n / 8 + 1));   /* as if each site had made 128 bytes */
+    return rejected;
 }
 
-static void run(lua_State *L, const program *pg, exec *ex)
+static int run(lua_State *L, const program *pg, exec *ex, why *w)
 {
-    run_keep(L, pg, ex, 0);
+    return run_keep(L, pg, ex, 0, w);
 }
 
 /* ---- transforms for random-walk proposals ---- */
@@ -271,42 +378,21 @@ static int rw_kind(const plm_dist *d)
     return 1;
 }
 
-static double logistic(double u) { return u >= 0 ? 1 / (1 + exp(-u)) : exp(u) / (1 + exp(u)); }
-
-/* x -> u (unconstrained) */
+/* x -> u (unconstrained), by the support of this instance (plm_dist_bounds: truncated and half- kinds
+** narrow their kind's support) */
 static double to_free(const plm_dist *d, double x)
 {
-    switch (plm_dist_info_of(d->kind)->support) {
-    case PLM_SUPPORT_POSITIVE: return log(x);
-    case PLM_SUPPORT_UNIT: return log(x) - log1p(-x);
-    case PLM_SUPPORT_INTERVAL: {
-        double s = (x - d->p[0]) / (d->p[1] - d->p[0]);
-        return log(s) - log1p(-s);
-    }
-    default: return x;
-    }
+    double lo, hi;
+    plm_dist_bounds(d, &lo, &hi);
+    return plm_transform_to_free(lo, hi, x);
 }
 
 /* u -> x, and log |dx/du| */
 static double from_free(const plm_dist *d, double u, double *logjac)
 {
-    double s;
-    switch (plm_dist_info_of(d->kind)->support) {
-    case PLM_SUPPORT_POSITIVE:
-        *logjac = u;
-        return exp(u);
-    case PLM_SUPPORT_UNIT:
-        s = logistic(u);
-        *logjac = -fabs(u) - 2 * log1p(exp(-fabs(u)));
-        return s;
-    case PLM_SUPPORT_INTERVAL:
-        s = logistic(u);
-        *logjac = log(d->p[1] - d->p[0]) - fabs(u) - 2 * log1p(exp(-fabs(u)));
-        return d->p[0] + (d->p[1] - d->p[0]) * s;
-    default:
-        *logjac = 0;
-        return u;
-    }
+    double lo, hi;
+    plm_dist_bounds(d, &lo, &hi);
+    return plm_transform_from_free(lo, hi, u, logjac);
 }
 
 /* ---- per-site adaptation state ---- */
@@ -425,17 +511,7 @@ void plm_l_recorder_output(lua_State *L, plm_l_recorder *r, const char *path, co
 
 void plm_l_recorder_close(lua_State *L, plm_l_recorder *r, const char *fn)
 {
-    plm_ctx ctx;
     if (!r->out) return;
-    plm_ctx_clear(&ctx);
-    if (r->out_cols != plm_draws_ncols(r->D)) {
-        /* the columns grew after the header was written: write the whole table again */
-        if (!freopen(r->out_path, "w", r->out)) {
-            r->out = NULL;
-            luaL_error(L, "%s: cannot rewrite '%s'", fn, r->out_path);
-        }
-        plm_draws_write_csv(&ctx, r->D, r->out);
-    }
     if (fclose(r->out) != 0) {
         r->out = NULL;
         luaL_error(L, "%s: could not finish writing '%s'", fn, r->out_path);
@@ -452,6 +528,32 @@ static int column_for(lua_State *L, recorder *r, const char *addr, int i, int di
     c = plm_draws_col(r->D, name, 1);
     if (c < 0) luaL_error(L, "plume.infer: out of memory");
     return c;
+}
+
+/* A site first seen now cannot join a header already written. The whole table (this draw included) is
+** written to a new file that then replaces the old one by rename, so a reader always finds a complete CSV
+** with one header; later draws are appended to it. Columns appear a bounded number of times (once per
+** site), so the rewrites cost little next to the run. */
+static void rewrite_output(lua_State *L, recorder *r)
+{
+    plm_ctx ctx;
+    size_t n = strlen(r->out_path);
+    char *tmp = malloc(n + 8);
+    FILE *f;
+    int ok;
+    plm_ctx_clear(&ctx);
+    if (!tmp) luaL_error(L, "plume.infer: out of memory");
+    memcpy(tmp, r->out_path, n);
+    memcpy(tmp + n, ".new", 5);
+    f = fopen(tmp, "w");
+    ok = f && plm_draws_write_csv(&ctx, r->D, f) == PLM_OK;
+    ok = (f && fclose(f) == 0) && ok;
+    ok = ok && rename(tmp, r->out_path) == 0;
+    free(tmp);
+    fclose(r->out);
+    r->out = ok ? fopen(r->out_path, "a") : NULL;
+    if (!r->out) luaL_error(L, "plume.infer: cannot rewrite '%s' with the columns of a new site", r->out_path);
+    r->out_cols = plm_draws_ncols(r->D);
 }
 
 /* Append the latent and deterministic values of tr as one draw of chain. */
@@ -518,13 +620,15 @@ void plm_l_record(lua_State *L, recorder *r, const plm_trace *tr, int chain, dou
         if (plm_draws_push(&ctx, r->D, chain, r->row, nc, lw)) plm_l_fail(L, &ctx);
         for (k = 0; k < nc; k++) r->row[k] = NAN;
         if (r->out) {
-            /* a site first seen now cannot join a header already written: plm_l_recorder_close rewrites */
             if (r->out_cols < 0) {
                 plm_draws_csv_header(r->D, r->out);
                 r->out_cols = nc;
             }
-            if (nc == r->out_cols) plm_draws_csv_row(r->D, r->out, chain, plm_draws_len(r->D, chain) - 1);
-            fflush(r->out);
+            if (nc == r->out_cols) {
+                plm_draws_csv_row(r->D, r->out, chain, plm_draws_len(r->D, chain) - 1);
+                fflush(r->out);
+            } else
+                rewrite_output(L, r);
         }
     }
 }
@@ -601,8 +705,9 @@ plm_l_handle *plm_l_newhandle(lua_State *L)
 typedef struct options {
     const char *method;
     const char *output;
-    long samples, warmup;
+    long samples, warmup, thin;
     int chains, threads, quiet;
+    int init;                 /* stack index of the `init` option (a table or a function), 0 when absent */
     unsigned long long seed;
 } options;
 
@@ -623,6 +728,7 @@ static int engine_independent(lua_State *L, const program *pg, const options *o,
     progress pr;
     double *lw, mx = -INFINITY;
     long i, alive = 0;
+    why w;
     plm_ctx_clear(&ctx);
     plm_l_progress_start(&pr, !o->quiet);
     if (plm_draws_new(&ctx, 1, &D) || plm_trace_new(&ctx, &tr)) return plm_l_fail(L, &ctx);
@@ -637,14 +743,24 @@ static int engine_independent(lua_State *L, const program *pg, const options *o,
     ex.tr = tr;
     ex.rng = &rng;
     for (i = 0; i < o->samples; i++) {
+        int rejected, tries = 0;
         plm_rng_init(&rng, o->seed, (uint64_t)i);
-        run_keep(L, pg, &ex, 1);
+        /* A rejected run (an invalid parameter met inside) has density zero. "is" keeps it with weight -inf;
+        ** "prior" draws again from the same stream: its draws are the prior restricted to the valid runs. */
+        while ((rejected = run_keep(L, pg, &ex, 1, &w)) && !weighted) {
+            lua_pop(L, 1);
+            plm_l_check_interrupt(L, "plume.infer");
+            if (++tries == 1000)
+                return luaL_error(L, "plume.infer: draw %d of the prior was rejected 1000 times in a row; the last "
+                                     "time: %s", (int)i + 1, w.msg);
+        }
         lua_rawseti(L, -2, i + 1);
-        lw[i] = weighted ? tr->loglik : 0;
+        lw[i] = weighted ? (rejected ? -INFINITY : tr->loglik) : 0;
         if (lw[i] > -INFINITY) alive++;
         if (lw[i] > mx) mx = lw[i];
         plm_l_record(L, rec, tr, 0, lw[i]);
-        if ((i & 255) == 0) plm_l_check_interrupt(L, "plume.infer"), plm_l_progress_show(&pr, weighted ? "is" : "prior", 0, 1, i, o->samples, 0);
+        plm_l_check_interrupt(L, "plume.infer");
+        if ((i & 255) == 0) plm_l_progress_show(&pr, weighted ? "is" : "prior", 0, 1, i, o->samples, 0);
     }
     plm_l_progress_end(&pr);
     plm_l_recorder_close(L, rec, "plume.infer");
@@ -673,38 +789,104 @@ static plm_site *nth_latent(const plm_trace *tr, size_t k)
     return NULL;
 }
 
-/* sum of log densities of the latent sites of old that new lacks (other than the proposed one) */
-static double stale_logp(const plm_trace *old, const plm_trace *nw)
+/* Why a run has log density -inf, in the user's words, into w: the first site whose density is zero
+** ("m:observe 'y[3]': value 7 is outside the support of binomial(5, 0.3)"), or a factor of -inf. */
+static void describe_dead(lua_State *L, const plm_trace *tr, why *w)
+{
+    size_t i;
+    for (i = 0; i < tr->n; i++) {
+        const plm_site *s = &tr->sites[i];
+        if (s->kind == PLM_SITE_DETERMINISTIC || s->logp > -INFINITY) continue;
+        const char *dist, *value;
+        plm_l_pushdist(L, (plm_dist *)s->dist);
+        dist = luaL_tolstring(L, -1, NULL);
+        value = value_str(L, s->dist, s->value, s->dim);
+        snprintf(w->msg, sizeof w->msg, "%s '%s': value %s is outside the support of %s",
+                 s->kind == PLM_SITE_OBSERVED ? "m:observe" : "m:sample", s->addr, value, dist);
+        lua_pop(L, 3);
+        return;
+    }
+    snprintf(w->msg, sizeof w->msg, "m:factor: a log weight of -inf");
+}
+
+/* The sum of the log densities of old's latent sites that the proposal nw did not reuse -- absent from nw,
+** re-drawn under another kind or dimension, or re-drawn because the old value fell outside the new support --
+** other than the target. *irreversible is set when such a re-drawn site's new value lies inside its old
+** support (see mh_chain). */
+static double stale_logp(const plm_trace *old, const plm_trace *nw, const plm_site *target, int *irreversible)
 {
     double s = 0;
     size_t i;
+    *irreversible = 0;
     for (i = 0; i < old->n; i++) {
         const plm_site *a = &old->sites[i], *b;
-        if (a->kind != PLM_SITE_LATENT) continue;
+        if (a->kind != PLM_SITE_LATENT || a == target) continue;
         b = plm_trace_find(nw, a->addr);
-        /* a site re-drawn under a new distribution also counts as stale+fresh */
-        if (!b || b->kind != PLM_SITE_LATENT || b->dist->kind != a->dist->kind || b->dim != a->dim ||
-            memcmp(b->value, a->value, (size_t)a->dim * sizeof(double)) != 0)
-            s += a->logp;
+        if (!b || b->kind != PLM_SITE_LATENT || b->dist->kind != a->dist->kind || b->dim != a->dim) {
+            s += a->logp;   /* re-drawn under a new kind: stale here, fresh in nw (and so in reverse) */
+            continue;
+        }
+        if (memcmp(b->value, a->value, (size_t)a->dim * sizeof(double)) == 0) continue;   /* reused */
+        s += a->logp;
+        if (plm_dist_logpdf(a->dist, b->value) > -INFINITY) *irreversible = 1;
     }
     return s;
 }
 
-/* One MH chain: chain c's stream, draws recorded as chain rec_chain of rec. Returns the mean acceptance
-** probability after warm-up. */
+/* Look for a starting point: runs from the prior, with the chain's init values (the table at stack index
+** init, or none when 0) and improper sites started uniformly on the unconstrained scale. */
+static void mh_start(lua_State *L, const program *pg, exec *ex, int c, int init, int worker)
+{
+    why w;
+    int tries, rejected = 0;
+    if (init) lua_pushvalue(L, init);
+    else lua_newtable(L);
+    lua_setiuservalue(L, pg->handle, 1);   /* start mode: see init_value */
+    for (tries = 0; tries < 1000; tries++) {
+        if (plm_interrupted()) break;
+        if (!(rejected = run(L, pg, ex, &w)) && plm_trace_score(ex->tr) > -INFINITY) break;
+        if (!rejected) describe_dead(L, ex->tr, &w);
+    }
+    lua_pushnil(L);
+    lua_setiuservalue(L, pg->handle, 1);
+    if (plm_interrupted()) {
+        if (!worker) plm_interrupt_clear();
+        luaL_error(L, "plume.infer: interrupted");
+    }
+    if (tries == 1000)
+        luaL_error(L, "plume.infer: chain %d found no starting point with finite log density in 1000 tries from the "
+                      "prior%s; the last try %s: %s", c + 1, init ? " and the init values" : "",
+                   rejected ? "was rejected" : "had density zero at", w.msg);
+}
+
+/* One MH chain: chain c's stream, draws recorded as chain rec_chain of rec, init values from the table at stack
+** index init (0: none). On a worker thread (worker = 1) an interrupt is left set for the other chains to see.
+** Returns the mean acceptance probability after warm-up.
+**
+** Reversibility when supports move. A proposal re-runs the program reusing each old value whose address,
+** kind and dimension still match; an old value that falls outside its site's new support (b ~ uniform(0,
+** 1 - a) after a moved a) is re-drawn fresh. The ratio below counts fresh draws in the forward proposal
+** density and the old values they replace as the reverse move's fresh draws (Wingate et al. 2011). That is
+** right only when the reverse move would re-draw them too, i.e. when the new value lies outside the old
+** support; if it lies inside, the reverse move would reuse it and could never restore the old value: the
+** reverse proposal density is zero, and so is the acceptance probability (stale_logp's *irreversible). Without
+** this, moves that push b out of its support and back are accepted asymmetrically: mean(a) 0.71 instead
+** of 0.5 in the example above. */
 static double mh_chain(lua_State *L, const program *pg, const options *o, int c, recorder *rec, int rec_chain,
-                       progress *pr)
+                       progress *pr, int init, int worker)
 {
     plm_ctx ctx;
     plm_trace *tr, *prop;
     exec ex;
     plm_rng rng;
-    adapt_table *at = new_adapt_table(L);
-    long it, total = o->warmup + o->samples, tries, nprop = 0;
+    adapt_table *at;
+    long it, total = o->warmup + o->samples, nprop = 0;
     size_t sweep = 0;
     double nacc = 0;
     double buf[MAXDIM_STACK], *big = NULL;
     int bigdim = 0;
+    if (init) init = lua_absindex(L, init);
+    at = new_adapt_table(L);
     plm_ctx_clear(&ctx);
     if (plm_trace_new(&ctx, &tr) || plm_trace_new(&ctx, &prop)) return plm_l_fail(L, &ctx), 0;
     plm_rng_init(&rng, o->seed, (uint64_t)c);
@@ -712,13 +894,7 @@ static double mh_chain(lua_State *L, const program *pg, const options *o, int c,
     ex.rng = &rng;
     ex.mode = EX_PRIOR;
     ex.tr = tr;
-    for (tries = 0; tries < 1000; tries++) {
-        run(L, pg, &ex);
-        if (plm_trace_score(tr) > -INFINITY) break;
-    }
-    if (tries == 1000)
-        return luaL_error(L, "plume.infer: chain %d found no starting point with finite log density in 1000 "
-                             "draws from the prior (are the observations impossible under the model?)", c + 1), 0;
+    mh_start(L, pg, &ex, c, init, worker);
     for (it = 0; it < total; it++) {
         int warm = it < o->warmup;
         size_t step, nsteps;
@@ -732,11 +908,15 @@ static double mh_chain(lua_State *L, const program *pg, const options *o, int c,
             nsteps = sweep;
         for (step = 0; step < nsteps && tr->nlatent > 0; step++) {
             plm_site *s = nth_latent(tr, plm_rng_uint(&rng, tr->nlatent));
-            int same;
+            int irreversible;
             const plm_dist *d = s->dist;
             int kind = rw_kind(d), j;
             adapt *ad = NULL;
             double corr = 0, loga, a, *xnew = buf;
+            if (plm_interrupted()) {
+                if (!worker) plm_interrupt_clear();
+                luaL_error(L, "plume.infer: interrupted");
+            }
             if (d->dim > MAXDIM_STACK) {
                 /* one scratch buffer per chain, grown when a larger site appears (kept on the stack below at) */
                 if (d->dim > bigdim) {
@@ -768,14 +948,15 @@ static double mh_chain(lua_State *L, const program *pg, const options *o, int c,
             ex.old = tr;
             ex.target = s->addr;
             ex.target_val = xnew;
-            same = memcmp(xnew, s->value, (size_t)d->dim * sizeof(double)) == 0;
-            run(L, pg, &ex);
-            /* stale_logp counts the target site itself when its value changed: its old density is not a
-            ** stale term, so it is taken back out; the new one is in prop's score */
-            loga = plm_trace_score(prop) - plm_trace_score(tr) + corr + log((double)tr->nlatent) -
-                   log((double)(prop->nlatent ? prop->nlatent : 1)) + stale_logp(tr, prop) -
-                   (same ? 0 : s->logp) - ex.fresh;
-            a = isnan(loga) ? 0 : (loga >= 0 ? 1 : exp(loga));
+            if (run(L, pg, &ex, NULL))
+                a = 0;   /* rejected: an invalid parameter, log density -inf */
+            else {
+                /* the target's old density is not a stale term: the move proposed its new value */
+                double stale = stale_logp(tr, prop, s, &irreversible);
+                loga = plm_trace_score(prop) - plm_trace_score(tr) + corr + log((double)tr->nlatent) -
+                       log((double)(prop->nlatent ? prop->nlatent : 1)) + stale - ex.fresh;
+                a = irreversible || isnan(loga) ? 0 : (loga >= 0 ? 1 : exp(loga));
+            }
             if (ad && warm) {
                 /* Robbins-Monro on the log scale towards 0.44 acceptance (1-D optimum) */
                 ad->n += 1;
@@ -790,11 +971,8 @@ static double mh_chain(lua_State *L, const program *pg, const options *o, int c,
                 prop = t;
             }
         }
-        if (!warm) plm_l_record(L, rec, tr, rec_chain, 0);
-        if ((it & 63) == 0) {
-            plm_l_check_interrupt(L, "plume.infer");
-            if (pr) plm_l_progress_show(pr, "mh", c, o->chains, it, total, warm);
-        }
+        if (!warm && (it - o->warmup) % o->thin == 0) plm_l_record(L, rec, tr, rec_chain, 0);
+        if (pr && (it & 63) == 0) plm_l_progress_show(pr, "mh", c, o->chains, it, total, warm);
     }
     lua_pop(L, big ? 2 : 1);   /* adaptation table (and the big scratch) */
     return nprop ? nacc / (double)nprop : NAN;
@@ -983,7 +1161,7 @@ typedef struct chainjob {
     char **err;            /* malloc'd message of a chain that failed */
 } chainjob;
 
-/* chain_main(job, c, fn, args..., handle, recorder): runs in chain c's own state */
+/* chain_main(job, c, fn, args..., handle, recorder, draws, init or nil): runs in chain c's own state */
 static int chain_main(lua_State *L)
 {
     chainjob *J = lua_touserdata(L, 1);
@@ -993,7 +1171,8 @@ static int chain_main(lua_State *L)
     pg.args = 4;
     pg.nargs = J->nargs;
     pg.handle = 4 + J->nargs;
-    J->accept[c] = mh_chain(L, &pg, J->o, c, lua_touserdata(L, 5 + J->nargs), 0, NULL);
+    J->accept[c] = mh_chain(L, &pg, J->o, c, lua_touserdata(L, 5 + J->nargs), 0, NULL,
+                            lua_istable(L, 7 + J->nargs) ? 7 + J->nargs : 0, 1);
     return 0;
 }
 
@@ -1020,7 +1199,7 @@ static void chain_worker(void *arg, size_t begin, size_t end, int worker)
 /* Run the chains on their own states in parallel and merge their draws into D chain by chain. Returns 1 when
 ** done; 0 when the program cannot be copied or a chain failed in its own state (the caller then runs
 ** everything on L, which also reports a genuine error with its proper message). */
-static int mh_parallel(lua_State *L, const program *pg, const options *o, plm_draws *D, double *accept)
+static int mh_parallel(lua_State *L, const program *pg, const options *o, plm_draws *D, double *accept, int inits)
 {
     int C = o->chains, c, ok = 1, i;
     chainjob J;
@@ -1055,14 +1234,19 @@ static int mh_parallel(lua_State *L, const program *pg, const options *o, plm_dr
         plm_l_newhandle(S);
         plm_l_newrecorder(S, J.D[c]);
         plm_l_pushdraws(S, J.D[c]);   /* stays on the stack: it roots the table while the state lives */
+        lua_rawgeti(L, inits, c + 1);
+        ok = xcopy(L, -1, S, 0);
+        lua_pop(L, 1);
     }
     if (ok) {
         plm_parallel_for(o->threads, (size_t)C, 1, chain_worker, &J);
         for (c = 0; c < C; c++) {
             if (J.err[c]) {
                 ok = 0;
-                /* an interrupt is not a reason to start again on this state */
-                if (strstr(J.err[c], "interrupted")) {
+                /* an interrupt is not a reason to start again on this state (the chains left it set, so that
+                ** every thread stops at its next run) */
+                if (plm_interrupted()) {
+                    plm_interrupt_clear();
                     for (i = 0; i < C; i++) free(J.err[i]), lua_close(J.S[i]);
                     free(J.S), free(J.D), free(J.err);
                     return luaL_error(L, "plume.infer: interrupted"), 0;
@@ -1103,6 +1287,27 @@ static int mh_parallel(lua_State *L, const program *pg, const options *o, plm_dr
     return ok;
 }
 
+/* Push a table of each chain's init values (chain c at [c]; absent without `init`) and return its index: the
+** option's table for every chain, or what its function returns for chain c (1-based). */
+static int push_inits(lua_State *L, const options *o)
+{
+    int c;
+    lua_createtable(L, o->chains, 0);
+    for (c = 0; o->init && c < o->chains; c++) {
+        if (lua_isfunction(L, o->init)) {
+            lua_pushvalue(L, o->init);
+            lua_pushinteger(L, c + 1);
+            lua_call(L, 1, 1);
+            if (!lua_istable(L, -1))
+                luaL_error(L, "plume.infer: option 'init' must return a table of values by site name (chain %d got %s)",
+                           c + 1, luaL_typename(L, -1));
+        } else
+            lua_pushvalue(L, o->init);
+        lua_rawseti(L, -2, c + 1);
+    }
+    return lua_gettop(L);
+}
+
 static int engine_mh(lua_State *L, const program *pg, const options *o)
 {
     plm_ctx ctx;
@@ -1110,7 +1315,7 @@ static int engine_mh(lua_State *L, const program *pg, const options *o)
     recorder *rec;
     progress pr;
     double *accept_rate;
-    int c, done = 0;
+    int c, done = 0, inits;
     plm_ctx_clear(&ctx);
     plm_l_progress_start(&pr, !o->quiet);
     if (plm_draws_new(&ctx, o->chains, &D)) return plm_l_fail(L, &ctx);
@@ -1118,9 +1323,15 @@ static int engine_mh(lua_State *L, const program *pg, const options *o)
     rec = plm_l_newrecorder(L, D);
     plm_l_recorder_output(L, rec, o->output, "plume.infer");
     accept_rate = plm_l_scratch(L, (size_t)o->chains * sizeof(double));
+    inits = push_inits(L, o);
     /* several threads: chains on their own Lua states (not with `output`, which streams draws in order) */
-    if (o->threads > 1 && o->chains > 1 && !o->output) done = mh_parallel(L, pg, o, D, accept_rate);
-    for (c = 0; !done && c < o->chains; c++) accept_rate[c] = mh_chain(L, pg, o, c, rec, c, &pr);
+    if (o->threads > 1 && o->chains > 1 && !o->output) done = mh_parallel(L, pg, o, D, accept_rate, inits);
+    for (c = 0; !done && c < o->chains; c++) {
+        lua_rawgeti(L, inits, c + 1);
+        accept_rate[c] = mh_chain(L, pg, o, c, rec, c, &pr, lua_istable(L, -1) ? -1 : 0, 0);
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 1);   /* inits */
     plm_l_progress_end(&pr);
     plm_l_recorder_close(L, rec, "plume.infer");
     lua_newtable(L);
@@ -1135,7 +1346,8 @@ static int engine_mh(lua_State *L, const program *pg, const options *o)
     return 1;
 }
 
-static const char *const option_names[] = {"method", "samples", "warmup", "chains", "seed", "threads", "quiet", "output", NULL};
+static const char *const option_names[] = {"method", "samples", "warmup", "chains", "seed", "threads", "quiet", "output",
+                                           "init", "thin", NULL};
 
 static void check_option_names(lua_State *L, int opts, const char *fn)
 {
@@ -1167,6 +1379,16 @@ static int l_run(lua_State *L)
     o.quiet = plm_l_optbool(L, opts, fn, "quiet", quiet_default);
     o.seed = plm_l_seed(L, opts, fn);
     o.output = plm_l_optstr(L, opts, fn, "output", NULL);
+    o.thin = (long)plm_l_optint(L, opts, fn, "thin", 1);
+    o.init = 0;
+    if (opts && lua_getfield(L, opts, "init") != LUA_TNIL) {
+        if (!lua_istable(L, -1) && !lua_isfunction(L, -1))
+            return luaL_error(L, "%s: option 'init' must be a table of values by site name or a function(chain) "
+                                 "returning one (got %s)", fn, luaL_typename(L, -1));
+        o.init = lua_gettop(L);   /* stays below the arguments' copies: index stable for the run */
+    } else if (opts)
+        lua_pop(L, 1);
+    if (o.thin < 1) return luaL_error(L, "%s: option 'thin' must be >= 1 (got %I)", fn, (lua_Integer)o.thin);
     if (o.samples < 1 || o.samples > 100000000) return luaL_error(L, "%s: option 'samples' must be in 1..1e8 (got %I)", fn, (lua_Integer)o.samples);
     if (o.warmup < 0) return luaL_error(L, "%s: option 'warmup' must be >= 0 (got %I)", fn, (lua_Integer)o.warmup);
     if (o.chains < 1 || o.chains > 1024) return luaL_error(L, "%s: option 'chains' must be in 1..1024 (got %d)", fn, o.chains);
@@ -1177,6 +1399,8 @@ static int l_run(lua_State *L)
     plm_l_newhandle(L);
     pg.handle = lua_gettop(L);
     plm_interrupt_clear();
+    if (strcmp(o.method, "mh") != 0 && (o.init || o.thin != 1))
+        return luaL_error(L, "%s: option '%s' applies to method \"mh\" only", fn, o.init ? "init" : "thin");
     if (strcmp(o.method, "mh") == 0) engine_mh(L, &pg, &o);
     else if (strcmp(o.method, "is") == 0) engine_independent(L, &pg, &o, 1);
     else if (strcmp(o.method, "prior") == 0) engine_independent(L, &pg, &o, 0);
@@ -1269,6 +1493,17 @@ static int l_draws_summary(lua_State *L)
 #undef F
     lua_pushinteger(L, (lua_Integer)s.n);
     lua_setfield(L, -2, "n");
+    {
+        lua_Integer missing = 0;
+        int c;
+        size_t i;
+        for (c = 0; c < plm_draws_nchains(D); c++) {
+            const double *v = plm_draws_chain(D, col, c);
+            for (i = 0; i < plm_draws_len(D, c); i++) missing += isnan(v[i]);
+        }
+        lua_pushinteger(L, missing);
+        lua_setfield(L, -2, "missing");
+    }
     return 1;
 }
 
@@ -1296,7 +1531,13 @@ static int l_draws_shape(lua_State *L)
     lua_pushinteger(L, plm_draws_nchains(D));
     lua_pushinteger(L, (lua_Integer)plm_draws_len(D, 0));
     lua_pushboolean(L, plm_draws_weighted(D));
-    return 3;
+    {
+        lua_Integer total = 0;
+        int c;
+        for (c = 0; c < plm_draws_nchains(D); c++) total += (lua_Integer)plm_draws_len(D, c);
+        lua_pushinteger(L, total);
+    }
+    return 4;
 }
 
 void plm_l_open_model(lua_State *L)

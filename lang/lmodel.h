@@ -47,8 +47,8 @@ typedef struct plm_l_recorder plm_l_recorder;
 plm_l_recorder *plm_l_newrecorder(lua_State *L, plm_draws *D);
 void plm_l_record(lua_State *L, plm_l_recorder *r, const plm_trace *tr, int chain, double lw);
 void plm_l_pushdraws(lua_State *L, plm_draws *D);
-/* Write each recorded draw to a CSV file at path as it is produced (NULL: no file); close finishes it (and
-** rewrites it whole when sites appeared after the header was written). */
+/* Write each recorded draw to a CSV file at path as it is produced (NULL: no file; when a site appears after
+** the header was written, the table so far replaces the file by rename); close finishes it. */
 void plm_l_recorder_output(lua_State *L, plm_l_recorder *r, const char *path, const char *fn);
 void plm_l_recorder_close(lua_State *L, plm_l_recorder *r, const char *fn);
 

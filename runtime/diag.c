@@ -322,11 +322,16 @@ plm_status plm_diag_summary(plm_ctx *ctx, const double *x, int nchains, size_t n
     out->q5 = quantile_sorted(s, S, 0.05);
     out->q50 = quantile_sorted(s, S, 0.5);
     out->q95 = quantile_sorted(s, S, 0.95);
-    out->ess_bulk = plm_diag_ess_bulk(y, nchains, len);
-    out->ess_tail = plm_diag_ess_tail(y, nchains, len);
-    out->rhat = plm_diag_rhat(y, nchains, len);
-    {
+    if (s[0] == s[S - 1] || isinf(s[0]) || isinf(s[S - 1])) {
+        /* A constant has no variance and infinite draws no finite moments: R-hat and the ESS are undefined
+        ** there (rank normalisation would report a constant's R-hat as exactly 1). */
+        out->ess_bulk = out->ess_tail = out->rhat = NAN;
+        out->mcse_mean = s[0] == s[S - 1] && isfinite(s[0]) ? 0 : NAN;
+    } else {
         double e = plm_diag_ess_basic(y, nchains, len);
+        out->ess_bulk = plm_diag_ess_bulk(y, nchains, len);
+        out->ess_tail = plm_diag_ess_tail(y, nchains, len);
+        out->rhat = plm_diag_rhat(y, nchains, len);
         out->mcse_mean = e > 0 ? out->sd / sqrt(e) : NAN;
     }
     free(y);

@@ -18,8 +18,9 @@ typedef struct plm_summary {
 } plm_summary;
 
 /* Summary of draws x laid out chain after chain (nchains blocks of n draws). NaN entries (a site absent
-** from some draws) are dropped chain by chain; diagnostics then use the shortest chain's length.
-** PLM_EINVAL when no draw is finite. */
+** from some draws) are dropped chain by chain; diagnostics then use the shortest chain's length. For a
+** constant, or when a draw is infinite, ess_bulk, ess_tail and rhat are NaN (undefined), never a number
+** computed from them. PLM_EINVAL when every draw is NaN. */
 plm_status plm_diag_summary(plm_ctx *ctx, const double *x, int nchains, size_t n, plm_summary *out);
 
 /* Weighted summary for importance samples: log weights lw (need not be normalised). ess_bulk and

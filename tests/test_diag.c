@@ -133,6 +133,33 @@ static void test_draws_table_pads_late_columns_and_writes_csv(void)
     CHECK(strcmp(buf, "chain,draw,a,b\n1,1,1.5,\n2,1,1.5,2\n") == 0);
 }
 
+/* A constant site has no R-hat: before, rank normalisation reported exactly 1.000 beside an ESS of NaN. */
+static void test_constant_draws_have_no_rhat_or_ess(void)
+{
+    double x[400];
+    plm_summary s;
+    plm_ctx ctx;
+    size_t i;
+    plm_ctx_clear(&ctx);
+    for (i = 0; i < 400; i++) x[i] = 3.5;
+    CHECK(plm_diag_summary(&ctx, x, 4, 100, &s) == PLM_OK);
+    CHECK(s.mean == 3.5 && s.sd == 0 && s.q50 == 3.5 && s.mcse_mean == 0);
+    CHECK(isnan(s.rhat) && isnan(s.ess_bulk) && isnan(s.ess_tail));
+}
+
+/* An infinite draw: no moments, so no diagnostics built from them. */
+static void test_infinite_draw_gives_no_diagnostics(void)
+{
+    double *x = ar1(2, 200, 0, 0, 3);
+    plm_summary s;
+    plm_ctx ctx;
+    plm_ctx_clear(&ctx);
+    x[17] = INFINITY;
+    CHECK(plm_diag_summary(&ctx, x, 2, 200, &s) == PLM_OK);
+    CHECK(isnan(s.rhat) && isnan(s.ess_bulk) && isnan(s.mcse_mean));
+    free(x);
+}
+
 int main(void)
 {
     RUN(test_ess_of_independent_draws_is_about_their_number);
@@ -144,5 +171,7 @@ int main(void)
     RUN(test_weighted_summary_with_equal_weights_is_the_plain_summary);
     RUN(test_summary_mean_is_within_its_mcse);
     RUN(test_draws_table_pads_late_columns_and_writes_csv);
+    RUN(test_constant_draws_have_no_rhat_or_ess);
+    RUN(test_infinite_draw_gives_no_diagnostics);
     return CHECK_DONE();
 }

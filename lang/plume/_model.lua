@@ -31,18 +31,31 @@ return function(plume)
     error(who .. ": expected a plume.model (got " .. type(model) .. ")", 3)
   end
 
+  -- The engines (called through pcall) raise their own errors -- bad options, no starting point -- without a
+  -- position: rethrow blames the user's line for them (level 2: the caller of the function that calls
+  -- rethrow). Errors raised inside the model program carry the program's own line and are kept as they are.
+  local here = debug.getinfo(1, "S").short_src:gsub("[%^%$%(%)%%%.%[%]%*%+%-%?]", "%%%0")
+  local function rethrow(e, level)
+    if type(e) == "string" then
+      e = e:match("^" .. here .. ":%d+: (.*)$") or e
+      if not e:find("^%S+:%d+: ") then error(e, level + 1) end
+    end
+    error(e, 0)
+  end
+
   --- plume.infer(model, data, opts) -> posterior
   function plume.infer(model, data, opts)
     local fn = model_fn(model, "plume.infer")
     if opts ~= nil and type(opts) ~= "table" then
       error("plume.infer: options must be a table (got " .. type(opts) .. ")", 2)
     end
-    local raw
+    local ok, raw
     if getmetatable(data) == Args then
-      raw = plume._run(fn, opts, data.n, table.unpack(data, 1, data.n))
+      ok, raw = pcall(plume._run, fn, opts, data.n, table.unpack(data, 1, data.n))
     else
-      raw = plume._run(fn, opts, 1, data)
+      ok, raw = pcall(plume._run, fn, opts, 1, data)
     end
+    if not ok then rethrow(raw, 2) end
     return plume._posterior(raw)
   end
 

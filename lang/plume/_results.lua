@@ -7,10 +7,18 @@ return function(plume)
   local Summary = { __name = "plume.summary" }
   local order_of = setmetatable({}, { __mode = "k" })   -- summary table -> site names in order
 
+  -- x right-aligned in width columns with digits decimals; a value too wide for that (an R-hat of 1e6, a mean
+  -- of 1e12) is written with fewer significant digits, in exponent form if need be, so the table keeps its shape.
   local function fmt(x, width, digits)
     if x == nil then return string.rep(" ", width - 1) .. "-" end
     if x ~= x then return string.rep(" ", width - 3) .. "nan" end
-    return string.format("%" .. width .. "." .. digits .. "f", x)
+    local s = string.format("%" .. width .. "." .. digits .. "f", x)
+    local p = width - 1
+    while #s > width and p > 0 do
+      s = string.format("%" .. width .. "." .. p .. "g", x)
+      p = p - 1
+    end
+    return s
   end
 
   function Summary.__tostring(s)
@@ -21,9 +29,17 @@ return function(plume)
       "site", "mean", "sd", "q5", "q50", "q95", "ess_bulk", "ess_tail", "rhat") }
     for _, n in ipairs(names) do
       local r = s[n]
-      out[#out + 1] = string.format("%-" .. w .. "s %s %s %s %s %s %s %s %s", n,
-        fmt(r.mean, 10, 4), fmt(r.sd, 10, 4), fmt(r.q5, 10, 4), fmt(r.q50, 10, 4), fmt(r.q95, 10, 4),
-        fmt(r.ess_bulk, 9, 0), fmt(r.ess_tail, 9, 0), fmt(r.rhat, 7, 3))
+      local line
+      if r.n == 0 then
+        line = string.format("%-" .. w .. "s %s", n, "no draws to summarise: every draw is NaN or absent")
+      else
+        local rhat = r.constant and "  const" or fmt(r.rhat, 7, 3)
+        line = string.format("%-" .. w .. "s %s %s %s %s %s %s %s %s", n,
+          fmt(r.mean, 10, 4), fmt(r.sd, 10, 4), fmt(r.q5, 10, 4), fmt(r.q50, 10, 4), fmt(r.q95, 10, 4),
+          fmt(r.ess_bulk, 9, 0), fmt(r.ess_tail, 9, 0), rhat)
+        if r.note then line = line .. "  (" .. r.note .. ")" end
+      end
+      out[#out + 1] = line
     end
     return table.concat(out, "\n")
   end
@@ -32,12 +48,27 @@ return function(plume)
     return setmetatable(raw, Posterior)
   end
 
-  --- post:summary() -> table keyed by site name: mean, sd, q5, q50, q95, ess_bulk, ess_tail, rhat, mcse_mean, n
+  --- post:summary() -> table keyed by site name: mean, sd, q5, q50, q95, ess_bulk, ess_tail, rhat, mcse_mean, n,
+  --- missing (draws NaN or absent), constant, note
+  --- A site whose every draw is NaN (or absent) gets {n = 0, note = ...}; one with some NaN or absent draws a
+  --- note saying how many; a constant site constant = true and no R-hat or ESS (they are undefined).
   function Posterior:summary()
     local s, names = {}, self._draws:columns()
+    local _, _, _, total = self._draws:shape()
     for _, n in ipairs(names) do
-      local r = self._draws:summary(n)
-      if r.rhat ~= r.rhat then r.rhat = nil end          -- undefined (weighted or too short): absent
+      local ok, r = pcall(self._draws.summary, self._draws, n)
+      if not ok then
+        r = { n = 0, note = "no draws to summarise: every draw is NaN or absent" }
+      else
+        if r.rhat ~= r.rhat then r.rhat = nil end          -- undefined (weighted, too short, constant): absent
+        if r.ess_bulk ~= r.ess_bulk then r.ess_bulk = nil end
+        if r.ess_tail ~= r.ess_tail then r.ess_tail = nil end
+        if r.sd == 0 and r.q5 == r.q95 then r.constant = true end
+        local notes = {}
+        if r.mean ~= r.mean or r.mean == math.huge or r.mean == -math.huge then notes[#notes + 1] = "infinite draws" end
+        if r.missing > 0 then notes[#notes + 1] = string.format("%d of %d draws NaN or absent", r.missing, total) end
+        if #notes > 0 then r.note = table.concat(notes, "; ") end
+      end
       s[n] = r
     end
     order_of[s] = names
