@@ -716,6 +716,8 @@ void plm_l_pushdraws(lua_State *L, plm_draws *D)
     plm_l_pushobj(L, D, PLM_L_DRAWS);
 }
 
+static void describe_dead(lua_State *L, const plm_trace *tr, why *w);
+
 /* prior / is: independent runs from the prior; stream i for run i */
 static int engine_independent(lua_State *L, const program *pg, const options *o, int weighted)
 {
@@ -756,7 +758,10 @@ static int engine_independent(lua_State *L, const program *pg, const options *o,
         }
         lua_rawseti(L, -2, i + 1);
         lw[i] = weighted ? (rejected ? -INFINITY : tr->loglik) : 0;
-        if (lw[i] > -INFINITY) alive++;
+        if (lw[i] > -INFINITY)
+            alive++;
+        else if (!rejected)
+            describe_dead(L, tr, &w);   /* kept for the message when every run is dead */
         if (lw[i] > mx) mx = lw[i];
         plm_l_record(L, rec, tr, 0, lw[i]);
         plm_l_check_interrupt(L, "plume.infer");
@@ -765,8 +770,8 @@ static int engine_independent(lua_State *L, const program *pg, const options *o,
     plm_l_progress_end(&pr);
     plm_l_recorder_close(L, rec, "plume.infer");
     if (weighted && alive == 0)
-        return luaL_error(L, "plume.infer: every one of the %d samples has weight -inf "
-                             "(the observations are impossible under the prior?)", (int)o->samples);
+        return luaL_error(L, "plume.infer: every one of the %d samples has weight -inf; the last: %s", (int)o->samples,
+                          w.msg);
     lua_newtable(L);                  /* draws, rec, lw, values, result */
     lua_insert(L, -2);
     lua_setfield(L, -2, "values");

@@ -477,7 +477,7 @@ static void log_gamma_parts(double alpha, plm_rng *r, double *y, double *lmag)
     c = (1.0 / 3.0) / sqrt(d);
     for (;;) {
         do {
-            x = gsl_ran_gaussian_ziggurat(g, 1.0);
+            x = plm_rng_normal(r);
             v = 1.0 + c * x;
         } while (v <= 0);
         v = v * v * v;
@@ -577,8 +577,8 @@ double plm_dist_sample1(plm_dist_kind kind, const double *p, plm_rng *r)
 {
     gsl_rng *g = &r->gsl;
     switch (kind) {
-    case PLM_DIST_NORMAL: return p[0] + p[1] * gsl_ran_gaussian_ziggurat(g, 1.0);
-    case PLM_DIST_LOGNORMAL: return exp_inside(p[0] + p[1] * gsl_ran_gaussian_ziggurat(g, 1.0));
+    case PLM_DIST_NORMAL: return p[0] + p[1] * plm_rng_normal(r);
+    case PLM_DIST_LOGNORMAL: return exp_inside(p[0] + p[1] * plm_rng_normal(r));
     case PLM_DIST_STUDENT_T: return p[0] > 0 ? p[1] + p[2] * gsl_ran_tdist(g, p[0]) : NAN;
     case PLM_DIST_CAUCHY: return p[0] + gsl_ran_cauchy(g, p[1]);
     case PLM_DIST_LAPLACE: return p[0] + gsl_ran_laplace(g, p[1]);
@@ -603,7 +603,7 @@ double plm_dist_sample1(plm_dist_kind kind, const double *p, plm_rng *r)
         /* inversion: P(floor(log U / log(1 - p)) >= k) = P(U <= (1 - p)^k) = (1 - p)^k */
         if (p[0] == 1) return 0;
         return floor(log(plm_rng_uniform(r)) / log1p(-p[0]));
-    case PLM_DIST_HALFNORMAL: return fabs(p[0] * gsl_ran_gaussian_ziggurat(g, 1.0));
+    case PLM_DIST_HALFNORMAL: return fabs(p[0] * plm_rng_normal(r));
     case PLM_DIST_HALFCAUCHY: return fabs(gsl_ran_cauchy(g, p[0]));
     case PLM_DIST_HALFSTUDENT_T: return p[0] > 0 ? fabs(p[1] * gsl_ran_tdist(g, p[0])) : NAN;
     default: return NAN;   /* flat has no draws; truncated goes through plm_dist_sample */
@@ -958,7 +958,7 @@ void plm_dist_sample(const plm_dist *d, plm_rng *r, double *out)
     }
     case PLM_DIST_MVNORMAL: {
         /* out = mu + L z, filled from the last row up so z can live in out itself */
-        for (i = 0; i < K; i++) out[i] = gsl_ran_gaussian_ziggurat(&r->gsl, 1.0);
+        for (i = 0; i < K; i++) out[i] = plm_rng_normal(r);
         for (i = K - 1; i >= 0; i--) {
             double v = d->v[i];
             for (j = 0; j <= i; j++) v += d->aux[i * K + j] * out[j];
@@ -977,7 +977,7 @@ void plm_dist_sample_n(const plm_dist *d, plm_rng *r, size_t n, double *out)
     const double *p = d->p;
     switch (d->kind) {
     case PLM_DIST_NORMAL:
-        for (i = 0; i < n; i++) out[i] = p[0] + p[1] * gsl_ran_gaussian_ziggurat(&r->gsl, 1.0);
+        for (i = 0; i < n; i++) out[i] = p[0] + p[1] * plm_rng_normal(r);
         break;
     case PLM_DIST_UNIFORM:
         for (i = 0; i < n; i++) out[i] = p[0] + (p[1] - p[0]) * plm_rng_uniform(r);
