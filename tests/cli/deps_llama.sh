@@ -14,5 +14,3 @@ elif [ -s build/llama.missing ]; then
 else
     echo "FAIL deps_llama: llama.cpp is neither installed in build/llama nor explained in build/llama.missing (run make deps)"
 fi
-grep -q 'npm' scripts/deps.sh && grep -q 'git' scripts/deps.sh &&
-    echo "PASS deps_installs_npm_and_git" || echo "FAIL deps_installs_npm_and_git"
