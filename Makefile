@@ -23,7 +23,7 @@ VERSION := 0.1.0
 
 CFLAGS_ALL := -std=c11 -D_GNU_SOURCE -DPLUME_VERSION='"$(VERSION)"' $(OPT) -g -Wall -Wextra -Werror \
               -fPIC -Iruntime -Ilang -I$(BUILD)/gen $(LUA_CFLAGS) $(SANFLAGS) $(CFLAGS)
-LIBS := $(LUA_LIBS) -lgsl -lgslcblas -lgc -lffi -lreadline -lpthread -ldl -lm
+LIBS := $(LUA_LIBS) -lgsl -lgslcblas -lgc -lffi -lcsv -lcjson -lreadline -lpthread -ldl -lm
 LDFLAGS_ALL := $(SANFLAGS) $(LDFLAGS)
 
 RUNTIME_SRC := $(wildcard runtime/*.c)
