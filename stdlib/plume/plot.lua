@@ -372,6 +372,7 @@ function plot.lgssm(model, ys, opts)
     for i = 1, T do x[i] = component(o.truth[i], k) end
     parts[#parts + 1] = f:data({ t, x }) .. " using 1:2 with lines dt 2 lc rgb '#2ca02c' title 'true state'"
   end
+  f:add("set key below")
   f:add("set title " .. gp_string(o.title or ("state " .. k)))
   f:add("set xlabel 't'; set ylabel " .. gp_string("x[" .. k .. "]"))
   f:add("plot " .. table.concat(parts, ", "))
@@ -404,7 +405,7 @@ function plot.hmm(h, obs, opts)
     f:add(string.format("set xrange [0.5:%g]; set yrange [0.5:%g]; set cbrange [0:1]; set xlabel 't'; set ylabel 'state'", T + 0.5, K + 0.5))
     f:add("set ytics 1; set palette defined (0 'white', 1 '#08306b')")
     f:add(string.format("plot %s matrix using ($1+1):($2+1):3 with image title %s", blk, gp_string(what)))
-    f:add("set autoscale; set ytics autofreq; unset colorbox")
+    f:add("set autoscale y; set ytics autofreq; unset colorbox")   -- the same time axis below
   else             -- text has no colours: one line per state
     local cols, parts = { seq(T) }, {}
     for k = 1, K do
