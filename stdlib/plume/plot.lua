@@ -265,7 +265,7 @@ function plot.density(post, sites, opts)
           blk, num(lo), num(width), num(lo), num(width), num(width), #d, num(width), title)
       end
     end
-    f:add("set xlabel " .. gp_string(s) .. "; set ylabel 'density'")
+    f:add("set xlabel " .. gp_string(s) .. "; set ylabel 'density'; set key top left")
     f:add("plot " .. table.concat(parts, ", "))
   end
   end_multiplot(f, f.opts.title)
