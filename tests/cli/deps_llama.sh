@@ -7,7 +7,7 @@ if [ "$(uname -s)-$(uname -m)" != "Linux-x86_64" ]; then
     exit 0
 fi
 if ls build/llama/.installed-* >/dev/null 2>&1; then
-    "$PLUME" --quiet -e 'local ok, why = plume.lm.available(); assert(ok, why)' &&
+    env -u PLUME_LLAMA_LIB "$PLUME" --quiet -e 'local ok, why = plume.lm.available(); assert(ok, why)' &&
         echo "PASS deps_llama_installed_and_loadable" || echo "FAIL deps_llama_installed_and_loadable"
 elif [ -s build/llama.missing ]; then
     echo "SKIP deps_llama: llama.cpp not installed: $(head -n 1 build/llama.missing)"
