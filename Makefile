@@ -17,13 +17,14 @@ SANFLAGS :=
 OPT := -O2
 endif
 
-LUA_CFLAGS := $(shell pkg-config --cflags lua5.4 2>/dev/null || echo -I/usr/include/lua5.4)
+# LuaRocks passes LUA_INCDIR (plume-*.rockspec); otherwise pkg-config finds Debian's lua5.4
+LUA_CFLAGS := $(if $(LUA_INCDIR),-I$(LUA_INCDIR),$(shell pkg-config --cflags lua5.4 2>/dev/null || echo -I/usr/include/lua5.4))
 LUA_LIBS := $(shell pkg-config --libs lua5.4 2>/dev/null || echo -llua5.4)
 VERSION := 0.1.0
 
 CFLAGS_ALL := -std=c11 -D_GNU_SOURCE -DPLUME_VERSION='"$(VERSION)"' $(OPT) -g -Wall -Wextra -Werror \
               -fPIC -Iruntime -Ilang -I$(BUILD)/gen $(LUA_CFLAGS) $(SANFLAGS) $(CFLAGS)
-LIBS := $(LUA_LIBS) -lgsl -lgslcblas -lgc -lffi -lreadline -lpthread -ldl -lm
+LIBS := $(LUA_LIBS) -lgsl -lgslcblas -lgc -lffi -lcsv -lcjson -lreadline -lpthread -ldl -lm
 LDFLAGS_ALL := $(SANFLAGS) $(LDFLAGS)
 
 RUNTIME_SRC := $(wildcard runtime/*.c)
@@ -36,7 +37,7 @@ BENCH_SRC := $(wildcard bench/*.c)
 BENCH_BIN := $(patsubst bench/%.c,$(BUILD)/bench/%,$(BENCH_SRC))
 HEADERS := $(wildcard runtime/*.h) lang/plume_lua.h
 
-.PHONY: all deps run test bench install clean check-deps
+.PHONY: all deps run test bench install clean check-deps rock install-rock
 all: $(BUILD)/plume $(BUILD)/libplume.a $(BUILD)/libplume.so $(BUILD)/plume.so $(TEST_BIN)
 
 deps:
@@ -84,9 +85,10 @@ $(BUILD)/libplume.a: $(LIB_OBJ)
 $(BUILD)/libplume.so: $(LIB_OBJ)
 	$(CC) -shared -Wl,-soname,libplume.so $(LDFLAGS_ALL) -o $@ $^ $(LIBS)
 
-# The Lua C module for `require "plume"` from a stock lua5.4 interpreter.
+# The Lua C module for `require "plume"` from a stock lua5.4 interpreter. Linked "nodelete": lua_close
+# dlcloses C modules, and unmapping libgc while its marker threads still run crashed some exits.
 $(BUILD)/plume.so: $(LIB_OBJ)
-	$(CC) -shared $(LDFLAGS_ALL) -o $@ $^ $(LIBS)
+	$(CC) -shared -Wl,-z,nodelete $(LDFLAGS_ALL) -o $@ $^ $(LIBS)
 
 $(BUILD)/plume: $(BUILD)/obj/lang/main.o $(BUILD)/libplume.a
 	$(CC) $(LDFLAGS_ALL) -rdynamic -o $@ $^ $(LIBS)
@@ -110,6 +112,15 @@ install: all
 	install -m 644 $(filter-out %_impl.h,$(HEADERS)) $(DESTDIR)$(PREFIX)/include/plume/
 	if [ -d stdlib ]; then cd stdlib && find . -name '*.lua' -exec install -D -m 644 {} $(DESTDIR)$(PREFIX)/share/lua/5.4/{} \; ; fi
 	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' scripts/plume.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/plume.pc
+	install -D -m 644 doc/plume.1 $(DESTDIR)$(PREFIX)/share/man/man1/plume.1
+
+# `luarocks make` (plume-*.rockspec): build the Lua module, then install it into the tree's LIBDIR. plume's Lua
+# parts and stdlib are compiled into plume.so, so it is the only file.
+rock: $(BUILD)/plume.so
+
+install-rock: rock
+	install -d $(DESTDIR)$(LIBDIR)
+	install -m 755 $(BUILD)/plume.so $(DESTDIR)$(LIBDIR)/plume.so
 
 clean:
 	rm -rf build

@@ -2,8 +2,9 @@
 -- random weights and a byte-level tokenizer, loads it in-process through llama.cpp, and runs sequential Monte
 -- Carlo over a program that samples 24 tokens under a potential favouring lowercase letters and spaces.
 -- Every step, all particles' next tokens come from one batched decode; resampling forks KV sequences.
-if not plume.lm.available() then
-  print("llama.cpp is not available here (scripts/deps.sh fetches it from npm); nothing to run")
+local have_llama, why_not = plume.lm.available()
+if not have_llama then
+  print("SKIP example lm_smc_tiny: llama.cpp is not available here (" .. why_not .. "; scripts/deps.sh fetches it from npm)")
   return
 end
 

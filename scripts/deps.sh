@@ -1,7 +1,14 @@
 #!/bin/sh
 # Install the Debian packages plume needs. As root: apt-get installs what is missing. Otherwise: print the
 # exact command and stop, so nothing half-builds.
-PKGS="gcc make pkg-config lua5.4 liblua5.4-dev libgsl-dev libgc-dev libffi-dev libreadline-dev tmux"
+# gnuplot-nox draws plume.plot; libcsv/libcjson parse plume.read_csv/read_json; libxml2-utils (xmllint) checks
+# the SVG plots in the tests; luarocks and man-db (groff) let the tests build the rock and render the man page.
+PKGS="gcc make pkg-config lua5.4 liblua5.4-dev libgsl-dev libgc-dev libffi-dev libreadline-dev tmux
+      gnuplot-nox libcsv-dev libcjson-dev libxml2-utils luarocks man-db"
+# npm and git fetch llama.cpp below. Asked for by command, not by package: a nodejs from another source
+# (NodeSource) ships its own npm and conflicts with Debian's.
+command -v git >/dev/null 2>&1 || PKGS="$PKGS git"
+command -v npm >/dev/null 2>&1 || PKGS="$PKGS npm"
 # Peers that only the benchmarks run (`sh scripts/deps.sh bench`, called by bench/run.sh).
 BENCH_PKGS="python3-pomegranate"
 [ "$1" = bench ] && PKGS="$PKGS $BENCH_PKGS"
@@ -28,7 +35,11 @@ fi
 # git). Any failure warns and goes on: plume builds without it and the llama tests print SKIP.
 NLC_VERSION=3.21.1
 LL=build/llama
-llama_warn() { echo "deps: llama.cpp not installed ($1); the llama backend will be unavailable" >&2; }
+# The reason is kept in build/llama.missing, which tests/run.sh prints beside the count of skipped tests.
+llama_warn() {
+    echo "deps: llama.cpp not installed ($1); the llama backend will be unavailable" >&2
+    mkdir -p build && echo "$1" > build/llama.missing
+}
 if [ ! -f "$LL/.installed-$NLC_VERSION" ]; then
     if [ "$(uname -s)-$(uname -m)" != "Linux-x86_64" ]; then
         llama_warn "no prebuilt package for $(uname -s)-$(uname -m); point PLUME_LLAMA_LIB at your own build"
@@ -45,7 +56,7 @@ if [ ! -f "$LL/.installed-$NLC_VERSION" ]; then
             cp "$tmp"/package/bins/linux-x64/*.so "$LL/lib/" &&
             ln -sf libllama.v0.4.0.so "$LL/lib/libllama.so" &&
             cp "$tmp"/llama.cpp/include/llama.h "$tmp"/llama.cpp/ggml/include/*.h "$LL/include/" &&
-            touch "$LL/.installed-$NLC_VERSION" || llama_warn "could not copy the files into $LL"
+            touch "$LL/.installed-$NLC_VERSION" && rm -f build/llama.missing || llama_warn "could not copy the files into $LL"
         else
             llama_warn "npm pack or git clone failed"
         fi

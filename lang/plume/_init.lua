@@ -6,5 +6,14 @@ return function(plume)
   for _, name in ipairs(parts) do
     require("plume." .. name)(plume)
   end
+  -- stdlib modules reachable as fields, loaded on first use: plume.plot is require "plume.plot"
+  local lazy = { plot = true }
+  setmetatable(plume, { __index = function(t, k)
+    if lazy[k] then
+      local mod = require("plume." .. k)
+      rawset(t, k, mod)
+      return mod
+    end
+  end })
   return plume
 end

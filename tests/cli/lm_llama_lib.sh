@@ -30,3 +30,7 @@ PLUME_LLAMA_LIB="$dir/none.so" "$BUILD/tests/test_lm_llama" | grep -q '^SKIP' &&
     echo "PASS lm_llama_tests_skip_without_library" || echo "FAIL lm_llama_tests_skip_without_library"
 PLUME_LLAMA_LIB="$dir/none.so" "$PLUME" --quiet tests/lua/test_lm.lua | grep -q '^SKIP llama' &&
     echo "PASS lm_lua_tests_skip_without_library" || echo "FAIL lm_lua_tests_skip_without_library"
+PLUME_LLAMA_LIB="$dir/none.so" "$PLUME" --quiet tests/lua/test_lm_programs.lua | grep -q '^SKIP tiny_llama' &&
+    echo "PASS lm_program_tests_skip_without_library" || echo "FAIL lm_program_tests_skip_without_library"
+(cd examples && PLUME_LLAMA_LIB="$dir/none.so" "$PLUME" --quiet lm_smc_tiny.lua) | grep -q '^SKIP example lm_smc_tiny' &&
+    echo "PASS lm_example_skips_without_library" || echo "FAIL lm_example_skips_without_library"
