@@ -25,6 +25,17 @@ case "$out" in
         echo "PASS host_runs_a_model_and_reads_the_result" ;;
     *) echo "FAIL host_runs_a_model_and_reads_the_result: $out" ;;
 esac
+# the engines from C alone (no Lua state): NUTS and random-walk MH on a compiled target, a resampling step
+if cc $SANFLAGS examples/embed/engine.c $(pkg-config --cflags --libs plume) -Wl,-rpath,"$T/lib" -lm -o "$T/engine" 2>"$T/cc.log"; then
+    out=$("$T/engine" 2>&1)
+    case "$out" in
+        *"nuts  mu: mean"*"rwmh  mu: mean"*"resampling: ESS"*"all engines agree with the exact posterior"*)
+            echo "PASS c_host_runs_engines_without_lua" ;;
+        *) echo "FAIL c_host_runs_engines_without_lua: $out" ;;
+    esac
+else
+    echo "FAIL c_host_runs_engines_without_lua: $(cat "$T/cc.log")"
+fi
 if command -v lua5.4 >/dev/null && [ -z "$SANFLAGS" ]; then
     out=$(LUA_CPATH="$T/lib/lua/5.4/?.so" lua5.4 -e 'local plume = require "plume"; print(plume.dist.normal(0, 1):logpdf(0.5))' 2>&1)
     [ "$out" = "-1.0439385332047" ] && echo "PASS stock_lua_requires_plume" || echo "FAIL stock_lua_requires_plume: $out"
