@@ -342,8 +342,10 @@ unsigned long long plm_l_seed(lua_State *L, int opts, const char *fn)
     int ok;
     opts = opts ? lua_absindex(L, opts) : 0;
     if (getopt(L, opts, "seed") == LUA_TNIL) {
+        /* one rule for every function: no seed continues plume's default stream, so plume.seed(n) at the top
+        ** of a script makes every run after it reproducible (the stream starts from entropy otherwise) */
         lua_pop(L, 1);
-        return plm_rng_entropy_seed();
+        return plm_l_default_seed(L);
     }
     if (lua_type(L, -1) != LUA_TNUMBER) opterr(L, fn, "seed", "an integer");
     s = lua_tointegerx(L, -1, &ok);

@@ -110,7 +110,8 @@ void plm_l_set_named(lua_State *L, int tbl, int names_idx, double *params, int n
 plm_rng *plm_l_default_rng(lua_State *L);
 uint64_t plm_l_default_seed(lua_State *L);
 
-/* Parameters for a run: `threads` option (0 -> plm_default_threads) and a `seed` option (absent -> fresh). */
+/* Parameters for a run: `threads` option (0 -> plm_default_threads) and a `seed` option (absent -> the next
+** seed of plume's default stream, so that plume.seed(n) makes a script reproducible). */
 int plm_l_threads(lua_State *L, int opts, const char *fn);
 unsigned long long plm_l_seed(lua_State *L, int opts, const char *fn);
 
