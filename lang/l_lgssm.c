@@ -223,9 +223,12 @@ static int filter_or_smooth(lua_State *L, int smooth)
     double *ys = check_ys(L, 2, fn, s->m, &T), *means, *covs, ll;
     plm_status st;
     /* the means and covariances become Lua tables: T (n^2 + n) numbers, capped like every result table */
-    if ((double)T * (double)(n * n + n) > 1e8)
-        return luaL_error(L, "%s: %I observations of state dimension %d would return %.0f numbers (the limit is 1e8)", fn,
-                          (lua_Integer)T, (int)n, (double)T * (double)(n * n + n));
+    if ((double)T * (double)(n * n + n) > 1e8) {
+        char nb[32];
+        snprintf(nb, sizeof nb, "%.0f", (double)T * (double)(n * n + n));
+        return luaL_error(L, "%s: %I observations of state dimension %d would return %s numbers (the limit is 1e8)", fn,
+                          (lua_Integer)T, (int)n, nb);
+    }
     means = plm_l_scratch(L, (T ? T : 1) * n * sizeof *means);
     covs = plm_l_scratch(L, (T ? T : 1) * n * n * sizeof *covs);
     plm_ctx_clear(&ctx);
@@ -249,9 +252,12 @@ static int l_lgssm_sample(lua_State *L)
     plm_ctx ctx;
     double *xs, *ys;
     if (T < 1 || T > 100000000) return luaL_error(L, "lgssm:sample: T must be in 1..1e8 (got %I)", T);
-    if ((double)T * (s->n + s->m) > 1e8)
-        return luaL_error(L, "lgssm:sample: T = %I steps of %d states and %d observations would return %.0f numbers (the limit is 1e8)",
-                          T, s->n, s->m, (double)T * (s->n + s->m));
+    if ((double)T * (s->n + s->m) > 1e8) {
+        char nb[32];
+        snprintf(nb, sizeof nb, "%.0f", (double)T * (s->n + s->m));
+        return luaL_error(L, "lgssm:sample: T = %I steps of %d states and %d observations would return %s numbers (the limit is 1e8)",
+                          T, s->n, s->m, nb);
+    }
     xs = plm_l_scratch(L, (size_t)T * s->n * sizeof *xs);
     ys = plm_l_scratch(L, (size_t)T * s->m * sizeof *ys);
     plm_rng_init(&r, seed, 0);

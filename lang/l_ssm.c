@@ -561,9 +561,12 @@ static int l_ssm_simulate(lua_State *L)
     }
     many = opts && lua_getfield(L, opts, "particles") != LUA_TNIL;
     if (opts) lua_pop(L, 1);
-    if ((double)T * (double)n * (m->dim + m->ydim) > 4e8)
-        return luaL_error(L, "ssm:simulate: T (%I) x particles (%I) x %d numbers per step is %.0f, over the limit of 4e8", T,
-                          n, m->dim + m->ydim, (double)T * (double)n * (m->dim + m->ydim));
+    if ((double)T * (double)n * (m->dim + m->ydim) > 4e8) {
+        char nb[32];
+        snprintf(nb, sizeof nb, "%.0f", (double)T * (double)n * (m->dim + m->ydim));
+        return luaL_error(L, "ssm:simulate: T (%I) x particles (%I) x %d numbers per step is %s, over the limit of 4e8", T,
+                          n, m->dim + m->ydim, nb);
+    }
     threads = plm_l_threads(L, opts, "ssm:simulate");
     seed = plm_l_seed(L, opts, "ssm:simulate");
     saved = plm_l_scratch(L, (size_t)(m->np + 1) * sizeof *saved);
