@@ -92,11 +92,19 @@ plm_status plm_gguf_write_tiny(plm_ctx *ctx, const char *path, const plm_gguf_ti
     long pos;
     if (opts) o = *opts;
     else plm_gguf_tiny_defaults(&o);
+    /* each size against its limit before any arithmetic on it: 4 * n_embd overflowed an int at n_embd = 1e9 */
+    if (o.n_embd < 2 || o.n_embd > 16384)
+        return plm_fail(ctx, PLM_EINVAL, "write_tiny_gguf: n_embd must be in 2..16384 (got %d)", o.n_embd);
+    if (o.n_layer < 1 || o.n_layer > 256)
+        return plm_fail(ctx, PLM_EINVAL, "write_tiny_gguf: n_layer must be in 1..256 (got %d)", o.n_layer);
+    if (o.n_head < 1 || o.n_head > o.n_embd)
+        return plm_fail(ctx, PLM_EINVAL, "write_tiny_gguf: n_head must be in 1..n_embd (got %d, n_embd %d)", o.n_head,
+                        o.n_embd);
     if (o.n_ff == 0) o.n_ff = 4 * o.n_embd;
-    if (o.n_embd < 2 || o.n_embd > 16384 || o.n_layer < 1 || o.n_layer > 256 || o.n_head < 1 || o.n_ff < 1 ||
-        o.n_ff > 65536 || o.ctx < 1)
-        return plm_fail(ctx, PLM_EINVAL, "write_tiny_gguf: sizes out of range (n_embd %d, n_layer %d, n_head %d, n_ff %d, ctx %d)",
-                        o.n_embd, o.n_layer, o.n_head, o.n_ff, o.ctx);
+    if (o.n_ff < 1 || o.n_ff > 65536)
+        return plm_fail(ctx, PLM_EINVAL, "write_tiny_gguf: n_ff must be in 1..65536 (got %d)", o.n_ff);
+    if (o.ctx < 1 || o.ctx > 1 << 24)
+        return plm_fail(ctx, PLM_EINVAL, "write_tiny_gguf: ctx must be in 1..16777216 (got %d)", o.ctx);
     if (o.n_embd % o.n_head || (o.n_embd / o.n_head) % 2)
         return plm_fail(ctx, PLM_EINVAL, "write_tiny_gguf: n_embd (%d) must be n_head (%d) times an even head size",
                         o.n_embd, o.n_head);

@@ -175,6 +175,7 @@ typedef struct llm {
     long clock;
     slot *slots;
     float *tmp;
+    char *path;       /* the model file, for messages */
     plm_llama_stats stats;
 } llm;
 
@@ -190,7 +191,9 @@ typedef struct job {
 static plm_status run_jobs(plm_lm *lm, plm_ctx *ctx, job *jobs, size_t nj)
 {
     llm *L = lm->impl;
-    size_t V = (size_t)lm->n_vocab, j = 0, t = 0;
+    size_t V = (size_t)lm->n_vocab, j = 0, t = 0, bad_tok = 0;
+    int bad_row = 0;
+    double bad_logit = 0;
     llama_memory_t mem = F.llama_get_memory(L->lctx);
     /* fill batches of at most n_batch tokens, job by job; decode each full batch */
     while (j < nj) {
@@ -249,6 +252,11 @@ static plm_status run_jobs(plm_lm *lm, plm_ctx *ctx, job *jobs, size_t nj)
                     double *row = jb->out + (tt - jb->want_from) * V;
                     size_t v;
                     if (!lg) return plm_fail(ctx, PLM_ERUNTIME, "llama: no logits for batch position %d", k);
+                    /* NaN or inf weights make NaN or inf logits, which normalising would turn into a row of
+                    ** -inf or NaN: no distribution. Stop here rather than hand it to a sampler that keeps
+                    ** going. Logits of a sound model are always finite. */
+                    for (v = 0; v < V && !bad_row; v++)
+                        if (!isfinite(lg[v])) bad_row = 1, bad_tok = (size_t)v, bad_logit = lg[v];
                     for (v = 0; v < V; v++) row[v] = lg[v];
                     plm_lm_lognormalise(row, V);
                 }
@@ -276,6 +284,11 @@ static plm_status run_jobs(plm_lm *lm, plm_ctx *ctx, job *jobs, size_t nj)
             }
             t = 0;
         }
+        if (bad_row)   /* after the bookkeeping, so the slots still describe the KV cache */
+            return plm_fail(ctx, PLM_EDOM,
+                            "llama: %s: the model's next-token logits are not numbers (token %zu has logit %s): the "
+                            "weights hold NaN or inf",
+                            L->path, bad_tok, isnan(bad_logit) ? "NaN" : bad_logit > 0 ? "inf" : "-inf");
     }
     return PLM_OK;
 }
@@ -623,6 +636,7 @@ static void ll_destroy(plm_lm *lm)
         for (int i = 0; i < L->n_slots; i++) free(L->slots[i].toks);
     free(L->slots);
     free(L->tmp);
+    free(L->path);
     free(L);
 }
 
@@ -661,12 +675,16 @@ plm_status plm_llama_new(plm_ctx *ctx, const plm_llama_opts *opts, plm_lm **out)
     }
     fclose(f);
     if (!plm_llama_available(ctx)) return PLM_ENOTSUP;
-    if (!(L = calloc(1, sizeof *L))) return plm_fail(ctx, PLM_ENOMEM, "llama: out of memory");
+    if (!(L = calloc(1, sizeof *L)) || !(L->path = strdup(opts->model))) {
+        free(L);
+        return plm_fail(ctx, PLM_ENOMEM, "llama: out of memory");
+    }
     last_log[0] = 0;
     mp = F.llama_model_default_params();
     mp.n_gpu_layers = 0;
     L->model = F.llama_model_load_from_file(opts->model, mp);
     if (!L->model) {
+        free(L->path);
         free(L);
         return plm_fail(ctx, PLM_EPARSE, "llama: cannot load '%s'%s%s", opts->model, *last_log ? ": " : "", last_log);
     }
@@ -685,6 +703,7 @@ plm_status plm_llama_new(plm_ctx *ctx, const plm_llama_opts *opts, plm_lm **out)
     L->lctx = F.llama_init_from_model(L->model, cp);
     if (!L->lctx) {
         F.llama_model_free(L->model);
+        free(L->path);
         free(L);
         return plm_fail(ctx, PLM_ERUNTIME, "llama: cannot create a context of %d cells for %d sequences%s%s", n_ctx, seqs,
                         *last_log ? ": " : "", last_log);
