@@ -142,3 +142,9 @@ T.test("sizes, blow-up time and options are reported exactly", function()
     "left the finite numbers")
   T.eq((e1:gsub("^.-:%d+: ", "")), (e2:gsub("^.-:%d+: ", "")), "thread-count independent message")
 end)
+
+T.test("sde_obs options are checked", function()
+  local err = T.raises(function() plume.sde_obs{ times = {1}, L = {1}, noise = 1, nosie = 2 } end,
+    "plume.sde_obs: unknown option 'nosie' (options: times, L, noise)")
+  T.ok(err:find("test_sde.lua:%d+:"), "names the caller's line: " .. err)
+end)
