@@ -307,6 +307,7 @@ static const char *shown(const char *s, uint64_t len, char *buf)
 /* A string (offset in the file, length) with its hash, for duplicate checks by sorting. */
 typedef struct span {
     uint64_t hash;
+    const unsigned char *s;   /* the bytes, in the mapped file */
     size_t off, len, index;
 } span;
 
@@ -318,26 +319,24 @@ static uint64_t fnv1a(const unsigned char *s, size_t n)
     return h;
 }
 
-static const unsigned char *span_base;
 static int span_cmp(const void *a, const void *b)
 {
     const span *x = a, *y = b;
     int c;
     if (x->hash != y->hash) return x->hash < y->hash ? -1 : 1;
     if (x->len != y->len) return x->len < y->len ? -1 : 1;
-    c = memcmp(span_base + x->off, span_base + y->off, x->len);
+    c = memcmp(x->s, y->s, x->len);
     if (c) return c;
     return x->index < y->index ? -1 : x->index > y->index;
 }
 
 /* The first pair of equal strings, or 0. Sorting by (hash, bytes, index) puts equal strings side by side,
-** the earlier one first. span_base is set only for the sort, which runs under the caller's lock-free use of
-** this single-threaded check (model loading). */
+** the earlier one first. */
 static int first_duplicate(const unsigned char *base, span *s, size_t n, size_t *i1, size_t *i2)
 {
     size_t k;
     int found = 0;
-    span_base = base;
+    for (k = 0; k < n; k++) s[k].s = base + s[k].off;
     qsort(s, n, sizeof *s, span_cmp);
     for (k = 1; k < n; k++)
         if (s[k].hash == s[k - 1].hash && s[k].len == s[k - 1].len &&
