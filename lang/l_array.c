@@ -60,8 +60,11 @@ static int l_array_new(lua_State *L)
             fill = plm_l_checknum(L, 3, "plume.array", "fill");
         } else if (!lua_isnoneornil(L, 2))
             fill = plm_l_checknum(L, 2, "plume.array", "fill");
-        if (n < 0 || cols < 1 || (double)n * (double)cols > 1e10)
-            return luaL_error(L, "plume.array: size must be >= 0 (got %d x %d)", (int)n, (int)cols);
+        /* compared in doubles, so n * cols cannot wrap before the check */
+        if (n < 0) return luaL_error(L, "plume.array: n must be >= 0 (got %I)", n);
+        if (cols < 1) return luaL_error(L, "plume.array: cols must be >= 1 (got %I)", cols);
+        if ((double)n * (double)cols > 1e10)
+            return luaL_error(L, "plume.array: %I x %I elements is over the limit of 1e10 (80 GB of doubles)", n, cols);
         a = plm_l_newarray(L, (size_t)(n * cols));
         a->rows = (size_t)n;
         a->cols = (size_t)cols;
@@ -94,7 +97,7 @@ static int l_array_newindex(lua_State *L)
     plm_l_array *a = luaL_checkudata(L, 1, PLM_L_ARRAY);
     lua_Integer i = plm_l_checkint(L, 2, "plume.array", "index");
     if (i < 1 || (size_t)i > a->n)
-        return luaL_error(L, "plume.array: index %d out of range 1..%d", (int)i, (int)a->n);
+        return luaL_error(L, "plume.array: index %I out of range 1..%I", i, (lua_Integer)a->n);
     a->data[i - 1] = plm_l_checknum(L, 3, "plume.array", "value");
     return 0;
 }
@@ -113,9 +116,9 @@ static int l_array_tostring(lua_State *L)
     size_t i, show = a->n <= 8 ? a->n : 6;
     luaL_buffinit(L, &b);
     if (a->cols > 1)
-        lua_pushfstring(L, "plume.array(%d x %d) {", (int)a->rows, (int)a->cols);
+        lua_pushfstring(L, "plume.array(%I x %I) {", (lua_Integer)a->rows, (lua_Integer)a->cols);
     else
-        lua_pushfstring(L, "plume.array(%d) {", (int)a->n);
+        lua_pushfstring(L, "plume.array(%I) {", (lua_Integer)a->n);
     luaL_addvalue(&b);
     for (i = 0; i < show; i++) {
         char num[32];

@@ -33,7 +33,9 @@ static plm_ctmc *rates_from(lua_State *L, int idx, const char *fn)
 static int l_ctmc_new(lua_State *L)
 {
     plm_ctmc *c;
+    static const char *const fields[] = {"Q", NULL};
     luaL_checktype(L, 1, LUA_TTABLE);
+    plm_l_checkopts(L, 1, "ctmc", fields);
     if (lua_getfield(L, 1, "Q") == LUA_TNIL) return luaL_error(L, "ctmc: missing field 'Q' (the rate matrix)");
     c = rates_from(L, -1, "ctmc");
     plm_l_pushobj(L, c, CTMC_META);
@@ -56,7 +58,7 @@ static int *check_states(lua_State *L, int idx, const char *fn, const char *arg,
         if (!(v[i] >= 1 && v[i] <= K && v[i] == floor(v[i]))) {
             char got[32];
             snprintf(got, sizeof got, "%g", v[i]);
-            luaL_error(L, "%s: %s[%d] must be a state in 1..%d (got %s)", fn, arg, (int)i + 1, K, got);
+            luaL_error(L, "%s: %s[%I] must be a state in 1..%d (got %s)", fn, arg, (lua_Integer)i + 1, K, got);
         }
         s[i] = (int)v[i] - 1;
     }
@@ -85,7 +87,7 @@ static int l_ctmc_sample_path(lua_State *L)
     plm_rng r;
     plm_ctx ctx;
     size_t i;
-    if (x0 < 1 || x0 > c->K) return luaL_error(L, "ctmc:sample_path: x0 must be a state in 1..%d (got %d)", c->K, (int)x0);
+    if (x0 < 1 || x0 > c->K) return luaL_error(L, "ctmc:sample_path: x0 must be a state in 1..%d (got %I)", c->K, x0);
     plm_rng_init(&r, seed, 0);
     plm_ctx_clear(&ctx);
     if (plm_ctmc_sample_path(&ctx, c, (int)x0 - 1, 0, t_end, &r, &path)) return plm_l_fail(L, &ctx);
@@ -162,7 +164,9 @@ static int l_cthmm_new(lua_State *L)
     double *init;
     size_t n;
     int K, k;
+    static const char *const fields[] = {"Q", "init", "emit", NULL};
     luaL_checktype(L, 1, LUA_TTABLE);
+    plm_l_checkopts(L, 1, "cthmm", fields);
     if (lua_getfield(L, 1, "Q") == LUA_TNIL) return luaL_error(L, "cthmm: missing field 'Q' (the rate matrix)");
     if (!(c = plm_l_testobj(L, -1, CTMC_META))) c = rates_from(L, -1, fn);
     K = c->K;

@@ -59,7 +59,9 @@ static int l_hmm_new(lua_State *L)
     plm_ctx ctx;
     plm_status st;
     int top;
+    static const char *const fields[] = {"trans", "init", "emit", NULL};
     luaL_checktype(L, 1, LUA_TTABLE);
+    plm_l_checkopts(L, 1, fn, fields);
     lua_getfield(L, 1, "trans");
     if (lua_isnil(L, -1)) return luaL_error(L, "hmm: trans is required (a K x K matrix of transition probabilities)");
     trans = plm_l_checkmat(L, -1, fn, "trans", &kr, &kc);
@@ -137,21 +139,21 @@ static void read_obs(lua_State *L, const plm_hmm *h, const char *fn, const char 
         int i;
         if (a) {
             if (a->n != (size_t)h->D)
-                luaL_error(L, "%s: %s[%d] has %d entries, but the emissions have dimension %d", fn, arg, (int)pos, (int)a->n, h->D);
+                luaL_error(L, "%s: %s[%I] has %d entries, but the emissions have dimension %d", fn, arg, (lua_Integer)pos, (int)a->n, h->D);
             memcpy(x, a->data, a->n * sizeof *x);
         } else {
-            if (t != LUA_TTABLE) luaL_error(L, "%s: %s[%d] must be a vector of %d numbers (got %s)", fn, arg, (int)pos, h->D, lua_typename(L, t));
+            if (t != LUA_TTABLE) luaL_error(L, "%s: %s[%I] must be a vector of %d numbers (got %s)", fn, arg, (lua_Integer)pos, h->D, lua_typename(L, t));
             if (luaL_len(L, -1) != h->D)
-                luaL_error(L, "%s: %s[%d] has %d entries, but the emissions have dimension %d", fn, arg, (int)pos, (int)luaL_len(L, -1), h->D);
+                luaL_error(L, "%s: %s[%I] has %d entries, but the emissions have dimension %d", fn, arg, (lua_Integer)pos, (int)luaL_len(L, -1), h->D);
             for (i = 0; i < h->D; i++) {
                 if (lua_rawgeti(L, -1, i + 1) != LUA_TNUMBER)
-                    luaL_error(L, "%s: %s[%d][%d] must be a number (got %s)", fn, arg, (int)pos, i + 1, luaL_typename(L, -1));
+                    luaL_error(L, "%s: %s[%I][%d] must be a number (got %s)", fn, arg, (lua_Integer)pos, i + 1, luaL_typename(L, -1));
                 x[i] = lua_tonumber(L, -1);
                 lua_pop(L, 1);
             }
         }
         for (i = 0; i < h->D; i++)
-            if (!isfinite(x[i])) luaL_error(L, "%s: %s[%d][%d] is %s, but observations must be finite", fn, arg, (int)pos, i + 1, num(nb, x[i]));
+            if (!isfinite(x[i])) luaL_error(L, "%s: %s[%I][%d] is %s, but observations must be finite", fn, arg, (lua_Integer)pos, i + 1, num(nb, x[i]));
         return;
     }
     if (t == LUA_TBOOLEAN && h->emit == PLM_HMM_BERNOULLI)
@@ -159,7 +161,7 @@ static void read_obs(lua_State *L, const plm_hmm *h, const char *fn, const char 
     else if (t == LUA_TNUMBER)
         x[0] = lua_tonumber(L, -1);
     else
-        luaL_error(L, "%s: %s[%d] must be a number (got %s)", fn, arg, (int)pos, lua_typename(L, t));
+        luaL_error(L, "%s: %s[%I] must be a number (got %s)", fn, arg, (lua_Integer)pos, lua_typename(L, t));
 }
 
 /* Check one scalar observation (as the user wrote it) and convert it to C's convention. */
@@ -169,19 +171,19 @@ static double conv_obs(lua_State *L, const plm_hmm *h, const char *fn, const cha
     switch (h->emit) {
     case PLM_HMM_CATEGORICAL:
         if (v != floor(v) || !isfinite(v))
-            luaL_error(L, "%s: %s[%d] is %s, but symbols are whole numbers 1..%d", fn, arg, (int)pos, num(nb, v), h->M);
+            luaL_error(L, "%s: %s[%I] is %s, but symbols are whole numbers 1..%d", fn, arg, (lua_Integer)pos, num(nb, v), h->M);
         if (v < 1 || v > h->M)
-            luaL_error(L, "%s: %s[%d] is %d, but there are %d symbols (1..%d)", fn, arg, (int)pos, (int)v, h->M, h->M);
+            luaL_error(L, "%s: %s[%I] is %s, but there are %d symbols (1..%d)", fn, arg, (lua_Integer)pos, num(nb, v), h->M, h->M);
         return v - 1;
     case PLM_HMM_POISSON:
         if (!(v >= 0 && isfinite(v) && v == floor(v)))
-            luaL_error(L, "%s: %s[%d] is %s, but poisson observations are counts 0, 1, 2, ...", fn, arg, (int)pos, num(nb, v));
+            luaL_error(L, "%s: %s[%I] is %s, but poisson observations are counts 0, 1, 2, ...", fn, arg, (lua_Integer)pos, num(nb, v));
         return v;
     case PLM_HMM_BERNOULLI:
-        if (v != 0 && v != 1) luaL_error(L, "%s: %s[%d] is %s, but bernoulli observations are 0 or 1", fn, arg, (int)pos, num(nb, v));
+        if (v != 0 && v != 1) luaL_error(L, "%s: %s[%I] is %s, but bernoulli observations are 0 or 1", fn, arg, (lua_Integer)pos, num(nb, v));
         return v;
     default:
-        if (!isfinite(v)) luaL_error(L, "%s: %s[%d] is %s, but observations must be finite", fn, arg, (int)pos, num(nb, v));
+        if (!isfinite(v)) luaL_error(L, "%s: %s[%I] is %s, but observations must be finite", fn, arg, (lua_Integer)pos, num(nb, v));
         return v;
     }
 }
@@ -204,7 +206,7 @@ static double *check_seq(lua_State *L, int idx, const plm_hmm *h, const char *fn
         y = plm_l_scratch(L, n * D * sizeof *y);
         for (t = 0; t < n * D; t++) y[t] = D > 1 ? a->data[t] : conv_obs(L, h, fn, arg, t + 1, a->data[t]);
         for (t = 0; D > 1 && t < n * D; t++)
-            if (!isfinite(y[t])) luaL_error(L, "%s: %s[%d][%d] is %s, but observations must be finite", fn, arg, (int)(t / D) + 1, (int)(t % D) + 1, num(nb, y[t]));
+            if (!isfinite(y[t])) luaL_error(L, "%s: %s[%I][%d] is %s, but observations must be finite", fn, arg, (lua_Integer)(t / D) + 1, (int)(t % D) + 1, num(nb, y[t]));
         *T = n;
         return y;
     }
@@ -462,7 +464,8 @@ static int l_hmm_sample(lua_State *L)
     plm_rng r;
     plm_ctx ctx;
     lua_Integer t;
-    if (T < 1) return luaL_error(L, "%s: T must be >= 1 (got %d)", fn, (int)T);
+    /* The states and observations become Lua tables of T entries: 1e8 of them is already gigabytes. */
+    if (T < 1 || T > 100000000) return luaL_error(L, "%s: T must be in 1..1e8 (got %I)", fn, T);
     seed = lua_isnoneornil(L, 3) ? plm_rng_entropy_seed() : (unsigned long long)plm_l_checkint(L, 3, fn, "seed");
     st = plm_l_scratch(L, (size_t)T * sizeof *st);
     y = plm_l_scratch(L, (size_t)T * h->D * sizeof *y);
@@ -489,14 +492,16 @@ static int l_hmm_fit(lua_State *L)
     lua_Integer iters, restarts;
     char nb[32];
     plm_ctx ctx;
+    static const char *const names[] = {"iters", "tol", "restarts", "seed", "threads", NULL};
     if (lua_isnoneornil(L, 2)) return luaL_error(L, "%s: data is required", fn);
     if (!lua_isnoneornil(L, 3) && !opts) return luaL_error(L, "%s: options must be a table (got %s)", fn, luaL_typename(L, 3));
+    plm_l_checkopts(L, opts, fn, names);
     plm_hmm_fit_defaults(&o);
     iters = plm_l_optint(L, opts, fn, "iters", o.iters);
     restarts = plm_l_optint(L, opts, fn, "restarts", o.restarts);
     o.tol = plm_l_optnum(L, opts, fn, "tol", o.tol);
-    if (iters < 0 || iters > 1000000) return luaL_error(L, "%s: option 'iters' must be in 0..1000000 (got %d)", fn, (int)iters);
-    if (restarts < 1 || restarts > 100000) return luaL_error(L, "%s: option 'restarts' must be in 1..100000 (got %d)", fn, (int)restarts);
+    if (iters < 0 || iters > 1000000) return luaL_error(L, "%s: option 'iters' must be in 0..1000000 (got %I)", fn, iters);
+    if (restarts < 1 || restarts > 100000) return luaL_error(L, "%s: option 'restarts' must be in 1..100000 (got %I)", fn, restarts);
     if (!(o.tol >= 0)) return luaL_error(L, "%s: option 'tol' must be >= 0 (got %s)", fn, num(nb, o.tol));
     o.iters = (int)iters, o.restarts = (int)restarts;
     o.seed = plm_l_seed(L, opts, fn);

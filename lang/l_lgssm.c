@@ -63,7 +63,9 @@ static int l_lgssm_new(lua_State *L)
     plm_ctx ctx;
     size_t n, m, cols;
     int top;
+    static const char *const fields[] = {"m0", "P0", "A", "Q", "C", "R", "b", "d", NULL};
     luaL_checktype(L, 1, LUA_TTABLE);
+    plm_l_checkopts(L, 1, "lgssm", fields);
     top = lua_gettop(L);
     /* n from m0, m from the rows of C */
     if (lua_getfield(L, 1, "m0") == LUA_TNIL) return luaL_error(L, "lgssm: missing field 'm0'");
@@ -114,8 +116,8 @@ static double obs_entry(lua_State *L, const char *fn, size_t t, int j, int with_
     if (type == LUA_TNUMBER)
         v = lua_tonumber(L, -1);
     else if (type != LUA_TNIL) {
-        if (with_j) luaL_error(L, "%s: ys[%d][%d] must be a number or nil (got %s)", fn, (int)t + 1, j + 1, luaL_typename(L, -1));
-        luaL_error(L, "%s: ys[%d] must be a number or nil (got %s)", fn, (int)t + 1, luaL_typename(L, -1));
+        if (with_j) luaL_error(L, "%s: ys[%I][%d] must be a number or nil (got %s)", fn, (lua_Integer)t + 1, j + 1, luaL_typename(L, -1));
+        luaL_error(L, "%s: ys[%I] must be a number or nil (got %s)", fn, (lua_Integer)t + 1, luaL_typename(L, -1));
     }
     lua_pop(L, 1);
     return v;
@@ -165,7 +167,7 @@ static double *check_ys(lua_State *L, int idx, const char *fn, int m, size_t *T)
             }
             lua_pop(L, 1);
         } else if (m == 1)
-            luaL_error(L, "%s: ys[%d] must be a number or nil (got %s)", fn, (int)t + 1, luaL_typename(L, -1));
+            luaL_error(L, "%s: ys[%I] must be a number or nil (got %s)", fn, (lua_Integer)t + 1, luaL_typename(L, -1));
         else
             luaL_error(L, "%s: ys[%d] must be a vector of %d numbers (got %s)", fn, (int)t + 1, m, luaL_typename(L, -1));
     }
@@ -220,7 +222,13 @@ static int filter_or_smooth(lua_State *L, int smooth)
     size_t T, n = (size_t)s->n;
     double *ys = check_ys(L, 2, fn, s->m, &T), *means, *covs, ll;
     plm_status st;
-    if (T > ((size_t)1 << 40) / (n * n + n)) return luaL_error(L, "%s: too many observations (%d)", fn, (int)T);
+    /* the means and covariances become Lua tables: T (n^2 + n) numbers, capped like every result table */
+    if ((double)T * (double)(n * n + n) > 1e8) {
+        char nb[32];
+        snprintf(nb, sizeof nb, "%.0f", (double)T * (double)(n * n + n));
+        return luaL_error(L, "%s: %I observations of state dimension %d would return %s numbers (the limit is 1e8)", fn,
+                          (lua_Integer)T, (int)n, nb);
+    }
     means = plm_l_scratch(L, (T ? T : 1) * n * sizeof *means);
     covs = plm_l_scratch(L, (T ? T : 1) * n * n * sizeof *covs);
     plm_ctx_clear(&ctx);
@@ -243,7 +251,13 @@ static int l_lgssm_sample(lua_State *L)
     plm_rng r;
     plm_ctx ctx;
     double *xs, *ys;
-    if (T < 1 || T > 100000000) return luaL_error(L, "lgssm:sample: T must be in 1..1e8 (got %d)", (int)T);
+    if (T < 1 || T > 100000000) return luaL_error(L, "lgssm:sample: T must be in 1..1e8 (got %I)", T);
+    if ((double)T * (s->n + s->m) > 1e8) {
+        char nb[32];
+        snprintf(nb, sizeof nb, "%.0f", (double)T * (s->n + s->m));
+        return luaL_error(L, "lgssm:sample: T = %I steps of %d states and %d observations would return %s numbers (the limit is 1e8)",
+                          T, s->n, s->m, nb);
+    }
     xs = plm_l_scratch(L, (size_t)T * s->n * sizeof *xs);
     ys = plm_l_scratch(L, (size_t)T * s->m * sizeof *ys);
     plm_rng_init(&r, seed, 0);

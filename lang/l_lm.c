@@ -44,7 +44,7 @@ static int push_new_lm(lua_State *L, plm_lm *lm, int opts, const char *fn)
         lua_Integer mb = plm_l_optint(L, opts, fn, "cache_mb", 256);
         if (mb < 1 || mb > 1 << 20) {
             plm_lm_free(lm);
-            return luaL_error(L, "%s: option 'cache_mb' must be 1..1048576 (got %d)", fn, (int)mb);
+            return luaL_error(L, "%s: option 'cache_mb' must be 1..1048576 (got %I)", fn, mb);
         }
         if (!(lm = plm_lm_cache_new(&ctx, lm, (size_t)mb << 20))) return plm_l_fail(L, &ctx);
     }
@@ -216,6 +216,8 @@ static plm_token sample_row(const double *row, size_t V, double temp, plm_rng *r
     return (plm_token)best;   /* rounding left u >= 0: the mode is the safe answer */
 }
 
+static const char *const sample_text_options[] = {"stop", "max_tokens", "temperature", "seed", NULL};
+
 /* lm:sample_text(prompt, {stop=, max_tokens=, temperature=, seed=}) -> text, logp, reason */
 static int l_sample_text(lua_State *L)
 {
@@ -225,9 +227,9 @@ static int l_sample_text(lua_State *L)
     size_t np, V = (size_t)lm->n_vocab, nstop = 0, i, tlen = 0, tcap = 256;
     const plm_token *p = check_tokens(L, 2, lm, FN, "prompt", &np);
     int opts = lua_istable(L, 3) ? 3 : 0, seq = -1;
-    lua_Integer max_tokens = plm_l_optint(L, opts, FN, "max_tokens", 64), t;
-    double temp = plm_l_optnum(L, opts, FN, "temperature", 1.0), logp = 0;
-    unsigned long long seed = plm_l_seed(L, opts, FN);
+    lua_Integer max_tokens, t;
+    double temp, logp = 0;
+    unsigned long long seed;
     const char *stops[16];
     size_t stoplen[16];
     double *row = plm_l_scratch(L, V * sizeof *row);
@@ -236,8 +238,12 @@ static int l_sample_text(lua_State *L)
     plm_rng rng;
     plm_status st;
     if (!lua_isnoneornil(L, 3) && !opts) return luaL_error(L, "%s: options must be a table (got %s)", FN, luaL_typename(L, 3));
+    plm_l_checkopts(L, opts, FN, sample_text_options);
+    max_tokens = plm_l_optint(L, opts, FN, "max_tokens", 64);
+    temp = plm_l_optnum(L, opts, FN, "temperature", 1.0);
+    seed = plm_l_seed(L, opts, FN);
     if (max_tokens < 0 || max_tokens > 1000000)
-        return luaL_error(L, "%s: option 'max_tokens' must be 0..1e6 (got %d)", FN, (int)max_tokens);
+        return luaL_error(L, "%s: option 'max_tokens' must be 0..1e6 (got %I)", FN, max_tokens);
     if (!(temp >= 0) || !isfinite(temp))
         return luaL_error(L, "%s: option 'temperature' must be a finite number >= 0 (got %f)", FN, temp);
     if (opts) {
@@ -409,16 +415,22 @@ static int l_llama(lua_State *L)
     plm_llama_opts o;
     plm_ctx ctx;
     plm_lm *lm;
+    static const char *const names[] = {"model", "ctx",      "seqs",  "threads", "split_kv", "no_prefix_reuse",
+                                        "cache", "cache_mb", NULL};
+    lua_Integer n_ctx, seqs;
     luaL_checktype(L, 1, LUA_TTABLE);
+    plm_l_checkopts(L, 1, FN, names);
     o.model = plm_l_optstr(L, 1, FN, "model", NULL);
     if (!o.model) return luaL_error(L, "%s: option 'model' (a GGUF file) is required", FN);
-    o.ctx = (int)plm_l_optint(L, 1, FN, "ctx", 4096);
-    o.seqs = (int)plm_l_optint(L, 1, FN, "seqs", 64);
+    n_ctx = plm_l_optint(L, 1, FN, "ctx", 4096);
+    seqs = plm_l_optint(L, 1, FN, "seqs", 64);
     o.threads = plm_l_threads(L, 1, FN);
     o.split_kv = plm_l_optbool(L, 1, FN, "split_kv", 0);
     o.no_prefix_reuse = plm_l_optbool(L, 1, FN, "no_prefix_reuse", 0);
-    if (o.ctx < 8 || o.ctx > 1 << 24) return luaL_error(L, "%s: option 'ctx' must be 8..16777216 (got %d)", FN, o.ctx);
-    if (o.seqs < 1 || o.seqs > 4096) return luaL_error(L, "%s: option 'seqs' must be 1..4096 (got %d)", FN, o.seqs);
+    if (n_ctx < 8 || n_ctx > 1 << 24) return luaL_error(L, "%s: option 'ctx' must be 8..16777216 (got %I)", FN, n_ctx);
+    if (seqs < 1 || seqs > 4096) return luaL_error(L, "%s: option 'seqs' must be 1..4096 (got %I)", FN, seqs);
+    o.ctx = (int)n_ctx;
+    o.seqs = (int)seqs;
     if (plm_llama_new(&ctx, &o, &lm)) return plm_l_fail(L, &ctx);
     return push_new_lm(L, lm, 1, FN);
 }
@@ -432,6 +444,16 @@ static int l_available(lua_State *L)
     return 2;
 }
 
+/* A size option of write_tiny_gguf as an int: values beyond an int are refused here, before a cast could
+** wrap them into range (the writer then checks the real limits). */
+static int tiny_size(lua_State *L, int opts, const char *key, int def)
+{
+    lua_Integer v = plm_l_optint(L, opts, "plume.lm.write_tiny_gguf", key, def);
+    if (v < 0 || v > 1 << 30)
+        luaL_error(L, "plume.lm.write_tiny_gguf: option '%s' must be in 0..2^30 (got %I)", key, v);
+    return (int)v;
+}
+
 static int l_write_tiny_gguf(lua_State *L)
 {
     static const char *FN = "plume.lm.write_tiny_gguf";
@@ -440,12 +462,14 @@ static int l_write_tiny_gguf(lua_State *L)
     plm_ctx ctx;
     uint64_t n;
     int opts = lua_istable(L, 2) ? 2 : 0;
+    static const char *const names[] = {"n_embd", "n_layer", "n_head", "n_ff", "ctx", "seed", NULL};
+    plm_l_checkopts(L, opts, FN, names);
     plm_gguf_tiny_defaults(&o);
-    o.n_embd = (int)plm_l_optint(L, opts, FN, "n_embd", o.n_embd);
-    o.n_layer = (int)plm_l_optint(L, opts, FN, "n_layer", o.n_layer);
-    o.n_head = (int)plm_l_optint(L, opts, FN, "n_head", o.n_head);
-    o.n_ff = (int)plm_l_optint(L, opts, FN, "n_ff", 0);
-    o.ctx = (int)plm_l_optint(L, opts, FN, "ctx", o.ctx);
+    o.n_embd = tiny_size(L, opts, "n_embd", o.n_embd);
+    o.n_layer = tiny_size(L, opts, "n_layer", o.n_layer);
+    o.n_head = tiny_size(L, opts, "n_head", o.n_head);
+    o.n_ff = tiny_size(L, opts, "n_ff", 0);
+    o.ctx = tiny_size(L, opts, "ctx", o.ctx);
     o.seed = (uint64_t)plm_l_optint(L, opts, FN, "seed", 1);
     if (plm_gguf_write_tiny(&ctx, path, &o, &n)) return plm_l_fail(L, &ctx);
     lua_pushinteger(L, (lua_Integer)n);
@@ -458,7 +482,9 @@ static int l_ngram(lua_State *L)   /* plume.lm.ngram{ arpa = } (called through t
     plm_ctx ctx;
     plm_lm *lm;
     const char *arpa;
+    static const char *const names[] = {"arpa", "cache", "cache_mb", NULL};
     if (!lua_istable(L, 2)) return luaL_error(L, "%s: expected an options table {arpa = \"file.arpa\"}", FN);
+    plm_l_checkopts(L, 2, FN, names);
     arpa = plm_l_optstr(L, 2, FN, "arpa", NULL);
     if (!arpa) return luaL_error(L, "%s: option 'arpa' (a file name) is required", FN);
     if (plm_ngram_load_arpa(&ctx, arpa, &lm)) return plm_l_fail(L, &ctx);
@@ -473,14 +499,16 @@ static int l_ngram_train(lua_State *L)
     size_t len;
     const char *text, *out;
     lua_Integer order;
+    static const char *const names[] = {"text", "order", "out", "cache", "cache_mb", NULL};
     luaL_checktype(L, 1, LUA_TTABLE);
+    plm_l_checkopts(L, 1, FN, names);
     lua_getfield(L, 1, "text");
     if (lua_type(L, -1) != LUA_TSTRING)
         return luaL_error(L, "%s: option 'text' must be a string (got %s)", FN, luaL_typename(L, -1));
     text = lua_tolstring(L, -1, &len);
     order = plm_l_optint(L, 1, FN, "order", 3);
     out = plm_l_optstr(L, 1, FN, "out", NULL);
-    if (order < 1 || order > 9) return luaL_error(L, "%s: option 'order' must be 1..9 (got %d)", FN, (int)order);
+    if (order < 1 || order > 9) return luaL_error(L, "%s: option 'order' must be 1..9 (got %I)", FN, order);
     if (plm_ngram_train(&ctx, text, len, (int)order, &lm)) return plm_l_fail(L, &ctx);
     if (out && plm_ngram_write_arpa(&ctx, lm, out)) {
         plm_lm_free(lm);
@@ -503,7 +531,9 @@ static int l_native(lua_State *L)
     ffi_arg rc = 0;
     plm_ctx ctx;
     plm_lm *lm;
+    static const char *const names[] = {"lib", "symbol", "arg", "cache", "cache_mb", NULL};
     luaL_checktype(L, 1, LUA_TTABLE);
+    plm_l_checkopts(L, 1, FN, names);
     lib = plm_l_optstr(L, 1, FN, "lib", NULL);
     sym = plm_l_optstr(L, 1, FN, "symbol", NULL);
     arg = plm_l_optstr(L, 1, FN, "arg", "");

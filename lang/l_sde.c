@@ -50,11 +50,15 @@ static int l_sde_new(lua_State *L)
     plm_sde_spec spec;
     l_sde *S;
     plm_ctx ctx;
+    static const char *const fields[] = {"drift", "diffusion", "params", "dim", NULL};
+    lua_Integer dim_opt;
     plm_ctx_clear(&ctx);
     luaL_checktype(L, 1, LUA_TTABLE);
     lua_settop(L, 1);
-    dim = (int)plm_l_optint(L, 1, "sde", "dim", 1);
-    if (dim < 1 || dim > 64) return luaL_error(L, "sde: dim must be in 1..64 (got %d)", dim);
+    plm_l_checkopts(L, 1, "sde", fields);
+    dim_opt = plm_l_optint(L, 1, "sde", "dim", 1);
+    if (dim_opt < 1 || dim_opt > 64) return luaL_error(L, "sde: dim must be in 1..64 (got %I)", dim_opt);
+    dim = (int)dim_opt;
     g = plm_l_newgraph(L);
     holder = lua_gettop(L);
     lua_newtable(L);
@@ -218,12 +222,27 @@ static int l_sde_set_params(lua_State *L)
     return 0;
 }
 
-static void check_values(lua_State *L, l_sde *S, const char *fn)
+static void check_values(lua_State *L, l_sde *S, int self, const char *fn)
 {
     int i;
     for (i = 0; i < S->s->np; i++)
-        if (isnan(S->s->params[i])) luaL_error(L, "%s: parameter %d has no value (use :set_params)", fn, i + 1);
+        if (isnan(S->s->params[i])) {
+            lua_getiuservalue(L, self, 1);
+            lua_getfield(L, -1, "names");
+            lua_geti(L, -1, i + 1);
+            luaL_error(L, "%s: parameter '%s' has no value (NaN; use :set_params)", fn, lua_tostring(L, -1));
+        }
 }
+
+/* A number as a person writes it, for messages (luaL_error has no %g). */
+static const char *num(char *buf, double v)
+{
+    snprintf(buf, 32, "%.10g", v);
+    return buf;
+}
+
+/* The grid has at most this many steps: it is an array of doubles (800 MB at the limit). */
+#define MAX_STEPS 100000000
 
 /* sde:simulate{ x0=, t_end=, dt= | times=, t0=0, seed=, paths=, method="euler"|"milstein", every=1, threads= } */
 static int l_sde_simulate(lua_State *L)
@@ -236,17 +255,21 @@ static int l_sde_simulate(lua_State *L)
     double *grid, *x0, *out;
     size_t ngrid, nx0, nsaves, k, i;
     unsigned long long seed;
+    char nb[4][32];
     plm_ctx ctx;
+    static const char *const names[] = {"x0",   "t_end",  "dt",    "times",   "t0", "seed",
+                                        "paths", "method", "every", "threads", NULL};
     plm_ctx_clear(&ctx);
     luaL_checktype(L, 2, LUA_TTABLE);
     lua_settop(L, 2);
-    check_values(L, S, "sde:simulate");
+    plm_l_checkopts(L, 2, "sde:simulate", names);
+    check_values(L, S, 1, "sde:simulate");
     paths = plm_l_optint(L, 2, "sde:simulate", "paths", 1);
     many = lua_getfield(L, 2, "paths") != LUA_TNIL;
     lua_pop(L, 1);
-    if (paths < 1 || paths > 100000000) return luaL_error(L, "sde:simulate: paths must be >= 1 (got %d)", (int)paths);
+    if (paths < 1 || paths > 100000000) return luaL_error(L, "sde:simulate: option 'paths' must be in 1..1e8 (got %I)", paths);
     every = plm_l_optint(L, 2, "sde:simulate", "every", 1);
-    if (every < 1) return luaL_error(L, "sde:simulate: every must be >= 1 (got %d)", (int)every);
+    if (every < 1) return luaL_error(L, "sde:simulate: option 'every' must be >= 1 (got %I)", every);
     meth = plm_l_optstr(L, 2, "sde:simulate", "method", "euler");
     if (strcmp(meth, "milstein") == 0)
         method = PLM_SDE_MILSTEIN;
@@ -264,9 +287,15 @@ static int l_sde_simulate(lua_State *L)
         double dt = plm_l_optnum(L, 2, "sde:simulate", "dt", NAN);
         double nsteps;
         if (isnan(t_end) || isnan(dt)) return luaL_error(L, "sde:simulate: give t_end and dt, or times");
-        if (!(dt > 0) || !(t_end > t0)) return luaL_error(L, "sde:simulate: need dt > 0 and t_end > t0");
+        if (!(dt > 0) || !(t_end > t0) || !isfinite(t0) || !isfinite(t_end))
+            return luaL_error(L, "sde:simulate: need finite t0 < t_end and dt > 0 (got t0 = %s, t_end = %s, dt = %s)",
+                              num(nb[0], t0), num(nb[1], t_end), num(nb[2], dt));
+        /* counted in doubles, so no size_t or int can wrap before the limit is checked */
         nsteps = ceil((t_end - t0) / dt - 1e-9);
-        if (nsteps > 1e9) return luaL_error(L, "sde:simulate: too many steps (%g)", nsteps);
+        if (!(nsteps <= MAX_STEPS))
+            return luaL_error(L, "sde:simulate: (t_end - t0) / dt = %s steps is over the limit of 1e8 (t0 = %s, t_end = %s, "
+                                 "dt = %s; raise dt or give times=)",
+                              num(nb[0], nsteps), num(nb[1], t0), num(nb[2], t_end), num(nb[3], dt));
         ngrid = (size_t)nsteps + 1;
         grid = plm_l_scratch(L, (ngrid + 1) * sizeof *grid);
         for (k = 0; k < ngrid; k++) grid[k] = t0 + (double)k * dt;
@@ -279,12 +308,15 @@ static int l_sde_simulate(lua_State *L)
         nx0 = 1;
     } else
         x0 = plm_l_checkvec(L, -1, "sde:simulate", "x0", &nx0, 0);
+    if (ngrid > MAX_STEPS + 1) return luaL_error(L, "sde:simulate: times has %I entries (the limit is 1e8)", (lua_Integer)ngrid);
     if (nx0 == (size_t)d * (size_t)paths && paths > 1 && nx0 != (size_t)d)
         x0pp = 1;
     else if (nx0 != (size_t)d)
         return luaL_error(L, "sde:simulate: x0 must have %d values (or %d per path)", d, d);
     nsaves = plm_sde_nsaves(ngrid, (size_t)every);
-    if ((double)nsaves * (double)paths * d > 4e8) return luaL_error(L, "sde:simulate: too many saved values (use every=)");
+    if ((double)nsaves * (double)paths * d > 4e8)
+        return luaL_error(L, "sde:simulate: %I saved times x %I paths x %d components is over the limit of 4e8 values (use every=)",
+                          (lua_Integer)nsaves, paths, d);
     out = plm_l_scratch(L, (nsaves * (size_t)paths * (size_t)d + 1) * sizeof *out);
     if (plm_sde_simulate(&ctx, s, (plm_sde_method)method, grid, ngrid, (size_t)paths, x0, x0pp, (size_t)every, seed,
                          out, threads))
@@ -335,7 +367,7 @@ static int eval_point(lua_State *L, int which)
     int d = s->dim;
     plm_ctx ctx;
     plm_ctx_clear(&ctx);
-    check_values(L, S, fn[which]);
+    check_values(L, S, 1, fn[which]);
     if (d == 1 && lua_type(L, 2) == LUA_TNUMBER)
         x[0] = lua_tonumber(L, 2);
     else {

@@ -220,11 +220,15 @@ static int l_ssm_new(lua_State *L)
     char where[256];
     l_ssm *S;
     plm_ctx ctx;
+    static const char *const fields[] = {"params", "data", "dim", "init", "trans", "obs", "proposal", NULL};
+    lua_Integer dim_opt;
     plm_ctx_clear(&ctx);
     luaL_checktype(L, 1, LUA_TTABLE);
     lua_settop(L, 1);
-    dim = (int)plm_l_optint(L, opts, "ssm", "dim", 1);
-    if (dim < 1 || dim > 64) return luaL_error(L, "ssm: dim must be in 1..64 (got %d)", dim);
+    plm_l_checkopts(L, opts, "ssm", fields);
+    dim_opt = plm_l_optint(L, opts, "ssm", "dim", 1);
+    if (dim_opt < 1 || dim_opt > 64) return luaL_error(L, "ssm: dim must be in 1..64 (got %I)", dim_opt);
+    dim = (int)dim_opt;
     memset(&spec, 0, sizeof spec);
     g = plm_l_newgraph(L);
     holder = lua_gettop(L);
@@ -490,6 +494,15 @@ static int l_ssm_set_params(lua_State *L)
     return 0;
 }
 
+/* Raise "fn: parameter 'name' has no value (NaN; hint)" for the k-th (0-based) parameter of the ssm at self. */
+static int no_value(lua_State *L, int self, int k, const char *fn, const char *hint)
+{
+    lua_getiuservalue(L, self, 1);
+    lua_getfield(L, -1, "names");
+    lua_geti(L, -1, k + 1);
+    return luaL_error(L, "%s: parameter '%s' has no value (NaN; %s)", fn, lua_tostring(L, -1), hint);
+}
+
 /* parameters without a value get a draw from their prior (stream 2^62 of the seed, apart from particles) */
 static void fill_priors(lua_State *L, l_ssm *S, int self, unsigned long long seed, double *saved)
 {
@@ -536,15 +549,24 @@ static int l_ssm_simulate(lua_State *L)
     size_t t, i;
     plm_status st;
     plm_ctx ctx;
+    static const char *const names[] = {"seed", "particles", "params", "threads", NULL};
     plm_ctx_clear(&ctx);
-    if (T < 1 || T > 100000000) return luaL_error(L, "ssm:simulate: T must be in 1..1e8 (got %d)", (int)T);
+    if (!lua_isnoneornil(L, 3) && !opts)
+        return luaL_error(L, "ssm:simulate: options must be a table (got %s)", luaL_typename(L, 3));
+    plm_l_checkopts(L, opts, "ssm:simulate", names);
+    if (T < 1 || T > 100000000) return luaL_error(L, "ssm:simulate: T must be in 1..1e8 (got %I)", T);
     if (opts) {
         n = plm_l_optint(L, opts, "ssm:simulate", "particles", 1);
-        if (n < 1) return luaL_error(L, "ssm:simulate: particles must be >= 1 (got %d)", (int)n);
+        if (n < 1 || n > 100000000) return luaL_error(L, "ssm:simulate: option 'particles' must be in 1..1e8 (got %I)", n);
     }
     many = opts && lua_getfield(L, opts, "particles") != LUA_TNIL;
     if (opts) lua_pop(L, 1);
-    if ((double)T * (double)n * (m->dim + m->ydim) > 4e8) return luaL_error(L, "ssm:simulate: T * particles is too large");
+    if ((double)T * (double)n * (m->dim + m->ydim) > 4e8) {
+        char nb[32];
+        snprintf(nb, sizeof nb, "%.0f", (double)T * (double)n * (m->dim + m->ydim));
+        return luaL_error(L, "ssm:simulate: T (%I) x particles (%I) x %d numbers per step is %s, over the limit of 4e8", T,
+                          n, m->dim + m->ydim, nb);
+    }
     threads = plm_l_threads(L, opts, "ssm:simulate");
     seed = plm_l_seed(L, opts, "ssm:simulate");
     saved = plm_l_scratch(L, (size_t)(m->np + 1) * sizeof *saved);
@@ -556,7 +578,7 @@ static int l_ssm_simulate(lua_State *L)
     for (k = 0; k < m->np; k++)
         if (isnan(m->params[k])) {
             memcpy(m->params, saved, (size_t)m->np * sizeof *saved);
-            return luaL_error(L, "ssm:simulate: parameter %d has no value", k + 1);
+            return no_value(L, 1, k, "ssm:simulate", "give it one with params= or a prior");
         }
     st = plm_ssm_simulate(&ctx, m, (long)T, (size_t)n, seed, xs, ys, threads);
     memcpy(m->params, saved, (size_t)m->np * sizeof *saved);
@@ -646,13 +668,13 @@ static int l_ssm_logjoint(lua_State *L)
     plm_ctx_clear(&ctx);
     xs = read_path(L, 2, m->dim, &T, "xs");
     ys = read_path(L, 3, m->ydim, &Ty, "ys");
-    if (T != Ty) return luaL_error(L, "ssm:logjoint: xs has %d times, ys has %d", (int)T, (int)Ty);
+    if (T != Ty) return luaL_error(L, "ssm:logjoint: xs has %I times, ys has %I", T, Ty);
     memcpy(saved, m->params, (size_t)m->np * sizeof *saved);
     if (lua_istable(L, 4)) set_params(L, S, 1, 4, "ssm:logjoint");
     for (k = 0; k < m->np; k++)
         if (isnan(m->params[k])) {
             memcpy(m->params, saved, (size_t)m->np * sizeof *saved);
-            return luaL_error(L, "ssm:logjoint: parameter %d has no value (pass a table of values)", k + 1);
+            return no_value(L, 1, k, "ssm:logjoint", "pass a table of values");
         }
     st = plm_ssm_logjoint(&ctx, m, (long)T, xs, ys, &r);
     memcpy(m->params, saved, (size_t)m->np * sizeof *saved);
@@ -677,7 +699,7 @@ static int l_ssm_logjoint_grad(lua_State *L)
     plm_ctx_clear(&ctx);
     xs = read_path(L, 2, m->dim, &T, "xs");
     ys = read_path(L, 3, m->ydim, &Ty, "ys");
-    if (T != Ty) return luaL_error(L, "ssm:logjoint_grad: xs has %d times, ys has %d", (int)T, (int)Ty);
+    if (T != Ty) return luaL_error(L, "ssm:logjoint_grad: xs has %I times, ys has %I", T, Ty);
     gp = plm_l_scratch(L, (size_t)(m->np + 1) * sizeof *gp);
     gx = plm_l_scratch(L, (size_t)(T * m->dim + 1) * sizeof *gx);
     memcpy(saved, m->params, (size_t)m->np * sizeof *saved);
@@ -685,7 +707,7 @@ static int l_ssm_logjoint_grad(lua_State *L)
     for (k = 0; k < m->np; k++)
         if (isnan(m->params[k])) {
             memcpy(m->params, saved, (size_t)m->np * sizeof *saved);
-            return luaL_error(L, "ssm:logjoint_grad: parameter %d has no value (pass a table of values)", k + 1);
+            return no_value(L, 1, k, "ssm:logjoint_grad", "pass a table of values");
         }
     st = plm_ssm_logjoint_grad(&ctx, m, (long)T, xs, ys, gp, gx);
     memcpy(m->params, saved, (size_t)m->np * sizeof *saved);

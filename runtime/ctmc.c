@@ -65,12 +65,30 @@ static void matmul(const double *restrict X, const double *restrict Y, double *r
     }
 }
 
+/* Divide each row of the K x K matrix P by its sum. P(t) is stochastic for every t; without this, the
+** rounding of each squaring multiplies a row's mass by about 1 + K u, and after the ~1000 squarings that
+** t = 1e300 needs the rows sum to 0 or to inf. */
+static void renormalise_rows(double *P, int K)
+{
+    int i, j;
+    for (i = 0; i < K; i++) {
+        double *row = P + (size_t)i * K, sum = 0;
+        for (j = 0; j < K; j++) sum += row[j];
+        if (sum > 0 && sum != 1)
+            for (j = 0; j < K; j++) row[j] /= sum;
+    }
+}
+
 /* exp(Q t) into P using scratch of 3 K*K doubles.
 ** Uniformisation: with U = I + Q / lambda (a stochastic matrix), exp(Q tau) = sum_k Pois(k; lambda tau) U^k,
 ** a sum of non-negative terms. Scaling tau = t / 2^s keeps lambda tau <= 4, so few terms are needed, and the
 ** s squarings P(2 tau) = P(tau)^2 also multiply non-negative matrices: nothing cancels anywhere. The series is
-** cut once the Poisson tail bound w_{N+1} / (1 - x / (N + 2)) is below 2^-s * 1e-17; each squaring at most
-** doubles the l1 row error, so the truncation error of the result is at most 1e-17 per row. */
+** cut once the Poisson tail bound w_{N+1} / (1 - x / (N + 2)) is below 2^-s * 1e-17 (or after 60 terms);
+** each squaring at most doubles the l1 row error, so for s <= 60 the truncation error of the result is at
+** most 1e-17 per row. s is about log2(lambda t), at most about 2100 even when lambda t overflows a double,
+** and every row is renormalised after each product, so rows stay stochastic at any t: once the chain has
+** mixed, squaring a stochastic matrix that is (to rounding) its own square leaves it there, including the
+** limits of reducible chains whose absorbing rows are exact unit vectors. */
 static void expm_uniform(const plm_ctmc *c, double t, double *restrict P, double *restrict scratch)
 {
     int K = c->K, s = 0, i, k, N;
@@ -82,7 +100,14 @@ static void expm_uniform(const plm_ctmc *c, double t, double *restrict P, double
         for (i = 0; i < K; i++) P[i * K + i] = 1;
         return;
     }
-    while (x > 4) x *= 0.5, s++;
+    if (isfinite(x)) {
+        while (x > 4) x *= 0.5, s++;
+    } else {   /* lambda t overflows: lambda = ml 2^el, t = mt 2^et with ml mt in [1/4, 1), so s = el + et - 2 */
+        int el, et;
+        double m = frexp(lambda, &el) * frexp(t, &et);
+        s = el + et - 2;
+        x = ldexp(m, 2);
+    }
     tol = ldexp(1e-17, -s);
     for (i = 0; i < K; i++)
         for (k = 0; k < K; k++) U[i * K + k] = (i == k) + c->Q[i * K + k] / lambda;
@@ -99,9 +124,11 @@ static void expm_uniform(const plm_ctmc *c, double t, double *restrict P, double
         for (i = 0; i < (int)KK; i++) P[i] += w * Uk[i];
         if (N + 2 > 2 * x && w * x / (N + 1) / (1 - x / (N + 2)) < tol) break;   /* ratio bound valid */
     }
+    renormalise_rows(P, K);
     for (k = 0; k < s; k++) {
         matmul(P, P, tmp, K);
         memcpy(P, tmp, KK * sizeof *P);
+        renormalise_rows(P, K);
     }
 }
 

@@ -32,8 +32,9 @@ plm_status plm_ctmc_new(plm_ctx *ctx, const double *Q, int K, plm_ctmc **out);
 
 /* P = exp(Q t) (K*K) for finite t >= 0, by uniformisation with scaling and squaring: the series for
 ** exp(Q t / 2^s) with lambda t / 2^s <= 4 is cut where its Poisson tail is below 2^-s * 1e-17, then squared
-** s times. Truncation error: at most 1e-17 per row (l1). Every sum is of non-negative terms, so rounding adds
-** about (N + K) u per row, doubled at worst by each squaring (u = 1.1e-16, N <= 60 series terms). */
+** s times (s ~ log2(lambda t), at most about 2100). Every sum is of non-negative terms and each row is
+** renormalised to sum to 1 after every product, so rows are stochastic at any t (t = 1e300 included) and
+** converge to the chain's limit, reducible chains and absorbing states included. */
 plm_status plm_ctmc_transition(plm_ctx *ctx, const plm_ctmc *c, double t, double *P);
 
 /* Gillespie simulation from state x0 at time t0 until t_end >= t0: fills *path with GC-owned

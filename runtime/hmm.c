@@ -44,6 +44,8 @@ typedef struct emis {
     const double *emitT;      /* categorical: M*K probabilities */
     const double *logemitT;   /* categorical: M*K logs */
     const double *y;          /* categorical: symbols */
+    const plm_hmm *hm;        /* the model and its whole sequence, when known: an impossible observation's */
+    const double *yall;       /* error message then quotes its value */
 } emis;
 
 /* Emission probabilities of step t scaled by exp(-*shift) into buf (or a pointer into emitT), and the
@@ -201,9 +203,30 @@ static plm_status check_core(plm_ctx *ctx, const char *fn, const plm_chain *c, s
     return PLM_OK;
 }
 
-static plm_status impossible_at(plm_ctx *ctx, const char *fn, size_t t)
+/* Observation t (0-based) has probability 0 given the ones before it. The message numbers it from 1, as the
+** user does, and quotes its value when em knows the model's observations (symbols from 1, vectors in full
+** up to 8 components). */
+static plm_status impossible_at(plm_ctx *ctx, const char *fn, const emis *em, size_t t)
 {
-    return plm_fail(ctx, PLM_EDOM, "%s: the observations have probability 0 under the model (from t=%zu)", fn, t);
+    char v[160] = "";
+    if (em && em->hm && em->yall) {
+        const plm_hmm *h = em->hm;
+        const double *y = em->yall + t * (size_t)h->D;
+        if (h->emit == PLM_HMM_CATEGORICAL)
+            snprintf(v, sizeof v, " (symbol %.17g)", y[0] + 1);
+        else if (h->D == 1)
+            snprintf(v, sizeof v, " (value %.17g)", y[0]);
+        else {
+            size_t len = (size_t)snprintf(v, sizeof v, " (value {");
+            int i;
+            for (i = 0; i < h->D && i < 8 && len < sizeof v; i++)
+                len += (size_t)snprintf(v + len, sizeof v - len, "%s%.10g", i ? ", " : "", y[i]);
+            if (len < sizeof v) snprintf(v + len, sizeof v - len, "%s})", h->D > 8 ? ", ..." : "");
+        }
+    }
+    return plm_fail(ctx, PLM_EDOM,
+                    "%s: observation %zu%s has probability 0 under the model given the observations before it", fn,
+                    t + 1, v);
 }
 
 plm_status plm_hmm_core_loglik(plm_ctx *ctx, const plm_chain *c, size_t T, const double *logB, double *loglik,
@@ -211,7 +234,7 @@ plm_status plm_hmm_core_loglik(plm_ctx *ctx, const plm_chain *c, size_t T, const
 {
     plm_status st = check_core(ctx, "hmm", c, T);
     fwd f;
-    emis em = {logB, NULL, NULL, NULL};
+    emis em = {logB, NULL, NULL, NULL, NULL, NULL};
     double *w;
     if (st) return st;
     if (!(w = malloc(4 * (size_t)c->K * sizeof *w))) return plm_fail(ctx, PLM_ENOMEM, "hmm: out of memory");
@@ -228,7 +251,7 @@ plm_status plm_hmm_core_loglik(plm_ctx *ctx, const plm_chain *c, size_t T, const
     }
     free(w);
     *loglik = f.loglik;
-    if (filtered && f.impossible != (size_t)-1) return impossible_at(ctx, "hmm", f.impossible);
+    if (filtered && f.impossible != (size_t)-1) return impossible_at(ctx, "hmm", NULL, f.impossible);
     return PLM_OK;
 }
 
@@ -265,7 +288,7 @@ HOT static plm_status bwd_pass(plm_ctx *ctx, const plm_chain *c, size_t T, const
         double shift, Z = 0, s = 0;
         if ((t & (POLL_EVERY - 1)) == 0 && plm_interrupted()) return plm_fail(ctx, PLM_EINTR, "hmm: interrupted");
         e = emis_row(em, t + 1, K, ebuf, &shift, &lb);
-        if (!e) return impossible_at(ctx, "hmm", t + 1);
+        if (!e) return impossible_at(ctx, "hmm", em, t + 1);
         for (j = 0; j < K; j++) v[j] = e[j] * beta[j];
         for (i = 0; i < K; i++) {
             const double d = dot(K, A + (size_t)i * K, v);
@@ -333,7 +356,7 @@ static plm_status fwd_all(plm_ctx *ctx, const plm_chain *c, size_t T, const emis
         if (plm_interrupted()) return plm_fail(ctx, PLM_EINTR, "hmm: interrupted");
     }
     *loglik = f.loglik;
-    if (f.impossible != (size_t)-1) return impossible_at(ctx, "hmm", f.impossible);
+    if (f.impossible != (size_t)-1) return impossible_at(ctx, "hmm", em, f.impossible);
     return PLM_OK;
 }
 
@@ -355,7 +378,7 @@ plm_status plm_hmm_core_posterior(plm_ctx *ctx, const plm_chain *c, size_t T, co
                                   double *loglik)
 {
     plm_status st = check_core(ctx, "hmm", c, T);
-    emis em = {logB, NULL, NULL, NULL};
+    emis em = {logB, NULL, NULL, NULL, NULL, NULL};
     double ll = 0;
     if (st) return st;
     st = fb_run(ctx, c, T, &em, post, NULL, &ll);
@@ -467,7 +490,7 @@ HOT static plm_status viterbi_run(plm_ctx *ctx, const plm_chain *c, size_t T, co
         m = max_of(K, delta);
         if (!(m > -INFINITY)) {
             free(w), free(bp), free(arg);
-            return impossible_at(ctx, "hmm", t);
+            return impossible_at(ctx, "hmm", em, t);
         }
         for (j = 0; j < K; j++) delta[j] -= m;
         total += m;
@@ -498,14 +521,14 @@ HOT static plm_status viterbi_run(plm_ctx *ctx, const plm_chain *c, size_t T, co
     return PLM_OK;
 impossible0:
     free(w), free(bp), free(arg);
-    return impossible_at(ctx, "hmm", 0);
+    return impossible_at(ctx, "hmm", em, 0);
 }
 
 plm_status plm_hmm_core_viterbi(plm_ctx *ctx, const plm_chain *c, size_t T, const double *logB, int *path,
                                 double *logp)
 {
     plm_status st = check_core(ctx, "hmm", c, T);
-    emis em = {logB, NULL, NULL, NULL};
+    emis em = {logB, NULL, NULL, NULL, NULL, NULL};
     if (st) return st;
     return viterbi_run(ctx, c, T, &em, NULL, path, logp);
 }
@@ -855,7 +878,7 @@ static plm_chain chain_of(const plm_hmm *h)
 
 static emis emis_cat(const plm_hmm *h, const double *y)
 {
-    emis em = {NULL, h->emitT, h->logemitT, y};
+    emis em = {NULL, h->emitT, h->logemitT, y, h, y};
     return em;
 }
 
@@ -1052,7 +1075,8 @@ plm_status plm_hmm_predict(plm_ctx *ctx, const plm_hmm *h, size_t T, const doubl
         fwd_steps(&f, &c, t, 1, &em, NULL);
         if (f.impossible != (size_t)-1) {
             free(w);
-            return impossible_at(ctx, "hmm:predict", t);
+            em.yall = y;
+            return impossible_at(ctx, "hmm:predict", &em, t);
         }
         memcpy(out->weights + t * K, f.pred, (size_t)K * sizeof *f.pred);
         out->logpred[t] = f.loglik - before;
@@ -1253,7 +1277,12 @@ static plm_status estep_seq(plm_ctx *ctx, const plm_hmm *h, size_t q, size_t T, 
         em.logB = logB;
     }
     st = fwd_all(ctx, &c, T, &em, post, work, loglik);
-    if (st == PLM_EDOM) return plm_fail(ctx, PLM_EDOM, "hmm:fit: sequence %zu has probability 0 under the model", q + 1);
+    if (st == PLM_EDOM) {   /* "hmm: observation 3 (symbol 4) has probability 0 ..." gains the sequence number */
+        char why[PLM_MSG_MAX];
+        const char *m = plm_ctx_errmsg(ctx);
+        snprintf(why, sizeof why, "%s", strncmp(m, "hmm: ", 5) == 0 ? m + 5 : m);
+        return plm_fail(ctx, PLM_EDOM, "hmm:fit: sequence %zu: %s", q + 1, why);
+    }
     if (st || (st = bwd_pass(ctx, &c, T, &em, post, s->xi, work))) return st;
     for (k = 0; k < K; k++) s->init[k] += post[k];
     for (t = 0; t < T; t++) {

@@ -97,12 +97,35 @@ static plm_status check_contexts(plm_lm *lm, plm_ctx *ctx, size_t n, const plm_t
     return PLM_OK;
 }
 
+/* A row with NaN, or with no finite entry, is no distribution (a model whose weights hold NaN or inf): an
+** error, whichever backend made it, rather than log-probabilities that a sampler keeps drawing from. Costs
+** one pass over the rows. */
+static plm_status check_rows(plm_lm *lm, plm_ctx *ctx, size_t n, const double *rows)
+{
+    size_t i, v, V = (size_t)lm->n_vocab;
+    for (i = 0; i < n; i++) {
+        int finite = 0;
+        for (v = 0; v < V; v++) {
+            double x = rows[i * V + v];
+            if (isnan(x))
+                return plm_fail(ctx, PLM_EDOM, "%s: next-token row %zu holds NaN (token %zu): the model's weights or "
+                                               "outputs are not numbers", plm_lm_name(lm), i + 1, v);
+            finite |= x > -INFINITY;
+        }
+        if (!finite)
+            return plm_fail(ctx, PLM_EDOM, "%s: next-token row %zu gives no token a finite log-probability",
+                            plm_lm_name(lm), i + 1);
+    }
+    return PLM_OK;
+}
+
 plm_status plm_lm_next_logprobs(plm_lm *lm, plm_ctx *ctx, size_t n, const plm_token *const *toks, const size_t *lens,
                                 double *out)
 {
     plm_status st = check_contexts(lm, ctx, n, toks, lens);
     if (st || n == 0) return st;
-    return lm->ops->next_logprobs(lm, ctx, n, toks, lens, out);
+    if ((st = lm->ops->next_logprobs(lm, ctx, n, toks, lens, out))) return st;
+    return check_rows(lm, ctx, n, out);
 }
 
 plm_status plm_lm_tokenize(plm_lm *lm, plm_ctx *ctx, const char *text, size_t len, plm_token *out, size_t cap,
@@ -153,7 +176,15 @@ plm_status plm_lm_score(plm_lm *lm, plm_ctx *ctx, const plm_token *prompt, size_
         return plm_fail(ctx, PLM_EINVAL, "%s: prompt and continuation have %zu tokens, longer than the model's context of %zu",
                         plm_lm_name(lm), np + nc, lm->max_ctx);
     if (nc == 0) return PLM_OK;
-    if (lm->ops->score) return lm->ops->score(lm, ctx, prompt, np, cont, nc, out);
+    if (lm->ops->score) {
+        size_t j;
+        if ((st = lm->ops->score(lm, ctx, prompt, np, cont, nc, out))) return st;
+        for (j = 0; j < nc; j++)
+            if (isnan(out[j]))
+                return plm_fail(ctx, PLM_EDOM, "%s: the log-probability of continuation token %zu is NaN: the model's "
+                                               "weights or outputs are not numbers", plm_lm_name(lm), j + 1);
+        return PLM_OK;
+    }
     all = malloc((np + nc) * sizeof *all + 1);
     ptrs = malloc(nc * sizeof *ptrs);
     lens = malloc(nc * sizeof *lens);
@@ -169,6 +200,7 @@ plm_status plm_lm_score(plm_lm *lm, plm_ctx *ctx, const plm_token *prompt, size_
         lens[j] = np + j;
     }
     st = lm->ops->next_logprobs(lm, ctx, nc, ptrs, lens, rows);
+    if (!st) st = check_rows(lm, ctx, nc, rows);
     if (!st)
         for (j = 0; j < nc; j++) out[j] = rows[j * V + (size_t)cont[j]];
 done:
@@ -301,6 +333,7 @@ plm_status plm_lm_seq_extend(plm_lm *lm, plm_ctx *ctx, size_t n, const int *seqs
     if (lm->ops->seq_extend) {
         for (i = 0; i < n; i++) handles[i] = lm->seqs[seqs[i]].backend;
         st = lm->ops->seq_extend(lm, ctx, n, handles, toks, lens, out);
+        if (!st && out) st = check_rows(lm, ctx, n, out);
         if (st) goto done;
     }
     for (i = 0; i < n; i++) {
@@ -311,7 +344,8 @@ plm_status plm_lm_seq_extend(plm_lm *lm, plm_ctx *ctx, size_t n, const int *seqs
         plens[i] = r->len;
     }
     st = PLM_OK;
-    if (!lm->ops->seq_extend && out) st = lm->ops->next_logprobs(lm, ctx, n, ptrs, plens, out);
+    if (!lm->ops->seq_extend && out && !(st = lm->ops->next_logprobs(lm, ctx, n, ptrs, plens, out)))
+        st = check_rows(lm, ctx, n, out);
 done:
     free(ptrs);
     free(plens);

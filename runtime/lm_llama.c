@@ -2,6 +2,7 @@
 ** from llama.h (installed by scripts/deps.sh into build/llama/include and seen by this file only). Without
 ** that header the backend compiles to a stub that reports how to get it. */
 #include "lm_llama.h"
+#include "lm_gguf.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -57,7 +58,7 @@ int plm_llama_get_stats(const plm_lm *lm, plm_llama_stats *out)
     X(llama_init_from_model) X(llama_free) X(llama_model_get_vocab) X(llama_vocab_n_tokens) X(llama_vocab_bos)        \
     X(llama_vocab_is_eog) X(llama_vocab_get_add_bos) X(llama_token_to_piece) X(llama_tokenize) X(llama_n_ctx) X(llama_n_ctx_seq)          \
     X(llama_model_n_ctx_train) X(llama_batch_init) X(llama_batch_free) X(llama_decode) X(llama_get_logits_ith)         \
-    X(llama_get_memory) X(llama_memory_seq_rm) X(llama_memory_seq_cp)
+    X(llama_get_memory) X(llama_memory_seq_rm) X(llama_memory_seq_cp) X(ggml_type_size) X(ggml_blck_size)
 
 static struct {
 #define DECL(f) __typeof__(f) *f;
@@ -68,7 +69,9 @@ static struct {
 static pthread_mutex_t lib_lock = PTHREAD_MUTEX_INITIALIZER;
 static int lib_state;   /* 0 untried, 1 loaded, -1 failed (lib_err says why) */
 static char lib_err[PLM_MSG_MAX];
-static char last_log[256];   /* llama.cpp's last error line, to explain a failed load */
+static char last_log[256];    /* llama.cpp's last error line, to explain a failed decode */
+static char first_log[256];   /* its first error line since a load began: the cause, where the last line of a
+                              ** failed load only says "failed to load model" */
 
 static void quiet_log(enum ggml_log_level level, const char *text, void *user)
 {
@@ -78,6 +81,7 @@ static void quiet_log(enum ggml_log_level level, const char *text, void *user)
         snprintf(last_log, sizeof last_log, "%s", text);
         n = strlen(last_log);
         while (n && (last_log[n - 1] == '\n' || last_log[n - 1] == ' ')) last_log[--n] = 0;
+        if (!first_log[0]) memcpy(first_log, last_log, sizeof first_log);
     }
 }
 
@@ -175,6 +179,7 @@ typedef struct llm {
     long clock;
     slot *slots;
     float *tmp;
+    char *path;       /* the model file, for messages */
     plm_llama_stats stats;
 } llm;
 
@@ -187,10 +192,28 @@ typedef struct job {
     double *out;
 } job;
 
+/* Bytes of a tensor by ggml's own type table, for plm_gguf_check; 0 for types this ggml does not know
+** (including the removed ones, whose block size is 0) and rows that are not whole blocks. */
+static uint64_t ggml_tensor_bytes(uint32_t type, const uint64_t *ne, int nd)
+{
+    uint64_t ts, bs, row, rows = 1;
+    int d;
+    if (type >= GGML_TYPE_COUNT) return 0;
+    ts = F.ggml_type_size((enum ggml_type)type);
+    bs = (uint64_t)F.ggml_blck_size((enum ggml_type)type);
+    if (ts == 0 || bs == 0 || ne[0] % bs) return 0;
+    row = ne[0] / bs * ts;   /* ne[0] <= 2^62 and ts / bs <= 34 / 32 or 8 / 1: no wrap before the checks below */
+    if (ne[0] / bs > UINT64_MAX / ts) return 0;
+    for (d = 1; d < nd; d++) rows *= ne[d];   /* the product of all ne is <= 2^62 */
+    return rows > UINT64_MAX / row ? 0 : rows * row;
+}
+
 static plm_status run_jobs(plm_lm *lm, plm_ctx *ctx, job *jobs, size_t nj)
 {
     llm *L = lm->impl;
-    size_t V = (size_t)lm->n_vocab, j = 0, t = 0;
+    size_t V = (size_t)lm->n_vocab, j = 0, t = 0, bad_tok = 0;
+    int bad_row = 0;
+    double bad_logit = 0;
     llama_memory_t mem = F.llama_get_memory(L->lctx);
     /* fill batches of at most n_batch tokens, job by job; decode each full batch */
     while (j < nj) {
@@ -249,6 +272,11 @@ static plm_status run_jobs(plm_lm *lm, plm_ctx *ctx, job *jobs, size_t nj)
                     double *row = jb->out + (tt - jb->want_from) * V;
                     size_t v;
                     if (!lg) return plm_fail(ctx, PLM_ERUNTIME, "llama: no logits for batch position %d", k);
+                    /* NaN or inf weights make NaN or inf logits, which normalising would turn into a row of
+                    ** -inf or NaN: no distribution. Stop here rather than hand it to a sampler that keeps
+                    ** going. Logits of a sound model are always finite. */
+                    for (v = 0; v < V && !bad_row; v++)
+                        if (!isfinite(lg[v])) bad_row = 1, bad_tok = (size_t)v, bad_logit = lg[v];
                     for (v = 0; v < V; v++) row[v] = lg[v];
                     plm_lm_lognormalise(row, V);
                 }
@@ -276,6 +304,11 @@ static plm_status run_jobs(plm_lm *lm, plm_ctx *ctx, job *jobs, size_t nj)
             }
             t = 0;
         }
+        if (bad_row)   /* after the bookkeeping, so the slots still describe the KV cache */
+            return plm_fail(ctx, PLM_EDOM,
+                            "llama: %s: the model's next-token logits are not numbers (token %zu has logit %s): the "
+                            "weights hold NaN or inf",
+                            L->path, bad_tok, isnan(bad_logit) ? "NaN" : bad_logit > 0 ? "inf" : "-inf");
     }
     return PLM_OK;
 }
@@ -623,6 +656,7 @@ static void ll_destroy(plm_lm *lm)
         for (int i = 0; i < L->n_slots; i++) free(L->slots[i].toks);
     free(L->slots);
     free(L->tmp);
+    free(L->path);
     free(L);
 }
 
@@ -661,14 +695,26 @@ plm_status plm_llama_new(plm_ctx *ctx, const plm_llama_opts *opts, plm_lm **out)
     }
     fclose(f);
     if (!plm_llama_available(ctx)) return PLM_ENOTSUP;
-    if (!(L = calloc(1, sizeof *L))) return plm_fail(ctx, PLM_ENOMEM, "llama: out of memory");
-    last_log[0] = 0;
+    /* llama.cpp asserts (so the process dies) on some corrupt files, e.g. a vocabulary with a token listed
+    ** twice, and says only "failed to load model" on others: check the structure first and say what is wrong */
+    if (plm_gguf_check(ctx, opts->model, ggml_tensor_bytes)) {
+        char why[PLM_MSG_MAX];
+        snprintf(why, sizeof why, "%s", plm_ctx_errmsg(ctx));
+        return plm_fail(ctx, ctx->status, "llama: %s", why);
+    }
+    if (!(L = calloc(1, sizeof *L)) || !(L->path = strdup(opts->model))) {
+        free(L);
+        return plm_fail(ctx, PLM_ENOMEM, "llama: out of memory");
+    }
+    last_log[0] = first_log[0] = 0;
     mp = F.llama_model_default_params();
     mp.n_gpu_layers = 0;
     L->model = F.llama_model_load_from_file(opts->model, mp);
     if (!L->model) {
+        free(L->path);
         free(L);
-        return plm_fail(ctx, PLM_EPARSE, "llama: cannot load '%s'%s%s", opts->model, *last_log ? ": " : "", last_log);
+        return plm_fail(ctx, PLM_EPARSE, "llama: cannot load '%s'%s%s", opts->model, *first_log ? ": " : "",
+                        first_log);
     }
     L->vocab = F.llama_model_get_vocab(L->model);
     V = F.llama_vocab_n_tokens(L->vocab);
@@ -685,6 +731,7 @@ plm_status plm_llama_new(plm_ctx *ctx, const plm_llama_opts *opts, plm_lm **out)
     L->lctx = F.llama_init_from_model(L->model, cp);
     if (!L->lctx) {
         F.llama_model_free(L->model);
+        free(L->path);
         free(L);
         return plm_fail(ctx, PLM_ERUNTIME, "llama: cannot create a context of %d cells for %d sequences%s%s", n_ctx, seqs,
                         *last_log ? ": " : "", last_log);

@@ -487,7 +487,7 @@ plm_status plm_ngram_load_arpa(plm_ctx *ctx, const char *path, plm_lm **out)
                 }
             }
             m->nodes[node].lp = lp <= -99 ? -INFINITY : lp * LN10;   /* -99 is the ARPA spelling of log 0 */
-            m->nodes[node].bo = bo * LN10;
+            m->nodes[node].bo = bo <= -99 ? -INFINITY : bo * LN10;   /* likewise for the backoff weight */
             got++;
             if (got > declared[section]) {
                 snprintf(msg, sizeof msg, "more %d-grams than the %zu the header declares", section, declared[section]);
@@ -550,7 +550,12 @@ plm_status plm_ngram_write_arpa(plm_ctx *ctx, const plm_lm *lm, const char *path
             else fprintf(f, "%.7g", nd->lp / LN10);
             fputc('\t', f);
             write_ngram_words(f, m, (int32_t)i);
-            if (n < m->order && (nd->bo != 0 || nd->first_child >= 0)) fprintf(f, "\t%.7g", nd->bo / LN10);
+            /* a context whose continuations take all the mass backs off with weight 0: written as -99, the
+            ** ARPA spelling of log10 0 that the reader maps back to -inf (a literal -inf is no ARPA number) */
+            if (n < m->order && (nd->bo != 0 || nd->first_child >= 0)) {
+                if (nd->bo == -INFINITY) fprintf(f, "\t-99");
+                else fprintf(f, "\t%.7g", nd->bo / LN10);
+            }
             fputc('\n', f);
         }
     }

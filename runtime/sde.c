@@ -150,8 +150,11 @@ typedef struct sim_job {
     int x0_per_path;
     double *x, *out;
     plm_rng *rng;
-    int failed;        /* 1: memory, 2: non-finite state, 3: interrupted */
-    size_t bad_step;
+    /* Per block of paths, so that no two threads write one word and the reported failure is the same for
+    ** any thread count: what stopped the block (0 none, 1 memory, 2 a non-finite state, 3 interrupted),
+    ** and for 2 the first grid index and the path. */
+    unsigned char *failed;
+    size_t *bad_step, *bad_path;
 } sim_job;
 
 static void sim_blocks(void *arg, size_t b0, size_t b1, int worker)
@@ -165,7 +168,7 @@ static void sim_blocks(void *arg, size_t b0, size_t b1, int worker)
     double T[3], *outp[64];
     (void)worker;
     if (plm_prog_ws_init(NULL, &w, J->step)) {
-        J->failed = 1;
+        for (b = b0; b < b1; b++) J->failed[b] = 1;
         return;
     }
     memset(in, 0, sizeof in);
@@ -174,7 +177,7 @@ static void sim_blocks(void *arg, size_t b0, size_t b1, int worker)
     in[PLM_GRP_X].p = J->x;
     in[PLM_GRP_X].ld = n;
     for (c = 0; c < d; c++) outp[c] = J->x + (size_t)c * n;
-    for (b = b0; b < b1 && !J->failed; b++) {
+    for (b = b0; b < b1; b++) {
         size_t first = b * PLM_EXPR_BLOCK, m = n - first < PLM_EXPR_BLOCK ? n - first : PLM_EXPR_BLOCK;
         for (c = 0; c < d; c++)
             for (j = 0; j < m; j++)
@@ -189,22 +192,27 @@ static void sim_blocks(void *arg, size_t b0, size_t b1, int worker)
                 plm_prog_uniforms(&w, in);
                 plm_prog_block(&w, in, first, m, outp, J->rng);
             }
-            if (k % J->every == 0 || k == J->ngrid - 1) {
-                for (c = 0; c < d; c++) {
-                    const double *src = J->x + (size_t)c * n + first;
-                    double *dst = J->out + (sv * (size_t)d + (size_t)c) * n + first;
-                    for (j = 0; j < m; j++) {
-                        if (!isfinite(src[j])) {
-                            J->failed = 2;
-                            J->bad_step = k;
-                        }
-                        dst[j] = src[j];
+            /* every step, not only saved ones: the message names the step where a path first left the
+            ** finite numbers, and once one has there is nothing left to simulate in this block */
+            for (c = 0; c < d && !J->failed[b]; c++) {
+                const double *src = J->x + (size_t)c * n + first;
+                for (j = 0; j < m; j++)
+                    if (!isfinite(src[j])) {
+                        J->failed[b] = 2;
+                        J->bad_step[b] = k;
+                        J->bad_path[b] = first + j;
+                        break;
                     }
-                }
+            }
+            if (J->failed[b]) break;
+            if (k % J->every == 0 || k == J->ngrid - 1) {
+                for (c = 0; c < d; c++)
+                    memcpy(J->out + (sv * (size_t)d + (size_t)c) * n + first, J->x + (size_t)c * n + first,
+                           m * sizeof *J->out);
                 sv++;
             }
             if ((k & 1023) == 1023 && plm_interrupted()) {
-                J->failed = 3;
+                J->failed[b] = 3;
                 break;
             }
         }
@@ -217,7 +225,7 @@ plm_status plm_sde_simulate(plm_ctx *ctx, const plm_sde *s, plm_sde_method metho
                             double *out, int nthreads)
 {
     sim_job J;
-    size_t i;
+    size_t i, nblocks, bad = (size_t)-1;
     plm_prog_in in[PLM_NGROUPS] = {{0}};
     double T[3] = {0, 0, 0};
     plm_status st;
@@ -243,21 +251,39 @@ plm_status plm_sde_simulate(plm_ctx *ctx, const plm_sde *s, plm_sde_method metho
     J.n = n;
     J.every = every < 1 ? 1 : every;
     J.out = out;
+    nblocks = (n + PLM_EXPR_BLOCK - 1) / PLM_EXPR_BLOCK;
     J.x = malloc(((size_t)s->dim * n + 1) * sizeof *J.x);
     J.rng = malloc((n + 1) * sizeof *J.rng);
-    if (!J.x || !J.rng) {
-        free(J.x);
-        free(J.rng);
-        return plm_fail(ctx, PLM_ENOMEM, "sde:simulate: out of memory");
+    J.failed = calloc(nblocks + 1, 1);
+    J.bad_step = malloc((nblocks + 1) * sizeof *J.bad_step);
+    J.bad_path = malloc((nblocks + 1) * sizeof *J.bad_path);
+    if (!J.x || !J.rng || !J.failed || !J.bad_step || !J.bad_path) {
+        st = plm_fail(ctx, PLM_ENOMEM, "sde:simulate: out of memory");
+        goto done;
     }
     for (i = 0; i < n; i++) plm_rng_init(&J.rng[i], seed, i);
-    plm_parallel_for(nthreads, (n + PLM_EXPR_BLOCK - 1) / PLM_EXPR_BLOCK, 1, sim_blocks, &J);
+    plm_parallel_for(nthreads, nblocks, 1, sim_blocks, &J);
+    /* the earliest step at which any path failed (ties: the lowest path), whatever the thread count */
+    for (i = 0; i < nblocks; i++) {
+        if (J.failed[i] == 1 && !st) st = plm_fail(ctx, PLM_ENOMEM, "sde:simulate: out of memory");
+        if (J.failed[i] == 3 && !st) st = plm_fail(ctx, PLM_EINTR, "sde:simulate: interrupted");
+        if (J.failed[i] == 2 && (bad == (size_t)-1 || J.bad_step[i] < J.bad_step[bad])) bad = i;
+    }
+    if (!st && bad != (size_t)-1) {
+        size_t k = J.bad_step[bad];
+        if (k == 0)
+            st = plm_fail(ctx, PLM_EDOM, "sde:simulate: the start x0 of path %zu is not finite", J.bad_path[bad] + 1);
+        else
+            st = plm_fail(ctx, PLM_EDOM,
+                      "sde:simulate: path %zu left the finite numbers at t = %.10g (step %zu of %zu, from t = %.10g; "
+                      "reduce dt or check the parameters)",
+                      J.bad_path[bad] + 1, t[k], k, ngrid - 1, t[k - 1]);
+    }
+done:
     free(J.x);
     free(J.rng);
-    if (J.failed == 1) return plm_fail(ctx, PLM_ENOMEM, "sde:simulate: out of memory");
-    if (J.failed == 2)
-        return plm_fail(ctx, PLM_EDOM, "sde:simulate: a path left the finite numbers by t = %g (reduce dt or check "
-                                       "the parameters)", t[J.bad_step]);
-    if (J.failed == 3) return plm_fail(ctx, PLM_EINTR, "sde:simulate: interrupted");
-    return PLM_OK;
+    free(J.failed);
+    free(J.bad_step);
+    free(J.bad_path);
+    return st;
 }

@@ -44,7 +44,8 @@ plm_status plm_sde_jacobian(plm_ctx *ctx, const plm_sde *s, double t, size_t n, 
 ** dim*n component-major when x0_per_path), path i on stream (seed, i). Every `every`-th grid point (and
 ** the first and last) is saved: out[(s*dim + k)*n + i] for save s; nsaves = plm_sde_nsaves(ngrid, every).
 ** Paths are split by blocks across threads (results independent of the thread count). PLM_EDOM when a
-** state becomes NaN or infinite (names the time), PLM_EINVAL for a bad grid or Milstein with non-diagonal
+** state becomes NaN or infinite: the message names the path and the first grid time at which it did (the
+** earliest over all paths, the same for any thread count). PLM_EINVAL for a bad grid or Milstein with non-diagonal
 ** noise. */
 plm_status plm_sde_simulate(plm_ctx *ctx, const plm_sde *s, plm_sde_method method, const double *t, size_t ngrid,
                             size_t n, const double *x0, int x0_per_path, size_t every, unsigned long long seed,

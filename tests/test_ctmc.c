@@ -229,6 +229,76 @@ static void test_absorbing_state(void)
     CHECK_NEAR(P[0], exp(-2), 1e-15);
 }
 
+/* Rows stay stochastic at any t (issue 8: row sums were 0.83 at t = 1e16, 0 at 1e20, inf at 1e300), and
+** P(t) matches the exact two-state formula there, also when lambda t overflows a double (rates 1e10). */
+static void test_transition_stays_stochastic_at_huge_t(void)
+{
+    static const double ts[] = {1e3, 1e16, 1e20, 1e300};
+    const double scales[] = {1, 1e-12, 1e10};
+    const double a = 0.7, b = 0.2;
+    size_t k, m;
+    int i;
+    for (m = 0; m < 3; m++) {
+        double Qs[] = {-1 * scales[m], 1 * scales[m], 1 * scales[m], -1 * scales[m]};
+        double Qa[] = {-a * scales[m], a * scales[m], b * scales[m], -b * scales[m]};
+        plm_ctx ctx;
+        plm_ctmc *cs, *ca;
+        double P[4];
+        CHECK(plm_ctmc_new(&ctx, Qs, 2, &cs) == PLM_OK);
+        CHECK(plm_ctmc_new(&ctx, Qa, 2, &ca) == PLM_OK);
+        for (k = 0; k < sizeof ts / sizeof *ts; k++) {
+            double e = exp(-2 * scales[m] * ts[k]), ea = exp(-(a + b) * scales[m] * ts[k]);
+            CHECK(plm_ctmc_transition(&ctx, cs, ts[k], P) == PLM_OK);
+            CHECK_NEAR(P[0], (1 + e) / 2, 1e-12);
+            CHECK_NEAR(P[1], (1 - e) / 2, 1e-12);
+            CHECK_NEAR(P[2], (1 - e) / 2, 1e-12);
+            CHECK_NEAR(P[3], (1 + e) / 2, 1e-12);
+            CHECK_NEAR(P[0] + P[1], 1, 1e-12);
+            CHECK_NEAR(P[2] + P[3], 1, 1e-12);
+            CHECK(plm_ctmc_transition(&ctx, ca, ts[k], P) == PLM_OK);
+            CHECK_NEAR(P[0], (b + a * ea) / (a + b), 1e-12);
+            CHECK_NEAR(P[1], (a - a * ea) / (a + b), 1e-12);
+            CHECK_NEAR(P[2], (b - b * ea) / (a + b), 1e-12);
+            CHECK_NEAR(P[3], (a + b * ea) / (a + b), 1e-12);
+            for (i = 0; i < 4; i++) CHECK(P[i] >= 0);
+        }
+    }
+}
+
+/* A reducible chain: states 1 and 2 form a closed class (stationary 2/3, 1/3), state 3 is transient and
+** leaves at rate 1 into the class and rate 1 into the absorbing state 4. For t >= 50 every entry equals its
+** limit to within e^-50: rows 1-2 are (2/3, 1/3, 0, 0), row 3 (1/3, 1/6, 0, 1/2), row 4 (0, 0, 0, 1). */
+static void test_transition_limit_of_reducible_chain_with_absorbing_state(void)
+{
+    static const double Q[] = {-1, 1, 0, 0,
+                               2, -2, 0, 0,
+                               1, 0, -2, 1,
+                               0, 0, 0, 0};
+    static const double L[] = {2. / 3, 1. / 3, 0, 0,
+                               2. / 3, 1. / 3, 0, 0,
+                               1. / 3, 1. / 6, 0, 0.5,
+                               0, 0, 0, 1};
+    static const double ts[] = {50, 1e16, 1e20, 1e300};
+    plm_ctx ctx;
+    plm_ctmc *c;
+    double P[16];
+    size_t k;
+    int i, j;
+    CHECK(plm_ctmc_new(&ctx, Q, 4, &c) == PLM_OK);
+    for (k = 0; k < sizeof ts / sizeof *ts; k++) {
+        CHECK(plm_ctmc_transition(&ctx, c, ts[k], P) == PLM_OK);
+        for (i = 0; i < 4; i++) {
+            double row = 0;
+            for (j = 0; j < 4; j++) {
+                CHECK_NEAR(P[i * 4 + j], L[i * 4 + j], 1e-12);
+                row += P[i * 4 + j];
+            }
+            CHECK_NEAR(row, 1, 1e-12);
+        }
+        CHECK(P[15] == 1 && P[12] == 0 && P[2] == 0 && P[3] == 0);   /* absorbing row and closed class exact */
+    }
+}
+
 int main(void)
 {
     plm_init();
@@ -240,5 +310,7 @@ int main(void)
     RUN(test_loglik_obs_equals_closed_form);
     RUN(test_bad_input_names_row_and_entry);
     RUN(test_absorbing_state);
+    RUN(test_transition_stays_stochastic_at_huge_t);
+    RUN(test_transition_limit_of_reducible_chain_with_absorbing_state);
     return CHECK_DONE();
 }

@@ -431,6 +431,79 @@ static void test_bad_arpa_files_name_the_line(void)
     }
 }
 
+/* Write buf (n bytes) to the file name under the test directory; return the path. */
+static const char *write_bytes(const char *name, const unsigned char *buf, size_t n)
+{
+    const char *path = tmp_path(name);
+    FILE *f = fopen(path, "wb");
+    CHECK(f && fwrite(buf, 1, n, f) == n);
+    if (f) fclose(f);
+    return path;
+}
+
+/* plm_gguf_check on the tiny GGUF and on copies with one thing wrong: each message names the file and what
+** is wrong. No llama.cpp needed: f32 tensors are sized by the built-in table. */
+static void test_gguf_check_names_what_is_wrong(void)
+{
+    static const unsigned char dup_b[] = {1, 0, 0, 0, 0, 0, 0, 0, 'b', 1, 0, 0, 0, 0, 0, 0, 0, 'c'};
+    plm_ctx ctx;
+    plm_gguf_tiny_opts o;
+    const char *good = tmp_path("check.gguf"), *p;
+    unsigned char *buf, *cp;
+    long size;
+    size_t i, at = 0;
+    uint64_t big = (uint64_t)1 << 60;
+    uint32_t one = 1;
+    FILE *f;
+    plm_gguf_tiny_defaults(&o);
+    o.n_embd = 8, o.n_head = 2, o.n_layer = 1, o.n_ff = 16;
+    CHECK(plm_gguf_write_tiny(&ctx, good, &o, NULL) == PLM_OK);
+    CHECK(plm_gguf_check(&ctx, good, NULL) == PLM_OK);
+    f = fopen(good, "rb");
+    fseek(f, 0, SEEK_END);
+    size = ftell(f);
+    rewind(f);
+    buf = malloc((size_t)size), cp = malloc((size_t)size);
+    CHECK(fread(buf, 1, (size_t)size, f) == (size_t)size);
+    fclose(f);
+#define EXPECT(path, want)                                                                                             \
+    do {                                                                                                               \
+        CHECK(plm_gguf_check(&ctx, path, NULL) == PLM_EPARSE);                                                        \
+        if (!strstr(ctx.msg, want) || !strstr(ctx.msg, path)) printf("  '%s' lacks '%s'\n", ctx.msg, want);           \
+        CHECK(strstr(ctx.msg, want) != NULL && strstr(ctx.msg, path) != NULL);                                       \
+    } while (0)
+    /* truncated inside the last tensor's data */
+    p = write_bytes("trunc.gguf", buf, (size_t)size - 100);
+    EXPECT(p, "tensor 'blk.0.ffn_up.weight' data runs past the end of the file (offset ");
+    /* the token "b" spelled "a": listed twice */
+    for (i = 0; i + sizeof dup_b <= (size_t)size && !at; i++)
+        if (memcmp(buf + i, dup_b, sizeof dup_b) == 0) at = i + 8;
+    CHECK(at > 0);
+    memcpy(cp, buf, (size_t)size);
+    cp[at] = 'a';
+    p = write_bytes("dup.gguf", cp, (size_t)size);
+    EXPECT(p, "the vocabulary lists the token 'a' twice (ids 97 and 98)");
+    /* the token "b" spelled with a byte outside GPT-2's byte alphabet */
+    cp[at] = 0x7f;
+    p = write_bytes("alpha.gguf", cp, (size_t)size);
+    EXPECT(p, "token 98 ('?') of a byte-level (gpt2) vocabulary is not spelled in the byte alphabet");
+    /* header: version 1, and a key-value count no file could hold */
+    memcpy(cp, buf, (size_t)size);
+    memcpy(cp + 4, &one, 4);
+    EXPECT(write_bytes("v1.gguf", cp, (size_t)size), "GGUF version 1 is not supported");
+    memcpy(cp, buf, (size_t)size);
+    memcpy(cp + 16, &big, 8);
+    EXPECT(write_bytes("nkv.gguf", cp, (size_t)size), "the header claims 1152921504606846976 key-value pairs");
+    memcpy(cp, buf, (size_t)size);
+    memcpy(cp, "GGUG", 4);
+    EXPECT(write_bytes("magic.gguf", cp, (size_t)size), "not a GGUF file");
+    EXPECT(write_bytes("short.gguf", buf, 10), "10 bytes is too short for a GGUF header");
+    CHECK(plm_gguf_check(&ctx, tmp_path("none.gguf"), NULL) == PLM_EIO);
+#undef EXPECT
+    free(buf);
+    free(cp);
+}
+
 int main(void)
 {
     snprintf(tmpdir, sizeof tmpdir, "/tmp/plume_test_lm_%d", (int)getpid());
@@ -445,6 +518,7 @@ int main(void)
     RUN(test_cache_returns_inner_rows);
     RUN(test_native_backend_normalises_and_caches);
     RUN(test_bad_arpa_files_name_the_line);
+    RUN(test_gguf_check_names_what_is_wrong);
     {
         char cmd[300];
         snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);

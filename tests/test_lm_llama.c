@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "check.h"
@@ -288,7 +289,112 @@ static void test_stateless_prefix_reuse_matches_fresh(void)
     free(f);
 }
 
-int main(void)
+/* Child side of the fuzz test: load path and read one row. Exit 0 when that worked, 1 when it failed with a
+** specific message, 2 when the message only says that loading failed (printed for the parent's report). */
+static int load_and_read(const char *path)
+{
+    plm_ctx ctx;
+    plm_llama_opts lo = {NULL, 32, 1, 1, 0, 0};
+    plm_lm *m;
+    plm_token t[2] = {65, 66};
+    const plm_token *tp = t;
+    size_t len = 2;
+    double *row;
+    char generic[400];
+    lo.model = path;
+    if (plm_llama_new(&ctx, &lo, &m) == PLM_OK) {
+        plm_status st;
+        if (!(row = malloc((size_t)m->n_vocab * sizeof *row))) return 1;
+        st = plm_lm_next_logprobs(m, &ctx, 1, &tp, &len, row);
+        free(row);
+        plm_lm_free(m);
+        if (st == PLM_OK) return 0;
+    }
+    if (getenv("PLUME_FUZZ_VERBOSE")) printf("  %s\n", ctx.msg);
+    snprintf(generic, sizeof generic, "llama: cannot load '%s'", path);
+    if (strcmp(ctx.msg, generic) == 0 || strstr(ctx.msg, "failed to load model")) {
+        printf("  generic message: %s\n", ctx.msg);
+        return 2;
+    }
+    return 1;
+}
+
+/* 300 corrupt copies of a tiny GGUF (n_embd 8, one layer), from fixed seeds: 150 single-byte changes in the
+** header, metadata and tensor descriptors (the first 4 KB, where the vocabulary is), 75 anywhere in the file,
+** 75 truncations. Each is loaded in a child process, which must never die by a signal (llama.cpp asserts on
+** some corrupt vocabularies), and every failure must say what is wrong rather than "failed to load model".
+** The children start before the parent creates any llama context, so no ggml thread exists at fork. */
+static void test_corrupt_files_never_crash(void)
+{
+    plm_ctx ctx;
+    plm_gguf_tiny_opts o;
+    plm_rng r;
+    char good[320], bad[320];
+    unsigned char *buf;
+    long size;
+    FILE *f;
+    int k, signalled = 0, generic = 0, failed = 0, loaded = 0;
+    plm_gguf_tiny_defaults(&o);
+    o.n_embd = 8, o.n_layer = 1, o.n_head = 2, o.n_ff = 16, o.ctx = 32;
+    snprintf(good, sizeof good, "%s/fuzz_base.gguf", dir);
+    snprintf(bad, sizeof bad, "%s/fuzz.gguf", dir);
+    CHECK(plm_gguf_write_tiny(&ctx, good, &o, NULL) == PLM_OK);
+    CHECK((f = fopen(good, "rb")) != NULL);
+    if (!f) return;
+    fseek(f, 0, SEEK_END);
+    size = ftell(f);
+    rewind(f);
+    buf = malloc((size_t)size);
+    CHECK(buf && fread(buf, 1, (size_t)size, f) == (size_t)size);
+    fclose(f);
+    CHECK(size > 8192);
+    CHECK(plm_gguf_check(&ctx, good, NULL) == PLM_OK);   /* the intact file passes */
+    plm_rng_init(&r, 8, 0);
+    fflush(stdout);
+    for (k = 0; k < 300; k++) {
+        long len = size, at;
+        unsigned char old = 0;
+        pid_t pid;
+        int status;
+        if (k < 225) {   /* one byte changed to another value */
+            at = k < 150 ? (long)(plm_rng_uniform(&r) * 4096) : (long)(plm_rng_uniform(&r) * (double)size);
+            old = buf[at];
+            buf[at] ^= (unsigned char)(1 + (int)(plm_rng_uniform(&r) * 255));
+        } else {
+            at = -1;
+            len = (long)(plm_rng_uniform(&r) * (double)size);
+        }
+        f = fopen(bad, "wb");
+        CHECK(f && fwrite(buf, 1, (size_t)len, f) == (size_t)len);
+        if (f) fclose(f);
+        if (at >= 0) buf[at] = old;
+        fflush(stdout);   /* or the child would print the parent's buffered lines again */
+        if ((pid = fork()) == 0) {
+            int rc = load_and_read(bad);
+            fflush(stdout);
+            _exit(rc);
+        }
+        CHECK(pid > 0 && waitpid(pid, &status, 0) == pid);
+        if (WIFSIGNALED(status)) {
+            signalled++;
+            printf("  case %d (%s at %ld) died by signal %d\n", k, at >= 0 ? "byte" : "truncated", at >= 0 ? at : len,
+                   WTERMSIG(status));
+        } else if (WEXITSTATUS(status) == 2) {
+            generic++;
+            printf("  case %d (%s at %ld)\n", k, at >= 0 ? "byte" : "truncated", at >= 0 ? at : len);
+        } else if (WEXITSTATUS(status) == 1)
+            failed++;
+        else
+            loaded++;
+    }
+    free(buf);
+    CHECK(signalled == 0);
+    CHECK(generic == 0);
+    CHECK(failed >= 75);   /* every truncation at least fails, and says why */
+    printf("  fuzz: %d loaded, %d failed with a specific message\n", loaded, failed);
+}
+
+int main(int argc, char **argv)
 {
     plm_ctx ctx;
     plm_gguf_tiny_opts o;
@@ -303,6 +409,8 @@ int main(void)
     snprintf(model, sizeof model, "%s/tiny.gguf", dir);
     plm_gguf_tiny_defaults(&o);
     o.ctx = 128;
+    RUN(test_corrupt_files_never_crash);
+    if (argc > 1 && strcmp(argv[1], "--fuzz-only") == 0) return CHECK_DONE();
     if (plm_gguf_write_tiny(&ctx, model, &o, NULL) || (lo.model = model, plm_llama_new(&ctx, &lo, &lm))) {
         printf("FAIL setup: %s\n", ctx.msg);
         return 1;

@@ -6,6 +6,11 @@ return function(plume)
 
   function plume.sde_obs(opts)
     if type(opts) ~= "table" then error("plume.sde_obs: expected a table of options", 2) end
+    for k in pairs(opts) do
+      if k ~= "times" and k ~= "L" and k ~= "noise" then
+        error(("plume.sde_obs: unknown option '%s' (options: times, L, noise)"):format(tostring(k)), 2)
+      end
+    end
     local times, L, noise = opts.times, opts.L, opts.noise
     if type(times) ~= "table" and type(times) ~= "userdata" then
       error("plume.sde_obs: times must be an array of increasing times", 2)

@@ -138,3 +138,21 @@ T.test("bad input names the argument and entry", function()
   T.raises(function() h:posterior({}, {}) end, "observation sequence is empty")
   T.raises(function() h:viterbi({ 0, 1 }, { 1, "a" }) end, "cthmm:viterbi: obs[2] must be a symbol number (got string)")
 end)
+
+-- issue 8: rows of P(t) stay stochastic at any t (they summed to 0.83 at t = 1e16, 0 at 1e20, inf at 1e300),
+-- and a misspelt field is an error naming the valid ones
+T.test("transition keeps stochastic rows at huge t; fields are checked", function()
+  local c = plume.ctmc{ Q = { { -1, 1 }, { 1, -1 } } }
+  for _, t in ipairs{ 1e16, 1e20, 1e300 } do
+    local P = c:transition(t)
+    for i = 1, 2 do
+      T.near(P[i][1] + P[i][2], 1, 1e-12, "row sum at t = " .. t)
+      T.near(P[i][1], 0.5, 1e-12, "stationary limit at t = " .. t)
+    end
+  end
+  local err = T.raises(function() plume.ctmc{ Q = { { -1, 1 }, { 1, -1 } }, q = 1 } end, "ctmc: unknown option 'q' (options: Q)")
+  T.ok(err:find("test_ctmc.lua:%d+:"), "names the caller's line: " .. err)
+  T.raises(function() plume.cthmm{ Q = { { -1, 1 }, { 1, -1 } }, init = { 0.5, 0.5 }, emit = { { 1 }, { 1 } }, emits = 1 } end,
+    "cthmm: unknown option 'emits' (options: Q, init, emit)")
+  T.raises(function() c:sample_path(1e15, 1) end, "ctmc:sample_path: x0 must be a state in 1..2 (got 1000000000000000)")
+end)

@@ -71,3 +71,17 @@ T.test("the_model_handle_survives_garbage_arguments", function()
   end)
   plume.infer(model, nil, { method = "prior", samples = 2, seed = 1 })
 end)
+
+-- issue 8: sizes are checked in 64 bits before anything is allocated, and the message names the limit and
+-- the value as given (plume.array(1e15) used to print a wrapped 32-bit number)
+T.test("sizes_are_checked_in_64_bits_and_name_the_limit", function()
+  T.raises(function() plume.array(1e15) end, "plume.array: 1000000000000000 x 1 elements is over the limit of 1e10")
+  T.raises(function() plume.array(1 << 40, 1 << 40, 0) end, "plume.array: 1099511627776 x 1099511627776 elements is over the limit")
+  T.raises(function() plume.array(-5) end, "plume.array: n must be >= 0 (got -5)")
+  T.raises(function() plume.array(3, 0, 1) end, "plume.array: cols must be >= 1 (got 0)")
+  local a = plume.array(3)
+  T.raises(function() a[1e15] = 1 end, "plume.array: index 1000000000000000 out of range 1..3")
+  local h = plume.hmm{ trans = { { 1 } }, emit = { { 1 } } }
+  T.raises(function() h:sample(1e12) end, "hmm:sample: T must be in 1..1e8 (got 1000000000000)")
+  T.raises(function() h:fit({ 1, 1 }, { iters = 1e12 }) end, "option 'iters' must be in 0..1000000 (got 1000000000000)")
+end)

@@ -193,7 +193,7 @@ T.test("bad_input_names_argument_and_entry", function()
   T.raises(function() h:fit({{1, 2}, {}}) end, "hmm:fit: data[2] is empty")
   T.raises(function() h:fit({{1, 2}, {3, 0}}) end, "hmm:fit: data[2][2] is 0, but there are 4 symbols")
   T.raises(function() h:fit({1, 2}, {iters = -1}) end, "hmm:fit: option 'iters'")
-  T.raises(function() h:sample(0) end, "hmm:sample: T must be >= 1")
+  T.raises(function() h:sample(0) end, "hmm:sample: T must be in 1..1e8 (got 0)")
   local p = plume.hmm{trans = {{1}}, emit = {plume.dist.poisson(2)}}
   T.raises(function() p:loglik{1, -2} end, "hmm:loglik: obs[2] is -2, but poisson observations are counts")
   local mv = plume.hmm{trans = {{1}}, emit = {plume.dist.mvnormal({0, 0}, {{1, 0}, {0, 1}})}}
@@ -201,5 +201,35 @@ T.test("bad_input_names_argument_and_entry", function()
   -- a zero-probability sequence: loglik is -inf, the others explain
   local z = plume.hmm{init = {1, 0}, trans = {{1, 0}, {0, 1}}, emit = {{1, 0}, {0, 1}}}
   T.eq(z:loglik{1, 2}, -math.huge)
-  T.raises(function() z:posterior{1, 2} end, "hmm:posterior: the observations have probability 0")
+  T.raises(function() z:posterior{1, 2} end,
+           "hmm:posterior: observation 2 (symbol 2) has probability 0 under the model given the observations before it")
+end)
+
+-- issue 8: options and constructor fields are checked (a misspelt seed used to be ignored), sizes are
+-- capped before anything is allocated, and an impossible observation is named by position and value in
+-- every method, with the caller's file:line.
+T.test("misspelt options and fields are errors that list the valid ones", function()
+  local h = plume.hmm{trans = {{0.9, 0.1}, {0.2, 0.8}}, emit = {{0.5, 0.5}, {0.1, 0.9}}}
+  local err = T.raises(function() h:fit({1, 2, 1, 1}, {sed = 1}) end,
+                       "hmm:fit: unknown option 'sed' (options: iters, tol, restarts, seed, threads)")
+  T.ok(err:find("test_hmm.lua:%d+:"), "names the caller's line: " .. err)
+  T.raises(function() plume.hmm{trans = {{1}}, emti = {{1}}} end,
+           "hmm: unknown option 'emti' (options: trans, init, emit)")
+  T.raises(function() h:sample(1e12) end, "hmm:sample: T must be in 1..1e8 (got 1000000000000)")
+  T.raises(function() h:loglik{1, 2, 1e15} end, "hmm:loglik: obs[3] is 1e+15, but there are 2 symbols")
+end)
+
+T.test("an impossible observation is named by position and value in every method", function()
+  local h = plume.hmm{trans = {{0.9, 0.1}, {0.1, 0.9}}, emit = {{0.5, 0.5, 0}, {0.5, 0.5, 0}}}
+  local y = {1, 2, 3, 1}
+  T.eq(h:loglik(y), -math.huge)
+  for _, m in ipairs{"posterior", "viterbi", "filter", "predict"} do
+    local err = T.raises(function() h[m](h, y) end,
+                         "hmm:" .. m .. ": observation 3 (symbol 3) has probability 0 under the model")
+    T.ok(err:find("test_hmm.lua:%d+:"), m .. " names the caller's line: " .. err)
+  end
+  T.raises(function() h:fit({{1, 2}, y}) end, "hmm:fit: sequence 2: observation 3 (symbol 3) has probability 0")
+  -- the chain starts in and keeps state 2, whose poisson(0) emits only 0
+  local p = plume.hmm{trans = {{1, 0}, {0, 1}}, init = {0, 1}, emit = {plume.dist.poisson(1), plume.dist.poisson(0)}}
+  T.raises(function() p:viterbi{0, 2, 7} end, "hmm:viterbi: observation 2 (value 2) has probability 0")
 end)

@@ -127,3 +127,22 @@ T.test("bad input names the argument", function()
   T.raises(function() s:sample(0) end, "lgssm:sample: T must be in 1..1e8")
   T.raises(function() s.loglik(nil, { 1 }) end, "lgssm:loglik: self must be a lgssm")
 end)
+
+-- issue 8: a misspelt field is an error that lists the valid ones; sizes are capped with the limit named
+T.test("unknown fields and oversized requests are errors", function()
+  local err = T.raises(function() plume.lgssm{ A = 0.8, Q = 0.5, C = 1.5, R = 0.7, m0 = 0.2, P0 = 2, sed = 1 } end,
+    "lgssm: unknown option 'sed' (options: m0, P0, A, Q, C, R, b, d)")
+  T.ok(err:find("test_lgssm.lua:%d+:"), "names the caller's line: " .. err)
+  local s = plume.lgssm{ A = 0.8, Q = 0.5, C = 1.5, R = 0.7, m0 = 0.2, P0 = 2 }
+  T.raises(function() s:sample(1e12) end, "lgssm:sample: T must be in 1..1e8 (got 1000000000000)")
+  local I, row, zero = {}, {}, {}
+  for i = 1, 100 do
+    I[i], row[i], zero[i] = {}, 1, 0
+    for j = 1, 100 do I[i][j] = i == j and 1 or 0 end
+  end
+  local big = plume.lgssm{ A = I, Q = I, C = { row }, R = 1, m0 = zero, P0 = I }
+  T.raises(function() big:sample(2e6) end,
+    "lgssm:sample: T = 2000000 steps of 100 states and 1 observations would return 202000000 numbers (the limit is 1e8)")
+  local ys = plume.array(20000)
+  T.raises(function() big:filter(ys) end, "would return 202000000 numbers (the limit is 1e8)")
+end)

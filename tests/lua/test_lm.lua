@@ -152,6 +152,56 @@ test("ngram_bad_input", function()
   errors_with(function() lm:logprob("the", nil) end, "continuation must be a string or a table")
 end)
 
+-- issue 8: ARPA's -99 is log10 0 for backoff weights too. A context whose backoff weight is 0 gives the
+-- words it lacks probability 0 (it gave them e^-228 and a finite log), write_arpa writes that weight as -99
+-- (it wrote -inf, which the reader refuses), and the file reads back to the same rows.
+test("ngram_zero_backoff_round_trips_as_minus_99", function()
+  local f = assert(io.open(tmp .. "/zero.arpa", "w"))
+  f:write("\\data\\\nngram 1=4\nngram 2=2\n\n\\1-grams:\n-99\t<s>\t-99\n-0.30103\ta\t-0.30103\n",
+          "-0.30103\tb\n-0.60206\t</s>\n\n\\2-grams:\n-0.1\t<s> a\n-0.2\ta b\n\n\\end\\\n")
+  f:close()
+  local m = plume.lm.ngram{ arpa = tmp .. "/zero.arpa", cache = false }
+  local row = m:next_logprobs("")
+  local b, a = m:tokenize("b")[1], m:tokenize("a")[1]
+  assert(row[b + 1] == -math.huge, "after <s> (backoff weight 0), b has probability 0: got " .. row[b + 1])
+  near(row[a + 1], 0, 1e-12, "all the mass on the explicit bigram <s> a")
+  m:write_arpa(tmp .. "/zero2.arpa")
+  local text = assert(io.open(tmp .. "/zero2.arpa")):read("a")
+  assert(not text:find("inf"), "no inf in the written file")
+  assert(text:find("<s>\t%-99\n"), "the zero backoff is written as -99")
+  local back = plume.lm.ngram{ arpa = tmp .. "/zero2.arpa", cache = false }
+  for _, ctx in ipairs{ "", "a", "b", "a b" } do
+    local r1, r2 = m:next_logprobs(ctx), back:next_logprobs(ctx)
+    for v = 1, #r1 do
+      assert(r1[v] == r2[v] or math.abs(r1[v] - r2[v]) <= 1e-6, "row of '" .. ctx .. "' entry " .. v)
+    end
+  end
+end)
+
+-- issue 8: every options table is checked; a misspelt option is an error naming it and the valid ones
+test("lm_options_are_checked", function()
+  errors_with(function() lm:sample_text("the", { sed = 1 }) end,
+    "lm:sample_text: unknown option 'sed' (options: stop, max_tokens, temperature, seed)")
+  local ok2, err = pcall(function() lm:sample_text("the", { sed = 1 }) end)
+  assert(not ok2 and err:find("test_lm.lua:%d+:"), "names the caller's line: " .. tostring(err))
+  errors_with(function() plume.lm.llama{ model = tmp .. "/none.gguf", sed = 1 } end,
+    "plume.lm.llama: unknown option 'sed' (options: model, ctx, seqs, threads, split_kv, no_prefix_reuse, cache, cache_mb)")
+  errors_with(function() plume.lm.ngram{ arpa = tmp .. "/kn.arpa", cahce = false } end,
+    "plume.lm.ngram: unknown option 'cahce' (options: arpa, cache, cache_mb)")
+  errors_with(function() plume.lm.ngram.train{ text = "a b", ordr = 2 } end,
+    "plume.lm.ngram.train: unknown option 'ordr' (options: text, order, out, cache, cache_mb)")
+  errors_with(function() plume.lm.native{ lib = "x.so", symbol = "f", args = "" } end,
+    "plume.lm.native: unknown option 'args' (options: lib, symbol, arg, cache, cache_mb)")
+  errors_with(function() plume.lm.write_tiny_gguf(tmp .. "/t.gguf", { n_emb = 8 }) end,
+    "plume.lm.write_tiny_gguf: unknown option 'n_emb' (options: n_embd, n_layer, n_head, n_ff, ctx, seed)")
+  -- sizes: checked before any int arithmetic (4 * n_embd overflowed at 1e9)
+  errors_with(function() plume.lm.write_tiny_gguf(tmp .. "/t.gguf", { n_embd = 1e9 }) end,
+    "write_tiny_gguf: n_embd must be in 2..16384 (got 1000000000)")
+  errors_with(function() plume.lm.write_tiny_gguf(tmp .. "/t.gguf", { n_embd = 1e15 }) end,
+    "option 'n_embd' must be in 0..2^30 (got 1000000000000000)")
+  errors_with(function() lm:sample_text("the", { max_tokens = 1e12 }) end, "option 'max_tokens' must be 0..1e6 (got 1000000000000)")
+end)
+
 local ok, why = plume.lm.available()
 if not ok then
   print("SKIP llama tests: " .. why)
@@ -184,6 +234,22 @@ else
     local st = ll:stats()
     assert(st.decode_calls > 0 and st.decode_tokens >= st.decode_calls and st.decode_seconds > 0)
     assert(lm:stats().decode_calls == 0 and lm:stats().cache_misses > 0)
+  end)
+
+  -- issue 8: a model whose weights hold NaN gives NaN logits; every call that reads them is an error naming
+  -- the file, not NaN log-probabilities that sample_text keeps drawing from
+  test("llama_nan_weights_are_an_error_naming_the_file", function()
+    local bad = tmp .. "/nan.gguf"
+    plume.lm.write_tiny_gguf(bad, { n_embd = 16, n_layer = 1, n_head = 2, ctx = 64, seed = 1 })
+    local f = assert(io.open(bad, "r+b"))
+    local size = f:seek("end")
+    f:seek("set", size - 1024)   -- the tail: the last tensor's weights (blk.0.ffn_up)
+    f:write(string.rep(string.pack("<f", 0 / 0), 256))
+    f:close()
+    local m = plume.lm.llama{ model = bad, ctx = 64, seqs = 2, threads = 1, cache = false }
+    errors_with(function() m:next_logprobs("ab") end, bad .. ": the model's next-token logits are not numbers")
+    errors_with(function() m:logprob("ab", "cd") end, bad .. ": the model's next-token logits are not numbers")
+    errors_with(function() m:sample_text("ab", { seed = 1, max_tokens = 5 }) end, "logits are not numbers")
   end)
 
   test("llama_bad_input", function()

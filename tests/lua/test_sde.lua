@@ -109,3 +109,42 @@ T.test("errors name what is wrong", function()
   local blow = plume.sde{ params = {}, drift = function(p, x) return x * x * x end, diffusion = function() return 0 end }
   T.raises(function() blow:simulate{ x0 = 10, t_end = 10, dt = 0.1 } end, "finite")
 end)
+
+-- issue 8: the step limit is checked before any size can wrap (dt = 1e-12 used to hide behind a broken
+-- format string), the blow-up names the path and the step where it left the finite numbers (it named
+-- t_end), and unknown options are errors.
+T.test("sizes, blow-up time and options are reported exactly", function()
+  local bm = plume.sde{ drift = function() return 0 end, diffusion = function() return 1 end }
+  local err = T.raises(function() bm:simulate{ x0 = 1, t_end = 1, dt = 1e-12 } end,
+    "sde:simulate: (t_end - t0) / dt = 1e+12 steps is over the limit of 1e8 (t0 = 0, t_end = 1, dt = 1e-12")
+  T.ok(err:find("test_sde.lua:%d+:"), "names the caller's line: " .. err)
+  T.raises(function() bm:simulate{ x0 = 1, t_end = 1, dt = 0.1, paths = 1e12 } end,
+    "option 'paths' must be in 1..1e8 (got 1000000000000)")
+  T.raises(function() bm:simulate{ x0 = 1, t_end = 1, dt = 0.1, sed = 1 } end,
+    "sde:simulate: unknown option 'sed' (options: x0, t_end, dt, times, t0, seed, paths, method, every, threads)")
+  T.raises(function() plume.sde{ drift = function() return 0 end, diffusion = function() return 1 end, dimm = 2 } end,
+    "sde: unknown option 'dimm' (options: drift, diffusion, params, dim)")
+  T.raises(function() bm:simulate{ x0 = 0 / 0, t_end = 1, dt = 0.1 } end, "the start x0 of path 1 is not finite")
+  -- dx = x^2 dt from x0 = 1 (no noise): Euler x <- x + x^2 dt leaves the doubles at a step the same
+  -- recursion finds in Lua; the message names that step's time, not t_end = 10
+  local sq = plume.sde{ drift = function(p, x) return x * x end, diffusion = function() return 0 end }
+  local x, k = 1, 0
+  while x == x and x < math.huge do x = x + x * x * 0.01; k = k + 1 end
+  err = T.raises(function() sq:simulate{ x0 = 1, t_end = 10, dt = 0.01 } end, "path 1 left the finite numbers at t = ")
+  local t = tonumber(err:match("at t = ([%d.e+-]+)"))
+  T.near(t, k * 0.01, 1.5 * 0.01, "blow-up time (within a step of the Lua recursion)")
+  T.ok(t < 2, "names the blow-up, not t_end")
+  -- with noise, many paths: the same (earliest) failure whatever the thread count
+  local noisy = plume.sde{ drift = function(p, x) return x * x end, diffusion = function() return 1 end }
+  local e1 = T.raises(function() noisy:simulate{ x0 = 0.5, t_end = 5, dt = 0.01, paths = 300, seed = 3, threads = 1 } end,
+    "left the finite numbers")
+  local e2 = T.raises(function() noisy:simulate{ x0 = 0.5, t_end = 5, dt = 0.01, paths = 300, seed = 3, threads = 2 } end,
+    "left the finite numbers")
+  T.eq((e1:gsub("^.-:%d+: ", "")), (e2:gsub("^.-:%d+: ", "")), "thread-count independent message")
+end)
+
+T.test("sde_obs options are checked", function()
+  local err = T.raises(function() plume.sde_obs{ times = {1}, L = {1}, noise = 1, nosie = 2 } end,
+    "plume.sde_obs: unknown option 'nosie' (options: times, L, noise)")
+  T.ok(err:find("test_sde.lua:%d+:"), "names the caller's line: " .. err)
+end)

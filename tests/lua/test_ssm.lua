@@ -188,3 +188,22 @@ T.test("logjoint gradients equal central differences (parameters and states)", f
     T.near(g.x[t][k], fd, 1e-6 * math.max(1, math.abs(fd)), ("d/dx_%d[%d]"):format(t, k))
   end
 end)
+
+-- issue 8: misspelt options and fields are errors listing the valid ones; sizes are capped with the limit
+-- named; a parameter with no value is named
+T.test("unknown options, size limits and unnamed parameters", function()
+  local m = sv_model()
+  local err = T.raises(function() m:simulate(10, { sed = 1 }) end,
+    "ssm:simulate: unknown option 'sed' (options: seed, particles, params, threads)")
+  T.ok(err:find("test_ssm.lua:%d+:"), "names the caller's line: " .. err)
+  T.raises(function() m:simulate(1e12) end, "ssm:simulate: T must be in 1..1e8 (got 1000000000000)")
+  T.raises(function() m:simulate(10, { particles = 1e15 }) end, "option 'particles' must be in 1..1e8 (got 1000000000000000)")
+  T.raises(function() m:simulate(1e5, { particles = 1e5 }) end, "over the limit of 4e8")
+  T.raises(function()
+    plume.ssm{ params = {}, init = function(p) return D.normal(0, 1) end, trans = function(p, x) return D.normal(x, 1) end,
+               obs = function(p, x) return D.normal(x, 1) end, observe = 1 }
+  end, "ssm: unknown option 'observe' (options: params, data, dim, init, trans, obs, proposal)")
+  local u = plume.ssm{ params = { s = 0.5, mu = 0 }, init = function(p) return D.normal(p.mu, 1) end,
+    trans = function(p, x) return D.normal(x, p.s) end, obs = function(p, x) return D.normal(x, 1) end }
+  T.raises(function() u:simulate(3, { params = { s = 0 / 0 } }) end, "ssm:simulate: parameter 's' has no value (NaN")
+end)
