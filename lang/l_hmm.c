@@ -14,18 +14,6 @@ static plm_hmm *check_hmm(lua_State *L, int idx, const char *fn)
     return plm_l_checkobj(L, idx, PLM_L_HMM, fn, "self");
 }
 
-/* Raise a runtime error with the runtime's "hmm: " prefix replaced by the method's name. */
-static int fail_as(lua_State *L, plm_ctx *ctx, const char *fn)
-{
-    const char *m = plm_ctx_errmsg(ctx);
-    if (strncmp(m, "hmm: ", 5) == 0) {
-        char buf[PLM_MSG_MAX];
-        snprintf(buf, sizeof buf, "%s: %s", fn, m + 5);
-        plm_fail(ctx, PLM_EINVAL, "%s", buf);
-    }
-    return plm_l_fail(L, ctx);
-}
-
 /* A number as a person writes it (luaL_error's %f prints -2 as -2.0). */
 static const char *num(char *buf, double v)
 {
@@ -313,7 +301,7 @@ static int m_loglik(lua_State *L, plm_hmm *h, int obs, const char *fn, const cha
     size_t T;
     double *y = check_seq(L, obs, h, fn, arg, &T), ll;
     plm_ctx ctx;
-    if (plm_hmm_loglik(&ctx, h, T, y, &ll)) return fail_as(L, &ctx, fn);
+    if (plm_hmm_loglik(&ctx, h, T, y, &ll)) return plm_l_fail_as(L, &ctx, fn);
     lua_pop(L, 1);
     lua_pushnumber(L, ll);
     return 1;
@@ -349,7 +337,7 @@ static int m_filter(lua_State *L, plm_hmm *h, int obs, const char *fn, const cha
     double *y = check_seq(L, obs, h, fn, arg, &T), ll;
     double *f = plm_l_scratch(L, T * h->K * sizeof *f);
     plm_ctx ctx;
-    if (plm_hmm_filter(&ctx, h, T, y, f, &ll)) return fail_as(L, &ctx, fn);
+    if (plm_hmm_filter(&ctx, h, T, y, f, &ll)) return plm_l_fail_as(L, &ctx, fn);
     push_rows(L, f, T, (size_t)h->K);
     lua_replace(L, -3);
     lua_pop(L, 1);
@@ -365,7 +353,7 @@ static int m_posterior(lua_State *L, plm_hmm *h, int obs, const char *fn, const 
     double *y = check_seq(L, obs, h, fn, arg, &T), ll;
     double *p = plm_l_scratch(L, T * h->K * sizeof *p);
     plm_ctx ctx;
-    if (plm_hmm_posterior(&ctx, h, T, y, p, &ll)) return fail_as(L, &ctx, fn);
+    if (plm_hmm_posterior(&ctx, h, T, y, p, &ll)) return plm_l_fail_as(L, &ctx, fn);
     push_rows(L, p, T, (size_t)h->K);
     lua_replace(L, -3);
     lua_pop(L, 1);
@@ -381,7 +369,7 @@ static int m_viterbi(lua_State *L, plm_hmm *h, int obs, const char *fn, const ch
     double *y = check_seq(L, obs, h, fn, arg, &T), logp;
     int *path = plm_l_scratch(L, T * sizeof *path);
     plm_ctx ctx;
-    if (plm_hmm_viterbi(&ctx, h, T, y, path, &logp)) return fail_as(L, &ctx, fn);
+    if (plm_hmm_viterbi(&ctx, h, T, y, path, &logp)) return plm_l_fail_as(L, &ctx, fn);
     push_path(L, path, T);
     lua_replace(L, -3);
     lua_pop(L, 1);
@@ -404,7 +392,7 @@ static int m_predict(lua_State *L, plm_hmm *h, int obs, const char *fn, const ch
     pr.logpred = plm_l_scratch(L, T * sizeof(double));
     pr.probs = M ? plm_l_scratch(L, (T + 1) * M * sizeof(double)) : NULL;
     pr.mean = h->emit != PLM_HMM_CATEGORICAL ? plm_l_scratch(L, (T + 1) * D * sizeof(double)) : NULL;
-    if (plm_hmm_predict(&ctx, h, T, y, &pr)) return fail_as(L, &ctx, fn);
+    if (plm_hmm_predict(&ctx, h, T, y, &pr)) return plm_l_fail_as(L, &ctx, fn);
     lua_createtable(L, 0, 8);
     push_rows(L, pr.weights, T, K);
     lua_setfield(L, -2, "weights");
@@ -470,7 +458,7 @@ static int l_hmm_sample(lua_State *L)
     st = plm_l_scratch(L, (size_t)T * sizeof *st);
     y = plm_l_scratch(L, (size_t)T * h->D * sizeof *y);
     plm_rng_init(&r, seed, 0);
-    if (plm_hmm_sample(&ctx, h, (size_t)T, &r, st, y)) return fail_as(L, &ctx, fn);
+    if (plm_hmm_sample(&ctx, h, (size_t)T, &r, st, y)) return plm_l_fail_as(L, &ctx, fn);
     push_path(L, st, (size_t)T);
     lua_createtable(L, (int)T, 0);
     for (t = 0; t < T; t++) {
@@ -514,7 +502,7 @@ static int l_hmm_fit(lua_State *L)
         ys[0] = check_seq(L, 2, h, fn, "data", &Ts[0]);
         nseq = 1;
     }
-    if (plm_hmm_fit(&ctx, h, nseq, (const double *const *)ys, Ts, &o, &out, &trace, &ntrace)) return fail_as(L, &ctx, fn);
+    if (plm_hmm_fit(&ctx, h, nseq, (const double *const *)ys, Ts, &o, &out, &trace, &ntrace)) return plm_l_fail_as(L, &ctx, fn);
     plm_l_pushobj(L, out, PLM_L_HMM);
     plm_l_pushvec(L, trace, (size_t)ntrace);
     return 2;
@@ -525,7 +513,7 @@ static int l_hmm_stationary(lua_State *L)
     plm_hmm *h = check_hmm(L, 1, "hmm:stationary");
     double *pi = plm_l_scratch(L, (size_t)h->K * sizeof *pi);
     plm_ctx ctx;
-    if (plm_hmm_stationary(&ctx, h, pi)) return fail_as(L, &ctx, "hmm:stationary");
+    if (plm_hmm_stationary(&ctx, h, pi)) return plm_l_fail_as(L, &ctx, "hmm:stationary");
     plm_l_pushvec(L, pi, (size_t)h->K);
     return 1;
 }
@@ -535,7 +523,7 @@ static int l_hmm_entropy_rate(lua_State *L)
     plm_hmm *h = check_hmm(L, 1, "hmm:entropy_rate");
     double H;
     plm_ctx ctx;
-    if (plm_hmm_entropy_rate(&ctx, h, &H)) return fail_as(L, &ctx, "hmm:entropy_rate");
+    if (plm_hmm_entropy_rate(&ctx, h, &H)) return plm_l_fail_as(L, &ctx, "hmm:entropy_rate");
     lua_pushnumber(L, H);
     return 1;
 }

@@ -98,7 +98,7 @@ static int l_ctx_new(lua_State *L)
     if (lm->max_ctx && np + (lm->bos >= 0) > lm->max_ctx)
         return luaL_error(L, "lm:context: the prompt has %d tokens, longer than the model's context of %d", (int)np,
                           (int)lm->max_ctx);
-    lua_getglobal(L, "plume");
+    plm_l_pushmodule(L);
     lua_getfield(L, -1, "_smc_adopt");
     lua_call(L, 0, 1);
     lua_remove(L, -2);
@@ -112,7 +112,7 @@ static int l_ctx_new(lua_State *L)
         memcpy(c->toks, pt, np * sizeof *pt);
         c->n = c->full = c->prompt_len = np;
     }
-    lua_getglobal(L, "plume");
+    plm_l_pushmodule(L);
     lua_getfield(L, -1, "_smc_register");
     lua_pushvalue(L, -3);
     lua_call(L, 1, 0);

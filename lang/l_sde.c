@@ -320,7 +320,7 @@ static int l_sde_simulate(lua_State *L)
     out = plm_l_scratch(L, (nsaves * (size_t)paths * (size_t)d + 1) * sizeof *out);
     if (plm_sde_simulate(&ctx, s, (plm_sde_method)method, grid, ngrid, (size_t)paths, x0, x0pp, (size_t)every, seed,
                          out, threads))
-        return plm_l_fail(L, &ctx);
+        return plm_l_fail_as(L, &ctx, "sde:simulate");
     /* the saved times */
     {
         plm_l_array *ta = plm_l_newarray(L, nsaves);

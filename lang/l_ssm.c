@@ -582,7 +582,7 @@ static int l_ssm_simulate(lua_State *L)
         }
     st = plm_ssm_simulate(&ctx, m, (long)T, (size_t)n, seed, xs, ys, threads);
     memcpy(m->params, saved, (size_t)m->np * sizeof *saved);
-    if (st) return plm_l_fail(L, &ctx);
+    if (st) return plm_l_fail_as(L, &ctx, "ssm:simulate");
     if (!many) {
         for (k = 0; k < 2; k++) {
             int d = k ? m->ydim : m->dim, disc = k ? S->ydisc : S->xdisc, j;

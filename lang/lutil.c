@@ -71,6 +71,22 @@ int plm_l_fail(lua_State *L, plm_ctx *ctx)
     return raise_msg(L, ctx->status, ctx->msg[0] ? ctx->msg : "plume: unknown error");
 }
 
+void plm_l_pushmodule(lua_State *L)
+{
+    if (lua_getfield(L, LUA_REGISTRYINDEX, PLM_L_MODULE) != LUA_TTABLE) luaL_error(L, "plume: the module is not loaded");
+}
+
+int plm_l_fail_as(lua_State *L, plm_ctx *ctx, const char *fn)
+{
+    char buf[PLM_MSG_MAX];
+    if (ctx->body > 0) {
+        snprintf(buf, sizeof buf, "%s: %s", fn, plm_ctx_errbody(ctx));
+        memcpy(ctx->msg, buf, sizeof buf);
+        ctx->body = 0;
+    }
+    return plm_l_fail(L, ctx);
+}
+
 int plm_l_raise(lua_State *L, plm_status st, const char *fmt, ...)
 {
     va_list ap;

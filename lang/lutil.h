@@ -16,6 +16,9 @@
 ** density -inf (a proposal that makes a scale infinite is rejected, not fatal). At top level it stays an
 ** error. plm_l_raise does the same for a status and a message formatted here. */
 int plm_l_fail(lua_State *L, plm_ctx *ctx);
+/* The same, naming the Lua method: a runtime failure "hmm: text" (made with plm_failm) is raised as
+** "hmm:loglik: text", without rewriting any message. */
+int plm_l_fail_as(lua_State *L, plm_ctx *ctx, const char *fn);
 int plm_l_raise(lua_State *L, plm_status st, const char *fmt, ...);
 
 /* Engines bracket every model run they drive (including each resume of a particle's coroutine) with
@@ -97,6 +100,11 @@ void plm_l_pushdistvalue(lua_State *L, const plm_dist *d, const double *x);
 plm_lm *plm_l_checklm(lua_State *L, int idx, const char *fn, const char *arg);
 /* Push lm as a Lua object that takes ownership of it. */
 void plm_l_pushlm(lua_State *L, plm_lm *lm);
+
+/* The plume module table, kept in the registry by luaopen_plume: C code reaches plume's Lua-level functions
+** through it (`local P = require "plume"` leaves no global `plume`). */
+#define PLM_L_MODULE "plume.module"
+void plm_l_pushmodule(lua_State *L);
 
 /* Refuse option keys not in names (a NULL-terminated list): "fn: unknown option 'x' (options: a, b, c)". */
 void plm_l_checkopts(lua_State *L, int idx, const char *fn, const char *const *names);

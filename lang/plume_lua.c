@@ -78,6 +78,9 @@ int luaopen_plume(lua_State *L)
     lua_newtable(L);
     lua_pushstring(L, PLUME_VERSION);
     lua_setfield(L, -2, "version");
+    /* the module's C code finds the table here, never through a global the user may not have */
+    lua_pushvalue(L, -1);
+    lua_setfield(L, LUA_REGISTRYINDEX, PLM_L_MODULE);
     /* each C part must leave the stack as it found it: a slip would silently hand back the wrong table */
 #define PLM_MODULE(x)                                                                               \
     {                                                                                               \

@@ -33,7 +33,7 @@ void plm_init(void)
 
 void plm_ctx_clear(plm_ctx *ctx)
 {
-    if (ctx) ctx->status = PLM_OK, ctx->msg[0] = '\0';
+    if (ctx) ctx->status = PLM_OK, ctx->body = 0, ctx->msg[0] = '\0';
 }
 
 plm_status plm_fail(plm_ctx *ctx, plm_status st, const char *fmt, ...)
@@ -41,11 +41,32 @@ plm_status plm_fail(plm_ctx *ctx, plm_status st, const char *fmt, ...)
     if (ctx) {
         va_list ap;
         ctx->status = st;
+        ctx->body = 0;
         va_start(ap, fmt);
         vsnprintf(ctx->msg, sizeof ctx->msg, fmt, ap);
         va_end(ap);
     }
     return st;
+}
+
+plm_status plm_failm(plm_ctx *ctx, plm_status st, const char *module, const char *fmt, ...)
+{
+    if (ctx) {
+        va_list ap;
+        int n = snprintf(ctx->msg, sizeof ctx->msg, "%s: ", module);
+        if (n < 0 || (size_t)n >= sizeof ctx->msg) n = 0;
+        ctx->status = st;
+        ctx->body = n;
+        va_start(ap, fmt);
+        vsnprintf(ctx->msg + n, sizeof ctx->msg - (size_t)n, fmt, ap);
+        va_end(ap);
+    }
+    return st;
+}
+
+const char *plm_ctx_errbody(const plm_ctx *ctx)
+{
+    return ctx ? ctx->msg + ctx->body : "";
 }
 
 const char *plm_ctx_errmsg(const plm_ctx *ctx)

@@ -23,6 +23,7 @@ typedef enum plm_status {
 
 typedef struct plm_ctx {
     plm_status status;       /* the status of the last failure (PLM_OK after plm_ctx_clear) */
+    int body;                /* offset in msg of the text after the module's "name: " prefix (plm_failm) */
     char msg[PLM_MSG_MAX];   /* the last error message, "" when none */
 } plm_ctx;
 
@@ -40,6 +41,17 @@ plm_status plm_fail(plm_ctx *ctx, plm_status st, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)))
 #endif
     ;
+
+/* plm_fail for a module that lets its callers name the operation: the message is "module: text" as with
+** plm_fail, and plm_ctx_errbody gives the text alone, so a front end can say "hmm:loglik: text" instead. */
+plm_status plm_failm(plm_ctx *ctx, plm_status st, const char *module, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 4, 5)))
+#endif
+    ;
+
+/* The text of the last failure without its module prefix (all of it when the failure had none). */
+const char *plm_ctx_errbody(const plm_ctx *ctx);
 
 /* The message of the last failure on ctx ("" when none; never NULL). */
 const char *plm_ctx_errmsg(const plm_ctx *ctx);

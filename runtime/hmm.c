@@ -224,9 +224,8 @@ static plm_status impossible_at(plm_ctx *ctx, const char *fn, const emis *em, si
             if (len < sizeof v) snprintf(v + len, sizeof v - len, "%s})", h->D > 8 ? ", ..." : "");
         }
     }
-    return plm_fail(ctx, PLM_EDOM,
-                    "%s: observation %zu%s has probability 0 under the model given the observations before it", fn,
-                    t + 1, v);
+    return plm_failm(ctx, PLM_EDOM, fn,
+                     "observation %zu%s has probability 0 under the model given the observations before it", t + 1, v);
 }
 
 plm_status plm_hmm_core_loglik(plm_ctx *ctx, const plm_chain *c, size_t T, const double *logB, double *loglik,
@@ -237,7 +236,7 @@ plm_status plm_hmm_core_loglik(plm_ctx *ctx, const plm_chain *c, size_t T, const
     emis em = {logB, NULL, NULL, NULL, NULL, NULL};
     double *w;
     if (st) return st;
-    if (!(w = malloc(4 * (size_t)c->K * sizeof *w))) return plm_fail(ctx, PLM_ENOMEM, "hmm: out of memory");
+    if (!(w = malloc(4 * (size_t)c->K * sizeof *w))) return plm_failm(ctx, PLM_ENOMEM, "hmm", "out of memory");
     f.K = c->K, f.alpha = w, f.pred = w + c->K, f.ebuf = w + 2 * c->K, f.lbuf = w + 3 * c->K;
     f.loglik = 0, f.impossible = (size_t)-1;
     for (size_t t0 = 0; t0 < T; t0 += POLL_EVERY) {
@@ -246,7 +245,7 @@ plm_status plm_hmm_core_loglik(plm_ctx *ctx, const plm_chain *c, size_t T, const
         fwd_steps(&f, c, t0, n, &em, filtered ? filtered + t0 * (size_t)c->K : NULL);
         if (plm_interrupted()) {
             free(w);
-            return plm_fail(ctx, PLM_EINTR, "hmm: interrupted");
+            return plm_failm(ctx, PLM_EINTR, "hmm", "interrupted");
         }
     }
     free(w);
@@ -286,7 +285,7 @@ HOT static plm_status bwd_pass(plm_ctx *ctx, const plm_chain *c, size_t T, const
         const double *restrict A = trans_of(c, t);
         const double *restrict e, *lb;
         double shift, Z = 0, s = 0;
-        if ((t & (POLL_EVERY - 1)) == 0 && plm_interrupted()) return plm_fail(ctx, PLM_EINTR, "hmm: interrupted");
+        if ((t & (POLL_EVERY - 1)) == 0 && plm_interrupted()) return plm_failm(ctx, PLM_EINTR, "hmm", "interrupted");
         e = emis_row(em, t + 1, K, ebuf, &shift, &lb);
         if (!e) return impossible_at(ctx, "hmm", em, t + 1);
         for (j = 0; j < K; j++) v[j] = e[j] * beta[j];
@@ -326,7 +325,7 @@ HOT static plm_status bwd_pass(plm_ctx *ctx, const plm_chain *c, size_t T, const
             for (i = 0; i < K; i++) ebuf[i] = log(alpha[i]);
             lZ = logsumexp2(K, ebuf, bn, 1);
             if (!(lZ > -INFINITY))
-                return plm_fail(ctx, PLM_ERUNTIME, "hmm: the backward pass underflowed at t=%zu", t);
+                return plm_failm(ctx, PLM_ERUNTIME, "hmm", "the backward pass underflowed at t=%zu", t);
             if (xi)
                 for (i = 0; i < K; i++)
                     for (j = 0; j < K; j++)
@@ -353,7 +352,7 @@ static plm_status fwd_all(plm_ctx *ctx, const plm_chain *c, size_t T, const emis
         if (eb.logB) eb.logB += t0 * (size_t)K;
         if (eb.y) eb.y += t0;
         fwd_steps(&f, c, t0, n, &eb, rows + t0 * (size_t)K);
-        if (plm_interrupted()) return plm_fail(ctx, PLM_EINTR, "hmm: interrupted");
+        if (plm_interrupted()) return plm_failm(ctx, PLM_EINTR, "hmm", "interrupted");
     }
     *loglik = f.loglik;
     if (f.impossible != (size_t)-1) return impossible_at(ctx, "hmm", em, f.impossible);
@@ -367,7 +366,7 @@ static plm_status fb_run(plm_ctx *ctx, const plm_chain *c, size_t T, const emis 
 {
     double *w = malloc(4 * (size_t)c->K * sizeof *w);
     plm_status st;
-    if (!w) return plm_fail(ctx, PLM_ENOMEM, "hmm: out of memory");
+    if (!w) return plm_failm(ctx, PLM_ENOMEM, "hmm", "out of memory");
     st = fwd_all(ctx, c, T, em, post, w, loglik);
     if (!st) st = bwd_pass(ctx, c, T, em, post, xi, w);
     free(w);
@@ -451,10 +450,10 @@ HOT static plm_status viterbi_run(plm_ctx *ctx, const plm_chain *c, size_t T, co
     size_t t;
     int j;
     if (!(w = malloc((2 * (size_t)K + ((c->trans_t || !logA_fixed) ? KK : 0)) * sizeof *w)))
-        return plm_fail(ctx, PLM_ENOMEM, "hmm: out of memory");
+        return plm_failm(ctx, PLM_ENOMEM, "hmm", "out of memory");
     if (!(bp = malloc(T * (size_t)K * bw)) || !(arg = malloc((size_t)K * sizeof *arg))) {
         free(w), free(bp);
-        return plm_fail(ctx, PLM_ENOMEM, "hmm: out of memory (Viterbi back-pointers need %zu bytes)", T * (size_t)K * bw);
+        return plm_failm(ctx, PLM_ENOMEM, "hmm", "out of memory (Viterbi back-pointers need %zu bytes)", T * (size_t)K * bw);
     }
     delta = w, best = w + K;
     if (c->trans_t || !logA_fixed) logA_own = w + 2 * K;
@@ -477,7 +476,7 @@ HOT static plm_status viterbi_run(plm_ctx *ctx, const plm_chain *c, size_t T, co
         if (c->trans_t) log_matrix(K, c->trans_t[t - 1], logA_own), logA = logA_own;
         if ((t & (POLL_EVERY - 1)) == 0 && plm_interrupted()) {
             free(w), free(bp), free(arg);
-            return plm_fail(ctx, PLM_EINTR, "hmm: interrupted");
+            return plm_failm(ctx, PLM_EINTR, "hmm", "interrupted");
         }
         /* common small K as constants, so the compiler unrolls the j loop and keeps best/arg in registers */
         if (K == 16)
@@ -592,7 +591,7 @@ static plm_status new_base(plm_ctx *ctx, plm_hmm_emit kind, int K, const double 
     if (st) return st;
     if (!(h = plm_gc_alloc(sizeof *h)) || !(h->init = gc_doubles(K)) || !(h->trans = gc_doubles(KK))
         || !(h->logtrans = gc_doubles(KK)) || !(h->par = gc_doubles(npar)) || !(h->lognorm = gc_doubles(2 * (size_t)K)))
-        return plm_fail(ctx, PLM_ENOMEM, "hmm: out of memory");
+        return plm_failm(ctx, PLM_ENOMEM, "hmm", "out of memory");
     h->K = K;
     h->emit = kind;
     h->D = 1;
@@ -609,12 +608,12 @@ plm_status plm_hmm_new_categorical(plm_ctx *ctx, int K, int M, const double *ini
     plm_hmm *h;
     plm_status st;
     int k, m;
-    if (M < 1) return plm_fail(ctx, PLM_EINVAL, "hmm: emit must have at least one symbol");
+    if (M < 1) return plm_failm(ctx, PLM_EINVAL, "hmm", "emit must have at least one symbol");
     if ((st = new_base(ctx, PLM_HMM_CATEGORICAL, K, init, trans, (size_t)K * M, &h))) return st;
     for (k = 0; k < K; k++)
         if ((st = check_probrow(ctx, "hmm", "emit", k + 1, emit + (size_t)k * M, M))) return st;
     if (!(h->emitT = gc_doubles((size_t)K * M)) || !(h->logemitT = gc_doubles((size_t)K * M)))
-        return plm_fail(ctx, PLM_ENOMEM, "hmm: out of memory");
+        return plm_failm(ctx, PLM_ENOMEM, "hmm", "out of memory");
     h->M = M;
     memcpy(h->par, emit, (size_t)K * M * sizeof *emit);
     for (k = 0; k < K; k++)
@@ -634,25 +633,25 @@ plm_status plm_hmm_new_scalar(plm_ctx *ctx, plm_hmm_emit kind, int K, const doub
     plm_status st;
     int k;
     if (kind != PLM_HMM_NORMAL && kind != PLM_HMM_POISSON && kind != PLM_HMM_BERNOULLI)
-        return plm_fail(ctx, PLM_EINVAL, "hmm: %s is not a scalar emission family", plm_hmm_emit_name(kind));
+        return plm_failm(ctx, PLM_EINVAL, "hmm", "%s is not a scalar emission family", plm_hmm_emit_name(kind));
     if ((st = new_base(ctx, kind, K, init, trans, (size_t)K * np, &h))) return st;
     for (k = 0; k < K; k++) {
         const double *p = par + (size_t)k * np;
         switch (kind) {
         case PLM_HMM_NORMAL:
-            if (!isfinite(p[0])) return plm_fail(ctx, PLM_EINVAL, "hmm: emit state %d: mu must be finite (got %g)", k + 1, p[0]);
+            if (!isfinite(p[0])) return plm_failm(ctx, PLM_EINVAL, "hmm", "emit state %d: mu must be finite (got %g)", k + 1, p[0]);
             if (!(p[1] > 0 && isfinite(p[1])))
-                return plm_fail(ctx, PLM_EINVAL, "hmm: emit state %d: sigma must be > 0 (got %g)", k + 1, p[1]);
+                return plm_failm(ctx, PLM_EINVAL, "hmm", "emit state %d: sigma must be > 0 (got %g)", k + 1, p[1]);
             h->lognorm[k] = -log(p[1]) - LOG_SQRT_2PI;
             break;
         case PLM_HMM_POISSON:
             if (!(p[0] >= 0 && isfinite(p[0])))
-                return plm_fail(ctx, PLM_EINVAL, "hmm: emit state %d: lambda must be >= 0 (got %g)", k + 1, p[0]);
+                return plm_failm(ctx, PLM_EINVAL, "hmm", "emit state %d: lambda must be >= 0 (got %g)", k + 1, p[0]);
             h->lognorm[k] = log(p[0]);
             break;
         default:
             if (!(p[0] >= 0 && p[0] <= 1))
-                return plm_fail(ctx, PLM_EINVAL, "hmm: emit state %d: p must be in [0, 1] (got %g)", k + 1, p[0]);
+                return plm_failm(ctx, PLM_EINVAL, "hmm", "emit state %d: p must be in [0, 1] (got %g)", k + 1, p[0]);
             h->lognorm[2 * k] = log(p[0]);
             h->lognorm[2 * k + 1] = log1p(-p[0]);
         }
@@ -669,15 +668,15 @@ plm_status plm_hmm_new_mvnormal(plm_ctx *ctx, int K, int D, const double *init, 
     plm_hmm *h;
     plm_status st;
     int k;
-    if (D < 1) return plm_fail(ctx, PLM_EINVAL, "hmm: mvnormal emissions need dimension >= 1");
+    if (D < 1) return plm_failm(ctx, PLM_EINVAL, "hmm", "mvnormal emissions need dimension >= 1");
     if ((st = new_base(ctx, PLM_HMM_MVNORMAL, K, init, trans, (size_t)K * (D + DD), &h))) return st;
-    if (!(h->chol = gc_doubles(K * DD))) return plm_fail(ctx, PLM_ENOMEM, "hmm: out of memory");
+    if (!(h->chol = gc_doubles(K * DD))) return plm_failm(ctx, PLM_ENOMEM, "hmm", "out of memory");
     h->D = D;
     for (k = 0; k < K; k++) {
         plm_dist *d;
         plm_ctx sub;
         if (plm_dist_new_mvnormal(&sub, mu + (size_t)k * D, Sigma + k * DD, D, &d))
-            return plm_fail(ctx, PLM_EINVAL, "hmm: emit state %d: %s", k + 1, plm_ctx_errmsg(&sub));
+            return plm_failm(ctx, PLM_EINVAL, "hmm", "emit state %d: %s", k + 1, plm_ctx_errmsg(&sub));
         memcpy(h->chol + k * DD, d->aux, DD * sizeof(double));
         h->lognorm[k] = d->c;
     }
@@ -692,11 +691,11 @@ plm_status plm_hmm_new_dists(plm_ctx *ctx, int K, const double *init, const doub
 {
     plm_dist_kind kind;
     int k;
-    if (K < 1) return plm_fail(ctx, PLM_EINVAL, "hmm: there must be at least one state");
+    if (K < 1) return plm_failm(ctx, PLM_EINVAL, "hmm", "there must be at least one state");
     kind = dists[0]->kind;
     for (k = 1; k < K; k++)
         if (dists[k]->kind != kind)
-            return plm_fail(ctx, PLM_EINVAL, "hmm: emit entry %d is a %s distribution, but entry 1 is a %s", k + 1,
+            return plm_failm(ctx, PLM_EINVAL, "hmm", "emit entry %d is a %s distribution, but entry 1 is a %s", k + 1,
                             plm_dist_info_of(dists[k]->kind)->name, plm_dist_info_of(kind)->name);
     switch (kind) {
     case PLM_DIST_NORMAL:
@@ -705,7 +704,7 @@ plm_status plm_hmm_new_dists(plm_ctx *ctx, int K, const double *init, const doub
         const int np = kind == PLM_DIST_NORMAL ? 2 : 1;
         double *par = malloc((size_t)K * np * sizeof *par);
         plm_status st;
-        if (!par) return plm_fail(ctx, PLM_ENOMEM, "hmm: out of memory");
+        if (!par) return plm_failm(ctx, PLM_ENOMEM, "hmm", "out of memory");
         for (k = 0; k < K; k++) memcpy(par + (size_t)k * np, dists[k]->p, np * sizeof *par);
         st = plm_hmm_new_scalar(ctx, kind == PLM_DIST_NORMAL ? PLM_HMM_NORMAL : kind == PLM_DIST_POISSON ? PLM_HMM_POISSON : PLM_HMM_BERNOULLI,
                                 K, init, trans, par, out);
@@ -718,7 +717,7 @@ plm_status plm_hmm_new_dists(plm_ctx *ctx, int K, const double *init, const doub
         plm_status st;
         for (k = 0; k < K; k++)
             if (dists[k]->K > M) M = dists[k]->K;
-        if (!(em = calloc((size_t)K * M, sizeof *em))) return plm_fail(ctx, PLM_ENOMEM, "hmm: out of memory");
+        if (!(em = calloc((size_t)K * M, sizeof *em))) return plm_failm(ctx, PLM_ENOMEM, "hmm", "out of memory");
         for (k = 0; k < K; k++) memcpy(em + (size_t)k * M, dists[k]->v, (size_t)dists[k]->K * sizeof *em);
         st = plm_hmm_new_categorical(ctx, K, M, init, trans, em, out);
         free(em);
@@ -731,8 +730,8 @@ plm_status plm_hmm_new_dists(plm_ctx *ctx, int K, const double *init, const doub
         plm_status st;
         for (k = 1; k < K; k++)
             if (dists[k]->K != D)
-                return plm_fail(ctx, PLM_EINVAL, "hmm: emit entry %d has dimension %d, but entry 1 has %d", k + 1, dists[k]->K, D);
-        if (!(mu = malloc((size_t)K * (D + DD) * sizeof *mu))) return plm_fail(ctx, PLM_ENOMEM, "hmm: out of memory");
+                return plm_failm(ctx, PLM_EINVAL, "hmm", "emit entry %d has dimension %d, but entry 1 has %d", k + 1, dists[k]->K, D);
+        if (!(mu = malloc((size_t)K * (D + DD) * sizeof *mu))) return plm_failm(ctx, PLM_ENOMEM, "hmm", "out of memory");
         S = mu + (size_t)K * D;
         for (k = 0; k < K; k++) {
             /* the dist keeps Sigma as its Cholesky factor L: rebuild Sigma = L L' */
@@ -751,15 +750,15 @@ plm_status plm_hmm_new_dists(plm_ctx *ctx, int K, const double *init, const doub
         return st;
     }
     default:
-        return plm_fail(ctx, PLM_EINVAL,
-                        "hmm: emit entry 1 is a %s distribution; per-state emissions must be normal, poisson, bernoulli, "
+        return plm_failm(ctx, PLM_EINVAL, "hmm",
+                        "emit entry 1 is a %s distribution; per-state emissions must be normal, poisson, bernoulli, "
                         "mvnormal or categorical", plm_dist_info_of(kind)->name);
     }
 }
 
 plm_status plm_hmm_state_dist(plm_ctx *ctx, const plm_hmm *h, int k, plm_dist **out)
 {
-    if (k < 0 || k >= h->K) return plm_fail(ctx, PLM_EINVAL, "hmm: state %d out of range", k + 1);
+    if (k < 0 || k >= h->K) return plm_failm(ctx, PLM_EINVAL, "hmm", "state %d out of range", k + 1);
     switch (h->emit) {
     case PLM_HMM_CATEGORICAL: return plm_dist_new_categorical(ctx, h->par + (size_t)k * h->M, h->M, out);
     case PLM_HMM_NORMAL: return plm_dist_new(ctx, PLM_DIST_NORMAL, h->par + 2 * k, out);
@@ -777,27 +776,27 @@ plm_status plm_hmm_state_dist(plm_ctx *ctx, const plm_hmm *h, int k, plm_dist **
 plm_status plm_hmm_check_obs(plm_ctx *ctx, const plm_hmm *h, size_t T, const double *y)
 {
     size_t t;
-    if (T == 0) return plm_fail(ctx, PLM_EINVAL, "hmm: the sequence is empty");
+    if (T == 0) return plm_failm(ctx, PLM_EINVAL, "hmm", "the sequence is empty");
     switch (h->emit) {
     case PLM_HMM_CATEGORICAL:
         for (t = 0; t < T; t++)
             if (!(y[t] >= 0 && y[t] < h->M && y[t] == floor(y[t])))
-                return plm_fail(ctx, PLM_EDOM, "hmm: observation at t=%zu is %g, but symbols are 0..%d", t, y[t], h->M - 1);
+                return plm_failm(ctx, PLM_EDOM, "hmm", "observation at t=%zu is %g, but symbols are 0..%d", t, y[t], h->M - 1);
         break;
     case PLM_HMM_POISSON:
         for (t = 0; t < T; t++)
             if (!(y[t] >= 0 && isfinite(y[t]) && y[t] == floor(y[t])))
-                return plm_fail(ctx, PLM_EDOM, "hmm: observation at t=%zu is %g, but poisson emissions are counts 0, 1, 2, ...", t, y[t]);
+                return plm_failm(ctx, PLM_EDOM, "hmm", "observation at t=%zu is %g, but poisson emissions are counts 0, 1, 2, ...", t, y[t]);
         break;
     case PLM_HMM_BERNOULLI:
         for (t = 0; t < T; t++)
             if (!(y[t] == 0 || y[t] == 1))
-                return plm_fail(ctx, PLM_EDOM, "hmm: observation at t=%zu is %g, but bernoulli emissions are 0 or 1", t, y[t]);
+                return plm_failm(ctx, PLM_EDOM, "hmm", "observation at t=%zu is %g, but bernoulli emissions are 0 or 1", t, y[t]);
         break;
     default:
         for (t = 0; t < T * (size_t)h->D; t++)
             if (!isfinite(y[t]))
-                return plm_fail(ctx, PLM_EDOM, "hmm: observation at t=%zu is not finite (%g)", t / h->D, y[t]);
+                return plm_failm(ctx, PLM_EDOM, "hmm", "observation at t=%zu is not finite (%g)", t / h->D, y[t]);
     }
     return PLM_OK;
 }
@@ -862,7 +861,7 @@ plm_status plm_hmm_emit_loglik(plm_ctx *ctx, const plm_hmm *h, size_t T, const d
 {
     plm_status st = plm_hmm_check_obs(ctx, h, T, y);
     if (st) return st;
-    if (emit_rows(h, T, y, logB)) return plm_fail(ctx, PLM_ENOMEM, "hmm: out of memory");
+    if (emit_rows(h, T, y, logB)) return plm_failm(ctx, PLM_ENOMEM, "hmm", "out of memory");
     return PLM_OK;
 }
 
@@ -892,7 +891,7 @@ plm_status plm_hmm_loglik(plm_ctx *ctx, const plm_hmm *h, size_t T, const double
     size_t t0, blk = h->emit == PLM_HMM_CATEGORICAL ? POLL_EVERY : BLOCK;
     if (st) return st;
     if (!(w = malloc((4 * (size_t)K + (h->emit == PLM_HMM_CATEGORICAL ? 0 : BLOCK * (size_t)K)) * sizeof *w)))
-        return plm_fail(ctx, PLM_ENOMEM, "hmm: out of memory");
+        return plm_failm(ctx, PLM_ENOMEM, "hmm", "out of memory");
     f.K = K, f.alpha = w, f.pred = w + K, f.ebuf = w + 2 * K, f.lbuf = w + 3 * K;
     f.loglik = 0, f.impossible = (size_t)-1;
     for (t0 = 0; t0 < T && f.impossible == (size_t)-1; t0 += blk) {
@@ -902,13 +901,13 @@ plm_status plm_hmm_loglik(plm_ctx *ctx, const plm_hmm *h, size_t T, const double
             em.logB = w + 4 * K;
             if (emit_rows(h, n, y + t0 * h->D, w + 4 * K)) {
                 free(w);
-                return plm_fail(ctx, PLM_ENOMEM, "hmm: out of memory");
+                return plm_failm(ctx, PLM_ENOMEM, "hmm", "out of memory");
             }
         }
         fwd_steps(&f, &c, t0, n, &em, NULL);
         if (((t0 / blk) & 255) == 0 && plm_interrupted()) {
             free(w);
-            return plm_fail(ctx, PLM_EINTR, "hmm: interrupted");
+            return plm_failm(ctx, PLM_EINTR, "hmm", "interrupted");
         }
     }
     free(w);
@@ -923,12 +922,12 @@ plm_status plm_hmm_filter(plm_ctx *ctx, const plm_hmm *h, size_t T, const double
     emis em = emis_cat(h, y);
     double w[4 * 64], *wp, ll;
     if (st) return st;
-    if (!(wp = h->K <= 64 ? w : malloc(4 * (size_t)h->K * sizeof *wp))) return plm_fail(ctx, PLM_ENOMEM, "hmm: out of memory");
+    if (!(wp = h->K <= 64 ? w : malloc(4 * (size_t)h->K * sizeof *wp))) return plm_failm(ctx, PLM_ENOMEM, "hmm", "out of memory");
     if (h->emit != PLM_HMM_CATEGORICAL) {
         /* the output doubles as the emission buffer: row t is read before it is overwritten */
         if (emit_rows(h, T, y, filtered)) {
             if (wp != w) free(wp);
-            return plm_fail(ctx, PLM_ENOMEM, "hmm: out of memory");
+            return plm_failm(ctx, PLM_ENOMEM, "hmm", "out of memory");
         }
         em.logB = filtered;
     }
@@ -947,7 +946,7 @@ static plm_status emis_whole(plm_ctx *ctx, const plm_hmm *h, size_t T, const dou
     if (!(*own = malloc(T * (size_t)h->K * sizeof **own)) || emit_rows(h, T, y, *own)) {
         free(*own);
         *own = NULL;
-        return plm_fail(ctx, PLM_ENOMEM, "hmm: out of memory (%zu emission log-likelihoods)", T * (size_t)h->K);
+        return plm_failm(ctx, PLM_ENOMEM, "hmm", "out of memory (%zu emission log-likelihoods)", T * (size_t)h->K);
     }
     em->logB = *own;
     return PLM_OK;
@@ -1019,7 +1018,7 @@ plm_status plm_hmm_sample(plm_ctx *ctx, const plm_hmm *h, size_t T, plm_rng *r, 
 {
     size_t t;
     int s;
-    if (T == 0) return plm_fail(ctx, PLM_EINVAL, "hmm: sample needs T >= 1");
+    if (T == 0) return plm_failm(ctx, PLM_EINVAL, "hmm", "sample needs T >= 1");
     s = draw_index(r, h->init, h->K);
     for (t = 0; t < T; t++) {
         if (t > 0) s = draw_index(r, h->trans + (size_t)s * h->K, h->K);
@@ -1058,7 +1057,7 @@ plm_status plm_hmm_predict(plm_ctx *ctx, const plm_hmm *h, size_t T, const doubl
     size_t t, hits = 0;
     int k;
     if (st) return st;
-    if (!(w = malloc(5 * (size_t)K * sizeof *w))) return plm_fail(ctx, PLM_ENOMEM, "hmm: out of memory");
+    if (!(w = malloc(5 * (size_t)K * sizeof *w))) return plm_failm(ctx, PLM_ENOMEM, "hmm", "out of memory");
     f.K = K, f.alpha = w, f.pred = w + K, f.ebuf = w + 2 * K, f.lbuf = w + 3 * K;
     f.loglik = 0, f.impossible = (size_t)-1;
     lb = w + 4 * K;
@@ -1068,7 +1067,7 @@ plm_status plm_hmm_predict(plm_ctx *ctx, const plm_hmm *h, size_t T, const doubl
         if (h->emit != PLM_HMM_CATEGORICAL) {
             if (emit_rows(h, 1, y + t * (size_t)D, lb)) {
                 free(w);
-                return plm_fail(ctx, PLM_ENOMEM, "hmm: out of memory");
+                return plm_failm(ctx, PLM_ENOMEM, "hmm", "out of memory");
             }
             em.logB = lb;
         }
@@ -1076,7 +1075,7 @@ plm_status plm_hmm_predict(plm_ctx *ctx, const plm_hmm *h, size_t T, const doubl
         if (f.impossible != (size_t)-1) {
             free(w);
             em.yall = y;
-            return impossible_at(ctx, "hmm:predict", &em, t);
+            return impossible_at(ctx, "hmm", &em, t);
         }
         memcpy(out->weights + t * K, f.pred, (size_t)K * sizeof *f.pred);
         out->logpred[t] = f.loglik - before;
@@ -1153,7 +1152,7 @@ plm_status plm_hmm_stationary(plm_ctx *ctx, const plm_hmm *h, double *pi)
     double umax = 0;
     int i, j, sign;
     if (!Mx || !perm || !b || !x) {
-        st = plm_fail(ctx, PLM_ENOMEM, "hmm: out of memory");
+        st = plm_failm(ctx, PLM_ENOMEM, "hmm", "out of memory");
         goto done;
     }
     /* pi (A - I) = 0 with one equation replaced by sum(pi) = 1: (A' - I) pi' = 0, last row all ones */
@@ -1167,17 +1166,17 @@ plm_status plm_hmm_stationary(plm_ctx *ctx, const plm_hmm *h, double *pi)
         if (fabs(gsl_matrix_get(Mx, i, i)) > umax) umax = fabs(gsl_matrix_get(Mx, i, i));
     for (i = 0; i < K; i++)
         if (!(fabs(gsl_matrix_get(Mx, i, i)) > 1e-12 * umax)) {
-            st = plm_fail(ctx, PLM_EDOM, "hmm: the chain has no unique stationary distribution (it is reducible)");
+            st = plm_failm(ctx, PLM_EDOM, "hmm", "the chain has no unique stationary distribution (it is reducible)");
             goto done;
         }
     if (gsl_linalg_LU_solve(Mx, perm, b, x)) {
-        st = plm_fail(ctx, PLM_EDOM, "hmm: the chain has no unique stationary distribution (it is reducible)");
+        st = plm_failm(ctx, PLM_EDOM, "hmm", "the chain has no unique stationary distribution (it is reducible)");
         goto done;
     }
     for (i = 0; i < K; i++) {
         double v = gsl_vector_get(x, i);
         if (!(v > -1e-9)) {
-            st = plm_fail(ctx, PLM_EDOM, "hmm: the chain has no unique stationary distribution (it is reducible)");
+            st = plm_failm(ctx, PLM_EDOM, "hmm", "the chain has no unique stationary distribution (it is reducible)");
             goto done;
         }
         pi[i] = v > 0 ? v : 0;   /* rounding leaves -1e-17 (or -0) where the mass is 0 */
@@ -1197,7 +1196,7 @@ plm_status plm_hmm_entropy_rate(plm_ctx *ctx, const plm_hmm *h, double *rate)
     double *pi = malloc((size_t)K * sizeof *pi), H = 0;
     plm_status st;
     int i, j;
-    if (!pi) return plm_fail(ctx, PLM_ENOMEM, "hmm: out of memory");
+    if (!pi) return plm_failm(ctx, PLM_ENOMEM, "hmm", "out of memory");
     if (!(st = plm_hmm_stationary(ctx, h, pi))) {
         for (i = 0; i < K; i++)
             for (j = 0; j < K; j++) {
@@ -1273,15 +1272,14 @@ static plm_status estep_seq(plm_ctx *ctx, const plm_hmm *h, size_t q, size_t T, 
     int k;
     plm_status st;
     if (h->emit != PLM_HMM_CATEGORICAL) {
-        if (emit_rows(h, T, y, logB)) return plm_fail(ctx, PLM_ENOMEM, "hmm:fit: out of memory");
+        if (emit_rows(h, T, y, logB)) return plm_failm(ctx, PLM_ENOMEM, "hmm", "out of memory");
         em.logB = logB;
     }
     st = fwd_all(ctx, &c, T, &em, post, work, loglik);
-    if (st == PLM_EDOM) {   /* "hmm: observation 3 (symbol 4) has probability 0 ..." gains the sequence number */
+    if (st == PLM_EDOM) {   /* "observation 3 (symbol 4) has probability 0 ..." gains the sequence number */
         char why[PLM_MSG_MAX];
-        const char *m = plm_ctx_errmsg(ctx);
-        snprintf(why, sizeof why, "%s", strncmp(m, "hmm: ", 5) == 0 ? m + 5 : m);
-        return plm_fail(ctx, PLM_EDOM, "hmm:fit: sequence %zu: %s", q + 1, why);
+        snprintf(why, sizeof why, "%s", plm_ctx_errbody(ctx));
+        return plm_failm(ctx, PLM_EDOM, "hmm", "sequence %zu: %s", q + 1, why);
     }
     if (st || (st = bwd_pass(ctx, &c, T, &em, post, s->xi, work))) return st;
     for (k = 0; k < K; k++) s->init[k] += post[k];
@@ -1359,7 +1357,10 @@ static plm_status estep(plm_ctx *ctx, const plm_hmm *h, fitdata *fd, double *sme
         plm_parallel_for(fd->nthreads, n, 1, estep_chunk, &job);
         for (i = 0; i < n; i++) {
             const double *restrict add = fd->slot_stats + i * len;
-            if (fd->slot_st[i]) return plm_fail(ctx, fd->slot_st[i], "%s", plm_ctx_errmsg(&fd->slot_ctx[i]));
+            if (fd->slot_st[i]) {   /* the worker's failure, status and prefix intact */
+                *ctx = fd->slot_ctx[i];
+                return fd->slot_st[i];
+            }
             *loglik += fd->slot_ll[i];
             for (l = 0; l < len; l++) smem[l] += add[l];
         }
@@ -1379,7 +1380,7 @@ static plm_status mstep(plm_ctx *ctx, const plm_hmm *h, const fitdata *fd, const
     double *init = malloc((K + KK + npar) * sizeof *init), *trans, *par, tot = 0;
     plm_status st;
     int i, j, k;
-    if (!init) return plm_fail(ctx, PLM_ENOMEM, "hmm:fit: out of memory");
+    if (!init) return plm_failm(ctx, PLM_ENOMEM, "hmm", "out of memory");
     trans = init + K, par = trans + KK;
     memcpy(par, h->par, npar * sizeof *par);
     for (k = 0; k < K; k++) tot += s->init[k];
@@ -1471,7 +1472,7 @@ static plm_status random_start(plm_ctx *ctx, const plm_hmm *h, const fitdata *fd
     double *init = calloc(K + KK + npar, sizeof *init), *trans, *par;
     plm_status st;
     int i, k;
-    if (!init) return plm_fail(ctx, PLM_ENOMEM, "hmm:fit: out of memory");
+    if (!init) return plm_failm(ctx, PLM_ENOMEM, "hmm", "out of memory");
     trans = init + K, par = trans + KK;
     flat_dirichlet(r, init, K);
     for (i = 0; i < K; i++) flat_dirichlet(r, trans + (size_t)i * K, K);
@@ -1542,18 +1543,18 @@ plm_status plm_hmm_fit(plm_ctx *ctx, const plm_hmm *h, size_t nseq, const double
     size_t q, t;
     if (opts) o = *opts;
     else plm_hmm_fit_defaults(&o);
-    if (o.iters < 0) return plm_fail(ctx, PLM_EINVAL, "hmm:fit: iters must be >= 0 (got %d)", o.iters);
-    if (o.restarts < 1) return plm_fail(ctx, PLM_EINVAL, "hmm:fit: restarts must be >= 1 (got %d)", o.restarts);
-    if (!(o.tol >= 0)) return plm_fail(ctx, PLM_EINVAL, "hmm:fit: tol must be >= 0 (got %g)", o.tol);
-    if (nseq == 0) return plm_fail(ctx, PLM_EINVAL, "hmm:fit: no sequences");
+    if (o.iters < 0) return plm_failm(ctx, PLM_EINVAL, "hmm", "iters must be >= 0 (got %d)", o.iters);
+    if (o.restarts < 1) return plm_failm(ctx, PLM_EINVAL, "hmm", "restarts must be >= 1 (got %d)", o.restarts);
+    if (!(o.tol >= 0)) return plm_failm(ctx, PLM_EINVAL, "hmm", "tol must be >= 0 (got %g)", o.tol);
+    if (nseq == 0) return plm_failm(ctx, PLM_EINVAL, "hmm", "no sequences");
     memset(&fd, 0, sizeof fd);
     fd.nseq = nseq, fd.ys = ys, fd.Ts = Ts;
     for (q = 0; q < nseq; q++) {
         plm_status sq = plm_hmm_check_obs(ctx, h, Ts[q], ys[q]);
         if (sq) {
             char msg[PLM_MSG_MAX];
-            snprintf(msg, sizeof msg, "%s", plm_ctx_errmsg(ctx));
-            return plm_fail(ctx, sq, "hmm:fit: sequence %zu: %s", q + 1, strncmp(msg, "hmm: ", 5) ? msg : msg + 5);
+            snprintf(msg, sizeof msg, "%s", plm_ctx_errbody(ctx));
+            return plm_failm(ctx, sq, "hmm", "sequence %zu: %s", q + 1, msg);
         }
         fd.Ttot += Ts[q];
         if (Ts[q] > fd.Tmax) fd.Tmax = Ts[q];
@@ -1572,7 +1573,7 @@ plm_status plm_hmm_fit(plm_ctx *ctx, const plm_hmm *h, size_t nseq, const double
             || !(fd.slot_st = malloc(sl * sizeof *fd.slot_st)) || !(fd.slot_ctx = malloc(sl * sizeof *fd.slot_ctx))
             || !(tr = malloc(((size_t)o.iters + 1) * sizeof *tr)) || !(best_tr = malloc(((size_t)o.iters + 1) * sizeof *tr))
             || (h->emit != PLM_HMM_CATEGORICAL && !(fd.logB = malloc(nw * fd.Tmax * K * sizeof(double))))) {
-            st = plm_fail(ctx, PLM_ENOMEM, "hmm:fit: out of memory");
+            st = plm_failm(ctx, PLM_ENOMEM, "hmm", "out of memory");
             goto done;
         }
     }
@@ -1614,7 +1615,7 @@ plm_status plm_hmm_fit(plm_ctx *ctx, const plm_hmm *h, size_t nseq, const double
         }
     }
     if (!(*trace = plm_gc_alloc_atomic((size_t)best_n * sizeof **trace))) {
-        st = plm_fail(ctx, PLM_ENOMEM, "hmm:fit: out of memory");
+        st = plm_failm(ctx, PLM_ENOMEM, "hmm", "out of memory");
         goto done;
     }
     memcpy(*trace, best_tr, (size_t)best_n * sizeof **trace);

@@ -229,13 +229,13 @@ plm_status plm_sde_simulate(plm_ctx *ctx, const plm_sde *s, plm_sde_method metho
     plm_prog_in in[PLM_NGROUPS] = {{0}};
     double T[3] = {0, 0, 0};
     plm_status st;
-    if (ngrid < 1) return plm_fail(ctx, PLM_EINVAL, "sde:simulate: the time grid is empty");
+    if (ngrid < 1) return plm_failm(ctx, PLM_EINVAL, "sde", "the time grid is empty");
     for (i = 1; i < ngrid; i++)
         if (!(t[i] > t[i - 1]))
-            return plm_fail(ctx, PLM_EINVAL, "sde:simulate: times must increase (t[%zu] = %g after %g)", i + 1, t[i],
+            return plm_failm(ctx, PLM_EINVAL, "sde", "times must increase (t[%zu] = %g after %g)", i + 1, t[i],
                             t[i - 1]);
     if (method == PLM_SDE_MILSTEIN && !s->milstein)
-        return plm_fail(ctx, PLM_EINVAL, "sde:simulate: Milstein needs diagonal noise (a vector diffusion, or a "
+        return plm_failm(ctx, PLM_EINVAL, "sde", "Milstein needs diagonal noise (a vector diffusion, or a "
                                          "matrix with zero off-diagonal entries)");
     memset(&J, 0, sizeof J);
     J.s = s;
@@ -258,24 +258,24 @@ plm_status plm_sde_simulate(plm_ctx *ctx, const plm_sde *s, plm_sde_method metho
     J.bad_step = malloc((nblocks + 1) * sizeof *J.bad_step);
     J.bad_path = malloc((nblocks + 1) * sizeof *J.bad_path);
     if (!J.x || !J.rng || !J.failed || !J.bad_step || !J.bad_path) {
-        st = plm_fail(ctx, PLM_ENOMEM, "sde:simulate: out of memory");
+        st = plm_failm(ctx, PLM_ENOMEM, "sde", "out of memory");
         goto done;
     }
     for (i = 0; i < n; i++) plm_rng_init(&J.rng[i], seed, i);
     plm_parallel_for(nthreads, nblocks, 1, sim_blocks, &J);
     /* the earliest step at which any path failed (ties: the lowest path), whatever the thread count */
     for (i = 0; i < nblocks; i++) {
-        if (J.failed[i] == 1 && !st) st = plm_fail(ctx, PLM_ENOMEM, "sde:simulate: out of memory");
-        if (J.failed[i] == 3 && !st) st = plm_fail(ctx, PLM_EINTR, "sde:simulate: interrupted");
+        if (J.failed[i] == 1 && !st) st = plm_failm(ctx, PLM_ENOMEM, "sde", "out of memory");
+        if (J.failed[i] == 3 && !st) st = plm_failm(ctx, PLM_EINTR, "sde", "interrupted");
         if (J.failed[i] == 2 && (bad == (size_t)-1 || J.bad_step[i] < J.bad_step[bad])) bad = i;
     }
     if (!st && bad != (size_t)-1) {
         size_t k = J.bad_step[bad];
         if (k == 0)
-            st = plm_fail(ctx, PLM_EDOM, "sde:simulate: the start x0 of path %zu is not finite", J.bad_path[bad] + 1);
+            st = plm_failm(ctx, PLM_EDOM, "sde", "the start x0 of path %zu is not finite", J.bad_path[bad] + 1);
         else
-            st = plm_fail(ctx, PLM_EDOM,
-                      "sde:simulate: path %zu left the finite numbers at t = %.10g (step %zu of %zu, from t = %.10g; "
+            st = plm_failm(ctx, PLM_EDOM, "sde",
+                      "path %zu left the finite numbers at t = %.10g (step %zu of %zu, from t = %.10g; "
                       "reduce dt or check the parameters)",
                       J.bad_path[bad] + 1, t[k], k, ngrid - 1, t[k - 1]);
     }

@@ -252,7 +252,7 @@ static plm_status check_finite(plm_ctx *ctx, const double *x, size_t count, size
     size_t i;
     for (i = 0; i < count; i++)
         if (isnan(x[i]))
-            return plm_fail(ctx, PLM_EDOM, "ssm:simulate: %s is NaN at t=%ld (particle %zu): check the parameters", what,
+            return plm_failm(ctx, PLM_EDOM, "ssm", "%s is NaN at t=%ld (particle %zu): check the parameters", what,
                             t, i % n + 1);
     return PLM_OK;
 }
@@ -341,7 +341,7 @@ plm_status plm_ssm_simulate(plm_ctx *ctx, const plm_ssm *m, long T, size_t n, un
     size_t i, dx = (size_t)m->dim * n, dy = (size_t)m->ydim * n;
     long t;
     TC_DECL;
-    if (!tc) return plm_fail(ctx, PLM_ENOMEM, "ssm:simulate: out of memory");
+    if (!tc) return plm_failm(ctx, PLM_ENOMEM, "ssm", "out of memory");
     /* every covariate the programs read must exist, checked here once so the workers cannot fail on it */
     for (t = 1; t <= T && !st; t++) {
         st = bind(ctx, m, t == 1 ? m->init_sample : m->trans_sample, t, tc, in);
@@ -350,7 +350,7 @@ plm_status plm_ssm_simulate(plm_ctx *ctx, const plm_ssm *m, long T, size_t n, un
     TC_FREE;
     if (st) return st;
     rng = malloc((n ? n : 1) * sizeof *rng);
-    if (!rng) return plm_fail(ctx, PLM_ENOMEM, "ssm:simulate: out of memory");
+    if (!rng) return plm_failm(ctx, PLM_ENOMEM, "ssm", "out of memory");
     for (i = 0; i < n; i++) plm_rng_init(&rng[i], seed, i);
     memset(&J, 0, sizeof J);
     J.m = m;
@@ -361,8 +361,8 @@ plm_status plm_ssm_simulate(plm_ctx *ctx, const plm_ssm *m, long T, size_t n, un
     J.rng = rng;
     plm_parallel_for(nthreads, (n + PLM_EXPR_BLOCK - 1) / PLM_EXPR_BLOCK, 1, sim_blocks, &J);
     free(rng);
-    if (J.failed == 1) return plm_fail(ctx, PLM_ENOMEM, "ssm:simulate: out of memory");
-    if (J.failed == 2) return plm_fail(ctx, PLM_EINTR, "ssm:simulate: interrupted");
+    if (J.failed == 1) return plm_failm(ctx, PLM_ENOMEM, "ssm", "out of memory");
+    if (J.failed == 2) return plm_failm(ctx, PLM_EINTR, "ssm", "interrupted");
     for (t = 1; t <= T && !st; t++) {
         st = check_finite(ctx, xs + (size_t)(t - 1) * dx, dx, n, t, "the state");
         if (!st) st = check_finite(ctx, ys + (size_t)(t - 1) * dy, dy, n, t, "the observation");
