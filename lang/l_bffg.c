@@ -262,8 +262,13 @@ static plm_bffg_kernel *root_prior(lua_State *L, int idx, const char *fn)
         }
     }
     if (lua_type(L, idx) == LUA_TNUMBER || lua_istable(L, idx)) {   /* a fixed value: N(x, 0) */
-        size_t n;
-        double *x = plm_l_checkvec(L, idx, fn, "the root's value", &n, 0), *Z;
+        size_t n = 1;
+        double *x, *Z;
+        if (lua_type(L, idx) == LUA_TNUMBER) {
+            x = plm_l_scratch(L, sizeof *x);
+            x[0] = lua_tonumber(L, idx);
+        } else
+            x = plm_l_checkvec(L, idx, fn, "the root's value", &n, 0);
         if (n == 0) luaL_error(L, "%s: the root's value is empty", fn);
         Z = plm_l_scratch(L, n * n * sizeof *Z);
         memset(Z, 0, n * n * sizeof *Z);
