@@ -1,0 +1,708 @@
+/* l_bffg.c -- backward filtering, forward guiding from Lua: plume.markov_kernel.* (discrete, linear_gaussian,
+** ctmc, brownian), plume.dag() with g:root / g:kernel / g:observe / g:loglik, plume.tree.newick(text) with
+** tree:dag{...}, and plume.bffg(g, obs, opts). Lua describes the model once; the filter and the guided draws run
+** in C (runtime/bffg.h). Discrete states are 1-based here, 0-based in C. */
+#include "lmodel.h"
+
+#include <math.h>
+#include <string.h>
+
+#define KERNEL_META "plume.markov_kernel"
+#define DAG_META "plume.dag"
+#define TREE_META "plume.tree"
+#define CTMC_META "plume.ctmc"
+
+/* ---- kernels ------------------------------------------------------------------------------------------ */
+
+static plm_bffg_kernel *check_kernel(lua_State *L, int idx, const char *fn, const char *arg)
+{
+    return plm_l_checkobj(L, idx, KERNEL_META, fn, arg);
+}
+
+/* Field `key` of the table at t as a matrix: a number is 1x1, a flat list a column when `column` (else a row).
+** Pushes the owner; absent fields give NULL with *rows = 0. */
+static double *field_mat(lua_State *L, int t, const char *fn, const char *key, size_t *rows, size_t *cols, int column)
+{
+    int ty = lua_getfield(L, t, key);
+    double *x;
+    *rows = *cols = 0;
+    if (ty == LUA_TNIL) return NULL;
+    if (ty == LUA_TNUMBER) {
+        x = plm_l_scratch(L, sizeof *x);
+        x[0] = lua_tonumber(L, -2);
+        lua_remove(L, -2);
+        *rows = *cols = 1;
+        return x;
+    }
+    if (ty == LUA_TTABLE) {
+        lua_rawgeti(L, -1, 1);
+        if (lua_type(L, -1) == LUA_TNUMBER) {   /* a flat list */
+            size_t n;
+            lua_pop(L, 1);
+            x = plm_l_checkvec(L, -1, fn, key, &n, 0);
+            lua_remove(L, -2);
+            if (column) *rows = n, *cols = 1;
+            else *rows = 1, *cols = n;
+            return x;
+        }
+        lua_pop(L, 1);
+    }
+    x = plm_l_checkmat(L, -1, fn, key, rows, cols);
+    lua_remove(L, -2);
+    return x;
+}
+
+static int push_kernel(lua_State *L, plm_bffg_kernel *k)
+{
+    plm_l_pushobj(L, k, KERNEL_META);
+    return 1;
+}
+
+/* markov_kernel.discrete(P): rows are the parent's states, columns the child's. */
+static int l_kernel_discrete(lua_State *L)
+{
+    const char *fn = "markov_kernel.discrete";
+    size_t r, c;
+    double *P;
+    plm_bffg_kernel *k;
+    plm_ctx ctx;
+    if (lua_istable(L, 1) && lua_getfield(L, 1, "P") != LUA_TNIL) lua_replace(L, 1);
+    else lua_settop(L, 1);
+    P = plm_l_checkmat(L, 1, fn, "P", &r, &c);
+    if (r > 1000000 || c > 1000000) return luaL_error(L, "%s: P is too large (%d x %d)", fn, (int)r, (int)c);
+    plm_ctx_clear(&ctx);
+    if (plm_bffg_kernel_discrete(&ctx, (int)r, (int)c, P, &k)) return plm_l_fail(L, &ctx);
+    return push_kernel(L, k);
+}
+
+/* markov_kernel.linear_gaussian{B=, beta=, Q=, aux=}: y ~ N(B x + beta, Q). */
+static int l_kernel_linear_gaussian(lua_State *L)
+{
+    const char *fn = "markov_kernel.linear_gaussian";
+    size_t br, bc, er, ec, qr, qc;
+    double *B, *beta, *Q;
+    plm_bffg_kernel *k;
+    plm_ctx ctx;
+    static const char *const opts[] = {"B", "beta", "Q", "aux", NULL};
+    luaL_checktype(L, 1, LUA_TTABLE);
+    plm_l_checkopts(L, 1, fn, opts);
+    B = field_mat(L, 1, fn, "B", &br, &bc, 0);
+    if (!B) return luaL_error(L, "%s: missing field 'B' (the matrix of the mean B x + beta)", fn);
+    beta = field_mat(L, 1, fn, "beta", &er, &ec, 1);
+    Q = field_mat(L, 1, fn, "Q", &qr, &qc, 0);
+    if (!Q) return luaL_error(L, "%s: missing field 'Q' (the covariance)", fn);
+    if (beta && (ec != 1 || er != br))
+        return luaL_error(L, "%s: beta must have %d entries, one per row of B (got %d)", fn, (int)br, (int)(er * ec));
+    if (qr != br || qc != br) return luaL_error(L, "%s: Q must be %d x %d like B's rows (got %d x %d)", fn, (int)br, (int)br, (int)qr, (int)qc);
+    plm_ctx_clear(&ctx);
+    if (plm_bffg_kernel_linear_gaussian(&ctx, (int)br, (int)bc, B, beta, Q, &k)) return plm_l_fail(L, &ctx);
+    if (lua_getfield(L, 1, "aux") != LUA_TNIL) {
+        plm_bffg_kernel *aux = check_kernel(L, -1, fn, "aux");
+        if (plm_bffg_kernel_set_aux(&ctx, k, aux)) return plm_l_fail(L, &ctx);
+    }
+    return push_kernel(L, k);
+}
+
+/* markov_kernel.ctmc{Q=, t=}: Q a rate matrix or a plume.ctmc. */
+static int l_kernel_ctmc(lua_State *L)
+{
+    const char *fn = "markov_kernel.ctmc";
+    static const char *const opts[] = {"Q", "t", NULL};
+    plm_ctmc *c;
+    plm_bffg_kernel *k;
+    plm_ctx ctx;
+    double t;
+    luaL_checktype(L, 1, LUA_TTABLE);
+    plm_l_checkopts(L, 1, fn, opts);
+    plm_ctx_clear(&ctx);
+    if (lua_getfield(L, 1, "t") == LUA_TNIL) return luaL_error(L, "%s: missing field 't' (the time the chain runs)", fn);
+    t = plm_l_checknum(L, -1, fn, "t");
+    if (lua_getfield(L, 1, "Q") == LUA_TNIL) return luaL_error(L, "%s: missing field 'Q' (the rate matrix)", fn);
+    if (!(c = plm_l_testobj(L, -1, CTMC_META))) {
+        size_t r, cols;
+        double *Q = plm_l_checkmat(L, -1, fn, "Q", &r, &cols);
+        if (r != cols) return luaL_error(L, "%s: Q must be square (got %d x %d)", fn, (int)r, (int)cols);
+        if (plm_ctmc_new(&ctx, Q, (int)r, &c)) return plm_l_fail(L, &ctx);
+    }
+    if (plm_bffg_kernel_ctmc(&ctx, c, t, &k)) return plm_l_fail(L, &ctx);
+    return push_kernel(L, k);
+}
+
+/* markov_kernel.brownian{rate=, t=}: N(x, t rate); rate a variance rate (number) or a covariance rate matrix. */
+static int l_kernel_brownian(lua_State *L)
+{
+    const char *fn = "markov_kernel.brownian";
+    static const char *const opts[] = {"rate", "t", NULL};
+    size_t r, c;
+    double *S, t;
+    plm_bffg_kernel *k;
+    plm_ctx ctx;
+    luaL_checktype(L, 1, LUA_TTABLE);
+    plm_l_checkopts(L, 1, fn, opts);
+    if (lua_getfield(L, 1, "t") == LUA_TNIL) return luaL_error(L, "%s: missing field 't' (the time, e.g. a branch length)", fn);
+    t = plm_l_checknum(L, -1, fn, "t");
+    S = field_mat(L, 1, fn, "rate", &r, &c, 0);
+    if (!S) return luaL_error(L, "%s: missing field 'rate' (the variance rate)", fn);
+    if (r != c) return luaL_error(L, "%s: rate must be a number or a square matrix (got %d x %d)", fn, (int)r, (int)c);
+    plm_ctx_clear(&ctx);
+    if (plm_bffg_kernel_brownian(&ctx, (int)r, S, t, &k)) return plm_l_fail(L, &ctx);
+    return push_kernel(L, k);
+}
+
+static int l_kernel_tostring(lua_State *L)
+{
+    const plm_bffg_kernel *k = check_kernel(L, 1, "tostring", "self");
+    int di, din, dout;
+    const char *kind = plm_bffg_kernel_info(k, &di, &din, NULL, &dout);
+    if (din == 0)
+        lua_pushfstring(L, "markov_kernel.%s(prior on %s %d)", kind, di ? "states" : "R^", dout);
+    else if (di)
+        lua_pushfstring(L, "markov_kernel.%s(%d states -> %d states)", kind, din, dout);
+    else
+        lua_pushfstring(L, "markov_kernel.%s(R^%d -> R^%d)", kind, din, dout);
+    return 1;
+}
+
+/* ---- values ------------------------------------------------------------------------------------------- */
+
+/* A value for a node with kernel k from the Lua value at idx into x (width doubles; discrete 1-based -> 0-based). */
+static void read_value(lua_State *L, int idx, const plm_bffg_kernel *k, double *x, const char *fn, const char *node)
+{
+    int dis, dout;
+    plm_bffg_kernel_info(k, NULL, NULL, &dis, &dout);
+    if (dis) {
+        lua_Integer s;
+        int ok;
+        s = lua_tointegerx(L, idx, &ok);
+        if (!ok || lua_type(L, idx) != LUA_TNUMBER || s < 1 || s > dout)
+            luaL_error(L, "%s: the value of '%s' must be a state in 1..%d (got %s)", fn, node, dout, luaL_tolstring(L, idx, NULL));
+        x[0] = (double)(s - 1);
+    } else if (dout == 1 && lua_type(L, idx) == LUA_TNUMBER) {
+        x[0] = lua_tonumber(L, idx);
+    } else {
+        size_t n;
+        double *v = plm_l_checkvec(L, idx, fn, node, &n, 0);
+        if (n != (size_t)dout) luaL_error(L, "%s: the value of '%s' must have %d entries (got %d)", fn, node, dout, (int)n);
+        memcpy(x, v, n * sizeof *x);
+        lua_pop(L, 1);
+    }
+}
+
+/* ---- dags --------------------------------------------------------------------------------------------- */
+
+static plm_bffg_model *check_dag(lua_State *L, int idx, const char *fn)
+{
+    return plm_l_checkobj(L, idx, DAG_META, fn, "the model (a plume.dag)");
+}
+
+static int l_dag_new(lua_State *L)
+{
+    plm_bffg_model *m;
+    plm_ctx ctx;
+    plm_ctx_clear(&ctx);
+    if (plm_bffg_model_new(&ctx, &m)) return plm_l_fail(L, &ctx);
+    plm_l_pushobj(L, m, DAG_META);
+    return 1;
+}
+
+static const char *check_name(lua_State *L, int idx, const char *fn)
+{
+    if (lua_type(L, idx) != LUA_TSTRING) luaL_error(L, "%s: the node name must be a string (got %s)", fn, luaL_typename(L, idx));
+    return lua_tostring(L, idx);
+}
+
+static int find_parent(lua_State *L, const plm_bffg_model *m, int idx, const char *fn)
+{
+    const char *p = check_name(L, idx, fn);
+    int i = plm_bffg_find(m, p);
+    if (i < 0) luaL_error(L, "%s: there is no node '%s' (add the parent first)", fn, p);
+    return i;
+}
+
+/* The prior of a root from a plume.dist (normal, mvnormal, categorical), a kernel with no input, or a fixed value
+** (a number or a list of numbers). */
+static plm_bffg_kernel *root_prior(lua_State *L, int idx, const char *fn)
+{
+    plm_bffg_kernel *k = NULL;
+    plm_dist *d;
+    plm_ctx ctx;
+    plm_ctx_clear(&ctx);
+    if ((k = plm_l_testobj(L, idx, KERNEL_META))) {
+        int din;
+        plm_bffg_kernel_info(k, NULL, &din, NULL, NULL);
+        if (din) luaL_error(L, "%s: a root's kernel must be a prior (no input); use a plume.dist or a value", fn);
+        return k;
+    }
+    if ((d = plm_l_testobj(L, idx, PLM_L_DIST))) {
+        int K = d->K, i, j;
+        double *Q;
+        switch (d->kind) {
+        case PLM_DIST_NORMAL: {
+            double var = d->p[1] * d->p[1];
+            if (plm_bffg_kernel_linear_gaussian(&ctx, 1, 0, NULL, &d->p[0], &var, &k)) plm_l_fail(L, &ctx);
+            return k;
+        }
+        case PLM_DIST_MVNORMAL:
+            Q = plm_l_scratch(L, (size_t)K * K * sizeof *Q);
+            for (i = 0; i < K; i++)
+                for (j = 0; j < K; j++) {
+                    double acc = 0;
+                    for (int l = 0; l <= (i < j ? i : j); l++) acc += d->aux[i * K + l] * d->aux[j * K + l];
+                    Q[i * K + j] = acc;
+                }
+            if (plm_bffg_kernel_linear_gaussian(&ctx, K, 0, NULL, d->v, Q, &k)) plm_l_fail(L, &ctx);
+            lua_pop(L, 1);
+            return k;
+        case PLM_DIST_CATEGORICAL:
+            if (plm_bffg_kernel_discrete(&ctx, 0, K, d->v, &k)) plm_l_fail(L, &ctx);
+            return k;
+        default:
+            luaL_error(L, "%s: a root's distribution must be normal, mvnormal or categorical (got %s)", fn,
+                       plm_dist_info_of(d->kind)->name);
+        }
+    }
+    if (lua_type(L, idx) == LUA_TNUMBER || lua_istable(L, idx)) {   /* a fixed value: N(x, 0) */
+        size_t n = 1;
+        double *x, *Z;
+        if (lua_type(L, idx) == LUA_TNUMBER) {
+            x = plm_l_scratch(L, sizeof *x);
+            x[0] = lua_tonumber(L, idx);
+        } else
+            x = plm_l_checkvec(L, idx, fn, "the root's value", &n, 0);
+        if (n == 0) luaL_error(L, "%s: the root's value is empty", fn);
+        Z = plm_l_scratch(L, n * n * sizeof *Z);
+        memset(Z, 0, n * n * sizeof *Z);
+        if (plm_bffg_kernel_linear_gaussian(&ctx, (int)n, 0, NULL, x, Z, &k)) plm_l_fail(L, &ctx);
+        lua_pop(L, 2);
+        return k;
+    }
+    luaL_error(L, "%s: the root needs a plume.dist (normal, mvnormal, categorical), a prior kernel or a value (got %s)", fn,
+               luaL_typename(L, idx));
+    return NULL;
+}
+
+static void add_node(lua_State *L, plm_bffg_model *m, const char *name, int parent, const plm_bffg_kernel *k,
+                     const double *value)
+{
+    plm_ctx ctx;
+    plm_ctx_clear(&ctx);
+    if (plm_bffg_add(&ctx, m, name, parent, k, value, NULL)) plm_l_fail(L, &ctx);
+}
+
+/* g:root(name, prior) -> g */
+static int l_dag_root(lua_State *L)
+{
+    plm_bffg_model *m = check_dag(L, 1, "dag:root");
+    const char *name = check_name(L, 2, "dag:root");
+    plm_bffg_kernel *k = root_prior(L, 3, "dag:root");
+    add_node(L, m, name, -1, k, NULL);
+    lua_settop(L, 1);
+    return 1;
+}
+
+/* g:kernel(name, parent, kernel) -> g */
+static int l_dag_kernel(lua_State *L)
+{
+    plm_bffg_model *m = check_dag(L, 1, "dag:kernel");
+    const char *name = check_name(L, 2, "dag:kernel");
+    int parent = find_parent(L, m, 3, "dag:kernel");
+    add_node(L, m, name, parent, check_kernel(L, 4, "dag:kernel", "kernel"), NULL);
+    lua_settop(L, 1);
+    return 1;
+}
+
+/* g:observe(name, parent, kernel, value) -> g */
+static int l_dag_observe(lua_State *L)
+{
+    plm_bffg_model *m = check_dag(L, 1, "dag:observe");
+    const char *name = check_name(L, 2, "dag:observe");
+    int parent = find_parent(L, m, 3, "dag:observe");
+    plm_bffg_kernel *k = check_kernel(L, 4, "dag:observe", "kernel");
+    double x[64], *v = x;
+    int dout;
+    plm_bffg_kernel_info(k, NULL, NULL, NULL, &dout);
+    if (dout > 64) v = plm_l_scratch(L, (size_t)dout * sizeof *v);
+    if (lua_isnoneornil(L, 5)) return luaL_error(L, "dag:observe: node '%s' needs a value", name);
+    read_value(L, 5, k, v, "dag:observe", name);
+    add_node(L, m, name, parent, k, v);
+    lua_settop(L, 1);
+    return 1;
+}
+
+/* Observed values from the table at idx (name -> value) as per-node overrides (NULL: none). Pushes one value
+** that owns the memory (nil when there are no overrides). */
+static const double **obs_values(lua_State *L, const plm_bffg_model *m, int idx, const char *fn)
+{
+    const double **vals;
+    double *store;
+    size_t *off, total = 0, nn;
+    int i, n = plm_bffg_nnodes(m);
+    if (lua_isnoneornil(L, idx)) {
+        lua_pushnil(L);
+        return NULL;
+    }
+    if (!lua_istable(L, idx)) luaL_error(L, "%s: obs must be a table of node name -> value (got %s)", fn, luaL_typename(L, idx));
+    idx = lua_absindex(L, idx);
+    nn = (size_t)(n ? n : 1);
+    /* one block: per-node pointers, per-node offsets, then the values */
+    vals = plm_l_scratch(L, nn * (sizeof *vals + sizeof *off));
+    off = (size_t *)(void *)(vals + nn);
+    for (i = 0; i < n; i++) {
+        plm_bffg_node_info info;
+        plm_bffg_node(m, i, &info);
+        vals[i] = NULL;
+        off[i] = total;
+        total += (size_t)info.width;
+    }
+    store = plm_l_scratch(L, (total ? total : 1) * sizeof *store);
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+        plm_bffg_node_info info;
+        const char *name;
+        if (lua_type(L, -2) != LUA_TSTRING) luaL_error(L, "%s: obs keys must be node names (got %s)", fn, luaL_typename(L, -2));
+        name = lua_tostring(L, -2);
+        if ((i = plm_bffg_find(m, name)) < 0) luaL_error(L, "%s: obs names no node '%s'", fn, name);
+        plm_bffg_node(m, i, &info);
+        if (!info.observed) luaL_error(L, "%s: node '%s' is latent; obs may only give values of observed nodes", fn, name);
+        read_value(L, -1, info.kernel, store + off[i], fn, name);
+        vals[i] = store + off[i];
+        lua_pop(L, 1);
+    }
+    /* the two blocks stay alive as a pair in one table */
+    lua_createtable(L, 2, 0);
+    lua_insert(L, -3);
+    lua_rawseti(L, -3, 2);
+    lua_rawseti(L, -2, 1);
+    return vals;
+}
+
+static plm_bffg_filter *run_filter(lua_State *L, const plm_bffg_model *m, const double **vals, const char *fn)
+{
+    plm_bffg_filter *f;
+    plm_ctx ctx;
+    plm_ctx_clear(&ctx);
+    if (plm_bffg_nnodes(m) == 0) luaL_error(L, "%s: the model has no nodes", fn);
+    if (plm_bffg_backward(&ctx, m, vals, &f)) {
+        if (ctx.status == PLM_EINTR) plm_interrupt_clear();
+        plm_l_fail(L, &ctx);
+    }
+    return f;
+}
+
+/* g:loglik(obs) -> the backward filter's log-likelihood (exact when no kernel has an auxiliary) */
+static int l_dag_loglik(lua_State *L)
+{
+    plm_bffg_model *m = check_dag(L, 1, "dag:loglik");
+    const double **vals = obs_values(L, m, 2, "dag:loglik");
+    lua_pushnumber(L, plm_bffg_filter_loglik(run_filter(L, m, vals, "dag:loglik")));
+    return 1;
+}
+
+/* g:nodes() -> list of {name=, parent=, observed=, discrete=, dim=} */
+static int l_dag_nodes(lua_State *L)
+{
+    plm_bffg_model *m = check_dag(L, 1, "dag:nodes");
+    int i, n = plm_bffg_nnodes(m);
+    lua_createtable(L, n, 0);
+    for (i = 0; i < n; i++) {
+        plm_bffg_node_info info, pinfo;
+        plm_bffg_node(m, i, &info);
+        lua_createtable(L, 0, 5);
+        lua_pushstring(L, info.name);
+        lua_setfield(L, -2, "name");
+        if (info.parent >= 0) {
+            plm_bffg_node(m, info.parent, &pinfo);
+            lua_pushstring(L, pinfo.name);
+            lua_setfield(L, -2, "parent");
+        }
+        lua_pushboolean(L, info.observed);
+        lua_setfield(L, -2, "observed");
+        lua_pushboolean(L, info.discrete);
+        lua_setfield(L, -2, "discrete");
+        lua_pushinteger(L, info.dim);
+        lua_setfield(L, -2, "dim");
+        lua_rawseti(L, -2, i + 1);
+    }
+    return 1;
+}
+
+static int l_dag_tostring(lua_State *L)
+{
+    plm_bffg_model *m = check_dag(L, 1, "tostring");
+    int i, n = plm_bffg_nnodes(m), obs = 0, roots = 0;
+    for (i = 0; i < n; i++) {
+        plm_bffg_node_info info;
+        plm_bffg_node(m, i, &info);
+        obs += info.observed, roots += info.parent < 0;
+    }
+    lua_pushfstring(L, "dag(%d nodes: %d latent, %d observed; %d root%s)", n, n - obs, obs, roots, roots == 1 ? "" : "s");
+    return 1;
+}
+
+/* ---- trees -------------------------------------------------------------------------------------------- */
+
+static plm_tree *check_tree(lua_State *L, int idx, const char *fn)
+{
+    return plm_l_checkobj(L, idx, TREE_META, fn, "self");
+}
+
+static int l_tree_newick(lua_State *L)
+{
+    plm_tree *t;
+    plm_ctx ctx;
+    if (lua_type(L, 1) != LUA_TSTRING) return luaL_error(L, "tree.newick: text must be a string (got %s)", luaL_typename(L, 1));
+    plm_ctx_clear(&ctx);
+    if (plm_tree_newick(&ctx, lua_tostring(L, 1), &t)) return plm_l_fail(L, &ctx);
+    plm_l_pushobj(L, t, TREE_META);
+    return 1;
+}
+
+static int l_tree_tips(lua_State *L)
+{
+    plm_tree *t = check_tree(L, 1, "tree:tips");
+    int i, k = 0;
+    lua_createtable(L, t->ntips, 0);
+    for (i = 0; i < t->n; i++)
+        if (t->tip[i]) {
+            lua_pushstring(L, t->name[i]);
+            lua_rawseti(L, -2, ++k);
+        }
+    return 1;
+}
+
+static int l_tree_nodes(lua_State *L)
+{
+    plm_tree *t = check_tree(L, 1, "tree:nodes");
+    int i;
+    lua_createtable(L, t->n, 0);
+    for (i = 0; i < t->n; i++) {
+        lua_createtable(L, 0, 4);
+        lua_pushstring(L, t->name[i]);
+        lua_setfield(L, -2, "name");
+        if (t->parent[i] >= 0) {
+            lua_pushstring(L, t->name[t->parent[i]]);
+            lua_setfield(L, -2, "parent");
+        }
+        if (!isnan(t->length[i])) {
+            lua_pushnumber(L, t->length[i]);
+            lua_setfield(L, -2, "length");
+        }
+        lua_pushboolean(L, t->tip[i]);
+        lua_setfield(L, -2, "tip");
+        lua_rawseti(L, -2, i + 1);
+    }
+    return 1;
+}
+
+/* tree:dag{root = prior, process = function(t, name) -> kernel, data = {tip = value}} -> a plume.dag whose nodes
+** are the tree's: the root with the prior, every other node through process(branch length, name) from its
+** parent; tips named in data are observed, the other nodes latent. */
+static int l_tree_dag(lua_State *L)
+{
+    const char *fn = "tree:dag";
+    static const char *const opts[] = {"root", "process", "data", NULL};
+    plm_tree *t = check_tree(L, 1, fn);
+    plm_bffg_model *m;
+    int i, nd = 0;
+    double x[64];
+    luaL_checktype(L, 2, LUA_TTABLE);
+    plm_l_checkopts(L, 2, fn, opts);
+    lua_settop(L, 2);
+    lua_getfield(L, 2, "root");      /* 3 */
+    lua_getfield(L, 2, "process");   /* 4 */
+    lua_getfield(L, 2, "data");      /* 5 */
+    if (lua_isnil(L, 3)) return luaL_error(L, "%s: missing field 'root' (the prior of the root's value)", fn);
+    if (!lua_isfunction(L, 4))
+        return luaL_error(L, "%s: 'process' must be a function(t, name) returning a plume.markov_kernel (got %s)", fn,
+                          luaL_typename(L, 4));
+    if (!lua_isnil(L, 5) && !lua_istable(L, 5)) return luaL_error(L, "%s: 'data' must be a table of tip name -> value", fn);
+    if (lua_istable(L, 5)) {   /* every key must be a tip */
+        lua_pushnil(L);
+        while (lua_next(L, 5)) {
+            int found = 0;
+            if (lua_type(L, -2) != LUA_TSTRING) return luaL_error(L, "%s: data keys must be tip names", fn);
+            for (i = 0; i < t->n && !found; i++) found = t->tip[i] && strcmp(t->name[i], lua_tostring(L, -2)) == 0;
+            if (!found) return luaL_error(L, "%s: data names '%s', which is not a tip of the tree", fn, lua_tostring(L, -2));
+            lua_pop(L, 1);
+            nd++;
+        }
+    }
+    l_dag_new(L);   /* 6 */
+    m = check_dag(L, 6, fn);
+    add_node(L, m, t->name[0], -1, root_prior(L, 3, fn), NULL);
+    for (i = 1; i < t->n; i++) {
+        plm_bffg_kernel *k;
+        int top = lua_gettop(L), observed = 0, dout;
+        if (isnan(t->length[i])) return luaL_error(L, "%s: the branch into '%s' has no length", fn, t->name[i]);
+        lua_pushvalue(L, 4);
+        lua_pushnumber(L, t->length[i]);
+        lua_pushstring(L, t->name[i]);
+        lua_call(L, 2, 1);
+        if (!plm_l_testobj(L, -1, KERNEL_META))
+            return luaL_error(L, "%s: process(%f, '%s') returned %s, not a plume.markov_kernel", fn, t->length[i], t->name[i],
+                              luaL_typename(L, -1));
+        k = check_kernel(L, -1, fn, "process result");
+        plm_bffg_kernel_info(k, NULL, NULL, NULL, &dout);
+        if (t->tip[i] && lua_istable(L, 5)) {
+            lua_getfield(L, 5, t->name[i]);
+            if (!lua_isnil(L, -1)) {
+                if (dout > 64) return luaL_error(L, "%s: tip values of more than 64 entries are not supported", fn);
+                read_value(L, -1, k, x, fn, t->name[i]);
+                observed = 1;
+            }
+        }
+        add_node(L, m, t->name[i], t->parent[i], k, observed ? x : NULL);
+        lua_settop(L, top);
+    }
+    lua_settop(L, 6);
+    return 1;
+}
+
+static int l_tree_tostring(lua_State *L)
+{
+    plm_tree *t = check_tree(L, 1, "tostring");
+    lua_pushfstring(L, "tree(%d tips, %d nodes)", t->ntips, t->n);
+    return 1;
+}
+
+/* ---- plume.bffg --------------------------------------------------------------------------------------- */
+
+/* The draws as a posterior object (plume._posterior, upvalue 1): one weighted chain, columns named after the
+** latent nodes ("x", or "x[1]", "x[2]" for vectors; discrete states 1-based). Kept in one function so that it
+** can move onto the shared results builder unchanged. Leaves the posterior on the stack. */
+static void push_results(lua_State *L, const plm_bffg_model *m, const double *draws, const double *logw, size_t n,
+                         double loglik_filter, uint64_t seed)
+{
+    plm_ctx ctx;
+    plm_draws *D;
+    size_t width = plm_bffg_draw_width(m), s;
+    int i, j, nn = plm_bffg_nnodes(m), res;
+    double *row = plm_l_scratch(L, (width ? width : 1) * sizeof *row), lse;
+    int *disc = plm_l_scratch(L, (width ? width : 1) * sizeof *disc);
+    plm_ctx_clear(&ctx);
+    if (plm_draws_new(&ctx, 1, &D)) plm_l_fail(L, &ctx);
+    plm_draws_set_weighted(D, 1);
+    for (i = 0; i < nn; i++) {
+        plm_bffg_node_info info;
+        plm_bffg_node(m, i, &info);
+        if (info.observed) continue;
+        for (j = 0; j < info.width; j++) {
+            char name[512];
+            if (info.width == 1) snprintf(name, sizeof name, "%s", info.name);
+            else snprintf(name, sizeof name, "%s[%d]", info.name, j + 1);
+            if (plm_draws_col(D, name, 1) != (int)info.offset + j) luaL_error(L, "plume.bffg: duplicate column '%s'", name);
+            disc[info.offset + j] = info.discrete;
+        }
+    }
+    for (s = 0; s < n; s++) {
+        for (j = 0; j < (int)width; j++) row[j] = draws[s * width + j] + disc[j];
+        if (plm_draws_push(&ctx, D, 0, row, (int)width, logw[s])) plm_l_fail(L, &ctx);
+    }
+    lse = plm_bffg_logmeanexp(logw, n) + log((double)n);
+    lua_newtable(L);
+    res = lua_gettop(L);
+    plm_l_pushdraws(L, D);
+    lua_setfield(L, res, "_draws");
+    lua_pushstring(L, "bffg-is");
+    lua_setfield(L, res, "method");
+    lua_pushinteger(L, (lua_Integer)n);
+    lua_setfield(L, res, "samples");
+    lua_pushnumber(L, lse - log((double)n));
+    lua_setfield(L, res, "logz");
+    lua_pushnumber(L, lse - log((double)n));
+    lua_setfield(L, res, "loglik");
+    lua_pushnumber(L, loglik_filter);
+    lua_setfield(L, res, "loglik_filter");
+    lua_pushnumber(L, plm_bffg_ess(logw, n));
+    lua_setfield(L, res, "ess");
+    lua_pushinteger(L, (lua_Integer)seed);
+    lua_setfield(L, res, "seed");
+    lua_createtable(L, (int)n, 0);
+    lua_createtable(L, (int)n, 0);
+    for (s = 0; s < n; s++) {
+        lua_pushnumber(L, logw[s]);
+        lua_rawseti(L, -2, (lua_Integer)s + 1);
+        lua_pushnumber(L, logw[s] - lse);
+        lua_rawseti(L, -3, (lua_Integer)s + 1);
+    }
+    lua_setfield(L, res, "log_weights_raw");
+    lua_setfield(L, res, "log_weights");
+    lua_getfield(L, lua_upvalueindex(1), "_posterior");
+    lua_pushvalue(L, res);
+    lua_call(L, 1, 1);
+}
+
+/* plume.bffg(g, obs, {samples=, method="is", seed=, threads=}) -> posterior */
+static int l_bffg(lua_State *L)
+{
+    const char *fn = "plume.bffg";
+    static const char *const opts[] = {"samples", "method", "seed", "threads", NULL};
+    plm_bffg_model *m = check_dag(L, 1, fn);
+    const double **vals;
+    const char *method;
+    lua_Integer n;
+    uint64_t seed;
+    int threads;
+    plm_bffg_filter *f;
+    double *draws, *logw;
+    size_t width;
+    plm_ctx ctx;
+    lua_settop(L, 3);
+    if (!lua_isnil(L, 3)) {
+        luaL_checktype(L, 3, LUA_TTABLE);
+        plm_l_checkopts(L, 3, fn, opts);
+    }
+    n = plm_l_optint(L, 3, fn, "samples", 1000);
+    if (n < 1 || n > 100000000) return luaL_error(L, "%s: option 'samples' must be in 1..1e8 (got %d)", fn, (int)n);
+    method = plm_l_optstr(L, 3, fn, "method", "is");
+    if (strcmp(method, "is") != 0)
+        return luaL_error(L, "%s: method '%s' is not available yet (methods: is)", fn, method);
+    if (lua_istable(L, 3) && lua_getfield(L, 3, "seed") != LUA_TNIL)
+        seed = plm_l_seed(L, 3, fn);
+    else
+        seed = plm_l_default_seed(L);
+    lua_settop(L, 3);
+    threads = plm_l_threads(L, 3, fn);
+    vals = obs_values(L, m, 2, fn);
+    f = run_filter(L, m, vals, fn);
+    width = plm_bffg_draw_width(m);
+    draws = plm_l_scratch(L, (size_t)n * (width ? width : 1) * sizeof *draws);
+    logw = plm_l_scratch(L, (size_t)n * sizeof *logw);
+    plm_ctx_clear(&ctx);
+    if (plm_bffg_forward(&ctx, f, (size_t)n, seed, threads, draws, logw, NULL)) {
+        if (ctx.status == PLM_EINTR) plm_interrupt_clear();
+        return plm_l_fail(L, &ctx);
+    }
+    push_results(L, m, draws, logw, (size_t)n, plm_bffg_filter_loglik(f), seed);
+    return 1;
+}
+
+void plm_l_open_bffg(lua_State *L)
+{
+    static const luaL_Reg kernel_meta[] = {{"__tostring", l_kernel_tostring}, {NULL, NULL}};
+    static const luaL_Reg kernel_methods[] = {{NULL, NULL}};
+    static const luaL_Reg dag_methods[] = {{"root", l_dag_root}, {"kernel", l_dag_kernel}, {"observe", l_dag_observe},
+                                           {"loglik", l_dag_loglik}, {"nodes", l_dag_nodes}, {NULL, NULL}};
+    static const luaL_Reg dag_meta[] = {{"__tostring", l_dag_tostring}, {NULL, NULL}};
+    static const luaL_Reg tree_methods[] = {{"tips", l_tree_tips}, {"nodes", l_tree_nodes}, {"dag", l_tree_dag}, {NULL, NULL}};
+    static const luaL_Reg tree_meta[] = {{"__tostring", l_tree_tostring}, {NULL, NULL}};
+    static const luaL_Reg kernels[] = {{"discrete", l_kernel_discrete}, {"linear_gaussian", l_kernel_linear_gaussian},
+                                       {"ctmc", l_kernel_ctmc}, {"brownian", l_kernel_brownian}, {NULL, NULL}};
+    plm_l_newmeta(L, KERNEL_META, kernel_methods, kernel_meta);
+    lua_pop(L, 1);
+    plm_l_newmeta(L, DAG_META, dag_methods, dag_meta);
+    lua_pop(L, 1);
+    plm_l_newmeta(L, TREE_META, tree_methods, tree_meta);
+    lua_pop(L, 1);
+    luaL_newlib(L, kernels);
+    lua_setfield(L, -2, "markov_kernel");
+    lua_pushcfunction(L, l_dag_new);
+    lua_setfield(L, -2, "dag");
+    lua_createtable(L, 0, 1);
+    lua_pushcfunction(L, l_tree_newick);
+    lua_setfield(L, -2, "newick");
+    lua_setfield(L, -2, "tree");
+    lua_pushvalue(L, -1);
+    lua_pushcclosure(L, l_bffg, 1);
+    lua_setfield(L, -2, "bffg");
+}

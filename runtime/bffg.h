@@ -1,0 +1,147 @@
+/* bffg.h -- backward filtering, forward guiding (van der Meulen and Schauer, "Automatic Backward Filtering
+** Forward Guiding for Markov processes and graphical models") on a forest of Markov kernels. Every node but a
+** root has one parent and is reached from it through a kernel; observed nodes are leaves. The backward filter
+** carries each observation toward the roots as a message h(x) = p(observations below x | x), exact here:
+** a rescaled vector for discrete states, log h(x) = c + F'x - x'Hx/2 for Gaussian ones; a node with several
+** children fuses their messages. Forward guiding then draws every latent node from its kernel tilted by its
+** message (the h-transform) and weights the draw by log p(x, y) - log q(x), edge by edge. With exact messages
+** the weight is the same for every draw and equals log p(y); a kernel may carry an auxiliary kernel that the
+** backward filter uses in its place, and then the weights correct for the difference.
+** Kernels, models and filters are GC memory (never freed); draws and weights are caller-owned buffers.
+** Discrete states are 0-based and stored as doubles in value and draw buffers. */
+#ifndef PLM_BFFG_H
+#define PLM_BFFG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ctmc.h"
+#include "ctx.h"
+
+/* ---- Kernels ------------------------------------------------------------------------------------------ */
+
+/* A Markov kernel from a parent space to a child space, each either discrete (K states) or R^d. A kernel
+** with input dimension 0 is a prior: it is the kernel of a root. Opaque; see bffg_impl.h. */
+typedef struct plm_bffg_kernel plm_bffg_kernel;
+
+/* Discrete transitions: P is Kin*Kout row-major, each row a probability vector (entries >= 0, summing to 1
+** within 1e-9). Kin = 0 makes a prior over Kout states with P its one row. */
+plm_status plm_bffg_kernel_discrete(plm_ctx *ctx, int Kin, int Kout, const double *P, plm_bffg_kernel **out);
+
+/* Linear-Gaussian: y ~ N(B x + beta, Q), x in R^din, y in R^dout. B is dout*din (ignored when din = 0: a
+** Gaussian prior N(beta, Q)), beta dout (NULL: zero), Q dout*dout symmetric positive semi-definite (a
+** singular Q, even Q = 0, is allowed for latent children; an observed child needs Q positive definite). */
+plm_status plm_bffg_kernel_linear_gaussian(plm_ctx *ctx, int dout, int din, const double *B, const double *beta,
+                                           const double *Q, plm_bffg_kernel **out);
+
+/* A finite continuous-time Markov chain run for time t >= 0: the discrete kernel P = exp(Q t) of the chain. */
+plm_status plm_bffg_kernel_ctmc(plm_ctx *ctx, const plm_ctmc *chain, double t, plm_bffg_kernel **out);
+
+/* Brownian motion in R^d with covariance rate Sigma (d*d, symmetric positive semi-definite) over time t >= 0:
+** y ~ N(x, t Sigma). */
+plm_status plm_bffg_kernel_brownian(plm_ctx *ctx, int d, const double *Sigma, double t, plm_bffg_kernel **out);
+
+/* Give k an auxiliary kernel: the backward filter pulls messages back through aux instead of k (aux must map
+** the same spaces). Forward guiding still draws from k tilted by the messages, and the weights correct for the
+** difference, so a poor auxiliary costs effective samples, not correctness. PLM_EINVAL on a space mismatch. */
+plm_status plm_bffg_kernel_set_aux(plm_ctx *ctx, plm_bffg_kernel *k, const plm_bffg_kernel *aux);
+
+/* The spaces of k: *discrete_in / *discrete_out are 1 for discrete spaces; *din / *dout are K or d (din 0 for
+** a prior); any pointer may be NULL. The kernel's kind name ("discrete", "linear_gaussian") is returned. */
+const char *plm_bffg_kernel_info(const plm_bffg_kernel *k, int *discrete_in, int *din, int *discrete_out, int *dout);
+
+/* ---- Models ------------------------------------------------------------------------------------------- */
+
+typedef struct plm_bffg_model plm_bffg_model;
+
+plm_status plm_bffg_model_new(plm_ctx *ctx, plm_bffg_model **out);
+
+/* Add node `name` (unique, non-empty) with kernel k from node `parent` (an earlier latent node), or a root
+** (parent = -1, k a prior). value NULL makes it latent; otherwise it is observed with that value (dout doubles,
+** or one 0-based state; copied) and must stay a leaf. *index (or NULL) receives the node's index: nodes are
+** numbered in the order added, so parents come before children. PLM_EINVAL names the node and the mismatch. */
+plm_status plm_bffg_add(plm_ctx *ctx, plm_bffg_model *m, const char *name, int parent, const plm_bffg_kernel *k,
+                        const double *value, int *index);
+
+typedef struct plm_bffg_node_info {
+    const char *name;
+    int parent;        /* -1 for a root */
+    int observed;
+    int discrete;
+    int dim;           /* states K (discrete) or d */
+    int width;         /* doubles per value: 1 (discrete) or d */
+    long offset;       /* where a latent node's value starts in a draw; -1 for observed nodes */
+    const plm_bffg_kernel *kernel;
+    const double *value;   /* observed value (width doubles), NULL for latent nodes */
+} plm_bffg_node_info;
+
+int plm_bffg_nnodes(const plm_bffg_model *m);
+/* Node i (0 <= i < nnodes) into *info. */
+void plm_bffg_node(const plm_bffg_model *m, int i, plm_bffg_node_info *info);
+/* The index of the node called name, or -1. */
+int plm_bffg_find(const plm_bffg_model *m, const char *name);
+/* Doubles per draw: the widths of the latent nodes, in node order. */
+size_t plm_bffg_draw_width(const plm_bffg_model *m);
+
+/* ---- Backward filter ---------------------------------------------------------------------------------- */
+
+/* A message h on a node: discrete h(k) = exp(c) v[k] with max v = 1 (all zero: h = 0); Gaussian
+** log h(x) = c + F'x - x'Hx/2 with v = F and H dim*dim symmetric positive semi-definite. */
+typedef struct plm_bffg_msg {
+    int discrete, dim;
+    double c;
+    double *v;
+    double *H;   /* NULL for discrete */
+} plm_bffg_msg;
+
+typedef struct plm_bffg_filter plm_bffg_filter;
+
+/* Run the backward filter over m. values (or NULL) overrides observed values: values[i] non-NULL replaces
+** node i's value for this filter (it must be observed; values are copied). The filter refers to m, which must
+** not change while the filter is used. PLM_EDOM when the observations have probability 0 under the model
+** (the message names the highest node below which they do); PLM_EINVAL, PLM_ENOMEM, PLM_EINTR. */
+plm_status plm_bffg_backward(plm_ctx *ctx, const plm_bffg_model *m, const double *const *values,
+                             plm_bffg_filter **out);
+
+/* The filter's log-likelihood: the sum over roots of log of the integral of the prior times the root's
+** message. It is log p(observations) exactly when no kernel has an auxiliary. */
+double plm_bffg_filter_loglik(const plm_bffg_filter *f);
+
+/* The fused message at latent node i (NULL for an observed node). */
+const plm_bffg_msg *plm_bffg_message(const plm_bffg_filter *f, int i);
+
+/* ---- Forward guiding ---------------------------------------------------------------------------------- */
+
+/* n guided draws. Draw s uses random stream (seed, s), so results do not depend on threads (<= 0: default).
+** draws (n * draw_width) receives the latent values in node order; logw (n) the total log weight
+** log p(x, y) - log q(x); edge_logw (n * nnodes, or NULL) each node's share: log p(x_i | x_parent) - log q(x_i |
+** x_parent) for a latent node (in the coordinates of its kernel's noise, see bffg_kernel.c), log p(y_i |
+** x_parent) for an observed one. The total is their sum. PLM_EINTR when interrupted. */
+plm_status plm_bffg_forward(plm_ctx *ctx, const plm_bffg_filter *f, size_t n, uint64_t seed, int threads,
+                            double *draws, double *logw, double *edge_logw);
+
+/* Kish's effective sample size (sum w)^2 / sum w^2 of n log weights (0 when all are -inf). */
+double plm_bffg_ess(const double *logw, size_t n);
+
+/* log of the mean of exp(logw): the importance-sampling estimate of log p(y). */
+double plm_bffg_logmeanexp(const double *logw, size_t n);
+
+/* ---- Trees -------------------------------------------------------------------------------------------- */
+
+/* A rooted tree from Newick text. Nodes are in preorder (a parent before its children; node 0 is the root).
+** Unnamed nodes are named "node<i>" (i their index); length[i] is the branch into node i (NaN when the text
+** gives none; the root's is its optional length). GC memory. */
+typedef struct plm_tree {
+    int n, ntips;
+    int *parent;      /* -1 for the root */
+    double *length;
+    char **name;
+    int *tip;         /* 1 for leaves */
+} plm_tree;
+
+/* Parse s: "((A:1,B:2)AB:0.5,C:1.5);". Quoted names ('a b', with '' for a quote), [comments] and white space
+** are allowed; the final ';' may be omitted. PLM_EPARSE names the line and column and what was expected;
+** duplicate names and negative or non-finite lengths are errors too. */
+plm_status plm_tree_newick(plm_ctx *ctx, const char *s, plm_tree **out);
+
+#endif

@@ -1,0 +1,43 @@
+/* bffg_impl.h -- the insides of BFFG kernels, shared by bffg.c (the engine) and bffg_kernel.c (the kernels).
+** A kernel kind is a table of functions (plm_bffg_kernel_ops): the engine never looks at a kernel's fields, so
+** a new kind of kernel is a new table. Not installed. */
+#ifndef PLM_BFFG_IMPL_H
+#define PLM_BFFG_IMPL_H
+
+#include "bffg.h"
+#include "rng.h"
+
+typedef struct plm_bffg_kernel_ops {
+    const char *name;
+    /* The message on the parent, h(x) = integral of k(y | x) child(y) dy, into out (allocated by the engine for
+    ** the parent's space; dim 0 for a prior, which leaves only out->c). */
+    plm_status (*pullback)(plm_ctx *ctx, const plm_bffg_kernel *k, const plm_bffg_msg *child, plm_bffg_msg *out);
+    /* The message on the parent of an observed child with value y: h(x) = k(y | x). */
+    plm_status (*observe)(plm_ctx *ctx, const plm_bffg_kernel *k, const double *y, plm_bffg_msg *out);
+    /* Precompute the guided kernel q(y | x) proportional to k(y | x) child(y); *guide receives GC memory. */
+    plm_status (*guide)(plm_ctx *ctx, const plm_bffg_kernel *k, const plm_bffg_msg *child, void **guide);
+    /* Draw y from the guided kernel at parent value x (NULL for a prior) and return log k(y|x) - log q(y|x).
+    ** work holds `work` doubles. No allocation: this runs once per draw per node. */
+    double (*sample)(const plm_bffg_kernel *k, const void *guide, const double *x, double *y, plm_rng *r,
+                     double *work);
+    /* log k(y | x) of an observed value. */
+    double (*logpdf)(const plm_bffg_kernel *k, const double *x, const double *y, double *work);
+} plm_bffg_kernel_ops;
+
+struct plm_bffg_kernel {
+    const plm_bffg_kernel_ops *ops;
+    int discrete_in, discrete_out;
+    int din, dout;                   /* K or d; din = 0 for a prior */
+    size_t work;                     /* doubles of workspace for sample and logpdf */
+    const plm_bffg_kernel *aux;      /* the backward filter pulls back through this one (NULL: itself) */
+    /* discrete */
+    double *P;                       /* max(din,1) * dout */
+    /* linear-Gaussian */
+    double *B, *beta;                /* dout*din, dout */
+    double *G;                       /* dout*r factor of Q: G G' = Q */
+    int r;                           /* rank of Q */
+    double *L;                       /* lower Cholesky factor of Q when Q is positive definite, else NULL */
+    double logdetL;                  /* sum of log L_ii */
+};
+
+#endif
