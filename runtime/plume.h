@@ -25,5 +25,6 @@
 #include "lm_gguf.h"
 #include "lm_llama.h"
 #include "resample.h"
+#include "conformal.h"
 
 #endif
