@@ -161,16 +161,20 @@ static plm_status next_symbols(plm_ctx *ctx, const plm_hmm *h, size_t T, const d
         st = plm_fail(ctx, PLM_ENOMEM, "conformal: out of memory");
         goto done;
     }
-    if ((st = plm_hmm_stationary(ctx, h, pi))) {
-        st = plm_fail(ctx, PLM_EDOM, "conformal.hmm: the score without states needs h's stationary distribution, "
-                      "and it is not unique (h is reducible)");
-        goto done;
-    }
+    /* A reducible h has no unique stationary distribution: the flat prior is used instead. */
+    if (plm_hmm_stationary(ctx, h, pi))
+        for (k = 0; k < K; k++) pi[k] = 1.0 / K;
+    plm_ctx_clear(ctx);
     for (a = 0; a < M; a++) {
-        /* w = p(x_{t-1} | y_{t-1} = a) under the stationary prior, then one step of the chain */
+        /* w = p(x_{t-1} | y_{t-1} = a) under the stationary prior (the flat prior where a symbol is impossible
+        ** under it, as for symbols of transient states), then one step of the chain */
         double *post = w, *pred = w + K, z;
         for (k = 0; k < K; k++) post[k] = log(pi[k]) + logBc[(size_t)a * K + k];
         z = lse(post, K);
+        if (z == -INFINITY) {
+            for (k = 0; k < K; k++) post[k] = logBc[(size_t)a * K + k];
+            z = lse(post, K);
+        }
         for (k = 0; k < K; k++) post[k] = z == -INFINITY ? 1.0 / K : exp(post[k] - z);
         for (j = 0; j < K; j++) {
             pred[j] = 0;

@@ -43,14 +43,15 @@ typedef enum plm_conformal_method {
 ** (fit it to earlier data): the score must be a fixed function for the guarantee to hold.
 **   NEXT, x == NULL: y (T observations, categorical or bernoulli) is taken to be a Markov chain on the symbols;
 **     a step's score is -log p_h(y_t | y_{t-1}), h's one-step predictive from its stationary state
-**     distribution updated by y_{t-1}. p receives M values, one per symbol (M = 2 for bernoulli).
+**     distribution updated by y_{t-1} (the flat prior where that is not unique or gives y_{t-1} probability 0).
+**     p receives M values, one per symbol (M = 2 for bernoulli).
 **   NEXT, x given (T states, the fully observed training path): the score of step t is
 **     -log A(x_{t-1}, x_t) - log B(x_t, y_t); the p-value of symbol m is the largest over states c of the
 **     p-value of the pair (c, m), valid because the true pair's is. p receives M values.
 **   STATE, x given (T - 1 states) and y (T observations, the last one new, any emission family): the score of
 **     step t is -log p_h(x_t | x_{t-1}, y_t). p receives K values, one per state.
 ** u as for plm_conformal_blocks. Errors: PLM_EINVAL (T too short, x missing for STATE, a family without
-** symbols for NEXT), PLM_EDOM (an observation or state out of range, a reducible h for NEXT without x),
+** symbols for NEXT), PLM_EDOM (an observation or state out of range),
 ** PLM_ENOMEM, PLM_EINTR. */
 plm_status plm_conformal_hmm(plm_ctx *ctx, const plm_hmm *h, size_t T, const double *y, const int *x,
                              plm_conformal_target target, plm_conformal_method method, double u, double *p);
