@@ -26,5 +26,6 @@
 #include "lm_llama.h"
 #include "resample.h"
 #include "conformal.h"
+#include "markov_mix.h"
 
 #endif

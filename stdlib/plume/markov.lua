@@ -216,4 +216,76 @@ function markov.icl_score(lm, opts)
   }
 end
 
+-- ---- mixtures of Markov chains and MDPs ----
+
+local Mixture = { __name = "plume.markov.mixture" }
+Mixture.__index = Mixture
+
+function Mixture.__tostring(m)
+  local w = {}
+  for k = 1, m.K do w[k] = string.format("%.3f", m.weights[k]) end
+  return string.format("plume.markov.mixture: %d components over %d states%s, weights {%s}, log-likelihood %.4g",
+    m.K, m.states, m.actions > 1 and string.format(" and %d actions", m.actions) or "", table.concat(w, ", "), m.loglik)
+end
+
+--- mixture:classify(traj [, actions]) -> label, posterior {p_1, ..., p_K}
+function Mixture.classify(m, traj, actions)
+  return plume._markov_mixture_classify(m._fit, traj, actions)
+end
+
+local MIX_OPTS = { K = true, actions = true, states = true, nactions = true, iters = true, smooth = true, init = true,
+  restarts = true, seed = true }
+
+--- plume.markov.mixture_fit(trajs, {K = 2, actions =, states =, nactions =, iters = 20, smooth = 0.1,
+---   init = "spectral" | "random", restarts = 1, seed = 1})
+--- trajs: list of state lists (1-based); actions (MDPs): one list per trajectory, actions[n][t] taken in
+--- trajs[n][t]. Returns the fitted mixture: chains[k] (an S x S transition matrix, or with actions a list
+--- chains[k][a] of them), weights, labels (most probable component per trajectory), clusters (the spectral
+--- clustering before EM), posterior (N x K), loglik, and :classify(traj [, actions]).
+function markov.mixture_fit(trajs, opts)
+  opts = opts or {}
+  local who = "markov.mixture_fit"
+  opt_check(opts, who, MIX_OPTS)
+  if type(trajs) ~= "table" or #trajs == 0 then error(who .. ": trajs must be a non-empty list of trajectories", 2) end
+  local K = opts.K or 2
+  check_int_opt(K, who, "K", 1, #trajs, 2)
+  check_int_opt(opts.iters, who, "iters", 0, nil, 2)
+  check_int_opt(opts.restarts, who, "restarts", 1, nil, 2)
+  check_int_opt(opts.states, who, "states", 1, nil, 2)
+  check_int_opt(opts.nactions, who, "nactions", 1, nil, 2)
+  check_int_opt(opts.seed, who, "seed", 0, nil, 2)
+  local init = opts.init or "spectral"
+  if init ~= "spectral" and init ~= "random" then
+    error(who .. ": option 'init' must be \"spectral\" or \"random\" (got " .. tostring(init) .. ")", 2)
+  end
+  local smooth = opts.smooth or 0.1
+  if type(smooth) ~= "number" or not (smooth > 0) or smooth == math.huge then
+    error(who .. ": option 'smooth' must be a positive number (got " .. tostring(smooth) .. ")", 2)
+  end
+  local function largest(lists, what)
+    local top = 0
+    for n, l in ipairs(lists) do
+      if type(l) ~= "table" then error(string.format("%s: %s %d must be a list (got %s)", who, what, n, type(l)), 3) end
+      for _, v in ipairs(l) do if type(v) == "number" and v > top then top = v end end
+    end
+    return math.tointeger(top) or math.floor(top)
+  end
+  local S = opts.states or largest(trajs, "trajectory")
+  local A = 1
+  if opts.actions then
+    if type(opts.actions) ~= "table" then error(who .. ": option 'actions' must be a list of action lists", 2) end
+    A = opts.nactions or largest(opts.actions, "actions of trajectory")
+  end
+  local fit = plume._markov_mixture_fit(trajs, opts.actions, S, A, K, opts.iters or 20, smooth, init,
+    opts.restarts or 1, opts.seed or 1)
+  local info = plume._markov_mixture_info(fit)
+  local chains = {}
+  for k = 1, K do chains[k] = opts.actions and info.P[k] or info.P[k][1] end
+  return setmetatable({
+    K = K, states = S, actions = A, chains = chains, weights = info.weights, labels = info.labels,
+    clusters = init == "spectral" and info.clusters or nil, posterior = info.posterior, loglik = info.loglik,
+    iters = info.iters, _fit = fit,
+  }, Mixture)
+end
+
 return markov
