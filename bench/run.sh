@@ -23,5 +23,7 @@ echo "== ssm_sv: stochastic-volatility ssm (compiled from Lua) vs hand-written C
 "$BUILD/bench/ssm_sv" 5
 echo "== sde_fhn: FitzHugh-Nagumo Euler-Maruyama (compiled from Lua) vs hand-written C+GSL =="
 "$BUILD/bench/sde_fhn" 5
+echo "== markov_mixture: two gridworld MDPs, spectral start vs random-start EM (label accuracy) =="
+"$BUILD/plume" bench/markov_mixture.lua 10
 echo "== mh_threads: trace MH chains on 1 and 2 threads (separate Lua states) =="
 "$BUILD/plume" bench/mh_threads.lua

@@ -26,5 +26,7 @@
 #include "lm_llama.h"
 #include "resample.h"
 #include "bffg.h"
+#include "conformal.h"
+#include "markov_mix.h"
 
 #endif

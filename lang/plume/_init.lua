@@ -7,7 +7,7 @@ return function(plume)
     require("plume." .. name)(plume)
   end
   -- stdlib modules reachable as fields, loaded on first use: plume.plot is require "plume.plot"
-  local lazy = { plot = true }
+  local lazy = { plot = true, conformal = true, markov = true }
   setmetatable(plume, { __index = function(t, k)
     if lazy[k] then
       local mod = require("plume." .. k)
