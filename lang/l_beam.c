@@ -7,6 +7,48 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Beam search resumes a branching m:sample here with the value it chose (in C's representation). */
+static int sample_branch_k(lua_State *L, int status, lua_KContext kctx)
+{
+    plm_l_exec *ex = ((plm_l_handle *)luaL_checkudata(L, 1, PLM_L_HANDLE))->ex;
+    const char *addr = lua_tostring(L, 2);
+    plm_dist *d = plm_l_checkdist(L, 3, "m:sample", "dist");
+    double x = lua_tonumber(L, -1);
+    (void)status;
+    (void)kctx;
+    lua_pop(L, 1);
+    return plm_l_sample_finish(L, ex, addr, d, &x, plm_dist_logpdf(d, &x));
+}
+
+/* A copy replays its parent's sites (those made before the branch), takes the value chosen for it at the
+** branch, and yields at every new finite discrete choice so that the beam can branch. */
+static int beam_sample(lua_State *L, plm_l_exec *ex, const char *addr, const plm_dist *d, double *x, double *lp)
+{
+    plm_site *s = ex->old ? plm_trace_find(ex->old, addr) : NULL;
+    if (ex->target && strcmp(addr, ex->target) == 0) {
+        memcpy(x, ex->target_val, (size_t)d->dim * sizeof *x);
+        *lp = plm_dist_logpdf(d, x);
+        return PLM_L_CHOSEN;
+    }
+    if (s && (size_t)(s - ex->old->sites) < ex->replay_sites && s->kind == PLM_SITE_LATENT && s->dim == d->dim) {
+        memcpy(x, s->value, (size_t)d->dim * sizeof *x);
+        *lp = plm_dist_logpdf(d, x);
+        return PLM_L_CHOSEN;
+    }
+    if (d->kind == PLM_DIST_CATEGORICAL || d->kind == PLM_DIST_BERNOULLI) {
+        lua_settop(L, 3);
+        lua_pushlightuserdata(L, (void *)&plm_l_branch_tag);
+        lua_pushvalue(L, 3);
+        lua_pushvalue(L, 2);
+        return lua_yieldk(L, 3, 0, sample_branch_k);
+    }
+    plm_l_sample_fresh(L, ex, addr, d, x, lp);
+    return PLM_L_CHOSEN;
+}
+
+/* beam search syncs at branches, not at checkpoints */
+const plm_l_hooks plm_l_beam_hooks = {"beam", beam_sample, NULL};
+
 typedef struct cand {
     int parent;
     int done;
@@ -49,6 +91,8 @@ static int l_beam(lua_State *L)
 {
     const char *fn = "plume.beam";
     engine E;
+    plm_results *R;
+    plm_ctx ctx;
     int K, B, nargs, opts, i, j;
     long step = 0, max_steps;
     plm_l_pop_arrange(L, fn);
@@ -65,6 +109,8 @@ static int l_beam(lua_State *L)
     if (K < 1 || K > 100000) luaL_error(L, "%s: option 'beams' must be in 1..100000 (got %d)", fn, K);
     if (B < 1 || B > 100000) luaL_error(L, "%s: option 'branch' must be in 1..100000 (got %d)", fn, B);
     memset(&E, 0, sizeof E);
+    plm_ctx_clear(&ctx);
+    R = plm_l_newresults(L, 1, 1);
     E.L = L;
     E.who = fn;
     E.fn = 1;
@@ -80,7 +126,7 @@ static int l_beam(lua_State *L)
     lua_newtable(L); E.adopt = lua_gettop(L);
     plm_l_pop_grow(&E, K + 1);
     plm_l_pop_spawn(&E, 0, NULL, 0, 0, 0);
-    E.p[0].ex.beam = 1;
+    E.p[0].ex.hooks = &plm_l_beam_hooks;
     E.n = 1;
     for (;;) {
         cand *c;
@@ -145,9 +191,9 @@ static int l_beam(lua_State *L)
     }
     /* results: hypotheses best first, scored by their log joint (log prior of the choices + log likelihood) */
     {
-        int res = plm_l_pop_results(&E, 1);
-        lua_pushinteger(L, step);
-        lua_setfield(L, res, "steps");
+        int res;
+        if (plm_results_set_int(&ctx, R, "steps", step)) plm_l_fail_in(L, &ctx, fn);
+        res = plm_l_pop_results(&E, R, 1);
         lua_pushstring(L, "beam");
         lua_setfield(L, res, "method");
         lua_settop(L, res);

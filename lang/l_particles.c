@@ -16,6 +16,41 @@
 
 static const char request_tag = 'R';   /* its address marks a yield that carries a request */
 
+/* the address of a beam branch yield (its value is irrelevant) */
+const char plm_l_branch_tag = 'B';
+
+/* A resampled copy re-running its parent's history makes the same choices in the same order: take the
+** parent's site at the same position (by address if the order differs), sharing its value rather than copying
+** it, and its log density rather than evaluating it again. */
+static int smc_sample(lua_State *L, plm_l_exec *ex, const char *addr, const plm_dist *d, double *x, double *lp)
+{
+    if (ex->checkpoints < ex->replay_until) {
+        const plm_site *s = ex->tr->n < ex->old->n && strcmp(ex->old->sites[ex->tr->n].addr, addr) == 0
+                                ? &ex->old->sites[ex->tr->n] : plm_trace_find(ex->old, addr);
+        if (s && s->kind == PLM_SITE_LATENT && s->dim == d->dim && s->logp > -INFINITY) {
+            if (plm_trace_add_shared(&ex->ctx, ex->tr, s)) luaL_error(L, "m:sample: %s", plm_ctx_errmsg(&ex->ctx));
+            return plm_l_hand_over(L, d, s->value);
+        }
+    }
+    plm_l_sample_fresh(L, ex, addr, d, x, lp);
+    return PLM_L_CHOSEN;
+}
+
+/* Every observe and factor is a checkpoint: the particle hands control back to the scheduler with the weight
+** it gathered (unless it is silently replaying its parent's history). */
+static int smc_checkpoint(lua_State *L, plm_l_exec *ex, double logw)
+{
+    if (ex->checkpoints < ex->replay_until) {
+        ex->checkpoints++;
+        return 0;
+    }
+    ex->checkpoints++;
+    ex->step_logw += logw;
+    return lua_yield(L, 0);
+}
+
+const plm_l_hooks plm_l_smc_hooks = {"smc", smc_sample, smc_checkpoint};
+
 particle *plm_l_pop_grow(engine *E, int need)
 {
     if (need > E->cap) {
@@ -101,7 +136,7 @@ void plm_l_pop_spawn(engine *E, int i, const plm_trace *parent, int replay, doub
     if (plm_trace_new(&ctx, &p->ex.tr)) plm_l_fail(L, &ctx);
     plm_rng_init(&p->rng, E->seed, E->next_stream++);
     p->ex.rng = &p->rng;
-    p->ex.mode = EX_SMC;
+    p->ex.hooks = &plm_l_smc_hooks;
     p->ex.old = parent;
     p->ex.replay_until = replay;
     p->logw = logw;
@@ -376,7 +411,7 @@ void plm_l_pop_rebuild(engine *E, const int *par, const double *lw, int m, const
                 *v = br[j].value;
                 lua_pop(L, 3);
                 p = &E->p[j];
-                p->ex.beam = 1;
+                p->ex.hooks = &plm_l_beam_hooks;
                 p->ex.replay_sites = old[q].ex.tr->n;
                 p->ex.target = a;
                 p->ex.target_val = v;
@@ -420,33 +455,23 @@ int plm_l_pop_finished(const engine *E)
 }
 
 /* The population as a result table (left on the stack, its index returned): draws of every particle's choices
-** weighted by its log weight, values (program return values; values.n slots, since dead particles leave
-** holes), log_weights normalised to sum to one in exp, and, with scores, the raw log weights. Handles are
-** disarmed: the programs are over. */
-int plm_l_pop_results(engine *E, int with_scores)
+** weighted by its log weight (recorded into R, with the engine's series and scalars), values (program return
+** values; values.n slots, since dead particles leave holes), log_weights normalised to sum to one in exp,
+** and, with scores, the raw log weights. Handles are disarmed: the programs are over. */
+int plm_l_pop_results(engine *E, plm_results *R, int with_scores)
 {
     lua_State *L = E->L;
-    plm_ctx ctx;
-    plm_draws *D;
-    plm_l_recorder *rec;
     int res, i;
     double m = -INFINITY, lse = 0;
-    plm_ctx_clear(&ctx);
-    if (plm_draws_new(&ctx, 1, &D)) plm_l_fail(L, &ctx);
-    plm_draws_set_weighted(D, 1);
     for (i = 0; i < E->n; i++) m = fmax(m, E->p[i].logw);
     for (i = 0; i < E->n; i++) lse += exp(E->p[i].logw - m);
     lse = m + log(lse);
-    lua_newtable(L);
-    res = lua_gettop(L);
-    plm_l_pushdraws(L, D);
-    lua_setfield(L, res, "_draws");
-    rec = plm_l_newrecorder(L, D);
+    for (i = 0; i < E->n; i++) plm_l_record(L, R, E->p[i].ex.tr, 0, E->p[i].logw, E->who);
+    res = plm_l_push_results(L, R);
     lua_createtable(L, E->n, 0);   /* values */
     lua_createtable(L, E->n, 0);   /* log weights */
     lua_createtable(L, E->n, 0);   /* scores */
     for (i = 0; i < E->n; i++) {
-        plm_l_record(L, rec, E->p[i].ex.tr, 0, E->p[i].logw);
         lua_rawgeti(L, E->vals, i + 1);
         lua_rawseti(L, -4, i + 1);
         lua_pushnumber(L, E->p[i].logw - lse);
@@ -465,7 +490,6 @@ int plm_l_pop_results(engine *E, int with_scores)
     lua_pushinteger(L, E->n);
     lua_setfield(L, -2, "n");
     lua_setfield(L, res, "values");
-    lua_pop(L, 1);   /* recorder */
     lua_pushinteger(L, E->n);
     lua_setfield(L, res, "particles");
     if (E->root) plm_unroot(E->root);

@@ -36,7 +36,7 @@ static void smc_options(lua_State *L, int opts, smc_opts *o)
     method = plm_l_optstr(L, opts, fn, "method", "standard");
     o->K = (int)plm_l_optint(L, opts, fn, "extensions", 4);
     o->max_steps = (long)plm_l_optint(L, opts, fn, "max_steps", 100000);
-    o->quiet = plm_l_optbool(L, opts, fn, "quiet", plm_l_quiet_default(L));
+    o->quiet = plm_l_optbool(L, opts, fn, "quiet", plm_l_quiet_default(L, lua_upvalueindex(1)));
     plm_l_pop_refuse_threads(L, opts, fn);
     scheme = plm_l_optstr(L, opts, fn, "resample", "systematic");
     if ((sc = plm_resample_scheme_by_name(scheme)) < 0)
@@ -51,20 +51,13 @@ static void smc_options(lua_State *L, int opts, smc_opts *o)
     else luaL_error(L, "%s: unknown method '%s' (methods: \"standard\", \"steer\")", fn, method);
 }
 
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 /* The progress line of a particle engine (a program's number of steps is not known in advance, so there is no
 ** total and no ETA): steps done, particles alive, ESS and the rate, at most five times a second. */
 static void smc_progress(plm_l_progress *pr, const char *what, long step, int alive, int n, double ess)
 {
     double t;
     if (!pr->on) return;
-    t = now();
+    t = plm_l_now();
     if (t - pr->last < 0.2) return;
     pr->last = t;
     fprintf(stderr, "\rplume: %s  step %ld  alive %d/%d  ESS %.0f  %.1f steps/s  %.1fs   ", what, step, alive, n, ess,
@@ -85,7 +78,7 @@ static int l_smc(lua_State *L)
     double *lw, *w, *logw;
     size_t *cnt, *anc;
     long step = 0, resamples = 0;
-    int ess_hist;
+    plm_results *R;
     plm_l_pop_arrange(L, "plume.smc");
     nargs = (int)lua_tointeger(L, 3);
     opts = lua_istable(L, 2) ? 2 : 0;
@@ -100,13 +93,13 @@ static int l_smc(lua_State *L)
     E.who = "plume.smc";
     E.fn = 1;
     plm_rng_init(&sr, o.seed, 0);
+    R = plm_l_newresults(L, 1, 1);
     lua_newtable(L); E.cos = lua_gettop(L);
     lua_newtable(L); E.handles = lua_gettop(L);
     lua_newtable(L); E.vals = lua_gettop(L);
     lua_newtable(L); E.reqs = lua_gettop(L);
     lua_newtable(L); E.objs = lua_gettop(L);
     lua_newtable(L); E.adopt = lua_gettop(L);
-    lua_newtable(L); ess_hist = lua_gettop(L);
     plm_l_pop_grow(&E, o.N * (o.steer ? o.K : 1));
     for (i = 0; i < o.N; i++) {
         plm_l_pop_spawn(&E, i, NULL, 0, 0, 0);
@@ -145,8 +138,10 @@ static int l_smc(lua_State *L)
         lse = plm_resample_normalise(logw, (size_t)E.n, w);
         if (lse == -INFINITY) plm_l_pop_all_dead(&E, step);
         ess = plm_resample_ess(logw, (size_t)E.n);
-        lua_pushnumber(L, ess);
-        lua_rawseti(L, ess_hist, step);
+        /* the running estimate of the log normaliser: steer keeps every weight, so it is their mean */
+        if (plm_results_push(&ctx, R, "ess_history", ess) ||
+            plm_results_push(&ctx, R, "logz_history", o.steer ? lse - log((double)o.N) : logz + lse - log((double)E.n)))
+            plm_l_fail_in(L, &ctx, "plume.smc");
         smc_progress(&pr, o.steer ? "smc-steer" : "smc", step, alive, E.n, ess);
         par = plm_l_scratch(L, (size_t)(E.n > o.N ? E.n : o.N) * sizeof *par);
         lw = plm_l_scratch(L, (size_t)(E.n > o.N ? E.n : o.N) * sizeof *lw);
@@ -180,19 +175,12 @@ static int l_smc(lua_State *L)
     if (!isfinite(logz)) luaL_error(L, "plume.smc: the log evidence is %g after step %d", logz, (int)step);
     /* results */
     {
-        int res = plm_l_pop_results(&E, 0);
-        lua_pushnumber(L, logz);
-        lua_setfield(L, res, "logz");
-        lua_pushnumber(L, plm_l_pop_ess(E.p, E.n, &lse));
-        lua_setfield(L, res, "ess");
-        lua_pushvalue(L, ess_hist);
-        lua_setfield(L, res, "ess_history");
-        lua_pushinteger(L, resamples);
-        lua_setfield(L, res, "resamples");
-        lua_pushinteger(L, E.rejected);
-        lua_setfield(L, res, "rejected");
-        lua_pushinteger(L, step);
-        lua_setfield(L, res, "steps");
+        int res;
+        if (plm_results_set(&ctx, R, "logz", logz) || plm_results_set(&ctx, R, "ess", plm_l_pop_ess(E.p, E.n, &lse)) ||
+            plm_results_set_int(&ctx, R, "resamples", resamples) || plm_results_set_int(&ctx, R, "rejected", E.rejected) ||
+            plm_results_set_int(&ctx, R, "steps", step))
+            plm_l_fail_in(L, &ctx, "plume.smc");
+        res = plm_l_pop_results(&E, R, 0);
         lua_pushstring(L, o.steer ? "smc-steer" : "smc");
         lua_setfield(L, res, "method");
         lua_pushstring(L, o.steer ? "fearnhead-clifford" : plm_resample_scheme_name(o.scheme));

@@ -1,6 +1,7 @@
-/* lmodel.h -- what the model-program engines share (internal to lang/): the execution state behind the
-** `m` handle, the recorder that turns traces into draws, and progress/interrupt helpers. l_model.c holds
-** the handle methods and the prior/IS/MH engines; l_smc.c the particle engines. */
+/* lmodel.h -- what the model-program engines share (internal to lang/): the `m` handle and the hooks an
+** engine gives it, the results binding, and the progress line. l_model.c holds the handle; l_infer.c the
+** prior/IS/MH drivers (the MH kernel is runtime/mh_trace.c); l_particles.c, l_smc.c and l_beam.c the particle
+** engines; l_results.c the results binding; l_draws.c the draws object. */
 #ifndef PLM_LMODEL_H
 #define PLM_LMODEL_H
 
@@ -9,48 +10,69 @@
 #define PLM_L_HANDLE "plume.m"
 #define PLM_L_DRAWS "plume.draws"
 
-enum {
-    EX_PRIOR,     /* every choice drawn fresh */
-    EX_REPLAY,    /* MH: reuse old values; the target address takes the proposed value */
-    EX_SMC        /* particles: reuse old values until `replay_until` checkpoints, then fresh; yield at checkpoints */
-};
+typedef struct plm_l_exec plm_l_exec;
 
-typedef struct plm_l_exec {
-    int mode;
+/* What m:sample and m:observe/m:factor do under an engine: a new engine adds a table, not a branch.
+** sample chooses the value of latent site addr of d (the dist is at stack index 3): either it puts the value
+** in x (d->dim doubles) with its log density in *lp and returns PLM_L_CHOSEN (m:sample checks the density,
+** records the site and hands the value over), or it finishes the call itself (records a shared site, yields)
+** and returns what m:sample returns. checkpoint (NULL: nothing) runs after an observation or factor of log
+** weight logw and returns what the method returns (0, or a yield). */
+#define PLM_L_CHOSEN (-1)
+typedef struct plm_l_hooks {
+    const char *engine;
+    int (*sample)(lua_State *L, plm_l_exec *ex, const char *addr, const plm_dist *d, double *x, double *lp);
+    int (*checkpoint)(lua_State *L, plm_l_exec *ex, double logw);
+} plm_l_hooks;
+
+struct plm_mh_run;
+
+/* The execution state behind an armed handle. */
+struct plm_l_exec {
+    const plm_l_hooks *hooks;
     plm_trace *tr;            /* being built */
-    const plm_trace *old;     /* EX_REPLAY / EX_SMC replay: the values to reuse */
-    const char *target;       /* EX_REPLAY: the address whose value is proposed */
-    const double *target_val;
-    double fresh;             /* sum of log densities of latent values drawn fresh in this run */
     plm_rng *rng;
     plm_ctx ctx;
-    int checkpoints;          /* EX_SMC: observe/factor statements passed */
-    int replay_until;         /* EX_SMC: checkpoints to replay silently from `old` */
-    double step_logw;         /* EX_SMC: log weight gathered since the last yield */
-    int beam;                 /* EX_SMC under beam search: yield at finite discrete choices instead */
+    struct plm_mh_run *mh;    /* MH: the run the kernel asked for (runtime/mh_trace.h) */
+    /* particle engines (lparticles.h) */
+    const plm_trace *old;     /* the parent's trace to replay */
+    const char *target;       /* beam: the address whose value was chosen at the branch */
+    const double *target_val;
+    int checkpoints;          /* SMC: observe/factor statements passed */
+    int replay_until;         /* SMC: checkpoints to replay silently from `old` */
+    double step_logw;         /* SMC: log weight gathered since the last yield */
     size_t replay_sites;      /* beam: sites of `old` made before the branch (the copy replays only those) */
-} plm_l_exec;
+};
 
-/* The tag of a beam-search branch yield: m:sample yields (tag, dist) and is resumed with the chosen value. */
-extern const char plm_l_branch_tag;
+/* Forward sampling (prior, IS): every choice fresh. */
+extern const plm_l_hooks plm_l_prior_hooks;
 
 typedef struct plm_l_handle {
     plm_l_exec *ex;           /* NULL outside a run */
 } plm_l_handle;
 
-/* Push a new handle userdata (disarmed). */
+/* Push a new handle userdata (disarmed). Its user value is the MH chain's init table (l_infer.c). */
 plm_l_handle *plm_l_newhandle(lua_State *L);
 
-/* Recorder: appends traces (latent and deterministic sites) to a draws table. Pushes a userdata that owns
-** its scratch memory; keep it on the stack while recording. */
-typedef struct plm_l_recorder plm_l_recorder;
-plm_l_recorder *plm_l_newrecorder(lua_State *L, plm_draws *D);
-void plm_l_record(lua_State *L, plm_l_recorder *r, const plm_trace *tr, int chain, double lw);
+/* For hooks: draw a fresh value of d (an improper prior, which has no sampler, is an error naming addr);
+** record a chosen value and hand it to the program; hand over a value recorded otherwise. */
+void plm_l_sample_fresh(lua_State *L, plm_l_exec *ex, const char *addr, const plm_dist *d, double *x, double *lp);
+int plm_l_sample_finish(lua_State *L, plm_l_exec *ex, const char *addr, const plm_dist *d, const double *x, double lp);
+int plm_l_hand_over(lua_State *L, const plm_dist *d, const double *x);
+/* The error for a fresh value of an improper prior at addr (dist at stack index 3). Never returns. */
+int plm_l_improper_error(lua_State *L, const char *addr);
+/* "7", "0.25" or "{0.2, 0.8}": a value of d as the user writes it (pushed; categorical labels shifted). */
+const char *plm_l_value_str(lua_State *L, const plm_dist *d, const double *x, int dim);
+
+/* Results (runtime/results.h) held by a userdata pushed on the stack (freed with it). */
+plm_results *plm_l_newresults(lua_State *L, int nchains, int weighted);
+plm_results *plm_l_toresults(lua_State *L, int idx);
+/* Raise "fn: message" for a failed status of the results builder or a kernel. */
+int plm_l_fail_in(lua_State *L, plm_ctx *ctx, const char *fn);
+void plm_l_record(lua_State *L, plm_results *R, const plm_trace *tr, int chain, double lw, const char *fn);
+/* Push the result table of R: _draws (the draws object), each series as an array, each scalar. */
+int plm_l_push_results(lua_State *L, plm_results *R);
 void plm_l_pushdraws(lua_State *L, plm_draws *D);
-/* Write each recorded draw to a CSV file at path as it is produced (NULL: no file; when a site appears after
-** the header was written, the table so far replaces the file by rename); close finishes it. */
-void plm_l_recorder_output(lua_State *L, plm_l_recorder *r, const char *path, const char *fn);
-void plm_l_recorder_close(lua_State *L, plm_l_recorder *r, const char *fn);
 
 /* Progress line on stderr (only when `on`), and Ctrl-C: raise "fn: interrupted". */
 typedef struct plm_l_progress {
@@ -60,9 +82,10 @@ typedef struct plm_l_progress {
 void plm_l_progress_start(plm_l_progress *p, int on);
 void plm_l_progress_show(plm_l_progress *p, const char *what, int chain, int nchains, long it, long total, int warm);
 void plm_l_progress_end(plm_l_progress *p);
+double plm_l_now(void);
 void plm_l_check_interrupt(lua_State *L, const char *fn);
 
-/* plume.quiet as set by the CLI's --quiet */
-int plm_l_quiet_default(lua_State *L);
+/* plume.quiet (set by the CLI's --quiet) of the plume table at stack index mod. */
+int plm_l_quiet_default(lua_State *L, int mod);
 
 #endif

@@ -8,6 +8,13 @@
 
 #define SMC_FLAG "plume.smc.active"
 
+/* The engines' hooks for the `m` handle (lmodel.h): SMC replays a copy's parent silently up to its checkpoint
+** and yields at every observe and factor after it; beam search replays up to the branch, takes the chosen
+** value there, and yields at every new finite discrete choice (a branch yield: tag, dist, addr). */
+extern const plm_l_hooks plm_l_smc_hooks;
+extern const plm_l_hooks plm_l_beam_hooks;
+extern const char plm_l_branch_tag;
+
 enum { P_RUN, P_CHECK, P_PENDING, P_DONE, P_DEAD, P_BRANCH };
 
 typedef struct particle {
@@ -56,8 +63,10 @@ double plm_l_pop_ess(const particle *p, int n, double *lse);
 ** each parent keeps its coroutine; the others replay it (beam copies take br[j]'s value at the branch). */
 void plm_l_pop_rebuild(engine *E, const int *par, const double *lw, int m, const branch *br);
 int plm_l_pop_finished(const engine *E);
-/* The population as a result table (left on the stack, its index returned). */
-int plm_l_pop_results(engine *E, int with_scores);
+/* The population as a result table (left on the stack, its index returned): the particles' traces are
+** recorded into R (which holds the engine's series and scalars) and its table gets values, log_weights,
+** particles and, with scores, the raw log weights. */
+int plm_l_pop_results(engine *E, plm_results *R, int with_scores);
 /* Rearrange plume.smc/plume.beam's arguments: fn, opts, nargs, args... */
 void plm_l_pop_arrange(lua_State *L, const char *fn);
 /* The result table on top becomes a posterior object (plume._posterior, from upvalue 1). */

@@ -28,5 +28,7 @@
 #include "bffg.h"
 #include "conformal.h"
 #include "markov_mix.h"
+#include "results.h"
+#include "mh_trace.h"
 
 #endif

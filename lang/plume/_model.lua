@@ -1,4 +1,4 @@
--- plume._model: plume.model, plume.args and plume.infer (the engines are C: plume._run).
+-- plume._model: plume.model and plume.args (the engines are C: plume.infer, plume.smc, plume.beam).
 return function(plume)
   local Model = {}
   Model.__index = Model
@@ -25,42 +25,8 @@ return function(plume)
     return setmetatable({ n = select("#", ...), ... }, Args)
   end
 
-  local function model_fn(model, who)
-    if getmetatable(model) == Model then return model.fn end
-    if type(model) == "function" then return model end
-    error(who .. ": expected a plume.model (got " .. type(model) .. ")", 3)
-  end
-
-  -- The engines (called through pcall) raise their own errors -- bad options, no starting point -- without a
-  -- position: rethrow blames the user's line for them (level 2: the caller of the function that calls
-  -- rethrow). Errors raised inside the model program carry the program's own line and are kept as they are.
-  local here = debug.getinfo(1, "S").short_src:gsub("[%^%$%(%)%%%.%[%]%*%+%-%?]", "%%%0")
-  local function rethrow(e, level)
-    if type(e) == "string" then
-      e = e:match("^" .. here .. ":%d+: (.*)$") or e
-      if not e:find("^%S+:%d+: ") then error(e, level + 1) end
-    end
-    error(e, 0)
-  end
-
-  --- plume.infer(model, data, opts) -> posterior
-  function plume.infer(model, data, opts)
-    local fn = model_fn(model, "plume.infer")
-    if opts ~= nil and type(opts) ~= "table" then
-      error("plume.infer: options must be a table (got " .. type(opts) .. ")", 2)
-    end
-    local ok, raw
-    if getmetatable(data) == Args then
-      ok, raw = pcall(plume._run, fn, opts, data.n, table.unpack(data, 1, data.n))
-    else
-      ok, raw = pcall(plume._run, fn, opts, 1, data)
-    end
-    if not ok then rethrow(raw, 2) end
-    return plume._posterior(raw)
-  end
-
-  -- plume.smc(model, args, opts) and plume.beam(model, args, opts) are C functions (lang/l_smc.c), so that
-  -- their errors blame the caller's line.
+  -- plume.infer(model, data, opts), plume.smc(model, args, opts) and plume.beam(model, args, opts) are C
+  -- functions (lang/l_infer.c, l_smc.c, l_beam.c), so that their errors blame the caller's line.
 
   plume.Model = Model
 end

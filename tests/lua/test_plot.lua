@@ -156,8 +156,9 @@ T.test("smc_ess_and_log_normaliser_per_step", function()
   end)
   local r = plume.smc(walk, { { 0.5, 1.2, 0.7, 2.0 } }, { particles = 100, seed = 1, quiet = true })
   local s, n = svg(plume.plot.smc(r, { file = dir .. "/smc.svg" }))
-  T.eq(n, 2, "ESS and the particle count")
-  T.eq(points_in(s, "gnuplot_plot_1"), #r.ess_history + 2, "one point per step")
+  T.eq(n, 3, "ESS, the particle count and the running log normaliser (plume.smc records logz_history)")
+  T.eq(points_in(s, "gnuplot_plot_1a"), #r.ess_history + 2, "one point per step (first panel: ESS)")
+  T.eq(#r.logz_history, #r.ess_history, "one running log normaliser per step")
   -- with a recorded running log normaliser, a second panel shows it
   local fake = { ess_history = { 90, 60, 80 }, logz_history = { -1.2, -2.5, -3.1 }, particles = 100 }
   local _, m = svg(plume.plot.smc(fake, { file = dir .. "/smc2.svg" }))

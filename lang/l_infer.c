@@ -1,0 +1,416 @@
+/* l_infer.c -- plume.infer(model, data, opts): runs a dynamic model program many times. "prior" (forward
+** sampling) and "is" (likelihood weighting) are driven here; "mh" is the trace MH kernel of
+** runtime/mh_trace.c, to which this file gives the program as a callback (one protected Lua call per run) and
+** the hooks m:sample uses under it. The program is genuinely dynamic (Lua decides which choices exist), so
+** one Lua call per run is the unit of work; traces, proposals, acceptance, adaptation and draws are C. */
+#include "linfer.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+typedef plm_l_program program;
+typedef plm_l_infer_opts options;
+typedef plm_l_exec exec;
+
+/* Why the last run of a program was rejected or dead, for the error an engine raises when it finds nothing
+** else. */
+typedef struct why {
+    char msg[400];
+} why;
+
+enum { RUN_OK, RUN_REJECTED, RUN_ERROR };
+
+/* Run the program once under ex, bracketed as an engine-driven run (lutil.h): an invalid parameter met
+** inside becomes a rejection (RUN_REJECTED, its message and status in w and *st when not NULL): the caller
+** treats the run as log density -inf. Another error from the program is re-raised after the handle is
+** disarmed when raise is set, else left on the stack (RUN_ERROR). With keep, the run's first return value is
+** left on the stack after RUN_OK (nil after a rejection).
+**
+** Each run makes garbage Lua cannot weigh: a distribution is a small Lua box rooting a GC object several
+** times its size, so Lua's pacer sees a fraction of what the run allocates and lets millions of boxes --
+** and what they root -- pile up (1.8 GB for 4 x 10^4 iterations of a 100-observation model). A collector
+** step per run, sized by the sites the run made, keeps memory flat in the number of iterations. */
+static int run_program(lua_State *L, const program *pg, exec *ex, int keep, int raise, why *w, plm_status *rst)
+{
+    plm_l_handle *h = lua_touserdata(L, pg->handle);
+    int i, st, res = RUN_OK;
+    plm_trace_clear(ex->tr);
+    lua_pushvalue(L, pg->fn);
+    lua_pushvalue(L, pg->handle);
+    for (i = 0; i < pg->nargs; i++) lua_pushvalue(L, pg->args + i);
+    h->ex = ex;
+    plm_l_run_enter(L);
+    st = lua_pcall(L, 1 + pg->nargs, keep ? 1 : 0, 0);
+    plm_l_run_leave(L);
+    h->ex = NULL;
+    if (st != LUA_OK) {
+        if (!plm_l_isreject(L, -1)) {
+            if (raise) lua_error(L);
+            return RUN_ERROR;
+        }
+        if (w) {
+            const char *m = (lua_getfield(L, -1, "msg"), lua_tostring(L, -1));
+            snprintf(w->msg, sizeof w->msg, "%s", m ? m : "rejected");
+            lua_pop(L, 1);
+        }
+        if (rst) {
+            lua_getfield(L, -1, "status");
+            *rst = (plm_status)lua_tointeger(L, -1);
+            lua_pop(L, 1);
+        }
+        lua_pop(L, 1);
+        if (keep) lua_pushnil(L);
+        res = RUN_REJECTED;
+    }
+    lua_gc(L, LUA_GCSTEP, (int)(ex->tr->n / 8 + 1));   /* as if each site had made 128 bytes */
+    return res;
+}
+
+/* Why a run has log density -inf, in the user's words, into buf: the first site whose density is zero
+** ("m:observe 'y[3]': value 7 is outside the support of binomial(5, 0.3)"), or a factor of -inf. */
+static void describe_dead(lua_State *L, const plm_trace *tr, char *buf, size_t n)
+{
+    size_t i;
+    for (i = 0; i < tr->n; i++) {
+        const plm_site *s = &tr->sites[i];
+        const char *dist, *value;
+        if (s->kind == PLM_SITE_DETERMINISTIC || s->logp > -INFINITY) continue;
+        plm_l_pushdist(L, (plm_dist *)s->dist);
+        dist = luaL_tolstring(L, -1, NULL);
+        value = plm_l_value_str(L, s->dist, s->value, s->dim);
+        snprintf(buf, n, "%s '%s': value %s is outside the support of %s",
+                 s->kind == PLM_SITE_OBSERVED ? "m:observe" : "m:sample", s->addr, value, dist);
+        lua_pop(L, 3);
+        return;
+    }
+    snprintf(buf, n, "m:factor: a log weight of -inf");
+}
+
+/* ---- prior / is: independent runs from the prior; stream i for run i ---- */
+
+static int engine_independent(lua_State *L, const program *pg, const options *o, int weighted)
+{
+    plm_ctx ctx;
+    plm_results *R;
+    plm_trace *tr;
+    exec ex;
+    plm_rng rng;
+    plm_l_progress pr;
+    double *lw;
+    long i, alive = 0;
+    why w;
+    plm_ctx_clear(&ctx);
+    plm_l_progress_start(&pr, !o->quiet);
+    R = plm_l_newresults(L, 1, weighted);
+    if (plm_trace_new(&ctx, &tr)) return plm_l_fail(L, &ctx);
+    if (o->output && plm_results_stream(&ctx, R, o->output)) return plm_l_fail_in(L, &ctx, "plume.infer");
+    lw = plm_l_scratch(L, (size_t)o->samples * sizeof *lw);
+    lua_createtable(L, (int)(o->samples < 1000000 ? o->samples : 1000000), 0);   /* return values */
+    memset(&ex, 0, sizeof ex);
+    ex.hooks = &plm_l_prior_hooks;
+    ex.tr = tr;
+    ex.rng = &rng;
+    for (i = 0; i < o->samples; i++) {
+        int rejected, tries = 0;
+        plm_rng_init(&rng, o->seed, (uint64_t)i);
+        /* A rejected run (an invalid parameter met inside) has density zero. "is" keeps it with weight -inf;
+        ** "prior" draws again from the same stream: its draws are the prior restricted to the valid runs. */
+        while ((rejected = run_program(L, pg, &ex, 1, 1, &w, NULL) == RUN_REJECTED) && !weighted) {
+            lua_pop(L, 1);
+            plm_l_check_interrupt(L, "plume.infer");
+            if (++tries == 1000)
+                return luaL_error(L, "plume.infer: draw %d of the prior was rejected 1000 times in a row; the last "
+                                     "time: %s", (int)i + 1, w.msg);
+        }
+        lua_rawseti(L, -2, i + 1);
+        lw[i] = weighted ? (rejected ? -INFINITY : tr->loglik) : 0;
+        if (lw[i] > -INFINITY)
+            alive++;
+        else if (!rejected)
+            describe_dead(L, tr, w.msg, sizeof w.msg);   /* kept for the message when every run is dead */
+        plm_l_record(L, R, tr, 0, lw[i], "plume.infer");
+        plm_l_check_interrupt(L, "plume.infer");
+        if ((i & 255) == 0) plm_l_progress_show(&pr, weighted ? "is" : "prior", 0, 1, i, o->samples, 0);
+    }
+    plm_l_progress_end(&pr);
+    if (plm_results_finish(&ctx, R)) return plm_l_fail_in(L, &ctx, "plume.infer");
+    if (weighted && alive == 0)
+        return luaL_error(L, "plume.infer: every one of the %d samples has weight -inf; the last: %s", (int)o->samples,
+                          w.msg);
+    if (weighted && plm_results_set(&ctx, R, "logz", plm_logsumexp(lw, (size_t)o->samples) - log((double)o->samples)))
+        return plm_l_fail_in(L, &ctx, "plume.infer");
+    plm_l_push_results(L, R);         /* R, lw, values, result */
+    lua_rotate(L, -4, 1);             /* result, R, lw, values */
+    lua_setfield(L, -4, "values");
+    lua_pop(L, 2);
+    return 1;
+}
+
+/* ---- mh: the kernel of runtime/mh_trace.c with the program as its callback ---- */
+
+typedef struct mh_lua {
+    lua_State *L;
+    const program *pg;
+    exec ex;
+    plm_l_progress *pr;
+    int nchains;
+    int lua_err;              /* the program raised an error, left on the stack */
+} mh_lua;
+
+/* While the kernel looks for a starting point, the handle's user value is the chain's table of initial values
+** by address (plume.infer's `init`), or nil. Returns 1 when addr has an initial value (then in x). */
+static int init_value(lua_State *L, const char *addr, const plm_dist *d, double *x)
+{
+    if (lua_getiuservalue(L, 1, 1) != LUA_TTABLE) {
+        lua_pop(L, 1);
+        return 0;
+    }
+    if (lua_getfield(L, -1, addr) == LUA_TNIL) {
+        lua_pop(L, 2);
+        return 0;
+    }
+    if (!plm_l_todistvalue(L, -1, d, x))
+        luaL_error(L, "plume.infer: init value of '%s' must be %s (got %s)", addr,
+                   d->dim == 1 ? "a number" : "a table of numbers", luaL_typename(L, -1));
+    lua_pop(L, 2);
+    if (!(plm_dist_logpdf(d, x) > -INFINITY)) {
+        const char *dist = luaL_tolstring(L, 3, NULL), *value = plm_l_value_str(L, d, x, d->dim);
+        luaL_error(L, "plume.infer: init value of '%s' is %s, outside the support of %s", addr, value, dist);
+    }
+    return 1;
+}
+
+static int mh_sample(lua_State *L, exec *ex, const char *addr, const plm_dist *d, double *x, double *lp)
+{
+    if (ex->mh->start && init_value(L, addr, d, x)) {
+        *lp = plm_dist_logpdf(d, x);
+        return PLM_L_CHOSEN;
+    }
+    if (plm_mh_choose(&ex->ctx, ex->mh, addr, d, x, lp)) {
+        if (ex->ctx.status == PLM_ENOTSUP) plm_l_improper_error(L, addr);
+        plm_l_fail(L, &ex->ctx);
+    }
+    return PLM_L_CHOSEN;
+}
+
+static const plm_l_hooks mh_hooks = {"mh", mh_sample, NULL};
+
+static plm_status mh_run(void *ud, plm_ctx *ctx, plm_mh_run *r)
+{
+    mh_lua *m = ud;
+    plm_status st = PLM_EINVAL;
+    why w;
+    int res;
+    m->ex.mh = r;
+    m->ex.tr = r->tr;
+    m->ex.rng = r->rng;
+    res = run_program(m->L, m->pg, &m->ex, 0, 0, &w, &st);
+    if (res == RUN_OK) return PLM_OK;
+    if (res == RUN_REJECTED) return plm_fail(ctx, st, "%s", w.msg);
+    m->lua_err = 1;
+    return plm_fail(ctx, PLM_ERUNTIME, "the model program failed");
+}
+
+static void mh_describe(void *ud, const plm_trace *tr, char *buf, size_t n)
+{
+    describe_dead(((mh_lua *)ud)->L, tr, buf, n);
+}
+
+static void mh_progress(void *ud, int chain, long it, long total, int warm)
+{
+    mh_lua *m = ud;
+    plm_l_progress_show(m->pr, "mh", chain, m->nchains, it, total, warm);
+}
+
+plm_status plm_l_mh_chain(lua_State *L, const program *pg, const options *o, int c, plm_results *R, int rec_chain,
+                          plm_l_progress *pr, int init, plm_ctx *ctx, double *accept, int *lua_err)
+{
+    mh_lua m;
+    plm_mh_program prog;
+    plm_mh_opts mo;
+    plm_status st;
+    memset(&m, 0, sizeof m);
+    m.L = L;
+    m.pg = pg;
+    m.ex.hooks = &mh_hooks;
+    m.pr = pr;
+    m.nchains = o->chains;
+    prog.run = mh_run;
+    prog.describe = mh_describe;
+    prog.progress = pr ? mh_progress : NULL;
+    prog.ud = &m;
+    mo.warmup = o->warmup;
+    mo.samples = o->samples;
+    mo.thin = o->thin;
+    mo.seed = o->seed;
+    mo.init = init != 0;
+    if (init) lua_pushvalue(L, init);
+    else lua_pushnil(L);
+    lua_setiuservalue(L, pg->handle, 1);
+    st = plm_mh_trace_chain(ctx, &prog, &mo, c, R, rec_chain, accept);
+    *lua_err = m.lua_err;
+    return st;
+}
+
+/* Push a table of each chain's init values (chain c at [c]; absent without `init`) and return its index: the
+** option's table for every chain, or what its function returns for chain c (1-based). */
+static int push_inits(lua_State *L, const options *o)
+{
+    int c;
+    lua_createtable(L, o->chains, 0);
+    for (c = 0; o->init && c < o->chains; c++) {
+        if (lua_isfunction(L, o->init)) {
+            lua_pushvalue(L, o->init);
+            lua_pushinteger(L, c + 1);
+            lua_call(L, 1, 1);
+            if (!lua_istable(L, -1))
+                luaL_error(L, "plume.infer: option 'init' must return a table of values by site name (chain %d got %s)",
+                           c + 1, luaL_typename(L, -1));
+        } else
+            lua_pushvalue(L, o->init);
+        lua_rawseti(L, -2, c + 1);
+    }
+    return lua_gettop(L);
+}
+
+static int engine_mh(lua_State *L, const program *pg, const options *o)
+{
+    plm_ctx ctx;
+    plm_results *R;
+    plm_l_progress pr;
+    double *accept_rate;
+    int c, done = 0, inits;
+    plm_ctx_clear(&ctx);
+    plm_l_progress_start(&pr, !o->quiet);
+    R = plm_l_newresults(L, o->chains, 0);
+    if (o->output && plm_results_stream(&ctx, R, o->output)) return plm_l_fail_in(L, &ctx, "plume.infer");
+    accept_rate = plm_l_scratch(L, (size_t)o->chains * sizeof(double));
+    inits = push_inits(L, o);
+    /* several threads: chains on their own Lua states (not with `output`, which streams draws in order) */
+    if (o->threads > 1 && o->chains > 1 && !o->output) done = plm_l_mh_parallel(L, pg, o, R, accept_rate, inits);
+    for (c = 0; !done && c < o->chains; c++) {
+        int lua_err, init;
+        plm_status st;
+        lua_rawgeti(L, inits, c + 1);
+        init = lua_istable(L, -1) ? lua_gettop(L) : 0;
+        st = plm_l_mh_chain(L, pg, o, c, R, c, &pr, init, &ctx, &accept_rate[c], &lua_err);
+        if (lua_err) lua_error(L);
+        if (st == PLM_EINTR) plm_interrupt_clear();
+        if (st) plm_l_fail_in(L, &ctx, "plume.infer");
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 1);   /* inits */
+    plm_l_progress_end(&pr);
+    if (plm_results_finish(&ctx, R)) return plm_l_fail_in(L, &ctx, "plume.infer");
+    for (c = 0; c < o->chains; c++)
+        if (plm_results_push(&ctx, R, "accept_rate", accept_rate[c])) return plm_l_fail_in(L, &ctx, "plume.infer");
+    plm_l_push_results(L, R);
+    return 1;
+}
+
+/* ---- plume.infer ---- */
+
+static const char *const option_names[] = {"method", "samples", "warmup", "chains", "seed", "threads", "quiet", "output",
+                                           "init", "thin", NULL};
+
+/* Is the value at idx an object whose metatable is named `name` (plume.model, plume.args)? */
+static int is_named(lua_State *L, int idx, const char *name)
+{
+    int yes, t = luaL_getmetafield(L, idx, "__name");   /* pushes nothing when there is no such field */
+    if (t == LUA_TNIL) return 0;
+    yes = t == LUA_TSTRING && strcmp(lua_tostring(L, -1), name) == 0;
+    lua_pop(L, 1);
+    return yes;
+}
+
+/* plume.infer(model, data, opts) -> posterior. A C function (not a Lua wrapper), so that the errors it raises
+** blame the caller's line; errors raised inside the model program keep the program's own. */
+static int l_infer(lua_State *L)
+{
+    const char *fn = "plume.infer";
+    program pg;
+    options o;
+    int opts, nargs, k, mh;
+    lua_settop(L, 3);
+    /* rearranged as fn, opts, args... */
+    if (lua_isfunction(L, 1))
+        lua_pushvalue(L, 1);
+    else if (is_named(L, 1, "plume.model"))
+        lua_getfield(L, 1, "fn");
+    else
+        return luaL_error(L, "%s: expected a plume.model (got %s)", fn, luaL_typename(L, 1));
+    if (!lua_isnil(L, 3) && !lua_istable(L, 3))
+        return luaL_error(L, "%s: options must be a table (got %s)", fn, luaL_typename(L, 3));
+    lua_pushvalue(L, 3);
+    if (is_named(L, 2, "plume.args")) {
+        nargs = (lua_getfield(L, 2, "n"), (int)lua_tointeger(L, -1));
+        lua_pop(L, 1);
+        luaL_checkstack(L, nargs + 16, fn);
+        for (k = 1; k <= nargs; k++) lua_rawgeti(L, 2, k);
+    } else {
+        nargs = 1;
+        lua_pushvalue(L, 2);
+    }
+    lua_rotate(L, 1, -3);
+    lua_settop(L, 2 + nargs);   /* fn, opts, args... */
+    opts = lua_istable(L, 2) ? 2 : 0;
+    plm_l_checkopts(L, opts, fn, option_names);
+    o.method = plm_l_optstr(L, opts, fn, "method", "mh");
+    o.samples = (long)plm_l_optint(L, opts, fn, "samples", 1000);
+    o.warmup = (long)plm_l_optint(L, opts, fn, "warmup", o.samples);
+    o.chains = (int)plm_l_optint(L, opts, fn, "chains", 4);
+    /* chains run on several threads only when asked: each then runs on a copy of the program */
+    o.threads = plm_l_optint(L, opts, fn, "threads", 1) > 1 ? plm_l_threads(L, opts, fn) : 1;
+    o.quiet = plm_l_optbool(L, opts, fn, "quiet", plm_l_quiet_default(L, lua_upvalueindex(1)));
+    o.seed = plm_l_seed(L, opts, fn);
+    o.output = plm_l_optstr(L, opts, fn, "output", NULL);
+    o.thin = (long)plm_l_optint(L, opts, fn, "thin", 1);
+    o.init = 0;
+    if (opts && lua_getfield(L, opts, "init") != LUA_TNIL) {
+        if (!lua_istable(L, -1) && !lua_isfunction(L, -1))
+            return luaL_error(L, "%s: option 'init' must be a table of values by site name or a function(chain) "
+                                 "returning one (got %s)", fn, luaL_typename(L, -1));
+        o.init = lua_gettop(L);   /* stays above the arguments: index stable for the run */
+    } else if (opts)
+        lua_pop(L, 1);
+    if (o.thin < 1) return luaL_error(L, "%s: option 'thin' must be >= 1 (got %I)", fn, (lua_Integer)o.thin);
+    if (o.samples < 1 || o.samples > 100000000) return luaL_error(L, "%s: option 'samples' must be in 1..1e8 (got %I)", fn, (lua_Integer)o.samples);
+    if (o.warmup < 0) return luaL_error(L, "%s: option 'warmup' must be >= 0 (got %I)", fn, (lua_Integer)o.warmup);
+    if (o.chains < 1 || o.chains > 1024) return luaL_error(L, "%s: option 'chains' must be in 1..1024 (got %d)", fn, o.chains);
+    pg.fn = 1;
+    pg.args = 3;
+    pg.nargs = nargs;
+    plm_l_newhandle(L);
+    pg.handle = lua_gettop(L);
+    plm_interrupt_clear();
+    mh = strcmp(o.method, "mh") == 0;
+    if (!mh && (o.init || o.thin != 1))
+        return luaL_error(L, "%s: option '%s' applies to method \"mh\" only", fn, o.init ? "init" : "thin");
+    if (mh) engine_mh(L, &pg, &o);
+    else if (strcmp(o.method, "is") == 0) engine_independent(L, &pg, &o, 1);
+    else if (strcmp(o.method, "prior") == 0) engine_independent(L, &pg, &o, 0);
+    else return luaL_error(L, "%s: unknown method '%s' (methods: \"prior\", \"is\", \"mh\")", fn, o.method);
+    lua_pushstring(L, o.method);
+    lua_setfield(L, -2, "method");
+    lua_pushinteger(L, mh ? o.chains : 1);
+    lua_setfield(L, -2, "chains");
+    lua_pushinteger(L, o.samples);
+    lua_setfield(L, -2, "samples");
+    lua_pushinteger(L, mh ? o.warmup : 0);
+    lua_setfield(L, -2, "warmup");
+    lua_pushinteger(L, (lua_Integer)o.seed);
+    lua_setfield(L, -2, "seed");
+    /* the table becomes a posterior object (plume._posterior) */
+    lua_getfield(L, lua_upvalueindex(1), "_posterior");
+    lua_insert(L, -2);
+    lua_call(L, 1, 1);
+    return 1;
+}
+
+void plm_l_open_infer(lua_State *L)
+{
+    lua_pushvalue(L, -1);
+    lua_pushcclosure(L, l_infer, 1);
+    lua_setfield(L, -2, "infer");
+}

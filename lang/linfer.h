@@ -1,0 +1,36 @@
+/* linfer.h -- what plume.infer's drivers (l_infer.c) share with the chains that run on their own Lua states
+** (l_chains.c). Internal to lang/. */
+#ifndef PLM_LINFER_H
+#define PLM_LINFER_H
+
+#include "lmodel.h"
+
+/* A model program on the stack: the function, the handle, and its arguments. */
+typedef struct plm_l_program {
+    int fn, handle, args, nargs;   /* stack indices (args: the first argument) */
+} plm_l_program;
+
+typedef struct plm_l_infer_opts {
+    const char *method;
+    const char *output;
+    long samples, warmup, thin;
+    int chains, threads, quiet;
+    int init;                 /* stack index of the `init` option (a table or a function), 0 when absent */
+    unsigned long long seed;
+} plm_l_infer_opts;
+
+/* Run MH chain c of pg on L (runtime/mh_trace.h), its kept draws recorded as chain rec_chain of R, with the
+** init values in the table at stack index init (0: none) and a progress line when pr is not NULL. Returns
+** the kernel's status (message in ctx); PLM_ERUNTIME with *lua_err set when the program raised an error,
+** whose value is then on top of L's stack. An interrupt is left raised. */
+plm_status plm_l_mh_chain(lua_State *L, const plm_l_program *pg, const plm_l_infer_opts *o, int c, plm_results *R,
+                          int rec_chain, plm_l_progress *pr, int init, plm_ctx *ctx, double *accept, int *lua_err);
+
+/* Run the chains on their own Lua states in parallel, merging their draws into R chain by chain. Returns 1
+** when done; 0 when the program cannot be copied or a chain failed in its own state (the caller then runs
+** every chain on L, which reports a genuine error with its proper message). inits: stack index of the
+** per-chain init tables. */
+int plm_l_mh_parallel(lua_State *L, const plm_l_program *pg, const plm_l_infer_opts *o, plm_results *R,
+                      double *accept, int inits);
+
+#endif

@@ -1,0 +1,67 @@
+/* mh_trace.h -- single-site trace Metropolis-Hastings over dynamic model programs (lightweight MH: Wingate,
+** Stuhlmueller and Goodman 2011). The program is a callback the kernel runs once per proposal; inside it,
+** every random choice goes through plm_mh_choose (which reuses old values, takes the proposed value at the
+** target site, or draws fresh) and every site is recorded in run->tr. The kernel picks sites, proposes,
+** corrects for fresh and stale sites, adapts per-site scales during warm-up and records draws into a
+** plm_results. No Lua: a host C program runs it on a model written in C (tests/test_mh_trace.c). */
+#ifndef PLM_MH_TRACE_H
+#define PLM_MH_TRACE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ctx.h"
+#include "dist.h"
+#include "results.h"
+#include "rng.h"
+#include "trace.h"
+
+/* One run of the program, as the kernel asks for it. */
+typedef struct plm_mh_run {
+    plm_trace *tr;             /* the run records its sites here (cleared before the call) */
+    const plm_trace *old;      /* a proposal: reuse these values (NULL: every choice from the prior) */
+    const char *target;        /* the site whose value is proposed (NULL: none) */
+    const double *target_val;
+    int start;                 /* looking for a starting point: the program may use its initial values, and
+                               ** improper sites start uniformly in (-2, 2) on the unconstrained scale */
+    double fresh;              /* sum of log densities of values drawn fresh (kept by plm_mh_choose) */
+    plm_rng *rng;
+} plm_mh_run;
+
+/* The value of latent site addr of d in this run: the proposed value at the target; the old value when the
+** old trace has addr with the same distribution kind and dimension and the value lies in d's support; else a
+** fresh draw (counted in run->fresh). x receives d->dim doubles and *lp their log density. The caller
+** records the site. PLM_ENOTSUP when a fresh value of an improper prior is needed outside the start (it has
+** no sampler). */
+plm_status plm_mh_choose(plm_ctx *ctx, plm_mh_run *run, const char *addr, const plm_dist *d, double *x,
+                         double *lp);
+
+typedef struct plm_mh_program {
+    /* Run the program once. PLM_OK after a complete run; PLM_EINVAL or PLM_EDOM rejects the run (log density
+    ** -inf: an invalid parameter met inside; the message in ctx says where); any other status stops the
+    ** chain and the kernel returns it. */
+    plm_status (*run)(void *ud, plm_ctx *ctx, plm_mh_run *run);
+    /* Optional: why a complete run has log density -inf, in the user's words (NULL: the site's address). */
+    void (*describe)(void *ud, const plm_trace *tr, char *buf, size_t n);
+    /* Optional: progress, every 64 iterations of `total`. */
+    void (*progress)(void *ud, int chain, long it, long total, int warm);
+    void *ud;
+} plm_mh_program;
+
+typedef struct plm_mh_opts {
+    long warmup, samples;   /* iterations: warm-up (adapting, not kept), then sampling */
+    long thin;              /* keep every thin-th sampling iteration (>= 1) */
+    uint64_t seed;
+    int init;               /* the program uses initial values at the start (only for the message) */
+} plm_mh_opts;
+
+/* Run chain `chain` on stream `chain` of the seed, so that the draws do not depend on which thread runs it;
+** kept draws go to R as chain rec_chain. One iteration is a sweep of single-site moves (as many as latent
+** sites; frozen after warm-up, see mh_trace.c). *accept receives the mean acceptance probability after
+** warm-up (NaN without proposals). Errors: PLM_EDEAD when no starting point of finite density is found in
+** 1000 runs (the message gives the last run's reason); PLM_EINTR when interrupted (the interrupt is left
+** raised for the caller to clear); a status returned by the program or by R. */
+plm_status plm_mh_trace_chain(plm_ctx *ctx, const plm_mh_program *p, const plm_mh_opts *o, int chain,
+                              plm_results *R, int rec_chain, double *accept);
+
+#endif
