@@ -22,12 +22,15 @@ LUA_CFLAGS := $(if $(LUA_INCDIR),-I$(LUA_INCDIR),$(shell pkg-config --cflags lua
 LUA_LIBS := $(shell pkg-config --libs lua5.4 2>/dev/null || echo -llua5.4)
 VERSION := 0.1.0
 
+# runtime/ has one folder per layer (see doc/manual.md, Architecture); headers include each other by name.
+RUNTIME_DIRS := runtime runtime/base runtime/compiler runtime/markov runtime/engines runtime/lm
+RUNTIME_INC := $(addprefix -I,$(RUNTIME_DIRS))
 CFLAGS_ALL := -std=c11 -D_GNU_SOURCE -DPLUME_VERSION='"$(VERSION)"' $(OPT) -g -Wall -Wextra -Werror \
-              -fPIC -Iruntime -Ilang -I$(BUILD)/gen $(LUA_CFLAGS) $(SANFLAGS) $(CFLAGS)
+              -fPIC $(RUNTIME_INC) -Ilang -I$(BUILD)/gen $(LUA_CFLAGS) $(SANFLAGS) $(CFLAGS)
 LIBS := $(LUA_LIBS) -lgsl -lgslcblas -lgc -lffi -lcsv -lcjson -lreadline -lpthread -ldl -lm
 LDFLAGS_ALL := $(SANFLAGS) $(LDFLAGS)
 
-RUNTIME_SRC := $(wildcard runtime/*.c)
+RUNTIME_SRC := $(foreach d,$(RUNTIME_DIRS),$(wildcard $(d)/*.c))
 LANG_SRC := $(filter-out lang/main.c,$(wildcard lang/*.c))
 LIB_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,$(RUNTIME_SRC) $(LANG_SRC)) $(BUILD)/obj/gen/embedded.o
 LUA_SRC := $(shell find lang/plume stdlib -name '*.lua' 2>/dev/null | sort)
@@ -35,7 +38,7 @@ TEST_SRC := $(wildcard tests/test_*.c)
 TEST_BIN := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRC))
 BENCH_SRC := $(wildcard bench/*.c)
 BENCH_BIN := $(patsubst bench/%.c,$(BUILD)/bench/%,$(BENCH_SRC))
-HEADERS := $(wildcard runtime/*.h) lang/plume_lua.h
+HEADERS := $(foreach d,$(RUNTIME_DIRS),$(wildcard $(d)/*.h)) lang/plume_lua.h
 
 .PHONY: all deps run test bench install clean check-deps rock install-rock
 all: $(BUILD)/plume $(BUILD)/libplume.a $(BUILD)/libplume.so $(BUILD)/plume.so $(TEST_BIN)
@@ -63,8 +66,8 @@ $(BUILD)/obj/%.o: %.c $(HEADERS) $(wildcard lang/*.h) lang/modules.def
 # llama.cpp's headers (scripts/deps.sh puts them in build/llama) are seen by lm_llama.c only; without them it
 # compiles to a stub that says how to get llama.cpp. The library itself is opened at run time.
 LLAMA_DIR := $(CURDIR)/build/llama
-$(BUILD)/obj/runtime/lm_llama.o: OBJ_CFLAGS := -I$(LLAMA_DIR)/include -DPLM_LLAMA_DIR='"$(LLAMA_DIR)/lib"'
-$(BUILD)/obj/runtime/lm_llama.o: $(wildcard $(LLAMA_DIR)/include/llama.h)
+$(BUILD)/obj/runtime/lm/lm_llama.o: OBJ_CFLAGS := -I$(LLAMA_DIR)/include -DPLM_LLAMA_DIR='"$(LLAMA_DIR)/lib"'
+$(BUILD)/obj/runtime/lm/lm_llama.o: $(wildcard $(LLAMA_DIR)/include/llama.h)
 
 $(BUILD)/embed: scripts/embed.c
 	@mkdir -p $(dir $@)

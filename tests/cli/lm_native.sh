@@ -2,7 +2,7 @@
 # plume.lm.native: a shared library's init function called through libffi gives a working backend.
 dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
-if ! ${CC:-cc} -shared -fPIC -Iruntime -o "$dir/libtoy.so" tests/cli/lm_native_lib.c 2>"$dir/cc.log"; then
+if ! ${CC:-cc} -shared -fPIC -Iruntime -Iruntime/base -Iruntime/lm -o "$dir/libtoy.so" tests/cli/lm_native_lib.c 2>"$dir/cc.log"; then
     cat "$dir/cc.log"; echo "FAIL lm_native_builds"; exit 1
 fi
 cat > "$dir/t.lua" <<LUA
