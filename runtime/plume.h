@@ -25,5 +25,7 @@
 #include "lm_gguf.h"
 #include "lm_llama.h"
 #include "resample.h"
+#include "pfilter.h"
+#include "smooth.h"
 
 #endif
