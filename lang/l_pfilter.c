@@ -191,7 +191,7 @@ static void pf_setup(lua_State *L, int opts, const char *fn, pf_args *a, int smo
     a->o.scheme = (plm_resample_scheme)sc;
     a->o.ess_threshold = plm_l_optnum(L, opts, fn, "ess_threshold", 0.5);
     if (!(a->o.ess_threshold >= 0 && a->o.ess_threshold <= 1))
-        luaL_error(L, "%s: option 'ess_threshold' must be in [0, 1] (got %g)", fn, a->o.ess_threshold);
+        luaL_error(L, "%s: option 'ess_threshold' must be in [0, 1] (got %f)", fn, a->o.ess_threshold);
     a->o.seed = plm_l_seed(L, opts, fn);
     a->o.nthreads = plm_l_threads(L, opts, fn);
     a->o.history = smoothing || plm_l_optbool(L, opts, fn, "history", 0);
@@ -583,18 +583,15 @@ static int l_ssm_index(lua_State *L)
 }
 
 /* plume.smc dispatches on its first argument: a plume.ssm runs the native filter, anything else the program
-** engine of l_smc.c. Written in Lua so that both are tail calls and an error blames the caller's line. */
-static const char dispatch[] =
-    "local smc, pfilter, is_ssm = ...\n"
-    "return function(model, ...)\n"
-    "  if is_ssm(model) then return pfilter(model, ...) end\n"
-    "  return smc(model, ...)\n"
-    "end\n";
-
-static int l_is_ssm(lua_State *L)
+** engine of l_smc.c. The dispatcher is a C closure holding the original's upvalues at the same indices (so the
+** original's C function can run in this very call frame, and every error still blames the caller's line),
+** then the original closure itself as the last upvalue. */
+static int l_smc_dispatch(lua_State *L)
 {
-    lua_pushboolean(L, plm_l_tossm(L, 1) != NULL);
-    return 1;
+    int last = 1;
+    if (plm_l_tossm(L, 1)) return l_pfilter(L);
+    while (!lua_isnone(L, lua_upvalueindex(last + 1))) last++;
+    return lua_tocfunction(L, lua_upvalueindex(last))(L);
 }
 
 void plm_l_open_pfilter(lua_State *L)
@@ -604,12 +601,14 @@ void plm_l_open_pfilter(lua_State *L)
     lua_setfield(L, plume, "_pfilter");
     lua_pushcfunction(L, l_smooth);
     lua_setfield(L, plume, "smooth");
-    if (luaL_loadbuffer(L, dispatch, sizeof dispatch - 1, "=plume.smc") != LUA_OK) lua_error(L);
-    lua_getfield(L, plume, "smc");
-    lua_pushcfunction(L, l_pfilter);
-    lua_pushcfunction(L, l_is_ssm);
-    lua_call(L, 3, 1);
-    lua_setfield(L, plume, "smc");
+    if (lua_getfield(L, plume, "smc") == LUA_TFUNCTION && lua_tocfunction(L, -1)) {
+        int orig = lua_gettop(L), n = 0;
+        while (lua_getupvalue(L, orig, n + 1)) n++;   /* pushes the original's upvalues in order */
+        lua_pushvalue(L, orig);
+        lua_pushcclosure(L, l_smc_dispatch, n + 1);
+        lua_setfield(L, plume, "smc");
+    }
+    lua_settop(L, plume);
     if (luaL_getmetatable(L, PLM_L_SSM) == LUA_TTABLE) {
         lua_getfield(L, -1, "__index");
         lua_pushcclosure(L, l_ssm_index, 1);

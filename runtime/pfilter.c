@@ -286,6 +286,7 @@ plm_status plm_pf_run(plm_ctx *ctx, const plm_ssm *m, long T, const double *ys, 
             goto done;
         }
         for (i = 0; i < N; i++) B.lw[i] -= lz;
+        if (missing) lz = 0;   /* exactly: the weights were normalised and stay so */
         res->logz_inc[t - 1] = lz;
         res->logz += lz;
         for (s2 = 0, i = 0; i < N; i++) s2 += B.W[i] * B.W[i];
@@ -320,6 +321,10 @@ done:
     return st;
 }
 
+static int spd_solve(double *H, double *g, int d);
+static plm_status gauss_eval(plm_ctx *ctx, const plm_ssm_gauss *G, const plm_prog *p, long t, size_t n,
+                             const double *xprev, double *out, int nthreads);
+
 plm_status plm_ssm_gauss_init(plm_ctx *ctx, const plm_ssm *m, plm_ssm_gauss *G)
 {
     int d = m->dim, k, z[64], g[64], *H = malloc((size_t)d * (size_t)d * sizeof *H);
@@ -350,6 +355,12 @@ plm_status plm_ssm_gauss_init(plm_ctx *ctx, const plm_ssm *m, plm_ssm_gauss *G)
             goto done;
         }
         if (plm_prog_uses(G->hess, PLM_GRP_X, k)) G->const_cov = 0;
+    }
+    {   /* a discrete state has a zero Hessian: Gaussian means a negative definite one, checked at t = 2 */
+        double h[64 * 64], g0[64] = {0};
+        if (gauss_eval(ctx, G, G->hess, 2, 1, NULL, h, 1) || spd_solve(h, g0, d))
+            st = plm_fail(ctx, PLM_ENOTSUP, "ssm: the transition is not Gaussian in the new state (its log density "
+                          "is not concave quadratic)");
     }
 done:
     free(H);
