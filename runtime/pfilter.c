@@ -277,19 +277,32 @@ plm_status plm_pf_run(plm_ctx *ctx, const plm_ssm *m, long T, const double *ys, 
                 st = plm_ssm_step(ctx, m, t, N, B.x, y, B.x, N, B.inc, B.rng, o->nthreads);
             if (st) goto done;
         }
-        /* the update */
-        if (!missing)
-            for (i = 0; i < N; i++) B.lw[i] += B.inc[i];
-        lz = plm_resample_normalise(B.lw, N, B.W);
-        if (!isfinite(lz)) {
-            st = bad_weights(ctx, B.lw, N, t, y, ydim, lz, "log weight");
-            goto done;
+        /* the update, in three passes: log weights and their maximum, exponentials, normalisation */
+        {
+            double mx = -INFINITY, sum = 0, *lw = B.lw, *W = B.W;
+            const double *inc = B.inc;
+            int bad = 0;
+            for (i = 0; i < N; i++) {
+                double v = missing ? lw[i] : (lw[i] += inc[i]);
+                bad |= isnan(v) || v == INFINITY;
+                mx = v > mx ? v : mx;
+            }
+            if (bad || mx == -INFINITY) {
+                st = bad_weights(ctx, lw, N, t, y, ydim, bad ? NAN : -INFINITY, "log weight");
+                goto done;
+            }
+            for (i = 0; i < N; i++) sum += (W[i] = exp(lw[i] - mx));
+            lz = mx + log(sum);
+            s2 = 0;
+            for (i = 0; i < N; i++) {
+                W[i] /= sum;
+                s2 += W[i] * W[i];
+                lw[i] -= lz;
+            }
         }
-        for (i = 0; i < N; i++) B.lw[i] -= lz;
         if (missing) lz = 0;   /* exactly: the weights were normalised and stay so */
         res->logz_inc[t - 1] = lz;
         res->logz += lz;
-        for (s2 = 0, i = 0; i < N; i++) s2 += B.W[i] * B.W[i];
         res->ess[t - 1] = 1 / s2;
         for (k = 0; k < dim; k++) {
             const double *xk = B.x + k * N, *W = B.W;
