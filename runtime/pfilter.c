@@ -166,7 +166,7 @@ plm_status plm_pf_run(plm_ctx *ctx, const plm_ssm *m, long T, const double *ys, 
     plm_status st;
     size_t i, k;
     long t;
-    int j;
+    int j, nthreads;
     memset(res, 0, sizeof *res);
     memset(&B, 0, sizeof B);
     if ((st = check_opts(ctx, m, T, o))) return st;
@@ -207,6 +207,9 @@ plm_status plm_pf_run(plm_ctx *ctx, const plm_ssm *m, long T, const double *ys, 
         goto done;
     }
     for (j = 0; j < nmom; j++) B.momout[j] = B.mom + (size_t)j * N;
+    /* threads only pay for several thousand particles (waking the pool costs more below); results do not
+    ** depend on the count */
+    nthreads = N >= 8 * PLM_EXPR_BLOCK ? o->nthreads : 1;
     for (i = 0; i < N; i++) plm_rng_init(&B.rng[i], o->seed, (uint64_t)i + 1);
     plm_rng_init(&rr, o->seed, 0);
     res->logz = 0;
@@ -221,8 +224,8 @@ plm_status plm_pf_run(plm_ctx *ctx, const plm_ssm *m, long T, const double *ys, 
         }
         for (j = 0; j < ydim; j++) missing |= isnan(y[j]);
         if (t == 1) {
-            st = missing ? plm_ssm_init_sample(ctx, m, N, B.x, N, B.rng, o->nthreads)
-                         : plm_ssm_step(ctx, m, 1, N, NULL, y, B.x, N, B.inc, B.rng, o->nthreads);
+            st = missing ? plm_ssm_init_sample(ctx, m, N, B.x, N, B.rng, nthreads)
+                         : plm_ssm_step(ctx, m, 1, N, NULL, y, B.x, N, B.inc, B.rng, nthreads);
             if (st) goto done;
             for (i = 0; i < N; i++) B.lw[i] = -logN;
             for (i = 0; i < N; i++) B.anc[i] = i;
@@ -232,9 +235,9 @@ plm_status plm_pf_run(plm_ctx *ctx, const plm_ssm *m, long T, const double *ys, 
             if (o->method == PLM_PF_AUXILIARY && !missing) {
                 double *out = B.leta;
                 if (o->lookahead)
-                    st = eval_at(ctx, m, o->lookahead, t, N, B.x, y, &out, o->nthreads);
-                else if (!(st = plm_ssm_gauss_mean(ctx, o->gauss, t, N, B.x, B.xo, o->nthreads)))
-                    st = plm_ssm_obs_logpdf(ctx, m, t, N, B.xo, N, y, B.leta, o->nthreads);
+                    st = eval_at(ctx, m, o->lookahead, t, N, B.x, y, &out, nthreads);
+                else if (!(st = plm_ssm_gauss_mean(ctx, o->gauss, t, N, B.x, B.xo, nthreads)))
+                    st = plm_ssm_obs_logpdf(ctx, m, t, N, B.xo, N, y, B.leta, nthreads);
                 if (st) goto done;
                 for (i = 0; i < N; i++) B.inc[i] = B.lw[i] + B.leta[i];
                 A = plm_resample_normalise(B.inc, N, B.W);
@@ -270,11 +273,11 @@ plm_status plm_pf_run(plm_ctx *ctx, const plm_ssm *m, long T, const double *ys, 
             res->resampled[t - 1] = (unsigned char)resample;
             /* the move, in place */
             if (missing)
-                st = plm_ssm_trans_sample(ctx, m, t, N, B.x, B.x, N, B.rng, o->nthreads);
+                st = plm_ssm_trans_sample(ctx, m, t, N, B.x, B.x, N, B.rng, nthreads);
             else if (o->method == PLM_PF_GUIDED)
-                st = plm_ssm_step_guided(ctx, m, t, N, B.x, y, B.x, N, B.inc, B.rng, o->nthreads);
+                st = plm_ssm_step_guided(ctx, m, t, N, B.x, y, B.x, N, B.inc, B.rng, nthreads);
             else
-                st = plm_ssm_step(ctx, m, t, N, B.x, y, B.x, N, B.inc, B.rng, o->nthreads);
+                st = plm_ssm_step(ctx, m, t, N, B.x, y, B.x, N, B.inc, B.rng, nthreads);
             if (st) goto done;
         }
         /* the update, in three passes: log weights and their maximum, exponentials, normalisation */
@@ -313,7 +316,7 @@ plm_status plm_pf_run(plm_ctx *ctx, const plm_ssm *m, long T, const double *ys, 
             res->vars[(size_t)(t - 1) * dim + k] = var;
         }
         if (nmom) {
-            if ((st = eval_at(ctx, m, o->moments, t, N, B.x, NULL, B.momout, o->nthreads))) goto done;
+            if ((st = eval_at(ctx, m, o->moments, t, N, B.x, NULL, B.momout, nthreads))) goto done;
             for (j = 0; j < nmom; j++) {
                 const double *f = B.momout[j];
                 double s = 0;

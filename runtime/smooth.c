@@ -25,6 +25,13 @@ void plm_smooth_opts_default(plm_smooth_opts *o)
     o->nthreads = 1;
 }
 
+/* Threads only pay for calls over several thousand particles (waking the pool costs more below); results
+** do not depend on the count. */
+static int threads_for(size_t n, int nthreads)
+{
+    return n >= 8 * PLM_EXPR_BLOCK ? nthreads : 1;
+}
+
 /* The first i with cdf[i] > u (cdf nondecreasing, u < cdf[n-1]). */
 static size_t search(const double *cdf, size_t n, double u)
 {
@@ -116,7 +123,7 @@ static plm_status backward(plm_ctx *ctx, const plm_ssm *m, const plm_pf_result *
                     w->xa[k * nw + r] = xp[k * N + idx[q]];
                     w->xb[k * nw + r] = tgt[k * n + q];
                 }
-            if ((st = plm_ssm_trans_logpdf(ctx, m, t, nw, w->xa, w->xb, nw, w->lp, o->nthreads))) return st;
+            if ((st = plm_ssm_trans_logpdf(ctx, m, t, nw, w->xa, w->xb, nw, w->lp, threads_for(nw, o->nthreads)))) return st;
             stats->proposals += (double)nw;
             for (r = 0; r < nw; r++) {
                 size_t q = w->wait[r];
@@ -140,7 +147,7 @@ static plm_status backward(plm_ctx *ctx, const plm_ssm *m, const plm_pf_result *
             double v = tgt[k * n + q];
             for (i = 0; i < N; i++) w->xfull[k * N + i] = v;
         }
-        if ((st = plm_ssm_trans_logpdf(ctx, m, t, N, xp, w->xfull, N, w->lp, o->nthreads))) return st;
+        if ((st = plm_ssm_trans_logpdf(ctx, m, t, N, xp, w->xfull, N, w->lp, threads_for(N, o->nthreads)))) return st;
         for (i = 0; i < N; i++) {
             w->lp[i] += lw[i];
             if (w->lp[i] > mx) mx = w->lp[i];
@@ -275,7 +282,7 @@ plm_status plm_paris(plm_ctx *ctx, const plm_ssm *m, const plm_pf_result *h, con
     for (r = 0; r < NN; r++) plm_rng_init(&rng[r], o->seed, ((uint64_t)1 << 41) + r);
     /* t = 1: tau = h_1(x_1, x_1) */
     for (j = 0; j < K; j++) ho[j] = tau + (size_t)j * N;
-    if ((st = eval_h(ctx, m, hprog, 1, N, h->xs, h->xs, ho, o->nthreads))) goto done;
+    if ((st = eval_h(ctx, m, hprog, 1, N, h->xs, h->xs, ho, threads_for(N, o->nthreads)))) goto done;
     for (j = 0; j < K; j++) ho[j] = hv + (size_t)j * NN;
     for (t = 2; t <= T; t++) {
         const double *x = h->xs + (size_t)(t - 1) * dim * N, *xp = h->xs + (size_t)(t - 2) * dim * N;
@@ -290,7 +297,7 @@ plm_status plm_paris(plm_ctx *ctx, const plm_ssm *m, const plm_pf_result *h, con
         if ((st = backward(ctx, m, h, o, t, NN, tgt, rng, idx, &w, stats))) goto done;
         for (k = 0; k < dim; k++)
             for (r = 0; r < NN; r++) xa[k * NN + r] = xp[k * N + idx[r]];
-        if ((st = eval_h(ctx, m, hprog, t, NN, xa, tgt, ho, o->nthreads))) goto done;
+        if ((st = eval_h(ctx, m, hprog, t, NN, xa, tgt, ho, threads_for(NN, o->nthreads)))) goto done;
         for (j = 0; j < K; j++) {
             const double *tj = tau + (size_t)j * N, *hj = hv + (size_t)j * NN;
             double *nj = tau2 + (size_t)j * N;
