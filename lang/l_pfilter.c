@@ -558,11 +558,11 @@ static int l_smooth(lua_State *L)
     lua_pushboolean(L, so.rejection);
     lua_setfield(L, -2, "rejection");
     lua_createtable(L, 0, 3);
-    lua_pushnumber(L, stats.proposals);
+    lua_pushinteger(L, (lua_Integer)stats.proposals);
     lua_setfield(L, -2, "proposals");
-    lua_pushnumber(L, stats.accepted);
+    lua_pushinteger(L, (lua_Integer)stats.accepted);
     lua_setfield(L, -2, "accepted");
-    lua_pushnumber(L, stats.exact);
+    lua_pushinteger(L, (lua_Integer)stats.exact);
     lua_setfield(L, -2, "exact");
     lua_setfield(L, -2, "backward");
     plm_pf_result_free(&r);
