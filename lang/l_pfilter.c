@@ -277,11 +277,11 @@ static void pf_params(lua_State *L, int opts, const char *fn, pf_args *a)
     lua_pop(L, 1);
 }
 
-static void push_series(lua_State *L, const double *v, long T, int dim, int comp_major_ld)
+/* v[(t-1)*dim + k] as a list over t of numbers (dim 1) or of dim-lists */
+static void push_series(lua_State *L, const double *v, long T, int dim)
 {
     long t;
     int k;
-    (void)comp_major_ld;
     lua_createtable(L, (int)T, 0);
     for (t = 0; t < T; t++) {
         if (dim == 1)
@@ -345,9 +345,9 @@ static void push_result(lua_State *L, const pf_args *a, const plm_pf_result *r)
     lua_setfield(L, -2, "resampled");
     lua_pushinteger(L, nres);
     lua_setfield(L, -2, "resamples");
-    push_series(L, r->means, r->T, r->dim, 0);
+    push_series(L, r->means, r->T, r->dim);
     lua_setfield(L, -2, "means");
-    push_series(L, r->vars, r->T, r->dim, 0);
+    push_series(L, r->vars, r->T, r->dim);
     lua_setfield(L, -2, "vars");
     if (r->nmom) {
         lua_pushvalue(L, a->momnames);
@@ -543,9 +543,9 @@ static int l_smooth(lua_State *L)
             return plm_l_fail(L, &ctx);
         }
         lua_createtable(L, 0, 8);
-        push_series(L, means, a.T, a.m->dim, 0);
+        push_series(L, means, a.T, a.m->dim);
         lua_setfield(L, -2, "means");
-        push_series(L, vars, a.T, a.m->dim, 0);
+        push_series(L, vars, a.T, a.m->dim);
         lua_setfield(L, -2, "vars");
         push_particles(L, paths, a.T, so.M, a.m->dim);
         lua_setfield(L, -2, "trajectories");
