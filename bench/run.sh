@@ -21,6 +21,8 @@ echo "== lm_smc: plume.smc over an LM program, plume's overhead apart from llama
 "$BUILD/plume" bench/lm_smc.lua 1 naive
 echo "== ssm_sv: stochastic-volatility ssm (compiled from Lua) vs hand-written C+GSL; 50-node compile time =="
 "$BUILD/bench/ssm_sv" 5
+echo "== pf_sv: bootstrap particle filter on the sv ssm (plume.smc native) vs a hand-written C filter, 1 and 2 threads =="
+"$BUILD/bench/pf_sv" 5
 echo "== sde_fhn: FitzHugh-Nagumo Euler-Maruyama (compiled from Lua) vs hand-written C+GSL =="
 "$BUILD/bench/sde_fhn" 5
 echo "== markov_mixture: two gridworld MDPs, spectral start vs random-start EM (label accuracy) =="

@@ -30,5 +30,7 @@
 #include "markov_mix.h"
 #include "results.h"
 #include "mh_trace.h"
+#include "pfilter.h"
+#include "smooth.h"
 
 #endif

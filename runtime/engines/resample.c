@@ -89,9 +89,11 @@ static void strata(const double *w, size_t n, size_t m, plm_rng *r, int fresh, s
     size_t i, j = 0;
     double c = 0, u = plm_rng_uniform(r), dm = (double)m;
     for (i = 0; i < n; i++) counts[i] = 0;
+    /* c is the cumulative weight scaled by m, so the test needs no division per slot (a division in this
+    ** loop-carried chain made systematic resampling cost as much as a model step) */
     for (i = 0; i < n && j < m; i++) {
-        c += w[i];
-        while (j < m && ((double)j + u) / dm < c) {
+        c += w[i] * dm;
+        while (j < m && (double)j + u < c) {
             counts[i]++;
             j++;
             if (fresh && j < m) u = plm_rng_uniform(r);

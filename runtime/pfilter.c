@@ -1,0 +1,488 @@
+/* pfilter.c -- particle filters over ssm kernels (see pfilter.h).
+**
+** One step t >= 2 of every method is: first-stage log weights a_i = log W_i + log eta_i (eta = 1 except for
+** the auxiliary filter), resampling by a when its ESS is low, the move (the fused ssm step), and the update.
+** Writing b_i for the log weight a particle carries into the update -- A - log N - log eta_{anc(i)} after
+** resampling (A = log sum exp a), log W_i without -- the estimate of p(y_t | y_1:t-1) is sum_i exp(b_i + g_i)
+** with g_i the incremental weight, and the new log W_i = b_i + g_i minus its log-sum-exp. Bootstrap and guided
+** filters are the case eta = 1 (A = 0). */
+#include "pfilter.h"
+
+#include "par.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+void plm_pf_opts_default(plm_pf_opts *o)
+{
+    memset(o, 0, sizeof *o);
+    o->method = PLM_PF_BOOTSTRAP;
+    o->N = 1000;
+    o->scheme = PLM_RESAMPLE_SYSTEMATIC;
+    o->ess_threshold = 0.5;
+    o->seed = 1;
+    o->nthreads = 1;
+}
+
+plm_status plm_pf_bind(plm_ctx *ctx, const plm_ssm *m, const plm_prog *p, long t, double *tc, plm_prog_in *in)
+{
+    int s;
+    memset(in, 0, PLM_NGROUPS * sizeof *in);
+    in[PLM_GRP_P].p = m->params;
+    tc[0] = (double)t;
+    in[PLM_GRP_T].p = tc;
+    for (s = 0; s < m->ncov; s++) {
+        long tt = t + m->cov_lag[s];
+        if (!m->data || m->cov_col[s] >= m->ncols || tt < 1 || (size_t)tt > m->T_data) {
+            tc[1 + s] = NAN;
+            if (!plm_prog_uses(p, PLM_GRP_C, s)) continue;
+            return plm_fail(ctx, PLM_EDOM, "ssm: covariate %d is read at time %ld, outside the data (1..%zu)",
+                            m->cov_col[s] + 1, tt, m->data ? m->T_data : (size_t)0);
+        }
+        tc[1 + s] = m->data[(size_t)m->cov_col[s] * m->T_data + (size_t)(tt - 1)];
+    }
+    in[PLM_GRP_C].p = tc + 1;
+    return PLM_OK;
+}
+
+void plm_pf_result_free(plm_pf_result *r)
+{
+    free(r->logz_inc);
+    free(r->ess);
+    free(r->resampled);
+    free(r->means);
+    free(r->vars);
+    free(r->moments);
+    free(r->xs);
+    free(r->logw);
+    free(r->anc);
+    memset(r, 0, sizeof *r);
+}
+
+double plm_pf_bytes(const plm_ssm *m, long T, const plm_pf_opts *o, int nmom)
+{
+    double N = (double)o->N, d = m->dim;
+    double b = N * (8 * (2 * d + 4 + nmom) + 16 + sizeof(plm_rng));
+    if (o->history) b += (double)T * N * (8 * (d + 1) + 4);
+    return b + (double)T * (8 * (2 * d + 2 + nmom) + 1);
+}
+
+/* Evaluate a caller's program over the particles at time t: X varying, Y uniform (may be NULL). */
+static plm_status eval_at(plm_ctx *ctx, const plm_ssm *m, const plm_prog *p, long t, size_t n, const double *x,
+                          const double *y, double *const *out, int nthreads)
+{
+    plm_prog_in in[PLM_NGROUPS];
+    double tcb[64], *tc = m->ncov < 63 ? tcb : malloc(((size_t)m->ncov + 1) * sizeof *tc);
+    plm_status st;
+    if (!tc) return plm_fail(ctx, PLM_ENOMEM, "pfilter: out of memory");
+    st = plm_pf_bind(ctx, m, p, t, tc, in);
+    if (!st) {
+        in[PLM_GRP_X].p = x;
+        in[PLM_GRP_X].ld = n;
+        in[PLM_GRP_Y].p = y;
+        st = plm_prog_eval(ctx, p, n, in, out, NULL, nthreads);
+    }
+    if (tc != tcb) free(tc);
+    return st;
+}
+
+/* "y = 0.3" or "y = (0.3, 1, ...)" for messages */
+static void describe_y(char *buf, size_t n, const double *y, int ydim)
+{
+    if (ydim == 1)
+        snprintf(buf, n, "y = %g", y[0]);
+    else if (ydim == 2)
+        snprintf(buf, n, "y = (%g, %g)", y[0], y[1]);
+    else
+        snprintf(buf, n, "y = (%g, %g, %g%s)", y[0], y[1], y[2], ydim > 3 ? ", ..." : "");
+}
+
+static plm_status bad_weights(plm_ctx *ctx, const double *lw, size_t N, long t, const double *y, int ydim,
+                              double lz, const char *what)
+{
+    char yb[128];
+    size_t i;
+    describe_y(yb, sizeof yb, y, ydim);
+    if (isnan(lz) || lz == INFINITY) {
+        for (i = 0; i < N && !isnan(lw[i]) && lw[i] != INFINITY; i++) continue;
+        return plm_fail(ctx, PLM_EDOM, "pfilter: the %s of particle %zu is %g at t = %ld (%s): a parameter outside "
+                        "its domain, or a density that is not finite", what, i + 1, i < N ? lw[i] : NAN, t, yb);
+    }
+    return plm_fail(ctx, PLM_EDOM, "pfilter: every particle has %s zero at t = %ld (%s): no particle can explain "
+                    "the observation (more particles, a guided proposal, or check the model and the data)",
+                    strcmp(what, "log weight") ? what : "weight", t, yb);
+}
+
+typedef struct pf_buf {
+    double *x, *xo, *inc, *lw, *W, *leta, *mom;
+    size_t *cnt, *anc;
+    plm_rng *rng;
+    double **momout;
+} pf_buf;
+
+static void free_buf(pf_buf *b)
+{
+    free(b->x);
+    free(b->xo);
+    free(b->inc);
+    free(b->lw);
+    free(b->W);
+    free(b->leta);
+    free(b->mom);
+    free(b->cnt);
+    free(b->anc);
+    free(b->rng);
+    free(b->momout);
+}
+
+static plm_status check_opts(plm_ctx *ctx, const plm_ssm *m, long T, const plm_pf_opts *o)
+{
+    if (o->N < 1 || o->N > ((size_t)1 << 31))
+        return plm_fail(ctx, PLM_EINVAL, "pfilter: particles must be in 1..2^31 (got %zu)", o->N);
+    if (T < 1) return plm_fail(ctx, PLM_EINVAL, "pfilter: no observations (T = %ld)", T);
+    if (!(o->ess_threshold >= 0))
+        return plm_fail(ctx, PLM_EINVAL, "pfilter: ess_threshold must be >= 0 (got %g)", o->ess_threshold);
+    if ((unsigned)o->scheme > PLM_RESAMPLE_SSP)
+        return plm_fail(ctx, PLM_EINVAL, "pfilter: unknown resampling scheme %d", (int)o->scheme);
+    if (o->method == PLM_PF_GUIDED && !m->guided)
+        return plm_fail(ctx, PLM_EINVAL, "pfilter: method \"guided\" needs a model with a proposal");
+    if (o->method == PLM_PF_AUXILIARY && !o->gauss && (!o->lookahead || plm_prog_nout(o->lookahead) != 1))
+        return plm_fail(ctx, PLM_EINVAL, "pfilter: method \"auxiliary\" needs a look-ahead program of one output, "
+                        "or a Gaussian transition");
+    if ((unsigned)o->method > PLM_PF_AUXILIARY)
+        return plm_fail(ctx, PLM_EINVAL, "pfilter: unknown method %d", (int)o->method);
+    return PLM_OK;
+}
+
+plm_status plm_pf_run(plm_ctx *ctx, const plm_ssm *m, long T, const double *ys, const plm_pf_opts *o,
+                      plm_pf_result *res)
+{
+    const size_t N = o->N, dim = (size_t)m->dim;
+    const int ydim = m->ydim, nmom = o->moments ? plm_prog_nout(o->moments) : 0;
+    const double logN = log((double)N);
+    pf_buf B;
+    plm_rng rr;
+    plm_status st;
+    size_t i, k;
+    long t;
+    int j, nthreads;
+    memset(res, 0, sizeof *res);
+    memset(&B, 0, sizeof B);
+    if ((st = check_opts(ctx, m, T, o))) return st;
+    B.x = malloc(dim * N * sizeof *B.x);
+    B.xo = malloc(dim * N * sizeof *B.xo);
+    B.inc = malloc(N * sizeof *B.inc);
+    B.lw = malloc(N * sizeof *B.lw);
+    B.W = malloc(N * sizeof *B.W);
+    B.cnt = malloc(N * sizeof *B.cnt);
+    B.anc = malloc(N * sizeof *B.anc);
+    B.rng = malloc(N * sizeof *B.rng);
+    if (o->method == PLM_PF_AUXILIARY) B.leta = malloc(N * sizeof *B.leta);
+    if (nmom) {
+        B.mom = malloc((size_t)nmom * N * sizeof *B.mom);
+        B.momout = malloc((size_t)nmom * sizeof *B.momout);
+    }
+    res->T = T;
+    res->N = N;
+    res->dim = (int)dim;
+    res->nmom = nmom;
+    res->logz_inc = malloc((size_t)T * sizeof *res->logz_inc);
+    res->ess = malloc((size_t)T * sizeof *res->ess);
+    res->resampled = calloc((size_t)T, 1);
+    res->means = malloc((size_t)T * dim * sizeof *res->means);
+    res->vars = malloc((size_t)T * dim * sizeof *res->vars);
+    if (nmom) res->moments = malloc((size_t)T * (size_t)nmom * sizeof *res->moments);
+    if (o->history) {
+        res->xs = malloc((size_t)T * dim * N * sizeof *res->xs);
+        res->logw = malloc((size_t)T * N * sizeof *res->logw);
+        res->anc = malloc((size_t)T * N * sizeof *res->anc);
+    }
+    if (!B.x || !B.xo || !B.inc || !B.lw || !B.W || !B.cnt || !B.anc || !B.rng ||
+        (o->method == PLM_PF_AUXILIARY && !B.leta) || (nmom && (!B.mom || !B.momout)) || !res->logz_inc ||
+        !res->ess || !res->resampled || !res->means || !res->vars || (nmom && !res->moments) ||
+        (o->history && (!res->xs || !res->logw || !res->anc))) {
+        st = plm_fail(ctx, PLM_ENOMEM, "pfilter: out of memory (%.0f MB for %zu particles%s)",
+                      plm_pf_bytes(m, T, o, nmom) / 1e6, N, o->history ? " with history" : "");
+        goto done;
+    }
+    for (j = 0; j < nmom; j++) B.momout[j] = B.mom + (size_t)j * N;
+    /* threads only pay for several thousand particles (waking the pool costs more below); results do not
+    ** depend on the count */
+    nthreads = N >= 8 * PLM_EXPR_BLOCK ? o->nthreads : 1;
+    for (i = 0; i < N; i++) plm_rng_init(&B.rng[i], o->seed, (uint64_t)i + 1);
+    plm_rng_init(&rr, o->seed, 0);
+    res->logz = 0;
+
+    for (t = 1; t <= T; t++) {
+        const double *y = ys + (size_t)(t - 1) * (size_t)ydim;
+        int missing = 0, resample = 0;
+        double lz, s2;
+        if (plm_interrupted()) {
+            st = plm_fail(ctx, PLM_EINTR, "pfilter: interrupted at t = %ld", t);
+            goto done;
+        }
+        for (j = 0; j < ydim; j++) missing |= isnan(y[j]);
+        if (t == 1) {
+            st = missing ? plm_ssm_init_sample(ctx, m, N, B.x, N, B.rng, nthreads)
+                         : plm_ssm_step(ctx, m, 1, N, NULL, y, B.x, N, B.inc, B.rng, nthreads);
+            if (st) goto done;
+            for (i = 0; i < N; i++) B.lw[i] = -logN;
+            for (i = 0; i < N; i++) B.anc[i] = i;
+        } else {
+            double A = 0, ess1;
+            /* first stage: W holds the normalised weights of t - 1; the auxiliary filter tilts them by eta */
+            if (o->method == PLM_PF_AUXILIARY && !missing) {
+                double *out = B.leta;
+                if (o->lookahead)
+                    st = eval_at(ctx, m, o->lookahead, t, N, B.x, y, &out, nthreads);
+                else if (!(st = plm_ssm_gauss_mean(ctx, o->gauss, t, N, B.x, B.xo, nthreads)))
+                    st = plm_ssm_obs_logpdf(ctx, m, t, N, B.xo, N, y, B.leta, nthreads);
+                if (st) goto done;
+                for (i = 0; i < N; i++) B.inc[i] = B.lw[i] + B.leta[i];
+                A = plm_resample_normalise(B.inc, N, B.W);
+                if (!isfinite(A)) {
+                    st = bad_weights(ctx, B.inc, N, t, y, ydim, A, "look-ahead weight");
+                    goto done;
+                }
+            } else if (B.leta)
+                for (i = 0; i < N; i++) B.leta[i] = 0;
+            for (s2 = 0, i = 0; i < N; i++) s2 += B.W[i] * B.W[i];
+            ess1 = 1 / s2;
+            resample = o->ess_threshold >= 1 || ess1 < o->ess_threshold * (double)N;
+            if (resample) {
+                /* inc is free here: SSP's scratch */
+                if ((st = plm_resample_counts(ctx, o->scheme, B.W, N, N, &rr, B.cnt, B.inc))) goto done;
+                plm_resample_ancestors(B.cnt, N, B.anc);
+                for (k = 0; k < dim; k++) {
+                    const double *src = B.x + k * N;
+                    double *dst = B.xo + k * N;
+                    for (i = 0; i < N; i++) dst[i] = src[B.anc[i]];
+                }
+                {
+                    double *sw = B.x;
+                    B.x = B.xo;
+                    B.xo = sw;
+                }
+                if (B.leta)
+                    for (i = 0; i < N; i++) B.lw[i] = A - logN - B.leta[B.anc[i]];
+                else
+                    for (i = 0; i < N; i++) B.lw[i] = -logN;
+            } else
+                for (i = 0; i < N; i++) B.anc[i] = i;
+            res->resampled[t - 1] = (unsigned char)resample;
+            /* the move, in place */
+            if (missing)
+                st = plm_ssm_trans_sample(ctx, m, t, N, B.x, B.x, N, B.rng, nthreads);
+            else if (o->method == PLM_PF_GUIDED)
+                st = plm_ssm_step_guided(ctx, m, t, N, B.x, y, B.x, N, B.inc, B.rng, nthreads);
+            else
+                st = plm_ssm_step(ctx, m, t, N, B.x, y, B.x, N, B.inc, B.rng, nthreads);
+            if (st) goto done;
+        }
+        /* the update, in three passes: log weights and their maximum, exponentials, normalisation */
+        {
+            double mx = -INFINITY, sum = 0, *lw = B.lw, *W = B.W;
+            const double *inc = B.inc;
+            int bad = 0;
+            for (i = 0; i < N; i++) {
+                double v = missing ? lw[i] : (lw[i] += inc[i]);
+                bad |= isnan(v) || v == INFINITY;
+                mx = v > mx ? v : mx;
+            }
+            if (bad || mx == -INFINITY) {
+                st = bad_weights(ctx, lw, N, t, y, ydim, bad ? NAN : -INFINITY, "log weight");
+                goto done;
+            }
+            for (i = 0; i < N; i++) sum += (W[i] = exp(lw[i] - mx));
+            lz = mx + log(sum);
+            s2 = 0;
+            for (i = 0; i < N; i++) {
+                W[i] /= sum;
+                s2 += W[i] * W[i];
+                lw[i] -= lz;
+            }
+        }
+        if (missing) lz = 0;   /* exactly: the weights were normalised and stay so */
+        res->logz_inc[t - 1] = lz;
+        res->logz += lz;
+        res->ess[t - 1] = 1 / s2;
+        for (k = 0; k < dim; k++) {
+            const double *xk = B.x + k * N, *W = B.W;
+            double mean = 0, var = 0;
+            for (i = 0; i < N; i++) mean += W[i] * xk[i];
+            for (i = 0; i < N; i++) var += W[i] * (xk[i] - mean) * (xk[i] - mean);
+            res->means[(size_t)(t - 1) * dim + k] = mean;
+            res->vars[(size_t)(t - 1) * dim + k] = var;
+        }
+        if (nmom) {
+            if ((st = eval_at(ctx, m, o->moments, t, N, B.x, NULL, B.momout, nthreads))) goto done;
+            for (j = 0; j < nmom; j++) {
+                const double *f = B.momout[j];
+                double s = 0;
+                for (i = 0; i < N; i++) s += B.W[i] * f[i];
+                res->moments[(size_t)(t - 1) * (size_t)nmom + (size_t)j] = s;
+            }
+        }
+        if (o->history) {
+            memcpy(res->xs + (size_t)(t - 1) * dim * N, B.x, dim * N * sizeof *B.x);
+            memcpy(res->logw + (size_t)(t - 1) * N, B.lw, N * sizeof *B.lw);
+            for (i = 0; i < N; i++) res->anc[(size_t)(t - 1) * N + i] = (uint32_t)B.anc[i];
+        }
+    }
+    st = PLM_OK;
+done:
+    free_buf(&B);
+    if (st) plm_pf_result_free(res);
+    return st;
+}
+
+static int spd_solve(double *H, double *g, int d);
+static plm_status gauss_eval(plm_ctx *ctx, const plm_ssm_gauss *G, const plm_prog *p, long t, size_t n,
+                             const double *xprev, double *out, int nthreads);
+
+plm_status plm_ssm_gauss_init(plm_ctx *ctx, const plm_ssm *m, plm_ssm_gauss *G)
+{
+    int d = m->dim, k, z[64], g[64], *H = malloc((size_t)d * (size_t)d * sizeof *H);
+    unsigned xbit = 1u << PLM_GRP_X;
+    plm_status st = PLM_OK;
+    memset(G, 0, sizeof *G);
+    G->m = m;
+    if (d < 1 || d > 64) {
+        free(H);
+        return plm_fail(ctx, PLM_EINVAL, "ssm: dim must be in 1..64 (got %d)", d);
+    }
+    if (!H) {
+        st = plm_fail(ctx, PLM_ENOMEM, "ssm: out of memory");
+        goto done;
+    }
+    for (k = 0; k < d; k++) z[k] = plm_graph_input(m->g, PLM_GRP_Z, k);
+    if ((st = plm_graph_grad(ctx, m->g, m->trans_lp, d, z, g))) goto done;
+    for (k = 0; k < d && !st; k++) st = plm_graph_grad(ctx, m->g, g[k], d, z, H + k * d);
+    /* Z is uniform in both programs: bound to x_t = 0 */
+    if (st || (st = plm_prog_compile(ctx, m->g, d, g, xbit, &G->grad)) ||
+        (st = plm_prog_compile(ctx, m->g, d * d, H, xbit, &G->hess)))
+        goto done;
+    G->const_cov = 1;
+    for (k = 0; k < d; k++) {
+        if (plm_prog_uses(G->hess, PLM_GRP_Z, k)) {
+            st = plm_fail(ctx, PLM_ENOTSUP, "ssm: the transition is not Gaussian in the new state (its log density "
+                          "is not quadratic in component %d)", k + 1);
+            goto done;
+        }
+        if (plm_prog_uses(G->hess, PLM_GRP_X, k)) G->const_cov = 0;
+    }
+    {   /* a discrete state has a zero Hessian: Gaussian means a negative definite one, checked at t = 2 */
+        double h[64 * 64], g0[64] = {0};
+        if (gauss_eval(ctx, G, G->hess, 2, 1, NULL, h, 1) || spd_solve(h, g0, d))
+            st = plm_fail(ctx, PLM_ENOTSUP, "ssm: the transition is not Gaussian in the new state (its log density "
+                          "is not concave quadratic)");
+    }
+done:
+    free(H);
+    return st;
+}
+
+/* Solve (-H) v = g in place for a d x d symmetric positive definite -H (Cholesky; H is overwritten). */
+static int spd_solve(double *H, double *g, int d)
+{
+    int i, j, k;
+    for (i = 0; i < d * d; i++) H[i] = -H[i];
+    for (j = 0; j < d; j++) {
+        double s = H[j * d + j];
+        for (k = 0; k < j; k++) s -= H[j * d + k] * H[j * d + k];
+        if (!(s > 0)) return -1;
+        H[j * d + j] = sqrt(s);
+        for (i = j + 1; i < d; i++) {
+            double v = H[i * d + j];
+            for (k = 0; k < j; k++) v -= H[i * d + k] * H[j * d + k];
+            H[i * d + j] = v / H[j * d + j];
+        }
+    }
+    for (i = 0; i < d; i++) {
+        for (k = 0; k < i; k++) g[i] -= H[i * d + k] * g[k];
+        g[i] /= H[i * d + i];
+    }
+    for (i = d - 1; i >= 0; i--) {
+        for (k = i + 1; k < d; k++) g[i] -= H[k * d + i] * g[k];
+        g[i] /= H[i * d + i];
+    }
+    return 0;
+}
+
+static plm_status gauss_eval(plm_ctx *ctx, const plm_ssm_gauss *G, const plm_prog *p, long t, size_t n,
+                             const double *xprev, double *out, int nthreads)
+{
+    const plm_ssm *m = G->m;
+    int nout = plm_prog_nout(p), k;
+    double zero[64] = {0}, tcb[64], *tc = m->ncov < 63 ? tcb : malloc(((size_t)m->ncov + 1) * sizeof *tc);
+    double **o = malloc((size_t)nout * sizeof *o);
+    plm_prog_in in[PLM_NGROUPS];
+    plm_status st;
+    if (!tc || !o) {
+        if (tc != tcb) free(tc);
+        free(o);
+        return plm_fail(ctx, PLM_ENOMEM, "ssm: out of memory");
+    }
+    for (k = 0; k < nout; k++) o[k] = out + (size_t)k * n;
+    st = plm_pf_bind(ctx, m, p, t, tc, in);
+    if (!st) {
+        in[PLM_GRP_X].p = xprev ? xprev : zero;
+        in[PLM_GRP_X].ld = n;
+        in[PLM_GRP_Z].p = zero;
+        st = plm_prog_eval(ctx, p, n, in, o, NULL, nthreads);
+    }
+    if (tc != tcb) free(tc);
+    free(o);
+    return st;
+}
+
+plm_status plm_ssm_gauss_mean(plm_ctx *ctx, const plm_ssm_gauss *G, long t, size_t n, const double *xprev, double *mean,
+                              int nthreads)
+{
+    int d = G->m->dim, k, l;
+    double *H = malloc((size_t)d * (size_t)d * n * sizeof *H), h[64 * 64], g[64];
+    plm_status st;
+    size_t i;
+    if (!H) return plm_fail(ctx, PLM_ENOMEM, "ssm: out of memory");
+    if ((st = gauss_eval(ctx, G, G->grad, t, n, xprev, mean, nthreads)) ||
+        (st = gauss_eval(ctx, G, G->hess, t, n, xprev, H, nthreads))) {
+        free(H);
+        return st;
+    }
+    for (i = 0; i < n; i++) {
+        if (d == 1) {   /* the common case without the solver: mean = -g / H */
+            mean[i] = -mean[i] / H[i];
+            if (!(H[i] < 0)) goto bad;
+            continue;
+        }
+        for (k = 0; k < d; k++) {
+            g[k] = mean[(size_t)k * n + i];
+            for (l = 0; l < d; l++) h[k * d + l] = H[(size_t)(k * d + l) * n + i];
+        }
+        if (spd_solve(h, g, d)) goto bad;
+        for (k = 0; k < d; k++) mean[(size_t)k * n + i] = g[k];
+    }
+    free(H);
+    return PLM_OK;
+bad:
+    free(H);
+    return plm_fail(ctx, PLM_EDOM, "ssm: the transition covariance at t = %ld is not positive definite (particle %zu)",
+                    t, i + 1);
+}
+
+plm_status plm_ssm_gauss_log_bound(plm_ctx *ctx, const plm_ssm_gauss *G, long t, double *lb)
+{
+    int d = G->m->dim, k;
+    double h[64 * 64], g[64] = {0}, ld = 0;
+    plm_status st;
+    if (!G->const_cov)
+        return plm_fail(ctx, PLM_ENOTSUP, "ssm: the transition covariance depends on the previous state, so plume "
+                        "cannot bound the transition density (give a bound)");
+    if ((st = gauss_eval(ctx, G, G->hess, t, 1, NULL, h, 1))) return st;
+    if (spd_solve(h, g, d))
+        return plm_fail(ctx, PLM_EDOM, "ssm: the transition covariance at t = %ld is not positive definite", t);
+    for (k = 0; k < d; k++) ld += log(h[k * d + k]);   /* h holds the Cholesky factor of the precision */
+    *lb = ld - 0.5 * d * log(2 * M_PI);
+    return PLM_OK;
+}

@@ -1,0 +1,96 @@
+/* pfilter.h -- particle filters over a compiled state-space model (ssm.h): bootstrap, guided (the model's
+** proposal) and auxiliary (look-ahead weights), resampling with the schemes of resample.h when the ESS falls
+** below a threshold. The whole loop runs in C over the ssm's compiled kernels, threads split the particles by
+** index (particle i always draws from stream (seed, i + 1), resampling from stream (seed, 0) on the calling
+** thread), so a result depends on the seed and never on the thread count.
+** Results are malloc'd by plm_pf_run and released with plm_pf_result_free. */
+#ifndef PLM_PFILTER_H
+#define PLM_PFILTER_H
+
+#include <stdint.h>
+
+#include "resample.h"
+#include "ssm.h"
+
+typedef enum plm_pf_method {
+    PLM_PF_BOOTSTRAP,   /* propose from the transition, weight by the observation density */
+    PLM_PF_GUIDED,      /* propose from the model's proposal q(x_t | x_{t-1}, y_t) (t >= 2; t = 1 draws init) */
+    PLM_PF_AUXILIARY    /* bootstrap moves, resampling by W_{t-1} * eta(x_{t-1}, y_t) (Pitt and Shephard 1999) */
+} plm_pf_method;
+
+typedef struct plm_pf_opts {
+    plm_pf_method method;
+    size_t N;                     /* particles, >= 1 */
+    plm_resample_scheme scheme;
+    double ess_threshold;         /* resample before step t when ESS < ess_threshold * N; >= 1: at every step */
+    uint64_t seed;
+    int nthreads;                 /* <= 0: plm_default_threads() */
+    int history;                  /* keep particles, log weights and ancestors of every step (for smoothing) */
+    /* auxiliary: a program with one output, log eta, reading the state X (varying) and the observation Y
+    ** (uniform) with the ssm's parameter, time and covariate bindings; required for PLM_PF_AUXILIARY */
+    const plm_prog *lookahead;
+    /* auxiliary without a look-ahead program: eta = p(y_t | x = the transition mean), from this derivation */
+    const struct plm_ssm_gauss *gauss;
+    /* optional: a program of K outputs f_k(x) over the state X (varying); their filtering expectations are
+    ** reported per step */
+    const plm_prog *moments;
+} plm_pf_opts;
+
+/* Defaults: bootstrap, 1000 particles, systematic, threshold 0.5, seed 1, one thread, no history. */
+void plm_pf_opts_default(plm_pf_opts *o);
+
+typedef struct plm_pf_result {
+    long T;
+    size_t N;
+    int dim, nmom;
+    double logz;             /* log of the unbiased estimate of p(y_1:T) */
+    double *logz_inc;        /* [t-1]: log of the estimate of p(y_t | y_1:t-1); 0 where y_t is missing */
+    double *ess;             /* [t-1]: ESS of the weights after the update at t */
+    unsigned char *resampled;/* [t-1]: 1 when the particles were resampled before the move to t */
+    double *means, *vars;    /* [(t-1)*dim + k]: filtering mean and variance of component k at t */
+    double *moments;         /* [(t-1)*nmom + j]: filtering expectation of moment j (NULL without moments) */
+    /* history (NULL without): xs[((t-1)*dim + k)*N + i] the particles at t, logw[(t-1)*N + i] their
+    ** normalised log weights, anc[(t-1)*N + i] the index at t-1 of particle i's parent (anc at t = 1 is i) */
+    double *xs, *logw;
+    uint32_t *anc;
+} plm_pf_result;
+
+/* Run the filter on T observations ys[(t-1)*ydim + k] (a NaN component marks y_t missing: the particles move
+** and are not weighted). Parameters are those in m->params. Returns PLM_OK; PLM_EINVAL for bad options
+** (names the option) or a guided/auxiliary run without what it needs; PLM_EDOM when every weight is zero at
+** a step or a weight is NaN (the message names the step and the observation); PLM_EINTR on Ctrl-C;
+** PLM_ENOMEM. On failure *res holds nothing to free. */
+plm_status plm_pf_run(plm_ctx *ctx, const plm_ssm *m, long T, const double *ys, const plm_pf_opts *o,
+                      plm_pf_result *res);
+
+void plm_pf_result_free(plm_pf_result *res);
+
+/* Bytes plm_pf_run needs for N particles, T steps and the given options (for messages and limits). */
+double plm_pf_bytes(const plm_ssm *m, long T, const plm_pf_opts *o, int nmom);
+
+/* Bind the ssm's uniform inputs at time t (parameters, {t}, covariates) into in[PLM_NGROUPS]; tc receives
+** 1 + m->ncov doubles and must stay alive while in is used. For programs built on the ssm's graph by callers
+** (look-ahead weights, moments, smoothing functionals). PLM_EDOM when p reads a covariate outside the data. */
+plm_status plm_pf_bind(plm_ctx *ctx, const plm_ssm *m, const plm_prog *p, long t, double *tc, plm_prog_in *in);
+
+/* Gaussian transitions, recognised from the derivatives of the transition log density in x_t: when the
+** Hessian in x_t does not depend on x_t, log p(x_t | x_{t-1}) is Gaussian in x_t and one Newton step from
+** x_t = 0 lands on its mean; when the Hessian depends on nothing varying, the covariance is the same for
+** every x_{t-1} and the density is bounded by its value at the mean (the bound that rejection smoothers
+** need). The programs are compiled on the ssm's graph (which grows; not thread-safe). */
+typedef struct plm_ssm_gauss {
+    const plm_ssm *m;
+    plm_prog *grad, *hess;   /* d log p / d x_t and d^2 log p / d x_t^2 at x_t = 0, over x_{t-1} */
+    int const_cov;           /* the Hessian reads neither state */
+} plm_ssm_gauss;
+
+/* PLM_ENOTSUP (with a message saying why) when the transition is not Gaussian in x_t or has no derivative. */
+plm_status plm_ssm_gauss_init(plm_ctx *ctx, const plm_ssm *m, plm_ssm_gauss *G);
+/* mean[k*n + i] = E[x_t[k] | x_{t-1} = xprev[. i]] (component-major, ld n), t >= 2. PLM_EDOM when the
+** covariance is not positive definite. */
+plm_status plm_ssm_gauss_mean(plm_ctx *ctx, const plm_ssm_gauss *G, long t, size_t n, const double *xprev, double *mean,
+                              int nthreads);
+/* log sup p(x_t | x_{t-1}) = -0.5 log det(2 pi Sigma) at t; PLM_ENOTSUP without const_cov. */
+plm_status plm_ssm_gauss_log_bound(plm_ctx *ctx, const plm_ssm_gauss *G, long t, double *lb);
+
+#endif
