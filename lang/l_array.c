@@ -1,6 +1,7 @@
 /* l_array.c -- plume.array: a numeric vector in one block of memory, so large data sets cross between
 ** Lua and C without a table per element. 1-based from Lua; an optional shape rows x cols (row-major). */
 #include "lutil.h"
+#include "larray.h"
 
 #include <math.h>
 #include <string.h>
@@ -177,4 +178,74 @@ void plm_l_open_array(lua_State *L)
     lua_pop(L, 1);
     lua_pushcfunction(L, l_array_new);
     lua_setfield(L, -2, "array");
+}
+
+double *plm_l_checkvec(lua_State *L, int idx, const char *fn, const char *arg, size_t *n, int allow_nan)
+{
+    plm_l_array *a;
+    double *x;
+    size_t i, len;
+    idx = lua_absindex(L, idx);
+    if ((a = plm_l_toarray(L, idx))) {
+        lua_pushvalue(L, idx);
+        *n = a->n;
+        return a->data;
+    }
+    if (lua_type(L, idx) != LUA_TTABLE) luaL_error(L, "%s: %s must be an array of numbers (got %s)", fn, arg, luaL_typename(L, idx));
+    len = (size_t)luaL_len(L, idx);
+    x = plm_l_scratch(L, len * sizeof *x);
+    for (i = 0; i < len; i++) {
+        int t = lua_geti(L, idx, (lua_Integer)i + 1);
+        if (t == LUA_TNUMBER)
+            x[i] = lua_tonumber(L, -1);
+        else if (t == LUA_TNIL && allow_nan)
+            x[i] = NAN;
+        else
+            luaL_error(L, "%s: %s[%d] must be a number (got %s)", fn, arg, (int)i + 1, luaL_typename(L, -1));
+        lua_pop(L, 1);
+    }
+    *n = len;
+    return x;
+}
+
+double *plm_l_checkmat(lua_State *L, int idx, const char *fn, const char *arg, size_t *rows, size_t *cols)
+{
+    plm_l_array *a;
+    double *x;
+    size_t i, j, r, c = 0;
+    idx = lua_absindex(L, idx);
+    if ((a = plm_l_toarray(L, idx))) {
+        lua_pushvalue(L, idx);
+        *rows = a->rows;
+        *cols = a->cols;
+        return a->data;
+    }
+    if (lua_type(L, idx) != LUA_TTABLE) luaL_error(L, "%s: %s must be a matrix (a table of rows) (got %s)", fn, arg, luaL_typename(L, idx));
+    r = (size_t)luaL_len(L, idx);
+    if (r > 0) {
+        if (lua_geti(L, idx, 1) != LUA_TTABLE)
+            luaL_error(L, "%s: %s must be a matrix (a table of rows); row 1 is a %s", fn, arg, luaL_typename(L, -1));
+        c = (size_t)luaL_len(L, -1);
+        lua_pop(L, 1);
+    }
+    x = plm_l_scratch(L, r * c * sizeof *x);
+    for (i = 0; i < r; i++) {
+        size_t ci;
+        if (lua_geti(L, idx, (lua_Integer)i + 1) != LUA_TTABLE)
+            luaL_error(L, "%s: %s row %d must be a table (got %s)", fn, arg, (int)i + 1, luaL_typename(L, -1));
+        ci = (size_t)luaL_len(L, -1);
+        if (ci != c)
+            luaL_error(L, "%s: %s row %d has %d entries, expected %d", fn, arg, (int)i + 1, (int)ci, (int)c);
+        for (j = 0; j < c; j++) {
+            if (lua_geti(L, -1, (lua_Integer)j + 1) != LUA_TNUMBER)
+                luaL_error(L, "%s: %s[%d][%d] must be a number (got %s)", fn, arg, (int)i + 1, (int)j + 1,
+                           luaL_typename(L, -1));
+            x[i * c + j] = lua_tonumber(L, -1);
+            lua_pop(L, 1);
+        }
+        lua_pop(L, 1);
+    }
+    *rows = r;
+    *cols = c;
+    return x;
 }

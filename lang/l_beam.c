@@ -2,6 +2,7 @@
 ** program runs on the particle population (lparticles.h) with beam yields at categorical and bernoulli
 ** choices: every hypothesis is extended by its most probable values and the best `beams` are kept. */
 #include "lparticles.h"
+#include "ldist.h"
 
 #include <math.h>
 #include <stdlib.h>

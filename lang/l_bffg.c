@@ -3,6 +3,8 @@
 ** tree:dag{...}, and plume.bffg(g, obs, opts). Lua describes the model once; the filter and the guided draws run
 ** in C (runtime/bffg.h). Discrete states are 1-based here, 0-based in C. */
 #include "lmodel.h"
+#include "larray.h"
+#include "ldist.h"
 
 #include <math.h>
 #include <string.h>

@@ -5,6 +5,8 @@
 ** anything else -- or that fails in its own state, say by reading a global of the user's script -- runs on
 ** the calling state instead. Each chain does exactly what it would do there, so the draws are the same. */
 #include "linfer.h"
+#include "larray.h"
+#include "ldist.h"
 #include "plume_lua.h"
 
 #include <lualib.h>

@@ -1,6 +1,7 @@
 /* l_compile.c -- plume.compile: a Lua function traced once with symbolic arguments and compiled to a native
 ** kernel (runtime/expr.h), callable on numbers or on arrays of points, with its gradient compiled on first use. */
 #include "l_expr.h"
+#include "larray.h"
 
 #include <string.h>
 

@@ -2,6 +2,7 @@
 ** plume._conformal_hmm (the HMM's own score) and plume._conformal_blocks (any per-step scores). Symbols and
 ** states are 1-based here and 0-based in runtime/conformal.h. */
 #include "lutil.h"
+#include "larray.h"
 
 #include <math.h>
 #include <string.h>

@@ -3,6 +3,7 @@
 ** names the line of a malformed record. The whole file is split in C before any column reaches Lua, so a
 ** million-row file costs no Lua table per row. */
 #include "lutil.h"
+#include "larray.h"
 
 #include <csv.h>
 #include <ctype.h>

@@ -2,6 +2,8 @@
 ** :loglik_obs) and plume.cthmm{Q=, init=, emit=} (continuous-time HMMs at irregular observation times:
 ** :loglik, :posterior, :viterbi, :sample). States and symbols are 1-based in Lua. */
 #include "lutil.h"
+#include "larray.h"
+#include "ldist.h"
 
 #include <math.h>
 #include <stdio.h>

@@ -1,6 +1,8 @@
 /* l_dist.c -- plume.dist.*: distribution objects from Lua (constructors named after the runtime kinds),
 ** with :sample([n]), :logpdf(x), :mean(), :var(), .name, :params() and a readable tostring. */
 #include "lutil.h"
+#include "larray.h"
+#include "ldist.h"
 #include "l_expr.h"
 
 #include <limits.h>
@@ -172,23 +174,6 @@ static int l_truncated(lua_State *L)
     if (plm_dist_new_truncated(&ctx, base, lo, hi, &d)) return plm_l_fail(L, &ctx);
     plm_l_pushdist(L, d);
     return 1;
-}
-
-/* The default stream for draws made directly from Lua (d:sample()): plume.seed(s) resets it. */
-plm_rng *plm_l_default_rng(lua_State *L)
-{
-    plm_rng *r;
-    if (lua_getfield(L, LUA_REGISTRYINDEX, "plume.rng") == LUA_TUSERDATA) {
-        r = lua_touserdata(L, -1);
-        lua_pop(L, 1);
-        r->gsl.state = r->s;
-        return r;
-    }
-    lua_pop(L, 1);
-    r = lua_newuserdatauv(L, sizeof *r, 0);
-    plm_rng_init(r, plm_rng_entropy_seed(), 0);
-    lua_setfield(L, LUA_REGISTRYINDEX, "plume.rng");
-    return r;
 }
 
 static int l_seed(lua_State *L)

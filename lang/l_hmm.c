@@ -2,6 +2,8 @@
 ** converts parameters and observations (1-based symbols and states in Lua, 0-based in C), checks them
 ** with messages that name the argument and the 1-based position, and returns results as Lua tables. */
 #include "lutil.h"
+#include "larray.h"
+#include "ldist.h"
 
 #include <math.h>
 #include <stdio.h>

@@ -4,6 +4,7 @@
 ** the hooks m:sample uses under it. The program is genuinely dynamic (Lua decides which choices exist), so
 ** one Lua call per run is the unit of work; traces, proposals, acceptance, adaptation and draws are C. */
 #include "linfer.h"
+#include "ldist.h"
 
 #include <math.h>
 #include <stdio.h>

@@ -3,6 +3,7 @@
 ** whose __gc deletes it, so a Lua error in the middle of a conversion (out of memory, a value that cannot be
 ** encoded) leaks nothing. JSON null is plume.json.null (a light userdata) wherever it appears. */
 #include "lutil.h"
+#include "larray.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>

@@ -4,6 +4,7 @@
 ** one-dimensional observations a flat list of numbers or a plume.array. Quantities of dimension 1 come back
 ** as plain numbers (means[t], covs[t] the variance) so that scalar models read naturally. */
 #include "lutil.h"
+#include "larray.h"
 
 #include <math.h>
 #include <string.h>

@@ -3,6 +3,8 @@
 ** batch), logprob of a continuation, sample_text. Token ids are 0-based in Lua too: they are ids, not positions;
 ** a row of log-probabilities is a plume.array whose entry tok + 1 belongs to token tok. */
 #include "lutil.h"
+#include "larray.h"
+#include "llm.h"
 
 #include <dlfcn.h>
 #include <ffi.h>

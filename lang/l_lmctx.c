@@ -9,6 +9,8 @@
 ** adopts them while it replays its parent's history, taking the next-token distributions the parent already
 ** computed from the context's history instead of asking the model again. */
 #include "lutil.h"
+#include "ldist.h"
+#include "llm.h"
 
 #include <math.h>
 #include <stdlib.h>

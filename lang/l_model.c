@@ -3,6 +3,8 @@
 ** engine's table of hooks (lmodel.h); the handle itself only checks arguments, records sites and hands
 ** values to the program. The engines are l_infer.c (prior, IS, MH), l_smc.c and l_beam.c. */
 #include "lmodel.h"
+#include "larray.h"
+#include "ldist.h"
 
 #include <math.h>
 #include <stdio.h>

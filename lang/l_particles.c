@@ -7,6 +7,7 @@
 ** that re-runs the program silently up to its parent's checkpoint, reusing the parent's choices in order
 ** (requests on the way are served again; LM backends answer them from their prefix cache). */
 #include "lparticles.h"
+#include "ldist.h"
 
 #include <limits.h>
 #include <math.h>

@@ -4,6 +4,7 @@
 ** plume.smooth(ssm, ys, opts) runs FFBS or PaRIS. Functions of the state the user passes (moments, look-ahead
 ** weights, additive functionals) are traced on the ssm's own graph and compiled like the model. */
 #include "l_expr.h"
+#include "larray.h"
 #include "lmodel.h"
 
 #include <math.h>

@@ -1,6 +1,8 @@
 /* l_sde.c -- plume.sde{ dim=, params=, drift=, diffusion= }: drift and diffusion traced once with symbolic
 ** (p, x, t) and compiled (runtime/sde.c); :simulate{...}, :drift, :diffusion, :jacobian, :set_params, .params. */
 #include "l_expr.h"
+#include "larray.h"
+#include "ldist.h"
 
 #include <math.h>
 #include <stdlib.h>

@@ -1,6 +1,8 @@
 /* l_ssm.c -- plume.ssm{ params=, init=, trans=, obs=, dim=, data=, proposal= }: the model functions are traced
 ** once with symbolic (p, x, t) and compiled (runtime/ssm.c); :simulate, :logjoint, :set_params and .params. */
 #include "l_expr.h"
+#include "larray.h"
+#include "ldist.h"
 
 #include <math.h>
 #include <stdlib.h>

@@ -2,6 +2,7 @@
 ** runtime plm_symdist over the model's graph plus the 1-based shift of categorical values, with d:logpdf(x)
 ** as a symbol. The model objects (plume.ssm, plume.sde) draw and score them natively. */
 #include "l_expr.h"
+#include "ldist.h"
 
 #include <string.h>
 

@@ -191,76 +191,6 @@ void *plm_l_scratch(lua_State *L, size_t bytes)
     return lua_newuserdatauv(L, bytes ? bytes : 1, 0);
 }
 
-double *plm_l_checkvec(lua_State *L, int idx, const char *fn, const char *arg, size_t *n, int allow_nan)
-{
-    plm_l_array *a;
-    double *x;
-    size_t i, len;
-    idx = lua_absindex(L, idx);
-    if ((a = plm_l_toarray(L, idx))) {
-        lua_pushvalue(L, idx);
-        *n = a->n;
-        return a->data;
-    }
-    if (lua_type(L, idx) != LUA_TTABLE) typeerr(L, idx, fn, arg, "an array of numbers");
-    len = (size_t)luaL_len(L, idx);
-    x = plm_l_scratch(L, len * sizeof *x);
-    for (i = 0; i < len; i++) {
-        int t = lua_geti(L, idx, (lua_Integer)i + 1);
-        if (t == LUA_TNUMBER)
-            x[i] = lua_tonumber(L, -1);
-        else if (t == LUA_TNIL && allow_nan)
-            x[i] = NAN;
-        else
-            luaL_error(L, "%s: %s[%d] must be a number (got %s)", fn, arg, (int)i + 1, luaL_typename(L, -1));
-        lua_pop(L, 1);
-    }
-    *n = len;
-    return x;
-}
-
-double *plm_l_checkmat(lua_State *L, int idx, const char *fn, const char *arg, size_t *rows, size_t *cols)
-{
-    plm_l_array *a;
-    double *x;
-    size_t i, j, r, c = 0;
-    idx = lua_absindex(L, idx);
-    if ((a = plm_l_toarray(L, idx))) {
-        lua_pushvalue(L, idx);
-        *rows = a->rows;
-        *cols = a->cols;
-        return a->data;
-    }
-    if (lua_type(L, idx) != LUA_TTABLE) typeerr(L, idx, fn, arg, "a matrix (a table of rows)");
-    r = (size_t)luaL_len(L, idx);
-    if (r > 0) {
-        if (lua_geti(L, idx, 1) != LUA_TTABLE)
-            luaL_error(L, "%s: %s must be a matrix (a table of rows); row 1 is a %s", fn, arg, luaL_typename(L, -1));
-        c = (size_t)luaL_len(L, -1);
-        lua_pop(L, 1);
-    }
-    x = plm_l_scratch(L, r * c * sizeof *x);
-    for (i = 0; i < r; i++) {
-        size_t ci;
-        if (lua_geti(L, idx, (lua_Integer)i + 1) != LUA_TTABLE)
-            luaL_error(L, "%s: %s row %d must be a table (got %s)", fn, arg, (int)i + 1, luaL_typename(L, -1));
-        ci = (size_t)luaL_len(L, -1);
-        if (ci != c)
-            luaL_error(L, "%s: %s row %d has %d entries, expected %d", fn, arg, (int)i + 1, (int)ci, (int)c);
-        for (j = 0; j < c; j++) {
-            if (lua_geti(L, -1, (lua_Integer)j + 1) != LUA_TNUMBER)
-                luaL_error(L, "%s: %s[%d][%d] must be a number (got %s)", fn, arg, (int)i + 1, (int)j + 1,
-                           luaL_typename(L, -1));
-            x[i * c + j] = lua_tonumber(L, -1);
-            lua_pop(L, 1);
-        }
-        lua_pop(L, 1);
-    }
-    *rows = r;
-    *cols = c;
-    return x;
-}
-
 void plm_l_pushvec(lua_State *L, const double *x, size_t n)
 {
     size_t i;
@@ -416,6 +346,23 @@ void plm_l_set_named(lua_State *L, int tbl, int names_idx, double *params, int n
         params[found] = lua_tonumber(L, -1);
         lua_pop(L, 1);
     }
+}
+
+/* The default stream for draws made directly from Lua (d:sample()): plume.seed(s) resets it. */
+plm_rng *plm_l_default_rng(lua_State *L)
+{
+    plm_rng *r;
+    if (lua_getfield(L, LUA_REGISTRYINDEX, "plume.rng") == LUA_TUSERDATA) {
+        r = lua_touserdata(L, -1);
+        lua_pop(L, 1);
+        r->gsl.state = r->s;
+        return r;
+    }
+    lua_pop(L, 1);
+    r = lua_newuserdatauv(L, sizeof *r, 0);
+    plm_rng_init(r, plm_rng_entropy_seed(), 0);
+    lua_setfield(L, LUA_REGISTRYINDEX, "plume.rng");
+    return r;
 }
 
 uint64_t plm_l_default_seed(lua_State *L)

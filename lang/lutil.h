@@ -1,5 +1,6 @@
 /* lutil.h -- helpers shared by the Lua binding files: argument checks that name the argument, option
-** tables, numeric vectors and matrices from Lua tables or plume arrays, runtime objects held by userdata.
+** tables, rejections, runtime objects held by userdata, seeds and threads. It declares only what lutil.c
+** defines: plume.array is in larray.h, distributions in ldist.h, language models in llm.h.
 ** Internal to lang/ (not installed). Every check raises a Lua error that blames the user's line. */
 #ifndef PLM_LUTIL_H
 #define PLM_LUTIL_H
@@ -45,15 +46,6 @@ lua_Integer plm_l_optint(lua_State *L, int idx, const char *fn, const char *key,
 int plm_l_optbool(lua_State *L, int idx, const char *fn, const char *key, int def);
 const char *plm_l_optstr(lua_State *L, int idx, const char *fn, const char *key, const char *def);
 
-/* A vector of doubles from a Lua array of numbers or a plume.array at idx. Pushes one value (the
-** owner of the returned memory: a scratch userdata or the array itself) that keeps it alive while it
-** stays on the stack. *n receives the length. Missing entries (nil holes) are an error unless
-** allow_nan is set, in which case nil becomes NaN. */
-double *plm_l_checkvec(lua_State *L, int idx, const char *fn, const char *arg, size_t *n, int allow_nan);
-
-/* A row-major matrix from a table of equal-length rows (or a plume.array with a shape). Pushes its
-** owner like plm_l_checkvec. Ragged rows name the row: "hmm: trans row 2 has 3 entries, expected 2". */
-double *plm_l_checkmat(lua_State *L, int idx, const char *fn, const char *arg, size_t *rows, size_t *cols);
 
 /* Scratch memory owned by a new userdata pushed on the stack (freed by Lua's GC). */
 void *plm_l_scratch(lua_State *L, size_t bytes);
@@ -63,14 +55,6 @@ void plm_l_pushvec(lua_State *L, const double *x, size_t n);
 /* Push a table of rows x rows of cols. */
 void plm_l_pushmat(lua_State *L, const double *x, size_t rows, size_t cols);
 
-/* plume.array: a contiguous vector of doubles (1-based from Lua), optionally shaped rows x cols. */
-typedef struct plm_l_array {
-    size_t n, rows, cols;    /* rows = n, cols = 1 when unshaped */
-    double *data;            /* points at the userdata's own tail */
-} plm_l_array;
-#define PLM_L_ARRAY "plume.array"
-plm_l_array *plm_l_newarray(lua_State *L, size_t n);
-plm_l_array *plm_l_toarray(lua_State *L, int idx);   /* NULL when idx is not a plume.array */
 
 /* Runtime objects held by a Lua userdata: the userdata roots the GC object (see plm_root) and unroots it
 ** when Lua collects the userdata. `meta` names a metatable created with luaL_newmetatable; objects whose
@@ -85,21 +69,7 @@ void *plm_l_testobj(lua_State *L, int idx, const char *meta);
 /* Create metatable `meta` with methods (and __index = methods), plus __gc that unroots; leaves it on the stack. */
 void plm_l_newmeta(lua_State *L, const char *meta, const luaL_Reg *methods, const luaL_Reg *metamethods);
 
-/* plume.dist objects (lang/l_dist.c). */
-#define PLM_L_DIST "plume.dist"
-plm_dist *plm_l_checkdist(lua_State *L, int idx, const char *fn, const char *arg);
-void plm_l_pushdist(lua_State *L, plm_dist *d);
-/* Read one value of d from the Lua value at idx into x (d->dim doubles); categorical values are shifted
-** from 1-based to 0-based. Returns 0 and leaves x alone when the Lua value has the wrong shape or type. */
-int plm_l_todistvalue(lua_State *L, int idx, const plm_dist *d, double *x);
-/* Push one value of d from x (scalars as numbers, integers for discrete kinds, vectors as tables). */
-void plm_l_pushdistvalue(lua_State *L, const plm_dist *d, const double *x);
 
-/* plume.lm objects (lang/l_lm.c): a userdata owning a plm_lm (freed when Lua collects it). Token ids are 0-based. */
-#define PLM_L_LM "plume.lm"
-plm_lm *plm_l_checklm(lua_State *L, int idx, const char *fn, const char *arg);
-/* Push lm as a Lua object that takes ownership of it. */
-void plm_l_pushlm(lua_State *L, plm_lm *lm);
 
 /* The plume module table, kept in the registry by luaopen_plume: C code reaches plume's Lua-level functions
 ** through it (`local P = require "plume"` leaves no global `plume`). */
