@@ -247,7 +247,8 @@ static int l_glmhmm_posterior(lua_State *L)
     return 2;
 }
 
-/* m:loglik(spikes) -> log p(spikes), the states summed out (held-out predictive log-likelihood) */
+/* m:loglik([spikes]) -> log p(spikes), the states summed out (held-out predictive log-likelihood); without
+** spikes, of the training spikes */
 static int l_glmhmm_loglik(lua_State *L)
 {
     const char *fn = "glmhmm:loglik";
@@ -342,7 +343,6 @@ static int l_glmhmm_index(lua_State *L)
     } else if (!strcmp(k, "trans")) plm_l_pushmat(L, m->trans, (size_t)m->K, (size_t)m->K);
     else if (!strcmp(k, "init")) plm_l_pushvec(L, m->init, (size_t)m->K);
     else if (!strcmp(k, "trace")) g->trace ? plm_l_pushvec(L, g->trace, (size_t)g->ntrace) : lua_pushnil(L);
-    else if (!strcmp(k, "loglik")) g->trace ? lua_pushnumber(L, m->loglik) : lua_pushnil(L);
     else if (!strcmp(k, "logprior")) g->trace ? lua_pushnumber(L, m->logprior) : lua_pushnil(L);
     else if (!strcmp(k, "wbar")) m->wbar ? plm_l_pushmat(L, m->wbar, (size_t)m->N, (size_t)m->N * m->L) : lua_pushnil(L);
     else if (!strcmp(k, "sigma2")) m->wbar ? lua_pushnumber(L, m->sigma2) : lua_pushnil(L);
