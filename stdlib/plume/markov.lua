@@ -288,4 +288,7 @@ function markov.mixture_fit(trajs, opts)
   }, Mixture)
 end
 
+-- latent state models of training dynamics live in their own file and join this namespace
+markov.training_dynamics = require "plume.training_dynamics"
+
 return markov
