@@ -7,7 +7,9 @@
 #include "plume.h"
 #include "plume_lua.h"
 
+#include <pthread.h>
 #include <stdlib.h>
+#include <string.h>
 
 enum { N = 700 };   /* three blocks, the last one partial */
 
@@ -118,6 +120,51 @@ static void test_sde_nsaves_counts_first_every_kth_and_last(void)
     CHECK(plm_sde_nsaves(1, 3) == 1);
 }
 
+/* Several threads asking for the gradient of a fresh model at once (the first call builds the derivative
+** programs): every thread gets the single-threaded answer. A smoke test: without the lock a race shows only
+** sometimes (a crash or a wrong gradient); under `make SAN=1` AddressSanitizer watches the memory too. */
+static pthread_barrier_t grad_start;   /* all threads make their first call together */
+
+typedef struct grad_job {
+    const double *xs, *ys;
+    double gp[3], gx[6];
+    plm_status st;
+} grad_job;
+
+static void *grad_worker(void *arg)
+{
+    grad_job *j = arg;
+    plm_ctx c;
+    int entered = plm_thread_enter(), k;
+    pthread_barrier_wait(&grad_start);
+    for (k = 0; k < 50 && !j->st; k++) j->st = plm_ssm_logjoint_grad(&c, m, 6, j->xs, j->ys, j->gp, j->gx);
+    plm_thread_leave(entered);
+    return NULL;
+}
+
+static void test_logjoint_grad_is_thread_safe_on_first_use(void)
+{
+    static const double xs[6] = {-0.8, -1.1, -0.7, -1.3, -0.9, -1.0}, ys[6] = {-0.5, -1.2, -0.4, -1.6, -0.7, -1.1};
+    grad_job jobs[4];
+    pthread_t th[4];
+    double gp[3], gx[6];
+    int i, k;
+    memset(jobs, 0, sizeof jobs);
+    pthread_barrier_init(&grad_start, NULL, 4);
+    for (i = 0; i < 4; i++) {
+        jobs[i].xs = xs, jobs[i].ys = ys;
+        pthread_create(&th[i], NULL, grad_worker, &jobs[i]);
+    }
+    for (i = 0; i < 4; i++) pthread_join(th[i], NULL);
+    pthread_barrier_destroy(&grad_start);
+    CHECK(plm_ssm_logjoint_grad(&ctx, m, 6, xs, ys, gp, gx) == PLM_OK);
+    for (i = 0; i < 4; i++) {
+        CHECK(jobs[i].st == PLM_OK);
+        for (k = 0; k < 3; k++) CHECK(jobs[i].gp[k] == gp[k]);
+        for (k = 0; k < 6; k++) CHECK(jobs[i].gx[k] == gx[k]);
+    }
+}
+
 int main(void)
 {
     lua_State *L;
@@ -129,6 +176,7 @@ int main(void)
     L = plm_lua(P);
     lua_getglobal(L, "m");
     m = plm_l_tossm(L, -1);
+    RUN(test_logjoint_grad_is_thread_safe_on_first_use);
     RUN(test_step_equals_trans_sample_then_obs_logpdf);
     RUN(test_transition_density_uses_init_at_t1_and_current_params);
     RUN(test_proposal_weight_equals_its_density_at_the_draws);

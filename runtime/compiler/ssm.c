@@ -5,6 +5,7 @@
 #include "par.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -413,6 +414,8 @@ static plm_status grad_prog(plm_ctx *ctx, plm_ssm *m, int lp, int ngrp, const in
     return st;
 }
 
+static pthread_mutex_t grad_mu = PTHREAD_MUTEX_INITIALIZER;
+
 plm_status plm_ssm_logjoint_grad(plm_ctx *ctx, plm_ssm *m, long T, const double *xs, const double *ys, double *gp,
                                  double *gx)
 {
@@ -421,10 +424,16 @@ plm_status plm_ssm_logjoint_grad(plm_ctx *ctx, plm_ssm *m, long T, const double 
     double *buf, **o;
     long t;
     plm_status st = PLM_OK;
+    /* the derivative programs are built on first use, which grows the model's graph: one lock makes that safe
+    ** when several threads (chains of a sampler) ask at once; afterwards it only guards three pointer reads */
+    pthread_mutex_lock(&grad_mu);
     if ((!m->init_grad && (st = grad_prog(ctx, m, m->init_lp, 1, gz, dim, &m->init_grad))) ||
         (!m->trans_grad && (st = grad_prog(ctx, m, m->trans_lp, 2, gxz, dim, &m->trans_grad))) ||
-        (!m->obs_grad && (st = grad_prog(ctx, m, m->obs_lp, 1, gxo, dim, &m->obs_grad))))
+        (!m->obs_grad && (st = grad_prog(ctx, m, m->obs_lp, 1, gxo, dim, &m->obs_grad)))) {
+        pthread_mutex_unlock(&grad_mu);
         return st;
+    }
+    pthread_mutex_unlock(&grad_mu);
     buf = malloc((size_t)(nw + 1) * sizeof *buf);
     o = malloc((size_t)(nw + 1) * sizeof *o);
     if (!buf || !o) {

@@ -97,8 +97,8 @@ plm_status plm_ssm_logjoint(plm_ctx *ctx, const plm_ssm *m, long T, const double
 /* Gradient of the complete-data log density of one path: gp[j] = d/d params[j] (np values) and, when gx is
 ** not NULL, gx[(t-1)*dim + k] = d/d x_t[k]. The derivative programs are built and compiled on the first
 ** call (the graph grows; existing programs are unaffected). PLM_ENOTSUP when a density has no derivative
-** (a native function without grad, a distribution scored through the generic kernel). Not thread-safe
-** on the first call. */
+** (a native function without grad, a distribution scored through the generic kernel). Thread-safe: the
+** first calls build the programs under a lock. */
 plm_status plm_ssm_logjoint_grad(plm_ctx *ctx, plm_ssm *m, long T, const double *xs, const double *ys, double *gp,
                                  double *gx);
 

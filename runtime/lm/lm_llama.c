@@ -73,16 +73,41 @@ static char last_log[256];    /* llama.cpp's last error line, to explain a faile
 static char first_log[256];   /* its first error line since a load began: the cause, where the last line of a
                               ** failed load only says "failed to load model" */
 
+/* llama.cpp calls the log callback from whichever thread logs (its workers, or two states' decodes at once):
+** the two lines are written and read under this lock */
+static pthread_mutex_t log_mu = PTHREAD_MUTEX_INITIALIZER;
+
 static void quiet_log(enum ggml_log_level level, const char *text, void *user)
 {
     (void)user;
     if (level == GGML_LOG_LEVEL_ERROR && text) {
         size_t n;
+        pthread_mutex_lock(&log_mu);
         snprintf(last_log, sizeof last_log, "%s", text);
         n = strlen(last_log);
         while (n && (last_log[n - 1] == '\n' || last_log[n - 1] == ' ')) last_log[--n] = 0;
         if (!first_log[0]) memcpy(first_log, last_log, sizeof first_log);
+        pthread_mutex_unlock(&log_mu);
     }
+}
+
+/* A copy of the last (or first) logged error line, prefixed by ": ", or "" when there is none. */
+static const char *logged(char *buf, size_t size, int first)
+{
+    pthread_mutex_lock(&log_mu);
+    {
+        const char *src = first ? first_log : last_log;
+        snprintf(buf, size, "%s%s", *src ? ": " : "", src);
+    }
+    pthread_mutex_unlock(&log_mu);
+    return buf;
+}
+
+static void clear_logs(void)
+{
+    pthread_mutex_lock(&log_mu);
+    last_log[0] = first_log[0] = 0;
+    pthread_mutex_unlock(&log_mu);
 }
 
 static int load_lib(void)
@@ -257,8 +282,10 @@ static plm_status run_jobs(plm_lm *lm, plm_ctx *ctx, job *jobs, size_t nj)
                 return plm_fail(ctx, PLM_ERUNTIME,
                                 "llama: the KV cache is full (ctx = %u cells shared by all sequences); raise ctx=",
                                 F.llama_n_ctx(L->lctx));
-            return plm_fail(ctx, PLM_ERUNTIME, "llama: llama_decode failed (%d)%s%s", rc, *last_log ? ": " : "",
-                            last_log);
+        {
+            char why[270];
+            return plm_fail(ctx, PLM_ERUNTIME, "llama: llama_decode failed (%d)%s", rc, logged(why, sizeof why, 0));
+        }
         }
         /* read the rows of this batch: llama_get_logits_ith takes the batch position */
         {
@@ -706,15 +733,15 @@ plm_status plm_llama_new(plm_ctx *ctx, const plm_llama_opts *opts, plm_lm **out)
         free(L);
         return plm_fail(ctx, PLM_ENOMEM, "llama: out of memory");
     }
-    last_log[0] = first_log[0] = 0;
+    clear_logs();
     mp = F.llama_model_default_params();
     mp.n_gpu_layers = 0;
     L->model = F.llama_model_load_from_file(opts->model, mp);
     if (!L->model) {
         free(L->path);
         free(L);
-        return plm_fail(ctx, PLM_EPARSE, "llama: cannot load '%s'%s%s", opts->model, *first_log ? ": " : "",
-                        first_log);
+        char why[270];
+        return plm_fail(ctx, PLM_EPARSE, "llama: cannot load '%s'%s", opts->model, logged(why, sizeof why, 1));
     }
     L->vocab = F.llama_model_get_vocab(L->model);
     V = F.llama_vocab_n_tokens(L->vocab);
@@ -733,8 +760,9 @@ plm_status plm_llama_new(plm_ctx *ctx, const plm_llama_opts *opts, plm_lm **out)
         F.llama_model_free(L->model);
         free(L->path);
         free(L);
-        return plm_fail(ctx, PLM_ERUNTIME, "llama: cannot create a context of %d cells for %d sequences%s%s", n_ctx, seqs,
-                        *last_log ? ": " : "", last_log);
+        char why[270];
+        return plm_fail(ctx, PLM_ERUNTIME, "llama: cannot create a context of %d cells for %d sequences%s", n_ctx, seqs,
+                        logged(why, sizeof why, 0));
     }
     L->n_batch = (int)cp.n_batch;
     L->n_slots = seqs;
