@@ -1,0 +1,30 @@
+/* lssm.h -- what the plume.ssm binding files share (internal to lang/): l_ssm.c builds models by tracing,
+** l_ssm_methods.c holds :simulate, :logjoint, :logjoint_grad, :set_params and the fields. */
+#ifndef PLM_LSSM_H
+#define PLM_LSSM_H
+
+#include "l_expr.h"
+
+#define PLM_L_SSM "plume.ssm"
+#define MAX_COV 256
+
+/* covariate slots created while tracing: (column, lag) pairs */
+typedef struct cov_reg {
+    int n;
+    int col[MAX_COV], lag[MAX_COV];
+} cov_reg;
+
+typedef struct l_ssm {
+    plm_ssm *m;
+    double *data;
+    int xdisc, ydisc;
+    cov_reg reg;     /* filled by the series while tracing */
+} l_ssm;
+
+/* The ssm userdata at idx (an error naming fn otherwise). */
+l_ssm *plm_l_checkssm(lua_State *L, int idx, const char *fn);
+/* Its metamethods: fields and methods by name, and tostring. */
+int plm_l_ssm_index(lua_State *L);
+int plm_l_ssm_tostring(lua_State *L);
+
+#endif
