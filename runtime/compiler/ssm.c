@@ -82,9 +82,7 @@ void plm_ssm_set_data(plm_ssm *m, const double *data, int ncols, size_t T)
     m->T_data = T;
 }
 
-/* Uniform bindings for time t: parameters, {t}, covariate slots. tc holds 1 + ncov doubles. Slots the
-** program does not read may fall outside the data (the lagged u[t - 1] of trans at t = 1). */
-static plm_status bind(plm_ctx *ctx, const plm_ssm *m, const plm_prog *p, long t, double *tc, plm_prog_in *in)
+plm_status plm_ssm_bind(plm_ctx *ctx, const plm_ssm *m, const plm_prog *p, long t, double *tc, plm_prog_in *in)
 {
     int s;
     memset(in, 0, PLM_NGROUPS * sizeof *in);
@@ -125,7 +123,7 @@ static plm_status run(plm_ctx *ctx, const plm_ssm *m, const plm_prog *p, long t,
     int g;
     TC_DECL;
     if (!tc) return plm_fail(ctx, PLM_ENOMEM, "ssm: out of memory");
-    st = bind(ctx, m, p, t, tc, in);
+    st = plm_ssm_bind(ctx, m, p, t, tc, in);
     if (!st) {
         for (g = PLM_GRP_X; g < PLM_NGROUPS; g++)
             if (extra[g].p) in[g] = extra[g];
@@ -302,19 +300,19 @@ static void sim_blocks(void *arg, size_t b0, size_t b1, int worker)
         for (t = 1; t <= J->T; t++) {
             double *x = J->xs + (size_t)(t - 1) * dx;
             if (t == 1) {
-                bind(NULL, m, m->init_sample, t, tc, in);
+                plm_ssm_bind(NULL, m, m->init_sample, t, tc, in);
                 plm_prog_uniforms(&wi, in);
                 outs(x, n, m->dim, o);
                 plm_prog_block(&wi, in, first, mm, o, J->rng);
             } else {
-                bind(NULL, m, m->trans_sample, t, tc, in);
+                plm_ssm_bind(NULL, m, m->trans_sample, t, tc, in);
                 in[PLM_GRP_X].p = x - dx;
                 in[PLM_GRP_X].ld = n;
                 plm_prog_uniforms(&wt, in);
                 outs(x, n, m->dim, o);
                 plm_prog_block(&wt, in, first, mm, o, J->rng);
             }
-            bind(NULL, m, m->obs_sample, t, tc, in);
+            plm_ssm_bind(NULL, m, m->obs_sample, t, tc, in);
             in[PLM_GRP_X].p = x;
             in[PLM_GRP_X].ld = n;
             plm_prog_uniforms(&wo, in);
@@ -345,8 +343,8 @@ plm_status plm_ssm_simulate(plm_ctx *ctx, const plm_ssm *m, long T, size_t n, un
     if (!tc) return plm_failm(ctx, PLM_ENOMEM, "ssm", "out of memory");
     /* every covariate the programs read must exist, checked here once so the workers cannot fail on it */
     for (t = 1; t <= T && !st; t++) {
-        st = bind(ctx, m, t == 1 ? m->init_sample : m->trans_sample, t, tc, in);
-        if (!st) st = bind(ctx, m, m->obs_sample, t, tc, in);
+        st = plm_ssm_bind(ctx, m, t == 1 ? m->init_sample : m->trans_sample, t, tc, in);
+        if (!st) st = plm_ssm_bind(ctx, m, m->obs_sample, t, tc, in);
     }
     TC_FREE;
     if (st) return st;

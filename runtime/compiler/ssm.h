@@ -85,6 +85,11 @@ plm_status plm_ssm_step(plm_ctx *ctx, const plm_ssm *m, long t, size_t n, const 
 plm_status plm_ssm_step_guided(plm_ctx *ctx, const plm_ssm *m, long t, size_t n, const double *xprev,
                                const double *y, double *xnew, size_t ld, double *logw, plm_rng *rng, int nthreads);
 
+/* The uniform input bindings of program p at time t, for engines that evaluate m's programs block by block
+** themselves: parameters, {t} and covariate slots (tc holds 1 + ncov doubles). Slots p does not read may fall
+** outside the data (the lagged u[t - 1] of trans at t = 1); PLM_EDOM names a covariate p reads outside it. */
+plm_status plm_ssm_bind(plm_ctx *ctx, const plm_ssm *m, const plm_prog *p, long t, double *tc, plm_prog_in *in);
+
 /* Simulate n independent paths of length T: xs[((t-1)*dim + k)*n + i] and ys[((t-1)*ydim + k)*n + i];
 ** particle i draws from stream (seed, i). PLM_EDOM when a value comes out NaN (names t and particle). */
 plm_status plm_ssm_simulate(plm_ctx *ctx, const plm_ssm *m, long T, size_t n, unsigned long long seed,

@@ -25,26 +25,6 @@ void plm_pf_opts_default(plm_pf_opts *o)
     o->nthreads = 1;
 }
 
-plm_status plm_pf_bind(plm_ctx *ctx, const plm_ssm *m, const plm_prog *p, long t, double *tc, plm_prog_in *in)
-{
-    int s;
-    memset(in, 0, PLM_NGROUPS * sizeof *in);
-    in[PLM_GRP_P].p = m->params;
-    tc[0] = (double)t;
-    in[PLM_GRP_T].p = tc;
-    for (s = 0; s < m->ncov; s++) {
-        long tt = t + m->cov_lag[s];
-        if (!m->data || m->cov_col[s] >= m->ncols || tt < 1 || (size_t)tt > m->T_data) {
-            tc[1 + s] = NAN;
-            if (!plm_prog_uses(p, PLM_GRP_C, s)) continue;
-            return plm_fail(ctx, PLM_EDOM, "ssm: covariate %d is read at time %ld, outside the data (1..%zu)",
-                            m->cov_col[s] + 1, tt, m->data ? m->T_data : (size_t)0);
-        }
-        tc[1 + s] = m->data[(size_t)m->cov_col[s] * m->T_data + (size_t)(tt - 1)];
-    }
-    in[PLM_GRP_C].p = tc + 1;
-    return PLM_OK;
-}
 
 void plm_pf_result_free(plm_pf_result *r)
 {
@@ -76,7 +56,7 @@ static plm_status eval_at(plm_ctx *ctx, const plm_ssm *m, const plm_prog *p, lon
     double tcb[64], *tc = m->ncov < 63 ? tcb : malloc(((size_t)m->ncov + 1) * sizeof *tc);
     plm_status st;
     if (!tc) return plm_fail(ctx, PLM_ENOMEM, "pfilter: out of memory");
-    st = plm_pf_bind(ctx, m, p, t, tc, in);
+    st = plm_ssm_bind(ctx, m, p, t, tc, in);
     if (!st) {
         in[PLM_GRP_X].p = x;
         in[PLM_GRP_X].ld = n;
@@ -425,7 +405,7 @@ static plm_status gauss_eval(plm_ctx *ctx, const plm_ssm_gauss *G, const plm_pro
         return plm_fail(ctx, PLM_ENOMEM, "ssm: out of memory");
     }
     for (k = 0; k < nout; k++) o[k] = out + (size_t)k * n;
-    st = plm_pf_bind(ctx, m, p, t, tc, in);
+    st = plm_ssm_bind(ctx, m, p, t, tc, in);
     if (!st) {
         in[PLM_GRP_X].p = xprev ? xprev : zero;
         in[PLM_GRP_X].ld = n;

@@ -68,11 +68,6 @@ void plm_pf_result_free(plm_pf_result *res);
 /* Bytes plm_pf_run needs for N particles, T steps and the given options (for messages and limits). */
 double plm_pf_bytes(const plm_ssm *m, long T, const plm_pf_opts *o, int nmom);
 
-/* Bind the ssm's uniform inputs at time t (parameters, {t}, covariates) into in[PLM_NGROUPS]; tc receives
-** 1 + m->ncov doubles and must stay alive while in is used. For programs built on the ssm's graph by callers
-** (look-ahead weights, moments, smoothing functionals). PLM_EDOM when p reads a covariate outside the data. */
-plm_status plm_pf_bind(plm_ctx *ctx, const plm_ssm *m, const plm_prog *p, long t, double *tc, plm_prog_in *in);
-
 /* Gaussian transitions, recognised from the derivatives of the transition log density in x_t: when the
 ** Hessian in x_t does not depend on x_t, log p(x_t | x_{t-1}) is Gaussian in x_t and one Newton step from
 ** x_t = 0 lands on its mean; when the Hessian depends on nothing varying, the covariance is the same for

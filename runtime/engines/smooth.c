@@ -62,7 +62,7 @@ static plm_status log_bound_at(plm_ctx *ctx, const plm_ssm *m, const plm_smooth_
                           : PLM_OK;
     }
     if (!tc) return plm_fail(ctx, PLM_ENOMEM, "smooth: out of memory");
-    st = plm_pf_bind(ctx, m, o->log_bound, t, tc, in);
+    st = plm_ssm_bind(ctx, m, o->log_bound, t, tc, in);
     if (!st) st = plm_prog_eval(ctx, o->log_bound, 1, in, &out, NULL, 1);
     if (tc != tcb) free(tc);
     if (!st && isnan(*lb)) st = plm_fail(ctx, PLM_EDOM, "smooth: the bound of the transition density is NaN at t = %ld", t);
@@ -237,7 +237,7 @@ static plm_status eval_h(plm_ctx *ctx, const plm_ssm *m, const plm_prog *p, long
     double tcb[64], *tc = m->ncov < 63 ? tcb : malloc(((size_t)m->ncov + 1) * sizeof *tc);
     plm_status st;
     if (!tc) return plm_fail(ctx, PLM_ENOMEM, "smooth: out of memory");
-    st = plm_pf_bind(ctx, m, p, t, tc, in);
+    st = plm_ssm_bind(ctx, m, p, t, tc, in);
     if (!st) {
         in[PLM_GRP_X].p = xa;
         in[PLM_GRP_X].ld = n;
