@@ -29,3 +29,7 @@ echo "== markov_mixture: two gridworld MDPs, spectral start vs random-start EM (
 "$BUILD/plume" bench/markov_mixture.lua 10
 echo "== mh_threads: trace MH chains on 1 and 2 threads (separate Lua states) =="
 "$BUILD/plume" bench/mh_threads.lua
+echo "== mh_memory: peak RSS of trace MH after 1e4 and 1e5 iterations (flat when the engine collects) =="
+"$BUILD/plume" bench/mh_memory.lua
+echo "== smc_cost: plume.smc over a program, CPU time and peak RSS at 25 / 50 / 100 steps (replay cost) =="
+"$BUILD/plume" bench/smc_cost.lua
