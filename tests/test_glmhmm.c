@@ -229,7 +229,7 @@ static void test_em_objective_never_decreases(void)
             CHECK(tr[n - 1] > tr[0]);
             CHECK_REL(m->loglik + m->logprior, tr[n - 1], 1e-12);
         }
-        free(z), free(y);
+        free(z), free(y), free(net.type);
     }
 }
 
@@ -276,7 +276,7 @@ static outcome run_network(uint64_t seed)
     printf("  seed %d: accuracy none %.3f gaussian %.3f onehot %.3f; types %.3f %.3f %.3f; held-out %.1f %.1f %.1f; "
            "controls %.3f %.3f\n", (int)seed, out.acc[0], out.acc[1], out.acc[2], out.supp[0], out.supp[1], out.supp[2],
            out.heldout[0], out.heldout[1], out.heldout[2], out.acc_shifted, out.supp_other);
-    free(z), free(zt), free(path), free(shifted), free(y), free(yt);
+    free(z), free(zt), free(path), free(shifted), free(y), free(yt), free(net.type), free(other.type);
     return out;
 }
 
