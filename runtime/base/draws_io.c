@@ -180,7 +180,13 @@ static cJSON *json_num(double v)
 {
     if (isnan(v)) return cJSON_CreateNull();
     if (isinf(v)) return cJSON_CreateRaw(v > 0 ? "1e999" : "-1e999");   /* read back as infinities */
-    return cJSON_CreateNumber(v);   /* cJSON prints the shortest of %.15g / %.17g that reads back exactly */
+    {
+        /* cJSON prints numbers with %.15g whenever that reads back within an epsilon, not exactly; draws must
+        ** round-trip bit for bit, so they are printed here with %.17g */
+        char buf[32];
+        snprintf(buf, sizeof buf, "%.17g", v);
+        return cJSON_CreateRaw(buf);
+    }
 }
 
 /* Print item unformatted to f and delete it. 0 when out of memory. */
@@ -305,7 +311,13 @@ static cJSON *json_attrs(const plm_draws *D, const plm_draws_meta *m, size_t max
     cJSON_AddStringToObject(a, "inference_library", "plume");
     cJSON_AddStringToObject(a, "inference_library_version", PLUME_VERSION);
     if (m->method[0]) cJSON_AddStringToObject(a, "method", m->method);
-    if (m->has_seed) cJSON_AddNumberToObject(a, "seed", (double)m->seed);
+    if (m->has_seed) {
+        /* a seed beyond 2^53 would lose digits as a JSON number (a double): it is written as a string */
+        char buf[32];
+        snprintf(buf, sizeof buf, "%lld", m->seed);
+        if (m->seed > (1LL << 53) || m->seed < -(1LL << 53)) cJSON_AddStringToObject(a, "seed", buf);
+        else cJSON_AddItemToObject(a, "seed", cJSON_CreateRaw(buf));
+    }
     if (m->samples >= 0) cJSON_AddNumberToObject(a, "samples", (double)m->samples);
     if (m->warmup >= 0) cJSON_AddNumberToObject(a, "warmup", (double)m->warmup);
     if (m->thin >= 0) cJSON_AddNumberToObject(a, "thin", (double)m->thin);
@@ -856,6 +868,7 @@ plm_status plm_draws_read_json(plm_ctx *ctx, const char *path, plm_draws **out, 
     attrs = cJSON_GetObjectItem(root, "attrs");
     if ((a = cJSON_GetObjectItem(attrs, "method")) && cJSON_IsString(a)) snprintf(m->method, sizeof m->method, "%s", a->valuestring);
     if ((a = cJSON_GetObjectItem(attrs, "seed")) && cJSON_IsNumber(a)) m->seed = (long long)a->valuedouble, m->has_seed = 1;
+    if (a && cJSON_IsString(a)) m->seed = strtoll(a->valuestring, NULL, 10), m->has_seed = 1;
     if ((a = cJSON_GetObjectItem(attrs, "samples")) && cJSON_IsNumber(a)) m->samples = (long)a->valuedouble;
     if ((a = cJSON_GetObjectItem(attrs, "warmup")) && cJSON_IsNumber(a)) m->warmup = (long)a->valuedouble;
     if ((a = cJSON_GetObjectItem(attrs, "thin")) && cJSON_IsNumber(a)) m->thin = (long)a->valuedouble;
