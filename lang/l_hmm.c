@@ -349,9 +349,13 @@ static int state_probs(lua_State *L, plm_hmm *h, int obs, const char *fn, const 
     } else
         p = plm_l_scratch(L, T * h->K * sizeof *p);
     if ((posterior ? plm_hmm_posterior : plm_hmm_filter)(&ctx, h, T, y, p, &ll)) return plm_l_fail_as(L, &ctx, fn);
-    if (!as_array) push_rows(L, p, T, (size_t)h->K);
-    lua_replace(L, -3);
-    lua_pop(L, 1);
+    if (as_array)
+        lua_replace(L, -2);   /* the array takes the place of y's owner */
+    else {
+        push_rows(L, p, T, (size_t)h->K);
+        lua_replace(L, -3);
+        lua_pop(L, 1);        /* the scratch buffer */
+    }
     lua_pushnumber(L, ll);
     return 2;
 }
