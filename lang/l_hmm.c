@@ -333,37 +333,65 @@ static int l_hmm_loglik(lua_State *L)
     return m_loglik(L, h, 2, fn, "obs");
 }
 
-static int m_filter(lua_State *L, plm_hmm *h, int obs, const char *fn, const char *arg)
+/* Filtering (posterior = 0) or smoothing probabilities of one sequence, as T rows of K numbers or, with
+** as_array, as one T x K plume.array filled in place: building T Lua tables costs more than the recursions. */
+static int state_probs(lua_State *L, plm_hmm *h, int obs, const char *fn, const char *arg, int posterior, int as_array)
 {
     size_t T;
-    double *y = check_seq(L, obs, h, fn, arg, &T), ll;
-    double *f = plm_l_scratch(L, T * h->K * sizeof *f);
+    double *y = check_seq(L, obs, h, fn, arg, &T), ll, *p;
+    plm_l_array *A = NULL;
     plm_ctx ctx;
-    if (plm_hmm_filter(&ctx, h, T, y, f, &ll)) return plm_l_fail_as(L, &ctx, fn);
-    push_rows(L, f, T, (size_t)h->K);
-    lua_replace(L, -3);
-    lua_pop(L, 1);
+    if (as_array) {
+        A = plm_l_newarray(L, T * (size_t)h->K);
+        A->rows = T;
+        A->cols = (size_t)h->K;
+        p = A->data;
+    } else
+        p = plm_l_scratch(L, T * h->K * sizeof *p);
+    if ((posterior ? plm_hmm_posterior : plm_hmm_filter)(&ctx, h, T, y, p, &ll)) return plm_l_fail_as(L, &ctx, fn);
+    if (as_array)
+        lua_replace(L, -2);   /* the array takes the place of y's owner */
+    else {
+        push_rows(L, p, T, (size_t)h->K);
+        lua_replace(L, -3);
+        lua_pop(L, 1);        /* the scratch buffer */
+    }
     lua_pushnumber(L, ll);
     return 2;
 }
 
-static int l_hmm_filter(lua_State *L) { return for_each_seq(L, "hmm:filter", m_filter); }
+static int m_filter(lua_State *L, plm_hmm *h, int obs, const char *fn, const char *arg) { return state_probs(L, h, obs, fn, arg, 0, 0); }
+static int m_filter_arr(lua_State *L, plm_hmm *h, int obs, const char *fn, const char *arg) { return state_probs(L, h, obs, fn, arg, 0, 1); }
+static int m_posterior(lua_State *L, plm_hmm *h, int obs, const char *fn, const char *arg) { return state_probs(L, h, obs, fn, arg, 1, 0); }
+static int m_posterior_arr(lua_State *L, plm_hmm *h, int obs, const char *fn, const char *arg) { return state_probs(L, h, obs, fn, arg, 1, 1); }
 
-static int m_posterior(lua_State *L, plm_hmm *h, int obs, const char *fn, const char *arg)
+/* The option {as = "table" | "array"} of filter and posterior, at index 3; 1 for "array". */
+static int opt_as_array(lua_State *L, const char *fn)
 {
-    size_t T;
-    double *y = check_seq(L, obs, h, fn, arg, &T), ll;
-    double *p = plm_l_scratch(L, T * h->K * sizeof *p);
-    plm_ctx ctx;
-    if (plm_hmm_posterior(&ctx, h, T, y, p, &ll)) return plm_l_fail_as(L, &ctx, fn);
-    push_rows(L, p, T, (size_t)h->K);
-    lua_replace(L, -3);
-    lua_pop(L, 1);
-    lua_pushnumber(L, ll);
-    return 2;
+    static const char *const names[] = {"as", NULL};
+    const char *as;
+    int opts = lua_istable(L, 3) ? 3 : 0;
+    if (!opts && !lua_isnoneornil(L, 3)) return luaL_error(L, "%s: options must be a table (got %s)", fn, luaL_typename(L, 3));
+    plm_l_checkopts(L, opts, fn, names);
+    as = plm_l_optstr(L, opts, fn, "as", "table");
+    if (strcmp(as, "table") != 0 && strcmp(as, "array") != 0)
+        return luaL_error(L, "%s: option 'as' must be \"table\" or \"array\" (got \"%s\")", fn, as);
+    lua_settop(L, 2);
+    return strcmp(as, "array") == 0;
 }
 
-static int l_hmm_posterior(lua_State *L) { return for_each_seq(L, "hmm:posterior", m_posterior); }
+/* h:filter(obs [, {as = "array"}]) and h:posterior(obs [, {as = "array"}]) */
+static int l_hmm_filter(lua_State *L)
+{
+    int arr = opt_as_array(L, "hmm:filter");
+    return for_each_seq(L, "hmm:filter", arr ? m_filter_arr : m_filter);
+}
+
+static int l_hmm_posterior(lua_State *L)
+{
+    int arr = opt_as_array(L, "hmm:posterior");
+    return for_each_seq(L, "hmm:posterior", arr ? m_posterior_arr : m_posterior);
+}
 
 static int m_viterbi(lua_State *L, plm_hmm *h, int obs, const char *fn, const char *arg)
 {

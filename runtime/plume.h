@@ -9,6 +9,7 @@
 #include "par.h"
 #include "diag.h"
 #include "draws.h"
+#include "draws_io.h"
 #include "trace.h"
 #include "hmm.h"
 #include "lgssm.h"

@@ -102,14 +102,94 @@ return function(plume)
     return w
   end
 
-  function Posterior:write_csv(path)
-    if type(path) ~= "string" then error("post:write_csv: path must be a string", 2) end
-    self._draws:write_csv(path)
+  -- The run's settings for file headers.
+  local function meta(self)
+    return { method = self.method, seed = self.seed, samples = self.samples, warmup = self.warmup,
+             thin = self.thin, model = self.model_name }
   end
 
+  -- CmdStan's one file per chain: "fit.csv" -> "fit_1.csv", "fit_2.csv", ...; "fit" -> "fit_1.csv", ...
+  local function chain_path(path, c)
+    local base = path:match("^(.*)%.[cC][sS][vV]$") or path
+    return string.format("%s_%d.csv", base, c)
+  end
+
+  --- post:write_csv(path [, {format = "plume" | "cmdstan"}]) -> the paths written
+  --- "plume" (default): one file, header chain,draw,<sites>[,log_weight]. "cmdstan": CmdStan's layout, one file
+  --- per chain (path_1.csv, ...), for ArviZ's from_cmdstan and CmdStanPy's from_csv.
+  function Posterior:write_csv(path, opts)
+    if type(path) ~= "string" then error("post:write_csv: path must be a string (got " .. type(path) .. ")", 2) end
+    if opts ~= nil and type(opts) ~= "table" then error("post:write_csv: options must be a table (got " .. type(opts) .. ")", 2) end
+    opts = opts or {}
+    for k in pairs(opts) do
+      if k ~= "format" then error("post:write_csv: unknown option '" .. tostring(k) .. "' (options: format)", 2) end
+    end
+    local format = opts.format or "plume"
+    if format == "plume" then
+      self._draws:write_csv(path)
+      return { path }
+    elseif format == "cmdstan" then
+      local nch, written = self._draws:shape(), {}
+      for c = 1, nch do
+        written[c] = chain_path(path, c)
+        self._draws:write_cmdstan(written[c], c, meta(self))
+      end
+      return written
+    end
+    error("post:write_csv: format must be \"plume\" or \"cmdstan\" (got " .. tostring(format) .. ")", 2)
+  end
+
+  --- post:write_json(path): ArviZ InferenceData's JSON (groups posterior, sample_stats, log_likelihood), which
+  --- arviz.from_json reads.
   function Posterior:write_json(path)
-    if type(path) ~= "string" then error("post:write_json: path must be a string", 2) end
-    self._draws:write_json(path)
+    if type(path) ~= "string" then error("post:write_json: path must be a string (got " .. type(path) .. ")", 2) end
+    self._draws:write_json(path, meta(self))
+  end
+
+  --- post:lp() -> each draw's log density (lp__), chains concatenated, or nil when the engine recorded none
+  function Posterior:lp()
+    if self._draws:column("lp__") then return self._draws:column("lp__") end
+    return self._draws:lp()
+  end
+
+  local function exists(path)
+    local f = io.open(path, "r")
+    if f then f:close() end
+    return f ~= nil
+  end
+
+  --- plume.read_posterior(path) -> posterior
+  --- Reads what write_csv (either format) or write_json wrote. path is a file, the path given to
+  --- write_csv{format = "cmdstan"} (its chain files path_1.csv, ... are read) or a table of CmdStan chain files.
+  function plume.read_posterior(path)
+    local fn = "plume.read_posterior"
+    local kind, arg
+    if type(path) == "table" then
+      if #path == 0 then error(fn .. ": the table of CmdStan files is empty", 2) end
+      kind, arg = "cmdstan", path
+    elseif type(path) ~= "string" then
+      error(fn .. ": path must be a string or a table of CmdStan chain files (got " .. type(path) .. ")", 2)
+    elseif not exists(path) and exists(chain_path(path, 1)) then
+      arg = {}
+      while exists(chain_path(path, #arg + 1)) do arg[#arg + 1] = chain_path(path, #arg + 1) end
+      kind = "cmdstan"
+    else
+      local f, err = io.open(path, "r")
+      if not f then error(fn .. ": cannot open '" .. path .. "'" .. (err and (": " .. err) or ""), 2) end
+      local head = f:read(4096) or ""
+      f:close()
+      head = head:gsub("^%s+", "")
+      if head:sub(1, 1) == "{" then kind = "json"
+      elseif head:sub(1, 1) == "#" or head:match("^lp__[,\r\n]") then kind = "cmdstan"
+      else kind = "csv" end
+      arg = kind == "cmdstan" and { path } or path
+    end
+    local ok, D, m = pcall(plume._read_draws, kind, arg)
+    if not ok then error(fn .. ": " .. tostring(D), 2) end
+    local nch = D:shape()
+    return plume._posterior({ _draws = D, method = m.method or "unknown", chains = nch, samples = m.samples,
+                              warmup = m.warmup, seed = m.seed, thin = m.thin, model_name = m.model,
+                              source = path })
   end
 
   function Posterior:__tostring()

@@ -4,8 +4,27 @@
 
 #include <gc.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* The payload is arbitrary; the sign bit is clear, unlike the NaN that x86 arithmetic makes (0/0). */
+#define ABSENT_BITS UINT64_C(0x7ff8000000000a5e)
+
+double plm_draws_absent(void)
+{
+    uint64_t b = ABSENT_BITS;
+    double v;
+    memcpy(&v, &b, sizeof v);
+    return v;
+}
+
+int plm_draws_is_absent(double v)
+{
+    uint64_t b;
+    memcpy(&b, &v, sizeof b);
+    return b == ABSENT_BITS;
+}
 
 typedef struct column {
     char *name;
@@ -13,10 +32,11 @@ typedef struct column {
 } column;
 
 struct plm_draws {
-    int nchains, ncols, capcols, weighted;
+    int nchains, ncols, capcols, weighted, has_lp;
     size_t *len, *cap;   /* per chain */
     column *cols;
     double **logw;       /* per chain */
+    double **lp;         /* per chain: log density of each draw's run, NaN when unknown */
 };
 
 plm_status plm_draws_new(plm_ctx *ctx, int nchains, plm_draws **out)
@@ -25,7 +45,8 @@ plm_status plm_draws_new(plm_ctx *ctx, int nchains, plm_draws **out)
     if (nchains < 1) return plm_fail(ctx, PLM_EINVAL, "draws: nchains must be >= 1 (got %d)", nchains);
     if (!(D = plm_gc_alloc(sizeof *D)) || !(D->len = plm_gc_alloc_atomic((size_t)nchains * sizeof(size_t)))
         || !(D->cap = plm_gc_alloc_atomic((size_t)nchains * sizeof(size_t)))
-        || !(D->logw = plm_gc_alloc((size_t)nchains * sizeof(double *))))
+        || !(D->logw = plm_gc_alloc((size_t)nchains * sizeof(double *)))
+        || !(D->lp = plm_gc_alloc((size_t)nchains * sizeof(double *))))
         return plm_fail(ctx, PLM_ENOMEM, "draws: out of memory");
     D->nchains = nchains;
     *out = D;
@@ -64,7 +85,7 @@ int plm_draws_col(plm_draws *D, const char *name, int add)
         if (D->cap[c]) {
             col->chain[c] = GC_MALLOC_ATOMIC(D->cap[c] * sizeof(double));
             if (!col->chain[c]) return -1;
-            for (size_t k = 0; k < D->len[c]; k++) col->chain[c][k] = NAN;
+            for (size_t k = 0; k < D->len[c]; k++) col->chain[c][k] = plm_draws_absent();
         }
     }
     return D->ncols++;
@@ -72,23 +93,33 @@ int plm_draws_col(plm_draws *D, const char *name, int add)
 
 plm_status plm_draws_push(plm_ctx *ctx, plm_draws *D, int chain, const double *vals, int nvals, double lw)
 {
+    return plm_draws_push_lp(ctx, D, chain, vals, nvals, lw, NAN);
+}
+
+plm_status plm_draws_push_lp(plm_ctx *ctx, plm_draws *D, int chain, const double *vals, int nvals, double lw,
+                             double lp)
+{
     size_t n;
     int i;
+    double absent = plm_draws_absent();
     if (chain < 0 || chain >= D->nchains)
         return plm_fail(ctx, PLM_EINVAL, "draws: chain %d out of range 0..%d", chain, D->nchains - 1);
     n = D->len[chain];
     if (n == D->cap[chain]) {
         size_t nc = n ? 2 * n : 256;
         for (i = 0; i < D->ncols; i++) {
-            double *p = grow(D->cols[i].chain[chain], n, nc, NAN);
+            double *p = grow(D->cols[i].chain[chain], n, nc, absent);
             if (!p) return plm_fail(ctx, PLM_ENOMEM, "draws: out of memory");
             D->cols[i].chain[chain] = p;
         }
-        if (!(D->logw[chain] = grow(D->logw[chain], n, nc, 0))) return plm_fail(ctx, PLM_ENOMEM, "draws: out of memory");
+        if (!(D->logw[chain] = grow(D->logw[chain], n, nc, 0)) || !(D->lp[chain] = grow(D->lp[chain], n, nc, NAN)))
+            return plm_fail(ctx, PLM_ENOMEM, "draws: out of memory");
         D->cap[chain] = nc;
     }
-    for (i = 0; i < D->ncols; i++) D->cols[i].chain[chain][n] = i < nvals ? vals[i] : NAN;
+    for (i = 0; i < D->ncols; i++) D->cols[i].chain[chain][n] = i < nvals ? vals[i] : absent;
     D->logw[chain][n] = lw;
+    D->lp[chain][n] = lp;
+    if (!isnan(lp)) D->has_lp = 1;
     D->len[chain] = n + 1;
     return PLM_OK;
 }
@@ -109,6 +140,11 @@ const double *plm_draws_chain(const plm_draws *D, int col, int chain)
 const double *plm_draws_logw(const plm_draws *D, int chain)
 {
     return chain >= 0 && chain < D->nchains ? D->logw[chain] : NULL;
+}
+
+const double *plm_draws_lp(const plm_draws *D, int chain)
+{
+    return D->has_lp && chain >= 0 && chain < D->nchains ? D->lp[chain] : NULL;
 }
 
 plm_status plm_draws_summary(plm_ctx *ctx, const plm_draws *D, int col, plm_summary *out)
@@ -147,9 +183,12 @@ plm_status plm_draws_summary(plm_ctx *ctx, const plm_draws *D, int col, plm_summ
     return st;
 }
 
+/* An absent site is an empty field; NaN is "nan" (what %g gives for any NaN, whatever its sign). */
 static void put_num(FILE *f, double v)
 {
-    if (!isnan(v)) fprintf(f, "%.17g", v);
+    if (plm_draws_is_absent(v)) return;
+    if (isnan(v)) fputs("nan", f);
+    else fprintf(f, "%.17g", v);
 }
 
 void plm_draws_csv_header(const plm_draws *D, FILE *f)
@@ -184,57 +223,5 @@ plm_status plm_draws_write_csv(plm_ctx *ctx, const plm_draws *D, FILE *f)
     for (c = 0; c < D->nchains; c++)
         for (i = 0; i < D->len[c]; i++) plm_draws_csv_row(D, f, c, i);
     if (ferror(f)) return plm_fail(ctx, PLM_EIO, "write_csv: write failed");
-    return PLM_OK;
-}
-
-static void json_str(FILE *f, const char *s)
-{
-    fputc('"', f);
-    for (; *s; s++) {
-        if (*s == '"' || *s == '\\')
-            fprintf(f, "\\%c", *s);
-        else if ((unsigned char)*s < 0x20)
-            fprintf(f, "\\u%04x", *s);
-        else
-            fputc(*s, f);
-    }
-    fputc('"', f);
-}
-
-static void json_num(FILE *f, double v)
-{
-    if (isfinite(v))
-        fprintf(f, "%.17g", v);
-    else
-        fputs("null", f);   /* JSON has no NaN or infinities */
-}
-
-plm_status plm_draws_write_json(plm_ctx *ctx, const plm_draws *D, FILE *f)
-{
-    int c, j;
-    size_t i;
-    fputs("{\"columns\": [", f);
-    for (j = 0; j < D->ncols; j++) {
-        if (j) fputs(", ", f);
-        json_str(f, D->cols[j].name);
-    }
-    fputs("],\n \"chains\": [", f);
-    for (c = 0; c < D->nchains; c++) {
-        fputs(c ? ",\n  {" : "\n  {", f);
-        for (j = 0; j < D->ncols + D->weighted; j++) {
-            const double *v = j < D->ncols ? D->cols[j].chain[c] : D->logw[c];
-            if (j) fputs(", ", f);
-            json_str(f, j < D->ncols ? D->cols[j].name : "log_weight");
-            fputs(": [", f);
-            for (i = 0; i < D->len[c]; i++) {
-                if (i) fputc(',', f);
-                json_num(f, v[i]);
-            }
-            fputc(']', f);
-        }
-        fputc('}', f);
-    }
-    fputs("]}\n", f);
-    if (ferror(f)) return plm_fail(ctx, PLM_EIO, "write_json: write failed");
     return PLM_OK;
 }

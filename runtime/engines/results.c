@@ -133,7 +133,7 @@ static int grow_row(plm_results *R, int need)
     double *row;
     if (need <= R->rowcap) return 1;
     if (!(row = realloc(R->row, (size_t)nc * sizeof *row))) return 0;
-    for (k = R->rowcap; k < nc; k++) row[k] = NAN;
+    for (k = R->rowcap; k < nc; k++) row[k] = plm_draws_absent();
     R->row = row;
     R->rowcap = nc;
     return 1;
@@ -179,8 +179,8 @@ plm_status plm_results_add_trace(plm_ctx *ctx, plm_results *R, const plm_trace *
     }
     nc = plm_draws_ncols(R->D);
     if (!grow_row(R, nc)) return plm_fail(ctx, PLM_ENOMEM, "out of memory");
-    st = plm_draws_push(ctx, R->D, chain, R->row, nc, lw);
-    for (k = 0; k < nc; k++) R->row[k] = NAN;
+    st = plm_draws_push_lp(ctx, R->D, chain, R->row, nc, lw, plm_trace_score(tr));
+    for (k = 0; k < nc; k++) R->row[k] = plm_draws_absent();
     if (st) return st;
     if (R->out) {
         if (R->out_cols < 0) {

@@ -27,7 +27,8 @@ plm_status plm_results_stream(plm_ctx *ctx, plm_results *R, const char *path);
 plm_status plm_results_finish(plm_ctx *ctx, plm_results *R);
 
 /* Append the latent and deterministic values of tr as one draw of chain with log weight lw (categorical
-** values shifted to the labels users see, dist->base). Sites absent from this draw hold NaN. */
+** values shifted to the labels users see, dist->base), and the trace's log density (logprior + loglik) as the
+** draw's lp. Sites absent from this draw hold the absent value (plm_draws_is_absent). */
 plm_status plm_results_add_trace(plm_ctx *ctx, plm_results *R, const plm_trace *tr, int chain, double lw);
 
 /* Named series: push one value (the series is created on first use); read one back (NULL when absent). */
