@@ -400,6 +400,8 @@ static int l_infer(lua_State *L)
     lua_setfield(L, -2, "samples");
     lua_pushinteger(L, mh ? o.warmup : 0);
     lua_setfield(L, -2, "warmup");
+    lua_pushinteger(L, mh ? o.thin : 1);
+    lua_setfield(L, -2, "thin");
     lua_pushinteger(L, (lua_Integer)o.seed);
     lua_setfield(L, -2, "seed");
     /* the table becomes a posterior object (plume._posterior) */
