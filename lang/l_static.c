@@ -292,7 +292,7 @@ int plm_l_infer_static(lua_State *L, const plm_l_program *pg, const plm_l_infer_
         return luaL_error(L, "%s: option 'steps' applies to method \"hmc\" only", fn);
     if (opts) lua_pop(L, !hmc);
     threads = plm_l_threads(L, opts, fn);
-    if (!(ho.delta > 0 && ho.delta < 1)) return luaL_error(L, "%s: option 'delta' must be in (0, 1) (got %g)", fn, ho.delta);
+    if (!(ho.delta > 0 && ho.delta < 1)) return luaL_error(L, "%s: option 'delta' must be in (0, 1) (got %f)", fn, (lua_Number)ho.delta);
     if (ho.max_depth < 1 || ho.max_depth > 30)
         return luaL_error(L, "%s: option 'max_depth' must be in 1..30 (got %d)", fn, ho.max_depth);
     if (ho.steps < 1 || ho.steps > 100000) return luaL_error(L, "%s: option 'steps' must be in 1..1e5 (got %d)", fn, ho.steps);
