@@ -390,7 +390,7 @@ static int l_infer(lua_State *L)
     /* nuts, hmc and auto: l_static.c; auto comes back with the reason when the program is dynamic */
     grad = strcmp(o.method, "nuts") == 0 || strcmp(o.method, "hmc") == 0 || strcmp(o.method, "auto") == 0;
     if (!grad && !mh && (o.init || o.thin != 1))
-        return luaL_error(L, "%s: option '%s' applies to methods \"mh\", \"nuts\" and \"hmc\" only", fn,
+        return luaL_error(L, "%s: option '%s' applies to method \"mh\" (and \"nuts\", \"hmc\") only", fn,
                           o.init ? "init" : "thin");
     for (k = 0; !grad && opts && static_only[k]; k++)
         if (lua_getfield(L, opts, static_only[k]) != LUA_TNIL)
