@@ -48,7 +48,7 @@ static int beam_sample(lua_State *L, plm_l_exec *ex, const char *addr, const plm
 }
 
 /* beam search syncs at branches, not at checkpoints */
-const plm_l_hooks plm_l_beam_hooks = {"beam", beam_sample, NULL};
+const plm_l_hooks plm_l_beam_hooks = {"beam", beam_sample, NULL, NULL};
 
 typedef struct cand {
     int parent;

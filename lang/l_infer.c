@@ -195,7 +195,7 @@ static int mh_sample(lua_State *L, exec *ex, const char *addr, const plm_dist *d
     return PLM_L_CHOSEN;
 }
 
-static const plm_l_hooks mh_hooks = {"mh", mh_sample, NULL};
+static const plm_l_hooks mh_hooks = {"mh", mh_sample, NULL, NULL};
 
 static plm_status mh_run(void *ud, plm_ctx *ctx, plm_mh_run *r)
 {
@@ -313,7 +313,8 @@ static int engine_mh(lua_State *L, const program *pg, const options *o)
 /* ---- plume.infer ---- */
 
 static const char *const option_names[] = {"method", "samples", "warmup", "chains", "seed", "threads", "quiet", "output",
-                                           "init", "thin", NULL};
+                                           "init", "thin", "delta", "max_depth", "dense", "steps", NULL};
+static const char *const static_only[] = {"delta", "max_depth", "dense", "steps", NULL};
 
 /* Is the value at idx an object whose metatable is named `name` (plume.model, plume.args)? */
 static int is_named(lua_State *L, int idx, const char *name)
@@ -332,7 +333,7 @@ static int l_infer(lua_State *L)
     const char *fn = "plume.infer";
     program pg;
     options o;
-    int opts, nargs, k, mh;
+    int opts, nargs, k, mh, grad, why = 0;
     lua_settop(L, 3);
     /* rearranged as fn, opts, args... */
     if (lua_isfunction(L, 1))
@@ -386,12 +387,31 @@ static int l_infer(lua_State *L)
     pg.handle = lua_gettop(L);
     plm_interrupt_clear();
     mh = strcmp(o.method, "mh") == 0;
-    if (!mh && (o.init || o.thin != 1))
-        return luaL_error(L, "%s: option '%s' applies to method \"mh\" only", fn, o.init ? "init" : "thin");
-    if (mh) engine_mh(L, &pg, &o);
+    /* nuts, hmc and auto: l_static.c; auto comes back with the reason when the program is dynamic */
+    grad = strcmp(o.method, "nuts") == 0 || strcmp(o.method, "hmc") == 0 || strcmp(o.method, "auto") == 0;
+    if (!grad && !mh && (o.init || o.thin != 1))
+        return luaL_error(L, "%s: option '%s' applies to method \"mh\" (and \"nuts\", \"hmc\") only", fn,
+                          o.init ? "init" : "thin");
+    for (k = 0; !grad && opts && static_only[k]; k++)
+        if (lua_getfield(L, opts, static_only[k]) != LUA_TNIL)
+            return luaL_error(L, "%s: option '%s' applies to methods \"nuts\" and \"hmc\" only", fn, static_only[k]);
+        else
+            lua_pop(L, 1);
+    if (grad && !plm_l_infer_static(L, &pg, &o, opts)) {
+        why = lua_gettop(L);   /* auto on a dynamic program: MH, saying why */
+        o.method = "mh";
+        mh = grad = 1;
+        engine_mh(L, &pg, &o);
+        lua_pushvalue(L, why);
+        lua_setfield(L, -2, "why");
+    } else if (grad) {
+        mh = 1;   /* chains and warm-up as for mh */
+        if (strcmp(o.method, "auto") == 0) o.method = "nuts";
+    }
+    else if (mh) engine_mh(L, &pg, &o);
     else if (strcmp(o.method, "is") == 0) engine_independent(L, &pg, &o, 1);
     else if (strcmp(o.method, "prior") == 0) engine_independent(L, &pg, &o, 0);
-    else return luaL_error(L, "%s: unknown method '%s' (methods: \"prior\", \"is\", \"mh\")", fn, o.method);
+    else return luaL_error(L, "%s: unknown method '%s' (methods: \"prior\", \"is\", \"mh\", \"nuts\", \"hmc\", \"auto\")", fn, o.method);
     lua_pushstring(L, o.method);
     lua_setfield(L, -2, "method");
     lua_pushinteger(L, mh ? o.chains : 1);

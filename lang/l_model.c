@@ -108,12 +108,13 @@ static int prior_sample(lua_State *L, exec *ex, const char *addr, const plm_dist
     return PLM_L_CHOSEN;
 }
 
-const plm_l_hooks plm_l_prior_hooks = {"prior", prior_sample, NULL};
+const plm_l_hooks plm_l_prior_hooks = {"prior", prior_sample, NULL, NULL};
 
 /* m:sample(addr, dist) -> value */
 static int l_m_sample(lua_State *L)
 {
     exec *ex = check_active(L, "m:sample");
+    if (ex->hooks->symbolic) return ex->hooks->symbolic(L, ex, PLM_L_M_SAMPLE);
     const char *addr = check_addr(L, "m:sample");
     plm_dist *d = plm_l_checkdist(L, 3, "m:sample", "dist");
     double buf[MAXDIM_STACK], *x = d->dim <= MAXDIM_STACK ? buf : plm_l_scratch(L, (size_t)d->dim * sizeof(double));
@@ -128,6 +129,7 @@ static int l_m_sample(lua_State *L)
 static int l_m_observe(lua_State *L)
 {
     exec *ex = check_active(L, "m:observe");
+    if (ex->hooks->symbolic) return ex->hooks->symbolic(L, ex, PLM_L_M_OBSERVE);
     const char *addr = check_addr(L, "m:observe");
     plm_dist *d = plm_l_checkdist(L, 3, "m:observe", "dist");
     double buf[MAXDIM_STACK], *x = d->dim <= MAXDIM_STACK ? buf : plm_l_scratch(L, (size_t)d->dim * sizeof(double));
@@ -154,6 +156,7 @@ static int l_m_observe(lua_State *L)
 static int l_m_factor(lua_State *L)
 {
     exec *ex = check_active(L, "m:factor");
+    if (ex->hooks->symbolic) return ex->hooks->symbolic(L, ex, PLM_L_M_FACTOR);
     double w = plm_l_checknum(L, 2, "m:factor", "log weight");
     if (isnan(w)) return luaL_error(L, "m:factor: log weight is NaN");
     if (w == INFINITY) return luaL_error(L, "m:factor: log weight is +inf");
@@ -165,6 +168,7 @@ static int l_m_factor(lua_State *L)
 static int l_m_deterministic(lua_State *L)
 {
     exec *ex = check_active(L, "m:deterministic");
+    if (ex->hooks->symbolic) return ex->hooks->symbolic(L, ex, PLM_L_M_DETERMINISTIC);
     const char *addr = check_addr(L, "m:deterministic");
     if (lua_type(L, 3) == LUA_TNUMBER) {
         double v = lua_tonumber(L, 3);

@@ -50,7 +50,7 @@ static int smc_checkpoint(lua_State *L, plm_l_exec *ex, double logw)
     return lua_yield(L, 0);
 }
 
-const plm_l_hooks plm_l_smc_hooks = {"smc", smc_sample, smc_checkpoint};
+const plm_l_hooks plm_l_smc_hooks = {"smc", smc_sample, smc_checkpoint, NULL};
 
 particle *plm_l_pop_grow(engine *E, int need)
 {

@@ -17,12 +17,17 @@ typedef struct plm_l_exec plm_l_exec;
 ** in x (d->dim doubles) with its log density in *lp and returns PLM_L_CHOSEN (m:sample checks the density,
 ** records the site and hands the value over), or it finishes the call itself (records a shared site, yields)
 ** and returns what m:sample returns. checkpoint (NULL: nothing) runs after an observation or factor of log
-** weight logw and returns what the method returns (0, or a yield). */
+** weight logw and returns what the method returns (0, or a yield).
+** symbolic (NULL for engines that run programs on numbers) takes over every m: call whole, before the
+** handle checks its arguments, which may be symbolic: the static tracer (l_static.c) sets it; it returns
+** what the method returns. */
 #define PLM_L_CHOSEN (-1)
+typedef enum plm_l_method { PLM_L_M_SAMPLE, PLM_L_M_OBSERVE, PLM_L_M_FACTOR, PLM_L_M_DETERMINISTIC } plm_l_method;
 typedef struct plm_l_hooks {
     const char *engine;
     int (*sample)(lua_State *L, plm_l_exec *ex, const char *addr, const plm_dist *d, double *x, double *lp);
     int (*checkpoint)(lua_State *L, plm_l_exec *ex, double logw);
+    int (*symbolic)(lua_State *L, plm_l_exec *ex, plm_l_method which);
 } plm_l_hooks;
 
 struct plm_mh_run;

@@ -159,6 +159,10 @@ typedef struct plm_prog_ws {   /* fields are private to the evaluator */
     double **R;
 } plm_prog_ws;
 plm_status plm_prog_ws_init(plm_ctx *ctx, plm_prog_ws *w, const plm_prog *p);
+/* The same for blocks of at most `block` particles (1..PLM_EXPR_BLOCK): a caller that evaluates one point
+** at a time (an MCMC target) keeps its temporaries contiguous, instead of one PLM_EXPR_BLOCK stride apart,
+** where a few hundred of them alias in the cache. */
+plm_status plm_prog_ws_init_block(plm_ctx *ctx, plm_prog_ws *w, const plm_prog *p, int block);
 void plm_prog_ws_free(plm_prog_ws *w);
 void plm_prog_uniforms(plm_prog_ws *w, const plm_prog_in *in);
 void plm_prog_block(plm_prog_ws *w, const plm_prog_in *in, size_t first, size_t m, double *const *out, plm_rng *rng);

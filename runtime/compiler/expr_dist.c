@@ -60,6 +60,13 @@ static void guard_params(plm_graph *g, const plm_symdist *d, int *q)
     case PLM_DIST_EXPONENTIAL: case PLM_DIST_POISSON:
         if (!known_positive(g, p[0])) q[0] = guard(g, OP2(PLM_OP_LE, K(0), p[0]), p[0]);
         break;
+    case PLM_DIST_HALFNORMAL: case PLM_DIST_HALFCAUCHY:
+        if (!known_positive(g, p[0])) q[0] = guard(g, OP2(PLM_OP_LT, K(0), p[0]), p[0]);
+        break;
+    case PLM_DIST_HALFSTUDENT_T:
+        for (i = 0; i < 2; i++)
+            if (!known_positive(g, p[i])) q[i] = guard(g, OP2(PLM_OP_LT, K(0), p[i]), p[i]);
+        break;
     case PLM_DIST_GAMMA: case PLM_DIST_INV_GAMMA: case PLM_DIST_BETA: case PLM_DIST_WEIBULL:
     case PLM_DIST_NEG_BINOMIAL:
         for (i = 0; i < 2; i++)
@@ -266,6 +273,47 @@ static plm_status symdist_logpdf(plm_ctx *ctx, plm_graph *g, const plm_symdist *
         free(L);
         break;
     }
+    /* the half and count kinds in closed form too, so that static models using them have gradients */
+    case PLM_DIST_HALFNORMAL: {
+        int z = DIV(x, p[0]);
+        r = SUB(SUB(MUL(K(-0.5), MUL(z, z)), OP1(PLM_OP_LOG, p[0])), K(LOG_SQRT_2PI - M_LN2));
+        r = SEL(OP2(PLM_OP_LE, K(0), x), r, ninf);
+        break;
+    }
+    case PLM_DIST_HALFCAUCHY: {
+        int z = DIV(x, p[0]);
+        r = SUB(SUB(K(M_LN2 - LOG_PI), OP1(PLM_OP_LOG, p[0])), OP1(PLM_OP_LOG1P, MUL(z, z)));
+        r = SEL(OP2(PLM_OP_LE, K(0), x), r, ninf);
+        break;
+    }
+    case PLM_DIST_HALFSTUDENT_T: {
+        int nu = p[0], z = DIV(x, p[1]), h = MUL(K(0.5), ADD(nu, K(1)));
+        r = SUB(OP1(PLM_OP_LGAMMA, h), OP1(PLM_OP_LGAMMA, MUL(K(0.5), nu)));
+        r = SUB(r, MUL(K(0.5), ADD(OP1(PLM_OP_LOG, nu), K(LOG_PI))));
+        r = SUB(ADD(r, K(M_LN2)), OP1(PLM_OP_LOG, p[1]));
+        r = SUB(r, MUL(h, OP1(PLM_OP_LOG1P, DIV(MUL(z, z), nu))));
+        r = SEL(OP2(PLM_OP_LE, K(0), x), r, ninf);
+        break;
+    }
+    case PLM_DIST_WEIBULL: {
+        int z = DIV(x, p[1]);
+        r = SUB(SUB(OP1(PLM_OP_LOG, p[0]), OP1(PLM_OP_LOG, p[1])), OP2(PLM_OP_POW, z, p[0]));
+        r = ADD(r, MUL(SUB(p[0], K(1)), OP1(PLM_OP_LOG, z)));
+        r = SEL(OP2(PLM_OP_LT, K(0), x), r, ninf);
+        break;
+    }
+    case PLM_DIST_NEG_BINOMIAL:
+        r = SUB(SUB(OP1(PLM_OP_LGAMMA, ADD(x, p[0])), OP1(PLM_OP_LGAMMA, ADD(x, K(1)))), OP1(PLM_OP_LGAMMA, p[0]));
+        r = SUB(ADD(r, MUL(p[0], OP1(PLM_OP_LOG, p[1]))), MUL(ADD(p[0], x), OP1(PLM_OP_LOG1P, p[1])));
+        r = SEL(OP2(PLM_OP_LE, K(0), x), r, ninf);
+        break;
+    case PLM_DIST_GEOMETRIC:
+        r = ADD(OP1(PLM_OP_LOG, p[0]), MUL(x, OP1(PLM_OP_LOG1P, OP1(PLM_OP_NEG, p[0]))));
+        r = SEL(OP2(PLM_OP_LE, K(0), x), r, ninf);
+        break;
+    case PLM_DIST_FLAT:
+        r = K(0);
+        break;
     case PLM_DIST_DIRICHLET: case PLM_DIST_MULTINOMIAL:
         return plm_fail(ctx, PLM_ENOTSUP, "%s: symbolic parameters are not supported",
                         plm_dist_info_of(d->kind)->name);

@@ -348,9 +348,15 @@ __attribute__((optimize("O3"))) static void run(const plm_prog *p, const plm_ins
 
 plm_status plm_prog_ws_init(plm_ctx *ctx, plm_prog_ws *w, const plm_prog *p)
 {
+    return plm_prog_ws_init_block(ctx, w, p, PLM_EXPR_BLOCK);
+}
+
+plm_status plm_prog_ws_init_block(plm_ctx *ctx, plm_prog_ws *w, const plm_prog *p, int block)
+{
     int nreg = p->nuni + p->nvin + p->ntmp, r;
+    if (block < 1 || block > PLM_EXPR_BLOCK) block = PLM_EXPR_BLOCK;
     w->p = p;
-    w->u = malloc(((size_t)p->nuni + (size_t)p->ntmp * PLM_EXPR_BLOCK + 1) * sizeof *w->u);
+    w->u = malloc(((size_t)p->nuni + (size_t)p->ntmp * (size_t)block + 1) * sizeof *w->u);
     w->R = calloc((size_t)nreg + 1, sizeof *w->R);
     if (!w->u || !w->R) {
         free(w->u);
@@ -360,7 +366,7 @@ plm_status plm_prog_ws_init(plm_ctx *ctx, plm_prog_ws *w, const plm_prog *p)
         return plm_fail(ctx, PLM_ENOMEM, "eval: out of memory");
     }
     for (r = 0; r < p->nuni; r++) w->R[r] = w->u + r;
-    for (r = 0; r < p->ntmp; r++) w->R[p->nuni + p->nvin + r] = w->u + p->nuni + (size_t)r * PLM_EXPR_BLOCK;
+    for (r = 0; r < p->ntmp; r++) w->R[p->nuni + p->nvin + r] = w->u + p->nuni + (size_t)r * (size_t)block;
     return PLM_OK;
 }
 

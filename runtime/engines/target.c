@@ -85,12 +85,12 @@ static void *graph_ws_new(const plm_target *t)
     w->x = malloc((size_t)(d + 1) * sizeof *w->x);
     w->res = malloc((size_t)(d + 1) * sizeof *w->res);
     w->out = malloc((size_t)(d + 1) * sizeof *w->out);
-    if (!w->x || !w->res || !w->out || plm_prog_ws_init(NULL, &w->lp, gt->lp)) {
+    if (!w->x || !w->res || !w->out || plm_prog_ws_init_block(NULL, &w->lp, gt->lp, 1)) {
         free(w->x), free(w->res), free(w->out), free(w);
         return NULL;
     }
     if (gt->lpg) {
-        if (plm_prog_ws_init(NULL, &w->lpg, gt->lpg)) {
+        if (plm_prog_ws_init_block(NULL, &w->lpg, gt->lpg, 1)) {
             plm_prog_ws_free(&w->lp);
             free(w->x), free(w->res), free(w->out), free(w);
             return NULL;

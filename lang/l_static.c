@@ -1,0 +1,593 @@
+/* l_static.c -- static model programs: a plume.model run once with symbolic values under the "trace" hooks
+** becomes a graphical model (runtime/gmodel.h): m:sample returns a symbol (its value on the support, a
+** transform of unconstrained coordinates), distributions take symbolic parameters, m:observe and m:factor add
+** terms, m:deterministic records outputs. plume.infer's "nuts", "hmc" and "auto" run the NUTS / HMC kernels
+** (runtime/hmc.h) on the compiled target through the chain driver plm_mcmc_run, natively on every thread;
+** plume.graph shows the traced graph. A program whose structure depends on its choices (a symbol in an `if`,
+** a discrete latent site, a symbolic loop bound) cannot be traced: the trace fails, and the failure is the
+** reason given (and "auto" falls back to MH with it). */
+#include "l_expr.h"
+#include "ldist.h"
+#include "linfer.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gmodel.h"
+#include "hmc.h"
+
+#define PLM_L_MGRAPH "plume.modelgraph"
+#define MAXDIM 64
+
+typedef struct tracer {
+    plm_l_exec ex;   /* first: the handle's hooks receive &ex */
+    plm_gmodel *gm;
+    plm_graph *g;
+} tracer;
+
+/* Raise msg blamed on the model program's line (the caller of the m: method). */
+static int trace_error(lua_State *L, const char *fmt, ...)
+{
+    va_list ap;
+    luaL_where(L, 1);
+    va_start(ap, fmt);
+    lua_pushvfstring(L, fmt, ap);
+    va_end(ap);
+    lua_concat(L, 2);
+    return lua_error(L);
+}
+
+static const char *trace_addr(lua_State *L, const char *fn)
+{
+    if (lua_type(L, 2) != LUA_TSTRING && lua_type(L, 2) != LUA_TNUMBER)
+        trace_error(L, "%s: address must be a string (got %s)", fn, luaL_typename(L, 2));
+    return lua_tostring(L, 2);
+}
+
+/* Push the value of nodes v (dim of them): a symbol, or a table of symbols. */
+static void push_value(lua_State *L, const int *v, int dim)
+{
+    int i;
+    lua_getiuservalue(L, 1, 1);   /* the graph holder */
+    if (dim == 1) {
+        plm_l_pushsym(L, -1, v[0]);
+    } else {
+        lua_createtable(L, dim, 0);
+        for (i = 0; i < dim; i++) {
+            plm_l_pushsym(L, -2, v[i]);
+            lua_rawseti(L, -2, i + 1);
+        }
+    }
+    lua_remove(L, -2);
+}
+
+/* The symbolic distribution at index 3 (numeric ones become constants of the graph), pushed. */
+static plm_l_symdist *trace_dist(lua_State *L, tracer *t, const char *fn, const char *addr)
+{
+    plm_dist *nd = plm_l_testobj(L, 3, PLM_L_DIST);
+    plm_l_symdist *sd;
+    if (nd && (nd->kind == PLM_DIST_TRUNCATED || nd->kind == PLM_DIST_DIRICHLET || nd->kind == PLM_DIST_MULTINOMIAL))
+        trace_error(L, "%s '%s': %s is not supported by the static compiler yet", fn, addr,
+                    plm_dist_info_of(nd->kind)->name);
+    if (!(sd = plm_l_tosymdist(L, 3, t->g)))
+        trace_error(L, "%s: dist must be a distribution (got %s)", fn, luaL_typename(L, 3));
+    return sd;
+}
+
+/* Nodes of the value at idx for a distribution of dimension dim into x. */
+static void trace_nodes(lua_State *L, tracer *t, int idx, int dim, const char *fn, const char *addr, int *x)
+{
+    int i;
+    char what[128];
+    snprintf(what, sizeof what, "%s: value of '%s'", fn, addr);
+    if (dim == 1 && lua_type(L, idx) != LUA_TTABLE) {
+        x[0] = plm_l_tonode(L, idx, t->g, what);
+        return;
+    }
+    if (lua_type(L, idx) != LUA_TTABLE || luaL_len(L, idx) != dim)
+        trace_error(L, "%s must be a table of %d numbers", what, dim);
+    for (i = 0; i < dim; i++) {
+        lua_geti(L, idx, i + 1);
+        x[i] = plm_l_tonode(L, -1, t->g, what);
+        lua_pop(L, 1);
+    }
+}
+
+static int trace_symbolic(lua_State *L, plm_l_exec *ex, plm_l_method which)
+{
+    tracer *t = (tracer *)ex;
+    plm_ctx *ctx = &ex->ctx;
+    int x[MAXDIM], dim, i;
+    const char *addr;
+    plm_l_symdist *sd;
+    plm_ctx_clear(ctx);
+    switch (which) {
+    case PLM_L_M_SAMPLE: {
+        plm_dist *nd;
+        addr = trace_addr(L, "m:sample");
+        if ((nd = plm_l_testobj(L, 3, PLM_L_DIST)) && plm_dist_info_of(nd->kind)->discrete)
+            return trace_error(L, "m:sample '%s': latent site is discrete (%s): gradient-based MCMC needs continuous "
+                                  "sites", addr, plm_dist_info_of(nd->kind)->name);
+        sd = trace_dist(L, t, "m:sample", addr);
+        if ((dim = plm_symdist_dim(&sd->d)) > MAXDIM) return trace_error(L, "m:sample '%s': dimension over %d", addr, MAXDIM);
+        if (plm_gmodel_latent(ctx, t->gm, addr, &sd->d, x)) return trace_error(L, "m:sample '%s': %s", addr, ctx->msg);
+        push_value(L, x, dim);
+        return 1;
+    }
+    case PLM_L_M_OBSERVE: {
+        plm_dist *nd = plm_l_testobj(L, 3, PLM_L_DIST);
+        addr = trace_addr(L, "m:observe");
+        if (nd && !plm_l_hassym(L, 4)) {
+            /* numbers only: the term is a constant, computed as the dynamic engines do */
+            double buf[MAXDIM], *v = nd->dim <= MAXDIM ? buf : plm_l_scratch(L, (size_t)nd->dim * sizeof *v);
+            if (!plm_l_todistvalue(L, 4, nd, v))
+                return trace_error(L, "m:observe: value of '%s' must be %s", addr, nd->dim == 1 ? "a number" : "a table of numbers");
+            if (plm_gmodel_observe_const(ctx, t->gm, addr, nd->kind, plm_dist_logpdf(nd, v)))
+                return trace_error(L, "m:observe: %s", ctx->msg);
+            return 0;
+        }
+        sd = trace_dist(L, t, "m:observe", addr);
+        if ((dim = plm_symdist_dim(&sd->d)) > MAXDIM) return trace_error(L, "m:observe '%s': dimension over %d", addr, MAXDIM);
+        trace_nodes(L, t, 4, dim, "m:observe", addr, x);
+        if (sd->shift) x[0] = plm_graph_op(t->g, PLM_OP_SUB, x[0], plm_graph_const(t->g, sd->shift), -1);
+        if (plm_gmodel_observe(ctx, t->gm, addr, &sd->d, x)) return trace_error(L, "m:observe: %s", ctx->msg);
+        return 0;
+    }
+    case PLM_L_M_FACTOR:
+        if (plm_gmodel_factor(ctx, t->gm, plm_l_tonode(L, 2, t->g, "m:factor: log weight")))
+            return trace_error(L, "m:factor: %s", ctx->msg);
+        return 0;
+    case PLM_L_M_DETERMINISTIC:
+        addr = trace_addr(L, "m:deterministic");
+        if (lua_type(L, 3) == LUA_TTABLE) {
+            dim = (int)luaL_len(L, 3);
+            if (dim < 1 || dim > MAXDIM)
+                return trace_error(L, "m:deterministic: value of '%s' must have 1..%d entries", addr, MAXDIM);
+        } else
+            dim = 1;
+        trace_nodes(L, t, 3, dim, "m:deterministic", addr, x);
+        for (i = 0; i < dim; i++)
+            if (x[i] < 0) return luaL_error(L, "plume: out of memory while tracing");
+        if (plm_gmodel_deterministic(ctx, t->gm, addr, dim, x)) return trace_error(L, "m:deterministic: %s", ctx->msg);
+        lua_settop(L, 3);
+        return 1;
+    }
+    return 0;
+}
+
+static const plm_l_hooks trace_hooks = {"trace", NULL, NULL, trace_symbolic};
+
+/* Called protected: run the program (fn, handle, args... on the stack) under the tracing error handler,
+** which turns errors about symbols into advice ("use plume.math.exp"). */
+static int traced_call(lua_State *L)
+{
+    plm_l_trace_call(L, lua_gettop(L) - 1, 0, NULL);
+    return 0;
+}
+
+/* Trace pg once. Returns 1 with the finished model in *out, or 0 with the reason it is not static pushed (the
+** error the trace met, with the program's line). The graph holder is left on the stack under the result. */
+static int trace_program(lua_State *L, const plm_l_program *pg, plm_gmodel **out)
+{
+    tracer t;
+    plm_l_handle *h = lua_touserdata(L, pg->handle);
+    plm_ctx ctx;
+    int i, st;
+    memset(&t, 0, sizeof t);
+    plm_ctx_clear(&ctx);
+    *out = NULL;
+    t.g = plm_l_newgraph(L);
+    if (plm_gmodel_new(&ctx, t.g, &t.gm)) return plm_l_fail(L, &ctx);
+    lua_pushvalue(L, -1);
+    lua_setiuservalue(L, pg->handle, 1);
+    t.ex.hooks = &trace_hooks;
+    lua_pushcfunction(L, traced_call);
+    lua_pushvalue(L, pg->fn);
+    lua_pushvalue(L, pg->handle);
+    for (i = 0; i < pg->nargs; i++) lua_pushvalue(L, pg->args + i);
+    h->ex = &t.ex;
+    st = lua_pcall(L, 2 + pg->nargs, 0, 0);
+    h->ex = NULL;
+    lua_pushnil(L);
+    lua_setiuservalue(L, pg->handle, 1);
+    if (st != LUA_OK) {
+        if (!lua_isstring(L, -1)) {
+            lua_pop(L, 1);
+            lua_pushstring(L, "the program raised a non-string error while traced");
+        }
+        return 0;
+    }
+    if (plm_gmodel_finish(&ctx, t.gm)) {
+        lua_pushstring(L, ctx.msg);
+        return 0;
+    }
+    *out = t.gm;
+    return 1;
+}
+
+/* ---- plume.infer's "nuts", "hmc" and "auto" ---- */
+
+/* Fill u (chains x dim) from `init`: named sites from their values, the rest uniform(-2, 2) on the
+** unconstrained scale as Stan does (stream 2^32 + c of the seed, so chains do not share draws with the
+** kernel's streams). Each chain's start is checked: a non-finite log density names the site. */
+static void static_inits(lua_State *L, const plm_gmodel *gm, const plm_l_infer_opts *o, double *u)
+{
+    int c, d = gm->dim;
+    plm_ctx ctx;
+    plm_ctx_clear(&ctx);
+    for (c = 0; c < o->chains; c++) {
+        double *uc = u + (size_t)c * (size_t)d;
+        plm_rng r;
+        int i, tab;
+        plm_rng_init(&r, o->seed, (1ull << 32) + (uint64_t)c);
+        for (i = 0; i < d; i++) uc[i] = -2 + 4 * plm_rng_uniform(&r);
+        if (lua_isfunction(L, o->init)) {
+            lua_pushvalue(L, o->init);
+            lua_pushinteger(L, c + 1);
+            lua_call(L, 1, 1);
+            if (!lua_istable(L, -1))
+                luaL_error(L, "plume.infer: option 'init' must return a table of values by site name (chain %d got %s)",
+                           c + 1, luaL_typename(L, -1));
+        } else
+            lua_pushvalue(L, o->init);
+        tab = lua_gettop(L);
+        lua_pushnil(L);
+        while (lua_next(L, tab)) {
+            const char *name = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : NULL;
+            int s = name ? plm_gmodel_find(gm, name) : -1, dim;
+            double x[MAXDIM];
+            if (s < 0 || gm->sites[s].kind != PLM_GSITE_LATENT)
+                luaL_error(L, "plume.infer: init names %s%s%s, which is not a latent site of the model", name ? "'" : "",
+                           name ? name : luaL_typename(L, -2), name ? "'" : "");
+            dim = gm->sites[s].dim;
+            if (dim == 1 && lua_type(L, -1) == LUA_TNUMBER)
+                x[0] = lua_tonumber(L, -1);
+            else if (dim > 1 && lua_istable(L, -1) && luaL_len(L, -1) == dim)
+                for (i = 0; i < dim; i++) x[i] = (lua_geti(L, -1, i + 1), lua_tonumber(L, -1)), lua_pop(L, 1);
+            else
+                luaL_error(L, "plume.infer: init value of '%s' must be %s (got %s)", name,
+                           dim == 1 ? "a number" : "a table of numbers", luaL_typename(L, -1));
+            if (plm_gmodel_unconstrain(&ctx, gm, s, x, uc + gm->sites[s].first)) luaL_error(L, "plume.infer: %s", ctx.msg);
+            lua_pop(L, 1);
+        }
+        lua_pop(L, 1);
+        if (plm_gmodel_blame(&ctx, gm, uc))
+            luaL_error(L, "plume.infer: the log density at chain %d's initial point is not finite: %s", c + 1, ctx.msg);
+    }
+}
+
+static double series_mean(const double *v, size_t n)
+{
+    double s = 0;
+    size_t i;
+    for (i = 0; i < n; i++) s += v[i];
+    return n ? s / (double)n : NAN;
+}
+
+int plm_l_infer_static(lua_State *L, const plm_l_program *pg, const plm_l_infer_opts *o, int opts)
+{
+    const char *fn = "plume.infer";
+    int is_auto = strcmp(o->method, "auto") == 0, hmc = strcmp(o->method, "hmc") == 0, threads, c;
+    plm_hmc_opts ho;
+    plm_mcmc_opts mo;
+    plm_gmodel *gm;
+    plm_target *target;
+    plm_kernel *k;
+    plm_draws *U;
+    plm_results *R;
+    plm_ctx ctx;
+    plm_status st;
+    double t0 = plm_l_now(), t1, t2, accept, *u0 = NULL;
+    long total_div = 0, max_depth_hits = 0;
+    plm_ctx_clear(&ctx);
+    memset(&ho, 0, sizeof ho);
+    ho.delta = plm_l_optnum(L, opts, fn, "delta", 0.8);
+    ho.max_depth = (int)plm_l_optint(L, opts, fn, "max_depth", 10);
+    ho.dense = plm_l_optbool(L, opts, fn, "dense", 0);
+    ho.steps = (int)plm_l_optint(L, opts, fn, "steps", 10);
+    if (!hmc && opts && lua_getfield(L, opts, "steps") != LUA_TNIL)
+        return luaL_error(L, "%s: option 'steps' applies to method \"hmc\" only", fn);
+    if (opts) lua_pop(L, !hmc);
+    threads = plm_l_threads(L, opts, fn);
+    if (!(ho.delta > 0 && ho.delta < 1)) return luaL_error(L, "%s: option 'delta' must be in (0, 1) (got %f)", fn, (lua_Number)ho.delta);
+    if (ho.max_depth < 1 || ho.max_depth > 30)
+        return luaL_error(L, "%s: option 'max_depth' must be in 1..30 (got %d)", fn, ho.max_depth);
+    if (ho.steps < 1 || ho.steps > 100000) return luaL_error(L, "%s: option 'steps' must be in 1..1e5 (got %d)", fn, ho.steps);
+    if (!trace_program(L, pg, &gm)) {
+        if (is_auto) return 0;
+        return luaL_error(L, "%s: method \"%s\" needs a static model (one whose structure does not depend on its "
+                             "random choices), and this one is not: %s", fn, o->method, lua_tostring(L, -1));
+    }
+    if ((st = plm_gmodel_target(&ctx, gm, &target))) {
+        if (st != PLM_ENOTSUP) return plm_l_fail_in(L, &ctx, fn);
+        lua_pushfstring(L, "the log density has no gradient: %s", ctx.msg);
+        if (is_auto) return 0;
+        return luaL_error(L, "%s: method \"%s\": %s", fn, o->method, lua_tostring(L, -1));
+    }
+    t1 = plm_l_now();
+    if ((hmc ? plm_kernel_hmc : plm_kernel_nuts)(&ctx, &ho, &k)) return plm_l_fail_in(L, &ctx, fn);
+    memset(&mo, 0, sizeof mo);
+    mo.chains = o->chains;
+    mo.warmup = o->warmup;
+    mo.samples = (o->samples + o->thin - 1) / o->thin;   /* samples counts iterations, as for "mh" */
+    mo.thin = o->thin;
+    mo.seed = o->seed;
+    mo.threads = threads;
+    if (o->init) {
+        u0 = plm_l_scratch(L, (size_t)o->chains * (size_t)gm->dim * sizeof *u0);
+        static_inits(L, gm, o, u0);
+        mo.init = u0;
+    }
+    st = plm_mcmc_run(&ctx, target, k, &mo, &U, &accept);
+    t2 = plm_l_now();
+    if (st == PLM_EINTR) {
+        plm_interrupt_clear();
+        return luaL_error(L, "%s: interrupted", fn);
+    }
+    if (st == PLM_EDEAD && !o->init) {
+        /* say which site makes the density vanish, at one of the starts the driver tried */
+        double *u = plm_l_scratch(L, (size_t)gm->dim * sizeof *u);
+        plm_ctx bc;
+        plm_rng r;
+        int i;
+        plm_ctx_clear(&bc);
+        plm_rng_init(&r, o->seed, 0);
+        for (i = 0; i < gm->dim; i++) u[i] = -2 + 4 * plm_rng_uniform(&r);
+        if (plm_gmodel_blame(&bc, gm, u))
+            return luaL_error(L, "%s: no starting point of finite log density in 100 random starts; at the first, %s",
+                              fn, bc.msg);
+    }
+    if (st) return plm_l_fail_in(L, &ctx, fn);
+    R = plm_l_newresults(L, o->chains, 0);
+    if (plm_gmodel_draws(&ctx, gm, U, plm_results_draws(R), threads)) return plm_l_fail_in(L, &ctx, fn);
+    /* per-chain diagnostics from the kernel's columns */
+    for (c = 0; c < o->chains; c++) {
+        size_t n = plm_draws_len(U, c), i;
+        int acol = plm_draws_col(U, "accept_stat__", 0), scol = plm_draws_col(U, "stepsize__", 0);
+        int dcol = plm_draws_col(U, "divergent__", 0), tcol = plm_draws_col(U, "treedepth__", 0);
+        const double *dv = plm_draws_chain(U, dcol, c);
+        long ndiv = 0;
+        for (i = 0; i < n; i++) ndiv += dv[i] != 0;
+        total_div += ndiv;
+        if (tcol >= 0) {
+            const double *tv = plm_draws_chain(U, tcol, c);
+            for (i = 0; i < n; i++) max_depth_hits += tv[i] >= ho.max_depth;
+        }
+        if (plm_results_push(&ctx, R, "accept_rate", series_mean(plm_draws_chain(U, acol, c), n)) ||
+            plm_results_push(&ctx, R, "step_size", n ? plm_draws_chain(U, scol, c)[n - 1] : NAN) ||
+            plm_results_push(&ctx, R, "divergent", (double)ndiv) ||
+            (tcol >= 0 && plm_results_push(&ctx, R, "treedepth", series_mean(plm_draws_chain(U, tcol, c), n))))
+            return plm_l_fail_in(L, &ctx, fn);
+    }
+    if (plm_results_set_int(&ctx, R, "divergences", total_div) ||
+        (!hmc && plm_results_set_int(&ctx, R, "max_treedepth_hits", max_depth_hits)) ||
+        plm_results_set(&ctx, R, "compile_time", t1 - t0) || plm_results_set(&ctx, R, "sampling_time", t2 - t1) ||
+        plm_results_set_int(&ctx, R, "dim", gm->dim))
+        return plm_l_fail_in(L, &ctx, fn);
+    if (o->output) {
+        FILE *f = fopen(o->output, "w");
+        if (!f) return luaL_error(L, "%s: cannot open '%s' for writing", fn, o->output);
+        st = plm_draws_write_csv(&ctx, plm_results_draws(R), f);
+        if (fclose(f) || st) return luaL_error(L, "%s: writing '%s' failed", fn, o->output);
+    }
+    plm_l_push_results(L, R);
+    plm_l_pushdraws(L, U);
+    lua_setfield(L, -2, "sampler");
+    return 1;
+}
+
+/* ---- plume.graph(model, data) ---- */
+
+typedef struct mgraph {
+    plm_gmodel *gm;   /* NULL for a dynamic program */
+} mgraph;
+
+static int push_program(lua_State *L, int model, int data, plm_l_program *pg)
+{
+    int nargs = 1, k;
+    lua_getfield(L, model, "fn");
+    if (!lua_isfunction(L, -1)) return luaL_error(L, "plume.graph: expected a plume.model (got %s)", luaL_typename(L, model));
+    pg->fn = lua_gettop(L);
+    plm_l_newhandle(L);
+    pg->handle = lua_gettop(L);
+    pg->args = pg->handle + 1;
+    if (luaL_getmetafield(L, data, "__name") == LUA_TSTRING && strcmp(lua_tostring(L, -1), "plume.args") == 0) {
+        lua_pop(L, 1);
+        nargs = (lua_getfield(L, data, "n"), (int)lua_tointeger(L, -1));
+        lua_pop(L, 1);
+        luaL_checkstack(L, nargs + 16, "plume.graph");
+        for (k = 1; k <= nargs; k++) lua_rawgeti(L, data, k);
+    } else {
+        if (lua_gettop(L) > pg->handle) lua_pop(L, 1);   /* a __name that is not plume.args */
+        lua_pushvalue(L, data);
+    }
+    pg->nargs = nargs;
+    return 0;
+}
+
+static int l_graph(lua_State *L)
+{
+    plm_l_program pg;
+    plm_gmodel *gm;
+    int res;
+    lua_settop(L, 2);
+    if (!lua_istable(L, 1)) return luaL_error(L, "plume.graph: expected a plume.model (got %s)", luaL_typename(L, 1));
+    push_program(L, 1, 2, &pg);
+    res = trace_program(L, &pg, &gm);
+    lua_newtable(L);
+    lua_pushstring(L, res ? "static" : "dynamic");
+    lua_setfield(L, -2, "mode");
+    if (!res) {
+        lua_pushvalue(L, -2);
+        lua_setfield(L, -2, "why");
+    } else {
+        mgraph *mg = plm_gc_alloc(sizeof *mg);
+        if (!mg) return luaL_error(L, "plume: out of memory");
+        mg->gm = gm;
+        plm_l_pushobj(L, mg, PLM_L_MGRAPH);
+        lua_setfield(L, -2, "_g");
+        lua_pushinteger(L, gm->dim);
+        lua_setfield(L, -2, "dim");
+    }
+    luaL_setmetatable(L, PLM_L_MGRAPH ".object");
+    return 1;
+}
+
+static plm_gmodel *check_graph(lua_State *L, const char *fn)
+{
+    mgraph *mg;
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_getfield(L, 1, "_g");
+    mg = plm_l_testobj(L, -1, PLM_L_MGRAPH);
+    if (!mg) {
+        lua_getfield(L, 1, "why");
+        luaL_error(L, "%s: the program is dynamic, so it has no static graph (%s)", fn, lua_tostring(L, -1));
+    }
+    lua_pop(L, 1);
+    return mg->gm;
+}
+
+static void push_site(lua_State *L, const plm_gmodel *gm, int i)
+{
+    const plm_gsite *s = &gm->sites[i];
+    int k;
+    lua_createtable(L, 0, 5);
+    lua_pushstring(L, s->name);
+    lua_setfield(L, -2, "name");
+    lua_pushstring(L, plm_gsite_kind_name(s->kind));
+    lua_setfield(L, -2, "kind");
+    if (s->dist >= 0) {
+        lua_pushstring(L, plm_dist_info_of((plm_dist_kind)s->dist)->name);
+        lua_setfield(L, -2, "distribution");
+    }
+    if (s->kind != PLM_GSITE_FACTOR) {
+        lua_pushinteger(L, s->dim ? s->dim : 1);
+        lua_setfield(L, -2, "dim");
+    }
+    lua_createtable(L, s->nparents, 0);
+    for (k = 0; k < s->nparents; k++) {
+        lua_pushstring(L, gm->sites[s->parents[k]].name);
+        lua_rawseti(L, -2, k + 1);
+    }
+    lua_setfield(L, -2, "parents");
+}
+
+/* g:nodes() -> { {name=, kind=, distribution=, dim=, parents={...}}, ... } in program order */
+static int l_graph_nodes(lua_State *L)
+{
+    plm_gmodel *gm = check_graph(L, "graph:nodes");
+    int i;
+    lua_createtable(L, gm->n, 0);
+    for (i = 0; i < gm->n; i++) {
+        push_site(L, gm, i);
+        lua_rawseti(L, -2, i + 1);
+    }
+    return 1;
+}
+
+/* g:markov_blanket(name) -> names of the sites in its Markov blanket, in program order */
+static int l_graph_blanket(lua_State *L)
+{
+    plm_gmodel *gm = check_graph(L, "graph:markov_blanket");
+    const char *name = luaL_checkstring(L, 2);
+    int i = plm_gmodel_find(gm, name), n, k, *out;
+    if (i < 0) return luaL_error(L, "graph:markov_blanket: no site named '%s'", name);
+    out = plm_l_scratch(L, ((size_t)gm->n + 1) * sizeof *out);
+    n = plm_gmodel_blanket(gm, i, out);
+    lua_createtable(L, n, 0);
+    for (k = 0; k < n; k++) {
+        lua_pushstring(L, gm->sites[out[k]].name);
+        lua_rawseti(L, -2, k + 1);
+    }
+    return 1;
+}
+
+static void add_quoted(luaL_Buffer *b, const char *s)
+{
+    luaL_addchar(b, '"');
+    for (; *s; s++) {
+        if (*s == '"' || *s == '\\') luaL_addchar(b, '\\');
+        luaL_addchar(b, *s);
+    }
+    luaL_addchar(b, '"');
+}
+
+/* g:dot() -> Graphviz text: latent sites as ellipses, observed as shaded boxes, deterministic as dashed
+** ellipses, factors as diamonds; an edge from each parent */
+static int l_graph_dot(lua_State *L)
+{
+    plm_gmodel *gm = check_graph(L, "graph:dot");
+    luaL_Buffer b;
+    int i, k;
+    static const char *const shape[] = {"ellipse", "box, style=filled, fillcolor=gray85", "ellipse, style=dashed",
+                                        "diamond"};
+    luaL_buffinit(L, &b);
+    luaL_addstring(&b, "digraph model {\n");
+    for (i = 0; i < gm->n; i++) {
+        const plm_gsite *s = &gm->sites[i];
+        char line[256];
+        luaL_addstring(&b, "  ");
+        add_quoted(&b, s->name);
+        snprintf(line, sizeof line, " [shape=%s, label=\"", shape[s->kind]);
+        luaL_addstring(&b, line);
+        for (const char *p = s->name; *p; p++) {
+            if (*p == '"' || *p == '\\') luaL_addchar(&b, '\\');
+            luaL_addchar(&b, *p);
+        }
+        if (s->dist >= 0) {
+            luaL_addstring(&b, "\\n");
+            luaL_addstring(&b, plm_dist_info_of((plm_dist_kind)s->dist)->name);
+        }
+        luaL_addstring(&b, "\"];\n");
+    }
+    for (i = 0; i < gm->n; i++)
+        for (k = 0; k < gm->sites[i].nparents; k++) {
+            luaL_addstring(&b, "  ");
+            add_quoted(&b, gm->sites[gm->sites[i].parents[k]].name);
+            luaL_addstring(&b, " -> ");
+            add_quoted(&b, gm->sites[i].name);
+            luaL_addstring(&b, ";\n");
+        }
+    luaL_addstring(&b, "}\n");
+    luaL_pushresult(&b);
+    return 1;
+}
+
+static int l_graph_tostring(lua_State *L)
+{
+    lua_getfield(L, 1, "mode");
+    if (strcmp(lua_tostring(L, -1), "static") == 0) {
+        plm_gmodel *gm = check_graph(L, "graph");
+        int i, nl = 0, no = 0, nd = 0;
+        for (i = 0; i < gm->n; i++)
+            nl += gm->sites[i].kind == PLM_GSITE_LATENT, no += gm->sites[i].kind == PLM_GSITE_OBSERVED,
+                nd += gm->sites[i].kind == PLM_GSITE_DETERMINISTIC;
+        lua_pushfstring(L, "plume.graph (static: %d latent sites in %d coordinates, %d observed, %d deterministic)", nl,
+                        gm->dim, no, nd);
+    } else {
+        lua_getfield(L, 1, "why");
+        lua_pushfstring(L, "plume.graph (dynamic: %s)", lua_tostring(L, -1));
+    }
+    return 1;
+}
+
+void plm_l_open_static(lua_State *L)
+{
+    static const luaL_Reg methods[] = {{"nodes", l_graph_nodes}, {"markov_blanket", l_graph_blanket},
+                                       {"dot", l_graph_dot}, {NULL, NULL}};
+    plm_l_newmeta(L, PLM_L_MGRAPH, NULL, NULL);
+    lua_pop(L, 1);
+    luaL_newmetatable(L, PLM_L_MGRAPH ".object");
+    luaL_newlib(L, methods);
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, l_graph_tostring);
+    lua_setfield(L, -2, "__tostring");
+    lua_pushstring(L, "plume.graph");
+    lua_setfield(L, -2, "__name");
+    lua_pop(L, 1);
+    lua_pushcfunction(L, l_graph);
+    lua_setfield(L, -2, "graph");
+}

@@ -1,0 +1,96 @@
+/* gmodel.h -- static graphical models: the sites of a model program traced once with symbolic values, over
+** one expression graph. Each latent site owns coordinates of an unconstrained point u (inputs of group X):
+** its value is a transform of them onto the support (log for one finite bound, scaled logit for two, as
+** transform.h) and its term of the log density carries the log Jacobian, so the sum of the terms is a target
+** on R^dim for gradient-based kernels. Observations, factors and deterministic values are terms and outputs
+** of the same graph. A gmodel also knows its dependency structure (parents, Markov blankets) and maps draws
+** of u back to the values users see. A gmodel is GC memory. */
+#ifndef PLM_GMODEL_H
+#define PLM_GMODEL_H
+
+#include "ctx.h"
+#include "draws.h"
+#include "expr.h"
+#include "target.h"
+#include "trace.h"
+
+typedef enum plm_gsite_kind {
+    PLM_GSITE_LATENT,
+    PLM_GSITE_OBSERVED,
+    PLM_GSITE_DETERMINISTIC,
+    PLM_GSITE_FACTOR
+} plm_gsite_kind;
+
+typedef struct plm_gsite {
+    const char *name;
+    plm_gsite_kind kind;
+    int dist;               /* plm_dist_kind of latent and observed sites, -1 otherwise */
+    int dim;                /* scalars in the value (0 for factors) */
+    int first;              /* latent: its first coordinate of u */
+    int *value;             /* dim nodes: the value (latent: on its support, from the transform) */
+    int lo, hi;             /* latent scalar: bound nodes, -1 where unbounded */
+    int logp;               /* its term of the log density, -1 for deterministic sites */
+    int *parents;           /* latent sites (indices into sites) whose coordinates the term or value reads */
+    int nparents;
+} plm_gsite;
+
+typedef struct plm_gmodel {
+    plm_graph *g;
+    plm_gsite *sites;
+    int n, cap;
+    int dim;                /* coordinates of u */
+    int *x, xcap;           /* the input node of each coordinate */
+    int *owner;             /* the latent site of each coordinate */
+    plm_trace *index;       /* site names, for uniqueness and look-up (position = site index) */
+    int lp;                 /* the sum of the terms, after plm_gmodel_finish */
+    int finished;
+} plm_gmodel;
+
+/* A new model over g (GC). */
+plm_status plm_gmodel_new(plm_ctx *ctx, plm_graph *g, plm_gmodel **out);
+
+/* A latent site of symbolic distribution d: value receives plm_symdist_dim(d) nodes. Continuous scalar kinds
+** (bounds from the kind's support; uniform's may be symbolic) and mvnormal are supported; PLM_ENOTSUP (the
+** message says why) for discrete kinds, dirichlet and multinomial; PLM_EINVAL for a name used twice. */
+plm_status plm_gmodel_latent(plm_ctx *ctx, plm_gmodel *m, const char *name, const plm_symdist *d, int *value);
+/* An observation x (plm_symdist_dim(d) nodes, usually constants) of d. */
+plm_status plm_gmodel_observe(plm_ctx *ctx, plm_gmodel *m, const char *name, const plm_symdist *d, const int *x);
+/* An observation whose log density is a known number (a numeric distribution and value). */
+plm_status plm_gmodel_observe_const(plm_ctx *ctx, plm_gmodel *m, const char *name, int dist, double logp);
+/* A term of the log density (m:factor), named "factor#k". */
+plm_status plm_gmodel_factor(plm_ctx *ctx, plm_gmodel *m, int node);
+/* A recorded value of dim nodes. */
+plm_status plm_gmodel_deterministic(plm_ctx *ctx, plm_gmodel *m, const char *name, int dim, const int *value);
+
+/* Close the model: sum the terms and find each site's parents. PLM_EINVAL when it has no latent site. */
+plm_status plm_gmodel_finish(plm_ctx *ctx, plm_gmodel *m);
+
+/* Index of the site named name, or -1. */
+int plm_gmodel_find(const plm_gmodel *m, const char *name);
+
+/* The Markov blanket of site i (parents, children, children's other parents), as site indices in model
+** order into out (at most m->n); returns the count. */
+int plm_gmodel_blanket(const plm_gmodel *m, int i, int *out);
+
+/* The target on u (log density and compiled gradient). PLM_ENOTSUP when an op has no derivative (*out then
+** holds a target without a gradient). */
+plm_status plm_gmodel_target(plm_ctx *ctx, plm_gmodel *m, plm_target **out);
+
+/* u for a latent site's value x (dim doubles) into u (dim doubles). PLM_EINVAL when x is outside the support
+** (the message names the site) or the bounds depend on other sites. */
+plm_status plm_gmodel_unconstrain(plm_ctx *ctx, const plm_gmodel *m, int site, const double *x, double *u);
+
+/* Why the log density at u is not finite: fails with PLM_EDEAD and a message naming the first site whose
+** term is -inf, +inf or NaN and, for a latent site, its value ("site 'sigma' (latent, gamma) has log density
+** -inf at sigma = 0"). Returns PLM_OK when every term is finite. */
+plm_status plm_gmodel_blame(plm_ctx *ctx, const plm_gmodel *m, const double *u);
+
+/* Append to D (empty, with U's chain count) one column per scalar of every latent and deterministic site
+** ("x" for a scalar, "x[1]", ... for vectors), in model order, and one row for each draw of U, whose first
+** m->dim columns are coordinates of u (as plm_mcmc_run makes them). nthreads as plm_prog_eval. */
+plm_status plm_gmodel_draws(plm_ctx *ctx, const plm_gmodel *m, const plm_draws *U, plm_draws *D, int nthreads);
+
+/* "latent", "observed", "deterministic", "factor". */
+const char *plm_gsite_kind_name(plm_gsite_kind k);
+
+#endif
