@@ -33,5 +33,8 @@
 #include "mh_trace.h"
 #include "pfilter.h"
 #include "smooth.h"
+#include "pmcmc.h"
+#include "pgibbs.h"
+#include "pmmh.h"
 
 #endif

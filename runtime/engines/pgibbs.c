@@ -1,0 +1,474 @@
+/* pgibbs.c -- conditional SMC with ancestor sampling and the particle Gibbs driver (see pgibbs.h).
+**
+** A sweep keeps the reference path in the last slot N - 1; the N - 1 other particles are a bootstrap filter
+** whose resampling draws from all N weights (multinomially, so that given the reference they are the i.i.d.
+** draws the conditional SMC argument needs). Ancestor sampling re-draws the reference's parent at every step
+** from W_{t-1}^j p(x*_t | x_{t-1}^j): its lineage then joins the others early, and the path drawn at the end
+** differs from the reference at every time, not only near T, which is what makes the sampler mix for long
+** series with few particles. */
+#include "pgibbs.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mcmc.h"
+#include "par.h"
+#include "resample.h"
+
+struct plm_csmc {
+    long T;
+    size_t N;
+    int dim, ydim;
+    double *xs;          /* the particles of every step: xs[((t-1)*dim + k)*N + i] */
+    uint32_t *anc;       /* anc[(t-1)*N + i]: the parent at t - 1 of particle i at t */
+    double *xo, *xrep;   /* dim * N: gathered parents; the reference state repeated */
+    double *inc, *lw, *W, *la;   /* N: incremental and normalised log weights, weights, ancestor log weights */
+    size_t *cnt, *ancs;  /* N */
+    plm_rng *rng;        /* N */
+};
+
+void plm_csmc_free(plm_csmc *w)
+{
+    if (!w) return;
+    free(w->xs);
+    free(w->anc);
+    free(w->xo);
+    free(w->xrep);
+    free(w->inc);
+    free(w->lw);
+    free(w->W);
+    free(w->la);
+    free(w->cnt);
+    free(w->ancs);
+    free(w->rng);
+    free(w);
+}
+
+plm_csmc *plm_csmc_new(const plm_ssm *m, long T, size_t N)
+{
+    plm_csmc *w = calloc(1, sizeof *w);
+    size_t d = (size_t)m->dim;
+    if (!w || T < 1 || N < 2) {
+        free(w);
+        return NULL;
+    }
+    w->T = T;
+    w->N = N;
+    w->dim = m->dim;
+    w->ydim = m->ydim;
+    w->xs = malloc((size_t)T * d * N * sizeof *w->xs);
+    w->anc = malloc((size_t)T * N * sizeof *w->anc);
+    w->xo = malloc(d * N * sizeof *w->xo);
+    w->xrep = malloc(d * N * sizeof *w->xrep);
+    w->inc = malloc(N * sizeof *w->inc);
+    w->lw = malloc(N * sizeof *w->lw);
+    w->W = malloc(N * sizeof *w->W);
+    w->la = malloc(N * sizeof *w->la);
+    w->cnt = malloc(N * sizeof *w->cnt);
+    w->ancs = malloc(N * sizeof *w->ancs);
+    w->rng = malloc(N * sizeof *w->rng);
+    if (!w->xs || !w->anc || !w->xo || !w->xrep || !w->inc || !w->lw || !w->W || !w->la || !w->cnt || !w->ancs ||
+        !w->rng) {
+        plm_csmc_free(w);
+        return NULL;
+    }
+    return w;
+}
+
+/* The index drawn from normalised weights W (n of them) by the uniform u. */
+static size_t draw_index(const double *W, size_t n, double u)
+{
+    double acc = 0;
+    size_t i;
+    for (i = 0; i < n - 1; i++)
+        if ((acc += W[i]) > u) break;
+    return i;
+}
+
+static plm_status weight_error(plm_ctx *ctx, double A, long t)
+{
+    if (isnan(A) || A == INFINITY)
+        return plm_fail(ctx, PLM_EDOM, "csmc: a weight is %g at t = %ld: a parameter outside its domain, or a density "
+                        "that is not finite", A, t);
+    return plm_fail(ctx, PLM_EDOM, "csmc: every particle has weight zero at t = %ld: no particle, the reference "
+                    "included, can explain the observation", t);
+}
+
+plm_status plm_csmc_sweep(plm_ctx *ctx, plm_csmc *w, const plm_ssm *m, const double *ys, uint64_t seed, int ref,
+                          int ancestor_sampling, int nthreads, double *path)
+{
+    const size_t N = w->N, dim = (size_t)w->dim, nf = ref ? N - 1 : N;
+    const long T = w->T;
+    const int nth = N >= 8 * PLM_EXPR_BLOCK ? nthreads : 1;
+    plm_rng rr;
+    plm_status st;
+    size_t i, k, b;
+    long t;
+    int j;
+    for (i = 0; i < N; i++) plm_rng_init(&w->rng[i], seed, (uint64_t)i + 1);
+    plm_rng_init(&rr, seed, 0);
+    for (t = 1; t <= T; t++) {
+        const double *y = ys + (size_t)(t - 1) * (size_t)w->ydim, *xr = path + (size_t)(t - 1) * dim;
+        double *x = w->xs + (size_t)(t - 1) * dim * N, *xp = x - dim * N, A;
+        uint32_t *anc = w->anc + (size_t)(t - 1) * N;
+        int missing = 0;
+        if (plm_interrupted()) return plm_fail(ctx, PLM_EINTR, "csmc: interrupted at t = %ld", t);
+        for (j = 0; j < w->ydim; j++) missing |= isnan(y[j]);
+        if (t == 1) {
+            st = missing ? plm_ssm_init_sample(ctx, m, nf, x, N, w->rng, nth)
+                         : plm_ssm_step(ctx, m, 1, nf, NULL, y, x, N, w->inc, w->rng, nth);
+            if (st) return st;
+            for (i = 0; i < N; i++) anc[i] = (uint32_t)i;
+        } else {
+            /* the free particles' parents, from all N weights of t - 1 */
+            if ((st = plm_resample_counts(ctx, PLM_RESAMPLE_MULTINOMIAL, w->W, N, nf, &rr, w->cnt, NULL))) return st;
+            plm_resample_ancestors(w->cnt, N, w->ancs);
+            for (i = 0; i < nf; i++) anc[i] = (uint32_t)w->ancs[i];
+            for (k = 0; k < dim; k++)
+                for (i = 0; i < nf; i++) w->xo[k * N + i] = xp[k * N + anc[i]];
+            st = missing ? plm_ssm_trans_sample(ctx, m, t, nf, w->xo, x, N, w->rng, nth)
+                         : plm_ssm_step(ctx, m, t, nf, w->xo, y, x, N, w->inc, w->rng, nth);
+            if (st) return st;
+            if (ref && ancestor_sampling) {
+                double mx = -INFINITY, s = 0;
+                for (k = 0; k < dim; k++)
+                    for (i = 0; i < N; i++) w->xrep[k * N + i] = xr[k];
+                if ((st = plm_ssm_trans_logpdf(ctx, m, t, N, xp, w->xrep, N, w->la, nth))) return st;
+                for (i = 0; i < N; i++) {
+                    w->la[i] += w->lw[i];
+                    if (w->la[i] > mx) mx = w->la[i];
+                }
+                if (!(mx > -INFINITY) || mx == INFINITY)
+                    return plm_fail(ctx, PLM_EDOM, "csmc: the reference state at t = %ld has no possible parent at "
+                                    "t = %ld (ancestor log weights up to %g)", t, t - 1, mx);
+                for (i = 0; i < N; i++) s += (w->la[i] = exp(w->la[i] - mx));
+                for (i = 0; i < N; i++) w->la[i] /= s;
+                anc[N - 1] = (uint32_t)draw_index(w->la, N, plm_rng_uniform(&rr));
+            } else if (ref)
+                anc[N - 1] = (uint32_t)(N - 1);
+        }
+        if (ref) {
+            for (k = 0; k < dim; k++) x[k * N + N - 1] = xr[k];
+            if (!missing && (st = plm_ssm_obs_logpdf(ctx, m, t, 1, x + N - 1, N, y, &w->inc[N - 1], 1))) return st;
+        }
+        /* resampling at every step leaves equal weights: the new ones are the incremental weights */
+        if (missing)
+            for (i = 0; i < N; i++) w->inc[i] = 0;
+        A = plm_resample_normalise(w->inc, N, w->W);
+        if (!isfinite(A)) return weight_error(ctx, A, t);
+        for (i = 0; i < N; i++) w->lw[i] = w->inc[i] - A;
+    }
+    /* the path of a particle drawn from the final weights, by its ancestry */
+    b = draw_index(w->W, N, plm_rng_uniform(&rr));
+    for (t = T; t >= 1; t--) {
+        for (k = 0; k < dim; k++) path[(size_t)(t - 1) * dim + k] = w->xs[((size_t)(t - 1) * dim + k) * N + b];
+        b = w->anc[(size_t)(t - 1) * N + b];
+    }
+    return PLM_OK;
+}
+
+/* ---- particle Gibbs ---- */
+
+void plm_pgibbs_opts_default(plm_pgibbs_opts *o)
+{
+    memset(o, 0, sizeof *o);
+    o->N = 100;
+    o->chains = 4;
+    o->warmup = 1000;
+    o->samples = 1000;
+    o->seed = 1;
+    o->nthreads = 1;
+    o->ancestor_sampling = 1;
+    o->param_moves = 1;
+}
+
+/* The parameters given the path: the target the random-walk kernel moves (one per chain). */
+typedef struct cond_target {
+    plm_target t;
+    plm_ssm *m;          /* the chain's copy, its parameters written at every evaluation */
+    const plm_ssm_prior *P;
+    const double *ys, *path;
+    long T;
+    plm_ctx *ctx;
+} cond_target;
+
+/* log p(x_1:T, y_1:T) of the path, missing observations skipped; NaN when a program fails (ctx says why) */
+static double path_logjoint(plm_ctx *ctx, const plm_ssm *m, long T, const double *xs, const double *ys)
+{
+    double s = 0, v;
+    long t;
+    int j;
+    for (t = 1; t <= T; t++) {
+        const double *x = xs + (size_t)(t - 1) * (size_t)m->dim, *y = ys + (size_t)(t - 1) * (size_t)m->ydim;
+        int missing = 0;
+        if (plm_ssm_trans_logpdf(ctx, m, t, 1, t > 1 ? x - m->dim : x, x, 1, &v, 1)) return NAN;
+        s += v;
+        for (j = 0; j < m->ydim; j++) missing |= isnan(y[j]);
+        if (missing) continue;
+        if (plm_ssm_obs_logpdf(ctx, m, t, 1, x, 1, y, &v, 1)) return NAN;
+        s += v;
+    }
+    return s;
+}
+
+/* A density that is NaN at some parameter (a scale below 0 inside a wide prior) makes that point impossible:
+** the move is rejected, as an invalid parameter inside a model run is. */
+static double cond_logp(const plm_target *tg, void *ws, const double *u)
+{
+    const cond_target *c = tg->self;
+    double lp = plm_ssm_prior_set(c->P, u, c->m->params), lj;
+    (void)ws;
+    if (lp == -INFINITY) return lp;
+    lj = path_logjoint(c->ctx, c->m, c->T, c->path, c->ys);
+    return isnan(lj) ? -INFINITY : lp + lj;
+}
+
+static const plm_target_ops cond_ops = {"ssm path-conditional", NULL, NULL, cond_logp, NULL};
+
+typedef struct pg_job {
+    const plm_ssm *m;
+    long T;
+    const double *ys;
+    const plm_ssm_prior *P;
+    const plm_pgibbs_opts *o;
+    const plm_kernel *k;
+    const long *times;
+    long ntimes;
+    int inner_threads, w;      /* threads of a sweep; values per kept row */
+    double *vals;              /* chains x samples x w */
+    long *kept, *changed;      /* per chain; per chain and time */
+    double *accept;            /* per chain */
+    plm_status *st;
+    plm_ctx *ctx;
+} pg_job;
+
+static plm_status pg_chain(const pg_job *J, int c)
+{
+    const plm_ssm *m0 = J->m;
+    const plm_pgibbs_opts *o = J->o;
+    const plm_ssm_prior *P = J->P;
+    const long T = J->T, total = o->warmup + o->samples;
+    const size_t dim = (size_t)m0->dim, pl = (size_t)T * dim;
+    const int nfree = P->nfree, moves = o->param_moves;
+    plm_ctx *ctx = &J->ctx[c];
+    double *par = malloc(((size_t)m0->np + 1) * sizeof *par), *path = malloc(2 * pl * sizeof *path);
+    double *old = path + pl, *u = malloc(((size_t)nfree + 1) * sizeof *u), *row;
+    double lp = 0, stat = NAN, sacc = 0;
+    plm_csmc *w = plm_csmc_new(m0, T, o->N);
+    plm_ssm mc;
+    cond_target tg;
+    void *ks = NULL;
+    plm_rng r;
+    plm_status st = PLM_OK;
+    long it, tt;
+    int tries, j;
+    size_t i;
+    plm_rng_init(&r, o->seed, (uint64_t)c);
+    row = J->vals + (size_t)c * (size_t)o->samples * (size_t)J->w;
+    if (!par || !path || !u || !w) {
+        st = plm_fail(ctx, PLM_ENOMEM, "pgibbs: out of memory (%ld x %zu particles)", T, o->N);
+        goto done;
+    }
+    plm_ssm_with_params(m0, par, &mc);
+    tg.t.ops = &cond_ops;
+    tg.t.self = &tg;
+    tg.t.dim = nfree;
+    tg.t.names = P->names;
+    tg.m = &mc, tg.P = P, tg.ys = J->ys, tg.path = path, tg.T = T, tg.ctx = ctx;
+    if (nfree && !(ks = J->k->ops->chain_new(J->k, &tg.t))) {
+        st = plm_fail(ctx, PLM_ENOMEM, "pgibbs: out of memory");
+        goto done;
+    }
+    /* the start: parameters from init or the prior, a path from an unconditional sweep */
+    for (tries = 0;; tries++) {
+        if (tries == 100) {
+            st = plm_fail(ctx, PLM_EDEAD, "pgibbs: chain %d found no start of finite density in 100 draws from the "
+                          "prior (last: %s)", c + 1, ctx->msg[0] ? ctx->msg : "log density -inf");
+            goto done;
+        }
+        if (o->init)
+            memcpy(u, o->init + (size_t)c * (size_t)nfree, (size_t)nfree * sizeof *u);
+        else
+            plm_ssm_prior_draw(P, &r, u);
+        if (plm_ssm_prior_set(P, u, par) == -INFINITY) {
+            if (o->init) {
+                st = plm_fail(ctx, PLM_EDEAD, "pgibbs: chain %d: the given start is outside the prior's support", c + 1);
+                goto done;
+            }
+            continue;
+        }
+        st = plm_csmc_sweep(ctx, w, &mc, J->ys, plm_rng_next(&r), 0, 0, J->inner_threads, path);
+        if (st == PLM_EDOM && !o->init) continue;
+        if (st) goto done;
+        lp = nfree ? cond_logp(&tg.t, NULL, u) : path_logjoint(ctx, &mc, T, path, J->ys);
+        if (isfinite(lp)) break;
+        if (o->init) {
+            st = plm_fail(ctx, PLM_EDEAD, "pgibbs: chain %d: the log density at the given start is %g", c + 1, lp);
+            goto done;
+        }
+    }
+    ctx->msg[0] = 0;
+    for (it = 0; it < total; it++) {
+        if (plm_interrupted()) {
+            st = plm_fail(ctx, PLM_EINTR, "pgibbs: interrupted");
+            goto done;
+        }
+        if (nfree) plm_ssm_prior_set(P, u, par);   /* a rejected move left the proposal's values there */
+        memcpy(old, path, pl * sizeof *path);
+        if ((st = plm_csmc_sweep(ctx, w, &mc, J->ys, plm_rng_next(&r), 1, o->ancestor_sampling, J->inner_threads,
+                                 path)))
+            goto done;
+        if (nfree) {
+            lp = cond_logp(&tg.t, NULL, u);
+            for (j = 0; j < moves; j++) {
+                if ((st = J->k->ops->step(J->k, ks, ctx, &tg.t, NULL, &r, u, &lp, &stat, NULL))) goto done;
+                if (it < o->warmup && J->k->ops->adapt)
+                    J->k->ops->adapt(J->k, ks, it * moves + j, o->warmup * moves, u, stat);
+            }
+            plm_ssm_prior_set(P, u, par);
+        } else
+            lp = path_logjoint(ctx, &mc, T, path, J->ys);
+        if (it < o->warmup) continue;
+        for (tt = 0; tt < T; tt++)
+            for (i = 0; i < dim; i++)
+                if (path[(size_t)tt * dim + i] != old[(size_t)tt * dim + i]) {
+                    J->changed[(size_t)c * (size_t)T + (size_t)tt]++;
+                    break;
+                }
+        {
+            double *v = row;
+            for (j = 0; j < nfree; j++) *v++ = par[P->idx[j]];
+            for (tt = 0; tt < J->ntimes; tt++) {
+                long t = J->times ? J->times[tt] : tt + 1;
+                for (i = 0; i < dim; i++) *v++ = path[(size_t)(t - 1) * dim + i];
+            }
+            *v++ = lp;
+            if (nfree) *v = stat;
+        }
+        if (nfree) sacc += stat;
+        row += J->w;
+        J->kept[c]++;
+    }
+done:
+    J->accept[c] = J->kept[c] ? sacc / (double)J->kept[c] : NAN;
+    if (ks) J->k->ops->chain_free(ks);
+    plm_csmc_free(w);
+    free(par);
+    free(path);
+    free(u);
+    return st;
+}
+
+static void pg_worker(void *arg, size_t begin, size_t end, int worker)
+{
+    pg_job *J = arg;
+    size_t c;
+    (void)worker;
+    for (c = begin; c < end; c++) J->st[c] = pg_chain(J, (int)c);
+}
+
+/* The columns of the draws, in row order. */
+static plm_status pg_columns(plm_ctx *ctx, plm_draws *D, const plm_ssm *m, const plm_ssm_prior *P, const pg_job *J)
+{
+    char name[64];
+    int col = 0, j, k;
+    long tt;
+    for (j = 0; j < P->nfree; j++, col++)
+        if (plm_draws_col(D, P->names[j], 1) != col)
+            return plm_fail(ctx, PLM_EINVAL, "pgibbs: column name '%s' is used twice", P->names[j]);
+    for (tt = 0; tt < J->ntimes; tt++)
+        for (k = 0; k < m->dim; k++, col++) {
+            long t = J->times ? J->times[tt] : tt + 1;
+            if (m->dim == 1)
+                snprintf(name, sizeof name, "x[%ld]", t);
+            else
+                snprintf(name, sizeof name, "x[%ld,%d]", t, k + 1);
+            if (plm_draws_col(D, name, 1) != col)
+                return plm_fail(ctx, PLM_EINVAL, "pgibbs: column name '%s' is used twice (a time listed twice, or a "
+                                "parameter of that name)", name);
+        }
+    if (plm_draws_col(D, "lp__", 1) != col || (P->nfree && plm_draws_col(D, "accept_stat__", 1) != col + 1))
+        return plm_fail(ctx, PLM_EINVAL, "pgibbs: a parameter is named lp__ or accept_stat__");
+    return PLM_OK;
+}
+
+plm_status plm_pgibbs_run(plm_ctx *ctx, const plm_ssm *m, long T, const double *ys, const plm_ssm_prior *P,
+                          const plm_pgibbs_opts *o, plm_results *R)
+{
+    pg_job J;
+    plm_kernel *k = NULL;
+    plm_draws *D = plm_results_draws(R);
+    plm_status st;
+    long tt;
+    int c, j;
+    memset(&J, 0, sizeof J);
+    if (o->N < 2 || o->N > ((size_t)1 << 31))
+        return plm_fail(ctx, PLM_EINVAL, "pgibbs: particles must be in 2..2^31 (got %zu)", o->N);
+    if (T < 1) return plm_fail(ctx, PLM_EINVAL, "pgibbs: no observations (T = %ld)", T);
+    if (o->chains < 1 || o->warmup < 0 || o->samples < 0 || o->param_moves < 1)
+        return plm_fail(ctx, PLM_EINVAL, "pgibbs: need chains >= 1, warmup >= 0, samples >= 0 and param_moves >= 1");
+    if (plm_draws_nchains(D) != o->chains)
+        return plm_fail(ctx, PLM_EINVAL, "pgibbs: the results have %d chains, not %d", plm_draws_nchains(D), o->chains);
+    if ((st = plm_ssm_prior_check(ctx, m, P))) return st;
+    for (j = 0; j < m->np; j++) {
+        int free_j = 0, q;
+        for (q = 0; q < P->nfree; q++) free_j |= P->idx[q] == j;
+        if (!free_j && isnan(m->params[j]))
+            return plm_fail(ctx, PLM_EINVAL, "pgibbs: parameter %d has neither a value nor a prior", j + 1);
+    }
+    for (tt = 0; o->times && tt < o->ntimes; tt++)
+        if (o->times[tt] < 1 || o->times[tt] > T)
+            return plm_fail(ctx, PLM_EINVAL, "pgibbs: recorded time %ld is outside 1..%ld", o->times[tt], T);
+    if (P->nfree && (st = plm_kernel_rwmh(ctx, o->target_accept, &k))) return st;
+    J.m = m, J.T = T, J.ys = ys, J.P = P, J.o = o, J.k = k;
+    J.times = o->times;
+    J.ntimes = o->times ? o->ntimes : T;
+    J.w = P->nfree + (int)(J.ntimes * m->dim) + 1 + (P->nfree > 0);
+    if ((double)o->chains * (double)o->samples * J.w > 2e9)
+        return plm_fail(ctx, PLM_EINVAL, "pgibbs: %d chains x %ld samples x %d columns is more than 2e9 values "
+                        "(record fewer times)", o->chains, o->samples, J.w);
+    /* chains in parallel, each sweep on one thread; a single chain spreads its sweeps' particles instead */
+    J.inner_threads = o->chains > 1 && o->nthreads != 1 ? 1 : o->nthreads;
+    J.vals = malloc(((size_t)o->chains * (size_t)o->samples * (size_t)J.w + 1) * sizeof *J.vals);
+    J.kept = calloc((size_t)o->chains, sizeof *J.kept);
+    J.changed = calloc((size_t)o->chains * (size_t)T, sizeof *J.changed);
+    J.accept = calloc((size_t)o->chains, sizeof *J.accept);
+    J.st = calloc((size_t)o->chains, sizeof *J.st);
+    J.ctx = calloc((size_t)o->chains, sizeof *J.ctx);
+    if (!J.vals || !J.kept || !J.changed || !J.accept || !J.st || !J.ctx) {
+        st = plm_fail(ctx, PLM_ENOMEM, "pgibbs: out of memory");
+        goto done;
+    }
+    if ((st = pg_columns(ctx, D, m, P, &J))) goto done;
+    plm_parallel_for(o->chains > 1 ? o->nthreads : 1, (size_t)o->chains, 1, pg_worker, &J);
+    /* every chain's draws go in, also when some failed or were interrupted */
+    for (c = 0; c < o->chains; c++) {
+        const double *row = J.vals + (size_t)c * (size_t)o->samples * (size_t)J.w;
+        long i;
+        for (i = 0; i < J.kept[c]; i++, row += J.w)
+            if ((st = plm_draws_push(ctx, D, c, row, J.w, 0))) goto done;
+    }
+    for (c = 0; c < o->chains && P->nfree; c++)
+        if ((st = plm_results_push(ctx, R, "accept_rate", J.accept[c]))) goto done;
+    for (tt = 0; tt < T; tt++) {
+        long n = 0, s = 0;
+        for (c = 0; c < o->chains; c++) s += J.changed[(size_t)c * (size_t)T + (size_t)tt], n += J.kept[c];
+        if ((st = plm_results_push(ctx, R, "update_rate", n ? (double)s / (double)n : NAN))) goto done;
+    }
+    for (c = 0; c < o->chains; c++)
+        if (J.st[c]) {
+            st = J.st[c];
+            memcpy(ctx->msg, J.ctx[c].msg, sizeof ctx->msg);
+            ctx->status = st;
+            break;
+        }
+done:
+    free(J.vals);
+    free(J.kept);
+    free(J.changed);
+    free(J.accept);
+    free(J.st);
+    free(J.ctx);
+    return st;
+}
