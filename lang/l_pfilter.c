@@ -3,7 +3,7 @@
 ** this file wraps it with a dispatch on the first argument), ssm:loglik(ys, opts) is its log evidence, and
 ** plume.smooth(ssm, ys, opts) runs FFBS or PaRIS. Functions of the state the user passes (moments, look-ahead
 ** weights, additive functionals) are traced on the ssm's own graph and compiled like the model. */
-#include "l_expr.h"
+#include "lssm.h"
 #include "larray.h"
 #include "lmodel.h"
 
@@ -22,44 +22,6 @@ static plm_ssm *check_ssm(lua_State *L, int idx, const char *fn)
     return m;
 }
 
-/* T observations as ys[(t-1)*ydim + k]: a list of numbers (ydim 1; NaN or 0/0 marks a missing one), a
-** plume.array, or a list of ydim-lists. Pushes the owner of the memory. */
-static double *read_ys(lua_State *L, int idx, int ydim, const char *fn, long *T)
-{
-    plm_l_array *a = plm_l_toarray(L, idx);
-    double *v;
-    lua_Integer t, n;
-    int k;
-    if (a && (ydim == 1 || a->cols == (size_t)ydim)) {
-        lua_pushvalue(L, idx);
-        *T = (long)(a->n / (size_t)ydim);
-        return a->data;
-    }
-    if (!lua_istable(L, idx)) luaL_error(L, "%s: ys must be a list of observations (got %s)", fn, luaL_typename(L, idx));
-    n = luaL_len(L, idx);
-    if (n < 1) luaL_error(L, "%s: ys is empty", fn);
-    v = plm_l_scratch(L, (size_t)n * (size_t)ydim * sizeof *v);
-    for (t = 1; t <= n; t++) {
-        int ty = lua_geti(L, idx, t);
-        if (ydim == 1 && ty == LUA_TNUMBER)
-            v[t - 1] = lua_tonumber(L, -1);
-        else if (ydim > 1 && ty == LUA_TTABLE && luaL_len(L, -1) == ydim)
-            for (k = 0; k < ydim; k++) {
-                if (lua_geti(L, -1, k + 1) != LUA_TNUMBER)
-                    luaL_error(L, "%s: ys[%d][%d] must be a number (got %s)", fn, (int)t, k + 1, luaL_typename(L, -1));
-                v[(t - 1) * ydim + k] = lua_tonumber(L, -1);
-                lua_pop(L, 1);
-            }
-        else if (ydim == 1)
-            luaL_error(L, "%s: ys[%d] must be a number (got %s; 0/0 marks a missing observation)", fn, (int)t,
-                       luaL_typename(L, -1));
-        else
-            luaL_error(L, "%s: ys[%d] must be a list of %d numbers", fn, (int)t, ydim);
-        lua_pop(L, 1);
-    }
-    *T = (long)n;
-    return v;
-}
 
 /* Push the symbolic state of group grp (a symbol for dim 1, else a list). */
 static void push_state(lua_State *L, int holder, plm_graph *g, int grp, int dim)
@@ -173,7 +135,7 @@ static void pf_setup(lua_State *L, int opts, const char *fn, pf_args *a, int smo
     lua_getfield(L, a->info, "holder");
     a->holder = lua_gettop(L);
     a->g = plm_l_testobj(L, a->holder, PLM_L_GRAPH);
-    a->ys = read_ys(L, 2, a->m->ydim, fn, &a->T);
+    a->ys = plm_l_ssm_ys(L, 2, a->m->ydim, fn, &a->T);
     plm_pf_opts_default(&a->o);
     N = plm_l_optint(L, opts, fn, "particles", 1000);
     if (N < 1 || N > 100000000) luaL_error(L, "%s: option 'particles' must be in 1..1e8 (got %d)", fn, (int)N);

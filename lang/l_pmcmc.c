@@ -2,7 +2,7 @@
 ** opts) and plume.pmmh(ssm, ys, opts). Both read which parameters to sample the same way (params_setup) and
 ** hand back a posterior object (plume._posterior), so summary, draws, write_csv and write_json are those of
 ** plume.infer. */
-#include "l_expr.h"
+#include "lssm.h"
 #include "larray.h"
 #include "ldist.h"
 #include "lmodel.h"
@@ -11,41 +11,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* T observations as ys[(t-1)*ydim + k] from a list of numbers (NaN or 0/0: missing), a list of ydim-lists
-** or a plume.array (the forms plume.smc takes). Pushes the owner of the memory. */
-static double *read_ys(lua_State *L, int idx, int ydim, const char *fn, long *T)
-{
-    plm_l_array *a = plm_l_toarray(L, idx);
-    lua_Integer t, n;
-    double *v;
-    int k;
-    if (a && (ydim == 1 || a->cols == (size_t)ydim)) {
-        lua_pushvalue(L, idx);
-        *T = (long)(a->n / (size_t)ydim);
-        return a->data;
-    }
-    if (!lua_istable(L, idx)) luaL_error(L, "%s: ys must be a list of observations (got %s)", fn, luaL_typename(L, idx));
-    if ((n = luaL_len(L, idx)) < 1) luaL_error(L, "%s: ys is empty", fn);
-    v = plm_l_scratch(L, (size_t)n * (size_t)ydim * sizeof *v);
-    for (t = 1; t <= n; t++) {
-        int ty = lua_geti(L, idx, t);
-        if (ydim == 1 && ty == LUA_TNUMBER)
-            v[t - 1] = lua_tonumber(L, -1);
-        else if (ydim > 1 && ty == LUA_TTABLE && luaL_len(L, -1) == ydim)
-            for (k = 0; k < ydim; k++) {
-                if (lua_geti(L, -1, k + 1) != LUA_TNUMBER)
-                    luaL_error(L, "%s: ys[%d][%d] must be a number (got %s)", fn, (int)t, k + 1, luaL_typename(L, -1));
-                v[(t - 1) * ydim + k] = lua_tonumber(L, -1);
-                lua_pop(L, 1);
-            }
-        else
-            luaL_error(L, "%s: ys[%d] must be %s", fn, (int)t,
-                       ydim == 1 ? "a number (0/0 marks a missing observation)" : "a list of numbers, one per component");
-        lua_pop(L, 1);
-    }
-    *T = (long)n;
-    return v;
-}
 
 /* What both samplers share: the model, the data, the parameters to sample and the common options. */
 typedef struct pm_args {
@@ -152,7 +117,7 @@ static void common_setup(lua_State *L, int opts, const char *fn, pm_args *a, lon
     lua_Integer c, s, w;
     memset(a, 0, sizeof *a);
     if (!(a->m = plm_l_tossm(L, 1))) luaL_error(L, "%s: expected a plume.ssm (got %s)", fn, luaL_typename(L, 1));
-    a->ys = read_ys(L, 2, a->m->ydim, fn, &a->T);
+    a->ys = plm_l_ssm_ys(L, 2, a->m->ydim, fn, &a->T);
     s = plm_l_optint(L, opts, fn, "samples", def_samples);
     w = plm_l_optint(L, opts, fn, "warmup", s);
     c = plm_l_optint(L, opts, fn, "chains", 4);

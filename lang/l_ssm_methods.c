@@ -315,3 +315,41 @@ int plm_l_ssm_tostring(lua_State *L)
     return 1;
 }
 
+/* T observations as ys[(t-1)*ydim + k]: a list of numbers (ydim 1; NaN or 0/0 marks a missing one), a
+** plume.array, or a list of ydim-lists. Pushes the owner of the memory. */
+double *plm_l_ssm_ys(lua_State *L, int idx, int ydim, const char *fn, long *T)
+{
+    plm_l_array *a = plm_l_toarray(L, idx);
+    double *v;
+    lua_Integer t, n;
+    int k;
+    if (a && (ydim == 1 || a->cols == (size_t)ydim)) {
+        lua_pushvalue(L, idx);
+        *T = (long)(a->n / (size_t)ydim);
+        return a->data;
+    }
+    if (!lua_istable(L, idx)) luaL_error(L, "%s: ys must be a list of observations (got %s)", fn, luaL_typename(L, idx));
+    n = luaL_len(L, idx);
+    if (n < 1) luaL_error(L, "%s: ys is empty", fn);
+    v = plm_l_scratch(L, (size_t)n * (size_t)ydim * sizeof *v);
+    for (t = 1; t <= n; t++) {
+        int ty = lua_geti(L, idx, t);
+        if (ydim == 1 && ty == LUA_TNUMBER)
+            v[t - 1] = lua_tonumber(L, -1);
+        else if (ydim > 1 && ty == LUA_TTABLE && luaL_len(L, -1) == ydim)
+            for (k = 0; k < ydim; k++) {
+                if (lua_geti(L, -1, k + 1) != LUA_TNUMBER)
+                    luaL_error(L, "%s: ys[%d][%d] must be a number (got %s)", fn, (int)t, k + 1, luaL_typename(L, -1));
+                v[(t - 1) * ydim + k] = lua_tonumber(L, -1);
+                lua_pop(L, 1);
+            }
+        else if (ydim == 1)
+            luaL_error(L, "%s: ys[%d] must be a number (got %s; 0/0 marks a missing observation)", fn, (int)t,
+                       luaL_typename(L, -1));
+        else
+            luaL_error(L, "%s: ys[%d] must be a list of %d numbers", fn, (int)t, ydim);
+        lua_pop(L, 1);
+    }
+    *T = (long)n;
+    return v;
+}

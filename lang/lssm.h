@@ -26,5 +26,8 @@ l_ssm *plm_l_checkssm(lua_State *L, int idx, const char *fn);
 /* Its metamethods: fields and methods by name, and tostring. */
 int plm_l_ssm_index(lua_State *L);
 int plm_l_ssm_tostring(lua_State *L);
+/* Observations ys at idx as ys[(t-1)*ydim + k]: a list of numbers (ydim 1; NaN or 0/0 marks a missing
+** one), a plume.array, or a list of ydim-lists; *T receives their number. Pushes the owner of the memory. */
+double *plm_l_ssm_ys(lua_State *L, int idx, int ydim, const char *fn, long *T);
 
 #endif
