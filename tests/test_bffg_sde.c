@@ -159,23 +159,23 @@ static double ou_max_z(const double *draws, const double *lw, size_t n, const do
 ** tr[(a - a~)(H - rr')]/2 vanishes identically, so every path's log weight is log p(y) up to rounding (the
 ** drift difference is a few ulps, times |r| times T: below 1e-12), whatever dt. The backward filter is exact for
 ** the auxiliary at any dt, so it equals the Kalman value to rounding. The draws are Euler paths of the guided
-** diffusion, so their law has an O(dt) error: at dt = 1e-3 that is far below the Monte Carlo error. */
+** diffusion, so their law has an O(dt) error: at dt = 2e-3 that is far below the Monte Carlo error. */
 static void test_ou_auxiliary_equal_to_target_weights_are_exact(void)
 {
-    enum { N = 4000 };
+    enum { N = 2000 };
     plm_bffg_filter *f;
     double kal, sm[2 * TO], sc[4 * TO], *draws = malloc(N * 2 * (TO + 1) * sizeof *draws), lw[N], edge[N * 7];
     CHECK(plm_lgssm_smooth(&ctx, ou_kalman(), TO, ys, sm, sc, &kal) == PLM_OK);
     CHECK(plm_bffg_backward(&ctx, ou_chain(0.25, NULL, 0), NULL, &f) == PLM_OK);   /* the grid does not matter */
     CHECK_NEAR(plm_bffg_filter_loglik(f), kal, 1e-10);
-    CHECK(plm_bffg_backward(&ctx, ou_chain(1e-3, NULL, 0), NULL, &f) == PLM_OK);
+    CHECK(plm_bffg_backward(&ctx, ou_chain(2e-3, NULL, 0), NULL, &f) == PLM_OK);
     CHECK_NEAR(plm_bffg_filter_loglik(f), kal, 1e-10);
     CHECK(plm_bffg_forward(&ctx, f, N, 17, 0, draws, lw, edge) == PLM_OK);
     for (int s = 0; s < N; s++) CHECK_NEAR(lw[s], kal, 1e-10);
     CHECK_NEAR(plm_bffg_logmeanexp(lw, N), kal, 1e-10);
     CHECK(ou_max_z(draws, lw, N, sm, sc) < 4.5);
     /* the time change gives the same weights and (to O(dt)) the same law */
-    CHECK(plm_bffg_backward(&ctx, ou_chain(1e-3, NULL, 1), NULL, &f) == PLM_OK);
+    CHECK(plm_bffg_backward(&ctx, ou_chain(2e-3, NULL, 1), NULL, &f) == PLM_OK);
     CHECK_NEAR(plm_bffg_filter_loglik(f), kal, 1e-10);
     CHECK(plm_bffg_forward(&ctx, f, N, 18, 0, draws, lw, NULL) == PLM_OK);
     for (int s = 0; s < N; s++) CHECK_NEAR(lw[s], kal, 1e-10);
@@ -187,19 +187,21 @@ static void test_ou_auxiliary_equal_to_target_weights_are_exact(void)
     free(draws);
 }
 
-/* A wrong auxiliary (an explosive, non-rotating drift and a larger noise): the weights vary, the weighted means
+/* A wrong auxiliary (weaker mean reversion, slower rotation, larger noise): the weights vary, the weighted means
 ** match the smoother, the unweighted ones do not (negative control), and the likelihood estimate is within its
-** Monte Carlo error of the Kalman value (up to the O(dt) discretisation, far smaller). */
+** Monte Carlo error of the Kalman value. Euler paths and the Riemann sum of G make an O(dt) bias: measured with
+** 40,000 paths, log-likelihood +0.030 at dt = 4e-3 (4.8 standard errors) and +0.003 at dt = 1e-3 (0.5), so
+** dt = 1e-3 keeps it well inside the tolerance of 5,000 paths (standard error about 0.02). */
 static void test_ou_wrong_auxiliary_reweighted_means_match(void)
 {
-    enum { N = 10000 };
+    enum { N = 5000 };
     static const double Bw[4] = {-0.3, -1.2, 1.2, -0.3}, bw[2] = {0, 0}, aw[4] = {0.8, 0, 0, 0.8};
     const double *aux[3] = {Bw, bw, aw};
     plm_bffg_filter *f;
     double kal, sm[2 * TO], sc[4 * TO], *draws = malloc(N * 2 * (TO + 1) * sizeof *draws), *lw = malloc(N * sizeof *lw);
     double *flat = calloc(N, sizeof *flat), ess, se;
     CHECK(plm_lgssm_smooth(&ctx, ou_kalman(), TO, ys, sm, sc, &kal) == PLM_OK);
-    CHECK(plm_bffg_backward(&ctx, ou_chain(5e-3, aux, 0), NULL, &f) == PLM_OK);
+    CHECK(plm_bffg_backward(&ctx, ou_chain(1e-3, aux, 0), NULL, &f) == PLM_OK);
     CHECK(fabs(plm_bffg_filter_loglik(f) - kal) > 0.1);
     CHECK(plm_bffg_forward(&ctx, f, N, 23, 0, draws, lw, NULL) == PLM_OK);
     ess = plm_bffg_ess(lw, N);
