@@ -156,9 +156,10 @@ static int l_kernel_brownian(lua_State *L)
 ** list of d numbers (diagonal) or a d x m matrix. */
 static double *read_sigma(lua_State *L, int idx, int d, const char *fn, const char *what)
 {
-    double *a = plm_l_scratch(L, (size_t)d * d * sizeof *a);
+    double *a;
     int i, j, l;
     idx = lua_absindex(L, idx);
+    a = plm_l_scratch(L, (size_t)d * d * sizeof *a);
     memset(a, 0, (size_t)d * d * sizeof *a);
     if (lua_type(L, idx) == LUA_TNUMBER) {
         double v = lua_tonumber(L, idx);
