@@ -152,7 +152,8 @@ const plm_bffg_msg *plm_bffg_message(const plm_bffg_filter *f, int i);
 ** draws (n * draw_width) receives the latent values in node order; logw (n) the total log weight
 ** log p(x, y) - log q(x); edge_logw (n * nnodes, or NULL) each node's share: log p(x_i | x_parent) - log q(x_i |
 ** x_parent) for a latent node (in the coordinates of its kernel's noise, see bffg_kernel.c), log p(y_i |
-** x_parent) for an observed one. The total is their sum. PLM_EINTR when interrupted. */
+** x_parent) for an observed one. The total is their sum. PLM_EINTR when interrupted; PLM_EDOM when a guided draw
+** failed (a diffusion path left the finite numbers), naming the first such draw and its node. */
 plm_status plm_bffg_forward(plm_ctx *ctx, const plm_bffg_filter *f, size_t n, uint64_t seed, int threads,
                             double *draws, double *logw, double *edge_logw);
 
