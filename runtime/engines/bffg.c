@@ -486,10 +486,9 @@ plm_status plm_bffg_smc(plm_ctx *ctx, const plm_bffg_filter *f, size_t n, uint64
         lse_prev = plm_resample_normalise(logw, n, W);
         for (s = 0; s < n; s++) logw[s] += inc[s];
         lse = plm_resample_normalise(logw, n, W);
-        if (lse == -INFINITY) {
-            logz = -INFINITY;
-            break;
-        }
+        if (lse == -INFINITY)
+            return plm_fail(ctx, PLM_EDOM, "bffg smc: every particle has weight 0 after node '%s' (the observations are "
+                                           "impossible for all %zu particles)", m->nodes[i].name, n);
         logz += lse - lse_prev;
         /* resample at observation times (not after the last stage: its weights are the output) */
         if (nobs[i] > 0 && next[i] >= 0 && (ess_threshold >= 1 || plm_resample_ess(logw, n) <= ess_threshold * (double)n)) {

@@ -161,11 +161,12 @@ plm_status plm_bffg_forward(plm_ctx *ctx, const plm_bffg_filter *f, size_t n, ui
 ** hang off it): n particles are drawn node by node from the guided kernels, weighted by the edge weights of
 ** forward guiding times the ratio of the backward messages ahead (so that with exact messages every weight is
 ** the same), and resampled (scheme) after each latent node with an observed child whenever the Kish ESS is
-** <= ess_threshold * n (1: at every observation). *loglik receives the unbiased estimate of log p(y) (the
+** <= ess_threshold * n (1: at every observation). *loglik receives the log of an unbiased estimate of p(y) (the
 ** product over stages of the weighted mean incremental weights). draws (n * draw_width) and logw (n: the
 ** final log weights, unnormalised) as for plm_bffg_forward; *resamples (or NULL) the number of resampling
 ** steps. Particle i at stage j draws from stream (seed, j * n + i), resampling from (seed, 2^64 - 1 - j), so the
-** result does not depend on threads. PLM_EINVAL when the latent nodes are not a chain. */
+** result does not depend on threads. PLM_EINVAL when the latent nodes are not a chain; PLM_EDOM when a guided
+** draw fails or every particle gets weight 0 at some stage. */
 plm_status plm_bffg_smc(plm_ctx *ctx, const plm_bffg_filter *f, size_t n, uint64_t seed, int threads,
                         plm_resample_scheme scheme, double ess_threshold, double *draws, double *logw, double *loglik,
                         size_t *resamples);
