@@ -1,8 +1,9 @@
 /* l_bffg.c -- backward filtering, forward guiding from Lua: plume.markov_kernel.* (discrete, linear_gaussian,
-** ctmc, brownian), plume.dag() with g:root / g:kernel / g:observe / g:loglik, plume.tree.newick(text) with
+** ctmc, brownian, sde), plume.dag() with g:root / g:kernel / g:observe / g:loglik, plume.tree.newick(text) with
 ** tree:dag{...}, and plume.bffg(g, obs, opts). Lua describes the model once; the filter and the guided draws run
 ** in C (runtime/bffg.h). Discrete states are 1-based here, 0-based in C. */
 #include "lmodel.h"
+#include "l_expr.h"
 #include "larray.h"
 #include "ldist.h"
 
@@ -149,6 +150,123 @@ static int l_kernel_brownian(lua_State *L)
     plm_ctx_clear(&ctx);
     if (plm_bffg_kernel_brownian(&ctx, (int)r, S, t, &k)) return plm_l_fail(L, &ctx);
     return push_kernel(L, k);
+}
+
+/* A diffusion coefficient as the covariance a = sigma sigma' (d*d, pushed scratch): sigma a number (sigma I), a
+** list of d numbers (diagonal) or a d x m matrix. */
+static double *read_sigma(lua_State *L, int idx, int d, const char *fn, const char *what)
+{
+    double *a;
+    int i, j, l;
+    idx = lua_absindex(L, idx);
+    a = plm_l_scratch(L, (size_t)d * d * sizeof *a);
+    memset(a, 0, (size_t)d * d * sizeof *a);
+    if (lua_type(L, idx) == LUA_TNUMBER) {
+        double v = lua_tonumber(L, idx);
+        for (i = 0; i < d; i++) a[i * d + i] = v * v;
+        return a;
+    }
+    if (!lua_istable(L, idx)) luaL_error(L, "%s: %s must be a number, a list of %d numbers or a %d x m matrix (got %s)", fn,
+                                         what, d, d, luaL_typename(L, idx));
+    lua_rawgeti(L, idx, 1);
+    if (lua_type(L, -1) == LUA_TNUMBER) {
+        size_t n;
+        double *v;
+        lua_pop(L, 1);
+        v = plm_l_checkvec(L, idx, fn, what, &n, 0);
+        if (n != (size_t)d) luaL_error(L, "%s: %s as a list must have %d entries, the diagonal (got %d)", fn, what, d, (int)n);
+        for (i = 0; i < d; i++) a[i * d + i] = v[i] * v[i];
+        lua_pop(L, 1);
+    } else {
+        size_t r, c;
+        double *S;
+        lua_pop(L, 1);
+        S = plm_l_checkmat(L, idx, fn, what, &r, &c);
+        if (r != (size_t)d) luaL_error(L, "%s: %s must have %d rows (got %d)", fn, what, d, (int)r);
+        for (i = 0; i < d; i++)
+            for (j = 0; j < d; j++)
+                for (l = 0; l < (int)c; l++) a[i * d + j] += S[i * c + l] * S[j * c + l];
+        lua_pop(L, 1);
+    }
+    return a;
+}
+
+/* A d-vector field (pushed scratch), or NULL when absent. */
+static double *opt_vec(lua_State *L, int t, const char *key, int d, const char *fn)
+{
+    double *v;
+    size_t n;
+    if (lua_getfield(L, t, key) == LUA_TNIL) {
+        lua_pop(L, 1);
+        return NULL;
+    }
+    if (d == 1 && lua_type(L, -1) == LUA_TNUMBER) {
+        v = plm_l_scratch(L, sizeof *v);
+        v[0] = lua_tonumber(L, -2);
+        lua_remove(L, -2);
+        return v;
+    }
+    v = plm_l_checkvec(L, -1, fn, key, &n, 0);
+    if (n != (size_t)d) luaL_error(L, "%s: %s must have %d entries (got %d)", fn, key, d, (int)n);
+    lua_remove(L, -2);
+    return v;
+}
+
+/* markov_kernel.sde{sde=, t0=0, t1=, dt=, time_change=false, at=, aux={B=, beta=, sigma=}}: X(t1) given X(t0) of a
+** plume.sde, with the parameters it has now. */
+static int l_kernel_sde(lua_State *L)
+{
+    const char *fn = "markov_kernel.sde";
+    static const char *const opts[] = {"sde", "t0", "t1", "dt", "time_change", "at", "aux", NULL};
+    static const char *const aux_opts[] = {"B", "beta", "sigma", NULL};
+    plm_bffg_sde_opts o;
+    plm_sde *s;
+    plm_bffg_kernel *k;
+    plm_ctx ctx;
+    int d, i;
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_settop(L, 1);
+    plm_l_checkopts(L, 1, fn, opts);
+    memset(&o, 0, sizeof o);
+    lua_getfield(L, 1, "sde");   /* 2 */
+    if (!(s = plm_l_tosde(L, 2)))
+        return luaL_error(L, "%s: field 'sde' must be a plume.sde (got %s)", fn, luaL_typename(L, 2));
+    d = s->dim;
+    for (i = 0; i < s->np; i++)
+        if (isnan(s->params[i])) {
+            lua_getiuservalue(L, 2, 1);
+            lua_getfield(L, -1, "names");
+            lua_geti(L, -1, i + 1);
+            return luaL_error(L, "%s: the sde's parameter '%s' has no value (NaN; use s:set_params)", fn, lua_tostring(L, -1));
+        }
+    o.t0 = plm_l_optnum(L, 1, fn, "t0", 0);
+    if (lua_getfield(L, 1, "t1") == LUA_TNIL) return luaL_error(L, "%s: missing field 't1' (the end of the interval)", fn);
+    lua_pop(L, 1);
+    o.t1 = plm_l_optnum(L, 1, fn, "t1", 0);
+    if (lua_getfield(L, 1, "dt") == LUA_TNIL) return luaL_error(L, "%s: missing field 'dt' (the step of the guided paths)", fn);
+    lua_pop(L, 1);
+    o.dt = plm_l_optnum(L, 1, fn, "dt", 0);
+    o.time_change = plm_l_optbool(L, 1, fn, "time_change", 0);
+    lua_settop(L, 2);
+    o.at = opt_vec(L, 1, "at", d, fn);   /* its owner stays on the stack */
+    if (lua_getfield(L, 1, "aux") != LUA_TNIL) {
+        int t = lua_gettop(L);
+        size_t r, c;
+        if (!lua_istable(L, t)) return luaL_error(L, "%s: aux must be a table {B=, beta=, sigma=}", fn);
+        plm_l_checkopts(L, t, fn, aux_opts);
+        if ((o.B = field_mat(L, t, fn, "B", &r, &c, 0)) && (r != (size_t)d || c != (size_t)d))
+            return luaL_error(L, "%s: aux.B must be %d x %d (got %d x %d)", fn, d, d, (int)r, (int)c);
+        o.beta = opt_vec(L, t, "beta", d, fn);
+        if (lua_getfield(L, t, "sigma") != LUA_TNIL) o.a = read_sigma(L, -1, d, fn, "aux.sigma");
+    }
+    if (!o.at && (!o.B || !o.a))
+        return luaL_error(L, "%s: give 'at' (the point where the drift is linearised) or aux = {B=, beta=, sigma=}", fn);
+    plm_ctx_clear(&ctx);
+    if (plm_bffg_kernel_sde(&ctx, s, &o, &k)) {
+        if (ctx.status == PLM_EINTR) plm_interrupt_clear();
+        return plm_l_fail(L, &ctx);
+    }
+    return push_kernel(L, k);   /* the kernel (GC memory) holds the sde */
 }
 
 static int l_kernel_tostring(lua_State *L)
@@ -573,7 +691,7 @@ static int l_tree_tostring(lua_State *L)
 ** latent nodes ("x", or "x[1]", "x[2]" for vectors; discrete states 1-based). Kept in one function so that it
 ** can move onto the shared results builder unchanged. Leaves the posterior on the stack. */
 static void push_results(lua_State *L, const plm_bffg_model *m, const double *draws, const double *logw, size_t n,
-                         double loglik_filter, uint64_t seed)
+                         double loglik_filter, uint64_t seed, const char *method, double loglik, long resamples)
 {
     plm_ctx ctx;
     plm_draws *D;
@@ -605,14 +723,18 @@ static void push_results(lua_State *L, const plm_bffg_model *m, const double *dr
     res = lua_gettop(L);
     plm_l_pushdraws(L, D);
     lua_setfield(L, res, "_draws");
-    lua_pushstring(L, "bffg-is");
+    lua_pushstring(L, method);
     lua_setfield(L, res, "method");
     lua_pushinteger(L, (lua_Integer)n);
     lua_setfield(L, res, "samples");
-    lua_pushnumber(L, lse - log((double)n));
+    lua_pushnumber(L, loglik);
     lua_setfield(L, res, "logz");
-    lua_pushnumber(L, lse - log((double)n));
+    lua_pushnumber(L, loglik);
     lua_setfield(L, res, "loglik");
+    if (resamples >= 0) {
+        lua_pushinteger(L, resamples);
+        lua_setfield(L, res, "resamples");
+    }
     lua_pushnumber(L, loglik_filter);
     lua_setfield(L, res, "loglik_filter");
     lua_pushnumber(L, plm_bffg_ess(logw, n));
@@ -634,14 +756,18 @@ static void push_results(lua_State *L, const plm_bffg_model *m, const double *dr
     lua_call(L, 1, 1);
 }
 
-/* plume.bffg(g, obs, {samples=, method="is", seed=, threads=}) -> posterior */
+/* plume.bffg(g, obs, {samples=, method="is"|"smc", seed=, threads=, resample="systematic", ess_threshold=1})
+** -> posterior */
 static int l_bffg(lua_State *L)
 {
     const char *fn = "plume.bffg";
-    static const char *const opts[] = {"samples", "method", "seed", "threads", NULL};
+    static const char *const opts[] = {"samples", "method", "seed", "threads", "resample", "ess_threshold", NULL};
     plm_bffg_model *m = check_dag(L, 1, fn);
     const double **vals;
     const char *method;
+    int smc, scheme = PLM_RESAMPLE_SYSTEMATIC;
+    double thr = 1, loglik;
+    size_t nres = 0;
     lua_Integer n;
     uint64_t seed;
     int threads;
@@ -657,8 +783,19 @@ static int l_bffg(lua_State *L)
     n = plm_l_optint(L, 3, fn, "samples", 1000);
     if (n < 1 || n > 100000000) return luaL_error(L, "%s: option 'samples' must be in 1..1e8 (got %d)", fn, (int)n);
     method = plm_l_optstr(L, 3, fn, "method", "is");
-    if (strcmp(method, "is") != 0)
-        return luaL_error(L, "%s: method '%s' is not available yet (methods: is)", fn, method);
+    if (strcmp(method, "is") != 0 && strcmp(method, "smc") != 0)
+        return luaL_error(L, "%s: method '%s' is not available (methods: is, smc)", fn, method);
+    smc = method[0] == 's';
+    if (lua_istable(L, 3)) {
+        const char *rs = plm_l_optstr(L, 3, fn, "resample", "systematic");
+        if ((scheme = plm_resample_scheme_by_name(rs)) < 0)
+            return luaL_error(L, "%s: unknown resample scheme '%s' (schemes: %s)", fn, rs, plm_resample_scheme_list);
+        thr = plm_l_optnum(L, 3, fn, "ess_threshold", 1);
+        if (!(thr >= 0 && thr <= 1)) return luaL_error(L, "%s: option 'ess_threshold' must be in [0, 1] (got %f)", fn, thr);
+        if (!smc && (lua_getfield(L, 3, "resample") != LUA_TNIL || lua_getfield(L, 3, "ess_threshold") != LUA_TNIL))
+            return luaL_error(L, "%s: options 'resample' and 'ess_threshold' are for method \"smc\"", fn);
+        lua_settop(L, 3);
+    }
     if (lua_istable(L, 3) && lua_getfield(L, 3, "seed") != LUA_TNIL)
         seed = plm_l_seed(L, 3, fn);
     else
@@ -671,11 +808,14 @@ static int l_bffg(lua_State *L)
     draws = plm_l_scratch(L, (size_t)n * (width ? width : 1) * sizeof *draws);
     logw = plm_l_scratch(L, (size_t)n * sizeof *logw);
     plm_ctx_clear(&ctx);
-    if (plm_bffg_forward(&ctx, f, (size_t)n, seed, threads, draws, logw, NULL)) {
+    if (smc ? plm_bffg_smc(&ctx, f, (size_t)n, seed, threads, (plm_resample_scheme)scheme, thr, draws, logw, &loglik, &nres)
+            : plm_bffg_forward(&ctx, f, (size_t)n, seed, threads, draws, logw, NULL)) {
         if (ctx.status == PLM_EINTR) plm_interrupt_clear();
-        return plm_l_fail(L, &ctx);
+        return plm_l_fail_as(L, &ctx, fn);
     }
-    push_results(L, m, draws, logw, (size_t)n, plm_bffg_filter_loglik(f), seed);
+    if (!smc) loglik = plm_bffg_logmeanexp(logw, (size_t)n);
+    push_results(L, m, draws, logw, (size_t)n, plm_bffg_filter_loglik(f), seed, smc ? "bffg-smc" : "bffg-is", loglik,
+                 smc ? (long)nres : -1);
     return 1;
 }
 
@@ -689,7 +829,8 @@ void plm_l_open_bffg(lua_State *L)
     static const luaL_Reg tree_methods[] = {{"tips", l_tree_tips}, {"nodes", l_tree_nodes}, {"dag", l_tree_dag}, {NULL, NULL}};
     static const luaL_Reg tree_meta[] = {{"__tostring", l_tree_tostring}, {NULL, NULL}};
     static const luaL_Reg kernels[] = {{"discrete", l_kernel_discrete}, {"linear_gaussian", l_kernel_linear_gaussian},
-                                       {"ctmc", l_kernel_ctmc}, {"brownian", l_kernel_brownian}, {NULL, NULL}};
+                                       {"ctmc", l_kernel_ctmc}, {"brownian", l_kernel_brownian}, {"sde", l_kernel_sde},
+                                       {NULL, NULL}};
     plm_l_newmeta(L, KERNEL_META, kernel_methods, kernel_meta);
     lua_pop(L, 1);
     plm_l_newmeta(L, DAG_META, dag_methods, dag_meta);

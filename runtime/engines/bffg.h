@@ -17,6 +17,8 @@
 
 #include "ctmc.h"
 #include "ctx.h"
+#include "resample.h"
+#include "sde.h"
 
 /* ---- Kernels ------------------------------------------------------------------------------------------ */
 
@@ -40,6 +42,40 @@ plm_status plm_bffg_kernel_ctmc(plm_ctx *ctx, const plm_ctmc *chain, double t, p
 /* Brownian motion in R^d with covariance rate Sigma (d*d, symmetric positive semi-definite) over time t >= 0:
 ** y ~ N(x, t Sigma). */
 plm_status plm_bffg_kernel_brownian(plm_ctx *ctx, int d, const double *Sigma, double t, plm_bffg_kernel **out);
+
+/* A diffusion dX = b(X, t) dt + sigma(X, t) dW (a compiled plm_sde, its parameters read now) run from time t0
+** to t1: the child is X(t1) given X(t0) = parent. No transition density is known, so the backward filter uses a
+** linear auxiliary diffusion dX~ = (B~ X~ + beta~) dt + sigma~ dW whose transition over each grid step is
+** exactly Gaussian (plm_bffg_aux_transition), and forward guiding simulates the guided diffusion
+** dX = b dt + a r dt + sigma dW (a = sigma sigma', r(t, x) = grad log h~(t, x) = F(t) - H(t) x) by Euler on the
+** grid, weighting each path by the likelihood ratio of guided proposals (Schauer, van der Meulen and van Zanten
+** 2017): log h~(t0, x) - log h(t1, X(t1)) + integral of G(s, X(s)) ds, with
+** G = (b - b~)'r - tr[(a - a~)(H - r r')] / 2 (a left Riemann sum on the grid). The auxiliary is
+** linearisation at `at` (B~ = Jacobian of b, beta~ = b - B~ at, sigma~ = sigma, all at (at, t0)) for whatever
+** of B, beta, a is not given. A diffusion node cannot be observed itself (observe its value through a kernel). */
+typedef struct plm_bffg_sde_opts {
+    double t0, t1;        /* the interval, t0 < t1 */
+    double dt;            /* grid step > 0: steps of dt, the last one shortened to land on t1 */
+    int time_change;      /* 1: ceil((t1 - t0) / dt) steps at t0 + (t1 - t0) u (2 - u), u uniform in [0, 1]:
+                          ** the steps shrink linearly toward t1, where guided paths bend hardest */
+    const double *at;     /* d: the linearisation point (NULL: B, beta and a must all be given) */
+    const double *B;      /* d*d auxiliary drift matrix B~, or NULL */
+    const double *beta;   /* d, or NULL (with B given: zero) */
+    const double *a;      /* d*d auxiliary diffusion covariance a~ = sigma~ sigma~' (positive semi-definite), or NULL */
+} plm_bffg_sde_opts;
+plm_status plm_bffg_kernel_sde(plm_ctx *ctx, const plm_sde *s, const plm_bffg_sde_opts *o, plm_bffg_kernel **out);
+
+/* The exact transition of dX = (B X + beta) dt + sigma dW over time h >= 0: X(h) | X(0) = x is
+** N(Phi x + m, Q) with Phi = exp(B h), m = integral_0^h exp(B u) du beta, Q = integral_0^h exp(B u) a exp(B'u) du
+** (a = sigma sigma', d*d). Phi and m come from the exponential of [[B, beta], [0, 0]] h, Q from Van Loan's
+** block [[-B, a], [0, B']] h (whose exponential is [[*, K], [0, exp(B'h)]] with Q = exp(B'h)' K). */
+plm_status plm_bffg_aux_transition(plm_ctx *ctx, int d, const double *B, const double *beta, const double *a, double h,
+                                   double *Phi, double *m, double *Q);
+
+/* E = exp(A) for the n*n matrix A (row-major; E may not alias A): Higham's scaling and squaring with the
+** degree-13 Pade approximant (SIAM J. Matrix Anal. Appl. 26, 2005), whose backward error is below the unit
+** roundoff for ||A / 2^s||_1 <= 5.37. PLM_EDOM when A is not finite. */
+plm_status plm_expm(plm_ctx *ctx, int n, const double *A, double *E);
 
 /* Give k an auxiliary kernel: the backward filter pulls messages back through aux instead of k (aux must map
 ** the same spaces). Forward guiding still draws from k tilted by the messages, and the weights correct for the
@@ -116,9 +152,24 @@ const plm_bffg_msg *plm_bffg_message(const plm_bffg_filter *f, int i);
 ** draws (n * draw_width) receives the latent values in node order; logw (n) the total log weight
 ** log p(x, y) - log q(x); edge_logw (n * nnodes, or NULL) each node's share: log p(x_i | x_parent) - log q(x_i |
 ** x_parent) for a latent node (in the coordinates of its kernel's noise, see bffg_kernel.c), log p(y_i |
-** x_parent) for an observed one. The total is their sum. PLM_EINTR when interrupted. */
+** x_parent) for an observed one. The total is their sum. PLM_EINTR when interrupted; PLM_EDOM when a guided draw
+** failed (a diffusion path left the finite numbers), naming the first such draw and its node. */
 plm_status plm_bffg_forward(plm_ctx *ctx, const plm_bffg_filter *f, size_t n, uint64_t seed, int threads,
                             double *draws, double *logw, double *edge_logw);
+
+/* Guided sequential Monte Carlo along a chain (the latent nodes form one path from the root; observed leaves
+** hang off it): n particles are drawn node by node from the guided kernels, weighted by the edge weights of
+** forward guiding times the ratio of the backward messages ahead (so that with exact messages every weight is
+** the same), and resampled (scheme) after each latent node with an observed child whenever the Kish ESS is
+** <= ess_threshold * n (1: at every observation). *loglik receives the log of an unbiased estimate of p(y) (the
+** product over stages of the weighted mean incremental weights). draws (n * draw_width) and logw (n: the
+** final log weights, unnormalised) as for plm_bffg_forward; *resamples (or NULL) the number of resampling
+** steps. Particle i at stage j draws from stream (seed, j * n + i), resampling from (seed, 2^64 - 1 - j), so the
+** result does not depend on threads. PLM_EINVAL when the latent nodes are not a chain; PLM_EDOM when a guided
+** draw fails or every particle gets weight 0 at some stage. */
+plm_status plm_bffg_smc(plm_ctx *ctx, const plm_bffg_filter *f, size_t n, uint64_t seed, int threads,
+                        plm_resample_scheme scheme, double ess_threshold, double *draws, double *logw, double *loglik,
+                        size_t *resamples);
 
 /* Kish's effective sample size (sum w)^2 / sum w^2 of n log weights (0 when all are -inf). */
 double plm_bffg_ess(const double *logw, size_t n);

@@ -20,7 +20,8 @@ typedef struct plm_bffg_kernel_ops {
     ** work holds `work` doubles. No allocation: this runs once per draw per node. */
     double (*sample)(const plm_bffg_kernel *k, const void *guide, const double *x, double *y, plm_rng *r,
                      double *work);
-    /* log k(y | x) of an observed value. */
+    /* log k(y | x) of an observed value. NULL (with observe NULL) for kernels that cannot be observed
+    ** directly, such as diffusions: their child is observed through another kernel. */
     double (*logpdf)(const plm_bffg_kernel *k, const double *x, const double *y, double *work);
 } plm_bffg_kernel_ops;
 
@@ -38,6 +39,8 @@ struct plm_bffg_kernel {
     int r;                           /* rank of Q */
     double *L;                       /* lower Cholesky factor of Q when Q is positive definite, else NULL */
     double logdetL;                  /* sum of log L_ii */
+    /* other kinds (diffusions: bffg_sde.c) keep their own state here */
+    void *impl;
 };
 
 #endif

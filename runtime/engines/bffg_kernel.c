@@ -498,6 +498,9 @@ plm_status plm_bffg_kernel_set_aux(plm_ctx *ctx, plm_bffg_kernel *k, const plm_b
         return plm_fail(ctx, PLM_EINVAL, "bffg: the auxiliary kernel maps %s %d -> %s %d, but the kernel maps %s %d -> %s %d",
                         aux->discrete_in ? "states" : "R^", aux->din, aux->discrete_out ? "states" : "R^", aux->dout,
                         k->discrete_in ? "states" : "R^", k->din, k->discrete_out ? "states" : "R^", k->dout);
+    if (k->impl || (aux && aux->impl))
+        return plm_fail(ctx, PLM_EINVAL, "bffg: a %s kernel takes its auxiliary when it is made, and cannot be one",
+                        k->impl ? k->ops->name : aux->ops->name);
     if (aux && aux->aux) return plm_fail(ctx, PLM_EINVAL, "bffg: an auxiliary kernel cannot have an auxiliary itself");
     k->aux = aux;
     return PLM_OK;

@@ -1,0 +1,436 @@
+/* bffg_sde.c -- diffusions over a time interval as BFFG kernels: guided proposals (Schauer, van der Meulen and
+** van Zanten, "Guided proposals for simulating multi-dimensional diffusion bridges", Bernoulli 2017; van der
+** Meulen and Schauer, "Automatic Backward Filtering Forward Guiding for Markov processes and graphical models").
+**
+** Backward. The child's message h(t1, x) = exp(c + F'x - x'Hx/2) is carried back to t0 under a linear auxiliary
+** diffusion dX~ = (B~ X~ + beta~) dt + sigma~ dW. Its transition over one grid step is exactly Gaussian (closed
+** form for constant B~: the matrix exponential and Van Loan's integral), so the message at every grid point is
+** the child's message pulled back through those linear-Gaussian steps (bffg_kernel.c's pull-back): exact for
+** the auxiliary whatever the step, with no ODE to integrate and no inverse of H. The time grid matters only
+** to the forward pass.
+**
+** Forward. The guided diffusion dX = b dt + a r dt + sigma dW, r = F(t) - H(t) x, is simulated by Euler on the
+** grid, and the path gets the log likelihood ratio of the true process to the guided one,
+**   log h~(t0, x0) - log h~(t1, X(t1)) + integral_t0^t1 G(s, X(s)) ds,
+**   G(s, x) = (b - b~)'r - tr[(a - a~)(H - r r')] / 2,
+** the Girsanov density dP/dP° (Doob's h-transform by h~, which is space-time harmonic for the auxiliary's
+** generator L~, so (d/dt + L) h~ / h~ = (L - L~) h~ / h~ = G). With the auxiliary equal to the target, G = 0
+** identically and the weight does not depend on the grid at all. */
+#include "bffg_impl.h"
+
+#include <gsl/gsl_linalg.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- the matrix exponential --------------------------------------------------------------------------- */
+
+static void mmul(const double *X, const double *Y, double *C, int n)
+{
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j < n; j++) {
+            double acc = 0;
+            for (int l = 0; l < n; l++) acc += X[i * n + l] * Y[l * n + j];
+            C[i * n + j] = acc;
+        }
+}
+
+plm_status plm_expm(plm_ctx *ctx, int n, const double *A, double *E)
+{
+    static const double b[14] = {64764752532480000.0, 32382376266240000.0, 7771770303897600.0, 1187353796428800.0,
+                                 129060195264000.0,   10559470521600.0,    670442572800.0,     33522128640.0,
+                                 1323241920.0,        40840800.0,          960960.0,           16380.0,
+                                 182.0,               1.0};
+    const double theta13 = 5.371920351148152;
+    size_t nn = (size_t)n * n;
+    double *w = n > 0 ? calloc(7 * nn, sizeof *w) : NULL, norm = 0, scale;
+    double *As, *A2, *A4, *A6, *U, *V, *T;
+    int i, j, s = 0, sign;
+    gsl_permutation *perm;
+    plm_status st = PLM_OK;
+    if (n < 1) return plm_fail(ctx, PLM_EINVAL, "expm: the matrix must be at least 1 x 1 (got %d)", n);
+    if (!w) return plm_fail(ctx, PLM_ENOMEM, "expm: out of memory");
+    As = w, A2 = w + nn, A4 = w + 2 * nn, A6 = w + 3 * nn, U = w + 4 * nn, V = w + 5 * nn, T = w + 6 * nn;
+    for (j = 0; j < n; j++) {   /* the 1-norm: the largest column sum */
+        double c = 0;
+        for (i = 0; i < n; i++) c += fabs(A[i * n + j]);
+        norm = fmax(norm, c);
+    }
+    if (!isfinite(norm)) {
+        free(w);
+        return plm_fail(ctx, PLM_EDOM, "expm: the matrix is not finite");
+    }
+    if (norm > theta13) s = (int)ceil(log2(norm / theta13));
+    scale = ldexp(1.0, -s);
+    for (i = 0; i < (int)nn; i++) As[i] = A[i] * scale;
+    mmul(As, As, A2, n);
+    mmul(A2, A2, A4, n);
+    mmul(A4, A2, A6, n);
+    /* U = As [A6 (b13 A6 + b11 A4 + b9 A2) + b7 A6 + b5 A4 + b3 A2 + b1 I],
+    ** V = A6 (b12 A6 + b10 A4 + b8 A2) + b6 A6 + b4 A4 + b2 A2 + b0 I */
+    for (i = 0; i < (int)nn; i++) T[i] = b[13] * A6[i] + b[11] * A4[i] + b[9] * A2[i];
+    mmul(A6, T, U, n);
+    for (i = 0; i < (int)nn; i++) U[i] += b[7] * A6[i] + b[5] * A4[i] + b[3] * A2[i];
+    for (i = 0; i < n; i++) U[i * n + i] += b[1];
+    mmul(As, U, T, n);
+    memcpy(U, T, nn * sizeof *U);
+    for (i = 0; i < (int)nn; i++) T[i] = b[12] * A6[i] + b[10] * A4[i] + b[8] * A2[i];
+    mmul(A6, T, V, n);
+    for (i = 0; i < (int)nn; i++) V[i] += b[6] * A6[i] + b[4] * A4[i] + b[2] * A2[i];
+    for (i = 0; i < n; i++) V[i * n + i] += b[0];
+    /* (V - U) E = V + U */
+    for (i = 0; i < (int)nn; i++) {
+        double v = V[i], u = U[i];
+        As[i] = v - u;
+        E[i] = v + u;
+    }
+    perm = gsl_permutation_alloc((size_t)n);
+    if (!perm) st = plm_fail(ctx, PLM_ENOMEM, "expm: out of memory");
+    else {
+        gsl_matrix_view M = gsl_matrix_view_array(As, (size_t)n, (size_t)n);
+        gsl_linalg_LU_decomp(&M.matrix, perm, &sign);
+        for (j = 0; j < n; j++) {
+            gsl_vector_view col = gsl_vector_view_array_with_stride(E + j, (size_t)n, (size_t)n);
+            gsl_linalg_LU_svx(&M.matrix, perm, &col.vector);
+        }
+        gsl_permutation_free(perm);
+        for (i = 0; i < s; i++) {
+            mmul(E, E, T, n);
+            memcpy(E, T, nn * sizeof *E);
+        }
+        for (i = 0; i < (int)nn; i++)
+            if (!isfinite(E[i])) {
+                st = plm_fail(ctx, PLM_EDOM, "expm: the exponential overflows (1-norm of the matrix %g)", norm);
+                break;
+            }
+    }
+    free(w);
+    return st;
+}
+
+plm_status plm_bffg_aux_transition(plm_ctx *ctx, int d, const double *B, const double *beta, const double *a, double h,
+                                   double *Phi, double *m, double *Q)
+{
+    int n1 = d + 1, n2 = 2 * d, i, j, l;
+    double *M = calloc((size_t)n2 * n2 + (size_t)n1 * n1, sizeof *M), *E;
+    plm_status st;
+    if (!M || !(E = malloc(((size_t)n2 * n2 + 1) * sizeof *E))) {
+        free(M);
+        return plm_fail(ctx, PLM_ENOMEM, "bffg: out of memory");
+    }
+    /* [[B, beta], [0, 0]] h -> [[Phi, m], [0, 1]] */
+    for (i = 0; i < d; i++) {
+        for (j = 0; j < d; j++) M[i * n1 + j] = B[i * d + j] * h;
+        M[i * n1 + d] = beta ? beta[i] * h : 0;
+    }
+    if ((st = plm_expm(ctx, n1, M, E))) goto done;
+    for (i = 0; i < d; i++) {
+        for (j = 0; j < d; j++) Phi[i * d + j] = E[i * n1 + j];
+        m[i] = E[i * n1 + d];
+    }
+    /* Van Loan: [[-B, a], [0, B']] h -> [[*, K], [0, exp(B'h)]], Q = exp(B'h)' K = Phi K */
+    memset(M, 0, (size_t)n2 * n2 * sizeof *M);
+    for (i = 0; i < d; i++)
+        for (j = 0; j < d; j++) {
+            M[i * n2 + j] = -B[i * d + j] * h;
+            M[i * n2 + d + j] = a[i * d + j] * h;
+            M[(d + i) * n2 + d + j] = B[j * d + i] * h;
+        }
+    if ((st = plm_expm(ctx, n2, M, E))) goto done;
+    for (i = 0; i < d; i++)
+        for (j = 0; j < d; j++) {
+            double acc = 0;
+            for (l = 0; l < d; l++) acc += E[(d + l) * n2 + d + i] * E[l * n2 + d + j];
+            Q[i * d + j] = acc;
+        }
+    for (i = 0; i < d; i++)   /* symmetric up to rounding: make it exactly so */
+        for (j = 0; j < i; j++) Q[i * d + j] = Q[j * d + i] = 0.5 * (Q[i * d + j] + Q[j * d + i]);
+done:
+    free(M);
+    free(E);
+    return st;
+}
+
+/* ---- the kernel --------------------------------------------------------------------------------------- */
+
+typedef struct sde_kernel {
+    const plm_sde *s;
+    double *params;                   /* the parameters when the kernel was made */
+    int d, m, diag;                   /* state and noise dimensions; diag: diffusion given as d entries */
+    size_t N;                         /* steps */
+    double *t;                        /* N + 1 grid times */
+    double *B, *beta, *a;             /* the auxiliary */
+    const plm_bffg_kernel **step;     /* N linear-Gaussian kernels: the auxiliary's transition over each step */
+} sde_kernel;
+
+/* The messages at the grid points: log h~(t_k, x) = c[k] + F[k]'x - x'H[k]x/2, k = 0..N. */
+typedef struct sde_guide {
+    double *c, *F, *H;
+} sde_guide;
+
+static double *dalloc(size_t n) { return plm_gc_alloc_atomic((n ? n : 1) * sizeof(double)); }
+
+/* Pull child back through the steps N-1..0; with g, keep every grid message. */
+static plm_status sde_backward(plm_ctx *ctx, const sde_kernel *K, const plm_bffg_msg *child, sde_guide *g,
+                               plm_bffg_msg *out)
+{
+    int d = K->d;
+    size_t k, dd = (size_t)d * d;
+    plm_bffg_msg a = {0, d, 0, NULL, NULL}, b = a, *cur = &a, *nxt = &b;
+    plm_status st;
+    if (!(a.v = dalloc((size_t)d)) || !(a.H = dalloc(dd)) || !(b.v = dalloc((size_t)d)) || !(b.H = dalloc(dd)))
+        return plm_fail(ctx, PLM_ENOMEM, "bffg: out of memory");
+    a.c = child->c;
+    memcpy(a.v, child->v, (size_t)d * sizeof *a.v);
+    memcpy(a.H, child->H, dd * sizeof *a.H);
+    for (k = K->N + 1; k-- > 0;) {
+        if (g) {
+            g->c[k] = cur->c;
+            memcpy(g->F + k * d, cur->v, (size_t)d * sizeof *cur->v);
+            memcpy(g->H + k * dd, cur->H, dd * sizeof *cur->H);
+        }
+        if (k == 0) break;
+        if ((k & 4095) == 0 && plm_interrupted()) return plm_fail(ctx, PLM_EINTR, "bffg: interrupted");
+        if ((st = K->step[k - 1]->ops->pullback(ctx, K->step[k - 1], cur, nxt))) return st;
+        {
+            plm_bffg_msg *t = cur;
+            cur = nxt, nxt = t;
+        }
+    }
+    out->c = cur->c;
+    memcpy(out->v, cur->v, (size_t)d * sizeof *cur->v);
+    memcpy(out->H, cur->H, dd * sizeof *cur->H);
+    return PLM_OK;
+}
+
+static plm_status sde_pullback(plm_ctx *ctx, const plm_bffg_kernel *k, const plm_bffg_msg *child, plm_bffg_msg *out)
+{
+    return sde_backward(ctx, k->impl, child, NULL, out);
+}
+
+static plm_status sde_guide_new(plm_ctx *ctx, const plm_bffg_kernel *k, const plm_bffg_msg *child, void **guide)
+{
+    const sde_kernel *K = k->impl;
+    size_t np = K->N + 1, d = (size_t)K->d;
+    sde_guide *g = plm_gc_alloc(sizeof *g);
+    plm_bffg_msg out = {0, K->d, 0, NULL, NULL};
+    if (!g || !(g->c = dalloc(np)) || !(g->F = dalloc(np * d)) || !(g->H = dalloc(np * d * d)) ||
+        !(out.v = dalloc(d)) || !(out.H = dalloc(d * d)))
+        return plm_fail(ctx, PLM_ENOMEM, "bffg: out of memory");
+    *guide = g;
+    return sde_backward(ctx, K, child, g, &out);
+}
+
+static double logh(const sde_guide *g, size_t k, int d, const double *x)
+{
+    const double *F = g->F + k * d, *H = g->H + k * (size_t)d * d;
+    double l = g->c[k];
+    for (int i = 0; i < d; i++) {
+        double hx = 0;
+        for (int j = 0; j < d; j++) hx += H[i * d + j] * x[j];
+        l += x[i] * (F[i] - 0.5 * hx);
+    }
+    return l;
+}
+
+/* One guided path from x by Euler; returns the log weight (NaN when the path left the finite numbers or the
+** workspace could not be allocated: the engine reports it). work: x, b, sig, a, r, z (see below). */
+static double sde_sample(const plm_bffg_kernel *k, const void *guide, const double *x0, double *y, plm_rng *rng,
+                         double *work)
+{
+    const sde_kernel *K = k->impl;
+    const sde_guide *g = guide;
+    const plm_sde *s = K->s;
+    int d = K->d, m = K->m, i, j, l, nsig = K->diag ? d : d * m;
+    double *x = work, *b = x + d, *sig = b + d, *a = sig + nsig, *r = a + (size_t)d * d, *z = r + d;
+    double T[3], *bo[64], *so[64 * 64], intG = 0, lw;
+    plm_prog_ws wb, ws;
+    plm_prog_in in[PLM_NGROUPS];
+    size_t kk;
+    memset(in, 0, sizeof in);
+    in[PLM_GRP_P].p = K->params;
+    in[PLM_GRP_T].p = T;
+    in[PLM_GRP_X].p = x;
+    in[PLM_GRP_X].ld = 1;
+    for (i = 0; i < d; i++) bo[i] = b + i;
+    for (i = 0; i < nsig; i++) so[i] = sig + i;
+    if (plm_prog_ws_init(NULL, &wb, s->drift_prog)) return NAN;
+    if (plm_prog_ws_init(NULL, &ws, s->diff_prog)) {
+        plm_prog_ws_free(&wb);
+        return NAN;
+    }
+    memcpy(x, x0, (size_t)d * sizeof *x);
+    lw = logh(g, 0, d, x);
+    for (kk = 0; kk < K->N; kk++) {
+        const double *F = g->F + kk * d, *H = g->H + kk * (size_t)d * d;
+        double dt = K->t[kk + 1] - K->t[kk], sdt = sqrt(dt), Gk = 0, tr = 0;
+        T[0] = K->t[kk], T[1] = dt, T[2] = sdt;
+        plm_prog_uniforms(&wb, in);
+        plm_prog_block(&wb, in, 0, 1, bo, NULL);
+        plm_prog_uniforms(&ws, in);
+        plm_prog_block(&ws, in, 0, 1, so, NULL);
+        /* a = sig sig' (minus a~ below), r = F - H x */
+        for (i = 0; i < d; i++) {
+            double acc = F[i];
+            for (j = 0; j < d; j++) acc -= H[i * d + j] * x[j];
+            r[i] = acc;
+            for (j = 0; j <= i; j++) {
+                double v = 0;
+                if (K->diag) v = i == j ? sig[i] * sig[i] : 0;
+                else
+                    for (l = 0; l < m; l++) v += sig[i * m + l] * sig[j * m + l];
+                a[i * d + j] = a[j * d + i] = v;
+            }
+        }
+        /* G = (b - b~)'r - tr[(a - a~)(H - r r')] / 2 */
+        for (i = 0; i < d; i++) {
+            double bt = K->beta[i];
+            for (j = 0; j < d; j++) bt += K->B[i * d + j] * x[j];
+            Gk += (b[i] - bt) * r[i];
+            for (j = 0; j < d; j++) tr += (a[i * d + j] - K->a[i * d + j]) * (H[j * d + i] - r[j] * r[i]);
+        }
+        intG += (Gk - 0.5 * tr) * dt;
+        /* x += (b + a r) dt + sig sqrt(dt) z */
+        for (l = 0; l < (K->diag ? d : m); l++) z[l] = plm_rng_normal(rng) * sdt;
+        for (i = 0; i < d; i++) {
+            double drift = b[i], noise = 0;
+            for (j = 0; j < d; j++) drift += a[i * d + j] * r[j];
+            if (K->diag) noise = sig[i] * z[i];
+            else
+                for (l = 0; l < m; l++) noise += sig[i * m + l] * z[l];
+            z[m + i] = x[i] + drift * dt + noise;   /* the new state, after the noise */
+        }
+        for (i = 0; i < d; i++)
+            if (!isfinite(x[i] = z[m + i])) {
+                plm_prog_ws_free(&wb);
+                plm_prog_ws_free(&ws);
+                for (j = 0; j < d; j++) y[j] = x0[j];
+                return NAN;
+            }
+    }
+    plm_prog_ws_free(&wb);
+    plm_prog_ws_free(&ws);
+    memcpy(y, x, (size_t)d * sizeof *y);
+    return lw - logh(g, K->N, d, x) + intG;
+}
+
+static const plm_bffg_kernel_ops sde_ops = {"sde", sde_pullback, NULL, sde_guide_new, sde_sample, NULL};
+
+/* Grid sizes are checked before anything is allocated (the guide keeps (N + 1)(d^2 + d + 1) doubles). */
+#define MAX_STEPS 10000000
+
+plm_status plm_bffg_kernel_sde(plm_ctx *ctx, const plm_sde *s, const plm_bffg_sde_opts *o, plm_bffg_kernel **out)
+{
+    const char *fn = "markov_kernel.sde";
+    plm_bffg_kernel *k;
+    sde_kernel *K;
+    int d, i, j, nout;
+    double span, steps, *J, *f, *G, *Phi, *mm, *Q;
+    size_t n, N;
+    plm_prog_in in[PLM_NGROUPS];
+    double T[3] = {0, 0, 0};
+    plm_status st;
+    plm_init();
+    if (!s) return plm_fail(ctx, PLM_EINVAL, "%s: missing sde", fn);
+    d = s->dim;
+    if (!(isfinite(o->t0) && isfinite(o->t1) && o->t1 > o->t0))
+        return plm_fail(ctx, PLM_EINVAL, "%s: needs finite t0 < t1 (got t0 = %g, t1 = %g)", fn, o->t0, o->t1);
+    if (!(o->dt > 0) || !isfinite(o->dt)) return plm_fail(ctx, PLM_EINVAL, "%s: dt must be finite and > 0 (got %g)", fn, o->dt);
+    span = o->t1 - o->t0;
+    steps = ceil(span / o->dt * (1 - 1e-12));
+    if (!(steps <= MAX_STEPS))
+        return plm_fail(ctx, PLM_EINVAL, "%s: (t1 - t0) / dt = %g steps is over the limit of %d", fn, steps, MAX_STEPS);
+    N = steps < 1 ? 1 : (size_t)steps;
+    for (i = 0; i < s->np; i++)
+        if (isnan(s->params[i])) return plm_fail(ctx, PLM_EINVAL, "%s: the sde's parameter %d has no value (set it)", fn, i + 1);
+    if (!o->at && (!o->B || !o->a))
+        return plm_fail(ctx, PLM_EINVAL, "%s: give the linearisation point 'at' or the whole auxiliary (B and sigma)", fn);
+    memset(in, 0, sizeof in);
+    in[PLM_GRP_P].p = s->params;
+    in[PLM_GRP_T].p = T;
+    in[PLM_GRP_X].p = T;
+    if ((st = plm_prog_check(ctx, s->drift_prog, in, 0)) || (st = plm_prog_check(ctx, s->diff_prog, in, 0))) return st;
+    k = plm_gc_alloc(sizeof *k);
+    K = plm_gc_alloc(sizeof *K);
+    if (!k || !K || !(K->params = dalloc((size_t)s->np)) || !(K->t = dalloc(N + 1)) || !(K->B = dalloc((size_t)d * d)) ||
+        !(K->beta = dalloc((size_t)d)) || !(K->a = dalloc((size_t)d * d)) || !(K->step = plm_gc_alloc(N * sizeof *K->step)))
+        return plm_fail(ctx, PLM_ENOMEM, "%s: out of memory", fn);
+    memcpy(K->params, s->params, (size_t)s->np * sizeof *K->params);
+    K->s = s, K->d = d, K->m = s->m, K->N = N;
+    nout = plm_prog_nout(s->diff_prog);
+    K->diag = nout == d && s->m == d;   /* a vector of G_ii (a d x 1 matrix has m = 1) */
+    /* the auxiliary: given parts, the rest from the linearisation at (at, t0) */
+    if (o->at) {
+        J = dalloc((size_t)d * d), f = dalloc((size_t)d), G = dalloc((size_t)nout);
+        if (!J || !f || !G) return plm_fail(ctx, PLM_ENOMEM, "%s: out of memory", fn);
+        for (i = 0; i < d; i++)
+            if (!isfinite(o->at[i])) return plm_fail(ctx, PLM_EINVAL, "%s: at[%d] must be finite (got %g)", fn, i + 1, o->at[i]);
+        if ((st = plm_sde_jacobian(ctx, s, o->t0, 1, o->at, 1, J)) || (st = plm_sde_drift(ctx, s, o->t0, 1, o->at, 1, f)) ||
+            (st = plm_sde_diffusion(ctx, s, o->t0, 1, o->at, 1, G)))
+            return st;
+        memcpy(K->B, J, (size_t)d * d * sizeof *J);
+        for (i = 0; i < d; i++) {
+            double acc = f[i];
+            for (j = 0; j < d; j++) acc -= J[i * d + j] * o->at[j];
+            K->beta[i] = acc;
+        }
+        for (i = 0; i < d; i++)
+            for (j = 0; j < d; j++) {
+                double v = 0;
+                if (K->diag) v = i == j ? G[i] * G[i] : 0;
+                else
+                    for (int l = 0; l < s->m; l++) v += G[i * s->m + l] * G[j * s->m + l];
+                K->a[i * d + j] = v;
+            }
+    }
+    if (o->B) {
+        memcpy(K->B, o->B, (size_t)d * d * sizeof *K->B);
+        if (o->beta) memcpy(K->beta, o->beta, (size_t)d * sizeof *K->beta);
+        else if (!o->at) memset(K->beta, 0, (size_t)d * sizeof *K->beta);
+    } else if (o->beta)
+        memcpy(K->beta, o->beta, (size_t)d * sizeof *K->beta);
+    if (o->a) memcpy(K->a, o->a, (size_t)d * d * sizeof *K->a);
+    for (i = 0; i < d * d; i++)
+        if (!isfinite(K->B[i]) || !isfinite(K->a[i]))
+            return plm_fail(ctx, PLM_EINVAL, "%s: the auxiliary's %s[%d][%d] is not finite (%g)", fn, isfinite(K->B[i]) ? "a" : "B",
+                            i / d + 1, i % d + 1, isfinite(K->B[i]) ? K->a[i] : K->B[i]);
+    for (i = 0; i < d; i++)
+        if (!isfinite(K->beta[i])) return plm_fail(ctx, PLM_EINVAL, "%s: the auxiliary's beta[%d] is not finite (%g)", fn, i + 1, K->beta[i]);
+    /* the grid, and the auxiliary's exact transition over each step (steps of equal length share one) */
+    for (n = 0; n <= N; n++) {
+        if (o->time_change) {
+            double u = (double)n / (double)N;
+            K->t[n] = o->t0 + span * u * (2 - u);
+        } else
+            K->t[n] = fmin(o->t0 + (double)n * o->dt, o->t1);
+    }
+    K->t[N] = o->t1;
+    Phi = dalloc((size_t)d * d), mm = dalloc((size_t)d), Q = dalloc((size_t)d * d);
+    if (!Phi || !mm || !Q) return plm_fail(ctx, PLM_ENOMEM, "%s: out of memory", fn);
+    for (n = 0; n < N; n++) {
+        double h = K->t[n + 1] - K->t[n];
+        plm_bffg_kernel *sk;
+        if (!(h > 0)) return plm_fail(ctx, PLM_EINVAL, "%s: dt = %g is too small for the interval [%g, %g]", fn, o->dt, o->t0, o->t1);
+        if (n > 0 && h == K->t[n] - K->t[n - 1]) {
+            K->step[n] = K->step[n - 1];
+            continue;
+        }
+        if ((n & 1023) == 0 && plm_interrupted()) return plm_fail(ctx, PLM_EINTR, "%s: interrupted", fn);
+        if ((st = plm_bffg_aux_transition(ctx, d, K->B, K->beta, K->a, h, Phi, mm, Q))) return st;
+        if ((st = plm_bffg_kernel_linear_gaussian(ctx, d, d, Phi, mm, Q, &sk))) {
+            char why[PLM_MSG_MAX];
+            if (st != PLM_EINVAL) return st;
+            snprintf(why, sizeof why, "%s", ctx ? ctx->msg : "");
+            return plm_fail(ctx, PLM_EINVAL, "%s: the auxiliary's transition over a step is not a Gaussian (%s)", fn, why);
+        }
+        K->step[n] = sk;
+    }
+    k->ops = &sde_ops;
+    k->din = k->dout = d;
+    k->impl = K;
+    /* sample: x, b, sig (d or d*m), a (d*d), r, z (m) and the new state (d) */
+    k->work = (size_t)(4 * d + (K->diag ? d : d * s->m) + d * d + s->m);
+    *out = k;
+    return PLM_OK;
+}
