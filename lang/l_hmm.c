@@ -484,7 +484,7 @@ static int l_hmm_sample(lua_State *L)
     lua_Integer t;
     /* The states and observations become Lua tables of T entries: 1e8 of them is already gigabytes. */
     if (T < 1 || T > 100000000) return luaL_error(L, "%s: T must be in 1..1e8 (got %I)", fn, T);
-    seed = lua_isnoneornil(L, 3) ? plm_rng_entropy_seed() : (unsigned long long)plm_l_checkint(L, 3, fn, "seed");
+    seed = lua_isnoneornil(L, 3) ? plm_l_default_seed(L) : (unsigned long long)plm_l_checkint(L, 3, fn, "seed");
     st = plm_l_scratch(L, (size_t)T * sizeof *st);
     y = plm_l_scratch(L, (size_t)T * h->D * sizeof *y);
     plm_rng_init(&r, seed, 0);

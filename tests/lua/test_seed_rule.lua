@@ -30,3 +30,8 @@ check_rule("lgssm_sample", function()
   local xs, ys = lg:sample(5)
   return type(ys[5]) == "table" and ys[5][1] or ys[5]
 end)
+check_rule("hmm_sample", function()
+  local h = plume.hmm { init = { 0.5, 0.5 }, trans = { { 0.9, 0.1 }, { 0.2, 0.8 } }, emit = { { 0.7, 0.3 }, { 0.1, 0.9 } } }
+  local states, obs = h:sample(50)
+  return table.concat(obs, ",")
+end)
