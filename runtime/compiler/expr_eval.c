@@ -225,12 +225,15 @@ __attribute__((optimize("O3"))) static void run(const plm_prog *p, const plm_ins
     for (t = 0; t < nins; t++) {
         const plm_ins *in = &ins[t];
         double *restrict D = R[in->d];
-        const double *restrict A = R[in->a];
-        const double *restrict Bv = R[in->b];
-        const double *restrict C = R[in->c];
+        const double *restrict A, *restrict Bv, *restrict C;
+        /* an input's a and c are an index and a group, not registers: handled before they are read as such */
+        if (in->op == PLM_OP_INPUT) {   /* uniform pre-pass only */
+            D[0] = inb[in->c].p[in->a];
+            continue;
+        }
+        A = R[in->a], Bv = R[in->b], C = R[in->c];
         switch (in->op) {
         case PLM_OP_CONST: D[0] = in->k; break;
-        case PLM_OP_INPUT: D[0] = inb[in->c].p[in->a]; break;   /* uniform pre-pass only */
         case PLM_OP_NEG: UN(E_NEG); break;
         case PLM_OP_EXP: vexp(A, D, m); break;
         case PLM_OP_LOG: vlog(A, D, m); break;
