@@ -25,6 +25,7 @@
 #include "lm_ngram.h"
 #include "lm_gguf.h"
 #include "lm_llama.h"
+#include "lmchain.h"
 #include "resample.h"
 #include "bffg.h"
 #include "conformal.h"
