@@ -1,8 +1,9 @@
-/* l_bffg.c -- backward filtering, forward guiding from Lua: plume.markov_kernel.* (discrete, linear_gaussian,
-** ctmc, brownian, sde), plume.dag() with g:root / g:kernel / g:observe / g:loglik, plume.tree.newick(text) with
+/* l_bffg.c -- backward filtering, forward guiding from Lua: the kernels (plume.markov_kernel.*) are in
+** l_mkernel.c; here plume.dag() with g:root / g:kernel / g:observe / g:loglik, plume.tree.newick(text) with
 ** tree:dag{...}, and plume.bffg(g, obs, opts). Lua describes the model once; the filter and the guided draws run
 ** in C (runtime/bffg.h). Discrete states are 1-based here, 0-based in C. */
 #include "lmodel.h"
+#include "lbffg.h"
 #include "l_expr.h"
 #include "larray.h"
 #include "ldist.h"
@@ -10,278 +11,8 @@
 #include <math.h>
 #include <string.h>
 
-#define KERNEL_META "plume.markov_kernel"
 #define DAG_META "plume.dag"
 #define TREE_META "plume.tree"
-#define CTMC_META "plume.ctmc"
-
-/* ---- kernels ------------------------------------------------------------------------------------------ */
-
-static plm_bffg_kernel *check_kernel(lua_State *L, int idx, const char *fn, const char *arg)
-{
-    return plm_l_checkobj(L, idx, KERNEL_META, fn, arg);
-}
-
-/* Field `key` of the table at t as a matrix: a number is 1x1, a flat list a column when `column` (else a row).
-** Pushes the owner; absent fields give NULL with *rows = 0. */
-static double *field_mat(lua_State *L, int t, const char *fn, const char *key, size_t *rows, size_t *cols, int column)
-{
-    int ty = lua_getfield(L, t, key);
-    double *x;
-    *rows = *cols = 0;
-    if (ty == LUA_TNIL) return NULL;
-    if (ty == LUA_TNUMBER) {
-        x = plm_l_scratch(L, sizeof *x);
-        x[0] = lua_tonumber(L, -2);
-        lua_remove(L, -2);
-        *rows = *cols = 1;
-        return x;
-    }
-    if (ty == LUA_TTABLE) {
-        lua_rawgeti(L, -1, 1);
-        if (lua_type(L, -1) == LUA_TNUMBER) {   /* a flat list */
-            size_t n;
-            lua_pop(L, 1);
-            x = plm_l_checkvec(L, -1, fn, key, &n, 0);
-            lua_remove(L, -2);
-            if (column) *rows = n, *cols = 1;
-            else *rows = 1, *cols = n;
-            return x;
-        }
-        lua_pop(L, 1);
-    }
-    x = plm_l_checkmat(L, -1, fn, key, rows, cols);
-    lua_remove(L, -2);
-    return x;
-}
-
-static int push_kernel(lua_State *L, plm_bffg_kernel *k)
-{
-    plm_l_pushobj(L, k, KERNEL_META);
-    return 1;
-}
-
-/* markov_kernel.discrete(P): rows are the parent's states, columns the child's. */
-static int l_kernel_discrete(lua_State *L)
-{
-    const char *fn = "markov_kernel.discrete";
-    size_t r, c;
-    double *P;
-    plm_bffg_kernel *k;
-    plm_ctx ctx;
-    if (lua_istable(L, 1) && lua_getfield(L, 1, "P") != LUA_TNIL) lua_replace(L, 1);
-    else lua_settop(L, 1);
-    P = plm_l_checkmat(L, 1, fn, "P", &r, &c);
-    if (r > 1000000 || c > 1000000) return luaL_error(L, "%s: P is too large (%d x %d)", fn, (int)r, (int)c);
-    plm_ctx_clear(&ctx);
-    if (plm_bffg_kernel_discrete(&ctx, (int)r, (int)c, P, &k)) return plm_l_fail(L, &ctx);
-    return push_kernel(L, k);
-}
-
-/* markov_kernel.linear_gaussian{B=, beta=, Q=, aux=}: y ~ N(B x + beta, Q). */
-static int l_kernel_linear_gaussian(lua_State *L)
-{
-    const char *fn = "markov_kernel.linear_gaussian";
-    size_t br, bc, er, ec, qr, qc;
-    double *B, *beta, *Q;
-    plm_bffg_kernel *k;
-    plm_ctx ctx;
-    static const char *const opts[] = {"B", "beta", "Q", "aux", NULL};
-    luaL_checktype(L, 1, LUA_TTABLE);
-    plm_l_checkopts(L, 1, fn, opts);
-    B = field_mat(L, 1, fn, "B", &br, &bc, 0);
-    if (!B) return luaL_error(L, "%s: missing field 'B' (the matrix of the mean B x + beta)", fn);
-    beta = field_mat(L, 1, fn, "beta", &er, &ec, 1);
-    Q = field_mat(L, 1, fn, "Q", &qr, &qc, 0);
-    if (!Q) return luaL_error(L, "%s: missing field 'Q' (the covariance)", fn);
-    if (beta && (ec != 1 || er != br))
-        return luaL_error(L, "%s: beta must have %d entries, one per row of B (got %d)", fn, (int)br, (int)(er * ec));
-    if (qr != br || qc != br) return luaL_error(L, "%s: Q must be %d x %d like B's rows (got %d x %d)", fn, (int)br, (int)br, (int)qr, (int)qc);
-    plm_ctx_clear(&ctx);
-    if (plm_bffg_kernel_linear_gaussian(&ctx, (int)br, (int)bc, B, beta, Q, &k)) return plm_l_fail(L, &ctx);
-    if (lua_getfield(L, 1, "aux") != LUA_TNIL) {
-        plm_bffg_kernel *aux = check_kernel(L, -1, fn, "aux");
-        if (plm_bffg_kernel_set_aux(&ctx, k, aux)) return plm_l_fail(L, &ctx);
-    }
-    return push_kernel(L, k);
-}
-
-/* markov_kernel.ctmc{Q=, t=}: Q a rate matrix or a plume.ctmc. */
-static int l_kernel_ctmc(lua_State *L)
-{
-    const char *fn = "markov_kernel.ctmc";
-    static const char *const opts[] = {"Q", "t", NULL};
-    plm_ctmc *c;
-    plm_bffg_kernel *k;
-    plm_ctx ctx;
-    double t;
-    luaL_checktype(L, 1, LUA_TTABLE);
-    plm_l_checkopts(L, 1, fn, opts);
-    plm_ctx_clear(&ctx);
-    if (lua_getfield(L, 1, "t") == LUA_TNIL) return luaL_error(L, "%s: missing field 't' (the time the chain runs)", fn);
-    t = plm_l_checknum(L, -1, fn, "t");
-    if (lua_getfield(L, 1, "Q") == LUA_TNIL) return luaL_error(L, "%s: missing field 'Q' (the rate matrix)", fn);
-    if (!(c = plm_l_testobj(L, -1, CTMC_META))) {
-        size_t r, cols;
-        double *Q = plm_l_checkmat(L, -1, fn, "Q", &r, &cols);
-        if (r != cols) return luaL_error(L, "%s: Q must be square (got %d x %d)", fn, (int)r, (int)cols);
-        if (plm_ctmc_new(&ctx, Q, (int)r, &c)) return plm_l_fail(L, &ctx);
-    }
-    if (plm_bffg_kernel_ctmc(&ctx, c, t, &k)) return plm_l_fail(L, &ctx);
-    return push_kernel(L, k);
-}
-
-/* markov_kernel.brownian{rate=, t=}: N(x, t rate); rate a variance rate (number) or a covariance rate matrix. */
-static int l_kernel_brownian(lua_State *L)
-{
-    const char *fn = "markov_kernel.brownian";
-    static const char *const opts[] = {"rate", "t", NULL};
-    size_t r, c;
-    double *S, t;
-    plm_bffg_kernel *k;
-    plm_ctx ctx;
-    luaL_checktype(L, 1, LUA_TTABLE);
-    plm_l_checkopts(L, 1, fn, opts);
-    if (lua_getfield(L, 1, "t") == LUA_TNIL) return luaL_error(L, "%s: missing field 't' (the time, e.g. a branch length)", fn);
-    t = plm_l_checknum(L, -1, fn, "t");
-    S = field_mat(L, 1, fn, "rate", &r, &c, 0);
-    if (!S) return luaL_error(L, "%s: missing field 'rate' (the variance rate)", fn);
-    if (r != c) return luaL_error(L, "%s: rate must be a number or a square matrix (got %d x %d)", fn, (int)r, (int)c);
-    plm_ctx_clear(&ctx);
-    if (plm_bffg_kernel_brownian(&ctx, (int)r, S, t, &k)) return plm_l_fail(L, &ctx);
-    return push_kernel(L, k);
-}
-
-/* A diffusion coefficient as the covariance a = sigma sigma' (d*d, pushed scratch): sigma a number (sigma I), a
-** list of d numbers (diagonal) or a d x m matrix. */
-static double *read_sigma(lua_State *L, int idx, int d, const char *fn, const char *what)
-{
-    double *a;
-    int i, j, l;
-    idx = lua_absindex(L, idx);
-    a = plm_l_scratch(L, (size_t)d * d * sizeof *a);
-    memset(a, 0, (size_t)d * d * sizeof *a);
-    if (lua_type(L, idx) == LUA_TNUMBER) {
-        double v = lua_tonumber(L, idx);
-        for (i = 0; i < d; i++) a[i * d + i] = v * v;
-        return a;
-    }
-    if (!lua_istable(L, idx)) luaL_error(L, "%s: %s must be a number, a list of %d numbers or a %d x m matrix (got %s)", fn,
-                                         what, d, d, luaL_typename(L, idx));
-    lua_rawgeti(L, idx, 1);
-    if (lua_type(L, -1) == LUA_TNUMBER) {
-        size_t n;
-        double *v;
-        lua_pop(L, 1);
-        v = plm_l_checkvec(L, idx, fn, what, &n, 0);
-        if (n != (size_t)d) luaL_error(L, "%s: %s as a list must have %d entries, the diagonal (got %d)", fn, what, d, (int)n);
-        for (i = 0; i < d; i++) a[i * d + i] = v[i] * v[i];
-        lua_pop(L, 1);
-    } else {
-        size_t r, c;
-        double *S;
-        lua_pop(L, 1);
-        S = plm_l_checkmat(L, idx, fn, what, &r, &c);
-        if (r != (size_t)d) luaL_error(L, "%s: %s must have %d rows (got %d)", fn, what, d, (int)r);
-        for (i = 0; i < d; i++)
-            for (j = 0; j < d; j++)
-                for (l = 0; l < (int)c; l++) a[i * d + j] += S[i * c + l] * S[j * c + l];
-        lua_pop(L, 1);
-    }
-    return a;
-}
-
-/* A d-vector field (pushed scratch), or NULL when absent. */
-static double *opt_vec(lua_State *L, int t, const char *key, int d, const char *fn)
-{
-    double *v;
-    size_t n;
-    if (lua_getfield(L, t, key) == LUA_TNIL) {
-        lua_pop(L, 1);
-        return NULL;
-    }
-    if (d == 1 && lua_type(L, -1) == LUA_TNUMBER) {
-        v = plm_l_scratch(L, sizeof *v);
-        v[0] = lua_tonumber(L, -2);
-        lua_remove(L, -2);
-        return v;
-    }
-    v = plm_l_checkvec(L, -1, fn, key, &n, 0);
-    if (n != (size_t)d) luaL_error(L, "%s: %s must have %d entries (got %d)", fn, key, d, (int)n);
-    lua_remove(L, -2);
-    return v;
-}
-
-/* markov_kernel.sde{sde=, t0=0, t1=, dt=, time_change=false, at=, aux={B=, beta=, sigma=}}: X(t1) given X(t0) of a
-** plume.sde, with the parameters it has now. */
-static int l_kernel_sde(lua_State *L)
-{
-    const char *fn = "markov_kernel.sde";
-    static const char *const opts[] = {"sde", "t0", "t1", "dt", "time_change", "at", "aux", NULL};
-    static const char *const aux_opts[] = {"B", "beta", "sigma", NULL};
-    plm_bffg_sde_opts o;
-    plm_sde *s;
-    plm_bffg_kernel *k;
-    plm_ctx ctx;
-    int d, i;
-    luaL_checktype(L, 1, LUA_TTABLE);
-    lua_settop(L, 1);
-    plm_l_checkopts(L, 1, fn, opts);
-    memset(&o, 0, sizeof o);
-    lua_getfield(L, 1, "sde");   /* 2 */
-    if (!(s = plm_l_tosde(L, 2)))
-        return luaL_error(L, "%s: field 'sde' must be a plume.sde (got %s)", fn, luaL_typename(L, 2));
-    d = s->dim;
-    for (i = 0; i < s->np; i++)
-        if (isnan(s->params[i])) {
-            lua_getiuservalue(L, 2, 1);
-            lua_getfield(L, -1, "names");
-            lua_geti(L, -1, i + 1);
-            return luaL_error(L, "%s: the sde's parameter '%s' has no value (NaN; use s:set_params)", fn, lua_tostring(L, -1));
-        }
-    o.t0 = plm_l_optnum(L, 1, fn, "t0", 0);
-    if (lua_getfield(L, 1, "t1") == LUA_TNIL) return luaL_error(L, "%s: missing field 't1' (the end of the interval)", fn);
-    lua_pop(L, 1);
-    o.t1 = plm_l_optnum(L, 1, fn, "t1", 0);
-    if (lua_getfield(L, 1, "dt") == LUA_TNIL) return luaL_error(L, "%s: missing field 'dt' (the step of the guided paths)", fn);
-    lua_pop(L, 1);
-    o.dt = plm_l_optnum(L, 1, fn, "dt", 0);
-    o.time_change = plm_l_optbool(L, 1, fn, "time_change", 0);
-    lua_settop(L, 2);
-    o.at = opt_vec(L, 1, "at", d, fn);   /* its owner stays on the stack */
-    if (lua_getfield(L, 1, "aux") != LUA_TNIL) {
-        int t = lua_gettop(L);
-        size_t r, c;
-        if (!lua_istable(L, t)) return luaL_error(L, "%s: aux must be a table {B=, beta=, sigma=}", fn);
-        plm_l_checkopts(L, t, fn, aux_opts);
-        if ((o.B = field_mat(L, t, fn, "B", &r, &c, 0)) && (r != (size_t)d || c != (size_t)d))
-            return luaL_error(L, "%s: aux.B must be %d x %d (got %d x %d)", fn, d, d, (int)r, (int)c);
-        o.beta = opt_vec(L, t, "beta", d, fn);
-        if (lua_getfield(L, t, "sigma") != LUA_TNIL) o.a = read_sigma(L, -1, d, fn, "aux.sigma");
-    }
-    if (!o.at && (!o.B || !o.a))
-        return luaL_error(L, "%s: give 'at' (the point where the drift is linearised) or aux = {B=, beta=, sigma=}", fn);
-    plm_ctx_clear(&ctx);
-    if (plm_bffg_kernel_sde(&ctx, s, &o, &k)) {
-        if (ctx.status == PLM_EINTR) plm_interrupt_clear();
-        return plm_l_fail(L, &ctx);
-    }
-    return push_kernel(L, k);   /* the kernel (GC memory) holds the sde */
-}
-
-static int l_kernel_tostring(lua_State *L)
-{
-    const plm_bffg_kernel *k = check_kernel(L, 1, "tostring", "self");
-    int di, din, dout;
-    const char *kind = plm_bffg_kernel_info(k, &di, &din, NULL, &dout);
-    if (din == 0)
-        lua_pushfstring(L, "markov_kernel.%s(prior on %s %d)", kind, di ? "states" : "R^", dout);
-    else if (di)
-        lua_pushfstring(L, "markov_kernel.%s(%d states -> %d states)", kind, din, dout);
-    else
-        lua_pushfstring(L, "markov_kernel.%s(R^%d -> R^%d)", kind, din, dout);
-    return 1;
-}
 
 /* ---- values ------------------------------------------------------------------------------------------- */
 
@@ -426,7 +157,7 @@ static int l_dag_kernel(lua_State *L)
     plm_bffg_model *m = check_dag(L, 1, "dag:kernel");
     const char *name = check_name(L, 2, "dag:kernel");
     int parent = find_parent(L, m, 3, "dag:kernel");
-    add_node(L, m, name, parent, check_kernel(L, 4, "dag:kernel", "kernel"), NULL);
+    add_node(L, m, name, parent, plm_l_checkmkernel(L, 4, "dag:kernel", "kernel"), NULL);
     lua_settop(L, 1);
     return 1;
 }
@@ -437,7 +168,7 @@ static int l_dag_observe(lua_State *L)
     plm_bffg_model *m = check_dag(L, 1, "dag:observe");
     const char *name = check_name(L, 2, "dag:observe");
     int parent = find_parent(L, m, 3, "dag:observe");
-    plm_bffg_kernel *k = check_kernel(L, 4, "dag:observe", "kernel");
+    plm_bffg_kernel *k = plm_l_checkmkernel(L, 4, "dag:observe", "kernel");
     double x[64], *v = x;
     int dout;
     plm_bffg_kernel_info(k, NULL, NULL, NULL, &dout);
@@ -661,7 +392,7 @@ static int l_tree_dag(lua_State *L)
         if (!plm_l_testobj(L, -1, KERNEL_META))
             return luaL_error(L, "%s: process(%f, '%s') returned %s, not a plume.markov_kernel", fn, t->length[i], t->name[i],
                               luaL_typename(L, -1));
-        k = check_kernel(L, -1, fn, "process result");
+        k = plm_l_checkmkernel(L, -1, fn, "process result");
         plm_bffg_kernel_info(k, NULL, NULL, NULL, &dout);
         if (t->tip[i] && lua_istable(L, 5)) {
             lua_getfield(L, 5, t->name[i]);
@@ -821,24 +552,15 @@ static int l_bffg(lua_State *L)
 
 void plm_l_open_bffg(lua_State *L)
 {
-    static const luaL_Reg kernel_meta[] = {{"__tostring", l_kernel_tostring}, {NULL, NULL}};
-    static const luaL_Reg kernel_methods[] = {{NULL, NULL}};
     static const luaL_Reg dag_methods[] = {{"root", l_dag_root}, {"kernel", l_dag_kernel}, {"observe", l_dag_observe},
                                            {"loglik", l_dag_loglik}, {"nodes", l_dag_nodes}, {NULL, NULL}};
     static const luaL_Reg dag_meta[] = {{"__tostring", l_dag_tostring}, {NULL, NULL}};
     static const luaL_Reg tree_methods[] = {{"tips", l_tree_tips}, {"nodes", l_tree_nodes}, {"dag", l_tree_dag}, {NULL, NULL}};
     static const luaL_Reg tree_meta[] = {{"__tostring", l_tree_tostring}, {NULL, NULL}};
-    static const luaL_Reg kernels[] = {{"discrete", l_kernel_discrete}, {"linear_gaussian", l_kernel_linear_gaussian},
-                                       {"ctmc", l_kernel_ctmc}, {"brownian", l_kernel_brownian}, {"sde", l_kernel_sde},
-                                       {NULL, NULL}};
-    plm_l_newmeta(L, KERNEL_META, kernel_methods, kernel_meta);
-    lua_pop(L, 1);
     plm_l_newmeta(L, DAG_META, dag_methods, dag_meta);
     lua_pop(L, 1);
     plm_l_newmeta(L, TREE_META, tree_methods, tree_meta);
     lua_pop(L, 1);
-    luaL_newlib(L, kernels);
-    lua_setfield(L, -2, "markov_kernel");
     lua_pushcfunction(L, l_dag_new);
     lua_setfield(L, -2, "dag");
     lua_createtable(L, 0, 1);
