@@ -86,7 +86,7 @@ static long find_or_add(plm_lmchain *c, const plm_token *t, int len, size_t max_
         if (!(ln = realloc(c->len, cap * sizeof *ln))) return -1;
         c->len = ln, c->cap = cap;
     }
-    memcpy(c->tok + c->n * (size_t)c->K, t, (size_t)len * sizeof *t);
+    if (len) memcpy(c->tok + c->n * (size_t)c->K, t, (size_t)len * sizeof *t);   /* the empty context has no tokens */
     c->len[c->n] = len;
     c->slot[h] = (int32_t)c->n;
     c->n++;
