@@ -55,7 +55,7 @@ static int push_new_lm(lua_State *L, plm_lm *lm, int opts, const char *fn)
 }
 
 /* A token list from a string (tokenized by lm) or a Lua table of integer ids. Pushes the owner of the memory. */
-static plm_token *check_tokens(lua_State *L, int idx, plm_lm *lm, const char *fn, const char *arg, size_t *n)
+plm_token *plm_l_checktokens(lua_State *L, int idx, plm_lm *lm, const char *fn, const char *arg, size_t *n)
 {
     plm_ctx ctx;
     plm_token *t;
@@ -104,7 +104,7 @@ static int l_tokenize(lua_State *L)
     size_t n;
     plm_token *t;
     luaL_checktype(L, 2, LUA_TSTRING);
-    t = check_tokens(L, 2, lm, "lm:tokenize", "text", &n);
+    t = plm_l_checktokens(L, 2, lm, "lm:tokenize", "text", &n);
     push_tokens(L, t, n);
     return 1;
 }
@@ -117,7 +117,7 @@ static int l_detokenize(lua_State *L)
     plm_token *t;
     char *buf;
     luaL_checktype(L, 2, LUA_TTABLE);
-    t = check_tokens(L, 2, lm, "lm:detokenize", "tokens", &n);
+    t = plm_l_checktokens(L, 2, lm, "lm:detokenize", "tokens", &n);
     if (plm_lm_detokenize(lm, &ctx, t, n, NULL, 0, &nb)) return plm_l_fail(L, &ctx);
     buf = plm_l_scratch(L, nb + 1);
     if (plm_lm_detokenize(lm, &ctx, t, n, buf, nb, &nb)) return plm_l_fail(L, &ctx);
@@ -138,7 +138,7 @@ static int l_next_logprobs(lua_State *L)
     plm_lm *lm = plm_l_checklm(L, 1, "lm:next_logprobs", "self");
     plm_ctx ctx;
     size_t n;
-    const plm_token *t = check_tokens(L, 2, lm, "lm:next_logprobs", "tokens", &n);
+    const plm_token *t = plm_l_checktokens(L, 2, lm, "lm:next_logprobs", "tokens", &n);
     plm_l_array *a = plm_l_newarray(L, (size_t)lm->n_vocab);
     if (plm_lm_next_logprobs(lm, &ctx, 1, &t, &n, a->data)) return plm_l_fail(L, &ctx);
     return 1;
@@ -169,7 +169,7 @@ static int l_next_logprobs_batch(lua_State *L)
         char arg[32];
         snprintf(arg, sizeof arg, "contexts[%d]", (int)i + 1);
         lua_rawgeti(L, 2, (lua_Integer)i + 1);
-        ptrs[i] = check_tokens(L, -1, lm, "lm:next_logprobs_batch", arg, &lens[i]);
+        ptrs[i] = plm_l_checktokens(L, -1, lm, "lm:next_logprobs_batch", arg, &lens[i]);
         lua_rawseti(L, base, (lua_Integer)i + 1);
         lua_pop(L, 1);
     }
@@ -189,8 +189,8 @@ static int l_logprob(lua_State *L)
     plm_lm *lm = plm_l_checklm(L, 1, "lm:logprob", "self");
     plm_ctx ctx;
     size_t np, nc, j;
-    const plm_token *p = check_tokens(L, 2, lm, "lm:logprob", "prompt", &np);
-    const plm_token *c = check_tokens(L, 3, lm, "lm:logprob", "continuation", &nc);
+    const plm_token *p = plm_l_checktokens(L, 2, lm, "lm:logprob", "prompt", &np);
+    const plm_token *c = plm_l_checktokens(L, 3, lm, "lm:logprob", "continuation", &nc);
     double *lp = plm_l_scratch(L, (nc + 1) * sizeof *lp), total = 0;
     if (plm_lm_score(lm, &ctx, p, np, c, nc, lp)) return plm_l_fail(L, &ctx);
     for (j = 0; j < nc; j++) total += lp[j];
@@ -227,7 +227,7 @@ static int l_sample_text(lua_State *L)
     plm_lm *lm = plm_l_checklm(L, 1, FN, "self");
     plm_ctx ctx;
     size_t np, V = (size_t)lm->n_vocab, nstop = 0, i, tlen = 0, tcap = 256;
-    const plm_token *p = check_tokens(L, 2, lm, FN, "prompt", &np);
+    const plm_token *p = plm_l_checktokens(L, 2, lm, FN, "prompt", &np);
     int opts = lua_istable(L, 3) ? 3 : 0, seq = -1;
     lua_Integer max_tokens, t;
     double temp, logp = 0;

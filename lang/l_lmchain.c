@@ -35,38 +35,13 @@ static plm_lm *lm_of(lua_State *L, int idx)
     return lm;
 }
 
-/* The start option: a string (tokenized by lm) or a list of token ids. Returns scratch memory (pushed). */
+/* The start option: a string (tokenized by lm) or a list of token ids; none is the empty context. Pushes the
+** owner of the memory. */
 static plm_token *start_tokens(lua_State *L, int idx, plm_lm *lm, const char *fn, size_t *n)
 {
-    plm_ctx ctx;
-    plm_token *t;
-    size_t i, len;
-    idx = lua_absindex(L, idx);
     *n = 0;
-    if (lua_isnoneornil(L, idx)) return plm_l_scratch(L, sizeof *t);
-    if (lua_type(L, idx) == LUA_TSTRING) {
-        const char *s = lua_tolstring(L, idx, &len);
-        if (plm_lm_tokenize(lm, &ctx, s, len, NULL, 0, n)) plm_l_fail_as(L, &ctx, fn);
-        t = plm_l_scratch(L, (*n + 1) * sizeof *t);
-        if (plm_lm_tokenize(lm, &ctx, s, len, t, *n, n)) plm_l_fail_as(L, &ctx, fn);
-        return t;
-    }
-    if (lua_type(L, idx) != LUA_TTABLE)
-        luaL_error(L, "%s: option 'start' must be a string or a table of token ids (got %s)", fn, luaL_typename(L, idx));
-    len = (size_t)lua_rawlen(L, idx);
-    t = plm_l_scratch(L, (len + 1) * sizeof *t);
-    for (i = 0; i < len; i++) {
-        int ok;
-        lua_Integer v;
-        lua_rawgeti(L, idx, (lua_Integer)i + 1);
-        v = lua_tointegerx(L, -1, &ok);
-        lua_pop(L, 1);
-        if (!ok || v < 0 || v >= lm->n_vocab)
-            luaL_error(L, "%s: start[%d] must be a token id 0..%d", fn, (int)i + 1, lm->n_vocab - 1);
-        t[i] = (plm_token)v;
-    }
-    *n = len;
-    return t;
+    if (lua_isnoneornil(L, idx)) return plm_l_scratch(L, sizeof(plm_token));
+    return plm_l_checktokens(L, idx, lm, fn, "start", n);
 }
 
 /* lm:markov_chain{context = K, temperature = 1, start = "", max_states = 100000} */

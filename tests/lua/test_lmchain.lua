@@ -321,7 +321,7 @@ T.test("errors", function()
   T.raises(function() kn:markov_chain{ context = 1, temperature = -1 } end, "option 'temperature' must be >= 0 (got -1)")
   T.raises(function() kn:markov_chain{ context = 1, temperature = 0 / 0 } end, "option 'temperature' must be >= 0")
   T.raises(function() kn:markov_chain{ context = 1, tempreature = 1 } end, "unknown option 'tempreature'")
-  T.raises(function() kn:markov_chain{ context = 1, start = { 1e6 } } end, "start[1] must be a token id")
+  T.raises(function() kn:markov_chain{ context = 1, start = { 1e6 } } end, "start[1] is 1000000, outside the vocabulary")
   local c = kn:markov_chain{ context = 1, start = "the" }
   T.raises(function() c:mixing_time(0) end, "lmchain:mixing_time: eps must be in (0, 1) (got 0)")
   T.raises(function() c:mixing_time(1e-12, { max_steps = 2 }) end, "not mixed after max_steps = 2 steps")
