@@ -111,6 +111,16 @@ static void params_setup(lua_State *L, int opts, const char *fn, pm_args *a)
     a->P.names = a->names;
 }
 
+void plm_l_ssm_params(lua_State *L, int opts, const char *fn, plm_ssm *m, plm_ssm_prior *P, double **saved,
+                      double **run)
+{
+    pm_args a;
+    memset(&a, 0, sizeof a);
+    a.m = m;
+    params_setup(L, opts, fn, &a);
+    *P = a.P, *saved = a.saved, *run = a.run;
+}
+
 /* The model at 1, ys at 2, and the options both samplers take. */
 static void common_setup(lua_State *L, int opts, const char *fn, pm_args *a, long def_samples)
 {

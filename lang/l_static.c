@@ -170,7 +170,7 @@ static int traced_call(lua_State *L)
 
 /* Trace pg once. Returns 1 with the finished model in *out, or 0 with the reason it is not static pushed (the
 ** error the trace met, with the program's line). The graph holder is left on the stack under the result. */
-static int trace_program(lua_State *L, const plm_l_program *pg, plm_gmodel **out)
+int plm_l_trace_static(lua_State *L, const plm_l_program *pg, plm_gmodel **out)
 {
     tracer t;
     plm_l_handle *h = lua_touserdata(L, pg->handle);
@@ -296,7 +296,7 @@ int plm_l_infer_static(lua_State *L, const plm_l_program *pg, const plm_l_infer_
     if (ho.max_depth < 1 || ho.max_depth > 30)
         return luaL_error(L, "%s: option 'max_depth' must be in 1..30 (got %d)", fn, ho.max_depth);
     if (ho.steps < 1 || ho.steps > 100000) return luaL_error(L, "%s: option 'steps' must be in 1..1e5 (got %d)", fn, ho.steps);
-    if (!trace_program(L, pg, &gm)) {
+    if (!plm_l_trace_static(L, pg, &gm)) {
         if (is_auto) return 0;
         return luaL_error(L, "%s: method \"%s\" needs a static model (one whose structure does not depend on its "
                              "random choices), and this one is not: %s", fn, o->method, lua_tostring(L, -1));
@@ -385,11 +385,11 @@ typedef struct mgraph {
     plm_gmodel *gm;   /* NULL for a dynamic program */
 } mgraph;
 
-static int push_program(lua_State *L, int model, int data, plm_l_program *pg)
+int plm_l_push_program(lua_State *L, int model, int data, plm_l_program *pg, const char *fn)
 {
     int nargs = 1, k;
     lua_getfield(L, model, "fn");
-    if (!lua_isfunction(L, -1)) return luaL_error(L, "plume.graph: expected a plume.model (got %s)", luaL_typename(L, model));
+    if (!lua_isfunction(L, -1)) return luaL_error(L, "%s: expected a plume.model (got %s)", fn, luaL_typename(L, model));
     pg->fn = lua_gettop(L);
     plm_l_newhandle(L);
     pg->handle = lua_gettop(L);
@@ -415,8 +415,8 @@ static int l_graph(lua_State *L)
     int res;
     lua_settop(L, 2);
     if (!lua_istable(L, 1)) return luaL_error(L, "plume.graph: expected a plume.model (got %s)", luaL_typename(L, 1));
-    push_program(L, 1, 2, &pg);
-    res = trace_program(L, &pg, &gm);
+    plm_l_push_program(L, 1, 2, &pg, "plume.graph");
+    res = plm_l_trace_static(L, &pg, &gm);
     lua_newtable(L);
     lua_pushstring(L, res ? "static" : "dynamic");
     lua_setfield(L, -2, "mode");

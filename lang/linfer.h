@@ -39,4 +39,13 @@ int plm_l_mh_parallel(lua_State *L, const plm_l_program *pg, const plm_l_infer_o
 ** are checked by the caller. */
 int plm_l_infer_static(lua_State *L, const plm_l_program *pg, const plm_l_infer_opts *o, int opts);
 
+/* The model program of the plume.model at stack index model with data at index data (a plume.args spreads into
+** several arguments), pushed as function, handle and arguments (errors name fn). Returns 0. */
+int plm_l_push_program(lua_State *L, int model, int data, plm_l_program *pg, const char *fn);
+
+/* Trace pg once as a static model (l_static.c). Returns 1 with the finished model in *out, or 0 with the reason
+** it is not static pushed. The graph holder is left on the stack under the result. */
+typedef struct plm_gmodel plm_gmodel;
+int plm_l_trace_static(lua_State *L, const plm_l_program *pg, plm_gmodel **out);
+
 #endif

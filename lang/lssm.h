@@ -4,6 +4,7 @@
 #define PLM_LSSM_H
 
 #include "l_expr.h"
+#include "pmcmc.h"
 
 #define PLM_L_SSM "plume.ssm"
 #define MAX_COV 256
@@ -29,5 +30,10 @@ int plm_l_ssm_tostring(lua_State *L);
 /* Observations ys at idx as ys[(t-1)*ydim + k]: a list of numbers (ydim 1; NaN or 0/0 marks a missing
 ** one), a plume.array, or a list of ydim-lists; *T receives their number. Pushes the owner of the memory. */
 double *plm_l_ssm_ys(lua_State *L, int idx, int ydim, const char *fn, long *T);
+/* The parameters to sample of the plume.ssm m at stack index 1, read from opts.params as plume.pmmh reads them
+** (l_pmcmc.c): a prior samples, a number holds; *saved receives the model's own values (put them back after the
+** run), *run the values for the run (NaN for the sampled ones). Memory is scratch on the stack. */
+void plm_l_ssm_params(lua_State *L, int opts, const char *fn, plm_ssm *m, plm_ssm_prior *P, double **saved,
+                      double **run);
 
 #endif

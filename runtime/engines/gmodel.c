@@ -136,6 +136,10 @@ plm_status plm_gmodel_latent(plm_ctx *ctx, plm_gmodel *m, const char *name, cons
     if ((first = add_coords(ctx, m, dim, m->n - 1)) < 0) return ctx->status;
     s->first = first;
     s->lo = lo, s->hi = hi;
+    s->prior = *d;
+    if (!(s->prior.p = plm_gc_alloc_atomic(((size_t)d->np + 1) * sizeof *s->prior.p)))
+        return plm_fail(ctx, PLM_ENOMEM, "gmodel: out of memory");
+    if (d->np) memcpy(s->prior.p, d->p, (size_t)d->np * sizeof *d->p);
     if (dim == 1)
         s->value[0] = transform(g, m->x[first], lo, hi, &lj);
     else

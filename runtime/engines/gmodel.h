@@ -32,6 +32,7 @@ typedef struct plm_gsite {
     int logp;               /* its term of the log density, -1 for deterministic sites */
     int *parents;           /* latent sites (indices into sites) whose coordinates the term or value reads */
     int nparents;
+    plm_symdist prior;      /* latent: its distribution (parameter nodes), for drawing from the prior */
 } plm_gsite;
 
 typedef struct plm_gmodel {
