@@ -73,7 +73,8 @@ static void to_posterior(lua_State *L)
 /* ---- plume.smc_sampler ---- */
 
 static const char *const smcs_options[] = {"particles", "method", "ess_target", "ess_threshold", "moves", "waste_free",
-                                           "chain_length", "scale", "resample", "seed", "threads", "max_steps", NULL};
+                                           "chain_length", "scale", "resample", "seed", "threads", "max_steps", "kernel",
+                                           "leapfrog", "step_size", NULL};
 
 /* The draws of the final cloud: its u through the model's transforms, weighted when the weights differ. Pushes
 ** one value (the draws). */
@@ -123,7 +124,7 @@ static void push_cloud(lua_State *L, plm_gmodel *gm, const plm_smcs_result *r, i
 /* plume.smc_sampler(model, data, opts) -> posterior with logz, temperatures, ess, accept_rate, logz_increments */
 static int l_smc_sampler(lua_State *L)
 {
-    const char *fn = "plume.smc_sampler", *method;
+    const char *fn = "plume.smc_sampler", *method, *kernel;
     int opts, threads, ibis;
     plm_l_program pg;
     plm_gmodel *gm;
@@ -151,6 +152,14 @@ static int l_smc_sampler(lua_State *L)
     o.scale = plm_l_optnum(L, opts, fn, "scale", 0);
     o.scheme = (plm_resample_scheme)opt_scheme(L, opts, fn);
     o.max_steps = (long)opt_count(L, opts, fn, "max_steps", 10000, 1);
+    kernel = plm_l_optstr(L, opts, fn, "kernel", "rw");
+    if (strcmp(kernel, "rw") && strcmp(kernel, "hmc"))
+        return luaL_error(L, "%s: unknown kernel '%s' (\"rw\", \"hmc\")", fn, kernel);
+    o.kernel = strcmp(kernel, "hmc") ? PLM_SMCS_RW : PLM_SMCS_HMC;
+    o.leapfrog = (int)opt_count(L, opts, fn, "leapfrog", 10, 1);
+    o.step_size = plm_l_optnum(L, opts, fn, "step_size", 0.5);
+    if (!(o.step_size > 0) || !isfinite(o.step_size))
+        return luaL_error(L, "%s: option 'step_size' must be > 0 (got %f)", fn, (lua_Number)o.step_size);
     o.seed = plm_l_seed(L, opts, fn);
     threads = plm_l_threads(L, opts, fn);
     o.nthreads = threads;
@@ -202,6 +211,8 @@ static int l_smc_sampler(lua_State *L)
     set_int(L, "dim", gm->dim);
     lua_pushboolean(L, o.waste_free);
     lua_setfield(L, -2, "waste_free");
+    lua_pushstring(L, kernel);
+    lua_setfield(L, -2, "kernel");
     set_num(L, "sampling_time", plm_l_now() - t0);
     to_posterior(L);
     return 1;

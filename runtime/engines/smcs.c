@@ -29,6 +29,8 @@ void plm_smcs_opts_default(plm_smcs_opts *o)
     o->seed = 1;
     o->nthreads = 1;
     o->max_steps = 10000;
+    o->kernel = PLM_SMCS_RW;
+    o->leapfrog = 10;
 }
 
 void plm_smcs_result_free(plm_smcs_result *res)
@@ -58,6 +60,10 @@ typedef struct smcs {
     double *scratch;
     unsigned char *acc;      /* accepted in the current pass */
     long evals;
+    int prior_node, *term_node;   /* graph nodes of the prior and of each term (HMC targets) */
+    double eps, *sd;         /* HMC: step size, and the cloud's standard deviations (the inverse metric's roots) */
+    double *hq, *hp, *hg;    /* HMC: positions, momenta, gradients of a pass (d x n) */
+    double *hlp, *heps, *hh0, *hlogu;   /* log densities, step sizes, initial -energies, log uniforms (n) */
 } smcs;
 
 /* ---- evaluation ---- */
@@ -136,6 +142,12 @@ static plm_status build_eval(smcs *S)
             free(outs);
             return plm_fail(S->ctx, PLM_ENOMEM, "smc_sampler: out of memory");
         }
+    if (!(S->term_node = malloc(((size_t)S->K + 1) * sizeof *S->term_node))) {
+        free(outs);
+        return plm_fail(S->ctx, PLM_ENOMEM, "smc_sampler: out of memory");
+    }
+    S->prior_node = prior;
+    memcpy(S->term_node, outs + 1, (size_t)S->K * sizeof *outs);
     st = plm_prog_compile(S->ctx, g, S->K + 1, outs, 1u << PLM_GRP_X, &S->eval);
     free(outs);
     return st;
@@ -309,6 +321,147 @@ static void swap_clouds(smcs *S)
     t = S->lik, S->lik = S->lik2, S->lik2 = t;
 }
 
+/* ---- HMC moves ----
+** Every leapfrog step evaluates the log density and its gradient for all the particles of a pass in one call
+** of a compiled program (threads over particles); the per-particle arithmetic between calls is plain loops. */
+
+/* The program of prior + lambda * (first nt terms) and its gradient (d + 1 outputs); lambda is datum 0 of
+** group P, so every move builds the same graph nodes and only compiles. */
+static plm_status hmc_program(smcs *S, int nt, plm_prog **out)
+{
+    plm_graph *g = S->m->g;
+    int lik = plm_graph_const(g, 0), lp, k, *outs;
+    plm_status st;
+    for (k = 0; k < nt; k++) lik = plm_graph_op(g, PLM_OP_ADD, lik, S->term_node[k], -1);
+    lp = plm_graph_op(g, PLM_OP_ADD, S->prior_node,
+                      plm_graph_op(g, PLM_OP_MUL, plm_graph_input(g, PLM_GRP_P, 0), lik, -1), -1);
+    if (lp < 0 || !(outs = malloc(((size_t)S->d + 1) * sizeof *outs)))
+        return plm_fail(S->ctx, PLM_ENOMEM, "smc_sampler: out of memory");
+    outs[0] = lp;
+    st = plm_graph_grad(S->ctx, g, lp, S->d, S->m->x, outs + 1);
+    if (st == PLM_ENOTSUP)
+        st = plm_fail(S->ctx, PLM_ENOTSUP, "smc_sampler: kernel \"hmc\" needs the gradient of the log density, and "
+                      "it has none (%s); use kernel \"rw\"", S->ctx->msg);
+    if (!st) st = plm_prog_compile(S->ctx, g, S->d + 1, outs, 1u << PLM_GRP_X, out);
+    free(outs);
+    return st;
+}
+
+/* Log densities into S->hlp and gradients into S->hg (d x n) at the n points of S->hq. */
+static plm_status hmc_eval(smcs *S, const plm_prog *p, double lambda, size_t n, double **out)
+{
+    plm_prog_in in[PLM_NGROUPS];
+    int k;
+    memset(in, 0, sizeof in);
+    in[PLM_GRP_X].p = S->hq;
+    in[PLM_GRP_X].ld = n;
+    in[PLM_GRP_P].p = &lambda;
+    out[0] = S->hlp;
+    for (k = 0; k < S->d; k++) out[k + 1] = S->hg + (size_t)k * n;
+    S->evals += (long)n;
+    return plm_prog_eval(S->ctx, p, n, in, out, NULL, S->nthreads);
+}
+
+/* One HMC step of the particles in slots from..from+n-1, the results in slots to..to+n-1. Particle j draws its
+** step-size jitter, momentum and acceptance uniform from stream j, in that order. */
+static plm_status hmc_pass(smcs *S, const plm_prog *prog, double lambda, size_t from, size_t to, size_t n,
+                           long *naccept)
+{
+    const int d = S->d, nleap = S->o->leapfrog;
+    const size_t N = S->N;
+    double **out = malloc(((size_t)d + 1) * sizeof *out);
+    plm_status st;
+    size_t j;
+    int k, l;
+    if (!out) return plm_fail(S->ctx, PLM_ENOMEM, "smc_sampler: out of memory");
+    for (k = 0; k < d; k++) memcpy(S->hq + (size_t)k * n, S->U + (size_t)k * N + from, n * sizeof *S->hq);
+    if ((st = hmc_eval(S, prog, lambda, n, out))) goto done;
+    for (j = 0; j < n; j++) {
+        plm_rng *r = &S->rng[j];
+        double k0 = 0;
+        S->heps[j] = S->eps * (0.8 + 0.4 * plm_rng_uniform(r));
+        /* p ~ N(0, M) with M = diag(1 / sd^2): p = z / sd, kinetic energy 0.5 sum (sd p)^2 */
+        for (k = 0; k < d; k++) {
+            double z = plm_rng_normal(r);
+            S->hp[(size_t)k * n + j] = z / S->sd[k];
+            k0 += 0.5 * z * z;
+        }
+        S->hh0[j] = S->hlp[j] - k0;
+        S->hlogu[j] = log(plm_rng_uniform(r));
+    }
+    for (l = 0; l < nleap; l++) {
+        if (plm_interrupted()) {
+            st = plm_fail(S->ctx, PLM_EINTR, "smc_sampler: interrupted");
+            goto done;
+        }
+        for (k = 0; k < d; k++) {
+            double *q = S->hq + (size_t)k * n, *p = S->hp + (size_t)k * n, *g = S->hg + (size_t)k * n;
+            double v = S->sd[k] * S->sd[k];
+            for (j = 0; j < n; j++) {
+                p[j] += 0.5 * S->heps[j] * g[j];
+                q[j] += S->heps[j] * v * p[j];
+            }
+        }
+        if ((st = hmc_eval(S, prog, lambda, n, out))) goto done;
+        for (k = 0; k < d; k++) {
+            double *p = S->hp + (size_t)k * n, *g = S->hg + (size_t)k * n;
+            for (j = 0; j < n; j++) p[j] += 0.5 * S->heps[j] * g[j];
+        }
+    }
+    for (j = 0; j < n; j++) {
+        double k1 = 0, h1;
+        int ok;
+        for (k = 0; k < d; k++) {
+            double sp = S->sd[k] * S->hp[(size_t)k * n + j];
+            k1 += 0.5 * sp * sp;
+        }
+        h1 = S->hlp[j] - k1;
+        /* a non-finite end point (a divergence) is rejected */
+        ok = isfinite(h1) && (S->hh0[j] == -INFINITY || S->hlogu[j] < h1 - S->hh0[j]);
+        *naccept += ok;
+        for (k = 0; k < d; k++)
+            S->U[(size_t)k * N + to + j] = ok ? S->hq[(size_t)k * n + j] : S->U[(size_t)k * N + from + j];
+    }
+done:
+    free(out);
+    return st;
+}
+
+/* The weighted standard deviation of each coordinate (floored) into S->sd. */
+static void cloud_sd(smcs *S, const double *W)
+{
+    size_t i, N = S->N;
+    int a;
+    for (a = 0; a < S->d; a++) {
+        const double *ua = S->U + (size_t)a * N;
+        double m = 0, v = 0;
+        for (i = 0; i < N; i++) m += W[i] * ua[i];
+        for (i = 0; i < N; i++) v += W[i] * (ua[i] - m) * (ua[i] - m);
+        S->sd[a] = v > 1e-20 && isfinite(v) ? sqrt(v) : 1e-10;
+    }
+}
+
+/* HMC moves after resampling (the starting points are in slots 0..M-1): in place, or waste-free chains; then
+** the cloud's terms are evaluated again. */
+static plm_status hmc_moves(smcs *S, double lambda, int nt, size_t M, long *nacc, long *nprop)
+{
+    plm_prog *p;
+    plm_status st;
+    int s;
+    if ((st = hmc_program(S, nt, &p))) return st;
+    if (!S->o->waste_free)
+        for (s = 0; s < S->o->moves; s++) {
+            if ((st = hmc_pass(S, p, lambda, 0, 0, S->N, nacc))) return st;
+            *nprop += (long)S->N;
+        }
+    else
+        for (s = 1; s < (int)S->o->chain_length; s++) {
+            if ((st = hmc_pass(S, p, lambda, (size_t)(s - 1) * M, (size_t)s * M, M, nacc))) return st;
+            *nprop += (long)M;
+        }
+    return evaluate(S, S->U, S->N, S->N, S->prior, S->T, S->N, S->lik, nt);
+}
+
 /* Resample the weighted cloud (S->W) and move it with Metropolis steps targeting prior + lambda * (first nt
 ** terms); the weights become equal. Writes the mean acceptance rate. */
 static plm_status resample_move(smcs *S, double lambda, int nt, double *accept)
@@ -318,14 +471,21 @@ static plm_status resample_move(smcs *S, double lambda, int nt, double *accept)
     long nacc = 0, nprop = 0;
     int s, k;
     plm_status st;
-    proposal_cov(S, S->U, S->W, N);
+    if (S->o->kernel == PLM_SMCS_HMC) cloud_sd(S, S->W);
+    else proposal_cov(S, S->U, S->W, N);
     M = S->o->waste_free ? N / S->o->chain_length : N;
     if ((st = plm_resample_counts(S->ctx, S->o->scheme, S->W, N, M, &S->rs, S->counts, S->scratch))) return st;
     plm_resample_ancestors(S->counts, N, S->anc);
     /* the starting points into slots 0..M-1 of the second cloud */
     for (j = 0; j < M; j++) put(S, S->U2, S->prior2, S->T2, S->lik2, j, S->U, N, S->prior, S->T, S->lik, S->anc[j]);
     swap_clouds(S);
-    if (!S->o->waste_free) {
+    if (S->o->kernel == PLM_SMCS_HMC) {
+        double rate;
+        if ((st = hmc_moves(S, lambda, nt, M, &nacc, &nprop))) return st;
+        rate = (double)nacc / (double)nprop;
+        if (rate > 0.9) S->eps *= 1.2;
+        else if (rate < 0.6) S->eps *= 0.6;
+    } else if (!S->o->waste_free) {
         for (s = 0; s < S->o->moves; s++) {
             if (plm_interrupted()) return plm_fail(S->ctx, PLM_EINTR, "smc_sampler: interrupted");
             if ((st = mh_pass(S, S->U, 0, N, S->prior, S->lik, lambda, nt, &nacc))) return st;
@@ -494,6 +654,9 @@ static plm_status check_opts(plm_ctx *ctx, const plm_smcs_opts *o)
     if (o->moves < 1) return plm_fail(ctx, PLM_EINVAL, "smc_sampler: moves must be >= 1 (got %d)", o->moves);
     if (!(o->scale >= 0) || !isfinite(o->scale))
         return plm_fail(ctx, PLM_EINVAL, "smc_sampler: scale must be > 0 (got %g)", o->scale);
+    if (o->leapfrog < 1) return plm_fail(ctx, PLM_EINVAL, "smc_sampler: leapfrog must be >= 1 (got %d)", o->leapfrog);
+    if (!(o->step_size >= 0) || !isfinite(o->step_size))
+        return plm_fail(ctx, PLM_EINVAL, "smc_sampler: step_size must be > 0 (got %g)", o->step_size);
     if (o->max_steps < 1) return plm_fail(ctx, PLM_EINVAL, "smc_sampler: max_steps must be >= 1 (got %ld)", o->max_steps);
     if (o->waste_free && (o->chain_length < 2 || o->N % o->chain_length != 0 || o->N / o->chain_length < 2))
         return plm_fail(ctx, PLM_EINVAL, "smc_sampler: waste-free moves need chain_length >= 2 dividing particles into "
@@ -525,7 +688,18 @@ plm_status plm_smcs_run(plm_ctx *ctx, plm_gmodel *m, const plm_smcs_opts *o, plm
     S.L = malloc((size_t)S.d * (size_t)S.d * sizeof *S.L), S.mean = malloc((size_t)S.d * sizeof *S.mean);
     S.rng = malloc(N * sizeof *S.rng), S.counts = malloc(N * sizeof *S.counts), S.anc = malloc(N * sizeof *S.anc);
     S.acc = malloc(N);
-    if (!S.U || !S.U2 || !S.Z || !S.T || !S.T2 || !S.prior || !S.prior2 || !S.lik || !S.lik2 || !S.logw || !S.W ||
+    S.sd = malloc(((size_t)S.d + 1) * sizeof *S.sd);
+    if (o->kernel == PLM_SMCS_HMC) {
+        S.hq = malloc(dN * sizeof(double)), S.hp = malloc(dN * sizeof(double)), S.hg = malloc(dN * sizeof(double));
+        S.hlp = malloc(N * sizeof(double)), S.heps = malloc(N * sizeof(double)), S.hh0 = malloc(N * sizeof(double));
+        S.hlogu = malloc(N * sizeof(double));
+        if (!S.hq || !S.hp || !S.hg || !S.hlp || !S.heps || !S.hh0 || !S.hlogu) {
+            st = plm_fail(ctx, PLM_ENOMEM, "smc_sampler: out of memory for %zu particles of dimension %d", N, S.d);
+            goto done;
+        }
+    }
+    S.eps = o->step_size > 0 ? o->step_size : 0.5;
+    if (!S.sd || !S.U || !S.U2 || !S.Z || !S.T || !S.T2 || !S.prior || !S.prior2 || !S.lik || !S.lik2 || !S.logw || !S.W ||
         !S.scratch || !tmp || !S.L || !S.mean || !S.rng || !S.counts || !S.anc || !S.acc) {
         st = plm_fail(ctx, PLM_ENOMEM, "smc_sampler: out of memory for %zu particles of dimension %d", N, S.d);
         goto done;
@@ -546,6 +720,7 @@ done:
     if (st) plm_smcs_result_free(res);
     free(S.U), free(S.U2), free(S.Z), free(S.T), free(S.T2), free(S.prior), free(S.prior2), free(S.lik), free(S.lik2);
     free(S.logw), free(S.W), free(S.scratch), free(tmp), free(S.L), free(S.mean), free(S.rng), free(S.counts);
-    free(S.anc), free(S.acc), free(S.term_site);
+    free(S.anc), free(S.acc), free(S.term_site), free(S.term_node), free(S.sd);
+    free(S.hq), free(S.hp), free(S.hg), free(S.hlp), free(S.heps), free(S.hh0), free(S.hlogu);
     return st;
 }

@@ -84,6 +84,11 @@ T.test("waste_free_matches_the_conjugate_normal_posterior_and_evidence", functio
   check_conjugate({ particles = 1000, waste_free = true, chain_length = 10 }, "waste-free")
 end)
 
+T.test("hmc_moves_match_the_conjugate_normal_posterior_and_evidence", function()
+  check_conjugate({ particles = 500, kernel = "hmc", moves = 2 }, "hmc")
+  check_conjugate({ particles = 1000, kernel = "hmc", waste_free = true, chain_length = 5 }, "hmc waste-free")
+end)
+
 -- a positive latent through its log transform: tau ~ gamma(a, b), y_i ~ N(0, 1/sqrt(tau)): posterior
 -- gamma(a + n/2, b + ss/2), evidence in closed form
 T.test("tempering_matches_a_gamma_precision_posterior", function()
@@ -173,7 +178,7 @@ T.test("same_results_on_one_and_two_threads", function()
   local y = {}
   for i = 1, 20 do y[i] = math.cos(i) end
   for _, opts in ipairs{ { particles = 1024 }, { particles = 1020, waste_free = true, chain_length = 6 },
-                         { particles = 1024, method = "ibis" } } do
+                         { particles = 1024, method = "ibis" }, { particles = 1024, kernel = "hmc", moves = 2 } } do
     opts.seed, opts.threads = 7, 1
     local a = plume.smc_sampler(normal_model, y, opts)
     opts.threads = 2
@@ -218,6 +223,8 @@ T.test("bad_input_gets_clear_errors", function()
   T.raises(function() plume.smc_sampler(normal_model, ys, { waste_free = true, particles = 105, chain_length = 10 }) end,
     "chain_length")
   T.raises(function() plume.smc_sampler(normal_model, ys, { method = "nuts" }) end, "unknown method 'nuts'")
+  T.raises(function() plume.smc_sampler(normal_model, ys, { kernel = "nuts" }) end, "unknown kernel 'nuts'")
+  T.raises(function() plume.smc_sampler(normal_model, ys, { kernel = "hmc", step_size = 0 }) end, "option 'step_size'")
   T.raises(function() plume.smc_sampler(normal_model, ys, { bogus = 1 }) end, "bogus")
   T.raises(function() plume.smc_sampler(42, ys) end, "expected a plume.model")
 end)
