@@ -1,4 +1,5 @@
--- smc_sampler.lua -- SMC samplers (plume.smc_sampler: adaptive tempering with random-walk moves, and waste-free)
+-- smc_sampler.lua -- SMC samplers (plume.smc_sampler: adaptive tempering with random-walk or HMC moves, standard
+-- and waste-free)
 -- against NUTS (plume.infer method "nuts") on the same compiled static model, in one run: a Bayesian linear
 -- regression with d coefficients, known noise and n observations, whose posterior and evidence are exact.
 -- For each SMC variant, R independent runs (seeds 1..R): the evidence (mean and sd of logz across runs, exact
@@ -122,6 +123,10 @@ smc_row(string.format("smc_sampler, waste-free, N = %d, P = 20", Np),
   { particles = Np, waste_free = true, chain_length = 20, threads = 1 })
 smc_row(string.format("smc_sampler, waste-free, N = %d, P = 5", Np),
   { particles = Np, waste_free = true, chain_length = 5, threads = 1 })
+smc_row(string.format("smc_sampler, tempering, N = %d, 2 HMC moves", Np),
+  { particles = Np, kernel = "hmc", moves = 2, threads = 1 })
+smc_row(string.format("smc_sampler, waste-free HMC, N = %d, P = 10", Np),
+  { particles = Np, kernel = "hmc", waste_free = true, chain_length = 10, threads = 1 })
 
 local t0 = wall()
 local post = plume.infer(model, data, { method = "nuts", chains = 4, samples = 1000, warmup = 1000, seed = 1,
