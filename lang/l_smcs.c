@@ -185,7 +185,16 @@ static int l_smc_sampler(lua_State *L)
         return luaL_error(L, "%s: interrupted", fn);
     }
     if (st) return plm_l_fail_as(L, &ctx, fn);
-    /* the result table; the run's arrays are freed before anything below can raise */
+    /* the cloud moves to scratch memory owned by the stack, so that nothing leaks when what follows raises (the
+    ** series are freed as soon as they are copied; only running out of memory raises before that) */
+    {
+        size_t nu = (size_t)r.dim * r.N * sizeof *r.u;
+        double *u = plm_l_scratch(L, nu + 1), *lw = plm_l_scratch(L, r.N * sizeof *lw);
+        memcpy(u, r.u, nu);
+        memcpy(lw, r.logw, r.N * sizeof *lw);
+        free(r.u), free(r.logw);
+        r.u = u, r.logw = lw;
+    }
     lua_newtable(L);
     set_num(L, "logz", r.logz);
     if (!ibis) set_list(L, "temperatures", r.lambda, r.steps);
@@ -195,12 +204,9 @@ static int l_smc_sampler(lua_State *L)
     set_int(L, "steps", r.steps);
     set_int(L, "moves", r.moves_done);
     set_int(L, "evaluations", r.evals);
-    {
-        int res = lua_gettop(L);
-        push_cloud(L, gm, &r, threads, fn);
-        plm_smcs_result_free(&r);
-        lua_setfield(L, res, "_draws");
-    }
+    free(r.lambda), free(r.ess), free(r.accept), free(r.logz_inc);
+    push_cloud(L, gm, &r, threads, fn);   /* r.u and r.logw are scratch now */
+    lua_setfield(L, -2, "_draws");
     lua_pushstring(L, method);
     lua_setfield(L, -2, "method");
     set_int(L, "chains", 1);

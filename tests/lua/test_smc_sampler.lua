@@ -118,6 +118,29 @@ T.test("tempering_matches_a_gamma_precision_posterior", function()
   T.ok(z_of(means, (A + 0.5) / B) > 4, "negative control: the mean with one more observation's shape is rejected")
 end)
 
+-- prior draws of an mvnormal site, and of a uniform whose bound is another site: y ~ N(x, 0.25 I), x ~ N(0, S)
+T.test("mvnormal_and_dependent_bounds_from_the_prior", function()
+  local model = plume.model(function(m, y)
+    local x = m:sample("x", D.mvnormal({ 0, 0 }, { { 1, 0.5 }, { 0.5, 1 } }))
+    m:observe("y1", D.normal(x[1], 0.5), y[1])
+    m:observe("y2", D.normal(x[2], 0.5), y[2])
+    local sc = m:sample("s", D.exponential(1))
+    local u = m:sample("u", D.uniform(0, sc))
+    m:deterministic("ratio", u / sc)
+  end)
+  -- posterior mean S (S + R)^-1 y = (2/3, -2/3); evidence N(y; 0, S + R), det(S + R) = 1.3125
+  local exact_logz = -math.log(2 * math.pi) - 0.5 * math.log(1.3125) - 0.5 * 3.5 / 1.3125
+  local R, m1, mr, logzs = 10, {}, {}, {}
+  for seed = 1, R do
+    local post = plume.smc_sampler(model, { 1, -1 }, { particles = 1000, seed = seed })
+    m1[seed], mr[seed], logzs[seed] = moments(post:draws("x[1]")), moments(post:draws("ratio")), post.logz
+  end
+  T.ok(z_of(m1, 2 / 3) < 4, string.format("x[1] mean z %.2f", z_of(m1, 2 / 3)))
+  T.ok(z_of(mr, 0.5) < 4, string.format("u / s mean z %.2f (uniform given s)", z_of(mr, 0.5)))
+  T.ok(z_evidence(logzs, exact_logz) < 3.5, string.format("evidence z %.2f", z_evidence(logzs, exact_logz)))
+  T.ok(z_of(m1, 0.8) > 4, "negative control: the mean 1 / 1.25 that ignores the prior correlation is rejected")
+end)
+
 -- two well separated modes with weights 0.3 and 0.7: x ~ N(0, 3^2), lik = 0.3 N(x; -2, 0.25) + 0.7 N(x; 2, 0.25)
 T.test("tempering_finds_both_modes_with_their_weights", function()
   local sd, s0 = 0.25, 3
