@@ -227,7 +227,7 @@ static int l_smc_sampler(lua_State *L)
 /* ---- plume.smc2 ---- */
 
 static const char *const smc2_options[] = {"params", "nx", "ntheta", "ess_threshold", "moves", "scale", "method",
-                                           "resample", "ess_threshold_x", "seed", "threads", NULL};
+                                           "resample", "ess_threshold_x", "seed", "threads", "nx_max", "nx_accept", NULL};
 
 /* plume.smc2(ssm, ys, {params = {name = prior, ...}, nx =, ntheta =, ...}) -> posterior with logz, ess,
 ** logz_increments, accept_rate, rejuvenations */
@@ -254,6 +254,10 @@ static int l_smc2(lua_State *L)
     o.ess_threshold = plm_l_optnum(L, opts, fn, "ess_threshold", 0.5);
     o.pf.ess_threshold = plm_l_optnum(L, opts, fn, "ess_threshold_x", 0.5);
     o.moves = (int)opt_count(L, opts, fn, "moves", 3, 1);
+    o.nx_max = opt_count(L, opts, fn, "nx_max", (lua_Integer)o.pf.N, 1);
+    o.nx_accept = plm_l_optnum(L, opts, fn, "nx_accept", 0.2);
+    if (!(o.nx_accept > 0 && o.nx_accept < 1))
+        return luaL_error(L, "%s: option 'nx_accept' must be in (0, 1) (got %f)", fn, (lua_Number)o.nx_accept);
     o.scale = plm_l_optnum(L, opts, fn, "scale", 0);
     o.scheme = o.pf.scheme = (plm_resample_scheme)opt_scheme(L, opts, fn);
     method = plm_l_optstr(L, opts, fn, "method", "bootstrap");
@@ -294,6 +298,8 @@ static int l_smc2(lua_State *L)
     set_list(L, "accept_rate", r.accept, r.T);
     set_int(L, "rejuvenations", r.rejuvenations);
     set_int(L, "filters", r.filters);
+    set_int(L, "exchanges", r.exchanges);
+    set_int(L, "nx_final", (lua_Integer)r.nx);
     /* the theta-particles as one weighted chain */
     plm_ctx_clear(&ctx);
     st = plm_draws_new(&ctx, 1, &D);

@@ -19,6 +19,7 @@ void plm_smc2_opts_default(plm_smc2_opts *o)
     o->Ntheta = 1000;
     o->ess_threshold = 0.5;
     o->moves = 3;
+    o->nx_accept = 0.2;
     o->scheme = PLM_RESAMPLE_SYSTEMATIC;
     o->seed = 1;
     o->nthreads = 1;
@@ -46,7 +47,10 @@ typedef struct smc2 {
     plm_status *st;                       /* per slot: a filter failure other than a zero likelihood */
     plm_ctx *ctxs;                        /* its message */
     long t;                               /* moves target y_1..y_(t+1) */
-    int proposing;                        /* 1: a PMMH step (from u2 into u2 with acceptance), 0: initial runs */
+    size_t nx;                            /* x-particles of the filters now */
+    int proposing;                        /* 0: initial filters; 1: a PMMH step (proposals into the second buffer,
+                                          ** acceptance in acc); 2: the exchange step (new filters at u, into the
+                                          ** second buffer) */
 } smc2;
 
 /* Run particle i's filter at u (d coordinates) with a seed from its stream: increments into inc (T), the log
@@ -55,6 +59,7 @@ static double run_filter(smc2 *S, size_t i, plm_ssm *mm, double *par, const doub
 {
     plm_pf_opts o = S->o->pf;
     plm_pf_result res;
+    o.N = S->nx;
     plm_status st;
     double lp = plm_ssm_prior_set(S->P, u, par);
     long t;
@@ -99,15 +104,20 @@ static void chunk(void *arg, size_t begin, size_t end, int worker)
             S->lprior[i] = run_filter(S, i, &mm, par, ui, S->inc + i * (size_t)S->T);
             continue;
         }
-        for (a = 0; a < d; a++) z[a] = plm_rng_normal(&S->rng[i]);
-        for (a = 0; a < d; a++) {
-            double s = ui[a];
-            for (b = 0; b <= a; b++) s += S->L[a * d + b] * z[b];
-            vi[a] = s;
+        if (S->proposing == 2)   /* the exchange step: the same point, a new filter */
+            memcpy(vi, ui, (size_t)d * sizeof *vi);
+        else {
+            for (a = 0; a < d; a++) z[a] = plm_rng_normal(&S->rng[i]);
+            for (a = 0; a < d; a++) {
+                double s = ui[a];
+                for (b = 0; b <= a; b++) s += S->L[a * d + b] * z[b];
+                vi[a] = s;
+            }
         }
         S->lprior2[i] = run_filter(S, i, &mm, par, vi, S->inc2 + i * (size_t)S->T);
         S->cum2[i] = 0;
         for (t = 0; t <= S->t; t++) S->cum2[i] += S->inc2[i * (size_t)S->T + (size_t)t];
+        if (S->proposing == 2) continue;
         lnew = S->lprior2[i] + S->cum2[i];
         lold = S->lprior[i] + S->cum[i];
         S->acc[i] = lnew > -INFINITY && (lold == -INFINITY || log(plm_rng_uniform(&S->rng[i])) < lnew - lold);
@@ -196,9 +206,11 @@ plm_status plm_smc2_run(plm_ctx *ctx, const plm_ssm *m, long T, const double *ys
     if (!(o->ess_threshold > 0 && o->ess_threshold <= 1))
         return plm_fail(ctx, PLM_EINVAL, "smc2: ess_threshold must be in (0, 1] (got %g)", o->ess_threshold);
     if (o->moves < 1) return plm_fail(ctx, PLM_EINVAL, "smc2: moves must be >= 1 (got %d)", o->moves);
+    if (!(o->nx_accept > 0 && o->nx_accept < 1))
+        return plm_fail(ctx, PLM_EINVAL, "smc2: nx_accept must be in (0, 1) (got %g)", o->nx_accept);
     if (!(o->scale >= 0) || !isfinite(o->scale)) return plm_fail(ctx, PLM_EINVAL, "smc2: scale must be > 0 (got %g)", o->scale);
     if ((st = plm_ssm_prior_check(ctx, m, P))) return st;
-    S.m = m, S.P = P, S.o = o, S.T = T, S.ys = ys, S.N = N, S.d = P->nfree;
+    S.m = m, S.P = P, S.o = o, S.T = T, S.ys = ys, S.N = N, S.d = P->nfree, S.nx = o->pf.N;
     S.u = malloc(N * (size_t)S.d * sizeof *S.u), S.u2 = malloc(N * (size_t)S.d * sizeof *S.u2);
     S.inc = malloc(N * (size_t)T * sizeof *S.inc), S.inc2 = malloc(N * (size_t)T * sizeof *S.inc2);
     S.lprior = malloc(N * sizeof(double)), S.lprior2 = malloc(N * sizeof(double));
@@ -258,10 +270,32 @@ plm_status plm_smc2_run(plm_ctx *ctx, const plm_ssm *m, long T, const double *ys
             for (i = 0; i < N; i++) logw[i] = -log((double)N);
             acc = (double)nacc / ((double)N * o->moves);
             res->rejuvenations++;
+            if (acc < o->nx_accept && 2 * S.nx <= o->nx_max) {
+                /* exchange: new filters of 2 N_x for every particle (proposals at u itself, into the second
+                ** buffer), weights times p^_new(y_1:t) / p^_old(y_1:t) */
+                S.nx *= 2;
+                S.proposing = 2;
+                plm_parallel_for(nthreads, N, 1, chunk, &S);
+                S.proposing = 0;
+                if ((st = first_failure(&S, ctx))) goto done;
+                res->filters += (long)N;
+                for (i = 0; i < N; i++) {
+                    logw[i] = S.cum2[i] - S.cum[i];
+                    if (isnan(logw[i])) logw[i] = -INFINITY;   /* both -inf: the particle had weight 0 */
+                    copy_particle(&S, i, i, 1);
+                }
+                if (!(plm_resample_normalise(logw, N, W) > -INFINITY)) {
+                    st = plm_fail(ctx, PLM_EDEAD, "smc2: every theta-particle has likelihood 0 after the exchange "
+                                  "step at time %ld", t + 1);
+                    goto done;
+                }
+                for (i = 0; i < N; i++) logw[i] = W[i] > 0 ? log(W[i]) : -INFINITY;
+                res->exchanges++;
+            }
         }
         res->logz_inc[t] = lz, res->ess[t] = ess, res->accept[t] = acc;
     }
-    res->Ntheta = N, res->nfree = S.d, res->T = T;
+    res->Ntheta = N, res->nfree = S.d, res->T = T, res->nx = S.nx;
     if (!(res->theta = malloc(N * (size_t)S.d * sizeof *res->theta))) {
         st = plm_fail(ctx, PLM_ENOMEM, "smc2: out of memory");
         goto done;

@@ -10,6 +10,9 @@
 ** taken at t, so this is the same algorithm as extending the filters one step at a time, at a cost of O(T) per
 ** filter instead of O(t). A filter that loses every particle (or a parameter outside the model's domain) counts
 ** as likelihood 0 for the whole series.
+** The exchange step (CJP section 3.6): when the PMMH moves accept too rarely, every theta-particle runs a new
+** filter with twice the x-particles and is reweighted by the ratio of the new to the old estimate of
+** p(y_1:t | theta), a valid importance step that leaves the evidence estimate unbiased.
 ** Theta-particle slot i draws from stream (seed, i + 1) (its proposals, its filters' seeds, its acceptance),
 ** resampling from (seed, 0) on the calling thread; threads split the theta-particles, filters run on one
 ** thread each, so a result depends on the seed and never on the thread count. */
@@ -26,14 +29,17 @@ typedef struct plm_smc2_opts {
     size_t Ntheta;               /* >= 2 */
     double ess_threshold;        /* rejuvenate when ESS < ess_threshold * Ntheta, in (0, 1] */
     int moves;                   /* PMMH steps per rejuvenation, >= 1 */
+    size_t nx_max;               /* exchange step: while a rejuvenation accepts below nx_accept and N_x < nx_max,
+                                 ** N_x doubles (0 or pf.N: never) */
+    double nx_accept;            /* in (0, 1) */
     double scale;                /* proposal scale on the cloud's covariance (0: 2.38 / sqrt(nfree)) */
     plm_resample_scheme scheme;  /* of the theta-particles */
     uint64_t seed;
     int nthreads;                /* <= 0: plm_default_threads() */
 } plm_smc2_opts;
 
-/* 1000 theta-particles of 100 x-particles (bootstrap, systematic, ESS 0.5), ess_threshold 0.5, 3 moves,
-** systematic, seed 1, one thread. */
+/* 1000 theta-particles of 100 x-particles (bootstrap, systematic, ESS 0.5), ess_threshold 0.5, 3 moves, no
+** exchange step (nx_accept 0.2 when nx_max is set), systematic, seed 1, one thread. */
 void plm_smc2_opts_default(plm_smc2_opts *o);
 
 typedef struct plm_smc2_result {
@@ -46,6 +52,8 @@ typedef struct plm_smc2_result {
     double *logz_inc, *ess;      /* [t-1]: evidence increment, ESS fraction after the update at t */
     double *accept;              /* [t-1]: acceptance rate of the PMMH moves after t, NaN when none */
     long rejuvenations, filters; /* moves made and filters run */
+    size_t nx;                   /* x-particles at the end */
+    long exchanges;
 } plm_smc2_result;
 
 /* Run on ys[(t-1)*ydim + k] (NaN: missing). Parameters without a prior keep m->params. PLM_EINVAL for bad

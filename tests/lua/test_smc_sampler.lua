@@ -303,9 +303,29 @@ T.test("smc2_matches_the_kalman_grid_posterior_and_evidence", function()
   T.eq(lin.params.rho, rho, "the model keeps its parameter value")
 end)
 
+T.test("smc2_exchange_step_doubles_nx_and_stays_exact", function()
+  -- 5 x-particles give estimates so noisy that the moves stall; the exchange step doubles N_x until they
+  -- accept 20% again, reweighting by the ratio of the estimates
+  local em, elogz = grid(s * s)
+  local R, means, logzs = 6, {}, {}
+  for seed = 1, R do
+    local post = plume.smc2(lin, lys, { params = { rho = D.uniform(-1, 1) }, nx = 5, nx_max = 320, ntheta = 150,
+                                        moves = 2, seed = seed })
+    local w, d, m = post:weights(), post:draws("rho"), 0
+    for i = 1, #d do m = m + w[i] * d[i] end
+    means[seed], logzs[seed] = m, post.logz
+    T.ok(post.exchanges >= 1 and post.nx_final >= 10, "N_x doubled: " .. post.nx_final)
+  end
+  T.ok(z_of(means, em) < 4, string.format("mean %.4f vs %.4f, z %.2f", mean_sd(means), em, z_of(means, em)))
+  T.ok(z_evidence(logzs, elogz) < 3.5, string.format("evidence z %.2f", z_evidence(logzs, elogz)))
+  local wm = grid(0.45 ^ 2)
+  T.ok(z_of(means, wm) > 4, string.format("wrong-model mean %.4f rejected (z %.1f)", wm, z_of(means, wm)))
+end)
+
 T.test("smc2_same_results_on_one_and_two_threads_and_bad_input", function()
-  local opts = { params = { rho = D.uniform(-1, 1) }, nx = 30, ntheta = 64, seed = 3, threads = 1 }
+  local opts = { params = { rho = D.uniform(-1, 1) }, nx = 5, nx_max = 40, ntheta = 64, seed = 3, threads = 1 }
   local a = plume.smc2(lin, lys, opts)
+  T.ok(a.exchanges >= 1, "the exchange step ran")
   opts.threads = 2
   local b = plume.smc2(lin, lys, opts)
   T.eq(a.logz, b.logz, "logz")
@@ -315,4 +335,6 @@ T.test("smc2_same_results_on_one_and_two_threads_and_bad_input", function()
   T.raises(function() plume.smc2(lin, lys, { params = { nope = D.normal(0, 1) } }) end, "not a parameter")
   T.raises(function() plume.smc2(lin, lys, { params = { rho = D.uniform(-1, 1) }, ntheta = 1 }) end, "option 'ntheta'")
   T.raises(function() plume.smc2(normal_model, lys, {}) end, "expected a plume.ssm")
+  T.raises(function() plume.smc2(lin, lys, { params = { rho = D.uniform(-1, 1) }, nx_accept = 1 }) end,
+    "option 'nx_accept'")
 end)
