@@ -301,7 +301,7 @@ static plm_status mh_pass(smcs *S, const double *U, size_t from, size_t n, const
     return PLM_OK;
 }
 
-/* Copy particle (U, prior, T, lik)[src] to (U2, ...)[dst]; the Z-side source is slot j of (Z, prior2, T2, lik2). */
+/* Copy particle src of (Us with leading dimension lds, ps, Ts at stride N, ls) to slot dst of (U, prior, T, lik). */
 static void put(smcs *S, double *U, double *prior, double *T, double *lik, size_t dst, const double *Us, size_t lds,
                 const double *ps, const double *Ts, const double *ls, size_t src)
 {
@@ -556,20 +556,23 @@ static plm_status all_dead(smcs *S, const char *when)
                     bc.status ? "; at the first, " : "", bc.status ? bc.msg : "");
 }
 
+/* Grow *p to nc doubles; 0 when memory ran out (*p then unchanged). */
+static int grow(double **p, long nc)
+{
+    double *q = realloc(*p, (size_t)nc * sizeof *q);
+    if (!q) return 0;
+    *p = q;
+    return 1;
+}
+
+/* Append one step to the result's series. */
 static plm_status push_step(plm_ctx *ctx, plm_smcs_result *res, long *cap, double lambda, double ess, double acc,
                             double lz)
 {
     if (res->steps == *cap) {
         long nc = *cap ? 2 * *cap : 64;
-        double *a = realloc(res->lambda, (size_t)nc * sizeof *a);
-        if (a) res->lambda = a;
-        double *b = a ? realloc(res->ess, (size_t)nc * sizeof *b) : NULL;
-        if (b) res->ess = b;
-        double *c = b ? realloc(res->accept, (size_t)nc * sizeof *c) : NULL;
-        if (c) res->accept = c;
-        double *e = c ? realloc(res->logz_inc, (size_t)nc * sizeof *e) : NULL;
-        if (e) res->logz_inc = e;
-        if (!e) return plm_fail(ctx, PLM_ENOMEM, "smc_sampler: out of memory");
+        if (!grow(&res->lambda, nc) || !grow(&res->ess, nc) || !grow(&res->accept, nc) || !grow(&res->logz_inc, nc))
+            return plm_fail(ctx, PLM_ENOMEM, "smc_sampler: out of memory");
         *cap = nc;
     }
     res->lambda[res->steps] = lambda;
@@ -615,7 +618,7 @@ static plm_status run_tempering(smcs *S, plm_smcs_result *res, long *cap, double
     return PLM_OK;
 }
 
-static plm_status run_ibis(smcs *S, plm_smcs_result *res, long *cap, double *tmp)
+static plm_status run_ibis(smcs *S, plm_smcs_result *res, long *cap)
 {
     const size_t N = S->N;
     plm_status st;
@@ -640,7 +643,6 @@ static plm_status run_ibis(smcs *S, plm_smcs_result *res, long *cap, double *tmp
         }
         if ((st = push_step(S->ctx, res, cap, 1, ess, acc, lz))) return st;
     }
-    (void)tmp;
     return PLM_OK;
 }
 
@@ -709,7 +711,7 @@ plm_status plm_smcs_run(plm_ctx *ctx, plm_gmodel *m, const plm_smcs_opts *o, plm
     if ((st = draw_prior(&S))) goto done;
     if ((st = evaluate(&S, S.U, N, N, S.prior, S.T, N, S.lik, o->method == PLM_SMCS_IBIS ? 0 : 1))) goto done;
     for (i = 0; i < N; i++) S.logw[i] = -log((double)N), S.W[i] = 1 / (double)N;
-    st = o->method == PLM_SMCS_IBIS ? run_ibis(&S, res, &cap, tmp) : run_tempering(&S, res, &cap, tmp);
+    st = o->method == PLM_SMCS_IBIS ? run_ibis(&S, res, &cap) : run_tempering(&S, res, &cap, tmp);
     if (st) goto done;
     res->N = N, res->dim = S.d;
     res->u = S.U, S.U = NULL;
