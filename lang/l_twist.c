@@ -92,7 +92,8 @@ static double call_tv(lua_State *L, int fidx, int toks, plm_token v, const char 
     lua_call(L, 2, 1);
     r = lua_tonumberx(L, -1, &isnum);
     if (!isnum) luaL_error(L, "twist: %s returned %s for token %d, not a log value", what, luaL_typename(L, -1), (int)v);
-    if (isnan(r) || r == INFINITY) luaL_error(L, "twist: %s returned %f for token %d (log values must be < +inf)", what, r, (int)v);
+    if (isnan(r)) luaL_error(L, "twist: %s returned NaN for token %d, not a log value", what, (int)v);
+    if (r == INFINITY) luaL_error(L, "twist: %s returned +inf for token %d (log values must be < +inf)", what, (int)v);
     lua_pop(L, 1);
     return r;
 }
