@@ -483,9 +483,15 @@ static int l_speculative(lua_State *L)
     out = plm_l_scratch(L, (size_t)T * sizeof *out);
     if (plm_speculative(&ctx, target, draft, prompt, np, (int)k, (size_t)T, &rng, r, out, &n, &stats))
         return plm_l_fail_as(L, &ctx, fn);
-    if (plm_lm_detokenize(target, &ctx, out, n, NULL, 0, &len)) return plm_l_fail_as(L, &ctx, fn);
+    /* the continuation's bytes as they are (as lm:sample_text), so that prompt .. text is the whole text */
+    len = 0;
+    for (size_t i = 0; i < n; i++) len += target->tok_len[out[i]];
     buf = plm_l_scratch(L, len + 1);
-    if (plm_lm_detokenize(target, &ctx, out, n, buf, len + 1, &len)) return plm_l_fail_as(L, &ctx, fn);
+    len = 0;
+    for (size_t i = 0; i < n; i++) {
+        memcpy(buf + len, target->tok_bytes[out[i]], target->tok_len[out[i]]);
+        len += target->tok_len[out[i]];
+    }
     lua_pushlstring(L, buf, len);
     lua_createtable(L, 0, 8);
     lua_createtable(L, (int)n, 0);
