@@ -33,3 +33,5 @@ echo "== mh_memory: peak RSS of trace MH after 1e4 and 1e5 iterations (flat when
 "$BUILD/plume" bench/mh_memory.lua
 echo "== smc_cost: plume.smc over a program, CPU time and peak RSS at 25 / 50 / 100 steps (replay cost) =="
 "$BUILD/plume" bench/smc_cost.lua
+echo "== twisted_smc: rejection vs plain SMC vs HMM-guided twisted SMC on a rare keyword constraint (Z ~ 3e-5), equal CPU time =="
+"$BUILD/plume" bench/twisted_smc.lua 3
