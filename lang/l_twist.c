@@ -246,6 +246,72 @@ static int l_twist_keywords(lua_State *L)
     return 1;
 }
 
+static plm_tdfa *checkdfa(lua_State *L, int idx, const char *fn);
+
+/* plume.twist.automaton{ states = S, vocab = V, next = function(s, v) -> state or nil | S x V table, accept =
+** {s, ...}, start = 0 }: a token automaton from its transition table (states and tokens 0-based; nil or -1 =
+** rejected), for automata built elsewhere */
+static int l_twist_automaton(lua_State *L)
+{
+    static const char *const names[] = {"states", "vocab", "next", "accept", "start", NULL};
+    const char *fn = "plume.twist.automaton";
+    lua_Integer S, V, start, s, v, n, i;
+    plm_ctx ctx;
+    ltdfa *a;
+    int isfn;
+    plm_ctx_clear(&ctx);
+    luaL_checktype(L, 1, LUA_TTABLE);
+    plm_l_checkopts(L, 1, fn, names);
+    S = plm_l_optint(L, 1, fn, "states", 0);
+    V = plm_l_optint(L, 1, fn, "vocab", 0);
+    start = plm_l_optint(L, 1, fn, "start", 0);
+    if (S < 1 || S > 1000000) return luaL_error(L, "%s: states must be in 1..1e6 (got %d)", fn, (int)S);
+    if (V < 1 || V > 10000000) return luaL_error(L, "%s: vocab must be in 1..1e7 (got %d)", fn, (int)V);
+    if (start < 0 || start >= S) return luaL_error(L, "%s: start must be in 0..%d (got %d)", fn, (int)S - 1, (int)start);
+    a = lua_newuserdatauv(L, sizeof *a, 0);
+    a->d = NULL;
+    luaL_setmetatable(L, PLM_L_TDFA);
+    if (plm_tdfa_new(&ctx, (int)S, (int)V, &a->d)) return plm_l_fail_as(L, &ctx, fn);
+    a->d->start = (int)start;
+    lua_getfield(L, 1, "next");
+    isfn = lua_isfunction(L, -1);
+    if (!isfn && !lua_istable(L, -1)) return luaL_error(L, "%s: next must be a function(s, v) or a table of rows (got %s)", fn, luaL_typename(L, -1));
+    for (s = 0; s < S; s++) {
+        if (!isfn && lua_rawgeti(L, -1, s + 1) != LUA_TTABLE) return luaL_error(L, "%s: next[%d] must be a row of %d states", fn, (int)s + 1, (int)V);
+        for (v = 0; v < V; v++) {
+            lua_Integer t;
+            int ok;
+            if (isfn) {
+                lua_pushvalue(L, -1);
+                lua_pushinteger(L, s);
+                lua_pushinteger(L, v);
+                lua_call(L, 2, 1);
+            } else
+                lua_rawgeti(L, -1, v + 1);
+            if (lua_isnil(L, -1)) t = -1, ok = 1;
+            else t = lua_tointegerx(L, -1, &ok);
+            lua_pop(L, 1);
+            if (!ok || t < -1 || t >= S) return luaL_error(L, "%s: next(%d, %d) must be a state in 0..%d, or nil", fn, (int)s, (int)v, (int)S - 1);
+            a->d->next[(size_t)s * V + v] = (int32_t)t;
+        }
+        if (!isfn) lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+    if (lua_getfield(L, 1, "accept") != LUA_TTABLE) return luaL_error(L, "%s: accept must be a list of accepting states", fn);
+    n = (lua_Integer)luaL_len(L, -1);
+    for (i = 1; i <= n; i++) {
+        lua_Integer t;
+        int ok;
+        lua_rawgeti(L, -1, i);
+        t = lua_tointegerx(L, -1, &ok);
+        lua_pop(L, 1);
+        if (!ok || t < 0 || t >= S) return luaL_error(L, "%s: accept[%d] must be a state in 0..%d", fn, (int)i, (int)S - 1);
+        a->d->accept[t] = 1;
+    }
+    lua_pop(L, 1);
+    return 1;
+}
+
 static plm_tdfa *checkdfa(lua_State *L, int idx, const char *fn)
 {
     ltdfa *a = luaL_testudata(L, idx, PLM_L_TDFA);
@@ -517,7 +583,8 @@ static int l_speculative(lua_State *L)
 
 void plm_l_open_twist(lua_State *L)
 {
-    static const luaL_Reg fns[] = {{"keywords", l_twist_keywords}, {"hmm", l_twist_hmm}, {"trace", l_twist_trace}, {NULL, NULL}};
+    static const luaL_Reg fns[] = {{"keywords", l_twist_keywords}, {"hmm", l_twist_hmm}, {"trace", l_twist_trace},
+                                   {"automaton", l_twist_automaton}, {NULL, NULL}};
     luaL_newmetatable(L, PLM_L_TWIST);
     lua_pushcfunction(L, l_twist_gc);
     lua_setfield(L, -2, "__gc");

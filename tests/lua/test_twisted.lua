@@ -90,6 +90,8 @@ T.test("any valid twist: Z-hat unbiased for the twisted, p0 and a user proposal"
         for v = 1, V do q[v] = logp0[v] / 2 end
         return q
       end } },
+    { "crude twist, p0 proposal, resampling every step (copies replay the twist)",
+      { particles = 4, twist = crude, proposal = "p0", ess_threshold = 1 } },
     { "no twist: plain SMC with the potential as a factor", nil },
   }
   for _, c in ipairs(cases) do
@@ -118,6 +120,14 @@ T.test("any valid twist: Z-hat unbiased for the twisted, p0 and a user proposal"
     T.ok(se > 0, c[1] .. ": the estimator varies")
     T.ok(math.abs(m - Z) < 3.5 * se, string.format("%s: mean Z-hat %.5f, Z %.5f, SE %.5f", c[1], m, Z, se))
   end
+end)
+
+T.test("resampled copies replay the twist: same seed, same result", function()
+  local a = plume.smc(gen, { lm }, { particles = 16, seed = 5, twist = crude, ess_threshold = 1, quiet = true })
+  local b = plume.smc(gen, { lm }, { particles = 16, seed = 5, twist = crude, ess_threshold = 1, quiet = true })
+  T.ok(a.resamples > 0, "resampled")
+  T.eq(a.logz, b.logz, "same log Z")
+  for i = 1, 16 do T.eq(a.values[i], b.values[i], "same text " .. i) end
 end)
 
 T.test("negative control: a proposal whose weight ignores q is biased", function()
@@ -219,6 +229,20 @@ T.test("HMM x keyword automaton: the dynamic program equals brute-force enumerat
     end
   end
   T.ok(worst < 1e-12, "largest difference " .. worst)
+end)
+
+T.test("an automaton given as a table gives the same guide as plume.twist.keywords", function()
+  local kw = plume.twist.keywords(lm, { "a", "d" })
+  local tab = plume.twist.automaton { states = 4, vocab = V, accept = { 3 },
+    next = function(s, v) return s | (v == A and 1 or 0) | (v == D and 2 or 0) end }
+  local t1 = plume.twist.hmm(hmm, kw, { max_tokens = H, lm = lm })
+  local t2 = plume.twist.hmm(hmm, tab, { max_tokens = H, lm = lm })
+  for _, prefix in ipairs { {}, { A }, { 2, D } } do
+    local r1, r2 = t1:logpsi(prefix), t2:logpsi(prefix)
+    for v = 1, V do T.eq(r1[v], r2[v], "row entry " .. v) end
+  end
+  T.raises(function() plume.twist.automaton { states = 2, vocab = V, accept = {}, next = function() return 5 end } end,
+    "must be a state in 0..1")
 end)
 
 T.test("TRACE: the expected log-linear attribute equals brute force", function()
