@@ -6,8 +6,10 @@
 #include "larray.h"
 #include "llm.h"
 #include "ltwist.h"
+#include "lmodel.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -482,10 +484,122 @@ static int l_twist_logpsi(lua_State *L)
     return 1;
 }
 
+/* plume.twist.table(automaton, {max_tokens =, lm =}) -> a learnable twist: psi = exp(W[r][s]) for automaton
+** state s with r tokens left, W = 0 until twist:learn */
+static int l_twist_table(lua_State *L)
+{
+    static const char *const names[] = {"max_tokens", "lm", NULL};
+    const char *fn = "plume.twist.table";
+    plm_tdfa *d = checkdfa(L, 1, fn);
+    plm_lm *lm = NULL;
+    plm_l_twist *tw;
+    plm_ctx ctx;
+    lua_Integer T;
+    plm_ctx_clear(&ctx);
+    luaL_checktype(L, 2, LUA_TTABLE);
+    plm_l_checkopts(L, 2, fn, names);
+    T = plm_l_optint(L, 2, fn, "max_tokens", 0);
+    if (T < 1 || T > 100000) return luaL_error(L, "%s: max_tokens (the horizon) must be in 1..100000 (got %d)", fn, (int)T);
+    if (lua_getfield(L, 2, "lm") != LUA_TNIL) lm = plm_l_checklm(L, -1, fn, "lm");
+    tw = newtwist(L, TW_GUIDE);
+    tw->max_tokens = (int)T;
+    if (plm_twist_table_new(&ctx, d, lm ? lm->eos : NULL, lm ? lm->n_eos : 0, (int)T, &tw->g)) return plm_l_fail_as(L, &ctx, fn);
+    return 1;
+}
+
+static void ctl_progress(void *ud, int it, int iters, double logz, double ess)
+{
+    plm_l_progress *pr = ud;
+    double t;
+    if (!pr->on) return;
+    t = plm_l_now();
+    if (t - pr->last < 0.2 && it < iters) return;
+    pr->last = t;
+    fprintf(stderr, "\rplume: twist:learn  iteration %d/%d  log Z %.4f  ESS %.1f  %.1fs   ", it, iters, logz, ess, t - pr->start);
+    fflush(stderr);
+}
+
+/* twist:learn(lm, {prompt = "", particles = 64, iters = 50, lr = 0.5, seed =, quiet =}) -> plume.array of the
+** iterations' log Z estimates: contrastive twist learning of a table twist */
+static int l_twist_learn(lua_State *L)
+{
+    static const char *const names[] = {"prompt", "particles", "iters", "lr", "seed", "quiet", NULL};
+    const char *fn = "twist:learn";
+    plm_l_twist *tw = plm_l_checktwist(L, 1, fn, "self");
+    plm_lm *lm = plm_l_checklm(L, 2, fn, "lm");
+    plm_l_progress pr;
+    plm_ctx ctx;
+    plm_token *prompt;
+    size_t np;
+    lua_Integer N, iters;
+    double lr;
+    plm_l_array *trace;
+    unsigned long long seed;
+    plm_status st;
+    plm_ctx_clear(&ctx);
+    lua_settop(L, 3);
+    if (lua_isnil(L, 3)) {
+        lua_newtable(L);
+        lua_replace(L, 3);
+    }
+    luaL_checktype(L, 3, LUA_TTABLE);
+    plm_l_checkopts(L, 3, fn, names);
+    if (tw->kind != TW_GUIDE || tw->g->K != 1) return luaL_error(L, "%s: only table twists (plume.twist.table) are learned", fn);
+    N = plm_l_optint(L, 3, fn, "particles", 64);
+    iters = plm_l_optint(L, 3, fn, "iters", 50);
+    lr = plm_l_optnum(L, 3, fn, "lr", 0.5);
+    if (N < 2 || N > 1000000) return luaL_error(L, "%s: particles must be in 2..1e6 (got %d)", fn, (int)N);
+    if (iters < 1 || iters > 1000000) return luaL_error(L, "%s: iters must be in 1..1e6 (got %d)", fn, (int)iters);
+    if (!(lr > 0 && lr < 1e6)) return luaL_error(L, "%s: lr must be > 0 (got %f)", fn, lr);
+    seed = plm_l_seed(L, 3, fn);
+    lua_getfield(L, 3, "prompt");
+    if (lua_isnil(L, -1)) {
+        lua_pop(L, 1);
+        lua_pushliteral(L, "");
+    }
+    prompt = plm_l_checktokens(L, lua_gettop(L), lm, fn, "prompt", &np);
+    trace = plm_l_newarray(L, (size_t)iters);
+    lua_getfield(L, 3, "quiet");
+    plm_l_progress_start(&pr, !(lua_isnil(L, -1) ? 0 : lua_toboolean(L, -1)));
+    lua_pop(L, 1);
+    plm_interrupt_clear();
+    st = plm_twist_ctl(&ctx, lm, tw->g, prompt, np, (int)N, (int)iters, lr, seed, trace->data, ctl_progress, &pr);
+    plm_l_progress_end(&pr);
+    if (st) return plm_l_fail_as(L, &ctx, fn);
+    return 1;
+}
+
+/* twist:save(path): a versioned text file (HMM guides and table twists) */
+static int l_twist_save(lua_State *L)
+{
+    plm_l_twist *tw = plm_l_checktwist(L, 1, "twist:save", "self");
+    const char *path = luaL_checkstring(L, 2);
+    plm_ctx ctx;
+    plm_ctx_clear(&ctx);
+    if (tw->kind != TW_GUIDE) return luaL_error(L, "twist:save: function twists cannot be saved (they are Lua code)");
+    if (plm_hmmguide_save(&ctx, tw->g, path)) return plm_l_fail_as(L, &ctx, "twist:save");
+    return 0;
+}
+
+/* plume.twist.load(path) -> the twist saved there */
+static int l_twist_load(lua_State *L)
+{
+    const char *path = luaL_checkstring(L, 1);
+    plm_ctx ctx;
+    plm_l_twist *tw;
+    plm_ctx_clear(&ctx);
+    tw = newtwist(L, TW_GUIDE);
+    if (plm_hmmguide_load(&ctx, path, &tw->g)) return plm_l_fail_as(L, &ctx, "plume.twist.load");
+    tw->max_tokens = tw->g->T;
+    return 1;
+}
+
 static int l_twist_tostring(lua_State *L)
 {
     plm_l_twist *tw = plm_l_checktwist(L, 1, "tostring", "twist");
-    if (tw->kind == TW_GUIDE)
+    if (tw->kind == TW_GUIDE && tw->g->K == 1)
+        lua_pushfstring(L, "plume.twist(table: %d automaton states, %d tokens, horizon %d)", tw->g->S, tw->g->V, tw->g->T);
+    else if (tw->kind == TW_GUIDE)
         lua_pushfstring(L, "plume.twist(hmm guide: %d hidden states x %d automaton states, %d tokens, horizon %d)", tw->g->K,
                         tw->g->S, tw->g->V, tw->g->T);
     else if (tw->max_tokens)
@@ -500,6 +614,8 @@ static int l_twist_index(lua_State *L)
     plm_l_twist *tw = plm_l_checktwist(L, 1, "twist", "self");
     const char *k = luaL_checkstring(L, 2);
     if (strcmp(k, "logpsi") == 0) lua_pushcfunction(L, l_twist_logpsi);
+    else if (strcmp(k, "learn") == 0) lua_pushcfunction(L, l_twist_learn);
+    else if (strcmp(k, "save") == 0) lua_pushcfunction(L, l_twist_save);
     else if (strcmp(k, "max_tokens") == 0) lua_pushinteger(L, tw->max_tokens);
     else if (strcmp(k, "kind") == 0) lua_pushstring(L, tw->kind == TW_GUIDE ? "hmm" : "functions");
     else lua_pushnil(L);
@@ -584,7 +700,8 @@ static int l_speculative(lua_State *L)
 void plm_l_open_twist(lua_State *L)
 {
     static const luaL_Reg fns[] = {{"keywords", l_twist_keywords}, {"hmm", l_twist_hmm}, {"trace", l_twist_trace},
-                                   {"automaton", l_twist_automaton}, {NULL, NULL}};
+                                   {"automaton", l_twist_automaton}, {"table", l_twist_table},
+                                   {"load", l_twist_load}, {NULL, NULL}};
     luaL_newmetatable(L, PLM_L_TWIST);
     lua_pushcfunction(L, l_twist_gc);
     lua_setfield(L, -2, "__gc");

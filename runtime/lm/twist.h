@@ -99,4 +99,27 @@ void plm_hmmguide_logpsi(const plm_hmmguide *g, const plm_hmmguide_state *st, do
 /* Append token v: the filter, the automaton state, the weight and t move on. scratch: K doubles. */
 void plm_hmmguide_advance(const plm_hmmguide *g, plm_hmmguide_state *st, plm_token v, double *scratch);
 
+
+/* ---- Saving guides; learned twists ----------------------------------------------------------------- */
+
+/* Write g to path as a versioned text file ("plume-twist 1", then the sizes and every table); load reads it back
+** (PLM_EIO / PLM_EPARSE name the file and what is wrong, e.g. another version). */
+plm_status plm_hmmguide_save(plm_ctx *ctx, const plm_hmmguide *g, const char *path);
+plm_status plm_hmmguide_load(plm_ctx *ctx, const char *path, plm_hmmguide **out);
+
+/* A learnable twist for an automaton constraint: a guide with one hidden state whose table holds
+** psi(prefix) = exp(W[r][s]) for the automaton state s and r tokens left (phi stays exact at the end). */
+plm_status plm_twist_table_new(plm_ctx *ctx, const plm_tdfa *dfa, const plm_token *eos, int n_eos, int T,
+                               plm_hmmguide **out);
+
+/* Contrastive twist learning (Zhao et al. 2024, section 4.1) of a table twist g: each iteration runs twisted SMC
+** with N particles after prompt (resampling multinomially every step), and moves W by lr times
+** sum_t (E_sigma[grad log psi_t] - E_pi_t[grad log psi_t]): the sigma expectation from the final weighted
+** particles, the pi_t one from every particle at step t-1 extended over the whole vocabulary by q_t. logz[it]
+** (iters entries, or NULL) receives each iteration's log Z estimate; progress (or NULL) is called after each.
+** Polls Ctrl-C. */
+typedef void (*plm_twist_progress)(void *ud, int it, int iters, double logz, double ess);
+plm_status plm_twist_ctl(plm_ctx *ctx, plm_lm *lm, plm_hmmguide *g, const plm_token *prompt, size_t np, int N,
+                         int iters, double lr, uint64_t seed, double *logz, plm_twist_progress progress, void *ud);
+
 #endif
