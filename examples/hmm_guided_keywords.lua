@@ -33,7 +33,7 @@ print(string.format("%d sentences, %d words; sentences after '%s' of at most %d 
   lm.n_vocab, prompt, T, table.concat(keywords, ", ")))
 
 local t0 = os.clock()
-local hmm = plume.twist.distil(lm, { prompt = prompt, states = 16, samples = 1500, max_tokens = T, seed = 1, iters = 15 })
+local hmm = plume.twist.distil(lm, { prompt = prompt, states = 16, samples = 800, max_tokens = T, seed = 1, iters = 10 })
 local dfa = plume.twist.keywords(lm, keywords)
 local twist = plume.twist.hmm(hmm, dfa, { max_tokens = T, lm = lm })
 print(string.format("distilled a 16-state HMM and built the guide in %.2f s: %s", os.clock() - t0, tostring(twist)))

@@ -33,7 +33,7 @@ local drafts = { bigram = plume.lm.ngram.train { text = text, order = 2 }, unigr
 print(string.format("%d sentences, %d words", #lines, target.n_vocab))
 for _, name in ipairs { "bigram", "unigram" } do
   for _, k in ipairs { 2, 4 } do
-    local acc, tpc, n = 0, 0, 200
+    local acc, tpc, n = 0, 0, 100
     local example
     for seed = 1, n do
       local txt, st = plume.speculative(target, drafts[name], { k = k, max_tokens = 20, prompt = "a wise man", seed = seed })

@@ -60,7 +60,7 @@ static void twist_option(lua_State *L, int opts, smc_opts *o)
     if (!opts) return;
     lua_getfield(L, opts, "proposal");
     if (lua_getfield(L, opts, "twist") == LUA_TNIL) {
-        if (!lua_isnil(L, -2)) luaL_error(L, "plume.smc: option 'proposal' needs a twist (option 'twist', or ctx:twist in the program)");
+        if (!lua_isnil(L, -2)) luaL_error(L, "plume.smc: option 'proposal' needs option 'twist' (with ctx:twist, give the proposal to ctx:twist)");
         lua_pop(L, 2);
         return;
     }

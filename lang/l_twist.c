@@ -663,6 +663,7 @@ static int l_speculative(lua_State *L)
     }
     prompt = plm_l_checktokens(L, lua_gettop(L), target, fn, "prompt", &np);
     out = plm_l_scratch(L, (size_t)T * sizeof *out);
+    plm_interrupt_clear();
     if (plm_speculative(&ctx, target, draft, prompt, np, (int)k, (size_t)T, &rng, r, out, &n, &stats))
         return plm_l_fail_as(L, &ctx, fn);
     /* the continuation's bytes as they are (as lm:sample_text), so that prompt .. text is the whole text */
