@@ -35,3 +35,5 @@ echo "== smc_cost: plume.smc over a program, CPU time and peak RSS at 25 / 50 / 
 "$BUILD/plume" bench/smc_cost.lua
 echo "== smc_sampler: SMC samplers (tempering, waste-free; RW and HMC moves) vs NUTS, evidence and ESS/s =="
 "$BUILD/plume" bench/smc_sampler.lua 20 2000
+echo "== twisted_smc: rejection vs plain SMC vs HMM-guided twisted SMC on a rare keyword constraint (Z ~ 3e-5), equal CPU time =="
+"$BUILD/plume" bench/twisted_smc.lua 3

@@ -11,6 +11,8 @@
 #include "lutil.h"
 #include "ldist.h"
 #include "llm.h"
+#include "ltwist.h"
+#include "larray.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -26,9 +28,15 @@ typedef struct lmctx {
     size_t n, full, cap;
     size_t prompt_len;
     unsigned char *mask; /* n_vocab flags: 1 = allowed next; NULL when no mask is pending */
+    /* twisted SMC (ctx:twist): the twist (uservalue 3) and its state for the current prefix */
+    int twisted;
+    plm_twist_proposal proposal;   /* user proposals: the function is uservalue 4 */
+    double logpsi_prev;            /* log psi of the current prefix (0 at the prompt: psi_0 = 1) */
+    double *tstate;                /* the twist's state (plm_l_twist_state_doubles) */
 } lmctx;
 
-/* uservalues: 1 = lm userdata, 2 = history table (position n + 1 -> dist userdata or score number) */
+/* uservalues: 1 = lm userdata, 2 = history table (position n + 1 -> dist userdata or score number), 3 = twist,
+** 4 = user proposal function */
 
 static lmctx *checkctx(lua_State *L, int idx, const char *fn)
 {
@@ -56,15 +64,17 @@ static int ctx_gc(lua_State *L)
     c->seq = -1;
     free(c->toks);
     free(c->mask);
+    free(c->tstate);
     c->toks = NULL;
     c->mask = NULL;
+    c->tstate = NULL;
     return 0;
 }
 
 /* a new, empty context userdata for the lm at index lmidx */
 static lmctx *newctx(lua_State *L, int lmidx)
 {
-    lmctx *c = lua_newuserdatauv(L, sizeof *c, 2);
+    lmctx *c = lua_newuserdatauv(L, sizeof *c, 4);
     memset(c, 0, sizeof *c);
     c->seq = -1;
     c->lm = plm_l_checklm(L, lmidx, "lm:context", "self");
@@ -88,6 +98,46 @@ static plm_token *tokenize(lua_State *L, plm_lm *lm, const char *s, size_t len, 
     return t;
 }
 
+/* ctx:twist(twist [, {proposal = "twist" | "p0" | function(prefix, logp0) -> log q}]) -> ctx: from here on,
+** every token sampled from ctx:next_token() is proposed from q and weighted by p0 psi_t / (psi_{t-1} q) (a factor
+** and a checkpoint of m:sample); see runtime/lm/twist.h. */
+static int l_ctx_twist(lua_State *L)
+{
+    lmctx *c = checkctx(L, 1, "ctx:twist");
+    plm_l_twist *tw = plm_l_checktwist(L, 2, "ctx:twist", "twist");
+    const char *fn = "ctx:twist";
+    static const char *const names[] = {"proposal", NULL};
+    lua_settop(L, 3);
+    c->proposal = PLM_TWIST_PROP_TWIST;
+    lua_pushnil(L);
+    lua_setiuservalue(L, 1, 4);
+    if (!lua_isnil(L, 3)) {
+        luaL_checktype(L, 3, LUA_TTABLE);
+        plm_l_checkopts(L, 3, fn, names);
+        lua_getfield(L, 3, "proposal");
+        if (lua_isfunction(L, -1)) {
+            c->proposal = PLM_TWIST_PROP_USER;
+            lua_pushvalue(L, -1);
+            lua_setiuservalue(L, 1, 4);
+        } else if (lua_type(L, -1) == LUA_TSTRING && strcmp(lua_tostring(L, -1), "p0") == 0)
+            c->proposal = PLM_TWIST_PROP_P0;
+        else if (!lua_isnil(L, -1) && !(lua_type(L, -1) == LUA_TSTRING && strcmp(lua_tostring(L, -1), "twist") == 0))
+            return luaL_error(L, "%s: proposal must be \"twist\", \"p0\" or a function(prefix, logp0) -> log q (got %s)", fn,
+                              luaL_tolstring(L, -1, NULL));
+        lua_pop(L, 1);
+    }
+    if (c->n != c->prompt_len) return luaL_error(L, "%s: attach the twist before the first token is generated", fn);
+    free(c->tstate);
+    if (!(c->tstate = malloc(plm_l_twist_state_doubles(tw) * sizeof *c->tstate))) return luaL_error(L, "%s: out of memory", fn);
+    plm_l_twist_start(tw, c->tstate);
+    c->logpsi_prev = 0;
+    c->twisted = 1;
+    lua_pushvalue(L, 2);
+    lua_setiuservalue(L, 1, 3);
+    lua_settop(L, 1);
+    return 1;
+}
+
 /* plume._lmctx_new(lm, prompt): adopts the running particle's next snapshot when it replays, else makes a
 ** new context; either way registers it as state of the running particle. */
 static int l_ctx_new(lua_State *L)
@@ -107,6 +157,12 @@ static int l_ctx_new(lua_State *L)
     c = luaL_testudata(L, -1, PLM_L_LMCTX);
     if (c && c->toks && c->lm == lm && c->prompt_len == np && c->full >= np && memcmp(c->toks, pt, np * sizeof *pt) == 0) {
         c->n = np;   /* replay from the prompt, following the snapshot's tokens */
+        if (c->twisted) {   /* the twist's state is rebuilt along the replay */
+            lua_getiuservalue(L, -1, 3);
+            plm_l_twist_start(lua_touserdata(L, -1), c->tstate);
+            lua_pop(L, 1);
+            c->logpsi_prev = 0;
+        }
     } else {
         lua_pop(L, 1);
         c = newctx(L, 1);
@@ -118,6 +174,18 @@ static int l_ctx_new(lua_State *L)
     lua_getfield(L, -1, "_smc_register");
     lua_pushvalue(L, -3);
     lua_call(L, 1, 0);
+    lua_pop(L, 1);
+    /* plume.smc(..., {twist =}) twists every context its program makes */
+    if (lua_getfield(L, LUA_REGISTRYINDEX, "plume.smc.twist") == LUA_TTABLE && !c->twisted) {
+        int opt = lua_gettop(L);
+        lua_pushcfunction(L, l_ctx_twist);
+        lua_pushvalue(L, opt - 1);
+        lua_getfield(L, opt, "twist");
+        lua_createtable(L, 0, 1);
+        lua_getfield(L, opt, "proposal");
+        lua_setfield(L, -2, "proposal");
+        lua_call(L, 3, 0);
+    }
     lua_pop(L, 1);
     return 1;
 }
@@ -281,6 +349,74 @@ static int l_token_hook(lua_State *L)
     return 0;
 }
 
+/* the hook of a twisted next-token distribution: the token joins the context and the twist's state, and the
+** hook returns the token's incremental log weight (m:sample makes it a factor and a checkpoint). Upvalues: the
+** context, and the step's rows (V increments, then V log psi values). */
+static int l_twisted_token_hook(lua_State *L)
+{
+    lmctx *c = checkctx(L, lua_upvalueindex(1), "ctx:next_token");
+    const double *rows = lua_touserdata(L, lua_upvalueindex(2));
+    plm_token t = (plm_token)luaL_checkinteger(L, 1);
+    int V = c->lm->n_vocab;
+    append_token(L, c, t);
+    lua_getiuservalue(L, lua_upvalueindex(1), 3);
+    plm_l_twist_advance(lua_touserdata(L, -1), c->tstate, t);
+    c->logpsi_prev = rows[V + t];
+    lua_pushnumber(L, rows[t]);
+    return 1;
+}
+
+/* ctx:_bind for a twisted context: p0 is d (already masked); the proposal and the increments of this step */
+static int bind_twisted(lua_State *L, lmctx *c, plm_dist *d)
+{
+    plm_ctx ctx;
+    int V = c->lm->n_vocab, v, cidx = 1;
+    double *rows = lua_newuserdatauv(L, 2 * (size_t)V * sizeof *rows, 0);   /* inc, logpsi */
+    int rows_idx = lua_gettop(L);
+    double *logq = plm_l_scratch(L, (size_t)V * sizeof *logq);
+    const plm_token *gen = c->toks + c->prompt_len;
+    size_t ngen = c->n - c->prompt_len;
+    plm_dist *q;
+    plm_ctx_clear(&ctx);
+    lua_getiuservalue(L, cidx, 3);
+    plm_l_twist_rows(L, lua_gettop(L), c->lm, c->tstate, gen, ngen, d->aux, rows + V);
+    lua_pop(L, 1);
+    if (c->proposal == PLM_TWIST_PROP_USER) {
+        plm_l_array *a;
+        lua_getiuservalue(L, cidx, 4);
+        lua_createtable(L, (int)ngen, 0);
+        for (size_t i = 0; i < ngen; i++) {
+            lua_pushinteger(L, gen[i]);
+            lua_rawseti(L, -2, (lua_Integer)i + 1);
+        }
+        a = plm_l_newarray(L, (size_t)V);
+        memcpy(a->data, d->aux, (size_t)V * sizeof *logq);
+        lua_call(L, 2, 1);
+        if ((a = plm_l_toarray(L, -1)) && (int)a->n == V)
+            memcpy(logq, a->data, (size_t)V * sizeof *logq);
+        else if (lua_istable(L, -1) && (int)luaL_len(L, -1) == V)
+            for (v = 0; v < V; v++) {
+                lua_rawgeti(L, -1, v + 1);
+                logq[v] = lua_tonumber(L, -1);
+                lua_pop(L, 1);
+            }
+        else
+            return luaL_error(L, "ctx:twist: the proposal must return %d log-probabilities (one per token), got %s", V,
+                              luaL_typename(L, -1));
+        lua_pop(L, 1);
+    }
+    if (plm_twist_step(&ctx, V, c->proposal, d->aux, rows + V, c->logpsi_prev, logq, rows))
+        return plm_l_fail_as(L, &ctx, "ctx:next_token");
+    if (plm_dist_new_categorical_logits(&ctx, logq, V, &q)) return plm_l_fail(L, &ctx);
+    q->base = 0;
+    plm_l_pushdist(L, q);
+    lua_pushvalue(L, cidx);
+    lua_pushvalue(L, rows_idx);
+    lua_pushcclosure(L, l_twisted_token_hook, 2);
+    lua_setiuservalue(L, -2, 1);
+    return 1;
+}
+
 /* ctx:_bind(dist) -> a distribution over the same tokens (restricted to a pending mask) whose sampled value
 ** is appended to the context */
 static int l_ctx_bind(lua_State *L)
@@ -302,6 +438,7 @@ static int l_ctx_bind(lua_State *L)
         }
         lua_pop(L, 1);
     }
+    if (c->twisted) return bind_twisted(L, c, out);
     plm_l_pushdist(L, out);
     lua_pushvalue(L, 1);
     lua_pushcclosure(L, l_token_hook, 1);
@@ -476,6 +613,19 @@ static int l_ctx_fork(lua_State *L)
         if (plm_lm_seq_fork(c->lm, &ctx, c->seq, &d->seq)) return plm_l_fail(L, &ctx);
         d->seq_len = c->seq_len;
     }
+    if (c->twisted) {   /* the snapshot keeps the twist; its state restarts when a replay adopts it */
+        size_t nd;
+        lua_getiuservalue(L, 1, 3);
+        nd = plm_l_twist_state_doubles(lua_touserdata(L, -1));
+        if (!(d->tstate = malloc(nd * sizeof *d->tstate))) return luaL_error(L, "ctx:fork: out of memory");
+        memcpy(d->tstate, c->tstate, nd * sizeof *d->tstate);
+        lua_setiuservalue(L, -2, 3);
+        lua_getiuservalue(L, 1, 4);
+        lua_setiuservalue(L, -2, 4);
+        d->twisted = 1;
+        d->proposal = c->proposal;
+        d->logpsi_prev = c->logpsi_prev;
+    }
     lua_getiuservalue(L, 1, 2);
     lua_getiuservalue(L, -2, 2);
     for (k = 1; k <= (lua_Integer)c->n + 1; k++) {
@@ -503,7 +653,7 @@ void plm_l_open_lmctx(lua_State *L)
     static const luaL_Reg methods[] = {
         {"_cached", l_ctx_cached}, {"_bind", l_ctx_bind}, {"_score", l_ctx_score}, {"_mass", l_ctx_mass},
         {"_set_mask", l_ctx_set_mask}, {"text", l_ctx_text}, {"full_text", l_ctx_full_text},
-        {"tokens", l_ctx_tokens}, {"len", l_ctx_len}, {"append_text", l_ctx_append}, {"model", l_ctx_model},
+        {"tokens", l_ctx_tokens}, {"len", l_ctx_len}, {"twist", l_ctx_twist}, {"append_text", l_ctx_append}, {"model", l_ctx_model},
         {NULL, NULL}};
     luaL_newmetatable(L, PLM_L_LMCTX);
     lua_pushcfunction(L, ctx_gc);

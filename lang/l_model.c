@@ -71,13 +71,35 @@ static void check_density(lua_State *L, const char *fn, const char *addr, int id
     }
 }
 
-int plm_l_hand_over(lua_State *L, const plm_dist *d, const double *x)
+/* m:sample's continuation after a twisted token's checkpoint yielded: the value is still on top */
+static int hand_over_k(lua_State *L, int status, lua_KContext k)
+{
+    (void)L, (void)status, (void)k;
+    return 1;
+}
+
+int plm_l_hand_over(lua_State *L, exec *ex, const plm_dist *d, const double *x)
 {
     plm_l_pushdistvalue(L, d, x);
     /* a distribution with a hook (an LM context's next-token distribution) learns the chosen value */
     if (lua_getiuservalue(L, 3, 1) == LUA_TFUNCTION) {
         lua_pushvalue(L, -2);
-        lua_call(L, 1, 0);
+        lua_call(L, 1, 1);
+        if (lua_type(L, -1) == LUA_TNUMBER) {
+            /* a twisted context's incremental weight: a factor, and a checkpoint so that SMC resamples here */
+            double w = lua_tonumber(L, -1);
+            int r;
+            lua_pop(L, 1);
+            if (isnan(w) || w == INFINITY) return luaL_error(L, "m:sample: the twist's incremental log weight is %s", isnan(w) ? "NaN" : "+inf");
+            ex->tr->loglik += w;
+            if (!ex->hooks->checkpoint) return 1;
+            ex->yield_k = hand_over_k;
+            r = ex->hooks->checkpoint(L, ex, w);
+            ex->yield_k = NULL;
+            (void)r;
+            return 1;
+        }
+        lua_pop(L, 1);
     } else
         lua_pop(L, 1);
     return 1;
@@ -86,7 +108,7 @@ int plm_l_hand_over(lua_State *L, const plm_dist *d, const double *x)
 int plm_l_sample_finish(lua_State *L, exec *ex, const char *addr, const plm_dist *d, const double *x, double lp)
 {
     add_site(L, ex, "m:sample", addr, PLM_SITE_LATENT, d, x, d->dim, lp);
-    return plm_l_hand_over(L, d, x);
+    return plm_l_hand_over(L, ex, d, x);
 }
 
 int plm_l_improper_error(lua_State *L, const char *addr)

@@ -30,7 +30,18 @@ static int smc_sample(lua_State *L, plm_l_exec *ex, const char *addr, const plm_
                                 ? &ex->old->sites[ex->tr->n] : plm_trace_find(ex->old, addr);
         if (s && s->kind == PLM_SITE_LATENT && s->dim == d->dim && s->logp > -INFINITY) {
             if (plm_trace_add_shared(&ex->ctx, ex->tr, s)) luaL_error(L, "m:sample: %s", plm_ctx_errmsg(&ex->ctx));
-            return plm_l_hand_over(L, d, s->value);
+            return plm_l_hand_over(L, ex, d, s->value);
+        }
+    }
+    if (ex->pin) {
+        /* conditional SMC: the reference particle takes the pinned path's value wherever it has one */
+        const plm_site *s = plm_trace_find(ex->pin, addr);
+        if (s && s->kind == PLM_SITE_LATENT && s->dim == d->dim) {
+            memcpy(x, s->value, (size_t)d->dim * sizeof *x);
+            *lp = plm_dist_logpdf(d, x);
+            if (*lp == -INFINITY)
+                return luaL_error(L, "plume.smc: the pinned value of '%s' has probability 0 under its proposal", addr);
+            return PLM_L_CHOSEN;
         }
     }
     plm_l_sample_fresh(L, ex, addr, d, x, lp);
@@ -47,7 +58,11 @@ static int smc_checkpoint(lua_State *L, plm_l_exec *ex, double logw)
     }
     ex->checkpoints++;
     ex->step_logw += logw;
-    return lua_yield(L, 0);
+    {
+        lua_KFunction k = ex->yield_k;   /* inside m:sample (a twisted token): m:sample returns its value after */
+        ex->yield_k = NULL;
+        return lua_yieldk(L, 0, 0, k);
+    }
 }
 
 const plm_l_hooks plm_l_smc_hooks = {"smc", smc_sample, smc_checkpoint, NULL};
@@ -188,6 +203,9 @@ static void step_one(engine *E, int i)
     lua_setfield(L, LUA_REGISTRYINDEX, "plume.smc.objs");
     lua_rawgeti(L, E->adopt, i + 1);
     lua_setfield(L, LUA_REGISTRYINDEX, "plume.smc.adopt");
+    if (E->twist) lua_pushvalue(L, E->twist);
+    else lua_pushnil(L);
+    lua_setfield(L, LUA_REGISTRYINDEX, "plume.smc.twist");
     plm_l_run_enter(L);
     st = lua_resume(co, L, p->narg, &nres);
     plm_l_run_leave(L);
@@ -195,6 +213,8 @@ static void step_one(engine *E, int i)
     lua_setfield(L, LUA_REGISTRYINDEX, "plume.smc.objs");
     lua_pushnil(L);
     lua_setfield(L, LUA_REGISTRYINDEX, "plume.smc.adopt");
+    lua_pushnil(L);
+    lua_setfield(L, LUA_REGISTRYINDEX, "plume.smc.twist");
     p->narg = 0;
     if (st == LUA_YIELD) {
         const void *tag = nres == 3 ? lua_touserdata(co, -3) : NULL;

@@ -19,10 +19,58 @@ typedef struct smc_opts {
     double ess_threshold;
     long max_steps;
     unsigned long long seed;
+    int twist;            /* stack slot of {twist =, proposal =} for the program's LM contexts, 0: none */
+    plm_trace *pin;       /* conditional SMC: the reference path of particle 1, or NULL */
 } smc_opts;
 
 static const char *const smc_option_names[] = {"particles", "ess_threshold", "seed", "method", "extensions",
-                                                "max_steps", "quiet", "threads", "resample", NULL};
+                                                "max_steps", "quiet", "threads", "resample", "twist",
+                                                "proposal", "pin", NULL};
+
+/* options.pin = {addr = value, ...}: the reference path of conditional SMC, as a trace of latent sites */
+static plm_trace *pin_trace(lua_State *L, int opts)
+{
+    plm_ctx ctx;
+    plm_trace *tr;
+    plm_ctx_clear(&ctx);
+    if (lua_getfield(L, opts, "pin") == LUA_TNIL) {
+        lua_pop(L, 1);
+        return NULL;
+    }
+    if (!lua_istable(L, -1)) luaL_error(L, "plume.smc: option 'pin' must be a table {address = value} (got %s)", luaL_typename(L, -1));
+    if (plm_trace_new(&ctx, &tr)) plm_l_fail(L, &ctx);
+    lua_pushnil(L);
+    while (lua_next(L, -2)) {
+        double v;
+        if (lua_type(L, -2) != LUA_TSTRING || !lua_isnumber(L, -1))
+            luaL_error(L, "plume.smc: option 'pin' must map addresses (strings) to numbers");
+        v = lua_tonumber(L, -1);
+        if (plm_trace_add(&ctx, tr, lua_tostring(L, -2), PLM_SITE_LATENT, NULL, &v, 1, 0, NULL)) plm_l_fail(L, &ctx);
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+    return tr;
+}
+
+/* options.twist / options.proposal: a table {twist =, proposal =} pushed for the engine (lm contexts the program
+** creates take it, see l_lmctx.c), its slot in o->twist; nothing when no twist is given. */
+static void twist_option(lua_State *L, int opts, smc_opts *o)
+{
+    o->twist = 0;
+    if (!opts) return;
+    lua_getfield(L, opts, "proposal");
+    if (lua_getfield(L, opts, "twist") == LUA_TNIL) {
+        if (!lua_isnil(L, -2)) luaL_error(L, "plume.smc: option 'proposal' needs option 'twist' (with ctx:twist, give the proposal to ctx:twist)");
+        lua_pop(L, 2);
+        return;
+    }
+    lua_createtable(L, 0, 2);
+    lua_insert(L, -2);
+    lua_setfield(L, -2, "twist");
+    lua_insert(L, -2);
+    lua_setfield(L, -2, "proposal");
+    o->twist = lua_gettop(L);
+}
 
 static void smc_options(lua_State *L, int opts, smc_opts *o)
 {
@@ -45,6 +93,7 @@ static void smc_options(lua_State *L, int opts, smc_opts *o)
     if (o->N < 1 || o->N > 10000000) luaL_error(L, "%s: option 'particles' must be in 1..1e7 (got %d)", fn, o->N);
     if (!(o->ess_threshold >= 0 && o->ess_threshold <= 1))
         luaL_error(L, "%s: option 'ess_threshold' must be in [0, 1] (got %f)", fn, o->ess_threshold);
+    o->pin = pin_trace(L, opts);
     if (o->K < 1 || o->K > 1000) luaL_error(L, "%s: option 'extensions' must be in 1..1000 (got %d)", fn, o->K);
     if (strcmp(method, "standard") == 0) o->steer = 0;
     else if (strcmp(method, "steer") == 0) o->steer = 1;
@@ -83,7 +132,10 @@ static int l_smc(lua_State *L)
     nargs = (int)lua_tointeger(L, 3);
     opts = lua_istable(L, 2) ? 2 : 0;
     smc_options(L, opts, &o);
+    twist_option(L, opts, &o);
+    if (o.pin && o.steer) luaL_error(L, "plume.smc: option 'pin' (conditional SMC) works with method = \"standard\" only");
     memset(&E, 0, sizeof E);
+    E.twist = o.twist;
     plm_ctx_clear(&ctx);
     E.L = L;
     E.args = 4;
@@ -105,6 +157,7 @@ static int l_smc(lua_State *L)
         plm_l_pop_spawn(&E, i, NULL, 0, 0, 0);
         E.n = i + 1;
     }
+    E.p[0].ex.pin = o.pin;
     plm_l_progress_start(&pr, !o.quiet);
     plm_interrupt_clear();
     while (!plm_l_pop_finished(&E)) {
@@ -153,6 +206,19 @@ static int l_smc(lua_State *L)
             m = (int)mm;
             for (i = 0; i < m; i++) par[i] = (int)anc[i], lw[i] = log(lw[i]) + lse;
             plm_l_pop_rebuild(&E, par, lw, m, NULL);
+            resamples++;
+        } else if (o.pin && !plm_l_pop_finished(&E)) {
+            /* conditional SMC: particle 1 keeps the reference path; the other N - 1 are drawn (multinomially)
+            ** from all N, every step */
+            logz += lse - log((double)E.n);
+            par[0] = 0, lw[0] = 0;
+            if (o.N > 1) {
+                if (plm_resample_counts(&ctx, PLM_RESAMPLE_MULTINOMIAL, w, (size_t)E.n, (size_t)o.N - 1, &sr, cnt, NULL))
+                    plm_l_fail(L, &ctx);
+                plm_resample_ancestors(cnt, (size_t)E.n, anc);
+                for (i = 1; i < o.N; i++) par[i] = (int)anc[i - 1], lw[i] = 0;
+            }
+            plm_l_pop_rebuild(&E, par, lw, o.N, NULL);
             resamples++;
         } else if (ess < o.ess_threshold * E.n && !plm_l_pop_finished(&E)) {
             double *scratch = lw;   /* SSP's fractional parts; lw is set after */

@@ -47,6 +47,9 @@ struct plm_l_exec {
     int replay_until;         /* SMC: checkpoints to replay silently from `old` */
     double step_logw;         /* SMC: log weight gathered since the last yield */
     size_t replay_sites;      /* beam: sites of `old` made before the branch (the copy replays only those) */
+    lua_KFunction yield_k;    /* SMC: the continuation of a checkpoint reached inside m:sample (a twisted LM token),
+                              ** so that m:sample still returns its value after the yield; NULL otherwise */
+    const plm_trace *pin;     /* conditional SMC: the reference path whose choices this particle takes (or NULL) */
 };
 
 /* Forward sampling (prior, IS): every choice fresh. */
@@ -60,10 +63,12 @@ typedef struct plm_l_handle {
 plm_l_handle *plm_l_newhandle(lua_State *L);
 
 /* For hooks: draw a fresh value of d (an improper prior, which has no sampler, is an error naming addr);
-** record a chosen value and hand it to the program; hand over a value recorded otherwise. */
+** record a chosen value and hand it to the program; hand over a value recorded otherwise. A distribution's hook
+** (an LM context's next-token distribution, uservalue 1) learns the value; when it returns a number (a twisted
+** context's incremental log weight) that number is a factor of the run and a checkpoint, as m:factor. */
 void plm_l_sample_fresh(lua_State *L, plm_l_exec *ex, const char *addr, const plm_dist *d, double *x, double *lp);
 int plm_l_sample_finish(lua_State *L, plm_l_exec *ex, const char *addr, const plm_dist *d, const double *x, double lp);
-int plm_l_hand_over(lua_State *L, const plm_dist *d, const double *x);
+int plm_l_hand_over(lua_State *L, plm_l_exec *ex, const plm_dist *d, const double *x);
 /* The error for a fresh value of an improper prior at addr (dist at stack index 3). Never returns. */
 int plm_l_improper_error(lua_State *L, const char *addr);
 /* "7", "0.25" or "{0.2, 0.8}": a value of d as the user writes it (pushed; categorical labels shifted). */

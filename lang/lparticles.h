@@ -34,6 +34,7 @@ typedef struct engine {
     int reqs;                 /* table: pending request per particle */
     int objs;                 /* table: per particle, the objects it registered (plume._smc_register) */
     int adopt;                /* table: per particle, snapshots its replay adopts in order (plume._smc_adopt) */
+    int twist;                /* stack slot of {twist =, proposal =} for new LM contexts (0: none) */
     particle *p;
     int n, cap;
     long root;

@@ -26,6 +26,8 @@
 #include "lm_gguf.h"
 #include "lm_llama.h"
 #include "lmchain.h"
+#include "speculative.h"
+#include "twist.h"
 #include "resample.h"
 #include "bffg.h"
 #include "conformal.h"
