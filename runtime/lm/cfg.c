@@ -77,7 +77,7 @@ static plm_status gerr_at(gparse *P, int line, int c, const char *fmt, const cha
     if (!P->err) {
         char what[256];
         snprintf(what, sizeof what, fmt, arg);
-        P->err = plm_fail(P->ctx, PLM_EPARSE, "grammar: line %d, column %d: %s", line, c, what);
+        P->err = plm_failm(P->ctx, PLM_EPARSE, "grammar", "line %d, column %d: %s", line, c, what);
     }
     return P->err;
 }

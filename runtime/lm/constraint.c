@@ -361,6 +361,18 @@ static int kid_of(const anode *x, plm_token v)
     return -1;
 }
 
+/* EFG of the nodes on the path from depth d up to the root, deepest first: p(EOS | w) when w accepts, plus the
+** mass of allowed tokens not yet tried (counted as 1), plus p(v) EFG(wv) over the tried ones */
+static void asap_update(plm_asap *a, size_t d)
+{
+    for (size_t i = d + 1; i-- > 0;) {
+        anode *x = &a->nodes[a->path[i]];
+        double e = x->peos + (x->rest > 0 ? x->rest : 0);
+        for (int k = 0; k < x->nkids; k++) e += x->kids[k].p * a->nodes[x->kids[k].node].efg;
+        x->efg = e < 1 ? e : 1;
+    }
+}
+
 plm_status plm_asap_sample(plm_ctx *ctx, plm_asap *a, plm_rng *rng, plm_token *out, size_t *n_out, double *logp,
                            double *logq)
 {
@@ -369,15 +381,15 @@ plm_status plm_asap_sample(plm_ctx *ctx, plm_asap *a, plm_rng *rng, plm_token *o
     plm_status st;
     *n_out = 0;
     *logp = *logq = 0;
-    if (!(a->nodes[0].efg > 0))
-        return plm_fail(ctx, PLM_EDEAD, "asap: no text of at most %zu tokens that the model can write is in the language",
-                        a->max_tokens);
     for (;;) {
         const plm_token *pp = a->prefix;
         size_t plen = a->np + d;
         anode *x;
         double lz;
         int v, k;
+        if (!(a->nodes[0].efg > 0))
+            return plm_fail(ctx, PLM_EDEAD,
+                            "asap: no text of at most %zu tokens that the model can write is in the language", a->max_tokens);
         if (plm_interrupted()) return plm_fail(ctx, PLM_EINTR, "asap: interrupted");
         a->path[d] = node;
         if ((st = plm_lm_next_logprobs(a->lm, ctx, 1, &pp, &plen, a->row))) return st;
@@ -391,8 +403,14 @@ plm_status plm_asap_sample(plm_ctx *ctx, plm_asap *a, plm_rng *rng, plm_token *o
             x->visited = 1;
         }
         for (k = 0; k < x->nkids; k++) a->efg[x->kids[k].tok] = a->nodes[x->kids[k].node].efg;
-        if ((v = draw_masked(a->row, a->allowed, a->efg, V, rng, &lz)) < 0)
-            return plm_fail(ctx, PLM_ERUNTIME, "asap: a prefix with positive estimate has no continuation");
+        if ((v = draw_masked(a->row, a->allowed, a->efg, V, rng, &lz)) < 0) {
+            /* a dead end (the prefix is viable, but not within max_tokens): its estimate is now 0; start again */
+            asap_update(a, d);
+            node = 0;
+            d = 0;
+            *logp = *logq = 0;
+            continue;
+        }
         *logp += a->row[v];
         *logq += a->row[v] + log(a->efg[v]) - lz;
         if (a->t->is_eos[v]) break;
@@ -424,12 +442,6 @@ plm_status plm_asap_sample(plm_ctx *ctx, plm_asap *a, plm_rng *rng, plm_token *o
         d++;
     }
     *n_out = d;
-    /* the estimates on the path, deepest first: EFG(w) = p(EOS | w) [w accepts] + rest + sum over kids p EFG(kid) */
-    for (size_t i = d + 1; i-- > 0;) {
-        anode *x = &a->nodes[a->path[i]];
-        double e = x->peos + (x->rest > 0 ? x->rest : 0);
-        for (int k = 0; k < x->nkids; k++) e += x->kids[k].p * a->nodes[x->kids[k].node].efg;
-        x->efg = e < 1 ? e : 1;
-    }
+    asap_update(a, d);
     return PLM_OK;
 }

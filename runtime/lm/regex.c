@@ -36,7 +36,7 @@ typedef struct rparse {
 
 static int perr(rparse *R, size_t at, const char *what)
 {
-    if (!R->err) R->err = plm_fail(R->ctx, PLM_EPARSE, "regex: position %zu: %s", at + 1, what);
+    if (!R->err) R->err = plm_failm(R->ctx, PLM_EPARSE, "regex", "position %zu: %s", at + 1, what);
     return -1;
 }
 
