@@ -280,6 +280,10 @@ static void test_grammar_state_copies(void)
     plm_cons_release(c, s3);
     CHECK(plm_cons_advance(&ctx, c, s2, "1", 1, &s3) == PLM_OK);
     CHECK(s3 == PLM_CSTATE_DEAD);
+    /* equal futures are one chart node (hash-consing): "{ab" and "{abzz" share their state, and so its mask */
+    CHECK(plm_cons_advance(&ctx, c, s2, "zz", 2, &s3) == PLM_OK);
+    CHECK(s3 == s2);
+    plm_cons_release(c, s3);
     plm_cons_release(c, s2);
     plm_cons_free(c);
 }

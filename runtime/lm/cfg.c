@@ -30,6 +30,14 @@ struct cnode {
     int n, cap;
     uint8_t first[32];   /* bytes some item can scan next: a byte outside is dead without building a set */
     plm_cmask *mask;
+    /* hash-consing: a set's future depends only on its incomplete items (rule, dot, origin, with the set itself
+    ** as origin written NULL) and on whether it accepts; sets equal in that are one node, so that, inside a
+    ** JSON string for instance, every position is the same node and its mask is computed once */
+    struct grammar *g;
+    uint64_t key;
+    citem *kitems;
+    int nk, interned;
+    cnode *hnext;
 };
 
 typedef struct grammar {
@@ -52,6 +60,8 @@ typedef struct grammar {
     int *hidx;
     unsigned *hstamp, gen;
     size_t hcap;
+    cnode **tab;               /* interned nodes, chained by hnext */
+    size_t ntab, count;
 } grammar;
 
 /* ---- parsing ---- */
@@ -604,6 +614,7 @@ static cnode *node_new(grammar *g, cnode *parent)
     cnode *x = calloc(1, sizeof *x);
     if (!x) return NULL;
     x->refs = 1;
+    x->g = g;
     x->parent = parent;
     if (parent) parent->refs++;
     g->gen++;
@@ -618,11 +629,78 @@ static void node_release(cnode *x)
 {
     while (x && --x->refs == 0) {
         cnode *p = x->parent;
+        if (x->interned) {
+            grammar *g = x->g;
+            cnode **q = &g->tab[x->key & (g->ntab - 1)];
+            while (*q != x) q = &(*q)->hnext;
+            *q = x->hnext;
+            g->count--;
+        }
+        free(x->kitems);
         free(x->items);
         free(x->mask);
         free(x);
         x = p;
     }
+}
+
+static int cmp_citem(const void *a, const void *b)
+{
+    const citem *x = a, *y = b;
+    if (x->rule != y->rule) return x->rule < y->rule ? -1 : 1;
+    if (x->dot != y->dot) return x->dot < y->dot ? -1 : 1;
+    return x->origin == y->origin ? 0 : (uintptr_t)x->origin < (uintptr_t)y->origin ? -1 : 1;
+}
+
+/* The interned node equal to y (y is released and the other returned, with a reference), or y itself, now
+** interned. NULL when out of memory (y is then released). */
+static cnode *intern_node(grammar *g, cnode *y)
+{
+    uint64_t h = 1469598103934665603ull ^ (uint64_t)y->accept;
+    int k = 0, sym;
+    cnode *x;
+    if (!(y->kitems = malloc((size_t)(y->n ? y->n : 1) * sizeof *y->kitems))) goto oom;
+    for (int i = 0; i < y->n; i++)
+        if (next_sym(g, y->items[i].rule, y->items[i].dot, &sym)) {
+            y->kitems[k] = y->items[i];
+            if (y->kitems[k].origin == y) y->kitems[k].origin = NULL;
+            k++;
+        }
+    y->nk = k;
+    qsort(y->kitems, (size_t)k, sizeof *y->kitems, cmp_citem);
+    for (int i = 0; i < k; i++) h = (h ^ item_hash(y->kitems[i].rule, y->kitems[i].dot, y->kitems[i].origin)) * 1099511628211ull;
+    y->key = h;
+    if (g->ntab)
+        for (x = g->tab[h & (g->ntab - 1)]; x; x = x->hnext)
+            if (x->key == h && x->nk == k && x->accept == y->accept &&
+                memcmp(x->kitems, y->kitems, (size_t)k * sizeof *y->kitems) == 0) {
+                x->refs++;
+                node_release(y);
+                return x;
+            }
+    if (g->count + 1 > g->ntab) {   /* grow the table (load factor <= 1) */
+        size_t nn = g->ntab ? g->ntab * 2 : 256;
+        cnode **nt = calloc(nn, sizeof *nt);
+        if (!nt) goto oom;
+        for (size_t b = 0; b < g->ntab; b++)
+            for (x = g->tab[b]; x;) {
+                cnode *nx = x->hnext;
+                x->hnext = nt[x->key & (nn - 1)];
+                nt[x->key & (nn - 1)] = x;
+                x = nx;
+            }
+        free(g->tab);
+        g->tab = nt;
+        g->ntab = nn;
+    }
+    y->hnext = g->tab[h & (g->ntab - 1)];
+    g->tab[h & (g->ntab - 1)] = y;
+    y->interned = 1;
+    g->count++;
+    return y;
+oom:
+    node_release(y);
+    return NULL;
 }
 
 static plm_cstate cfg_start(plm_cons *c)
@@ -670,6 +748,7 @@ static plm_status cfg_step(plm_ctx *ctx, plm_cons *c, plm_cstate s, unsigned cha
         node_release(y);
         return PLM_OK;
     }
+    if (!(y = intern_node(g, y))) return plm_fail(ctx, PLM_ENOMEM, "grammar: out of memory");
     *out = (plm_cstate)y;
     return PLM_OK;
 oom:
@@ -704,6 +783,7 @@ static void grammar_free(grammar *g)
     free(g->nullable);
     free(g->hidx);
     free(g->hstamp);
+    free(g->tab);
     free(g);
 }
 
