@@ -18,7 +18,7 @@ return function(plume)
     return plume.json.encode(v)
   end
 
-  local function compile(schema)
+  local function compile(schema, ws)
     local rules, n = {}, 0
     local function new_rule(body)
       n = n + 1
@@ -132,12 +132,21 @@ return function(plume)
 
     local top = node(schema, "")
     local base = grammar.json_source:gsub("^root[^\n]*\n", "")
+    if not ws then base = base:gsub("ws     ::= [^\n]*", 'ws     ::= ""') end
     return "root ::= ws " .. top .. " ws\n" .. table.concat(rules, "\n") .. "\n" .. base ..
            'integer ::= "-"? ( "0" | [1-9] [0-9]* )\n'
   end
 
-  --- plume.json_schema(schema) -> constraint, grammar text; schema is a Lua table or a JSON string
-  function plume.json_schema(schema)
+  --- plume.json_schema(schema [, {whitespace = true}]) -> constraint, grammar text; schema is a Lua table or a
+  --- JSON string; whitespace = false allows no white space between tokens (compact JSON)
+  function plume.json_schema(schema, opts)
+    if opts ~= nil and type(opts) ~= "table" then
+      error("plume.json_schema: options must be a table (got " .. type(opts) .. ")", 2)
+    end
+    for k in pairs(opts or {}) do
+      if k ~= "whitespace" then error("plume.json_schema: unknown option '" .. tostring(k) .. "' (options: whitespace)", 2) end
+    end
+    local ws = not (opts and opts.whitespace == false)
     if type(schema) == "string" then
       local ok, v = pcall(plume.json.decode, schema)
       if not ok then error("plume.json_schema: the schema is not JSON: " .. tostring(v), 2) end
@@ -146,7 +155,7 @@ return function(plume)
     if type(schema) ~= "table" and schema ~= true then
       error("plume.json_schema: expected a schema table or JSON text (got " .. type(schema) .. ")", 2)
     end
-    local ok, text = pcall(compile, schema)
+    local ok, text = pcall(compile, schema, ws)
     if not ok then error(text, 2) end
     return grammar(text), text
   end
