@@ -93,13 +93,15 @@ for i = 1, N do w[i] = math.exp(post.log_weights[i]) end
 
 print(string.format("\n%-22s %14s %22s", "sampler", "words/fortune", "\"words\" = true count"))
 for _, row in ipairs({ { "rejection (exact)", free }, { "masked decoding", masked.texts }, { "ASAp (last 300)", asap_late },
-                       { "SMC, mask potential", post.values, w } }) do
+                       { string.format("SMC (ESS %.0f)", post.ess), post.values, w } }) do
   local len, agree = stats(row[2], row[3])
   print(string.format("%-22s %14.2f %21.1f%%", row[1], len, 100 * agree))
 end
 print(string.format("P(L): rejection %.3f, ASAp's upper bound after %d samples %.3f, SMC exp(logz) %.3f",
   kept / tries, 4 * N, asap.mass, math.exp(post.logz)))
 print(string.format("ASAp: %.2f s CPU for %d samples, %d trie nodes", t_asap, 4 * N, asap.nodes))
+-- ASAp's estimates start at the mask's optimism (every allowed token counts as certain to end well) and come
+-- down only where samples have been: on a space this broad it needs far more samples than SMC particles
 print("\nmasked decoding:")
 for i = 1, 3 do print("  " .. tostring(masked.texts[i])) end
 print("ASAp:")
