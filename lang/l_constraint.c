@@ -236,8 +236,10 @@ static int l_cons_tostring(lua_State *L)
     const char *src;
     lua_getiuservalue(L, 1, 1);
     src = lua_tolstring(L, -1, &len);
-    lua_pushfstring(L, "plume.%s(%s%s)", plm_cons_kind(c), len > 40 ? "..." : src ? src : "",
-                    len > 40 ? "" : "");
+    if (src && len <= 40 && !memchr(src, '\n', len))
+        lua_pushfstring(L, "plume.%s(%s)", plm_cons_kind(c), src);
+    else
+        lua_pushfstring(L, "plume.%s(%d bytes)", plm_cons_kind(c), (int)len);
     return 1;
 }
 

@@ -444,7 +444,7 @@ static plm_status finish(gparse *P, int root)
         if (!g->def_line[i])
             return gerr_at(P, g->use_line[i], g->use_col[i], "undefined rule '%s'", g->names[i]);
     /* productive nonterminals: fixpoint */
-    if (!(prod = calloc((size_t)g->nnt, 1))) return nomem(P);
+    if (!(prod = calloc((size_t)(unsigned)g->nnt, 1))) return nomem(P);
     do {
         changed = 0;
         for (r = 0; r < g->nrules; r++) {
@@ -485,7 +485,7 @@ static plm_status finish(gparse *P, int root)
         }
     free(prod);
     /* nullable */
-    if (!(g->nullable = calloc((size_t)g->nnt, 1))) return nomem(P);
+    if (!(g->nullable = calloc((size_t)(unsigned)g->nnt, 1))) return nomem(P);
     do {
         changed = 0;
         for (r = 0; r < g->nrules; r++) {
@@ -499,10 +499,10 @@ static plm_status finish(gparse *P, int root)
         }
     } while (changed);
     /* rules by left-hand side */
-    g->nt_rule0 = calloc((size_t)g->nnt, sizeof(int));
-    g->nt_nrules = calloc((size_t)g->nnt, sizeof(int));
-    g->nt_rules = malloc((size_t)(g->nrules + 1) * sizeof(int));
-    cnt = calloc((size_t)g->nnt, sizeof(int));
+    g->nt_rule0 = calloc((size_t)(unsigned)g->nnt, sizeof(int));
+    g->nt_nrules = calloc((size_t)(unsigned)g->nnt, sizeof(int));
+    g->nt_rules = malloc((size_t)(unsigned)(g->nrules + 1) * sizeof(int));
+    cnt = calloc((size_t)(unsigned)g->nnt, sizeof(int));
     if (!g->nt_rule0 || !g->nt_nrules || !g->nt_rules || !cnt) {
         free(cnt);
         return nomem(P);

@@ -105,7 +105,7 @@ plm_status plm_vtrie_new(plm_ctx *ctx, const plm_lm *lm, plm_vtrie **out)
     plm_vtrie *t = calloc(1, sizeof *t);
     int V = lm->n_vocab;
     *out = NULL;
-    if (!t || !(t->tok_next = malloc((size_t)V * sizeof *t->tok_next)) || !(t->is_eos = calloc((size_t)V, 1)) ||
+    if (!t || !(t->tok_next = malloc((size_t)(unsigned)V * sizeof *t->tok_next)) || !(t->is_eos = calloc((size_t)(unsigned)V, 1)) ||
         vnode_new(t, 0) < 0)
         goto oom;
     t->id = __atomic_add_fetch(&vtrie_ids, 1, __ATOMIC_RELAXED);
@@ -219,8 +219,8 @@ plm_status plm_cons_sample_masked(plm_ctx *ctx, plm_lm *lm, plm_cons *c, const p
                                   double *logp, double *logq)
 {
     int V = lm->n_vocab, seq = -1;
-    double *row = malloc((size_t)V * sizeof *row);
-    unsigned char *allowed = malloc((size_t)V);
+    double *row = malloc((size_t)(unsigned)V * sizeof *row);
+    unsigned char *allowed = malloc((size_t)(unsigned)V);
     plm_cstate s = plm_cons_start(c);
     plm_status st;
     size_t n = 0;

@@ -466,13 +466,13 @@ static plm_status build_dfa(plm_ctx *ctx, rparse *R, frag f, regex *out)
 {
     int N = R->n, G = 1, i, b, q;
     int group[256], rep[256];
-    int *buf = malloc((size_t)(N + 1) * sizeof *buf);
-    unsigned *mark = calloc((size_t)N + 1, sizeof *mark), gen = 0;
+    int *buf = malloc((size_t)(unsigned)(N + 1) * sizeof *buf);
+    unsigned *mark = calloc((size_t)(unsigned)N + 1, sizeof *mark), gen = 0;
     int32_t *raw = NULL;
     size_t rawcap = 0;
     sets S;
     plm_status st = PLM_OK;
-    int *live = NULL, *num = NULL, *stack = NULL;
+    int *live = NULL, *num = NULL;
     memset(&S, 0, sizeof S);
     if (!buf || !mark) goto nomem;
     /* byte groups: refine one partition by every class */
@@ -531,10 +531,9 @@ static plm_status build_dfa(plm_ctx *ctx, rparse *R, frag f, regex *out)
         }
     }
     /* trimming: live = can reach an accepting set (fixpoint; each pass is linear, and passes are few) */
-    live = calloc((size_t)S.n, sizeof *live);
-    num = calloc((size_t)S.n, sizeof *num);
-    stack = malloc((size_t)S.n * sizeof *stack);
-    if (!live || !num || !stack) goto nomem;
+    live = calloc((size_t)(unsigned)S.n, sizeof *live);
+    num = calloc((size_t)(unsigned)S.n, sizeof *num);
+    if (!live || !num) goto nomem;
     for (i = 0; i < S.n; i++) {
         const int *set = S.pool + S.off[i];
         for (q = 0; q < S.len[i]; q++)
@@ -556,9 +555,9 @@ static plm_status build_dfa(plm_ctx *ctx, rparse *R, frag f, regex *out)
     }
     out->n = 0;
     for (i = 0; i < S.n; i++) num[i] = live[i] ? ++out->n : 0;
-    out->trans = calloc((size_t)(out->n + 1) * 256, sizeof *out->trans);
-    out->acc = calloc((size_t)out->n + 1, 1);
-    out->masks = calloc((size_t)out->n + 1, sizeof *out->masks);
+    out->trans = calloc((size_t)(unsigned)(out->n + 1) * 256, sizeof *out->trans);
+    out->acc = calloc((size_t)(unsigned)out->n + 1, 1);
+    out->masks = calloc((size_t)(unsigned)out->n + 1, sizeof *out->masks);
     if (!out->trans || !out->acc || !out->masks) goto nomem;
     for (i = 0; i < S.n; i++) {
         const int *set = S.pool + S.off[i];
@@ -584,7 +583,6 @@ done:
     free(S.hash);
     free(live);
     free(num);
-    free(stack);
     return st;
 }
 

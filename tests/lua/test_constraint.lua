@@ -148,6 +148,32 @@ T.test("smc_with_constraint_potential_gets_target_and_evidence", function()
   T.near(post.logz, math.log(Z), 0.05, "SMC log evidence = log P(L)")
 end)
 
+T.test("smc_with_a_zero_or_minus_inf_potential", function()
+  -- the plain potential (ctx:check): blind proposals, dead particles weighted -inf; same target, more variance
+  local prog = plume.model(function(m)
+    local ctx = lm:context("")
+    for t = 1, K + 1 do
+      local tok = m:sample("tok" .. t, ctx:next_token())
+      if lm:is_eos(tok) then m:factor(ctx:check(L) == "accept" and 0 or -math.huge) break end
+      m:factor((t > K or ctx:check(L) == "dead") and -math.huge or 0)
+    end
+    return ctx:text()
+  end)
+  local N = 4000
+  local post = plume.smc(prog, {}, { particles = N, seed = 7, quiet = true })
+  local w = {}
+  for i = 1, N do w[i] = math.exp(post.log_weights[i]) end
+  local d = tv(freqs(post.values, N, w), target)
+  T.ok(d < 3 * mc_tv(target, N) + 0.03, "TV(SMC with a 0/-inf potential, target) = " .. d)
+  T.near(post.logz, math.log(Z), 0.08, "log evidence = log P(L)")
+  local ctx = lm:context("")
+  T.eq(ctx:check(L), "alive", "empty text")
+  ctx:append_text("a c")
+  T.eq(ctx:check(L), "accept", "' a c'")
+  ctx:append_text("c a")
+  T.eq(ctx:check(L), "dead", "' a c c a'")
+end)
+
 T.test("grammar_masks_equal_token_by_token_check", function()
   local g = plume.grammar('root ::= (" a" | " b")+ " c"? | " c" " c"*')
   for _, prefix in ipairs({ "", " a", " a b", " c", " c c", " b x" }) do
