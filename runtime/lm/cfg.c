@@ -167,7 +167,7 @@ static void add_rule(gparse *P, int lhs, const int *syms, size_t n)
         g->rhs = nr;
         g->caprhs = nc;
     }
-    memcpy(g->rhs + g->nrhs, syms, n * sizeof *syms);
+    if (n) memcpy(g->rhs + g->nrhs, syms, n * sizeof *syms);   /* syms may be NULL for an empty rule */
     g->lhs[g->nrules] = lhs;
     g->roff[g->nrules] = (int)g->nrhs;
     g->rlen[g->nrules] = (int)n;
