@@ -357,6 +357,15 @@ static void test_errors_name_the_position(void)
     expect_error(0, "a{3,1}", "regex: position 2: in {m,n}, n must be at least m");
     expect_error(0, "a\\q", "regex: position 2: unknown escape");
     expect_error(0, "[z-a]", "range out of order");
+    {
+        /* a pattern whose DFA needs 2^21 states is refused, not built */
+        plm_cons *c = NULL;
+        plm_ctx ctx;
+        const char *big = "(a|b)*a(a|b){20}";
+        plm_ctx_clear(&ctx);
+        CHECK(plm_regex_compile(&ctx, big, strlen(big), &c) == PLM_EINVAL);
+        CHECK(c == NULL && strstr(plm_ctx_errmsg(&ctx), "more than 20000 states"));
+    }
     expect_error(1, "root ::= \"a\" b\n", "grammar: line 1, column 14: undefined rule 'b'");
     expect_error(1, "root ::= x\n\nx ::= \"a\" x\n", "grammar: line 3, column 1: rule 'x' derives no finite string");
     expect_error(1, "root ::= (\"a\"\nx ::= \"b\"\n", "grammar: line 2, column 1: a new rule starts inside a group");

@@ -1,7 +1,7 @@
 -- plume._constraint: plume.json_schema(schema) -- a JSON-schema subset compiled to a grammar (plume.grammar)
 -- whose sentences are exactly the JSON texts that match the schema, with optional white space between tokens.
 -- Supported: type (a name or a list of names) object (properties, required; no other keys), array (items,
--- minItems, maxItems), string (enum, const), number, integer, boolean, null; enum and const of any values;
+-- minItems, maxItems), string (minLength, maxLength), number, integer, boolean, null; enum and const of any values;
 -- anyOf / oneOf (both as a union); {} or true for any JSON value. Properties are written in a fixed order: the
 -- required ones in the order `required` lists them, then the others in alphabetical order.
 return function(plume)
@@ -92,11 +92,43 @@ return function(plume)
 
     local simple = { string = "string", number = "number", integer = "integer", boolean = '( "true" | "false" )',
                      null = '"null"' }
+    -- keywords that only annotate, and those this compiler enforces; any other is an error rather than a
+    -- constraint silently dropped
+    local known = { type = true, properties = true, required = true, items = true, minItems = true, maxItems = true,
+                    enum = true, const = true, anyOf = true, oneOf = true, minLength = true, maxLength = true,
+                    additionalProperties = true, title = true, description = true, ["$schema"] = true,
+                    ["$id"] = true, default = true, examples = true, ["$comment"] = true }
+
+    local function string_rule(s, path)
+      local lo, hi = s.minLength or 0, s.maxLength
+      if lo == 0 and hi == nil then return "string" end
+      if math.type(lo) ~= "integer" or lo < 0 or lo > 200 then fail(path, "minLength must be an integer in 0..200") end
+      if hi ~= nil and (math.type(hi) ~= "integer" or hi < lo or hi > 200) then
+        fail(path, "maxLength must be an integer in minLength..200")
+      end
+      local parts = { '"\\""' }
+      for _ = 1, lo do parts[#parts + 1] = "char" end
+      if hi == nil then
+        parts[#parts + 1] = "char*"
+      else
+        local tail = ""
+        for _ = lo + 1, hi do tail = "( char " .. tail .. " )?" end
+        parts[#parts + 1] = tail
+      end
+      parts[#parts + 1] = '"\\""'
+      return new_rule(table.concat(parts, " "))
+    end
 
     function node(s, path)
       if s == true then return "value" end
       if type(s) ~= "table" then fail(path, "a schema must be an object (got " .. type(s) .. ")") end
       if s["$ref"] then fail(path, "$ref is not supported") end
+      for k in pairs(s) do
+        if not known[k] then fail(path, "keyword '" .. tostring(k) .. "' is not supported") end
+      end
+      if s.additionalProperties ~= nil and s.additionalProperties ~= false then
+        fail(path, "additionalProperties must be false or absent (no other properties are written)")
+      end
       if s.const ~= nil then return new_rule(lit(encode(s.const))) end
       if s.enum ~= nil then
         if type(s.enum) ~= "table" or #s.enum == 0 then fail(path, "enum must be a non-empty list") end
@@ -126,6 +158,7 @@ return function(plume)
       end
       if t == "object" then return object(s, path) end
       if t == "array" then return array(s, path) end
+      if t == "string" then return string_rule(s, path) end
       if simple[t] then return simple[t] end
       fail(path, "unsupported type '" .. tostring(t) .. "' (object, array, string, number, integer, boolean, null)")
     end

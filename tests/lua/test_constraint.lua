@@ -246,6 +246,12 @@ T.test("json_schema_outputs_parse_and_match", function()
   T.raises(function() plume.json_schema { type = "object", properties = { a = { type = "date" } } } end,
     "/properties/a: unsupported type 'date'")
   T.raises(function() plume.json_schema('{"type": ') end, "the schema is not JSON")
+  T.raises(function() plume.json_schema { type = "string", pattern = "^a" } end, "/: keyword 'pattern' is not supported")
+  local S2 = plume.json_schema { type = "array", items = { type = "string", minLength = 1, maxLength = 2 }, maxItems = 2 }
+  for text, want in pairs({ ['["a", "bc"]'] = true, ['[]'] = true, ['[""]'] = false, ['["abc"]'] = false,
+                            ['["a","b","c"]'] = false, ['["\\n"]'] = true }) do
+    T.eq(S2:matches(text), want, "minLength/maxLength/maxItems on " .. text)
+  end
 end)
 
 T.test("json_on_the_tiny_byte_level_gguf", function()
