@@ -23,18 +23,6 @@ static double now(void)
     return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
-static const char json_grammar[] =
-    "root   ::= ws value ws\n"
-    "value  ::= object | array | string | number | \"true\" | \"false\" | \"null\"\n"
-    "object ::= \"{\" ws ( member ( ws \",\" ws member )* ws )? \"}\"\n"
-    "member ::= string ws \":\" ws value\n"
-    "array  ::= \"[\" ws ( value ( ws \",\" ws value )* ws )? \"]\"\n"
-    "string ::= \"\\\"\" char* \"\\\"\"\n"
-    "char   ::= [^\"\\\\\\x00-\\x1f] | \"\\\\\" ( [\"\\\\/bfnrt] | \"u\" hex hex hex hex )\n"
-    "hex    ::= [0-9a-fA-F]\n"
-    "number ::= \"-\"? ( \"0\" | [1-9] [0-9]* ) ( \".\" [0-9]+ )? ( [eE] [-+]? [0-9]+ )?\n"
-    "ws     ::= [ \\t\\n\\r]*\n";
-
 static const char json_regex[] = "\\{\"name\":\"[a-z ]{0,12}\",\"age\":(0|[1-9][0-9]{0,2}),\"ok\":(true|false)\\}";
 
 static int run(plm_lm *lm, plm_cons *c, const char *what, const char *model, int threads)
@@ -82,7 +70,7 @@ int main(int argc, char **argv)
         printf("SKIP constraint_cost: %s\n", ctx.msg);
         return 0;
     }
-    if (plm_grammar_compile(&ctx, json_grammar, strlen(json_grammar), &g) ||
+    if (plm_grammar_compile(&ctx, plm_grammar_json_source(), strlen(plm_grammar_json_source()), &g) ||
         plm_regex_compile(&ctx, json_regex, strlen(json_regex), &r))
         return fprintf(stderr, "%s\n", ctx.msg), 1;
     printf("%d texts of up to %d tokens each, one sequence at a time, %d thread(s)\n", S, T, threads);

@@ -12,20 +12,6 @@
 
 #define PLM_L_VTRIE "plume.vtrie"
 
-/* A generic JSON grammar (RFC 8259, byte level: strings hold any byte but '"', '\\' and control bytes, or an
-** escape). Nesting depth is not limited. */
-static const char json_grammar[] =
-    "root   ::= ws value ws\n"
-    "value  ::= object | array | string | number | \"true\" | \"false\" | \"null\"\n"
-    "object ::= \"{\" ws ( member ( ws \",\" ws member )* ws )? \"}\"\n"
-    "member ::= string ws \":\" ws value\n"
-    "array  ::= \"[\" ws ( value ( ws \",\" ws value )* ws )? \"]\"\n"
-    "string ::= \"\\\"\" char* \"\\\"\"\n"
-    "char   ::= [^\"\\\\\\x00-\\x1f] | \"\\\\\" ( [\"\\\\/bfnrt] | \"u\" hex hex hex hex )\n"
-    "hex    ::= [0-9a-fA-F]\n"
-    "number ::= \"-\"? ( \"0\" | [1-9] [0-9]* ) ( \".\" [0-9]+ )? ( [eE] [-+]? [0-9]+ )?\n"
-    "ws     ::= [ \\t\\n\\r]*\n";
-
 void plm_l_cons_retain(plm_l_cons *k) { k->refs++; }
 
 void plm_l_cons_release(plm_l_cons *k)
@@ -378,10 +364,10 @@ void plm_l_open_constraint(lua_State *L)
     lua_setmetatable(L, -2);
     lua_pushcfunction(L, l_grammar);
     lua_pushvalue(L, -2);
-    lua_pushstring(L, json_grammar);
+    lua_pushstring(L, plm_grammar_json_source());
     lua_call(L, 2, 1);
     lua_setfield(L, -2, "json");
-    lua_pushstring(L, json_grammar);
+    lua_pushstring(L, plm_grammar_json_source());
     lua_setfield(L, -2, "json_source");
     lua_setfield(L, -2, "grammar");
 }

@@ -64,6 +64,22 @@ typedef struct grammar {
     size_t ntab, count;
 } grammar;
 
+/* A generic JSON grammar (RFC 8259, byte level: strings hold any byte but '"', '\\' and control bytes, or an
+** escape). Nesting depth is not limited. */
+static const char plm_grammar_json_text[] =
+    "root   ::= ws value ws\n"
+    "value  ::= object | array | string | number | \"true\" | \"false\" | \"null\"\n"
+    "object ::= \"{\" ws ( member ( ws \",\" ws member )* ws )? \"}\"\n"
+    "member ::= string ws \":\" ws value\n"
+    "array  ::= \"[\" ws ( value ( ws \",\" ws value )* ws )? \"]\"\n"
+    "string ::= \"\\\"\" char* \"\\\"\"\n"
+    "char   ::= [^\"\\\\\\x00-\\x1f] | \"\\\\\" ( [\"\\\\/bfnrt] | \"u\" hex hex hex hex )\n"
+    "hex    ::= [0-9a-fA-F]\n"
+    "number ::= \"-\"? ( \"0\" | [1-9] [0-9]* ) ( \".\" [0-9]+ )? ( [eE] [-+]? [0-9]+ )?\n"
+    "ws     ::= [ \\t\\n\\r]*\n";
+
+const char *plm_grammar_json_source(void) { return plm_grammar_json_text; }
+
 /* ---- parsing ---- */
 
 typedef struct gparse {

@@ -39,6 +39,8 @@ plm_status plm_regex_compile(plm_ctx *ctx, const char *pattern, size_t len, plm_
 ** one, else the first rule. Errors: PLM_EPARSE, "grammar: line L, column C: what" -- also for a reference to
 ** an undefined rule and a rule that derives no finite string. */
 plm_status plm_grammar_compile(plm_ctx *ctx, const char *text, size_t len, plm_cons **out);
+/* The text of a generic JSON grammar in that syntax (RFC 8259; white space around tokens), start rule root. */
+const char *plm_grammar_json_source(void);
 
 void plm_cons_free(plm_cons *c);
 /* "regex" or "grammar". */
