@@ -99,7 +99,9 @@ for _, row in ipairs({ { "rejection (exact)", free }, { "masked decoding", maske
 end
 print(string.format("P(L): rejection %.3f, ASAp's upper bound after %d samples %.3f, SMC exp(logz) %.3f",
   kept / tries, 4 * N, asap.mass, math.exp(post.logz)))
-print(string.format("ASAp: %.2f s CPU for %d samples, %d trie nodes", t_asap, 4 * N, asap.nodes))
+print(string.format("ASAp: %.2f s CPU for %d samples, %d trie nodes; its bound on P(L) after 1, 10, 100, 1200 samples:"
+  .. " %.3f %.3f %.3f %.3f", t_asap, 4 * N, asap.nodes, asap.mass_history[1], asap.mass_history[10],
+  asap.mass_history[100], asap.mass_history[4 * N]))
 -- ASAp's estimates start at the mask's optimism (every allowed token counts as certain to end well) and come
 -- down only where samples have been: on a space this broad it needs far more samples than SMC particles
 print("\nmasked decoding:")

@@ -296,6 +296,7 @@ static int run_sampler(lua_State *L, int asap)
     lua_createtable(L, (int)o.samples, 0);   /* texts */
     lua_createtable(L, (int)o.samples, 0);   /* logp */
     lua_createtable(L, (int)o.samples, 0);   /* logq */
+    lua_createtable(L, asap ? (int)o.samples : 0, 0);   /* ASAp's EFG(root) after each sample */
     if (asap && (st = plm_asap_new(&ctx, lm, c, t, o.prompt, o.np, (size_t)o.max_tokens, &a))) return plm_l_fail(L, &ctx);
     plm_interrupt_clear();
     for (i = 1; i <= o.samples && !st; i++) {
@@ -314,6 +315,10 @@ static int run_sampler(lua_State *L, int asap)
         lua_rawseti(L, res + 2, i);
         lua_pushnumber(L, lq);
         lua_rawseti(L, res + 3, i);
+        if (asap) {
+            lua_pushnumber(L, plm_asap_mass(a));
+            lua_rawseti(L, res + 4, i);
+        }
     }
     if (a) {
         lua_pushnumber(L, plm_asap_mass(a));
@@ -323,6 +328,10 @@ static int run_sampler(lua_State *L, int asap)
         plm_asap_free(a);
     }
     if (st) return plm_l_fail_as(L, &ctx, fn);
+    if (asap)
+        lua_setfield(L, res, "mass_history");
+    else
+        lua_pop(L, 1);
     lua_setfield(L, res, "logq");
     lua_setfield(L, res, "logp");
     lua_setfield(L, res, "texts");

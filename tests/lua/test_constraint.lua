@@ -123,6 +123,8 @@ T.test("asap_converges_to_the_target", function()
   -- EFG(root) is an upper bound on P(L) that has come down to it
   T.ok(r.mass >= Z - 1e-12, "mass " .. r.mass .. " >= P(L) " .. Z)
   T.near(r.mass, Z, 1e-3 * Z, "ASAp's estimate of P(L)")
+  for i = 2, N do T.ok(r.mass_history[i] <= r.mass_history[i - 1] + 1e-12, "the bound never rises") end
+  T.eq(r.mass_history[N], r.mass, "history ends at mass")
   -- logq is the sampler's own law: p(s) / q(s) ~ a ratio that tends to P(L) for the late samples
   T.near(math.exp(r.logp[N] - r.logq[N]), Z, 1e-3 * Z, "p(s)/q(s) of a late sample")
 end)
