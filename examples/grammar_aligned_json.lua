@@ -87,9 +87,9 @@ local gen = plume.model(function(m)
   end
   return ctx:text()
 end)
-local post = plume.smc(gen, {}, { particles = N, seed = 4, quiet = true })
+local post = plume.smc(gen, {}, { particles = 3 * N, seed = 4, quiet = true })
 local w = {}
-for i = 1, N do w[i] = math.exp(post.log_weights[i]) end
+for i = 1, 3 * N do w[i] = math.exp(post.log_weights[i]) end
 
 print(string.format("\n%-22s %14s %22s", "sampler", "words/fortune", "\"words\" = true count"))
 for _, row in ipairs({ { "rejection (exact)", free }, { "masked decoding", masked.texts }, { "ASAp (last 300)", asap_late },
