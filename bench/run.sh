@@ -17,6 +17,8 @@ else
 fi
 echo "== lm_decode: forked KV + batched llama_decode vs prefix reuse vs re-evaluating every prefix (27.5M GGUF) =="
 "$BUILD/bench/lm_decode" 1
+echo "== constraint_cost: masked JSON decoding, the constraint's time next to llama_decode's (27.5M and 64-wide GGUF) =="
+"$BUILD/bench/constraint_cost" 1
 echo "== lm_smc: plume.smc over an LM program, plume's overhead apart from llama_decode (27.5M GGUF, 64 x 32) =="
 "$BUILD/plume" bench/lm_smc.lua 1 naive
 echo "== ssm_sv: stochastic-volatility ssm (compiled from Lua) vs hand-written C+GSL; 50-node compile time =="

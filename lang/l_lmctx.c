@@ -13,6 +13,7 @@
 #include "llm.h"
 #include "ltwist.h"
 #include "larray.h"
+#include "lcons.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -33,6 +34,9 @@ typedef struct lmctx {
     plm_twist_proposal proposal;   /* user proposals: the function is uservalue 4 */
     double logpsi_prev;            /* log psi of the current prefix (0 at the prompt: psi_0 = 1) */
     double *tstate;                /* the twist's state (plm_l_twist_state_doubles) */
+    plm_l_cons *cons;    /* the constraint of the last ctx:mask(constraint), NULL when none */
+    plm_cstate *cst;     /* cst[k]: its state after the first k generated tokens, for k < ncst */
+    size_t ncst, capcst;
 } lmctx;
 
 /* uservalues: 1 = lm userdata, 2 = history table (position n + 1 -> dist userdata or score number), 3 = twist,
@@ -57,9 +61,23 @@ static void reserve(lua_State *L, lmctx *c, size_t need)
     }
 }
 
+/* forget the states of generated tokens from k on (all of them, and the constraint, when k is 0) */
+static void cons_truncate(lmctx *c, size_t k)
+{
+    while (c->ncst > k) plm_cons_release(c->cons->c, c->cst[--c->ncst]);
+    if (k == 0) {
+        plm_l_cons_release(c->cons);
+        c->cons = NULL;
+        free(c->cst);
+        c->cst = NULL;
+        c->capcst = 0;
+    }
+}
+
 static int ctx_gc(lua_State *L)
 {
     lmctx *c = lua_touserdata(L, 1);
+    if (c->cons) cons_truncate(c, 0);
     if (c->seq >= 0 && c->lm) plm_lm_seq_free(c->lm, c->seq);
     c->seq = -1;
     free(c->toks);
@@ -327,6 +345,7 @@ static void append_token(lua_State *L, lmctx *c, plm_token t)
         if (c->n < c->full) {
             /* the replay diverged from the snapshot: its future (and a sequence holding it) is void */
             c->full = c->n;
+            if (c->cons && c->ncst > c->n - c->prompt_len + 1) cons_truncate(c, c->n - c->prompt_len + 1);
             if (c->seq_len > c->n) {
                 plm_lm_seq_free(c->lm, c->seq);
                 c->seq = -1;
@@ -549,6 +568,95 @@ static int l_ctx_set_mask(lua_State *L)
     return 0;
 }
 
+/* The state of constraint k after the generated tokens (advanced lazily from the last known one). */
+static plm_cstate cons_state(lua_State *L, lmctx *c, plm_l_cons *k)
+{
+    size_t want = c->n - c->prompt_len;
+    plm_ctx ctx;
+    plm_ctx_clear(&ctx);
+    if (c->cons != k) {
+        if (c->cons) cons_truncate(c, 0);
+        c->cons = k;
+        plm_l_cons_retain(k);
+    }
+    if (c->capcst < want + 1) {
+        size_t nc = want * 2 + 16;
+        plm_cstate *ns = realloc(c->cst, nc * sizeof *ns);
+        if (!ns) luaL_error(L, "ctx:mask: out of memory");
+        c->cst = ns;
+        c->capcst = nc;
+    }
+    if (c->ncst == 0) c->cst[c->ncst++] = plm_cons_start(k->c);
+    while (c->ncst <= want) {
+        plm_token t = c->toks[c->prompt_len + c->ncst - 1];
+        if (plm_cons_advance(&ctx, k->c, c->cst[c->ncst - 1], c->lm->tok_bytes[t], c->lm->tok_len[t], &c->cst[c->ncst]))
+            plm_l_fail(L, &ctx);
+        c->ncst++;
+    }
+    return c->cst[want];
+}
+
+/* the allowed-next vector of constraint (arg 2) at the context's position, into scratch memory; final: only EOS
+** (when the text so far is a sentence) */
+static unsigned char *cons_allowed(lua_State *L, lmctx *c, int final)
+{
+    plm_l_cons *k = plm_l_testcons(L, 2);
+    plm_vtrie *t;
+    plm_cstate s;
+    unsigned char *allowed = plm_l_scratch(L, (size_t)c->lm->n_vocab);
+    plm_ctx ctx;
+    plm_ctx_clear(&ctx);
+    if (!k) luaL_error(L, "ctx:mask: expected a constraint (got %s)", luaL_typename(L, 2));
+    lua_getiuservalue(L, 1, 1);
+    t = plm_l_vtrie(L, -1);
+    lua_pop(L, 1);
+    s = cons_state(L, c, k);
+    if (final) {
+        int acc = plm_cons_status(k->c, s) == PLM_CONS_ACCEPT;
+        for (int v = 0; v < c->lm->n_vocab; v++) allowed[v] = (unsigned char)(acc && plm_lm_is_eos(c->lm, v));
+    } else if (plm_cons_mask(&ctx, k->c, t, s, allowed, NULL))
+        plm_l_fail(L, &ctx);
+    return allowed;
+}
+
+/* ctx:_cmass(constraint, dist, final) -> probability that the next token keeps the text in the constraint */
+static int l_ctx_cmass(lua_State *L)
+{
+    lmctx *c = checkctx(L, 1, "ctx:mask");
+    plm_dist *d = plm_l_checkdist(L, 3, "ctx:mask", "dist");
+    unsigned char *allowed = cons_allowed(L, c, lua_toboolean(L, 4));
+    double p = 0;
+    for (int v = 0; v < d->K && v < c->lm->n_vocab; v++)
+        if (allowed[v]) p += d->v[v];
+    lua_pushnumber(L, p > 1 ? 1 : p);
+    return 1;
+}
+
+/* ctx:_cset_mask(constraint, keep, final): the next token is restricted to those the constraint allows (keep)
+** or to the rest */
+static int l_ctx_cset_mask(lua_State *L)
+{
+    lmctx *c = checkctx(L, 1, "ctx:mask");
+    int keep = lua_toboolean(L, 3) || (lua_isnumber(L, 3) && lua_tonumber(L, 3) != 0), V = c->lm->n_vocab;
+    unsigned char *allowed = cons_allowed(L, c, lua_toboolean(L, 4));
+    free(c->mask);
+    if (!(c->mask = malloc((size_t)V))) return luaL_error(L, "ctx:mask: out of memory");
+    for (int v = 0; v < V; v++) c->mask[v] = (unsigned char)(keep ? allowed[v] : !allowed[v]);
+    return 0;
+}
+
+/* ctx:check(constraint) -> "dead" | "alive" | "accept": the constraint on the generated bytes, kept incrementally
+** (a potential for SMC: m:factor(ctx:check(c) == "dead" and -math.huge or 0)) */
+static int l_ctx_check(lua_State *L)
+{
+    static const char *const names[] = {"dead", "alive", "accept"};
+    lmctx *c = checkctx(L, 1, "ctx:check");
+    plm_l_cons *k = plm_l_testcons(L, 2);
+    if (!k) return luaL_error(L, "ctx:check: expected a constraint (got %s)", luaL_typename(L, 2));
+    lua_pushstring(L, names[plm_cons_status(k->c, cons_state(L, c, k))]);
+    return 1;
+}
+
 static int push_text(lua_State *L, lmctx *c, size_t from)
 {
     plm_ctx ctx;
@@ -626,6 +734,13 @@ static int l_ctx_fork(lua_State *L)
         d->proposal = c->proposal;
         d->logpsi_prev = c->logpsi_prev;
     }
+    if (c->cons && c->ncst) {   /* the constraint's states are shared, not recomputed */
+        if (!(d->cst = malloc(c->ncst * sizeof *d->cst))) return luaL_error(L, "ctx:fork: out of memory");
+        d->cons = c->cons;
+        plm_l_cons_retain(d->cons);
+        d->capcst = d->ncst = c->ncst;
+        for (size_t k = 0; k < c->ncst; k++) d->cst[k] = plm_cons_copy(c->cons->c, c->cst[k]);
+    }
     lua_getiuservalue(L, 1, 2);
     lua_getiuservalue(L, -2, 2);
     for (k = 1; k <= (lua_Integer)c->n + 1; k++) {
@@ -652,8 +767,9 @@ void plm_l_open_lmctx(lua_State *L)
 {
     static const luaL_Reg methods[] = {
         {"_cached", l_ctx_cached}, {"_bind", l_ctx_bind}, {"_score", l_ctx_score}, {"_mass", l_ctx_mass},
-        {"_set_mask", l_ctx_set_mask}, {"text", l_ctx_text}, {"full_text", l_ctx_full_text},
-        {"tokens", l_ctx_tokens}, {"len", l_ctx_len}, {"twist", l_ctx_twist}, {"append_text", l_ctx_append}, {"model", l_ctx_model},
+        {"_set_mask", l_ctx_set_mask}, {"_cmass", l_ctx_cmass}, {"_cset_mask", l_ctx_cset_mask}, {"check", l_ctx_check},
+        {"text", l_ctx_text}, {"full_text", l_ctx_full_text}, {"tokens", l_ctx_tokens}, {"len", l_ctx_len},
+        {"twist", l_ctx_twist}, {"append_text", l_ctx_append}, {"model", l_ctx_model},
         {NULL, NULL}};
     luaL_newmetatable(L, PLM_L_LMCTX);
     lua_pushcfunction(L, ctx_gc);

@@ -23,6 +23,7 @@
 #include "hmc.h"
 #include "lm.h"
 #include "lm_ngram.h"
+#include "constraint.h"
 #include "lm_gguf.h"
 #include "lm_llama.h"
 #include "lmchain.h"

@@ -33,10 +33,22 @@ return function(plume)
     return lp
   end
 
-  --- ctx:mask(allowed) -> bernoulli(P(next token in allowed)); observing it true restricts the next token to
-  --- allowed, false to the rest (staged sampling: m:observe("in_set", ctx:mask(ids), true))
-  function C.mask(ctx, allowed)
-    if type(allowed) ~= "table" then error("ctx:mask: allowed must be a list of token ids (got " .. type(allowed) .. ")", 2) end
+  --- ctx:mask(allowed [, {final = true}]) -> bernoulli(P(next token in allowed)); observing it true restricts
+  --- the next token to allowed, false to the rest (staged sampling: m:observe("in_set", ctx:mask(ids), true)).
+  --- allowed is a list of token ids, or a constraint (plume.regex, plume.grammar, plume.json_schema): the
+  --- tokens whose bytes keep the generated text a prefix of the language (EOS when it is a sentence); with
+  --- final = true, EOS alone (when the text is a sentence).
+  local cons_meta = reg["plume.constraint"]
+  function C.mask(ctx, allowed, opts)
+    if getmetatable(allowed) == cons_meta then
+      local final = opts ~= nil and opts.final == true
+      local p = ctx:_cmass(allowed, next_dist(ctx), final)
+      local d = plume.dist.bernoulli(p)
+      return plume._dist_hook(d, function(v) ctx:_cset_mask(allowed, v == true or v == 1, final) end)
+    end
+    if type(allowed) ~= "table" then
+      error("ctx:mask: allowed must be a list of token ids or a constraint (got " .. type(allowed) .. ")", 2)
+    end
     local p = ctx:_mass(next_dist(ctx), allowed)
     local d = plume.dist.bernoulli(p)
     return plume._dist_hook(d, function(v) ctx:_set_mask(allowed, v == true or v == 1) end)
