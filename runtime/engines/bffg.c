@@ -353,6 +353,57 @@ double plm_bffg_ess(const double *logw, size_t n)
     return s * s / s2;
 }
 
+/* ---- innovations (pCN MCMC, bffg_mcmc.c) -------------------------------------------------------------- */
+
+size_t plm_bffg_nz(const plm_bffg_model *m)
+{
+    size_t n = 0;
+    for (int i = 0; i < m->n; i++)
+        if (!m->nodes[i].value) n += m->nodes[i].k->nz;
+    return n;
+}
+
+size_t plm_bffg_filter_work(const plm_bffg_filter *f) { return f->work ? f->work : 1; }
+
+double plm_bffg_draw_z(const plm_bffg_filter *f, const double *z, double *row, double *work)
+{
+    const plm_bffg_model *m = f->m;
+    double total = 0;
+    int i;
+    for (i = 0; i < m->n; i++) {
+        const node *nd = &m->nodes[i];
+        const double *x = nd->parent >= 0 ? row + m->nodes[nd->parent].offset : NULL;
+        if (f->values[i])
+            total += nd->k->ops->logpdf(nd->k, x, f->values[i], work);
+        else {
+            total += nd->k->ops->sample_z(nd->k, f->guide[i], x, z, row + nd->offset, work);
+            z += nd->k->nz;
+        }
+    }
+    return total;
+}
+
+plm_status plm_bffg_model_with(plm_ctx *ctx, const plm_bffg_model *m, const plm_sde *s, const double *params,
+                               plm_bffg_model **out)
+{
+    plm_bffg_model *c = plm_gc_alloc(sizeof *c);
+    node *nn = plm_gc_alloc((size_t)(m->n ? m->n : 1) * sizeof *nn);
+    plm_status st;
+    int i;
+    if (!c || !nn) return plm_fail(ctx, PLM_ENOMEM, "bffg: out of memory");
+    *c = *m;
+    memcpy(nn, m->nodes, (size_t)m->n * sizeof *nn);
+    c->nodes = nn, c->cap = m->n ? m->n : 1;
+    for (i = 0; i < m->n; i++)
+        if (plm_bffg_kernel_sde_of(m->nodes[i].k) == s) {
+            plm_bffg_kernel *k;
+            if ((st = plm_bffg_kernel_sde_with(ctx, m->nodes[i].k, params, &k))) return st;
+            c->nodes[i].k = k;
+        }
+    *out = c;
+    return PLM_OK;
+}
+
 /* ---- guided SMC along a chain ------------------------------------------------------------------------- */
 
 /* log h(x) of a message */
