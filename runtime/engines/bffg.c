@@ -229,7 +229,10 @@ plm_status plm_bffg_backward(plm_ctx *ctx, const plm_bffg_model *m, const double
         if (!nd->value) {
             if (f->msg[i]->c == -INFINITY) return impossible(ctx, m, f->msg, i);
             if ((st = nd->k->ops->guide(ctx, nd->k, f->msg[i], &f->guide[i]))) return st;
-            if ((st = back->ops->pullback(ctx, back, f->msg[i], up))) return st;
+            if (back == nd->k && back->ops->guide_msg)
+                back->ops->guide_msg(back, f->guide[i], up);
+            else if ((st = back->ops->pullback(ctx, back, f->msg[i], up)))
+                return st;
         } else if ((st = back->ops->observe(ctx, back, f->values[i], up)))
             return st;
         if (up->c == -INFINITY) return impossible(ctx, m, f->msg, nd->parent >= 0 ? nd->parent : i);

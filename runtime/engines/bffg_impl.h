@@ -27,6 +27,9 @@ typedef struct plm_bffg_kernel_ops {
     ** place of the random stream (a discrete draw reads its uniform as Phi(z[0])). pCN MCMC moves z. */
     double (*sample_z)(const plm_bffg_kernel *k, const void *guide, const double *x, const double *z, double *y,
                        double *work);
+    /* Optional (NULL: the engine calls pullback): the message on the parent read off a guide made by `guide`,
+    ** for kinds whose guide already holds it (a diffusion's guide is the whole backward pass). */
+    void (*guide_msg)(const plm_bffg_kernel *k, const void *guide, plm_bffg_msg *out);
 } plm_bffg_kernel_ops;
 
 struct plm_bffg_kernel {

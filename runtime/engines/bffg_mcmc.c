@@ -145,7 +145,8 @@ static void run_chain(chain_job *J, int c)
             ll = ll2;
             if (it >= o->warmup) acc_z++;
         }
-        if (it < o->warmup && o->target_accept > 0) lrho += (a - o->target_accept) * -3.0 / pow((double)it + 10, 0.6);
+        if (it < o->warmup && o->target_accept > 0)
+            lrho = fmin(fmax(lrho - (a - o->target_accept) / pow((double)it + 10, 0.6), -10), 10);
         /* 2. the parameters */
         if (np > 0) {
             for (j = 0; j < (int)np; j++) e2[j] = e[j] + exp(lstep) * plm_rng_normal(&r);
@@ -167,7 +168,7 @@ static void run_chain(chain_job *J, int c)
                 if (it >= o->warmup) acc_t++;
             }
             if (it < o->warmup && o->target_accept_theta > 0)
-                lstep += (a - o->target_accept_theta) * 3.0 / pow((double)it + 10, 0.6);
+                lstep = fmin(fmax(lstep + (a - o->target_accept_theta) / pow((double)it + 10, 0.6), -12), 1);
         }
         if (it >= o->warmup) {
             size_t k = (size_t)c * o->iters + (it - o->warmup);

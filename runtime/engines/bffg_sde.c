@@ -224,6 +224,15 @@ static plm_status sde_guide_new(plm_ctx *ctx, const plm_bffg_kernel *k, const pl
     return sde_backward(ctx, K, child, g, &out);
 }
 
+static void sde_guide_msg(const plm_bffg_kernel *k, const void *guide, plm_bffg_msg *out)
+{
+    const sde_guide *g = guide;
+    size_t d = (size_t)((const sde_kernel *)k->impl)->d;
+    out->c = g->c[0];
+    memcpy(out->v, g->F, d * sizeof *out->v);
+    memcpy(out->H, g->H, d * d * sizeof *out->H);
+}
+
 static double logh(const sde_guide *g, size_t k, int d, const double *x)
 {
     const double *F = g->F + k * d, *H = g->H + k * (size_t)d * d;
@@ -344,7 +353,8 @@ static double sde_sample_z(const plm_bffg_kernel *k, const void *guide, const do
     return sde_path(k, guide, x0, z, y, NULL, work);
 }
 
-static const plm_bffg_kernel_ops sde_ops = {"sde", sde_pullback, NULL, sde_guide_new, sde_sample, NULL, sde_sample_z};
+static const plm_bffg_kernel_ops sde_ops = {"sde", sde_pullback, NULL, sde_guide_new, sde_sample, NULL, sde_sample_z,
+                                            sde_guide_msg};
 
 /* Grid sizes are checked before anything is allocated (the guide keeps (N + 1)(d^2 + d + 1) doubles). */
 #define MAX_STEPS 10000000
@@ -467,7 +477,9 @@ static plm_status sde_make(plm_ctx *ctx, const plm_sde *s0, const double *params
         double h = K->t[n + 1] - K->t[n];
         plm_bffg_kernel *sk;
         if (!(h > 0)) return plm_fail(ctx, PLM_EINVAL, "%s: dt = %g is too small for the interval [%g, %g]", fn, o->dt, o->t0, o->t1);
-        if (n > 0 && h == K->t[n] - K->t[n - 1]) {
+        /* steps that differ only by the rounding of t0 + n dt share one transition (a relative change of 1e-10 in
+        ** a step changes its transition far below the Euler error of the forward pass) */
+        if (n > 0 && fabs(h - (K->t[n] - K->t[n - 1])) <= 1e-10 * h) {
             K->step[n] = K->step[n - 1];
             continue;
         }
