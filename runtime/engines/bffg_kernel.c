@@ -249,10 +249,10 @@ typedef struct lg_guide {
 } lg_guide;
 
 /* G'H, M = I + G'HG and its Cholesky factor R (into the caller's GtH r*dc and R r*r). */
-static plm_status lg_factor(plm_ctx *ctx, const plm_bffg_kernel *k, const double *H, double *GtH, double *R,
-                            double *logdetR)
+static inline __attribute__((always_inline)) plm_status
+lg_factor_d(plm_ctx *ctx, const plm_bffg_kernel *k, const double *H, double *GtH, double *R, double *logdetR, const int D)
 {
-    int dc = k->dout, r = k->r, a, b, i, j;
+    int dc = D ? D : k->dout, r = D ? D : k->r, a, b, i, j;
     const double *G = k->G;
     for (a = 0; a < r; a++)
         for (j = 0; j < dc; j++) {
@@ -272,9 +272,16 @@ static plm_status lg_factor(plm_ctx *ctx, const plm_bffg_kernel *k, const double
     return PLM_OK;
 }
 
-static plm_status lg_pullback(plm_ctx *ctx, const plm_bffg_kernel *k, const plm_bffg_msg *child, plm_bffg_msg *out)
+static plm_status lg_factor(plm_ctx *ctx, const plm_bffg_kernel *k, const double *H, double *GtH, double *R,
+                            double *logdetR)
 {
-    int dc = k->dout, dp = k->din, r = k->r, a, i, j, l;
+    return lg_factor_d(ctx, k, H, GtH, R, logdetR, 0);
+}
+
+static inline __attribute__((always_inline)) plm_status
+lg_pullback_d(plm_ctx *ctx, const plm_bffg_kernel *k, const plm_bffg_msg *child, plm_bffg_msg *out, const int D)
+{
+    int dc = D ? D : k->dout, dp = D ? D : k->din, r = D ? D : k->r, a, i, j, l;
     const double *H = child->H, *F = child->v, *beta = k->beta, *B = k->B;
     /* small kernels (the steps of a diffusion's backward filter run this thousands of times per filter) work on
     ** the stack; larger ones on GC memory */
@@ -288,7 +295,7 @@ static plm_status lg_pullback(plm_ctx *ctx, const plm_bffg_kernel *k, const plm_
     }
     GtH = buf, R = GtH + (size_t)r * dc, u = R + (size_t)r * r, Ht = u + r, Ft = Ht + (size_t)dc * dc, Hb = Ft + dc;
     T = Hb + dc;
-    if ((st = lg_factor(ctx, k, H, GtH, R, &logdetR))) return st;
+    if ((st = lg_factor_d(ctx, k, H, GtH, R, &logdetR, D))) return st;
     /* W = R^-1 G'H (in GtH), u = R^-1 G'F */
     for (a = 0; a < r; a++) {
         acc = 0;
@@ -340,6 +347,15 @@ static plm_status lg_pullback(plm_ctx *ctx, const plm_bffg_kernel *k, const plm_
             }
     }
     return PLM_OK;
+}
+
+/* The pull-back with the dimensions as constants for a square kernel of full rank 1 or 2 (a diffusion's steps:
+** the compiler unrolls the loops), else generic. */
+static plm_status lg_pullback(plm_ctx *ctx, const plm_bffg_kernel *k, const plm_bffg_msg *child, plm_bffg_msg *out)
+{
+    if (k->dout == k->din && k->r == k->dout && k->dout == 1) return lg_pullback_d(ctx, k, child, out, 1);
+    if (k->dout == k->din && k->r == k->dout && k->dout == 2) return lg_pullback_d(ctx, k, child, out, 2);
+    return lg_pullback_d(ctx, k, child, out, 0);
 }
 
 /* h(x) = N(y; B x + beta, Q) = exp(-|A x - e|^2/2 - log det L - dout/2 log 2 pi), A = L^-1 B, e = L^-1 (y - beta). */

@@ -250,13 +250,14 @@ static double logh(const sde_guide *g, size_t k, int d, const double *x)
 ** could not be allocated: the engine reports it). The drift's uniform part is recomputed per step only when it
 ** reads the time, and a diffusion that reads neither the state nor the time is evaluated once per path: the
 ** forward pass is the inner loop of pCN MCMC. work: x, b, sig, a, r, z (see below). */
-static double sde_path(const plm_bffg_kernel *k, const void *guide, const double *x0, const double *zin, double *y,
-                       plm_rng *rng, double *work)
+static inline __attribute__((always_inline)) double
+sde_path_d(const plm_bffg_kernel *k, const void *guide, const double *x0, const double *zin, double *y, plm_rng *rng,
+           double *work, const int D, const int M)
 {
     const sde_kernel *K = k->impl;
     const sde_guide *g = guide;
     const plm_sde *s = K->s;
-    int d = K->d, m = K->m, i, j, l, nsig = K->diag ? d : d * m, nn = K->diag ? d : m;
+    int d = D ? D : K->d, m = M ? M : K->m, i, j, l, nsig = K->diag ? d : d * m, nn = K->diag ? d : m;
     double *x = work, *b = x + d, *sig = b + d, *a = sig + nsig, *da = a + (size_t)d * d, *r = da + (size_t)d * d;
     double *z = r + d, T[3], *bo[64], *so[64 * 64], intG = 0, lw;
     plm_prog_ws wb, ws;
@@ -339,6 +340,18 @@ static double sde_path(const plm_bffg_kernel *k, const void *guide, const double
     plm_prog_ws_free(&ws);
     memcpy(y, x, (size_t)d * sizeof *y);
     return lw - logh(g, K->N, d, x) + intG;
+}
+
+/* The path with the dimensions as constants for the common small cases (the compiler unrolls the d x d loops), else
+** generic. */
+static double sde_path(const plm_bffg_kernel *k, const void *guide, const double *x0, const double *zin, double *y,
+                       plm_rng *rng, double *work)
+{
+    const sde_kernel *K = k->impl;
+    if (K->d == 1 && K->m == 1) return sde_path_d(k, guide, x0, zin, y, rng, work, 1, 1);
+    if (K->d == 2 && K->m == 2) return sde_path_d(k, guide, x0, zin, y, rng, work, 2, 2);
+    if (K->d == 2 && K->m == 1) return sde_path_d(k, guide, x0, zin, y, rng, work, 2, 1);
+    return sde_path_d(k, guide, x0, zin, y, rng, work, 0, 0);
 }
 
 static double sde_sample(const plm_bffg_kernel *k, const void *guide, const double *x0, double *y, plm_rng *rng,
