@@ -41,6 +41,7 @@ static int chol_lower(double *A, int n, double *logdet)
     *logdet = 0;
     if (n == 0) return 0;
     if (n <= SMALL_CHOL) {   /* plain Cholesky-Banachiewicz: GSL's set-up costs more than the work at these sizes */
+        double prod = 1;     /* one log for the determinant (n <= 4 factors cannot overflow for finite input) */
         for (i = 0; i < n; i++) {
             for (j = 0; j <= i; j++) {
                 double acc = A[i * n + j];
@@ -48,12 +49,13 @@ static int chol_lower(double *A, int n, double *logdet)
                 if (i == j) {
                     if (!(acc > 0)) return -1;
                     A[i * n + i] = sqrt(acc);
-                    *logdet += log(A[i * n + i]);
+                    prod *= A[i * n + i];
                 } else
                     A[i * n + j] = acc / A[j * n + j];
             }
             for (j = i + 1; j < n; j++) A[i * n + j] = 0;
         }
+        *logdet = log(prod);
         return 0;
     }
     v = gsl_matrix_view_array(A, (size_t)n, (size_t)n);

@@ -113,6 +113,38 @@ T.test("OU rate: the parameter posterior of pCN + random-walk updates matches qu
   T.ok(math.abs(s2.mean - mean) > 4.5 * s2.mcse_mean, "other data must miss")
 end)
 
+T.test("discrete chain: innovations through Phi give forward-backward marginals; exact messages accept every move", function()
+  local init = { 0.5, 0.3, 0.2 }
+  local trans = { { 0.8, 0.15, 0.05 }, { 0.1, 0.7, 0.2 }, { 0.25, 0.25, 0.5 } }
+  local emit = { { 0.6, 0.2, 0.1, 0.1 }, { 0.1, 0.6, 0.2, 0.1 }, { 0.05, 0.05, 0.3, 0.6 } }
+  local obs = { 1, 1, 2, 4, 4, 3, 2, 1 }
+  local h = plume.hmm{ init = init, trans = trans, emit = emit }
+  local g = plume.dag():root("x1", plume.dist.categorical(init))
+  local A, E = MK.discrete(trans), MK.discrete(emit)
+  for t = 1, #obs do
+    if t > 1 then g:kernel("x" .. t, "x" .. (t - 1), A) end
+    g:observe("y" .. t, "x" .. t, E, obs[t])
+  end
+  local post_fb = h:posterior(obs)
+  -- rho = 0 held fixed: every proposal is a fresh draw and (exact messages, constant weight) accepted, so the draws
+  -- are independent and binomial errors apply
+  local n = 4000
+  local post = plume.bffg(g, nil, { method = "mcmc", samples = n, warmup = 10, chains = 1, seed = 4, rho = 0,
+    target_accept = 0 })
+  T.eq(post.accept[1], 1, "every move accepted")
+  for t = 1, #obs do
+    local d, cnt = post:draws("x" .. t), { 0, 0, 0 }
+    for i = 1, n do cnt[d[i]] = cnt[d[i]] + 1 end
+    for k = 1, 3 do
+      local p = post_fb[t][k]
+      T.near(cnt[k] / n, p, 4.5 * math.sqrt(p * (1 - p) / n) + 1e-12, "x" .. t .. " = " .. k)
+    end
+  end
+  local moved = plume.bffg(g, nil, { method = "mcmc", samples = 200, warmup = 10, chains = 1, seed = 4, rho = 0.8,
+    target_accept = 0 })
+  T.eq(moved.accept[1], 1, "pCN moves accepted")
+end)
+
 T.test("the same draws for any thread count", function()
   local function run(threads)
     return plume.bffg(ou_chain(0.1), nil, { method = "mcmc", samples = 50, warmup = 20, chains = 3, seed = 11,
