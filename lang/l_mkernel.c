@@ -148,6 +148,27 @@ static int l_kernel_brownian(lua_State *L)
     return push_kernel(L, k);
 }
 
+/* markov_kernel.gamma_process{shape=, rate=, t=}: y = x + Gamma(shape t, rate) */
+static int l_kernel_gamma(lua_State *L)
+{
+    const char *fn = "markov_kernel.gamma_process";
+    static const char *const opts[] = {"shape", "rate", "t", NULL};
+    double v[3];
+    plm_bffg_kernel *k;
+    plm_ctx ctx;
+    int i;
+    luaL_checktype(L, 1, LUA_TTABLE);
+    plm_l_checkopts(L, 1, fn, opts);
+    for (i = 0; i < 3; i++) {
+        if (lua_getfield(L, 1, opts[i]) == LUA_TNIL) return luaL_error(L, "%s: missing field '%s'", fn, opts[i]);
+        v[i] = plm_l_checknum(L, -1, fn, opts[i]);
+        lua_pop(L, 1);
+    }
+    plm_ctx_clear(&ctx);
+    if (plm_bffg_kernel_gamma(&ctx, v[0], v[1], v[2], &k)) return plm_l_fail(L, &ctx);
+    return push_kernel(L, k);
+}
+
 /* A diffusion coefficient as the covariance a = sigma sigma' (d*d, pushed scratch): sigma a number (sigma I), a
 ** list of d numbers (diagonal) or a d x m matrix. */
 static double *read_sigma(lua_State *L, int idx, int d, const char *fn, const char *what)
@@ -285,6 +306,7 @@ void plm_l_open_mkernel(lua_State *L)
     static const luaL_Reg kernel_methods[] = {{NULL, NULL}};
     static const luaL_Reg kernels[] = {{"discrete", l_kernel_discrete}, {"linear_gaussian", l_kernel_linear_gaussian},
                                        {"ctmc", l_kernel_ctmc}, {"brownian", l_kernel_brownian}, {"sde", l_kernel_sde},
+                                       {"gamma_process", l_kernel_gamma},
                                        {NULL, NULL}};
     plm_l_newmeta(L, KERNEL_META, kernel_methods, kernel_meta);
     lua_pop(L, 1);

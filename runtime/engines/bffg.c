@@ -146,10 +146,18 @@ static plm_bffg_msg *msg_new(int discrete, int dim)
 }
 
 /* into *= add: messages multiply, so constants and Gaussian parameters add; discrete vectors multiply and are
-** rescaled to max 1, the scale going to the constant. */
-static void msg_fuse(plm_bffg_msg *into, const plm_bffg_msg *add)
+** rescaled to max 1, the scale going to the constant. A gamma message fuses only with constant ones (one exact
+** observation ahead): returns -1 when two messages cannot be multiplied in their families. */
+static int msg_fuse(plm_bffg_msg *into, const plm_bffg_msg *add)
 {
     int i, n = into->dim;
+    if (add->gamma || into->gamma) {
+        const plm_bffg_msg *g = add->gamma ? add : into, *o = add->gamma ? into : add;
+        if (o->gamma || o->discrete || o->v[0] != 0 || o->H[0] != 0) return -1;
+        into->gamma = 1, into->gy = g->gy, into->gk = g->gk, into->gb = g->gb;
+        into->c += add->c;
+        return 0;
+    }
     into->c += add->c;
     if (into->discrete) {
         double mx = 0;
@@ -163,6 +171,7 @@ static void msg_fuse(plm_bffg_msg *into, const plm_bffg_msg *add)
         for (i = 0; i < n; i++) into->v[i] += add->v[i];
         for (i = 0; i < n * n; i++) into->H[i] += add->H[i];
     }
+    return 0;
 }
 
 double plm_bffg_filter_loglik(const plm_bffg_filter *f) { return f->loglik; }
@@ -237,9 +246,11 @@ plm_status plm_bffg_backward(plm_ctx *ctx, const plm_bffg_model *m, const double
             return st;
         if (up->c == -INFINITY) return impossible(ctx, m, f->msg, nd->parent >= 0 ? nd->parent : i);
         f->up[i] = up;
-        if (nd->parent >= 0)
-            msg_fuse(f->msg[nd->parent], up);
-        else
+        if (nd->parent >= 0) {
+            if (msg_fuse(f->msg[nd->parent], up))
+                return plm_fail(ctx, PLM_EINVAL, "bffg: node '%s': an exact gamma-process observation cannot be combined "
+                                                 "with another message at the same node", m->nodes[nd->parent].name);
+        } else
             f->loglik += up->c;
     }
     *out = f;
@@ -418,6 +429,7 @@ static double msg_eval(const plm_bffg_msg *h, const double *x)
         double v = h->v[(int)x[0]];
         return v > 0 ? l + log(v) : -INFINITY;
     }
+    if (h->gamma) return x[0] < h->gy ? l + (h->gk - 1) * log(h->gy - x[0]) - h->gb * (h->gy - x[0]) : -INFINITY;
     for (i = 0; i < d; i++) {
         double hx = 0;
         for (j = 0; j < d; j++) hx += h->H[i * d + j] * x[j];

@@ -73,6 +73,13 @@ const plm_sde *plm_bffg_kernel_sde_of(const plm_bffg_kernel *k);
 ** from several threads at once. PLM_EINVAL when params give a non-finite or degenerate auxiliary. */
 plm_status plm_bffg_kernel_sde_with(plm_ctx *ctx, const plm_bffg_kernel *k, const double *params, plm_bffg_kernel **out);
 
+/* Increments of a gamma process over time t > 0: y = x + G, G ~ Gamma(shape t, rate) (shape, rate > 0), in R^1.
+** Messages through gamma kernels stay exact when the process is observed exactly (a gamma bridge): the
+** observation y gives h(x) = Gamma(y - x; shape t, rate), and a pull-back convolves (shapes add, the rates must be
+** equal). The guided increment is (y - x) Beta(shape t, k) (k: the shape ahead), which is the Dirichlet law of
+** increments given the total, and its weight is constant. Other messages (a Gaussian observation) are refused. */
+plm_status plm_bffg_kernel_gamma(plm_ctx *ctx, double shape, double rate, double t, plm_bffg_kernel **out);
+
 /* The exact transition of dX = (B X + beta) dt + sigma dW over time h >= 0: X(h) | X(0) = x is
 ** N(Phi x + m, Q) with Phi = exp(B h), m = integral_0^h exp(B u) du beta, Q = integral_0^h exp(B u) a exp(B'u) du
 ** (a = sigma sigma', d*d). Phi and m come from the exponential of [[B, beta], [0, 0]] h, Q from Van Loan's
@@ -136,6 +143,10 @@ typedef struct plm_bffg_msg {
     double c;
     double *v;
     double *H;   /* NULL for discrete */
+    /* gamma = 1 (dim 1, v = H = 0): the message of an exact observation y of a gamma process ahead,
+    ** log h(x) = c + (gk - 1) log(gy - x) - gb (gy - x) for x < gy, h = 0 otherwise */
+    int gamma;
+    double gy, gk, gb;
 } plm_bffg_msg;
 
 typedef struct plm_bffg_filter plm_bffg_filter;

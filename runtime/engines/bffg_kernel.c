@@ -355,6 +355,14 @@ lg_pullback_d(plm_ctx *ctx, const plm_bffg_kernel *k, const plm_bffg_msg *child,
 ** the compiler unrolls the loops), else generic. */
 static plm_status lg_pullback(plm_ctx *ctx, const plm_bffg_kernel *k, const plm_bffg_msg *child, plm_bffg_msg *out)
 {
+    if (child->gamma) {   /* only a fixed start (a prior with Q = 0) can take a gamma process's message */
+        double x = k->beta[0];
+        if (k->din != 0 || k->r != 0)
+            return plm_fail(ctx, PLM_EINVAL, "bffg: a gamma process's message can only reach a fixed value (a root "
+                                             "given as a number), not a linear-Gaussian kernel");
+        out->c = x < child->gy ? child->c + (child->gk - 1) * log(child->gy - x) - child->gb * (child->gy - x) : -INFINITY;
+        return PLM_OK;
+    }
     if (k->dout == k->din && k->r == k->dout && k->dout == 1) return lg_pullback_d(ctx, k, child, out, 1);
     if (k->dout == k->din && k->r == k->dout && k->dout == 2) return lg_pullback_d(ctx, k, child, out, 2);
     return lg_pullback_d(ctx, k, child, out, 0);

@@ -179,8 +179,10 @@ static plm_status sde_backward(plm_ctx *ctx, const sde_kernel *K, const plm_bffg
 {
     int d = K->d;
     size_t k, dd = (size_t)d * d;
-    plm_bffg_msg a = {0, d, 0, NULL, NULL}, b = a, *cur = &a, *nxt = &b;
+    plm_bffg_msg a = {0, d, 0, NULL, NULL, 0, 0, 0, 0}, b = a, *cur = &a, *nxt = &b;
     plm_status st;
+    if (child->gamma)
+        return plm_fail(ctx, PLM_EINVAL, "bffg: a gamma process's message cannot be carried back through a diffusion");
     if (!(a.v = dalloc((size_t)d)) || !(a.H = dalloc(dd)) || !(b.v = dalloc((size_t)d)) || !(b.H = dalloc(dd)))
         return plm_fail(ctx, PLM_ENOMEM, "bffg: out of memory");
     a.c = child->c;
@@ -216,7 +218,7 @@ static plm_status sde_guide_new(plm_ctx *ctx, const plm_bffg_kernel *k, const pl
     const sde_kernel *K = k->impl;
     size_t np = K->N + 1, d = (size_t)K->d;
     sde_guide *g = plm_gc_alloc(sizeof *g);
-    plm_bffg_msg out = {0, K->d, 0, NULL, NULL};
+    plm_bffg_msg out = {0, K->d, 0, NULL, NULL, 0, 0, 0, 0};
     if (!g || !(g->c = dalloc(np)) || !(g->F = dalloc(np * d)) || !(g->H = dalloc(np * d * d)) ||
         !(out.v = dalloc(d)) || !(out.H = dalloc(d * d)))
         return plm_fail(ctx, PLM_ENOMEM, "bffg: out of memory");
