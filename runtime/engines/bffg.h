@@ -73,6 +73,14 @@ const plm_sde *plm_bffg_kernel_sde_of(const plm_bffg_kernel *k);
 ** from several threads at once. PLM_EINVAL when params give a non-finite or degenerate auxiliary. */
 plm_status plm_bffg_kernel_sde_with(plm_ctx *ctx, const plm_bffg_kernel *k, const double *params, plm_bffg_kernel **out);
 
+/* A nonlinear Gaussian kernel y ~ N(mu(x), Q) in R^d -> R^d: mu is the compiled drift of s (a plm_sde used for
+** its drift program and Jacobian, parameters read now), Q constant (as for linear_gaussian). The backward filter
+** uses the linearisation at `at` (B = J(at), beta = mu(at) - J(at) at: an auxiliary kernel), the guided draw
+** comes from N(mu(x), Q) tilted by the message, and the weights correct exactly for the linearisation. When mu is
+** linear the kernel equals linear_gaussian. */
+plm_status plm_bffg_kernel_nonlinear(plm_ctx *ctx, const plm_sde *s, const double *Q, const double *at,
+                                     plm_bffg_kernel **out);
+
 /* Increments of a gamma process over time t > 0: y = x + G, G ~ Gamma(shape t, rate) (shape, rate > 0), in R^1.
 ** Messages through gamma kernels stay exact when the process is observed exactly (a gamma bridge): the
 ** observation y gives h(x) = Gamma(y - x; shape t, rate), and a pull-back convolves (shapes add, the rates must be

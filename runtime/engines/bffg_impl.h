@@ -6,6 +6,7 @@
 
 #include "bffg.h"
 #include "rng.h"
+#include "sde.h"
 
 typedef struct plm_bffg_kernel_ops {
     const char *name;
@@ -47,6 +48,9 @@ struct plm_bffg_kernel {
     int r;                           /* rank of Q */
     double *L;                       /* lower Cholesky factor of Q when Q is positive definite, else NULL */
     double logdetL;                  /* sum of log L_ii */
+    /* nonlinear Gaussian: the mean mu(x) is this sde's compiled drift (its parameters frozen), in place of B x + beta
+    ** (B, beta then hold the linearisation that the auxiliary uses) */
+    const plm_sde *mean;
     /* other kinds (diffusions: bffg_sde.c) keep their own state here */
     void *impl;
 };

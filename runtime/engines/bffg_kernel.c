@@ -420,11 +420,14 @@ static double lg_draw(const plm_bffg_kernel *k, const void *guide, const double 
     const lg_guide *g = guide;
     int dc = k->dout, dp = k->din, rr = k->r, i, j;
     double *mu = work, *a = work + dc, zz = 0, uu = 0;
-    for (i = 0; i < dc; i++) {
-        double acc = k->beta[i];
-        for (j = 0; j < dp; j++) acc += k->B[i * dp + j] * x[j];
-        mu[i] = acc;
-    }
+    if (k->mean) {
+        if (plm_sde_drift(NULL, k->mean, 0, 1, x, 1, mu)) return NAN;
+    } else
+        for (i = 0; i < dc; i++) {
+            double acc = k->beta[i];
+            for (j = 0; j < dp; j++) acc += k->B[i * dp + j] * x[j];
+            mu[i] = acc;
+        }
     for (i = 0; i < rr; i++) {
         double acc = g->GtF[i];
         for (j = 0; j < dc; j++) acc -= g->GtH[i * dc + j] * mu[j];
@@ -462,11 +465,15 @@ static double lg_logpdf(const plm_bffg_kernel *k, const double *x, const double 
 {
     int dc = k->dout, dp = k->din, i, j;
     double ee = 0;
-    for (i = 0; i < dc; i++) {
-        double acc = y[i] - k->beta[i];
-        for (j = 0; j < dp; j++) acc -= k->B[i * dp + j] * x[j];
-        work[i] = acc;
-    }
+    if (k->mean) {
+        if (plm_sde_drift(NULL, k->mean, 0, 1, x, 1, work)) return NAN;
+        for (i = 0; i < dc; i++) work[i] = y[i] - work[i];
+    } else
+        for (i = 0; i < dc; i++) {
+            double acc = y[i] - k->beta[i];
+            for (j = 0; j < dp; j++) acc -= k->B[i * dp + j] * x[j];
+            work[i] = acc;
+        }
     solve_lower(k->L, dc, work, 1);
     for (i = 0; i < dc; i++) ee += work[i] * work[i];
     return -0.5 * ee - k->logdetL - 0.5 * dc * LOG_2PI;
@@ -556,6 +563,48 @@ plm_status plm_bffg_kernel_linear_gaussian(plm_ctx *ctx, int dout, int din, cons
     if ((st = factor_psd(ctx, k, Q, fn))) return st;
     k->work = (size_t)dout + (size_t)k->r;
     k->nz = (size_t)k->r;
+    *out = k;
+    return PLM_OK;
+}
+
+static const plm_bffg_kernel_ops nl_ops = {"nonlinear_gaussian", lg_pullback, lg_observe, lg_guide_new, lg_sample,
+                                           lg_logpdf, lg_sample_z, NULL};
+
+plm_status plm_bffg_kernel_nonlinear(plm_ctx *ctx, const plm_sde *s, const double *Q, const double *at,
+                                     plm_bffg_kernel **out)
+{
+    const char *fn = "markov_kernel.nonlinear_gaussian";
+    int d, i, j;
+    double *J, *f, *beta;
+    plm_bffg_kernel *lin, *k;
+    plm_sde *frozen;
+    plm_status st;
+    plm_init();
+    if (!s || !Q || !at) return plm_fail(ctx, PLM_EINVAL, "%s: needs the mean, Q and the linearisation point", fn);
+    d = s->dim;
+    for (i = 0; i < d; i++)
+        if (!isfinite(at[i])) return plm_fail(ctx, PLM_EINVAL, "%s: at[%d] must be finite (got %g)", fn, i + 1, at[i]);
+    J = dalloc((size_t)d * d), f = dalloc((size_t)d), beta = dalloc((size_t)d);
+    frozen = plm_gc_alloc(sizeof *frozen);
+    if (!J || !f || !beta || !frozen) return plm_fail(ctx, PLM_ENOMEM, "%s: out of memory", fn);
+    *frozen = *s;   /* the parameters as they are now */
+    if (!(frozen->params = dalloc((size_t)s->np))) return plm_fail(ctx, PLM_ENOMEM, "%s: out of memory", fn);
+    memcpy(frozen->params, s->params, (size_t)s->np * sizeof *s->params);
+    if ((st = plm_sde_jacobian(ctx, frozen, 0, 1, at, 1, J)) || (st = plm_sde_drift(ctx, frozen, 0, 1, at, 1, f))) return st;
+    for (i = 0; i < d; i++) {
+        double acc = f[i];
+        for (j = 0; j < d; j++) acc -= J[i * d + j] * at[j];
+        if (!isfinite(acc)) return plm_fail(ctx, PLM_EINVAL, "%s: the mean or its Jacobian is not finite at 'at'", fn);
+        beta[i] = acc;
+    }
+    /* the linearisation is the auxiliary (the backward filter's kernel); the kernel itself is its copy with the
+    ** compiled mean */
+    if ((st = plm_bffg_kernel_linear_gaussian(ctx, d, d, J, beta, Q, &lin))) return st;
+    if (!(k = plm_gc_alloc(sizeof *k))) return plm_fail(ctx, PLM_ENOMEM, "%s: out of memory", fn);
+    *k = *lin;
+    k->ops = &nl_ops;
+    k->mean = frozen;
+    k->aux = lin;
     *out = k;
     return PLM_OK;
 }
