@@ -7,8 +7,8 @@
 -- between observations. Measured on these data with 2,000 paths and 4 seeds: importance sampling of whole paths
 -- keeps an ESS of 2-12 and its log-likelihood estimates spread over 1.7 units (-9.09 .. -7.38), guided SMC's over
 -- 0.6 (-8.33 .. -7.69). The profile of the SMC estimate of log p(v | beta) at the end carries that noise (about
--- one unit at 300 particles): a rough guide to beta, not an estimate. (pCN MCMC over paths and parameters, which
--- the paper uses for this model, is later work.)
+-- one unit at 300 particles): a rough guide to beta, not an estimate. The last part infers beta and gamma with the
+-- path by pCN MCMC (method = "mcmc", as in the paper), at short settings; bench/bffg_fhn.lua runs the full size.
 local MK = plume.markov_kernel
 plume.seed(5)   -- the observation noise below draws from the default stream
 local truth = { s = 0, eps = 0.1, gamma = 1.5, beta = 0.8, sigma = 0.3 }
@@ -63,6 +63,36 @@ for _, beta in ipairs{ 0.4, 0.8, 1.2 } do
   if p.loglik > best_ll then best, best_ll = beta, p.loglik end
 end
 fhn:set_params{ beta = truth.beta }
+
+-- pCN over the path's innovations with random-walk moves of (beta, gamma) that recompute the backward filter. A
+-- uniform grid (no time change): the auxiliary's transition over a step is then one matrix exponential per
+-- parameter value, not one per step.
+local function mcmc_model(dt)
+  local g = plume.dag()
+  g:root("x0", x0)
+  local O = MK.linear_gaussian{ B = { { 1, 0 } }, Q = noise }
+  local prev = "x0"
+  for i, t in ipairs(obs_times) do
+    local vi = type(v[i]) == "table" and v[i][1] or v[i]
+    g:kernel("x" .. i, prev, MK.sde{ sde = fhn, t0 = t - 1, t1 = t, dt = dt, at = { vi, 0 } })
+     :observe("v" .. i, "x" .. i, O, vi)
+    prev = "x" .. i
+  end
+  return g
+end
+local mc = plume.bffg(mcmc_model(1e-2), nil, { method = "mcmc", samples = 1500, warmup = 500, chains = 2, seed = 3,
+  sde = fhn, params = { beta = plume.dist.normal(0, 2), gamma = plume.dist.gamma(2, 1) },
+  init = { beta = 0.5, gamma = 1 } })
+local ms = mc:summary()
+print(string.format("pCN MCMC (2 chains x 1500): acceptance path %.2f / %.2f (rho %.2f), parameters %.2f / %.2f",
+  mc.accept[1], mc.accept[2], mc.rho[1], mc.accept_params[1], mc.accept_params[2]))
+for _, k in ipairs { "beta", "gamma" } do
+  print(string.format("  %-5s true %.2f   posterior mean %.3f  sd %.3f  (ess %.0f, rhat %.3f)", k, truth[k], ms[k].mean,
+    ms[k].sd, ms[k].ess_bulk, ms[k].rhat))
+end
+print(string.format("  x3[1] true %.3f   posterior mean %.3f  sd %.3f", states[3][1], ms["x3[1]"].mean, ms["x3[1]"].sd))
+assert(math.abs(ms["x3[1]"].mean - states[3][1]) < 0.3, "the mcmc path follows the truth")
+assert(ms.beta.mean > -1 and ms.beta.mean < 3, "beta stays in a sane range")
 
 assert(post.loglik > -math.huge and post.ess >= 1, "a finite likelihood estimate")
 -- the observation noise has sd 0.1: the posterior mean of x1 stays within 3 of those of the true state

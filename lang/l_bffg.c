@@ -492,7 +492,8 @@ static void push_results(lua_State *L, const plm_bffg_model *m, const double *dr
 static int l_bffg(lua_State *L)
 {
     const char *fn = "plume.bffg";
-    static const char *const opts[] = {"samples", "method", "seed", "threads", "resample", "ess_threshold", NULL};
+    static const char *const opts[] = {"samples", "method", "seed",   "threads", "resample", "ess_threshold", "warmup",
+                                       "chains",  "rho",    "target_accept", "step", "params", "sde", "init", NULL};
     plm_bffg_model *m = check_dag(L, 1, fn);
     const double **vals;
     const char *method;
@@ -514,8 +515,14 @@ static int l_bffg(lua_State *L)
     n = plm_l_optint(L, 3, fn, "samples", 1000);
     if (n < 1 || n > 100000000) return luaL_error(L, "%s: option 'samples' must be in 1..1e8 (got %d)", fn, (int)n);
     method = plm_l_optstr(L, 3, fn, "method", "is");
-    if (strcmp(method, "is") != 0 && strcmp(method, "smc") != 0)
-        return luaL_error(L, "%s: method '%s' is not available (methods: is, smc)", fn, method);
+    if (strcmp(method, "is") != 0 && strcmp(method, "smc") != 0 && strcmp(method, "mcmc") != 0)
+        return luaL_error(L, "%s: method '%s' is not available (methods: is, smc, mcmc)", fn, method);
+    if (method[0] != 'm' && lua_istable(L, 3)) {
+        static const char *const only[] = {"warmup", "chains", "rho", "target_accept", "step", "params", "sde", "init", NULL};
+        for (int i = 0; only[i]; i++)
+            if (lua_getfield(L, 3, only[i]) != LUA_TNIL) return luaL_error(L, "%s: option '%s' is for method \"mcmc\"", fn, only[i]);
+        lua_settop(L, 3);
+    }
     smc = method[0] == 's';
     if (lua_istable(L, 3)) {
         const char *rs = plm_l_optstr(L, 3, fn, "resample", "systematic");
@@ -534,6 +541,13 @@ static int l_bffg(lua_State *L)
     lua_settop(L, 3);
     threads = plm_l_threads(L, 3, fn);
     vals = obs_values(L, m, 2, fn);
+    if (method[0] == 'm') {
+        int top = lua_gettop(L);
+        plm_l_bffg_mcmc(L, m, vals, n, seed, threads);
+        lua_replace(L, top + 1);
+        lua_settop(L, top + 1);
+        return 1;
+    }
     f = run_filter(L, m, vals, fn);
     width = plm_bffg_draw_width(m);
     draws = plm_l_scratch(L, (size_t)n * (width ? width : 1) * sizeof *draws);

@@ -148,6 +148,27 @@ static int l_kernel_brownian(lua_State *L)
     return push_kernel(L, k);
 }
 
+/* markov_kernel.gamma_process{shape=, rate=, t=}: y = x + Gamma(shape t, rate) */
+static int l_kernel_gamma(lua_State *L)
+{
+    const char *fn = "markov_kernel.gamma_process";
+    static const char *const opts[] = {"shape", "rate", "t", NULL};
+    double v[3];
+    plm_bffg_kernel *k;
+    plm_ctx ctx;
+    int i;
+    luaL_checktype(L, 1, LUA_TTABLE);
+    plm_l_checkopts(L, 1, fn, opts);
+    for (i = 0; i < 3; i++) {
+        if (lua_getfield(L, 1, opts[i]) == LUA_TNIL) return luaL_error(L, "%s: missing field '%s'", fn, opts[i]);
+        v[i] = plm_l_checknum(L, -1, fn, opts[i]);
+        lua_pop(L, 1);
+    }
+    plm_ctx_clear(&ctx);
+    if (plm_bffg_kernel_gamma(&ctx, v[0], v[1], v[2], &k)) return plm_l_fail(L, &ctx);
+    return push_kernel(L, k);
+}
+
 /* A diffusion coefficient as the covariance a = sigma sigma' (d*d, pushed scratch): sigma a number (sigma I), a
 ** list of d numbers (diagonal) or a d x m matrix. */
 static double *read_sigma(lua_State *L, int idx, int d, const char *fn, const char *what)
@@ -206,6 +227,58 @@ static double *opt_vec(lua_State *L, int t, const char *key, int d, const char *
     if (n != (size_t)d) luaL_error(L, "%s: %s must have %d entries (got %d)", fn, key, d, (int)n);
     lua_remove(L, -2);
     return v;
+}
+
+/* markov_kernel.nonlinear_gaussian{dim=1, mean=function(p, x), params={}, Q=, at=}: y ~ N(mean(x), Q), the mean
+** traced and compiled once (through plume.sde, as a drift), the backward filter through its linearisation at `at`. */
+static int l_kernel_nonlinear(lua_State *L)
+{
+    const char *fn = "markov_kernel.nonlinear_gaussian";
+    static const char *const opts[] = {"dim", "mean", "params", "Q", "at", NULL};
+    int d, top;
+    size_t qr, qc;
+    double *Q, *at;
+    plm_sde *s;
+    plm_bffg_kernel *k;
+    plm_ctx ctx;
+    luaL_checktype(L, 1, LUA_TTABLE);
+    plm_l_checkopts(L, 1, fn, opts);
+    lua_settop(L, 1);
+    d = (int)plm_l_optint(L, 1, fn, "dim", 1);
+    if (d < 1 || d > 64) return luaL_error(L, "%s: dim must be in 1..64 (got %d)", fn, d);
+    if (lua_getfield(L, 1, "mean") != LUA_TFUNCTION)
+        return luaL_error(L, "%s: field 'mean' must be a function(p, x) returning the mean", fn);
+    lua_pop(L, 1);
+    /* plume.sde{dim = d, params = params, drift = mean, diffusion = zero}: compiles the mean and its Jacobian */
+    plm_l_pushmodule(L);
+    lua_getfield(L, -1, "sde");   /* 3 */
+    lua_createtable(L, 0, 4);
+    lua_pushinteger(L, d);
+    lua_setfield(L, -2, "dim");
+    if (lua_getfield(L, 1, "params") == LUA_TNIL) {
+        lua_pop(L, 1);
+        lua_newtable(L);
+    }
+    lua_setfield(L, -2, "params");
+    lua_getfield(L, 1, "mean");
+    lua_setfield(L, -2, "drift");
+    if (luaL_loadstring(L, "local d = ... return function() if d == 1 then return 0 end local z = {} "
+                           "for i = 1, d do z[i] = 0 end return z end") != LUA_OK)
+        return lua_error(L);
+    lua_pushinteger(L, d);
+    lua_call(L, 1, 1);
+    lua_setfield(L, -2, "diffusion");
+    lua_call(L, 1, 1);   /* 3: the sde (kept alive by the kernel, which points to it) */
+    s = plm_l_tosde(L, 3);
+    top = lua_gettop(L);
+    Q = field_mat(L, 1, fn, "Q", &qr, &qc, 0);
+    if (!Q) return luaL_error(L, "%s: missing field 'Q' (the covariance)", fn);
+    if ((int)qr != d || (int)qc != d) return luaL_error(L, "%s: Q must be %d x %d (got %d x %d)", fn, d, d, (int)qr, (int)qc);
+    if (!(at = opt_vec(L, 1, "at", d, fn))) return luaL_error(L, "%s: missing field 'at' (the linearisation point)", fn);
+    plm_ctx_clear(&ctx);
+    if (plm_bffg_kernel_nonlinear(&ctx, s, Q, at, &k)) return plm_l_fail(L, &ctx);
+    lua_settop(L, top);
+    return push_kernel(L, k);
 }
 
 /* markov_kernel.sde{sde=, t0=0, t1=, dt=, time_change=false, at=, aux={B=, beta=, sigma=}}: X(t1) given X(t0) of a
@@ -285,6 +358,7 @@ void plm_l_open_mkernel(lua_State *L)
     static const luaL_Reg kernel_methods[] = {{NULL, NULL}};
     static const luaL_Reg kernels[] = {{"discrete", l_kernel_discrete}, {"linear_gaussian", l_kernel_linear_gaussian},
                                        {"ctmc", l_kernel_ctmc}, {"brownian", l_kernel_brownian}, {"sde", l_kernel_sde},
+                                       {"gamma_process", l_kernel_gamma}, {"nonlinear_gaussian", l_kernel_nonlinear},
                                        {NULL, NULL}};
     plm_l_newmeta(L, KERNEL_META, kernel_methods, kernel_meta);
     lua_pop(L, 1);

@@ -1,5 +1,5 @@
 /* lbffg.h -- what the BFFG binding files share (internal to lang/): l_mkernel.c makes kernels, l_bffg.c
-** builds DAGs and trees from them and runs plume.bffg. */
+** builds DAGs and trees from them and runs plume.bffg; l_bffg_mcmc.c is its method "mcmc". */
 #ifndef PLM_LBFFG_H
 #define PLM_LBFFG_H
 
@@ -9,5 +9,9 @@
 
 /* The kernel userdata at idx (an error naming fn and arg otherwise). */
 plm_bffg_kernel *plm_l_checkmkernel(lua_State *L, int idx, const char *fn, const char *arg);
+
+/* plume.bffg's method "mcmc" on model m with observed-value overrides vals (l_bffg.c): reads its options from the
+** table at index 3 and leaves the posterior on the stack. Must run inside plume.bffg (upvalue 1: the module). */
+void plm_l_bffg_mcmc(lua_State *L, const plm_bffg_model *m, const double **vals, lua_Integer n, uint64_t seed, int threads);
 
 #endif

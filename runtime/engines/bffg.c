@@ -146,10 +146,18 @@ static plm_bffg_msg *msg_new(int discrete, int dim)
 }
 
 /* into *= add: messages multiply, so constants and Gaussian parameters add; discrete vectors multiply and are
-** rescaled to max 1, the scale going to the constant. */
-static void msg_fuse(plm_bffg_msg *into, const plm_bffg_msg *add)
+** rescaled to max 1, the scale going to the constant. A gamma message fuses only with constant ones (one exact
+** observation ahead): returns -1 when two messages cannot be multiplied in their families. */
+static int msg_fuse(plm_bffg_msg *into, const plm_bffg_msg *add)
 {
     int i, n = into->dim;
+    if (add->gamma || into->gamma) {
+        const plm_bffg_msg *g = add->gamma ? add : into, *o = add->gamma ? into : add;
+        if (o->gamma || o->discrete || o->v[0] != 0 || o->H[0] != 0) return -1;
+        into->gamma = 1, into->gy = g->gy, into->gk = g->gk, into->gb = g->gb;
+        into->c += add->c;
+        return 0;
+    }
     into->c += add->c;
     if (into->discrete) {
         double mx = 0;
@@ -163,6 +171,7 @@ static void msg_fuse(plm_bffg_msg *into, const plm_bffg_msg *add)
         for (i = 0; i < n; i++) into->v[i] += add->v[i];
         for (i = 0; i < n * n; i++) into->H[i] += add->H[i];
     }
+    return 0;
 }
 
 double plm_bffg_filter_loglik(const plm_bffg_filter *f) { return f->loglik; }
@@ -229,14 +238,19 @@ plm_status plm_bffg_backward(plm_ctx *ctx, const plm_bffg_model *m, const double
         if (!nd->value) {
             if (f->msg[i]->c == -INFINITY) return impossible(ctx, m, f->msg, i);
             if ((st = nd->k->ops->guide(ctx, nd->k, f->msg[i], &f->guide[i]))) return st;
-            if ((st = back->ops->pullback(ctx, back, f->msg[i], up))) return st;
+            if (back == nd->k && back->ops->guide_msg)
+                back->ops->guide_msg(back, f->guide[i], up);
+            else if ((st = back->ops->pullback(ctx, back, f->msg[i], up)))
+                return st;
         } else if ((st = back->ops->observe(ctx, back, f->values[i], up)))
             return st;
         if (up->c == -INFINITY) return impossible(ctx, m, f->msg, nd->parent >= 0 ? nd->parent : i);
         f->up[i] = up;
-        if (nd->parent >= 0)
-            msg_fuse(f->msg[nd->parent], up);
-        else
+        if (nd->parent >= 0) {
+            if (msg_fuse(f->msg[nd->parent], up))
+                return plm_fail(ctx, PLM_EINVAL, "bffg: node '%s': an exact gamma-process observation cannot be combined "
+                                                 "with another message at the same node", m->nodes[nd->parent].name);
+        } else
             f->loglik += up->c;
     }
     *out = f;
@@ -353,6 +367,57 @@ double plm_bffg_ess(const double *logw, size_t n)
     return s * s / s2;
 }
 
+/* ---- innovations (pCN MCMC, bffg_mcmc.c) -------------------------------------------------------------- */
+
+size_t plm_bffg_nz(const plm_bffg_model *m)
+{
+    size_t n = 0;
+    for (int i = 0; i < m->n; i++)
+        if (!m->nodes[i].value) n += m->nodes[i].k->nz;
+    return n;
+}
+
+size_t plm_bffg_filter_work(const plm_bffg_filter *f) { return f->work ? f->work : 1; }
+
+double plm_bffg_draw_z(const plm_bffg_filter *f, const double *z, double *row, double *work)
+{
+    const plm_bffg_model *m = f->m;
+    double total = 0;
+    int i;
+    for (i = 0; i < m->n; i++) {
+        const node *nd = &m->nodes[i];
+        const double *x = nd->parent >= 0 ? row + m->nodes[nd->parent].offset : NULL;
+        if (f->values[i])
+            total += nd->k->ops->logpdf(nd->k, x, f->values[i], work);
+        else {
+            total += nd->k->ops->sample_z(nd->k, f->guide[i], x, z, row + nd->offset, work);
+            z += nd->k->nz;
+        }
+    }
+    return total;
+}
+
+plm_status plm_bffg_model_with(plm_ctx *ctx, const plm_bffg_model *m, const plm_sde *s, const double *params,
+                               plm_bffg_model **out)
+{
+    plm_bffg_model *c = plm_gc_alloc(sizeof *c);
+    node *nn = plm_gc_alloc((size_t)(m->n ? m->n : 1) * sizeof *nn);
+    plm_status st;
+    int i;
+    if (!c || !nn) return plm_fail(ctx, PLM_ENOMEM, "bffg: out of memory");
+    *c = *m;
+    memcpy(nn, m->nodes, (size_t)m->n * sizeof *nn);
+    c->nodes = nn, c->cap = m->n ? m->n : 1;
+    for (i = 0; i < m->n; i++)
+        if (plm_bffg_kernel_sde_of(m->nodes[i].k) == s) {
+            plm_bffg_kernel *k;
+            if ((st = plm_bffg_kernel_sde_with(ctx, m->nodes[i].k, params, &k))) return st;
+            c->nodes[i].k = k;
+        }
+    *out = c;
+    return PLM_OK;
+}
+
 /* ---- guided SMC along a chain ------------------------------------------------------------------------- */
 
 /* log h(x) of a message */
@@ -364,6 +429,7 @@ static double msg_eval(const plm_bffg_msg *h, const double *x)
         double v = h->v[(int)x[0]];
         return v > 0 ? l + log(v) : -INFINITY;
     }
+    if (h->gamma) return x[0] < h->gy ? l + (h->gk - 1) * log(h->gy - x[0]) - h->gb * (h->gy - x[0]) : -INFINITY;
     for (i = 0; i < d; i++) {
         double hx = 0;
         for (j = 0; j < d; j++) hx += h->H[i * d + j] * x[j];

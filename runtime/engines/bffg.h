@@ -65,6 +65,29 @@ typedef struct plm_bffg_sde_opts {
 } plm_bffg_sde_opts;
 plm_status plm_bffg_kernel_sde(plm_ctx *ctx, const plm_sde *s, const plm_bffg_sde_opts *o, plm_bffg_kernel **out);
 
+/* The sde of a diffusion kernel (NULL for other kinds). */
+const plm_sde *plm_bffg_kernel_sde_of(const plm_bffg_kernel *k);
+
+/* The diffusion kernel k remade with the sde's parameters set to params (np values; s itself is not changed):
+** the same interval, grid and auxiliary options, the linearisation redone at the new parameters. Safe to call
+** from several threads at once. PLM_EINVAL when params give a non-finite or degenerate auxiliary. */
+plm_status plm_bffg_kernel_sde_with(plm_ctx *ctx, const plm_bffg_kernel *k, const double *params, plm_bffg_kernel **out);
+
+/* A nonlinear Gaussian kernel y ~ N(mu(x), Q) in R^d -> R^d: mu is the compiled drift of s (a plm_sde used for
+** its drift program and Jacobian, parameters read now), Q constant (as for linear_gaussian). The backward filter
+** uses the linearisation at `at` (B = J(at), beta = mu(at) - J(at) at: an auxiliary kernel), the guided draw
+** comes from N(mu(x), Q) tilted by the message, and the weights correct exactly for the linearisation. When mu is
+** linear the kernel equals linear_gaussian. */
+plm_status plm_bffg_kernel_nonlinear(plm_ctx *ctx, const plm_sde *s, const double *Q, const double *at,
+                                     plm_bffg_kernel **out);
+
+/* Increments of a gamma process over time t > 0: y = x + G, G ~ Gamma(shape t, rate) (shape, rate > 0), in R^1.
+** Messages through gamma kernels stay exact when the process is observed exactly (a gamma bridge): the
+** observation y gives h(x) = Gamma(y - x; shape t, rate), and a pull-back convolves (shapes add, the rates must be
+** equal). The guided increment is (y - x) Beta(shape t, k) (k: the shape ahead), which is the Dirichlet law of
+** increments given the total, and its weight is constant. Other messages (a Gaussian observation) are refused. */
+plm_status plm_bffg_kernel_gamma(plm_ctx *ctx, double shape, double rate, double t, plm_bffg_kernel **out);
+
 /* The exact transition of dX = (B X + beta) dt + sigma dW over time h >= 0: X(h) | X(0) = x is
 ** N(Phi x + m, Q) with Phi = exp(B h), m = integral_0^h exp(B u) du beta, Q = integral_0^h exp(B u) a exp(B'u) du
 ** (a = sigma sigma', d*d). Phi and m come from the exponential of [[B, beta], [0, 0]] h, Q from Van Loan's
@@ -128,6 +151,10 @@ typedef struct plm_bffg_msg {
     double c;
     double *v;
     double *H;   /* NULL for discrete */
+    /* gamma = 1 (dim 1, v = H = 0): the message of an exact observation y of a gamma process ahead,
+    ** log h(x) = c + (gk - 1) log(gy - x) - gb (gy - x) for x < gy, h = 0 otherwise */
+    int gamma;
+    double gy, gk, gb;
 } plm_bffg_msg;
 
 typedef struct plm_bffg_filter plm_bffg_filter;
@@ -170,6 +197,42 @@ plm_status plm_bffg_forward(plm_ctx *ctx, const plm_bffg_filter *f, size_t n, ui
 plm_status plm_bffg_smc(plm_ctx *ctx, const plm_bffg_filter *f, size_t n, uint64_t seed, int threads,
                         plm_resample_scheme scheme, double ess_threshold, double *draws, double *logw, double *loglik,
                         size_t *resamples);
+
+/* pCN MCMC over the innovations of the guided process, with random-walk Metropolis updates of diffusion
+** parameters (van der Meulen and Schauer; BridgeSDEInference.jl). Every guided draw is a deterministic function
+** of its innovations Z ~ N(0, I) (sample_z), and exp(logw(theta, Z)) is an unbiased estimate of p(y | theta),
+** so the chain targets p(theta) N(Z; 0, I) exp(logw(theta, Z)), whose theta-marginal is the posterior and whose
+** path, mapped through the guided process, is the posterior path. Each iteration does, in blocks:
+**   1. the path: Z' = rho Z + sqrt(1 - rho^2) W, accepted with probability min(1, exp(logw(Z') - logw(Z)));
+**   2. the parameters (when nparams > 0): eta' = eta + step W on the unconstrained scale of every parameter's
+**      prior support (log / logit / identity), the kernels remade at theta' and the backward filter recomputed,
+**      accepted with min(1, exp(logw(theta', Z) - logw(theta, Z) + log prior and Jacobian ratio)).
+** During warm-up rho and step adapt (Robbins-Monro on their logits / logs) toward target acceptance rates.
+** Chain c draws from stream (seed, c); chains run in parallel, results do not depend on threads. */
+typedef struct plm_bffg_mcmc_opts {
+    size_t iters, warmup;        /* kept iterations per chain; warm-up iterations before them */
+    int chains;                  /* >= 1 */
+    double rho;                  /* the initial pCN correlation in [0, 1) */
+    double target_accept;        /* pCN acceptance targeted during warm-up, in (0, 1); 0: keep rho fixed */
+    double step;                 /* the initial random-walk step of the parameters (unconstrained scale) > 0 */
+    double target_accept_theta;  /* parameter acceptance targeted during warm-up; 0: keep step fixed */
+    const plm_sde *sde;          /* the diffusion whose parameters are inferred (NULL when nparams = 0): every
+                                 ** diffusion kernel of the model made from it is remade at new parameters */
+    int nparams;
+    const int *index;            /* nparams indices into the sde's parameters */
+    const plm_dist *const *prior;   /* nparams scalar continuous priors */
+    const double *init;          /* nparams initial values (NULL: the sde's current values) */
+    uint64_t seed;
+    int threads;
+} plm_bffg_mcmc_opts;
+
+/* Run o->chains chains over model m (values as for plm_bffg_backward). Outputs (caller-owned):
+** draws: chains * iters rows of nparams + draw_width doubles (the parameters, then the latent node values);
+** loglik: chains * iters values of logw(theta, Z) at the kept states (or NULL);
+** stats: chains * 4 values: pCN acceptance rate and parameter acceptance rate after warm-up, final rho, final step
+** (or NULL). PLM_EINVAL on bad options (named), PLM_EDOM when no finite starting state is found, PLM_EINTR. */
+plm_status plm_bffg_mcmc(plm_ctx *ctx, const plm_bffg_model *m, const double *const *values, const plm_bffg_mcmc_opts *o,
+                         double *draws, double *loglik, double *stats);
 
 /* Kish's effective sample size (sum w)^2 / sum w^2 of n log weights (0 when all are -inf). */
 double plm_bffg_ess(const double *logw, size_t n);

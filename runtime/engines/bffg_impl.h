@@ -6,6 +6,7 @@
 
 #include "bffg.h"
 #include "rng.h"
+#include "sde.h"
 
 typedef struct plm_bffg_kernel_ops {
     const char *name;
@@ -23,6 +24,13 @@ typedef struct plm_bffg_kernel_ops {
     /* log k(y | x) of an observed value. NULL (with observe NULL) for kernels that cannot be observed
     ** directly, such as diffusions: their child is observed through another kernel. */
     double (*logpdf)(const plm_bffg_kernel *k, const double *x, const double *y, double *work);
+    /* The same draw as a function of its innovations: z holds the kernel's nz standard normals, which take the
+    ** place of the random stream (a discrete draw reads its uniform as Phi(z[0])). pCN MCMC moves z. */
+    double (*sample_z)(const plm_bffg_kernel *k, const void *guide, const double *x, const double *z, double *y,
+                       double *work);
+    /* Optional (NULL: the engine calls pullback): the message on the parent read off a guide made by `guide`,
+    ** for kinds whose guide already holds it (a diffusion's guide is the whole backward pass). */
+    void (*guide_msg)(const plm_bffg_kernel *k, const void *guide, plm_bffg_msg *out);
 } plm_bffg_kernel_ops;
 
 struct plm_bffg_kernel {
@@ -30,6 +38,7 @@ struct plm_bffg_kernel {
     int discrete_in, discrete_out;
     int din, dout;                   /* K or d; din = 0 for a prior */
     size_t work;                     /* doubles of workspace for sample and logpdf */
+    size_t nz;                       /* innovations (standard normals) per draw, for sample_z */
     const plm_bffg_kernel *aux;      /* the backward filter pulls back through this one (NULL: itself) */
     /* discrete */
     double *P;                       /* max(din,1) * dout */
@@ -39,8 +48,23 @@ struct plm_bffg_kernel {
     int r;                           /* rank of Q */
     double *L;                       /* lower Cholesky factor of Q when Q is positive definite, else NULL */
     double logdetL;                  /* sum of log L_ii */
+    /* nonlinear Gaussian: the mean mu(x) is this sde's compiled drift (its parameters frozen), in place of B x + beta
+    ** (B, beta then hold the linearisation that the auxiliary uses) */
+    const plm_sde *mean;
     /* other kinds (diffusions: bffg_sde.c) keep their own state here */
     void *impl;
 };
+
+/* For the MCMC engine (bffg_mcmc.c). */
+/* Innovations per draw of the whole model: the sum of the latent nodes' kernels' nz. */
+size_t plm_bffg_nz(const plm_bffg_model *m);
+/* Doubles of workspace one draw needs under f. */
+size_t plm_bffg_filter_work(const plm_bffg_filter *f);
+/* The guided draw with innovations z (plm_bffg_nz doubles, node by node) into row; returns its total log weight
+** (NaN when a kernel's draw failed). */
+double plm_bffg_draw_z(const plm_bffg_filter *f, const double *z, double *row, double *work);
+/* A copy of m whose diffusion kernels made from s are remade with parameters params (other nodes shared). */
+plm_status plm_bffg_model_with(plm_ctx *ctx, const plm_bffg_model *m, const plm_sde *s, const double *params,
+                               plm_bffg_model **out);
 
 #endif

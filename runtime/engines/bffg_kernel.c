@@ -20,6 +20,7 @@
 ** invertible (the Jacobian |det G| cancels). */
 #include "bffg_impl.h"
 
+#include <gsl/gsl_cdf.h>
 #include <gsl/gsl_eigen.h>
 #include <gsl/gsl_linalg.h>
 #include <math.h>
@@ -29,14 +30,34 @@
 
 /* ---- small dense helpers (row-major) ------------------------------------------------------------------ */
 
+#define SMALL_CHOL 4
+
 /* Lower Cholesky factor of the n*n matrix A in place (upper triangle zeroed) by GSL; *logdet receives
 ** sum log L_ii. Returns 0, or -1 when A is not positive definite. */
 static int chol_lower(double *A, int n, double *logdet)
 {
     gsl_matrix_view v;
-    int i, j;
+    int i, j, l;
     *logdet = 0;
     if (n == 0) return 0;
+    if (n <= SMALL_CHOL) {   /* plain Cholesky-Banachiewicz: GSL's set-up costs more than the work at these sizes */
+        double prod = 1;     /* one log for the determinant (n <= 4 factors cannot overflow for finite input) */
+        for (i = 0; i < n; i++) {
+            for (j = 0; j <= i; j++) {
+                double acc = A[i * n + j];
+                for (l = 0; l < j; l++) acc -= A[i * n + l] * A[j * n + l];
+                if (i == j) {
+                    if (!(acc > 0)) return -1;
+                    A[i * n + i] = sqrt(acc);
+                    prod *= A[i * n + i];
+                } else
+                    A[i * n + j] = acc / A[j * n + j];
+            }
+            for (j = i + 1; j < n; j++) A[i * n + j] = 0;
+        }
+        *logdet = log(prod);
+        return 0;
+    }
     v = gsl_matrix_view_array(A, (size_t)n, (size_t)n);
     if (gsl_linalg_cholesky_decomp1(&v.matrix) != 0) return -1;
     for (i = 0; i < n; i++) {
@@ -66,6 +87,9 @@ static void solve_lower_t(const double *L, int n, double *x)
         x[i] = acc / L[i * n + i];
     }
 }
+
+/* Dimensions up to which a pull-back needs no allocation. */
+#define SMALL 8
 
 static double *dalloc(size_t n)
 {
@@ -124,19 +148,18 @@ static plm_status disc_guide(plm_ctx *ctx, const plm_bffg_kernel *k, const plm_b
 }
 
 /* q(j) = P[x][j] v[j] / S; the weight log P[x][y] - log q(y) is log S - log v[y] when exact. */
-static double disc_sample(const plm_bffg_kernel *k, const void *guide, const double *x, double *y, plm_rng *r,
-                          double *work)
+static double disc_draw(const plm_bffg_kernel *k, const void *guide, const double *x, double *y, plm_rng *r,
+                        double uz)
 {
     const double *v = guide, *p = k->P + (size_t)(x ? (int)x[0] : 0) * k->dout;
     int K = k->dout, j, pick = -1;
     double S = 0, u, q;
-    (void)work;
     for (j = 0; j < K; j++) S += p[j] * v[j];
     if (!(S > 0)) {   /* unreachable from a parent drawn from its own guided kernel */
         y[0] = 0;
         return -INFINITY;
     }
-    u = plm_rng_uniform(r) * S;
+    u = (r ? plm_rng_uniform(r) : uz) * S;
     for (j = 0; j < K; j++) {
         double t = p[j] * v[j];
         if (t > 0) {
@@ -150,6 +173,22 @@ static double disc_sample(const plm_bffg_kernel *k, const void *guide, const dou
     return log(p[pick]) - log(q);
 }
 
+static double disc_sample(const plm_bffg_kernel *k, const void *guide, const double *x, double *y, plm_rng *r,
+                          double *work)
+{
+    (void)work;
+    return disc_draw(k, guide, x, y, r, 0);
+}
+
+/* The uniform is Phi(z), kept inside (0, 1) like plm_rng_uniform's. */
+static double disc_sample_z(const plm_bffg_kernel *k, const void *guide, const double *x, const double *z, double *y,
+                            double *work)
+{
+    double u = gsl_cdf_ugaussian_P(z[0]);
+    (void)work;
+    return disc_draw(k, guide, x, y, NULL, fmin(fmax(u, 0x1.0p-54), 1 - 0x1.0p-54));
+}
+
 static double disc_logpdf(const plm_bffg_kernel *k, const double *x, const double *y, double *work)
 {
     (void)work;
@@ -157,7 +196,7 @@ static double disc_logpdf(const plm_bffg_kernel *k, const double *x, const doubl
 }
 
 static const plm_bffg_kernel_ops disc_ops = {"discrete", disc_pullback, disc_observe, disc_guide, disc_sample,
-                                             disc_logpdf};
+                                             disc_logpdf, disc_sample_z, NULL};
 
 plm_status plm_bffg_kernel_discrete(plm_ctx *ctx, int Kin, int Kout, const double *P, plm_bffg_kernel **out)
 {
@@ -184,6 +223,7 @@ plm_status plm_bffg_kernel_discrete(plm_ctx *ctx, int Kin, int Kout, const doubl
     k->ops = &disc_ops;
     k->discrete_in = 1, k->discrete_out = 1;
     k->din = Kin, k->dout = Kout;
+    k->nz = 1;
     *out = k;
     return PLM_OK;
 }
@@ -211,10 +251,10 @@ typedef struct lg_guide {
 } lg_guide;
 
 /* G'H, M = I + G'HG and its Cholesky factor R (into the caller's GtH r*dc and R r*r). */
-static plm_status lg_factor(plm_ctx *ctx, const plm_bffg_kernel *k, const double *H, double *GtH, double *R,
-                            double *logdetR)
+static inline __attribute__((always_inline)) plm_status
+lg_factor_d(plm_ctx *ctx, const plm_bffg_kernel *k, const double *H, double *GtH, double *R, double *logdetR, const int D)
 {
-    int dc = k->dout, r = k->r, a, b, i, j;
+    int dc = D ? D : k->dout, r = D ? D : k->r, a, b, i, j;
     const double *G = k->G;
     for (a = 0; a < r; a++)
         for (j = 0; j < dc; j++) {
@@ -234,16 +274,30 @@ static plm_status lg_factor(plm_ctx *ctx, const plm_bffg_kernel *k, const double
     return PLM_OK;
 }
 
-static plm_status lg_pullback(plm_ctx *ctx, const plm_bffg_kernel *k, const plm_bffg_msg *child, plm_bffg_msg *out)
+static plm_status lg_factor(plm_ctx *ctx, const plm_bffg_kernel *k, const double *H, double *GtH, double *R,
+                            double *logdetR)
 {
-    int dc = k->dout, dp = k->din, r = k->r, a, i, j, l;
+    return lg_factor_d(ctx, k, H, GtH, R, logdetR, 0);
+}
+
+static inline __attribute__((always_inline)) plm_status
+lg_pullback_d(plm_ctx *ctx, const plm_bffg_kernel *k, const plm_bffg_msg *child, plm_bffg_msg *out, const int D)
+{
+    int dc = D ? D : k->dout, dp = D ? D : k->din, r = D ? D : k->r, a, i, j, l;
     const double *H = child->H, *F = child->v, *beta = k->beta, *B = k->B;
-    double *GtH = dalloc((size_t)r * dc), *R = dalloc((size_t)r * r), *u = dalloc((size_t)r);
-    double *Ht = dalloc((size_t)dc * dc), *Ft = dalloc((size_t)dc), *Hb = dalloc((size_t)dc);
+    /* small kernels (the steps of a diffusion's backward filter run this thousands of times per filter) work on
+    ** the stack; larger ones on GC memory */
+    double sbuf[4 * SMALL * SMALL + 4 * SMALL], *buf = sbuf;
+    double *GtH, *R, *u, *Ht, *Ft, *Hb, *T;
     double logdetR, ct, uu = 0, acc;
     plm_status st;
-    if (!GtH || !R || !u || !Ht || !Ft || !Hb) return plm_fail(ctx, PLM_ENOMEM, "bffg: out of memory");
-    if ((st = lg_factor(ctx, k, H, GtH, R, &logdetR))) return st;
+    if (dc > SMALL || dp > SMALL || r > SMALL) {
+        if (!(buf = dalloc((size_t)r * dc + (size_t)r * r + (size_t)r + (size_t)dc * dc + 2 * (size_t)dc + (size_t)dc * dp)))
+            return plm_fail(ctx, PLM_ENOMEM, "bffg: out of memory");
+    }
+    GtH = buf, R = GtH + (size_t)r * dc, u = R + (size_t)r * r, Ht = u + r, Ft = Ht + (size_t)dc * dc, Hb = Ft + dc;
+    T = Hb + dc;
+    if ((st = lg_factor_d(ctx, k, H, GtH, R, &logdetR, D))) return st;
     /* W = R^-1 G'H (in GtH), u = R^-1 G'F */
     for (a = 0; a < r; a++) {
         acc = 0;
@@ -281,8 +335,6 @@ static plm_status lg_pullback(plm_ctx *ctx, const plm_bffg_kernel *k, const plm_
     }
     if (dp) {
         /* H_p = B'H~B, through T = H~B (dc*dp, reusing nothing: dp may exceed dc) */
-        double *T = dalloc((size_t)dc * dp);
-        if (!T) return plm_fail(ctx, PLM_ENOMEM, "bffg: out of memory");
         for (i = 0; i < dc; i++)
             for (l = 0; l < dp; l++) {
                 acc = 0;
@@ -297,6 +349,23 @@ static plm_status lg_pullback(plm_ctx *ctx, const plm_bffg_kernel *k, const plm_
             }
     }
     return PLM_OK;
+}
+
+/* The pull-back with the dimensions as constants for a square kernel of full rank 1 or 2 (a diffusion's steps:
+** the compiler unrolls the loops), else generic. */
+static plm_status lg_pullback(plm_ctx *ctx, const plm_bffg_kernel *k, const plm_bffg_msg *child, plm_bffg_msg *out)
+{
+    if (child->gamma) {   /* only a fixed start (a prior with Q = 0) can take a gamma process's message */
+        double x = k->beta[0];
+        if (k->din != 0 || k->r != 0)
+            return plm_fail(ctx, PLM_EINVAL, "bffg: a gamma process's message can only reach a fixed value (a root "
+                                             "given as a number), not a linear-Gaussian kernel");
+        out->c = x < child->gy ? child->c + (child->gk - 1) * log(child->gy - x) - child->gb * (child->gy - x) : -INFINITY;
+        return PLM_OK;
+    }
+    if (k->dout == k->din && k->r == k->dout && k->dout == 1) return lg_pullback_d(ctx, k, child, out, 1);
+    if (k->dout == k->din && k->r == k->dout && k->dout == 2) return lg_pullback_d(ctx, k, child, out, 2);
+    return lg_pullback_d(ctx, k, child, out, 0);
 }
 
 /* h(x) = N(y; B x + beta, Q) = exp(-|A x - e|^2/2 - log det L - dout/2 log 2 pi), A = L^-1 B, e = L^-1 (y - beta). */
@@ -344,18 +413,21 @@ static plm_status lg_guide_new(plm_ctx *ctx, const plm_bffg_kernel *k, const plm
     return PLM_OK;
 }
 
-/* work: dc (mu) + r (a, then u). */
-static double lg_sample(const plm_bffg_kernel *k, const void *guide, const double *x, double *y, plm_rng *r,
-                        double *work)
+/* work: dc (mu) + r (a, then u). The innovations come from z, or (z NULL) from r. */
+static double lg_draw(const plm_bffg_kernel *k, const void *guide, const double *x, const double *zin, double *y,
+                      plm_rng *r, double *work)
 {
     const lg_guide *g = guide;
     int dc = k->dout, dp = k->din, rr = k->r, i, j;
     double *mu = work, *a = work + dc, zz = 0, uu = 0;
-    for (i = 0; i < dc; i++) {
-        double acc = k->beta[i];
-        for (j = 0; j < dp; j++) acc += k->B[i * dp + j] * x[j];
-        mu[i] = acc;
-    }
+    if (k->mean) {
+        if (plm_sde_drift(NULL, k->mean, 0, 1, x, 1, mu)) return NAN;
+    } else
+        for (i = 0; i < dc; i++) {
+            double acc = k->beta[i];
+            for (j = 0; j < dp; j++) acc += k->B[i * dp + j] * x[j];
+            mu[i] = acc;
+        }
     for (i = 0; i < rr; i++) {
         double acc = g->GtF[i];
         for (j = 0; j < dc; j++) acc -= g->GtH[i * dc + j] * mu[j];
@@ -363,7 +435,7 @@ static double lg_sample(const plm_bffg_kernel *k, const void *guide, const doubl
     }
     solve_lower(g->R, rr, a, 1);
     for (i = 0; i < rr; i++) {
-        double z = plm_rng_normal(r);
+        double z = zin ? zin[i] : plm_rng_normal(r);
         zz += z * z;
         a[i] += z;
     }
@@ -377,22 +449,38 @@ static double lg_sample(const plm_bffg_kernel *k, const void *guide, const doubl
     return 0.5 * zz - 0.5 * uu - g->logdetR;
 }
 
+static double lg_sample(const plm_bffg_kernel *k, const void *guide, const double *x, double *y, plm_rng *r,
+                        double *work)
+{
+    return lg_draw(k, guide, x, NULL, y, r, work);
+}
+
+static double lg_sample_z(const plm_bffg_kernel *k, const void *guide, const double *x, const double *z, double *y,
+                          double *work)
+{
+    return lg_draw(k, guide, x, z, y, NULL, work);
+}
+
 static double lg_logpdf(const plm_bffg_kernel *k, const double *x, const double *y, double *work)
 {
     int dc = k->dout, dp = k->din, i, j;
     double ee = 0;
-    for (i = 0; i < dc; i++) {
-        double acc = y[i] - k->beta[i];
-        for (j = 0; j < dp; j++) acc -= k->B[i * dp + j] * x[j];
-        work[i] = acc;
-    }
+    if (k->mean) {
+        if (plm_sde_drift(NULL, k->mean, 0, 1, x, 1, work)) return NAN;
+        for (i = 0; i < dc; i++) work[i] = y[i] - work[i];
+    } else
+        for (i = 0; i < dc; i++) {
+            double acc = y[i] - k->beta[i];
+            for (j = 0; j < dp; j++) acc -= k->B[i * dp + j] * x[j];
+            work[i] = acc;
+        }
     solve_lower(k->L, dc, work, 1);
     for (i = 0; i < dc; i++) ee += work[i] * work[i];
     return -0.5 * ee - k->logdetL - 0.5 * dc * LOG_2PI;
 }
 
 static const plm_bffg_kernel_ops lg_ops = {"linear_gaussian", lg_pullback, lg_observe, lg_guide_new, lg_sample,
-                                           lg_logpdf};
+                                           lg_logpdf, lg_sample_z, NULL};
 
 /* G (d*r) with G G' = Q: the Cholesky factor when Q is positive definite (also kept as L), else V sqrt(Lambda)
 ** over the eigenvalues above d * 1e-14 * the largest. */
@@ -474,6 +562,49 @@ plm_status plm_bffg_kernel_linear_gaussian(plm_ctx *ctx, int dout, int din, cons
         if (!isfinite(k->beta[i])) return plm_fail(ctx, PLM_EINVAL, "%s: beta[%d] must be finite (got %g)", fn, i + 1, k->beta[i]);
     if ((st = factor_psd(ctx, k, Q, fn))) return st;
     k->work = (size_t)dout + (size_t)k->r;
+    k->nz = (size_t)k->r;
+    *out = k;
+    return PLM_OK;
+}
+
+static const plm_bffg_kernel_ops nl_ops = {"nonlinear_gaussian", lg_pullback, lg_observe, lg_guide_new, lg_sample,
+                                           lg_logpdf, lg_sample_z, NULL};
+
+plm_status plm_bffg_kernel_nonlinear(plm_ctx *ctx, const plm_sde *s, const double *Q, const double *at,
+                                     plm_bffg_kernel **out)
+{
+    const char *fn = "markov_kernel.nonlinear_gaussian";
+    int d, i, j;
+    double *J, *f, *beta;
+    plm_bffg_kernel *lin, *k;
+    plm_sde *frozen;
+    plm_status st;
+    plm_init();
+    if (!s || !Q || !at) return plm_fail(ctx, PLM_EINVAL, "%s: needs the mean, Q and the linearisation point", fn);
+    d = s->dim;
+    for (i = 0; i < d; i++)
+        if (!isfinite(at[i])) return plm_fail(ctx, PLM_EINVAL, "%s: at[%d] must be finite (got %g)", fn, i + 1, at[i]);
+    J = dalloc((size_t)d * d), f = dalloc((size_t)d), beta = dalloc((size_t)d);
+    frozen = plm_gc_alloc(sizeof *frozen);
+    if (!J || !f || !beta || !frozen) return plm_fail(ctx, PLM_ENOMEM, "%s: out of memory", fn);
+    *frozen = *s;   /* the parameters as they are now */
+    if (!(frozen->params = dalloc((size_t)s->np))) return plm_fail(ctx, PLM_ENOMEM, "%s: out of memory", fn);
+    memcpy(frozen->params, s->params, (size_t)s->np * sizeof *s->params);
+    if ((st = plm_sde_jacobian(ctx, frozen, 0, 1, at, 1, J)) || (st = plm_sde_drift(ctx, frozen, 0, 1, at, 1, f))) return st;
+    for (i = 0; i < d; i++) {
+        double acc = f[i];
+        for (j = 0; j < d; j++) acc -= J[i * d + j] * at[j];
+        if (!isfinite(acc)) return plm_fail(ctx, PLM_EINVAL, "%s: the mean or its Jacobian is not finite at 'at'", fn);
+        beta[i] = acc;
+    }
+    /* the linearisation is the auxiliary (the backward filter's kernel); the kernel itself is its copy with the
+    ** compiled mean */
+    if ((st = plm_bffg_kernel_linear_gaussian(ctx, d, d, J, beta, Q, &lin))) return st;
+    if (!(k = plm_gc_alloc(sizeof *k))) return plm_fail(ctx, PLM_ENOMEM, "%s: out of memory", fn);
+    *k = *lin;
+    k->ops = &nl_ops;
+    k->mean = frozen;
+    k->aux = lin;
     *out = k;
     return PLM_OK;
 }

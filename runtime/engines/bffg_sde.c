@@ -158,6 +158,8 @@ typedef struct sde_kernel {
     const plm_sde *s;
     double *params;                   /* the parameters when the kernel was made */
     int d, m, diag;                   /* state and noise dimensions; diag: diffusion given as d entries */
+    int drift_t, diff_t, diff_var;    /* the drift reads the time; the diffusion reads the time; ... time or state */
+    plm_bffg_sde_opts o;              /* the options it was made with (pointers to copies), for new parameters */
     size_t N;                         /* steps */
     double *t;                        /* N + 1 grid times */
     double *B, *beta, *a;             /* the auxiliary */
@@ -177,8 +179,10 @@ static plm_status sde_backward(plm_ctx *ctx, const sde_kernel *K, const plm_bffg
 {
     int d = K->d;
     size_t k, dd = (size_t)d * d;
-    plm_bffg_msg a = {0, d, 0, NULL, NULL}, b = a, *cur = &a, *nxt = &b;
+    plm_bffg_msg a = {0, d, 0, NULL, NULL, 0, 0, 0, 0}, b = a, *cur = &a, *nxt = &b;
     plm_status st;
+    if (child->gamma)
+        return plm_fail(ctx, PLM_EINVAL, "bffg: a gamma process's message cannot be carried back through a diffusion");
     if (!(a.v = dalloc((size_t)d)) || !(a.H = dalloc(dd)) || !(b.v = dalloc((size_t)d)) || !(b.H = dalloc(dd)))
         return plm_fail(ctx, PLM_ENOMEM, "bffg: out of memory");
     a.c = child->c;
@@ -214,12 +218,21 @@ static plm_status sde_guide_new(plm_ctx *ctx, const plm_bffg_kernel *k, const pl
     const sde_kernel *K = k->impl;
     size_t np = K->N + 1, d = (size_t)K->d;
     sde_guide *g = plm_gc_alloc(sizeof *g);
-    plm_bffg_msg out = {0, K->d, 0, NULL, NULL};
+    plm_bffg_msg out = {0, K->d, 0, NULL, NULL, 0, 0, 0, 0};
     if (!g || !(g->c = dalloc(np)) || !(g->F = dalloc(np * d)) || !(g->H = dalloc(np * d * d)) ||
         !(out.v = dalloc(d)) || !(out.H = dalloc(d * d)))
         return plm_fail(ctx, PLM_ENOMEM, "bffg: out of memory");
     *guide = g;
     return sde_backward(ctx, K, child, g, &out);
+}
+
+static void sde_guide_msg(const plm_bffg_kernel *k, const void *guide, plm_bffg_msg *out)
+{
+    const sde_guide *g = guide;
+    size_t d = (size_t)((const sde_kernel *)k->impl)->d;
+    out->c = g->c[0];
+    memcpy(out->v, g->F, d * sizeof *out->v);
+    memcpy(out->H, g->H, d * d * sizeof *out->H);
 }
 
 static double logh(const sde_guide *g, size_t k, int d, const double *x)
@@ -234,17 +247,21 @@ static double logh(const sde_guide *g, size_t k, int d, const double *x)
     return l;
 }
 
-/* One guided path from x by Euler; returns the log weight (NaN when the path left the finite numbers or the
-** workspace could not be allocated: the engine reports it). work: x, b, sig, a, r, z (see below). */
-static double sde_sample(const plm_bffg_kernel *k, const void *guide, const double *x0, double *y, plm_rng *rng,
-                         double *work)
+/* One guided path from x0 by Euler, driven by the innovations z (N * noise dimension standard normals) or, with z
+** NULL, by the stream rng; returns the log weight (NaN when the path left the finite numbers or the workspace
+** could not be allocated: the engine reports it). The drift's uniform part is recomputed per step only when it
+** reads the time, and a diffusion that reads neither the state nor the time is evaluated once per path: the
+** forward pass is the inner loop of pCN MCMC. work: x, b, sig, a, r, z (see below). */
+static inline __attribute__((always_inline)) double
+sde_path_d(const plm_bffg_kernel *k, const void *guide, const double *x0, const double *zin, double *y, plm_rng *rng,
+           double *work, const int D, const int M)
 {
     const sde_kernel *K = k->impl;
     const sde_guide *g = guide;
     const plm_sde *s = K->s;
-    int d = K->d, m = K->m, i, j, l, nsig = K->diag ? d : d * m;
-    double *x = work, *b = x + d, *sig = b + d, *a = sig + nsig, *r = a + (size_t)d * d, *z = r + d;
-    double T[3], *bo[64], *so[64 * 64], intG = 0, lw;
+    int d = D ? D : K->d, m = M ? M : K->m, i, j, l, nsig = K->diag ? d : d * m, nn = K->diag ? d : m;
+    double *x = work, *b = x + d, *sig = b + d, *a = sig + nsig, *da = a + (size_t)d * d, *r = da + (size_t)d * d;
+    double *z = r + d, T[3], *bo[64], *so[64 * 64], intG = 0, lw;
     plm_prog_ws wb, ws;
     plm_prog_in in[PLM_NGROUPS];
     size_t kk;
@@ -255,44 +272,56 @@ static double sde_sample(const plm_bffg_kernel *k, const void *guide, const doub
     in[PLM_GRP_X].ld = 1;
     for (i = 0; i < d; i++) bo[i] = b + i;
     for (i = 0; i < nsig; i++) so[i] = sig + i;
-    if (plm_prog_ws_init(NULL, &wb, s->drift_prog)) return NAN;
-    if (plm_prog_ws_init(NULL, &ws, s->diff_prog)) {
+    if (plm_prog_ws_init_block(NULL, &wb, s->drift_prog, 1)) return NAN;
+    if (plm_prog_ws_init_block(NULL, &ws, s->diff_prog, 1)) {
         plm_prog_ws_free(&wb);
         return NAN;
     }
     memcpy(x, x0, (size_t)d * sizeof *x);
     lw = logh(g, 0, d, x);
+    T[0] = K->t[0], T[1] = K->t[1] - K->t[0], T[2] = sqrt(T[1]);
+    plm_prog_uniforms(&wb, in);
+    plm_prog_uniforms(&ws, in);
     for (kk = 0; kk < K->N; kk++) {
         const double *F = g->F + kk * d, *H = g->H + kk * (size_t)d * d;
         double dt = K->t[kk + 1] - K->t[kk], sdt = sqrt(dt), Gk = 0, tr = 0;
         T[0] = K->t[kk], T[1] = dt, T[2] = sdt;
-        plm_prog_uniforms(&wb, in);
+        if (K->drift_t) plm_prog_uniforms(&wb, in);
         plm_prog_block(&wb, in, 0, 1, bo, NULL);
-        plm_prog_uniforms(&ws, in);
-        plm_prog_block(&ws, in, 0, 1, so, NULL);
-        /* a = sig sig' (minus a~ below), r = F - H x */
+        if (K->diff_var || kk == 0) {
+            if (K->diff_t) plm_prog_uniforms(&ws, in);
+            plm_prog_block(&ws, in, 0, 1, so, NULL);
+            /* a = sig sig', da = a - a~ */
+            for (i = 0; i < d; i++)
+                for (j = 0; j <= i; j++) {
+                    double v = 0;
+                    if (K->diag) v = i == j ? sig[i] * sig[i] : 0;
+                    else
+                        for (l = 0; l < m; l++) v += sig[i * m + l] * sig[j * m + l];
+                    a[i * d + j] = a[j * d + i] = v;
+                    da[i * d + j] = v - K->a[i * d + j];
+                    da[j * d + i] = v - K->a[j * d + i];
+                }
+        }
+        /* r = F - H x */
         for (i = 0; i < d; i++) {
             double acc = F[i];
             for (j = 0; j < d; j++) acc -= H[i * d + j] * x[j];
             r[i] = acc;
-            for (j = 0; j <= i; j++) {
-                double v = 0;
-                if (K->diag) v = i == j ? sig[i] * sig[i] : 0;
-                else
-                    for (l = 0; l < m; l++) v += sig[i * m + l] * sig[j * m + l];
-                a[i * d + j] = a[j * d + i] = v;
-            }
         }
         /* G = (b - b~)'r - tr[(a - a~)(H - r r')] / 2 */
         for (i = 0; i < d; i++) {
             double bt = K->beta[i];
             for (j = 0; j < d; j++) bt += K->B[i * d + j] * x[j];
             Gk += (b[i] - bt) * r[i];
-            for (j = 0; j < d; j++) tr += (a[i * d + j] - K->a[i * d + j]) * (H[j * d + i] - r[j] * r[i]);
+            for (j = 0; j < d; j++) tr += da[i * d + j] * (H[j * d + i] - r[j] * r[i]);
         }
         intG += (Gk - 0.5 * tr) * dt;
         /* x += (b + a r) dt + sig sqrt(dt) z */
-        for (l = 0; l < (K->diag ? d : m); l++) z[l] = plm_rng_normal(rng) * sdt;
+        if (zin)
+            for (l = 0; l < nn; l++) z[l] = zin[kk * nn + l] * sdt;
+        else
+            for (l = 0; l < nn; l++) z[l] = plm_rng_normal(rng) * sdt;
         for (i = 0; i < d; i++) {
             double drift = b[i], noise = 0;
             for (j = 0; j < d; j++) drift += a[i * d + j] * r[j];
@@ -315,12 +344,40 @@ static double sde_sample(const plm_bffg_kernel *k, const void *guide, const doub
     return lw - logh(g, K->N, d, x) + intG;
 }
 
-static const plm_bffg_kernel_ops sde_ops = {"sde", sde_pullback, NULL, sde_guide_new, sde_sample, NULL};
+/* The path with the dimensions as constants for the common small cases (the compiler unrolls the d x d loops), else
+** generic. */
+static double sde_path(const plm_bffg_kernel *k, const void *guide, const double *x0, const double *zin, double *y,
+                       plm_rng *rng, double *work)
+{
+    const sde_kernel *K = k->impl;
+    if (K->d == 1 && K->m == 1) return sde_path_d(k, guide, x0, zin, y, rng, work, 1, 1);
+    if (K->d == 2 && K->m == 2) return sde_path_d(k, guide, x0, zin, y, rng, work, 2, 2);
+    if (K->d == 2 && K->m == 1) return sde_path_d(k, guide, x0, zin, y, rng, work, 2, 1);
+    return sde_path_d(k, guide, x0, zin, y, rng, work, 0, 0);
+}
+
+static double sde_sample(const plm_bffg_kernel *k, const void *guide, const double *x0, double *y, plm_rng *rng,
+                         double *work)
+{
+    return sde_path(k, guide, x0, NULL, y, rng, work);
+}
+
+static double sde_sample_z(const plm_bffg_kernel *k, const void *guide, const double *x0, const double *z, double *y,
+                           double *work)
+{
+    return sde_path(k, guide, x0, z, y, NULL, work);
+}
+
+static const plm_bffg_kernel_ops sde_ops = {"sde", sde_pullback, NULL, sde_guide_new, sde_sample, NULL, sde_sample_z,
+                                            sde_guide_msg};
 
 /* Grid sizes are checked before anything is allocated (the guide keeps (N + 1)(d^2 + d + 1) doubles). */
 #define MAX_STEPS 10000000
 
-plm_status plm_bffg_kernel_sde(plm_ctx *ctx, const plm_sde *s, const plm_bffg_sde_opts *o, plm_bffg_kernel **out)
+/* The kernel of s with parameters params (np values) and options o. The linearisation reads the parameters
+** through a shallow copy of s, so that s itself never changes (kernels for new parameters are made on threads). */
+static plm_status sde_make(plm_ctx *ctx, const plm_sde *s0, const double *params, const plm_bffg_sde_opts *o,
+                           plm_bffg_kernel **out)
 {
     const char *fn = "markov_kernel.sde";
     plm_bffg_kernel *k;
@@ -331,8 +388,9 @@ plm_status plm_bffg_kernel_sde(plm_ctx *ctx, const plm_sde *s, const plm_bffg_sd
     plm_prog_in in[PLM_NGROUPS];
     double T[3] = {0, 0, 0};
     plm_status st;
-    plm_init();
-    if (!s) return plm_fail(ctx, PLM_EINVAL, "%s: missing sde", fn);
+    plm_sde s1, *s = &s1;
+    s1 = *s0;
+    s1.params = (double *)params;
     d = s->dim;
     if (!(isfinite(o->t0) && isfinite(o->t1) && o->t1 > o->t0))
         return plm_fail(ctx, PLM_EINVAL, "%s: needs finite t0 < t1 (got t0 = %g, t1 = %g)", fn, o->t0, o->t1);
@@ -357,7 +415,29 @@ plm_status plm_bffg_kernel_sde(plm_ctx *ctx, const plm_sde *s, const plm_bffg_sd
         !(K->beta = dalloc((size_t)d)) || !(K->a = dalloc((size_t)d * d)) || !(K->step = plm_gc_alloc(N * sizeof *K->step)))
         return plm_fail(ctx, PLM_ENOMEM, "%s: out of memory", fn);
     memcpy(K->params, s->params, (size_t)s->np * sizeof *K->params);
-    K->s = s, K->d = d, K->m = s->m, K->N = N;
+    K->s = s0, K->d = d, K->m = s->m, K->N = N;
+    /* keep the options, with copies of what they point to */
+    K->o = *o;
+    {
+        const double *src[4] = {o->at, o->B, o->beta, o->a};
+        size_t len[4] = {(size_t)d, (size_t)d * d, (size_t)d, (size_t)d * d};
+        double *dst[4];
+        for (i = 0; i < 4; i++) {
+            dst[i] = NULL;
+            if (src[i]) {
+                if (!(dst[i] = dalloc(len[i]))) return plm_fail(ctx, PLM_ENOMEM, "%s: out of memory", fn);
+                memcpy(dst[i], src[i], len[i] * sizeof *dst[i]);
+            }
+        }
+        K->o.at = dst[0], K->o.B = dst[1], K->o.beta = dst[2], K->o.a = dst[3];
+    }
+    K->drift_t = K->diff_t = 0;
+    for (i = 0; i < 3; i++) {
+        K->drift_t |= plm_prog_uses(s->drift_prog, PLM_GRP_T, i);
+        K->diff_t |= plm_prog_uses(s->diff_prog, PLM_GRP_T, i);
+    }
+    K->diff_var = K->diff_t;
+    for (i = 0; i < d; i++) K->diff_var |= plm_prog_uses(s->diff_prog, PLM_GRP_X, i);
     nout = plm_prog_nout(s->diff_prog);
     K->diag = nout == d && s->m == d;   /* a vector of G_ii (a d x 1 matrix has m = 1) */
     /* the auxiliary: given parts, the rest from the linearisation at (at, t0) */
@@ -412,7 +492,9 @@ plm_status plm_bffg_kernel_sde(plm_ctx *ctx, const plm_sde *s, const plm_bffg_sd
         double h = K->t[n + 1] - K->t[n];
         plm_bffg_kernel *sk;
         if (!(h > 0)) return plm_fail(ctx, PLM_EINVAL, "%s: dt = %g is too small for the interval [%g, %g]", fn, o->dt, o->t0, o->t1);
-        if (n > 0 && h == K->t[n] - K->t[n - 1]) {
+        /* steps that differ only by the rounding of t0 + n dt share one transition (a relative change of 1e-10 in
+        ** a step changes its transition far below the Euler error of the forward pass) */
+        if (n > 0 && fabs(h - (K->t[n] - K->t[n - 1])) <= 1e-10 * h) {
             K->step[n] = K->step[n - 1];
             continue;
         }
@@ -429,8 +511,29 @@ plm_status plm_bffg_kernel_sde(plm_ctx *ctx, const plm_sde *s, const plm_bffg_sd
     k->ops = &sde_ops;
     k->din = k->dout = d;
     k->impl = K;
+    k->nz = N * (size_t)(K->diag ? d : s->m);
     /* sample: x, b, sig (d or d*m), a (d*d), r, z (m) and the new state (d) */
-    k->work = (size_t)(4 * d + (K->diag ? d : d * s->m) + d * d + s->m);
+    k->work = (size_t)(4 * d + (K->diag ? d : d * s->m) + 2 * d * d + s->m);
     *out = k;
     return PLM_OK;
+}
+
+plm_status plm_bffg_kernel_sde(plm_ctx *ctx, const plm_sde *s, const plm_bffg_sde_opts *o, plm_bffg_kernel **out)
+{
+    plm_init();
+    if (!s) return plm_fail(ctx, PLM_EINVAL, "markov_kernel.sde: missing sde");
+    return sde_make(ctx, s, s->params, o, out);
+}
+
+const plm_sde *plm_bffg_kernel_sde_of(const plm_bffg_kernel *k)
+{
+    return k && k->ops == &sde_ops ? ((const sde_kernel *)k->impl)->s : NULL;
+}
+
+plm_status plm_bffg_kernel_sde_with(plm_ctx *ctx, const plm_bffg_kernel *k, const double *params, plm_bffg_kernel **out)
+{
+    const sde_kernel *K;
+    if (!plm_bffg_kernel_sde_of(k)) return plm_fail(ctx, PLM_EINVAL, "bffg: not a diffusion kernel");
+    K = k->impl;
+    return sde_make(ctx, K->s, params, &K->o, out);
 }

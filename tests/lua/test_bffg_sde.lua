@@ -129,7 +129,7 @@ T.test("markov_kernel.sde and method smc refuse bad input with clear messages", 
   local tree = plume.dag()
   tree:root("r", 0):kernel("a", "r", MK.brownian{ rate = 1, t = 1 }):kernel("b", "r", MK.brownian{ rate = 1, t = 1 })
   T.raises(function() plume.bffg(tree, nil, { method = "smc" }) end, "chain")
-  T.raises(function() plume.bffg(tree, nil, { method = "mcmc" }) end, "methods: is, smc")
+  T.raises(function() plume.bffg(tree, nil, { method = "pmmh" }) end, "methods: is, smc, mcmc")
   T.raises(function() plume.bffg(tree, nil, { method = "smc", resample = "nope" }) end, "unknown resample scheme")
   T.raises(function() plume.bffg(tree, nil, { resample = "systematic" }) end, "for method \"smc\"")
 end)

@@ -1,0 +1,156 @@
+/* l_bffg_mcmc.c -- plume.bffg(g, obs, {method = "mcmc", ...}): pCN over the innovations of the guided process with
+** random-walk moves of a plume.sde's parameters (runtime/engines/bffg_mcmc.c), its options and its posterior. */
+#include "lbffg.h"
+#include "l_expr.h"
+#include "lmodel.h"
+#include "ldist.h"
+
+#include <math.h>
+#include <string.h>
+
+/* method = "mcmc": pCN over the guided process's innovations, with random-walk updates of the parameters of one
+** plume.sde named in params = {name = prior}. Leaves the posterior on the stack. */
+void plm_l_bffg_mcmc(lua_State *L, const plm_bffg_model *m, const double **vals, lua_Integer n, uint64_t seed, int threads)
+{
+    const char *fn = "plume.bffg";
+    plm_bffg_mcmc_opts o;
+    plm_sde *sde = NULL;
+    int np = 0, i, j, c, *index = NULL, nn = plm_bffg_nnodes(m);
+    const plm_dist **prior = NULL;
+    double *init = NULL, *draws, *ll, *stats;
+    size_t width = plm_bffg_draw_width(m), rowlen, s;
+    plm_draws *D;
+    plm_ctx ctx;
+    int P = lua_gettop(L) + 1, S = P + 1, N = P + 2, I = P + 3;   /* params, sde, its names, init */
+    memset(&o, 0, sizeof o);
+    o.iters = (size_t)n;
+    o.warmup = (size_t)plm_l_optint(L, 3, fn, "warmup", n);
+    o.chains = (int)plm_l_optint(L, 3, fn, "chains", 4);
+    o.rho = plm_l_optnum(L, 3, fn, "rho", 0.9);
+    o.target_accept = plm_l_optnum(L, 3, fn, "target_accept", 0.25);
+    o.step = plm_l_optnum(L, 3, fn, "step", 0.1);
+    o.target_accept_theta = 0.3;
+    o.seed = seed, o.threads = threads;
+    if (o.chains < 1 || o.chains > 1024) luaL_error(L, "%s: option 'chains' must be in 1..1024 (got %d)", fn, o.chains);
+    if (!(o.rho >= 0 && o.rho < 1)) luaL_error(L, "%s: option 'rho' must be in [0, 1) (got %f)", fn, o.rho);
+    if (!(o.target_accept >= 0 && o.target_accept < 1))
+        luaL_error(L, "%s: option 'target_accept' must be in (0, 1), or 0 to keep rho fixed (got %f)", fn, o.target_accept);
+    if (!(o.step > 0)) luaL_error(L, "%s: option 'step' must be > 0 (got %f)", fn, o.step);
+    if (lua_istable(L, 3) && lua_getfield(L, 3, "params") != LUA_TNIL) {   
+        if (!lua_istable(L, P)) luaL_error(L, "%s: option 'params' must be a table of parameter name -> prior", fn);
+        lua_getfield(L, 3, "sde");
+        if (!(sde = plm_l_tosde(L, S))) luaL_error(L, "%s: option 'params' needs option 'sde' (the plume.sde they belong to)", fn);
+        lua_getiuservalue(L, S, 1);
+        lua_getfield(L, -1, "names");
+        lua_replace(L, -2);
+        lua_getfield(L, 3, "init");
+        if (!lua_isnil(L, I) && !lua_istable(L, I)) luaL_error(L, "%s: option 'init' must be a table of name -> value", fn);
+        for (i = 1; i <= sde->np; i++) {
+            lua_geti(L, N, i);
+            if (lua_getfield(L, P, lua_tostring(L, -1)) != LUA_TNIL) np++;
+            lua_pop(L, 2);
+        }
+        index = plm_l_scratch(L, (size_t)(np + 1) * sizeof *index);
+        prior = plm_l_scratch(L, (size_t)(np + 1) * sizeof *prior);
+        init = plm_l_scratch(L, (size_t)(np + 1) * sizeof *init);
+        for (i = 1, j = 0; i <= sde->np; i++) {
+            lua_geti(L, N, i);
+            if (lua_getfield(L, P, lua_tostring(L, -1)) != LUA_TNIL) {
+                plm_dist *d = plm_l_testobj(L, -1, PLM_L_DIST);
+                if (!d || d->dim != 1 || plm_dist_info_of(d->kind)->discrete)
+                    luaL_error(L, "%s: the prior of parameter '%s' must be a scalar continuous plume.dist", fn, lua_tostring(L, -2));
+                index[j] = i - 1, prior[j] = d;
+                init[j] = sde->params[i - 1];
+                if (lua_istable(L, I)) {
+                    lua_getfield(L, I, lua_tostring(L, -2));
+                    if (lua_isnumber(L, -1)) init[j] = lua_tonumber(L, -1);
+                    lua_pop(L, 1);
+                }
+                if (isnan(init[j])) luaL_error(L, "%s: parameter '%s' has no value to start from (give init)", fn, lua_tostring(L, -2));
+                j++;
+            }
+            lua_pop(L, 2);
+        }
+        lua_pushnil(L);   /* every name must be a parameter */
+        while (lua_next(L, P)) {
+            int found = 0;
+            lua_pop(L, 1);
+            for (i = 1; i <= sde->np && !found; i++) {
+                lua_geti(L, N, i);
+                found = lua_type(L, -2) == LUA_TSTRING && lua_rawequal(L, -1, -2);
+                lua_pop(L, 1);
+            }
+            if (!found) luaL_error(L, "%s: params names '%s', which is not a parameter of the sde", fn, luaL_tolstring(L, -1, NULL));
+        }
+        if (np == 0) luaL_error(L, "%s: option 'params' is empty", fn);
+        o.sde = sde, o.nparams = np, o.index = index, o.prior = prior, o.init = init;
+    }
+    rowlen = (size_t)np + width;
+    draws = plm_l_scratch(L, (size_t)o.chains * (size_t)n * (rowlen ? rowlen : 1) * sizeof *draws);
+    ll = plm_l_scratch(L, (size_t)o.chains * (size_t)n * sizeof *ll);
+    stats = plm_l_scratch(L, (size_t)o.chains * 4 * sizeof *stats);
+    plm_ctx_clear(&ctx);
+    if (plm_bffg_mcmc(&ctx, m, vals, &o, draws, ll, stats)) {
+        if (ctx.status == PLM_EINTR) plm_interrupt_clear();
+        plm_l_fail_as(L, &ctx, fn);
+    }
+    /* the posterior: parameters, then the latent nodes */
+    if (plm_draws_new(&ctx, o.chains, &D)) plm_l_fail(L, &ctx);
+    for (j = 0; j < np; j++) {
+        lua_geti(L, N, index[j] + 1);
+        plm_draws_col(D, lua_tostring(L, -1), 1);
+        lua_pop(L, 1);
+    }
+    {
+        int *disc = plm_l_scratch(L, (rowlen ? rowlen : 1) * sizeof *disc);
+        double *row = plm_l_scratch(L, (rowlen ? rowlen : 1) * sizeof *row);
+        for (j = 0; j < np; j++) disc[j] = 0;
+        for (i = 0; i < nn; i++) {
+            plm_bffg_node_info info;
+            plm_bffg_node(m, i, &info);
+            if (info.observed) continue;
+            for (j = 0; j < info.width; j++) {
+                char name[512];
+                if (info.width == 1) snprintf(name, sizeof name, "%s", info.name);
+                else snprintf(name, sizeof name, "%s[%d]", info.name, j + 1);
+                if (plm_draws_col(D, name, 1) != np + (int)info.offset + j) luaL_error(L, "%s: duplicate column '%s'", fn, name);
+                disc[np + info.offset + j] = info.discrete;
+            }
+        }
+        for (c = 0; c < o.chains; c++)
+            for (s = 0; s < (size_t)n; s++) {
+                const double *d = draws + ((size_t)c * (size_t)n + s) * rowlen;
+                for (j = 0; j < (int)rowlen; j++) row[j] = d[j] + disc[j];
+                if (plm_draws_push_lp(&ctx, D, c, row, (int)rowlen, 0, ll[(size_t)c * (size_t)n + s])) plm_l_fail(L, &ctx);
+            }
+    }
+    lua_newtable(L);
+    plm_l_pushdraws(L, D);
+    lua_setfield(L, -2, "_draws");
+    lua_pushstring(L, "bffg-mcmc");
+    lua_setfield(L, -2, "method");
+    lua_pushinteger(L, n);
+    lua_setfield(L, -2, "samples");
+    lua_pushinteger(L, (lua_Integer)o.warmup);
+    lua_setfield(L, -2, "warmup");
+    lua_pushinteger(L, o.chains);
+    lua_setfield(L, -2, "chains");
+    lua_pushinteger(L, (lua_Integer)seed);
+    lua_setfield(L, -2, "seed");
+    {
+        static const char *const names[4] = {"accept", "accept_params", "rho", "step"};
+        for (j = 0; j < 4; j++) {
+            if (!np && (j == 1 || j == 3)) continue;   /* no parameter moves */
+            lua_createtable(L, o.chains, 0);
+            for (c = 0; c < o.chains; c++) {
+                lua_pushnumber(L, stats[4 * c + j]);
+                lua_rawseti(L, -2, c + 1);
+            }
+            lua_setfield(L, -2, names[j]);
+        }
+    }
+    lua_getfield(L, lua_upvalueindex(1), "_posterior");
+    lua_insert(L, -2);
+    lua_call(L, 1, 1);
+}
+

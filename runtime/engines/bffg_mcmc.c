@@ -1,0 +1,259 @@
+/* bffg_mcmc.c -- pCN MCMC over the innovations of the guided process, with random-walk Metropolis updates of
+** diffusion parameters that recompute the backward filter (van der Meulen and Schauer, "Automatic Backward
+** Filtering Forward Guiding ..."; the scheme of BridgeSDEInference.jl). See plm_bffg_mcmc in bffg.h.
+**
+** Why it is exact: a guided draw is a deterministic function x(theta, Z) of innovations Z ~ N(0, I), and its
+** total log weight logw(theta, Z) = log p(x, y | theta) - log q(x | theta) has E_Z exp(logw) = p(y | theta). So
+** pi(theta, Z) = p(theta) N(Z; 0, I) exp(logw(theta, Z)) has the posterior as its theta-marginal and, mapped
+** through x(theta, Z), the posterior of the path. The pCN move Z' = rho Z + sqrt(1 - rho^2) W is reversible with
+** respect to N(0, I), so its acceptance ratio is exp(logw(Z') - logw(Z)); a parameter move keeps Z and its
+** ratio is the likelihood-estimate ratio times the prior and Jacobian ratio on the unconstrained scale. */
+#include "bffg_impl.h"
+
+#include <math.h>
+#include <string.h>
+
+#include "dist.h"
+#include "par.h"
+
+typedef struct chain_job {
+    const plm_bffg_model *m;
+    const double *const *values;
+    const plm_bffg_mcmc_opts *o;
+    const plm_bffg_filter *f0;   /* the filter at the initial parameters, shared */
+    const double *theta0;        /* the sde's full parameter vector at the start */
+    double *draws, *loglik, *stats;
+    plm_ctx *ctxs;               /* one per chain */
+    volatile int stop;
+} chain_job;
+
+/* x = T(e) for a prior with support (lo, hi); returns log |dx/de|. */
+static double to_constrained(double e, double lo, double hi, double *x)
+{
+    if (isinf(lo) && isinf(hi)) {
+        *x = e;
+        return 0;
+    }
+    if (isinf(hi)) {
+        *x = lo + exp(e);
+        return e;
+    }
+    if (isinf(lo)) {
+        *x = hi - exp(e);
+        return e;
+    }
+    {
+        double s = 1 / (1 + exp(-e));
+        *x = lo + (hi - lo) * s;
+        return log(hi - lo) + log(s) + log1p(-s);
+    }
+}
+
+static double to_free(double x, double lo, double hi)
+{
+    if (isinf(lo) && isinf(hi)) return x;
+    if (isinf(hi)) return log(x - lo);
+    if (isinf(lo)) return log(hi - x);
+    return log((x - lo) / (hi - x));
+}
+
+/* log prior + log Jacobian of the free parameters e (theta receives the constrained values). */
+static double log_target_theta(const plm_bffg_mcmc_opts *o, const double *e, double *theta)
+{
+    double lp = 0;
+    for (int j = 0; j < o->nparams; j++) {
+        double lo, hi, x;
+        plm_dist_bounds(o->prior[j], &lo, &hi);
+        lp += to_constrained(e[j], lo, hi, &x);
+        theta[j] = x;
+        lp += plm_dist_logpdf(o->prior[j], &x);
+    }
+    return lp;
+}
+
+/* The filter of the model at parameters theta (nparams values placed into the full vector full). A failure of
+** the kernels or of the filter at these parameters (a degenerate auxiliary, impossible observations) is a
+** rejection, returned as NULL with the reason in ctx; PLM_ENOMEM and PLM_EINTR are errors (*fatal set). */
+static const plm_bffg_filter *filter_at(plm_ctx *ctx, const chain_job *J, const double *theta, double *full, int *fatal)
+{
+    const plm_bffg_mcmc_opts *o = J->o;
+    plm_bffg_model *mt;
+    plm_bffg_filter *f;
+    plm_status st;
+    for (int j = 0; j < o->nparams; j++) full[o->index[j]] = theta[j];
+    if ((st = plm_bffg_model_with(ctx, J->m, o->sde, full, &mt)) || (st = plm_bffg_backward(ctx, mt, J->values, &f))) {
+        *fatal = st == PLM_ENOMEM || st == PLM_EINTR;
+        return NULL;
+    }
+    return f;
+}
+
+static void run_chain(chain_job *J, int c)
+{
+    const plm_bffg_mcmc_opts *o = J->o;
+    plm_ctx *ctx = &J->ctxs[c];
+    const plm_bffg_model *m = J->m;
+    const plm_bffg_filter *f = J->f0, *f2;
+    size_t nz = plm_bffg_nz(m), width = plm_bffg_draw_width(m), np = (size_t)o->nparams, it, total = o->warmup + o->iters;
+    size_t rowlen = np + width, l, acc_z = 0, acc_t = 0, work_n;
+    double *z, *z2, *row, *row2, *work, *theta, *theta2, *e, *e2, *full, ll, ll2, lt, lt2;
+    double lrho = log(o->rho / (1 - o->rho)), lstep = log(o->step);
+    int j, fatal = 0;
+    plm_rng r;
+    plm_rng_init(&r, o->seed, (uint64_t)c);
+    work_n = plm_bffg_filter_work(f) + 64;
+    z = plm_gc_alloc_atomic((2 * nz + 2 * width + 4 * np + (size_t)(o->sde ? o->sde->np : 0) + 2) * sizeof *z);
+    work = plm_gc_alloc_atomic(work_n * 4 * sizeof *work);
+    if (!z || !work) {
+        plm_fail(ctx, PLM_ENOMEM, "bffg mcmc: out of memory");
+        return;
+    }
+    z2 = z + nz, row = z2 + nz, row2 = row + width, theta = row2 + width, theta2 = theta + np, e = theta2 + np,
+    e2 = e + np, full = e2 + np;
+    if (o->sde && J->theta0) memcpy(full, J->theta0, (size_t)o->sde->np * sizeof *full);
+    for (j = 0; j < (int)np; j++) {
+        double lo, hi;
+        plm_dist_bounds(o->prior[j], &lo, &hi);
+        e[j] = to_free(J->theta0[o->index[j]], lo, hi);
+    }
+    lt = log_target_theta(o, e, theta);
+    /* a start with a finite weight: a few tries of fresh innovations */
+    for (int tries = 0;; tries++) {
+        for (l = 0; l < nz; l++) z[l] = plm_rng_normal(&r);
+        ll = plm_bffg_draw_z(f, z, row, work);
+        if (isfinite(ll)) break;
+        if (tries == 100) {
+            plm_fail(ctx, PLM_EDOM, "bffg mcmc: chain %d: no guided draw with a finite weight in 100 tries", c + 1);
+            return;
+        }
+    }
+    for (it = 0; it < total && !J->stop; it++) {
+        double rho = 1 / (1 + exp(-lrho)), s = sqrt(1 - rho * rho), a;
+        if ((it & 15) == 0 && plm_interrupted()) {
+            J->stop = 1;
+            plm_fail(ctx, PLM_EINTR, "bffg mcmc: interrupted");
+            return;
+        }
+        /* 1. the path */
+        for (l = 0; l < nz; l++) z2[l] = rho * z[l] + s * plm_rng_normal(&r);
+        ll2 = plm_bffg_draw_z(f, z2, row2, work);
+        a = isnan(ll2) ? 0 : fmin(1, exp(ll2 - ll));
+        if (plm_rng_uniform(&r) < a) {
+            double *t = z;
+            z = z2, z2 = t;
+            t = row, row = row2, row2 = t;
+            ll = ll2;
+            if (it >= o->warmup) acc_z++;
+        }
+        if (it < o->warmup && o->target_accept > 0)
+            lrho = fmin(fmax(lrho - (a - o->target_accept) / pow((double)it + 10, 0.6), -10), 10);
+        /* 2. the parameters */
+        if (np > 0) {
+            for (j = 0; j < (int)np; j++) e2[j] = e[j] + exp(lstep) * plm_rng_normal(&r);
+            lt2 = log_target_theta(o, e2, theta2);
+            a = 0;
+            f2 = isfinite(lt2) ? filter_at(ctx, J, theta2, full, &fatal) : NULL;
+            if (fatal) return;
+            if (f2) {
+                ll2 = plm_bffg_draw_z(f2, z, row2, work);
+                if (!isnan(ll2)) a = fmin(1, exp(ll2 + lt2 - ll - lt));
+            }
+            plm_ctx_clear(ctx);   /* a rejected parameter is not an error */
+            if (plm_rng_uniform(&r) < a) {
+                double *t = row;
+                row = row2, row2 = t;
+                memcpy(e, e2, np * sizeof *e);
+                memcpy(theta, theta2, np * sizeof *theta);
+                f = f2, ll = ll2, lt = lt2;
+                if (it >= o->warmup) acc_t++;
+            }
+            if (it < o->warmup && o->target_accept_theta > 0)
+                lstep = fmin(fmax(lstep + (a - o->target_accept_theta) / pow((double)it + 10, 0.6), -12), 1);
+        }
+        if (it >= o->warmup) {
+            size_t k = (size_t)c * o->iters + (it - o->warmup);
+            double *out = J->draws + k * rowlen;
+            memcpy(out, theta, np * sizeof *out);
+            memcpy(out + np, row, width * sizeof *out);
+            if (J->loglik) J->loglik[k] = ll;
+        }
+    }
+    if (J->stats) {
+        double n = o->iters ? (double)o->iters : 1;
+        J->stats[4 * c] = (double)acc_z / n;
+        J->stats[4 * c + 1] = np ? (double)acc_t / n : NAN;
+        J->stats[4 * c + 2] = 1 / (1 + exp(-lrho));
+        J->stats[4 * c + 3] = np ? exp(lstep) : NAN;
+    }
+}
+
+static void chain_chunk(void *arg, size_t begin, size_t end, int worker)
+{
+    (void)worker;
+    for (size_t c = begin; c < end; c++) run_chain(arg, (int)c);
+}
+
+plm_status plm_bffg_mcmc(plm_ctx *ctx, const plm_bffg_model *m, const double *const *values, const plm_bffg_mcmc_opts *o,
+                         double *draws, double *loglik, double *stats)
+{
+    chain_job J;
+    plm_bffg_filter *f0;
+    double *theta0 = NULL;
+    plm_status st;
+    int c, j;
+    if (o->chains < 1) return plm_fail(ctx, PLM_EINVAL, "bffg mcmc: chains must be >= 1 (got %d)", o->chains);
+    if (!(o->rho >= 0 && o->rho < 1)) return plm_fail(ctx, PLM_EINVAL, "bffg mcmc: rho must be in [0, 1) (got %g)", o->rho);
+    if (!(o->target_accept >= 0 && o->target_accept < 1))
+        return plm_fail(ctx, PLM_EINVAL, "bffg mcmc: target_accept must be in (0, 1), or 0 to keep rho (got %g)", o->target_accept);
+    if (!(o->target_accept_theta >= 0 && o->target_accept_theta < 1))
+        return plm_fail(ctx, PLM_EINVAL, "bffg mcmc: the parameters' target acceptance must be in (0, 1) (got %g)",
+                        o->target_accept_theta);
+    if (o->iters < 1) return plm_fail(ctx, PLM_EINVAL, "bffg mcmc: needs at least one iteration");
+    if (!draws) return plm_fail(ctx, PLM_EINVAL, "bffg mcmc: needs a draw buffer");
+    if (o->nparams > 0) {
+        if (!o->sde || !o->index || !o->prior)
+            return plm_fail(ctx, PLM_EINVAL, "bffg mcmc: parameters need the sde, their indices and their priors");
+        if (!(o->step > 0 && isfinite(o->step))) return plm_fail(ctx, PLM_EINVAL, "bffg mcmc: step must be > 0 (got %g)", o->step);
+        if (!(theta0 = plm_gc_alloc_atomic((size_t)o->sde->np * sizeof *theta0)))
+            return plm_fail(ctx, PLM_ENOMEM, "bffg mcmc: out of memory");
+        memcpy(theta0, o->sde->params, (size_t)o->sde->np * sizeof *theta0);
+        for (j = 0; j < o->nparams; j++) {
+            double lo, hi, x;
+            if (o->index[j] < 0 || o->index[j] >= o->sde->np)
+                return plm_fail(ctx, PLM_EINVAL, "bffg mcmc: parameter index %d is not one of the sde's", o->index[j]);
+            if (o->init) theta0[o->index[j]] = o->init[j];
+            x = theta0[o->index[j]];
+            plm_dist_bounds(o->prior[j], &lo, &hi);
+            if (!(x > lo && x < hi) || !isfinite(plm_dist_logpdf(o->prior[j], &x)))
+                return plm_fail(ctx, PLM_EINVAL, "bffg mcmc: the initial value %g of parameter %d is outside its prior's "
+                                                 "support", x, j + 1);
+        }
+        {
+            int fatal = 0;
+            double *full = plm_gc_alloc_atomic((size_t)o->sde->np * sizeof *full), *th = plm_gc_alloc_atomic(
+                (size_t)o->nparams * sizeof *th);
+            chain_job J0;
+            const plm_bffg_filter *f;
+            if (!full || !th) return plm_fail(ctx, PLM_ENOMEM, "bffg mcmc: out of memory");
+            memcpy(full, theta0, (size_t)o->sde->np * sizeof *full);
+            for (j = 0; j < o->nparams; j++) th[j] = theta0[o->index[j]];
+            memset(&J0, 0, sizeof J0);
+            J0.m = m, J0.values = values, J0.o = o;
+            if (!(f = filter_at(ctx, &J0, th, full, &fatal))) return ctx ? ctx->status : PLM_EINVAL;
+            f0 = (plm_bffg_filter *)f;
+        }
+    } else if ((st = plm_bffg_backward(ctx, m, values, &f0)))
+        return st;
+    memset(&J, 0, sizeof J);
+    J.m = m, J.values = values, J.o = o, J.f0 = f0, J.theta0 = theta0, J.draws = draws, J.loglik = loglik, J.stats = stats;
+    if (!(J.ctxs = plm_gc_alloc_atomic((size_t)o->chains * sizeof *J.ctxs))) return plm_fail(ctx, PLM_ENOMEM, "bffg mcmc: out of memory");
+    for (c = 0; c < o->chains; c++) plm_ctx_clear(&J.ctxs[c]);
+    st = plm_parallel_for(o->threads, (size_t)o->chains, 1, chain_chunk, &J);
+    if (st) return plm_fail(ctx, st, "bffg mcmc: could not start the threads");
+    for (c = 0; c < o->chains; c++)
+        if (J.ctxs[c].status) {
+            if (ctx) *ctx = J.ctxs[c];
+            return J.ctxs[c].status;
+        }
+    return PLM_OK;
+}

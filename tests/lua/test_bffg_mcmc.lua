@@ -1,0 +1,172 @@
+-- test_bffg_mcmc.lua -- plume.bffg with method = "mcmc" (pCN over the innovations of the guided process, random-walk
+-- updates of diffusion parameters that recompute the backward filter), against exact answers: the Kalman smoother
+-- of a linear-Gaussian chain guided through a wrong auxiliary (so that the weights vary and pCN must correct), and
+-- the posterior of an Ornstein-Uhlenbeck rate computed by quadrature of the exact (Kalman) likelihood. Tolerances
+-- are 4.5 Monte Carlo standard errors from the chains' effective sample sizes; fixed seeds.
+local T = dofile("tests/lua/check.lua")
+local MK = plume.markov_kernel
+
+-- the linear-Gaussian chain of test_bffg.lua
+local Phi, beta, Q = { { .8, .5 }, { -.1, .8 } }, { .1, .2 }, { { .2, 0 }, { 0, 1 } }
+local ys = { 0.31, -0.52, 1.24, 0.87, 0.05, -0.66, 0.42, 1.58, 0.93, -0.11 }
+local aux = MK.linear_gaussian{ B = { { .56, .35 }, { -.07, .56 } }, Q = { { .4, 0 }, { 0, 2 } } }
+
+local function lg_chain()
+  local g = plume.dag()
+  g:root("x0", plume.dist.mvnormal({ 1, 0 }, { { 1, 0 }, { 0, 1 } }))
+  local K = MK.linear_gaussian{ B = Phi, beta = beta, Q = Q, aux = aux }
+  local O = MK.linear_gaussian{ B = { { 1, 0 } }, Q = 1 }
+  local prev = "x0"
+  for t = 1, #ys do
+    g:kernel("x" .. t, prev, K):observe("y" .. t, "x" .. t, O, ys[t])
+    prev = "x" .. t
+  end
+  return g
+end
+local kalman = plume.lgssm{ A = Phi, b = beta, Q = Q, C = { 1, 0 }, R = 1, m0 = { 1, 0 }, P0 = { { 1, 0 }, { 0, 1 } } }
+
+T.test("pCN on a linear-Gaussian chain with a wrong auxiliary: path marginals match the Kalman smoother", function()
+  local sm = kalman:smooth(ys)
+  local function worst(post)
+    local s, z = post:summary(), 0
+    for t = 1, #ys do
+      for j = 1, 2 do
+        local c = s["x" .. t .. "[" .. j .. "]"]
+        z = math.max(z, math.abs(c.mean - sm[t][j]) / c.mcse_mean)
+      end
+    end
+    return z, s
+  end
+  local post = plume.bffg(lg_chain(), nil, { method = "mcmc", samples = 3000, warmup = 500, chains = 4, seed = 3,
+    rho = 0.5 })
+  local z, s = worst(post)
+  T.ok(z < 4.5, "largest |error| / MCSE " .. z)
+  T.eq(post.method, "bffg-mcmc")
+  for c = 1, 4 do
+    -- the weights vary (a wrong auxiliary), so pCN must reject some moves
+    T.ok(post.accept[c] > 0.05 and post.accept[c] < 0.95, "acceptance " .. post.accept[c])
+    T.ok(post.rho[c] >= 0 and post.rho[c] < 1, "rho")
+  end
+  T.ok(s["x5[1]"].rhat < 1.05, "rhat")
+  -- negative control: data shifted by 0.5 give another posterior, which the same check must reject
+  local shifted = {}
+  for i, y in ipairs(ys) do shifted["y" .. i] = y + 0.5 end
+  local z2 = worst(plume.bffg(lg_chain(), shifted, { method = "mcmc", samples = 3000, warmup = 500, chains = 4,
+    seed = 3, rho = 0.5 }))
+  T.ok(z2 > 4.5, "shifted data must miss (" .. z2 .. ")")
+end)
+
+-- dX = -theta (X - mu) dt + sigma dW observed at t = 1..4 with noise variance R; theta unknown, prior uniform(0, 10).
+-- (Euler paths are unstable for theta dt > 2, where the weights are meaningless: the prior keeps theta dt <= 0.1.)
+local mu, sigma, R = 0.5, 0.7, 0.05
+local oys = { 1.1, 0.4, -0.2, 0.9 }
+local ou = plume.sde{ dim = 1, params = { theta = 1, mu = mu, sigma = sigma },
+  drift = function(p, x) return -p.theta * (x - p.mu) end,
+  diffusion = function(p) return p.sigma end }
+
+local function ou_chain(dt)
+  local g = plume.dag()
+  g:root("x0", plume.dist.normal(0, math.sqrt(0.5)))
+  local O = MK.linear_gaussian{ B = 1, Q = R }
+  for t = 1, #oys do
+    g:kernel("x" .. t, "x" .. (t - 1), MK.sde{ sde = ou, t0 = t - 1, t1 = t, dt = dt, at = 0 })
+     :observe("y" .. t, "x" .. t, O, oys[t])
+  end
+  return g
+end
+
+-- the exact posterior of theta: the Kalman likelihood of the OU transitions times the prior, by quadrature
+local function exact_theta(data)
+  local prior = plume.dist.uniform(0, 10)
+  local h, m0, m1, m2, lmax, lw = 1e-3, 0, 0, 0, -math.huge, {}
+  for i = 1, 9999 do
+    local th = i * h
+    local e = math.exp(-th)
+    local k = plume.lgssm{ A = e, b = mu * (1 - e), Q = sigma ^ 2 * (1 - e * e) / (2 * th), C = 1, R = R, m0 = 0, P0 = 0.5 }
+    lw[i] = k:loglik(data) + prior:logpdf(th)
+    lmax = math.max(lmax, lw[i])
+  end
+  for i = 1, #lw do
+    local w, th = math.exp(lw[i] - lmax), i * h
+    m0, m1, m2 = m0 + w, m1 + w * th, m2 + w * th * th
+  end
+  return m1 / m0, math.sqrt(m2 / m0 - (m1 / m0) ^ 2)
+end
+
+T.test("OU rate: the parameter posterior of pCN + random-walk updates matches quadrature of the exact likelihood", function()
+  -- the auxiliary is the linearisation of a linear drift, remade at every theta: the weights are then the exact
+  -- likelihood whatever dt (while the Euler path is stable), so a coarse grid tests the parameter moves and the recomputed backward filter exactly
+  local mean, sd = exact_theta(oys)
+  local opts = { method = "mcmc", samples = 2000, warmup = 500, chains = 4, seed = 7, sde = ou,
+    params = { theta = plume.dist.uniform(0, 10) }, init = { theta = 1 } }
+  local post = plume.bffg(ou_chain(0.01), nil, opts)
+  local s = post:summary().theta
+  T.near(s.mean, mean, 4.5 * s.mcse_mean, "posterior mean " .. s.mean .. " vs " .. mean)
+  T.near(s.sd, sd, 4.5 * sd / math.sqrt(2 * s.ess_bulk), "posterior sd " .. s.sd .. " vs " .. sd)
+  for c = 1, 4 do T.ok(post.accept_params[c] > 0.1 and post.accept_params[c] < 0.7, "acceptance") end
+  T.ok(s.rhat < 1.05, "rhat")
+  -- negative control: other data move the posterior far outside the tolerance
+  local other = {}
+  for i, y in ipairs(oys) do other["y" .. i] = y * 0.2 + mu * 0.8 end
+  opts.samples = 500
+  local s2 = plume.bffg(ou_chain(0.01), other, opts):summary().theta
+  T.ok(math.abs(s2.mean - mean) > 4.5 * s2.mcse_mean, "other data must miss")
+end)
+
+T.test("discrete chain: innovations through Phi give forward-backward marginals; exact messages accept every move", function()
+  local init = { 0.5, 0.3, 0.2 }
+  local trans = { { 0.8, 0.15, 0.05 }, { 0.1, 0.7, 0.2 }, { 0.25, 0.25, 0.5 } }
+  local emit = { { 0.6, 0.2, 0.1, 0.1 }, { 0.1, 0.6, 0.2, 0.1 }, { 0.05, 0.05, 0.3, 0.6 } }
+  local obs = { 1, 1, 2, 4, 4, 3, 2, 1 }
+  local h = plume.hmm{ init = init, trans = trans, emit = emit }
+  local g = plume.dag():root("x1", plume.dist.categorical(init))
+  local A, E = MK.discrete(trans), MK.discrete(emit)
+  for t = 1, #obs do
+    if t > 1 then g:kernel("x" .. t, "x" .. (t - 1), A) end
+    g:observe("y" .. t, "x" .. t, E, obs[t])
+  end
+  local post_fb = h:posterior(obs)
+  -- rho = 0 held fixed: every proposal is a fresh draw and (exact messages, constant weight) accepted, so the draws
+  -- are independent and binomial errors apply
+  local n = 4000
+  local post = plume.bffg(g, nil, { method = "mcmc", samples = n, warmup = 10, chains = 1, seed = 4, rho = 0,
+    target_accept = 0 })
+  T.eq(post.accept[1], 1, "every move accepted")
+  for t = 1, #obs do
+    local d, cnt = post:draws("x" .. t), { 0, 0, 0 }
+    for i = 1, n do cnt[d[i]] = cnt[d[i]] + 1 end
+    for k = 1, 3 do
+      local p = post_fb[t][k]
+      T.near(cnt[k] / n, p, 4.5 * math.sqrt(p * (1 - p) / n) + 1e-12, "x" .. t .. " = " .. k)
+    end
+  end
+  local moved = plume.bffg(g, nil, { method = "mcmc", samples = 200, warmup = 10, chains = 1, seed = 4, rho = 0.8,
+    target_accept = 0 })
+  T.eq(moved.accept[1], 1, "pCN moves accepted")
+end)
+
+T.test("the same draws for any thread count", function()
+  local function run(threads)
+    return plume.bffg(ou_chain(0.1), nil, { method = "mcmc", samples = 50, warmup = 20, chains = 3, seed = 11,
+      threads = threads, sde = ou, params = { theta = plume.dist.uniform(0, 10) } })
+  end
+  local a, b = run(1), run(3)
+  local da, db = a:draws("theta"), b:draws("theta")
+  T.eq(#da, 150)
+  for i = 1, #da do T.eq(da[i], db[i], "theta " .. i) end
+  local xa, xb = a:draws("x2"), b:draws("x2")
+  for i = 1, #xa do T.eq(xa[i], xb[i], "x2 " .. i) end
+end)
+
+T.test("method mcmc refuses bad options with clear messages", function()
+  local g = ou_chain(0.1)
+  local G = plume.dist.gamma(2, 1)
+  T.raises(function() plume.bffg(g, nil, { method = "mcmc", params = { theta = G } }) end, "needs option 'sde'")
+  T.raises(function() plume.bffg(g, nil, { method = "mcmc", sde = ou, params = { rate = G } }) end,
+    "'rate', which is not a parameter")
+  T.raises(function() plume.bffg(g, nil, { method = "mcmc", sde = ou, params = { theta = plume.dist.poisson(2) } }) end,
+    "scalar continuous")
+  T.raises(function() plume.bffg(g, nil, { method = "mcmc", rho = 1 }) end, "'rho' must be in")
+  T.raises(function() plume.bffg(g, nil, { method = "mcmc", sde = ou, params = { theta = G }, init = { theta = -1 } }) end,
+    "outside its prior's support")
+end)
