@@ -41,6 +41,8 @@ struct plm_kernel {
 ** dimension and 0.234 above, the optimal rates of Roberts, Gelman and Gilks), and at the end of each
 ** doubling window the per-coordinate scales become the window's standard deviations. GC-owned kernel. */
 plm_status plm_kernel_rwmh(plm_ctx *ctx, double target_accept, plm_kernel **out);
+/* The same with the proposal's standard deviation per coordinate starting at scale (> 0; 0: 2.38 / sqrt(dim)). */
+plm_status plm_kernel_rwmh_scaled(plm_ctx *ctx, double target_accept, double scale, plm_kernel **out);
 
 typedef struct plm_mcmc_opts {
     int chains;             /* >= 1 */
