@@ -63,7 +63,9 @@ static plm_status rwmh_step(const plm_kernel *k, void *p, plm_ctx *ctx, const pl
     (void)k, (void)extra;
     for (i = 0; i < d; i++) s->prop[i] = u[i] + h * s->scale[i] * plm_rng_normal(r);
     lq = plm_target_logp(t, ws, s->prop);
-    if (isnan(lq)) return plm_fail(ctx, PLM_EDOM, "rwmh: the %s target's log density is NaN at a proposed point", t->ops->name);
+    /* compiled graphs give NaN where a distribution's parameters are invalid (sigma < 0): such a proposal
+    ** has no density and is rejected, as NUTS rejects a trajectory into it; the start was checked finite */
+    if (isnan(lq)) lq = -INFINITY;
     if (lq == INFINITY) return plm_fail(ctx, PLM_EDOM, "rwmh: the %s target's log density is +inf at a proposed point", t->ops->name);
     a = lq - *lp >= 0 ? 1 : exp(lq - *lp);
     *stat = a;

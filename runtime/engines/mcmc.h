@@ -18,7 +18,8 @@ typedef struct plm_kernel plm_kernel;
 ** both updated in place), writes a statistic in [0, 1] to *stat (the acceptance probability for Metropolis
 ** kernels, Stan's accept_stat__) that adapt consumes, and writes nextra further diagnostics (named by
 ** extra_names, e.g. "divergent__") to extra; it returns PLM_OK or an error with the message in ctx (a NaN
-** log density is an error, PLM_EDOM). adapt, called after each warm-up step `it` of `nwarm` (0-based), may
+** log density at the current point is an error, PLM_EDOM; at a proposed point it is a rejection, since
+** compiled graphs give NaN where a distribution's parameters are invalid). adapt, called after each warm-up step `it` of `nwarm` (0-based), may
 ** be NULL. */
 typedef struct plm_kernel_ops {
     const char *name;

@@ -59,11 +59,12 @@ static plm_status slice_eval(plm_ctx *ctx, const plm_target *t, void *ws, const 
 {
     *f = plm_target_logp(t, ws, u);
     ++*nev;
-    if (isnan(*f) || *f == INFINITY) {
+    /* NaN: a distribution's parameters are invalid there (sigma < 0), so the point is off the slice */
+    if (isnan(*f)) *f = -INFINITY;
+    if (*f == INFINITY) {
         char name[32];
         const char *nm = t->names ? t->names[i] : (snprintf(name, sizeof name, "x[%d]", i + 1), name);
-        return plm_fail(ctx, PLM_EDOM, "slice: the log density is %s while moving %s = %g", isnan(*f) ? "NaN" : "+inf",
-                        nm, u[i]);
+        return plm_fail(ctx, PLM_EDOM, "slice: the log density is +inf while moving %s = %g", nm, u[i]);
     }
     return PLM_OK;
 }
@@ -290,13 +291,13 @@ static plm_status ess_site_step(ess_state *s, int i, plm_ctx *ctx, const plm_tar
         for (a = 0; a < K; a++) x[a] = s->mean[a] + (s->x0[a] - s->mean[a]) * ct + s->nu[a] * st;
         lpn = plm_target_logp(t, tws, u);
         ++*nev;
-        if (isnan(lpn) || lpn == INFINITY) {
+        if (lpn == INFINITY) {
             memcpy(x, s->x0, (size_t)K * sizeof *x);
-            return plm_fail(ctx, PLM_EDOM, "elliptical_slice: the log density is %s while moving '%s'",
-                            isnan(lpn) ? "NaN" : "+inf", e->name);
+            return plm_fail(ctx, PLM_EDOM, "elliptical_slice: the log density is +inf while moving '%s'", e->name);
         }
         ess_term(s, i, u);
         ll = lpn - s->res[0];
+        if (isnan(ll)) ll = -INFINITY;   /* invalid parameters of another term there: off the slice */
         if (ll > logy) {
             *lp = lpn;
             return PLM_OK;
