@@ -177,6 +177,9 @@ typedef struct comp_state {
     const comp_cfg *c;
     void **cs;          /* the children's chain states */
     double *stat;       /* each child's last statistic */
+    double *ssum;       /* mixture: the sum of each child's statistics in warm-up, and their count */
+    long *sn;
+    int ran;            /* mixture: the child that ran this iteration */
 } comp_state;
 
 static void comp_free(void *p)
@@ -188,6 +191,7 @@ static void comp_free(void *p)
         if (s->cs[i]) s->c->ks[i]->ops->chain_free(s->cs[i]);
     free(s->cs);
     free(s->stat);
+    free(s->sn);
     free(s);
 }
 
@@ -199,14 +203,14 @@ static void *comp_new(const plm_kernel *k, const plm_target *t)
     if (!s) return NULL;
     s->c = c;
     s->cs = calloc((size_t)c->n, sizeof *s->cs);
-    s->stat = malloc((size_t)c->n * sizeof *s->stat);
-    if (!s->cs || !s->stat) {
+    s->stat = calloc(2 * (size_t)c->n, sizeof *s->stat);
+    s->sn = calloc((size_t)c->n, sizeof *s->sn);
+    if (!s->cs || !s->stat || !s->sn) {
         comp_free(s);
         return NULL;
     }
+    s->ssum = s->stat + c->n;
     for (i = 0; i < c->n; i++) {
-        /* 0.5 stands for "no step yet" when an idle mixture child adapts before it first ran */
-        s->stat[i] = 0.5;
         if (!(s->cs[i] = c->ks[i]->ops->chain_new(c->ks[i], t))) {
             comp_free(s);
             return NULL;
@@ -243,6 +247,7 @@ static plm_status comp_step(const plm_kernel *k, void *p, plm_ctx *ctx, const pl
         if ((st = ch->ops->step(ch, s->cs[i], ctx, t, ws, r, u, lp, &s->stat[i], extra + c->off[i] + 1)))
             return st;
         extra[c->off[i]] = *stat = s->stat[i];
+        s->ran = i;
         return PLM_OK;
     }
     default:
@@ -260,7 +265,15 @@ static void comp_adapt(const plm_kernel *k, void *p, long it, long nwarm, const 
     int i;
     for (i = 0; i < c->n; i++) {
         const plm_kernel *ch = c->ks[i];
-        if (ch->ops->adapt) ch->ops->adapt(ch, s->cs[i], it, nwarm, u, c->kind == COMP_REP ? stat : s->stat[i]);
+        double si = c->kind == COMP_REP ? stat : s->stat[i];
+        if (c->kind == COMP_MIXTURE) {
+            /* an idle child adapts with the mean of its own statistics so far (0.5 before it first ran):
+            ** repeating its last one would let one lucky step drive a step size up for many iterations */
+            if (i == s->ran) s->ssum[i] += s->stat[i], s->sn[i]++;
+            si = s->sn[i] ? s->ssum[i] / (double)s->sn[i] : 0.5;
+            if (i == s->ran) si = s->stat[i];
+        }
+        if (ch->ops->adapt) ch->ops->adapt(ch, s->cs[i], it, nwarm, u, si);
     }
 }
 

@@ -22,8 +22,8 @@ plm_status plm_kernel_cycle(plm_ctx *ctx, const plm_kernel *const *ks, int n, pl
 
 /* Each iteration, apply one child picked with probability w[i] / sum(w) (weights finite, >= 0, not all 0),
 ** drawn from the chain's own stream. Statistic: the chosen child's; a child's columns read NaN in iterations
-** where it did not run. During warm-up every child adapts every iteration, an idle one with its last
-** statistic, since the adaptation schedules (Stan's windows) count iterations. */
+** where it did not run. During warm-up every child adapts every iteration, an idle one with the mean of
+** its statistics so far, since the adaptation schedules (Stan's windows) count iterations. */
 plm_status plm_kernel_mixture(plm_ctx *ctx, const plm_kernel *const *ks, const double *w, int n, plm_kernel **out);
 
 /* Apply k n times (n >= 1) per iteration. Statistic and diagnostics: those of the last application; k adapts
