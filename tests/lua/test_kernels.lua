@@ -119,3 +119,24 @@ T.test("bad_kernels_are_errors_that_name_the_site", function()
   end)
   T.raises(function() plume.infer(dynamic, nil, { kernel = K.slice{} }) end, "needs a static model")
 end)
+
+T.test("elliptical_slice_on_an_mvnormal_site_whose_mean_is_another_site_matches_exact", function()
+  -- mu ~ N(0, 1), theta ~ mvnormal((mu, 0), S), y_i ~ N(theta_1 + theta_2, 1): a Gaussian posterior. With
+  -- h = (0, 1, 1) and the prior covariance C of (mu, theta): mean = C h ybar / (h'Ch + 1/n),
+  -- var = diag(C) - (C h)^2 / (h'Ch + 1/n); C h = (1, 2.6, 2.6), h'Ch = 5.2.
+  local model = plume.model(function(m, y)
+    local mu = m:sample("mu", D.normal(0, 1))
+    local th = m:sample("theta", D.mvnormal({ mu, 0 }, { { 1, 0.6 }, { 0.6, 2 } }))
+    for i = 1, #y do m:observe("y" .. i, D.normal(th[1] + th[2], 1), y[i]) end
+  end)
+  local post = plume.infer(model, { 0.5, 2.0, 1.1 }, { kernel = K.cycle{ K.elliptical_slice{ sites = "theta" },
+    K.slice{ sites = "mu" } }, samples = 4000, seed = 9 })
+  local s, v = post:summary(), 5.2 + 1 / 3
+  local exact = { mu = { 1.2 / v, 1 - 1 / v }, ["theta[1]"] = { 2.6 * 1.2 / v, 2 - 2.6 ^ 2 / v },
+                  ["theta[2]"] = { 2.6 * 1.2 / v, 2 - 2.6 ^ 2 / v } }
+  for name, e in pairs(exact) do
+    T.ok(math.abs(s[name].mean - e[1]) < 4 * s[name].mcse_mean,
+      string.format("%s: mean %.4f vs exact %.4f (mcse %.4f)", name, s[name].mean, e[1], s[name].mcse_mean))
+    T.near(s[name].sd, math.sqrt(e[2]), 0.1 * math.sqrt(e[2]), name .. " sd within 10%")
+  end
+end)
