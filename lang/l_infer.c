@@ -5,6 +5,7 @@
 ** one Lua call per run is the unit of work; traces, proposals, acceptance, adaptation and draws are C. */
 #include "linfer.h"
 #include "ldist.h"
+#include "lkernel.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -313,7 +314,7 @@ static int engine_mh(lua_State *L, const program *pg, const options *o)
 /* ---- plume.infer ---- */
 
 static const char *const option_names[] = {"method", "samples", "warmup", "chains", "seed", "threads", "quiet", "output",
-                                           "init", "thin", "delta", "max_depth", "dense", "steps", NULL};
+                                           "init", "thin", "delta", "max_depth", "dense", "steps", "kernel", NULL};
 static const char *const static_only[] = {"delta", "max_depth", "dense", "steps", NULL};
 
 /* Is the value at idx an object whose metatable is named `name` (plume.model, plume.args)? */
@@ -358,7 +359,17 @@ static int l_infer(lua_State *L)
     lua_settop(L, 2 + nargs);   /* fn, opts, args... */
     opts = lua_istable(L, 2) ? 2 : 0;
     plm_l_checkopts(L, opts, fn, option_names);
-    o.method = plm_l_optstr(L, opts, fn, "method", "mh");
+    o.method = plm_l_optstr(L, opts, fn, "method", NULL);
+    if (opts && lua_getfield(L, opts, "kernel") != LUA_TNIL) {
+        /* a kernel value replaces the method (l_kernel.c builds it on the static graph) */
+        if (o.method && strcmp(o.method, "kernel") != 0)
+            return luaL_error(L, "%s: give either option 'method' or option 'kernel', not both", fn);
+        if (!plm_l_iskernel(L, -1))
+            return luaL_error(L, "%s: option 'kernel' must be a plume.kernel value (got %s)", fn, luaL_typename(L, -1));
+        o.method = "kernel";
+    }
+    if (opts) lua_pop(L, 1);
+    if (!o.method) o.method = "mh";
     o.samples = (long)plm_l_optint(L, opts, fn, "samples", 1000);
     o.warmup = (long)plm_l_optint(L, opts, fn, "warmup", o.samples);
     o.chains = (int)plm_l_optint(L, opts, fn, "chains", 4);
@@ -388,7 +399,8 @@ static int l_infer(lua_State *L)
     plm_interrupt_clear();
     mh = strcmp(o.method, "mh") == 0;
     /* nuts, hmc and auto: l_static.c; auto comes back with the reason when the program is dynamic */
-    grad = strcmp(o.method, "nuts") == 0 || strcmp(o.method, "hmc") == 0 || strcmp(o.method, "auto") == 0;
+    grad = strcmp(o.method, "nuts") == 0 || strcmp(o.method, "hmc") == 0 || strcmp(o.method, "auto") == 0 ||
+           strcmp(o.method, "slice") == 0 || strcmp(o.method, "kernel") == 0;
     if (!grad && !mh && (o.init || o.thin != 1))
         return luaL_error(L, "%s: option '%s' applies to method \"mh\" (and \"nuts\", \"hmc\") only", fn,
                           o.init ? "init" : "thin");
@@ -411,7 +423,7 @@ static int l_infer(lua_State *L)
     else if (mh) engine_mh(L, &pg, &o);
     else if (strcmp(o.method, "is") == 0) engine_independent(L, &pg, &o, 1);
     else if (strcmp(o.method, "prior") == 0) engine_independent(L, &pg, &o, 0);
-    else return luaL_error(L, "%s: unknown method '%s' (methods: \"prior\", \"is\", \"mh\", \"nuts\", \"hmc\", \"auto\")", fn, o.method);
+    else return luaL_error(L, "%s: unknown method '%s' (methods: \"prior\", \"is\", \"mh\", \"nuts\", \"hmc\", \"slice\", \"auto\")", fn, o.method);
     lua_pushstring(L, o.method);
     lua_setfield(L, -2, "method");
     lua_pushinteger(L, mh ? o.chains : 1);

@@ -1,8 +1,9 @@
 /* l_static.c -- static model programs: a plume.model run once with symbolic values under the "trace" hooks
 ** becomes a graphical model (runtime/gmodel.h): m:sample returns a symbol (its value on the support, a
 ** transform of unconstrained coordinates), distributions take symbolic parameters, m:observe and m:factor add
-** terms, m:deterministic records outputs. plume.infer's "nuts", "hmc" and "auto" run the NUTS / HMC kernels
-** (runtime/hmc.h) on the compiled target through the chain driver plm_mcmc_run, natively on every thread;
+** terms, m:deterministic records outputs. plume.infer's "nuts", "hmc", "slice" and "auto" run the NUTS / HMC /
+** slice kernels (runtime/hmc.h, slice.h), and option `kernel` a plume.kernel value (l_kernel.c), on the compiled
+** target through the chain driver plm_mcmc_run, natively on every thread;
 ** plume.graph shows the traced graph. A program whose structure depends on its choices (a symbol in an `if`,
 ** a discrete latent site, a symbolic loop bound) cannot be traced: the trace fails, and the failure is the
 ** reason given (and "auto" falls back to MH with it). */
@@ -18,6 +19,8 @@
 
 #include "gmodel.h"
 #include "hmc.h"
+#include "lkernel.h"
+#include "slice.h"
 
 #define PLM_L_MGRAPH "plume.modelgraph"
 #define MAXDIM 64
@@ -259,18 +262,44 @@ static void static_inits(lua_State *L, const plm_gmodel *gm, const plm_l_infer_o
     }
 }
 
-static double series_mean(const double *v, size_t n)
+/* method "auto" on a static graph: Gibbs for discrete and conjugate sites, NUTS on the continuous rest, in a
+** cycle; prints what it picked and why unless quiet. */
+static plm_kernel *auto_kernel(lua_State *L, plm_gmodel *gm, const plm_hmc_opts *ho, int quiet)
 {
-    double s = 0;
-    size_t i;
-    for (i = 0; i < n; i++) s += v[i];
-    return n ? s / (double)n : NAN;
+    plm_ctx ctx;
+    plm_kernel *nuts;
+    luaL_Buffer b;
+    int i, n = 0;
+    plm_ctx_clear(&ctx);
+    /* GIBBS WIRING (issue 11): after the gibbs merge, collect here the latent sites whose dist kind is
+    ** discrete (plm_dist_info_of(kind)->discrete: "(enumeration)") and those the gibbs module finds
+    ** conjugate ("(normal-normal)", ...), build plm_kernel_gibbs(&ctx, gm, sites, n, &g), restrict NUTS to
+    ** the remaining continuous sites' coordinates (plm_kernel_restrict), and return plm_kernel_cycle of the
+    ** two, saying "auto: gibbs on ...; nuts on ...". Until then every latent site of a traced graph is
+    ** continuous (the tracer refuses discrete ones), so NUTS takes all of u. */
+    if ((plm_kernel_nuts(&ctx, ho, &nuts))) plm_l_fail_in(L, &ctx, "plume.infer");
+    if (!quiet) {
+        luaL_buffinit(L, &b);
+        luaL_addstring(&b, "auto: nuts on ");
+        for (i = 0; i < gm->n; i++)
+            if (gm->sites[i].kind == PLM_GSITE_LATENT) {
+                if (n++) luaL_addstring(&b, ", ");
+                luaL_addstring(&b, gm->sites[i].name);
+            }
+        luaL_addstring(&b, " (continuous; no discrete or conjugate site for gibbs)\n");
+        luaL_pushresult(&b);
+        fputs(lua_tostring(L, -1), stdout);
+        fflush(stdout);
+        lua_pop(L, 1);
+    }
+    return nuts;
 }
 
 int plm_l_infer_static(lua_State *L, const plm_l_program *pg, const plm_l_infer_opts *o, int opts)
 {
     const char *fn = "plume.infer";
-    int is_auto = strcmp(o->method, "auto") == 0, hmc = strcmp(o->method, "hmc") == 0, threads, c;
+    int is_auto = strcmp(o->method, "auto") == 0, hmc = strcmp(o->method, "hmc") == 0, threads, c, j;
+    int slice = strcmp(o->method, "slice") == 0, user = strcmp(o->method, "kernel") == 0, needs_grad;
     plm_hmc_opts ho;
     plm_mcmc_opts mo;
     plm_gmodel *gm;
@@ -301,14 +330,24 @@ int plm_l_infer_static(lua_State *L, const plm_l_program *pg, const plm_l_infer_
         return luaL_error(L, "%s: method \"%s\" needs a static model (one whose structure does not depend on its "
                              "random choices), and this one is not: %s", fn, o->method, lua_tostring(L, -1));
     }
-    if ((st = plm_gmodel_target(&ctx, gm, &target))) {
+    needs_grad = !slice && !user;
+    if ((st = plm_gmodel_target(&ctx, gm, &target)) && (st != PLM_ENOTSUP || needs_grad)) {
         if (st != PLM_ENOTSUP) return plm_l_fail_in(L, &ctx, fn);
         lua_pushfstring(L, "the log density has no gradient: %s", ctx.msg);
         if (is_auto) return 0;
         return luaL_error(L, "%s: method \"%s\": %s", fn, o->method, lua_tostring(L, -1));
     }
     t1 = plm_l_now();
-    if ((hmc ? plm_kernel_hmc : plm_kernel_nuts)(&ctx, &ho, &k)) return plm_l_fail_in(L, &ctx, fn);
+    if (user) {
+        lua_getfield(L, opts, "kernel");
+        k = plm_l_kernel_build(L, -1, gm, fn);
+        lua_pop(L, 1);
+    } else if (slice) {
+        if (plm_kernel_slice(&ctx, 0, 0, &k)) return plm_l_fail_in(L, &ctx, fn);
+    } else if (is_auto)
+        k = auto_kernel(L, gm, &ho, o->quiet);
+    else if ((hmc ? plm_kernel_hmc : plm_kernel_nuts)(&ctx, &ho, &k))
+        return plm_l_fail_in(L, &ctx, fn);
     memset(&mo, 0, sizeof mo);
     mo.chains = o->chains;
     mo.warmup = o->warmup;
@@ -343,27 +382,37 @@ int plm_l_infer_static(lua_State *L, const plm_l_program *pg, const plm_l_infer_
     if (st) return plm_l_fail_in(L, &ctx, fn);
     R = plm_l_newresults(L, o->chains, 0);
     if (plm_gmodel_draws(&ctx, gm, U, plm_results_draws(R), threads)) return plm_l_fail_in(L, &ctx, fn);
-    /* per-chain diagnostics from the kernel's columns */
-    for (c = 0; c < o->chains; c++) {
-        size_t n = plm_draws_len(U, c), i;
-        int acol = plm_draws_col(U, "accept_stat__", 0), scol = plm_draws_col(U, "stepsize__", 0);
-        int dcol = plm_draws_col(U, "divergent__", 0), tcol = plm_draws_col(U, "treedepth__", 0);
-        const double *dv = plm_draws_chain(U, dcol, c);
-        long ndiv = 0;
-        for (i = 0; i < n; i++) ndiv += dv[i] != 0;
-        total_div += ndiv;
-        if (tcol >= 0) {
-            const double *tv = plm_draws_chain(U, tcol, c);
-            for (i = 0; i < n; i++) max_depth_hits += tv[i] >= ho.max_depth;
+    /* per-chain diagnostics from the kernel's columns; a composite kernel's children report theirs as
+    ** "k1.accept_stat__", ..., which become the series "k1.accept_rate", "k1.step_size", ... */
+    for (j = 0; j < plm_draws_ncols(U); j++) {
+        static const char *const diag[][2] = {{"accept_stat__", "accept_rate"}, {"stepsize__", "step_size"},
+                                              {"divergent__", "divergent"}, {"treedepth__", "treedepth"}};
+        const char *name = plm_draws_name(U, j);
+        size_t len = strlen(name);
+        int d;
+        for (d = 0; d < 4; d++) {
+            size_t dl = strlen(diag[d][0]);
+            char series[160];
+            if (len < dl || strcmp(name + len - dl, diag[d][0]) != 0 || len - dl >= 120) continue;
+            snprintf(series, sizeof series, "%.*s%s", (int)(len - dl), name, diag[d][1]);
+            for (c = 0; c < o->chains; c++) {
+                size_t n = plm_draws_len(U, c), i, m = 0;
+                const double *v = plm_draws_chain(U, j, c);
+                double sum = 0, last = NAN;
+                long ndiv = 0;
+                /* NaN marks iterations where a mixture's child did not run */
+                for (i = 0; i < n; i++)
+                    if (!isnan(v[i])) sum += v[i], m++, last = v[i], ndiv += v[i] != 0;
+                if (d == 2) total_div += ndiv;
+                if (d == 3)
+                    for (i = 0; i < n; i++) max_depth_hits += v[i] >= ho.max_depth;
+                if (plm_results_push(&ctx, R, series, d == 1 ? last : d == 2 ? (double)ndiv : m ? sum / (double)m : NAN))
+                    return plm_l_fail_in(L, &ctx, fn);
+            }
         }
-        if (plm_results_push(&ctx, R, "accept_rate", series_mean(plm_draws_chain(U, acol, c), n)) ||
-            plm_results_push(&ctx, R, "step_size", n ? plm_draws_chain(U, scol, c)[n - 1] : NAN) ||
-            plm_results_push(&ctx, R, "divergent", (double)ndiv) ||
-            (tcol >= 0 && plm_results_push(&ctx, R, "treedepth", series_mean(plm_draws_chain(U, tcol, c), n))))
-            return plm_l_fail_in(L, &ctx, fn);
     }
     if (plm_results_set_int(&ctx, R, "divergences", total_div) ||
-        (!hmc && plm_results_set_int(&ctx, R, "max_treedepth_hits", max_depth_hits)) ||
+        (!hmc && !slice && plm_results_set_int(&ctx, R, "max_treedepth_hits", max_depth_hits)) ||
         plm_results_set(&ctx, R, "compile_time", t1 - t0) || plm_results_set(&ctx, R, "sampling_time", t2 - t1) ||
         plm_results_set_int(&ctx, R, "dim", gm->dim))
         return plm_l_fail_in(L, &ctx, fn);

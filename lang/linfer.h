@@ -33,8 +33,8 @@ plm_status plm_l_mh_chain(lua_State *L, const plm_l_program *pg, const plm_l_inf
 int plm_l_mh_parallel(lua_State *L, const plm_l_program *pg, const plm_l_infer_opts *o, plm_results *R,
                       double *accept, int inits);
 
-/* plume.infer's "nuts", "hmc" and "auto" (l_static.c): trace pg once as a static model and run the gradient
-** kernel natively; opts is the options table's stack index (0: none). Returns 1 with the result table pushed,
+/* plume.infer's "nuts", "hmc", "slice", "auto" and "kernel" (option `kernel`, a plume.kernel value read from
+** opts) (l_static.c): trace pg once as a static model and run the kernel natively; opts is the options table's stack index (0: none). Returns 1 with the result table pushed,
 ** or 0 when "auto" found the program dynamic, with the reason (a string) pushed. Other methods' options
 ** are checked by the caller. */
 int plm_l_infer_static(lua_State *L, const plm_l_program *pg, const plm_l_infer_opts *o, int opts);

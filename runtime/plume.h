@@ -21,6 +21,8 @@
 #include "target.h"
 #include "mcmc.h"
 #include "hmc.h"
+#include "kernel_compose.h"
+#include "slice.h"
 #include "lm.h"
 #include "lm_ngram.h"
 #include "constraint.h"

@@ -196,6 +196,29 @@ return function(plume)
     local nch, n = self._draws:shape()
     local s = string.format("plume posterior (%s, %d chain%s x %d draws)", self.method, nch, nch == 1 and "" or "s", n)
     if self.logz then s = s .. string.format(", logz = %.4f", self.logz) end
+    -- composed kernels (plume.kernel.cycle, mixture) report each child: k1.accept_rate, k1.step_size, ...
+    local kernels = {}
+    for key in pairs(self) do
+      local name = type(key) == "string" and key:match("^(k[%d%.k]*)%.accept_rate$")
+      if name then kernels[#kernels + 1] = name end
+    end
+    table.sort(kernels)
+    for _, k in ipairs(kernels) do
+      local function mean(v)
+        local t, n = 0, 0
+        for _, x in ipairs(v or {}) do if x == x then t, n = t + x, n + 1 end end
+        return n > 0 and t / n or nil
+      end
+      local line = string.format("\n  %s: accept %.3f", k, mean(self[k .. ".accept_rate"]) or 0 / 0)
+      local step, div = mean(self[k .. ".step_size"]), self[k .. ".divergent"]
+      if step then line = line .. string.format(", step size %.3g", step) end
+      if div then
+        local n = 0
+        for _, x in ipairs(div) do n = n + x end
+        line = line .. string.format(", %d divergent", n)
+      end
+      s = s .. line
+    end
     return s .. "\n" .. tostring(self:summary())
   end
 

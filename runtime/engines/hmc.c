@@ -462,7 +462,10 @@ static plm_status hmc_step(const plm_kernel *k, void *p, plm_ctx *ctx, const plm
     s->ctx = ctx, s->t = t, s->ws = ws, s->err = PLM_OK;
     if (!t->ops->logp_grad)
         return plm_fail(ctx, PLM_ENOTSUP, "%s: the %s target has no gradient", c->nuts ? "nuts" : "hmc", t->ops->name);
-    if (!s->cur_valid || memcmp(s->cur.q, u, (size_t)d * sizeof *u) != 0) {
+    /* the cached point (log density, gradient) is reused only when both u and *lp match it: a kernel
+    ** restricted to a block (kernel_compose.h) sees the same u after other kernels moved the other
+    ** coordinates, and then *lp differs (equal to the last bit only by accident of measure zero) */
+    if (!s->cur_valid || *lp != s->cur.lp || memcmp(s->cur.q, u, (size_t)d * sizeof *u) != 0) {
         memcpy(s->cur.q, u, (size_t)d * sizeof *u);
         evaluate(s, &s->cur);
         if (s->err) return s->err;

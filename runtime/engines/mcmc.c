@@ -12,6 +12,7 @@
 
 typedef struct rwmh_cfg {
     double target_accept;
+    double scale;            /* initial proposal sd, 0: the optimal scale for a standard normal */
 } rwmh_cfg;
 
 typedef struct rwmh_state {
@@ -35,7 +36,7 @@ static void *rwmh_new(const plm_kernel *k, const plm_target *t)
 {
     int i, d = t->dim;
     rwmh_state *s = calloc(1, sizeof *s);
-    (void)k;
+    const rwmh_cfg *c = k->cfg;
     if (!s || !(s->scale = calloc((size_t)4 * (size_t)d, sizeof *s->scale))) {
         free(s);
         return NULL;
@@ -46,7 +47,7 @@ static void *rwmh_new(const plm_kernel *k, const plm_target *t)
     s->wm2 = s->wmean + d;
     /* 2.38 / sqrt(d) is the asymptotically optimal scale for a standard normal target (Roberts, Gelman and
     ** Gilks 1997); the per-coordinate scales then carry the target's own spread */
-    s->log_scale = log(2.38 / sqrt((double)d));
+    s->log_scale = log(c->scale > 0 ? c->scale : 2.38 / sqrt((double)d));
     for (i = 0; i < d; i++) s->scale[i] = 1;
     s->win_start = 0;
     s->win_end = 25;
@@ -62,7 +63,9 @@ static plm_status rwmh_step(const plm_kernel *k, void *p, plm_ctx *ctx, const pl
     (void)k, (void)extra;
     for (i = 0; i < d; i++) s->prop[i] = u[i] + h * s->scale[i] * plm_rng_normal(r);
     lq = plm_target_logp(t, ws, s->prop);
-    if (isnan(lq)) return plm_fail(ctx, PLM_EDOM, "rwmh: the %s target's log density is NaN at a proposed point", t->ops->name);
+    /* compiled graphs give NaN where a distribution's parameters are invalid (sigma < 0): such a proposal
+    ** has no density and is rejected, as NUTS rejects a trajectory into it; the start was checked finite */
+    if (isnan(lq)) lq = -INFINITY;
     if (lq == INFINITY) return plm_fail(ctx, PLM_EDOM, "rwmh: the %s target's log density is +inf at a proposed point", t->ops->name);
     a = lq - *lp >= 0 ? 1 : exp(lq - *lp);
     *stat = a;
@@ -110,15 +113,22 @@ static const plm_kernel_ops rwmh_ops = {"rwmh", 0, NULL, rwmh_new, rwmh_free, rw
 
 plm_status plm_kernel_rwmh(plm_ctx *ctx, double target_accept, plm_kernel **out)
 {
+    return plm_kernel_rwmh_scaled(ctx, target_accept, 0, out);
+}
+
+plm_status plm_kernel_rwmh_scaled(plm_ctx *ctx, double target_accept, double scale, plm_kernel **out)
+{
     plm_kernel *k;
     rwmh_cfg *c;
     *out = NULL;
     if (!(target_accept == 0 || (target_accept > 0 && target_accept < 1)))
         return plm_fail(ctx, PLM_EINVAL, "rwmh: target_accept must be in (0, 1) (got %g)", target_accept);
+    if (!(scale >= 0 && isfinite(scale))) return plm_fail(ctx, PLM_EINVAL, "rwmh: the proposal scale must be > 0 (got %g)", scale);
     k = plm_gc_alloc(sizeof *k);
     c = plm_gc_alloc_atomic(sizeof *c);
     if (!k || !c) return plm_fail(ctx, PLM_ENOMEM, "rwmh: out of memory");
     c->target_accept = target_accept;
+    c->scale = scale;
     k->ops = &rwmh_ops;
     k->cfg = c;
     *out = k;

@@ -18,7 +18,8 @@ typedef struct plm_kernel plm_kernel;
 ** both updated in place), writes a statistic in [0, 1] to *stat (the acceptance probability for Metropolis
 ** kernels, Stan's accept_stat__) that adapt consumes, and writes nextra further diagnostics (named by
 ** extra_names, e.g. "divergent__") to extra; it returns PLM_OK or an error with the message in ctx (a NaN
-** log density is an error, PLM_EDOM). adapt, called after each warm-up step `it` of `nwarm` (0-based), may
+** log density at the current point is an error, PLM_EDOM; at a proposed point it is a rejection, since
+** compiled graphs give NaN where a distribution's parameters are invalid). adapt, called after each warm-up step `it` of `nwarm` (0-based), may
 ** be NULL. */
 typedef struct plm_kernel_ops {
     const char *name;
@@ -41,6 +42,8 @@ struct plm_kernel {
 ** dimension and 0.234 above, the optimal rates of Roberts, Gelman and Gilks), and at the end of each
 ** doubling window the per-coordinate scales become the window's standard deviations. GC-owned kernel. */
 plm_status plm_kernel_rwmh(plm_ctx *ctx, double target_accept, plm_kernel **out);
+/* The same with the proposal's standard deviation per coordinate starting at scale (> 0; 0: 2.38 / sqrt(dim)). */
+plm_status plm_kernel_rwmh_scaled(plm_ctx *ctx, double target_accept, double scale, plm_kernel **out);
 
 typedef struct plm_mcmc_opts {
     int chains;             /* >= 1 */
