@@ -1,14 +1,14 @@
-/* gibbs.c -- exact Gibbs kernels on static graphs (see gibbs.h): per site, a compiled program of its Markov
-** blanket terms (enumeration: one evaluation per value of the support; conjugate updates: the difference of
-** the terms before and after, for the log density) and, for conjugate sites, a program of the statistics
-** the closed form needs (conjugacy.c decides which). Single-point evaluations, no Lua, no allocation per step. */
+/* gibbs.c -- exact Gibbs kernels on static graphs (see gibbs.h). Each update has a small program copied out
+** of the model's graph: the site's blanket terms (its own and its children's) and, for conjugate sites, the
+** statistics of the closed form (conjugacy.c decides which). In these copies the site's coordinate is an
+** input of group Z, varying per particle, and every other coordinate is uniform: the work that does not
+** depend on the site runs once per update, and all values of an enumeration (or the two points a conjugate
+** update needs) run as particles of one block. No Lua and no allocation per step. */
 #include "gibbs_impl.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-
-#include "transform.h"
 
 typedef struct gibbs_cfg {
     const plm_gmodel *m;
@@ -17,23 +17,18 @@ typedef struct gibbs_cfg {
     int block;          /* block kernel: one joint update of the sites below */
     int *bsites, *bcoord, *bsize, nb;
     long bspace;        /* points in the block's product space */
-    int maxsupport;     /* weights buffer size */
-    int maxstats;
+    int maxsupport;     /* points of the largest enumeration (weights buffer) */
+    int maxstats;       /* outputs of the largest statistics program */
 } gibbs_cfg;
 
-typedef struct gibbs_state {
-    plm_prog_ws *wb, *ws;   /* per update: blanket and statistics workspaces */
-    double *w;              /* weights of an enumeration (maxsupport) */
-    double *s0, *s1;        /* statistics at two points (maxstats each) */
-    double **o0, **o1;
-    double res[2];
-    double *ores[2];
-} gibbs_state;
-
-/* A chain's state keeps its cfg, whose update count chain_free needs. */
 typedef struct gibbs_chain {
     const gibbs_cfg *cfg;
-    gibbs_state st;
+    plm_prog_ws *wb, *ws;   /* per update: blanket and statistics workspaces */
+    double *w, *aux;        /* per point of an enumeration: blanket terms, binomial n */
+    double *z;              /* the points: value k of block site j at z[j * maxsupport + k] */
+    double *S;              /* statistics: output o of particle i at S[2 * o + i] */
+    double **oS;
+    double *ow[2];
 } gibbs_chain;
 
 static void chain_free(void *p)
@@ -42,11 +37,10 @@ static void chain_free(void *p)
     int i;
     if (!c) return;
     for (i = 0; i < c->cfg->nup; i++) {
-        if (c->st.wb && c->st.wb[i].p) plm_prog_ws_free(&c->st.wb[i]);
-        if (c->st.ws && c->st.ws[i].p) plm_prog_ws_free(&c->st.ws[i]);
+        if (c->wb && c->wb[i].p) plm_prog_ws_free(&c->wb[i]);
+        if (c->ws && c->ws[i].p) plm_prog_ws_free(&c->ws[i]);
     }
-    free(c->st.w), free(c->st.s0), free(c->st.s1), free(c->st.o0), free(c->st.o1);
-    free(c->st.wb), free(c->st.ws);
+    free(c->w), free(c->aux), free(c->z), free(c->S), free(c->oS), free(c->wb), free(c->ws);
     free(c);
 }
 
@@ -54,29 +48,26 @@ static void *chain_new(const plm_kernel *k, const plm_target *t)
 {
     const gibbs_cfg *cfg = k->cfg;
     gibbs_chain *c = calloc(1, sizeof *c);
-    plm_prog_in in[PLM_NGROUPS];
-    int i, ms = cfg->maxstats + 1;
+    int i, ms = cfg->maxstats + 1, nz = cfg->block ? cfg->nb : 1;
+    int blk = cfg->maxsupport < PLM_EXPR_BLOCK ? cfg->maxsupport : PLM_EXPR_BLOCK;
     (void)t;
     if (!c) return NULL;
     c->cfg = cfg;
-    c->st.wb = calloc((size_t)cfg->nup + 1, sizeof *c->st.wb);
-    c->st.ws = calloc((size_t)cfg->nup + 1, sizeof *c->st.ws);
-    c->st.w = malloc(((size_t)cfg->maxsupport + 1) * sizeof *c->st.w);
-    c->st.s0 = malloc((size_t)ms * sizeof(double));
-    c->st.s1 = malloc((size_t)ms * sizeof(double));
-    c->st.o0 = malloc((size_t)ms * sizeof(double *));
-    c->st.o1 = malloc((size_t)ms * sizeof(double *));
-    if (!c->st.wb || !c->st.ws || !c->st.w || !c->st.s0 || !c->st.s1 || !c->st.o0 || !c->st.o1) goto fail;
-    for (i = 0; i < ms; i++) c->st.o0[i] = c->st.s0 + i, c->st.o1[i] = c->st.s1 + i;
-    c->st.ores[0] = c->st.res, c->st.ores[1] = c->st.res + 1;
-    memset(in, 0, sizeof in);   /* the programs read only X (varying): the uniform pre-pass is constants */
+    c->wb = calloc((size_t)cfg->nup + 1, sizeof *c->wb);
+    c->ws = calloc((size_t)cfg->nup + 1, sizeof *c->ws);
+    c->w = malloc(((size_t)cfg->maxsupport + 2) * sizeof *c->w);
+    c->aux = malloc(((size_t)cfg->maxsupport + 2) * sizeof *c->aux);
+    c->z = malloc(((size_t)cfg->maxsupport + 2) * (size_t)nz * sizeof *c->z);
+    c->S = malloc(2 * (size_t)ms * sizeof *c->S);
+    c->oS = malloc((size_t)ms * sizeof *c->oS);
+    if (!c->wb || !c->ws || !c->w || !c->aux || !c->z || !c->S || !c->oS) goto fail;
+    for (i = 0; i < ms; i++) c->oS[i] = c->S + 2 * i;
+    c->ow[0] = c->w, c->ow[1] = c->aux;
+    if (!cfg->block)
+        for (i = 0; i < cfg->maxsupport; i++) c->z[i] = i;   /* the values of an enumeration, in order */
     for (i = 0; i < cfg->nup; i++) {
-        if (plm_prog_ws_init_block(NULL, &c->st.wb[i], cfg->up[i].blanket, 1)) goto fail;
-        plm_prog_uniforms(&c->st.wb[i], in);
-        if (cfg->up[i].stats) {
-            if (plm_prog_ws_init_block(NULL, &c->st.ws[i], cfg->up[i].stats, 1)) goto fail;
-            plm_prog_uniforms(&c->st.ws[i], in);
-        }
+        if (plm_prog_ws_init_block(NULL, &c->wb[i], cfg->up[i].blanket, blk < 2 ? 2 : blk)) goto fail;
+        if (cfg->up[i].stats && plm_prog_ws_init_block(NULL, &c->ws[i], cfg->up[i].stats, 2)) goto fail;
     }
     return c;
 fail:
@@ -84,21 +75,26 @@ fail:
     return NULL;
 }
 
-/* The blanket terms at u (output 0) and, for binomial sites, n (output 1). */
-static void blanket_at(plm_prog_ws *w, double *u, double **o)
+/* Run program w at the rest of u (uniform) for points z[first .. first + m) (z[j * ld + i]: coordinate j of
+** point i), outputs to o[k] + first. The uniform pass runs when `fresh` (u changed since the last call). */
+static void eval_points(plm_prog_ws *w, const double *u, const double *z, size_t ld, size_t first, size_t m,
+                        double *const *o, int fresh)
 {
     plm_prog_in in[PLM_NGROUPS];
     memset(in, 0, sizeof in);
     in[PLM_GRP_X].p = u;
     in[PLM_GRP_X].ld = 1;
-    plm_prog_block(w, in, 0, 1, o, NULL);
+    in[PLM_GRP_Z].p = z;
+    in[PLM_GRP_Z].ld = ld;
+    if (fresh) plm_prog_uniforms(w, in);
+    plm_prog_block(w, in, first, m, o, NULL);
 }
 
-/* Draw an index from unnormalised log weights w[0..n-1]; -1 when none is finite (or one is NaN). */
-static int draw_log_weights(const double *w, int n, plm_rng *r)
+/* Draw an index from unnormalised log weights w[0..n-1]; -1 when none is finite (or one is NaN or +inf). */
+static long draw_log_weights(const double *w, long n, plm_rng *r)
 {
     double mx = -INFINITY, tot = 0, v;
-    int i;
+    long i;
     for (i = 0; i < n; i++) {
         if (isnan(w[i]) || w[i] == INFINITY) return -1;
         if (w[i] > mx) mx = w[i];
@@ -111,68 +107,62 @@ static int draw_log_weights(const double *w, int n, plm_rng *r)
         if (v < e) return i;
         v -= e;
     }
-    for (i = n - 1; i >= 0; i--)   /* rounding at the top end: the last value of positive weight */
+    for (i = n - 1; i >= 0; i--)   /* rounding at the top end: the last point of positive weight */
         if (w[i] > -INFINITY) return i;
     return -1;
 }
 
-static plm_status enum_update(const gibbs_cfg *cfg, const gibbs_update *up, gibbs_state *st, plm_prog_ws *wb, plm_ctx *ctx,
+/* All points 0..n-1 of the program w in blocks of PLM_EXPR_BLOCK (the uniform pass once). */
+static void eval_all(plm_prog_ws *w, const double *u, const double *z, size_t ld, long n, double *const *o)
+{
+    long first;
+    for (first = 0; first < n; first += PLM_EXPR_BLOCK)
+        eval_points(w, u, z, ld, (size_t)first, (size_t)(n - first < PLM_EXPR_BLOCK ? n - first : PLM_EXPR_BLOCK), o,
+                    first == 0);
+}
+
+static plm_status enum_update(const gibbs_cfg *cfg, const gibbs_update *up, gibbs_chain *c, plm_prog_ws *wb, plm_ctx *ctx,
                               plm_rng *r, double *u, double *lp)
 {
     const plm_gsite *s = &cfg->m->sites[up->site];
     double old = u[up->coord];
-    int n = up->support, v, pick;
+    long n = up->support, pick;
     if (!n) {   /* binomial: n is a parameter (free of the site), read at the current point */
-        blanket_at(wb, u, st->ores);
-        if (!(st->res[1] >= 0 && st->res[1] == floor(st->res[1]) && st->res[1] < PLM_GIBBS_MAX_SUPPORT))
+        eval_points(wb, u, c->z, (size_t)cfg->maxsupport, 0, 1, c->ow, 1);
+        if (!(c->aux[0] >= 0 && c->aux[0] == floor(c->aux[0]) && c->aux[0] < cfg->maxsupport))
             return plm_fail(ctx, PLM_EDOM, "gibbs: site '%s' (binomial) has n = %g: enumeration needs a whole number "
-                            "below %d", s->name, st->res[1], PLM_GIBBS_MAX_SUPPORT);
-        n = (int)st->res[1] + 1;
+                            "below %d", s->name, c->aux[0], cfg->maxsupport);
+        n = (long)c->aux[0] + 1;
     }
-    for (v = 0; v < n; v++) {
-        u[up->coord] = v;
-        blanket_at(wb, u, st->ores);
-        st->w[v] = st->res[0];
-    }
-    if ((pick = draw_log_weights(st->w, n, r)) < 0) {
-        u[up->coord] = old;
+    eval_all(wb, u, c->z, (size_t)cfg->maxsupport, n, c->ow);
+    if ((pick = draw_log_weights(c->w, n, r)) < 0)
         return plm_fail(ctx, PLM_EDOM, "gibbs: the full conditional of '%s' (%s) has no value of positive finite "
                         "probability", s->name, plm_dist_info_of((plm_dist_kind)s->dist)->name);
-    }
-    u[up->coord] = pick;
-    if (old >= 0 && old < n && old == floor(old)) *lp += st->w[pick] - st->w[(int)old];
+    u[up->coord] = (double)pick;
+    if (old >= 0 && old < n && old == floor(old)) *lp += c->w[pick] - c->w[(long)old];
     else *lp = NAN;   /* the old value was outside the support: recompute in full */
     return PLM_OK;
 }
 
-static void stats_at(plm_prog_ws *w, double *u, double **o)
-{
-    blanket_at(w, u, o);
-}
-
 /* A conjugate update: the statistics, the closed-form draw, and the change of the blanket terms. */
-static plm_status conj_update(const gibbs_cfg *cfg, const gibbs_update *up, gibbs_state *st, plm_prog_ws *wb,
+static plm_status conj_update(const gibbs_cfg *cfg, const gibbs_update *up, gibbs_chain *c, plm_prog_ws *wb,
                               plm_prog_ws *ws, plm_ctx *ctx, plm_rng *r, double *u, double *lp)
 {
     const plm_gsite *s = &cfg->m->sites[up->site];
-    double old = u[up->coord], before, x, newu, a, b;
-    const double *S0 = st->s0, *S1 = st->s1;
-    int c, j = 2;
-    blanket_at(wb, u, st->ores);
-    before = st->res[0];
+    const double *S = c->S;   /* output o of point i at S[2 * o + i] */
+    double x, newu, a, b, pt[2];
+    int ch, j = 2;
     switch (up->how) {
     case PLM_GIBBS_NORMAL: {
         double prec, num;
         /* the children's means are affine in the site: their values at 0 and 1 give slope and intercept */
-        u[up->coord] = 0;
-        stats_at(ws, u, st->o0);
-        u[up->coord] = 1;
-        stats_at(ws, u, st->o1);
-        if (!(S0[1] > 0)) goto badparam;
-        prec = 1 / (S0[1] * S0[1]);
-        num = S0[0] * prec;
-        for (c = 0; c < up->nchild; c++, j += 3) {
-            double sl = S1[j] - S0[j], ic = S0[j], sd = S0[j + 1], y = S0[j + 2], w;
+        pt[0] = 0, pt[1] = 1;
+        eval_points(ws, u, pt, 2, 0, 2, c->oS, 1);
+        if (!(S[2] > 0)) goto badparam;
+        prec = 1 / (S[2] * S[2]);
+        num = S[0] * prec;
+        for (ch = 0; ch < up->nchild; ch++, j += 3) {
+            double ic = S[2 * j], sl = S[2 * j + 1] - ic, sd = S[2 * j + 2], y = S[2 * j + 4], w;
             if (!(sd > 0)) goto badchild;
             w = 1 / (sd * sd);
             prec += sl * sl * w;
@@ -182,101 +172,94 @@ static plm_status conj_update(const gibbs_cfg *cfg, const gibbs_update *up, gibb
         break;
     }
     case PLM_GIBBS_GAMMA: case PLM_GIBBS_INV_GAMMA: {
-        /* at x = 1 every child parameter c x^k is its coefficient c */
-        u[up->coord] = 0;   /* log 1 */
-        stats_at(ws, u, st->o0);
-        a = S0[0], b = S0[1];
+        /* at x = 1 (coordinate log 1 = 0) every child parameter c x^k is its coefficient c */
+        pt[0] = 0;
+        eval_points(ws, u, pt, 1, 0, 1, c->oS, 1);
+        a = S[0], b = S[2];
         if (!(a > 0 && b > 0)) goto badparam;
-        for (c = 0; c < up->nchild; c++) {
-            switch (up->cfam[c]) {
+        for (ch = 0; ch < up->nchild; ch++) {
+            switch (up->cfam[ch]) {
             case CHILD_NORMAL: {
-                double d = S0[j + 2] - S0[j], sd = S0[j + 1];
+                double d = S[2 * (j + 2)] - S[2 * j], sd = S[2 * (j + 1)];
                 if (!(sd > 0)) goto badchild;
                 a += 0.5, b += 0.5 * d * d / (sd * sd);
                 j += 3;
                 break;
             }
             case CHILD_POISSON:
-                a += S0[j + 1], b += S0[j];
+                a += S[2 * (j + 1)], b += S[2 * j];
                 j += 2;
                 break;
             case CHILD_EXPONENTIAL:
-                a += 1, b += S0[j] * S0[j + 1];
+                a += 1, b += S[2 * j] * S[2 * (j + 1)];
                 j += 2;
                 break;
             default:   /* CHILD_GAMMA */
-                a += S0[j], b += S0[j + 1] * S0[j + 2];
+                a += S[2 * j], b += S[2 * (j + 1)] * S[2 * (j + 2)];
                 j += 3;
             }
         }
         if (!(a > 0 && b > 0 && isfinite(a) && isfinite(b))) goto badchild;
-        /* log of a Gamma(a, b) draw: exact in logs, which is the coordinate itself */
+        /* the log of a Gamma(a, b) draw, exact in logs, is the coordinate itself */
         x = plm_dist_log_gamma(a, r) - log(b);
         newu = up->how == PLM_GIBBS_GAMMA ? x : -x;
         break;
     }
-    default: {   /* PLM_GIBBS_BETA */
-        stats_at(ws, u, st->o0);
-        a = S0[0], b = S0[1];
+    default: {   /* PLM_GIBBS_BETA: the children's statistics do not depend on the site */
+        pt[0] = u[up->coord];
+        eval_points(ws, u, pt, 1, 0, 1, c->oS, 1);
+        a = S[0], b = S[2];
         if (!(a > 0 && b > 0)) goto badparam;
-        for (c = 0; c < up->nchild; c++) {
-            if (up->cfam[c] == CHILD_BINOMIAL) {
-                a += S0[j + 1], b += S0[j] - S0[j + 1];
+        for (ch = 0; ch < up->nchild; ch++)
+            if (up->cfam[ch] == CHILD_BINOMIAL) {
+                a += S[2 * (j + 1)], b += S[2 * j] - S[2 * (j + 1)];
                 j += 2;
             } else {
-                a += S0[j], b += 1 - S0[j];
+                a += S[2 * j], b += 1 - S[2 * j];
                 j += 1;
             }
-        }
         if (!(a > 0 && b > 0)) goto badchild;
         /* logit of G1 / (G1 + G2) is log G1 - log G2: the unconstrained coordinate without cancellation */
         newu = plm_dist_log_gamma(a, r) - plm_dist_log_gamma(b, r);
     }
     }
+    if (up->incremental && !isnan(*lp)) {
+        pt[0] = u[up->coord], pt[1] = newu;
+        eval_points(wb, u, pt, 2, 0, 2, c->ow, 1);
+        *lp += c->w[1] - c->w[0];
+    } else
+        *lp = NAN;   /* stale: recomputed once at the end of the step */
     u[up->coord] = newu;
-    blanket_at(wb, u, st->ores);
-    *lp += st->res[0] - before;
     return PLM_OK;
 badparam:
-    u[up->coord] = old;
     return plm_fail(ctx, PLM_EDOM, "gibbs: the prior of '%s' (%s) has invalid parameters (%g, %g)", s->name,
-                    plm_dist_info_of((plm_dist_kind)s->dist)->name, S0[0], S0[1]);
+                    plm_dist_info_of((plm_dist_kind)s->dist)->name, S[0], S[2]);
 badchild:
-    u[up->coord] = old;
     return plm_fail(ctx, PLM_EDOM, "gibbs: a child of '%s' has invalid parameters or values (a non-positive scale, or "
                     "counts outside their range)", s->name);
 }
 
-static plm_status block_update(const gibbs_cfg *cfg, gibbs_state *st, plm_prog_ws *wb, plm_ctx *ctx, plm_rng *r,
+static plm_status block_update(const gibbs_cfg *cfg, gibbs_chain *c, plm_prog_ws *wb, plm_ctx *ctx, plm_rng *r,
                                double *u, double *lp)
 {
-    long p, pick;
+    long p, pick, oldp = 0, ld = cfg->maxsupport;
     int k;
-    double oldw = NAN;
-    for (k = 0; k < cfg->nb; k++) st->s0[k] = u[cfg->bcoord[k]];
+    /* the product space in mixed radix, the last site fastest; the current point's index for lp */
+    for (k = 0; k < cfg->nb; k++) oldp = oldp * cfg->bsize[k] + (long)u[cfg->bcoord[k]];
     for (p = 0; p < cfg->bspace; p++) {
         long q = p;
-        int same = 1;
         for (k = cfg->nb - 1; k >= 0; k--) {
-            u[cfg->bcoord[k]] = (double)(q % cfg->bsize[k]);
-            same &= u[cfg->bcoord[k]] == st->s0[k];
+            c->z[(size_t)k * (size_t)ld + (size_t)p] = (double)(q % cfg->bsize[k]);
             q /= cfg->bsize[k];
         }
-        blanket_at(wb, u, st->ores);
-        st->w[p] = st->res[0];
-        if (same) oldw = st->res[0];
     }
-    if ((pick = draw_log_weights(st->w, (int)cfg->bspace, r)) < 0) {
-        for (k = 0; k < cfg->nb; k++) u[cfg->bcoord[k]] = st->s0[k];
+    eval_all(wb, u, c->z, (size_t)ld, cfg->bspace, c->ow);
+    if ((pick = draw_log_weights(c->w, cfg->bspace, r)) < 0)
         return plm_fail(ctx, PLM_EDOM, "block_gibbs: the joint conditional of '%s' and the rest of the block has no "
                         "point of positive finite probability", cfg->m->sites[cfg->bsites[0]].name);
-    }
-    for (k = cfg->nb - 1, p = pick; k >= 0; k--) {
-        u[cfg->bcoord[k]] = (double)(p % cfg->bsize[k]);
-        p /= cfg->bsize[k];
-    }
-    if (isnan(oldw)) *lp = NAN;
-    else *lp += st->w[pick] - oldw;
+    for (k = 0; k < cfg->nb; k++) u[cfg->bcoord[k]] = c->z[(size_t)k * (size_t)ld + (size_t)pick];
+    if (oldp >= 0 && oldp < cfg->bspace) *lp += c->w[pick] - c->w[oldp];
+    else *lp = NAN;
     return PLM_OK;
 }
 
@@ -290,15 +273,15 @@ static plm_status gibbs_step(const plm_kernel *k, void *state, plm_ctx *ctx, con
     (void)extra;
     if (!isfinite(*lp)) *lp = NAN;   /* increments from a non-finite start mean nothing: recompute at the end */
     if (cfg->block)
-        st = block_update(cfg, &c->st, &c->st.wb[0], ctx, r, u, lp);
+        st = block_update(cfg, c, &c->wb[0], ctx, r, u, lp);
     else
         for (i = 0; i < cfg->nup && !st; i++) {
             const gibbs_update *up = &cfg->up[i];
-            st = up->how == PLM_GIBBS_ENUM ? enum_update(cfg, up, &c->st, &c->st.wb[i], ctx, r, u, lp)
-                                           : conj_update(cfg, up, &c->st, &c->st.wb[i], &c->st.ws[i], ctx, r, u, lp);
+            st = up->how == PLM_GIBBS_ENUM ? enum_update(cfg, up, c, &c->wb[i], ctx, r, u, lp)
+                                           : conj_update(cfg, up, c, &c->wb[i], &c->ws[i], ctx, r, u, lp);
         }
     if (st) return st;
-    if (!isfinite(*lp)) *lp = plm_target_logp(t, tws, u);
+    if (isnan(*lp)) *lp = plm_target_logp(t, tws, u);
     if (isnan(*lp)) return plm_fail(ctx, PLM_EDOM, "gibbs: the log density is NaN after the update");
     *stat = 1;
     return PLM_OK;
@@ -307,27 +290,49 @@ static plm_status gibbs_step(const plm_kernel *k, void *state, plm_ctx *ctx, con
 static const plm_kernel_ops gibbs_ops = {"gibbs", 0, NULL, chain_new, chain_free, gibbs_step, NULL};
 static const plm_kernel_ops block_ops = {"block_gibbs", 0, NULL, chain_new, chain_free, gibbs_step, NULL};
 
-/* The blanket program of the sites in[0..n-1]: the sum of their terms and their children's, each term once,
-** and extra outputs (binomial n). */
+/* Compile outputs outs of the model's graph through a copy holding only the nodes they read, with the
+** coordinates move[0..nmove-1] as inputs of group Z (varying) and the rest uniform. Compiling reads the
+** whole graph it is given, and a model has one small update per site. */
+static plm_status compile_small(plm_ctx *ctx, const plm_graph *g, int nout, const int *outs, int nmove, const int *move,
+                                plm_prog **out)
+{
+    plm_graph *h;
+    int *so = malloc(((size_t)nout + 1) * sizeof *so);
+    plm_status st;
+    if (!so) return plm_fail(ctx, PLM_ENOMEM, "gibbs: out of memory");
+    st = plm_graph_extract(ctx, g, nout, outs, nmove, move, PLM_GRP_Z, &h, so);
+    if (!st) st = plm_prog_compile(ctx, h, nout, so, 1u << PLM_GRP_Z, out);
+    free(so);
+    return st;
+}
+
+/* The blanket program of the sites sites[0..n-1] (their coordinates in group Z): output 0 the sum of their
+** terms and their children's, each term once; output 1 the node `extra` when it is >= 0 (binomial n). */
 static plm_status blanket_prog(plm_ctx *ctx, const plm_gmodel *m, const int *sites, int n, int *scratch, char *seen,
                                int extra, plm_prog **out)
 {
-    plm_graph *g = m->g;
-    int i, k, nc, sum = plm_graph_const(g, 0), outs[2];
+    plm_graph *h;
+    int i, k, nc, nt = 0, sum, outs[2], move[64];
     plm_status st;
+    if (n > 64) return plm_fail(ctx, PLM_EINVAL, "gibbs: a block of more than 64 sites");
     memset(seen, 0, (size_t)m->n + 1);
     for (i = 0; i < n; i++) {
         seen[sites[i]] = 1;
+        move[i] = m->sites[sites[i]].first;
         nc = plm_gibbs_children(m, sites[i], scratch);
         for (k = 0; k < nc; k++) seen[scratch[k]] = 1;
     }
     for (i = 0; i < m->n; i++)
-        if (seen[i] && m->sites[i].logp >= 0) sum = plm_graph_op(g, PLM_OP_ADD, sum, m->sites[i].logp, -1);
+        if (seen[i] && m->sites[i].logp >= 0) scratch[nt++] = m->sites[i].logp;
+    if (extra >= 0) scratch[nt++] = extra;
+    /* the terms are copied out of the model's graph, and summed in the copy */
+    if ((st = plm_graph_extract(ctx, m->g, nt, scratch, n, move, PLM_GRP_Z, &h, scratch))) return st;
+    sum = plm_graph_const(h, 0);
+    for (i = 0; i < nt - (extra >= 0); i++) sum = plm_graph_op(h, PLM_OP_ADD, sum, scratch[i], -1);
     if (sum < 0) return plm_fail(ctx, PLM_ENOMEM, "gibbs: out of memory");
     outs[0] = sum;
-    outs[1] = extra;
-    st = plm_prog_compile(ctx, g, extra >= 0 ? 2 : 1, outs, 1u << PLM_GRP_X, out);
-    return st;
+    outs[1] = extra >= 0 ? scratch[nt - 1] : sum;
+    return plm_prog_compile(ctx, h, 2, outs, 1u << PLM_GRP_Z, out);
 }
 
 static plm_status check_site(plm_ctx *ctx, const plm_gmodel *m, int s, const char *fn)
@@ -344,7 +349,7 @@ plm_status plm_kernel_gibbs(plm_ctx *ctx, const plm_gmodel *m, const int *sites,
 {
     gibbs_cfg *cfg;
     plm_kernel *k;
-    int i, *scratch = NULL, *ch = NULL;
+    int i, *scratch = NULL, *ch = NULL, nterms = 0;
     char *seen = NULL;
     plm_status st = PLM_OK;
     *out = NULL;
@@ -365,6 +370,7 @@ plm_status plm_kernel_gibbs(plm_ctx *ctx, const plm_gmodel *m, const int *sites,
     cfg->m = m;
     cfg->nup = nsites;
     cfg->maxsupport = 2;
+    for (i = 0; i < m->n; i++) nterms += m->sites[i].logp >= 0;
     for (i = 0; i < nsites && !st; i++) {
         gibbs_update *up = &cfg->up[i];
         const plm_gsite *s = &m->sites[sites[i]];
@@ -390,7 +396,8 @@ plm_status plm_kernel_gibbs(plm_ctx *ctx, const plm_gmodel *m, const int *sites,
                 cfg->maxsupport = up->support;
         } else {
             if (nstats > cfg->maxstats) cfg->maxstats = nstats;
-            if ((st = plm_prog_compile(ctx, m->g, nstats, stats, 1u << PLM_GRP_X, &up->stats))) break;
+            if ((st = compile_small(ctx, m->g, nstats, stats, 1, &s->first, &up->stats))) break;
+            up->incremental = 4 * (nchild + 1) < nterms;
         }
         st = blanket_prog(ctx, m, &sites[i], 1, scratch, seen, s->dist == PLM_DIST_BINOMIAL && s->discrete ? s->params[0] : -1,
                           &up->blanket);

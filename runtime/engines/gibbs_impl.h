@@ -24,6 +24,9 @@ typedef struct gibbs_update {
     int nstats, nchild;
     int *cfam;          /* per child: CHILD_* */
     int support;        /* enumeration: the support size (0 for binomial: read n at each step) */
+    int incremental;    /* conjugate: keep lp by the change of the blanket terms, two evaluations of them; else
+                        ** mark it stale and recompute it once at the end of the step (cheaper when the blanket is
+                        ** most of the model, as for a mixture's component means) */
 } gibbs_update;
 
 /* Find the update of latent site i: how (PLM_GIBBS_*), and for conjugate ones the statistics nodes into a
