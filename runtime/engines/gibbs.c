@@ -144,13 +144,14 @@ static plm_status enum_update(const gibbs_cfg *cfg, const gibbs_update *up, gibb
     return PLM_OK;
 }
 
-/* A conjugate update: the statistics, the closed-form draw, and the change of the blanket terms. */
-static plm_status conj_update(const gibbs_cfg *cfg, const gibbs_update *up, gibbs_chain *c, plm_prog_ws *wb,
-                              plm_prog_ws *ws, plm_ctx *ctx, plm_rng *r, double *u, double *lp)
+/* The parameters of a conjugate site's full conditional at u into par: normal (mean, sd), gamma (shape, rate),
+** inverse-gamma (shape, scale), beta (a, b), each of the site's value. */
+static plm_status conj_params(const gibbs_cfg *cfg, const gibbs_update *up, gibbs_chain *c, plm_prog_ws *ws,
+                              plm_ctx *ctx, const double *u, double *par)
 {
     const plm_gsite *s = &cfg->m->sites[up->site];
     const double *S = c->S;   /* output o of point i at S[2 * o + i] */
-    double x, newu, a, b, pt[2];
+    double a, b, pt[2];
     int ch, j = 2;
     switch (up->how) {
     case PLM_GIBBS_NORMAL: {
@@ -168,10 +169,10 @@ static plm_status conj_update(const gibbs_cfg *cfg, const gibbs_update *up, gibb
             prec += sl * sl * w;
             num += sl * (y - ic) * w;
         }
-        newu = num / prec + plm_rng_normal(r) / sqrt(prec);
-        break;
+        par[0] = num / prec, par[1] = 1 / sqrt(prec);
+        return PLM_OK;
     }
-    case PLM_GIBBS_GAMMA: case PLM_GIBBS_INV_GAMMA: {
+    case PLM_GIBBS_GAMMA: case PLM_GIBBS_INV_GAMMA:
         /* at x = 1 (coordinate log 1 = 0) every child parameter c x^k is its coefficient c */
         pt[0] = 0;
         eval_points(ws, u, pt, 1, 0, 1, c->oS, 1);
@@ -199,13 +200,8 @@ static plm_status conj_update(const gibbs_cfg *cfg, const gibbs_update *up, gibb
                 j += 3;
             }
         }
-        if (!(a > 0 && b > 0 && isfinite(a) && isfinite(b))) goto badchild;
-        /* the log of a Gamma(a, b) draw, exact in logs, is the coordinate itself */
-        x = plm_dist_log_gamma(a, r) - log(b);
-        newu = up->how == PLM_GIBBS_GAMMA ? x : -x;
         break;
-    }
-    default: {   /* PLM_GIBBS_BETA: the children's statistics do not depend on the site */
+    default:   /* PLM_GIBBS_BETA: the children's statistics do not depend on the site */
         pt[0] = u[up->coord];
         eval_points(ws, u, pt, 1, 0, 1, c->oS, 1);
         a = S[0], b = S[2];
@@ -218,10 +214,33 @@ static plm_status conj_update(const gibbs_cfg *cfg, const gibbs_update *up, gibb
                 a += S[2 * j], b += 1 - S[2 * j];
                 j += 1;
             }
-        if (!(a > 0 && b > 0)) goto badchild;
-        /* logit of G1 / (G1 + G2) is log G1 - log G2: the unconstrained coordinate without cancellation */
-        newu = plm_dist_log_gamma(a, r) - plm_dist_log_gamma(b, r);
     }
+    if (!(a > 0 && b > 0 && isfinite(a) && isfinite(b))) goto badchild;
+    par[0] = a, par[1] = b;
+    return PLM_OK;
+badparam:
+    return plm_fail(ctx, PLM_EDOM, "gibbs: the prior of '%s' (%s) has invalid parameters (%g, %g)", s->name,
+                    plm_dist_info_of((plm_dist_kind)s->dist)->name, S[0], S[2]);
+badchild:
+    return plm_fail(ctx, PLM_EDOM, "gibbs: a child of '%s' has invalid parameters or values (a non-positive scale, or "
+                    "counts outside their range)", s->name);
+}
+
+/* A conjugate update: the closed-form draw, as the unconstrained coordinate, and the change of the blanket
+** terms. */
+static plm_status conj_update(const gibbs_cfg *cfg, const gibbs_update *up, gibbs_chain *c, plm_prog_ws *wb,
+                              plm_prog_ws *ws, plm_ctx *ctx, plm_rng *r, double *u, double *lp)
+{
+    double par[2], newu, pt[2];
+    plm_status st;
+    if ((st = conj_params(cfg, up, c, ws, ctx, u, par))) return st;
+    switch (up->how) {
+    case PLM_GIBBS_NORMAL: newu = par[0] + par[1] * plm_rng_normal(r); break;
+    /* the log of a Gamma(a, b) draw, exact in logs, is the coordinate itself */
+    case PLM_GIBBS_GAMMA: newu = plm_dist_log_gamma(par[0], r) - log(par[1]); break;
+    case PLM_GIBBS_INV_GAMMA: newu = log(par[1]) - plm_dist_log_gamma(par[0], r); break;
+    /* logit of G1 / (G1 + G2) is log G1 - log G2: the unconstrained coordinate without cancellation */
+    default: newu = plm_dist_log_gamma(par[0], r) - plm_dist_log_gamma(par[1], r);
     }
     if (up->incremental && !isnan(*lp)) {
         pt[0] = u[up->coord], pt[1] = newu;
@@ -231,12 +250,6 @@ static plm_status conj_update(const gibbs_cfg *cfg, const gibbs_update *up, gibb
         *lp = NAN;   /* stale: recomputed once at the end of the step */
     u[up->coord] = newu;
     return PLM_OK;
-badparam:
-    return plm_fail(ctx, PLM_EDOM, "gibbs: the prior of '%s' (%s) has invalid parameters (%g, %g)", s->name,
-                    plm_dist_info_of((plm_dist_kind)s->dist)->name, S[0], S[2]);
-badchild:
-    return plm_fail(ctx, PLM_EDOM, "gibbs: a child of '%s' has invalid parameters or values (a non-positive scale, or "
-                    "counts outside their range)", s->name);
 }
 
 static plm_status block_update(const gibbs_cfg *cfg, gibbs_chain *c, plm_prog_ws *wb, plm_ctx *ctx, plm_rng *r,
@@ -469,4 +482,55 @@ plm_status plm_kernel_block_gibbs(plm_ctx *ctx, const plm_gmodel *m, const int *
     k->cfg = cfg;
     *out = k;
     return PLM_OK;
+}
+
+plm_status plm_gibbs_conditional(plm_ctx *ctx, const plm_kernel *k, int i, const double *u, double *out, int cap, int *n)
+{
+    const gibbs_cfg *cfg;
+    gibbs_chain *c;
+    const gibbs_update *up;
+    plm_status st = PLM_OK;
+    double *v;
+    long npts, j;
+    *n = 0;
+    if (k->ops != &gibbs_ops && k->ops != &block_ops) return plm_fail(ctx, PLM_EINVAL, "gibbs: not a Gibbs kernel");
+    cfg = k->cfg;
+    if (i < 0 || i >= cfg->nup) return plm_fail(ctx, PLM_EINVAL, "gibbs: no update %d (the kernel has %d)", i, cfg->nup);
+    up = &cfg->up[i];
+    if (!(c = chain_new(k, NULL))) return plm_fail(ctx, PLM_ENOMEM, "gibbs: out of memory");
+    if (!(v = malloc((size_t)cfg->m->dim * sizeof *v))) {
+        chain_free(c);
+        return plm_fail(ctx, PLM_ENOMEM, "gibbs: out of memory");
+    }
+    memcpy(v, u, (size_t)cfg->m->dim * sizeof *v);
+    if (up->how != PLM_GIBBS_ENUM) {
+        if (cap < 2) st = plm_fail(ctx, PLM_EINVAL, "gibbs: out needs 2 doubles");
+        else if (!(st = conj_params(cfg, up, c, &c->ws[i], ctx, v, out))) *n = 2;
+        goto done;
+    }
+    if (cfg->block) {
+        for (j = 0; j < cfg->bspace; j++) {
+            long q = j;
+            int b;
+            for (b = cfg->nb - 1; b >= 0; b--) {
+                c->z[(size_t)b * (size_t)cfg->maxsupport + (size_t)j] = (double)(q % cfg->bsize[b]);
+                q /= cfg->bsize[b];
+            }
+        }
+        npts = cfg->bspace;
+    } else if (!(npts = up->support)) {
+        eval_points(&c->wb[i], v, c->z, (size_t)cfg->maxsupport, 0, 1, c->ow, 1);
+        npts = (long)c->aux[0] + 1;
+    }
+    if (npts > cap) {
+        st = plm_fail(ctx, PLM_EINVAL, "gibbs: the conditional has %ld points, out holds %d", npts, cap);
+        goto done;
+    }
+    eval_all(&c->wb[i], v, c->z, (size_t)cfg->maxsupport, npts, c->ow);
+    memcpy(out, c->w, (size_t)npts * sizeof *out);
+    *n = (int)npts;
+done:
+    free(v);
+    chain_free(c);
+    return st;
 }

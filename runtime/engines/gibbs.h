@@ -49,4 +49,11 @@ plm_status plm_kernel_gibbs(plm_ctx *ctx, const plm_gmodel *m, const int *sites,
 ** PLM_EINVAL when the product has more than PLM_GIBBS_MAX_BLOCK points or a site is not finite discrete. */
 plm_status plm_kernel_block_gibbs(plm_ctx *ctx, const plm_gmodel *m, const int *sites, int nsites, plm_kernel **out);
 
+/* The full conditional that update i of kernel k (from plm_kernel_gibbs: the i-th site; block kernels have one
+** update) draws from at u, for tests and displays. Enumerations: the unnormalised log weights of values
+** 0, 1, ... (block: of the product space, the last site fastest) into out, *n of them (at most cap).
+** Conjugate updates: *n = 2 parameters of the site's value: normal (mean, sd), gamma (shape, rate),
+** inverse-gamma (shape, scale), beta (a, b). */
+plm_status plm_gibbs_conditional(plm_ctx *ctx, const plm_kernel *k, int i, const double *u, double *out, int cap, int *n);
+
 #endif
