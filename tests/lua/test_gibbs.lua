@@ -125,3 +125,11 @@ T.test("init_sets_a_discrete_site", function()
     init = { z = 2 } })
   T.eq(#post:draws("z"), 1, "one draw")
 end)
+
+T.test("same_draws_for_any_thread_count", function()
+  local d = { y = { 0.3, -0.5, 1.2 }, w = 0.4 }
+  local a = plume.infer(hier(1), d, { method = "gibbs", samples = 100, chains = 3, seed = 9, threads = 1 })
+  local b = plume.infer(hier(1), d, { method = "gibbs", samples = 100, chains = 3, seed = 9, threads = 3 })
+  T.eq(table.concat(a:draws("mu"), ","), table.concat(b:draws("mu"), ","), "mu")
+  T.eq(table.concat(a:draws("b"), ","), table.concat(b:draws("b"), ","), "b")
+end)
