@@ -399,6 +399,52 @@ static void test_carried_log_density_equals_the_model(void)
     plm_target_ws_free(t, ws);
 }
 
+/* The same for conjugate updates, whose increments come from the conditional's shape: mu ~ normal(0, 2),
+** tau ~ gamma(2, 1), v ~ inv_gamma(3, 2), theta_j ~ normal(mu, 1/sqrt(tau)), y_j ~ normal(theta_j, sqrt(v)). */
+static void test_carried_log_density_equals_the_model_conjugate(void)
+{
+    built b = new_model();
+    int p[2], mu, tau, v, j, sites[6];
+    double u[6] = {0.1, 0.2, -0.3, 0.5, -0.5, 1.0}, lp, stat, worst = 0, ys[3] = {1.5, -0.7, 2.4};
+    plm_target *t;
+    plm_kernel *k;
+    plm_rng r;
+    void *ws, *st;
+    p[0] = k_(&b, 0), p[1] = k_(&b, 2);
+    mu = latent(&b, "mu", PLM_DIST_NORMAL, 2, p, 0);
+    p[0] = k_(&b, 2), p[1] = k_(&b, 1);
+    tau = latent(&b, "tau", PLM_DIST_GAMMA, 2, p, 0);
+    p[0] = k_(&b, 3), p[1] = k_(&b, 2);
+    v = latent(&b, "v", PLM_DIST_INV_GAMMA, 2, p, 0);
+    for (j = 0; j < 3; j++) {
+        char name[16];
+        int th;
+        snprintf(name, sizeof name, "theta%d", j + 1);
+        p[0] = mu, p[1] = plm_graph_op(b.g, PLM_OP_INV, plm_graph_op(b.g, PLM_OP_SQRT, tau, -1, -1), -1, -1);
+        th = latent(&b, name, PLM_DIST_NORMAL, 2, p, 0);
+        snprintf(name, sizeof name, "y%d", j + 1);
+        p[0] = th, p[1] = plm_graph_op(b.g, PLM_OP_SQRT, v, -1, -1);
+        observe(&b, name, PLM_DIST_NORMAL, 2, p, ys[j]);
+    }
+    CHECK(plm_gmodel_finish(&ctx, b.m) == PLM_OK);
+    plm_gmodel_target(&ctx, b.m, &t);
+    ws = plm_target_ws_new(t);
+    sites[0] = 0, sites[1] = 1, sites[2] = 2, sites[3] = plm_gmodel_find(b.m, "theta1");
+    sites[4] = plm_gmodel_find(b.m, "theta2"), sites[5] = plm_gmodel_find(b.m, "theta3");
+    CHECK(plm_kernel_gibbs(&ctx, b.m, sites, 6, &k) == PLM_OK);
+    if (!k) return;
+    st = k->ops->chain_new(k, t);
+    lp = plm_target_logp(t, ws, u);
+    plm_rng_init(&r, 8, 0);
+    for (j = 0; j < 500; j++) {
+        CHECK(k->ops->step(k, st, &ctx, t, ws, &r, u, &lp, &stat, NULL) == PLM_OK);
+        worst = fmax(worst, fabs(lp - plm_target_logp(t, ws, u)) / fmax(1, fabs(lp)));
+    }
+    CHECK(worst < 1e-9);
+    k->ops->chain_free(st);
+    plm_target_ws_free(t, ws);
+}
+
 int main(void)
 {
     RUN(test_enumeration_equals_brute_force);
@@ -410,5 +456,6 @@ int main(void)
     RUN(test_block_larger_than_the_cap_is_refused);
     RUN(test_one_site_posteriors_match_closed_forms);
     RUN(test_carried_log_density_equals_the_model);
+    RUN(test_carried_log_density_equals_the_model_conjugate);
     return CHECK_DONE();
 }

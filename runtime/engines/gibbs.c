@@ -1,9 +1,11 @@
 /* gibbs.c -- exact Gibbs kernels on static graphs (see gibbs.h). Each update has a small program copied out
-** of the model's graph: the site's blanket terms (its own and its children's) and, for conjugate sites, the
-** statistics of the closed form (conjugacy.c decides which). In these copies the site's coordinate is an
-** input of group Z, varying per particle, and every other coordinate is uniform: the work that does not
-** depend on the site runs once per update, and all values of an enumeration (or the two points a conjugate
-** update needs) run as particles of one block. No Lua and no allocation per step. */
+** of the model's graph: for an enumeration the site's blanket terms (its own and its children's), for a
+** conjugate site the statistics of the closed form (conjugacy.c decides which). In these copies the site's
+** coordinate is an input of group Z, varying per particle, and every other coordinate is uniform: the work
+** that does not depend on the site runs once per update, and all values of an enumeration (or the two points
+** a conjugate update needs) run as particles of one block. The log density is carried from update to update
+** by differences (of the enumerated terms, or of the conjugate conditional's shape), so a sweep never
+** evaluates the whole model. No Lua and no allocation per step. */
 #include "gibbs_impl.h"
 
 #include <math.h>
@@ -66,7 +68,7 @@ static void *chain_new(const plm_kernel *k, const plm_target *t)
     if (!cfg->block)
         for (i = 0; i < cfg->maxsupport; i++) c->z[i] = i;   /* the values of an enumeration, in order */
     for (i = 0; i < cfg->nup; i++) {
-        if (plm_prog_ws_init_block(NULL, &c->wb[i], cfg->up[i].blanket, blk < 2 ? 2 : blk)) goto fail;
+        if (cfg->up[i].blanket && plm_prog_ws_init_block(NULL, &c->wb[i], cfg->up[i].blanket, blk < 2 ? 2 : blk)) goto fail;
         if (cfg->up[i].stats && plm_prog_ws_init_block(NULL, &c->ws[i], cfg->up[i].stats, 2)) goto fail;
     }
     return c;
@@ -226,12 +228,29 @@ badchild:
                     "counts outside their range)", s->name);
 }
 
-/* A conjugate update: the closed-form draw, as the unconstrained coordinate, and the change of the blanket
-** terms. */
-static plm_status conj_update(const gibbs_cfg *cfg, const gibbs_update *up, gibbs_chain *c, plm_prog_ws *wb,
-                              plm_prog_ws *ws, plm_ctx *ctx, plm_rng *r, double *u, double *lp)
+static double softplus(double x) { return x > 0 ? x + log1p(exp(-x)) : log1p(exp(x)); }
+
+/* The site's blanket terms as a function of its coordinate u, up to a constant: the conditional's log density
+** at the value plus the log Jacobian of the coordinate. Conjugacy means the children's terms are exactly this
+** shape in the site, so differences of it are differences of the model's log density, without evaluating
+** the children again. */
+static double conj_shape(int how, const double *par, double u)
 {
-    double par[2], newu, pt[2];
+    double z;
+    switch (how) {
+    case PLM_GIBBS_NORMAL: z = (u - par[0]) / par[1]; return -0.5 * z * z;
+    case PLM_GIBBS_GAMMA: return par[0] * u - par[1] * exp(u);          /* (a - 1) log x - b x + log x */
+    case PLM_GIBBS_INV_GAMMA: return -par[0] * u - par[1] * exp(-u);    /* -(a + 1) log x - b / x + log x */
+    default: return -par[0] * softplus(-u) - par[1] * softplus(u);      /* a log x + b log(1 - x) */
+    }
+}
+
+/* A conjugate update: the closed-form draw, as the unconstrained coordinate, and the change of the log
+** density from the conditional's shape. */
+static plm_status conj_update(const gibbs_cfg *cfg, const gibbs_update *up, gibbs_chain *c, plm_prog_ws *ws,
+                              plm_ctx *ctx, plm_rng *r, double *u, double *lp)
+{
+    double par[2], newu;
     plm_status st;
     if ((st = conj_params(cfg, up, c, ws, ctx, u, par))) return st;
     switch (up->how) {
@@ -242,12 +261,7 @@ static plm_status conj_update(const gibbs_cfg *cfg, const gibbs_update *up, gibb
     /* logit of G1 / (G1 + G2) is log G1 - log G2: the unconstrained coordinate without cancellation */
     default: newu = plm_dist_log_gamma(par[0], r) - plm_dist_log_gamma(par[1], r);
     }
-    if (up->incremental && !isnan(*lp)) {
-        pt[0] = u[up->coord], pt[1] = newu;
-        eval_points(wb, u, pt, 2, 0, 2, c->ow, 1);
-        *lp += c->w[1] - c->w[0];
-    } else
-        *lp = NAN;   /* stale: recomputed once at the end of the step */
+    *lp += conj_shape(up->how, par, newu) - conj_shape(up->how, par, u[up->coord]);
     u[up->coord] = newu;
     return PLM_OK;
 }
@@ -291,7 +305,7 @@ static plm_status gibbs_step(const plm_kernel *k, void *state, plm_ctx *ctx, con
         for (i = 0; i < cfg->nup && !st; i++) {
             const gibbs_update *up = &cfg->up[i];
             st = up->how == PLM_GIBBS_ENUM ? enum_update(cfg, up, c, &c->wb[i], ctx, r, u, lp)
-                                           : conj_update(cfg, up, c, &c->wb[i], &c->ws[i], ctx, r, u, lp);
+                                           : conj_update(cfg, up, c, &c->ws[i], ctx, r, u, lp);
         }
     if (st) return st;
     if (isnan(*lp)) *lp = plm_target_logp(t, tws, u);
@@ -362,7 +376,7 @@ plm_status plm_kernel_gibbs(plm_ctx *ctx, const plm_gmodel *m, const int *sites,
 {
     gibbs_cfg *cfg;
     plm_kernel *k;
-    int i, *scratch = NULL, *ch = NULL, nterms = 0;
+    int i, *scratch = NULL, *ch = NULL;
     char *seen = NULL;
     plm_status st = PLM_OK;
     *out = NULL;
@@ -383,7 +397,6 @@ plm_status plm_kernel_gibbs(plm_ctx *ctx, const plm_gmodel *m, const int *sites,
     cfg->m = m;
     cfg->nup = nsites;
     cfg->maxsupport = 2;
-    for (i = 0; i < m->n; i++) nterms += m->sites[i].logp >= 0;
     for (i = 0; i < nsites && !st; i++) {
         gibbs_update *up = &cfg->up[i];
         const plm_gsite *s = &m->sites[sites[i]];
@@ -410,10 +423,10 @@ plm_status plm_kernel_gibbs(plm_ctx *ctx, const plm_gmodel *m, const int *sites,
         } else {
             if (nstats > cfg->maxstats) cfg->maxstats = nstats;
             if ((st = compile_small(ctx, m->g, nstats, stats, 1, &s->first, &up->stats))) break;
-            up->incremental = 4 * (nchild + 1) < nterms;
         }
-        st = blanket_prog(ctx, m, &sites[i], 1, scratch, seen, s->dist == PLM_DIST_BINOMIAL && s->discrete ? s->params[0] : -1,
-                          &up->blanket);
+        if (how == PLM_GIBBS_ENUM)   /* conjugate updates need no blanket: the conditional's shape gives lp */
+            st = blanket_prog(ctx, m, &sites[i], 1, scratch, seen, s->dist == PLM_DIST_BINOMIAL ? s->params[0] : -1,
+                              &up->blanket);
     }
     if (st) goto done;
     k->ops = &gibbs_ops;

@@ -14,9 +14,9 @@ enum {
     CHILD_BINOMIAL      /* [n, y]: p = x */
 };
 
-/* One site's update, built once per kernel: the blanket program (output 0: the sum of the site's term and
-** its children's terms; output 1: binomial n, for enumerations of binomial sites) and, for conjugate
-** updates, the statistics program (the prior's two parameters, then each child's outputs). */
+/* One site's update, built once per kernel: for enumerations the blanket program (output 0: the sum of the
+** site's term and its children's terms; output 1: binomial n), for conjugate updates the statistics program
+** (the prior's two parameters, then each child's outputs). */
 typedef struct gibbs_update {
     int site, how, coord;
     plm_prog *blanket;
@@ -24,9 +24,6 @@ typedef struct gibbs_update {
     int nstats, nchild;
     int *cfam;          /* per child: CHILD_* */
     int support;        /* enumeration: the support size (0 for binomial: read n at each step) */
-    int incremental;    /* conjugate: keep lp by the change of the blanket terms, two evaluations of them; else
-                        ** mark it stale and recompute it once at the end of the step (cheaper when the blanket is
-                        ** most of the model, as for a mixture's component means) */
 } gibbs_update;
 
 /* Find the update of latent site i: how (PLM_GIBBS_*), and for conjugate ones the statistics nodes into a
