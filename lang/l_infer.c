@@ -400,7 +400,7 @@ static int l_infer(lua_State *L)
     mh = strcmp(o.method, "mh") == 0;
     /* nuts, hmc and auto: l_static.c; auto comes back with the reason when the program is dynamic */
     grad = strcmp(o.method, "nuts") == 0 || strcmp(o.method, "hmc") == 0 || strcmp(o.method, "auto") == 0 ||
-           strcmp(o.method, "slice") == 0 || strcmp(o.method, "kernel") == 0;
+           strcmp(o.method, "slice") == 0 || strcmp(o.method, "kernel") == 0 || strcmp(o.method, "gibbs") == 0;
     if (!grad && !mh && (o.init || o.thin != 1))
         return luaL_error(L, "%s: option '%s' applies to method \"mh\" (and \"nuts\", \"hmc\") only", fn,
                           o.init ? "init" : "thin");
@@ -423,7 +423,7 @@ static int l_infer(lua_State *L)
     else if (mh) engine_mh(L, &pg, &o);
     else if (strcmp(o.method, "is") == 0) engine_independent(L, &pg, &o, 1);
     else if (strcmp(o.method, "prior") == 0) engine_independent(L, &pg, &o, 0);
-    else return luaL_error(L, "%s: unknown method '%s' (methods: \"prior\", \"is\", \"mh\", \"nuts\", \"hmc\", \"slice\", \"auto\")", fn, o.method);
+    else return luaL_error(L, "%s: unknown method '%s' (methods: \"prior\", \"is\", \"mh\", \"nuts\", \"hmc\", \"slice\", \"gibbs\", \"auto\")", fn, o.method);
     lua_pushstring(L, o.method);
     lua_setfield(L, -2, "method");
     lua_pushinteger(L, mh ? o.chains : 1);

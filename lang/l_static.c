@@ -21,6 +21,7 @@
 #include "hmc.h"
 #include "lkernel.h"
 #include "slice.h"
+#include "lgibbs.h"
 
 #define PLM_L_MGRAPH "plume.modelgraph"
 #define MAXDIM 64
@@ -109,14 +110,14 @@ static int trace_symbolic(lua_State *L, plm_l_exec *ex, plm_l_method which)
     plm_ctx_clear(ctx);
     switch (which) {
     case PLM_L_M_SAMPLE: {
-        plm_dist *nd;
         addr = trace_addr(L, "m:sample");
-        if ((nd = plm_l_testobj(L, 3, PLM_L_DIST)) && plm_dist_info_of(nd->kind)->discrete)
-            return trace_error(L, "m:sample '%s': latent site is discrete (%s): gradient-based MCMC needs continuous "
-                                  "sites", addr, plm_dist_info_of(nd->kind)->name);
         sd = trace_dist(L, t, "m:sample", addr);
         if ((dim = plm_symdist_dim(&sd->d)) > MAXDIM) return trace_error(L, "m:sample '%s': dimension over %d", addr, MAXDIM);
         if (plm_gmodel_latent(ctx, t->gm, addr, &sd->d, x)) return trace_error(L, "m:sample '%s': %s", addr, ctx->msg);
+        if (sd->shift) {   /* categorical: 0-based in the graph, 1-based in Lua and in the draws */
+            t->gm->sites[t->gm->n - 1].base = sd->shift;
+            x[0] = plm_graph_op(t->g, PLM_OP_ADD, x[0], plm_graph_const(t->g, sd->shift), -1);
+        }
         push_value(L, x, dim);
         return 1;
     }
@@ -213,9 +214,10 @@ int plm_l_trace_static(lua_State *L, const plm_l_program *pg, plm_gmodel **out)
 
 /* ---- plume.infer's "nuts", "hmc" and "auto" ---- */
 
-/* Fill u (chains x dim) from `init`: named sites from their values, the rest uniform(-2, 2) on the
+/* Fill u (chains x dim) from `init` (0: none): named sites from their values, the rest uniform(-2, 2) on the
 ** unconstrained scale as Stan does (stream 2^32 + c of the seed, so chains do not share draws with the
-** kernel's streams). Each chain's start is checked: a non-finite log density names the site. */
+** kernel's streams), discrete sites the first whole values of finite density. Each chain's start is checked:
+** a non-finite log density names the site. */
 static void static_inits(lua_State *L, const plm_gmodel *gm, const plm_l_infer_opts *o, double *u)
 {
     int c, d = gm->dim;
@@ -227,7 +229,10 @@ static void static_inits(lua_State *L, const plm_gmodel *gm, const plm_l_infer_o
         int i, tab;
         plm_rng_init(&r, o->seed, (1ull << 32) + (uint64_t)c);
         for (i = 0; i < d; i++) uc[i] = -2 + 4 * plm_rng_uniform(&r);
-        if (lua_isfunction(L, o->init)) {
+        if (plm_gmodel_first_discrete(gm) >= 0 && plm_gmodel_init_discrete(&ctx, gm, uc)) luaL_error(L, "plume.infer: %s", ctx.msg);
+        if (!o->init)
+            lua_newtable(L);
+        else if (lua_isfunction(L, o->init)) {
             lua_pushvalue(L, o->init);
             lua_pushinteger(L, c + 1);
             lua_call(L, 1, 1);
@@ -329,6 +334,17 @@ int plm_l_infer_static(lua_State *L, const plm_l_program *pg, const plm_l_infer_
         if (is_auto) return 0;
         return luaL_error(L, "%s: method \"%s\" needs a static model (one whose structure does not depend on its "
                              "random choices), and this one is not: %s", fn, o->method, lua_tostring(L, -1));
+    }
+    if (strcmp(o->method, "gibbs") == 0) {
+        u0 = plm_l_scratch(L, (size_t)o->chains * (size_t)gm->dim * sizeof *u0);
+        static_inits(L, gm, o, u0);
+        return plm_l_infer_gibbs(L, gm, o, u0, threads);
+    }
+    if (!user && (c = plm_gmodel_first_discrete(gm)) >= 0) {
+        lua_pushfstring(L, "site '%s' is discrete (%s), and gradient-based MCMC moves continuous sites only (use "
+                           "method = \"gibbs\")", gm->sites[c].name, plm_dist_info_of((plm_dist_kind)gm->sites[c].dist)->name);
+        if (is_auto) return 0;
+        return luaL_error(L, "%s: method \"%s\": %s", fn, o->method, lua_tostring(L, -1));
     }
     needs_grad = !slice && !user;
     if ((st = plm_gmodel_target(&ctx, gm, &target)) && (st != PLM_ENOTSUP || needs_grad)) {
@@ -554,6 +570,12 @@ static int l_graph_blanket(lua_State *L)
     return 1;
 }
 
+/* g:gibbs_plan() -> { {site=, update=, why=}, ... }: which exact Gibbs update each latent site has (l_gibbs.c) */
+static int l_graph_gibbs_plan(lua_State *L)
+{
+    return plm_l_gibbs_plan(L, check_graph(L, "graph:gibbs_plan"));
+}
+
 static void add_quoted(luaL_Buffer *b, const char *s)
 {
     luaL_addchar(b, '"');
@@ -626,7 +648,7 @@ static int l_graph_tostring(lua_State *L)
 void plm_l_open_static(lua_State *L)
 {
     static const luaL_Reg methods[] = {{"nodes", l_graph_nodes}, {"markov_blanket", l_graph_blanket},
-                                       {"dot", l_graph_dot}, {NULL, NULL}};
+                                       {"dot", l_graph_dot}, {"gibbs_plan", l_graph_gibbs_plan}, {NULL, NULL}};
     plm_l_newmeta(L, PLM_L_MGRAPH, NULL, NULL);
     lua_pop(L, 1);
     luaL_newmetatable(L, PLM_L_MGRAPH ".object");

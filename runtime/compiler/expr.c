@@ -319,3 +319,112 @@ int plm_graph_logpdf_generic(plm_graph *g, int kind, int np, const int *p, int x
     nd.n = np + 1;
     return intern(g, nd, args);
 }
+
+/* ---- extraction ---- */
+
+/* Open-addressing map from node ids of the source graph to ids of the copy (-1 until copied). */
+typedef struct idmap {
+    int *key, *val, cap, n;
+} idmap;
+
+static int idmap_slot(const idmap *m, int key)
+{
+    unsigned k = ((unsigned)key * 2654435761u) & (unsigned)(m->cap - 1);
+    while (m->key[k] >= 0 && m->key[k] != key) k = (k + 1) & (unsigned)(m->cap - 1);
+    return (int)k;
+}
+
+static int idmap_grow(idmap *m)
+{
+    idmap nm;
+    int i;
+    nm.cap = m->cap ? 2 * m->cap : 256;
+    nm.n = m->n;
+    nm.key = malloc((size_t)nm.cap * sizeof *nm.key);
+    nm.val = malloc((size_t)nm.cap * sizeof *nm.val);
+    if (!nm.key || !nm.val) return free(nm.key), free(nm.val), -1;
+    for (i = 0; i < nm.cap; i++) nm.key[i] = -1;
+    for (i = 0; i < m->cap; i++)
+        if (m->key[i] >= 0) {
+            int s = idmap_slot(&nm, m->key[i]);
+            nm.key[s] = m->key[i], nm.val[s] = m->val[i];
+        }
+    free(m->key), free(m->val);
+    *m = nm;
+    return 0;
+}
+
+static int cmp_int(const void *a, const void *b)
+{
+    int x = *(const int *)a, y = *(const int *)b;
+    return (x > y) - (x < y);
+}
+
+plm_status plm_graph_extract(plm_ctx *ctx, const plm_graph *g, int nout, const int *outs, int nmove, const int *move,
+                             int to_grp, plm_graph **sub, int *subouts)
+{
+    idmap m = {0};
+    int *stack = NULL, *ids = NULL, top = 0, capst = 0, n = 0, i, j;
+    plm_graph *h = plm_graph_new();
+    plm_status st = PLM_OK;
+    *sub = NULL;
+    if (!h || idmap_grow(&m)) {
+        st = plm_fail(ctx, PLM_ENOMEM, "graph: out of memory");
+        goto done;
+    }
+    /* the set of nodes the outputs read, by a walk with the map as its visited set */
+    for (i = 0; i < nout; i++) {
+        if (outs[i] < 0 || outs[i] >= g->n) {
+            st = plm_fail(ctx, PLM_EINVAL, "graph: output %d is not a node", i);
+            goto done;
+        }
+        if (top + 1 > capst) {
+            int *ns = realloc(stack, (size_t)(capst = 2 * capst + 64) * sizeof *ns);
+            if (!ns) goto nomem;
+            stack = ns;
+        }
+        stack[top++] = outs[i];
+    }
+    while (top) {
+        int id = stack[--top], s;
+        const plm_node *nd = &g->nodes[id];
+        if (2 * (m.n + 1) > m.cap && idmap_grow(&m)) goto nomem;
+        s = idmap_slot(&m, id);
+        if (m.key[s] >= 0) continue;
+        m.key[s] = id, m.val[s] = -1, m.n++;
+        if (top + nd->n > capst) {
+            int *ns = realloc(stack, (size_t)(capst = 2 * capst + nd->n + 64) * sizeof *ns);
+            if (!ns) goto nomem;
+            stack = ns;
+        }
+        for (j = 0; j < nd->n; j++) stack[top++] = g->pool[nd->arg + j];
+    }
+    if (!(ids = malloc(((size_t)m.n + 1) * sizeof *ids))) goto nomem;
+    for (i = 0; i < m.cap; i++)
+        if (m.key[i] >= 0) ids[n++] = m.key[i];
+    qsort(ids, (size_t)n, sizeof *ids, cmp_int);   /* ids are topological: arguments come first */
+    for (i = 0; i < n; i++) {
+        plm_node nd = g->nodes[ids[i]];
+        int args[64], *a = nd.n <= 64 ? args : malloc((size_t)nd.n * sizeof *a), id;
+        if (!a) goto nomem;
+        for (j = 0; j < nd.n; j++) a[j] = m.val[idmap_slot(&m, g->pool[nd.arg + j])];
+        if (plm_op_is_draw(nd.op)) nd.uniq = ++h->ndraws;
+        for (j = 0; nd.op == PLM_OP_INPUT && nd.grp == PLM_GRP_X && j < nmove; j++)
+            if (nd.idx == move[j]) {
+                nd.grp = to_grp, nd.idx = j;
+                break;
+            }
+        id = intern(h, nd, a);
+        if (a != args) free(a);
+        if (id < 0) goto nomem;
+        m.val[idmap_slot(&m, ids[i])] = id;
+    }
+    for (i = 0; i < nout; i++) subouts[i] = m.val[idmap_slot(&m, outs[i])];
+    *sub = h;
+    goto done;
+nomem:
+    st = plm_fail(ctx, PLM_ENOMEM, "graph: out of memory");
+done:
+    free(m.key), free(m.val), free(stack), free(ids);
+    return st;
+}

@@ -93,6 +93,14 @@ int plm_graph_node(const plm_graph *g, int id, int *nargs, const int **args);
 /* 1 when node id is an input, with its group and index in *group and *index (either may be NULL). */
 int plm_graph_is_input(const plm_graph *g, int id, int *group, int *index);
 
+/* A new graph (GC) holding only the nodes that outs[0..nout-1] depend on, with the same constants and inputs,
+** except that input move[k] of group PLM_GRP_X becomes input k of group to_grp (nmove may be 0); subouts
+** (may alias outs) receives the outputs' ids there. For callers that compile many small programs from one
+** large graph (a compile costs the size of the graph it reads), and that vary a few coordinates per particle
+** while the rest stay uniform. */
+plm_status plm_graph_extract(plm_ctx *ctx, const plm_graph *g, int nout, const int *outs, int nmove, const int *move,
+                             int to_grp, plm_graph **sub, int *subouts);
+
 /* Symbolic reverse-mode derivative: res[j] = d out / d wrt[j] as new nodes (wrt are any nodes, usually
 ** inputs; draws are treated as independent of everything). PLM_ENOTSUP names an op without a derivative
 ** (a native function without grad, a generic logpdf). */

@@ -9,6 +9,8 @@
 
 #include "transform.h"
 
+static plm_status eval_at(plm_ctx *ctx, const plm_gmodel *m, const int *outs, int nout, const double *u, double *res);
+
 static int op1(plm_graph *g, plm_op op, int a) { return plm_graph_op(g, op, a, -1, -1); }
 static int op2(plm_graph *g, plm_op op, int a, int b) { return plm_graph_op(g, op, a, b, -1); }
 
@@ -106,44 +108,56 @@ static int transform(plm_graph *g, int u, int lo, int hi, int *logjac)
     return u;
 }
 
-/* Bound nodes of a scalar continuous kind's support; PLM_ENOTSUP with the reason for what NUTS cannot move. */
+/* Bound nodes of a scalar continuous kind's support; PLM_ENOTSUP with the reason for what cannot be a site. */
 static plm_status bounds(plm_ctx *ctx, plm_graph *g, const char *name, const plm_symdist *d, int *lo, int *hi)
 {
     const plm_dist_info *info = plm_dist_info_of(d->kind);
     *lo = *hi = -1;
-    if (info->discrete)
-        return plm_fail(ctx, PLM_ENOTSUP, "latent site '%s' is discrete (%s): gradient-based MCMC needs continuous sites",
-                        name, info->name);
     switch (info->support) {
     case PLM_SUPPORT_REAL: case PLM_SUPPORT_REALVEC: return PLM_OK;
     case PLM_SUPPORT_POSITIVE: *lo = plm_graph_const(g, 0); return PLM_OK;
     case PLM_SUPPORT_UNIT: *lo = plm_graph_const(g, 0), *hi = plm_graph_const(g, 1); return PLM_OK;
     case PLM_SUPPORT_INTERVAL: *lo = d->p[0], *hi = d->p[1]; return PLM_OK;
+    case PLM_SUPPORT_BINARY: case PLM_SUPPORT_COUNT: case PLM_SUPPORT_BOUNDED: case PLM_SUPPORT_CATEGORY:
+        return PLM_OK;   /* discrete: the coordinate is the value */
     default:
         return plm_fail(ctx, PLM_ENOTSUP, "latent site '%s' (%s) is not supported by the static compiler yet (scalar "
-                        "continuous kinds and mvnormal are)", name, info->name);
+                        "kinds and mvnormal are)", name, info->name);
     }
+}
+
+/* Keep the parameter nodes of d on s, for kernels that read the structure (conjugacy, supports). */
+static plm_status keep_params(plm_ctx *ctx, plm_gsite *s, const plm_symdist *d)
+{
+    if (!(s->params = plm_gc_alloc_atomic(((size_t)d->np + 1) * sizeof *s->params)))
+        return plm_fail(ctx, PLM_ENOMEM, "gmodel: out of memory");
+    if (d->np) memcpy(s->params, d->p, (size_t)d->np * sizeof *s->params);
+    s->nparams = d->np;
+    s->K = d->K;
+    return PLM_OK;
 }
 
 plm_status plm_gmodel_latent(plm_ctx *ctx, plm_gmodel *m, const char *name, const plm_symdist *d, int *value)
 {
     plm_graph *g = m->g;
-    int dim = plm_symdist_dim(d), lo, hi, first, i, lj = -1, term;
+    int dim = plm_symdist_dim(d), lo, hi, first, i, lj = -1, term, discrete = plm_dist_info_of(d->kind)->discrete;
     plm_status st;
     plm_gsite *s;
     if ((st = bounds(ctx, g, name, d, &lo, &hi))) return st;
     if (!(s = add_site(ctx, m, name, PLM_GSITE_LATENT, d->kind, dim))) return ctx->status;
     if ((first = add_coords(ctx, m, dim, m->n - 1)) < 0) return ctx->status;
+    if ((st = keep_params(ctx, s, d))) return st;
     s->first = first;
     s->lo = lo, s->hi = hi;
     s->prior = *d;
     if (!(s->prior.p = plm_gc_alloc_atomic(((size_t)d->np + 1) * sizeof *s->prior.p)))
         return plm_fail(ctx, PLM_ENOMEM, "gmodel: out of memory");
     if (d->np) memcpy(s->prior.p, d->p, (size_t)d->np * sizeof *d->p);
-    if (dim == 1)
+    s->discrete = discrete;
+    if (dim == 1 && !discrete)
         s->value[0] = transform(g, m->x[first], lo, hi, &lj);
     else
-        for (i = 0; i < dim; i++) s->value[i] = m->x[first + i];   /* mvnormal: on the reals already */
+        for (i = 0; i < dim; i++) s->value[i] = m->x[first + i];   /* mvnormal, discrete kinds: the value itself */
     if ((st = plm_symdist_logpdf(ctx, g, d, s->value, &term))) return st;
     s->logp = lj >= 0 ? op2(g, PLM_OP_ADD, term, lj) : term;
     for (i = 0; i < dim; i++)
@@ -160,6 +174,7 @@ plm_status plm_gmodel_observe(plm_ctx *ctx, plm_gmodel *m, const char *name, con
     plm_gsite *s = add_site(ctx, m, name, PLM_GSITE_OBSERVED, d->kind, dim);
     if (!s) return ctx->status;
     memcpy(s->value, x, (size_t)dim * sizeof *x);
+    if ((st = keep_params(ctx, s, d))) return st;
     if ((st = plm_symdist_logpdf(ctx, m->g, d, x, &s->logp))) return st;
     return PLM_OK;
 }
@@ -262,6 +277,50 @@ done:
     return st;
 }
 
+int plm_gmodel_continuous(const plm_gmodel *m, int *coords)
+{
+    int i, n = 0;
+    for (i = 0; i < m->dim; i++)
+        if (!m->sites[m->owner[i]].discrete) coords[n++] = i;
+    return n;
+}
+
+int plm_gmodel_first_discrete(const plm_gmodel *m)
+{
+    int i;
+    for (i = 0; i < m->n; i++)
+        if (m->sites[i].kind == PLM_GSITE_LATENT && m->sites[i].discrete) return i;
+    return -1;
+}
+
+plm_status plm_gmodel_init_discrete(plm_ctx *ctx, const plm_gmodel *m, double *u)
+{
+    int i, n = 0, v, *outs = malloc(((size_t)m->n + 1) * sizeof *outs), *site = malloc(((size_t)m->n + 1) * sizeof *site);
+    char *done = calloc((size_t)m->n + 1, 1);
+    double *res = malloc(((size_t)m->n + 1) * sizeof *res);
+    plm_status st = PLM_OK;
+    if (!outs || !site || !done || !res) {
+        st = plm_fail(ctx, PLM_ENOMEM, "gmodel: out of memory");
+        goto out;
+    }
+    for (i = 0; i < m->n; i++)
+        if (m->sites[i].kind == PLM_GSITE_LATENT && m->sites[i].discrete) outs[n] = m->sites[i].logp, site[n++] = i;
+    /* all unset sites move to v together: one evaluation per candidate value, not one per site and value */
+    for (v = 0; v < 64 && n; v++) {
+        int left = 0;
+        for (i = 0; i < n; i++)
+            if (!done[i]) u[m->sites[site[i]].first] = v, left++;
+        if (!left || (st = eval_at(ctx, m, outs, n, u, res))) break;
+        for (i = 0; i < n; i++)
+            if (!done[i] && isfinite(res[i])) done[i] = 1;
+    }
+    for (i = 0; i < n && !st; i++)
+        if (!done[i]) u[m->sites[site[i]].first] = 0;
+out:
+    free(outs), free(site), free(done), free(res);
+    return st;
+}
+
 int plm_gmodel_find(const plm_gmodel *m, const char *name)
 {
     const plm_site *s = plm_trace_find(m->index, name);
@@ -308,6 +367,13 @@ plm_status plm_gmodel_unconstrain(plm_ctx *ctx, const plm_gmodel *m, int site, c
     const plm_gsite *s = &m->sites[site];
     double lo = -INFINITY, hi = INFINITY;
     int i;
+    if (s->discrete) {
+        if (!(x[0] >= 0 && x[0] == floor(x[0]) && x[0] <= PLM_DIST_MAX_COUNT))
+            return plm_fail(ctx, PLM_EINVAL, "init value of '%s' is %g, but the site is discrete (%s): a whole number >= 0 "
+                            "is needed", s->name, x[0], plm_dist_info_of((plm_dist_kind)s->dist)->name);
+        u[0] = x[0] - s->base;
+        return PLM_OK;
+    }
     if (s->dim > 1) {
         for (i = 0; i < s->dim; i++)
             if (!isfinite(x[i])) return plm_fail(ctx, PLM_EINVAL, "init value of '%s' must be finite", s->name);
@@ -395,7 +461,7 @@ plm_status plm_gmodel_draws(plm_ctx *ctx, const plm_gmodel *m, const plm_draws *
                 st = plm_fail(ctx, PLM_EINVAL, "column '%s' is made twice (a site named like an entry of a vector site)", name);
                 goto done;
             }
-            outs[col] = s->value[k];
+            outs[col] = s->base ? op2(m->g, PLM_OP_ADD, s->value[k], plm_graph_const(m->g, s->base)) : s->value[k];
         }
     }
     if ((st = plm_prog_compile(ctx, m->g, nout, outs, 1u << PLM_GRP_X, &p))) goto done;

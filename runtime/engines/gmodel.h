@@ -33,6 +33,12 @@ typedef struct plm_gsite {
     int *parents;           /* latent sites (indices into sites) whose coordinates the term or value reads */
     int nparents;
     plm_symdist prior;      /* latent: its distribution (parameter nodes), for drawing from the prior */
+    int discrete;           /* latent: 1 for a discrete kind, whose one coordinate holds the value itself (a whole
+                            ** number, no transform, no Jacobian; gradients w.r.t. it are never used) */
+    int base;               /* added to the value in draws: 1 for categorical sites of a 1-based front end */
+    int *params;            /* latent and observed: the distribution's parameter nodes (plm_symdist p, unguarded) */
+    int nparams;
+    int K;                  /* categories (categorical) or dimension (mvnormal); 0 for scalar kinds */
 } plm_gsite;
 
 typedef struct plm_gmodel {
@@ -51,8 +57,10 @@ typedef struct plm_gmodel {
 plm_status plm_gmodel_new(plm_ctx *ctx, plm_graph *g, plm_gmodel **out);
 
 /* A latent site of symbolic distribution d: value receives plm_symdist_dim(d) nodes. Continuous scalar kinds
-** (bounds from the kind's support; uniform's may be symbolic) and mvnormal are supported; PLM_ENOTSUP (the
-** message says why) for discrete kinds, dirichlet and multinomial; PLM_EINVAL for a name used twice. */
+** (bounds from the kind's support; uniform's may be symbolic), mvnormal and the scalar discrete kinds
+** (bernoulli, binomial, poisson, neg_binomial, geometric, categorical: a discrete site, value 0-based for
+** categorical) are supported; PLM_ENOTSUP (the message says why) for dirichlet and multinomial; PLM_EINVAL
+** for a name used twice. */
 plm_status plm_gmodel_latent(plm_ctx *ctx, plm_gmodel *m, const char *name, const plm_symdist *d, int *value);
 /* An observation x (plm_symdist_dim(d) nodes, usually constants) of d. */
 plm_status plm_gmodel_observe(plm_ctx *ctx, plm_gmodel *m, const char *name, const plm_symdist *d, const int *x);
@@ -65,6 +73,16 @@ plm_status plm_gmodel_deterministic(plm_ctx *ctx, plm_gmodel *m, const char *nam
 
 /* Close the model: sum the terms and find each site's parents. PLM_EINVAL when it has no latent site. */
 plm_status plm_gmodel_finish(plm_ctx *ctx, plm_gmodel *m);
+
+/* The continuous coordinates of u (those of non-discrete latent sites), in order, into coords (at most
+** m->dim); returns their count. Gradient-based kernels move only these. */
+int plm_gmodel_continuous(const plm_gmodel *m, int *coords);
+/* The first discrete latent site, or -1 when there is none (for messages: "site 'z' is discrete"). */
+int plm_gmodel_first_discrete(const plm_gmodel *m);
+/* Valid whole numbers for the discrete coordinates of u: each becomes the smallest of 0, 1, ..., 63 at which
+** its own term is finite given the rest of u (tried jointly, smallest first). Continuous coordinates are
+** left as they are. A start for samplers whose random uniform(-2, 2) start means nothing on a discrete site. */
+plm_status plm_gmodel_init_discrete(plm_ctx *ctx, const plm_gmodel *m, double *u);
 
 /* Index of the site named name, or -1. */
 int plm_gmodel_find(const plm_gmodel *m, const char *name);

@@ -676,6 +676,12 @@ plm_status plm_smcs_run(plm_ctx *ctx, plm_gmodel *m, const plm_smcs_opts *o, plm
     memset(res, 0, sizeof *res);
     if ((st = check_opts(ctx, o))) return st;
     if (!m->finished && (st = plm_gmodel_finish(ctx, m))) return st;
+    {   /* the moves (random walk, HMC) are continuous: a discrete site has no move here */
+        int c = plm_gmodel_first_discrete(m);
+        if (c >= 0)
+            return plm_failm(ctx, PLM_ENOTSUP, "smc_sampler", "needs a static model with continuous latent sites: site "
+                             "'%s' is discrete (%s)", m->sites[c].name, plm_dist_info_of((plm_dist_kind)m->sites[c].dist)->name);
+    }
     memset(&S, 0, sizeof S);
     S.ctx = ctx, S.m = m, S.o = o, S.N = N, S.d = m->dim;
     S.nthreads = o->nthreads > 0 ? o->nthreads : plm_default_threads();

@@ -155,7 +155,7 @@ T.test("dynamic_program_under_nuts_says_why", function()
   T.raises(function() plume.infer(branchy, nil, { method = "nuts", seed = 1 }) end, "needs a static model")
   T.raises(function() plume.infer(branchy, nil, { method = "nuts", seed = 1 }) end, "cannot compare symbolic values")
   T.raises(function() plume.infer(discrete, nil, { method = "nuts", seed = 1 }) end,
-    "latent site is discrete (poisson)")
+    "site 'k' is discrete (poisson)")
 end)
 
 T.test("auto_falls_back_to_mh_for_dynamic_programs", function()

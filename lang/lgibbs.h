@@ -1,0 +1,33 @@
+/* lgibbs.h -- the Lua face of the exact Gibbs kernels (runtime/gibbs.h), defined in l_gibbs.c: plume.infer's
+** method "gibbs", kernel descriptions for plume.kernel.gibbs / plume.kernel.block_gibbs, and the per-site
+** plan that plume.graph shows. Internal to lang/. */
+#ifndef PLM_LGIBBS_H
+#define PLM_LGIBBS_H
+
+#include "gibbs.h"
+#include "linfer.h"
+
+/* plume.infer(model, data, {method = "gibbs"}) on the traced model gm: one kernel over every latent site in
+** model order, started from u0 (chains x gm->dim, from plume.infer's init rules). Pushes the posterior and
+** returns 1; raises an error naming the first site without an exact conditional (and suggesting "auto"). */
+int plm_l_infer_gibbs(lua_State *L, plm_gmodel *gm, const plm_l_infer_opts *o, const double *u0, int threads);
+
+/* plume.kernel.gibbs{sites = {...}} and plume.kernel.block_gibbs{sites = {...}} (Lua C functions; the options
+** table at index 1): check the options and push a description, a table {kind = "gibbs" | "block_gibbs",
+** sites = {names...}} with metatable "plume.kernel.gibbs". Sites are resolved when the kernel meets a model. */
+int plm_l_kernel_gibbs(lua_State *L);
+int plm_l_kernel_block_gibbs(lua_State *L);
+
+/* The runtime kernel of the description at idx for model gm: site names resolve to latent sites (a name is
+** a site's name, or a prefix standing for its entries: "z" for "z[1]", "z[2]", ...). Raises an error (blamed
+** on fn) naming a site that does not exist or has no exact conditional. */
+plm_kernel *plm_l_gibbs_make(lua_State *L, int idx, const plm_gmodel *gm, const char *fn);
+
+/* Latent sites named by the list of names at idx (see plm_l_gibbs_make), into a new scratch array *sites;
+** returns the count. Raises an error naming an unknown site. */
+int plm_l_gibbs_resolve(lua_State *L, int idx, const plm_gmodel *gm, const char *fn, int **sites);
+
+/* graph:gibbs_plan() for the graph of gm: pushes {{site=, update=, why=}, ...}, one per latent site. */
+int plm_l_gibbs_plan(lua_State *L, const plm_gmodel *gm);
+
+#endif

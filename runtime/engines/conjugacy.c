@@ -1,0 +1,296 @@
+/* conjugacy.c -- which exact Gibbs update applies to a site of a static graph, found from the structure:
+** the site's distribution family, its children's families, and how each child parameter depends on the
+** site's value (affine for normal means, a power c x^k for precisions, variances and rates), read off the
+** expression graph. Nothing here is a numeric test at a few points: a parameter either is built from the
+** value by operations that keep the form, or the update is refused with the reason. */
+#include "gibbs_impl.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int plm_gibbs_children(const plm_gmodel *m, int i, int *out)
+{
+    int j, k, n = 0;
+    for (j = 0; j < m->n; j++) {
+        const plm_gsite *c = &m->sites[j];
+        if (j == i || c->kind == PLM_GSITE_DETERMINISTIC || c->logp < 0) continue;
+        for (k = 0; k < c->nparents; k++)
+            if (c->parents[k] == i) {
+                out[n++] = j;
+                break;
+            }
+    }
+    return n;
+}
+
+/* dep[id] = 1 when node id depends on the coordinate's input x; computed for ids 0..top in one pass (ids are
+** topological). */
+typedef struct analysis {
+    const plm_graph *g;
+    char *dep;
+    signed char *aff;   /* memo of is_affine: 0 unknown, 1 yes, -1 no */
+    int var;            /* the site's value node */
+} analysis;
+
+static void mark_deps(analysis *a, int x, int top)
+{
+    int id, k, nargs;
+    const int *args;
+    for (id = 0; id <= top; id++) {
+        a->dep[id] = id == x || id == a->var;
+        if (a->dep[id] || plm_graph_is_input(a->g, id, NULL, NULL)) continue;
+        plm_graph_node(a->g, id, &nargs, &args);
+        for (k = 0; k < nargs && !a->dep[id]; k++) a->dep[id] = a->dep[args[k]];
+    }
+}
+
+/* Is node id an affine function of the value (a v + b, with a and b free of it)? */
+static int is_affine(analysis *a, int id)
+{
+    int nargs, op, r;
+    const int *x;
+    if (!a->dep[id] || id == a->var) return 1;
+    if (a->aff[id]) return a->aff[id] > 0;
+    op = plm_graph_node(a->g, id, &nargs, &x);
+    switch (op) {
+    case PLM_OP_ADD: case PLM_OP_SUB: r = is_affine(a, x[0]) && is_affine(a, x[1]); break;
+    case PLM_OP_NEG: r = is_affine(a, x[0]); break;
+    case PLM_OP_MUL: r = (!a->dep[x[0]] && is_affine(a, x[1])) || (!a->dep[x[1]] && is_affine(a, x[0])); break;
+    case PLM_OP_DIV: r = !a->dep[x[1]] && is_affine(a, x[0]); break;
+    case PLM_OP_SELECT: r = !a->dep[x[0]] && is_affine(a, x[1]) && is_affine(a, x[2]); break;
+    case PLM_OP_FMA:
+        r = ((!a->dep[x[0]] && is_affine(a, x[1])) || (!a->dep[x[1]] && is_affine(a, x[0]))) && is_affine(a, x[2]);
+        break;
+    default: r = 0;   /* the raw coordinate itself, or a non-linear op */
+    }
+    a->aff[id] = r ? 1 : -1;
+    return r;
+}
+
+/* The power k when node id is c v^k with c free of the value, else NAN. */
+static double power_of(analysis *a, int id, int depth)
+{
+    int nargs, op;
+    const int *x;
+    double p, q, k;
+    if (!a->dep[id]) return 0;
+    if (id == a->var) return 1;
+    if (depth > 200) return NAN;
+    op = plm_graph_node(a->g, id, &nargs, &x);
+    switch (op) {
+    case PLM_OP_MUL: return power_of(a, x[0], depth + 1) + power_of(a, x[1], depth + 1);
+    case PLM_OP_DIV: return power_of(a, x[0], depth + 1) - power_of(a, x[1], depth + 1);
+    case PLM_OP_NEG: return power_of(a, x[0], depth + 1);
+    case PLM_OP_SQRT: return power_of(a, x[0], depth + 1) / 2;
+    case PLM_OP_INV: return -power_of(a, x[0], depth + 1);
+    case PLM_OP_POW:
+        if (a->dep[x[1]] || !plm_graph_is_const(a->g, x[1], &k)) return NAN;
+        return power_of(a, x[0], depth + 1) * k;
+    case PLM_OP_ADD: case PLM_OP_SUB:
+        p = power_of(a, x[0], depth + 1), q = power_of(a, x[1], depth + 1);
+        return p == q ? p : NAN;
+    case PLM_OP_SELECT:
+        if (a->dep[x[0]]) return NAN;
+        p = power_of(a, x[1], depth + 1), q = power_of(a, x[2], depth + 1);
+        return p == q ? p : NAN;
+    default: return NAN;
+    }
+}
+
+static int set_why(char *why, size_t n, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why, n, fmt, ap);
+    va_end(ap);
+    return 0;
+}
+
+static const char *dname(int kind)
+{
+    return kind >= 0 ? plm_dist_info_of((plm_dist_kind)kind)->name : "none";
+}
+
+/* Growable list of statistic nodes. */
+typedef struct nodes {
+    int *v, n, cap;
+} nodes;
+
+static int push(nodes *s, int id)
+{
+    if (s->n == s->cap) {
+        int nc = s->cap ? 2 * s->cap : 16, *nv = plm_gc_alloc_atomic((size_t)nc * sizeof *nv);
+        if (!nv) return -1;
+        if (s->n) memcpy(nv, s->v, (size_t)s->n * sizeof *nv);
+        s->v = nv, s->cap = nc;
+    }
+    s->v[s->n++] = id;
+    return 0;
+}
+
+/* The finite support size of discrete site s (0: binomial, read from n each time; -1: unbounded). */
+static int finite_support(const plm_gsite *s)
+{
+    switch (s->dist) {
+    case PLM_DIST_BERNOULLI: return 2;
+    case PLM_DIST_CATEGORICAL: return s->K;
+    case PLM_DIST_BINOMIAL: return 0;
+    default: return -1;
+    }
+}
+
+plm_status plm_gibbs_find(plm_ctx *ctx, const plm_gmodel *m, int i, const int *children, int nchildren, int *how,
+                          int **stats, int *nstats, int **cfam, int *nchild, char *why, size_t nwhy)
+{
+    const plm_gsite *s = &m->sites[i];
+    const plm_graph *g = m->g;
+    analysis a;
+    nodes st = {0};
+    int c, top = 0, kind = s->dist, want, ok = 1, *fam;
+    double pw = 0;
+    *how = PLM_GIBBS_NONE;
+    *stats = NULL, *nstats = 0, *cfam = NULL, *nchild = 0;
+    if (s->discrete) {
+        int k = finite_support(s);
+        if (k < 0)
+            return set_why(why, nwhy, "'%s' is discrete (%s) with an unbounded support: no finite enumeration", s->name,
+                           dname(kind)), PLM_OK;
+        *how = PLM_GIBBS_ENUM;
+        set_why(why, nwhy, "enumeration of '%s' (%s) over its support, %d blanket term%s", s->name, dname(kind),
+                nchildren + 1, nchildren ? "s" : "");
+        return PLM_OK;
+    }
+    switch (kind) {
+    case PLM_DIST_NORMAL: want = PLM_GIBBS_NORMAL; break;
+    case PLM_DIST_GAMMA: want = PLM_GIBBS_GAMMA; break;
+    case PLM_DIST_INV_GAMMA: want = PLM_GIBBS_INV_GAMMA; break;
+    case PLM_DIST_BETA: want = PLM_GIBBS_BETA; break;
+    default:
+        return set_why(why, nwhy, "'%s' (%s) has no conjugate family plume knows", s->name, dname(kind)), PLM_OK;
+    }
+    if (s->dim != 1) return set_why(why, nwhy, "'%s' is not scalar", s->name), PLM_OK;
+    if (!nchildren) return set_why(why, nwhy, "'%s' has no children: its conditional is its prior", s->name), PLM_OK;
+    for (c = 0; c < nchildren; c++) {
+        const plm_gsite *ch = &m->sites[children[c]];
+        int k;
+        if (ch->kind == PLM_GSITE_FACTOR)
+            return set_why(why, nwhy, "'%s' is read by %s, which is not a distribution", s->name, ch->name), PLM_OK;
+        for (k = 0; k < ch->nparams; k++)
+            if (ch->params[k] > top) top = ch->params[k];
+        for (k = 0; k < ch->dim; k++)
+            if (ch->value[k] > top) top = ch->value[k];
+    }
+    memset(&a, 0, sizeof a);
+    a.g = g;
+    a.var = s->value[0];
+    if (a.var > top) top = a.var;
+    a.dep = calloc((size_t)top + 1, 1);
+    a.aff = calloc((size_t)top + 1, 1);
+    fam = plm_gc_alloc_atomic(((size_t)nchildren + 1) * sizeof *fam);
+    if (!a.dep || !a.aff || !fam) {
+        free(a.dep), free(a.aff);
+        return plm_fail(ctx, PLM_ENOMEM, "gibbs: out of memory");
+    }
+    mark_deps(&a, m->x[s->first], top);
+    /* the prior's own parameters come first */
+    if (push(&st, s->params[0]) || push(&st, s->params[1])) ok = -1;
+    for (c = 0; c < nchildren && ok > 0; c++) {
+        const plm_gsite *ch = &m->sites[children[c]];
+        const int *p = ch->params;
+        int y = ch->dim == 1 ? ch->value[0] : -1;
+        if (ch->dim != 1 || a.dep[y]) {
+            ok = set_why(why, nwhy, "'%s' enters the value of %s, not only its parameters", s->name, ch->name);
+            break;
+        }
+        switch (want) {
+        case PLM_GIBBS_NORMAL:
+            if (ch->dist != PLM_DIST_NORMAL) {
+                ok = set_why(why, nwhy, "child %s of '%s' is %s, not normal", ch->name, s->name, dname(ch->dist));
+                break;
+            }
+            if (a.dep[p[1]] || !is_affine(&a, p[0])) {
+                ok = set_why(why, nwhy, "child %s of '%s': %s", ch->name, s->name,
+                             a.dep[p[1]] ? "its sd depends on the site" : "its mean is not affine in the site");
+                break;
+            }
+            fam[c] = CHILD_NORMAL;
+            if (push(&st, p[0]) || push(&st, p[1]) || push(&st, y)) ok = -1;
+            break;
+        case PLM_GIBBS_GAMMA: case PLM_GIBBS_INV_GAMMA:
+            if (ch->dist == PLM_DIST_NORMAL) {
+                pw = want == PLM_GIBBS_GAMMA ? -0.5 : 0.5;
+                if (a.dep[p[0]] || power_of(&a, p[1], 0) != pw) {
+                    ok = set_why(why, nwhy, "child %s of '%s': %s", ch->name, s->name,
+                                 a.dep[p[0]] ? "its mean depends on the site"
+                                 : want == PLM_GIBBS_GAMMA ? "its sd is not c / sqrt(site) (the site is not a precision)"
+                                                           : "its sd is not c sqrt(site) (the site is not a variance)");
+                    break;
+                }
+                fam[c] = CHILD_NORMAL;
+                if (push(&st, p[0]) || push(&st, p[1]) || push(&st, y)) ok = -1;
+            } else if (want == PLM_GIBBS_GAMMA &&
+                       (ch->dist == PLM_DIST_POISSON || ch->dist == PLM_DIST_EXPONENTIAL || ch->dist == PLM_DIST_GAMMA)) {
+                int rate = ch->dist == PLM_DIST_GAMMA ? p[1] : p[0];
+                if ((ch->dist == PLM_DIST_GAMMA && a.dep[p[0]]) || power_of(&a, rate, 0) != 1) {
+                    ok = set_why(why, nwhy, "child %s of '%s': its rate is not c * site", ch->name, s->name);
+                    break;
+                }
+                fam[c] = ch->dist == PLM_DIST_POISSON ? CHILD_POISSON : ch->dist == PLM_DIST_GAMMA ? CHILD_GAMMA : CHILD_EXPONENTIAL;
+                if ((ch->dist == PLM_DIST_GAMMA && push(&st, p[0])) || push(&st, rate) || push(&st, y)) ok = -1;
+            } else
+                ok = set_why(why, nwhy, "child %s of '%s' is %s: not conjugate to a %s prior", ch->name, s->name,
+                             dname(ch->dist), dname(kind));
+            break;
+        case PLM_GIBBS_BETA:
+            if (ch->dist != PLM_DIST_BERNOULLI && ch->dist != PLM_DIST_BINOMIAL) {
+                ok = set_why(why, nwhy, "child %s of '%s' is %s, not bernoulli or binomial", ch->name, s->name,
+                             dname(ch->dist));
+                break;
+            }
+            if (p[ch->dist == PLM_DIST_BINOMIAL] != a.var || (ch->dist == PLM_DIST_BINOMIAL && a.dep[p[0]])) {
+                ok = set_why(why, nwhy, "child %s of '%s': its probability is not the site itself", ch->name, s->name);
+                break;
+            }
+            fam[c] = ch->dist == PLM_DIST_BINOMIAL ? CHILD_BINOMIAL : CHILD_BERNOULLI;
+            if ((ch->dist == PLM_DIST_BINOMIAL && push(&st, p[0])) || push(&st, y)) ok = -1;
+            break;
+        }
+    }
+    free(a.dep), free(a.aff);
+    if (ok < 0) return plm_fail(ctx, PLM_ENOMEM, "gibbs: out of memory");
+    if (!ok) return PLM_OK;
+    *how = want;
+    *stats = st.v, *nstats = st.n, *cfam = fam, *nchild = nchildren;
+    set_why(why, nwhy, "conjugate %s prior on '%s' with %d %s child%s", dname(kind), s->name, nchildren,
+            want == PLM_GIBBS_NORMAL ? "normal (affine mean)" : want == PLM_GIBBS_BETA ? "bernoulli/binomial"
+            : want == PLM_GIBBS_INV_GAMMA ? "normal (variance)" : "normal/poisson/exponential/gamma",
+            nchildren == 1 ? "" : "ren");
+    return PLM_OK;
+}
+
+const char *plm_gibbs_how_name(plm_gibbs_how how)
+{
+    static const char *const names[] = {"none", "enumeration", "normal", "gamma", "inverse-gamma", "beta"};
+    return names[how];
+}
+
+plm_status plm_gibbs_plan_site(plm_ctx *ctx, const plm_gmodel *m, int site, plm_gibbs_plan *out)
+{
+    int *ch, n, how, *stats, nstats, *cfam, nchild;
+    plm_status st;
+    memset(out, 0, sizeof *out);
+    if (site < 0 || site >= m->n) return plm_fail(ctx, PLM_EINVAL, "gibbs: no site number %d (the model has %d)", site + 1, m->n);
+    if (m->sites[site].kind != PLM_GSITE_LATENT)
+        return plm_fail(ctx, PLM_EINVAL, "gibbs: site '%s' is %s, not latent: nothing to update", m->sites[site].name,
+                        plm_gsite_kind_name(m->sites[site].kind));
+    if (!(ch = malloc(((size_t)m->n + 1) * sizeof *ch))) return plm_fail(ctx, PLM_ENOMEM, "gibbs: out of memory");
+    n = plm_gibbs_children(m, site, ch);
+    st = plm_gibbs_find(ctx, m, site, ch, n, &how, &stats, &nstats, &cfam, &nchild, out->why, sizeof out->why);
+    free(ch);
+    out->how = (plm_gibbs_how)how;
+    out->nchildren = n;
+    return st;
+}

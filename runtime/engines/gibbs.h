@@ -1,0 +1,59 @@
+/* gibbs.h -- exact Gibbs updates on static graphical models (gmodel.h): each site drawn from its full
+** conditional given the rest of u. Finite discrete sites are enumerated over their support; continuous sites
+** whose prior and children form a conjugate pair (found from the graph's structure and the distribution
+** families, conjugacy.c) are drawn in closed form. Every update evaluates only the site's Markov blanket
+** terms (its own term and its children's), compiled once per site. Kernels are GC memory; a kernel made for
+** a model works on that model's target (plm_gmodel_target) only. */
+#ifndef PLM_GIBBS_H
+#define PLM_GIBBS_H
+
+#include "gmodel.h"
+#include "mcmc.h"
+
+/* Largest support a discrete site may have to be enumerated, and largest product space of a block. */
+#define PLM_GIBBS_MAX_SUPPORT 100000
+#define PLM_GIBBS_MAX_BLOCK 65536
+
+typedef enum plm_gibbs_how {
+    PLM_GIBBS_NONE,         /* no exact conditional (plan.why says why) */
+    PLM_GIBBS_ENUM,         /* finite discrete support (bernoulli, categorical, binomial): enumeration */
+    PLM_GIBBS_NORMAL,       /* normal prior; normal children whose means are affine in the site */
+    PLM_GIBBS_GAMMA,        /* gamma prior on a precision or rate: normal children with sd = c x^-1/2, poisson,
+                            ** exponential and gamma children with rate = c x */
+    PLM_GIBBS_INV_GAMMA,    /* inverse-gamma prior on a variance: normal children with sd = c x^1/2 */
+    PLM_GIBBS_BETA          /* beta prior on a probability: bernoulli and binomial children with p = x */
+} plm_gibbs_how;
+
+typedef struct plm_gibbs_plan {
+    plm_gibbs_how how;
+    int nchildren;          /* terms besides the site's own that its update evaluates */
+    char why[200];          /* what was found ("conjugate normal-normal: 3 normal children with affine means") or
+                            ** why there is no exact update ("child 'y' (poisson) is not normal") */
+} plm_gibbs_plan;
+
+/* Which exact update applies to site `site` of the finished model m, and why. PLM_EINVAL when site is not a
+** latent site (the message names it); otherwise PLM_OK, with how = PLM_GIBBS_NONE where none applies. */
+plm_status plm_gibbs_plan_site(plm_ctx *ctx, const plm_gmodel *m, int site, plm_gibbs_plan *out);
+
+/* "none", "enumeration", "normal", "gamma", "inverse-gamma", "beta". */
+const char *plm_gibbs_how_name(plm_gibbs_how how);
+
+/* A kernel whose step updates the sites sites[0..nsites-1] in turn, each from its exact full conditional
+** given the rest of u, then sets *lp to the target's log density at the new u and *stat to 1. PLM_EINVAL
+** names a site that is not latent or is out of range; PLM_ENOTSUP names the first site without an exact
+** conditional and says why. The model must be finished. */
+plm_status plm_kernel_gibbs(plm_ctx *ctx, const plm_gmodel *m, const int *sites, int nsites, plm_kernel **out);
+
+/* A kernel drawing the finite discrete sites sites[0..nsites-1] jointly from their joint full conditional,
+** by enumerating the product of their supports (bernoulli, categorical, binomial with a constant n).
+** PLM_EINVAL when the product has more than PLM_GIBBS_MAX_BLOCK points or a site is not finite discrete. */
+plm_status plm_kernel_block_gibbs(plm_ctx *ctx, const plm_gmodel *m, const int *sites, int nsites, plm_kernel **out);
+
+/* The full conditional that update i of kernel k (from plm_kernel_gibbs: the i-th site; block kernels have one
+** update) draws from at u, for tests and displays. Enumerations: the unnormalised log weights of values
+** 0, 1, ... (block: of the product space, the last site fastest) into out, *n of them (at most cap).
+** Conjugate updates: *n = 2 parameters of the site's value: normal (mean, sd), gamma (shape, rate),
+** inverse-gamma (shape, scale), beta (a, b). */
+plm_status plm_gibbs_conditional(plm_ctx *ctx, const plm_kernel *k, int i, const double *u, double *out, int cap, int *n);
+
+#endif

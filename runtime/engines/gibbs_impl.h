@@ -1,0 +1,37 @@
+/* gibbs_impl.h -- what gibbs.c (the kernels) and conjugacy.c (finding the updates) share. Private. */
+#ifndef PLM_GIBBS_IMPL_H
+#define PLM_GIBBS_IMPL_H
+
+#include "gibbs.h"
+
+/* What one child term contributes to a conjugate update, and the program outputs it reads (in order). */
+enum {
+    CHILD_NORMAL,       /* [mean, sd, y]: normal prior (mean affine), gamma (sd = c x^-1/2), inv-gamma (c x^1/2) */
+    CHILD_POISSON,      /* [rate, y]: rate = c x */
+    CHILD_EXPONENTIAL,  /* [rate, y] */
+    CHILD_GAMMA,        /* [shape, rate, y] */
+    CHILD_BERNOULLI,    /* [y]: p = x */
+    CHILD_BINOMIAL      /* [n, y]: p = x */
+};
+
+/* One site's update, built once per kernel: for enumerations the blanket program (output 0: the sum of the
+** site's term and its children's terms; output 1: binomial n), for conjugate updates the statistics program
+** (the prior's two parameters, then each child's outputs). */
+typedef struct gibbs_update {
+    int site, how, coord;
+    plm_prog *blanket;
+    plm_prog *stats;
+    int nstats, nchild;
+    int *cfam;          /* per child: CHILD_* */
+    int support;        /* enumeration: the support size (0 for binomial: read n at each step) */
+} gibbs_update;
+
+/* Find the update of latent site i: how (PLM_GIBBS_*), and for conjugate ones the statistics nodes into a
+** new GC array *stats (count *nstats) and per-child families *cfam (count *nchild). why as the plan's. */
+plm_status plm_gibbs_find(plm_ctx *ctx, const plm_gmodel *m, int i, const int *children, int nchildren, int *how,
+                          int **stats, int *nstats, int **cfam, int *nchild, char *why, size_t nwhy);
+
+/* The children of site i (sites with a term that reads i's coordinates), into out; returns the count. */
+int plm_gibbs_children(const plm_gmodel *m, int i, int *out);
+
+#endif
