@@ -107,6 +107,7 @@ typedef struct pf_args {
     int nmom, momnames;
     plm_ssm_gauss gauss;
     int have_gauss;
+    plm_ssm_optimal opt;   /* guided without a model proposal */
 } pf_args;
 
 static const char *const pf_methods[] = {"bootstrap", "guided", "auxiliary", NULL};
@@ -146,8 +147,16 @@ static void pf_setup(lua_State *L, int opts, const char *fn, pf_args *a, int smo
         luaL_error(L, "%s: unknown %s '%s' (\"bootstrap\", \"guided\", \"auxiliary\")", fn,
                    smoothing ? "filter" : "method", method);
     a->o.method = (plm_pf_method)k;
-    if (a->o.method == PLM_PF_GUIDED && !a->m->guided)
-        luaL_error(L, "%s: method \"guided\" needs a model with a proposal (plume.ssm{..., proposal = ...})", fn);
+    if (a->o.method == PLM_PF_GUIDED && !a->m->guided) {
+        /* no proposal given: the locally optimal one, when plume can derive it */
+        plm_ctx ctx;
+        plm_ctx_clear(&ctx);
+        if (plm_ssm_optimal_init(&ctx, a->m, &a->opt))
+            luaL_error(L, "%s: method \"guided\" needs a model with a proposal (plume.ssm{..., proposal = ...}); "
+                       "plume derives the optimal one only for a Gaussian transition and an observation log density "
+                       "quadratic in the state, and here %s", fn, ctx.msg);
+        a->o.optimal = &a->opt;
+    }
     scheme = plm_l_optstr(L, opts, fn, "resample", "systematic");
     if ((sc = plm_resample_scheme_by_name(scheme)) < 0)
         luaL_error(L, "%s: unknown resampling scheme '%s' (resample: %s)", fn, scheme, plm_resample_scheme_list);
