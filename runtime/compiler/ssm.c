@@ -465,7 +465,13 @@ plm_status plm_ssm_logjoint_grad(plm_ctx *ctx, plm_ssm *m, long T, const double 
                     gx[(size_t)(t - 1) * dim + i] += buf[np + dim + i];
                 }
         }
-        /* observation term */
+        /* observation term; a missing observation (a NaN component) has none */
+        {
+            const double *y = ys + (size_t)(t - 1) * m->ydim;
+            int missing = 0;
+            for (i = 0; i < m->ydim; i++) missing |= isnan(y[i]);
+            if (missing) continue;
+        }
         ex[PLM_GRP_X].p = x;
         ex[PLM_GRP_Y].p = ys + (size_t)(t - 1) * m->ydim;
         if ((st = run(ctx, m, m->obs_grad, t, 1, ex, o, NULL, 1))) break;
