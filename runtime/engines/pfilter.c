@@ -43,7 +43,7 @@ void plm_pf_result_free(plm_pf_result *r)
 double plm_pf_bytes(const plm_ssm *m, long T, const plm_pf_opts *o, int nmom)
 {
     double N = (double)o->N, d = m->dim;
-    double b = N * (8 * (2 * d + 4 + nmom) + 16 + sizeof(plm_rng));
+    double b = N * (8 * (2 * d + 4 + nmom) + 16 + sizeof(plm_rng)) + (o->hook ? N * 8 * (d + 1) : 0);
     if (o->history) b += (double)T * N * (8 * (d + 1) + 4);
     return b + (double)T * (8 * (2 * d + 2 + nmom) + 1);
 }
@@ -95,7 +95,7 @@ static plm_status bad_weights(plm_ctx *ctx, const double *lw, size_t N, long t, 
 }
 
 typedef struct pf_buf {
-    double *x, *xo, *xm, *inc, *lw, *W, *leta, *mom;
+    double *x, *xo, *xm, *inc, *lw, *W, *leta, *mom, *xh, *lwh;
     size_t *cnt, *anc;
     plm_rng *rng;
     double **momout;
@@ -106,6 +106,8 @@ static void free_buf(pf_buf *b)
     free(b->x);
     free(b->xo);
     free(b->xm);
+    free(b->xh);
+    free(b->lwh);
     free(b->inc);
     free(b->lw);
     free(b->W);
@@ -162,6 +164,10 @@ plm_status plm_pf_run(plm_ctx *ctx, const plm_ssm *m, long T, const double *ys, 
     B.rng = malloc(N * sizeof *B.rng);
     if (o->method == PLM_PF_AUXILIARY) B.leta = malloc(N * sizeof *B.leta);
     if (o->method == PLM_PF_GUIDED && o->optimal) B.xm = malloc(dim * N * sizeof *B.xm);
+    if (o->hook) {
+        B.xh = malloc(dim * N * sizeof *B.xh);
+        B.lwh = malloc(N * sizeof *B.lwh);
+    }
     if (nmom) {
         B.mom = malloc((size_t)nmom * N * sizeof *B.mom);
         B.momout = malloc((size_t)nmom * sizeof *B.momout);
@@ -183,7 +189,7 @@ plm_status plm_pf_run(plm_ctx *ctx, const plm_ssm *m, long T, const double *ys, 
     }
     if (!B.x || !B.xo || !B.inc || !B.lw || !B.W || !B.cnt || !B.anc || !B.rng ||
         (o->method == PLM_PF_AUXILIARY && !B.leta) || (o->method == PLM_PF_GUIDED && o->optimal && !B.xm) ||
-        (nmom && (!B.mom || !B.momout)) || !res->logz_inc ||
+        (nmom && (!B.mom || !B.momout)) || (o->hook && (!B.xh || !B.lwh)) || !res->logz_inc ||
         !res->ess || !res->resampled || !res->means || !res->vars || (nmom && !res->moments) ||
         (o->history && (!res->xs || !res->logw || !res->anc))) {
         st = plm_fail(ctx, PLM_ENOMEM, "pfilter: out of memory (%.0f MB for %zu particles%s)",
@@ -215,6 +221,10 @@ plm_status plm_pf_run(plm_ctx *ctx, const plm_ssm *m, long T, const double *ys, 
             for (i = 0; i < N; i++) B.anc[i] = i;
         } else {
             double A = 0, ess1;
+            if (o->hook) {   /* the particles of t - 1 as the hook will see them */
+                memcpy(B.xh, B.x, dim * N * sizeof *B.x);
+                memcpy(B.lwh, B.lw, N * sizeof *B.lw);
+            }
             /* first stage: W holds the normalised weights of t - 1; the auxiliary filter tilts them by eta */
             if (o->method == PLM_PF_AUXILIARY && !missing) {
                 double *out = B.leta;
@@ -314,6 +324,9 @@ plm_status plm_pf_run(plm_ctx *ctx, const plm_ssm *m, long T, const double *ys, 
                 res->moments[(size_t)(t - 1) * (size_t)nmom + (size_t)j] = s;
             }
         }
+        if (o->hook && (st = o->hook(ctx, o->hook_ud, t, N, t > 1 ? B.xh : NULL, t > 1 ? B.lwh : NULL, B.x, B.lw,
+                                    B.anc)))
+            goto done;
         if (o->history) {
             memcpy(res->xs + (size_t)(t - 1) * dim * N, B.x, dim * N * sizeof *B.x);
             memcpy(res->logw + (size_t)(t - 1) * N, B.lw, N * sizeof *B.lw);

@@ -36,6 +36,12 @@ typedef struct plm_pf_opts {
     const plm_prog *moments;
     /* guided without a model proposal: the locally optimal proposal of this derivation (plm_ssm_optimal_init) */
     const struct plm_ssm_optimal *optimal;
+    /* optional: called after the update at every t with the particles and normalised log weights of t - 1
+    ** (before resampling; NULL at t = 1), those of t and their parents' indices at t - 1, so that on-line
+    ** smoothers need no history. A failure stops the filter with its status (the hook sets the message). */
+    plm_status (*hook)(plm_ctx *ctx, void *ud, long t, size_t N, const double *xprev, const double *lwprev,
+                       const double *x, const double *lw, const size_t *anc);
+    void *hook_ud;
 } plm_pf_opts;
 
 /* Defaults: bootstrap, 1000 particles, systematic, threshold 0.5, seed 1, one thread, no history. */
