@@ -3,8 +3,8 @@
 -- ThetaLogistic example):
 --   x_t = x_{t-1} + tau0 - tau1 exp(tau2 x_{t-1}) + sigma_x e_t,   y_t ~ N(x_t, sigma_y^2)
 -- The path is drawn by conditional SMC with ancestor sampling, tau0 and tau1 by exact (conjugate) draws given
--- the path, tau2 and sigma_x by random-walk moves. Quick settings run in the test suite; `plume theta_logistic_pgibbs.lua full` runs the
--- settings quoted in doc/manual.md.
+-- the path, tau2 and sigma_x by random-walk moves. Quick settings run in the test suite;
+-- `plume theta_logistic_pgibbs.lua full` runs the settings quoted in doc/manual.md.
 local full = arg and arg[1] == "full"
 local T = full and 500 or 100
 local N = full and 50 or 20

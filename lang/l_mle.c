@@ -83,7 +83,8 @@ static int l_mle(lua_State *L)
             found = lua_rawequal(L, -1, -2);
             lua_pop(L, 1);
         }
-        if (!found) return luaL_error(L, "%s: params.%s is not a parameter of the model", fn, luaL_tolstring(L, -1, NULL));
+        if (!found)
+            return luaL_error(L, "%s: params.%s is not a parameter of the model", fn, luaL_tolstring(L, -1, NULL));
     }
     if (nf == 0) return luaL_error(L, "%s: params names no parameter to learn", fn);
     for (j = 0; j < m0->np; j++)

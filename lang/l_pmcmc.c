@@ -278,8 +278,12 @@ static int l_pgibbs(lua_State *L)
         list = lua_gettop(L);
         lua_createtable(L, 0, a.P.nfree);
         for (k = 0; k < a.P.nfree; k++) {
-            lua_pushboolean(L, lua_istable(L, list) && lua_geti(L, list, k + 1) == LUA_TNUMBER && lua_tonumber(L, -1) > 0);
-            if (lua_istable(L, list)) lua_remove(L, -2);
+            int on = 0;
+            if (lua_istable(L, list)) {
+                on = lua_geti(L, list, k + 1) == LUA_TNUMBER && lua_tonumber(L, -1) > 0;
+                lua_pop(L, 1);
+            }
+            lua_pushboolean(L, on);
             lua_setfield(L, -2, a.P.names[k]);
         }
         lua_setfield(L, -3, "conjugate");

@@ -44,6 +44,7 @@ typedef struct plm_ssm {
     plm_prog *guided;                      /* fused proposal draw + importance weight (NULL without a proposal) */
     int init_lp, trans_lp, obs_lp;         /* the density nodes, for derivatives */
     plm_prog *init_grad, *trans_grad, *obs_grad;   /* compiled on first use by plm_ssm_logjoint_grad */
+    plm_prog *obs_grad_xy;                         /* obs_grad with Y varying too: every time in one call */
 } plm_ssm;
 
 /* Compile every piece of spec. Parameters start at NAN until set. PLM_ENOMEM, or a compile error. */
