@@ -2,9 +2,9 @@
 -- population model (log population x_t; the parameter values are those of the `particles` library's
 -- ThetaLogistic example):
 --   x_t = x_{t-1} + tau0 - tau1 exp(tau2 x_{t-1}) + sigma_x e_t,   y_t ~ N(x_t, sigma_y^2)
--- The path is drawn by conditional SMC with ancestor sampling, the growth parameters by random-walk moves
--- given the path. Quick settings run in the test suite; `plume theta_logistic_pgibbs.lua full` runs the
--- settings quoted in doc/manual.md.
+-- The path is drawn by conditional SMC with ancestor sampling, tau0 and tau1 by exact (conjugate) draws given
+-- the path, tau2 and sigma_x by random-walk moves. Quick settings run in the test suite;
+-- `plume theta_logistic_pgibbs.lua full` runs the settings quoted in doc/manual.md.
 local full = arg and arg[1] == "full"
 local T = full and 500 or 100
 local N = full and 50 or 20
@@ -31,7 +31,13 @@ local post = plume.pgibbs(learn, ys, { particles = N, samples = samples, warmup 
                                        threads = 2, times = { 1, T // 2, T }, param_moves = 5 })
 local secs = os.clock() - t0
 print(post)
-print(string.format("%.1f s CPU; parameter acceptance per chain %.2f", secs, post.accept_rate[1]))
+print(string.format("%.1f s CPU; random-walk acceptance per chain %.2f", secs, post.accept_rate[1]))
+-- tau0 and tau1 enter the transition mean linearly under (half)normal priors: drawn exactly given the path
+local cj = {}
+for _, name in ipairs{ "tau0", "tau1", "tau2", "sigma_x" } do
+  if post.conjugate[name] then cj[#cj + 1] = name end
+end
+print("conjugate Gibbs draws: " .. table.concat(cj, ", "))
 local sm = post:summary()
 for _, name in ipairs{ "tau0", "tau1", "tau2", "sigma_x" } do
   print(string.format("%-8s truth %.3f, posterior %.3f (90%% interval %.3f .. %.3f)", name, truth[name],

@@ -107,6 +107,7 @@ typedef struct pf_args {
     int nmom, momnames;
     plm_ssm_gauss gauss;
     int have_gauss;
+    plm_ssm_optimal opt;   /* guided without a model proposal */
 } pf_args;
 
 static const char *const pf_methods[] = {"bootstrap", "guided", "auxiliary", NULL};
@@ -146,8 +147,16 @@ static void pf_setup(lua_State *L, int opts, const char *fn, pf_args *a, int smo
         luaL_error(L, "%s: unknown %s '%s' (\"bootstrap\", \"guided\", \"auxiliary\")", fn,
                    smoothing ? "filter" : "method", method);
     a->o.method = (plm_pf_method)k;
-    if (a->o.method == PLM_PF_GUIDED && !a->m->guided)
-        luaL_error(L, "%s: method \"guided\" needs a model with a proposal (plume.ssm{..., proposal = ...})", fn);
+    if (a->o.method == PLM_PF_GUIDED && !a->m->guided) {
+        /* no proposal given: the locally optimal one, when plume can derive it */
+        plm_ctx ctx;
+        plm_ctx_clear(&ctx);
+        if (plm_ssm_optimal_init(&ctx, a->m, &a->opt))
+            luaL_error(L, "%s: method \"guided\" needs a model with a proposal (plume.ssm{..., proposal = ...}); "
+                       "plume derives the optimal one only for a Gaussian transition and an observation log density "
+                       "quadratic in the state, and here %s", fn, ctx.msg);
+        a->o.optimal = &a->opt;
+    }
     scheme = plm_l_optstr(L, opts, fn, "resample", "systematic");
     if ((sc = plm_resample_scheme_by_name(scheme)) < 0)
         luaL_error(L, "%s: unknown resampling scheme '%s' (resample: %s)", fn, scheme, plm_resample_scheme_list);
@@ -364,7 +373,8 @@ static const char *const filter_options[] = {"particles", "method", "resample", 
                                              "history", "moments", "lookahead", "params", "quiet", NULL};
 
 /* Run the filter; on success *r holds the result (free it) and the parameters are restored. */
-static void run_filter(lua_State *L, pf_args *a, plm_pf_result *r)
+/* The filter at the run's parameters, which stay set when keep is 1 (a smoother runs next at them). */
+static void run_filter_at(lua_State *L, pf_args *a, plm_pf_result *r, int keep)
 {
     plm_ctx ctx;
     plm_status st;
@@ -373,7 +383,12 @@ static void run_filter(lua_State *L, pf_args *a, plm_pf_result *r)
     st = plm_pf_run(&ctx, a->m, a->T, a->ys, &a->o, r);
     if (st == PLM_EINTR) plm_interrupt_clear();
     if (st) fail_restore(L, a, &ctx);
-    restore(a);
+    if (!keep) restore(a);
+}
+
+static void run_filter(lua_State *L, pf_args *a, plm_pf_result *r)
+{
+    run_filter_at(L, a, r, 0);
 }
 
 /* plume._pfilter(ssm, ys, opts): what plume.smc(ssm, ys, opts) runs */
@@ -415,13 +430,15 @@ static int l_ssm_loglik(lua_State *L)
 
 static const char *const smooth_options[] = {"method", "particles", "filter", "resample", "ess_threshold", "seed",
                                              "threads", "params", "trajectories", "rejection", "bound", "max_tries",
-                                             "functional", "backward_draws", "lookahead", "quiet", NULL};
+                                             "functional", "backward_draws", "lookahead", "quiet", "online",
+                                             "mh_steps", NULL};
 
 /* plume.smooth(ssm, ys, {method = "ffbs" | "paris", ...}) */
 static int l_smooth(lua_State *L)
 {
     const char *fn = "plume.smooth", *method;
-    int opts = lua_istable(L, 3) ? 3 : 0, paris, rej_default, K = 0, hnodes[64], scalar = 1;
+    int opts = lua_istable(L, 3) ? 3 : 0, paris, rej_default, K = 0, hnodes[64], scalar = 1, online;
+    double out[64];
     pf_args a;
     plm_pf_result r;
     plm_smooth_opts so;
@@ -442,6 +459,9 @@ static int l_smooth(lua_State *L)
     if (so.max_tries < 0) return luaL_error(L, "%s: option 'max_tries' must be >= 0 (got %d)", fn, so.max_tries);
     M = plm_l_optint(L, opts, fn, "trajectories", 0);
     if (M < 0 || M > 100000000) return luaL_error(L, "%s: option 'trajectories' must be in 1..1e8 (got %d)", fn, (int)M);
+    so.mh_steps = (int)plm_l_optint(L, opts, fn, "mh_steps", 5);
+    if (so.mh_steps < 0 || so.mh_steps > 1000)
+        return luaL_error(L, "%s: option 'mh_steps' must be in 0..1000 (got %d)", fn, so.mh_steps);
     so.Ntilde = (int)plm_l_optint(L, opts, fn, "backward_draws", 2);
     if (so.Ntilde < 1 || so.Ntilde > 1000)
         return luaL_error(L, "%s: option 'backward_draws' must be in 1..1000 (got %d)", fn, so.Ntilde);
@@ -474,16 +494,25 @@ static int l_smooth(lua_State *L)
         hprog = compile(L, a.g, K, hnodes, (1u << PLM_GRP_X) | (1u << PLM_GRP_Z));
         lua_pop(L, 1);
     }
+    online = paris && plm_l_optbool(L, opts, fn, "online", 1);
     pf_params(L, opts, fn, &a);
-    run_filter(L, &a, &r);
+    if (online) {   /* PaRIS inside the filter: no history */
+        plm_interrupt_clear();
+        a.o.history = 0;
+        st = plm_paris_online(&ctx, a.m, a.T, a.ys, &a.o, hprog, &so, out, &stats, &r);
+        if (st == PLM_EINTR) plm_interrupt_clear();
+        if (st) fail_restore(L, &a, &ctx);
+    } else
+        run_filter_at(L, &a, &r, 1);
     if (paris) {
-        double out[64];
-        st = plm_paris(&ctx, a.m, &r, hprog, &so, out, &stats);
-        if (st) {
+        if (!online && (st = plm_paris(&ctx, a.m, &r, hprog, &so, out, &stats))) {
             plm_pf_result_free(&r);
-            return plm_l_fail(L, &ctx);
+            fail_restore(L, &a, &ctx);
         }
-        lua_createtable(L, 0, 8);
+        restore(&a);
+        lua_createtable(L, 0, 9);
+        lua_pushboolean(L, online);
+        lua_setfield(L, -2, "online");
         if (scalar)
             lua_pushnumber(L, out[0]);
         else
@@ -496,10 +525,12 @@ static int l_smooth(lua_State *L)
         if (!paths || !means || !vars) {
             free(paths), free(means), free(vars);
             plm_pf_result_free(&r);
+            restore(&a);
             return luaL_error(L, "%s: out of memory (%zu trajectories of %zu steps)", fn, so.M, T);
         }
         plm_interrupt_clear();
         st = plm_ffbs(&ctx, a.m, &r, &so, paths, means, vars, &stats);
+        restore(&a);
         if (st) {
             free(paths), free(means), free(vars);
             plm_pf_result_free(&r);
@@ -527,6 +558,8 @@ static int l_smooth(lua_State *L)
     lua_setfield(L, -2, "accepted");
     lua_pushinteger(L, (lua_Integer)stats.exact);
     lua_setfield(L, -2, "exact");
+    lua_pushinteger(L, (lua_Integer)stats.mh);
+    lua_setfield(L, -2, "mh");
     lua_setfield(L, -2, "backward");
     plm_pf_result_free(&r);
     return 1;

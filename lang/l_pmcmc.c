@@ -220,7 +220,8 @@ static int check_opts_table(lua_State *L, const char *fn)
 }
 
 static const char *const pgibbs_options[] = {"particles", "samples", "warmup", "chains", "seed", "threads", "params",
-                                             "init", "times", "ancestor_sampling", "param_moves", NULL};
+                                             "init", "times", "ancestor_sampling", "param_moves", "conjugate",
+                                             NULL};
 
 /* plume.pgibbs(ssm, ys, opts) -> posterior */
 static int l_pgibbs(lua_State *L)
@@ -241,6 +242,7 @@ static int l_pgibbs(lua_State *L)
     if (N < 2 || N > 100000000) return luaL_error(L, "%s: option 'particles' must be in 2..1e8 (got %d)", fn, (int)N);
     o.N = (size_t)N;
     o.ancestor_sampling = plm_l_optbool(L, opts, fn, "ancestor_sampling", 1);
+    o.conjugate = plm_l_optbool(L, opts, fn, "conjugate", 1);
     o.param_moves = (int)plm_l_optint(L, opts, fn, "param_moves", 1);
     if (o.param_moves < 1 || o.param_moves > 1000)
         return luaL_error(L, "%s: option 'param_moves' must be in 1..1000 (got %d)", fn, o.param_moves);
@@ -280,6 +282,23 @@ static int l_pgibbs(lua_State *L)
     st = plm_pgibbs_run(&ctx, a.m, a.T, a.ys, &a.P, &o, R);
     finish(L, &a, &ctx, st, fn);
     push_posterior(L, R, &a, "pgibbs", o.N);
+    {   /* conjugate: the flags per free parameter become {name = true | false} */
+        int k, list;
+        lua_getfield(L, -1, "conjugate");
+        list = lua_gettop(L);
+        lua_createtable(L, 0, a.P.nfree);
+        for (k = 0; k < a.P.nfree; k++) {
+            int on = 0;
+            if (lua_istable(L, list)) {
+                on = lua_geti(L, list, k + 1) == LUA_TNUMBER && lua_tonumber(L, -1) > 0;
+                lua_pop(L, 1);
+            }
+            lua_pushboolean(L, on);
+            lua_setfield(L, -2, a.P.names[k]);
+        }
+        lua_setfield(L, -3, "conjugate");
+        lua_pop(L, 1);
+    }
     return 1;
 }
 

@@ -42,5 +42,6 @@
 #include "pmcmc.h"
 #include "pgibbs.h"
 #include "pmmh.h"
+#include "ssm_mle.h"
 
 #endif

@@ -115,6 +115,9 @@ plm_status plm_dist_new_truncated(plm_ctx *ctx, const plm_dist *base, double lo,
 ** positive double (alpha = 1e-3 gives log draws near -1000). poisson_ptrs: Hormann's PTRS, lambda >= 10
 ** (plm_dist_sample uses it for lambda >= 1e6, where GSL's unsigned int sampler stops being safe). */
 double plm_dist_log_gamma(double alpha, plm_rng *r);
+/* A standard normal draw restricted to [a, b] (a < b, either infinite): inversion, or rejection far in a tail
+** (engines drawing truncated-normal conditionals). */
+double plm_dist_std_truncnorm(double a, double b, plm_rng *r);
 double plm_dist_poisson_ptrs(double lambda, plm_rng *r);
 
 /* Scalar kernels on raw parameters, for compiled code and hot loops: no validation (call plm_dist_check

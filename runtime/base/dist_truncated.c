@@ -116,9 +116,9 @@ static double inv_log_cdf(const plm_dist *d, double l, int upper)
 /* Standard normal restricted to [a, b]. Inversion where the interval's mass is a well-resolved difference
 ** of tail probabilities; far in a tail Robert's exponential rejection ("Simulation of truncated normal
 ** variables", 1995), whose acceptance tends to 1 as a grows; a short interval by uniform rejection. */
-static double std_truncnorm(double a, double b, plm_rng *r)
+double plm_dist_std_truncnorm(double a, double b, plm_rng *r)
 {
-    if (b <= 0) return -std_truncnorm(-b, -a, r);
+    if (b <= 0) return -plm_dist_std_truncnorm(-b, -a, r);
     if (a >= 5 && (b - a) * a > 1) {
         double alpha = 0.5 * (a + sqrt(a * a + 4));
         for (;;) {
@@ -194,13 +194,13 @@ double plm_dist_truncated_sample(const plm_dist *d, plm_rng *r)
     double lo = d->p[0], hi = d->p[1], x;
     switch (b->kind) {
     case PLM_DIST_NORMAL:
-        x = p[0] + p[1] * std_truncnorm((lo - p[0]) / p[1], (hi - p[0]) / p[1], r);
+        x = p[0] + p[1] * plm_dist_std_truncnorm((lo - p[0]) / p[1], (hi - p[0]) / p[1], r);
         break;
     case PLM_DIST_HALFNORMAL:
-        x = p[0] * std_truncnorm(fmax(lo, 0) / p[0], hi / p[0], r);
+        x = p[0] * plm_dist_std_truncnorm(fmax(lo, 0) / p[0], hi / p[0], r);
         break;
     case PLM_DIST_LOGNORMAL:
-        x = exp(p[0] + p[1] * std_truncnorm((log(fmax(lo, 0)) - p[0]) / p[1], (log(hi) - p[0]) / p[1], r));
+        x = exp(p[0] + p[1] * plm_dist_std_truncnorm((log(fmax(lo, 0)) - p[0]) / p[1], (log(hi) - p[0]) / p[1], r));
         break;
     default: {
         /* inversion on the side where the tail probabilities are small: log F(x) uniform between the logs */

@@ -412,7 +412,87 @@ static plm_status grad_prog(plm_ctx *ctx, plm_ssm *m, int lp, int ngrp, const in
     return st;
 }
 
+/* d obs_lp / d (params, X) with X and Y varying */
+static plm_status grad_prog_y(plm_ctx *ctx, plm_ssm *m, plm_prog **out)
+{
+    int nw = m->np + m->dim, i, *wrt = malloc((size_t)(nw + 1) * sizeof *wrt), *d = malloc((size_t)(nw + 1) * sizeof *d);
+    plm_status st;
+    if (!wrt || !d) {
+        free(wrt);
+        free(d);
+        return plm_fail(ctx, PLM_ENOMEM, "ssm: out of memory");
+    }
+    for (i = 0; i < m->np; i++) wrt[i] = plm_graph_input(m->g, PLM_GRP_P, i);
+    for (i = 0; i < m->dim; i++) wrt[m->np + i] = plm_graph_input(m->g, PLM_GRP_X, i);
+    st = plm_graph_grad(ctx, m->g, m->obs_lp, nw, wrt, d);
+    if (!st) st = plm_prog_compile(ctx, m->g, nw, d, (1u << PLM_GRP_X) | (1u << PLM_GRP_Y), out);
+    free(wrt);
+    free(d);
+    return st;
+}
+
 static pthread_mutex_t grad_mu = PTHREAD_MUTEX_INITIALIZER;
+
+/* Does p read neither the time nor a covariate? Then it can score every time step in one call. */
+static int time_free(const plm_ssm *m, const plm_prog *p)
+{
+    int s;
+    for (s = 0; s < 3; s++)
+        if (plm_prog_uses(p, PLM_GRP_T, s)) return 0;
+    for (s = 0; s < m->ncov; s++)
+        if (plm_prog_uses(p, PLM_GRP_C, s)) return 0;
+    return 1;
+}
+
+/* The parameter part of the gradient with the transition and observation terms of all times batched: one
+** program call over T - 1 transitions and one over T observations instead of 2 T calls of one point (what
+** makes conjugate updates in particle Gibbs cheap next to the sweep). Missing observations are skipped. */
+static plm_status grad_batched(plm_ctx *ctx, plm_ssm *m, long T, const double *xs, const double *ys, double *gp)
+{
+    const size_t n = (size_t)T, dim = (size_t)m->dim, ydim = (size_t)m->ydim, nw = (size_t)(m->np + 2 * m->dim);
+    double *xc = malloc(dim * n * sizeof *xc), *yc = malloc(ydim * n * sizeof *yc);
+    double *buf = malloc(nw * n * sizeof *buf), **o = malloc(nw * sizeof *o);
+    plm_prog_in ex[PLM_NGROUPS] = {{0}};
+    plm_status st;
+    size_t i, k;
+    int j;
+    if (!xc || !yc || !buf || !o) {
+        st = plm_fail(ctx, PLM_ENOMEM, "ssm: out of memory");
+        goto done;
+    }
+    for (k = 0; k < dim; k++)   /* component-major copies: x[k*n + i] is component k at time i + 1 */
+        for (i = 0; i < n; i++) xc[k * n + i] = xs[i * dim + k];
+    for (k = 0; k < ydim; k++)
+        for (i = 0; i < n; i++) yc[k * n + i] = ys[i * ydim + k];
+    for (k = 0; k < nw; k++) o[k] = buf + k * n;
+    /* transitions 2..T: X the states 1..T-1, Z the states 2..T (ld n, offsets 0 and 1) */
+    ex[PLM_GRP_X].p = xc;
+    ex[PLM_GRP_X].ld = n;
+    ex[PLM_GRP_Z].p = xc + 1;
+    ex[PLM_GRP_Z].ld = n;
+    if ((st = run(ctx, m, m->trans_grad, 2, n - 1, ex, o, NULL, 1))) goto done;
+    for (j = 0; j < m->np; j++)
+        for (i = 0; i < n - 1; i++) gp[j] += o[j][i];
+    /* observations 1..T */
+    memset(ex, 0, sizeof ex);
+    ex[PLM_GRP_X].p = xc;
+    ex[PLM_GRP_X].ld = n;
+    ex[PLM_GRP_Y].p = yc;
+    ex[PLM_GRP_Y].ld = n;
+    if ((st = run(ctx, m, m->obs_grad_xy, 1, n, ex, o, NULL, 1))) goto done;
+    for (i = 0; i < n; i++) {
+        int missing = 0;
+        for (k = 0; k < ydim; k++) missing |= isnan(yc[k * n + i]);
+        if (missing) continue;
+        for (j = 0; j < m->np; j++) gp[j] += o[j][i];
+    }
+done:
+    free(xc);
+    free(yc);
+    free(buf);
+    free(o);
+    return st;
+}
 
 plm_status plm_ssm_logjoint_grad(plm_ctx *ctx, plm_ssm *m, long T, const double *xs, const double *ys, double *gp,
                                  double *gx)
@@ -427,7 +507,8 @@ plm_status plm_ssm_logjoint_grad(plm_ctx *ctx, plm_ssm *m, long T, const double 
     pthread_mutex_lock(&grad_mu);
     if ((!m->init_grad && (st = grad_prog(ctx, m, m->init_lp, 1, gz, dim, &m->init_grad))) ||
         (!m->trans_grad && (st = grad_prog(ctx, m, m->trans_lp, 2, gxz, dim, &m->trans_grad))) ||
-        (!m->obs_grad && (st = grad_prog(ctx, m, m->obs_lp, 1, gxo, dim, &m->obs_grad)))) {
+        (!m->obs_grad && (st = grad_prog(ctx, m, m->obs_lp, 1, gxo, dim, &m->obs_grad))) ||
+        (!m->obs_grad_xy && (st = grad_prog_y(ctx, m, &m->obs_grad_xy)))) {
         pthread_mutex_unlock(&grad_mu);
         return st;
     }
@@ -443,6 +524,21 @@ plm_status plm_ssm_logjoint_grad(plm_ctx *ctx, plm_ssm *m, long T, const double 
     for (i = 0; i < np; i++) gp[i] = 0;
     if (gx)
         for (i = 0; i < (long)T * dim; i++) gx[i] = 0;
+    if (!gx && T >= 2 && time_free(m, m->trans_grad) && time_free(m, m->obs_grad_xy)) {
+        /* the initial term alone, then every other term in two calls */
+        plm_prog_in ex[PLM_NGROUPS] = {{0}};
+        ex[PLM_GRP_X].p = xs;
+        ex[PLM_GRP_X].ld = 1;
+        ex[PLM_GRP_Z].p = xs;
+        ex[PLM_GRP_Z].ld = 1;
+        if (!(st = run(ctx, m, m->init_grad, 1, 1, ex, o, NULL, 1))) {
+            for (i = 0; i < np; i++) gp[i] += buf[i];
+            st = grad_batched(ctx, m, T, xs, ys, gp);
+        }
+        free(buf);
+        free(o);
+        return st;
+    }
     for (t = 1; t <= T && !st; t++) {
         const double *x = xs + (size_t)(t - 1) * dim;
         plm_prog_in ex[PLM_NGROUPS] = {{0}};
@@ -465,7 +561,13 @@ plm_status plm_ssm_logjoint_grad(plm_ctx *ctx, plm_ssm *m, long T, const double 
                     gx[(size_t)(t - 1) * dim + i] += buf[np + dim + i];
                 }
         }
-        /* observation term */
+        /* observation term; a missing observation (a NaN component) has none */
+        {
+            const double *y = ys + (size_t)(t - 1) * m->ydim;
+            int missing = 0;
+            for (i = 0; i < m->ydim; i++) missing |= isnan(y[i]);
+            if (missing) continue;
+        }
         ex[PLM_GRP_X].p = x;
         ex[PLM_GRP_Y].p = ys + (size_t)(t - 1) * m->ydim;
         if ((st = run(ctx, m, m->obs_grad, t, 1, ex, o, NULL, 1))) break;

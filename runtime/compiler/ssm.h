@@ -44,6 +44,7 @@ typedef struct plm_ssm {
     plm_prog *guided;                      /* fused proposal draw + importance weight (NULL without a proposal) */
     int init_lp, trans_lp, obs_lp;         /* the density nodes, for derivatives */
     plm_prog *init_grad, *trans_grad, *obs_grad;   /* compiled on first use by plm_ssm_logjoint_grad */
+    plm_prog *obs_grad_xy;                         /* obs_grad with Y varying too: every time in one call */
 } plm_ssm;
 
 /* Compile every piece of spec. Parameters start at NAN until set. PLM_ENOMEM, or a compile error. */
@@ -99,7 +100,8 @@ plm_status plm_ssm_simulate(plm_ctx *ctx, const plm_ssm *m, long T, size_t n, un
 plm_status plm_ssm_logjoint(plm_ctx *ctx, const plm_ssm *m, long T, const double *xs, const double *ys,
                             double *out);
 
-/* Gradient of the complete-data log density of one path: gp[j] = d/d params[j] (np values) and, when gx is
+/* Gradient of the complete-data log density of one path (an observation with a NaN component is missing and
+** contributes nothing): gp[j] = d/d params[j] (np values) and, when gx is
 ** not NULL, gx[(t-1)*dim + k] = d/d x_t[k]. The derivative programs are built and compiled on the first
 ** call (the graph grows; existing programs are unaffected). PLM_ENOTSUP when a density has no derivative
 ** (a native function without grad, a distribution scored through the generic kernel). Thread-safe: the

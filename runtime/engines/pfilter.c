@@ -43,7 +43,7 @@ void plm_pf_result_free(plm_pf_result *r)
 double plm_pf_bytes(const plm_ssm *m, long T, const plm_pf_opts *o, int nmom)
 {
     double N = (double)o->N, d = m->dim;
-    double b = N * (8 * (2 * d + 4 + nmom) + 16 + sizeof(plm_rng));
+    double b = N * (8 * (2 * d + 4 + nmom) + 16 + sizeof(plm_rng)) + (o->hook ? N * 8 * (d + 1) : 0);
     if (o->history) b += (double)T * N * (8 * (d + 1) + 4);
     return b + (double)T * (8 * (2 * d + 2 + nmom) + 1);
 }
@@ -95,7 +95,7 @@ static plm_status bad_weights(plm_ctx *ctx, const double *lw, size_t N, long t, 
 }
 
 typedef struct pf_buf {
-    double *x, *xo, *inc, *lw, *W, *leta, *mom;
+    double *x, *xo, *xm, *inc, *lw, *W, *leta, *mom, *xh, *lwh;
     size_t *cnt, *anc;
     plm_rng *rng;
     double **momout;
@@ -105,6 +105,9 @@ static void free_buf(pf_buf *b)
 {
     free(b->x);
     free(b->xo);
+    free(b->xm);
+    free(b->xh);
+    free(b->lwh);
     free(b->inc);
     free(b->lw);
     free(b->W);
@@ -125,8 +128,9 @@ static plm_status check_opts(plm_ctx *ctx, const plm_ssm *m, long T, const plm_p
         return plm_fail(ctx, PLM_EINVAL, "pfilter: ess_threshold must be >= 0 (got %g)", o->ess_threshold);
     if ((unsigned)o->scheme > PLM_RESAMPLE_SSP)
         return plm_fail(ctx, PLM_EINVAL, "pfilter: unknown resampling scheme %d", (int)o->scheme);
-    if (o->method == PLM_PF_GUIDED && !m->guided)
-        return plm_fail(ctx, PLM_EINVAL, "pfilter: method \"guided\" needs a model with a proposal");
+    if (o->method == PLM_PF_GUIDED && !m->guided && !o->optimal)
+        return plm_fail(ctx, PLM_EINVAL, "pfilter: method \"guided\" needs a model with a proposal, or the "
+                        "optimal proposal's derivation");
     if (o->method == PLM_PF_AUXILIARY && !o->gauss && (!o->lookahead || plm_prog_nout(o->lookahead) != 1))
         return plm_fail(ctx, PLM_EINVAL, "pfilter: method \"auxiliary\" needs a look-ahead program of one output, "
                         "or a Gaussian transition");
@@ -159,6 +163,11 @@ plm_status plm_pf_run(plm_ctx *ctx, const plm_ssm *m, long T, const double *ys, 
     B.anc = malloc(N * sizeof *B.anc);
     B.rng = malloc(N * sizeof *B.rng);
     if (o->method == PLM_PF_AUXILIARY) B.leta = malloc(N * sizeof *B.leta);
+    if (o->method == PLM_PF_GUIDED && o->optimal) B.xm = malloc(dim * N * sizeof *B.xm);
+    if (o->hook) {
+        B.xh = malloc(dim * N * sizeof *B.xh);
+        B.lwh = malloc(N * sizeof *B.lwh);
+    }
     if (nmom) {
         B.mom = malloc((size_t)nmom * N * sizeof *B.mom);
         B.momout = malloc((size_t)nmom * sizeof *B.momout);
@@ -179,7 +188,8 @@ plm_status plm_pf_run(plm_ctx *ctx, const plm_ssm *m, long T, const double *ys, 
         res->anc = malloc((size_t)T * N * sizeof *res->anc);
     }
     if (!B.x || !B.xo || !B.inc || !B.lw || !B.W || !B.cnt || !B.anc || !B.rng ||
-        (o->method == PLM_PF_AUXILIARY && !B.leta) || (nmom && (!B.mom || !B.momout)) || !res->logz_inc ||
+        (o->method == PLM_PF_AUXILIARY && !B.leta) || (o->method == PLM_PF_GUIDED && o->optimal && !B.xm) ||
+        (nmom && (!B.mom || !B.momout)) || (o->hook && (!B.xh || !B.lwh)) || !res->logz_inc ||
         !res->ess || !res->resampled || !res->means || !res->vars || (nmom && !res->moments) ||
         (o->history && (!res->xs || !res->logw || !res->anc))) {
         st = plm_fail(ctx, PLM_ENOMEM, "pfilter: out of memory (%.0f MB for %zu particles%s)",
@@ -211,6 +221,10 @@ plm_status plm_pf_run(plm_ctx *ctx, const plm_ssm *m, long T, const double *ys, 
             for (i = 0; i < N; i++) B.anc[i] = i;
         } else {
             double A = 0, ess1;
+            if (o->hook) {   /* the particles of t - 1 as the hook will see them */
+                memcpy(B.xh, B.x, dim * N * sizeof *B.x);
+                memcpy(B.lwh, B.lw, N * sizeof *B.lw);
+            }
             /* first stage: W holds the normalised weights of t - 1; the auxiliary filter tilts them by eta */
             if (o->method == PLM_PF_AUXILIARY && !missing) {
                 double *out = B.leta;
@@ -254,7 +268,13 @@ plm_status plm_pf_run(plm_ctx *ctx, const plm_ssm *m, long T, const double *ys, 
             /* the move, in place */
             if (missing)
                 st = plm_ssm_trans_sample(ctx, m, t, N, B.x, B.x, N, B.rng, nthreads);
-            else if (o->method == PLM_PF_GUIDED)
+            else if (o->method == PLM_PF_GUIDED && o->optimal) {
+                /* xo is free after resampling: the new particles go there, the old ones stay for the weight */
+                double *sw = B.xo;
+                st = plm_ssm_optimal_step(ctx, o->optimal, t, N, B.x, y, B.xo, B.xm, B.inc, B.rng, nthreads);
+                B.xo = B.x;
+                B.x = sw;
+            } else if (o->method == PLM_PF_GUIDED)
                 st = plm_ssm_step_guided(ctx, m, t, N, B.x, y, B.x, N, B.inc, B.rng, nthreads);
             else
                 st = plm_ssm_step(ctx, m, t, N, B.x, y, B.x, N, B.inc, B.rng, nthreads);
@@ -304,6 +324,9 @@ plm_status plm_pf_run(plm_ctx *ctx, const plm_ssm *m, long T, const double *ys, 
                 res->moments[(size_t)(t - 1) * (size_t)nmom + (size_t)j] = s;
             }
         }
+        if (o->hook && (st = o->hook(ctx, o->hook_ud, t, N, t > 1 ? B.xh : NULL, t > 1 ? B.lwh : NULL, B.x, B.lw,
+                                    B.anc)))
+            goto done;
         if (o->history) {
             memcpy(res->xs + (size_t)(t - 1) * dim * N, B.x, dim * N * sizeof *B.x);
             memcpy(res->logw + (size_t)(t - 1) * N, B.lw, N * sizeof *B.lw);
@@ -465,4 +488,130 @@ plm_status plm_ssm_gauss_log_bound(plm_ctx *ctx, const plm_ssm_gauss *G, long t,
     for (k = 0; k < d; k++) ld += log(h[k * d + k]);   /* h holds the Cholesky factor of the precision */
     *lb = ld - 0.5 * d * log(2 * M_PI);
     return PLM_OK;
+}
+
+plm_status plm_ssm_optimal_init(plm_ctx *ctx, const plm_ssm *m, plm_ssm_optimal *O)
+{
+    int d = m->dim, k, x[64], g[64], *H;
+    plm_status st;
+    memset(O, 0, sizeof *O);
+    if ((st = plm_ssm_gauss_init(ctx, m, &O->tr))) return st;
+    if (!(H = malloc((size_t)d * (size_t)d * sizeof *H))) return plm_fail(ctx, PLM_ENOMEM, "ssm: out of memory");
+    for (k = 0; k < d; k++) x[k] = plm_graph_input(m->g, PLM_GRP_X, k);
+    st = plm_graph_grad(ctx, m->g, m->obs_lp, d, x, g);
+    for (k = 0; k < d && !st; k++) st = plm_graph_grad(ctx, m->g, g[k], d, x, H + k * d);
+    /* X is uniform in both programs, bound to x_t = 0 */
+    if (!st && !(st = plm_prog_compile(ctx, m->g, d, g, 0, &O->ograd)))
+        st = plm_prog_compile(ctx, m->g, d * d, H, 0, &O->ohess);
+    free(H);
+    if (st) {
+        if (st != PLM_ENOMEM)
+            st = plm_fail(ctx, PLM_ENOTSUP, "ssm: the observation log density has no derivative in the state (%s)",
+                          ctx->msg);
+        return st;
+    }
+    for (k = 0; k < d; k++)
+        if (plm_prog_uses(O->ohess, PLM_GRP_X, k))
+            return plm_fail(ctx, PLM_ENOTSUP, "ssm: the observation log density is not quadratic in the state "
+                            "(its second derivative reads component %d)", k + 1);
+    return PLM_OK;
+}
+
+/* The observation programs at x = 0 with y bound: one value per output. */
+static plm_status obs_eval(plm_ctx *ctx, const plm_ssm *m, const plm_prog *p, long t, const double *y, double *out)
+{
+    int nout = plm_prog_nout(p), k;
+    double zero[64] = {0}, tcb[64], *tc = m->ncov < 63 ? tcb : malloc(((size_t)m->ncov + 1) * sizeof *tc);
+    double *o[64 * 64];
+    plm_prog_in in[PLM_NGROUPS];
+    plm_status st;
+    if (!tc) return plm_fail(ctx, PLM_ENOMEM, "ssm: out of memory");
+    for (k = 0; k < nout; k++) o[k] = out + k;
+    st = plm_ssm_bind(ctx, m, p, t, tc, in);
+    if (!st) {
+        in[PLM_GRP_X].p = zero;
+        in[PLM_GRP_Y].p = y;
+        st = plm_prog_eval(ctx, p, 1, in, o, NULL, 1);
+    }
+    if (tc != tcb) free(tc);
+    return st;
+}
+
+/* Solve L^T v = z in place for the lower factor L that spd_solve leaves in H (row-major d x d). */
+static void chol_tsolve(const double *L, double *z, int d)
+{
+    int i, k;
+    for (i = d - 1; i >= 0; i--) {
+        for (k = i + 1; k < d; k++) z[i] -= L[k * d + i] * z[k];
+        z[i] /= L[i * d + i];
+    }
+}
+
+plm_status plm_ssm_optimal_step(plm_ctx *ctx, const plm_ssm_optimal *O, long t, size_t n, const double *xprev,
+                                const double *y, double *xnew, double *mode, double *logw, plm_rng *rng,
+                                int nthreads)
+{
+    const plm_ssm *m = O->tr.m;
+    const int d = m->dim, cc = O->tr.const_cov;
+    double gob[64], hob[64 * 64], h[64 * 64], g[64], *htr = NULL, *lo = NULL, ldet = 0;
+    plm_status st;
+    size_t i;
+    int k, l;
+    if ((st = obs_eval(ctx, m, O->ograd, t, y, gob)) || (st = obs_eval(ctx, m, O->ohess, t, y, hob))) return st;
+    /* the transition's gradient at x_t = 0 per particle (into mode), its Hessian once or per particle */
+    htr = malloc((cc ? 1 : n) * (size_t)(d * d) * sizeof *htr);
+    lo = malloc(2 * n * sizeof *lo);   /* the Gaussian integral's log, then log p(y | mode) */
+    if (!htr || !lo) {
+        st = plm_fail(ctx, PLM_ENOMEM, "ssm: out of memory");
+        goto done;
+    }
+    if ((st = gauss_eval(ctx, &O->tr, O->tr.grad, t, n, xprev, mode, nthreads)) ||
+        (st = gauss_eval(ctx, &O->tr, O->tr.hess, t, cc ? 1 : n, cc ? NULL : xprev, htr, nthreads)))
+        goto done;
+    if (cc) {   /* one precision for every particle: factor it once */
+        for (k = 0; k < d * d; k++) h[k] = htr[k] + hob[k];
+        for (k = 0; k < d; k++) g[k] = 0;
+        if (spd_solve(h, g, d)) {
+            i = 0;
+            goto bad;
+        }
+        for (k = 0; k < d; k++) ldet += log(h[k * d + k]);
+    }
+    for (i = 0; i < n; i++) {
+        double z[64];
+        if (!cc) {
+            for (k = 0; k < d * d; k++) h[k] = htr[(size_t)k * n + i] + hob[k];
+            for (k = 0; k < d; k++) g[k] = mode[(size_t)k * n + i] + gob[k];
+            if (spd_solve(h, g, d)) goto bad;
+            for (ldet = 0, k = 0; k < d; k++) ldet += log(h[k * d + k]);
+        } else {   /* the mode from the shared factor: forward then back substitution */
+            for (k = 0; k < d; k++) {
+                g[k] = mode[(size_t)k * n + i] + gob[k];
+                for (l = 0; l < k; l++) g[k] -= h[k * d + l] * g[l];
+                g[k] /= h[k * d + k];
+            }
+            chol_tsolve(h, g, d);
+        }
+        for (k = 0; k < d; k++) z[k] = plm_rng_normal(&rng[i]);
+        chol_tsolve(h, z, d);
+        for (k = 0; k < d; k++) {
+            mode[(size_t)k * n + i] = g[k];
+            xnew[(size_t)k * n + i] = g[k] + z[k];
+        }
+        lo[i] = 0.5 * d * log(2 * M_PI) - ldet;
+    }
+    /* the weight: the two densities at the mode and the Gaussian integral around it */
+    if ((st = plm_ssm_trans_logpdf(ctx, m, t, n, xprev, mode, n, logw, nthreads)) ||
+        (st = plm_ssm_obs_logpdf(ctx, m, t, n, mode, n, y, lo + n, nthreads)))
+        goto done;
+    for (i = 0; i < n; i++) logw[i] += lo[n + i] + lo[i];
+    st = PLM_OK;
+    goto done;
+bad:
+    st = plm_fail(ctx, PLM_EDOM, "ssm: the precision of the optimal proposal at t = %ld is not positive definite "
+                  "(particle %zu)", t, i + 1);
+done:
+    free(htr);
+    free(lo);
+    return st;
 }

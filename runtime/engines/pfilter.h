@@ -34,6 +34,14 @@ typedef struct plm_pf_opts {
     /* optional: a program of K outputs f_k(x) over the state X (varying); their filtering expectations are
     ** reported per step */
     const plm_prog *moments;
+    /* guided without a model proposal: the locally optimal proposal of this derivation (plm_ssm_optimal_init) */
+    const struct plm_ssm_optimal *optimal;
+    /* optional: called after the update at every t with the particles and normalised log weights of t - 1
+    ** (before resampling; NULL at t = 1), those of t and their parents' indices at t - 1, so that on-line
+    ** smoothers need no history. A failure stops the filter with its status (the hook sets the message). */
+    plm_status (*hook)(plm_ctx *ctx, void *ud, long t, size_t N, const double *xprev, const double *lwprev,
+                       const double *x, const double *lw, const size_t *anc);
+    void *hook_ud;
 } plm_pf_opts;
 
 /* Defaults: bootstrap, 1000 particles, systematic, threshold 0.5, seed 1, one thread, no history. */
@@ -87,5 +95,27 @@ plm_status plm_ssm_gauss_mean(plm_ctx *ctx, const plm_ssm_gauss *G, long t, size
                               int nthreads);
 /* log sup p(x_t | x_{t-1}) = -0.5 log det(2 pi Sigma) at t; PLM_ENOTSUP without const_cov. */
 plm_status plm_ssm_gauss_log_bound(plm_ctx *ctx, const plm_ssm_gauss *G, long t, double *lb);
+
+/* The locally optimal proposal p(x_t | x_{t-1}, y_t), derived when the transition is Gaussian in x_t
+** (plm_ssm_gauss) and log p(y_t | x_t) is quadratic in x_t (its Hessian in x_t reads no state: a
+** linear-Gaussian observation y = H x + N(0, R), with any H and R, is the usual case). Then the sum of the two
+** log densities is quadratic in x_t: one Newton step from x_t = 0 gives the proposal mean, the Hessian its
+** precision, and the predictive p(y_t | x_{t-1}) = p(x* | x_{t-1}) p(y_t | x*) (2 pi)^(d/2) det(P)^(-1/2)
+** at the mode x* is the exact incremental weight (Doucet, Godsill and Andrieu 2000). */
+typedef struct plm_ssm_optimal {
+    plm_ssm_gauss tr;          /* the transition's derivatives */
+    plm_prog *ograd, *ohess;   /* d log p(y | x) / dx and d^2 / dx^2 at x = 0 (Y uniform, nothing varying) */
+} plm_ssm_optimal;
+
+/* PLM_ENOTSUP (the message says which condition fails) when the model is not of that form. The programs are
+** compiled on the ssm's graph (which grows; not thread-safe). */
+plm_status plm_ssm_optimal_init(plm_ctx *ctx, const plm_ssm *m, plm_ssm_optimal *O);
+
+/* The optimal move at t >= 2 for n particles: xnew[k*n + i] ~ p(. | xprev_i, y) (stream rng[i]) and
+** logw[i] = log p(y | xprev_i). xnew must not alias xprev. mode (dim * n) is scratch. PLM_EDOM when the
+** combined precision is not positive definite (names t and the particle). */
+plm_status plm_ssm_optimal_step(plm_ctx *ctx, const plm_ssm_optimal *O, long t, size_t n, const double *xprev,
+                                const double *y, double *xnew, double *mode, double *logw, plm_rng *rng,
+                                int nthreads);
 
 #endif

@@ -8,10 +8,12 @@
 ** series with few particles. */
 #include "pgibbs.h"
 
+#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "dist.h"
 #include "mcmc.h"
 #include "par.h"
 #include "resample.h"
@@ -181,6 +183,7 @@ void plm_pgibbs_opts_default(plm_pgibbs_opts *o)
     o->nthreads = 1;
     o->ancestor_sampling = 1;
     o->param_moves = 1;
+    o->conjugate = 1;
 }
 
 /* The parameters given the path: the target the random-walk kernel moves (one per chain). */
@@ -226,6 +229,141 @@ static double cond_logp(const plm_target *tg, void *ws, const double *u)
 
 static const plm_target_ops cond_ops = {"ssm path-conditional", NULL, NULL, cond_logp, NULL};
 
+/* ---- conjugate updates ----
+** A parameter theta whose prior is normal (or halfnormal, uniform, flat, a truncated normal) and on which the
+** complete-data log density f depends quadratically has a (truncated) normal conditional; a gamma prior on a
+** theta on which f = A log theta - B theta + c (a precision) a gamma one; an inverse-gamma prior on a theta with
+** f = A log theta - B / theta + c (a variance) an inverse-gamma one. In all three, h(theta) = w(theta) f'(theta)
+** is linear in theta, with w = 1, theta, theta^2: the form is recognised by fitting that line through two
+** gradients (the compiled symbolic derivative of f) and checking it at two more points, and every sweep then
+** fits the line at the new path and draws exactly from the conditional. */
+typedef enum cj_form { CJ_LINEAR, CJ_GAMMA, CJ_INVGAMMA } cj_form;
+
+typedef struct conj {
+    int q;          /* index into the prior's lists */
+    cj_form form;
+    double a, b;    /* LINEAR: prior mean and precision (0: flat); GAMMA: shape and rate; INVGAMMA: shape, scale */
+    double lo, hi;  /* LINEAR: where the draw is restricted (the prior's support) */
+} conj;
+
+/* The conjugate family of prior q, or -1. */
+static int cj_prior(const plm_ssm_prior *P, int q, conj *c)
+{
+    const plm_dist *d = P->dist[q];
+    c->q = q;
+    c->form = CJ_LINEAR;
+    c->a = 0, c->b = 0, c->lo = -INFINITY, c->hi = INFINITY;
+    switch (d->kind) {
+    case PLM_DIST_NORMAL: c->a = d->p[0], c->b = 1 / (d->p[1] * d->p[1]); return 0;
+    case PLM_DIST_HALFNORMAL: c->b = 1 / (d->p[0] * d->p[0]), c->lo = 0; return 0;
+    case PLM_DIST_UNIFORM: c->lo = d->p[0], c->hi = d->p[1]; return 0;
+    case PLM_DIST_FLAT: return 0;
+    case PLM_DIST_TRUNCATED:
+        c->lo = d->p[0], c->hi = d->p[1];
+        if (d->inner->kind == PLM_DIST_NORMAL) {
+            c->a = d->inner->p[0], c->b = 1 / (d->inner->p[1] * d->inner->p[1]);
+            return 0;
+        }
+        if (d->inner->kind == PLM_DIST_HALFNORMAL) {
+            c->b = 1 / (d->inner->p[0] * d->inner->p[0]), c->lo = fmax(c->lo, 0);
+            return 0;
+        }
+        return -1;
+    case PLM_DIST_GAMMA: c->form = CJ_GAMMA, c->a = d->p[0], c->b = d->p[1]; return 0;
+    case PLM_DIST_INV_GAMMA: c->form = CJ_INVGAMMA, c->a = d->p[0], c->b = d->p[1]; return 0;
+    default: return -1;
+    }
+}
+
+/* h(th) = w(th) f'(th) for parameter j of m at the path (the others as they are); g: np doubles of scratch */
+static plm_status cj_h(plm_ctx *ctx, plm_ssm *m, const conj *c, int j, long T, const double *path, const double *ys,
+                       double th, double *g, double *h)
+{
+    double save = m->params[j];
+    plm_status st;
+    m->params[j] = th;
+    st = plm_ssm_logjoint_grad(ctx, m, T, path, ys, g, NULL);
+    m->params[j] = save;
+    *h = (c->form == CJ_LINEAR ? 1 : c->form == CJ_GAMMA ? th : th * th) * g[j];
+    return st;
+}
+
+/* The line h = c0 + c1 th through the points th0 and th1. */
+static plm_status cj_fit(plm_ctx *ctx, plm_ssm *m, const conj *c, int j, long T, const double *path,
+                         const double *ys, double th0, double th1, double *g, double *c0, double *c1)
+{
+    double h0, h1;
+    plm_status st;
+    if ((st = cj_h(ctx, m, c, j, T, path, ys, th0, g, &h0)) || (st = cj_h(ctx, m, c, j, T, path, ys, th1, g, &h1)))
+        return st;
+    *c1 = (h1 - h0) / (th1 - th0);
+    *c0 = h0 - *c1 * th0;
+    return PLM_OK;
+}
+
+/* A second point for the fit at th: far enough for the difference to keep its digits, inside the support. */
+static double cj_other(const conj *c, double th)
+{
+    if (c->form != CJ_LINEAR) return 2 * th;
+    return th + 0.5 * fmax(1, fabs(th));
+}
+
+/* 1 when parameter j's conditional has c's form at this path: the line through two points passes through two
+** more (to 1e-7 relative; a form that is not linear misses by far more). */
+static int cj_detect(plm_ctx *ctx, plm_ssm *m, const conj *c, int j, long T, const double *path, const double *ys,
+                     double *g)
+{
+    double th = m->params[j], c0, c1, x[2], h;
+    int k;
+    if (!isfinite(th) || (c->form != CJ_LINEAR && !(th > 0))) return 0;
+    if (cj_fit(ctx, m, c, j, T, path, ys, th, cj_other(c, th), g, &c0, &c1) || !isfinite(c0) || !isfinite(c1))
+        return 0;
+    x[0] = c->form == CJ_LINEAR ? th - 0.3 * fmax(1, fabs(th)) : 0.4 * th;
+    x[1] = c->form == CJ_LINEAR ? th + 1.7 * fmax(1, fabs(th)) : 3.1 * th;
+    for (k = 0; k < 2; k++) {
+        double fit = c0 + c1 * x[k];
+        if (cj_h(ctx, m, c, j, T, path, ys, x[k], g, &h) || !(fabs(h - fit) <= 1e-7 * (fabs(h) + fabs(fit) + 1)))
+            return 0;
+    }
+    return 1;
+}
+
+/* Draw parameter j from its conditional given the path. PLM_EDOM when the conditional is improper (a flat or
+** uniform prior on a parameter the path says nothing about: names it). */
+static plm_status cj_draw(plm_ctx *ctx, plm_ssm *m, const conj *c, int j, const char *name, long T,
+                          const double *path, const double *ys, plm_rng *r, double *g)
+{
+    double th = m->params[j], c0, c1, v;
+    plm_status st;
+    if ((st = cj_fit(ctx, m, c, j, T, path, ys, th, cj_other(c, th), g, &c0, &c1))) return st;
+    if (c->form == CJ_LINEAR) {   /* f' = c0 + c1 th: precision -c1 */
+        double prec = c->b - c1, mean, sd;
+        if (!(prec > 0))
+            return plm_fail(ctx, PLM_EDOM, "pgibbs: the conditional of '%s' given the path is improper (precision %g)",
+                            name, prec);
+        mean = (c->a * c->b + c0) / prec, sd = 1 / sqrt(prec);
+        v = mean + sd * plm_dist_std_truncnorm((c->lo - mean) / sd, (c->hi - mean) / sd, r);
+        if (v <= c->lo) v = nextafter(c->lo, INFINITY);   /* open supports: stay inside */
+        if (v >= c->hi) v = nextafter(c->hi, -INFINITY);
+    } else if (c->form == CJ_GAMMA) {   /* th f' = A - B th: gamma(a + A, b + B) */
+        double shape = c->a + c0, rate = c->b - c1;
+        if (!(shape > 0 && rate > 0))
+            return plm_fail(ctx, PLM_EDOM, "pgibbs: the gamma conditional of '%s' is improper (shape %g, rate %g)",
+                            name, shape, rate);
+        v = exp(plm_dist_log_gamma(shape, r)) / rate;
+    } else {   /* th^2 f' = A th + B: inverse-gamma(a - A, b + B) */
+        double shape = c->a - c1, scale = c->b + c0;
+        if (!(shape > 0 && scale > 0))
+            return plm_fail(ctx, PLM_EDOM, "pgibbs: the inverse-gamma conditional of '%s' is improper (shape %g, "
+                            "scale %g)", name, shape, scale);
+        v = scale * exp(-plm_dist_log_gamma(shape, r));
+    }
+    if (!(v > 0) && c->form != CJ_LINEAR)
+        v = c->form == CJ_GAMMA ? DBL_MIN : DBL_MAX;   /* an underflow of an extreme draw */
+    m->params[j] = v;
+    return PLM_OK;
+}
+
 typedef struct pg_job {
     const plm_ssm *m;
     long T;
@@ -239,9 +377,22 @@ typedef struct pg_job {
     double *vals;              /* chains x samples x w */
     long *kept, *changed;      /* per chain; per chain and time */
     double *accept;            /* per chain */
+    int *conj;                 /* per chain and free parameter: 1 when drawn from its conjugate conditional */
+    int grad_ok;               /* the complete-data log density has a gradient (conjugate updates need it) */
     plm_status *st;
     plm_ctx *ctx;
 } pg_job;
+
+/* log prior + log Jacobian of every free parameter at par, plus the path's complete-data log density */
+static double full_lp(plm_ctx *ctx, const plm_ssm_prior *P, const plm_ssm *mc, long T, const double *path,
+                      const double *ys, double *ufull, double *scratch)
+{
+    double lp;
+    memcpy(scratch, mc->params, (size_t)mc->np * sizeof *scratch);
+    plm_ssm_prior_free(P, mc->params, ufull);
+    lp = plm_ssm_prior_set(P, ufull, scratch);
+    return lp == -INFINITY ? lp : lp + path_logjoint(ctx, mc, T, path, ys);
+}
 
 static plm_status pg_chain(const pg_job *J, int c)
 {
@@ -250,11 +401,17 @@ static plm_status pg_chain(const pg_job *J, int c)
     const plm_ssm_prior *P = J->P;
     const long T = J->T, total = o->warmup + o->samples;
     const size_t dim = (size_t)m0->dim, pl = (size_t)T * dim;
-    const int nfree = P->nfree, moves = o->param_moves;
+    const int nfree = P->nfree, moves = o->param_moves, np = m0->np;
     plm_ctx *ctx = &J->ctx[c];
-    double *par = malloc(((size_t)m0->np + 1) * sizeof *par), *path = malloc(2 * pl * sizeof *path);
+    double *par = malloc(((size_t)np + 1) * sizeof *par), *path = malloc(2 * pl * sizeof *path);
     double *old = path + pl, *u = malloc(((size_t)nfree + 1) * sizeof *u), *row;
+    double *ufull = malloc(((size_t)nfree + 1) * sizeof *ufull), *scr = malloc(((size_t)np + 1) * 2 * sizeof *scr);
     double lp = 0, stat = NAN, sacc = 0;
+    conj *cj = malloc(((size_t)nfree + 1) * sizeof *cj);
+    int *idx2 = malloc(((size_t)nfree + 1) * sizeof *idx2), ncj = 0;
+    const plm_dist **dist2 = malloc(((size_t)nfree + 1) * sizeof *dist2);
+    const char **names2 = malloc(((size_t)nfree + 1) * sizeof *names2);
+    plm_ssm_prior P2;   /* the parameters the random walk moves: those without a conjugate update */
     plm_csmc *w = plm_csmc_new(m0, T, o->N);
     plm_ssm mc;
     cond_target tg;
@@ -266,20 +423,11 @@ static plm_status pg_chain(const pg_job *J, int c)
     size_t i;
     plm_rng_init(&r, o->seed, (uint64_t)c);
     row = J->vals + (size_t)c * (size_t)o->samples * (size_t)J->w;
-    if (!par || !path || !u || !w) {
+    if (!par || !path || !u || !ufull || !scr || !cj || !idx2 || !dist2 || !names2 || !w) {
         st = plm_fail(ctx, PLM_ENOMEM, "pgibbs: out of memory (%ld x %zu particles)", T, o->N);
         goto done;
     }
     plm_ssm_with_params(m0, par, &mc);
-    tg.t.ops = &cond_ops;
-    tg.t.self = &tg;
-    tg.t.dim = nfree;
-    tg.t.names = P->names;
-    tg.m = &mc, tg.P = P, tg.ys = J->ys, tg.path = path, tg.T = T, tg.ctx = ctx;
-    if (nfree && !(ks = J->k->ops->chain_new(J->k, &tg.t))) {
-        st = plm_fail(ctx, PLM_ENOMEM, "pgibbs: out of memory");
-        goto done;
-    }
     /* the start: parameters from init or the prior, a path from an unconditional sweep */
     for (tries = 0;; tries++) {
         if (tries == 100) {
@@ -301,12 +449,35 @@ static plm_status pg_chain(const pg_job *J, int c)
         st = plm_csmc_sweep(ctx, w, &mc, J->ys, plm_rng_next(&r), 0, 0, J->inner_threads, path);
         if (st == PLM_EDOM && !o->init) continue;
         if (st) goto done;
-        lp = nfree ? cond_logp(&tg.t, NULL, u) : path_logjoint(ctx, &mc, T, path, J->ys);
+        lp = full_lp(ctx, P, &mc, T, path, J->ys, ufull, scr);
         if (isfinite(lp)) break;
         if (o->init) {
             st = plm_fail(ctx, PLM_EDEAD, "pgibbs: chain %d: the log density at the given start is %g", c + 1, lp);
             goto done;
         }
+    }
+    /* which parameters have a conjugate update (recognised at the start's path); the others move by the walk */
+    P2.nfree = 0;
+    for (j = 0; j < nfree; j++) {
+        if (o->conjugate && J->grad_ok && !cj_prior(P, j, &cj[ncj]) &&
+            cj_detect(ctx, &mc, &cj[ncj], P->idx[j], T, path, J->ys, scr)) {
+            J->conj[(size_t)c * (size_t)nfree + (size_t)j] = 1;
+            ncj++;
+            continue;
+        }
+        idx2[P2.nfree] = P->idx[j], dist2[P2.nfree] = P->dist[j], names2[P2.nfree] = P->names[j];
+        P2.nfree++;
+    }
+    P2.idx = idx2, P2.dist = dist2, P2.names = names2;
+    plm_ssm_prior_free(&P2, par, u);
+    tg.t.ops = &cond_ops;
+    tg.t.self = &tg;
+    tg.t.dim = P2.nfree;
+    tg.t.names = P2.names;
+    tg.m = &mc, tg.P = &P2, tg.ys = J->ys, tg.path = path, tg.T = T, tg.ctx = ctx;
+    if (P2.nfree && !(ks = J->k->ops->chain_new(J->k, &tg.t))) {
+        st = plm_fail(ctx, PLM_ENOMEM, "pgibbs: out of memory");
+        goto done;
     }
     ctx->msg[0] = 0;
     for (it = 0; it < total; it++) {
@@ -314,22 +485,26 @@ static plm_status pg_chain(const pg_job *J, int c)
             st = plm_fail(ctx, PLM_EINTR, "pgibbs: interrupted");
             goto done;
         }
-        if (nfree) plm_ssm_prior_set(P, u, par);   /* a rejected move left the proposal's values there */
+        if (P2.nfree) plm_ssm_prior_set(&P2, u, par);   /* a rejected move left the proposal's values there */
         memcpy(old, path, pl * sizeof *path);
         if ((st = plm_csmc_sweep(ctx, w, &mc, J->ys, plm_rng_next(&r), 1, o->ancestor_sampling, J->inner_threads,
                                  path)))
             goto done;
-        if (nfree) {
+        for (j = 0; j < ncj; j++)
+            if ((st = cj_draw(ctx, &mc, &cj[j], P->idx[cj[j].q], P->names[cj[j].q], T, path, J->ys, &r, scr)))
+                goto done;
+        if (P2.nfree) {
             lp = cond_logp(&tg.t, NULL, u);
             for (j = 0; j < moves; j++) {
                 if ((st = J->k->ops->step(J->k, ks, ctx, &tg.t, NULL, &r, u, &lp, &stat, NULL))) goto done;
                 if (it < o->warmup && J->k->ops->adapt)
                     J->k->ops->adapt(J->k, ks, it * moves + j, o->warmup * moves, u, stat);
             }
-            plm_ssm_prior_set(P, u, par);
+            plm_ssm_prior_set(&P2, u, par);
         } else
-            lp = path_logjoint(ctx, &mc, T, path, J->ys);
+            stat = 1;   /* Gibbs draws are always accepted */
         if (it < o->warmup) continue;
+        lp = nfree ? full_lp(ctx, P, &mc, T, path, J->ys, ufull, scr) : path_logjoint(ctx, &mc, T, path, J->ys);
         for (tt = 0; tt < T; tt++)
             for (i = 0; i < dim; i++)
                 if (path[(size_t)tt * dim + i] != old[(size_t)tt * dim + i]) {
@@ -357,6 +532,12 @@ done:
     free(par);
     free(path);
     free(u);
+    free(ufull);
+    free(scr);
+    free(cj);
+    free(idx2);
+    free(dist2);
+    free(names2);
     return st;
 }
 
@@ -436,11 +617,20 @@ plm_status plm_pgibbs_run(plm_ctx *ctx, const plm_ssm *m, long T, const double *
     J.accept = calloc((size_t)o->chains, sizeof *J.accept);
     J.st = calloc((size_t)o->chains, sizeof *J.st);
     J.ctx = calloc((size_t)o->chains, sizeof *J.ctx);
-    if (!J.vals || !J.kept || !J.changed || !J.accept || !J.st || !J.ctx) {
+    J.conj = calloc((size_t)o->chains * (size_t)P->nfree + 1, sizeof *J.conj);
+    if (!J.vals || !J.kept || !J.changed || !J.accept || !J.st || !J.ctx || !J.conj) {
         st = plm_fail(ctx, PLM_ENOMEM, "pgibbs: out of memory");
         goto done;
     }
     if ((st = pg_columns(ctx, D, m, P, &J))) goto done;
+    if (P->nfree && o->conjugate) {
+        /* the derivative programs, built once here so that the chains' copies share them */
+        double *gp = malloc(((size_t)m->np + 1) * sizeof *gp);
+        plm_ctx c2;
+        plm_ctx_clear(&c2);
+        J.grad_ok = gp && !plm_ssm_logjoint_grad(&c2, (plm_ssm *)m, 0, NULL, NULL, gp, NULL);
+        free(gp);
+    }
     plm_parallel_for(o->chains > 1 ? o->nthreads : 1, (size_t)o->chains, 1, pg_worker, &J);
     /* every chain's draws go in, also when some failed or were interrupted */
     for (c = 0; c < o->chains; c++) {
@@ -451,6 +641,11 @@ plm_status plm_pgibbs_run(plm_ctx *ctx, const plm_ssm *m, long T, const double *
     }
     for (c = 0; c < o->chains && P->nfree; c++)
         if ((st = plm_results_push(ctx, R, "accept_rate", J.accept[c]))) goto done;
+    for (j = 0; j < P->nfree; j++) {   /* 1 when every chain drew parameter j from its conjugate conditional */
+        int all = 1;
+        for (c = 0; c < o->chains; c++) all &= J.conj[(size_t)c * (size_t)P->nfree + (size_t)j];
+        if ((st = plm_results_push(ctx, R, "conjugate", all))) goto done;
+    }
     for (tt = 0; tt < T; tt++) {
         long n = 0, s = 0;
         for (c = 0; c < o->chains; c++) s += J.changed[(size_t)c * (size_t)T + (size_t)tt], n += J.kept[c];
@@ -470,5 +665,6 @@ done:
     free(J.accept);
     free(J.st);
     free(J.ctx);
+    free(J.conj);
     return st;
 }

@@ -1,7 +1,9 @@
 /* pgibbs.h -- particle Gibbs for compiled state-space models (ssm.h): conditional SMC with ancestor sampling
 ** (Lindsten, Jordan and Schön 2014) draws the latent path given the parameters, and random-walk Metropolis on
 ** the unconstrained scale (pmcmc.h) moves the parameters that carry priors given the path, scored with the
-** complete-data log density. Chains run in parallel; every draw comes from streams fixed by (seed, chain,
+** complete-data log density -- or, for a parameter whose conditional plume recognises as conjugate (normal,
+** halfnormal, uniform, flat or truncated-normal prior with a quadratic log density; gamma prior on a precision;
+** inverse-gamma prior on a variance), by an exact draw from that conditional. Chains run in parallel; every draw comes from streams fixed by (seed, chain,
 ** sweep, particle), so results depend on the seed and never on the thread count. */
 #ifndef PLM_PGIBBS_H
 #define PLM_PGIBBS_H
@@ -36,6 +38,7 @@ typedef struct plm_pgibbs_opts {
     int nthreads;              /* <= 0: plm_default_threads() */
     int ancestor_sampling;     /* 1 (the default): CSMC-AS; 0: plain CSMC */
     int param_moves;           /* random-walk moves of the parameters per sweep (>= 1) */
+    int conjugate;             /* 1 (the default): exact draws from the conditionals plume recognises as conjugate */
     double target_accept;      /* of the parameter moves; 0: 0.44 for one parameter, 0.234 for more */
     const long *times;         /* ntimes times (1-based) whose states are recorded; NULL: every time */
     long ntimes;

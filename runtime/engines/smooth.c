@@ -20,6 +20,7 @@ void plm_smooth_opts_default(plm_smooth_opts *o)
     o->Ntilde = 2;
     o->rejection = 0;
     o->max_tries = 10;
+    o->mh_steps = 5;
     o->log_bound_const = NAN;
     o->seed = 1;
     o->nthreads = 1;
@@ -71,7 +72,11 @@ static plm_status log_bound_at(plm_ctx *ctx, const plm_ssm *m, const plm_smooth_
 
 typedef struct bwork {
     double *cdf, *lp, *xa, *xb, *xfull;   /* N, max(n, N), dim*n, dim*n, dim*N */
+    double *lcur;                         /* n: the MH chains' current log densities */
+    double *aprob;                        /* N: alias table of W_{t-1} (Walker, Vose): keep probability... */
+    uint32_t *alias, *work;               /* N: ... and the alias of each column; scratch */
     size_t *wait;                         /* n */
+    uint32_t *cand;                       /* n: the MH proposals */
 } bwork;
 
 static plm_status bwork_init(plm_ctx *ctx, bwork *w, size_t N, size_t n, size_t dim)
@@ -83,7 +88,13 @@ static plm_status bwork_init(plm_ctx *ctx, bwork *w, size_t N, size_t n, size_t 
     w->xb = malloc(dim * n * sizeof *w->xb);
     w->xfull = malloc(dim * N * sizeof *w->xfull);
     w->wait = malloc(n * sizeof *w->wait);
-    if (!w->cdf || !w->lp || !w->xa || !w->xb || !w->xfull || !w->wait)
+    w->lcur = malloc(n * sizeof *w->lcur);
+    w->cand = malloc(n * sizeof *w->cand);
+    w->aprob = malloc(N * sizeof *w->aprob);
+    w->alias = malloc(N * sizeof *w->alias);
+    w->work = malloc(N * sizeof *w->work);
+    if (!w->cdf || !w->lp || !w->xa || !w->xb || !w->xfull || !w->wait || !w->lcur || !w->cand || !w->aprob ||
+        !w->alias || !w->work)
         return plm_fail(ctx, PLM_ENOMEM, "smooth: out of memory");
     return PLM_OK;
 }
@@ -96,22 +107,64 @@ static void bwork_free(bwork *w)
     free(w->xb);
     free(w->xfull);
     free(w->wait);
+    free(w->lcur);
+    free(w->cand);
+    free(w->aprob);
+    free(w->alias);
+    free(w->work);
 }
 
-/* n backward draws at time t >= 2: request r has the state tgt[k*n + r] at t and its stream rng[r]; idx[r]
-** receives its index at t - 1. */
-static plm_status backward(plm_ctx *ctx, const plm_ssm *m, const plm_pf_result *h, const plm_smooth_opts *o,
-                           long t, size_t n, const double *tgt, plm_rng *rng, uint32_t *idx, bwork *w,
-                           plm_smooth_stats *stats)
+/* The alias table of the weights exp(lw_i) / acc (Vose's method): a draw is then one uniform and at most two
+** memory reads, where a binary search reads log2(N) scattered cache lines -- what keeps the backward draws O(1)
+** each for large N. */
+static void alias_build(bwork *w, const double *lw, size_t N, double acc)
 {
-    const size_t N = h->N, dim = (size_t)h->dim;
-    const double *lw = h->logw + (size_t)(t - 2) * N, *xp = h->xs + (size_t)(t - 2) * dim * N;
+    uint32_t *small = w->work, *large = w->work + N;   /* small grows up, large grows down: N slots together */
+    size_t ns = 0, nl = 0, i;
+    for (i = 0; i < N; i++) {
+        w->aprob[i] = exp(lw[i]) / acc * (double)N;
+        if (w->aprob[i] < 1) small[ns++] = (uint32_t)i;
+        else *--large = (uint32_t)i, nl++;
+    }
+    while (ns > 0 && nl > 0) {
+        uint32_t s = small[--ns], l = *large;
+        w->alias[s] = l;
+        w->aprob[l] -= 1 - w->aprob[s];
+        if (w->aprob[l] < 1) {   /* l moves from the large list to the small one */
+            large++, nl--;
+            small[ns++] = l;
+        }
+    }
+    while (nl > 0) w->aprob[*large] = 1, large++, nl--;
+    while (ns > 0) w->aprob[small[--ns]] = 1;   /* rounding leftovers */
+}
+
+static uint32_t alias_draw(const bwork *w, size_t N, double u)
+{
+    double x = u * (double)N;
+    size_t k = (size_t)x;
+    if (k >= N) k = N - 1;
+    return x - (double)k < w->aprob[k] ? (uint32_t)k : w->alias[k];
+}
+
+/* n backward draws at time t >= 2 among the N particles xp (component-major) with normalised log weights lw
+** of t - 1: request r has the state tgt[k*n + r] at t and its stream rng[r] (every request draws from rng[0]
+** when shared: the draws run in order on the calling thread, so one stream per step is as reproducible and
+** spares the memory traffic of a state per request); idx[r] receives its index. */
+#define RNG(q) (shared ? rng : &rng[q])
+
+static plm_status backward(plm_ctx *ctx, const plm_ssm *m, const plm_smooth_opts *o, long t, size_t N,
+                           const double *xp, const double *lw, size_t n, const double *tgt, plm_rng *rng, int shared,
+                           const uint32_t *start, uint32_t *idx, bwork *w, plm_smooth_stats *stats)
+{
+    const size_t dim = (size_t)m->dim;
     size_t i, k, r, nw = n;
     double acc = 0, lb = 0;
     plm_status st;
     int round;
     for (i = 0; i < N; i++) w->cdf[i] = (acc += exp(lw[i]));
     for (r = 0; r < n; r++) w->wait[r] = r;
+    if (o->rejection || start) alias_build(w, lw, N, acc);
     if (o->rejection) {
         if ((st = log_bound_at(ctx, m, o, t, &lb))) return st;
         for (round = 0; round < o->max_tries && nw > 0; round++) {
@@ -119,7 +172,7 @@ static plm_status backward(plm_ctx *ctx, const plm_ssm *m, const plm_pf_result *
             for (k = 0; k < dim; k++)
                 for (r = 0; r < nw; r++) {
                     size_t q = w->wait[r];
-                    if (k == 0) idx[q] = (uint32_t)search(w->cdf, N, plm_rng_uniform(&rng[q]) * acc);
+                    if (k == 0) idx[q] = alias_draw(w, N, plm_rng_uniform(RNG(q)));
                     w->xa[k * nw + r] = xp[k * N + idx[q]];
                     w->xb[k * nw + r] = tgt[k * n + q];
                 }
@@ -130,13 +183,45 @@ static plm_status backward(plm_ctx *ctx, const plm_ssm *m, const plm_pf_result *
                 if (w->lp[r] > lb + 1e-9 * fmax(1, fabs(lb)))
                     return plm_fail(ctx, PLM_EINVAL, "smooth: the transition density at t = %ld is %g on the log "
                                     "scale, above the bound %g: the bound is wrong", t, w->lp[r], lb);
-                if (log(plm_rng_uniform(&rng[q])) < w->lp[r] - lb)
+                if (log(plm_rng_uniform(RNG(q))) < w->lp[r] - lb)
                     stats->accepted += 1;
                 else
                     w->wait[keep++] = q;
             }
             nw = keep;
         }
+    }
+    /* Metropolis-Hastings from each waiting request's ancestor: proposals j ~ W_{t-1}, accepted with
+    ** probability p(x' | x^j) / p(x' | x^cur); all waiting requests move together, one density call per step */
+    if (start && o->mh_steps > 0 && nw > 0) {
+        int s;
+        for (s = -1; s < o->mh_steps; s++) {
+            for (k = 0; k < dim; k++)
+                for (r = 0; r < nw; r++) {
+                    size_t q = w->wait[r];
+                    if (k == 0) {
+                        if (s < 0) idx[q] = start[q];
+                        else w->cand[r] = alias_draw(w, N, plm_rng_uniform(RNG(q)));
+                    }
+                    w->xa[k * nw + r] = xp[k * N + (s < 0 ? idx[q] : w->cand[r])];
+                    w->xb[k * nw + r] = tgt[k * n + q];
+                }
+            if ((st = plm_ssm_trans_logpdf(ctx, m, t, nw, w->xa, w->xb, nw, w->lp, threads_for(nw, o->nthreads))))
+                return st;
+            for (r = 0; r < nw; r++) {
+                size_t q = w->wait[r];
+                if (s < 0) {
+                    w->lcur[r] = w->lp[r];
+                    continue;
+                }
+                if (log(plm_rng_uniform(RNG(q))) < w->lp[r] - w->lcur[r]) {
+                    idx[q] = w->cand[r];
+                    w->lcur[r] = w->lp[r];
+                }
+            }
+        }
+        stats->mh += (double)nw;
+        return PLM_OK;
     }
     /* the exact kernel for every request still waiting */
     for (r = 0; r < nw; r++) {
@@ -156,7 +241,7 @@ static plm_status backward(plm_ctx *ctx, const plm_ssm *m, const plm_pf_result *
             return plm_fail(ctx, PLM_EDOM, "smooth: a state at t = %ld has no possible parent at t = %ld (every "
                             "backward weight is %g)", t, t - 1, mx);
         for (i = 0; i < N; i++) s += (w->lp[i] = exp(w->lp[i] - mx));
-        u = plm_rng_uniform(&rng[q]) * s;
+        u = plm_rng_uniform(RNG(q)) * s;
         for (acc = 0, i = 0; i < N - 1; i++)
             if ((acc += w->lp[i]) > u) break;
         idx[q] = (uint32_t)i;
@@ -164,6 +249,8 @@ static plm_status backward(plm_ctx *ctx, const plm_ssm *m, const plm_pf_result *
     }
     return PLM_OK;
 }
+
+#undef RNG
 
 static plm_status check_history(plm_ctx *ctx, const plm_pf_result *h)
 {
@@ -207,7 +294,9 @@ plm_status plm_ffbs(plm_ctx *ctx, const plm_ssm *m, const plm_pf_result *h, cons
             st = plm_fail(ctx, PLM_EINTR, "smooth: interrupted at t = %ld", t);
             goto done;
         }
-        if ((st = backward(ctx, m, h, o, t, M, paths + (size_t)(t - 1) * dim * M, rng, idx, &w, stats))) goto done;
+        if ((st = backward(ctx, m, o, t, N, x, h->logw + (size_t)(t - 2) * N, M, paths + (size_t)(t - 1) * dim * M,
+                           rng, 0, NULL, idx, &w, stats)))
+            goto done;
         for (k = 0; k < dim; k++)
             for (j = 0; j < M; j++) paths[((size_t)(t - 2) * dim + k) * M + j] = x[k * N + idx[j]];
     }
@@ -249,87 +338,212 @@ static plm_status eval_h(plm_ctx *ctx, const plm_ssm *m, const plm_prog *p, long
     return st;
 }
 
-plm_status plm_paris(plm_ctx *ctx, const plm_ssm *m, const plm_pf_result *h, const plm_prog *hprog,
-                     const plm_smooth_opts *o, double *out, plm_smooth_stats *stats)
-{
-    const size_t N = h->N, dim = (size_t)h->dim, Nt = (size_t)(o->Ntilde > 0 ? o->Ntilde : 0), NN = N * Nt;
-    const int K = plm_prog_nout(hprog);
-    const long T = h->T;
-    double *tau = NULL, *tau2 = NULL, *hv = NULL, *tgt = NULL, *xa = NULL, **ho = NULL;
-    plm_rng *rng = NULL;
-    uint32_t *idx = NULL;
+/* ---- PaRIS ----
+** The state of one run: per particle i at the current time, tau_i estimates E[S_t | x_t = x_t^i]; a step draws
+** Ntilde parents of every particle from the backward kernel and sets tau_i to the average of
+** tau_parent + h_t(parent, x_t^i). It needs the particles and weights of t - 1 and t only, so it runs inside the
+** filter (on-line, memory O(N)) or over a history. */
+typedef struct paris_st {
+    const plm_ssm *m;
+    const plm_smooth_opts *o;
+    plm_paris_fn hfn;
+    void *hud;
+    int K;
+    size_t N, Nt, NN, dim;
+    double *tau, *tau2, *hv, *tgt, *xa, **ho;
+    plm_rng *rng;
+    uint32_t *idx, *start;   /* NN: the backward draws; the filter's ancestors, where the MH fall-back starts */
     bwork w;
-    plm_status st;
-    size_t i, k, r, q;
-    long t;
-    int j;
+    plm_smooth_stats *stats;
+} paris_st;
+
+static void paris_free(paris_st *P)
+{
+    free(P->tau);
+    free(P->tau2);
+    free(P->hv);
+    free(P->tgt);
+    free(P->xa);
+    free(P->ho);
+    free(P->rng);
+    free(P->idx);
+    free(P->start);
+    bwork_free(&P->w);
+}
+
+static plm_status paris_init(plm_ctx *ctx, paris_st *P, const plm_ssm *m, size_t N, int K, plm_paris_fn hfn,
+                             void *hud, const plm_smooth_opts *o, plm_smooth_stats *stats)
+{
+    memset(P, 0, sizeof *P);
     memset(stats, 0, sizeof *stats);
-    memset(&w, 0, sizeof w);
-    if ((st = check_history(ctx, h))) return st;
-    if (Nt < 1) return plm_fail(ctx, PLM_EINVAL, "smooth: backward draws (Ntilde) must be >= 1 (got %d)", o->Ntilde);
-    tau = malloc((size_t)K * N * sizeof *tau);
-    tau2 = malloc((size_t)K * N * sizeof *tau2);
-    hv = malloc((size_t)K * NN * sizeof *hv);
-    tgt = malloc(dim * NN * sizeof *tgt);
-    xa = malloc(dim * NN * sizeof *xa);
-    ho = malloc((size_t)K * sizeof *ho);
-    rng = malloc(NN * sizeof *rng);
-    idx = malloc(NN * sizeof *idx);
-    if (!tau || !tau2 || !hv || !tgt || !xa || !ho || !rng || !idx || (st = bwork_init(ctx, &w, N, NN, dim))) {
-        st = plm_fail(ctx, PLM_ENOMEM, "smooth: out of memory");
-        goto done;
+    P->m = m, P->o = o, P->hfn = hfn, P->hud = hud, P->K = K, P->stats = stats;
+    P->N = N, P->dim = (size_t)m->dim;
+    if (o->Ntilde < 1) return plm_fail(ctx, PLM_EINVAL, "smooth: backward draws (Ntilde) must be >= 1 (got %d)", o->Ntilde);
+    if (K < 1) return plm_fail(ctx, PLM_EINVAL, "smooth: the functional has no outputs");
+    P->Nt = (size_t)o->Ntilde, P->NN = N * P->Nt;
+    P->tau = malloc((size_t)K * N * sizeof *P->tau);
+    P->tau2 = malloc((size_t)K * N * sizeof *P->tau2);
+    P->hv = malloc((size_t)K * P->NN * sizeof *P->hv);
+    P->tgt = malloc(P->dim * P->NN * sizeof *P->tgt);
+    P->xa = malloc(P->dim * P->NN * sizeof *P->xa);
+    P->ho = malloc((size_t)K * sizeof *P->ho);
+    P->rng = malloc(sizeof *P->rng);
+    P->idx = malloc(P->NN * sizeof *P->idx);
+    P->start = malloc(P->NN * sizeof *P->start);
+    if (!P->tau || !P->tau2 || !P->hv || !P->tgt || !P->xa || !P->ho || !P->rng || !P->idx || !P->start ||
+        bwork_init(ctx, &P->w, N, P->NN, P->dim))
+        return plm_fail(ctx, PLM_ENOMEM, "smooth: out of memory");
+    return PLM_OK;
+}
+
+/* The step to time t: x the particles of t; xp and lw those of t - 1 and their normalised log weights, anc or
+** anc32 (one of them) the parents' indices (all unused at t = 1, where tau = h_1(x_1, x_1)). */
+static plm_status paris_step(plm_ctx *ctx, paris_st *P, long t, const double *xp, const double *lw, const double *x,
+                             const size_t *anc, const uint32_t *anc32)
+{
+    const size_t N = P->N, Nt = P->Nt, NN = P->NN, dim = P->dim;
+    const int K = P->K;
+    plm_status st;
+    size_t i, k, q, r;
+    int j;
+    if (t == 1) {
+        for (j = 0; j < K; j++) P->ho[j] = P->tau + (size_t)j * N;
+        return P->hfn(ctx, P->hud, 1, N, x, x, P->ho);
     }
-    for (r = 0; r < NN; r++) plm_rng_init(&rng[r], o->seed, ((uint64_t)1 << 41) + r);
-    /* t = 1: tau = h_1(x_1, x_1) */
-    for (j = 0; j < K; j++) ho[j] = tau + (size_t)j * N;
-    if ((st = eval_h(ctx, m, hprog, 1, N, h->xs, h->xs, ho, threads_for(N, o->nthreads)))) goto done;
-    for (j = 0; j < K; j++) ho[j] = hv + (size_t)j * NN;
-    for (t = 2; t <= T; t++) {
-        const double *x = h->xs + (size_t)(t - 1) * dim * N, *xp = h->xs + (size_t)(t - 2) * dim * N;
+    /* request r = i * Nt + q asks for a parent of particle i */
+    for (k = 0; k < dim; k++)
+        for (i = 0; i < N; i++)
+            for (q = 0; q < Nt; q++) P->tgt[k * NN + i * Nt + q] = x[k * N + i];
+    for (i = 0; i < N; i++)
+        for (q = 0; q < Nt; q++) P->start[i * Nt + q] = anc ? (uint32_t)anc[i] : anc32[i];
+    plm_rng_init(P->rng, P->o->seed, ((uint64_t)1 << 41) + (uint64_t)t);   /* this step's stream */
+    if ((st = backward(ctx, P->m, P->o, t, N, xp, lw, NN, P->tgt, P->rng, 1, P->start, P->idx, &P->w, P->stats)))
+        return st;
+    for (k = 0; k < dim; k++)
+        for (r = 0; r < NN; r++) P->xa[k * NN + r] = xp[k * N + P->idx[r]];
+    for (j = 0; j < K; j++) P->ho[j] = P->hv + (size_t)j * NN;
+    if ((st = P->hfn(ctx, P->hud, t, NN, P->xa, P->tgt, P->ho))) return st;
+    for (j = 0; j < K; j++) {
+        const double *tj = P->tau + (size_t)j * N, *hj = P->hv + (size_t)j * NN;
+        double *nj = P->tau2 + (size_t)j * N;
+        for (i = 0; i < N; i++) {
+            double s = 0;
+            for (q = 0; q < Nt; q++) s += tj[P->idx[i * Nt + q]] + hj[i * Nt + q];
+            nj[i] = s / (double)Nt;
+        }
+    }
+    {
+        double *sw = P->tau;
+        P->tau = P->tau2;
+        P->tau2 = sw;
+    }
+    return PLM_OK;
+}
+
+/* out[j] = sum_i W_i tau_ij for the normalised log weights lw of the current time */
+static void paris_value(const paris_st *P, const double *lw, double *out)
+{
+    size_t i;
+    int j;
+    for (j = 0; j < P->K; j++) {
+        double s = 0;
+        for (i = 0; i < P->N; i++) s += exp(lw[i]) * P->tau[(size_t)j * P->N + i];
+        out[j] = s;
+    }
+}
+
+typedef struct prog_h {
+    const plm_ssm *m;
+    const plm_prog *p;
+    int nthreads;
+} prog_h;
+
+static plm_status prog_hfn(plm_ctx *ctx, void *ud, long t, size_t n, const double *xa, const double *xb,
+                           double **out)
+{
+    const prog_h *H = ud;
+    return eval_h(ctx, H->m, H->p, t, n, xa, xb, out, threads_for(n, H->nthreads));
+}
+
+plm_status plm_paris_fn_run(plm_ctx *ctx, const plm_ssm *m, const plm_pf_result *h, int K, plm_paris_fn hfn,
+                            void *hud, const plm_smooth_opts *o, double *out, plm_smooth_stats *stats)
+{
+    const size_t N = h->N, dim = (size_t)h->dim;
+    paris_st P;
+    plm_status st;
+    long t;
+    memset(stats, 0, sizeof *stats);
+    if ((st = check_history(ctx, h))) return st;
+    if ((st = paris_init(ctx, &P, m, N, K, hfn, hud, o, stats))) goto done;
+    for (t = 1; t <= h->T; t++) {
+        const double *x = h->xs + (size_t)(t - 1) * dim * N;
         if (plm_interrupted()) {
             st = plm_fail(ctx, PLM_EINTR, "smooth: interrupted at t = %ld", t);
             goto done;
         }
-        /* request r = i * Nt + q asks for a parent of particle i */
-        for (k = 0; k < dim; k++)
-            for (i = 0; i < N; i++)
-                for (q = 0; q < Nt; q++) tgt[k * NN + i * Nt + q] = x[k * N + i];
-        if ((st = backward(ctx, m, h, o, t, NN, tgt, rng, idx, &w, stats))) goto done;
-        for (k = 0; k < dim; k++)
-            for (r = 0; r < NN; r++) xa[k * NN + r] = xp[k * N + idx[r]];
-        if ((st = eval_h(ctx, m, hprog, t, NN, xa, tgt, ho, threads_for(NN, o->nthreads)))) goto done;
-        for (j = 0; j < K; j++) {
-            const double *tj = tau + (size_t)j * N, *hj = hv + (size_t)j * NN;
-            double *nj = tau2 + (size_t)j * N;
-            for (i = 0; i < N; i++) {
-                double s = 0;
-                for (q = 0; q < Nt; q++) s += tj[idx[i * Nt + q]] + hj[i * Nt + q];
-                nj[i] = s / (double)Nt;
-            }
-        }
-        {
-            double *sw = tau;
-            tau = tau2;
-            tau2 = sw;
-        }
+        if ((st = paris_step(ctx, &P, t, t > 1 ? x - dim * N : NULL, t > 1 ? h->logw + (size_t)(t - 2) * N : NULL, x,
+                             NULL, h->anc + (size_t)(t - 1) * N)))
+            goto done;
     }
-    {
-        const double *lw = h->logw + (size_t)(T - 1) * N;
-        for (j = 0; j < K; j++) {
-            double s = 0;
-            for (i = 0; i < N; i++) s += exp(lw[i]) * tau[(size_t)j * N + i];
-            out[j] = s;
-        }
-    }
+    paris_value(&P, h->logw + (size_t)(h->T - 1) * N, out);
 done:
-    free(tau);
-    free(tau2);
-    free(hv);
-    free(tgt);
-    free(xa);
-    free(ho);
-    free(rng);
-    free(idx);
-    bwork_free(&w);
+    paris_free(&P);
     return st;
+}
+
+plm_status plm_paris(plm_ctx *ctx, const plm_ssm *m, const plm_pf_result *h, const plm_prog *hprog,
+                     const plm_smooth_opts *o, double *out, plm_smooth_stats *stats)
+{
+    prog_h H;
+    H.m = m, H.p = hprog, H.nthreads = o->nthreads;
+    return plm_paris_fn_run(ctx, m, h, plm_prog_nout(hprog), prog_hfn, &H, o, out, stats);
+}
+
+/* The on-line run: the filter's hook drives the steps. */
+typedef struct online {
+    paris_st P;
+    long T;
+    double *out;
+} online;
+
+static plm_status online_hook(plm_ctx *ctx, void *ud, long t, size_t N, const double *xprev, const double *lwprev,
+                              const double *x, const double *lw, const size_t *anc)
+{
+    online *A = ud;
+    plm_status st;
+    (void)N;
+    if ((st = paris_step(ctx, &A->P, t, xprev, lwprev, x, anc, NULL))) return st;
+    if (t == A->T) paris_value(&A->P, lw, A->out);
+    return PLM_OK;
+}
+
+plm_status plm_paris_online_fn(plm_ctx *ctx, const plm_ssm *m, long T, const double *ys, const plm_pf_opts *pf,
+                               int K, plm_paris_fn hfn, void *hud, const plm_smooth_opts *o, double *out,
+                               plm_smooth_stats *stats, plm_pf_result *res)
+{
+    online A;
+    plm_pf_opts po = *pf;
+    plm_status st;
+    memset(res, 0, sizeof *res);
+    if ((st = paris_init(ctx, &A.P, m, pf->N, K, hfn, hud, o, stats))) {
+        paris_free(&A.P);
+        return st;
+    }
+    A.T = T;
+    A.out = out;
+    po.history = 0;
+    po.hook = online_hook;
+    po.hook_ud = &A;
+    st = plm_pf_run(ctx, m, T, ys, &po, res);
+    paris_free(&A.P);
+    return st;
+}
+
+plm_status plm_paris_online(plm_ctx *ctx, const plm_ssm *m, long T, const double *ys, const plm_pf_opts *pf,
+                            const plm_prog *hprog, const plm_smooth_opts *o, double *out, plm_smooth_stats *stats,
+                            plm_pf_result *res)
+{
+    prog_h H;
+    H.m = m, H.p = hprog, H.nthreads = o->nthreads;
+    return plm_paris_online_fn(ctx, m, T, ys, pf, plm_prog_nout(hprog), prog_hfn, &H, o, out, stats, res);
 }

@@ -12,7 +12,12 @@ typedef struct plm_smooth_opts {
     size_t M;                   /* FFBS: trajectories; PaRIS: unused */
     int Ntilde;                 /* PaRIS: backward draws per particle (>= 1; 2 is the usual choice) */
     int rejection;              /* 1: accept-reject first (needs a bound), then the exact draw */
-    int max_tries;              /* accept-reject rounds before the exact draw (Dau and Chopin's hybrid) */
+    int max_tries;              /* accept-reject rounds before the fall-back (Dau and Chopin's hybrid) */
+    /* PaRIS: the fall-back for the draws still waiting after max_tries rounds: mh_steps > 0 runs that many
+    ** independent Metropolis-Hastings steps (proposals from W_{t-1}) started at the particle's own ancestor,
+    ** O(1) per draw, so a step costs O(N) (Dau and Chopin 2023); 0 uses the exact O(N) draw, which makes the
+    ** cost O(N^2) times the fraction left waiting. FFBS always uses the exact draw. */
+    int mh_steps;
     /* log of an upper bound of p(x_t | x_{t-1}) over both states at time t: a program with one output and
     ** only uniform inputs (parameters, time, covariates), or, when NULL, the constant log_bound_const */
     const plm_prog *log_bound;
@@ -25,6 +30,7 @@ typedef struct plm_smooth_opts {
 typedef struct plm_smooth_stats {
     double proposals, accepted;   /* accept-reject proposals made and accepted */
     double exact;                 /* draws made by the exact O(N) kernel */
+    double mh;                    /* draws made by the Metropolis-Hastings fall-back */
 } plm_smooth_stats;
 
 void plm_smooth_opts_default(plm_smooth_opts *o);
@@ -40,5 +46,25 @@ plm_status plm_ffbs(plm_ctx *ctx, const plm_ssm *m, const plm_pf_result *h, cons
 ** K values. Same errors as plm_ffbs. */
 plm_status plm_paris(plm_ctx *ctx, const plm_ssm *m, const plm_pf_result *h, const plm_prog *hprog,
                      const plm_smooth_opts *o, double *out, plm_smooth_stats *stats);
+
+/* An additive functional given as C: out[j][r] = h_j(t, xa[.. r], xb[.. r]) for r < n (component-major, ld n;
+** at t = 1 xa is xb). */
+typedef plm_status (*plm_paris_fn)(plm_ctx *ctx, void *ud, long t, size_t n, const double *xa, const double *xb,
+                                   double **out);
+
+/* plm_paris with the functional as C (K outputs). */
+plm_status plm_paris_fn_run(plm_ctx *ctx, const plm_ssm *m, const plm_pf_result *h, int K, plm_paris_fn hfn,
+                            void *hud, const plm_smooth_opts *o, double *out, plm_smooth_stats *stats);
+
+/* On-line PaRIS: runs the filter pf on ys (its history option is ignored: none is kept) and the PaRIS steps
+** inside it, so memory is O(N Ntilde (dim + K)) whatever T. The result equals plm_paris over the history of
+** the same filter bit for bit. res receives the filter's result (logz, ...; free it with plm_pf_result_free).
+** Errors: those of plm_pf_run and plm_paris. */
+plm_status plm_paris_online(plm_ctx *ctx, const plm_ssm *m, long T, const double *ys, const plm_pf_opts *pf,
+                            const plm_prog *hprog, const plm_smooth_opts *o, double *out, plm_smooth_stats *stats,
+                            plm_pf_result *res);
+plm_status plm_paris_online_fn(plm_ctx *ctx, const plm_ssm *m, long T, const double *ys, const plm_pf_opts *pf,
+                               int K, plm_paris_fn hfn, void *hud, const plm_smooth_opts *o, double *out,
+                               plm_smooth_stats *stats, plm_pf_result *res);
 
 #endif

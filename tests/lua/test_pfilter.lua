@@ -153,6 +153,39 @@ T.test("paris_smoothed_additive_functionals_within_mc_error_of_rts", function()
   T.eq(type(one.value), "number", "a scalar functional gives a number")
 end)
 
+T.test("paris_online_equals_paris_over_the_history_and_uses_the_run_parameters", function()
+  local h = function(t, xprev, x) return { x, xprev * x } end
+  for _, filter in ipairs{ "bootstrap", "auxiliary" } do
+    local on = plume.smooth(lin, ys, { method = "paris", particles = 200, seed = 8, functional = h, filter = filter })
+    local off = plume.smooth(lin, ys, { method = "paris", particles = 200, seed = 8, functional = h, filter = filter,
+                                        online = false })
+    T.eq(on.online, true, "on-line by default")
+    T.eq(off.online, false, "over the history")
+    T.eq(on.value[1], off.value[1], filter .. ": S1 bit-identical")
+    T.eq(on.value[2], off.value[2], filter .. ": S2 bit-identical")
+    T.eq(on.logz, off.logz, filter .. ": same filter")
+  end
+  -- params = {...} holds for the backward kernel too (the smoother scores transitions at the run's values):
+  -- the same as smoothing a model built with those values
+  local lin2 = plume.ssm{
+    params = { rho = 0.5, s = s, r = r },
+    init  = function(p) return plume.dist.normal(0, 1) end,
+    trans = function(p, x, t) return plume.dist.normal(p.rho * x, p.s) end,
+    obs   = function(p, x, t) return plume.dist.normal(x, p.r) end,
+    proposal = function(p, x, y, t) return plume.dist.normal(0.5 * (p.rho * x + y), 0.6) end,
+  }
+  for _, online in ipairs{ true, false } do
+    local a = plume.smooth(lin, ys, { method = "paris", particles = 100, seed = 9, functional = h, online = online,
+                                      params = { rho = 0.5 } })
+    local b = plume.smooth(lin2, ys, { method = "paris", particles = 100, seed = 9, functional = h, online = online })
+    T.eq(a.value[2], b.value[2], "params option used by the smoother (online = " .. tostring(online) .. ")")
+  end
+  local fa = plume.smooth(lin, ys, { particles = 100, seed = 9, params = { rho = 0.5 } })
+  local fb = plume.smooth(lin2, ys, { particles = 100, seed = 9 })
+  T.eq(fa.means[5], fb.means[5], "params option used by FFBS")
+  T.eq(lin.params.rho, rho, "the model keeps its own value")
+end)
+
 -- a two-state chain observed in noise: the same model as plume.hmm
 local A = { { 0.9, 0.1 }, { 0.2, 0.8 } }
 local chain = plume.ssm{

@@ -68,8 +68,11 @@ T.test("pgibbs_posterior_of_rho_matches_quadrature", function()
   local prior = plume.dist.normal(0.5, 0.5)
   local m, sd = quadrature(-1.5, 2, function(v) return kalman(v):loglik(ys) end,
                            function(v) return prior:logpdf(v) end)
+  -- the random-walk moves (conjugate = false); the conjugate draws are checked in the next test
   local post = plume.pgibbs(lin, ys, { particles = 20, samples = 1000, warmup = 200, chains = 2, seed = 2,
-                                        params = { rho = prior }, times = { 1, Tn }, param_moves = 3 })
+                                        params = { rho = prior }, times = { 1, Tn }, param_moves = 3,
+                                        conjugate = false })
+  T.eq(post.conjugate.rho, false, "rho moved by the random walk")
   local sr = post:summary().rho
   T.ok(z_of(sr, m) < 4, string.format("mean %.4f vs exact %.4f (mcse %.4f)", sr.mean, m, sr.mcse_mean))
   T.ok(math.abs(sr.sd - sd) < 4 * sd / math.sqrt(2 * sr.ess_bulk), string.format("sd %.4f vs %.4f", sr.sd, sd))
@@ -80,6 +83,48 @@ T.test("pgibbs_posterior_of_rho_matches_quadrature", function()
   T.ok(z_of(sr, mw) > 4, string.format("wrong-model mean %.4f rejected (z %.1f)", mw, z_of(sr, mw)))
   T.eq(#post:sites(), 5, "rho, x[1], x[50], lp__, accept_stat__")
   T.ok(post.accept_rate[1] > 0.1 and post.accept_rate[1] < 0.9, "parameter moves accepted at a sane rate")
+end)
+
+T.test("pgibbs_conjugate_updates_match_quadrature", function()
+  -- rho (normal prior, linear in the transition mean), a transition variance q (inverse-gamma prior) and an
+  -- observation precision tau (gamma prior) are each drawn exactly from their conditionals given the path;
+  -- the posterior of each, the others fixed, matches quadrature of the exact posterior from Kalman likelihoods
+  local vm = plume.ssm{
+    params = { rho = rho, q = s * s, tau = 1 / (r * r) },
+    init  = function(p) return plume.dist.normal(0, plume.math.sqrt(p.q)) end,
+    trans = function(p, x, t) return plume.dist.normal(p.rho * x, plume.math.sqrt(p.q)) end,
+    obs   = function(p, x, t) return plume.dist.normal(x, 1 / plume.math.sqrt(p.tau)) end,
+  }
+  local cases = {
+    { name = "rho", prior = plume.dist.normal(0.5, 0.5), lo = -1.5, hi = 2,
+      kf = function(v) return kalman(v) end, wrong = function(v) return kalman(v, 0, 0.35) end },
+    { name = "q", prior = plume.dist.inverse_gamma(2, 0.5), lo = 1e-3, hi = 3,
+      kf = function(v) return plume.lgssm{ A = rho, Q = v, C = 1, R = r * r, m0 = 0, P0 = 0 } end,
+      wrong = function(v) return plume.lgssm{ A = 0.5, Q = v, C = 1, R = r * r, m0 = 0, P0 = 0 } end },
+    { name = "tau", prior = plume.dist.gamma(2, 1), lo = 1e-3, hi = 15,
+      kf = function(v) return plume.lgssm{ A = rho, Q = s * s, C = 1, R = 1 / v, m0 = 0, P0 = 0 } end,
+      wrong = function(v) return plume.lgssm{ A = rho, Q = 0.3, C = 1, R = 1 / v, m0 = 0, P0 = 0 } end },
+  }
+  for k, c in ipairs(cases) do
+    local m, sd = quadrature(c.lo, c.hi, function(v) return c.kf(v):loglik(ys) end,
+                             function(v) return c.prior:logpdf(v) end, 4000)
+    local post = plume.pgibbs(vm, ys, { particles = 20, samples = 1000, warmup = 100, chains = 2, seed = 20 + k,
+                                         params = { [c.name] = c.prior }, times = { 1 } })
+    T.eq(post.conjugate[c.name], true, c.name .. " recognised as conjugate")
+    T.eq(post.accept_rate[1], 1, c.name .. ": exact draws are always accepted")
+    local sr = post:summary()[c.name]
+    T.ok(z_of(sr, m) < 4, string.format("%s: mean %.4f vs exact %.4f (mcse %.4f)", c.name, sr.mean, m, sr.mcse_mean))
+    T.ok(math.abs(sr.sd - sd) < 4 * sd / math.sqrt(2 * sr.ess_bulk),
+         string.format("%s: sd %.4f vs %.4f", c.name, sr.sd, sd))
+    local mw = quadrature(c.lo, c.hi, function(v) return c.wrong(v):loglik(ys) end,
+                          function(v) return c.prior:logpdf(v) end, 4000)
+    T.ok(z_of(sr, mw) > 4, string.format("%s: wrong-model mean %.4f rejected (z %.1f)", c.name, mw, z_of(sr, mw)))
+  end
+  -- a prior outside the families, or a parameter entering non-linearly, keeps the random walk
+  local post = plume.pgibbs(vm, ys, { particles = 20, samples = 20, warmup = 20, chains = 1, seed = 9, times = { 1 },
+                                       params = { rho = plume.dist.cauchy(0, 1), q = plume.dist.normal(1, 1) } })
+  T.eq(post.conjugate.rho, false, "cauchy prior: random walk")
+  T.eq(post.conjugate.q, false, "normal prior on a variance: random walk")
 end)
 
 T.test("pmmh_matches_quadrature_and_mh_on_the_exact_kalman_likelihood", function()
