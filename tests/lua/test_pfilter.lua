@@ -13,7 +13,8 @@ local lin = plume.ssm{
   obs   = function(p, x, t) return plume.dist.normal(x, p.r) end,
   proposal = function(p, x, y, t) return plume.dist.normal(0.5 * (p.rho * x + y), 0.6) end,
 }
-local kf = plume.lgssm{ A = rho, Q = s * s, C = 1, R = r * r, m0 = 0, P0 = 1 }
+-- lgssm's m0, P0 describe x_0, and the ssm's init is x_1 ~ N(0, 1): P0 = (1 - s^2) / rho^2 makes x_1's law the same
+local kf = plume.lgssm{ A = rho, Q = s * s, C = 1, R = r * r, m0 = 0, P0 = (1 - s * s) / (rho * rho) }
 local wrong = plume.lgssm{ A = 0.5, Q = s * s, C = 1, R = r * r, m0 = 0, P0 = 1 }
 local Tn = 30
 local _, ys = lin:simulate(Tn, { seed = 3 })
