@@ -208,6 +208,11 @@ static int trace_program(lua_State *L, const plm_l_program *pg, plm_gmodel **out
     return 1;
 }
 
+int plm_l_trace_static(lua_State *L, const plm_l_program *pg, plm_gmodel **out)
+{
+    return trace_program(L, pg, out);
+}
+
 /* ---- plume.infer's "nuts", "hmc" and "auto" ---- */
 
 /* Fill u (chains x dim) from `init`: named sites from their values, the rest uniform(-2, 2) on the

@@ -39,4 +39,10 @@ int plm_l_mh_parallel(lua_State *L, const plm_l_program *pg, const plm_l_infer_o
 ** are checked by the caller. */
 int plm_l_infer_static(lua_State *L, const plm_l_program *pg, const plm_l_infer_opts *o, int opts);
 
+/* Trace pg once as a static model (l_static.c): 1 with the finished model in *out, or 0 with the reason it is
+** not static pushed. The graph holder is left on the stack under the result: keep it while the model is used.
+** For the engines beyond sampling (l_optim.c, l_loo.c). */
+struct plm_gmodel;
+int plm_l_trace_static(lua_State *L, const plm_l_program *pg, struct plm_gmodel **out);
+
 #endif
