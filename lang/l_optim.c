@@ -263,7 +263,7 @@ static int l_laplace(lua_State *L)
     threads = plm_l_threads(L, opts, fn);
     seed = plm_l_seed(L, opts, fn);
     if (!r.res.converged)
-        luaL_error(L, "%s: the optimizer did not converge in %d iterations (max |gradient| %g): no mode to expand "
+        luaL_error(L, "%s: the optimizer did not converge in %d iterations (max |gradient| %f): no mode to expand "
                       "around (raise max_iter, or give init)", fn, r.res.iterations, r.res.grad_max);
     H = plm_l_scratch(L, (size_t)r.gm->dim * (size_t)r.gm->dim * sizeof *H);
     U = plm_l_scratch(L, (size_t)ndraws * (size_t)r.gm->dim * sizeof *U);
