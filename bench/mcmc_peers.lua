@@ -333,6 +333,8 @@ local function add(model, tool, r, params)
   local e, worst = min_ess(post, params)
   rows[#rows + 1] = { model = model, tool = tool, ess = e, worst = worst, sampling = r.sampling, compile = r.compile,
                       div = r.divergent }
+  io.stderr:write(string.format("%s %s: min ESS %.0f, sampling %.2f s, compile %.3f s\n", model, tool, e, r.sampling,
+    r.compile))   -- progress, so a long run shows its rows as they come
 end
 
 local has_jags, has_stan = have("jags"), have("Rscript") and os.execute("Rscript -e 'library(rstan)' >/dev/null 2>&1")
