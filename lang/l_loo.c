@@ -312,29 +312,6 @@ static int run_once(lua_State *L, const plm_l_program *pg, evaluator *e, int tra
     return st;
 }
 
-/* Push the program of the model at index model with data at index data (plume.args spreads). */
-static void push_program(lua_State *L, int model, int data, const char *fn, plm_l_program *pg)
-{
-    int nargs = 1, k;
-    if (!lua_istable(L, model) || lua_getfield(L, model, "fn") != LUA_TFUNCTION)
-        luaL_error(L, "%s: expected a plume.model (got %s)", fn, luaL_typename(L, model));
-    pg->fn = lua_gettop(L);
-    plm_l_newhandle(L);
-    pg->handle = lua_gettop(L);
-    pg->args = pg->handle + 1;
-    if (luaL_getmetafield(L, data, "__name") == LUA_TSTRING && strcmp(lua_tostring(L, -1), "plume.args") == 0) {
-        lua_pop(L, 1);
-        nargs = (lua_getfield(L, data, "n"), (int)lua_tointeger(L, -1));
-        lua_pop(L, 1);
-        luaL_checkstack(L, nargs + 16, fn);
-        for (k = 1; k <= nargs; k++) lua_rawgeti(L, data, k);
-    } else {
-        if (lua_gettop(L) > pg->handle) lua_pop(L, 1);
-        lua_pushvalue(L, data);
-    }
-    pg->nargs = nargs;
-}
-
 /* Evaluate the model at index 2 with data at 3 over every draw of D: out (nout x S, output-major) of the
 ** outputs named in e->names. Symbolic first; a program that cannot be traced is run per draw. The caller
 ** frees out and e. *numeric_run says which happened. */
@@ -353,7 +330,7 @@ static double *evaluate(lua_State *L, const char *fn, const plm_draws *D, ev_wha
     e->what = what;
     e->D = D;
     e->ex.hooks = &ev_hooks;
-    push_program(L, 2, 3, fn, &pg);
+    plm_l_push_program(L, 2, 3, fn, &pg);
     plm_ctx_clear(&ctx);
     /* the static compiler decides what is static (it refuses what a symbolic run would get silently wrong,
     ** such as `if z == 1` on a discrete symbol) */

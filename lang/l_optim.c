@@ -19,7 +19,7 @@ static const char *const laplace_opts[] = {"init", "method", "max_iter", "tol_gr
 
 /* Push the program (fn, a new handle, the arguments) of the model at index model with the data at index
 ** data (a plume.args value spreads into several arguments), as plume.infer does. */
-static void push_program(lua_State *L, int model, int data, const char *fn, plm_l_program *pg)
+void plm_l_push_program(lua_State *L, int model, int data, const char *fn, plm_l_program *pg)
 {
     int nargs = 1, k;
     if (!lua_istable(L, model) || lua_getfield(L, model, "fn") != LUA_TFUNCTION)
@@ -45,7 +45,7 @@ static plm_gmodel *trace(lua_State *L, int model, int data, const char *fn)
 {
     plm_l_program pg;
     plm_gmodel *gm;
-    push_program(L, model, data, fn, &pg);
+    plm_l_push_program(L, model, data, fn, &pg);
     if (!plm_l_trace_static(L, &pg, &gm))
         luaL_error(L, "%s: needs a static model (one whose structure does not depend on its random choices), and "
                       "this one is not: %s", fn, lua_tostring(L, -1));

@@ -44,5 +44,8 @@ int plm_l_infer_static(lua_State *L, const plm_l_program *pg, const plm_l_infer_
 ** For the engines beyond sampling (l_optim.c, l_loo.c). */
 struct plm_gmodel;
 int plm_l_trace_static(lua_State *L, const plm_l_program *pg, struct plm_gmodel **out);
+/* Push the program of the plume.model at index model with the data at index data (a plume.args value spreads
+** into several arguments) as plume.infer does, into *pg (l_optim.c). fn names the caller in errors. */
+void plm_l_push_program(lua_State *L, int model, int data, const char *fn, plm_l_program *pg);
 
 #endif
