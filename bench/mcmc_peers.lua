@@ -15,6 +15,7 @@ local only = arg and arg[2] and arg[2] ~= "" and arg[2] or nil
 local outpath = arg and arg[3]
 local D, M = plume.dist, plume.math
 local CHAINS = 4
+local JAGS_MULT = tonumber(os.getenv("JAGS_MULT")) or 5   -- JAGS iterations per chain: JAGS_MULT * samples
 local dir = os.tmpname(); os.remove(dir); os.execute("mkdir -p " .. dir)
 
 local function wall()
@@ -280,7 +281,7 @@ local function coda_to_csv(stem, path)
 end
 
 local function run_jags(mod, d)
-  local NJ = 5 * N   -- JAGS draws are cheap: longer runs for a steadier ESS (ESS/s does not depend on it)
+  local NJ = JAGS_MULT * N   -- JAGS draws are cheap: longer runs for a steadier ESS (ESS/s does not depend on it)
   writefile(d .. "/model.bug", mod.jags)
   writefile(d .. "/data.R", rdump(mod.data, mod.rkeys))
   local inits = mod.jags_inits and string.format('inits in "%s/inits.R"\n', d) or ""
@@ -361,7 +362,7 @@ if not has_stan then notes[#notes + 1] = "Rscript with rstan not installed: Stan
 
 local out = {}
 out[#out + 1] = string.format("%d chains x %d draws after %d warm-up (JAGS: %d after %d), one core; min bulk ESS over all parameters (plume's ESS for every tool)",
-  CHAINS, N, N, 5 * N, 5 * N)
+  CHAINS, N, N, JAGS_MULT * N, JAGS_MULT * N)
 out[#out + 1] = string.format("| %-18s | %-18s | %9s | %-16s | %10s | %10s | %10s | %14s | %5s |", "model", "tool", "min ESS",
   "worst", "compile s", "sampling s", "ESS/s", "ESS/s w/ comp.", "div")
 out[#out + 1] = "|" .. string.rep("-", 20) .. "|" .. string.rep("-", 20) .. "|" .. string.rep("-", 11) .. "|" ..
