@@ -356,7 +356,7 @@ static int l_infer(lua_State *L)
         lua_pushvalue(L, 2);
     }
     lua_rotate(L, 1, -3);
-    lua_settop(L, 2 + nargs);   /* fn, opts, args... */
+    lua_settop(L, 4 + nargs);   /* fn, opts, args..., model, data (kept for post:predict and plume.loo) */
     opts = lua_istable(L, 2) ? 2 : 0;
     plm_l_checkopts(L, opts, fn, option_names);
     o.method = plm_l_optstr(L, opts, fn, "method", NULL);
@@ -436,6 +436,10 @@ static int l_infer(lua_State *L)
     lua_setfield(L, -2, "thin");
     lua_pushinteger(L, (lua_Integer)o.seed);
     lua_setfield(L, -2, "seed");
+    lua_pushvalue(L, 3 + nargs);
+    lua_setfield(L, -2, "_model");
+    lua_pushvalue(L, 4 + nargs);
+    lua_setfield(L, -2, "_data");
     /* the table becomes a posterior object (plume._posterior) */
     lua_getfield(L, lua_upvalueindex(1), "_posterior");
     lua_insert(L, -2);

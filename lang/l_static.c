@@ -208,6 +208,7 @@ int plm_l_trace_static(lua_State *L, const plm_l_program *pg, plm_gmodel **out)
         lua_pushstring(L, ctx.msg);
         return 0;
     }
+    if (!plm_l_static_check(L, pg, t.gm)) return 0;
     *out = t.gm;
     return 1;
 }
@@ -453,8 +454,7 @@ typedef struct mgraph {
 int plm_l_push_program(lua_State *L, int model, int data, plm_l_program *pg, const char *fn)
 {
     int nargs = 1, k;
-    lua_getfield(L, model, "fn");
-    if (!lua_isfunction(L, -1)) return luaL_error(L, "%s: expected a plume.model (got %s)", fn, luaL_typename(L, model));
+    if (!lua_istable(L, model) || lua_getfield(L, model, "fn") != LUA_TFUNCTION) return luaL_error(L, "%s: expected a plume.model (got %s)", fn, luaL_typename(L, model));
     pg->fn = lua_gettop(L);
     plm_l_newhandle(L);
     pg->handle = lua_gettop(L);
@@ -463,7 +463,7 @@ int plm_l_push_program(lua_State *L, int model, int data, plm_l_program *pg, con
         lua_pop(L, 1);
         nargs = (lua_getfield(L, data, "n"), (int)lua_tointeger(L, -1));
         lua_pop(L, 1);
-        luaL_checkstack(L, nargs + 16, "plume.graph");
+        luaL_checkstack(L, nargs + 16, fn);
         for (k = 1; k <= nargs; k++) lua_rawgeti(L, data, k);
     } else {
         if (lua_gettop(L) > pg->handle) lua_pop(L, 1);   /* a __name that is not plume.args */

@@ -47,5 +47,8 @@ int plm_l_push_program(lua_State *L, int model, int data, plm_l_program *pg, con
 ** it is not static pushed. The graph holder is left on the stack under the result. */
 typedef struct plm_gmodel plm_gmodel;
 int plm_l_trace_static(lua_State *L, const plm_l_program *pg, plm_gmodel **out);
+/* Check a traced graph against the program run on numbers at a few prior draws (l_static_check.c): 1 when
+** every run makes the graph's latent sites and scores its log density, else 0 with the reason pushed. */
+int plm_l_static_check(lua_State *L, const plm_l_program *pg, const plm_gmodel *gm);
 
 #endif

@@ -1,6 +1,6 @@
 -- plume._init: the Lua half of the plume module. Each entry is a file lang/plume/<name>.lua returning
 -- function(plume) that adds its functions to the module table.
-local parts = { "_results", "_model", "_lm", "_constraint", "_expr", "_sde", "_twist", "_select" }
+local parts = { "_results", "_model", "_lm", "_constraint", "_expr", "_sde", "_twist", "_select", "_loo" }
 
 return function(plume)
   for _, name in ipairs(parts) do

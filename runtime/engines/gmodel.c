@@ -160,6 +160,7 @@ plm_status plm_gmodel_latent(plm_ctx *ctx, plm_gmodel *m, const char *name, cons
         for (i = 0; i < dim; i++) s->value[i] = m->x[first + i];   /* mvnormal, discrete kinds: the value itself */
     if ((st = plm_symdist_logpdf(ctx, g, d, s->value, &term))) return st;
     s->logp = lj >= 0 ? op2(g, PLM_OP_ADD, term, lj) : term;
+    s->density = term;
     for (i = 0; i < dim; i++)
         if (s->value[i] < 0) return plm_fail(ctx, PLM_ENOMEM, "gmodel: out of memory");
     if (s->logp < 0) return plm_fail(ctx, PLM_ENOMEM, "gmodel: out of memory");
@@ -435,6 +436,24 @@ plm_status plm_gmodel_blame(plm_ctx *ctx, const plm_gmodel *m, const double *u)
                           dist ? ", " : "", dist ? dist : "", res[i]);
     }
     free(outs), free(site), free(res);
+    return st;
+}
+
+plm_status plm_gmodel_logdensity(plm_ctx *ctx, const plm_gmodel *m, const double *u, double *lp)
+{
+    int i, n = 0, *outs = malloc(((size_t)m->n + 1) * sizeof *outs);
+    double *res = malloc(((size_t)m->n + 1) * sizeof *res);
+    plm_status st;
+    *lp = 0;
+    if (!outs || !res) {
+        free(outs), free(res);
+        return plm_fail(ctx, PLM_ENOMEM, "gmodel: out of memory");
+    }
+    for (i = 0; i < m->n; i++)
+        if (m->sites[i].logp >= 0) outs[n++] = m->sites[i].kind == PLM_GSITE_LATENT ? m->sites[i].density : m->sites[i].logp;
+    st = n ? eval_at(ctx, m, outs, n, u, res) : PLM_OK;
+    for (i = 0; !st && i < n; i++) *lp += res[i];
+    free(outs), free(res);
     return st;
 }
 

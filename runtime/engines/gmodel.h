@@ -30,6 +30,7 @@ typedef struct plm_gsite {
     int *value;             /* dim nodes: the value (latent: on its support, from the transform) */
     int lo, hi;             /* latent scalar: bound nodes, -1 where unbounded */
     int logp;               /* its term of the log density, -1 for deterministic sites */
+    int density;            /* latent: the log density of its value alone (logp less the log Jacobian) */
     int *parents;           /* latent sites (indices into sites) whose coordinates the term or value reads */
     int nparents;
     plm_symdist prior;      /* latent: its distribution (parameter nodes), for drawing from the prior */
@@ -103,6 +104,10 @@ plm_status plm_gmodel_unconstrain(plm_ctx *ctx, const plm_gmodel *m, int site, c
 ** term is -inf, +inf or NaN and, for a latent site, its value ("site 'sigma' (latent, gamma) has log density
 ** -inf at sigma = 0"). Returns PLM_OK when every term is finite. */
 plm_status plm_gmodel_blame(plm_ctx *ctx, const plm_gmodel *m, const double *u);
+
+/* The model's log density at u on the scale of the sites' values: the sum of every site's own term, without
+** the log Jacobians of the transforms (what a run of the program on those values scores), into *lp. */
+plm_status plm_gmodel_logdensity(plm_ctx *ctx, const plm_gmodel *m, const double *u, double *lp);
 
 /* Append to D (empty, with U's chain count) one column per scalar of every latent and deterministic site
 ** ("x" for a scalar, "x[1]", ... for vectors), in model order, and one row for each draw of U, whose first
