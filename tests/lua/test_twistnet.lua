@@ -118,6 +118,18 @@ T.test("network twist: save and load give identical psi; corrupted and wrong-ver
   os.remove(path)
 end)
 
+T.test("network twist: same seeds, same net and same training", function()
+  local function trained()
+    local tw = plume.twist.net { automaton = dfa, max_tokens = MAXT, lm = lm, hidden = 8, seed = 21 }
+    return tw, tw:learn(lm, { prompt = "b", particles = 16, iters = 10, seed = 5, quiet = true })
+  end
+  local a, ta = trained()
+  local b, tb = trained()
+  for i = 1, 10 do T.eq(ta[i], tb[i], "log Z of iteration " .. i) end
+  local ra, rb = a:logpsi({ A }), b:logpsi({ A })
+  for v = 1, V do T.eq(ra[v], rb[v], "psi entry " .. v) end
+end)
+
 T.test("network twist: options are checked", function()
   T.raises(function() plume.twist.net { max_tokens = 4 } end, "plume.twist.net: automaton (the constraint")
   T.raises(function() plume.twist.net { automaton = dfa, max_tokens = 0 } end, "max_tokens (the horizon) must be in 1..100000 (got 0)")
@@ -147,7 +159,7 @@ T.test("network twist on the tiny GGUF reads the LM's last hidden state, trains,
   for i = 1, 10 do T.ok(trace[i] > -math.huge and trace[i] < 0, "iteration " .. i .. " log Z " .. trace[i]) end
   local r1, r2 = tw:logpsi({}, tl, "ab"), tw:logpsi({}, tl, "zq")
   T.ok(r1[66] ~= r2[66], string.format("the prompt changes psi through the hidden state (%g vs %g)", r1[66], r2[66]))
-  local m, se = zhat(tl, { tl, "ab", 2 }, tw, 60, 4, 7000)
+  local m, se = zhat(tl, { tl, "ab", 2 }, tw, 150, 4, 7000)
   print(string.format("  tiny GGUF: Z %.5f, mean Z-hat %.5f, SE %.5f", Zt, m, se))
   T.ok(math.abs(m - Zt) < 3.5 * se, string.format("tiny GGUF: mean Z-hat %.5f, Z %.5f, SE %.5f", m, Zt, se))
   os.remove(path)
