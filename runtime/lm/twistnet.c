@@ -559,7 +559,8 @@ plm_status plm_twistnet_load(plm_ctx *ctx, const char *path, plm_twistnet **out)
     if (!(n->features & PLM_TN_BAG) && (n->B || n->window)) goto bad;
     if ((st = check_shape(ctx, n))) {
         char why[PLM_MSG_MAX];
-        snprintf(why, sizeof why, "%s", plm_ctx_errmsg(ctx));
+        const char *msg = plm_ctx_errmsg(ctx);
+        snprintf(why, sizeof why, "%s", strncmp(msg, "twist net: ", 11) == 0 ? msg + 11 : msg);
         plm_twistnet_free(n);
         free(text);
         return plm_fail(ctx, PLM_EPARSE, "twist net: '%s': %s", path, why);
