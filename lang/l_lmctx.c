@@ -398,7 +398,7 @@ static int bind_twisted(lua_State *L, lmctx *c, plm_dist *d)
     plm_dist *q;
     plm_ctx_clear(&ctx);
     lua_getiuservalue(L, cidx, 3);
-    plm_l_twist_rows(L, lua_gettop(L), c->lm, c->tstate, gen, ngen, d->aux, rows + V);
+    plm_l_twist_rows(L, lua_gettop(L), c->lm, c->tstate, c->prompt_len, gen, ngen, d->aux, rows + V);
     lua_pop(L, 1);
     if (c->proposal == PLM_TWIST_PROP_USER) {
         plm_l_array *a;

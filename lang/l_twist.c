@@ -1,6 +1,6 @@
 /* l_twist.c -- plume.twist: twists for twisted SMC over LM contexts (function twists; exact HMM x automaton
-** guides, GeLaTo and TRACE; token automata for keyword constraints; learned table twists). The numerics are in
-** runtime/lm/twist.c and twist_learn.c; contexts use twists through ltwist.h (lang/l_lmctx.c). */
+** guides, GeLaTo and TRACE; token automata for keyword constraints; learned table and network twists). The
+** numerics are in runtime/lm/twist.c, twist_learn.c and twistnet.c; contexts use twists through ltwist.h (lang/l_lmctx.c). */
 #include "lutil.h"
 #include "larray.h"
 #include "llm.h"
@@ -14,12 +14,13 @@
 
 #define PLM_L_TDFA "plume.automaton"
 
-enum { TW_FUNC, TW_GUIDE };
+enum { TW_FUNC, TW_GUIDE, TW_NET };
 
 struct plm_l_twist {
     int kind;
     int max_tokens;        /* 0: only EOS ends the text (function twists) */
     plm_hmmguide *g;       /* TW_GUIDE, owned */
+    plm_twistnet *net;     /* TW_NET, owned */
 };
 /* uservalue 1 of a function twist: its spec table {psi =, batch =, phi =} */
 
@@ -36,7 +37,7 @@ plm_l_twist *plm_l_checktwist(lua_State *L, int idx, const char *fn, const char 
 
 size_t plm_l_twist_state_doubles(const plm_l_twist *tw)
 {
-    return tw->kind == TW_GUIDE ? (size_t)tw->g->K + 3 : 1;
+    return tw->kind == TW_GUIDE ? (size_t)tw->g->K + 3 : tw->kind == TW_NET ? 2 : 1;
 }
 
 /* a guide's state in a context's doubles: alpha[K], then s, logw, t */
@@ -64,6 +65,9 @@ void plm_l_twist_start(const plm_l_twist *tw, double *state)
         unpack(tw, state, &st);
         plm_hmmguide_start(tw->g, &st);
         pack(tw, &st, state);
+    } else if (tw->kind == TW_NET) {   /* the automaton state, the tokens generated */
+        state[0] = tw->net->start;
+        state[1] = 0;
     } else
         state[0] = 0;
 }
@@ -78,6 +82,9 @@ void plm_l_twist_advance(const plm_l_twist *tw, double *state, plm_token v)
         plm_hmmguide_advance(tw->g, &st, v, scratch);
         pack(tw, &st, state);
         free(scratch);
+    } else if (tw->kind == TW_NET) {
+        if (state[0] >= 0) state[0] = tw->net->next[(size_t)state[0] * tw->net->V + v];
+        state[1] += 1;
     } else
         state[0] += 1;
 }
@@ -99,11 +106,32 @@ static double call_tv(lua_State *L, int fidx, int toks, plm_token v, const char 
     return r;
 }
 
-void plm_l_twist_rows(lua_State *L, int twidx, plm_lm *lm, const double *state, const plm_token *gen, size_t ngen,
-                      const double *logp0, double *out)
+/* a network twist's row: the prefix features, then the network (errors raised as "fn: message") */
+static void net_row(lua_State *L, const plm_twistnet *n, plm_lm *lm, int s, int t, const plm_token *full, size_t nfull,
+                    const plm_token *gen, size_t ngen, double *out, const char *fn)
+{
+    plm_ctx ctx;
+    double *f = plm_l_scratch(L, ((size_t)n->D + 1) * sizeof *f);
+    double *work = plm_l_scratch(L, plm_twistnet_work(n) * sizeof *work);
+    plm_ctx_clear(&ctx);
+    if (n->V != lm->n_vocab) luaL_error(L, "%s: the twist is over %d tokens, the model has %d", fn, n->V, lm->n_vocab);
+    if (plm_twistnet_features(n, &ctx, lm, full, nfull, gen, ngen, f)) plm_l_fail_as(L, &ctx, fn);
+    plm_twistnet_logpsi(n, f, s, t, out, work);
+    lua_pop(L, 2);
+}
+
+void plm_l_twist_rows(lua_State *L, int twidx, plm_lm *lm, const double *state, size_t nprompt, const plm_token *gen,
+                      size_t ngen, const double *logp0, double *out)
 {
     plm_l_twist *tw = lua_touserdata(L, twidx);
     int V = lm->n_vocab, v, top = lua_gettop(L), all_final, toks, fpsi, fbatch, fphi;
+    if (tw->kind == TW_NET) {
+        net_row(L, tw->net, lm, (int)state[0], (int)state[1], gen - nprompt, nprompt + ngen, gen, ngen, out, "ctx:twist");
+        for (v = 0; v < V; v++)
+            if (logp0[v] == -INFINITY) out[v] = -INFINITY;
+        lua_settop(L, top);
+        return;
+    }
     if (tw->kind == TW_GUIDE) {
         plm_hmmguide_state st;
         double *scratch = plm_l_scratch(L, 2 * (size_t)tw->g->K * sizeof *scratch);
@@ -172,7 +200,9 @@ static int l_twist_gc(lua_State *L)
 {
     plm_l_twist *tw = lua_touserdata(L, 1);
     plm_hmmguide_free(tw->g);
+    plm_twistnet_free(tw->net);
     tw->g = NULL;
+    tw->net = NULL;
     return 0;
 }
 
@@ -463,6 +493,37 @@ static int l_twist_trace(lua_State *L)
     return r;
 }
 
+/* twist:logpsi(prefix [, lm [, prompt]]) for a network twist: prefix holds the generated token ids; lm (and the
+** prompt's text) are needed only when the net reads the LM's hidden state */
+static int net_logpsi(lua_State *L, const plm_twistnet *n)
+{
+    const char *fn = "twist:logpsi";
+    size_t ng, np = 0, i;
+    plm_token *gen, *full, *pt = NULL;
+    lua_settop(L, 4);
+    gen = checkids(L, 2, n->V, fn, &ng);
+    plm_lm *lm = lua_isnoneornil(L, 3) ? NULL : plm_l_checklm(L, 3, fn, "lm");
+    int s = n->start;
+    plm_l_array *a;
+    if ((n->features & PLM_TN_HIDDEN) && !lm) return luaL_error(L, "%s: this net reads the LM's hidden state: give the lm", fn);
+    if (lm && !lua_isnoneornil(L, 4)) pt = plm_l_checktokens(L, 4, lm, fn, "prompt", &np);
+    full = plm_l_scratch(L, (np + ng + 1) * sizeof *full);
+    if (np) memcpy(full, pt, np * sizeof *full);
+    if (ng) memcpy(full + np, gen, ng * sizeof *full);
+    for (i = 0; i < ng && s >= 0; i++) s = n->next[(size_t)s * n->V + gen[i]];
+    a = plm_l_newarray(L, (size_t)n->V);
+    if (lm) net_row(L, n, lm, s, (int)ng, full, np + ng, full + np, ng, a->data, fn);
+    else {
+        double *f = plm_l_scratch(L, ((size_t)n->D + 1) * sizeof *f), *work = plm_l_scratch(L, plm_twistnet_work(n) * sizeof *work);
+        plm_ctx ctx;
+        plm_ctx_clear(&ctx);
+        if (plm_twistnet_features(n, &ctx, NULL, full, ng, full, ng, f)) return plm_l_fail_as(L, &ctx, fn);
+        plm_twistnet_logpsi(n, f, s, (int)ng, a->data, work);
+        lua_pop(L, 2);
+    }
+    return 1;
+}
+
 /* twist:logpsi(prefix) -> plume.array of log psi(prefix, v) for every token v (an HMM guide; for checking) */
 static int l_twist_logpsi(lua_State *L)
 {
@@ -472,7 +533,8 @@ static int l_twist_logpsi(lua_State *L)
     plm_hmmguide_state st;
     double *scratch;
     plm_l_array *a;
-    if (tw->kind != TW_GUIDE) return luaL_error(L, "twist:logpsi: only HMM guides (plume.twist.hmm, plume.twist.trace) have it");
+    if (tw->kind == TW_NET) return net_logpsi(L, tw->net);
+    if (tw->kind != TW_GUIDE) return luaL_error(L, "twist:logpsi: only HMM guides and learned twists have it");
     t = checkids(L, 2, tw->g->V, "twist:logpsi", &n);
     st.alpha = plm_l_scratch(L, (size_t)tw->g->K * sizeof(double));
     scratch = plm_l_scratch(L, 2 * (size_t)tw->g->K * sizeof(double));
@@ -506,6 +568,82 @@ static int l_twist_table(lua_State *L)
     return 1;
 }
 
+/* plume.twist.net{automaton =, max_tokens =, lm =, features = {"state", "left", "token", "bag", "hidden"},
+** hidden = 32, bag = 64, window = 4, seed =} -> a learnable network twist (runtime/lm/twistnet.h); psi = 1 until
+** twist:learn */
+static int l_twist_net(lua_State *L)
+{
+    static const char *const names[] = {"automaton", "max_tokens", "lm", "features", "hidden", "bag", "window", "seed", NULL};
+    static const char *const fnames[] = {"state", "left", "token", "bag", "hidden", NULL};
+    const char *fn = "plume.twist.net";
+    plm_tdfa *d;
+    plm_lm *lm = NULL;
+    plm_l_twist *tw;
+    plm_ctx ctx;
+    lua_Integer T, H, B, W;
+    int features = PLM_TN_STATE | PLM_TN_LEFT | PLM_TN_TOKEN | PLM_TN_BAG, E = 0;
+    unsigned long long seed;
+    plm_ctx_clear(&ctx);
+    luaL_checktype(L, 1, LUA_TTABLE);
+    plm_l_checkopts(L, 1, fn, names);
+    if (lua_getfield(L, 1, "automaton") == LUA_TNIL) return luaL_error(L, "%s: automaton (the constraint, from plume.twist.keywords or plume.twist.automaton) is required", fn);
+    d = checkdfa(L, -1, fn);
+    T = plm_l_optint(L, 1, fn, "max_tokens", 0);
+    if (T < 1 || T > 100000) return luaL_error(L, "%s: max_tokens (the horizon) must be in 1..100000 (got %d)", fn, (int)T);
+    H = plm_l_optint(L, 1, fn, "hidden", 32);
+    B = plm_l_optint(L, 1, fn, "bag", 64);
+    W = plm_l_optint(L, 1, fn, "window", 4);
+    if (H < 1 || H > 4096) return luaL_error(L, "%s: hidden (units) must be in 1..4096 (got %d)", fn, (int)H);
+    if (B < 1 || B > 65536) return luaL_error(L, "%s: bag (buckets) must be in 1..65536 (got %d)", fn, (int)B);
+    if (W < 1 || W > 1024) return luaL_error(L, "%s: window must be in 1..1024 (got %d)", fn, (int)W);
+    if (lua_getfield(L, 1, "lm") != LUA_TNIL) lm = plm_l_checklm(L, -1, fn, "lm");
+    if (lm && lm->n_vocab != d->V) return luaL_error(L, "%s: the automaton reads %d tokens, the model has %d", fn, d->V, lm->n_vocab);
+    if (lua_getfield(L, 1, "features") != LUA_TNIL) {
+        int k, nf;
+        if (!lua_istable(L, -1)) return luaL_error(L, "%s: features must be a list of names (state, left, token, bag, hidden)", fn);
+        nf = (int)luaL_len(L, -1);
+        features = 0;
+        for (k = 1; k <= nf; k++) {
+            const char *name;
+            int j;
+            lua_rawgeti(L, -1, k);
+            name = lua_tostring(L, -1);
+            for (j = 0; fnames[j] && !(name && strcmp(name, fnames[j]) == 0); j++) {}
+            if (!fnames[j]) return luaL_error(L, "%s: unknown feature '%s' (features: state, left, token, bag, hidden)", fn, luaL_tolstring(L, -1, NULL));
+            features |= 1 << j;
+            lua_pop(L, 1);
+        }
+    }
+    if (features & PLM_TN_HIDDEN) {
+        if (!lm) return luaL_error(L, "%s: the feature 'hidden' (the LM's last hidden state) needs lm =", fn);
+        if ((E = plm_lm_hidden_dim(lm)) <= 0)
+            return luaL_error(L, "%s: the feature 'hidden' needs a backend that gives hidden states; %s gives none (only llama.cpp models do)", fn,
+                              plm_lm_name(lm));
+    }
+    seed = plm_l_seed(L, 1, fn);
+    tw = newtwist(L, TW_NET);
+    tw->max_tokens = (int)T;
+    if (plm_twistnet_new(&ctx, d, lm ? lm->eos : NULL, lm ? lm->n_eos : 0, (int)T, (int)H, features, (int)B, (int)W, E, seed, &tw->net))
+        return plm_l_fail_as(L, &ctx, fn);
+    return 1;
+}
+
+static void net_progress(void *ud, int it, int iters, double logz, double ess, double gnorm, double heldout)
+{
+    plm_l_progress *pr = ud;
+    double t;
+    if (!pr->on) return;
+    t = plm_l_now();
+    if (t - pr->last < 0.2 && it < iters && isnan(heldout)) return;
+    pr->last = t;
+    if (isnan(heldout))
+        fprintf(stderr, "\rplume: twist:learn  iteration %d/%d  log Z %.4f  ESS %.1f  |grad| %.3g  %.1fs   ", it, iters, logz, ess, gnorm, t - pr->start);
+    else
+        fprintf(stderr, "\rplume: twist:learn  iteration %d/%d  log Z %.4f  ESS %.1f  |grad| %.3g  held-out log Z %.4f  %.1fs\n", it, iters,
+                logz, ess, gnorm, heldout, t - pr->start);
+    fflush(stderr);
+}
+
 static void ctl_progress(void *ud, int it, int iters, double logz, double ess)
 {
     plm_l_progress *pr = ud;
@@ -522,7 +660,7 @@ static void ctl_progress(void *ud, int it, int iters, double logz, double ess)
 ** iterations' log Z estimates: contrastive twist learning of a table twist */
 static int l_twist_learn(lua_State *L)
 {
-    static const char *const names[] = {"prompt", "particles", "iters", "lr", "seed", "quiet", NULL};
+    static const char *const names[] = {"prompt", "particles", "iters", "lr", "seed", "quiet", "eval_every", "heldout", NULL};
     const char *fn = "twist:learn";
     plm_l_twist *tw = plm_l_checktwist(L, 1, fn, "self");
     plm_lm *lm = plm_l_checklm(L, 2, fn, "lm");
@@ -543,10 +681,11 @@ static int l_twist_learn(lua_State *L)
     }
     luaL_checktype(L, 3, LUA_TTABLE);
     plm_l_checkopts(L, 3, fn, names);
-    if (tw->kind != TW_GUIDE || tw->g->K != 1) return luaL_error(L, "%s: only table twists (plume.twist.table) are learned", fn);
+    if (!(tw->kind == TW_NET || (tw->kind == TW_GUIDE && tw->g->K == 1)))
+        return luaL_error(L, "%s: only learned twists (plume.twist.table, plume.twist.net) are learned", fn);
     N = plm_l_optint(L, 3, fn, "particles", 64);
     iters = plm_l_optint(L, 3, fn, "iters", 50);
-    lr = plm_l_optnum(L, 3, fn, "lr", 0.5);
+    lr = plm_l_optnum(L, 3, fn, "lr", tw->kind == TW_NET ? 0.02 : 0.5);
     if (N < 2 || N > 1000000) return luaL_error(L, "%s: particles must be in 2..1e6 (got %d)", fn, (int)N);
     if (iters < 1 || iters > 1000000) return luaL_error(L, "%s: iters must be in 1..1e6 (got %d)", fn, (int)iters);
     if (!(lr > 0 && lr < 1e6)) return luaL_error(L, "%s: lr must be > 0 (got %f)", fn, lr);
@@ -562,6 +701,19 @@ static int l_twist_learn(lua_State *L)
     plm_l_progress_start(&pr, !(lua_isnil(L, -1) ? 0 : lua_toboolean(L, -1)));
     lua_pop(L, 1);
     plm_interrupt_clear();
+    if (tw->kind == TW_NET) {
+        lua_Integer every = plm_l_optint(L, 3, fn, "eval_every", iters >= 10 ? iters / 10 : 1);
+        lua_Integer nh = plm_l_optint(L, 3, fn, "heldout", 4);
+        plm_l_array *ho;
+        if (every < 1 || every > iters) return luaL_error(L, "%s: eval_every must be in 1..iters (got %d)", fn, (int)every);
+        if (nh < 0 || nh > 100000) return luaL_error(L, "%s: heldout (sweeps per evaluation) must be in 0..1e5 (got %d)", fn, (int)nh);
+        ho = plm_l_newarray(L, nh ? (size_t)(iters / every) : 0);
+        st = plm_twistnet_ctl(&ctx, lm, tw->net, prompt, np, (int)N, (int)iters, lr, seed, (int)every, (int)nh, trace->data,
+                              ho->data, net_progress, &pr);
+        plm_l_progress_end(&pr);
+        if (st) return plm_l_fail_as(L, &ctx, fn);
+        return 2;
+    }
     st = plm_twist_ctl(&ctx, lm, tw->g, prompt, np, (int)N, (int)iters, lr, seed, trace->data, ctl_progress, &pr);
     plm_l_progress_end(&pr);
     if (st) return plm_l_fail_as(L, &ctx, fn);
@@ -575,8 +727,9 @@ static int l_twist_save(lua_State *L)
     const char *path = luaL_checkstring(L, 2);
     plm_ctx ctx;
     plm_ctx_clear(&ctx);
-    if (tw->kind != TW_GUIDE) return luaL_error(L, "twist:save: function twists cannot be saved (they are Lua code)");
-    if (plm_hmmguide_save(&ctx, tw->g, path)) return plm_l_fail_as(L, &ctx, "twist:save");
+    if (tw->kind == TW_FUNC) return luaL_error(L, "twist:save: function twists cannot be saved (they are Lua code)");
+    if (tw->kind == TW_NET ? plm_twistnet_save(&ctx, tw->net, path) : plm_hmmguide_save(&ctx, tw->g, path))
+        return plm_l_fail_as(L, &ctx, "twist:save");
     return 0;
 }
 
@@ -586,7 +739,20 @@ static int l_twist_load(lua_State *L)
     const char *path = luaL_checkstring(L, 1);
     plm_ctx ctx;
     plm_l_twist *tw;
+    char magic[16] = {0};
+    FILE *f = fopen(path, "rb");
     plm_ctx_clear(&ctx);
+    if (f) {   /* network twists have their own file kind */
+        size_t k = fread(magic, 1, sizeof magic - 1, f);
+        magic[k] = 0;
+        fclose(f);
+    }
+    if (strncmp(magic, "plume-twistnet", 14) == 0) {
+        tw = newtwist(L, TW_NET);
+        if (plm_twistnet_load(&ctx, path, &tw->net)) return plm_l_fail_as(L, &ctx, "plume.twist.load");
+        tw->max_tokens = tw->net->T;
+        return 1;
+    }
     tw = newtwist(L, TW_GUIDE);
     if (plm_hmmguide_load(&ctx, path, &tw->g)) return plm_l_fail_as(L, &ctx, "plume.twist.load");
     tw->max_tokens = tw->g->T;
@@ -596,7 +762,11 @@ static int l_twist_load(lua_State *L)
 static int l_twist_tostring(lua_State *L)
 {
     plm_l_twist *tw = plm_l_checktwist(L, 1, "tostring", "twist");
-    if (tw->kind == TW_GUIDE && tw->g->K == 1)
+    if (tw->kind == TW_NET)
+        lua_pushfstring(L, "plume.twist(net: %d hidden units, %d parameters, %d automaton states, %d tokens, horizon %d%s)",
+                        tw->net->H, (int)tw->net->P, tw->net->S, tw->net->V, tw->net->T,
+                        (tw->net->features & PLM_TN_HIDDEN) ? ", reads the LM's hidden state" : "");
+    else if (tw->kind == TW_GUIDE && tw->g->K == 1)
         lua_pushfstring(L, "plume.twist(table: %d automaton states, %d tokens, horizon %d)", tw->g->S, tw->g->V, tw->g->T);
     else if (tw->kind == TW_GUIDE)
         lua_pushfstring(L, "plume.twist(hmm guide: %d hidden states x %d automaton states, %d tokens, horizon %d)", tw->g->K,
@@ -616,7 +786,7 @@ static int l_twist_index(lua_State *L)
     else if (strcmp(k, "learn") == 0) lua_pushcfunction(L, l_twist_learn);
     else if (strcmp(k, "save") == 0) lua_pushcfunction(L, l_twist_save);
     else if (strcmp(k, "max_tokens") == 0) lua_pushinteger(L, tw->max_tokens);
-    else if (strcmp(k, "kind") == 0) lua_pushstring(L, tw->kind == TW_GUIDE ? "hmm" : "functions");
+    else if (strcmp(k, "kind") == 0) lua_pushstring(L, tw->kind == TW_NET ? "net" : tw->kind == TW_GUIDE ? "hmm" : "functions");
     else lua_pushnil(L);
     return 1;
 }
@@ -624,7 +794,7 @@ static int l_twist_index(lua_State *L)
 void plm_l_open_twist(lua_State *L)
 {
     static const luaL_Reg fns[] = {{"keywords", l_twist_keywords}, {"hmm", l_twist_hmm}, {"trace", l_twist_trace},
-                                   {"automaton", l_twist_automaton}, {"table", l_twist_table},
+                                   {"automaton", l_twist_automaton}, {"table", l_twist_table}, {"net", l_twist_net},
                                    {"load", l_twist_load}, {NULL, NULL}};
     luaL_newmetatable(L, PLM_L_TWIST);
     lua_pushcfunction(L, l_twist_gc);

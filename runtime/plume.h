@@ -31,6 +31,7 @@
 #include "lmchain.h"
 #include "speculative.h"
 #include "twist.h"
+#include "twistnet.h"
 #include "resample.h"
 #include "bffg.h"
 #include "conformal.h"

@@ -128,6 +128,25 @@ plm_status plm_lm_next_logprobs(plm_lm *lm, plm_ctx *ctx, size_t n, const plm_to
     return check_rows(lm, ctx, n, out);
 }
 
+int plm_lm_hidden_dim(plm_lm *lm)
+{
+    plm_lm *in = plm_lm_cache_inner(lm);
+    if (in) lm = in;
+    return lm->ops->hidden_dim ? lm->ops->hidden_dim(lm) : 0;
+}
+
+plm_status plm_lm_hidden(plm_lm *lm, plm_ctx *ctx, size_t n, const plm_token *const *toks, const size_t *lens,
+                         double *out)
+{
+    plm_lm *in = plm_lm_cache_inner(lm);
+    plm_status st;
+    if (in) lm = in;   /* hidden states are not cached: the cache keeps next-token rows only */
+    if (!lm->ops->hidden || lm->ops->hidden_dim(lm) <= 0)
+        return plm_fail(ctx, PLM_ENOTSUP, "%s: this backend gives no hidden states (only llama.cpp models do)", plm_lm_name(lm));
+    if ((st = check_contexts(lm, ctx, n, toks, lens)) || n == 0) return st;
+    return lm->ops->hidden(lm, ctx, n, toks, lens, out);
+}
+
 plm_status plm_lm_tokenize(plm_lm *lm, plm_ctx *ctx, const char *text, size_t len, plm_token *out, size_t cap,
                            size_t *n_out)
 {
@@ -655,7 +674,7 @@ static void native_destroy(plm_lm *lm)
 }
 
 static const plm_lm_ops native_ops = {
-    "native", native_next_logprobs, native_tokenize, NULL, NULL, NULL, NULL, NULL, NULL, native_destroy,
+    "native", native_next_logprobs, native_tokenize, NULL, NULL, NULL, NULL, NULL, NULL, native_destroy, NULL, NULL,
 };
 
 plm_lm *plm_lm_native_new(plm_ctx *ctx, const plm_lm_native_fns *fns, void *user, int n_vocab, plm_token bos,

@@ -39,6 +39,11 @@ typedef struct plm_lm_ops {
     plm_status (*seq_extend)(plm_lm *lm, plm_ctx *ctx, size_t n, const int *seqs, const plm_token *const *toks,
                              const size_t *lens, double *out);
     void (*destroy)(plm_lm *lm);   /* release impl (not the plm_lm itself, nor the token table) */
+    /* The model's last hidden state after each context (for learned twists): hidden_dim() numbers per context,
+    ** out[i * dim + k]. Optional (both or neither). */
+    int (*hidden_dim)(plm_lm *lm);
+    plm_status (*hidden)(plm_lm *lm, plm_ctx *ctx, size_t n, const plm_token *const *toks, const size_t *lens,
+                         double *out);
 } plm_lm_ops;
 
 /* A token sequence's bookkeeping in the generic layer (lm.c keeps the tokens of every live sequence). */
@@ -81,6 +86,13 @@ const char *plm_lm_name(const plm_lm *lm);
 ** contexts toks[i] (lens[i] tokens). Errors: a token id out of range, a context longer than the model's. */
 plm_status plm_lm_next_logprobs(plm_lm *lm, plm_ctx *ctx, size_t n, const plm_token *const *toks, const size_t *lens,
                                 double *out);
+
+/* The size of the model's last hidden state, 0 when the backend gives none (a cache asks its inner backend). */
+int plm_lm_hidden_dim(plm_lm *lm);
+/* out (n * plm_lm_hidden_dim, caller-owned) row i: the last hidden state after contexts toks[i] (lens[i] tokens).
+** PLM_ENOTSUP when the backend gives none. */
+plm_status plm_lm_hidden(plm_lm *lm, plm_ctx *ctx, size_t n, const plm_token *const *toks, const size_t *lens,
+                         double *out);
 
 /* Tokenize: as the ops entry (out may be NULL with cap 0 to ask for the count). */
 plm_status plm_lm_tokenize(plm_lm *lm, plm_ctx *ctx, const char *text, size_t len, plm_token *out, size_t cap,

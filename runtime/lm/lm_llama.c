@@ -58,7 +58,8 @@ int plm_llama_get_stats(const plm_lm *lm, plm_llama_stats *out)
     X(llama_init_from_model) X(llama_free) X(llama_model_get_vocab) X(llama_vocab_n_tokens) X(llama_vocab_bos)        \
     X(llama_vocab_is_eog) X(llama_vocab_get_add_bos) X(llama_token_to_piece) X(llama_tokenize) X(llama_n_ctx) X(llama_n_ctx_seq)          \
     X(llama_model_n_ctx_train) X(llama_batch_init) X(llama_batch_free) X(llama_decode) X(llama_get_logits_ith)         \
-    X(llama_get_memory) X(llama_memory_seq_rm) X(llama_memory_seq_cp) X(ggml_type_size) X(ggml_blck_size)
+    X(llama_get_memory) X(llama_memory_seq_rm) X(llama_memory_seq_cp) X(ggml_type_size) X(ggml_blck_size)  \
+    X(llama_set_embeddings) X(llama_get_embeddings_ith) X(llama_model_n_embd)
 
 static struct {
 #define DECL(f) __typeof__(f) *f;
@@ -687,9 +688,58 @@ static void ll_destroy(plm_lm *lm)
     free(L);
 }
 
+static int ll_hidden_dim(plm_lm *lm)
+{
+    return F.llama_model_n_embd(((llm *)lm->impl)->model);
+}
+
+/* The last hidden state (llama.cpp's embeddings output, after the final norm) after each context: each context is
+** decoded in a slot of its own with embeddings switched on for the call, the last position being the only output. */
+static plm_status ll_hidden(plm_lm *lm, plm_ctx *ctx, size_t n, const plm_token *const *toks, const size_t *lens,
+                            double *out)
+{
+    llm *L = lm->impl;
+    size_t E = (size_t)F.llama_model_n_embd(L->model), nb = L->add_bos ? 1 : 0, i, k;
+    plm_status st = PLM_OK;
+    F.llama_set_embeddings(L->lctx, true);
+    for (i = 0; i < n && !st; i++) {
+        size_t total = nb + lens[i], done = 0;
+        int id, rc = 0;
+        const float *e = NULL;
+        if (total == 0) {
+            st = plm_fail(ctx, PLM_EINVAL, "llama: an empty context has no hidden state (the model has no BOS)");
+            break;
+        }
+        if ((st = slot_get(lm, ctx, &id))) break;
+        while (done < total && rc == 0) {   /* batches of at most n_batch tokens; the last position is the output */
+            int nbt = 0;
+            for (; done < total && nbt < L->n_batch; done++, nbt++) {
+                L->batch.token[nbt] = done < nb ? lm->bos : toks[i][done - nb];
+                L->batch.pos[nbt] = (llama_pos)done;
+                L->batch.n_seq_id[nbt] = 1;
+                L->batch.seq_id[nbt][0] = id;
+                L->batch.logits[nbt] = done + 1 == total;
+            }
+            L->batch.n_tokens = nbt;
+            rc = F.llama_decode(L->lctx, L->batch);
+            if (rc == 0 && done == total) e = F.llama_get_embeddings_ith(L->lctx, nbt - 1);
+        }
+        if (rc != 0) {
+            char why[270];
+            st = plm_fail(ctx, PLM_ERUNTIME, "llama: llama_decode failed (%d) computing a hidden state%s", rc, logged(why, sizeof why, 0));
+        } else if (!e)
+            st = plm_fail(ctx, PLM_ENOTSUP, "llama: %s gives no per-token hidden states (its pooling is not 'none')", L->path);
+        else
+            for (k = 0; k < E; k++) out[i * E + k] = e[k];
+        ll_seq_free(lm, id);
+    }
+    F.llama_set_embeddings(L->lctx, false);
+    return st;
+}
+
 static const plm_lm_ops llama_ops = {
     "llama", ll_next_logprobs, ll_tokenize, ll_score, NULL, ll_seq_new, ll_seq_fork, ll_seq_free, ll_seq_extend,
-    ll_destroy,
+    ll_destroy, ll_hidden_dim, ll_hidden,
 };
 
 int plm_llama_get_stats(const plm_lm *lm, plm_llama_stats *out)

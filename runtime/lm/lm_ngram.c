@@ -240,7 +240,7 @@ static void ng_destroy(plm_lm *lm)
 }
 
 static const plm_lm_ops ngram_ops = {
-    "ngram", ng_next_logprobs, ng_tokenize, NULL, ng_state_key, NULL, NULL, NULL, NULL, ng_destroy,
+    "ngram", ng_next_logprobs, ng_tokenize, NULL, ng_state_key, NULL, NULL, NULL, NULL, ng_destroy, NULL, NULL,
 };
 
 /* Wrap a finished model as a plm_lm (the model is freed on failure). */
