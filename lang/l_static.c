@@ -286,34 +286,47 @@ static int entry_of(const char *name, size_t *blen, long *k)
     return 1;
 }
 
-/* Add picks[0..n-1] to b, consecutive entries of one vector of sites with one label compressed
-** ("z[1..300]"), each run of a label followed by it: "z[1..300] (enumeration), mu[1..3], tau (gamma)". */
-static void add_picks(luaL_Buffer *b, const plm_gmodel *gm, const auto_pick *picks, int n)
+/* Add picks[0..n-1] to b, the entries of one vector of sites with one label gathered where the first of them
+** stands ("alpha[1..30]"; "z[2..9 (5 sites)]" when some are missing), each run of a label followed by it:
+** "mu[1..3] (normal-normal), tau (gamma), z[1..300] (enumeration)". done: n scratch bytes. */
+static void add_picks(luaL_Buffer *b, const plm_gmodel *gm, const auto_pick *picks, int n, char *done)
 {
-    int i = 0, j;
-    while (i < n) {
+    int i, j, next;
+    memset(done, 0, (size_t)n);
+    for (i = 0; i < n; i = next) {
         const char *name = gm->sites[picks[i].site].name;
         size_t blen, bl2;
-        long k0, k;
-        char num[64];
-        j = i + 1;
-        if (entry_of(name, &blen, &k0))
-            while (j < n && picks[j].label == picks[i].label && entry_of(gm->sites[picks[j].site].name, &bl2, &k) &&
-                   bl2 == blen && strncmp(gm->sites[picks[j].site].name, name, blen) == 0 && k == k0 + (j - i))
-                j++;
-        if (j - i > 1) {
+        long k, lo, hi, count = 1;
+        char num[96];
+        done[i] = 1;
+        if (entry_of(name, &blen, &lo)) {
+            hi = lo;
+            for (j = i + 1; j < n; j++) {
+                const char *o = gm->sites[picks[j].site].name;
+                if (done[j] || picks[j].label != picks[i].label || !entry_of(o, &bl2, &k) || bl2 != blen ||
+                    strncmp(o, name, blen) != 0)
+                    continue;
+                done[j] = 1, count++;
+                if (k < lo) lo = k;
+                if (k > hi) hi = k;
+            }
+        }
+        if (count > 1) {
             luaL_addlstring(b, name, blen);
-            snprintf(num, sizeof num, "[%ld..%ld]", k0, k0 + (j - i) - 1);
+            if (hi - lo + 1 == count)
+                snprintf(num, sizeof num, "[%ld..%ld]", lo, hi);
+            else
+                snprintf(num, sizeof num, "[%ld..%ld (%ld sites)]", lo, hi, count);
             luaL_addstring(b, num);
         } else
             luaL_addstring(b, name);
-        if (picks[i].label && (j == n || picks[j].label != picks[i].label)) {
+        for (next = i + 1; next < n && done[next]; next++) {}
+        if (picks[i].label && (next == n || picks[next].label != picks[i].label)) {
             luaL_addstring(b, " (");
             luaL_addstring(b, picks[i].label);
             luaL_addchar(b, ')');
         }
-        if (j < n) luaL_addstring(b, ", ");
-        i = j;
+        if (next < n) luaL_addstring(b, ", ");
     }
 }
 
@@ -343,8 +356,10 @@ static plm_kernel *auto_kernel(lua_State *L, plm_gmodel *gm, const plm_hmc_opts 
     auto_pick *gp = plm_l_scratch(L, ((size_t)gm->n + 1) * sizeof *gp), *np;
     int *gs = plm_l_scratch(L, ((size_t)gm->n + 1) * sizeof *gs), *coords;
     int i, j, ng = 0, nn = 0, nc = 0;
+    char *done;
     np = plm_l_scratch(L, ((size_t)gm->n + 1) * sizeof *np);
     coords = plm_l_scratch(L, ((size_t)gm->dim + 1) * sizeof *coords);
+    done = plm_l_scratch(L, (size_t)gm->n + 1);
     plm_ctx_clear(&ctx);
     for (i = 0; i < gm->n; i++) {
         const plm_gsite *s = &gm->sites[i];
@@ -381,11 +396,11 @@ static plm_kernel *auto_kernel(lua_State *L, plm_gmodel *gm, const plm_hmc_opts 
         luaL_buffinit(L, &b);
         if (ng) {
             luaL_addstring(&b, "gibbs on ");
-            add_picks(&b, gm, gp, ng);
+            add_picks(&b, gm, gp, ng, done);
         }
         if (nn) {
             luaL_addstring(&b, ng ? "; nuts on " : "nuts on ");
-            add_picks(&b, gm, np, nn);
+            add_picks(&b, gm, np, nn, done);
             luaL_addstring(&b, ng ? " (continuous, no conjugate pair)" : " (continuous; no discrete or conjugate site for gibbs)");
         }
         luaL_pushresult(&b);
