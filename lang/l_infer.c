@@ -369,7 +369,7 @@ static int l_infer(lua_State *L)
         o.method = "kernel";
     }
     if (opts) lua_pop(L, 1);
-    if (!o.method) o.method = "mh";
+    if (!o.method) o.method = "auto";   /* static programs: Gibbs and NUTS (l_static.c); dynamic ones: MH */
     o.samples = (long)plm_l_optint(L, opts, fn, "samples", 1000);
     o.warmup = (long)plm_l_optint(L, opts, fn, "warmup", o.samples);
     o.chains = (int)plm_l_optint(L, opts, fn, "chains", 4);
@@ -418,7 +418,12 @@ static int l_infer(lua_State *L)
         lua_setfield(L, -2, "why");
     } else if (grad) {
         mh = 1;   /* chains and warm-up as for mh */
-        if (strcmp(o.method, "auto") == 0) o.method = "nuts";
+        if (strcmp(o.method, "auto") == 0) {
+            /* the kernel that ran: "nuts" or "gibbs" alone, "auto" for their cycle */
+            const char *picked = (lua_getfield(L, -1, "kernel"), lua_tostring(L, -1));
+            o.method = !picked ? "nuts" : strncmp(picked, "nuts", 4) == 0 ? "nuts" : strstr(picked, "; nuts") ? "auto" : "gibbs";
+            lua_pop(L, 1);
+        }
     }
     else if (mh) engine_mh(L, &pg, &o);
     else if (strcmp(o.method, "is") == 0) engine_independent(L, &pg, &o, 1);

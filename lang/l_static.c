@@ -25,6 +25,8 @@
 
 #define PLM_L_MGRAPH "plume.modelgraph"
 #define MAXDIM 64
+/* registry key: why the traced model's density is zero everywhere (a numeric observation outside its support) */
+#define DEAD_KEY "plume.static.dead"
 
 typedef struct tracer {
     plm_l_exec ex;   /* first: the handle's hooks receive &ex */
@@ -129,8 +131,17 @@ static int trace_symbolic(lua_State *L, plm_l_exec *ex, plm_l_method which)
             double buf[MAXDIM], *v = nd->dim <= MAXDIM ? buf : plm_l_scratch(L, (size_t)nd->dim * sizeof *v);
             if (!plm_l_todistvalue(L, 4, nd, v))
                 return trace_error(L, "m:observe: value of '%s' must be %s", addr, nd->dim == 1 ? "a number" : "a table of numbers");
-            if (plm_gmodel_observe_const(ctx, t->gm, addr, nd->kind, plm_dist_logpdf(nd, v)))
-                return trace_error(L, "m:observe: %s", ctx->msg);
+            double lp = plm_dist_logpdf(nd, v);
+            if (lp == -INFINITY && lua_getfield(L, LUA_REGISTRYINDEX, DEAD_KEY) == LUA_TNIL) {
+                /* the density is zero whatever the latent values: said at inference in the dynamic engines' words */
+                lua_pushfstring(L, "m:observe '%s': value %s is outside the support of ", addr, plm_l_value_str(L, nd, v, nd->dim));
+                lua_remove(L, -2);
+                luaL_tolstring(L, 3, NULL);
+                lua_concat(L, 2);
+                lua_setfield(L, LUA_REGISTRYINDEX, DEAD_KEY);
+            }
+            lua_settop(L, 4);
+            if (plm_gmodel_observe_const(ctx, t->gm, addr, nd->kind, lp)) return trace_error(L, "m:observe: %s", ctx->msg);
             return 0;
         }
         sd = trace_dist(L, t, "m:observe", addr);
@@ -141,6 +152,8 @@ static int trace_symbolic(lua_State *L, plm_l_exec *ex, plm_l_method which)
         return 0;
     }
     case PLM_L_M_FACTOR:
+        if (lua_type(L, 2) == LUA_TNUMBER && (isnan(lua_tonumber(L, 2)) || lua_tonumber(L, 2) == INFINITY))
+            return luaL_error(L, "m:factor: log weight is %s", isnan(lua_tonumber(L, 2)) ? "NaN" : "+inf");   /* as l_model.c */
         if (plm_gmodel_factor(ctx, t->gm, plm_l_tonode(L, 2, t->g, "m:factor: log weight")))
             return trace_error(L, "m:factor: %s", ctx->msg);
         return 0;
@@ -172,6 +185,22 @@ static int traced_call(lua_State *L)
     return 0;
 }
 
+/* A discrete latent site that no other site reads, or -1. Lua calls no metamethod for `k == 1` when k is a
+** symbol and 1 a number (the comparison is simply false), so a program branching on k traces silently as the
+** k ~= 1 branch; such a k then usually has no dependents, and the program is taken as dynamic instead. */
+static int unused_discrete(const plm_gmodel *m)
+{
+    int i, j, k;
+    for (i = 0; i < m->n; i++) {
+        int used = 0;
+        if (m->sites[i].kind != PLM_GSITE_LATENT || !m->sites[i].discrete) continue;
+        for (j = 0; j < m->n && !used; j++)
+            for (k = 0; k < m->sites[j].nparents && !used; k++) used = j != i && m->sites[j].parents[k] == i;
+        if (!used) return i;
+    }
+    return -1;
+}
+
 /* Trace pg once. Returns 1 with the finished model in *out, or 0 with the reason it is not static pushed (the
 ** error the trace met, with the program's line). The graph holder is left on the stack under the result. */
 int plm_l_trace_static(lua_State *L, const plm_l_program *pg, plm_gmodel **out)
@@ -193,6 +222,8 @@ int plm_l_trace_static(lua_State *L, const plm_l_program *pg, plm_gmodel **out)
     lua_pushvalue(L, pg->handle);
     for (i = 0; i < pg->nargs; i++) lua_pushvalue(L, pg->args + i);
     h->ex = &t.ex;
+    lua_pushnil(L);
+    lua_setfield(L, LUA_REGISTRYINDEX, DEAD_KEY);
     st = lua_pcall(L, 2 + pg->nargs, 0, 0);
     h->ex = NULL;
     lua_pushnil(L);
@@ -206,6 +237,12 @@ int plm_l_trace_static(lua_State *L, const plm_l_program *pg, plm_gmodel **out)
     }
     if (plm_gmodel_finish(&ctx, t.gm)) {
         lua_pushstring(L, ctx.msg);
+        return 0;
+    }
+    if ((i = unused_discrete(t.gm)) >= 0) {
+        lua_pushfstring(L, "discrete site '%s' is used by no other site of the traced graph: a program that compares it "
+                           "with a number (%s == 1) branches in a way tracing cannot see, so it runs as a dynamic "
+                           "program", t.gm->sites[i].name, t.gm->sites[i].name);
         return 0;
     }
     *out = t.gm;
@@ -445,6 +482,9 @@ int plm_l_infer_static(lua_State *L, const plm_l_program *pg, const plm_l_infer_
         return luaL_error(L, "%s: method \"%s\" needs a static model (one whose structure does not depend on its "
                              "random choices), and this one is not: %s", fn, o->method, lua_tostring(L, -1));
     }
+    if (lua_getfield(L, LUA_REGISTRYINDEX, DEAD_KEY) == LUA_TSTRING)
+        return luaL_error(L, "%s: no starting point of finite log density: whatever the latent values, %s", fn, lua_tostring(L, -1));
+    lua_pop(L, 1);
     if (strcmp(o->method, "gibbs") == 0) {
         u0 = plm_l_scratch(L, (size_t)o->chains * (size_t)gm->dim * sizeof *u0);
         static_inits(L, gm, o, u0);

@@ -143,3 +143,25 @@ T.test("auto_with_an_unbounded_discrete_site_runs_mh_and_says_why", function()
   T.eq(post.method, "mh", "method")
   T.ok(tostring(post.why):find("site 'k' is discrete (poisson)", 1, true), "why names the site: " .. tostring(post.why))
 end)
+
+T.test("a_discrete_site_compared_with_a_number_keeps_the_program_dynamic", function()
+  -- Lua calls no metamethod for `k == 1` with k a symbol: traced, the branch would silently vanish. k is read by
+  -- no other site, so the program runs as dynamic (MH), and z exists in the draws where k == 1.
+  local prog = plume.model(function(m)
+    local k = m:sample("k", D.bernoulli(0.5))
+    if k == 1 then m:sample("z", D.normal(0, 1)) end
+  end)
+  local post = plume.infer(prog, nil, { samples = 400, chains = 1, seed = 3 })
+  T.eq(post.method, "mh", "the default method runs MH")
+  T.ok(tostring(post.why):find("discrete site 'k' is used by no other site", 1, true), tostring(post.why))
+  local seen = 0
+  for _, v in ipairs(post:draws("z")) do if v ~= false then seen = seen + 1 end end
+  T.ok(seen > 0, "z is drawn where k == 1")
+  T.eq(plume.graph(prog).mode, "dynamic", "plume.graph says dynamic")
+end)
+
+T.test("default_method_is_auto_on_static_programs", function()
+  local post = plume.infer(mixsd, ys, { samples = 200, warmup = 100, chains = 1, seed = 4 })
+  T.eq(post.method, "auto", "static program with gibbs and nuts sites")
+  T.ok(post.kernel:find("nuts on sigma", 1, true), post.kernel)
+end)
