@@ -479,6 +479,17 @@ int plm_l_infer_static(lua_State *L, const plm_l_program *pg, const plm_l_infer_
     if (ho.steps < 1 || ho.steps > 100000) return luaL_error(L, "%s: option 'steps' must be in 1..1e5 (got %d)", fn, ho.steps);
     if (!plm_l_trace_static(L, pg, &gm)) {
         if (is_auto) return 0;
+        if (user) {   /* plume.kernel.mh on a dynamic program: the trace MH (on o->mh_sites), saying why */
+            int mh;
+            lua_getfield(L, opts, "kernel");
+            lua_getfield(L, -1, "kind");
+            mh = strcmp(lua_tostring(L, -1), "mh") == 0;
+            lua_pop(L, 2);
+            if (mh) return 0;
+            return luaL_error(L, "%s: option 'kernel' needs a static model (one whose structure does not depend on its "
+                                 "random choices), and this one is not: %s (on a dynamic program, use "
+                                 "plume.kernel.mh{sites = ...})", fn, lua_tostring(L, -1));
+        }
         return luaL_error(L, "%s: method \"%s\" needs a static model (one whose structure does not depend on its "
                              "random choices), and this one is not: %s", fn, o->method, lua_tostring(L, -1));
     }
