@@ -1,12 +1,13 @@
 /* l_static.c -- static model programs: a plume.model run once with symbolic values under the "trace" hooks
 ** becomes a graphical model (runtime/gmodel.h): m:sample returns a symbol (its value on the support, a
 ** transform of unconstrained coordinates), distributions take symbolic parameters, m:observe and m:factor add
-** terms, m:deterministic records outputs. plume.infer's "nuts", "hmc", "slice" and "auto" run the NUTS / HMC /
-** slice kernels (runtime/hmc.h, slice.h), and option `kernel` a plume.kernel value (l_kernel.c), on the compiled
-** target through the chain driver plm_mcmc_run, natively on every thread;
-** plume.graph shows the traced graph. A program whose structure depends on its choices (a symbol in an `if`,
-** a discrete latent site, a symbolic loop bound) cannot be traced: the trace fails, and the failure is the
-** reason given (and "auto" falls back to MH with it). */
+** terms, m:deterministic records outputs. plume.infer's "nuts", "hmc", "slice", "gibbs" and "auto" (the default:
+** exact Gibbs for discrete and conjugate sites, NUTS on the rest) run the kernels of runtime/hmc.h, slice.h,
+** gibbs.h, and option `kernel` a plume.kernel value (l_kernel.c), on the compiled target through the chain
+** driver plm_mcmc_run, natively on every thread; plume.graph shows the traced graph. A program whose structure
+** depends on its choices (a symbol in an `if`, a symbolic loop bound, a discrete site compared with `==`)
+** cannot be traced: the trace fails, and the failure is the reason given ("auto" and plume.kernel.mh then run
+** the trace MH with it). */
 #include "l_expr.h"
 #include "ldist.h"
 #include "linfer.h"

@@ -194,3 +194,28 @@ T.test("kernel_mh_with_sites_on_a_dynamic_program_is_trace_mh_on_those_sites", f
   T.raises(function() plume.infer(dyn, nil, { kernel = plume.kernel.slice{}, samples = 10 }) end,
     "on a dynamic program, use plume.kernel.mh{sites = ...}")
 end)
+
+T.test("static_kernels_thin_as_mh_does", function()
+  -- thin keeps iterations 1, 1 + thin, ... of the unthinned chain, for NUTS, Gibbs + NUTS and a composite
+  -- kernel (the chain driver once kept thin, 2 thin, ..., so thinned draws were other draws)
+  local cont = plume.model(function(m, y)
+    local s = m:sample("s", D.lognormal(0, 1))
+    for i = 1, #y do m:observe("y[" .. i .. "]", D.normal(0, s), y[i]) end
+  end)
+  -- compared on the sampler's unconstrained coordinates (x[k]), which the driver keeps: the map to the support
+  -- is vectorised over all kept rows, and a row's last bit may depend on its place in the batch
+  local cases = { { cont, { method = "nuts" }, "x[1]" }, { mixsd, { method = "auto" }, "x[3]" },
+                  { mixsd, { kernel = cyc }, "x[1]" } }
+  for _, c in ipairs(cases) do
+    local o = { samples = 100, warmup = 30, chains = 2, seed = 21 }
+    for k, v in pairs(c[2]) do o[k] = v end
+    local a = plume.infer(c[1], ys, o).sampler:column(c[3])
+    o.thin = 3
+    local b = plume.infer(c[1], ys, o).sampler:column(c[3])
+    local what = c[2].method or "kernel"
+    T.eq(#b, 2 * 34, what .. ": ceil(100 / 3) draws per chain")
+    for ch = 0, 1 do
+      for i = 1, 34 do T.eq(b[ch * 34 + i], a[ch * 100 + 3 * (i - 1) + 1], what .. ": chain " .. ch + 1 .. " draw " .. i) end
+    end
+  end
+end)
