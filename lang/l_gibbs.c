@@ -1,105 +1,35 @@
 /* l_gibbs.c -- exact Gibbs kernels from Lua (runtime/gibbs.h): plume.infer's method "gibbs" over every
-** latent site of a traced model, kernel descriptions for plume.kernel.gibbs / block_gibbs (built into
-** runtime kernels when they meet a model), graph:gibbs_plan(), and plume.select / plume.vector, which let a
+** latent site of a traced model, the kernel values plume.kernel.gibbs / block_gibbs (lkernel.h: built into
+** runtime kernels when they meet a model, composable with the others), graph:gibbs_plan(), and plume.select / plume.vector, which let a
 ** model index a list by a discrete symbol (mu[z]). */
 #include "l_expr.h"
 #include "lgibbs.h"
+#include "lkernel.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define PLM_L_GIBBS_KERNEL "plume.kernel.gibbs"
-
-/* Does site name `name` stand for `want`: equal, or want is name[...] (an entry of a vector of sites)? */
-static int names_site(const char *want, const char *name)
+/* The builders of the kernel values: a site without an exact conditional is an error that suggests "auto". */
+static plm_status gibbs_build(plm_ctx *ctx, const plm_gmodel *m, const int *sites, int n, plm_kernel **out)
 {
-    size_t n = strlen(want);
-    return strcmp(want, name) == 0 || (strncmp(want, name, n) == 0 && name[n] == '[');
-}
-
-int plm_l_gibbs_resolve(lua_State *L, int idx, const plm_gmodel *gm, const char *fn, int **sites)
-{
-    lua_Integer k, len;
-    int n = 0, i, *s;
-    idx = lua_absindex(L, idx);
-    if (lua_type(L, idx) == LUA_TSTRING) {   /* one name */
-        lua_createtable(L, 1, 0);
-        lua_pushvalue(L, idx);
-        lua_rawseti(L, -2, 1);
-        lua_replace(L, idx);
+    plm_status st = plm_kernel_gibbs(ctx, m, sites, n, out);
+    if (st == PLM_ENOTSUP) {
+        char why[sizeof ctx->msg];
+        snprintf(why, sizeof why, "%s", ctx->msg);
+        plm_fail(ctx, st, "%s (method \"auto\" moves such sites with another kernel)", why);
     }
-    if (!lua_istable(L, idx)) return luaL_error(L, "%s: option 'sites' must be a list of site names (got %s)", fn, luaL_typename(L, idx));
-    len = luaL_len(L, idx);
-    if (len < 1) return luaL_error(L, "%s: option 'sites' is empty", fn);
-    s = plm_l_scratch(L, ((size_t)gm->n + 1) * sizeof *s);
-    for (k = 1; k <= len; k++) {
-        const char *want;
-        int found = 0;
-        if (lua_geti(L, idx, k) != LUA_TSTRING) return luaL_error(L, "%s: site %d of 'sites' must be a name (got %s)", fn, (int)k, luaL_typename(L, -1));
-        want = lua_tostring(L, -1);
-        for (i = 0; i < gm->n; i++) {
-            int j, dup = 0;
-            if (!names_site(want, gm->sites[i].name)) continue;
-            if (gm->sites[i].kind != PLM_GSITE_LATENT) {
-                if (strcmp(want, gm->sites[i].name) == 0)
-                    return luaL_error(L, "%s: site '%s' is %s, not latent: a kernel updates latent sites only", fn, want,
-                                      plm_gsite_kind_name(gm->sites[i].kind));
-                continue;
-            }
-            found = 1;
-            for (j = 0; j < n; j++) dup |= s[j] == i;
-            if (!dup && n < gm->n) s[n++] = i;
-        }
-        if (!found) return luaL_error(L, "%s: the model has no latent site named '%s'", fn, want);
-        lua_pop(L, 1);
-    }
-    *sites = s;
-    return n;
+    return st;
 }
 
-plm_kernel *plm_l_gibbs_make(lua_State *L, int idx, const plm_gmodel *gm, const char *fn)
+static plm_status block_build(plm_ctx *ctx, const plm_gmodel *m, const int *sites, int n, plm_kernel **out)
 {
-    int *sites, n, block, top = lua_gettop(L);
-    plm_kernel *k;
-    plm_ctx ctx;
-    plm_ctx_clear(&ctx);
-    idx = lua_absindex(L, idx);
-    lua_getfield(L, idx, "kind");
-    block = lua_type(L, -1) == LUA_TSTRING && strcmp(lua_tostring(L, -1), "block_gibbs") == 0;
-    lua_getfield(L, idx, "sites");
-    n = plm_l_gibbs_resolve(L, -1, gm, fn, &sites);
-    if ((block ? plm_kernel_block_gibbs : plm_kernel_gibbs)(&ctx, gm, sites, n, &k)) {
-        if (ctx.status == PLM_ENOTSUP)
-            luaL_error(L, "%s: %s (use method = \"auto\", which moves such sites with another kernel)", fn, ctx.msg);
-        plm_l_fail_in(L, &ctx, fn);
-    }
-    lua_settop(L, top);
-    return k;
+    return plm_kernel_block_gibbs(ctx, m, sites, n, out);
 }
 
-static int kernel_desc(lua_State *L, const char *kind)
-{
-    static const char *const names[] = {"sites", NULL};
-    char fn[64];
-    snprintf(fn, sizeof fn, "plume.kernel.%s", kind);
-    luaL_checktype(L, 1, LUA_TTABLE);
-    plm_l_checkopts(L, 1, fn, names);
-    lua_getfield(L, 1, "sites");
-    if (lua_type(L, -1) != LUA_TTABLE && lua_type(L, -1) != LUA_TSTRING)
-        return luaL_error(L, "%s: option 'sites' must be a list of site names (got %s)", fn, luaL_typename(L, -1));
-    lua_createtable(L, 0, 2);
-    lua_pushstring(L, kind);
-    lua_setfield(L, -2, "kind");
-    lua_pushvalue(L, -2);
-    lua_setfield(L, -2, "sites");
-    luaL_setmetatable(L, PLM_L_GIBBS_KERNEL);
-    return 1;
-}
-
-int plm_l_kernel_gibbs(lua_State *L) { return kernel_desc(L, "gibbs"); }
-int plm_l_kernel_block_gibbs(lua_State *L) { return kernel_desc(L, "block_gibbs"); }
+int plm_l_kernel_gibbs(lua_State *L) { return plm_l_kernel_sites(L, "gibbs", gibbs_build, 1); }
+int plm_l_kernel_block_gibbs(lua_State *L) { return plm_l_kernel_sites(L, "block_gibbs", block_build, 1); }
 
 int plm_l_gibbs_plan(lua_State *L, const plm_gmodel *gm)
 {
@@ -183,8 +113,5 @@ int plm_l_infer_gibbs(lua_State *L, plm_gmodel *gm, const plm_l_infer_opts *o, c
 
 void plm_l_open_gibbs(lua_State *L)
 {
-    luaL_newmetatable(L, PLM_L_GIBBS_KERNEL);
-    lua_pushstring(L, PLM_L_GIBBS_KERNEL);
-    lua_setfield(L, -2, "__name");
-    lua_pop(L, 1);
+    (void)L;   /* plume.kernel.gibbs / block_gibbs are registered with the other kernels (l_kernel.c) */
 }

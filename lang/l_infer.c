@@ -247,6 +247,8 @@ plm_status plm_l_mh_chain(lua_State *L, const program *pg, const options *o, int
     mo.thin = o->thin;
     mo.seed = o->seed;
     mo.init = init != 0;
+    mo.sites = o->mh_sites;
+    mo.nsites = o->mh_nsites;
     if (init) lua_pushvalue(L, init);
     else lua_pushnil(L);
     lua_setiuservalue(L, pg->handle, 1);
@@ -360,6 +362,8 @@ static int l_infer(lua_State *L)
     opts = lua_istable(L, 2) ? 2 : 0;
     plm_l_checkopts(L, opts, fn, option_names);
     o.method = plm_l_optstr(L, opts, fn, "method", NULL);
+    o.mh_sites = NULL;
+    o.mh_nsites = 0;
     if (opts && lua_getfield(L, opts, "kernel") != LUA_TNIL) {
         /* a kernel value replaces the method (l_kernel.c builds it on the static graph) */
         if (o.method && strcmp(o.method, "kernel") != 0)
@@ -367,9 +371,21 @@ static int l_infer(lua_State *L)
         if (!plm_l_iskernel(L, -1))
             return luaL_error(L, "%s: option 'kernel' must be a plume.kernel value (got %s)", fn, luaL_typename(L, -1));
         o.method = "kernel";
+        if (lua_getfield(L, -1, "kind") == LUA_TSTRING && strcmp(lua_tostring(L, -1), "mh") == 0) {
+            /* on a dynamic program this kernel is the trace MH restricted to its sites (when it names them) */
+            if (lua_getfield(L, -2, "sites") == LUA_TTABLE) {
+                int n = (int)luaL_len(L, -1), i;
+                const char **names = plm_l_scratch(L, (size_t)n * sizeof *names);
+                for (i = 0; i < n; i++) names[i] = (lua_geti(L, -2, i + 1), lua_tostring(L, -1)), lua_pop(L, 1);
+                o.mh_sites = names, o.mh_nsites = n;
+                lua_setfield(L, -4, "_names");   /* the kernel value keeps the array (its strings are its sites) */
+            }
+            lua_pop(L, 1);
+        }
+        lua_pop(L, 1);
     }
     if (opts) lua_pop(L, 1);
-    if (!o.method) o.method = "mh";
+    if (!o.method) o.method = "auto";   /* static programs: Gibbs and NUTS (l_static.c); dynamic ones: MH */
     o.samples = (long)plm_l_optint(L, opts, fn, "samples", 1000);
     o.warmup = (long)plm_l_optint(L, opts, fn, "warmup", o.samples);
     o.chains = (int)plm_l_optint(L, opts, fn, "chains", 4);
@@ -418,7 +434,12 @@ static int l_infer(lua_State *L)
         lua_setfield(L, -2, "why");
     } else if (grad) {
         mh = 1;   /* chains and warm-up as for mh */
-        if (strcmp(o.method, "auto") == 0) o.method = "nuts";
+        if (strcmp(o.method, "auto") == 0) {
+            /* the kernel that ran: "nuts" or "gibbs" alone, "auto" for their cycle */
+            const char *picked = (lua_getfield(L, -1, "kernel"), lua_tostring(L, -1));
+            o.method = !picked ? "nuts" : strncmp(picked, "nuts", 4) == 0 ? "nuts" : strstr(picked, "; nuts") ? "auto" : "gibbs";
+            lua_pop(L, 1);
+        }
     }
     else if (mh) engine_mh(L, &pg, &o);
     else if (strcmp(o.method, "is") == 0) engine_independent(L, &pg, &o, 1);

@@ -11,6 +11,7 @@
 
 #include "hmc.h"
 #include "kernel_compose.h"
+#include "lgibbs.h"
 #include "lutil.h"
 #include "lmodel.h"
 #include "slice.h"
@@ -283,7 +284,11 @@ static void describe(lua_State *L, int idx, luaL_Buffer *b)
         }
         first = 0;
     } else {
-        luaL_addstring(b, "all continuous sites");
+        int all;
+        lua_getfield(L, idx, "_build");
+        all = lua_isuserdata(L, -1) && ((const site_builder *)lua_touserdata(L, -1))->discrete;
+        lua_pop(L, 1);
+        luaL_addstring(b, all ? "all sites" : "all continuous sites");
         first = 0;
     }
     lua_pop(L, 1);
@@ -312,7 +317,20 @@ static int l_kernel_tostring(lua_State *L)
 
 /* ---- building the C kernel ---- */
 
-/* The sites of the value at idx as site indices into out (gm->n at most), checked; returns the count. */
+/* Does the name `want` stand for site name `name`: equal, or name is want[...] (an entry of a vector of sites)? */
+static int names_site(const char *want, const char *name)
+{
+    size_t n = strlen(want);
+    return strcmp(want, name) == 0 || (strncmp(want, name, n) == 0 && name[n] == '[');
+}
+
+static int is_discrete(const plm_gsite *s)
+{
+    return s->dist >= 0 && plm_dist_info_of((plm_dist_kind)s->dist)->discrete;
+}
+
+/* The sites of the value at idx as site indices into out (gm->n at most), checked; returns the count. A name
+** is a site's name or stands for the entries of a vector of sites ("z" for "z[1]", "z[2]", ...). */
 static int resolve_sites(lua_State *L, int idx, plm_gmodel *gm, const char *fn, const char *kind, int discrete_ok, int *out)
 {
     int n = 0, i, k;
@@ -321,7 +339,7 @@ static int resolve_sites(lua_State *L, int idx, plm_gmodel *gm, const char *fn, 
         for (i = 0; i < gm->n; i++) {
             const plm_gsite *s = &gm->sites[i];
             if (s->kind != PLM_GSITE_LATENT) continue;
-            if (!discrete_ok && s->dist >= 0 && plm_dist_info_of((plm_dist_kind)s->dist)->discrete) continue;
+            if (!discrete_ok && is_discrete(s)) continue;
             out[n++] = i;
         }
         lua_pop(L, 1);
@@ -330,19 +348,27 @@ static int resolve_sites(lua_State *L, int idx, plm_gmodel *gm, const char *fn, 
     }
     for (k = 1; k <= (int)luaL_len(L, -1); k++) {
         const char *name;
-        const plm_gsite *s;
+        int found = 0;
         lua_geti(L, -1, k);
         name = lua_tostring(L, -1);
-        if ((i = plm_gmodel_find(gm, name)) < 0) luaL_error(L, "%s: kernel %s names site '%s', which the model does not have", fn, kind, name);
-        s = &gm->sites[i];
-        if (s->kind != PLM_GSITE_LATENT)
-            luaL_error(L, "%s: kernel %s names site '%s', which is %s, not latent", fn, kind, name, plm_gsite_kind_name(s->kind));
-        if (!discrete_ok && s->dist >= 0 && plm_dist_info_of((plm_dist_kind)s->dist)->discrete)
-            luaL_error(L, "%s: kernel %s is for continuous sites, and site '%s' is discrete (%s): use gibbs", fn, kind,
-                       name, plm_dist_info_of((plm_dist_kind)s->dist)->name);
-        for (int j = 0; j < n; j++)
-            if (out[j] == i) luaL_error(L, "%s: kernel %s names site '%s' twice", fn, kind, name);
-        out[n++] = i;
+        for (i = 0; i < gm->n; i++) {
+            const plm_gsite *s = &gm->sites[i];
+            int exact = strcmp(name, s->name) == 0;
+            if (!names_site(name, s->name)) continue;
+            if (s->kind != PLM_GSITE_LATENT) {
+                if (!exact) continue;   /* a prefix skips observed entries */
+                luaL_error(L, "%s: kernel %s names site '%s', which is %s, not latent", fn, kind, name,
+                           plm_gsite_kind_name(s->kind));
+            }
+            if (!discrete_ok && is_discrete(s))
+                luaL_error(L, "%s: kernel %s is for continuous sites, and site '%s' is discrete (%s): use gibbs", fn,
+                           kind, s->name, plm_dist_info_of((plm_dist_kind)s->dist)->name);
+            for (int j = 0; j < n; j++)
+                if (out[j] == i) luaL_error(L, "%s: kernel %s names site '%s' twice", fn, kind, s->name);
+            out[n++] = i;
+            found = 1;
+        }
+        if (!found) luaL_error(L, "%s: kernel %s names site '%s', which the model does not have", fn, kind, name);
         lua_pop(L, 1);
     }
     lua_pop(L, 1);
@@ -443,10 +469,7 @@ void plm_l_open_kernel(lua_State *L)
 {
     static const luaL_Reg fns[] = {{"mh", l_mh}, {"slice", l_slice}, {"elliptical_slice", l_ess}, {"hmc", l_hmc},
                                    {"nuts", l_nuts}, {"cycle", l_cycle}, {"mixture", l_mixture}, {"rep", l_rep},
-                                   /* GIBBS WIRING (issue 11): after the gibbs merge add
-                                   ** {"gibbs", plm_l_kernel_gibbs}, {"block_gibbs", plm_l_kernel_block_gibbs},
-                                   ** (lang/lgibbs.h), whose bodies are
-                                   ** return plm_l_kernel_sites(L, "gibbs", plm_kernel_gibbs, 1); */
+                                   {"gibbs", plm_l_kernel_gibbs}, {"block_gibbs", plm_l_kernel_block_gibbs},
                                    {NULL, NULL}};
     luaL_newmetatable(L, PLM_L_KERNEL);
     lua_pushcfunction(L, l_kernel_tostring);

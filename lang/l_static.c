@@ -1,12 +1,13 @@
 /* l_static.c -- static model programs: a plume.model run once with symbolic values under the "trace" hooks
 ** becomes a graphical model (runtime/gmodel.h): m:sample returns a symbol (its value on the support, a
 ** transform of unconstrained coordinates), distributions take symbolic parameters, m:observe and m:factor add
-** terms, m:deterministic records outputs. plume.infer's "nuts", "hmc", "slice" and "auto" run the NUTS / HMC /
-** slice kernels (runtime/hmc.h, slice.h), and option `kernel` a plume.kernel value (l_kernel.c), on the compiled
-** target through the chain driver plm_mcmc_run, natively on every thread;
-** plume.graph shows the traced graph. A program whose structure depends on its choices (a symbol in an `if`,
-** a discrete latent site, a symbolic loop bound) cannot be traced: the trace fails, and the failure is the
-** reason given (and "auto" falls back to MH with it). */
+** terms, m:deterministic records outputs. plume.infer's "nuts", "hmc", "slice", "gibbs" and "auto" (the default:
+** exact Gibbs for discrete and conjugate sites, NUTS on the rest) run the kernels of runtime/hmc.h, slice.h,
+** gibbs.h, and option `kernel` a plume.kernel value (l_kernel.c), on the compiled target through the chain
+** driver plm_mcmc_run, natively on every thread; plume.graph shows the traced graph. A program whose structure
+** depends on its choices (a symbol in an `if`, a symbolic loop bound, a discrete site compared with `==`)
+** cannot be traced: the trace fails, and the failure is the reason given ("auto" and plume.kernel.mh then run
+** the trace MH with it). */
 #include "l_expr.h"
 #include "ldist.h"
 #include "linfer.h"
@@ -25,6 +26,8 @@
 
 #define PLM_L_MGRAPH "plume.modelgraph"
 #define MAXDIM 64
+/* registry key: why the traced model's density is zero everywhere (a numeric observation outside its support) */
+#define DEAD_KEY "plume.static.dead"
 
 typedef struct tracer {
     plm_l_exec ex;   /* first: the handle's hooks receive &ex */
@@ -129,8 +132,17 @@ static int trace_symbolic(lua_State *L, plm_l_exec *ex, plm_l_method which)
             double buf[MAXDIM], *v = nd->dim <= MAXDIM ? buf : plm_l_scratch(L, (size_t)nd->dim * sizeof *v);
             if (!plm_l_todistvalue(L, 4, nd, v))
                 return trace_error(L, "m:observe: value of '%s' must be %s", addr, nd->dim == 1 ? "a number" : "a table of numbers");
-            if (plm_gmodel_observe_const(ctx, t->gm, addr, nd->kind, plm_dist_logpdf(nd, v)))
-                return trace_error(L, "m:observe: %s", ctx->msg);
+            double lp = plm_dist_logpdf(nd, v);
+            if (lp == -INFINITY && lua_getfield(L, LUA_REGISTRYINDEX, DEAD_KEY) == LUA_TNIL) {
+                /* the density is zero whatever the latent values: said at inference in the dynamic engines' words */
+                lua_pushfstring(L, "m:observe '%s': value %s is outside the support of ", addr, plm_l_value_str(L, nd, v, nd->dim));
+                lua_remove(L, -2);
+                luaL_tolstring(L, 3, NULL);
+                lua_concat(L, 2);
+                lua_setfield(L, LUA_REGISTRYINDEX, DEAD_KEY);
+            }
+            lua_settop(L, 4);
+            if (plm_gmodel_observe_const(ctx, t->gm, addr, nd->kind, lp)) return trace_error(L, "m:observe: %s", ctx->msg);
             return 0;
         }
         sd = trace_dist(L, t, "m:observe", addr);
@@ -141,6 +153,8 @@ static int trace_symbolic(lua_State *L, plm_l_exec *ex, plm_l_method which)
         return 0;
     }
     case PLM_L_M_FACTOR:
+        if (lua_type(L, 2) == LUA_TNUMBER && (isnan(lua_tonumber(L, 2)) || lua_tonumber(L, 2) == INFINITY))
+            return luaL_error(L, "m:factor: log weight is %s", isnan(lua_tonumber(L, 2)) ? "NaN" : "+inf");   /* as l_model.c */
         if (plm_gmodel_factor(ctx, t->gm, plm_l_tonode(L, 2, t->g, "m:factor: log weight")))
             return trace_error(L, "m:factor: %s", ctx->msg);
         return 0;
@@ -193,6 +207,8 @@ int plm_l_trace_static(lua_State *L, const plm_l_program *pg, plm_gmodel **out)
     lua_pushvalue(L, pg->handle);
     for (i = 0; i < pg->nargs; i++) lua_pushvalue(L, pg->args + i);
     h->ex = &t.ex;
+    lua_pushnil(L);
+    lua_setfield(L, LUA_REGISTRYINDEX, DEAD_KEY);
     st = lua_pcall(L, 2 + pg->nargs, 0, 0);
     h->ex = NULL;
     lua_pushnil(L);
@@ -268,37 +284,146 @@ static void static_inits(lua_State *L, const plm_gmodel *gm, const plm_l_infer_o
     }
 }
 
-/* method "auto" on a static graph: Gibbs for discrete and conjugate sites, NUTS on the continuous rest, in a
-** cycle; prints what it picked and why unless quiet. */
+/* One entry of auto's report: a site and the label of its update (NULL: NUTS). */
+typedef struct auto_pick {
+    int site;
+    const char *label;
+} auto_pick;
+
+/* Is name base[k] (k a whole number)? Sets *blen (the length of base) and *k. */
+static int entry_of(const char *name, size_t *blen, long *k)
+{
+    const char *lb = strrchr(name, '[');
+    char *end;
+    size_t len = strlen(name);
+    if (!lb || len < 3 || name[len - 1] != ']' || lb == name) return 0;
+    *k = strtol(lb + 1, &end, 10);
+    if (end != name + len - 1 || end == lb + 1) return 0;
+    *blen = (size_t)(lb - name);
+    return 1;
+}
+
+/* Add picks[0..n-1] to b, the entries of one vector of sites with one label gathered where the first of them
+** stands ("alpha[1..30]"; "z[2..9 (5 sites)]" when some are missing), each run of a label followed by it:
+** "mu[1..3] (normal-normal), tau (gamma), z[1..300] (enumeration)". done: n scratch bytes. */
+static void add_picks(luaL_Buffer *b, const plm_gmodel *gm, const auto_pick *picks, int n, char *done)
+{
+    int i, j, next;
+    memset(done, 0, (size_t)n);
+    for (i = 0; i < n; i = next) {
+        const char *name = gm->sites[picks[i].site].name;
+        size_t blen, bl2;
+        long k, lo, hi, count = 1;
+        char num[96];
+        done[i] = 1;
+        if (entry_of(name, &blen, &lo)) {
+            hi = lo;
+            for (j = i + 1; j < n; j++) {
+                const char *o = gm->sites[picks[j].site].name;
+                if (done[j] || picks[j].label != picks[i].label || !entry_of(o, &bl2, &k) || bl2 != blen ||
+                    strncmp(o, name, blen) != 0)
+                    continue;
+                done[j] = 1, count++;
+                if (k < lo) lo = k;
+                if (k > hi) hi = k;
+            }
+        }
+        if (count > 1) {
+            luaL_addlstring(b, name, blen);
+            if (hi - lo + 1 == count)
+                snprintf(num, sizeof num, "[%ld..%ld]", lo, hi);
+            else
+                snprintf(num, sizeof num, "[%ld..%ld (%ld sites)]", lo, hi, count);
+            luaL_addstring(b, num);
+        } else
+            luaL_addstring(b, name);
+        for (next = i + 1; next < n && done[next]; next++) {}
+        if (picks[i].label && (next == n || picks[next].label != picks[i].label)) {
+            luaL_addstring(b, " (");
+            luaL_addstring(b, picks[i].label);
+            luaL_addchar(b, ')');
+        }
+        if (next < n) luaL_addstring(b, ", ");
+    }
+}
+
+static const char *gibbs_label(plm_gibbs_how how)
+{
+    switch (how) {
+    case PLM_GIBBS_ENUM: return "enumeration";
+    case PLM_GIBBS_NORMAL: return "normal-normal";
+    case PLM_GIBBS_GAMMA: return "gamma";
+    case PLM_GIBBS_INV_GAMMA: return "inverse-gamma";
+    case PLM_GIBBS_BETA: return "beta";
+    default: return "none";
+    }
+}
+
+/* method "auto" on a static graph: exact Gibbs (gibbs.h) for every latent site that has an exact conditional
+** (finite discrete sites by enumeration, conjugate continuous ones in closed form), NUTS restricted to the
+** coordinates of the continuous rest, cycled (Gibbs first); NUTS alone when no site is Gibbs-able, Gibbs
+** alone when every one is. Pushes what it picked and why ("gibbs on z[1..3] (enumeration); nuts on sigma (...)"),
+** and prints it unless quiet. Returns NULL with the reason pushed
+** when a discrete site has no exact conditional (an unbounded support): "auto" then runs MH. */
 static plm_kernel *auto_kernel(lua_State *L, plm_gmodel *gm, const plm_hmc_opts *ho, int quiet)
 {
+    const char *fn = "plume.infer";
     plm_ctx ctx;
-    plm_kernel *nuts;
-    luaL_Buffer b;
-    int i, n = 0;
+    plm_kernel *nuts = NULL, *gibbs = NULL, *k;
+    auto_pick *gp = plm_l_scratch(L, ((size_t)gm->n + 1) * sizeof *gp), *np;
+    int *gs = plm_l_scratch(L, ((size_t)gm->n + 1) * sizeof *gs), *coords;
+    int i, j, ng = 0, nn = 0, nc = 0;
+    char *done;
+    np = plm_l_scratch(L, ((size_t)gm->n + 1) * sizeof *np);
+    coords = plm_l_scratch(L, ((size_t)gm->dim + 1) * sizeof *coords);
+    done = plm_l_scratch(L, (size_t)gm->n + 1);
     plm_ctx_clear(&ctx);
-    /* GIBBS WIRING (issue 11): after the gibbs merge, collect here the latent sites whose dist kind is
-    ** discrete (plm_dist_info_of(kind)->discrete: "(enumeration)") and those the gibbs module finds
-    ** conjugate ("(normal-normal)", ...), build plm_kernel_gibbs(&ctx, gm, sites, n, &g), restrict NUTS to
-    ** the remaining continuous sites' coordinates (plm_kernel_restrict), and return plm_kernel_cycle of the
-    ** two, saying "auto: gibbs on ...; nuts on ...". Until then every latent site of a traced graph is
-    ** continuous (the tracer refuses discrete ones), so NUTS takes all of u. */
-    if ((plm_kernel_nuts(&ctx, ho, &nuts))) plm_l_fail_in(L, &ctx, "plume.infer");
-    if (!quiet) {
-        luaL_buffinit(L, &b);
-        luaL_addstring(&b, "auto: nuts on ");
-        for (i = 0; i < gm->n; i++)
-            if (gm->sites[i].kind == PLM_GSITE_LATENT) {
-                if (n++) luaL_addstring(&b, ", ");
-                luaL_addstring(&b, gm->sites[i].name);
-            }
-        luaL_addstring(&b, " (continuous; no discrete or conjugate site for gibbs)\n");
-        luaL_pushresult(&b);
-        fputs(lua_tostring(L, -1), stdout);
-        fflush(stdout);
-        lua_pop(L, 1);
+    for (i = 0; i < gm->n; i++) {
+        const plm_gsite *s = &gm->sites[i];
+        plm_gibbs_plan plan;
+        if (s->kind != PLM_GSITE_LATENT) continue;
+        if (plm_gibbs_plan_site(&ctx, gm, i, &plan)) plm_l_fail_in(L, &ctx, fn);
+        if (plan.how != PLM_GIBBS_NONE) {
+            gs[ng] = i;
+            gp[ng].site = i;
+            gp[ng++].label = gibbs_label(plan.how);
+        } else if (s->discrete) {
+            lua_pushfstring(L, "site '%s' is discrete (%s) and has no exact conditional (%s)", s->name,
+                            plm_dist_info_of((plm_dist_kind)s->dist)->name, plan.why);
+            return NULL;
+        } else {
+            np[nn].site = i;
+            np[nn++].label = NULL;
+            for (j = 0; j < s->dim; j++) coords[nc++] = s->first + j;
+        }
     }
-    return nuts;
+    if (ng && plm_kernel_gibbs(&ctx, gm, gs, ng, &gibbs)) plm_l_fail_in(L, &ctx, fn);
+    if (nn) {
+        if (plm_kernel_nuts(&ctx, ho, &nuts)) plm_l_fail_in(L, &ctx, fn);
+        if (nc < gm->dim && plm_kernel_restrict(&ctx, nuts, coords, nc, &nuts)) plm_l_fail_in(L, &ctx, fn);
+    }
+    if (gibbs && nuts) {
+        const plm_kernel *both[2];
+        both[0] = gibbs, both[1] = nuts;
+        if (plm_kernel_cycle(&ctx, both, 2, &k)) plm_l_fail_in(L, &ctx, fn);
+    } else
+        k = gibbs ? gibbs : nuts;
+    {
+        luaL_Buffer b;
+        luaL_buffinit(L, &b);
+        if (ng) {
+            luaL_addstring(&b, "gibbs on ");
+            add_picks(&b, gm, gp, ng, done);
+        }
+        if (nn) {
+            luaL_addstring(&b, ng ? "; nuts on " : "nuts on ");
+            add_picks(&b, gm, np, nn, done);
+            luaL_addstring(&b, ng ? " (continuous, no conjugate pair)" : " (continuous; no discrete or conjugate site for gibbs)");
+        }
+        luaL_pushresult(&b);
+        if (!quiet) printf("auto: %s\n", lua_tostring(L, -1)), fflush(stdout);
+    }
+    return k;
 }
 
 int plm_l_infer_static(lua_State *L, const plm_l_program *pg, const plm_l_infer_opts *o, int opts)
@@ -317,6 +442,7 @@ int plm_l_infer_static(lua_State *L, const plm_l_program *pg, const plm_l_infer_
     plm_status st;
     double t0 = plm_l_now(), t1, t2, accept, *u0 = NULL;
     long total_div = 0, max_depth_hits = 0;
+    int picked = 0;   /* auto: the stack index of what it picked */
     plm_ctx_clear(&ctx);
     memset(&ho, 0, sizeof ho);
     ho.delta = plm_l_optnum(L, opts, fn, "delta", 0.8);
@@ -333,19 +459,32 @@ int plm_l_infer_static(lua_State *L, const plm_l_program *pg, const plm_l_infer_
     if (ho.steps < 1 || ho.steps > 100000) return luaL_error(L, "%s: option 'steps' must be in 1..1e5 (got %d)", fn, ho.steps);
     if (!plm_l_trace_static(L, pg, &gm)) {
         if (is_auto) return 0;
+        if (user) {   /* plume.kernel.mh on a dynamic program: the trace MH (on o->mh_sites), saying why */
+            int mh;
+            lua_getfield(L, opts, "kernel");
+            lua_getfield(L, -1, "kind");
+            mh = strcmp(lua_tostring(L, -1), "mh") == 0;
+            lua_pop(L, 2);
+            if (mh) return 0;
+            return luaL_error(L, "%s: option 'kernel' needs a static model (one whose structure does not depend on its "
+                                 "random choices), and this one is not: %s (on a dynamic program, use "
+                                 "plume.kernel.mh{sites = ...})", fn, lua_tostring(L, -1));
+        }
         return luaL_error(L, "%s: method \"%s\" needs a static model (one whose structure does not depend on its "
                              "random choices), and this one is not: %s", fn, o->method, lua_tostring(L, -1));
     }
+    if (lua_getfield(L, LUA_REGISTRYINDEX, DEAD_KEY) == LUA_TSTRING)
+        return luaL_error(L, "%s: no starting point of finite log density: whatever the latent values, %s", fn, lua_tostring(L, -1));
+    lua_pop(L, 1);
     if (strcmp(o->method, "gibbs") == 0) {
         u0 = plm_l_scratch(L, (size_t)o->chains * (size_t)gm->dim * sizeof *u0);
         static_inits(L, gm, o, u0);
         return plm_l_infer_gibbs(L, gm, o, u0, threads);
     }
-    if (!user && (c = plm_gmodel_first_discrete(gm)) >= 0) {
-        lua_pushfstring(L, "site '%s' is discrete (%s), and gradient-based MCMC moves continuous sites only (use "
-                           "method = \"gibbs\")", gm->sites[c].name, plm_dist_info_of((plm_dist_kind)gm->sites[c].dist)->name);
-        if (is_auto) return 0;
-        return luaL_error(L, "%s: method \"%s\": %s", fn, o->method, lua_tostring(L, -1));
+    if (!user && !is_auto && (c = plm_gmodel_first_discrete(gm)) >= 0) {
+        return luaL_error(L, "%s: method \"%s\": site '%s' is discrete (%s), and %s moves continuous sites only (use "
+                             "method = \"gibbs\" or \"auto\")", fn, o->method, gm->sites[c].name,
+                          plm_dist_info_of((plm_dist_kind)gm->sites[c].dist)->name, slice ? "slice sampling" : "gradient-based MCMC");
     }
     needs_grad = !slice && !user;
     if ((st = plm_gmodel_target(&ctx, gm, &target)) && (st != PLM_ENOTSUP || needs_grad)) {
@@ -361,8 +500,10 @@ int plm_l_infer_static(lua_State *L, const plm_l_program *pg, const plm_l_infer_
         lua_pop(L, 1);
     } else if (slice) {
         if (plm_kernel_slice(&ctx, 0, 0, &k)) return plm_l_fail_in(L, &ctx, fn);
-    } else if (is_auto)
-        k = auto_kernel(L, gm, &ho, o->quiet);
+    } else if (is_auto) {
+        if (!(k = auto_kernel(L, gm, &ho, o->quiet))) return 0;
+        picked = lua_gettop(L);
+    }
     else if ((hmc ? plm_kernel_hmc : plm_kernel_nuts)(&ctx, &ho, &k))
         return plm_l_fail_in(L, &ctx, fn);
     memset(&mo, 0, sizeof mo);
@@ -372,7 +513,8 @@ int plm_l_infer_static(lua_State *L, const plm_l_program *pg, const plm_l_infer_
     mo.thin = o->thin;
     mo.seed = o->seed;
     mo.threads = threads;
-    if (o->init) {
+    if (o->init || plm_gmodel_first_discrete(gm) >= 0) {
+        /* discrete coordinates need whole values of finite density, which the driver's start is not */
         u0 = plm_l_scratch(L, (size_t)o->chains * (size_t)gm->dim * sizeof *u0);
         static_inits(L, gm, o, u0);
         mo.init = u0;
@@ -442,6 +584,10 @@ int plm_l_infer_static(lua_State *L, const plm_l_program *pg, const plm_l_infer_
     plm_l_push_results(L, R);
     plm_l_pushdraws(L, U);
     lua_setfield(L, -2, "sampler");
+    if (picked) {
+        lua_pushvalue(L, picked);
+        lua_setfield(L, -2, "kernel");
+    }
     return 1;
 }
 

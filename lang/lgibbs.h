@@ -13,19 +13,10 @@
 int plm_l_infer_gibbs(lua_State *L, plm_gmodel *gm, const plm_l_infer_opts *o, const double *u0, int threads);
 
 /* plume.kernel.gibbs{sites = {...}} and plume.kernel.block_gibbs{sites = {...}} (Lua C functions; the options
-** table at index 1): check the options and push a description, a table {kind = "gibbs" | "block_gibbs",
-** sites = {names...}} with metatable "plume.kernel.gibbs". Sites are resolved when the kernel meets a model. */
+** table at index 1): kernel values (lkernel.h) built by plm_kernel_gibbs / plm_kernel_block_gibbs when they meet
+** a model, and composable with the other kernels. Sites absent: every latent site. */
 int plm_l_kernel_gibbs(lua_State *L);
 int plm_l_kernel_block_gibbs(lua_State *L);
-
-/* The runtime kernel of the description at idx for model gm: site names resolve to latent sites (a name is
-** a site's name, or a prefix standing for its entries: "z" for "z[1]", "z[2]", ...). Raises an error (blamed
-** on fn) naming a site that does not exist or has no exact conditional. */
-plm_kernel *plm_l_gibbs_make(lua_State *L, int idx, const plm_gmodel *gm, const char *fn);
-
-/* Latent sites named by the list of names at idx (see plm_l_gibbs_make), into a new scratch array *sites;
-** returns the count. Raises an error naming an unknown site. */
-int plm_l_gibbs_resolve(lua_State *L, int idx, const plm_gmodel *gm, const char *fn, int **sites);
 
 /* graph:gibbs_plan() for the graph of gm: pushes {{site=, update=, why=}, ...}, one per latent site. */
 int plm_l_gibbs_plan(lua_State *L, const plm_gmodel *gm);

@@ -17,6 +17,9 @@ typedef struct plm_l_infer_opts {
     int chains, threads, quiet;
     int init;                 /* stack index of the `init` option (a table or a function), 0 when absent */
     unsigned long long seed;
+    const char *const *mh_sites;   /* plume.kernel.mh{sites =} on a dynamic program: the sites MH moves (names
+                                   ** kept alive by the kernel value in the options); NULL: every site */
+    int mh_nsites;
 } plm_l_infer_opts;
 
 /* Run MH chain c of pg on L (runtime/mh_trace.h), its kept draws recorded as chain rec_chain of R, with the

@@ -385,8 +385,10 @@ plm_status plm_gmodel_unconstrain(plm_ctx *ctx, const plm_gmodel *m, int site, c
         return plm_fail(ctx, PLM_EINVAL, "init value of '%s': its support depends on other sites, so it cannot be "
                         "given (leave it out: it starts at random)", s->name);
     if (!(x[0] > lo && x[0] < hi) || !isfinite(x[0]))
-        return plm_fail(ctx, PLM_EINVAL, "init value of '%s' is %g, outside the interior of its support (%g, %g)", s->name,
-                        x[0], lo, hi);
+        /* worded as the trace MH's init check (lang/l_infer.c), with the open interval the transform needs */
+        return plm_fail(ctx, PLM_EINVAL, "init value of '%s' is %g, outside the support of %s (the open interval (%g, %g))",
+                        s->name, x[0], s->dist >= 0 ? plm_dist_info_of((plm_dist_kind)s->dist)->name : "its distribution",
+                        lo, hi);
     u[0] = plm_transform_to_free(lo, hi, x[0]);
     return PLM_OK;
 }

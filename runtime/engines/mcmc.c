@@ -173,7 +173,9 @@ static plm_status run_chain(const chain_job *J, int c)
     const plm_kernel *k = J->k;
     const plm_mcmc_opts *o = J->o;
     int d = t->dim, w = d + 2 + k->ops->nextra;
-    long it, total = o->warmup + o->samples * o->thin;
+    /* thinning keeps the first of every thin sampling iterations (0, thin, 2 thin, ...), as the trace MH does
+    ** (mh_trace.c), and runs no iteration after the last kept one: a chain's draws do not depend on thin */
+    long it, total = o->warmup + (o->samples ? (o->samples - 1) * o->thin + 1 : 0);
     double *u = malloc((size_t)(d + k->ops->nextra) * sizeof *u), *extra = u + d, lp, stat = 0;
     double *row = J->vals + (size_t)c * (size_t)o->samples * (size_t)w;
     void *ws = plm_target_ws_new(t), *ks = k->ops->chain_new(k, t);
@@ -194,7 +196,7 @@ static plm_status run_chain(const chain_job *J, int c)
         if ((st = k->ops->step(k, ks, ctx, t, ws, &r, u, &lp, &stat, extra))) break;
         if (it < o->warmup) {
             if (k->ops->adapt) k->ops->adapt(k, ks, it, o->warmup, u, stat);
-        } else if ((it - o->warmup + 1) % o->thin == 0) {
+        } else if ((it - o->warmup) % o->thin == 0) {
             memcpy(row, u, (size_t)d * sizeof *u);
             row[d] = lp;
             row[d + 1] = stat;

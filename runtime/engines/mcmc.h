@@ -48,7 +48,8 @@ plm_status plm_kernel_rwmh_scaled(plm_ctx *ctx, double target_accept, double sca
 typedef struct plm_mcmc_opts {
     int chains;             /* >= 1 */
     long warmup, samples;   /* warm-up iterations (not kept) and kept iterations per chain */
-    long thin;              /* keep every thin-th sampling iteration (>= 1); samples counts kept draws */
+    long thin;              /* keep sampling iterations 1, 1 + thin, 1 + 2 thin, ... (thin >= 1), as the trace MH
+                            ** does; samples counts kept draws */
     uint64_t seed;
     int threads;            /* <= 0: plm_default_threads() */
     const double *init;     /* chains * dim starting points, or NULL: uniform on (-2, 2) per coordinate, as

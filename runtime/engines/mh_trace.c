@@ -103,11 +103,33 @@ static int rw_kind(const plm_dist *d)
     return 1;
 }
 
-static plm_site *nth_latent(const plm_trace *tr, size_t k)
+/* Does the kernel move the site at addr (plm_mh_opts.sites)? */
+static int moves(const plm_mh_opts *o, const char *addr)
+{
+    int i;
+    if (!o->nsites) return 1;
+    for (i = 0; i < o->nsites; i++) {
+        size_t n = strlen(o->sites[i]);
+        if (strncmp(addr, o->sites[i], n) == 0 && (addr[n] == 0 || addr[n] == '[')) return 1;
+    }
+    return 0;
+}
+
+/* The latent sites of tr that the kernel moves. */
+static size_t nmoved(const plm_mh_opts *o, const plm_trace *tr)
+{
+    size_t i, n = 0;
+    if (!o->nsites) return tr->nlatent;
+    for (i = 0; i < tr->n; i++) n += tr->sites[i].kind == PLM_SITE_LATENT && moves(o, tr->sites[i].addr);
+    return n;
+}
+
+/* The k-th latent site of tr that the kernel moves. */
+static plm_site *nth_latent(const plm_mh_opts *o, const plm_trace *tr, size_t k)
 {
     size_t i;
     for (i = 0; i < tr->n; i++)
-        if (tr->sites[i].kind == PLM_SITE_LATENT && k-- == 0) return &tr->sites[i];
+        if (tr->sites[i].kind == PLM_SITE_LATENT && moves(o, tr->sites[i].addr) && k-- == 0) return &tr->sites[i];
     return NULL;
 }
 
@@ -214,18 +236,19 @@ static plm_status chain_run(plm_ctx *ctx, const plm_mh_program *p, const plm_mh_
         ** count is frozen: a number of moves that depended on the current state would break invariance of the
         ** posterior when the number of sites varies (trans-dimensional models). */
         if (warm || sweep == 0) {
-            if (tr->nlatent > sweep) sweep = tr->nlatent;
-            nsteps = tr->nlatent;
+            size_t nm = nmoved(o, tr);
+            if (nm > sweep) sweep = nm;
+            nsteps = nm;
         } else
             nsteps = sweep;
-        for (step = 0; step < nsteps && ch->tr->nlatent > 0; step++) {
+        for (step = 0; step < nsteps && nmoved(o, ch->tr) > 0; step++) {
             plm_site *s;
             const plm_dist *d;
             adapt *ad = NULL;
             double corr = 0, loga, a, *xnew;
             int kind, j, irreversible;
             tr = ch->tr;
-            s = nth_latent(tr, plm_rng_uint(rng, tr->nlatent));
+            s = nth_latent(o, tr, plm_rng_uint(rng, nmoved(o, tr)));
             d = s->dist;
             kind = rw_kind(d);
             if (plm_interrupted()) return plm_fail(ctx, PLM_EINTR, "interrupted");
@@ -265,8 +288,9 @@ static plm_status chain_run(plm_ctx *ctx, const plm_mh_program *p, const plm_mh_
             else {
                 /* the target's old density is not a stale term: the move proposed its new value */
                 double stale = stale_logp(tr, ch->prop, s, &irreversible);
-                loga = plm_trace_score(ch->prop) - plm_trace_score(tr) + corr + log((double)tr->nlatent) -
-                       log((double)(ch->prop->nlatent ? ch->prop->nlatent : 1)) + stale - r.fresh;
+                size_t nnew = nmoved(o, ch->prop);
+                loga = plm_trace_score(ch->prop) - plm_trace_score(tr) + corr + log((double)nmoved(o, tr)) -
+                       log((double)(nnew ? nnew : 1)) + stale - r.fresh;
                 a = irreversible || isnan(loga) ? 0 : (loga >= 0 ? 1 : exp(loga));
             }
             if (ad && warm) {

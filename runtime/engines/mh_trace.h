@@ -53,6 +53,11 @@ typedef struct plm_mh_opts {
     long thin;              /* keep every thin-th sampling iteration (>= 1) */
     uint64_t seed;
     int init;               /* the program uses initial values at the start (only for the message) */
+    /* The sites the kernel moves (plume.kernel.mh{sites =} on a dynamic program): a latent site is moved when
+    ** its address is one of sites[0..nsites-1] or an entry of one ("z" moves "z[1]", "z[2]", ...); the others
+    ** keep their values, and a site that appears fresh is drawn from its prior. nsites = 0: every site. */
+    const char *const *sites;
+    int nsites;
 } plm_mh_opts;
 
 /* Run chain `chain` on stream `chain` of the seed, so that the draws do not depend on which thread runs it;

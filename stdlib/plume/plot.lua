@@ -99,7 +99,8 @@ function Fig:render()
       o.height or (4 + 20 * self.panels))
   end
   head[#head + 1] = "set datafile missing 'NaN'"
-  head[#head + 1] = "set key top right"
+  -- in text the curves overwrite a key drawn inside the frame (draws that fill it hide "chain 2"): below it
+  head[#head + 1] = file and "set key top right" or "set key below horizontal"
   local script = table.concat(head, "\n") .. "\n" .. table.concat(self.lines, "\n") .. "\n"
   local sfile, efile = os.tmpname(), os.tmpname()
   local fh = assert(io.open(sfile, "w"))

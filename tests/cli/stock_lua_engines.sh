@@ -1,7 +1,7 @@
 #!/bin/sh
 # stock_lua_engines.sh -- the engines work from a stock lua5.4 with `local P = require "plume"` and no global
 # `plume` (module state lives in the registry and in upvalues, never in a global): plume.infer on one and on
-# two threads (the chains copy the program, which closes over the module P, onto their own states), is, smc.
+# two threads (MH: the chains copy the program, which closes over the module P, onto their own states), is, smc.
 BUILD=${BUILD:-build}
 if ! command -v lua5.4 >/dev/null || [ "${SAN:-}" = 1 ]; then echo "SKIP stock_lua_engines: no lua5.4 (or sanitizer build)"; exit 0; fi
 T=$(mktemp -d)
@@ -15,9 +15,9 @@ local m = P.model(function(m, ys)
   local mu = m:sample("mu", P.dist.normal(0, 1))
   for i, y in ipairs(ys) do m:observe("y" .. i, P.dist.normal(mu, 1), y) end
 end)
-local one = P.infer(m, { 1, 2 }, { samples = 200, chains = 2, seed = 1, threads = 1 })
+local one = P.infer(m, { 1, 2 }, { method = "mh", samples = 200, chains = 2, seed = 1, threads = 1 })
 local before = runs
-local two = P.infer(m, { 1, 2 }, { samples = 200, chains = 2, seed = 1, threads = 2 })
+local two = P.infer(m, { 1, 2 }, { method = "mh", samples = 200, chains = 2, seed = 1, threads = 2 })
 local da, db, same = one:draws("mu"), two:draws("mu"), true
 for i = 1, #da do same = same and da[i] == db[i] end
 -- chains on their own states run copies of the program: this state's counter does not move

@@ -80,7 +80,9 @@ end)
 
 T.test("auto_on_a_static_graph_says_what_it_picked", function()
   local post = plume.infer(nn, ys, { method = "auto", samples = 500, chains = 2, seed = 6, quiet = true })
-  T.eq(post.method, "nuts", "auto picks nuts on all-continuous graphs")
+  -- mu is conjugate (normal-normal) given s: exact Gibbs for it, NUTS for the rest, cycled
+  T.eq(post.method, "auto", "auto cycles gibbs and nuts")
+  T.ok(post.kernel:find("gibbs on ", 1, true) and post.kernel:find("; nuts on ", 1, true), "what auto picked: " .. post.kernel)
 end)
 
 T.test("invalid_parameters_at_a_proposal_are_a_rejection", function()

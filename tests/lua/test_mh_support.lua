@@ -9,7 +9,7 @@ local SEEDS = { 11, 12, 13 }
 
 local function check_means(model, exact, opts)
   for _, seed in ipairs(SEEDS) do
-    local o = { samples = 8000, warmup = 500, chains = 2, seed = seed }
+    local o = { method = "mh", samples = 8000, warmup = 500, chains = 2, seed = seed }
     for k, v in pairs(opts or {}) do o[k] = v end
     local s = plume.infer(model, nil, o):summary()
     for site, mean in pairs(exact) do

@@ -65,8 +65,12 @@ T.test("nuts_beta_bernoulli_on_unit_interval_matches_beta", function()
     local p = m:sample("p", D.beta(2, 2))
     for i, y in ipairs(data) do m:observe("y" .. i, D.bernoulli(p), y) end
   end)
-  local post = plume.infer(coin, flips, { method = "auto", samples = 2000, chains = 4, seed = 3 })
-  T.eq(post.method, "nuts", "auto picks NUTS for a static continuous model")
+  local post = plume.infer(coin, flips, { method = "nuts", samples = 2000, chains = 4, seed = 3 })
+  T.eq(post.method, "nuts", "method")
+  -- auto draws p from its conjugate beta conditional instead, and says so
+  local ga = plume.infer(coin, flips, { method = "auto", samples = 2000, chains = 2, seed = 3, quiet = true })
+  T.eq(ga.method, "gibbs", "auto picks exact Gibbs for a conjugate beta-bernoulli model")
+  mean_within(ga:summary().p, 9 / 14, "p (auto)")
   local s = post:summary().p
   mean_within(s, 9 / 14, "p")
   local sd = math.sqrt(9 * 5 / (14 ^ 2 * 15))
