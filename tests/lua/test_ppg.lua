@@ -93,6 +93,28 @@ T.test("ppg_removes_the_bias_of_paris_at_few_particles", function()
   T.ok(sg < sp, "ppg is also less variable: " .. msg)
 end)
 
+T.test("ppg_two_dimensional_state_matches_rts", function()
+  -- x = (level, slope), only the level observed; a list functional of both components
+  local m2 = plume.ssm{
+    dim = 2, params = { q = 0.3, r = 0.5 },
+    init  = function(p) return D.mvnormal({ 0, 0 }, { { 2.3, 0.9 }, { 0.9, 0.94 } }) end,   -- A A' + Q
+    trans = function(p, x, t) return D.mvnormal({ x[1] + x[2], 0.8 * x[2] }, { { p.q, 0.1 }, { 0.1, p.q } }) end,
+    obs   = function(p, x, t) return D.normal(x[1], p.r) end,
+  }
+  local k2 = plume.lgssm{ A = { { 1, 1 }, { 0, 0.8 } }, Q = { { 0.3, 0.1 }, { 0.1, 0.3 } }, C = { 1, 0 }, R = 0.25,
+                          m0 = { 0, 0 }, P0 = { { 1, 0 }, { 0, 1 } } }
+  local _, y2 = m2:simulate(30, { seed = 5 })
+  local sm = k2:smooth(y2)
+  local e = { 0, 0 }
+  for t = 1, 30 do e[1], e[2] = e[1] + sm[t][1], e[2] + sm[t][2] end
+  local res = plume.ppg(m2, y2, { particles = 32, iters = 400, burnin = 40, seed = 1,
+                                  functional = function(t, xp, x) return { x[1], x[2] } end })
+  for k = 1, 2 do
+    T.ok(math.abs(res.value[k] - e[k]) < 4 * res.mcse[k],
+         string.format("component %d: ppg %.4f, exact %.4f, mcse %.4f", k, res.value[k], e[k], res.mcse[k]))
+  end
+end)
+
 T.test("ppg_reproducible_and_thread_count_invariant", function()
   local _, y3 = lin:simulate(15, { seed = 6 })
   local o = { particles = 4096, iters = 3, burnin = 1, seed = 7, functional = { a = h.sx, b = h.cross } }
