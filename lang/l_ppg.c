@@ -99,6 +99,51 @@ static void push_trace(lua_State *L, const plm_ppg_result *r, int scalar, int na
     }
 }
 
+/* "PPG (8 particles, 2 backward draws, 50 iterations, burn-in 25): sxx = 189.06 (mcse 0.61), ..." */
+static int l_result_tostring(lua_State *L)
+{
+    int parts, n = 0, k;
+    luaL_Buffer b;
+    lua_settop(L, 1);
+    lua_newtable(L);   /* the pieces, joined at the end */
+    parts = 2;
+    lua_getfield(L, 1, "particles");
+    lua_getfield(L, 1, "backward_draws");
+    lua_getfield(L, 1, "iters");
+    lua_getfield(L, 1, "burnin");
+    lua_pushfstring(L, "PPG (%d particles, %d backward draws, %d iterations, burn-in %d):", (int)lua_tointeger(L, -4),
+                    (int)lua_tointeger(L, -3), (int)lua_tointeger(L, -2), (int)lua_tointeger(L, -1));
+    lua_rawseti(L, parts, ++n);
+    lua_settop(L, parts);
+    lua_getfield(L, 1, "value");   /* 3 */
+    lua_getfield(L, 1, "mcse");    /* 4 */
+    if (lua_type(L, 3) == LUA_TNUMBER) {
+        lua_pushfstring(L, " %f (mcse %f)", lua_tonumber(L, 3), lua_tonumber(L, 4));
+        lua_rawseti(L, parts, ++n);
+    } else if (lua_istable(L, 3) && lua_istable(L, 4)) {
+        lua_pushnil(L);
+        while (lua_next(L, 3)) {   /* key at -2, estimate at -1 */
+            lua_pushvalue(L, -2);
+            lua_gettable(L, 4);    /* its mcse */
+            if (lua_type(L, -3) == LUA_TSTRING)
+                lua_pushfstring(L, "%s %s = %f (mcse %f)", n > 1 ? "," : "", lua_tostring(L, -3), lua_tonumber(L, -2),
+                                lua_tonumber(L, -1));
+            else
+                lua_pushfstring(L, "%s [%d] = %f (mcse %f)", n > 1 ? "," : "", (int)lua_tointeger(L, -3),
+                                lua_tonumber(L, -2), lua_tonumber(L, -1));
+            lua_rawseti(L, parts, ++n);
+            lua_pop(L, 2);
+        }
+    }
+    luaL_buffinit(L, &b);
+    for (k = 1; k <= n; k++) {
+        lua_rawgeti(L, parts, k);
+        luaL_addvalue(&b);
+    }
+    luaL_pushresult(&b);
+    return 1;
+}
+
 static const char *const ppg_options[] = {"functional", "particles", "backward_draws", "iters", "burnin", "seed",
                                           "threads", "params", "rejection", "bound", "max_tries", "mh_steps", NULL};
 
@@ -265,6 +310,11 @@ static int l_ppg(lua_State *L)
     lua_pushinteger(L, (lua_Integer)r.stats.mh);
     lua_setfield(L, -2, "mh");
     lua_setfield(L, -2, "backward");
+    if (luaL_newmetatable(L, "plume.ppg_result")) {
+        lua_pushcfunction(L, l_result_tostring);
+        lua_setfield(L, -2, "__tostring");
+    }
+    lua_setmetatable(L, -2);
     plm_ppg_result_free(&r);
     return 1;
 }

@@ -134,6 +134,7 @@ T.test("ppg_reproducible_and_thread_count_invariant", function()
   T.eq(#d.trace, 2, "a listed functional's trace has one list per output")
   local e = plume.ppg(lin, y3, { particles = 50, iters = 5, seed = 10, functional = h.sx })
   T.ok(type(e.value) == "number" and e.value ~= c.value.a, "a scalar functional gives a number; another seed another value")
+  T.ok(tostring(e):find("PPG (50 particles, 2 backward draws, 5 iterations, burn-in 0):", 1, true), tostring(e))
 end)
 
 T.test("ppg_bad_input_errors", function()
