@@ -27,6 +27,8 @@ echo "== pf_sv: bootstrap particle filter on the sv ssm (plume.smc native) vs a 
 "$BUILD/bench/pf_sv" 5
 echo "== paris_online: on-line PaRIS, N = 1e3, 1e4, 1e5 with N~ = 2 (work per particle constant, memory O(N)) =="
 "$BUILD/plume" bench/paris_online.lua 1
+echo "== ppg_bias: PPG (8 particles) vs PaRIS at 8 particles and at the same particle-steps: bias, sd, RMSE, CPU =="
+"$BUILD/plume" bench/ppg_bias.lua 50
 echo "== sde_fhn: FitzHugh-Nagumo Euler-Maruyama (compiled from Lua) vs hand-written C+GSL =="
 "$BUILD/bench/sde_fhn" 5
 echo "== markov_mixture: two gridworld MDPs, spectral start vs random-start EM (label accuracy) =="

@@ -42,6 +42,7 @@
 #include "smooth.h"
 #include "pmcmc.h"
 #include "pgibbs.h"
+#include "ppg.h"
 #include "pmmh.h"
 #include "ssm_mle.h"
 

@@ -343,7 +343,7 @@ static plm_status eval_h(plm_ctx *ctx, const plm_ssm *m, const plm_prog *p, long
 ** Ntilde parents of every particle from the backward kernel and sets tau_i to the average of
 ** tau_parent + h_t(parent, x_t^i). It needs the particles and weights of t - 1 and t only, so it runs inside the
 ** filter (on-line, memory O(N)) or over a history. */
-typedef struct paris_st {
+typedef struct plm_paris_state {
     const plm_ssm *m;
     const plm_smooth_opts *o;
     plm_paris_fn hfn;
@@ -355,7 +355,7 @@ typedef struct paris_st {
     uint32_t *idx, *start;   /* NN: the backward draws; the filter's ancestors, where the MH fall-back starts */
     bwork w;
     plm_smooth_stats *stats;
-} paris_st;
+} paris_st;   /* plm_paris_state of smooth.h */
 
 static void paris_free(paris_st *P)
 {
@@ -497,6 +497,54 @@ plm_status plm_paris(plm_ctx *ctx, const plm_ssm *m, const plm_pf_result *h, con
     prog_h H;
     H.m = m, H.p = hprog, H.nthreads = o->nthreads;
     return plm_paris_fn_run(ctx, m, h, plm_prog_nout(hprog), prog_hfn, &H, o, out, stats);
+}
+
+/* ---- PaRIS a step at a time (smooth.h) ---- */
+
+plm_paris_state *plm_paris_begin(plm_ctx *ctx, const plm_ssm *m, size_t N, int K, plm_paris_fn hfn, void *hud,
+                                 const plm_smooth_opts *o, plm_smooth_stats *stats)
+{
+    paris_st *P = malloc(sizeof *P);
+    if (!P) {
+        plm_fail(ctx, PLM_ENOMEM, "smooth: out of memory");
+        return NULL;
+    }
+    if (paris_init(ctx, P, m, N, K, hfn, hud, o, stats)) {
+        paris_free(P);
+        free(P);
+        return NULL;
+    }
+    return P;
+}
+
+plm_status plm_paris_next(plm_ctx *ctx, plm_paris_state *P, long t, const double *xp, const double *lw,
+                          const double *x, const uint32_t *anc)
+{
+    return paris_step(ctx, P, t, xp, lw, x, NULL, anc);
+}
+
+const uint32_t *plm_paris_indices(const plm_paris_state *P)
+{
+    return P->idx;
+}
+
+void plm_paris_estimate(const plm_paris_state *P, const double *lw, double *out)
+{
+    paris_value(P, lw, out);
+}
+
+void plm_paris_end(plm_paris_state *P)
+{
+    if (!P) return;
+    paris_free(P);
+    free(P);
+}
+
+plm_status plm_paris_prog_fn(plm_ctx *ctx, void *ud, long t, size_t n, const double *xa, const double *xb,
+                             double **out)
+{
+    const plm_paris_prog *H = ud;
+    return eval_h(ctx, H->m, H->p, t, n, xa, xb, out, threads_for(n, H->nthreads));
 }
 
 /* The on-line run: the filter's hook drives the steps. */

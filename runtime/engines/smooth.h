@@ -67,4 +67,31 @@ plm_status plm_paris_online_fn(plm_ctx *ctx, const plm_ssm *m, long T, const dou
                                int K, plm_paris_fn hfn, void *hud, const plm_smooth_opts *o, double *out,
                                plm_smooth_stats *stats, plm_pf_result *res);
 
+/* PaRIS one step at a time, for a caller that runs its own forward pass (PPG runs it inside conditional SMC,
+** ppg.h). plm_paris_begin sets up N particles and K outputs (o is read at every step, so a caller may change
+** o->seed between passes: each step draws from the stream (o->seed, 2^41 + t)); NULL and ctx set on bad
+** options or no memory. plm_paris_next is the step to time t: x the particles of t (component-major, ld N),
+** xp and lw those of t - 1 and their normalised log weights, anc the parents' indices, where the MH fall-back
+** starts (each must be a draw from the backward kernel, as a filter's or ancestor sampling's parents are); all
+** three unused at t = 1. plm_paris_indices gives the step's N * Ntilde backward draws (those of particle i at
+** i * Ntilde + q), plm_paris_estimate out[j] = sum_i exp(lw_i) tau_ij for the weights of the current time. */
+typedef struct plm_paris_state plm_paris_state;
+plm_paris_state *plm_paris_begin(plm_ctx *ctx, const plm_ssm *m, size_t N, int K, plm_paris_fn hfn, void *hud,
+                                 const plm_smooth_opts *o, plm_smooth_stats *stats);
+plm_status plm_paris_next(plm_ctx *ctx, plm_paris_state *P, long t, const double *xp, const double *lw,
+                          const double *x, const uint32_t *anc);
+const uint32_t *plm_paris_indices(const plm_paris_state *P);
+void plm_paris_estimate(const plm_paris_state *P, const double *lw, double *out);
+void plm_paris_end(plm_paris_state *P);
+
+/* The plm_paris_fn of a compiled functional (X the previous state, Z the state): fill a plm_paris_prog and pass
+** plm_paris_prog_fn with it. */
+typedef struct plm_paris_prog {
+    const plm_ssm *m;
+    const plm_prog *p;
+    int nthreads;
+} plm_paris_prog;
+plm_status plm_paris_prog_fn(plm_ctx *ctx, void *ud, long t, size_t n, const double *xa, const double *xb,
+                             double **out);
+
 #endif
