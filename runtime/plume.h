@@ -33,6 +33,7 @@
 #include "twist.h"
 #include "resample.h"
 #include "bffg.h"
+#include "bffg_sir.h"
 #include "conformal.h"
 #include "markov_mix.h"
 #include "results.h"
