@@ -1,6 +1,7 @@
 /* bffg.h -- backward filtering, forward guiding (van der Meulen and Schauer, "Automatic Backward Filtering
 ** Forward Guiding for Markov processes and graphical models") on a forest of Markov kernels. Every node but a
-** root has one parent and is reached from it through a kernel; observed nodes are leaves. The backward filter
+** root has one parent and is reached from it through a kernel, or several parents that are roots (see
+** plm_bffg_add_multi); observed nodes are leaves. The backward filter
 ** carries each observation toward the roots as a message h(x) = p(observations below x | x), exact here:
 ** a rescaled vector for discrete states, log h(x) = c + F'x - x'Hx/2 for Gaussian ones; a node with several
 ** children fuses their messages. Forward guiding then draws every latent node from its kernel tilted by its
@@ -183,7 +184,8 @@ plm_status plm_bffg_backward(plm_ctx *ctx, const plm_bffg_model *m, const double
 ** message. It is log p(observations) exactly when no kernel has an auxiliary. */
 double plm_bffg_filter_loglik(const plm_bffg_filter *f);
 
-/* The fused message at latent node i (NULL for an observed node). */
+/* The fused message at latent node i (NULL for an observed node, and for a root joined to other roots by a node
+** with several parents: their message is one function on the joint space). */
 const plm_bffg_msg *plm_bffg_message(const plm_bffg_filter *f, int i);
 
 /* ---- Forward guiding ---------------------------------------------------------------------------------- */
