@@ -274,8 +274,7 @@ plm_status plm_bffg_add_multi(plm_ctx *ctx, plm_bffg_model *m, const char *name,
             rebuild_groups(&c2, m);
             return st;
         }
-    } else if (m->ngroups)
-        m->nodes[m->n - 1].group = -1;
+    }
     if (index) *index = m->n - 1;
     return PLM_OK;
 }

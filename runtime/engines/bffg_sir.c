@@ -125,7 +125,7 @@ static double rescale3(double *v)
 static plm_status sir_backward(plm_ctx *ctx, const plm_bffg_sir *m, sir_filter *f)
 {
     int N = m->N, T = m->T, t, i, s, maxdeg = 0;
-    size_t cells = (size_t)(T + 1) * N;
+    size_t cells = (size_t)(T + 1) * N, q;
     double *lambda = NULL;
     plm_status st;
     if ((st = check_model(ctx, m))) return st;
@@ -145,12 +145,13 @@ static plm_status sir_backward(plm_ctx *ctx, const plm_bffg_sir *m, sir_filter *
         if ((st = plm_bffg_sir_mean_field(ctx, m, lambda))) return st;
     }
     /* g into av (the emissions of each individual's observations at each time) */
-    for (i = 0; i < (int)(cells * 3); i++) f->av[i] = 1;
+    for (q = 0; q < cells * 3; q++) f->av[q] = 1;
     for (i = 0; i < m->nobs; i++)
         for (s = 0; s < 3; s++) f->av[((size_t)m->obs_t[i] * N + m->obs_i[i]) * 3 + s] *= m->emission[(size_t)s * m->M + m->obs_y[i]];
     f->logz0 = 0;
     for (i = 0; i < N; i++) {
         double *a, *u, z0;
+        if ((i & 255) == 0 && plm_interrupted()) return plm_fail(ctx, PLM_EINTR, "bffg_sir: interrupted");
         u = f->uv + ((size_t)T * N + i) * 3;
         u[0] = u[1] = u[2] = 1;
         f->cu[(size_t)T * N + i] = 0;

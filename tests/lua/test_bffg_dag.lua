@@ -170,3 +170,12 @@ T.test("dag: several parents -- what is not supported is an error naming the nod
   local names = g:nodes()
   T.eq(names[#names].parents[2], "b", "nodes() lists the parents")
 end)
+
+T.test("dag: several parents -- same seed, same draws on 1 and 3 threads", function()
+  for _, g in ipairs { gauss_dag(), disc_dag() } do
+    local a = plume.bffg(g, nil, { samples = 3000, seed = 5, threads = 1 })
+    local b = plume.bffg(g, nil, { samples = 3000, seed = 5, threads = 3 })
+    local xa, xb = a:draws("b"), b:draws("b")
+    for i = 1, #xa, 101 do T.eq(xa[i], xb[i], "draw " .. i) end
+  end
+end)
