@@ -366,7 +366,7 @@ static plm_status embed(plm_ctx *ctx, const plm_bffg_model *m, const group *g, p
     int *map = plm_gc_alloc_atomic((size_t)(g->discrete ? nsub : msg->dim) * sizeof *map + sizeof *map);
     if (!map) return plm_fail(ctx, PLM_ENOMEM, "bffg: out of memory");
     if (msg->gamma)
-        return plm_fail(ctx, PLM_EINVAL, "bffg: node '%s': a gamma-process message cannot reach roots joined by a node "
+        return plm_fail(ctx, PLM_EINVAL, "bffg: root '%s': a gamma-process message cannot reach roots joined by a node "
                                          "with several parents", m->nodes[sub[0]].name);
     joint->c += msg->c;
     if (g->discrete) {
@@ -384,10 +384,9 @@ static plm_status embed(plm_ctx *ctx, const plm_bffg_model *m, const group *g, p
             joint->c = -INFINITY;
         return PLM_OK;
     }
-    for (j = 0, a = 0; j < nsub; j++) {
-        const group *gg = g;
+    for (j = 0, a = 0; j < nsub; j++) {   /* stacked coordinate -> joint coordinate */
         int r = m->nodes[sub[j]].slot;
-        for (l = 0; l < gg->dim[r]; l++) map[a++] = gg->off[r] + l;
+        for (l = 0; l < g->dim[r]; l++) map[a++] = g->off[r] + l;
     }
     for (a = 0; a < msg->dim; a++) {
         joint->v[map[a]] += msg->v[a];
