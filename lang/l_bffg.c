@@ -140,6 +140,36 @@ static void add_node(lua_State *L, plm_bffg_model *m, const char *name, int pare
     if (plm_bffg_add(&ctx, m, name, parent, k, value, NULL)) plm_l_fail(L, &ctx);
 }
 
+/* The parents at idx: a name, or a list of names (several parents). Returns their number; *out points at
+** scratch memory pushed on the stack (or at `one`). */
+static int find_parents(lua_State *L, const plm_bffg_model *m, int idx, const char *fn, int *one, int **out)
+{
+    int n, j;
+    if (!lua_istable(L, idx)) {
+        *one = find_parent(L, m, idx, fn);
+        *out = one;
+        return 1;
+    }
+    idx = lua_absindex(L, idx);
+    n = (int)lua_rawlen(L, idx);
+    if (n < 1) luaL_error(L, "%s: the list of parents is empty", fn);
+    *out = plm_l_scratch(L, (size_t)n * sizeof **out);
+    for (j = 1; j <= n; j++) {
+        lua_rawgeti(L, idx, j);
+        (*out)[j - 1] = find_parent(L, m, -1, fn);
+        lua_pop(L, 1);
+    }
+    return n;
+}
+
+static void add_node_multi(lua_State *L, plm_bffg_model *m, const char *name, int np, const int *parents,
+                           const plm_bffg_kernel *k, const double *value)
+{
+    plm_ctx ctx;
+    plm_ctx_clear(&ctx);
+    if (plm_bffg_add_multi(&ctx, m, name, np, parents, k, value, NULL)) plm_l_fail(L, &ctx);
+}
+
 /* g:root(name, prior) -> g */
 static int l_dag_root(lua_State *L)
 {
@@ -151,31 +181,33 @@ static int l_dag_root(lua_State *L)
     return 1;
 }
 
-/* g:kernel(name, parent, kernel) -> g */
+/* g:kernel(name, parent or {parents}, kernel) -> g */
 static int l_dag_kernel(lua_State *L)
 {
     plm_bffg_model *m = check_dag(L, 1, "dag:kernel");
     const char *name = check_name(L, 2, "dag:kernel");
-    int parent = find_parent(L, m, 3, "dag:kernel");
-    add_node(L, m, name, parent, plm_l_checkmkernel(L, 4, "dag:kernel", "kernel"), NULL);
+    int one, *parents, np;
+    plm_bffg_kernel *k = plm_l_checkmkernel(L, 4, "dag:kernel", "kernel");
+    np = find_parents(L, m, 3, "dag:kernel", &one, &parents);
+    add_node_multi(L, m, name, np, parents, k, NULL);
     lua_settop(L, 1);
     return 1;
 }
 
-/* g:observe(name, parent, kernel, value) -> g */
+/* g:observe(name, parent or {parents}, kernel, value) -> g */
 static int l_dag_observe(lua_State *L)
 {
     plm_bffg_model *m = check_dag(L, 1, "dag:observe");
     const char *name = check_name(L, 2, "dag:observe");
-    int parent = find_parent(L, m, 3, "dag:observe");
     plm_bffg_kernel *k = plm_l_checkmkernel(L, 4, "dag:observe", "kernel");
+    int one, *parents, np = find_parents(L, m, 3, "dag:observe", &one, &parents);
     double x[64], *v = x;
     int dout;
     plm_bffg_kernel_info(k, NULL, NULL, NULL, &dout);
     if (dout > 64) v = plm_l_scratch(L, (size_t)dout * sizeof *v);
     if (lua_isnoneornil(L, 5)) return luaL_error(L, "dag:observe: node '%s' needs a value", name);
     read_value(L, 5, k, v, "dag:observe", name);
-    add_node(L, m, name, parent, k, v);
+    add_node_multi(L, m, name, np, parents, k, v);
     lua_settop(L, 1);
     return 1;
 }
@@ -265,6 +297,15 @@ static int l_dag_nodes(lua_State *L)
             plm_bffg_node(m, info.parent, &pinfo);
             lua_pushstring(L, pinfo.name);
             lua_setfield(L, -2, "parent");
+        }
+        if (info.nparents > 1) {
+            lua_createtable(L, info.nparents, 0);
+            for (int j = 0; j < info.nparents; j++) {
+                plm_bffg_node(m, info.parents[j], &pinfo);
+                lua_pushstring(L, pinfo.name);
+                lua_rawseti(L, -2, j + 1);
+            }
+            lua_setfield(L, -2, "parents");
         }
         lua_pushboolean(L, info.observed);
         lua_setfield(L, -2, "observed");

@@ -34,6 +34,7 @@
 #include "twistnet.h"
 #include "resample.h"
 #include "bffg.h"
+#include "bffg_sir.h"
 #include "conformal.h"
 #include "markov_mix.h"
 #include "results.h"
