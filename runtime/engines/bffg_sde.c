@@ -219,9 +219,10 @@ static plm_status sde_guide_new(plm_ctx *ctx, const plm_bffg_kernel *k, const pl
     size_t np = K->N + 1, d = (size_t)K->d;
     sde_guide *g = plm_gc_alloc(sizeof *g);
     plm_bffg_msg out = {0, K->d, 0, NULL, NULL, 0, 0, 0, 0};
-    if (!g || !(g->c = dalloc(np)) || !(g->F = dalloc(np * d)) || !(g->H = dalloc(np * d * d)) ||
-        !(out.v = dalloc(d)) || !(out.H = dalloc(d * d)))
-        return plm_fail(ctx, PLM_ENOMEM, "bffg: out of memory");
+    /* one allocation for the grid messages and the message at t0 (a parameter move of pCN makes a guide per
+    ** diffusion kernel: collector allocations of this size are not cheap) */
+    if (!g || !(g->c = dalloc(np * (1 + d + d * d) + d + d * d))) return plm_fail(ctx, PLM_ENOMEM, "bffg: out of memory");
+    g->F = g->c + np, g->H = g->F + np * d, out.v = g->H + np * d * d, out.H = out.v + d;
     *guide = g;
     return sde_backward(ctx, K, child, g, &out);
 }
@@ -377,7 +378,7 @@ static const plm_bffg_kernel_ops sde_ops = {"sde", sde_pullback, NULL, sde_guide
 /* The kernel of s with parameters params (np values) and options o. The linearisation reads the parameters
 ** through a shallow copy of s, so that s itself never changes (kernels for new parameters are made on threads). */
 static plm_status sde_make(plm_ctx *ctx, const plm_sde *s0, const double *params, const plm_bffg_sde_opts *o,
-                           plm_bffg_kernel **out)
+                           const sde_kernel *from, plm_bffg_kernel **out)
 {
     const char *fn = "markov_kernel.sde";
     plm_bffg_kernel *k;
@@ -411,9 +412,15 @@ static plm_status sde_make(plm_ctx *ctx, const plm_sde *s0, const double *params
     if ((st = plm_prog_check(ctx, s->drift_prog, in, 0)) || (st = plm_prog_check(ctx, s->diff_prog, in, 0))) return st;
     k = plm_gc_alloc(sizeof *k);
     K = plm_gc_alloc(sizeof *K);
-    if (!k || !K || !(K->params = dalloc((size_t)s->np)) || !(K->t = dalloc(N + 1)) || !(K->B = dalloc((size_t)d * d)) ||
-        !(K->beta = dalloc((size_t)d)) || !(K->a = dalloc((size_t)d * d)) || !(K->step = plm_gc_alloc(N * sizeof *K->step)))
+    /* a kernel remade at new parameters (from: the original, with the same options) shares its grid */
+    if (!k || !K || !(K->params = dalloc((size_t)s->np + (size_t)d * d * 2 + (size_t)d)) ||
+        !(K->t = from ? from->t : dalloc(N + 1)) || !(K->step = plm_gc_alloc(N * sizeof *K->step)))
         return plm_fail(ctx, PLM_ENOMEM, "%s: out of memory", fn);
+    K->B = K->params + s->np, K->a = K->B + (size_t)d * d, K->beta = K->a + (size_t)d * d;
+    nout = plm_prog_nout(s->diff_prog);
+    /* scratch: the linearisation (J, f, G) and one step's transition (Phi, mm, Q) */
+    if (!(J = dalloc((size_t)d * d * 2 + (size_t)d * 2 + (size_t)nout))) return plm_fail(ctx, PLM_ENOMEM, "%s: out of memory", fn);
+    f = J + (size_t)d * d, G = f + d, Phi = G + nout, mm = Phi + (size_t)d * d, Q = J;
     memcpy(K->params, s->params, (size_t)s->np * sizeof *K->params);
     K->s = s0, K->d = d, K->m = s->m, K->N = N;
     /* keep the options, with copies of what they point to */
@@ -438,12 +445,9 @@ static plm_status sde_make(plm_ctx *ctx, const plm_sde *s0, const double *params
     }
     K->diff_var = K->diff_t;
     for (i = 0; i < d; i++) K->diff_var |= plm_prog_uses(s->diff_prog, PLM_GRP_X, i);
-    nout = plm_prog_nout(s->diff_prog);
     K->diag = nout == d && s->m == d;   /* a vector of G_ii (a d x 1 matrix has m = 1) */
     /* the auxiliary: given parts, the rest from the linearisation at (at, t0) */
     if (o->at) {
-        J = dalloc((size_t)d * d), f = dalloc((size_t)d), G = dalloc((size_t)nout);
-        if (!J || !f || !G) return plm_fail(ctx, PLM_ENOMEM, "%s: out of memory", fn);
         for (i = 0; i < d; i++)
             if (!isfinite(o->at[i])) return plm_fail(ctx, PLM_EINVAL, "%s: at[%d] must be finite (got %g)", fn, i + 1, o->at[i]);
         if ((st = plm_sde_jacobian(ctx, s, o->t0, 1, o->at, 1, J)) || (st = plm_sde_drift(ctx, s, o->t0, 1, o->at, 1, f)) ||
@@ -478,16 +482,14 @@ static plm_status sde_make(plm_ctx *ctx, const plm_sde *s0, const double *params
     for (i = 0; i < d; i++)
         if (!isfinite(K->beta[i])) return plm_fail(ctx, PLM_EINVAL, "%s: the auxiliary's beta[%d] is not finite (%g)", fn, i + 1, K->beta[i]);
     /* the grid, and the auxiliary's exact transition over each step (steps of equal length share one) */
-    for (n = 0; n <= N; n++) {
+    for (n = 0; n <= N && !from; n++) {
         if (o->time_change) {
             double u = (double)n / (double)N;
             K->t[n] = o->t0 + span * u * (2 - u);
         } else
             K->t[n] = fmin(o->t0 + (double)n * o->dt, o->t1);
     }
-    K->t[N] = o->t1;
-    Phi = dalloc((size_t)d * d), mm = dalloc((size_t)d), Q = dalloc((size_t)d * d);
-    if (!Phi || !mm || !Q) return plm_fail(ctx, PLM_ENOMEM, "%s: out of memory", fn);
+    if (!from) K->t[N] = o->t1;
     for (n = 0; n < N; n++) {
         double h = K->t[n + 1] - K->t[n];
         plm_bffg_kernel *sk;
@@ -522,7 +524,7 @@ plm_status plm_bffg_kernel_sde(plm_ctx *ctx, const plm_sde *s, const plm_bffg_sd
 {
     plm_init();
     if (!s) return plm_fail(ctx, PLM_EINVAL, "markov_kernel.sde: missing sde");
-    return sde_make(ctx, s, s->params, o, out);
+    return sde_make(ctx, s, s->params, o, NULL, out);
 }
 
 const plm_sde *plm_bffg_kernel_sde_of(const plm_bffg_kernel *k)
@@ -535,5 +537,5 @@ plm_status plm_bffg_kernel_sde_with(plm_ctx *ctx, const plm_bffg_kernel *k, cons
     const sde_kernel *K;
     if (!plm_bffg_kernel_sde_of(k)) return plm_fail(ctx, PLM_EINVAL, "bffg: not a diffusion kernel");
     K = k->impl;
-    return sde_make(ctx, K->s, params, &K->o, out);
+    return sde_make(ctx, K->s, params, &K->o, K, out);
 }
