@@ -388,7 +388,8 @@ sde_path_d(const plm_bffg_kernel *k, const void *guide, const double *x0, const 
     int d = D ? D : K->d, m = M ? M : K->m, i, j, l, nsig = K->diag ? d : d * m, nn = K->diag ? d : m;
     double *x = work, *b = x + d, *sig = b + d, *a = sig + nsig, *da = a + (size_t)d * d, *r = da + (size_t)d * d;
     double *z = r + d, T[3], *bo[64], *so[64 * 64], intG = 0, lw;
-    plm_prog_ws wb, ws;
+    plm_prog_point wb;   /* the drift, at x into b, decoded once per path */
+    plm_prog_ws ws;
     plm_prog_in in[PLM_NGROUPS];
     size_t kk;
     memset(in, 0, sizeof in);
@@ -398,22 +399,21 @@ sde_path_d(const plm_bffg_kernel *k, const void *guide, const double *x0, const 
     in[PLM_GRP_X].ld = 1;
     for (i = 0; i < d; i++) bo[i] = b + i;
     for (i = 0; i < nsig; i++) so[i] = sig + i;
-    if (plm_prog_ws_init_block(NULL, &wb, s->drift_prog, 1)) return NAN;
-    if (plm_prog_ws_init_block(NULL, &ws, s->diff_prog, 1)) {
-        plm_prog_ws_free(&wb);
-        return NAN;
-    }
     memcpy(x, x0, (size_t)d * sizeof *x);
     lw = logh(g, 0, d, x);
     T[0] = K->t[0], T[1] = K->t[1] - K->t[0], T[2] = sqrt(T[1]);
-    plm_prog_uniforms(&wb, in);
+    if (plm_prog_point_init(NULL, &wb, s->drift_prog, in, bo, NULL)) return NAN;
+    if (plm_prog_ws_init_block(NULL, &ws, s->diff_prog, 1)) {
+        plm_prog_point_free(&wb);
+        return NAN;
+    }
     plm_prog_uniforms(&ws, in);
     for (kk = 0; kk < K->N; kk++) {
         const double *F = g->F + kk * d, *H = g->H + kk * (size_t)d * d;
         double dt = K->t[kk + 1] - K->t[kk], sdt = sqrt(dt), Gk = 0, tr = 0;
         T[0] = K->t[kk], T[1] = dt, T[2] = sdt;
-        if (K->drift_t) plm_prog_uniforms(&wb, in);
-        plm_prog_block(&wb, in, 0, 1, bo, NULL);
+        if (K->drift_t) plm_prog_uniforms(&wb.w, in);
+        plm_prog_point_run(&wb);
         if (K->diff_var || kk == 0) {
             if (K->diff_t) plm_prog_uniforms(&ws, in);
             plm_prog_block(&ws, in, 0, 1, so, NULL);
@@ -458,13 +458,13 @@ sde_path_d(const plm_bffg_kernel *k, const void *guide, const double *x0, const 
         }
         for (i = 0; i < d; i++)
             if (!isfinite(x[i] = z[m + i])) {
-                plm_prog_ws_free(&wb);
+                plm_prog_point_free(&wb);
                 plm_prog_ws_free(&ws);
                 for (j = 0; j < d; j++) y[j] = x0[j];
                 return NAN;
             }
     }
-    plm_prog_ws_free(&wb);
+    plm_prog_point_free(&wb);
     plm_prog_ws_free(&ws);
     memcpy(y, x, (size_t)d * sizeof *y);
     return lw - logh(g, K->N, d, x) + intG;
