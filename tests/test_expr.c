@@ -1,6 +1,7 @@
 /* test_expr.c -- the expression compiler: folding and sharing at construction, compiled values equal the
 ** scalar formulas for every op (varying and uniform paths), derivatives equal central differences, symbolic
-** distribution densities equal plm_dist_logpdf1, draws depend on particle streams only. */
+** distribution densities equal plm_dist_logpdf1, draws depend on particle streams only, evaluation at one point
+** equals the block evaluation. */
 #include "check.h"
 #include "lutil.h"
 #include "plume.h"
@@ -182,6 +183,44 @@ static void test_fused_multiply_add_and_select_equal_formula(void)
         double A = x0[i], B = x1[i];
         double ref = (A * B + 0.5) + (A * 0.5 + B) + (A < 0.5 ? A * A : B);
         CHECK_REL(out[i], ref, 1e-12);
+    }
+}
+
+/* One point at a time -- plm_prog_point (decoded addresses, for guided diffusion paths) and plm_prog_eval of n = 1
+** -- gives the block evaluation's values: bit for bit, except exp and log, whose block form is the vector one
+** (within 1 ulp). The program op(a, b) * p + a also takes a uniform input and a fused multiply-add. */
+static void test_point_evaluation_equals_block_evaluation(void)
+{
+    enum { N = 40 };
+    double x0[N], x1[N], blk[N], XB[2 * N], X[2], P[1] = {0.7}, one, two, *o1 = &one, *o2 = &two, *ob = blk;
+    size_t i, k, nu = sizeof unary_ops / sizeof *unary_ops, nb = sizeof binary_ops / sizeof *binary_ops;
+    random_inputs(x0, N, 5);
+    random_inputs(x1, N, 6);
+    memcpy(XB, x0, sizeof x0);
+    memcpy(XB + N, x1, sizeof x1);
+    for (k = 0; k < nu + nb; k++) {
+        int op = k < nu ? unary_ops[k] : binary_ops[k - nu], bad = 0;
+        plm_graph *g = plm_graph_new();
+        int a = plm_graph_input(g, PLM_GRP_X, 0), b = plm_graph_input(g, PLM_GRP_X, 1), p = plm_graph_input(g, PLM_GRP_P, 0);
+        int f = plm_graph_op(g, PLM_OP_ADD, plm_graph_op(g, PLM_OP_MUL, plm_graph_op(g, op, a, k < nu ? -1 : b, -1), p, -1), a, -1);
+        plm_prog *pr = NULL;
+        plm_prog_in in[PLM_NGROUPS] = {{0}}, in1[PLM_NGROUPS] = {{0}};
+        plm_prog_point pt;
+        in[PLM_GRP_X].p = XB, in[PLM_GRP_X].ld = N, in[PLM_GRP_P].p = P;
+        in1[PLM_GRP_X].p = X, in1[PLM_GRP_X].ld = 1, in1[PLM_GRP_P].p = P;
+        CHECK(plm_prog_compile(&ctx, g, 1, &f, 1u << PLM_GRP_X, &pr) == PLM_OK);
+        CHECK(plm_prog_eval(&ctx, pr, N, in, &ob, NULL, 1) == PLM_OK);
+        CHECK(plm_prog_point_init(&ctx, &pt, pr, in1, &o1, NULL) == PLM_OK);
+        for (i = 0; i < N; i++) {
+            X[0] = x0[i], X[1] = x1[i];
+            plm_prog_point_run(&pt);
+            if (plm_prog_eval(&ctx, pr, 1, in1, &o2, NULL, 1)) bad = 1;
+            if (op == PLM_OP_EXP || op == PLM_OP_LOG) bad |= !(fabs(one - blk[i]) <= 1e-15 * (1 + fabs(blk[i])) && one == two);
+            else bad |= !(one == blk[i] && two == blk[i]);
+        }
+        plm_prog_point_free(&pt);
+        if (bad) printf("  op %d: one point %.17g, n = 1 %.17g, block %.17g\n", op, one, two, blk[N - 1]);
+        CHECK(!bad);
     }
 }
 
@@ -392,6 +431,7 @@ int main(void)
     RUN(test_compiled_ops_equal_scalar_formulas);
     RUN(test_fused_multiply_add_and_select_equal_formula);
     RUN(test_vector_exp_and_log_keep_special_values);
+    RUN(test_point_evaluation_equals_block_evaluation);
     RUN(test_gradients_equal_central_differences);
     RUN(test_symbolic_logpdf_equals_dist_logpdf1);
     RUN(test_mvnormal_and_categorical_logpdf_equal_dist);

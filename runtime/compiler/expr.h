@@ -174,6 +174,23 @@ plm_status plm_prog_ws_init_block(plm_ctx *ctx, plm_prog_ws *w, const plm_prog *
 void plm_prog_ws_free(plm_prog_ws *w);
 void plm_prog_uniforms(plm_prog_ws *w, const plm_prog_in *in);
 void plm_prog_block(plm_prog_ws *w, const plm_prog_in *in, size_t first, size_t m, double *const *out, plm_rng *rng);
+/* Evaluation at one point, many times over with the same addresses (the drift of a guided diffusion path, once
+** per Euler step): plm_prog_point_init binds the varying inputs (read at in[g].p + idx * in[g].ld) and the outputs
+** (written at out[o][0]) and decodes the program into direct addresses; it runs the uniform part once (again with
+** plm_prog_uniforms(&pt->w, in) after a change of a uniform input). plm_prog_point_run evaluates the varying part:
+** the same operations as plm_prog_block with m = 1, bit for bit. rng: the stream of a program that draws (else
+** NULL). plm_prog_point_free releases it. No checks: call plm_prog_check once first. */
+typedef struct plm_prog_point {   /* fields are private to the evaluator */
+    plm_prog_ws w;
+    void *code;
+    int n;
+    const plm_prog_in *in;
+    plm_rng *rng;
+} plm_prog_point;
+plm_status plm_prog_point_init(plm_ctx *ctx, plm_prog_point *pt, const plm_prog *p, const plm_prog_in *in,
+                               double *const *out, plm_rng *rng);
+void plm_prog_point_run(plm_prog_point *pt);
+void plm_prog_point_free(plm_prog_point *pt);
 /* Does p read input idx of group grp? */
 int plm_prog_uses(const plm_prog *p, int grp, int idx);
 /* PLM_EINVAL when an input group the program reads is unbound in `in`, or it draws and with_rng is 0. */

@@ -349,6 +349,109 @@ __attribute__((optimize("O3"))) static void run(const plm_prog *p, const plm_ins
     }
 }
 
+/* run() for a block of one particle: the same operations on the same values (bit for bit), without the loops.
+** Guided diffusion paths evaluate their drift at one point per Euler step, where the loop set-up of the
+** vectorised block code costs more than the arithmetic. Draws and n-ary instructions go through run(). */
+static void run1(const plm_prog *p, const plm_ins *ins, int nins, double *const *R, size_t first, plm_rng *rng,
+                 const plm_prog_in *inb)
+{
+    for (int t = 0; t < nins; t++) {
+        const plm_ins *in = &ins[t];
+        int op = in->op;
+        double *D = R[in->d];
+        if (op == PLM_OP_NEG) D[0] = -R[in->a][0];
+        else if (op >= PLM_OP_EXP && op <= PLM_OP_INV) D[0] = plm_op_eval((plm_op)op, R[in->a][0], 0, 0);
+        else if (op >= PLM_OP_ADD && op <= PLM_OP_OR) {
+            double a = R[in->a][0], b = R[in->b][0];
+            switch (op) {
+            case PLM_OP_ADD: D[0] = a + b; break;
+            case PLM_OP_SUB: D[0] = a - b; break;
+            case PLM_OP_MUL: D[0] = a * b; break;
+            case PLM_OP_DIV: D[0] = a / b; break;
+            default: D[0] = plm_op_eval((plm_op)op, a, b, 0);
+            }
+        } else if (op == PLM_OP_FMA) D[0] = R[in->a][0] * R[in->b][0] + R[in->c][0];
+        else if (op == PLM_OP_SELECT) D[0] = R[in->a][0] != 0 ? R[in->b][0] : R[in->c][0];
+        else if (op == PLM_OP_CONST) D[0] = in->k;
+        else run(p, in, 1, R, 1, first, rng, inb);
+    }
+}
+
+/* A decoded instruction of plm_prog_point: op with its operands' addresses; ins for those run() evaluates.
+** PT_COPY stores an output. */
+typedef struct pt_ins {
+    int op;
+    double *d;
+    const double *a, *b, *c;
+    const plm_ins *ins;
+} pt_ins;
+#define PT_COPY (-1)
+
+plm_status plm_prog_point_init(plm_ctx *ctx, plm_prog_point *pt, const plm_prog *p, const plm_prog_in *in,
+                               double *const *out, plm_rng *rng)
+{
+    pt_ins *q;
+    int r, t, o;
+    plm_status st;
+    pt->code = NULL;
+    if ((st = plm_prog_ws_init_block(ctx, &pt->w, p, 1))) return st;
+    if (!(q = malloc(((size_t)p->nvins + (size_t)p->nout + 1) * sizeof *q))) {
+        plm_prog_ws_free(&pt->w);
+        return plm_fail(ctx, PLM_ENOMEM, "eval: out of memory");
+    }
+    pt->code = q, pt->in = in, pt->rng = rng;
+    for (r = 0; r < p->nvin; r++) {
+        const plm_prog_in *pi = &in[p->vin_grp[r]];
+        pt->w.R[p->nuni + r] = (double *)pi->p + (size_t)p->vin_idx[r] * pi->ld;
+    }
+    plm_prog_uniforms(&pt->w, in);
+    for (t = 0; t < p->nvins; t++) {
+        const plm_ins *in1 = &p->vins[t];
+        double *const *R = pt->w.R;
+        int op = in1->op;
+        q->op = op, q->ins = in1, q->d = R[in1->d], q->a = q->b = q->c = NULL;
+        if (op >= PLM_OP_NEG && op <= PLM_OP_INV) q->a = R[in1->a];
+        else if (op >= PLM_OP_ADD && op <= PLM_OP_OR) q->a = R[in1->a], q->b = R[in1->b];
+        else if (op == PLM_OP_SELECT || op == PLM_OP_FMA) q->a = R[in1->a], q->b = R[in1->b], q->c = R[in1->c];
+        else if (op != PLM_OP_CONST) q->op = PLM_OP_NOPS;   /* through run() */
+        q++;
+    }
+    for (o = 0; o < p->nout; o++, q++) {
+        q->op = PT_COPY, q->d = out[o], q->ins = NULL, q->b = q->c = NULL;
+        q->a = p->outuni[o] ? pt->w.u + p->outreg[o] : pt->w.R[p->outreg[o]];
+    }
+    pt->n = p->nvins + p->nout;
+    return PLM_OK;
+}
+
+void plm_prog_point_run(plm_prog_point *pt)
+{
+    const pt_ins *q = pt->code, *end = q + pt->n;
+    for (; q < end; q++) {
+        switch (q->op) {
+        case PT_COPY: *q->d = *q->a; break;
+        case PLM_OP_CONST: *q->d = q->ins->k; break;
+        case PLM_OP_NEG: *q->d = -*q->a; break;
+        case PLM_OP_ADD: *q->d = *q->a + *q->b; break;
+        case PLM_OP_SUB: *q->d = *q->a - *q->b; break;
+        case PLM_OP_MUL: *q->d = *q->a * *q->b; break;
+        case PLM_OP_DIV: *q->d = *q->a / *q->b; break;
+        case PLM_OP_FMA: *q->d = *q->a * *q->b + *q->c; break;
+        case PLM_OP_SELECT: *q->d = *q->a != 0 ? *q->b : *q->c; break;
+        case PLM_OP_NOPS: run(pt->w.p, q->ins, 1, pt->w.R, 1, 0, pt->rng, pt->in); break;
+        default:
+            *q->d = plm_op_eval((plm_op)q->op, *q->a, q->b ? *q->b : 0, 0);
+        }
+    }
+}
+
+void plm_prog_point_free(plm_prog_point *pt)
+{
+    plm_prog_ws_free(&pt->w);
+    free(pt->code);
+    pt->code = NULL;
+}
+
 plm_status plm_prog_ws_init(plm_ctx *ctx, plm_prog_ws *w, const plm_prog *p)
 {
     return plm_prog_ws_init_block(ctx, w, p, PLM_EXPR_BLOCK);
@@ -394,6 +497,11 @@ void plm_prog_block(plm_prog_ws *w, const plm_prog_in *in, size_t first, size_t 
     for (r = 0; r < p->nvin; r++) {
         const plm_prog_in *pi = &in[p->vin_grp[r]];
         R[p->nuni + r] = (double *)pi->p + (size_t)p->vin_idx[r] * pi->ld + first;
+    }
+    if (m == 1) {
+        run1(p, p->vins, p->nvins, R, first, rng, in);
+        for (o = 0; o < p->nout; o++) out[o][first] = p->outuni[o] ? w->u[p->outreg[o]] : R[p->outreg[o]][0];
+        return;
     }
     run(p, p->vins, p->nvins, R, m, first, rng, in);
     for (o = 0; o < p->nout; o++) {

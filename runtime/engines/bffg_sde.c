@@ -164,14 +164,136 @@ typedef struct sde_kernel {
     double *t;                        /* N + 1 grid times */
     double *B, *beta, *a;             /* the auxiliary */
     const plm_bffg_kernel **step;     /* N linear-Gaussian kernels: the auxiliary's transition over each step */
+    int two;                          /* d = 2 and every step's covariance has rank 2: step_back2 applies */
 } sde_kernel;
 
-/* The messages at the grid points: log h~(t_k, x) = c[k] + F[k]'x - x'H[k]x/2, k = 0..N. */
+/* The messages at the grid points: log h~(t_k, x) = c[k] + F[k]'x - x'H[k]x/2, k = 0..N. Only c[0] and c[N] are
+** read (the forward pass needs the normalising constant at the ends alone), and only they are kept. */
 typedef struct sde_guide {
-    double *c, *F, *H;
+    double c[2], *F, *H;   /* c[0] at t0, c[1] at t1 */
 } sde_guide;
 
 static double *dalloc(size_t n) { return plm_gc_alloc_atomic((n ? n : 1) * sizeof(double)); }
+
+#define ILL_CONDITIONED                                                                                        \
+    "bffg: a Gaussian message lost positive semi-definiteness (I + G'HG is not positive definite); the model is " \
+    "too ill-conditioned"
+
+/* One step of the backward filter for d = 2 through a linear-Gaussian step kernel of full rank: bffg_kernel.c's
+** lg_pullback with the same operations in the same order, for constant sizes and in place (this loop is most of
+** a parameter move of pCN). c receives everything but -log det R, the determinant of the Cholesky factor R of
+** I + G'HG, which is returned (>= 1 up to rounding; 0 when I + G'HG is not positive definite): the caller takes
+** one log of a product of many. */
+static inline double step_back2(const plm_bffg_kernel *k, double *c, double *F, double *H)
+{
+    const double *G = k->G, *B = k->B, *beta = k->beta;
+    double GtH[4], R[4], u[2], Ht[4], Ft[2], Hb[2], T[4], uu = 0, acc, det;
+    int a, b, i, j, l;
+    for (a = 0; a < 2; a++)
+        for (j = 0; j < 2; j++) {
+            acc = 0;
+            for (i = 0; i < 2; i++) acc += G[i * 2 + a] * H[i * 2 + j];
+            GtH[a * 2 + j] = acc;
+        }
+    for (a = 0; a < 2; a++)
+        for (b = 0; b <= a; b++) {
+            acc = 0;
+            for (j = 0; j < 2; j++) acc += GtH[a * 2 + j] * G[j * 2 + b];
+            R[a * 2 + b] = acc + (a == b);
+        }
+    /* R = chol(I + G'HG), lower */
+    if (!(R[0] > 0)) return 0;
+    R[0] = sqrt(R[0]);
+    R[2] = R[2] / R[0];
+    acc = R[3] - R[2] * R[2];
+    if (!(acc > 0)) return 0;
+    R[3] = sqrt(acc);
+    det = R[0] * R[3];
+    /* W = R^-1 G'H (in GtH), u = R^-1 G'F */
+    for (a = 0; a < 2; a++) {
+        acc = 0;
+        for (i = 0; i < 2; i++) acc += G[i * 2 + a] * F[i];
+        u[a] = acc;
+    }
+    for (j = 0; j < 2; j++) {
+        GtH[j] = GtH[j] / R[0];
+        GtH[2 + j] = (GtH[2 + j] - R[2] * GtH[j]) / R[3];
+    }
+    u[0] = u[0] / R[0];
+    u[1] = (u[1] - R[2] * u[0]) / R[3];
+    for (a = 0; a < 2; a++) uu += u[a] * u[a];
+    /* H~ = H - W'W, F~ = F - W'u */
+    for (i = 0; i < 2; i++) {
+        for (j = 0; j <= i; j++) {
+            acc = H[i * 2 + j];
+            for (a = 0; a < 2; a++) acc -= GtH[a * 2 + i] * GtH[a * 2 + j];
+            Ht[i * 2 + j] = Ht[j * 2 + i] = acc;
+        }
+        acc = F[i];
+        for (a = 0; a < 2; a++) acc -= GtH[a * 2 + i] * u[a];
+        Ft[i] = acc;
+    }
+    /* through mu = B x + beta */
+    for (i = 0; i < 2; i++) {
+        acc = 0;
+        for (j = 0; j < 2; j++) acc += Ht[i * 2 + j] * beta[j];
+        Hb[i] = acc;
+    }
+    acc = 0;
+    for (i = 0; i < 2; i++) acc += beta[i] * (Ft[i] - 0.5 * Hb[i]);
+    *c += 0.5 * uu + acc;
+    for (l = 0; l < 2; l++) {
+        acc = 0;
+        for (i = 0; i < 2; i++) acc += B[i * 2 + l] * (Ft[i] - Hb[i]);
+        F[l] = acc;
+    }
+    for (i = 0; i < 2; i++)
+        for (l = 0; l < 2; l++) {
+            acc = 0;
+            for (j = 0; j < 2; j++) acc += Ht[i * 2 + j] * B[j * 2 + l];
+            T[i * 2 + l] = acc;
+        }
+    for (l = 0; l < 2; l++)
+        for (a = 0; a <= l; a++) {
+            acc = 0;
+            for (i = 0; i < 2; i++) acc += B[i * 2 + l] * T[i * 2 + a];
+            H[l * 2 + a] = H[a * 2 + l] = acc;
+        }
+    return det;
+}
+
+/* sde_backward for K->two: the message stays in registers, each grid message is stored once, and the log
+** determinants are summed as one log per 2^600 or so of their product. */
+static plm_status sde_backward2(plm_ctx *ctx, const sde_kernel *K, const plm_bffg_msg *child, sde_guide *g,
+                                plm_bffg_msg *out)
+{
+    double c = child->c, F[2], H[4], prod = 1, logdet = 0;
+    size_t k;
+    memcpy(F, child->v, sizeof F);
+    memcpy(H, child->H, sizeof H);
+    if (g) g->c[1] = c;
+    for (k = K->N + 1; k-- > 0;) {
+        double det;
+        if (g) {
+            memcpy(g->F + 2 * k, F, sizeof F);
+            memcpy(g->H + 4 * k, H, sizeof H);
+        }
+        if (k == 0) break;
+        if ((k & 4095) == 0 && plm_interrupted()) return plm_fail(ctx, PLM_EINTR, "bffg: interrupted");
+        if (!(det = step_back2(K->step[k - 1], &c, F, H))) return plm_fail(ctx, PLM_EDOM, ILL_CONDITIONED);
+        prod *= det;
+        if (!(prod < 0x1p600 && prod > 0x1p-600)) {
+            logdet += log(prod);
+            prod = 1;
+        }
+    }
+    c -= logdet + log(prod);
+    if (g) g->c[0] = c;
+    out->c = c;
+    memcpy(out->v, F, sizeof F);
+    memcpy(out->H, H, sizeof H);
+    return PLM_OK;
+}
 
 /* Pull child back through the steps N-1..0; with g, keep every grid message. */
 static plm_status sde_backward(plm_ctx *ctx, const sde_kernel *K, const plm_bffg_msg *child, sde_guide *g,
@@ -183,6 +305,7 @@ static plm_status sde_backward(plm_ctx *ctx, const sde_kernel *K, const plm_bffg
     plm_status st;
     if (child->gamma)
         return plm_fail(ctx, PLM_EINVAL, "bffg: a gamma process's message cannot be carried back through a diffusion");
+    if (K->two) return sde_backward2(ctx, K, child, g, out);
     if (!(a.v = dalloc((size_t)d)) || !(a.H = dalloc(dd)) || !(b.v = dalloc((size_t)d)) || !(b.H = dalloc(dd)))
         return plm_fail(ctx, PLM_ENOMEM, "bffg: out of memory");
     a.c = child->c;
@@ -190,7 +313,8 @@ static plm_status sde_backward(plm_ctx *ctx, const sde_kernel *K, const plm_bffg
     memcpy(a.H, child->H, dd * sizeof *a.H);
     for (k = K->N + 1; k-- > 0;) {
         if (g) {
-            g->c[k] = cur->c;
+            if (k == K->N) g->c[1] = cur->c;
+            if (k == 0) g->c[0] = cur->c;
             memcpy(g->F + k * d, cur->v, (size_t)d * sizeof *cur->v);
             memcpy(g->H + k * dd, cur->H, dd * sizeof *cur->H);
         }
@@ -219,9 +343,10 @@ static plm_status sde_guide_new(plm_ctx *ctx, const plm_bffg_kernel *k, const pl
     size_t np = K->N + 1, d = (size_t)K->d;
     sde_guide *g = plm_gc_alloc(sizeof *g);
     plm_bffg_msg out = {0, K->d, 0, NULL, NULL, 0, 0, 0, 0};
-    if (!g || !(g->c = dalloc(np)) || !(g->F = dalloc(np * d)) || !(g->H = dalloc(np * d * d)) ||
-        !(out.v = dalloc(d)) || !(out.H = dalloc(d * d)))
-        return plm_fail(ctx, PLM_ENOMEM, "bffg: out of memory");
+    /* one allocation for the grid messages and the message at t0 (a parameter move of pCN makes a guide per
+    ** diffusion kernel: collector allocations of this size are not cheap) */
+    if (!g || !(g->F = dalloc(np * (d + d * d) + d + d * d))) return plm_fail(ctx, PLM_ENOMEM, "bffg: out of memory");
+    g->H = g->F + np * d, out.v = g->H + np * d * d, out.H = out.v + d;
     *guide = g;
     return sde_backward(ctx, K, child, g, &out);
 }
@@ -235,10 +360,11 @@ static void sde_guide_msg(const plm_bffg_kernel *k, const void *guide, plm_bffg_
     memcpy(out->H, g->H, d * d * sizeof *out->H);
 }
 
+/* log h~(t_k, x) at k = 0 or N (c[0] or c[1]). */
 static double logh(const sde_guide *g, size_t k, int d, const double *x)
 {
     const double *F = g->F + k * d, *H = g->H + k * (size_t)d * d;
-    double l = g->c[k];
+    double l = g->c[k != 0];
     for (int i = 0; i < d; i++) {
         double hx = 0;
         for (int j = 0; j < d; j++) hx += H[i * d + j] * x[j];
@@ -262,7 +388,8 @@ sde_path_d(const plm_bffg_kernel *k, const void *guide, const double *x0, const 
     int d = D ? D : K->d, m = M ? M : K->m, i, j, l, nsig = K->diag ? d : d * m, nn = K->diag ? d : m;
     double *x = work, *b = x + d, *sig = b + d, *a = sig + nsig, *da = a + (size_t)d * d, *r = da + (size_t)d * d;
     double *z = r + d, T[3], *bo[64], *so[64 * 64], intG = 0, lw;
-    plm_prog_ws wb, ws;
+    plm_prog_point wb;   /* the drift, at x into b, decoded once per path */
+    plm_prog_ws ws;
     plm_prog_in in[PLM_NGROUPS];
     size_t kk;
     memset(in, 0, sizeof in);
@@ -272,22 +399,21 @@ sde_path_d(const plm_bffg_kernel *k, const void *guide, const double *x0, const 
     in[PLM_GRP_X].ld = 1;
     for (i = 0; i < d; i++) bo[i] = b + i;
     for (i = 0; i < nsig; i++) so[i] = sig + i;
-    if (plm_prog_ws_init_block(NULL, &wb, s->drift_prog, 1)) return NAN;
-    if (plm_prog_ws_init_block(NULL, &ws, s->diff_prog, 1)) {
-        plm_prog_ws_free(&wb);
-        return NAN;
-    }
     memcpy(x, x0, (size_t)d * sizeof *x);
     lw = logh(g, 0, d, x);
     T[0] = K->t[0], T[1] = K->t[1] - K->t[0], T[2] = sqrt(T[1]);
-    plm_prog_uniforms(&wb, in);
+    if (plm_prog_point_init(NULL, &wb, s->drift_prog, in, bo, NULL)) return NAN;
+    if (plm_prog_ws_init_block(NULL, &ws, s->diff_prog, 1)) {
+        plm_prog_point_free(&wb);
+        return NAN;
+    }
     plm_prog_uniforms(&ws, in);
     for (kk = 0; kk < K->N; kk++) {
         const double *F = g->F + kk * d, *H = g->H + kk * (size_t)d * d;
         double dt = K->t[kk + 1] - K->t[kk], sdt = sqrt(dt), Gk = 0, tr = 0;
         T[0] = K->t[kk], T[1] = dt, T[2] = sdt;
-        if (K->drift_t) plm_prog_uniforms(&wb, in);
-        plm_prog_block(&wb, in, 0, 1, bo, NULL);
+        if (K->drift_t) plm_prog_uniforms(&wb.w, in);
+        plm_prog_point_run(&wb);
         if (K->diff_var || kk == 0) {
             if (K->diff_t) plm_prog_uniforms(&ws, in);
             plm_prog_block(&ws, in, 0, 1, so, NULL);
@@ -332,13 +458,13 @@ sde_path_d(const plm_bffg_kernel *k, const void *guide, const double *x0, const 
         }
         for (i = 0; i < d; i++)
             if (!isfinite(x[i] = z[m + i])) {
-                plm_prog_ws_free(&wb);
+                plm_prog_point_free(&wb);
                 plm_prog_ws_free(&ws);
                 for (j = 0; j < d; j++) y[j] = x0[j];
                 return NAN;
             }
     }
-    plm_prog_ws_free(&wb);
+    plm_prog_point_free(&wb);
     plm_prog_ws_free(&ws);
     memcpy(y, x, (size_t)d * sizeof *y);
     return lw - logh(g, K->N, d, x) + intG;
@@ -377,7 +503,7 @@ static const plm_bffg_kernel_ops sde_ops = {"sde", sde_pullback, NULL, sde_guide
 /* The kernel of s with parameters params (np values) and options o. The linearisation reads the parameters
 ** through a shallow copy of s, so that s itself never changes (kernels for new parameters are made on threads). */
 static plm_status sde_make(plm_ctx *ctx, const plm_sde *s0, const double *params, const plm_bffg_sde_opts *o,
-                           plm_bffg_kernel **out)
+                           const sde_kernel *from, plm_bffg_kernel **out)
 {
     const char *fn = "markov_kernel.sde";
     plm_bffg_kernel *k;
@@ -411,9 +537,15 @@ static plm_status sde_make(plm_ctx *ctx, const plm_sde *s0, const double *params
     if ((st = plm_prog_check(ctx, s->drift_prog, in, 0)) || (st = plm_prog_check(ctx, s->diff_prog, in, 0))) return st;
     k = plm_gc_alloc(sizeof *k);
     K = plm_gc_alloc(sizeof *K);
-    if (!k || !K || !(K->params = dalloc((size_t)s->np)) || !(K->t = dalloc(N + 1)) || !(K->B = dalloc((size_t)d * d)) ||
-        !(K->beta = dalloc((size_t)d)) || !(K->a = dalloc((size_t)d * d)) || !(K->step = plm_gc_alloc(N * sizeof *K->step)))
+    /* a kernel remade at new parameters (from: the original, with the same options) shares its grid */
+    if (!k || !K || !(K->params = dalloc((size_t)s->np + (size_t)d * d * 2 + (size_t)d)) ||
+        !(K->t = from ? from->t : dalloc(N + 1)) || !(K->step = plm_gc_alloc(N * sizeof *K->step)))
         return plm_fail(ctx, PLM_ENOMEM, "%s: out of memory", fn);
+    K->B = K->params + s->np, K->a = K->B + (size_t)d * d, K->beta = K->a + (size_t)d * d;
+    nout = plm_prog_nout(s->diff_prog);
+    /* scratch: the linearisation (J, f, G) and one step's transition (Phi, mm, Q) */
+    if (!(J = dalloc((size_t)d * d * 2 + (size_t)d * 2 + (size_t)nout))) return plm_fail(ctx, PLM_ENOMEM, "%s: out of memory", fn);
+    f = J + (size_t)d * d, G = f + d, Phi = G + nout, mm = Phi + (size_t)d * d, Q = J;
     memcpy(K->params, s->params, (size_t)s->np * sizeof *K->params);
     K->s = s0, K->d = d, K->m = s->m, K->N = N;
     /* keep the options, with copies of what they point to */
@@ -438,12 +570,9 @@ static plm_status sde_make(plm_ctx *ctx, const plm_sde *s0, const double *params
     }
     K->diff_var = K->diff_t;
     for (i = 0; i < d; i++) K->diff_var |= plm_prog_uses(s->diff_prog, PLM_GRP_X, i);
-    nout = plm_prog_nout(s->diff_prog);
     K->diag = nout == d && s->m == d;   /* a vector of G_ii (a d x 1 matrix has m = 1) */
     /* the auxiliary: given parts, the rest from the linearisation at (at, t0) */
     if (o->at) {
-        J = dalloc((size_t)d * d), f = dalloc((size_t)d), G = dalloc((size_t)nout);
-        if (!J || !f || !G) return plm_fail(ctx, PLM_ENOMEM, "%s: out of memory", fn);
         for (i = 0; i < d; i++)
             if (!isfinite(o->at[i])) return plm_fail(ctx, PLM_EINVAL, "%s: at[%d] must be finite (got %g)", fn, i + 1, o->at[i]);
         if ((st = plm_sde_jacobian(ctx, s, o->t0, 1, o->at, 1, J)) || (st = plm_sde_drift(ctx, s, o->t0, 1, o->at, 1, f)) ||
@@ -478,16 +607,14 @@ static plm_status sde_make(plm_ctx *ctx, const plm_sde *s0, const double *params
     for (i = 0; i < d; i++)
         if (!isfinite(K->beta[i])) return plm_fail(ctx, PLM_EINVAL, "%s: the auxiliary's beta[%d] is not finite (%g)", fn, i + 1, K->beta[i]);
     /* the grid, and the auxiliary's exact transition over each step (steps of equal length share one) */
-    for (n = 0; n <= N; n++) {
+    for (n = 0; n <= N && !from; n++) {
         if (o->time_change) {
             double u = (double)n / (double)N;
             K->t[n] = o->t0 + span * u * (2 - u);
         } else
             K->t[n] = fmin(o->t0 + (double)n * o->dt, o->t1);
     }
-    K->t[N] = o->t1;
-    Phi = dalloc((size_t)d * d), mm = dalloc((size_t)d), Q = dalloc((size_t)d * d);
-    if (!Phi || !mm || !Q) return plm_fail(ctx, PLM_ENOMEM, "%s: out of memory", fn);
+    if (!from) K->t[N] = o->t1;
     for (n = 0; n < N; n++) {
         double h = K->t[n + 1] - K->t[n];
         plm_bffg_kernel *sk;
@@ -508,6 +635,8 @@ static plm_status sde_make(plm_ctx *ctx, const plm_sde *s0, const double *params
         }
         K->step[n] = sk;
     }
+    K->two = d == 2;
+    for (n = 0; n < N && K->two; n++) K->two = K->step[n]->r == 2 && !K->step[n]->aux && !K->step[n]->mean;
     k->ops = &sde_ops;
     k->din = k->dout = d;
     k->impl = K;
@@ -522,7 +651,7 @@ plm_status plm_bffg_kernel_sde(plm_ctx *ctx, const plm_sde *s, const plm_bffg_sd
 {
     plm_init();
     if (!s) return plm_fail(ctx, PLM_EINVAL, "markov_kernel.sde: missing sde");
-    return sde_make(ctx, s, s->params, o, out);
+    return sde_make(ctx, s, s->params, o, NULL, out);
 }
 
 const plm_sde *plm_bffg_kernel_sde_of(const plm_bffg_kernel *k)
@@ -535,5 +664,5 @@ plm_status plm_bffg_kernel_sde_with(plm_ctx *ctx, const plm_bffg_kernel *k, cons
     const sde_kernel *K;
     if (!plm_bffg_kernel_sde_of(k)) return plm_fail(ctx, PLM_EINVAL, "bffg: not a diffusion kernel");
     K = k->impl;
-    return sde_make(ctx, K->s, params, &K->o, out);
+    return sde_make(ctx, K->s, params, &K->o, K, out);
 }
