@@ -192,7 +192,7 @@ static void test_gamma_precision_poisson_exponential_conditional_is_closed_form(
     p[0] = k_(&b, 2), p[1] = k_(&b, 1.5);
     tau = latent(&b, "tau", PLM_DIST_GAMMA, 2, p, 0);
     for (i = 0; i < 3; i++) {   /* sd written three ways: 1/sqrt(tau), tau^-0.5, 2/sqrt(tau) */
-        char name[8];
+        char name[32];
         snprintf(name, sizeof name, "y%d", i + 1);
         p[0] = k_(&b, 0.5 * i);
         p[1] = i == 0 ? plm_graph_op(b.g, PLM_OP_DIV, k_(&b, 1), plm_graph_op(b.g, PLM_OP_SQRT, tau, -1, -1), -1)
@@ -217,7 +217,7 @@ static void test_inverse_gamma_variance_conditional_is_closed_form(void)
     p[0] = k_(&b, 3), p[1] = k_(&b, 2);
     v = latent(&b, "v", PLM_DIST_INV_GAMMA, 2, p, 0);
     for (i = 0; i < 3; i++) {
-        char name[8];
+        char name[32];
         snprintf(name, sizeof name, "y%d", i + 1);
         p[0] = k_(&b, 0.3), p[1] = plm_graph_op(b.g, PLM_OP_MUL, k_(&b, 1 + i), plm_graph_op(b.g, PLM_OP_SQRT, v, -1, -1), -1);
         observe(&b, name, PLM_DIST_NORMAL, 2, p, ys[i]);
@@ -284,7 +284,7 @@ static void test_block_larger_than_the_cap_is_refused(void)
     plm_kernel *k;
     for (i = 0; i < 4; i++) p[i] = k_(&b, 0.25);
     for (i = 0; i < 9; i++) {
-        char name[8];
+        char name[32];
         snprintf(name, sizeof name, "c%d", i + 1);
         latent(&b, name, PLM_DIST_CATEGORICAL, 4, p, 4);
         sites[i] = i;
@@ -417,7 +417,7 @@ static void test_carried_log_density_equals_the_model_conjugate(void)
     p[0] = k_(&b, 3), p[1] = k_(&b, 2);
     v = latent(&b, "v", PLM_DIST_INV_GAMMA, 2, p, 0);
     for (j = 0; j < 3; j++) {
-        char name[16];
+        char name[32];
         int th;
         snprintf(name, sizeof name, "theta%d", j + 1);
         p[0] = mu, p[1] = plm_graph_op(b.g, PLM_OP_INV, plm_graph_op(b.g, PLM_OP_SQRT, tau, -1, -1), -1, -1);

@@ -423,7 +423,7 @@ static plm_gmodel *ess_model(const double *y, double tau, int *ess_site, plm_tar
     plm_ctx ctx;
     int pm[2], pt[2], py[2], vm, vt, i, yc;
     plm_symdist dm = {PLM_DIST_NORMAL, 0, 2, pm}, dt = {PLM_DIST_NORMAL, 0, 2, pt}, dy = {PLM_DIST_NORMAL, 0, 2, py};
-    char name[8];
+    char name[32];
     if (plm_gmodel_new(&ctx, g, &m)) return NULL;
     pm[0] = plm_graph_const(g, 0), pm[1] = plm_graph_const(g, 1);
     if (plm_gmodel_latent(&ctx, m, "m", &dm, &vm)) return NULL;
