@@ -79,13 +79,39 @@ plm_csmc *plm_csmc_new(const plm_ssm *m, long T, size_t N)
 }
 
 /* The index drawn from normalised weights W (n of them) by the uniform u. */
-static size_t draw_index(const double *W, size_t n, double u)
+size_t plm_csmc_draw_index(const double *W, size_t n, double u)
 {
     double acc = 0;
     size_t i;
     for (i = 0; i < n - 1; i++)
         if ((acc += W[i]) > u) break;
     return i;
+}
+
+#define draw_index plm_csmc_draw_index
+
+plm_status plm_csmc_ancestor(plm_ctx *ctx, const plm_ssm *m, long t, const double *xp, const double *lw,
+                             const double *xr, size_t N, double *xrep, double *la, plm_rng *r, int nthreads,
+                             const char *who, uint32_t *out)
+{
+    double mx = -INFINITY, s = 0;
+    int k, dim = m->dim;
+    size_t i;
+    plm_status st;
+    for (k = 0; k < dim; k++)
+        for (i = 0; i < N; i++) xrep[k * N + i] = xr[k];
+    if ((st = plm_ssm_trans_logpdf(ctx, m, t, N, xp, xrep, N, la, nthreads))) return st;
+    for (i = 0; i < N; i++) {
+        la[i] += lw[i];
+        if (la[i] > mx) mx = la[i];
+    }
+    if (!(mx > -INFINITY) || mx == INFINITY)
+        return plm_fail(ctx, PLM_EDOM, "%s: the reference state at t = %ld has no possible parent at t = %ld (ancestor "
+                        "log weights up to %g)", who, t, t - 1, mx);
+    for (i = 0; i < N; i++) s += (la[i] = exp(la[i] - mx));
+    for (i = 0; i < N; i++) la[i] /= s;
+    *out = (uint32_t)draw_index(la, N, plm_rng_uniform(r));
+    return PLM_OK;
 }
 
 static plm_status weight_error(plm_ctx *ctx, double A, long t)
@@ -133,20 +159,8 @@ plm_status plm_csmc_sweep(plm_ctx *ctx, plm_csmc *w, const plm_ssm *m, const dou
                          : plm_ssm_step(ctx, m, t, nf, w->xo, y, x, N, w->inc, w->rng, nth);
             if (st) return st;
             if (ref && ancestor_sampling) {
-                double mx = -INFINITY, s = 0;
-                for (k = 0; k < dim; k++)
-                    for (i = 0; i < N; i++) w->xrep[k * N + i] = xr[k];
-                if ((st = plm_ssm_trans_logpdf(ctx, m, t, N, xp, w->xrep, N, w->la, nth))) return st;
-                for (i = 0; i < N; i++) {
-                    w->la[i] += w->lw[i];
-                    if (w->la[i] > mx) mx = w->la[i];
-                }
-                if (!(mx > -INFINITY) || mx == INFINITY)
-                    return plm_fail(ctx, PLM_EDOM, "csmc: the reference state at t = %ld has no possible parent at "
-                                    "t = %ld (ancestor log weights up to %g)", t, t - 1, mx);
-                for (i = 0; i < N; i++) s += (w->la[i] = exp(w->la[i] - mx));
-                for (i = 0; i < N; i++) w->la[i] /= s;
-                anc[N - 1] = (uint32_t)draw_index(w->la, N, plm_rng_uniform(&rr));
+                if ((st = plm_csmc_ancestor(ctx, m, t, xp, w->lw, xr, N, w->xrep, w->la, &rr, nth, "csmc", &anc[N - 1])))
+                    return st;
             } else if (ref)
                 anc[N - 1] = (uint32_t)(N - 1);
         }

@@ -59,4 +59,15 @@ void plm_pgibbs_opts_default(plm_pgibbs_opts *o);
 plm_status plm_pgibbs_run(plm_ctx *ctx, const plm_ssm *m, long T, const double *ys, const plm_ssm_prior *P,
                           const plm_pgibbs_opts *o, plm_results *R);
 
+/* For samplers built on conditional SMC (pgibbs, ppg). The index of a particle drawn from the normalised
+** weights W[0..n-1] with the uniform u. */
+size_t plm_csmc_draw_index(const double *W, size_t n, double u);
+/* Ancestor sampling (Lindsten, Jordan and Schon): the parent at t - 1 of the reference state xr (dim doubles)
+** at time t, drawn with probability proportional to W_{t-1}^j p(xr | x_{t-1}^j). xp holds the N particles of
+** t - 1 (component-major, stride N), lw their log weights; xrep (dim * N) and la (N) are scratch. who names the
+** engine in errors: PLM_EDOM when no particle can be the parent. */
+plm_status plm_csmc_ancestor(plm_ctx *ctx, const plm_ssm *m, long t, const double *xp, const double *lw,
+                             const double *xr, size_t N, double *xrep, double *la, plm_rng *r, int nthreads,
+                             const char *who, uint32_t *out);
+
 #endif

@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "par.h"
+#include "pgibbs.h"
 #include "resample.h"
 
 void plm_ppg_opts_default(plm_ppg_opts *o)
@@ -90,14 +91,7 @@ static int ws_init(ppg_ws *w, const plm_ssm *m, long T, size_t N, size_t Nt)
 }
 
 /* The index drawn from normalised weights W (n of them) by the uniform u. */
-static size_t draw_index(const double *W, size_t n, double u)
-{
-    double acc = 0;
-    size_t i;
-    for (i = 0; i < n - 1; i++)
-        if ((acc += W[i]) > u) break;
-    return i;
-}
+#define draw_index plm_csmc_draw_index
 
 /* One sweep with seed s: conditional on path when ref is 1 (an ordinary bootstrap filter when 0), PaRIS inside;
 ** est receives the sweep's K estimates and path the next reference. */
@@ -135,22 +129,9 @@ static plm_status sweep(plm_ctx *ctx, ppg_ws *w, const plm_ssm *m, const double 
             st = missing ? plm_ssm_trans_sample(ctx, m, t, nf, w->xo, x, N, w->rng, nth)
                          : plm_ssm_step(ctx, m, t, nf, w->xo, y, x, N, w->inc, w->rng, nth);
             if (st) return st;
-            if (ref) {   /* ancestor sampling: the reference's parent from W_{t-1}^j p(x*_t | x_{t-1}^j) */
-                double mx = -INFINITY, sum = 0;
-                for (k = 0; k < dim; k++)
-                    for (i = 0; i < N; i++) w->xrep[k * N + i] = xr[k];
-                if ((st = plm_ssm_trans_logpdf(ctx, m, t, N, xp, w->xrep, N, w->la, nth))) return st;
-                for (i = 0; i < N; i++) {
-                    w->la[i] += w->lw[i];
-                    if (w->la[i] > mx) mx = w->la[i];
-                }
-                if (!(mx > -INFINITY) || mx == INFINITY)
-                    return plm_fail(ctx, PLM_EDOM, "ppg: the reference state at t = %ld has no possible parent at "
-                                    "t = %ld (ancestor log weights up to %g)", t, t - 1, mx);
-                for (i = 0; i < N; i++) sum += (w->la[i] = exp(w->la[i] - mx));
-                for (i = 0; i < N; i++) w->la[i] /= sum;
-                w->anc[N - 1] = (uint32_t)draw_index(w->la, N, plm_rng_uniform(&rr));
-            }
+            if (ref &&   /* ancestor sampling: the reference's parent from W_{t-1}^j p(x*_t | x_{t-1}^j) */
+                (st = plm_csmc_ancestor(ctx, m, t, xp, w->lw, xr, N, w->xrep, w->la, &rr, nth, "ppg", &w->anc[N - 1])))
+                return st;
         }
         if (ref) {
             for (k = 0; k < dim; k++) x[k * N + N - 1] = xr[k];
