@@ -35,7 +35,10 @@ typedef struct evaluator {
     size_t i;
     plm_rng *rng;
     int err;                /* 1 after out of memory */
+    double *out;            /* the outputs over all draws (what evaluate returns) */
 } evaluator;
+
+#define PLM_L_EVALUATOR "plume.evaluator"
 
 static int ev_error(lua_State *L, const char *fmt, ...)
 {
@@ -283,11 +286,30 @@ static int ev_hook(lua_State *L, plm_l_exec *ex, plm_l_method which)
 
 static const plm_l_hooks ev_hooks = {"evaluate", NULL, NULL, ev_hook};
 
+/* Free what e holds; e can be freed again (its __gc runs after an explicit free). */
 static void ev_free(evaluator *e)
 {
     int k;
     for (k = 0; k < e->nout; k++) free(e->names[k]);
-    free(e->names), free(e->node), free(e->val), free(e->xcol);
+    free(e->names), free(e->node), free(e->val), free(e->xcol), free(e->out);
+    e->names = NULL, e->node = NULL, e->val = NULL, e->xcol = NULL, e->out = NULL;
+    e->nout = e->ocap = e->nx = e->xcap = 0;
+}
+
+static int ev_gc(lua_State *L)
+{
+    ev_free(lua_touserdata(L, 1));
+    return 0;
+}
+
+/* A new evaluator, pushed as a userdata whose __gc frees its buffers: a Lua error met while evaluating (the
+** program's own, or a bad option) leaks nothing. */
+static evaluator *ev_new(lua_State *L)
+{
+    evaluator *e = lua_newuserdatauv(L, sizeof *e, 0);
+    memset(e, 0, sizeof *e);
+    luaL_setmetatable(L, PLM_L_EVALUATOR);
+    return e;
 }
 
 static int traced_call(lua_State *L)
@@ -313,8 +335,8 @@ static int run_once(lua_State *L, const plm_l_program *pg, evaluator *e, int tra
 }
 
 /* Evaluate the model at index 2 with data at 3 over every draw of D: out (nout x S, output-major) of the
-** outputs named in e->names. Symbolic first; a program that cannot be traced is run per draw. The caller
-** frees out and e. *numeric_run says which happened. */
+** outputs named in e->names. Symbolic first; a program that cannot be traced is run per draw. out belongs to
+** e (ev_free, or e's __gc after an error). *numeric_run says which happened. */
 static double *evaluate(lua_State *L, const char *fn, const plm_draws *D, ev_what what, unsigned long long seed,
                         int threads, evaluator *e, int *numeric_run)
 {
@@ -349,7 +371,7 @@ static double *evaluate(lua_State *L, const char *fn, const plm_draws *D, ev_wha
         if (!e->nout) return NULL;
         X = plm_l_scratch(L, ((size_t)e->nx * S + 1) * sizeof *X);
         o = plm_l_scratch(L, (size_t)e->nout * sizeof *o);
-        if (!(out = malloc((size_t)e->nout * S * sizeof *out))) luaL_error(L, "plume: out of memory");
+        if (!(e->out = out = malloc((size_t)e->nout * S * sizeof *out))) luaL_error(L, "plume: out of memory");
         for (k = 0; k < e->nx; k++)
             for (c = 0, off = 0; c < nch; c++) {
                 size_t n = plm_draws_len(D, c);
@@ -366,7 +388,6 @@ static double *evaluate(lua_State *L, const char *fn, const plm_draws *D, ev_wha
         }
         if (plm_prog_compile(&ctx, e->g, e->nout, e->node, 1u << PLM_GRP_X, &p) ||
             plm_prog_eval(&ctx, p, S, in, o, rng, threads)) {
-            free(out);
             plm_l_fail_in(L, &ctx, fn);
         }
         return out;
@@ -385,11 +406,9 @@ static double *evaluate(lua_State *L, const char *fn, const plm_draws *D, ev_wha
             plm_rng_init(e->rng, seed, off);
             for (k = 0; k < e->nout; k++) e->val[k] = NAN;
             if (run_once(L, &pg, e, 0) != LUA_OK) {
-                free(out);
                 lua_error(L);
             }
             if (plm_interrupted()) {
-                free(out);
                 plm_interrupt_clear();
                 luaL_error(L, "%s: interrupted", fn);
             }
@@ -398,11 +417,10 @@ static double *evaluate(lua_State *L, const char *fn, const plm_draws *D, ev_wha
                 double *n2 = realloc(out, (size_t)e->ocap * S * sizeof *n2);
                 size_t q;
                 if (!n2) {
-                    free(out);
-                    luaL_error(L, "plume: out of memory");
+                        luaL_error(L, "plume: out of memory");
                 }
                 for (q = (size_t)outcap * S; q < (size_t)e->ocap * S; q++) n2[q] = NAN;
-                out = n2;
+                e->out = out = n2;
                 outcap = e->ocap;
             }
             for (k = 0; k < e->nout; k++) out[(size_t)k * S + off] = e->val[k];
@@ -483,7 +501,7 @@ static int l_predict(lua_State *L)
 {
     static const char *const predict_opts[] = {"seed", "threads", NULL};
     const char *fn = "post:predict";
-    evaluator e;
+    evaluator *e;
     double *out;
     int numeric_run, threads, opts;
     unsigned long long seed;
@@ -496,14 +514,14 @@ static int l_predict(lua_State *L)
     threads = plm_l_threads(L, opts, fn);
     lua_settop(L, 3);
     D = post_args(L, fn);
-    out = evaluate(L, fn, D, EV_PREDICT, seed, threads, &e, &numeric_run);
-    if (!e.nout) {
-        ev_free(&e);
+    e = ev_new(L);
+    out = evaluate(L, fn, D, EV_PREDICT, seed, threads, e, &numeric_run);
+    if (!e->nout) {
+        ev_free(e);
         return luaL_error(L, "%s: the model has no observed or deterministic site to predict", fn);
     }
-    push_outputs(L, fn, D, &e, out);
-    free(out);
-    ev_free(&e);
+    push_outputs(L, fn, D, e, out);
+    ev_free(e);
     as_posterior(L, D, "predict", numeric_run);
     return 1;
 }
@@ -513,18 +531,18 @@ static int l_predict(lua_State *L)
 static int l_log_lik(lua_State *L)
 {
     const char *fn = "post:log_lik";
-    evaluator e;
+    evaluator *e;
     double *out;
     int numeric_run;
     plm_draws *D = post_args(L, fn);
-    out = evaluate(L, fn, D, EV_LOGLIK, 0, 1, &e, &numeric_run);
-    if (!e.nout) {
-        ev_free(&e);
+    e = ev_new(L);
+    out = evaluate(L, fn, D, EV_LOGLIK, 0, 1, e, &numeric_run);
+    if (!e->nout) {
+        ev_free(e);
         return luaL_error(L, "%s: the model has no observed site", fn);
     }
-    push_outputs(L, fn, D, &e, out);
-    free(out);
-    ev_free(&e);
+    push_outputs(L, fn, D, e, out);
+    ev_free(e);
     as_posterior(L, D, "log_lik", numeric_run);
     return 1;
 }
@@ -545,7 +563,7 @@ static void setint(lua_State *L, const char *k, size_t v)
 static int l_loo(lua_State *L)
 {
     const char *fn = "plume.loo";
-    evaluator e;
+    evaluator *e;
     double *out;
     int numeric_run, k, nch;
     size_t S = 0, N;
@@ -553,37 +571,37 @@ static int l_loo(lua_State *L)
     plm_loo_totals tot;
     plm_ctx ctx;
     plm_draws *D = post_args(L, fn);
-    out = evaluate(L, fn, D, EV_LOGLIK, 0, 1, &e, &numeric_run);
+    e = ev_new(L);
+    out = evaluate(L, fn, D, EV_LOGLIK, 0, 1, e, &numeric_run);
     nch = plm_draws_nchains(D);
     for (k = 0; k < nch; k++) {
         if (plm_draws_len(D, k) != plm_draws_len(D, 0)) {
-            free(out), ev_free(&e);
+            ev_free(e);
             return luaL_error(L, "%s: the chains have different lengths", fn);
         }
         S += plm_draws_len(D, k);
     }
-    N = (size_t)e.nout;
+    N = (size_t)e->nout;
     if (!N) {
-        ev_free(&e);
+        ev_free(e);
         return luaL_error(L, "%s: the model has no observed site: nothing to cross-validate", fn);
     }
-    for (k = 0; k < e.nout; k++) {
+    for (k = 0; k < e->nout; k++) {
         size_t s;
         for (s = 0; s < S; s++)
             if (isnan(out[(size_t)k * S + s])) {
                 lua_pushfstring(L, "%s: observation '%s' has no log-likelihood under draw %d (a site absent from some "
-                                   "runs, or a NaN density)", fn, e.names[k], (int)s + 1);
-                free(out), ev_free(&e);
+                                   "runs, or a NaN density)", fn, e->names[k], (int)s + 1);
+                ev_free(e);
                 return lua_error(L);
             }
     }
     pts = plm_l_scratch(L, N * sizeof *pts);
     plm_ctx_clear(&ctx);
     if (plm_loo(&ctx, out, N, nch, S / (size_t)nch, pts, &tot)) {
-        free(out), ev_free(&e);
+        ev_free(e);
         return plm_l_fail_in(L, &ctx, fn);
     }
-    free(out);
     lua_createtable(L, 0, 24);
     setnum(L, "elpd_loo", tot.elpd_loo);
     setnum(L, "se", tot.se_elpd_loo);
@@ -622,14 +640,14 @@ static int l_loo(lua_State *L)
             for (i = 0; i < N; i++) {
                 const plm_loo_point *p = &pts[i];
                 double v[] = {0, p->k, p->elpd_loo, p->p_loo, p->lpd, p->elpd_waic, p->p_waic, p->r_eff};
-                if (c == 0) lua_pushstring(L, e.names[i]);
+                if (c == 0) lua_pushstring(L, e->names[i]);
                 else lua_pushnumber(L, v[c]);
                 lua_rawseti(L, -2, (lua_Integer)i + 1);
             }
             lua_setfield(L, -2, cols[c]);
         }
     }
-    ev_free(&e);
+    ev_free(e);
     luaL_setmetatable(L, "plume.loo");
     return 1;
 }
@@ -674,6 +692,10 @@ static int l_loo_tostring(lua_State *L)
 
 void plm_l_open_loo(lua_State *L)
 {
+    luaL_newmetatable(L, PLM_L_EVALUATOR);
+    lua_pushcfunction(L, ev_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_pop(L, 1);
     luaL_newmetatable(L, "plume.loo");
     lua_pushcfunction(L, l_loo_tostring);
     lua_setfield(L, -2, "__tostring");
