@@ -6,25 +6,8 @@
 -- second and the error of log Z-hat.
 -- usage: build/plume bench/twisted_smc.lua [seconds per method = 3]
 local budget = tonumber(arg and arg[1]) or 3
-local function corpus(files, minw, maxw)
-  local lines = {}
-  for _, f in ipairs(files) do
-    local fh = io.open("/usr/share/games/fortunes/" .. f)
-    if fh then
-      local text = fh:read("a"):gsub("\n%%\n", " . "):gsub("%s+", " ")
-      fh:close()
-      for s in text:gmatch("[^%.%!%?]+") do
-        if not s:find("%-%-") and not s:find("%d") then
-          local words = {}
-          for w in s:lower():gmatch("[%a']+") do words[#words + 1] = w end
-          if #words >= minw and #words <= maxw then lines[#lines + 1] = table.concat(words, " ") end
-        end
-      end
-    end
-  end
-  return lines
-end
-local lines = corpus({ "wisdom", "platitudes", "fortunes" }, 4, 12)
+local lines = require("plume.corpus").fortunes{
+  files = { "wisdom", "platitudes", "fortunes" }, min_words = 4, max_words = 12 }
 if #lines < 100 then print("twisted_smc: the fortunes corpus is not installed; skipped") return end
 local lm = plume.lm.ngram.train { text = table.concat(lines, "\n"), order = 2 }
 local V, T, prompt, keywords = lm.n_vocab, 10, "the", { "love", "money" }

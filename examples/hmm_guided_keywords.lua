@@ -3,26 +3,8 @@
 -- keyword automaton gives p_hmm(every keyword appears by the end | prefix) exactly, by dynamic programming; that
 -- probability is the twist. Compared with plain SMC, which proposes from the model and weights by the constraint
 -- at the end. The model is a bigram (Kneser-Ney) model of sentences from the fortunes corpus.
-local function corpus(files, minw, maxw)
-  local lines = {}
-  for _, f in ipairs(files) do
-    local fh = io.open("/usr/share/games/fortunes/" .. f)
-    if fh then
-      local text = fh:read("a"):gsub("\n%%\n", " . "):gsub("%s+", " ")
-      fh:close()
-      for s in text:gmatch("[^%.%!%?]+") do
-        if not s:find("%-%-") and not s:find("%d") then
-          local words = {}
-          for w in s:lower():gmatch("[%a']+") do words[#words + 1] = w end
-          if #words >= minw and #words <= maxw then lines[#lines + 1] = table.concat(words, " ") end
-        end
-      end
-    end
-  end
-  return lines
-end
-
-local lines = corpus({ "wisdom", "platitudes", "fortunes" }, 4, 12)
+local lines = require("plume.corpus").fortunes{
+  files = { "wisdom", "platitudes", "fortunes" }, min_words = 4, max_words = 12 }
 if #lines < 100 then
   print("the fortunes corpus is not installed (Debian package fortunes): nothing to do")
   return

@@ -3,26 +3,8 @@
 -- the first rejection. The texts have the target's distribution whatever the draft; a better draft only makes
 -- more words per target call. Target: a trigram (Kneser-Ney) model of the fortunes corpus; drafts: the bigram
 -- and unigram models of the same corpus.
-local function corpus(files, minw, maxw)
-  local lines = {}
-  for _, f in ipairs(files) do
-    local fh = io.open("/usr/share/games/fortunes/" .. f)
-    if fh then
-      local text = fh:read("a"):gsub("\n%%\n", " . "):gsub("%s+", " ")
-      fh:close()
-      for s in text:gmatch("[^%.%!%?]+") do
-        if not s:find("%-%-") and not s:find("%d") then
-          local words = {}
-          for w in s:lower():gmatch("[%a']+") do words[#words + 1] = w end
-          if #words >= minw and #words <= maxw then lines[#lines + 1] = table.concat(words, " ") end
-        end
-      end
-    end
-  end
-  return lines
-end
-
-local lines = corpus({ "wisdom", "platitudes", "fortunes", "people" }, 4, 14)
+local lines = require("plume.corpus").fortunes{
+  files = { "wisdom", "platitudes", "fortunes", "people" }, min_words = 4, max_words = 14 }
 if #lines < 100 then
   print("the fortunes corpus is not installed (Debian package fortunes): nothing to do")
   return

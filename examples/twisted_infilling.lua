@@ -5,26 +5,8 @@
 -- with P the bigram matrix and b(x) = p(first suffix word | x). Twisted SMC with it has equal weights and the
 -- exact evidence p(suffix | prefix, G words between); plain SMC (proposing from the model, weighting at the end)
 -- mostly wastes its particles.
-local function corpus(files, minw, maxw)
-  local lines = {}
-  for _, f in ipairs(files) do
-    local fh = io.open("/usr/share/games/fortunes/" .. f)
-    if fh then
-      local text = fh:read("a"):gsub("\n%%\n", " . "):gsub("%s+", " ")
-      fh:close()
-      for s in text:gmatch("[^%.%!%?]+") do
-        if not s:find("%-%-") and not s:find("%d") then
-          local words = {}
-          for w in s:lower():gmatch("[%a']+") do words[#words + 1] = w end
-          if #words >= minw and #words <= maxw then lines[#lines + 1] = table.concat(words, " ") end
-        end
-      end
-    end
-  end
-  return lines
-end
-
-local lines = corpus({ "wisdom", "platitudes", "fortunes" }, 4, 12)
+local lines = require("plume.corpus").fortunes{
+  files = { "wisdom", "platitudes", "fortunes" }, min_words = 4, max_words = 12 }
 if #lines < 100 then
   print("the fortunes corpus is not installed (Debian package fortunes): nothing to do")
   return
