@@ -1,9 +1,46 @@
--- rats_jags.lua -- JAGS (Debian package jags) on the BUGS "rats" model and data, for the rats benchmarks
--- (bench/rats_gibbs.lua, bench/rats_nuts.lua): 4 chains of NJ warm-up and NJ kept iterations; the minimum over
--- `sites` of the bulk ESS (plume's, summed over JAGS's chains read back from its CODA files) goes to
--- report("jags", ess, seconds, seconds, means). When jags is not installed, a row says so.
--- usage: dofile("bench/rats_jags.lua")(data, NJ, sites, report, rows, wall)
-return function(data, NJ, sites, report, rows, wall)
+-- rats_common.lua -- what the rats benchmarks (bench/rats_gibbs.lua, bench/rats_nuts.lua) share: the BUGS "rats"
+-- model and data (examples/data/rats.json), the timing and reporting helpers, and the JAGS run (Debian package
+-- jags) on the same model and data: 4 chains of NJ warm-up and NJ kept iterations, the minimum over `sites` of
+-- the bulk ESS (plume's, summed over JAGS's chains read back from its CODA files). When jags is not installed,
+-- a row says so.
+-- usage: local R = dofile("bench/rats_common.lua")
+local data = plume.read_json("examples/data/rats.json")
+local D, sqrt = plume.dist, plume.math.sqrt
+local xc = {}
+for j = 1, data.T do xc[j] = data.x[j] - data.xbar end
+local rats = plume.model(function(m, d)
+  local alpha_c = m:sample("alpha.c", D.normal(0, 1000))
+  local beta_c = m:sample("beta.c", D.normal(0, 1000))
+  local alpha_tau = m:sample("alpha.tau", D.gamma(0.001, 0.001))
+  local beta_tau = m:sample("beta.tau", D.gamma(0.001, 0.001))
+  local tau_c = m:sample("tau.c", D.gamma(0.001, 0.001))
+  local sigma = 1 / sqrt(tau_c)
+  for i = 1, d.N do
+    local alpha = m:sample("alpha[" .. i .. "]", D.normal(alpha_c, 1 / sqrt(alpha_tau)))
+    local beta = m:sample("beta[" .. i .. "]", D.normal(beta_c, 1 / sqrt(beta_tau)))
+    for j = 1, d.T do m:observe("Y[" .. i .. "," .. j .. "]", D.normal(alpha + beta * xc[j], sigma), d.Y[i][j]) end
+  end
+  m:deterministic("sigma", sigma)
+  m:deterministic("alpha0", alpha_c - d.xbar * beta_c)
+end)
+local sites = { "alpha0", "beta.c", "sigma" }
+local function wall()
+  local p = io.popen("date +%s.%N")
+  local t = tonumber(p:read("l")); p:close(); return t
+end
+local function min_ess(s)
+  local e = math.huge
+  for _, n in ipairs(sites) do e = math.min(e, s[n].ess_bulk) end
+  return e
+end
+local rows = {}
+local function report(name, ess, sampling, total, means)
+  rows[#rows + 1] = string.format("%-6s min bulk ESS %7.0f  sampling %7.2f s  total %7.2f s  ESS/s %9.1f  ESS/s with compile %9.1f  means %s",
+    name, ess, sampling, total, ess / sampling, ess / total, means)
+end
+local function means(s) return string.format("%.2f %.3f %.3f", s.alpha0.mean, s["beta.c"].mean, s.sigma.mean) end
+
+local function jags(NJ)
   if os.execute("command -v jags >/dev/null 2>&1") then
     local dir = os.tmpname(); os.remove(dir); os.execute("mkdir -p " .. dir)
     local f = io.open(dir .. "/rats.bug", "w")
@@ -75,3 +112,6 @@ return function(data, NJ, sites, report, rows, wall)
     rows[#rows + 1] = "jags   not installed (apt-get install jags); reference: about 34,000 ESS/s (doc/manual.md)"
   end
 end
+
+return { data = data, rats = rats, sites = sites, wall = wall, min_ess = min_ess, rows = rows, report = report,
+         means = means, jags = jags }
