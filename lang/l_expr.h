@@ -53,6 +53,10 @@ void plm_l_trace_call(lua_State *L, int nargs, int nres, const char *what);
 /* "file:line" where the Lua function at idx is defined (static buffer of the caller). */
 void plm_l_funcwhere(lua_State *L, int idx, char *buf, size_t n);
 
+/* Push ssm/sde value idx's `params` as Lua sees them: a table name -> current value, or the prior where the value is
+** unset (NaN). Its user value 1 holds the `names` and `priors` tables; np values in params. */
+void plm_l_push_params(lua_State *L, int idx, int np, const double *params);
+
 /* The runtime object behind a plume.ssm / plume.sde value at idx, or NULL (for engines and benchmarks). */
 plm_ssm *plm_l_tossm(lua_State *L, int idx);
 plm_sde *plm_l_tosde(lua_State *L, int idx);

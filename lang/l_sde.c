@@ -404,22 +404,8 @@ static int l_sde_index(lua_State *L)
 {
     l_sde *S = check_sde(L, 1, "sde");
     const char *k = luaL_checkstring(L, 2);
-    int i;
     if (strcmp(k, "params") == 0) {
-        lua_newtable(L);
-        lua_getiuservalue(L, 1, 1);
-        lua_getfield(L, -1, "names");
-        lua_getfield(L, -2, "priors");
-        for (i = 0; i < S->s->np; i++) {
-            lua_geti(L, -2, i + 1);
-            if (isnan(S->s->params[i])) {
-                lua_pushvalue(L, -1);
-                lua_gettable(L, -3);
-            } else
-                lua_pushnumber(L, S->s->params[i]);
-            lua_settable(L, -6);
-        }
-        lua_pop(L, 3);
+        plm_l_push_params(L, 1, S->s->np, S->s->params);
         return 1;
     }
     if (strcmp(k, "dim") == 0) { lua_pushinteger(L, S->s->dim); return 1; }

@@ -268,27 +268,32 @@ static int l_ssm_logjoint_grad(lua_State *L)
     return 1;
 }
 
+void plm_l_push_params(lua_State *L, int idx, int np, const double *params)
+{
+    int i;
+    idx = lua_absindex(L, idx);
+    lua_newtable(L);
+    lua_getiuservalue(L, idx, 1);
+    lua_getfield(L, -1, "names");
+    lua_getfield(L, -2, "priors");
+    for (i = 0; i < np; i++) {
+        lua_geti(L, -2, i + 1);
+        if (isnan(params[i])) {
+            lua_pushvalue(L, -1);
+            lua_gettable(L, -3);
+        } else
+            lua_pushnumber(L, params[i]);
+        lua_settable(L, -6);
+    }
+    lua_pop(L, 3);
+}
+
 int plm_l_ssm_index(lua_State *L)
 {
     l_ssm *S = plm_l_checkssm(L, 1, "ssm");
     const char *k = luaL_checkstring(L, 2);
-    int i;
     if (strcmp(k, "params") == 0) {
-        /* name -> current value, or the prior when there is none */
-        lua_newtable(L);
-        lua_getiuservalue(L, 1, 1);
-        lua_getfield(L, -1, "names");
-        lua_getfield(L, -2, "priors");
-        for (i = 0; i < S->m->np; i++) {
-            lua_geti(L, -2, i + 1);
-            if (isnan(S->m->params[i])) {
-                lua_pushvalue(L, -1);
-                lua_gettable(L, -3);
-            } else
-                lua_pushnumber(L, S->m->params[i]);
-            lua_settable(L, -6);
-        }
-        lua_pop(L, 3);
+        plm_l_push_params(L, 1, S->m->np, S->m->params);
         return 1;
     }
     if (strcmp(k, "priors") == 0) {
