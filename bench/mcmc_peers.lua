@@ -339,19 +339,24 @@ local function add(model, tool, r, params)
 end
 
 local has_jags, has_stan = have("jags"), have("Rscript") and os.execute("Rscript -e 'library(rstan)' >/dev/null 2>&1")
+-- TOOLS=plume,jags,stan (the default: all three) runs a subset, e.g. Stan's slow compilations in a run of their own
+local tools = "," .. (os.getenv("TOOLS") or "plume,jags,stan") .. ","
+local function wants(t) return tools:find("," .. t .. ",", 1, true) ~= nil end
 for _, mod in ipairs(models) do
   if not only or (("," .. only .. ","):find("," .. mod.name .. ",", 1, true)) then
     local d = dir .. "/" .. mod.name
     os.execute("mkdir -p " .. d)
-    local r = run_plume(mod, "auto", d)
-    add(mod.name, "plume auto (" .. r.picked .. ")", r, mod.params)
-    notes[#notes + 1] = string.format("%s: plume compile %.4f s (trace + compile of the graph)", mod.name, r.ctime or -1)
-    add(mod.name, "plume nuts", run_plume(mod, "nuts", d), mod.params)
-    if has_jags then
+    if wants("plume") then
+      local r = run_plume(mod, "auto", d)
+      add(mod.name, "plume auto (" .. r.picked .. ")", r, mod.params)
+      notes[#notes + 1] = string.format("%s: plume compile %.4f s (trace + compile of the graph)", mod.name, r.ctime or -1)
+      add(mod.name, "plume nuts", run_plume(mod, "nuts", d), mod.params)
+    end
+    if has_jags and wants("jags") then
       local j, err = run_jags(mod, d)
       if j then add(mod.name, "jags", j, mod.params) else notes[#notes + 1] = mod.name .. ": " .. err end
     end
-    if has_stan then
+    if has_stan and wants("stan") then
       local s, err = run_stan(mod, d)
       if s then add(mod.name, "stan", s, mod.params) else notes[#notes + 1] = mod.name .. ": " .. err end
     end
