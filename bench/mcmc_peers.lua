@@ -1,7 +1,7 @@
 -- mcmc_peers.lua -- plume against JAGS and Stan (Debian packages jags, r-cran-rstan) on five models, each given
 -- the same model and data: BUGS "rats", BUGS "seeds" (random-effects logistic regression), a 3-component
 -- Gaussian mixture of 1,000 points (bench/data/gmm3.json), 8 schools non-centred, and posteriordb's
--- kidiq_interaction regression (on a simulated stand-in of the kidiq data: bench/data/kidiq_sim.json).
+-- kidiq_interaction regression (on the kidiq data of Gelman and Hill: bench/data/kidiq.json).
 -- Reported: minimum bulk ESS over every parameter, per second of sampling (warm-up included) and per second
 -- including compilation. Every ESS is plume's, computed the same way from each tool's draws (written to
 -- plume's CSV and read back with plume.read_posterior). Everything runs on one core: plume threads = 1, Stan
@@ -226,7 +226,7 @@ end
 -- posteriordb's kidiq_interaction (beta's flat prior replaced by normal(0, 1000) in all three, since JAGS has no
 -- improper priors)
 do
-  local data = plume.read_json("bench/data/kidiq_sim.json")
+  local data = plume.read_json("bench/data/kidiq.json")
   models[#models + 1] = {
     name = "kidiq_interaction", data = data, rkeys = { "N", "kid_score", "mom_hs", "mom_iq" },
     params = { "beta", "sigma" },
