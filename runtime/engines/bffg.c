@@ -622,7 +622,8 @@ static plm_status report_nan(plm_ctx *ctx, const plm_bffg_filter *f, uint64_t se
             if (!row || !work) return plm_fail(ctx, PLM_ENOMEM, "bffg: out of memory");
             draw_one(f, seed, s, row, work, NULL, &bad);
             return plm_fail(ctx, PLM_EDOM, "bffg: draw %zu: the guided draw of node '%s' failed (a diffusion path left "
-                                           "the finite numbers: reduce dt, or check the parameters and the auxiliary)",
+                                           "the finite numbers: reduce dt, or check the parameters and the auxiliary; "
+                                           "or a reaction rate was negative or not finite)",
                             s + 1, bad >= 0 ? f->m->nodes[bad].name : "?");
         }
     return PLM_OK;
