@@ -14,8 +14,8 @@
 ** density against the original on the paths over [t0, t1]:
 **   log dP/dP~ = integral of sum_r (lambda~_r - lambda_r)(t, X_t) dt + sum over jumps of log(lambda_r / lambda~_r).
 ** The guided intensities are Doob's h-transform by the Gaussian message: lambda~_r = lambda_r h(x + S_r) / h(x) =
-** lambda_r exp(e_r(x)), e_r(x) = S_r'(F - H x) - S_r'H S_r / 2, with (F, H) the message at the end of the grid
-** step the time lies in (e_r is clamped to [-EMAX, EMAX] so that a far-off state cannot make the rate overflow;
+** lambda_r exp(e_r(x)), e_r(x) = S_r'(F - H x) - S_r'H S_r / 2, with (F, H) the mean of the messages at the two
+** ends of the grid step the time lies in (log h at the step's midpoint to second order in the step; e_r is clamped to [-EMAX, EMAX] so that a far-off state cannot make the rate overflow;
 ** any such choice keeps the formula exact). Within a step they do not depend on time, so the guided process is
 ** simulated exactly by Gillespie's direct method, restarted at each grid time (memorylessness), and the weight
 ** above is computed exactly: the integrand is constant between events. There is no discretisation error
@@ -265,7 +265,7 @@ typedef struct rx_kernel {
 } rx_kernel;
 
 /* The guided intensities of every grid step k: e_r(x) = E[k R + r] - HS[(k R + r) d ..]'x with E = S_r'F - S_r'HS_r/2
-** and HS = H S_r, from the message (F, H) at t[k + 1]; and the message at t0 for the parent. */
+** and HS = H S_r, from the mean (F, H) of the messages at t[k] and t[k + 1]; and the message at t0 for the parent. */
 typedef struct rx_guide {
     double *E, *HS;
     double c0, *F0, *H0;
@@ -273,13 +273,31 @@ typedef struct rx_guide {
 
 static double *dalloc(size_t n) { return plm_gc_alloc_atomic((n ? n : 1) * sizeof(double)); }
 
+/* Half of step k's guided intensities from the message h: E = (S_r'F - S_r'H S_r / 2) / 2, HS = H S_r / 2, set (first)
+** or added. */
+static void guide_half(const rx_kernel *K, rx_guide *g, size_t k, const plm_bffg_msg *h, int first)
+{
+    int d = K->d, R = K->R, r, i, j;
+    for (r = 0; r < R; r++) {
+        const double *Sr = K->net->S + (size_t)r * d;
+        double *hs = g->HS + ((size_t)k * R + r) * d, sf = 0, shs = 0;
+        for (i = 0; i < d; i++) {
+            double acc = 0;
+            for (j = 0; j < d; j++) acc += h->H[i * d + j] * Sr[j];
+            hs[i] = (first ? 0 : hs[i]) + 0.5 * acc;
+            sf += Sr[i] * h->v[i];
+            shs += Sr[i] * acc;
+        }
+        g->E[k * R + r] = (first ? 0 : g->E[k * R + r]) + 0.5 * (sf - 0.5 * shs);
+    }
+}
+
 /* The child's message carried back to t0; with g, the guided intensities of every step too. */
 static plm_status rx_backward(plm_ctx *ctx, const rx_kernel *K, const plm_bffg_msg *child, rx_guide *g, plm_bffg_msg *out)
 {
-    int d = K->d, R = K->R, r, i, j;
+    int d = K->d;
     size_t k, dd = (size_t)d * d;
     plm_bffg_msg a = {0, d, 0, NULL, NULL, 0, 0, 0, 0}, b = a, *cur = &a, *nxt = &b;
-    const double *S = K->net->S;
     plm_status st;
     if (child->gamma)
         return plm_fail(ctx, PLM_EINVAL, "bffg: a gamma process's message cannot be carried back through a reaction network");
@@ -289,26 +307,14 @@ static plm_status rx_backward(plm_ctx *ctx, const rx_kernel *K, const plm_bffg_m
     memcpy(a.v, child->v, (size_t)d * sizeof *a.v);
     memcpy(a.H, child->H, dd * sizeof *a.H);
     for (k = K->N; k-- > 0;) {
-        if (g) {   /* the message at t[k + 1] guides step k */
-            for (r = 0; r < R; r++) {
-                const double *Sr = S + (size_t)r * d;
-                double *hs = g->HS + ((size_t)k * R + r) * d, sf = 0, shs = 0;
-                for (i = 0; i < d; i++) {
-                    double acc = 0;
-                    for (j = 0; j < d; j++) acc += cur->H[i * d + j] * Sr[j];
-                    hs[i] = acc;
-                    sf += Sr[i] * cur->v[i];
-                    shs += Sr[i] * acc;
-                }
-                g->E[k * R + r] = sf - 0.5 * shs;
-            }
-        }
+        if (g) guide_half(K, g, k, cur, 1);   /* step k is guided by the mean of the messages at t[k + 1] and t[k] */
         if ((k & 4095) == 0 && plm_interrupted()) return plm_fail(ctx, PLM_EINTR, "bffg: interrupted");
         if ((st = K->step[k]->ops->pullback(ctx, K->step[k], cur, nxt))) return st;
         {
             plm_bffg_msg *t = cur;
             cur = nxt, nxt = t;
         }
+        if (g) guide_half(K, g, k, cur, 0);
     }
     if (g) {
         g->c0 = cur->c;

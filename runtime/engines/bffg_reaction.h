@@ -43,8 +43,8 @@ plm_status plm_reactions_simulate(plm_ctx *ctx, const plm_reactions *net, const 
 ** B = sum_r S_r grad lambda_r(x*)', beta = sum_r S_r lambda_r(x*) - B x*, a = sigma sigma' = sum_r lambda_r(x*) S_r S_r'
 ** at a reference x*(t), constant on each grid step (its exact Gaussian transition there: plm_bffg_aux_transition).
 ** x* follows the rate equation from `at` at t0 (ode = 1) or stays at `at` (ode = 0).
-** Forward: on grid step k the guided intensities are lambda_r(x) exp(S_r'(F - H x) - S_r'H S_r / 2) (the message
-** (F, H) at the end of the step), a time-homogeneous jump process within the step that is simulated exactly by
+** Forward: on grid step k the guided intensities are lambda_r(x) exp(S_r'(F - H x) - S_r'H S_r / 2) ((F, H) the
+** mean of the messages at the step's two ends), a time-homogeneous jump process within the step that is simulated exactly by
 ** Gillespie's method, so the path's log weight
 **   integral of (guided - original total intensity) dt + sum over jumps of log(lambda_r / guided lambda_r)
 ** is the exact log density of the true process against the guided one, whatever the grid: the grid sets how

@@ -105,7 +105,7 @@ local function model(aux, weight)
   for k, t in ipairs(times) do
     local kern
     if aux == "poor" then
-      kern = MK.reactions{ network = net, t0 = t - 1, t1 = t, dt = 0.1, at = { 5, 3, 2 }, ode = false, weight = weight }
+      kern = MK.reactions{ network = net, t0 = t - 1, t1 = t, dt = 0.1, at = { 2, 2, 6 }, ode = false, weight = weight }
     else
       kern = MK.reactions{ network = net, t0 = t - 1, t1 = t, dt = 0.05, at = ref[k], weight = weight }
     end
