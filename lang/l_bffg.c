@@ -583,7 +583,14 @@ static int l_bffg(lua_State *L)
     threads = plm_l_threads(L, 3, fn);
     vals = obs_values(L, m, 2, fn);
     if (method[0] == 'm') {
-        int top = lua_gettop(L);
+        int top = lua_gettop(L), i;
+        for (i = 0; i < plm_bffg_nnodes(m); i++) {   /* a jump path has no innovations form for pCN */
+            plm_bffg_node_info info;
+            plm_bffg_node(m, i, &info);
+            if (strcmp(plm_bffg_kernel_info(info.kernel, NULL, NULL, NULL, NULL), "reactions") == 0)
+                return luaL_error(L, "%s: method \"mcmc\" is not available for node '%s': a reaction-network path is "
+                                     "not a function of Gaussian innovations (use \"is\" or \"smc\")", fn, info.name);
+        }
         plm_l_bffg_mcmc(L, m, vals, n, seed, threads);
         lua_replace(L, top + 1);
         lua_settop(L, top + 1);

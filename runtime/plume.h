@@ -35,6 +35,7 @@
 #include "resample.h"
 #include "bffg.h"
 #include "bffg_sir.h"
+#include "bffg_reaction.h"
 #include "conformal.h"
 #include "markov_mix.h"
 #include "results.h"

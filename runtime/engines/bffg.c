@@ -622,7 +622,8 @@ static plm_status report_nan(plm_ctx *ctx, const plm_bffg_filter *f, uint64_t se
             if (!row || !work) return plm_fail(ctx, PLM_ENOMEM, "bffg: out of memory");
             draw_one(f, seed, s, row, work, NULL, &bad);
             return plm_fail(ctx, PLM_EDOM, "bffg: draw %zu: the guided draw of node '%s' failed (a diffusion path left "
-                                           "the finite numbers: reduce dt, or check the parameters and the auxiliary)",
+                                           "the finite numbers: reduce dt, or check the parameters and the auxiliary; "
+                                           "or a reaction rate was negative or not finite)",
                             s + 1, bad >= 0 ? f->m->nodes[bad].name : "?");
         }
     return PLM_OK;
@@ -638,7 +639,7 @@ plm_status plm_bffg_forward(plm_ctx *ctx, const plm_bffg_filter *f, size_t n, ui
     if (!draws || !logw) return plm_fail(ctx, PLM_EINVAL, "bffg: forward needs draw and weight buffers");
     plm_parallel_for(threads, n, 256, forward_chunk, &a);
     if (a.failed) return plm_fail(ctx, PLM_ENOMEM, "bffg: out of memory");
-    if (a.stop) return plm_fail(ctx, PLM_EINTR, "bffg: interrupted");
+    if (a.stop || plm_interrupted()) return plm_fail(ctx, PLM_EINTR, "bffg: interrupted");   /* a draw cut short is NaN */
     return report_nan(ctx, f, seed, logw, n);
 }
 
