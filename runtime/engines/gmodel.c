@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <gsl/gsl_sort.h>
+
 #include "transform.h"
 
 static plm_status eval_at(plm_ctx *ctx, const plm_gmodel *m, const int *outs, int nout, const double *u, double *res);
@@ -319,6 +321,90 @@ plm_status plm_gmodel_init_discrete(plm_ctx *ctx, const plm_gmodel *m, double *u
         if (!done[i]) u[m->sites[site[i]].first] = 0;
 out:
     free(outs), free(site), free(done), free(res);
+    return st;
+}
+
+plm_status plm_gmodel_prior_draws(plm_ctx *ctx, const plm_gmodel *m, double *U, size_t N, plm_rng *rng, int nthreads,
+                                  const unsigned char *keep, double ulim, int median_of, int improper_uniform)
+{
+    plm_graph *g = m->g;
+    plm_prog_in in[PLM_NGROUPS];
+    double *vals = NULL, **outp = NULL, *pick = NULL;
+    int *outs = NULL, j, k, t, maxout = 3, reps = median_of > 1 ? median_of : 1;
+    plm_status st = PLM_OK;
+    size_t i;
+    for (j = 0; j < m->n; j++)
+        if (m->sites[j].kind == PLM_GSITE_LATENT && m->sites[j].dim + 2 > maxout) maxout = m->sites[j].dim + 2;
+    vals = malloc((size_t)maxout * N * (size_t)reps * sizeof *vals);
+    pick = malloc((size_t)reps * sizeof *pick);
+    outp = malloc((size_t)maxout * sizeof *outp);
+    outs = malloc((size_t)maxout * sizeof *outs);
+    if (!vals || !outp || !outs || !pick) {
+        st = plm_fail(ctx, PLM_ENOMEM, "gmodel: out of memory for %zu prior draws", N);
+        goto done;
+    }
+    memset(in, 0, sizeof in);
+    in[PLM_GRP_X].p = U;
+    in[PLM_GRP_X].ld = N;
+    /* coordinates not drawn yet are 0: no program reads them (a site reads only the sites before it) */
+    for (k = 0; k < m->dim; k++)
+        for (i = 0; i < N; i++)
+            if (!keep || !keep[i * (size_t)m->n + (size_t)m->owner[k]]) U[(size_t)k * N + i] = 0;
+    for (j = 0; j < m->n && !st; j++) {
+        const plm_gsite *s = &m->sites[j];
+        const plm_dist_info *info;
+        int nout, dim = s->dim;
+        plm_prog *p;
+        if (s->kind != PLM_GSITE_LATENT) continue;
+        info = plm_dist_info_of((plm_dist_kind)s->dist);
+        if (info->improper) {
+            if (!improper_uniform) {
+                st = plm_fail(ctx, PLM_ENOTSUP, "latent site '%s' has an improper prior (%s), which cannot be drawn from",
+                              s->name, info->name);
+                break;
+            }
+            for (k = 0; k < dim; k++)
+                for (i = 0; i < N; i++)
+                    if (!keep || !keep[i * (size_t)m->n + (size_t)j])
+                        U[(size_t)(s->first + k) * N + i] = -2 + 4 * plm_rng_uniform(&rng[i]);
+            continue;
+        }
+        if ((st = plm_symdist_sample(ctx, g, &s->prior, outs))) break;
+        nout = dim;
+        if (dim == 1) outs[nout++] = s->lo >= 0 ? s->lo : plm_graph_const(g, -INFINITY);
+        if (dim == 1) outs[nout++] = s->hi >= 0 ? s->hi : plm_graph_const(g, INFINITY);
+        for (k = 0; k < nout && !st; k++)
+            if (outs[k] < 0) st = plm_fail(ctx, PLM_ENOMEM, "gmodel: out of memory");
+        if (st || (st = plm_prog_compile(ctx, g, nout, outs, 1u << PLM_GRP_X, &p))) break;
+        /* draw t of coordinate k of point i at vals[(t * nout + k) * N + i] */
+        for (t = 0; t < reps && !st; t++) {
+            for (k = 0; k < nout; k++) outp[k] = vals + ((size_t)t * (size_t)nout + (size_t)k) * N;
+            st = plm_prog_eval(ctx, p, N, in, outp, rng, nthreads);
+        }
+        if (st) break;
+        for (k = 0; k < dim; k++) {
+            double *uk = U + (size_t)(s->first + k) * N;
+            for (i = 0; i < N; i++) {
+                double v, lo, hi;
+                if (keep && keep[i * (size_t)m->n + (size_t)j]) continue;
+                /* a scalar site's median of reps draws (transforms are monotone: the median maps to the median);
+                ** a vector site takes its first draw, which is on its support */
+                for (t = 0; t < reps; t++) pick[t] = vals[((size_t)t * (size_t)nout + (size_t)k) * N + i];
+                if (dim == 1 && reps > 1) gsl_sort(pick, 1, (size_t)reps);
+                v = dim == 1 ? pick[reps / 2] : pick[0];
+                if (dim > 1 || s->discrete) {
+                    uk[i] = v;
+                    continue;
+                }
+                lo = vals[(size_t)1 * N + i], hi = vals[(size_t)2 * N + i];
+                v = plm_transform_to_free(lo, hi, v);
+                if (ulim > 0 && (s->lo >= 0 || s->hi >= 0) && !isnan(v)) v = v < -ulim ? -ulim : v > ulim ? ulim : v;
+                uk[i] = v;
+            }
+        }
+    }
+done:
+    free(vals), free(outp), free(outs), free(pick);
     return st;
 }
 

@@ -85,6 +85,19 @@ int plm_gmodel_first_discrete(const plm_gmodel *m);
 ** left as they are. A start for samplers whose random uniform(-2, 2) start means nothing on a discrete site. */
 plm_status plm_gmodel_init_discrete(plm_ctx *ctx, const plm_gmodel *m, double *u);
 
+/* N ancestral draws of the latent sites from their priors, point j of N from rng[j]: sites in model order (a
+** site's parameters read only sites before it), each drawn given the values drawn before it, and mapped to u
+** into U (m->dim x N, coordinate-major: coordinate k of point j at U[k * N + j]). keep (NULL, or N x m->n flags,
+** keep[j * m->n + i]) marks sites whose coordinates in U are given, not drawn (a user's init), later sites
+** being drawn given them. ulim > 0 keeps each transformed coordinate (a scalar site with a bound) in
+** [-ulim, ulim] before the sites after it are drawn given it (0: no limit). median_of > 1 (odd): each scalar
+** site takes the median of that many draws given its parents, a draw from the prior's central part (vector
+** sites take one draw). A site with an improper prior (no
+** sampler): PLM_ENOTSUP naming it, unless improper_uniform, when its coordinates are uniform(-2, 2) from
+** rng[j]. A draw the transform cannot map (0 for a positive site, at double precision) is +-inf in U. */
+plm_status plm_gmodel_prior_draws(plm_ctx *ctx, const plm_gmodel *m, double *U, size_t N, plm_rng *rng, int nthreads,
+                                  const unsigned char *keep, double ulim, int median_of, int improper_uniform);
+
 /* Index of the site named name, or -1. */
 int plm_gmodel_find(const plm_gmodel *m, const char *name);
 
