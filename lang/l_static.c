@@ -113,7 +113,21 @@ static int trace_symbolic(lua_State *L, plm_l_exec *ex, plm_l_method which)
     plm_ctx_clear(ctx);
     switch (which) {
     case PLM_L_M_SAMPLE: {
+        plm_dist *nd = plm_l_testobj(L, 3, PLM_L_DIST);
         addr = trace_addr(L, "m:sample");
+        if (nd && nd->kind == PLM_DIST_DIRICHLET) {
+            /* a latent probability vector (numeric concentrations): gmodel's simplex site */
+            plm_symdist d;
+            int *a = plm_l_scratch(L, (size_t)nd->dim * sizeof *a);
+            if (nd->dim > MAXDIM) return trace_error(L, "m:sample '%s': dimension over %d", addr, MAXDIM);
+            for (i = 0; i < nd->dim; i++)
+                if ((a[i] = plm_graph_const(t->g, nd->v[i])) < 0) return luaL_error(L, "plume: out of memory while tracing");
+            d.kind = PLM_DIST_DIRICHLET, d.K = nd->dim, d.np = nd->dim, d.p = a;
+            if (plm_gmodel_latent(ctx, t->gm, addr, &d, x)) return trace_error(L, "m:sample '%s': %s", addr, ctx->msg);
+            lua_pop(L, 1);   /* the scratch */
+            push_value(L, x, nd->dim);
+            return 1;
+        }
         sd = trace_dist(L, t, "m:sample", addr);
         if ((dim = plm_symdist_dim(&sd->d)) > MAXDIM) return trace_error(L, "m:sample '%s': dimension over %d", addr, MAXDIM);
         if (plm_gmodel_latent(ctx, t->gm, addr, &sd->d, x)) return trace_error(L, "m:sample '%s': %s", addr, ctx->msg);

@@ -139,12 +139,57 @@ static plm_status keep_params(plm_ctx *ctx, plm_gsite *s, const plm_symdist *d)
     return PLM_OK;
 }
 
+/* A dirichlet site on K coordinates: its value is softmax(u), and its term is the dirichlet log density plus the
+** log Jacobian of u -> (x_1, ..., x_{K-1}, mean u), which is sum_k log x_k up to a constant (the additive
+** logistic map), plus a standard normal term on mean u, which softmax ignores: without it the target would be
+** flat along (1, ..., 1) and improper. With log x_k = u_k - logsumexp(u), exact in logs, the term is
+** lgamma(sum a) - sum lgamma(a_k) + sum a_k log x_k - (mean u)^2 / 2. */
+static plm_status latent_simplex(plm_ctx *ctx, plm_gmodel *m, const char *name, const plm_symdist *d, int *value)
+{
+    plm_graph *g = m->g;
+    int K = d->K, i, first, mx, sum, lse, asum, term, jac, mean;
+    plm_status st;
+    plm_gsite *s;
+    if (K < 2 || d->np != K) return plm_fail(ctx, PLM_EINVAL, "latent site '%s' (dirichlet) needs 2 or more concentrations", name);
+    if (!(s = add_site(ctx, m, name, PLM_GSITE_LATENT, d->kind, K))) return ctx->status;
+    if ((first = add_coords(ctx, m, K, m->n - 1)) < 0) return ctx->status;
+    if ((st = keep_params(ctx, s, d))) return st;
+    s->first = first;
+    s->prior = *d;
+    s->prior.p = s->params;
+    /* logsumexp shifted by the largest coordinate: no overflow however far apart the coordinates are */
+    mx = m->x[first];
+    for (i = 1; i < K; i++) mx = op2(g, PLM_OP_MAX, mx, m->x[first + i]);
+    sum = plm_graph_const(g, 0);
+    for (i = 0; i < K; i++) sum = op2(g, PLM_OP_ADD, sum, op1(g, PLM_OP_EXP, op2(g, PLM_OP_SUB, m->x[first + i], mx)));
+    lse = op2(g, PLM_OP_ADD, mx, op1(g, PLM_OP_LOG, sum));
+    asum = plm_graph_const(g, 0), term = plm_graph_const(g, 0), jac = plm_graph_const(g, 0), mean = plm_graph_const(g, 0);
+    for (i = 0; i < K; i++) {
+        int a = d->p[i], lx = op2(g, PLM_OP_SUB, m->x[first + i], lse);
+        asum = op2(g, PLM_OP_ADD, asum, a);
+        term = op2(g, PLM_OP_ADD, term, op2(g, PLM_OP_SUB, op2(g, PLM_OP_MUL, op2(g, PLM_OP_SUB, a, plm_graph_const(g, 1)), lx),
+                                             op1(g, PLM_OP_LGAMMA, a)));
+        jac = op2(g, PLM_OP_ADD, jac, lx);
+        mean = op2(g, PLM_OP_ADD, mean, m->x[first + i]);
+        s->value[i] = op1(g, PLM_OP_EXP, lx);
+        if (s->value[i] < 0) return plm_fail(ctx, PLM_ENOMEM, "gmodel: out of memory");
+    }
+    mean = op2(g, PLM_OP_DIV, mean, plm_graph_const(g, K));
+    s->density = op2(g, PLM_OP_ADD, term, op1(g, PLM_OP_LGAMMA, asum));
+    jac = op2(g, PLM_OP_SUB, jac, op2(g, PLM_OP_MUL, plm_graph_const(g, 0.5), op2(g, PLM_OP_MUL, mean, mean)));
+    s->logp = op2(g, PLM_OP_ADD, s->density, jac);
+    if (s->density < 0 || s->logp < 0) return plm_fail(ctx, PLM_ENOMEM, "gmodel: out of memory");
+    memcpy(value, s->value, (size_t)K * sizeof *value);
+    return PLM_OK;
+}
+
 plm_status plm_gmodel_latent(plm_ctx *ctx, plm_gmodel *m, const char *name, const plm_symdist *d, int *value)
 {
     plm_graph *g = m->g;
     int dim = plm_symdist_dim(d), lo, hi, first, i, lj = -1, term, discrete = plm_dist_info_of(d->kind)->discrete;
     plm_status st;
     plm_gsite *s;
+    if (d->kind == PLM_DIST_DIRICHLET) return latent_simplex(ctx, m, name, d, value);
     if ((st = bounds(ctx, g, name, d, &lo, &hi))) return st;
     if (!(s = add_site(ctx, m, name, PLM_GSITE_LATENT, d->kind, dim))) return ctx->status;
     if ((first = add_coords(ctx, m, dim, m->n - 1)) < 0) return ctx->status;
@@ -369,7 +414,21 @@ plm_status plm_gmodel_prior_draws(plm_ctx *ctx, const plm_gmodel *m, double *U, 
                         U[(size_t)(s->first + k) * N + i] = -2 + 4 * plm_rng_uniform(&rng[i]);
             continue;
         }
-        if ((st = plm_symdist_sample(ctx, g, &s->prior, outs))) break;
+        if (s->dist == PLM_DIST_DIRICHLET) {
+            /* gamma(a_k) draws g_k: u_k = log g_k - mean log g is on the simplex's coordinates with mean 0 (the
+            ** normalisation cancels); log g floored at 1e-300, where a small a_k underflows */
+            int mean = plm_graph_const(g, 0);
+            for (k = 0; k < dim; k++) {
+                int ab[2];
+                ab[0] = s->params[k], ab[1] = plm_graph_const(g, 1);
+                outs[k] = op1(g, PLM_OP_LOG, op2(g, PLM_OP_MAX, plm_graph_draw(g, PLM_OP_SAMPLE, PLM_DIST_GAMMA, 2, ab),
+                                                 plm_graph_const(g, 1e-300)));
+                mean = op2(g, PLM_OP_ADD, mean, outs[k]);
+            }
+            mean = op2(g, PLM_OP_DIV, mean, plm_graph_const(g, dim));
+            for (k = 0; k < dim; k++) outs[k] = op2(g, PLM_OP_SUB, outs[k], mean);
+        } else if ((st = plm_symdist_sample(ctx, g, &s->prior, outs)))
+            break;
         nout = dim;
         if (dim == 1) outs[nout++] = s->lo >= 0 ? s->lo : plm_graph_const(g, -INFINITY);
         if (dim == 1) outs[nout++] = s->hi >= 0 ? s->hi : plm_graph_const(g, INFINITY);
@@ -459,6 +518,19 @@ plm_status plm_gmodel_unconstrain(plm_ctx *ctx, const plm_gmodel *m, int site, c
             return plm_fail(ctx, PLM_EINVAL, "init value of '%s' is %g, but the site is discrete (%s): a whole number >= 0 "
                             "is needed", s->name, x[0], plm_dist_info_of((plm_dist_kind)s->dist)->name);
         u[0] = x[0] - s->base;
+        return PLM_OK;
+    }
+    if (s->dist == PLM_DIST_DIRICHLET) {
+        double tot = 0, mean = 0;
+        for (i = 0; i < s->dim; i++) {
+            if (!(x[i] > 0 && x[i] <= 1)) break;
+            tot += x[i];
+        }
+        if (i < s->dim || fabs(tot - 1) > 1e-9)
+            return plm_fail(ctx, PLM_EINVAL, "init value of '%s' must be a probability vector (entries in (0, 1] "
+                            "summing to 1)", s->name);
+        for (i = 0; i < s->dim; i++) mean += log(x[i]) / s->dim;
+        for (i = 0; i < s->dim; i++) u[i] = log(x[i]) - mean;
         return PLM_OK;
     }
     if (s->dim > 1) {

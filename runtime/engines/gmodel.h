@@ -60,8 +60,8 @@ plm_status plm_gmodel_new(plm_ctx *ctx, plm_graph *g, plm_gmodel **out);
 /* A latent site of symbolic distribution d: value receives plm_symdist_dim(d) nodes. Continuous scalar kinds
 ** (bounds from the kind's support; uniform's may be symbolic), mvnormal and the scalar discrete kinds
 ** (bernoulli, binomial, poisson, neg_binomial, geometric, categorical: a discrete site, value 0-based for
-** categorical) are supported; PLM_ENOTSUP (the message says why) for dirichlet and multinomial; PLM_EINVAL
-** for a name used twice. */
+** categorical), and dirichlet (K coordinates: the value is softmax(u), with a standard normal on mean u) are
+** supported; PLM_ENOTSUP (the message says why) for multinomial; PLM_EINVAL for a name used twice. */
 plm_status plm_gmodel_latent(plm_ctx *ctx, plm_gmodel *m, const char *name, const plm_symdist *d, int *value);
 /* An observation x (plm_symdist_dim(d) nodes, usually constants) of d. */
 plm_status plm_gmodel_observe(plm_ctx *ctx, plm_gmodel *m, const char *name, const plm_symdist *d, const int *x);
