@@ -257,12 +257,14 @@ int plm_l_trace_static(lua_State *L, const plm_l_program *pg, plm_gmodel **out)
 ** their priors given the sites before them (plm_gmodel_prior_draws, transformed coordinates kept within
 ** +-INIT_ULIM), as JAGS starts chains from its priors, chain c from stream 2^32 + c of the seed (apart from the
 ** kernel's streams, whatever the thread count). Sites with an improper prior start uniform(-2, 2) on the
-** unconstrained scale as Stan does. A chain whose start has a non-finite log density draws again (10 times),
+** unconstrained scale as Stan does. Discrete sites then move to their most probable values given the rest
+** (plm_gmodel_discrete_modes): a mixture's labels drawn from their prior would mix every component's points
+** and pull the means together in the first sweep. A chain whose start has a non-finite log density draws again (10 times),
 ** then falls back to uniform(-2, 2) starts (100 times) with discrete sites at the first whole values of finite
 ** density; if none is finite, the error names the site. */
 static void static_inits(lua_State *L, const plm_gmodel *gm, const plm_l_infer_opts *o, double *u)
 {
-    int c, d = gm->dim, C = o->chains, n = gm->n, k, round, left = C;
+    int c, d = gm->dim, C = o->chains, n = gm->n, k, round, left = C, discrete = plm_gmodel_first_discrete(gm) >= 0;
     plm_rng *r = plm_l_scratch(L, (size_t)C * sizeof *r);
     unsigned char *keep = plm_l_scratch(L, (size_t)C * (size_t)n);
     double *U = plm_l_scratch(L, (size_t)C * (size_t)d * sizeof *U + 1);
@@ -319,6 +321,8 @@ static void static_inits(lua_State *L, const plm_gmodel *gm, const plm_l_infer_o
             double *uc = u + (size_t)c * (size_t)d;
             if (ok[c]) continue;
             for (k = 0; k < d; k++) uc[k] = U[(size_t)k * (size_t)C + (size_t)c];
+            if (discrete && plm_gmodel_discrete_modes(&ctx, gm, uc, keep + (size_t)c * (size_t)n))
+                luaL_error(L, "plume.infer: %s", ctx.msg);
             if (plm_gmodel_blame(&ctx, gm, uc) == PLM_OK) ok[c] = 1, left--;
         }
     }
@@ -410,6 +414,7 @@ static const char *gibbs_label(plm_gibbs_how how)
     case PLM_GIBBS_GAMMA: return "gamma";
     case PLM_GIBBS_INV_GAMMA: return "inverse-gamma";
     case PLM_GIBBS_BETA: return "beta";
+    case PLM_GIBBS_DIRICHLET: return "dirichlet-categorical";
     default: return "none";
     }
 }

@@ -142,6 +142,39 @@ static int finite_support(const plm_gsite *s)
     }
 }
 
+/* A dirichlet site: every child is categorical with the site's value, entry for entry, as its probabilities
+** (observed, or latent as the labels of a mixture); the statistics are the K concentrations and the children's
+** values, whose counts add to them. */
+static plm_status find_dirichlet(plm_ctx *ctx, const plm_gmodel *m, const plm_gsite *s, const int *children, int nchildren,
+                                 int *how, int **stats, int *nstats, int **cfam, int *nchild, char *why, size_t nwhy)
+{
+    nodes st = {0};
+    int c, k, K = s->dim, *fam;
+    if (!nchildren) return set_why(why, nwhy, "'%s' has no children: its conditional is its prior", s->name), PLM_OK;
+    if (!(fam = plm_gc_alloc_atomic(((size_t)nchildren + 1) * sizeof *fam))) return plm_fail(ctx, PLM_ENOMEM, "gibbs: out of memory");
+    for (k = 0; k < K; k++)
+        if (push(&st, s->params[k])) return plm_fail(ctx, PLM_ENOMEM, "gibbs: out of memory");
+    for (c = 0; c < nchildren; c++) {
+        const plm_gsite *ch = &m->sites[children[c]];
+        if (ch->kind == PLM_GSITE_FACTOR || ch->dist != PLM_DIST_CATEGORICAL)
+            return set_why(why, nwhy, "child %s of '%s' is %s, not categorical", ch->name, s->name,
+                           ch->kind == PLM_GSITE_FACTOR ? "a factor" : dname(ch->dist)), PLM_OK;
+        if (ch->nparams != K || ch->dim != 1)
+            return set_why(why, nwhy, "child %s of '%s' has %d categories, the site %d", ch->name, s->name, ch->nparams, K), PLM_OK;
+        for (k = 0; k < K; k++)
+            if (ch->params[k] != s->value[k])
+                return set_why(why, nwhy, "child %s of '%s': its probabilities are not the site itself", ch->name,
+                               s->name), PLM_OK;
+        fam[c] = CHILD_CATEGORICAL;
+        if (push(&st, ch->value[0])) return plm_fail(ctx, PLM_ENOMEM, "gibbs: out of memory");
+    }
+    *how = PLM_GIBBS_DIRICHLET;
+    *stats = st.v, *nstats = st.n, *cfam = fam, *nchild = nchildren;
+    set_why(why, nwhy, "conjugate dirichlet prior on '%s' with %d categorical child%s", s->name, nchildren,
+            nchildren == 1 ? "" : "ren");
+    return PLM_OK;
+}
+
 plm_status plm_gibbs_find(plm_ctx *ctx, const plm_gmodel *m, int i, const int *children, int nchildren, int *how,
                           int **stats, int *nstats, int **cfam, int *nchild, char *why, size_t nwhy)
 {
@@ -163,6 +196,7 @@ plm_status plm_gibbs_find(plm_ctx *ctx, const plm_gmodel *m, int i, const int *c
                 nchildren + 1, nchildren ? "s" : "");
         return PLM_OK;
     }
+    if (kind == PLM_DIST_DIRICHLET) return find_dirichlet(ctx, m, s, children, nchildren, how, stats, nstats, cfam, nchild, why, nwhy);
     switch (kind) {
     case PLM_DIST_NORMAL: want = PLM_GIBBS_NORMAL; break;
     case PLM_DIST_GAMMA: want = PLM_GIBBS_GAMMA; break;
@@ -273,7 +307,7 @@ plm_status plm_gibbs_find(plm_ctx *ctx, const plm_gmodel *m, int i, const int *c
 
 const char *plm_gibbs_how_name(plm_gibbs_how how)
 {
-    static const char *const names[] = {"none", "enumeration", "normal", "gamma", "inverse-gamma", "beta"};
+    static const char *const names[] = {"none", "enumeration", "normal", "gamma", "inverse-gamma", "beta", "dirichlet"};
     return names[how];
 }
 

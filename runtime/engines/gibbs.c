@@ -266,6 +266,60 @@ static plm_status conj_update(const gibbs_cfg *cfg, const gibbs_update *up, gibb
     return PLM_OK;
 }
 
+/* The K concentrations of a dirichlet site's full conditional at u into par: the prior's plus the counts of
+** its categorical children's values. */
+static plm_status dir_params(const gibbs_cfg *cfg, const gibbs_update *up, gibbs_chain *c, plm_prog_ws *ws, plm_ctx *ctx,
+                             const double *u, double *par)
+{
+    const plm_gsite *s = &cfg->m->sites[up->site];
+    const double *S = c->S;   /* output o at S[2 * o] (one point) */
+    int k, ch, K = s->dim;
+    eval_points(ws, u, u + up->coord, 1, 0, 1, c->oS, 1);
+    for (k = 0; k < K; k++) {
+        par[k] = S[2 * k];
+        if (!(par[k] > 0 && isfinite(par[k])))
+            return plm_fail(ctx, PLM_EDOM, "gibbs: the prior of '%s' (dirichlet) has concentration %d = %g", s->name, k + 1,
+                            par[k]);
+    }
+    for (ch = 0; ch < up->nchild; ch++) {
+        double y = S[2 * (K + ch)];
+        if (!(y >= 0 && y < K && y == floor(y)))
+            return plm_fail(ctx, PLM_EDOM, "gibbs: a categorical child of '%s' has value %g, outside 0..%d", s->name, y, K - 1);
+        par[(int)y] += 1;
+    }
+    return PLM_OK;
+}
+
+/* A dirichlet site's blanket terms as a function of its K coordinates, up to a constant: sum par_k log x_k (the
+** conditional's density times the Jacobian's prod x_k) less (mean u)^2 / 2, with log x_k = u_k - logsumexp(u). */
+static double dir_shape(const double *par, const double *u, int K)
+{
+    double mx = u[0], tot = 0, lse, mean = 0, r = 0;
+    int k;
+    for (k = 1; k < K; k++) mx = u[k] > mx ? u[k] : mx;
+    for (k = 0; k < K; k++) tot += exp(u[k] - mx), mean += u[k] / K;
+    lse = mx + log(tot);
+    for (k = 0; k < K; k++) r += par[k] * (u[k] - lse);
+    return r - 0.5 * mean * mean;
+}
+
+/* A dirichlet update: gamma(par_k) draws in logs, centred (the simplex point), plus a standard normal draw of
+** their mean, the coordinate the normal term of the site holds: an exact draw of the K coordinates. */
+static plm_status dir_update(const gibbs_cfg *cfg, const gibbs_update *up, gibbs_chain *c, plm_prog_ws *ws, plm_ctx *ctx,
+                             plm_rng *r, double *u, double *lp)
+{
+    int k, K = cfg->m->sites[up->site].dim;
+    double *par = c->w, *nu = c->aux, mean = 0, shift;
+    plm_status st;
+    if ((st = dir_params(cfg, up, c, ws, ctx, u, par))) return st;
+    for (k = 0; k < K; k++) nu[k] = plm_dist_log_gamma(par[k], r), mean += nu[k] / K;
+    shift = plm_rng_normal(r) - mean;
+    for (k = 0; k < K; k++) nu[k] += shift;
+    *lp += dir_shape(par, nu, K) - dir_shape(par, u + up->coord, K);
+    memcpy(u + up->coord, nu, (size_t)K * sizeof *nu);
+    return PLM_OK;
+}
+
 static plm_status block_update(const gibbs_cfg *cfg, gibbs_chain *c, plm_prog_ws *wb, plm_ctx *ctx, plm_rng *r,
                                double *u, double *lp)
 {
@@ -304,8 +358,9 @@ static plm_status gibbs_step(const plm_kernel *k, void *state, plm_ctx *ctx, con
     else
         for (i = 0; i < cfg->nup && !st; i++) {
             const gibbs_update *up = &cfg->up[i];
-            st = up->how == PLM_GIBBS_ENUM ? enum_update(cfg, up, c, &c->wb[i], ctx, r, u, lp)
-                                           : conj_update(cfg, up, c, &c->ws[i], ctx, r, u, lp);
+            st = up->how == PLM_GIBBS_ENUM        ? enum_update(cfg, up, c, &c->wb[i], ctx, r, u, lp)
+                 : up->how == PLM_GIBBS_DIRICHLET ? dir_update(cfg, up, c, &c->ws[i], ctx, r, u, lp)
+                                                  : conj_update(cfg, up, c, &c->ws[i], ctx, r, u, lp);
         }
     if (st) return st;
     if (isnan(*lp)) *lp = plm_target_logp(t, tws, u);
@@ -420,6 +475,17 @@ plm_status plm_kernel_gibbs(plm_ctx *ctx, const plm_gmodel *m, const int *sites,
                     cfg->maxsupport = PLM_GIBBS_MAX_SUPPORT;
             } else if (up->support > cfg->maxsupport)
                 cfg->maxsupport = up->support;
+        } else if (how == PLM_GIBBS_DIRICHLET) {
+            /* all K coordinates vary in the statistics program; the chain's w and aux hold K numbers each */
+            int k, *move = plm_gc_alloc_atomic((size_t)s->dim * sizeof *move);
+            if (!move) {
+                st = plm_fail(ctx, PLM_ENOMEM, "gibbs: out of memory");
+                break;
+            }
+            for (k = 0; k < s->dim; k++) move[k] = s->first + k;
+            if (nstats > cfg->maxstats) cfg->maxstats = nstats;
+            if (s->dim > cfg->maxsupport) cfg->maxsupport = s->dim;
+            if ((st = compile_small(ctx, m->g, nstats, stats, s->dim, move, &up->stats))) break;
         } else {
             if (nstats > cfg->maxstats) cfg->maxstats = nstats;
             if ((st = compile_small(ctx, m->g, nstats, stats, 1, &s->first, &up->stats))) break;
@@ -516,6 +582,12 @@ plm_status plm_gibbs_conditional(plm_ctx *ctx, const plm_kernel *k, int i, const
         return plm_fail(ctx, PLM_ENOMEM, "gibbs: out of memory");
     }
     memcpy(v, u, (size_t)cfg->m->dim * sizeof *v);
+    if (up->how == PLM_GIBBS_DIRICHLET) {
+        int K = cfg->m->sites[up->site].dim;
+        if (cap < K) st = plm_fail(ctx, PLM_EINVAL, "gibbs: out needs %d doubles", K);
+        else if (!(st = dir_params(cfg, up, c, &c->ws[i], ctx, v, out))) *n = K;
+        goto done;
+    }
     if (up->how != PLM_GIBBS_ENUM) {
         if (cap < 2) st = plm_fail(ctx, PLM_EINVAL, "gibbs: out needs 2 doubles");
         else if (!(st = conj_params(cfg, up, c, &c->ws[i], ctx, v, out))) *n = 2;

@@ -467,6 +467,64 @@ done:
     return st;
 }
 
+plm_status plm_gmodel_discrete_modes(plm_ctx *ctx, const plm_gmodel *m, double *u, const unsigned char *keep)
+{
+    int i, j, k, n = 0, v, *outs = malloc(((size_t)m->n + 1) * sizeof *outs), *site = malloc(((size_t)m->n + 1) * sizeof *site);
+    double *res = malloc(((size_t)m->n + 1) * sizeof *res), *best = malloc(((size_t)m->n + 1) * sizeof *best);
+    double *arg = malloc(((size_t)m->n + 1) * sizeof *arg);
+    plm_prog *p = NULL;
+    plm_prog_in in[PLM_NGROUPS];
+    plm_status st = PLM_OK;
+    if (!outs || !site || !res || !best || !arg) {
+        st = plm_fail(ctx, PLM_ENOMEM, "gmodel: out of memory");
+        goto out;
+    }
+    for (i = 0; i < m->n; i++) {
+        const plm_gsite *s = &m->sites[i];
+        int sum;
+        if (s->kind != PLM_GSITE_LATENT || !s->discrete || (keep && keep[i])) continue;
+        sum = s->logp;   /* its own term and its children's */
+        for (j = 0; j < m->n; j++)
+            if (j != i && m->sites[j].kind != PLM_GSITE_DETERMINISTIC && m->sites[j].logp >= 0)
+                for (k = 0; k < m->sites[j].nparents; k++)
+                    if (m->sites[j].parents[k] == i) {
+                        sum = op2(m->g, PLM_OP_ADD, sum, m->sites[j].logp);
+                        break;
+                    }
+        if (sum < 0) {
+            st = plm_fail(ctx, PLM_ENOMEM, "gmodel: out of memory");
+            goto out;
+        }
+        outs[n] = sum, site[n] = i, best[n] = -INFINITY, arg[n] = u[s->first];
+        n++;
+    }
+    if (!n) goto out;
+    if ((st = plm_prog_compile(ctx, m->g, n, outs, 1u << PLM_GRP_X, &p))) goto out;
+    memset(in, 0, sizeof in);
+    in[PLM_GRP_X].p = u;
+    in[PLM_GRP_X].ld = 1;
+    for (v = 0; v < 64; v++) {
+        for (i = 0; i < n; i++) u[m->sites[site[i]].first] = v;
+        {
+            double **o = malloc((size_t)n * sizeof *o);
+            if (!o) {
+                st = plm_fail(ctx, PLM_ENOMEM, "gmodel: out of memory");
+                goto out;
+            }
+            for (i = 0; i < n; i++) o[i] = res + i;
+            st = plm_prog_eval(ctx, p, 1, in, o, NULL, 1);
+            free(o);
+        }
+        if (st) goto out;
+        for (i = 0; i < n; i++)
+            if (res[i] > best[i] && !isnan(res[i])) best[i] = res[i], arg[i] = v;
+    }
+    for (i = 0; i < n; i++) u[m->sites[site[i]].first] = arg[i];
+out:
+    free(outs), free(site), free(res), free(best), free(arg);
+    return st;
+}
+
 int plm_gmodel_find(const plm_gmodel *m, const char *name)
 {
     const plm_site *s = plm_trace_find(m->index, name);

@@ -85,6 +85,13 @@ int plm_gmodel_first_discrete(const plm_gmodel *m);
 ** left as they are. A start for samplers whose random uniform(-2, 2) start means nothing on a discrete site. */
 plm_status plm_gmodel_init_discrete(plm_ctx *ctx, const plm_gmodel *m, double *u);
 
+/* Starting values for the discrete latent sites not marked in keep (NULL, or m->n flags): each becomes the value
+** in 0..63 that maximises its own term plus its children's at the rest of u (a mixture's labels go to their
+** most probable components given the means in u). All sites move to each value together, so where discrete
+** sites read each other this is a heuristic start, not a joint mode; a site whose terms are never finite
+** keeps its value. */
+plm_status plm_gmodel_discrete_modes(plm_ctx *ctx, const plm_gmodel *m, double *u, const unsigned char *keep);
+
 /* N ancestral draws of the latent sites from their priors, point j of N from rng[j]: sites in model order (a
 ** site's parameters read only sites before it), each drawn given the values drawn before it, and mapped to u
 ** into U (m->dim x N, coordinate-major: coordinate k of point j at U[k * N + j]). keep (NULL, or N x m->n flags,
