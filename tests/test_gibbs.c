@@ -4,6 +4,7 @@
 ** error, the log density the kernel carries equals the model's, and what is not conjugate is refused with
 ** the reason. */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -445,6 +446,90 @@ static void test_carried_log_density_equals_the_model_conjugate(void)
     plm_target_ws_free(t, ws);
 }
 
+/* w ~ dirichlet(1, 2, 0.5); y1, y2, y3 ~ categorical(w) at 0, 0, 2 (0-based); z ~ categorical(w) latent; also
+** a dirichlet site whose child reads it otherwise (normal(w[1], 1)), refused with the reason. */
+static void test_dirichlet_categorical_conditional_is_closed_form(void)
+{
+    built b = new_model();
+    int a[3], w[3], j, site, zc, sites[2];
+    double u[4] = {0.3, -1.2, 0.4, 1}, par[3], y[3] = {0, 0, 2}, lo = INFINITY, hi = -INFINITY, lp, stat, worst = 0;
+    plm_symdist d = {PLM_DIST_DIRICHLET, 3, 3, a}, c = {PLM_DIST_CATEGORICAL, 3, 3, w};
+    plm_target *t;
+    plm_kernel *k;
+    plm_rng r;
+    void *ws, *st;
+    a[0] = k_(&b, 1), a[1] = k_(&b, 2), a[2] = k_(&b, 0.5);
+    CHECK(plm_gmodel_latent(&ctx, b.m, "w", &d, w) == PLM_OK);
+    for (j = 0; j < 3; j++) {
+        char name[8];
+        int x = k_(&b, y[j]);
+        snprintf(name, sizeof name, "y%d", j + 1);
+        CHECK(plm_gmodel_observe(&ctx, b.m, name, &c, &x) == PLM_OK);
+    }
+    CHECK(plm_gmodel_latent(&ctx, b.m, "z", &c, &zc) == PLM_OK);
+    CHECK(plm_gmodel_finish(&ctx, b.m) == PLM_OK);
+    site = plm_gmodel_find(b.m, "w");
+    {
+        plm_kernel *k1;
+        int n = 0;
+        CHECK(plm_kernel_gibbs(&ctx, b.m, &site, 1, &k1) == PLM_OK);
+        if (!k1) return;
+        CHECK(plm_gibbs_conditional(&ctx, k1, 0, u, par, 3, &n) == PLM_OK);
+        CHECK(n == 3);
+    }
+    /* prior plus counts: y gives two 0s and a 2, z = 1 one 1 */
+    CHECK_NEAR(par[0], 1 + 2, 1e-12);
+    CHECK_NEAR(par[1], 2 + 1, 1e-12);
+    CHECK_NEAR(par[2], 0.5 + 1, 1e-12);
+    /* brute force: the model's log density on u less sum par_k log x_k - (mean u)^2 / 2 is constant in w's
+    ** coordinates (the dirichlet density, the Jacobian prod x_k and the normal on mean u, nothing else) */
+    plm_gmodel_target(&ctx, b.m, &t);
+    ws = plm_target_ws_new(t);
+    plm_rng_init(&r, 3, 0);
+    for (j = 0; j < 50; j++) {
+        double v[4], mx, tot = 0, mean, f = 0;
+        int i;
+        for (i = 0; i < 3; i++) v[i] = 3 * plm_rng_normal(&r);
+        v[3] = u[3];
+        mx = fmax(v[0], fmax(v[1], v[2]));
+        for (i = 0; i < 3; i++) tot += exp(v[i] - mx);
+        mean = (v[0] + v[1] + v[2]) / 3;
+        for (i = 0; i < 3; i++) f += par[i] * (v[i] - mx - log(tot));
+        f = plm_target_logp(t, ws, v) - (f - 0.5 * mean * mean);
+        lo = fmin(lo, f), hi = fmax(hi, f);
+    }
+    CHECK(hi - lo < 1e-9);
+    /* the log density the kernel carries (w by its closed form, z by enumeration) equals the model's */
+    sites[0] = site, sites[1] = plm_gmodel_find(b.m, "z");
+    CHECK(plm_kernel_gibbs(&ctx, b.m, sites, 2, &k) == PLM_OK);
+    if (!k) return;
+    st = k->ops->chain_new(k, t);
+    lp = plm_target_logp(t, ws, u);
+    for (j = 0; j < 300; j++) {
+        CHECK(k->ops->step(k, st, &ctx, t, ws, &r, u, &lp, &stat, NULL) == PLM_OK);
+        worst = fmax(worst, fabs(lp - plm_target_logp(t, ws, u)) / fmax(1, fabs(lp)));
+    }
+    CHECK(worst < 1e-9);
+    k->ops->chain_free(st);
+    plm_target_ws_free(t, ws);
+}
+
+static void test_dirichlet_with_a_non_categorical_child_is_refused(void)
+{
+    built b = new_model();
+    int a[2], w[2], p[2];
+    plm_symdist d = {PLM_DIST_DIRICHLET, 2, 2, a};
+    plm_gibbs_plan plan;
+    a[0] = k_(&b, 1), a[1] = k_(&b, 1);
+    CHECK(plm_gmodel_latent(&ctx, b.m, "w", &d, w) == PLM_OK);
+    p[0] = w[0], p[1] = k_(&b, 1);
+    observe(&b, "y", PLM_DIST_NORMAL, 2, p, 0.3);
+    CHECK(plm_gmodel_finish(&ctx, b.m) == PLM_OK);
+    CHECK(plm_gibbs_plan_site(&ctx, b.m, 0, &plan) == PLM_OK);
+    CHECK(plan.how == PLM_GIBBS_NONE);
+    CHECK(strstr(plan.why, "child y of 'w' is normal, not categorical") != NULL);
+}
+
 int main(void)
 {
     RUN(test_enumeration_equals_brute_force);
@@ -457,5 +542,7 @@ int main(void)
     RUN(test_one_site_posteriors_match_closed_forms);
     RUN(test_carried_log_density_equals_the_model);
     RUN(test_carried_log_density_equals_the_model_conjugate);
+    RUN(test_dirichlet_categorical_conditional_is_closed_form);
+    RUN(test_dirichlet_with_a_non_categorical_child_is_refused);
     return CHECK_DONE();
 }
