@@ -415,6 +415,7 @@ static const char *gibbs_label(plm_gibbs_how how)
     case PLM_GIBBS_INV_GAMMA: return "inverse-gamma";
     case PLM_GIBBS_BETA: return "beta";
     case PLM_GIBBS_DIRICHLET: return "dirichlet-categorical";
+    case PLM_GIBBS_MVNORMAL: return "mvnormal-mvnormal";
     default: return "none";
     }
 }

@@ -530,6 +530,90 @@ static void test_dirichlet_with_a_non_categorical_child_is_refused(void)
     CHECK(strstr(plan.why, "child y of 'w' is normal, not categorical") != NULL);
 }
 
+static void inv2(const double *A, double *B)
+{
+    double det = A[0] * A[3] - A[1] * A[2];
+    B[0] = A[3] / det, B[1] = -A[1] / det, B[2] = -A[2] / det, B[3] = A[0] / det;
+}
+
+/* mu ~ mvnormal((1, -1), S0); y1, y2 ~ mvnormal(mu, S) observed; y3 ~ normal(mu[2], 0.7) at 0.1: the
+** conditional is the closed form P = S0^-1 + 2 S^-1 + e2 e2' / 0.49, mean P^-1 (S0^-1 m0 + S^-1 (y1 + y2)
+** + e2 0.1 / 0.49), and the model's log density on u less that gaussian's is constant. */
+static void test_mvnormal_known_covariance_conditional_is_closed_form(void)
+{
+    built b = new_model();
+    double m0[2] = {1, -1}, S0[4] = {4, 1, 1, 2}, S[4] = {1, 0.3, 0.3, 0.5}, y[2][2] = {{0.5, 0.2}, {1.5, -0.4}};
+    double S0i[4], Si[4], P[4], C[4], h[2], mean[2], out[6], u[2] = {0.3, 0.7}, lo = INFINITY, hi = -INFINITY, lp, stat, worst = 0;
+    int p[6], mu[2], j, n = 0, site;
+    plm_symdist d = {PLM_DIST_MVNORMAL, 2, 6, p};
+    plm_target *t;
+    plm_kernel *k;
+    plm_rng r;
+    void *ws, *st;
+    for (j = 0; j < 2; j++) p[j] = k_(&b, m0[j]);
+    for (j = 0; j < 4; j++) p[2 + j] = k_(&b, S0[j]);
+    CHECK(plm_gmodel_latent(&ctx, b.m, "mu", &d, mu) == PLM_OK);
+    for (j = 0; j < 2; j++) {
+        char name[8];
+        int x[2], i;
+        p[0] = mu[0], p[1] = mu[1];
+        for (i = 0; i < 4; i++) p[2 + i] = k_(&b, S[i]);
+        x[0] = k_(&b, y[j][0]), x[1] = k_(&b, y[j][1]);
+        snprintf(name, sizeof name, "y%d", j + 1);
+        CHECK(plm_gmodel_observe(&ctx, b.m, name, &d, x) == PLM_OK);
+    }
+    p[0] = mu[1], p[1] = k_(&b, 0.7);
+    observe(&b, "y3", PLM_DIST_NORMAL, 2, p, 0.1);
+    CHECK(plm_gmodel_finish(&ctx, b.m) == PLM_OK);
+    site = plm_gmodel_find(b.m, "mu");
+    CHECK(plm_kernel_gibbs(&ctx, b.m, &site, 1, &k) == PLM_OK);
+    if (!k) return;
+    CHECK(plm_gibbs_conditional(&ctx, k, 0, u, out, 6, &n) == PLM_OK);
+    CHECK(n == 6);
+    inv2(S0, S0i), inv2(S, Si);
+    for (j = 0; j < 4; j++) P[j] = S0i[j] + 2 * Si[j];
+    P[3] += 1 / 0.49;
+    for (j = 0; j < 2; j++)
+        h[j] = S0i[2 * j] * m0[0] + S0i[2 * j + 1] * m0[1] + Si[2 * j] * (y[0][0] + y[1][0]) + Si[2 * j + 1] * (y[0][1] + y[1][1]);
+    h[1] += 0.1 / 0.49;
+    inv2(P, C);
+    mean[0] = C[0] * h[0] + C[1] * h[1], mean[1] = C[2] * h[0] + C[3] * h[1];
+    CHECK_NEAR(out[0], mean[0], 1e-12);
+    CHECK_NEAR(out[1], mean[1], 1e-12);
+    for (j = 0; j < 4; j++) CHECK_NEAR(out[2 + j], C[j], 1e-12);
+    /* brute force: the target less the closed-form gaussian is constant in mu */
+    plm_gmodel_target(&ctx, b.m, &t);
+    ws = plm_target_ws_new(t);
+    plm_rng_init(&r, 4, 0);
+    for (j = 0; j < 50; j++) {
+        double v[2], d0, d1, q;
+        v[0] = 3 * plm_rng_normal(&r), v[1] = 3 * plm_rng_normal(&r);
+        d0 = v[0] - mean[0], d1 = v[1] - mean[1];
+        q = d0 * (P[0] * d0 + P[1] * d1) + d1 * (P[2] * d0 + P[3] * d1);
+        q = plm_target_logp(t, ws, v) + 0.5 * q;
+        lo = fmin(lo, q), hi = fmax(hi, q);
+    }
+    CHECK(hi - lo < 1e-9);
+    /* the draws' mean and the carried log density */
+    st = k->ops->chain_new(k, t);
+    lp = plm_target_logp(t, ws, u);
+    {
+        double s0 = 0, s1 = 0;
+        int N = 20000;
+        for (j = 0; j < N; j++) {
+            CHECK(k->ops->step(k, st, &ctx, t, ws, &r, u, &lp, &stat, NULL) == PLM_OK);
+            worst = fmax(worst, fabs(lp - plm_target_logp(t, ws, u)) / fmax(1, fabs(lp)));
+            s0 += u[0], s1 += u[1];
+        }
+        /* independent exact draws: 4 standard errors */
+        CHECK(fabs(s0 / N - mean[0]) < 4 * sqrt(C[0] / N));
+        CHECK(fabs(s1 / N - mean[1]) < 4 * sqrt(C[3] / N));
+    }
+    CHECK(worst < 1e-9);
+    k->ops->chain_free(st);
+    plm_target_ws_free(t, ws);
+}
+
 int main(void)
 {
     RUN(test_enumeration_equals_brute_force);
@@ -544,5 +628,6 @@ int main(void)
     RUN(test_carried_log_density_equals_the_model_conjugate);
     RUN(test_dirichlet_categorical_conditional_is_closed_form);
     RUN(test_dirichlet_with_a_non_categorical_child_is_refused);
+    RUN(test_mvnormal_known_covariance_conditional_is_closed_form);
     return CHECK_DONE();
 }
