@@ -113,7 +113,21 @@ static int trace_symbolic(lua_State *L, plm_l_exec *ex, plm_l_method which)
     plm_ctx_clear(ctx);
     switch (which) {
     case PLM_L_M_SAMPLE: {
+        plm_dist *nd = plm_l_testobj(L, 3, PLM_L_DIST);
         addr = trace_addr(L, "m:sample");
+        if (nd && nd->kind == PLM_DIST_DIRICHLET) {
+            /* a latent probability vector (numeric concentrations): gmodel's simplex site */
+            plm_symdist d;
+            int *a = plm_l_scratch(L, (size_t)nd->dim * sizeof *a);
+            if (nd->dim > MAXDIM) return trace_error(L, "m:sample '%s': dimension over %d", addr, MAXDIM);
+            for (i = 0; i < nd->dim; i++)
+                if ((a[i] = plm_graph_const(t->g, nd->v[i])) < 0) return luaL_error(L, "plume: out of memory while tracing");
+            d.kind = PLM_DIST_DIRICHLET, d.K = nd->dim, d.np = nd->dim, d.p = a;
+            if (plm_gmodel_latent(ctx, t->gm, addr, &d, x)) return trace_error(L, "m:sample '%s': %s", addr, ctx->msg);
+            lua_pop(L, 1);   /* the scratch */
+            push_value(L, x, nd->dim);
+            return 1;
+        }
         sd = trace_dist(L, t, "m:sample", addr);
         if ((dim = plm_symdist_dim(&sd->d)) > MAXDIM) return trace_error(L, "m:sample '%s': dimension over %d", addr, MAXDIM);
         if (plm_gmodel_latent(ctx, t->gm, addr, &sd->d, x)) return trace_error(L, "m:sample '%s': %s", addr, ctx->msg);
@@ -231,24 +245,41 @@ int plm_l_trace_static(lua_State *L, const plm_l_program *pg, plm_gmodel **out)
 
 /* ---- plume.infer's "nuts", "hmc" and "auto" ---- */
 
-/* Fill u (chains x dim) from `init` (0: none): named sites from their values, the rest uniform(-2, 2) on the
-** unconstrained scale as Stan does (stream 2^32 + c of the seed, so chains do not share draws with the
-** kernel's streams), discrete sites the first whole values of finite density. Each chain's start is checked:
-** a non-finite log density names the site. */
+/* How far from 0 a transformed coordinate of a prior draw may start: e^-20 = 2e-9 and e^20 = 5e8 for a positive
+** site. A vague gamma(0.001, 0.001) on a precision puts half its mass below 1e-298 (JAGS's "typical value", the
+** median, is there too): a draw there makes every child's scale astronomically large or underflows to 0. The
+** limit keeps such a start far in the prior's tail, with children dispersed widely around their means, which
+** is where a Gibbs sweep moves fastest toward the data. */
+#define INIT_ULIM 20.0
+#define INIT_MEDIAN_OF 5
+
+/* Fill u (chains x dim) from `init` (0: none): named sites from their values, the rest by ancestral draws from
+** their priors given the sites before them (plm_gmodel_prior_draws, transformed coordinates kept within
+** +-INIT_ULIM), as JAGS starts chains from its priors, chain c from stream 2^32 + c of the seed (apart from the
+** kernel's streams, whatever the thread count). Sites with an improper prior start uniform(-2, 2) on the
+** unconstrained scale as Stan does. Discrete sites then move to their most probable values given the rest
+** (plm_gmodel_discrete_modes): a mixture's labels drawn from their prior would mix every component's points
+** and pull the means together in the first sweep. A chain whose start has a non-finite log density draws again (10 times),
+** then falls back to uniform(-2, 2) starts (100 times) with discrete sites at the first whole values of finite
+** density; if none is finite, the error names the site. */
 static void static_inits(lua_State *L, const plm_gmodel *gm, const plm_l_infer_opts *o, double *u)
 {
-    int c, d = gm->dim;
+    int c, d = gm->dim, C = o->chains, n = gm->n, k, round, left = C, discrete = plm_gmodel_first_discrete(gm) >= 0;
+    plm_rng *r = plm_l_scratch(L, (size_t)C * sizeof *r);
+    unsigned char *keep = plm_l_scratch(L, (size_t)C * (size_t)n);
+    double *U = plm_l_scratch(L, (size_t)C * (size_t)d * sizeof *U + 1);
+    char *ok = plm_l_scratch(L, (size_t)C);
     plm_ctx ctx;
     plm_ctx_clear(&ctx);
-    for (c = 0; c < o->chains; c++) {
+    memset(keep, 0, (size_t)C * (size_t)n);
+    memset(ok, 0, (size_t)C);
+    for (c = 0; c < C; c++) {
         double *uc = u + (size_t)c * (size_t)d;
-        plm_rng r;
         int i, tab;
-        plm_rng_init(&r, o->seed, (1ull << 32) + (uint64_t)c);
-        for (i = 0; i < d; i++) uc[i] = -2 + 4 * plm_rng_uniform(&r);
-        if (plm_gmodel_first_discrete(gm) >= 0 && plm_gmodel_init_discrete(&ctx, gm, uc)) luaL_error(L, "plume.infer: %s", ctx.msg);
+        plm_rng_init(&r[c], o->seed, (1ull << 32) + (uint64_t)c);
+        for (i = 0; i < d; i++) uc[i] = 0;
         if (!o->init)
-            lua_newtable(L);
+            continue;
         else if (lua_isfunction(L, o->init)) {
             lua_pushvalue(L, o->init);
             lua_pushinteger(L, c + 1);
@@ -276,11 +307,39 @@ static void static_inits(lua_State *L, const plm_gmodel *gm, const plm_l_infer_o
                 luaL_error(L, "plume.infer: init value of '%s' must be %s (got %s)", name,
                            dim == 1 ? "a number" : "a table of numbers", luaL_typename(L, -1));
             if (plm_gmodel_unconstrain(&ctx, gm, s, x, uc + gm->sites[s].first)) luaL_error(L, "plume.infer: %s", ctx.msg);
+            keep[(size_t)c * (size_t)n + (size_t)s] = 1;
             lua_pop(L, 1);
         }
         lua_pop(L, 1);
-        if (plm_gmodel_blame(&ctx, gm, uc))
-            luaL_error(L, "plume.infer: the log density at chain %d's initial point is not finite: %s", c + 1, ctx.msg);
+    }
+    /* ancestral draws for every chain at once; a chain whose start is not finite draws again */
+    for (round = 0; round < 10 && left; round++) {
+        for (c = 0; c < C; c++)
+            for (k = 0; k < d; k++) U[(size_t)k * (size_t)C + (size_t)c] = u[(size_t)c * (size_t)d + (size_t)k];
+        if (plm_gmodel_prior_draws(&ctx, gm, U, (size_t)C, r, 1, keep, INIT_ULIM, INIT_MEDIAN_OF, 1)) luaL_error(L, "plume.infer: %s", ctx.msg);
+        for (c = 0; c < C; c++) {
+            double *uc = u + (size_t)c * (size_t)d;
+            if (ok[c]) continue;
+            for (k = 0; k < d; k++) uc[k] = U[(size_t)k * (size_t)C + (size_t)c];
+            if (discrete && plm_gmodel_discrete_modes(&ctx, gm, uc, keep + (size_t)c * (size_t)n))
+                luaL_error(L, "plume.infer: %s", ctx.msg);
+            if (plm_gmodel_blame(&ctx, gm, uc) == PLM_OK) ok[c] = 1, left--;
+        }
+    }
+    for (c = 0; c < C && left; c++) {
+        double *uc = u + (size_t)c * (size_t)d, *given = plm_l_scratch(L, (size_t)d * sizeof *given + 1);
+        int tries;
+        if (ok[c]) continue;
+        memcpy(given, uc, (size_t)d * sizeof *uc);
+        for (tries = 0; tries < 100 && !ok[c]; tries++) {
+            for (k = 0; k < d; k++) uc[k] = -2 + 4 * plm_rng_uniform(&r[c]);
+            if (plm_gmodel_first_discrete(gm) >= 0 && plm_gmodel_init_discrete(&ctx, gm, uc)) luaL_error(L, "plume.infer: %s", ctx.msg);
+            for (k = 0; k < d; k++)
+                if (keep[(size_t)c * (size_t)n + (size_t)gm->owner[k]]) uc[k] = given[k];
+            ok[c] = plm_gmodel_blame(&ctx, gm, uc) == PLM_OK;
+        }
+        if (!ok[c]) luaL_error(L, "plume.infer: the log density at chain %d's initial point is not finite: %s", c + 1, ctx.msg);
+        left--;
     }
 }
 
@@ -355,6 +414,8 @@ static const char *gibbs_label(plm_gibbs_how how)
     case PLM_GIBBS_GAMMA: return "gamma";
     case PLM_GIBBS_INV_GAMMA: return "inverse-gamma";
     case PLM_GIBBS_BETA: return "beta";
+    case PLM_GIBBS_DIRICHLET: return "dirichlet-categorical";
+    case PLM_GIBBS_MVNORMAL: return "mvnormal-mvnormal";
     default: return "none";
     }
 }
@@ -513,12 +574,10 @@ int plm_l_infer_static(lua_State *L, const plm_l_program *pg, const plm_l_infer_
     mo.thin = o->thin;
     mo.seed = o->seed;
     mo.threads = threads;
-    if (o->init || plm_gmodel_first_discrete(gm) >= 0) {
-        /* discrete coordinates need whole values of finite density, which the driver's start is not */
-        u0 = plm_l_scratch(L, (size_t)o->chains * (size_t)gm->dim * sizeof *u0);
-        static_inits(L, gm, o, u0);
-        mo.init = u0;
-    }
+    /* ancestral starts (static_inits), not the driver's uniform(-2, 2) ones */
+    u0 = plm_l_scratch(L, (size_t)o->chains * (size_t)gm->dim * sizeof *u0);
+    static_inits(L, gm, o, u0);
+    mo.init = u0;
     st = plm_mcmc_run(&ctx, target, k, &mo, &U, &accept);
     t2 = plm_l_now();
     if (st == PLM_EINTR) {

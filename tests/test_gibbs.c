@@ -4,6 +4,7 @@
 ** error, the log density the kernel carries equals the model's, and what is not conjugate is refused with
 ** the reason. */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -445,6 +446,174 @@ static void test_carried_log_density_equals_the_model_conjugate(void)
     plm_target_ws_free(t, ws);
 }
 
+/* w ~ dirichlet(1, 2, 0.5); y1, y2, y3 ~ categorical(w) at 0, 0, 2 (0-based); z ~ categorical(w) latent; also
+** a dirichlet site whose child reads it otherwise (normal(w[1], 1)), refused with the reason. */
+static void test_dirichlet_categorical_conditional_is_closed_form(void)
+{
+    built b = new_model();
+    int a[3], w[3], j, site, zc, sites[2];
+    double u[4] = {0.3, -1.2, 0.4, 1}, par[3], y[3] = {0, 0, 2}, lo = INFINITY, hi = -INFINITY, lp, stat, worst = 0;
+    plm_symdist d = {PLM_DIST_DIRICHLET, 3, 3, a}, c = {PLM_DIST_CATEGORICAL, 3, 3, w};
+    plm_target *t;
+    plm_kernel *k;
+    plm_rng r;
+    void *ws, *st;
+    a[0] = k_(&b, 1), a[1] = k_(&b, 2), a[2] = k_(&b, 0.5);
+    CHECK(plm_gmodel_latent(&ctx, b.m, "w", &d, w) == PLM_OK);
+    for (j = 0; j < 3; j++) {
+        char name[8];
+        int x = k_(&b, y[j]);
+        snprintf(name, sizeof name, "y%d", j + 1);
+        CHECK(plm_gmodel_observe(&ctx, b.m, name, &c, &x) == PLM_OK);
+    }
+    CHECK(plm_gmodel_latent(&ctx, b.m, "z", &c, &zc) == PLM_OK);
+    CHECK(plm_gmodel_finish(&ctx, b.m) == PLM_OK);
+    site = plm_gmodel_find(b.m, "w");
+    {
+        plm_kernel *k1;
+        int n = 0;
+        CHECK(plm_kernel_gibbs(&ctx, b.m, &site, 1, &k1) == PLM_OK);
+        if (!k1) return;
+        CHECK(plm_gibbs_conditional(&ctx, k1, 0, u, par, 3, &n) == PLM_OK);
+        CHECK(n == 3);
+    }
+    /* prior plus counts: y gives two 0s and a 2, z = 1 one 1 */
+    CHECK_NEAR(par[0], 1 + 2, 1e-12);
+    CHECK_NEAR(par[1], 2 + 1, 1e-12);
+    CHECK_NEAR(par[2], 0.5 + 1, 1e-12);
+    /* brute force: the model's log density on u less sum par_k log x_k - (mean u)^2 / 2 is constant in w's
+    ** coordinates (the dirichlet density, the Jacobian prod x_k and the normal on mean u, nothing else) */
+    plm_gmodel_target(&ctx, b.m, &t);
+    ws = plm_target_ws_new(t);
+    plm_rng_init(&r, 3, 0);
+    for (j = 0; j < 50; j++) {
+        double v[4], mx, tot = 0, mean, f = 0;
+        int i;
+        for (i = 0; i < 3; i++) v[i] = 3 * plm_rng_normal(&r);
+        v[3] = u[3];
+        mx = fmax(v[0], fmax(v[1], v[2]));
+        for (i = 0; i < 3; i++) tot += exp(v[i] - mx);
+        mean = (v[0] + v[1] + v[2]) / 3;
+        for (i = 0; i < 3; i++) f += par[i] * (v[i] - mx - log(tot));
+        f = plm_target_logp(t, ws, v) - (f - 0.5 * mean * mean);
+        lo = fmin(lo, f), hi = fmax(hi, f);
+    }
+    CHECK(hi - lo < 1e-9);
+    /* the log density the kernel carries (w by its closed form, z by enumeration) equals the model's */
+    sites[0] = site, sites[1] = plm_gmodel_find(b.m, "z");
+    CHECK(plm_kernel_gibbs(&ctx, b.m, sites, 2, &k) == PLM_OK);
+    if (!k) return;
+    st = k->ops->chain_new(k, t);
+    lp = plm_target_logp(t, ws, u);
+    for (j = 0; j < 300; j++) {
+        CHECK(k->ops->step(k, st, &ctx, t, ws, &r, u, &lp, &stat, NULL) == PLM_OK);
+        worst = fmax(worst, fabs(lp - plm_target_logp(t, ws, u)) / fmax(1, fabs(lp)));
+    }
+    CHECK(worst < 1e-9);
+    k->ops->chain_free(st);
+    plm_target_ws_free(t, ws);
+}
+
+static void test_dirichlet_with_a_non_categorical_child_is_refused(void)
+{
+    built b = new_model();
+    int a[2], w[2], p[2];
+    plm_symdist d = {PLM_DIST_DIRICHLET, 2, 2, a};
+    plm_gibbs_plan plan;
+    a[0] = k_(&b, 1), a[1] = k_(&b, 1);
+    CHECK(plm_gmodel_latent(&ctx, b.m, "w", &d, w) == PLM_OK);
+    p[0] = w[0], p[1] = k_(&b, 1);
+    observe(&b, "y", PLM_DIST_NORMAL, 2, p, 0.3);
+    CHECK(plm_gmodel_finish(&ctx, b.m) == PLM_OK);
+    CHECK(plm_gibbs_plan_site(&ctx, b.m, 0, &plan) == PLM_OK);
+    CHECK(plan.how == PLM_GIBBS_NONE);
+    CHECK(strstr(plan.why, "child y of 'w' is normal, not categorical") != NULL);
+}
+
+static void inv2(const double *A, double *B)
+{
+    double det = A[0] * A[3] - A[1] * A[2];
+    B[0] = A[3] / det, B[1] = -A[1] / det, B[2] = -A[2] / det, B[3] = A[0] / det;
+}
+
+/* mu ~ mvnormal((1, -1), S0); y1, y2 ~ mvnormal(mu, S) observed; y3 ~ normal(mu[2], 0.7) at 0.1: the
+** conditional is the closed form P = S0^-1 + 2 S^-1 + e2 e2' / 0.49, mean P^-1 (S0^-1 m0 + S^-1 (y1 + y2)
+** + e2 0.1 / 0.49), and the model's log density on u less that gaussian's is constant. */
+static void test_mvnormal_known_covariance_conditional_is_closed_form(void)
+{
+    built b = new_model();
+    double m0[2] = {1, -1}, S0[4] = {4, 1, 1, 2}, S[4] = {1, 0.3, 0.3, 0.5}, y[2][2] = {{0.5, 0.2}, {1.5, -0.4}};
+    double S0i[4], Si[4], P[4], C[4], h[2], mean[2], out[6], u[2] = {0.3, 0.7}, lo = INFINITY, hi = -INFINITY, lp, stat, worst = 0;
+    int p[6], mu[2], j, n = 0, site;
+    plm_symdist d = {PLM_DIST_MVNORMAL, 2, 6, p};
+    plm_target *t;
+    plm_kernel *k;
+    plm_rng r;
+    void *ws, *st;
+    for (j = 0; j < 2; j++) p[j] = k_(&b, m0[j]);
+    for (j = 0; j < 4; j++) p[2 + j] = k_(&b, S0[j]);
+    CHECK(plm_gmodel_latent(&ctx, b.m, "mu", &d, mu) == PLM_OK);
+    for (j = 0; j < 2; j++) {
+        char name[8];
+        int x[2], i;
+        p[0] = mu[0], p[1] = mu[1];
+        for (i = 0; i < 4; i++) p[2 + i] = k_(&b, S[i]);
+        x[0] = k_(&b, y[j][0]), x[1] = k_(&b, y[j][1]);
+        snprintf(name, sizeof name, "y%d", j + 1);
+        CHECK(plm_gmodel_observe(&ctx, b.m, name, &d, x) == PLM_OK);
+    }
+    p[0] = mu[1], p[1] = k_(&b, 0.7);
+    observe(&b, "y3", PLM_DIST_NORMAL, 2, p, 0.1);
+    CHECK(plm_gmodel_finish(&ctx, b.m) == PLM_OK);
+    site = plm_gmodel_find(b.m, "mu");
+    CHECK(plm_kernel_gibbs(&ctx, b.m, &site, 1, &k) == PLM_OK);
+    if (!k) return;
+    CHECK(plm_gibbs_conditional(&ctx, k, 0, u, out, 6, &n) == PLM_OK);
+    CHECK(n == 6);
+    inv2(S0, S0i), inv2(S, Si);
+    for (j = 0; j < 4; j++) P[j] = S0i[j] + 2 * Si[j];
+    P[3] += 1 / 0.49;
+    for (j = 0; j < 2; j++)
+        h[j] = S0i[2 * j] * m0[0] + S0i[2 * j + 1] * m0[1] + Si[2 * j] * (y[0][0] + y[1][0]) + Si[2 * j + 1] * (y[0][1] + y[1][1]);
+    h[1] += 0.1 / 0.49;
+    inv2(P, C);
+    mean[0] = C[0] * h[0] + C[1] * h[1], mean[1] = C[2] * h[0] + C[3] * h[1];
+    CHECK_NEAR(out[0], mean[0], 1e-12);
+    CHECK_NEAR(out[1], mean[1], 1e-12);
+    for (j = 0; j < 4; j++) CHECK_NEAR(out[2 + j], C[j], 1e-12);
+    /* brute force: the target less the closed-form gaussian is constant in mu */
+    plm_gmodel_target(&ctx, b.m, &t);
+    ws = plm_target_ws_new(t);
+    plm_rng_init(&r, 4, 0);
+    for (j = 0; j < 50; j++) {
+        double v[2], d0, d1, q;
+        v[0] = 3 * plm_rng_normal(&r), v[1] = 3 * plm_rng_normal(&r);
+        d0 = v[0] - mean[0], d1 = v[1] - mean[1];
+        q = d0 * (P[0] * d0 + P[1] * d1) + d1 * (P[2] * d0 + P[3] * d1);
+        q = plm_target_logp(t, ws, v) + 0.5 * q;
+        lo = fmin(lo, q), hi = fmax(hi, q);
+    }
+    CHECK(hi - lo < 1e-9);
+    /* the draws' mean and the carried log density */
+    st = k->ops->chain_new(k, t);
+    lp = plm_target_logp(t, ws, u);
+    {
+        double s0 = 0, s1 = 0;
+        int N = 20000;
+        for (j = 0; j < N; j++) {
+            CHECK(k->ops->step(k, st, &ctx, t, ws, &r, u, &lp, &stat, NULL) == PLM_OK);
+            worst = fmax(worst, fabs(lp - plm_target_logp(t, ws, u)) / fmax(1, fabs(lp)));
+            s0 += u[0], s1 += u[1];
+        }
+        /* independent exact draws: 4 standard errors */
+        CHECK(fabs(s0 / N - mean[0]) < 4 * sqrt(C[0] / N));
+        CHECK(fabs(s1 / N - mean[1]) < 4 * sqrt(C[3] / N));
+    }
+    CHECK(worst < 1e-9);
+    k->ops->chain_free(st);
+    plm_target_ws_free(t, ws);
+}
+
 int main(void)
 {
     RUN(test_enumeration_equals_brute_force);
@@ -457,5 +626,8 @@ int main(void)
     RUN(test_one_site_posteriors_match_closed_forms);
     RUN(test_carried_log_density_equals_the_model);
     RUN(test_carried_log_density_equals_the_model_conjugate);
+    RUN(test_dirichlet_categorical_conditional_is_closed_form);
+    RUN(test_dirichlet_with_a_non_categorical_child_is_refused);
+    RUN(test_mvnormal_known_covariance_conditional_is_closed_form);
     return CHECK_DONE();
 }

@@ -142,6 +142,121 @@ static int finite_support(const plm_gsite *s)
     }
 }
 
+/* A dirichlet site: every child is categorical with the site's value, entry for entry, as its probabilities
+** (observed, or latent as the labels of a mixture); the statistics are the K concentrations and the children's
+** values, whose counts add to them. */
+static plm_status find_dirichlet(plm_ctx *ctx, const plm_gmodel *m, const plm_gsite *s, const int *children, int nchildren,
+                                 int *how, int **stats, int *nstats, int **cfam, int *nchild, char *why, size_t nwhy)
+{
+    nodes st = {0};
+    int c, k, K = s->dim, *fam;
+    if (!nchildren) return set_why(why, nwhy, "'%s' has no children: its conditional is its prior", s->name), PLM_OK;
+    if (!(fam = plm_gc_alloc_atomic(((size_t)nchildren + 1) * sizeof *fam))) return plm_fail(ctx, PLM_ENOMEM, "gibbs: out of memory");
+    for (k = 0; k < K; k++)
+        if (push(&st, s->params[k])) return plm_fail(ctx, PLM_ENOMEM, "gibbs: out of memory");
+    for (c = 0; c < nchildren; c++) {
+        const plm_gsite *ch = &m->sites[children[c]];
+        if (ch->kind == PLM_GSITE_FACTOR || ch->dist != PLM_DIST_CATEGORICAL)
+            return set_why(why, nwhy, "child %s of '%s' is %s, not categorical", ch->name, s->name,
+                           ch->kind == PLM_GSITE_FACTOR ? "a factor" : dname(ch->dist)), PLM_OK;
+        if (ch->nparams != K || ch->dim != 1)
+            return set_why(why, nwhy, "child %s of '%s' has %d categories, the site %d", ch->name, s->name, ch->nparams, K), PLM_OK;
+        for (k = 0; k < K; k++)
+            if (ch->params[k] != s->value[k])
+                return set_why(why, nwhy, "child %s of '%s': its probabilities are not the site itself", ch->name,
+                               s->name), PLM_OK;
+        fam[c] = CHILD_CATEGORICAL;
+        if (push(&st, ch->value[0])) return plm_fail(ctx, PLM_ENOMEM, "gibbs: out of memory");
+    }
+    *how = PLM_GIBBS_DIRICHLET;
+    *stats = st.v, *nstats = st.n, *cfam = fam, *nchild = nchildren;
+    set_why(why, nwhy, "conjugate dirichlet prior on '%s' with %d categorical child%s", s->name, nchildren,
+            nchildren == 1 ? "" : "ren");
+    return PLM_OK;
+}
+
+/* An mvnormal site (a mean vector with known covariances): every child is mvnormal with the site's value, entry
+** for entry, as its mean, or normal with one entry as its mean, and no child's covariance, sd or value reads
+** the site. Statistics: the prior's mean and covariance, then per child its covariance (or sd) and value. */
+static plm_status find_mvnormal(plm_ctx *ctx, const plm_gmodel *m, int i, const int *children, int nchildren, int *how,
+                                int **stats, int *nstats, int **cfam, int *nchild, char *why, size_t nwhy)
+{
+    const plm_gsite *s = &m->sites[i];
+    nodes st = {0};
+    int c, k, K = s->dim, top = 0, id, *fam, ok = 1;
+    char *dep;
+    if (!nchildren) return set_why(why, nwhy, "'%s' has no children: its conditional is its prior", s->name), PLM_OK;
+    for (c = 0; c < nchildren; c++) {
+        const plm_gsite *ch = &m->sites[children[c]];
+        for (k = 0; k < ch->nparams; k++) top = ch->params[k] > top ? ch->params[k] : top;
+        for (k = 0; k < ch->dim; k++) top = ch->value[k] > top ? ch->value[k] : top;
+    }
+    /* dep[id]: node id reads a coordinate of the site (ids are topological: one pass) */
+    if (!(dep = calloc((size_t)top + 1, 1)) || !(fam = plm_gc_alloc_atomic(((size_t)nchildren + 1) * sizeof *fam))) {
+        free(dep);
+        return plm_fail(ctx, PLM_ENOMEM, "gibbs: out of memory");
+    }
+    for (id = 0; id <= top; id++) {
+        int grp, idx, nargs;
+        const int *args;
+        if (plm_graph_is_input(m->g, id, &grp, &idx)) {
+            dep[id] = grp == PLM_GRP_X && idx >= s->first && idx < s->first + K;
+            continue;
+        }
+        plm_graph_node(m->g, id, &nargs, &args);
+        for (k = 0; k < nargs && !dep[id]; k++) dep[id] = dep[args[k]];
+    }
+    for (k = 0; k < K + K * K && ok > 0; k++)
+        if (push(&st, s->params[k])) ok = -1;
+    for (c = 0; c < nchildren && ok > 0; c++) {
+        const plm_gsite *ch = &m->sites[children[c]];
+        int j, comp = -1;
+        if (ch->kind == PLM_GSITE_FACTOR || (ch->dist != PLM_DIST_MVNORMAL && ch->dist != PLM_DIST_NORMAL)) {
+            ok = set_why(why, nwhy, "child %s of '%s' is %s, not mvnormal or normal", ch->name, s->name,
+                         ch->kind == PLM_GSITE_FACTOR ? "a factor" : dname(ch->dist));
+            break;
+        }
+        for (k = 0; k < ch->dim && ok > 0; k++)
+            if (dep[ch->value[k]]) ok = set_why(why, nwhy, "'%s' enters the value of %s, not only its mean", s->name, ch->name);
+        if (ok <= 0) break;
+        if (ch->dist == PLM_DIST_MVNORMAL) {
+            if (ch->dim != K) {
+                ok = set_why(why, nwhy, "child %s of '%s' has dimension %d, the site %d", ch->name, s->name, ch->dim, K);
+                break;
+            }
+            for (k = 0; k < K && ok > 0; k++)
+                if (ch->params[k] != s->value[k])
+                    ok = set_why(why, nwhy, "child %s of '%s': its mean is not the site itself", ch->name, s->name);
+            for (k = K; k < K + K * K && ok > 0; k++)
+                if (dep[ch->params[k]]) ok = set_why(why, nwhy, "child %s of '%s': its covariance depends on the site", ch->name, s->name);
+            if (ok <= 0) break;
+            fam[c] = CHILD_MVNORMAL;
+            for (k = K; k < K + K * K && ok > 0; k++)
+                if (push(&st, ch->params[k])) ok = -1;
+            for (k = 0; k < K && ok > 0; k++)
+                if (push(&st, ch->value[k])) ok = -1;
+            continue;
+        }
+        for (j = 0; j < K; j++)
+            if (ch->params[0] == s->value[j]) comp = j;
+        if (comp < 0 || dep[ch->params[1]]) {
+            ok = set_why(why, nwhy, "child %s of '%s': %s", ch->name, s->name,
+                         comp < 0 ? "its mean is not an entry of the site" : "its sd depends on the site");
+            break;
+        }
+        fam[c] = CHILD_COMPONENT + comp;
+        if (push(&st, ch->params[1]) || push(&st, ch->value[0])) ok = -1;
+    }
+    free(dep);
+    if (ok < 0) return plm_fail(ctx, PLM_ENOMEM, "gibbs: out of memory");
+    if (!ok) return PLM_OK;
+    *how = PLM_GIBBS_MVNORMAL;
+    *stats = st.v, *nstats = st.n, *cfam = fam, *nchild = nchildren;
+    set_why(why, nwhy, "conjugate mvnormal prior on '%s' with %d mvnormal/normal child%s (known covariance)", s->name,
+            nchildren, nchildren == 1 ? "" : "ren");
+    return PLM_OK;
+}
+
 plm_status plm_gibbs_find(plm_ctx *ctx, const plm_gmodel *m, int i, const int *children, int nchildren, int *how,
                           int **stats, int *nstats, int **cfam, int *nchild, char *why, size_t nwhy)
 {
@@ -163,6 +278,8 @@ plm_status plm_gibbs_find(plm_ctx *ctx, const plm_gmodel *m, int i, const int *c
                 nchildren + 1, nchildren ? "s" : "");
         return PLM_OK;
     }
+    if (kind == PLM_DIST_MVNORMAL) return find_mvnormal(ctx, m, i, children, nchildren, how, stats, nstats, cfam, nchild, why, nwhy);
+    if (kind == PLM_DIST_DIRICHLET) return find_dirichlet(ctx, m, s, children, nchildren, how, stats, nstats, cfam, nchild, why, nwhy);
     switch (kind) {
     case PLM_DIST_NORMAL: want = PLM_GIBBS_NORMAL; break;
     case PLM_DIST_GAMMA: want = PLM_GIBBS_GAMMA; break;
@@ -273,7 +390,8 @@ plm_status plm_gibbs_find(plm_ctx *ctx, const plm_gmodel *m, int i, const int *c
 
 const char *plm_gibbs_how_name(plm_gibbs_how how)
 {
-    static const char *const names[] = {"none", "enumeration", "normal", "gamma", "inverse-gamma", "beta"};
+    static const char *const names[] = {"none", "enumeration", "normal", "gamma", "inverse-gamma", "beta", "dirichlet",
+                                        "mvnormal"};
     return names[how];
 }
 

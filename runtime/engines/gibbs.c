@@ -12,6 +12,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <gsl/gsl_blas.h>
+#include <gsl/gsl_errno.h>
+#include <gsl/gsl_linalg.h>
+
 typedef struct gibbs_cfg {
     const plm_gmodel *m;
     gibbs_update *up;
@@ -21,6 +25,7 @@ typedef struct gibbs_cfg {
     long bspace;        /* points in the block's product space */
     int maxsupport;     /* points of the largest enumeration (weights buffer) */
     int maxstats;       /* outputs of the largest statistics program */
+    int maxK;           /* entries of the largest mvnormal site (its workspace) */
 } gibbs_cfg;
 
 typedef struct gibbs_chain {
@@ -31,6 +36,7 @@ typedef struct gibbs_chain {
     double *S;              /* statistics: output o of particle i at S[2 * o + i] */
     double **oS;
     double *ow[2];
+    double *mv;             /* mvnormal updates: 2 K^2 + 3 K doubles */
 } gibbs_chain;
 
 static void chain_free(void *p)
@@ -42,7 +48,7 @@ static void chain_free(void *p)
         if (c->wb && c->wb[i].p) plm_prog_ws_free(&c->wb[i]);
         if (c->ws && c->ws[i].p) plm_prog_ws_free(&c->ws[i]);
     }
-    free(c->w), free(c->aux), free(c->z), free(c->S), free(c->oS), free(c->wb), free(c->ws);
+    free(c->w), free(c->aux), free(c->z), free(c->S), free(c->oS), free(c->wb), free(c->ws), free(c->mv);
     free(c);
 }
 
@@ -62,7 +68,8 @@ static void *chain_new(const plm_kernel *k, const plm_target *t)
     c->z = malloc(((size_t)cfg->maxsupport + 2) * (size_t)nz * sizeof *c->z);
     c->S = malloc(2 * (size_t)ms * sizeof *c->S);
     c->oS = malloc((size_t)ms * sizeof *c->oS);
-    if (!c->wb || !c->ws || !c->w || !c->aux || !c->z || !c->S || !c->oS) goto fail;
+    c->mv = malloc((2 * (size_t)cfg->maxK * (size_t)cfg->maxK + 3 * (size_t)cfg->maxK + 1) * sizeof *c->mv);
+    if (!c->wb || !c->ws || !c->w || !c->aux || !c->z || !c->S || !c->oS || !c->mv) goto fail;
     for (i = 0; i < ms; i++) c->oS[i] = c->S + 2 * i;
     c->ow[0] = c->w, c->ow[1] = c->aux;
     if (!cfg->block)
@@ -266,6 +273,154 @@ static plm_status conj_update(const gibbs_cfg *cfg, const gibbs_update *up, gibb
     return PLM_OK;
 }
 
+/* The K concentrations of a dirichlet site's full conditional at u into par: the prior's plus the counts of
+** its categorical children's values. */
+static plm_status dir_params(const gibbs_cfg *cfg, const gibbs_update *up, gibbs_chain *c, plm_prog_ws *ws, plm_ctx *ctx,
+                             const double *u, double *par)
+{
+    const plm_gsite *s = &cfg->m->sites[up->site];
+    const double *S = c->S;   /* output o at S[2 * o] (one point) */
+    int k, ch, K = s->dim;
+    eval_points(ws, u, u + up->coord, 1, 0, 1, c->oS, 1);
+    for (k = 0; k < K; k++) {
+        par[k] = S[2 * k];
+        if (!(par[k] > 0 && isfinite(par[k])))
+            return plm_fail(ctx, PLM_EDOM, "gibbs: the prior of '%s' (dirichlet) has concentration %d = %g", s->name, k + 1,
+                            par[k]);
+    }
+    for (ch = 0; ch < up->nchild; ch++) {
+        double y = S[2 * (K + ch)];
+        if (!(y >= 0 && y < K && y == floor(y)))
+            return plm_fail(ctx, PLM_EDOM, "gibbs: a categorical child of '%s' has value %g, outside 0..%d", s->name, y, K - 1);
+        par[(int)y] += 1;
+    }
+    return PLM_OK;
+}
+
+/* A dirichlet site's blanket terms as a function of its K coordinates, up to a constant: sum par_k log x_k (the
+** conditional's density times the Jacobian's prod x_k) less (mean u)^2 / 2, with log x_k = u_k - logsumexp(u). */
+static double dir_shape(const double *par, const double *u, int K)
+{
+    double mx = u[0], tot = 0, lse, mean = 0, r = 0;
+    int k;
+    for (k = 1; k < K; k++) mx = u[k] > mx ? u[k] : mx;
+    for (k = 0; k < K; k++) tot += exp(u[k] - mx), mean += u[k] / K;
+    lse = mx + log(tot);
+    for (k = 0; k < K; k++) r += par[k] * (u[k] - lse);
+    return r - 0.5 * mean * mean;
+}
+
+/* A dirichlet update: gamma(par_k) draws in logs, centred (the simplex point), plus a standard normal draw of
+** their mean, the coordinate the normal term of the site holds: an exact draw of the K coordinates. */
+static plm_status dir_update(const gibbs_cfg *cfg, const gibbs_update *up, gibbs_chain *c, plm_prog_ws *ws, plm_ctx *ctx,
+                             plm_rng *r, double *u, double *lp)
+{
+    int k, K = cfg->m->sites[up->site].dim;
+    double *par = c->w, *nu = c->aux, mean = 0, shift;
+    plm_status st;
+    if ((st = dir_params(cfg, up, c, ws, ctx, u, par))) return st;
+    for (k = 0; k < K; k++) nu[k] = plm_dist_log_gamma(par[k], r), mean += nu[k] / K;
+    shift = plm_rng_normal(r) - mean;
+    for (k = 0; k < K; k++) nu[k] += shift;
+    *lp += dir_shape(par, nu, K) - dir_shape(par, u + up->coord, K);
+    memcpy(u + up->coord, nu, (size_t)K * sizeof *nu);
+    return PLM_OK;
+}
+
+/* P += Sigma^-1 and h += Sigma^-1 y for a gaussian term of covariance Sigma (K x K) centred at y; A: K x K work.
+** Returns 0 when Sigma is not positive definite. */
+static int add_gaussian(double *P, double *h, const double *Sigma, const double *y, int K, double *A)
+{
+    gsl_matrix_view a = gsl_matrix_view_array(A, (size_t)K, (size_t)K);
+    int i, j;
+    memcpy(A, Sigma, (size_t)K * (size_t)K * sizeof *A);
+    if (gsl_linalg_cholesky_decomp1(&a.matrix) || gsl_linalg_cholesky_invert(&a.matrix)) return 0;
+    for (i = 0; i < K; i++)
+        for (j = 0; j < K; j++) {
+            P[i * K + j] += A[i * K + j];
+            h[i] += A[i * K + j] * y[j];
+        }
+    return 1;
+}
+
+/* The full conditional of an mvnormal site at u: the Cholesky factor L (lower, K x K) of its precision, the sum
+** of the prior's and the children's precisions, and its mean, P^-1 times the sum of precision-weighted means. */
+static plm_status mvn_conditional(const gibbs_cfg *cfg, const gibbs_update *up, gibbs_chain *c, plm_prog_ws *ws,
+                                  plm_ctx *ctx, const double *u, double *L, double *mean)
+{
+    const plm_gsite *s = &cfg->m->sites[up->site];
+    int K = s->dim, ch, k, o, ok = 1;
+    double *A = c->mv + (size_t)K * (size_t)K, *y = A + (size_t)K * (size_t)K + 2 * (size_t)K, *Sg = c->w;
+    gsl_error_handler_t *old;
+    gsl_matrix_view l = gsl_matrix_view_array(L, (size_t)K, (size_t)K);
+    gsl_vector_view hv = gsl_vector_view_array(mean, (size_t)K);
+    eval_points(ws, u, u + up->coord, 1, 0, 1, c->oS, 1);
+    memset(L, 0, (size_t)K * (size_t)K * sizeof *L);
+    memset(mean, 0, (size_t)K * sizeof *mean);
+    old = gsl_set_error_handler_off();
+    /* the prior: mean at outputs 0..K-1, covariance after; each child after it (c->w holds K*K numbers) */
+    for (k = 0; k < K * K; k++) Sg[k] = c->S[2 * (K + k)];
+    for (k = 0; k < K; k++) y[k] = c->S[2 * k];
+    if (!add_gaussian(L, mean, Sg, y, K, A)) {
+        gsl_set_error_handler(old);
+        return plm_fail(ctx, PLM_EDOM, "gibbs: the prior of '%s' (mvnormal) has a covariance that is not positive definite",
+                        s->name);
+    }
+    o = K + K * K;
+    for (ch = 0; ch < up->nchild && ok; ch++) {
+        if (up->cfam[ch] == CHILD_MVNORMAL) {
+            for (k = 0; k < K * K; k++) Sg[k] = c->S[2 * (o + k)];
+            for (k = 0; k < K; k++) y[k] = c->S[2 * (o + K * K + k)];
+            ok = add_gaussian(L, mean, Sg, y, K, A);
+            o += K * K + K;
+        } else {
+            double sd = c->S[2 * o], yv = c->S[2 * (o + 1)];
+            k = up->cfam[ch] - CHILD_COMPONENT;
+            ok = sd > 0 && isfinite(sd) && isfinite(yv);
+            if (ok) L[k * K + k] += 1 / (sd * sd), mean[k] += yv / (sd * sd);
+            o += 2;
+        }
+    }
+    ok = ok && !gsl_linalg_cholesky_decomp1(&l.matrix) && !gsl_linalg_cholesky_svx(&l.matrix, &hv.vector);
+    gsl_set_error_handler(old);
+    if (!ok)
+        return plm_fail(ctx, PLM_EDOM, "gibbs: a child of '%s' has an invalid covariance or sd (not positive definite, "
+                        "or not finite)", s->name);
+    return PLM_OK;
+}
+
+/* -(x - mean)' P (x - mean) / 2 with P = L L': the conditional's log density up to a constant (the value is the
+** coordinate itself, no Jacobian). */
+static double mvn_shape(const double *L, const double *mean, const double *x, int K)
+{
+    double r = 0;
+    int i, j;
+    for (i = 0; i < K; i++) {
+        double t = 0;
+        for (j = i; j < K; j++) t += L[j * K + i] * (x[j] - mean[j]);
+        r += t * t;
+    }
+    return -0.5 * r;
+}
+
+/* An mvnormal update: mean + L'^-1 z with z standard normal, whose covariance is (L L')^-1. */
+static plm_status mvn_update(const gibbs_cfg *cfg, const gibbs_update *up, gibbs_chain *c, plm_prog_ws *ws, plm_ctx *ctx,
+                             plm_rng *r, double *u, double *lp)
+{
+    int k, K = cfg->m->sites[up->site].dim;
+    double *L = c->mv, *mean = c->mv + 2 * (size_t)K * (size_t)K, *z = mean + K;
+    gsl_matrix_view l = gsl_matrix_view_array(L, (size_t)K, (size_t)K);
+    gsl_vector_view zv = gsl_vector_view_array(z, (size_t)K);
+    plm_status st;
+    if ((st = mvn_conditional(cfg, up, c, ws, ctx, u, L, mean))) return st;
+    for (k = 0; k < K; k++) z[k] = plm_rng_normal(r);
+    gsl_blas_dtrsv(CblasLower, CblasTrans, CblasNonUnit, &l.matrix, &zv.vector);
+    for (k = 0; k < K; k++) z[k] += mean[k];
+    *lp += mvn_shape(L, mean, z, K) - mvn_shape(L, mean, u + up->coord, K);
+    memcpy(u + up->coord, z, (size_t)K * sizeof *z);
+    return PLM_OK;
+}
+
 static plm_status block_update(const gibbs_cfg *cfg, gibbs_chain *c, plm_prog_ws *wb, plm_ctx *ctx, plm_rng *r,
                                double *u, double *lp)
 {
@@ -304,8 +459,10 @@ static plm_status gibbs_step(const plm_kernel *k, void *state, plm_ctx *ctx, con
     else
         for (i = 0; i < cfg->nup && !st; i++) {
             const gibbs_update *up = &cfg->up[i];
-            st = up->how == PLM_GIBBS_ENUM ? enum_update(cfg, up, c, &c->wb[i], ctx, r, u, lp)
-                                           : conj_update(cfg, up, c, &c->ws[i], ctx, r, u, lp);
+            st = up->how == PLM_GIBBS_ENUM        ? enum_update(cfg, up, c, &c->wb[i], ctx, r, u, lp)
+                 : up->how == PLM_GIBBS_DIRICHLET ? dir_update(cfg, up, c, &c->ws[i], ctx, r, u, lp)
+                 : up->how == PLM_GIBBS_MVNORMAL  ? mvn_update(cfg, up, c, &c->ws[i], ctx, r, u, lp)
+                                                  : conj_update(cfg, up, c, &c->ws[i], ctx, r, u, lp);
         }
     if (st) return st;
     if (isnan(*lp)) *lp = plm_target_logp(t, tws, u);
@@ -420,6 +577,19 @@ plm_status plm_kernel_gibbs(plm_ctx *ctx, const plm_gmodel *m, const int *sites,
                     cfg->maxsupport = PLM_GIBBS_MAX_SUPPORT;
             } else if (up->support > cfg->maxsupport)
                 cfg->maxsupport = up->support;
+        } else if (how == PLM_GIBBS_DIRICHLET || how == PLM_GIBBS_MVNORMAL) {
+            /* all K coordinates vary in the statistics program; the chain's w and aux hold K numbers each */
+            int k, *move = plm_gc_alloc_atomic((size_t)s->dim * sizeof *move);
+            if (!move) {
+                st = plm_fail(ctx, PLM_ENOMEM, "gibbs: out of memory");
+                break;
+            }
+            for (k = 0; k < s->dim; k++) move[k] = s->first + k;
+            if (nstats > cfg->maxstats) cfg->maxstats = nstats;
+            if (s->dim > cfg->maxsupport) cfg->maxsupport = s->dim;
+            if (how == PLM_GIBBS_MVNORMAL && s->dim * s->dim > cfg->maxsupport) cfg->maxsupport = s->dim * s->dim;
+            if (how == PLM_GIBBS_MVNORMAL && s->dim > cfg->maxK) cfg->maxK = s->dim;
+            if ((st = compile_small(ctx, m->g, nstats, stats, s->dim, move, &up->stats))) break;
         } else {
             if (nstats > cfg->maxstats) cfg->maxstats = nstats;
             if ((st = compile_small(ctx, m->g, nstats, stats, 1, &s->first, &up->stats))) break;
@@ -516,6 +686,24 @@ plm_status plm_gibbs_conditional(plm_ctx *ctx, const plm_kernel *k, int i, const
         return plm_fail(ctx, PLM_ENOMEM, "gibbs: out of memory");
     }
     memcpy(v, u, (size_t)cfg->m->dim * sizeof *v);
+    if (up->how == PLM_GIBBS_MVNORMAL) {
+        int K = cfg->m->sites[up->site].dim;
+        double *L = c->mv;
+        gsl_matrix_view l = gsl_matrix_view_array(L, (size_t)K, (size_t)K);
+        if (cap < K + K * K) st = plm_fail(ctx, PLM_EINVAL, "gibbs: out needs %d doubles", K + K * K);
+        else if (!(st = mvn_conditional(cfg, up, c, &c->ws[i], ctx, v, L, out))) {
+            gsl_linalg_cholesky_invert(&l.matrix);
+            memcpy(out + K, L, (size_t)K * (size_t)K * sizeof *L);
+            *n = K + K * K;
+        }
+        goto done;
+    }
+    if (up->how == PLM_GIBBS_DIRICHLET) {
+        int K = cfg->m->sites[up->site].dim;
+        if (cap < K) st = plm_fail(ctx, PLM_EINVAL, "gibbs: out needs %d doubles", K);
+        else if (!(st = dir_params(cfg, up, c, &c->ws[i], ctx, v, out))) *n = K;
+        goto done;
+    }
     if (up->how != PLM_GIBBS_ENUM) {
         if (cap < 2) st = plm_fail(ctx, PLM_EINVAL, "gibbs: out needs 2 doubles");
         else if (!(st = conj_params(cfg, up, c, &c->ws[i], ctx, v, out))) *n = 2;

@@ -21,7 +21,10 @@ typedef enum plm_gibbs_how {
     PLM_GIBBS_GAMMA,        /* gamma prior on a precision or rate: normal children with sd = c x^-1/2, poisson,
                             ** exponential and gamma children with rate = c x */
     PLM_GIBBS_INV_GAMMA,    /* inverse-gamma prior on a variance: normal children with sd = c x^1/2 */
-    PLM_GIBBS_BETA          /* beta prior on a probability: bernoulli and binomial children with p = x */
+    PLM_GIBBS_BETA,         /* beta prior on a probability: bernoulli and binomial children with p = x */
+    PLM_GIBBS_DIRICHLET,    /* dirichlet prior on a probability vector: categorical children with p = x */
+    PLM_GIBBS_MVNORMAL      /* mvnormal prior on a mean vector: mvnormal children with mean x and a covariance free
+                            ** of it, normal children with mean x[k] and an sd free of it */
 } plm_gibbs_how;
 
 typedef struct plm_gibbs_plan {
@@ -35,7 +38,7 @@ typedef struct plm_gibbs_plan {
 ** latent site (the message names it); otherwise PLM_OK, with how = PLM_GIBBS_NONE where none applies. */
 plm_status plm_gibbs_plan_site(plm_ctx *ctx, const plm_gmodel *m, int site, plm_gibbs_plan *out);
 
-/* "none", "enumeration", "normal", "gamma", "inverse-gamma", "beta". */
+/* "none", "enumeration", "normal", "gamma", "inverse-gamma", "beta", "dirichlet", "mvnormal". */
 const char *plm_gibbs_how_name(plm_gibbs_how how);
 
 /* A kernel whose step updates the sites sites[0..nsites-1] in turn, each from its exact full conditional
@@ -53,7 +56,8 @@ plm_status plm_kernel_block_gibbs(plm_ctx *ctx, const plm_gmodel *m, const int *
 ** update) draws from at u, for tests and displays. Enumerations: the unnormalised log weights of values
 ** 0, 1, ... (block: of the product space, the last site fastest) into out, *n of them (at most cap).
 ** Conjugate updates: *n = 2 parameters of the site's value: normal (mean, sd), gamma (shape, rate),
-** inverse-gamma (shape, scale), beta (a, b). */
+** inverse-gamma (shape, scale), beta (a, b); dirichlet: *n = K concentrations; mvnormal: *n = K + K * K, the
+** mean then the covariance (row-major). */
 plm_status plm_gibbs_conditional(plm_ctx *ctx, const plm_kernel *k, int i, const double *u, double *out, int cap, int *n);
 
 #endif

@@ -11,12 +11,15 @@ enum {
     CHILD_EXPONENTIAL,  /* [rate, y] */
     CHILD_GAMMA,        /* [shape, rate, y] */
     CHILD_BERNOULLI,    /* [y]: p = x */
-    CHILD_BINOMIAL      /* [n, y]: p = x */
+    CHILD_BINOMIAL,     /* [n, y]: p = x */
+    CHILD_CATEGORICAL,  /* [y] (0-based): probabilities = the dirichlet site's value */
+    CHILD_MVNORMAL,     /* [Sigma (K * K), y (K)]: mean = the mvnormal site's value */
+    CHILD_COMPONENT     /* + k: [sd, y], a normal child with mean = entry k of the mvnormal site's value */
 };
 
 /* One site's update, built once per kernel: for enumerations the blanket program (output 0: the sum of the
 ** site's term and its children's terms; output 1: binomial n), for conjugate updates the statistics program
-** (the prior's two parameters, then each child's outputs). */
+** (the prior's two parameters, a dirichlet's K, or an mvnormal's K + K * K, then each child's outputs). */
 typedef struct gibbs_update {
     int site, how, coord;
     plm_prog *blanket;

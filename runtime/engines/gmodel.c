@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <gsl/gsl_sort.h>
+
 #include "transform.h"
 
 static plm_status eval_at(plm_ctx *ctx, const plm_gmodel *m, const int *outs, int nout, const double *u, double *res);
@@ -137,12 +139,57 @@ static plm_status keep_params(plm_ctx *ctx, plm_gsite *s, const plm_symdist *d)
     return PLM_OK;
 }
 
+/* A dirichlet site on K coordinates: its value is softmax(u), and its term is the dirichlet log density plus the
+** log Jacobian of u -> (x_1, ..., x_{K-1}, mean u), which is sum_k log x_k up to a constant (the additive
+** logistic map), plus a standard normal term on mean u, which softmax ignores: without it the target would be
+** flat along (1, ..., 1) and improper. With log x_k = u_k - logsumexp(u), exact in logs, the term is
+** lgamma(sum a) - sum lgamma(a_k) + sum a_k log x_k - (mean u)^2 / 2. */
+static plm_status latent_simplex(plm_ctx *ctx, plm_gmodel *m, const char *name, const plm_symdist *d, int *value)
+{
+    plm_graph *g = m->g;
+    int K = d->K, i, first, mx, sum, lse, asum, term, jac, mean;
+    plm_status st;
+    plm_gsite *s;
+    if (K < 2 || d->np != K) return plm_fail(ctx, PLM_EINVAL, "latent site '%s' (dirichlet) needs 2 or more concentrations", name);
+    if (!(s = add_site(ctx, m, name, PLM_GSITE_LATENT, d->kind, K))) return ctx->status;
+    if ((first = add_coords(ctx, m, K, m->n - 1)) < 0) return ctx->status;
+    if ((st = keep_params(ctx, s, d))) return st;
+    s->first = first;
+    s->prior = *d;
+    s->prior.p = s->params;
+    /* logsumexp shifted by the largest coordinate: no overflow however far apart the coordinates are */
+    mx = m->x[first];
+    for (i = 1; i < K; i++) mx = op2(g, PLM_OP_MAX, mx, m->x[first + i]);
+    sum = plm_graph_const(g, 0);
+    for (i = 0; i < K; i++) sum = op2(g, PLM_OP_ADD, sum, op1(g, PLM_OP_EXP, op2(g, PLM_OP_SUB, m->x[first + i], mx)));
+    lse = op2(g, PLM_OP_ADD, mx, op1(g, PLM_OP_LOG, sum));
+    asum = plm_graph_const(g, 0), term = plm_graph_const(g, 0), jac = plm_graph_const(g, 0), mean = plm_graph_const(g, 0);
+    for (i = 0; i < K; i++) {
+        int a = d->p[i], lx = op2(g, PLM_OP_SUB, m->x[first + i], lse);
+        asum = op2(g, PLM_OP_ADD, asum, a);
+        term = op2(g, PLM_OP_ADD, term, op2(g, PLM_OP_SUB, op2(g, PLM_OP_MUL, op2(g, PLM_OP_SUB, a, plm_graph_const(g, 1)), lx),
+                                             op1(g, PLM_OP_LGAMMA, a)));
+        jac = op2(g, PLM_OP_ADD, jac, lx);
+        mean = op2(g, PLM_OP_ADD, mean, m->x[first + i]);
+        s->value[i] = op1(g, PLM_OP_EXP, lx);
+        if (s->value[i] < 0) return plm_fail(ctx, PLM_ENOMEM, "gmodel: out of memory");
+    }
+    mean = op2(g, PLM_OP_DIV, mean, plm_graph_const(g, K));
+    s->density = op2(g, PLM_OP_ADD, term, op1(g, PLM_OP_LGAMMA, asum));
+    jac = op2(g, PLM_OP_SUB, jac, op2(g, PLM_OP_MUL, plm_graph_const(g, 0.5), op2(g, PLM_OP_MUL, mean, mean)));
+    s->logp = op2(g, PLM_OP_ADD, s->density, jac);
+    if (s->density < 0 || s->logp < 0) return plm_fail(ctx, PLM_ENOMEM, "gmodel: out of memory");
+    memcpy(value, s->value, (size_t)K * sizeof *value);
+    return PLM_OK;
+}
+
 plm_status plm_gmodel_latent(plm_ctx *ctx, plm_gmodel *m, const char *name, const plm_symdist *d, int *value)
 {
     plm_graph *g = m->g;
     int dim = plm_symdist_dim(d), lo, hi, first, i, lj = -1, term, discrete = plm_dist_info_of(d->kind)->discrete;
     plm_status st;
     plm_gsite *s;
+    if (d->kind == PLM_DIST_DIRICHLET) return latent_simplex(ctx, m, name, d, value);
     if ((st = bounds(ctx, g, name, d, &lo, &hi))) return st;
     if (!(s = add_site(ctx, m, name, PLM_GSITE_LATENT, d->kind, dim))) return ctx->status;
     if ((first = add_coords(ctx, m, dim, m->n - 1)) < 0) return ctx->status;
@@ -322,6 +369,162 @@ out:
     return st;
 }
 
+plm_status plm_gmodel_prior_draws(plm_ctx *ctx, const plm_gmodel *m, double *U, size_t N, plm_rng *rng, int nthreads,
+                                  const unsigned char *keep, double ulim, int median_of, int improper_uniform)
+{
+    plm_graph *g = m->g;
+    plm_prog_in in[PLM_NGROUPS];
+    double *vals = NULL, **outp = NULL, *pick = NULL;
+    int *outs = NULL, j, k, t, maxout = 3, reps = median_of > 1 ? median_of : 1;
+    plm_status st = PLM_OK;
+    size_t i;
+    for (j = 0; j < m->n; j++)
+        if (m->sites[j].kind == PLM_GSITE_LATENT && m->sites[j].dim + 2 > maxout) maxout = m->sites[j].dim + 2;
+    vals = malloc((size_t)maxout * N * (size_t)reps * sizeof *vals);
+    pick = malloc((size_t)reps * sizeof *pick);
+    outp = malloc((size_t)maxout * sizeof *outp);
+    outs = malloc((size_t)maxout * sizeof *outs);
+    if (!vals || !outp || !outs || !pick) {
+        st = plm_fail(ctx, PLM_ENOMEM, "gmodel: out of memory for %zu prior draws", N);
+        goto done;
+    }
+    memset(in, 0, sizeof in);
+    in[PLM_GRP_X].p = U;
+    in[PLM_GRP_X].ld = N;
+    /* coordinates not drawn yet are 0: no program reads them (a site reads only the sites before it) */
+    for (k = 0; k < m->dim; k++)
+        for (i = 0; i < N; i++)
+            if (!keep || !keep[i * (size_t)m->n + (size_t)m->owner[k]]) U[(size_t)k * N + i] = 0;
+    for (j = 0; j < m->n && !st; j++) {
+        const plm_gsite *s = &m->sites[j];
+        const plm_dist_info *info;
+        int nout, dim = s->dim;
+        plm_prog *p;
+        if (s->kind != PLM_GSITE_LATENT) continue;
+        info = plm_dist_info_of((plm_dist_kind)s->dist);
+        if (info->improper) {
+            if (!improper_uniform) {
+                st = plm_fail(ctx, PLM_ENOTSUP, "latent site '%s' has an improper prior (%s), which cannot be drawn from",
+                              s->name, info->name);
+                break;
+            }
+            for (k = 0; k < dim; k++)
+                for (i = 0; i < N; i++)
+                    if (!keep || !keep[i * (size_t)m->n + (size_t)j])
+                        U[(size_t)(s->first + k) * N + i] = -2 + 4 * plm_rng_uniform(&rng[i]);
+            continue;
+        }
+        if (s->dist == PLM_DIST_DIRICHLET) {
+            /* gamma(a_k) draws g_k: u_k = log g_k - mean log g is on the simplex's coordinates with mean 0 (the
+            ** normalisation cancels); log g floored at 1e-300, where a small a_k underflows */
+            int mean = plm_graph_const(g, 0);
+            for (k = 0; k < dim; k++) {
+                int ab[2];
+                ab[0] = s->params[k], ab[1] = plm_graph_const(g, 1);
+                outs[k] = op1(g, PLM_OP_LOG, op2(g, PLM_OP_MAX, plm_graph_draw(g, PLM_OP_SAMPLE, PLM_DIST_GAMMA, 2, ab),
+                                                 plm_graph_const(g, 1e-300)));
+                mean = op2(g, PLM_OP_ADD, mean, outs[k]);
+            }
+            mean = op2(g, PLM_OP_DIV, mean, plm_graph_const(g, dim));
+            for (k = 0; k < dim; k++) outs[k] = op2(g, PLM_OP_SUB, outs[k], mean);
+        } else if ((st = plm_symdist_sample(ctx, g, &s->prior, outs)))
+            break;
+        nout = dim;
+        if (dim == 1) outs[nout++] = s->lo >= 0 ? s->lo : plm_graph_const(g, -INFINITY);
+        if (dim == 1) outs[nout++] = s->hi >= 0 ? s->hi : plm_graph_const(g, INFINITY);
+        for (k = 0; k < nout && !st; k++)
+            if (outs[k] < 0) st = plm_fail(ctx, PLM_ENOMEM, "gmodel: out of memory");
+        if (st || (st = plm_prog_compile(ctx, g, nout, outs, 1u << PLM_GRP_X, &p))) break;
+        /* draw t of coordinate k of point i at vals[(t * nout + k) * N + i] */
+        for (t = 0; t < reps && !st; t++) {
+            for (k = 0; k < nout; k++) outp[k] = vals + ((size_t)t * (size_t)nout + (size_t)k) * N;
+            st = plm_prog_eval(ctx, p, N, in, outp, rng, nthreads);
+        }
+        if (st) break;
+        for (k = 0; k < dim; k++) {
+            double *uk = U + (size_t)(s->first + k) * N;
+            for (i = 0; i < N; i++) {
+                double v, lo, hi;
+                if (keep && keep[i * (size_t)m->n + (size_t)j]) continue;
+                /* a scalar site's median of reps draws (transforms are monotone: the median maps to the median);
+                ** a vector site takes its first draw, which is on its support */
+                for (t = 0; t < reps; t++) pick[t] = vals[((size_t)t * (size_t)nout + (size_t)k) * N + i];
+                if (dim == 1 && reps > 1) gsl_sort(pick, 1, (size_t)reps);
+                v = dim == 1 ? pick[reps / 2] : pick[0];
+                if (dim > 1 || s->discrete) {
+                    uk[i] = v;
+                    continue;
+                }
+                lo = vals[(size_t)1 * N + i], hi = vals[(size_t)2 * N + i];
+                v = plm_transform_to_free(lo, hi, v);
+                if (ulim > 0 && (s->lo >= 0 || s->hi >= 0) && !isnan(v)) v = v < -ulim ? -ulim : v > ulim ? ulim : v;
+                uk[i] = v;
+            }
+        }
+    }
+done:
+    free(vals), free(outp), free(outs), free(pick);
+    return st;
+}
+
+plm_status plm_gmodel_discrete_modes(plm_ctx *ctx, const plm_gmodel *m, double *u, const unsigned char *keep)
+{
+    int i, j, k, n = 0, v, *outs = malloc(((size_t)m->n + 1) * sizeof *outs), *site = malloc(((size_t)m->n + 1) * sizeof *site);
+    double *res = malloc(((size_t)m->n + 1) * sizeof *res), *best = malloc(((size_t)m->n + 1) * sizeof *best);
+    double *arg = malloc(((size_t)m->n + 1) * sizeof *arg);
+    plm_prog *p = NULL;
+    plm_prog_in in[PLM_NGROUPS];
+    plm_status st = PLM_OK;
+    if (!outs || !site || !res || !best || !arg) {
+        st = plm_fail(ctx, PLM_ENOMEM, "gmodel: out of memory");
+        goto out;
+    }
+    for (i = 0; i < m->n; i++) {
+        const plm_gsite *s = &m->sites[i];
+        int sum;
+        if (s->kind != PLM_GSITE_LATENT || !s->discrete || (keep && keep[i])) continue;
+        sum = s->logp;   /* its own term and its children's */
+        for (j = 0; j < m->n; j++)
+            if (j != i && m->sites[j].kind != PLM_GSITE_DETERMINISTIC && m->sites[j].logp >= 0)
+                for (k = 0; k < m->sites[j].nparents; k++)
+                    if (m->sites[j].parents[k] == i) {
+                        sum = op2(m->g, PLM_OP_ADD, sum, m->sites[j].logp);
+                        break;
+                    }
+        if (sum < 0) {
+            st = plm_fail(ctx, PLM_ENOMEM, "gmodel: out of memory");
+            goto out;
+        }
+        outs[n] = sum, site[n] = i, best[n] = -INFINITY, arg[n] = u[s->first];
+        n++;
+    }
+    if (!n) goto out;
+    if ((st = plm_prog_compile(ctx, m->g, n, outs, 1u << PLM_GRP_X, &p))) goto out;
+    memset(in, 0, sizeof in);
+    in[PLM_GRP_X].p = u;
+    in[PLM_GRP_X].ld = 1;
+    for (v = 0; v < 64; v++) {
+        for (i = 0; i < n; i++) u[m->sites[site[i]].first] = v;
+        {
+            double **o = malloc((size_t)n * sizeof *o);
+            if (!o) {
+                st = plm_fail(ctx, PLM_ENOMEM, "gmodel: out of memory");
+                goto out;
+            }
+            for (i = 0; i < n; i++) o[i] = res + i;
+            st = plm_prog_eval(ctx, p, 1, in, o, NULL, 1);
+            free(o);
+        }
+        if (st) goto out;
+        for (i = 0; i < n; i++)
+            if (res[i] > best[i] && !isnan(res[i])) best[i] = res[i], arg[i] = v;
+    }
+    for (i = 0; i < n; i++) u[m->sites[site[i]].first] = arg[i];
+out:
+    free(outs), free(site), free(res), free(best), free(arg);
+    return st;
+}
+
 int plm_gmodel_find(const plm_gmodel *m, const char *name)
 {
     const plm_site *s = plm_trace_find(m->index, name);
@@ -373,6 +576,19 @@ plm_status plm_gmodel_unconstrain(plm_ctx *ctx, const plm_gmodel *m, int site, c
             return plm_fail(ctx, PLM_EINVAL, "init value of '%s' is %g, but the site is discrete (%s): a whole number >= 0 "
                             "is needed", s->name, x[0], plm_dist_info_of((plm_dist_kind)s->dist)->name);
         u[0] = x[0] - s->base;
+        return PLM_OK;
+    }
+    if (s->dist == PLM_DIST_DIRICHLET) {
+        double tot = 0, mean = 0;
+        for (i = 0; i < s->dim; i++) {
+            if (!(x[i] > 0 && x[i] <= 1)) break;
+            tot += x[i];
+        }
+        if (i < s->dim || fabs(tot - 1) > 1e-9)
+            return plm_fail(ctx, PLM_EINVAL, "init value of '%s' must be a probability vector (entries in (0, 1] "
+                            "summing to 1)", s->name);
+        for (i = 0; i < s->dim; i++) mean += log(x[i]) / s->dim;
+        for (i = 0; i < s->dim; i++) u[i] = log(x[i]) - mean;
         return PLM_OK;
     }
     if (s->dim > 1) {

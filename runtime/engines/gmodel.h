@@ -60,8 +60,8 @@ plm_status plm_gmodel_new(plm_ctx *ctx, plm_graph *g, plm_gmodel **out);
 /* A latent site of symbolic distribution d: value receives plm_symdist_dim(d) nodes. Continuous scalar kinds
 ** (bounds from the kind's support; uniform's may be symbolic), mvnormal and the scalar discrete kinds
 ** (bernoulli, binomial, poisson, neg_binomial, geometric, categorical: a discrete site, value 0-based for
-** categorical) are supported; PLM_ENOTSUP (the message says why) for dirichlet and multinomial; PLM_EINVAL
-** for a name used twice. */
+** categorical), and dirichlet (K coordinates: the value is softmax(u), with a standard normal on mean u) are
+** supported; PLM_ENOTSUP (the message says why) for multinomial; PLM_EINVAL for a name used twice. */
 plm_status plm_gmodel_latent(plm_ctx *ctx, plm_gmodel *m, const char *name, const plm_symdist *d, int *value);
 /* An observation x (plm_symdist_dim(d) nodes, usually constants) of d. */
 plm_status plm_gmodel_observe(plm_ctx *ctx, plm_gmodel *m, const char *name, const plm_symdist *d, const int *x);
@@ -84,6 +84,26 @@ int plm_gmodel_first_discrete(const plm_gmodel *m);
 ** its own term is finite given the rest of u (tried jointly, smallest first). Continuous coordinates are
 ** left as they are. A start for samplers whose random uniform(-2, 2) start means nothing on a discrete site. */
 plm_status plm_gmodel_init_discrete(plm_ctx *ctx, const plm_gmodel *m, double *u);
+
+/* Starting values for the discrete latent sites not marked in keep (NULL, or m->n flags): each becomes the value
+** in 0..63 that maximises its own term plus its children's at the rest of u (a mixture's labels go to their
+** most probable components given the means in u). All sites move to each value together, so where discrete
+** sites read each other this is a heuristic start, not a joint mode; a site whose terms are never finite
+** keeps its value. */
+plm_status plm_gmodel_discrete_modes(plm_ctx *ctx, const plm_gmodel *m, double *u, const unsigned char *keep);
+
+/* N ancestral draws of the latent sites from their priors, point j of N from rng[j]: sites in model order (a
+** site's parameters read only sites before it), each drawn given the values drawn before it, and mapped to u
+** into U (m->dim x N, coordinate-major: coordinate k of point j at U[k * N + j]). keep (NULL, or N x m->n flags,
+** keep[j * m->n + i]) marks sites whose coordinates in U are given, not drawn (a user's init), later sites
+** being drawn given them. ulim > 0 keeps each transformed coordinate (a scalar site with a bound) in
+** [-ulim, ulim] before the sites after it are drawn given it (0: no limit). median_of > 1 (odd): each scalar
+** site takes the median of that many draws given its parents, a draw from the prior's central part (vector
+** sites take one draw). A site with an improper prior (no
+** sampler): PLM_ENOTSUP naming it, unless improper_uniform, when its coordinates are uniform(-2, 2) from
+** rng[j]. A draw the transform cannot map (0 for a positive site, at double precision) is +-inf in U. */
+plm_status plm_gmodel_prior_draws(plm_ctx *ctx, const plm_gmodel *m, double *U, size_t N, plm_rng *rng, int nthreads,
+                                  const unsigned char *keep, double ulim, int median_of, int improper_uniform);
 
 /* Index of the site named name, or -1. */
 int plm_gmodel_find(const plm_gmodel *m, const char *name);

@@ -7,6 +7,7 @@
 #include "smcs.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -155,52 +156,15 @@ static plm_status build_eval(smcs *S)
 
 /* ---- prior draws ---- */
 
-/* Draw the cloud from the prior: latent sites in program order, each from its distribution with the
-** parameters at the sites drawn before it, mapped to u. */
+/* Draw the cloud from the prior (gmodel's ancestral draws), particle i from its stream. */
 static plm_status draw_prior(smcs *S)
 {
-    const plm_gmodel *m = S->m;
-    plm_graph *g = m->g;
-    plm_prog_in in[PLM_NGROUPS];
-    double *vals = NULL, *outp[70];
-    plm_status st = PLM_OK;
-    size_t N = S->N, i;
-    int j, k, maxout = 1;
-    for (j = 0; j < m->n; j++)
-        if (m->sites[j].kind == PLM_GSITE_LATENT && m->sites[j].dim + 2 > maxout) maxout = m->sites[j].dim + 2;
-    memset(in, 0, sizeof in);
-    in[PLM_GRP_X].p = S->U;
-    in[PLM_GRP_X].ld = N;
-    /* coordinates not drawn yet are 0: no program reads them (a site reads only the sites before it) */
-    memset(S->U, 0, (size_t)S->d * N * sizeof *S->U);
-    for (j = 0; j < m->n && !st; j++) {
-        const plm_gsite *s = &m->sites[j];
-        int outs[70], nout, dim = s->dim;
-        plm_prog *p;
-        if (s->kind != PLM_GSITE_LATENT) continue;
-        if (plm_dist_info_of((plm_dist_kind)s->dist)->improper)
-            return plm_fail(S->ctx, PLM_ENOTSUP, "smc_sampler: latent site '%s' has an improper prior (%s), which cannot "
-                            "be drawn from: SMC samplers start from prior draws", s->name,
-                            plm_dist_info_of((plm_dist_kind)s->dist)->name);
-        if (dim > 64) return plm_fail(S->ctx, PLM_ENOTSUP, "smc_sampler: site '%s' has over 64 coordinates", s->name);
-        if ((st = plm_symdist_sample(S->ctx, g, &s->prior, outs))) return st;
-        nout = dim;
-        if (dim == 1) outs[nout++] = s->lo >= 0 ? s->lo : plm_graph_const(g, -INFINITY);
-        if (dim == 1) outs[nout++] = s->hi >= 0 ? s->hi : plm_graph_const(g, INFINITY);
-        for (k = 0; k < nout; k++)
-            if (outs[k] < 0) return plm_fail(S->ctx, PLM_ENOMEM, "smc_sampler: out of memory");
-        if ((st = plm_prog_compile(S->ctx, g, nout, outs, 1u << PLM_GRP_X, &p))) return st;
-        if (!vals && !(vals = malloc((size_t)maxout * N * sizeof *vals)))
-            return plm_fail(S->ctx, PLM_ENOMEM, "smc_sampler: out of memory");
-        for (k = 0; k < nout; k++) outp[k] = vals + (size_t)k * N;
-        if ((st = plm_prog_eval(S->ctx, p, N, in, outp, S->rng, S->nthreads))) break;
-        for (k = 0; k < dim; k++) {
-            double *uk = S->U + (size_t)(s->first + k) * N;
-            for (i = 0; i < N; i++)
-                uk[i] = dim == 1 ? plm_transform_to_free(outp[1][i], outp[2][i], outp[0][i]) : outp[k][i];
-        }
+    plm_status st = plm_gmodel_prior_draws(S->ctx, S->m, S->U, S->N, S->rng, S->nthreads, NULL, 0, 1, 0);
+    if (st == PLM_ENOTSUP) {
+        char why[sizeof S->ctx->msg];
+        snprintf(why, sizeof why, "%s", S->ctx->msg);
+        return plm_fail(S->ctx, st, "smc_sampler: %s: SMC samplers start from prior draws", why);
     }
-    free(vals);
     return st;
 }
 
