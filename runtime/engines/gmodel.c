@@ -359,8 +359,15 @@ plm_status plm_gmodel_target(plm_ctx *ctx, plm_gmodel *m, plm_target **out)
 {
     plm_status st;
     *out = NULL;
+    int i, n = 0, *terms;
     if (!m->finished && (st = plm_gmodel_finish(ctx, m))) return st;
-    return plm_target_from_graph(ctx, m->g, m->lp, m->dim, m->x, NULL, 0, out);
+    /* the sites' terms one by one, not m->lp: repeated observations then evaluate as vectors */
+    if (!(terms = malloc(((size_t)m->n + 1) * sizeof *terms))) return plm_fail(ctx, PLM_ENOMEM, "gmodel: out of memory");
+    for (i = 0; i < m->n; i++)
+        if (m->sites[i].logp >= 0) terms[n++] = m->sites[i].logp;
+    st = plm_target_from_terms(ctx, m->g, n, terms, m->dim, m->x, out);
+    free(terms);
+    return st;
 }
 
 plm_status plm_gmodel_unconstrain(plm_ctx *ctx, const plm_gmodel *m, int site, const double *x, double *u)
