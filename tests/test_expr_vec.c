@@ -122,9 +122,10 @@ static void test_rats_vector_equals_scalar(void)
 {
     plm_gmodel *m = rats(12, 5);
     plm_vsum_info info = grouping(m);
-    /* two groups: the alpha and beta priors (one structure: normal(x | shared mean, shared sd), reading
-    ** different sites) and the observations; the five hyperpriors stay scalar */
-    CHECK(info.ngroups == 2);
+    /* three groups: the alpha priors, the beta priors (one structure, normal(x | mean, sd), split by the two
+    ** values its mean and sd take, so that they are uniform operands in each) and the observations; the five
+    ** hyperpriors stay scalar */
+    CHECK(info.ngroups == 3);
     CHECK(info.ngrouped == 12 + 12 + 60);
     compare_paths(m, 5, 1.5);
 }

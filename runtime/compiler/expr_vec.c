@@ -241,12 +241,77 @@ done:
     return st;
 }
 
+/* Split a structural group (members[0..m-1], term order) into the final groups, appended to order[*no..] with
+** their starts and lengths in gstart/glen[*nfg..]: by the leaves of its node slots that take 2 to 8 distinct
+** values (alpha[i] ~ normal(alpha.c, sa) and beta[i] ~ normal(beta.c, sb) share one structure; apart, their mean
+** and sd are uniform operands, not vectors to gather and partials to scatter). Subgroups smaller than
+** VEC_MIN_GROUP go together into one more group when they are enough, else they stay scalar. mark is per-node
+** scratch stamped with *stampc and up; sub is scratch of m ints. */
+static void split_group(const plm_graph *g, const tshape *shapes, const int *leafpool, const int *members, int m,
+                        int *order, int *no, int *gstart, int *glen, int *nfg, int *mark, int *stampc, int *sub)
+{
+    const tshape *s0 = &shapes[members[0]];
+    int key[8], reps[64], nkey = 0, nreps = 0, k, t, j, rest = 0;
+    for (k = 0; k < s0->nleaf && nkey < 8; k++) {
+        int distinct = 0, stamp = (*stampc)++;
+        if (g->nodes[leafpool[s0->leaf + k]].op == PLM_OP_CONST) continue;
+        for (t = 0; t < m && distinct <= 8; t++) {
+            int a = leafpool[shapes[members[t]].leaf + k];
+            if (mark[a] != stamp) mark[a] = stamp, distinct++;
+        }
+        if (distinct > 1 && distinct <= 8) key[nkey++] = k;
+    }
+    /* sub[t]: the first member with t's key leaves (its subgroup's name); more than 64 subgroups: no split */
+    for (t = 0; t < m; t++) {
+        sub[t] = 0;
+        if (!nkey) continue;
+        for (j = 0; j < nreps; j++) {
+            int same = 1;
+            for (k = 0; k < nkey && same; k++)
+                same = leafpool[shapes[members[reps[j]]].leaf + key[k]] == leafpool[shapes[members[t]].leaf + key[k]];
+            if (same) break;
+        }
+        if (j == nreps) {
+            if (nreps == 64) {
+                nkey = 0, t = -1, nreps = 0;   /* start again, unsplit */
+                continue;
+            }
+            reps[nreps++] = t;
+        }
+        sub[t] = reps[j];
+    }
+    /* subgroup sizes, counted on their first member */
+    for (j = 0; j < m; j++) {
+        int cnt = 0;
+        if (sub[j] != j) continue;
+        for (t = j; t < m; t++) cnt += sub[t] == j;
+        if (cnt < VEC_MIN_GROUP) {
+            rest += cnt;
+            continue;
+        }
+        gstart[*nfg] = *no, glen[*nfg] = cnt;
+        for (t = j; t < m; t++)
+            if (sub[t] == j) order[(*no)++] = members[t];
+        (*nfg)++;
+        for (t = j + 1; t < m; t++)
+            if (sub[t] == j) sub[t] = -1;   /* placed */
+        sub[j] = -1;
+    }
+    if (rest >= VEC_MIN_GROUP) {
+        gstart[*nfg] = *no, glen[*nfg] = rest;
+        for (t = 0; t < m; t++)
+            if (sub[t] >= 0) order[(*no)++] = members[t];
+        (*nfg)++;
+    }
+}
+
 plm_status plm_vsum_compile(plm_ctx *ctx, plm_graph *g, int nterms, const int *terms, int dim, const int *x,
                             plm_vsum **out)
 {
     int n = g->n, i, t, k, *owner = NULL, *stamp = NULL, *loc = NULL, *stk = NULL, *sti = NULL, *leafidx = NULL;
     int *table = NULL, *gnext = NULL, *gcount = NULL, *members = NULL, *grouped = NULL, *outs = NULL, *leafnode = NULL;
-    int cap = 16, ng = 0, s0, nleaf = 0;
+    int *order = NULL, *gstart = NULL, *glen = NULL, *mark = NULL, *sub = NULL;
+    int cap = 16, ng = 0, s0, nleaf = 0, no = 0, stampc = 0;
     uint64_t *hs = NULL;
     tshape *shapes = NULL;
     ibuf ser = {0}, leaves = {0};
@@ -269,10 +334,16 @@ plm_status plm_vsum_compile(plm_ctx *ctx, plm_graph *g, int nterms, const int *t
     gcount = calloc((size_t)nterms + 1, sizeof *gcount);
     members = malloc(((size_t)nterms + 1) * sizeof *members);
     grouped = calloc((size_t)nterms + 1, sizeof *grouped);
+    order = malloc(((size_t)nterms + 1) * sizeof *order);
+    gstart = malloc(((size_t)nterms + 1) * sizeof *gstart);
+    glen = malloc(((size_t)nterms + 1) * sizeof *glen);
+    sub = malloc(((size_t)nterms + 1) * sizeof *sub);
+    mark = malloc(((size_t)n + 1) * sizeof *mark);
+    if (!order || !gstart || !glen || !sub || !mark) goto oom;
     if (!owner || !stamp || !loc || !stk || !sti || !leafidx || !hs || !shapes || !table || !gnext || !gcount ||
         !members || !grouped)
         goto oom;
-    for (i = 0; i < n; i++) owner[i] = OWN_NONE, stamp[i] = -1, leafidx[i] = -1;
+    for (i = 0; i < n; i++) owner[i] = OWN_NONE, stamp[i] = -1, leafidx[i] = -1, mark[i] = -1;
     for (i = 0; i < cap; i++) table[i] = -1;
     /* owner: the one term whose root reaches a node, or OWN_SHARED; consumers have larger ids than their
     ** arguments, so one pass downwards settles each node before its arguments are visited */
@@ -315,7 +386,13 @@ plm_status plm_vsum_compile(plm_ctx *ctx, plm_graph *g, int nterms, const int *t
             }
         }
     }
-    for (t = 0; t < nterms; t++) ng += gcount[t] >= VEC_MIN_GROUP;
+    /* the final groups: the structural ones of VEC_MIN_GROUP terms or more, split by their few-valued leaves */
+    for (t = 0; t < nterms; t++) {
+        int q, m = 0;
+        if (gcount[t] < VEC_MIN_GROUP) continue;
+        for (q = t; q >= 0; q = gnext[q]) members[m++] = q;
+        split_group(g, shapes, leaves.v, members, m, order, &no, gstart, glen, &ng, mark, &stampc, sub);
+    }
     v->ngroups = ng;
     if (!ng) {
         st = plm_fail(ctx, PLM_ENOTSUP, "vsum: no %d terms share a structure", VEC_MIN_GROUP);
@@ -324,16 +401,13 @@ plm_status plm_vsum_compile(plm_ctx *ctx, plm_graph *g, int nterms, const int *t
     v->groups = plm_gc_alloc(((size_t)ng + 1) * sizeof *v->groups);
     if (!v->groups) goto oom;
     /* leaves of grouped node slots: the values program a computes */
-    for (t = 0; t < nterms; t++) {
-        int q;
-        if (gcount[t] < VEC_MIN_GROUP) continue;
-        for (q = t; q >= 0; q = gnext[q]) {
-            grouped[q] = 1;
-            v->ngrouped++;
-            for (k = 0; k < shapes[q].nleaf; k++) {
-                int a = leaves.v[shapes[q].leaf + k];
-                if (g->nodes[a].op != PLM_OP_CONST && leafidx[a] < 0) leafidx[a] = nleaf++;
-            }
+    for (i = 0; i < no; i++) {
+        int q = order[i];
+        grouped[q] = 1;
+        v->ngrouped++;
+        for (k = 0; k < shapes[q].nleaf; k++) {
+            int a = leaves.v[shapes[q].leaf + k];
+            if (g->nodes[a].op != PLM_OP_CONST && leafidx[a] < 0) leafidx[a] = nleaf++;
         }
     }
     v->nleaf = nleaf;
@@ -342,12 +416,10 @@ plm_status plm_vsum_compile(plm_ctx *ctx, plm_graph *g, int nterms, const int *t
     if (!outs || !leafnode) goto oom;
     for (i = 0; i < n; i++)
         if (leafidx[i] >= 0) leafnode[leafidx[i]] = i;
-    for (t = 0, ng = 0; t < nterms; t++) {
-        int q, m = 0;
-        if (gcount[t] < VEC_MIN_GROUP) continue;
-        for (q = t; q >= 0; q = gnext[q]) members[m++] = q;
-        if ((st = build_template(ctx, g, ser.v + shapes[t].ser, shapes[t].nser, members, m, shapes, leaves.v, leafidx,
-                                 &v->groups[ng++])))
+    for (k = 0; k < ng; k++) {
+        const tshape *s0 = &shapes[order[gstart[k]]];
+        if ((st = build_template(ctx, g, ser.v + s0->ser, s0->nser, order + gstart[k], glen[k], shapes, leaves.v, leafidx,
+                                 &v->groups[k])))
             goto done;
     }
     /* the scalar program: ungrouped terms and the leaves' values */
@@ -388,6 +460,7 @@ oom:
 done:
     free(owner), free(stamp), free(loc), free(stk), free(sti), free(leafidx), free(hs), free(shapes), free(table);
     free(gnext), free(gcount), free(members), free(grouped), free(outs), free(leafnode), free(ser.v), free(leaves.v);
+    free(order), free(gstart), free(glen), free(sub), free(mark);
     return st;
 }
 
@@ -416,8 +489,6 @@ typedef struct gws {
     plm_prog_ws lp, lpg;
     double *U;          /* uniform slot values */
     double *Y;          /* varying slots, slot-major (ld = the group's size) */
-    double *res;        /* outputs, output-major */
-    double **out;
 } gws;
 
 struct plm_vsum_ws {
@@ -435,7 +506,7 @@ void plm_vsum_ws_free(plm_vsum_ws *w)
     if (w->g)
         for (k = 0; k < w->v->ngroups; k++) {
             plm_prog_ws_free(&w->g[k].lp), plm_prog_ws_free(&w->g[k].lpg);
-            free(w->g[k].U), free(w->g[k].Y), free(w->g[k].res), free(w->g[k].out);
+            free(w->g[k].U), free(w->g[k].Y);
         }
     plm_prog_ws_free(&w->a), plm_prog_ws_free(&w->b);
     free(w->aval), free(w->aout), free(w->seed), free(w->grad), free(w->gout), free(w->g);
@@ -464,14 +535,10 @@ plm_vsum_ws *plm_vsum_ws_new(const plm_vsum *v, const double *x)
     for (k = 0; k < v->ngroups; k++) {
         const vgroup *G = &v->groups[k];
         gws *q = &w->g[k];
-        int nout = 1 + G->nu + G->nvn;
         q->U = malloc(((size_t)G->nu + 1) * sizeof *q->U);
         q->Y = malloc(((size_t)G->nv * (size_t)G->n + 1) * sizeof *q->Y);
-        q->res = malloc((size_t)nout * (size_t)G->n * sizeof *q->res);
-        q->out = malloc((size_t)nout * sizeof *q->out);
-        if (!q->U || !q->Y || !q->res || !q->out) goto fail;
+        if (!q->U || !q->Y) goto fail;
         if (plm_prog_ws_init(NULL, &q->lp, G->lp) || plm_prog_ws_init(NULL, &q->lpg, G->lpg)) goto fail;
-        for (i = 0; i < nout; i++) q->out[i] = q->res + (size_t)i * G->n;
         /* constant slots never change: gathered once, here */
         memcpy(q->Y + (size_t)G->nvn * G->n, G->vconst, (size_t)(G->nv - G->nvn) * G->n * sizeof *q->Y);
     }
@@ -481,15 +548,46 @@ fail:
     return NULL;
 }
 
-/* Gather a group's leaves, run its template over the group by blocks, and reduce: the terms into the log
-** density, and (with the gradient) the partials into the leaves' seeds, scattered by leaf index. */
+/* x[0] + ... + x[n-1] in four interleaved partial sums: one running sum waits for each addition to finish
+** (its latency, four cycles or so, per term), which made the reductions a third of an evaluation. */
+static double sum(const double *restrict x, size_t n)
+{
+    double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    size_t t;
+    for (t = 0; t + 4 <= n; t += 4) s0 += x[t], s1 += x[t + 1], s2 += x[t + 2], s3 += x[t + 3];
+    for (; t < n; t++) s0 += x[t];
+    return (s0 + s1) + (s2 + s3);
+}
+
+/* Add d[t] to seed[ix[t]], t < n. Terms of one site come in runs (Y[i,1..T] read alpha[i]): summing a run in a
+** register first spares a store and reload of the same seed per term. */
+static void scatter(double *restrict seed, const int *restrict ix, const double *restrict d, size_t n)
+{
+    size_t t;
+    int cur;
+    double acc;
+    if (!n) return;
+    cur = ix[0], acc = d[0];
+    for (t = 1; t < n; t++) {
+        if (ix[t] == cur) {
+            acc += d[t];
+            continue;
+        }
+        seed[cur] += acc;
+        cur = ix[t], acc = d[t];
+    }
+    seed[cur] += acc;
+}
+
+/* Gather a group's leaves, run its template over the group by blocks, and reduce each block in place: the terms
+** into the log density, and (with the gradient) the partials into the leaves' seeds, scattered by leaf index. */
 static double run_group(const vgroup *G, gws *q, const double *leafv, double *seed)
 {
     plm_prog_in tin[PLM_NGROUPS];
     plm_prog_ws *pw = seed ? &q->lpg : &q->lp;
     size_t n = (size_t)G->n, first, t;
     double lp = 0;
-    int k;
+    int k, uni;
     memset(tin, 0, sizeof tin);
     for (k = 0; k < G->nu; k++) q->U[k] = leafv[G->uleaf[k]];
     for (k = 0; k < G->nvn; k++) {
@@ -500,20 +598,25 @@ static double run_group(const vgroup *G, gws *q, const double *leafv, double *se
     tin[PLM_GRP_P].p = q->U, tin[PLM_GRP_P].ld = 1;
     tin[PLM_GRP_Y].p = q->Y, tin[PLM_GRP_Y].ld = n;
     plm_prog_uniforms(pw, tin);
-    for (first = 0; first < n; first += PLM_EXPR_BLOCK)
-        plm_prog_block(pw, tin, first, n - first < PLM_EXPR_BLOCK ? n - first : PLM_EXPR_BLOCK, q->out, NULL);
-    for (t = 0; t < n; t++) lp += q->res[t];
-    if (!seed) return lp;
-    for (k = 0; k < G->nu; k++) {
-        const double *d = q->res + (size_t)(1 + k) * n;
-        double s = 0;
-        for (t = 0; t < n; t++) s += d[t];
-        seed[G->uleaf[k]] += s;
-    }
-    for (k = 0; k < G->nvn; k++) {
-        const double *d = q->res + (size_t)(1 + G->nu + k) * n;
-        const int *ix = G->vleaf + (size_t)k * n;
-        for (t = 0; t < n; t++) seed[ix[t]] += d[t];
+    for (first = 0; first < n; first += PLM_EXPR_BLOCK) {
+        size_t m = n - first < PLM_EXPR_BLOCK ? n - first : PLM_EXPR_BLOCK;
+        const double *d;
+        plm_prog_run_block(pw, tin, first, m);
+        d = plm_prog_output(pw, 0, &uni);
+        lp += uni ? d[0] * (double)m : sum(d, m);
+        if (!seed) continue;
+        for (k = 0; k < G->nu; k++) {
+            d = plm_prog_output(pw, 1 + k, &uni);
+            seed[G->uleaf[k]] += uni ? d[0] * (double)m : sum(d, m);
+        }
+        for (k = 0; k < G->nvn; k++) {
+            const int *ix = G->vleaf + (size_t)k * n + first;
+            d = plm_prog_output(pw, 1 + G->nu + k, &uni);
+            if (uni)
+                for (t = 0; t < m; t++) seed[ix[t]] += d[0];
+            else
+                scatter(seed, ix, d, m);
+        }
     }
     return lp;
 }
