@@ -23,6 +23,8 @@ echo "== lm_smc: plume.smc over an LM program, plume's overhead apart from llama
 "$BUILD/plume" bench/lm_smc.lua 1 naive
 echo "== ssm_sv: stochastic-volatility ssm (compiled from Lua) vs hand-written C+GSL; 50-node compile time =="
 "$BUILD/bench/ssm_sv" 5
+echo "== grad_rate: gradients per second of static models (rats, 1,000-point mixture), vectorised vs scalar programs =="
+"$BUILD/bench/grad_rate" 7
 echo "== pf_sv: bootstrap particle filter on the sv ssm (plume.smc native) vs a hand-written C filter, 1 and 2 threads =="
 "$BUILD/bench/pf_sv" 5
 echo "== paris_online: on-line PaRIS, N = 1e3, 1e4, 1e5 with N~ = 2 (work per particle constant, memory O(N)) =="

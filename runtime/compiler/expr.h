@@ -196,6 +196,39 @@ int plm_prog_uses(const plm_prog *p, int grp, int idx);
 /* PLM_EINVAL when an input group the program reads is unbound in `in`, or it draws and with_rng is 0. */
 plm_status plm_prog_check(plm_ctx *ctx, const plm_prog *p, const plm_prog_in *in, int with_rng);
 
+/* ---- sums of many terms, vectorised over terms of one structure (expr_vec.c) ---- */
+
+/* A compiled sum of terms (nodes of g, each a term of a log density over the point x: inputs of group X) with
+** its gradient by x[0..dim-1]. Terms whose private subgraphs (the nodes no other term reads) have one structure
+** -- the same ops, differing only in the constants and shared nodes (the leaves) they read -- form a group when
+** there are at least 4 of them: the structure compiles once, as a template over its leaves, and runs over the
+** group's terms as over particles, with the leaves gathered by index, the terms summed and their partials
+** scattered back onto the leaves. A scalar program computes the ungrouped terms and the leaves; the gradient
+** flows from the leaves to x through a second one (d/dx of ungrouped terms + sum of seed_l * leaf_l, the seeds
+** being the partials summed by leaf). Equal to the plain sum up to rounding (summation order). GC memory.
+** PLM_ENOTSUP when the terms read an input group other than X, draw, or have no derivative: the caller then
+** compiles the plain sum. g grows (the scalar parts and the gradient are built in it). */
+typedef struct plm_vsum plm_vsum;
+typedef struct plm_vsum_ws plm_vsum_ws;
+plm_status plm_vsum_compile(plm_ctx *ctx, plm_graph *g, int nterms, const int *terms, int dim, const int *x,
+                            plm_vsum **out);
+
+typedef struct plm_vsum_info {
+    int nterms, ngroups;
+    int ngrouped;        /* terms in groups */
+    int nleaves;         /* distinct non-constant leaves the groups read */
+    int nscalar_ins;     /* instructions of the scalar programs (value and gradient) */
+    int nvector_ins;     /* instructions of the groups' templates (value and partials), each run per group */
+} plm_vsum_info;
+void plm_vsum_describe(const plm_vsum *v, plm_vsum_info *info);
+
+/* A workspace per thread that reads the point at x (dim doubles; the caller writes it before each evaluation),
+** or NULL when memory ran out. plm_vsum_eval returns the sum at x and, when grad is not NULL, writes its
+** gradient there (dim doubles). */
+plm_vsum_ws *plm_vsum_ws_new(const plm_vsum *v, const double *x);
+void plm_vsum_ws_free(plm_vsum_ws *w);
+double plm_vsum_eval(plm_vsum_ws *w, double *grad);
+
 /* The scalar value of a unary, binary or ternary op (NAN for other ops): the same kernels the evaluator runs,
 ** so plain-Lua values of plume.math functions round exactly as compiled ones. */
 double plm_op_eval(plm_op op, double a, double b, double c);

@@ -489,6 +489,18 @@ void plm_prog_uniforms(plm_prog_ws *w, const plm_prog_in *in)
     run(w->p, w->p->uins, w->p->nuins, w->R, 1, 0, NULL, in);
 }
 
+void plm_prog_run_block(plm_prog_ws *w, const plm_prog_in *in, size_t first, size_t m)
+{
+    const plm_prog *p = w->p;
+    double **R = w->R;
+    int r;
+    for (r = 0; r < p->nvin; r++) {
+        const plm_prog_in *pi = &in[p->vin_grp[r]];
+        R[p->nuni + r] = (double *)pi->p + (size_t)p->vin_idx[r] * pi->ld + first;
+    }
+    run(p, p->vins, p->nvins, R, m, first, NULL, in);
+}
+
 void plm_prog_block(plm_prog_ws *w, const plm_prog_in *in, size_t first, size_t m, double *const *out, plm_rng *rng)
 {
     const plm_prog *p = w->p;

@@ -87,6 +87,16 @@ int plm_graph_logpdf_generic(plm_graph *g, int kind, int np, const int *p, int x
 
 /* ---- the evaluator (expr_eval.c) ---- */
 
+/* plm_prog_block without the copies of the outputs, for a program that makes no draws; then plm_prog_output
+** gives output o in place: its block of m values (valid until the next run on w), or its one value when it is
+** uniform (*uniform = 1). For callers that read each output once. */
+void plm_prog_run_block(plm_prog_ws *w, const plm_prog_in *in, size_t first, size_t m);
+static inline const double *plm_prog_output(const plm_prog_ws *w, int o, int *uniform)
+{
+    *uniform = w->p->outuni[o];
+    return *uniform ? w->u + w->p->outreg[o] : w->R[w->p->outreg[o]];
+}
+
 /* Prepare the evaluator's tables once per process (thread-safe; cheap after the first call). */
 void plm_expr_init(void);
 

@@ -285,6 +285,12 @@ static plm_status find_parents(plm_ctx *ctx, plm_gmodel *m, int self, int *stamp
     return PLM_OK;
 }
 
+/* A site's term without the log Jacobian of its transform: what a run of the program on the values scores. */
+static int density_term(const plm_gsite *s)
+{
+    return s->kind == PLM_GSITE_LATENT ? s->density : s->logp;
+}
+
 plm_status plm_gmodel_finish(plm_ctx *ctx, plm_gmodel *m)
 {
     plm_graph *g = m->g;
@@ -304,7 +310,7 @@ plm_status plm_gmodel_finish(plm_ctx *ctx, plm_gmodel *m)
     stamp = malloc((size_t)gsize * sizeof *stamp);
     stack = malloc((size_t)gsize * sizeof *stack);
     seen = calloc((size_t)m->n + 1, 1);
-    roots = malloc(((size_t)m->dim + 2) * sizeof *roots);
+    roots = malloc(((size_t)m->n + (size_t)m->dim + 2) * sizeof *roots);
     if (!stamp || !stack || !seen || !roots) {
         st = plm_fail(ctx, PLM_ENOMEM, "gmodel: out of memory");
         goto done;
@@ -320,6 +326,14 @@ plm_status plm_gmodel_finish(plm_ctx *ctx, plm_gmodel *m)
             st = find_parents(ctx, m, i, stamp, stack, seen, &s->logp, 1, i);
     }
     if (!st) m->finished = 1;
+    /* plume's static check scores several runs of the program with plm_gmodel_logdensity: one compile of the
+    ** whole graph here, not one per call (on a 1,000-point mixture that was most of the compile time) */
+    if (!st) {
+        int n = 0;
+        for (i = 0; i < m->n; i++)
+            if (m->sites[i].logp >= 0) roots[n++] = density_term(&m->sites[i]);
+        if (n && (st = plm_prog_compile(ctx, g, n, roots, 1u << PLM_GRP_X, &m->dens))) m->finished = 0;
+    }
 done:
     free(stamp), free(stack), free(seen), free(roots);
     return st;
@@ -562,8 +576,15 @@ plm_status plm_gmodel_target(plm_ctx *ctx, plm_gmodel *m, plm_target **out)
 {
     plm_status st;
     *out = NULL;
+    int i, n = 0, *terms;
     if (!m->finished && (st = plm_gmodel_finish(ctx, m))) return st;
-    return plm_target_from_graph(ctx, m->g, m->lp, m->dim, m->x, NULL, 0, out);
+    /* the sites' terms one by one, not m->lp: repeated observations then evaluate as vectors */
+    if (!(terms = malloc(((size_t)m->n + 1) * sizeof *terms))) return plm_fail(ctx, PLM_ENOMEM, "gmodel: out of memory");
+    for (i = 0; i < m->n; i++)
+        if (m->sites[i].logp >= 0) terms[n++] = m->sites[i].logp;
+    st = plm_target_from_terms(ctx, m->g, n, terms, m->dim, m->x, out);
+    free(terms);
+    return st;
 }
 
 plm_status plm_gmodel_unconstrain(plm_ctx *ctx, const plm_gmodel *m, int site, const double *x, double *u)
@@ -668,8 +689,17 @@ plm_status plm_gmodel_logdensity(plm_ctx *ctx, const plm_gmodel *m, const double
         return plm_fail(ctx, PLM_ENOMEM, "gmodel: out of memory");
     }
     for (i = 0; i < m->n; i++)
-        if (m->sites[i].logp >= 0) outs[n++] = m->sites[i].kind == PLM_GSITE_LATENT ? m->sites[i].density : m->sites[i].logp;
-    st = n ? eval_at(ctx, m, outs, n, u, res) : PLM_OK;
+        if (m->sites[i].logp >= 0) outs[n++] = density_term(&m->sites[i]);
+    if (m->dens) {
+        plm_prog_in in[PLM_NGROUPS];
+        double **o = malloc(((size_t)n + 1) * sizeof *o);
+        memset(in, 0, sizeof in);
+        in[PLM_GRP_X].p = u, in[PLM_GRP_X].ld = 1;
+        for (i = 0; i < n && o; i++) o[i] = res + i;
+        st = o ? plm_prog_eval(ctx, m->dens, 1, in, o, NULL, 1) : plm_fail(ctx, PLM_ENOMEM, "gmodel: out of memory");
+        free(o);
+    } else
+        st = n ? eval_at(ctx, m, outs, n, u, res) : PLM_OK;
     for (i = 0; !st && i < n; i++) *lp += res[i];
     free(outs), free(res);
     return st;

@@ -52,6 +52,7 @@ typedef struct plm_gmodel {
     plm_trace *index;       /* site names, for uniqueness and look-up (position = site index) */
     int lp;                 /* the sum of the terms, after plm_gmodel_finish */
     int finished;
+    plm_prog *dens;         /* the sites' own terms (plm_gmodel_logdensity), compiled once by plm_gmodel_finish */
 } plm_gmodel;
 
 /* A new model over g (GC). */

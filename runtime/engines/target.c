@@ -176,3 +176,83 @@ plm_status plm_target_from_graph(plm_ctx *ctx, plm_graph *g, int lp, int dim, co
     *out = &gt->t;
     return gst;
 }
+
+/* ---- targets from sums of terms, vectorised over terms of one structure (plm_vsum) ---- */
+
+typedef struct vsum_target {
+    plm_target t;
+    const plm_vsum *v;
+} vsum_target;
+
+typedef struct vsum_ws {
+    double *x;
+    plm_vsum_ws *w;
+} vsum_ws;
+
+static void vsum_ws_free(void *p)
+{
+    vsum_ws *w = p;
+    if (!w) return;
+    plm_vsum_ws_free(w->w);
+    free(w->x);
+    free(w);
+}
+
+static void *vsum_ws_new(const plm_target *t)
+{
+    const vsum_target *vt = t->self;
+    vsum_ws *w = calloc(1, sizeof *w);
+    if (!w) return NULL;
+    if (!(w->x = calloc((size_t)t->dim + 1, sizeof *w->x)) || !(w->w = plm_vsum_ws_new(vt->v, w->x))) {
+        vsum_ws_free(w);
+        return NULL;
+    }
+    return w;
+}
+
+static double vsum_logp(const plm_target *t, void *p, const double *u)
+{
+    vsum_ws *w = p;
+    memcpy(w->x, u, (size_t)t->dim * sizeof *u);
+    return plm_vsum_eval(w->w, NULL);
+}
+
+static double vsum_logp_grad(const plm_target *t, void *p, const double *u, double *g)
+{
+    vsum_ws *w = p;
+    memcpy(w->x, u, (size_t)t->dim * sizeof *u);
+    return plm_vsum_eval(w->w, g);
+}
+
+static const plm_target_ops vsum_ops = {"graph", vsum_ws_new, vsum_ws_free, vsum_logp, vsum_logp_grad};
+
+plm_status plm_target_from_terms(plm_ctx *ctx, plm_graph *g, int nterms, const int *terms, int dim, const int *x,
+                                 plm_target **out)
+{
+    plm_vsum *v = NULL;
+    plm_vsum_info info;
+    plm_status st;
+    int lp, i;
+    *out = NULL;
+    if (dim < 1 || !x) return plm_fail(ctx, PLM_EINVAL, "target: need a log density node and dim >= 1 inputs");
+    st = plm_vsum_compile(ctx, g, nterms, terms, dim, x, &v);
+    if (st && st != PLM_ENOTSUP) return st;
+    if (!st) plm_vsum_describe(v, &info);
+    if (!st && info.ngroups) {
+        vsum_target *vt = plm_gc_alloc(sizeof *vt);
+        if (!vt) return plm_fail(ctx, PLM_ENOMEM, "target: out of memory");
+        vt->v = v;
+        vt->t.ops = &vsum_ops;
+        vt->t.self = vt;
+        vt->t.dim = dim;
+        vt->t.names = NULL;
+        *out = &vt->t;
+        return PLM_OK;
+    }
+    /* nothing to vectorise, or what plm_vsum does not handle: the plain sum, with its checks and messages */
+    if (ctx) plm_ctx_clear(ctx);
+    lp = plm_graph_const(g, 0);
+    for (i = 0; i < nterms; i++) lp = plm_graph_op(g, PLM_OP_ADD, lp, terms[i], -1);
+    if (lp < 0) return plm_fail(ctx, PLM_ENOMEM, "target: out of memory");
+    return plm_target_from_graph(ctx, g, lp, dim, x, NULL, 0, out);
+}

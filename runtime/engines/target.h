@@ -50,6 +50,12 @@ static inline double plm_target_logp(const plm_target *t, void *ws, const double
 plm_status plm_target_from_graph(plm_ctx *ctx, plm_graph *g, int lp, int dim, const int *x, const double *data,
                                  size_t ndata, plm_target **out);
 
+/* The same for the sum of nodes terms[0..nterms-1] (inputs X only, no data): terms of one structure (a model's
+** repeated observations) are evaluated together as vectors (plm_vsum, expr.h), the rest as by
+** plm_target_from_graph, to which it falls back when no group forms. Same statuses. */
+plm_status plm_target_from_terms(plm_ctx *ctx, plm_graph *g, int nterms, const int *terms, int dim, const int *x,
+                                 plm_target **out);
+
 /* Check a gradient against central finite differences at u: the largest relative error
 ** |g - fd| / max(1, |fd|) over coordinates, for tests and for users writing native gradients. */
 double plm_target_check_grad(const plm_target *t, const double *u, double h);
