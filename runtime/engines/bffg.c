@@ -718,6 +718,28 @@ plm_status plm_bffg_model_with(plm_ctx *ctx, const plm_bffg_model *m, const plm_
     return PLM_OK;
 }
 
+plm_status plm_bffg_filter_bind(plm_ctx *ctx, const plm_bffg_filter *f, const plm_sde *s, const double *params,
+                                plm_bffg_filter **out)
+{
+    plm_bffg_filter *c = plm_gc_alloc(sizeof *c);
+    plm_bffg_model *m = plm_gc_alloc(sizeof *m);
+    node *nn = plm_gc_alloc((size_t)(f->m->n ? f->m->n : 1) * sizeof *nn);
+    plm_status st;
+    if (!c || !m || !nn) return plm_fail(ctx, PLM_ENOMEM, "bffg: out of memory");
+    *c = *f, *m = *f->m;
+    memcpy(nn, f->m->nodes, (size_t)m->n * sizeof *nn);
+    m->nodes = nn, m->cap = m->n ? m->n : 1;
+    for (int i = 0; i < m->n; i++)
+        if (plm_bffg_kernel_sde_of(nn[i].k) == s) {
+            plm_bffg_kernel *k;
+            if ((st = plm_bffg_kernel_sde_bind(ctx, nn[i].k, params, &k))) return st;
+            nn[i].k = k;
+        }
+    c->m = m;
+    *out = c;
+    return PLM_OK;
+}
+
 /* ---- guided SMC along a chain ------------------------------------------------------------------------- */
 
 /* log h(x) of a message */

@@ -66,5 +66,15 @@ double plm_bffg_draw_z(const plm_bffg_filter *f, const double *z, double *row, d
 /* A copy of m whose diffusion kernels made from s are remade with parameters params (other nodes shared). */
 plm_status plm_bffg_model_with(plm_ctx *ctx, const plm_bffg_model *m, const plm_sde *s, const double *params,
                                plm_bffg_model **out);
+/* A copy of the diffusion kernel k whose forward pass (drift and diffusion of the guided path and its weight)
+** reads the sde's parameters at params (np values, the caller's, which may change between draws), while its
+** auxiliary, grid and step kernels stay k's: a guide made for k serves the copy, and its weights stay exact for
+** the parameters in params (the auxiliary is only a proposal). */
+plm_status plm_bffg_kernel_sde_bind(plm_ctx *ctx, const plm_bffg_kernel *k, const double *params, plm_bffg_kernel **out);
+/* A copy of the filter f whose diffusion kernels made from s are bound to params (plm_bffg_kernel_sde_bind); the
+** messages and guides are f's. Draws from it (plm_bffg_draw_z) are guided by f's auxiliary and weighted for the
+** parameters in params at the time of the draw. */
+plm_status plm_bffg_filter_bind(plm_ctx *ctx, const plm_bffg_filter *f, const plm_sde *s, const double *params,
+                                plm_bffg_filter **out);
 
 #endif

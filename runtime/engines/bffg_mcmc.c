@@ -7,7 +7,14 @@
 ** pi(theta, Z) = p(theta) N(Z; 0, I) exp(logw(theta, Z)) has the posterior as its theta-marginal and, mapped
 ** through x(theta, Z), the posterior of the path. The pCN move Z' = rho Z + sqrt(1 - rho^2) W is reversible with
 ** respect to N(0, I), so its acceptance ratio is exp(logw(Z') - logw(Z)); a parameter move keeps Z and its
-** ratio is the likelihood-estimate ratio times the prior and Jacobian ratio on the unconstrained scale. */
+** ratio is the likelihood-estimate ratio times the prior and Jacobian ratio on the unconstrained scale.
+**
+** With a fixed auxiliary (fixed_aux) the filter, and so the map Z -> x, is built once at some theta_a and the
+** guided path's drift and weight are evaluated at the chain's theta: logw(theta, Z; theta_a) still has
+** E_Z exp(logw) = p(y | theta) (a guided proposal is weighted exactly for any auxiliary), so the same argument holds
+** for the target p(theta) N(Z; 0, I) exp(logw(theta, Z; theta_a)), and a parameter move costs one guided path
+** instead of remaking the kernels and a backward filter. theta_a moves to the current theta at a few warm-up
+** iterations only (a change of the target's parametrisation, allowed while the draws are discarded). */
 #include "bffg_impl.h"
 
 #include <math.h>
@@ -88,6 +95,23 @@ static const plm_bffg_filter *filter_at(plm_ctx *ctx, const chain_job *J, const 
     return f;
 }
 
+/* The filter at the chain's current parameters (the auxiliary there), bound to the chain's parameter vector full:
+** the draws of *fb follow full (fixed_aux). NULL as filter_at. */
+static const plm_bffg_filter *bound_at(plm_ctx *ctx, const chain_job *J, const double *theta, double *full,
+                                       const plm_bffg_filter **fb, int *fatal)
+{
+    const plm_bffg_filter *f = filter_at(ctx, J, theta, full, fatal);
+    plm_bffg_filter *b;
+    plm_status st;
+    if (!f) return NULL;
+    if ((st = plm_bffg_filter_bind(ctx, f, J->o->sde, full, &b))) {
+        *fatal = 1;
+        return NULL;
+    }
+    *fb = b;
+    return f;
+}
+
 static void run_chain(chain_job *J, int c)
 {
     const plm_bffg_mcmc_opts *o = J->o;
@@ -117,6 +141,11 @@ static void run_chain(chain_job *J, int c)
         e[j] = to_free(J->theta0[o->index[j]], lo, hi);
     }
     lt = log_target_theta(o, e, theta);
+    if (o->fixed_aux && np > 0) {   /* the shared starting filter, bound to this chain's parameters */
+        plm_bffg_filter *b;
+        if (plm_bffg_filter_bind(ctx, f, o->sde, full, &b)) return;
+        f = b;
+    }
     /* a start with a finite weight: a few tries of fresh innovations */
     for (int tries = 0;; tries++) {
         for (l = 0; l < nz; l++) z[l] = plm_rng_normal(&r);
@@ -148,7 +177,42 @@ static void run_chain(chain_job *J, int c)
         if (it < o->warmup && o->target_accept > 0)
             lrho = fmin(fmax(lrho - (a - o->target_accept) / pow((double)it + 10, 0.6), -10), 10);
         /* 2. the parameters */
-        if (np > 0) {
+        if (np > 0 && o->fixed_aux) {
+            if (it < o->warmup && it > 0 && (it == o->warmup / 8 || it == o->warmup / 4 || it == o->warmup / 2 ||
+                                             it == 3 * o->warmup / 4)) {
+                /* move the auxiliary to the current theta: the same innovations, the new guide */
+                const plm_bffg_filter *fb = NULL;
+                if (bound_at(ctx, J, theta, full, &fb, &fatal)) {
+                    ll2 = plm_bffg_draw_z(fb, z, row2, work);
+                    if (isfinite(ll2)) {
+                        double *t = row;
+                        row = row2, row2 = t;
+                        f = fb, ll = ll2;
+                    }
+                }
+                if (fatal) return;
+                plm_ctx_clear(ctx);
+            }
+            for (j = 0; j < (int)np; j++) e2[j] = e[j] + exp(lstep) * plm_rng_normal(&r);
+            lt2 = log_target_theta(o, e2, theta2);
+            a = 0;
+            if (isfinite(lt2)) {
+                for (j = 0; j < (int)np; j++) full[o->index[j]] = theta2[j];
+                ll2 = plm_bffg_draw_z(f, z, row2, work);
+                if (!isnan(ll2)) a = fmin(1, exp(ll2 + lt2 - ll - lt));
+            }
+            if (plm_rng_uniform(&r) < a) {
+                double *t = row;
+                row = row2, row2 = t;
+                memcpy(e, e2, np * sizeof *e);
+                memcpy(theta, theta2, np * sizeof *theta);
+                ll = ll2, lt = lt2;
+                if (it >= o->warmup) acc_t++;
+            }
+            for (j = 0; j < (int)np; j++) full[o->index[j]] = theta[j];
+            if (it < o->warmup && o->target_accept_theta > 0)
+                lstep = fmin(fmax(lstep + (a - o->target_accept_theta) / pow((double)it + 10, 0.6), -12), 1);
+        } else if (np > 0) {
             for (j = 0; j < (int)np; j++) e2[j] = e[j] + exp(lstep) * plm_rng_normal(&r);
             lt2 = log_target_theta(o, e2, theta2);
             a = 0;

@@ -388,6 +388,7 @@ sde_path_d(const plm_bffg_kernel *k, const void *guide, const double *x0, const 
     int d = D ? D : K->d, m = M ? M : K->m, i, j, l, nsig = K->diag ? d : d * m, nn = K->diag ? d : m;
     double *x = work, *b = x + d, *sig = b + d, *a = sig + nsig, *da = a + (size_t)d * d, *r = da + (size_t)d * d;
     double *z = r + d, T[3], *bo[64], *so[64 * 64], intG = 0, lw;
+    int same_a = 0;   /* a = a~ at this step: the trace term of G is 0 (a constant diffusion equal to the auxiliary's) */
     plm_prog_point wb;   /* the drift, at x into b, decoded once per path */
     plm_prog_ws ws;
     plm_prog_in in[PLM_NGROUPS];
@@ -428,6 +429,8 @@ sde_path_d(const plm_bffg_kernel *k, const void *guide, const double *x0, const 
                     da[i * d + j] = v - K->a[i * d + j];
                     da[j * d + i] = v - K->a[j * d + i];
                 }
+            same_a = 1;
+            for (i = 0; i < d * d; i++) same_a &= da[i] == 0;
         }
         /* r = F - H x */
         for (i = 0; i < d; i++) {
@@ -440,7 +443,8 @@ sde_path_d(const plm_bffg_kernel *k, const void *guide, const double *x0, const 
             double bt = K->beta[i];
             for (j = 0; j < d; j++) bt += K->B[i * d + j] * x[j];
             Gk += (b[i] - bt) * r[i];
-            for (j = 0; j < d; j++) tr += da[i * d + j] * (H[j * d + i] - r[j] * r[i]);
+            if (!same_a)
+                for (j = 0; j < d; j++) tr += da[i * d + j] * (H[j * d + i] - r[j] * r[i]);
         }
         intG += (Gk - 0.5 * tr) * dt;
         /* x += (b + a r) dt + sig sqrt(dt) z */
@@ -665,4 +669,18 @@ plm_status plm_bffg_kernel_sde_with(plm_ctx *ctx, const plm_bffg_kernel *k, cons
     if (!plm_bffg_kernel_sde_of(k)) return plm_fail(ctx, PLM_EINVAL, "bffg: not a diffusion kernel");
     K = k->impl;
     return sde_make(ctx, K->s, params, &K->o, K, out);
+}
+
+plm_status plm_bffg_kernel_sde_bind(plm_ctx *ctx, const plm_bffg_kernel *k, const double *params, plm_bffg_kernel **out)
+{
+    plm_bffg_kernel *k2;
+    sde_kernel *K2;
+    if (!plm_bffg_kernel_sde_of(k)) return plm_fail(ctx, PLM_EINVAL, "bffg: not a diffusion kernel");
+    if (!(k2 = plm_gc_alloc(sizeof *k2)) || !(K2 = plm_gc_alloc(sizeof *K2))) return plm_fail(ctx, PLM_ENOMEM, "bffg: out of memory");
+    *k2 = *k;
+    *K2 = *(const sde_kernel *)k->impl;
+    K2->params = (double *)params;   /* read only: the forward pass evaluates the drift and diffusion there */
+    k2->impl = K2;
+    *out = k2;
+    return PLM_OK;
 }
