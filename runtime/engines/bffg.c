@@ -697,7 +697,7 @@ double plm_bffg_draw_z(const plm_bffg_filter *f, const double *z, double *row, d
     return total;
 }
 
-plm_status plm_bffg_model_with(plm_ctx *ctx, const plm_bffg_model *m, const plm_sde *s, const double *params,
+plm_status plm_bffg_model_with(plm_ctx *ctx, const plm_bffg_model *m, const plm_sde *s, const double *params, int how,
                                plm_bffg_model **out)
 {
     plm_bffg_model *c = plm_gc_alloc(sizeof *c);
@@ -711,31 +711,9 @@ plm_status plm_bffg_model_with(plm_ctx *ctx, const plm_bffg_model *m, const plm_
     for (i = 0; i < m->n; i++)
         if (plm_bffg_kernel_sde_of(m->nodes[i].k) == s) {
             plm_bffg_kernel *k;
-            if ((st = plm_bffg_kernel_sde_with(ctx, m->nodes[i].k, params, &k))) return st;
+            if ((st = plm_bffg_kernel_sde_remake(ctx, m->nodes[i].k, params, how, &k))) return st;
             c->nodes[i].k = k;
         }
-    *out = c;
-    return PLM_OK;
-}
-
-plm_status plm_bffg_filter_bind(plm_ctx *ctx, const plm_bffg_filter *f, const plm_sde *s, const double *params,
-                                plm_bffg_filter **out)
-{
-    plm_bffg_filter *c = plm_gc_alloc(sizeof *c);
-    plm_bffg_model *m = plm_gc_alloc(sizeof *m);
-    node *nn = plm_gc_alloc((size_t)(f->m->n ? f->m->n : 1) * sizeof *nn);
-    plm_status st;
-    if (!c || !m || !nn) return plm_fail(ctx, PLM_ENOMEM, "bffg: out of memory");
-    *c = *f, *m = *f->m;
-    memcpy(nn, f->m->nodes, (size_t)m->n * sizeof *nn);
-    m->nodes = nn, m->cap = m->n ? m->n : 1;
-    for (int i = 0; i < m->n; i++)
-        if (plm_bffg_kernel_sde_of(nn[i].k) == s) {
-            plm_bffg_kernel *k;
-            if ((st = plm_bffg_kernel_sde_bind(ctx, nn[i].k, params, &k))) return st;
-            nn[i].k = k;
-        }
-    c->m = m;
     *out = c;
     return PLM_OK;
 }
