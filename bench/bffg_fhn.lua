@@ -1,7 +1,7 @@
 -- bffg_fhn.lua -- pCN MCMC over paths and parameters (plume.bffg, method = "mcmc") on the stochastic FitzHugh-Nagumo
 -- model of van der Meulen and Schauer's BFFG paper / BridgeSDEInference.jl: dt = 1e-3, T = 10, 100 noisy
 -- observations of the first coordinate, 10,000 iterations (each a pCN path move and a random-walk move of three
--- parameters that recomputes the backward filter, then with fixed_aux = true: the filter fixed after warm-up), one
+-- parameters that recomputes the backward filter, then with fixed_aux = true: B~, a~ frozen after warm-up), one
 -- chain, one thread. Prints the time per phase, and the parameters' effective samples per second.
 -- usage: build/plume bench/bffg_fhn.lua [iterations]
 local MK = plume.markov_kernel
@@ -57,6 +57,6 @@ local function report(what, ta, post)
   end
 end
 report("filter recomputed at every move", with_params(false))
--- fixed_aux: the filter fixed after warm-up, one guided path per parameter move (binaries without the option skip it)
+-- fixed_aux: B~, a~ frozen after warm-up, the filter at new parameters from a cache (binaries without the option skip it)
 local ok, ta, post = pcall(with_params, true)
 if ok then report("fixed_aux", ta, post) else print("fixed_aux: not available in this binary") end

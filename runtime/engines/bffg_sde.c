@@ -775,8 +775,11 @@ static plm_status sde_make(plm_ctx *ctx, const plm_sde *s0, const double *params
     if (o->at) {
         for (i = 0; i < d; i++)
             if (!isfinite(o->at[i])) return plm_fail(ctx, PLM_EINVAL, "%s: at[%d] must be finite (got %g)", fn, i + 1, o->at[i]);
-        if ((st = plm_sde_jacobian(ctx, s, o->t0, 1, o->at, 1, J)) || (st = plm_sde_drift(ctx, s, o->t0, 1, o->at, 1, f)) ||
-            (st = plm_sde_diffusion(ctx, s, o->t0, 1, o->at, 1, G)))
+        if (how == 2) {   /* only the drift: B~ and a~ are from's (below) */
+            if ((st = plm_sde_drift(ctx, s, o->t0, 1, o->at, 1, f))) return st;
+            memcpy(J, from->B, (size_t)d * d * sizeof *J);
+        } else if ((st = plm_sde_jacobian(ctx, s, o->t0, 1, o->at, 1, J)) ||
+                   (st = plm_sde_drift(ctx, s, o->t0, 1, o->at, 1, f)) || (st = plm_sde_diffusion(ctx, s, o->t0, 1, o->at, 1, G)))
             return st;
         memcpy(K->B, J, (size_t)d * d * sizeof *J);
         for (i = 0; i < d; i++) {
@@ -784,7 +787,7 @@ static plm_status sde_make(plm_ctx *ctx, const plm_sde *s0, const double *params
             for (j = 0; j < d; j++) acc -= J[i * d + j] * o->at[j];
             K->beta[i] = acc;
         }
-        for (i = 0; i < d; i++)
+        for (i = 0; i < d && how != 2; i++)
             for (j = 0; j < d; j++) {
                 double v = 0;
                 if (K->diag) v = i == j ? G[i] * G[i] : 0;
