@@ -1,7 +1,8 @@
 -- bffg_fhn.lua -- pCN MCMC over paths and parameters (plume.bffg, method = "mcmc") on the stochastic FitzHugh-Nagumo
 -- model of van der Meulen and Schauer's BFFG paper / BridgeSDEInference.jl: dt = 1e-3, T = 10, 100 noisy
 -- observations of the first coordinate, 10,000 iterations (each a pCN path move and a random-walk move of three
--- parameters that recomputes the backward filter), one chain, one thread. Prints the time per phase.
+-- parameters that recomputes the backward filter, then with fixed_aux = true: B~, a~ frozen after warm-up), one
+-- chain, one thread. Prints the time per phase, and the parameters' effective samples per second.
 -- usage: build/plume bench/bffg_fhn.lua [iterations]
 local MK = plume.markov_kernel
 local iters = tonumber(arg and arg[1]) or 10000
@@ -38,16 +39,24 @@ local tp = clock(function()
   return plume.bffg(g, nil, { method = "mcmc", samples = iters // 2, warmup = iters // 2, chains = 1, threads = 1, seed = 1 })
 end)
 print(string.format("pCN on the path only, %d iterations: %.2f s", iters, tp))
-local ta, post = clock(function()
-  return plume.bffg(g, nil, { method = "mcmc", samples = iters // 2, warmup = iters // 2, chains = 1, threads = 1, seed = 1,
-    sde = fhn, params = { s = plume.dist.normal(0, 1), gamma = plume.dist.gamma(2, 1), beta = plume.dist.normal(0, 2) },
-    init = { s = 0.2, gamma = 1, beta = 0.5 } })
-end)
-local sm = post:summary()
-print(string.format("pCN + parameter moves, %d iterations: %.2f s (reference: about 45 s for BridgeSDEInference.jl, "
-  .. "Julia, on a laptop)", iters, ta))
-print(string.format("acceptance: path %.2f (rho %.3f), parameters %.2f", post.accept[1], post.rho[1], post.accept_params[1]))
-for _, k in ipairs { "s", "gamma", "beta" } do
-  print(string.format("  %-5s true %5.2f  posterior mean %6.3f  sd %5.3f  ess %5.0f", k, truth[k], sm[k].mean, sm[k].sd,
-    sm[k].ess_bulk))
+local params = { s = plume.dist.normal(0, 1), gamma = plume.dist.gamma(2, 1), beta = plume.dist.normal(0, 2) }
+local function with_params(fixed)
+  return clock(function()
+    return plume.bffg(g, nil, { method = "mcmc", samples = iters // 2, warmup = iters // 2, chains = 1, threads = 1, seed = 1,
+      sde = fhn, params = params, init = { s = 0.2, gamma = 1, beta = 0.5 }, fixed_aux = fixed or nil })
+  end)
 end
+local function report(what, ta, post)
+  local sm = post:summary()
+  print(string.format("pCN + parameter moves (%s), %d iterations: %.2f s (reference: about 45 s for BridgeSDEInference.jl, "
+    .. "Julia, on a laptop)", what, iters, ta))
+  print(string.format("  acceptance: path %.2f (rho %.3f), parameters %.2f", post.accept[1], post.rho[1], post.accept_params[1]))
+  for _, k in ipairs { "s", "gamma", "beta" } do
+    print(string.format("  %-5s true %5.2f  posterior mean %6.3f  sd %5.3f  ess %5.0f  ess/s %6.1f", k, truth[k], sm[k].mean,
+      sm[k].sd, sm[k].ess_bulk, sm[k].ess_bulk / ta))
+  end
+end
+report("filter recomputed at every move", with_params(false))
+-- fixed_aux: B~, a~ frozen after warm-up, the filter at new parameters from a cache (binaries without the option skip it)
+local ok, ta, post = pcall(with_params, true)
+if ok then report("fixed_aux", ta, post) else print("fixed_aux: not available in this binary") end

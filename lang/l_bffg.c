@@ -534,7 +534,7 @@ static int l_bffg(lua_State *L)
 {
     const char *fn = "plume.bffg";
     static const char *const opts[] = {"samples", "method", "seed",   "threads", "resample", "ess_threshold", "warmup",
-                                       "chains",  "rho",    "target_accept", "step", "params", "sde", "init", NULL};
+                                       "chains",  "rho",    "target_accept", "step", "params", "sde", "init", "fixed_aux", NULL};
     plm_bffg_model *m = check_dag(L, 1, fn);
     const double **vals;
     const char *method;
@@ -559,7 +559,7 @@ static int l_bffg(lua_State *L)
     if (strcmp(method, "is") != 0 && strcmp(method, "smc") != 0 && strcmp(method, "mcmc") != 0)
         return luaL_error(L, "%s: method '%s' is not available (methods: is, smc, mcmc)", fn, method);
     if (method[0] != 'm' && lua_istable(L, 3)) {
-        static const char *const only[] = {"warmup", "chains", "rho", "target_accept", "step", "params", "sde", "init", NULL};
+        static const char *const only[] = {"warmup", "chains", "rho", "target_accept", "step", "params", "sde", "init", "fixed_aux", NULL};
         for (int i = 0; only[i]; i++)
             if (lua_getfield(L, 3, only[i]) != LUA_TNIL) return luaL_error(L, "%s: option '%s' is for method \"mcmc\"", fn, only[i]);
         lua_settop(L, 3);

@@ -698,7 +698,7 @@ double plm_bffg_draw_z(const plm_bffg_filter *f, const double *z, double *row, d
     return total;
 }
 
-plm_status plm_bffg_model_with(plm_ctx *ctx, const plm_bffg_model *m, const plm_sde *s, const double *params,
+plm_status plm_bffg_model_with(plm_ctx *ctx, const plm_bffg_model *m, const plm_sde *s, const double *params, int how,
                                plm_bffg_model **out)
 {
     plm_bffg_model *c = plm_gc_alloc(sizeof *c);
@@ -712,7 +712,7 @@ plm_status plm_bffg_model_with(plm_ctx *ctx, const plm_bffg_model *m, const plm_
     for (i = 0; i < m->n; i++)
         if (plm_bffg_kernel_sde_of(m->nodes[i].k) == s) {
             plm_bffg_kernel *k;
-            if ((st = plm_bffg_kernel_sde_with(ctx, m->nodes[i].k, params, &k))) return st;
+            if ((st = plm_bffg_kernel_sde_remake(ctx, m->nodes[i].k, params, how, &k))) return st;
             c->nodes[i].k = k;
         }
     *out = c;

@@ -222,6 +222,7 @@ plm_status plm_bffg_smc(plm_ctx *ctx, const plm_bffg_filter *f, size_t n, uint64
 **   2. the parameters (when nparams > 0): eta' = eta + step W on the unconstrained scale of every parameter's
 **      prior support (log / logit / identity), the kernels remade at theta' and the backward filter recomputed,
 **      accepted with min(1, exp(logw(theta', Z) - logw(theta, Z) + log prior and Jacobian ratio)).
+** With fixed_aux the auxiliary's B~ and a~ stay fixed after warm-up and step 2's filter is read off a cache.
 ** During warm-up rho and step adapt (Robbins-Monro on their logits / logs) toward target acceptance rates.
 ** Chain c draws from stream (seed, c); chains run in parallel, results do not depend on threads. */
 typedef struct plm_bffg_mcmc_opts {
@@ -237,6 +238,12 @@ typedef struct plm_bffg_mcmc_opts {
     const int *index;            /* nparams indices into the sde's parameters */
     const plm_dist *const *prior;   /* nparams scalar continuous priors */
     const double *init;          /* nparams initial values (NULL: the sde's current values) */
+    int fixed_aux;               /* 0: every parameter move remakes the kernels (the auxiliary relinearised at theta')
+                                 ** and recomputes the backward filter. 1: the auxiliary's B~ and a~ are those of the
+                                 ** linearisation at theta_a (the current theta at warm-up iterations warmup/8, /4,
+                                 ** /2 and 3/4, then fixed) and only its intercept beta~ follows theta'; the filter at
+                                 ** theta' is then read off a cache made at theta_a for 2-d diffusions (see
+                                 ** bffg_mcmc.c); the target is exact either way */
     uint64_t seed;
     int threads;
 } plm_bffg_mcmc_opts;

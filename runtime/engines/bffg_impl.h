@@ -63,8 +63,17 @@ size_t plm_bffg_filter_work(const plm_bffg_filter *f);
 /* The guided draw with innovations z (plm_bffg_nz doubles, node by node) into row; returns its total log weight
 ** (NaN when a kernel's draw failed). */
 double plm_bffg_draw_z(const plm_bffg_filter *f, const double *z, double *row, double *work);
-/* A copy of m whose diffusion kernels made from s are remade with parameters params (other nodes shared). */
-plm_status plm_bffg_model_with(plm_ctx *ctx, const plm_bffg_model *m, const plm_sde *s, const double *params,
+/* A copy of m whose diffusion kernels made from s are remade with parameters params (other nodes shared), by
+** plm_bffg_kernel_sde_remake with how. */
+plm_status plm_bffg_model_with(plm_ctx *ctx, const plm_bffg_model *m, const plm_sde *s, const double *params, int how,
                                plm_bffg_model **out);
+/* The diffusion kernel k remade at params. how 0: as plm_bffg_kernel_sde_with (the auxiliary relinearised at
+** params). how 1: the same, and the kernel keeps a cache of its backward filter when its guide is made (d = 2).
+** how 2: the auxiliary's B~ and a~ are k's and only its intercept follows params (beta~ = b(at; params) - B~ at,
+** or the beta given); when k was made with how 1 and its guide is made, the new kernel's guide is computed from
+** k's cache in O(N) multiply-adds and its constant in O(1) (bffg_sde.c, sde_frozen), else by the full filter.
+** Kernels made with how 2 share k's grid and cache: k must stay alive. */
+plm_status plm_bffg_kernel_sde_remake(plm_ctx *ctx, const plm_bffg_kernel *k, const double *params, int how,
+                                      plm_bffg_kernel **out);
 
 #endif

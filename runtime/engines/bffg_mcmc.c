@@ -7,7 +7,14 @@
 ** pi(theta, Z) = p(theta) N(Z; 0, I) exp(logw(theta, Z)) has the posterior as its theta-marginal and, mapped
 ** through x(theta, Z), the posterior of the path. The pCN move Z' = rho Z + sqrt(1 - rho^2) W is reversible with
 ** respect to N(0, I), so its acceptance ratio is exp(logw(Z') - logw(Z)); a parameter move keeps Z and its
-** ratio is the likelihood-estimate ratio times the prior and Jacobian ratio on the unconstrained scale. */
+** ratio is the likelihood-estimate ratio times the prior and Jacobian ratio on the unconstrained scale.
+**
+** With fixed_aux the auxiliary's B~ and a~ are those of the linearisation at some theta_a and only its intercept
+** beta~ follows theta: the auxiliary is still a function of theta alone, so the argument above holds unchanged,
+** and the backward filter at theta' is read off a cache made at theta_a (plm_bffg_kernel_sde_remake, how 2: H(t)
+** does not change, F(t) and c are affine and quadratic in the intercept), no square root or factorisation per
+** step. theta_a moves to the current theta at a few warm-up iterations only (a change of the target's
+** parametrisation, allowed while the draws are discarded). */
 #include "bffg_impl.h"
 
 #include <math.h>
@@ -21,6 +28,7 @@ typedef struct chain_job {
     const double *const *values;
     const plm_bffg_mcmc_opts *o;
     const plm_bffg_filter *f0;   /* the filter at the initial parameters, shared */
+    const plm_bffg_model *ma;    /* fixed_aux: the model at the initial parameters whose kernels keep their caches */
     const double *theta0;        /* the sde's full parameter vector at the start */
     double *draws, *loglik, *stats;
     plm_ctx *ctxs;               /* one per chain */
@@ -74,17 +82,20 @@ static double log_target_theta(const plm_bffg_mcmc_opts *o, const double *e, dou
 /* The filter of the model at parameters theta (nparams values placed into the full vector full). A failure of
 ** the kernels or of the filter at these parameters (a degenerate auxiliary, impossible observations) is a
 ** rejection, returned as NULL with the reason in ctx; PLM_ENOMEM and PLM_EINTR are errors (*fatal set). */
-static const plm_bffg_filter *filter_at(plm_ctx *ctx, const chain_job *J, const double *theta, double *full, int *fatal)
+static const plm_bffg_filter *filter_at(plm_ctx *ctx, const chain_job *J, const double *theta, double *full, int how,
+                                        const plm_bffg_model *base, const plm_bffg_model **model, int *fatal)
 {
     const plm_bffg_mcmc_opts *o = J->o;
     plm_bffg_model *mt;
     plm_bffg_filter *f;
     plm_status st;
     for (int j = 0; j < o->nparams; j++) full[o->index[j]] = theta[j];
-    if ((st = plm_bffg_model_with(ctx, J->m, o->sde, full, &mt)) || (st = plm_bffg_backward(ctx, mt, J->values, &f))) {
+    if ((st = plm_bffg_model_with(ctx, base ? base : J->m, o->sde, full, how, &mt)) ||
+        (st = plm_bffg_backward(ctx, mt, J->values, &f))) {
         *fatal = st == PLM_ENOMEM || st == PLM_EINTR;
         return NULL;
     }
+    if (model) *model = mt;
     return f;
 }
 
@@ -94,6 +105,7 @@ static void run_chain(chain_job *J, int c)
     plm_ctx *ctx = &J->ctxs[c];
     const plm_bffg_model *m = J->m;
     const plm_bffg_filter *f = J->f0, *f2;
+    const plm_bffg_model *ma = J->ma;   /* fixed_aux: the model whose kernels hold the frozen caches */
     size_t nz = plm_bffg_nz(m), width = plm_bffg_draw_width(m), np = (size_t)o->nparams, it, total = o->warmup + o->iters;
     size_t rowlen = np + width, l, acc_z = 0, acc_t = 0, work_n;
     double *z, *z2, *row, *row2, *work, *theta, *theta2, *e, *e2, *full, ll, ll2, lt, lt2;
@@ -148,11 +160,26 @@ static void run_chain(chain_job *J, int c)
         if (it < o->warmup && o->target_accept > 0)
             lrho = fmin(fmax(lrho - (a - o->target_accept) / pow((double)it + 10, 0.6), -10), 10);
         /* 2. the parameters */
+        if (np > 0 && o->fixed_aux && it < o->warmup && it > 0 &&
+            (it == o->warmup / 8 || it == o->warmup / 4 || it == o->warmup / 2 || it == 3 * o->warmup / 4)) {
+            /* move the frozen auxiliary to the current theta: the same innovations, the new guide */
+            const plm_bffg_model *m2 = NULL;
+            if ((f2 = filter_at(ctx, J, theta, full, 1, NULL, &m2, &fatal))) {
+                ll2 = plm_bffg_draw_z(f2, z, row2, work);
+                if (isfinite(ll2)) {
+                    double *t = row;
+                    row = row2, row2 = t;
+                    f = f2, ll = ll2, ma = m2;
+                }
+            }
+            if (fatal) return;
+            plm_ctx_clear(ctx);
+        }
         if (np > 0) {
             for (j = 0; j < (int)np; j++) e2[j] = e[j] + exp(lstep) * plm_rng_normal(&r);
             lt2 = log_target_theta(o, e2, theta2);
             a = 0;
-            f2 = isfinite(lt2) ? filter_at(ctx, J, theta2, full, &fatal) : NULL;
+            f2 = isfinite(lt2) ? filter_at(ctx, J, theta2, full, o->fixed_aux ? 2 : 0, ma, NULL, &fatal) : NULL;
             if (fatal) return;
             if (f2) {
                 ll2 = plm_bffg_draw_z(f2, z, row2, work);
@@ -199,6 +226,7 @@ plm_status plm_bffg_mcmc(plm_ctx *ctx, const plm_bffg_model *m, const double *co
     chain_job J;
     plm_bffg_filter *f0;
     double *theta0 = NULL;
+    const plm_bffg_model *ma = NULL;
     plm_status st;
     int c, j;
     if (o->chains < 1) return plm_fail(ctx, PLM_EINVAL, "bffg mcmc: chains must be >= 1 (got %d)", o->chains);
@@ -239,13 +267,14 @@ plm_status plm_bffg_mcmc(plm_ctx *ctx, const plm_bffg_model *m, const double *co
             for (j = 0; j < o->nparams; j++) th[j] = theta0[o->index[j]];
             memset(&J0, 0, sizeof J0);
             J0.m = m, J0.values = values, J0.o = o;
-            if (!(f = filter_at(ctx, &J0, th, full, &fatal))) return ctx ? ctx->status : PLM_EINVAL;
+            if (!(f = filter_at(ctx, &J0, th, full, o->fixed_aux ? 1 : 0, NULL, &ma, &fatal)))
+                return ctx ? ctx->status : PLM_EINVAL;
             f0 = (plm_bffg_filter *)f;
         }
     } else if ((st = plm_bffg_backward(ctx, m, values, &f0)))
         return st;
     memset(&J, 0, sizeof J);
-    J.m = m, J.values = values, J.o = o, J.f0 = f0, J.theta0 = theta0, J.draws = draws, J.loglik = loglik, J.stats = stats;
+    J.m = m, J.values = values, J.o = o, J.f0 = f0, J.ma = ma, J.theta0 = theta0, J.draws = draws, J.loglik = loglik, J.stats = stats;
     if (!(J.ctxs = plm_gc_alloc_atomic((size_t)o->chains * sizeof *J.ctxs))) return plm_fail(ctx, PLM_ENOMEM, "bffg mcmc: out of memory");
     for (c = 0; c < o->chains; c++) plm_ctx_clear(&J.ctxs[c]);
     st = plm_parallel_for(o->threads, (size_t)o->chains, 1, chain_chunk, &J);

@@ -163,9 +163,30 @@ typedef struct sde_kernel {
     size_t N;                         /* steps */
     double *t;                        /* N + 1 grid times */
     double *B, *beta, *a;             /* the auxiliary */
-    const plm_bffg_kernel **step;     /* N linear-Gaussian kernels: the auxiliary's transition over each step */
+    const plm_bffg_kernel **step;     /* N linear-Gaussian kernels: the auxiliary's transition over each step (NULL
+                                      ** until needed in a kernel remade with a frozen B~, a~) */
     int two;                          /* d = 2 and every step's covariance has rank 2: step_back2 applies */
+    struct sde_frozen *frz;           /* (how 1) filled when this kernel's guide is made: see sde_frozen */
+    const struct sde_frozen *src;     /* (how 2) the frozen cache of the kernel this one was remade from */
 } sde_kernel;
+
+/* A frozen auxiliary (plm_bffg_kernel_sde_remake, how 1 and 2). With B~ and a~ fixed, the messages' H(t_k) on the
+** grid depend only on the message H_N at t1, and the pull-back is affine in F and in the intercept beta~ (each
+** step's mean is m_k = Psi_k beta~, Psi_k = integral_0^h exp(B~ u) du): for v = [F_N; beta~] (2d = 4 values),
+**   F_k = L_k v (L_k: d x 2d),  c(t0) = c_N + v'Om v / 2 - logdet,
+** with L_N = [I 0] and, through a step with P = R^-1 G', S = I - H P'P, H~ = H - H P'P H (bffg_kernel.c's algebra,
+** H the message at the step's end):
+**   L_k = Phi'(S L_k+1 - H~ Psi J),  Om += (P L)'(P L) + M + M' - J'Psi'H~ Psi J,  M = J'Psi'S L (L = L_k+1),
+** J = [0 I] picking beta~, logdet = sum log det R. A kernel remade at new parameters with the same B~, a~ (beta~
+** relinearised) then gets its guide in O(N d^2) without a square root, and c(t0) in O(1), whenever its child's
+** H_N is the one the cache was made with (bit for bit; else the full filter runs). d = 2 only (step_back2's case). */
+typedef struct sde_frozen {
+    int ready;
+    double Hend[4];   /* the H_N it was made with */
+    double *L;        /* (N + 1) * 8 */
+    double *H;        /* (N + 1) * 4: the grid messages' H, shared by the guides made from the cache */
+    double Om[16], logdet;
+} sde_frozen;
 
 /* The messages at the grid points: log h~(t_k, x) = c[k] + F[k]'x - x'H[k]x/2, k = 0..N. Only c[0] and c[N] are
 ** read (the forward pass needs the normalising constant at the ends alone), and only they are kept. */
@@ -174,6 +195,8 @@ typedef struct sde_guide {
 } sde_guide;
 
 static double *dalloc(size_t n) { return plm_gc_alloc_atomic((n ? n : 1) * sizeof(double)); }
+
+static plm_status sde_steps(plm_ctx *ctx, sde_kernel *K);
 
 #define ILL_CONDITIONED                                                                                        \
     "bffg: a Gaussian message lost positive semi-definiteness (I + G'HG is not positive definite); the model is " \
@@ -305,6 +328,9 @@ static plm_status sde_backward(plm_ctx *ctx, const sde_kernel *K, const plm_bffg
     plm_status st;
     if (child->gamma)
         return plm_fail(ctx, PLM_EINVAL, "bffg: a gamma process's message cannot be carried back through a diffusion");
+    /* a kernel remade with a frozen auxiliary makes its steps on first need (while its filter is built, on one
+    ** thread) */
+    if (!K->step && (st = sde_steps(ctx, (sde_kernel *)K))) return st;
     if (K->two) return sde_backward2(ctx, K, child, g, out);
     if (!(a.v = dalloc((size_t)d)) || !(a.H = dalloc(dd)) || !(b.v = dalloc((size_t)d)) || !(b.H = dalloc(dd)))
         return plm_fail(ctx, PLM_ENOMEM, "bffg: out of memory");
@@ -337,18 +363,151 @@ static plm_status sde_pullback(plm_ctx *ctx, const plm_bffg_kernel *k, const plm
     return sde_backward(ctx, k->impl, child, NULL, out);
 }
 
+/* Build K->frz from K's own guide g (made by the full filter toward child): see sde_frozen. The cache checks itself
+** against g (c(t0) and F(t0) from the affine map at K's own beta~ must agree with the filter's), and stays unready
+** when they disagree beyond rounding, so kernels made from it fall back to the full filter. */
+static plm_status frozen_build(plm_ctx *ctx, const sde_kernel *K, const plm_bffg_msg *child, const sde_guide *g)
+{
+    sde_frozen *z = K->frz;
+    size_t N = K->N, k;
+    double Psi[4] = {0, 0, 0, 0}, M[16], E[16], v[4], c0, tol;
+    const plm_bffg_kernel *prev = NULL;
+    int a, b, i, j;
+    plm_status st;
+    if (!(z->L = dalloc((N + 1) * 8))) return plm_fail(ctx, PLM_ENOMEM, "bffg: out of memory");
+    z->H = g->H;
+    memcpy(z->Hend, child->H, sizeof z->Hend);
+    memset(z->Om, 0, sizeof z->Om);
+    z->logdet = 0;
+    memset(z->L + 8 * N, 0, 8 * sizeof *z->L);
+    z->L[8 * N] = z->L[8 * N + 5] = 1;   /* L_N = [I 0] (2 x 4, row-major) */
+    for (k = N; k-- > 0;) {
+        const plm_bffg_kernel *sk = K->step[k];
+        const double *H = g->H + 4 * (k + 1), *G = sk->G, *Phi = sk->B, *L1 = z->L + 8 * (k + 1);
+        double R[4], P[4], S[4], Ht[4], PL[8], SL[8], HP[4], Hpsi[4], PsiS[4], t, *L0 = z->L + 8 * k;
+        if (sk != prev) {   /* Psi = integral_0^h exp(B~ u) du: the top right of exp([[B~, I], [0, 0]] h) */
+            double A[16], X[16], h = K->t[k + 1] - K->t[k];
+            memset(A, 0, sizeof A);
+            for (i = 0; i < 2; i++) {
+                for (j = 0; j < 2; j++) A[i * 4 + j] = K->B[i * 2 + j] * h;
+                A[i * 4 + 2 + i] = h;
+            }
+            if ((st = plm_expm(ctx, 4, A, X))) return st;
+            for (i = 0; i < 2; i++)
+                for (j = 0; j < 2; j++) Psi[i * 2 + j] = X[i * 4 + 2 + j];
+            prev = sk;
+        }
+        /* R = chol(I + G'HG), P = R^-1 G' */
+        for (a = 0; a < 2; a++)
+            for (b = 0; b < 2; b++) {
+                double acc = a == b;
+                for (i = 0; i < 2; i++)
+                    for (j = 0; j < 2; j++) acc += G[i * 2 + a] * H[i * 2 + j] * G[j * 2 + b];
+                R[a * 2 + b] = acc;
+            }
+        if (!(R[0] > 0)) return plm_fail(ctx, PLM_EDOM, ILL_CONDITIONED);
+        R[0] = sqrt(R[0]), R[2] = R[2] / R[0], t = R[3] - R[2] * R[2];
+        if (!(t > 0)) return plm_fail(ctx, PLM_EDOM, ILL_CONDITIONED);
+        R[3] = sqrt(t);
+        z->logdet += log(R[0] * R[3]);
+        for (j = 0; j < 2; j++) {
+            P[j] = G[j * 2] / R[0];
+            P[2 + j] = (G[j * 2 + 1] - R[2] * P[j]) / R[3];
+        }
+        /* HP = H P' (2 x 2), S = I - HP P, H~ = H - HP HP' */
+        for (i = 0; i < 2; i++)
+            for (a = 0; a < 2; a++) HP[i * 2 + a] = H[i * 2] * P[a * 2] + H[i * 2 + 1] * P[a * 2 + 1];
+        for (i = 0; i < 2; i++)
+            for (j = 0; j < 2; j++) {
+                S[i * 2 + j] = (i == j) - HP[i * 2] * P[j] - HP[i * 2 + 1] * P[2 + j];
+                Ht[i * 2 + j] = H[i * 2 + j] - HP[i * 2] * HP[j * 2] - HP[i * 2 + 1] * HP[j * 2 + 1];
+            }
+        for (i = 0; i < 2; i++)
+            for (j = 0; j < 4; j++) {
+                PL[i * 4 + j] = P[i * 2] * L1[j] + P[i * 2 + 1] * L1[4 + j];
+                SL[i * 4 + j] = S[i * 2] * L1[j] + S[i * 2 + 1] * L1[4 + j];
+            }
+        for (i = 0; i < 2; i++)
+            for (j = 0; j < 2; j++) {
+                Hpsi[i * 2 + j] = Ht[i * 2] * Psi[j] + Ht[i * 2 + 1] * Psi[2 + j];   /* H~ Psi */
+                PsiS[i * 2 + j] = Psi[i] * S[j] + Psi[2 + i] * S[2 + j];             /* Psi' S */
+            }
+        /* L_k = Phi'(S L - H~ Psi J) */
+        for (i = 0; i < 2; i++)
+            for (j = 0; j < 4; j++) {
+                double w0 = SL[j] - (j >= 2 ? Hpsi[j - 2] : 0), w1 = SL[4 + j] - (j >= 2 ? Hpsi[2 + j - 2] : 0);
+                L0[i * 4 + j] = Phi[i] * w0 + Phi[2 + i] * w1;
+            }
+        /* Om += (PL)'(PL) + M + M' - J'Psi'H~Psi J, M = J'Psi'S L */
+        memset(M, 0, sizeof M);
+        for (i = 0; i < 2; i++)
+            for (j = 0; j < 4; j++) M[(2 + i) * 4 + j] = PsiS[i * 2] * L1[j] + PsiS[i * 2 + 1] * L1[4 + j];
+        for (i = 0; i < 4; i++)
+            for (j = 0; j < 4; j++) {
+                double acc = PL[i] * PL[j] + PL[4 + i] * PL[4 + j] + M[i * 4 + j] + M[j * 4 + i];
+                if (i >= 2 && j >= 2) acc -= Psi[i - 2] * Hpsi[j - 2] + Psi[2 + i - 2] * Hpsi[2 + j - 2];
+                z->Om[i * 4 + j] += acc;
+            }
+    }
+    /* the self-check at K's own beta~ */
+    v[0] = child->v[0], v[1] = child->v[1], v[2] = K->beta[0], v[3] = K->beta[1];
+    c0 = child->c - z->logdet;
+    for (i = 0; i < 4; i++)
+        for (j = 0; j < 4; j++) E[i * 4 + j] = 0.5 * v[i] * z->Om[i * 4 + j] * v[j], c0 += E[i * 4 + j];
+    tol = 1e-7 * (1 + fabs(g->c[0]) + fabs(child->c) + z->logdet);
+    z->ready = fabs(c0 - g->c[0]) <= tol;
+    for (i = 0; i < 2 && z->ready; i++) {
+        double F0 = 0;
+        for (j = 0; j < 4; j++) F0 += z->L[i * 4 + j] * v[j];
+        z->ready = fabs(F0 - g->F[i]) <= 1e-7 * (1 + fabs(g->F[i]));
+    }
+    return PLM_OK;
+}
+
+/* The guide of a kernel remade with a frozen auxiliary, from the cache (see sde_frozen). */
+static void frozen_guide(const sde_kernel *K, const plm_bffg_msg *child, sde_guide *g, plm_bffg_msg *out)
+{
+    const sde_frozen *z = K->src;
+    double v[4] = {child->v[0], child->v[1], K->beta[0], K->beta[1]}, q = 0;
+    size_t k;
+    int i, j;
+    for (k = 0; k <= K->N; k++) {
+        const double *L = z->L + 8 * k;
+        g->F[2 * k] = L[0] * v[0] + L[1] * v[1] + L[2] * v[2] + L[3] * v[3];
+        g->F[2 * k + 1] = L[4] * v[0] + L[5] * v[1] + L[6] * v[2] + L[7] * v[3];
+    }
+    for (i = 0; i < 4; i++)
+        for (j = 0; j < 4; j++) q += v[i] * z->Om[i * 4 + j] * v[j];
+    g->c[1] = child->c;
+    g->c[0] = child->c + 0.5 * q - z->logdet;
+    out->c = g->c[0];
+    memcpy(out->v, g->F, 2 * sizeof *out->v);
+    memcpy(out->H, g->H, 4 * sizeof *out->H);
+}
+
 static plm_status sde_guide_new(plm_ctx *ctx, const plm_bffg_kernel *k, const plm_bffg_msg *child, void **guide)
 {
     const sde_kernel *K = k->impl;
     size_t np = K->N + 1, d = (size_t)K->d;
     sde_guide *g = plm_gc_alloc(sizeof *g);
     plm_bffg_msg out = {0, K->d, 0, NULL, NULL, 0, 0, 0, 0};
+    plm_status st;
+    if (!g) return plm_fail(ctx, PLM_ENOMEM, "bffg: out of memory");
+    *guide = g;
+    if (K->src && K->src->ready && !child->gamma && memcmp(child->H, K->src->Hend, sizeof K->src->Hend) == 0) {
+        /* a frozen auxiliary: H is the cache's, F and c affine and quadratic in [F_N; beta~] */
+        if (!(g->F = dalloc(np * d + d + d * d))) return plm_fail(ctx, PLM_ENOMEM, "bffg: out of memory");
+        g->H = K->src->H, out.v = g->F + np * d, out.H = out.v + d;
+        frozen_guide(K, child, g, &out);
+        return PLM_OK;
+    }
     /* one allocation for the grid messages and the message at t0 (a parameter move of pCN makes a guide per
     ** diffusion kernel: collector allocations of this size are not cheap) */
-    if (!g || !(g->F = dalloc(np * (d + d * d) + d + d * d))) return plm_fail(ctx, PLM_ENOMEM, "bffg: out of memory");
+    if (!(g->F = dalloc(np * (d + d * d) + d + d * d))) return plm_fail(ctx, PLM_ENOMEM, "bffg: out of memory");
     g->H = g->F + np * d, out.v = g->H + np * d * d, out.H = out.v + d;
-    *guide = g;
-    return sde_backward(ctx, K, child, g, &out);
+    if ((st = sde_backward(ctx, K, child, g, &out))) return st;
+    if (K->frz && K->two && !child->gamma) return frozen_build(ctx, K, child, g);
+    return PLM_OK;
 }
 
 static void sde_guide_msg(const plm_bffg_kernel *k, const void *guide, plm_bffg_msg *out)
@@ -388,6 +547,7 @@ sde_path_d(const plm_bffg_kernel *k, const void *guide, const double *x0, const 
     int d = D ? D : K->d, m = M ? M : K->m, i, j, l, nsig = K->diag ? d : d * m, nn = K->diag ? d : m;
     double *x = work, *b = x + d, *sig = b + d, *a = sig + nsig, *da = a + (size_t)d * d, *r = da + (size_t)d * d;
     double *z = r + d, T[3], *bo[64], *so[64 * 64], intG = 0, lw;
+    int same_a = 0;   /* a = a~ at this step: the trace term of G is 0 (a constant diffusion equal to the auxiliary's) */
     plm_prog_point wb;   /* the drift, at x into b, decoded once per path */
     plm_prog_ws ws;
     plm_prog_in in[PLM_NGROUPS];
@@ -428,6 +588,8 @@ sde_path_d(const plm_bffg_kernel *k, const void *guide, const double *x0, const 
                     da[i * d + j] = v - K->a[i * d + j];
                     da[j * d + i] = v - K->a[j * d + i];
                 }
+            same_a = 1;
+            for (i = 0; i < d * d; i++) same_a &= da[i] == 0;
         }
         /* r = F - H x */
         for (i = 0; i < d; i++) {
@@ -440,7 +602,8 @@ sde_path_d(const plm_bffg_kernel *k, const void *guide, const double *x0, const 
             double bt = K->beta[i];
             for (j = 0; j < d; j++) bt += K->B[i * d + j] * x[j];
             Gk += (b[i] - bt) * r[i];
-            for (j = 0; j < d; j++) tr += da[i * d + j] * (H[j * d + i] - r[j] * r[i]);
+            if (!same_a)
+                for (j = 0; j < d; j++) tr += da[i * d + j] * (H[j * d + i] - r[j] * r[i]);
         }
         intG += (Gk - 0.5 * tr) * dt;
         /* x += (b + a r) dt + sig sqrt(dt) z */
@@ -497,19 +660,56 @@ static double sde_sample_z(const plm_bffg_kernel *k, const void *guide, const do
 static const plm_bffg_kernel_ops sde_ops = {"sde", sde_pullback, NULL, sde_guide_new, sde_sample, NULL, sde_sample_z,
                                             sde_guide_msg};
 
+/* The auxiliary's exact transition over each step of K's grid (steps of equal length share one), and K->two. */
+static plm_status sde_steps(plm_ctx *ctx, sde_kernel *K)
+{
+    const char *fn = "markov_kernel.sde";
+    const plm_bffg_sde_opts *o = &K->o;
+    int d = K->d;
+    size_t n, N = K->N;
+    double *Phi, *mm, *Q;
+    plm_status st;
+    if (!(K->step = plm_gc_alloc(N * sizeof *K->step)) || !(Phi = dalloc((size_t)d * d * 2 + (size_t)d)))
+        return plm_fail(ctx, PLM_ENOMEM, "%s: out of memory", fn);
+    mm = Phi + (size_t)d * d, Q = mm + d;
+    for (n = 0; n < N; n++) {
+        double h = K->t[n + 1] - K->t[n];
+        plm_bffg_kernel *sk;
+        if (!(h > 0)) return plm_fail(ctx, PLM_EINVAL, "%s: dt = %g is too small for the interval [%g, %g]", fn, o->dt, o->t0, o->t1);
+        /* steps that differ only by the rounding of t0 + n dt share one transition (a relative change of 1e-10 in
+        ** a step changes its transition far below the Euler error of the forward pass) */
+        if (n > 0 && fabs(h - (K->t[n] - K->t[n - 1])) <= 1e-10 * h) {
+            K->step[n] = K->step[n - 1];
+            continue;
+        }
+        if ((n & 1023) == 0 && plm_interrupted()) return plm_fail(ctx, PLM_EINTR, "%s: interrupted", fn);
+        if ((st = plm_bffg_aux_transition(ctx, d, K->B, K->beta, K->a, h, Phi, mm, Q))) return st;
+        if ((st = plm_bffg_kernel_linear_gaussian(ctx, d, d, Phi, mm, Q, &sk))) {
+            char why[PLM_MSG_MAX];
+            if (st != PLM_EINVAL) return st;
+            snprintf(why, sizeof why, "%s", ctx ? ctx->msg : "");
+            return plm_fail(ctx, PLM_EINVAL, "%s: the auxiliary's transition over a step is not a Gaussian (%s)", fn, why);
+        }
+        K->step[n] = sk;
+    }
+    K->two = d == 2;
+    for (n = 0; n < N && K->two; n++) K->two = K->step[n]->r == 2 && !K->step[n]->aux && !K->step[n]->mean;
+    return PLM_OK;
+}
+
 /* Grid sizes are checked before anything is allocated (the guide keeps (N + 1)(d^2 + d + 1) doubles). */
 #define MAX_STEPS 10000000
 
 /* The kernel of s with parameters params (np values) and options o. The linearisation reads the parameters
 ** through a shallow copy of s, so that s itself never changes (kernels for new parameters are made on threads). */
 static plm_status sde_make(plm_ctx *ctx, const plm_sde *s0, const double *params, const plm_bffg_sde_opts *o,
-                           const sde_kernel *from, plm_bffg_kernel **out)
+                           const sde_kernel *from, int how, plm_bffg_kernel **out)
 {
     const char *fn = "markov_kernel.sde";
     plm_bffg_kernel *k;
     sde_kernel *K;
     int d, i, j, nout;
-    double span, steps, *J, *f, *G, *Phi, *mm, *Q;
+    double span, steps, *J, *f, *G;
     size_t n, N;
     plm_prog_in in[PLM_NGROUPS];
     double T[3] = {0, 0, 0};
@@ -539,13 +739,13 @@ static plm_status sde_make(plm_ctx *ctx, const plm_sde *s0, const double *params
     K = plm_gc_alloc(sizeof *K);
     /* a kernel remade at new parameters (from: the original, with the same options) shares its grid */
     if (!k || !K || !(K->params = dalloc((size_t)s->np + (size_t)d * d * 2 + (size_t)d)) ||
-        !(K->t = from ? from->t : dalloc(N + 1)) || !(K->step = plm_gc_alloc(N * sizeof *K->step)))
+        !(K->t = from ? from->t : dalloc(N + 1)))
         return plm_fail(ctx, PLM_ENOMEM, "%s: out of memory", fn);
     K->B = K->params + s->np, K->a = K->B + (size_t)d * d, K->beta = K->a + (size_t)d * d;
     nout = plm_prog_nout(s->diff_prog);
     /* scratch: the linearisation (J, f, G) and one step's transition (Phi, mm, Q) */
-    if (!(J = dalloc((size_t)d * d * 2 + (size_t)d * 2 + (size_t)nout))) return plm_fail(ctx, PLM_ENOMEM, "%s: out of memory", fn);
-    f = J + (size_t)d * d, G = f + d, Phi = G + nout, mm = Phi + (size_t)d * d, Q = J;
+    if (!(J = dalloc((size_t)d * d + (size_t)d + (size_t)nout))) return plm_fail(ctx, PLM_ENOMEM, "%s: out of memory", fn);
+    f = J + (size_t)d * d, G = f + d;
     memcpy(K->params, s->params, (size_t)s->np * sizeof *K->params);
     K->s = s0, K->d = d, K->m = s->m, K->N = N;
     /* keep the options, with copies of what they point to */
@@ -575,8 +775,11 @@ static plm_status sde_make(plm_ctx *ctx, const plm_sde *s0, const double *params
     if (o->at) {
         for (i = 0; i < d; i++)
             if (!isfinite(o->at[i])) return plm_fail(ctx, PLM_EINVAL, "%s: at[%d] must be finite (got %g)", fn, i + 1, o->at[i]);
-        if ((st = plm_sde_jacobian(ctx, s, o->t0, 1, o->at, 1, J)) || (st = plm_sde_drift(ctx, s, o->t0, 1, o->at, 1, f)) ||
-            (st = plm_sde_diffusion(ctx, s, o->t0, 1, o->at, 1, G)))
+        if (how == 2) {   /* only the drift: B~ and a~ are from's (below) */
+            if ((st = plm_sde_drift(ctx, s, o->t0, 1, o->at, 1, f))) return st;
+            memcpy(J, from->B, (size_t)d * d * sizeof *J);
+        } else if ((st = plm_sde_jacobian(ctx, s, o->t0, 1, o->at, 1, J)) ||
+                   (st = plm_sde_drift(ctx, s, o->t0, 1, o->at, 1, f)) || (st = plm_sde_diffusion(ctx, s, o->t0, 1, o->at, 1, G)))
             return st;
         memcpy(K->B, J, (size_t)d * d * sizeof *J);
         for (i = 0; i < d; i++) {
@@ -584,7 +787,7 @@ static plm_status sde_make(plm_ctx *ctx, const plm_sde *s0, const double *params
             for (j = 0; j < d; j++) acc -= J[i * d + j] * o->at[j];
             K->beta[i] = acc;
         }
-        for (i = 0; i < d; i++)
+        for (i = 0; i < d && how != 2; i++)
             for (j = 0; j < d; j++) {
                 double v = 0;
                 if (K->diag) v = i == j ? G[i] * G[i] : 0;
@@ -600,6 +803,16 @@ static plm_status sde_make(plm_ctx *ctx, const plm_sde *s0, const double *params
     } else if (o->beta)
         memcpy(K->beta, o->beta, (size_t)d * sizeof *K->beta);
     if (o->a) memcpy(K->a, o->a, (size_t)d * d * sizeof *K->a);
+    if (how == 2) {   /* B~ and a~ frozen at from's; beta~ = b(at) - B~ at at the new parameters (or as given) */
+        memcpy(K->B, from->B, (size_t)d * d * sizeof *K->B);
+        memcpy(K->a, from->a, (size_t)d * d * sizeof *K->a);
+        if (!o->beta && o->at)
+            for (i = 0; i < d; i++) {
+                double acc = f[i];
+                for (j = 0; j < d; j++) acc -= K->B[i * d + j] * o->at[j];
+                K->beta[i] = acc;
+            }
+    }
     for (i = 0; i < d * d; i++)
         if (!isfinite(K->B[i]) || !isfinite(K->a[i]))
             return plm_fail(ctx, PLM_EINVAL, "%s: the auxiliary's %s[%d][%d] is not finite (%g)", fn, isfinite(K->B[i]) ? "a" : "B",
@@ -615,28 +828,13 @@ static plm_status sde_make(plm_ctx *ctx, const plm_sde *s0, const double *params
             K->t[n] = fmin(o->t0 + (double)n * o->dt, o->t1);
     }
     if (!from) K->t[N] = o->t1;
-    for (n = 0; n < N; n++) {
-        double h = K->t[n + 1] - K->t[n];
-        plm_bffg_kernel *sk;
-        if (!(h > 0)) return plm_fail(ctx, PLM_EINVAL, "%s: dt = %g is too small for the interval [%g, %g]", fn, o->dt, o->t0, o->t1);
-        /* steps that differ only by the rounding of t0 + n dt share one transition (a relative change of 1e-10 in
-        ** a step changes its transition far below the Euler error of the forward pass) */
-        if (n > 0 && fabs(h - (K->t[n] - K->t[n - 1])) <= 1e-10 * h) {
-            K->step[n] = K->step[n - 1];
-            continue;
-        }
-        if ((n & 1023) == 0 && plm_interrupted()) return plm_fail(ctx, PLM_EINTR, "%s: interrupted", fn);
-        if ((st = plm_bffg_aux_transition(ctx, d, K->B, K->beta, K->a, h, Phi, mm, Q))) return st;
-        if ((st = plm_bffg_kernel_linear_gaussian(ctx, d, d, Phi, mm, Q, &sk))) {
-            char why[PLM_MSG_MAX];
-            if (st != PLM_EINVAL) return st;
-            snprintf(why, sizeof why, "%s", ctx ? ctx->msg : "");
-            return plm_fail(ctx, PLM_EINVAL, "%s: the auxiliary's transition over a step is not a Gaussian (%s)", fn, why);
-        }
-        K->step[n] = sk;
-    }
-    K->two = d == 2;
-    for (n = 0; n < N && K->two; n++) K->two = K->step[n]->r == 2 && !K->step[n]->aux && !K->step[n]->mean;
+    if (how == 2) {   /* the steps when a full filter needs them (sde_steps) */
+        K->step = NULL;
+        K->two = from->two;
+        K->src = from->frz;
+    } else if ((st = sde_steps(ctx, K)))
+        return st;
+    if (how == 1 && d == 2 && !(K->frz = plm_gc_alloc(sizeof *K->frz))) return plm_fail(ctx, PLM_ENOMEM, "%s: out of memory", fn);
     k->ops = &sde_ops;
     k->din = k->dout = d;
     k->impl = K;
@@ -651,7 +849,7 @@ plm_status plm_bffg_kernel_sde(plm_ctx *ctx, const plm_sde *s, const plm_bffg_sd
 {
     plm_init();
     if (!s) return plm_fail(ctx, PLM_EINVAL, "markov_kernel.sde: missing sde");
-    return sde_make(ctx, s, s->params, o, NULL, out);
+    return sde_make(ctx, s, s->params, o, NULL, 0, out);
 }
 
 const plm_sde *plm_bffg_kernel_sde_of(const plm_bffg_kernel *k)
@@ -664,5 +862,15 @@ plm_status plm_bffg_kernel_sde_with(plm_ctx *ctx, const plm_bffg_kernel *k, cons
     const sde_kernel *K;
     if (!plm_bffg_kernel_sde_of(k)) return plm_fail(ctx, PLM_EINVAL, "bffg: not a diffusion kernel");
     K = k->impl;
-    return sde_make(ctx, K->s, params, &K->o, K, out);
+    return sde_make(ctx, K->s, params, &K->o, K, 0, out);
+}
+
+plm_status plm_bffg_kernel_sde_remake(plm_ctx *ctx, const plm_bffg_kernel *k, const double *params, int how,
+                                      plm_bffg_kernel **out)
+{
+    const sde_kernel *K;
+    if (!plm_bffg_kernel_sde_of(k)) return plm_fail(ctx, PLM_EINVAL, "bffg: not a diffusion kernel");
+    if (how < 0 || how > 2) return plm_fail(ctx, PLM_EINVAL, "bffg: remake: how must be 0, 1 or 2 (got %d)", how);
+    K = k->impl;
+    return sde_make(ctx, K->s, params, &K->o, K, how, out);
 }
