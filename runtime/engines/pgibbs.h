@@ -30,6 +30,26 @@ void plm_csmc_free(plm_csmc *w);
 plm_status plm_csmc_sweep(plm_ctx *ctx, plm_csmc *w, const plm_ssm *m, const double *ys, uint64_t seed, int ref,
                           int ancestor_sampling, int nthreads, double *path);
 
+/* What a sampler built on the sweep (PPG, ppg.h) adds to it, as a table: step runs after the weights of every
+** time t, with x the particles of t (component-major, ld N), lw their normalised log weights, anc their
+** parents' indices, and xp, lwp those of t - 1 (unused at t = 1); parent, when not NULL, replaces the ancestry
+** in the path drawn at the end: the index at t - 1 (t >= 2) that the path takes from particle b at t, drawing
+** what it needs from r (the sweep's resampling stream). who names the engine in errors. */
+typedef struct plm_csmc_hook {
+    const char *who;
+    plm_status (*step)(plm_ctx *ctx, void *ud, long t, const double *xp, const double *lwp, const double *x,
+                       const double *lw, const uint32_t *anc);
+    size_t (*parent)(void *ud, long t, size_t b, plm_rng *r);
+    void *ud;
+} plm_csmc_hook;
+
+/* plm_csmc_sweep with the hook h (NULL: none, as plm_csmc_sweep); an error of h->step ends the sweep. */
+plm_status plm_csmc_sweep_hook(plm_ctx *ctx, plm_csmc *w, const plm_ssm *m, const double *ys, uint64_t seed, int ref,
+                               int ancestor_sampling, int nthreads, const plm_csmc_hook *h, double *path);
+
+/* The normalised log weights of the last sweep's particles at T (N of them). */
+const double *plm_csmc_logweights(const plm_csmc *w);
+
 typedef struct plm_pgibbs_opts {
     size_t N;                  /* particles, >= 2 */
     int chains;                /* >= 1 */

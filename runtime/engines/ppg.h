@@ -46,4 +46,17 @@ void plm_ppg_result_free(plm_ppg_result *r);
 plm_status plm_ppg_run(plm_ctx *ctx, const plm_ssm *m, long T, const double *ys, int K, plm_paris_fn hfn, void *hud,
                        const plm_ppg_opts *o, plm_ppg_result *r);
 
+/* One sweep at a time, for samplers that move the parameters between sweeps (the MLE's PPG score, ssm_mle.h).
+** plm_ppg_sweeper_new sets up T steps of N particles and PaRIS for hfn (K outputs) with the backward options
+** back (copied; its seed is ignored) on nthreads; NULL and ctx set on bad options or no memory. The sweeper
+** reads m's parameters at every sweep, so the caller may change them between sweeps (m itself must stay).
+** plm_ppg_sweep runs one sweep from seed: conditional on path when ref is 1 (a bootstrap filter when 0, the
+** start), est receives its K estimates and path the next reference. Errors as plm_ppg_run's. */
+typedef struct plm_ppg_sweeper plm_ppg_sweeper;
+plm_ppg_sweeper *plm_ppg_sweeper_new(plm_ctx *ctx, const plm_ssm *m, long T, size_t N, int K, plm_paris_fn hfn,
+                                     void *hud, const plm_smooth_opts *back, int nthreads, plm_smooth_stats *stats);
+plm_status plm_ppg_sweep(plm_ctx *ctx, plm_ppg_sweeper *S, const plm_ssm *m, const double *ys, uint64_t seed,
+                         int ref, int nthreads, double *path, double *est);
+void plm_ppg_sweeper_free(plm_ppg_sweeper *S);
+
 #endif
