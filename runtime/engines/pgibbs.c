@@ -424,6 +424,15 @@ static double full_lp(plm_ctx *ctx, const plm_ssm_prior *P, const plm_ssm *mc, l
     return lp == -INFINITY ? lp : lp + path_logjoint(ctx, mc, T, path, ys);
 }
 
+/* One sweep of chain c: the plain one, or o->sweep's (its estimates into est) */
+static plm_status chain_sweep(plm_ctx *ctx, const pg_job *J, plm_csmc *w, void *sw, const plm_ssm *mc, uint64_t seed,
+                              int ref, double *path, double *est)
+{
+    const plm_pgibbs_sweep *S = J->o->sweep;
+    if (S) return S->run(ctx, sw, mc, J->ys, seed, ref, J->inner_threads, path, est);
+    return plm_csmc_sweep(ctx, w, mc, J->ys, seed, ref, ref && J->o->ancestor_sampling, J->inner_threads, path);
+}
+
 static plm_status pg_chain(const pg_job *J, int c)
 {
     const plm_ssm *m0 = J->m;
@@ -442,7 +451,10 @@ static plm_status pg_chain(const pg_job *J, int c)
     const plm_dist **dist2 = malloc(((size_t)nfree + 1) * sizeof *dist2);
     const char **names2 = malloc(((size_t)nfree + 1) * sizeof *names2);
     plm_ssm_prior P2;   /* the parameters the random walk moves: those without a conjugate update */
-    plm_csmc *w = plm_csmc_new(m0, T, o->N);
+    const int K = o->sweep ? o->sweep->K : 0;
+    double *est = malloc(((size_t)K + 1) * sizeof *est);
+    plm_csmc *w = o->sweep ? NULL : plm_csmc_new(m0, T, o->N);
+    void *sw = NULL;
     plm_ssm mc;
     cond_target tg;
     void *ks = NULL;
@@ -453,11 +465,15 @@ static plm_status pg_chain(const pg_job *J, int c)
     size_t i;
     plm_rng_init(&r, o->seed, (uint64_t)c);
     row = J->vals + (size_t)c * (size_t)o->samples * (size_t)J->w;
-    if (!par || !path || !u || !ufull || !scr || !cj || !idx2 || !dist2 || !names2 || !w) {
+    if (!par || !path || !u || !ufull || !scr || !cj || !idx2 || !dist2 || !names2 || !est || (!w && !o->sweep)) {
         st = plm_fail(ctx, PLM_ENOMEM, "pgibbs: out of memory (%ld x %zu particles)", T, o->N);
         goto done;
     }
     plm_ssm_with_params(m0, par, &mc);
+    if (o->sweep && !(sw = o->sweep->new(ctx, o->sweep->ud, &mc, T, o->N, J->inner_threads))) {
+        st = ctx->status ? ctx->status : PLM_ENOMEM;
+        goto done;
+    }
     /* the start: parameters from init or the prior, a path from an unconditional sweep */
     for (tries = 0;; tries++) {
         if (tries == 100) {
@@ -476,7 +492,7 @@ static plm_status pg_chain(const pg_job *J, int c)
             }
             continue;
         }
-        st = plm_csmc_sweep(ctx, w, &mc, J->ys, plm_rng_next(&r), 0, 0, J->inner_threads, path);
+        st = chain_sweep(ctx, J, w, sw, &mc, plm_rng_next(&r), 0, path, est);
         if (st == PLM_EDOM && !o->init) continue;
         if (st) goto done;
         lp = full_lp(ctx, P, &mc, T, path, J->ys, ufull, scr);
@@ -517,9 +533,7 @@ static plm_status pg_chain(const pg_job *J, int c)
         }
         if (P2.nfree) plm_ssm_prior_set(&P2, u, par);   /* a rejected move left the proposal's values there */
         memcpy(old, path, pl * sizeof *path);
-        if ((st = plm_csmc_sweep(ctx, w, &mc, J->ys, plm_rng_next(&r), 1, o->ancestor_sampling, J->inner_threads,
-                                 path)))
-            goto done;
+        if ((st = chain_sweep(ctx, J, w, sw, &mc, plm_rng_next(&r), 1, path, est))) goto done;
         for (j = 0; j < ncj; j++)
             if ((st = cj_draw(ctx, &mc, &cj[j], P->idx[cj[j].q], P->names[cj[j].q], T, path, J->ys, &r, scr)))
                 goto done;
@@ -548,6 +562,7 @@ static plm_status pg_chain(const pg_job *J, int c)
                 long t = J->times ? J->times[tt] : tt + 1;
                 for (i = 0; i < dim; i++) *v++ = path[(size_t)(t - 1) * dim + i];
             }
+            for (j = 0; j < K; j++) *v++ = est[j];
             *v++ = lp;
             if (nfree) *v = stat;
         }
@@ -559,6 +574,8 @@ done:
     J->accept[c] = J->kept[c] ? sacc / (double)J->kept[c] : NAN;
     if (ks) J->k->ops->chain_free(ks);
     plm_csmc_free(w);
+    if (sw) o->sweep->free(sw);
+    free(est);
     free(par);
     free(path);
     free(u);
@@ -599,6 +616,10 @@ static plm_status pg_columns(plm_ctx *ctx, plm_draws *D, const plm_ssm *m, const
                 return plm_fail(ctx, PLM_EINVAL, "pgibbs: column name '%s' is used twice (a time listed twice, or a "
                                 "parameter of that name)", name);
         }
+    for (j = 0; J->o->sweep && j < J->o->sweep->K; j++, col++)
+        if (plm_draws_col(D, J->o->sweep->names[j], 1) != col)
+            return plm_fail(ctx, PLM_EINVAL, "pgibbs: column name '%s' is used twice (an output named as a "
+                            "parameter or a state)", J->o->sweep->names[j]);
     if (plm_draws_col(D, "lp__", 1) != col || (P->nfree && plm_draws_col(D, "accept_stat__", 1) != col + 1))
         return plm_fail(ctx, PLM_EINVAL, "pgibbs: a parameter is named lp__ or accept_stat__");
     return PLM_OK;
@@ -635,7 +656,7 @@ plm_status plm_pgibbs_run(plm_ctx *ctx, const plm_ssm *m, long T, const double *
     J.m = m, J.T = T, J.ys = ys, J.P = P, J.o = o, J.k = k;
     J.times = o->times;
     J.ntimes = o->times ? o->ntimes : T;
-    J.w = P->nfree + (int)(J.ntimes * m->dim) + 1 + (P->nfree > 0);
+    J.w = P->nfree + (int)(J.ntimes * m->dim) + (o->sweep ? o->sweep->K : 0) + 1 + (P->nfree > 0);
     if ((double)o->chains * (double)o->samples * J.w > 2e9)
         return plm_fail(ctx, PLM_EINVAL, "pgibbs: %d chains x %ld samples x %d columns is more than 2e9 values "
                         "(record fewer times)", o->chains, o->samples, J.w);

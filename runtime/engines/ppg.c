@@ -110,6 +110,72 @@ plm_status plm_ppg_sweep(plm_ctx *ctx, plm_ppg_sweeper *S, const plm_ssm *m, con
     return PLM_OK;
 }
 
+/* ---- PPG with parameter updates: the chains of plm_pgibbs_run with PPG's sweep ---- */
+
+typedef struct gibbs_fn {   /* what every chain's sweeper is made of */
+    const plm_prog *hprog;
+    const plm_smooth_opts *back;
+    int K;
+} gibbs_fn;
+
+typedef struct gibbs_chain {
+    plm_paris_prog H;       /* the functional, evaluated with the chain's parameters */
+    plm_ssm_gauss G;        /* the Gaussian bound, likewise */
+    plm_smooth_stats stats;
+    plm_ppg_sweeper *S;
+} gibbs_chain;
+
+static void gibbs_free(void *state)
+{
+    gibbs_chain *c = state;
+    plm_ppg_sweeper_free(c->S);
+    free(c);
+}
+
+static void *gibbs_new(plm_ctx *ctx, void *ud, const plm_ssm *m, long T, size_t N, int nthreads)
+{
+    const gibbs_fn *F = ud;
+    gibbs_chain *c = calloc(1, sizeof *c);
+    plm_smooth_opts bo;
+    if (!c) {
+        plm_fail(ctx, PLM_ENOMEM, "ppg: out of memory");
+        return NULL;
+    }
+    bo = *F->back;
+    if (bo.gauss) {
+        c->G = *bo.gauss;
+        c->G.m = m;
+        bo.gauss = &c->G;
+    }
+    c->H.m = m, c->H.p = F->hprog, c->H.nthreads = nthreads;
+    if (!(c->S = plm_ppg_sweeper_new(ctx, m, T, N, F->K, plm_paris_prog_fn, &c->H, &bo, nthreads, &c->stats))) {
+        free(c);
+        return NULL;
+    }
+    return c;
+}
+
+static plm_status gibbs_sweep(plm_ctx *ctx, void *state, const plm_ssm *m, const double *ys, uint64_t seed, int ref,
+                              int nthreads, double *path, double *est)
+{
+    gibbs_chain *c = state;
+    return plm_ppg_sweep(ctx, c->S, m, ys, seed, ref, nthreads, path, est);
+}
+
+plm_status plm_ppg_gibbs_run(plm_ctx *ctx, const plm_ssm *m, long T, const double *ys, const plm_ssm_prior *P,
+                             const plm_prog *hprog, int K, const char *const *names, const plm_smooth_opts *back,
+                             const plm_pgibbs_opts *o, plm_results *R)
+{
+    gibbs_fn F;
+    plm_pgibbs_sweep sw;
+    plm_pgibbs_opts oo = *o;
+    if (back->Ntilde < 1) return plm_fail(ctx, PLM_EINVAL, "ppg: backward draws must be >= 1 (got %d)", back->Ntilde);
+    F.hprog = hprog, F.back = back, F.K = K;
+    sw.K = K, sw.names = names, sw.new = gibbs_new, sw.run = gibbs_sweep, sw.free = gibbs_free, sw.ud = &F;
+    oo.sweep = &sw;
+    return plm_pgibbs_run(ctx, m, T, ys, P, &oo, R);
+}
+
 /* The batch-means standard error of the mean of v[0], v[K], ... (n of them). */
 static double batch_se(const double *v, long n, int K)
 {

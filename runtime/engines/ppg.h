@@ -14,6 +14,7 @@
 #ifndef PLM_PPG_H
 #define PLM_PPG_H
 
+#include "pgibbs.h"
 #include "smooth.h"
 
 typedef struct plm_ppg_opts {
@@ -58,5 +59,15 @@ plm_ppg_sweeper *plm_ppg_sweeper_new(plm_ctx *ctx, const plm_ssm *m, long T, siz
 plm_status plm_ppg_sweep(plm_ctx *ctx, plm_ppg_sweeper *S, const plm_ssm *m, const double *ys, uint64_t seed,
                          int ref, int nthreads, double *path, double *est);
 void plm_ppg_sweeper_free(plm_ppg_sweeper *S);
+
+/* PPG with parameter updates: plm_pgibbs_run (pgibbs.h: conjugate draws or random-walk moves of the parameters
+** in P given the path, o's options) whose sweeps are PPG's, the reference traced through the backward draws.
+** Each kept draw of R has the K outputs of the compiled functional hprog (plm_paris_prog_fn's convention) as
+** columns names[0..K-1]: their mean over the draws estimates the posterior expectation of the smoothed
+** functional, the parameters integrated out. back holds the backward options (its gauss, when set, is
+** re-pointed at each chain's model). Errors: plm_pgibbs_run's and the sweep's. */
+plm_status plm_ppg_gibbs_run(plm_ctx *ctx, const plm_ssm *m, long T, const double *ys, const plm_ssm_prior *P,
+                             const plm_prog *hprog, int K, const char *const *names, const plm_smooth_opts *back,
+                             const plm_pgibbs_opts *o, plm_results *R);
 
 #endif
