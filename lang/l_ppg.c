@@ -1,5 +1,6 @@
 /* l_ppg.c -- plume.ppg(ssm, ys, opts): the Parisian particle Gibbs sampler (runtime/engines/ppg.h) for smoothed
-** additive functionals at fixed parameters. The functional is traced on the ssm's graph and compiled, as
+** additive functionals at fixed parameters, or, when params gives priors, alternated with plume.pgibbs's
+** parameter updates (a posterior comes back). The functional is traced on the ssm's graph and compiled, as
 ** plume.smooth's PaRIS functional is; the whole run is in C. */
 #include "lssm.h"
 #include "ldist.h"

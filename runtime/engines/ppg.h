@@ -9,7 +9,8 @@
 ** back from a particle drawn from W_T through one of its Ntilde backward draws (uniformly) at every step --
 ** a backward-sampled path, so the chain is particle Gibbs with backward sampling and leaves the smoothing
 ** distribution invariant. The PPG estimate averages the iterations after a burn-in (the roll-out estimator):
-** its bias decays geometrically with the burn-in, where PaRIS alone keeps an O(1/N) bias.
+** its bias decays geometrically with the burn-in, where PaRIS alone keeps an O(1/N) bias. The sweep is
+** pgibbs.h's conditional SMC with a hook; plm_ppg_gibbs_run adds parameter updates between sweeps.
 ** Every draw comes from streams fixed by the seed, never by the thread count. */
 #ifndef PLM_PPG_H
 #define PLM_PPG_H
