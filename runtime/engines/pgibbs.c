@@ -72,8 +72,8 @@ plm_csmc *plm_csmc_new(const plm_ssm *m, long T, size_t N)
     w->cnt = malloc(N * sizeof *w->cnt);
     w->ancs = malloc(N * sizeof *w->ancs);
     w->rng = malloc(N * sizeof *w->rng);
-    if (!w->xs || !w->anc || !w->xo || !w->xrep || !w->inc || !w->lw || !w->lwp || !w->W || !w->la || !w->cnt || !w->ancs ||
-        !w->rng) {
+    if (!w->xs || !w->anc || !w->xo || !w->xrep || !w->inc || !w->lw || !w->lwp || !w->W || !w->la || !w->cnt ||
+        !w->ancs || !w->rng) {
         plm_csmc_free(w);
         return NULL;
     }

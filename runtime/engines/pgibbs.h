@@ -52,8 +52,8 @@ const double *plm_csmc_logweights(const plm_csmc *w);
 
 /* A sweep that replaces plm_csmc_sweep in the chains (PPG's, ppg.h): new sets up one chain's state for m (the
 ** chain's copy of the model, its parameters changed between sweeps) and N particles over T steps on nthreads
-** (NULL and ctx set on failure); run is one sweep as plm_csmc_sweep's, whose K estimates est become columns names[0..K-1]
-** of each kept draw. */
+** (NULL and ctx set on failure); run is one sweep as plm_csmc_sweep's, whose K estimates est become columns
+** names[0..K-1] of each kept draw. */
 typedef struct plm_pgibbs_sweep {
     int K;
     const char *const *names;
@@ -86,11 +86,12 @@ void plm_pgibbs_opts_default(plm_pgibbs_opts *o);
 /* Run the chains on the T observations ys (as plm_csmc_sweep). P lists the parameters to sample (nfree may
 ** be 0: the path alone); the others keep m->params, which must all be set. Each kept sweep becomes one draw
 ** of R (which must have o->chains chains): the free parameters by name, the state at the recorded times as
-** "x[t]" ("x[t,k]" for dim > 1), the sweep's estimates (o->sweep), "lp__" (log prior + log Jacobian + complete-data log density) and,
-** with free parameters, "accept_stat__" (the last parameter move's acceptance probability). Series: "accept_rate" (per chain, of
-** the parameter moves after warm-up) and "update_rate" (per time: how often the kept sweeps changed x_t, the
-** usual check that the path mixes at every time). PLM_EINVAL for bad options; PLM_EDEAD when no start of
-** finite density is found in 100 prior draws; PLM_EINTR (R keeps the draws made); the sweep's errors. */
+** "x[t]" ("x[t,k]" for dim > 1), the sweep's estimates (o->sweep), "lp__" (log prior + log Jacobian +
+** complete-data log density) and, with free parameters, "accept_stat__" (the last parameter move's acceptance
+** probability). Series: "accept_rate" (per chain, of the parameter moves after warm-up) and "update_rate"
+** (per time: how often the kept sweeps changed x_t, the usual check that the path mixes at every time).
+** PLM_EINVAL for bad options; PLM_EDEAD when no start of finite density is found in 100 prior draws; PLM_EINTR
+** (R keeps the draws made); the sweep's errors. */
 plm_status plm_pgibbs_run(plm_ctx *ctx, const plm_ssm *m, long T, const double *ys, const plm_ssm_prior *P,
                           const plm_pgibbs_opts *o, plm_results *R);
 

@@ -1,13 +1,13 @@
 /* ppg.c -- the Parisian particle Gibbs sampler (see ppg.h).
 **
 ** The sweep is plume.pgibbs's conditional SMC with ancestor sampling (plm_csmc_sweep_hook of pgibbs.h), whose
-** hook runs the PaRIS step (smooth.h) after the update at every t and traces the next reference. Why the chain is valid: the next reference is traced through the
-** backward draws, one of each particle's Ntilde chosen uniformly, and each of them is a draw from the backward
-** kernel W_{t-1}^j p(x_t^i | x_{t-1}^j) given the particles (exactly, by accept-reject or the O(N) kernel, or
-** by the Metropolis-Hastings fall-back started at the particle's parent, itself a draw from that kernel: the
-** free particles' parents by construction, the reference's by ancestor sampling). The traced path is then a
-** backward-sampled (FFBS) path of the conditional particle system, which is particle Gibbs with backward
-** sampling (Whiteley 2010; Lindsten and Schön 2013). */
+** hook runs the PaRIS step (smooth.h) after the update at every t and traces the next reference. Why the chain
+** is valid: the next reference is traced through the backward draws, one of each particle's Ntilde chosen
+** uniformly, and each of them is a draw from the backward kernel W_{t-1}^j p(x_t^i | x_{t-1}^j) given the
+** particles (exactly, by accept-reject or the O(N) kernel, or by the Metropolis-Hastings fall-back started at
+** the particle's parent, itself a draw from that kernel: the free particles' parents by construction, the
+** reference's by ancestor sampling). The traced path is then a backward-sampled (FFBS) path of the conditional
+** particle system, which is particle Gibbs with backward sampling (Whiteley 2010; Lindsten and Schön 2013). */
 #include "ppg.h"
 
 #include <math.h>

@@ -1,8 +1,8 @@
 -- test_mle.lua -- plume.mle: stochastic-approximation maximum likelihood for a plume.ssm, with the score from
--- on-line PaRIS (Fisher's identity), from PaRIS inside conditional SMC (PPG) or by Markov score climbing, converges to the exact MLE of a
--- linear-Gaussian model (golden-section search on the Kalman log-likelihood). The tolerance is 4 standard
--- errors of the Polyak average over 4 seeds (plus 0.005 for the particle bias of the score); the exact MLE
--- under another observation noise, the negative control, is outside it.
+-- on-line PaRIS (Fisher's identity), from PaRIS inside conditional SMC (PPG) or by Markov score climbing,
+-- converges to the exact MLE of a linear-Gaussian model (golden-section search on the Kalman log-likelihood). The
+-- tolerance is 4 standard errors of the Polyak average over 4 seeds (plus 0.005 for the particle bias of the
+-- score); the exact MLE under another observation noise, the negative control, is outside it.
 package.path = "tests/lua/?.lua;" .. package.path
 local T = require "check"
 

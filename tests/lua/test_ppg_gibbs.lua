@@ -91,7 +91,8 @@ T.test("ppg_with_random_walk_moves_and_the_same_draws_on_one_and_two_threads", f
 end)
 
 T.test("ppg_with_parameter_updates_bad_input", function()
-  T.raises(function() plume.ppg(lin, ys, { functional = h.sx, chains = 2 }) end, "option 'chains' needs parameters to sample")
+  T.raises(function() plume.ppg(lin, ys, { functional = h.sx, chains = 2 }) end,
+           "option 'chains' needs parameters to sample")
   T.raises(function() plume.ppg(lin, ys, { functional = h.sx, params = { rho = prior }, chains = 0 }) end,
            "option 'chains' must be in 1..1024")
   T.raises(function() plume.ppg(lin, ys, { functional = { rho = h.sx }, params = { rho = prior } }) end,
