@@ -224,6 +224,7 @@ static int ppg_gibbs(lua_State *L, int opts, plm_ssm *m, const double *ys, long 
     }
     if (st) return plm_l_fail_as(L, &ctx, fn);
     plm_l_pmcmc_posterior(L, R, "ppg", po.chains, po.samples, po.warmup, po.seed, po.N);
+    plm_l_pmcmc_conjugate(L, &P);
     lua_pushinteger(L, o->back.Ntilde);
     lua_setfield(L, -2, "backward_draws");
     return 1;

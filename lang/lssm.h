@@ -40,5 +40,8 @@ void plm_l_ssm_params(lua_State *L, int opts, const char *fn, plm_ssm *m, plm_ss
 ** run's settings as fields (l_pmcmc.c). */
 void plm_l_pmcmc_posterior(lua_State *L, plm_results *R, const char *method, int chains, long samples, long warmup,
                            uint64_t seed, size_t N);
+/* The "conjugate" series of the posterior at the top (plm_pgibbs_run's flags per sampled parameter) becomes
+** {name = true | false}: whether every chain drew that parameter from its conjugate conditional. */
+void plm_l_pmcmc_conjugate(lua_State *L, const plm_ssm_prior *P);
 
 #endif

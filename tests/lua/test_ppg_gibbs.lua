@@ -55,6 +55,7 @@ T.test("ppg_with_parameter_updates_matches_quadrature", function()
                                     params = { rho = prior } })
   local sm = post:summary()
   T.eq(post.method, "ppg", "a posterior of method ppg")
+  T.eq(post.conjugate.rho, true, "rho drawn from its conjugate conditional")
   for _, k in ipairs{ "rho", "sx", "sxx" } do
     local z, zw = math.abs(sm[k].mean - ex[k]) / sm[k].mcse_mean, math.abs(sm[k].mean - wrong[k]) / sm[k].mcse_mean
     print(string.format("  %s: ppg %.4f (mcse %.4f), exact %.4f (z %.1f); wrong model %.4f (z %.1f)", k, sm[k].mean,
@@ -70,6 +71,7 @@ T.test("ppg_with_random_walk_moves_and_the_same_draws_on_one_and_two_threads", f
   local post = plume.ppg(lin, ys, { particles = 16, iters = 700, burnin = 200, chains = 2, seed = 2,
                                     functional = h.sx, params = { rho = prior }, conjugate = false, param_moves = 3 })
   local sm = post:summary()
+  T.eq(post.conjugate.rho, false, "rho moved by the random walk")
   for _, k in ipairs{ "rho", "h" } do
     local want = k == "h" and ex.sx or ex.rho
     local z = math.abs(sm[k].mean - want) / sm[k].mcse_mean
