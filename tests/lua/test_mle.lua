@@ -5,17 +5,10 @@
 -- score); the exact MLE under another observation noise, the negative control, is outside it.
 package.path = "tests/lua/?.lua;" .. package.path
 local T = require "check"
+local LG = require "lingauss"
 
-local rho, s, r = 0.8, 0.6, 0.7
-local lin = plume.ssm{
-  params = { rho = rho, s = s, r = r },
-  init  = function(p) return plume.dist.normal(0, p.s) end,
-  trans = function(p, x, t) return plume.dist.normal(p.rho * x, p.s) end,
-  obs   = function(p, x, t) return plume.dist.normal(x, p.r) end,
-}
-local Tn = 100
-local _, ys = lin:simulate(Tn, { seed = 11 })
-ys[30] = 0 / 0   -- a missing observation
+local rho, r, lin, kalman = LG.rho, LG.r, LG.model, LG.kalman
+local ys = LG.simulate(100, 30)   -- T = 100, y_30 missing
 
 local function argmax(f, a, b)
   local g = (math.sqrt(5) - 1) / 2
@@ -25,7 +18,6 @@ local function argmax(f, a, b)
   end
   return (a + b) / 2
 end
-local function kalman(v, rr) return plume.lgssm{ A = v, Q = s * s, C = 1, R = rr ^ 2, m0 = 0, P0 = 0 } end
 local mle = argmax(function(v) return kalman(v, r):loglik(ys) end, -0.99, 0.99)
 local wrong = argmax(function(v) return kalman(v, 0.3):loglik(ys) end, -0.99, 0.99)
 

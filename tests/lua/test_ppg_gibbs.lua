@@ -7,20 +7,12 @@
 -- are rejected by the same tolerance.
 package.path = "tests/lua/?.lua;" .. package.path
 local T = require "check"
+local LG = require "lingauss"
 local D = plume.dist
 
-local rho, s, r = 0.8, 0.6, 0.7
-local lin = plume.ssm{
-  params = { rho = rho, s = s, r = r },
-  init  = function(p) return D.normal(0, p.s) end,
-  trans = function(p, x, t) return D.normal(p.rho * x, p.s) end,
-  obs   = function(p, x, t) return D.normal(x, p.r) end,
-}
--- plume.lgssm from x_0 = 0 known (P0 = 0) moves to x_1 ~ N(0, s^2), as init above
-local function kalman(v, rr) return plume.lgssm{ A = v, Q = s * s, C = 1, R = rr ^ 2, m0 = 0, P0 = 0 } end
+local rho, r, lin, kalman = LG.rho, LG.r, LG.model, LG.kalman
 local Tn = 50
-local _, ys = lin:simulate(Tn, { seed = 11 })
-ys[20] = 0 / 0   -- a missing observation
+local ys = LG.simulate(Tn, 20)   -- y_20 missing
 local prior = D.normal(0.5, 0.5)
 
 -- exact posterior expectations of rho, sum x_t and sum x_t^2 by quadrature on G midpoints of [lo, hi]
