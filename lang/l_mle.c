@@ -1,6 +1,7 @@
 /* l_mle.c -- plume.mle(ssm, ys, opts): maximum likelihood for a plume.ssm by stochastic approximation
-** (runtime/engines/ssm_mle.h): the score by on-line PaRIS (method = "score") or Markov score climbing along
-** conditional SMC paths (method = "msc"). The whole loop runs in C. */
+** (runtime/engines/ssm_mle.h): the score by on-line PaRIS (method = "score"), by PaRIS inside conditional SMC
+** (method = "ppg") or Markov score climbing along conditional SMC paths (method = "msc"). The whole loop runs
+** in C. */
 #include "lssm.h"
 #include "l_expr.h"
 #include "ssm_mle.h"
@@ -31,10 +32,12 @@ static int l_mle(lua_State *L)
     method = plm_l_optstr(L, opts, fn, "method", "score");
     if (!strcmp(method, "score"))
         o.method = PLM_MLE_SCORE;
+    else if (!strcmp(method, "ppg"))
+        o.method = PLM_MLE_PPG;
     else if (!strcmp(method, "msc"))
         o.method = PLM_MLE_MSC;
     else
-        return luaL_error(L, "%s: unknown method '%s' (\"score\", \"msc\")", fn, method);
+        return luaL_error(L, "%s: unknown method '%s' (\"score\", \"ppg\", \"msc\")", fn, method);
     v = plm_l_optint(L, opts, fn, "iters", 100);
     if (v < 1 || v > 10000000) return luaL_error(L, "%s: option 'iters' must be in 1..1e7 (got %d)", fn, (int)v);
     o.iters = (long)v;

@@ -189,19 +189,19 @@ static void finish(lua_State *L, pm_args *a, plm_ctx *ctx, plm_status st, const 
     if (st) plm_l_fail_as(L, ctx, fn);
 }
 
-/* The results become a posterior object (plume._posterior) with the run's settings. */
-static void push_posterior(lua_State *L, plm_results *R, const pm_args *a, const char *method, size_t N)
+void plm_l_pmcmc_posterior(lua_State *L, plm_results *R, const char *method, int chains, long samples, long warmup,
+                           uint64_t seed, size_t N)
 {
     plm_l_push_results(L, R);
     lua_pushstring(L, method);
     lua_setfield(L, -2, "method");
-    lua_pushinteger(L, a->chains);
+    lua_pushinteger(L, chains);
     lua_setfield(L, -2, "chains");
-    lua_pushinteger(L, a->samples);
+    lua_pushinteger(L, samples);
     lua_setfield(L, -2, "samples");
-    lua_pushinteger(L, a->warmup);
+    lua_pushinteger(L, warmup);
     lua_setfield(L, -2, "warmup");
-    lua_pushinteger(L, (lua_Integer)a->seed);
+    lua_pushinteger(L, (lua_Integer)seed);
     lua_setfield(L, -2, "seed");
     lua_pushinteger(L, (lua_Integer)N);
     lua_setfield(L, -2, "particles");
@@ -210,6 +210,31 @@ static void push_posterior(lua_State *L, plm_results *R, const pm_args *a, const
     lua_remove(L, -2);
     lua_insert(L, -2);
     lua_call(L, 1, 1);
+}
+
+void plm_l_pmcmc_conjugate(lua_State *L, const plm_ssm_prior *P)
+{
+    int k, list;
+    lua_getfield(L, -1, "conjugate");
+    list = lua_gettop(L);
+    lua_createtable(L, 0, P->nfree);
+    for (k = 0; k < P->nfree; k++) {
+        int on = 0;
+        if (lua_istable(L, list)) {
+            on = lua_geti(L, list, k + 1) == LUA_TNUMBER && lua_tonumber(L, -1) > 0;
+            lua_pop(L, 1);
+        }
+        lua_pushboolean(L, on);
+        lua_setfield(L, -2, P->names[k]);
+    }
+    lua_setfield(L, -3, "conjugate");
+    lua_pop(L, 1);
+}
+
+/* The results become a posterior object (plume._posterior) with the run's settings. */
+static void push_posterior(lua_State *L, plm_results *R, const pm_args *a, const char *method, size_t N)
+{
+    plm_l_pmcmc_posterior(L, R, method, a->chains, a->samples, a->warmup, a->seed, N);
 }
 
 static int check_opts_table(lua_State *L, const char *fn)
@@ -282,23 +307,7 @@ static int l_pgibbs(lua_State *L)
     st = plm_pgibbs_run(&ctx, a.m, a.T, a.ys, &a.P, &o, R);
     finish(L, &a, &ctx, st, fn);
     push_posterior(L, R, &a, "pgibbs", o.N);
-    {   /* conjugate: the flags per free parameter become {name = true | false} */
-        int k, list;
-        lua_getfield(L, -1, "conjugate");
-        list = lua_gettop(L);
-        lua_createtable(L, 0, a.P.nfree);
-        for (k = 0; k < a.P.nfree; k++) {
-            int on = 0;
-            if (lua_istable(L, list)) {
-                on = lua_geti(L, list, k + 1) == LUA_TNUMBER && lua_tonumber(L, -1) > 0;
-                lua_pop(L, 1);
-            }
-            lua_pushboolean(L, on);
-            lua_setfield(L, -2, a.P.names[k]);
-        }
-        lua_setfield(L, -3, "conjugate");
-        lua_pop(L, 1);
-    }
+    plm_l_pmcmc_conjugate(L, &a.P);
     return 1;
 }
 

@@ -1,7 +1,10 @@
 /* l_ppg.c -- plume.ppg(ssm, ys, opts): the Parisian particle Gibbs sampler (runtime/engines/ppg.h) for smoothed
-** additive functionals at fixed parameters. The functional is traced on the ssm's graph and compiled, as
+** additive functionals at fixed parameters, or, when params gives priors, alternated with plume.pgibbs's
+** parameter updates (a posterior comes back). The functional is traced on the ssm's graph and compiled, as
 ** plume.smooth's PaRIS functional is; the whole run is in C. */
 #include "lssm.h"
+#include "ldist.h"
+#include "lmodel.h"
 #include "ppg.h"
 
 #include <math.h>
@@ -145,7 +148,87 @@ static int l_result_tostring(lua_State *L)
 }
 
 static const char *const ppg_options[] = {"functional", "particles", "backward_draws", "iters", "burnin", "seed",
-                                          "threads", "params", "rejection", "bound", "max_tries", "mh_steps", NULL};
+                                          "threads", "params", "rejection", "bound", "max_tries", "mh_steps", "chains",
+                                          "conjugate", "param_moves", NULL};
+
+/* 1 when a parameter is to be sampled: opts.params gives it a prior, or it has no value and plume.ssm a prior */
+static int wants_priors(lua_State *L, int opts, int info, const plm_ssm *m)
+{
+    int k, found = 0, top = lua_gettop(L);
+    if (lua_getfield(L, opts, "params") == LUA_TTABLE) {
+        lua_pushnil(L);
+        while (!found && lua_next(L, -2)) {
+            found = plm_l_testobj(L, -1, PLM_L_DIST) != NULL;
+            lua_pop(L, 1);
+        }
+    }
+    lua_getfield(L, info, "names");
+    lua_getfield(L, info, "priors");
+    for (k = 0; k < m->np && !found; k++)
+        if (isnan(m->params[k])) {
+            lua_rawgeti(L, -2, k + 1);
+            found = lua_istable(L, -2) && lua_gettable(L, -2) != LUA_TNIL;
+            lua_pop(L, 1);
+        }
+    lua_settop(L, top);
+    return found;
+}
+
+/* PPG with parameter updates (ppg.h: plm_ppg_gibbs_run): the parameters with priors are drawn given each
+** sweep's path, as plume.pgibbs draws them; the functional's outputs are columns of the posterior it returns
+** ("h" for a number, "h[k]" for a list, the names of a table). iters - burnin draws per chain are kept. */
+static int ppg_gibbs(lua_State *L, int opts, plm_ssm *m, const double *ys, long T, const plm_prog *hprog, int K,
+                     int scalar, int names, plm_ppg_opts *o)
+{
+    const char *fn = "plume.ppg";
+    const char **cn = plm_l_scratch(L, (size_t)K * sizeof *cn);
+    static const long no_times = 0;
+    plm_pgibbs_opts po;
+    plm_ssm_prior P;
+    plm_results *R;
+    double *saved, *run;
+    lua_Integer v;
+    plm_ctx ctx;
+    plm_status st;
+    int k;
+    plm_pgibbs_opts_default(&po);
+    v = plm_l_optint(L, opts, fn, "chains", 4);
+    if (v < 1 || v > 1024) return luaL_error(L, "%s: option 'chains' must be in 1..1024 (got %d)", fn, (int)v);
+    po.chains = (int)v;
+    po.conjugate = plm_l_optbool(L, opts, fn, "conjugate", 1);
+    v = plm_l_optint(L, opts, fn, "param_moves", 1);
+    if (v < 1 || v > 1000) return luaL_error(L, "%s: option 'param_moves' must be in 1..1000 (got %d)", fn, (int)v);
+    po.param_moves = (int)v;
+    po.N = o->N, po.warmup = o->burnin, po.samples = o->iters - o->burnin, po.seed = o->seed;
+    po.nthreads = o->nthreads;
+    po.times = &no_times, po.ntimes = 0;   /* the states are not recorded: the functional is */
+    for (k = 0; k < K; k++) {   /* the column names stay alive on the stack */
+        if (names) {
+            lua_rawgeti(L, names, k + 1);
+        } else if (scalar)
+            lua_pushliteral(L, "h");
+        else
+            lua_pushfstring(L, "h[%d]", k + 1);
+        cn[k] = lua_tostring(L, -1);
+    }
+    plm_l_ssm_params(L, opts, fn, m, &P, &saved, &run);
+    R = plm_l_newresults(L, po.chains, 0);
+    plm_ctx_clear(&ctx);
+    plm_interrupt_clear();
+    memcpy(m->params, run, (size_t)m->np * sizeof *run);
+    st = plm_ppg_gibbs_run(&ctx, m, T, ys, &P, hprog, K, cn, &o->back, &po, R);
+    memcpy(m->params, saved, (size_t)m->np * sizeof *saved);
+    if (st == PLM_EINTR) {
+        plm_interrupt_clear();
+        return luaL_error(L, "%s: interrupted", fn);
+    }
+    if (st) return plm_l_fail_as(L, &ctx, fn);
+    plm_l_pmcmc_posterior(L, R, "ppg", po.chains, po.samples, po.warmup, po.seed, po.N);
+    plm_l_pmcmc_conjugate(L, &P);
+    lua_pushinteger(L, o->back.Ntilde);
+    lua_setfield(L, -2, "backward_draws");
+    return 1;
+}
 
 /* plume.ppg(ssm, ys, {functional = function(t, xprev, x) ... end | {name = function, ...}, particles =,
 ** backward_draws =, iters =, burnin =, seed =, threads =, params = {name = value}, ...}) -> result */
@@ -251,6 +334,10 @@ static int l_ppg(lua_State *L)
         return luaL_error(L, "%s: option 'functional' must be a function(t, xprev, x) or a table of them by name "
                              "(got %s)", fn, luaL_typename(L, ftab));
     if (plm_prog_compile(&ctx, g, K, hnodes, (1u << PLM_GRP_X) | (1u << PLM_GRP_Z), &hprog)) return plm_l_fail(L, &ctx);
+    if (wants_priors(L, opts, info, m)) return ppg_gibbs(L, opts, m, ys, T, hprog, K, scalar, names, &o);
+    if (lua_getfield(L, opts, "chains") != LUA_TNIL)
+        return luaL_error(L, "%s: option 'chains' needs parameters to sample (priors in params)", fn);
+    lua_pop(L, 1);
     /* the parameters for the run: opts.params = {name = value}; every one must have a value */
     saved = plm_l_scratch(L, ((size_t)m->np + 1) * sizeof *saved);
     memcpy(saved, m->params, (size_t)m->np * sizeof *saved);

@@ -5,6 +5,7 @@
 
 #include "l_expr.h"
 #include "pmcmc.h"
+#include "results.h"
 
 #define PLM_L_SSM "plume.ssm"
 #define MAX_COV 256
@@ -35,5 +36,12 @@ double *plm_l_ssm_ys(lua_State *L, int idx, int ydim, const char *fn, long *T);
 ** run), *run the values for the run (NaN for the sampled ones). Memory is scratch on the stack. */
 void plm_l_ssm_params(lua_State *L, int opts, const char *fn, plm_ssm *m, plm_ssm_prior *P, double **saved,
                       double **run);
+/* Push the results R of a particle MCMC run as a posterior object (plume._posterior, as plume.infer's) with the
+** run's settings as fields (l_pmcmc.c). */
+void plm_l_pmcmc_posterior(lua_State *L, plm_results *R, const char *method, int chains, long samples, long warmup,
+                           uint64_t seed, size_t N);
+/* The "conjugate" series of the posterior at the top (plm_pgibbs_run's flags per sampled parameter) becomes
+** {name = true | false}: whether every chain drew that parameter from its conjugate conditional. */
+void plm_l_pmcmc_conjugate(lua_State *L, const plm_ssm_prior *P);
 
 #endif

@@ -25,7 +25,7 @@ struct plm_csmc {
     double *xs;          /* the particles of every step: xs[((t-1)*dim + k)*N + i] */
     uint32_t *anc;       /* anc[(t-1)*N + i]: the parent at t - 1 of particle i at t */
     double *xo, *xrep;   /* dim * N: gathered parents; the reference state repeated */
-    double *inc, *lw, *W, *la;   /* N: incremental and normalised log weights, weights, ancestor log weights */
+    double *inc, *lw, *lwp, *W, *la;   /* N: incremental, normalised log weights (t, t - 1), weights, ancestor */
     size_t *cnt, *ancs;  /* N */
     plm_rng *rng;        /* N */
 };
@@ -39,6 +39,7 @@ void plm_csmc_free(plm_csmc *w)
     free(w->xrep);
     free(w->inc);
     free(w->lw);
+    free(w->lwp);
     free(w->W);
     free(w->la);
     free(w->cnt);
@@ -65,13 +66,14 @@ plm_csmc *plm_csmc_new(const plm_ssm *m, long T, size_t N)
     w->xrep = malloc(d * N * sizeof *w->xrep);
     w->inc = malloc(N * sizeof *w->inc);
     w->lw = malloc(N * sizeof *w->lw);
+    w->lwp = malloc(N * sizeof *w->lwp);
     w->W = malloc(N * sizeof *w->W);
     w->la = malloc(N * sizeof *w->la);
     w->cnt = malloc(N * sizeof *w->cnt);
     w->ancs = malloc(N * sizeof *w->ancs);
     w->rng = malloc(N * sizeof *w->rng);
-    if (!w->xs || !w->anc || !w->xo || !w->xrep || !w->inc || !w->lw || !w->W || !w->la || !w->cnt || !w->ancs ||
-        !w->rng) {
+    if (!w->xs || !w->anc || !w->xo || !w->xrep || !w->inc || !w->lw || !w->lwp || !w->W || !w->la || !w->cnt ||
+        !w->ancs || !w->rng) {
         plm_csmc_free(w);
         return NULL;
     }
@@ -114,21 +116,33 @@ plm_status plm_csmc_ancestor(plm_ctx *ctx, const plm_ssm *m, long t, const doubl
     return PLM_OK;
 }
 
-static plm_status weight_error(plm_ctx *ctx, double A, long t)
+static plm_status weight_error(plm_ctx *ctx, const char *who, double A, long t)
 {
     if (isnan(A) || A == INFINITY)
-        return plm_fail(ctx, PLM_EDOM, "csmc: a weight is %g at t = %ld: a parameter outside its domain, or a density "
-                        "that is not finite", A, t);
-    return plm_fail(ctx, PLM_EDOM, "csmc: every particle has weight zero at t = %ld: no particle, the reference "
-                    "included, can explain the observation", t);
+        return plm_fail(ctx, PLM_EDOM, "%s: a weight is %g at t = %ld: a parameter outside its domain, or a density "
+                        "that is not finite", who, A, t);
+    return plm_fail(ctx, PLM_EDOM, "%s: every particle has weight zero at t = %ld: no particle, the reference "
+                    "included, can explain the observation", who, t);
+}
+
+const double *plm_csmc_logweights(const plm_csmc *w)
+{
+    return w->lw;
 }
 
 plm_status plm_csmc_sweep(plm_ctx *ctx, plm_csmc *w, const plm_ssm *m, const double *ys, uint64_t seed, int ref,
                           int ancestor_sampling, int nthreads, double *path)
 {
+    return plm_csmc_sweep_hook(ctx, w, m, ys, seed, ref, ancestor_sampling, nthreads, NULL, path);
+}
+
+plm_status plm_csmc_sweep_hook(plm_ctx *ctx, plm_csmc *w, const plm_ssm *m, const double *ys, uint64_t seed, int ref,
+                               int ancestor_sampling, int nthreads, const plm_csmc_hook *h, double *path)
+{
     const size_t N = w->N, dim = (size_t)w->dim, nf = ref ? N - 1 : N;
     const long T = w->T;
     const int nth = N >= 8 * PLM_EXPR_BLOCK ? nthreads : 1;
+    const char *who = h ? h->who : "csmc";
     plm_rng rr;
     plm_status st;
     size_t i, k, b;
@@ -138,10 +152,10 @@ plm_status plm_csmc_sweep(plm_ctx *ctx, plm_csmc *w, const plm_ssm *m, const dou
     plm_rng_init(&rr, seed, 0);
     for (t = 1; t <= T; t++) {
         const double *y = ys + (size_t)(t - 1) * (size_t)w->ydim, *xr = path + (size_t)(t - 1) * dim;
-        double *x = w->xs + (size_t)(t - 1) * dim * N, *xp = x - dim * N, A;
+        double *x = w->xs + (size_t)(t - 1) * dim * N, *xp = x - dim * N, *sw, A;
         uint32_t *anc = w->anc + (size_t)(t - 1) * N;
         int missing = 0;
-        if (plm_interrupted()) return plm_fail(ctx, PLM_EINTR, "csmc: interrupted at t = %ld", t);
+        if (plm_interrupted()) return plm_fail(ctx, PLM_EINTR, "%s: interrupted at t = %ld", who, t);
         for (j = 0; j < w->ydim; j++) missing |= isnan(y[j]);
         if (t == 1) {
             st = missing ? plm_ssm_init_sample(ctx, m, nf, x, N, w->rng, nth)
@@ -159,7 +173,7 @@ plm_status plm_csmc_sweep(plm_ctx *ctx, plm_csmc *w, const plm_ssm *m, const dou
                          : plm_ssm_step(ctx, m, t, nf, w->xo, y, x, N, w->inc, w->rng, nth);
             if (st) return st;
             if (ref && ancestor_sampling) {
-                if ((st = plm_csmc_ancestor(ctx, m, t, xp, w->lw, xr, N, w->xrep, w->la, &rr, nth, "csmc", &anc[N - 1])))
+                if ((st = plm_csmc_ancestor(ctx, m, t, xp, w->lw, xr, N, w->xrep, w->la, &rr, nth, who, &anc[N - 1])))
                     return st;
             } else if (ref)
                 anc[N - 1] = (uint32_t)(N - 1);
@@ -171,15 +185,17 @@ plm_status plm_csmc_sweep(plm_ctx *ctx, plm_csmc *w, const plm_ssm *m, const dou
         /* resampling at every step leaves equal weights: the new ones are the incremental weights */
         if (missing)
             for (i = 0; i < N; i++) w->inc[i] = 0;
+        sw = w->lwp, w->lwp = w->lw, w->lw = sw;   /* lwp: the weights of t - 1 */
         A = plm_resample_normalise(w->inc, N, w->W);
-        if (!isfinite(A)) return weight_error(ctx, A, t);
+        if (!isfinite(A)) return weight_error(ctx, who, A, t);
         for (i = 0; i < N; i++) w->lw[i] = w->inc[i] - A;
+        if (h && h->step && (st = h->step(ctx, h->ud, t, t > 1 ? xp : NULL, w->lwp, x, w->lw, anc))) return st;
     }
-    /* the path of a particle drawn from the final weights, by its ancestry */
+    /* the path of a particle drawn from the final weights, by its ancestry (or the hook's choice of parents) */
     b = draw_index(w->W, N, plm_rng_uniform(&rr));
     for (t = T; t >= 1; t--) {
         for (k = 0; k < dim; k++) path[(size_t)(t - 1) * dim + k] = w->xs[((size_t)(t - 1) * dim + k) * N + b];
-        b = w->anc[(size_t)(t - 1) * N + b];
+        if (t > 1) b = h && h->parent ? h->parent(h->ud, t, b, &rr) : w->anc[(size_t)(t - 1) * N + b];
     }
     return PLM_OK;
 }
@@ -408,6 +424,15 @@ static double full_lp(plm_ctx *ctx, const plm_ssm_prior *P, const plm_ssm *mc, l
     return lp == -INFINITY ? lp : lp + path_logjoint(ctx, mc, T, path, ys);
 }
 
+/* One sweep of chain c: the plain one, or o->sweep's (its estimates into est) */
+static plm_status chain_sweep(plm_ctx *ctx, const pg_job *J, plm_csmc *w, void *sw, const plm_ssm *mc, uint64_t seed,
+                              int ref, double *path, double *est)
+{
+    const plm_pgibbs_sweep *S = J->o->sweep;
+    if (S) return S->run(ctx, sw, mc, J->ys, seed, ref, J->inner_threads, path, est);
+    return plm_csmc_sweep(ctx, w, mc, J->ys, seed, ref, ref && J->o->ancestor_sampling, J->inner_threads, path);
+}
+
 static plm_status pg_chain(const pg_job *J, int c)
 {
     const plm_ssm *m0 = J->m;
@@ -426,7 +451,10 @@ static plm_status pg_chain(const pg_job *J, int c)
     const plm_dist **dist2 = malloc(((size_t)nfree + 1) * sizeof *dist2);
     const char **names2 = malloc(((size_t)nfree + 1) * sizeof *names2);
     plm_ssm_prior P2;   /* the parameters the random walk moves: those without a conjugate update */
-    plm_csmc *w = plm_csmc_new(m0, T, o->N);
+    const int K = o->sweep ? o->sweep->K : 0;
+    double *est = malloc(((size_t)K + 1) * sizeof *est);
+    plm_csmc *w = o->sweep ? NULL : plm_csmc_new(m0, T, o->N);
+    void *sw = NULL;
     plm_ssm mc;
     cond_target tg;
     void *ks = NULL;
@@ -437,11 +465,15 @@ static plm_status pg_chain(const pg_job *J, int c)
     size_t i;
     plm_rng_init(&r, o->seed, (uint64_t)c);
     row = J->vals + (size_t)c * (size_t)o->samples * (size_t)J->w;
-    if (!par || !path || !u || !ufull || !scr || !cj || !idx2 || !dist2 || !names2 || !w) {
+    if (!par || !path || !u || !ufull || !scr || !cj || !idx2 || !dist2 || !names2 || !est || (!w && !o->sweep)) {
         st = plm_fail(ctx, PLM_ENOMEM, "pgibbs: out of memory (%ld x %zu particles)", T, o->N);
         goto done;
     }
     plm_ssm_with_params(m0, par, &mc);
+    if (o->sweep && !(sw = o->sweep->new(ctx, o->sweep->ud, &mc, T, o->N, J->inner_threads))) {
+        st = ctx->status ? ctx->status : PLM_ENOMEM;
+        goto done;
+    }
     /* the start: parameters from init or the prior, a path from an unconditional sweep */
     for (tries = 0;; tries++) {
         if (tries == 100) {
@@ -460,7 +492,7 @@ static plm_status pg_chain(const pg_job *J, int c)
             }
             continue;
         }
-        st = plm_csmc_sweep(ctx, w, &mc, J->ys, plm_rng_next(&r), 0, 0, J->inner_threads, path);
+        st = chain_sweep(ctx, J, w, sw, &mc, plm_rng_next(&r), 0, path, est);
         if (st == PLM_EDOM && !o->init) continue;
         if (st) goto done;
         lp = full_lp(ctx, P, &mc, T, path, J->ys, ufull, scr);
@@ -501,9 +533,7 @@ static plm_status pg_chain(const pg_job *J, int c)
         }
         if (P2.nfree) plm_ssm_prior_set(&P2, u, par);   /* a rejected move left the proposal's values there */
         memcpy(old, path, pl * sizeof *path);
-        if ((st = plm_csmc_sweep(ctx, w, &mc, J->ys, plm_rng_next(&r), 1, o->ancestor_sampling, J->inner_threads,
-                                 path)))
-            goto done;
+        if ((st = chain_sweep(ctx, J, w, sw, &mc, plm_rng_next(&r), 1, path, est))) goto done;
         for (j = 0; j < ncj; j++)
             if ((st = cj_draw(ctx, &mc, &cj[j], P->idx[cj[j].q], P->names[cj[j].q], T, path, J->ys, &r, scr)))
                 goto done;
@@ -532,6 +562,7 @@ static plm_status pg_chain(const pg_job *J, int c)
                 long t = J->times ? J->times[tt] : tt + 1;
                 for (i = 0; i < dim; i++) *v++ = path[(size_t)(t - 1) * dim + i];
             }
+            for (j = 0; j < K; j++) *v++ = est[j];
             *v++ = lp;
             if (nfree) *v = stat;
         }
@@ -543,6 +574,8 @@ done:
     J->accept[c] = J->kept[c] ? sacc / (double)J->kept[c] : NAN;
     if (ks) J->k->ops->chain_free(ks);
     plm_csmc_free(w);
+    if (sw) o->sweep->free(sw);
+    free(est);
     free(par);
     free(path);
     free(u);
@@ -583,6 +616,10 @@ static plm_status pg_columns(plm_ctx *ctx, plm_draws *D, const plm_ssm *m, const
                 return plm_fail(ctx, PLM_EINVAL, "pgibbs: column name '%s' is used twice (a time listed twice, or a "
                                 "parameter of that name)", name);
         }
+    for (j = 0; J->o->sweep && j < J->o->sweep->K; j++, col++)
+        if (plm_draws_col(D, J->o->sweep->names[j], 1) != col)
+            return plm_fail(ctx, PLM_EINVAL, "pgibbs: column name '%s' is used twice (an output named as a "
+                            "parameter or a state)", J->o->sweep->names[j]);
     if (plm_draws_col(D, "lp__", 1) != col || (P->nfree && plm_draws_col(D, "accept_stat__", 1) != col + 1))
         return plm_fail(ctx, PLM_EINVAL, "pgibbs: a parameter is named lp__ or accept_stat__");
     return PLM_OK;
@@ -619,7 +656,7 @@ plm_status plm_pgibbs_run(plm_ctx *ctx, const plm_ssm *m, long T, const double *
     J.m = m, J.T = T, J.ys = ys, J.P = P, J.o = o, J.k = k;
     J.times = o->times;
     J.ntimes = o->times ? o->ntimes : T;
-    J.w = P->nfree + (int)(J.ntimes * m->dim) + 1 + (P->nfree > 0);
+    J.w = P->nfree + (int)(J.ntimes * m->dim) + (o->sweep ? o->sweep->K : 0) + 1 + (P->nfree > 0);
     if ((double)o->chains * (double)o->samples * J.w > 2e9)
         return plm_fail(ctx, PLM_EINVAL, "pgibbs: %d chains x %ld samples x %d columns is more than 2e9 values "
                         "(record fewer times)", o->chains, o->samples, J.w);

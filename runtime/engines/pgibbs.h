@@ -30,6 +30,40 @@ void plm_csmc_free(plm_csmc *w);
 plm_status plm_csmc_sweep(plm_ctx *ctx, plm_csmc *w, const plm_ssm *m, const double *ys, uint64_t seed, int ref,
                           int ancestor_sampling, int nthreads, double *path);
 
+/* What a sampler built on the sweep (PPG, ppg.h) adds to it, as a table: step runs after the weights of every
+** time t, with x the particles of t (component-major, ld N), lw their normalised log weights, anc their
+** parents' indices, and xp, lwp those of t - 1 (unused at t = 1); parent, when not NULL, replaces the ancestry
+** in the path drawn at the end: the index at t - 1 (t >= 2) that the path takes from particle b at t, drawing
+** what it needs from r (the sweep's resampling stream). who names the engine in errors. */
+typedef struct plm_csmc_hook {
+    const char *who;
+    plm_status (*step)(plm_ctx *ctx, void *ud, long t, const double *xp, const double *lwp, const double *x,
+                       const double *lw, const uint32_t *anc);
+    size_t (*parent)(void *ud, long t, size_t b, plm_rng *r);
+    void *ud;
+} plm_csmc_hook;
+
+/* plm_csmc_sweep with the hook h (NULL: none, as plm_csmc_sweep); an error of h->step ends the sweep. */
+plm_status plm_csmc_sweep_hook(plm_ctx *ctx, plm_csmc *w, const plm_ssm *m, const double *ys, uint64_t seed, int ref,
+                               int ancestor_sampling, int nthreads, const plm_csmc_hook *h, double *path);
+
+/* The normalised log weights of the last sweep's particles at T (N of them). */
+const double *plm_csmc_logweights(const plm_csmc *w);
+
+/* A sweep that replaces plm_csmc_sweep in the chains (PPG's, ppg.h): new sets up one chain's state for m (the
+** chain's copy of the model, its parameters changed between sweeps) and N particles over T steps on nthreads
+** (NULL and ctx set on failure); run is one sweep as plm_csmc_sweep's, whose K estimates est become columns
+** names[0..K-1] of each kept draw. */
+typedef struct plm_pgibbs_sweep {
+    int K;
+    const char *const *names;
+    void *(*new)(plm_ctx *ctx, void *ud, const plm_ssm *m, long T, size_t N, int nthreads);
+    plm_status (*run)(plm_ctx *ctx, void *state, const plm_ssm *m, const double *ys, uint64_t seed, int ref,
+                      int nthreads, double *path, double *est);
+    void (*free)(void *state);
+    void *ud;
+} plm_pgibbs_sweep;
+
 typedef struct plm_pgibbs_opts {
     size_t N;                  /* particles, >= 2 */
     int chains;                /* >= 1 */
@@ -44,6 +78,7 @@ typedef struct plm_pgibbs_opts {
     long ntimes;
     const double *init;        /* chains * nfree starting points on the unconstrained scale (plm_ssm_prior_free),
                                ** or NULL: draws from the priors */
+    const plm_pgibbs_sweep *sweep;   /* NULL: plm_csmc_sweep (with ancestor_sampling) */
 } plm_pgibbs_opts;
 
 void plm_pgibbs_opts_default(plm_pgibbs_opts *o);
@@ -51,11 +86,12 @@ void plm_pgibbs_opts_default(plm_pgibbs_opts *o);
 /* Run the chains on the T observations ys (as plm_csmc_sweep). P lists the parameters to sample (nfree may
 ** be 0: the path alone); the others keep m->params, which must all be set. Each kept sweep becomes one draw
 ** of R (which must have o->chains chains): the free parameters by name, the state at the recorded times as
-** "x[t]" ("x[t,k]" for dim > 1), "lp__" (log prior + log Jacobian + complete-data log density) and,
-** with free parameters, "accept_stat__" (the last parameter move's acceptance probability). Series: "accept_rate" (per chain, of
-** the parameter moves after warm-up) and "update_rate" (per time: how often the kept sweeps changed x_t, the
-** usual check that the path mixes at every time). PLM_EINVAL for bad options; PLM_EDEAD when no start of
-** finite density is found in 100 prior draws; PLM_EINTR (R keeps the draws made); the sweep's errors. */
+** "x[t]" ("x[t,k]" for dim > 1), the sweep's estimates (o->sweep), "lp__" (log prior + log Jacobian +
+** complete-data log density) and, with free parameters, "accept_stat__" (the last parameter move's acceptance
+** probability). Series: "accept_rate" (per chain, of the parameter moves after warm-up) and "update_rate"
+** (per time: how often the kept sweeps changed x_t, the usual check that the path mixes at every time).
+** PLM_EINVAL for bad options; PLM_EDEAD when no start of finite density is found in 100 prior draws; PLM_EINTR
+** (R keeps the draws made); the sweep's errors. */
 plm_status plm_pgibbs_run(plm_ctx *ctx, const plm_ssm *m, long T, const double *ys, const plm_ssm_prior *P,
                           const plm_pgibbs_opts *o, plm_results *R);
 

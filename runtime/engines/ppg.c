@@ -1,22 +1,20 @@
 /* ppg.c -- the Parisian particle Gibbs sampler (see ppg.h).
 **
-** The sweep is plume.pgibbs's conditional SMC with ancestor sampling (pgibbs.c), with the PaRIS step
-** (smooth.h) after the update at every t. Why the chain is valid: the next reference is traced through the
-** backward draws, one of each particle's Ntilde chosen uniformly, and each of them is a draw from the backward
-** kernel W_{t-1}^j p(x_t^i | x_{t-1}^j) given the particles (exactly, by accept-reject or the O(N) kernel, or
-** by the Metropolis-Hastings fall-back started at the particle's parent, itself a draw from that kernel: the
-** free particles' parents by construction, the reference's by ancestor sampling). The traced path is then a
-** backward-sampled (FFBS) path of the conditional particle system, which is particle Gibbs with backward
-** sampling (Whiteley 2010; Lindsten and Schön 2013). */
+** The sweep is plume.pgibbs's conditional SMC with ancestor sampling (plm_csmc_sweep_hook of pgibbs.h), whose
+** hook runs the PaRIS step (smooth.h) after the update at every t and traces the next reference. Why the chain
+** is valid: the next reference is traced through the backward draws, one of each particle's Ntilde chosen
+** uniformly, and each of them is a draw from the backward kernel W_{t-1}^j p(x_t^i | x_{t-1}^j) given the
+** particles (exactly, by accept-reject or the O(N) kernel, or by the Metropolis-Hastings fall-back started at
+** the particle's parent, itself a draw from that kernel: the free particles' parents by construction, the
+** reference's by ancestor sampling). The traced path is then a backward-sampled (FFBS) path of the conditional
+** particle system, which is particle Gibbs with backward sampling (Whiteley 2010; Lindsten and Schön 2013). */
 #include "ppg.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "par.h"
 #include "pgibbs.h"
-#include "resample.h"
 
 void plm_ppg_opts_default(plm_ppg_opts *o)
 {
@@ -39,131 +37,143 @@ void plm_ppg_result_free(plm_ppg_result *r)
     memset(r, 0, sizeof *r);
 }
 
-typedef struct ppg_ws {
-    long T;
-    size_t N, NN, dim;
-    double *xs;          /* the particles of every step: xs[((t-1)*dim + k)*N + i] */
-    uint32_t *bidx;      /* the backward draws of every step t >= 2: bidx[(t-2)*NN + i*Ntilde + q] */
-    uint32_t *anc;       /* N: the parents at t - 1 of the particles at t */
-    double *xo, *xrep;   /* dim * N: gathered parents; the reference state repeated */
-    double *inc, *lw, *lwp, *W, *la;   /* N: incremental, normalised log weights (t, t - 1), weights, ancestor */
-    size_t *cnt, *ancs;  /* N */
-    plm_rng *rng;        /* N */
-} ppg_ws;
+struct plm_ppg_sweeper {
+    plm_csmc *cs;            /* the conditional SMC sweep (pgibbs.h) */
+    plm_paris_state *P;
+    plm_smooth_opts bo;      /* read by P at every step: its seed is the sweep's */
+    uint32_t *bidx;          /* the backward draws of every step t >= 2: bidx[(t-2)*NN + i*Ntilde + q] */
+    size_t N, NN;
+};
 
-static void ws_free(ppg_ws *w)
+void plm_ppg_sweeper_free(plm_ppg_sweeper *S)
 {
-    free(w->xs);
-    free(w->bidx);
-    free(w->anc);
-    free(w->xo);
-    free(w->xrep);
-    free(w->inc);
-    free(w->lw);
-    free(w->lwp);
-    free(w->W);
-    free(w->la);
-    free(w->cnt);
-    free(w->ancs);
-    free(w->rng);
+    if (!S) return;
+    plm_csmc_free(S->cs);
+    plm_paris_end(S->P);
+    free(S->bidx);
+    free(S);
 }
 
-static int ws_init(ppg_ws *w, const plm_ssm *m, long T, size_t N, size_t Nt)
+plm_ppg_sweeper *plm_ppg_sweeper_new(plm_ctx *ctx, const plm_ssm *m, long T, size_t N, int K, plm_paris_fn hfn,
+                                     void *hud, const plm_smooth_opts *back, int nthreads, plm_smooth_stats *stats)
 {
-    const size_t d = (size_t)m->dim;
-    memset(w, 0, sizeof *w);
-    w->T = T, w->N = N, w->NN = N * Nt, w->dim = d;
-    w->xs = malloc((size_t)T * d * N * sizeof *w->xs);
-    w->bidx = malloc(((size_t)T * w->NN + 1) * sizeof *w->bidx);
-    w->anc = malloc(N * sizeof *w->anc);
-    w->xo = malloc(d * N * sizeof *w->xo);
-    w->xrep = malloc(d * N * sizeof *w->xrep);
-    w->inc = malloc(N * sizeof *w->inc);
-    w->lw = malloc(N * sizeof *w->lw);
-    w->lwp = malloc(N * sizeof *w->lwp);
-    w->W = malloc(N * sizeof *w->W);
-    w->la = malloc(N * sizeof *w->la);
-    w->cnt = malloc(N * sizeof *w->cnt);
-    w->ancs = malloc(N * sizeof *w->ancs);
-    w->rng = malloc(N * sizeof *w->rng);
-    return w->xs && w->bidx && w->anc && w->xo && w->xrep && w->inc && w->lw && w->lwp && w->W && w->la && w->cnt &&
-           w->ancs && w->rng;
+    plm_ppg_sweeper *S = calloc(1, sizeof *S);
+    if (!S) goto nomem;
+    S->bo = *back;
+    S->bo.nthreads = nthreads;
+    S->N = N, S->NN = N * (size_t)back->Ntilde;
+    S->bidx = malloc(((size_t)T * S->NN + 1) * sizeof *S->bidx);
+    if (!S->bidx || !(S->cs = plm_csmc_new(m, T, N))) goto nomem;
+    if (!(S->P = plm_paris_begin(ctx, m, N, K, hfn, hud, &S->bo, stats))) {
+        if (!ctx->status) plm_fail(ctx, PLM_ENOMEM, "ppg: out of memory");
+        plm_ppg_sweeper_free(S);
+        return NULL;
+    }
+    return S;
+nomem:
+    plm_fail(ctx, PLM_ENOMEM, "ppg: out of memory (%ld steps x %zu particles)", T, N);
+    plm_ppg_sweeper_free(S);
+    return NULL;
 }
 
-/* The index drawn from normalised weights W (n of them) by the uniform u. */
-#define draw_index plm_csmc_draw_index
-
-/* One sweep with seed s: conditional on path when ref is 1 (an ordinary bootstrap filter when 0), PaRIS inside;
-** est receives the sweep's K estimates and path the next reference. */
-static plm_status sweep(plm_ctx *ctx, ppg_ws *w, const plm_ssm *m, const double *ys, plm_paris_state *P,
-                        plm_smooth_opts *bo, uint64_t s, int ref, int nthreads, double *path, double *est)
+/* The sweep's hook (pgibbs.h): the PaRIS step after the weights of every t, its backward draws kept */
+static plm_status paris_step(plm_ctx *ctx, void *ud, long t, const double *xp, const double *lwp, const double *x,
+                             const double *lw, const uint32_t *anc)
 {
-    const size_t N = w->N, dim = w->dim, nf = ref ? N - 1 : N, NN = w->NN, Nt = NN / N;
-    const long T = w->T;
-    const int nth = N >= 8 * PLM_EXPR_BLOCK ? nthreads : 1;
-    plm_rng rr;
+    plm_ppg_sweeper *S = ud;
     plm_status st;
-    size_t i, k, b;
-    long t;
-    int j;
-    for (i = 0; i < N; i++) plm_rng_init(&w->rng[i], s, (uint64_t)i + 1);
-    plm_rng_init(&rr, s, 0);
-    bo->seed = s;   /* the PaRIS steps' streams */
-    for (t = 1; t <= T; t++) {
-        const double *y = ys + (size_t)(t - 1) * (size_t)m->ydim, *xr = path + (size_t)(t - 1) * dim;
-        double *x = w->xs + (size_t)(t - 1) * dim * N, *xp = x - dim * N, *sw, A;
-        int missing = 0;
-        if (plm_interrupted()) return plm_fail(ctx, PLM_EINTR, "ppg: interrupted at t = %ld", t);
-        for (j = 0; j < m->ydim; j++) missing |= isnan(y[j]);
-        if (t == 1) {
-            st = missing ? plm_ssm_init_sample(ctx, m, nf, x, N, w->rng, nth)
-                         : plm_ssm_step(ctx, m, 1, nf, NULL, y, x, N, w->inc, w->rng, nth);
-            if (st) return st;
-        } else {
-            /* the free particles' parents, from all N weights of t - 1 */
-            if ((st = plm_resample_counts(ctx, PLM_RESAMPLE_MULTINOMIAL, w->W, N, nf, &rr, w->cnt, NULL))) return st;
-            plm_resample_ancestors(w->cnt, N, w->ancs);
-            for (i = 0; i < nf; i++) w->anc[i] = (uint32_t)w->ancs[i];
-            for (k = 0; k < dim; k++)
-                for (i = 0; i < nf; i++) w->xo[k * N + i] = xp[k * N + w->anc[i]];
-            st = missing ? plm_ssm_trans_sample(ctx, m, t, nf, w->xo, x, N, w->rng, nth)
-                         : plm_ssm_step(ctx, m, t, nf, w->xo, y, x, N, w->inc, w->rng, nth);
-            if (st) return st;
-            if (ref &&   /* ancestor sampling: the reference's parent from W_{t-1}^j p(x*_t | x_{t-1}^j) */
-                (st = plm_csmc_ancestor(ctx, m, t, xp, w->lw, xr, N, w->xrep, w->la, &rr, nth, "ppg", &w->anc[N - 1])))
-                return st;
-        }
-        if (ref) {
-            for (k = 0; k < dim; k++) x[k * N + N - 1] = xr[k];
-            if (!missing && (st = plm_ssm_obs_logpdf(ctx, m, t, 1, x + N - 1, N, y, &w->inc[N - 1], 1))) return st;
-        }
-        /* resampling at every step leaves equal weights: the new ones are the incremental weights */
-        if (missing)
-            for (i = 0; i < N; i++) w->inc[i] = 0;
-        sw = w->lwp, w->lwp = w->lw, w->lw = sw;   /* lwp: the weights of t - 1 */
-        A = plm_resample_normalise(w->inc, N, w->W);
-        if (isnan(A) || A == INFINITY)
-            return plm_fail(ctx, PLM_EDOM, "ppg: a weight is %g at t = %ld: a parameter outside its domain, or a "
-                            "density that is not finite", A, t);
-        if (!isfinite(A))
-            return plm_fail(ctx, PLM_EDOM, "ppg: every particle has weight zero at t = %ld: no particle, the "
-                            "reference included, can explain the observation", t);
-        for (i = 0; i < N; i++) w->lw[i] = w->inc[i] - A;
-        if ((st = plm_paris_next(ctx, P, t, t > 1 ? xp : NULL, w->lwp, x, w->anc))) return st;
-        if (t > 1) memcpy(w->bidx + (size_t)(t - 2) * NN, plm_paris_indices(P), NN * sizeof *w->bidx);
-    }
-    plm_paris_estimate(P, w->lw, est);
-    /* the next reference: a particle drawn from W_T, traced back through one of its backward draws per step */
-    b = draw_index(w->W, N, plm_rng_uniform(&rr));
-    for (t = T; t >= 1; t--) {
-        for (k = 0; k < dim; k++) path[(size_t)(t - 1) * dim + k] = w->xs[((size_t)(t - 1) * dim + k) * N + b];
-        if (t > 1) {
-            size_t q = (size_t)(plm_rng_uniform(&rr) * (double)Nt);
-            if (q >= Nt) q = Nt - 1;
-            b = w->bidx[(size_t)(t - 2) * NN + b * Nt + q];
-        }
-    }
+    (void)lw;
+    if ((st = plm_paris_next(ctx, S->P, t, xp, lwp, x, anc))) return st;
+    if (t > 1) memcpy(S->bidx + (size_t)(t - 2) * S->NN, plm_paris_indices(S->P), S->NN * sizeof *S->bidx);
     return PLM_OK;
+}
+
+/* The next reference goes back through one of particle b's Ntilde backward draws, chosen uniformly. */
+static size_t backward_parent(void *ud, long t, size_t b, plm_rng *r)
+{
+    const plm_ppg_sweeper *S = ud;
+    const size_t Nt = S->NN / S->N;
+    size_t q = (size_t)(plm_rng_uniform(r) * (double)Nt);
+    if (q >= Nt) q = Nt - 1;
+    return S->bidx[(size_t)(t - 2) * S->NN + b * Nt + q];
+}
+
+plm_status plm_ppg_sweep(plm_ctx *ctx, plm_ppg_sweeper *S, const plm_ssm *m, const double *ys, uint64_t seed,
+                         int ref, int nthreads, double *path, double *est)
+{
+    plm_csmc_hook h = {"ppg", paris_step, backward_parent, NULL};
+    plm_status st;
+    h.ud = S;
+    S->bo.seed = seed;   /* the PaRIS steps' streams */
+    if ((st = plm_csmc_sweep_hook(ctx, S->cs, m, ys, seed, ref, 1, nthreads, &h, path))) return st;
+    plm_paris_estimate(S->P, plm_csmc_logweights(S->cs), est);
+    return PLM_OK;
+}
+
+/* ---- PPG with parameter updates: the chains of plm_pgibbs_run with PPG's sweep ---- */
+
+typedef struct gibbs_fn {   /* what every chain's sweeper is made of */
+    const plm_prog *hprog;
+    const plm_smooth_opts *back;
+    int K;
+} gibbs_fn;
+
+typedef struct gibbs_chain {
+    plm_paris_prog H;       /* the functional, evaluated with the chain's parameters */
+    plm_ssm_gauss G;        /* the Gaussian bound, likewise */
+    plm_smooth_stats stats;
+    plm_ppg_sweeper *S;
+} gibbs_chain;
+
+static void gibbs_free(void *state)
+{
+    gibbs_chain *c = state;
+    plm_ppg_sweeper_free(c->S);
+    free(c);
+}
+
+static void *gibbs_new(plm_ctx *ctx, void *ud, const plm_ssm *m, long T, size_t N, int nthreads)
+{
+    const gibbs_fn *F = ud;
+    gibbs_chain *c = calloc(1, sizeof *c);
+    plm_smooth_opts bo;
+    if (!c) {
+        plm_fail(ctx, PLM_ENOMEM, "ppg: out of memory");
+        return NULL;
+    }
+    bo = *F->back;
+    if (bo.gauss) {
+        c->G = *bo.gauss;
+        c->G.m = m;
+        bo.gauss = &c->G;
+    }
+    c->H.m = m, c->H.p = F->hprog, c->H.nthreads = nthreads;
+    if (!(c->S = plm_ppg_sweeper_new(ctx, m, T, N, F->K, plm_paris_prog_fn, &c->H, &bo, nthreads, &c->stats))) {
+        free(c);
+        return NULL;
+    }
+    return c;
+}
+
+static plm_status gibbs_sweep(plm_ctx *ctx, void *state, const plm_ssm *m, const double *ys, uint64_t seed, int ref,
+                              int nthreads, double *path, double *est)
+{
+    gibbs_chain *c = state;
+    return plm_ppg_sweep(ctx, c->S, m, ys, seed, ref, nthreads, path, est);
+}
+
+plm_status plm_ppg_gibbs_run(plm_ctx *ctx, const plm_ssm *m, long T, const double *ys, const plm_ssm_prior *P,
+                             const plm_prog *hprog, int K, const char *const *names, const plm_smooth_opts *back,
+                             const plm_pgibbs_opts *o, plm_results *R)
+{
+    gibbs_fn F;
+    plm_pgibbs_sweep sw;
+    plm_pgibbs_opts oo = *o;
+    if (back->Ntilde < 1) return plm_fail(ctx, PLM_EINVAL, "ppg: backward draws must be >= 1 (got %d)", back->Ntilde);
+    F.hprog = hprog, F.back = back, F.K = K;
+    sw.K = K, sw.names = names, sw.new = gibbs_new, sw.run = gibbs_sweep, sw.free = gibbs_free, sw.ud = &F;
+    oo.sweep = &sw;
+    return plm_pgibbs_run(ctx, m, T, ys, P, &oo, R);
 }
 
 /* The batch-means standard error of the mean of v[0], v[K], ... (n of them). */
@@ -188,16 +198,13 @@ static double batch_se(const double *v, long n, int K)
 plm_status plm_ppg_run(plm_ctx *ctx, const plm_ssm *m, long T, const double *ys, int K, plm_paris_fn hfn, void *hud,
                        const plm_ppg_opts *o, plm_ppg_result *r)
 {
-    ppg_ws w;
-    plm_smooth_opts bo;
-    plm_paris_state *P = NULL;
+    plm_ppg_sweeper *S = NULL;
     double *path = NULL;
     plm_rng r0;
     plm_status st = PLM_OK;
     long it, n;
     int j;
     memset(r, 0, sizeof *r);
-    memset(&w, 0, sizeof w);
     if (o->N < 2 || o->N > ((size_t)1 << 31))
         return plm_fail(ctx, PLM_EINVAL, "ppg: particles must be in 2..2^31 (got %zu)", o->N);
     if (T < 1) return plm_fail(ctx, PLM_EINVAL, "ppg: no observations (T = %ld)", T);
@@ -209,27 +216,26 @@ plm_status plm_ppg_run(plm_ctx *ctx, const plm_ssm *m, long T, const double *ys,
         return plm_fail(ctx, PLM_EINVAL, "ppg: backward draws must be >= 1 (got %d)", o->back.Ntilde);
     for (j = 0; j < m->np; j++)
         if (isnan(m->params[j])) return plm_fail(ctx, PLM_EINVAL, "ppg: parameter %d has no value", j + 1);
-    bo = o->back;
-    bo.nthreads = o->nthreads;
     r->K = K, r->iters = o->iters, r->burnin = o->burnin;
     r->value = malloc((size_t)K * sizeof *r->value);
     r->mcse = malloc((size_t)K * sizeof *r->mcse);
     r->paris = malloc((size_t)K * sizeof *r->paris);
     r->trace = malloc((size_t)o->iters * (size_t)K * sizeof *r->trace);
     path = malloc((size_t)T * (size_t)m->dim * sizeof *path);
-    if (!r->value || !r->mcse || !r->paris || !r->trace || !path || !ws_init(&w, m, T, o->N, (size_t)bo.Ntilde)) {
+    if (!r->value || !r->mcse || !r->paris || !r->trace || !path) {
         st = plm_fail(ctx, PLM_ENOMEM, "ppg: out of memory (%ld steps x %zu particles)", T, o->N);
         goto done;
     }
-    if (!(P = plm_paris_begin(ctx, m, o->N, K, hfn, hud, &bo, &r->stats))) {
+    if (!(S = plm_ppg_sweeper_new(ctx, m, T, o->N, K, hfn, hud, &o->back, o->nthreads, &r->stats))) {
         st = ctx->status ? ctx->status : PLM_ENOMEM;
         goto done;
     }
     plm_rng_init(&r0, o->seed, 0);
     /* the start: plain PaRIS in an unconditional sweep, whose traced path is the first reference */
-    if ((st = sweep(ctx, &w, m, ys, P, &bo, plm_rng_next(&r0), 0, o->nthreads, path, r->paris))) goto done;
+    if ((st = plm_ppg_sweep(ctx, S, m, ys, plm_rng_next(&r0), 0, o->nthreads, path, r->paris))) goto done;
     for (it = 0; it < o->iters; it++)
-        if ((st = sweep(ctx, &w, m, ys, P, &bo, plm_rng_next(&r0), 1, o->nthreads, path, r->trace + (size_t)it * (size_t)K)))
+        if ((st = plm_ppg_sweep(ctx, S, m, ys, plm_rng_next(&r0), 1, o->nthreads, path,
+                                r->trace + (size_t)it * (size_t)K)))
             goto done;
     n = o->iters - o->burnin;
     for (j = 0; j < K; j++) {
@@ -240,8 +246,7 @@ plm_status plm_ppg_run(plm_ctx *ctx, const plm_ssm *m, long T, const double *ys,
         r->mcse[j] = batch_se(v, n, K);
     }
 done:
-    plm_paris_end(P);
-    ws_free(&w);
+    plm_ppg_sweeper_free(S);
     free(path);
     if (st) plm_ppg_result_free(r);
     return st;

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "pgibbs.h"
+#include "ppg.h"
 #include "smooth.h"
 
 void plm_mle_opts_default(plm_mle_opts *o)
@@ -87,10 +88,17 @@ static plm_status score_h(plm_ctx *ctx, void *ud, long t, size_t n, const double
 
 /* The score estimate at m->params into s (nfree values). */
 static plm_status score_at(plm_ctx *ctx, plm_ssm *m, long T, const double *ys, const plm_mle_opts *o, long k,
-                           score_fn *S, plm_csmc *w, double *path, int *have_path, double *gp, double *s)
+                           score_fn *S, plm_csmc *w, plm_ppg_sweeper *pg, double *path, int *have_path, double *gp,
+                           double *s)
 {
+    const uint64_t seed = o->seed + 1000003ULL * (uint64_t)k;
     plm_status st;
     int j;
+    if (o->method == PLM_MLE_PPG) {   /* PaRIS inside a sweep conditional on the last one's traced path */
+        if ((st = plm_ppg_sweep(ctx, pg, m, ys, seed, *have_path, o->nthreads, path, s))) return st;
+        *have_path = 1;
+        return PLM_OK;
+    }
     if (o->method == PLM_MLE_SCORE) {
         plm_pf_opts pf;
         plm_smooth_opts so;
@@ -98,7 +106,7 @@ static plm_status score_at(plm_ctx *ctx, plm_ssm *m, long T, const double *ys, c
         plm_pf_result res;
         plm_pf_opts_default(&pf);
         pf.N = o->N;
-        pf.seed = o->seed + 1000003ULL * (uint64_t)k;
+        pf.seed = seed;
         pf.nthreads = o->nthreads;
         plm_smooth_opts_default(&so);
         so.Ntilde = o->Ntilde;
@@ -109,7 +117,7 @@ static plm_status score_at(plm_ctx *ctx, plm_ssm *m, long T, const double *ys, c
         return st;
     }
     /* Markov score climbing: the path moves by one conditional SMC sweep from the previous one */
-    if ((st = plm_csmc_sweep(ctx, w, m, ys, o->seed + 1000003ULL * (uint64_t)k, *have_path, 1, o->nthreads, path)))
+    if ((st = plm_csmc_sweep(ctx, w, m, ys, seed, *have_path, 1, o->nthreads, path)))
         return st;
     *have_path = 1;
     if ((st = plm_ssm_logjoint_grad(ctx, m, T, path, ys, gp, NULL))) return st;
@@ -123,6 +131,8 @@ plm_status plm_mle_run(plm_ctx *ctx, plm_ssm *m, long T, const double *ys, const
     double *s = malloc(((size_t)nf + 1) * sizeof *s), *gp = malloc(((size_t)m->np + 1) * sizeof *gp);
     double *good = malloc(((size_t)nf + 1) * sizeof *good), *path = malloc((size_t)T * (size_t)m->dim * sizeof *path);
     plm_csmc *w = NULL;
+    plm_ppg_sweeper *pg = NULL;
+    plm_smooth_stats stats;
     score_fn S;
     plm_status st = PLM_OK;
     int j, have_path = 0;
@@ -134,7 +144,7 @@ plm_status plm_mle_run(plm_ctx *ctx, plm_ssm *m, long T, const double *ys, const
         goto done;
     }
     if (o->iters < 1 || !(o->step > 0) || !(o->kappa > 0.5 && o->kappa <= 1) || o->N < 2 || nf < 1 || T < 1 ||
-        (o->method == PLM_MLE_SCORE && o->Ntilde < 1)) {
+        (o->method != PLM_MLE_MSC && o->Ntilde < 1)) {
         st = plm_fail(ctx, PLM_EINVAL, "mle: need iters >= 1, step > 0, kappa in (0.5, 1], particles >= 2, "
                       "backward draws >= 1 and a parameter to learn");
         goto done;
@@ -150,6 +160,15 @@ plm_status plm_mle_run(plm_ctx *ctx, plm_ssm *m, long T, const double *ys, const
         st = plm_fail(ctx, PLM_ENOMEM, "mle: out of memory (%ld x %zu particles)", T, o->N);
         goto done;
     }
+    if (o->method == PLM_MLE_PPG) {
+        plm_smooth_opts so;
+        plm_smooth_opts_default(&so);
+        so.Ntilde = o->Ntilde;
+        if (!(pg = plm_ppg_sweeper_new(ctx, m, T, o->N, nf, score_h, &S, &so, o->nthreads, &stats))) {
+            st = ctx->status ? ctx->status : PLM_ENOMEM;
+            goto done;
+        }
+    }
     for (j = 0; j < nf; j++) traj[j] = m->params[o->idx[j]];
     for (k = 1; k <= o->iters; k++) {
         double gamma = o->step * pow((double)k, -o->kappa);
@@ -159,7 +178,7 @@ plm_status plm_mle_run(plm_ctx *ctx, plm_ssm *m, long T, const double *ys, const
             goto done;
         }
         for (j = 0; j < nf; j++) good[j] = m->params[o->idx[j]];
-        if ((st = score_at(ctx, m, T, ys, o, k, &S, w, path, &have_path, gp, s))) goto done;
+        if ((st = score_at(ctx, m, T, ys, o, k, &S, w, pg, path, &have_path, gp, s))) goto done;
         for (j = 0; j < nf; j++)
             if (!isfinite(s[j])) {
                 st = plm_fail(ctx, PLM_EDOM, "mle: the score of parameter %d is %g at iteration %ld", o->idx[j] + 1,
@@ -168,12 +187,14 @@ plm_status plm_mle_run(plm_ctx *ctx, plm_ssm *m, long T, const double *ys, const
             }
         /* the step, halved while the new point is outside the model's domain (its filter or sweep fails) */
         for (halvings = 0;; halvings++) {
+            st = PLM_OK;
             for (j = 0; j < nf; j++) m->params[o->idx[j]] = good[j] + gamma * s[j] / (double)T;
-            if (o->method == PLM_MLE_MSC) {   /* the path's log density must stay finite: its gradient tells */
+            if (o->method != PLM_MLE_SCORE) {   /* the path's log density must stay finite: its gradient tells */
                 st = plm_ssm_logjoint_grad(ctx, m, T, path, ys, gp, NULL);
                 for (j = 0; j < m->np && !st; j++)
                     if (!isfinite(gp[j])) st = plm_fail(ctx, PLM_EDOM, "mle: the log density is not finite");
-            } else {
+            }
+            if (!st && o->method != PLM_MLE_MSC) {
                 plm_pf_opts pf;
                 plm_pf_result res;
                 plm_pf_opts_default(&pf);
@@ -205,5 +226,6 @@ done:
     free(path);
     free(S.buf);
     plm_csmc_free(w);
+    plm_ppg_sweeper_free(pg);
     return st;
 }

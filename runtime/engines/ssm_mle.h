@@ -4,6 +4,10 @@
 **   score: Fisher's identity, grad log p(y | theta) = E[sum_t grad log p(x_t | x_{t-1}) + grad log p(y_t | x_t)
 **          | y], the smoothed additive functional computed by on-line PaRIS (smooth.h) inside a bootstrap filter
 **          -- unbiased up to the particle approximation, a fresh filter every iteration;
+**   ppg:   the same functional computed by PPG (ppg.h; Cardoso et al. 2023): PaRIS inside one conditional SMC
+**          sweep per iteration, conditional on the reference path of the previous iteration's sweep (traced
+**          back through the backward draws), so that, as in Markov score climbing, the score estimate comes
+**          from a Markov chain whose law at theta is the smoothing distribution, not from a biased filter;
 **   msc:   Markov score climbing (Naesseth, Lindsten and Blei 2020): the gradient of the complete-data log density
 **          at a path drawn by conditional SMC with ancestor sampling (pgibbs.h) from the previous path, a Markov
 **          chain whose stationary law at theta is p(x | y, theta), so the iterates converge to a root of the score.
@@ -16,14 +20,14 @@
 
 #include "ssm.h"
 
-typedef enum plm_mle_method { PLM_MLE_SCORE, PLM_MLE_MSC } plm_mle_method;
+typedef enum plm_mle_method { PLM_MLE_SCORE, PLM_MLE_MSC, PLM_MLE_PPG } plm_mle_method;
 
 typedef struct plm_mle_opts {
     plm_mle_method method;
     long iters;            /* >= 1 */
     double step, kappa;    /* gamma_k = step * k^-kappa; step > 0, kappa in (0.5, 1] (Robbins-Monro) */
     size_t N;              /* particles (>= 2) */
-    int Ntilde;            /* score: PaRIS backward draws */
+    int Ntilde;            /* score and ppg: PaRIS backward draws */
     uint64_t seed;
     int nthreads;
     int nfree;             /* the parameters learnt: indices into m->params, the others keep their values */

@@ -1,21 +1,14 @@
 -- test_mle.lua -- plume.mle: stochastic-approximation maximum likelihood for a plume.ssm, with the score from
--- on-line PaRIS (Fisher's identity) or by Markov score climbing, converges to the exact MLE of a
--- linear-Gaussian model (golden-section search on the Kalman log-likelihood). The tolerance is 4 standard
--- errors of the Polyak average over 4 seeds (plus 0.005 for the particle bias of the score); the exact MLE
--- under another observation noise, the negative control, is outside it.
+-- on-line PaRIS (Fisher's identity), from PaRIS inside conditional SMC (PPG) or by Markov score climbing,
+-- converges to the exact MLE of a linear-Gaussian model (golden-section search on the Kalman log-likelihood). The
+-- tolerance is 4 standard errors of the Polyak average over 4 seeds (plus 0.005 for the particle bias of the
+-- score); the exact MLE under another observation noise, the negative control, is outside it.
 package.path = "tests/lua/?.lua;" .. package.path
 local T = require "check"
+local LG = require "lingauss"
 
-local rho, s, r = 0.8, 0.6, 0.7
-local lin = plume.ssm{
-  params = { rho = rho, s = s, r = r },
-  init  = function(p) return plume.dist.normal(0, p.s) end,
-  trans = function(p, x, t) return plume.dist.normal(p.rho * x, p.s) end,
-  obs   = function(p, x, t) return plume.dist.normal(x, p.r) end,
-}
-local Tn = 100
-local _, ys = lin:simulate(Tn, { seed = 11 })
-ys[30] = 0 / 0   -- a missing observation
+local rho, r, lin, kalman = LG.rho, LG.r, LG.model, LG.kalman
+local ys = LG.simulate(100, 30)   -- T = 100, y_30 missing
 
 local function argmax(f, a, b)
   local g = (math.sqrt(5) - 1) / 2
@@ -25,12 +18,11 @@ local function argmax(f, a, b)
   end
   return (a + b) / 2
 end
-local function kalman(v, rr) return plume.lgssm{ A = v, Q = s * s, C = 1, R = rr ^ 2, m0 = 0, P0 = 0 } end
 local mle = argmax(function(v) return kalman(v, r):loglik(ys) end, -0.99, 0.99)
 local wrong = argmax(function(v) return kalman(v, 0.3):loglik(ys) end, -0.99, 0.99)
 
-T.test("mle_by_paris_score_and_markov_score_climbing_converges_to_the_kalman_mle", function()
-  for _, method in ipairs{ "score", "msc" } do
+T.test("mle_by_paris_ppg_score_and_markov_score_climbing_converges_to_the_kalman_mle", function()
+  for _, method in ipairs{ "score", "ppg", "msc" } do
     local sum, sum2, n = 0, 0, 4
     for seed = 1, n do
       local res = plume.mle(lin, ys, { params = { rho = 0.3 }, method = method, iters = 150, step = 1,
@@ -47,6 +39,20 @@ T.test("mle_by_paris_score_and_markov_score_climbing_converges_to_the_kalman_mle
     T.ok(math.abs(mean - wrong) > tol, string.format("%s: the wrong model's MLE %.4f is rejected", method, wrong))
   end
   T.eq(lin.params.rho, rho, "the model keeps its own values")
+end)
+
+T.test("mle_ppg_same_iterates_on_one_and_two_threads", function()
+  -- 2048 particles: enough for a sweep to spread over threads
+  local o = { params = { rho = 0.3, r = 1 }, method = "ppg", iters = 3, step = 1, particles = 2048, seed = 5 }
+  o.threads = 1
+  local a = plume.mle(lin, ys, o)
+  o.threads = 2
+  local b = plume.mle(lin, ys, o)
+  for k = 1, 4 do
+    T.eq(a.trajectory.rho[k], b.trajectory.rho[k], "rho, iterate " .. k - 1)
+    T.eq(a.trajectory.r[k], b.trajectory.r[k], "r, iterate " .. k - 1)
+  end
+  T.ok(a.trajectory.rho[4] ~= 0.3 and a.trajectory.r[4] ~= 1, "both parameters moved")
 end)
 
 T.test("mle_bad_input_names_the_option", function()
