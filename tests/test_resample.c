@@ -246,8 +246,45 @@ static void test_ancestor_bookkeeping_is_consistent(void)
     }
 }
 
+/* The direct systematic ancestors are those of the counts, for the same stream: sizes, zero weights inside and
+** at the end, cumulative sums that land on integers, and weights whose sum rounds below 1. */
+static void test_systematic_ancestors_match_counts(void)
+{
+    enum { N = 1000 };
+    static double w[N];
+    static size_t counts[N], anc1[2 * N], anc2[2 * N], marks[2 * N + 1];
+    static const size_t ms[] = {1, 3, 999, 1000, 1001, 2000};
+    plm_rng r, a, b;
+    plm_ctx ctx;
+    int rep, bad = 0, nm;
+    plm_ctx_clear(&ctx);
+    plm_rng_init(&r, 9, 0);
+    for (rep = 0; rep < 60; rep++) {
+        size_t n = rep % 3 == 0 ? 4 : N, i, m;
+        double s = 0;
+        for (i = 0; i < n; i++) {
+            w[i] = rep % 3 == 0 ? 1 : plm_rng_uniform(&r) < 0.3 ? 0 : -log(plm_rng_uniform(&r));
+            if (rep % 5 == 1 && i > n - 20) w[i] = 0;   /* a run of zero weights at the end */
+            s += w[i];
+        }
+        for (i = 0; i < n; i++) w[i] /= s;
+        for (nm = 0; nm < (int)(sizeof ms / sizeof ms[0]); nm++) {
+            m = rep % 3 == 0 ? (size_t)nm + 1 : ms[nm];
+            plm_rng_init(&a, 100 + (uint64_t)rep, (uint64_t)nm);
+            plm_rng_init(&b, 100 + (uint64_t)rep, (uint64_t)nm);
+            CHECK(plm_resample_counts(&ctx, PLM_RESAMPLE_SYSTEMATIC, w, n, m, &a, counts, NULL) == PLM_OK);
+            plm_resample_ancestors(counts, n, anc1);
+            plm_resample_systematic_ancestors(w, n, m, &b, anc2, marks);
+            for (i = 0; i < m; i++) bad += anc1[i] != anc2[i];
+            CHECK(plm_rng_next(&a) == plm_rng_next(&b));   /* the same draws were taken */
+        }
+    }
+    CHECK(bad == 0);
+}
+
 int main(void)
 {
+    RUN(test_systematic_ancestors_match_counts);
     RUN(test_every_scheme_is_unbiased);
     RUN(test_unbiasedness_check_rejects_rounding);
     RUN(test_low_variance_schemes_beat_multinomial);

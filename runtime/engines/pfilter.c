@@ -9,6 +9,7 @@
 #include "pfilter.h"
 
 #include "par.h"
+#include "vmath.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -94,6 +95,59 @@ static plm_status bad_weights(plm_ctx *ctx, const double *lw, size_t N, long t, 
                     strcmp(what, "log weight") ? what : "weight", t, yb);
 }
 
+/* Sums over the particles in four interleaved partial sums, added in a fixed order at the end: one chain of
+** additions would cost an addition's latency per particle, and would not vectorise. */
+static double sum4(const double *a, size_t n)
+{
+    double s[4] = {0, 0, 0, 0};
+    size_t i, k;
+    for (i = 0; i + 4 <= n; i += 4)
+        for (k = 0; k < 4; k++) s[k] += a[i + k];
+    for (; i < n; i++) s[i & 3] += a[i];
+    return (s[0] + s[1]) + (s[2] + s[3]);
+}
+
+/* sum a_i b_i */
+static double dot4(const double *a, const double *b, size_t n)
+{
+    double s[4] = {0, 0, 0, 0};
+    size_t i, k;
+    for (i = 0; i + 4 <= n; i += 4)
+        for (k = 0; k < 4; k++) s[k] += a[i + k] * b[i + k];
+    for (; i < n; i++) s[i & 3] += a[i] * b[i];
+    return (s[0] + s[1]) + (s[2] + s[3]);
+}
+
+/* sum w_i (x_i - m)^2 */
+static double wvar4(const double *w, const double *x, double m, size_t n)
+{
+    double s[4] = {0, 0, 0, 0};
+    size_t i, k;
+    for (i = 0; i + 4 <= n; i += 4)
+        for (k = 0; k < 4; k++) s[k] += w[i + k] * (x[i + k] - m) * (x[i + k] - m);
+    for (; i < n; i++) s[i & 3] += w[i] * (x[i] - m) * (x[i] - m);
+    return (s[0] + s[1]) + (s[2] + s[3]);
+}
+
+/* The largest of n log weights; *bad = 1 when one is NaN or +inf. */
+static double max4(const double *a, size_t n, int *bad)
+{
+    double mx[4] = {-INFINITY, -INFINITY, -INFINITY, -INFINITY};
+    int b = 0;
+    size_t i, k;
+    for (i = 0; i + 4 <= n; i += 4)
+        for (k = 0; k < 4; k++) {
+            b |= !(a[i + k] < INFINITY);
+            mx[k] = a[i + k] > mx[k] ? a[i + k] : mx[k];
+        }
+    for (; i < n; i++) {
+        b |= !(a[i] < INFINITY);
+        mx[i & 3] = a[i] > mx[i & 3] ? a[i] : mx[i & 3];
+    }
+    *bad = b;
+    return fmax(fmax(mx[0], mx[1]), fmax(mx[2], mx[3]));
+}
+
 typedef struct pf_buf {
     double *x, *xo, *xm, *inc, *lw, *W, *leta, *mom, *xh, *lwh;
     size_t *cnt, *anc;
@@ -159,7 +213,7 @@ plm_status plm_pf_run(plm_ctx *ctx, const plm_ssm *m, long T, const double *ys, 
     B.inc = malloc(N * sizeof *B.inc);
     B.lw = malloc(N * sizeof *B.lw);
     B.W = malloc(N * sizeof *B.W);
-    B.cnt = malloc(N * sizeof *B.cnt);
+    B.cnt = malloc((N + 1) * sizeof *B.cnt);
     B.anc = malloc(N * sizeof *B.anc);
     B.rng = malloc(N * sizeof *B.rng);
     if (o->method == PLM_PF_AUXILIARY) B.leta = malloc(N * sizeof *B.leta);
@@ -241,13 +295,16 @@ plm_status plm_pf_run(plm_ctx *ctx, const plm_ssm *m, long T, const double *ys, 
                 }
             } else if (B.leta)
                 for (i = 0; i < N; i++) B.leta[i] = 0;
-            for (s2 = 0, i = 0; i < N; i++) s2 += B.W[i] * B.W[i];
-            ess1 = 1 / s2;
+            ess1 = 1 / dot4(B.W, B.W, N);
             resample = o->ess_threshold >= 1 || ess1 < o->ess_threshold * (double)N;
             if (resample) {
                 /* inc is free here: SSP's scratch */
-                if ((st = plm_resample_counts(ctx, o->scheme, B.W, N, N, &rr, B.cnt, B.inc))) goto done;
-                plm_resample_ancestors(B.cnt, N, B.anc);
+                if (o->scheme == PLM_RESAMPLE_SYSTEMATIC)   /* the common case, without the checks */
+                    plm_resample_systematic_ancestors(B.W, N, N, &rr, B.anc, B.cnt);
+                else {
+                    if ((st = plm_resample_counts(ctx, o->scheme, B.W, N, N, &rr, B.cnt, B.inc))) goto done;
+                    plm_resample_ancestors(B.cnt, N, B.anc);
+                }
                 for (k = 0; k < dim; k++) {
                     const double *src = B.x + k * N;
                     double *dst = B.xo + k * N;
@@ -280,28 +337,27 @@ plm_status plm_pf_run(plm_ctx *ctx, const plm_ssm *m, long T, const double *ys, 
                 st = plm_ssm_step(ctx, m, t, N, B.x, y, B.x, N, B.inc, B.rng, nthreads);
             if (st) goto done;
         }
-        /* the update, in three passes: log weights and their maximum, exponentials, normalisation */
+        /* the update, in three passes: log weights and their maximum, exponentials (vector exp), normalisation */
         {
-            double mx = -INFINITY, sum = 0, *lw = B.lw, *W = B.W;
+            double mx, sum, *lw = B.lw, *W = B.W;
             const double *inc = B.inc;
-            int bad = 0;
-            for (i = 0; i < N; i++) {
-                double v = missing ? lw[i] : (lw[i] += inc[i]);
-                bad |= isnan(v) || v == INFINITY;
-                mx = v > mx ? v : mx;
-            }
+            int bad;
+            if (!missing)
+                for (i = 0; i < N; i++) lw[i] += inc[i];
+            mx = max4(lw, N, &bad);
             if (bad || mx == -INFINITY) {
                 st = bad_weights(ctx, lw, N, t, y, ydim, bad ? NAN : -INFINITY, "log weight");
                 goto done;
             }
-            for (i = 0; i < N; i++) sum += (W[i] = exp(lw[i] - mx));
+            for (i = 0; i < N; i++) W[i] = lw[i] - mx;
+            plm_vexp(W, W, N);
+            sum = sum4(W, N);
             lz = mx + log(sum);
-            s2 = 0;
             for (i = 0; i < N; i++) {
                 W[i] /= sum;
-                s2 += W[i] * W[i];
                 lw[i] -= lz;
             }
+            s2 = dot4(W, W, N);
         }
         if (missing) lz = 0;   /* exactly: the weights were normalised and stay so */
         res->logz_inc[t - 1] = lz;
@@ -309,9 +365,7 @@ plm_status plm_pf_run(plm_ctx *ctx, const plm_ssm *m, long T, const double *ys, 
         res->ess[t - 1] = 1 / s2;
         for (k = 0; k < dim; k++) {
             const double *xk = B.x + k * N, *W = B.W;
-            double mean = 0, var = 0;
-            for (i = 0; i < N; i++) mean += W[i] * xk[i];
-            for (i = 0; i < N; i++) var += W[i] * (xk[i] - mean) * (xk[i] - mean);
+            double mean = dot4(W, xk, N), var = wvar4(W, xk, mean, N);
             res->means[(size_t)(t - 1) * dim + k] = mean;
             res->vars[(size_t)(t - 1) * dim + k] = var;
         }
@@ -319,9 +373,7 @@ plm_status plm_pf_run(plm_ctx *ctx, const plm_ssm *m, long T, const double *ys, 
             if ((st = eval_at(ctx, m, o->moments, t, N, B.x, NULL, B.momout, nthreads))) goto done;
             for (j = 0; j < nmom; j++) {
                 const double *f = B.momout[j];
-                double s = 0;
-                for (i = 0; i < N; i++) s += B.W[i] * f[i];
-                res->moments[(size_t)(t - 1) * (size_t)nmom + (size_t)j] = s;
+                res->moments[(size_t)(t - 1) * (size_t)nmom + (size_t)j] = dot4(B.W, f, N);
             }
         }
         if (o->hook && (st = o->hook(ctx, o->hook_ud, t, N, t > 1 ? B.xh : NULL, t > 1 ? B.lwh : NULL, B.x, B.lw,

@@ -102,6 +102,36 @@ static void strata(const double *w, size_t n, size_t m, plm_rng *r, int fresh, s
     counts[last_positive(w, n)] += m - j;
 }
 
+/* The number of slots j in [0, m) whose point j + u lies below the cumulative weight c (scaled by m), computed
+** with the comparison strata() makes, so both give the same counts. ceil() is right but for rounding at an
+** integer: the two corrections run only then. */
+static inline size_t slots_below(double c, double u, size_t m)
+{
+    double e = ceil(c - u);
+    size_t k = e <= 0 ? 0 : e >= (double)m ? m : (size_t)e;
+    while (k > 0 && !((double)(k - 1) + u < c)) k--;
+    while (k < m && (double)k + u < c) k++;
+    return k;
+}
+
+void plm_resample_systematic_ancestors(const double *w, size_t n, size_t m, plm_rng *r, size_t *anc, size_t *marks)
+{
+    double c = 0, u = plm_rng_uniform(r), dm = (double)m;
+    size_t i, j, s = 0, last = last_positive(w, n);
+    /* marks[k] = how many particles have their last slot before k: slot j belongs to the particle numbered
+    ** by the particles whose slots all lie before it, i.e. the running sum of marks; past the last
+    ** cumulative sum (rounding) the slots go to the last positive weight, as in strata() */
+    memset(marks, 0, (m + 1) * sizeof *marks);
+    for (i = 0; i < n; i++) {
+        c += w[i] * dm;
+        marks[slots_below(c, u, m)]++;
+    }
+    for (j = 0; j < m; j++) {
+        s += marks[j];
+        anc[j] = s < n ? s : last;
+    }
+}
+
 /* Multinomial counts of m draws from weights v (summing to vsum, not necessarily 1) added to counts, by
 ** conditional binomials: counts[i] ~ Binomial(m left, v_i / weight left). O(n), exact, no sorting. */
 static void add_multinomial(const double *v, double vsum, size_t n, size_t m, plm_rng *r, size_t *counts)

@@ -44,6 +44,13 @@ double plm_resample_cess(const double *W, const double *loginc, size_t n);
 plm_status plm_resample_counts(plm_ctx *ctx, plm_resample_scheme s, const double *w, size_t n, size_t m,
                                plm_rng *r, size_t *counts, double *scratch);
 
+/* Systematic resampling straight to ancestor indices: the anc[0..m) that plm_resample_counts(SYSTEMATIC)
+** followed by plm_resample_ancestors gives for the same weights and stream (the same one uniform is drawn
+** from r), in two passes without a branch that depends on the weights. The weights are not checked: the
+** caller normalised them itself (finite, >= 0, summing to 1). marks is scratch of m + 1 counts. */
+void plm_resample_systematic_ancestors(const double *w, size_t n, size_t m, plm_rng *r, size_t *anc,
+                                       size_t *marks);
+
 /* Ancestor indices in nondecreasing order: anc[j] for j < m, from counts of n particles (sum m). */
 void plm_resample_ancestors(const size_t *counts, size_t n, size_t *anc);
 
