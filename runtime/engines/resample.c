@@ -102,16 +102,21 @@ static void strata(const double *w, size_t n, size_t m, plm_rng *r, int fresh, s
     counts[last_positive(w, n)] += m - j;
 }
 
-/* The number of slots j in [0, m) whose point j + u lies below the cumulative weight c (scaled by m), computed
-** with the comparison strata() makes, so both give the same counts. ceil() is right but for rounding at an
-** integer: the two corrections run only then. */
+/* The number of slots j in [0, m) whose point j + u lies below the cumulative weight c (scaled by m), with
+** the comparison strata() makes, so both give the same counts. c - u > -1, so truncation gives its floor or 0;
+** the estimate is then off by at most one (the rounding of c - u), which the two corrections settle. All of it
+** in arithmetic, not branches: the counts are random, so a branch on them would be mispredicted. */
 static inline size_t slots_below(double c, double u, size_t m)
 {
-    double e = ceil(c - u);
-    size_t k = e <= 0 ? 0 : e >= (double)m ? m : (size_t)e;
-    while (k > 0 && !((double)(k - 1) + u < c)) k--;
-    while (k < m && (double)k + u < c) k++;
-    return k;
+    /* signed: an unsigned conversion is a branch on x86-64; m <= 4e9 fits */
+    const int64_t mm = (int64_t)m;
+    double d = c - u;
+    int64_t k = (int64_t)(d > 0 ? d : 0);
+    k += (double)k < d;
+    k = k < mm ? k : mm;
+    k -= (k > 0) & !((double)(k - 1) + u < c);
+    k += (k < mm) & ((double)k + u < c);
+    return (size_t)k;
 }
 
 void plm_resample_systematic_ancestors(const double *w, size_t n, size_t m, plm_rng *r, size_t *anc, size_t *marks)
