@@ -282,8 +282,58 @@ static void test_systematic_ancestors_match_counts(void)
     CHECK(bad == 0);
 }
 
+/* The chunked systematic resampling: the same ancestors as the sequential one on these weights (they differ
+** only where a cumulative sum lands within rounding of a point), the same for 1 and 3 threads, and its counts
+** are floor or ceil of m w_i with no slot for a zero weight. */
+static void test_chunked_systematic_matches_and_ignores_threads(void)
+{
+    enum { N = 1000, CH = 64, NC = (N + CH - 1) / CH };
+    static double w[N], csum[NC], start[NC + 2];
+    static size_t anc1[2 * N], anc2[2 * N], anc3[2 * N], marks[2 * N + NC + 2], counts[N];
+    static const size_t ms[] = {1, 7, 999, 1000, 1001, 2000};
+    plm_rng r, a, b, c;
+    int rep, bad = 0, badthr = 0, badcount = 0, nm;
+    plm_rng_init(&r, 11, 0);
+    for (rep = 0; rep < 40; rep++) {
+        size_t i, j, m;
+        double s = 0;
+        for (i = 0; i < N; i++) {
+            w[i] = plm_rng_uniform(&r) < 0.3 ? 0 : -log(plm_rng_uniform(&r));
+            if (rep % 4 == 1 && i > N - 200) w[i] = 0;   /* whole chunks of zero weights at the end */
+            s += w[i];
+        }
+        for (i = 0; i < N; i++) w[i] /= s;
+        for (j = 0; j < NC; j++) {
+            csum[j] = 0;
+            for (i = j * CH; i < N && i < (j + 1) * CH; i++) csum[j] += w[i];
+        }
+        for (nm = 0; nm < (int)(sizeof ms / sizeof ms[0]); nm++) {
+            m = ms[nm];
+            plm_rng_init(&a, 200 + (uint64_t)rep, (uint64_t)nm);
+            plm_rng_init(&b, 200 + (uint64_t)rep, (uint64_t)nm);
+            plm_rng_init(&c, 200 + (uint64_t)rep, (uint64_t)nm);
+            plm_resample_systematic_ancestors(w, N, m, &a, anc1, marks);
+            plm_resample_systematic_chunked(w, N, m, CH, csum, &b, anc2, marks, start, 1);
+            plm_resample_systematic_chunked(w, N, m, CH, csum, &c, anc3, marks, start, 3);
+            for (i = 0; i < N; i++) counts[i] = 0;
+            for (j = 0; j < m; j++) {
+                bad += anc1[j] != anc2[j];
+                badthr += anc2[j] != anc3[j];
+                counts[anc2[j]]++;
+            }
+            for (i = 0; i < N; i++)
+                badcount += (double)counts[i] < floor((double)m * w[i]) || (double)counts[i] > ceil((double)m * w[i]) ||
+                            (w[i] == 0 && counts[i] > 0);
+        }
+    }
+    CHECK(bad == 0);
+    CHECK(badthr == 0);
+    CHECK(badcount == 0);
+}
+
 int main(void)
 {
+    RUN(test_chunked_systematic_matches_and_ignores_threads);
     RUN(test_systematic_ancestors_match_counts);
     RUN(test_every_scheme_is_unbiased);
     RUN(test_unbiasedness_check_rejects_rounding);

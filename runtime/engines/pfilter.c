@@ -158,7 +158,8 @@ typedef struct upd_job {
     int dim, missing;
     double *lw, *W;
     const double *inc, *x, *shift;   /* shift: one value per state component, for the variances */
-    double *cmax, *csum, *cs2, *cmom;   /* per chunk; cmom: dim means, then dim second moments about shift */
+    double *cmax, *csum, *cs2, *cw;   /* per chunk: max, sum exp, sum W^2, sum W (for resampling) */
+    double *cmom;   /* per chunk: dim means, then dim second moments about shift */
     int *cbad;
     double M, sum, lz;
 } upd_job;
@@ -202,6 +203,7 @@ static void upd_norm(void *arg, size_t c0, size_t c1, int worker)
             lw[i] -= J->lz;
         }
         J->cs2[c] = dot4(W, W, n);
+        J->cw[c] = sum4(W, n);
         for (k = 0; k < d; k++) {
             const double *xk = J->x + (size_t)k * J->N + i0;
             J->cmom[c * (size_t)(2 * d) + (size_t)k] = dot4(W, xk, n);
@@ -280,11 +282,11 @@ plm_status plm_pf_run(plm_ctx *ctx, const plm_ssm *m, long T, const double *ys, 
     B.inc = malloc(N * sizeof *B.inc);
     B.lw = malloc(N * sizeof *B.lw);
     B.W = malloc(N * sizeof *B.W);
-    B.cnt = malloc((N + 1) * sizeof *B.cnt);
+    B.cnt = malloc((N + N / PF_CHUNK + 2) * sizeof *B.cnt);
     B.anc = malloc(N * sizeof *B.anc);
     B.rng = malloc(N * sizeof *B.rng);
     nchunks = (N + PF_CHUNK - 1) / PF_CHUNK;
-    B.chunk = malloc(nchunks * (4 + 2 * dim) * sizeof *B.chunk);
+    B.chunk = malloc((nchunks * (4 + 2 * dim) + nchunks + 2) * sizeof *B.chunk);
     B.cbad = malloc(nchunks * sizeof *B.cbad);
     if (o->method == PLM_PF_AUXILIARY) B.leta = malloc(N * sizeof *B.leta);
     if (o->method == PLM_PF_GUIDED && o->optimal) B.xm = malloc(dim * N * sizeof *B.xm);
@@ -370,9 +372,15 @@ plm_status plm_pf_run(plm_ctx *ctx, const plm_ssm *m, long T, const double *ys, 
             resample = o->ess_threshold >= 1 || ess1 < o->ess_threshold * (double)N;
             if (resample) {
                 /* inc is free here: SSP's scratch */
-                if (o->scheme == PLM_RESAMPLE_SYSTEMATIC)   /* the common case, without the checks */
-                    plm_resample_systematic_ancestors(B.W, N, N, &rr, B.anc, B.cnt);
-                else {
+                if (o->scheme == PLM_RESAMPLE_SYSTEMATIC) {   /* the common case: no checks, on threads */
+                    double *cw = B.chunk + 3 * nchunks;
+                    size_t c;
+                    if (o->method == PLM_PF_AUXILIARY && !missing)   /* W was tilted since the update */
+                        for (c = 0; c < nchunks; c++)
+                            cw[c] = sum4(B.W + c * PF_CHUNK, N - c * PF_CHUNK < PF_CHUNK ? N - c * PF_CHUNK : PF_CHUNK);
+                    plm_resample_systematic_chunked(B.W, N, N, PF_CHUNK, cw, &rr, B.anc, B.cnt,
+                                                    B.chunk + nchunks * (4 + 2 * dim), nthreads);
+                } else {
                     if ((st = plm_resample_counts(ctx, o->scheme, B.W, N, N, &rr, B.cnt, B.inc))) goto done;
                     plm_resample_ancestors(B.cnt, N, B.anc);
                 }
@@ -426,6 +434,7 @@ plm_status plm_pf_run(plm_ctx *ctx, const plm_ssm *m, long T, const double *ys, 
             U.cmax = B.chunk;
             U.csum = B.chunk + nchunks;
             U.cs2 = B.chunk + 2 * nchunks;
+            U.cw = B.chunk + 3 * nchunks;
             U.cmom = cmom = B.chunk + 4 * nchunks;
             U.cbad = B.cbad;
             U.M = -INFINITY;

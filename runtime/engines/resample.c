@@ -8,6 +8,8 @@
 ** `particles` library). */
 #include "resample.h"
 
+#include "par.h"
+
 #include <gsl/gsl_randist.h>
 #include <math.h>
 #include <string.h>
@@ -135,6 +137,56 @@ void plm_resample_systematic_ancestors(const double *w, size_t n, size_t m, plm_
         s += marks[j];
         anc[j] = s < n ? s : last;
     }
+}
+
+typedef struct sys_job {
+    const double *w;
+    size_t n, m, chunk, *anc, *marks;
+    double u, dm;
+    const double *start;   /* scaled cumulative weight at each chunk's start; start[nchunks] is the total */
+} sys_job;
+
+static void sys_chunks(void *arg, size_t c0, size_t c1, int worker)
+{
+    sys_job *J = arg;
+    size_t c;
+    (void)worker;
+    for (c = c0; c < c1; c++) {
+        size_t i0 = c * J->chunk, n = J->n - i0 < J->chunk ? J->n - i0 : J->chunk, i, j, s = 0, last = i0;
+        size_t k0 = slots_below(J->start[c], J->u, J->m), k1 = slots_below(J->start[c + 1], J->u, J->m);
+        size_t *marks = J->marks + c;   /* chunk c's marks are [k0 + c, k1 + c]: apart from the others' */
+        double cum = J->start[c];
+        if (k1 == k0) continue;
+        for (j = k0; j <= k1; j++) marks[j] = 0;
+        for (i = 0; i < n; i++) {
+            size_t k;
+            cum += J->w[i0 + i] * J->dm;
+            k = slots_below(cum, J->u, J->m);
+            marks[k < k1 ? k : k1]++;
+            last = J->w[i0 + i] > 0 ? i0 + i : last;
+        }
+        /* slots the chunk's own running sum leaves short of its total (rounding) go to its last positive
+        ** weight, which exists because the chunk has slots */
+        for (j = k0; j < k1; j++) {
+            s += marks[j];
+            J->anc[j] = s < n ? i0 + s : last;
+        }
+    }
+}
+
+void plm_resample_systematic_chunked(const double *w, size_t n, size_t m, size_t chunk, const double *csum,
+                                     plm_rng *r, size_t *anc, size_t *marks, double *start, int nthreads)
+{
+    size_t nc = (n + chunk - 1) / chunk, c, j, last = last_positive(w, n);
+    sys_job J;
+    J.w = w, J.n = n, J.m = m, J.chunk = chunk, J.anc = anc, J.marks = marks, J.start = start;
+    J.u = plm_rng_uniform(r);
+    J.dm = (double)m;
+    start[0] = 0;
+    for (c = 0; c < nc; c++) start[c + 1] = start[c] + csum[c] * J.dm;
+    plm_parallel_for(nthreads, nc, 1, sys_chunks, &J);
+    /* past the total (rounding), as in strata() */
+    for (j = slots_below(start[nc], J.u, m); j < m; j++) anc[j] = last;
 }
 
 /* Multinomial counts of m draws from weights v (summing to vsum, not necessarily 1) added to counts, by
