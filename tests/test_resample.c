@@ -290,10 +290,12 @@ static void test_chunked_systematic_matches_and_ignores_threads(void)
     enum { N = 1000, CH = 64, NC = (N + CH - 1) / CH };
     static double w[N], csum[NC], start[NC + 2];
     static size_t anc1[2 * N], anc2[2 * N], anc3[2 * N], marks[2 * N + NC + 2], counts[N];
+    static double xs[2 * N], xd[2 * 2 * N];   /* two components of N particles, copied into m slots */
     static const size_t ms[] = {1, 7, 999, 1000, 1001, 2000};
     plm_rng r, a, b, c;
-    int rep, bad = 0, badthr = 0, badcount = 0, nm;
+    int rep, bad = 0, badthr = 0, badcount = 0, badcopy = 0, nm;
     plm_rng_init(&r, 11, 0);
+    for (nm = 0; nm < 2 * N; nm++) xs[nm] = nm + 0.5;
     for (rep = 0; rep < 40; rep++) {
         size_t i, j, m;
         double s = 0;
@@ -313,13 +315,14 @@ static void test_chunked_systematic_matches_and_ignores_threads(void)
             plm_rng_init(&b, 200 + (uint64_t)rep, (uint64_t)nm);
             plm_rng_init(&c, 200 + (uint64_t)rep, (uint64_t)nm);
             plm_resample_systematic_ancestors(w, N, m, &a, anc1, marks);
-            plm_resample_systematic_chunked(w, N, m, CH, csum, &b, anc2, marks, start, 1);
-            plm_resample_systematic_chunked(w, N, m, CH, csum, &c, anc3, marks, start, 3);
+            plm_resample_systematic_chunked(w, N, m, CH, csum, &b, anc2, marks, start, NULL, NULL, 0, 1);
+            plm_resample_systematic_chunked(w, N, m, CH, csum, &c, anc3, marks, start, xs, xd, 2, 3);
             for (i = 0; i < N; i++) counts[i] = 0;
             for (j = 0; j < m; j++) {
                 bad += anc1[j] != anc2[j];
                 badthr += anc2[j] != anc3[j];
                 counts[anc2[j]]++;
+                badcopy += xd[j] != xs[anc3[j]] || xd[m + j] != xs[N + anc3[j]];
             }
             for (i = 0; i < N; i++)
                 badcount += (double)counts[i] < floor((double)m * w[i]) || (double)counts[i] > ceil((double)m * w[i]) ||
@@ -329,6 +332,7 @@ static void test_chunked_systematic_matches_and_ignores_threads(void)
     CHECK(bad == 0);
     CHECK(badthr == 0);
     CHECK(badcount == 0);
+    CHECK(badcopy == 0);
 }
 
 int main(void)

@@ -379,15 +379,15 @@ plm_status plm_pf_run(plm_ctx *ctx, const plm_ssm *m, long T, const double *ys, 
                         for (c = 0; c < nchunks; c++)
                             cw[c] = sum4(B.W + c * PF_CHUNK, N - c * PF_CHUNK < PF_CHUNK ? N - c * PF_CHUNK : PF_CHUNK);
                     plm_resample_systematic_chunked(B.W, N, N, PF_CHUNK, cw, &rr, B.anc, B.cnt,
-                                                    B.chunk + nchunks * (4 + 2 * dim), nthreads);
+                                                    B.chunk + nchunks * (4 + 2 * dim), B.x, B.xo, (int)dim, nthreads);
                 } else {
                     if ((st = plm_resample_counts(ctx, o->scheme, B.W, N, N, &rr, B.cnt, B.inc))) goto done;
                     plm_resample_ancestors(B.cnt, N, B.anc);
-                }
-                for (k = 0; k < dim; k++) {
-                    const double *src = B.x + k * N;
-                    double *dst = B.xo + k * N;
-                    for (i = 0; i < N; i++) dst[i] = src[B.anc[i]];
+                    for (k = 0; k < dim; k++) {
+                        const double *src = B.x + k * N;
+                        double *dst = B.xo + k * N;
+                        for (i = 0; i < N; i++) dst[i] = src[B.anc[i]];
+                    }
                 }
                 {
                     double *sw = B.x;

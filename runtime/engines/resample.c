@@ -144,6 +144,9 @@ typedef struct sys_job {
     size_t n, m, chunk, *anc, *marks;
     double u, dm;
     const double *start;   /* scaled cumulative weight at each chunk's start; start[nchunks] is the total */
+    const double *src;     /* particles to copy into their slots (dim components), or NULL */
+    double *dst;
+    int dim;
 } sys_job;
 
 static void sys_chunks(void *arg, size_t c0, size_t c1, int worker)
@@ -171,22 +174,33 @@ static void sys_chunks(void *arg, size_t c0, size_t c1, int worker)
             s += marks[j];
             J->anc[j] = s < n ? i0 + s : last;
         }
+        for (i = 0; i < (size_t)J->dim; i++) {   /* the chunk's slots were decided here: copy while in cache */
+            const double *src = J->src + i * J->n;
+            double *dst = J->dst + i * J->m;
+            for (j = k0; j < k1; j++) dst[j] = src[J->anc[j]];
+        }
     }
 }
 
 void plm_resample_systematic_chunked(const double *w, size_t n, size_t m, size_t chunk, const double *csum,
-                                     plm_rng *r, size_t *anc, size_t *marks, double *start, int nthreads)
+                                     plm_rng *r, size_t *anc, size_t *marks, double *start, const double *src,
+                                     double *dst, int dim, int nthreads)
 {
     size_t nc = (n + chunk - 1) / chunk, c, j, last = last_positive(w, n);
     sys_job J;
+    int k;
     J.w = w, J.n = n, J.m = m, J.chunk = chunk, J.anc = anc, J.marks = marks, J.start = start;
+    J.src = src, J.dst = dst, J.dim = src ? dim : 0;
     J.u = plm_rng_uniform(r);
     J.dm = (double)m;
     start[0] = 0;
     for (c = 0; c < nc; c++) start[c + 1] = start[c] + csum[c] * J.dm;
     plm_parallel_for(nthreads, nc, 1, sys_chunks, &J);
     /* past the total (rounding), as in strata() */
-    for (j = slots_below(start[nc], J.u, m); j < m; j++) anc[j] = last;
+    for (j = slots_below(start[nc], J.u, m); j < m; j++) {
+        anc[j] = last;
+        for (k = 0; k < J.dim; k++) dst[(size_t)k * m + j] = src[(size_t)k * n + last];
+    }
 }
 
 /* Multinomial counts of m draws from weights v (summing to vsum, not necessarily 1) added to counts, by

@@ -56,9 +56,11 @@ void plm_resample_systematic_ancestors(const double *w, size_t n, size_t m, plm_
 ** the result depends on `chunk`, never on nthreads. It differs from the function above only where a cumulative
 ** sum lands within rounding of a point j + u, and keeps its properties: counts are floor or ceil of m w_i,
 ** ancestors are nondecreasing, a zero weight gets no slot. Scratch: marks of m + n / chunk + 2 counts, start
-** of n / chunk + 2 doubles. */
+** of n / chunk + 2 doubles. With src (dim components of n values each) the same pass copies the particles into
+** their slots: dst[k m + j] = src[k n + anc[j]] (dst of dim m values, apart from src); src NULL copies none. */
 void plm_resample_systematic_chunked(const double *w, size_t n, size_t m, size_t chunk, const double *csum,
-                                     plm_rng *r, size_t *anc, size_t *marks, double *start, int nthreads);
+                                     plm_rng *r, size_t *anc, size_t *marks, double *start, const double *src,
+                                     double *dst, int dim, int nthreads);
 
 /* Ancestor indices in nondecreasing order: anc[j] for j < m, from counts of n particles (sum m). */
 void plm_resample_ancestors(const size_t *counts, size_t n, size_t *anc);
