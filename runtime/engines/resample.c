@@ -139,6 +139,16 @@ void plm_resample_systematic_ancestors(const double *w, size_t n, size_t m, plm_
     }
 }
 
+/* slots_below without its exact corrections, for the chunked pass: ceil(c - u) as round(c - u + 1/2), by
+** adding and removing 2^52 (c - u > -1, and below 2^32). It differs from slots_below only when c - u lands
+** within rounding of an integer; then one slot moves between neighbours. */
+static inline size_t slots_near(double c, double u, int64_t m)
+{
+    double r = (c - u + 0.5 + 0x1p52) - 0x1p52;   /* IEEE arithmetic: no compiler folds this */
+    int64_t k = (int64_t)r;
+    return (size_t)(k < m ? k : m);
+}
+
 typedef struct sys_job {
     const double *w;
     size_t n, m, chunk, *anc, *marks;
@@ -164,7 +174,7 @@ static void sys_chunks(void *arg, size_t c0, size_t c1, int worker)
         for (i = 0; i < n; i++) {
             size_t k;
             cum += J->w[i0 + i] * J->dm;
-            k = slots_below(cum, J->u, J->m);
+            k = slots_near(cum, J->u, (int64_t)J->m);
             marks[k < k1 ? k : k1]++;
             last = J->w[i0 + i] > 0 ? i0 + i : last;
         }
