@@ -1,6 +1,6 @@
 /* expr_eval.c -- the evaluator of compiled programs: the scalar kernels shared with constant folding, vector
 ** exp and log, and the block interpreter (one switch per instruction per block of particles, plain loops
-** inside). Normal draws come from plm_rng_normal (rng.h), inline in the block loop. */
+** inside). Normal draws come from plm_vnormal (vmath.h): plm_rng_normal, four streams at once. */
 #include "expr_impl.h"
 
 #include <math.h>
