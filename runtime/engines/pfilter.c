@@ -151,7 +151,7 @@ static double max4(const double *a, size_t n, int *bad)
 /* The update runs over fixed chunks of particles, on the threads asked for: each chunk's maximum, sums and
 ** moments are formed in the chunk, then combined in chunk order on the calling thread. The chunks, not the
 ** threads, fix the order of every addition, so results are identical for any thread count. */
-#define PF_CHUNK 2048
+#define PF_CHUNK 512
 
 typedef struct upd_job {
     size_t N;
