@@ -1,8 +1,10 @@
 /* pf_sv.c -- the bootstrap particle filter of plume (plm_pf_run over the stochastic-volatility ssm traced from
 ** Lua) against the same filter written by hand in C: mu = -1, rho = 0.95, sigma = 0.3, T = 1,000 steps,
 ** N = 10,000 particles, systematic resampling at every step, log evidence, ESS and filtering mean and variance
-** at every step in both. One run prints both times, the ratio, particle-steps per second and the 2-thread
-** speed-up. Usage: pf_sv [reps] [N]. */
+** at every step in both. One run prints both times, the ratio, particle-steps per second, the 2-thread
+** speed-up, and the machine's own 2-thread ceiling in the same run (a loop of pure arithmetic on 1 and 2
+** threads, with as many barriers per second as the filter has): on a shared machine a second core is often
+** not free, and then no filter can be faster on two threads. Usage: pf_sv [reps] [N]. */
 #include <lauxlib.h>
 #include <lua.h>
 #include <math.h>
@@ -21,6 +23,24 @@ static double now(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return ts.tv_sec + 1e-9 * ts.tv_nsec;
+}
+
+/* The ceiling: 1000 parallel sections of pure arithmetic, each as long as a filter step's work. */
+static void spin(void *arg, size_t b, size_t e, int worker)
+{
+    double *acc = arg, x = 1;
+    size_t i;
+    for (i = b; i < e; i++) x = x * 1.0000001 + 1e-9;
+    acc[worker * 8] += x;   /* a cache line per worker */
+}
+
+static double ceiling_time(int nthreads, size_t work)
+{
+    static double acc[8 * 8];
+    double t0 = now();
+    int s;
+    for (s = 0; s < T; s++) plm_parallel_for(nthreads, work, 1, spin, acc);
+    return now() - t0;
 }
 
 static const char *model =
@@ -81,7 +101,7 @@ int main(int argc, char **argv)
     size_t N = argc > 2 ? (size_t)atol(argv[2]) : 10000;
     double *x = malloc(N * sizeof *x), *xo = malloc(N * sizeof *xo), *lw = malloc(N * sizeof *lw);
     double *w = malloc(N * sizeof *w), *hm = malloc(T * sizeof *hm), *xs = malloc(T * sizeof *xs), ys[T];
-    double best_h = 1e9, best_1 = 1e9, best_2 = 1e9, lz_h = 0, lz_1 = 0, lz_2 = 0, dmean = 0;
+    double best_h = 1e9, best_1 = 1e9, best_2 = 1e9, best_c1 = 1e9, best_c2 = 1e9, load[3] = {0, 0, 0}, lz_h = 0, lz_1 = 0, lz_2 = 0, dmean = 0;
     plm_ssm *m;
     plm_ctx ctx;
     plm_pf_opts o;
@@ -115,6 +135,9 @@ int main(int argc, char **argv)
         for (dmean = 0, k = 0; k < T; k++) dmean = fmax(dmean, fabs(r1.means[k] - hm[k]));
         plm_pf_result_free(&r1);
         plm_pf_result_free(&r2);
+        /* about 100,000 multiply-adds per section, about a filter step's time on one thread */
+        best_c1 = fmin(best_c1, ceiling_time(1, 100000));
+        best_c2 = fmin(best_c2, ceiling_time(2, 100000));
         if (th < best_h) best_h = th;
         if (t1 < best_1) best_1 = t1;
         if (t2 < best_2) best_2 = t2;
@@ -128,6 +151,9 @@ int main(int argc, char **argv)
            N * (double)T / best_2 / 1e6, lz_2, lz_1 == lz_2 ? "yes" : "NO");
     printf("  ratio plume/hand (1 thread) = %.2f   2-thread speed-up = %.2f   largest |mean difference| %.3f\n",
            best_1 / best_h, best_1 / best_2, dmean);
+    getloadavg(load, 3);
+    printf("  machine's 2-thread ceiling in this run (pure arithmetic, %d barriers) = %.2f   load average %.2f\n", T,
+           best_c1 / best_c2, load[0]);
     printf("  particles library (numpy+numba, ARCHITECTURE.md): ~29 M particle-steps/s -> plume 1 thread is %.1fx\n",
            N * (double)T / best_1 / 1e6 / 29);
     plm_close(P);

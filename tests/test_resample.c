@@ -246,8 +246,99 @@ static void test_ancestor_bookkeeping_is_consistent(void)
     }
 }
 
+/* The direct systematic ancestors are those of the counts, for the same stream: sizes, zero weights inside and
+** at the end, cumulative sums that land on integers, and weights whose sum rounds below 1. */
+static void test_systematic_ancestors_match_counts(void)
+{
+    enum { N = 1000 };
+    static double w[N];
+    static size_t counts[N], anc1[2 * N], anc2[2 * N], marks[2 * N + 1];
+    static const size_t ms[] = {1, 3, 999, 1000, 1001, 2000};
+    plm_rng r, a, b;
+    plm_ctx ctx;
+    int rep, bad = 0, nm;
+    plm_ctx_clear(&ctx);
+    plm_rng_init(&r, 9, 0);
+    for (rep = 0; rep < 60; rep++) {
+        size_t n = rep % 3 == 0 ? 4 : N, i, m;
+        double s = 0;
+        for (i = 0; i < n; i++) {
+            w[i] = rep % 3 == 0 ? 1 : plm_rng_uniform(&r) < 0.3 ? 0 : -log(plm_rng_uniform(&r));
+            if (rep % 5 == 1 && i > n - 20) w[i] = 0;   /* a run of zero weights at the end */
+            s += w[i];
+        }
+        for (i = 0; i < n; i++) w[i] /= s;
+        for (nm = 0; nm < (int)(sizeof ms / sizeof ms[0]); nm++) {
+            m = rep % 3 == 0 ? (size_t)nm + 1 : ms[nm];
+            plm_rng_init(&a, 100 + (uint64_t)rep, (uint64_t)nm);
+            plm_rng_init(&b, 100 + (uint64_t)rep, (uint64_t)nm);
+            CHECK(plm_resample_counts(&ctx, PLM_RESAMPLE_SYSTEMATIC, w, n, m, &a, counts, NULL) == PLM_OK);
+            plm_resample_ancestors(counts, n, anc1);
+            plm_resample_systematic_ancestors(w, n, m, &b, anc2, marks);
+            for (i = 0; i < m; i++) bad += anc1[i] != anc2[i];
+            CHECK(plm_rng_next(&a) == plm_rng_next(&b));   /* the same draws were taken */
+        }
+    }
+    CHECK(bad == 0);
+}
+
+/* The chunked systematic resampling: the same ancestors as the sequential one on these weights (they differ
+** only where a cumulative sum lands within rounding of a point), the same for 1 and 3 threads, and its counts
+** are floor or ceil of m w_i with no slot for a zero weight. */
+static void test_chunked_systematic_matches_and_ignores_threads(void)
+{
+    enum { N = 1000, CH = 64, NC = (N + CH - 1) / CH };
+    static double w[N], csum[NC], start[NC + 2];
+    static size_t anc1[2 * N], anc2[2 * N], anc3[2 * N], marks[2 * N + NC + 2], counts[N];
+    static double xs[2 * N], xd[2 * 2 * N];   /* two components of N particles, copied into m slots */
+    static const size_t ms[] = {1, 7, 999, 1000, 1001, 2000};
+    plm_rng r, a, b, c;
+    int rep, bad = 0, badthr = 0, badcount = 0, badcopy = 0, nm;
+    plm_rng_init(&r, 11, 0);
+    for (nm = 0; nm < 2 * N; nm++) xs[nm] = nm + 0.5;
+    for (rep = 0; rep < 40; rep++) {
+        size_t i, j, m;
+        double s = 0;
+        for (i = 0; i < N; i++) {
+            w[i] = plm_rng_uniform(&r) < 0.3 ? 0 : -log(plm_rng_uniform(&r));
+            if (rep % 4 == 1 && i > N - 200) w[i] = 0;   /* whole chunks of zero weights at the end */
+            s += w[i];
+        }
+        for (i = 0; i < N; i++) w[i] /= s;
+        for (j = 0; j < NC; j++) {
+            csum[j] = 0;
+            for (i = j * CH; i < N && i < (j + 1) * CH; i++) csum[j] += w[i];
+        }
+        for (nm = 0; nm < (int)(sizeof ms / sizeof ms[0]); nm++) {
+            m = ms[nm];
+            plm_rng_init(&a, 200 + (uint64_t)rep, (uint64_t)nm);
+            plm_rng_init(&b, 200 + (uint64_t)rep, (uint64_t)nm);
+            plm_rng_init(&c, 200 + (uint64_t)rep, (uint64_t)nm);
+            plm_resample_systematic_ancestors(w, N, m, &a, anc1, marks);
+            plm_resample_systematic_chunked(w, N, m, CH, csum, &b, anc2, marks, start, NULL, NULL, 0, 1);
+            plm_resample_systematic_chunked(w, N, m, CH, csum, &c, anc3, marks, start, xs, xd, 2, 3);
+            for (i = 0; i < N; i++) counts[i] = 0;
+            for (j = 0; j < m; j++) {
+                bad += anc1[j] != anc2[j];
+                badthr += anc2[j] != anc3[j];
+                counts[anc2[j]]++;
+                badcopy += xd[j] != xs[anc3[j]] || xd[m + j] != xs[N + anc3[j]];
+            }
+            for (i = 0; i < N; i++)
+                badcount += (double)counts[i] < floor((double)m * w[i]) || (double)counts[i] > ceil((double)m * w[i]) ||
+                            (w[i] == 0 && counts[i] > 0);
+        }
+    }
+    CHECK(bad == 0);
+    CHECK(badthr == 0);
+    CHECK(badcount == 0);
+    CHECK(badcopy == 0);
+}
+
 int main(void)
 {
+    RUN(test_chunked_systematic_matches_and_ignores_threads);
+    RUN(test_systematic_ancestors_match_counts);
     RUN(test_every_scheme_is_unbiased);
     RUN(test_unbiasedness_check_rejects_rounding);
     RUN(test_low_variance_schemes_beat_multinomial);

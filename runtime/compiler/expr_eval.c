@@ -1,6 +1,6 @@
 /* expr_eval.c -- the evaluator of compiled programs: the scalar kernels shared with constant folding, vector
 ** exp and log, and the block interpreter (one switch per instruction per block of particles, plain loops
-** inside). Normal draws come from plm_rng_normal (rng.h), inline in the block loop. */
+** inside). Normal draws come from plm_vnormal (vmath.h): plm_rng_normal, four streams at once. */
 #include "expr_impl.h"
 
 #include <math.h>
@@ -11,6 +11,7 @@
 #include <pthread.h>
 
 #include "par.h"
+#include "vmath.h"
 
 static void vec_init(void);
 static pthread_once_t vec_once = PTHREAD_ONCE_INIT;
@@ -299,9 +300,7 @@ __attribute__((optimize("O3"))) static void run(const plm_prog *p, const plm_ins
             for (j = 0; j < m; j++) D[j] = A[j * sa] != 0 ? Bv[j * sb] : C[j * sc];
             break;
         }
-        case PLM_OP_STDNORMAL:
-            for (j = 0; j < m; j++) D[j] = plm_rng_normal(&rng[first + j]);
-            break;
+        case PLM_OP_STDNORMAL: plm_vnormal(rng + first, D, m); break;
         case PLM_OP_UNIFORM:
             for (j = 0; j < m; j++) D[j] = plm_rng_uniform(&rng[first + j]);
             break;

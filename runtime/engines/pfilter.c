@@ -9,6 +9,7 @@
 #include "pfilter.h"
 
 #include "par.h"
+#include "vmath.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -94,9 +95,128 @@ static plm_status bad_weights(plm_ctx *ctx, const double *lw, size_t N, long t, 
                     strcmp(what, "log weight") ? what : "weight", t, yb);
 }
 
+/* Sums over the particles in four interleaved partial sums, added in a fixed order at the end: one chain of
+** additions would cost an addition's latency per particle, and would not vectorise. */
+static double sum4(const double *a, size_t n)
+{
+    double s[4] = {0, 0, 0, 0};
+    size_t i, k;
+    for (i = 0; i + 4 <= n; i += 4)
+        for (k = 0; k < 4; k++) s[k] += a[i + k];
+    for (; i < n; i++) s[i & 3] += a[i];
+    return (s[0] + s[1]) + (s[2] + s[3]);
+}
+
+/* sum a_i b_i */
+static double dot4(const double *a, const double *b, size_t n)
+{
+    double s[4] = {0, 0, 0, 0};
+    size_t i, k;
+    for (i = 0; i + 4 <= n; i += 4)
+        for (k = 0; k < 4; k++) s[k] += a[i + k] * b[i + k];
+    for (; i < n; i++) s[i & 3] += a[i] * b[i];
+    return (s[0] + s[1]) + (s[2] + s[3]);
+}
+
+/* sum w_i (x_i - m)^2 */
+static double wvar4(const double *w, const double *x, double m, size_t n)
+{
+    double s[4] = {0, 0, 0, 0};
+    size_t i, k;
+    for (i = 0; i + 4 <= n; i += 4)
+        for (k = 0; k < 4; k++) s[k] += w[i + k] * (x[i + k] - m) * (x[i + k] - m);
+    for (; i < n; i++) s[i & 3] += w[i] * (x[i] - m) * (x[i] - m);
+    return (s[0] + s[1]) + (s[2] + s[3]);
+}
+
+/* The largest of n log weights; *bad = 1 when one is NaN or +inf. */
+static double max4(const double *a, size_t n, int *bad)
+{
+    double mx[4] = {-INFINITY, -INFINITY, -INFINITY, -INFINITY};
+    int b = 0;
+    size_t i, k;
+    for (i = 0; i + 4 <= n; i += 4)
+        for (k = 0; k < 4; k++) {
+            b |= !(a[i + k] < INFINITY);
+            mx[k] = a[i + k] > mx[k] ? a[i + k] : mx[k];
+        }
+    for (; i < n; i++) {
+        b |= !(a[i] < INFINITY);
+        mx[i & 3] = a[i] > mx[i & 3] ? a[i] : mx[i & 3];
+    }
+    *bad = b;
+    return fmax(fmax(mx[0], mx[1]), fmax(mx[2], mx[3]));
+}
+
+/* The update runs over fixed chunks of particles, on the threads asked for: each chunk's maximum, sums and
+** moments are formed in the chunk, then combined in chunk order on the calling thread. The chunks, not the
+** threads, fix the order of every addition, so results are identical for any thread count. */
+#define PF_CHUNK 512
+
+typedef struct upd_job {
+    size_t N;
+    int dim, missing;
+    double *lw, *W;
+    const double *inc, *x, *shift;   /* shift: one value per state component, for the variances */
+    double *cmax, *csum, *cs2, *cw;   /* per chunk: max, sum exp, sum W^2, sum W (for resampling) */
+    double *cmom;   /* per chunk: dim means, then dim second moments about shift */
+    int *cbad;
+    double M, sum, lz;
+} upd_job;
+
+/* First pass of a chunk: log weights, their maximum m_c, and sum exp(lw - m_c) (W holds the terms). */
+static void upd_exp(void *arg, size_t c0, size_t c1, int worker)
+{
+    upd_job *J = arg;
+    size_t c, i;
+    (void)worker;
+    for (c = c0; c < c1; c++) {
+        size_t i0 = c * PF_CHUNK, n = J->N - i0 < PF_CHUNK ? J->N - i0 : PF_CHUNK;
+        double *lw = J->lw + i0, *W = J->W + i0, mx;
+        if (!J->missing)
+            for (i = 0; i < n; i++) lw[i] += J->inc[i0 + i];
+        mx = max4(lw, n, &J->cbad[c]);
+        J->cmax[c] = mx;
+        if (mx == -INFINITY || J->cbad[c]) {   /* no weight here (or an error the caller reports) */
+            for (i = 0; i < n; i++) W[i] = 0;
+            J->csum[c] = 0;
+            continue;
+        }
+        for (i = 0; i < n; i++) W[i] = lw[i] - mx;
+        plm_vexp(W, W, n);
+        J->csum[c] = sum4(W, n);
+    }
+}
+
+/* Second pass: normalise (W scaled by exp(m_c - M) / sum), sum W^2, and the weighted moments. */
+static void upd_norm(void *arg, size_t c0, size_t c1, int worker)
+{
+    upd_job *J = arg;
+    size_t c, i;
+    int k, d = J->dim;
+    (void)worker;
+    for (c = c0; c < c1; c++) {
+        size_t i0 = c * PF_CHUNK, n = J->N - i0 < PF_CHUNK ? J->N - i0 : PF_CHUNK;
+        double *lw = J->lw + i0, *W = J->W + i0, f = exp(J->cmax[c] - J->M) / J->sum;
+        for (i = 0; i < n; i++) {
+            W[i] *= f;
+            lw[i] -= J->lz;
+        }
+        J->cs2[c] = dot4(W, W, n);
+        J->cw[c] = sum4(W, n);
+        for (k = 0; k < d; k++) {
+            const double *xk = J->x + (size_t)k * J->N + i0;
+            J->cmom[c * (size_t)(2 * d) + (size_t)k] = dot4(W, xk, n);
+            J->cmom[c * (size_t)(2 * d) + (size_t)(d + k)] = wvar4(W, xk, J->shift[k], n);
+        }
+    }
+}
+
 typedef struct pf_buf {
     double *x, *xo, *xm, *inc, *lw, *W, *leta, *mom, *xh, *lwh;
     size_t *cnt, *anc;
+    double *chunk;   /* the update's per-chunk values */
+    int *cbad;
     plm_rng *rng;
     double **momout;
 } pf_buf;
@@ -117,6 +237,8 @@ static void free_buf(pf_buf *b)
     free(b->anc);
     free(b->rng);
     free(b->momout);
+    free(b->chunk);
+    free(b->cbad);
 }
 
 static plm_status check_opts(plm_ctx *ctx, const plm_ssm *m, long T, const plm_pf_opts *o)
@@ -148,9 +270,10 @@ plm_status plm_pf_run(plm_ctx *ctx, const plm_ssm *m, long T, const double *ys, 
     pf_buf B;
     plm_rng rr;
     plm_status st;
-    size_t i, k;
+    size_t i, k, nchunks;
     long t;
     int j, nthreads;
+    upd_job U;
     memset(res, 0, sizeof *res);
     memset(&B, 0, sizeof B);
     if ((st = check_opts(ctx, m, T, o))) return st;
@@ -159,9 +282,12 @@ plm_status plm_pf_run(plm_ctx *ctx, const plm_ssm *m, long T, const double *ys, 
     B.inc = malloc(N * sizeof *B.inc);
     B.lw = malloc(N * sizeof *B.lw);
     B.W = malloc(N * sizeof *B.W);
-    B.cnt = malloc(N * sizeof *B.cnt);
+    B.cnt = malloc((N + N / PF_CHUNK + 2) * sizeof *B.cnt);
     B.anc = malloc(N * sizeof *B.anc);
     B.rng = malloc(N * sizeof *B.rng);
+    nchunks = (N + PF_CHUNK - 1) / PF_CHUNK;
+    B.chunk = malloc((nchunks * (4 + 2 * dim) + nchunks + 2) * sizeof *B.chunk);
+    B.cbad = malloc(nchunks * sizeof *B.cbad);
     if (o->method == PLM_PF_AUXILIARY) B.leta = malloc(N * sizeof *B.leta);
     if (o->method == PLM_PF_GUIDED && o->optimal) B.xm = malloc(dim * N * sizeof *B.xm);
     if (o->hook) {
@@ -187,7 +313,7 @@ plm_status plm_pf_run(plm_ctx *ctx, const plm_ssm *m, long T, const double *ys, 
         res->logw = malloc((size_t)T * N * sizeof *res->logw);
         res->anc = malloc((size_t)T * N * sizeof *res->anc);
     }
-    if (!B.x || !B.xo || !B.inc || !B.lw || !B.W || !B.cnt || !B.anc || !B.rng ||
+    if (!B.x || !B.xo || !B.inc || !B.chunk || !B.cbad || !B.lw || !B.W || !B.cnt || !B.anc || !B.rng ||
         (o->method == PLM_PF_AUXILIARY && !B.leta) || (o->method == PLM_PF_GUIDED && o->optimal && !B.xm) ||
         (nmom && (!B.mom || !B.momout)) || (o->hook && (!B.xh || !B.lwh)) || !res->logz_inc ||
         !res->ess || !res->resampled || !res->means || !res->vars || (nmom && !res->moments) ||
@@ -241,17 +367,27 @@ plm_status plm_pf_run(plm_ctx *ctx, const plm_ssm *m, long T, const double *ys, 
                 }
             } else if (B.leta)
                 for (i = 0; i < N; i++) B.leta[i] = 0;
-            for (s2 = 0, i = 0; i < N; i++) s2 += B.W[i] * B.W[i];
-            ess1 = 1 / s2;
+            /* W is the update's, whose ESS is known, unless the auxiliary filter tilted it */
+            ess1 = o->method == PLM_PF_AUXILIARY && !missing ? 1 / dot4(B.W, B.W, N) : res->ess[t - 2];
             resample = o->ess_threshold >= 1 || ess1 < o->ess_threshold * (double)N;
             if (resample) {
                 /* inc is free here: SSP's scratch */
-                if ((st = plm_resample_counts(ctx, o->scheme, B.W, N, N, &rr, B.cnt, B.inc))) goto done;
-                plm_resample_ancestors(B.cnt, N, B.anc);
-                for (k = 0; k < dim; k++) {
-                    const double *src = B.x + k * N;
-                    double *dst = B.xo + k * N;
-                    for (i = 0; i < N; i++) dst[i] = src[B.anc[i]];
+                if (o->scheme == PLM_RESAMPLE_SYSTEMATIC) {   /* the common case: no checks, on threads */
+                    double *cw = B.chunk + 3 * nchunks;
+                    size_t c;
+                    if (o->method == PLM_PF_AUXILIARY && !missing)   /* W was tilted since the update */
+                        for (c = 0; c < nchunks; c++)
+                            cw[c] = sum4(B.W + c * PF_CHUNK, N - c * PF_CHUNK < PF_CHUNK ? N - c * PF_CHUNK : PF_CHUNK);
+                    plm_resample_systematic_chunked(B.W, N, N, PF_CHUNK, cw, &rr, B.anc, B.cnt,
+                                                    B.chunk + nchunks * (4 + 2 * dim), B.x, B.xo, (int)dim, nthreads);
+                } else {
+                    if ((st = plm_resample_counts(ctx, o->scheme, B.W, N, N, &rr, B.cnt, B.inc))) goto done;
+                    plm_resample_ancestors(B.cnt, N, B.anc);
+                    for (k = 0; k < dim; k++) {
+                        const double *src = B.x + k * N;
+                        double *dst = B.xo + k * N;
+                        for (i = 0; i < N; i++) dst[i] = src[B.anc[i]];
+                    }
                 }
                 {
                     double *sw = B.x;
@@ -280,48 +416,63 @@ plm_status plm_pf_run(plm_ctx *ctx, const plm_ssm *m, long T, const double *ys, 
                 st = plm_ssm_step(ctx, m, t, N, B.x, y, B.x, N, B.inc, B.rng, nthreads);
             if (st) goto done;
         }
-        /* the update, in three passes: log weights and their maximum, exponentials, normalisation */
+        /* the update, in two parallel passes over chunks (see upd_exp): log weights and the exponentials, then
+        ** normalisation and the moments; the variances are second moments about the first particle (a value
+        ** inside the cloud, so the subtraction loses nothing to cancellation) */
         {
-            double mx = -INFINITY, sum = 0, *lw = B.lw, *W = B.W;
-            const double *inc = B.inc;
+            double shift[64], *cmom;
+            size_t c;
             int bad = 0;
-            for (i = 0; i < N; i++) {
-                double v = missing ? lw[i] : (lw[i] += inc[i]);
-                bad |= isnan(v) || v == INFINITY;
-                mx = v > mx ? v : mx;
+            U.N = N;
+            U.dim = (int)dim;
+            U.missing = missing;
+            U.lw = B.lw;
+            U.W = B.W;
+            U.inc = B.inc;
+            U.x = B.x;
+            U.shift = shift;
+            U.cmax = B.chunk;
+            U.csum = B.chunk + nchunks;
+            U.cs2 = B.chunk + 2 * nchunks;
+            U.cw = B.chunk + 3 * nchunks;
+            U.cmom = cmom = B.chunk + 4 * nchunks;
+            U.cbad = B.cbad;
+            U.M = -INFINITY;
+            plm_parallel_for(nthreads, nchunks, 1, upd_exp, &U);
+            for (c = 0; c < nchunks; c++) {
+                bad |= U.cbad[c];
+                U.M = fmax(U.M, U.cmax[c]);
             }
-            if (bad || mx == -INFINITY) {
-                st = bad_weights(ctx, lw, N, t, y, ydim, bad ? NAN : -INFINITY, "log weight");
+            if (bad || U.M == -INFINITY) {
+                st = bad_weights(ctx, B.lw, N, t, y, ydim, bad ? NAN : -INFINITY, "log weight");
                 goto done;
             }
-            for (i = 0; i < N; i++) sum += (W[i] = exp(lw[i] - mx));
-            lz = mx + log(sum);
+            U.sum = 0;
+            for (c = 0; c < nchunks; c++) U.sum += U.csum[c] * exp(U.cmax[c] - U.M);
+            lz = U.lz = U.M + log(U.sum);
+            for (k = 0; k < dim; k++) shift[k] = B.x[k * N];
+            plm_parallel_for(nthreads, nchunks, 1, upd_norm, &U);
             s2 = 0;
-            for (i = 0; i < N; i++) {
-                W[i] /= sum;
-                s2 += W[i] * W[i];
-                lw[i] -= lz;
+            for (c = 0; c < nchunks; c++) s2 += U.cs2[c];
+            for (k = 0; k < dim; k++) {
+                double mean = 0, m2 = 0;
+                for (c = 0; c < nchunks; c++) {
+                    mean += cmom[c * 2 * dim + k];
+                    m2 += cmom[c * 2 * dim + dim + k];
+                }
+                res->means[(size_t)(t - 1) * dim + k] = mean;
+                res->vars[(size_t)(t - 1) * dim + k] = fmax(0, m2 - (mean - shift[k]) * (mean - shift[k]));
             }
         }
         if (missing) lz = 0;   /* exactly: the weights were normalised and stay so */
         res->logz_inc[t - 1] = lz;
         res->logz += lz;
         res->ess[t - 1] = 1 / s2;
-        for (k = 0; k < dim; k++) {
-            const double *xk = B.x + k * N, *W = B.W;
-            double mean = 0, var = 0;
-            for (i = 0; i < N; i++) mean += W[i] * xk[i];
-            for (i = 0; i < N; i++) var += W[i] * (xk[i] - mean) * (xk[i] - mean);
-            res->means[(size_t)(t - 1) * dim + k] = mean;
-            res->vars[(size_t)(t - 1) * dim + k] = var;
-        }
         if (nmom) {
             if ((st = eval_at(ctx, m, o->moments, t, N, B.x, NULL, B.momout, nthreads))) goto done;
             for (j = 0; j < nmom; j++) {
                 const double *f = B.momout[j];
-                double s = 0;
-                for (i = 0; i < N; i++) s += B.W[i] * f[i];
-                res->moments[(size_t)(t - 1) * (size_t)nmom + (size_t)j] = s;
+                res->moments[(size_t)(t - 1) * (size_t)nmom + (size_t)j] = dot4(B.W, f, N);
             }
         }
         if (o->hook && (st = o->hook(ctx, o->hook_ud, t, N, t > 1 ? B.xh : NULL, t > 1 ? B.lwh : NULL, B.x, B.lw,

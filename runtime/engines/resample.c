@@ -8,6 +8,8 @@
 ** `particles` library). */
 #include "resample.h"
 
+#include "par.h"
+
 #include <gsl/gsl_randist.h>
 #include <math.h>
 #include <string.h>
@@ -100,6 +102,115 @@ static void strata(const double *w, size_t n, size_t m, plm_rng *r, int fresh, s
         }
     }
     counts[last_positive(w, n)] += m - j;
+}
+
+/* The number of slots j in [0, m) whose point j + u lies below the cumulative weight c (scaled by m), with
+** the comparison strata() makes, so both give the same counts. c - u > -1, so truncation gives its floor or 0;
+** the estimate is then off by at most one (the rounding of c - u), which the two corrections settle. All of it
+** in arithmetic, not branches: the counts are random, so a branch on them would be mispredicted. */
+static inline size_t slots_below(double c, double u, size_t m)
+{
+    /* signed: an unsigned conversion is a branch on x86-64; m <= 4e9 fits */
+    const int64_t mm = (int64_t)m;
+    double d = c - u;
+    int64_t k = (int64_t)(d > 0 ? d : 0);
+    k += (double)k < d;
+    k = k < mm ? k : mm;
+    k -= (k > 0) & !((double)(k - 1) + u < c);
+    k += (k < mm) & ((double)k + u < c);
+    return (size_t)k;
+}
+
+void plm_resample_systematic_ancestors(const double *w, size_t n, size_t m, plm_rng *r, size_t *anc, size_t *marks)
+{
+    double c = 0, u = plm_rng_uniform(r), dm = (double)m;
+    size_t i, j, s = 0, last = last_positive(w, n);
+    /* marks[k] = how many particles have their last slot before k: slot j belongs to the particle numbered
+    ** by the particles whose slots all lie before it, i.e. the running sum of marks; past the last
+    ** cumulative sum (rounding) the slots go to the last positive weight, as in strata() */
+    memset(marks, 0, (m + 1) * sizeof *marks);
+    for (i = 0; i < n; i++) {
+        c += w[i] * dm;
+        marks[slots_below(c, u, m)]++;
+    }
+    for (j = 0; j < m; j++) {
+        s += marks[j];
+        anc[j] = s < n ? s : last;
+    }
+}
+
+/* slots_below without its exact corrections, for the chunked pass: ceil(c - u) as round(c - u + 1/2), by
+** adding and removing 2^52 (c - u > -1, and below 2^32). It differs from slots_below only when c - u lands
+** within rounding of an integer; then one slot moves between neighbours. */
+static inline size_t slots_near(double c, double u, int64_t m)
+{
+    double r = (c - u + 0.5 + 0x1p52) - 0x1p52;   /* IEEE arithmetic: no compiler folds this */
+    int64_t k = (int64_t)r;
+    return (size_t)(k < m ? k : m);
+}
+
+typedef struct sys_job {
+    const double *w;
+    size_t n, m, chunk, *anc, *marks;
+    double u, dm;
+    const double *start;   /* scaled cumulative weight at each chunk's start; start[nchunks] is the total */
+    const double *src;     /* particles to copy into their slots (dim components), or NULL */
+    double *dst;
+    int dim;
+} sys_job;
+
+static void sys_chunks(void *arg, size_t c0, size_t c1, int worker)
+{
+    sys_job *J = arg;
+    size_t c;
+    (void)worker;
+    for (c = c0; c < c1; c++) {
+        size_t i0 = c * J->chunk, n = J->n - i0 < J->chunk ? J->n - i0 : J->chunk, i, j, s = 0, last = i0;
+        size_t k0 = slots_below(J->start[c], J->u, J->m), k1 = slots_below(J->start[c + 1], J->u, J->m);
+        size_t *marks = J->marks + c;   /* chunk c's marks are [k0 + c, k1 + c]: apart from the others' */
+        double cum = J->start[c];
+        if (k1 == k0) continue;
+        for (j = k0; j <= k1; j++) marks[j] = 0;
+        for (i = 0; i < n; i++) {
+            size_t k;
+            cum += J->w[i0 + i] * J->dm;
+            k = slots_near(cum, J->u, (int64_t)J->m);
+            marks[k < k1 ? k : k1]++;
+            last = J->w[i0 + i] > 0 ? i0 + i : last;
+        }
+        /* slots the chunk's own running sum leaves short of its total (rounding) go to its last positive
+        ** weight, which exists because the chunk has slots */
+        for (j = k0; j < k1; j++) {
+            s += marks[j];
+            J->anc[j] = s < n ? i0 + s : last;
+        }
+        for (i = 0; i < (size_t)J->dim; i++) {   /* the chunk's slots were decided here: copy while in cache */
+            const double *src = J->src + i * J->n;
+            double *dst = J->dst + i * J->m;
+            for (j = k0; j < k1; j++) dst[j] = src[J->anc[j]];
+        }
+    }
+}
+
+void plm_resample_systematic_chunked(const double *w, size_t n, size_t m, size_t chunk, const double *csum,
+                                     plm_rng *r, size_t *anc, size_t *marks, double *start, const double *src,
+                                     double *dst, int dim, int nthreads)
+{
+    size_t nc = (n + chunk - 1) / chunk, c, j, last = last_positive(w, n);
+    sys_job J;
+    int k;
+    J.w = w, J.n = n, J.m = m, J.chunk = chunk, J.anc = anc, J.marks = marks, J.start = start;
+    J.src = src, J.dst = dst, J.dim = src ? dim : 0;
+    J.u = plm_rng_uniform(r);
+    J.dm = (double)m;
+    start[0] = 0;
+    for (c = 0; c < nc; c++) start[c + 1] = start[c] + csum[c] * J.dm;
+    plm_parallel_for(nthreads, nc, 1, sys_chunks, &J);
+    /* past the total (rounding), as in strata() */
+    for (j = slots_below(start[nc], J.u, m); j < m; j++) {
+        anc[j] = last;
+        for (k = 0; k < J.dim; k++) dst[(size_t)k * m + j] = src[(size_t)k * n + last];
+    }
 }
 
 /* Multinomial counts of m draws from weights v (summing to vsum, not necessarily 1) added to counts, by

@@ -44,6 +44,24 @@ double plm_resample_cess(const double *W, const double *loginc, size_t n);
 plm_status plm_resample_counts(plm_ctx *ctx, plm_resample_scheme s, const double *w, size_t n, size_t m,
                                plm_rng *r, size_t *counts, double *scratch);
 
+/* Systematic resampling straight to ancestor indices: the anc[0..m) that plm_resample_counts(SYSTEMATIC)
+** followed by plm_resample_ancestors gives for the same weights and stream (the same one uniform is drawn
+** from r), in two passes without a branch that depends on the weights. The weights are not checked: the
+** caller normalised them itself (finite, >= 0, summing to 1). marks is scratch of m + 1 counts. */
+void plm_resample_systematic_ancestors(const double *w, size_t n, size_t m, plm_rng *r, size_t *anc,
+                                       size_t *marks);
+
+/* The same on threads: the particles split into fixed chunks of `chunk` (the cumulative weight at a chunk's
+** start is the sum of the earlier chunks' totals csum[c], given by the caller, so the chunks run at once), and
+** the result depends on `chunk`, never on nthreads. It differs from the function above only where a cumulative
+** sum lands within rounding of a point j + u, and keeps its properties: counts are floor or ceil of m w_i,
+** ancestors are nondecreasing, a zero weight gets no slot. Scratch: marks of m + n / chunk + 2 counts, start
+** of n / chunk + 2 doubles. With src (dim components of n values each) the same pass copies the particles into
+** their slots: dst[k m + j] = src[k n + anc[j]] (dst of dim m values, apart from src); src NULL copies none. */
+void plm_resample_systematic_chunked(const double *w, size_t n, size_t m, size_t chunk, const double *csum,
+                                     plm_rng *r, size_t *anc, size_t *marks, double *start, const double *src,
+                                     double *dst, int dim, int nthreads);
+
 /* Ancestor indices in nondecreasing order: anc[j] for j < m, from counts of n particles (sum m). */
 void plm_resample_ancestors(const size_t *counts, size_t n, size_t *anc);
 
