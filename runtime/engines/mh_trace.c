@@ -191,8 +191,7 @@ plm_status plm_mh_chain_propose(plm_ctx *ctx, plm_mh_chain *ch, plm_rng *rng, co
     return PLM_OK;
 }
 
-/* Copy the sites of src into dst (cleared first). */
-static plm_status trace_copy(plm_ctx *ctx, plm_trace *dst, const plm_trace *src)
+plm_status plm_mh_trace_copy(plm_ctx *ctx, plm_trace *dst, const plm_trace *src)
 {
     size_t i;
     plm_status st;
@@ -209,7 +208,7 @@ static plm_status trace_copy(plm_ctx *ctx, plm_trace *dst, const plm_trace *src)
 
 plm_status plm_mh_chain_set(plm_ctx *ctx, plm_mh_chain *ch, const plm_trace *tr)
 {
-    return tr == ch->tr ? PLM_OK : trace_copy(ctx, ch->tr, tr);
+    return tr == ch->tr ? PLM_OK : plm_mh_trace_copy(ctx, ch->tr, tr);
 }
 
 /* ---- site names, shared by the MH and the Gibbs kernels ---- */
@@ -282,7 +281,9 @@ typedef struct mh_state {
     int na, capa;
     double *x;             /* the proposed value */
     int capx;
-    plm_trace *prop;       /* GC */
+    plm_trace **t;         /* t[0]: the proposal; GC memory rooted by root, since malloc'd memory is not
+                           ** scanned and traces move between it and the chain */
+    long root;
     size_t sweep;          /* moves per iteration, frozen after warm-up */
     char *seen;
 } mh_state;
@@ -311,6 +312,7 @@ static void mh_free(void *p)
     int i;
     if (!ms) return;
     for (i = 0; i < ms->na; i++) free(ms->a[i].addr);
+    if (ms->root) plm_unroot(ms->root);
     free(ms->a);
     free(ms->x);
     free(ms->seen);
@@ -324,7 +326,8 @@ static void *mh_new(const plm_kernel *k, const plm_target *t)
     plm_ctx ctx;
     if (!plm_mh_target_chain(t) || !(ms = calloc(1, sizeof *ms))) return NULL;
     plm_ctx_clear(&ctx);
-    if (!(ms->seen = calloc((size_t)c->nm.n + 1, 1)) || plm_trace_new(&ctx, &ms->prop)) {
+    if (!(ms->seen = calloc((size_t)c->nm.n + 1, 1)) || !(ms->t = plm_gc_alloc(sizeof *ms->t)) ||
+        !(ms->root = plm_root(ms->t)) || plm_trace_new(&ctx, &ms->t[0])) {
         mh_free(ms);
         return NULL;
     }
@@ -418,7 +421,7 @@ static plm_status mh_step(const plm_kernel *k, void *p, plm_ctx *ctx, const plm_
             plm_dist_sample(d, rng, xnew);
             corr = plm_dist_logpdf(d, s->value) - plm_dist_logpdf(d, xnew);
         }
-        r.tr = ms->prop;
+        r.tr = ms->t[0];
         r.old = tr;
         r.target = s->addr;
         r.target_val = xnew;
@@ -429,9 +432,9 @@ static plm_status mh_step(const plm_kernel *k, void *p, plm_ctx *ctx, const plm_
             return st;
         else {
             /* the target's old density is not a stale term: the move proposed its new value */
-            double stale = stale_logp(tr, ms->prop, s, NULL, &irreversible);
-            size_t nnew = nmoved(nm, ms->prop);
-            loga = plm_trace_score(ms->prop) - plm_trace_score(tr) + corr + log((double)nmoved(nm, tr)) -
+            double stale = stale_logp(tr, ms->t[0], s, NULL, &irreversible);
+            size_t nnew = nmoved(nm, ms->t[0]);
+            loga = plm_trace_score(ms->t[0]) - plm_trace_score(tr) + corr + log((double)nmoved(nm, tr)) -
                    log((double)(nnew ? nnew : 1)) + stale - r.fresh;
             a = irreversible || isnan(loga) ? 0 : (loga >= 0 ? 1 : exp(loga));
         }
@@ -444,8 +447,8 @@ static plm_status mh_step(const plm_kernel *k, void *p, plm_ctx *ctx, const plm_
         }
         sum += a;
         if (plm_rng_uniform(rng) < a) {
-            ch->tr = ms->prop;
-            ms->prop = tr;
+            ch->tr = ms->t[0];
+            ms->t[0] = tr;
         }
     }
     *stat = step ? sum / (double)step : NAN;
@@ -474,7 +477,8 @@ plm_status plm_trace_kernel_mh(plm_ctx *ctx, const char *const *sites, int nsite
 /* ---- Gibbs by enumeration on a dynamic trace ---- */
 
 typedef struct gibbs_state {
-    plm_trace *prop, *pick;    /* GC: the run of the value being scored; the value picked so far */
+    plm_trace **t;             /* GC, rooted: the run of the value being scored, the value picked so far */
+    long root;
     char **addr;               /* the sites to update this step (copied: runs replace the trace) */
     int naddr, capaddr;
     char *seen;
@@ -486,6 +490,7 @@ static void gibbs_free(void *p)
     int i;
     if (!gs) return;
     for (i = 0; i < gs->naddr; i++) free(gs->addr[i]);
+    if (gs->root) plm_unroot(gs->root);
     free(gs->addr);
     free(gs->seen);
     free(gs);
@@ -498,7 +503,8 @@ static void *gibbs_new(const plm_kernel *k, const plm_target *t)
     plm_ctx ctx;
     if (!plm_mh_target_chain(t) || !(gs = calloc(1, sizeof *gs))) return NULL;
     plm_ctx_clear(&ctx);
-    if (!(gs->seen = calloc((size_t)nm->n + 1, 1)) || plm_trace_new(&ctx, &gs->prop) || plm_trace_new(&ctx, &gs->pick)) {
+    if (!(gs->seen = calloc((size_t)nm->n + 1, 1)) || !(gs->t = plm_gc_alloc(2 * sizeof *gs->t)) ||
+        !(gs->root = plm_root(gs->t)) || plm_trace_new(&ctx, &gs->t[0]) || plm_trace_new(&ctx, &gs->t[1])) {
         gibbs_free(gs);
         return NULL;
     }
@@ -574,7 +580,7 @@ static plm_status gibbs_site(plm_ctx *ctx, gibbs_state *gs, plm_mh_chain *ch, pl
         if (xv == x0)
             w = plm_trace_score(cur);
         else {
-            plm_trace *run = picked == gs->prop ? gs->pick : gs->prop;
+            plm_trace *run = picked == gs->t[0] ? gs->t[1] : gs->t[0];
             r.tr = run;
             r.target_val = &xv;
             st = run_once(ch->p, ctx, &r, NULL, 0);
@@ -598,8 +604,8 @@ static plm_status gibbs_site(plm_ctx *ctx, gibbs_state *gs, plm_mh_chain *ch, pl
     }
     if (picked != cur) {
         /* the picked run becomes the chain's trace; the old one a scratch trace */
-        if (gs->prop == picked) gs->prop = cur;
-        else gs->pick = cur;
+        if (gs->t[0] == picked) gs->t[0] = cur;
+        else gs->t[1] = cur;
         ch->tr = picked;
     }
     return PLM_OK;

@@ -108,6 +108,9 @@ plm_status plm_mh_chain_propose(plm_ctx *ctx, plm_mh_chain *ch, plm_rng *rng, co
 ** (see the top of mh_trace.c). */
 double plm_mh_trace_logratio(const plm_trace *old, const plm_trace *nw, const plm_trace *cons, double fresh);
 
+/* Copy the sites, values and scores of src into dst (cleared first; distributions shared). */
+plm_status plm_mh_trace_copy(plm_ctx *ctx, plm_trace *dst, const plm_trace *src);
+
 /* Make a copy of tr the chain's current trace. */
 plm_status plm_mh_chain_set(plm_ctx *ctx, plm_mh_chain *ch, const plm_trace *tr);
 
