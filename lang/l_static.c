@@ -466,8 +466,9 @@ int plm_l_infer_static(lua_State *L, const plm_l_program *pg, const plm_l_infer_
             lua_pop(L, 1);
             if (!bad) return 0;
             return luaL_error(L, "%s: kernel %s needs a static model (one whose structure does not depend on its "
-                                 "random choices), and this one is not: %s (on a dynamic program, use plume.kernel.mh, "
-                                 "plume.kernel.gibbs, Lua functions and their cycles, mixtures and repetitions)", fn, bad,
+                                 "random choices), and this one is not: %s (on a dynamic program, use plume.kernel.mh{sites = ...}, "
+                                 "plume.kernel.gibbs{sites = ...}, Lua functions and their cycles, mixtures and "
+                                 "repetitions)", fn, bad,
                               lua_tostring(L, -1));
         }
         return luaL_error(L, "%s: method \"%s\" needs a static model (one whose structure does not depend on its "
