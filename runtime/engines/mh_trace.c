@@ -710,6 +710,10 @@ static plm_status chain_run(plm_ctx *ctx, const plm_mh_opts *o, int c, plm_mh_ch
     ch->check_it = o->warmup < total ? o->warmup : total - 1;
     for (it = 0; it < total; it++) {
         double stat = NAN;
+        if (plm_interrupted()) {   /* a kernel written in Lua may not look */
+            st = plm_fail(ctx, PLM_EINTR, "interrupted");
+            break;
+        }
         ch->it = it;
         ch->warm = it < o->warmup;
         for (j = 0; j < nextra; j++) extra[j] = NAN;
