@@ -856,7 +856,7 @@ static plm_status fn_step(const plm_kernel *kn, void *p, plm_ctx *ctx, const plm
         return fn_fail(L, ctx, host, base, "plume.infer: the kernel function at %s returned a trace of log density %s "
                        "(test a proposal with plume.kernel.accept)", c->where, out->rejected ? "-inf (rejected)" : "-inf");
     *stat = lua_rawequal(L, -1, base + 1) ? 0 : 1;
-    if (plm_mh_chain_set(ctx, ch, out->tr)) {
+    if (*stat && plm_mh_chain_set(ctx, ch, out->tr)) {
         lua_settop(L, base);
         return ctx->status;
     }

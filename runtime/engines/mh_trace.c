@@ -246,8 +246,9 @@ static int names_find(const names *nm, const char *addr)
     return -1;
 }
 
-/* Mark in seen[] the names of nm that tr's latent sites stand for; at the chain's check iteration, fail
-** naming the first name never seen (the model does not sample it, or never did so far). */
+/* Mark in seen[] the names of nm that tr's latent sites stand for; at the kernel's first step from the chain's
+** check iteration on, fail naming the first name never seen (the model does not sample it, or never did so
+** far). seen[nm->n] records that the check was made. */
 static plm_status names_check(plm_ctx *ctx, const names *nm, char *seen, const plm_mh_chain *ch, const plm_trace *tr,
                               const char *kernel)
 {
@@ -255,7 +256,8 @@ static plm_status names_check(plm_ctx *ctx, const names *nm, char *seen, const p
     int j;
     for (i = 0; i < tr->n; i++)
         if (tr->sites[i].kind == PLM_SITE_LATENT && (j = names_find(nm, tr->sites[i].addr)) >= 0 && nm->n) seen[j] = 1;
-    if (ch->it != ch->check_it) return PLM_OK;
+    if (ch->it < ch->check_it || seen[nm->n]) return PLM_OK;
+    seen[nm->n] = 1;
     for (j = 0; j < nm->n; j++)
         if (!seen[j])
             return plm_fail(ctx, PLM_EINVAL, "%s names site '%s', which the model did not sample in %ld iterations",
