@@ -6,6 +6,7 @@
 #include "linfer.h"
 #include "ldist.h"
 #include "lkernel.h"
+#include "kernel_compose.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -282,6 +283,17 @@ static int push_inits(lua_State *L, const options *o)
     return lua_gettop(L);
 }
 
+/* Does the trace kernel k, or one of its children, call a Lua function (l_kernel.c)? */
+static int holds_lua(const plm_kernel *k)
+{
+    const plm_kernel *const *ch;
+    int i, n = plm_kernel_children(k, &ch);
+    if (strcmp(k->ops->name, "lua") == 0) return 1;
+    for (i = 0; i < n; i++)
+        if (holds_lua(ch[i])) return 1;
+    return 0;
+}
+
 static int engine_mh(lua_State *L, const program *pg, const options *o)
 {
     plm_ctx ctx;
@@ -296,8 +308,9 @@ static int engine_mh(lua_State *L, const program *pg, const options *o)
     accept_rate = plm_l_scratch(L, (size_t)o->chains * sizeof(double));
     inits = push_inits(L, o);
     /* several threads: chains on their own Lua states (not with `output`, which streams draws in order) */
-    /* (a kernel value runs on this state: its Lua functions cannot be copied with their upvalues) */
-    if (o->threads > 1 && o->chains > 1 && !o->output && !o->trace_kernel)
+    /* (a kernel holding Lua functions runs on this state: they cannot be copied with their upvalues; the C
+    ** trace kernels are shared, read-only, by the chains' states) */
+    if (o->threads > 1 && o->chains > 1 && !o->output && !(o->trace_kernel && holds_lua(o->trace_kernel)))
         done = plm_l_mh_parallel(L, pg, o, R, accept_rate, inits);
     for (c = 0; !done && c < o->chains; c++) {
         int lua_err, init;

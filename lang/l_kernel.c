@@ -865,6 +865,7 @@ static plm_status fn_step(const plm_kernel *kn, void *p, plm_ctx *ctx, const plm
     return PLM_OK;
 }
 
+/* named "lua": l_infer.c keeps kernels holding it on the calling state */
 static const plm_kernel_ops fn_ops = {"lua", 0, NULL, fn_new, fn_free, fn_step, NULL};
 
 /* The names of the value's sites (NULL with *n = 0 when it has none: every site); kept by the value. */

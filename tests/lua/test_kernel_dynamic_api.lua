@@ -65,6 +65,16 @@ T.test("same_seed_same_draws_with_a_lua_kernel", function()
   T.ok(same < 400, "another seed, other draws")
 end)
 
+T.test("trace_kernels_without_lua_functions_give_the_same_draws_on_threads", function()
+  local k = K.cycle{ K.gibbs{ sites = "z" }, K.mh{ sites = { "k", "extra" } } }
+  local a = plume.infer(zm, 0.5, { kernel = k, samples = 300, chains = 3, seed = 5, threads = 1, quiet = true })
+  local b = plume.infer(zm, 0.5, { kernel = k, samples = 300, chains = 3, seed = 5, threads = 3, quiet = true })
+  local da, db = a:draws("extra"), b:draws("extra")
+  T.eq(#db, #da, "draws")
+  for i = 1, #da do T.ok(da[i] == db[i] or (da[i] ~= da[i] and db[i] ~= db[i]), "draw " .. i) end
+  for c = 1, 3 do T.eq(a["k2.accept_rate"][c], b["k2.accept_rate"][c], "chain " .. c .. " rate") end
+end)
+
 T.test("trace_values_get_with_sites_logp", function()
   local seen = {}
   local function look(tr)
