@@ -481,6 +481,8 @@ plm_status plm_trace_kernel_mh(plm_ctx *ctx, const char *const *sites, int nsite
 typedef struct gibbs_state {
     plm_trace **t;             /* GC, rooted: the run of the value being scored, the value picked so far */
     long root;
+    long *cnt;                 /* per site of the current trace: the other values' runs that have it */
+    size_t capcnt;
     char **addr;               /* the sites to update this step (copied: runs replace the trace) */
     int naddr, capaddr;
     char *seen;
@@ -493,6 +495,7 @@ static void gibbs_free(void *p)
     if (!gs) return;
     for (i = 0; i < gs->naddr; i++) free(gs->addr[i]);
     if (gs->root) plm_unroot(gs->root);
+    free(gs->cnt);
     free(gs->addr);
     free(gs->seen);
     free(gs);
@@ -524,43 +527,24 @@ static long support_count(const plm_dist *d)
     }
 }
 
-/* Does nw have the same latent sites as old (addresses, kinds, dimensions), every one but addr with old's
-** value? 1: yes; 0: the same sites, but some value was re-drawn (it left its support under the new value);
-** -1: the structure changed, with the first site that differs in *which. */
-static int same_structure(const plm_trace *old, const plm_trace *nw, const char *addr, const char **which)
-{
-    size_t i;
-    int same = 1;
-    for (i = 0; i < nw->n; i++) {
-        const plm_site *b = &nw->sites[i], *a;
-        if (b->kind != PLM_SITE_LATENT) continue;
-        a = plm_trace_find(old, b->addr);
-        if (!a || a->kind != PLM_SITE_LATENT || a->dim != b->dim || a->dist->kind != b->dist->kind) {
-            *which = b->addr;
-            return -1;
-        }
-        if (strcmp(b->addr, addr) != 0 && memcmp(a->value, b->value, (size_t)a->dim * sizeof(double)) != 0) same = 0;
-    }
-    if (nw->nlatent != old->nlatent) {
-        for (i = 0; i < old->n; i++)
-            if (old->sites[i].kind == PLM_SITE_LATENT && !plm_trace_find(nw, old->sites[i].addr)) {
-                *which = old->sites[i].addr;
-                break;
-            }
-        return -1;
-    }
-    return same;
-}
-
-/* Update the site at addr of the chain's trace from its exact conditional. Values are scored one by one
-** and the pick kept as it goes (value v replaces the pick with probability w_v / (w_1 + ... + w_v)), so
-** that one extra trace holds it whatever the support's size. */
+/* Update the site at addr of the chain's trace from its exact conditional, by enumeration, when its values
+** change the program's structure too (Carlin and Chib 1995, with the prior as pseudo-prior). The current
+** trace's latent sites split into C, those every other value's run has too (with their values: reused), and
+** E_s, those no other run has; run v's sites are C and E_v, drawn fresh from their priors. On the extended
+** space pi(s, C, E_s) prod_{v != s} q_v(E_v | C), drawing the E_v from q_v and then s from
+**     P(s = v) ~ pi(v, C, E_v) / q_v(E_v | C)
+** is an exact Gibbs sweep, so pi is invariant. The weight of the current value divides by q_s(E_s | C), the
+** product of its E_s sites' densities. A site that some other values' runs have and others do not fits
+** neither part: refused, naming it. Without structure changes C is every site and the weights are the exact
+** conditional. The other values are scored one by one and their pick kept as it goes (v replaces it with
+** probability w_v / (sum of w so far)), so that two extra traces hold everything whatever the support. */
 static plm_status gibbs_site(plm_ctx *ctx, gibbs_state *gs, plm_mh_chain *ch, plm_rng *rng, const char *addr)
 {
     const plm_site *s = plm_trace_find(ch->tr, addr);
-    plm_trace *cur = ch->tr, *picked = cur;
-    long K, v;
-    double x0, total = -INFINITY;
+    plm_trace *cur = ch->tr, *picked = NULL;
+    long K, v, nvalid = 0;
+    double x0, total = -INFINITY, logq_s = 0, w_s;
+    size_t i;
     plm_mh_run r;
     plm_status st;
     if (!s || s->kind != PLM_SITE_LATENT) return PLM_OK;   /* gone with an earlier site's new value */
@@ -569,6 +553,13 @@ static plm_status gibbs_site(plm_ctx *ctx, gibbs_state *gs, plm_mh_chain *ch, pl
         return plm_fail(ctx, PLM_EINVAL, "plume.kernel.gibbs: site '%s' (%s) has an infinite support, and the Gibbs "
                         "kernel on a dynamic program enumerates finite ones (bernoulli, categorical, binomial): move it "
                         "with plume.kernel.mh", addr, plm_dist_info_of(s->dist->kind)->name);
+    if (cur->n > gs->capcnt) {
+        long *nc = realloc(gs->cnt, cur->n * sizeof *nc);
+        if (!nc) return plm_fail(ctx, PLM_ENOMEM, "out of memory");
+        gs->cnt = nc;
+        gs->capcnt = cur->n;
+    }
+    memset(gs->cnt, 0, cur->n * sizeof *gs->cnt);
     x0 = s->value[0];
     memset(&r, 0, sizeof r);
     r.rng = rng;
@@ -576,35 +567,44 @@ static plm_status gibbs_site(plm_ctx *ctx, gibbs_state *gs, plm_mh_chain *ch, pl
     r.target = addr;
     for (v = 0; v < K; v++) {
         double xv = (double)v, w;
-        const char *which = NULL;
-        int same;
+        int zero = 0;
+        plm_trace *run = picked == gs->t[0] ? gs->t[1] : gs->t[0];
+        if (xv == x0) continue;
         if (plm_interrupted()) return plm_fail(ctx, PLM_EINTR, "interrupted");
-        if (xv == x0)
-            w = plm_trace_score(cur);
-        else {
-            plm_trace *run = picked == gs->t[0] ? gs->t[1] : gs->t[0];
-            r.tr = run;
-            r.target_val = &xv;
-            st = run_once(ch->p, ctx, &r, NULL, 0);
-            if (st == REJECTED) continue;
-            if (st) return st;
-            same = same_structure(cur, run, addr, &which);
-            if (same < 0)
-                return plm_fail(ctx, PLM_EINVAL, "plume.kernel.gibbs: site '%s' changes the program's structure: with "
-                                "value %ld (and the other sites held), site '%s' %s; Gibbs on a dynamic program enumerates "
-                                "sites whose values keep the same sites: move '%s' with plume.kernel.mh", addr,
-                                v + (s->dist->kind == PLM_DIST_CATEGORICAL ? s->dist->base : 0), which,
-                                plm_trace_find(run, which) ? "appears" : "vanishes", addr);
-            if (!same) continue;   /* another site's value is outside its support: probability 0 */
-            w = plm_trace_score(run);
+        r.tr = run;
+        r.target_val = &xv;
+        st = run_once(ch->p, ctx, &r, NULL, 0);
+        if (st == REJECTED) continue;
+        if (st) return st;
+        nvalid++;
+        for (i = 0; i < run->n; i++) {
+            const plm_site *b = &run->sites[i], *a;
+            if (b->kind != PLM_SITE_LATENT || strcmp(b->addr, addr) == 0 || !(a = plm_trace_find(cur, b->addr))) continue;
+            if (a->kind != PLM_SITE_LATENT || a->dim != b->dim || a->dist->kind != b->dist->kind)
+                return plm_fail(ctx, PLM_EINVAL, "plume.kernel.gibbs: with site '%s' = %ld, site '%s' changes its "
+                                "distribution's kind or size; Gibbs enumerates values that keep each site's kind: move "
+                                "'%s' with plume.kernel.mh", addr, v, b->addr, addr);
+            gs->cnt[a - cur->sites]++;
+            if (memcmp(a->value, b->value, (size_t)a->dim * sizeof(double)) != 0) zero = 1;   /* left its support */
         }
+        w = zero ? -INFINITY : plm_trace_score(run) - r.fresh;
         if (!(w > -INFINITY)) continue;
         if (w == INFINITY || isnan(w))
             return plm_fail(ctx, PLM_EDOM, "plume.kernel.gibbs: site '%s' = %ld gives log density %g", addr, v, w);
         total = total > w ? total + log1p(exp(w - total)) : w + log1p(exp(total - w));
-        if (plm_rng_uniform(rng) < exp(w - total)) picked = xv == x0 ? cur : r.tr;
+        if (plm_rng_uniform(rng) < exp(w - total)) picked = run;
     }
-    if (picked != cur) {
+    for (i = 0; i < cur->n; i++) {
+        const plm_site *a = &cur->sites[i];
+        if (a->kind != PLM_SITE_LATENT || a == s || gs->cnt[i] == nvalid) continue;   /* in C */
+        if (gs->cnt[i] != 0)
+            return plm_fail(ctx, PLM_EINVAL, "plume.kernel.gibbs: site '%s' exists under some values of site '%s' but "
+                            "not all, which the enumeration cannot weigh: move '%s' with plume.kernel.mh", a->addr,
+                            addr, addr);
+        logq_s += a->logp;   /* in E_s */
+    }
+    w_s = plm_trace_score(cur) - logq_s;
+    if (picked && plm_rng_uniform(rng) * (1 + exp(w_s - total)) < 1) {
         /* the picked run becomes the chain's trace; the old one a scratch trace */
         if (gs->t[0] == picked) gs->t[0] = cur;
         else gs->t[1] = cur;

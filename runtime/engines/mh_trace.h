@@ -119,12 +119,13 @@ plm_status plm_mh_chain_set(plm_ctx *ctx, plm_mh_chain *ch, const plm_trace *tr)
 plm_status plm_trace_kernel_mh(plm_ctx *ctx, const char *const *sites, int nsites, double scale, plm_kernel **out);
 
 /* Gibbs by enumeration on finite discrete sites of a dynamic trace (bernoulli, categorical, binomial; names
-** as for the MH; nsites = 0: every discrete site): each value of the site's support is scored by running the
-** program with it, the others held, and a value drawn from the exact conditional. A value that changes the
-** program's structure (makes a site appear or vanish) is refused: the step fails with PLM_EINVAL naming both
-** sites, since an exact conditional over changing dimensions needs more than enumeration (use the MH). A
-** site of infinite support fails the same way. A value under which another site's value leaves its support
-** has conditional probability 0. Statistic: 1. GC kernel. */
+** as for the MH; nsites = 0: every discrete site): each other value of the site is scored by running the
+** program with it, the other sites held, and the value drawn from the exact conditional. A value that makes
+** sites appear draws them from their priors, and the weights account for it (prior as pseudo-prior, Carlin
+** and Chib 1995; see mh_trace.c), so switching sites on and off is exact. Refused (PLM_EINVAL naming the
+** sites): a site present under some other values but not all (neither shared nor exclusive), a site whose
+** distribution changes kind, a site of infinite support. A value under which another site's value leaves
+** its support has probability 0. Statistic: 1. GC kernel. */
 plm_status plm_trace_kernel_gibbs(plm_ctx *ctx, const char *const *sites, int nsites, plm_kernel **out);
 
 #endif
