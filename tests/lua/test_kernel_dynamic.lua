@@ -18,7 +18,7 @@ end)
 local function simulate_switch()
   local k, x = D.bernoulli(0.5):sample(), D.gamma(2, 1):sample()
   local mu = math.log(x) + (k == 1 and D.normal(0, 1):sample() or 0)
-  return x, { D.normal(mu, 0.5):sample(), D.normal(mu, 0.5):sample() }
+  return x, { D.normal(mu, 0.5):sample(), D.normal(mu, 0.5):sample() }, k
 end
 
 -- A multiplicative random walk on x written in Lua: x' = x exp(0.7 e) is asymmetric, and its Hastings term is
@@ -142,4 +142,23 @@ end)
 T.test("sbc_negative_control_wrong_gibbs_conditional_is_rejected", function()
   local chi2, bins, zchi2, zbins = sbc_mixed(wrong_gibbs_z, 42)
   T.ok(zchi2 > CHI2_999, string.format("z: chi-square %.1f (bins %s)", zchi2, table.concat(zbins, " ")))
+end)
+
+-- the Gibbs kernel on k, whose values switch site b on and off (weighed with b's prior as pseudo-prior)
+T.test("sbc_gibbs_on_a_structure_switching_site_ranks_uniform", function()
+  local kernel = K.cycle{ K.gibbs{ sites = "k" }, K.mh{ sites = { "x", "b" } } }
+  local kranks = {}
+  local chi2, bins = sbc(REPS, 61, function(r)
+    local x, y, k = simulate_switch()
+    local post = plume.infer(switch, y, { kernel = kernel, samples = 190, thin = 10, warmup = 60, chains = 1,
+      seed = 61000 + r, quiet = true })
+    kranks[r] = rank_of(k, post:draws("k"))
+    return rank_of(x, post:draws("x"))
+  end)
+  local kbins, kchi2 = {}, 0
+  for b = 1, 10 do kbins[b] = 0 end
+  for _, rk in ipairs(kranks) do kbins[rk // 2 + 1] = kbins[rk // 2 + 1] + 1 end
+  for b = 1, 10 do kchi2 = kchi2 + (kbins[b] - REPS / 10) ^ 2 / (REPS / 10) end
+  T.ok(chi2 < CHI2_999, string.format("x: chi-square %.1f (bins %s)", chi2, table.concat(bins, " ")))
+  T.ok(kchi2 < CHI2_999, string.format("k: chi-square %.1f (bins %s)", kchi2, table.concat(kbins, " ")))
 end)
