@@ -6,6 +6,7 @@
 #include "linfer.h"
 #include "ldist.h"
 #include "lkernel.h"
+#include "kernel_compose.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -152,6 +153,7 @@ static int engine_independent(lua_State *L, const program *pg, const options *o,
 /* ---- mh: the kernel of runtime/mh_trace.c with the program as its callback ---- */
 
 typedef struct mh_lua {
+    plm_l_trace_host host;    /* first: kernels written in Lua find it as the program's user data */
     lua_State *L;
     const program *pg;
     exec ex;
@@ -190,7 +192,8 @@ static int mh_sample(lua_State *L, exec *ex, const char *addr, const plm_dist *d
         return PLM_L_CHOSEN;
     }
     if (plm_mh_choose(&ex->ctx, ex->mh, addr, d, x, lp)) {
-        if (ex->ctx.status == PLM_ENOTSUP) plm_l_improper_error(L, addr);
+        if (ex->ctx.status == PLM_ENOTSUP && plm_dist_info_of(d->kind)->improper) plm_l_improper_error(L, addr);
+        if (ex->ctx.status == PLM_ENOTSUP) luaL_error(L, "%s", ex->ctx.msg);   /* an imposed value of the wrong size */
         plm_l_fail(L, &ex->ctx);
     }
     return PLM_L_CHOSEN;
@@ -207,10 +210,10 @@ static plm_status mh_run(void *ud, plm_ctx *ctx, plm_mh_run *r)
     m->ex.mh = r;
     m->ex.tr = r->tr;
     m->ex.rng = r->rng;
-    res = run_program(m->L, m->pg, &m->ex, 0, 0, &w, &st);
+    res = run_program(m->L, m->host.pg, &m->ex, 0, 0, &w, &st);
     if (res == RUN_OK) return PLM_OK;
     if (res == RUN_REJECTED) return plm_fail(ctx, st, "%s", w.msg);
-    m->lua_err = 1;
+    m->lua_err = m->host.lua_err = 1;
     return plm_fail(ctx, PLM_ERUNTIME, "the model program failed");
 }
 
@@ -233,8 +236,8 @@ plm_status plm_l_mh_chain(lua_State *L, const program *pg, const options *o, int
     plm_mh_opts mo;
     plm_status st;
     memset(&m, 0, sizeof m);
-    m.L = L;
-    m.pg = pg;
+    m.L = m.host.L = L;
+    m.pg = m.host.pg = pg;
     m.ex.hooks = &mh_hooks;
     m.pr = pr;
     m.nchains = o->chains;
@@ -249,11 +252,13 @@ plm_status plm_l_mh_chain(lua_State *L, const program *pg, const options *o, int
     mo.init = init != 0;
     mo.sites = o->mh_sites;
     mo.nsites = o->mh_nsites;
+    mo.kernel = o->trace_kernel;
+    mo.extra_mean = o->trace_kernel && o->extra_mean ? o->extra_mean + (size_t)c * (size_t)o->trace_kernel->ops->nextra : NULL;
     if (init) lua_pushvalue(L, init);
     else lua_pushnil(L);
     lua_setiuservalue(L, pg->handle, 1);
     st = plm_mh_trace_chain(ctx, &prog, &mo, c, R, rec_chain, accept);
-    *lua_err = m.lua_err;
+    *lua_err = m.lua_err || m.host.lua_err;
     return st;
 }
 
@@ -278,6 +283,17 @@ static int push_inits(lua_State *L, const options *o)
     return lua_gettop(L);
 }
 
+/* Does the trace kernel k, or one of its children, call a Lua function (l_kernel.c)? */
+static int holds_lua(const plm_kernel *k)
+{
+    const plm_kernel *const *ch;
+    int i, n = plm_kernel_children(k, &ch);
+    if (strcmp(k->ops->name, "lua") == 0) return 1;
+    for (i = 0; i < n; i++)
+        if (holds_lua(ch[i])) return 1;
+    return 0;
+}
+
 static int engine_mh(lua_State *L, const program *pg, const options *o)
 {
     plm_ctx ctx;
@@ -292,7 +308,10 @@ static int engine_mh(lua_State *L, const program *pg, const options *o)
     accept_rate = plm_l_scratch(L, (size_t)o->chains * sizeof(double));
     inits = push_inits(L, o);
     /* several threads: chains on their own Lua states (not with `output`, which streams draws in order) */
-    if (o->threads > 1 && o->chains > 1 && !o->output) done = plm_l_mh_parallel(L, pg, o, R, accept_rate, inits);
+    /* (a kernel holding Lua functions runs on this state: they cannot be copied with their upvalues; the C
+    ** trace kernels are shared, read-only, by the chains' states) */
+    if (o->threads > 1 && o->chains > 1 && !o->output && !(o->trace_kernel && holds_lua(o->trace_kernel)))
+        done = plm_l_mh_parallel(L, pg, o, R, accept_rate, inits);
     for (c = 0; !done && c < o->chains; c++) {
         int lua_err, init;
         plm_status st;
@@ -309,6 +328,21 @@ static int engine_mh(lua_State *L, const program *pg, const options *o)
     if (plm_results_finish(&ctx, R)) return plm_l_fail_in(L, &ctx, "plume.infer");
     for (c = 0; c < o->chains; c++)
         if (plm_results_push(&ctx, R, "accept_rate", accept_rate[c])) return plm_l_fail_in(L, &ctx, "plume.infer");
+    if (o->trace_kernel) {
+        /* a composite's children: "k1.accept_stat__" becomes the series "k1.accept_rate" (as on static graphs) */
+        const plm_kernel_ops *ops = o->trace_kernel->ops;
+        int j;
+        for (j = 0; j < ops->nextra; j++) {
+            const char *name = ops->extra_names[j], *suffix = "accept_stat__";
+            size_t len = strlen(name), sl = strlen(suffix);
+            char series[160];
+            if (len < sl || strcmp(name + len - sl, suffix) != 0 || len - sl >= 120) continue;
+            snprintf(series, sizeof series, "%.*saccept_rate", (int)(len - sl), name);
+            for (c = 0; c < o->chains; c++)
+                if (plm_results_push(&ctx, R, series, o->extra_mean[(size_t)c * (size_t)ops->nextra + (size_t)j]))
+                    return plm_l_fail_in(L, &ctx, "plume.infer");
+        }
+    }
     plm_l_push_results(L, R);
     return 1;
 }
@@ -336,7 +370,7 @@ static int l_infer(lua_State *L)
     const char *fn = "plume.infer";
     program pg;
     options o;
-    int opts, nargs, k, mh, grad, why = 0;
+    int opts, nargs, k, mh, grad, why = 0, kernel_fn = 0, plain_mh = 0;
     lua_settop(L, 3);
     /* rearranged as fn, opts, args... */
     if (lua_isfunction(L, 1))
@@ -364,14 +398,22 @@ static int l_infer(lua_State *L)
     o.method = plm_l_optstr(L, opts, fn, "method", NULL);
     o.mh_sites = NULL;
     o.mh_nsites = 0;
+    o.trace_kernel = NULL;
+    o.extra_mean = NULL;
     if (opts && lua_getfield(L, opts, "kernel") != LUA_TNIL) {
-        /* a kernel value replaces the method (l_kernel.c builds it on the static graph) */
+        /* a kernel value replaces the method (l_kernel.c builds it on the static graph, or as a trace kernel
+        ** when the program is dynamic or the kernel holds a Lua function) */
         if (o.method && strcmp(o.method, "kernel") != 0)
             return luaL_error(L, "%s: give either option 'method' or option 'kernel', not both", fn);
-        if (!plm_l_iskernel(L, -1))
-            return luaL_error(L, "%s: option 'kernel' must be a plume.kernel value (got %s)", fn, luaL_typename(L, -1));
+        if (!plm_l_iskernel_or_fn(L, -1))
+            return luaL_error(L, "%s: option 'kernel' must be a plume.kernel value or a function (got %s)", fn,
+                              luaL_typename(L, -1));
         o.method = "kernel";
-        if (lua_getfield(L, -1, "kind") == LUA_TSTRING && strcmp(lua_tostring(L, -1), "mh") == 0) {
+        kernel_fn = plm_l_kernel_has_fn(L, -1);
+        if (lua_isfunction(L, -1))
+            lua_pushnil(L);
+        else if (lua_getfield(L, -1, "kind") == LUA_TSTRING && strcmp(lua_tostring(L, -1), "mh") == 0) {
+            plain_mh = 1;
             /* on a dynamic program this kernel is the trace MH restricted to its sites (when it names them) */
             if (lua_getfield(L, -2, "sites") == LUA_TTABLE) {
                 int n = (int)luaL_len(L, -1), i;
@@ -425,9 +467,16 @@ static int l_infer(lua_State *L)
             return luaL_error(L, "%s: option '%s' applies to methods \"nuts\" and \"hmc\" only", fn, static_only[k]);
         else
             lua_pop(L, 1);
-    if (grad && !plm_l_infer_static(L, &pg, &o, opts)) {
-        why = lua_gettop(L);   /* auto on a dynamic program: MH, saying why */
-        o.method = "mh";
+    if (kernel_fn || (grad && !plm_l_infer_static(L, &pg, &o, opts))) {
+        /* auto or a kernel on a dynamic program (or a kernel written in Lua): MH or the trace kernel, saying why */
+        if (kernel_fn) lua_pushliteral(L, "the kernel holds a Lua function, which runs on the program's traces");
+        why = lua_gettop(L);
+        if (strcmp(o.method, "kernel") == 0 && !plain_mh) {
+            lua_getfield(L, opts, "kernel");
+            o.trace_kernel = plm_l_trace_kernel_build(L, -1, fn);   /* its Lua functions stay on the stack */
+            o.extra_mean = plm_l_scratch(L, (size_t)o.chains * (size_t)(o.trace_kernel->ops->nextra + 1) * sizeof(double));
+        } else
+            o.method = "mh";
         mh = grad = 1;
         engine_mh(L, &pg, &o);
         lua_pushvalue(L, why);

@@ -6,6 +6,7 @@
 
 #include <lauxlib.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -13,7 +14,10 @@
 #include "kernel_compose.h"
 #include "lgibbs.h"
 #include "lutil.h"
+#include "ldist.h"
+#include "linfer.h"
 #include "lmodel.h"
+#include "mh_trace.h"
 #include "slice.h"
 
 /* A kernel made from the graph by a C function (plm_l_kernel_sites), kept in the value as a userdata. */
@@ -182,7 +186,8 @@ static int l_cycle(lua_State *L)
     if (n < 1) return luaL_error(L, "plume.kernel.cycle: expected a list of kernels");
     for (i = 1; i <= n; i++) {
         lua_geti(L, 1, i);
-        if (!plm_l_iskernel(L, -1)) return luaL_error(L, "plume.kernel.cycle: element %d is not a kernel (got %s)", i, luaL_typename(L, -1));
+        if (!plm_l_iskernel_or_fn(L, -1))
+            return luaL_error(L, "plume.kernel.cycle: element %d is not a kernel or a function (got %s)", i, luaL_typename(L, -1));
         lua_pop(L, 1);
     }
     new_kernel(L, "cycle");
@@ -205,7 +210,7 @@ static int l_mixture(lua_State *L)
         double w;
         if (lua_geti(L, 1, i) != LUA_TTABLE) return luaL_error(L, "plume.kernel.mixture: element %d must be {kernel, weight}", i);
         lua_geti(L, -1, 1);
-        if (!plm_l_iskernel(L, -1)) return luaL_error(L, "plume.kernel.mixture: element %d's first entry is not a kernel", i);
+        if (!plm_l_iskernel_or_fn(L, -1)) return luaL_error(L, "plume.kernel.mixture: element %d's first entry is not a kernel or a function", i);
         lua_rawseti(L, -4, i);
         lua_geti(L, -1, 2);
         w = lua_tonumber(L, -1);
@@ -223,7 +228,7 @@ static int l_mixture(lua_State *L)
 static int l_rep(lua_State *L)
 {
     lua_Integer n = luaL_checkinteger(L, 2);
-    if (!plm_l_iskernel(L, 1)) return luaL_error(L, "plume.kernel.rep: expected a kernel (got %s)", luaL_typename(L, 1));
+    if (!plm_l_iskernel_or_fn(L, 1)) return luaL_error(L, "plume.kernel.rep: expected a kernel or a function (got %s)", luaL_typename(L, 1));
     if (n < 1 || n > 1000000) return luaL_error(L, "plume.kernel.rep: the count must be in 1..1e6 (got %I)", n);
     new_kernel(L, "rep");
     lua_createtable(L, 1, 0);
@@ -241,6 +246,10 @@ static void describe(lua_State *L, int idx, luaL_Buffer *b)
     static const char *const keys[] = {"proposal", "width", "steps", "step_size", "max_depth", "metric", NULL};
     int i, n, first = 1;
     idx = lua_absindex(L, idx);
+    if (lua_isfunction(L, idx)) {
+        luaL_addstring(b, "function");
+        return;
+    }
     lua_getfield(L, idx, "kind");
     luaL_addvalue(b);
     lua_getfield(L, idx, "kind");
@@ -399,6 +408,7 @@ plm_kernel *plm_l_kernel_build(lua_State *L, int idx, plm_gmodel *gm, const char
     plm_ctx ctx;
     int *sites, n, i;
     idx = lua_absindex(L, idx);
+    if (lua_isfunction(L, idx)) luaL_error(L, "%s: a Lua function kernel runs on the program's traces only", fn);
     if (!plm_l_iskernel(L, idx)) luaL_error(L, "%s: option 'kernel' must be a plume.kernel value (got %s)", fn, luaL_typename(L, idx));
     luaL_checkstack(L, 16, fn);
     plm_ctx_clear(&ctx);
@@ -465,17 +475,500 @@ plm_kernel *plm_l_kernel_build(lua_State *L, int idx, plm_gmodel *gm, const char
     return k;
 }
 
+/* ---- on dynamic programs: trace kernels, traces as Lua values, kernels written in Lua ---- */
+
+int plm_l_iskernel_or_fn(lua_State *L, int idx)
+{
+    return lua_isfunction(L, idx) || plm_l_iskernel(L, idx);
+}
+
+/* Call f on each child of the composite kernel value at idx (none for a leaf); stops at the first nonzero. */
+static int any_child(lua_State *L, int idx, int (*f)(lua_State *L, int idx))
+{
+    int n, i, r = 0;
+    idx = lua_absindex(L, idx);
+    if (lua_getfield(L, idx, "kernels") != LUA_TTABLE) {
+        lua_pop(L, 1);
+        return 0;
+    }
+    n = (int)luaL_len(L, -1);
+    for (i = 1; i <= n && !r; i++) {
+        lua_geti(L, -1, i);
+        r = f(L, -1);
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+    return r;
+}
+
+int plm_l_kernel_has_fn(lua_State *L, int idx)
+{
+    if (lua_isfunction(L, idx)) return 1;
+    return plm_l_iskernel(L, idx) && any_child(L, idx, plm_l_kernel_has_fn);
+}
+
+static const char *not_trace_kind;
+
+static int not_trace(lua_State *L, int idx)
+{
+    const char *kind;
+    if (lua_isfunction(L, idx)) return 0;
+    kind = (lua_getfield(L, idx, "kind"), lua_tostring(L, -1));
+    lua_pop(L, 1);   /* the value keeps the string */
+    if (strcmp(kind, "mh") == 0 || strcmp(kind, "gibbs") == 0) return 0;
+    if (strcmp(kind, "cycle") == 0 || strcmp(kind, "mixture") == 0 || strcmp(kind, "rep") == 0)
+        return any_child(L, idx, not_trace);
+    not_trace_kind = kind;
+    return 1;
+}
+
+const char *plm_l_kernel_not_trace(lua_State *L, int idx)
+{
+    return not_trace(L, idx) ? not_trace_kind : NULL;
+}
+
+/* A trace as a Lua value ("plume.trace"): a copy of a chain's trace, or a proposal made from one by tr:with,
+** which keeps the trace it came from as its user value (plume.kernel.accept checks it). */
+#define PLM_L_TRACE "plume.trace"
+
+typedef struct ltrace {
+    plm_trace *tr, *cons;     /* GC, rooted; cons: the values tr:with imposed (NULL for a chain's trace) */
+    long root, root_cons;
+    double fresh;             /* log density of the values drawn fresh by tr:with */
+    int rejected;             /* the program rejected the run (its log density is -inf) */
+    lua_Integer call;         /* the kernel call that made it */
+} ltrace;
+
+/* The kernel call in progress (one at a time: chains with Lua kernels run on the calling state). */
+typedef struct kcall {
+    plm_mh_chain *ch;
+    plm_l_trace_host *host;
+    plm_rng *rng;             /* plume's default stream, holding the chain's during the call */
+    lua_Integer id;
+} kcall;
+
+static const char CALL_KEY = 'k';   /* registry: light userdata of the kcall in progress */
+static const char PROG_KEY = 'p';   /* registry: {fn, handle, args...} of the program, during a kernel call */
+static lua_Integer ncalls;          /* ids of kernel calls (serial: Lua kernels run on the main thread) */
+
+static int trace_gc(lua_State *L)
+{
+    ltrace *t = luaL_checkudata(L, 1, PLM_L_TRACE);
+    if (t->root) plm_unroot(t->root);
+    if (t->root_cons) plm_unroot(t->root_cons);
+    t->root = t->root_cons = 0;
+    return 0;
+}
+
+static ltrace *push_trace(lua_State *L, plm_trace *tr, lua_Integer call)
+{
+    ltrace *t = lua_newuserdatauv(L, sizeof *t, 1);
+    memset(t, 0, sizeof *t);
+    luaL_setmetatable(L, PLM_L_TRACE);
+    t->tr = tr;
+    t->call = call;
+    if (!(t->root = plm_root(tr))) luaL_error(L, "plume: out of memory");
+    return t;
+}
+
+static ltrace *check_trace(lua_State *L, int idx, const char *fn)
+{
+    ltrace *t = luaL_testudata(L, idx, PLM_L_TRACE);
+    if (!t) luaL_error(L, "%s: expected a trace (got %s)", fn, luaL_typename(L, idx));
+    return t;
+}
+
+/* The kernel call that t belongs to; an error when the call is over (a trace kept from an earlier one). */
+static kcall *call_of(lua_State *L, const ltrace *t, const char *fn)
+{
+    kcall *k = (lua_rawgetp(L, LUA_REGISTRYINDEX, &CALL_KEY), lua_touserdata(L, -1));
+    lua_pop(L, 1);
+    if (!k || k->id != t->call)
+        luaL_error(L, "%s: this trace belongs to a kernel call that is over (a kernel works on the trace it is given)", fn);
+    return k;
+}
+
+/* tr:get(name): the value of site name */
+static int l_trace_get(lua_State *L)
+{
+    ltrace *t = check_trace(L, 1, "tr:get");
+    const char *name = luaL_checkstring(L, 2);
+    const plm_site *s = plm_trace_find(t->tr, name);
+    if (!s) return luaL_error(L, "tr:get: the trace has no site '%s'", name);
+    if (s->dist)
+        plm_l_pushdistvalue(L, s->dist, s->value);
+    else if (s->dim == 1)
+        lua_pushnumber(L, s->value[0]);
+    else
+        plm_l_pushvec(L, s->value, (size_t)s->dim);
+    return 1;
+}
+
+/* tr:sites(): the latent sites' names in the order the program sampled them */
+static int l_trace_sites(lua_State *L)
+{
+    ltrace *t = check_trace(L, 1, "tr:sites");
+    size_t i;
+    int n = 0;
+    lua_createtable(L, (int)t->tr->nlatent, 0);
+    for (i = 0; i < t->tr->n; i++)
+        if (t->tr->sites[i].kind == PLM_SITE_LATENT) {
+            lua_pushstring(L, t->tr->sites[i].addr);
+            lua_rawseti(L, -2, ++n);
+        }
+    return 1;
+}
+
+/* tr:with{name = value, ...} or tr:with(name, value): the program run again with these values, the other
+** choices kept where they still fit and new ones drawn from their priors: a new trace, scored. */
+static int l_trace_with(lua_State *L)
+{
+    const char *fn = "tr:with";
+    ltrace *t = check_trace(L, 1, fn), *nt;
+    kcall *k = call_of(L, t, fn);
+    plm_trace *cons, *out;
+    plm_ctx ctx;
+    plm_status st;
+    double fresh, *x;
+    int rejected;
+    char why[256];
+    if (lua_type(L, 2) == LUA_TSTRING) {
+        lua_settop(L, 3);
+        lua_createtable(L, 0, 1);
+        lua_insert(L, 2);
+        lua_settable(L, 2);
+    }
+    luaL_argexpected(L, lua_istable(L, 2), 2, "table of values by site name");
+    lua_settop(L, 2);
+    plm_ctx_clear(&ctx);
+    if (plm_trace_new(&ctx, &cons) || plm_trace_new(&ctx, &out)) return plm_l_fail_in(L, &ctx, fn);
+    lua_pushnil(L);
+    while (lua_next(L, 2)) {
+        const char *name = lua_tostring(L, -2);
+        const plm_site *s;
+        if (lua_type(L, -2) != LUA_TSTRING) return luaL_error(L, "%s: keys must be site names (got %s)", fn, luaL_typename(L, -2));
+        s = plm_trace_find(t->tr, name);
+        if (!s || s->kind != PLM_SITE_LATENT)
+            return luaL_error(L, "%s: the trace has no latent site '%s'%s", fn, name,
+                              s ? " (it is observed)" : " (the model did not sample it in this run)");
+        x = plm_l_scratch(L, (size_t)s->dim * sizeof *x);
+        if (!plm_l_todistvalue(L, -2, s->dist, x))
+            return luaL_error(L, "%s: the value of '%s' must be %s (got %s)", fn, name,
+                              s->dim == 1 ? "a number" : "a table of numbers", luaL_typename(L, -2));
+        if (plm_trace_add(&ctx, cons, name, PLM_SITE_LATENT, s->dist, x, s->dim, 0, NULL)) return plm_l_fail_in(L, &ctx, fn);
+        lua_pop(L, 2);
+    }
+    nt = push_trace(L, out, k->id);   /* rooted before the run allocates */
+    if (!(nt->root_cons = plm_root(cons))) return luaL_error(L, "plume: out of memory");
+    nt->cons = cons;
+    {
+        /* the program's function, handle and arguments, copied into this frame for the run */
+        const plm_l_program *saved = k->host->pg;
+        plm_l_program here;
+        int i, top = lua_gettop(L);
+        luaL_checkstack(L, saved->nargs + 8, fn);
+        lua_rawgetp(L, LUA_REGISTRYINDEX, &PROG_KEY);
+        for (i = 0; i < 2 + saved->nargs; i++) lua_rawgeti(L, top + 1, i + 1);
+        here.fn = top + 2;
+        here.handle = top + 3;
+        here.args = top + 4;
+        here.nargs = saved->nargs;
+        k->host->pg = &here;
+        st = plm_mh_chain_propose(&ctx, k->ch, k->rng, t->tr, cons, out, &fresh, &rejected, why, sizeof why);
+        k->host->pg = saved;
+        if (st == PLM_ERUNTIME && k->host->lua_err) lua_replace(L, top + 1);   /* the program's error */
+        lua_settop(L, top + (st == PLM_ERUNTIME && k->host->lua_err));
+    }
+    if (st == PLM_ERUNTIME && k->host->lua_err) {
+        k->host->lua_err = 0;
+        return lua_error(L);   /* the program's own error, on top */
+    }
+    if (st == PLM_EINTR) return luaL_error(L, "%s: interrupted", fn);
+    if (st) return luaL_error(L, "%s: %s", fn, ctx.msg);
+    nt->fresh = fresh;
+    nt->rejected = rejected;
+    lua_pushvalue(L, 1);
+    lua_setiuservalue(L, -2, 1);
+    return 1;
+}
+
+static int l_trace_index(lua_State *L)
+{
+    ltrace *t = check_trace(L, 1, "trace");
+    const char *key = lua_tostring(L, 2);
+    if (key && strcmp(key, "logp") == 0) lua_pushnumber(L, t->rejected ? -INFINITY : plm_trace_score(t->tr));
+    else if (key && strcmp(key, "logprior") == 0) lua_pushnumber(L, t->rejected ? -INFINITY : t->tr->logprior);
+    else if (key && strcmp(key, "loglik") == 0) lua_pushnumber(L, t->rejected ? -INFINITY : t->tr->loglik);
+    else {
+        lua_getmetatable(L, 1);
+        lua_getfield(L, -1, "methods");
+        lua_getfield(L, -1, key ? key : "");
+    }
+    return 1;
+}
+
+/* plume.trace{mu = 0.31, k = 1; logp = -4.2} */
+static int l_trace_tostring(lua_State *L)
+{
+    ltrace *t = check_trace(L, 1, "trace");
+    luaL_Buffer b;
+    size_t i;
+    int n = 0;
+    luaL_buffinit(L, &b);
+    luaL_addstring(&b, "plume.trace{");
+    for (i = 0; i < t->tr->n; i++) {
+        const plm_site *s = &t->tr->sites[i];
+        if (s->kind != PLM_SITE_LATENT) continue;
+        if (n++ == 8) {
+            luaL_addstring(&b, ", ...");
+            break;
+        }
+        if (n > 1) luaL_addstring(&b, ", ");
+        luaL_addstring(&b, s->addr);
+        luaL_addstring(&b, " = ");
+        plm_l_value_str(L, s->dist, s->value, s->dim);
+        luaL_addvalue(&b);
+    }
+    lua_pushfstring(L, "; logp = %f}", (lua_Number)(t->rejected ? -INFINITY : plm_trace_score(t->tr)));
+    luaL_addvalue(&b);
+    luaL_pushresult(&b);
+    return 1;
+}
+
+/* plume.kernel.accept(tr, tr2 [, log_q_ratio]) -> tr2, true or tr, false: the Metropolis-Hastings test of the
+** proposal tr2 = tr:with{...}. log_q_ratio is log q(tr | tr2) - log q(tr2 | tr) for the values the kernel
+** imposed (0 for a symmetric proposal); the densities of the choices the program drew fresh or dropped are
+** accounted here. */
+static int l_accept(lua_State *L)
+{
+    const char *fn = "plume.kernel.accept";
+    ltrace *a = check_trace(L, 1, fn), *b = check_trace(L, 2, fn);
+    double lq = luaL_optnumber(L, 3, 0), loga;
+    kcall *k = call_of(L, a, fn);
+    int yes;
+    lua_settop(L, 3);
+    if (isnan(lq) || lq == INFINITY) return luaL_error(L, "%s: log_q_ratio must be a number < inf (got %f)", fn, (lua_Number)lq);
+    lua_getiuservalue(L, 2, 1);
+    if (!b->cons || !lua_rawequal(L, -1, 1))
+        return luaL_error(L, "%s: the proposal (argument 2) must be made from the trace (argument 1) by tr:with{...}", fn);
+    loga = b->rejected ? -INFINITY : plm_mh_trace_logratio(a->tr, b->tr, b->cons, b->fresh) + lq;
+    yes = loga >= 0 || plm_rng_uniform(k->rng) < exp(loga);   /* NaN: rejected */
+    lua_pushvalue(L, yes ? 2 : 1);
+    lua_pushboolean(L, yes);
+    return 2;
+}
+
+/* ---- the kernel of a Lua function ---- */
+
+typedef struct fn_cfg {
+    lua_State *L;
+    int fn;                   /* stack index of the function (plm_l_trace_kernel_build) */
+    char where[160];          /* "file.lua:12", where the function is defined */
+} fn_cfg;
+
+static void *fn_new(const plm_kernel *k, const plm_target *t)
+{
+    static char state;        /* no state: the function is the kernel */
+    (void)k;
+    return plm_mh_target_chain(t) ? &state : NULL;
+}
+
+static void fn_free(void *p) { (void)p; }
+
+/* Fail the step with the error message built by fmt (pushed as the Lua error the engine raises). */
+static plm_status fn_fail(lua_State *L, plm_ctx *ctx, plm_l_trace_host *host, int base, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    lua_pushvfstring(L, fmt, ap);
+    va_end(ap);
+    lua_replace(L, base + 1);
+    lua_settop(L, base + 1);
+    host->lua_err = 1;
+    return plm_fail(ctx, PLM_ERUNTIME, "the kernel function failed");
+}
+
+/* Call the function with a copy of the chain's trace (plume's default stream holding the chain's, so that its
+** draws -- d:sample(), tr:with's fresh choices, accept's test -- come from the chain's stream); what it returns
+** becomes the chain's trace. Statistic: 1 when it returned another trace than the one it was given. */
+static plm_status fn_step(const plm_kernel *kn, void *p, plm_ctx *ctx, const plm_target *t, void *ws, plm_rng *r,
+                          double *u, double *lp, double *stat, double *extra)
+{
+    const fn_cfg *c = kn->cfg;
+    lua_State *L = c->L;
+    plm_mh_chain *ch = plm_mh_target_chain(t);
+    plm_l_trace_host *host = plm_mh_chain_program(ch)->ud;
+    plm_rng saved, *def = plm_l_default_rng(L);
+    plm_trace *copy;
+    kcall k;
+    ltrace *out;
+    int base = lua_gettop(L), st;
+    (void)p;
+    (void)ws;
+    (void)u;
+    (void)extra;
+    luaL_checkstack(L, 8, "plume.infer");
+    if (plm_trace_new(ctx, &copy) || plm_mh_trace_copy(ctx, copy, plm_mh_chain_trace(ch))) return ctx->status;
+    k.ch = ch;
+    k.host = host;
+    k.rng = def;
+    k.id = ++ncalls;
+    plm_rng_copy(&saved, def);
+    plm_rng_copy(def, r);
+    lua_pushlightuserdata(L, &k);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &CALL_KEY);
+    {
+        const plm_l_program *pg = host->pg;
+        int i;
+        luaL_checkstack(L, pg->nargs + 8, "plume.infer");
+        lua_createtable(L, 2 + pg->nargs, 0);
+        lua_pushvalue(L, pg->fn);
+        lua_rawseti(L, -2, 1);
+        lua_pushvalue(L, pg->handle);
+        lua_rawseti(L, -2, 2);
+        for (i = 0; i < pg->nargs; i++) lua_pushvalue(L, pg->args + i), lua_rawseti(L, -2, 3 + i);
+        lua_rawsetp(L, LUA_REGISTRYINDEX, &PROG_KEY);
+    }
+    push_trace(L, copy, k.id);                 /* base + 1: the trace given */
+    lua_pushvalue(L, c->fn);
+    lua_pushvalue(L, base + 1);
+    st = lua_pcall(L, 1, 1, 0);
+    lua_pushnil(L);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &CALL_KEY);
+    lua_pushnil(L);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &PROG_KEY);
+    plm_rng_copy(r, def);
+    plm_rng_copy(def, &saved);
+    if (st != LUA_OK) {
+        lua_replace(L, base + 1);
+        lua_settop(L, base + 1);
+        host->lua_err = 1;
+        return plm_fail(ctx, st == LUA_ERRMEM ? PLM_ENOMEM : PLM_ERUNTIME, "the kernel function failed");
+    }
+    out = luaL_testudata(L, -1, PLM_L_TRACE);
+    if (!out)
+        return fn_fail(L, ctx, host, base, "plume.infer: the kernel function at %s returned %s, not a trace (a kernel "
+                       "returns the trace it is given or one made from it by tr:with{...})", c->where, luaL_typename(L, -1));
+    if (out->call != k.id)
+        return fn_fail(L, ctx, host, base, "plume.infer: the kernel function at %s returned a trace of another kernel "
+                       "call (a kernel returns the trace it is given or one made from it by tr:with{...})", c->where);
+    if (out->rejected || !(plm_trace_score(out->tr) > -INFINITY))
+        return fn_fail(L, ctx, host, base, "plume.infer: the kernel function at %s returned a trace of log density %s "
+                       "(test a proposal with plume.kernel.accept)", c->where, out->rejected ? "-inf (rejected)" : "-inf");
+    *stat = lua_rawequal(L, -1, base + 1) ? 0 : 1;
+    if (*stat && plm_mh_chain_set(ctx, ch, out->tr)) {
+        lua_settop(L, base);
+        return ctx->status;
+    }
+    *lp = plm_trace_score(out->tr);
+    lua_settop(L, base);
+    return PLM_OK;
+}
+
+/* named "lua": l_infer.c keeps kernels holding it on the calling state */
+static const plm_kernel_ops fn_ops = {"lua", 0, NULL, fn_new, fn_free, fn_step, NULL};
+
+/* The names of the value's sites (NULL with *n = 0 when it has none: every site); kept by the value. */
+static const char **site_names(lua_State *L, int idx, int *n)
+{
+    const char **names = NULL;
+    int i;
+    *n = 0;
+    if (lua_getfield(L, idx, "sites") == LUA_TTABLE) {
+        *n = (int)luaL_len(L, -1);
+        names = plm_l_scratch(L, (size_t)*n * sizeof *names);   /* left on the stack */
+        for (i = 0; i < *n; i++) names[i] = (lua_geti(L, -2, i + 1), lua_tostring(L, -1)), lua_pop(L, 1);
+        lua_remove(L, -2);
+    } else
+        lua_pop(L, 1);
+    return names;
+}
+
+plm_kernel *plm_l_trace_kernel_build(lua_State *L, int idx, const char *fn)
+{
+    plm_kernel *k = NULL, **ks;
+    plm_ctx ctx;
+    const char *kind;
+    int n, i, list;
+    idx = lua_absindex(L, idx);
+    luaL_checkstack(L, 16, fn);
+    plm_ctx_clear(&ctx);
+    if (lua_isfunction(L, idx)) {
+        fn_cfg *c = plm_gc_alloc(sizeof *c);
+        lua_Debug ar;
+        if (!(k = plm_gc_alloc(sizeof *k)) || !c) luaL_error(L, "%s: out of memory", fn);
+        lua_pushvalue(L, idx);   /* stays: the kernel calls it there */
+        c->L = L;
+        c->fn = lua_gettop(L);
+        lua_pushvalue(L, idx);
+        lua_getinfo(L, ">S", &ar);
+        snprintf(c->where, sizeof c->where, "%s:%d", ar.short_src, ar.linedefined);
+        k->ops = &fn_ops;
+        k->cfg = c;
+        return k;
+    }
+    kind = (lua_getfield(L, idx, "kind"), lua_tostring(L, -1));
+    lua_pop(L, 1);
+    if (strcmp(kind, "mh") == 0 || strcmp(kind, "gibbs") == 0) {
+        const char **names = site_names(L, idx, &n);
+        if (kind[0] == 'm') {
+            double scale = (lua_getfield(L, idx, "proposal"), luaL_optnumber(L, -1, 0));
+            lua_pop(L, 1);
+            if (plm_trace_kernel_mh(&ctx, names, n, scale, &k)) plm_l_fail_in(L, &ctx, fn);
+        } else if (plm_trace_kernel_gibbs(&ctx, names, n, &k))
+            plm_l_fail_in(L, &ctx, fn);
+        return k;
+    }
+    if (strcmp(kind, "cycle") != 0 && strcmp(kind, "mixture") != 0 && strcmp(kind, "rep") != 0)
+        luaL_error(L, "%s: kernel %s needs a static model; on a dynamic program use plume.kernel.mh, plume.kernel.gibbs, "
+                      "Lua functions and their cycles, mixtures and repetitions", fn, kind);
+    /* what the children push (their functions) stays on the stack, above the list of kernels */
+    lua_getfield(L, idx, "kernels");
+    list = lua_gettop(L);
+    n = (int)luaL_len(L, list);
+    ks = plm_gc_alloc((size_t)n * sizeof *ks);   /* the composite keeps the array */
+    if (!ks) luaL_error(L, "%s: out of memory", fn);
+    for (i = 0; i < n; i++) {
+        lua_geti(L, list, i + 1);
+        ks[i] = plm_l_trace_kernel_build(L, -1, fn);
+    }
+    if (kind[0] == 'm') {
+        double *w = plm_l_scratch(L, (size_t)n * sizeof *w);
+        lua_getfield(L, idx, "weights");
+        for (i = 0; i < n; i++) w[i] = (lua_geti(L, -1, i + 1), lua_tonumber(L, -1)), lua_pop(L, 1);
+        if (plm_kernel_mixture(&ctx, (const plm_kernel *const *)ks, w, n, &k)) plm_l_fail_in(L, &ctx, fn);
+    } else if (kind[0] == 'c') {
+        if (plm_kernel_cycle(&ctx, (const plm_kernel *const *)ks, n, &k)) plm_l_fail_in(L, &ctx, fn);
+    } else {
+        lua_getfield(L, idx, "n");
+        if (plm_kernel_rep(&ctx, ks[0], (int)lua_tointeger(L, -1), &k)) plm_l_fail_in(L, &ctx, fn);
+    }
+    return k;
+}
+
 void plm_l_open_kernel(lua_State *L)
 {
     static const luaL_Reg fns[] = {{"mh", l_mh}, {"slice", l_slice}, {"elliptical_slice", l_ess}, {"hmc", l_hmc},
                                    {"nuts", l_nuts}, {"cycle", l_cycle}, {"mixture", l_mixture}, {"rep", l_rep},
                                    {"gibbs", plm_l_kernel_gibbs}, {"block_gibbs", plm_l_kernel_block_gibbs},
-                                   {NULL, NULL}};
+                                   {"accept", l_accept}, {NULL, NULL}};
+    static const luaL_Reg trace_methods[] = {{"get", l_trace_get}, {"sites", l_trace_sites}, {"with", l_trace_with},
+                                             {NULL, NULL}};
     luaL_newmetatable(L, PLM_L_KERNEL);
     lua_pushcfunction(L, l_kernel_tostring);
     lua_setfield(L, -2, "__tostring");
     lua_pushstring(L, PLM_L_KERNEL);
     lua_setfield(L, -2, "__name");
+    lua_pop(L, 1);
+    luaL_newmetatable(L, PLM_L_TRACE);
+    lua_pushcfunction(L, l_trace_index);
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, l_trace_tostring);
+    lua_setfield(L, -2, "__tostring");
+    lua_pushcfunction(L, trace_gc);
+    lua_setfield(L, -2, "__gc");
+    luaL_newlib(L, trace_methods);
+    lua_setfield(L, -2, "methods");
     lua_pop(L, 1);
     luaL_newlib(L, fns);
     lua_setfield(L, -2, "kernel");

@@ -520,16 +520,17 @@ int plm_l_infer_static(lua_State *L, const plm_l_program *pg, const plm_l_infer_
     if (ho.steps < 1 || ho.steps > 100000) return luaL_error(L, "%s: option 'steps' must be in 1..1e5 (got %d)", fn, ho.steps);
     if (!plm_l_trace_static(L, pg, &gm)) {
         if (is_auto) return 0;
-        if (user) {   /* plume.kernel.mh on a dynamic program: the trace MH (on o->mh_sites), saying why */
-            int mh;
+        if (user) {   /* trace kernels (mh, gibbs, Lua functions, composites) run on a dynamic program, saying why */
+            const char *bad;
             lua_getfield(L, opts, "kernel");
-            lua_getfield(L, -1, "kind");
-            mh = strcmp(lua_tostring(L, -1), "mh") == 0;
-            lua_pop(L, 2);
-            if (mh) return 0;
-            return luaL_error(L, "%s: option 'kernel' needs a static model (one whose structure does not depend on its "
-                                 "random choices), and this one is not: %s (on a dynamic program, use "
-                                 "plume.kernel.mh{sites = ...})", fn, lua_tostring(L, -1));
+            bad = plm_l_kernel_not_trace(L, -1);
+            lua_pop(L, 1);
+            if (!bad) return 0;
+            return luaL_error(L, "%s: kernel %s needs a static model (one whose structure does not depend on its "
+                                 "random choices), and this one is not: %s (on a dynamic program, use plume.kernel.mh{sites = ...}, "
+                                 "plume.kernel.gibbs{sites = ...}, Lua functions and their cycles, mixtures and "
+                                 "repetitions)", fn, bad,
+                              lua_tostring(L, -1));
         }
         return luaL_error(L, "%s: method \"%s\" needs a static model (one whose structure does not depend on its "
                              "random choices), and this one is not: %s", fn, o->method, lua_tostring(L, -1));

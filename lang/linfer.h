@@ -20,6 +20,9 @@ typedef struct plm_l_infer_opts {
     const char *const *mh_sites;   /* plume.kernel.mh{sites =} on a dynamic program: the sites MH moves (names
                                    ** kept alive by the kernel value in the options); NULL: every site */
     int mh_nsites;
+    const struct plm_kernel *trace_kernel;   /* option `kernel` on a dynamic program, other than a plain
+                                             ** plume.kernel.mh (l_kernel.c); NULL: the trace MH on mh_sites */
+    double *extra_mean;       /* with trace_kernel: chains x its nextra, each chain's mean diagnostics */
 } plm_l_infer_opts;
 
 /* Run MH chain c of pg on L (runtime/mh_trace.h), its kept draws recorded as chain rec_chain of R, with the

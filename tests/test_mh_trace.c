@@ -71,7 +71,7 @@ static plm_status prog_dead(void *ud, plm_ctx *ctx, plm_mh_run *r)
 static plm_results *run_chains(plm_mh_program *p, long warmup, long samples, int nchains, uint64_t seed,
                                plm_status *st, plm_ctx *ctx)
 {
-    plm_mh_opts o = {warmup, samples, 1, seed, 0, NULL, 0};
+    plm_mh_opts o = {warmup, samples, 1, seed, 0, NULL, 0, NULL, NULL};
     plm_results *R;
     double acc;
     int c;
@@ -185,7 +185,7 @@ static void test_interrupt_returns_eintr(void)
 static void test_chain_draws_depend_only_on_seed_and_chain_index(void)
 {
     plm_mh_program p = {prog_support, NULL, NULL, NULL};
-    plm_mh_opts o = {50, 300, 1, 9, 0, NULL, 0};
+    plm_mh_opts o = {50, 300, 1, 9, 0, NULL, 0, NULL, NULL};
     plm_ctx ctx;
     plm_status st;
     plm_results *both = run_chains(&p, 50, 300, 2, 9, &st, &ctx), *alone;
