@@ -60,6 +60,32 @@ local function min_ess(post, params)
   return e, worst
 end
 
+-- the same starting values for every tool (each model's `inits`; sites they do not name start as each tool
+-- chooses): an R dump for JAGS and rstan, a table by site name ("beta[2]") for plume
+local function inits_rdump(inits)
+  local names, out = {}, {}
+  for k in pairs(inits) do names[#names + 1] = k end
+  table.sort(names)
+  for _, k in ipairs(names) do
+    local v = inits[k]
+    if type(v) == "table" then
+      local xs = {}
+      for i, x in ipairs(v) do xs[i] = string.format("%.17g", x) end
+      out[#out + 1] = string.format("%s <- c(%s)", k, table.concat(xs, ", "))
+    else
+      out[#out + 1] = string.format("%s <- %.17g", k, v)
+    end
+  end
+  return table.concat(out, "\n") .. "\n"
+end
+local function inits_plume(inits)
+  local t = {}
+  for k, v in pairs(inits) do
+    if type(v) == "table" then for i, x in ipairs(v) do t[k .. "[" .. i .. "]"] = x end else t[k] = v end
+  end
+  return t
+end
+
 local models = {}
 
 -- BUGS "rats" (the precision parameterisation of the BUGS manual)
@@ -90,7 +116,7 @@ do
   tau_c ~ dgamma(0.001, 0.001); alpha_c ~ dnorm(0.0, 1.0E-6); tau_alpha ~ dgamma(0.001, 0.001)
   beta_c ~ dnorm(0.0, 1.0E-6); tau_beta ~ dgamma(0.001, 0.001)
 }]==],
-    jags_inits = "alpha_c <- 150\nbeta_c <- 10\ntau_c <- 1\ntau_alpha <- 1\ntau_beta <- 1\n",
+    inits = { alpha_c = 150, beta_c = 10, tau_c = 1, tau_alpha = 1, tau_beta = 1 },
     stan = [==[data { int<lower=0> N; int<lower=0> T; real x[T]; real xbar; real Y[N, T]; }
 parameters { real alpha[N]; real beta[N]; real alpha_c; real beta_c; real<lower=0> tau_c;
   real<lower=0> tau_alpha; real<lower=0> tau_beta; }
@@ -132,7 +158,7 @@ do
   alpha0 ~ dnorm(0.0, 1.0E-6); alpha1 ~ dnorm(0.0, 1.0E-6); alpha2 ~ dnorm(0.0, 1.0E-6)
   alpha12 ~ dnorm(0.0, 1.0E-6); tau ~ dgamma(0.001, 0.001)
 }]==],
-    jags_inits = "alpha0 <- 0\nalpha1 <- 0\nalpha2 <- 0\nalpha12 <- 0\ntau <- 1\n",
+    inits = { alpha0 = 0, alpha1 = 0, alpha2 = 0, alpha12 = 0, tau = 1 },
     stan = [==[data { int<lower=0> N; int<lower=0> r[N]; int<lower=0> n[N]; vector[N] x1; vector[N] x2; }
 parameters { real alpha0; real alpha1; real alpha2; real alpha12; real<lower=0> tau; vector[N] b; }
 model {
@@ -179,7 +205,7 @@ do
   w[1] <- v1; w[2] <- (1 - v1) * v2; w[3] <- (1 - v1) * (1 - v2)
   for (i in 1:N) { z[i] ~ dcat(w[]); y[i] ~ dnorm(mu[z[i]], tau[z[i]]) }
 }]==],
-    jags_inits = "mu1 <- -2\nd2 <- 2\nd3 <- 2\nsigma1 <- 1\nsigma2 <- 1\nsigma3 <- 1\nv1 <- 0.3\nv2 <- 0.5\n",
+    inits = { mu1 = -2, d2 = 2, d3 = 2, sigma1 = 1, sigma2 = 1, sigma3 = 1, v1 = 0.3, v2 = 0.5 },
     stan = [==[data { int<lower=0> N; vector[N] y; }
 parameters { real mu1; real<lower=0> d2; real<lower=0> d3; real<lower=0> sigma1; real<lower=0> sigma2;
   real<lower=0> sigma3; real<lower=0, upper=1> v1; real<lower=0, upper=1> v2; }
@@ -247,7 +273,7 @@ do
                          1 / (sigma * sigma))
   }
 }]==],
-    jags_inits = "beta <- c(0, 0, 0, 0)\nsigma <- 10\n",
+    inits = { beta = { 0, 0, 0, 0 }, sigma = 10 },
     stan = [==[data { int<lower=0> N; vector[N] kid_score; vector[N] mom_hs; vector[N] mom_iq; }
 parameters { vector[4] beta; real<lower=0> sigma; }
 model {
@@ -284,8 +310,8 @@ local function run_jags(mod, d)
   local NJ = JAGS_MULT * N   -- JAGS draws are cheap: longer runs for a steadier ESS (ESS/s does not depend on it)
   writefile(d .. "/model.bug", mod.jags)
   writefile(d .. "/data.R", rdump(mod.data, mod.rkeys))
-  local inits = mod.jags_inits and string.format('inits in "%s/inits.R"\n', d) or ""
-  if mod.jags_inits then writefile(d .. "/inits.R", mod.jags_inits) end
+  local inits = mod.inits and string.format('inits in "%s/inits.R"\n', d) or ""
+  if mod.inits then writefile(d .. "/inits.R", inits_rdump(mod.inits)) end
   local head = string.format('model in "%s/model.bug"\ndata in "%s/data.R"\ncompile, nchains(%d)\n%sinitialize\n', d, d,
     CHAINS, inits)
   writefile(d .. "/setup.cmd", head .. "exit\n")
@@ -307,8 +333,10 @@ end
 local function run_stan(mod, d)
   writefile(d .. "/model.stan", mod.stan .. "\n")
   writefile(d .. "/data.R", rdump(mod.data, mod.rkeys))
-  local cmd = string.format("Rscript bench/peers/stan_run.R %s/model.stan %s/data.R %s/stan.csv %d %d %d 1 2>%s/stan.err",
-    d, d, d, N, N, CHAINS, d)
+  local init = ""
+  if mod.inits then writefile(d .. "/stan_inits.R", inits_rdump(mod.inits)); init = d .. "/stan_inits.R" end
+  local cmd = string.format("Rscript bench/peers/stan_run.R %s/model.stan %s/data.R %s/stan.csv %d %d %d 1 %s 2>%s/stan.err",
+    d, d, d, N, N, CHAINS, init, d)
   local p = io.popen(cmd)
   local out = p:read("a"); p:close()
   local c, s, div = out:match("compile ([%d.]+) sampling ([%d.]+) divergent (%d+)")
@@ -319,7 +347,7 @@ end
 local function run_plume(mod, method, d)
   local t0 = wall()
   local post = plume.infer(mod.plume, mod.data, { method = method, samples = N, warmup = N, chains = CHAINS, seed = 1,
-                                                 threads = 1, quiet = true })
+                                                 threads = 1, quiet = true, init = mod.inits and inits_plume(mod.inits) })
   local total = wall() - t0
   local csv = string.format("%s/plume_%s.csv", d, method)
   post:write_csv(csv)

@@ -1,7 +1,8 @@
 # stan_run.R -- one Stan run for bench/mcmc_peers.lua (Debian's r-cran-rstan): compile the model, sample
 # `chains` chains one after the other (cores = 1, as plume and JAGS run here), and write the draws of the
 # parameters as plume's CSV (chain,draw,<columns>) so that plume computes every ESS the same way.
-# usage: Rscript stan_run.R model.stan data.R out.csv iter warmup chains seed
+# usage: Rscript stan_run.R model.stan data.R out.csv iter warmup chains seed [inits.R]
+# (inits.R: starting values of some parameters for every chain; rstan draws the others as usual)
 # prints: "compile <s> sampling <s> divergent <n>"
 suppressMessages(library(rstan))
 a <- commandArgs(trailingOnly = TRUE)
@@ -11,8 +12,10 @@ data <- read_rdump(a[2])
 boost <- system.file("include", package = "BH")
 if (!nzchar(boost) && file.exists("/usr/include/boost")) boost <- "/usr/include"
 t_compile <- system.time(sm <- stan_model(a[1], auto_write = FALSE, boost_lib = boost))[["elapsed"]]
+init <- "random"
+if (length(a) >= 8) { init_values <- read_rdump(a[8]); init <- function() init_values }
 fit <- sampling(sm, data = data, iter = warmup + iter, warmup = warmup, chains = chains, cores = 1, seed = seed,
-                refresh = 0)
+                refresh = 0, init = init)
 t_sample <- sum(get_elapsed_time(fit))
 arr <- as.array(fit)
 pars <- dimnames(arr)[[3]]
