@@ -103,7 +103,10 @@ $(BUILD)/tests/%: tests/%.c tests/check.h $(BUILD)/libplume.a
 
 $(BUILD)/bench/%: bench/%.c $(BUILD)/libplume.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_ALL) -O3 -march=native $(LDFLAGS_ALL) -o $@ $< $(BUILD)/libplume.a $(LIBS)
+	$(CC) $(CFLAGS_ALL) -Itests -O3 -march=native $(LDFLAGS_ALL) -o $@ $< $(BUILD)/libplume.a $(LIBS)
+
+# the model graphs that a test and a benchmark share
+$(BUILD)/tests/test_expr_vec $(BUILD)/bench/grad_rate: tests/model_graphs.h
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include/plume \

@@ -12,6 +12,7 @@
 #include <time.h>
 
 #include "plume.h"
+#include "model_graphs.h"
 
 static plm_ctx ctx;
 static int only_vec, only_scalar;   /* argv[2] = "vec" or "scalar": one path alone (for profiles) */
@@ -46,93 +47,22 @@ static int json_numbers(const char *path, const char *key, double *v, int cap)
     return n;
 }
 
-#define OP(g, o, a, b) plm_graph_op(g, PLM_OP_##o, a, b, -1)
-
-static int latent(plm_gmodel *m, const char *name, plm_dist_kind kind, int np, int *p)
-{
-    plm_symdist d = {kind, 0, np, p};
-    int v[1] = {-1};
-    if (plm_gmodel_latent(&ctx, m, name, &d, v)) fprintf(stderr, "latent %s: %s\n", name, ctx.msg);
-    return v[0];
-}
-
+/* rats and gmm3 with the data of the Lua programs (tests/model_graphs.h builds the graphs) */
 static plm_gmodel *rats(void)
 {
     double Y[150], x[5];
-    plm_graph *g = plm_graph_new();
-    plm_gmodel *m;
-    int p[2], ac, bc, at, bt, tc, sigma, sa, sb, i, j;
+    int j;
     if (json_numbers("examples/data/rats.json", "Y", Y, 150) != 150 || json_numbers("examples/data/rats.json", "x", x, 5) != 5)
         return NULL;
-    plm_gmodel_new(&ctx, g, &m);
-    p[0] = plm_graph_const(g, 0), p[1] = plm_graph_const(g, 1000);
-    ac = latent(m, "alpha.c", PLM_DIST_NORMAL, 2, p);
-    bc = latent(m, "beta.c", PLM_DIST_NORMAL, 2, p);
-    p[0] = p[1] = plm_graph_const(g, 0.001);
-    at = latent(m, "alpha.tau", PLM_DIST_GAMMA, 2, p);
-    bt = latent(m, "beta.tau", PLM_DIST_GAMMA, 2, p);
-    tc = latent(m, "tau.c", PLM_DIST_GAMMA, 2, p);
-    sigma = OP(g, DIV, plm_graph_const(g, 1), plm_graph_op(g, PLM_OP_SQRT, tc, -1, -1));
-    sa = OP(g, DIV, plm_graph_const(g, 1), plm_graph_op(g, PLM_OP_SQRT, at, -1, -1));
-    sb = OP(g, DIV, plm_graph_const(g, 1), plm_graph_op(g, PLM_OP_SQRT, bt, -1, -1));
-    for (i = 0; i < 30; i++) {
-        char name[32];
-        int a, b;
-        snprintf(name, sizeof name, "alpha[%d]", i + 1);
-        p[0] = ac, p[1] = sa;
-        a = latent(m, name, PLM_DIST_NORMAL, 2, p);
-        snprintf(name, sizeof name, "beta[%d]", i + 1);
-        p[0] = bc, p[1] = sb;
-        b = latent(m, name, PLM_DIST_NORMAL, 2, p);
-        for (j = 0; j < 5; j++) {
-            plm_symdist d = {PLM_DIST_NORMAL, 0, 2, p};
-            int y = plm_graph_const(g, Y[i * 5 + j]);
-            snprintf(name, sizeof name, "Y[%d,%d]", i + 1, j + 1);
-            p[0] = OP(g, ADD, a, OP(g, MUL, b, plm_graph_const(g, x[j] - 22))), p[1] = sigma;
-            plm_gmodel_observe(&ctx, m, name, &d, &y);
-        }
-    }
-    return plm_gmodel_finish(&ctx, m) ? NULL : m;
+    for (j = 0; j < 5; j++) x[j] -= 22;
+    return mg_rats(&ctx, 30, 5, Y, x);
 }
 
 static plm_gmodel *gmm3(void)
 {
     static double y[1000];
-    plm_graph *g = plm_graph_new();
-    plm_gmodel *m;
-    int p[2], mu[3], s[3], v1, v2, w[3], c[3], h[3], k, i, one;
     if (json_numbers("bench/data/gmm3.json", "y", y, 1000) != 1000) return NULL;
-    plm_gmodel_new(&ctx, g, &m);
-    one = plm_graph_const(g, 1);
-    p[0] = plm_graph_const(g, 0), p[1] = plm_graph_const(g, 10);
-    mu[0] = latent(m, "mu1", PLM_DIST_NORMAL, 2, p);
-    p[0] = plm_graph_const(g, 5);
-    mu[1] = OP(g, ADD, mu[0], latent(m, "d2", PLM_DIST_HALFNORMAL, 1, p));
-    mu[2] = OP(g, ADD, mu[1], latent(m, "d3", PLM_DIST_HALFNORMAL, 1, p));
-    p[0] = plm_graph_const(g, 2);
-    s[0] = latent(m, "sigma1", PLM_DIST_HALFNORMAL, 1, p);
-    s[1] = latent(m, "sigma2", PLM_DIST_HALFNORMAL, 1, p);
-    s[2] = latent(m, "sigma3", PLM_DIST_HALFNORMAL, 1, p);
-    p[0] = one, p[1] = plm_graph_const(g, 2);
-    v1 = latent(m, "v1", PLM_DIST_BETA, 2, p);
-    p[1] = one;
-    v2 = latent(m, "v2", PLM_DIST_BETA, 2, p);
-    w[0] = v1, w[1] = OP(g, MUL, OP(g, SUB, one, v1), v2);
-    w[2] = OP(g, MUL, OP(g, SUB, one, v1), OP(g, SUB, one, v2));
-    for (k = 0; k < 3; k++) {
-        c[k] = OP(g, DIV, w[k], s[k]);
-        h[k] = OP(g, DIV, plm_graph_const(g, -0.5), OP(g, MUL, s[k], s[k]));
-    }
-    for (i = 0; i < 1000; i++) {
-        int yi = plm_graph_const(g, y[i]), sum = -1;
-        for (k = 0; k < 3; k++) {
-            int dd = OP(g, SUB, yi, mu[k]);
-            int e = OP(g, MUL, c[k], plm_graph_op(g, PLM_OP_EXP, OP(g, MUL, h[k], OP(g, MUL, dd, dd)), -1, -1));
-            sum = sum < 0 ? e : OP(g, ADD, sum, e);
-        }
-        plm_gmodel_factor(&ctx, m, OP(g, ADD, plm_graph_const(g, -0.5 * log(2 * M_PI)), plm_graph_op(g, PLM_OP_LOG, sum, -1, -1)));
-    }
-    return plm_gmodel_finish(&ctx, m) ? NULL : m;
+    return mg_gmm3(&ctx, 1000, y);
 }
 
 /* CPU seconds for n gradient evaluations of t at u. */

@@ -8,6 +8,7 @@
 
 #include "check.h"
 #include "gmodel.h"
+#include "model_graphs.h"
 
 static plm_ctx ctx;
 
@@ -19,13 +20,6 @@ static int latent(plm_gmodel *m, const char *name, plm_dist_kind kind, int np, i
     int v[1] = {-1};
     CHECK(plm_gmodel_latent(&ctx, m, name, &d, v) == PLM_OK);
     return v[0];
-}
-
-static void observe(plm_gmodel *m, const char *name, plm_dist_kind kind, int np, int *p, double y)
-{
-    plm_symdist d = {kind, 0, np, p};
-    int x = plm_graph_const(m->g, y);
-    CHECK(plm_gmodel_observe(&ctx, m, name, &d, &x) == PLM_OK);
 }
 
 /* The vectorised target of m (plm_gmodel_target) against the scalar program of its whole log density
@@ -77,51 +71,19 @@ static plm_vsum_info grouping(plm_gmodel *m)
     return info;
 }
 
-/* BUGS rats: Y[i,j] ~ normal(alpha[i] + beta[i] * xc[j], sigma), alpha[i], beta[i] ~ normal(., 1/sqrt(tau)) */
-static plm_gmodel *rats(int N, int T)
-{
-    plm_graph *g = plm_graph_new();
-    plm_gmodel *m;
-    int p[2], ac, bc, at, bt, tc, sigma, sa, sb, i, j;
-    plm_rng r;
-    plm_gmodel_new(&ctx, g, &m);
-    plm_rng_init(&r, 3, 0);
-    p[0] = plm_graph_const(g, 0), p[1] = plm_graph_const(g, 1000);
-    ac = latent(m, "alpha.c", PLM_DIST_NORMAL, 2, p);
-    bc = latent(m, "beta.c", PLM_DIST_NORMAL, 2, p);
-    p[0] = p[1] = plm_graph_const(g, 0.001);
-    at = latent(m, "alpha.tau", PLM_DIST_GAMMA, 2, p);
-    bt = latent(m, "beta.tau", PLM_DIST_GAMMA, 2, p);
-    tc = latent(m, "tau.c", PLM_DIST_GAMMA, 2, p);
-    sigma = OP(g, DIV, plm_graph_const(g, 1), plm_graph_op(g, PLM_OP_SQRT, tc, -1, -1));
-    sa = OP(g, DIV, plm_graph_const(g, 1), plm_graph_op(g, PLM_OP_SQRT, at, -1, -1));
-    sb = OP(g, DIV, plm_graph_const(g, 1), plm_graph_op(g, PLM_OP_SQRT, bt, -1, -1));
-    for (i = 0; i < N; i++) {
-        char name[32];
-        int a, b;
-        snprintf(name, sizeof name, "alpha[%d]", i + 1);
-        p[0] = ac, p[1] = sa;
-        a = latent(m, name, PLM_DIST_NORMAL, 2, p);
-        snprintf(name, sizeof name, "beta[%d]", i + 1);
-        p[0] = bc, p[1] = sb;
-        b = latent(m, name, PLM_DIST_NORMAL, 2, p);
-        for (j = 0; j < T; j++) {
-            /* xc[j] made after beta[i] for i = 0 and before it afterwards: hash-consing orders the product's
-            ** arguments differently, and the grouping must still see one structure */
-            int xc = plm_graph_const(g, 8.0 * j - 14);
-            snprintf(name, sizeof name, "Y[%d,%d]", i + 1, j + 1);
-            p[0] = OP(g, ADD, a, OP(g, MUL, b, xc)), p[1] = sigma;
-            observe(m, name, PLM_DIST_NORMAL, 2, p, 150 + 10 * plm_rng_normal(&r));
-        }
-    }
-    CHECK(plm_gmodel_finish(&ctx, m) == PLM_OK);
-    return m;
-}
-
 static void test_rats_vector_equals_scalar(void)
 {
-    plm_gmodel *m = rats(12, 5);
-    plm_vsum_info info = grouping(m);
+    double Y[12 * 5], xc[5];
+    plm_gmodel *m;
+    plm_vsum_info info;
+    plm_rng r;
+    int i;
+    plm_rng_init(&r, 3, 0);
+    for (i = 0; i < 5; i++) xc[i] = 8.0 * i - 14;
+    for (i = 0; i < 12 * 5; i++) Y[i] = 150 + 10 * plm_rng_normal(&r);
+    CHECK((m = mg_rats(&ctx, 12, 5, Y, xc)) != NULL);
+    if (!m) return;
+    info = grouping(m);
     /* three groups: the alpha priors, the beta priors (one structure, normal(x | mean, sd), split by the two
     ** values its mean and sd take, so that they are uniform operands in each) and the observations; the five
     ** hyperpriors stay scalar */
@@ -133,50 +95,18 @@ static void test_rats_vector_equals_scalar(void)
 /* A 3-component Gaussian mixture marginalised into one factor per point (bench/mcmc_peers.lua's gmm3). */
 static void test_mixture_vector_equals_scalar(void)
 {
-    plm_graph *g = plm_graph_new();
+    double y[40];
     plm_gmodel *m;
-    int p[2], mu[3], s[3], v1, v2, w[3], c[3], h[3], k, i, one;
+    plm_vsum_info info;
     plm_rng r;
-    plm_gmodel_new(&ctx, g, &m);
+    int i;
     plm_rng_init(&r, 5, 0);
-    one = plm_graph_const(g, 1);
-    p[0] = plm_graph_const(g, 0), p[1] = plm_graph_const(g, 10);
-    mu[0] = latent(m, "mu1", PLM_DIST_NORMAL, 2, p);
-    p[0] = plm_graph_const(g, 5);
-    mu[1] = OP(g, ADD, mu[0], latent(m, "d2", PLM_DIST_HALFNORMAL, 1, p));
-    mu[2] = OP(g, ADD, mu[1], latent(m, "d3", PLM_DIST_HALFNORMAL, 1, p));
-    p[0] = plm_graph_const(g, 2);
-    for (k = 0; k < 3; k++) {
-        char name[16];
-        snprintf(name, sizeof name, "sigma%d", k + 1);
-        s[k] = latent(m, name, PLM_DIST_HALFNORMAL, 1, p);
-    }
-    p[0] = one, p[1] = plm_graph_const(g, 2);
-    v1 = latent(m, "v1", PLM_DIST_BETA, 2, p);
-    p[1] = one;
-    v2 = latent(m, "v2", PLM_DIST_BETA, 2, p);
-    w[0] = v1, w[1] = OP(g, MUL, OP(g, SUB, one, v1), v2);
-    w[2] = OP(g, MUL, OP(g, SUB, one, v1), OP(g, SUB, one, v2));
-    for (k = 0; k < 3; k++) {
-        c[k] = OP(g, DIV, w[k], s[k]);
-        h[k] = OP(g, DIV, plm_graph_const(g, -0.5), OP(g, MUL, s[k], s[k]));
-    }
-    for (i = 0; i < 40; i++) {
-        int y = plm_graph_const(g, (i % 3) * 3.0 - 2 + plm_rng_normal(&r)), sum = -1;
-        for (k = 0; k < 3; k++) {
-            int dd = OP(g, SUB, y, mu[k]);
-            int e = OP(g, MUL, c[k], plm_graph_op(g, PLM_OP_EXP, OP(g, MUL, h[k], OP(g, MUL, dd, dd)), -1, -1));
-            sum = sum < 0 ? e : OP(g, ADD, sum, e);
-        }
-        CHECK(plm_gmodel_factor(&ctx, m, OP(g, ADD, plm_graph_const(g, -0.9189385332046727),
-                                            plm_graph_op(g, PLM_OP_LOG, sum, -1, -1))) == PLM_OK);
-    }
-    CHECK(plm_gmodel_finish(&ctx, m) == PLM_OK);
-    {
-        plm_vsum_info info = grouping(m);
-        CHECK(info.ngroups == 1);
-        CHECK(info.ngrouped == 40);
-    }
+    for (i = 0; i < 40; i++) y[i] = (i % 3) * 3.0 - 2 + plm_rng_normal(&r);
+    CHECK((m = mg_gmm3(&ctx, 40, y)) != NULL);
+    if (!m) return;
+    info = grouping(m);
+    CHECK(info.ngroups == 1);
+    CHECK(info.ngrouped == 40);
     compare_paths(m, 5, 1.0);
 }
 
