@@ -4,6 +4,8 @@
 -- the posterior of an Ornstein-Uhlenbeck rate computed by quadrature of the exact (Kalman) likelihood. Tolerances
 -- are 4.5 Monte Carlo standard errors from the chains' effective sample sizes; fixed seeds.
 local T = dofile("tests/lua/check.lua")
+package.path = "tests/lua/?.lua;" .. package.path
+local OU = require "ou_theta"
 local MK = plume.markov_kernel
 
 -- the linear-Gaussian chain of test_bffg.lua
@@ -56,42 +58,8 @@ T.test("pCN on a linear-Gaussian chain with a wrong auxiliary: path marginals ma
   T.ok(z2 > 4.5, "shifted data must miss (" .. z2 .. ")")
 end)
 
--- dX = -theta (X - mu) dt + sigma dW observed at t = 1..4 with noise variance R; theta unknown, prior uniform(0, 10).
--- (Euler paths are unstable for theta dt > 2, where the weights are meaningless: the prior keeps theta dt <= 0.1.)
-local mu, sigma, R = 0.5, 0.7, 0.05
-local oys = { 1.1, 0.4, -0.2, 0.9 }
-local ou = plume.sde{ dim = 1, params = { theta = 1, mu = mu, sigma = sigma },
-  drift = function(p, x) return -p.theta * (x - p.mu) end,
-  diffusion = function(p) return p.sigma end }
-
-local function ou_chain(dt)
-  local g = plume.dag()
-  g:root("x0", plume.dist.normal(0, math.sqrt(0.5)))
-  local O = MK.linear_gaussian{ B = 1, Q = R }
-  for t = 1, #oys do
-    g:kernel("x" .. t, "x" .. (t - 1), MK.sde{ sde = ou, t0 = t - 1, t1 = t, dt = dt, at = 0 })
-     :observe("y" .. t, "x" .. t, O, oys[t])
-  end
-  return g
-end
-
--- the exact posterior of theta: the Kalman likelihood of the OU transitions times the prior, by quadrature
-local function exact_theta(data)
-  local prior = plume.dist.uniform(0, 10)
-  local h, m0, m1, m2, lmax, lw = 1e-3, 0, 0, 0, -math.huge, {}
-  for i = 1, 9999 do
-    local th = i * h
-    local e = math.exp(-th)
-    local k = plume.lgssm{ A = e, b = mu * (1 - e), Q = sigma ^ 2 * (1 - e * e) / (2 * th), C = 1, R = R, m0 = 0, P0 = 0.5 }
-    lw[i] = k:loglik(data) + prior:logpdf(th)
-    lmax = math.max(lmax, lw[i])
-  end
-  for i = 1, #lw do
-    local w, th = math.exp(lw[i] - lmax), i * h
-    m0, m1, m2 = m0 + w, m1 + w * th, m2 + w * th * th
-  end
-  return m1 / m0, math.sqrt(m2 / m0 - (m1 / m0) ^ 2)
-end
+-- the Ornstein-Uhlenbeck rate of ou_theta.lua: the linearisation of its drift at 0 as auxiliary
+local mu, oys, ou, ou_chain, exact_theta = OU.mu, OU.ys, OU.sde, OU.chain, OU.exact_theta
 
 T.test("OU rate: the parameter posterior of pCN + random-walk updates matches quadrature of the exact likelihood", function()
   -- the auxiliary is the linearisation of a linear drift, remade at every theta: the weights are then the exact

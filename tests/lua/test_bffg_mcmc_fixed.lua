@@ -4,44 +4,11 @@
 -- posterior must still be the exact one: the posterior of an Ornstein-Uhlenbeck rate by quadrature of the exact
 -- (Kalman) likelihood, as in test_bffg_mcmc.lua, with tolerances from the chains' own Monte Carlo error.
 local T = dofile("tests/lua/check.lua")
-local MK = plume.markov_kernel
+package.path = "tests/lua/?.lua;" .. package.path
+local OU = require "ou_theta"
 
-local mu, sigma, R = 0.5, 0.7, 0.05
-local oys = { 1.1, 0.4, -0.2, 0.9 }
-local ou = plume.sde{ dim = 1, params = { theta = 1, mu = mu, sigma = sigma },
-  drift = function(p, x) return -p.theta * (x - p.mu) end,
-  diffusion = function(p) return p.sigma end }
-
--- aux: nil (the linearisation at 0, which follows theta unless fixed_aux) or a fixed auxiliary {B=, beta=, sigma=}
-local function ou_chain(dt, aux)
-  local g = plume.dag()
-  g:root("x0", plume.dist.normal(0, math.sqrt(0.5)))
-  local O = MK.linear_gaussian{ B = 1, Q = R }
-  for t = 1, #oys do
-    g:kernel("x" .. t, "x" .. (t - 1), MK.sde{ sde = ou, t0 = t - 1, t1 = t, dt = dt, at = not aux and 0 or nil, aux = aux })
-     :observe("y" .. t, "x" .. t, O, oys[t])
-  end
-  return g
-end
-
-local function exact_theta(data)
-  local prior = plume.dist.uniform(0, 10)
-  local h, m0, m1, m2, lmax, lw = 1e-3, 0, 0, 0, -math.huge, {}
-  for i = 1, 9999 do
-    local th = i * h
-    local e = math.exp(-th)
-    local k = plume.lgssm{ A = e, b = mu * (1 - e), Q = sigma ^ 2 * (1 - e * e) / (2 * th), C = 1, R = R, m0 = 0, P0 = 0.5 }
-    lw[i] = k:loglik(data) + prior:logpdf(th)
-    lmax = math.max(lmax, lw[i])
-  end
-  for i = 1, #lw do
-    local w, th = math.exp(lw[i] - lmax), i * h
-    m0, m1, m2 = m0 + w, m1 + w * th, m2 + w * th * th
-  end
-  return m1 / m0, math.sqrt(m2 / m0 - (m1 / m0) ^ 2)
-end
-
-local mean, sd = exact_theta(oys)
+local mu, sigma, oys, ou, ou_chain = OU.mu, OU.sigma, OU.ys, OU.sde, OU.chain
+local mean, sd = OU.exact_theta(oys)
 
 -- With the auxiliary fixed at theta_a != theta the weights carry the Girsanov integral on the grid, whose error is
 -- O(dt): dt = 0.005 keeps it well below the Monte Carlo error of these runs.
