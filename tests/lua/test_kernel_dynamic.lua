@@ -41,19 +41,22 @@ local function rank_of(truth, draws)
   return less + math.floor(D.uniform(0, 1):sample() * (ties + 1))
 end
 
--- SBC: reps replicates of (truth, data) from the prior, 19 kept draws each (thinned by 10, so that they are
--- close to independent), ranks 0..19 in 10 bins; returns the chi-square statistic and the bins.
-local function sbc(reps, seed, one)
-  local bins = {}
+-- Ranks 0..19 in 10 bins: the chi-square statistic against the uniform, and the bins.
+local function rank_chi2(ranks)
+  local bins, chi2, e = {}, 0, #ranks / 10
   for b = 1, 10 do bins[b] = 0 end
-  plume.seed(seed)
-  for r = 1, reps do
-    local rank = one(r)
-    bins[rank // 2 + 1] = bins[rank // 2 + 1] + 1
-  end
-  local chi2, e = 0, reps / 10
+  for _, rank in ipairs(ranks) do bins[rank // 2 + 1] = bins[rank // 2 + 1] + 1 end
   for b = 1, 10 do chi2 = chi2 + (bins[b] - e) ^ 2 / e end
   return chi2, bins
+end
+
+-- SBC: reps replicates of (truth, data) from the prior, 19 kept draws each (thinned by 10, so that they are
+-- close to independent), one(r) the rank of the truth among them; returns rank_chi2 of the ranks.
+local function sbc(reps, seed, one)
+  local ranks = {}
+  plume.seed(seed)
+  for r = 1, reps do ranks[r] = one(r) end
+  return rank_chi2(ranks)
 end
 
 -- chi-square with 9 degrees of freedom: 27.9 is its 0.999 quantile (fixed seeds: each check is deterministic)
@@ -126,10 +129,7 @@ local function sbc_mixed(zkernel, seed)
     zranks[r] = rank_of(z, post:draws("z"))
     return rank_of(mu, post:draws("mu"))
   end)
-  local zbins, zchi2 = {}, 0
-  for b = 1, 10 do zbins[b] = 0 end
-  for _, rk in ipairs(zranks) do zbins[rk // 2 + 1] = zbins[rk // 2 + 1] + 1 end
-  for b = 1, 10 do zchi2 = zchi2 + (zbins[b] - REPS / 10) ^ 2 / (REPS / 10) end
+  local zchi2, zbins = rank_chi2(zranks)
   return chi2, bins, zchi2, zbins
 end
 
@@ -155,10 +155,7 @@ T.test("sbc_gibbs_on_a_structure_switching_site_ranks_uniform", function()
     kranks[r] = rank_of(k, post:draws("k"))
     return rank_of(x, post:draws("x"))
   end)
-  local kbins, kchi2 = {}, 0
-  for b = 1, 10 do kbins[b] = 0 end
-  for _, rk in ipairs(kranks) do kbins[rk // 2 + 1] = kbins[rk // 2 + 1] + 1 end
-  for b = 1, 10 do kchi2 = kchi2 + (kbins[b] - REPS / 10) ^ 2 / (REPS / 10) end
+  local kchi2, kbins = rank_chi2(kranks)
   T.ok(chi2 < CHI2_999, string.format("x: chi-square %.1f (bins %s)", chi2, table.concat(bins, " ")))
   T.ok(kchi2 < CHI2_999, string.format("k: chi-square %.1f (bins %s)", kchi2, table.concat(kbins, " ")))
 end)
