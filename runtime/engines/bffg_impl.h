@@ -76,4 +76,12 @@ plm_status plm_bffg_model_with(plm_ctx *ctx, const plm_bffg_model *m, const plm_
 plm_status plm_bffg_kernel_sde_remake(plm_ctx *ctx, const plm_bffg_kernel *k, const double *params, int how,
                                       plm_bffg_kernel **out);
 
+/* For the diffusion (bffg_sde.c) and reaction-network (bffg_reaction.c) kernels: the d-dimensional Gaussian
+** message child at the end of a grid of N steps carried back to its start into out (out->v, out->H hold d and d*d
+** doubles), step[k] the linear-Gaussian kernel of grid step k. visit (may be NULL) sees the message h at every
+** grid point k = N, N-1, ..., 0 in that order, before the pull-back through step k - 1. */
+plm_status plm_bffg_pullback_grid(plm_ctx *ctx, int d, size_t N, const plm_bffg_kernel *const *step,
+                                  const plm_bffg_msg *child, void (*visit)(void *ud, size_t k, const plm_bffg_msg *h),
+                                  void *ud, plm_bffg_msg *out);
+
 #endif

@@ -292,39 +292,34 @@ static void guide_half(const rx_kernel *K, rx_guide *g, size_t k, const plm_bffg
     }
 }
 
-/* The child's message carried back to t0; with g, the guided intensities of every step too. */
+typedef struct rx_visit {
+    const rx_kernel *K;
+    rx_guide *g;
+} rx_visit;
+
+/* plm_bffg_pullback_grid's visit for a guide: the message at t[k] gives the second half of step k's intensities
+** and the first half of step k - 1's; the one at t0 is the parent's. */
+static void guide_grid_msg(void *ud, size_t k, const plm_bffg_msg *h)
+{
+    const rx_visit *w = ud;
+    size_t d = (size_t)w->K->d;
+    if (k < w->K->N) guide_half(w->K, w->g, k, h, 0);
+    if (k > 0) guide_half(w->K, w->g, k - 1, h, 1);
+    if (k == 0) {
+        w->g->c0 = h->c;
+        memcpy(w->g->F0, h->v, d * sizeof *h->v);
+        memcpy(w->g->H0, h->H, d * d * sizeof *h->H);
+    }
+}
+
+/* The child's message carried back to t0; with g, the guided intensities of every step too (step k is guided by
+** the mean of the messages at t[k + 1] and t[k]). */
 static plm_status rx_backward(plm_ctx *ctx, const rx_kernel *K, const plm_bffg_msg *child, rx_guide *g, plm_bffg_msg *out)
 {
-    int d = K->d;
-    size_t k, dd = (size_t)d * d;
-    plm_bffg_msg a = {0, d, 0, NULL, NULL, 0, 0, 0, 0}, b = a, *cur = &a, *nxt = &b;
-    plm_status st;
+    rx_visit w = {K, g};
     if (child->gamma)
         return plm_fail(ctx, PLM_EINVAL, "bffg: a gamma process's message cannot be carried back through a reaction network");
-    if (!(a.v = dalloc((size_t)d)) || !(a.H = dalloc(dd)) || !(b.v = dalloc((size_t)d)) || !(b.H = dalloc(dd)))
-        return plm_fail(ctx, PLM_ENOMEM, "bffg: out of memory");
-    a.c = child->c;
-    memcpy(a.v, child->v, (size_t)d * sizeof *a.v);
-    memcpy(a.H, child->H, dd * sizeof *a.H);
-    for (k = K->N; k-- > 0;) {
-        if (g) guide_half(K, g, k, cur, 1);   /* step k is guided by the mean of the messages at t[k + 1] and t[k] */
-        if ((k & 4095) == 0 && plm_interrupted()) return plm_fail(ctx, PLM_EINTR, "bffg: interrupted");
-        if ((st = K->step[k]->ops->pullback(ctx, K->step[k], cur, nxt))) return st;
-        {
-            plm_bffg_msg *t = cur;
-            cur = nxt, nxt = t;
-        }
-        if (g) guide_half(K, g, k, cur, 0);
-    }
-    if (g) {
-        g->c0 = cur->c;
-        memcpy(g->F0, cur->v, (size_t)d * sizeof *cur->v);
-        memcpy(g->H0, cur->H, dd * sizeof *cur->H);
-    }
-    out->c = cur->c;
-    memcpy(out->v, cur->v, (size_t)d * sizeof *cur->v);
-    memcpy(out->H, cur->H, dd * sizeof *cur->H);
-    return PLM_OK;
+    return plm_bffg_pullback_grid(ctx, K->d, K->N, K->step, child, g ? guide_grid_msg : NULL, &w, out);
 }
 
 static plm_status rx_pullback(plm_ctx *ctx, const plm_bffg_kernel *k, const plm_bffg_msg *child, plm_bffg_msg *out)

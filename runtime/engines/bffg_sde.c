@@ -318,35 +318,23 @@ static plm_status sde_backward2(plm_ctx *ctx, const sde_kernel *K, const plm_bff
     return PLM_OK;
 }
 
-/* Pull child back through the steps N-1..0; with g, keep every grid message. */
-static plm_status sde_backward(plm_ctx *ctx, const sde_kernel *K, const plm_bffg_msg *child, sde_guide *g,
-                               plm_bffg_msg *out)
+plm_status plm_bffg_pullback_grid(plm_ctx *ctx, int d, size_t N, const plm_bffg_kernel *const *step,
+                                  const plm_bffg_msg *child, void (*visit)(void *ud, size_t k, const plm_bffg_msg *h),
+                                  void *ud, plm_bffg_msg *out)
 {
-    int d = K->d;
     size_t k, dd = (size_t)d * d;
     plm_bffg_msg a = {0, d, 0, NULL, NULL, 0, 0, 0, 0}, b = a, *cur = &a, *nxt = &b;
     plm_status st;
-    if (child->gamma)
-        return plm_fail(ctx, PLM_EINVAL, "bffg: a gamma process's message cannot be carried back through a diffusion");
-    /* a kernel remade with a frozen auxiliary makes its steps on first need (while its filter is built, on one
-    ** thread) */
-    if (!K->step && (st = sde_steps(ctx, (sde_kernel *)K))) return st;
-    if (K->two) return sde_backward2(ctx, K, child, g, out);
     if (!(a.v = dalloc((size_t)d)) || !(a.H = dalloc(dd)) || !(b.v = dalloc((size_t)d)) || !(b.H = dalloc(dd)))
         return plm_fail(ctx, PLM_ENOMEM, "bffg: out of memory");
     a.c = child->c;
     memcpy(a.v, child->v, (size_t)d * sizeof *a.v);
     memcpy(a.H, child->H, dd * sizeof *a.H);
-    for (k = K->N + 1; k-- > 0;) {
-        if (g) {
-            if (k == K->N) g->c[1] = cur->c;
-            if (k == 0) g->c[0] = cur->c;
-            memcpy(g->F + k * d, cur->v, (size_t)d * sizeof *cur->v);
-            memcpy(g->H + k * dd, cur->H, dd * sizeof *cur->H);
-        }
+    for (k = N + 1; k-- > 0;) {
+        if (visit) visit(ud, k, cur);
         if (k == 0) break;
         if ((k & 4095) == 0 && plm_interrupted()) return plm_fail(ctx, PLM_EINTR, "bffg: interrupted");
-        if ((st = K->step[k - 1]->ops->pullback(ctx, K->step[k - 1], cur, nxt))) return st;
+        if ((st = step[k - 1]->ops->pullback(ctx, step[k - 1], cur, nxt))) return st;
         {
             plm_bffg_msg *t = cur;
             cur = nxt, nxt = t;
@@ -356,6 +344,37 @@ static plm_status sde_backward(plm_ctx *ctx, const sde_kernel *K, const plm_bffg
     memcpy(out->v, cur->v, (size_t)d * sizeof *cur->v);
     memcpy(out->H, cur->H, dd * sizeof *cur->H);
     return PLM_OK;
+}
+
+typedef struct sde_keep {
+    const sde_kernel *K;
+    sde_guide *g;
+} sde_keep;
+
+/* plm_bffg_pullback_grid's visit for a guide: every grid message, and the constants at t0 and t1. */
+static void keep_grid_msg(void *ud, size_t k, const plm_bffg_msg *h)
+{
+    const sde_keep *w = ud;
+    size_t d = (size_t)w->K->d;
+    if (k == w->K->N) w->g->c[1] = h->c;
+    if (k == 0) w->g->c[0] = h->c;
+    memcpy(w->g->F + k * d, h->v, d * sizeof *h->v);
+    memcpy(w->g->H + k * d * d, h->H, d * d * sizeof *h->H);
+}
+
+/* Pull child back through the steps N-1..0; with g, keep every grid message. */
+static plm_status sde_backward(plm_ctx *ctx, const sde_kernel *K, const plm_bffg_msg *child, sde_guide *g,
+                               plm_bffg_msg *out)
+{
+    sde_keep w = {K, g};
+    plm_status st;
+    if (child->gamma)
+        return plm_fail(ctx, PLM_EINVAL, "bffg: a gamma process's message cannot be carried back through a diffusion");
+    /* a kernel remade with a frozen auxiliary makes its steps on first need (while its filter is built, on one
+    ** thread) */
+    if (!K->step && (st = sde_steps(ctx, (sde_kernel *)K))) return st;
+    if (K->two) return sde_backward2(ctx, K, child, g, out);
+    return plm_bffg_pullback_grid(ctx, K->d, K->N, K->step, child, g ? keep_grid_msg : NULL, &w, out);
 }
 
 static plm_status sde_pullback(plm_ctx *ctx, const plm_bffg_kernel *k, const plm_bffg_msg *child, plm_bffg_msg *out)
