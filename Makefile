@@ -105,8 +105,9 @@ $(BUILD)/bench/%: bench/%.c $(BUILD)/libplume.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -Itests -O3 -march=native $(LDFLAGS_ALL) -o $@ $< $(BUILD)/libplume.a $(LIBS)
 
-# the model graphs that a test and a benchmark share
+# headers that some tests (and a benchmark) share
 $(BUILD)/tests/test_expr_vec $(BUILD)/bench/grad_rate: tests/model_graphs.h
+$(BUILD)/tests/test_bffg $(BUILD)/tests/test_bffg_sde $(BUILD)/tests/test_bffg_frozen: tests/bffg_chain.h
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include/plume \

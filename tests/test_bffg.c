@@ -4,6 +4,7 @@
 ** density built from shared path lengths and Felsenstein's pruning written here. Statistical checks use fixed
 ** seeds and tolerances of 4.5 Monte Carlo standard errors; each has a negative control that must fail them. */
 #include "check.h"
+#include "bffg_chain.h"
 #include "plume.h"
 
 #include <gsl/gsl_linalg.h>
@@ -35,8 +36,7 @@ static plm_bffg_model *lg_chain(const double *A, const double *Q, const double *
 {
     plm_bffg_model *m;
     plm_bffg_kernel *prior, *trans, *obs, *aux;
-    int t, prev, cur;
-    char name[16];
+    int t, prev;
     CHECK(plm_bffg_model_new(&ctx, &m) == PLM_OK);
     CHECK(plm_bffg_kernel_linear_gaussian(&ctx, 2, 0, NULL, m0, P0, &prior) == PLM_OK);
     CHECK(plm_bffg_kernel_linear_gaussian(&ctx, 2, 2, A, beta2, Q, &trans) == PLM_OK);
@@ -47,11 +47,7 @@ static plm_bffg_model *lg_chain(const double *A, const double *Q, const double *
     }
     CHECK(plm_bffg_add(&ctx, m, "x0", -1, prior, NULL, &prev) == PLM_OK);
     for (t = 1; t <= TL; t++) {
-        snprintf(name, sizeof name, "x%d", t);
-        CHECK(plm_bffg_add(&ctx, m, name, prev, trans, NULL, &cur) == PLM_OK);
-        snprintf(name, sizeof name, "y%d", t);
-        CHECK(plm_bffg_add(&ctx, m, name, cur, obs, &ys_lg[t - 1], NULL) == PLM_OK);
-        prev = cur;
+        prev = bffg_step(&ctx, m, t, prev, trans, obs, &ys_lg[t - 1]);
     }
     return m;
 }
@@ -97,7 +93,7 @@ static void test_lg_singular_noise_and_fixed_root_equal_kalman(void)
     plm_bffg_kernel *prior, *trans, *obs;
     plm_bffg_filter *f;
     double kal, lw[200], draws[200 * 2 * (TL + 1)];
-    int t, prev, cur, s;
+    int t, prev, s;
     CHECK(plm_lgssm_new(&ctx, &sp, &ref) == PLM_OK);
     CHECK(plm_lgssm_loglik(&ctx, ref, TL, ys_lg, &kal) == PLM_OK);
     CHECK(plm_bffg_model_new(&ctx, &m) == PLM_OK);
@@ -106,12 +102,7 @@ static void test_lg_singular_noise_and_fixed_root_equal_kalman(void)
     CHECK(plm_bffg_kernel_linear_gaussian(&ctx, 1, 2, Cobs, NULL, Robs, &obs) == PLM_OK);
     CHECK(plm_bffg_add(&ctx, m, "x0", -1, prior, NULL, &prev) == PLM_OK);
     for (t = 1; t <= TL; t++) {
-        char name[16];
-        snprintf(name, sizeof name, "x%d", t);
-        CHECK(plm_bffg_add(&ctx, m, name, prev, trans, NULL, &cur) == PLM_OK);
-        snprintf(name, sizeof name, "y%d", t);
-        CHECK(plm_bffg_add(&ctx, m, name, cur, obs, &ys_lg[t - 1], NULL) == PLM_OK);
-        prev = cur;
+        prev = bffg_step(&ctx, m, t, prev, trans, obs, &ys_lg[t - 1]);
     }
     CHECK(plm_bffg_backward(&ctx, m, NULL, &f) == PLM_OK);
     CHECK_NEAR(plm_bffg_filter_loglik(f), kal, 1e-9);
@@ -227,18 +218,13 @@ static plm_bffg_model *disc_chain(const double *trans, const double *y)
 {
     plm_bffg_model *m;
     plm_bffg_kernel *prior, *tr, *em;
-    int t, prev = -1, cur;
-    char name[16];
+    int t, prev = -1;
     CHECK(plm_bffg_model_new(&ctx, &m) == PLM_OK);
     CHECK(plm_bffg_kernel_discrete(&ctx, 0, 3, init3, &prior) == PLM_OK);
     CHECK(plm_bffg_kernel_discrete(&ctx, 3, 3, trans, &tr) == PLM_OK);
     CHECK(plm_bffg_kernel_discrete(&ctx, 3, 4, emit34, &em) == PLM_OK);
     for (t = 1; t <= TD; t++) {
-        snprintf(name, sizeof name, "x%d", t);
-        CHECK(plm_bffg_add(&ctx, m, name, prev, t == 1 ? prior : tr, NULL, &cur) == PLM_OK);
-        snprintf(name, sizeof name, "y%d", t);
-        CHECK(plm_bffg_add(&ctx, m, name, cur, em, &y[t - 1], NULL) == PLM_OK);
-        prev = cur;
+        prev = bffg_step(&ctx, m, t, prev, t == 1 ? prior : tr, em, &y[t - 1]);
     }
     return m;
 }
@@ -299,7 +285,7 @@ static void test_ctmc_observed_states_weight_equals_exact_likelihood(void)
     plm_bffg_kernel *prior, *id, *k;
     plm_bffg_filter *f;
     double exact, lw[100], draws[100 * 6];
-    int i, prev = -1, cur, s;
+    int i, prev = -1, s;
     CHECK(plm_ctmc_new(&ctx, Q, 3, &c) == PLM_OK);
     CHECK(plm_ctmc_loglik_obs(&ctx, c, 6, times, st, &exact) == PLM_OK);
     exact += log(init[st[0]]);
@@ -307,14 +293,9 @@ static void test_ctmc_observed_states_weight_equals_exact_likelihood(void)
     CHECK(plm_bffg_kernel_discrete(&ctx, 0, 3, init, &prior) == PLM_OK);
     CHECK(plm_bffg_kernel_discrete(&ctx, 3, 3, I3, &id) == PLM_OK);
     for (i = 0; i < 6; i++) {
-        char name[16];
         double v = st[i];
         if (i) CHECK(plm_bffg_kernel_ctmc(&ctx, c, times[i] - times[i - 1], &k) == PLM_OK);
-        snprintf(name, sizeof name, "x%d", i + 1);
-        CHECK(plm_bffg_add(&ctx, m, name, prev, i ? k : prior, NULL, &cur) == PLM_OK);
-        snprintf(name, sizeof name, "y%d", i + 1);
-        CHECK(plm_bffg_add(&ctx, m, name, cur, id, &v, NULL) == PLM_OK);
-        prev = cur;
+        prev = bffg_step(&ctx, m, i + 1, prev, i ? k : prior, id, &v);
     }
     CHECK(plm_bffg_backward(&ctx, m, NULL, &f) == PLM_OK);
     CHECK_NEAR(plm_bffg_filter_loglik(f), exact, 1e-12);

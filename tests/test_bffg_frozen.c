@@ -4,6 +4,7 @@
 ** (log-likelihood, fused messages) and the same guided paths and weights for the same innovations as the full
 ** backward filter through the same auxiliary, to rounding; a cache made at another B~ must not be used. */
 #include "check.h"
+#include "bffg_chain.h"
 #include "plume.h"
 #include "bffg_impl.h"
 
@@ -45,7 +46,7 @@ static plm_bffg_model *chain(plm_sde *s)
     static const double m0[2] = {0.2, -0.1}, P0[4] = {0.3, 0, 0, 0.3}, C[2] = {1, 0}, R[1] = {0.01};
     plm_bffg_model *m;
     plm_bffg_kernel *prior, *obs, *k;
-    int t, prev, cur;
+    int t, prev;
     CHECK(plm_bffg_model_new(&ctx, &m) == PLM_OK);
     CHECK(plm_bffg_kernel_linear_gaussian(&ctx, 2, 0, NULL, m0, P0, &prior) == PLM_OK);
     CHECK(plm_bffg_kernel_linear_gaussian(&ctx, 1, 2, C, NULL, R, &obs) == PLM_OK);
@@ -53,13 +54,8 @@ static plm_bffg_model *chain(plm_sde *s)
     for (t = 1; t <= TO; t++) {
         double at[2] = {ys[t - 1], 0};
         plm_bffg_sde_opts o = {0.5 * (t - 1), 0.5 * t, 0.01, 0, at, NULL, NULL, NULL};
-        char name[16];
         CHECK(plm_bffg_kernel_sde(&ctx, s, &o, &k) == PLM_OK);
-        snprintf(name, sizeof name, "x%d", t);
-        CHECK(plm_bffg_add(&ctx, m, name, prev, k, NULL, &cur) == PLM_OK);
-        snprintf(name, sizeof name, "y%d", t);
-        CHECK(plm_bffg_add(&ctx, m, name, cur, obs, &ys[t - 1], NULL) == PLM_OK);
-        prev = cur;
+        prev = bffg_step(&ctx, m, t, prev, k, obs, &ys[t - 1]);
     }
     return m;
 }

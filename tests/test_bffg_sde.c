@@ -4,6 +4,7 @@
 ** (runtime/lgssm.h) of the OU process observed at integer times. Statistical checks use fixed seeds and 4.5
 ** Monte Carlo standard errors, each with a negative control that must fail them. */
 #include "check.h"
+#include "bffg_chain.h"
 #include "plume.h"
 
 #include <stdlib.h>
@@ -117,7 +118,7 @@ static plm_bffg_model *ou_chain(double dt, const double *const *aux, int time_ch
     plm_bffg_model *m;
     plm_bffg_kernel *prior, *obs, *k;
     static const double at[2] = {0, 0};
-    int t, prev, cur;
+    int t, prev;
     CHECK(plm_bffg_model_new(&ctx, &m) == PLM_OK);
     CHECK(plm_bffg_kernel_linear_gaussian(&ctx, 2, 0, NULL, m0, P0, &prior) == PLM_OK);
     CHECK(plm_bffg_kernel_linear_gaussian(&ctx, 1, 2, Cobs, NULL, Robs, &obs) == PLM_OK);
@@ -125,13 +126,8 @@ static plm_bffg_model *ou_chain(double dt, const double *const *aux, int time_ch
     for (t = 1; t <= TO; t++) {
         plm_bffg_sde_opts o = {t - 1, t, dt, time_change, aux ? NULL : at, aux ? aux[0] : NULL, aux ? aux[1] : NULL,
                                aux ? aux[2] : NULL};
-        char name[16];
         CHECK(plm_bffg_kernel_sde(&ctx, s, &o, &k) == PLM_OK);
-        snprintf(name, sizeof name, "x%d", t);
-        CHECK(plm_bffg_add(&ctx, m, name, prev, k, NULL, &cur) == PLM_OK);
-        snprintf(name, sizeof name, "y%d", t);
-        CHECK(plm_bffg_add(&ctx, m, name, cur, obs, &ys[t - 1], NULL) == PLM_OK);
-        prev = cur;
+        prev = bffg_step(&ctx, m, t, prev, k, obs, &ys[t - 1]);
     }
     return m;
 }
@@ -270,7 +266,7 @@ static void test_smc_with_a_wrong_auxiliary_is_unbiased(void)
     plm_bffg_filter *f;
     double y[TL], kal, *draws = malloc(N * 2 * (TL + 1) * sizeof *draws), lw[N], ratio[R], logs[R];
     double mr = 0, vr = 0, ml = 0, vl = 0;
-    int t, prev, cur, r;
+    int t, prev, r;
     plm_rng rng;
     plm_rng_init(&rng, 77, 0);
     CHECK(plm_lgssm_new(&ctx, &sp, &ref) == PLM_OK);
@@ -284,12 +280,7 @@ static void test_smc_with_a_wrong_auxiliary_is_unbiased(void)
     CHECK(plm_bffg_kernel_linear_gaussian(&ctx, 1, 2, Cobs, NULL, R1, &obs) == PLM_OK);
     CHECK(plm_bffg_add(&ctx, m, "x0", -1, prior, NULL, &prev) == PLM_OK);
     for (t = 1; t <= TL; t++) {
-        char name[16];
-        snprintf(name, sizeof name, "x%d", t);
-        CHECK(plm_bffg_add(&ctx, m, name, prev, trans, NULL, &cur) == PLM_OK);
-        snprintf(name, sizeof name, "y%d", t);
-        CHECK(plm_bffg_add(&ctx, m, name, cur, obs, &y[t - 1], NULL) == PLM_OK);
-        prev = cur;
+        prev = bffg_step(&ctx, m, t, prev, trans, obs, &y[t - 1]);
     }
     CHECK(plm_bffg_backward(&ctx, m, NULL, &f) == PLM_OK);
     for (r = 0; r < R; r++) {
