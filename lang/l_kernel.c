@@ -401,6 +401,30 @@ static plm_kernel *restrict_to(lua_State *L, plm_gmodel *gm, const plm_kernel *k
     return out;
 }
 
+/* The composite `kind` ("cycle", "mixture" or "rep") of the value at idx over its n children ks, already built
+** (static or trace kernels alike). Leaves the stack as it found it. */
+static plm_kernel *compose(lua_State *L, int idx, const char *kind, plm_kernel **ks, int n, const char *fn)
+{
+    plm_kernel *k = NULL;
+    plm_ctx ctx;
+    int i;
+    plm_ctx_clear(&ctx);
+    if (kind[0] == 'm') {
+        double *w = lua_newuserdatauv(L, (size_t)n * sizeof *w, 0);
+        lua_getfield(L, idx, "weights");
+        for (i = 0; i < n; i++) w[i] = (lua_geti(L, -1, i + 1), lua_tonumber(L, -1)), lua_pop(L, 1);
+        if (plm_kernel_mixture(&ctx, (const plm_kernel *const *)ks, w, n, &k)) plm_l_fail_in(L, &ctx, fn);
+        lua_pop(L, 2);
+    } else if (kind[0] == 'c') {
+        if (plm_kernel_cycle(&ctx, (const plm_kernel *const *)ks, n, &k)) plm_l_fail_in(L, &ctx, fn);
+    } else {
+        lua_getfield(L, idx, "n");
+        if (plm_kernel_rep(&ctx, ks[0], (int)lua_tointeger(L, -1), &k)) plm_l_fail_in(L, &ctx, fn);
+        lua_pop(L, 1);
+    }
+    return k;
+}
+
 plm_kernel *plm_l_kernel_build(lua_State *L, int idx, plm_gmodel *gm, const char *fn)
 {
     const char *kind;
@@ -416,29 +440,16 @@ plm_kernel *plm_l_kernel_build(lua_State *L, int idx, plm_gmodel *gm, const char
     kind = lua_tostring(L, -1);
     lua_pop(L, 1);   /* the value keeps the string alive */
     if (strcmp(kind, "cycle") == 0 || strcmp(kind, "mixture") == 0 || strcmp(kind, "rep") == 0) {
-        double *w;
         lua_getfield(L, idx, "kernels");
         n = (int)luaL_len(L, -1);
         ks = lua_newuserdatauv(L, (size_t)n * sizeof *ks, 0);   /* kept on the stack while children build */
-        w = lua_newuserdatauv(L, (size_t)n * sizeof *w, 0);
         for (i = 0; i < n; i++) {
-            lua_geti(L, -3, i + 1);
+            lua_geti(L, -2, i + 1);
             ks[i] = plm_l_kernel_build(L, -1, gm, fn);
             lua_pop(L, 1);
         }
-        if (kind[0] == 'm') {
-            lua_getfield(L, idx, "weights");
-            for (i = 0; i < n; i++) w[i] = (lua_geti(L, -1, i + 1), lua_tonumber(L, -1)), lua_pop(L, 1);
-            lua_pop(L, 1);
-            if (plm_kernel_mixture(&ctx, (const plm_kernel *const *)ks, w, n, &k)) plm_l_fail_in(L, &ctx, fn);
-        } else if (kind[0] == 'c') {
-            if (plm_kernel_cycle(&ctx, (const plm_kernel *const *)ks, n, &k)) plm_l_fail_in(L, &ctx, fn);
-        } else {
-            lua_getfield(L, idx, "n");
-            if (plm_kernel_rep(&ctx, ks[0], (int)lua_tointeger(L, -1), &k)) plm_l_fail_in(L, &ctx, fn);
-            lua_pop(L, 1);
-        }
-        lua_pop(L, 3);
+        k = compose(L, idx, kind, ks, n, fn);
+        lua_pop(L, 2);
         return k;
     }
     sites = lua_newuserdatauv(L, ((size_t)gm->n + 1) * sizeof *sites, 0);   /* popped before returning */
@@ -932,18 +943,7 @@ plm_kernel *plm_l_trace_kernel_build(lua_State *L, int idx, const char *fn)
         lua_geti(L, list, i + 1);
         ks[i] = plm_l_trace_kernel_build(L, -1, fn);
     }
-    if (kind[0] == 'm') {
-        double *w = plm_l_scratch(L, (size_t)n * sizeof *w);
-        lua_getfield(L, idx, "weights");
-        for (i = 0; i < n; i++) w[i] = (lua_geti(L, -1, i + 1), lua_tonumber(L, -1)), lua_pop(L, 1);
-        if (plm_kernel_mixture(&ctx, (const plm_kernel *const *)ks, w, n, &k)) plm_l_fail_in(L, &ctx, fn);
-    } else if (kind[0] == 'c') {
-        if (plm_kernel_cycle(&ctx, (const plm_kernel *const *)ks, n, &k)) plm_l_fail_in(L, &ctx, fn);
-    } else {
-        lua_getfield(L, idx, "n");
-        if (plm_kernel_rep(&ctx, ks[0], (int)lua_tointeger(L, -1), &k)) plm_l_fail_in(L, &ctx, fn);
-    }
-    return k;
+    return compose(L, idx, kind, ks, n, fn);
 }
 
 void plm_l_open_kernel(lua_State *L)
