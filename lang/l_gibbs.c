@@ -1,6 +1,6 @@
 /* l_gibbs.c -- exact Gibbs kernels from Lua (runtime/gibbs.h): plume.infer's method "gibbs" over every
 ** latent site of a traced model, the kernel values plume.kernel.gibbs / block_gibbs (lkernel.h: built into
-** runtime kernels when they meet a model, composable with the others), graph:gibbs_plan(), and plume.select / plume.vector, which let a
+** runtime kernels when they meet a model, composable with the others), plume.kernel.gaussian_block, graph:gibbs_plan(), and plume.select / plume.vector, which let a
 ** model index a list by a discrete symbol (mu[z]). */
 #include "l_expr.h"
 #include "lgibbs.h"
@@ -28,6 +28,12 @@ static plm_status block_build(plm_ctx *ctx, const plm_gmodel *m, const int *site
     return plm_kernel_block_gibbs(ctx, m, sites, n, out);
 }
 
+static plm_status gauss_build(plm_ctx *ctx, const plm_gmodel *m, const int *sites, int n, plm_kernel **out)
+{
+    return plm_kernel_gaussian_block(ctx, m, sites, n, out);
+}
+
+int plm_l_kernel_gaussian_block(lua_State *L) { return plm_l_kernel_sites(L, "gaussian_block", gauss_build, 0); }
 int plm_l_kernel_gibbs(lua_State *L) { return plm_l_kernel_sites(L, "gibbs", gibbs_build, 1); }
 int plm_l_kernel_block_gibbs(lua_State *L) { return plm_l_kernel_sites(L, "block_gibbs", block_build, 1); }
 
