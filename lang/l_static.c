@@ -468,7 +468,7 @@ static plm_kernel *auto_kernel(lua_State *L, plm_gmodel *gm, const plm_hmc_opts 
     }
     if (ncand > 1 && plm_gibbs_gaussian_blocks(&ctx, gm, cand, ncand, block, &nblocks, refused, sizeof refused))
         plm_l_fail_in(L, &ctx, fn);
-    if (ncand < 2) refused[0] = 0;
+    if (ncand < 2) refused[0] = 0, block[0] = -1;
     ks = plm_l_scratch(L, ((size_t)nblocks + 3) * sizeof *ks);
     /* the sites of blocks leave the single-site list */
     for (i = 0, j = 0, b = 0; i < ng; i++) {
