@@ -39,15 +39,34 @@ int plm_l_kernel_block_gibbs(lua_State *L) { return plm_l_kernel_sites(L, "block
 
 int plm_l_gibbs_plan(lua_State *L, const plm_gmodel *gm)
 {
-    int i, n = 0;
+    int i, n = 0, ncand = 0, nb = 0, c = 0;
+    int *cand = plm_l_scratch(L, ((size_t)gm->n + 1) * sizeof *cand);
+    int *block = plm_l_scratch(L, ((size_t)gm->n + 1) * sizeof *block);
+    char refused[400];
     plm_ctx ctx;
     plm_ctx_clear(&ctx);
+    /* the Gaussian blocks auto would draw jointly (plm_gibbs_gaussian_blocks) */
+    for (i = 0; i < gm->n; i++) {
+        plm_gibbs_plan p;
+        if (gm->sites[i].kind != PLM_GSITE_LATENT) continue;
+        if (plm_gibbs_plan_site(&ctx, gm, i, &p)) return plm_l_fail_in(L, &ctx, "graph:gibbs_plan");
+        if (p.how == PLM_GIBBS_NORMAL) cand[ncand++] = i;
+    }
+    if (ncand > 1 && plm_gibbs_gaussian_blocks(&ctx, gm, cand, ncand, block, &nb, refused, sizeof refused))
+        return plm_l_fail_in(L, &ctx, "graph:gibbs_plan");
     lua_newtable(L);
     for (i = 0; i < gm->n; i++) {
         plm_gibbs_plan p;
         if (gm->sites[i].kind != PLM_GSITE_LATENT) continue;
         if (plm_gibbs_plan_site(&ctx, gm, i, &p)) return plm_l_fail_in(L, &ctx, "graph:gibbs_plan");
-        lua_createtable(L, 0, 3);
+        lua_createtable(L, 0, 4);
+        if (c < ncand && cand[c] == i) {   /* candidates are in site order */
+            if (ncand > 1 && block[c] >= 0) {
+                lua_pushinteger(L, block[c] + 1);
+                lua_setfield(L, -2, "block");
+            }
+            c++;
+        }
         lua_pushstring(L, gm->sites[i].name);
         lua_setfield(L, -2, "site");
         lua_pushstring(L, plm_gibbs_how_name(p.how));

@@ -121,6 +121,12 @@ T.test("rats_keeps_gibbs_on_every_site", function()
   T.ok(post.kernel:find("gibbs on alpha.tau, beta.tau, tau.c (gamma)", 1, true), "precisions by gibbs: " .. post.kernel)
   T.ok(post.kernel:find("gibbs-block on alpha.c, beta.c, alpha[1..30], beta[1..30] (gaussian block)", 1, true),
        "coefficients as one block: " .. post.kernel)
+  -- graph:gibbs_plan() numbers the block of each blocked site
+  local inblock = {}
+  for _, e in ipairs(plume.graph(rats, data):gibbs_plan()) do inblock[e.site] = e.block end
+  T.eq(inblock["alpha[7]"], 1, "alpha[7] in block 1")
+  T.eq(inblock["beta.c"], 1, "beta.c in block 1")
+  T.eq(inblock["tau.c"], nil, "tau.c single-site")
   local s = post:summary().alpha0
   -- 4 MCSE, plus 0.3 for the reference's own error (JAGS runs here give 106.4-106.5), as test_gibbs_init does
   T.near(s.mean, 106.6, 4 * s.mcse_mean + 0.3, "alpha0")
