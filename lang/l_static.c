@@ -437,7 +437,9 @@ static plm_kernel *auto_kernel(lua_State *L, plm_gmodel *gm, const plm_hmc_opts 
     auto_pick *gp = plm_l_scratch(L, ((size_t)gm->n + 1) * sizeof *gp), *np, *bp;
     int *gs = plm_l_scratch(L, ((size_t)gm->n + 1) * sizeof *gs), *coords, *cand, *block, *bs;
     int i, j, b, ng = 0, nn = 0, nc = 0, ncand = 0, nblocks = 0, nk = 0, nbp = 0;
-    char *done, refused[400];
+    char *done, *nuts_mask, refused[400];
+    auto_pick *wp;
+    int nwith;
     np = plm_l_scratch(L, ((size_t)gm->n + 1) * sizeof *np);
     bp = plm_l_scratch(L, ((size_t)gm->n + 1) * sizeof *bp);
     coords = plm_l_scratch(L, ((size_t)gm->dim + 1) * sizeof *coords);
@@ -479,11 +481,23 @@ static plm_kernel *auto_kernel(lua_State *L, plm_gmodel *gm, const plm_hmc_opts 
     ng = j;
     if (ng && plm_kernel_gibbs(&ctx, gm, gs, ng, &gibbs)) plm_l_fail_in(L, &ctx, fn);
     if (gibbs) ks[nk++] = gibbs;
+    /* a block whose terms' means read a NUTS site (8 schools' tau in mu + tau * theta_tilde[j]) is coupled to it
+    ** beyond what alternating updates resolve: NUTS then moves the block's sites too, jointly with that site */
+    nuts_mask = plm_l_scratch(L, (size_t)gm->dim + 1);
+    memset(nuts_mask, 0, (size_t)gm->dim + 1);
+    for (i = 0; i < nc; i++) nuts_mask[coords[i]] = 1;
+    nwith = 0;
+    wp = plm_l_scratch(L, ((size_t)gm->n + 1) * sizeof *wp);
     for (b = 0; b < nblocks; b++) {
-        int n = 0;
+        int n = 0, reads = 0;
         for (i = 0; i < ncand; i++)
             if (block[i] == b) bs[n++] = cand[i], bp[nbp].site = cand[i], bp[nbp++].label = "gaussian block";
         if (plm_kernel_gaussian_block(&ctx, gm, bs, n, &ks[nk++])) plm_l_fail_in(L, &ctx, fn);
+        if (nn && plm_gibbs_block_means_read(&ctx, gm, bs, n, nuts_mask, &reads)) plm_l_fail_in(L, &ctx, fn);
+        for (i = 0; reads && i < n; i++) {
+            coords[nc++] = gm->sites[bs[i]].first;
+            wp[nwith].site = bs[i], wp[nwith++].label = NULL;
+        }
     }
     if (nn) {
         if (plm_kernel_nuts(&ctx, ho, &nuts)) plm_l_fail_in(L, &ctx, fn);
@@ -519,6 +533,11 @@ static plm_kernel *auto_kernel(lua_State *L, plm_gmodel *gm, const plm_hmc_opts 
             luaL_addstring(&bf, first ? "nuts on " : "; nuts on ");
             add_picks(&bf, gm, np, nn, done);
             luaL_addstring(&bf, first ? " (continuous; no discrete or conjugate site for gibbs)" : " (continuous, no conjugate pair)");
+            if (nwith) {
+                luaL_addstring(&bf, " with ");
+                add_picks(&bf, gm, wp, nwith, done);
+                luaL_addstring(&bf, " (their block's means read it)");
+            }
         }
         luaL_pushresult(&bf);
         if (!quiet) printf("auto: %s\n", lua_tostring(L, -1)), fflush(stdout);

@@ -493,6 +493,31 @@ nomem:
     return plm_fail(ctx, PLM_ENOMEM, "gibbs: out of memory");
 }
 
+plm_status plm_gibbs_block_means_read(plm_ctx *ctx, const plm_gmodel *m, const int *sites, int n, const char *coords,
+                                      int *reads)
+{
+    gauss_block gb;
+    char why[200], *dep;
+    int t, id, k, top = 0;
+    plm_status st;
+    *reads = 0;
+    if ((st = plm_gibbs_gaussian_check(ctx, m, sites, n, &gb, why, sizeof why)) || !gb.ok) return st;
+    for (t = 0; t < gb.nterms; t++) top = gb.stats[3 * t] > top ? gb.stats[3 * t] : top;
+    if (!(dep = calloc((size_t)top + 1, 1))) return plm_fail(ctx, PLM_ENOMEM, "gibbs: out of memory");
+    for (id = 0; id <= top; id++) {
+        int grp, idx, nargs;
+        const int *args;
+        if (plm_graph_is_input(m->g, id, &grp, &idx)) dep[id] = grp == PLM_GRP_X && idx >= 0 && idx < m->dim && coords[idx];
+        else {
+            plm_graph_node(m->g, id, &nargs, &args);
+            for (k = 0; k < nargs && !dep[id]; k++) dep[id] = dep[args[k]];
+        }
+    }
+    for (t = 0; t < gb.nterms && !*reads; t++) *reads = dep[gb.stats[3 * t]];
+    free(dep);
+    return PLM_OK;
+}
+
 static int uf_find(int *p, int i)
 {
     while (p[i] != i) i = p[i] = p[p[i]];

@@ -70,6 +70,12 @@ plm_status plm_kernel_gaussian_block(plm_ctx *ctx, const plm_gmodel *m, const in
 plm_status plm_gibbs_gaussian_blocks(plm_ctx *ctx, const plm_gmodel *m, const int *cand, int ncand, int *block,
                                      int *nblocks, char *why, size_t nwhy);
 
+/* *reads = 1 when the mean of a term of the Gaussian block sites[0..n-1] reads a coordinate k with coords[k]
+** set (a site outside the block scales or shifts it: 8 schools' tau in mu + tau * theta_tilde[j]); 0 when
+** not, or when the sites are not a block. */
+plm_status plm_gibbs_block_means_read(plm_ctx *ctx, const plm_gmodel *m, const int *sites, int n, const char *coords,
+                                      int *reads);
+
 /* The full conditional that update i of kernel k (from plm_kernel_gibbs: the i-th site; block kernels have one
 ** update) draws from at u, for tests and displays. Enumerations: the unnormalised log weights of values
 ** 0, 1, ... (block: of the product space, the last site fastest) into out, *n of them (at most cap).
