@@ -85,6 +85,28 @@ T.test("correlated_regression_block_matches_the_closed_form_and_mixes", function
   T.ok(min_ess(k) >= 0.5 * draws, "plume.kernel.gaussian_block: min ESS " .. min_ess(k))
 end)
 
+T.test("eight_schools_nuts_also_moves_the_block_that_tau_scales", function()
+  local sch = plume.model(function(m, d)
+    local mu = m:sample("mu", D.normal(0, 5))
+    local tau = m:sample("tau", D.halfcauchy(5))
+    for j = 1, 8 do
+      local tt = m:sample("theta_tilde[" .. j .. "]", D.normal(0, 1))
+      m:observe("y[" .. j .. "]", D.normal(mu + tau * tt, d.sigma[j]), d.y[j])
+    end
+  end)
+  local data = { y = { 28, 8, -3, 7, -1, 1, 18, 12 }, sigma = { 15, 10, 16, 11, 9, 11, 10, 18 } }
+  local post = plume.infer(sch, data, { samples = 200, warmup = 200, chains = 1, seed = 3, quiet = true })
+  T.eq(post.kernel, "gibbs-block on mu, theta_tilde[1..8] (gaussian block); nuts on tau (continuous, no conjugate " ..
+       "pair) with mu, theta_tilde[1..8] (their block's means read it)", "auto on 8 schools")
+  -- kidiq's sigma is only an sd: NUTS stays on sigma alone
+  local k = plume.infer(plume.model(function(m, d)
+    local b1, b2 = m:sample("b1", D.normal(0, 10)), m:sample("b2", D.normal(0, 10))
+    local s = m:sample("s", D.halfcauchy(2))
+    for i = 1, 3 do m:observe("y" .. i, D.normal(b1 + b2 * (100 + i), s), i) end
+  end), nil, { samples = 20, warmup = 20, chains = 1, seed = 3, quiet = true })
+  T.eq(k.kernel, "gibbs-block on b1, b2 (gaussian block); nuts on s (continuous, no conjugate pair)", "auto on a regression")
+end)
+
 T.test("bilinear_pair_is_not_a_block", function()
   local bil = plume.model(function(m, yv)
     local a = m:sample("a", D.normal(0, 1))
