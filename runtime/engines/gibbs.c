@@ -685,6 +685,7 @@ typedef struct gauss_chain {
     double *z;          /* coordinate j of point i at z[j * npts + i] */
     double *S, **oS;    /* output o of point i at S[o * npts + i] */
     double *L, *h, *x;  /* d x d precision (its Cholesky factor), shift, work */
+    int *cp, *ri;       /* the factor's nonzeros below the diagonal: column j's rows at ri[cp[j] .. cp[j + 1]) */
 } gauss_chain;
 
 static void gauss_free(void *p)
@@ -692,7 +693,7 @@ static void gauss_free(void *p)
     gauss_chain *c = p;
     if (!c) return;
     if (c->ws.p) plm_prog_ws_free(&c->ws);
-    free(c->z), free(c->S), free(c->oS), free(c->L), free(c->h), free(c->x);
+    free(c->z), free(c->S), free(c->oS), free(c->L), free(c->h), free(c->x), free(c->cp), free(c->ri);
     free(c);
 }
 
@@ -708,9 +709,11 @@ static void *gauss_new(const plm_kernel *k, const plm_target *t)
     c->S = malloc((no * np + 1) * sizeof *c->S);
     c->oS = malloc((no + 1) * sizeof *c->oS);
     c->L = malloc((d * d + 1) * sizeof *c->L);
+    c->cp = malloc((d + 1) * sizeof *c->cp);
+    c->ri = malloc((d * d + 1) * sizeof *c->ri);
     c->h = malloc((d + 1) * sizeof *c->h);
     c->x = malloc((3 * d + 1) * sizeof *c->x);
-    if (!c->z || !c->S || !c->oS || !c->L || !c->h || !c->x ||
+    if (!c->z || !c->S || !c->oS || !c->L || !c->h || !c->x || !c->cp || !c->ri ||
         plm_prog_ws_init_block(NULL, &c->ws, cfg->stats, np < PLM_EXPR_BLOCK ? (int)np : PLM_EXPR_BLOCK)) {
         gauss_free(c);
         return NULL;
@@ -724,17 +727,20 @@ static void *gauss_new(const plm_kernel *k, const plm_target *t)
 ** column by column, skipping the zeros of each column: GSL's blocked gsl_linalg_cholesky_decomp1 is dense,
 ** d^3 / 3 per draw, and a hierarchical block (rats: 62 sites, two hubs and 60 leaves) cost three single-site
 ** sweeps that way. With the rows in a fill-reducing order (leaves first), the factor is about as sparse as the
-** precision and this costs O(d^2). nz: d ints of work. Returns 0 when A is not positive definite. */
-static int cholesky_sparse(double *A, int d, int *nz)
+** precision and this costs O(d^2). The rows of column j's nonzeros below the diagonal go to
+** ri[cp[j] .. cp[j + 1]), for the solves. Returns 0 when A is not positive definite. */
+static int cholesky_sparse(double *A, int d, int *cp, int *ri)
 {
     int j, i, k, a, b, n;
-    for (j = 0; j < d; j++) {
+    for (cp[0] = 0, j = 0; j < d; j++) {
         double djj = A[j * d + j];
+        int *nz = ri + cp[j];
         if (!(djj > 0) || !isfinite(djj)) return 0;
         djj = sqrt(djj);
         A[j * d + j] = djj;
         for (n = 0, i = j + 1; i < d; i++)
             if (A[i * d + j] != 0) A[i * d + j] /= djj, nz[n++] = i;
+        cp[j + 1] = cp[j] + n;
         for (a = 0; a < n; a++) {
             i = nz[a];
             for (b = 0; b <= a; b++) {
@@ -746,6 +752,35 @@ static int cholesky_sparse(double *A, int d, int *nz)
     return 1;
 }
 
+/* With L from cholesky_sparse (pattern cp, ri), in place on v: solve L v = v (trans 0) or L' v = v (trans 1). */
+static void tri_solve(const double *L, int d, const int *cp, const int *ri, double *v, int trans)
+{
+    int j, p;
+    if (!trans)
+        for (j = 0; j < d; j++) {
+            v[j] /= L[j * d + j];
+            for (p = cp[j]; p < cp[j + 1]; p++) v[ri[p]] -= L[ri[p] * d + j] * v[j];
+        }
+    else
+        for (j = d - 1; j >= 0; j--) {
+            for (p = cp[j]; p < cp[j + 1]; p++) v[j] -= L[ri[p] * d + j] * v[ri[p]];
+            v[j] /= L[j * d + j];
+        }
+}
+
+/* |L'v|^2 for L from cholesky_sparse. */
+static double tri_norm2(const double *L, int d, const int *cp, const int *ri, const double *v)
+{
+    double r = 0;
+    int j, p;
+    for (j = 0; j < d; j++) {
+        double t = L[j * d + j] * v[j];
+        for (p = cp[j]; p < cp[j + 1]; p++) t += L[ri[p] * d + j] * v[ri[p]];
+        r += t * t;
+    }
+    return r;
+}
+
 /* The joint conditional at u: the Cholesky factor (lower) of the precision into c->L, the mean into mean, both
 ** in the rows of cfg->pos. Each term's residual (value - mean) is affine in the block, r = r0 + a'x: r0 at
 ** point 0 and a_j from the point that moves coordinate j (no other coordinate the term reads moves with it);
@@ -753,10 +788,8 @@ static int cholesky_sparse(double *A, int d, int *nz)
 static plm_status gauss_conditional(const gauss_cfg *cfg, gauss_chain *c, plm_ctx *ctx, const double *u, double *mean)
 {
     const gauss_block *b = &cfg->b;
-    int d = b->d, np = cfg->npts, t, p, q, ok, *nz = (int *)(c->x + 2 * d);
+    int d = b->d, np = cfg->npts, t, p, q, ok;
     double *L = c->L, *a = c->x;
-    gsl_matrix_view l = gsl_matrix_view_array(L, (size_t)d, (size_t)d);
-    gsl_vector_view hv = gsl_vector_view_array(mean, (size_t)d);
     eval_all(&c->ws, u, c->z, (size_t)np, np, c->oS);
     memset(L, 0, (size_t)d * (size_t)d * sizeof *L);
     memset(mean, 0, (size_t)d * sizeof *mean);
@@ -781,10 +814,10 @@ static plm_status gauss_conditional(const gauss_cfg *cfg, gauss_chain *c, plm_ct
             }
         }
     }
-    ok = cholesky_sparse(L, d, nz);
+    ok = cholesky_sparse(L, d, c->cp, c->ri);
     if (ok) {   /* mean = (L L')^-1 h */
-        gsl_blas_dtrsv(CblasLower, CblasNoTrans, CblasNonUnit, &l.matrix, &hv.vector);
-        gsl_blas_dtrsv(CblasLower, CblasTrans, CblasNonUnit, &l.matrix, &hv.vector);
+        tri_solve(L, d, c->cp, c->ri, mean, 0);
+        tri_solve(L, d, c->cp, c->ri, mean, 1);
     }
     for (p = 0; p < d && ok; p++) ok = isfinite(mean[p]);
     if (!ok)
@@ -799,18 +832,15 @@ static plm_status gauss_step(const plm_kernel *k, void *state, plm_ctx *ctx, con
     const gauss_cfg *cfg = k->cfg;
     gauss_chain *c = state;
     int d = cfg->b.d, j;
-    double *mean = c->h, *z = c->x + d, qold = 0, qnew = 0;
-    gsl_matrix_view l = gsl_matrix_view_array(c->L, (size_t)d, (size_t)d);
-    gsl_vector_view zv = gsl_vector_view_array(z, (size_t)d);
+    double *mean = c->h, *z = c->x + d, qold, qnew = 0;
     plm_status st;
     (void)extra;
     if ((st = gauss_conditional(cfg, c, ctx, u, mean))) return st;
     /* the old point's quadratic form, |L'(x - mean)|^2, then the draw mean + L'^-1 e with e standard normal */
     for (j = 0; j < d; j++) z[cfg->pos[j]] = u[cfg->coord[j]] - mean[cfg->pos[j]];
-    gsl_blas_dtrmv(CblasLower, CblasTrans, CblasNonUnit, &l.matrix, &zv.vector);
-    for (j = 0; j < d; j++) qold += z[j] * z[j];
+    qold = tri_norm2(c->L, d, c->cp, c->ri, z);
     for (j = 0; j < d; j++) z[j] = plm_rng_normal(r), qnew += z[j] * z[j];
-    gsl_blas_dtrsv(CblasLower, CblasTrans, CblasNonUnit, &l.matrix, &zv.vector);
+    tri_solve(c->L, d, c->cp, c->ri, z, 1);
     for (j = 0; j < d; j++) u[cfg->coord[j]] = mean[cfg->pos[j]] + z[cfg->pos[j]];
     /* the block's terms are exactly this quadratic in it: the log density changes by its difference */
     if (isfinite(*lp)) *lp += -0.5 * (qnew - qold);
@@ -901,21 +931,18 @@ plm_status plm_gibbs_conditional(plm_ctx *ctx, const plm_kernel *k, int i, const
         const gauss_cfg *g = k->cfg;
         gauss_chain *gc;
         int d = g->b.d;
-        gsl_matrix_view l;
         if (i != 0) return plm_fail(ctx, PLM_EINVAL, "gibbs: no update %d (a gaussian block has 1)", i);
         if (cap < d + d * d) return plm_fail(ctx, PLM_EINVAL, "gibbs: out needs %d doubles", d + d * d);
         if (!(gc = gauss_new(k, NULL))) return plm_fail(ctx, PLM_ENOMEM, "gibbs: out of memory");
         if (!(st = gauss_conditional(g, gc, ctx, u, gc->h))) {
             int r, q;
             double *e = gc->x;
-            gsl_vector_view ev = gsl_vector_view_array(e, (size_t)d);
-            l = gsl_matrix_view_array(gc->L, (size_t)d, (size_t)d);
             for (r = 0; r < d; r++) out[r] = gc->h[g->pos[r]];
             for (q = 0; q < d; q++) {   /* column q of the covariance: (L L')^-1 e_q, in the block's order */
                 memset(e, 0, (size_t)d * sizeof *e);
                 e[g->pos[q]] = 1;
-                gsl_blas_dtrsv(CblasLower, CblasNoTrans, CblasNonUnit, &l.matrix, &ev.vector);
-                gsl_blas_dtrsv(CblasLower, CblasTrans, CblasNonUnit, &l.matrix, &ev.vector);
+                tri_solve(gc->L, d, gc->cp, gc->ri, e, 0);
+                tri_solve(gc->L, d, gc->cp, gc->ri, e, 1);
                 for (r = 0; r < d; r++) out[d + r * d + q] = e[g->pos[r]];
             }
             *n = d + d * d;
