@@ -425,7 +425,8 @@ static const char *gibbs_label(plm_gibbs_how how)
 ** coordinates of the continuous rest, cycled (Gibbs first); NUTS alone when no site is Gibbs-able, Gibbs
 ** alone when every one is. Normal-normal sites that share terms and whose joint conditional is Gaussian
 ** (plm_gibbs_gaussian_blocks) are drawn jointly, one gaussian_block kernel per block: single-site Gibbs mixes
-** slowly on correlated coefficients (a regression on uncentred predictors). Pushes what it picked and why
+** slowly on correlated coefficients (a regression on uncentred predictors); NUTS also moves a block whose terms'
+** means read one of its sites (plm_gibbs_block_means_read). Pushes what it picked and why
 ** ("gibbs-block on beta[1..4] (gaussian block); gibbs on z[1..3] (enumeration); nuts on sigma (...)"), and
 ** prints it unless quiet. Returns NULL with the reason pushed when a discrete site has no exact conditional
 ** (an unbounded support): "auto" then runs MH. */
