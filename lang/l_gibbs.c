@@ -1,6 +1,6 @@
 /* l_gibbs.c -- exact Gibbs kernels from Lua (runtime/gibbs.h): plume.infer's method "gibbs" over every
 ** latent site of a traced model, the kernel values plume.kernel.gibbs / block_gibbs (lkernel.h: built into
-** runtime kernels when they meet a model, composable with the others), graph:gibbs_plan(), and plume.select / plume.vector, which let a
+** runtime kernels when they meet a model, composable with the others), plume.kernel.gaussian_block, graph:gibbs_plan(), and plume.select / plume.vector, which let a
 ** model index a list by a discrete symbol (mu[z]). */
 #include "l_expr.h"
 #include "lgibbs.h"
@@ -28,20 +28,45 @@ static plm_status block_build(plm_ctx *ctx, const plm_gmodel *m, const int *site
     return plm_kernel_block_gibbs(ctx, m, sites, n, out);
 }
 
+static plm_status gauss_build(plm_ctx *ctx, const plm_gmodel *m, const int *sites, int n, plm_kernel **out)
+{
+    return plm_kernel_gaussian_block(ctx, m, sites, n, out);
+}
+
+int plm_l_kernel_gaussian_block(lua_State *L) { return plm_l_kernel_sites(L, "gaussian_block", gauss_build, 0); }
 int plm_l_kernel_gibbs(lua_State *L) { return plm_l_kernel_sites(L, "gibbs", gibbs_build, 1); }
 int plm_l_kernel_block_gibbs(lua_State *L) { return plm_l_kernel_sites(L, "block_gibbs", block_build, 1); }
 
 int plm_l_gibbs_plan(lua_State *L, const plm_gmodel *gm)
 {
-    int i, n = 0;
+    int i, n = 0, ncand = 0, nb = 0, c = 0;
+    int *cand = plm_l_scratch(L, ((size_t)gm->n + 1) * sizeof *cand);
+    int *block = plm_l_scratch(L, ((size_t)gm->n + 1) * sizeof *block);
+    char refused[400];
     plm_ctx ctx;
     plm_ctx_clear(&ctx);
+    /* the Gaussian blocks auto would draw jointly (plm_gibbs_gaussian_blocks) */
+    for (i = 0; i < gm->n; i++) {
+        plm_gibbs_plan p;
+        if (gm->sites[i].kind != PLM_GSITE_LATENT) continue;
+        if (plm_gibbs_plan_site(&ctx, gm, i, &p)) return plm_l_fail_in(L, &ctx, "graph:gibbs_plan");
+        if (p.how == PLM_GIBBS_NORMAL) cand[ncand++] = i;
+    }
+    if (ncand > 1 && plm_gibbs_gaussian_blocks(&ctx, gm, cand, ncand, block, &nb, refused, sizeof refused))
+        return plm_l_fail_in(L, &ctx, "graph:gibbs_plan");
     lua_newtable(L);
     for (i = 0; i < gm->n; i++) {
         plm_gibbs_plan p;
         if (gm->sites[i].kind != PLM_GSITE_LATENT) continue;
         if (plm_gibbs_plan_site(&ctx, gm, i, &p)) return plm_l_fail_in(L, &ctx, "graph:gibbs_plan");
-        lua_createtable(L, 0, 3);
+        lua_createtable(L, 0, 4);
+        if (c < ncand && cand[c] == i) {   /* candidates are in site order */
+            if (ncand > 1 && block[c] >= 0) {
+                lua_pushinteger(L, block[c] + 1);
+                lua_setfield(L, -2, "block");
+            }
+            c++;
+        }
         lua_pushstring(L, gm->sites[i].name);
         lua_setfield(L, -2, "site");
         lua_pushstring(L, plm_gibbs_how_name(p.how));

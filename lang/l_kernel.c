@@ -951,6 +951,7 @@ void plm_l_open_kernel(lua_State *L)
     static const luaL_Reg fns[] = {{"mh", l_mh}, {"slice", l_slice}, {"elliptical_slice", l_ess}, {"hmc", l_hmc},
                                    {"nuts", l_nuts}, {"cycle", l_cycle}, {"mixture", l_mixture}, {"rep", l_rep},
                                    {"gibbs", plm_l_kernel_gibbs}, {"block_gibbs", plm_l_kernel_block_gibbs},
+                                   {"gaussian_block", plm_l_kernel_gaussian_block},
                                    {"accept", l_accept}, {NULL, NULL}};
     static const luaL_Reg trace_methods[] = {{"get", l_trace_get}, {"sites", l_trace_sites}, {"with", l_trace_with},
                                              {NULL, NULL}};

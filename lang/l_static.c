@@ -423,20 +423,30 @@ static const char *gibbs_label(plm_gibbs_how how)
 /* method "auto" on a static graph: exact Gibbs (gibbs.h) for every latent site that has an exact conditional
 ** (finite discrete sites by enumeration, conjugate continuous ones in closed form), NUTS restricted to the
 ** coordinates of the continuous rest, cycled (Gibbs first); NUTS alone when no site is Gibbs-able, Gibbs
-** alone when every one is. Pushes what it picked and why ("gibbs on z[1..3] (enumeration); nuts on sigma (...)"),
-** and prints it unless quiet. Returns NULL with the reason pushed
-** when a discrete site has no exact conditional (an unbounded support): "auto" then runs MH. */
+** alone when every one is. Normal-normal sites that share terms and whose joint conditional is Gaussian
+** (plm_gibbs_gaussian_blocks) are drawn jointly, one gaussian_block kernel per block: single-site Gibbs mixes
+** slowly on correlated coefficients (a regression on uncentred predictors); NUTS also moves a block whose terms'
+** means read one of its sites (plm_gibbs_block_means_read). Pushes what it picked and why
+** ("gibbs-block on beta[1..4] (gaussian block); gibbs on z[1..3] (enumeration); nuts on sigma (...)"), and
+** prints it unless quiet. Returns NULL with the reason pushed when a discrete site has no exact conditional
+** (an unbounded support): "auto" then runs MH. */
 static plm_kernel *auto_kernel(lua_State *L, plm_gmodel *gm, const plm_hmc_opts *ho, int quiet)
 {
     const char *fn = "plume.infer";
     plm_ctx ctx;
-    plm_kernel *nuts = NULL, *gibbs = NULL, *k;
-    auto_pick *gp = plm_l_scratch(L, ((size_t)gm->n + 1) * sizeof *gp), *np;
-    int *gs = plm_l_scratch(L, ((size_t)gm->n + 1) * sizeof *gs), *coords;
-    int i, j, ng = 0, nn = 0, nc = 0;
-    char *done;
+    plm_kernel *nuts = NULL, *gibbs = NULL, *k, **ks;
+    auto_pick *gp = plm_l_scratch(L, ((size_t)gm->n + 1) * sizeof *gp), *np, *bp;
+    int *gs = plm_l_scratch(L, ((size_t)gm->n + 1) * sizeof *gs), *coords, *cand, *block, *bs;
+    int i, j, b, ng = 0, nn = 0, nc = 0, ncand = 0, nblocks = 0, nk = 0, nbp = 0;
+    char *done, *nuts_mask, refused[400];
+    auto_pick *wp;
+    int nwith;
     np = plm_l_scratch(L, ((size_t)gm->n + 1) * sizeof *np);
+    bp = plm_l_scratch(L, ((size_t)gm->n + 1) * sizeof *bp);
     coords = plm_l_scratch(L, ((size_t)gm->dim + 1) * sizeof *coords);
+    cand = plm_l_scratch(L, ((size_t)gm->n + 1) * sizeof *cand);
+    block = plm_l_scratch(L, ((size_t)gm->n + 1) * sizeof *block);
+    bs = plm_l_scratch(L, ((size_t)gm->n + 1) * sizeof *bs);
     done = plm_l_scratch(L, (size_t)gm->n + 1);
     plm_ctx_clear(&ctx);
     for (i = 0; i < gm->n; i++) {
@@ -444,6 +454,7 @@ static plm_kernel *auto_kernel(lua_State *L, plm_gmodel *gm, const plm_hmc_opts 
         plm_gibbs_plan plan;
         if (s->kind != PLM_GSITE_LATENT) continue;
         if (plm_gibbs_plan_site(&ctx, gm, i, &plan)) plm_l_fail_in(L, &ctx, fn);
+        if (plan.how == PLM_GIBBS_NORMAL) cand[ncand++] = i;
         if (plan.how != PLM_GIBBS_NONE) {
             gs[ng] = i;
             gp[ng].site = i;
@@ -458,30 +469,78 @@ static plm_kernel *auto_kernel(lua_State *L, plm_gmodel *gm, const plm_hmc_opts 
             for (j = 0; j < s->dim; j++) coords[nc++] = s->first + j;
         }
     }
+    if (ncand > 1 && plm_gibbs_gaussian_blocks(&ctx, gm, cand, ncand, block, &nblocks, refused, sizeof refused))
+        plm_l_fail_in(L, &ctx, fn);
+    if (ncand < 2) refused[0] = 0, block[0] = -1;
+    ks = plm_l_scratch(L, ((size_t)nblocks + 3) * sizeof *ks);
+    /* the sites of blocks leave the single-site list */
+    for (i = 0, j = 0, b = 0; i < ng; i++) {
+        while (b < ncand && cand[b] < gs[i]) b++;
+        if (b < ncand && cand[b] == gs[i] && block[b] >= 0) continue;
+        gs[j] = gs[i], gp[j++] = gp[i];
+    }
+    ng = j;
     if (ng && plm_kernel_gibbs(&ctx, gm, gs, ng, &gibbs)) plm_l_fail_in(L, &ctx, fn);
+    if (gibbs) ks[nk++] = gibbs;
+    /* a block whose terms' means read a NUTS site (8 schools' tau in mu + tau * theta_tilde[j]) is coupled to it
+    ** beyond what alternating updates resolve: NUTS then moves the block's sites too, jointly with that site */
+    nuts_mask = plm_l_scratch(L, (size_t)gm->dim + 1);
+    memset(nuts_mask, 0, (size_t)gm->dim + 1);
+    for (i = 0; i < nc; i++) nuts_mask[coords[i]] = 1;
+    nwith = 0;
+    wp = plm_l_scratch(L, ((size_t)gm->n + 1) * sizeof *wp);
+    for (b = 0; b < nblocks; b++) {
+        int n = 0, reads = 0;
+        for (i = 0; i < ncand; i++)
+            if (block[i] == b) bs[n++] = cand[i], bp[nbp].site = cand[i], bp[nbp++].label = "gaussian block";
+        if (plm_kernel_gaussian_block(&ctx, gm, bs, n, &ks[nk++])) plm_l_fail_in(L, &ctx, fn);
+        if (nn && plm_gibbs_block_means_read(&ctx, gm, bs, n, nuts_mask, &reads)) plm_l_fail_in(L, &ctx, fn);
+        for (i = 0; reads && i < n; i++) {
+            coords[nc++] = gm->sites[bs[i]].first;
+            wp[nwith].site = bs[i], wp[nwith++].label = NULL;
+        }
+    }
     if (nn) {
         if (plm_kernel_nuts(&ctx, ho, &nuts)) plm_l_fail_in(L, &ctx, fn);
         if (nc < gm->dim && plm_kernel_restrict(&ctx, nuts, coords, nc, &nuts)) plm_l_fail_in(L, &ctx, fn);
+        ks[nk++] = nuts;
     }
-    if (gibbs && nuts) {
-        const plm_kernel *both[2];
-        both[0] = gibbs, both[1] = nuts;
-        if (plm_kernel_cycle(&ctx, both, 2, &k)) plm_l_fail_in(L, &ctx, fn);
+    if (nk > 1) {
+        if (plm_kernel_cycle(&ctx, (const plm_kernel **)ks, nk, &k)) plm_l_fail_in(L, &ctx, fn);
     } else
-        k = gibbs ? gibbs : nuts;
+        k = ks[0];
     {
-        luaL_Buffer b;
-        luaL_buffinit(L, &b);
+        luaL_Buffer bf;
+        int first = 1;
+        luaL_buffinit(L, &bf);
         if (ng) {
-            luaL_addstring(&b, "gibbs on ");
-            add_picks(&b, gm, gp, ng, done);
+            luaL_addstring(&bf, "gibbs on ");
+            add_picks(&bf, gm, gp, ng, done);
+            first = 0;
+        }
+        for (b = 0, i = 0; b < nblocks; b++) {
+            int n = 0;
+            for (j = 0; j < ncand; j++) n += block[j] == b;
+            luaL_addstring(&bf, first ? "gibbs-block on " : "; gibbs-block on ");
+            add_picks(&bf, gm, bp + i, n, done);
+            i += n, first = 0;
+        }
+        if (refused[0]) {
+            luaL_addstring(&bf, " (single-site, not a gaussian block: ");
+            luaL_addstring(&bf, refused);
+            luaL_addchar(&bf, ')');
         }
         if (nn) {
-            luaL_addstring(&b, ng ? "; nuts on " : "nuts on ");
-            add_picks(&b, gm, np, nn, done);
-            luaL_addstring(&b, ng ? " (continuous, no conjugate pair)" : " (continuous; no discrete or conjugate site for gibbs)");
+            luaL_addstring(&bf, first ? "nuts on " : "; nuts on ");
+            add_picks(&bf, gm, np, nn, done);
+            luaL_addstring(&bf, first ? " (continuous; no discrete or conjugate site for gibbs)" : " (continuous, no conjugate pair)");
+            if (nwith) {
+                luaL_addstring(&bf, " with ");
+                add_picks(&bf, gm, wp, nwith, done);
+                luaL_addstring(&bf, " (their block's means read it)");
+            }
         }
-        luaL_pushresult(&b);
+        luaL_pushresult(&bf);
         if (!quiet) printf("auto: %s\n", lua_tostring(L, -1)), fflush(stdout);
     }
     return k;

@@ -17,8 +17,11 @@ int plm_l_infer_gibbs(lua_State *L, plm_gmodel *gm, const plm_l_infer_opts *o, c
 ** a model, and composable with the other kernels. Sites absent: every latent site. */
 int plm_l_kernel_gibbs(lua_State *L);
 int plm_l_kernel_block_gibbs(lua_State *L);
+/* plume.kernel.gaussian_block{sites = {...}}: plm_kernel_gaussian_block (scalar normal sites drawn jointly). */
+int plm_l_kernel_gaussian_block(lua_State *L);
 
-/* graph:gibbs_plan() for the graph of gm: pushes {{site=, update=, why=}, ...}, one per latent site. */
+/* graph:gibbs_plan() for the graph of gm: pushes {{site=, update=, why=, block=}, ...}, one per latent site;
+** block (1, 2, ...) numbers the Gaussian block auto draws the site in, absent for single-site updates. */
 int plm_l_gibbs_plan(lua_State *L, const plm_gmodel *gm);
 
 #endif

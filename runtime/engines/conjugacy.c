@@ -33,6 +33,7 @@ typedef struct analysis {
     char *dep;
     signed char *aff;   /* memo of is_affine: 0 unknown, 1 yes, -1 no */
     int var;            /* the site's value node */
+    const char *isvar;  /* a block's analysis (isvar[id]: id is the value of a block site), or NULL */
 } analysis;
 
 static void mark_deps(analysis *a, int x, int top)
@@ -52,7 +53,7 @@ static int is_affine(analysis *a, int id)
 {
     int nargs, op, r;
     const int *x;
-    if (!a->dep[id] || id == a->var) return 1;
+    if (!a->dep[id] || (a->isvar ? a->isvar[id] : id == a->var)) return 1;
     if (a->aff[id]) return a->aff[id] > 0;
     op = plm_graph_node(a->g, id, &nargs, &x);
     switch (op) {
@@ -386,6 +387,199 @@ plm_status plm_gibbs_find(plm_ctx *ctx, const plm_gmodel *m, int i, const int *c
             : want == PLM_GIBBS_INV_GAMMA ? "normal (variance)" : "normal/poisson/exponential/gamma",
             nchildren == 1 ? "" : "ren");
     return PLM_OK;
+}
+
+plm_status plm_gibbs_gaussian_check(plm_ctx *ctx, const plm_gmodel *m, const int *sites, int n, gauss_block *out,
+                                    char *why, size_t nwhy)
+{
+    const plm_graph *g = m->g;
+    analysis a;
+    int *bof = NULL, i, j, k, t, top = 0, id, ok = 1, nt = 0, nz = 0;
+    char *inc = NULL, *isvar = NULL;
+    memset(out, 0, sizeof *out);
+    why[0] = 0;
+    if (n < 1) return set_why(why, nwhy, "no sites"), PLM_OK;
+    if (!(bof = malloc(((size_t)m->n + 1) * sizeof *bof)) || !(inc = calloc((size_t)m->dim + 1, 1)))
+        goto nomem;
+    for (j = 0; j < m->n; j++) bof[j] = -1;
+    for (i = 0; i < n; i++) {
+        const plm_gsite *s = &m->sites[sites[i]];
+        if (s->kind != PLM_GSITE_LATENT || s->discrete || s->dist != PLM_DIST_NORMAL || s->dim != 1) {
+            ok = set_why(why, nwhy, "'%s' is not a latent scalar normal site", s->name);
+            goto done;
+        }
+        if (bof[sites[i]] >= 0) {
+            ok = set_why(why, nwhy, "'%s' is listed twice", s->name);
+            goto done;
+        }
+        bof[sites[i]] = i;
+        inc[s->first] = 1;
+        if (s->value[0] > top) top = s->value[0];
+    }
+    /* the terms touching B: B's own and every term that reads a site of B; nz counts (term, block site) pairs */
+    for (j = 0; j < m->n; j++) {
+        const plm_gsite *c = &m->sites[j];
+        int reads = bof[j] >= 0;
+        if (c->kind == PLM_GSITE_DETERMINISTIC || c->logp < 0) continue;
+        for (k = 0; k < c->nparents; k++) reads += bof[c->parents[k]] >= 0;
+        if (!reads) continue;
+        if (c->kind == PLM_GSITE_FACTOR || c->dist != PLM_DIST_NORMAL || c->dim != 1) {
+            ok = set_why(why, nwhy, "term %s is %s, not a scalar normal", c->name,
+                         c->kind == PLM_GSITE_FACTOR ? "a factor" : dname(c->dist));
+            goto done;
+        }
+        nt++, nz += reads;
+        for (k = 0; k < 2; k++) top = c->params[k] > top ? c->params[k] : top;
+        top = c->value[0] > top ? c->value[0] : top;
+    }
+    out->d = n, out->nterms = nt;
+    out->sites = plm_gc_alloc_atomic((size_t)n * sizeof(int));
+    out->terms = plm_gc_alloc_atomic((size_t)nt * sizeof(int));
+    out->tptr = plm_gc_alloc_atomic(((size_t)nt + 1) * sizeof(int));
+    out->tidx = plm_gc_alloc_atomic(((size_t)nz + 1) * sizeof(int));
+    out->stats = plm_gc_alloc_atomic((3 * (size_t)nt + 1) * sizeof(int));
+    memset(&a, 0, sizeof a);
+    a.g = g;
+    a.var = -1;
+    a.dep = calloc((size_t)top + 1, 1);
+    a.aff = calloc((size_t)top + 1, 1);
+    a.isvar = isvar = calloc((size_t)top + 1, 1);
+    if (!out->sites || !out->terms || !out->tptr || !out->tidx || !out->stats || !a.dep || !a.aff || !isvar) {
+        free(a.dep), free(a.aff);
+        goto nomem;
+    }
+    memcpy(out->sites, sites, (size_t)n * sizeof *sites);
+    for (i = 0; i < n; i++) isvar[m->sites[sites[i]].value[0]] = 1;
+    /* dep[id]: node id reads a coordinate of B (ids are topological: one pass) */
+    for (id = 0; id <= top; id++) {
+        int grp, idx, nargs;
+        const int *args;
+        if (isvar[id]) a.dep[id] = 1;
+        else if (plm_graph_is_input(g, id, &grp, &idx)) a.dep[id] = grp == PLM_GRP_X && idx >= 0 && idx < m->dim && inc[idx];
+        else {
+            plm_graph_node(g, id, &nargs, &args);
+            for (k = 0; k < nargs && !a.dep[id]; k++) a.dep[id] = a.dep[args[k]];
+        }
+    }
+    /* every term: value and mean jointly affine in B (a product of two of B's sites is not), sd free of B */
+    for (j = 0, t = 0, nz = 0; j < m->n && ok; j++) {
+        const plm_gsite *c = &m->sites[j];
+        int y, reads = bof[j] >= 0;
+        if (c->kind == PLM_GSITE_DETERMINISTIC || c->logp < 0) continue;
+        for (k = 0; k < c->nparents; k++) reads += bof[c->parents[k]] >= 0;
+        if (!reads) continue;
+        y = c->value[0];
+        if (a.dep[c->params[1]]) ok = set_why(why, nwhy, "the sd of %s depends on the block", c->name);
+        else if (a.dep[y] && !isvar[y]) ok = set_why(why, nwhy, "the value of %s is a function of the block", c->name);
+        else if (!is_affine(&a, c->params[0]))
+            ok = set_why(why, nwhy, "the mean of %s is not affine in the block's sites jointly", c->name);
+        out->terms[t] = j;
+        out->tptr[t] = nz;
+        if (bof[j] >= 0) out->tidx[nz++] = bof[j];
+        for (k = 0; k < c->nparents; k++)
+            if (bof[c->parents[k]] >= 0 && c->parents[k] != j) out->tidx[nz++] = bof[c->parents[k]];
+        out->stats[3 * t] = c->params[0], out->stats[3 * t + 1] = c->params[1], out->stats[3 * t + 2] = y;
+        t++;
+    }
+    if (ok) out->tptr[t] = nz;
+    free(a.dep), free(a.aff);
+done:
+    free(bof), free(inc), free(isvar);
+    out->ok = ok;
+    if (ok) set_why(why, nwhy, "gaussian block of %d sites: %d normal terms with means affine in it jointly", n, nt);
+    return PLM_OK;
+nomem:
+    free(bof), free(inc), free(isvar);
+    return plm_fail(ctx, PLM_ENOMEM, "gibbs: out of memory");
+}
+
+plm_status plm_gibbs_block_means_read(plm_ctx *ctx, const plm_gmodel *m, const int *sites, int n, const char *coords,
+                                      int *reads)
+{
+    gauss_block gb;
+    char why[200], *dep;
+    int t, id, k, top = 0;
+    plm_status st;
+    *reads = 0;
+    if ((st = plm_gibbs_gaussian_check(ctx, m, sites, n, &gb, why, sizeof why)) || !gb.ok) return st;
+    for (t = 0; t < gb.nterms; t++) top = gb.stats[3 * t] > top ? gb.stats[3 * t] : top;
+    if (!(dep = calloc((size_t)top + 1, 1))) return plm_fail(ctx, PLM_ENOMEM, "gibbs: out of memory");
+    for (id = 0; id <= top; id++) {
+        int grp, idx, nargs;
+        const int *args;
+        if (plm_graph_is_input(m->g, id, &grp, &idx)) dep[id] = grp == PLM_GRP_X && idx >= 0 && idx < m->dim && coords[idx];
+        else {
+            plm_graph_node(m->g, id, &nargs, &args);
+            for (k = 0; k < nargs && !dep[id]; k++) dep[id] = dep[args[k]];
+        }
+    }
+    for (t = 0; t < gb.nterms && !*reads; t++) *reads = dep[gb.stats[3 * t]];
+    free(dep);
+    return PLM_OK;
+}
+
+static int uf_find(int *p, int i)
+{
+    while (p[i] != i) i = p[i] = p[p[i]];
+    return i;
+}
+
+plm_status plm_gibbs_gaussian_blocks(plm_ctx *ctx, const plm_gmodel *m, const int *cand, int ncand, int *block,
+                                     int *nblocks, char *why, size_t nwhy)
+{
+    int *cid, *par, *members, i, j, k, nb = 0;
+    size_t used = 0;
+    plm_status st = PLM_OK;
+    *nblocks = 0;
+    why[0] = 0;
+    cid = malloc(((size_t)m->n + 1) * sizeof *cid);
+    par = malloc(((size_t)ncand + 1) * sizeof *par);
+    members = malloc(((size_t)ncand + 1) * sizeof *members);
+    if (!cid || !par || !members) {
+        free(cid), free(par), free(members);
+        return plm_fail(ctx, PLM_ENOMEM, "gibbs: out of memory");
+    }
+    for (j = 0; j < m->n; j++) cid[j] = -1;
+    for (i = 0; i < ncand; i++) cid[cand[i]] = i, par[i] = i, block[i] = -1;
+    /* candidates read by one term (its own site among them) join one component */
+    for (j = 0; j < m->n; j++) {
+        const plm_gsite *c = &m->sites[j];
+        int first = cid[j];
+        if (c->kind == PLM_GSITE_DETERMINISTIC || c->logp < 0) continue;
+        for (k = 0; k < c->nparents; k++) {
+            int o = cid[c->parents[k]];
+            if (o < 0) continue;
+            if (first < 0) first = o;
+            else par[uf_find(par, o)] = uf_find(par, first);
+        }
+    }
+    for (i = 0; i < ncand && !st; i++) {
+        int root = uf_find(par, i), n = 0;
+        gauss_block gb;
+        char w[200];
+        if (root != i) continue;   /* each component once, at its root... */
+        for (j = 0; j < ncand; j++)
+            if (uf_find(par, j) == root) members[n++] = cand[j];
+        if (n < 2) continue;
+        if (n > PLM_GIBBS_MAX_GAUSS) {
+            snprintf(w, sizeof w, "%d sites from '%s': more than %d, single-site", n, m->sites[members[0]].name,
+                     PLM_GIBBS_MAX_GAUSS);
+            gb.ok = 0;
+        } else if ((st = plm_gibbs_gaussian_check(ctx, m, members, n, &gb, w, sizeof w)))
+            break;
+        if (!gb.ok) {
+            used += (size_t)snprintf(why + used, used < nwhy ? nwhy - used : 0, "%s'%s' and %d more: %s",
+                                     used ? "; " : "", m->sites[members[0]].name, n - 1, w);
+            if (used >= nwhy) used = nwhy - 1;
+            continue;
+        }
+        for (j = 0; j < ncand; j++)
+            if (uf_find(par, j) == root) block[j] = nb;
+        nb++;
+    }
+    free(cid), free(par), free(members);
+    *nblocks = nb;
+    return st;
 }
 
 const char *plm_gibbs_how_name(plm_gibbs_how how)

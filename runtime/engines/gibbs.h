@@ -13,6 +13,8 @@
 /* Largest support a discrete site may have to be enumerated, and largest product space of a block. */
 #define PLM_GIBBS_MAX_SUPPORT 100000
 #define PLM_GIBBS_MAX_BLOCK 65536
+/* Most sites of a Gaussian block (plm_kernel_gaussian_block); auto updates larger components site by site. */
+#define PLM_GIBBS_MAX_GAUSS 200
 
 typedef enum plm_gibbs_how {
     PLM_GIBBS_NONE,         /* no exact conditional (plan.why says why) */
@@ -52,12 +54,34 @@ plm_status plm_kernel_gibbs(plm_ctx *ctx, const plm_gmodel *m, const int *sites,
 ** PLM_EINVAL when the product has more than PLM_GIBBS_MAX_BLOCK points or a site is not finite discrete. */
 plm_status plm_kernel_block_gibbs(plm_ctx *ctx, const plm_gmodel *m, const int *sites, int nsites, plm_kernel **out);
 
+/* A kernel drawing the latent scalar normal sites sites[0..nsites-1] (at most PLM_GIBBS_MAX_GAUSS) jointly from
+** their joint full conditional, when it is Gaussian: every term reading them is a normal density whose value
+** and mean are affine in them jointly and whose sd does not read them (plm_gibbs_gaussian_check). Each step
+** reads the affine coefficients of every such term off a few evaluations of the terms' means (sites that never
+** share a term move together in one evaluation), sums precision L and shift h, and draws N(L^-1 h, L^-1) by a
+** Cholesky factor (GSL). PLM_EINVAL says why the sites are not a Gaussian block. */
+plm_status plm_kernel_gaussian_block(plm_ctx *ctx, const plm_gmodel *m, const int *sites, int nsites, plm_kernel **out);
+
+/* Group the sites cand[0..ncand-1] (each with a normal-normal conjugate update, PLM_GIBBS_NORMAL) into Gaussian
+** blocks: candidates read by one term (one's own term reading another, or both read by one child) join one
+** component; a component of at least 2 and at most PLM_GIBBS_MAX_GAUSS sites that passes the joint check
+** becomes block b (0-based): block[i] = b for its candidates, -1 for the others. *nblocks counts the blocks;
+** why (nwhy bytes) gets the reason for each refused component, "; "-separated, empty when none. */
+plm_status plm_gibbs_gaussian_blocks(plm_ctx *ctx, const plm_gmodel *m, const int *cand, int ncand, int *block,
+                                     int *nblocks, char *why, size_t nwhy);
+
+/* *reads = 1 when the mean of a term of the Gaussian block sites[0..n-1] reads a coordinate k with coords[k]
+** set (a site outside the block scales or shifts it: 8 schools' tau in mu + tau * theta_tilde[j]); 0 when
+** not, or when the sites are not a block. */
+plm_status plm_gibbs_block_means_read(plm_ctx *ctx, const plm_gmodel *m, const int *sites, int n, const char *coords,
+                                      int *reads);
+
 /* The full conditional that update i of kernel k (from plm_kernel_gibbs: the i-th site; block kernels have one
 ** update) draws from at u, for tests and displays. Enumerations: the unnormalised log weights of values
 ** 0, 1, ... (block: of the product space, the last site fastest) into out, *n of them (at most cap).
 ** Conjugate updates: *n = 2 parameters of the site's value: normal (mean, sd), gamma (shape, rate),
 ** inverse-gamma (shape, scale), beta (a, b); dirichlet: *n = K concentrations; mvnormal: *n = K + K * K, the
-** mean then the covariance (row-major). */
+** mean then the covariance (row-major); Gaussian blocks (update 0): *n = d + d * d, the same for the d sites. */
 plm_status plm_gibbs_conditional(plm_ctx *ctx, const plm_kernel *k, int i, const double *u, double *out, int cap, int *n);
 
 #endif

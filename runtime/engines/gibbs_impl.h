@@ -37,4 +37,19 @@ plm_status plm_gibbs_find(plm_ctx *ctx, const plm_gmodel *m, int i, const int *c
 /* The children of site i (sites with a term that reads i's coordinates), into out; returns the count. */
 int plm_gibbs_children(const plm_gmodel *m, int i, int *out);
 
+/* A Gaussian block (plm_gibbs_gaussian_check): d scalar normal sites, and the nterms scalar normal terms that
+** read them (sites' indices in terms; the block indices term t reads at tidx[tptr[t] .. tptr[t + 1]); its
+** mean, sd and value nodes at stats[3 t ..]). ok = 0 when the sites are not a block. GC arrays. */
+typedef struct gauss_block {
+    int ok, d, nterms;
+    int *sites, *terms, *tptr, *tidx, *stats;
+} gauss_block;
+
+/* Is sites[0..n-1] (latent scalar normal sites) a Gaussian block: every term that reads one of them (their own
+** terms included) a scalar normal whose value and mean are jointly affine in the block's sites and whose sd
+** reads none of them? Found from the expression graph, as the single-site checks are: a product of two of
+** the block's sites is not affine. Fills out (out->ok = 0 with why naming the failing term when it is not). */
+plm_status plm_gibbs_gaussian_check(plm_ctx *ctx, const plm_gmodel *m, const int *sites, int n, gauss_block *out,
+                                    char *why, size_t nwhy);
+
 #endif

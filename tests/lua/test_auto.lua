@@ -124,7 +124,9 @@ T.test("auto_compresses_site_lists_and_uses_no_nuts_when_all_are_gibbs", functio
   end)
   local y = { -2.1, -1.8, 0.2, 0.1, 2.3, 1.9, 2.2, -0.1 }
   local post = plume.infer(gmm, y, { method = "auto", samples = 50, chains = 1, seed = 1 })
-  T.eq(post.kernel, "gibbs on mu[1..3] (normal-normal), tau (gamma), z[1..8] (enumeration)", "auto on a mixture")
+  -- the means share every y term (through mu[z]) and their joint conditional is Gaussian: one block
+  T.eq(post.kernel, "gibbs on tau (gamma), z[1..8] (enumeration); gibbs-block on mu[1..3] (gaussian block)",
+       "auto on a mixture")
   -- no conjugate site: NUTS alone, as before
   local plain = plume.model(function(m, y)
     local s = m:sample("s", D.lognormal(0, 1))
