@@ -13,7 +13,7 @@
 static inline int bffg_step(plm_ctx *ctx, plm_bffg_model *m, int t, int prev, const plm_bffg_kernel *k,
                             const plm_bffg_kernel *obs, const double *y)
 {
-    char name[16];
+    char name[32];
     int cur = -1;
     snprintf(name, sizeof name, "x%d", t);
     CHECK(plm_bffg_add(ctx, m, name, prev, k, NULL, &cur) == PLM_OK);

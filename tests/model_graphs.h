@@ -79,7 +79,7 @@ static inline plm_gmodel *mg_gmm3(plm_ctx *ctx, int n, const double *y)
     mu[2] = MG_OP(g, ADD, mu[1], mg_latent(ctx, m, &st, "d3", PLM_DIST_HALFNORMAL, 1, p));
     p[0] = plm_graph_const(g, 2);
     for (k = 0; k < 3; k++) {
-        char name[16];
+        char name[32];
         snprintf(name, sizeof name, "sigma%d", k + 1);
         s[k] = mg_latent(ctx, m, &st, name, PLM_DIST_HALFNORMAL, 1, p);
     }

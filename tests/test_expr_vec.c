@@ -120,7 +120,7 @@ static void test_differing_structure_is_not_merged(void)
     plm_gmodel_new(&ctx, g, &m);
     p[0] = plm_graph_const(g, 0), p[1] = plm_graph_const(g, 1);
     for (i = 0; i < 8; i++) {
-        char name[8];
+        char name[32];
         snprintf(name, sizeof name, "x%d", i);
         x[i] = latent(m, name, PLM_DIST_NORMAL, 2, p);   /* group 1: eight normal(0, 1) priors */
     }
