@@ -463,7 +463,7 @@ static void test_dirichlet_categorical_conditional_is_closed_form(void)
     a[0] = k_(&b, 1), a[1] = k_(&b, 2), a[2] = k_(&b, 0.5);
     CHECK(plm_gmodel_latent(&ctx, b.m, "w", &d, w) == PLM_OK);
     for (j = 0; j < 3; j++) {
-        char name[8];
+        char name[32];
         int x = k_(&b, y[j]);
         snprintf(name, sizeof name, "y%d", j + 1);
         CHECK(plm_gmodel_observe(&ctx, b.m, name, &c, &x) == PLM_OK);
@@ -556,7 +556,7 @@ static void test_mvnormal_known_covariance_conditional_is_closed_form(void)
     for (j = 0; j < 4; j++) p[2 + j] = k_(&b, S0[j]);
     CHECK(plm_gmodel_latent(&ctx, b.m, "mu", &d, mu) == PLM_OK);
     for (j = 0; j < 2; j++) {
-        char name[8];
+        char name[32];
         int x[2], i;
         p[0] = mu[0], p[1] = mu[1];
         for (i = 0; i < 4; i++) p[2 + i] = k_(&b, S[i]);
@@ -635,13 +635,13 @@ static void test_gaussian_block_is_the_regression_posterior(void)
     gsl_vector_view hv = gsl_vector_view_array(h, 4);
     plm_rng_init(&r, 11, 0);
     for (k = 0; k < 4; k++) {
-        char name[16];
+        char name[32];
         snprintf(name, sizeof name, "beta[%d]", k + 1);
         p[0] = k_(&b, 0), p[1] = k_(&b, 100);
         beta[k] = latent(&b, name, PLM_DIST_NORMAL, 2, p, 0);
     }
     for (i = 0; i < REG_N; i++) {
-        char name[16];
+        char name[32];
         double hs = plm_rng_uniform(&r) < 0.7, iq = 100 + 15 * plm_rng_normal(&r), m;
         X[4 * i] = 1, X[4 * i + 1] = hs, X[4 * i + 2] = iq, X[4 * i + 3] = hs * iq;
         y[i] = 20 + 10 * hs + 0.6 * iq - 0.1 * hs * iq + 10 * plm_rng_normal(&r);
