@@ -481,7 +481,6 @@ static plm_kernel *auto_kernel(lua_State *L, plm_gmodel *gm, const plm_hmc_opts 
     }
     ng = j;
     if (ng && plm_kernel_gibbs(&ctx, gm, gs, ng, &gibbs)) plm_l_fail_in(L, &ctx, fn);
-    if (gibbs) ks[nk++] = gibbs;
     /* a block whose terms' means read a NUTS site (8 schools' tau in mu + tau * theta_tilde[j]) is coupled to it
     ** beyond what alternating updates resolve: NUTS then moves the block's sites too, jointly with that site */
     nuts_mask = plm_l_scratch(L, (size_t)gm->dim + 1);
@@ -500,6 +499,10 @@ static plm_kernel *auto_kernel(lua_State *L, plm_gmodel *gm, const plm_hmc_opts 
             wp[nwith].site = bs[i], wp[nwith++].label = NULL;
         }
     }
+    /* the single-site updates after the blocks: from a start far from the data (rats from the BUGS inits,
+    ** alpha[i] drawn around alpha_c = 150 while the data sit near 240), precisions updated first see the
+    ** start's residuals, shrink the blocks onto their hubs, and Gibbs then needs thousands of sweeps to leave */
+    if (gibbs) ks[nk++] = gibbs;
     if (nn) {
         if (plm_kernel_nuts(&ctx, ho, &nuts)) plm_l_fail_in(L, &ctx, fn);
         if (nc < gm->dim && plm_kernel_restrict(&ctx, nuts, coords, nc, &nuts)) plm_l_fail_in(L, &ctx, fn);
