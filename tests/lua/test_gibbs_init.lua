@@ -2,6 +2,7 @@
 -- draws of their priors (each given the sites drawn before it), not uniform(-2, 2) on the unconstrained scale;
 -- sites given in `init` are kept and the rest drawn given them; the same starts for any thread count.
 local T = dofile("tests/lua/check.lua")
+package.path = "tests/lua/?.lua;" .. package.path
 local D = plume.dist
 
 -- b sits within 0.001 of a, so one Gibbs sweep (a given b, then b given a) leaves a where b started: the first
@@ -37,21 +38,8 @@ end)
 -- means. From uniform(-2, 2) starts the alpha[i] begin near 0 with a precision near 1, and 100 Gibbs sweeps
 -- leave alpha0 near 70; from prior draws the chains reach the posterior (JAGS book: alpha0 = 106.6) in 100.
 T.test("rats_reaches_the_posterior_after_a_short_warmup", function()
-  local data = plume.read_json("examples/data/rats.json")
-  local sqrt = plume.math.sqrt
-  local rats = plume.model(function(m, d)
-    local alpha_c = m:sample("alpha.c", D.normal(0, 1000))
-    local beta_c = m:sample("beta.c", D.normal(0, 1000))
-    local sigma = 1 / sqrt(m:sample("tau.c", D.gamma(0.001, 0.001)))
-    local alpha_tau = m:sample("alpha.tau", D.gamma(0.001, 0.001))
-    local beta_tau = m:sample("beta.tau", D.gamma(0.001, 0.001))
-    for i = 1, d.N do
-      local alpha = m:sample("alpha[" .. i .. "]", D.normal(alpha_c, 1 / sqrt(alpha_tau)))
-      local beta = m:sample("beta[" .. i .. "]", D.normal(beta_c, 1 / sqrt(beta_tau)))
-      for j = 1, d.T do m:observe("Y[" .. i .. "," .. j .. "]", D.normal(alpha + beta * (d.x[j] - d.xbar), sigma), d.Y[i][j]) end
-    end
-    m:deterministic("alpha0", alpha_c - d.xbar * beta_c)
-  end)
+  local R = require "rats_model"
+  local data, rats = R.data, R.model
   local post = plume.infer(rats, data, { method = "gibbs", samples = 300, warmup = 100, chains = 4, seed = 1, quiet = true })
   local s = post:summary().alpha0
   -- 4 MCSE, plus 0.3 for the reference's own error (JAGS runs here give 106.4-106.5)
