@@ -52,4 +52,23 @@ typedef struct gauss_block {
 plm_status plm_gibbs_gaussian_check(plm_ctx *ctx, const plm_gmodel *m, const int *sites, int n, gauss_block *out,
                                     char *why, size_t nwhy);
 
+/* Shared by gibbs.c and gibbs_gauss.c (defined in gibbs.c). */
+
+/* Points 0..n-1 of the program w (inputs of group Z at z, leading dimension ld; the rest at u) into o, in
+** blocks of PLM_EXPR_BLOCK, the uniform part once. */
+void plm_gibbs_eval_all(plm_prog_ws *w, const double *u, const double *z, size_t ld, long n, double *const *o);
+
+/* The program of the nodes outs[0..nout-1] of g, the coordinates move[0..nmove-1] inputs of group Z. */
+plm_status plm_gibbs_compile_small(plm_ctx *ctx, const plm_graph *g, int nout, const int *outs, int nmove,
+                                   const int *move, plm_prog **out);
+
+/* PLM_OK when site s of the finished model m is latent; else an error naming fn and the site. */
+plm_status plm_gibbs_check_site(plm_ctx *ctx, const plm_gmodel *m, int s, const char *fn);
+
+/* The Gaussian-block kernel (gibbs_gauss.c): is k one, and its conditional at u (mean, then covariance
+** row-major: d + d * d doubles of out) as plm_gibbs_conditional reports it. */
+int plm_gibbs_is_gaussian_block(const plm_kernel *k);
+plm_status plm_gibbs_gaussian_conditional(plm_ctx *ctx, const plm_kernel *k, int i, const double *u, double *out, int cap,
+                                          int *n);
+
 #endif
