@@ -124,16 +124,7 @@ int plm_l_infer_gibbs(lua_State *L, plm_gmodel *gm, const plm_l_infer_opts *o, c
     if (plm_results_set(&ctx, R, "compile_time", t1 - t0) || plm_results_set(&ctx, R, "sampling_time", t2 - t1) ||
         plm_results_set_int(&ctx, R, "dim", gm->dim))
         return plm_l_fail_in(L, &ctx, fn);
-    if (o->output) {
-        FILE *f = fopen(o->output, "w");
-        if (!f) return luaL_error(L, "%s: cannot open '%s' for writing", fn, o->output);
-        st = plm_draws_write_csv(&ctx, plm_results_draws(R), f);
-        if (fclose(f) || st) return luaL_error(L, "%s: writing '%s' failed", fn, o->output);
-    }
-    plm_l_push_results(L, R);
-    plm_l_pushdraws(L, U);
-    lua_setfield(L, -2, "sampler");
-    return 1;
+    return plm_l_static_finish(L, R, U, o->output, fn);
 }
 
 void plm_l_open_gibbs(lua_State *L)

@@ -697,15 +697,7 @@ int plm_l_infer_static(lua_State *L, const plm_l_program *pg, const plm_l_infer_
         plm_results_set(&ctx, R, "compile_time", t1 - t0) || plm_results_set(&ctx, R, "sampling_time", t2 - t1) ||
         plm_results_set_int(&ctx, R, "dim", gm->dim))
         return plm_l_fail_in(L, &ctx, fn);
-    if (o->output) {
-        FILE *f = fopen(o->output, "w");
-        if (!f) return luaL_error(L, "%s: cannot open '%s' for writing", fn, o->output);
-        st = plm_draws_write_csv(&ctx, plm_results_draws(R), f);
-        if (fclose(f) || st) return luaL_error(L, "%s: writing '%s' failed", fn, o->output);
-    }
-    plm_l_push_results(L, R);
-    plm_l_pushdraws(L, U);
-    lua_setfield(L, -2, "sampler");
+    plm_l_static_finish(L, R, U, o->output, fn);
     if (picked) {
         lua_pushvalue(L, picked);
         lua_setfield(L, -2, "kernel");
@@ -910,6 +902,23 @@ static int l_graph_tostring(lua_State *L)
         lua_getfield(L, 1, "why");
         lua_pushfstring(L, "plume.graph (dynamic: %s)", lua_tostring(L, -1));
     }
+    return 1;
+}
+
+int plm_l_static_finish(lua_State *L, plm_results *R, plm_draws *U, const char *output, const char *fn)
+{
+    if (output) {
+        plm_ctx ctx;
+        plm_status st;
+        FILE *f = fopen(output, "w");
+        if (!f) return luaL_error(L, "%s: cannot open '%s' for writing", fn, output);
+        plm_ctx_clear(&ctx);
+        st = plm_draws_write_csv(&ctx, plm_results_draws(R), f);
+        if (fclose(f) || st) return luaL_error(L, "%s: writing '%s' failed", fn, output);
+    }
+    plm_l_push_results(L, R);
+    plm_l_pushdraws(L, U);
+    lua_setfield(L, -2, "sampler");
     return 1;
 }
 

@@ -57,4 +57,8 @@ int plm_l_trace_static(lua_State *L, const plm_l_program *pg, plm_gmodel **out);
 ** every run makes the graph's latent sites and scores its log density, else 0 with the reason pushed. */
 int plm_l_static_check(lua_State *L, const plm_l_program *pg, const plm_gmodel *gm);
 
+/* The end of a static method's run (l_static.c): write the draws of R to `output` when asked, push R as a
+** posterior with the unconstrained draws U as its field `sampler`. Errors name fn. Returns 1 (the posterior). */
+int plm_l_static_finish(lua_State *L, plm_results *R, plm_draws *U, const char *output, const char *fn);
+
 #endif
