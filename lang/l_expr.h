@@ -29,6 +29,10 @@ typedef struct plm_l_symdist {
 plm_graph *plm_l_newgraph(lua_State *L);
 /* Push a symbol for node id of the graph whose holder is at holder_idx. */
 void plm_l_pushsym(lua_State *L, int holder_idx, int id);
+
+/* Inside a method of a tracing handle (the userdata at index 1, whose user value 1 holds the graph): push the
+** value of nodes v, a symbol when dim is 1, else a table of dim symbols (l_static.c). */
+void plm_l_push_syms(lua_State *L, const int *v, int dim);
 plm_l_sym *plm_l_tosym(lua_State *L, int idx);
 /* Is the value at idx a symbol, or a table (one level, or rows of a table) holding one? */
 int plm_l_hassym(lua_State *L, int idx);

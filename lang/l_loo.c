@@ -100,23 +100,6 @@ static int latent_col(lua_State *L, const evaluator *e, const char *name)
     return c;
 }
 
-/* Push the value of nodes v (a symbol, or a table of them). */
-static void push_syms(lua_State *L, const int *v, int dim)
-{
-    int i;
-    lua_getiuservalue(L, 1, 1);   /* the graph holder */
-    if (dim == 1) {
-        plm_l_pushsym(L, -1, v[0]);
-    } else {
-        lua_createtable(L, dim, 0);
-        for (i = 0; i < dim; i++) {
-            plm_l_pushsym(L, -2, v[i]);
-            lua_rawseti(L, -2, i + 1);
-        }
-    }
-    lua_remove(L, -2);
-}
-
 static const char *ev_addr(lua_State *L, const char *fn)
 {
     if (lua_type(L, 2) != LUA_TSTRING && lua_type(L, 2) != LUA_TNUMBER)
@@ -165,7 +148,7 @@ static int symbolic(lua_State *L, evaluator *e, plm_l_method which)
             e->xcol[e->nx] = latent_col(L, e, name);
             x[k] = plm_graph_input(e->g, PLM_GRP_X, e->nx++);
         }
-        push_syms(L, x, dim);
+        plm_l_push_syms(L, x, dim);
         return 1;
     case PLM_L_M_OBSERVE: {
         plm_dist *nd = plm_l_testobj(L, 3, PLM_L_DIST);
@@ -191,7 +174,7 @@ static int symbolic(lua_State *L, evaluator *e, plm_l_method which)
             scalar_name(name, sizeof name, addr, dim, k);
             set_output(L, e, name, out[k], 0);
         }
-        push_syms(L, out, dim);
+        plm_l_push_syms(L, out, dim);
         return 1;
     }
     case PLM_L_M_FACTOR:

@@ -54,8 +54,7 @@ static const char *trace_addr(lua_State *L, const char *fn)
     return lua_tostring(L, 2);
 }
 
-/* Push the value of nodes v (dim of them): a symbol, or a table of symbols. */
-static void push_value(lua_State *L, const int *v, int dim)
+void plm_l_push_syms(lua_State *L, const int *v, int dim)
 {
     int i;
     lua_getiuservalue(L, 1, 1);   /* the graph holder */
@@ -125,7 +124,7 @@ static int trace_symbolic(lua_State *L, plm_l_exec *ex, plm_l_method which)
             d.kind = PLM_DIST_DIRICHLET, d.K = nd->dim, d.np = nd->dim, d.p = a;
             if (plm_gmodel_latent(ctx, t->gm, addr, &d, x)) return trace_error(L, "m:sample '%s': %s", addr, ctx->msg);
             lua_pop(L, 1);   /* the scratch */
-            push_value(L, x, nd->dim);
+            plm_l_push_syms(L, x, nd->dim);
             return 1;
         }
         sd = trace_dist(L, t, "m:sample", addr);
@@ -135,7 +134,7 @@ static int trace_symbolic(lua_State *L, plm_l_exec *ex, plm_l_method which)
             t->gm->sites[t->gm->n - 1].base = sd->shift;
             x[0] = plm_graph_op(t->g, PLM_OP_ADD, x[0], plm_graph_const(t->g, sd->shift), -1);
         }
-        push_value(L, x, dim);
+        plm_l_push_syms(L, x, dim);
         return 1;
     }
     case PLM_L_M_OBSERVE: {
