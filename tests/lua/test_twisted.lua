@@ -16,6 +16,29 @@ local function logphi(seq)
   return math.log(0.05)
 end
 local function extend(gen, v) local g = { table.unpack(gen) }; g[#g + 1] = v; return g end
+-- every text lm can generate after P, up to L tokens, by enumeration: f(tokens, tokens before the last, ended
+-- by end-of-sequence, probability)
+local function each_text(L, f)
+  local function rec(g, lp)
+    local c = { table.unpack(P) }
+    for _, v in ipairs(g) do c[#c + 1] = v end
+    local row = lm:next_logprobs(c)
+    for v = 0, V - 1 do
+      if row[v + 1] > -math.huge then
+        local g2 = extend(g, v)
+        if lm:is_eos(v) or #g2 == L then f(g2, g, lm:is_eos(v), math.exp(lp + row[v + 1]))
+        else rec(g2, lp + row[v + 1]) end
+      end
+    end
+  end
+  rec({}, 0)
+end
+-- Z = P(the text satisfies dfa) exactly (the end-of-sequence token is not part of the text)
+local function exact_Z(dfa)
+  local Z = 0
+  each_text(MAXT, function(g2, g, eos, p) if dfa:accepts(eos and g or g2) then Z = Z + p end end)
+  return Z
+end
 -- psi*(gen) = E_p0[phi | gen] for an unfinished prefix, by enumeration
 local memo = {}
 local function optimal(gen)
@@ -267,21 +290,7 @@ T.test("HMM-guided twisted SMC: unbiased for the keyword target of the n-gram mo
   local h = plume.twist.distil(lm, { prompt = "b", states = 4, samples = 300, max_tokens = MAXT, seed = 2, iters = 20 })
   local tw = plume.twist.hmm(h, dfa, { max_tokens = MAXT, lm = lm })
   -- exact Z for phi = 1[contains d]
-  local Zk = 0
-  local function rec(g, lp)
-    local c = { table.unpack(P) }
-    for _, v in ipairs(g) do c[#c + 1] = v end
-    local row = lm:next_logprobs(c)
-    for v = 0, V - 1 do
-      if row[v + 1] > -math.huge then
-        local g2 = extend(g, v)
-        if lm:is_eos(v) then Zk = Zk + (dfa:accepts(g) and math.exp(lp + row[v + 1]) or 0)
-        elseif #g2 == MAXT then Zk = Zk + (dfa:accepts(g2) and math.exp(lp + row[v + 1]) or 0)
-        else rec(g2, lp + row[v + 1]) end
-      end
-    end
-  end
-  rec({}, 0)
+  local Zk = exact_Z(dfa)
   local s, s2, n = 0, 0, 200
   for i = 1, n do
     local z = math.exp(plume.smc(gen, { lm }, { particles = 4, seed = 4000 + i, twist = tw, quiet = true }).logz)
@@ -300,21 +309,7 @@ end)
 
 T.test("learned table twist (CTL): log Z still unbiased, its spread shrinks; save and load give the same twist", function()
   local dfa = plume.twist.keywords(lm, { "d" })
-  local Zk = 0
-  local function rec(g, lp)
-    local c = { table.unpack(P) }
-    for _, v in ipairs(g) do c[#c + 1] = v end
-    local row = lm:next_logprobs(c)
-    for v = 0, V - 1 do
-      if row[v + 1] > -math.huge then
-        local g2 = extend(g, v)
-        if lm:is_eos(v) then Zk = Zk + (dfa:accepts(g) and math.exp(lp + row[v + 1]) or 0)
-        elseif #g2 == MAXT then Zk = Zk + (dfa:accepts(g2) and math.exp(lp + row[v + 1]) or 0)
-        else rec(g2, lp + row[v + 1]) end
-      end
-    end
-  end
-  rec({}, 0)
+  local Zk = exact_Z(dfa)
   local function spread(tw)
     local zs, m, v, n = {}, 0, 0, 200
     for i = 1, n do zs[i] = math.exp(plume.smc(gen, { lm }, { particles = 8, seed = 6000 + i, twist = tw, quiet = true }).logz); m = m + zs[i] / n end
@@ -348,19 +343,7 @@ local draft = plume.lm.ngram.train { text = "a a b d c a d d b a c c b", order =
 -- the target's distribution over texts of at most 3 tokens after "b"
 local function target_dist(L)
   local dist = {}
-  local function rec(g, lp)
-    local c = { table.unpack(P) }
-    for _, v in ipairs(g) do c[#c + 1] = v end
-    local row = target:next_logprobs(c)
-    for v = 0, V - 1 do
-      if row[v + 1] > -math.huge then
-        local g2 = extend(g, v)
-        if lm:is_eos(v) or #g2 == L then dist[table.concat(g2, ",")] = math.exp(lp + row[v + 1])
-        else rec(g2, lp + row[v + 1]) end
-      end
-    end
-  end
-  rec({}, 0)
+  each_text(L, function(g2, _, _, p) dist[table.concat(g2, ",")] = p end)
   return dist
 end
 
