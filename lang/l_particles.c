@@ -8,6 +8,7 @@
 ** (requests on the way are served again; LM backends answer them from their prefix cache). */
 #include "lparticles.h"
 #include "ldist.h"
+#include "comm.h"
 
 #include <limits.h>
 #include <math.h>
@@ -23,9 +24,78 @@ const char plm_l_branch_tag = 'B';
 /* A resampled copy re-running its parent's history makes the same choices in the same order: take the
 ** parent's site at the same position (by address if the order differs), sharing its value rather than copying
 ** it, and its log density rather than evaluating it again. */
+/* Two log densities that must agree, up to rounding in the last places (the same binary computes both). */
+static int same_logp(double a, double b)
+{
+    return a == b || fabs(a - b) <= 1e-9 * (1 + fabs(a));
+}
+
+/* A particle rebuilt from a record (it moved between ranks) replays strictly: each choice must be in the record
+** under the same address, and is rescored under the distribution the replay meets -- a density that differs from
+** the recorded one means the program did not retrace its steps (it read state outside its arguments and choices,
+** or the record was altered), and continuing would silently change the particle, so it is an error. */
+static int strict_sample(lua_State *L, particle *p, const char *addr, const plm_dist *d, double *x, double *lp)
+{
+    const plm_site *s = plm_trace_find(p->rec->tr, addr);
+    if (!s || s->kind != PLM_SITE_LATENT || s->dim != d->dim)
+        return luaL_error(L, "plume.smc: particle %d, replayed from its record on rank %d, made the choice '%s', which its "
+                             "record %s: a particle moves between ranks by replaying its choices, which needs a program "
+                             "whose choices depend only on its arguments and earlier choices (no side effects)",
+                          (int)p->rec->gidx + 1, plm_comm_rank(), addr, !s ? "lacks" : "holds with another kind or size");
+    memcpy(x, s->value, (size_t)d->dim * sizeof *x);
+    *lp = plm_dist_logpdf(d, x);
+    if (!same_logp(*lp, s->logp)) {
+        char a[32], b[32];   /* lua_pushfstring has no %.17g */
+        snprintf(a, sizeof a, "%.17g", *lp);
+        snprintf(b, sizeof b, "%.17g", s->logp);
+        return luaL_error(L, "plume.smc: particle %d, replayed from its record on rank %d, rescored the choice '%s' = %s to "
+                             "log density %s where its record says %s: the replay diverged (a program with side "
+                             "effects, or an altered record)", (int)p->rec->gidx + 1, plm_comm_rank(), addr,
+                          plm_l_value_str(L, d, x, d->dim), a, b);
+    }
+    return PLM_L_CHOSEN;
+}
+
+/* The replay of a record is over (it reached the record's last checkpoint, or the end): the trace it rebuilt
+** must hold the record's choices in the same order with the same values, and the same log prior and log
+** likelihood. Then the particle goes on as any other. */
+static void strict_verify(lua_State *L, particle *p)
+{
+    const pop_rec *r = p->rec;
+    const plm_trace *tr = p->ex.tr;
+    size_t i, k = 0;
+    int who = (int)r->gidx + 1, rank = plm_comm_rank();
+    for (i = 0; i < tr->n; i++) {
+        const plm_site *s = &tr->sites[i], *o;
+        if (s->kind == PLM_SITE_OBSERVED) continue;
+        if (k >= r->tr->n)
+            luaL_error(L, "plume.smc: particle %d, replayed from its record on rank %d, made more choices than its record "
+                          "('%s' is new): the replay diverged", who, rank, s->addr);
+        o = &r->tr->sites[k++];
+        if (strcmp(o->addr, s->addr) != 0 || o->dim != s->dim ||
+            memcmp(o->value, s->value, (size_t)s->dim * sizeof *s->value) != 0)
+            luaL_error(L, "plume.smc: particle %d, replayed from its record on rank %d, has '%s' where its record has '%s' "
+                          "(or another value): the replay diverged", who, rank, s->addr, o->addr);
+    }
+    if (k != r->tr->n || (!r->done && p->ex.checkpoints != r->checkpoints))
+        luaL_error(L, "plume.smc: particle %d, replayed from its record on rank %d, stopped after %d of its %d choices "
+                      "(checkpoint %d of %d): the replay diverged", who, rank, (int)k, (int)r->tr->n, p->ex.checkpoints,
+                   r->checkpoints);
+    if (!same_logp(tr->logprior, r->logprior) || !same_logp(tr->loglik, r->loglik)) {
+        char msg[160];
+        snprintf(msg, sizeof msg, "log prior %.17g and log likelihood %.17g where its record says %.17g and %.17g",
+                 tr->logprior, tr->loglik, r->logprior, r->loglik);
+        luaL_error(L, "plume.smc: particle %d, replayed from its record on rank %d, scores %s: the replay diverged", who,
+                   rank, msg);
+    }
+    p->rec = NULL;
+    p->keeps_done = 0;
+}
+
 static int smc_sample(lua_State *L, plm_l_exec *ex, const char *addr, const plm_dist *d, double *x, double *lp)
 {
     if (ex->checkpoints < ex->replay_until) {
+        if (((particle *)ex)->rec) return strict_sample(L, (particle *)ex, addr, d, x, lp);
         const plm_site *s = ex->tr->n < ex->old->n && strcmp(ex->old->sites[ex->tr->n].addr, addr) == 0
                                 ? &ex->old->sites[ex->tr->n] : plm_trace_find(ex->old, addr);
         if (s && s->kind == PLM_SITE_LATENT && s->dim == d->dim && s->logp > -INFINITY) {
@@ -54,6 +124,8 @@ static int smc_checkpoint(lua_State *L, plm_l_exec *ex, double logw)
 {
     if (ex->checkpoints < ex->replay_until) {
         ex->checkpoints++;
+        /* a record's replay ends at the checkpoint where its particle stood */
+        if (ex->checkpoints == ex->replay_until && ((particle *)ex)->rec) strict_verify(L, (particle *)ex);
         return 0;
     }
     ex->checkpoints++;
@@ -236,6 +308,7 @@ static void step_one(engine *E, int i)
         return;
     }
     if (st == LUA_OK) {
+        if (p->rec) strict_verify(L, p);   /* a finished particle's record replays to the end */
         if (nres > 0) {
             lua_xmove(co, L, 1);
             lua_rawseti(L, E->vals, i + 1);
@@ -468,6 +541,100 @@ void plm_l_pop_rebuild(engine *E, const int *par, const double *lw, int m, const
     }
 }
 
+/* The population rebuilt slot by slot from src (see pop_src): kept local parents move with their coroutines,
+** the other slots are new coroutines replaying a local parent (non-strictly, as in plm_l_pop_rebuild) or a
+** record (strictly). Local parents that no slot keeps release their objects and disarm their handles. */
+void plm_l_pop_rebuild_src(engine *E, const pop_src *src, const double *lw, int m)
+{
+    lua_State *L = E->L;
+    int old_n = E->n, j, q;
+    unsigned char *used;   /* per old particle: 1 a slot replays it, 2 a slot keeps it */
+    particle *old;
+    int cos, handles, vals, objs, adopt;
+    long r;
+    old = plm_gc_alloc((size_t)(old_n ? old_n : 1) * sizeof *old);
+    if (!old) luaL_error(L, "plume.smc: out of memory");
+    if (old_n) memcpy(old, E->p, (size_t)old_n * sizeof *old);
+    r = plm_root(old);
+    used = plm_l_scratch(L, (size_t)old_n + 1);
+    memset(used, 0, (size_t)old_n + 1);
+    for (j = 0; j < m; j++)
+        if (src[j].parent >= 0) used[src[j].parent] |= src[j].keep ? 2 : 1;
+    for (q = 0; q < old_n; q++)
+        if (!used[q]) close_objects(L, E->objs, q);
+    cos = E->cos, handles = E->handles, vals = E->vals, objs = E->objs, adopt = E->adopt;
+    lua_newtable(L);
+    lua_newtable(L);
+    lua_newtable(L);
+    lua_newtable(L);
+    lua_newtable(L);
+    E->cos = lua_gettop(L) - 4;
+    E->handles = E->cos + 1;
+    E->vals = E->cos + 2;
+    E->objs = E->cos + 3;
+    E->adopt = E->cos + 4;
+    E->n = 0;
+    plm_l_pop_grow(E, m);
+    for (j = 0; j < m; j++) {
+        const pop_src *s = &src[j];
+        particle *p = &E->p[j];
+        q = s->parent;
+        if (q >= 0 && s->keep) {
+            *p = old[q];
+            p->ex.rng = &p->rng;
+            p->rng.gsl.state = p->rng.s;
+            lua_rawgeti(L, cos, q + 1);
+            lua_rawseti(L, E->cos, j + 1);
+            lua_rawgeti(L, handles, q + 1);
+            ((plm_l_handle *)lua_touserdata(L, -1))->ex = &p->ex;
+            lua_rawseti(L, E->handles, j + 1);
+            lua_rawgeti(L, vals, q + 1);
+            lua_rawseti(L, E->vals, j + 1);
+            lua_rawgeti(L, objs, q + 1);
+            lua_rawseti(L, E->objs, j + 1);
+            lua_rawgeti(L, adopt, q + 1);
+            lua_rawseti(L, E->adopt, j + 1);
+            p->logw = lw[j];
+            if (p->state == P_CHECK) p->state = P_RUN;
+        } else if (q >= 0) {
+            E->next_stream = s->stream;
+            lua_rawgeti(L, objs, q + 1);
+            plm_l_pop_spawn(E, j, old[q].ex.tr, old[q].state == P_DONE ? INT_MAX : old[q].ex.checkpoints, lw[j],
+                            lua_gettop(L));
+            lua_pop(L, 1);
+        } else {
+            const pop_rec *rc = s->rec;
+            E->next_stream = s->stream;
+            plm_l_pop_spawn(E, j, rc->tr, rc->done ? INT_MAX : rc->checkpoints, lw[j], 0);
+            p = &E->p[j];
+            p->rec = rc;
+            if (s->keep) {   /* it continues its parent: after the replay it draws what the parent would have */
+                memcpy(p->rng.s, rc->rng, sizeof p->rng.s);
+                p->keeps_done = rc->done;
+            }
+        }
+        E->n = j + 1;
+    }
+    for (q = 0; q < old_n; q++) {
+        if (used[q] == 1) close_objects(L, objs, q);   /* replayed elsewhere; its copies forked what they need */
+        if (!(used[q] & 2)) {
+            lua_rawgeti(L, handles, q + 1);
+            ((plm_l_handle *)lua_touserdata(L, -1))->ex = NULL;
+            lua_pop(L, 1);
+        }
+    }
+    lua_copy(L, E->cos, cos);
+    lua_copy(L, E->handles, handles);
+    lua_copy(L, E->vals, vals);
+    lua_copy(L, E->objs, objs);
+    lua_copy(L, E->adopt, adopt);
+    lua_pop(L, 6);   /* five tables and `used` */
+    E->cos = cos, E->handles = handles, E->vals = vals, E->objs = objs, E->adopt = adopt;
+    lua_newtable(L);
+    lua_replace(L, E->reqs);
+    plm_unroot(r);
+}
+
 int plm_l_pop_finished(const engine *E)
 {
     for (int i = 0; i < E->n; i++)
@@ -483,38 +650,53 @@ int plm_l_pop_results(engine *E, plm_results *R, int with_scores)
 {
     lua_State *L = E->L;
     int res, i;
-    double m = -INFINITY, lse = 0;
-    for (i = 0; i < E->n; i++) m = fmax(m, E->p[i].logw);
-    for (i = 0; i < E->n; i++) lse += exp(E->p[i].logw - m);
-    lse = m + log(lse);
-    for (i = 0; i < E->n; i++) plm_l_record(L, R, E->p[i].ex.tr, 0, E->p[i].logw, E->who);
-    res = plm_l_push_results(L, R);
-    lua_createtable(L, E->n, 0);   /* values */
-    lua_createtable(L, E->n, 0);   /* log weights */
-    lua_createtable(L, E->n, 0);   /* scores */
+    plm_trace **tr = plm_l_scratch(L, (size_t)(E->n ? E->n : 1) * sizeof *tr);
+    double *logw = plm_l_scratch(L, (size_t)(E->n ? E->n : 1) * sizeof *logw);
+    for (i = 0; i < E->n; i++) tr[i] = E->p[i].ex.tr, logw[i] = E->p[i].logw;
     for (i = 0; i < E->n; i++) {
-        lua_rawgeti(L, E->vals, i + 1);
-        lua_rawseti(L, -4, i + 1);
-        lua_pushnumber(L, E->p[i].logw - lse);
-        lua_rawseti(L, -3, i + 1);
-        lua_pushnumber(L, E->p[i].logw);
-        lua_rawseti(L, -2, i + 1);
         lua_rawgeti(L, E->handles, i + 1);
         ((plm_l_handle *)lua_touserdata(L, -1))->ex = NULL;
         lua_pop(L, 1);
+    }
+    res = plm_l_pop_results_of(L, R, tr, logw, E->n, E->vals, with_scores, E->who);
+    lua_replace(L, -3);
+    lua_pop(L, 1);
+    if (E->root) plm_unroot(E->root);
+    E->root = 0;
+    return res - 2;
+}
+
+int plm_l_pop_results_of(lua_State *L, plm_results *R, plm_trace *const *tr, const double *logw, int n, int vals,
+                         int with_scores, const char *who)
+{
+    int res, i;
+    double m = -INFINITY, lse = 0;
+    for (i = 0; i < n; i++) m = fmax(m, logw[i]);
+    for (i = 0; i < n; i++) lse += exp(logw[i] - m);
+    lse = m + log(lse);
+    for (i = 0; i < n; i++) plm_l_record(L, R, tr[i], 0, logw[i], who);
+    res = plm_l_push_results(L, R);
+    lua_createtable(L, n, 0);   /* values */
+    lua_createtable(L, n, 0);   /* log weights */
+    lua_createtable(L, n, 0);   /* scores */
+    for (i = 0; i < n; i++) {
+        lua_rawgeti(L, vals, i + 1);
+        lua_rawseti(L, -4, i + 1);
+        lua_pushnumber(L, logw[i] - lse);
+        lua_rawseti(L, -3, i + 1);
+        lua_pushnumber(L, logw[i]);
+        lua_rawseti(L, -2, i + 1);
     }
     if (with_scores)
         lua_setfield(L, res, "scores");
     else
         lua_pop(L, 1);
     lua_setfield(L, res, "log_weights");
-    lua_pushinteger(L, E->n);
+    lua_pushinteger(L, n);
     lua_setfield(L, -2, "n");
     lua_setfield(L, res, "values");
-    lua_pushinteger(L, E->n);
+    lua_pushinteger(L, n);
     lua_setfield(L, res, "particles");
-    if (E->root) plm_unroot(E->root);
-    E->root = 0;
     return res;
 }
 
