@@ -141,6 +141,8 @@ typedef struct spread {
     int all, perturb;
     long gn;                  /* the global population size */
     const plm_trace *pin;
+    long records;             /* particle records this rank wrote (sent to other ranks, or to itself under migrate) */
+    uint64_t record_bytes;    /* their bytes */
 } spread;
 
 static long blk(long n, int r, int K)
@@ -216,8 +218,10 @@ static int spread_rebuild(lua_State *L, engine *E, spread *S, const int *par, co
             if (q < olo || q >= ohi || (r == me && !S->all) || mark[q] == r) continue;
             mark[q] = r;
             plm_l_rec_write(L, &B, &E->p[q - olo], q);
+            S->records++;
         }
         sc[r] = B.n - sd[r];
+        S->record_bytes += sc[r];
     }
     if (plm_comm_allgather(&ctx, sc, (size_t)K * sizeof *sc, mat)) plm_l_fail_in(L, &ctx, "plume.smc");
     for (r = 0; r < K; r++) rc[r] = mat[(size_t)r * K + me], rd[r] = total, total += rc[r];
@@ -338,6 +342,7 @@ static int l_smc(lua_State *L)
     unsigned char *gst;
     size_t *cnt, *anc;
     long step = 0, resamples = 0;
+    uint64_t bytes0;
     plm_results *R;
     plm_l_pop_arrange(L, "plume.smc");
     nargs = (int)lua_tointeger(L, 3);
@@ -388,6 +393,7 @@ static int l_smc(lua_State *L)
     }
     plm_l_progress_start(&pr, !o.quiet);
     plm_interrupt_clear();
+    bytes0 = plm_comm_bytes_sent();
     while (S.on ? !fin : !plm_l_pop_finished(&E)) {
         double ess;
         int m, alive = 0, top = lua_gettop(L);
@@ -493,7 +499,12 @@ static int l_smc(lua_State *L)
             logz += lse - log((double)n);
             lua_settop(L, top);
             if (!isfinite(logz)) luaL_error(L, "plume.smc: the log evidence is %g after step %d", logz, (int)step);
-            if (plm_results_set(&ctx, R, "logz", logz) || plm_results_set(&ctx, R, "ess", ess))
+            /* what this rank moved: every collective of the run (not the final gathering), and the particle
+            ** records among it */
+            if (plm_results_set(&ctx, R, "logz", logz) || plm_results_set(&ctx, R, "ess", ess) ||
+                plm_results_set_int(&ctx, R, "bytes_sent", (long long)(plm_comm_bytes_sent() - bytes0)) ||
+                plm_results_set_int(&ctx, R, "records_sent", S.records) ||
+                plm_results_set_int(&ctx, R, "record_bytes", (long long)S.record_bytes))
                 plm_l_fail_in(L, &ctx, "plume.smc");
         }
     } else {
