@@ -602,6 +602,7 @@ void plm_l_pop_rebuild_src(engine *E, const pop_src *src, const double *lw, int 
             plm_l_pop_spawn(E, j, old[q].ex.tr, old[q].state == P_DONE ? INT_MAX : old[q].ex.checkpoints, lw[j],
                             lua_gettop(L));
             lua_pop(L, 1);
+            E->p[j].rec = s->rec;   /* a snapshot of the parent's choices: the replay is checked against it */
         } else {
             const pop_rec *rc = s->rec;
             E->next_stream = s->stream;

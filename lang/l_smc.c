@@ -180,6 +180,30 @@ static int spread_gather(lua_State *L, engine *E, const spread *S, double *glogw
     return fin;
 }
 
+/* The record of a local particle without serialising it: its choices as sites that share its trace's buffers,
+** frozen as they are now (the parent goes on and adds sites to its trace). A copy replaying a parent on the same
+** rank checks its replay against this, as one replaying a parent from another rank does, so that a program that
+** cannot be replayed fails whichever rank the parent is on. */
+static pop_rec *snapshot(lua_State *L, const particle *p, long gidx)
+{
+    pop_rec *r = plm_gc_alloc(sizeof *r);
+    const plm_trace *tr = p->ex.tr;
+    plm_ctx ctx;
+    size_t i;
+    plm_ctx_clear(&ctx);
+    if (!r) luaL_error(L, "plume.smc: out of memory");
+    if (plm_trace_new(&ctx, &r->tr)) plm_l_fail(L, &ctx);
+    for (i = 0; i < tr->n; i++)
+        if (tr->sites[i].kind != PLM_SITE_OBSERVED && plm_trace_add_shared(&ctx, r->tr, &tr->sites[i]))
+            plm_l_fail_in(L, &ctx, "plume.smc");
+    r->logprior = tr->logprior;
+    r->loglik = tr->loglik;
+    r->gidx = gidx;
+    r->checkpoints = p->ex.checkpoints;
+    r->done = p->state == P_DONE;
+    return r;
+}
+
 /* The population after resampling: global slot j takes parent par[j] with log weight lw[j] (m slots). Parents
 ** on other ranks (all of them with migrate) come as records, each once per receiving rank. Returns 1 when the new
 ** population has finished (as plm_l_pop_finished would say of a one-rank rebuild). */
@@ -195,7 +219,7 @@ static int spread_rebuild(lua_State *L, engine *E, spread *S, const int *par, co
     size_t *mat = plm_l_scratch(L, (size_t)K * (size_t)K * sizeof *mat), total = 0, at = 0;
     unsigned char *rcv;
     plm_l_buf B = {NULL, 0, 0};
-    pop_rec *recs;
+    pop_rec *recs, **snaps;
     pop_src *src;
     long nrec = 0;
     plm_ctx ctx;
@@ -249,6 +273,8 @@ static int spread_rebuild(lua_State *L, engine *E, spread *S, const int *par, co
         mark[rc1->gidx] = nrec++;
     }
     src = plm_l_scratch(L, (size_t)(nhi - nlo + 1) * sizeof *src);
+    snaps = plm_gc_alloc((size_t)(ohi - olo + 1) * sizeof *snaps);   /* GC memory: it holds the snapshots */
+    if (!snaps) luaL_error(L, "plume.smc: out of memory");
     for (j = nlo; j < nhi; j++) {
         pop_src *s = &src[j - nlo];
         q = par[j];
@@ -256,7 +282,11 @@ static int spread_rebuild(lua_State *L, engine *E, spread *S, const int *par, co
         s->stream = stream[j];
         if (q >= olo && q < ohi && !S->all) {
             s->parent = (int)(q - olo);
-            s->rec = NULL;
+            if (s->keep) s->rec = NULL;
+            else {
+                if (!snaps[q - olo]) snaps[q - olo] = snapshot(L, &E->p[q - olo], q);
+                s->rec = snaps[q - olo];
+            }
         } else {
             if (mark[q] < 0) luaL_error(L, "plume.smc: rank %d lacks the record of particle %d (internal error)", me, (int)q + 1);
             s->parent = -1;
