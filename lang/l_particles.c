@@ -44,7 +44,7 @@ static int strict_sample(lua_State *L, particle *p, const char *addr, const plm_
                           (int)p->rec->gidx + 1, plm_comm_rank(), addr, !s ? "lacks" : "holds with another kind or size");
     memcpy(x, s->value, (size_t)d->dim * sizeof *x);
     *lp = plm_dist_logpdf(d, x);
-    if (!same_logp(*lp, s->logp)) {
+    if (!isnan(s->logp) && !same_logp(*lp, s->logp)) {   /* serialised records carry no densities (NaN) */
         char a[32], b[32];   /* lua_pushfstring has no %.17g */
         snprintf(a, sizeof a, "%.17g", *lp);
         snprintf(b, sizeof b, "%.17g", s->logp);

@@ -3,8 +3,11 @@
 ** rank replays; at the end every rank receives every particle's record, log weight and return value.
 **
 ** The format is private to one build (every rank runs the same binary) and compact: unsigned integers are
-** LEB128 varints, so a token id costs one or two bytes, not eight; a site is its kind, address, dimension,
-** values and (latent sites) its log density. Observations are not recorded: the replay makes them again. */
+** LEB128 varints, so a token id costs one or two bytes, not eight; a site is a flags byte, its address as the
+** length of the prefix it shares with the previous site's plus the rest ("tok12" after "tok11": 3 bytes), its
+** dimension unless 1, and its values. Log densities are not sent: the receiving rank rescores every choice, and
+** the record's log prior and log likelihood check the sums. Observations are not recorded either: the replay
+** makes them again. A token site costs about 5 bytes. */
 #include "lparticles.h"
 
 #include <math.h>
@@ -92,7 +95,7 @@ static double get_double(rd *R)
 }
 
 /* site flags */
-enum { S_LATENT = 1, S_DETERMINISTIC = 2, S_INTS = 4, S_CATEGORICAL = 8 };
+enum { S_LATENT = 1, S_DETERMINISTIC = 2, S_INTS = 4, S_CATEGORICAL = 8, S_DIM1 = 16 };
 
 /* Values that are all whole numbers in [0, 2^53) travel as varints (token ids, counts, labels). */
 static int all_small_ints(const double *v, int dim)
@@ -105,6 +108,7 @@ static int all_small_ints(const double *v, int dim)
 void plm_l_rec_write(lua_State *L, plm_l_buf *B, const particle *p, long gidx)
 {
     const plm_trace *tr = p->ex.tr;
+    const char *prev = NULL;
     size_t i, ns = 0;
     put_uv(L, B, (uint64_t)gidx);
     put_uv(L, B, (uint64_t)p->ex.checkpoints);
@@ -117,22 +121,25 @@ void plm_l_rec_write(lua_State *L, plm_l_buf *B, const particle *p, long gidx)
     for (i = 0; i < tr->n; i++) {
         const plm_site *s = &tr->sites[i];
         int ints, cat, k;
-        size_t alen;
+        size_t alen, pre = 0;
         if (s->kind == PLM_SITE_OBSERVED) continue;
         ints = all_small_ints(s->value, s->dim);
         cat = s->dist && s->dist->kind == PLM_DIST_CATEGORICAL;
         put_byte(L, B, (s->kind == PLM_SITE_LATENT ? S_LATENT : S_DETERMINISTIC) | (ints ? S_INTS : 0) |
-                           (cat ? S_CATEGORICAL : 0));
+                           (cat ? S_CATEGORICAL : 0) | (s->dim == 1 ? S_DIM1 : 0));
         if (cat) put_uv(L, B, (uint64_t)(s->dist->base < 0 ? 0 : s->dist->base));
         alen = strlen(s->addr);
-        put_uv(L, B, alen);
-        plm_l_buf_put(L, B, s->addr, alen);
-        put_uv(L, B, (uint64_t)s->dim);
+        if (prev)
+            while (pre < alen && prev[pre] == s->addr[pre]) pre++;
+        put_uv(L, B, pre);
+        put_uv(L, B, alen - pre);
+        plm_l_buf_put(L, B, s->addr + pre, alen - pre);
+        prev = s->addr;
+        if (s->dim != 1) put_uv(L, B, (uint64_t)s->dim);
         for (k = 0; k < s->dim; k++) {
             if (ints) put_uv(L, B, (uint64_t)s->value[k]);
             else put_double(L, B, s->value[k]);
         }
-        if (s->kind == PLM_SITE_LATENT) put_double(L, B, s->logp);
     }
 }
 
@@ -141,7 +148,8 @@ size_t plm_l_rec_read(lua_State *L, const unsigned char *b, size_t n, pop_rec *r
     rd R = {L, b, n, 0};
     plm_ctx ctx;
     uint64_t ns, i;
-    char abuf[256];
+    char abuf[256], *addr = abuf;
+    size_t asize = sizeof abuf;
     double vbuf[64];
     plm_ctx_clear(&ctx);
     memset(r, 0, sizeof *r);
@@ -157,21 +165,26 @@ size_t plm_l_rec_read(lua_State *L, const unsigned char *b, size_t n, pop_rec *r
     ns = get_uv(&R);
     for (i = 0; i < ns; i++) {
         int fl = get_byte(&R), k, dim;
-        uint64_t base = 0, alen;
-        char *addr = abuf;
-        double *v = vbuf, lp = 0;
+        uint64_t base = 0, pre, rest;
+        double *v = vbuf, lp = fl & S_LATENT ? NAN : 0;   /* NaN: not sent (the replay rescores, checks the sums) */
+        const char *prev = i ? r->tr->sites[r->tr->n - 1].addr : "";
         if (fl & S_CATEGORICAL) base = get_uv(&R);
-        alen = get_uv(&R);
-        rd_need(&R, alen);
-        if (alen >= sizeof abuf && !(addr = plm_gc_alloc_atomic(alen + 1))) luaL_error(L, "plume.smc: out of memory");
-        memcpy(addr, b + R.at, alen);
-        addr[alen] = 0;
-        R.at += alen;
-        dim = (int)get_uv(&R);
+        pre = get_uv(&R);
+        rest = get_uv(&R);
+        rd_need(&R, rest);
+        if (pre > strlen(prev)) luaL_error(L, "plume.smc: a particle record from another rank is malformed (address)");
+        if (pre + rest >= asize) {
+            asize = (size_t)(pre + rest) * 2 + 1;
+            if (!(addr = plm_gc_alloc_atomic(asize))) luaL_error(L, "plume.smc: out of memory");
+        }
+        memmove(addr, prev, pre);
+        memcpy(addr + pre, b + R.at, rest);
+        addr[pre + rest] = 0;
+        R.at += rest;
+        dim = fl & S_DIM1 ? 1 : (int)get_uv(&R);
         if (dim < 1 || (uint64_t)dim > R.n) luaL_error(L, "plume.smc: a particle record from another rank is malformed (dim %d)", dim);
         if (dim > 64 && !(v = plm_gc_alloc_atomic((size_t)dim * sizeof *v))) luaL_error(L, "plume.smc: out of memory");
         for (k = 0; k < dim; k++) v[k] = fl & S_INTS ? (double)get_uv(&R) : get_double(&R);
-        if (fl & S_LATENT) lp = get_double(&R);
         /* results show categorical values as their labels (runtime/results.c adds the base); the record holds
         ** the raw value, and a trace read for results has no distribution to shift it */
         if (for_results && (fl & S_CATEGORICAL))

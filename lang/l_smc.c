@@ -154,25 +154,29 @@ static long blk(long n, int r, int K)
 ** A slot replaying a finished parent it continues counts as finished, as its parent would on one rank. */
 static int spread_gather(lua_State *L, engine *E, const spread *S, double *glogw, unsigned char *gst)
 {
+    /* per rank, a block of maxl log weights then maxl state bytes: 9 bytes a particle */
     long maxl = (S->gn + S->K - 1) / S->K, k, r, lo = blk(S->gn, S->me, S->K);
-    double *snd = plm_l_scratch(L, (size_t)(maxl ? maxl : 1) * 2 * sizeof *snd);
-    double *rcv = plm_l_scratch(L, (size_t)(maxl ? maxl : 1) * 2 * (size_t)S->K * sizeof *rcv);
+    size_t blkb = (size_t)(maxl ? maxl : 1) * (sizeof(double) + 1);
+    unsigned char *snd = plm_l_scratch(L, blkb), *rcv = plm_l_scratch(L, blkb * (size_t)S->K);
     plm_ctx ctx;
     int fin = 1;
     plm_ctx_clear(&ctx);
     if (E->n != blk(S->gn, S->me + 1, S->K) - lo)
         luaL_error(L, "plume.smc: rank %d holds %d particles, not its share of %d (internal error)", S->me, E->n, (int)S->gn);
-    for (k = 0; k < maxl; k++) {
+    memset(snd, 0, blkb);
+    for (k = 0; k < E->n; k++) {
         const particle *p = &E->p[k];
-        snd[2 * k] = k < E->n ? p->logw : 0;
-        snd[2 * k + 1] = k >= E->n ? 0 : p->state == P_DONE || p->keeps_done ? P_DONE : p->state == P_DEAD ? P_DEAD : P_CHECK;
+        memcpy(snd + (size_t)k * sizeof(double), &p->logw, sizeof(double));
+        snd[(size_t)maxl * sizeof(double) + (size_t)k] =
+            (unsigned char)(p->state == P_DONE || p->keeps_done ? P_DONE : p->state == P_DEAD ? P_DEAD : P_CHECK);
     }
-    if (plm_comm_allgather(&ctx, snd, (size_t)maxl * 2 * sizeof *snd, rcv)) plm_l_fail_in(L, &ctx, "plume.smc");
+    if (plm_comm_allgather(&ctx, snd, blkb, rcv)) plm_l_fail_in(L, &ctx, "plume.smc");
     for (r = 0; r < S->K; r++) {
         long rlo = blk(S->gn, (int)r, S->K), rn = blk(S->gn, (int)r + 1, S->K) - rlo;
+        const unsigned char *b = rcv + (size_t)r * blkb;
         for (k = 0; k < rn; k++) {
-            glogw[rlo + k] = rcv[(r * maxl + k) * 2];
-            gst[rlo + k] = (unsigned char)rcv[(r * maxl + k) * 2 + 1];
+            memcpy(&glogw[rlo + k], b + (size_t)k * sizeof(double), sizeof(double));
+            gst[rlo + k] = b[(size_t)maxl * sizeof(double) + (size_t)k];
             fin &= gst[rlo + k] == P_DONE || gst[rlo + k] == P_DEAD;
         }
     }
