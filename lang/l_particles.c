@@ -5,7 +5,9 @@
 **
 ** A running coroutine cannot be copied, so a resampled particle that needs a second copy gets a new coroutine
 ** that re-runs the program silently up to its parent's checkpoint, reusing the parent's choices in order
-** (requests on the way are served again; LM backends answer them from their prefix cache). */
+** (requests on the way are served again; LM backends answer them from their prefix cache). A copy rebuilt from a
+** record -- its parent was on another MPI rank, l_smc.c -- replays strictly: every choice is rescored and the
+** replay checked against the record, so a program that cannot be replayed stops with an error. */
 #include "lparticles.h"
 #include "ldist.h"
 #include "comm.h"
@@ -21,9 +23,6 @@ static const char request_tag = 'R';   /* its address marks a yield that carries
 /* the address of a beam branch yield (its value is irrelevant) */
 const char plm_l_branch_tag = 'B';
 
-/* A resampled copy re-running its parent's history makes the same choices in the same order: take the
-** parent's site at the same position (by address if the order differs), sharing its value rather than copying
-** it, and its log density rather than evaluating it again. */
 /* Two log densities that must agree, up to rounding in the last places (the same binary computes both). */
 static int same_logp(double a, double b)
 {
@@ -92,10 +91,14 @@ static void strict_verify(lua_State *L, particle *p)
     p->keeps_done = 0;
 }
 
+/* A resampled copy re-running its parent's history makes the same choices in the same order: take the
+** parent's site at the same position (by address if the order differs), sharing its value rather than copying
+** it, and its log density rather than evaluating it again (a copy with a record replays strictly, above). */
 static int smc_sample(lua_State *L, plm_l_exec *ex, const char *addr, const plm_dist *d, double *x, double *lp)
 {
+    if (ex->checkpoints < ex->replay_until && ((particle *)ex)->rec)   /* ex is the first member of its particle */
+        return strict_sample(L, (particle *)ex, addr, d, x, lp);
     if (ex->checkpoints < ex->replay_until) {
-        if (((particle *)ex)->rec) return strict_sample(L, (particle *)ex, addr, d, x, lp);
         const plm_site *s = ex->tr->n < ex->old->n && strcmp(ex->old->sites[ex->tr->n].addr, addr) == 0
                                 ? &ex->old->sites[ex->tr->n] : plm_trace_find(ex->old, addr);
         if (s && s->kind == PLM_SITE_LATENT && s->dim == d->dim && s->logp > -INFINITY) {
@@ -542,8 +545,9 @@ void plm_l_pop_rebuild(engine *E, const int *par, const double *lw, int m, const
 }
 
 /* The population rebuilt slot by slot from src (see pop_src): kept local parents move with their coroutines,
-** the other slots are new coroutines replaying a local parent (non-strictly, as in plm_l_pop_rebuild) or a
-** record (strictly). Local parents that no slot keeps release their objects and disarm their handles. */
+** the other slots are new coroutines replaying a local parent (forking its objects; strictly when src gives a
+** snapshot of its choices as rec) or a record from another rank (strictly). Local parents that no slot keeps
+** release their objects and disarm their handles. */
 void plm_l_pop_rebuild_src(engine *E, const pop_src *src, const double *lw, int m)
 {
     lua_State *L = E->L;

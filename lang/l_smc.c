@@ -4,7 +4,8 @@
 ** checkpoint: once every live particle has reached its next checkpoint (or finished) the driver resamples when
 ** the effective sample size is low, with the schemes of runtime/resample. "steer" (SMC steering, Lew et al.
 ** 2023) extends every particle K ways and keeps N of the N*K with the unbiased without-replacement resampling
-** of Fearnhead and Clifford (2003). */
+** of Fearnhead and Clifford (2003). Under mpirun the standard method spreads its particles over the ranks, with
+** results that do not depend on their number (see "a population spread over the ranks" below). */
 #include "lparticles.h"
 #include "comm.h"
 

@@ -3,10 +3,11 @@
 -- potential, a continuous latent and an observation; the same twisted (ctx:twist); conditional SMC with a pinned
 -- path; a program with categorical labels, a Dirichlet vector, deterministic sites, table return values, dead
 -- particles and rejections -- with option migrate = MIGRATE ("needed", "all" or "perturb"), and prints every
--- result a run gives (logz and its history, ESS, step counts, each particle's return value and log weight) with
--- 17 digits. Rank 0 prints them to stdout and writes the first run's draws to CSV; every rank r writes one line
--- "R<r> <lines> <checksum> moved <records it sent>" to stderr, so that a test can compare every rank's view with a one-rank run's.
-local migrate, csv = arg[1] or "needed", arg[2]
+-- result a run gives (logz and its history, ESS, step counts, each particle's return value, log weight and
+-- draws) with 17 digits. Rank 0 prints them to stdout and writes the first run's draws to CSV; every rank r
+-- writes one line "R<r> <lines> <checksum> moved <records it sent>" to stderr, so that a test can compare every
+-- rank's view with a one-rank run's. With the global SMC_RANKS_LIB set, dofile returns run(migrate, csv) ->
+-- lines, records sent (tests/lua/test_smc_migrate.lua).
 local D = plume.dist
 local lm = plume.lm.ngram.train { text = "a b c a b a c b a a b c c a d a b d", order = 2 }
 local A, Dt = lm:tokenize("a")[1], lm:tokenize("d")[1]
@@ -80,6 +81,11 @@ local function run(migrate, csv)
     lines[#lines + 1] = name .. " logz_history " .. table.concat(h, " ")
     for i = 1, post.particles do
       lines[#lines + 1] = string.format("%s %d %s %.17g", name, i, show(post.values[i]), post.log_weights[i])
+    end
+    for _, site in ipairs(post:sites()) do   -- the draws: every recorded choice of every particle
+      local d, v = post:draws(site), {}
+      for i = 1, post.particles do v[i] = show(d[i]) end
+      lines[#lines + 1] = name .. " draws " .. site .. " " .. table.concat(v, " ")
     end
   end
 
