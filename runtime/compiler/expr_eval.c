@@ -379,7 +379,7 @@ static void run1(const plm_prog *p, const plm_ins *ins, int nins, double *const 
 /* A decoded instruction of plm_prog_point: its handler with its operands' addresses (ins for what run()
 ** evaluates). The varying part of a drift is a few arithmetic instructions run once per Euler step, so dispatch is
 ** most of its cost: with GCC or Clang each handler jumps straight to the next one's (threaded code: one
-** indirect jump per instruction, predicted per site), elsewhere a switch. Instructions that write an output
+** indirect jump per instruction, predicted per site), elsewhere (or built with -DPLM_NO_THREADED) a switch. Instructions that write an output
 ** write it in place, so that most programs need no copies at the end. */
 typedef struct pt_ins {
     int h;               /* handler: PT_* */
@@ -392,7 +392,7 @@ typedef struct pt_ins {
 enum { PT_END, PT_COPY, PT_CONST, PT_NEG, PT_ADD, PT_SUB, PT_MUL, PT_DIV, PT_FMA, PT_SELECT, PT_UNARY, PT_BINARY, PT_RUN,
        PT_NHANDLERS };
 
-#if defined(__GNUC__)
+#if defined(__GNUC__) && !defined(PLM_NO_THREADED)
 #define PT_THREADED 1
 #else
 #define PT_THREADED 0
