@@ -141,6 +141,11 @@ void *plm_gc_alloc_atomic(size_t n)
     return p;
 }
 
+void plm_gc_free(void *p)
+{
+    GC_FREE(p);
+}
+
 /* The root table lives in uncollectable memory, so Boehm scans it and keeps whatever it points to.
 ** Free slots are chained through the table itself (encoded as odd integers, which are never pointers
 ** to GC objects) so rooting and unrooting are O(1). */

@@ -85,6 +85,9 @@ void plm_interrupt_clear(void);     /* lower the calling thread's domain */
 ** for arrays of numbers). Both are zero-filled and return NULL only when memory is exhausted. */
 void *plm_gc_alloc(size_t n);
 void *plm_gc_alloc_atomic(size_t n);
+/* Returns a block of GC memory at once, for large blocks that a hot loop makes and drops (they would otherwise
+** wait for a collection, whose cost grows with what is allocated). Nothing may point to p any more. */
+void plm_gc_free(void *p);
 
 /* Roots: an object that only a Lua userdata (or other memory Boehm does not scan) points to must be
 ** rooted for as long as that reference lives. plm_root returns a handle (> 0), plm_unroot releases it. */

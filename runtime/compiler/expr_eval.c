@@ -376,25 +376,103 @@ static void run1(const plm_prog *p, const plm_ins *ins, int nins, double *const 
     }
 }
 
-/* A decoded instruction of plm_prog_point: op with its operands' addresses; ins for those run() evaluates.
-** PT_COPY stores an output. */
+/* A decoded instruction of plm_prog_point: its handler with its operands' addresses (ins for what run()
+** evaluates). The varying part of a drift is a few arithmetic instructions run once per Euler step, so dispatch is
+** most of its cost: with GCC or Clang each handler jumps straight to the next one's (threaded code: one
+** indirect jump per instruction, predicted per site), elsewhere (or built with -DPLM_NO_THREADED) a switch. Instructions that write an output
+** write it in place, so that most programs need no copies at the end. */
 typedef struct pt_ins {
+    int h;               /* handler: PT_* */
+    const void *go;      /* its label, for threaded dispatch */
     int op;
     double *d;
     const double *a, *b, *c;
     const plm_ins *ins;
 } pt_ins;
-#define PT_COPY (-1)
+enum { PT_END, PT_COPY, PT_CONST, PT_NEG, PT_ADD, PT_SUB, PT_MUL, PT_DIV, PT_FMA, PT_SELECT, PT_UNARY, PT_BINARY, PT_RUN,
+       PT_NHANDLERS };
+
+#if defined(__GNUC__) && !defined(PLM_NO_THREADED)
+#define PT_THREADED 1
+#else
+#define PT_THREADED 0
+#endif
+
+/* Runs the code of pt; with pt NULL, gives the handlers' labels (threaded dispatch) through *labels. */
+static void point_exec(plm_prog_point *pt, const void *const **labels)
+{
+#if PT_THREADED
+    static const void *const tab[PT_NHANDLERS] = {&&L_END, &&L_COPY,   &&L_CONST, &&L_NEG,   &&L_ADD,    &&L_SUB, &&L_MUL,
+                                                  &&L_DIV, &&L_FMA,    &&L_SELECT, &&L_UNARY, &&L_BINARY, &&L_RUN};
+#define PT_HANDLER(name) L_##name:
+#define PT_NEXT() goto *(++q)->go
+    const pt_ins *q;
+    if (!pt) {
+        *labels = tab;
+        return;
+    }
+    q = pt->code;
+    goto *q->go;
+#else
+#define PT_HANDLER(name) case PT_##name:
+#define PT_NEXT() q++; continue
+    const pt_ins *q;
+    if (!pt) {
+        *labels = NULL;
+        return;
+    }
+    q = pt->code;
+    for (;;) switch (q->h) {
+#endif
+    PT_HANDLER(END) return;
+    PT_HANDLER(COPY) *q->d = *q->a; PT_NEXT();
+    PT_HANDLER(CONST) *q->d = q->ins->k; PT_NEXT();
+    PT_HANDLER(NEG) *q->d = -*q->a; PT_NEXT();
+    PT_HANDLER(ADD) *q->d = *q->a + *q->b; PT_NEXT();
+    PT_HANDLER(SUB) *q->d = *q->a - *q->b; PT_NEXT();
+    PT_HANDLER(MUL) *q->d = *q->a * *q->b; PT_NEXT();
+    PT_HANDLER(DIV) *q->d = *q->a / *q->b; PT_NEXT();
+    PT_HANDLER(FMA) *q->d = *q->a * *q->b + *q->c; PT_NEXT();
+    PT_HANDLER(SELECT) *q->d = *q->a != 0 ? *q->b : *q->c; PT_NEXT();
+    PT_HANDLER(UNARY) *q->d = plm_op_eval((plm_op)q->op, *q->a, 0, 0); PT_NEXT();
+    PT_HANDLER(BINARY) *q->d = plm_op_eval((plm_op)q->op, *q->a, *q->b, 0); PT_NEXT();
+    PT_HANDLER(RUN) run(pt->w.p, q->ins, 1, pt->w.R, 1, 0, pt->rng, pt->in); PT_NEXT();
+#if !PT_THREADED
+    }
+#endif
+#undef PT_HANDLER
+#undef PT_NEXT
+}
+
+/* Does an instruction of p after t read register r? */
+static int read_after(const plm_prog *p, int t, int r)
+{
+    for (t++; t < p->nvins; t++) {
+        const plm_ins *in = &p->vins[t];
+        int op = in->op, k;
+        if (op >= PLM_OP_NEG && op <= PLM_OP_INV) {
+            if (in->a == r) return 1;
+        } else if (op >= PLM_OP_ADD && op <= PLM_OP_OR) {
+            if (in->a == r || in->b == r) return 1;
+        } else if (op == PLM_OP_SELECT || op == PLM_OP_FMA) {
+            if (in->a == r || in->b == r || in->c == r) return 1;
+        } else if (op != PLM_OP_CONST)
+            for (k = 0; k < in->n; k++)
+                if (p->regpool[in->argoff + k] >> 1 == r) return 1;
+    }
+    return 0;
+}
 
 plm_status plm_prog_point_init(plm_ctx *ctx, plm_prog_point *pt, const plm_prog *p, const plm_prog_in *in,
                                double *const *out, plm_rng *rng)
 {
-    pt_ins *q;
-    int r, t, o;
+    pt_ins *q, *code;
+    const void *const *labels;
+    int r, t, o, nc = 0;
     plm_status st;
     pt->code = NULL;
     if ((st = plm_prog_ws_init_block(ctx, &pt->w, p, 1))) return st;
-    if (!(q = malloc(((size_t)p->nvins + (size_t)p->nout + 1) * sizeof *q))) {
+    if (!(code = q = malloc(((size_t)p->nvins + (size_t)p->nout + 1) * sizeof *q))) {
         plm_prog_ws_free(&pt->w);
         return plm_fail(ctx, PLM_ENOMEM, "eval: out of memory");
     }
@@ -409,39 +487,43 @@ plm_status plm_prog_point_init(plm_ctx *ctx, plm_prog_point *pt, const plm_prog 
         double *const *R = pt->w.R;
         int op = in1->op;
         q->op = op, q->ins = in1, q->d = R[in1->d], q->a = q->b = q->c = NULL;
-        if (op >= PLM_OP_NEG && op <= PLM_OP_INV) q->a = R[in1->a];
-        else if (op >= PLM_OP_ADD && op <= PLM_OP_OR) q->a = R[in1->a], q->b = R[in1->b];
-        else if (op == PLM_OP_SELECT || op == PLM_OP_FMA) q->a = R[in1->a], q->b = R[in1->b], q->c = R[in1->c];
-        else if (op != PLM_OP_CONST) q->op = PLM_OP_NOPS;   /* through run() */
+        if (op == PLM_OP_NEG) q->h = PT_NEG, q->a = R[in1->a];
+        else if (op >= PLM_OP_EXP && op <= PLM_OP_INV) q->h = PT_UNARY, q->a = R[in1->a];
+        else if (op >= PLM_OP_ADD && op <= PLM_OP_OR) {
+            q->h = op == PLM_OP_ADD ? PT_ADD : op == PLM_OP_SUB ? PT_SUB : op == PLM_OP_MUL ? PT_MUL : op == PLM_OP_DIV ? PT_DIV : PT_BINARY;
+            q->a = R[in1->a], q->b = R[in1->b];
+        } else if (op == PLM_OP_SELECT || op == PLM_OP_FMA)
+            q->h = op == PLM_OP_FMA ? PT_FMA : PT_SELECT, q->a = R[in1->a], q->b = R[in1->b], q->c = R[in1->c];
+        else if (op == PLM_OP_CONST) q->h = PT_CONST;
+        else q->h = PT_RUN;   /* n-ary instructions and draws: through run() */
         q++;
     }
-    for (o = 0; o < p->nout; o++, q++) {
-        q->op = PT_COPY, q->d = out[o], q->ins = NULL, q->b = q->c = NULL;
-        q->a = p->outuni[o] ? pt->w.u + p->outreg[o] : pt->w.R[p->outreg[o]];
+    /* an output whose register is last written by an arithmetic instruction and read by none after it is written
+    ** in place (one output per register, and not over an input the program reads); the others are copied */
+    for (o = 0; o < p->nout; o++) {
+        int reg = p->outreg[o], last = -1, shared = 0, k;
+        const double *from = p->outuni[o] ? pt->w.u + reg : pt->w.R[reg];
+        for (k = 0; k < p->nout; k++)
+            if (k != o && (out[k] == out[o] || (p->outreg[k] == reg && p->outuni[k] == p->outuni[o]))) shared = 1;
+        for (k = 0; k < p->nvin; k++) shared |= pt->w.R[p->nuni + k] == out[o];
+        for (t = 0; t < p->nvins && !p->outuni[o]; t++)
+            if (p->vins[t].d == reg) last = t;
+        if (!shared && last >= 0 && code[last].h != PT_RUN && !read_after(p, last, reg)) code[last].d = out[o];
+        else {
+            q->h = PT_COPY, q->op = 0, q->d = out[o], q->a = from, q->ins = NULL, q->b = q->c = NULL;
+            q++, nc++;
+        }
     }
-    pt->n = p->nvins + p->nout;
+    q->h = PT_END, q->op = 0, q->d = NULL, q->a = q->b = q->c = NULL, q->ins = NULL;
+    pt->n = p->nvins + nc;
+    point_exec(NULL, &labels);
+    for (t = 0; t <= pt->n; t++) code[t].go = labels ? labels[code[t].h] : NULL;
     return PLM_OK;
 }
 
 void plm_prog_point_run(plm_prog_point *pt)
 {
-    const pt_ins *q = pt->code, *end = q + pt->n;
-    for (; q < end; q++) {
-        switch (q->op) {
-        case PT_COPY: *q->d = *q->a; break;
-        case PLM_OP_CONST: *q->d = q->ins->k; break;
-        case PLM_OP_NEG: *q->d = -*q->a; break;
-        case PLM_OP_ADD: *q->d = *q->a + *q->b; break;
-        case PLM_OP_SUB: *q->d = *q->a - *q->b; break;
-        case PLM_OP_MUL: *q->d = *q->a * *q->b; break;
-        case PLM_OP_DIV: *q->d = *q->a / *q->b; break;
-        case PLM_OP_FMA: *q->d = *q->a * *q->b + *q->c; break;
-        case PLM_OP_SELECT: *q->d = *q->a != 0 ? *q->b : *q->c; break;
-        case PLM_OP_NOPS: run(pt->w.p, q->ins, 1, pt->w.R, 1, 0, pt->rng, pt->in); break;
-        default:
-            *q->d = plm_op_eval((plm_op)q->op, *q->a, q->b ? *q->b : 0, 0);
-        }
-    }
+    point_exec(pt, NULL);
 }
 
 void plm_prog_point_free(plm_prog_point *pt)

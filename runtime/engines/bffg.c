@@ -684,6 +684,16 @@ size_t plm_bffg_nz(const plm_bffg_model *m)
     return n;
 }
 
+void plm_bffg_filter_discard(plm_bffg_filter *f)
+{
+    const plm_bffg_model *m = f->m;
+    for (int i = 0; i < m->n; i++) {
+        const plm_bffg_kernel *k = m->nodes[i].k;
+        if (f->guide[i] && k->ops->guide_free) k->ops->guide_free(k, f->guide[i]);
+        f->guide[i] = NULL;
+    }
+}
+
 size_t plm_bffg_filter_work(const plm_bffg_filter *f) { return f->work ? f->work : 1; }
 
 double plm_bffg_draw_z(const plm_bffg_filter *f, const double *z, double *row, double *work)

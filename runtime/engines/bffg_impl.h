@@ -31,6 +31,8 @@ typedef struct plm_bffg_kernel_ops {
     /* Optional (NULL: the engine calls pullback): the message on the parent read off a guide made by `guide`,
     ** for kinds whose guide already holds it (a diffusion's guide is the whole backward pass). */
     void (*guide_msg)(const plm_bffg_kernel *k, const void *guide, plm_bffg_msg *out);
+    /* Optional: return the large memory of a guide made by `guide` at once (plm_bffg_filter_discard). */
+    void (*guide_free)(const plm_bffg_kernel *k, void *guide);
 } plm_bffg_kernel_ops;
 
 struct plm_bffg_kernel {
@@ -63,6 +65,10 @@ size_t plm_bffg_filter_work(const plm_bffg_filter *f);
 /* The guided draw with innovations z (plm_bffg_nz doubles, node by node) into row; returns its total log weight
 ** (NaN when a kernel's draw failed). */
 double plm_bffg_draw_z(const plm_bffg_filter *f, const double *z, double *row, double *work);
+/* Return the memory of f's guides at once; f must not be used again. pCN MCMC discards the filters of rejected
+** parameter proposals this way: their guides (a diffusion's messages at every grid point) are most of what a
+** parameter move allocates, and left to the collector they cost more than the move's filter. */
+void plm_bffg_filter_discard(plm_bffg_filter *f);
 /* A copy of m whose diffusion kernels made from s are remade with parameters params (other nodes shared), by
 ** plm_bffg_kernel_sde_remake with how. */
 plm_status plm_bffg_model_with(plm_ctx *ctx, const plm_bffg_model *m, const plm_sde *s, const double *params, int how,

@@ -82,7 +82,7 @@ static double log_target_theta(const plm_bffg_mcmc_opts *o, const double *e, dou
 /* The filter of the model at parameters theta (nparams values placed into the full vector full). A failure of
 ** the kernels or of the filter at these parameters (a degenerate auxiliary, impossible observations) is a
 ** rejection, returned as NULL with the reason in ctx; PLM_ENOMEM and PLM_EINTR are errors (*fatal set). */
-static const plm_bffg_filter *filter_at(plm_ctx *ctx, const chain_job *J, const double *theta, double *full, int how,
+static plm_bffg_filter *filter_at(plm_ctx *ctx, const chain_job *J, const double *theta, double *full, int how,
                                         const plm_bffg_model *base, const plm_bffg_model **model, int *fatal)
 {
     const plm_bffg_mcmc_opts *o = J->o;
@@ -105,6 +105,7 @@ static void run_chain(chain_job *J, int c)
     plm_ctx *ctx = &J->ctxs[c];
     const plm_bffg_model *m = J->m;
     const plm_bffg_filter *f = J->f0, *f2;
+    plm_bffg_filter *fp, *own = NULL;   /* a parameter proposal's filter; f when this chain made it in such a move */
     const plm_bffg_model *ma = J->ma;   /* fixed_aux: the model whose kernels hold the frozen caches */
     size_t nz = plm_bffg_nz(m), width = plm_bffg_draw_width(m), np = (size_t)o->nparams, it, total = o->warmup + o->iters;
     size_t rowlen = np + width, l, acc_z = 0, acc_t = 0, work_n;
@@ -169,7 +170,8 @@ static void run_chain(chain_job *J, int c)
                 if (isfinite(ll2)) {
                     double *t = row;
                     row = row2, row2 = t;
-                    f = f2, ll = ll2, ma = m2;
+                    if (own) plm_bffg_filter_discard(own);
+                    f = f2, ll = ll2, ma = m2, own = NULL;   /* its guides hold the frozen caches: kept */
                 }
             }
             if (fatal) return;
@@ -179,7 +181,7 @@ static void run_chain(chain_job *J, int c)
             for (j = 0; j < (int)np; j++) e2[j] = e[j] + exp(lstep) * plm_rng_normal(&r);
             lt2 = log_target_theta(o, e2, theta2);
             a = 0;
-            f2 = isfinite(lt2) ? filter_at(ctx, J, theta2, full, o->fixed_aux ? 2 : 0, ma, NULL, &fatal) : NULL;
+            f2 = fp = isfinite(lt2) ? filter_at(ctx, J, theta2, full, o->fixed_aux ? 2 : 0, ma, NULL, &fatal) : NULL;
             if (fatal) return;
             if (f2) {
                 ll2 = plm_bffg_draw_z(f2, z, row2, work);
@@ -191,9 +193,11 @@ static void run_chain(chain_job *J, int c)
                 row = row2, row2 = t;
                 memcpy(e, e2, np * sizeof *e);
                 memcpy(theta, theta2, np * sizeof *theta);
-                f = f2, ll = ll2, lt = lt2;
+                if (own) plm_bffg_filter_discard(own);
+                f = own = fp, ll = ll2, lt = lt2;
                 if (it >= o->warmup) acc_t++;
-            }
+            } else if (fp)
+                plm_bffg_filter_discard(fp);
             if (it < o->warmup && o->target_accept_theta > 0)
                 lstep = fmin(fmax(lstep + (a - o->target_accept_theta) / pow((double)it + 10, 0.6), -12), 1);
         }

@@ -426,7 +426,7 @@ static double rx_sample_z(const plm_bffg_kernel *k, const void *guide, const dou
 }
 
 static const plm_bffg_kernel_ops rx_ops = {"reactions", rx_pullback, NULL, rx_guide_new, rx_sample, NULL, rx_sample_z,
-                                           rx_guide_msg};
+                                           rx_guide_msg, NULL};
 
 plm_status plm_bffg_kernel_reaction(plm_ctx *ctx, const plm_reactions *net, const plm_bffg_reaction_opts *o,
                                     plm_bffg_kernel **out)

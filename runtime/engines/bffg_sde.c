@@ -529,6 +529,17 @@ static plm_status sde_guide_new(plm_ctx *ctx, const plm_bffg_kernel *k, const pl
     return PLM_OK;
 }
 
+/* The grid messages of a guide: one block (F, and H unless it is a frozen cache's). A kernel that keeps a frozen
+** cache (how 1) shares its guide's H with the cache, so its guides are left to the collector. */
+static void sde_guide_free(const plm_bffg_kernel *k, void *guide)
+{
+    const sde_kernel *K = k->impl;
+    sde_guide *g = guide;
+    if (K->frz || !g->F) return;
+    plm_gc_free(g->F);
+    g->F = g->H = NULL;
+}
+
 static void sde_guide_msg(const plm_bffg_kernel *k, const void *guide, plm_bffg_msg *out)
 {
     const sde_guide *g = guide;
@@ -677,7 +688,7 @@ static double sde_sample_z(const plm_bffg_kernel *k, const void *guide, const do
 }
 
 static const plm_bffg_kernel_ops sde_ops = {"sde", sde_pullback, NULL, sde_guide_new, sde_sample, NULL, sde_sample_z,
-                                            sde_guide_msg};
+                                            sde_guide_msg, sde_guide_free};
 
 /* The auxiliary's exact transition over each step of K's grid (steps of equal length share one), and K->two. */
 static plm_status sde_steps(plm_ctx *ctx, sde_kernel *K)
