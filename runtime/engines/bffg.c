@@ -6,6 +6,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "bffg_reaction.h"
 #include "par.h"
 
 typedef struct node {
@@ -973,7 +974,7 @@ double plm_bffg_draw_z(const plm_bffg_filter *f, const double *z, double *row, d
     return total;
 }
 
-plm_status plm_bffg_model_with(plm_ctx *ctx, const plm_bffg_model *m, const plm_sde *s, const double *params, int how,
+plm_status plm_bffg_model_with(plm_ctx *ctx, const plm_bffg_model *m, const void *owner, const double *params, int how,
                                plm_bffg_model **out)
 {
     plm_bffg_model *c = plm_gc_alloc(sizeof *c);
@@ -985,9 +986,13 @@ plm_status plm_bffg_model_with(plm_ctx *ctx, const plm_bffg_model *m, const plm_
     memcpy(nn, m->nodes, (size_t)m->n * sizeof *nn);
     c->nodes = nn, c->cap = m->n ? m->n : 1;
     for (i = 0; i < m->n; i++)
-        if (plm_bffg_kernel_sde_of(m->nodes[i].k) == s) {
+        if ((const void *)plm_bffg_kernel_sde_of(m->nodes[i].k) == owner) {
             plm_bffg_kernel *k;
             if ((st = plm_bffg_kernel_sde_remake(ctx, m->nodes[i].k, params, how, &k))) return st;
+            c->nodes[i].k = k;
+        } else if ((const void *)plm_bffg_kernel_reaction_of(m->nodes[i].k) == owner) {
+            plm_bffg_kernel *k;
+            if ((st = plm_bffg_kernel_reaction_with(ctx, m->nodes[i].k, params, &k))) return st;
             c->nodes[i].k = k;
         }
     *out = c;

@@ -215,8 +215,8 @@ plm_status plm_bffg_smc(plm_ctx *ctx, const plm_bffg_filter *f, size_t n, uint64
                         plm_resample_scheme scheme, double ess_threshold, double *draws, double *logw, double *loglik,
                         size_t *resamples);
 
-/* pCN MCMC over the innovations of the guided process, with random-walk Metropolis updates of diffusion
-** parameters (van der Meulen and Schauer; BridgeSDEInference.jl). Every guided draw is a deterministic function
+/* pCN MCMC over the innovations of the guided process, with random-walk Metropolis updates of diffusion or
+** reaction-network parameters (van der Meulen and Schauer; BridgeSDEInference.jl). Every guided draw is a deterministic function
 ** of its innovations Z ~ N(0, I) (sample_z), and exp(logw(theta, Z)) is an unbiased estimate of p(y | theta),
 ** so the chain targets p(theta) N(Z; 0, I) exp(logw(theta, Z)), whose theta-marginal is the posterior and whose
 ** path, mapped through the guided process, is the posterior path. Each iteration does, in blocks:
@@ -236,6 +236,8 @@ typedef struct plm_bffg_mcmc_opts {
     double target_accept_theta;  /* parameter acceptance targeted during warm-up; 0: keep step fixed */
     const plm_sde *sde;          /* the diffusion whose parameters are inferred (NULL when nparams = 0): every
                                  ** diffusion kernel of the model made from it is remade at new parameters */
+    const struct plm_reactions *net;   /* or (sde NULL) the reaction network whose parameters are inferred: every
+                                       ** reaction kernel made from it is remade, its linear-noise filter recomputed */
     int nparams;
     const int *index;            /* nparams indices into the sde's parameters */
     const plm_dist *const *prior;   /* nparams scalar continuous priors */
