@@ -1,6 +1,6 @@
-/* bffg.c -- the BFFG engine: models (a forest of nodes joined by kernels), the backward filter that fuses
-** messages from the leaves to the roots, and forward guiding with per-edge weights, in parallel over draws.
-** The kernels' algebra is in bffg_kernel.c. */
+/* bffg.c -- the BFFG engine: models (a DAG of nodes joined by kernels; latent nodes that nodes with several parents
+** tie together are drawn as clusters), the backward filter that fuses messages from the leaves to the roots, and
+** forward guiding with per-edge weights, in parallel over draws. The kernels' algebra is in bffg_kernel.c. */
 #include "bffg_impl.h"
 
 #include <math.h>

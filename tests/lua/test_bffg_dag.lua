@@ -248,6 +248,25 @@ T.test("dag: co-parents that are not roots (linear-Gaussian): exact likelihood, 
   T.ok(math.abs(ll2 - ll) > 0.1, "the override changes the likelihood")
 end)
 
+T.test("dag: co-parents at the two ends of a long chain: the chain joins their cluster, the likelihood stays exact", function()
+  -- x0 -> x1 -> ... -> x40 with observations of every fifth node, y over {x0, x40}, and a second collider over
+  -- {x20, b} (b a root) whose cluster is then the same one
+  local spec = { { name = "x0", d = 1, beta = { 0 }, Q = { { 1 } } }, { name = "b", d = 1, beta = { 1 }, Q = { { 0.5 } } } }
+  for k = 1, 40 do
+    spec[#spec + 1] = { name = "x" .. k, d = 1, parents = { "x" .. (k - 1) }, B = { { 0.95 } }, beta = { 0.05 }, Q = { { 0.3 } } }
+    if k % 5 == 0 then
+      spec[#spec + 1] = { name = "o" .. k, d = 1, parents = { "x" .. k }, B = { { 1 } }, Q = { { 0.4 } }, obs = math.sin(k) }
+    end
+  end
+  spec[#spec + 1] = { name = "y", d = 1, parents = { "x0", "x40" }, B = { { 1, -1 } }, Q = { { 0.2 } }, obs = 0.7 }
+  spec[#spec + 1] = { name = "z", d = 1, parents = { "x20", "b" }, B = { { 0.5, 1 } }, Q = { { 0.3 } }, obs = -0.4 }
+  local g = gauss_net_dag(spec)
+  local ll = gauss_net_exact(spec)
+  T.near(g:loglik(), ll, 1e-9, "filter")
+  local post = plume.bffg(g, nil, { samples = 200, seed = 1 })
+  for i = 1, 200, 19 do T.near(post.log_weights_raw[i], ll, 1e-9, "weight " .. i) end
+end)
+
 T.test("dag: co-parents that are not roots under pCN MCMC keep the exact likelihood", function()
   local ll = gauss_net_exact(net)
   local post = plume.bffg(gauss_net_dag(net), nil, { method = "mcmc", samples = 100, warmup = 20, chains = 1, seed = 2 })
