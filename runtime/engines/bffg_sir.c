@@ -336,7 +336,6 @@ typedef struct ips_job {
     int t;                 /* SMC: the step; -1: the initial draw */
     int draw;              /* SMC: 0 weights only, 1 draws only */
     volatile int stop;
-    int failed;
 } ips_job;
 
 static void is_chunk(void *arg, size_t begin, size_t end, int worker)
@@ -405,7 +404,6 @@ plm_status plm_bffg_ips_run(plm_ctx *ctx, const plm_bffg_ips *m, size_t n, int s
     if (!smc) {
         J.out = logw;
         plm_parallel_for(threads, n, 64, is_chunk, &J);
-        if (J.failed) return plm_fail(ctx, PLM_ENOMEM, "bffg_ips: out of memory");
         if (J.stop) return plm_fail(ctx, PLM_EINTR, "bffg_ips: interrupted");
         {
             double mx = -INFINITY, sum = 0;
@@ -427,7 +425,6 @@ plm_status plm_bffg_ips_run(plm_ctx *ctx, const plm_bffg_ips *m, size_t n, int s
             if (t >= 0) {
                 J.t = t, J.draw = 0, J.paths = cur;
                 plm_parallel_for(threads, n, 64, smc_chunk, &J);
-                if (J.failed) return plm_fail(ctx, PLM_ENOMEM, "bffg_ips: out of memory");
                 if (J.stop) return plm_fail(ctx, PLM_EINTR, "bffg_ips: interrupted");
                 lse_prev = plm_resample_normalise(logw, n, W);
                 for (s = 0; s < n; s++) logw[s] += inc[s];
@@ -449,7 +446,6 @@ plm_status plm_bffg_ips_run(plm_ctx *ctx, const plm_bffg_ips *m, size_t n, int s
             /* the move to t + 1 */
             J.t = t, J.draw = 1, J.paths = cur, J.stream0 = (uint64_t)(t + 1) * n;
             plm_parallel_for(threads, n, 64, smc_chunk, &J);
-            if (J.failed) return plm_fail(ctx, PLM_ENOMEM, "bffg_ips: out of memory");
             if (J.stop) return plm_fail(ctx, PLM_EINTR, "bffg_ips: interrupted");
         }
         if (cur != paths) memcpy(paths, cur, n * width);
