@@ -51,6 +51,12 @@ void plm_l_bffg_mcmc(lua_State *L, const plm_bffg_model *m, const double **vals,
                 luaL_error(L, "%s: option 'params' needs option 'sde' (the plume.sde they belong to) or 'network' (the "
                               "plume.reactions)", fn);
             if (o.fixed_aux) luaL_error(L, "%s: option 'fixed_aux' is for diffusions (option 'sde'), not networks", fn);
+            for (i = 0; i < nn; i++) {   /* its parameters must drive some node, or the chain samples their prior */
+                plm_bffg_node_info info;
+                plm_bffg_node(m, i, &info);
+                if (plm_bffg_kernel_reaction_of(info.kernel) == net) break;
+            }
+            if (i == nn) luaL_error(L, "%s: no node of the model is a markov_kernel.reactions of option 'network'", fn);
             plm_reactions_size(net, NULL, NULL, &npall);
             pcur = plm_reactions_params(net);
         } else if (!(sde = plm_l_tosde(L, S)))

@@ -113,3 +113,11 @@ T.test("reaction network, method mcmc with no parameters: adapted pCN over the p
   T.ok(post.accept[1] > 0.05, "paths move (" .. post.accept[1] .. ")")
   T.ok(post.rho[1] < 0.9, "rho adapts from 0.9 (" .. post.rho[1] .. ")")
 end)
+
+T.test("reaction network, method mcmc: errors name the option", function()
+  local other = plume.reactions{ species = { "X" }, params = { lambda = 1 }, reactions = { { stoich = { 1 }, rate = "lambda" } } }
+  T.raises(function() plume.bffg(chain(), nil, { method = "mcmc", samples = 10, network = other,
+    params = { lambda = prior } }) end, "no node of the model is a markov_kernel.reactions of option 'network'")
+  T.raises(function() plume.bffg(chain(), nil, { method = "mcmc", samples = 10, network = bd,
+    params = { lambda = prior }, init = { lambda = -1 } }) end, "outside its prior's support")
+end)
