@@ -45,3 +45,5 @@ echo "== smc_sampler: SMC samplers (tempering, waste-free; RW and HMC moves) vs 
 "$BUILD/plume" bench/smc_sampler.lua 20 2000
 echo "== twisted_smc: rejection vs plain SMC vs HMM-guided twisted SMC on a rare keyword constraint (Z ~ 3e-5), equal CPU time =="
 "$BUILD/plume" bench/twisted_smc.lua 3
+echo "== bffg_ips_vs_sir: the generic interacting-particle engine vs the SIR engine it replaced, SIR on a 10 x 10 grid =="
+BUILD="$BUILD" sh bench/bffg_ips_vs_sir.sh

@@ -534,7 +534,7 @@ static int l_bffg(lua_State *L)
 {
     const char *fn = "plume.bffg";
     static const char *const opts[] = {"samples", "method", "seed",   "threads", "resample", "ess_threshold", "warmup",
-                                       "chains",  "rho",    "target_accept", "step", "params", "sde", "init", "fixed_aux", NULL};
+                                       "chains",  "rho",    "target_accept", "step", "params", "sde", "network", "init", "fixed_aux", NULL};
     plm_bffg_model *m = check_dag(L, 1, fn);
     const double **vals;
     const char *method;
@@ -559,7 +559,8 @@ static int l_bffg(lua_State *L)
     if (strcmp(method, "is") != 0 && strcmp(method, "smc") != 0 && strcmp(method, "mcmc") != 0)
         return luaL_error(L, "%s: method '%s' is not available (methods: is, smc, mcmc)", fn, method);
     if (method[0] != 'm' && lua_istable(L, 3)) {
-        static const char *const only[] = {"warmup", "chains", "rho", "target_accept", "step", "params", "sde", "init", "fixed_aux", NULL};
+        static const char *const only[] = {"warmup", "chains", "rho", "target_accept", "step", "params", "sde", "network",
+                                           "init", "fixed_aux", NULL};
         for (int i = 0; only[i]; i++)
             if (lua_getfield(L, 3, only[i]) != LUA_TNIL) return luaL_error(L, "%s: option '%s' is for method \"mcmc\"", fn, only[i]);
         lua_settop(L, 3);
@@ -583,14 +584,7 @@ static int l_bffg(lua_State *L)
     threads = plm_l_threads(L, 3, fn);
     vals = obs_values(L, m, 2, fn);
     if (method[0] == 'm') {
-        int top = lua_gettop(L), i;
-        for (i = 0; i < plm_bffg_nnodes(m); i++) {   /* a jump path has no innovations form for pCN */
-            plm_bffg_node_info info;
-            plm_bffg_node(m, i, &info);
-            if (strcmp(plm_bffg_kernel_info(info.kernel, NULL, NULL, NULL, NULL), "reactions") == 0)
-                return luaL_error(L, "%s: method \"mcmc\" is not available for node '%s': a reaction-network path is "
-                                     "not a function of Gaussian innovations (use \"is\" or \"smc\")", fn, info.name);
-        }
+        int top = lua_gettop(L);
         plm_l_bffg_mcmc(L, m, vals, n, seed, threads);
         lua_replace(L, top + 1);
         lua_settop(L, top + 1);

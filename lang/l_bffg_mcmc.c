@@ -4,24 +4,28 @@
 #include "l_expr.h"
 #include "lmodel.h"
 #include "ldist.h"
+#include "bffg_reaction.h"
 
 #include <math.h>
 #include <string.h>
 
 /* method = "mcmc": pCN over the guided process's innovations, with random-walk updates of the parameters of one
-** plume.sde named in params = {name = prior}. Leaves the posterior on the stack. */
+** plume.sde (option sde) or plume.reactions (option network) named in params = {name = prior}. Leaves the posterior
+** on the stack. */
 void plm_l_bffg_mcmc(lua_State *L, const plm_bffg_model *m, const double **vals, lua_Integer n, uint64_t seed, int threads)
 {
     const char *fn = "plume.bffg";
     plm_bffg_mcmc_opts o;
     plm_sde *sde = NULL;
-    int np = 0, i, j, c, *index = NULL, nn = plm_bffg_nnodes(m);
+    const plm_reactions *net = NULL;
+    const double *pcur = NULL;   /* the owner's current parameter values */
+    int np = 0, npall = 0, i, j, c, *index = NULL, nn = plm_bffg_nnodes(m);
     const plm_dist **prior = NULL;
     double *init = NULL, *draws, *ll, *stats;
     size_t width = plm_bffg_draw_width(m), rowlen, s;
     plm_draws *D;
     plm_ctx ctx;
-    int P = lua_gettop(L) + 1, S = P + 1, N = P + 2, I = P + 3;   /* params, sde, its names, init */
+    int P = lua_gettop(L) + 1, S = P + 1, N = P + 2, I = P + 3;   /* params, sde or network, its names, init */
     memset(&o, 0, sizeof o);
     o.iters = (size_t)n;
     o.warmup = (size_t)plm_l_optint(L, 3, fn, "warmup", n);
@@ -40,13 +44,31 @@ void plm_l_bffg_mcmc(lua_State *L, const plm_bffg_model *m, const double **vals,
     if (lua_istable(L, 3) && lua_getfield(L, 3, "params") != LUA_TNIL) {   
         if (!lua_istable(L, P)) luaL_error(L, "%s: option 'params' must be a table of parameter name -> prior", fn);
         lua_getfield(L, 3, "sde");
-        if (!(sde = plm_l_tosde(L, S))) luaL_error(L, "%s: option 'params' needs option 'sde' (the plume.sde they belong to)", fn);
+        if (lua_isnil(L, S)) {   /* or the reaction network they belong to */
+            lua_pop(L, 1);
+            lua_getfield(L, 3, "network");
+            if (!(net = plm_l_tonet(L, S)))
+                luaL_error(L, "%s: option 'params' needs option 'sde' (the plume.sde they belong to) or 'network' (the "
+                              "plume.reactions)", fn);
+            if (o.fixed_aux) luaL_error(L, "%s: option 'fixed_aux' is for diffusions (option 'sde'), not networks", fn);
+            for (i = 0; i < nn; i++) {   /* its parameters must drive some node, or the chain samples their prior */
+                plm_bffg_node_info info;
+                plm_bffg_node(m, i, &info);
+                if (plm_bffg_kernel_reaction_of(info.kernel) == net) break;
+            }
+            if (i == nn) luaL_error(L, "%s: no node of the model is a markov_kernel.reactions of option 'network'", fn);
+            plm_reactions_size(net, NULL, NULL, &npall);
+            pcur = plm_reactions_params(net);
+        } else if (!(sde = plm_l_tosde(L, S)))
+            luaL_error(L, "%s: option 'sde' must be a plume.sde (got %s)", fn, luaL_typename(L, S));
+        else
+            npall = sde->np, pcur = sde->params;
         lua_getiuservalue(L, S, 1);
-        lua_getfield(L, -1, "names");
+        lua_getfield(L, -1, sde ? "names" : "params");
         lua_replace(L, -2);
         lua_getfield(L, 3, "init");
         if (!lua_isnil(L, I) && !lua_istable(L, I)) luaL_error(L, "%s: option 'init' must be a table of name -> value", fn);
-        for (i = 1; i <= sde->np; i++) {
+        for (i = 1; i <= npall; i++) {
             lua_geti(L, N, i);
             if (lua_getfield(L, P, lua_tostring(L, -1)) != LUA_TNIL) np++;
             lua_pop(L, 2);
@@ -54,14 +76,14 @@ void plm_l_bffg_mcmc(lua_State *L, const plm_bffg_model *m, const double **vals,
         index = plm_l_scratch(L, (size_t)(np + 1) * sizeof *index);
         prior = plm_l_scratch(L, (size_t)(np + 1) * sizeof *prior);
         init = plm_l_scratch(L, (size_t)(np + 1) * sizeof *init);
-        for (i = 1, j = 0; i <= sde->np; i++) {
+        for (i = 1, j = 0; i <= npall; i++) {
             lua_geti(L, N, i);
             if (lua_getfield(L, P, lua_tostring(L, -1)) != LUA_TNIL) {
                 plm_dist *d = plm_l_testobj(L, -1, PLM_L_DIST);
                 if (!d || d->dim != 1 || plm_dist_info_of(d->kind)->discrete)
                     luaL_error(L, "%s: the prior of parameter '%s' must be a scalar continuous plume.dist", fn, lua_tostring(L, -2));
                 index[j] = i - 1, prior[j] = d;
-                init[j] = sde->params[i - 1];
+                init[j] = pcur[i - 1];
                 if (lua_istable(L, I)) {
                     lua_getfield(L, I, lua_tostring(L, -2));
                     if (lua_isnumber(L, -1)) init[j] = lua_tonumber(L, -1);
@@ -76,15 +98,17 @@ void plm_l_bffg_mcmc(lua_State *L, const plm_bffg_model *m, const double **vals,
         while (lua_next(L, P)) {
             int found = 0;
             lua_pop(L, 1);
-            for (i = 1; i <= sde->np && !found; i++) {
+            for (i = 1; i <= npall && !found; i++) {
                 lua_geti(L, N, i);
                 found = lua_type(L, -2) == LUA_TSTRING && lua_rawequal(L, -1, -2);
                 lua_pop(L, 1);
             }
-            if (!found) luaL_error(L, "%s: params names '%s', which is not a parameter of the sde", fn, luaL_tolstring(L, -1, NULL));
+            if (!found)
+                luaL_error(L, "%s: params names '%s', which is not a parameter of the %s", fn, luaL_tolstring(L, -1, NULL),
+                           sde ? "sde" : "network");
         }
         if (np == 0) luaL_error(L, "%s: option 'params' is empty", fn);
-        o.sde = sde, o.nparams = np, o.index = index, o.prior = prior, o.init = init;
+        o.sde = sde, o.net = net, o.nparams = np, o.index = index, o.prior = prior, o.init = init;
     }
     rowlen = (size_t)np + width;
     draws = plm_l_scratch(L, (size_t)o.chains * (size_t)n * (rowlen ? rowlen : 1) * sizeof *draws);

@@ -1,11 +1,12 @@
-/* bffg.c -- the BFFG engine: models (a forest of nodes joined by kernels), the backward filter that fuses
-** messages from the leaves to the roots, and forward guiding with per-edge weights, in parallel over draws.
-** The kernels' algebra is in bffg_kernel.c. */
+/* bffg.c -- the BFFG engine: models (a DAG of nodes joined by kernels; latent nodes that nodes with several parents
+** tie together are drawn as clusters), the backward filter that fuses messages from the leaves to the roots, and
+** forward guiding with per-edge weights, in parallel over draws. The kernels' algebra is in bffg_kernel.c. */
 #include "bffg_impl.h"
 
 #include <math.h>
 #include <string.h>
 
+#include "bffg_reaction.h"
 #include "par.h"
 
 typedef struct node {
@@ -16,22 +17,28 @@ typedef struct node {
     const plm_bffg_kernel *k;
     double *value;   /* observed value, or NULL */
     long offset;     /* in a draw, for latent nodes */
-    int group;       /* a root joined to other roots by a node with several parents: its group; else -1 */
-    int slot;        /* its place among the group's roots */
+    int group;       /* the cluster of latent nodes drawn jointly that it belongs to, or -1 */
+    int slot;        /* its place among the cluster's members */
 } node;
 
-/* Roots joined by nodes with several parents (directly or through a chain of such nodes). The exact message
-** on their parents is a function of all of them together, so the group is filtered and drawn as one joint root:
-** a prior that is the product of the roots' priors (block-diagonal Gaussian, or the outer product of
-** categoricals over the product of their states), the messages of all their children fused on the joint space. */
+/* A cluster: latent nodes that the filter treats as one node whose value is their joint value (the junction-tree
+** construction, specialised to kernels whose joint law is closed-form). The message a node with several parents
+** sends back is a function of all of them together, and pulling it back further exactly needs their joint law
+** given what lies above, so rebuild_groups merges latent nodes until every unit -- a cluster, or a node in none --
+** has the values it depends on in one unit (its parent unit) and the units form a forest. A cluster's kernel from
+** its parent unit's value is the joint law of its members: a linear-Gaussian kernel (the members' kernels solved
+** by forward substitution), or a conditional table over the product of their states. Messages into a cluster are
+** fused on the joint space; forward guiding draws the members together. */
 typedef struct group {
-    int nroots;
-    int *roots;         /* node indices, in node order */
+    int nmem;
+    int *mem;           /* node indices, in node order (so parents within the cluster come first) */
     int discrete;
     int D;              /* the joint dimension, or the number of joint states */
-    int *off;           /* per root: its first coordinate (Gaussian), or its stride (discrete; the first root slowest) */
-    int *dim;           /* per root: d or K */
-    plm_bffg_kernel *prior;
+    int *off;           /* per member: its first coordinate (Gaussian), or its stride (discrete; the first slowest) */
+    int *dim;           /* per member: d or K */
+    int pnode;          /* a parent of a member outside the cluster (all such parents lie in one unit), or -1 */
+    int pgroup;         /* the cluster of pnode, or -1 (then the kernel's input is pnode's own value) */
+    plm_bffg_kernel *k; /* the members' joint law given the parent unit's value (a prior when pnode < 0) */
 } group;
 
 struct plm_bffg_model {
@@ -40,13 +47,16 @@ struct plm_bffg_model {
     size_t width;    /* doubles per draw */
     group *groups;
     int ngroups;
-    int gwork;       /* doubles a draw needs for the groups: the largest joint value plus the largest stacked parents */
+    int gwork;       /* doubles a draw needs for the groups: a cluster's joint value and its parent unit's, or the
+                     ** largest stacked parents */
+    int *order;      /* the nodes in drawing order: every unit after its parent unit, a cluster's members together
+                     ** (its first member first); node order when there are no clusters */
 };
 
 struct plm_bffg_filter {
     const plm_bffg_model *m;
     plm_bffg_msg **gmsg;     /* per group: the fused message on the joint space */
-    void **gguide;           /* per group: the joint prior's guided form */
+    void **gguide;           /* per group: the joint kernel's guided form */
     size_t kwork;            /* doubles of workspace the kernels need (the groups' buffers follow) */
     const double **values;   /* per node: the observed value in use (NULL for latent nodes) */
     plm_bffg_msg **msg;      /* per latent node: the fused message */
@@ -65,97 +75,328 @@ plm_status plm_bffg_model_new(plm_ctx *ctx, plm_bffg_model **out)
 
 static const char *space(int discrete) { return discrete ? "discrete" : "continuous"; }
 
-/* The group structures from scratch: roots are joined (union-find) through every node with several parents,
-** then each group of two or more roots gets its joint prior. */
-static plm_status rebuild_groups(plm_ctx *ctx, plm_bffg_model *m)
+static int nparents_of(const node *nd) { return nd->np > 1 ? nd->np : nd->parent >= 0; }
+static const int *parents_of(const node *nd) { return nd->np > 1 ? nd->parents : &nd->parent; }
+
+static int uf_find(int *uf, int x)
 {
-    int n = m->n, i, j, ng = 0, *uf = plm_gc_alloc_atomic((size_t)n * sizeof *uf), *cnt, maxstack = 0;
-    if (!uf || !(cnt = plm_gc_alloc_atomic((size_t)n * sizeof *cnt))) return plm_fail(ctx, PLM_ENOMEM, "bffg: out of memory");
-    for (i = 0; i < n; i++) uf[i] = i, cnt[i] = 0;
+    while (uf[x] != x) x = uf[x] = uf[uf[x]];
+    return x;
+}
+
+/* Join the sets of a and b (the smaller index becomes the root); 1 when they were apart. */
+static int uf_union(int *uf, int a, int b)
+{
+    a = uf_find(uf, a), b = uf_find(uf, b);
+    if (a == b) return 0;
+    if (a < b) uf[b] = a;
+    else uf[a] = b;
+    return 1;
+}
+
+/* Merge every strongly connected component of the graph of units (edges parent unit -> child unit) into one unit:
+** a cluster whose members are joined through a node outside it (a -> c -> b) would otherwise be its own ancestor.
+** Tarjan's algorithm, iterative (chains may be long). Returns 1 when something merged, -1 when out of memory. */
+static int merge_cycles(plm_bffg_model *m, int *uf)
+{
+    int n = m->n, i, j, ne = 0, idx = 0, sp = 0, cp = 0, merged = 0;
+    int *deg = plm_gc_alloc_atomic((size_t)(5 * n + 1) * sizeof *deg), *adj, *ix, *low, *stk, *cs, *it;
+    char *on;
+    for (i = 0; i < n; i++) ne += nparents_of(&m->nodes[i]);
+    adj = plm_gc_alloc_atomic((size_t)(ne + 1) * sizeof *adj), on = plm_gc_alloc_atomic((size_t)n + 1);
+    it = plm_gc_alloc_atomic((size_t)(n + 1) * sizeof *it);
+    if (!deg || !adj || !on || !it) return -1;
+    ix = deg + n + 1, low = ix + n, stk = low + n, cs = stk + n;
+    /* CSR adjacency over units (node indices of union-find roots): deg[u]..deg[u+1] */
+    for (i = 0; i <= n; i++) deg[i] = 0;
     for (i = 0; i < n; i++) {
-        const node *nd = &m->nodes[i];
-        int w = 0;
-        if (nd->np < 2) continue;
-        for (j = 0; j < nd->np; j++) w += m->nodes[nd->parents[j]].k->discrete_out ? 1 : m->nodes[nd->parents[j]].k->dout;
-        if (w > maxstack) maxstack = w;
-        for (j = 1; j < nd->np; j++) {
-            int a = nd->parents[0], b = nd->parents[j];
-            while (uf[a] != a) a = uf[a];
-            while (uf[b] != b) b = uf[b];
-            if (a != b) uf[a > b ? a : b] = a < b ? a : b;
+        int u = uf_find(uf, i);
+        for (j = 0; j < nparents_of(&m->nodes[i]); j++)
+            if (uf_find(uf, parents_of(&m->nodes[i])[j]) != u) deg[uf_find(uf, parents_of(&m->nodes[i])[j]) + 1]++;
+    }
+    for (i = 0; i < n; i++) deg[i + 1] += deg[i];
+    for (i = 0; i < n; i++) it[i] = deg[i];
+    for (i = 0; i < n; i++) {
+        int u = uf_find(uf, i);
+        for (j = 0; j < nparents_of(&m->nodes[i]); j++) {
+            int p = uf_find(uf, parents_of(&m->nodes[i])[j]);
+            if (p != u) adj[it[p]++] = u;
         }
     }
+    for (i = 0; i < n; i++) ix[i] = -1, on[i] = 0;
     for (i = 0; i < n; i++) {
-        int r = i;
-        while (uf[r] != r) r = uf[r];
-        uf[i] = r;
-        cnt[r]++;
+        if (uf[i] != i || ix[i] >= 0) continue;
+        ix[i] = low[i] = idx++, stk[sp++] = i, on[i] = 1;
+        cs[cp] = i, it[cp++] = deg[i];
+        while (cp > 0) {
+            int v = cs[cp - 1];
+            if (it[cp - 1] < deg[v + 1]) {
+                int w = adj[it[cp - 1]++];
+                if (ix[w] < 0) {
+                    ix[w] = low[w] = idx++, stk[sp++] = w, on[w] = 1;
+                    cs[cp] = w, it[cp++] = deg[w];
+                } else if (on[w] && ix[w] < low[v])
+                    low[v] = ix[w];
+                continue;
+            }
+            cp--;
+            if (cp > 0 && low[v] < low[cs[cp - 1]]) low[cs[cp - 1]] = low[v];
+            if (low[v] == ix[v]) {
+                int w;
+                do {
+                    w = stk[--sp];
+                    on[w] = 0;
+                    if (w != v) merged = 1, uf[w] = v;   /* w is a root: relink it directly */
+                } while (w != v);
+            }
+        }
     }
-    for (i = 0; i < n; i++) m->nodes[i].group = -1, ng += cnt[i] > 1 && uf[i] == i;
+    if (merged)   /* keep the smallest index as each set's root, as uf_union does */
+        for (i = 0; i < n; i++) {
+            int r = uf_find(uf, i);
+            if (i < r) uf[r] = i, uf[i] = i;
+        }
+    return merged;
+}
+
+/* A cluster member's kernel must have a closed-form joint law with the others. */
+static plm_status check_member(plm_ctx *ctx, const plm_bffg_model *m, const group *g, const node *nd)
+{
+    const node *last = &m->nodes[m->n - 1];
+    const char *kind = nd->k->ops->name;
+    if ((strcmp(kind, "linear_gaussian") != 0 && strcmp(kind, "discrete") != 0) || nd->k->aux)
+        return plm_fail(ctx, PLM_EINVAL, "bffg: node '%s' has several parents; the exact filter must then draw '%s' jointly "
+                                         "with '%s' (%d nodes), but '%s' has a %s kernel%s, whose joint law has no closed "
+                                         "form (only linear_gaussian and discrete kernels without aux can be joined)",
+                        last->name, nd->name, m->nodes[g->mem[0] == (int)(nd - m->nodes) ? g->mem[1] : g->mem[0]].name,
+                        g->nmem, nd->name, kind, nd->k->aux ? " with an aux" : "");
+    if (nd->k->discrete_out != g->discrete)
+        return plm_fail(ctx, PLM_EINVAL, "bffg: node '%s' has several parents; the exact filter must then draw '%s' (%s) "
+                                         "jointly with '%s' (%s): mixed discrete and continuous nodes cannot be joined",
+                        last->name, nd->name, space(nd->k->discrete_out), m->nodes[g->mem[0]].name, space(g->discrete));
+    return PLM_OK;
+}
+
+/* The joint kernel of cluster g given its parent unit's value (Din doubles or states; 0: a prior). Continuous:
+** member i is X_i = sum_j M_ij X_j + E_i x + beta_i + G_i eps_i over earlier members j, so the joint is
+** X = T (E x + beta + G eps) with T = (I - M)^-1, computed by forward substitution over the rows (M is strictly
+** lower triangular in member order): B = T E, beta = T beta, Q = (T G)(T G)'. Discrete: the product of the
+** members' conditional tables, for every parent state and joint state. */
+static plm_status joint_kernel(plm_ctx *ctx, const plm_bffg_model *m, group *g, int Din)
+{
+    const group *pg = g->pgroup >= 0 ? &m->groups[g->pgroup] : NULL;
+    int D = g->D, r, j, l, a, b;
+    if (g->discrete) {
+        int rows = Din ? Din : 1, x, s;
+        double *P;
+        if ((double)rows * D > 1e7)
+            return plm_fail(ctx, PLM_EINVAL, "bffg: node '%s' has several parents; the exact filter must then draw %d nodes "
+                                             "jointly ('%s' ...), whose table has %.0f entries (at most 1e7)",
+                            m->nodes[m->n - 1].name, g->nmem, m->nodes[g->mem[0]].name, (double)rows * D);
+        if (!(P = plm_gc_alloc_atomic((size_t)rows * D * sizeof *P))) return plm_fail(ctx, PLM_ENOMEM, "bffg: out of memory");
+        for (x = 0; x < rows; x++) {
+            double sum = 0;
+            for (s = 0; s < D; s++) {
+                double p = 1;
+                for (r = 0; r < g->nmem && p > 0; r++) {
+                    const node *nd = &m->nodes[g->mem[r]];
+                    int row = 0, np = nparents_of(nd);
+                    for (j = 0; j < np; j++) {
+                        const node *q = &m->nodes[parents_of(nd)[j]];
+                        int st = q->group >= 0 && &m->groups[q->group] == g ? (s / g->off[q->slot]) % g->dim[q->slot]
+                                 : pg ? (x / pg->off[q->slot]) % pg->dim[q->slot] : x;
+                        row = row * q->k->dout + st;
+                    }
+                    p *= nd->k->P[(size_t)row * g->dim[r] + (s / g->off[r]) % g->dim[r]];
+                }
+                sum += P[(size_t)x * D + s] = p;
+            }
+            /* products of rows summing to 1 sum to 1 up to rounding: renormalise for the check in _discrete */
+            for (s = 0; s < D; s++) P[(size_t)x * D + s] /= sum;
+        }
+        return plm_bffg_kernel_discrete(ctx, Din, D, P, &g->k);
+    } else {
+        int rt = 0, cols, gc;
+        double *Y, *M, *B, *beta, *Q;
+        for (r = 0; r < g->nmem; r++) rt += m->nodes[g->mem[r]].k->r;
+        cols = Din + 1 + rt;
+        Y = plm_gc_alloc_atomic((size_t)D * cols * sizeof *Y), M = plm_gc_alloc_atomic((size_t)D * D * sizeof *M);
+        B = plm_gc_alloc_atomic((size_t)D * (Din ? Din : 1) * sizeof *B), beta = plm_gc_alloc_atomic((size_t)D * sizeof *beta);
+        Q = plm_gc_alloc_atomic((size_t)D * D * sizeof *Q);
+        if (!Y || !M || !B || !beta || !Q) return plm_fail(ctx, PLM_ENOMEM, "bffg: out of memory");
+        memset(Y, 0, (size_t)D * cols * sizeof *Y), memset(M, 0, (size_t)D * D * sizeof *M);
+        for (r = 0, gc = 0; r < g->nmem; r++) {
+            const node *nd = &m->nodes[g->mem[r]];
+            const plm_bffg_kernel *k = nd->k;
+            int o = g->off[r], d = g->dim[r], np = nparents_of(nd), s = 0;
+            for (j = 0; j < np; j++) {   /* the columns of B that read parent j, into M (inside) or E (the parent unit) */
+                const node *q = &m->nodes[parents_of(nd)[j]];
+                int inside = q->group >= 0 && &m->groups[q->group] == g, w = q->k->dout;
+                int c0 = inside ? g->off[q->slot] : pg ? pg->off[q->slot] : 0;
+                for (a = 0; a < d; a++)
+                    for (l = 0; l < w; l++) {
+                        double v = k->B[a * k->din + s + l];
+                        if (inside) M[(o + a) * D + c0 + l] += v;
+                        else Y[(o + a) * cols + c0 + l] += v;
+                    }
+                s += w;
+            }
+            for (a = 0; a < d; a++) {
+                Y[(o + a) * cols + Din] = k->beta[a];
+                for (l = 0; l < k->r; l++) Y[(o + a) * cols + Din + 1 + gc + l] = k->G[a * k->r + l];
+            }
+            gc += k->r;
+        }
+        for (a = 0; a < D; a++)   /* Y := T Y, row by row */
+            for (b = 0; b < a; b++)
+                if (M[a * D + b] != 0)
+                    for (l = 0; l < cols; l++) Y[a * cols + l] += M[a * D + b] * Y[b * cols + l];
+        for (a = 0; a < D; a++) {
+            for (l = 0; l < Din; l++) B[a * Din + l] = Y[a * cols + l];
+            beta[a] = Y[a * cols + Din];
+            for (b = 0; b <= a; b++) {
+                double acc = 0;
+                for (l = 0; l < rt; l++) acc += Y[a * cols + Din + 1 + l] * Y[b * cols + Din + 1 + l];
+                Q[a * D + b] = Q[b * D + a] = acc;
+            }
+        }
+        return plm_bffg_kernel_linear_gaussian(ctx, D, Din, B, beta, Q, &g->k);
+    }
+}
+
+/* The unit of node i: its cluster's first member, or itself. */
+static int unit_of(const plm_bffg_model *m, int i)
+{
+    return m->nodes[i].group >= 0 ? m->groups[m->nodes[i].group].mem[0] : i;
+}
+
+/* The parent unit of unit u, or -1. */
+static int unit_parent(const plm_bffg_model *m, int u)
+{
+    const node *nd = &m->nodes[u];
+    int p = nd->group >= 0 ? m->groups[nd->group].pnode : nd->parent;
+    return p >= 0 ? unit_of(m, p) : -1;
+}
+
+/* The clusters from scratch, then the drawing order. Latent nodes are merged (union-find) until (1) the parents
+** outside every unit lie in one unit and (2) the graph of units has no cycle; each cluster then gets its joint
+** kernel. Without nodes of several parents every unit is one node and nothing changes. */
+static plm_status rebuild_groups(plm_ctx *ctx, plm_bffg_model *m)
+{
+    int n = m->n, i, j, ng = 0, maxstack = 0, changed, t;
+    int *uf = plm_gc_alloc_atomic((size_t)(3 * n + 1) * sizeof *uf), *ext, *cnt;
+    char *seen;
+    if (!uf || !(seen = plm_gc_alloc_atomic((size_t)n + 1)))
+        return plm_fail(ctx, PLM_ENOMEM, "bffg: out of memory");
+    ext = uf + n, cnt = ext + n;
+    for (i = 0; i < n; i++) uf[i] = i;
+    do {
+        int cyc;
+        changed = 0;
+        for (i = 0; i < n; i++) ext[i] = -1;
+        for (i = 0; i < n; i++) {   /* (1) */
+            const node *nd = &m->nodes[i];
+            int u = uf_find(uf, i);
+            for (j = 0; j < nparents_of(nd); j++) {
+                int pu = uf_find(uf, parents_of(nd)[j]);
+                if (pu == u) continue;
+                if (ext[u] < 0) ext[u] = pu;
+                else changed |= uf_union(uf, ext[u], pu), ext[u] = uf_find(uf, ext[u]);
+                u = uf_find(uf, i);
+            }
+        }
+        if ((cyc = merge_cycles(m, uf)) < 0) return plm_fail(ctx, PLM_ENOMEM, "bffg: out of memory");   /* (2) */
+        changed |= cyc;
+    } while (changed);
+    for (i = 0; i < n; i++) cnt[i] = 0;
+    for (i = 0; i < n; i++) cnt[uf[i] = uf_find(uf, i)]++;
+    for (i = 0; i < n; i++) {
+        m->nodes[i].group = -1;
+        ng += cnt[i] > 1 && uf[i] == i;
+        if (m->nodes[i].np > 1) {
+            int w = 0;
+            for (j = 0; j < m->nodes[i].np; j++) w += m->nodes[m->nodes[i].parents[j]].k->discrete_out ? 1 : m->nodes[m->nodes[i].parents[j]].k->dout;
+            if (w > maxstack) maxstack = w;
+        }
+    }
     m->groups = plm_gc_alloc((size_t)(ng ? ng : 1) * sizeof *m->groups);
     if (!m->groups) return plm_fail(ctx, PLM_ENOMEM, "bffg: out of memory");
     m->ngroups = 0, m->gwork = maxstack;
+    /* the clusters' members and joint spaces first (a cluster's parent unit may come later in node order) */
     for (i = 0; i < n; i++) {
         group *g;
-        int r, D = 0, dis;
-        double *beta = NULL, *Q = NULL, *P = NULL;
-        plm_status st;
+        int r;
+        double Dd = 1;
         if (!(cnt[i] > 1 && uf[i] == i)) continue;
         g = &m->groups[m->ngroups];
         memset(g, 0, sizeof *g);
-        g->roots = plm_gc_alloc_atomic((size_t)cnt[i] * sizeof *g->roots);
+        g->mem = plm_gc_alloc_atomic((size_t)cnt[i] * sizeof *g->mem);
         g->off = plm_gc_alloc_atomic((size_t)cnt[i] * sizeof *g->off);
         g->dim = plm_gc_alloc_atomic((size_t)cnt[i] * sizeof *g->dim);
-        if (!g->roots || !g->off || !g->dim) return plm_fail(ctx, PLM_ENOMEM, "bffg: out of memory");
+        if (!g->mem || !g->off || !g->dim) return plm_fail(ctx, PLM_ENOMEM, "bffg: out of memory");
+        g->discrete = m->nodes[i].k->discrete_out;
+        g->pnode = g->pgroup = -1;
         for (j = i; j < n; j++)
             if (uf[j] == i) {
-                m->nodes[j].group = m->ngroups, m->nodes[j].slot = g->nroots;
-                g->dim[g->nroots] = m->nodes[j].k->dout;
-                g->roots[g->nroots++] = j;
+                m->nodes[j].group = m->ngroups, m->nodes[j].slot = g->nmem;
+                g->dim[g->nmem] = m->nodes[j].k->dout;
+                g->mem[g->nmem++] = j;
             }
-        g->discrete = dis = m->nodes[i].k->discrete_out;
-        if (dis) {
-            double Dd = 1;
-            for (r = g->nroots - 1; r >= 0; r--) g->off[r] = (int)Dd, Dd *= g->dim[r];
-            if (Dd > 1e7)
-                return plm_fail(ctx, PLM_EINVAL, "bffg: the roots joined with '%s' have %.0f joint states (at most 1e7)",
-                                m->nodes[i].name, Dd);
-            D = (int)Dd;
-            if (!(P = plm_gc_alloc_atomic((size_t)D * sizeof *P))) return plm_fail(ctx, PLM_ENOMEM, "bffg: out of memory");
-            for (j = 0; j < D; j++) {
-                double p = 1;
-                for (r = 0; r < g->nroots; r++) p *= m->nodes[g->roots[r]].k->P[(j / g->off[r]) % g->dim[r]];
-                P[j] = p;
-            }
-            /* the product of normalised rows sums to 1 up to rounding: renormalise for the check in _discrete */
-            {
-                double sum = 0;
-                for (j = 0; j < D; j++) sum += P[j];
-                for (j = 0; j < D; j++) P[j] /= sum;
-            }
-            st = plm_bffg_kernel_discrete(ctx, 0, D, P, &g->prior);
-        } else {
-            for (r = 0; r < g->nroots; r++) g->off[r] = D, D += g->dim[r];
-            beta = plm_gc_alloc_atomic((size_t)D * sizeof *beta), Q = plm_gc_alloc_atomic((size_t)D * D * sizeof *Q);
-            if (!beta || !Q) return plm_fail(ctx, PLM_ENOMEM, "bffg: out of memory");
-            memset(Q, 0, (size_t)D * D * sizeof *Q);
-            for (r = 0; r < g->nroots; r++) {
-                const plm_bffg_kernel *k = m->nodes[g->roots[r]].k;
-                int d = k->dout, o = g->off[r], a, b, l;
-                memcpy(beta + o, k->beta, (size_t)d * sizeof *beta);
-                for (a = 0; a < d; a++)   /* Q = G G' */
-                    for (b = 0; b < d; b++) {
-                        double acc = 0;
-                        for (l = 0; l < k->r; l++) acc += k->G[a * k->r + l] * k->G[b * k->r + l];
-                        Q[(o + a) * D + o + b] = acc;
-                    }
-            }
-            st = plm_bffg_kernel_linear_gaussian(ctx, D, 0, NULL, beta, Q, &g->prior);
+        for (r = 0; r < g->nmem; r++) {
+            plm_status st = check_member(ctx, m, g, &m->nodes[g->mem[r]]);
+            if (st) return st;
         }
-        if (st) return st;
-        g->D = D;
-        if (maxstack + (dis ? 1 : D) > m->gwork) m->gwork = maxstack + (dis ? 1 : D);
+        if (g->discrete) {
+            for (r = g->nmem - 1; r >= 0; r--) g->off[r] = (int)Dd, Dd *= g->dim[r];
+            if (Dd > 1e7)
+                return plm_fail(ctx, PLM_EINVAL, "bffg: node '%s' has several parents; the exact filter must then draw %d "
+                                                 "nodes jointly ('%s' ...), which have %.0f joint states (at most 1e7)",
+                                m->nodes[n - 1].name, g->nmem, m->nodes[i].name, Dd);
+            g->D = (int)Dd;
+        } else
+            for (r = 0; r < g->nmem; r++) g->off[r] = g->D, g->D += g->dim[r];
         m->ngroups++;
+    }
+    for (t = 0; t < m->ngroups; t++) {
+        group *g = &m->groups[t];
+        int r, Din = 0;
+        plm_status st;
+        for (r = 0; r < g->nmem && g->pnode < 0; r++) {
+            const node *nd = &m->nodes[g->mem[r]];
+            for (j = 0; j < nparents_of(nd); j++)
+                if (m->nodes[parents_of(nd)[j]].group != t) {
+                    g->pnode = parents_of(nd)[j];
+                    break;
+                }
+        }
+        if (g->pnode >= 0) {
+            const node *p = &m->nodes[g->pnode];
+            g->pgroup = p->group;
+            Din = p->group >= 0 ? m->groups[p->group].D : p->k->dout;
+            if (p->k->discrete_out != g->discrete)
+                return plm_fail(ctx, PLM_EINVAL, "bffg: node '%s' has several parents; the exact filter must then draw '%s' "
+                                                 "jointly with others, given its %s parent '%s': mixed discrete and "
+                                                 "continuous nodes cannot be joined", m->nodes[n - 1].name,
+                                m->nodes[g->mem[0]].name, space(p->k->discrete_out), p->name);
+        }
+        if ((st = joint_kernel(ctx, m, g, Din))) return st;
+        r = g->discrete ? 2 : g->D + Din;
+        if (r > m->gwork) m->gwork = r;
+    }
+    /* the drawing order: each unit after its parent unit (walk up to the first unit already placed, then place the
+    ** walk from the top); in node order when no unit comes before its parent unit */
+    for (i = 0; i < n; i++) seen[i] = 0;
+    for (i = 0, t = 0; i < n; i++) {
+        int u = unit_of(m, i), top = 0, *walk = ext;   /* ext is free now */
+        while (u >= 0 && !seen[u]) seen[u] = 1, walk[top++] = u, u = unit_parent(m, u);
+        while (top > 0) {
+            u = walk[--top];
+            if (m->nodes[u].group >= 0) {
+                const group *g = &m->groups[m->nodes[u].group];
+                for (j = 0; j < g->nmem; j++) m->order[t++] = g->mem[j];
+            } else
+                m->order[t++] = u;
+        }
     }
     return PLM_OK;
 }
@@ -179,23 +420,25 @@ plm_status plm_bffg_add_multi(plm_ctx *ctx, plm_bffg_model *m, const char *name,
         if (parents[i] < -1 || parents[i] >= m->n || (nparents > 1 && parents[i] < 0))
             return plm_fail(ctx, PLM_EINVAL, "bffg: node '%s': no parent node %d", name, parents[i]);
     if (nparents > 1) {
-        /* several parents: each a root with a Gaussian or categorical prior (see rebuild_groups), all of one kind,
-        ** and the kernel's input is their stacked value */
+        /* several parents: all discrete or all continuous, latent, and the kernel's input is their stacked value;
+        ** rebuild_groups then joins whatever the exact filter needs to draw jointly */
         int dis = m->nodes[parents[0]].k->discrete_out;
         double size = dis ? 1 : 0;
+        if (strcmp(k->ops->name, "linear_gaussian") != 0 && strcmp(k->ops->name, "discrete") != 0)
+            return plm_fail(ctx, PLM_EINVAL, "bffg: node '%s' has several parents, but a %s kernel takes one parent (only "
+                                             "linear_gaussian and discrete kernels take the stacked value of several)",
+                            name, k->ops->name);
         for (i = 0; i < nparents; i++) {
             const node *p = &m->nodes[parents[i]];
-            const char *kind = p->k->ops->name;
             for (j = 0; j < i; j++)
                 if (parents[j] == parents[i]) return plm_fail(ctx, PLM_EINVAL, "bffg: node '%s' names parent '%s' twice", name, p->name);
-            if (p->parent >= 0)
-                return plm_fail(ctx, PLM_EINVAL, "bffg: node '%s' has several parents, and then they must be roots; '%s' is not "
-                                                 "(the exact message on parents that share ancestors needs their joint law: "
-                                                 "not supported)", name, p->name);
-            if (strcmp(kind, dis ? "discrete" : "linear_gaussian") != 0 || p->k->aux)
-                return plm_fail(ctx, PLM_EINVAL, "bffg: node '%s' has several parents, and then they must be roots with a "
-                                                 "normal, mvnormal, fixed or categorical prior, all discrete or all continuous: "
-                                                 "'%s' has a %s %s prior", name, p->name, space(p->k->discrete_out), kind);
+            if (p->value)
+                return plm_fail(ctx, PLM_EINVAL, "bffg: node '%s': its parent '%s' is observed, and observed nodes must be "
+                                                 "leaves", name, p->name);
+            if (p->k->discrete_out != dis)
+                return plm_fail(ctx, PLM_EINVAL, "bffg: node '%s' has several parents, and then they must be all discrete or "
+                                                 "all continuous: '%s' is %s, '%s' is %s", name, m->nodes[parents[0]].name,
+                                space(dis), p->name, space(p->k->discrete_out));
             if (dis) size *= p->k->dout;
             else size += p->k->dout;
         }
@@ -239,8 +482,10 @@ plm_status plm_bffg_add_multi(plm_ctx *ctx, plm_bffg_model *m, const char *name,
         int cap = m->cap ? 2 * m->cap : 16;
         node *nn = plm_gc_alloc((size_t)cap * sizeof *nn);
         if (!nn) return plm_fail(ctx, PLM_ENOMEM, "bffg: out of memory");
-        if (m->n) memcpy(nn, m->nodes, (size_t)m->n * sizeof *nn);
-        m->nodes = nn, m->cap = cap;
+        int *no = plm_gc_alloc_atomic((size_t)cap * sizeof *no);
+        if (!no) return plm_fail(ctx, PLM_ENOMEM, "bffg: out of memory");
+        if (m->n) memcpy(nn, m->nodes, (size_t)m->n * sizeof *nn), memcpy(no, m->order, (size_t)m->n * sizeof *no);
+        m->nodes = nn, m->order = no, m->cap = cap;
     }
     nd = &m->nodes[m->n];
     memset(nd, 0, sizeof *nd);
@@ -263,6 +508,7 @@ plm_status plm_bffg_add_multi(plm_ctx *ctx, plm_bffg_model *m, const char *name,
         nd->offset = (long)m->width;
         m->width += (size_t)w;
     }
+    m->order[m->n] = m->n;   /* after its parent unit, which is placed */
     m->n++;
     if (nparents > 1) {
         plm_status st = rebuild_groups(ctx, m);
@@ -357,8 +603,8 @@ const plm_bffg_msg *plm_bffg_message(const plm_bffg_filter *f, int i)
     return (i >= 0 && i < f->m->n && f->m->nodes[i].group < 0) ? f->msg[i] : NULL;
 }
 
-/* Multiply the group's joint message by msg, a message on the stacked value of the nsub roots sub (node indices,
-** in the stacked order) of group g. */
+/* Multiply the cluster's joint message by msg, a message on the stacked value of the nsub members sub (node
+** indices, in the stacked order) of cluster g. */
 static plm_status embed(plm_ctx *ctx, const plm_bffg_model *m, const group *g, plm_bffg_msg *joint, int nsub,
                         const int *sub, const plm_bffg_msg *msg)
 {
@@ -366,8 +612,8 @@ static plm_status embed(plm_ctx *ctx, const plm_bffg_model *m, const group *g, p
     int *map = plm_gc_alloc_atomic((size_t)(g->discrete ? nsub : msg->dim) * sizeof *map + sizeof *map);
     if (!map) return plm_fail(ctx, PLM_ENOMEM, "bffg: out of memory");
     if (msg->gamma)
-        return plm_fail(ctx, PLM_EINVAL, "bffg: root '%s': a gamma-process message cannot reach roots joined by a node "
-                                         "with several parents", m->nodes[sub[0]].name);
+        return plm_fail(ctx, PLM_EINVAL, "bffg: node '%s': a gamma-process message cannot reach nodes drawn jointly "
+                                         "(joined by a node with several parents)", m->nodes[sub[0]].name);
     joint->c += msg->c;
     if (g->discrete) {
         double mx = 0;
@@ -407,7 +653,7 @@ plm_status plm_bffg_backward(plm_ctx *ctx, const plm_bffg_model *m, const double
                              plm_bffg_filter **out)
 {
     plm_bffg_filter *f = plm_gc_alloc(sizeof *f);
-    int i, n = m->n;
+    int i, t, n = m->n;
     plm_status st;
     if (!f || !(f->values = plm_gc_alloc((size_t)(n ? n : 1) * sizeof *f->values)) ||
         !(f->msg = plm_gc_alloc((size_t)(n ? n : 1) * sizeof *f->msg)) ||
@@ -442,18 +688,42 @@ plm_status plm_bffg_backward(plm_ctx *ctx, const plm_bffg_model *m, const double
     for (i = 0; i < m->ngroups; i++) {
         const group *g = &m->groups[i];
         if (!(f->gmsg[i] = msg_new(g->discrete, g->D))) return plm_fail(ctx, PLM_ENOMEM, "bffg: out of memory");
-        if (g->prior->work > f->work) f->work = g->prior->work;
+        if (g->k->work > f->work) f->work = g->k->work;
     }
     f->kwork = f->work;
     f->work += (size_t)m->gwork;
-    /* children come after their parents, so one sweep from the last node fuses every message before it is
-    ** pulled back */
-    for (i = n - 1; i >= 0; i--) {
-        const node *nd = &m->nodes[i];
-        const plm_bffg_kernel *back = nd->k->aux ? nd->k->aux : nd->k;
+    /* the drawing order puts every unit after its parent unit, so one sweep from its end fuses every message
+    ** before it is pulled back */
+    for (t = n - 1; t >= 0; t--) {
+        const node *nd;
+        const plm_bffg_kernel *back;
         plm_bffg_msg *up;
-        if ((i & 1023) == 0 && plm_interrupted()) return plm_fail(ctx, PLM_EINTR, "bffg: interrupted");
-        if (nd->group >= 0) continue;   /* a joined root: its group is filtered below */
+        i = m->order[t], nd = &m->nodes[i];
+        back = nd->k->aux ? nd->k->aux : nd->k;
+        if ((t & 1023) == 0 && plm_interrupted()) return plm_fail(ctx, PLM_EINTR, "bffg: interrupted");
+        if (nd->group >= 0) {   /* a cluster, at its first member (the others come after it in the order) */
+            int gi = nd->group;
+            const group *g = &m->groups[gi];
+            if (g->mem[0] != i) continue;
+            if (g->pnode < 0) up = msg_new(0, 0);
+            else up = g->pgroup >= 0 ? msg_new(g->discrete, m->groups[g->pgroup].D) : msg_new(g->discrete, m->nodes[g->pnode].k->dout);
+            if (!up) return plm_fail(ctx, PLM_ENOMEM, "bffg: out of memory");
+            if (f->gmsg[gi]->c == -INFINITY)
+                return plm_fail(ctx, PLM_EDOM, "bffg: the observations below node '%s' and the nodes drawn jointly with it "
+                                               "have probability 0 under the model", nd->name);
+            if ((st = g->k->ops->guide(ctx, g->k, f->gmsg[gi], &f->gguide[gi])) ||
+                (st = g->k->ops->pullback(ctx, g->k, f->gmsg[gi], up)))
+                return st;
+            if (up->c == -INFINITY)
+                return plm_fail(ctx, PLM_EDOM, "bffg: the observations below node '%s' and the nodes drawn jointly with it "
+                                               "have probability 0 under the model", nd->name);
+            if (g->pnode < 0)
+                f->loglik += up->c;
+            else if (msg_fuse(g->pgroup >= 0 ? f->gmsg[g->pgroup] : f->msg[g->pnode], up))
+                return plm_fail(ctx, PLM_EINVAL, "bffg: node '%s': an exact gamma-process observation cannot be combined "
+                                                 "with another message at the same node", m->nodes[g->pnode].name);
+            continue;
+        }
         if (nd->np > 1)
             up = msg_new(nd->k->discrete_in, nd->k->din);
         else if (nd->parent >= 0) {
@@ -475,30 +745,13 @@ plm_status plm_bffg_backward(plm_ctx *ctx, const plm_bffg_model *m, const double
         f->up[i] = up;
         if (nd->parent >= 0 && m->nodes[nd->parent].group >= 0) {
             int gi = m->nodes[nd->parent].group;
-            if ((st = embed(ctx, m, &m->groups[gi], f->gmsg[gi], nd->np > 1 ? nd->np : 1, nd->np > 1 ? nd->parents : &nd->parent, up)))
-                return st;
+            if ((st = embed(ctx, m, &m->groups[gi], f->gmsg[gi], nparents_of(nd), parents_of(nd), up))) return st;
         } else if (nd->parent >= 0) {
             if (msg_fuse(f->msg[nd->parent], up))
                 return plm_fail(ctx, PLM_EINVAL, "bffg: node '%s': an exact gamma-process observation cannot be combined "
                                                  "with another message at the same node", m->nodes[nd->parent].name);
         } else
             f->loglik += up->c;
-    }
-    /* each group of joined roots: its joint prior toward the fused joint message */
-    for (i = 0; i < m->ngroups; i++) {
-        const group *g = &m->groups[i];
-        plm_bffg_msg *up = msg_new(0, 0);
-        if (!up) return plm_fail(ctx, PLM_ENOMEM, "bffg: out of memory");
-        if (f->gmsg[i]->c == -INFINITY)
-            return plm_fail(ctx, PLM_EDOM, "bffg: the observations below root '%s' and the roots joined to it have "
-                                           "probability 0 under the model", m->nodes[g->roots[0]].name);
-        if ((st = g->prior->ops->guide(ctx, g->prior, f->gmsg[i], &f->gguide[i])) ||
-            (st = g->prior->ops->pullback(ctx, g->prior, f->gmsg[i], up)))
-            return st;
-        if (up->c == -INFINITY)
-            return plm_fail(ctx, PLM_EDOM, "bffg: the observations below root '%s' and the roots joined to it have "
-                                           "probability 0 under the model", m->nodes[g->roots[0]].name);
-        f->loglik += up->c;
     }
     *out = f;
     return PLM_OK;
@@ -535,11 +788,11 @@ static const double *parent_value(const plm_bffg_model *m, const node *nd, const
     return xbuf;
 }
 
-/* Spread a group's joint value y (D doubles, or one joint state) over its roots' places in row. */
+/* Spread a cluster's joint value y (D doubles, or one joint state) over its members' places in row. */
 static void scatter(const plm_bffg_model *m, const group *g, const double *y, double *row)
 {
-    for (int r = 0; r < g->nroots; r++) {
-        const node *nd = &m->nodes[g->roots[r]];
+    for (int r = 0; r < g->nmem; r++) {
+        const node *nd = &m->nodes[g->mem[r]];
         if (g->discrete)
             row[nd->offset] = (double)(((int)y[0] / g->off[r]) % g->dim[r]);
         else
@@ -547,19 +800,41 @@ static void scatter(const plm_bffg_model *m, const group *g, const double *y, do
     }
 }
 
+/* Gather a cluster's joint value from its members' places in row into y. */
+static void gather(const plm_bffg_model *m, const group *g, const double *row, double *y)
+{
+    int s = 0;
+    for (int r = 0; r < g->nmem; r++) {
+        const node *nd = &m->nodes[g->mem[r]];
+        if (g->discrete)
+            s += (int)row[nd->offset] * g->off[r];
+        else
+            memcpy(y + g->off[r], row + nd->offset, (size_t)g->dim[r] * sizeof *y);
+    }
+    if (g->discrete) y[0] = s;
+}
+
 /* The draw of node i into row, from the random stream r or (r NULL) the innovations z; returns its log weight.
-** A joined root draws its whole group when it is the group's first root (the others add 0). */
+** A cluster is drawn whole at its first member (the others add 0), from its parent unit's value. */
 static double draw_node(const plm_bffg_filter *f, int i, double *row, double *work, plm_rng *r, const double *z)
 {
     const plm_bffg_model *m = f->m;
     const node *nd = &m->nodes[i];
-    double *gbuf = work + f->kwork, lw;   /* m->gwork doubles: a group's joint value, or a node's stacked parents */
+    double *gbuf = work + f->kwork, lw;   /* m->gwork doubles: a cluster's joint value and its parent unit's, or a
+                                          ** node's stacked parents */
     const double *x;
     if (nd->group >= 0) {
         const group *g = &m->groups[nd->group];
-        if (g->roots[0] != i) return 0;
-        lw = r ? g->prior->ops->sample(g->prior, f->gguide[nd->group], NULL, gbuf, r, work)
-               : g->prior->ops->sample_z(g->prior, f->gguide[nd->group], NULL, z, gbuf, work);
+        double *xb = gbuf + (g->discrete ? 1 : g->D);
+        if (g->mem[0] != i) return 0;
+        if (g->pnode < 0)
+            x = NULL;
+        else if (g->pgroup >= 0)
+            gather(m, &m->groups[g->pgroup], row, xb), x = xb;
+        else
+            x = row + m->nodes[g->pnode].offset;
+        lw = r ? g->k->ops->sample(g->k, f->gguide[nd->group], x, gbuf, r, work)
+               : g->k->ops->sample_z(g->k, f->gguide[nd->group], x, z, gbuf, work);
         scatter(m, g, gbuf, row);
         return lw;
     }
@@ -577,9 +852,10 @@ static double draw_one(const plm_bffg_filter *f, uint64_t seed, size_t s, double
     const plm_bffg_model *m = f->m;
     double total = 0;
     plm_rng r;
-    int i;
+    int t;
     plm_rng_init(&r, seed, (uint64_t)s);
-    for (i = 0; i < m->n; i++) {
+    for (t = 0; t < m->n; t++) {
+        int i = m->order[t];
         double lw = draw_node(f, i, row, work, &r, NULL);
         if (edge) edge[i] = lw;
         if (isnan(lw) && bad && *bad < 0) *bad = i;
@@ -669,11 +945,11 @@ double plm_bffg_ess(const double *logw, size_t n)
 
 /* ---- innovations (pCN MCMC, bffg_mcmc.c) -------------------------------------------------------------- */
 
-/* Innovations of node i's draw: a joined root's group's (for its first root), else its kernel's (latent nodes). */
+/* Innovations of node i's draw: its cluster's (for its first member), else its kernel's (latent nodes). */
 static size_t node_nz(const plm_bffg_model *m, int i)
 {
     const node *nd = &m->nodes[i];
-    if (nd->group >= 0) return m->groups[nd->group].roots[0] == i ? m->groups[nd->group].prior->nz : 0;
+    if (nd->group >= 0) return m->groups[nd->group].mem[0] == i ? m->groups[nd->group].k->nz : 0;
     return nd->value ? 0 : nd->k->nz;
 }
 
@@ -700,15 +976,15 @@ double plm_bffg_draw_z(const plm_bffg_filter *f, const double *z, double *row, d
 {
     const plm_bffg_model *m = f->m;
     double total = 0;
-    int i;
-    for (i = 0; i < m->n; i++) {
-        total += draw_node(f, i, row, work, NULL, z);
-        z += node_nz(m, i);
+    int t;
+    for (t = 0; t < m->n; t++) {
+        total += draw_node(f, m->order[t], row, work, NULL, z);
+        z += node_nz(m, m->order[t]);
     }
     return total;
 }
 
-plm_status plm_bffg_model_with(plm_ctx *ctx, const plm_bffg_model *m, const plm_sde *s, const double *params, int how,
+plm_status plm_bffg_model_with(plm_ctx *ctx, const plm_bffg_model *m, const void *owner, const double *params, int how,
                                plm_bffg_model **out)
 {
     plm_bffg_model *c = plm_gc_alloc(sizeof *c);
@@ -720,9 +996,13 @@ plm_status plm_bffg_model_with(plm_ctx *ctx, const plm_bffg_model *m, const plm_
     memcpy(nn, m->nodes, (size_t)m->n * sizeof *nn);
     c->nodes = nn, c->cap = m->n ? m->n : 1;
     for (i = 0; i < m->n; i++)
-        if (plm_bffg_kernel_sde_of(m->nodes[i].k) == s) {
+        if ((const void *)plm_bffg_kernel_sde_of(m->nodes[i].k) == owner) {
             plm_bffg_kernel *k;
             if ((st = plm_bffg_kernel_sde_remake(ctx, m->nodes[i].k, params, how, &k))) return st;
+            c->nodes[i].k = k;
+        } else if ((const void *)plm_bffg_kernel_reaction_of(m->nodes[i].k) == owner) {
+            plm_bffg_kernel *k;
+            if ((st = plm_bffg_kernel_reaction_with(ctx, m->nodes[i].k, params, &k))) return st;
             c->nodes[i].k = k;
         }
     *out = c;

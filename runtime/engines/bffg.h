@@ -1,7 +1,7 @@
 /* bffg.h -- backward filtering, forward guiding (van der Meulen and Schauer, "Automatic Backward Filtering
-** Forward Guiding for Markov processes and graphical models") on a forest of Markov kernels. Every node but a
-** root has one parent and is reached from it through a kernel, or several parents that are roots (see
-** plm_bffg_add_multi); observed nodes are leaves. The backward filter
+** Forward Guiding for Markov processes and graphical models") on a DAG of Markov kernels. Every node but a
+** root has one parent and is reached from it through a kernel, or several parents (see plm_bffg_add_multi);
+** observed nodes are leaves. The backward filter
 ** carries each observation toward the roots as a message h(x) = p(observations below x | x), exact here:
 ** a rescaled vector for discrete states, log h(x) = c + F'x - x'Hx/2 for Gaussian ones; a node with several
 ** children fuses their messages. Forward guiding then draws every latent node from its kernel tilted by its
@@ -123,14 +123,16 @@ plm_status plm_bffg_model_new(plm_ctx *ctx, plm_bffg_model **out);
 plm_status plm_bffg_add(plm_ctx *ctx, plm_bffg_model *m, const char *name, int parent, const plm_bffg_kernel *k,
                         const double *value, int *index);
 
-/* Add node `name` with several parents (nparents >= 2, distinct earlier nodes; 1 and 0 are plm_bffg_add): k takes
-** their stacked value -- the concatenation of their vectors in the order given, or for discrete parents the
-** product state s_1 K_2 ... K_n + ... + s_n (the first parent slowest, rows of a conditional probability table).
-** The parents must be roots, each with a Gaussian (linear_gaussian prior, no auxiliary) or categorical prior, all
-** continuous or all discrete. Roots joined so (directly, or through other nodes with several parents) are filtered
-** and drawn as one joint root: the message of a node with several parents is a function of all of them, and
-** the exact filter needs their joint law, which is a product only for roots. PLM_EINVAL names the node and the
-** parent that breaks a rule. */
+/* Add node `name` with several parents (nparents >= 2, distinct earlier latent nodes; 1 and 0 are plm_bffg_add): k
+** (linear_gaussian or discrete) takes their stacked value -- the concatenation of their vectors in the order given,
+** or for discrete parents the product state s_1 K_2 ... K_n + ... + s_n (the first parent slowest, rows of a
+** conditional probability table). The parents are all continuous or all discrete. The message of such a node is a
+** function of all its parents, and the exact filter needs their joint law given what lies above them, so latent
+** nodes are merged into clusters (the junction-tree construction) until the parents outside each cluster lie in
+** one node or cluster and the clusters and the other nodes form a forest; a cluster is filtered and drawn as one
+** node whose kernel is its members' joint law (linear-Gaussian, or a table over the product of their states, at
+** most 1e7 entries). Its members must have linear_gaussian or discrete kernels without an auxiliary. PLM_EINVAL
+** names the node and the parent or member that breaks a rule; the model is then left as it was. */
 plm_status plm_bffg_add_multi(plm_ctx *ctx, plm_bffg_model *m, const char *name, int nparents, const int *parents,
                               const plm_bffg_kernel *k, const double *value, int *index);
 
@@ -184,8 +186,8 @@ plm_status plm_bffg_backward(plm_ctx *ctx, const plm_bffg_model *m, const double
 ** message. It is log p(observations) exactly when no kernel has an auxiliary. */
 double plm_bffg_filter_loglik(const plm_bffg_filter *f);
 
-/* The fused message at latent node i (NULL for an observed node, and for a root joined to other roots by a node
-** with several parents: their message is one function on the joint space). */
+/* The fused message at latent node i (NULL for an observed node, and for a member of a cluster drawn jointly
+** because of a node with several parents: their message is one function on the joint space). */
 const plm_bffg_msg *plm_bffg_message(const plm_bffg_filter *f, int i);
 
 /* ---- Forward guiding ---------------------------------------------------------------------------------- */
@@ -213,8 +215,8 @@ plm_status plm_bffg_smc(plm_ctx *ctx, const plm_bffg_filter *f, size_t n, uint64
                         plm_resample_scheme scheme, double ess_threshold, double *draws, double *logw, double *loglik,
                         size_t *resamples);
 
-/* pCN MCMC over the innovations of the guided process, with random-walk Metropolis updates of diffusion
-** parameters (van der Meulen and Schauer; BridgeSDEInference.jl). Every guided draw is a deterministic function
+/* pCN MCMC over the innovations of the guided process, with random-walk Metropolis updates of diffusion or
+** reaction-network parameters (van der Meulen and Schauer; BridgeSDEInference.jl). Every guided draw is a deterministic function
 ** of its innovations Z ~ N(0, I) (sample_z), and exp(logw(theta, Z)) is an unbiased estimate of p(y | theta),
 ** so the chain targets p(theta) N(Z; 0, I) exp(logw(theta, Z)), whose theta-marginal is the posterior and whose
 ** path, mapped through the guided process, is the posterior path. Each iteration does, in blocks:
@@ -234,6 +236,8 @@ typedef struct plm_bffg_mcmc_opts {
     double target_accept_theta;  /* parameter acceptance targeted during warm-up; 0: keep step fixed */
     const plm_sde *sde;          /* the diffusion whose parameters are inferred (NULL when nparams = 0): every
                                  ** diffusion kernel of the model made from it is remade at new parameters */
+    const struct plm_reactions *net;   /* or (sde NULL) the reaction network whose parameters are inferred: every
+                                       ** reaction kernel made from it is remade, its linear-noise filter recomputed */
     int nparams;
     const int *index;            /* nparams indices into the sde's parameters */
     const plm_dist *const *prior;   /* nparams scalar continuous priors */

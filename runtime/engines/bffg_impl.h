@@ -69,10 +69,14 @@ double plm_bffg_draw_z(const plm_bffg_filter *f, const double *z, double *row, d
 ** parameter proposals this way: their guides (a diffusion's messages at every grid point) are most of what a
 ** parameter move allocates, and left to the collector they cost more than the move's filter. */
 void plm_bffg_filter_discard(plm_bffg_filter *f);
-/* A copy of m whose diffusion kernels made from s are remade with parameters params (other nodes shared), by
-** plm_bffg_kernel_sde_remake with how. */
-plm_status plm_bffg_model_with(plm_ctx *ctx, const plm_bffg_model *m, const plm_sde *s, const double *params, int how,
+/* A copy of m whose kernels made from owner are remade with parameters params (other nodes shared): owner a
+** plm_sde (its diffusion kernels, by plm_bffg_kernel_sde_remake with how) or a plm_reactions (its reaction kernels,
+** by plm_bffg_kernel_reaction_with; how is ignored). */
+plm_status plm_bffg_model_with(plm_ctx *ctx, const plm_bffg_model *m, const void *owner, const double *params, int how,
                                plm_bffg_model **out);
+/* The object whose parameters o's parameter moves index (o->sde, else o->net, else NULL), with its number of
+** parameters and their current values (bffg_reaction.c). */
+const void *plm_bffg_mcmc_owner(const plm_bffg_mcmc_opts *o, int *np, const double **params);
 /* The diffusion kernel k remade at params. how 0: as plm_bffg_kernel_sde_with (the auxiliary relinearised at
 ** params). how 1: the same, and the kernel keeps a cache of its backward filter when its guide is made (d = 2).
 ** how 2: the auxiliary's B~ and a~ are k's and only its intercept follows params (beta~ = b(at; params) - B~ at,

@@ -90,7 +90,7 @@ static plm_bffg_filter *filter_at(plm_ctx *ctx, const chain_job *J, const double
     plm_bffg_filter *f;
     plm_status st;
     for (int j = 0; j < o->nparams; j++) full[o->index[j]] = theta[j];
-    if ((st = plm_bffg_model_with(ctx, base ? base : J->m, o->sde, full, how, &mt)) ||
+    if ((st = plm_bffg_model_with(ctx, base ? base : J->m, plm_bffg_mcmc_owner(o, NULL, NULL), full, how, &mt)) ||
         (st = plm_bffg_backward(ctx, mt, J->values, &f))) {
         *fatal = st == PLM_ENOMEM || st == PLM_EINTR;
         return NULL;
@@ -111,11 +111,12 @@ static void run_chain(chain_job *J, int c)
     size_t rowlen = np + width, l, acc_z = 0, acc_t = 0, work_n;
     double *z, *z2, *row, *row2, *work, *theta, *theta2, *e, *e2, *full, ll, ll2, lt, lt2;
     double lrho = log(o->rho / (1 - o->rho)), lstep = log(o->step);
-    int j, fatal = 0;
+    int j, fatal = 0, nall;
     plm_rng r;
+    plm_bffg_mcmc_owner(o, &nall, NULL);   /* the parameters' owner: the sde or the reaction network */
     plm_rng_init(&r, o->seed, (uint64_t)c);
     work_n = plm_bffg_filter_work(f) + 64;
-    z = plm_gc_alloc_atomic((2 * nz + 2 * width + 4 * np + (size_t)(o->sde ? o->sde->np : 0) + 2) * sizeof *z);
+    z = plm_gc_alloc_atomic((2 * nz + 2 * width + 4 * np + (size_t)nall + 2) * sizeof *z);
     work = plm_gc_alloc_atomic(work_n * 4 * sizeof *work);
     if (!z || !work) {
         plm_fail(ctx, PLM_ENOMEM, "bffg mcmc: out of memory");
@@ -123,7 +124,7 @@ static void run_chain(chain_job *J, int c)
     }
     z2 = z + nz, row = z2 + nz, row2 = row + width, theta = row2 + width, theta2 = theta + np, e = theta2 + np,
     e2 = e + np, full = e2 + np;
-    if (o->sde && J->theta0) memcpy(full, J->theta0, (size_t)o->sde->np * sizeof *full);
+    if (J->theta0) memcpy(full, J->theta0, (size_t)nall * sizeof *full);
     for (j = 0; j < (int)np; j++) {
         double lo, hi;
         plm_dist_bounds(o->prior[j], &lo, &hi);
@@ -232,7 +233,9 @@ plm_status plm_bffg_mcmc(plm_ctx *ctx, const plm_bffg_model *m, const double *co
     double *theta0 = NULL;
     const plm_bffg_model *ma = NULL;
     plm_status st;
-    int c, j;
+    int c, j, nall;
+    const double *pall;
+    const void *owner = plm_bffg_mcmc_owner(o, &nall, &pall);   /* the sde or the reaction network */
     if (o->chains < 1) return plm_fail(ctx, PLM_EINVAL, "bffg mcmc: chains must be >= 1 (got %d)", o->chains);
     if (!(o->rho >= 0 && o->rho < 1)) return plm_fail(ctx, PLM_EINVAL, "bffg mcmc: rho must be in [0, 1) (got %g)", o->rho);
     if (!(o->target_accept >= 0 && o->target_accept < 1))
@@ -243,16 +246,16 @@ plm_status plm_bffg_mcmc(plm_ctx *ctx, const plm_bffg_model *m, const double *co
     if (o->iters < 1) return plm_fail(ctx, PLM_EINVAL, "bffg mcmc: needs at least one iteration");
     if (!draws) return plm_fail(ctx, PLM_EINVAL, "bffg mcmc: needs a draw buffer");
     if (o->nparams > 0) {
-        if (!o->sde || !o->index || !o->prior)
-            return plm_fail(ctx, PLM_EINVAL, "bffg mcmc: parameters need the sde, their indices and their priors");
+        if (!owner || !o->index || !o->prior)
+            return plm_fail(ctx, PLM_EINVAL, "bffg mcmc: parameters need the sde or network, their indices and their priors");
         if (!(o->step > 0 && isfinite(o->step))) return plm_fail(ctx, PLM_EINVAL, "bffg mcmc: step must be > 0 (got %g)", o->step);
-        if (!(theta0 = plm_gc_alloc_atomic((size_t)o->sde->np * sizeof *theta0)))
+        if (!(theta0 = plm_gc_alloc_atomic((size_t)nall * sizeof *theta0)))
             return plm_fail(ctx, PLM_ENOMEM, "bffg mcmc: out of memory");
-        memcpy(theta0, o->sde->params, (size_t)o->sde->np * sizeof *theta0);
+        memcpy(theta0, pall, (size_t)nall * sizeof *theta0);
         for (j = 0; j < o->nparams; j++) {
             double lo, hi, x;
-            if (o->index[j] < 0 || o->index[j] >= o->sde->np)
-                return plm_fail(ctx, PLM_EINVAL, "bffg mcmc: parameter index %d is not one of the sde's", o->index[j]);
+            if (o->index[j] < 0 || o->index[j] >= nall)
+                return plm_fail(ctx, PLM_EINVAL, "bffg mcmc: parameter index %d is not one of the sde's or network's", o->index[j]);
             if (o->init) theta0[o->index[j]] = o->init[j];
             x = theta0[o->index[j]];
             plm_dist_bounds(o->prior[j], &lo, &hi);
@@ -262,12 +265,12 @@ plm_status plm_bffg_mcmc(plm_ctx *ctx, const plm_bffg_model *m, const double *co
         }
         {
             int fatal = 0;
-            double *full = plm_gc_alloc_atomic((size_t)o->sde->np * sizeof *full), *th = plm_gc_alloc_atomic(
+            double *full = plm_gc_alloc_atomic((size_t)nall * sizeof *full), *th = plm_gc_alloc_atomic(
                 (size_t)o->nparams * sizeof *th);
             chain_job J0;
             const plm_bffg_filter *f;
             if (!full || !th) return plm_fail(ctx, PLM_ENOMEM, "bffg mcmc: out of memory");
-            memcpy(full, theta0, (size_t)o->sde->np * sizeof *full);
+            memcpy(full, theta0, (size_t)nall * sizeof *full);
             for (j = 0; j < o->nparams; j++) th[j] = theta0[o->index[j]];
             memset(&J0, 0, sizeof J0);
             J0.m = m, J0.values = values, J0.o = o;

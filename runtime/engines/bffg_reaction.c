@@ -26,11 +26,13 @@
 
 #include "bffg_impl.h"
 
+#include <gsl/gsl_cdf.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define EMAX 40.0
+#define MAX_Z 1000000
 #define MAX_STEPS 10000000
 #define MAX_JUMPS 100000000
 
@@ -73,6 +75,22 @@ plm_status plm_reactions_new(plm_ctx *ctx, plm_graph *g, int d, int R, int np, c
     if ((st = plm_prog_compile(ctx, g, R, rate, 1u << PLM_GRP_X, &n->rate)) ||
         (st = plm_prog_compile(ctx, g, R * d, jac, 1u << PLM_GRP_X, &n->jac)))
         return st;
+    *out = n;
+    return PLM_OK;
+}
+
+const double *plm_reactions_params(const plm_reactions *net) { return net->params; }
+
+plm_status plm_reactions_with(plm_ctx *ctx, const plm_reactions *net, const double *params, plm_reactions **out)
+{
+    plm_reactions *n = plm_gc_alloc(sizeof *n);
+    int i;
+    if (!n || !(n->params = plm_gc_alloc_atomic((size_t)(net->np + 1) * sizeof *n->params)))
+        return plm_fail(ctx, PLM_ENOMEM, "reactions: out of memory");
+    for (i = 0; i < net->np; i++)
+        if (!isfinite(params[i])) return plm_fail(ctx, PLM_EINVAL, "reactions: parameter %d must be finite (got %g)", i + 1, params[i]);
+    n->d = net->d, n->R = net->R, n->np = net->np, n->S = net->S, n->rate = net->rate, n->jac = net->jac;
+    if (net->np) memcpy(n->params, params, (size_t)net->np * sizeof *params);
     *out = n;
     return PLM_OK;
 }
@@ -258,6 +276,9 @@ done:
 
 typedef struct rx_kernel {
     const plm_reactions *net;
+    const plm_reactions *origin;       /* the network it was first made from (plm_bffg_kernel_reaction_with keeps it) */
+    plm_bffg_reaction_opts o;          /* as made (o.at points at a copy), for remaking at other parameters */
+    size_t M;                          /* innovations that drive the first M uniforms of a path (sample_z) */
     int d, R, omit;
     size_t N;                          /* grid steps */
     double *t;                         /* N + 1 grid times */
@@ -351,11 +372,27 @@ static void rx_guide_msg(const plm_bffg_kernel *k, const void *guide, plm_bffg_m
     memcpy(out->H, g->H0, d * d * sizeof *out->H);
 }
 
+/* The uniforms that drive a path: from the random stream r, or (z non-NULL) Phi(z[0]), ..., Phi(z[M - 1]) and then
+** the stream tail. */
+typedef struct usrc {
+    const double *z;
+    size_t used, M;
+    plm_rng *r;
+} usrc;
+
+static inline double next_uniform(usrc *u)
+{
+    if (u->z && u->used < u->M) {
+        double v = gsl_cdf_ugaussian_P(u->z[u->used++]);
+        return fmin(fmax(v, 0x1.0p-54), 1 - 0x1.0p-54);   /* inside (0, 1), like plm_rng_uniform's */
+    }
+    return plm_rng_uniform(u->r);
+}
+
 /* One guided path from x0 (see the top of the file); returns log dP/dP~ of the path, NaN when a rate was negative
 ** or not finite, the path made more than MAX_JUMPS jumps, or it was interrupted. work: x (d), lambda (R), the
 ** guided lambda (R), e (R). */
-static double rx_sample(const plm_bffg_kernel *k, const void *guide, const double *x0, double *y, plm_rng *rng,
-                        double *work)
+static double rx_path(const plm_bffg_kernel *k, const void *guide, const double *x0, double *y, usrc *u, double *work)
 {
     const rx_kernel *K = k->impl;
     const rx_guide *g = guide;
@@ -392,14 +429,14 @@ static double rx_sample(const plm_bffg_kernel *k, const void *guide, const doubl
                 tot += lam[r], gtot += gl[r];
             }
             if (isnan(lw)) break;
-            tau = gtot > 0 ? -log(plm_rng_uniform(rng)) / gtot : INFINITY;
+            tau = gtot > 0 ? -log(next_uniform(u)) / gtot : INFINITY;
             if (t + tau >= tend) {   /* no event in this step: the clock restarts at the next grid time */
                 if (K->omit != 1) lw += (gtot - tot) * (tend - t);
                 break;
             }
             if (K->omit != 1) lw += (gtot - tot) * tau;
             t += tau;
-            v = plm_rng_uniform(rng) * gtot;
+            v = next_uniform(u) * gtot;
             for (r = 0; r < last && (v -= gl[r]) >= 0; r++) {}
             while (gl[r] == 0) r++;   /* rounding never picks a reaction that cannot fire */
             if (K->omit != 2) lw -= e[r];   /* log(lambda_r / lambda~_r) */
@@ -416,24 +453,41 @@ static double rx_sample(const plm_bffg_kernel *k, const void *guide, const doubl
     return lw;
 }
 
+static double rx_sample(const plm_bffg_kernel *k, const void *guide, const double *x0, double *y, plm_rng *rng,
+                        double *work)
+{
+    usrc u = {NULL, 0, 0, rng};
+    return rx_path(k, guide, x0, y, &u, work);
+}
+
+/* The path as a function of innovations (pCN): z[0..M-1] give its first M uniforms through Phi, and the bits of
+** z[M] seed the stream of the rest. Under z ~ N(0, I) the uniforms are independent and uniform, so the weight stays
+** unbiased for p(y); a pCN move keeps the first M close (the event times and choices of the path's start move
+** little) and refreshes the tail (an independent move of that block, reversible too). */
 static double rx_sample_z(const plm_bffg_kernel *k, const void *guide, const double *x, const double *z, double *y,
                           double *work)
 {
-    /* a jump path is not a fixed function of finitely many normals: no pCN (the binding refuses method "mcmc") */
-    (void)k, (void)guide, (void)z, (void)work;
-    memcpy(y, x, (size_t)((const rx_kernel *)k->impl)->d * sizeof *y);
-    return NAN;
+    const rx_kernel *K = k->impl;
+    uint64_t bits;
+    plm_rng tail;
+    usrc u;
+    memcpy(&bits, &z[K->M], sizeof bits);
+    plm_rng_init(&tail, bits, 0x72656163ULL);
+    u.z = z, u.used = 0, u.M = K->M, u.r = &tail;
+    return rx_path(k, guide, x, y, &u, work);
 }
 
 static const plm_bffg_kernel_ops rx_ops = {"reactions", rx_pullback, NULL, rx_guide_new, rx_sample, NULL, rx_sample_z,
                                            rx_guide_msg, NULL};
 
-plm_status plm_bffg_kernel_reaction(plm_ctx *ctx, const plm_reactions *net, const plm_bffg_reaction_opts *o,
-                                    plm_bffg_kernel **out)
+/* The kernel of net over o; origin is the network whose parameters MCMC moves (net itself, or the one net was
+** remade from), M the innovations of sample_z (0: from the expected number of events along the reference). */
+static plm_status rx_make(plm_ctx *ctx, const plm_reactions *net, const plm_bffg_reaction_opts *o,
+                          const plm_reactions *origin, size_t M, plm_bffg_kernel **out)
 {
     const char *fn = "markov_kernel.reactions";
     int d, R, i, j, r;
-    double span, steps, *w, *x, *xm, *lam, *J, *B, *beta, *a, *Phi, *m, *Q;
+    double span, steps, *w, *x, *xm, *lam, *J, *B, *beta, *a, *Phi, *m, *Q, events = 0;
     size_t N, n;
     plm_bffg_kernel *k;
     rx_kernel *K;
@@ -458,7 +512,10 @@ plm_status plm_bffg_kernel_reaction(plm_ctx *ctx, const plm_reactions *net, cons
     K = plm_gc_alloc(sizeof *K);
     if (!k || !K || !(K->t = dalloc(N + 1)) || !(K->step = plm_gc_alloc(N * sizeof *K->step)))
         return plm_fail(ctx, PLM_ENOMEM, "%s: out of memory", fn);
-    K->net = net, K->d = d, K->R = R, K->N = N, K->omit = o->omit;
+    K->net = net, K->origin = origin, K->d = d, K->R = R, K->N = N, K->omit = o->omit;
+    K->o = *o;
+    if (!(K->o.at = dalloc((size_t)d))) return plm_fail(ctx, PLM_ENOMEM, "%s: out of memory", fn);
+    memcpy((double *)K->o.at, o->at, (size_t)d * sizeof *o->at);
     for (n = 0; n < N; n++) K->t[n] = fmin(o->t0 + (double)n * o->dt, o->t1);
     K->t[N] = o->t1;
     w = malloc(((size_t)7 * d + 2 * (size_t)R + (size_t)R * d + 5 * (size_t)d * d + (size_t)d) * sizeof *w);
@@ -512,6 +569,7 @@ plm_status plm_bffg_kernel_reaction(plm_ctx *ctx, const plm_reactions *net, cons
                                   r + 1, j + 1, J[r * d + j]);
         }
         if (st) break;
+        for (r = 0; r < R; r++) events += fmax(lam[r], 0) * h;
         /* B = sum_r S_r grad lambda_r', beta = f(x*) - B x*, a = sum_r max(lambda_r, 0) S_r S_r' */
         for (i = 0; i < d; i++) {
             double f = 0;
@@ -549,11 +607,51 @@ done:
     free(pr);
     free(pj);
     if (st) return st;
+    /* a path takes one uniform per grid step and two per event: room for twice the reference's events */
+    K->M = M ? M : (size_t)fmin((double)N + 4 * ceil(events) + 32, MAX_Z);
     k->ops = &rx_ops;
     k->din = k->dout = d;
     k->impl = K;
-    k->nz = 0;
+    k->nz = K->M + 1;
     k->work = (size_t)(d + 3 * R);
     *out = k;
     return PLM_OK;
+}
+
+plm_status plm_bffg_kernel_reaction(plm_ctx *ctx, const plm_reactions *net, const plm_bffg_reaction_opts *o,
+                                    plm_bffg_kernel **out)
+{
+    return rx_make(ctx, net, o, net, 0, out);
+}
+
+const plm_reactions *plm_bffg_kernel_reaction_of(const plm_bffg_kernel *k)
+{
+    return k->ops == &rx_ops ? ((const rx_kernel *)k->impl)->origin : NULL;
+}
+
+plm_status plm_bffg_kernel_reaction_with(plm_ctx *ctx, const plm_bffg_kernel *k, const double *params, plm_bffg_kernel **out)
+{
+    const rx_kernel *K = k->impl;
+    plm_reactions *net;
+    plm_status st;
+    if (k->ops != &rx_ops) return plm_fail(ctx, PLM_EINVAL, "bffg: not a reaction-network kernel");
+    if ((st = plm_reactions_with(ctx, K->net, params, &net))) return st;
+    return rx_make(ctx, net, &K->o, K->origin, K->M, out);
+}
+
+const void *plm_bffg_mcmc_owner(const plm_bffg_mcmc_opts *o, int *np, const double **params)
+{
+    if (o->sde) {
+        if (np) *np = o->sde->np;
+        if (params) *params = o->sde->params;
+        return o->sde;
+    }
+    if (o->net) {
+        if (np) *np = o->net->np;
+        if (params) *params = o->net->params;
+        return o->net;
+    }
+    if (np) *np = 0;
+    if (params) *params = NULL;
+    return NULL;
 }

@@ -21,6 +21,12 @@ typedef struct plm_reactions plm_reactions;
 plm_status plm_reactions_new(plm_ctx *ctx, plm_graph *g, int d, int R, int np, const double *S, const int *rate,
                              const double *params, plm_reactions **out);
 
+/* The network's parameter values (np). */
+const double *plm_reactions_params(const plm_reactions *net);
+
+/* A copy of net with its parameters set to params (np values; the compiled rates are shared). */
+plm_status plm_reactions_with(plm_ctx *ctx, const plm_reactions *net, const double *params, plm_reactions **out);
+
 /* Sizes of a network. */
 void plm_reactions_size(const plm_reactions *net, int *d, int *R, int *np);
 
@@ -48,9 +54,11 @@ plm_status plm_reactions_simulate(plm_ctx *ctx, const plm_reactions *net, const 
 ** Gillespie's method, so the path's log weight
 **   integral of (guided - original total intensity) dt + sum over jumps of log(lambda_r / guided lambda_r)
 ** is the exact log density of the true process against the guided one, whatever the grid: the grid sets how
-** closely the guiding follows the message, not the weight. omit (negative controls for tests only): 1 drops the
-** integral, 2 the jump terms. A reaction node cannot be observed itself (observe it through a linear_gaussian
-** kernel), and has no innovations form (no pCN). */
+** closely the guiding follows the message, not the weight. omit (negative controls for tests only, not a user
+** option): 1 drops the integral, 2 the jump terms. A reaction node cannot be observed itself (observe it through a
+** linear_gaussian kernel). For pCN (plm_bffg_mcmc) a path is a function of M + 1 standard normals: Phi of the
+** first M are its first M uniforms (M: the grid steps plus four per expected event along the reference), the bits
+** of the last seed the stream of any further ones. */
 typedef struct plm_bffg_reaction_opts {
     double t0, t1, dt;    /* the interval t0 < t1 and the grid step dt > 0 */
     const double *at;     /* d: the reference state at t0 */
@@ -59,5 +67,14 @@ typedef struct plm_bffg_reaction_opts {
 } plm_bffg_reaction_opts;
 plm_status plm_bffg_kernel_reaction(plm_ctx *ctx, const plm_reactions *net, const plm_bffg_reaction_opts *o,
                                     plm_bffg_kernel **out);
+
+/* The network a reaction kernel was made from (kept by plm_bffg_kernel_reaction_with), or NULL for other kinds. */
+const plm_reactions *plm_bffg_kernel_reaction_of(const plm_bffg_kernel *k);
+
+/* The reaction kernel k remade with the network's parameters set to params: the same interval, grid, reference
+** start and innovations count, the reference path and the linear-noise filter recomputed. Safe to call from several
+** threads at once. */
+plm_status plm_bffg_kernel_reaction_with(plm_ctx *ctx, const plm_bffg_kernel *k, const double *params,
+                                         plm_bffg_kernel **out);
 
 #endif

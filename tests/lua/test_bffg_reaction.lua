@@ -108,9 +108,9 @@ local function model(aux, weight)
   for k, t in ipairs(times) do
     local kern
     if aux == "poor" then
-      kern = MK.reactions{ network = net, t0 = t - 1, t1 = t, dt = 0.1, at = { 2, 2, 6 }, ode = false, weight = weight }
+      kern = MK.reactions{ network = net, t0 = t - 1, t1 = t, dt = 0.1, at = { 2, 2, 6 }, ode = false, _weight = weight }
     else
-      kern = MK.reactions{ network = net, t0 = t - 1, t1 = t, dt = 0.05, at = ref[k], weight = weight }
+      kern = MK.reactions{ network = net, t0 = t - 1, t1 = t, dt = 0.05, at = ref[k], _weight = weight }
     end
     g:kernel("x" .. k, prev, kern):observe("y" .. k, "x" .. k, obsI, yI[k])
     if k == 3 then g:observe("z3", "x3", obsSI, ySI) end
@@ -232,7 +232,7 @@ T.test("pure death: the exact binomial likelihood, to 1e-3", function()
   for k = 0, 5 do p = p + binom[k + 1] * q ^ k * (1 - q) ^ (5 - k) * dnorm(2, k, 1) end
   local function ratio(weight)
     local g = plume.dag():root("x0", { 5 })
-      :kernel("x1", "x0", MK.reactions{ network = death, t1 = 1, dt = 0.05, at = { 5 }, weight = weight })
+      :kernel("x1", "x0", MK.reactions{ network = death, t1 = 1, dt = 0.05, at = { 5 }, _weight = weight })
       :observe("y", "x1", MK.linear_gaussian{ B = 1, Q = 1 }, 2)
     local post = plume.bffg(g, nil, { samples = 200000, seed = 9 })
     local m, m2, n = 0, 0, #post.log_weights_raw
@@ -294,7 +294,13 @@ T.test("errors", function()
   local k = MK.reactions{ network = net, t1 = 1, dt = 0.1, at = x0 }
   T.raises(function() plume.dag():root("x0", x0):observe("x1", "x0", k, { 1, 2, 3 }) end, "cannot be observed")
   local g = plume.dag():root("x0", x0):kernel("x1", "x0", k):observe("y", "x1", obsI, 2)
-  T.raises(function() plume.bffg(g, nil, { method = "mcmc", samples = 10 }) end, "not available for node 'x1'")
+  T.raises(function() plume.bffg(g, nil, { method = "mcmc", samples = 10, params = { beta = plume.dist.lognormal(0, 1) } }) end,
+    "needs option 'sde' (the plume.sde they belong to) or 'network'")
+  T.raises(function() plume.bffg(g, nil, { method = "mcmc", samples = 10, network = net, params = { nope = plume.dist.lognormal(0, 1) } }) end,
+    "params names 'nope', which is not a parameter of the network")
+  T.raises(function() plume.bffg(g, nil, { method = "mcmc", samples = 10, network = net, fixed_aux = true,
+    params = { beta = plume.dist.lognormal(0, 1) } }) end, "'fixed_aux' is for diffusions")
+  T.raises(function() MK.reactions{ network = net, t1 = 1, dt = 0.1, at = x0, weight = "no_jumps" } end, "unknown option 'weight'")
   local gb = plume.dag():root("x0", { 3 })
     :kernel("x1", "x0", MK.reactions{ network = bad, t1 = 1, dt = 0.5, at = { 6 }, ode = false })
     :observe("y", "x1", MK.linear_gaussian{ B = 1, Q = 1 }, 2)
