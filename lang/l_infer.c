@@ -107,7 +107,8 @@ static int engine_independent(lua_State *L, const program *pg, const options *o,
     plm_l_progress_start(&pr, !o->quiet);
     R = plm_l_newresults(L, 1, weighted);
     if (plm_trace_new(&ctx, &tr)) return plm_l_fail(L, &ctx);
-    if (o->output && plm_results_stream(&ctx, R, o->output)) return plm_l_fail_in(L, &ctx, "plume.infer");
+    if (o->output && plm_l_mpi_writes(L, o->output) && plm_results_stream(&ctx, R, o->output))
+        return plm_l_fail_in(L, &ctx, "plume.infer");
     lw = plm_l_scratch(L, (size_t)o->samples * sizeof *lw);
     lua_createtable(L, (int)(o->samples < 1000000 ? o->samples : 1000000), 0);   /* return values */
     memset(&ex, 0, sizeof ex);
@@ -304,7 +305,8 @@ static int engine_mh(lua_State *L, const program *pg, const options *o)
     plm_ctx_clear(&ctx);
     plm_l_progress_start(&pr, !o->quiet);
     R = plm_l_newresults(L, o->chains, 0);
-    if (o->output && plm_results_stream(&ctx, R, o->output)) return plm_l_fail_in(L, &ctx, "plume.infer");
+    if (o->output && plm_l_mpi_writes(L, o->output) && plm_results_stream(&ctx, R, o->output))
+        return plm_l_fail_in(L, &ctx, "plume.infer");
     accept_rate = plm_l_scratch(L, (size_t)o->chains * sizeof(double));
     inits = push_inits(L, o);
     /* several threads: chains on their own Lua states (not with `output`, which streams draws in order) */
@@ -350,7 +352,8 @@ static int engine_mh(lua_State *L, const program *pg, const options *o)
 /* ---- plume.infer ---- */
 
 static const char *const option_names[] = {"method", "samples", "warmup", "chains", "seed", "threads", "quiet", "output",
-                                           "init", "thin", "delta", "max_depth", "dense", "steps", "kernel", NULL};
+                                           "init", "thin", "delta", "max_depth", "dense", "steps", "kernel",
+                                           "distribute", NULL};
 static const char *const static_only[] = {"delta", "max_depth", "dense", "steps", NULL};
 
 /* Is the value at idx an object whose metatable is named `name` (plume.model, plume.args)? */
@@ -437,6 +440,13 @@ static int l_infer(lua_State *L)
     o.seed = plm_l_seed(L, opts, fn);
     o.output = plm_l_optstr(L, opts, fn, "output", NULL);
     o.thin = (long)plm_l_optint(L, opts, fn, "thin", 1);
+    {
+        /* under mpirun: "chains" spreads the chains over the ranks (plm_mcmc_run), "none" runs all on each */
+        const char *d = plm_l_optstr(L, opts, fn, "distribute", "chains");
+        if (strcmp(d, "chains") != 0 && strcmp(d, "none") != 0)
+            return luaL_error(L, "%s: option 'distribute' must be \"chains\" or \"none\" (got \"%s\")", fn, d);
+        o.local = strcmp(d, "none") == 0;
+    }
     o.init = 0;
     if (opts && lua_getfield(L, opts, "init") != LUA_TNIL) {
         if (!lua_istable(L, -1) && !lua_isfunction(L, -1))

@@ -1,6 +1,7 @@
 # mpi.sh -- sourced by the MPI tests (tests/cli/mpi_*.sh): `mpi_run NP args...` runs plume under Open MPI's
 # mpirun on this machine (oversubscribed: tests ask for more ranks than cores; as root, which Open MPI refuses
-# unless told). `mpi_ready` prints the SKIP line and returns 1 when MPI cannot run here, naming why.
+# unless told; MPI_TIMEOUT seconds at most, 120 by default: a hang is exit 124). `mpi_ready` prints the SKIP
+# line and returns 1 when MPI cannot run here, naming why.
 P=${PLUME:-${BUILD:-build}/plume}
 mpi_ready() {
     if ! command -v mpirun >/dev/null 2>&1; then
@@ -14,5 +15,5 @@ mpi_ready() {
 mpi_run() {
     np=$1; shift
     OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1 \
-        timeout 120 mpirun --oversubscribe -np "$np" "$P" "$@"
+        timeout "${MPI_TIMEOUT:-120}" mpirun --oversubscribe -np "$np" "$P" "$@"
 }

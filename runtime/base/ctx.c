@@ -186,5 +186,8 @@ void plm_unroot(long handle)
 int plm_default_threads(void)
 {
     long n = sysconf(_SC_NPROCESSORS_ONLN);
+    /* under Open MPI's mpirun the ranks on this node share its cores */
+    const char *local = getenv("OMPI_COMM_WORLD_LOCAL_SIZE");
+    if (local && atol(local) > 1) n /= atol(local);
     return n > 0 ? (int)n : 1;
 }

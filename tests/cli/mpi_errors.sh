@@ -1,0 +1,58 @@
+#!/bin/sh
+# mpi_errors.sh -- under `mpirun -np 2` an error on one rank ends the whole job within seconds (exit non-zero,
+# never a hang), with that rank's number and message on stderr, also while the other rank waits for it in a
+# collective (a barrier, plume.infer's exchange of chains); SIGINT to mpirun (Ctrl-C) ends the job. A plain
+# plume's error message has no rank.
+. tests/mpi.sh
+dir=$(mktemp -d)
+trap 'rm -rf "$dir"' EXIT
+printf 'error("boom")\n' >"$dir/plain.lua"
+out=$("$P" "$dir/plain.lua" 2>&1); rc=$?
+[ $rc != 0 ] && [ "$out" = "plume: $dir/plain.lua:1: boom" ] && echo "PASS plain_plume_error_has_no_rank" \
+    || echo "FAIL plain_plume_error_has_no_rank: exit $rc: $out"
+mpi_ready mpi_errors || exit 0
+MPI_TIMEOUT=10
+export MPI_TIMEOUT
+cat >"$dir/barrier.lua" <<'EOF2'
+local bad = tonumber(arg[1])
+if plume.mpi.rank == bad then error("boom on rank " .. bad) end
+plume.mpi.barrier()
+print("not reached")
+EOF2
+cat >"$dir/infer.lua" <<'EOF2'
+local D = plume.dist
+if plume.mpi.rank == 1 then error("rank 1 fails before sampling") end
+local m = plume.model(function(m) m:sample("x", D.normal(0, 1)) end)
+plume.infer(m, nil, { method = "nuts", samples = 100, chains = 4, seed = 1 })
+print("not reached")
+EOF2
+check() {  # name, expected stderr text, script args...
+    name=$1 want=$2; shift 2
+    mpi_run 2 "$@" >"$dir/out" 2>&1; rc=$?
+    if [ $rc = 124 ]; then echo "FAIL $name: the job hung ($MPI_TIMEOUT s)"
+    elif [ $rc = 0 ]; then echo "FAIL $name: exit 0: $(cat "$dir/out")"
+    elif ! grep -qF "$want" "$dir/out"; then echo "FAIL $name: no '$want' in: $(head -5 "$dir/out")"
+    elif grep -q "not reached" "$dir/out"; then echo "FAIL $name: the other rank went on"
+    else echo "PASS $name"; fi
+}
+check mpi_error_on_rank_1_while_rank_0_waits_in_barrier "plume: rank 1: $dir/barrier.lua:2: boom on rank 1" \
+    "$dir/barrier.lua" 1
+check mpi_error_on_rank_0_while_rank_1_waits_in_barrier "plume: rank 0: $dir/barrier.lua:2: boom on rank 0" \
+    "$dir/barrier.lua" 0
+check mpi_error_on_rank_1_while_rank_0_samples_chains "plume: rank 1: $dir/infer.lua:2: rank 1 fails before sampling" \
+    "$dir/infer.lua"
+# Ctrl-C: mpirun passes SIGINT on as the end of the job
+OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1 \
+    mpirun --oversubscribe -np 2 "$P" -e 'print("started") io.stdout:flush() local x = 0 while true do x = x + 1 end' \
+    >"$dir/int" 2>&1 &
+pid=$!
+i=0; while ! grep -q started "$dir/int" && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+kill -INT $pid
+i=0; while kill -0 $pid 2>/dev/null && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+if kill -0 $pid 2>/dev/null; then
+    echo "FAIL mpi_sigint_ends_the_job: still running 10 s after SIGINT"
+    kill -KILL $pid
+else
+    wait $pid; rc=$?
+    [ $rc != 0 ] && echo "PASS mpi_sigint_ends_the_job" || echo "FAIL mpi_sigint_ends_the_job: exit 0"
+fi
