@@ -2,8 +2,8 @@
 # mpi_chains.sh -- plume.infer under `mpirun -np 2` spreads the chains over the two ranks (each rank sends the
 # draws of its chains to the other: bytes_sent > 0) and writes a CSV identical, byte for byte, to that of one
 # plain process with the same seed: NUTS (4 chains), "auto" picking Gibbs and NUTS (4 chains), a composite
-# kernel of plume.kernel with 3 chains (blocks of unequal sizes, 2 + 1), and distribute = "none". Only rank 0
-# writes the file and prints.
+# kernel of plume.kernel with 3 chains (blocks of unequal sizes, 2 + 1), MH on a dynamic program (3 chains,
+# the CSV from the `output` option) and distribute = "none". Only rank 0 writes the file and prints.
 . tests/mpi.sh
 name=mpi_chains
 mpi_ready "$name" || exit 0
@@ -25,6 +25,13 @@ local mixsd = plume.model(function(m, y)
   local sigma = m:sample("sigma", D.lognormal(0, 0.5))
   for i = 1, #y do m:observe("y[" .. i .. "]", D.normal(mu, sigma * (1 + z)), y[i]) end
 end)
+-- dynamic: site 'extra' exists in some runs only (MH on traces)
+local dynamic = plume.model(function(m, y)
+  local k = m:sample("k", D.bernoulli(0.5))
+  local mu = m:sample("mu", D.normal(0, 3))
+  if k == 1 then mu = mu + m:sample("extra", D.normal(0, 1)) end
+  for i = 1, #y do m:observe("y" .. i, D.normal(mu, 1), y[i]) end
+end)
 local o = { samples = 150, warmup = 150, chains = 4, seed = 11 }
 local model = normal
 if how == "nuts" then o.method = "nuts"
@@ -32,13 +39,14 @@ elseif how == "auto" then model = mixsd
 elseif how == "kernel" then
   model, o.chains = mixsd, 3
   o.kernel = plume.kernel.cycle{ plume.kernel.gibbs{ sites = { "z", "mu" } }, plume.kernel.slice{ sites = { "sigma" } } }
+elseif how == "dynamic" then model, o.chains, o.output = dynamic, 3, out
 elseif how == "none" then o.method, o.distribute = "nuts", "none"
 end
 local post = plume.infer(model, ys, o)
-post:write_csv(out)
+if not o.output then post:write_csv(out) end
 print(how, "chains", post.chains, "sent", plume.mpi.bytes_sent() > 0)
 EOF
-for how in nuts auto kernel none; do
+for how in nuts auto kernel dynamic none; do
     "$P" "$dir/chains.lua" $how "$dir/one_$how.csv" >"$dir/one_$how.out" 2>&1 \
         || { echo "FAIL ${name}_$how: the one-process run failed: $(cat "$dir/one_$how.out")"; continue; }
     mpi_run 2 "$dir/chains.lua" $how "$dir/two_$how.csv" >"$dir/two_$how.out" 2>&1

@@ -26,6 +26,22 @@ local m = plume.model(function(m) m:sample("x", D.normal(0, 1)) end)
 plume.infer(m, nil, { method = "nuts", samples = 100, chains = 4, seed = 1 })
 print("not reached")
 EOF2
+# the error of chain 3 (of 3), which runs on rank 1, reaches rank 0 too: both raise it from plume.infer
+cat >"$dir/chain.lua" <<'EOF2'
+local D = plume.dist
+local m = plume.model(function(m)
+  local mu = m:sample("mu", D.normal(0, 1))
+  if mu > 100 then error("mu too big") end
+  if m:sample("k", D.bernoulli(0.5)) == 1 then m:sample("extra", D.normal(0, 1)) end
+end)
+local ok, err = pcall(plume.infer, m, nil, { method = "mh", samples = 50, chains = 3, seed = 1,
+  init = function(c) return { mu = c == 3 and 1000 or 0 } end })
+print(plume.mpi.rank, ok, err)
+EOF2
+out=$(PLUME_MPI_PRINT=all mpi_run 2 "$dir/chain.lua" 2>&1 | sort | tr '\n' '|')
+want="0	false	$dir/chain.lua:4: mu too big|1	false	$dir/chain.lua:4: mu too big|"
+[ "$out" = "$want" ] && echo "PASS mpi_chain_error_on_rank_1_raised_on_every_rank" \
+    || echo "FAIL mpi_chain_error_on_rank_1_raised_on_every_rank: $out"
 check() {  # name, expected stderr text, script args...
     name=$1 want=$2; shift 2
     mpi_run 2 "$@" >"$dir/out" 2>&1; rc=$?
