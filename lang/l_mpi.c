@@ -190,7 +190,26 @@ void plm_l_open_mpi(lua_State *L)
     lua_setfield(L, -2, "compiled");
     luaL_setfuncs(L, fns, 0);
     lua_setfield(L, -2, "mpi");
-    if (plm_comm_size() > 1) wrap(L, "os", "exit", mpi_exit);
+    if (plm_comm_size() > 1) {
+        /* One default stream for the whole job: without plume.seed it starts from rank 0's entropy on every
+        ** rank, so that calls without a seed draw the same seeds everywhere (chains spread over ranks must
+        ** come from one seed). The first state of the process is opened by every rank at the same point (the
+        ** command's, or an embedder's after plm_comm_init), which makes the broadcast safe; later states of
+        ** the process (chains' copies) keep their own streams. */
+        static int seeded;
+        if (!seeded) {
+            uint64_t seed = plm_rng_entropy_seed();
+            plm_ctx ctx;
+            plm_ctx_clear(&ctx);
+            seeded = 1;
+            if (plm_comm_bcast(&ctx, &seed, sizeof seed, 0) == PLM_OK) {
+                plm_rng *r = lua_newuserdatauv(L, sizeof *r, 0);
+                plm_rng_init(r, seed, 0);
+                lua_setfield(L, LUA_REGISTRYINDEX, "plume.rng");
+            }
+        }
+        wrap(L, "os", "exit", mpi_exit);
+    }
     if (plm_comm_rank() != 0) {
         static int started;   /* the process's stdout is silenced once, by the first state opened */
         const char *print = getenv("PLUME_MPI_PRINT");

@@ -19,3 +19,12 @@ if mpi_ready mpirun_np2_gives_ranks_0_and_1_of_2; then
     [ "$out" = "0	true 1	false after	0 " ] && echo "PASS mpirun_np2_print_all_on_and_off" \
         || echo "FAIL mpirun_np2_print_all_on_and_off: $out"
 fi
+if mpi_ready mpirun_np2_one_default_stream; then
+    # without plume.seed every rank draws the same numbers, and plume.infer without `seed` takes the same seed
+    # on every rank (its chains, spread over the ranks, come from one seed)
+    out=$(PLUME_MPI_PRINT=all mpi_run 2 -e 'local x = plume.dist.normal(0, 1):sample()
+        local m = plume.model(function(m) m:sample("x", plume.dist.normal(0, 1)) end)
+        local post = plume.infer(m, nil, { method = "nuts", samples = 10, chains = 2 })
+        print(x, post.seed)' 2>&1 | sort | uniq -c | wc -l)
+    [ "$out" = 1 ] && echo "PASS mpirun_np2_one_default_stream" || echo "FAIL mpirun_np2_one_default_stream: $out distinct lines"
+fi
