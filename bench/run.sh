@@ -45,3 +45,5 @@ echo "== smc_sampler: SMC samplers (tempering, waste-free; RW and HMC moves) vs 
 "$BUILD/plume" bench/smc_sampler.lua 20 2000
 echo "== twisted_smc: rejection vs plain SMC vs HMM-guided twisted SMC on a rare keyword constraint (Z ~ 3e-5), equal CPU time =="
 "$BUILD/plume" bench/twisted_smc.lua 3
+echo "== mpi_chains: plume.infer's chains (rats, NUTS) on 1 and 2 MPI ranks, one thread each; identical draws =="
+sh bench/mpi_chains.sh 4 1000

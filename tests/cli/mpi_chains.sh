@@ -1,6 +1,6 @@
 #!/bin/sh
 # mpi_chains.sh -- plume.infer under `mpirun -np 2` spreads the chains over the two ranks (each rank sends the
-# draws of its chains to the other: bytes_sent > 0) and writes a CSV identical, byte for byte, to that of one
+# draws of its chains to the other: bytes_sent grows during plume.infer) and writes a CSV identical, byte for byte, to that of one
 # plain process with the same seed: NUTS (4 chains), "auto" picking Gibbs and NUTS (4 chains), a composite
 # kernel of plume.kernel with 3 chains (blocks of unequal sizes, 2 + 1), MH on a dynamic program (3 chains,
 # the CSV from the `output` option) and distribute = "none". Only rank 0 writes the file and prints.
@@ -42,9 +42,11 @@ elseif how == "kernel" then
 elseif how == "dynamic" then model, o.chains, o.output = dynamic, 3, out
 elseif how == "none" then o.method, o.distribute = "nuts", "none"
 end
+local before = plume.mpi.bytes_sent()
 local post = plume.infer(model, ys, o)
+local sent = plume.mpi.bytes_sent() - before
 if not o.output then post:write_csv(out) end
-print(how, "chains", post.chains, "sent", plume.mpi.bytes_sent() > 0)
+print(how, "chains", post.chains, "sent", sent > 0)
 EOF
 for how in nuts auto kernel dynamic none; do
     "$P" "$dir/chains.lua" $how "$dir/one_$how.csv" >"$dir/one_$how.out" 2>&1 \
