@@ -7,7 +7,7 @@ local C, N = tonumber(arg[1]) or 4, tonumber(arg[2]) or 1000
 local R = dofile("bench/rats_common.lua")
 plume.mpi.barrier()
 local t0 = R.wall()
-local post = plume.infer(R.rats, R.data, { method = "nuts", samples = N, warmup = N, chains = C, seed = 1, threads = 1,
+local post = plume.infer(R.rats, R.data, { method = "nuts", samples = N, warmup = N, chains = C, seed = 1, threads = tonumber(arg[3]) or 1,
   quiet = true })
 local t = R.wall() - t0
 local sum = 0

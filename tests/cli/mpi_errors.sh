@@ -1,8 +1,9 @@
 #!/bin/sh
 # mpi_errors.sh -- under `mpirun -np 2` an error on one rank ends the whole job within seconds (exit non-zero,
 # never a hang), with that rank's number and message on stderr, also while the other rank waits for it in a
-# collective (a barrier, plume.infer's exchange of chains); SIGINT to mpirun (Ctrl-C) ends the job. A plain
-# plume's error message has no rank.
+# collective (a barrier, plume.infer's exchange of chains); a chain's error reaches every rank; SIGINT to mpirun
+# (Ctrl-C) ends the job; os.exit with a failure ends the job, with success only its rank. A plain plume's error
+# message has no rank.
 . tests/mpi.sh
 dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
@@ -72,3 +73,12 @@ else
     wait $pid; rc=$?
     [ $rc != 0 ] && echo "PASS mpi_sigint_ends_the_job" || echo "FAIL mpi_sigint_ends_the_job: exit 0"
 fi
+# os.exit: a failure on rank 1 ends the job while rank 0 waits; success on rank 0 lets rank 1 finish its script
+mpi_run 2 -e 'if plume.mpi.rank == 1 then os.exit(3) end plume.mpi.barrier() print("not reached")' >"$dir/out" 2>&1
+rc=$?
+[ $rc != 0 ] && [ $rc != 124 ] && ! grep -q "not reached" "$dir/out" && echo "PASS mpi_os_exit_failure_on_rank_1_ends_the_job" \
+    || echo "FAIL mpi_os_exit_failure_on_rank_1_ends_the_job: exit $rc: $(head -3 "$dir/out")"
+mpi_run 2 -e 'if plume.mpi.rank == 0 then os.exit(true) end io.stderr:write("rank 1 finished\n")' >"$dir/out" 2>&1
+rc=$?
+[ $rc = 0 ] && grep -q "rank 1 finished" "$dir/out" && echo "PASS mpi_os_exit_success_on_rank_0_lets_rank_1_finish" \
+    || echo "FAIL mpi_os_exit_success_on_rank_0_lets_rank_1_finish: exit $rc: $(head -3 "$dir/out")"
