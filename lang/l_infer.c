@@ -383,7 +383,18 @@ static void mh_ranks(lua_State *L, const program *pg, const options *o, plm_resu
     plm_ctx ctx;
     plm_status st = PLM_OK;
     int top0 = lua_gettop(L) - 2;   /* without the scratch of sizes and counts */
+    static const char *const what[6] = {"chains", "samples", "warmup", "thin", "seed", "seed"};
+    double agree[12] = {C, (double)o->samples, (double)o->warmup, (double)o->thin, (double)(o->seed >> 32),
+                        (double)(o->seed & 0xffffffffu)};
     plm_ctx_clear(&ctx);
+    /* every rank must run the same chains (a script that computes its options from the rank would not): else
+    ** all fail alike here, before the exchange could be mismatched */
+    for (j = 0; j < 6; j++) agree[6 + j] = -agree[j];
+    if ((st = plm_comm_allreduce(&ctx, agree, 12, PLM_COMM_MAX))) goto fail;
+    for (j = 0; j < 6; j++)
+        if (agree[j] != -agree[6 + j])
+            luaL_error(L, "%s: the ranks disagree on %s (from %f to %f): every rank must run the same chains", fn, what[j],
+                       (lua_Number)-agree[6 + j], (lua_Number)agree[j]);
     for (c = lo; c < hi; c++) {
         int lua_err = 0, init, top = lua_gettop(L);
         double acc = NAN;

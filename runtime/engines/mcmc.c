@@ -255,6 +255,26 @@ static plm_status share_chains(plm_ctx *ctx, chain_job *J, int chains, size_t ro
     return st;
 }
 
+/* Do the ranks agree on the run (a script that computes its options from plume.mpi.rank would not)? Else every
+** rank fails alike, before any chain runs, instead of meeting a mismatched exchange. */
+static plm_status same_run(plm_ctx *ctx, const plm_mcmc_opts *o, int dim, int width)
+{
+    enum { N = 8 };
+    double v[N] = {o->chains, (double)o->samples, (double)o->warmup, (double)o->thin, (double)(o->seed >> 32),
+                   (double)(o->seed & 0xffffffffu), dim, width}, b[2 * N];
+    static const char *const what[N] = {"chains", "samples", "warmup", "thin", "seed", "seed", "the coordinates",
+                                        "the columns"};
+    plm_status st;
+    int i;
+    for (i = 0; i < N; i++) b[i] = v[i], b[N + i] = -v[i];
+    if ((st = plm_comm_allreduce(ctx, b, 2 * N, PLM_COMM_MAX))) return st;
+    for (i = 0; i < N; i++)
+        if (b[i] != -b[N + i])
+            return plm_fail(ctx, PLM_EINVAL, "mcmc: the ranks disagree on %s (from %.17g to %.17g): every rank must run the "
+                            "same chains", what[i], -b[N + i], b[i]);
+    return PLM_OK;
+}
+
 static plm_status run(plm_ctx *ctx, const plm_target *t, const plm_kernel *k, const plm_mcmc_opts *o, int spread,
                       plm_draws **out, double *accept)
 {
@@ -295,6 +315,7 @@ static plm_status run(plm_ctx *ctx, const plm_target *t, const plm_kernel *k, co
         plm_parallel_for(o->threads, (size_t)o->chains, 1, chain_worker, &J);
     } else {
         int K = plm_comm_size(), r = plm_comm_rank();
+        if ((st = same_run(ctx, o, d, w))) goto done;
         J.lo = block_start(o->chains, r, K);
         plm_parallel_for(o->threads, (size_t)(block_start(o->chains, r + 1, K) - J.lo), 1, chain_worker, &J);
         /* every rank reaches this exchange, whatever its chains did: an error travels with the draws */

@@ -59,6 +59,7 @@ check mpi_error_on_rank_0_while_rank_1_waits_in_barrier "plume: rank 0: $dir/bar
 check mpi_error_on_rank_1_while_rank_0_samples_chains "plume: rank 1: $dir/infer.lua:2: rank 1 fails before sampling" \
     "$dir/infer.lua"
 # Ctrl-C: mpirun passes SIGINT on as the end of the job
+: >"$dir/int"
 OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1 \
     mpirun --oversubscribe -np 2 "$P" -e 'print("started") io.stdout:flush() local x = 0 while true do x = x + 1 end' \
     >"$dir/int" 2>&1 &
@@ -82,3 +83,18 @@ mpi_run 2 -e 'if plume.mpi.rank == 0 then os.exit(true) end io.stderr:write("ran
 rc=$?
 [ $rc = 0 ] && grep -q "rank 1 finished" "$dir/out" && echo "PASS mpi_os_exit_success_on_rank_0_lets_rank_1_finish" \
     || echo "FAIL mpi_os_exit_success_on_rank_0_lets_rank_1_finish: exit $rc: $(head -3 "$dir/out")"
+# ranks that run different chains (options computed from the rank) all fail alike, before any exchange: a static
+# program ("auto": the compiled chain driver) and a dynamic one (MH)
+for method in auto mh; do
+    out=$(PLUME_MPI_PRINT=all mpi_run 2 -e 'local m = plume.model(function(m)
+          if m:sample("k", plume.dist.bernoulli(0.5)) == 1 and "'$method'" == "mh" then
+            m:sample("x", plume.dist.normal(0, 1)) end end)
+        local ok, e = pcall(plume.infer, m, nil, { method = "'$method'" == "mh" and "mh" or "auto", samples = 10,
+          seed = 1, chains = 2 + plume.mpi.rank })
+        print(plume.mpi.rank, ok, e)' 2>&1 | sort | tr '\n' '|')
+    case "$out" in
+    "0	false	"*"the ranks disagree on chains (from 2"*"to 3"*"|1	false	"*"the ranks disagree on chains"*) 
+        echo "PASS mpi_ranks_disagreeing_on_chains_fail_alike_$method" ;;
+    *) echo "FAIL mpi_ranks_disagreeing_on_chains_fail_alike_$method: $out" ;;
+    esac
+done
