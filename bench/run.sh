@@ -47,3 +47,5 @@ echo "== twisted_smc: rejection vs plain SMC vs HMM-guided twisted SMC on a rare
 "$BUILD/plume" bench/twisted_smc.lua 3
 echo "== bffg_ips_vs_sir: the generic interacting-particle engine vs the SIR engine it replaced, SIR on a 10 x 10 grid =="
 BUILD="$BUILD" sh bench/bffg_ips_vs_sir.sh
+echo "== mpi_chains: plume.infer's chains (rats, NUTS) on 1 and 2 MPI ranks, one thread each; identical draws =="
+sh bench/mpi_chains.sh 4 1000

@@ -134,6 +134,7 @@ static int write_file(lua_State *L, int how)
     plm_status st;
     plm_ctx_clear(&ctx);
     checkmeta(L, how == OUT_CMDSTAN ? 4 : 3, &m);
+    if (!plm_l_mpi_writes(L, path)) return 0;   /* under mpirun, rank 0 writes */
     if (!(f = fopen(path, "w"))) return luaL_error(L, "%s: cannot open '%s' for writing", fn[how], path);
     st = how == OUT_CSV ? plm_draws_write_csv(&ctx, D, f)
        : how == OUT_CMDSTAN ? plm_draws_write_cmdstan(&ctx, D, chain, &m, f)

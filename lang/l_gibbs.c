@@ -110,7 +110,7 @@ int plm_l_infer_gibbs(lua_State *L, plm_gmodel *gm, const plm_l_infer_opts *o, c
     mo.seed = o->seed;
     mo.threads = threads;
     mo.init = u0;
-    st = plm_mcmc_run(&ctx, target, k, &mo, &U, &accept);
+    st = (o->local ? plm_mcmc_run_local : plm_mcmc_run)(&ctx, target, k, &mo, &U, &accept);
     t2 = plm_l_now();
     if (st == PLM_EINTR) {
         plm_interrupt_clear();

@@ -9,7 +9,9 @@
 #include "kernel_compose.h"
 
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 typedef plm_l_program program;
@@ -107,7 +109,8 @@ static int engine_independent(lua_State *L, const program *pg, const options *o,
     plm_l_progress_start(&pr, !o->quiet);
     R = plm_l_newresults(L, 1, weighted);
     if (plm_trace_new(&ctx, &tr)) return plm_l_fail(L, &ctx);
-    if (o->output && plm_results_stream(&ctx, R, o->output)) return plm_l_fail_in(L, &ctx, "plume.infer");
+    if (o->output && plm_l_mpi_writes(L, o->output) && plm_results_stream(&ctx, R, o->output))
+        return plm_l_fail_in(L, &ctx, "plume.infer");
     lw = plm_l_scratch(L, (size_t)o->samples * sizeof *lw);
     lua_createtable(L, (int)(o->samples < 1000000 ? o->samples : 1000000), 0);   /* return values */
     memset(&ex, 0, sizeof ex);
@@ -294,23 +297,214 @@ static int holds_lua(const plm_kernel *k)
     return 0;
 }
 
+
+/* ---- MH chains spread over the ranks of an MPI job ---- */
+
+/* A growing byte buffer (malloc'd); oom is set by a failed append, which then appends nothing. */
+typedef struct blob {
+    char *p;
+    size_t n, cap;
+    int oom;
+} blob;
+
+static void put(blob *b, const void *p, size_t n)
+{
+    if (b->oom) return;
+    if (b->n + n > b->cap) {
+        size_t nc = (b->n + n) * 2 + 256;
+        char *q = realloc(b->p, nc);
+        if (!q) {
+            b->oom = 1;
+            return;
+        }
+        b->p = q, b->cap = nc;
+    }
+    memcpy(b->p + b->n, p, n);
+    b->n += n;
+}
+
+static void put_i64(blob *b, int64_t v) { put(b, &v, sizeof v); }
+
+static int64_t get_i64(const char **p)
+{
+    int64_t v;
+    memcpy(&v, *p, sizeof v);
+    *p += sizeof v;
+    return v;
+}
+
+/* One chain as bytes: status, message, accept rate, the trace kernel's mean diagnostics, then the draws table
+** (columns by name, then per draw its values, log weight and log density). */
+static void put_chain(blob *b, const options *o, int c, plm_status st, const char *msg, double accept,
+                      const plm_draws *D)
+{
+    int j, nc = D ? plm_draws_ncols(D) : 0, nextra = o->trace_kernel && o->extra_mean ? o->trace_kernel->ops->nextra : 0;
+    size_t k, len = D ? plm_draws_len(D, 0) : 0;
+    const double *lw = D ? plm_draws_logw(D, 0) : NULL, *lp = D ? plm_draws_lp(D, 0) : NULL;
+    put_i64(b, st);
+    put_i64(b, (int64_t)strlen(msg));
+    put(b, msg, strlen(msg));
+    put(b, &accept, sizeof accept);
+    put_i64(b, nextra);
+    if (nextra) put(b, o->extra_mean + (size_t)c * (size_t)nextra, (size_t)nextra * sizeof(double));
+    put_i64(b, nc);
+    for (j = 0; j < nc; j++) {
+        const char *name = plm_draws_name(D, j);
+        put_i64(b, (int64_t)strlen(name));
+        put(b, name, strlen(name));
+    }
+    put_i64(b, (int64_t)len);
+    for (j = 0; j < nc; j++) put(b, plm_draws_chain(D, j, 0), len * sizeof(double));
+    for (k = 0; k < len; k++) {
+        double w = lw ? lw[k] : 0, l = lp ? lp[k] : NAN;
+        put(b, &w, sizeof w);
+        put(b, &l, sizeof l);
+    }
+}
+
+/* Rank r runs the chains [r C / K, (r + 1) C / K) on this state, one after the other, each into a table of its
+** own; the chains are then exchanged (plm_comm_allgatherv) and merged into R chain by chain, as one state
+** running them all in order would have recorded them, on every rank. A failure -- an error of the program, an
+** interrupt -- travels with the draws, so that every rank raises the same error, that of the lowest-numbered
+** failing chain (as a string). Collective: every rank calls it. */
+static void mh_ranks(lua_State *L, const program *pg, const options *o, plm_results *R, plm_l_progress *pr,
+                     double *accept_rate, int inits)
+{
+    const char *fn = "plume.infer";
+    int K = plm_comm_size(), me = plm_comm_rank(), C = o->chains, c, r, j, base;
+    int lo = (int)((long long)C * me / K), hi = (int)((long long)C * (me + 1) / K);
+    blob b = {NULL, 0, 0, 0};
+    uint64_t mine, *sizes = plm_l_scratch(L, (size_t)K * sizeof *sizes);
+    size_t *counts = plm_l_scratch(L, (size_t)K * sizeof *counts), total = 0;
+    char *all;
+    const char *p;
+    plm_draws *D = plm_results_draws(R);
+    double *row = NULL;
+    plm_ctx ctx;
+    plm_status st = PLM_OK;
+    int top0 = lua_gettop(L) - 2;   /* without the scratch of sizes and counts */
+    static const char *const what[6] = {"chains", "samples", "warmup", "thin", "seed", "seed"};
+    double agree[12] = {C, (double)o->samples, (double)o->warmup, (double)o->thin, (double)(o->seed >> 32),
+                        (double)(o->seed & 0xffffffffu)};
+    plm_ctx_clear(&ctx);
+    /* every rank must run the same chains (a script that computes its options from the rank would not): else
+    ** all fail alike here, before the exchange could be mismatched */
+    for (j = 0; j < 6; j++) agree[6 + j] = -agree[j];
+    if ((st = plm_comm_allreduce(&ctx, agree, 12, PLM_COMM_MAX))) goto fail;
+    for (j = 0; j < 6; j++)
+        if (agree[j] != -agree[6 + j])
+            luaL_error(L, "%s: the ranks disagree on %s (from %f to %f): every rank must run the same chains", fn, what[j],
+                       (lua_Number)-agree[6 + j], (lua_Number)agree[j]);
+    for (c = lo; c < hi; c++) {
+        int lua_err = 0, init, top = lua_gettop(L);
+        double acc = NAN;
+        plm_ctx cc;
+        plm_results *Rc = plm_l_newresults(L, 1, 0);
+        plm_status cs;
+        const char *msg = "";
+        plm_ctx_clear(&cc);
+        lua_rawgeti(L, inits, c + 1);
+        init = lua_istable(L, -1) ? lua_gettop(L) : 0;
+        cs = plm_l_mh_chain(L, pg, o, c, Rc, 0, pr, init, &cc, &acc, &lua_err);
+        if (lua_err) msg = luaL_tolstring(L, -1, NULL), cs = PLM_ERUNTIME;
+        else if (cs) msg = cc.msg;
+        put_chain(&b, o, c, cs, msg, acc, cs ? NULL : plm_results_draws(Rc));
+        lua_settop(L, top);
+        if (cs) break;   /* later chains of this rank cannot matter: this one's error comes first */
+    }
+    if (b.oom) {
+        free(b.p);
+        luaL_error(L, "%s: out of memory", fn);
+    }
+    /* two exchanges: how many bytes each rank has, then the bytes */
+    mine = b.n;
+    if ((st = plm_comm_allgather(&ctx, &mine, sizeof mine, sizes))) goto fail;
+    for (r = 0; r < K; r++) counts[r] = (size_t)sizes[r], total += counts[r];
+    all = plm_l_scratch(L, total + 1);
+    if ((st = plm_comm_allgatherv(&ctx, b.p, counts, all))) goto fail;
+    free(b.p);
+    b.p = NULL;
+    p = all;
+    base = lua_gettop(L);
+    for (c = 0; c < C && p < all + total; c++) {
+        plm_status cs = (plm_status)get_i64(&p);
+        int64_t ml = get_i64(&p), nextra, nc, len, k;
+        int *map, nd;
+        const char *vals;
+        lua_settop(L, base);   /* the scratch of the chain before */
+        if (cs) {
+            lua_pushlstring(L, p, (size_t)ml);
+            if (cs == PLM_EINTR) {
+                plm_interrupt_clear();
+                luaL_error(L, "%s: interrupted", fn);
+            }
+            if (cs == PLM_ERUNTIME) lua_error(L);   /* the program's error, as that rank raised it */
+            luaL_error(L, "%s: %s", fn, lua_tostring(L, -1));
+        }
+        p += ml;
+        memcpy(&accept_rate[c], p, sizeof(double));
+        p += sizeof(double);
+        nextra = get_i64(&p);
+        if (nextra) memcpy(o->extra_mean + (size_t)c * (size_t)nextra, p, (size_t)nextra * sizeof(double));
+        p += nextra * (int64_t)sizeof(double);
+        nc = get_i64(&p);
+        map = plm_l_scratch(L, (size_t)(nc + 1) * sizeof *map);
+        for (j = 0; j < nc; j++) {
+            int64_t nl = get_i64(&p);
+            lua_pushlstring(L, p, (size_t)nl);
+            p += nl;
+            if ((map[j] = plm_draws_col(D, lua_tostring(L, -1), 1)) < 0) luaL_error(L, "%s: out of memory", fn);
+            lua_pop(L, 1);
+        }
+        len = get_i64(&p);
+        vals = p;   /* nc columns of len doubles (not aligned: read by memcpy) */
+        p += nc * len * (int64_t)sizeof(double);
+        nd = plm_draws_ncols(D);
+        row = plm_l_scratch(L, (size_t)(nd + 1) * sizeof *row);
+        for (k = 0; k < len; k++) {
+            double w, l;
+            for (j = 0; j < nd; j++) row[j] = NAN;
+            for (j = 0; j < nc; j++)
+                memcpy(&row[map[j]], vals + ((size_t)j * (size_t)len + (size_t)k) * sizeof(double), sizeof(double));
+            memcpy(&w, p, sizeof w);
+            memcpy(&l, p + sizeof w, sizeof l);
+            p += 2 * sizeof(double);
+            if ((st = plm_draws_push_lp(&ctx, D, c, row, nd, w, l))) goto fail;
+        }
+    }
+    lua_settop(L, top0);
+    return;
+fail:
+    free(b.p);
+    plm_l_fail_in(L, &ctx, fn);
+}
+
 static int engine_mh(lua_State *L, const program *pg, const options *o)
 {
     plm_ctx ctx;
     plm_results *R;
     plm_l_progress pr;
     double *accept_rate;
-    int c, done = 0, inits;
+    int c, done = 0, inits, ranks = plm_comm_size() > 1 && !o->local;
     plm_ctx_clear(&ctx);
     plm_l_progress_start(&pr, !o->quiet);
     R = plm_l_newresults(L, o->chains, 0);
-    if (o->output && plm_results_stream(&ctx, R, o->output)) return plm_l_fail_in(L, &ctx, "plume.infer");
+    if (o->output && !ranks && plm_results_stream(&ctx, R, o->output)) return plm_l_fail_in(L, &ctx, "plume.infer");
     accept_rate = plm_l_scratch(L, (size_t)o->chains * sizeof(double));
     inits = push_inits(L, o);
     /* several threads: chains on their own Lua states (not with `output`, which streams draws in order) */
     /* (a kernel holding Lua functions runs on this state: they cannot be copied with their upvalues; the C
     ** trace kernels are shared, read-only, by the chains' states) */
-    if (o->threads > 1 && o->chains > 1 && !o->output && !(o->trace_kernel && holds_lua(o->trace_kernel)))
+    if (ranks) {
+        /* under mpirun: the chains spread over the ranks; rank 0 writes `output` whole at the end */
+        mh_ranks(L, pg, o, R, &pr, accept_rate, inits);
+        if (o->output && plm_l_mpi_writes(L, o->output)) {
+            FILE *f = fopen(o->output, "w");
+            plm_status st = f ? plm_draws_write_csv(&ctx, plm_results_draws(R), f) : PLM_EIO;
+            if (!f || fclose(f) || st) return luaL_error(L, "plume.infer: writing '%s' failed", o->output);
+        }
+        done = 1;
+    } else if (o->threads > 1 && o->chains > 1 && !o->output && !(o->trace_kernel && holds_lua(o->trace_kernel)))
         done = plm_l_mh_parallel(L, pg, o, R, accept_rate, inits);
     for (c = 0; !done && c < o->chains; c++) {
         int lua_err, init;
@@ -350,7 +544,8 @@ static int engine_mh(lua_State *L, const program *pg, const options *o)
 /* ---- plume.infer ---- */
 
 static const char *const option_names[] = {"method", "samples", "warmup", "chains", "seed", "threads", "quiet", "output",
-                                           "init", "thin", "delta", "max_depth", "dense", "steps", "kernel", NULL};
+                                           "init", "thin", "delta", "max_depth", "dense", "steps", "kernel",
+                                           "distribute", NULL};
 static const char *const static_only[] = {"delta", "max_depth", "dense", "steps", NULL};
 
 /* Is the value at idx an object whose metatable is named `name` (plume.model, plume.args)? */
@@ -437,6 +632,13 @@ static int l_infer(lua_State *L)
     o.seed = plm_l_seed(L, opts, fn);
     o.output = plm_l_optstr(L, opts, fn, "output", NULL);
     o.thin = (long)plm_l_optint(L, opts, fn, "thin", 1);
+    {
+        /* under mpirun: "chains" spreads the chains over the ranks (plm_mcmc_run), "none" runs all on each */
+        const char *d = plm_l_optstr(L, opts, fn, "distribute", "chains");
+        if (strcmp(d, "chains") != 0 && strcmp(d, "none") != 0)
+            return luaL_error(L, "%s: option 'distribute' must be \"chains\" or \"none\" (got \"%s\")", fn, d);
+        o.local = strcmp(d, "none") == 0;
+    }
     o.init = 0;
     if (opts && lua_getfield(L, opts, "init") != LUA_TNIL) {
         if (!lua_istable(L, -1) && !lua_isfunction(L, -1))

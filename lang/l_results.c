@@ -132,6 +132,7 @@ void plm_l_check_interrupt(lua_State *L, const char *fn)
 int plm_l_quiet_default(lua_State *L, int mod)
 {
     int q;
+    if (!plm_l_mpi_chatty()) return 1;   /* ranks other than 0 under mpirun */
     if (lua_type(L, mod) != LUA_TTABLE) return 0;
     lua_getfield(L, mod, "quiet");
     q = lua_toboolean(L, -1);

@@ -640,7 +640,7 @@ int plm_l_infer_static(lua_State *L, const plm_l_program *pg, const plm_l_infer_
     u0 = plm_l_scratch(L, (size_t)o->chains * (size_t)gm->dim * sizeof *u0);
     static_inits(L, gm, o, u0);
     mo.init = u0;
-    st = plm_mcmc_run(&ctx, target, k, &mo, &U, &accept);
+    st = (o->local ? plm_mcmc_run_local : plm_mcmc_run)(&ctx, target, k, &mo, &U, &accept);
     t2 = plm_l_now();
     if (st == PLM_EINTR) {
         plm_interrupt_clear();
@@ -906,7 +906,7 @@ static int l_graph_tostring(lua_State *L)
 
 int plm_l_static_finish(lua_State *L, plm_results *R, plm_draws *U, const char *output, const char *fn)
 {
-    if (output) {
+    if (output && plm_l_mpi_writes(L, output)) {   /* under mpirun, rank 0 writes */
         plm_ctx ctx;
         plm_status st;
         FILE *f = fopen(output, "w");

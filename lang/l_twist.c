@@ -728,6 +728,7 @@ static int l_twist_save(lua_State *L)
     plm_ctx ctx;
     plm_ctx_clear(&ctx);
     if (tw->kind == TW_FUNC) return luaL_error(L, "twist:save: function twists cannot be saved (they are Lua code)");
+    if (!plm_l_mpi_writes(L, path)) return 0;   /* under mpirun, rank 0 writes */
     if (tw->kind == TW_NET ? plm_twistnet_save(&ctx, tw->net, path) : plm_hmmguide_save(&ctx, tw->g, path))
         return plm_l_fail_as(L, &ctx, "twist:save");
     return 0;

@@ -23,6 +23,7 @@ typedef struct plm_l_infer_opts {
     const struct plm_kernel *trace_kernel;   /* option `kernel` on a dynamic program, other than a plain
                                              ** plume.kernel.mh (l_kernel.c); NULL: the trace MH on mh_sites */
     double *extra_mean;       /* with trace_kernel: chains x its nextra, each chain's mean diagnostics */
+    int local;                /* distribute = "none": under mpirun every rank runs every chain (plm_mcmc_opts) */
 } plm_l_infer_opts;
 
 /* Run MH chain c of pg on L (runtime/mh_trace.h), its kept draws recorded as chain rec_chain of R, with the

@@ -93,4 +93,10 @@ uint64_t plm_l_default_seed(lua_State *L);
 int plm_l_threads(lua_State *L, int opts, const char *fn);
 unsigned long long plm_l_seed(lua_State *L, int opts, const char *fn);
 
+/* Under mpirun (l_mpi.c): may this process write the file path (1 on rank 0, and for names os.tmpname gave this
+** process; 0 elsewhere: plume's writers then skip the file)? Is it to show progress lines (0 on ranks other than
+** 0 unless plume.mpi.print_all)? */
+int plm_l_mpi_writes(lua_State *L, const char *path);
+int plm_l_mpi_chatty(void);
+
 #endif

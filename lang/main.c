@@ -83,7 +83,10 @@ static int report(lua_State *L, int status)
 {
     if (status != LUA_OK) {
         const char *msg = lua_tostring(L, -1);
-        fprintf(stderr, "%s: %s\n", progname, msg ? msg : "(error)");
+        if (plm_comm_size() > 1)   /* under mpirun: which rank failed */
+            fprintf(stderr, "%s: rank %d: %s\n", progname, plm_comm_rank(), msg ? msg : "(error)");
+        else
+            fprintf(stderr, "%s: %s\n", progname, msg ? msg : "(error)");
         fflush(stderr);
         lua_pop(L, 1);
     }
@@ -317,6 +320,9 @@ int main(int argc, char **argv)
                 status = run_script(L, "-", argv, argc, argc - 1);
         }
     }
+    /* under mpirun an error on one rank ends every rank: the others may be waiting for this one in a collective
+    ** (plume.infer's exchange of chains), which would never return */
+    if (status != LUA_OK && plm_comm_size() > 1) plm_comm_abort(1);
     if (status == LUA_OK && interactive) repl(L);
     plm_close(P);
     plm_comm_finalize();

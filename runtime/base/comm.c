@@ -2,6 +2,7 @@
 #include "comm.h"
 
 #include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -70,6 +71,7 @@ void plm_comm_finalize(void)
 
 void plm_comm_abort(int code)
 {
+    fflush(NULL);   /* what this rank printed so far is kept */
 #ifdef PLM_MPI
     if (joined && size_ > 1) MPI_Abort(MPI_COMM_WORLD, code);
 #endif
@@ -226,6 +228,53 @@ plm_status plm_comm_gatherv(plm_ctx *ctx, const void *send, const size_t *counts
     return st;
 #else
     (void)ctx, (void)root;
+    return PLM_OK;
+#endif
+}
+
+plm_status plm_comm_allgatherv(plm_ctx *ctx, const void *send, const size_t *counts, void *recv)
+{
+    size_t mine = 0;
+    int r;
+    for (r = 0; r < rank_; r++) mine += counts[r];
+    if (!multi()) {
+        if (send && counts[0]) memmove(recv, send, counts[0]);
+        return PLM_OK;
+    }
+#ifdef PLM_MPI
+    size_t total = 0;
+    for (r = 0; r < size_; r++) total += counts[r];
+    if (total <= INT_MAX) {
+        int *ci = malloc(2 * (size_t)size_ * sizeof *ci);
+        plm_status st;
+        if (!ci) return plm_fail(ctx, PLM_ENOMEM, "mpi: out of memory");
+        st = ints(ctx, "allgatherv", counts, NULL, ci, ci + size_);
+        if (st == PLM_OK) {
+            int rc = MPI_Allgatherv(send ? send : MPI_IN_PLACE, ci[rank_], MPI_BYTE, recv, ci, ci + size_, MPI_BYTE,
+                                    MPI_COMM_WORLD);
+            if (rc != MPI_SUCCESS) st = mpierr(ctx, "allgatherv", rc);
+        }
+        free(ci);
+        if (st) return st;
+    } else {
+        /* beyond int counts: each rank's part is broadcast from it, in pieces of at most 1 GiB, which needs no
+        ** displacement to fit an int */
+        size_t off = 0, piece = (size_t)1 << 30;
+        if (send && counts[rank_]) memmove((char *)recv + mine, send, counts[rank_]);
+        for (r = 0; r < size_; r++) {
+            size_t done;
+            for (done = 0; done < counts[r]; done += piece) {
+                size_t n = counts[r] - done < piece ? counts[r] - done : piece;
+                int rc = MPI_Bcast((char *)recv + off + done, (int)n, MPI_BYTE, r, MPI_COMM_WORLD);
+                if (rc != MPI_SUCCESS) return mpierr(ctx, "allgatherv", rc);
+            }
+            off += counts[r];
+        }
+    }
+    sent += (uint64_t)counts[rank_] * (uint64_t)(size_ - 1);
+    return PLM_OK;
+#else
+    (void)ctx, (void)mine;
     return PLM_OK;
 #endif
 }

@@ -47,6 +47,10 @@ plm_status plm_comm_allgather(plm_ctx *ctx, const void *send, size_t bytes, void
 /* Rank r sends counts[r] bytes (counts: size entries, the same on every rank); on root, recv receives them in
 ** rank order (the sum of counts bytes); other ranks pass recv NULL. */
 plm_status plm_comm_gatherv(plm_ctx *ctx, const void *send, const size_t *counts, void *recv, int root);
+/* Rank r contributes counts[r] bytes (counts: size entries, the same on every rank) and every rank receives all
+** of them in rank order into recv (the sum of counts bytes). send NULL: this rank's part already lies in place in
+** recv (at the sum of counts[0..rank-1]). No size limit: transfers beyond MPI's int counts are made in pieces. */
+plm_status plm_comm_allgatherv(plm_ctx *ctx, const void *send, const size_t *counts, void *recv);
 /* Personalised exchange: this rank sends scounts[r] bytes starting at send + sdispl[r] to rank r and receives
 ** rcounts[r] bytes from rank r at recv + rdispl[r] (size entries each; the part for itself is copied). */
 plm_status plm_comm_alltoallv(plm_ctx *ctx, const void *send, const size_t *scounts, const size_t *sdispl,

@@ -7,6 +7,7 @@
 #include <gsl/gsl_errno.h>
 
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -190,6 +191,12 @@ void plm_unroot(long handle)
 
 int plm_default_threads(void)
 {
-    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    long n = sysconf(_SC_NPROCESSORS_ONLN), online = n;
+    const char *local = getenv("OMPI_COMM_WORLD_LOCAL_SIZE");
+    cpu_set_t set;
+    /* the cores this process may run on (mpirun binds ranks to cores, taskset and cgroups restrict them) */
+    if (sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) > 0) n = CPU_COUNT(&set);
+    /* an unbound rank of Open MPI's mpirun shares the node's cores with the other ranks there */
+    if (n == online && local && atol(local) > 1) n /= atol(local);
     return n > 0 ? (int)n : 1;
 }

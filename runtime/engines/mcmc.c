@@ -1,5 +1,6 @@
 /* mcmc.c -- the chain driver and the random-walk Metropolis kernel. */
 #include "mcmc.h"
+#include "comm.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -145,6 +146,7 @@ typedef struct chain_job {
     long *kept;            /* per chain */
     plm_status *st;        /* per chain */
     plm_ctx *ctx;          /* per chain */
+    int lo;                /* the first chain this rank runs (see plm_mcmc_run) */
 } chain_job;
 
 static plm_status chain_start(const chain_job *J, int c, void *ws, plm_rng *r, double *u, double *lp)
@@ -217,11 +219,64 @@ static void chain_worker(void *arg, size_t begin, size_t end, int worker)
     chain_job *J = arg;
     size_t c;
     (void)worker;
-    for (c = begin; c < end; c++) J->st[c] = run_chain(J, (int)c);
+    for (c = begin; c < end; c++) J->st[J->lo + c] = run_chain(J, J->lo + (int)c);
 }
 
-plm_status plm_mcmc_run(plm_ctx *ctx, const plm_target *t, const plm_kernel *k, const plm_mcmc_opts *o,
-                        plm_draws **out, double *accept)
+/* The first chain of rank r when chains are spread over ranks: blocks of consecutive chains, sizes differing by
+** at most one. */
+static int block_start(int chains, int r, int ranks)
+{
+    return (int)((long long)chains * r / ranks);
+}
+
+/* Every rank gets the kept draws, counts and errors of the chains the other ranks ran: each array of J is
+** gathered in place, rank r's block of chains from rank r. */
+static plm_status share_chains(plm_ctx *ctx, chain_job *J, int chains, size_t row)
+{
+    int K = plm_comm_size(), r;
+    size_t *counts = malloc((size_t)K * sizeof *counts);
+    plm_status st = PLM_OK;
+    struct {
+        void *base;
+        size_t size;
+    } part[4];
+    int i;
+    if (!counts) return plm_fail(ctx, PLM_ENOMEM, "mcmc: out of memory");
+    part[0].base = J->vals, part[0].size = row;   /* a chain's whole slot: samples rows, of which kept are set */
+    part[1].base = J->kept, part[1].size = sizeof *J->kept;
+    part[2].base = J->st, part[2].size = sizeof *J->st;
+    part[3].base = J->ctx, part[3].size = sizeof *J->ctx;
+    for (i = 0; i < 4 && st == PLM_OK; i++) {
+        for (r = 0; r < K; r++)
+            counts[r] = (size_t)(block_start(chains, r + 1, K) - block_start(chains, r, K)) * part[i].size;
+        st = plm_comm_allgatherv(ctx, NULL, counts, part[i].base);
+    }
+    free(counts);
+    return st;
+}
+
+/* Do the ranks agree on the run (a script that computes its options from plume.mpi.rank would not)? Else every
+** rank fails alike, before any chain runs, instead of meeting a mismatched exchange. */
+static plm_status same_run(plm_ctx *ctx, const plm_mcmc_opts *o, int dim, int width)
+{
+    enum { N = 8 };
+    double v[N] = {o->chains, (double)o->samples, (double)o->warmup, (double)o->thin, (double)(o->seed >> 32),
+                   (double)(o->seed & 0xffffffffu), dim, width}, b[2 * N];
+    static const char *const what[N] = {"chains", "samples", "warmup", "thin", "seed", "seed", "the coordinates",
+                                        "the columns"};
+    plm_status st;
+    int i;
+    for (i = 0; i < N; i++) b[i] = v[i], b[N + i] = -v[i];
+    if ((st = plm_comm_allreduce(ctx, b, 2 * N, PLM_COMM_MAX))) return st;
+    for (i = 0; i < N; i++)
+        if (b[i] != -b[N + i])
+            return plm_fail(ctx, PLM_EINVAL, "mcmc: the ranks disagree on %s (from %.17g to %.17g): every rank must run the "
+                            "same chains", what[i], -b[N + i], b[i]);
+    return PLM_OK;
+}
+
+static plm_status run(plm_ctx *ctx, const plm_target *t, const plm_kernel *k, const plm_mcmc_opts *o, int spread,
+                      plm_draws **out, double *accept)
 {
     chain_job J;
     plm_draws *D;
@@ -256,7 +311,16 @@ plm_status plm_mcmc_run(plm_ctx *ctx, const plm_target *t, const plm_kernel *k, 
     plm_draws_col(D, "lp__", 1);
     plm_draws_col(D, "accept_stat__", 1);
     for (i = 0; i < k->ops->nextra; i++) plm_draws_col(D, k->ops->extra_names[i], 1);
-    plm_parallel_for(o->threads, (size_t)o->chains, 1, chain_worker, &J);
+    if (!spread || plm_comm_size() == 1) {
+        plm_parallel_for(o->threads, (size_t)o->chains, 1, chain_worker, &J);
+    } else {
+        int K = plm_comm_size(), r = plm_comm_rank();
+        if ((st = same_run(ctx, o, d, w))) goto done;
+        J.lo = block_start(o->chains, r, K);
+        plm_parallel_for(o->threads, (size_t)(block_start(o->chains, r + 1, K) - J.lo), 1, chain_worker, &J);
+        /* every rank reaches this exchange, whatever its chains did: an error travels with the draws */
+        if ((st = share_chains(ctx, &J, o->chains, (size_t)o->samples * (size_t)w * sizeof *J.vals))) goto done;
+    }
     /* the draws of every chain go in, also when some failed or were interrupted: what was made is kept */
     for (c = 0; c < o->chains; c++) {
         const double *row = J.vals + (size_t)c * (size_t)o->samples * (size_t)w;
@@ -282,4 +346,16 @@ done:
     free(J.st);
     free(J.ctx);
     return st;
+}
+
+plm_status plm_mcmc_run(plm_ctx *ctx, const plm_target *t, const plm_kernel *k, const plm_mcmc_opts *o,
+                        plm_draws **out, double *accept)
+{
+    return run(ctx, t, k, o, 1, out, accept);
+}
+
+plm_status plm_mcmc_run_local(plm_ctx *ctx, const plm_target *t, const plm_kernel *k, const plm_mcmc_opts *o,
+                              plm_draws **out, double *accept)
+{
+    return run(ctx, t, k, o, 0, out, accept);
 }

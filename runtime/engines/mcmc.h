@@ -60,8 +60,17 @@ typedef struct plm_mcmc_opts {
 ** then "lp__", "accept_stat__" and the kernel's extra diagnostics. *accept receives the mean statistic over kept iterations (may be NULL).
 ** Errors: PLM_EINVAL for bad options; PLM_EDEAD when a chain finds no point of finite density (the message
 ** names the chain); PLM_EINTR when interrupted (every chain stops within one iteration; *out then holds the
-** draws made so far); a kernel's error from the lowest-numbered failing chain. */
+** draws made so far); a kernel's error from the lowest-numbered failing chain.
+**
+** Ranks: in a job of K ranks (comm.h), rank r runs the chains [r C / K, (r + 1) C / K) (on
+** its threads) and the draws, kept counts and errors of all chains are then exchanged (plm_comm_allgatherv), so
+** that every rank returns the same draws table, status and message -- those of a one-process run, byte for byte,
+** since chain c's stream depends only on (seed, c). The call is then collective: every rank must make it, with
+** the same options. */
 plm_status plm_mcmc_run(plm_ctx *ctx, const plm_target *t, const plm_kernel *k, const plm_mcmc_opts *o,
                         plm_draws **out, double *accept);
+/* The same with every chain run by this process, whatever the ranks: not collective. */
+plm_status plm_mcmc_run_local(plm_ctx *ctx, const plm_target *t, const plm_kernel *k, const plm_mcmc_opts *o,
+                              plm_draws **out, double *accept);
 
 #endif

@@ -102,6 +102,8 @@ function Fig:render()
   -- in text the curves overwrite a key drawn inside the frame (draws that fill it hide "chain 2"): below it
   head[#head + 1] = file and "set key top right" or "set key below horizontal"
   local script = table.concat(head, "\n") .. "\n" .. table.concat(self.lines, "\n") .. "\n"
+  -- under mpirun rank 0 writes plot files (text plots are made everywhere: only rank 0's stdout shows them)
+  if file and not plume.mpi.is_root then return file end
   local sfile, efile = os.tmpname(), os.tmpname()
   local fh = assert(io.open(sfile, "w"))
   fh:write(script)
