@@ -84,14 +84,16 @@ rc=$?
 [ $rc = 0 ] && grep -q "rank 1 finished" "$dir/out" && echo "PASS mpi_os_exit_success_on_rank_0_lets_rank_1_finish" \
     || echo "FAIL mpi_os_exit_success_on_rank_0_lets_rank_1_finish: exit $rc: $(head -3 "$dir/out")"
 # ranks that run different chains (options computed from the rank) all fail alike, before any exchange: a static
-# program ("auto": the compiled chain driver) and a dynamic one (MH)
+# program ("auto": the compiled chain driver) and a dynamic one (MH). Each rank writes its line in one call: the
+# pieces of a print can interleave with the other rank's.
 for method in auto mh; do
     out=$(PLUME_MPI_PRINT=all mpi_run 2 -e 'local m = plume.model(function(m)
           if m:sample("k", plume.dist.bernoulli(0.5)) == 1 and "'$method'" == "mh" then
             m:sample("x", plume.dist.normal(0, 1)) end end)
         local ok, e = pcall(plume.infer, m, nil, { method = "'$method'" == "mh" and "mh" or "auto", samples = 10,
           seed = 1, chains = 2 + plume.mpi.rank })
-        print(plume.mpi.rank, ok, e)' 2>&1 | sort | tr '\n' '|')
+        io.write(string.format("%d\t%s\t%s\n", plume.mpi.rank, tostring(ok), tostring(e))) io.flush()' 2>&1 |
+        sort | tr '\n' '|')
     case "$out" in
     "0	false	"*"the ranks disagree on chains (from 2"*"to 3"*"|1	false	"*"the ranks disagree on chains"*) 
         echo "PASS mpi_ranks_disagreeing_on_chains_fail_alike_$method" ;;
