@@ -207,6 +207,30 @@ static plm_status ints(plm_ctx *ctx, const char *what, const size_t *c, const si
 }
 #endif
 
+plm_status plm_comm_allgatherv(plm_ctx *ctx, const void *send, const size_t *counts, void *recv)
+{
+    if (!multi()) {
+        if (send && counts[0]) memmove(recv, send, counts[0]);
+        return PLM_OK;
+    }
+#ifdef PLM_MPI
+    int *ci = malloc(2 * (size_t)size_ * sizeof *ci);
+    if (!ci) return plm_fail(ctx, PLM_ENOMEM, "mpi: out of memory");
+    plm_status st = ints(ctx, "allgatherv", counts, NULL, ci, ci + size_);
+    if (st == PLM_OK) {
+        int rc = MPI_Allgatherv(send ? send : MPI_IN_PLACE, ci[rank_], MPI_BYTE, recv, ci, ci + size_, MPI_BYTE,
+                                MPI_COMM_WORLD);
+        if (rc != MPI_SUCCESS) st = mpierr(ctx, "allgatherv", rc);
+        else sent += (uint64_t)counts[rank_] * (uint64_t)(size_ - 1);
+    }
+    free(ci);
+    return st;
+#else
+    (void)ctx;
+    return PLM_OK;
+#endif
+}
+
 plm_status plm_comm_gatherv(plm_ctx *ctx, const void *send, const size_t *counts, void *recv, int root)
 {
     if (!multi()) {

@@ -44,6 +44,10 @@ plm_status plm_comm_exscan(plm_ctx *ctx, double x, double *out);
 plm_status plm_comm_bcast(plm_ctx *ctx, void *buf, size_t bytes, int root);
 /* Every rank sends bytes from send; recv (size * bytes) receives them in rank order, on every rank. */
 plm_status plm_comm_allgather(plm_ctx *ctx, const void *send, size_t bytes, void *recv);
+/* Rank r contributes counts[r] bytes (counts: size entries, the same on every rank); every rank receives them
+** all in rank order in recv (the sum of counts bytes). send NULL: this rank's part is already in place in recv
+** (at the sum of the counts before it). */
+plm_status plm_comm_allgatherv(plm_ctx *ctx, const void *send, const size_t *counts, void *recv);
 /* Rank r sends counts[r] bytes (counts: size entries, the same on every rank); on root, recv receives them in
 ** rank order (the sum of counts bytes); other ranks pass recv NULL. */
 plm_status plm_comm_gatherv(plm_ctx *ctx, const void *send, const size_t *counts, void *recv, int root);
