@@ -63,5 +63,9 @@ typedef struct plm_mcmc_opts {
 ** draws made so far); a kernel's error from the lowest-numbered failing chain. */
 plm_status plm_mcmc_run(plm_ctx *ctx, const plm_target *t, const plm_kernel *k, const plm_mcmc_opts *o,
                         plm_draws **out, double *accept);
+/* The same for chains chain0, chain0 + 1, ... of a larger run whose chains are shared out (over MPI ranks):
+** chain c of these draws from stream (seed, chain0 + c), as it would in the whole run. */
+plm_status plm_mcmc_run_from(plm_ctx *ctx, const plm_target *t, const plm_kernel *k, const plm_mcmc_opts *o, int chain0,
+                             plm_draws **out, double *accept);
 
 #endif

@@ -58,6 +58,12 @@ typedef struct plm_pf_opts {
     void *hook_ud;
 } plm_pf_opts;
 
+/* How PMMH and SMC^2 use the ranks of a job (comm.h): every rank runs everything (NONE), the filters spread their
+** particles over the ranks while every rank runs every chain or theta-particle in turn (PARTICLES), or the
+** chains or theta-particles are shared out over the ranks, each running its filters alone (CHAINS). The
+** results are the same in every mode and on every rank. */
+typedef enum plm_spread { PLM_SPREAD_NONE, PLM_SPREAD_PARTICLES, PLM_SPREAD_CHAINS } plm_spread;
+
 /* Defaults: bootstrap, 1000 particles, systematic, threshold 0.5, seed 1, one thread, no history. */
 void plm_pf_opts_default(plm_pf_opts *o);
 
