@@ -2,9 +2,19 @@
 ** a build without MPI, rank 0 of 1. */
 #include "lutil.h"
 
+/* plume.mpi.bytes_sent(): the bytes this rank has handed to MPI for other ranks so far (plm_comm_bytes_sent),
+** for benchmarks of communication volume */
+static int l_bytes_sent(lua_State *L)
+{
+    lua_pushinteger(L, (lua_Integer)plm_comm_bytes_sent());
+    return 1;
+}
+
 void plm_l_open_mpi(lua_State *L)
 {
-    lua_createtable(L, 0, 4);
+    lua_createtable(L, 0, 5);
+    lua_pushcfunction(L, l_bytes_sent);
+    lua_setfield(L, -2, "bytes_sent");
     lua_pushinteger(L, plm_comm_rank());
     lua_setfield(L, -2, "rank");
     lua_pushinteger(L, plm_comm_size());
