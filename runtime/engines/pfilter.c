@@ -323,91 +323,69 @@ static plm_status dist_resample(plm_ctx *ctx, pf_part *P, const double *W, const
     const size_t N = P->N, n = P->n, rec = (size_t)dim + 2;
     const int K = P->K;
     double u = plm_rng_uniform(rr), dm = (double)N, *sbuf = NULL, *rbuf = NULL;
-    size_t c, nr, r, j, slot, tail, *sc = P->counts, *sd = sc + K, *rc = sd + K, *rd = rc + K, ns = 0, nrv = 0;
-    size_t lastpos = 0;
-    uint64_t lp;
-    plm_status st;
-    int q, k;
+    size_t c, nr, r, j, tail, lastpos, *sc = P->counts, *sd = sc + K, *rc = sd + K, *rd = rc + K, ns = 0, nrv = 0;
+    plm_status st = PLM_OK;
+    int q, k, pass, has_tail = 0;
     start[0] = 0;
     for (c = 0; c < P->nchunks; c++) start[c + 1] = start[c] + cw[c] * dm;
     nr = plm_resample_systematic_runs(W, n, PF_CHUNK, P->nc, start + P->c0, u, N, src, cnt);
-    slot = plm_resample_slots_below(start[P->c0], u, N);
     tail = plm_resample_slots_below(start[P->nchunks], u, N);
     if (tail < N) {   /* rounding left slots past the total: the last positive weight of all takes them */
+        uint64_t lp;
         for (j = n; j > 0 && !(W[j - 1] > 0); j--) continue;
         lp = j > 0 ? P->off + j : 0;
         if ((st = plm_comm_allreduce_u64(ctx, &lp, 1, PLM_COMM_MAX))) return st;
         lastpos = lp ? (size_t)lp - 1 : 0;
-    }
-    /* count what goes where; the slots that stay here are copied at once */
-    for (q = 0; q < K; q++) sc[q] = 0;
-    for (q = 0, r = 0; r <= nr; r++) {
-        size_t s0, m, a;
-        if (r == nr) {   /* the tail, on the rank that holds its particle */
-            if (!(tail < N && lastpos >= P->off && lastpos < P->off + n)) break;
-            s0 = tail, m = N - tail, a = lastpos - P->off;
-        } else
-            s0 = slot, m = cnt[r], a = src[r], slot += m;
-        while (m > 0) {   /* the part of [s0, s0 + m) on one rank (slots only grow: q moves forward) */
-            size_t qn, take;
-            while (part_first(P, q + 1) <= s0) q++;
-            qn = part_first(P, q + 1);
-            take = qn - s0 < m ? qn - s0 : m;
-            if (q == P->rank)
-                for (k = 0; k < dim; k++)
-                    for (j = 0; j < take; j++) xo[(size_t)k * n + s0 - P->off + j] = x[(size_t)k * n + a];
-            else
-                sc[q]++;
-            s0 += take, m -= take;
+        if (lastpos >= P->off && lastpos < P->off + n) {   /* ours: one more run, placed by hand below */
+            src[nr] = lastpos - P->off;
+            cnt[nr++] = N - tail;
+            has_tail = 1;
         }
     }
-    /* how many entries come from each rank */
-    for (q = 0; q < K; q++) sd[q] = (size_t)q * sizeof(size_t), rc[q] = rd[q] = (size_t)q * sizeof(size_t);
-    {
-        size_t *in = malloc(2 * (size_t)K * sizeof *in), *bytes = in + K;
-        if (!in) return plm_fail(ctx, PLM_ENOMEM, "pfilter: out of memory");
-        for (q = 0; q < K; q++) bytes[q] = sizeof(size_t);
-        st = plm_comm_alltoallv(ctx, sc, bytes, sd, in, bytes, rd);
-        for (q = 0; q < K; q++) {
-            rc[q] = in[q];
-            nrv += in[q];
-            ns += sc[q];
-        }
-        free(in);
-        if (st) return st;
-    }
-    sbuf = malloc((ns * rec + 1) * sizeof *sbuf);
-    rbuf = malloc((nrv * rec + 1) * sizeof *rbuf);
-    if (!sbuf || !rbuf) {
-        free(sbuf), free(rbuf);
-        return plm_fail(ctx, PLM_ENOMEM, "pfilter: out of memory for %zu particles to move", ns > nrv ? ns : nrv);
-    }
-    /* the entries in rank order (runs come in slot order, ranks hold slots in order): the slot on the
-    ** receiving rank, the number of slots, the particle */
-    {
-        size_t e = 0;
-        slot = plm_resample_slots_below(start[P->c0], u, N);
-        for (q = 0, r = 0; r <= nr; r++) {
-            size_t s0, m, a;
-            if (r == nr) {
-                if (!(tail < N && lastpos >= P->off && lastpos < P->off + n)) break;
-                s0 = tail, m = N - tail, a = lastpos - P->off;
-            } else
-                s0 = slot, m = cnt[r], a = src[r], slot += m;
+    /* Two walks over the runs in slot order, split at the ranks' blocks (ranks hold slots in order, so q only
+    ** moves forward): the first copies the slots that stay here and counts the entries for each other rank,
+    ** the second writes those entries (the slot on the receiving rank, how many, the particle). */
+    for (pass = 0; pass < 2; pass++) {
+        size_t slot = plm_resample_slots_below(start[P->c0], u, N), e = 0;
+        for (q = 0; q < K; q++) sc[q] = pass ? sc[q] : 0;
+        for (q = 0, r = 0; r < nr; r++) {
+            size_t s0 = has_tail && r == nr - 1 ? tail : slot, m = cnt[r], a = src[r];
+            slot += m;
             while (m > 0) {
-                size_t qn, take;
+                size_t take;
                 while (part_first(P, q + 1) <= s0) q++;
-                qn = part_first(P, q + 1);
-                take = qn - s0 < m ? qn - s0 : m;
-                if (q != P->rank) {
-                    double *E = sbuf + e * rec;
+                take = part_first(P, q + 1) - s0 < m ? part_first(P, q + 1) - s0 : m;
+                if (q == P->rank) {
+                    if (!pass)
+                        for (k = 0; k < dim; k++)
+                            for (j = 0; j < take; j++) xo[(size_t)k * n + s0 - P->off + j] = x[(size_t)k * n + a];
+                } else if (!pass)
+                    sc[q]++;
+                else {
+                    double *E = sbuf + e++ * rec;
                     E[0] = (double)(s0 - part_first(P, q));
                     E[1] = (double)take;
                     for (k = 0; k < dim; k++) E[2 + k] = x[(size_t)k * n + a];
-                    e++;
                 }
                 s0 += take, m -= take;
             }
+        }
+        if (pass) break;
+        /* how many entries come from each rank, then room for them */
+        {
+            size_t *in = malloc(2 * (size_t)K * sizeof *in), *bytes = in + K;
+            if (!in) return plm_fail(ctx, PLM_ENOMEM, "pfilter: out of memory");
+            for (q = 0; q < K; q++) bytes[q] = sizeof(size_t), sd[q] = rd[q] = (size_t)q * sizeof(size_t);
+            st = plm_comm_alltoallv(ctx, sc, bytes, sd, in, bytes, rd);
+            for (q = 0; q < K; q++) rc[q] = in[q], nrv += in[q], ns += sc[q];
+            free(in);
+            if (st) return st;
+        }
+        sbuf = malloc((ns * rec + 1) * sizeof *sbuf);
+        rbuf = malloc((nrv * rec + 1) * sizeof *rbuf);
+        if (!sbuf || !rbuf) {
+            free(sbuf), free(rbuf);
+            return plm_fail(ctx, PLM_ENOMEM, "pfilter: out of memory for %zu particles to move", ns > nrv ? ns : nrv);
         }
     }
     {
