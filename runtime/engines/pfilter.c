@@ -80,7 +80,8 @@ static void describe_y(char *buf, size_t n, const double *y, int ydim)
         snprintf(buf, n, "y = (%g, %g, %g%s)", y[0], y[1], y[2], ydim > 3 ? ", ..." : "");
 }
 
-static plm_status bad_weights(plm_ctx *ctx, const double *lw, size_t N, long t, const double *y, int ydim,
+/* lw: the N particles held here, the first of them global particle off (ranks: pfilter.h) */
+static plm_status bad_weights(plm_ctx *ctx, const double *lw, size_t N, size_t off, long t, const double *y, int ydim,
                               double lz, const char *what)
 {
     char yb[128];
@@ -88,8 +89,11 @@ static plm_status bad_weights(plm_ctx *ctx, const double *lw, size_t N, long t, 
     describe_y(yb, sizeof yb, y, ydim);
     if (isnan(lz) || lz == INFINITY) {
         for (i = 0; i < N && !isnan(lw[i]) && lw[i] != INFINITY; i++) continue;
+        if (i == N)   /* none here: another rank holds it, and names it */
+            return plm_fail(ctx, PLM_EDOM, "pfilter: the %s of a particle held by another rank is not finite at t = "
+                            "%ld (%s): a parameter outside its domain, or a density that is not finite", what, t, yb);
         return plm_fail(ctx, PLM_EDOM, "pfilter: the %s of particle %zu is %g at t = %ld (%s): a parameter outside "
-                        "its domain, or a density that is not finite", what, i + 1, i < N ? lw[i] : NAN, t, yb);
+                        "its domain, or a density that is not finite", what, off + i + 1, lw[i], t, yb);
     }
     return plm_fail(ctx, PLM_EDOM, "pfilter: every particle has %s zero at t = %ld (%s): no particle can explain "
                     "the observation (more particles, a guided proposal, or check the model and the data)",
@@ -528,7 +532,7 @@ plm_status plm_pf_run(plm_ctx *ctx, const plm_ssm *m, long T, const double *ys, 
                 for (i = 0; i < N; i++) B.inc[i] = B.lw[i] + B.leta[i];
                 A = plm_resample_normalise(B.inc, N, B.W);
                 if (!isfinite(A)) {
-                    st = bad_weights(ctx, B.inc, N, t, y, ydim, A, "look-ahead weight");
+                    st = bad_weights(ctx, B.inc, N, 0, t, y, ydim, A, "look-ahead weight");
                     goto done;
                 }
             } else if (B.leta)
@@ -631,7 +635,7 @@ plm_status plm_pf_run(plm_ctx *ctx, const plm_ssm *m, long T, const double *ys, 
                 U.M = fmax(U.M, B.chunk[c]);
             }
             if (bad || U.M == -INFINITY) {
-                st = bad_weights(ctx, B.lw, n, t, y, ydim, bad ? NAN : -INFINITY, "log weight");
+                st = bad_weights(ctx, B.lw, n, P.off, t, y, ydim, bad ? NAN : -INFINITY, "log weight");
                 goto done;
             }
             U.sum = 0;

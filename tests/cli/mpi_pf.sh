@@ -49,3 +49,21 @@ done
 "$P" "$D/f.lua" 20000 bootstrap 8 "$D"
 cmp -s "$D/bootstrap_20000_7_0_of_1" "$D/bootstrap_20000_8_0_of_1" \
     && echo "FAIL another_seed_gives_another_filter" || echo "PASS another_seed_gives_another_filter"
+# a filter that loses every particle fails on every rank with the step and the observation, and the job exits
+# non-zero (no rank waits for another in a collective)
+cat >"$D/dead.lua" <<'LUA'
+local m = plume.ssm{
+  params = { r = 0.1 },
+  init  = function(p) return plume.dist.uniform(0, 1) end,
+  trans = function(p, x, t) return plume.dist.uniform(0, 1) end,
+  obs   = function(p, x, t) return plume.dist.uniform(x - p.r, x + p.r) end,
+}
+plume.smc(m, { 0.5, 0.5, 5, 0.5 }, { particles = 3000, seed = 1 })
+LUA
+mpi_run 2 "$D/dead.lua" >"$D/dead" 2>&1
+rc=$?
+if [ $rc != 0 ] && [ $rc != 124 ] && grep -q "every particle has weight zero at t = 3 (y = 5)" "$D/dead"; then
+    echo "PASS np2_filter_losing_every_particle_fails_with_its_message"
+else
+    echo "FAIL np2_filter_losing_every_particle_fails_with_its_message (exit $rc)"; cat "$D/dead"
+fi
