@@ -8,6 +8,7 @@
 **    os.remove and os.rename succeed without effect, and plume's own writers (write_csv, write_json, the
 **    `output` option, plots) write nothing (plm_l_mpi_writes). Names that os.tmpname gave this process are
 **    its own and exempt: a script that writes a temporary file and reads it back does so on every rank.
+**    plume.mpi.write_all(true) lets every rank write (a script that names one file per rank, e.g. logs).
 ** Errors are main.c's: "plume: rank r: message" and the whole job ends (plm_comm_abort). */
 #include "lutil.h"
 
@@ -45,10 +46,12 @@ int plm_l_mpi_chatty(void)
     return !silenced;
 }
 
+static int write_all;   /* plume.mpi.write_all(true): every rank writes files */
+
 int plm_l_mpi_writes(lua_State *L, const char *path)
 {
     int own;
-    if (plm_comm_rank() == 0) return 1;
+    if (plm_comm_rank() == 0 || write_all) return 1;
     if (lua_getfield(L, LUA_REGISTRYINDEX, TMPNAMES) != LUA_TTABLE) {
         lua_pop(L, 1);
         return 0;
@@ -64,6 +67,17 @@ static int l_print_all(lua_State *L)
     int was = !silenced;
     luaL_checktype(L, 1, LUA_TBOOLEAN);
     if (plm_comm_rank() != 0) silence(!lua_toboolean(L, 1));
+    lua_pushboolean(L, was);
+    return 1;
+}
+
+/* plume.mpi.write_all(on) -> whether it was on: every rank writes the files it opens (per-rank file names are
+** the script's business), not rank 0 alone */
+static int l_write_all(lua_State *L)
+{
+    int was = write_all;
+    luaL_checktype(L, 1, LUA_TBOOLEAN);
+    write_all = lua_toboolean(L, 1);
     lua_pushboolean(L, was);
     return 1;
 }
@@ -178,7 +192,8 @@ static void wrap(lua_State *L, const char *lib, const char *name, lua_CFunction 
 void plm_l_open_mpi(lua_State *L)
 {
     static const luaL_Reg fns[] = {{"print_all", l_print_all}, {"barrier", l_barrier},
-                                   {"bytes_sent", l_bytes_sent}, {NULL, NULL}};
+                                   {"bytes_sent", l_bytes_sent}, {"write_all", l_write_all},
+                                   {NULL, NULL}};
     lua_createtable(L, 0, 6);
     lua_pushinteger(L, plm_comm_rank());
     lua_setfield(L, -2, "rank");

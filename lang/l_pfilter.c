@@ -167,6 +167,13 @@ static void pf_setup(lua_State *L, int opts, const char *fn, pf_args *a, int smo
     a->o.seed = plm_l_seed(L, opts, fn);
     a->o.nthreads = plm_l_threads(L, opts, fn);
     a->o.history = smoothing || plm_l_optbool(L, opts, fn, "history", 0);
+    /* under mpirun the particles are spread over the ranks unless told otherwise; results are the same */
+    {
+        const char *d = plm_l_optstr(L, opts, fn, "distribute", "particles");
+        if (strcmp(d, "particles") && strcmp(d, "none"))
+            luaL_error(L, "%s: option 'distribute' must be \"particles\" or \"none\" (got '%s')", fn, d);
+        a->o.distribute = d[0] == 'p';
+    }
     /* look-ahead: given, or the observation density at the transition mean */
     if (a->o.method == PLM_PF_AUXILIARY) {
         if (opts && lua_getfield(L, opts, "lookahead") != LUA_TNIL) {
@@ -370,7 +377,7 @@ static void push_result(lua_State *L, const pf_args *a, const plm_pf_result *r)
 }
 
 static const char *const filter_options[] = {"particles", "method", "resample", "ess_threshold", "seed", "threads",
-                                             "history", "moments", "lookahead", "params", "quiet", NULL};
+                                             "history", "moments", "lookahead", "params", "quiet", "distribute", NULL};
 
 /* Run the filter; on success *r holds the result (free it) and the parameters are restored. */
 /* The filter at the run's parameters, which stay set when keep is 1 (a smoother runs next at them). */
@@ -431,7 +438,7 @@ static int l_ssm_loglik(lua_State *L)
 static const char *const smooth_options[] = {"method", "particles", "filter", "resample", "ess_threshold", "seed",
                                              "threads", "params", "trajectories", "rejection", "bound", "max_tries",
                                              "functional", "backward_draws", "lookahead", "quiet", "online",
-                                             "mh_steps", NULL};
+                                             "mh_steps", "distribute", NULL};
 
 /* plume.smooth(ssm, ys, {method = "ffbs" | "paris", ...}) */
 static int l_smooth(lua_State *L)

@@ -312,7 +312,7 @@ static int l_pgibbs(lua_State *L)
 }
 
 static const char *const pmmh_options[] = {"particles", "samples", "warmup", "chains", "seed", "threads", "params",
-                                           "init", "method", "resample", "ess_threshold", NULL};
+                                           "init", "method", "resample", "ess_threshold", "distribute", NULL};
 
 /* plume.pmmh(ssm, ys, opts) -> posterior */
 static int l_pmmh(lua_State *L)
@@ -352,6 +352,7 @@ static int l_pmmh(lua_State *L)
         return luaL_error(L, "%s: option 'ess_threshold' must be in [0, 1] (got %f)", fn, o.pf.ess_threshold);
     init_setup(L, opts, fn, &a);
     o.chains = a.chains, o.samples = a.samples, o.warmup = a.warmup, o.seed = a.seed, o.nthreads = a.nthreads;
+    o.distribute = plm_l_spread(L, opts, fn, a.chains);
     o.init = a.init;
     R = plm_l_newresults(L, a.chains, 0);
     plm_ctx_clear(&ctx);
@@ -361,6 +362,15 @@ static int l_pmmh(lua_State *L)
     finish(L, &a, &ctx, st, fn);
     push_posterior(L, R, &a, "pmmh", o.pf.N);
     return 1;
+}
+
+plm_spread plm_l_spread(lua_State *L, int opts, const char *fn, size_t chains)
+{
+    const char *d = plm_l_optstr(L, opts, fn, "distribute", chains >= (size_t)plm_comm_size() ? "chains" : "particles");
+    if (!strcmp(d, "chains")) return PLM_SPREAD_CHAINS;
+    if (!strcmp(d, "particles")) return PLM_SPREAD_PARTICLES;
+    luaL_error(L, "%s: option 'distribute' must be \"particles\" or \"chains\" (got '%s')", fn, d);
+    return PLM_SPREAD_NONE;
 }
 
 void plm_l_open_pmcmc(lua_State *L)

@@ -227,7 +227,8 @@ static int l_smc_sampler(lua_State *L)
 /* ---- plume.smc2 ---- */
 
 static const char *const smc2_options[] = {"params", "nx", "ntheta", "ess_threshold", "moves", "scale", "method",
-                                           "resample", "ess_threshold_x", "seed", "threads", "nx_max", "nx_accept", NULL};
+                                           "resample", "ess_threshold_x", "seed", "threads", "nx_max", "nx_accept",
+                                           "distribute", NULL};
 
 /* plume.smc2(ssm, ys, {params = {name = prior, ...}, nx =, ntheta =, ...}) -> posterior with logz, ess,
 ** logz_increments, accept_rate, rejuvenations */
@@ -271,6 +272,7 @@ static int l_smc2(lua_State *L)
         return luaL_error(L, "%s: unknown method '%s' (\"bootstrap\", \"guided\")", fn, method);
     o.seed = plm_l_seed(L, opts, fn);
     o.nthreads = plm_l_threads(L, opts, fn);
+    o.distribute = plm_l_spread(L, opts, fn, o.Ntheta);
     if (!(o.ess_threshold > 0 && o.ess_threshold <= 1))
         return luaL_error(L, "%s: option 'ess_threshold' must be in (0, 1] (got %f)", fn, (lua_Number)o.ess_threshold);
     if (!(o.pf.ess_threshold >= 0 && o.pf.ess_threshold <= 1))

@@ -43,5 +43,8 @@ void plm_l_pmcmc_posterior(lua_State *L, plm_results *R, const char *method, int
 /* The "conjugate" series of the posterior at the top (plm_pgibbs_run's flags per sampled parameter) becomes
 ** {name = true | false}: whether every chain drew that parameter from its conjugate conditional. */
 void plm_l_pmcmc_conjugate(lua_State *L, const plm_ssm_prior *P);
+/* Option 'distribute' of PMMH and SMC^2 ("particles" or "chains"; l_pmcmc.c): how a run under mpirun uses the
+** ranks. Without it, "chains" when there are at least as many chains (theta-particles) as ranks, else "particles". */
+plm_spread plm_l_spread(lua_State *L, int opts, const char *fn, size_t chains);
 
 #endif

@@ -335,8 +335,81 @@ static void test_chunked_systematic_matches_and_ignores_threads(void)
     CHECK(badcopy == 0);
 }
 
+/* Ancestors from plm_resample_systematic_runs over the chunks [c0, c1) of every part of a split into K parts
+** (as ranks hold them), the slots past the total to the last positive weight: into anc (m slots). shift: the
+** negative control, each part starting its cumulative weights at 0 as if it were alone. */
+static void runs_ancestors(const double *w, size_t N, size_t m, size_t CH, const double *csum, int K, double u, int shift,
+                           size_t *anc, size_t *src, size_t *cnt, double *start)
+{
+    size_t nc = (N + CH - 1) / CH, c, j, last = 0, i;
+    double dm = (double)m;
+    int k;
+    start[0] = 0;
+    for (c = 0; c < nc; c++) start[c + 1] = start[c] + csum[c] * dm;
+    for (i = 0; i < N; i++)
+        if (w[i] > 0) last = i;
+    for (k = 0; k < K; k++) {
+        size_t c0 = (nc * (size_t)k + (size_t)K - 1) / (size_t)K, c1 = (nc * (size_t)k + nc + (size_t)K - 1) / (size_t)K;
+        size_t i0 = c0 * CH, n = (c1 * CH < N ? c1 * CH : N) - (i0 < N ? i0 : N), nr, r, slot;
+        double st[2048];
+        for (c = c0; c <= c1; c++) st[c - c0] = start[c] - (shift ? start[c0] : 0);
+        nr = plm_resample_systematic_runs(w + i0, n, CH, c1 - c0, st, u, m, src, cnt);
+        slot = plm_resample_slots_below(st[0], u, m);
+        for (r = 0; r < nr; r++)
+            for (j = 0; j < cnt[r] && slot < m; j++) anc[slot++] = i0 + src[r];
+    }
+    for (j = plm_resample_slots_below(start[nc], u, m); j < m; j++) anc[j] = last;
+}
+
+/* Particles spread over K processes (whole chunks each) resample by runs to exactly the ancestors of the
+** chunked resampling of all of them, for K = 1..5 (parts may hold no chunk), slots m <, = and > N, weights with
+** zero runs; the negative control (parts that do not know the weight before them) differs. */
+static void test_runs_over_parts_give_the_chunked_ancestors(void)
+{
+    enum { N = 1000, CH = 64, NC = (N + CH - 1) / CH };
+    static double w[N], csum[NC], start[NC + 2];
+    static size_t anc1[2 * N], anc2[2 * N], marks[2 * N + NC + 2], src[2 * N + NC], cnt[2 * N + NC];
+    static const size_t ms[] = {1, 7, 999, 1000, 1001, 2000};
+    plm_rng r, a;
+    int rep, K, bad = 0, differs = 0, nm;
+    plm_rng_init(&r, 12, 0);
+    for (rep = 0; rep < 40; rep++) {
+        size_t i, j, m;
+        double s = 0;
+        for (i = 0; i < N; i++) {
+            w[i] = plm_rng_uniform(&r) < 0.3 ? 0 : -log(plm_rng_uniform(&r));
+            if (rep % 4 == 1 && i > N - 200) w[i] = 0;
+            if (rep % 4 == 2) w[i] = 1;   /* equal weights: cumulative sums near the points */
+            if (rep % 4 == 3 && i % 97) w[i] = 0;   /* few particles carry everything */
+            s += w[i];
+        }
+        for (i = 0; i < N; i++) w[i] /= s;
+        for (j = 0; j < NC; j++) {
+            csum[j] = 0;
+            for (i = j * CH; i < N && i < (j + 1) * CH; i++) csum[j] += w[i];
+        }
+        for (nm = 0; nm < (int)(sizeof ms / sizeof ms[0]); nm++) {
+            double u;
+            m = ms[nm];
+            plm_rng_init(&a, 300 + (uint64_t)rep, (uint64_t)nm);
+            plm_resample_systematic_chunked(w, N, m, CH, csum, &a, anc1, marks, start, NULL, NULL, 0, 1);
+            plm_rng_init(&a, 300 + (uint64_t)rep, (uint64_t)nm);
+            u = plm_rng_uniform(&a);
+            for (K = 1; K <= 5; K++) {
+                runs_ancestors(w, N, m, CH, csum, K, u, 0, anc2, src, cnt, start);
+                for (j = 0; j < m; j++) bad += anc1[j] != anc2[j];
+            }
+            runs_ancestors(w, N, m, CH, csum, 3, u, 1, anc2, src, cnt, start);
+            for (j = 0; j < m; j++) differs += anc1[j] != anc2[j];
+        }
+    }
+    CHECK(bad == 0);
+    CHECK(differs > 0);
+}
+
 int main(void)
 {
+    RUN(test_runs_over_parts_give_the_chunked_ancestors);
     RUN(test_chunked_systematic_matches_and_ignores_threads);
     RUN(test_systematic_ancestors_match_counts);
     RUN(test_every_scheme_is_unbiased);

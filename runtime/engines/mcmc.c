@@ -147,6 +147,7 @@ typedef struct chain_job {
     plm_status *st;        /* per chain */
     plm_ctx *ctx;          /* per chain */
     int lo;                /* the first chain this rank runs (see plm_mcmc_run) */
+    int chain0;            /* the first chain's stream number (plm_mcmc_run_from) */
 } chain_job;
 
 static plm_status chain_start(const chain_job *J, int c, void *ws, plm_rng *r, double *u, double *lp)
@@ -184,7 +185,7 @@ static plm_status run_chain(const chain_job *J, int c)
     plm_rng r;
     plm_status st = PLM_OK;
     plm_ctx *ctx = &J->ctx[c];
-    plm_rng_init(&r, o->seed, (uint64_t)c);
+    plm_rng_init(&r, o->seed, (uint64_t)J->chain0 + (uint64_t)c);
     if (!u || !ws || !ks) {
         st = plm_fail(ctx, PLM_ENOMEM, "mcmc: out of memory");
         goto done;
@@ -275,8 +276,9 @@ static plm_status same_run(plm_ctx *ctx, const plm_mcmc_opts *o, int dim, int wi
     return PLM_OK;
 }
 
+/* spread: share the chains out over the ranks (plm_mcmc_run); chain0: the first chain's stream number. */
 static plm_status run(plm_ctx *ctx, const plm_target *t, const plm_kernel *k, const plm_mcmc_opts *o, int spread,
-                      plm_draws **out, double *accept)
+                      int chain0, plm_draws **out, double *accept)
 {
     chain_job J;
     plm_draws *D;
@@ -291,7 +293,7 @@ static plm_status run(plm_ctx *ctx, const plm_target *t, const plm_kernel *k, co
         return plm_fail(ctx, PLM_EINVAL, "mcmc: %d chains x %ld samples x %d columns is more than 1e10 values", o->chains,
                         o->samples, w);
     memset(&J, 0, sizeof J);
-    J.t = t, J.k = k, J.o = o;
+    J.t = t, J.k = k, J.o = o, J.chain0 = chain0;
     J.vals = malloc(((size_t)o->chains * (size_t)o->samples * (size_t)w + 1) * sizeof *J.vals);
     J.kept = calloc((size_t)o->chains, sizeof *J.kept);
     J.st = calloc((size_t)o->chains, sizeof *J.st);
@@ -351,11 +353,17 @@ done:
 plm_status plm_mcmc_run(plm_ctx *ctx, const plm_target *t, const plm_kernel *k, const plm_mcmc_opts *o,
                         plm_draws **out, double *accept)
 {
-    return run(ctx, t, k, o, 1, out, accept);
+    return run(ctx, t, k, o, 1, 0, out, accept);
 }
 
 plm_status plm_mcmc_run_local(plm_ctx *ctx, const plm_target *t, const plm_kernel *k, const plm_mcmc_opts *o,
                               plm_draws **out, double *accept)
 {
-    return run(ctx, t, k, o, 0, out, accept);
+    return run(ctx, t, k, o, 0, 0, out, accept);
+}
+
+plm_status plm_mcmc_run_from(plm_ctx *ctx, const plm_target *t, const plm_kernel *k, const plm_mcmc_opts *o, int chain0,
+                             plm_draws **out, double *accept)
+{
+    return run(ctx, t, k, o, 0, chain0, out, accept);
 }

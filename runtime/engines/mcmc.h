@@ -72,5 +72,9 @@ plm_status plm_mcmc_run(plm_ctx *ctx, const plm_target *t, const plm_kernel *k, 
 /* The same with every chain run by this process, whatever the ranks: not collective. */
 plm_status plm_mcmc_run_local(plm_ctx *ctx, const plm_target *t, const plm_kernel *k, const plm_mcmc_opts *o,
                               plm_draws **out, double *accept);
+/* The same, not collective, for chains chain0, chain0 + 1, ... of a larger run whose chains the caller shares
+** out (over MPI ranks): chain c of these draws from stream (seed, chain0 + c), as it would in the whole run. */
+plm_status plm_mcmc_run_from(plm_ctx *ctx, const plm_target *t, const plm_kernel *k, const plm_mcmc_opts *o, int chain0,
+                             plm_draws **out, double *accept);
 
 #endif

@@ -8,6 +8,7 @@
 ** filters are the case eta = 1 (A = 0). */
 #include "pfilter.h"
 
+#include "comm.h"
 #include "par.h"
 #include "vmath.h"
 
@@ -79,7 +80,8 @@ static void describe_y(char *buf, size_t n, const double *y, int ydim)
         snprintf(buf, n, "y = (%g, %g, %g%s)", y[0], y[1], y[2], ydim > 3 ? ", ..." : "");
 }
 
-static plm_status bad_weights(plm_ctx *ctx, const double *lw, size_t N, long t, const double *y, int ydim,
+/* lw: the N particles held here, the first of them global particle off (ranks: pfilter.h) */
+static plm_status bad_weights(plm_ctx *ctx, const double *lw, size_t N, size_t off, long t, const double *y, int ydim,
                               double lz, const char *what)
 {
     char yb[128];
@@ -87,8 +89,11 @@ static plm_status bad_weights(plm_ctx *ctx, const double *lw, size_t N, long t, 
     describe_y(yb, sizeof yb, y, ydim);
     if (isnan(lz) || lz == INFINITY) {
         for (i = 0; i < N && !isnan(lw[i]) && lw[i] != INFINITY; i++) continue;
+        if (i == N)   /* none here: another rank holds it, and names it */
+            return plm_fail(ctx, PLM_EDOM, "pfilter: the %s of a particle held by another rank is not finite at t = "
+                            "%ld (%s): a parameter outside its domain, or a density that is not finite", what, t, yb);
         return plm_fail(ctx, PLM_EDOM, "pfilter: the %s of particle %zu is %g at t = %ld (%s): a parameter outside "
-                        "its domain, or a density that is not finite", what, i + 1, i < N ? lw[i] : NAN, t, yb);
+                        "its domain, or a density that is not finite", what, off + i + 1, lw[i], t, yb);
     }
     return plm_fail(ctx, PLM_EDOM, "pfilter: every particle has %s zero at t = %ld (%s): no particle can explain "
                     "the observation (more particles, a guided proposal, or check the model and the data)",
@@ -261,6 +266,151 @@ static plm_status check_opts(plm_ctx *ctx, const plm_ssm *m, long T, const plm_p
     return PLM_OK;
 }
 
+/* The first chunk of rank r's block when nc chunks are spread over K ranks (rank 0 gets the first). */
+static size_t part_lo(size_t nc, int r, int K)
+{
+    return (nc * (size_t)r + (size_t)K - 1) / (size_t)K;
+}
+
+/* How the particles are spread: this rank holds the n particles of chunks [c0, c0 + nc) of the global
+** chunking, the first of them global particle off. One rank (or a filter run whole): all of them. */
+typedef struct pf_part {
+    int rank, K;          /* K = 1: not spread */
+    size_t N, nchunks;    /* global */
+    size_t c0, nc, n, off;
+    double *g;            /* the gathers' buffer: nchunks * gw + K + 1 doubles */
+    size_t *counts;       /* 4 K counts */
+} pf_part;
+
+static size_t part_first(const pf_part *P, int r)
+{
+    size_t a = part_lo(P->nchunks, r, P->K) * PF_CHUNK;
+    return a < P->N ? a : P->N;
+}
+
+/* Where this rank writes its w doubles per chunk (chunk c0 + c at slot + c w) for gather(). */
+static double *gather_slot(const pf_part *P, size_t w)
+{
+    return P->g + (size_t)P->rank + P->c0 * w + 1;
+}
+
+/* Every rank's chunk records (w doubles each, written at gather_slot) into g in global chunk order, chunk c
+** at g + c w, on every rank. Each rank's status travels in front of its records, so a failure on any rank
+** stops all of them at the same step; the lowest failing rank's status is returned (with a message naming
+** the rank on the ranks that did not fail). */
+static plm_status gather(plm_ctx *ctx, pf_part *P, size_t w, plm_status mine)
+{
+    plm_status st = PLM_OK;
+    int r, bad = 0;
+    P->g[(size_t)P->rank + P->c0 * w] = (double)mine;
+    for (r = 0; r < P->K; r++)
+        P->counts[r] = (part_lo(P->nchunks, r + 1, P->K) - part_lo(P->nchunks, r, P->K)) * w * sizeof(double) +
+                       sizeof(double);
+    if (P->K > 1 && plm_comm_allgatherv(ctx, NULL, P->counts, P->g)) return ctx->status;
+    /* rank r's part sits at r + lo_r w: its status, then its records, which move down by r + 1 */
+    for (r = 0; r < P->K; r++) {
+        size_t lo = part_lo(P->nchunks, r, P->K), hi = part_lo(P->nchunks, r + 1, P->K);
+        double s = P->g[(size_t)r + lo * w];
+        if (s != 0 && !st) st = (plm_status)s, bad = r;
+        memmove(P->g + lo * w, P->g + (size_t)r + lo * w + 1, (hi - lo) * w * sizeof *P->g);
+    }
+    if (st && !mine) plm_fail(ctx, st, "pfilter: rank %d failed (its message says why)", bad);
+    return st;
+}
+
+/* Resampling over ranks (see pfilter.h): the runs of this rank's chunks, the slots past the total for the
+** last positive weight of all, then every run's particle copied into xo where its slots are local or sent to
+** the rank that holds them. cw: every chunk's total normalised weight. */
+static plm_status dist_resample(plm_ctx *ctx, pf_part *P, const double *W, const double *cw, const double *x, double *xo,
+                                int dim, plm_rng *rr, size_t *src, size_t *cnt, double *start)
+{
+    const size_t N = P->N, n = P->n, rec = (size_t)dim + 2;
+    const int K = P->K;
+    double u = plm_rng_uniform(rr), dm = (double)N, *sbuf = NULL, *rbuf = NULL;
+    size_t c, nr, r, j, tail, lastpos, *sc = P->counts, *sd = sc + K, *rc = sd + K, *rd = rc + K, ns = 0, nrv = 0;
+    plm_status st = PLM_OK;
+    int q, k, pass, has_tail = 0;
+    start[0] = 0;
+    for (c = 0; c < P->nchunks; c++) start[c + 1] = start[c] + cw[c] * dm;
+    nr = plm_resample_systematic_runs(W, n, PF_CHUNK, P->nc, start + P->c0, u, N, src, cnt);
+    tail = plm_resample_slots_below(start[P->nchunks], u, N);
+    if (tail < N) {   /* rounding left slots past the total: the last positive weight of all takes them */
+        uint64_t lp;
+        for (j = n; j > 0 && !(W[j - 1] > 0); j--) continue;
+        lp = j > 0 ? P->off + j : 0;
+        if ((st = plm_comm_allreduce_u64(ctx, &lp, 1, PLM_COMM_MAX))) return st;
+        lastpos = lp ? (size_t)lp - 1 : 0;
+        if (lastpos >= P->off && lastpos < P->off + n) {   /* ours: one more run, placed by hand below */
+            src[nr] = lastpos - P->off;
+            cnt[nr++] = N - tail;
+            has_tail = 1;
+        }
+    }
+    /* Two walks over the runs in slot order, split at the ranks' blocks (ranks hold slots in order, so q only
+    ** moves forward): the first copies the slots that stay here and counts the entries for each other rank,
+    ** the second writes those entries (the slot on the receiving rank, how many, the particle). */
+    for (pass = 0; pass < 2; pass++) {
+        size_t slot = plm_resample_slots_below(start[P->c0], u, N), e = 0;
+        for (q = 0; q < K; q++) sc[q] = pass ? sc[q] : 0;
+        for (q = 0, r = 0; r < nr; r++) {
+            size_t s0 = has_tail && r == nr - 1 ? tail : slot, m = cnt[r], a = src[r];
+            slot += m;
+            while (m > 0) {
+                size_t take;
+                while (part_first(P, q + 1) <= s0) q++;
+                take = part_first(P, q + 1) - s0 < m ? part_first(P, q + 1) - s0 : m;
+                if (q == P->rank) {
+                    if (!pass)
+                        for (k = 0; k < dim; k++)
+                            for (j = 0; j < take; j++) xo[(size_t)k * n + s0 - P->off + j] = x[(size_t)k * n + a];
+                } else if (!pass)
+                    sc[q]++;
+                else {
+                    double *E = sbuf + e++ * rec;
+                    E[0] = (double)(s0 - part_first(P, q));
+                    E[1] = (double)take;
+                    for (k = 0; k < dim; k++) E[2 + k] = x[(size_t)k * n + a];
+                }
+                s0 += take, m -= take;
+            }
+        }
+        if (pass) break;
+        /* how many entries come from each rank, then room for them */
+        {
+            size_t *in = malloc(2 * (size_t)K * sizeof *in), *bytes = in + K;
+            if (!in) return plm_fail(ctx, PLM_ENOMEM, "pfilter: out of memory");
+            for (q = 0; q < K; q++) bytes[q] = sizeof(size_t), sd[q] = rd[q] = (size_t)q * sizeof(size_t);
+            st = plm_comm_alltoallv(ctx, sc, bytes, sd, in, bytes, rd);
+            for (q = 0; q < K; q++) rc[q] = in[q], nrv += in[q], ns += sc[q];
+            free(in);
+            if (st) return st;
+        }
+        sbuf = malloc((ns * rec + 1) * sizeof *sbuf);
+        rbuf = malloc((nrv * rec + 1) * sizeof *rbuf);
+        if (!sbuf || !rbuf) {
+            free(sbuf), free(rbuf);
+            return plm_fail(ctx, PLM_ENOMEM, "pfilter: out of memory for %zu particles to move", ns > nrv ? ns : nrv);
+        }
+    }
+    {
+        size_t so = 0, ro = 0;
+        for (q = 0; q < K; q++) {
+            sd[q] = so, sc[q] *= rec * sizeof *sbuf, so += sc[q];
+            rd[q] = ro, rc[q] *= rec * sizeof *rbuf, ro += rc[q];
+        }
+    }
+    st = plm_comm_alltoallv(ctx, sbuf, sc, sd, rbuf, rc, rd);
+    for (r = 0; r < nrv && !st; r++) {
+        const double *E = rbuf + r * rec;
+        size_t s0 = (size_t)E[0], m = (size_t)E[1];
+        for (k = 0; k < dim; k++)
+            for (j = 0; j < m; j++) xo[(size_t)k * n + s0 + j] = E[2 + k];
+    }
+    free(sbuf);
+    free(rbuf);
+    return st;
+}
+
 plm_status plm_pf_run(plm_ctx *ctx, const plm_ssm *m, long T, const double *ys, const plm_pf_opts *o,
                       plm_pf_result *res)
 {
@@ -268,34 +418,55 @@ plm_status plm_pf_run(plm_ctx *ctx, const plm_ssm *m, long T, const double *ys, 
     const int ydim = m->ydim, nmom = o->moments ? plm_prog_nout(o->moments) : 0;
     const double logN = log((double)N);
     pf_buf B;
+    pf_part P;
     plm_rng rr;
     plm_status st;
-    size_t i, k, nchunks;
+    size_t i, k, n, nchunks, gw;
     long t;
     int j, nthreads;
     upd_job U;
     memset(res, 0, sizeof *res);
     memset(&B, 0, sizeof B);
+    memset(&P, 0, sizeof P);
     if ((st = check_opts(ctx, m, T, o))) return st;
-    B.x = malloc(dim * N * sizeof *B.x);
-    B.xo = malloc(dim * N * sizeof *B.xo);
-    B.inc = malloc(N * sizeof *B.inc);
-    B.lw = malloc(N * sizeof *B.lw);
-    B.W = malloc(N * sizeof *B.W);
-    B.cnt = malloc((N + N / PF_CHUNK + 2) * sizeof *B.cnt);
-    B.anc = malloc(N * sizeof *B.anc);
-    B.rng = malloc(N * sizeof *B.rng);
     nchunks = (N + PF_CHUNK - 1) / PF_CHUNK;
+    P.N = N;
+    P.nchunks = nchunks;
+    P.K = 1;
+    if (o->distribute && plm_comm_size() > 1 && !o->history && !o->hook && o->method != PLM_PF_AUXILIARY &&
+        o->scheme == PLM_RESAMPLE_SYSTEMATIC) {
+        P.K = plm_comm_size();
+        P.rank = plm_comm_rank();
+    }
+    P.c0 = part_lo(nchunks, P.rank, P.K);
+    P.nc = part_lo(nchunks, P.rank + 1, P.K) - P.c0;
+    P.off = part_first(&P, P.rank);
+    P.n = n = part_first(&P, P.rank + 1) - P.off;
+    /* per chunk: max, sum, bad and the first particle (first gather); sum W^2, sum W and 2 dim moments (second);
+    ** nmom moments (third) */
+    gw = 3 + dim;
+    if (gw < 2 + 2 * dim) gw = 2 + 2 * dim;
+    if (gw < (size_t)nmom) gw = (size_t)nmom;
+    B.x = malloc((dim * n + 1) * sizeof *B.x);
+    B.xo = malloc((dim * n + 1) * sizeof *B.xo);
+    B.inc = malloc((n + 1) * sizeof *B.inc);
+    B.lw = malloc((n + 1) * sizeof *B.lw);
+    B.W = malloc((n + 1) * sizeof *B.W);
+    B.cnt = malloc((n + n / PF_CHUNK + 2) * sizeof *B.cnt);
+    B.anc = malloc((n + n / PF_CHUNK + 2) * sizeof *B.anc);
+    B.rng = malloc((n + 1) * sizeof *B.rng);
     B.chunk = malloc((nchunks * (4 + 2 * dim) + nchunks + 2) * sizeof *B.chunk);
     B.cbad = malloc(nchunks * sizeof *B.cbad);
+    P.g = malloc((nchunks * gw + (size_t)P.K + 1) * sizeof *P.g);
+    P.counts = malloc(4 * (size_t)P.K * sizeof *P.counts);
     if (o->method == PLM_PF_AUXILIARY) B.leta = malloc(N * sizeof *B.leta);
-    if (o->method == PLM_PF_GUIDED && o->optimal) B.xm = malloc(dim * N * sizeof *B.xm);
+    if (o->method == PLM_PF_GUIDED && o->optimal) B.xm = malloc((dim * n + 1) * sizeof *B.xm);
     if (o->hook) {
         B.xh = malloc(dim * N * sizeof *B.xh);
         B.lwh = malloc(N * sizeof *B.lwh);
     }
     if (nmom) {
-        B.mom = malloc((size_t)nmom * N * sizeof *B.mom);
+        B.mom = malloc(((size_t)nmom * n + 1) * sizeof *B.mom);
         B.momout = malloc((size_t)nmom * sizeof *B.momout);
     }
     res->T = T;
@@ -313,20 +484,20 @@ plm_status plm_pf_run(plm_ctx *ctx, const plm_ssm *m, long T, const double *ys, 
         res->logw = malloc((size_t)T * N * sizeof *res->logw);
         res->anc = malloc((size_t)T * N * sizeof *res->anc);
     }
-    if (!B.x || !B.xo || !B.inc || !B.chunk || !B.cbad || !B.lw || !B.W || !B.cnt || !B.anc || !B.rng ||
-        (o->method == PLM_PF_AUXILIARY && !B.leta) || (o->method == PLM_PF_GUIDED && o->optimal && !B.xm) ||
+    if (!B.x || !B.xo || !B.inc || !B.chunk || !B.cbad || !B.lw || !B.W || !B.cnt || !B.anc || !B.rng || !P.g ||
+        !P.counts || (o->method == PLM_PF_AUXILIARY && !B.leta) || (o->method == PLM_PF_GUIDED && o->optimal && !B.xm) ||
         (nmom && (!B.mom || !B.momout)) || (o->hook && (!B.xh || !B.lwh)) || !res->logz_inc ||
         !res->ess || !res->resampled || !res->means || !res->vars || (nmom && !res->moments) ||
         (o->history && (!res->xs || !res->logw || !res->anc))) {
         st = plm_fail(ctx, PLM_ENOMEM, "pfilter: out of memory (%.0f MB for %zu particles%s)",
                       plm_pf_bytes(m, T, o, nmom) / 1e6, N, o->history ? " with history" : "");
-        goto done;
+        goto done;   /* PLM_ENOMEM on one rank of several ends the job (it cannot tell the others) */
     }
-    for (j = 0; j < nmom; j++) B.momout[j] = B.mom + (size_t)j * N;
+    for (j = 0; j < nmom; j++) B.momout[j] = B.mom + (size_t)j * n;
     /* threads only pay for several thousand particles (waking the pool costs more below); results do not
     ** depend on the count */
-    nthreads = N >= 8 * PLM_EXPR_BLOCK ? o->nthreads : 1;
-    for (i = 0; i < N; i++) plm_rng_init(&B.rng[i], o->seed, (uint64_t)i + 1);
+    nthreads = n >= 8 * PLM_EXPR_BLOCK ? o->nthreads : 1;
+    for (i = 0; i < n; i++) plm_rng_init(&B.rng[i], o->seed, (uint64_t)(P.off + i) + 1);
     plm_rng_init(&rr, o->seed, 0);
     res->logz = 0;
 
@@ -334,24 +505,23 @@ plm_status plm_pf_run(plm_ctx *ctx, const plm_ssm *m, long T, const double *ys, 
         const double *y = ys + (size_t)(t - 1) * (size_t)ydim;
         int missing = 0, resample = 0;
         double lz, s2;
-        if (plm_interrupted()) {
-            st = plm_fail(ctx, PLM_EINTR, "pfilter: interrupted at t = %ld", t);
-            goto done;
-        }
+        plm_status mst = PLM_OK;   /* this rank's failure before the first gather (all ranks learn of it there) */
         for (j = 0; j < ydim; j++) missing |= isnan(y[j]);
-        if (t == 1) {
-            st = missing ? plm_ssm_init_sample(ctx, m, N, B.x, N, B.rng, nthreads)
-                         : plm_ssm_step(ctx, m, 1, N, NULL, y, B.x, N, B.inc, B.rng, nthreads);
-            if (st) goto done;
-            for (i = 0; i < N; i++) B.lw[i] = -logN;
-            for (i = 0; i < N; i++) B.anc[i] = i;
+        if (plm_interrupted()) {
+            mst = plm_fail(ctx, PLM_EINTR, "pfilter: interrupted at t = %ld", t);
+        } else if (t == 1) {
+            if (n) mst = missing ? plm_ssm_init_sample(ctx, m, n, B.x, n, B.rng, nthreads)
+                                 : plm_ssm_step(ctx, m, 1, n, NULL, y, B.x, n, B.inc, B.rng, nthreads);
+            for (i = 0; i < n; i++) B.lw[i] = -logN;
+            for (i = 0; i < n; i++) B.anc[i] = i;
         } else {
             double A = 0, ess1;
             if (o->hook) {   /* the particles of t - 1 as the hook will see them */
                 memcpy(B.xh, B.x, dim * N * sizeof *B.x);
                 memcpy(B.lwh, B.lw, N * sizeof *B.lw);
             }
-            /* first stage: W holds the normalised weights of t - 1; the auxiliary filter tilts them by eta */
+            /* first stage: W holds the normalised weights of t - 1; the auxiliary filter tilts them by eta
+            ** (never spread over ranks: n = N) */
             if (o->method == PLM_PF_AUXILIARY && !missing) {
                 double *out = B.leta;
                 if (o->lookahead)
@@ -362,7 +532,7 @@ plm_status plm_pf_run(plm_ctx *ctx, const plm_ssm *m, long T, const double *ys, 
                 for (i = 0; i < N; i++) B.inc[i] = B.lw[i] + B.leta[i];
                 A = plm_resample_normalise(B.inc, N, B.W);
                 if (!isfinite(A)) {
-                    st = bad_weights(ctx, B.inc, N, t, y, ydim, A, "look-ahead weight");
+                    st = bad_weights(ctx, B.inc, N, 0, t, y, ydim, A, "look-ahead weight");
                     goto done;
                 }
             } else if (B.leta)
@@ -372,8 +542,12 @@ plm_status plm_pf_run(plm_ctx *ctx, const plm_ssm *m, long T, const double *ys, 
             resample = o->ess_threshold >= 1 || ess1 < o->ess_threshold * (double)N;
             if (resample) {
                 /* inc is free here: SSP's scratch */
-                if (o->scheme == PLM_RESAMPLE_SYSTEMATIC) {   /* the common case: no checks, on threads */
-                    double *cw = B.chunk + 3 * nchunks;
+                double *cw = B.chunk + 3 * nchunks;
+                if (P.K > 1) {   /* over ranks: cw holds every chunk's total since the update */
+                    if ((st = dist_resample(ctx, &P, B.W, cw, B.x, B.xo, (int)dim, &rr, B.anc, B.cnt,
+                                            B.chunk + nchunks * (4 + 2 * dim))))
+                        goto done;
+                } else if (o->scheme == PLM_RESAMPLE_SYSTEMATIC) {   /* the common case: no checks, on threads */
                     size_t c;
                     if (o->method == PLM_PF_AUXILIARY && !missing)   /* W was tilted since the update */
                         for (c = 0; c < nchunks; c++)
@@ -397,33 +571,35 @@ plm_status plm_pf_run(plm_ctx *ctx, const plm_ssm *m, long T, const double *ys, 
                 if (B.leta)
                     for (i = 0; i < N; i++) B.lw[i] = A - logN - B.leta[B.anc[i]];
                 else
-                    for (i = 0; i < N; i++) B.lw[i] = -logN;
+                    for (i = 0; i < n; i++) B.lw[i] = -logN;
             } else
-                for (i = 0; i < N; i++) B.anc[i] = i;
+                for (i = 0; i < n; i++) B.anc[i] = i;
             res->resampled[t - 1] = (unsigned char)resample;
             /* the move, in place */
-            if (missing)
-                st = plm_ssm_trans_sample(ctx, m, t, N, B.x, B.x, N, B.rng, nthreads);
+            if (n == 0)
+                mst = PLM_OK;
+            else if (missing)
+                mst = plm_ssm_trans_sample(ctx, m, t, n, B.x, B.x, n, B.rng, nthreads);
             else if (o->method == PLM_PF_GUIDED && o->optimal) {
                 /* xo is free after resampling: the new particles go there, the old ones stay for the weight */
                 double *sw = B.xo;
-                st = plm_ssm_optimal_step(ctx, o->optimal, t, N, B.x, y, B.xo, B.xm, B.inc, B.rng, nthreads);
+                mst = plm_ssm_optimal_step(ctx, o->optimal, t, n, B.x, y, B.xo, B.xm, B.inc, B.rng, nthreads);
                 B.xo = B.x;
                 B.x = sw;
             } else if (o->method == PLM_PF_GUIDED)
-                st = plm_ssm_step_guided(ctx, m, t, N, B.x, y, B.x, N, B.inc, B.rng, nthreads);
+                mst = plm_ssm_step_guided(ctx, m, t, n, B.x, y, B.x, n, B.inc, B.rng, nthreads);
             else
-                st = plm_ssm_step(ctx, m, t, N, B.x, y, B.x, N, B.inc, B.rng, nthreads);
-            if (st) goto done;
+                mst = plm_ssm_step(ctx, m, t, n, B.x, y, B.x, n, B.inc, B.rng, nthreads);
         }
-        /* the update, in two parallel passes over chunks (see upd_exp): log weights and the exponentials, then
-        ** normalisation and the moments; the variances are second moments about the first particle (a value
-        ** inside the cloud, so the subtraction loses nothing to cancellation) */
+        /* the update, in two parallel passes over this rank's chunks (see upd_exp): log weights and the
+        ** exponentials, then normalisation and the moments; each pass's per-chunk values are gathered from
+        ** every rank and combined in chunk order. The variances are second moments about the first particle
+        ** (a value inside the cloud, so the subtraction loses nothing to cancellation) */
         {
-            double shift[64], *cmom;
-            size_t c;
+            double shift[64], *cmom, *gs;
+            size_t c, c0 = P.c0;
             int bad = 0;
-            U.N = N;
+            U.N = n;
             U.dim = (int)dim;
             U.missing = missing;
             U.lw = B.lw;
@@ -431,29 +607,55 @@ plm_status plm_pf_run(plm_ctx *ctx, const plm_ssm *m, long T, const double *ys, 
             U.inc = B.inc;
             U.x = B.x;
             U.shift = shift;
-            U.cmax = B.chunk;
-            U.csum = B.chunk + nchunks;
-            U.cs2 = B.chunk + 2 * nchunks;
-            U.cw = B.chunk + 3 * nchunks;
-            U.cmom = cmom = B.chunk + 4 * nchunks;
-            U.cbad = B.cbad;
-            U.M = -INFINITY;
-            plm_parallel_for(nthreads, nchunks, 1, upd_exp, &U);
+            U.cmax = B.chunk + c0;
+            U.csum = B.chunk + nchunks + c0;
+            U.cs2 = B.chunk + 2 * nchunks + c0;
+            U.cw = B.chunk + 3 * nchunks + c0;
+            U.cmom = B.chunk + 4 * nchunks + c0 * 2 * dim;
+            cmom = B.chunk + 4 * nchunks;
+            U.cbad = B.cbad + c0;
+            if (!mst) plm_parallel_for(nthreads, P.nc, 1, upd_exp, &U);
+            gs = gather_slot(&P, 3 + dim);
+            for (c = 0; c < P.nc && !mst; c++) {
+                gs[c * (3 + dim)] = U.cmax[c];
+                gs[c * (3 + dim) + 1] = U.csum[c];
+                gs[c * (3 + dim) + 2] = U.cbad[c];
+                for (k = 0; k < dim; k++) gs[c * (3 + dim) + 3 + k] = B.x[k * n + c * PF_CHUNK];
+            }
+            if ((st = gather(ctx, &P, 3 + dim, mst))) goto done;
             for (c = 0; c < nchunks; c++) {
-                bad |= U.cbad[c];
-                U.M = fmax(U.M, U.cmax[c]);
+                B.chunk[c] = P.g[c * (3 + dim)];
+                B.chunk[nchunks + c] = P.g[c * (3 + dim) + 1];
+                B.cbad[c] = (int)P.g[c * (3 + dim) + 2];
+            }
+            for (k = 0; k < dim; k++) shift[k] = P.g[3 + k];   /* particle 0's */
+            U.M = -INFINITY;
+            for (c = 0; c < nchunks; c++) {
+                bad |= B.cbad[c];
+                U.M = fmax(U.M, B.chunk[c]);
             }
             if (bad || U.M == -INFINITY) {
-                st = bad_weights(ctx, B.lw, N, t, y, ydim, bad ? NAN : -INFINITY, "log weight");
+                st = bad_weights(ctx, B.lw, n, P.off, t, y, ydim, bad ? NAN : -INFINITY, "log weight");
                 goto done;
             }
             U.sum = 0;
-            for (c = 0; c < nchunks; c++) U.sum += U.csum[c] * exp(U.cmax[c] - U.M);
+            for (c = 0; c < nchunks; c++) U.sum += B.chunk[nchunks + c] * exp(B.chunk[c] - U.M);
             lz = U.lz = U.M + log(U.sum);
-            for (k = 0; k < dim; k++) shift[k] = B.x[k * N];
-            plm_parallel_for(nthreads, nchunks, 1, upd_norm, &U);
+            plm_parallel_for(nthreads, P.nc, 1, upd_norm, &U);
+            gs = gather_slot(&P, 2 + 2 * dim);
+            for (c = 0; c < P.nc; c++) {
+                gs[c * (2 + 2 * dim)] = U.cs2[c];
+                gs[c * (2 + 2 * dim) + 1] = U.cw[c];
+                for (k = 0; k < 2 * dim; k++) gs[c * (2 + 2 * dim) + 2 + k] = U.cmom[c * 2 * dim + k];
+            }
+            if ((st = gather(ctx, &P, 2 + 2 * dim, PLM_OK))) goto done;
+            for (c = 0; c < nchunks; c++) {
+                B.chunk[2 * nchunks + c] = P.g[c * (2 + 2 * dim)];
+                B.chunk[3 * nchunks + c] = P.g[c * (2 + 2 * dim) + 1];
+                for (k = 0; k < 2 * dim; k++) cmom[c * 2 * dim + k] = P.g[c * (2 + 2 * dim) + 2 + k];
+            }
             s2 = 0;
-            for (c = 0; c < nchunks; c++) s2 += U.cs2[c];
+            for (c = 0; c < nchunks; c++) s2 += B.chunk[2 * nchunks + c];
             for (k = 0; k < dim; k++) {
                 double mean = 0, m2 = 0;
                 for (c = 0; c < nchunks; c++) {
@@ -468,11 +670,19 @@ plm_status plm_pf_run(plm_ctx *ctx, const plm_ssm *m, long T, const double *ys, 
         res->logz_inc[t - 1] = lz;
         res->logz += lz;
         res->ess[t - 1] = 1 / s2;
-        if (nmom) {
-            if ((st = eval_at(ctx, m, o->moments, t, N, B.x, NULL, B.momout, nthreads))) goto done;
+        if (nmom) {   /* per chunk, then in chunk order over the ranks */
+            double *gs = gather_slot(&P, (size_t)nmom);
+            size_t c;
+            mst = n ? eval_at(ctx, m, o->moments, t, n, B.x, NULL, B.momout, nthreads) : PLM_OK;
+            for (c = 0; c < P.nc && !mst; c++) {
+                size_t i0 = c * PF_CHUNK, nn = n - i0 < PF_CHUNK ? n - i0 : PF_CHUNK;
+                for (j = 0; j < nmom; j++) gs[c * (size_t)nmom + (size_t)j] = dot4(B.W + i0, B.momout[j] + i0, nn);
+            }
+            if ((st = gather(ctx, &P, (size_t)nmom, mst))) goto done;
             for (j = 0; j < nmom; j++) {
-                const double *f = B.momout[j];
-                res->moments[(size_t)(t - 1) * (size_t)nmom + (size_t)j] = dot4(B.W, f, N);
+                double s = 0;
+                for (c = 0; c < nchunks; c++) s += P.g[c * (size_t)nmom + (size_t)j];
+                res->moments[(size_t)(t - 1) * (size_t)nmom + (size_t)j] = s;
             }
         }
         if (o->hook && (st = o->hook(ctx, o->hook_ud, t, N, t > 1 ? B.xh : NULL, t > 1 ? B.lwh : NULL, B.x, B.lw,
@@ -487,6 +697,8 @@ plm_status plm_pf_run(plm_ctx *ctx, const plm_ssm *m, long T, const double *ys, 
     st = PLM_OK;
 done:
     free_buf(&B);
+    free(P.g);
+    free(P.counts);
     if (st) plm_pf_result_free(res);
     return st;
 }

@@ -3,7 +3,18 @@
 ** below a threshold. The whole loop runs in C over the ssm's compiled kernels, threads split the particles by
 ** index (particle i always draws from stream (seed, i + 1), resampling from stream (seed, 0) on the calling
 ** thread), so a result depends on the seed and never on the thread count.
-** Results are malloc'd by plm_pf_run and released with plm_pf_result_free. */
+** Results are malloc'd by plm_pf_run and released with plm_pf_result_free.
+**
+** Ranks: with distribute set and several ranks, rank r holds the particles of a contiguous block of the fixed
+** chunks of PF_CHUNK (512) particles by which the update sums (ranks hold whole chunks, so a chunk's sums are
+** the same wherever it lives), and draws for particle i from stream (seed, i + 1) as before. Each step
+** all-gathers the per-chunk maxima, sums and moments, and every rank combines them in chunk order: logz, ESS,
+** means and variances come out bitwise those of one process. Resampling is plm_resample_systematic_chunked's,
+** split by chunks (plm_resample_systematic_runs, the one uniform drawn by every rank from stream (seed, 0)),
+** and the new particles are moved to the ranks that own their slots (slot j lives where particle j lives): the
+** ranks stay balanced and only particles whose slots lie on another rank cross. Filters that need every
+** particle in one place (history, a hook, the auxiliary filter) or other resampling schemes run whole on every
+** rank. plm_pf_run is then collective: every rank must call it with the same arguments. */
 #ifndef PLM_PFILTER_H
 #define PLM_PFILTER_H
 
@@ -26,6 +37,9 @@ typedef struct plm_pf_opts {
     uint64_t seed;
     int nthreads;                 /* <= 0: plm_default_threads() */
     int history;                  /* keep particles, log weights and ancestors of every step (for smoothing) */
+    /* 1: in a job of several ranks (comm.h), spread the particles over them (see "Ranks" below); 0: every rank
+    ** runs the whole filter by itself. The results are the same either way, and with one rank. */
+    int distribute;
     /* auxiliary: a program with one output, log eta, reading the state X (varying) and the observation Y
     ** (uniform) with the ssm's parameter, time and covariate bindings; required for PLM_PF_AUXILIARY */
     const plm_prog *lookahead;
@@ -43,6 +57,12 @@ typedef struct plm_pf_opts {
                        const double *x, const double *lw, const size_t *anc);
     void *hook_ud;
 } plm_pf_opts;
+
+/* How PMMH and SMC^2 use the ranks of a job (comm.h): every rank runs everything (NONE), the filters spread their
+** particles over the ranks while every rank runs every chain or theta-particle in turn (PARTICLES), or the
+** chains or theta-particles are shared out over the ranks, each running its filters alone (CHAINS). The
+** results are the same in every mode and on every rank. */
+typedef enum plm_spread { PLM_SPREAD_NONE, PLM_SPREAD_PARTICLES, PLM_SPREAD_CHAINS } plm_spread;
 
 /* Defaults: bootstrap, 1000 particles, systematic, threshold 0.5, seed 1, one thread, no history. */
 void plm_pf_opts_default(plm_pf_opts *o);

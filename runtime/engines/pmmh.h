@@ -21,6 +21,10 @@ typedef struct plm_pmmh_opts {
     int nthreads;              /* <= 0: plm_default_threads() */
     double target_accept;      /* the adaptation's target acceptance rate, in (0, 1) */
     const double *init;        /* chains * nfree starting points on the unconstrained scale, or NULL: prior draws */
+    plm_spread distribute;     /* over the ranks of a job: PARTICLES runs the chains one after another on every
+                               ** rank with each filter spread over the ranks; CHAINS gives each rank a block of
+                               ** the chains (chain c draws from stream (seed, c) wherever it runs) and all-gathers
+                               ** the draws. Collective when several ranks; one rank ignores it. */
 } plm_pmmh_opts;
 
 /* 1000 particles, bootstrap, 4 chains of 1000 + 1000, seed 1, one thread, target_accept 0.15 (a noisy

@@ -213,6 +213,55 @@ void plm_resample_systematic_chunked(const double *w, size_t n, size_t m, size_t
     }
 }
 
+size_t plm_resample_slots_below(double c, double u, size_t m)
+{
+    return slots_below(c, u, m);
+}
+
+/* The runs of sys_chunks: chunk c's slot j in [k0, k1) goes to particle s(j) = #{i : k0 <= k_i <= j} of the
+** chunk (k_i the slot of its running sum, slots_near), or to the chunk's last positive weight when s(j) reaches
+** the chunk's size. s is constant between consecutive k_i, so the slots come in runs, found in one pass. */
+size_t plm_resample_systematic_runs(const double *w, size_t n, size_t chunk, size_t nc, const double *start, double u,
+                                    size_t m, size_t *src, size_t *cnt)
+{
+    const double dm = (double)m;
+    size_t c, nr = 0;
+    for (c = 0; c < nc; c++) {
+        size_t i0 = c * chunk, nn = n - i0 < chunk ? n - i0 : chunk, i, j, s = 0, last = i0, k = 0;
+        size_t k0 = slots_below(start[c], u, m), k1 = slots_below(start[c + 1], u, m);
+        double cum = start[c];
+        int have = 0;   /* k is particle i's slot */
+        if (k1 <= k0) continue;
+        for (i = 0; i < nn; i++)
+            if (w[i0 + i] > 0) last = i0 + i;
+        for (i = 0, j = k0; j < k1;) {
+            size_t next;
+            while (i < nn) {   /* count the particles whose slot is at most j (those below k0 never count) */
+                if (!have) {
+                    cum += w[i0 + i] * dm;
+                    k = slots_near(cum, u, (int64_t)m);
+                    have = 1;
+                }
+                if (k > j) break;
+                s += k >= k0;
+                i++;
+                have = 0;
+            }
+            if (s >= nn) {   /* the rest of the chunk's slots: its last positive weight */
+                src[nr] = last;
+                cnt[nr++] = k1 - j;
+                break;
+            }
+            /* particle s holds the slots up to the next particle's slot */
+            next = i < nn && k < k1 ? k : k1;
+            src[nr] = i0 + s;
+            cnt[nr++] = next - j;
+            j = next;
+        }
+    }
+    return nr;
+}
+
 /* Multinomial counts of m draws from weights v (summing to vsum, not necessarily 1) added to counts, by
 ** conditional binomials: counts[i] ~ Binomial(m left, v_i / weight left). O(n), exact, no sorting. */
 static void add_multinomial(const double *v, double vsum, size_t n, size_t m, plm_rng *r, size_t *counts)

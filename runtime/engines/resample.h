@@ -62,6 +62,23 @@ void plm_resample_systematic_chunked(const double *w, size_t n, size_t m, size_t
                                      plm_rng *r, size_t *anc, size_t *marks, double *start, const double *src,
                                      double *dst, int dim, int nthreads);
 
+/* The slots j in [0, m) whose point j + u lies below c (a cumulative weight scaled by m): the slot boundaries
+** plm_resample_systematic_chunked puts at chunk starts. */
+size_t plm_resample_slots_below(double c, double u, size_t m);
+
+/* plm_resample_systematic_chunked for a contiguous run of nc of its chunks, without the ancestor array: for
+** particle filters whose particles are spread over processes, each holding whole chunks. w holds the n
+** weights of these chunks (global chunk boundaries: the first weight starts a chunk), start[0..nc] the scaled
+** cumulative weights at their starts and at the end of the last one (as plm_resample_systematic_chunked
+** computes them from every chunk's total), u the shared uniform. The slots these chunks fill are
+** [plm_resample_slots_below(start[0]), plm_resample_slots_below(start[nc])), in order; they are written as
+** runs: slots of run r go to particle src[r] (an index into w), cnt[r] of them (>= 1). Returns the number of
+** runs, at most n + nc. The slots past the last chunk's total (rounding) are the caller's, as in the chunked
+** function: they go to the last positive weight of all. Concatenating every part's runs gives the ancestors
+** of plm_resample_systematic_chunked exactly. */
+size_t plm_resample_systematic_runs(const double *w, size_t n, size_t chunk, size_t nc, const double *start, double u,
+                                    size_t m, size_t *src, size_t *cnt);
+
 /* Ancestor indices in nondecreasing order: anc[j] for j < m, from counts of n particles (sum m). */
 void plm_resample_ancestors(const size_t *counts, size_t n, size_t *anc);
 

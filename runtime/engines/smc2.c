@@ -9,6 +9,7 @@
 #include <gsl/gsl_errno.h>
 #include <gsl/gsl_linalg.h>
 
+#include "comm.h"
 #include "par.h"
 
 void plm_smc2_opts_default(plm_smc2_opts *o)
@@ -51,6 +52,10 @@ typedef struct smc2 {
     int proposing;                        /* 0: initial filters; 1: a PMMH step (proposals into the second buffer,
                                           ** acceptance in acc); 2: the exchange step (new filters at u, into the
                                           ** second buffer) */
+    int K, rank;                          /* ranks sharing the theta-particles (1: none) */
+    size_t lo, hi;                        /* this rank's theta-particles */
+    int pf_spread, pf_threads;            /* the filters: spread over the ranks; their threads */
+    double *rec;                          /* records for the all-gather (chains over ranks) */
 } smc2;
 
 /* Run particle i's filter at u (d coordinates) with a seed from its stream: increments into inc (T), the log
@@ -64,7 +69,8 @@ static double run_filter(smc2 *S, size_t i, plm_ssm *mm, double *par, const doub
     double lp = plm_ssm_prior_set(S->P, u, par);
     long t;
     o.seed = plm_rng_next(&S->rng[i]);
-    o.nthreads = 1;
+    o.nthreads = S->pf_threads;
+    o.distribute = S->pf_spread;
     o.history = 0;
     o.moments = NULL;
     if (lp == -INFINITY) st = PLM_EDOM;
@@ -94,6 +100,7 @@ static void chunk(void *arg, size_t begin, size_t end, int worker)
         return;
     }
     plm_ssm_with_params(S->m, par, &mm);
+    begin += S->lo, end += S->lo;
     for (i = begin; i < end; i++) {
         double *ui = S->u + i * (size_t)d, *vi = S->u2 + i * (size_t)d, lnew, lold;
         if (plm_interrupted()) {
@@ -123,6 +130,59 @@ static void chunk(void *arg, size_t begin, size_t end, int worker)
         S->acc[i] = lnew > -INFINITY && (lold == -INFINITY || log(plm_rng_uniform(&S->rng[i])) < lnew - lold);
     }
     free(par);
+}
+
+/* Theta-particle rank of block owner: the block of rank r is [part(r), part(r + 1)). */
+static size_t part(size_t N, int r, int K)
+{
+    return (N * (size_t)r + (size_t)K - 1) / (size_t)K;
+}
+
+/* One round of filters (chunk) over this rank's theta-particles, then, with the particles shared over ranks,
+** what each rank computed goes to every rank: per particle its status, log prior, sum, acceptance, proposal,
+** increments and stream state, so every rank continues with the whole cloud. */
+static plm_status round_of_filters(plm_ctx *ctx, smc2 *S, int nthreads)
+{
+    const size_t d = (size_t)S->d, T = (size_t)S->T, w = 4 + d + T + 4, N = S->N;
+    size_t i, *counts;
+    int r;
+    plm_status st;
+    plm_parallel_for(S->pf_spread ? 1 : nthreads, S->hi - S->lo, 1, chunk, S);
+    if (S->K == 1) return PLM_OK;
+    for (i = S->lo; i < S->hi; i++) {
+        double *R = S->rec + i * w;
+        int two = S->proposing != 0;
+        R[0] = (double)S->st[i];
+        R[1] = two ? S->lprior2[i] : S->lprior[i];
+        R[2] = S->cum2[i];
+        R[3] = S->acc[i];
+        memcpy(R + 4, S->u2 + i * d, d * sizeof *R);
+        memcpy(R + 4 + d, (two ? S->inc2 : S->inc) + i * T, T * sizeof *R);
+        memcpy(R + 4 + d + T, S->rng[i].s, sizeof S->rng[i].s);
+    }
+    if (!(counts = malloc((size_t)S->K * sizeof *counts))) return plm_fail(ctx, PLM_ENOMEM, "smc2: out of memory");
+    for (r = 0; r < S->K; r++) counts[r] = (part(N, r + 1, S->K) - part(N, r, S->K)) * w * sizeof *S->rec;
+    st = plm_comm_allgatherv(ctx, NULL, counts, S->rec);
+    free(counts);
+    if (st) return st;
+    for (r = 0; r < S->K; r++) {
+        if (r == S->rank) continue;
+        for (i = part(N, r, S->K); i < part(N, r + 1, S->K); i++) {
+            const double *R = S->rec + i * w;
+            int two = S->proposing != 0;
+            S->st[i] = (plm_status)R[0];
+            if (S->st[i])
+                snprintf(S->ctxs[i].msg, sizeof S->ctxs[i].msg, "smc2: theta-particle %zu failed on rank %d (its message "
+                         "says why)", i + 1, r);
+            *(two ? &S->lprior2[i] : &S->lprior[i]) = R[1];
+            S->cum2[i] = R[2];
+            S->acc[i] = (unsigned char)R[3];
+            memcpy(S->u2 + i * d, R + 4, d * sizeof *R);
+            memcpy((two ? S->inc2 : S->inc) + i * T, R + 4 + d, T * sizeof *R);
+            memcpy(S->rng[i].s, R + 4 + d + T, sizeof S->rng[i].s);
+        }
+    }
+    return PLM_OK;
 }
 
 /* The first slot's failure (lowest index: the same whatever the threads), into ctx. */
@@ -211,6 +271,18 @@ plm_status plm_smc2_run(plm_ctx *ctx, const plm_ssm *m, long T, const double *ys
     if (!(o->scale >= 0) || !isfinite(o->scale)) return plm_fail(ctx, PLM_EINVAL, "smc2: scale must be > 0 (got %g)", o->scale);
     if ((st = plm_ssm_prior_check(ctx, m, P))) return st;
     S.m = m, S.P = P, S.o = o, S.T = T, S.ys = ys, S.N = N, S.d = P->nfree, S.nx = o->pf.N;
+    S.K = 1, S.lo = 0, S.hi = N, S.pf_threads = 1;
+    if (plm_comm_size() > 1 && o->distribute == PLM_SPREAD_PARTICLES) {
+        S.pf_spread = 1;   /* every theta-particle in turn on the main thread, its filter over the ranks */
+        S.pf_threads = nthreads;
+    } else if (plm_comm_size() > 1 && o->distribute == PLM_SPREAD_CHAINS) {
+        S.K = plm_comm_size(), S.rank = plm_comm_rank();
+        S.lo = part(N, S.rank, S.K), S.hi = part(N, S.rank + 1, S.K);
+        if (!(S.rec = malloc(N * (8 + (size_t)S.d + (size_t)T) * sizeof *S.rec))) {
+            st = plm_fail(ctx, PLM_ENOMEM, "smc2: out of memory for %zu theta-particles and %ld observations", N, T);
+            goto done;
+        }
+    }
     S.u = malloc(N * (size_t)S.d * sizeof *S.u), S.u2 = malloc(N * (size_t)S.d * sizeof *S.u2);
     S.inc = malloc(N * (size_t)T * sizeof *S.inc), S.inc2 = malloc(N * (size_t)T * sizeof *S.inc2);
     S.lprior = malloc(N * sizeof(double)), S.lprior2 = malloc(N * sizeof(double));
@@ -231,8 +303,7 @@ plm_status plm_smc2_run(plm_ctx *ctx, const plm_ssm *m, long T, const double *ys
     for (i = 0; i < N; i++) plm_rng_init(&S.rng[i], o->seed, (uint64_t)i + 1);
     plm_rng_init(&rs, o->seed, 0);
     for (i = 0; i < N; i++) plm_ssm_prior_draw(P, &S.rng[i], S.u + i * (size_t)S.d), logw[i] = -log((double)N);
-    plm_parallel_for(nthreads, N, 1, chunk, &S);
-    if ((st = first_failure(&S, ctx))) goto done;
+    if ((st = round_of_filters(ctx, &S, nthreads)) || (st = first_failure(&S, ctx))) goto done;
     res->filters = (long)N;
     for (t = 0; t < T; t++) {
         double lz, ess, acc = NAN;
@@ -260,8 +331,7 @@ plm_status plm_smc2_run(plm_ctx *ctx, const plm_ssm *m, long T, const double *ys
             S.t = t;
             S.proposing = 1;
             for (s = 0; s < o->moves; s++) {
-                plm_parallel_for(nthreads, N, 1, chunk, &S);
-                if ((st = first_failure(&S, ctx))) goto done;
+                if ((st = round_of_filters(ctx, &S, nthreads)) || (st = first_failure(&S, ctx))) goto done;
                 res->filters += (long)N;
                 for (i = 0; i < N; i++)
                     if (S.acc[i]) nacc++, copy_particle(&S, i, i, 1);
@@ -275,9 +345,9 @@ plm_status plm_smc2_run(plm_ctx *ctx, const plm_ssm *m, long T, const double *ys
                 ** buffer), weights times p^_new(y_1:t) / p^_old(y_1:t) */
                 S.nx *= 2;
                 S.proposing = 2;
-                plm_parallel_for(nthreads, N, 1, chunk, &S);
+                st = round_of_filters(ctx, &S, nthreads);
                 S.proposing = 0;
-                if ((st = first_failure(&S, ctx))) goto done;
+                if (st || (st = first_failure(&S, ctx))) goto done;
                 res->filters += (long)N;
                 for (i = 0; i < N; i++) {
                     logw[i] = S.cum2[i] - S.cum[i];
@@ -310,6 +380,6 @@ done:
     if (st) plm_smc2_result_free(res);
     free(S.u), free(S.u2), free(S.inc), free(S.inc2), free(S.lprior), free(S.lprior2), free(S.cum), free(S.cum2);
     free(S.L), free(S.rng), free(S.acc), free(S.st), free(S.ctxs), free(logw), free(W), free(scratch), free(counts);
-    free(anc), free(par);
+    free(anc), free(par), free(S.rec);
     return st;
 }

@@ -36,6 +36,10 @@ typedef struct plm_smc2_opts {
     plm_resample_scheme scheme;  /* of the theta-particles */
     uint64_t seed;
     int nthreads;                /* <= 0: plm_default_threads() */
+    plm_spread distribute;       /* over the ranks of a job (pfilter.h): PARTICLES runs every theta-particle's
+                                 ** filter spread over the ranks, one after another; CHAINS gives each rank a block
+                                 ** of the theta-particles (their filters local) and all-gathers their results after
+                                 ** every round of filters. Collective when several ranks; one rank ignores it. */
 } plm_smc2_opts;
 
 /* 1000 theta-particles of 100 x-particles (bootstrap, systematic, ESS 0.5), ess_threshold 0.5, 3 moves, no

@@ -2,7 +2,8 @@
 # mpi_files.sh -- under `mpirun -np 2` rank 0 alone writes the files a script asks for: io.open in a writing
 # mode, post:write_csv and plume.infer's `output` on rank 1 touch nothing (each file holds rank 0's text; rank 1
 # wrote its rank to a path of its own, which must not appear), os.remove and os.rename on rank 1 leave files be,
-# and a temporary file of os.tmpname is written and read back on every rank.
+# and a temporary file of os.tmpname is written and read back on every rank; plume.mpi.write_all(true) lets every
+# rank write.
 . tests/mpi.sh
 mpi_ready mpi_files || exit 0
 dir=$(mktemp -d)
@@ -41,3 +42,13 @@ for f in only_1.txt out_1.txt stream_1.csv draws_1.csv moved.txt; do [ -e "$dir/
 [ $ok = 1 ] && echo "PASS mpi_files_rank_1_writes_nothing" || echo "FAIL mpi_files_rank_1_writes_nothing: $(ls "$dir")"
 [ "$(cat "$dir/keep.txt" 2>&1)" = keep ] && echo "PASS mpi_files_rank_1_removes_nothing" \
     || echo "FAIL mpi_files_rank_1_removes_nothing"
+# plume.mpi.write_all(true): every rank writes the files it names (per-rank logs)
+cat >"$dir/all.lua" <<'EOF2'
+local dir, r = arg[1], plume.mpi.rank
+assert(plume.mpi.write_all(true) == false)
+local f = assert(io.open(dir .. "/log_" .. r .. ".txt", "w")); f:write("rank ", r, "\n"); f:close()
+EOF2
+mpi_run 2 "$dir/all.lua" "$dir" >/dev/null 2>&1
+[ "$(cat "$dir/log_0.txt" "$dir/log_1.txt" 2>&1 | tr '\n' ' ')" = "rank 0 rank 1 " ] \
+    && echo "PASS mpi_files_write_all_lets_every_rank_write" \
+    || echo "FAIL mpi_files_write_all_lets_every_rank_write: $(ls "$dir")"
