@@ -354,7 +354,7 @@ plm_status plm_kernel_learned(plm_ctx *ctx, plm_gmodel *m, plm_learned_prop *con
             return plm_fail(ctx, PLM_EINVAL, "learned: motif %s (%s) does not occur in this model", d->name, d->block_desc);
         if (noccs) noccs[p] = plm_motif_count(cfg->occs[p]);
         if (!(name = plm_gc_alloc_atomic(strlen(d->name) + 24))) return plm_fail(ctx, PLM_ENOMEM, "learned: out of memory");
-        sprintf(name, "learned.%s.accept", d->name);
+        sprintf(name, "learned.%s.accept_stat__", d->name);
         cfg->names[p] = name;
     }
     *ops = learned_ops;

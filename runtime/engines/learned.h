@@ -54,7 +54,7 @@ plm_status plm_learned_eval(plm_ctx *ctx, const plm_learned_prop *p, long n, uin
 
 /* The MH kernel over every occurrence of each proposal's motif in m (finished; its target made by
 ** plm_gmodel_target): each step sweeps the occurrences in order, proposing each block once. Statistic: the
-** fraction of proposals accepted; extra columns "learned.<motif>.accept" per proposal. noccs (nprops, may be
+** fraction of proposals accepted; extra columns "learned.<motif>.accept_stat__" per proposal (their acceptance rates). noccs (nprops, may be
 ** NULL) receives the occurrence counts. PLM_EINVAL when a proposal's motif does not occur in m. */
 plm_status plm_kernel_learned(plm_ctx *ctx, plm_gmodel *m, plm_learned_prop *const *props, int nprops,
                               plm_kernel **out, int *noccs);

@@ -349,6 +349,12 @@ static void mix_draw(const int *shape, plm_rng *r, double *x, double *v)
     v[1] = mu[k];
 }
 
+void plm_motif_mixture_features(int kmax, int K, int k, const double *lw, const double *mu, const double *sd, double c,
+                                double s, double y, double C, double B, double *x)
+{
+    mix_features(kmax, K, k, lw, mu, sd, c, s, y, C, B, x);
+}
+
 static int mix_sites(const plm_motif_occs *o, int i, int *sites)
 {
     const mix_occ *q = &o->mocc[i];

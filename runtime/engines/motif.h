@@ -43,6 +43,14 @@ const plm_motif_def *const *plm_motif_all(void);
 /* PLM_EINVAL naming the parameter when shape (d->nshape values) is out of range. */
 plm_status plm_motif_check_shape(plm_ctx *ctx, const plm_motif_def *d, const int *shape);
 
+/* The mixture motif's network inputs (4 + 4 K_max numbers into x) for an observation y, K components, the
+** chosen component k (0-based), log weights lw, means mu (mu[k] unused), the observation's sd under each
+** component, the prior mean c and sd s of mu_k, and the assigned observations' sums C = sum 1/sd^2 and
+** B = sum y/sd^2 (0, 0 for none). The block is (slot of z, (mu_k - c) / s); slot 0 is k, slots 1.. are the
+** other components in increasing order. For callers that use a mixture proposal outside a graph. */
+void plm_motif_mixture_features(int kmax, int K, int k, const double *lw, const double *mu, const double *sd, double c,
+                                double s, double y, double C, double B, double *x);
+
 /* ---- occurrences in a model ---- */
 
 int plm_motif_count(const plm_motif_occs *o);
