@@ -93,6 +93,23 @@ static void test_mdn_logq_normalises(void)
             CHECK(v[0] == 0 || v[0] == 1);
         }
     }
+    {   /* the kernel's fused pass: the same draw and densities as plm_nn_sample and plm_nn_logq */
+        plm_rng r1, r2;
+        plm_nn_ws w2;
+        double vold[3] = {1, 0.7, 0}, v2[3], lqn, lqo, lqo2;
+        CHECK(plm_nn_ws_init(NULL, &w2, &nn, 2) == PLM_OK);
+        plm_rng_init(&r1, 8, 0);
+        plm_rng_init(&r2, 8, 0);
+        for (i = 0; i < 50; i++) {
+            plm_nn_sample(&nn, &w, x, &r1, v, &lq);
+            plm_nn_propose(&nn, &w2, x, vold, &r2, v2, &lqn, &lqo);
+            plm_nn_logq(&nn, &w, 1, x, vold, &lqo2, NULL);
+            CHECK(memcmp(v, v2, sizeof v) == 0);
+            CHECK_NEAR(lqn, lq, 1e-13);
+            CHECK_NEAR(lqo, lqo2, 1e-13);
+        }
+        plm_nn_ws_free(&w2);
+    }
     plm_nn_ws_free(&w);
     plm_nn_free(&nn);
 }
