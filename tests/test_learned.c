@@ -400,6 +400,36 @@ static void test_absent_motif_is_an_error(void)
     CHECK(strstr(ctx.msg, "motif chain") != NULL);
 }
 
+/* Ctrl-C stops training (checked every minibatch) and a chain of the kernel (checked in the sweep and by the
+** driver every iteration), with PLM_EINTR */
+static void test_interrupt_stops_training_and_sampling(void)
+{
+    plm_learned_train_opts o;
+    plm_learned_prop *p = NULL, *g = train_small("grid", 500, 1);
+    plm_ctx ctx;
+    plm_gmodel *m;
+    plm_target *t;
+    plm_kernel *k;
+    plm_mcmc_opts mo;
+    plm_draws *U = NULL;
+    static const double zeros[18];
+    memset(&o, 0, sizeof o);
+    o.samples = 2000, o.epochs = 5, o.nhidden = 1, o.hidden[0] = 8, o.seed = 1;
+    plm_ctx_clear(&ctx);
+    plm_interrupt();
+    CHECK(plm_learned_train(&ctx, plm_motif_find("grid"), &o, &p) == PLM_EINTR);
+    CHECK(p == NULL);
+    plm_interrupt_clear();
+    m = grid3(&ctx);
+    CHECK(m && g && plm_gmodel_target(&ctx, m, &t) == PLM_OK && plm_kernel_learned(&ctx, m, &g, 1, &k, NULL) == PLM_OK);
+    memset(&mo, 0, sizeof mo);
+    mo.chains = 2, mo.warmup = 10, mo.samples = 1000000, mo.thin = 1, mo.seed = 1, mo.threads = 2;
+    mo.init = zeros;   /* every node 0: a start of finite density (uniform(-2, 2) starts mean nothing here) */
+    plm_interrupt();
+    CHECK(plm_mcmc_run(&ctx, t, k, &mo, &U, NULL) == PLM_EINTR);
+    plm_interrupt_clear();
+}
+
 int main(void)
 {
     plm_init();
@@ -410,5 +440,6 @@ int main(void)
     RUN(test_grid_ratio_equals_enumeration);
     RUN(test_mixture_logp_equals_target_difference);
     RUN(test_absent_motif_is_an_error);
+    RUN(test_interrupt_stops_training_and_sampling);
     return CHECK_DONE();
 }
