@@ -406,7 +406,8 @@ plm_kernel *plm_l_learned_build(lua_State *L, int idx, plm_gmodel *gm, const cha
     plm_ctx_clear(&ctx);
     /* proposals given as objects come first; the library's files for the motifs named (all three when none) */
     if (lua_getfield(L, idx, "proposals") == LUA_TTABLE)
-        for (i = 1; i <= (int)luaL_len(L, -1) && n < 16; i++) {
+        for (i = 1; i <= (int)luaL_len(L, -1); i++) {
+            if (n == 16) luaL_error(L, "%s: at most 16 proposals in one learned kernel", fn);
             lua_geti(L, -1, i);
             props[n++] = check_prop(L, -1, fn);
             lua_pop(L, 1);
@@ -417,7 +418,7 @@ plm_kernel *plm_l_learned_build(lua_State *L, int idx, plm_gmodel *gm, const cha
     if (explicit_motifs || n == 0) {
         int nm = explicit_motifs ? (int)luaL_len(L, -1) : 3;
         static const char *const all[] = {"mixture", "grid", "chain"};
-        for (i = 0; i < nm && n < 16; i++) {
+        for (i = 0; i < nm; i++) {
             const char *m = explicit_motifs ? (lua_geti(L, -1, i + 1), lua_tostring(L, -1)) : all[i];
             char path[1024];
             plm_learned_prop *p;
@@ -434,6 +435,7 @@ plm_kernel *plm_l_learned_build(lua_State *L, int idx, plm_gmodel *gm, const cha
             if (strcmp(p->meta.motif, m) != 0)
                 luaL_error(L, "%s: proposal file '%s' is for motif %s, not %s", fn, path, p->meta.motif, m);
             if (!explicit_motifs && !occurs(L, p, gm, fn)) continue;
+            if (n == 16) luaL_error(L, "%s: at most 16 proposals in one learned kernel", fn);
             props[n++] = p;
         }
         if (!n) luaL_error(L, "%s: none of the motifs mixture, grid, chain occurs in this model", fn);

@@ -18,7 +18,7 @@
 
 #define LOG_SQRT_2PI 0.91893853320467274178
 #define MIX_KMAX 16
-#define CHAIN_SMAX 16
+#define CHAIN_SMAX 32
 #define FEAT_CLAMP 30.0
 
 static double clampf(double x)

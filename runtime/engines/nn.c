@@ -507,10 +507,7 @@ plm_status plm_nn_load(plm_ctx *ctx, const char *path, plm_nn_meta *meta, plm_nn
     memcpy(meta->motif, data + r.at, sizeof meta->motif);
     r.at += sizeof meta->motif;
     meta->nshape = (int)get_i64(&r);
-    for (i = 0; i < PLM_NN_MAXSHAPE; i++) {
-        int64_t v = get_i64(&r);
-        if (i < PLM_NN_MAXSHAPE) meta->shape[i] = (int)v;
-    }
+    for (i = 0; i < PLM_NN_MAXSHAPE; i++) meta->shape[i] = (int)get_i64(&r);
     meta->seed = get_u64(&r);
     meta->samples = (long)get_i64(&r);
     meta->epochs = (long)get_i64(&r);
