@@ -288,4 +288,8 @@ T.test("learned_kernel_draws_do_not_depend_on_threads", function()
   local b = plume.infer(m, nil, { kernel = k, chains = 3, warmup = 20, samples = 50, seed = 9, threads = 3 })
   T.eq(table.concat(a:draws("x22"), ","), table.concat(b:draws("x22"), ","), "draws of x22")
   T.eq(table.concat(a:draws("x33"), ","), table.concat(b:draws("x33"), ","), "draws of x33")
+  local km = plume.kernel.learned{ library = LIB, motifs = { "mixture" } }
+  a = plume.infer(model, Y, { kernel = km, chains = 3, samples = 100, seed = 9, threads = 1 })
+  b = plume.infer(model, Y, { kernel = km, chains = 3, samples = 100, seed = 9, threads = 3 })
+  T.eq(table.concat(a:draws("mu[1]"), ","), table.concat(b:draws("mu[1]"), ","), "draws of mu[1]")
 end)
