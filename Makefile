@@ -52,7 +52,7 @@ BENCH_SRC := $(wildcard bench/*.c)
 BENCH_BIN := $(patsubst bench/%.c,$(BUILD)/bench/%,$(BENCH_SRC))
 HEADERS := $(foreach d,$(RUNTIME_DIRS),$(wildcard $(d)/*.h)) lang/plume_lua.h
 
-.PHONY: all deps run test bench install clean check-deps rock install-rock
+.PHONY: all deps run test bench install clean check-deps rock install-rock proposals
 all: $(BUILD)/plume $(BUILD)/libplume.a $(BUILD)/libplume.so $(BUILD)/plume.so $(TEST_BIN)
 
 deps:
@@ -65,6 +65,10 @@ run: deps
 test: deps
 	@$(MAKE) --no-print-directory all
 	@BUILD=$(BUILD) SAN=$(SAN) sh tests/run.sh
+
+# The shipped learned proposals (stdlib/proposals/*.plmprop), retrained from the fixed seeds in the script.
+proposals: $(BUILD)/plume
+	$(BUILD)/plume --quiet scripts/train_proposals.lua stdlib/proposals
 
 bench: deps
 	@$(MAKE) --no-print-directory all $(BENCH_BIN)
@@ -89,6 +93,8 @@ $(BUILD)/gen/mpi.stamp: FORCE
 	@echo '$(MPI_CFLAGS)' | cmp -s - $@ || echo '$(MPI_CFLAGS)' > $@
 .PHONY: FORCE
 FORCE:
+# The shipped learned proposals are found from any working directory (plume.kernel.learned's default library).
+$(BUILD)/obj/lang/l_learned.o: OBJ_CFLAGS := -DPLM_PROPOSALS_DIR='"$(CURDIR)/stdlib/proposals"'
 
 $(BUILD)/embed: scripts/embed.c
 	@mkdir -p $(dir $@)
