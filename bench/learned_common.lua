@@ -156,4 +156,208 @@ function M.grid_tv(post, d, exact, chains, S, checkpoints)
   return out
 end
 
+-- Effective sample size of a series by Geyer's initial monotone sequence (the autocorrelations summed in pairs
+-- while the pairs stay positive, each pair no larger than the one before); n / (1 + 2 sum rho)
+function M.ess(x)
+  local n = #x
+  if n < 4 then return n end
+  local mean, var = 0, 0
+  for i = 1, n do mean = mean + x[i] end
+  mean = mean / n
+  for i = 1, n do var = var + (x[i] - mean) ^ 2 end
+  var = var / n
+  if var <= 0 then return 0 end
+  local function rho(lag)
+    local s = 0
+    for i = 1, n - lag do s = s + (x[i] - mean) * (x[i + lag] - mean) end
+    return s / (n * var)
+  end
+  local sum, prev, lag = 0, math.huge, 0
+  while lag + 1 < n do
+    local pair = rho(lag) + rho(lag + 1)
+    if pair <= 0 then break end
+    pair = math.min(pair, prev)
+    sum, prev, lag = sum + pair, pair, lag + 2
+  end
+  local tau = -1 + 2 * sum   -- rho(0) = 1 is in the first pair
+  return n / math.max(tau, 1 / math.log(n + 1))
+end
+
+---------------------------------------------------------------------------------------------------------------
+-- Gaussian mixtures, unit observation sd, equal weights. Data: n points from K means (math.random seeded).
+local function rnorm()
+  return math.sqrt(-2 * math.log(1 - math.random())) * math.cos(2 * math.pi * math.random())
+end
+M.rnorm = rnorm
+
+function M.gmm_data(means, n, seed)
+  math.randomseed(seed)
+  local y, z = {}, {}
+  for i = 1, n do
+    z[i] = math.random(#means)
+    y[i] = means[z[i]] + rnorm()
+  end
+  return y, z
+end
+
+-- fixed K: mu[k] ~ normal(0, tau), z[i] ~ categorical(1/K), y[i] ~ normal(mu[z[i]], 1). A static program (the
+-- mixture motif of the learned proposals: an assignment choosing the mean of a normal observation)
+M.gmm_model = plume.model(function(m, d)
+  local mu = plume.vector{}
+  for k = 1, d.K do mu[k] = m:sample("mu[" .. k .. "]", D.normal(0, d.tau)) end
+  local w = {}
+  for k = 1, d.K do w[k] = 1 / d.K end
+  for i = 1, #d.y do
+    local z = m:sample("z[" .. i .. "]", D.categorical(w))
+    m:observe("y[" .. i .. "]", D.normal(mu[z], 1), d.y[i])
+  end
+end)
+
+-- open universe: K = 1 + k, k ~ poisson(lambda); then as above. A dynamic program (its sites depend on k).
+M.gmm_ou_model = plume.model(function(m, d)
+  local K = 1 + m:sample("k", D.poisson(d.lambda))
+  local mu = {}
+  for k = 1, K do mu[k] = m:sample("mu[" .. k .. "]", D.normal(0, d.tau)) end
+  local w = {}
+  for k = 1, K do w[k] = 1 / K end
+  for i = 1, #d.y do
+    local z = m:sample("z[" .. i .. "]", D.categorical(w))
+    m:observe("y[" .. i .. "]", D.normal(mu[z], 1), d.y[i])
+  end
+end)
+
+local LOG2PI = math.log(2 * math.pi)
+local function lnorm(x, m, s) return -0.5 * ((x - m) / s) ^ 2 - math.log(s) - 0.5 * LOG2PI end
+M.lnorm = lnorm
+
+-- Lua kernels on traces of gmm_ou_model (math.random is not the chain's stream: the kernels draw through
+-- plume.dist so that a seed fixes the chain)
+local U01 = D.uniform(0, 1)
+local function runif() return U01:sample() end
+
+local function state(tr, n)
+  local K = 1 + tr:get("k")
+  local mu, z = {}, {}
+  for k = 1, K do mu[k] = tr:get("mu[" .. k .. "]") end
+  for i = 1, n do z[i] = tr:get("z[" .. i .. "]") end
+  return K, mu, z
+end
+
+local function labels_with(y, mu, zfix)
+  -- as draw_labels, the uniforms from the chain's stream
+  local K, z, lq, lp = #mu, {}, 0, {}
+  for i = 1, #y do
+    local top = -math.huge
+    for k = 1, K do lp[k] = -0.5 * (y[i] - mu[k]) ^ 2; if lp[k] > top then top = lp[k] end end
+    local tot = 0
+    for k = 1, K do lp[k] = math.exp(lp[k] - top); tot = tot + lp[k] end
+    local zi = zfix and zfix[i]
+    if not zi then
+      local u = runif() * tot
+      zi = K
+      for k = 1, K do u = u - lp[k]; if u <= 0 then zi = k; break end end
+    end
+    z[i] = zi
+    lq = lq + math.log(lp[zi] / tot)
+  end
+  return z, lq
+end
+M.labels_with = labels_with
+
+-- every label from its exact conditional, as one MH move whose ratio is 1 (a Gibbs sweep of z)
+function M.ou_labels_kernel(d)
+  return function(tr)
+    local _, mu, zold = state(tr, #d.y)
+    local z, lq_new = labels_with(d.y, mu)
+    local _, lq_old = labels_with(d.y, mu, zold)
+    local imp = {}
+    for i = 1, #d.y do imp["z[" .. i .. "]"] = z[i] end
+    return plume.kernel.accept(tr, tr:with(imp), lq_old - lq_new)
+  end
+end
+
+-- every mean from its conjugate normal conditional given the labels (prior normal(0, tau), unit sd)
+function M.ou_means_kernel(d)
+  local N01 = D.normal(0, 1)
+  return function(tr)
+    local K, mu, z = state(tr, #d.y)
+    local n, s = {}, {}
+    for k = 1, K do n[k], s[k] = 0, 0 end
+    for i = 1, #d.y do n[z[i]] = n[z[i]] + 1; s[z[i]] = s[z[i]] + d.y[i] end
+    local imp, lq = {}, 0
+    for k = 1, K do
+      local prec = 1 / d.tau ^ 2 + n[k]
+      local m, sd = s[k] / prec, 1 / math.sqrt(prec)
+      local new = m + sd * N01:sample()
+      imp["mu[" .. k .. "]"] = new
+      lq = lq + lnorm(mu[k], m, sd) - lnorm(new, m, sd)
+    end
+    return plume.kernel.accept(tr, tr:with(imp), lq)
+  end
+end
+
+-- birth (append a component) or death (drop the last one), probability 1/2 each; the new mean from
+-- birth = {sample = function(means) -> mu, logq = function(mu, means) -> log q(mu)}, a density given the data
+-- and the current means (those without the new one);
+-- the labels are then redrawn from their conditional given the means, in both moves, and scored in reverse.
+-- broken = true leaves out log q of the new mean (a negative control for the tests).
+function M.ou_birth_death_kernel(d, birth, broken)
+  local prior = D.normal(0, d.tau)
+  return function(tr)
+    local K, mu, zold = state(tr, #d.y)
+    local _, lq_old = labels_with(d.y, mu, zold)
+    local imp = {}
+    if runif() < 0.5 then
+      local new = birth.sample(mu)
+      local lqb = birth.logq(new, mu)
+      mu[K + 1] = new
+      local z, lq_new = labels_with(d.y, mu)
+      for i = 1, #d.y do imp["z[" .. i .. "]"] = z[i] end
+      imp.k = K
+      imp["mu[" .. (K + 1) .. "]"] = new
+      -- reverse: death (1/2), labels of the old means
+      return plume.kernel.accept(tr, tr:with(imp), lq_old - lq_new - (broken and 0 or lqb))
+    else
+      if K == 1 then return tr end
+      local gone = mu[K]
+      mu[K] = nil
+      local z, lq_new = labels_with(d.y, mu)
+      for i = 1, #d.y do imp["z[" .. i .. "]"] = z[i] end
+      imp.k = K - 2
+      -- the dropped mean: accept counts it as if the reverse drew it from its prior; the reverse (a birth)
+      -- draws it from q, so the prior's term is taken out and q's put in
+      return plume.kernel.accept(tr, tr:with(imp),
+        lq_old - lq_new + (broken and 0 or birth.logq(gone, mu)) - prior:logpdf(gone))
+    end
+  end
+end
+
+-- the hand-tuned birth: a normal(y_j, s) around one of `anchors` data points (fixed: every n/A-th point of the
+-- sorted data), chosen uniformly: q(mu) = mean_j normal(mu; y_j, s)
+function M.anchors(y, A)
+  local sorted = {}
+  for i, v in ipairs(y) do sorted[i] = v end
+  table.sort(sorted)
+  local a = {}
+  for j = 1, A do a[j] = sorted[math.max(1, math.floor((j - 0.5) * #y / A + 0.5))] end
+  return a
+end
+
+function M.hand_birth(anchors, s)
+  local N01 = D.normal(0, 1)
+  return {
+    sample = function()
+      local j = math.min(#anchors, 1 + math.floor(runif() * #anchors))
+      return anchors[j] + s * N01:sample()
+    end,
+    logq = function(mu)
+      local top, t = -math.huge, {}
+      for j = 1, #anchors do t[j] = lnorm(mu, anchors[j], s); if t[j] > top then top = t[j] end end
+      local sum = 0
+      for j = 1, #anchors do sum = sum + math.exp(t[j] - top) end
+      return top + math.log(sum / #anchors)
+    end,
+  }
+end
+
 return M
