@@ -28,17 +28,20 @@ function M.learned_kernel(motifs, extra)
 end
 
 -- sweeps that fill `budget` CPU seconds for a run costing time_of(n) seconds for n sweeps: the cost per sweep
--- and the fixed cost (compiling, starts) from two pilot runs, n and 5 n sweeps, n grown until the first takes 5% of
--- the budget; the fixed cost is part of the budget
+-- from pilot runs of n and 4 n sweeps, n grown until their difference is 5% of the budget (so the fixed cost of
+-- a run -- tracing, checks, compiling -- cancels), the fixed cost from the smaller; it is part of the budget
 function M.calibrate(time_of, budget)
-  local n = 20
-  local t1 = time_of(n)
-  while t1 < 0.05 * budget and n < 1e6 do n = n * 4; t1 = time_of(n) end
-  local t5 = time_of(5 * n)
-  local per = (t5 - t1) / (4 * n)
-  if not (per > 0.2 * t5 / (5 * n)) then per = t5 / (5 * n) end   -- noise swamped the difference
-  local fixed = math.max(t1 - n * per, 0)
-  return math.min(1e7, math.max(16, math.floor((budget - fixed) / per)))
+  local n = 10
+  local ta = time_of(n)
+  while true do
+    local tb = time_of(4 * n)
+    if tb - ta >= 0.05 * budget or n >= 1e6 then
+      local per = math.max((tb - ta) / (3 * n), 1e-9)
+      local fixed = math.max(ta - n * per, 0)
+      return math.min(1e7, math.max(16, math.floor((budget - fixed) / per)))
+    end
+    n, ta = 4 * n, tb
+  end
 end
 
 function M.commit()
