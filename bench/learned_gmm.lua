@@ -10,9 +10,10 @@
 --    conditional, all means from theirs, and a birth/death move (append / drop the last component, labels redrawn
 --    from their conditional in both) whose new mean comes from a hand-tuned proposal (normal(y_j, 1) around one of
 --    20 anchor points) or from the learned mixture proposal.
--- Reported per method: sweeps, CPU per chain, the log joint (mean over chains) at 1/16 .. 1 of the budget (how fast
--- it leaves the start), ESS per CPU second of the log joint and of the means (fixed K; min over means) or of K (open
--- universe) over the second half of each chain (Geyer's initial monotone sequence), and for B the posterior of K.
+-- Reported per method: sweeps, CPU per chain, the log joint at 1/16 .. 1 of the budget (the mean over chains of
+-- its draws in the tenth of the sweeps before each point: how fast it leaves the start), ESS per CPU second of
+-- the log joint and of the means (fixed K; min over means) or of K (open universe) over the second half of each
+-- chain (Geyer's initial monotone sequence), and for B the posterior of K.
 -- usage: build/plume bench/learned_gmm.lua [--short] [A|B]   (--short: small budgets; its numbers are not results)
 local L = dofile("bench/learned_common.lua")
 local short, rest = L.args(arg)
@@ -48,10 +49,13 @@ end
 local function row(name, S, t, lp, ess_cols, extra)
   local cells = {}
   for k = 1, #fracs do
+    -- the mean of the draws in the last tenth before the checkpoint, over chains
     local n = math.max(1, math.floor(S * fracs[k]))
-    local m = 0
-    for c = 1, chains do m = m + lp[(c - 1) * S + n] end
-    cells[k] = string.format("%9.1f", m / chains)
+    local lo, m, cnt = math.max(1, math.floor(0.9 * n)), 0, 0
+    for c = 1, chains do
+      for i = lo, n do m, cnt = m + lp[(c - 1) * S + i], cnt + 1 end
+    end
+    cells[k] = string.format("%9.1f", m / cnt)
   end
   local e = {}
   for _, col in ipairs(ess_cols) do e[#e + 1] = string.format("%9.1f", col) end
