@@ -284,6 +284,20 @@ static void describe(lua_State *L, int idx, luaL_Buffer *b)
     }
     lua_pop(L, 1);
     luaL_addchar(b, '{');
+    if (lua_getfield(L, idx, "library") == LUA_TSTRING) {   /* learned: its library and motifs */
+        luaL_addstring(b, "library = ");
+        luaL_addvalue(b);
+        if (lua_getfield(L, idx, "motifs") == LUA_TTABLE)
+            for (i = 1; i <= (int)luaL_len(L, -1); i++) {
+                luaL_addstring(b, i == 1 ? "; motifs = " : ", ");
+                lua_geti(L, -1, i);
+                luaL_addvalue(b);
+            }
+        lua_pop(L, 1);
+        luaL_addchar(b, '}');
+        return;
+    }
+    lua_pop(L, 1);
     if (lua_getfield(L, idx, "sites") == LUA_TTABLE) {
         n = (int)luaL_len(L, -1);
         for (i = 1; i <= n; i++) {
@@ -452,6 +466,7 @@ plm_kernel *plm_l_kernel_build(lua_State *L, int idx, plm_gmodel *gm, const char
         lua_pop(L, 2);
         return k;
     }
+    if (strcmp(kind, "learned") == 0) return plm_l_learned_build(L, idx, gm, fn);
     sites = lua_newuserdatauv(L, ((size_t)gm->n + 1) * sizeof *sites, 0);   /* popped before returning */
     if (lua_getfield(L, idx, "_build") == LUA_TUSERDATA) {
         const site_builder *b = lua_touserdata(L, -1);
@@ -966,7 +981,7 @@ void plm_l_open_kernel(lua_State *L)
     static const luaL_Reg fns[] = {{"mh", l_mh}, {"slice", l_slice}, {"elliptical_slice", l_ess}, {"hmc", l_hmc},
                                    {"nuts", l_nuts}, {"cycle", l_cycle}, {"mixture", l_mixture}, {"rep", l_rep},
                                    {"gibbs", plm_l_kernel_gibbs}, {"block_gibbs", plm_l_kernel_block_gibbs},
-                                   {"gaussian_block", plm_l_kernel_gaussian_block},
+                                   {"gaussian_block", plm_l_kernel_gaussian_block}, {"learned", plm_l_kernel_learned},
                                    {"accept", l_accept}, {NULL, NULL}};
     static const luaL_Reg trace_methods[] = {{"get", l_trace_get}, {"sites", l_trace_sites}, {"with", l_trace_with},
                                              {NULL, NULL}};

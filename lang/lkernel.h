@@ -29,6 +29,11 @@ plm_kernel *plm_l_kernel_build(lua_State *L, int idx, plm_gmodel *gm, const char
 ** `build` at inference time; discrete: 1 when the kernel may move discrete sites. Pushes it; returns 1. */
 int plm_l_kernel_sites(lua_State *L, const char *kind, plm_l_site_kernel_fn build, int discrete);
 
+/* plume.kernel.learned{library =, motifs =, proposals =} (l_learned.c), and the C kernel of such a value for gm
+** (plm_l_kernel_build calls it for kind "learned"). */
+int plm_l_kernel_learned(lua_State *L);
+plm_kernel *plm_l_learned_build(lua_State *L, int idx, plm_gmodel *gm, const char *fn);
+
 /* ---- on dynamic programs ---- */
 
 /* What a kernel written in Lua needs of the engine running the chain (l_infer.c): the engine's program

@@ -1,0 +1,544 @@
+/* nn.c -- multilayer perceptrons with softmax and Gaussian-mixture heads, autoregressive over a block's
+** members (see nn.h). Each member has its own perceptron; a batch runs member by member, as B x width
+** row-major matrices through cblas_dgemm, and the backward pass follows right after each member's forward
+** pass, so the workspace holds one member's activations at a time. */
+#include "nn.h"
+
+#include <gsl/gsl_cblas.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define LOG_SQRT_2PI 0.91893853320467274178
+/* A head's log sd is clamped to this range (its gradient is zero outside), so that one bad minibatch cannot
+** make a component a spike or flat. */
+#define LSD_MIN (-9.0)
+#define LSD_MAX 6.0
+
+static int enc_width(const plm_nn_member *m) { return m->kind == PLM_NN_DISCRETE ? m->card : 1; }
+static int out_width(const plm_nn_member *m) { return m->kind == PLM_NN_DISCRETE ? m->card : 3 * m->card; }
+
+plm_status plm_nn_init(plm_ctx *ctx, plm_nn *nn, int nin, int nmem, const plm_nn_member *mem, int nhidden,
+                       const int *hidden, int act)
+{
+    int j, l, w0;
+    size_t off = 0;
+    memset(nn, 0, sizeof *nn);
+    if (nin < 1 || nin > PLM_NN_MAXWIDTH) return plm_fail(ctx, PLM_EINVAL, "nn: inputs must be in 1..%d (got %d)", PLM_NN_MAXWIDTH, nin);
+    if (nmem < 1 || nmem > PLM_NN_MAXMEM) return plm_fail(ctx, PLM_EINVAL, "nn: members must be in 1..%d (got %d)", PLM_NN_MAXMEM, nmem);
+    if (nhidden < 0 || nhidden > PLM_NN_MAXHIDDEN)
+        return plm_fail(ctx, PLM_EINVAL, "nn: hidden layers must be in 0..%d (got %d)", PLM_NN_MAXHIDDEN, nhidden);
+    if (act != PLM_NN_TANH && act != PLM_NN_RELU) return plm_fail(ctx, PLM_EINVAL, "nn: unknown activation %d", act);
+    for (l = 0; l < nhidden; l++)
+        if (hidden[l] < 1 || hidden[l] > PLM_NN_MAXWIDTH)
+            return plm_fail(ctx, PLM_EINVAL, "nn: hidden layer %d must have 1..%d units (got %d)", l + 1, PLM_NN_MAXWIDTH, hidden[l]);
+    nn->nin = nin, nn->nmem = nmem, nn->nhidden = nhidden, nn->act = act, nn->nlayer = nhidden + 1;
+    for (l = 0; l < nhidden; l++) nn->hidden[l] = hidden[l];
+    w0 = nin;
+    nn->maxwidth = nin;
+    for (j = 0; j < nmem; j++) {
+        const plm_nn_member *m = &mem[j];
+        if ((m->kind != PLM_NN_DISCRETE && m->kind != PLM_NN_CONTINUOUS) || m->card < 1 || m->card > 1024 ||
+            (m->kind == PLM_NN_DISCRETE && m->card < 2) || m->ncat_at < -1 || m->ncat_at >= nin ||
+            (m->kind == PLM_NN_CONTINUOUS && m->ncat_at != -1))
+            return plm_fail(ctx, PLM_EINVAL, "nn: member %d (kind %d, %d categories or components) is invalid", j + 1,
+                            m->kind, m->card);
+        nn->mem[j] = *m;
+        if (w0 > PLM_NN_MAXWIDTH) return plm_fail(ctx, PLM_EINVAL, "nn: member %d reads %d inputs, more than %d", j + 1, w0, PLM_NN_MAXWIDTH);
+        nn->width[j][0] = w0;
+        for (l = 0; l < nhidden; l++) nn->width[j][l + 1] = hidden[l];
+        nn->width[j][nn->nlayer] = out_width(m);
+        for (l = 0; l < nn->nlayer; l++) {
+            nn->off[j][l] = off;
+            off += (size_t)nn->width[j][l + 1] * ((size_t)nn->width[j][l] + 1);
+        }
+        for (l = 0; l <= nn->nlayer; l++)
+            if (nn->width[j][l] > nn->maxwidth) nn->maxwidth = nn->width[j][l];
+        w0 += enc_width(m);
+    }
+    nn->nparam = off;
+    if (!(nn->theta = calloc(off, sizeof *nn->theta))) return plm_fail(ctx, PLM_ENOMEM, "nn: out of memory");
+    return PLM_OK;
+}
+
+void plm_nn_free(plm_nn *nn)
+{
+    if (!nn) return;
+    free(nn->theta);
+    nn->theta = NULL;
+}
+
+void plm_nn_randomize(plm_nn *nn, plm_rng *r)
+{
+    int j, l;
+    for (j = 0; j < nn->nmem; j++)
+        for (l = 0; l < nn->nlayer; l++) {
+            int ni = nn->width[j][l], no = nn->width[j][l + 1];
+            double *W = nn->theta + nn->off[j][l], a = sqrt(6.0 / (ni + no));
+            size_t k;
+            for (k = 0; k < (size_t)ni * no; k++) W[k] = a * (2 * plm_rng_uniform(r) - 1);
+            memset(W + (size_t)ni * no, 0, (size_t)no * sizeof *W);
+        }
+}
+
+plm_status plm_nn_ws_init(plm_ctx *ctx, plm_nn_ws *w, const plm_nn *nn, int maxbatch)
+{
+    size_t one = (size_t)maxbatch * (size_t)nn->maxwidth;
+    memset(w, 0, sizeof *w);
+    if (maxbatch < 1) return plm_fail(ctx, PLM_EINVAL, "nn: batch must be >= 1 (got %d)", maxbatch);
+    w->maxbatch = maxbatch;
+    w->in = malloc(one * sizeof *w->in);
+    w->act = malloc(one * (size_t)(nn->nlayer + 1) * sizeof *w->act);
+    w->dact = malloc(2 * one * sizeof *w->dact);
+    w->out = malloc(one * sizeof *w->out);
+    w->dout = malloc(one * sizeof *w->dout);
+    if (!w->in || !w->act || !w->dact || !w->out || !w->dout) {
+        plm_nn_ws_free(w);
+        return plm_fail(ctx, PLM_ENOMEM, "nn: out of memory");
+    }
+    return PLM_OK;
+}
+
+void plm_nn_ws_free(plm_nn_ws *w)
+{
+    free(w->in), free(w->act), free(w->dact), free(w->out), free(w->dout);
+    memset(w, 0, sizeof *w);
+}
+
+/* Fill rows 0..B-1 of member j's input matrix (B x width[j][0]) into w->act (layer 0). */
+static void member_input(const plm_nn *nn, plm_nn_ws *w, int j, int B, const double *X, const double *V)
+{
+    int b, i, w0 = nn->width[j][0];
+    for (b = 0; b < B; b++) {
+        double *row = w->act + (size_t)b * w0;
+        int c = nn->nin;
+        memcpy(row, X + (size_t)b * nn->nin, (size_t)nn->nin * sizeof *row);
+        for (i = 0; i < j; i++) {
+            const plm_nn_member *m = &nn->mem[i];
+            double v = V[(size_t)b * nn->nmem + i];
+            if (m->kind == PLM_NN_DISCRETE) {
+                memset(row + c, 0, (size_t)m->card * sizeof *row);
+                if (v >= 0 && v < m->card) row[c + (int)v] = 1;
+                c += m->card;
+            } else
+                row[c++] = v;
+        }
+    }
+}
+
+/* Activations of layer l (B x width) start at act + (l-th slot). */
+static double *layer_act(const plm_nn *nn, plm_nn_ws *w, int l)
+{
+    return w->act + (size_t)l * (size_t)w->maxbatch * (size_t)nn->maxwidth;
+}
+
+/* Member j's forward pass on the B rows in layer 0: the head's raw outputs into w->out (B x out width). */
+static void member_forward(const plm_nn *nn, plm_nn_ws *w, int j, int B)
+{
+    int l, b, k;
+    for (l = 0; l < nn->nlayer; l++) {
+        int ni = nn->width[j][l], no = nn->width[j][l + 1];
+        const double *W = nn->theta + nn->off[j][l], *bias = W + (size_t)ni * no;
+        const double *A = layer_act(nn, w, l);
+        double *Z = l + 1 == nn->nlayer ? w->out : layer_act(nn, w, l + 1);
+        for (b = 0; b < B; b++) memcpy(Z + (size_t)b * no, bias, (size_t)no * sizeof *Z);
+        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, B, no, ni, 1.0, A, ni, W, ni, 1.0, Z, no);
+        if (l + 1 < nn->nlayer) {
+            size_t n = (size_t)B * no;
+            if (nn->act == PLM_NN_TANH)
+                for (k = 0; k < (int)n; k++) Z[k] = tanh(Z[k]);
+            else
+                for (k = 0; k < (int)n; k++) Z[k] = Z[k] > 0 ? Z[k] : 0;
+        }
+    }
+}
+
+/* Member j's backward pass from the head gradients in w->dout (B x out width): accumulates into grad. */
+static void member_backward(const plm_nn *nn, plm_nn_ws *w, int j, int B, double *grad)
+{
+    size_t one = (size_t)w->maxbatch * (size_t)nn->maxwidth;
+    double *dZ = w->dout, *dA = w->dact;
+    int l, b, k;
+    for (l = nn->nlayer - 1; l >= 0; l--) {
+        int ni = nn->width[j][l], no = nn->width[j][l + 1];
+        const double *W = nn->theta + nn->off[j][l], *A = layer_act(nn, w, l);
+        double *gW = grad + nn->off[j][l], *gb = gW + (size_t)ni * no;
+        cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, no, ni, B, 1.0, dZ, no, A, ni, 1.0, gW, ni);
+        for (b = 0; b < B; b++)
+            for (k = 0; k < no; k++) gb[k] += dZ[(size_t)b * no + k];
+        if (l == 0) break;
+        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, ni, no, 1.0, dZ, no, W, ni, 0.0, dA, ni);
+        /* through the activation: A = tanh(Z) has dA/dZ = 1 - A^2; relu passes where A > 0 */
+        for (k = 0; k < B * ni; k++)
+            dA[k] *= nn->act == PLM_NN_TANH ? 1 - A[k] * A[k] : (A[k] > 0);
+        dZ = dA;
+        dA = dA == w->dact ? w->dact + one : w->dact;
+    }
+}
+
+static double lse(const double *a, int n)
+{
+    double mx = -INFINITY, s = 0;
+    int i;
+    for (i = 0; i < n; i++)
+        if (a[i] > mx) mx = a[i];
+    if (mx == -INFINITY) return mx;
+    for (i = 0; i < n; i++) s += exp(a[i] - mx);
+    return mx + log(s);
+}
+
+static int valid_cats(const plm_nn_member *m, const double *x)
+{
+    int n;
+    if (m->ncat_at < 0) return m->card;
+    n = (int)x[m->ncat_at];
+    return n < 1 ? 1 : n > m->card ? m->card : n;
+}
+
+/* The mixture head's log sd of component k from the raw output s. */
+static double head_lsd(double s) { return s < LSD_MIN ? LSD_MIN : s > LSD_MAX ? LSD_MAX : s; }
+
+/* log q of value v under the head outputs o (and, with d, d log q / d o into d). */
+static double head_logq(const plm_nn_member *m, const double *x, const double *o, double v, double *d)
+{
+    int c, n = m->card;
+    if (m->kind == PLM_NN_DISCRETE) {
+        int nv = valid_cats(m, x), k = (int)v;
+        double z = lse(o, nv), lq;
+        if (d) memset(d, 0, (size_t)n * sizeof *d);
+        if (!(v >= 0 && k < nv && k == v)) return -INFINITY;
+        lq = o[k] - z;
+        if (d) {
+            for (c = 0; c < nv; c++) d[c] = -exp(o[c] - z);
+            d[k] += 1;
+        }
+        return lq;
+    } else {
+        double comp[1024], za = lse(o, n), lq;
+        for (c = 0; c < n; c++) {
+            double ls = head_lsd(o[2 * n + c]), e = (v - o[n + c]) * exp(-ls);
+            comp[c] = o[c] - za - 0.5 * e * e - ls - LOG_SQRT_2PI;
+        }
+        lq = lse(comp, n);
+        if (d) {
+            if (!isfinite(lq)) {
+                memset(d, 0, 3 * (size_t)n * sizeof *d);
+                return lq;
+            }
+            for (c = 0; c < n; c++) {
+                double r = exp(comp[c] - lq), pi = exp(o[c] - za), raw = o[2 * n + c], ls = head_lsd(raw);
+                double iv = exp(-2 * ls), e2 = (v - o[n + c]) * (v - o[n + c]) * iv;
+                d[c] = r - pi;
+                d[n + c] = r * (v - o[n + c]) * iv;
+                d[2 * n + c] = raw > LSD_MIN && raw < LSD_MAX ? r * (e2 - 1) : 0;
+            }
+        }
+        return lq;
+    }
+}
+
+void plm_nn_logq(const plm_nn *nn, plm_nn_ws *w, int B, const double *X, const double *V, double *logq, double *grad)
+{
+    int j, b;
+    for (b = 0; b < B; b++) logq[b] = 0;
+    for (j = 0; j < nn->nmem; j++) {
+        const plm_nn_member *m = &nn->mem[j];
+        int no = nn->width[j][nn->nlayer];
+        member_input(nn, w, j, B, X, V);
+        member_forward(nn, w, j, B);
+        for (b = 0; b < B; b++)
+            logq[b] += head_logq(m, X + (size_t)b * nn->nin, w->out + (size_t)b * no, V[(size_t)b * nn->nmem + j],
+                                 grad ? w->dout + (size_t)b * no : NULL);
+        if (grad) member_backward(nn, w, j, B, grad);
+    }
+}
+
+/* Draw from the head outputs o. */
+static double head_sample(const plm_nn_member *m, const double *x, const double *o, plm_rng *r)
+{
+    int c, n = m->card;
+    if (m->kind == PLM_NN_DISCRETE) {
+        int nv = valid_cats(m, x);
+        double z = lse(o, nv), u = plm_rng_uniform(r);
+        for (c = 0; c < nv - 1; c++) {
+            u -= exp(o[c] - z);
+            if (u < 0) break;
+        }
+        return c;
+    } else {
+        double za = lse(o, n), u = plm_rng_uniform(r);
+        for (c = 0; c < n - 1; c++) {
+            u -= exp(o[c] - za);
+            if (u < 0) break;
+        }
+        return o[n + c] + exp(head_lsd(o[2 * n + c])) * plm_rng_normal(r);
+    }
+}
+
+void plm_nn_sample(const plm_nn *nn, plm_nn_ws *w, const double *x, plm_rng *r, double *v, double *logq)
+{
+    int j;
+    *logq = 0;
+    for (j = 0; j < nn->nmem; j++) {
+        member_input(nn, w, j, 1, x, v);
+        member_forward(nn, w, j, 1);
+        v[j] = head_sample(&nn->mem[j], x, w->out, r);
+        *logq += head_logq(&nn->mem[j], x, w->out, v[j], NULL);
+    }
+}
+
+plm_status plm_nn_adam_init(plm_ctx *ctx, plm_nn_adam *a, size_t n, double lr)
+{
+    memset(a, 0, sizeof *a);
+    a->n = n, a->lr = lr, a->b1 = 0.9, a->b2 = 0.999, a->eps = 1e-8;
+    a->m = calloc(n ? n : 1, sizeof *a->m);
+    a->v = calloc(n ? n : 1, sizeof *a->v);
+    if (!a->m || !a->v) {
+        plm_nn_adam_free(a);
+        return plm_fail(ctx, PLM_ENOMEM, "nn: out of memory");
+    }
+    return PLM_OK;
+}
+
+void plm_nn_adam_step(plm_nn_adam *a, double *theta, const double *grad)
+{
+    size_t i;
+    double c1, c2;
+    a->t++;
+    c1 = 1 - pow(a->b1, (double)a->t);
+    c2 = 1 - pow(a->b2, (double)a->t);
+    for (i = 0; i < a->n; i++) {
+        double g = grad[i];
+        if (!isfinite(g)) continue;   /* a non-finite gradient entry is skipped, not spread into the moments */
+        a->m[i] = a->b1 * a->m[i] + (1 - a->b1) * g;
+        a->v[i] = a->b2 * a->v[i] + (1 - a->b2) * g * g;
+        theta[i] += a->lr * (a->m[i] / c1) / (sqrt(a->v[i] / c2) + a->eps);
+    }
+}
+
+void plm_nn_adam_free(plm_nn_adam *a)
+{
+    free(a->m), free(a->v);
+    a->m = a->v = NULL;
+}
+
+/* ---- files ---- */
+
+static const char MAGIC[8] = {'P', 'L', 'M', 'P', 'R', 'O', 'P', 0};
+
+typedef struct buf {
+    unsigned char *p;
+    size_t n, cap;
+    int oom;
+} buf;
+
+static void put(buf *b, const void *x, size_t n)
+{
+    if (b->oom) return;
+    if (b->n + n > b->cap) {
+        size_t cap = b->cap ? 2 * b->cap : 4096;
+        unsigned char *q;
+        while (cap < b->n + n) cap *= 2;
+        if (!(q = realloc(b->p, cap))) {
+            b->oom = 1;
+            return;
+        }
+        b->p = q, b->cap = cap;
+    }
+    memcpy(b->p + b->n, x, n);
+    b->n += n;
+}
+
+/* Integers and doubles are stored little-endian whatever the host. */
+static void put_u64(buf *b, uint64_t v)
+{
+    unsigned char c[8];
+    int i;
+    for (i = 0; i < 8; i++) c[i] = (unsigned char)(v >> (8 * i));
+    put(b, c, 8);
+}
+static void put_i64(buf *b, int64_t v) { put_u64(b, (uint64_t)v); }
+static void put_f64(buf *b, double x)
+{
+    uint64_t v;
+    memcpy(&v, &x, 8);
+    put_u64(b, v);
+}
+
+static uint64_t fnv1a64(const unsigned char *p, size_t n)
+{
+    uint64_t h = 0xcbf29ce484222325ull;
+    size_t i;
+    for (i = 0; i < n; i++) h = (h ^ p[i]) * 0x100000001b3ull;
+    return h;
+}
+
+plm_status plm_nn_save(plm_ctx *ctx, const char *path, const plm_nn_meta *meta, const plm_nn *nn)
+{
+    buf b = {0};
+    FILE *f;
+    int i, ok;
+    size_t k;
+    put(&b, MAGIC, 8);
+    put_u64(&b, PLM_NN_FILE_VERSION);
+    put(&b, meta->motif, sizeof meta->motif);
+    put_i64(&b, meta->nshape);
+    for (i = 0; i < PLM_NN_MAXSHAPE; i++) put_i64(&b, i < meta->nshape ? meta->shape[i] : 0);
+    put_u64(&b, meta->seed);
+    put_i64(&b, meta->samples);
+    put_i64(&b, meta->epochs);
+    put_f64(&b, meta->heldout);
+    put_i64(&b, nn->nin);
+    put_i64(&b, nn->nmem);
+    put_i64(&b, nn->nhidden);
+    put_i64(&b, nn->act);
+    for (i = 0; i < PLM_NN_MAXHIDDEN; i++) put_i64(&b, i < nn->nhidden ? nn->hidden[i] : 0);
+    for (i = 0; i < nn->nmem; i++) {
+        put_i64(&b, nn->mem[i].kind);
+        put_i64(&b, nn->mem[i].card);
+        put_i64(&b, nn->mem[i].ncat_at);
+    }
+    put_u64(&b, nn->nparam);
+    for (k = 0; k < nn->nparam; k++) put_f64(&b, nn->theta[k]);
+    if (!b.oom) put_u64(&b, fnv1a64(b.p, b.n));
+    if (b.oom) {
+        free(b.p);
+        return plm_fail(ctx, PLM_ENOMEM, "proposal file '%s': out of memory", path);
+    }
+    if (!(f = fopen(path, "wb"))) {
+        free(b.p);
+        return plm_fail(ctx, PLM_EIO, "proposal file '%s': cannot open it for writing", path);
+    }
+    ok = fwrite(b.p, 1, b.n, f) == b.n;
+    ok = fclose(f) == 0 && ok;
+    free(b.p);
+    return ok ? PLM_OK : plm_fail(ctx, PLM_EIO, "proposal file '%s': error writing it", path);
+}
+
+typedef struct rd {
+    const unsigned char *p;
+    size_t n, at;
+    int short_;
+} rd;
+
+static uint64_t get_u64(rd *r)
+{
+    uint64_t v = 0;
+    int i;
+    if (r->at + 8 > r->n) {
+        r->short_ = 1;
+        r->at = r->n;
+        return 0;
+    }
+    for (i = 0; i < 8; i++) v |= (uint64_t)r->p[r->at + i] << (8 * i);
+    r->at += 8;
+    return v;
+}
+static int64_t get_i64(rd *r) { return (int64_t)get_u64(r); }
+static double get_f64(rd *r)
+{
+    uint64_t v = get_u64(r);
+    double x;
+    memcpy(&x, &v, 8);
+    return x;
+}
+
+plm_status plm_nn_load(plm_ctx *ctx, const char *path, plm_nn_meta *meta, plm_nn *nn)
+{
+    FILE *f = fopen(path, "rb");
+    unsigned char *data = NULL;
+    size_t n = 0, cap = 0, k;
+    rd r;
+    int i, nin, nmem, nhid, act, hidden[PLM_NN_MAXHIDDEN];
+    uint64_t version, nparam, sum;
+    plm_nn_member mem[PLM_NN_MAXMEM];
+    plm_status st;
+    memset(nn, 0, sizeof *nn);
+    memset(meta, 0, sizeof *meta);
+    if (!f) return plm_fail(ctx, PLM_EIO, "proposal file '%s': cannot open it", path);
+    for (;;) {
+        size_t got;
+        if (n == cap) {
+            unsigned char *q = realloc(data, cap = cap ? 2 * cap : 65536);
+            if (!q) {
+                free(data);
+                fclose(f);
+                return plm_fail(ctx, PLM_ENOMEM, "proposal file '%s': out of memory", path);
+            }
+            data = q;
+        }
+        got = fread(data + n, 1, cap - n, f);
+        n += got;
+        if (got == 0) break;
+    }
+    fclose(f);
+#define BAD(...) do { st = plm_fail(ctx, PLM_EINVAL, __VA_ARGS__); goto out; } while (0)
+    if (n < 8 || memcmp(data, MAGIC, 8) != 0) BAD("proposal file '%s': not a plume proposal file (bad magic)", path);
+    r.p = data, r.n = n, r.at = 8, r.short_ = 0;
+    version = get_u64(&r);
+    if (r.short_) BAD("proposal file '%s': truncated (%zu bytes) in its header", path, n);
+    if (version != PLM_NN_FILE_VERSION)
+        BAD("proposal file '%s': format version %llu, but this plume reads version %d", path, (unsigned long long)version,
+            PLM_NN_FILE_VERSION);
+    if (r.at + sizeof meta->motif > n) BAD("proposal file '%s': truncated (%zu bytes) in its header", path, n);
+    memcpy(meta->motif, data + r.at, sizeof meta->motif);
+    r.at += sizeof meta->motif;
+    meta->nshape = (int)get_i64(&r);
+    for (i = 0; i < PLM_NN_MAXSHAPE; i++) {
+        int64_t v = get_i64(&r);
+        if (i < PLM_NN_MAXSHAPE) meta->shape[i] = (int)v;
+    }
+    meta->seed = get_u64(&r);
+    meta->samples = (long)get_i64(&r);
+    meta->epochs = (long)get_i64(&r);
+    meta->heldout = get_f64(&r);
+    nin = (int)get_i64(&r), nmem = (int)get_i64(&r), nhid = (int)get_i64(&r), act = (int)get_i64(&r);
+    for (i = 0; i < PLM_NN_MAXHIDDEN; i++) hidden[i] = (int)get_i64(&r);
+    if (r.short_) BAD("proposal file '%s': truncated (%zu bytes) in its header", path, n);
+    /* the checksum covers everything before it: check it before trusting any size read from the file */
+    if (n < 8 + 8 || n - 8 < r.at) BAD("proposal file '%s': truncated (%zu bytes)", path, n);
+    if (nmem < 1 || nmem > PLM_NN_MAXMEM || nhid < 0 || nhid > PLM_NN_MAXHIDDEN || meta->nshape < 0 ||
+        meta->nshape > PLM_NN_MAXSHAPE || memchr(meta->motif, 0, sizeof meta->motif) == NULL) {
+        rd t = {data, n, n - 8, 0};
+        if (get_u64(&t) != fnv1a64(data, n - 8)) BAD("proposal file '%s': checksum mismatch (the file is corrupted or truncated)", path);
+        BAD("proposal file '%s': impossible sizes in its header", path);
+    }
+    for (i = 0; i < nmem; i++) {
+        mem[i].kind = (int)get_i64(&r);
+        mem[i].card = (int)get_i64(&r);
+        mem[i].ncat_at = (int)get_i64(&r);
+    }
+    nparam = get_u64(&r);
+    if (r.short_) BAD("proposal file '%s': truncated (%zu bytes) in its header", path, n);
+    if (nparam > (n - r.at) / 8 || r.at + 8 * nparam + 8 > n) {
+        BAD("proposal file '%s': truncated (%zu bytes; its header announces %llu weights)", path, n, (unsigned long long)nparam);
+    }
+    if (r.at + 8 * nparam + 8 < n) BAD("proposal file '%s': %zu bytes after the checksum (the file is corrupted)", path,
+                                       n - (size_t)(r.at + 8 * nparam + 8));
+    {
+        rd t = {data, n, n - 8, 0};
+        sum = get_u64(&t);
+        if (sum != fnv1a64(data, n - 8)) BAD("proposal file '%s': checksum mismatch (the file is corrupted)", path);
+    }
+    if ((st = plm_nn_init(ctx, nn, nin, nmem, mem, nhid, hidden, act))) {
+        st = plm_fail(ctx, PLM_EINVAL, "proposal file '%s': impossible network (%s)", path, plm_ctx_errmsg(ctx));
+        goto out;
+    }
+    if (nn->nparam != nparam) {
+        plm_nn_free(nn);
+        BAD("proposal file '%s': %llu weights, but its network has %zu", path, (unsigned long long)nparam, nn->nparam);
+    }
+    for (k = 0; k < nparam; k++) {
+        nn->theta[k] = get_f64(&r);
+        if (!isfinite(nn->theta[k])) {
+            plm_nn_free(nn);
+            BAD("proposal file '%s': weight %zu is not finite", path, k + 1);
+        }
+    }
+    st = PLM_OK;
+out:
+#undef BAD
+    free(data);
+    return st;
+}

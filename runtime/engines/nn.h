@@ -1,0 +1,104 @@
+/* nn.h -- the small neural networks of learned MCMC proposals (learned.h): for each member of a block, a
+** multilayer perceptron reads the inputs (a motif's Markov-blanket features) and the values of the members
+** before it, and its head is a softmax over categories (a discrete member) or a mixture of Gaussians (a
+** continuous one), so q(block | inputs) is an exact, normalised autoregressive density. Matrix work goes through
+** GSL's CBLAS over minibatches; training is Adam. A network and its workspace are malloc'd (plm_nn_free), and
+** one file format (versioned, checksummed) stores a network with the motif it was trained for. */
+#ifndef PLM_NN_H
+#define PLM_NN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ctx.h"
+#include "rng.h"
+
+#define PLM_NN_MAXMEM 8      /* members of a block */
+#define PLM_NN_MAXHIDDEN 4   /* hidden layers */
+#define PLM_NN_MAXWIDTH 4096 /* units of any layer */
+
+typedef enum plm_nn_kind { PLM_NN_DISCRETE = 0, PLM_NN_CONTINUOUS = 1 } plm_nn_kind;
+typedef enum plm_nn_act { PLM_NN_TANH = 0, PLM_NN_RELU = 1 } plm_nn_act;
+
+typedef struct plm_nn_member {
+    int kind;       /* plm_nn_kind */
+    int card;       /* discrete: categories; continuous: Gaussian components of the head */
+    int ncat_at;    /* discrete: index of the input holding the number of valid categories (1..card; the
+                    ** others get probability 0), or -1 when all are valid */
+} plm_nn_member;
+
+typedef struct plm_nn {
+    int nin, nmem, nhidden, act;
+    int hidden[PLM_NN_MAXHIDDEN];
+    plm_nn_member mem[PLM_NN_MAXMEM];
+    size_t nparam;
+    double *theta;      /* every weight, member by member, layer by layer: W (out x in, row-major), then b */
+    /* derived by plm_nn_init */
+    int nlayer;                                   /* nhidden + 1 */
+    int width[PLM_NN_MAXMEM][PLM_NN_MAXHIDDEN + 2]; /* member j: input width, hidden widths, output width */
+    size_t off[PLM_NN_MAXMEM][PLM_NN_MAXHIDDEN + 1]; /* member j, layer l: offset of W in theta */
+    int maxwidth;
+} plm_nn;
+
+/* Lay out a network (theta zeroed, malloc'd). Member j's net reads the nin inputs, then one-hot codes of the
+** discrete members before it and the values of the continuous ones. PLM_EINVAL names a bad size. */
+plm_status plm_nn_init(plm_ctx *ctx, plm_nn *nn, int nin, int nmem, const plm_nn_member *mem, int nhidden,
+                       const int *hidden, int act);
+void plm_nn_free(plm_nn *nn);
+/* Glorot-uniform weights and zero biases from r. */
+void plm_nn_randomize(plm_nn *nn, plm_rng *r);
+
+/* Scratch for batches of up to maxbatch points (malloc'd; plm_nn_ws_free). */
+typedef struct plm_nn_ws {
+    int maxbatch;
+    double *in, *act, *dact, *out, *dout;
+} plm_nn_ws;
+plm_status plm_nn_ws_init(plm_ctx *ctx, plm_nn_ws *w, const plm_nn *nn, int maxbatch);
+void plm_nn_ws_free(plm_nn_ws *w);
+
+/* log q(V[b] | X[b]) for b < B (X: B x nin, V: B x nmem, row-major; discrete values are 0-based category
+** numbers) into logq. grad (nparam, or NULL) accumulates the gradient of sum_b logq[b] w.r.t. theta. A value
+** outside its member's valid categories has log q = -inf (and adds no gradient). B <= w->maxbatch. */
+void plm_nn_logq(const plm_nn *nn, plm_nn_ws *w, int B, const double *X, const double *V, double *logq, double *grad);
+
+/* Draw v (nmem values) from q(. | x) with r; *logq receives its log density. */
+void plm_nn_sample(const plm_nn *nn, plm_nn_ws *w, const double *x, plm_rng *r, double *v, double *logq);
+
+/* Adam (Kingma and Ba) on a parameter vector: malloc'd moments. */
+typedef struct plm_nn_adam {
+    size_t n;
+    long t;
+    double lr, b1, b2, eps;
+    double *m, *v;
+} plm_nn_adam;
+plm_status plm_nn_adam_init(plm_ctx *ctx, plm_nn_adam *a, size_t n, double lr);
+/* One ascent step of theta along grad (a gradient of the objective to maximise). */
+void plm_nn_adam_step(plm_nn_adam *a, double *theta, const double *grad);
+void plm_nn_adam_free(plm_nn_adam *a);
+
+/* ---- proposal files ---- */
+
+#define PLM_NN_FILE_VERSION 1
+#define PLM_NN_MAXSHAPE 8
+
+/* What a proposal file says besides the weights: the motif (name and shape parameters, motif.h) and how the
+** network was trained. */
+typedef struct plm_nn_meta {
+    char motif[32];
+    int nshape;
+    int shape[PLM_NN_MAXSHAPE];
+    uint64_t seed;
+    long samples, epochs;
+    double heldout;     /* mean held-out log q per block at the end of training */
+} plm_nn_meta;
+
+/* Write meta and nn to path: magic "PLMPROP\0", the format version, the meta, the network's sizes, the weights
+** (little-endian IEEE doubles), and an FNV-1a 64-bit checksum over every byte before it. PLM_EIO names the file. */
+plm_status plm_nn_save(plm_ctx *ctx, const char *path, const plm_nn_meta *meta, const plm_nn *nn);
+/* Read a file written by plm_nn_save into meta and nn (initialised here; plm_nn_free). A file that is not a
+** proposal file, has another format version, is truncated, has trailing bytes, fails its checksum or holds
+** impossible sizes is refused with PLM_EINVAL and a message naming the file and what is wrong; nothing of it is
+** used. */
+plm_status plm_nn_load(plm_ctx *ctx, const char *path, plm_nn_meta *meta, plm_nn *nn);
+
+#endif

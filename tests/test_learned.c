@@ -1,0 +1,397 @@
+/* test_learned.c -- learned proposals: the networks' gradients and normalisation, the proposal file format and
+** its refusals, and the MH pieces of the learned kernel against the model's own target on small graphs. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "check.h"
+#include "learned.h"
+#include "model_graphs.h"
+
+static plm_status make_nn(plm_nn *nn, int act, int ncat_at)
+{
+    plm_nn_member mem[3] = {{PLM_NN_DISCRETE, 3, ncat_at}, {PLM_NN_CONTINUOUS, 2, -1}, {PLM_NN_DISCRETE, 2, -1}};
+    int hidden[2] = {5, 4};
+    plm_rng r;
+    plm_status st = plm_nn_init(NULL, nn, 3, 3, mem, 2, hidden, act);
+    plm_rng_init(&r, 7, 0);
+    if (!st) plm_nn_randomize(nn, &r);
+    /* nonzero biases: a relu unit whose inputs are all zero would sit on its kink, where differences halve */
+    for (size_t k = 0; !st && k < nn->nparam; k++) nn->theta[k] += 0.1 * plm_rng_normal(&r);
+    return st;
+}
+
+/* d(sum log q)/d theta by backpropagation equals central finite differences, for tanh and relu nets */
+static void test_nn_gradient_matches_finite_differences(void)
+{
+    for (int act = 0; act < 2; act++) {
+        plm_nn nn;
+        plm_nn_ws w;
+        double X[5 * 3], V[5 * 3], lq[5], *g;
+        plm_rng r;
+        int b, k;
+        CHECK(make_nn(&nn, act, 0) == PLM_OK);
+        CHECK(plm_nn_ws_init(NULL, &w, &nn, 5) == PLM_OK);
+        plm_rng_init(&r, 11, act);
+        for (b = 0; b < 5; b++) {
+            X[3 * b] = 2 + (b % 2);   /* valid categories of member 1: 2 or 3 */
+            X[3 * b + 1] = plm_rng_normal(&r), X[3 * b + 2] = plm_rng_normal(&r);
+            V[3 * b] = b % 2, V[3 * b + 1] = plm_rng_normal(&r), V[3 * b + 2] = b % 2;
+        }
+        g = calloc(nn.nparam, sizeof *g);
+        plm_nn_logq(&nn, &w, 5, X, V, lq, g);
+        for (k = 0; k < (int)nn.nparam; k += 3) {
+            double keep = nn.theta[k], h = 1e-6, up = 0, dn = 0, fd;
+            nn.theta[k] = keep + h;
+            plm_nn_logq(&nn, &w, 5, X, V, lq, NULL);
+            for (b = 0; b < 5; b++) up += lq[b];
+            nn.theta[k] = keep - h;
+            plm_nn_logq(&nn, &w, 5, X, V, lq, NULL);
+            for (b = 0; b < 5; b++) dn += lq[b];
+            nn.theta[k] = keep;
+            fd = (up - dn) / (2 * h);
+            CHECK_NEAR(g[k], fd, 1e-5 * fmax(1, fabs(fd)));
+        }
+        free(g);
+        plm_nn_ws_free(&w);
+        plm_nn_free(&nn);
+    }
+}
+
+/* q sums to one over the discrete members (masked categories get nothing) and integrates to one over the
+** continuous member: a sum over both discrete members of a trapezoid integral on [-60, 60] */
+static void test_mdn_logq_normalises(void)
+{
+    plm_nn nn;
+    plm_nn_ws w;
+    double x[3] = {2, 0.3, -1.2}, v[3], lq, tot = 0, masked = 0;
+    int a, c, i, n = 240001;
+    CHECK(make_nn(&nn, PLM_NN_TANH, 0) == PLM_OK);
+    CHECK(plm_nn_ws_init(NULL, &w, &nn, 1) == PLM_OK);
+    for (a = 0; a < 3; a++)
+        for (c = 0; c < 2; c++) {
+            double s = 0, h = 120.0 / (n - 1);
+            for (i = 0; i < n; i++) {
+                v[0] = a, v[1] = -60 + i * h, v[2] = c;
+                plm_nn_logq(&nn, &w, 1, x, v, &lq, NULL);
+                s += (i == 0 || i == n - 1 ? 0.5 : 1) * exp(lq) * h;
+            }
+            if (a < 2) tot += s;
+            else masked += s;
+        }
+    CHECK_NEAR(tot, 1, 1e-7);
+    CHECK(masked == 0);   /* x[0] = 2: category 3 of member 1 is not valid */
+    {   /* a draw's own log q is the density plm_nn_logq gives it */
+        plm_rng r;
+        double lq2;
+        plm_rng_init(&r, 3, 0);
+        for (i = 0; i < 50; i++) {
+            plm_nn_sample(&nn, &w, x, &r, v, &lq);
+            plm_nn_logq(&nn, &w, 1, x, v, &lq2, NULL);
+            CHECK_NEAR(lq, lq2, 1e-12);
+            CHECK(v[0] == 0 || v[0] == 1);
+        }
+    }
+    plm_nn_ws_free(&w);
+    plm_nn_free(&nn);
+}
+
+static plm_learned_prop *train_small(const char *motif, long samples, long epochs)
+{
+    plm_learned_train_opts o;
+    plm_learned_prop *p = NULL;
+    plm_ctx ctx;
+    const plm_motif_def *d = plm_motif_find(motif);
+    memset(&o, 0, sizeof o);
+    plm_ctx_clear(&ctx);
+    for (int i = 0; i < d->nshape; i++) o.shape[i] = d->shape_default[i];
+    o.samples = samples, o.epochs = epochs, o.nhidden = 1, o.hidden[0] = 16, o.seed = 5;
+    if (plm_learned_train(&ctx, d, &o, &p)) printf("  train: %s\n", ctx.msg);
+    return p;
+}
+
+static long file_size(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    long n;
+    if (!f) return -1;
+    fseek(f, 0, SEEK_END);
+    n = ftell(f);
+    fclose(f);
+    return n;
+}
+
+/* Rewrite path with byte `at` xor-ed with x (at < 0: no change), cut to `len` bytes (< 0: keep) and `extra`
+** bytes appended. */
+static void mangle(const char *src, const char *dst, long at, int x, long len, int extra)
+{
+    long n = file_size(src), i;
+    unsigned char *b = malloc((size_t)n + 16);
+    FILE *f = fopen(src, "rb");
+    if (!f || !b) return;
+    if (fread(b, 1, (size_t)n, f) != (size_t)n) n = 0;
+    fclose(f);
+    if (at >= 0 && at < n) b[at] ^= (unsigned char)x;
+    if (len >= 0 && len < n) n = len;
+    for (i = 0; i < extra; i++) b[n++] = 0;
+    f = fopen(dst, "wb");
+    fwrite(b, 1, (size_t)n, f);
+    fclose(f);
+    free(b);
+}
+
+static void expect_refused(const char *path, const char *what)
+{
+    plm_ctx ctx;
+    plm_learned_prop *p = (plm_learned_prop *)1;
+    plm_status st;
+    plm_ctx_clear(&ctx);
+    st = plm_learned_load(&ctx, path, &p);
+    CHECK(st == PLM_EINVAL);
+    CHECK(p == NULL);
+    CHECK(strstr(ctx.msg, path) != NULL);
+    if (!strstr(ctx.msg, what)) printf("  expected '%s' in: %s\n", what, ctx.msg);
+    CHECK(strstr(ctx.msg, what) != NULL);
+}
+
+/* save then load gives the same weights and header; damaged files are refused, naming the file and the damage */
+static void test_file_round_trip_and_refusals(void)
+{
+    const char *path = "build/tests/learned_rt.plmprop", *bad = "build/tests/learned_bad.plmprop";
+    plm_learned_prop *p = train_small("grid", 200, 1), *q = NULL;
+    plm_ctx ctx;
+    long n;
+    plm_ctx_clear(&ctx);
+    CHECK(p != NULL);
+    if (!p) return;
+    CHECK(plm_learned_save(&ctx, path, p) == PLM_OK);
+    CHECK(plm_learned_load(&ctx, path, &q) == PLM_OK);
+    if (!q) return;
+    CHECK(strcmp(q->meta.motif, "grid") == 0);
+    CHECK(q->nn.nparam == p->nn.nparam);
+    CHECK(memcmp(q->nn.theta, p->nn.theta, p->nn.nparam * sizeof *p->nn.theta) == 0);
+    CHECK(q->meta.seed == 5 && q->meta.samples == 200 && q->meta.epochs == 1);
+    CHECK(q->meta.heldout == p->meta.heldout);
+    n = file_size(path);
+    mangle(path, bad, n - 100, 0x10, -1, 0);   /* a flipped bit in a weight */
+    expect_refused(bad, "checksum mismatch");
+    mangle(path, bad, -1, 0, n - 37, 0);       /* cut short */
+    expect_refused(bad, "truncated");
+    mangle(path, bad, -1, 0, 30, 0);           /* cut in the header */
+    expect_refused(bad, "truncated");
+    mangle(path, bad, 8, 0x03, -1, 0);         /* format version 1 -> 2 */
+    expect_refused(bad, "format version 2, but this plume reads version 1");
+    mangle(path, bad, 0, 0x20, -1, 0);         /* magic */
+    expect_refused(bad, "not a plume proposal file");
+    mangle(path, bad, -1, 0, -1, 8);           /* bytes after the checksum */
+    expect_refused(bad, "after the checksum");
+    plm_ctx_clear(&ctx);
+    CHECK(plm_learned_load(&ctx, "build/tests/no_such.plmprop", &q) == PLM_EIO);
+    CHECK(strstr(ctx.msg, "no_such.plmprop") != NULL);
+}
+
+/* Training is reproducible: the same seed gives the same weights bit for bit */
+static void test_training_reproducible(void)
+{
+    plm_learned_prop *a = train_small("mixture", 300, 2), *b = train_small("mixture", 300, 2);
+    CHECK(a && b);
+    if (a && b) CHECK(memcmp(a->nn.theta, b->nn.theta, a->nn.nparam * sizeof *a->nn.theta) == 0);
+}
+
+/* A 3x3 grid of bernoulli nodes, x[r][c] ~ bernoulli(logistic(b0 + b1 up + b2 left)), with a noisy observation
+** of three nodes. */
+static plm_gmodel *grid3(plm_ctx *ctx)
+{
+    plm_graph *g = plm_graph_new();
+    plm_gmodel *m;
+    int x[3][3], r, c, st = 0;
+    static const double b[9][3] = {{0.3, 0, 0}, {-0.5, 0, 1.5}, {0.2, 0, -2}, {1, -1.7, 0}, {-0.3, 2, 1},
+                                   {0.1, -1, 1.2}, {0.4, 1.1, 0}, {-1, 0.5, 2.2}, {0.7, -2.5, 1.3}};
+    if (plm_gmodel_new(ctx, g, &m)) return NULL;
+    for (r = 0; r < 3; r++)
+        for (c = 0; c < 3; c++) {
+            const double *bb = b[3 * r + c];
+            int e = plm_graph_const(g, bb[0]), p;
+            char name[16];
+            if (r > 0) e = MG_OP(g, ADD, e, MG_OP(g, MUL, plm_graph_const(g, bb[1]), x[r - 1][c]));
+            if (c > 0) e = MG_OP(g, ADD, e, MG_OP(g, MUL, plm_graph_const(g, bb[2]), x[r][c - 1]));
+            p = plm_graph_op(g, PLM_OP_LOGISTIC, e, -1, -1);
+            snprintf(name, sizeof name, "x%d%d", r, c);
+            x[r][c] = mg_latent(ctx, m, &st, name, PLM_DIST_BERNOULLI, 1, &p);
+        }
+    for (r = 0; r < 3; r++) {
+        int p = MG_OP(g, ADD, plm_graph_const(g, 0.2), MG_OP(g, MUL, plm_graph_const(g, 0.6), x[r][r])), one = plm_graph_const(g, 1);
+        plm_symdist d = {PLM_DIST_BERNOULLI, 0, 1, &p};
+        char name[16];
+        snprintf(name, sizeof name, "y%d", r);
+        if (!st) st = plm_gmodel_observe(ctx, m, name, &d, &one);
+    }
+    return st || plm_gmodel_finish(ctx, m) ? NULL : m;
+}
+
+/* On every 2x2 block of a 3x3 grid, at random points: the kernel's p(new) / p(old) is the target's ratio, its
+** forward and reverse densities are the network's, and q sums to one over the 16 block values. */
+static void test_grid_ratio_equals_enumeration(void)
+{
+    plm_ctx ctx;
+    plm_gmodel *m;
+    plm_target *t;
+    plm_kernel *k;
+    plm_learned_prop *p = train_small("grid", 2000, 3);
+    int nocc = 0, occ, rep;
+    void *tws;
+    plm_rng r;
+    plm_ctx_clear(&ctx);
+    m = grid3(&ctx);
+    CHECK(m && p);
+    if (!m || !p) return;
+    CHECK(plm_gmodel_target(&ctx, m, &t) == PLM_OK);
+    tws = plm_target_ws_new(t);
+    CHECK(plm_kernel_learned(&ctx, m, &p, 1, &k, &nocc) == PLM_OK);
+    CHECK(nocc == 4);
+    plm_rng_init(&r, 21, 0);
+    for (occ = 0; occ < nocc; occ++)
+        for (rep = 0; rep < 20; rep++) {
+            double u[9], un[9], v[4], lqf, lqr, lpn, lpo, lr, x[13], lq, sum = 0, vv[4], enumq;
+            int j, cfg;
+            plm_nn_ws w;
+            for (j = 0; j < 9; j++) u[j] = (double)(plm_rng_uniform(&r) < 0.5);
+            CHECK(plm_learned_debug_step(&ctx, k, 0, occ, u, &r, v, &lqf, &lqr, &lpn, &lpo, &lr, un) == PLM_OK);
+            CHECK_NEAR(lpn - lpo, plm_target_logp(t, tws, un) - plm_target_logp(t, tws, u), 1e-10);
+            CHECK_NEAR(lr, lpn - lpo + lqr - lqf, 1e-12);
+            /* q over the block's 16 values, from the inputs the kernel built */
+            CHECK(plm_nn_ws_init(NULL, &w, &p->nn, 1) == PLM_OK);
+            {
+                plm_motif_occs *o;
+                plm_motif_ws *mw;
+                double vo[4];
+                p->motif->detect(&ctx, p->motif, p->meta.shape, m, &o);
+                plm_motif_ws_new(NULL, o, &mw);
+                plm_motif_begin(&ctx, o, mw, u);
+                plm_motif_inputs(&ctx, o, mw, occ, u, &r, x, vo);
+                enumq = 0;
+                for (cfg = 0; cfg < 16; cfg++) {
+                    for (j = 0; j < 4; j++) vv[j] = (cfg >> j) & 1;
+                    plm_nn_logq(&p->nn, &w, 1, x, vv, &lq, NULL);
+                    sum += exp(lq);
+                    if (memcmp(vv, v, sizeof vv) == 0) CHECK_NEAR(lq, lqf, 1e-12);
+                    if (memcmp(vv, vo, sizeof vv) == 0) {
+                        CHECK_NEAR(lq, lqr, 1e-12);
+                        enumq = 1;
+                    }
+                }
+                CHECK(enumq == 1);
+                plm_motif_ws_free(mw);
+            }
+            CHECK_NEAR(sum, 1, 1e-12);
+            plm_nn_ws_free(&w);
+        }
+    plm_target_ws_free(t, tws);
+}
+
+/* A Gaussian mixture as the tracer builds it: mu_k ~ normal(0, 3), z_i ~ categorical(w), y_i ~ normal(mu[z_i], s)
+** with mu[z] a chain of selects on z + 1 (1-based), and sd 0.5 or per component. */
+static plm_gmodel *gmm(plm_ctx *ctx, int n, int K, int per_comp_sd)
+{
+    plm_graph *g = plm_graph_new();
+    plm_gmodel *m;
+    int mu[8], p[8], i, k, st = 0;
+    plm_rng r;
+    plm_rng_init(&r, 99, 0);
+    if (plm_gmodel_new(ctx, g, &m)) return NULL;
+    for (k = 0; k < K; k++) {
+        char name[16];
+        p[0] = plm_graph_const(g, 0), p[1] = plm_graph_const(g, 3);
+        snprintf(name, sizeof name, "mu[%d]", k + 1);
+        mu[k] = mg_latent(ctx, m, &st, name, PLM_DIST_NORMAL, 2, p);
+    }
+    for (i = 0; i < n; i++) {
+        char name[16];
+        int z, zz, mean = plm_graph_const(g, NAN), sd = plm_graph_const(g, NAN), q[2], y;
+        plm_symdist d = {PLM_DIST_CATEGORICAL, K, K, p};
+        int v[1];
+        for (k = 0; k < K; k++) p[k] = plm_graph_const(g, (k + 1.0) / (K * (K + 1) / 2.0));
+        snprintf(name, sizeof name, "z[%d]", i + 1);
+        if (!st) st = plm_gmodel_latent(ctx, m, name, &d, v);
+        z = v[0];
+        zz = MG_OP(g, ADD, z, plm_graph_const(g, 1));
+        for (k = K; k >= 1; k--) {
+            int c = plm_graph_op(g, PLM_OP_EQ, zz, plm_graph_const(g, k), -1);
+            mean = plm_graph_op(g, PLM_OP_SELECT, c, mu[k - 1], mean);
+            sd = plm_graph_op(g, PLM_OP_SELECT, c, plm_graph_const(g, per_comp_sd ? 0.3 + 0.4 * k : 0.5), sd);
+        }
+        q[0] = mean, q[1] = sd;
+        {
+            plm_symdist dy = {PLM_DIST_NORMAL, 0, 2, q};
+            y = plm_graph_const(g, (i % K) * 2.0 - 2 + 0.3 * plm_rng_normal(&r));
+            snprintf(name, sizeof name, "y[%d]", i + 1);
+            if (!st) st = plm_gmodel_observe(ctx, m, name, &dy, &y);
+        }
+    }
+    return st || plm_gmodel_finish(ctx, m) ? NULL : m;
+}
+
+/* The mixture occurrence's closed-form p(new) / p(old) (own terms, the observation's, and the assigned
+** observations' through sufficient statistics) is the target's ratio, at random points and proposals */
+static void test_mixture_logp_equals_target_difference(void)
+{
+    plm_ctx ctx;
+    plm_learned_prop *p = train_small("mixture", 2000, 2);
+    plm_rng r;
+    plm_ctx_clear(&ctx);
+    plm_rng_init(&r, 4, 0);
+    CHECK(p != NULL);
+    for (int sdk = 0; sdk < 2 && p; sdk++) {
+        plm_gmodel *m = gmm(&ctx, 12, 3, sdk);
+        plm_target *t;
+        plm_kernel *k;
+        int nocc = 0, i, rep, j;
+        CHECK(m != NULL);
+        if (!m) return;
+        void *tws;
+        CHECK(plm_gmodel_target(&ctx, m, &t) == PLM_OK);
+        tws = plm_target_ws_new(t);
+        CHECK(plm_kernel_learned(&ctx, m, &p, 1, &k, &nocc) == PLM_OK);
+        CHECK(nocc == 12);
+        for (rep = 0; rep < 10; rep++)
+            for (i = 0; i < nocc; i++) {
+                double u[15], un[15], v[2], lqf, lqr, lpn, lpo, lr;
+                for (j = 0; j < m->dim; j++) {
+                    const plm_gsite *s = &m->sites[m->owner[j]];
+                    u[j] = s->discrete ? (double)plm_rng_uint(&r, 3) : 3 * plm_rng_normal(&r);
+                }
+                CHECK(plm_learned_debug_step(&ctx, k, 0, i, u, &r, v, &lqf, &lqr, &lpn, &lpo, &lr, un) == PLM_OK);
+                CHECK_NEAR(lpn - lpo, plm_target_logp(t, tws, un) - plm_target_logp(t, tws, u), 1e-8);
+            }
+        plm_target_ws_free(t, tws);
+    }
+}
+
+/* A model without the motif is refused by name */
+static void test_absent_motif_is_an_error(void)
+{
+    plm_ctx ctx;
+    plm_learned_prop *p = train_small("chain", 100, 1);
+    plm_gmodel *m;
+    plm_kernel *k;
+    plm_ctx_clear(&ctx);
+    m = grid3(&ctx);
+    CHECK(m && p);
+    if (!m || !p) return;
+    CHECK(plm_kernel_learned(&ctx, m, &p, 1, &k, NULL) == PLM_EINVAL);
+    CHECK(strstr(ctx.msg, "motif chain") != NULL);
+}
+
+int main(void)
+{
+    plm_init();
+    RUN(test_nn_gradient_matches_finite_differences);
+    RUN(test_mdn_logq_normalises);
+    RUN(test_file_round_trip_and_refusals);
+    RUN(test_training_reproducible);
+    RUN(test_grid_ratio_equals_enumeration);
+    RUN(test_mixture_logp_equals_target_difference);
+    RUN(test_absent_motif_is_an_error);
+    return CHECK_DONE();
+}
