@@ -3,8 +3,8 @@
 -- A. Fixed K (a static program): single-site Gibbs (method "gibbs": labels enumerated, means conjugate) vs a
 --    hand-tuned MH sampler (labels by Gibbs, the means by random-walk MH with the sd set by hand to 2.4 / sqrt(K)
 --    times the posterior sd of a mean, 1 / sqrt(N / K)) vs the learned mixture proposals (plume.kernel.learned,
---    block: one label and one component mean). Second configuration: K = 8 and N = 2000, i.e. up to ~250
---    observations per component, beyond the 200 the mixture motif's training prior ever gives (transfer).
+--    block: one label and one component mean). Second configuration: N = 1200, ~300 observations per
+--    component, beyond the 200 the mixture motif's training prior ever gives (transfer).
 -- B. Open universe (a dynamic program: K - 1 ~ poisson(lambda)): plume's trace MH (method "mh"), single-site
 --    Gibbs on the labels with trace MH on K and the means, and Lua kernels on the traces -- all labels from their
 --    conditional, all means from theirs, and a birth/death move (append / drop the last component, labels redrawn
@@ -182,7 +182,7 @@ if part ~= "B" then
     part_a{ K = 3, N = 120, gap = 2.5, seed = 11, budget = 0.15 }
   else
     part_a{ K = 4, N = 400, gap = 2.5, seed = 11, budget = 3 }
-    part_a{ K = 8, N = 2000, gap = 2.5, seed = 12, budget = 6, note = " (transfer: ~250 points per component)" }
+    part_a{ K = 4, N = 1200, gap = 2.5, seed = 12, budget = 6, note = " (transfer: ~300 points per component)" }
   end
 end
 if part ~= "A" then
