@@ -1,5 +1,5 @@
 -- learned_birth.lua -- the learned birth proposal of bench/learned_gmm.lua's open-universe mixture: the new
--- component's mean comes from the pretrained mixture proposal (stdlib/proposals/mixture.plmprop) asked about
+-- component's mean comes from the mixture proposal (L.proposal: the library's, or one trained once) asked about
 -- one of the anchor points y_j, as if that point's block were (z_j, mu_new) with mu_new a component of its own
 -- (weight 1 / (K + 1), no other points yet). Its density is a fixed function of the data and the current means:
 -- q(mu) = mean over anchors j of sum over the slots s of the network's q(s, mu | inputs_j), so the MH ratio is
@@ -9,8 +9,8 @@ local L = dofile("bench/learned_common.lua")
 local D = plume.dist
 
 return function(d, anchors)
-  local ok, p = pcall(plume.proposals.load, "stdlib/proposals/mixture.plmprop")
-  if not ok then return nil, tostring(p) end
+  local p, why = L.proposal("mixture")
+  if not p then return nil, why end
   local kmax = p.shape and p.shape.K_max or 8
   local hand = L.hand_birth(anchors, 1.0)
   local U = D.uniform(0, 1)

@@ -16,15 +16,62 @@ function M.args(arg)
   return short, rest
 end
 
--- plume.kernel.learned{library =, motifs =} when this build has it (issue 16's core, branch lp-core), else nil
+-- The proposal for a motif: stdlib/proposals/<motif>.plmprop when it is there and its shape fits (`need`, e.g.
+-- {S_max = 16}), else one trained here once (plume.proposals.train with its defaults -- 20,000 instantiations,
+-- 10 epochs, two hidden layers of 64 -- seed 1, the shape given) and kept in build/proposals/ for later runs.
+-- Returns the proposal and where it came from, or nil and the reason.
+local trained = {}
+function M.proposal(motif, need)
+  if not (plume.proposals and plume.proposals.load) then return nil, "plume.proposals is not in this build" end
+  if trained[motif] then return trained[motif][1], trained[motif][2] end
+  local function fits(p)
+    for k, v in pairs(need or {}) do
+      if not (p.shape and p.shape[k] and p.shape[k] >= v) then return false end
+    end
+    return true
+  end
+  local from
+  for _, path in ipairs{ "stdlib/proposals/" .. motif .. ".plmprop", "build/proposals/" .. motif .. ".plmprop" } do
+    local ok, p = pcall(plume.proposals.load, path)
+    if ok and fits(p) then from = { p, path } break end
+  end
+  if not from then
+    os.execute("mkdir -p build/proposals")
+    local opts = { seed = 1, progress = false, out = "build/proposals/" .. motif .. ".plmprop" }
+    for k, v in pairs(need or {}) do opts[k] = v end
+    local t0 = M.cpu()
+    local ok, p = pcall(plume.proposals.train, motif, opts)
+    if not ok then return nil, tostring(p) end
+    from = { p, string.format("trained here in %.1f CPU s", M.cpu() - t0) }
+  end
+  trained[motif] = from
+  return from[1], from[2]
+end
+
+-- plume.kernel.learned{proposals = {...}} for these motifs when this build has it (issue 16's core), else nil
 -- and the reason, so every other column of the experiments runs without it
-function M.learned_kernel(motifs, extra)
+function M.learned_kernel(motifs, need)
   if not (plume.kernel and plume.kernel.learned) then return nil, "plume.kernel.learned is not in this build" end
-  local opts = { library = "stdlib/proposals", motifs = motifs }
-  for k, v in pairs(extra or {}) do opts[k] = v end
-  local ok, k = pcall(plume.kernel.learned, opts)
+  local props = {}
+  for i, m in ipairs(motifs) do
+    local p, why = M.proposal(m, need)
+    if not p then return nil, why end
+    props[i] = p
+  end
+  local ok, k = pcall(plume.kernel.learned, { proposals = props })
   if not ok then return nil, tostring(k) end
   return k
+end
+
+-- the learned kernel's MH acceptance in a posterior (mean over chains), or nil when it did not run
+function M.learned_acc(post)
+  for k, v in pairs(post) do
+    if type(k) == "string" and k:match("learned%.%a+%.accept_rate$") and type(v) == "table" then
+      local s = 0
+      for _, x in ipairs(v) do s = s + x end
+      return s / #v
+    end
+  end
 end
 
 -- sweeps that fill `budget` CPU seconds for a run costing time_of(n) seconds for n sweeps: the cost per sweep

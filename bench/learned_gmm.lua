@@ -119,7 +119,8 @@ local function part_a(cfg)
         for k = 1, d.K do worst = math.min(worst, L.ess(slice(post:draws("mu[" .. k .. "]"), c, S, h, S))) end
         e_mu = e_mu + worst
       end
-      row(m.name, S, t / chains, lp, { e_lp / t, e_mu / t })
+      local a = L.learned_acc(post)
+      row(m.name, S, t / chains, lp, { e_lp / t, e_mu / t }, a and string.format("  accept %.3f", a) or "")
     end
   end
 end

@@ -60,7 +60,9 @@ for _, rc in ipairs(sizes) do
       local tv = L.grid_tv(post, d, exact, chains, S, cps)
       local cells = {}
       for k = 1, #fracs do cells[k] = string.format("%.4f [%.4f,%.4f]", tv[k].mean, tv[k].lo, tv[k].hi) end
-      print(string.format("%-14s %8d %9.2f %22s %22s %22s %22s", m.name, S, t / chains, table.unpack(cells)))
+      local acc = L.learned_acc(post)
+      print(string.format("%-14s %8d %9.2f %22s %22s %22s %22s%s", m.name, S, t / chains, cells[1], cells[2], cells[3],
+        cells[4], acc and string.format("  accept %.3f", acc) or ""))
     end
   end
 end

@@ -98,10 +98,10 @@ print(string.format("exact: expected accuracy of a posterior draw %.4f, max-marg
 print(string.format("%-16s %7s %6s  %s", "method", "sweeps", "cpu/ch", "accuracy of the current labelling | mean TV of running marginals, at 1/8 1/4 1/2 1"))
 
 local methods = { { name = "gibbs", opts = { method = "gibbs" } } }
-local lk, why = L.learned_kernel({ "chain" })
+local lk, why = L.learned_kernel({ "chain" }, { S_max = S })
 if lk then
   methods[#methods + 1] = { name = "learned", opts = { kernel = lk } }
-  methods[#methods + 1] = { name = "learned+gibbs", opts = { kernel = K.cycle{ L.learned_kernel({ "chain" }), K.gibbs{} } } }
+  methods[#methods + 1] = { name = "learned+gibbs", opts = { kernel = K.cycle{ L.learned_kernel({ "chain" }, { S_max = S }), K.gibbs{} } } }
 else
   methods[#methods + 1] = { name = "learned", skip = why }
 end
@@ -140,6 +140,8 @@ for _, m in ipairs(methods) do
     for k = 1, #cps do cells[#cells + 1] = string.format("%.4f", acc[k] / (ntok * chains)) end
     cells[#cells + 1] = "|"
     for k = 1, #cps do cells[#cells + 1] = string.format("%.4f", tv[k] / (ntok * chains)) end
-    print(string.format("%-16s %7d %6.2f  %s", m.name, Sw, t / chains, table.concat(cells, " ")))
+    local a = L.learned_acc(post)
+    print(string.format("%-16s %7d %6.2f  %s%s", m.name, Sw, t / chains, table.concat(cells, " "),
+      a and string.format("  accept %.3f", a) or ""))
   end
 end
