@@ -7,7 +7,8 @@
 -- its word). Over time (1/8 .. 1 of the budget, mean over chains): the token accuracy of the current labelling
 -- against the true tags, and the mean total variation between the tags' running empirical marginals and the exact
 -- ones (forward-backward, plume.hmm). References, exact: the expected accuracy of an exact posterior draw (what a
--- sampler's accuracy tends to) and the accuracy of the max-marginal labelling.
+-- sampler's accuracy tends to) and the accuracy of the max-marginal labelling. The row "gibbs, =sweeps" is Gibbs
+-- after as many sweeps as the last learned method made (efficiency per sweep, not per second).
 -- usage: build/plume bench/learned_hmm_tagging.lua [--short]   (--short: small budgets and 30 sentences)
 local L = dofile("bench/learned_common.lua")
 local short = L.args(arg)
@@ -101,47 +102,55 @@ local methods = { { name = "gibbs", opts = { method = "gibbs" } } }
 local lk, why = L.learned_kernel({ "chain" }, { S_max = S })
 if lk then
   methods[#methods + 1] = { name = "learned", opts = { kernel = lk } }
-  methods[#methods + 1] = { name = "learned+gibbs", opts = { kernel = K.cycle{ L.learned_kernel({ "chain" }, { S_max = S }), K.gibbs{} } } }
+  methods[#methods + 1] = { name = "learned+gibbs", opts = { kernel = K.cycle{ K.gibbs{}, L.learned_kernel({ "chain" }, { S_max = S }) } } }
 else
   methods[#methods + 1] = { name = "learned", skip = why }
 end
 
+local function report(name, post, Sw, n_used, t)
+  local cps = {}
+  for k, f in ipairs(fracs) do cps[k] = math.max(1, math.floor(n_used * f)) end
+  local acc, tv = {}, {}
+  for k = 1, #cps do acc[k], tv[k] = 0, 0 end
+  for s = 1, nsent do
+    for i = 1, #sents[s] do
+      local dr, tr = post:draws("z[" .. s .. "," .. i .. "]"), truth[s][i]
+      local row = exact[s][i]
+      for c = 1, chains do
+        local off, count, k = (c - 1) * Sw, {}, 1
+        for n = 1, n_used do
+          local z = dr[off + n]
+          count[z] = (count[z] or 0) + 1
+          while k <= #cps and n == cps[k] do
+            if z == tr then acc[k] = acc[k] + 1 end
+            local dist = 0
+            for j = 1, S do dist = dist + math.abs((count[j] or 0) / n - row[j]) end
+            tv[k] = tv[k] + dist / 2
+            k = k + 1
+          end
+        end
+      end
+    end
+  end
+  local cells = {}
+  for k = 1, #cps do cells[#cells + 1] = string.format("%.4f", acc[k] / (ntok * chains)) end
+  cells[#cells + 1] = "|"
+  for k = 1, #cps do cells[#cells + 1] = string.format("%.4f", tv[k] / (ntok * chains)) end
+  local a = L.learned_acc(post)
+  print(string.format("%-16s %7d %6s  %s%s", name, n_used, t and string.format("%6.2f", t) or "-",
+    table.concat(cells, " "), a and string.format("  accept %.3f", a) or ""))
+end
+
+local gibbs_post, gibbs_S, last_S
 for _, m in ipairs(methods) do
   if m.skip then
     print(string.format("%-16s n/a: %s", m.name, m.skip))
   else
     local Sw = L.calibrate(function(n) local _, t = infer(m.opts, n, 1); return t end, budget)
     local post, t = infer(m.opts, Sw, chains)
-    local cps = {}
-    for k, f in ipairs(fracs) do cps[k] = math.max(1, math.floor(Sw * f)) end
-    local acc, tv = {}, {}
-    for k = 1, #cps do acc[k], tv[k] = 0, 0 end
-    for s = 1, nsent do
-      for i = 1, #sents[s] do
-        local dr, tr = post:draws("z[" .. s .. "," .. i .. "]"), truth[s][i]
-        local row = exact[s][i]
-        for c = 1, chains do
-          local off, count, k = (c - 1) * Sw, {}, 1
-          for n = 1, Sw do
-            local z = dr[off + n]
-            count[z] = (count[z] or 0) + 1
-            while k <= #cps and n == cps[k] do
-              if z == tr then acc[k] = acc[k] + 1 end
-              local dist = 0
-              for j = 1, S do dist = dist + math.abs((count[j] or 0) / n - row[j]) end
-              tv[k] = tv[k] + dist / 2
-              k = k + 1
-            end
-          end
-        end
-      end
-    end
-    local cells = {}
-    for k = 1, #cps do cells[#cells + 1] = string.format("%.4f", acc[k] / (ntok * chains)) end
-    cells[#cells + 1] = "|"
-    for k = 1, #cps do cells[#cells + 1] = string.format("%.4f", tv[k] / (ntok * chains)) end
-    local a = L.learned_acc(post)
-    print(string.format("%-16s %7d %6.2f  %s%s", m.name, Sw, t / chains, table.concat(cells, " "),
-      a and string.format("  accept %.3f", a) or ""))
+    if m.name == "gibbs" then gibbs_post, gibbs_S = post, Sw else last_S = Sw end
+    report(m.name, post, Sw, Sw, t / chains)
   end
 end
+-- per sweep rather than per second: Gibbs after as many sweeps as the last learned method made
+if gibbs_post and last_S and last_S < gibbs_S then report("gibbs, =sweeps", gibbs_post, gibbs_S, last_S) end
