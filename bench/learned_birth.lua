@@ -4,12 +4,14 @@
 -- (weight 1 / (K + 1), no other points yet). Its density is a fixed function of the data and the current means:
 -- q(mu) = mean over anchors j of sum over the slots s of the network's q(s, mu | inputs_j), so the MH ratio is
 -- exact. Above the network's K_max the hand-tuned birth is used instead (a function of K, so still exact).
--- returns function(d, anchors) -> birth {sample =, logq =}, or nil and the reason
+-- returns function(d, anchors [, proposal]) -> birth {sample =, logq =}, or nil and the reason (proposal: a
+-- mixture proposal to use instead of L.proposal's)
 local L = dofile("bench/learned_common.lua")
 local D = plume.dist
 
-return function(d, anchors)
-  local p, why = L.proposal("mixture")
+return function(d, anchors, proposal)
+  local p, why = proposal, nil
+  if not p then p, why = L.proposal("mixture") end
   if not p then return nil, why end
   local kmax = p.shape and p.shape.K_max or 8
   local hand = L.hand_birth(anchors, 1.0)

@@ -2,7 +2,8 @@
 -- kernel on traces of a dynamic program: K - 1 ~ poisson, means normal(0, tau), labels uniform, unit sd). The
 -- posterior of K on 4 points against its exact value by enumeration of every labelling (the means integrated
 -- in closed form), within 5 Monte Carlo standard errors (from the ESS of each indicator); a negative control
--- (the birth's log q left out of the ratio) must fail the same check. Also: tr:with imposes a number on a site
+-- (the birth's log q left out of the ratio) must fail the same check; the same with the learned birth (a mixture
+-- proposal network drawing the new mean). Also: tr:with imposes a number on a site
 -- the trace lacks (the birth's new mean), and says when the run does not sample it.
 local T = dofile("tests/lua/check.lua")
 local L = dofile("bench/learned_common.lua")
@@ -49,10 +50,10 @@ end
 
 local p = exact_K(9)   -- P(K > 9) under the prior is below 1e-6
 
-local function run(broken, seed)
-  local birth = L.hand_birth(L.anchors(d.y, 4), 1.0)
+local function run(broken, seed, birth)
+  birth = birth or L.hand_birth(L.anchors(d.y, 4), 1.0)
   local kern = K.cycle{ L.ou_labels_kernel(d), L.ou_means_kernel(d), L.ou_birth_death_kernel(d, birth, broken) }
-  local post = plume.infer(L.gmm_ou_model, d, { kernel = kern, samples = 6000, warmup = 200, chains = 1, seed = seed,
+  local post = plume.infer(L.gmm_ou_model, d, { kernel = kern, samples = 4000, warmup = 200, chains = 1, seed = seed,
     quiet = true, init = { k = 0 } })
   local ks = post:draws("k")
   local worst = 0
@@ -72,6 +73,18 @@ T.test("birth_death_posterior_of_K_matches_enumeration", function()
     p[1], p[2], p[3], w, post["k3.accept_rate"][1]))
   T.ok(w <= 1, string.format("P(K) is %.2f tolerances (5 MCSE) from the exact one", w))
   T.ok(post["k3.accept_rate"][1] > 0.05, "the birth/death move is accepted at times")
+end)
+
+-- the learned birth (bench/learned_birth.lua): the new mean from a mixture proposal network, its density in the
+-- ratio. MH is exact whatever the network, so a small one trained in 0.1 s serves (the shipped ones are better
+-- proposals, not more correct ones)
+T.test("learned_birth_posterior_of_K_matches_enumeration", function()
+  local net = plume.proposals.train("mixture", { samples = 2000, epochs = 3, hidden = 16, seed = 1, progress = false })
+  local birth = assert(dofile("bench/learned_birth.lua")(d, L.anchors(d.y, 4), net))
+  local w, post = run(false, 2, birth)
+  io.write(string.format("  (learned birth: worst %.2f tolerances; birth/death acceptance %.3f)\n", w, post["k3.accept_rate"][1]))
+  T.ok(w <= 1, string.format("P(K) is %.2f tolerances (5 MCSE) from the exact one", w))
+  T.ok(post["k3.accept_rate"][1] > 0.02, "the learned birth/death move is accepted at times")
 end)
 
 T.test("negative_control_birth_without_its_proposal_density_is_detected", function()
