@@ -40,7 +40,7 @@ BENCH_SRC := $(wildcard bench/*.c)
 BENCH_BIN := $(patsubst bench/%.c,$(BUILD)/bench/%,$(BENCH_SRC))
 HEADERS := $(foreach d,$(RUNTIME_DIRS),$(wildcard $(d)/*.h)) lang/plume_lua.h
 
-.PHONY: all deps run test bench install clean check-deps rock install-rock
+.PHONY: all deps run test bench install clean check-deps rock install-rock proposals
 all: $(BUILD)/plume $(BUILD)/libplume.a $(BUILD)/libplume.so $(BUILD)/plume.so $(TEST_BIN)
 
 deps:
@@ -53,6 +53,10 @@ run: deps
 test: deps
 	@$(MAKE) --no-print-directory all
 	@BUILD=$(BUILD) SAN=$(SAN) sh tests/run.sh
+
+# The shipped learned proposals (stdlib/proposals/*.plmprop), retrained from the fixed seeds in the script.
+proposals: $(BUILD)/plume
+	$(BUILD)/plume --quiet scripts/train_proposals.lua stdlib/proposals
 
 bench: deps
 	@$(MAKE) --no-print-directory all $(BENCH_BIN)
@@ -68,6 +72,9 @@ $(BUILD)/obj/%.o: %.c $(HEADERS) $(wildcard lang/*.h) lang/modules.def
 LLAMA_DIR := $(CURDIR)/build/llama
 $(BUILD)/obj/runtime/lm/lm_llama.o: OBJ_CFLAGS := -I$(LLAMA_DIR)/include -DPLM_LLAMA_DIR='"$(LLAMA_DIR)/lib"'
 $(BUILD)/obj/runtime/lm/lm_llama.o: $(wildcard $(LLAMA_DIR)/include/llama.h)
+
+# The shipped learned proposals are found from any working directory (plume.kernel.learned's default library).
+$(BUILD)/obj/lang/l_learned.o: OBJ_CFLAGS := -DPLM_PROPOSALS_DIR='"$(CURDIR)/stdlib/proposals"'
 
 $(BUILD)/embed: scripts/embed.c
 	@mkdir -p $(dir $@)

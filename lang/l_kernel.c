@@ -20,6 +20,8 @@
 #include "mh_trace.h"
 #include "slice.h"
 
+#define PLM_L_KERNEL_ROOTS "plume.kernel.roots"   /* a box rooting a composite's children while they build */
+
 /* A kernel made from the graph by a C function (plm_l_kernel_sites), kept in the value as a userdata. */
 typedef struct site_builder {
     plm_l_site_kernel_fn build;
@@ -456,7 +458,11 @@ plm_kernel *plm_l_kernel_build(lua_State *L, int idx, plm_gmodel *gm, const char
     if (strcmp(kind, "cycle") == 0 || strcmp(kind, "mixture") == 0 || strcmp(kind, "rep") == 0) {
         lua_getfield(L, idx, "kernels");
         n = (int)luaL_len(L, -1);
-        ks = lua_newuserdatauv(L, (size_t)n * sizeof *ks, 0);   /* kept on the stack while children build */
+        /* GC memory rooted by a box on the stack while the children build: a child built later may collect, and
+        ** Lua's own memory is not scanned for the kernels built before it */
+        ks = plm_gc_alloc((size_t)n * sizeof *ks);
+        if (!ks) luaL_error(L, "%s: out of memory", fn);
+        plm_l_pushobj(L, ks, PLM_L_KERNEL_ROOTS);
         for (i = 0; i < n; i++) {
             lua_geti(L, -2, i + 1);
             ks[i] = plm_l_kernel_build(L, -1, gm, fn);
@@ -978,6 +984,8 @@ plm_kernel *plm_l_trace_kernel_build(lua_State *L, int idx, const char *fn)
 
 void plm_l_open_kernel(lua_State *L)
 {
+    plm_l_newmeta(L, PLM_L_KERNEL_ROOTS, NULL, NULL);
+    lua_pop(L, 1);
     static const luaL_Reg fns[] = {{"mh", l_mh}, {"slice", l_slice}, {"elliptical_slice", l_ess}, {"hmc", l_hmc},
                                    {"nuts", l_nuts}, {"cycle", l_cycle}, {"mixture", l_mixture}, {"rep", l_rep},
                                    {"gibbs", plm_l_kernel_gibbs}, {"block_gibbs", plm_l_kernel_block_gibbs},

@@ -148,7 +148,7 @@ static void read_values(lua_State *L, const plm_learned_prop *p, int idx, double
     for (j = 0; j < p->nmem; j++)
         if (p->nn.mem[j].kind == PLM_NN_DISCRETE) {
             if (v[j] != floor(v[j]) || v[j] < 1 || v[j] > p->nn.mem[j].card)
-                luaL_error(L, "%s: values[%d] must be a category in 1..%d (got %g)", fn, j + 1, p->nn.mem[j].card, v[j]);
+                luaL_error(L, "%s: values[%d] must be a category in 1..%d (got %f)", fn, j + 1, p->nn.mem[j].card, (lua_Number)v[j]);
             v[j] -= 1;
         }
 }
@@ -295,12 +295,46 @@ static int l_mixture_inputs(lua_State *L)
     return 1;
 }
 
+/* plume.proposals.draw(motif, n [, seed] [, shape]) -> inputs, values: n instantiations from the motif's prior
+** (what training learns from): two lists of n lists; discrete values 1-based. shape: {K_max = ..} or {S_max = ..}. */
+static int l_draw(lua_State *L)
+{
+    const char *fn = "plume.proposals.draw", *name = luaL_checkstring(L, 1);
+    const plm_motif_def *d = plm_motif_find(name);
+    lua_Integer n = plm_l_checkint(L, 2, fn, "n"), i;
+    int shape[PLM_NN_MAXSHAPE], nin, nmem, j;
+    plm_nn_member mem[PLM_NN_MAXMEM];
+    double x[4096], v[PLM_NN_MAXMEM];
+    plm_rng r;
+    plm_ctx ctx;
+    if (!d) return luaL_error(L, "%s: unknown motif '%s' (motifs: mixture, grid, chain)", fn, name);
+    if (n < 1 || n > 1000000) return luaL_error(L, "%s: n must be in 1..1e6 (got %I)", fn, n);
+    plm_rng_init(&r, lua_isnoneornil(L, 3) ? plm_l_default_seed(L) : (uint64_t)plm_l_checkint(L, 3, fn, "seed"), 0);
+    for (j = 0; j < d->nshape; j++)
+        shape[j] = lua_istable(L, 4) ? (int)plm_l_optint(L, 4, fn, d->shape_names[j], d->shape_default[j]) : d->shape_default[j];
+    plm_ctx_clear(&ctx);
+    if (plm_motif_check_shape(&ctx, d, shape)) return plm_l_fail_as(L, &ctx, fn);
+    d->layout(shape, &nin, &nmem, mem);
+    lua_createtable(L, (int)n, 0);
+    lua_createtable(L, (int)n, 0);
+    for (i = 1; i <= n; i++) {
+        d->draw(shape, &r, x, v);
+        for (j = 0; j < nmem; j++)
+            if (mem[j].kind == PLM_NN_DISCRETE) v[j] += 1;
+        plm_l_pushvec(L, x, (size_t)nin);
+        lua_rawseti(L, -3, i);
+        plm_l_pushvec(L, v, (size_t)nmem);
+        lua_rawseti(L, -2, i);
+    }
+    return 2;
+}
+
 /* ---- the kernel ---- */
 
 /* plume.kernel.learned{library = "stdlib/proposals", motifs = {...}, proposals = {p, ...}} */
 int plm_l_kernel_learned(lua_State *L)
 {
-    static const char *const names[] = {"library", "motifs", "proposals", NULL};
+    static const char *const names[] = {"library", "motifs", "proposals", "_drop_reverse", NULL};
     const char *fn = "plume.kernel.learned";
     int i, n;
     if (lua_isnoneornil(L, 1)) lua_newtable(L), lua_replace(L, 1);
@@ -344,6 +378,9 @@ int plm_l_kernel_learned(lua_State *L)
         lua_setfield(L, -2, "proposals");
     } else
         lua_pop(L, 1);
+    /* _drop_reverse: a deliberately wrong kernel (no reverse density), the negative control of the tests */
+    lua_pushboolean(L, plm_l_optbool(L, 1, fn, "_drop_reverse", 0));
+    lua_setfield(L, -2, "_drop_reverse");
     luaL_setmetatable(L, PLM_L_KERNEL);
     return 1;
 }
@@ -369,7 +406,8 @@ plm_kernel *plm_l_learned_build(lua_State *L, int idx, plm_gmodel *gm, const cha
     plm_ctx_clear(&ctx);
     /* proposals given as objects come first; the library's files for the motifs named (all three when none) */
     if (lua_getfield(L, idx, "proposals") == LUA_TTABLE)
-        for (i = 1; i <= (int)luaL_len(L, -1) && n < 16; i++) {
+        for (i = 1; i <= (int)luaL_len(L, -1); i++) {
+            if (n == 16) luaL_error(L, "%s: at most 16 proposals in one learned kernel", fn);
             lua_geti(L, -1, i);
             props[n++] = check_prop(L, -1, fn);
             lua_pop(L, 1);
@@ -380,28 +418,38 @@ plm_kernel *plm_l_learned_build(lua_State *L, int idx, plm_gmodel *gm, const cha
     if (explicit_motifs || n == 0) {
         int nm = explicit_motifs ? (int)luaL_len(L, -1) : 3;
         static const char *const all[] = {"mixture", "grid", "chain"};
-        for (i = 0; i < nm && n < 16; i++) {
+        for (i = 0; i < nm; i++) {
             const char *m = explicit_motifs ? (lua_geti(L, -1, i + 1), lua_tostring(L, -1)) : all[i];
             char path[1024];
             plm_learned_prop *p;
             snprintf(path, sizeof path, "%s/%s.plmprop", lib, m);
+#ifdef PLM_PROPOSALS_DIR
+            {   /* the default library is the source tree's when the working directory has none */
+                FILE *f = strcmp(lib, DEFAULT_LIBRARY) == 0 ? fopen(path, "rb") : NULL;
+                if (f) fclose(f);
+                else if (strcmp(lib, DEFAULT_LIBRARY) == 0) snprintf(path, sizeof path, "%s/%s.plmprop", PLM_PROPOSALS_DIR, m);
+            }
+#endif
             if (explicit_motifs) lua_pop(L, 1);
             if (plm_learned_load(&ctx, path, &p)) plm_l_fail_in(L, &ctx, fn);
             if (strcmp(p->meta.motif, m) != 0)
                 luaL_error(L, "%s: proposal file '%s' is for motif %s, not %s", fn, path, p->meta.motif, m);
             if (!explicit_motifs && !occurs(L, p, gm, fn)) continue;
+            if (n == 16) luaL_error(L, "%s: at most 16 proposals in one learned kernel", fn);
             props[n++] = p;
         }
         if (!n) luaL_error(L, "%s: none of the motifs mixture, grid, chain occurs in this model", fn);
     }
     if (plm_kernel_learned(&ctx, gm, props, n, &k, NULL)) plm_l_fail_in(L, &ctx, fn);
+    if (lua_getfield(L, idx, "_drop_reverse") == LUA_TBOOLEAN && lua_toboolean(L, -1)) plm_learned_set_broken(k, 1);
     lua_settop(L, base);
     return k;
 }
 
 void plm_l_open_learned(lua_State *L)
 {
-    static const luaL_Reg fns[] = {{"train", l_train}, {"load", l_load}, {"mixture_inputs", l_mixture_inputs}, {NULL, NULL}};
+    static const luaL_Reg fns[] = {{"train", l_train}, {"load", l_load}, {"mixture_inputs", l_mixture_inputs},
+                                   {"draw", l_draw}, {NULL, NULL}};
     static const luaL_Reg methods[] = {{"sample", l_sample}, {"logq", l_logq}, {"save", l_save}, {"evaluate", l_evaluate},
                                        {NULL, NULL}};
     static const luaL_Reg meta[] = {{"__index", l_prop_index}, {"__tostring", l_prop_tostring}, {NULL, NULL}};

@@ -93,6 +93,23 @@ static void test_mdn_logq_normalises(void)
             CHECK(v[0] == 0 || v[0] == 1);
         }
     }
+    {   /* the kernel's fused pass: the same draw and densities as plm_nn_sample and plm_nn_logq */
+        plm_rng r1, r2;
+        plm_nn_ws w2;
+        double vold[3] = {1, 0.7, 0}, v2[3], lqn, lqo, lqo2;
+        CHECK(plm_nn_ws_init(NULL, &w2, &nn, 2) == PLM_OK);
+        plm_rng_init(&r1, 8, 0);
+        plm_rng_init(&r2, 8, 0);
+        for (i = 0; i < 50; i++) {
+            plm_nn_sample(&nn, &w, x, &r1, v, &lq);
+            plm_nn_propose(&nn, &w2, x, vold, &r2, v2, &lqn, &lqo);
+            plm_nn_logq(&nn, &w, 1, x, vold, &lqo2, NULL);
+            CHECK(memcmp(v, v2, sizeof v) == 0);
+            CHECK_NEAR(lqn, lq, 1e-13);
+            CHECK_NEAR(lqo, lqo2, 1e-13);
+        }
+        plm_nn_ws_free(&w2);
+    }
     plm_nn_ws_free(&w);
     plm_nn_free(&nn);
 }
@@ -383,6 +400,36 @@ static void test_absent_motif_is_an_error(void)
     CHECK(strstr(ctx.msg, "motif chain") != NULL);
 }
 
+/* Ctrl-C stops training (checked every minibatch) and a chain of the kernel (checked in the sweep and by the
+** driver every iteration), with PLM_EINTR */
+static void test_interrupt_stops_training_and_sampling(void)
+{
+    plm_learned_train_opts o;
+    plm_learned_prop *p = NULL, *g = train_small("grid", 500, 1);
+    plm_ctx ctx;
+    plm_gmodel *m;
+    plm_target *t;
+    plm_kernel *k;
+    plm_mcmc_opts mo;
+    plm_draws *U = NULL;
+    static const double zeros[18];
+    memset(&o, 0, sizeof o);
+    o.samples = 2000, o.epochs = 5, o.nhidden = 1, o.hidden[0] = 8, o.seed = 1;
+    plm_ctx_clear(&ctx);
+    plm_interrupt();
+    CHECK(plm_learned_train(&ctx, plm_motif_find("grid"), &o, &p) == PLM_EINTR);
+    CHECK(p == NULL);
+    plm_interrupt_clear();
+    m = grid3(&ctx);
+    CHECK(m && g && plm_gmodel_target(&ctx, m, &t) == PLM_OK && plm_kernel_learned(&ctx, m, &g, 1, &k, NULL) == PLM_OK);
+    memset(&mo, 0, sizeof mo);
+    mo.chains = 2, mo.warmup = 10, mo.samples = 1000000, mo.thin = 1, mo.seed = 1, mo.threads = 2;
+    mo.init = zeros;   /* every node 0: a start of finite density (uniform(-2, 2) starts mean nothing here) */
+    plm_interrupt();
+    CHECK(plm_mcmc_run(&ctx, t, k, &mo, &U, NULL) == PLM_EINTR);
+    plm_interrupt_clear();
+}
+
 int main(void)
 {
     plm_init();
@@ -393,5 +440,6 @@ int main(void)
     RUN(test_grid_ratio_equals_enumeration);
     RUN(test_mixture_logp_equals_target_difference);
     RUN(test_absent_motif_is_an_error);
+    RUN(test_interrupt_stops_training_and_sampling);
     return CHECK_DONE();
 }

@@ -154,6 +154,8 @@ plm_status plm_learned_train(plm_ctx *ctx, const plm_motif_def *d, const plm_lea
     for (i = 0; i < o->samples; i++) perm[i] = i;
     for (e = 0; e < o->epochs && !stopped; e++) {
         double tr = 0;
+        /* the step size falls linearly to a tenth over the epochs: the last epochs refine instead of jumping */
+        adam.lr = (o->lr > 0 ? o->lr : 1e-3) * (1 - 0.9 * (double)e / (double)o->epochs);
         for (i = o->samples - 1; i > 0; i--) {
             long j = (long)plm_rng_uint(&r, (uint64_t)i + 1), t = perm[i];
             perm[i] = perm[j], perm[j] = t;
@@ -262,7 +264,7 @@ static void *chain_new(const plm_kernel *k, const plm_target *t)
     c->tws = plm_target_ws_new(t);
     if (!c->mw || !c->nw || !c->x || !c->v || !c->vold || !c->ucopy) goto fail;
     for (i = 0; i < cfg->nprops; i++)
-        if (plm_motif_ws_new(NULL, cfg->occs[i], &c->mw[i]) || plm_nn_ws_init(NULL, &c->nw[i], &cfg->props[i]->nn, 1)) goto fail;
+        if (plm_motif_ws_new(NULL, cfg->occs[i], &c->mw[i]) || plm_nn_ws_init(NULL, &c->nw[i], &cfg->props[i]->nn, 2)) goto fail;
     return c;
 fail:
     chain_free(c);
@@ -277,8 +279,7 @@ static plm_status propose(const learned_cfg *cfg, learned_chain *c, plm_ctx *ctx
     plm_motif_ws *mw = c->mw[p];
     plm_status st;
     if ((st = plm_motif_inputs(ctx, cfg->occs[p], mw, i, u, r, c->x, c->vold))) return st;
-    plm_nn_sample(&pr->nn, &c->nw[p], c->x, r, c->v, lqf);
-    plm_nn_logq(&pr->nn, &c->nw[p], 1, c->x, c->vold, lqr, NULL);
+    plm_nn_propose(&pr->nn, &c->nw[p], c->x, c->vold, r, c->v, lqf, lqr);
     *lpn = plm_motif_logp(cfg->occs[p], mw, i, u, c->v);
     *lpo = plm_motif_logp(cfg->occs[p], mw, i, u, c->vold);
     return PLM_OK;

@@ -45,7 +45,7 @@ typedef struct plm_learned_train_opts {
 
 /* Train a proposal for motif d: draw o->samples training and held-out instantiations from the motif's prior
 ** (stream 0 and 1 of the seed), initialise the network (stream 2), and maximise the mean log q of the training
-** blocks with Adam on minibatches shuffled by stream 3, single-threaded, so the weights depend on the seed only.
+** blocks with Adam (step size falling linearly from lr to lr / 10) on minibatches shuffled by stream 3, single-threaded, so the weights depend on the seed only.
 ** PLM_EINTR when interrupted (checked every minibatch); PLM_EINVAL names a bad option. */
 plm_status plm_learned_train(plm_ctx *ctx, const plm_motif_def *d, const plm_learned_train_opts *o, plm_learned_prop **out);
 

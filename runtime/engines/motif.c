@@ -18,7 +18,7 @@
 
 #define LOG_SQRT_2PI 0.91893853320467274178
 #define MIX_KMAX 16
-#define CHAIN_SMAX 16
+#define CHAIN_SMAX 32
 #define FEAT_CLAMP 30.0
 
 static double clampf(double x)
@@ -709,24 +709,61 @@ static plm_status disc_make(plm_ctx *ctx, plm_gmodel *m, disc_occ *q, const int 
     return st;
 }
 
-/* The terms reading the block sites blk[0..nb-1] besides their own: each must read exactly one of them (its
-** index into role as 4 + j, or `base` + j). Returns the count, or -1 when a term reads two. */
-static int single_children(const plm_gmodel *m, const int *blk, int nb, int *terms, int *role, int base)
+/* The terms reading each latent site besides its own (sites with a term, in model order), as lists. */
+typedef struct kids {
+    int *start, *list;   /* site i's at list[start[i] .. start[i + 1]) */
+} kids;
+
+static plm_status kids_init(plm_ctx *ctx, const plm_gmodel *m, kids *k)
 {
-    int i, j, n = 0;
-    for (i = 0; i < m->n; i++) {
-        const plm_gsite *s = &m->sites[i];
-        int hits = 0, which = -1, own = 0;
-        if (s->logp < 0) continue;
+    int i, j, *fill;
+    k->start = calloc((size_t)m->n + 2, sizeof *k->start);
+    fill = calloc((size_t)m->n + 1, sizeof *fill);
+    k->list = NULL;
+    if (!k->start || !fill) goto oom;
+    for (i = 0; i < m->n; i++)
+        if (m->sites[i].logp >= 0)
+            for (j = 0; j < m->sites[i].nparents; j++)
+                if (m->sites[i].parents[j] != i) k->start[m->sites[i].parents[j] + 1]++;
+    for (i = 0; i < m->n; i++) k->start[i + 1] += k->start[i];
+    if (!(k->list = malloc(((size_t)k->start[m->n] + 1) * sizeof *k->list))) goto oom;
+    for (i = 0; i < m->n; i++)   /* in model order, since i increases */
+        if (m->sites[i].logp >= 0)
+            for (j = 0; j < m->sites[i].nparents; j++) {
+                int p = m->sites[i].parents[j];
+                if (p != i) k->list[k->start[p] + fill[p]++] = i;
+            }
+    free(fill);
+    return PLM_OK;
+oom:
+    free(k->start), free(fill);
+    return plm_fail(ctx, PLM_ENOMEM, "motif: out of memory");
+}
+
+static void kids_free(kids *k) { free(k->start), free(k->list); }
+
+static int cmp_int(const void *a, const void *b) { return *(const int *)a - *(const int *)b; }
+
+/* The terms reading the block sites blk[0..nb-1] besides their own: each must read exactly one of them (its
+** role is `base` + its index in blk). In model order into terms; returns the count, or -1 when a term reads two. */
+static int single_children(const plm_gmodel *m, const kids *kd, const int *blk, int nb, int *terms, int *role, int base)
+{
+    int n = 0, i, j, k, out = 0;
+    for (j = 0; j < nb; j++)
+        for (k = kd->start[blk[j]]; k < kd->start[blk[j] + 1]; k++) terms[n++] = kd->list[k];
+    qsort(terms, (size_t)n, sizeof *terms, cmp_int);
+    for (i = 0; i < n; i++) {
+        int t = terms[i], hits = 0, which = -1, own = 0;
+        if (i > 0 && t == terms[i - 1]) continue;
         for (j = 0; j < nb; j++) {
-            if (i == blk[j]) own = 1;
-            if (has_parent(s, blk[j])) hits++, which = j;
+            if (t == blk[j]) own = 1;
+            if (has_parent(&m->sites[t], blk[j])) hits++, which = j;
         }
-        if (own || !hits) continue;
+        if (own) continue;
         if (hits > 1) return -1;
-        terms[n] = i, role[n] = base + which, n++;
+        terms[out] = t, role[out] = base + which, out++;
     }
-    return n;
+    return out;
 }
 
 static plm_status disc_begin(plm_ctx *ctx, const plm_motif_occs *o, plm_motif_ws *w, const double *u)
@@ -823,35 +860,40 @@ static int reads_of(const plm_gmodel *m, int s, const int *blk)
 
 static plm_status grid_detect(plm_ctx *ctx, const plm_motif_def *d, const int *shape, plm_gmodel *m, plm_motif_occs **out)
 {
-    int a, b, c, dd, n = 0, cap = 16, *terms = malloc(((size_t)m->n + 4) * sizeof *terms);
-    int *role = malloc(((size_t)m->n + 4) * sizeof *role);
+    int a, b, c, dd, n = 0, cap = 16, *terms = NULL, *role = NULL;
     disc_occ *occ = plm_gc_alloc((size_t)cap * sizeof *occ);
-    plm_status st = PLM_OK;
+    plm_status st;
     plm_motif_occs *o;
+    kids kd;
     *out = NULL;
+    if ((st = kids_init(ctx, m, &kd))) return st;
+    terms = malloc(((size_t)kd.start[m->n] + 8) * sizeof *terms);
+    role = malloc(((size_t)kd.start[m->n] + 8) * sizeof *role);
     if (!terms || !role || !occ) {
         st = plm_fail(ctx, PLM_ENOMEM, "motif: out of memory");
         goto done;
     }
     for (a = 0; a < m->n; a++) {
+        int kb, kc, kdd;
         if (!is_bern(&m->sites[a])) continue;
-        for (b = 0; b < m->n; b++) {
-            if (b == a || !is_bern(&m->sites[b]) || !has_parent(&m->sites[b], a)) continue;
-            for (c = b + 1; c < m->n; c++) {
-                if (c == a || !is_bern(&m->sites[c]) || !has_parent(&m->sites[c], a)) continue;
-                for (dd = 0; dd < m->n; dd++) {
+        for (kb = kd.start[a]; kb < kd.start[a + 1]; kb++) {
+            b = kd.list[kb];
+            if (!is_bern(&m->sites[b])) continue;
+            for (kc = kd.start[a]; kc < kd.start[a + 1]; kc++) {
+                c = kd.list[kc];
+                if (c <= b || !is_bern(&m->sites[c])) continue;
+                for (kdd = kd.start[b]; kdd < kd.start[b + 1]; kdd++) {
                     int blk[4], nt, j;
                     disc_occ *q;
-                    if (dd == a || dd == b || dd == c || !is_bern(&m->sites[dd]) || !has_parent(&m->sites[dd], b) ||
-                        !has_parent(&m->sites[dd], c))
-                        continue;
+                    dd = kd.list[kdd];
+                    if (dd == a || dd == c || !is_bern(&m->sites[dd]) || !has_parent(&m->sites[dd], c)) continue;
                     blk[0] = a, blk[1] = b, blk[2] = c, blk[3] = dd;
                     /* own terms read exactly: a {a}, b {a, b}, c {a, c}, d {b, c, d} of the block */
                     if (reads_of(m, a, blk) != 1 || reads_of(m, b, blk) != 3 || reads_of(m, c, blk) != 5 ||
                         reads_of(m, dd, blk) != 14)
                         continue;
                     for (j = 0; j < 4; j++) terms[j] = blk[j], role[j] = j;
-                    if ((nt = single_children(m, blk, 4, terms + 4, role + 4, 4)) < 0) continue;
+                    if ((nt = single_children(m, &kd, blk, 4, terms + 4, role + 4, 4)) < 0) continue;
                     if (n == cap && !(occ = grow_occ(occ, &cap))) {
                         st = plm_fail(ctx, PLM_ENOMEM, "motif: out of memory");
                         goto done;
@@ -878,6 +920,7 @@ static plm_status grid_detect(plm_ctx *ctx, const plm_motif_def *d, const int *s
     }
     *out = o;
 done:
+    kids_free(&kd);
     free(terms), free(role);
     return st;
 }
@@ -1019,12 +1062,15 @@ static int is_cat(const plm_gsite *s) { return is_latent_kind(s, PLM_DIST_CATEGO
 
 static plm_status chain_detect(plm_ctx *ctx, const plm_motif_def *d, const int *shape, plm_gmodel *m, plm_motif_occs **out)
 {
-    int smax = chain_smax(shape), s1, s2, n = 0, cap = 16, *terms = malloc(((size_t)m->n + 4) * sizeof *terms);
-    int *role = malloc(((size_t)m->n + 4) * sizeof *role);
+    int smax = chain_smax(shape), s1, s2, n = 0, cap = 16, *terms = NULL, *role = NULL;
     disc_occ *occ = plm_gc_alloc((size_t)cap * sizeof *occ);
-    plm_status st = PLM_OK;
+    plm_status st;
     plm_motif_occs *o;
+    kids kd;
     *out = NULL;
+    if ((st = kids_init(ctx, m, &kd))) return st;
+    terms = malloc(((size_t)kd.start[m->n] + 8) * sizeof *terms);
+    role = malloc(((size_t)kd.start[m->n] + 8) * sizeof *role);
     if (!terms || !role || !occ) {
         st = plm_fail(ctx, PLM_ENOMEM, "motif: out of memory");
         goto done;
@@ -1042,7 +1088,7 @@ static plm_status chain_detect(plm_ctx *ctx, const plm_motif_def *d, const int *
         if (np != 1 || m->sites[s1].K != b->K || has_parent(&m->sites[s1], s2)) continue;
         blk[0] = s1, blk[1] = s2;
         terms[0] = s1, role[0] = 0, terms[1] = s2, role[1] = 1;
-        if ((nt = single_children(m, blk, 2, terms + 2, role + 2, 4)) < 0) continue;
+        if ((nt = single_children(m, &kd, blk, 2, terms + 2, role + 2, 4)) < 0) continue;
         /* s2's own term is the only one reading both; check s1's reads neither twice */
         if (n == cap && !(occ = grow_occ(occ, &cap))) {
             st = plm_fail(ctx, PLM_ENOMEM, "motif: out of memory");
@@ -1067,6 +1113,7 @@ static plm_status chain_detect(plm_ctx *ctx, const plm_motif_def *d, const int *
     }
     *out = o;
 done:
+    kids_free(&kd);
     free(terms), free(role);
     return st;
 }

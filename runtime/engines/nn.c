@@ -288,6 +288,28 @@ void plm_nn_sample(const plm_nn *nn, plm_nn_ws *w, const double *x, plm_rng *r, 
     }
 }
 
+void plm_nn_propose(const plm_nn *nn, plm_nn_ws *w, const double *x, const double *vold, plm_rng *r, double *v,
+                    double *lq_new, double *lq_old)
+{
+    double X2[2 * PLM_NN_MAXWIDTH], V2[2 * PLM_NN_MAXMEM];
+    int j, no;
+    *lq_new = *lq_old = 0;
+    memcpy(X2, x, (size_t)nn->nin * sizeof *x);
+    memcpy(X2 + nn->nin, x, (size_t)nn->nin * sizeof *x);
+    for (j = 0; j < nn->nmem; j++) {
+        const plm_nn_member *m = &nn->mem[j];
+        int B = j == 0 ? 1 : 2;   /* row 0: the new block's members so far; row 1: the old block's */
+        no = nn->width[j][nn->nlayer];
+        memcpy(V2, v, (size_t)nn->nmem * sizeof *v);
+        memcpy(V2 + nn->nmem, vold, (size_t)nn->nmem * sizeof *vold);
+        member_input(nn, w, j, B, X2, V2);
+        member_forward(nn, w, j, B);
+        v[j] = head_sample(m, x, w->out, r);
+        *lq_new += head_logq(m, x, w->out, v[j], NULL);
+        *lq_old += head_logq(m, x, w->out + (size_t)(B - 1) * no, vold[j], NULL);
+    }
+}
+
 plm_status plm_nn_adam_init(plm_ctx *ctx, plm_nn_adam *a, size_t n, double lr)
 {
     memset(a, 0, sizeof *a);
@@ -485,10 +507,7 @@ plm_status plm_nn_load(plm_ctx *ctx, const char *path, plm_nn_meta *meta, plm_nn
     memcpy(meta->motif, data + r.at, sizeof meta->motif);
     r.at += sizeof meta->motif;
     meta->nshape = (int)get_i64(&r);
-    for (i = 0; i < PLM_NN_MAXSHAPE; i++) {
-        int64_t v = get_i64(&r);
-        if (i < PLM_NN_MAXSHAPE) meta->shape[i] = (int)v;
-    }
+    for (i = 0; i < PLM_NN_MAXSHAPE; i++) meta->shape[i] = (int)get_i64(&r);
     meta->seed = get_u64(&r);
     meta->samples = (long)get_i64(&r);
     meta->epochs = (long)get_i64(&r);

@@ -64,6 +64,12 @@ void plm_nn_logq(const plm_nn *nn, plm_nn_ws *w, int B, const double *X, const d
 /* Draw v (nmem values) from q(. | x) with r; *logq receives its log density. */
 void plm_nn_sample(const plm_nn *nn, plm_nn_ws *w, const double *x, plm_rng *r, double *v, double *logq);
 
+/* One MH proposal's network work: draw v (nmem values) from q(. | x) and score both it and vold, in *lq_new and
+** *lq_old, with one forward pass for the first member (its input is x alone) and one batch of two for each later
+** member. The same numbers as plm_nn_sample and plm_nn_logq, bit for bit. Needs a workspace for batches of 2. */
+void plm_nn_propose(const plm_nn *nn, plm_nn_ws *w, const double *x, const double *vold, plm_rng *r, double *v,
+                    double *lq_new, double *lq_old);
+
 /* Adam (Kingma and Ba) on a parameter vector: malloc'd moments. */
 typedef struct plm_nn_adam {
     size_t n;
