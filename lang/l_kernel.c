@@ -680,6 +680,14 @@ static int l_trace_with(lua_State *L)
         const plm_site *s;
         if (lua_type(L, -2) != LUA_TSTRING) return luaL_error(L, "%s: keys must be site names (got %s)", fn, luaL_typename(L, -2));
         s = plm_trace_find(t->tr, name);
+        if (!s && lua_type(L, -1) == LUA_TNUMBER) {
+            /* a site this trace lacks (a birth move's new component): a scalar imposed as it is; the run checks
+            ** its dimension against the site's distribution, and fails if the program does not sample it */
+            double v = lua_tonumber(L, -1);
+            if (plm_trace_add(&ctx, cons, name, PLM_SITE_LATENT, NULL, &v, 1, 0, NULL)) return plm_l_fail_in(L, &ctx, fn);
+            lua_pop(L, 1);
+            continue;
+        }
         if (!s || s->kind != PLM_SITE_LATENT)
             return luaL_error(L, "%s: the trace has no latent site '%s'%s", fn, name,
                               s ? " (it is observed)" : " (the model did not sample it in this run)");
@@ -716,7 +724,14 @@ static int l_trace_with(lua_State *L)
         return lua_error(L);   /* the program's own error, on top */
     }
     if (st == PLM_EINTR) return luaL_error(L, "%s: interrupted", fn);
-    if (st) return luaL_error(L, "%s: %s", fn, ctx.msg);
+    if (st) {
+        size_t i;
+        for (i = 0; i < cons->n; i++)   /* a site imposed though this trace lacks it, and the run did not make */
+            if (!cons->sites[i].dist && !plm_trace_find(out, cons->sites[i].addr))
+                return luaL_error(L, "%s: the trace has no latent site '%s' (the model did not sample it in this run, "
+                                  "nor in the run with the imposed values)", fn, cons->sites[i].addr);
+        return luaL_error(L, "%s: %s", fn, ctx.msg);
+    }
     nt->fresh = fresh;
     nt->rejected = rejected;
     lua_pushvalue(L, 1);

@@ -15,6 +15,7 @@
 #include "hmm.h"
 #include "lgssm.h"
 #include "ctmc.h"
+#include "bn_exact.h"
 #include "cthmm.h"
 #include "expr.h"
 #include "ssm.h"

@@ -288,6 +288,12 @@ function markov.mixture_fit(trajs, opts)
   }, Mixture)
 end
 
+-- exact marginals of a grid Bayesian network of binary nodes (lang/l_bn.c, runtime/markov/bn_exact.c)
+function markov.grid_bn_exact(spec)
+  if type(spec) ~= "table" then error("markov.grid_bn_exact: expects a table {rows =, cols =, cpt =, evidence =}", 2) end
+  return plume._grid_bn_exact(spec)
+end
+
 -- latent state models of training dynamics live in their own file and join this namespace
 markov.training_dynamics = require "plume.training_dynamics"
 

@@ -1,0 +1,80 @@
+-- learned_grid.lua -- issue 16, experiment 2: grid Bayesian networks of binary nodes (10x10 and 15x15, random
+-- CPTs pushed towards 0 and 1, each node's parents its up and left neighbours, 20% of the nodes observed at a
+-- forward sample). Exact marginals by runtime/markov/bn_exact.c (frontier forward-backward); the mean total
+-- variation |p_hat - p| over latent nodes of the running marginal estimates of each method at equal CPU time:
+-- single-site Gibbs (method "gibbs", native enumeration) against the learned 2x2-block proposals
+-- (plume.kernel.learned{motifs = {"grid"}}, MH with the exact ratio) alone and cycled with a Gibbs sweep.
+-- Every method: the same chains (seed 1, chain c on stream c, one thread), the same starts (a forward sample per
+-- chain), no warm-up, run for the same CPU budget per chain (sweeps = budget / the method's pilot cost per
+-- sweep); TV at 1/8, 1/4, 1/2 and all of the budget, the mean over chains [min, max]. The last row ("gibbs,
+-- =sweeps") is Gibbs's TV after as many sweeps as the last learned method made: efficiency per sweep, not per second.
+-- usage: build/plume bench/learned_grid.lua [--short]   (--short: small budgets; its numbers are not results)
+local L = dofile("bench/learned_common.lua")
+local short = L.args(arg)
+local K = plume.kernel
+local budget = short and 0.15 or 3.0      -- CPU seconds per chain
+local chains = short and 2 or 4
+local sizes = short and { { 6, 6 }, { 10, 10 } } or { { 10, 10 }, { 15, 15 } }
+local fracs = { 1 / 8, 1 / 4, 1 / 2, 1 }
+
+local function methods()
+  local list = { { name = "gibbs", opts = { method = "gibbs" } } }
+  local lk, why = L.learned_kernel({ "grid" })
+  if lk then
+    list[#list + 1] = { name = "learned", opts = { kernel = lk } }
+    list[#list + 1] = { name = "learned+gibbs", opts = { kernel = K.cycle{ K.gibbs{}, L.learned_kernel({ "grid" }) } } }
+  else
+    list[#list + 1] = { name = "learned", skip = why }
+  end
+  return list
+end
+
+local function run(d, opts, samples, nchains, init)
+  local o = { samples = samples, warmup = 0, chains = nchains, seed = 1, threads = 1, quiet = true, init = init }
+  for k, v in pairs(opts) do o[k] = v end
+  local t0 = L.cpu()
+  local post = plume.infer(L.grid_model, d, o)
+  return post, L.cpu() - t0
+end
+
+print(string.format("learned_grid (commit %s)%s: CPU budget %.2f s per chain, %d chains, TV = mean |p_hat - p| over latent nodes",
+  L.commit(), short and " --short" or "", budget, chains))
+for _, rc in ipairs(sizes) do
+  local R, C = rc[1], rc[2]
+  local d = L.grid_problem(R, C, 2026 + R)
+  local t0 = L.cpu()
+  local exact = L.grid_exact(d)
+  local texact = L.cpu() - t0
+  local latent = 0
+  for v = 1, R * C do if not d.ev[v] then latent = latent + 1 end end
+  print(string.format("\n%dx%d grid: %d latent, %d observed; exact marginals in %.3f s", R, C, latent, R * C - latent, texact))
+  print(string.format("%-14s %8s %9s %22s %22s %22s %22s", "method", "sweeps", "cpu/chain",
+    "TV@1/8", "TV@1/4", "TV@1/2", "TV@1"))
+  local gibbs_post, gibbs_S, last_S
+  for _, m in ipairs(methods()) do
+    if m.skip then
+      print(string.format("%-14s  n/a: %s", m.name, m.skip))
+    else
+      local S = L.calibrate(function(n) local _, t = run(d, m.opts, n, 1, L.grid_init(d, 100)); return t end, budget)
+      local post, t = run(d, m.opts, S, chains, L.grid_init(d, 100))
+      local cps = {}
+      for k, f in ipairs(fracs) do cps[k] = math.max(1, math.floor(S * f)) end
+      local tv = L.grid_tv(post, d, exact, chains, S, cps)
+      local cells = {}
+      for k = 1, #fracs do cells[k] = string.format("%.4f [%.4f,%.4f]", tv[k].mean, tv[k].lo, tv[k].hi) end
+      if m.name == "gibbs" then gibbs_post, gibbs_S = post, S else last_S = S end
+      local acc = L.learned_acc(post)
+      print(string.format("%-14s %8d %9.2f %22s %22s %22s %22s%s", m.name, S, t / chains, cells[1], cells[2], cells[3],
+        cells[4], acc and string.format("  accept %.3f", acc) or ""))
+    end
+  end
+  -- per sweep rather than per second: Gibbs's running estimate after as many sweeps as the last learned method made
+  if gibbs_post and last_S and last_S < gibbs_S then
+    local cps = {}
+    for k, f in ipairs(fracs) do cps[k] = math.max(1, math.floor(last_S * f)) end
+    local tv = L.grid_tv(gibbs_post, d, exact, chains, gibbs_S, cps)
+    local cells = {}
+    for k = 1, #fracs do cells[k] = string.format("%.4f [%.4f,%.4f]", tv[k].mean, tv[k].lo, tv[k].hi) end
+    print(string.format("%-14s %8d %9s %22s %22s %22s %22s", "gibbs, =sweeps", last_S, "-", table.unpack(cells)))
+  end
+end
