@@ -27,7 +27,19 @@ RUNTIME_DIRS := runtime runtime/base runtime/compiler runtime/markov runtime/eng
 RUNTIME_INC := $(addprefix -I,$(RUNTIME_DIRS))
 CFLAGS_ALL := -std=c11 -D_GNU_SOURCE -DPLUME_VERSION='"$(VERSION)"' $(OPT) -g -Wall -Wextra -Werror \
               -fPIC $(RUNTIME_INC) -Ilang -I$(BUILD)/gen $(LUA_CFLAGS) $(SANFLAGS) $(CFLAGS)
-LIBS := $(LUA_LIBS) -lgsl -lgslcblas -lgc -lffi -lcsv -lcjson -lreadline -lpthread -ldl -lm
+# Open MPI (runtime/base/comm.c): MPI=1 requires it, MPI=0 builds without it, and by default it is used when
+# pkg-config finds it. Only comm.c sees mpi.h; a build without MPI is a one-rank build of the same code.
+MPI ?= auto
+ifneq ($(MPI),0)
+MPI_FOUND := $(shell pkg-config --exists ompi-c 2>/dev/null && echo yes)
+ifeq ($(MPI_FOUND),yes)
+MPI_CFLAGS := -DPLM_MPI $(shell pkg-config --cflags ompi-c)
+MPI_LIBS := $(shell pkg-config --libs ompi-c)
+else ifeq ($(MPI),1)
+$(error MPI=1 but pkg-config cannot find Open MPI (ompi-c): install libopenmpi-dev)
+endif
+endif
+LIBS := $(LUA_LIBS) -lgsl -lgslcblas -lgc -lffi -lcsv -lcjson -lreadline -lpthread -ldl -lm $(MPI_LIBS)
 LDFLAGS_ALL := $(SANFLAGS) $(LDFLAGS)
 
 RUNTIME_SRC := $(foreach d,$(RUNTIME_DIRS),$(wildcard $(d)/*.c))
@@ -68,6 +80,15 @@ $(BUILD)/obj/%.o: %.c $(HEADERS) $(wildcard lang/*.h) lang/modules.def
 LLAMA_DIR := $(CURDIR)/build/llama
 $(BUILD)/obj/runtime/lm/lm_llama.o: OBJ_CFLAGS := -I$(LLAMA_DIR)/include -DPLM_LLAMA_DIR='"$(LLAMA_DIR)/lib"'
 $(BUILD)/obj/runtime/lm/lm_llama.o: $(wildcard $(LLAMA_DIR)/include/llama.h)
+
+# comm.o is rebuilt when the MPI choice changes (the stamp's text is the flags).
+$(BUILD)/obj/runtime/base/comm.o: OBJ_CFLAGS := $(MPI_CFLAGS)
+$(BUILD)/obj/runtime/base/comm.o: $(BUILD)/gen/mpi.stamp
+$(BUILD)/gen/mpi.stamp: FORCE
+	@mkdir -p $(dir $@)
+	@echo '$(MPI_CFLAGS)' | cmp -s - $@ || echo '$(MPI_CFLAGS)' > $@
+.PHONY: FORCE
+FORCE:
 
 $(BUILD)/embed: scripts/embed.c
 	@mkdir -p $(dir $@)

@@ -254,6 +254,15 @@ int main(int argc, char **argv)
             return 0;
         }
     }
+    {
+        /* under mpirun every rank runs this command; without a launcher this is one rank and MPI stays off */
+        plm_ctx ctx;
+        plm_ctx_clear(&ctx);
+        if (plm_comm_init(&ctx) != PLM_OK) {
+            fprintf(stderr, "plume: %s\n", plm_ctx_errmsg(&ctx));
+            return 1;
+        }
+    }
     if (!(P = plm_open())) {
         fprintf(stderr, "plume: cannot create state: not enough memory\n");
         return 1;
@@ -310,5 +319,6 @@ int main(int argc, char **argv)
     }
     if (status == LUA_OK && interactive) repl(L);
     plm_close(P);
+    plm_comm_finalize();
     return status == LUA_OK ? 0 : 1;
 }

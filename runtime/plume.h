@@ -4,6 +4,7 @@
 #define PLUME_H
 
 #include "ctx.h"
+#include "comm.h"
 #include "rng.h"
 #include "dist.h"
 #include "par.h"

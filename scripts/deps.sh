@@ -4,8 +4,9 @@
 # gnuplot-nox draws plume.plot; libcsv/libcjson parse plume.read_csv/read_json; libxml2-utils (xmllint) checks
 # the SVG plots in the tests; luarocks and man-db (groff) let the tests build the rock and render the man page;
 # fortunes is the English corpus examples/grammar_aligned_json.lua trains its n-gram model on.
+# libopenmpi-dev and openmpi-bin: the MPI layer (runtime/base/comm.c) and the mpirun tests (tests/cli/mpi_*.sh).
 PKGS="gcc make pkg-config lua5.4 liblua5.4-dev libgsl-dev libgc-dev libffi-dev libreadline-dev tmux
-      gnuplot-nox libcsv-dev libcjson-dev libxml2-utils luarocks man-db fortunes"
+      gnuplot-nox libcsv-dev libcjson-dev libxml2-utils luarocks man-db fortunes libopenmpi-dev openmpi-bin"
 # npm and git fetch llama.cpp below. Asked for by command, not by package: a nodejs from another source
 # (NodeSource) ships its own npm and conflicts with Debian's.
 command -v git >/dev/null 2>&1 || PKGS="$PKGS git"
