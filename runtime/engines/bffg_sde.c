@@ -17,6 +17,7 @@
 ** generator L~, so (d/dt + L) h~ / h~ = (L - L~) h~ / h~ = G). With the auxiliary equal to the target, G = 0
 ** identically and the weight does not depend on the grid at all. */
 #include "bffg_impl.h"
+#include "expr_native.h"
 
 #include <gsl/gsl_linalg.h>
 #include <math.h>
@@ -168,6 +169,7 @@ typedef struct sde_kernel {
     int two;                          /* d = 2 and every step's covariance has rank 2: step_back2 applies */
     struct sde_frozen *frz;           /* (how 1) filled when this kernel's guide is made: see sde_frozen */
     const struct sde_frozen *src;     /* (how 2) the frozen cache of the kernel this one was remade from */
+    plm_prog_native_fn drift_native;  /* the drift's native code (expr_native.h), or NULL: the interpreter */
 } sde_kernel;
 
 /* A frozen auxiliary (plm_bffg_kernel_sde_remake, how 1 and 2). With B~ and a~ fixed, the messages' H(t_k) on the
@@ -579,6 +581,7 @@ sde_path_d(const plm_bffg_kernel *k, const void *guide, const double *x0, const 
     double *z = r + d, T[3], *bo[64], *so[64 * 64], intG = 0, lw;
     int same_a = 0;   /* a = a~ at this step: the trace term of G is 0 (a constant diffusion equal to the auxiliary's) */
     plm_prog_point wb;   /* the drift, at x into b, decoded once per path */
+    plm_prog_native_fn nat = K->drift_native && plm_native_enabled() ? K->drift_native : NULL;
     plm_prog_ws ws;
     plm_prog_in in[PLM_NGROUPS];
     size_t kk;
@@ -603,7 +606,8 @@ sde_path_d(const plm_bffg_kernel *k, const void *guide, const double *x0, const 
         double dt = K->t[kk + 1] - K->t[kk], sdt = sqrt(dt), Gk = 0, tr = 0;
         T[0] = K->t[kk], T[1] = dt, T[2] = sdt;
         if (K->drift_t) plm_prog_uniforms(&wb.w, in);
-        plm_prog_point_run(&wb);
+        if (nat) nat(wb.w.R, bo, plm_op_eval);
+        else plm_prog_point_run(&wb);
         if (K->diff_var || kk == 0) {
             if (K->diff_t) plm_prog_uniforms(&ws, in);
             plm_prog_block(&ws, in, 0, 1, so, NULL);
@@ -778,6 +782,7 @@ static plm_status sde_make(plm_ctx *ctx, const plm_sde *s0, const double *params
     f = J + (size_t)d * d, G = f + d;
     memcpy(K->params, s->params, (size_t)s->np * sizeof *K->params);
     K->s = s0, K->d = d, K->m = s->m, K->N = N;
+    K->drift_native = from ? from->drift_native : plm_prog_native(s0->drift_prog);   /* NULL: the interpreter */
     /* keep the options, with copies of what they point to */
     K->o = *o;
     {
