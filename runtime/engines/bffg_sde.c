@@ -892,6 +892,11 @@ const plm_sde *plm_bffg_kernel_sde_of(const plm_bffg_kernel *k)
     return k && k->ops == &sde_ops ? ((const sde_kernel *)k->impl)->s : NULL;
 }
 
+int plm_bffg_kernel_sde_native(const plm_bffg_kernel *k)
+{
+    return plm_bffg_kernel_sde_of(k) && ((const sde_kernel *)k->impl)->drift_native && plm_native_enabled();
+}
+
 plm_status plm_bffg_kernel_sde_with(plm_ctx *ctx, const plm_bffg_kernel *k, const double *params, plm_bffg_kernel **out)
 {
     const sde_kernel *K;
