@@ -631,7 +631,7 @@ static int l_bffg_entry(lua_State *L)
     for (i = 0; i < plm_bffg_nnodes(m); i++) {
         plm_bffg_node_info info;
         plm_bffg_node(m, i, &info);
-        if (plm_bffg_kernel_sde_of(info.kernel)) nsde++, nnat += plm_bffg_kernel_sde_native(info.kernel);
+        if (plm_bffg_kernel_sde_of(info.kernel)) nsde++, nnat += plm_bffg_kernel_sde_native(info.kernel) > 0;
     }
     if (!native) plm_native_suspend(-1);
     if (st != LUA_OK) return lua_error(L);

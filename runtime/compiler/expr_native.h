@@ -30,4 +30,15 @@ void plm_native_suspend(int delta);
 ** instructions native code does not cover. For tests and for reading. */
 char *plm_prog_native_source(const plm_prog *p);
 
+/* The parts of p's varying part as C statements (malloc'd strings, the caller frees them; -1 when p has
+** instructions native code does not cover): prologue reads the registers that stay fixed from R (locals u<r>), body
+** computes the outputs. With xlocal the body reads state coordinate i from a local double x<i> and assigns output o
+** to a local b<o> (both declared by the caller; every varying input must be of group X), for callers that write a
+** whole loop around it (bffg_sde.c's guided path); else it writes out[o][0]. Both may call ev (plm_op_eval). */
+int plm_prog_native_parts(const plm_prog *p, int xlocal, char **prologue, char **body);
+
+/* The function `symbol` of C source src compiled and loaded (expr_native.h's cache and compiler), or NULL on any
+** failure or with native code off. Loaded once per process per source (thread-safe). */
+void *plm_native_symbol(const char *src, const char *symbol);
+
 #endif
