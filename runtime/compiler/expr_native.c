@@ -241,6 +241,15 @@ static uint64_t fnv1a(uint64_t h, const char *s)
     return h;
 }
 
+/* Is dir a folder of ours that nobody else may write to? Objects in it are loaded into this process, so a folder
+** another user made first (say /tmp/plume-<uid>) must not be trusted. */
+static int private_dir(const char *dir)
+{
+    struct stat st;
+    return stat(dir, &st) == 0 && S_ISDIR(st.st_mode) && st.st_uid == getuid() && (st.st_mode & 022) == 0 &&
+           access(dir, W_OK | X_OK) == 0;
+}
+
 /* The cache folder (created if missing) into dir, or -1. */
 static int cache_dir(char *dir, size_t n)
 {
@@ -253,11 +262,10 @@ static int cache_dir(char *dir, size_t n)
     if (k > 0 && (size_t)k < sizeof base) {
         mkdir(base, 0700);
         k = snprintf(dir, n, "%s/plume", base);
-        if (k > 0 && (size_t)k < n && (mkdir(dir, 0700) == 0 || errno == EEXIST) && access(dir, W_OK | X_OK) == 0)
-            return 0;
+        if (k > 0 && (size_t)k < n && (mkdir(dir, 0700) == 0 || errno == EEXIST) && private_dir(dir)) return 0;
     }
     k = snprintf(dir, n, "/tmp/plume-%ld", (long)getuid());
-    if (k > 0 && (size_t)k < n && (mkdir(dir, 0700) == 0 || errno == EEXIST) && access(dir, W_OK | X_OK) == 0) return 0;
+    if (k > 0 && (size_t)k < n && (mkdir(dir, 0700) == 0 || errno == EEXIST) && private_dir(dir)) return 0;
     return -1;
 }
 

@@ -1,7 +1,8 @@
 #!/bin/sh
 # bffg_native.sh -- native code for BFFG drifts falls back to the interpreter without a word to the user: with no
 # compiler (PLUME_CC=/nonexistent) or PLUME_NATIVE=0 the chain is the native one bit for bit and post.native is
-# false; the compiled object lands in the cache folder ($XDG_CACHE_HOME/plume), and a second process reuses it.
+# false; the compiled objects land in the cache folder ($XDG_CACHE_HOME/plume), a second process reuses them, and
+# a folder others may write to is not used.
 P=${PLUME:-build/plume}
 T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
@@ -37,3 +38,8 @@ rest=${native#true }
 # an unwritable cache folder falls back to /tmp/plume-<uid> (or the interpreter): the same chain either way
 case "$ro" in *" $rest") pass unwritable_cache_still_runs ;; *) fail unwritable_cache_still_runs "$ro" ;; esac
 [ -z "$(ls "$T/cache/plume" | grep -v '\.so$')" ] && pass no_temporary_files_left || fail no_temporary_files_left "$(ls "$T/cache/plume")"
+# a cache folder that others may write to is never used (its objects would be loaded into this process)
+mkdir -p "$T/ww/plume" && chmod 777 "$T/ww/plume"
+ww=$(XDG_CACHE_HOME="$T/ww" "$P" "$T/run.lua" 2>&1)
+case "$ww" in *" $rest") [ -z "$(ls "$T/ww/plume")" ] && pass a_world_writable_cache_is_not_used \
+    || fail a_world_writable_cache_is_not_used "$(ls "$T/ww/plume")" ;; *) fail a_world_writable_cache_is_not_used "$ww" ;; esac
