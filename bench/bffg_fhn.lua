@@ -2,10 +2,14 @@
 -- model of van der Meulen and Schauer's BFFG paper / BridgeSDEInference.jl: dt = 1e-3, T = 10, 100 noisy
 -- observations of the first coordinate, 10,000 iterations (each a pCN path move and a random-walk move of three
 -- parameters that recomputes the backward filter, then with fixed_aux = true: B~, a~ frozen after warm-up), one
--- chain, one thread. Prints the time per phase, and the parameters' effective samples per second.
--- usage: build/plume bench/bffg_fhn.lua [iterations]
+-- chain, one thread. Prints the time per phase, and the parameters' effective samples per second; each phase runs
+-- with the drift and the guided Euler loop as native code (the default) and with the interpreter (native = false),
+-- side by side, with the ratio (the chains are the same draw for draw: checked).
+-- usage: build/plume bench/bffg_fhn.lua [iterations] [both|native|interp]
 local MK = plume.markov_kernel
 local iters = tonumber(arg and arg[1]) or 10000
+local which = arg and arg[2] or "both"
+local modes = which == "both" and { true, false } or { which == "native" }
 local truth = { s = 0, eps = 0.1, gamma = 1.5, beta = 0.8, sigma = 0.3 }
 local fhn = plume.sde{ dim = 2, params = truth,
   drift = function(p, x) return { (x[1] - x[1] ^ 3 - x[2] + p.s) / p.eps, p.gamma * x[1] - x[2] + p.beta } end,
@@ -32,31 +36,49 @@ end
 local function clock(f)
   local t = os.clock(); local r = f(); return os.clock() - t, r
 end
-local tb = clock(function() for _ = 1, 20 do g:loglik() end end) / 20
-local tf = clock(function() return plume.bffg(g, nil, { samples = 50, threads = 1, seed = 1 }) end) / 50
-print(string.format("one backward filter (10,000 steps): %.2f ms; one guided forward path: %.2f ms", 1e3 * tb, 1e3 * tf))
-local tp = clock(function()
-  return plume.bffg(g, nil, { method = "mcmc", samples = iters // 2, warmup = iters // 2, chains = 1, threads = 1, seed = 1 })
-end)
-print(string.format("pCN on the path only, %d iterations: %.2f s", iters, tp))
+local function name(native) return native and "native" or "interp" end
+local tp = {}
+for _, nat in ipairs(modes) do
+  local tb = clock(function() for _ = 1, 20 do g:loglik() end end) / 20
+  local tf = clock(function() return plume.bffg(g, nil, { samples = 50, threads = 1, seed = 1, native = nat }) end) / 50
+  print(string.format("[%s] one backward filter (10,000 steps): %.2f ms; one guided forward path: %.2f ms", name(nat), 1e3 * tb, 1e3 * tf))
+end
+for _, nat in ipairs(modes) do
+  local post
+  tp[nat], post = clock(function()
+    return plume.bffg(g, nil, { method = "mcmc", samples = iters // 2, warmup = iters // 2, chains = 1, threads = 1, seed = 1,
+      native = nat })
+  end)
+  print(string.format("[%s] pCN on the path only, %d iterations: %.2f s (native code: %s)", name(nat), iters, tp[nat], tostring(post.native)))
+end
+if #modes == 2 then print(string.format("  interp / native: %.2f", tp[false] / tp[true])) end
 local params = { s = plume.dist.normal(0, 1), gamma = plume.dist.gamma(2, 1), beta = plume.dist.normal(0, 2) }
-local function with_params(fixed)
+local function with_params(fixed, nat)
   return clock(function()
     return plume.bffg(g, nil, { method = "mcmc", samples = iters // 2, warmup = iters // 2, chains = 1, threads = 1, seed = 1,
-      sde = fhn, params = params, init = { s = 0.2, gamma = 1, beta = 0.5 }, fixed_aux = fixed or nil })
+      sde = fhn, params = params, init = { s = 0.2, gamma = 1, beta = 0.5 }, fixed_aux = fixed or nil, native = nat })
   end)
 end
 local function report(what, ta, post)
   local sm = post:summary()
-  print(string.format("pCN + parameter moves (%s), %d iterations: %.2f s (reference: about 45 s for BridgeSDEInference.jl, "
-    .. "Julia, on a laptop)", what, iters, ta))
+  print(string.format("[%s] pCN + parameter moves (%s), %d iterations: %.2f s (reference: about 45 s for "
+    .. "BridgeSDEInference.jl, Julia, on a laptop)", name(post.native), what, iters, ta))
   print(string.format("  acceptance: path %.2f (rho %.3f), parameters %.2f", post.accept[1], post.rho[1], post.accept_params[1]))
   for _, k in ipairs { "s", "gamma", "beta" } do
     print(string.format("  %-5s true %5.2f  posterior mean %6.3f  sd %5.3f  ess %5.0f  ess/s %6.1f", k, truth[k], sm[k].mean,
       sm[k].sd, sm[k].ess_bulk, sm[k].ess_bulk / ta))
   end
 end
-report("filter recomputed at every move", with_params(false))
--- fixed_aux: B~, a~ frozen after warm-up, the filter at new parameters from a cache (binaries without the option skip it)
-local ok, ta, post = pcall(with_params, true)
-if ok then report("fixed_aux", ta, post) else print("fixed_aux: not available in this binary") end
+for _, fixed in ipairs { false, true } do
+  local what = fixed and "fixed_aux" or "filter recomputed at every move"
+  local t, posts = {}, {}
+  for _, nat in ipairs(modes) do
+    t[nat], posts[nat] = with_params(fixed, nat)
+    report(what, t[nat], posts[nat])
+  end
+  if #modes == 2 then
+    local a, b, same = posts[true]:draws("gamma"), posts[false]:draws("gamma"), true
+    for i = 1, #a do same = same and a[i] == b[i] end
+    print(string.format("  interp / native: %.2f; the same draws: %s", t[false] / t[true], tostring(same)))
+  end
+end

@@ -4,6 +4,7 @@
 ** in C (runtime/bffg.h). Discrete states are 1-based here, 0-based in C. */
 #include "lmodel.h"
 #include "lbffg.h"
+#include "expr_native.h"
 #include "l_expr.h"
 #include "larray.h"
 #include "ldist.h"
@@ -534,7 +535,8 @@ static int l_bffg(lua_State *L)
 {
     const char *fn = "plume.bffg";
     static const char *const opts[] = {"samples", "method", "seed",   "threads", "resample", "ess_threshold", "warmup",
-                                       "chains",  "rho",    "target_accept", "step", "params", "sde", "network", "init", "fixed_aux", NULL};
+                                       "chains",  "rho",    "target_accept", "step", "params", "sde", "network", "init", "fixed_aux",
+                                       "native", NULL};
     plm_bffg_model *m = check_dag(L, 1, fn);
     const double **vals;
     const char *method;
@@ -558,6 +560,7 @@ static int l_bffg(lua_State *L)
     method = plm_l_optstr(L, 3, fn, "method", "is");
     if (strcmp(method, "is") != 0 && strcmp(method, "smc") != 0 && strcmp(method, "mcmc") != 0)
         return luaL_error(L, "%s: method '%s' is not available (methods: is, smc, mcmc)", fn, method);
+    if (lua_istable(L, 3)) plm_l_optbool(L, 3, fn, "native", 1);   /* checked here, used by l_bffg_entry */
     if (method[0] != 'm' && lua_istable(L, 3)) {
         static const char *const only[] = {"warmup", "chains", "rho", "target_accept", "step", "params", "sde", "network",
                                            "init", "fixed_aux", NULL};
@@ -606,6 +609,34 @@ static int l_bffg(lua_State *L)
     return 1;
 }
 
+/* plume.bffg with option native (default true): native = false runs l_bffg with native code suspended (the
+** interpreter for every drift; results are the same bit for bit, only slower), restored on errors too. The
+** results get field native: whether the diffusions' guided paths ran natively. */
+static int l_bffg_entry(lua_State *L)
+{
+    int native = 1, i, nsde = 0, nnat = 0, st;
+    plm_bffg_model *m = check_dag(L, 1, "plume.bffg");
+    lua_settop(L, 3);
+    if (lua_istable(L, 3)) native = plm_l_optbool(L, 3, "plume.bffg", "native", 1);
+    lua_pushvalue(L, lua_upvalueindex(1));   /* the arguments stay below the call: they keep m alive */
+    lua_pushcclosure(L, l_bffg, 1);
+    for (i = 1; i <= 3; i++) lua_pushvalue(L, i);
+    if (!native) plm_native_suspend(1);
+    st = lua_pcall(L, 3, 1, 0);
+    for (i = 0; i < plm_bffg_nnodes(m); i++) {
+        plm_bffg_node_info info;
+        plm_bffg_node(m, i, &info);
+        if (plm_bffg_kernel_sde_of(info.kernel)) nsde++, nnat += plm_bffg_kernel_sde_native(info.kernel) > 0;
+    }
+    if (!native) plm_native_suspend(-1);
+    if (st != LUA_OK) return lua_error(L);
+    if (lua_istable(L, -1)) {
+        lua_pushboolean(L, nsde > 0 && nnat == nsde);
+        lua_setfield(L, -2, "native");
+    }
+    return 1;
+}
+
 void plm_l_open_bffg(lua_State *L)
 {
     static const luaL_Reg dag_methods[] = {{"root", l_dag_root}, {"kernel", l_dag_kernel}, {"observe", l_dag_observe},
@@ -624,6 +655,6 @@ void plm_l_open_bffg(lua_State *L)
     lua_setfield(L, -2, "newick");
     lua_setfield(L, -2, "tree");
     lua_pushvalue(L, -1);
-    lua_pushcclosure(L, l_bffg, 1);
+    lua_pushcclosure(L, l_bffg_entry, 1);
     lua_setfield(L, -2, "bffg");
 }

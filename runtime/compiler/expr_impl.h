@@ -56,6 +56,8 @@ struct plm_prog {
     int ntmp;                    /* temporaries: registers nuni+nvin.. */
     int ndraws;                  /* draws per particle per evaluation */
     int nlive;                   /* live nodes (for reports) */
+    int native_state;            /* expr_native.c: 0 not tried, 1 native_fn is set, -1 tried and failed */
+    void *native_fn;             /* its plm_prog_native_fn */
 };
 
 /* ---- ops (expr.c) ---- */

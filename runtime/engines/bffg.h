@@ -68,6 +68,11 @@ plm_status plm_bffg_kernel_sde(plm_ctx *ctx, const plm_sde *s, const plm_bffg_sd
 
 /* The sde of a diffusion kernel (NULL for other kinds). */
 const plm_sde *plm_bffg_kernel_sde_of(const plm_bffg_kernel *k);
+/* 1 when the guided paths of diffusion kernel k evaluate its drift with native code (expr_native.h) now, 2 when
+** moreover paths driven by given innovations (pCN) run their whole Euler loop natively (a drift that does not read
+** the time, a diffusion that reads neither time nor state), 0 when with the interpreter (native code off, or it
+** could not be compiled) or k is not a diffusion kernel. */
+int plm_bffg_kernel_sde_native(const plm_bffg_kernel *k);
 
 /* The diffusion kernel k remade with the sde's parameters set to params (np values; s itself is not changed):
 ** the same interval, grid and auxiliary options, the linearisation redone at the new parameters. Safe to call
