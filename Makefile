@@ -94,7 +94,8 @@ $(BUILD)/gen/mpi.stamp: FORCE
 .PHONY: FORCE
 FORCE:
 # The shipped learned proposals are found from any working directory (plume.kernel.learned's default library).
-$(BUILD)/obj/lang/l_learned.o: OBJ_CFLAGS := -DPLM_PROPOSALS_DIR='"$(CURDIR)/stdlib/proposals"'
+$(BUILD)/obj/lang/l_learned.o: OBJ_CFLAGS := -DPLM_PROPOSALS_DIR='"$(CURDIR)/stdlib/proposals"' \
+                                             -DPLM_PROPOSALS_SHARE='"$(PREFIX)/share/plume/proposals"'
 
 $(BUILD)/embed: scripts/embed.c
 	@mkdir -p $(dir $@)
@@ -147,6 +148,8 @@ install: all
 	if [ -d stdlib ]; then cd stdlib && find . -name '*.lua' -exec install -D -m 644 {} $(DESTDIR)$(PREFIX)/share/lua/5.4/{} \; ; fi
 	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' scripts/plume.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/plume.pc
 	install -D -m 644 doc/plume.1 $(DESTDIR)$(PREFIX)/share/man/man1/plume.1
+	install -d $(DESTDIR)$(PREFIX)/share/plume/proposals
+	install -m 644 stdlib/proposals/*.plmprop $(DESTDIR)$(PREFIX)/share/plume/proposals/
 
 # `luarocks make` (plume-*.rockspec): build the Lua module, then install it into the tree's LIBDIR. plume's Lua
 # parts and stdlib are compiled into plume.so, so it is the only file.

@@ -15,6 +15,13 @@
 #define PLM_L_PROPOSAL "plume.proposal"
 #define DEFAULT_LIBRARY "stdlib/proposals"
 
+static int readable(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (f) fclose(f);
+    return f != NULL;
+}
+
 static plm_learned_prop *check_prop(lua_State *L, int idx, const char *fn)
 {
     return plm_l_checkobj(L, idx, PLM_L_PROPOSAL, fn, "proposal");
@@ -423,13 +430,20 @@ plm_kernel *plm_l_learned_build(lua_State *L, int idx, plm_gmodel *gm, const cha
             char path[1024];
             plm_learned_prop *p;
             snprintf(path, sizeof path, "%s/%s.plmprop", lib, m);
+            if (strcmp(lib, DEFAULT_LIBRARY) == 0) {
+                /* the default library: the working directory's, else the source tree's, else the installed one
+                ** (make install copies the files to PREFIX/share/plume/proposals) */
+                static const char *const dirs[] = {
 #ifdef PLM_PROPOSALS_DIR
-            {   /* the default library is the source tree's when the working directory has none */
-                FILE *f = strcmp(lib, DEFAULT_LIBRARY) == 0 ? fopen(path, "rb") : NULL;
-                if (f) fclose(f);
-                else if (strcmp(lib, DEFAULT_LIBRARY) == 0) snprintf(path, sizeof path, "%s/%s.plmprop", PLM_PROPOSALS_DIR, m);
-            }
+                    PLM_PROPOSALS_DIR,
 #endif
+#ifdef PLM_PROPOSALS_SHARE
+                    PLM_PROPOSALS_SHARE,
+#endif
+                    NULL};
+                int k;
+                for (k = 0; dirs[k] && !readable(path); k++) snprintf(path, sizeof path, "%s/%s.plmprop", dirs[k], m);
+            }
             if (explicit_motifs) lua_pop(L, 1);
             if (plm_learned_load(&ctx, path, &p)) plm_l_fail_in(L, &ctx, fn);
             if (strcmp(p->meta.motif, m) != 0)

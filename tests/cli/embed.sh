@@ -9,7 +9,8 @@ if ! make -s install PREFIX="$T" SAN="${SAN:-}" >"$T/install.log" 2>&1; then
     echo "FAIL make_install_succeeds: $(tail -5 "$T/install.log")"; exit 1
 fi
 echo "PASS make_install_succeeds"
-for f in bin/plume lib/libplume.a lib/libplume.so lib/lua/5.4/plume.so include/plume/plume.h include/plume/plume_lua.h lib/pkgconfig/plume.pc; do
+for f in bin/plume lib/libplume.a lib/libplume.so lib/lua/5.4/plume.so include/plume/plume.h include/plume/plume_lua.h lib/pkgconfig/plume.pc \
+         share/plume/proposals/mixture.plmprop share/plume/proposals/grid.plmprop share/plume/proposals/chain.plmprop; do
     [ -e "$T/$f" ] || { echo "FAIL install_puts_every_file_in_place: missing $f"; exit 1; }
 done
 echo "PASS install_puts_every_file_in_place"
