@@ -102,64 +102,62 @@ static MPI_Op mpiop(plm_comm_op op)
 /* Several ranks: MPI is in use. */
 static int multi(void) { return joined && size_ > 1; }
 
-plm_status plm_comm_allreduce(plm_ctx *ctx, double *buf, size_t n, plm_comm_op op)
+/* The element types of the typed collectives: the MPI datatype is chosen inside, so that the public functions
+** compile without mpi.h. */
+typedef enum elt { ELT_DOUBLE, ELT_U64 } elt;
+
+/* buf (n elements of type t, 8 bytes each) := op over the ranks, in place. */
+static plm_status allreduce(plm_ctx *ctx, void *buf, size_t n, elt t, plm_comm_op op)
 {
     if (!multi() || n == 0) return PLM_OK;
 #ifdef PLM_MPI
-    if (n > INT_MAX / sizeof(double)) return toobig(ctx, "allreduce", n * sizeof(double));
-    int rc = MPI_Allreduce(MPI_IN_PLACE, buf, (int)n, MPI_DOUBLE, mpiop(op), MPI_COMM_WORLD);
+    if (n > INT_MAX / 8) return toobig(ctx, "allreduce", n * 8);
+    int rc = MPI_Allreduce(MPI_IN_PLACE, buf, (int)n, t == ELT_DOUBLE ? MPI_DOUBLE : MPI_UINT64_T, mpiop(op),
+                           MPI_COMM_WORLD);
     if (rc != MPI_SUCCESS) return mpierr(ctx, "allreduce", rc);
-    sent += (uint64_t)n * sizeof(double) * (uint64_t)(size_ - 1);
+    sent += (uint64_t)n * 8 * (uint64_t)(size_ - 1);
 #else
-    (void)ctx, (void)buf, (void)op;
+    (void)ctx, (void)buf, (void)t, (void)op;
 #endif
     return PLM_OK;
 }
 
-plm_status plm_comm_allreduce_u64(plm_ctx *ctx, uint64_t *buf, size_t n, plm_comm_op op)
+/* *out (8 bytes, type t, zeroed by the caller) := the sum of x over the ranks before this one. */
+static plm_status exscan(plm_ctx *ctx, const void *x, void *out, elt t)
 {
-    if (!multi() || n == 0) return PLM_OK;
+    if (!multi()) return PLM_OK;
 #ifdef PLM_MPI
-    if (n > INT_MAX / sizeof(uint64_t)) return toobig(ctx, "allreduce", n * sizeof(uint64_t));
-    int rc = MPI_Allreduce(MPI_IN_PLACE, buf, (int)n, MPI_UINT64_T, mpiop(op), MPI_COMM_WORLD);
-    if (rc != MPI_SUCCESS) return mpierr(ctx, "allreduce", rc);
-    sent += (uint64_t)n * sizeof(uint64_t) * (uint64_t)(size_ - 1);
+    unsigned char r[8] = {0};
+    int rc = MPI_Exscan(x, r, 1, t == ELT_DOUBLE ? MPI_DOUBLE : MPI_UINT64_T, MPI_SUM, MPI_COMM_WORLD);
+    if (rc != MPI_SUCCESS) return mpierr(ctx, "exscan", rc);
+    if (rank_ != 0) memcpy(out, r, 8);   /* MPI leaves rank 0's result undefined; it keeps its zero */
+    sent += 8;
 #else
-    (void)ctx, (void)buf, (void)op;
+    (void)ctx, (void)x, (void)out, (void)t;
 #endif
     return PLM_OK;
+}
+
+plm_status plm_comm_allreduce(plm_ctx *ctx, double *buf, size_t n, plm_comm_op op)
+{
+    return allreduce(ctx, buf, n, ELT_DOUBLE, op);
+}
+
+plm_status plm_comm_allreduce_u64(plm_ctx *ctx, uint64_t *buf, size_t n, plm_comm_op op)
+{
+    return allreduce(ctx, buf, n, ELT_U64, op);
 }
 
 plm_status plm_comm_exscan_u64(plm_ctx *ctx, uint64_t x, uint64_t *out)
 {
     *out = 0;
-    if (!multi()) return PLM_OK;
-#ifdef PLM_MPI
-    uint64_t r = 0;
-    int rc = MPI_Exscan(&x, &r, 1, MPI_UINT64_T, MPI_SUM, MPI_COMM_WORLD);
-    if (rc != MPI_SUCCESS) return mpierr(ctx, "exscan", rc);
-    *out = rank_ == 0 ? 0 : r;   /* MPI leaves rank 0's result undefined */
-    sent += sizeof x;
-#else
-    (void)ctx, (void)x;
-#endif
-    return PLM_OK;
+    return exscan(ctx, &x, out, ELT_U64);
 }
 
 plm_status plm_comm_exscan(plm_ctx *ctx, double x, double *out)
 {
     *out = 0;
-    if (!multi()) return PLM_OK;
-#ifdef PLM_MPI
-    double r = 0;
-    int rc = MPI_Exscan(&x, &r, 1, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
-    if (rc != MPI_SUCCESS) return mpierr(ctx, "exscan", rc);
-    *out = rank_ == 0 ? 0 : r;
-    sent += sizeof x;
-#else
-    (void)ctx, (void)x;
-#endif
-    return PLM_OK;
+    return exscan(ctx, &x, out, ELT_DOUBLE);
 }
 
 plm_status plm_comm_bcast(plm_ctx *ctx, void *buf, size_t bytes, int root)
