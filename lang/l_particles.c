@@ -438,6 +438,30 @@ double plm_l_pop_ess(const particle *p, int n, double *lse)
     return s * s / s2;
 }
 
+/* Slot j of the new population takes over particle q of the old one: its state, coroutine, handle, value, objects
+** and adopted contexts (old5: the stack indices of the old population's tables of these, in that order), with log
+** weight lw. */
+static void take_over(lua_State *L, engine *E, int j, particle *old, int q, const int old5[5], double lw)
+{
+    particle *p = &E->p[j];
+    *p = old[q];
+    p->ex.rng = &p->rng;
+    p->rng.gsl.state = p->rng.s;
+    lua_rawgeti(L, old5[0], q + 1);
+    lua_rawseti(L, E->cos, j + 1);
+    lua_rawgeti(L, old5[1], q + 1);
+    ((plm_l_handle *)lua_touserdata(L, -1))->ex = &p->ex;
+    lua_rawseti(L, E->handles, j + 1);
+    lua_rawgeti(L, old5[2], q + 1);
+    lua_rawseti(L, E->vals, j + 1);
+    lua_rawgeti(L, old5[3], q + 1);
+    lua_rawseti(L, E->objs, j + 1);
+    lua_rawgeti(L, old5[4], q + 1);
+    lua_rawseti(L, E->adopt, j + 1);
+    p->logw = lw;
+    if (p->state == P_CHECK) p->state = P_RUN;
+}
+
 void plm_l_pop_rebuild(engine *E, const int *par, const double *lw, int m, const branch *br)
 {
     lua_State *L = E->L;
@@ -476,22 +500,7 @@ void plm_l_pop_rebuild(engine *E, const int *par, const double *lw, int m, const
             particle *p = &E->p[j];
             if (!used[q]) {
                 used[q] = 1;
-                *p = old[q];
-                p->ex.rng = &p->rng;
-                p->rng.gsl.state = p->rng.s;
-                lua_rawgeti(L, cos, q + 1);
-                lua_rawseti(L, E->cos, j + 1);
-                lua_rawgeti(L, handles, q + 1);
-                ((plm_l_handle *)lua_touserdata(L, -1))->ex = &p->ex;
-                lua_rawseti(L, E->handles, j + 1);
-                lua_rawgeti(L, vals, q + 1);
-                lua_rawseti(L, E->vals, j + 1);
-                lua_rawgeti(L, objs, q + 1);
-                lua_rawseti(L, E->objs, j + 1);
-                lua_rawgeti(L, adopt, q + 1);
-                lua_rawseti(L, E->adopt, j + 1);
-                p->logw = lw[j];
-                if (p->state == P_CHECK) p->state = P_RUN;
+                take_over(L, E, j, old, q, (const int[5]){cos, handles, vals, objs, adopt}, lw[j]);
                 if (br && !br[j].done) {   /* a beam parent resumes with the value chosen for it */
                     lua_rawgeti(L, E->cos, j + 1);
                     lua_pushnumber(lua_tothread(L, -1), br[j].value);
@@ -593,22 +602,7 @@ void plm_l_pop_rebuild_src(engine *E, const pop_src *src, const double *lw, int 
         particle *p = &E->p[j];
         q = s->parent;
         if (q >= 0 && s->keep) {
-            *p = old[q];
-            p->ex.rng = &p->rng;
-            p->rng.gsl.state = p->rng.s;
-            lua_rawgeti(L, cos, q + 1);
-            lua_rawseti(L, E->cos, j + 1);
-            lua_rawgeti(L, handles, q + 1);
-            ((plm_l_handle *)lua_touserdata(L, -1))->ex = &p->ex;
-            lua_rawseti(L, E->handles, j + 1);
-            lua_rawgeti(L, vals, q + 1);
-            lua_rawseti(L, E->vals, j + 1);
-            lua_rawgeti(L, objs, q + 1);
-            lua_rawseti(L, E->objs, j + 1);
-            lua_rawgeti(L, adopt, q + 1);
-            lua_rawseti(L, E->adopt, j + 1);
-            p->logw = lw[j];
-            if (p->state == P_CHECK) p->state = P_RUN;
+            take_over(L, E, j, old, q, (const int[5]){cos, handles, vals, objs, adopt}, lw[j]);
         } else if (q >= 0) {
             E->next_stream = s->stream;
             lua_rawgeti(L, objs, q + 1);
