@@ -2,6 +2,8 @@
 -- here an SEIRS epidemic (4 states, infection pressure from both exposed and infectious neighbours, waning
 -- immunity). Exact reference: the forward-backward algorithm over the joint chain (4^3 = 64 states), whose
 -- transition is built here from the rates independently of the C code. Monte Carlo checks use fixed seeds.
+package.path = "tests/lua/?.lua;" .. package.path
+local joint_fb = require("joint_fb")
 local T = dofile("tests/lua/check.lua")
 
 local K = 4   -- S, E, I, R
@@ -83,45 +85,12 @@ end
 
 -- exact log p(y) and marginals[i][t + 1][state]
 local function exact(m)
-  local S, P = K ^ m.N, joint_transition(m)
-  local alpha, beta = { [0] = {} }, {}
-  for x = 1, S do
-    local s, p = decode(x - 1, m.N), 1
-    for i = 1, m.N do p = p * m.init[s[i] + 1] end
-    alpha[0][x] = p * emis(m, 0, x - 1)
-  end
-  for t = 1, m.T do
-    alpha[t] = {}
-    for y = 1, S do
-      local acc = 0
-      for x = 1, S do acc = acc + alpha[t - 1][x] * P[x][y] end
-      alpha[t][y] = acc * emis(m, t, y - 1)
-    end
-  end
-  beta[m.T] = {}
-  for x = 1, S do beta[m.T][x] = 1 end
-  for t = m.T - 1, 0, -1 do
-    beta[t] = {}
-    for x = 1, S do
-      local acc = 0
-      for y = 1, S do acc = acc + P[x][y] * emis(m, t + 1, y - 1) * beta[t + 1][y] end
-      beta[t][x] = acc
-    end
-  end
-  local L = 0
-  for x = 1, S do L = L + alpha[m.T][x] end
-  local marg = {}
-  for i = 1, m.N do
-    marg[i] = {}
-    for t = 0, m.T do marg[i][t + 1] = { 0, 0, 0, 0 } end
-  end
-  for t = 0, m.T do
-    for x = 1, S do
-      local w, s = alpha[t][x] * beta[t][x] / L, decode(x - 1, m.N)
-      for i = 1, m.N do marg[i][t + 1][s[i] + 1] = marg[i][t + 1][s[i] + 1] + w end
-    end
-  end
-  return math.log(L), marg
+  return joint_fb(m.N, m.T, K, function(x)
+      local s, p = decode(x, m.N), 1
+      for i = 1, m.N do p = p * m.init[s[i] + 1] end
+      return p
+    end, joint_transition(m),
+    function(t, x) return emis(m, t, x) end, function(x) return decode(x, m.N) end)
 end
 
 local function run(m, opts)

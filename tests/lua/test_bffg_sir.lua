@@ -1,6 +1,8 @@
 -- test_bffg_sir.lua -- plume.bffg_sir: BFFG for an SIR interacting particle system on a graph. Exact references:
 -- the forward-backward algorithm over the joint chain (3^N states), itself checked against enumeration of every
 -- joint path on a smaller instance. Monte Carlo checks use fixed seeds; tolerances are stated where used.
+package.path = "tests/lua/?.lua;" .. package.path
+local joint_fb = require("joint_fb")
 local T = dofile("tests/lua/check.lua")
 
 -- the joint chain: states are N-digit base-3 numbers (digit i = individual i's state, 0 S, 1 I, 2 R)
@@ -62,42 +64,8 @@ end
 
 -- exact log p(y) and marginals[i][t + 1][state] by forward-backward over the joint chain
 local function exact(m)
-  local S, P = 3 ^ m.N, joint_transition(m)
-  local alpha, beta = {}, {}
-  alpha[0] = {}
-  for x = 1, S do alpha[0][x] = init_p(m, x - 1) * emis(m, 0, x - 1) end
-  for t = 1, m.T do
-    alpha[t] = {}
-    for y = 1, S do
-      local acc = 0
-      for x = 1, S do acc = acc + alpha[t - 1][x] * P[x][y] end
-      alpha[t][y] = acc * emis(m, t, y - 1)
-    end
-  end
-  beta[m.T] = {}
-  for x = 1, S do beta[m.T][x] = 1 end
-  for t = m.T - 1, 0, -1 do
-    beta[t] = {}
-    for x = 1, S do
-      local acc = 0
-      for y = 1, S do acc = acc + P[x][y] * emis(m, t + 1, y - 1) * beta[t + 1][y] end
-      beta[t][x] = acc
-    end
-  end
-  local L = 0
-  for x = 1, S do L = L + alpha[m.T][x] end
-  local marg = {}
-  for i = 1, m.N do
-    marg[i] = {}
-    for t = 0, m.T do marg[i][t + 1] = { 0, 0, 0 } end
-  end
-  for t = 0, m.T do
-    for x = 1, S do
-      local w, s = alpha[t][x] * beta[t][x] / L, decode(x - 1, m.N)
-      for i = 1, m.N do marg[i][t + 1][s[i] + 1] = marg[i][t + 1][s[i] + 1] + w end
-    end
-  end
-  return math.log(L), marg
+  return joint_fb(m.N, m.T, 3, function(x) return init_p(m, x) end, joint_transition(m),
+    function(t, x) return emis(m, t, x) end, function(x) return decode(x, m.N) end)
 end
 
 -- log p(y) by summing p(x_{0:T}, y) over every joint path (3^(N (T + 1)) of them)
