@@ -326,13 +326,22 @@ __attribute__((optimize("O3"))) static void add_columns(int no, int n, const int
     }
 }
 
-/* y (no) = b + sum_i a_i T[i] over the nonzero a_i of a (ni), T the transposed layer (b follows it). */
-static void layer_single(plm_nn_ws *w, int ni, int no, const double *T, const double *a, double *y)
+/* y (no) = b + sum_i act(z_i) T[i] over the nonzero activations of the pre-activations z (ni), T the transposed
+** layer (b follows it). The nonzero ones are gathered without a branch: relu zeroes half the units at random. */
+static void layer_single(const plm_nn *nn, plm_nn_ws *w, int ni, int no, const double *T, const double *z, double *y)
 {
     double *val = w->s + 5 * (size_t)w->swidth;
     int i, n = 0;
-    for (i = 0; i < ni; i++)
-        if (a[i] != 0) w->nz[n] = i, val[n++] = a[i];
+    if (nn->act == PLM_NN_TANH)
+        for (i = 0; i < ni; i++) {
+            double a = tanh(z[i]);
+            w->nz[n] = i, val[n] = a, n += a != 0;
+        }
+    else
+        for (i = 0; i < ni; i++) {
+            double a = z[i] > 0 ? z[i] : 0;
+            w->nz[n] = i, val[n] = a, n += a != 0;
+        }
     memcpy(y, T + (size_t)ni * no, (size_t)no * sizeof *y);
     add_columns(no, n, w->nz, val, T, y);
 }
@@ -345,8 +354,7 @@ static void member_xpart(const plm_nn *nn, plm_nn_ws *w, int j, const double *x,
     double *val = w->s + 5 * (size_t)w->swidth;
     int i, n = 0;
     (void)ni;
-    for (i = 0; i < nn->nin; i++)
-        if (x[i] != 0) w->nz[n] = i, val[n++] = x[i];
+    for (i = 0; i < nn->nin; i++) w->nz[n] = i, val[n] = x[i], n += x[i] != 0;
     memcpy(xp, T + (size_t)ni * no, (size_t)no * sizeof *xp);
     add_columns(no, n, w->nz, val, T, xp);
 }
@@ -356,16 +364,15 @@ static void member_single(const plm_nn *nn, plm_nn_ws *w, int j, const double *x
 {
     int l, i, c = nn->nin, no = nn->width[j][1], nl = nn->nlayer;
     const double *T = w->wt + nn->off[j][0];
-    double *a = w->s, *z = w->s + w->swidth;
+    double *a = w->s, *z = w->s + w->swidth, one = 1;
     double *y = nl == 1 ? o : z;
     memcpy(y, xp, (size_t)no * sizeof *y);
     for (i = 0; i < j; i++) {   /* the members before j: one hot column, or a continuous value's column */
         const plm_nn_member *m = &nn->mem[i];
         if (m->kind == PLM_NN_DISCRETE) {
             if (v[i] >= 0 && v[i] < m->card) {
-                const double *col = T + (size_t)(c + (int)v[i]) * no;
-                int k;
-                for (k = 0; k < no; k++) y[k] += col[k];
+                int idx = c + (int)v[i];
+                add_columns(no, 1, &idx, &one, T, y);   /* 1 * w is w: the same sum as the code's product */
             }
             c += m->card;
         } else {
@@ -374,14 +381,8 @@ static void member_single(const plm_nn *nn, plm_nn_ws *w, int j, const double *x
         }
     }
     for (l = 1; l < nl; l++) {
-        int ni = nn->width[j][l], k;
-        double *t;
-        if (nn->act == PLM_NN_TANH)
-            for (k = 0; k < ni; k++) a[k] = tanh(y[k]);
-        else
-            for (k = 0; k < ni; k++) a[k] = y[k] > 0 ? y[k] : 0;
-        t = l + 1 == nl ? o : z;
-        layer_single(w, ni, nn->width[j][l + 1], w->wt + nn->off[j][l], a, t);
+        double *t = l + 1 == nl ? o : y == z ? a : z;
+        layer_single(nn, w, nn->width[j][l], nn->width[j][l + 1], w->wt + nn->off[j][l], y, t);
         y = t;
     }
 }
