@@ -338,10 +338,7 @@ static void layer_single(const plm_nn *nn, plm_nn_ws *w, int ni, int no, const d
             w->nz[n] = i, val[n] = a, n += a != 0;
         }
     else
-        for (i = 0; i < ni; i++) {
-            double a = z[i] > 0 ? z[i] : 0;
-            w->nz[n] = i, val[n] = a, n += a != 0;
-        }
+        for (i = 0; i < ni; i++) w->nz[n] = i, val[n] = z[i], n += z[i] > 0;   /* relu's nonzero units */
     memcpy(y, T + (size_t)ni * no, (size_t)no * sizeof *y);
     add_columns(no, n, w->nz, val, T, y);
 }
