@@ -1,7 +1,8 @@
 /* nn.c -- multilayer perceptrons with softmax and Gaussian-mixture heads, autoregressive over a block's
 ** members (see nn.h). Each member has its own perceptron; a batch runs member by member, as B x width
 ** row-major matrices through cblas_dgemm, and the backward pass follows right after each member's forward
-** pass, so the workspace holds one member's activations at a time. */
+** pass, so the workspace holds one member's activations at a time. Single evaluations (the MH kernel's) run
+** through plain loops instead (see "single evaluations" below). */
 #include "nn.h"
 
 #include <gsl/gsl_cblas.h>
