@@ -35,6 +35,8 @@ echo "== sde_fhn: FitzHugh-Nagumo Euler-Maruyama (compiled from Lua) vs hand-wri
 "$BUILD/bench/sde_fhn" 5
 echo "== markov_mixture: two gridworld MDPs, spectral start vs random-start EM (label accuracy) =="
 "$BUILD/plume" bench/markov_mixture.lua 10
+echo "== learned_speed: plume.kernel.learned vs single-site Gibbs, microseconds per sweep (mixture, 10x10 grid, HMM chain) =="
+"$BUILD/plume" bench/learned_speed.lua 300
 echo "== mh_threads: trace MH chains on 1 and 2 threads (separate Lua states) =="
 "$BUILD/plume" bench/mh_threads.lua
 echo "== mh_memory: peak RSS of trace MH after 1e4 and 1e5 iterations (flat when the engine collects) =="

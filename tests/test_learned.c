@@ -430,6 +430,96 @@ static void test_interrupt_stops_training_and_sampling(void)
     plm_interrupt_clear();
 }
 
+/* The kernel's single evaluations (plm_nn_propose, plain loops over the transposed weights) give each shipped
+** network's densities to 1e-12 of the batched cblas pass (plm_nn_logq over 400 rows at once), on 200 prior draws
+** of its motif, and plm_nn_sample draws the same block with the same density, bit for bit. */
+static void test_single_evaluation_equals_batched(void)
+{
+    const char *names[3] = {"mixture", "grid", "chain"};
+    for (int t = 0; t < 3; t++) {
+        char path[128];
+        plm_ctx ctx;
+        plm_learned_prop *p = NULL;
+        plm_nn_ws w1, wb;
+        plm_rng r, r1, r2;
+        int n = 200, nin, nmem, i, j, same = 1;
+        double *X, *V, *lq, *lqs, v[PLM_NN_MAXMEM], vs[PLM_NN_MAXMEM], lqn, lqo, lqsamp;
+        plm_ctx_clear(&ctx);
+        snprintf(path, sizeof path, "stdlib/proposals/%s.plmprop", names[t]);
+        CHECK(plm_learned_load(&ctx, path, &p) == PLM_OK);
+        if (!p) continue;
+        nin = p->nin, nmem = p->nmem;
+        X = malloc(2 * (size_t)n * nin * sizeof *X), V = malloc(2 * (size_t)n * nmem * sizeof *V);
+        lq = malloc(2 * (size_t)n * sizeof *lq), lqs = malloc(2 * (size_t)n * sizeof *lqs);
+        CHECK(plm_nn_ws_init(NULL, &w1, &p->nn, 2) == PLM_OK && plm_nn_ws_init(NULL, &wb, &p->nn, 2 * n) == PLM_OK);
+        plm_rng_init(&r, 31, (uint64_t)t);
+        for (i = 0; i < n; i++) {
+            double *x = X + (size_t)2 * i * nin, *vold = V + (size_t)(2 * i + 1) * nmem;
+            p->motif->draw(p->meta.shape, &r, x, vold);
+            memcpy(x + nin, x, (size_t)nin * sizeof *x);
+            r1 = r2 = r;
+            plm_nn_propose(&p->nn, &w1, x, vold, &r1, v, &lqn, &lqo);
+            plm_nn_sample(&p->nn, &w1, x, &r2, vs, &lqsamp);
+            same = same && memcmp(v, vs, (size_t)nmem * sizeof *v) == 0 && lqn == lqsamp;
+            memcpy(V + (size_t)2 * i * nmem, v, (size_t)nmem * sizeof *v);
+            lqs[2 * i] = lqn, lqs[2 * i + 1] = lqo;
+            r = r1;
+        }
+        CHECK(same);
+        plm_nn_logq(&p->nn, &wb, 2 * n, X, V, lq, NULL);
+        for (j = 0; j < 2 * n; j++) CHECK_NEAR(lqs[j], lq[j], 1e-12);
+        plm_nn_ws_free(&w1), plm_nn_ws_free(&wb);
+        free(X), free(V), free(lq), free(lqs);
+    }
+}
+
+/* A grid occurrence's features and block densities come from its cache when its blanket has not moved: the same
+** numbers, bit for bit, as a fresh workspace computes at the same point; after a blanket site moves, those of the
+** new point. */
+static void test_feature_cache_is_exact(void)
+{
+    plm_ctx ctx;
+    plm_gmodel *m;
+    plm_learned_prop *p = NULL;
+    plm_motif_occs *o = NULL;
+    plm_rng r;
+    int occ, rep, j, cfg;
+    plm_ctx_clear(&ctx);
+    m = grid3(&ctx);
+    CHECK(m && plm_learned_load(&ctx, "stdlib/proposals/grid.plmprop", &p) == PLM_OK);
+    if (!m || !p) return;
+    CHECK(p->motif->detect(&ctx, p->motif, p->meta.shape, m, &o) == PLM_OK && o);
+    plm_rng_init(&r, 5, 0);
+    for (rep = 0; rep < 10; rep++) {
+        plm_motif_ws *kept, *fresh;
+        double u[9];
+        for (j = 0; j < 9; j++) u[j] = (double)(plm_rng_uniform(&r) < 0.5);
+        CHECK(plm_motif_ws_new(NULL, o, &kept) == PLM_OK);
+        for (occ = 0; occ < plm_motif_count(o); occ++) {
+            double x1[13], x2[13], x3[13], v1[4], v2[4], v3[4];
+            plm_motif_inputs(&ctx, o, kept, occ, u, &r, x1, v1);
+            plm_motif_inputs(&ctx, o, kept, occ, u, &r, x2, v2);   /* from the cache */
+            CHECK(plm_motif_ws_new(NULL, o, &fresh) == PLM_OK);
+            plm_motif_inputs(&ctx, o, fresh, occ, u, &r, x3, v3);
+            CHECK(memcmp(x1, x2, sizeof x1) == 0 && memcmp(x1, x3, sizeof x1) == 0);
+            for (cfg = 0; cfg < 16; cfg++) {
+                double vv[4];
+                for (j = 0; j < 4; j++) vv[j] = (cfg >> j) & 1;
+                CHECK(plm_motif_logp(o, kept, occ, u, vv) == plm_motif_logp(o, fresh, occ, u, vv));
+            }
+            plm_motif_ws_free(fresh);
+            /* move every site: the blanket changes, and the features must follow */
+            for (j = 0; j < 9; j++) u[j] = 1 - u[j];
+            plm_motif_inputs(&ctx, o, kept, occ, u, &r, x1, v1);
+            CHECK(plm_motif_ws_new(NULL, o, &fresh) == PLM_OK);
+            plm_motif_inputs(&ctx, o, fresh, occ, u, &r, x3, v3);
+            CHECK(memcmp(x1, x3, sizeof x1) == 0);
+            plm_motif_ws_free(fresh);
+        }
+        plm_motif_ws_free(kept);
+    }
+}
+
 int main(void)
 {
     plm_init();
@@ -441,5 +531,7 @@ int main(void)
     RUN(test_mixture_logp_equals_target_difference);
     RUN(test_absent_motif_is_an_error);
     RUN(test_interrupt_stops_training_and_sampling);
+    RUN(test_single_evaluation_equals_batched);
+    RUN(test_feature_cache_is_exact);
     return CHECK_DONE();
 }

@@ -1,7 +1,8 @@
 /* learned.c -- learned block proposals: loading and training them, and the MH kernel that uses them (see
-** learned.h). The kernel runs entirely in C: per occurrence, the motif builds the features from u, the network
-** draws the block and scores the old one (one forward pass per member each), the motif scores both block
-** values, and the MH test decides. */
+** learned.h). The kernel runs entirely in C: per occurrence, the motif builds the features from u (or reuses
+** them when the blanket has not moved), the network draws the block and scores the old one (plm_nn_propose: one
+** pass per member, two where the blocks differ before it), the motif scores both block values, and the MH test
+** decides. Nothing is allocated per proposal: the workspaces are the chain's. */
 #include "learned.h"
 
 #include <math.h>

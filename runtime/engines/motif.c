@@ -65,6 +65,7 @@ typedef struct disc_occ {
     int nterm;
     int *role;      /* per term: motif-specific role (grid: 0..3 own term of a..d, 4 + j a child of member j) */
     plm_prog *prog; /* outputs: the terms' log densities; block coordinates in group Z */
+    int nx, *xin;   /* the coordinates of u outside the block that prog reads */
 } disc_occ;
 
 struct plm_motif_occs {
@@ -94,6 +95,12 @@ struct plm_motif_ws {
     /* discrete */
     plm_prog_ws *pws;   /* per occurrence, made on first use */
     double *z, *T, **Tp, *lpcfg;
+    /* per occurrence, the last features and block log densities, and the blanket values they were made from:
+    ** an occurrence whose blanket has not moved since its last proposal reuses them (the program is a function
+    ** of those values only, so they are the same numbers) */
+    double *cache;
+    size_t cstride;
+    char *cvalid;
 };
 
 int plm_motif_count(const plm_motif_occs *o) { return o ? o->n : 0; }
@@ -121,6 +128,19 @@ plm_status plm_motif_ws_new(plm_ctx *ctx, const plm_motif_occs *o, plm_motif_ws 
         w->Tp = malloc((size_t)o->maxterm * sizeof *w->Tp);
         w->lpcfg = malloc((size_t)o->maxcfg * sizeof *w->lpcfg);
         if (!w->pws || !w->z || !w->T || !w->Tp || !w->lpcfg) goto oom;
+        {   /* the cache: kept to 64 MB, beyond which an occurrence's features are recomputed every time */
+            int nin, nmem, maxnx = 0;
+            plm_nn_member mem[PLM_NN_MAXMEM];
+            o->def->layout(o->shape, &nin, &nmem, mem);
+            for (i = 0; i < o->n; i++)
+                if (o->docc[i].nx > maxnx) maxnx = o->docc[i].nx;
+            w->cstride = (size_t)maxnx + (size_t)nin + (size_t)o->maxcfg;
+            if ((double)o->n * (double)w->cstride * sizeof(double) <= 64.0 * 1024 * 1024) {
+                w->cache = malloc((size_t)o->n * w->cstride * sizeof *w->cache);
+                w->cvalid = calloc((size_t)o->n, 1);
+                if (!w->cache || !w->cvalid) goto oom;
+            }
+        }
     }
     *out = w;
     return PLM_OK;
@@ -137,6 +157,7 @@ void plm_motif_ws_free(plm_motif_ws *w)
         for (i = 0; i < w->o->n; i++)
             if (w->pws[i].p) plm_prog_ws_free(&w->pws[i]);
     free(w->par), free(w->parp), free(w->C), free(w->B), free(w->pws), free(w->z), free(w->T), free(w->Tp), free(w->lpcfg);
+    free(w->cache), free(w->cvalid);
     free(w);
 }
 
@@ -253,9 +274,10 @@ static int is_latent_kind(const plm_gsite *s, int dist)
     return s->kind == PLM_GSITE_LATENT && s->dist == dist && s->dim == 1;
 }
 
-/* The program of nodes outs[0..nout-1] of m's graph, coordinates move[0..nmove-1] per particle (group Z). */
+/* The program of nodes outs[0..nout-1] of m's graph, coordinates move[0..nmove-1] per particle (group Z). With
+** xin, the coordinates of u (group X) it reads go to *xin (GC memory) and their count to *nx. */
 static plm_status compile_small(plm_ctx *ctx, const plm_gmodel *m, int nout, const int *outs, int nmove, const int *move,
-                                plm_prog **out)
+                                plm_prog **out, int **xin, int *nx)
 {
     plm_graph *h;
     int *so = malloc(((size_t)nout + 1) * sizeof *so);
@@ -263,6 +285,13 @@ static plm_status compile_small(plm_ctx *ctx, const plm_gmodel *m, int nout, con
     if (!so) return plm_fail(ctx, PLM_ENOMEM, "motif: out of memory");
     st = plm_graph_extract(ctx, m->g, nout, outs, nmove, move, PLM_GRP_Z, &h, so);
     if (!st) st = plm_prog_compile(ctx, h, nout, so, nmove ? 1u << PLM_GRP_Z : 0u, out);
+    if (!st && xin) {
+        int id, n = plm_graph_size(h), grp, idx;
+        *nx = 0;
+        if (!(*xin = plm_gc_alloc_atomic(((size_t)n + 1) * sizeof **xin))) st = plm_fail(ctx, PLM_ENOMEM, "motif: out of memory");
+        for (id = 0; !st && id < n; id++)
+            if (plm_graph_is_input(h, id, &grp, &idx) && grp == PLM_GRP_X) (*xin)[(*nx)++] = idx;
+    }
     free(so);
     return st;
 }
@@ -598,7 +627,7 @@ static plm_status mix_detect(plm_ctx *ctx, const plm_motif_def *d, const int *sh
             outs[nout++] = m->sites[grp[g].mu[j]].params[1];
         }
     }
-    if ((st = compile_small(ctx, m, nout, outs, 0, NULL, &o->par))) goto done;
+    if ((st = compile_small(ctx, m, nout, outs, 0, NULL, &o->par, NULL, NULL))) goto done;
     memcpy(o->mocc, occ, (size_t)n * sizeof *occ);
     memcpy(o->groups, grp, (size_t)ng * sizeof *grp);
     o->n = n, o->ngroups = ng, o->npar = nout;
@@ -616,6 +645,34 @@ static int disc_sites(const plm_motif_occs *o, int i, int *sites)
     const disc_occ *q = &o->docc[i];
     memcpy(sites, q->site, (size_t)q->nb * sizeof *sites);
     return q->nb;
+}
+
+/* The cached features x (nin) and block log densities (into w->lpcfg) of occurrence i, when its blanket at u is
+** the one they were made from (bit for bit): 1, else 0. */
+static int disc_hit(const plm_motif_occs *o, plm_motif_ws *w, int i, const double *u, double *x, int nin)
+{
+    const disc_occ *q = &o->docc[i];
+    const double *c = w->cache + (size_t)i * w->cstride;
+    int k;
+    if (!w->cache || !w->cvalid[i]) return 0;
+    for (k = 0; k < q->nx; k++)
+        if (memcmp(&c[k], &u[q->xin[k]], sizeof *c) != 0) return 0;
+    memcpy(x, c + q->nx, (size_t)nin * sizeof *x);
+    memcpy(w->lpcfg, c + q->nx + nin, (size_t)q->ncfg * sizeof *x);
+    return 1;
+}
+
+/* Keep occurrence i's blanket at u, features x and w->lpcfg for disc_hit. */
+static void disc_store(const plm_motif_occs *o, plm_motif_ws *w, int i, const double *u, const double *x, int nin)
+{
+    const disc_occ *q = &o->docc[i];
+    double *c = w->cache + (size_t)i * w->cstride;
+    int k;
+    if (!w->cache) return;
+    for (k = 0; k < q->nx; k++) c[k] = u[q->xin[k]];
+    memcpy(c + q->nx, x, (size_t)nin * sizeof *x);
+    memcpy(c + q->nx + nin, w->lpcfg, (size_t)q->ncfg * sizeof *x);
+    w->cvalid[i] = 1;
 }
 
 /* Evaluate occurrence i's terms at every value of its block: w->T (term t at config c: T[t * ncfg + c]) and
@@ -704,7 +761,7 @@ static plm_status disc_make(plm_ctx *ctx, plm_gmodel *m, disc_occ *q, const int 
     }
     for (j = 0; j < nterm; j++) outs[j] = m->sites[terms[j]].logp, q->role[j] = role[j];
     q->nterm = nterm;
-    st = compile_small(ctx, m, nterm, outs, q->nb, q->coord, &q->prog);
+    st = compile_small(ctx, m, nterm, outs, q->nb, q->coord, &q->prog, &q->xin, &q->nx);
     free(outs);
     return st;
 }
@@ -825,6 +882,8 @@ static plm_status grid_inputs(plm_ctx *ctx, const plm_motif_occs *o, plm_motif_w
     int t, j;
     plm_status st;
     (void)r;
+    for (j = 0; j < 4; j++) v[j] = u[q->coord[j]];
+    if (disc_hit(o, w, i, u, x, 13)) return PLM_OK;
     if ((st = disc_eval(ctx, o, w, i, u))) return st;
     memset(x, 0, 13 * sizeof *x);
     /* config index a + 2 b + 4 c + 8 d */
@@ -841,7 +900,7 @@ static plm_status grid_inputs(plm_ctx *ctx, const plm_motif_occs *o, plm_motif_w
         }
     }
     for (j = 0; j < 13; j++) x[j] = clampf(x[j]);
-    for (j = 0; j < 4; j++) v[j] = u[q->coord[j]];
+    disc_store(o, w, i, u, x, 13);
     return PLM_OK;
 }
 
@@ -1038,6 +1097,8 @@ static plm_status chain_inputs(plm_ctx *ctx, const plm_motif_occs *o, plm_motif_
     double first[CHAIN_SMAX], M[CHAIN_SMAX * CHAIN_SMAX], u1[CHAIN_SMAX], u2[CHAIN_SMAX];
     plm_status st;
     (void)r;
+    v[0] = u[q->coord[0]], v[1] = u[q->coord[1]];
+    if (disc_hit(o, w, i, u, x, chain_nin(chain_smax(o->shape)))) return PLM_OK;
     if ((st = disc_eval(ctx, o, w, i, u))) return st;
     memset(first, 0, sizeof first), memset(M, 0, sizeof M), memset(u1, 0, sizeof u1), memset(u2, 0, sizeof u2);
     /* config index s1 + S s2 */
@@ -1052,7 +1113,7 @@ static plm_status chain_inputs(plm_ctx *ctx, const plm_motif_occs *o, plm_motif_
             }
     }
     chain_features(chain_smax(o->shape), S, first, M, u1, u2, x);
-    v[0] = u[q->coord[0]], v[1] = u[q->coord[1]];
+    disc_store(o, w, i, u, x, chain_nin(chain_smax(o->shape)));
     return PLM_OK;
 }
 

@@ -63,7 +63,8 @@ void plm_motif_ws_free(plm_motif_ws *w);
 /* Call before a sweep over the occurrences at u (caches what stays fixed while only blocks move). */
 plm_status plm_motif_begin(plm_ctx *ctx, const plm_motif_occs *o, plm_motif_ws *w, const double *u);
 /* Occurrence i at u: choose the block (may draw from r, independently of the block's values), write the
-** network inputs (which never read the block) into x and the block's current value into v. */
+** network inputs (which never read the block) into x and the block's current value into v. A grid or chain
+** occurrence whose blanket values in u are those of its last call on w reuses that call's inputs and densities. */
 plm_status plm_motif_inputs(plm_ctx *ctx, const plm_motif_occs *o, plm_motif_ws *w, int i, const double *u, plm_rng *r,
                             double *x, double *v);
 /* The log density of block value v given the rest of u, up to a constant that is the same for every v (the

@@ -1,7 +1,8 @@
 /* nn.c -- multilayer perceptrons with softmax and Gaussian-mixture heads, autoregressive over a block's
 ** members (see nn.h). Each member has its own perceptron; a batch runs member by member, as B x width
 ** row-major matrices through cblas_dgemm, and the backward pass follows right after each member's forward
-** pass, so the workspace holds one member's activations at a time. */
+** pass, so the workspace holds one member's activations at a time. Single evaluations (the MH kernel's) run
+** through plain loops instead (see "single evaluations" below). */
 #include "nn.h"
 
 #include <gsl/gsl_cblas.h>
@@ -82,27 +83,50 @@ void plm_nn_randomize(plm_nn *nn, plm_rng *r)
         }
 }
 
+/* The single-evaluation copy of the weights: for member j, layer l, W transposed (in x out, so that the column
+** of input i is contiguous) at the same offset as W in theta, then b. */
+static void transpose_weights(const plm_nn *nn, double *wt)
+{
+    int j, l, i, o;
+    for (j = 0; j < nn->nmem; j++)
+        for (l = 0; l < nn->nlayer; l++) {
+            int ni = nn->width[j][l], no = nn->width[j][l + 1];
+            const double *W = nn->theta + nn->off[j][l];
+            double *T = wt + nn->off[j][l];
+            for (o = 0; o < no; o++)
+                for (i = 0; i < ni; i++) T[(size_t)i * no + o] = W[(size_t)o * ni + i];
+            memcpy(T + (size_t)ni * no, W + (size_t)ni * no, (size_t)no * sizeof *T);
+        }
+}
+
 plm_status plm_nn_ws_init(plm_ctx *ctx, plm_nn_ws *w, const plm_nn *nn, int maxbatch)
 {
     size_t one = (size_t)maxbatch * (size_t)nn->maxwidth;
     memset(w, 0, sizeof *w);
     if (maxbatch < 1) return plm_fail(ctx, PLM_EINVAL, "nn: batch must be >= 1 (got %d)", maxbatch);
     w->maxbatch = maxbatch;
+    w->swidth = nn->maxwidth;
     w->in = malloc(one * sizeof *w->in);
     w->act = malloc(one * (size_t)(nn->nlayer + 1) * sizeof *w->act);
     w->dact = malloc(2 * one * sizeof *w->dact);
     w->out = malloc(one * sizeof *w->out);
     w->dout = malloc(one * sizeof *w->dout);
-    if (!w->in || !w->act || !w->dact || !w->out || !w->dout) {
+    w->wt = malloc((nn->nparam ? nn->nparam : 1) * sizeof *w->wt);
+    w->s = malloc(6 * (size_t)nn->maxwidth * sizeof *w->s);
+    w->nz = malloc((size_t)nn->maxwidth * sizeof *w->nz);
+    if (!w->in || !w->act || !w->dact || !w->out || !w->dout || !w->wt || !w->s || !w->nz) {
         plm_nn_ws_free(w);
         return plm_fail(ctx, PLM_ENOMEM, "nn: out of memory");
     }
+    transpose_weights(nn, w->wt);
     return PLM_OK;
 }
 
+void plm_nn_ws_sync(plm_nn_ws *w, const plm_nn *nn) { transpose_weights(nn, w->wt); }
+
 void plm_nn_ws_free(plm_nn_ws *w)
 {
-    free(w->in), free(w->act), free(w->dact), free(w->out), free(w->dout);
+    free(w->in), free(w->act), free(w->dact), free(w->out), free(w->dout), free(w->wt), free(w->s), free(w->nz);
     memset(w, 0, sizeof *w);
 }
 
@@ -276,37 +300,119 @@ static double head_sample(const plm_nn_member *m, const double *x, const double 
     }
 }
 
+/* ---- single evaluations ----
+** One point at a time, cblas_dgemm spends most of its time on call overhead and its reference loops. Here a layer
+** is y = b + sum_i a_i W[:, i] over the columns of the transposed weights (w->wt), skipping the a_i that are zero:
+** half of a relu layer's units, every one-hot code but the hot one. The inputs x reach member j's first layer
+** through the same columns for the new and the old block, so that part (xpart) is computed once per member. The
+** numbers are those of the batched pass up to rounding (the order of the sums differs); plm_nn_sample and
+** plm_nn_propose share this code, so a draw's density is the same number whichever of them scores it. */
+
+/* y[0..no) += a_k * T[idx_k * no + o] for the n (idx, a) pairs; four columns per pass over y. O3: GCC's -O2 cost
+** model does not vectorise loops of unknown length. */
+__attribute__((optimize("O3"))) static void add_columns(int no, int n, const int *idx, const double *a,
+                                                         const double *T, double *restrict y)
+{
+    int k = 0, o;
+    for (; k + 4 <= n; k += 4) {
+        const double *restrict c0 = T + (size_t)idx[k] * no, *restrict c1 = T + (size_t)idx[k + 1] * no;
+        const double *restrict c2 = T + (size_t)idx[k + 2] * no, *restrict c3 = T + (size_t)idx[k + 3] * no;
+        double a0 = a[k], a1 = a[k + 1], a2 = a[k + 2], a3 = a[k + 3];
+        for (o = 0; o < no; o++) y[o] = y[o] + a0 * c0[o] + a1 * c1[o] + a2 * c2[o] + a3 * c3[o];
+    }
+    for (; k < n; k++) {
+        const double *restrict c = T + (size_t)idx[k] * no;
+        double ak = a[k];
+        for (o = 0; o < no; o++) y[o] += ak * c[o];
+    }
+}
+
+/* y (no) = b + sum_i act(z_i) T[i] over the nonzero activations of the pre-activations z (ni), T the transposed
+** layer (b follows it). The nonzero ones are gathered without a branch: relu zeroes half the units at random. */
+static void layer_single(const plm_nn *nn, plm_nn_ws *w, int ni, int no, const double *T, const double *z, double *y)
+{
+    double *val = w->s + 5 * (size_t)w->swidth;
+    int i, n = 0;
+    if (nn->act == PLM_NN_TANH)
+        for (i = 0; i < ni; i++) {
+            double a = tanh(z[i]);
+            w->nz[n] = i, val[n] = a, n += a != 0;
+        }
+    else
+        for (i = 0; i < ni; i++) w->nz[n] = i, val[n] = z[i], n += z[i] > 0;   /* relu's nonzero units */
+    memcpy(y, T + (size_t)ni * no, (size_t)no * sizeof *y);
+    add_columns(no, n, w->nz, val, T, y);
+}
+
+/* Member j's first layer with its bias, the part that reads the inputs x (not the members before j): into xp. */
+static void member_xpart(const plm_nn *nn, plm_nn_ws *w, int j, const double *x, double *xp)
+{
+    int ni = nn->width[j][0], no = nn->width[j][1];
+    const double *T = w->wt + nn->off[j][0];
+    double *val = w->s + 5 * (size_t)w->swidth;
+    int i, n = 0;
+    (void)ni;
+    for (i = 0; i < nn->nin; i++) w->nz[n] = i, val[n] = x[i], n += x[i] != 0;
+    memcpy(xp, T + (size_t)ni * no, (size_t)no * sizeof *xp);
+    add_columns(no, n, w->nz, val, T, xp);
+}
+
+/* Member j's head outputs into o for the block values v[0..j) before it, from its x part xp. */
+static void member_single(const plm_nn *nn, plm_nn_ws *w, int j, const double *xp, const double *v, double *o)
+{
+    int l, i, c = nn->nin, no = nn->width[j][1], nl = nn->nlayer;
+    const double *T = w->wt + nn->off[j][0];
+    double *a = w->s, *z = w->s + w->swidth, one = 1;
+    double *y = nl == 1 ? o : z;
+    memcpy(y, xp, (size_t)no * sizeof *y);
+    for (i = 0; i < j; i++) {   /* the members before j: one hot column, or a continuous value's column */
+        const plm_nn_member *m = &nn->mem[i];
+        if (m->kind == PLM_NN_DISCRETE) {
+            if (v[i] >= 0 && v[i] < m->card) {
+                int idx = c + (int)v[i];
+                add_columns(no, 1, &idx, &one, T, y);   /* 1 * w is w: the same sum as the code's product */
+            }
+            c += m->card;
+        } else {
+            int idx = c++;
+            add_columns(no, 1, &idx, &v[i], T, y);
+        }
+    }
+    for (l = 1; l < nl; l++) {
+        double *t = l + 1 == nl ? o : y == z ? a : z;
+        layer_single(nn, w, nn->width[j][l], nn->width[j][l + 1], w->wt + nn->off[j][l], y, t);
+        y = t;
+    }
+}
+
 void plm_nn_sample(const plm_nn *nn, plm_nn_ws *w, const double *x, plm_rng *r, double *v, double *logq)
 {
+    double *xp = w->s + 2 * (size_t)w->swidth, *o = w->s + 3 * (size_t)w->swidth;
     int j;
     *logq = 0;
     for (j = 0; j < nn->nmem; j++) {
-        member_input(nn, w, j, 1, x, v);
-        member_forward(nn, w, j, 1);
-        v[j] = head_sample(&nn->mem[j], x, w->out, r);
-        *logq += head_logq(&nn->mem[j], x, w->out, v[j], NULL);
+        member_xpart(nn, w, j, x, xp);
+        member_single(nn, w, j, xp, v, o);
+        v[j] = head_sample(&nn->mem[j], x, o, r);
+        *logq += head_logq(&nn->mem[j], x, o, v[j], NULL);
     }
 }
 
 void plm_nn_propose(const plm_nn *nn, plm_nn_ws *w, const double *x, const double *vold, plm_rng *r, double *v,
                     double *lq_new, double *lq_old)
 {
-    double X2[2 * PLM_NN_MAXWIDTH], V2[2 * PLM_NN_MAXMEM];
-    int j, no;
+    double *xp = w->s + 2 * (size_t)w->swidth, *o = w->s + 3 * (size_t)w->swidth, *oo = w->s + 4 * (size_t)w->swidth;
+    int j, same = 1;   /* same: the new block's members so far equal the old block's, so their outputs do too */
     *lq_new = *lq_old = 0;
-    memcpy(X2, x, (size_t)nn->nin * sizeof *x);
-    memcpy(X2 + nn->nin, x, (size_t)nn->nin * sizeof *x);
     for (j = 0; j < nn->nmem; j++) {
         const plm_nn_member *m = &nn->mem[j];
-        int B = j == 0 ? 1 : 2;   /* row 0: the new block's members so far; row 1: the old block's */
-        no = nn->width[j][nn->nlayer];
-        memcpy(V2, v, (size_t)nn->nmem * sizeof *v);
-        memcpy(V2 + nn->nmem, vold, (size_t)nn->nmem * sizeof *vold);
-        member_input(nn, w, j, B, X2, V2);
-        member_forward(nn, w, j, B);
-        v[j] = head_sample(m, x, w->out, r);
-        *lq_new += head_logq(m, x, w->out, v[j], NULL);
-        *lq_old += head_logq(m, x, w->out + (size_t)(B - 1) * no, vold[j], NULL);
+        member_xpart(nn, w, j, x, xp);
+        member_single(nn, w, j, xp, v, o);
+        if (!same) member_single(nn, w, j, xp, vold, oo);
+        v[j] = head_sample(m, x, o, r);
+        *lq_new += head_logq(m, x, o, v[j], NULL);
+        *lq_old += head_logq(m, x, same ? o : oo, vold[j], NULL);
+        same = same && memcmp(&v[j], &vold[j], sizeof *v) == 0;
     }
 }
 

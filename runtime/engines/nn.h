@@ -1,9 +1,10 @@
 /* nn.h -- the small neural networks of learned MCMC proposals (learned.h): for each member of a block, a
 ** multilayer perceptron reads the inputs (a motif's Markov-blanket features) and the values of the members
 ** before it, and its head is a softmax over categories (a discrete member) or a mixture of Gaussians (a
-** continuous one), so q(block | inputs) is an exact, normalised autoregressive density. Matrix work goes through
-** GSL's CBLAS over minibatches; training is Adam. A network and its workspace are malloc'd (plm_nn_free), and
-** one file format (versioned, checksummed) stores a network with the motif it was trained for. */
+** continuous one), so q(block | inputs) is an exact, normalised autoregressive density. Minibatches go through
+** GSL's CBLAS (training is Adam); single evaluations, the MH kernel's, through plain loops. A network and its
+** workspace are malloc'd (plm_nn_free), and one file format (versioned, checksummed) stores a network with the
+** motif it was trained for. */
 #ifndef PLM_NN_H
 #define PLM_NN_H
 
@@ -48,12 +49,18 @@ void plm_nn_free(plm_nn *nn);
 /* Glorot-uniform weights and zero biases from r. */
 void plm_nn_randomize(plm_nn *nn, plm_rng *r);
 
-/* Scratch for batches of up to maxbatch points (malloc'd; plm_nn_ws_free). */
+/* Scratch for batches of up to maxbatch points, and for single evaluations (plm_nn_sample, plm_nn_propose) a copy
+** of the weights laid out for them, taken here: after changing nn->theta, plm_nn_ws_sync before those two.
+** Malloc'd; plm_nn_ws_free. */
 typedef struct plm_nn_ws {
-    int maxbatch;
+    int maxbatch, swidth;
     double *in, *act, *dact, *out, *dout;
+    double *wt;     /* theta with each W transposed (in x out) */
+    double *s;      /* 6 vectors of maxwidth for single evaluations */
+    int *nz;        /* indices of a layer's nonzero inputs */
 } plm_nn_ws;
 plm_status plm_nn_ws_init(plm_ctx *ctx, plm_nn_ws *w, const plm_nn *nn, int maxbatch);
+void plm_nn_ws_sync(plm_nn_ws *w, const plm_nn *nn);
 void plm_nn_ws_free(plm_nn_ws *w);
 
 /* log q(V[b] | X[b]) for b < B (X: B x nin, V: B x nmem, row-major; discrete values are 0-based category
@@ -61,12 +68,15 @@ void plm_nn_ws_free(plm_nn_ws *w);
 ** outside its member's valid categories has log q = -inf (and adds no gradient). B <= w->maxbatch. */
 void plm_nn_logq(const plm_nn *nn, plm_nn_ws *w, int B, const double *X, const double *V, double *logq, double *grad);
 
-/* Draw v (nmem values) from q(. | x) with r; *logq receives its log density. */
+/* Draw v (nmem values) from q(. | x) with r; *logq receives its log density. A single evaluation: plain loops over
+** the workspace's copy of the weights instead of the batched pass, the same function up to rounding (the order of
+** the sums differs; within 1e-12 of plm_nn_logq in the tests). */
 void plm_nn_sample(const plm_nn *nn, plm_nn_ws *w, const double *x, plm_rng *r, double *v, double *logq);
 
 /* One MH proposal's network work: draw v (nmem values) from q(. | x) and score both it and vold, in *lq_new and
-** *lq_old, with one forward pass for the first member (its input is x alone) and one batch of two for each later
-** member. The same numbers as plm_nn_sample and plm_nn_logq, bit for bit. Needs a workspace for batches of 2. */
+** *lq_old. The inputs' part of each member's first layer is computed once for both, and a member whose earlier
+** members are equal in v and vold is evaluated once. The same draw and numbers as plm_nn_sample, bit for bit,
+** and those of plm_nn_logq up to rounding. Any workspace of the network will do. */
 void plm_nn_propose(const plm_nn *nn, plm_nn_ws *w, const double *x, const double *vold, plm_rng *r, double *v,
                     double *lq_new, double *lq_old);
 
