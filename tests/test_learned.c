@@ -230,7 +230,7 @@ static plm_gmodel *grid3(plm_ctx *ctx)
         for (c = 0; c < 3; c++) {
             const double *bb = b[3 * r + c];
             int e = plm_graph_const(g, bb[0]), p;
-            char name[16];
+            char name[32];
             if (r > 0) e = MG_OP(g, ADD, e, MG_OP(g, MUL, plm_graph_const(g, bb[1]), x[r - 1][c]));
             if (c > 0) e = MG_OP(g, ADD, e, MG_OP(g, MUL, plm_graph_const(g, bb[2]), x[r][c - 1]));
             p = plm_graph_op(g, PLM_OP_LOGISTIC, e, -1, -1);
@@ -240,7 +240,7 @@ static plm_gmodel *grid3(plm_ctx *ctx)
     for (r = 0; r < 3; r++) {
         int p = MG_OP(g, ADD, plm_graph_const(g, 0.2), MG_OP(g, MUL, plm_graph_const(g, 0.6), x[r][r])), one = plm_graph_const(g, 1);
         plm_symdist d = {PLM_DIST_BERNOULLI, 0, 1, &p};
-        char name[16];
+        char name[32];
         snprintf(name, sizeof name, "y%d", r);
         if (!st) st = plm_gmodel_observe(ctx, m, name, &d, &one);
     }
@@ -318,13 +318,13 @@ static plm_gmodel *gmm(plm_ctx *ctx, int n, int K, int per_comp_sd)
     plm_rng_init(&r, 99, 0);
     if (plm_gmodel_new(ctx, g, &m)) return NULL;
     for (k = 0; k < K; k++) {
-        char name[16];
+        char name[32];
         p[0] = plm_graph_const(g, 0), p[1] = plm_graph_const(g, 3);
         snprintf(name, sizeof name, "mu[%d]", k + 1);
         mu[k] = mg_latent(ctx, m, &st, name, PLM_DIST_NORMAL, 2, p);
     }
     for (i = 0; i < n; i++) {
-        char name[16];
+        char name[32];
         int z, zz, mean = plm_graph_const(g, NAN), sd = plm_graph_const(g, NAN), q[2], y;
         plm_symdist d = {PLM_DIST_CATEGORICAL, K, K, p};
         int v[1];
