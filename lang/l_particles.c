@@ -462,6 +462,22 @@ static void take_over(lua_State *L, engine *E, int j, particle *old, int q, cons
     if (p->state == P_CHECK) p->state = P_RUN;
 }
 
+/* The end of a rebuild: the new population's five tables (on top of the stack, under `used`) move into the old
+** tables' slots old5 (as take_over), the stack drops them and `used`, and pending branch requests, which belonged
+** to the old indices, are dropped. */
+static void settle(lua_State *L, engine *E, const int old5[5])
+{
+    lua_copy(L, E->cos, old5[0]);
+    lua_copy(L, E->handles, old5[1]);
+    lua_copy(L, E->vals, old5[2]);
+    lua_copy(L, E->objs, old5[3]);
+    lua_copy(L, E->adopt, old5[4]);
+    lua_pop(L, 6);   /* five tables and `used` */
+    E->cos = old5[0], E->handles = old5[1], E->vals = old5[2], E->objs = old5[3], E->adopt = old5[4];
+    lua_newtable(L);
+    lua_replace(L, E->reqs);
+}
+
 void plm_l_pop_rebuild(engine *E, const int *par, const double *lw, int m, const branch *br)
 {
     lua_State *L = E->L;
@@ -548,16 +564,7 @@ void plm_l_pop_rebuild(engine *E, const int *par, const double *lw, int m, const
                 lua_pop(L, 1);
             }
         /* move the new tables into the old slots */
-        lua_copy(L, E->cos, cos);
-        lua_copy(L, E->handles, handles);
-        lua_copy(L, E->vals, vals);
-        lua_copy(L, E->objs, objs);
-        lua_copy(L, E->adopt, adopt);
-        lua_pop(L, 6);   /* five tables and `used` */
-        E->cos = cos, E->handles = handles, E->vals = vals, E->objs = objs, E->adopt = adopt;
-        /* pending branches belonged to the old indices */
-        lua_newtable(L);
-        lua_replace(L, E->reqs);
+        settle(L, E, (const int[5]){cos, handles, vals, objs, adopt});
         plm_unroot(r);
     }
 }
@@ -631,15 +638,7 @@ void plm_l_pop_rebuild_src(engine *E, const pop_src *src, const double *lw, int 
             lua_pop(L, 1);
         }
     }
-    lua_copy(L, E->cos, cos);
-    lua_copy(L, E->handles, handles);
-    lua_copy(L, E->vals, vals);
-    lua_copy(L, E->objs, objs);
-    lua_copy(L, E->adopt, adopt);
-    lua_pop(L, 6);   /* five tables and `used` */
-    E->cos = cos, E->handles = handles, E->vals = vals, E->objs = objs, E->adopt = adopt;
-    lua_newtable(L);
-    lua_replace(L, E->reqs);
+    settle(L, E, (const int[5]){cos, handles, vals, objs, adopt});
     plm_unroot(r);
 }
 

@@ -904,6 +904,24 @@ static plm_status grid_inputs(plm_ctx *ctx, const plm_motif_occs *o, plm_motif_w
     return PLM_OK;
 }
 
+/* The occurrences occ[0..n-1] of a discrete-block motif (grid, chain) as the model's set of them, with the most
+** configurations and terms of any one (workspace sizes). */
+static plm_status disc_occs(plm_ctx *ctx, const plm_motif_def *d, const occ_ops *ops, const int *shape, plm_gmodel *m,
+                            disc_occ *occ, int n, plm_motif_occs **out)
+{
+    plm_motif_occs *o = occs_new(d, ops, shape, m);
+    int a;
+    if (!o) return plm_fail(ctx, PLM_ENOMEM, "motif: out of memory");
+    o->docc = occ;
+    o->n = n;
+    for (a = 0; a < n; a++) {
+        if (occ[a].ncfg > o->maxcfg) o->maxcfg = occ[a].ncfg;
+        if (occ[a].nterm > o->maxterm) o->maxterm = occ[a].nterm;
+    }
+    *out = o;
+    return PLM_OK;
+}
+
 static const occ_ops grid_ops = {disc_sites, disc_begin, grid_inputs, disc_logp, disc_apply};
 
 static int is_bern(const plm_gsite *s) { return is_latent_kind(s, PLM_DIST_BERNOULLI); }
@@ -922,7 +940,6 @@ static plm_status grid_detect(plm_ctx *ctx, const plm_motif_def *d, const int *s
     int a, b, c, dd, n = 0, cap = 16, *terms = NULL, *role = NULL;
     disc_occ *occ = plm_gc_alloc((size_t)cap * sizeof *occ);
     plm_status st;
-    plm_motif_occs *o;
     kids kd;
     *out = NULL;
     if ((st = kids_init(ctx, m, &kd))) return st;
@@ -966,18 +983,7 @@ static plm_status grid_detect(plm_ctx *ctx, const plm_motif_def *d, const int *s
             }
         }
     }
-    if (!n) goto done;
-    if (!(o = occs_new(d, &grid_ops, shape, m))) {
-        st = plm_fail(ctx, PLM_ENOMEM, "motif: out of memory");
-        goto done;
-    }
-    o->docc = occ;
-    o->n = n;
-    for (a = 0; a < n; a++) {
-        if (occ[a].ncfg > o->maxcfg) o->maxcfg = occ[a].ncfg;
-        if (occ[a].nterm > o->maxterm) o->maxterm = occ[a].nterm;
-    }
-    *out = o;
+    if (n) st = disc_occs(ctx, d, &grid_ops, shape, m, occ, n, out);
 done:
     kids_free(&kd);
     free(terms), free(role);
@@ -1126,7 +1132,6 @@ static plm_status chain_detect(plm_ctx *ctx, const plm_motif_def *d, const int *
     int smax = chain_smax(shape), s1, s2, n = 0, cap = 16, *terms = NULL, *role = NULL;
     disc_occ *occ = plm_gc_alloc((size_t)cap * sizeof *occ);
     plm_status st;
-    plm_motif_occs *o;
     kids kd;
     *out = NULL;
     if ((st = kids_init(ctx, m, &kd))) return st;
@@ -1161,18 +1166,7 @@ static plm_status chain_detect(plm_ctx *ctx, const plm_motif_def *d, const int *
         q->site[0] = s1, q->site[1] = s2;
         if ((st = disc_make(ctx, m, q, terms, role, 2 + nt))) goto done;
     }
-    if (!n) goto done;
-    if (!(o = occs_new(d, &chain_ops, shape, m))) {
-        st = plm_fail(ctx, PLM_ENOMEM, "motif: out of memory");
-        goto done;
-    }
-    o->docc = occ;
-    o->n = n;
-    for (s1 = 0; s1 < n; s1++) {
-        if (occ[s1].ncfg > o->maxcfg) o->maxcfg = occ[s1].ncfg;
-        if (occ[s1].nterm > o->maxterm) o->maxterm = occ[s1].nterm;
-    }
-    *out = o;
+    if (n) st = disc_occs(ctx, d, &chain_ops, shape, m, occ, n, out);
 done:
     kids_free(&kd);
     free(terms), free(role);
