@@ -20,6 +20,8 @@ typedef plm_status (*plm_l_site_kernel_fn)(plm_ctx *ctx, const plm_gmodel *m, co
 
 /* Is the value at idx a kernel value? */
 int plm_l_iskernel(lua_State *L, int idx);
+/* __tostring of kernels (l_kernel_show.c): "plume.kernel nuts{mu, sigma; max_depth = 8}" */
+int plm_l_kernel_tostring(lua_State *L);
 
 /* Build the kernel value at idx for gm (finished, with its target made). Raises an error naming `fn` and the
 ** site for a site that does not exist, is not latent, or is discrete under a continuous kernel. */
@@ -28,6 +30,11 @@ plm_kernel *plm_l_kernel_build(lua_State *L, int idx, plm_gmodel *gm, const char
 /* A kernel value of `kind` over the sites of the options table at index 1 ({sites = {...}}), built by
 ** `build` at inference time; discrete: 1 when the kernel may move discrete sites. Pushes it; returns 1. */
 int plm_l_kernel_sites(lua_State *L, const char *kind, plm_l_site_kernel_fn build, int discrete);
+/* A kernel made from the graph by a C function (plm_l_kernel_sites), kept in the value as a userdata. */
+typedef struct site_builder {
+    plm_l_site_kernel_fn build;
+    int discrete;
+} site_builder;
 
 /* plume.kernel.learned{library =, motifs =, proposals =} (l_learned.c), and the C kernel of such a value for gm
 ** (plm_l_kernel_build calls it for kind "learned"). */

@@ -1,0 +1,548 @@
+/* motif_discrete.c -- the discrete motifs of learned proposals: a 2x2 block of a binary grid network and two
+** consecutive states of a Markov chain (see motif.c for the common model side). An occurrence compiles the terms
+** that read its block and evaluates them at every value of the block. */
+#include "motif_impl.h"
+
+/* ---- discrete occurrences (grid, chain) ---- */
+
+static int disc_sites(const plm_motif_occs *o, int i, int *sites)
+{
+    const disc_occ *q = &o->docc[i];
+    memcpy(sites, q->site, (size_t)q->nb * sizeof *sites);
+    return q->nb;
+}
+
+/* The cached features x (nin) and block log densities (into w->lpcfg) of occurrence i, when its blanket at u is
+** the one they were made from (bit for bit): 1, else 0. */
+static int disc_hit(const plm_motif_occs *o, plm_motif_ws *w, int i, const double *u, double *x, int nin)
+{
+    const disc_occ *q = &o->docc[i];
+    const double *c = w->cache + (size_t)i * w->cstride;
+    int k;
+    if (!w->cache || !w->cvalid[i]) return 0;
+    for (k = 0; k < q->nx; k++)
+        if (memcmp(&c[k], &u[q->xin[k]], sizeof *c) != 0) return 0;
+    memcpy(x, c + q->nx, (size_t)nin * sizeof *x);
+    memcpy(w->lpcfg, c + q->nx + nin, (size_t)q->ncfg * sizeof *x);
+    return 1;
+}
+
+/* Keep occurrence i's blanket at u, features x and w->lpcfg for disc_hit. */
+static void disc_store(const plm_motif_occs *o, plm_motif_ws *w, int i, const double *u, const double *x, int nin)
+{
+    const disc_occ *q = &o->docc[i];
+    double *c = w->cache + (size_t)i * w->cstride;
+    int k;
+    if (!w->cache) return;
+    for (k = 0; k < q->nx; k++) c[k] = u[q->xin[k]];
+    memcpy(c + q->nx, x, (size_t)nin * sizeof *x);
+    memcpy(c + q->nx + nin, w->lpcfg, (size_t)q->ncfg * sizeof *x);
+    w->cvalid[i] = 1;
+}
+
+/* Evaluate occurrence i's terms at every value of its block: w->T (term t at config c: T[t * ncfg + c]) and
+** their sums w->lpcfg. */
+static plm_status disc_eval(plm_ctx *ctx, const plm_motif_occs *o, plm_motif_ws *w, int i, const double *u)
+{
+    const disc_occ *q = &o->docc[i];
+    plm_prog_ws *pw = &w->pws[i];
+    plm_prog_in in[PLM_NGROUPS];
+    int c, j, t;
+    plm_status st;
+    if (!pw->p) {
+        int blk = q->ncfg < PLM_EXPR_BLOCK ? q->ncfg : PLM_EXPR_BLOCK;
+        if ((st = plm_prog_ws_init_block(ctx, pw, q->prog, blk < 2 ? 2 : blk))) return st;
+    }
+    for (j = 0; j < q->nb; j++)
+        for (c = 0; c < q->ncfg; c++) w->z[j * q->ncfg + c] = (c / q->stride[j]) % q->card[j];
+    for (t = 0; t < q->nterm; t++) w->Tp[t] = w->T + (size_t)t * q->ncfg;
+    memset(in, 0, sizeof in);
+    in[PLM_GRP_X].p = u;
+    in[PLM_GRP_X].ld = 1;
+    in[PLM_GRP_Z].p = w->z;
+    in[PLM_GRP_Z].ld = (size_t)q->ncfg;
+    plm_prog_uniforms(pw, in);
+    for (c = 0; c < q->ncfg; c += PLM_EXPR_BLOCK)
+        plm_prog_block(pw, in, (size_t)c, (size_t)(q->ncfg - c < PLM_EXPR_BLOCK ? q->ncfg - c : PLM_EXPR_BLOCK), w->Tp, NULL);
+    for (c = 0; c < q->ncfg; c++) {
+        double s = 0;
+        for (t = 0; t < q->nterm; t++) s += w->T[(size_t)t * q->ncfg + c];
+        w->lpcfg[c] = isnan(s) ? -INFINITY : s;
+    }
+    return PLM_OK;
+}
+
+static int disc_cfg(const disc_occ *q, const double *v)
+{
+    int j, c = 0;
+    for (j = 0; j < q->nb; j++) {
+        int k = (int)v[j];
+        if (!(v[j] >= 0 && k < q->card[j] && k == v[j])) return -1;
+        c += k * q->stride[j];
+    }
+    return c;
+}
+
+static double disc_logp(const plm_motif_occs *o, plm_motif_ws *w, int i, const double *u, const double *v)
+{
+    int c = disc_cfg(&o->docc[i], v);
+    (void)u;
+    return c < 0 ? -INFINITY : w->lpcfg[c];
+}
+
+static void disc_apply(const plm_motif_occs *o, plm_motif_ws *w, int i, double *u, const double *v)
+{
+    const disc_occ *q = &o->docc[i];
+    int j;
+    (void)w;
+    for (j = 0; j < q->nb; j++) u[q->coord[j]] = v[j];
+}
+
+/* The occurrence array doubled (GC memory: it holds the occurrences' programs, which only it keeps alive). */
+static disc_occ *grow_occ(disc_occ *occ, int *cap)
+{
+    disc_occ *q = plm_gc_alloc(2 * (size_t)*cap * sizeof *q);
+    if (!q) return NULL;
+    memcpy(q, occ, (size_t)*cap * sizeof *q);
+    *cap *= 2;
+    return q;
+}
+
+/* Make occurrence q (block sites set) with terms terms[0..nterm-1] (site indices) of roles role. */
+static plm_status disc_make(plm_ctx *ctx, plm_gmodel *m, disc_occ *q, const int *terms, const int *role, int nterm)
+{
+    int j, *outs = malloc(((size_t)nterm + 1) * sizeof *outs);
+    plm_status st;
+    if (!outs || !(q->role = plm_gc_alloc_atomic((size_t)nterm * sizeof *q->role))) {
+        free(outs);
+        return plm_fail(ctx, PLM_ENOMEM, "motif: out of memory");
+    }
+    q->ncfg = 1;
+    for (j = 0; j < q->nb; j++) {
+        q->coord[j] = m->sites[q->site[j]].first;
+        q->card[j] = m->sites[q->site[j]].dist == PLM_DIST_BERNOULLI ? 2 : m->sites[q->site[j]].K;
+        q->stride[j] = q->ncfg;
+        q->ncfg *= q->card[j];
+    }
+    for (j = 0; j < nterm; j++) outs[j] = m->sites[terms[j]].logp, q->role[j] = role[j];
+    q->nterm = nterm;
+    st = motif_compile_small(ctx, m, nterm, outs, q->nb, q->coord, &q->prog, &q->xin, &q->nx);
+    free(outs);
+    return st;
+}
+
+/* The terms reading each latent site besides its own (sites with a term, in model order), as lists. */
+typedef struct kids {
+    int *start, *list;   /* site i's at list[start[i] .. start[i + 1]) */
+} kids;
+
+static plm_status kids_init(plm_ctx *ctx, const plm_gmodel *m, kids *k)
+{
+    int i, j, *fill;
+    k->start = calloc((size_t)m->n + 2, sizeof *k->start);
+    fill = calloc((size_t)m->n + 1, sizeof *fill);
+    k->list = NULL;
+    if (!k->start || !fill) goto oom;
+    for (i = 0; i < m->n; i++)
+        if (m->sites[i].logp >= 0)
+            for (j = 0; j < m->sites[i].nparents; j++)
+                if (m->sites[i].parents[j] != i) k->start[m->sites[i].parents[j] + 1]++;
+    for (i = 0; i < m->n; i++) k->start[i + 1] += k->start[i];
+    if (!(k->list = malloc(((size_t)k->start[m->n] + 1) * sizeof *k->list))) goto oom;
+    for (i = 0; i < m->n; i++)   /* in model order, since i increases */
+        if (m->sites[i].logp >= 0)
+            for (j = 0; j < m->sites[i].nparents; j++) {
+                int p = m->sites[i].parents[j];
+                if (p != i) k->list[k->start[p] + fill[p]++] = i;
+            }
+    free(fill);
+    return PLM_OK;
+oom:
+    free(k->start), free(fill);
+    return plm_fail(ctx, PLM_ENOMEM, "motif: out of memory");
+}
+
+static void kids_free(kids *k) { free(k->start), free(k->list); }
+
+static int cmp_int(const void *a, const void *b) { return *(const int *)a - *(const int *)b; }
+
+/* The terms reading the block sites blk[0..nb-1] besides their own: each must read exactly one of them (its
+** role is `base` + its index in blk). In model order into terms; returns the count, or -1 when a term reads two. */
+static int single_children(const plm_gmodel *m, const kids *kd, const int *blk, int nb, int *terms, int *role, int base)
+{
+    int n = 0, i, j, k, out = 0;
+    for (j = 0; j < nb; j++)
+        for (k = kd->start[blk[j]]; k < kd->start[blk[j] + 1]; k++) terms[n++] = kd->list[k];
+    qsort(terms, (size_t)n, sizeof *terms, cmp_int);
+    for (i = 0; i < n; i++) {
+        int t = terms[i], hits = 0, which = -1, own = 0;
+        if (i > 0 && t == terms[i - 1]) continue;
+        for (j = 0; j < nb; j++) {
+            if (t == blk[j]) own = 1;
+            if (motif_has_parent(&m->sites[t], blk[j])) hits++, which = j;
+        }
+        if (own) continue;
+        if (hits > 1) return -1;
+        terms[out] = t, role[out] = base + which, out++;
+    }
+    return out;
+}
+
+static plm_status disc_begin(plm_ctx *ctx, const plm_motif_occs *o, plm_motif_ws *w, const double *u)
+{
+    (void)ctx, (void)o, (void)w, (void)u;
+    return PLM_OK;
+}
+
+/* ---- the grid motif ----
+** Block (a, b, c, d): b and c read a, d reads b and c. Features (13): the logits of the block's own terms
+** given the blanket, in units of log odds: a; b given a = 0, 1; c given a = 0, 1; d given (b, c) = (0, 0),
+** (1, 0), (0, 1), (1, 1); then for each of a, b, c, d the log-likelihood ratio (1 vs 0) of its children outside
+** the block. Each is clamped to [-30, 30]. */
+
+static void grid_layout(const int *shape, int *nin, int *nmem, plm_nn_member *mem)
+{
+    int j;
+    (void)shape;
+    *nin = 13;
+    *nmem = 4;
+    for (j = 0; j < 4; j++) mem[j].kind = PLM_NN_DISCRETE, mem[j].card = 2, mem[j].ncat_at = -1;
+}
+
+static double log_bern(int x, double p) { return x ? log(p) : log1p(-p); }
+
+/* The prior over grid instantiations: each own-term logit N(0, 2^2) independently; the block drawn from them
+** in order a, b, c, d; each block node has 0, 1 or 2 children outside the block (uniform), each a bernoulli
+** whose logits given the node = 0 and 1 are N(0, 2^2), drawn given the node. */
+static void grid_draw(const int *shape, plm_rng *r, double *x, double *v)
+{
+    double L[9];
+    int j, a, b, c, d, val[4];
+    (void)shape;
+    for (j = 0; j < 9; j++) L[j] = 2 * plm_rng_normal(r);
+    a = plm_rng_uniform(r) < logistic(L[0]);
+    b = plm_rng_uniform(r) < logistic(L[1 + a]);
+    c = plm_rng_uniform(r) < logistic(L[3 + a]);
+    d = plm_rng_uniform(r) < logistic(L[5 + b + 2 * c]);
+    val[0] = a, val[1] = b, val[2] = c, val[3] = d;
+    for (j = 0; j < 9; j++) x[j] = clampf(L[j]);
+    for (j = 0; j < 4; j++) {
+        int nc = (int)plm_rng_uint(r, 3), k;
+        double U = 0;
+        for (k = 0; k < nc; k++) {
+            double p0 = logistic(2 * plm_rng_normal(r)), p1 = logistic(2 * plm_rng_normal(r));
+            int ch = plm_rng_uniform(r) < (val[j] ? p1 : p0);
+            U += log_bern(ch, p1) - log_bern(ch, p0);
+        }
+        x[9 + j] = clampf(U);
+        v[j] = val[j];
+    }
+}
+
+static plm_status grid_inputs(plm_ctx *ctx, const plm_motif_occs *o, plm_motif_ws *w, int i, const double *u, plm_rng *r,
+                              double *x, double *v)
+{
+    const disc_occ *q = &o->docc[i];
+    const double *T;
+    int t, j;
+    plm_status st;
+    (void)r;
+    for (j = 0; j < 4; j++) v[j] = u[q->coord[j]];
+    if (disc_hit(o, w, i, u, x, 13)) return PLM_OK;
+    if ((st = disc_eval(ctx, o, w, i, u))) return st;
+    memset(x, 0, 13 * sizeof *x);
+    /* config index a + 2 b + 4 c + 8 d */
+    for (t = 0; t < q->nterm; t++) {
+        T = w->T + (size_t)t * q->ncfg;
+        switch (q->role[t]) {
+        case 0: x[0] += T[1] - T[0]; break;
+        case 1: x[1] += T[2] - T[0], x[2] += T[3] - T[1]; break;
+        case 2: x[3] += T[4] - T[0], x[4] += T[5] - T[1]; break;
+        case 3:
+            x[5] += T[8] - T[0], x[6] += T[10] - T[2], x[7] += T[12] - T[4], x[8] += T[14] - T[6];
+            break;
+        default: j = q->role[t] - 4, x[9 + j] += T[q->stride[j]] - T[0]; break;
+        }
+    }
+    for (j = 0; j < 13; j++) x[j] = clampf(x[j]);
+    disc_store(o, w, i, u, x, 13);
+    return PLM_OK;
+}
+
+/* The occurrences occ[0..n-1] of a discrete-block motif (grid, chain) as the model's set of them, with the most
+** configurations and terms of any one (workspace sizes). */
+static plm_status disc_occs(plm_ctx *ctx, const plm_motif_def *d, const occ_ops *ops, const int *shape, plm_gmodel *m,
+                            disc_occ *occ, int n, plm_motif_occs **out)
+{
+    plm_motif_occs *o = motif_occs_new(d, ops, shape, m);
+    int a;
+    if (!o) return plm_fail(ctx, PLM_ENOMEM, "motif: out of memory");
+    o->docc = occ;
+    o->n = n;
+    for (a = 0; a < n; a++) {
+        if (occ[a].ncfg > o->maxcfg) o->maxcfg = occ[a].ncfg;
+        if (occ[a].nterm > o->maxterm) o->maxterm = occ[a].nterm;
+    }
+    *out = o;
+    return PLM_OK;
+}
+
+static const occ_ops grid_ops = {disc_sites, disc_begin, grid_inputs, disc_logp, disc_apply};
+
+static int is_bern(const plm_gsite *s) { return motif_is_latent_kind(s, PLM_DIST_BERNOULLI); }
+
+/* Read set of site s among the block blk[0..3]: bit j when s's term reads blk[j] (its own site included). */
+static int reads_of(const plm_gmodel *m, int s, const int *blk)
+{
+    int j, bits = 0;
+    for (j = 0; j < 4; j++)
+        if (s == blk[j] || motif_has_parent(&m->sites[s], blk[j])) bits |= 1 << j;
+    return bits;
+}
+
+static plm_status grid_detect(plm_ctx *ctx, const plm_motif_def *d, const int *shape, plm_gmodel *m, plm_motif_occs **out)
+{
+    int a, b, c, dd, n = 0, cap = 16, *terms = NULL, *role = NULL;
+    disc_occ *occ = plm_gc_alloc((size_t)cap * sizeof *occ);
+    plm_status st;
+    kids kd;
+    *out = NULL;
+    if ((st = kids_init(ctx, m, &kd))) return st;
+    terms = malloc(((size_t)kd.start[m->n] + 8) * sizeof *terms);
+    role = malloc(((size_t)kd.start[m->n] + 8) * sizeof *role);
+    if (!terms || !role || !occ) {
+        st = plm_fail(ctx, PLM_ENOMEM, "motif: out of memory");
+        goto done;
+    }
+    for (a = 0; a < m->n; a++) {
+        int kb, kc, kdd;
+        if (!is_bern(&m->sites[a])) continue;
+        for (kb = kd.start[a]; kb < kd.start[a + 1]; kb++) {
+            b = kd.list[kb];
+            if (!is_bern(&m->sites[b])) continue;
+            for (kc = kd.start[a]; kc < kd.start[a + 1]; kc++) {
+                c = kd.list[kc];
+                if (c <= b || !is_bern(&m->sites[c])) continue;
+                for (kdd = kd.start[b]; kdd < kd.start[b + 1]; kdd++) {
+                    int blk[4], nt, j;
+                    disc_occ *q;
+                    dd = kd.list[kdd];
+                    if (dd == a || dd == c || !is_bern(&m->sites[dd]) || !motif_has_parent(&m->sites[dd], c)) continue;
+                    blk[0] = a, blk[1] = b, blk[2] = c, blk[3] = dd;
+                    /* own terms read exactly: a {a}, b {a, b}, c {a, c}, d {b, c, d} of the block */
+                    if (reads_of(m, a, blk) != 1 || reads_of(m, b, blk) != 3 || reads_of(m, c, blk) != 5 ||
+                        reads_of(m, dd, blk) != 14)
+                        continue;
+                    for (j = 0; j < 4; j++) terms[j] = blk[j], role[j] = j;
+                    if ((nt = single_children(m, &kd, blk, 4, terms + 4, role + 4, 4)) < 0) continue;
+                    if (n == cap && !(occ = grow_occ(occ, &cap))) {
+                        st = plm_fail(ctx, PLM_ENOMEM, "motif: out of memory");
+                        goto done;
+                    }
+                    q = &occ[n++];
+                    memset(q, 0, sizeof *q);
+                    q->nb = 4;
+                    memcpy(q->site, blk, sizeof blk);
+                    if ((st = disc_make(ctx, m, q, terms, role, 4 + nt))) goto done;
+                }
+            }
+        }
+    }
+    if (n) st = disc_occs(ctx, d, &grid_ops, shape, m, occ, n, out);
+done:
+    kids_free(&kd);
+    free(terms), free(role);
+    return st;
+}
+
+/* ---- the chain motif ----
+** Block (s1, s2): consecutive categorical states (S <= S_max) where s2's term reads s1. Features: x[0] = S;
+** the log probabilities of s1 given the state before it (S_max, padded), the log transition matrix from s1 to s2
+** (S_max x S_max, row s1), and for s1 and s2 the summed log-likelihoods of the terms outside the block that read
+** them (emissions, the state after s2), each row and vector shifted so its largest valid entry is 0, padding
+** -30, clamped to [-30, 0]. */
+
+static int chain_smax(const int *shape) { return shape[0]; }
+static int chain_nin(int smax) { return 1 + smax + smax * smax + 2 * smax; }
+
+static void chain_layout(const int *shape, int *nin, int *nmem, plm_nn_member *mem)
+{
+    int smax = chain_smax(shape);
+    *nin = chain_nin(smax);
+    *nmem = 2;
+    mem[0].kind = PLM_NN_DISCRETE, mem[0].card = smax, mem[0].ncat_at = 0;
+    mem[1].kind = PLM_NN_DISCRETE, mem[1].card = smax, mem[1].ncat_at = 0;
+}
+
+/* Shift a[0..S-1] so its maximum is 0, clamp, and pad to smax with -30. */
+static void norm_row(double *a, int S, int smax)
+{
+    double mx = -INFINITY;
+    int j;
+    for (j = 0; j < S; j++)
+        if (a[j] > mx) mx = a[j];
+    for (j = 0; j < smax; j++) a[j] = j < S && isfinite(mx) ? clampf(a[j] - mx) : -FEAT_CLAMP;
+}
+
+/* Chain features from raw log tables: first[S], M[S x S] (row-major, stride S), u1[S], u2[S]. */
+static void chain_features(int smax, int S, const double *first, const double *M, const double *u1, const double *u2,
+                           double *x)
+{
+    double *f = x + 1, *Mx = x + 1 + smax, *a = Mx + smax * smax, *b = a + smax;
+    int s;
+    x[0] = S;
+    memcpy(f, first, (size_t)S * sizeof *f);
+    norm_row(f, S, smax);
+    for (s = 0; s < smax; s++) {
+        if (s < S) memcpy(Mx + s * smax, M + s * S, (size_t)S * sizeof *Mx);
+        norm_row(Mx + s * smax, s < S ? S : 0, smax);
+    }
+    memcpy(a, u1, (size_t)S * sizeof *a);
+    norm_row(a, S, smax);
+    memcpy(b, u2, (size_t)S * sizeof *b);
+    norm_row(b, S, smax);
+}
+
+static void dirichlet(plm_rng *r, double alpha, int S, double *p)
+{
+    double tot = 0;
+    int j;
+    for (j = 0; j < S; j++) tot += p[j] = gsl_ran_gamma(&r->gsl, alpha, 1.0) + 1e-300;
+    for (j = 0; j < S; j++) p[j] /= tot;
+}
+
+static int draw_cat(plm_rng *r, const double *p, int S)
+{
+    double u = plm_rng_uniform(r);
+    int j;
+    for (j = 0; j < S - 1; j++)
+        if ((u -= p[j]) < 0) break;
+    return j;
+}
+
+/* The prior over chain instantiations: S uniform on 2..S_max; transition rows Dirichlet(alpha) with alpha
+** log-uniform on [0.1, 2]; the state before s1 uniform (or, with probability 0.2, s1 drawn from a Dirichlet(1)
+** initial distribution); emissions over V symbols (uniform on 2..30) with rows Dirichlet(beta), beta
+** log-uniform on [0.05, 1], each state observed with probability 0.9; with probability 0.8 a state after s2. */
+static void chain_draw(const int *shape, plm_rng *r, double *x, double *v)
+{
+    int smax = chain_smax(shape), S = 2 + (int)plm_rng_uint(r, (uint64_t)(smax - 1)), V = 2 + (int)plm_rng_uint(r, 29);
+    double P[CHAIN_SMAX * CHAIN_SMAX], E[CHAIN_SMAX * 32], first[CHAIN_SMAX], M[CHAIN_SMAX * CHAIN_SMAX];
+    double u1[CHAIN_SMAX], u2[CHAIN_SMAX], alpha = 0.1 * exp(plm_rng_uniform(r) * log(20.0));
+    double beta = 0.05 * exp(plm_rng_uniform(r) * log(20.0)), init[CHAIN_SMAX];
+    int s, t, s1, s2;
+    for (s = 0; s < S; s++) dirichlet(r, alpha, S, P + s * S);
+    for (s = 0; s < S; s++) dirichlet(r, beta, V, E + s * V);
+    if (plm_rng_uniform(r) < 0.2) {
+        dirichlet(r, 1.0, S, init);
+    } else {
+        int s0 = (int)plm_rng_uint(r, (uint64_t)S);
+        memcpy(init, P + s0 * S, (size_t)S * sizeof *init);
+    }
+    for (s = 0; s < S; s++) first[s] = log(init[s]);
+    for (s = 0; s < S * S; s++) M[s] = log(P[s]);
+    s1 = draw_cat(r, init, S);
+    s2 = draw_cat(r, P + s1 * S, S);
+    memset(u1, 0, sizeof u1), memset(u2, 0, sizeof u2);
+    if (plm_rng_uniform(r) < 0.9) {
+        int y = draw_cat(r, E + s1 * V, V);
+        for (s = 0; s < S; s++) u1[s] += log(E[s * V + y]);
+    }
+    if (plm_rng_uniform(r) < 0.9) {
+        int y = draw_cat(r, E + s2 * V, V);
+        for (s = 0; s < S; s++) u2[s] += log(E[s * V + y]);
+    }
+    if (plm_rng_uniform(r) < 0.8) {
+        t = draw_cat(r, P + s2 * S, S);
+        for (s = 0; s < S; s++) u2[s] += log(P[s * S + t]);
+    }
+    chain_features(smax, S, first, M, u1, u2, x);
+    v[0] = s1, v[1] = s2;
+}
+
+static plm_status chain_inputs(plm_ctx *ctx, const plm_motif_occs *o, plm_motif_ws *w, int i, const double *u, plm_rng *r,
+                               double *x, double *v)
+{
+    const disc_occ *q = &o->docc[i];
+    int S = q->card[0], t, s, s2;
+    double first[CHAIN_SMAX], M[CHAIN_SMAX * CHAIN_SMAX], u1[CHAIN_SMAX], u2[CHAIN_SMAX];
+    plm_status st;
+    (void)r;
+    v[0] = u[q->coord[0]], v[1] = u[q->coord[1]];
+    if (disc_hit(o, w, i, u, x, chain_nin(chain_smax(o->shape)))) return PLM_OK;
+    if ((st = disc_eval(ctx, o, w, i, u))) return st;
+    memset(first, 0, sizeof first), memset(M, 0, sizeof M), memset(u1, 0, sizeof u1), memset(u2, 0, sizeof u2);
+    /* config index s1 + S s2 */
+    for (t = 0; t < q->nterm; t++) {
+        const double *T = w->T + (size_t)t * q->ncfg;
+        for (s = 0; s < S; s++) switch (q->role[t]) {
+            case 0: first[s] += T[s]; break;
+            case 1: for (s2 = 0; s2 < S; s2++) M[s * S + s2] += T[s + S * s2]; break;
+            case 4: u1[s] += T[s]; break;
+            case 5: u2[s] += T[S * s]; break;
+            default: break;
+            }
+    }
+    chain_features(chain_smax(o->shape), S, first, M, u1, u2, x);
+    disc_store(o, w, i, u, x, chain_nin(chain_smax(o->shape)));
+    return PLM_OK;
+}
+
+static const occ_ops chain_ops = {disc_sites, disc_begin, chain_inputs, disc_logp, disc_apply};
+
+static int is_cat(const plm_gsite *s) { return motif_is_latent_kind(s, PLM_DIST_CATEGORICAL); }
+
+static plm_status chain_detect(plm_ctx *ctx, const plm_motif_def *d, const int *shape, plm_gmodel *m, plm_motif_occs **out)
+{
+    int smax = chain_smax(shape), s1, s2, n = 0, cap = 16, *terms = NULL, *role = NULL;
+    disc_occ *occ = plm_gc_alloc((size_t)cap * sizeof *occ);
+    plm_status st;
+    kids kd;
+    *out = NULL;
+    if ((st = kids_init(ctx, m, &kd))) return st;
+    terms = malloc(((size_t)kd.start[m->n] + 8) * sizeof *terms);
+    role = malloc(((size_t)kd.start[m->n] + 8) * sizeof *role);
+    if (!terms || !role || !occ) {
+        st = plm_fail(ctx, PLM_ENOMEM, "motif: out of memory");
+        goto done;
+    }
+    for (s2 = 0; s2 < m->n; s2++) {
+        const plm_gsite *b = &m->sites[s2];
+        int np = 0, j, nt, blk[2];
+        disc_occ *q;
+        if (!is_cat(b) || b->K < 2 || b->K > smax) continue;
+        /* s1: the one categorical latent parent of s2 with as many states */
+        for (s1 = -1, j = 0; j < b->nparents; j++) {
+            const plm_gsite *a = &m->sites[b->parents[j]];
+            if (b->parents[j] != s2 && is_cat(a)) np++, s1 = b->parents[j];
+        }
+        if (np != 1 || m->sites[s1].K != b->K || motif_has_parent(&m->sites[s1], s2)) continue;
+        blk[0] = s1, blk[1] = s2;
+        terms[0] = s1, role[0] = 0, terms[1] = s2, role[1] = 1;
+        if ((nt = single_children(m, &kd, blk, 2, terms + 2, role + 2, 4)) < 0) continue;
+        /* s2's own term is the only one reading both; check s1's reads neither twice */
+        if (n == cap && !(occ = grow_occ(occ, &cap))) {
+            st = plm_fail(ctx, PLM_ENOMEM, "motif: out of memory");
+            goto done;
+        }
+        q = &occ[n++];
+        memset(q, 0, sizeof *q);
+        q->nb = 2;
+        q->site[0] = s1, q->site[1] = s2;
+        if ((st = disc_make(ctx, m, q, terms, role, 2 + nt))) goto done;
+    }
+    if (n) st = disc_occs(ctx, d, &chain_ops, shape, m, occ, n, out);
+done:
+    kids_free(&kd);
+    free(terms), free(role);
+    return st;
+}
+
+static const char *const chain_shape_names[] = {"S_max"};
+static const int chain_def[] = {8}, chain_min[] = {2}, chain_max[] = {CHAIN_SMAX};
+
+const plm_motif_def plm_motif_grid_def = {"grid", 0, NULL, NULL, NULL, NULL, "a 2x2 block of a binary grid network",
+                                          grid_layout, grid_draw, grid_detect};
+const plm_motif_def plm_motif_chain_def = {"chain", 1, chain_shape_names, chain_def, chain_min, chain_max,
+                                           "two consecutive states of a Markov chain", chain_layout, chain_draw,
+                                           chain_detect};

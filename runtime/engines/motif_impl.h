@@ -1,0 +1,110 @@
+/* motif_impl.h -- private to the motifs of learned proposals (motif.c: the mixture motif and the common parts;
+** motif_discrete.c: the grid and chain motifs): the layout of occurrences and workspaces, and the helpers they
+** share. */
+#ifndef PLM_MOTIF_IMPL_H
+#define PLM_MOTIF_IMPL_H
+
+#include "motif.h"
+
+#include <gsl/gsl_randist.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define LOG_SQRT_2PI 0.91893853320467274178
+#define MIX_KMAX 16
+#define CHAIN_SMAX 32
+#define FEAT_CLAMP 30.0
+
+static inline double clampf(double x)
+{
+    if (isnan(x)) return 0;
+    return x < -FEAT_CLAMP ? -FEAT_CLAMP : x > FEAT_CLAMP ? FEAT_CLAMP : x;
+}
+
+static inline double lnorm(double x, double m, double s)
+{
+    double e = (x - m) / s;
+    return -0.5 * e * e - log(s) - LOG_SQRT_2PI;
+}
+
+static inline double logistic(double x) { return 1 / (1 + exp(-x)); }
+
+/* ---- occurrences ---- */
+
+typedef struct occ_ops {
+    int (*sites)(const plm_motif_occs *o, int i, int *sites);
+    plm_status (*begin)(plm_ctx *ctx, const plm_motif_occs *o, plm_motif_ws *w, const double *u);
+    plm_status (*inputs)(plm_ctx *ctx, const plm_motif_occs *o, plm_motif_ws *w, int i, const double *u, plm_rng *r,
+                         double *x, double *v);
+    double (*logp)(const plm_motif_occs *o, plm_motif_ws *w, int i, const double *u, const double *v);
+    void (*apply)(const plm_motif_occs *o, plm_motif_ws *w, int i, double *u, const double *v);
+} occ_ops;
+
+/* A mixture group: the occurrences that share one list of K component means. */
+typedef struct mix_group {
+    int K;
+    int mu[MIX_KMAX], muc[MIX_KMAX];   /* the mean sites and their coordinates */
+    int out;                           /* outputs of the component priors: m0_j, s0_j at out + 2 j */
+} mix_group;
+
+typedef struct mix_occ {
+    int z, y, zc, g;
+    int out;        /* outputs: y, sd_0..sd_{K-1}, p_0..p_{K-1} */
+} mix_occ;
+
+/* One discrete occurrence: nb block sites with their coordinates and supports, and the terms reading it. */
+typedef struct disc_occ {
+    int nb, ncfg;
+    int site[4], coord[4], card[4], stride[4];
+    int nterm;
+    int *role;      /* per term: motif-specific role (grid: 0..3 own term of a..d, 4 + j a child of member j) */
+    plm_prog *prog; /* outputs: the terms' log densities; block coordinates in group Z */
+    int nx, *xin;   /* the coordinates of u outside the block that prog reads */
+} disc_occ;
+
+struct plm_motif_occs {
+    const plm_motif_def *def;
+    const occ_ops *ops;
+    int shape[PLM_NN_MAXSHAPE];
+    int n;
+    plm_gmodel *m;
+    /* mixture */
+    mix_group *groups;
+    int ngroups;
+    mix_occ *mocc;
+    plm_prog *par;      /* every parameter the groups read, at u */
+    int npar;
+    /* discrete */
+    disc_occ *docc;
+    int maxcfg, maxterm;
+};
+
+struct plm_motif_ws {
+    const plm_motif_occs *o;
+    /* mixture */
+    double *par, **parp;
+    double *C, *B;      /* per group and component: sum of 1/sd^2 and y/sd^2 of the assigned observations */
+    int k;              /* the component of the current proposal */
+    double c, s, Ck, Bk;
+    /* discrete */
+    plm_prog_ws *pws;   /* per occurrence, made on first use */
+    double *z, *T, **Tp, *lpcfg;
+    /* per occurrence, the last features and block log densities, and the blanket values they were made from:
+    ** an occurrence whose blanket has not moved since its last proposal reuses them (the program is a function
+    ** of those values only, so they are the same numbers) */
+    double *cache;
+    size_t cstride;
+    char *cvalid;
+};
+
+/* shared by the two files (motif.c) */
+int motif_has_parent(const plm_gsite *s, int p);
+int motif_is_latent_kind(const plm_gsite *s, int dist);
+/* a small program of the graph's nodes outs, with the coordinates move as per-point inputs (gibbs_impl.h's way) */
+plm_status motif_compile_small(plm_ctx *ctx, const plm_gmodel *m, int nout, const int *outs, int nmove, const int *move,
+                               plm_prog **out, int **xin, int *nx);
+plm_motif_occs *motif_occs_new(const plm_motif_def *d, const occ_ops *ops, const int *shape, plm_gmodel *m);
+extern const plm_motif_def plm_motif_grid_def, plm_motif_chain_def;   /* motif_discrete.c */
+
+#endif
