@@ -36,6 +36,34 @@ static void test_vector_normals_equal_scalar_draws(void)
     free(a), free(b), free(x);
 }
 
+/* plm_vnormal_fill: draws from four streams in turn, bit for bit the scalar ones, rare paths in the middle of a
+** run included, and each stream left where the scalar draws leave it (lengths not a multiple of four too). */
+static void test_filled_normals_equal_scalar_draws_in_turn(void)
+{
+    enum { N = 20003 };
+    plm_rng a[4], b[4];
+    double *x = malloc(N * sizeof *x);
+    long same = 0, rare = 0;
+    int i, rep;
+    for (i = 0; i < 4; i++) {
+        plm_rng_init(&a[i], 7, 100 + (uint64_t)i);
+        plm_rng_init(&b[i], 7, 100 + (uint64_t)i);
+    }
+    for (rep = 0; rep < 5; rep++) {
+        size_t n = rep == 1 ? 3 : N - (size_t)rep;
+        plm_vnormal_fill(b, x, n);
+        for (size_t j = 0; j < n; j++) {
+            double z = plm_rng_normal(&a[j & 3]);
+            same += z == x[j];
+            rare += fabs(z) > 3.442619855899;
+        }
+        for (i = 0; i < 4; i++) same -= memcmp(a[i].s, b[i].s, sizeof a[i].s) != 0 ? N : 0;
+    }
+    CHECK(same == (long)(N + 3 + (N - 2) + (N - 3) + (N - 4)));
+    CHECK(rare > 20);
+    free(x);
+}
+
 static void test_vector_exp_is_within_two_ulp(void)
 {
     enum { N = 4099 };
@@ -63,6 +91,7 @@ static void test_vector_exp_is_within_two_ulp(void)
 int main(void)
 {
     RUN(test_vector_normals_equal_scalar_draws);
+    RUN(test_filled_normals_equal_scalar_draws_in_turn);
     RUN(test_vector_exp_is_within_two_ulp);
     return CHECK_DONE();
 }

@@ -20,24 +20,40 @@
 
 
 static pthread_mutex_t native_lock = PTHREAD_MUTEX_INITIALIZER;
-static int suspended;   /* plm_native_suspend count, under native_lock */
+static _Atomic int suspended;   /* plm_native_suspend count */
+static pthread_once_t env_once = PTHREAD_ONCE_INIT;
+static int env_off;             /* PLUME_NATIVE=0, read once: engines ask at every guided path */
+
+static void read_env(void)
+{
+    const char *e = getenv("PLUME_NATIVE");
+    env_off = e && strcmp(e, "0") == 0;
+}
 
 int plm_native_enabled(void)
 {
-    const char *e = getenv("PLUME_NATIVE");
-    int off;
-    if (e && strcmp(e, "0") == 0) return 0;
-    pthread_mutex_lock(&native_lock);
-    off = suspended > 0;
-    pthread_mutex_unlock(&native_lock);
-    return !off;
+    pthread_once(&env_once, read_env);
+    return !env_off && suspended <= 0;
 }
 
 void plm_native_suspend(int delta)
 {
-    pthread_mutex_lock(&native_lock);
     suspended += delta;
-    pthread_mutex_unlock(&native_lock);
+}
+
+double *const *plm_prog_native_regs(const plm_prog *p, const plm_prog_in *in)
+{
+    plm_prog_ws w;
+    double **R, *v;
+    int r, n = p->nuni > 0 ? p->nuni : 1;
+    if (plm_prog_ws_init_block(NULL, &w, p, 1)) return NULL;
+    plm_prog_uniforms(&w, in);
+    if ((R = plm_gc_alloc((size_t)n * sizeof *R + (size_t)n * sizeof *v))) {
+        v = (double *)(R + n);
+        for (r = 0; r < p->nuni; r++) v[r] = w.u[r], R[r] = v + r;
+    }
+    plm_prog_ws_free(&w);
+    return R;
 }
 
 /* ---- source ---- */

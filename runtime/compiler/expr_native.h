@@ -20,6 +20,11 @@ typedef void (*plm_prog_native_fn)(double *const *R, double *const *out, double 
 ** does not cover (draws, native calls, densities), or anything failed. Thread-safe. */
 plm_prog_native_fn plm_prog_native(const plm_prog *p);
 
+/* The register table that native code with xlocal (plm_prog_native_parts) reads, R[r][0] for p's uniform registers,
+** evaluated once at inputs in: for a caller that runs that code many times at the same uniform inputs. GC memory
+** (the caller keeps a reference while it uses it); NULL when out of memory. No checks: plm_prog_check first. */
+double *const *plm_prog_native_regs(const plm_prog *p, const plm_prog_in *in);
+
 /* Is native code on: PLUME_NATIVE is not "0" and no plm_native_suspend is in effect. */
 int plm_native_enabled(void);
 /* Turns native code off (+1) or back on (-1) for the whole process while a run that asked for the interpreter

@@ -109,6 +109,78 @@ __attribute__((target("avx2"))) static void vnormal4(plm_rng *r, double *d, size
     for (; j < m; j++) d[j] = plm_rng_normal(&r[j]);
 }
 
+/* plm_vnormal_fill's four streams with their states in registers throughout: the same lanes as vnormal4, the
+** states stored back only for a rare-path draw (which reads more of its stream) and at the end. */
+__attribute__((target("avx2"))) static void vfill4(plm_rng *r, double *d, size_t n)
+{
+    const __m256i lo32 = _mm256_set1_epi64x(0xffffffffLL), m127 = _mm256_set1_epi64x(127);
+    const __m256i e52 = _mm256_set1_epi64x(0x4330000000000000LL), e84 = _mm256_set1_epi64x(0x4530000000000000LL);
+    const __m256d p52 = _mm256_set1_pd(0x1p52), p84 = _mm256_set1_pd(0x1p84), half = _mm256_set1_pd(0.5);
+    const __m256d scale = _mm256_set1_pd(0x1.0p-53);
+    __m256i s0 = _mm256_loadu_si256((const __m256i *)r[0].s), s1 = _mm256_loadu_si256((const __m256i *)r[1].s);
+    __m256i s2 = _mm256_loadu_si256((const __m256i *)r[2].s), s3 = _mm256_loadu_si256((const __m256i *)r[3].s);
+    size_t j;
+    TRANSPOSE4(s0, s1, s2, s3);
+    for (j = 0; j + 4 <= n; j += 4) {
+        __m256i b, t, v;
+        __m256d u, x, edge, sign;
+        int ok, k;
+        b = _mm256_add_epi64(ROTL(_mm256_add_epi64(s0, s3), 23), s0);
+        t = _mm256_slli_epi64(s1, 17);
+        s2 = _mm256_xor_si256(s2, s0);
+        s3 = _mm256_xor_si256(s3, s1);
+        s1 = _mm256_xor_si256(s1, s2);
+        s0 = _mm256_xor_si256(s0, s3);
+        s2 = _mm256_xor_si256(s2, t);
+        s3 = ROTL(s3, 45);
+        v = _mm256_srli_epi64(b, 11);
+        u = _mm256_add_pd(_mm256_sub_pd(_mm256_castsi256_pd(_mm256_or_si256(_mm256_srli_epi64(v, 32), e84)), p84),
+                          _mm256_sub_pd(_mm256_castsi256_pd(_mm256_or_si256(_mm256_and_si256(v, lo32), e52)), p52));
+        {   /* the layer edges by four scalar loads: AVX2's gather is slower on some CPUs (microcoded) */
+            __m256i im = _mm256_and_si256(b, m127);
+            uint64_t ii[4] = {(uint64_t)_mm256_extract_epi64(im, 0), (uint64_t)_mm256_extract_epi64(im, 1),
+                              (uint64_t)_mm256_extract_epi64(im, 2), (uint64_t)_mm256_extract_epi64(im, 3)};
+            x = _mm256_mul_pd(_mm256_mul_pd(_mm256_add_pd(u, half), scale),
+                              _mm256_set_pd(plm_rng_zig_x[ii[3]], plm_rng_zig_x[ii[2]], plm_rng_zig_x[ii[1]], plm_rng_zig_x[ii[0]]));
+            edge = _mm256_set_pd(plm_rng_zig_x[ii[3] + 1], plm_rng_zig_x[ii[2] + 1], plm_rng_zig_x[ii[1] + 1],
+                                 plm_rng_zig_x[ii[0] + 1]);
+        }
+        ok = _mm256_movemask_pd(_mm256_cmp_pd(x, edge, _CMP_LT_OQ));
+        sign = _mm256_castsi256_pd(_mm256_slli_epi64(_mm256_srli_epi64(b, 7), 63));
+        _mm256_storeu_pd(d + j, _mm256_xor_pd(x, sign));
+        if (__builtin_expect(ok != 15, 0)) {
+            uint64_t bb[4];
+            _mm256_storeu_si256((__m256i *)bb, b);
+            TRANSPOSE4(s0, s1, s2, s3);
+            _mm256_storeu_si256((__m256i *)r[0].s, s0);
+            _mm256_storeu_si256((__m256i *)r[1].s, s1);
+            _mm256_storeu_si256((__m256i *)r[2].s, s2);
+            _mm256_storeu_si256((__m256i *)r[3].s, s3);
+            for (k = 0; k < 4; k++)
+                if (!(ok >> k & 1)) d[j + (size_t)k] = plm_rng_normal_rare(r[k].s, bb[k]);
+            s0 = _mm256_loadu_si256((const __m256i *)r[0].s), s1 = _mm256_loadu_si256((const __m256i *)r[1].s);
+            s2 = _mm256_loadu_si256((const __m256i *)r[2].s), s3 = _mm256_loadu_si256((const __m256i *)r[3].s);
+            TRANSPOSE4(s0, s1, s2, s3);
+        }
+    }
+    TRANSPOSE4(s0, s1, s2, s3);
+    _mm256_storeu_si256((__m256i *)r[0].s, s0);
+    _mm256_storeu_si256((__m256i *)r[1].s, s1);
+    _mm256_storeu_si256((__m256i *)r[2].s, s2);
+    _mm256_storeu_si256((__m256i *)r[3].s, s3);
+    for (; j < n; j++) d[j] = plm_rng_normal(&r[j & 3]);
+}
+
+void plm_vnormal_fill(plm_rng r[4], double *d, size_t n)
+{
+    size_t j;
+    if (avx2()) {
+        vfill4(r, d, n);
+        return;
+    }
+    for (j = 0; j < n; j++) d[j] = plm_rng_normal(&r[j & 3]);
+}
+
 void plm_vnormal(plm_rng *r, double *d, size_t m)
 {
     size_t j;
@@ -130,5 +202,11 @@ void plm_vnormal(plm_rng *r, double *d, size_t m)
 {
     size_t j;
     for (j = 0; j < m; j++) d[j] = plm_rng_normal(&r[j]);
+}
+
+void plm_vnormal_fill(plm_rng r[4], double *d, size_t n)
+{
+    size_t j;
+    for (j = 0; j < n; j++) d[j] = plm_rng_normal(&r[j & 3]);
 }
 #endif

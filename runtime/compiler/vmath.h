@@ -17,4 +17,8 @@ void plm_vexp(const double *a, double *d, size_t m);
 ** as the scalar draw does. */
 void plm_vnormal(plm_rng *r, double *d, size_t m);
 
+/* d[j] = plm_rng_normal(&r[j % 4]) for j < n, in order: n draws from four streams taken in turn, for an engine
+** that needs many normals from one chain (pCN's innovations) at the speed of four lanes. */
+void plm_vnormal_fill(plm_rng r[4], double *d, size_t n);
+
 #endif

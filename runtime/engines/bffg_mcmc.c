@@ -22,6 +22,7 @@
 
 #include "dist.h"
 #include "par.h"
+#include "vmath.h"
 
 typedef struct chain_job {
     const plm_bffg_model *m;
@@ -109,20 +110,21 @@ static void run_chain(chain_job *J, int c)
     const plm_bffg_model *ma = J->ma;   /* fixed_aux: the model whose kernels hold the frozen caches */
     size_t nz = plm_bffg_nz(m), width = plm_bffg_draw_width(m), np = (size_t)o->nparams, it, total = o->warmup + o->iters;
     size_t rowlen = np + width, l, acc_z = 0, acc_t = 0, work_n;
-    double *z, *z2, *row, *row2, *work, *theta, *theta2, *e, *e2, *full, ll, ll2, lt, lt2;
+    double *z, *z2, *w, *row, *row2, *work, *theta, *theta2, *e, *e2, *full, ll, ll2, lt, lt2;
     double lrho = log(o->rho / (1 - o->rho)), lstep = log(o->step);
     int j, fatal = 0, nall;
-    plm_rng r;
+    plm_rng r, zr[4];   /* zr: the pCN moves' fresh innovations, four streams in turn (plm_vnormal_fill) */
     plm_bffg_mcmc_owner(o, &nall, NULL);   /* the parameters' owner: the sde or the reaction network */
     plm_rng_init(&r, o->seed, (uint64_t)c);
+    for (j = 0; j < 4; j++) plm_rng_init(&zr[j], o->seed, ((uint64_t)1 << 40) + 4 * (uint64_t)c + (uint64_t)j);
     work_n = plm_bffg_filter_work(f) + 64;
-    z = plm_gc_alloc_atomic((2 * nz + 2 * width + 4 * np + (size_t)nall + 2) * sizeof *z);
+    z = plm_gc_alloc_atomic((3 * nz + 2 * width + 4 * np + (size_t)nall + 2) * sizeof *z);
     work = plm_gc_alloc_atomic(work_n * 4 * sizeof *work);
     if (!z || !work) {
         plm_fail(ctx, PLM_ENOMEM, "bffg mcmc: out of memory");
         return;
     }
-    z2 = z + nz, row = z2 + nz, row2 = row + width, theta = row2 + width, theta2 = theta + np, e = theta2 + np,
+    z2 = z + nz, w = z2 + nz, row = w + nz, row2 = row + width, theta = row2 + width, theta2 = theta + np, e = theta2 + np,
     e2 = e + np, full = e2 + np;
     if (J->theta0) memcpy(full, J->theta0, (size_t)nall * sizeof *full);
     for (j = 0; j < (int)np; j++) {
@@ -149,7 +151,8 @@ static void run_chain(chain_job *J, int c)
             return;
         }
         /* 1. the path */
-        for (l = 0; l < nz; l++) z2[l] = rho * z[l] + s * plm_rng_normal(&r);
+        plm_vnormal_fill(zr, w, nz);
+        for (l = 0; l < nz; l++) z2[l] = rho * z[l] + s * w[l];
         ll2 = plm_bffg_draw_z(f, z2, row2, work);
         a = isnan(ll2) ? 0 : fmin(1, exp(ll2 - ll));
         if (plm_rng_uniform(&r) < a) {
