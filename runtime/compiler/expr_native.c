@@ -21,19 +21,11 @@
 
 static pthread_mutex_t native_lock = PTHREAD_MUTEX_INITIALIZER;
 static _Atomic int suspended;   /* plm_native_suspend count */
-static pthread_once_t env_once = PTHREAD_ONCE_INIT;
-static int env_off;             /* PLUME_NATIVE=0, read once: engines ask at every guided path */
-
-static void read_env(void)
-{
-    const char *e = getenv("PLUME_NATIVE");
-    env_off = e && strcmp(e, "0") == 0;
-}
 
 int plm_native_enabled(void)
 {
-    pthread_once(&env_once, read_env);
-    return !env_off && suspended <= 0;
+    const char *e = getenv("PLUME_NATIVE");
+    return !(e && strcmp(e, "0") == 0) && suspended <= 0;
 }
 
 void plm_native_suspend(int delta)
@@ -41,17 +33,20 @@ void plm_native_suspend(int delta)
     suspended += delta;
 }
 
-double *const *plm_prog_native_regs(const plm_prog *p, const plm_prog_in *in)
+size_t plm_prog_native_regs_size(const plm_prog *p)
+{
+    return (size_t)(p->nuni > 0 ? p->nuni : 1) * (sizeof(double *) + sizeof(double));
+}
+
+double *const *plm_prog_native_regs(const plm_prog *p, const plm_prog_in *in, void *mem)
 {
     plm_prog_ws w;
-    double **R, *v;
+    double **R = mem, *v;
     int r, n = p->nuni > 0 ? p->nuni : 1;
     if (plm_prog_ws_init_block(NULL, &w, p, 1)) return NULL;
     plm_prog_uniforms(&w, in);
-    if ((R = plm_gc_alloc((size_t)n * sizeof *R + (size_t)n * sizeof *v))) {
-        v = (double *)(R + n);
-        for (r = 0; r < p->nuni; r++) v[r] = w.u[r], R[r] = v + r;
-    }
+    v = (double *)(R + n);
+    for (r = 0; r < p->nuni; r++) v[r] = w.u[r], R[r] = v + r;
     plm_prog_ws_free(&w);
     return R;
 }

@@ -21,9 +21,11 @@ typedef void (*plm_prog_native_fn)(double *const *R, double *const *out, double 
 plm_prog_native_fn plm_prog_native(const plm_prog *p);
 
 /* The register table that native code with xlocal (plm_prog_native_parts) reads, R[r][0] for p's uniform registers,
-** evaluated once at inputs in: for a caller that runs that code many times at the same uniform inputs. GC memory
-** (the caller keeps a reference while it uses it); NULL when out of memory. No checks: plm_prog_check first. */
-double *const *plm_prog_native_regs(const plm_prog *p, const plm_prog_in *in);
+** evaluated once at inputs in and written into mem (plm_prog_native_regs_size(p) bytes, aligned for a pointer, kept
+** by the caller as long as it runs that code): for a caller that runs that code many times at the same uniform
+** inputs. NULL when out of memory. No checks: plm_prog_check first. */
+size_t plm_prog_native_regs_size(const plm_prog *p);
+double *const *plm_prog_native_regs(const plm_prog *p, const plm_prog_in *in, void *mem);
 
 /* Is native code on: PLUME_NATIVE is not "0" and no plm_native_suspend is in effect. */
 int plm_native_enabled(void);

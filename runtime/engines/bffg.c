@@ -501,14 +501,18 @@ void plm_bffg_node(const plm_bffg_model *m, int i, plm_bffg_node_info *info)
 /* A message of the constant function 1 on a space. */
 static plm_bffg_msg *msg_new(int discrete, int dim)
 {
-    plm_bffg_msg *h = plm_gc_alloc(sizeof *h);
+    /* one block: the message, then v, then H (a filter makes one per node per parameter move) */
+    size_t nv = (size_t)(dim ? dim : 1), nh = discrete ? 0 : (size_t)dim * dim;
+    plm_bffg_msg *h = plm_gc_alloc(sizeof *h + (nv + nh) * sizeof(double));
     int i;
-    if (!h || !(h->v = plm_gc_alloc_atomic((size_t)(dim ? dim : 1) * sizeof(double)))) return NULL;
+    if (!h) return NULL;
+    memset(h, 0, sizeof *h + (nv + nh) * sizeof(double));
+    h->v = (double *)(h + 1);
     h->discrete = discrete, h->dim = dim;
     if (discrete)
         for (i = 0; i < dim; i++) h->v[i] = 1;
-    else if (dim && !(h->H = plm_gc_alloc_atomic((size_t)dim * dim * sizeof(double))))
-        return NULL;
+    else if (dim)
+        h->H = h->v + nv;
     return h;
 }
 
@@ -597,14 +601,14 @@ static plm_status impossible(plm_ctx *ctx, const plm_bffg_model *m, plm_bffg_msg
 plm_status plm_bffg_backward(plm_ctx *ctx, const plm_bffg_model *m, const double *const *values,
                              plm_bffg_filter **out)
 {
-    plm_bffg_filter *f = plm_gc_alloc(sizeof *f);
+    /* one block: the filter, then its per-node and per-group tables (pCN makes a filter per parameter move) */
+    size_t nn = (size_t)(m->n ? m->n : 1), ng = (size_t)m->ngroups + 1;
+    plm_bffg_filter *f = plm_gc_alloc(sizeof *f + 4 * nn * sizeof(void *) + 2 * ng * sizeof(void *));
     int i, t, n = m->n;
     plm_status st;
-    if (!f || !(f->values = plm_gc_alloc((size_t)(n ? n : 1) * sizeof *f->values)) ||
-        !(f->msg = plm_gc_alloc((size_t)(n ? n : 1) * sizeof *f->msg)) ||
-        !(f->up = plm_gc_alloc((size_t)(n ? n : 1) * sizeof *f->up)) ||
-        !(f->guide = plm_gc_alloc((size_t)(n ? n : 1) * sizeof *f->guide)))
-        return plm_fail(ctx, PLM_ENOMEM, "bffg: out of memory");
+    if (!f) return plm_fail(ctx, PLM_ENOMEM, "bffg: out of memory");
+    f->values = (const double **)(f + 1), f->msg = (plm_bffg_msg **)(f->values + nn), f->up = f->msg + nn;
+    f->guide = (void **)(f->up + nn), f->gmsg = (plm_bffg_msg **)(f->guide + nn), f->gguide = (void **)(f->gmsg + ng);
     if (n == 0) return plm_fail(ctx, PLM_EINVAL, "bffg: the model has no nodes");
     f->m = m;
     for (i = 0; i < n; i++) {
@@ -627,9 +631,6 @@ plm_status plm_bffg_backward(plm_ctx *ctx, const plm_bffg_model *m, const double
         } else if (nd->k->work > f->work)
             f->work = nd->k->work;
     }
-    if (!(f->gmsg = plm_gc_alloc((size_t)(m->ngroups + 1) * sizeof *f->gmsg)) ||
-        !(f->gguide = plm_gc_alloc((size_t)(m->ngroups + 1) * sizeof *f->gguide)))
-        return plm_fail(ctx, PLM_ENOMEM, "bffg: out of memory");
     for (i = 0; i < m->ngroups; i++) {
         const group *g = &m->groups[i];
         if (!(f->gmsg[i] = msg_new(g->discrete, g->D))) return plm_fail(ctx, PLM_ENOMEM, "bffg: out of memory");
@@ -913,6 +914,27 @@ void plm_bffg_filter_discard(plm_bffg_filter *f)
         if (f->guide[i] && k->ops->guide_free) k->ops->guide_free(k, f->guide[i]);
         f->guide[i] = NULL;
     }
+}
+
+static void msg_free(plm_bffg_msg *h) { plm_gc_free(h); }   /* one block (msg_new) */
+
+void plm_bffg_filter_free(plm_bffg_filter *f, const plm_bffg_model *base)
+{
+    const plm_bffg_model *m = f->m;
+    int i;
+    plm_bffg_filter_discard(f);
+    for (i = 0; i < m->n; i++) {
+        if (f->values[i] != m->nodes[i].value) plm_gc_free((void *)f->values[i]);
+        msg_free(f->msg[i]);
+        msg_free(f->up[i]);
+    }
+    for (i = 0; i < m->ngroups; i++) msg_free(f->gmsg[i]);
+    plm_gc_free(f);   /* with its tables (plm_bffg_backward) */
+    if (!base || m == base) return;
+    for (i = 0; i < m->n; i++)
+        if (m->nodes[i].k != base->nodes[i].k) plm_bffg_kernel_sde_free((plm_bffg_kernel *)m->nodes[i].k);
+    plm_gc_free(m->nodes);
+    plm_gc_free((void *)m);
 }
 
 size_t plm_bffg_filter_work(const plm_bffg_filter *f) { return f->work ? f->work : 1; }

@@ -31,7 +31,8 @@ typedef struct plm_bffg_kernel_ops {
     /* Optional (NULL: the engine calls pullback): the message on the parent read off a guide made by `guide`,
     ** for kinds whose guide already holds it (a diffusion's guide is the whole backward pass). */
     void (*guide_msg)(const plm_bffg_kernel *k, const void *guide, plm_bffg_msg *out);
-    /* Optional: return the large memory of a guide made by `guide` at once (plm_bffg_filter_discard). */
+    /* Optional: return the memory of a guide made by `guide` at once (plm_bffg_filter_discard); the guide must not
+    ** be used again. */
     void (*guide_free)(const plm_bffg_kernel *k, void *guide);
 } plm_bffg_kernel_ops;
 
@@ -69,6 +70,15 @@ double plm_bffg_draw_z(const plm_bffg_filter *f, const double *z, double *row, d
 ** parameter proposals this way: their guides (a diffusion's messages at every grid point) are most of what a
 ** parameter move allocates, and left to the collector they cost more than the move's filter. */
 void plm_bffg_filter_discard(plm_bffg_filter *f);
+/* Return all of f's memory at once, and, with base given, that of f's model when plm_bffg_model_with made it from
+** base (the model, and the diffusion kernels it remade: plm_bffg_kernel_sde_free; other kernels are left to the
+** collector). Nothing may refer to f, its messages, guides or (with base) its model afterwards. pCN MCMC frees
+** each parameter move's filter and model this way when it drops them: a move allocates a few hundred small
+** blocks per diffusion, and left to the collector they set off a full collection every few moves. */
+void plm_bffg_filter_free(plm_bffg_filter *f, const plm_bffg_model *base);
+/* Return the memory of a diffusion kernel remade at new parameters (plm_bffg_kernel_sde_remake with how 0 or 2)
+** at once; other kernels are left alone. k must not be used again. */
+void plm_bffg_kernel_sde_free(plm_bffg_kernel *k);
 /* A copy of m whose kernels made from owner are remade with parameters params (other nodes shared): owner a
 ** plm_sde (its diffusion kernels, by plm_bffg_kernel_sde_remake with how) or a plm_reactions (its reaction kernels,
 ** by plm_bffg_kernel_reaction_with; how is ignored). */

@@ -108,6 +108,7 @@ static void run_chain(chain_job *J, int c)
     const plm_bffg_filter *f = J->f0, *f2;
     plm_bffg_filter *fp, *own = NULL;   /* a parameter proposal's filter; f when this chain made it in such a move */
     const plm_bffg_model *ma = J->ma;   /* fixed_aux: the model whose kernels hold the frozen caches */
+    const plm_bffg_model *pbase = m;    /* the model the parameter moves' models are remade from */
     size_t nz = plm_bffg_nz(m), width = plm_bffg_draw_width(m), np = (size_t)o->nparams, it, total = o->warmup + o->iters;
     size_t rowlen = np + width, l, acc_z = 0, acc_t = 0, work_n;
     double *z, *z2, *w, *row, *row2, *work, *theta, *theta2, *e, *e2, *full, ll, ll2, lt, lt2;
@@ -174,7 +175,7 @@ static void run_chain(chain_job *J, int c)
                 if (isfinite(ll2)) {
                     double *t = row;
                     row = row2, row2 = t;
-                    if (own) plm_bffg_filter_discard(own);
+                    if (own) plm_bffg_filter_free(own, ma ? ma : m);
                     f = f2, ll = ll2, ma = m2, own = NULL;   /* its guides hold the frozen caches: kept */
                 }
             }
@@ -186,6 +187,7 @@ static void run_chain(chain_job *J, int c)
             lt2 = log_target_theta(o, e2, theta2);
             a = 0;
             f2 = fp = isfinite(lt2) ? filter_at(ctx, J, theta2, full, o->fixed_aux ? 2 : 0, ma, NULL, &fatal) : NULL;
+            pbase = ma ? ma : m;   /* the model fp's was remade from (filter_at) */
             if (fatal) return;
             if (f2) {
                 ll2 = plm_bffg_draw_z(f2, z, row2, work);
@@ -197,11 +199,11 @@ static void run_chain(chain_job *J, int c)
                 row = row2, row2 = t;
                 memcpy(e, e2, np * sizeof *e);
                 memcpy(theta, theta2, np * sizeof *theta);
-                if (own) plm_bffg_filter_discard(own);
+                if (own) plm_bffg_filter_free(own, pbase);
                 f = own = fp, ll = ll2, lt = lt2;
                 if (it >= o->warmup) acc_t++;
             } else if (fp)
-                plm_bffg_filter_discard(fp);
+                plm_bffg_filter_free(fp, pbase);
             if (it < o->warmup && o->target_accept_theta > 0)
                 lstep = fmin(fmax(lstep + (a - o->target_accept_theta) / pow((double)it + 10, 0.6), -12), 1);
         }

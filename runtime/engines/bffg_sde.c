@@ -34,7 +34,7 @@ typedef struct sde_kernel {
     int drift_t, diff_t, diff_var;    /* the drift reads the time; the diffusion reads the time; ... time or state */
     plm_bffg_sde_opts o;              /* the options it was made with (pointers to copies), for new parameters */
     size_t N;                         /* steps */
-    double *t;                        /* N + 1 grid times */
+    double *t;                        /* N + 1 grid times, then the N square roots of the steps (for the forward pass) */
     double *B, *beta, *a;             /* the auxiliary */
     const plm_bffg_kernel **step;     /* N linear-Gaussian kernels: the auxiliary's transition over each step (NULL
                                       ** until needed in a kernel remade with a frozen B~, a~) */
@@ -99,7 +99,7 @@ static char *path_source(const plm_prog *p, int d, int m, int diag)
             "        } else\n            Fk = F + kk * 2;\n");
     else
         PUT("        const double *Fk = F + kk * %d, *Hk = H + kk * %d;\n        (void)L, (void)v;\n", d, d * d);
-    PUT("        double dt = t[kk + 1] - t[kk], sdt = sqrt(dt), Gk = 0, tr = 0;\n        double");
+    PUT("        double dt = t[kk + 1] - t[kk], sdt = t[N + 1 + kk], Gk = 0, tr = 0;\n        double");
     for (i = 0; i < d; i++) PUT("%s b%d, r%d, n%d", i ? "," : "", i, i, i);
     PUT(";\n        {\n%s        }\n", body);
     for (i = 0; i < d; i++) {   /* r = F - H x */
@@ -519,15 +519,26 @@ static plm_status sde_guide_new(plm_ctx *ctx, const plm_bffg_kernel *k, const pl
     return PLM_OK;
 }
 
-/* The grid messages of a guide: one block (F, and H unless it is a frozen cache's). A kernel that keeps a frozen
+/* A guide and its grid messages: one block (F, and H unless it is a frozen cache's). A kernel that keeps a frozen
 ** cache (how 1) shares its guide's H with the cache, so its guides are left to the collector. */
 static void sde_guide_free(const plm_bffg_kernel *k, void *guide)
 {
     const sde_kernel *K = k->impl;
     sde_guide *g = guide;
-    if (K->frz || !g->F) return;
+    if (K->frz) return;
     plm_gc_free(g->F);
-    g->F = g->H = NULL;
+    plm_gc_free(g);
+}
+
+void plm_bffg_kernel_sde_free(plm_bffg_kernel *k)
+{
+    sde_kernel *K;
+    if (!plm_bffg_kernel_sde_of(k)) return;
+    K = k->impl;
+    if (K->frz) return;   /* a cache's owner: kernels remade from it refer to it */
+    plm_gc_free(K->plan);   /* with its arrays (path_plan_make) */
+    plm_gc_free((void *)K->step);
+    plm_gc_free(k);         /* with K and its parameters (sde_make) */
 }
 
 static void sde_guide_msg(const plm_bffg_kernel *k, const void *guide, plm_bffg_msg *out)
@@ -582,10 +593,11 @@ static plm_status path_plan_make(plm_ctx *ctx, sde_kernel *K)
     double T[3], x[8] = {0}, *so[64];
     plm_prog_in in[PLM_NGROUPS];
     plm_prog_ws ws;
-    path_plan *P = plm_gc_alloc(sizeof *P);
-    double *buf = dalloc((size_t)nsig + 2 * (size_t)d * d);
-    if (!P || !buf) return plm_fail(ctx, PLM_ENOMEM, "bffg: out of memory");
-    P->sig = buf, P->a = buf + nsig, P->da = P->a + (size_t)d * d;
+    /* one block: the plan, its doubles, then the register table */
+    size_t nd = (size_t)nsig + 2 * (size_t)d * d;
+    path_plan *P = plm_gc_alloc(sizeof *P + nd * sizeof(double) + plm_prog_native_regs_size(s->drift_prog));
+    if (!P) return plm_fail(ctx, PLM_ENOMEM, "bffg: out of memory");
+    P->sig = (double *)(P + 1), P->a = P->sig + nsig, P->da = P->a + (size_t)d * d;
     memset(in, 0, sizeof in);
     in[PLM_GRP_P].p = K->params;
     in[PLM_GRP_T].p = T;
@@ -593,7 +605,7 @@ static plm_status path_plan_make(plm_ctx *ctx, sde_kernel *K)
     in[PLM_GRP_X].ld = 1;
     T[0] = K->t[0], T[1] = K->t[1] - K->t[0], T[2] = sqrt(T[1]);
     for (i = 0; i < nsig; i++) so[i] = P->sig + i;
-    if (!(P->R = plm_prog_native_regs(s->drift_prog, in)) || plm_prog_ws_init_block(NULL, &ws, s->diff_prog, 1))
+    if (!(P->R = plm_prog_native_regs(s->drift_prog, in, P->sig + nd)) || plm_prog_ws_init_block(NULL, &ws, s->diff_prog, 1))
         return plm_fail(ctx, PLM_ENOMEM, "bffg: out of memory");
     plm_prog_uniforms(&ws, in);
     plm_prog_block(&ws, in, 0, 1, so, NULL);
@@ -655,7 +667,7 @@ sde_path_d(const plm_bffg_kernel *k, const void *guide, const double *x0, const 
     for (kk = 0; kk < K->N; kk++) {
         double Fk[2];
         const double *F = guide_F(g, kk, d, Fk), *H = g->H + kk * (size_t)d * d;
-        double dt = K->t[kk + 1] - K->t[kk], sdt = sqrt(dt), Gk = 0, tr = 0;
+        double dt = K->t[kk + 1] - K->t[kk], sdt = K->t[K->N + 1 + kk], Gk = 0, tr = 0;
         T[0] = K->t[kk], T[1] = dt, T[2] = sdt;
         if (K->drift_t) plm_prog_uniforms(&wb.w, in);
         if (nat) nat(wb.w.R, bo, plm_op_eval);
@@ -792,7 +804,7 @@ static plm_status sde_make(plm_ctx *ctx, const plm_sde *s0, const double *params
     plm_bffg_kernel *k;
     sde_kernel *K;
     int d, i, j, nout;
-    double span, steps, *J, *f, *G;
+    double span, steps, *J, *f, *G, Jst[96];
     size_t n, N;
     plm_prog_in in[PLM_NGROUPS];
     double T[3] = {0, 0, 0};
@@ -820,16 +832,19 @@ static plm_status sde_make(plm_ctx *ctx, const plm_sde *s0, const double *params
     /* (a kernel remade from another reads the same inputs of the same programs: checked when that one was made) */
     if (!from && ((st = plm_prog_check(ctx, s->drift_prog, in, 0)) || (st = plm_prog_check(ctx, s->diff_prog, in, 0))))
         return st;
-    k = plm_gc_alloc(sizeof *k);
-    K = plm_gc_alloc(sizeof *K);
+    /* one block: the kernel, its sde_kernel, then the parameters and the auxiliary (a parameter move of pCN remakes
+    ** every diffusion kernel) */
+    k = plm_gc_alloc(sizeof *k + sizeof *K + ((size_t)s->np + (size_t)d * d * 2 + (size_t)d) * sizeof(double));
     /* a kernel remade at new parameters (from: the original, with the same options) shares its grid */
-    if (!k || !K || !(K->params = dalloc((size_t)s->np + (size_t)d * d * 2 + (size_t)d)) ||
-        !(K->t = from ? from->t : dalloc(N + 1)))
-        return plm_fail(ctx, PLM_ENOMEM, "%s: out of memory", fn);
+    if (!k) return plm_fail(ctx, PLM_ENOMEM, "%s: out of memory", fn);
+    K = (sde_kernel *)(k + 1);
+    K->params = (double *)(K + 1);
+    if (!(K->t = from ? from->t : dalloc(2 * N + 1))) return plm_fail(ctx, PLM_ENOMEM, "%s: out of memory", fn);
     K->B = K->params + s->np, K->a = K->B + (size_t)d * d, K->beta = K->a + (size_t)d * d;
     nout = plm_prog_nout(s->diff_prog);
-    /* scratch: the linearisation (J, f, G) and one step's transition (Phi, mm, Q) */
-    if (!(J = dalloc((size_t)d * d + (size_t)d + (size_t)nout))) return plm_fail(ctx, PLM_ENOMEM, "%s: out of memory", fn);
+    /* scratch: the linearisation (J, f, G), on the stack when small */
+    if ((size_t)d * d + (size_t)d + (size_t)nout <= sizeof Jst / sizeof *Jst) J = Jst;
+    else if (!(J = dalloc((size_t)d * d + (size_t)d + (size_t)nout))) return plm_fail(ctx, PLM_ENOMEM, "%s: out of memory", fn);
     f = J + (size_t)d * d, G = f + d;
     memcpy(K->params, s->params, (size_t)s->np * sizeof *K->params);
     K->s = s0, K->d = d, K->m = s->m, K->N = N;
@@ -916,6 +931,7 @@ static plm_status sde_make(plm_ctx *ctx, const plm_sde *s0, const double *params
             K->t[n] = fmin(o->t0 + (double)n * o->dt, o->t1);
     }
     if (!from) K->t[N] = o->t1;
+    for (n = 0; n < N && !from; n++) K->t[N + 1 + n] = sqrt(K->t[n + 1] - K->t[n]);
     if (how == 2) {   /* the steps when a full filter needs them (sde_steps) */
         K->step = NULL;
         K->two = from->two;
@@ -931,6 +947,7 @@ static plm_status sde_make(plm_ctx *ctx, const plm_sde *s0, const double *params
     k->nz = N * (size_t)(K->diag ? d : s->m);
     /* sample: x, b, sig (d or d*m), a (d*d), r, z (m) and the new state (d) */
     k->work = (size_t)(4 * d + (K->diag ? d : d * s->m) + 2 * d * d + s->m);
+    if (J != Jst) plm_gc_free(J);
     *out = k;
     return PLM_OK;
 }
