@@ -33,7 +33,6 @@ typedef struct chain_job {
     const double *theta0;        /* the sde's full parameter vector at the start */
     double *draws, *loglik, *stats;
     plm_ctx *ctxs;               /* one per chain */
-    int spec;                    /* one chain and a second thread: each iteration's two moves overlap (see spec_run) */
     volatile int stop;
 } chain_job;
 
@@ -101,39 +100,6 @@ static plm_bffg_filter *filter_at(plm_ctx *ctx, const chain_job *J, const double
     return f;
 }
 
-/* One iteration's two moves on two threads. Every random number of an iteration is drawn at its start (its pCN
-** innovations from the chain's four innovation streams, then from the chain's stream the path's uniform, the
-** parameter proposal and the parameters' uniform), so the moves can be computed ahead of their turn: thread 0
-** runs the path proposal's guided draw; thread 1 makes the parameter proposal's filter and its guided draw with the
-** current innovations, which is the draw the parameter move needs whenever the path move is rejected (three times
-** in four at the usual acceptance); when the path move is accepted that draw is made again with the new
-** innovations. The chain is the one-thread chain draw for draw: only the order of independent computations
-** changes. */
-typedef struct spec_task {
-    const chain_job *J;
-    const plm_bffg_filter *f;    /* 0: the path proposal */
-    const double *z2;
-    double *row2, *work, ll2;
-    const double *theta2;        /* 1: the parameter proposal (when lt_ok) */
-    double *full;
-    int how, lt_ok, fatal;
-    const plm_bffg_model *base;
-    const double *z;
-    double *row3, *work3, ll3;
-    plm_bffg_filter *fp;
-    plm_ctx ctx;
-} spec_task;
-
-static void spec_run(void *arg, size_t begin, size_t end, int worker)
-{
-    spec_task *T = arg;
-    (void)worker;
-    for (size_t i = begin; i < end; i++)
-        if (i == 0) T->ll2 = plm_bffg_draw_z(T->f, T->z2, T->row2, T->work);
-        else if (T->lt_ok && (T->fp = filter_at(&T->ctx, T->J, T->theta2, T->full, T->how, T->base, NULL, &T->fatal)))
-            T->ll3 = plm_bffg_draw_z(T->fp, T->z, T->row3, T->work3);
-}
-
 static void run_chain(chain_job *J, int c)
 {
     const plm_bffg_mcmc_opts *o = J->o;
@@ -145,7 +111,7 @@ static void run_chain(chain_job *J, int c)
     const plm_bffg_model *pbase = m;    /* the model the parameter moves' models are remade from */
     size_t nz = plm_bffg_nz(m), width = plm_bffg_draw_width(m), np = (size_t)o->nparams, it, total = o->warmup + o->iters;
     size_t rowlen = np + width, l, acc_z = 0, acc_t = 0, work_n;
-    double *z, *z2, *w, *row, *row2, *row3, *work, *work3, *theta, *theta2, *e, *e2, *full, ll, ll2, ll3 = NAN, lt, lt2;
+    double *z, *z2, *w, *row, *row2, *work, *theta, *theta2, *e, *e2, *full, ll, ll2, lt, lt2;
     double lrho = log(o->rho / (1 - o->rho)), lstep = log(o->step);
     int j, fatal = 0, nall;
     plm_rng r, zr[4];   /* zr: the pCN moves' fresh innovations, four streams in turn (plm_vnormal_fill) */
@@ -153,14 +119,13 @@ static void run_chain(chain_job *J, int c)
     plm_rng_init(&r, o->seed, (uint64_t)c);
     for (j = 0; j < 4; j++) plm_rng_init(&zr[j], o->seed, ((uint64_t)1 << 40) + 4 * (uint64_t)c + (uint64_t)j);
     work_n = plm_bffg_filter_work(f) + 64;
-    z = plm_gc_alloc_atomic((3 * nz + 3 * width + 4 * np + (size_t)nall + 2) * sizeof *z);
-    work = plm_gc_alloc_atomic(work_n * 8 * sizeof *work);
+    z = plm_gc_alloc_atomic((3 * nz + 2 * width + 4 * np + (size_t)nall + 2) * sizeof *z);
+    work = plm_gc_alloc_atomic(work_n * 4 * sizeof *work);
     if (!z || !work) {
         plm_fail(ctx, PLM_ENOMEM, "bffg mcmc: out of memory");
         return;
     }
-    work3 = work + 4 * work_n;
-    z2 = z + nz, w = z2 + nz, row = w + nz, row2 = row + width, row3 = row2 + width, theta = row3 + width, theta2 = theta + np, e = theta2 + np,
+    z2 = z + nz, w = z2 + nz, row = w + nz, row2 = row + width, theta = row2 + width, theta2 = theta + np, e = theta2 + np,
     e2 = e + np, full = e2 + np;
     if (J->theta0) memcpy(full, J->theta0, (size_t)nall * sizeof *full);
     for (j = 0; j < (int)np; j++) {
@@ -186,47 +151,23 @@ static void run_chain(chain_job *J, int c)
             plm_fail(ctx, PLM_EINTR, "bffg mcmc: interrupted");
             return;
         }
-        int refreeze = np > 0 && o->fixed_aux && it < o->warmup && it > 0 &&
-                       (it == o->warmup / 8 || it == o->warmup / 4 || it == o->warmup / 2 || it == 3 * o->warmup / 4);
-        int spec = J->spec && np > 0 && !refreeze, path_moved = 0, lt_ok;
-        double u1, u2;
-        /* the iteration's random numbers (see spec_task) */
+        /* 1. the path */
         plm_vnormal_fill(zr, w, nz);
         for (l = 0; l < nz; l++) z2[l] = rho * z[l] + s * w[l];
-        u1 = plm_rng_uniform(&r);
-        for (j = 0; j < (int)np; j++) e2[j] = e[j] + exp(lstep) * plm_rng_normal(&r);
-        u2 = np > 0 ? plm_rng_uniform(&r) : 0;
-        lt2 = np > 0 ? log_target_theta(o, e2, theta2) : 0;
-        lt_ok = isfinite(lt2);
-        fp = NULL;
-        if (spec) {
-            spec_task T;
-            memset(&T, 0, sizeof T);
-            T.J = J, T.f = f, T.z2 = z2, T.row2 = row2, T.work = work;
-            T.theta2 = theta2, T.full = full, T.how = o->fixed_aux ? 2 : 0, T.lt_ok = lt_ok, T.base = ma, T.z = z;
-            T.row3 = row3, T.work3 = work3, T.ll3 = NAN;
-            plm_ctx_clear(&T.ctx);
-            plm_parallel_for(2, 2, 1, spec_run, &T);
-            if (T.fatal) {
-                *ctx = T.ctx;
-                return;
-            }
-            ll2 = T.ll2, fp = T.fp, ll3 = T.ll3;
-        } else
-            ll2 = plm_bffg_draw_z(f, z2, row2, work);
-        /* 1. the path */
+        ll2 = plm_bffg_draw_z(f, z2, row2, work);
         a = isnan(ll2) ? 0 : fmin(1, exp(ll2 - ll));
-        if (u1 < a) {
+        if (plm_rng_uniform(&r) < a) {
             double *t = z;
             z = z2, z2 = t;
             t = row, row = row2, row2 = t;
-            ll = ll2, path_moved = 1;
+            ll = ll2;
             if (it >= o->warmup) acc_z++;
         }
         if (it < o->warmup && o->target_accept > 0)
             lrho = fmin(fmax(lrho - (a - o->target_accept) / pow((double)it + 10, 0.6), -10), 10);
         /* 2. the parameters */
-        if (refreeze) {
+        if (np > 0 && o->fixed_aux && it < o->warmup && it > 0 &&
+            (it == o->warmup / 8 || it == o->warmup / 4 || it == o->warmup / 2 || it == 3 * o->warmup / 4)) {
             /* move the frozen auxiliary to the current theta: the same innovations, the new guide */
             const plm_bffg_model *m2 = NULL;
             if ((f2 = filter_at(ctx, J, theta, full, 1, NULL, &m2, &fatal))) {
@@ -242,23 +183,24 @@ static void run_chain(chain_job *J, int c)
             plm_ctx_clear(ctx);
         }
         if (np > 0) {
-            pbase = ma ? ma : m;   /* the model fp's is remade from (filter_at) */
-            if (!spec) {
-                fp = lt_ok ? filter_at(ctx, J, theta2, full, o->fixed_aux ? 2 : 0, ma, NULL, &fatal) : NULL;
-                if (fatal) return;
-                if (fp) ll3 = plm_bffg_draw_z(fp, z, row3, work);
-            } else if (fp && path_moved)   /* made ahead with the innovations the path move replaced */
-                ll3 = plm_bffg_draw_z(fp, z, row3, work);
+            for (j = 0; j < (int)np; j++) e2[j] = e[j] + exp(lstep) * plm_rng_normal(&r);
+            lt2 = log_target_theta(o, e2, theta2);
             a = 0;
-            if (fp && !isnan(ll3)) a = fmin(1, exp(ll3 + lt2 - ll - lt));
+            f2 = fp = isfinite(lt2) ? filter_at(ctx, J, theta2, full, o->fixed_aux ? 2 : 0, ma, NULL, &fatal) : NULL;
+            pbase = ma ? ma : m;   /* the model fp's was remade from (filter_at) */
+            if (fatal) return;
+            if (f2) {
+                ll2 = plm_bffg_draw_z(f2, z, row2, work);
+                if (!isnan(ll2)) a = fmin(1, exp(ll2 + lt2 - ll - lt));
+            }
             plm_ctx_clear(ctx);   /* a rejected parameter is not an error */
-            if (u2 < a) {
+            if (plm_rng_uniform(&r) < a) {
                 double *t = row;
-                row = row3, row3 = t;
+                row = row2, row2 = t;
                 memcpy(e, e2, np * sizeof *e);
                 memcpy(theta, theta2, np * sizeof *theta);
                 if (own) plm_bffg_filter_free(own, pbase);
-                f = own = fp, ll = ll3, lt = lt2;
+                f = own = fp, ll = ll2, lt = lt2;
                 if (it >= o->warmup) acc_t++;
             } else if (fp)
                 plm_bffg_filter_free(fp, pbase);
@@ -345,7 +287,6 @@ plm_status plm_bffg_mcmc(plm_ctx *ctx, const plm_bffg_model *m, const double *co
         return st;
     memset(&J, 0, sizeof J);
     J.m = m, J.values = values, J.o = o, J.f0 = f0, J.ma = ma, J.theta0 = theta0, J.draws = draws, J.loglik = loglik, J.stats = stats;
-    J.spec = o->chains == 1 && o->nparams > 0 && (o->threads > 0 ? o->threads : plm_default_threads()) >= 2;
     if (!(J.ctxs = plm_gc_alloc_atomic((size_t)o->chains * sizeof *J.ctxs))) return plm_fail(ctx, PLM_ENOMEM, "bffg mcmc: out of memory");
     for (c = 0; c < o->chains; c++) plm_ctx_clear(&J.ctxs[c]);
     st = plm_parallel_for(o->threads, (size_t)o->chains, 1, chain_chunk, &J);

@@ -113,25 +113,6 @@ T.test("discrete chain: innovations through Phi give forward-backward marginals;
   T.eq(moved.accept[1], 1, "pCN moves accepted")
 end)
 
-T.test("one chain on two threads (its moves overlap) gives the one-thread chain draw for draw", function()
-  local function run(threads)
-    return plume.bffg(ou_chain(0.1), nil, { method = "mcmc", samples = 150, warmup = 60, chains = 1, seed = 5,
-      threads = threads, sde = ou, params = { theta = plume.dist.uniform(0, 10) } })
-  end
-  local a, b = run(1), run(2)
-  local da, db = a:draws("theta"), b:draws("theta")
-  T.eq(#da, 150)
-  local moved = 0
-  for i = 1, #da do
-    T.eq(da[i], db[i], "theta " .. i)
-    if i > 1 and da[i] ~= da[i - 1] then moved = moved + 1 end
-  end
-  T.ok(moved > 10, "the parameter moved (" .. moved .. " times)")
-  T.eq(a.accept[1], b.accept[1], "path acceptance")
-  local xa, xb = a:draws("x2"), b:draws("x2")
-  for i = 1, #xa do T.eq(xa[i], xb[i], "x2 " .. i) end
-end)
-
 T.test("the same draws for any thread count", function()
   local function run(threads)
     return plume.bffg(ou_chain(0.1), nil, { method = "mcmc", samples = 50, warmup = 20, chains = 3, seed = 11,
