@@ -13,7 +13,9 @@ local modes = which == "both" and { true, false } or { which == "native" }
 local truth = { s = 0, eps = 0.1, gamma = 1.5, beta = 0.8, sigma = 0.3 }
 local fhn = plume.sde{ dim = 2, params = truth,
   drift = function(p, x) return { (x[1] - x[1] ^ 3 - x[2] + p.s) / p.eps, p.gamma * x[1] - x[2] + p.beta } end,
-  diffusion = function(p) return { { 0, 0 }, { 0, p.sigma } } end }
+  -- one Brownian motion, on the second coordinate (a 2 x 1 diffusion, as in BridgeSDEInference.jl): a 2 x 2 matrix
+  -- with a zero column gives the same process with a second, unused normal per step for pCN to move
+  diffusion = function(p) return { { 0 }, { p.sigma } } end }
 local x0, T, n, noise = { -0.5, -0.6 }, 10, 100, 0.01
 local times = {}
 for i = 1, n do times[i] = i * T / n end
