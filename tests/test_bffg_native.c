@@ -210,6 +210,63 @@ static void test_no_compiler_falls_back(void)
     CHECK(plm_native_enabled());
 }
 
+/* Two diffusion kernels remade from one (other parameters, the same grid and native code) drawn side by side
+** (plm_bffg_sde_sample_z2) give each kernel's own draw bit for bit: with a~ = a (the loop without the trace term)
+** and with a~ != a on either side (the loop with it); a path that leaves the finite numbers sends both back to the
+** caller (return 0) with nothing written. */
+static void test_two_paths_side_by_side_equal_each_alone(void)
+{
+    const char *name[2] = {"FitzHugh-Nagumo", "Ornstein-Uhlenbeck"};
+    int model, aux;
+    for (model = 0; model < 2; model++)
+        for (aux = 0; aux < 3; aux++) {
+            plm_sde *s = model ? ou() : fhn();
+            int d = s->dim, i, ok, same = 1;
+            double x0[2] = {-0.5, 0.4}, Hc[4] = {4, 0.3, 0.3, 2}, v[2] = {1, -1}, p2[8], a_other[4] = {0.2, 0, 0, 0.3};
+            double y[4], yy[4], lw[2], lww[2], *z[2], *work = malloc(64 * sizeof *work);
+            plm_bffg_sde_opts o = {0, 1.0, 0.005, 0, x0, NULL, NULL, aux == 1 ? a_other : NULL};
+            plm_bffg_msg child = {0, d, -1.5, v, Hc, 0, 0, 0, 0};
+            plm_bffg_kernel *k[2];
+            void *g[2];
+            plm_rng r;
+            CHECK(plm_bffg_kernel_sde(&ctx, s, &o, &k[0]) == PLM_OK);
+            for (i = 0; i < s->np; i++) p2[i] = s->params[i] * 1.1 + 0.05;
+            CHECK(plm_bffg_kernel_sde_remake(&ctx, k[0], p2, 0, &k[1]) == PLM_OK);
+            if (aux == 2) {   /* a~ != a on the second side only: its own auxiliary */
+                plm_bffg_sde_opts o2 = o;
+                o2.a = a_other;
+                CHECK(plm_bffg_kernel_sde(&ctx, s, &o2, &k[1]) == PLM_OK);
+            }
+            plm_rng_init(&r, 21, (uint64_t)aux);
+            for (i = 0; i < 2; i++) {
+                CHECK(k[i]->ops->guide(&ctx, k[i], &child, &g[i]) == PLM_OK);
+                z[i] = malloc(k[i]->nz * sizeof **z);
+                for (size_t n = 0; n < k[i]->nz; n++) z[i][n] = plm_rng_normal(&r);
+            }
+            ok = plm_bffg_sde_sample_z2(k[0], g[0], x0, z[0], y, &lw[0], k[1], g[1], x0, z[1], y + d, &lw[1]);
+            for (i = 0; i < 2; i++) lww[i] = k[i]->ops->sample_z(k[i], g[i], x0, z[i], yy + i * d, work);
+            if (aux == 2) {   /* a kernel made anew has a grid of its own: not drawn together */
+                CHECK(ok == 0);
+            } else {
+                CHECK(ok == 1);
+                same = memcmp(lw, lww, sizeof lw) == 0 && memcmp(y, yy, 2 * (size_t)d * sizeof *y) == 0;
+                CHECK(same);
+                CHECK(isfinite(lw[0]) && isfinite(lw[1]) && lw[0] != lw[1]);
+            }
+            printf("  %s, %s: side by side %d, the same bits %d (log weights %.17g, %.17g)\n", name[model],
+                   aux == 0 ? "a~ = a" : aux == 1 ? "a~ != a" : "another grid", ok, same, lw[0], lw[1]);
+            /* innovations that blow the first path up: nothing written, each alone says which */
+            if (aux == 0) {
+                double keep = y[0];
+                z[0][3] = INFINITY;
+                CHECK(plm_bffg_sde_sample_z2(k[0], g[0], x0, z[0], y, &lw[0], k[1], g[1], x0, z[1], y + d, &lw[1]) == 0);
+                CHECK(y[0] == keep);
+                CHECK(isnan(k[0]->ops->sample_z(k[0], g[0], x0, z[0], yy, work)));
+            }
+            free(z[0]), free(z[1]), free(work);
+        }
+}
+
 int main(void)
 {
     char tmpl[] = "/tmp/plume-native-test-XXXXXX";
@@ -222,6 +279,7 @@ int main(void)
     unsetenv("PLUME_NATIVE");
     RUN(test_native_drift_equals_interpreter);
     RUN(test_native_path_weight_equals_interpreter);
+    RUN(test_two_paths_side_by_side_equal_each_alone);
     RUN(test_native_compiles_once_for_threads);
     RUN(test_no_compiler_falls_back);
     if (cache[0]) {

@@ -951,6 +951,30 @@ double plm_bffg_draw_z(const plm_bffg_filter *f, const double *z, double *row, d
     return total;
 }
 
+double plm_bffg_draw_z2(const plm_bffg_filter *f0, const double *z0, double *row0, double *work0, const plm_bffg_filter *f1,
+                        const double *z1, double *row1, double *work1, double *ll1)
+{
+    const plm_bffg_model *m0 = f0->m, *m1 = f1->m;
+    double t0 = 0, t1 = 0;
+    int t;
+    for (t = 0; t < m0->n; t++) {
+        int i = m0->order[t];
+        const node *a = &m0->nodes[i], *b = &m1->nodes[i];
+        double l0, l1;
+        if (a->group >= 0 || f0->values[i] || f1->values[i] || a->np > 1 || a->parent < 0 || b->parent < 0 ||
+            !plm_bffg_sde_sample_z2(a->k, f0->guide[i], a->parent >= 0 ? row0 + m0->nodes[a->parent].offset : NULL, z0,
+                                    row0 + a->offset, &l0, b->k, f1->guide[i],
+                                    b->parent >= 0 ? row1 + m1->nodes[b->parent].offset : NULL, z1, row1 + b->offset, &l1)) {
+            l0 = draw_node(f0, i, row0, work0, NULL, z0);
+            l1 = draw_node(f1, i, row1, work1, NULL, z1);
+        }
+        t0 += l0, t1 += l1;
+        z0 += node_nz(m0, i), z1 += node_nz(m1, i);
+    }
+    *ll1 = t1;
+    return t0;
+}
+
 plm_status plm_bffg_model_with(plm_ctx *ctx, const plm_bffg_model *m, const void *owner, const double *params, int how,
                                plm_bffg_model **out)
 {

@@ -79,6 +79,20 @@ void plm_bffg_filter_free(plm_bffg_filter *f, const plm_bffg_model *base);
 /* Return the memory of a diffusion kernel remade at new parameters (plm_bffg_kernel_sde_remake with how 0 or 2)
 ** at once; other kernels are left alone. k must not be used again. */
 void plm_bffg_kernel_sde_free(plm_bffg_kernel *k);
+/* The guided draws of two diffusion kernels remade from one (the same grid and native path, for instance the same
+** kernel at two parameter values) with their innovations z0, z1 side by side: what sample_z gives for each, bit for
+** bit (y0, lw0 and y1, lw1), in about the time of one where the CPU overlaps them. Returns 0, with nothing written,
+** when they cannot run together (not such kernels, no native code) or either path left the finite numbers: the
+** caller then draws each alone. */
+int plm_bffg_sde_sample_z2(const plm_bffg_kernel *k0, const void *guide0, const double *x0, const double *z0, double *y0,
+                           double *lw0, const plm_bffg_kernel *k1, const void *guide1, const double *x1, const double *z1,
+                           double *y1, double *lw1);
+/* plm_bffg_draw_z for two filters of models with the same structure (plm_bffg_model_with from one model) at once:
+** returns f0's total log weight into row0 and f1's into *ll1, row1, the same as two plm_bffg_draw_z calls, with
+** their diffusion kernels' paths run side by side (plm_bffg_sde_sample_z2) where they can. work0, work1: each
+** plm_bffg_filter_work(f) doubles. */
+double plm_bffg_draw_z2(const plm_bffg_filter *f0, const double *z0, double *row0, double *work0, const plm_bffg_filter *f1,
+                        const double *z1, double *row1, double *work1, double *ll1);
 /* A copy of m whose kernels made from owner are remade with parameters params (other nodes shared): owner a
 ** plm_sde (its diffusion kernels, by plm_bffg_kernel_sde_remake with how) or a plm_reactions (its reaction kernels,
 ** by plm_bffg_kernel_reaction_with; how is ignored). */

@@ -111,7 +111,7 @@ static void run_chain(chain_job *J, int c)
     const plm_bffg_model *pbase = m;    /* the model the parameter moves' models are remade from */
     size_t nz = plm_bffg_nz(m), width = plm_bffg_draw_width(m), np = (size_t)o->nparams, it, total = o->warmup + o->iters;
     size_t rowlen = np + width, l, acc_z = 0, acc_t = 0, work_n;
-    double *z, *z2, *w, *row, *row2, *work, *theta, *theta2, *e, *e2, *full, ll, ll2, lt, lt2;
+    double *z, *z2, *w, *row, *row2, *row3, *work, *work3, *theta, *theta2, *e, *e2, *full, ll, ll2, ll3 = NAN, lt, lt2;
     double lrho = log(o->rho / (1 - o->rho)), lstep = log(o->step);
     int j, fatal = 0, nall;
     plm_rng r, zr[4];   /* zr: the pCN moves' fresh innovations, four streams in turn (plm_vnormal_fill) */
@@ -119,13 +119,14 @@ static void run_chain(chain_job *J, int c)
     plm_rng_init(&r, o->seed, (uint64_t)c);
     for (j = 0; j < 4; j++) plm_rng_init(&zr[j], o->seed, ((uint64_t)1 << 40) + 4 * (uint64_t)c + (uint64_t)j);
     work_n = plm_bffg_filter_work(f) + 64;
-    z = plm_gc_alloc_atomic((3 * nz + 2 * width + 4 * np + (size_t)nall + 2) * sizeof *z);
-    work = plm_gc_alloc_atomic(work_n * 4 * sizeof *work);
+    z = plm_gc_alloc_atomic((3 * nz + 3 * width + 4 * np + (size_t)nall + 2) * sizeof *z);
+    work = plm_gc_alloc_atomic(work_n * 8 * sizeof *work);   /* work3: the parameter proposal's draw */
     if (!z || !work) {
         plm_fail(ctx, PLM_ENOMEM, "bffg mcmc: out of memory");
         return;
     }
-    z2 = z + nz, w = z2 + nz, row = w + nz, row2 = row + width, theta = row2 + width, theta2 = theta + np, e = theta2 + np,
+    work3 = work + 4 * work_n;
+    z2 = z + nz, w = z2 + nz, row = w + nz, row2 = row + width, row3 = row2 + width, theta = row3 + width, theta2 = theta + np, e = theta2 + np,
     e2 = e + np, full = e2 + np;
     if (J->theta0) memcpy(full, J->theta0, (size_t)nall * sizeof *full);
     for (j = 0; j < (int)np; j++) {
@@ -151,23 +152,47 @@ static void run_chain(chain_job *J, int c)
             plm_fail(ctx, PLM_EINTR, "bffg mcmc: interrupted");
             return;
         }
-        /* 1. the path */
+        int refreeze = np > 0 && o->fixed_aux && it < o->warmup && it > 0 &&
+                       (it == o->warmup / 8 || it == o->warmup / 4 || it == o->warmup / 2 || it == 3 * o->warmup / 4);
+        int ahead = np > 0 && !refreeze, path_moved = 0, lt_ok;
+        double u1, u2;
+        /* Every random number of the iteration is drawn at its start: its pCN innovations from the chain's four
+        ** innovation streams, then from the chain's stream the path's uniform, the parameter proposal and the
+        ** parameters' uniform. So the parameter proposal's filter can be made first and its guided draw with the
+        ** current innovations run side by side with the path proposal's draw (plm_bffg_draw_z2): that is the draw
+        ** the parameter move needs whenever the path move is rejected (three times in four at the usual
+        ** acceptance), and the two Euler loops overlap in the CPU where each alone waits on every step's latency.
+        ** When the path move is accepted the parameter proposal is drawn again with the new innovations. The chain
+        ** is the same draw for draw as with the moves in turn. */
         plm_vnormal_fill(zr, w, nz);
         for (l = 0; l < nz; l++) z2[l] = rho * z[l] + s * w[l];
-        ll2 = plm_bffg_draw_z(f, z2, row2, work);
+        u1 = plm_rng_uniform(&r);
+        for (j = 0; j < (int)np; j++) e2[j] = e[j] + exp(lstep) * plm_rng_normal(&r);
+        u2 = np > 0 ? plm_rng_uniform(&r) : 0;
+        lt2 = np > 0 ? log_target_theta(o, e2, theta2) : 0;
+        lt_ok = isfinite(lt2);
+        fp = NULL;
+        if (ahead && lt_ok) {
+            fp = filter_at(ctx, J, theta2, full, o->fixed_aux ? 2 : 0, ma, NULL, &fatal);
+            if (fatal) return;
+        }
+        if (fp)
+            ll2 = plm_bffg_draw_z2(f, z2, row2, work, fp, z, row3, work3, &ll3);
+        else
+            ll2 = plm_bffg_draw_z(f, z2, row2, work);
+        /* 1. the path */
         a = isnan(ll2) ? 0 : fmin(1, exp(ll2 - ll));
-        if (plm_rng_uniform(&r) < a) {
+        if (u1 < a) {
             double *t = z;
             z = z2, z2 = t;
             t = row, row = row2, row2 = t;
-            ll = ll2;
+            ll = ll2, path_moved = 1;
             if (it >= o->warmup) acc_z++;
         }
         if (it < o->warmup && o->target_accept > 0)
             lrho = fmin(fmax(lrho - (a - o->target_accept) / pow((double)it + 10, 0.6), -10), 10);
         /* 2. the parameters */
-        if (np > 0 && o->fixed_aux && it < o->warmup && it > 0 &&
-            (it == o->warmup / 8 || it == o->warmup / 4 || it == o->warmup / 2 || it == 3 * o->warmup / 4)) {
+        if (refreeze) {
             /* move the frozen auxiliary to the current theta: the same innovations, the new guide */
             const plm_bffg_model *m2 = NULL;
             if ((f2 = filter_at(ctx, J, theta, full, 1, NULL, &m2, &fatal))) {
@@ -183,24 +208,23 @@ static void run_chain(chain_job *J, int c)
             plm_ctx_clear(ctx);
         }
         if (np > 0) {
-            for (j = 0; j < (int)np; j++) e2[j] = e[j] + exp(lstep) * plm_rng_normal(&r);
-            lt2 = log_target_theta(o, e2, theta2);
+            pbase = ma ? ma : m;   /* the model fp's is remade from (filter_at) */
+            if (!ahead) {   /* after a move of the frozen auxiliary */
+                fp = lt_ok ? filter_at(ctx, J, theta2, full, o->fixed_aux ? 2 : 0, ma, NULL, &fatal) : NULL;
+                if (fatal) return;
+                if (fp) ll3 = plm_bffg_draw_z(fp, z, row3, work);
+            } else if (fp && path_moved)   /* drawn ahead with the innovations the path move replaced */
+                ll3 = plm_bffg_draw_z(fp, z, row3, work);
             a = 0;
-            f2 = fp = isfinite(lt2) ? filter_at(ctx, J, theta2, full, o->fixed_aux ? 2 : 0, ma, NULL, &fatal) : NULL;
-            pbase = ma ? ma : m;   /* the model fp's was remade from (filter_at) */
-            if (fatal) return;
-            if (f2) {
-                ll2 = plm_bffg_draw_z(f2, z, row2, work);
-                if (!isnan(ll2)) a = fmin(1, exp(ll2 + lt2 - ll - lt));
-            }
+            if (fp && !isnan(ll3)) a = fmin(1, exp(ll3 + lt2 - ll - lt));
             plm_ctx_clear(ctx);   /* a rejected parameter is not an error */
-            if (plm_rng_uniform(&r) < a) {
+            if (u2 < a) {
                 double *t = row;
-                row = row2, row2 = t;
+                row = row3, row3 = t;
                 memcpy(e, e2, np * sizeof *e);
                 memcpy(theta, theta2, np * sizeof *theta);
                 if (own) plm_bffg_filter_free(own, pbase);
-                f = own = fp, ll = ll2, lt = lt2;
+                f = own = fp, ll = ll3, lt = lt2;
                 if (it >= o->warmup) acc_t++;
             } else if (fp)
                 plm_bffg_filter_free(fp, pbase);
