@@ -1,4 +1,4 @@
-/* bffg_dag.h -- private to the BFFG engine (bffg.c, bffg_smc.c): the layout of models and filters. */
+/* bffg_dag.h -- private to the BFFG engine (bffg.c, bffg_smc.c, bffg_mcmc.c): the layout of models and filters. */
 #ifndef PLM_BFFG_DAG_H
 #define PLM_BFFG_DAG_H
 

@@ -15,14 +15,75 @@
 ** does not change, F(t) and c are affine and quadratic in the intercept), no square root or factorisation per
 ** step. theta_a moves to the current theta at a few warm-up iterations only (a change of the target's
 ** parametrisation, allowed while the draws are discarded). */
-#include "bffg_impl.h"
+#include "bffg_dag.h"
 
 #include <math.h>
 #include <string.h>
 
+#include "bffg_reaction.h"
 #include "dist.h"
 #include "par.h"
 #include "vmath.h"
+
+/* ---- the models and filters of parameter moves ---------------------------------------------------------- */
+
+plm_status plm_bffg_model_with(plm_ctx *ctx, const plm_bffg_model *m, const void *owner, const double *params, int how,
+                               plm_bffg_model **out)
+{
+    plm_bffg_model *c = plm_gc_alloc(sizeof *c);
+    node *nn = plm_gc_alloc((size_t)(m->n ? m->n : 1) * sizeof *nn);
+    plm_status st;
+    int i;
+    if (!c || !nn) return plm_fail(ctx, PLM_ENOMEM, "bffg: out of memory");
+    *c = *m;
+    memcpy(nn, m->nodes, (size_t)m->n * sizeof *nn);
+    c->nodes = nn, c->cap = m->n ? m->n : 1;
+    for (i = 0; i < m->n; i++)
+        if ((const void *)plm_bffg_kernel_sde_of(m->nodes[i].k) == owner) {
+            plm_bffg_kernel *k;
+            if ((st = plm_bffg_kernel_sde_remake(ctx, m->nodes[i].k, params, how, &k))) return st;
+            c->nodes[i].k = k;
+        } else if ((const void *)plm_bffg_kernel_reaction_of(m->nodes[i].k) == owner) {
+            plm_bffg_kernel *k;
+            if ((st = plm_bffg_kernel_reaction_with(ctx, m->nodes[i].k, params, &k))) return st;
+            c->nodes[i].k = k;
+        }
+    *out = c;
+    return PLM_OK;
+}
+
+void plm_bffg_filter_discard(plm_bffg_filter *f)
+{
+    const plm_bffg_model *m = f->m;
+    for (int i = 0; i < m->n; i++) {
+        const plm_bffg_kernel *k = m->nodes[i].k;
+        if (f->guide[i] && k->ops->guide_free) k->ops->guide_free(k, f->guide[i]);
+        f->guide[i] = NULL;
+    }
+}
+
+static void msg_free(plm_bffg_msg *h) { plm_gc_free(h); }   /* one block (bffg.c, msg_new) */
+
+void plm_bffg_filter_free(plm_bffg_filter *f, const plm_bffg_model *base)
+{
+    const plm_bffg_model *m = f->m;
+    int i;
+    plm_bffg_filter_discard(f);
+    for (i = 0; i < m->n; i++) {
+        if (f->values[i] != m->nodes[i].value) plm_gc_free((void *)f->values[i]);
+        msg_free(f->msg[i]);
+        msg_free(f->up[i]);
+    }
+    for (i = 0; i < m->ngroups; i++) msg_free(f->gmsg[i]);
+    plm_gc_free(f);   /* with its tables (plm_bffg_backward) */
+    if (!base || m == base) return;
+    for (i = 0; i < m->n; i++)
+        if (m->nodes[i].k != base->nodes[i].k) plm_bffg_kernel_sde_free((plm_bffg_kernel *)m->nodes[i].k);
+    plm_gc_free(m->nodes);
+    plm_gc_free((void *)m);
+}
+
+/* ---- the chains ---------------------------------------------------------------------------------------- */
 
 typedef struct chain_job {
     const plm_bffg_model *m;

@@ -17,6 +17,7 @@
 ** generator L~, so (d/dt + L) h~ / h~ = (L - L~) h~ / h~ = G). With the auxiliary equal to the target, G = 0
 ** identically and the weight does not depend on the grid at all. */
 #include "bffg_impl.h"
+#include "bffg_sde_native.h"
 #include "expr_native.h"
 
 #include <gsl/gsl_linalg.h>
@@ -42,32 +43,13 @@ typedef struct sde_kernel {
     struct sde_frozen *frz;           /* (how 1) filled when this kernel's guide is made: see sde_frozen */
     const struct sde_frozen *src;     /* (how 2) the frozen cache of the kernel this one was remade from */
     plm_prog_native_fn drift_native;  /* the drift's native code (expr_native.h), or NULL: the interpreter */
-    struct path_native_fn *path_native;   /* the whole guided path natively (see path_source), or NULL */
+    const plm_bffg_path_native *path_native;   /* the whole guided path natively (bffg_sde_native.h), or NULL */
     struct path_plan *plan;           /* with path_native: its inputs that stay fixed (see path_plan), or NULL */
 } sde_kernel;
 
-/* The guided path of sde_path_d from step 0 to N natively, for innovations given, a drift that does not read the time
-** and a diffusion that reads neither time nor state: one generated function with the drift's code inline and the
-** dimensions as constants, the state and the auxiliary in registers. The same operations in the same order as
-** sde_path_d's loop (bit for bit). Returns 1 when the state left the finite numbers. */
-typedef int (*path_fn)(double *const *R, double (*ev)(plm_op, double, double, double), size_t N, const double *t,
-                       const double *F, const double *L, const double *v, const double *H, const double *B, const double *beta, const double *a,
-                       const double *da, int same_a, const double *sig, const double *zin, double *x, double *intG);
-/* Two such paths on the same grid side by side in one loop (plm_bffg_sde_sample_z2): their steps are independent,
-** so the CPU overlaps them, where one path alone waits on each step's latency. Each path's inputs as path_fn's
-** (the generated source declares the same struct); returns 1 or 2 when path 1 or 2 left the finite numbers. */
-typedef struct path_args {
-    double *const *R;
-    const double *F, *L, *v, *H, *B, *beta, *a, *da, *sig, *zin;
-    double *x, *intG;
-    int same_a;
-} path_args;
-typedef int (*path2_fn)(double (*ev)(plm_op, double, double, double), size_t N, const double *t, const path_args *P0,
-                        const path_args *P1);
-struct path_native_fn {
-    path_fn fn;
-    path2_fn fn2;   /* or NULL */
-};
+/* the native path's functions: bffg_sde_native.h */
+typedef plm_bffg_path_fn path_fn;
+typedef plm_bffg_path_args path_args;
 
 /* What the native path reads that is fixed for a kernel: the drift's uniform registers and the constant diffusion's
 ** sig, a = sig sig' and a - a~ (a~ the auxiliary's), evaluated once when the kernel is made rather than at every
@@ -77,179 +59,6 @@ typedef struct path_plan {
     double *sig, *a, *da;   /* nsig, d * d, d * d */
     int same_a;             /* a = a~: the trace term of G is 0 */
 } path_plan;
-
-/* One Euler step of path_source's loop, without the trace term of G (with_tr 0), with it (1), or with it when same_a
-** is 0 (2); tr stays 0 without it, so the operations and their results are sde_path_d's either way. ret is returned
-** when the state leaves the finite numbers. */
-static size_t put_step(char *src, size_t n, size_t cap, int d, int m, int diag, const char *body, int with_tr, int ret)
-{
-    int i, j, l, nn = diag ? d : m;
-#define PUT(...) (n += (size_t)snprintf(src + n, n < cap ? cap - n : 0, __VA_ARGS__))
-    /* F(t_k) from a frozen cache as guide_F forms it (d = 2), else read */
-    if (d == 2)
-        PUT("        double Lf[2];\n        const double *Fk = Lf, *Hk = H + kk * 4;\n"
-            "        if (L) {\n            const double *Lk = L + 8 * kk;\n"
-            "            Lf[0] = Lk[0] * v[0] + Lk[1] * v[1] + Lk[2] * v[2] + Lk[3] * v[3];\n"
-            "            Lf[1] = Lk[4] * v[0] + Lk[5] * v[1] + Lk[6] * v[2] + Lk[7] * v[3];\n"
-            "        } else\n            Fk = F + kk * 2;\n");
-    else
-        PUT("        const double *Fk = F + kk * %d, *Hk = H + kk * %d;\n        (void)L, (void)v;\n", d, d * d);
-    PUT("        double dt = t[kk + 1] - t[kk], sdt = t[N + 1 + kk], Gk = 0, tr = 0;\n        double");
-    for (i = 0; i < d; i++) PUT("%s b%d, r%d, n%d", i ? "," : "", i, i, i);
-    PUT(";\n        {\n%s        }\n", body);
-    for (i = 0; i < d; i++) {   /* r = F - H x */
-        PUT("        { double acc = Fk[%d];", i);
-        for (j = 0; j < d; j++) PUT(" acc -= Hk[%d] * x%d;", i * d + j, j);
-        PUT(" r%d = acc; }\n", i);
-    }
-    for (i = 0; i < d; i++) {   /* G = (b - b~)'r - tr[(a - a~)(H - r r')] / 2 */
-        PUT("        { double bt = beta%d;", i);
-        for (j = 0; j < d; j++) PUT(" bt += B%d_%d * x%d;", i, j, j);
-        PUT(" Gk += (b%d - bt) * r%d;", i, i);
-        if (with_tr) {   /* 2: only for a path with a != a~ (the side-by-side loop's paths may differ there) */
-            PUT("\n          %s", with_tr == 2 ? "if (!same_a) {" : "");
-            for (j = 0; j < d; j++) PUT(" tr += da%d_%d * (Hk[%d] - r%d * r%d);", i, j, j * d + i, j, i);
-            if (with_tr == 2) PUT(" }");
-        }
-        PUT(" }\n");
-    }
-    PUT("        intG += (Gk - 0.5 * tr) * dt;\n");
-    for (l = 0; l < nn; l++) PUT("        const double z%d = zin[kk * %d + %d] * sdt;\n", l, nn, l);
-    for (i = 0; i < d; i++) {   /* x += (b + a r) dt + sig sqrt(dt) z */
-        PUT("        { double drift = b%d, noise = 0;", i);
-        for (j = 0; j < d; j++) PUT(" drift += a%d_%d * r%d;", i, j, j);
-        if (diag) PUT(" noise = sig%d * z%d;", i, i);
-        else
-            for (l = 0; l < m; l++) PUT(" noise += sig%d * z%d;", i * m + l, l);
-        PUT(" n%d = x%d + drift * dt + noise; }\n", i, i);
-    }
-    for (i = 0; i < d; i++) PUT("        if (!isfinite(x%d = n%d)) return %d;\n", i, i, ret);
-#undef PUT
-    return n;
-}
-
-/* The source of the native path for drift program p, d states, m noises, diag as sde_kernel's; NULL when the drift
-** has instructions native code does not cover (malloc'd; the caller frees it). two: plm_native_path2 instead, which
-** runs two paths on the same grid side by side (path_args, plm_bffg_sde_sample_z2). */
-static char *path_source(const plm_prog *p, int d, int m, int diag, int two)
-{
-    char *pro, *body, *src = NULL;
-    size_t cap, n = 0;
-    int i, j, w, v2, nsig = diag ? d : d * m;
-    if (plm_prog_native_parts(p, 1, &pro, &body)) return NULL;
-    cap = 3 * strlen(pro) + 4 * strlen(body) + 16384 + (size_t)800 * (size_t)(d * d * 6 + d * m * 2 + d * 8);
-    if (!(src = malloc(cap))) goto done;
-#define PUT(...) (n += (size_t)snprintf(src + n, n < cap ? cap - n : 0, __VA_ARGS__))
-    PUT("/* generated by plume (runtime/engines/bffg_sde.c): a guided path%s, d = %d, m = %d, diag = %d */\n",
-        two ? ", two side by side" : "", d, m, diag);
-    PUT("#include <math.h>\n#include <stddef.h>\n");
-    if (!two) {
-        PUT("int plm_native_path(double *const *R, double (*ev)(int, double, double, double), size_t N, const double *t,\n"
-            "    const double *F, const double *L, const double *v, const double *H, const double *B, const double *beta, const double *a, const double *da,\n"
-            "    int same_a, const double *sig, const double *zin, double *x, double *intGp)\n{\n%s", pro);
-        for (i = 0; i < d; i++) {
-            PUT("    double x%d = x[%d];\n    const double beta%d = beta[%d];\n", i, i, i, i);
-            for (j = 0; j < d; j++)
-                PUT("    const double B%d_%d = B[%d], a%d_%d = a[%d], da%d_%d = da[%d];\n", i, j, i * d + j, i, j, i * d + j, i, j,
-                    i * d + j);
-        }
-        for (i = 0; i < nsig; i++) PUT("    const double sig%d = sig[%d];\n", i, i);
-        /* two copies of the loop: without the trace term of G when a = a~ (the common case of a constant diffusion equal
-        ** to the auxiliary's), where its constants would only crowd the registers (a fifth faster), and with it */
-        PUT("    double intG = *intGp;\n    if (same_a) {\n    for (size_t kk = 0; kk < N; kk++) {\n");
-        n = put_step(src, n, cap, d, m, diag, body, 0, 1);
-        PUT("    }\n    } else {\n    for (size_t kk = 0; kk < N; kk++) {\n");
-        n = put_step(src, n, cap, d, m, diag, body, 1, 1);
-        PUT("    }\n    }\n");
-        for (i = 0; i < d; i++) PUT("    x[%d] = x%d;\n", i, i);
-        PUT("    *intGp = intG;\n    return 0;\n}\n");
-    } else {
-        /* each path's inputs in locals named <name>_<w> (w = 0, 1), aliased to the single path's names inside its
-        ** block of the loop; the uniforms' prologue reads R_<w> */
-        PUT("typedef struct path_args {\n    double *const *R;\n    const double *F, *L, *v, *H, *B, *beta, *a, *da, *sig, *zin;\n"
-            "    double *x, *intG;\n    int same_a;\n} path_args;\n"
-            "int plm_native_path2(double (*ev)(int, double, double, double), size_t N, const double *t, const path_args *P0,\n"
-            "    const path_args *P1)\n{\n    (void)ev;\n");
-        for (w = 0; w < 2; w++) {
-            const char *q = pro;
-            int r;
-            PUT("    double *const *R_%d = P%d->R;\n", w, w);
-            while ((q = strstr(q, "const double u")) && sscanf(q, "const double u%d", &r) == 1) {
-                PUT("    const double u%d_%d = R_%d[%d][0];\n", r, w, w, r);
-                q++;
-            }
-            PUT("    const double *F_%d = P%d->F, *L_%d = P%d->L, *v_%d = P%d->v, *H_%d = P%d->H, *zin_%d = P%d->zin;\n", w, w, w,
-                w, w, w, w, w, w, w);
-            PUT("    const int same_a_%d = P%d->same_a;\n    double intG_%d = *P%d->intG;\n", w, w, w, w);
-            for (i = 0; i < d; i++) {
-                PUT("    double x%d_%d = P%d->x[%d];\n    const double beta%d_%d = P%d->beta[%d];\n", i, w, w, i, i, w, w, i);
-                for (j = 0; j < d; j++)
-                    PUT("    const double B%d_%d_%d = P%d->B[%d], a%d_%d_%d = P%d->a[%d], da%d_%d_%d = P%d->da[%d];\n", i, j, w, w,
-                        i * d + j, i, j, w, w, i * d + j, i, j, w, w, i * d + j);
-            }
-            for (i = 0; i < nsig; i++) PUT("    const double sig%d_%d = P%d->sig[%d];\n", i, w, w, i);
-        }
-        for (v2 = 0; v2 < 2; v2++) {   /* the loop without the trace term when both paths have a = a~, else with it */
-            PUT(v2 ? "    else\n" : "    if (same_a_0 && same_a_1)\n");
-            PUT("    for (size_t kk = 0; kk < N; kk++) {\n");
-            for (w = 0; w < 2; w++) {
-                const char *q = pro;
-                int r;
-                PUT("      {\n");
-                while ((q = strstr(q, "const double u")) && sscanf(q, "const double u%d", &r) == 1) {
-                    PUT("        const double u%d = u%d_%d;\n", r, r, w);
-                    q++;
-                }
-                PUT("        const double *F = F_%d, *L = L_%d, *v = v_%d, *H = H_%d, *zin = zin_%d;\n        const int same_a = same_a_%d;\n"
-                    "        double intG = intG_%d;\n        (void)same_a;\n", w, w, w, w, w, w, w);
-                for (i = 0; i < d; i++) {
-                    PUT("        double x%d = x%d_%d;\n        const double beta%d = beta%d_%d;\n", i, i, w, i, i, w);
-                    for (j = 0; j < d; j++)
-                        PUT("        const double B%d_%d = B%d_%d_%d, a%d_%d = a%d_%d_%d, da%d_%d = da%d_%d_%d;\n", i, j, i, j, w, i, j,
-                            i, j, w, i, j, i, j, w);
-                }
-                for (i = 0; i < nsig; i++) PUT("        const double sig%d = sig%d_%d;\n", i, i, w);
-                n = put_step(src, n, cap, d, m, diag, body, v2 ? 2 : 0, w + 1);
-                for (i = 0; i < d; i++) PUT("        x%d_%d = x%d;\n", i, w, i);
-                PUT("        intG_%d = intG;\n      }\n", w);
-            }
-            PUT("    }\n");
-        }
-        for (w = 0; w < 2; w++) {
-            for (i = 0; i < d; i++) PUT("    P%d->x[%d] = x%d_%d;\n", w, i, i, w);
-            PUT("    *P%d->intG = intG_%d;\n", w, w);
-        }
-        PUT("    return 0;\n}\n");
-    }
-#undef PUT
-    if (n >= cap) {
-        free(src);
-        src = NULL;
-    }
-done:
-    free(pro);
-    free(body);
-    return src;
-}
-
-/* The native path of a kernel of s (NULL: sde_path_d's loop). */
-static struct path_native_fn *path_native(const plm_sde *s, int d, int m, int diag)
-{
-    struct path_native_fn *pn;
-    char *src;
-    void *sym;
-    if (d > 8 || m > 8 || !plm_native_enabled() || !(src = path_source(s->drift_prog, d, m, diag, 0))) return NULL;
-    sym = plm_native_symbol(src, "plm_native_path");
-    free(src);
-    if (!sym || !(pn = plm_gc_alloc_atomic(sizeof *pn))) return NULL;
-    memcpy(&pn->fn, &sym, sizeof pn->fn);   /* ISO C has no object-to-function pointer conversion */
-    pn->fn2 = NULL;
-    if ((src = path_source(s->drift_prog, d, m, diag, 1))) {
-        if ((sym = plm_native_symbol(src, "plm_native_path2"))) memcpy(&pn->fn2, &sym, sizeof pn->fn2);
-        free(src);
-    }
-    return pn;
-}
 
 /* A frozen auxiliary (plm_bffg_kernel_sde_remake, how 1 and 2). With B~ and a~ fixed, the messages' H(t_k) on the
 ** grid depend only on the message H_N at t1, and the pull-back is affine in F and in the intercept beta~ (each
@@ -1003,7 +812,7 @@ static plm_status sde_make(plm_ctx *ctx, const plm_sde *s0, const double *params
     for (i = 0; i < d; i++) K->diff_var |= plm_prog_uses(s->diff_prog, PLM_GRP_X, i);
     K->diag = nout == d && s->m == d;   /* a vector of G_ii (a d x 1 matrix has m = 1) */
     K->path_native = from ? from->path_native
-                          : K->drift_native && !K->drift_t && !K->diff_var ? path_native(s0, d, s->m, K->diag) : NULL;
+                          : K->drift_native && !K->drift_t && !K->diff_var ? plm_bffg_path_native_make(s0, d, s->m, K->diag) : NULL;
     /* the auxiliary: given parts, the rest from the linearisation at (at, t0) */
     if (o->at) {
         for (i = 0; i < d; i++)
