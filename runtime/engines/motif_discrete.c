@@ -13,7 +13,7 @@ static int disc_sites(const plm_motif_occs *o, int i, int *sites)
 }
 
 /* The cached features x (nin) of occurrence i, when its blanket at u is the one they were made from (bit for
-** bit): 1, else 0. Its terms' tables are then valid too (each term's inputs are part of the blanket). */
+** bit): 1, else 0. */
 static int disc_hit(const plm_motif_occs *o, plm_motif_ws *w, int i, const double *u, double *x, int nin)
 {
     const disc_occ *q = &o->docc[i];
@@ -42,21 +42,24 @@ static void disc_store(const plm_motif_occs *o, plm_motif_ws *w, int i, const do
 static double *disc_tc(const disc_occ *q, plm_motif_ws *w) { return w->tc + (w->tc_single ? 0 : q->tc_at); }
 
 /* Term t of occurrence i at u: its table (its log density at every value of the block members it reads, index
-** sum v_j stride[j]; NaN read as -inf) into *out, evaluated unless the cache holds it for the same inputs. */
+** sum v_j stride[j]; NaN read as -inf) into *out, from the cache when a slot holds it for the same inputs. */
 static plm_status term_table(plm_ctx *ctx, const disc_occ *q, plm_motif_ws *w, int t, const double *u, const double **out)
 {
     const disc_term *e = &q->term[t];
-    int ti = q->t0 + t, j, k;
-    double *tab = disc_tc(q, w) + e->at, *key = tab + e->ncfg;
+    int ti = q->t0 + t, j, k, sl, slot = e->ncfg + e->nx;
+    double *base = disc_tc(q, w) + e->at, *tab, *key;
     plm_prog_ws *pw = &w->pws[ti];
     plm_prog_in in[PLM_NGROUPS];
     plm_status st;
-    *out = tab;
-    if (w->tvalid[ti]) {
+    for (sl = 0; sl < w->tvalid[ti]; sl++) {
+        tab = base + (size_t)sl * slot, key = tab + e->ncfg;
         for (k = 0; k < e->nx; k++)
             if (memcmp(&key[k], &u[e->xin[k]], sizeof *key) != 0) break;
-        if (k == e->nx) return PLM_OK;
+        if (k == e->nx) return *out = tab, PLM_OK;
     }
+    sl = w->tc_single ? 0 : w->tnext[ti];
+    tab = base + (size_t)sl * slot, key = tab + e->ncfg;
+    *out = tab;
     if (!pw->p) {
         int blk = e->ncfg < PLM_EXPR_BLOCK ? e->ncfg : PLM_EXPR_BLOCK;
         if ((st = plm_prog_ws_init_block(ctx, pw, e->prog, blk < 2 ? 2 : blk))) return st;
@@ -75,7 +78,8 @@ static plm_status term_table(plm_ctx *ctx, const disc_occ *q, plm_motif_ws *w, i
         if (isnan(tab[k])) tab[k] = -INFINITY;
     if (!w->tc_single) {
         for (k = 0; k < e->nx; k++) key[k] = u[e->xin[k]];
-        w->tvalid[ti] = 1;
+        if (w->tvalid[ti] < TERM_MEMO) w->tvalid[ti]++;
+        w->tnext[ti] = (unsigned char)((sl + 1) % TERM_MEMO);
     }
     return PLM_OK;
 }
@@ -102,7 +106,6 @@ static double tval(const disc_occ *q, const plm_motif_ws *w, int t, int c)
 static double disc_logp(const plm_motif_occs *o, plm_motif_ws *w, int i, const double *u, const double *v)
 {
     const disc_occ *q = &o->docc[i];
-    const double *tc = disc_tc(q, w);
     int val[4], j, t;
     double s = 0;
     (void)u;
@@ -114,7 +117,7 @@ static double disc_logp(const plm_motif_occs *o, plm_motif_ws *w, int i, const d
         const disc_term *e = &q->term[t];
         int idx = 0;
         for (j = 0; j < q->nb; j++) idx += val[j] * e->stride[j];
-        s += tc[e->at + idx];
+        s += w->Tt[t][idx];
     }
     return isnan(s) ? -INFINITY : s;
 }
@@ -169,7 +172,7 @@ static plm_status disc_make(plm_ctx *ctx, plm_gmodel *m, disc_occ *q, const int 
             if (e->mask >> j & 1) e->ncfg *= q->card[j];
         }
         e->at = q->tc_size;
-        q->tc_size += e->ncfg + e->nx;
+        q->tc_size += TERM_MEMO * (e->ncfg + e->nx);
         n += e->nx;
     }
     if (st) return st;
@@ -298,8 +301,8 @@ static plm_status grid_inputs(plm_ctx *ctx, const plm_motif_occs *o, plm_motif_w
     plm_status st;
     (void)r;
     for (j = 0; j < 4; j++) v[j] = u[q->coord[j]];
-    if (disc_hit(o, w, i, u, x, 13)) return PLM_OK;
     if ((st = disc_eval(ctx, o, w, i, u))) return st;
+    if (disc_hit(o, w, i, u, x, 13)) return PLM_OK;
     memset(x, 0, 13 * sizeof *x);
     /* config index a + 2 b + 4 c + 8 d */
 #define T(c) tval(q, w, t, c)
@@ -528,8 +531,8 @@ static plm_status chain_inputs(plm_ctx *ctx, const plm_motif_occs *o, plm_motif_
     plm_status st;
     (void)r;
     v[0] = u[q->coord[0]], v[1] = u[q->coord[1]];
-    if (disc_hit(o, w, i, u, x, chain_nin(chain_smax(o->shape)))) return PLM_OK;
     if ((st = disc_eval(ctx, o, w, i, u))) return st;
+    if (disc_hit(o, w, i, u, x, chain_nin(chain_smax(o->shape)))) return PLM_OK;
     memset(first, 0, sizeof first), memset(M, 0, sizeof M), memset(u1, 0, sizeof u1), memset(u2, 0, sizeof u2);
     /* config index s1 + S s2 */
     for (t = 0; t < q->nterm; t++) {

@@ -55,15 +55,18 @@ typedef struct mix_occ {
 
 /* One term of a discrete occurrence: its own program (the term's log density; the block's coordinates are group
 ** Z, all of them in block order, of which it reads those in mask), evaluated only at the values of the members it
-** reads, and only again when the coordinates outside the block that it reads have moved (a program is a function
-** of its inputs alone, so its table is the same numbers). */
+** reads, and only for values of the coordinates outside the block that it reads that are not among the last
+** TERM_MEMO it was evaluated at (a program is a function of its inputs alone, so a kept table is the same
+** numbers; the outside coordinates of a discrete network take few values, so most lookups hit). */
+#define TERM_MEMO 4
 typedef struct disc_term {
     plm_prog *prog;
     int nx, *xin;       /* the coordinates of u outside the block that it reads */
     int mask;           /* bit j: it reads block member j */
     int ncfg;           /* values of the members it reads: the size of its table */
     int stride[4];      /* its table's index of a block value: sum of v_j stride[j] (0 for members it does not read) */
-    int at;             /* its table (ncfg) and key (nx) in the occurrence's part of the term cache */
+    int at;             /* its TERM_MEMO slots in the occurrence's part of the term cache, each a table (ncfg)
+                        ** and the key it was made at (nx) */
 } disc_term;
 
 /* One discrete occurrence: nb block sites with their coordinates and supports, and the terms reading it. */
@@ -108,10 +111,10 @@ struct plm_motif_ws {
     plm_prog_ws *pws;   /* per term of every occurrence, made on first use */
     double *z;          /* a term's block values at its table's points */
     const double **Tt;  /* per term of the current occurrence: its table */
-    /* the term cache: per occurrence (at its tc_at) each term's table and the values of u at its xin that made it;
-    ** tvalid per term. Without room for all occurrences (over 64 MB), one occurrence's worth, never valid. */
+    /* the term cache: per occurrence (at its tc_at) each term's slots; per term, tvalid slots filled and tnext the
+    ** one to fill next. Without room for all occurrences (over 64 MB), one occurrence's worth, never valid. */
     double *tc;
-    char *tvalid;
+    unsigned char *tvalid, *tnext;
     int tc_single;      /* the term cache holds one occurrence's terms (at 0), never valid */
     /* per occurrence, the last features and the blanket values they were made from (only with the term cache):
     ** an occurrence whose blanket has not moved since its last proposal reuses them, and its terms' tables are
