@@ -95,12 +95,18 @@ static plm_status disc_eval(plm_ctx *ctx, const plm_motif_occs *o, plm_motif_ws 
     return PLM_OK;
 }
 
-/* Term t's value at block configuration c (index sum v_j q->stride[j]) from the tables in w->Tt. */
-static double tval(const disc_occ *q, const plm_motif_ws *w, int t, int c)
+/* Term t's value at the block value of configuration c (index sum v_j q->stride[j]) from the tables in w->Tt:
+** for the grid's four binary members, v_j = bit j of c. */
+static double tval_grid(const disc_occ *q, const plm_motif_ws *w, int t, int c)
 {
-    int j, idx = 0;
-    for (j = 0; j < q->nb; j++) idx += (c / q->stride[j]) % q->card[j] * q->term[t].stride[j];
-    return w->Tt[t][idx];
+    const int *st = q->term[t].stride;
+    return w->Tt[t][(c & 1) * st[0] + (c >> 1 & 1) * st[1] + (c >> 2 & 1) * st[2] + (c >> 3 & 1) * st[3]];
+}
+
+/* Term t's value at the chain's block value (s1, s2). */
+static double tval_chain(const disc_occ *q, const plm_motif_ws *w, int t, int s1, int s2)
+{
+    return w->Tt[t][s1 * q->term[t].stride[0] + s2 * q->term[t].stride[1]];
 }
 
 static double disc_logp(const plm_motif_occs *o, plm_motif_ws *w, int i, const double *u, const double *v)
@@ -305,7 +311,7 @@ static plm_status grid_inputs(plm_ctx *ctx, const plm_motif_occs *o, plm_motif_w
     if (disc_hit(o, w, i, u, x, 13)) return PLM_OK;
     memset(x, 0, 13 * sizeof *x);
     /* config index a + 2 b + 4 c + 8 d */
-#define T(c) tval(q, w, t, c)
+#define T(c) tval_grid(q, w, t, c)
     for (t = 0; t < q->nterm; t++) {
         switch (q->role[t]) {
         case 0: x[0] += T(1) - T(0); break;
@@ -536,12 +542,12 @@ static plm_status chain_inputs(plm_ctx *ctx, const plm_motif_occs *o, plm_motif_
     memset(first, 0, sizeof first), memset(M, 0, sizeof M), memset(u1, 0, sizeof u1), memset(u2, 0, sizeof u2);
     /* config index s1 + S s2 */
     for (t = 0; t < q->nterm; t++) {
-#define T(c) tval(q, w, t, c)
+#define T(s1, s2) tval_chain(q, w, t, s1, s2)
         for (s = 0; s < S; s++) switch (q->role[t]) {
-            case 0: first[s] += T(s); break;
-            case 1: for (s2 = 0; s2 < S; s2++) M[s * S + s2] += T(s + S * s2); break;
-            case 4: u1[s] += T(s); break;
-            case 5: u2[s] += T(S * s); break;
+            case 0: first[s] += T(s, 0); break;
+            case 1: for (s2 = 0; s2 < S; s2++) M[s * S + s2] += T(s, s2); break;
+            case 4: u1[s] += T(s, 0); break;
+            case 5: u2[s] += T(0, s); break;
             default: break;
             }
 #undef T

@@ -114,7 +114,8 @@ plm_status plm_nn_ws_init(plm_ctx *ctx, plm_nn_ws *w, const plm_nn *nn, int maxb
     w->wt = malloc((nn->nparam ? nn->nparam : 1) * sizeof *w->wt);
     w->s = malloc(6 * (size_t)nn->maxwidth * sizeof *w->s);
     w->nz = malloc((size_t)nn->maxwidth * sizeof *w->nz);
-    if (!w->in || !w->act || !w->dact || !w->out || !w->dout || !w->wt || !w->s || !w->nz) {
+    w->xp = malloc(plm_nn_xpart_size(nn) * sizeof *w->xp);
+    if (!w->in || !w->act || !w->dact || !w->out || !w->dout || !w->wt || !w->s || !w->nz || !w->xp) {
         plm_nn_ws_free(w);
         return plm_fail(ctx, PLM_ENOMEM, "nn: out of memory");
     }
@@ -126,7 +127,7 @@ void plm_nn_ws_sync(plm_nn_ws *w, const plm_nn *nn) { transpose_weights(nn, w->w
 
 void plm_nn_ws_free(plm_nn_ws *w)
 {
-    free(w->in), free(w->act), free(w->dact), free(w->out), free(w->dout), free(w->wt), free(w->s), free(w->nz);
+    free(w->in), free(w->act), free(w->dact), free(w->out), free(w->dout), free(w->wt), free(w->s), free(w->nz), free(w->xp);
     memset(w, 0, sizeof *w);
 }
 
@@ -406,22 +407,37 @@ void plm_nn_sample(const plm_nn *nn, plm_nn_ws *w, const double *x, plm_rng *r, 
     }
 }
 
-void plm_nn_propose(const plm_nn *nn, plm_nn_ws *w, const double *x, const double *vold, plm_rng *r, double *v,
-                    double *lq_new, double *lq_old)
+size_t plm_nn_xpart_size(const plm_nn *nn) { return (size_t)nn->nmem * (size_t)nn->maxwidth; }
+
+void plm_nn_xpart(const plm_nn *nn, plm_nn_ws *w, const double *x, double *xp)
 {
-    double *xp = w->s + 2 * (size_t)w->swidth, *o = w->s + 3 * (size_t)w->swidth, *oo = w->s + 4 * (size_t)w->swidth;
+    int j;
+    for (j = 0; j < nn->nmem; j++) member_xpart(nn, w, j, x, xp + (size_t)j * nn->maxwidth);
+}
+
+void plm_nn_propose_xp(const plm_nn *nn, plm_nn_ws *w, const double *x, const double *xp, const double *vold, plm_rng *r,
+                       double *v, double *lq_new, double *lq_old)
+{
+    double *o = w->s + 3 * (size_t)w->swidth, *oo = w->s + 4 * (size_t)w->swidth;
     int j, same = 1;   /* same: the new block's members so far equal the old block's, so their outputs do too */
     *lq_new = *lq_old = 0;
     for (j = 0; j < nn->nmem; j++) {
         const plm_nn_member *m = &nn->mem[j];
-        member_xpart(nn, w, j, x, xp);
-        member_single(nn, w, j, xp, v, o);
-        if (!same) member_single(nn, w, j, xp, vold, oo);
+        const double *xpj = xp + (size_t)j * nn->maxwidth;
+        member_single(nn, w, j, xpj, v, o);
+        if (!same) member_single(nn, w, j, xpj, vold, oo);
         v[j] = head_sample(m, x, o, r);
         *lq_new += head_logq(m, x, o, v[j], NULL);
         *lq_old += head_logq(m, x, same ? o : oo, vold[j], NULL);
         same = same && memcmp(&v[j], &vold[j], sizeof *v) == 0;
     }
+}
+
+void plm_nn_propose(const plm_nn *nn, plm_nn_ws *w, const double *x, const double *vold, plm_rng *r, double *v,
+                    double *lq_new, double *lq_old)
+{
+    plm_nn_xpart(nn, w, x, w->xp);
+    plm_nn_propose_xp(nn, w, x, w->xp, vold, r, v, lq_new, lq_old);
 }
 
 plm_status plm_nn_adam_init(plm_ctx *ctx, plm_nn_adam *a, size_t n, double lr)
