@@ -359,6 +359,9 @@ static plm_status step(const plm_kernel *k, void *state, plm_ctx *ctx, const plm
     int p, i;
     plm_status st;
     (void)ws;
+    /* the log density follows the accepted moves' exact changes, as Gibbs's does; from a non-finite start it is
+    ** recomputed at the end */
+    if (!isfinite(*lp)) *lp = NAN;
     for (p = 0; p < cfg->nprops; p++) {
         const plm_motif_occs *o = cfg->occs[p];
         int n = plm_motif_count(o), pa = 0;
@@ -370,13 +373,14 @@ static plm_status step(const plm_kernel *k, void *state, plm_ctx *ctx, const plm
             lr = log_ratio(cfg, lqf, lqr, lpn, lpo);
             if (lr >= 0 || plm_rng_uniform(r) < exp(lr)) {   /* NaN: rejected */
                 plm_motif_apply(o, c->mw[p], i, u, c->v);
+                *lp = lpo == -INFINITY ? NAN : *lp + (lpn - lpo);
                 pa++;
             }
         }
         extra[p] = n ? (double)pa / n : NAN;
         acc += pa, tot += n;
     }
-    *lp = plm_target_logp(t, c->tws, u);
+    if (!isfinite(*lp)) *lp = plm_target_logp(t, c->tws, u);
     if (isnan(*lp)) return plm_fail(ctx, PLM_EDOM, "learned: the log density is NaN after a sweep");
     *stat = tot ? (double)acc / (double)tot : 1;
     return PLM_OK;

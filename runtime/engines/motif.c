@@ -44,7 +44,8 @@ plm_status plm_motif_ws_new(plm_ctx *ctx, const plm_motif_occs *o, plm_motif_ws 
         w->tc = malloc((whole ? o->tcall : (size_t)o->maxtc) * sizeof *w->tc + 1);
         w->tvalid = calloc((size_t)o->ntermall, 1);
         w->tnext = calloc((size_t)o->ntermall, 1);
-        if (!w->pws || !w->z || !w->Tt || !w->tc || !w->tvalid || !w->tnext) goto oom;
+        w->tlast = calloc((size_t)o->ntermall, 1);
+        if (!w->pws || !w->z || !w->Tt || !w->tc || !w->tvalid || !w->tnext || !w->tlast) goto oom;
         if (whole) {
             w->cache = malloc((size_t)o->n * w->cstride * sizeof *w->cache + 1);
             w->cvalid = calloc((size_t)o->n, 1);
@@ -66,7 +67,7 @@ void plm_motif_ws_free(plm_motif_ws *w)
     if (w->pws)
         for (i = 0; i < w->o->ntermall; i++)
             if (w->pws[i].p) plm_prog_ws_free(&w->pws[i]);
-    free(w->par), free(w->parp), free(w->C), free(w->B), free(w->pws), free(w->z), free(w->Tt), free(w->tc), free(w->tvalid), free(w->tnext);
+    free(w->par), free(w->parp), free(w->C), free(w->B), free(w->pws), free(w->z), free(w->Tt), free(w->tc), free(w->tvalid), free(w->tnext), free(w->tlast);
     free(w->cache), free(w->cvalid);
     free(w);
 }

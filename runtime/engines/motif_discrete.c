@@ -13,16 +13,22 @@ static int disc_sites(const plm_motif_occs *o, int i, int *sites)
 }
 
 /* The cached features x (nin) of occurrence i, when its blanket at u is the one they were made from (bit for
-** bit): 1, else 0. */
+** bit): 1, else 0. Its terms' tables are then those it read last (each term's inputs are part of the blanket, and
+** only this occurrence's own proposals change its terms' slots): w->Tt points at them. */
 static int disc_hit(const plm_motif_occs *o, plm_motif_ws *w, int i, const double *u, double *x, int nin)
 {
     const disc_occ *q = &o->docc[i];
-    const double *c = w->cache + (size_t)i * w->cstride;
+    const double *c = w->cache + (size_t)i * w->cstride, *tc;
     int k;
     if (!w->cache || !w->cvalid[i]) return 0;
     for (k = 0; k < q->nx; k++)
         if (memcmp(&c[k], &u[q->xin[k]], sizeof *c) != 0) return 0;
     memcpy(x, c + q->nx, (size_t)nin * sizeof *x);
+    tc = w->tc + q->tc_at;
+    for (k = 0; k < q->nterm; k++) {
+        const disc_term *e = &q->term[k];
+        w->Tt[k] = tc + e->at + (size_t)w->tlast[q->t0 + k] * (size_t)(e->ncfg + e->nx);
+    }
     return 1;
 }
 
@@ -55,7 +61,7 @@ static plm_status term_table(plm_ctx *ctx, const disc_occ *q, plm_motif_ws *w, i
         tab = base + (size_t)sl * slot, key = tab + e->ncfg;
         for (k = 0; k < e->nx; k++)
             if (memcmp(&key[k], &u[e->xin[k]], sizeof *key) != 0) break;
-        if (k == e->nx) return *out = tab, PLM_OK;
+        if (k == e->nx) return w->tlast[ti] = (unsigned char)sl, *out = tab, PLM_OK;
     }
     sl = w->tc_single ? 0 : w->tnext[ti];
     tab = base + (size_t)sl * slot, key = tab + e->ncfg;
@@ -79,6 +85,7 @@ static plm_status term_table(plm_ctx *ctx, const disc_occ *q, plm_motif_ws *w, i
     if (!w->tc_single) {
         for (k = 0; k < e->nx; k++) key[k] = u[e->xin[k]];
         if (w->tvalid[ti] < TERM_MEMO) w->tvalid[ti]++;
+        w->tlast[ti] = (unsigned char)sl;
         w->tnext[ti] = (unsigned char)((sl + 1) % TERM_MEMO);
     }
     return PLM_OK;
@@ -307,8 +314,8 @@ static plm_status grid_inputs(plm_ctx *ctx, const plm_motif_occs *o, plm_motif_w
     plm_status st;
     (void)r;
     for (j = 0; j < 4; j++) v[j] = u[q->coord[j]];
-    if ((st = disc_eval(ctx, o, w, i, u))) return st;
     if (disc_hit(o, w, i, u, x, 13)) return PLM_OK;
+    if ((st = disc_eval(ctx, o, w, i, u))) return st;
     memset(x, 0, 13 * sizeof *x);
     /* config index a + 2 b + 4 c + 8 d */
 #define T(c) tval_grid(q, w, t, c)
@@ -537,8 +544,8 @@ static plm_status chain_inputs(plm_ctx *ctx, const plm_motif_occs *o, plm_motif_
     plm_status st;
     (void)r;
     v[0] = u[q->coord[0]], v[1] = u[q->coord[1]];
-    if ((st = disc_eval(ctx, o, w, i, u))) return st;
     if (disc_hit(o, w, i, u, x, chain_nin(chain_smax(o->shape)))) return PLM_OK;
+    if ((st = disc_eval(ctx, o, w, i, u))) return st;
     memset(first, 0, sizeof first), memset(M, 0, sizeof M), memset(u1, 0, sizeof u1), memset(u2, 0, sizeof u2);
     /* config index s1 + S s2 */
     for (t = 0; t < q->nterm; t++) {

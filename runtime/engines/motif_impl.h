@@ -114,7 +114,7 @@ struct plm_motif_ws {
     /* the term cache: per occurrence (at its tc_at) each term's slots; per term, tvalid slots filled and tnext the
     ** one to fill next. Without room for all occurrences (over 64 MB), one occurrence's worth, never valid. */
     double *tc;
-    unsigned char *tvalid, *tnext;
+    unsigned char *tvalid, *tnext, *tlast;   /* tlast: the slot it last read */
     int tc_single;      /* the term cache holds one occurrence's terms (at 0), never valid */
     /* per occurrence, the last features and the blanket values they were made from (only with the term cache):
     ** an occurrence whose blanket has not moved since its last proposal reuses them, and its terms' tables are

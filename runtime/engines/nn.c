@@ -224,13 +224,20 @@ static int valid_cats(const plm_nn_member *m, const double *x)
 /* The mixture head's log sd of component k from the raw output s. */
 static double head_lsd(double s) { return s < LSD_MIN ? LSD_MIN : s > LSD_MAX ? LSD_MAX : s; }
 
-/* log q of value v under the head outputs o (and, with d, d log q / d o into d). */
-static double head_logq(const plm_nn_member *m, const double *x, const double *o, double v, double *d)
+/* The log normaliser of the head outputs o: the softmax's over the valid categories, or the mixture weights'. */
+static double head_norm(const plm_nn_member *m, const double *x, const double *o)
+{
+    return lse(o, m->kind == PLM_NN_DISCRETE ? valid_cats(m, x) : m->card);
+}
+
+/* log q of value v under the head outputs o with log normaliser z = head_norm(m, x, o) (and, with d, d log q / d o
+** into d). */
+static double head_logq_z(const plm_nn_member *m, const double *x, const double *o, double z, double v, double *d)
 {
     int c, n = m->card;
     if (m->kind == PLM_NN_DISCRETE) {
         int nv = valid_cats(m, x), k = (int)v;
-        double z = lse(o, nv), lq;
+        double lq;
         if (d) memset(d, 0, (size_t)n * sizeof *d);
         if (!(v >= 0 && k < nv && k == v)) return -INFINITY;
         lq = o[k] - z;
@@ -240,7 +247,7 @@ static double head_logq(const plm_nn_member *m, const double *x, const double *o
         }
         return lq;
     } else {
-        double comp[1024], za = lse(o, n), lq;
+        double comp[1024], za = z, lq;
         for (c = 0; c < n; c++) {
             double ls = head_lsd(o[2 * n + c]), e = (v - o[n + c]) * exp(-ls);
             comp[c] = o[c] - za - 0.5 * e * e - ls - LOG_SQRT_2PI;
@@ -263,6 +270,11 @@ static double head_logq(const plm_nn_member *m, const double *x, const double *o
     }
 }
 
+static double head_logq(const plm_nn_member *m, const double *x, const double *o, double v, double *d)
+{
+    return head_logq_z(m, x, o, head_norm(m, x, o), v, d);
+}
+
 void plm_nn_logq(const plm_nn *nn, plm_nn_ws *w, int B, const double *X, const double *V, double *logq, double *grad)
 {
     int j, b;
@@ -279,22 +291,22 @@ void plm_nn_logq(const plm_nn *nn, plm_nn_ws *w, int B, const double *X, const d
     }
 }
 
-/* Draw from the head outputs o. */
-static double head_sample(const plm_nn_member *m, const double *x, const double *o, plm_rng *r)
+/* Draw from the head outputs o with log normaliser z = head_norm(m, x, o). */
+static double head_sample(const plm_nn_member *m, const double *x, const double *o, double z, plm_rng *r)
 {
     int c, n = m->card;
     if (m->kind == PLM_NN_DISCRETE) {
         int nv = valid_cats(m, x);
-        double z = lse(o, nv), u = plm_rng_uniform(r);
+        double u = plm_rng_uniform(r);
         for (c = 0; c < nv - 1; c++) {
             u -= exp(o[c] - z);
             if (u < 0) break;
         }
         return c;
     } else {
-        double za = lse(o, n), u = plm_rng_uniform(r);
+        double u = plm_rng_uniform(r);
         for (c = 0; c < n - 1; c++) {
-            u -= exp(o[c] - za);
+            u -= exp(o[c] - z);
             if (u < 0) break;
         }
         return o[n + c] + exp(head_lsd(o[2 * n + c])) * plm_rng_normal(r);
@@ -337,11 +349,29 @@ NN_CLONES __attribute__((optimize("O3"))) static void add_columns(int no, int n,
 }
 
 /* y (no) = b + sum_i act(z_i) T[i] over the nonzero activations of the pre-activations z (ni), T the transposed
-** layer (b follows it). The nonzero ones are gathered without a branch: relu zeroes half the units at random. */
-static void layer_single(const plm_nn *nn, plm_nn_ws *w, int ni, int no, const double *T, const double *z, double *y)
+** layer (b follows it). The nonzero ones are gathered without a branch: relu zeroes half the units at random. A
+** narrow layer (a binary head: the columns would be two numbers long) is instead a dot product of each row of W
+** (the layer as stored, out x in) with all the activations, in four running sums. */
+static void layer_single(const plm_nn *nn, plm_nn_ws *w, int ni, int no, const double *T, const double *W, const double *z,
+                         double *y)
 {
     double *val = w->s + 5 * (size_t)w->swidth;
     int i, n = 0;
+    if (no < 4) {
+        int o;
+        for (i = 0; i < ni; i++) val[i] = nn->act == PLM_NN_TANH ? tanh(z[i]) : z[i] > 0 ? z[i] : 0;
+        for (o = 0; o < no; o++) {
+            const double *row = W + (size_t)o * ni;
+            double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+            for (i = 0; i + 4 <= ni; i += 4) {
+                s0 += val[i] * row[i], s1 += val[i + 1] * row[i + 1];
+                s2 += val[i + 2] * row[i + 2], s3 += val[i + 3] * row[i + 3];
+            }
+            for (; i < ni; i++) s0 += val[i] * row[i];
+            y[o] = W[(size_t)ni * no + o] + ((s0 + s1) + (s2 + s3));
+        }
+        return;
+    }
     if (nn->act == PLM_NN_TANH)
         for (i = 0; i < ni; i++) {
             double a = tanh(z[i]);
@@ -389,7 +419,7 @@ static void member_single(const plm_nn *nn, plm_nn_ws *w, int j, const double *x
     }
     for (l = 1; l < nl; l++) {
         double *t = l + 1 == nl ? o : y == z ? a : z;
-        layer_single(nn, w, nn->width[j][l], nn->width[j][l + 1], w->wt + nn->off[j][l], y, t);
+        layer_single(nn, w, nn->width[j][l], nn->width[j][l + 1], w->wt + nn->off[j][l], nn->theta + nn->off[j][l], y, t);
         y = t;
     }
 }
@@ -402,8 +432,9 @@ void plm_nn_sample(const plm_nn *nn, plm_nn_ws *w, const double *x, plm_rng *r, 
     for (j = 0; j < nn->nmem; j++) {
         member_xpart(nn, w, j, x, xp);
         member_single(nn, w, j, xp, v, o);
-        v[j] = head_sample(&nn->mem[j], x, o, r);
-        *logq += head_logq(&nn->mem[j], x, o, v[j], NULL);
+        double z = head_norm(&nn->mem[j], x, o);
+        v[j] = head_sample(&nn->mem[j], x, o, z, r);
+        *logq += head_logq_z(&nn->mem[j], x, o, z, v[j], NULL);
     }
 }
 
@@ -424,11 +455,14 @@ void plm_nn_propose_xp(const plm_nn *nn, plm_nn_ws *w, const double *x, const do
     for (j = 0; j < nn->nmem; j++) {
         const plm_nn_member *m = &nn->mem[j];
         const double *xpj = xp + (size_t)j * nn->maxwidth;
+        double z, zo;
         member_single(nn, w, j, xpj, v, o);
+        z = head_norm(m, x, o);
         if (!same) member_single(nn, w, j, xpj, vold, oo);
-        v[j] = head_sample(m, x, o, r);
-        *lq_new += head_logq(m, x, o, v[j], NULL);
-        *lq_old += head_logq(m, x, same ? o : oo, vold[j], NULL);
+        zo = same ? z : head_norm(m, x, oo);
+        v[j] = head_sample(m, x, o, z, r);
+        *lq_new += head_logq_z(m, x, o, z, v[j], NULL);
+        *lq_old += head_logq_z(m, x, same ? o : oo, zo, vold[j], NULL);
         same = same && memcmp(&v[j], &vold[j], sizeof *v) == 0;
     }
 }
