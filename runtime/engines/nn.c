@@ -209,7 +209,7 @@ static double lse(const double *a, int n)
     for (i = 0; i < n; i++)
         if (a[i] > mx) mx = a[i];
     if (mx == -INFINITY) return mx;
-    for (i = 0; i < n; i++) s += exp(a[i] - mx);
+    for (i = 0; i < n; i++) s += a[i] == mx ? 1.0 : exp(a[i] - mx);   /* exp(0) is 1 exactly */
     return mx + log(s);
 }
 
@@ -351,27 +351,12 @@ NN_CLONES __attribute__((optimize("O3"))) static void add_columns(int no, int n,
 /* y (no) = b + sum_i act(z_i) T[i] over the nonzero activations of the pre-activations z (ni), T the transposed
 ** layer (b follows it). The nonzero ones are gathered without a branch: relu zeroes half the units at random. A
 ** narrow layer (a binary head: the columns would be two numbers long) is instead a dot product of each row of W
-** (the layer as stored, out x in) with all the activations, in four running sums. */
+** (the layer as stored, out x in) with the nonzero activations, in four running sums. */
 static void layer_single(const plm_nn *nn, plm_nn_ws *w, int ni, int no, const double *T, const double *W, const double *z,
                          double *y)
 {
     double *val = w->s + 5 * (size_t)w->swidth;
     int i, n = 0;
-    if (no < 4) {
-        int o;
-        for (i = 0; i < ni; i++) val[i] = nn->act == PLM_NN_TANH ? tanh(z[i]) : z[i] > 0 ? z[i] : 0;
-        for (o = 0; o < no; o++) {
-            const double *row = W + (size_t)o * ni;
-            double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-            for (i = 0; i + 4 <= ni; i += 4) {
-                s0 += val[i] * row[i], s1 += val[i + 1] * row[i + 1];
-                s2 += val[i + 2] * row[i + 2], s3 += val[i + 3] * row[i + 3];
-            }
-            for (; i < ni; i++) s0 += val[i] * row[i];
-            y[o] = W[(size_t)ni * no + o] + ((s0 + s1) + (s2 + s3));
-        }
-        return;
-    }
     if (nn->act == PLM_NN_TANH)
         for (i = 0; i < ni; i++) {
             double a = tanh(z[i]);
@@ -379,6 +364,20 @@ static void layer_single(const plm_nn *nn, plm_nn_ws *w, int ni, int no, const d
         }
     else
         for (i = 0; i < ni; i++) w->nz[n] = i, val[n] = z[i], n += z[i] > 0;   /* relu's nonzero units */
+    if (no < 4) {
+        int o, k;
+        for (o = 0; o < no; o++) {
+            const double *row = W + (size_t)o * ni;
+            double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+            for (k = 0; k + 4 <= n; k += 4) {
+                s0 += val[k] * row[w->nz[k]], s1 += val[k + 1] * row[w->nz[k + 1]];
+                s2 += val[k + 2] * row[w->nz[k + 2]], s3 += val[k + 3] * row[w->nz[k + 3]];
+            }
+            for (; k < n; k++) s0 += val[k] * row[w->nz[k]];
+            y[o] = W[(size_t)ni * no + o] + ((s0 + s1) + (s2 + s3));
+        }
+        return;
+    }
     memcpy(y, T + (size_t)ni * no, (size_t)no * sizeof *y);
     add_columns(no, n, w->nz, val, T, y);
 }
