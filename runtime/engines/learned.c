@@ -226,14 +226,14 @@ typedef struct learned_cfg {
 /* Per occurrence, the inputs' first-layer parts (plm_nn_xpart) for the last XP_MEMO distinct inputs x it proposed
 ** from: a discrete occurrence's features are a function of its blanket, which takes few values, and the first
 ** layer's columns of x are most of a small network's work. Each slot: x (nin), then its part. A proposal whose
-** inputs rarely repeat (continuous features) stops looking after its first 256 lookups found under 1 in 8; either
-** way the numbers are the same. */
+** inputs rarely repeat (continuous features) stops looking when under 1 in 8 of its first 16 sweeps' lookups (the
+** first sweep fills the slots) found theirs; either way the numbers are the same. */
 #define XP_MEMO 4
 typedef struct xp_memo {
     double *d;              /* NULL: no room (over 64 MB); the part is computed every time */
     size_t stride;
-    long looks, hits;
-    int off;                /* stopped looking */
+    long looks, hits, trial;   /* trial: looks before the hit rate is judged */
+    int off;                   /* stopped looking */
     unsigned char *n, *next;
 } xp_memo;
 
@@ -255,6 +255,7 @@ static void chain_free(void *p)
     for (i = 0; i < c->cfg->nprops; i++) {
         if (c->mw) plm_motif_ws_free(c->mw[i]);
         if (c->nw) plm_nn_ws_free(&c->nw[i]);
+        if (c->memo && getenv("PLM_MEMO_DEBUG")) fprintf(stderr, "memo %d: %ld looks %ld hits off %d\n", i, c->memo[i].looks, c->memo[i].hits, c->memo[i].off);
         if (c->memo) free(c->memo[i].d), free(c->memo[i].n), free(c->memo[i].next);
     }
     free(c->memo);
@@ -288,6 +289,7 @@ static void *chain_new(const plm_kernel *k, const plm_target *t)
         size_t n = (size_t)plm_motif_count(cfg->occs[i]);
         if (plm_motif_ws_new(NULL, cfg->occs[i], &c->mw[i]) || plm_nn_ws_init(NULL, &c->nw[i], nn, 2)) goto fail;
         mm->stride = (size_t)nn->nin + plm_nn_xpart_size(nn);
+        mm->trial = 16 * (long)n + 256;   /* sixteen sweeps: the first fills the slots */
         if ((double)n * XP_MEMO * (double)mm->stride * sizeof(double) <= 64.0 * 1024 * 1024) {
             mm->d = malloc(n * XP_MEMO * mm->stride * sizeof *mm->d + 1);
             mm->n = calloc(n + 1, 1);
@@ -319,7 +321,7 @@ static const double *xpart_of(learned_chain *c, const plm_nn *nn, int p, int i)
         e = base + (size_t)s * mm->stride;
         if (memcmp(e, c->x, nin * sizeof *e) == 0) return mm->hits++, e + nin;
     }
-    if (mm->looks == 256 && mm->hits * 8 < mm->looks) mm->off = 1;
+    if (mm->looks == mm->trial && mm->hits * 8 < mm->looks) mm->off = 1;
     s = mm->next[i];
     e = base + (size_t)s * mm->stride;
     memcpy(e, c->x, nin * sizeof *e);
