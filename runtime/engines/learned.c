@@ -255,7 +255,6 @@ static void chain_free(void *p)
     for (i = 0; i < c->cfg->nprops; i++) {
         if (c->mw) plm_motif_ws_free(c->mw[i]);
         if (c->nw) plm_nn_ws_free(&c->nw[i]);
-        if (c->memo && getenv("PLM_MEMO_DEBUG")) fprintf(stderr, "memo %d: %ld looks %ld hits off %d\n", i, c->memo[i].looks, c->memo[i].hits, c->memo[i].off);
         if (c->memo) free(c->memo[i].d), free(c->memo[i].n), free(c->memo[i].next);
     }
     free(c->memo);
