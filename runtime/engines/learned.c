@@ -226,8 +226,8 @@ typedef struct learned_cfg {
 /* Per occurrence, the inputs' first-layer parts (plm_nn_xpart) for the last XP_MEMO distinct inputs x it proposed
 ** from: a discrete occurrence's features are a function of its blanket, which takes few values, and the first
 ** layer's columns of x are most of a small network's work. Each slot: x (nin), then its part. A proposal whose
-** inputs rarely repeat (continuous features) stops looking when under 1 in 8 of its first 16 sweeps' lookups (the
-** first sweep fills the slots) found theirs; either way the numbers are the same. */
+** inputs rarely repeat (continuous features) stops looking when, after its first 16 sweeps (the first fills the
+** slots), under 1 in 8 of its lookups so far found theirs; either way the numbers are the same. */
 #define XP_MEMO 4
 typedef struct xp_memo {
     double *d;              /* NULL: no room (over 64 MB); the part is computed every time */
@@ -320,7 +320,7 @@ static const double *xpart_of(learned_chain *c, const plm_nn *nn, int p, int i)
         e = base + (size_t)s * mm->stride;
         if (memcmp(e, c->x, nin * sizeof *e) == 0) return mm->hits++, e + nin;
     }
-    if (mm->looks == mm->trial && mm->hits * 8 < mm->looks) mm->off = 1;
+    if (mm->looks >= mm->trial && mm->hits * 8 < mm->looks) mm->off = 1;
     s = mm->next[i];
     e = base + (size_t)s * mm->stride;
     memcpy(e, c->x, nin * sizeof *e);
