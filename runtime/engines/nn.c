@@ -437,23 +437,34 @@ void plm_nn_sample(const plm_nn *nn, plm_nn_ws *w, const double *x, plm_rng *r, 
     }
 }
 
-size_t plm_nn_xpart_size(const plm_nn *nn) { return (size_t)nn->nmem * (size_t)nn->maxwidth; }
+/* Member j's part is at xp + j * xp_width(nn): the widest first layer's output. */
+static size_t xp_width(const plm_nn *nn)
+{
+    int j, wd = 1;
+    for (j = 0; j < nn->nmem; j++)
+        if (nn->width[j][1] > wd) wd = nn->width[j][1];
+    return (size_t)wd;
+}
+
+size_t plm_nn_xpart_size(const plm_nn *nn) { return (size_t)nn->nmem * xp_width(nn); }
 
 void plm_nn_xpart(const plm_nn *nn, plm_nn_ws *w, const double *x, double *xp)
 {
     int j;
-    for (j = 0; j < nn->nmem; j++) member_xpart(nn, w, j, x, xp + (size_t)j * nn->maxwidth);
+    size_t wd = xp_width(nn);
+    for (j = 0; j < nn->nmem; j++) member_xpart(nn, w, j, x, xp + (size_t)j * wd);
 }
 
 void plm_nn_propose_xp(const plm_nn *nn, plm_nn_ws *w, const double *x, const double *xp, const double *vold, plm_rng *r,
                        double *v, double *lq_new, double *lq_old)
 {
     double *o = w->s + 3 * (size_t)w->swidth, *oo = w->s + 4 * (size_t)w->swidth;
+    size_t wd = xp_width(nn);
     int j, same = 1;   /* same: the new block's members so far equal the old block's, so their outputs do too */
     *lq_new = *lq_old = 0;
     for (j = 0; j < nn->nmem; j++) {
         const plm_nn_member *m = &nn->mem[j];
-        const double *xpj = xp + (size_t)j * nn->maxwidth;
+        const double *xpj = xp + (size_t)j * wd;
         double z, zo;
         member_single(nn, w, j, xpj, v, o);
         z = head_norm(m, x, o);
