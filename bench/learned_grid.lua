@@ -39,15 +39,21 @@ end
 
 print(string.format("learned_grid (commit %s)%s: CPU budget %.2f s per chain, %d chains, TV = mean |p_hat - p| over latent nodes",
   L.commit(), short and " --short" or "", budget, chains))
-for _, rc in ipairs(sizes) do
-  local R, C = rc[1], rc[2]
-  local d = L.grid_problem(R, C, 2026 + R)
+-- the problems: the sizes above with CPT entries u^2 or 1 - u^2, then a harder regime (an extra table, the first
+-- ones kept as they were): CPT entries u^5 or 1 - u^5, near-deterministic couplings where single-site Gibbs mixes
+-- slowly (entries clamped to [1e-3, 1 - 1e-3] as always)
+local problems = {}
+for _, rc in ipairs(sizes) do problems[#problems + 1] = { rc[1], rc[2], 1, "" } end
+problems[#problems + 1] = { short and 6 or 10, short and 6 or 10, 4, " (harder: CPT entries u^5 or 1 - u^5)" }
+for _, pr in ipairs(problems) do
+  local R, C, sharp, what = pr[1], pr[2], pr[3], pr[4]
+  local d = L.grid_problem(R, C, 2026 + R, { sharp = sharp })
   local t0 = L.cpu()
   local exact = L.grid_exact(d)
   local texact = L.cpu() - t0
   local latent = 0
   for v = 1, R * C do if not d.ev[v] then latent = latent + 1 end end
-  print(string.format("\n%dx%d grid: %d latent, %d observed; exact marginals in %.3f s", R, C, latent, R * C - latent, texact))
+  print(string.format("\n%dx%d grid%s: %d latent, %d observed; exact marginals in %.3f s", R, C, what, latent, R * C - latent, texact))
   print(string.format("%-14s %8s %9s %22s %22s %22s %22s", "method", "sweeps", "cpu/chain",
     "TV@1/8", "TV@1/4", "TV@1/2", "TV@1"))
   local gibbs_post, gibbs_S, last_S

@@ -5,8 +5,8 @@ local dir = arg and arg[1] or "stdlib/proposals"
 local only = arg and arg[2]
 local settings = {
   mixture = { samples = 60000, epochs = 12, hidden = { 48, 48 }, seed = 1601, K_max = 8, activation = "relu" },
-  grid    = { samples = 60000, epochs = 12, hidden = { 48, 48 }, seed = 1602, activation = "relu" },
-  chain   = { samples = 40000, epochs = 12, hidden = { 64, 64 }, seed = 1603, S_max = 8, activation = "relu" },
+  grid    = { samples = 60000, epochs = 12, hidden = { 16 }, seed = 1602, activation = "relu" },
+  chain   = { samples = 40000, epochs = 12, hidden = { 48 }, seed = 1603, S_max = 8, activation = "relu" },
 }
 for _, motif in ipairs({ "mixture", "grid", "chain" }) do
   if not only or only == motif then

@@ -520,6 +520,78 @@ static void test_feature_cache_is_exact(void)
     }
 }
 
+/* A grid occurrence's terms keep their tables for the last few values of the coordinates outside the block that
+** they read, and the kernel keeps the network's first-layer part of the inputs for the last few inputs: over a walk
+** through points whose blankets come back and are evicted (six patterns of the 3x3 grid, more than the four kept),
+** the features and all 16 block densities from one long-lived workspace equal a fresh workspace's, bit for bit; and
+** the network's proposal from a kept first-layer part is plm_nn_propose's, bit for bit, on each shipped network. */
+static void test_kept_tables_are_exact(void)
+{
+    plm_ctx ctx;
+    plm_gmodel *m;
+    plm_learned_prop *p = NULL;
+    plm_motif_occs *o = NULL;
+    plm_motif_ws *kept = NULL;
+    plm_rng r;
+    double pat[6][9];
+    const char *names[3] = {"mixture", "grid", "chain"};
+    int step, j, cfg, t, bad = 0;
+    plm_ctx_clear(&ctx);
+    m = grid3(&ctx);
+    CHECK(m && plm_learned_load(&ctx, "stdlib/proposals/grid.plmprop", &p) == PLM_OK);
+    if (!m || !p) return;
+    CHECK(p->motif->detect(&ctx, p->motif, p->meta.shape, m, &o) == PLM_OK && o);
+    CHECK(plm_motif_ws_new(NULL, o, &kept) == PLM_OK);
+    if (!o || !kept) return;
+    plm_rng_init(&r, 6, 0);
+    for (t = 0; t < 6; t++)
+        for (j = 0; j < 9; j++) pat[t][j] = (double)(plm_rng_uniform(&r) < 0.5);
+    for (step = 0; step < 300; step++) {
+        const double *u = pat[plm_rng_uint(&r, 6)];
+        int occ = (int)plm_rng_uint(&r, (uint64_t)plm_motif_count(o));
+        plm_motif_ws *fresh;
+        double x1[13], x2[13], v1[4], v2[4];
+        plm_motif_inputs(&ctx, o, kept, occ, u, &r, x1, v1);
+        CHECK(plm_motif_ws_new(NULL, o, &fresh) == PLM_OK);
+        plm_motif_inputs(&ctx, o, fresh, occ, u, &r, x2, v2);
+        bad += memcmp(x1, x2, sizeof x1) != 0 || memcmp(v1, v2, sizeof v1) != 0;
+        for (cfg = 0; cfg < 16; cfg++) {
+            double vv[4];
+            for (j = 0; j < 4; j++) vv[j] = (cfg >> j) & 1;
+            bad += memcmp(&(double){plm_motif_logp(o, kept, occ, u, vv)}, &(double){plm_motif_logp(o, fresh, occ, u, vv)},
+                          sizeof(double)) != 0;
+        }
+        plm_motif_ws_free(fresh);
+    }
+    CHECK(bad == 0);
+    plm_motif_ws_free(kept);
+    for (t = 0; t < 3; t++) {
+        char path[128];
+        plm_learned_prop *q = NULL;
+        plm_nn_ws w1, w2;
+        double x[1024], xp[8 * 4096], vold[PLM_NN_MAXMEM], va[PLM_NN_MAXMEM], vb[PLM_NN_MAXMEM], a1, a2, b1, b2;
+        plm_rng ra, rb;
+        int i, same = 1;
+        snprintf(path, sizeof path, "stdlib/proposals/%s.plmprop", names[t]);
+        CHECK(plm_learned_load(&ctx, path, &q) == PLM_OK);
+        if (!q) continue;
+        CHECK(q->nin <= 1024 && plm_nn_xpart_size(&q->nn) <= sizeof xp / sizeof *xp);
+        CHECK(plm_nn_ws_init(NULL, &w1, &q->nn, 2) == PLM_OK && plm_nn_ws_init(NULL, &w2, &q->nn, 2) == PLM_OK);
+        plm_rng_init(&r, 32, (uint64_t)t);
+        for (i = 0; i < 100; i++) {
+            q->motif->draw(q->meta.shape, &r, x, vold);
+            plm_nn_xpart(&q->nn, &w2, x, xp);
+            plm_rng_init(&ra, 33, (uint64_t)i), plm_rng_init(&rb, 33, (uint64_t)i);
+            plm_nn_propose(&q->nn, &w1, x, vold, &ra, va, &a1, &a2);
+            plm_nn_propose_xp(&q->nn, &w2, x, xp, vold, &rb, vb, &b1, &b2);
+            same = same && memcmp(va, vb, (size_t)q->nmem * sizeof *va) == 0 && memcmp(&a1, &b1, sizeof a1) == 0 &&
+                   memcmp(&a2, &b2, sizeof a2) == 0;
+        }
+        CHECK(same);
+        plm_nn_ws_free(&w1), plm_nn_ws_free(&w2);
+    }
+}
+
 int main(void)
 {
     plm_init();
@@ -533,5 +605,6 @@ int main(void)
     RUN(test_interrupt_stops_training_and_sampling);
     RUN(test_single_evaluation_equals_batched);
     RUN(test_feature_cache_is_exact);
+    RUN(test_kept_tables_are_exact);
     return CHECK_DONE();
 }

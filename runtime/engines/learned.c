@@ -223,10 +223,25 @@ typedef struct learned_cfg {
     const char **names;
 } learned_cfg;
 
+/* Per occurrence, the inputs' first-layer parts (plm_nn_xpart) for the last XP_MEMO distinct inputs x it proposed
+** from: a discrete occurrence's features are a function of its blanket, which takes few values, and the first
+** layer's columns of x are most of a small network's work. Each slot: x (nin), then its part. A proposal whose
+** inputs rarely repeat (continuous features) stops looking when, after its first 16 sweeps (the first fills the
+** slots), under 1 in 8 of its lookups so far found theirs; either way the numbers are the same. */
+#define XP_MEMO 4
+typedef struct xp_memo {
+    double *d;              /* NULL: no room (over 64 MB); the part is computed every time */
+    size_t stride;
+    long looks, hits, trial;   /* trial: looks before the hit rate is judged */
+    int off;                   /* stopped looking */
+    unsigned char *n, *next;
+} xp_memo;
+
 typedef struct learned_chain {
     const learned_cfg *cfg;
     plm_motif_ws **mw;
     plm_nn_ws *nw;
+    xp_memo *memo;
     double *x, *v, *vold, *ucopy;
     void *tws;
     const plm_target *t;
@@ -240,7 +255,9 @@ static void chain_free(void *p)
     for (i = 0; i < c->cfg->nprops; i++) {
         if (c->mw) plm_motif_ws_free(c->mw[i]);
         if (c->nw) plm_nn_ws_free(&c->nw[i]);
+        if (c->memo) free(c->memo[i].d), free(c->memo[i].n), free(c->memo[i].next);
     }
+    free(c->memo);
     if (c->t) plm_target_ws_free(c->t, c->tws);
     free(c->mw), free(c->nw), free(c->x), free(c->v), free(c->vold), free(c->ucopy);
     free(c);
@@ -257,19 +274,60 @@ static void *chain_new(const plm_kernel *k, const plm_target *t)
         if (cfg->props[i]->nin > maxin) maxin = cfg->props[i]->nin;
     c->mw = calloc((size_t)cfg->nprops, sizeof *c->mw);
     c->nw = calloc((size_t)cfg->nprops, sizeof *c->nw);
+    c->memo = calloc((size_t)cfg->nprops, sizeof *c->memo);
     c->x = malloc((size_t)maxin * sizeof *c->x);
     c->v = malloc(PLM_NN_MAXMEM * sizeof *c->v);
     c->vold = malloc(PLM_NN_MAXMEM * sizeof *c->vold);
     c->ucopy = malloc(((size_t)t->dim + 1) * sizeof *c->ucopy);
     c->t = t;
     c->tws = plm_target_ws_new(t);
-    if (!c->mw || !c->nw || !c->x || !c->v || !c->vold || !c->ucopy) goto fail;
-    for (i = 0; i < cfg->nprops; i++)
-        if (plm_motif_ws_new(NULL, cfg->occs[i], &c->mw[i]) || plm_nn_ws_init(NULL, &c->nw[i], &cfg->props[i]->nn, 2)) goto fail;
+    if (!c->mw || !c->nw || !c->memo || !c->x || !c->v || !c->vold || !c->ucopy) goto fail;
+    for (i = 0; i < cfg->nprops; i++) {
+        const plm_nn *nn = &cfg->props[i]->nn;
+        xp_memo *mm = &c->memo[i];
+        size_t n = (size_t)plm_motif_count(cfg->occs[i]);
+        if (plm_motif_ws_new(NULL, cfg->occs[i], &c->mw[i]) || plm_nn_ws_init(NULL, &c->nw[i], nn, 2)) goto fail;
+        mm->stride = (size_t)nn->nin + plm_nn_xpart_size(nn);
+        mm->trial = 16 * (long)n + 256;   /* sixteen sweeps: the first fills the slots */
+        if ((double)n * XP_MEMO * (double)mm->stride * sizeof(double) <= 64.0 * 1024 * 1024) {
+            mm->d = malloc(n * XP_MEMO * mm->stride * sizeof *mm->d + 1);
+            mm->n = calloc(n + 1, 1);
+            mm->next = calloc(n + 1, 1);
+            if (!mm->d || !mm->n || !mm->next) goto fail;
+        }
+    }
     return c;
 fail:
     chain_free(c);
     return NULL;
+}
+
+/* The inputs' first-layer parts of the network of proposal p for occurrence i's inputs c->x: kept, or computed and
+** kept. */
+static const double *xpart_of(learned_chain *c, const plm_nn *nn, int p, int i)
+{
+    xp_memo *mm = &c->memo[p];
+    size_t nin = (size_t)nn->nin;
+    double *base, *e;
+    int s;
+    if (!mm->d || mm->off) {
+        plm_nn_xpart(nn, &c->nw[p], c->x, c->nw[p].xp);
+        return c->nw[p].xp;
+    }
+    base = mm->d + (size_t)i * XP_MEMO * mm->stride;
+    mm->looks++;
+    for (s = 0; s < mm->n[i]; s++) {
+        e = base + (size_t)s * mm->stride;
+        if (memcmp(e, c->x, nin * sizeof *e) == 0) return mm->hits++, e + nin;
+    }
+    if (mm->looks >= mm->trial && mm->hits * 8 < mm->looks) mm->off = 1;
+    s = mm->next[i];
+    e = base + (size_t)s * mm->stride;
+    memcpy(e, c->x, nin * sizeof *e);
+    plm_nn_xpart(nn, &c->nw[p], c->x, e + nin);
+    if (mm->n[i] < XP_MEMO) mm->n[i]++;
+    mm->next[i] = (unsigned char)((s + 1) % XP_MEMO);
+    return e + nin;
 }
 
 /* One proposal for occurrence i of proposal p at u: the pieces of the MH ratio. */
@@ -280,7 +338,7 @@ static plm_status propose(const learned_cfg *cfg, learned_chain *c, plm_ctx *ctx
     plm_motif_ws *mw = c->mw[p];
     plm_status st;
     if ((st = plm_motif_inputs(ctx, cfg->occs[p], mw, i, u, r, c->x, c->vold))) return st;
-    plm_nn_propose(&pr->nn, &c->nw[p], c->x, c->vold, r, c->v, lqf, lqr);
+    plm_nn_propose_xp(&pr->nn, &c->nw[p], c->x, xpart_of(c, &pr->nn, p, i), c->vold, r, c->v, lqf, lqr);
     *lpn = plm_motif_logp(cfg->occs[p], mw, i, u, c->v);
     *lpo = plm_motif_logp(cfg->occs[p], mw, i, u, c->vold);
     return PLM_OK;
@@ -302,6 +360,9 @@ static plm_status step(const plm_kernel *k, void *state, plm_ctx *ctx, const plm
     int p, i;
     plm_status st;
     (void)ws;
+    /* the log density follows the accepted moves' exact changes, as Gibbs's does; from a non-finite start it is
+    ** recomputed at the end */
+    if (!isfinite(*lp)) *lp = NAN;
     for (p = 0; p < cfg->nprops; p++) {
         const plm_motif_occs *o = cfg->occs[p];
         int n = plm_motif_count(o), pa = 0;
@@ -313,13 +374,14 @@ static plm_status step(const plm_kernel *k, void *state, plm_ctx *ctx, const plm
             lr = log_ratio(cfg, lqf, lqr, lpn, lpo);
             if (lr >= 0 || plm_rng_uniform(r) < exp(lr)) {   /* NaN: rejected */
                 plm_motif_apply(o, c->mw[p], i, u, c->v);
+                *lp = lpo == -INFINITY ? NAN : *lp + (lpn - lpo);
                 pa++;
             }
         }
         extra[p] = n ? (double)pa / n : NAN;
         acc += pa, tot += n;
     }
-    *lp = plm_target_logp(t, c->tws, u);
+    if (!isfinite(*lp)) *lp = plm_target_logp(t, c->tws, u);
     if (isnan(*lp)) return plm_fail(ctx, PLM_EDOM, "learned: the log density is NaN after a sweep");
     *stat = tot ? (double)acc / (double)tot : 1;
     return PLM_OK;

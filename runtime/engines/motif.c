@@ -30,25 +30,28 @@ plm_status plm_motif_ws_new(plm_ctx *ctx, const plm_motif_occs *o, plm_motif_ws 
         for (i = 0; i < o->npar; i++) w->parp[i] = w->par + i;
     }
     if (o->docc) {
-        w->pws = calloc((size_t)o->n, sizeof *w->pws);
-        w->z = malloc((size_t)o->maxcfg * 4 * sizeof *w->z);
-        w->T = malloc((size_t)o->maxcfg * (size_t)o->maxterm * sizeof *w->T);
-        w->Tp = malloc((size_t)o->maxterm * sizeof *w->Tp);
-        w->lpcfg = malloc((size_t)o->maxcfg * sizeof *w->lpcfg);
-        if (!w->pws || !w->z || !w->T || !w->Tp || !w->lpcfg) goto oom;
-        {   /* the cache: kept to 64 MB, beyond which an occurrence's features are recomputed every time */
-            int nin, nmem, maxnx = 0;
-            plm_nn_member mem[PLM_NN_MAXMEM];
-            o->def->layout(o->shape, &nin, &nmem, mem);
-            for (i = 0; i < o->n; i++)
-                if (o->docc[i].nx > maxnx) maxnx = o->docc[i].nx;
-            w->cstride = (size_t)maxnx + (size_t)nin + (size_t)o->maxcfg;
-            if ((double)o->n * (double)w->cstride * sizeof(double) <= 64.0 * 1024 * 1024) {
-                w->cache = malloc((size_t)o->n * w->cstride * sizeof *w->cache);
-                w->cvalid = calloc((size_t)o->n, 1);
-                if (!w->cache || !w->cvalid) goto oom;
-            }
-        }
+        int nin, nmem, maxnx = 0, whole;
+        plm_nn_member mem[PLM_NN_MAXMEM];
+        o->def->layout(o->shape, &nin, &nmem, mem);
+        for (i = 0; i < o->n; i++)
+            if (o->docc[i].nx > maxnx) maxnx = o->docc[i].nx;
+        w->cstride = (size_t)maxnx + (size_t)nin;
+        /* the caches are kept to 64 MB, beyond which every proposal evaluates its occurrence's terms afresh */
+        whole = ((double)o->tcall + (double)o->n * (double)w->cstride) * sizeof(double) <= 64.0 * 1024 * 1024;
+        w->pws = calloc((size_t)o->ntermall, sizeof *w->pws);
+        w->z = malloc((size_t)o->maxtcfg * 4 * sizeof *w->z);
+        w->Tt = malloc((size_t)o->maxterm * sizeof *w->Tt);
+        w->tc = malloc((whole ? o->tcall : (size_t)o->maxtc) * sizeof *w->tc + 1);
+        w->tvalid = calloc((size_t)o->ntermall, 1);
+        w->tnext = calloc((size_t)o->ntermall, 1);
+        w->tlast = calloc((size_t)o->ntermall, 1);
+        if (!w->pws || !w->z || !w->Tt || !w->tc || !w->tvalid || !w->tnext || !w->tlast) goto oom;
+        if (whole) {
+            w->cache = malloc((size_t)o->n * w->cstride * sizeof *w->cache + 1);
+            w->cvalid = calloc((size_t)o->n, 1);
+            if (!w->cache || !w->cvalid) goto oom;
+        } else
+            w->tc_single = 1;
     }
     *out = w;
     return PLM_OK;
@@ -62,9 +65,9 @@ void plm_motif_ws_free(plm_motif_ws *w)
     int i;
     if (!w) return;
     if (w->pws)
-        for (i = 0; i < w->o->n; i++)
+        for (i = 0; i < w->o->ntermall; i++)
             if (w->pws[i].p) plm_prog_ws_free(&w->pws[i]);
-    free(w->par), free(w->parp), free(w->C), free(w->B), free(w->pws), free(w->z), free(w->T), free(w->Tp), free(w->lpcfg);
+    free(w->par), free(w->parp), free(w->C), free(w->B), free(w->pws), free(w->z), free(w->Tt), free(w->tc), free(w->tvalid), free(w->tnext), free(w->tlast);
     free(w->cache), free(w->cvalid);
     free(w);
 }
@@ -183,9 +186,10 @@ int motif_is_latent_kind(const plm_gsite *s, int dist)
 }
 
 /* The program of nodes outs[0..nout-1] of m's graph, coordinates move[0..nmove-1] per particle (group Z). With
-** xin, the coordinates of u (group X) it reads go to *xin (GC memory) and their count to *nx. */
+** xin, the coordinates of u (group X) it reads go to *xin (GC memory) and their count to *nx, and (zmask not NULL)
+** bit j of *zmask is set when it reads move[j]. */
 plm_status motif_compile_small(plm_ctx *ctx, const plm_gmodel *m, int nout, const int *outs, int nmove, const int *move,
-                               plm_prog **out, int **xin, int *nx)
+                               plm_prog **out, int **xin, int *nx, int *zmask)
 {
     plm_graph *h;
     int *so = malloc(((size_t)nout + 1) * sizeof *so);
@@ -193,12 +197,16 @@ plm_status motif_compile_small(plm_ctx *ctx, const plm_gmodel *m, int nout, cons
     if (!so) return plm_fail(ctx, PLM_ENOMEM, "motif: out of memory");
     st = plm_graph_extract(ctx, m->g, nout, outs, nmove, move, PLM_GRP_Z, &h, so);
     if (!st) st = plm_prog_compile(ctx, h, nout, so, nmove ? 1u << PLM_GRP_Z : 0u, out);
+    if (zmask) *zmask = 0;
     if (!st && xin) {
         int id, n = plm_graph_size(h), grp, idx;
         *nx = 0;
         if (!(*xin = plm_gc_alloc_atomic(((size_t)n + 1) * sizeof **xin))) st = plm_fail(ctx, PLM_ENOMEM, "motif: out of memory");
         for (id = 0; !st && id < n; id++)
-            if (plm_graph_is_input(h, id, &grp, &idx) && grp == PLM_GRP_X) (*xin)[(*nx)++] = idx;
+            if (plm_graph_is_input(h, id, &grp, &idx)) {
+                if (grp == PLM_GRP_X) (*xin)[(*nx)++] = idx;
+                else if (grp == PLM_GRP_Z && zmask && idx < 31) *zmask |= 1 << idx;
+            }
     }
     free(so);
     return st;
@@ -535,7 +543,7 @@ static plm_status mix_detect(plm_ctx *ctx, const plm_motif_def *d, const int *sh
             outs[nout++] = m->sites[grp[g].mu[j]].params[1];
         }
     }
-    if ((st = motif_compile_small(ctx, m, nout, outs, 0, NULL, &o->par, NULL, NULL))) goto done;
+    if ((st = motif_compile_small(ctx, m, nout, outs, 0, NULL, &o->par, NULL, NULL, NULL))) goto done;
     memcpy(o->mocc, occ, (size_t)n * sizeof *occ);
     memcpy(o->groups, grp, (size_t)ng * sizeof *grp);
     o->n = n, o->ngroups = ng, o->npar = nout;

@@ -12,22 +12,27 @@ static int disc_sites(const plm_motif_occs *o, int i, int *sites)
     return q->nb;
 }
 
-/* The cached features x (nin) and block log densities (into w->lpcfg) of occurrence i, when its blanket at u is
-** the one they were made from (bit for bit): 1, else 0. */
+/* The cached features x (nin) of occurrence i, when its blanket at u is the one they were made from (bit for
+** bit): 1, else 0. Its terms' tables are then those it read last (each term's inputs are part of the blanket, and
+** only this occurrence's own proposals change its terms' slots): w->Tt points at them. */
 static int disc_hit(const plm_motif_occs *o, plm_motif_ws *w, int i, const double *u, double *x, int nin)
 {
     const disc_occ *q = &o->docc[i];
-    const double *c = w->cache + (size_t)i * w->cstride;
+    const double *c = w->cache + (size_t)i * w->cstride, *tc;
     int k;
     if (!w->cache || !w->cvalid[i]) return 0;
     for (k = 0; k < q->nx; k++)
         if (memcmp(&c[k], &u[q->xin[k]], sizeof *c) != 0) return 0;
     memcpy(x, c + q->nx, (size_t)nin * sizeof *x);
-    memcpy(w->lpcfg, c + q->nx + nin, (size_t)q->ncfg * sizeof *x);
+    tc = w->tc + q->tc_at;
+    for (k = 0; k < q->nterm; k++) {
+        const disc_term *e = &q->term[k];
+        w->Tt[k] = tc + e->at + (size_t)w->tlast[q->t0 + k] * (size_t)(e->ncfg + e->nx);
+    }
     return 1;
 }
 
-/* Keep occurrence i's blanket at u, features x and w->lpcfg for disc_hit. */
+/* Keep occurrence i's blanket at u and features x for disc_hit. */
 static void disc_store(const plm_motif_occs *o, plm_motif_ws *w, int i, const double *u, const double *x, int nin)
 {
     const disc_occ *q = &o->docc[i];
@@ -36,58 +41,98 @@ static void disc_store(const plm_motif_occs *o, plm_motif_ws *w, int i, const do
     if (!w->cache) return;
     for (k = 0; k < q->nx; k++) c[k] = u[q->xin[k]];
     memcpy(c + q->nx, x, (size_t)nin * sizeof *x);
-    memcpy(c + q->nx + nin, w->lpcfg, (size_t)q->ncfg * sizeof *x);
     w->cvalid[i] = 1;
 }
 
-/* Evaluate occurrence i's terms at every value of its block: w->T (term t at config c: T[t * ncfg + c]) and
-** their sums w->lpcfg. */
-static plm_status disc_eval(plm_ctx *ctx, const plm_motif_occs *o, plm_motif_ws *w, int i, const double *u)
+/* Occurrence i's part of the term cache. */
+static double *disc_tc(const disc_occ *q, plm_motif_ws *w) { return w->tc + (w->tc_single ? 0 : q->tc_at); }
+
+/* Term t of occurrence i at u: its table (its log density at every value of the block members it reads, index
+** sum v_j stride[j]; NaN read as -inf) into *out, from the cache when a slot holds it for the same inputs. */
+static plm_status term_table(plm_ctx *ctx, const disc_occ *q, plm_motif_ws *w, int t, const double *u, const double **out)
 {
-    const disc_occ *q = &o->docc[i];
-    plm_prog_ws *pw = &w->pws[i];
+    const disc_term *e = &q->term[t];
+    int ti = q->t0 + t, j, k, sl, slot = e->ncfg + e->nx;
+    double *base = disc_tc(q, w) + e->at, *tab, *key;
+    plm_prog_ws *pw = &w->pws[ti];
     plm_prog_in in[PLM_NGROUPS];
-    int c, j, t;
     plm_status st;
+    for (sl = 0; sl < w->tvalid[ti]; sl++) {
+        tab = base + (size_t)sl * slot, key = tab + e->ncfg;
+        for (k = 0; k < e->nx; k++)
+            if (memcmp(&key[k], &u[e->xin[k]], sizeof *key) != 0) break;
+        if (k == e->nx) return w->tlast[ti] = (unsigned char)sl, *out = tab, PLM_OK;
+    }
+    sl = w->tc_single ? 0 : w->tnext[ti];
+    tab = base + (size_t)sl * slot, key = tab + e->ncfg;
+    *out = tab;
     if (!pw->p) {
-        int blk = q->ncfg < PLM_EXPR_BLOCK ? q->ncfg : PLM_EXPR_BLOCK;
-        if ((st = plm_prog_ws_init_block(ctx, pw, q->prog, blk < 2 ? 2 : blk))) return st;
+        int blk = e->ncfg < PLM_EXPR_BLOCK ? e->ncfg : PLM_EXPR_BLOCK;
+        if ((st = plm_prog_ws_init_block(ctx, pw, e->prog, blk < 2 ? 2 : blk))) return st;
     }
     for (j = 0; j < q->nb; j++)
-        for (c = 0; c < q->ncfg; c++) w->z[j * q->ncfg + c] = (c / q->stride[j]) % q->card[j];
-    for (t = 0; t < q->nterm; t++) w->Tp[t] = w->T + (size_t)t * q->ncfg;
+        for (k = 0; k < e->ncfg; k++) w->z[j * e->ncfg + k] = e->stride[j] ? (k / e->stride[j]) % q->card[j] : 0;
     memset(in, 0, sizeof in);
     in[PLM_GRP_X].p = u;
     in[PLM_GRP_X].ld = 1;
     in[PLM_GRP_Z].p = w->z;
-    in[PLM_GRP_Z].ld = (size_t)q->ncfg;
+    in[PLM_GRP_Z].ld = (size_t)e->ncfg;
     plm_prog_uniforms(pw, in);
-    for (c = 0; c < q->ncfg; c += PLM_EXPR_BLOCK)
-        plm_prog_block(pw, in, (size_t)c, (size_t)(q->ncfg - c < PLM_EXPR_BLOCK ? q->ncfg - c : PLM_EXPR_BLOCK), w->Tp, NULL);
-    for (c = 0; c < q->ncfg; c++) {
-        double s = 0;
-        for (t = 0; t < q->nterm; t++) s += w->T[(size_t)t * q->ncfg + c];
-        w->lpcfg[c] = isnan(s) ? -INFINITY : s;
+    for (k = 0; k < e->ncfg; k += PLM_EXPR_BLOCK)
+        plm_prog_block(pw, in, (size_t)k, (size_t)(e->ncfg - k < PLM_EXPR_BLOCK ? e->ncfg - k : PLM_EXPR_BLOCK), &tab, NULL);
+    for (k = 0; k < e->ncfg; k++)
+        if (isnan(tab[k])) tab[k] = -INFINITY;
+    if (!w->tc_single) {
+        for (k = 0; k < e->nx; k++) key[k] = u[e->xin[k]];
+        if (w->tvalid[ti] < TERM_MEMO) w->tvalid[ti]++;
+        w->tlast[ti] = (unsigned char)sl;
+        w->tnext[ti] = (unsigned char)((sl + 1) % TERM_MEMO);
     }
     return PLM_OK;
 }
 
-static int disc_cfg(const disc_occ *q, const double *v)
+/* Every term's table of occurrence i at u into w->Tt. */
+static plm_status disc_eval(plm_ctx *ctx, const plm_motif_occs *o, plm_motif_ws *w, int i, const double *u)
 {
-    int j, c = 0;
-    for (j = 0; j < q->nb; j++) {
-        int k = (int)v[j];
-        if (!(v[j] >= 0 && k < q->card[j] && k == v[j])) return -1;
-        c += k * q->stride[j];
-    }
-    return c;
+    const disc_occ *q = &o->docc[i];
+    int t;
+    plm_status st;
+    for (t = 0; t < q->nterm; t++)
+        if ((st = term_table(ctx, q, w, t, u, &w->Tt[t]))) return st;
+    return PLM_OK;
+}
+
+/* Term t's value at the block value of configuration c (index sum v_j q->stride[j]) from the tables in w->Tt:
+** for the grid's four binary members, v_j = bit j of c. */
+static double tval_grid(const disc_occ *q, const plm_motif_ws *w, int t, int c)
+{
+    const int *st = q->term[t].stride;
+    return w->Tt[t][(c & 1) * st[0] + (c >> 1 & 1) * st[1] + (c >> 2 & 1) * st[2] + (c >> 3 & 1) * st[3]];
+}
+
+/* Term t's value at the chain's block value (s1, s2). */
+static double tval_chain(const disc_occ *q, const plm_motif_ws *w, int t, int s1, int s2)
+{
+    return w->Tt[t][s1 * q->term[t].stride[0] + s2 * q->term[t].stride[1]];
 }
 
 static double disc_logp(const plm_motif_occs *o, plm_motif_ws *w, int i, const double *u, const double *v)
 {
-    int c = disc_cfg(&o->docc[i], v);
+    const disc_occ *q = &o->docc[i];
+    int val[4], j, t;
+    double s = 0;
     (void)u;
-    return c < 0 ? -INFINITY : w->lpcfg[c];
+    for (j = 0; j < q->nb; j++) {
+        val[j] = (int)v[j];
+        if (!(v[j] >= 0 && val[j] < q->card[j] && val[j] == v[j])) return -INFINITY;
+    }
+    for (t = 0; t < q->nterm; t++) {
+        const disc_term *e = &q->term[t];
+        int idx = 0;
+        for (j = 0; j < q->nb; j++) idx += val[j] * e->stride[j];
+        s += w->Tt[t][idx];
+    }
+    return isnan(s) ? -INFINITY : s;
 }
 
 static void disc_apply(const plm_motif_occs *o, plm_motif_ws *w, int i, double *u, const double *v)
@@ -97,6 +142,8 @@ static void disc_apply(const plm_motif_occs *o, plm_motif_ws *w, int i, double *
     (void)w;
     for (j = 0; j < q->nb; j++) u[q->coord[j]] = v[j];
 }
+
+static int cmp_int(const void *a, const void *b) { return *(const int *)a - *(const int *)b; }
 
 /* The occurrence array doubled (GC memory: it holds the occurrences' programs, which only it keeps alive). */
 static disc_occ *grow_occ(disc_occ *occ, int *cap)
@@ -108,15 +155,16 @@ static disc_occ *grow_occ(disc_occ *occ, int *cap)
     return q;
 }
 
-/* Make occurrence q (block sites set) with terms terms[0..nterm-1] (site indices) of roles role. */
+/* Make occurrence q (block sites set) with terms terms[0..nterm-1] (site indices) of roles role: a program per
+** term, with the block members and the coordinates outside the block that it reads. */
 static plm_status disc_make(plm_ctx *ctx, plm_gmodel *m, disc_occ *q, const int *terms, const int *role, int nterm)
 {
-    int j, *outs = malloc(((size_t)nterm + 1) * sizeof *outs);
-    plm_status st;
-    if (!outs || !(q->role = plm_gc_alloc_atomic((size_t)nterm * sizeof *q->role))) {
-        free(outs);
+    int j, t, k, n = 0, *all;
+    plm_status st = PLM_OK;
+    if (!(q->role = plm_gc_alloc_atomic((size_t)nterm * sizeof *q->role)) ||
+        !(q->term = plm_gc_alloc((size_t)nterm * sizeof *q->term)))
         return plm_fail(ctx, PLM_ENOMEM, "motif: out of memory");
-    }
+    memset(q->term, 0, (size_t)nterm * sizeof *q->term);
     q->ncfg = 1;
     for (j = 0; j < q->nb; j++) {
         q->coord[j] = m->sites[q->site[j]].first;
@@ -124,11 +172,32 @@ static plm_status disc_make(plm_ctx *ctx, plm_gmodel *m, disc_occ *q, const int 
         q->stride[j] = q->ncfg;
         q->ncfg *= q->card[j];
     }
-    for (j = 0; j < nterm; j++) outs[j] = m->sites[terms[j]].logp, q->role[j] = role[j];
     q->nterm = nterm;
-    st = motif_compile_small(ctx, m, nterm, outs, q->nb, q->coord, &q->prog, &q->xin, &q->nx);
-    free(outs);
-    return st;
+    q->tc_size = 0;
+    for (t = 0; t < nterm && !st; t++) {
+        disc_term *e = &q->term[t];
+        int out = m->sites[terms[t]].logp;
+        q->role[t] = role[t];
+        if ((st = motif_compile_small(ctx, m, 1, &out, q->nb, q->coord, &e->prog, &e->xin, &e->nx, &e->mask))) break;
+        e->ncfg = 1;
+        for (j = 0; j < q->nb; j++) {
+            e->stride[j] = e->mask >> j & 1 ? e->ncfg : 0;
+            if (e->mask >> j & 1) e->ncfg *= q->card[j];
+        }
+        e->at = q->tc_size;
+        q->tc_size += TERM_MEMO * (e->ncfg + e->nx);
+        n += e->nx;
+    }
+    if (st) return st;
+    /* the blanket: every term's outside coordinates, sorted, once each */
+    if (!(all = plm_gc_alloc_atomic(((size_t)n + 1) * sizeof *all))) return plm_fail(ctx, PLM_ENOMEM, "motif: out of memory");
+    for (n = 0, t = 0; t < nterm; t++)
+        for (k = 0; k < q->term[t].nx; k++) all[n++] = q->term[t].xin[k];
+    qsort(all, (size_t)n, sizeof *all, cmp_int);
+    for (q->nx = 0, k = 0; k < n; k++)
+        if (q->nx == 0 || all[k] != all[q->nx - 1]) all[q->nx++] = all[k];
+    q->xin = all;
+    return PLM_OK;
 }
 
 /* The terms reading each latent site besides its own (sites with a term, in model order), as lists. */
@@ -163,8 +232,6 @@ oom:
 }
 
 static void kids_free(kids *k) { free(k->start), free(k->list); }
-
-static int cmp_int(const void *a, const void *b) { return *(const int *)a - *(const int *)b; }
 
 /* The terms reading the block sites blk[0..nb-1] besides their own: each must read exactly one of them (its
 ** role is `base` + its index in blk). In model order into terms; returns the count, or -1 when a term reads two. */
@@ -243,7 +310,6 @@ static plm_status grid_inputs(plm_ctx *ctx, const plm_motif_occs *o, plm_motif_w
                               double *x, double *v)
 {
     const disc_occ *q = &o->docc[i];
-    const double *T;
     int t, j;
     plm_status st;
     (void)r;
@@ -252,18 +318,19 @@ static plm_status grid_inputs(plm_ctx *ctx, const plm_motif_occs *o, plm_motif_w
     if ((st = disc_eval(ctx, o, w, i, u))) return st;
     memset(x, 0, 13 * sizeof *x);
     /* config index a + 2 b + 4 c + 8 d */
+#define T(c) tval_grid(q, w, t, c)
     for (t = 0; t < q->nterm; t++) {
-        T = w->T + (size_t)t * q->ncfg;
         switch (q->role[t]) {
-        case 0: x[0] += T[1] - T[0]; break;
-        case 1: x[1] += T[2] - T[0], x[2] += T[3] - T[1]; break;
-        case 2: x[3] += T[4] - T[0], x[4] += T[5] - T[1]; break;
+        case 0: x[0] += T(1) - T(0); break;
+        case 1: x[1] += T(2) - T(0), x[2] += T(3) - T(1); break;
+        case 2: x[3] += T(4) - T(0), x[4] += T(5) - T(1); break;
         case 3:
-            x[5] += T[8] - T[0], x[6] += T[10] - T[2], x[7] += T[12] - T[4], x[8] += T[14] - T[6];
+            x[5] += T(8) - T(0), x[6] += T(10) - T(2), x[7] += T(12) - T(4), x[8] += T(14) - T(6);
             break;
-        default: j = q->role[t] - 4, x[9 + j] += T[q->stride[j]] - T[0]; break;
+        default: j = q->role[t] - 4, x[9 + j] += T(q->stride[j]) - T(0); break;
         }
     }
+#undef T
     for (j = 0; j < 13; j++) x[j] = clampf(x[j]);
     disc_store(o, w, i, u, x, 13);
     return PLM_OK;
@@ -275,13 +342,21 @@ static plm_status disc_occs(plm_ctx *ctx, const plm_motif_def *d, const occ_ops 
                             disc_occ *occ, int n, plm_motif_occs **out)
 {
     plm_motif_occs *o = motif_occs_new(d, ops, shape, m);
-    int a;
+    int a, t;
     if (!o) return plm_fail(ctx, PLM_ENOMEM, "motif: out of memory");
     o->docc = occ;
     o->n = n;
     for (a = 0; a < n; a++) {
-        if (occ[a].ncfg > o->maxcfg) o->maxcfg = occ[a].ncfg;
-        if (occ[a].nterm > o->maxterm) o->maxterm = occ[a].nterm;
+        disc_occ *q = &occ[a];
+        if (q->ncfg > o->maxcfg) o->maxcfg = q->ncfg;
+        if (q->nterm > o->maxterm) o->maxterm = q->nterm;
+        if (q->tc_size > o->maxtc) o->maxtc = q->tc_size;
+        for (t = 0; t < q->nterm; t++)
+            if (q->term[t].ncfg > o->maxtcfg) o->maxtcfg = q->term[t].ncfg;
+        q->t0 = o->ntermall;
+        q->tc_at = o->tcall;
+        o->ntermall += q->nterm;
+        o->tcall += (size_t)q->tc_size;
     }
     *out = o;
     return PLM_OK;
@@ -474,14 +549,15 @@ static plm_status chain_inputs(plm_ctx *ctx, const plm_motif_occs *o, plm_motif_
     memset(first, 0, sizeof first), memset(M, 0, sizeof M), memset(u1, 0, sizeof u1), memset(u2, 0, sizeof u2);
     /* config index s1 + S s2 */
     for (t = 0; t < q->nterm; t++) {
-        const double *T = w->T + (size_t)t * q->ncfg;
+#define T(s1, s2) tval_chain(q, w, t, s1, s2)
         for (s = 0; s < S; s++) switch (q->role[t]) {
-            case 0: first[s] += T[s]; break;
-            case 1: for (s2 = 0; s2 < S; s2++) M[s * S + s2] += T[s + S * s2]; break;
-            case 4: u1[s] += T[s]; break;
-            case 5: u2[s] += T[S * s]; break;
+            case 0: first[s] += T(s, 0); break;
+            case 1: for (s2 = 0; s2 < S; s2++) M[s * S + s2] += T(s, s2); break;
+            case 4: u1[s] += T(s, 0); break;
+            case 5: u2[s] += T(0, s); break;
             default: break;
             }
+#undef T
     }
     chain_features(chain_smax(o->shape), S, first, M, u1, u2, x);
     disc_store(o, w, i, u, x, chain_nin(chain_smax(o->shape)));

@@ -53,14 +53,33 @@ typedef struct mix_occ {
     int out;        /* outputs: y, sd_0..sd_{K-1}, p_0..p_{K-1} */
 } mix_occ;
 
+/* One term of a discrete occurrence: its own program (the term's log density; the block's coordinates are group
+** Z, all of them in block order, of which it reads those in mask), evaluated only at the values of the members it
+** reads, and only for values of the coordinates outside the block that it reads that are not among the last
+** TERM_MEMO it was evaluated at (a program is a function of its inputs alone, so a kept table is the same
+** numbers; the outside coordinates of a discrete network take few values, so most lookups hit). */
+#define TERM_MEMO 4
+typedef struct disc_term {
+    plm_prog *prog;
+    int nx, *xin;       /* the coordinates of u outside the block that it reads */
+    int mask;           /* bit j: it reads block member j */
+    int ncfg;           /* values of the members it reads: the size of its table */
+    int stride[4];      /* its table's index of a block value: sum of v_j stride[j] (0 for members it does not read) */
+    int at;             /* its TERM_MEMO slots in the occurrence's part of the term cache, each a table (ncfg)
+                        ** and the key it was made at (nx) */
+} disc_term;
+
 /* One discrete occurrence: nb block sites with their coordinates and supports, and the terms reading it. */
 typedef struct disc_occ {
     int nb, ncfg;
     int site[4], coord[4], card[4], stride[4];
     int nterm;
-    int *role;      /* per term: motif-specific role (grid: 0..3 own term of a..d, 4 + j a child of member j) */
-    plm_prog *prog; /* outputs: the terms' log densities; block coordinates in group Z */
-    int nx, *xin;   /* the coordinates of u outside the block that prog reads */
+    int *role;          /* per term: motif-specific role (grid: 0..3 own term of a..d, 4 + j a child of member j) */
+    disc_term *term;
+    int nx, *xin;       /* the coordinates of u outside the block that any term reads (sorted) */
+    int t0;             /* index of its first term among all the occurrences' terms */
+    size_t tc_at;       /* its part of the term cache; tc_size its size */
+    int tc_size;
 } disc_occ;
 
 struct plm_motif_occs {
@@ -77,7 +96,8 @@ struct plm_motif_occs {
     int npar;
     /* discrete */
     disc_occ *docc;
-    int maxcfg, maxterm;
+    int maxcfg, maxterm, ntermall, maxtcfg, maxtc;
+    size_t tcall;       /* the term cache's size over all occurrences */
 };
 
 struct plm_motif_ws {
@@ -88,11 +108,17 @@ struct plm_motif_ws {
     int k;              /* the component of the current proposal */
     double c, s, Ck, Bk;
     /* discrete */
-    plm_prog_ws *pws;   /* per occurrence, made on first use */
-    double *z, *T, **Tp, *lpcfg;
-    /* per occurrence, the last features and block log densities, and the blanket values they were made from:
-    ** an occurrence whose blanket has not moved since its last proposal reuses them (the program is a function
-    ** of those values only, so they are the same numbers) */
+    plm_prog_ws *pws;   /* per term of every occurrence, made on first use */
+    double *z;          /* a term's block values at its table's points */
+    const double **Tt;  /* per term of the current occurrence: its table */
+    /* the term cache: per occurrence (at its tc_at) each term's slots; per term, tvalid slots filled and tnext the
+    ** one to fill next. Without room for all occurrences (over 64 MB), one occurrence's worth, never valid. */
+    double *tc;
+    unsigned char *tvalid, *tnext, *tlast;   /* tlast: the slot it last read */
+    int tc_single;      /* the term cache holds one occurrence's terms (at 0), never valid */
+    /* per occurrence, the last features and the blanket values they were made from (only with the term cache):
+    ** an occurrence whose blanket has not moved since its last proposal reuses them, and its terms' tables are
+    ** then valid too */
     double *cache;
     size_t cstride;
     char *cvalid;
@@ -103,7 +129,7 @@ int motif_has_parent(const plm_gsite *s, int p);
 int motif_is_latent_kind(const plm_gsite *s, int dist);
 /* a small program of the graph's nodes outs, with the coordinates move as per-point inputs (gibbs_impl.h's way) */
 plm_status motif_compile_small(plm_ctx *ctx, const plm_gmodel *m, int nout, const int *outs, int nmove, const int *move,
-                               plm_prog **out, int **xin, int *nx);
+                               plm_prog **out, int **xin, int *nx, int *zmask);
 plm_motif_occs *motif_occs_new(const plm_motif_def *d, const occ_ops *ops, const int *shape, plm_gmodel *m);
 extern const plm_motif_def plm_motif_grid_def, plm_motif_chain_def;   /* motif_discrete.c */
 

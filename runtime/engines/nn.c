@@ -114,7 +114,8 @@ plm_status plm_nn_ws_init(plm_ctx *ctx, plm_nn_ws *w, const plm_nn *nn, int maxb
     w->wt = malloc((nn->nparam ? nn->nparam : 1) * sizeof *w->wt);
     w->s = malloc(6 * (size_t)nn->maxwidth * sizeof *w->s);
     w->nz = malloc((size_t)nn->maxwidth * sizeof *w->nz);
-    if (!w->in || !w->act || !w->dact || !w->out || !w->dout || !w->wt || !w->s || !w->nz) {
+    w->xp = malloc(plm_nn_xpart_size(nn) * sizeof *w->xp);
+    if (!w->in || !w->act || !w->dact || !w->out || !w->dout || !w->wt || !w->s || !w->nz || !w->xp) {
         plm_nn_ws_free(w);
         return plm_fail(ctx, PLM_ENOMEM, "nn: out of memory");
     }
@@ -126,7 +127,7 @@ void plm_nn_ws_sync(plm_nn_ws *w, const plm_nn *nn) { transpose_weights(nn, w->w
 
 void plm_nn_ws_free(plm_nn_ws *w)
 {
-    free(w->in), free(w->act), free(w->dact), free(w->out), free(w->dout), free(w->wt), free(w->s), free(w->nz);
+    free(w->in), free(w->act), free(w->dact), free(w->out), free(w->dout), free(w->wt), free(w->s), free(w->nz), free(w->xp);
     memset(w, 0, sizeof *w);
 }
 
@@ -208,7 +209,7 @@ static double lse(const double *a, int n)
     for (i = 0; i < n; i++)
         if (a[i] > mx) mx = a[i];
     if (mx == -INFINITY) return mx;
-    for (i = 0; i < n; i++) s += exp(a[i] - mx);
+    for (i = 0; i < n; i++) s += a[i] == mx ? 1.0 : exp(a[i] - mx);   /* exp(0) is 1 exactly */
     return mx + log(s);
 }
 
@@ -223,13 +224,20 @@ static int valid_cats(const plm_nn_member *m, const double *x)
 /* The mixture head's log sd of component k from the raw output s. */
 static double head_lsd(double s) { return s < LSD_MIN ? LSD_MIN : s > LSD_MAX ? LSD_MAX : s; }
 
-/* log q of value v under the head outputs o (and, with d, d log q / d o into d). */
-static double head_logq(const plm_nn_member *m, const double *x, const double *o, double v, double *d)
+/* The log normaliser of the head outputs o: the softmax's over the valid categories, or the mixture weights'. */
+static double head_norm(const plm_nn_member *m, const double *x, const double *o)
+{
+    return lse(o, m->kind == PLM_NN_DISCRETE ? valid_cats(m, x) : m->card);
+}
+
+/* log q of value v under the head outputs o with log normaliser z = head_norm(m, x, o) (and, with d, d log q / d o
+** into d). */
+static double head_logq_z(const plm_nn_member *m, const double *x, const double *o, double z, double v, double *d)
 {
     int c, n = m->card;
     if (m->kind == PLM_NN_DISCRETE) {
         int nv = valid_cats(m, x), k = (int)v;
-        double z = lse(o, nv), lq;
+        double lq;
         if (d) memset(d, 0, (size_t)n * sizeof *d);
         if (!(v >= 0 && k < nv && k == v)) return -INFINITY;
         lq = o[k] - z;
@@ -239,7 +247,7 @@ static double head_logq(const plm_nn_member *m, const double *x, const double *o
         }
         return lq;
     } else {
-        double comp[1024], za = lse(o, n), lq;
+        double comp[1024], za = z, lq;
         for (c = 0; c < n; c++) {
             double ls = head_lsd(o[2 * n + c]), e = (v - o[n + c]) * exp(-ls);
             comp[c] = o[c] - za - 0.5 * e * e - ls - LOG_SQRT_2PI;
@@ -262,6 +270,11 @@ static double head_logq(const plm_nn_member *m, const double *x, const double *o
     }
 }
 
+static double head_logq(const plm_nn_member *m, const double *x, const double *o, double v, double *d)
+{
+    return head_logq_z(m, x, o, head_norm(m, x, o), v, d);
+}
+
 void plm_nn_logq(const plm_nn *nn, plm_nn_ws *w, int B, const double *X, const double *V, double *logq, double *grad)
 {
     int j, b;
@@ -278,22 +291,22 @@ void plm_nn_logq(const plm_nn *nn, plm_nn_ws *w, int B, const double *X, const d
     }
 }
 
-/* Draw from the head outputs o. */
-static double head_sample(const plm_nn_member *m, const double *x, const double *o, plm_rng *r)
+/* Draw from the head outputs o with log normaliser z = head_norm(m, x, o). */
+static double head_sample(const plm_nn_member *m, const double *x, const double *o, double z, plm_rng *r)
 {
     int c, n = m->card;
     if (m->kind == PLM_NN_DISCRETE) {
         int nv = valid_cats(m, x);
-        double z = lse(o, nv), u = plm_rng_uniform(r);
+        double u = plm_rng_uniform(r);
         for (c = 0; c < nv - 1; c++) {
             u -= exp(o[c] - z);
             if (u < 0) break;
         }
         return c;
     } else {
-        double za = lse(o, n), u = plm_rng_uniform(r);
+        double u = plm_rng_uniform(r);
         for (c = 0; c < n - 1; c++) {
-            u -= exp(o[c] - za);
+            u -= exp(o[c] - z);
             if (u < 0) break;
         }
         return o[n + c] + exp(head_lsd(o[2 * n + c])) * plm_rng_normal(r);
@@ -309,8 +322,16 @@ static double head_sample(const plm_nn_member *m, const double *x, const double 
 ** plm_nn_propose share this code, so a draw's density is the same number whichever of them scores it. */
 
 /* y[0..no) += a_k * T[idx_k * no + o] for the n (idx, a) pairs; four columns per pass over y. O3: GCC's -O2 cost
-** model does not vectorise loops of unknown length. */
-__attribute__((optimize("O3"))) static void add_columns(int no, int n, const int *idx, const double *a,
+** model does not vectorise loops of unknown length. Two clones, chosen when the program loads: AVX2 (four doubles
+** per instruction) where the processor has it, SSE2 elsewhere. They give the same numbers: each y[o] is the same
+** sequence of IEEE multiplications and additions in either (C11 mode does not contract them into FMAs), only more
+** lanes run at once. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define NN_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define NN_CLONES
+#endif
+NN_CLONES __attribute__((optimize("O3"))) static void add_columns(int no, int n, const int *idx, const double *a,
                                                          const double *T, double *restrict y)
 {
     int k = 0, o;
@@ -328,8 +349,11 @@ __attribute__((optimize("O3"))) static void add_columns(int no, int n, const int
 }
 
 /* y (no) = b + sum_i act(z_i) T[i] over the nonzero activations of the pre-activations z (ni), T the transposed
-** layer (b follows it). The nonzero ones are gathered without a branch: relu zeroes half the units at random. */
-static void layer_single(const plm_nn *nn, plm_nn_ws *w, int ni, int no, const double *T, const double *z, double *y)
+** layer (b follows it). The nonzero ones are gathered without a branch: relu zeroes half the units at random. A
+** narrow layer (a binary head: the columns would be two numbers long) is instead a dot product of each row of W
+** (the layer as stored, out x in) with the nonzero activations, in four running sums. */
+static void layer_single(const plm_nn *nn, plm_nn_ws *w, int ni, int no, const double *T, const double *W, const double *z,
+                         double *y)
 {
     double *val = w->s + 5 * (size_t)w->swidth;
     int i, n = 0;
@@ -340,6 +364,20 @@ static void layer_single(const plm_nn *nn, plm_nn_ws *w, int ni, int no, const d
         }
     else
         for (i = 0; i < ni; i++) w->nz[n] = i, val[n] = z[i], n += z[i] > 0;   /* relu's nonzero units */
+    if (no < 4) {
+        int o, k;
+        for (o = 0; o < no; o++) {
+            const double *row = W + (size_t)o * ni;
+            double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+            for (k = 0; k + 4 <= n; k += 4) {
+                s0 += val[k] * row[w->nz[k]], s1 += val[k + 1] * row[w->nz[k + 1]];
+                s2 += val[k + 2] * row[w->nz[k + 2]], s3 += val[k + 3] * row[w->nz[k + 3]];
+            }
+            for (; k < n; k++) s0 += val[k] * row[w->nz[k]];
+            y[o] = W[(size_t)ni * no + o] + ((s0 + s1) + (s2 + s3));
+        }
+        return;
+    }
     memcpy(y, T + (size_t)ni * no, (size_t)no * sizeof *y);
     add_columns(no, n, w->nz, val, T, y);
 }
@@ -380,7 +418,7 @@ static void member_single(const plm_nn *nn, plm_nn_ws *w, int j, const double *x
     }
     for (l = 1; l < nl; l++) {
         double *t = l + 1 == nl ? o : y == z ? a : z;
-        layer_single(nn, w, nn->width[j][l], nn->width[j][l + 1], w->wt + nn->off[j][l], y, t);
+        layer_single(nn, w, nn->width[j][l], nn->width[j][l + 1], w->wt + nn->off[j][l], nn->theta + nn->off[j][l], y, t);
         y = t;
     }
 }
@@ -393,27 +431,57 @@ void plm_nn_sample(const plm_nn *nn, plm_nn_ws *w, const double *x, plm_rng *r, 
     for (j = 0; j < nn->nmem; j++) {
         member_xpart(nn, w, j, x, xp);
         member_single(nn, w, j, xp, v, o);
-        v[j] = head_sample(&nn->mem[j], x, o, r);
-        *logq += head_logq(&nn->mem[j], x, o, v[j], NULL);
+        double z = head_norm(&nn->mem[j], x, o);
+        v[j] = head_sample(&nn->mem[j], x, o, z, r);
+        *logq += head_logq_z(&nn->mem[j], x, o, z, v[j], NULL);
+    }
+}
+
+/* Member j's part is at xp + j * xp_width(nn): the widest first layer's output. */
+static size_t xp_width(const plm_nn *nn)
+{
+    int j, wd = 1;
+    for (j = 0; j < nn->nmem; j++)
+        if (nn->width[j][1] > wd) wd = nn->width[j][1];
+    return (size_t)wd;
+}
+
+size_t plm_nn_xpart_size(const plm_nn *nn) { return (size_t)nn->nmem * xp_width(nn); }
+
+void plm_nn_xpart(const plm_nn *nn, plm_nn_ws *w, const double *x, double *xp)
+{
+    int j;
+    size_t wd = xp_width(nn);
+    for (j = 0; j < nn->nmem; j++) member_xpart(nn, w, j, x, xp + (size_t)j * wd);
+}
+
+void plm_nn_propose_xp(const plm_nn *nn, plm_nn_ws *w, const double *x, const double *xp, const double *vold, plm_rng *r,
+                       double *v, double *lq_new, double *lq_old)
+{
+    double *o = w->s + 3 * (size_t)w->swidth, *oo = w->s + 4 * (size_t)w->swidth;
+    size_t wd = xp_width(nn);
+    int j, same = 1;   /* same: the new block's members so far equal the old block's, so their outputs do too */
+    *lq_new = *lq_old = 0;
+    for (j = 0; j < nn->nmem; j++) {
+        const plm_nn_member *m = &nn->mem[j];
+        const double *xpj = xp + (size_t)j * wd;
+        double z, zo;
+        member_single(nn, w, j, xpj, v, o);
+        z = head_norm(m, x, o);
+        if (!same) member_single(nn, w, j, xpj, vold, oo);
+        zo = same ? z : head_norm(m, x, oo);
+        v[j] = head_sample(m, x, o, z, r);
+        *lq_new += head_logq_z(m, x, o, z, v[j], NULL);
+        *lq_old += head_logq_z(m, x, same ? o : oo, zo, vold[j], NULL);
+        same = same && memcmp(&v[j], &vold[j], sizeof *v) == 0;
     }
 }
 
 void plm_nn_propose(const plm_nn *nn, plm_nn_ws *w, const double *x, const double *vold, plm_rng *r, double *v,
                     double *lq_new, double *lq_old)
 {
-    double *xp = w->s + 2 * (size_t)w->swidth, *o = w->s + 3 * (size_t)w->swidth, *oo = w->s + 4 * (size_t)w->swidth;
-    int j, same = 1;   /* same: the new block's members so far equal the old block's, so their outputs do too */
-    *lq_new = *lq_old = 0;
-    for (j = 0; j < nn->nmem; j++) {
-        const plm_nn_member *m = &nn->mem[j];
-        member_xpart(nn, w, j, x, xp);
-        member_single(nn, w, j, xp, v, o);
-        if (!same) member_single(nn, w, j, xp, vold, oo);
-        v[j] = head_sample(m, x, o, r);
-        *lq_new += head_logq(m, x, o, v[j], NULL);
-        *lq_old += head_logq(m, x, same ? o : oo, vold[j], NULL);
-        same = same && memcmp(&v[j], &vold[j], sizeof *v) == 0;
-    }
+    plm_nn_xpart(nn, w, x, w->xp);
+    plm_nn_propose_xp(nn, w, x, w->xp, vold, r, v, lq_new, lq_old);
 }
 
 plm_status plm_nn_adam_init(plm_ctx *ctx, plm_nn_adam *a, size_t n, double lr)

@@ -58,6 +58,7 @@ typedef struct plm_nn_ws {
     double *wt;     /* theta with each W transposed (in x out) */
     double *s;      /* 6 vectors of maxwidth for single evaluations */
     int *nz;        /* indices of a layer's nonzero inputs */
+    double *xp;     /* plm_nn_propose's inputs' parts (plm_nn_xpart) */
 } plm_nn_ws;
 plm_status plm_nn_ws_init(plm_ctx *ctx, plm_nn_ws *w, const plm_nn *nn, int maxbatch);
 void plm_nn_ws_sync(plm_nn_ws *w, const plm_nn *nn);
@@ -79,6 +80,14 @@ void plm_nn_sample(const plm_nn *nn, plm_nn_ws *w, const double *x, plm_rng *r, 
 ** and those of plm_nn_logq up to rounding. Any workspace of the network will do. */
 void plm_nn_propose(const plm_nn *nn, plm_nn_ws *w, const double *x, const double *vold, plm_rng *r, double *v,
                     double *lq_new, double *lq_old);
+
+/* The inputs' part of each member's first layer (its bias and the columns of x; what plm_nn_propose shares between
+** the new and old block) into xp, plm_nn_xpart_size(nn) numbers: a function of x alone, so a caller that sees the
+** same x again may keep it and call plm_nn_propose_xp, which is plm_nn_propose from a given xp, bit for bit. */
+size_t plm_nn_xpart_size(const plm_nn *nn);
+void plm_nn_xpart(const plm_nn *nn, plm_nn_ws *w, const double *x, double *xp);
+void plm_nn_propose_xp(const plm_nn *nn, plm_nn_ws *w, const double *x, const double *xp, const double *vold, plm_rng *r,
+                       double *v, double *lq_new, double *lq_old);
 
 /* Adam (Kingma and Ba) on a parameter vector: malloc'd moments. */
 typedef struct plm_nn_adam {
