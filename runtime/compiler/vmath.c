@@ -58,47 +58,62 @@ void plm_vexp(const double *a, double *d, size_t m)
 
 #define ROTL(x, k) _mm256_or_si256(_mm256_slli_epi64(x, k), _mm256_srli_epi64(x, 64 - (k)))
 
-/* Four streams at a time: xoshiro256++ in four lanes, then the ziggurat's fast path with the layer edges
-** gathered from the table. (double)(b >> 11) is formed exactly from its two halves (AVX2 has no 64-bit
-** integer conversion), so every lane rounds as the scalar code does. A lane the fast path rejects (1.2%)
-** finishes on the scalar rare path, from the state the scalar draw would have at that point. */
-__attribute__((target("avx2"))) static void vnormal4(plm_rng *r, double *d, size_t m)
+/* One xoshiro256++ step in four lanes: s0..s3 hold word 0..3 of four streams' states; returns their outputs. */
+__attribute__((target("avx2"))) static inline __m256i xoshiro4(__m256i *s0, __m256i *s1, __m256i *s2, __m256i *s3)
+{
+    __m256i b = _mm256_add_epi64(ROTL(_mm256_add_epi64(*s0, *s3), 23), *s0), t = _mm256_slli_epi64(*s1, 17);
+    *s2 = _mm256_xor_si256(*s2, *s0);
+    *s3 = _mm256_xor_si256(*s3, *s1);
+    *s1 = _mm256_xor_si256(*s1, *s2);
+    *s0 = _mm256_xor_si256(*s0, *s3);
+    *s2 = _mm256_xor_si256(*s2, t);
+    *s3 = ROTL(*s3, 45);
+    return b;
+}
+
+/* The ziggurat's fast path for four 64-bit draws b, as plm_rng_normal takes it: the signed values, and in *ok a bit
+** per lane it accepted. (double)(b >> 11) is formed exactly from its two halves (AVX2 has no 64-bit integer
+** conversion), so every lane rounds as the scalar code does; the layer edges come by four scalar loads (AVX2's
+** gather is slower on some CPUs, microcoded). */
+__attribute__((target("avx2"))) static inline __m256d zig4(__m256i b, int *ok)
 {
     const __m256i lo32 = _mm256_set1_epi64x(0xffffffffLL), m127 = _mm256_set1_epi64x(127);
     const __m256i e52 = _mm256_set1_epi64x(0x4330000000000000LL), e84 = _mm256_set1_epi64x(0x4530000000000000LL);
     const __m256d p52 = _mm256_set1_pd(0x1p52), p84 = _mm256_set1_pd(0x1p84), half = _mm256_set1_pd(0.5);
     const __m256d scale = _mm256_set1_pd(0x1.0p-53);
+    __m256i v = _mm256_srli_epi64(b, 11), im = _mm256_and_si256(b, m127);
+    uint64_t ii[4] = {(uint64_t)_mm256_extract_epi64(im, 0), (uint64_t)_mm256_extract_epi64(im, 1),
+                      (uint64_t)_mm256_extract_epi64(im, 2), (uint64_t)_mm256_extract_epi64(im, 3)};
+    __m256d u = _mm256_add_pd(_mm256_sub_pd(_mm256_castsi256_pd(_mm256_or_si256(_mm256_srli_epi64(v, 32), e84)), p84),
+                              _mm256_sub_pd(_mm256_castsi256_pd(_mm256_or_si256(_mm256_and_si256(v, lo32), e52)), p52));
+    __m256d x = _mm256_mul_pd(_mm256_mul_pd(_mm256_add_pd(u, half), scale),
+                              _mm256_set_pd(plm_rng_zig_x[ii[3]], plm_rng_zig_x[ii[2]], plm_rng_zig_x[ii[1]], plm_rng_zig_x[ii[0]]));
+    __m256d edge = _mm256_set_pd(plm_rng_zig_x[ii[3] + 1], plm_rng_zig_x[ii[2] + 1], plm_rng_zig_x[ii[1] + 1],
+                                 plm_rng_zig_x[ii[0] + 1]);
+    __m256d sign = _mm256_castsi256_pd(_mm256_slli_epi64(_mm256_srli_epi64(b, 7), 63));
+    *ok = _mm256_movemask_pd(_mm256_cmp_pd(x, edge, _CMP_LT_OQ));
+    return _mm256_xor_pd(x, sign);
+}
+
+/* Four streams at a time, one draw from each: a lane the fast path rejects (1.2%) finishes on the scalar rare path,
+** from the state the scalar draw would have at that point. */
+__attribute__((target("avx2"))) static void vnormal4(plm_rng *r, double *d, size_t m)
+{
     size_t j;
     for (j = 0; j + 4 <= m; j += 4) {
         plm_rng *q = r + j;
         __m256i s0 = _mm256_loadu_si256((const __m256i *)q[0].s), s1 = _mm256_loadu_si256((const __m256i *)q[1].s);
         __m256i s2 = _mm256_loadu_si256((const __m256i *)q[2].s), s3 = _mm256_loadu_si256((const __m256i *)q[3].s);
-        __m256i b, t, v, idx;
-        __m256d u, x, edge, sign;
+        __m256i b;
         int ok, k;
         TRANSPOSE4(s0, s1, s2, s3);
-        b = _mm256_add_epi64(ROTL(_mm256_add_epi64(s0, s3), 23), s0);
-        t = _mm256_slli_epi64(s1, 17);
-        s2 = _mm256_xor_si256(s2, s0);
-        s3 = _mm256_xor_si256(s3, s1);
-        s1 = _mm256_xor_si256(s1, s2);
-        s0 = _mm256_xor_si256(s0, s3);
-        s2 = _mm256_xor_si256(s2, t);
-        s3 = ROTL(s3, 45);
+        b = xoshiro4(&s0, &s1, &s2, &s3);
         TRANSPOSE4(s0, s1, s2, s3);
         _mm256_storeu_si256((__m256i *)q[0].s, s0);
         _mm256_storeu_si256((__m256i *)q[1].s, s1);
         _mm256_storeu_si256((__m256i *)q[2].s, s2);
         _mm256_storeu_si256((__m256i *)q[3].s, s3);
-        v = _mm256_srli_epi64(b, 11);
-        u = _mm256_add_pd(_mm256_sub_pd(_mm256_castsi256_pd(_mm256_or_si256(_mm256_srli_epi64(v, 32), e84)), p84),
-                          _mm256_sub_pd(_mm256_castsi256_pd(_mm256_or_si256(_mm256_and_si256(v, lo32), e52)), p52));
-        idx = _mm256_and_si256(b, m127);
-        x = _mm256_mul_pd(_mm256_mul_pd(_mm256_add_pd(u, half), scale), _mm256_i64gather_pd(plm_rng_zig_x, idx, 8));
-        edge = _mm256_i64gather_pd(plm_rng_zig_x + 1, idx, 8);
-        ok = _mm256_movemask_pd(_mm256_cmp_pd(x, edge, _CMP_LT_OQ));
-        sign = _mm256_castsi256_pd(_mm256_slli_epi64(_mm256_srli_epi64(b, 7), 63));
-        _mm256_storeu_pd(d + j, _mm256_xor_pd(x, sign));
+        _mm256_storeu_pd(d + j, zig4(b, &ok));
         if (__builtin_expect(ok != 15, 0)) {
             uint64_t bb[4];
             _mm256_storeu_si256((__m256i *)bb, b);
@@ -109,45 +124,18 @@ __attribute__((target("avx2"))) static void vnormal4(plm_rng *r, double *d, size
     for (; j < m; j++) d[j] = plm_rng_normal(&r[j]);
 }
 
-/* plm_vnormal_fill's four streams with their states in registers throughout: the same lanes as vnormal4, the
-** states stored back only for a rare-path draw (which reads more of its stream) and at the end. */
+/* plm_vnormal_fill's four streams with their states in registers throughout: the states stored back only for a
+** rare-path draw (which reads more of its stream) and at the end. */
 __attribute__((target("avx2"))) static void vfill4(plm_rng *r, double *d, size_t n)
 {
-    const __m256i lo32 = _mm256_set1_epi64x(0xffffffffLL), m127 = _mm256_set1_epi64x(127);
-    const __m256i e52 = _mm256_set1_epi64x(0x4330000000000000LL), e84 = _mm256_set1_epi64x(0x4530000000000000LL);
-    const __m256d p52 = _mm256_set1_pd(0x1p52), p84 = _mm256_set1_pd(0x1p84), half = _mm256_set1_pd(0.5);
-    const __m256d scale = _mm256_set1_pd(0x1.0p-53);
     __m256i s0 = _mm256_loadu_si256((const __m256i *)r[0].s), s1 = _mm256_loadu_si256((const __m256i *)r[1].s);
     __m256i s2 = _mm256_loadu_si256((const __m256i *)r[2].s), s3 = _mm256_loadu_si256((const __m256i *)r[3].s);
     size_t j;
     TRANSPOSE4(s0, s1, s2, s3);
     for (j = 0; j + 4 <= n; j += 4) {
-        __m256i b, t, v;
-        __m256d u, x, edge, sign;
+        __m256i b = xoshiro4(&s0, &s1, &s2, &s3);
         int ok, k;
-        b = _mm256_add_epi64(ROTL(_mm256_add_epi64(s0, s3), 23), s0);
-        t = _mm256_slli_epi64(s1, 17);
-        s2 = _mm256_xor_si256(s2, s0);
-        s3 = _mm256_xor_si256(s3, s1);
-        s1 = _mm256_xor_si256(s1, s2);
-        s0 = _mm256_xor_si256(s0, s3);
-        s2 = _mm256_xor_si256(s2, t);
-        s3 = ROTL(s3, 45);
-        v = _mm256_srli_epi64(b, 11);
-        u = _mm256_add_pd(_mm256_sub_pd(_mm256_castsi256_pd(_mm256_or_si256(_mm256_srli_epi64(v, 32), e84)), p84),
-                          _mm256_sub_pd(_mm256_castsi256_pd(_mm256_or_si256(_mm256_and_si256(v, lo32), e52)), p52));
-        {   /* the layer edges by four scalar loads: AVX2's gather is slower on some CPUs (microcoded) */
-            __m256i im = _mm256_and_si256(b, m127);
-            uint64_t ii[4] = {(uint64_t)_mm256_extract_epi64(im, 0), (uint64_t)_mm256_extract_epi64(im, 1),
-                              (uint64_t)_mm256_extract_epi64(im, 2), (uint64_t)_mm256_extract_epi64(im, 3)};
-            x = _mm256_mul_pd(_mm256_mul_pd(_mm256_add_pd(u, half), scale),
-                              _mm256_set_pd(plm_rng_zig_x[ii[3]], plm_rng_zig_x[ii[2]], plm_rng_zig_x[ii[1]], plm_rng_zig_x[ii[0]]));
-            edge = _mm256_set_pd(plm_rng_zig_x[ii[3] + 1], plm_rng_zig_x[ii[2] + 1], plm_rng_zig_x[ii[1] + 1],
-                                 plm_rng_zig_x[ii[0] + 1]);
-        }
-        ok = _mm256_movemask_pd(_mm256_cmp_pd(x, edge, _CMP_LT_OQ));
-        sign = _mm256_castsi256_pd(_mm256_slli_epi64(_mm256_srli_epi64(b, 7), 63));
-        _mm256_storeu_pd(d + j, _mm256_xor_pd(x, sign));
+        _mm256_storeu_pd(d + j, zig4(b, &ok));
         if (__builtin_expect(ok != 15, 0)) {
             uint64_t bb[4];
             _mm256_storeu_si256((__m256i *)bb, b);

@@ -20,8 +20,9 @@ LUA
 native=$(XDG_CACHE_HOME="$T/cache" "$P" "$T/run.lua" 2>&1)
 nso=$(ls "$T/cache/plume" 2>/dev/null | grep -c '\.so$')
 case "$native" in true*) pass native_runs_and_caches_its_object ;; *) fail native_runs_and_caches_its_object "$native" ;; esac
-# two objects: the drift alone (paths driven by a random stream) and the whole guided path (by given innovations)
-[ "$nso" = 2 ] && pass two_objects_in_the_cache || fail two_objects_in_the_cache "$nso objects"
+# three objects: the drift alone (paths driven by a random stream), the whole guided path (by given innovations) and
+# two such paths side by side (pCN's path and parameter proposals)
+[ "$nso" = 3 ] && pass three_objects_in_the_cache || fail three_objects_in_the_cache "$nso objects"
 ino=$(ls -i "$T/cache/plume")
 second=$(XDG_CACHE_HOME="$T/cache" "$P" "$T/run.lua" 2>&1)
 [ "$second" = "$native" ] && [ "$(ls -i "$T/cache/plume")" = "$ino" ] && pass a_second_process_reuses_the_objects \
