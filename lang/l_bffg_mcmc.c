@@ -109,6 +109,42 @@ void plm_l_bffg_mcmc(lua_State *L, const plm_bffg_model *m, const double **vals,
         }
         if (np == 0) luaL_error(L, "%s: option 'params' is empty", fn);
         o.sde = sde, o.net = net, o.nparams = np, o.index = index, o.prior = prior, o.init = init;
+        {   /* blocks = {{name, ...}, ...}: every parameter in exactly one */
+            int *blk = plm_l_scratch(L, (size_t)(np + 1) * sizeof *blk), nbk, b, k;   /* (pushes its block first) */
+            if (lua_getfield(L, 3, "blocks") != LUA_TNIL) {
+                if (!lua_istable(L, -1)) luaL_error(L, "%s: option 'blocks' must be a list of lists of parameter names", fn);
+                nbk = (int)lua_rawlen(L, -1);
+                for (j = 0; j < np; j++) blk[j] = -1;
+                for (b = 1; b <= nbk; b++) {
+                    lua_geti(L, -1, b);
+                    if (!lua_istable(L, -1) || lua_rawlen(L, -1) == 0)
+                        luaL_error(L, "%s: option 'blocks': block %d must be a non-empty list of parameter names", fn, b);
+                    for (k = 1; k <= (int)lua_rawlen(L, -1); k++) {
+                        int found = -1;
+                        lua_geti(L, -1, k);
+                        for (j = 0; j < np && found < 0; j++) {
+                            lua_geti(L, N, index[j] + 1);
+                            if (lua_type(L, -2) == LUA_TSTRING && lua_rawequal(L, -1, -2)) found = j;
+                            lua_pop(L, 1);
+                        }
+                        if (found < 0)
+                            luaL_error(L, "%s: option 'blocks' names '%s', which is not one of the parameters in 'params'", fn,
+                                       luaL_tolstring(L, -1, NULL));
+                        if (blk[found] >= 0) luaL_error(L, "%s: option 'blocks': parameter '%s' is in two blocks", fn, lua_tostring(L, -1));
+                        blk[found] = b - 1;
+                        lua_pop(L, 1);
+                    }
+                    lua_pop(L, 1);
+                }
+                for (j = 0; j < np; j++)
+                    if (blk[j] < 0) {
+                        lua_geti(L, N, index[j] + 1);
+                        luaL_error(L, "%s: option 'blocks': parameter '%s' is in no block", fn, lua_tostring(L, -1));
+                    }
+                o.block = blk, o.nblocks = nbk;
+            }
+            lua_pop(L, 1);
+        }
     }
     rowlen = (size_t)np + width;
     draws = plm_l_scratch(L, (size_t)o.chains * (size_t)n * (rowlen ? rowlen : 1) * sizeof *draws);

@@ -226,9 +226,9 @@ plm_status plm_bffg_smc(plm_ctx *ctx, const plm_bffg_filter *f, size_t n, uint64
 ** so the chain targets p(theta) N(Z; 0, I) exp(logw(theta, Z)), whose theta-marginal is the posterior and whose
 ** path, mapped through the guided process, is the posterior path. Each iteration does, in blocks:
 **   1. the path: Z' = rho Z + sqrt(1 - rho^2) W, accepted with probability min(1, exp(logw(Z') - logw(Z)));
-**   2. the parameters (when nparams > 0): eta' = eta + step W on the unconstrained scale of every parameter's
-**      prior support (log / logit / identity), the kernels remade at theta' and the backward filter recomputed,
-**      accepted with min(1, exp(logw(theta', Z) - logw(theta, Z) + log prior and Jacobian ratio)).
+**   2. the parameters (when nparams > 0), block by block: eta' = eta + step_b W on the unconstrained scale of the
+**      block's parameters' prior supports (log / logit / identity), the kernels remade at theta' and the backward
+**      filter recomputed, accepted with min(1, exp(logw(theta', Z) - logw(theta, Z) + log prior and Jacobian ratio)).
 ** With fixed_aux the auxiliary's B~ and a~ stay fixed after warm-up and step 2's filter is read off a cache.
 ** During warm-up rho and step adapt (Robbins-Monro on their logits / logs) toward target acceptance rates.
 ** Chain c draws from stream (seed, c); chains run in parallel, results do not depend on threads. */
@@ -247,6 +247,11 @@ typedef struct plm_bffg_mcmc_opts {
     const int *index;            /* nparams indices into the sde's parameters */
     const plm_dist *const *prior;   /* nparams scalar continuous priors */
     const double *init;          /* nparams initial values (NULL: the sde's current values) */
+    const int *block;            /* nparams block numbers in 0..nblocks-1, each used (NULL: all in one block): every
+                                 ** iteration moves each block in turn by its own random walk, with its own step
+                                 ** adapted during warm-up (parameters on different scales, or weakly identified
+                                 ** together, mix better apart) */
+    int nblocks;
     int fixed_aux;               /* 0: every parameter move remakes the kernels (the auxiliary relinearised at theta')
                                  ** and recomputes the backward filter. 1: the auxiliary's B~ and a~ are those of the
                                  ** linearisation at theta_a (the current theta at warm-up iterations warmup/8, /4,
@@ -260,8 +265,8 @@ typedef struct plm_bffg_mcmc_opts {
 /* Run o->chains chains over model m (values as for plm_bffg_backward). Outputs (caller-owned):
 ** draws: chains * iters rows of nparams + draw_width doubles (the parameters, then the latent node values);
 ** loglik: chains * iters values of logw(theta, Z) at the kept states (or NULL);
-** stats: chains * 4 values: pCN acceptance rate and parameter acceptance rate after warm-up, final rho, final step
-** (or NULL). PLM_EINVAL on bad options (named), PLM_EDOM when no finite starting state is found, PLM_EINTR. */
+** stats: chains * 4 values: pCN acceptance rate and parameter acceptance rate after warm-up (over all blocks' moves),
+** final rho, final step (the first block's) (or NULL). PLM_EINVAL on bad options (named), PLM_EDOM when no finite starting state is found, PLM_EINTR. */
 plm_status plm_bffg_mcmc(plm_ctx *ctx, const plm_bffg_model *m, const double *const *values, const plm_bffg_mcmc_opts *o,
                          double *draws, double *loglik, double *stats);
 

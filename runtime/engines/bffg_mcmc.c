@@ -161,6 +161,18 @@ static plm_bffg_filter *filter_at(plm_ctx *ctx, const chain_job *J, const double
     return f;
 }
 
+/* The block of parameter j (one block when o->block is NULL). */
+#define BLOCK(o, j) ((o)->block ? (o)->block[j] : 0)
+
+/* Block b's proposal: e2 = e with the block's free parameters moved by exp(lstep) xi; theta2 receives the
+** constrained values; returns the log prior and Jacobian at e2. */
+static double propose(const plm_bffg_mcmc_opts *o, int b, const double *e, const double *xi, double lstep, double *e2,
+                      double *theta2)
+{
+    for (int j = 0; j < o->nparams; j++) e2[j] = BLOCK(o, j) == b ? e[j] + exp(lstep) * xi[j] : e[j];
+    return log_target_theta(o, e2, theta2);
+}
+
 static void run_chain(chain_job *J, int c)
 {
     const plm_bffg_mcmc_opts *o = J->o;
@@ -173,14 +185,14 @@ static void run_chain(chain_job *J, int c)
     size_t nz = plm_bffg_nz(m), width = plm_bffg_draw_width(m), np = (size_t)o->nparams, it, total = o->warmup + o->iters;
     size_t rowlen = np + width, l, acc_z = 0, acc_t = 0, work_n;
     double *z, *z2, *w, *row, *row2, *row3, *work, *work3, *theta, *theta2, *e, *e2, *full, ll, ll2, ll3 = NAN, lt, lt2;
-    double lrho = log(o->rho / (1 - o->rho)), lstep = log(o->step);
-    int j, fatal = 0, nall;
+    double lrho = log(o->rho / (1 - o->rho)), *lstep, *xi, *u2;   /* per block: log step, uniform; xi: per parameter */
+    int j, b, fatal = 0, nall, nb = o->block && o->nblocks > 0 ? o->nblocks : 1;
     plm_rng r, zr[4];   /* zr: the pCN moves' fresh innovations, four streams in turn (plm_vnormal_fill) */
     plm_bffg_mcmc_owner(o, &nall, NULL);   /* the parameters' owner: the sde or the reaction network */
     plm_rng_init(&r, o->seed, (uint64_t)c);
     for (j = 0; j < 4; j++) plm_rng_init(&zr[j], o->seed, ((uint64_t)1 << 40) + 4 * (uint64_t)c + (uint64_t)j);
     work_n = plm_bffg_filter_work(f) + 64;
-    z = plm_gc_alloc_atomic((3 * nz + 3 * width + 4 * np + (size_t)nall + 2) * sizeof *z);
+    z = plm_gc_alloc_atomic((3 * nz + 3 * width + 5 * np + 2 * (size_t)nb + (size_t)nall + 2) * sizeof *z);
     work = plm_gc_alloc_atomic(work_n * 8 * sizeof *work);   /* work3: the parameter proposal's draw */
     if (!z || !work) {
         plm_fail(ctx, PLM_ENOMEM, "bffg mcmc: out of memory");
@@ -188,7 +200,8 @@ static void run_chain(chain_job *J, int c)
     }
     work3 = work + 4 * work_n;
     z2 = z + nz, w = z2 + nz, row = w + nz, row2 = row + width, row3 = row2 + width, theta = row3 + width, theta2 = theta + np, e = theta2 + np,
-    e2 = e + np, full = e2 + np;
+    e2 = e + np, xi = e2 + np, lstep = xi + np, u2 = lstep + nb, full = u2 + nb;
+    for (b = 0; b < nb; b++) lstep[b] = log(o->step);
     if (J->theta0) memcpy(full, J->theta0, (size_t)nall * sizeof *full);
     for (j = 0; j < (int)np; j++) {
         double lo, hi;
@@ -216,10 +229,11 @@ static void run_chain(chain_job *J, int c)
         int refreeze = np > 0 && o->fixed_aux && it < o->warmup && it > 0 &&
                        (it == o->warmup / 8 || it == o->warmup / 4 || it == o->warmup / 2 || it == 3 * o->warmup / 4);
         int ahead = np > 0 && !refreeze, path_moved = 0, lt_ok;
-        double u1, u2;
+        double u1;
         /* Every random number of the iteration is drawn at its start: its pCN innovations from the chain's four
-        ** innovation streams, then from the chain's stream the path's uniform, the parameter proposal and the
-        ** parameters' uniform. So the parameter proposal's filter can be made first and its guided draw with the
+        ** innovation streams, then from the chain's stream the path's uniform and, block by block, the normals of
+        ** its parameters' proposal and its uniform. So the first block's filter can be made first and its guided
+        ** draw with the
         ** current innovations run side by side with the path proposal's draw (plm_bffg_draw_z2): that is the draw
         ** the parameter move needs whenever the path move is rejected (three times in four at the usual
         ** acceptance), and the two Euler loops overlap in the CPU where each alone waits on every step's latency.
@@ -228,9 +242,12 @@ static void run_chain(chain_job *J, int c)
         plm_vnormal_fill(zr, w, nz);
         for (l = 0; l < nz; l++) z2[l] = rho * z[l] + s * w[l];
         u1 = plm_rng_uniform(&r);
-        for (j = 0; j < (int)np; j++) e2[j] = e[j] + exp(lstep) * plm_rng_normal(&r);
-        u2 = np > 0 ? plm_rng_uniform(&r) : 0;
-        lt2 = np > 0 ? log_target_theta(o, e2, theta2) : 0;
+        for (b = 0; b < nb && np > 0; b++) {
+            for (j = 0; j < (int)np; j++)
+                if (BLOCK(o, j) == b) xi[j] = plm_rng_normal(&r);
+            u2[b] = plm_rng_uniform(&r);
+        }
+        lt2 = np > 0 ? propose(o, 0, e, xi, lstep[0], e2, theta2) : 0;
         lt_ok = isfinite(lt2);
         fp = NULL;
         if (ahead && lt_ok) {
@@ -268,9 +285,10 @@ static void run_chain(chain_job *J, int c)
             if (fatal) return;
             plm_ctx_clear(ctx);
         }
-        if (np > 0) {
+        for (b = 0; b < nb && np > 0; b++) {
             pbase = ma ? ma : m;   /* the model fp's is remade from (filter_at) */
-            if (!ahead) {   /* after a move of the frozen auxiliary */
+            if (b > 0 || !ahead) {   /* a later block, or the first after a move of the frozen auxiliary */
+                if (b > 0) lt2 = propose(o, b, e, xi, lstep[b], e2, theta2), lt_ok = isfinite(lt2);
                 fp = lt_ok ? filter_at(ctx, J, theta2, full, o->fixed_aux ? 2 : 0, ma, NULL, &fatal) : NULL;
                 if (fatal) return;
                 if (fp) ll3 = plm_bffg_draw_z(fp, z, row3, work);
@@ -279,7 +297,7 @@ static void run_chain(chain_job *J, int c)
             a = 0;
             if (fp && !isnan(ll3)) a = fmin(1, exp(ll3 + lt2 - ll - lt));
             plm_ctx_clear(ctx);   /* a rejected parameter is not an error */
-            if (u2 < a) {
+            if (u2[b] < a) {
                 double *t = row;
                 row = row3, row3 = t;
                 memcpy(e, e2, np * sizeof *e);
@@ -290,7 +308,7 @@ static void run_chain(chain_job *J, int c)
             } else if (fp)
                 plm_bffg_filter_free(fp, pbase);
             if (it < o->warmup && o->target_accept_theta > 0)
-                lstep = fmin(fmax(lstep + (a - o->target_accept_theta) / pow((double)it + 10, 0.6), -12), 1);
+                lstep[b] = fmin(fmax(lstep[b] + (a - o->target_accept_theta) / pow((double)it + 10, 0.6), -12), 1);
         }
         if (it >= o->warmup) {
             size_t k = (size_t)c * o->iters + (it - o->warmup);
@@ -303,9 +321,9 @@ static void run_chain(chain_job *J, int c)
     if (J->stats) {
         double n = o->iters ? (double)o->iters : 1;
         J->stats[4 * c] = (double)acc_z / n;
-        J->stats[4 * c + 1] = np ? (double)acc_t / n : NAN;
+        J->stats[4 * c + 1] = np ? (double)acc_t / (n * nb) : NAN;
         J->stats[4 * c + 2] = 1 / (1 + exp(-lrho));
-        J->stats[4 * c + 3] = np ? exp(lstep) : NAN;
+        J->stats[4 * c + 3] = np ? exp(lstep[0]) : NAN;
     }
 }
 
@@ -339,6 +357,19 @@ plm_status plm_bffg_mcmc(plm_ctx *ctx, const plm_bffg_model *m, const double *co
         if (!owner || !o->index || !o->prior)
             return plm_fail(ctx, PLM_EINVAL, "bffg mcmc: parameters need the sde or network, their indices and their priors");
         if (!(o->step > 0 && isfinite(o->step))) return plm_fail(ctx, PLM_EINVAL, "bffg mcmc: step must be > 0 (got %g)", o->step);
+        if (o->block) {
+            int b, used;
+            if (o->nblocks < 1 || o->nblocks > o->nparams)
+                return plm_fail(ctx, PLM_EINVAL, "bffg mcmc: nblocks must be in 1..%d (got %d)", o->nparams, o->nblocks);
+            for (j = 0; j < o->nparams; j++)
+                if (o->block[j] < 0 || o->block[j] >= o->nblocks)
+                    return plm_fail(ctx, PLM_EINVAL, "bffg mcmc: parameter %d's block %d is not in 0..%d", j + 1, o->block[j],
+                                    o->nblocks - 1);
+            for (b = 0; b < o->nblocks; b++) {
+                for (used = 0, j = 0; j < o->nparams; j++) used |= o->block[j] == b;
+                if (!used) return plm_fail(ctx, PLM_EINVAL, "bffg mcmc: block %d has no parameter", b + 1);
+            }
+        }
         if (!(theta0 = plm_gc_alloc_atomic((size_t)nall * sizeof *theta0)))
             return plm_fail(ctx, PLM_ENOMEM, "bffg mcmc: out of memory");
         memcpy(theta0, pall, (size_t)nall * sizeof *theta0);

@@ -81,6 +81,62 @@ T.test("OU rate: the parameter posterior of pCN + random-walk updates matches qu
   T.ok(math.abs(s2.mean - mean) > 4.5 * s2.mcse_mean, "other data must miss")
 end)
 
+T.test("blocks: theta and mu moved in turn match 2-d quadrature of the exact likelihood; bad blocks are refused", function()
+  -- the exact posterior of (theta, mu) with priors uniform(0, 10) and normal(0, 2): the Kalman likelihood on a grid
+  local prior_t, prior_m = plume.dist.uniform(0, 10), plume.dist.normal(0, 2)
+  -- (mu's tails are long where theta is small, so its grid is wide)
+  local lw, lmax, ht, hm = {}, -math.huge, 0.05, 0.1
+  for i = 1, 200 do
+    local th, e = i * ht, math.exp(-i * ht)
+    lw[i] = {}
+    for j = 1, 241 do
+      local m = -12 + (j - 1) * hm
+      local k = plume.lgssm{ A = e, b = m * (1 - e), Q = OU.sigma ^ 2 * (1 - e * e) / (2 * th), C = 1, R = OU.R, m0 = 0,
+        P0 = 0.5 }
+      lw[i][j] = k:loglik(oys) + prior_t:logpdf(th) + prior_m:logpdf(m)
+      lmax = math.max(lmax, lw[i][j])
+    end
+  end
+  local w0, et, em, et2, em2 = 0, 0, 0, 0, 0
+  for i = 1, 200 do
+    for j = 1, 241 do
+      local w, th, m = math.exp(lw[i][j] - lmax), i * ht, -12 + (j - 1) * hm
+      w0, et, em, et2, em2 = w0 + w, et + w * th, em + w * m, et2 + w * th * th, em2 + w * m * m
+    end
+  end
+  et, em = et / w0, em / w0
+  local sdt, sdm = math.sqrt(et2 / w0 - et * et), math.sqrt(em2 / w0 - em * em)
+  local opts = { method = "mcmc", samples = 2000, warmup = 500, chains = 4, seed = 9, sde = ou,
+    params = { theta = prior_t, mu = prior_m }, init = { theta = 1, mu = 0 }, blocks = { { "theta" }, { "mu" } } }
+  local post = plume.bffg(ou_chain(0.05), nil, opts)
+  local s = post:summary()
+  T.near(s.theta.mean, et, 4.5 * s.theta.mcse_mean, "theta mean " .. s.theta.mean .. " vs " .. et)
+  T.near(s.mu.mean, em, 4.5 * s.mu.mcse_mean, "mu mean " .. s.mu.mean .. " vs " .. em)
+  T.near(s.theta.sd, sdt, 4.5 * sdt / math.sqrt(2 * s.theta.ess_bulk), "theta sd " .. s.theta.sd .. " vs " .. sdt)
+  T.near(s.mu.sd, sdm, 4.5 * sdm / math.sqrt(2 * s.mu.ess_bulk), "mu sd " .. s.mu.sd .. " vs " .. sdm)
+  for c = 1, 4 do T.ok(post.accept_params[c] > 0.1 and post.accept_params[c] < 0.7, "acceptance " .. post.accept_params[c]) end
+  -- negative control: a wrong prior on mu (normal(2, 0.3)) moves its posterior out of the tolerance
+  opts.params.mu, opts.samples = plume.dist.normal(2, 0.3), 500
+  local s2 = plume.bffg(ou_chain(0.05), nil, opts):summary().mu
+  T.ok(math.abs(s2.mean - em) > 4.5 * s2.mcse_mean, "a wrong prior must miss (" .. s2.mean .. ")")
+  local g = ou_chain(0.05)
+  local function run(blocks)
+    return plume.bffg(g, nil, { method = "mcmc", samples = 30, chains = 1, seed = 3, sde = ou,
+      params = { theta = prior_t, mu = prior_m }, blocks = blocks })
+  end
+  T.raises(function() run({ { "theta" } }) end, "parameter 'mu' is in no block")
+  T.raises(function() run({ { "theta", "mu" }, { "mu" } }) end, "parameter 'mu' is in two blocks")
+  T.raises(function() run({ { "theta" }, { "sigma" } }) end, "names 'sigma', which is not one of the parameters")
+  T.raises(function() run({ { "theta" }, {} }) end, "block 2 must be a non-empty list")
+  T.raises(function() run("theta") end, "option 'blocks' must be a list of lists")
+  -- one block holding every parameter is the default, draw for draw; two blocks are another chain
+  local a, b, c = run({ { "theta", "mu" } }):draws("mu"), run(nil):draws("mu"), run({ { "mu" }, { "theta" } }):draws("mu")
+  local same, other = #a == 30, false
+  for i = 1, #a do same, other = same and a[i] == b[i], other or a[i] ~= c[i] end
+  T.ok(same, "one block = the default")
+  T.ok(other, "two blocks move differently")
+end)
+
 T.test("discrete chain: innovations through Phi give forward-backward marginals; exact messages accept every move", function()
   local init = { 0.5, 0.3, 0.2 }
   local trans = { { 0.8, 0.15, 0.05 }, { 0.1, 0.7, 0.2 }, { 0.25, 0.25, 0.5 } }
