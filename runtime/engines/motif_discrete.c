@@ -362,6 +362,54 @@ static plm_status disc_occs(plm_ctx *ctx, const plm_motif_def *d, const occ_ops 
     return PLM_OK;
 }
 
+/* A detector's working state (grid_detect, chain_detect): the model's children lists, a buffer of terms and roles
+** for the occurrence being built, and the occurrences found. */
+typedef struct finder {
+    kids kd;
+    int *terms, *role;
+    disc_occ *occ;
+    int n, cap;
+} finder;
+
+static plm_status finder_init(plm_ctx *ctx, plm_gmodel *m, finder *f)
+{
+    plm_status st;
+    memset(f, 0, sizeof *f);
+    if ((st = kids_init(ctx, m, &f->kd))) return st;
+    f->cap = 16;
+    f->occ = plm_gc_alloc((size_t)f->cap * sizeof *f->occ);
+    f->terms = malloc(((size_t)f->kd.start[m->n] + 8) * sizeof *f->terms);
+    f->role = malloc(((size_t)f->kd.start[m->n] + 8) * sizeof *f->role);
+    if (!f->terms || !f->role || !f->occ) {
+        kids_free(&f->kd);
+        free(f->terms), free(f->role);
+        return plm_fail(ctx, PLM_ENOMEM, "motif: out of memory");
+    }
+    return PLM_OK;
+}
+
+/* A new occurrence of the nb block sites blk, its terms f->terms[0..nterm-1] with roles f->role. */
+static plm_status finder_add(plm_ctx *ctx, plm_gmodel *m, finder *f, const int *blk, int nb, int nterm)
+{
+    disc_occ *q;
+    if (f->n == f->cap && !(f->occ = grow_occ(f->occ, &f->cap))) return plm_fail(ctx, PLM_ENOMEM, "motif: out of memory");
+    q = &f->occ[f->n++];
+    memset(q, 0, sizeof *q);
+    q->nb = nb;
+    memcpy(q->site, blk, (size_t)nb * sizeof *blk);
+    return disc_make(ctx, m, q, f->terms, f->role, nterm);
+}
+
+/* The occurrences found as the model's set of them (st: the detection's status so far), and the state freed. */
+static plm_status finder_done(plm_ctx *ctx, finder *f, plm_status st, const plm_motif_def *d, const occ_ops *ops,
+                              const int *shape, plm_gmodel *m, plm_motif_occs **out)
+{
+    if (!st && f->n) st = disc_occs(ctx, d, ops, shape, m, f->occ, f->n, out);
+    kids_free(&f->kd);
+    free(f->terms), free(f->role);
+    return st;
+}
+
 static const occ_ops grid_ops = {disc_sites, disc_begin, grid_inputs, disc_logp, disc_apply};
 
 static int is_bern(const plm_gsite *s) { return motif_is_latent_kind(s, PLM_DIST_BERNOULLI); }
@@ -377,57 +425,38 @@ static int reads_of(const plm_gmodel *m, int s, const int *blk)
 
 static plm_status grid_detect(plm_ctx *ctx, const plm_motif_def *d, const int *shape, plm_gmodel *m, plm_motif_occs **out)
 {
-    int a, b, c, dd, n = 0, cap = 16, *terms = NULL, *role = NULL;
-    disc_occ *occ = plm_gc_alloc((size_t)cap * sizeof *occ);
+    int a, b, c, dd;
     plm_status st;
-    kids kd;
+    finder f;
     *out = NULL;
-    if ((st = kids_init(ctx, m, &kd))) return st;
-    terms = malloc(((size_t)kd.start[m->n] + 8) * sizeof *terms);
-    role = malloc(((size_t)kd.start[m->n] + 8) * sizeof *role);
-    if (!terms || !role || !occ) {
-        st = plm_fail(ctx, PLM_ENOMEM, "motif: out of memory");
-        goto done;
-    }
-    for (a = 0; a < m->n; a++) {
+    if ((st = finder_init(ctx, m, &f))) return st;
+    for (a = 0; a < m->n && !st; a++) {
+        const kids *kd = &f.kd;
         int kb, kc, kdd;
         if (!is_bern(&m->sites[a])) continue;
-        for (kb = kd.start[a]; kb < kd.start[a + 1]; kb++) {
-            b = kd.list[kb];
+        for (kb = kd->start[a]; kb < kd->start[a + 1] && !st; kb++) {
+            b = kd->list[kb];
             if (!is_bern(&m->sites[b])) continue;
-            for (kc = kd.start[a]; kc < kd.start[a + 1]; kc++) {
-                c = kd.list[kc];
+            for (kc = kd->start[a]; kc < kd->start[a + 1] && !st; kc++) {
+                c = kd->list[kc];
                 if (c <= b || !is_bern(&m->sites[c])) continue;
-                for (kdd = kd.start[b]; kdd < kd.start[b + 1]; kdd++) {
+                for (kdd = kd->start[b]; kdd < kd->start[b + 1] && !st; kdd++) {
                     int blk[4], nt, j;
-                    disc_occ *q;
-                    dd = kd.list[kdd];
+                    dd = kd->list[kdd];
                     if (dd == a || dd == c || !is_bern(&m->sites[dd]) || !motif_has_parent(&m->sites[dd], c)) continue;
                     blk[0] = a, blk[1] = b, blk[2] = c, blk[3] = dd;
                     /* own terms read exactly: a {a}, b {a, b}, c {a, c}, d {b, c, d} of the block */
                     if (reads_of(m, a, blk) != 1 || reads_of(m, b, blk) != 3 || reads_of(m, c, blk) != 5 ||
                         reads_of(m, dd, blk) != 14)
                         continue;
-                    for (j = 0; j < 4; j++) terms[j] = blk[j], role[j] = j;
-                    if ((nt = single_children(m, &kd, blk, 4, terms + 4, role + 4, 4)) < 0) continue;
-                    if (n == cap && !(occ = grow_occ(occ, &cap))) {
-                        st = plm_fail(ctx, PLM_ENOMEM, "motif: out of memory");
-                        goto done;
-                    }
-                    q = &occ[n++];
-                    memset(q, 0, sizeof *q);
-                    q->nb = 4;
-                    memcpy(q->site, blk, sizeof blk);
-                    if ((st = disc_make(ctx, m, q, terms, role, 4 + nt))) goto done;
+                    for (j = 0; j < 4; j++) f.terms[j] = blk[j], f.role[j] = j;
+                    if ((nt = single_children(m, kd, blk, 4, f.terms + 4, f.role + 4, 4)) < 0) continue;
+                    st = finder_add(ctx, m, &f, blk, 4, 4 + nt);
                 }
             }
         }
     }
-    if (n) st = disc_occs(ctx, d, &grid_ops, shape, m, occ, n, out);
-done:
-    kids_free(&kd);
-    free(terms), free(role);
-    return st;
+    return finder_done(ctx, &f, st, d, &grid_ops, shape, m, out);
 }
 
 /* ---- the chain motif ----
@@ -570,22 +599,14 @@ static int is_cat(const plm_gsite *s) { return motif_is_latent_kind(s, PLM_DIST_
 
 static plm_status chain_detect(plm_ctx *ctx, const plm_motif_def *d, const int *shape, plm_gmodel *m, plm_motif_occs **out)
 {
-    int smax = chain_smax(shape), s1, s2, n = 0, cap = 16, *terms = NULL, *role = NULL;
-    disc_occ *occ = plm_gc_alloc((size_t)cap * sizeof *occ);
+    int smax = chain_smax(shape), s1, s2;
     plm_status st;
-    kids kd;
+    finder f;
     *out = NULL;
-    if ((st = kids_init(ctx, m, &kd))) return st;
-    terms = malloc(((size_t)kd.start[m->n] + 8) * sizeof *terms);
-    role = malloc(((size_t)kd.start[m->n] + 8) * sizeof *role);
-    if (!terms || !role || !occ) {
-        st = plm_fail(ctx, PLM_ENOMEM, "motif: out of memory");
-        goto done;
-    }
-    for (s2 = 0; s2 < m->n; s2++) {
+    if ((st = finder_init(ctx, m, &f))) return st;
+    for (s2 = 0; s2 < m->n && !st; s2++) {
         const plm_gsite *b = &m->sites[s2];
         int np = 0, j, nt, blk[2];
-        disc_occ *q;
         if (!is_cat(b) || b->K < 2 || b->K > smax) continue;
         /* s1: the one categorical latent parent of s2 with as many states */
         for (s1 = -1, j = 0; j < b->nparents; j++) {
@@ -594,24 +615,12 @@ static plm_status chain_detect(plm_ctx *ctx, const plm_motif_def *d, const int *
         }
         if (np != 1 || m->sites[s1].K != b->K || motif_has_parent(&m->sites[s1], s2)) continue;
         blk[0] = s1, blk[1] = s2;
-        terms[0] = s1, role[0] = 0, terms[1] = s2, role[1] = 1;
-        if ((nt = single_children(m, &kd, blk, 2, terms + 2, role + 2, 4)) < 0) continue;
+        f.terms[0] = s1, f.role[0] = 0, f.terms[1] = s2, f.role[1] = 1;
+        if ((nt = single_children(m, &f.kd, blk, 2, f.terms + 2, f.role + 2, 4)) < 0) continue;
         /* s2's own term is the only one reading both; check s1's reads neither twice */
-        if (n == cap && !(occ = grow_occ(occ, &cap))) {
-            st = plm_fail(ctx, PLM_ENOMEM, "motif: out of memory");
-            goto done;
-        }
-        q = &occ[n++];
-        memset(q, 0, sizeof *q);
-        q->nb = 2;
-        q->site[0] = s1, q->site[1] = s2;
-        if ((st = disc_make(ctx, m, q, terms, role, 2 + nt))) goto done;
+        st = finder_add(ctx, m, &f, blk, 2, 2 + nt);
     }
-    if (n) st = disc_occs(ctx, d, &chain_ops, shape, m, occ, n, out);
-done:
-    kids_free(&kd);
-    free(terms), free(role);
-    return st;
+    return finder_done(ctx, &f, st, d, &chain_ops, shape, m, out);
 }
 
 static const char *const chain_shape_names[] = {"S_max"};
