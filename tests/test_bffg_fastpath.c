@@ -175,7 +175,7 @@ static void check_weight(const char *name, const plm_sde *s, const double *B, co
     int d = s->dim, i, rep;
     size_t N = 100, n, nz;
     plm_bffg_sde_opts o = {0, 0.5, 0.005, 0, NULL, B, beta, A};
-    plm_bffg_kernel *k, **steps = malloc(N * sizeof *steps);
+    plm_bffg_kernel *k, **steps = plm_gc_alloc(N * sizeof *steps);   /* collector memory: it keeps the kernels alive */
     double v[8], Hc[64], y[8], *z, *work, *t = malloc((N + 1) * sizeof *t), Phi[64], mm[8], Q[64];
     double fast, ref, off, worst = 0, ctrl = INFINITY;
     plm_bffg_msg child = {0, d, -1.5, v, Hc, 0, 0, 0, 0}, out0;
@@ -214,7 +214,7 @@ static void check_weight(const char *name, const plm_sde *s, const double *B, co
            "reference with its drift off by 1e-9: at least %.1e\n", name, worst, ctrl);
     CHECK(worst <= 1e-12);
     CHECK(ctrl > 1e-12);   /* the comparison can fail */
-    free(z), free(work), free(t), free(steps), free(msg.c), free(msg.F), free(msg.H), free(out0.v), free(out0.H);
+    free(z), free(work), free(t), free(msg.c), free(msg.F), free(msg.H), free(out0.v), free(out0.H);
 }
 
 static void test_path_weight_equals_reference(void)
