@@ -109,8 +109,18 @@ void plm_l_bffg_mcmc(lua_State *L, const plm_bffg_model *m, const double **vals,
         }
         if (np == 0) luaL_error(L, "%s: option 'params' is empty", fn);
         o.sde = sde, o.net = net, o.nparams = np, o.index = index, o.prior = prior, o.init = init;
+        {   /* the names, for messages (the strings stay in the sde's name table, referenced from the stack) */
+            const char **pn = plm_l_scratch(L, (size_t)(np + 1) * sizeof *pn);
+            for (j = 0; j < np; j++) {
+                lua_geti(L, N, index[j] + 1);
+                pn[j] = lua_tostring(L, -1);
+                lua_pop(L, 1);
+            }
+            o.names = pn;
+        }
         {   /* blocks = {{name, ...}, ...}: every parameter in exactly one */
-            int *blk = plm_l_scratch(L, (size_t)(np + 1) * sizeof *blk), nbk, b, k;   /* (pushes its block first) */
+            int *blk = plm_l_scratch(L, (size_t)(np + 1) * sizeof *blk), nbk, b, k, anyc = 0;   /* (pushes its block first) */
+            int *conj = plm_l_scratch(L, (size_t)(np + 1) * sizeof *conj);
             if (lua_getfield(L, 3, "blocks") != LUA_TNIL) {
                 if (!lua_istable(L, -1)) luaL_error(L, "%s: option 'blocks' must be a list of lists of parameter names", fn);
                 nbk = (int)lua_rawlen(L, -1);
@@ -119,6 +129,14 @@ void plm_l_bffg_mcmc(lua_State *L, const plm_bffg_model *m, const double **vals,
                     lua_geti(L, -1, b);
                     if (!lua_istable(L, -1) || lua_rawlen(L, -1) == 0)
                         luaL_error(L, "%s: option 'blocks': block %d must be a non-empty list of parameter names", fn, b);
+                    /* conjugate = true: a conjugate update of drift parameters (bffg.h) instead of a random walk */
+                    lua_getfield(L, -1, "conjugate");
+                    if (!lua_isnil(L, -1) && !lua_isboolean(L, -1))
+                        luaL_error(L, "%s: option 'blocks': block %d's 'conjugate' must be a boolean", fn, b);
+                    conj[b - 1] = lua_toboolean(L, -1);
+                    anyc |= conj[b - 1];
+                    lua_pop(L, 1);
+                    if (conj[b - 1] && !sde) luaL_error(L, "%s: option 'blocks': conjugate updates are for the parameters of a plume.sde (option 'sde')", fn);
                     for (k = 1; k <= (int)lua_rawlen(L, -1); k++) {
                         int found = -1;
                         lua_geti(L, -1, k);
@@ -142,6 +160,7 @@ void plm_l_bffg_mcmc(lua_State *L, const plm_bffg_model *m, const double **vals,
                         luaL_error(L, "%s: option 'blocks': parameter '%s' is in no block", fn, lua_tostring(L, -1));
                     }
                 o.block = blk, o.nblocks = nbk;
+                if (anyc) o.conjugate = conj;
             }
             lua_pop(L, 1);
         }
@@ -149,7 +168,7 @@ void plm_l_bffg_mcmc(lua_State *L, const plm_bffg_model *m, const double **vals,
     rowlen = (size_t)np + width;
     draws = plm_l_scratch(L, (size_t)o.chains * (size_t)n * (rowlen ? rowlen : 1) * sizeof *draws);
     ll = plm_l_scratch(L, (size_t)o.chains * (size_t)n * sizeof *ll);
-    stats = plm_l_scratch(L, (size_t)o.chains * 4 * sizeof *stats);
+    stats = plm_l_scratch(L, (size_t)o.chains * 5 * sizeof *stats);
     plm_ctx_clear(&ctx);
     if (plm_bffg_mcmc(&ctx, m, vals, &o, draws, ll, stats)) {
         if (ctx.status == PLM_EINTR) plm_interrupt_clear();
@@ -199,12 +218,13 @@ void plm_l_bffg_mcmc(lua_State *L, const plm_bffg_model *m, const double **vals,
     lua_pushinteger(L, (lua_Integer)seed);
     lua_setfield(L, -2, "seed");
     {
-        static const char *const names[4] = {"accept", "accept_params", "rho", "step"};
-        for (j = 0; j < 4; j++) {
+        static const char *const names[5] = {"accept", "accept_params", "rho", "step", "accept_conjugate"};
+        for (j = 0; j < 5; j++) {
             if (!np && (j == 1 || j == 3)) continue;   /* no parameter moves */
+            if ((j == 3 && o.conjugate && o.conjugate[0]) || (j == 4 && !o.conjugate)) continue;   /* no such moves */
             lua_createtable(L, o.chains, 0);
             for (c = 0; c < o.chains; c++) {
-                lua_pushnumber(L, stats[4 * c + j]);
+                lua_pushnumber(L, stats[5 * c + j]);
                 lua_rawseti(L, -2, c + 1);
             }
             lua_setfield(L, -2, names[j]);

@@ -247,11 +247,20 @@ typedef struct plm_bffg_mcmc_opts {
     const int *index;            /* nparams indices into the sde's parameters */
     const plm_dist *const *prior;   /* nparams scalar continuous priors */
     const double *init;          /* nparams initial values (NULL: the sde's current values) */
+    const char *const *names;    /* nparams names for messages (NULL: messages give the sde's parameter numbers) */
     const int *block;            /* nparams block numbers in 0..nblocks-1, each used (NULL: all in one block): every
                                  ** iteration moves each block in turn by its own random walk, with its own step
                                  ** adapted during warm-up (parameters on different scales, or weakly identified
                                  ** together, mix better apart) */
     int nblocks;
+    const int *conjugate;        /* nblocks flags (NULL: none): a block flagged 1 is moved by a conjugate update instead of
+                                 ** a random walk, for sde parameters that enter the drift linearly and not the diffusion,
+                                 ** and only the drift of coordinates the noise drives (1 to 4 in a block; bffg_conj.c):
+                                 ** the path stays, the block is proposed from its Gaussian conditional given the path
+                                 ** under the Euler likelihood (times its priors where they are normal), the innovations
+                                 ** that give the same path under the new guides replace Z, and the move is accepted
+                                 ** with the exact ratio of the target (nearly always). Every latent node must have one
+                                 ** parent; latent nodes that are not diffusions must be linear-Gaussian */
     int fixed_aux;               /* 0: every parameter move remakes the kernels (the auxiliary relinearised at theta')
                                  ** and recomputes the backward filter. 1: the auxiliary's B~ and a~ are those of the
                                  ** linearisation at theta_a (the current theta at warm-up iterations warmup/8, /4,
@@ -265,8 +274,9 @@ typedef struct plm_bffg_mcmc_opts {
 /* Run o->chains chains over model m (values as for plm_bffg_backward). Outputs (caller-owned):
 ** draws: chains * iters rows of nparams + draw_width doubles (the parameters, then the latent node values);
 ** loglik: chains * iters values of logw(theta, Z) at the kept states (or NULL);
-** stats: chains * 4 values: pCN acceptance rate and parameter acceptance rate after warm-up (over all blocks' moves),
-** final rho, final step (the first block's) (or NULL). PLM_EINVAL on bad options (named), PLM_EDOM when no finite starting state is found, PLM_EINTR. */
+** stats: chains * 5 values: pCN acceptance rate and parameter acceptance rate after warm-up (over all blocks' moves),
+** final rho, final step (the first block's; NaN when it is conjugate), the conjugate blocks' acceptance rate after
+** warm-up (NaN when there are none) (or NULL). PLM_EINVAL on bad options (named), PLM_EDOM when no finite starting state is found, PLM_EINTR. */
 plm_status plm_bffg_mcmc(plm_ctx *ctx, const plm_bffg_model *m, const double *const *values, const plm_bffg_mcmc_opts *o,
                          double *draws, double *loglik, double *stats);
 

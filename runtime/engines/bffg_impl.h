@@ -34,6 +34,12 @@ typedef struct plm_bffg_kernel_ops {
     /* Optional: return the memory of a guide made by `guide` at once (plm_bffg_filter_discard); the guide must not
     ** be used again. */
     void (*guide_free)(const plm_bffg_kernel *k, void *guide);
+    /* Optional (the conjugate parameter update of pCN, bffg_conj.c; NULL: not supported): the inverse of sample_z,
+    ** the innovations z with which sample_z under guide draws y from x. zold: y's innovations under gold, the guide
+    ** before, for kinds where y does not determine them all. work holds `work` + 2 dout + dout^2 doubles. A z it
+    ** cannot find is NaN. */
+    void (*unsample_z)(const plm_bffg_kernel *k, const void *gold, const void *guide, const double *x, const double *y,
+                       const double *zold, double *z, double *work);
 } plm_bffg_kernel_ops;
 
 struct plm_bffg_kernel {
@@ -109,6 +115,42 @@ const void *plm_bffg_mcmc_owner(const plm_bffg_mcmc_opts *o, int *np, const doub
 ** Kernels made with how 2 share k's grid and cache: k must stay alive. */
 plm_status plm_bffg_kernel_sde_remake(plm_ctx *ctx, const plm_bffg_kernel *k, const double *params, int how,
                                       plm_bffg_kernel **out);
+
+/* For the conjugate parameter update (bffg_conj.c), from a diffusion kernel (bffg_sde_conj.c). */
+/* k's grid steps N (0 when k is not a diffusion kernel), with its states d and innovations per step. */
+size_t plm_bffg_sde_grid(const plm_bffg_kernel *k, int *d, int *nz_step);
+/* k's guided path under guide on its grid, X ((N + 1) d doubles, X[0..d) its start): forward (inverse 0), the
+** path that the innovations zin (N nz_step) give, into X, as sample_z draws it up to rounding; inverse (1), the
+** innovations zout that give the path X, their parts that do not move the state (a noise that drives no coordinate)
+** taken from zin. Returns the path's log weight as sample_z does, NaN when it left the finite numbers. */
+double plm_bffg_sde_walk(const plm_bffg_kernel *k, const void *guide, double *X, const double *zin, double *zout, int inverse);
+/* plm_bffg_sde_walk forward from X[0..d) with innovations z, *lw its log weight, and the Euler likelihood of the path
+** under k's parameters as a quadratic form in the nb (1..4) sde parameters idx that enter the drift linearly: adds
+** sum V'V into P (nb * nb) and sum V'u into mv (nb) (bffg_sde_conj.c). PLM_EINVAL, naming the parameter, when one
+** enters the diffusion coefficient, enters the drift nonlinearly (checked at two states of the path) or enters the
+** drift of a coordinate the noise does not drive. names (nb, or NULL): the parameters' names for the messages. */
+plm_status plm_bffg_sde_keep(plm_ctx *ctx, const plm_bffg_kernel *k, const void *guide, double *X, const double *z, int nb,
+                             const int *idx, const char *const *names, double *P, double *mv, double *lw);
+
+/* The conjugate update of pCN MCMC (bffg_conj.c): the state of one chain's moves. */
+typedef struct plm_bffg_conj plm_bffg_conj;
+/* For the nb (1..4) parameters idx of sde, over models with the structure of m under filter f's observations: every
+** latent node one parent's child, and those that are not diffusions able to map a draw back to its innovations
+** (unsample_z: linear-Gaussian kernels). names (nb, or NULL): the parameters' names for messages. PLM_EINVAL naming
+** the node otherwise; PLM_ENOMEM. */
+plm_status plm_bffg_conj_new(plm_ctx *ctx, const plm_bffg_model *m, const plm_bffg_filter *f, const plm_sde *sde, int nb,
+                             const int *idx, const char *const *names, plm_bffg_conj **out);
+/* Keep the guided draw of innovations z under f (every diffusion's path on its grid); *ell receives the sum over the
+** diffusion edges of logw_e - |z_e|^2 / 2 (NaN when a path failed), P (nb * nb) and mv (nb) the Euler likelihood of
+** the sde's paths as a quadratic form in the block (plm_bffg_sde_keep). Errors as plm_bffg_sde_keep's. */
+plm_status plm_bffg_conj_keep(plm_ctx *ctx, plm_bffg_conj *C, const plm_bffg_filter *f, const double *z, double *P,
+                              double *mv, double *ell);
+/* The innovations z2 that give the kept draw under filter f2 (a model made from m at other parameters), z the kept
+** draw's under f; returns the sum of plm_bffg_conj_keep's *ell under f2, NaN when some innovation cannot be found. */
+double plm_bffg_conj_innov(plm_bffg_conj *C, const plm_bffg_filter *f, const plm_bffg_filter *f2, const double *z,
+                           double *z2);
+/* 1 when row (a draw) is the kept draw up to rounding: its discrete values equal, its others within 1e-6 relative. */
+int plm_bffg_conj_same(const plm_bffg_conj *C, const double *row);
 
 /* For the diffusion (bffg_sde.c) and reaction-network (bffg_reaction.c) kernels: the d-dimensional Gaussian
 ** message child at the end of a grid of N steps carried back to its start into out (out->v, out->H hold d and d*d

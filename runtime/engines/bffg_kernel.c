@@ -196,7 +196,7 @@ static double disc_logpdf(const plm_bffg_kernel *k, const double *x, const doubl
 }
 
 static const plm_bffg_kernel_ops disc_ops = {"discrete", disc_pullback, disc_observe, disc_guide, disc_sample,
-                                             disc_logpdf, disc_sample_z, NULL, NULL};
+                                             disc_logpdf, disc_sample_z, NULL, NULL, NULL};
 
 plm_status plm_bffg_kernel_discrete(plm_ctx *ctx, int Kin, int Kout, const double *P, plm_bffg_kernel **out)
 {
@@ -461,6 +461,49 @@ static double lg_sample_z(const plm_bffg_kernel *k, const void *guide, const dou
     return lg_draw(k, guide, x, z, y, NULL, work);
 }
 
+/* The inverse of lg_sample_z for the conjugate update (bffg_conj.c): y = mu + G a with a = R^-T (R^-1 (G'F - G'H mu)
+** + z), so a = (G'G)^-1 G'(y - mu) and z = R'a - R^-1 (G'F - G'H mu). work: as lg_draw's, then r + r * r. */
+static void lg_unsample_z(const plm_bffg_kernel *k, const void *gold, const void *guide, const double *x, const double *y,
+                          const double *zold, double *z, double *work)
+{
+    const lg_guide *g = guide;
+    int dc = k->dout, dp = k->din, rr = k->r, i, j, l;
+    double *mu = work, *a0 = work + dc, *a = a0 + rr, *M = a + rr, ld;
+    (void)gold, (void)zold;
+    if (k->mean) {
+        if (plm_sde_drift(NULL, k->mean, 0, 1, x, 1, mu)) goto fail;
+    } else
+        for (i = 0; i < dc; i++) {
+            double acc = k->beta[i];
+            for (j = 0; j < dp; j++) acc += k->B[i * dp + j] * x[j];
+            mu[i] = acc;
+        }
+    for (i = 0; i < rr; i++) {
+        double acc = g->GtF[i], at = 0;
+        for (j = 0; j < dc; j++) acc -= g->GtH[i * dc + j] * mu[j];
+        a0[i] = acc;
+        for (j = 0; j < dc; j++) at += k->G[j * rr + i] * (y[j] - mu[j]);
+        a[i] = at;
+        for (l = 0; l < rr; l++) {
+            double gg = 0;
+            for (j = 0; j < dc; j++) gg += k->G[j * rr + i] * k->G[j * rr + l];
+            M[i * rr + l] = gg;
+        }
+    }
+    if (chol_lower(M, rr, &ld)) goto fail;
+    solve_lower(M, rr, a, 1);
+    solve_lower_t(M, rr, a);
+    solve_lower(g->R, rr, a0, 1);
+    for (i = 0; i < rr; i++) {
+        double acc = -a0[i];
+        for (j = i; j < rr; j++) acc += g->R[j * rr + i] * a[j];
+        z[i] = acc;
+    }
+    return;
+fail:
+    for (i = 0; i < rr; i++) z[i] = NAN;
+}
+
 static double lg_logpdf(const plm_bffg_kernel *k, const double *x, const double *y, double *work)
 {
     int dc = k->dout, dp = k->din, i, j;
@@ -480,7 +523,7 @@ static double lg_logpdf(const plm_bffg_kernel *k, const double *x, const double 
 }
 
 static const plm_bffg_kernel_ops lg_ops = {"linear_gaussian", lg_pullback, lg_observe, lg_guide_new, lg_sample,
-                                           lg_logpdf, lg_sample_z, NULL, NULL};
+                                           lg_logpdf, lg_sample_z, NULL, NULL, lg_unsample_z};
 
 /* G (d*r) with G G' = Q: the Cholesky factor when Q is positive definite (also kept as L), else V sqrt(Lambda)
 ** over the eigenvalues above d * 1e-14 * the largest. */
@@ -568,7 +611,7 @@ plm_status plm_bffg_kernel_linear_gaussian(plm_ctx *ctx, int dout, int din, cons
 }
 
 static const plm_bffg_kernel_ops nl_ops = {"nonlinear_gaussian", lg_pullback, lg_observe, lg_guide_new, lg_sample,
-                                           lg_logpdf, lg_sample_z, NULL, NULL};
+                                           lg_logpdf, lg_sample_z, NULL, NULL, lg_unsample_z};
 
 plm_status plm_bffg_kernel_nonlinear(plm_ctx *ctx, const plm_sde *s, const double *Q, const double *at,
                                      plm_bffg_kernel **out)

@@ -173,6 +173,79 @@ static double propose(const plm_bffg_mcmc_opts *o, int b, const double *e, const
     return log_target_theta(o, e2, theta2);
 }
 
+/* The conjugate update of block b (bffg_conj.c): the block's Gaussian conditional given the kept path, times its
+** normal priors, proposes theta2 (the block's normals xi, its uniform u), accepted with the exact ratio of the target in
+** the path's coordinates. On acceptance returns 1 with the new filter in *fp, its innovations in z2, its draw in row2
+** and log weight in *ll2; 0 when rejected, -1 on an error (in ctx), and then a filter left in *fp is the caller's to
+** free. */
+static int conj_move(chain_job *J, plm_ctx *ctx, plm_bffg_conj *C, int b, const plm_bffg_filter *f, const double *z,
+                     const double *theta, const double *xi, double u, double *theta2, double *full, double *z2, double *row2,
+                     double *work, const plm_bffg_model *ma, plm_bffg_filter **fp, double *ll2)
+{
+    const plm_bffg_mcmc_opts *o = J->o;
+    double P[16], mv[4], mu[4], dv[4], ell, ell2, lr = 0;
+    int jj, kk, j, nb = 0, sel[4], fatal = 0;
+    *fp = NULL;
+    for (j = 0; j < o->nparams; j++)
+        if (BLOCK(o, j) == b) sel[nb++] = j;
+    if (plm_bffg_conj_keep(ctx, C, f, z, P, mv, &ell)) return -1;
+    if (!isfinite(ell)) return 0;
+    for (jj = 0; jj < nb; jj++) {   /* a normal prior is conjugate: its precision and precision times mean */
+        const plm_dist *d = o->prior[sel[jj]];
+        if (d->kind == PLM_DIST_NORMAL) {
+            P[jj * nb + jj] += 1 / (d->p[1] * d->p[1]);
+            mv[jj] += d->p[0] / (d->p[1] * d->p[1]);
+        }
+    }
+    /* P = L L' by Cholesky; mu = P^-1 mv; theta2 = mu + L^-T xi */
+    for (jj = 0; jj < nb; jj++)
+        for (kk = 0; kk <= jj; kk++) {
+            double acc = P[jj * nb + kk];
+            for (int l = 0; l < kk; l++) acc -= P[jj * nb + l] * P[kk * nb + l];
+            if (jj == kk) {
+                if (!(acc > 0) || !isfinite(acc)) {
+                    plm_fail(ctx, PLM_EDOM, "bffg mcmc: conjugate update: the block's conditional given the path is not a "
+                                            "proper Gaussian (a parameter the path does not inform, with a prior that is "
+                                            "not normal?)");
+                    return -1;
+                }
+                P[jj * nb + jj] = sqrt(acc);
+            } else
+                P[jj * nb + kk] = acc / P[kk * nb + kk];
+        }
+    for (jj = 0; jj < nb; jj++) {   /* L y = mv, then L' mu = y */
+        double acc = mv[jj];
+        for (kk = 0; kk < jj; kk++) acc -= P[jj * nb + kk] * mu[kk];
+        mu[jj] = acc / P[jj * nb + jj];
+    }
+    for (jj = nb - 1; jj >= 0; jj--) {
+        double acc = mu[jj], a2 = xi[sel[jj]];
+        for (kk = jj + 1; kk < nb; kk++) acc -= P[kk * nb + jj] * mu[kk], a2 -= P[kk * nb + jj] * dv[kk];
+        mu[jj] = acc / P[jj * nb + jj];
+        dv[jj] = a2 / P[jj * nb + jj];   /* L^-T xi */
+    }
+    /* log q(theta) - log q(theta2) = |xi|^2 / 2 - |L'(theta - mu)|^2 / 2 */
+    for (jj = 0; jj < nb; jj++) {
+        double acc = 0;
+        for (kk = jj; kk < nb; kk++) acc += P[kk * nb + jj] * (theta[sel[kk]] - mu[kk]);
+        lr += 0.5 * xi[sel[jj]] * xi[sel[jj]] - 0.5 * acc * acc;
+    }
+    memcpy(theta2, theta, (size_t)o->nparams * sizeof *theta2);
+    for (jj = 0; jj < nb; jj++) {
+        double lo, hi, x = theta2[sel[jj]] = mu[jj] + dv[jj];
+        plm_dist_bounds(o->prior[sel[jj]], &lo, &hi);
+        if (!(x > lo && x < hi)) return 0;
+        lr += plm_dist_logpdf(o->prior[sel[jj]], &x) - plm_dist_logpdf(o->prior[sel[jj]], &theta[sel[jj]]);
+    }
+    if (!isfinite(lr)) return 0;
+    if (!(*fp = filter_at(ctx, J, theta2, full, o->fixed_aux ? 2 : 0, ma, NULL, &fatal))) return fatal ? -1 : 0;
+    ell2 = plm_bffg_conj_innov(C, f, *fp, z, z2);
+    if (!(u < exp(ell2 - ell + lr))) return 0;   /* (NaN: rejected) */
+    *ll2 = plm_bffg_draw_z(*fp, z2, row2, work);
+    /* the innovations found draw the kept path again (up to rounding), or the move is dropped */
+    return isfinite(*ll2) && plm_bffg_conj_same(C, row2);
+}
+
 static void run_chain(chain_job *J, int c)
 {
     const plm_bffg_mcmc_opts *o = J->o;
@@ -183,23 +256,28 @@ static void run_chain(chain_job *J, int c)
     const plm_bffg_model *ma = J->ma;   /* fixed_aux: the model whose kernels hold the frozen caches */
     const plm_bffg_model *pbase = m;    /* the model the parameter moves' models are remade from */
     size_t nz = plm_bffg_nz(m), width = plm_bffg_draw_width(m), np = (size_t)o->nparams, it, total = o->warmup + o->iters;
-    size_t rowlen = np + width, l, acc_z = 0, acc_t = 0, work_n;
-    double *z, *z2, *w, *row, *row2, *row3, *work, *work3, *theta, *theta2, *e, *e2, *full, ll, ll2, ll3 = NAN, lt, lt2;
+    size_t rowlen = np + width, l, acc_z = 0, acc_t = 0, acc_c = 0, work_n;
+    double *z, *z2, *z3, *w, *row, *row2, *row3, *work, *work3, *theta, *theta2, *e, *e2, *full, ll, ll2, ll3 = NAN, lt, lt2;
     double lrho = log(o->rho / (1 - o->rho)), *lstep, *xi, *u2;   /* per block: log step, uniform; xi: per parameter */
-    int j, b, fatal = 0, nall, nb = o->block && o->nblocks > 0 ? o->nblocks : 1;
+    int j, b, fatal = 0, nall, nb = o->block && o->nblocks > 0 ? o->nblocks : 1, nconj = 0;
+    plm_bffg_conj **conj;   /* per block: its conjugate update's state, or NULL (a random walk); collector memory */
     plm_rng r, zr[4];   /* zr: the pCN moves' fresh innovations, four streams in turn (plm_vnormal_fill) */
     plm_bffg_mcmc_owner(o, &nall, NULL);   /* the parameters' owner: the sde or the reaction network */
     plm_rng_init(&r, o->seed, (uint64_t)c);
     for (j = 0; j < 4; j++) plm_rng_init(&zr[j], o->seed, ((uint64_t)1 << 40) + 4 * (uint64_t)c + (uint64_t)j);
     work_n = plm_bffg_filter_work(f) + 64;
-    z = plm_gc_alloc_atomic((3 * nz + 3 * width + 5 * np + 2 * (size_t)nb + (size_t)nall + 2) * sizeof *z);
+    z = plm_gc_alloc_atomic((4 * nz + 3 * width + 5 * np + 2 * (size_t)nb + (size_t)nall + 2) * sizeof *z);
     work = plm_gc_alloc_atomic(work_n * 8 * sizeof *work);   /* work3: the parameter proposal's draw */
     if (!z || !work) {
         plm_fail(ctx, PLM_ENOMEM, "bffg mcmc: out of memory");
         return;
     }
+    if (!(conj = plm_gc_alloc((size_t)nb * sizeof *conj))) {
+        plm_fail(ctx, PLM_ENOMEM, "bffg mcmc: out of memory");
+        return;
+    }
     work3 = work + 4 * work_n;
-    z2 = z + nz, w = z2 + nz, row = w + nz, row2 = row + width, row3 = row2 + width, theta = row3 + width, theta2 = theta + np, e = theta2 + np,
+    z2 = z + nz, z3 = z2 + nz, w = z3 + nz, row = w + nz, row2 = row + width, row3 = row2 + width, theta = row3 + width, theta2 = theta + np, e = theta2 + np,
     e2 = e + np, xi = e2 + np, lstep = xi + np, u2 = lstep + nb, full = u2 + nb;
     for (b = 0; b < nb; b++) lstep[b] = log(o->step);
     if (J->theta0) memcpy(full, J->theta0, (size_t)nall * sizeof *full);
@@ -209,6 +287,21 @@ static void run_chain(chain_job *J, int c)
         e[j] = to_free(J->theta0[o->index[j]], lo, hi);
     }
     lt = log_target_theta(o, e, theta);
+    for (b = 0; b < nb; b++) {   /* the conjugate blocks' states */
+        int sel[4], nsel = 0;
+        const char *nm[4];
+        conj[b] = NULL;
+        if (!o->conjugate || !o->conjugate[b] || np == 0) continue;
+        for (j = 0; j < (int)np; j++)
+            if (BLOCK(o, j) == b && nsel < 4) nm[nsel] = o->names ? o->names[j] : NULL, sel[nsel++] = o->index[j];
+            else if (BLOCK(o, j) == b) nsel++;
+        if (nsel > 4 || plm_bffg_conj_new(ctx, m, f, o->sde, nsel, sel, nm, &conj[b])) {
+            if (nsel > 4) plm_fail(ctx, PLM_EINVAL, "bffg mcmc: conjugate block %d has %d parameters (at most 4)", b + 1, nsel);
+            J->stop = 1;
+            return;
+        }
+        nconj++;
+    }
     /* a start with a finite weight: a few tries of fresh innovations */
     for (int tries = 0;; tries++) {
         for (l = 0; l < nz; l++) z[l] = plm_rng_normal(&r);
@@ -228,7 +321,7 @@ static void run_chain(chain_job *J, int c)
         }
         int refreeze = np > 0 && o->fixed_aux && it < o->warmup && it > 0 &&
                        (it == o->warmup / 8 || it == o->warmup / 4 || it == o->warmup / 2 || it == 3 * o->warmup / 4);
-        int ahead = np > 0 && !refreeze, path_moved = 0, lt_ok;
+        int ahead = np > 0 && !refreeze && !conj[0], path_moved = 0, lt_ok;
         double u1;
         /* Every random number of the iteration is drawn at its start: its pCN innovations from the chain's four
         ** innovation streams, then from the chain's stream the path's uniform and, block by block, the normals of
@@ -247,7 +340,7 @@ static void run_chain(chain_job *J, int c)
                 if (BLOCK(o, j) == b) xi[j] = plm_rng_normal(&r);
             u2[b] = plm_rng_uniform(&r);
         }
-        lt2 = np > 0 ? propose(o, 0, e, xi, lstep[0], e2, theta2) : 0;
+        lt2 = np > 0 && !conj[0] ? propose(o, 0, e, xi, lstep[0], e2, theta2) : 0;
         lt_ok = isfinite(lt2);
         fp = NULL;
         if (ahead && lt_ok) {
@@ -287,6 +380,31 @@ static void run_chain(chain_job *J, int c)
         }
         for (b = 0; b < nb && np > 0; b++) {
             pbase = ma ? ma : m;   /* the model fp's is remade from (filter_at) */
+            if (conj[b]) {
+                int got = conj_move(J, ctx, conj[b], b, f, z, theta, xi, u2[b], theta2, full, z3, row3, work, ma, &fp, &ll3);
+                if (got < 0) {
+                    J->stop = 1;
+                    return;
+                }
+                plm_ctx_clear(ctx);
+                if (got) {
+                    double *t = row;
+                    row = row3, row3 = t;
+                    t = z, z = z3, z3 = t;
+                    memcpy(theta, theta2, np * sizeof *theta);
+                    for (j = 0; j < (int)np; j++) {
+                        double lo, hi;
+                        plm_dist_bounds(o->prior[j], &lo, &hi);
+                        e[j] = to_free(theta[j], lo, hi);
+                    }
+                    lt = log_target_theta(o, e, theta2);   /* (theta2: scratch; theta keeps the values fp was made at) */
+                    if (own) plm_bffg_filter_free(own, pbase);
+                    f = own = fp, ll = ll3;
+                    if (it >= o->warmup) acc_t++, acc_c++;
+                } else if (fp)
+                    plm_bffg_filter_free(fp, pbase);
+                continue;
+            }
             if (b > 0 || !ahead) {   /* a later block, or the first after a move of the frozen auxiliary */
                 if (b > 0) lt2 = propose(o, b, e, xi, lstep[b], e2, theta2), lt_ok = isfinite(lt2);
                 fp = lt_ok ? filter_at(ctx, J, theta2, full, o->fixed_aux ? 2 : 0, ma, NULL, &fatal) : NULL;
@@ -320,10 +438,11 @@ static void run_chain(chain_job *J, int c)
     }
     if (J->stats) {
         double n = o->iters ? (double)o->iters : 1;
-        J->stats[4 * c] = (double)acc_z / n;
-        J->stats[4 * c + 1] = np ? (double)acc_t / (n * nb) : NAN;
-        J->stats[4 * c + 2] = 1 / (1 + exp(-lrho));
-        J->stats[4 * c + 3] = np ? exp(lstep[0]) : NAN;
+        J->stats[5 * c] = (double)acc_z / n;
+        J->stats[5 * c + 1] = np ? (double)acc_t / (n * nb) : NAN;
+        J->stats[5 * c + 2] = 1 / (1 + exp(-lrho));
+        J->stats[5 * c + 3] = np && !conj[0] ? exp(lstep[0]) : NAN;
+        J->stats[5 * c + 4] = nconj ? (double)acc_c / (n * nconj) : NAN;
     }
 }
 
@@ -369,6 +488,12 @@ plm_status plm_bffg_mcmc(plm_ctx *ctx, const plm_bffg_model *m, const double *co
                 for (used = 0, j = 0; j < o->nparams; j++) used |= o->block[j] == b;
                 if (!used) return plm_fail(ctx, PLM_EINVAL, "bffg mcmc: block %d has no parameter", b + 1);
             }
+        }
+        if (o->conjugate) {
+            int nb = o->block ? o->nblocks : 1;
+            for (j = 0; j < nb; j++)
+                if (o->conjugate[j] && !o->sde)
+                    return plm_fail(ctx, PLM_EINVAL, "bffg mcmc: conjugate updates are for the parameters of a diffusion (sde)");
         }
         if (!(theta0 = plm_gc_alloc_atomic((size_t)nall * sizeof *theta0)))
             return plm_fail(ctx, PLM_ENOMEM, "bffg mcmc: out of memory");

@@ -84,28 +84,7 @@ end)
 T.test("blocks: theta and mu moved in turn match 2-d quadrature of the exact likelihood; bad blocks are refused", function()
   -- the exact posterior of (theta, mu) with priors uniform(0, 10) and normal(0, 2): the Kalman likelihood on a grid
   local prior_t, prior_m = plume.dist.uniform(0, 10), plume.dist.normal(0, 2)
-  -- (mu's tails are long where theta is small, so its grid is wide)
-  local lw, lmax, ht, hm = {}, -math.huge, 0.05, 0.1
-  for i = 1, 200 do
-    local th, e = i * ht, math.exp(-i * ht)
-    lw[i] = {}
-    for j = 1, 241 do
-      local m = -12 + (j - 1) * hm
-      local k = plume.lgssm{ A = e, b = m * (1 - e), Q = OU.sigma ^ 2 * (1 - e * e) / (2 * th), C = 1, R = OU.R, m0 = 0,
-        P0 = 0.5 }
-      lw[i][j] = k:loglik(oys) + prior_t:logpdf(th) + prior_m:logpdf(m)
-      lmax = math.max(lmax, lw[i][j])
-    end
-  end
-  local w0, et, em, et2, em2 = 0, 0, 0, 0, 0
-  for i = 1, 200 do
-    for j = 1, 241 do
-      local w, th, m = math.exp(lw[i][j] - lmax), i * ht, -12 + (j - 1) * hm
-      w0, et, em, et2, em2 = w0 + w, et + w * th, em + w * m, et2 + w * th * th, em2 + w * m * m
-    end
-  end
-  et, em = et / w0, em / w0
-  local sdt, sdm = math.sqrt(et2 / w0 - et * et), math.sqrt(em2 / w0 - em * em)
+  local et, em, sdt, sdm = OU.exact_theta_mu(oys, prior_t, prior_m)
   local opts = { method = "mcmc", samples = 2000, warmup = 500, chains = 4, seed = 9, sde = ou,
     params = { theta = prior_t, mu = prior_m }, init = { theta = 1, mu = 0 }, blocks = { { "theta" }, { "mu" } } }
   local post = plume.bffg(ou_chain(0.05), nil, opts)

@@ -1,0 +1,363 @@
+/* bffg_sde_conj.c -- what the conjugate parameter update of pCN (bffg_conj.c) needs from a diffusion kernel: its
+** guided path with every grid state kept, the inverse (the innovations and log weight that give a path under
+** another guide), and the Euler likelihood of a kept path as a quadratic form in parameters that enter the drift
+** linearly.
+**
+** The Euler likelihood. On the grid, the path's increments are dX_k = b(X_k; theta) dt_k + sig sqrt(dt_k) Z_k.
+** With b(x; theta) = phi0(x) + Phi(x) theta_B in the block theta_B, and sig+ the pseudo-inverse of sig,
+**   Z_k = u_k - V_k theta_B,  u_k = sig+ (dX_k - phi0 dt_k) / sqrt(dt_k),  V_k = sig+ Phi sqrt(dt_k),
+** so log p(X | theta) = const - sum |u_k - V_k theta_B|^2 / 2: a Gaussian in theta_B with precision sum V'V and
+** precision times mean sum V'u. The noise need not drive every coordinate (hypoelliptic models such as
+** FitzHugh-Nagumo): a parameter must then enter only the drift of coordinates it drives (sig sig+ Phi = Phi), or
+** the path alone would fix it. */
+#include "bffg_sde_impl.h"
+
+#include <gsl/gsl_eigen.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+size_t plm_bffg_sde_grid(const plm_bffg_kernel *k, int *d, int *nz_step)
+{
+    const sde_kernel *K;
+    if (!plm_bffg_kernel_sde_of(k)) return 0;
+    K = k->impl;
+    if (d) *d = K->d;
+    if (nz_step) *nz_step = K->diag ? K->d : K->m;
+    return K->N;
+}
+
+/* ---- the drift at several parameter vectors, and the diffusion -------------------------------------------- */
+
+/* The drift of K at the state x, for parameters p (np values): its own program point, so that several parameter
+** vectors can be evaluated at every step (their uniform parts differ). */
+typedef struct drift_at {
+    plm_prog_point pt;
+    plm_prog_in in[PLM_NGROUPS];
+    double *bo[64];
+    int ready;
+} drift_at;
+
+static plm_status drift_init(const sde_kernel *K, drift_at *D, const double *p, double *T, double *x, double *b)
+{
+    int i;
+    memset(D->in, 0, sizeof D->in);
+    D->in[PLM_GRP_P].p = p;
+    D->in[PLM_GRP_T].p = T;
+    D->in[PLM_GRP_X].p = x;
+    D->in[PLM_GRP_X].ld = 1;
+    for (i = 0; i < K->d; i++) D->bo[i] = b + i;
+    D->ready = plm_prog_point_init(NULL, &D->pt, K->s->drift_prog, D->in, D->bo, NULL) == PLM_OK;
+    return D->ready ? PLM_OK : PLM_ENOMEM;
+}
+
+static void drift_eval(const sde_kernel *K, drift_at *D, plm_prog_native_fn nat)
+{
+    if (K->drift_t) plm_prog_uniforms(&D->pt.w, D->in);
+    if (nat) nat(D->pt.w.R, D->bo, plm_op_eval);
+    else plm_prog_point_run(&D->pt);
+}
+
+static void drift_free(drift_at *D)
+{
+    if (D->ready) plm_prog_point_free(&D->pt);
+    D->ready = 0;
+}
+
+/* The diffusion at the current inputs into sig; with S (nn * d) given, its Moore-Penrose pseudo-inverse sig+ too,
+** and with N0 (nn * nn) given, I - sig+ sig (the innovations' part that does not move the state). nn: noises per
+** step (d for a diagonal diffusion). Returns 0 when the eigensolver's memory could not be allocated. */
+static int diffusion_at(const sde_kernel *K, plm_prog_ws *ws, const plm_prog_in *in, double *sig, double *S, double *N0)
+{
+    int d = K->d, nn = K->diag ? d : K->m, nsig = K->diag ? d : d * K->m, i, j, l;
+    double *so[64 * 64], M[64], V[64], lam[8], lmax = 0;
+    gsl_eigen_symmv_workspace *w;
+    for (i = 0; i < nsig; i++) so[i] = sig + i;
+    plm_prog_block(ws, in, 0, 1, so, NULL);
+    if (!S) return 1;
+    /* M = sig' sig (nn x nn), its eigenvectors V and values lam; sig+ = V lam+ V' sig' */
+    for (i = 0; i < nn; i++)
+        for (j = 0; j < nn; j++) {
+            double acc = 0;
+            for (l = 0; l < d; l++) {
+                double a = K->diag ? (l == i ? sig[l] : 0) : sig[l * nn + i];
+                double c = K->diag ? (l == j ? sig[l] : 0) : sig[l * nn + j];
+                acc += a * c;
+            }
+            M[i * nn + j] = acc;
+        }
+    if (!(w = gsl_eigen_symmv_alloc((size_t)nn))) return 0;
+    {
+        gsl_matrix_view mv = gsl_matrix_view_array(M, (size_t)nn, (size_t)nn);
+        gsl_matrix_view vv = gsl_matrix_view_array(V, (size_t)nn, (size_t)nn);
+        gsl_vector_view lv = gsl_vector_view_array(lam, (size_t)nn);
+        gsl_eigen_symmv(&mv.matrix, &lv.vector, &vv.matrix, w);
+    }
+    gsl_eigen_symmv_free(w);
+    for (i = 0; i < nn; i++) lmax = fmax(lmax, lam[i]);
+    for (i = 0; i < nn; i++) lam[i] = lam[i] > 1e-12 * lmax ? 1 / lam[i] : 0;
+    for (i = 0; i < nn; i++)   /* S = V lam+ V' sig' */
+        for (j = 0; j < d; j++) {
+            double acc = 0;
+            for (l = 0; l < nn; l++) {
+                double vs = 0;
+                for (int q = 0; q < nn; q++) vs += V[q * nn + l] * (K->diag ? (j == q ? sig[j] : 0) : sig[j * nn + q]);
+                acc += V[i * nn + l] * lam[l] * vs;
+            }
+            S[i * d + j] = acc;
+        }
+    if (N0)
+        for (i = 0; i < nn; i++)
+            for (j = 0; j < nn; j++) {
+                double acc = i == j;
+                for (l = 0; l < d; l++) acc -= S[i * d + l] * (K->diag ? (l == j ? sig[l] : 0) : sig[l * nn + j]);
+                N0[i * nn + j] = acc;
+            }
+    return 1;
+}
+
+/* ---- the path, forward or inverse, with the Euler likelihood's quadratic form -------------------------- */
+
+/* The quadratic form's inputs: the drift at theta + del_j e_j (q = 1..nb) and, for the linearity check at two states
+** of each path, at theta - del_j e_j (q = nb + 1..2 nb) and theta + del_j e_j + del_l e_l (j < l; q = 2 nb + 1..nq). */
+typedef struct conj_acc {
+    int nb, nq;
+    const int *idx;
+    const char *const *names;   /* the block's parameters' names for messages, or NULL */
+    double *P, *mv;
+    drift_at D[15];
+    double b[15][8], pv[15][64], del[4];
+    plm_status st;
+    plm_ctx *ctx;
+} conj_acc;
+
+/* "parameter 'name'", or "sde parameter i" without names. */
+static const char *param_name(const char *const *names, const int *idx, int j, char *buf, size_t n)
+{
+    if (names && names[j]) snprintf(buf, n, "parameter '%s'", names[j]);
+    else snprintf(buf, n, "sde parameter %d", idx[j] + 1);
+    return buf;
+}
+
+static plm_status acc_fail(conj_acc *A, const char *what, int j, int i)
+{
+    const char *fn = "bffg mcmc: conjugate update";
+    char nm[96];
+    param_name(A->names, A->idx, j, nm, sizeof nm);
+    if (what[0] == 'l')
+        A->st = plm_fail(A->ctx, PLM_EINVAL, "%s: the drift is not linear in %s (coordinate %d, jointly with the block); "
+                                             "give it a random-walk block", fn, nm, i + 1);
+    else
+        A->st = plm_fail(A->ctx, PLM_EINVAL, "%s: %s enters the drift of coordinate %d, which the noise does not drive: "
+                                             "given the path it is fixed; give it a random-walk block", fn, nm, i + 1);
+    return A->st;
+}
+
+/* One step's share of the quadratic form: b0 the drift at theta and x, X1 the next state. */
+static inline __attribute__((always_inline)) int
+acc_step(const sde_kernel *K, conj_acc *A, const double *b0, const double *x, const double *X1, const double *sig,
+         const double *S, double dt, double sdt, int check, plm_prog_native_fn nat, const int d, const int nn)
+{
+    int nb = A->nb, i, j, l, q;
+    double Phi[4][8], V[8][4], u[8], e[8];
+    for (q = 1; q <= (check ? A->nq : nb); q++) drift_eval(K, &A->D[q], nat);
+    for (j = 0; j < nb; j++)
+        for (i = 0; i < d; i++) Phi[j][i] = (A->b[1 + j][i] - b0[i]) / A->del[j];
+    if (check) {   /* second differences along each parameter and across each pair vanish for a linear drift */
+        for (j = 0, q = 2 * nb + 1; j < nb; j++)
+            for (i = 0; i < d; i++) {
+                double c2 = A->b[1 + j][i] + A->b[1 + nb + j][i] - 2 * b0[i];
+                if (!(fabs(c2) <= 1e-7 * (fabs(A->b[1 + j][i] - b0[i]) + fabs(b0[i]) + 1))) return acc_fail(A, "linear", j, i);
+            }
+        for (j = 0; j < nb; j++)
+            for (l = j + 1; l < nb; l++, q++)
+                for (i = 0; i < d; i++) {
+                    double c2 = A->b[q][i] - A->b[1 + j][i] - A->b[1 + l][i] + b0[i];
+                    double scale = fabs(A->b[1 + j][i] - b0[i]) + fabs(A->b[1 + l][i] - b0[i]) + fabs(b0[i]) + 1;
+                    if (!(fabs(c2) <= 1e-7 * scale)) return acc_fail(A, "linear", j, i);
+                }
+    }
+    /* u = sig+ (dX - phi0 dt) / sqrt(dt), phi0 = b(theta) - Phi theta_B; V = sig+ Phi sqrt(dt) */
+    for (i = 0; i < d; i++) {
+        double phi0 = b0[i];
+        for (j = 0; j < nb; j++) phi0 -= Phi[j][i] * K->params[A->idx[j]];
+        e[i] = (X1[i] - x[i] - phi0 * dt) / sdt;
+    }
+    for (l = 0; l < nn; l++) {
+        double acc = 0;
+        for (i = 0; i < d; i++) acc += S[l * d + i] * e[i];
+        u[l] = acc;
+        for (j = 0; j < nb; j++) {
+            acc = 0;
+            for (i = 0; i < d; i++) acc += S[l * d + i] * Phi[j][i];
+            V[l][j] = acc;
+        }
+    }
+    /* the noise must drive whatever the block moves: Phi = sig sig+ Phi */
+    for (j = 0; j < nb; j++)
+        for (i = 0; i < d; i++) {
+            double back = 0;
+            for (l = 0; l < nn; l++) back += (K->diag ? (i == l ? sig[i] : 0) : sig[i * nn + l]) * V[l][j];
+            if (!(fabs(back - Phi[j][i]) <= 1e-9 * (fabs(Phi[j][i]) + fabs(back)) + 1e-300)) return acc_fail(A, "noise", j, i);
+        }
+    for (j = 0; j < nb; j++) {
+        double acc = 0;
+        for (l = 0; l < nn; l++) acc += V[l][j] * u[l];
+        A->mv[j] += acc * sdt;
+        for (q = 0; q < nb; q++) {
+            acc = 0;
+            for (l = 0; l < nn; l++) acc += V[l][j] * V[l][q];
+            A->P[j * nb + q] += acc * dt;
+        }
+    }
+    return 0;
+}
+
+/* The walk of plm_bffg_sde_walk, with the dimensions as constants for the common small cases (0: K's); A (or NULL)
+** accumulates the quadratic form along a forward walk. */
+static inline __attribute__((always_inline)) double
+walk_d(const plm_bffg_kernel *k, const void *guide, double *X, const double *zin, double *zout, int inverse, conj_acc *A,
+       const int D, const int M)
+{
+    const sde_kernel *K = k->impl;
+    const sde_guide *g = guide;
+    int d = D ? D : K->d, m = M ? M : K->m, nn = K->diag ? d : m, i, j, l, same_a = 0, ok = 1;
+    double x[8], b[8], sig[64], a[64] = {0}, da[64] = {0}, r[8], S[64], N0[64], T[3], intG = 0, lw;
+    plm_prog_native_fn nat = K->drift_native && plm_native_enabled() ? K->drift_native : NULL;
+    plm_prog_ws ws;
+    plm_prog_in in[PLM_NGROUPS];
+    drift_at Dr;
+    size_t kk, N = K->N, half = K->N / 2;
+    memset(in, 0, sizeof in);
+    in[PLM_GRP_P].p = K->params;
+    in[PLM_GRP_T].p = T;
+    in[PLM_GRP_X].p = x;
+    in[PLM_GRP_X].ld = 1;
+    T[0] = K->t[0], T[1] = K->t[1] - K->t[0], T[2] = sqrt(T[1]);
+    memcpy(x, X, (size_t)d * sizeof *x);
+    if (drift_init(K, &Dr, K->params, T, x, b)) return NAN;
+    if (A)
+        for (int q = 1; q <= A->nq; q++)
+            if (drift_init(K, &A->D[q], A->pv[q], T, x, A->b[q])) {
+                drift_free(&Dr);
+                return NAN;
+            }
+    if (plm_prog_ws_init_block(NULL, &ws, K->s->diff_prog, 1)) {
+        drift_free(&Dr);
+        return NAN;
+    }
+    plm_prog_uniforms(&ws, in);
+    lw = logh(g, 0, d, x);
+    for (kk = 0; kk < N && ok; kk++) {
+        double Fk[2];
+        const double *F = guide_F(g, kk, d, Fk), *H = g->H + kk * (size_t)d * d;
+        double dt = K->t[kk + 1] - K->t[kk], sdt = K->t[N + 1 + kk], Gk = 0, tr = 0;
+        double *xn = X + (kk + 1) * (size_t)d;
+        for (i = 0; i < d; i++) x[i] = X[kk * (size_t)d + i];
+        T[0] = K->t[kk], T[1] = dt, T[2] = sdt;
+        drift_eval(K, &Dr, nat);
+        if (K->diff_var || kk == 0) {
+            if (K->diff_t) plm_prog_uniforms(&ws, in);
+            if (!diffusion_at(K, &ws, in, sig, (inverse || A) ? S : NULL, inverse ? N0 : NULL)) {
+                ok = 0;
+                break;
+            }
+            same_a = diff_moments(K, d, m, sig, a, da);
+        }
+        for (i = 0; i < d; i++) {   /* r = F - H x */
+            double acc = F[i];
+            for (j = 0; j < d; j++) acc -= H[i * d + j] * x[j];
+            r[i] = acc;
+        }
+        for (i = 0; i < d; i++) {   /* G = (b - b~)'r - tr[(a - a~)(H - r r')] / 2 */
+            double bt = K->beta[i];
+            for (j = 0; j < d; j++) bt += K->B[i * d + j] * x[j];
+            Gk += (b[i] - bt) * r[i];
+            if (!same_a)
+                for (j = 0; j < d; j++) tr += da[i * d + j] * (H[j * d + i] - r[j] * r[i]);
+        }
+        intG += (Gk - 0.5 * tr) * dt;
+        if (!inverse) {   /* x' = x + (b + a r) dt + sig sqrt(dt) z */
+            const double *zk = zin + kk * (size_t)nn;
+            for (i = 0; i < d; i++) {
+                double drift = b[i], noise = 0;
+                for (j = 0; j < d; j++) drift += a[i * d + j] * r[j];
+                if (K->diag) noise = sig[i] * zk[i] * sdt;
+                else
+                    for (l = 0; l < m; l++) noise += sig[i * m + l] * (zk[l] * sdt);
+                xn[i] = x[i] + drift * dt + noise;
+                ok &= isfinite(xn[i]);
+            }
+            if (A && ok && acc_step(K, A, b, x, xn, sig, S, dt, sdt, kk == 0 || kk == half, nat, d, nn)) ok = 0;
+        } else {   /* z = sig+ (x' - x - (b + a r) dt) / sqrt(dt) + (I - sig+ sig) zold */
+            double e[8];
+            const double *zo = zin + kk * (size_t)nn;
+            double *zk = zout + kk * (size_t)nn;
+            for (i = 0; i < d; i++) {
+                double drift = b[i];
+                for (j = 0; j < d; j++) drift += a[i * d + j] * r[j];
+                e[i] = (xn[i] - x[i] - drift * dt) / sdt;
+            }
+            for (l = 0; l < nn; l++) {
+                double acc = 0;
+                for (i = 0; i < d; i++) acc += S[l * d + i] * e[i];
+                for (j = 0; j < nn; j++) acc += N0[l * nn + j] * zo[j];
+                zk[l] = acc;
+                ok &= isfinite(acc);
+            }
+        }
+    }
+    drift_free(&Dr);
+    if (A)
+        for (int q = 1; q <= A->nq; q++) drift_free(&A->D[q]);
+    plm_prog_ws_free(&ws);
+    if (!ok) return NAN;
+    return lw - logh(g, N, d, X + N * (size_t)d) + intG;
+}
+
+static double walk(const plm_bffg_kernel *k, const void *guide, double *X, const double *zin, double *zout, int inverse,
+                   conj_acc *A)
+{
+    const sde_kernel *K = k->impl;
+    if (K->d == 1 && K->m == 1) return walk_d(k, guide, X, zin, zout, inverse, A, 1, 1);
+    if (K->d == 2 && K->m == 1) return walk_d(k, guide, X, zin, zout, inverse, A, 2, 1);
+    if (K->d == 2 && K->m == 2) return walk_d(k, guide, X, zin, zout, inverse, A, 2, 2);
+    return walk_d(k, guide, X, zin, zout, inverse, A, 0, 0);
+}
+
+double plm_bffg_sde_walk(const plm_bffg_kernel *k, const void *guide, double *X, const double *zin, double *zout, int inverse)
+{
+    const sde_kernel *K = k->impl;
+    if (K->d > 8 || (K->diag ? K->d : K->m) > 8) return NAN;   /* (bffg_conj.c refuses such kernels first) */
+    return walk(k, guide, X, zin, zout, inverse, NULL);
+}
+
+plm_status plm_bffg_sde_keep(plm_ctx *ctx, const plm_bffg_kernel *k, const void *guide, double *X, const double *z, int nb,
+                             const int *idx, const char *const *names, double *P, double *mv, double *lw)
+{
+    const char *fn = "bffg mcmc: conjugate update";
+    const sde_kernel *K = k->impl;
+    const plm_sde *s = K->s;
+    int j, q, np = s->np;
+    conj_acc A;
+    if (nb < 1 || nb > 4 || np > 64 || K->d > 8 || (K->diag ? K->d : K->m) > 8)
+        return plm_fail(ctx, PLM_EINVAL, "%s: 1 to 4 parameters in a block, at most 64 in the sde, 8 states and noises "
+                                         "(got %d, %d, %d)", fn, nb, np, K->d);
+    for (j = 0; j < nb; j++)
+        if (plm_prog_uses(s->diff_prog, PLM_GRP_P, idx[j])) {
+            char nm[96];
+            return plm_fail(ctx, PLM_EINVAL, "%s: %s enters the diffusion coefficient; give it a random-walk block", fn,
+                            param_name(names, idx, j, nm, sizeof nm));
+        }
+    memset(&A, 0, sizeof A);
+    A.nb = nb, A.nq = 2 * nb + nb * (nb - 1) / 2, A.idx = idx, A.names = names, A.P = P, A.mv = mv, A.ctx = ctx;
+    for (j = 0; j < nb; j++) A.del[j] = 1 + fabs(K->params[idx[j]]);
+    for (q = 1; q <= A.nq; q++) memcpy(A.pv[q], K->params, (size_t)np * sizeof **A.pv);
+    for (j = 0, q = 2 * nb + 1; j < nb; j++) {
+        A.pv[1 + j][idx[j]] += A.del[j];
+        A.pv[1 + nb + j][idx[j]] -= A.del[j];
+        for (int l = j + 1; l < nb; l++, q++) A.pv[q][idx[j]] += A.del[j], A.pv[q][idx[l]] += A.del[l];
+    }
+    *lw = walk(k, guide, X, z, NULL, 0, &A);
+    return A.st;
+}
