@@ -131,6 +131,8 @@ double plm_bffg_sde_walk(const plm_bffg_kernel *k, const void *guide, double *X,
 ** drift of a coordinate the noise does not drive. names (nb, or NULL): the parameters' names for the messages. */
 plm_status plm_bffg_sde_keep(plm_ctx *ctx, const plm_bffg_kernel *k, const void *guide, double *X, const double *z, int nb,
                              const int *idx, const char *const *names, double *P, double *mv, double *lw);
+/* Compile k's native path that keeps its states (first use of plm_bffg_sde_keep's fast path) now, before threads. */
+void plm_bffg_sde_keep_prepare(const plm_bffg_kernel *k);
 
 /* The conjugate update of pCN MCMC (bffg_conj.c): the state of one chain's moves. */
 typedef struct plm_bffg_conj plm_bffg_conj;

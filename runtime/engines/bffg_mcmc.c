@@ -494,6 +494,7 @@ plm_status plm_bffg_mcmc(plm_ctx *ctx, const plm_bffg_model *m, const double *co
             for (j = 0; j < nb; j++)
                 if (o->conjugate[j] && !o->sde)
                     return plm_fail(ctx, PLM_EINVAL, "bffg mcmc: conjugate updates are for the parameters of a diffusion (sde)");
+            for (j = 0; j < m->n; j++) plm_bffg_sde_keep_prepare(m->nodes[j].k);   /* (its native code, before threads) */
         }
         if (!(theta0 = plm_gc_alloc_atomic((size_t)nall * sizeof *theta0)))
             return plm_fail(ctx, PLM_ENOMEM, "bffg mcmc: out of memory");

@@ -116,17 +116,18 @@ static int diffusion_at(const sde_kernel *K, plm_prog_ws *ws, const plm_prog_in 
     return 1;
 }
 
-/* ---- the path, forward or inverse, with the Euler likelihood's quadratic form -------------------------- */
+/* ---- the path, forward or inverse, and the Euler likelihood's quadratic form ---------------------------- */
 
-/* The quadratic form's inputs: the drift at theta + del_j e_j (q = 1..nb) and, for the linearity check at two states
-** of each path, at theta - del_j e_j (q = nb + 1..2 nb) and theta + del_j e_j + del_l e_l (j < l; q = 2 nb + 1..nq). */
+/* The quadratic form's inputs: the drift at theta (q = 0), at theta + del_j e_j (q = 1..nb) and, for the linearity check
+** at two states of each path, at theta - del_j e_j (q = nb + 1..2 nb) and theta + del_j e_j + del_l e_l (j < l;
+** q = 2 nb + 1..nq). */
 typedef struct conj_acc {
     int nb, nq;
     const int *idx;
     const char *const *names;   /* the block's parameters' names for messages, or NULL */
     double *P, *mv;
     drift_at D[15];
-    double b[15][8], pv[15][64], del[4];
+    double b[15][8], pv[15][64], del[4], rdel[4];
     plm_status st;
     plm_ctx *ctx;
 } conj_acc;
@@ -159,10 +160,10 @@ acc_step(const sde_kernel *K, conj_acc *A, const double *b0, const double *x, co
          const double *S, double dt, double sdt, int check, plm_prog_native_fn nat, const int d, const int nn)
 {
     int nb = A->nb, i, j, l, q;
-    double Phi[4][8], V[8][4], u[8], e[8];
+    double Phi[4][8], V[8][4], u[8], e[8], rs = 1 / sdt;
     for (q = 1; q <= (check ? A->nq : nb); q++) drift_eval(K, &A->D[q], nat);
     for (j = 0; j < nb; j++)
-        for (i = 0; i < d; i++) Phi[j][i] = (A->b[1 + j][i] - b0[i]) / A->del[j];
+        for (i = 0; i < d; i++) Phi[j][i] = (A->b[1 + j][i] - b0[i]) * A->rdel[j];
     if (check) {   /* second differences along each parameter and across each pair vanish for a linear drift */
         for (j = 0, q = 2 * nb + 1; j < nb; j++)
             for (i = 0; i < d; i++) {
@@ -181,7 +182,7 @@ acc_step(const sde_kernel *K, conj_acc *A, const double *b0, const double *x, co
     for (i = 0; i < d; i++) {
         double phi0 = b0[i];
         for (j = 0; j < nb; j++) phi0 -= Phi[j][i] * K->params[A->idx[j]];
-        e[i] = (X1[i] - x[i] - phi0 * dt) / sdt;
+        e[i] = (X1[i] - x[i] - phi0 * dt) * rs;
     }
     for (l = 0; l < nn; l++) {
         double acc = 0;
@@ -213,11 +214,10 @@ acc_step(const sde_kernel *K, conj_acc *A, const double *b0, const double *x, co
     return 0;
 }
 
-/* The walk of plm_bffg_sde_walk, with the dimensions as constants for the common small cases (0: K's); A (or NULL)
-** accumulates the quadratic form along a forward walk. */
+/* The walk of plm_bffg_sde_walk, with the dimensions as constants for the common small cases (0: K's). */
 static inline __attribute__((always_inline)) double
-walk_d(const plm_bffg_kernel *k, const void *guide, double *X, const double *zin, double *zout, int inverse, conj_acc *A,
-       const int D, const int M)
+walk_d(const plm_bffg_kernel *k, const void *guide, double *X, const double *zin, double *zout, int inverse, const int D,
+       const int M)
 {
     const sde_kernel *K = k->impl;
     const sde_guide *g = guide;
@@ -227,7 +227,7 @@ walk_d(const plm_bffg_kernel *k, const void *guide, double *X, const double *zin
     plm_prog_ws ws;
     plm_prog_in in[PLM_NGROUPS];
     drift_at Dr;
-    size_t kk, N = K->N, half = K->N / 2;
+    size_t kk, N = K->N;
     memset(in, 0, sizeof in);
     in[PLM_GRP_P].p = K->params;
     in[PLM_GRP_T].p = T;
@@ -236,12 +236,6 @@ walk_d(const plm_bffg_kernel *k, const void *guide, double *X, const double *zin
     T[0] = K->t[0], T[1] = K->t[1] - K->t[0], T[2] = sqrt(T[1]);
     memcpy(x, X, (size_t)d * sizeof *x);
     if (drift_init(K, &Dr, K->params, T, x, b)) return NAN;
-    if (A)
-        for (int q = 1; q <= A->nq; q++)
-            if (drift_init(K, &A->D[q], A->pv[q], T, x, A->b[q])) {
-                drift_free(&Dr);
-                return NAN;
-            }
     if (plm_prog_ws_init_block(NULL, &ws, K->s->diff_prog, 1)) {
         drift_free(&Dr);
         return NAN;
@@ -258,7 +252,7 @@ walk_d(const plm_bffg_kernel *k, const void *guide, double *X, const double *zin
         drift_eval(K, &Dr, nat);
         if (K->diff_var || kk == 0) {
             if (K->diff_t) plm_prog_uniforms(&ws, in);
-            if (!diffusion_at(K, &ws, in, sig, (inverse || A) ? S : NULL, inverse ? N0 : NULL)) {
+            if (!diffusion_at(K, &ws, in, sig, inverse ? S : NULL, inverse ? N0 : NULL)) {
                 ok = 0;
                 break;
             }
@@ -277,26 +271,25 @@ walk_d(const plm_bffg_kernel *k, const void *guide, double *X, const double *zin
                 for (j = 0; j < d; j++) tr += da[i * d + j] * (H[j * d + i] - r[j] * r[i]);
         }
         intG += (Gk - 0.5 * tr) * dt;
-        if (!inverse) {   /* x' = x + (b + a r) dt + sig sqrt(dt) z */
+        if (!inverse) {   /* x' = x + (b + a r) dt + sig sqrt(dt) z, as sde_path_d */
             const double *zk = zin + kk * (size_t)nn;
             for (i = 0; i < d; i++) {
                 double drift = b[i], noise = 0;
                 for (j = 0; j < d; j++) drift += a[i * d + j] * r[j];
-                if (K->diag) noise = sig[i] * zk[i] * sdt;
+                if (K->diag) noise = sig[i] * (zk[i] * sdt);
                 else
                     for (l = 0; l < m; l++) noise += sig[i * m + l] * (zk[l] * sdt);
                 xn[i] = x[i] + drift * dt + noise;
                 ok &= isfinite(xn[i]);
             }
-            if (A && ok && acc_step(K, A, b, x, xn, sig, S, dt, sdt, kk == 0 || kk == half, nat, d, nn)) ok = 0;
         } else {   /* z = sig+ (x' - x - (b + a r) dt) / sqrt(dt) + (I - sig+ sig) zold */
-            double e[8];
+            double e[8], rs = 1 / sdt;
             const double *zo = zin + kk * (size_t)nn;
             double *zk = zout + kk * (size_t)nn;
             for (i = 0; i < d; i++) {
                 double drift = b[i];
                 for (j = 0; j < d; j++) drift += a[i * d + j] * r[j];
-                e[i] = (xn[i] - x[i] - drift * dt) / sdt;
+                e[i] = (xn[i] - x[i] - drift * dt) * rs;
             }
             for (l = 0; l < nn; l++) {
                 double acc = 0;
@@ -308,28 +301,91 @@ walk_d(const plm_bffg_kernel *k, const void *guide, double *X, const double *zin
         }
     }
     drift_free(&Dr);
-    if (A)
-        for (int q = 1; q <= A->nq; q++) drift_free(&A->D[q]);
     plm_prog_ws_free(&ws);
     if (!ok) return NAN;
     return lw - logh(g, N, d, X + N * (size_t)d) + intG;
 }
 
-static double walk(const plm_bffg_kernel *k, const void *guide, double *X, const double *zin, double *zout, int inverse,
-                   conj_acc *A)
+static double walk(const plm_bffg_kernel *k, const void *guide, double *X, const double *zin, double *zout, int inverse)
 {
     const sde_kernel *K = k->impl;
-    if (K->d == 1 && K->m == 1) return walk_d(k, guide, X, zin, zout, inverse, A, 1, 1);
-    if (K->d == 2 && K->m == 1) return walk_d(k, guide, X, zin, zout, inverse, A, 2, 1);
-    if (K->d == 2 && K->m == 2) return walk_d(k, guide, X, zin, zout, inverse, A, 2, 2);
-    return walk_d(k, guide, X, zin, zout, inverse, A, 0, 0);
+    if (K->d == 1 && K->m == 1) return walk_d(k, guide, X, zin, zout, inverse, 1, 1);
+    if (K->d == 2 && K->m == 1) return walk_d(k, guide, X, zin, zout, inverse, 2, 1);
+    if (K->d == 2 && K->m == 2) return walk_d(k, guide, X, zin, zout, inverse, 2, 2);
+    return walk_d(k, guide, X, zin, zout, inverse, 0, 0);
 }
 
 double plm_bffg_sde_walk(const plm_bffg_kernel *k, const void *guide, double *X, const double *zin, double *zout, int inverse)
 {
     const sde_kernel *K = k->impl;
     if (K->d > 8 || (K->diag ? K->d : K->m) > 8) return NAN;   /* (bffg_conj.c refuses such kernels first) */
-    return walk(k, guide, X, zin, zout, inverse, NULL);
+    return walk(k, guide, X, zin, zout, inverse);
+}
+
+/* The quadratic form over the kept path X: no step depends on another's result, so the CPU overlaps them. */
+static inline __attribute__((always_inline)) plm_status acc_pass_d(const sde_kernel *K, conj_acc *A, const double *X,
+                                                                  const int D, const int M)
+{
+    int d = D ? D : K->d, m = M ? M : K->m, nn = K->diag ? d : m, i, q;
+    double x[8], sig[64], S[64], T[3];
+    plm_prog_native_fn nat = K->drift_native && plm_native_enabled() ? K->drift_native : NULL;
+    plm_prog_ws ws;
+    plm_prog_in in[PLM_NGROUPS];
+    size_t kk, N = K->N, half = K->N / 2;
+    plm_status st = PLM_OK;
+    (void)m;
+    memset(in, 0, sizeof in);
+    in[PLM_GRP_P].p = K->params;
+    in[PLM_GRP_T].p = T;
+    in[PLM_GRP_X].p = x;
+    in[PLM_GRP_X].ld = 1;
+    T[0] = K->t[0], T[1] = K->t[1] - K->t[0], T[2] = sqrt(T[1]);
+    for (i = 0; i < d; i++) x[i] = X[i];
+    for (q = 0; q <= A->nq; q++)
+        if (drift_init(K, &A->D[q], A->pv[q], T, x, A->b[q])) {
+            st = plm_fail(A->ctx, PLM_ENOMEM, "bffg mcmc: conjugate update: out of memory");
+            goto done;
+        }
+    if (plm_prog_ws_init_block(NULL, &ws, K->s->diff_prog, 1)) {
+        st = plm_fail(A->ctx, PLM_ENOMEM, "bffg mcmc: conjugate update: out of memory");
+        goto done;
+    }
+    plm_prog_uniforms(&ws, in);
+    for (kk = 0; kk < N; kk++) {
+        double dt = K->t[kk + 1] - K->t[kk], sdt = K->t[N + 1 + kk];
+        for (i = 0; i < d; i++) x[i] = X[kk * (size_t)d + i];
+        T[0] = K->t[kk], T[1] = dt, T[2] = sdt;
+        drift_eval(K, &A->D[0], nat);
+        if (K->diff_var || kk == 0) {
+            if (K->diff_t) plm_prog_uniforms(&ws, in);
+            if (!diffusion_at(K, &ws, in, sig, S, NULL)) {
+                st = plm_fail(A->ctx, PLM_ENOMEM, "bffg mcmc: conjugate update: out of memory");
+                break;
+            }
+        }
+        if (acc_step(K, A, A->b[0], x, X + (kk + 1) * (size_t)d, sig, S, dt, sdt, kk == 0 || kk == half, nat, d, nn)) {
+            st = A->st;
+            break;
+        }
+    }
+    plm_prog_ws_free(&ws);
+done:
+    for (q = 0; q <= A->nq; q++) drift_free(&A->D[q]);
+    return st;
+}
+
+static plm_status acc_pass(const sde_kernel *K, conj_acc *A, const double *X)
+{
+    if (K->d == 1 && K->m == 1) return acc_pass_d(K, A, X, 1, 1);
+    if (K->d == 2 && K->m == 1) return acc_pass_d(K, A, X, 2, 1);
+    if (K->d == 2 && K->m == 2) return acc_pass_d(K, A, X, 2, 2);
+    return acc_pass_d(K, A, X, 0, 0);
+}
+
+void plm_bffg_sde_keep_prepare(const plm_bffg_kernel *k)
+{
+    const sde_kernel *K = plm_bffg_kernel_sde_of(k) ? k->impl : NULL;
+    if (K && K->path_native && plm_native_enabled()) plm_bffg_path_native_keep((plm_bffg_path_native *)K->path_native);
 }
 
 plm_status plm_bffg_sde_keep(plm_ctx *ctx, const plm_bffg_kernel *k, const void *guide, double *X, const double *z, int nb,
@@ -337,8 +393,9 @@ plm_status plm_bffg_sde_keep(plm_ctx *ctx, const plm_bffg_kernel *k, const void 
 {
     const char *fn = "bffg mcmc: conjugate update";
     const sde_kernel *K = k->impl;
+    const sde_guide *g = guide;
     const plm_sde *s = K->s;
-    int j, q, np = s->np;
+    int j, q, np = s->np, d = K->d;
     conj_acc A;
     if (nb < 1 || nb > 4 || np > 64 || K->d > 8 || (K->diag ? K->d : K->m) > 8)
         return plm_fail(ctx, PLM_EINVAL, "%s: 1 to 4 parameters in a block, at most 64 in the sde, 8 states and noises "
@@ -349,15 +406,28 @@ plm_status plm_bffg_sde_keep(plm_ctx *ctx, const plm_bffg_kernel *k, const void 
             return plm_fail(ctx, PLM_EINVAL, "%s: %s enters the diffusion coefficient; give it a random-walk block", fn,
                             param_name(names, idx, j, nm, sizeof nm));
         }
+    /* the path: natively where sample_z runs natively (the same draw bit for bit), else by the walk */
+    if (K->path_native && K->path_native->keep && K->plan && K->drift_native && plm_native_enabled()) {
+        const path_plan *Pl = K->plan;
+        double x[8], intG = 0;
+        memcpy(x, X, (size_t)d * sizeof *x);
+        *lw = logh(g, 0, d, x);
+        if (K->path_native->keep(Pl->R, plm_op_eval, K->N, K->t, g->F, g->L, g->v, g->H, K->B, K->beta, Pl->a, Pl->da,
+                                 Pl->same_a, Pl->sig, z, x, &intG, X)) {
+            *lw = NAN;
+            return PLM_OK;
+        }
+        *lw += intG - logh(g, K->N, d, x);
+    } else if (!isfinite(*lw = walk(k, guide, X, z, NULL, 0)))
+        return PLM_OK;
     memset(&A, 0, sizeof A);
     A.nb = nb, A.nq = 2 * nb + nb * (nb - 1) / 2, A.idx = idx, A.names = names, A.P = P, A.mv = mv, A.ctx = ctx;
-    for (j = 0; j < nb; j++) A.del[j] = 1 + fabs(K->params[idx[j]]);
-    for (q = 1; q <= A.nq; q++) memcpy(A.pv[q], K->params, (size_t)np * sizeof **A.pv);
+    for (j = 0; j < nb; j++) A.del[j] = 1 + fabs(K->params[idx[j]]), A.rdel[j] = 1 / A.del[j];
+    for (q = 0; q <= A.nq; q++) memcpy(A.pv[q], K->params, (size_t)np * sizeof **A.pv);
     for (j = 0, q = 2 * nb + 1; j < nb; j++) {
         A.pv[1 + j][idx[j]] += A.del[j];
         A.pv[1 + nb + j][idx[j]] -= A.del[j];
         for (int l = j + 1; l < nb; l++, q++) A.pv[q][idx[j]] += A.del[j], A.pv[q][idx[l]] += A.del[l];
     }
-    *lw = walk(k, guide, X, z, NULL, 0, &A);
-    return A.st;
+    return acc_pass(K, &A, X);
 }

@@ -62,8 +62,9 @@ static size_t put_step(char *src, size_t n, size_t cap, int d, int m, int diag, 
 
 /* The source of the native path for drift program p, d states, m noises, diag as sde_kernel's; NULL when the drift
 ** has instructions native code does not cover (malloc'd; the caller frees it). two: plm_native_path2 instead, which
-** runs two paths on the same grid side by side (path_args, plm_bffg_sde_sample_z2). */
-static char *path_source(const plm_prog *p, int d, int m, int diag, int two)
+** runs two paths on the same grid side by side (path_args, plm_bffg_sde_sample_z2); keep (with two 0):
+** plm_native_path_keep, the single path with every state stored (the conjugate update, bffg_sde_conj.c). */
+static char *path_source(const plm_prog *p, int d, int m, int diag, int two, int keep)
 {
     char *pro, *body, *src = NULL;
     size_t cap, n = 0;
@@ -76,9 +77,10 @@ static char *path_source(const plm_prog *p, int d, int m, int diag, int two)
         two ? ", two side by side" : "", d, m, diag);
     PUT("#include <math.h>\n#include <stddef.h>\n");
     if (!two) {
-        PUT("int plm_native_path(double *const *R, double (*ev)(int, double, double, double), size_t N, const double *t,\n"
+        PUT("int plm_native_path%s(double *const *R, double (*ev)(int, double, double, double), size_t N, const double *t,\n"
             "    const double *F, const double *L, const double *v, const double *H, const double *B, const double *beta, const double *a, const double *da,\n"
-            "    int same_a, const double *sig, const double *zin, double *x, double *intGp)\n{\n%s", pro);
+            "    int same_a, const double *sig, const double *zin, double *x, double *intGp%s)\n{\n%s", keep ? "_keep" : "",
+            keep ? ", double *X" : "", pro);
         for (i = 0; i < d; i++) {
             PUT("    double x%d = x[%d];\n    const double beta%d = beta[%d];\n", i, i, i, i);
             for (j = 0; j < d; j++)
@@ -90,8 +92,10 @@ static char *path_source(const plm_prog *p, int d, int m, int diag, int two)
         ** to the auxiliary's), where its constants would only crowd the registers (a fifth faster), and with it */
         PUT("    double intG = *intGp;\n    if (same_a) {\n    for (size_t kk = 0; kk < N; kk++) {\n");
         n = put_step(src, n, cap, d, m, diag, body, 0, 1);
+        for (i = 0; i < d && keep; i++) PUT("        X[(kk + 1) * %d + %d] = x%d;\n", d, i, i);
         PUT("    }\n    } else {\n    for (size_t kk = 0; kk < N; kk++) {\n");
         n = put_step(src, n, cap, d, m, diag, body, 1, 1);
+        for (i = 0; i < d && keep; i++) PUT("        X[(kk + 1) * %d + %d] = x%d;\n", d, i, i);
         PUT("    }\n    }\n");
         for (i = 0; i < d; i++) PUT("    x[%d] = x%d;\n", i, i);
         PUT("    *intGp = intG;\n    return 0;\n}\n");
@@ -169,15 +173,31 @@ plm_bffg_path_native *plm_bffg_path_native_make(const plm_sde *s, int d, int m, 
     plm_bffg_path_native *pn;
     char *src;
     void *sym;
-    if (d > 8 || m > 8 || !plm_native_enabled() || !(src = path_source(s->drift_prog, d, m, diag, 0))) return NULL;
+    if (d > 8 || m > 8 || !plm_native_enabled() || !(src = path_source(s->drift_prog, d, m, diag, 0, 0))) return NULL;
     sym = plm_native_symbol(src, "plm_native_path");
     free(src);
-    if (!sym || !(pn = plm_gc_alloc_atomic(sizeof *pn))) return NULL;
+    if (!sym || !(pn = plm_gc_alloc(sizeof *pn))) return NULL;
     memcpy(&pn->fn, &sym, sizeof pn->fn);   /* ISO C has no object-to-function pointer conversion */
     pn->fn2 = NULL;
-    if ((src = path_source(s->drift_prog, d, m, diag, 1))) {
+    pn->keep = NULL;
+    pn->s = s, pn->d = d, pn->m = m, pn->diag = diag;
+    if ((src = path_source(s->drift_prog, d, m, diag, 1, 0))) {
         if ((sym = plm_native_symbol(src, "plm_native_path2"))) memcpy(&pn->fn2, &sym, sizeof pn->fn2);
         free(src);
     }
     return pn;
+}
+
+plm_bffg_path_keep_fn plm_bffg_path_native_keep(plm_bffg_path_native *pn)
+{
+    char *src;
+    void *sym;
+    if (pn->keep || pn->keep_failed) return pn->keep;
+    /* made on first use: only the conjugate update needs it */
+    if ((src = path_source(pn->s->drift_prog, pn->d, pn->m, pn->diag, 0, 1))) {
+        if ((sym = plm_native_symbol(src, "plm_native_path_keep"))) memcpy(&pn->keep, &sym, sizeof pn->keep);
+        free(src);
+    }
+    pn->keep_failed = !pn->keep;
+    return pn->keep;
 }

@@ -26,14 +26,26 @@ typedef struct plm_bffg_path_args {
 } plm_bffg_path_args;
 typedef int (*plm_bffg_path2_fn)(double (*ev)(plm_op, double, double, double), size_t N, const double *t,
                                  const plm_bffg_path_args *P0, const plm_bffg_path_args *P1);
+/* plm_bffg_path_fn with every state after a step stored: X[(k + 1) d + i] (the conjugate update, bffg_sde_conj.c). */
+typedef int (*plm_bffg_path_keep_fn)(double *const *R, double (*ev)(plm_op, double, double, double), size_t N,
+                                     const double *t, const double *F, const double *L, const double *v, const double *H,
+                                     const double *B, const double *beta, const double *a, const double *da, int same_a,
+                                     const double *sig, const double *zin, double *x, double *intG, double *X);
 typedef struct plm_bffg_path_native {
     plm_bffg_path_fn fn;
     plm_bffg_path2_fn fn2;   /* or NULL */
+    plm_bffg_path_keep_fn keep;   /* or NULL: made on first use (plm_bffg_path_native_keep) */
+    int keep_failed;
+    const plm_sde *s;
+    int d, m, diag;
 } plm_bffg_path_native;
 
 /* The native paths for kernels of s with d states, m noises (diag: the diffusion given as d entries), or NULL where
 ** native code is off, d or m is over 8, the drift has instructions native code does not cover, or anything failed
 ** (the caller keeps the interpreter). GC memory; compiled once per process per source (expr_native.h's cache). */
 plm_bffg_path_native *plm_bffg_path_native_make(const plm_sde *s, int d, int m, int diag);
+/* pn's path that keeps every state, compiled on first use; NULL when it could not be. Not thread-safe on first use:
+** callers make it before starting threads or under their own lock (bffg_sde_conj.c serialises the first call). */
+plm_bffg_path_keep_fn plm_bffg_path_native_keep(plm_bffg_path_native *pn);
 
 #endif
