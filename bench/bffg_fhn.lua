@@ -6,6 +6,7 @@
 -- with the drift and the guided Euler loop as native code (the default) and with the interpreter (native = false),
 -- side by side, with the ratio (the chains are the same draw for draw: checked).
 -- usage: build/plume bench/bffg_fhn.lua [iterations] [both|native|interp]
+-- The last part compares a conjugate block of (gamma, beta) with a random-walk block of the same two.
 local MK = plume.markov_kernel
 local iters = tonumber(arg and arg[1]) or 10000
 local which = arg and arg[2] or "both"
@@ -82,5 +83,25 @@ for _, fixed in ipairs { false, true } do
     local a, b, same = posts[true]:draws("gamma"), posts[false]:draws("gamma"), true
     for i = 1, #a do same = same and a[i] == b[i] end
     print(string.format("  interp / native: %.2f; the same draws: %s", t[false] / t[true], tostring(same)))
+  end
+end
+-- gamma and beta enter the drift of x2 (which the noise drives) linearly: a conjugate block draws them from their
+-- Gaussian conditional given the path and keeps the path, against a random-walk block of the same two; s (in the
+-- drift of x1, which no noise drives) keeps its own random-walk block in both. Native code only.
+for _, fixed in ipairs { true, false } do
+  for _, conj in ipairs { false, true } do
+    local ta, post = clock(function()
+      return plume.bffg(g, nil, { method = "mcmc", samples = iters // 2, warmup = iters // 2, chains = 1, threads = 1,
+        seed = 1, sde = fhn, params = params, init = { s = 0.2, gamma = 1, beta = 0.5 }, fixed_aux = fixed or nil,
+        blocks = { { "s" }, { "gamma", "beta", conjugate = conj } } })
+    end)
+    local sm = post:summary()
+    print(string.format("[blocks {s}, {gamma, beta%s}%s] %d iterations: %.2f s; acceptance: path %.2f, parameters %.2f%s",
+      conj and ", conjugate" or "", fixed and ", fixed_aux" or "", iters, ta, post.accept[1], post.accept_params[1],
+      conj and string.format(" (conjugate %.2f)", post.accept_conjugate[1]) or ""))
+    for _, k in ipairs { "s", "gamma", "beta" } do
+      print(string.format("  %-5s posterior mean %6.3f  sd %5.3f  ess %5.0f  ess/s %6.1f", k, sm[k].mean, sm[k].sd,
+        sm[k].ess_bulk, sm[k].ess_bulk / ta))
+    end
   end
 end
