@@ -67,14 +67,23 @@ static void drift_free(drift_at *D)
 /* The diffusion at the current inputs into sig; with S (nn * d) given, its Moore-Penrose pseudo-inverse sig+ too,
 ** and with N0 (nn * nn) given, I - sig+ sig (the innovations' part that does not move the state). nn: noises per
 ** step (d for a diagonal diffusion). Returns 0 when the eigensolver's memory could not be allocated. */
+static int pinv(const sde_kernel *K, const double *sig, double *S, double *N0);
+
 static int diffusion_at(const sde_kernel *K, plm_prog_ws *ws, const plm_prog_in *in, double *sig, double *S, double *N0)
 {
-    int d = K->d, nn = K->diag ? d : K->m, nsig = K->diag ? d : d * K->m, i, j, l;
-    double *so[64 * 64], M[64], V[64], lam[8], lmax = 0;
-    gsl_eigen_symmv_workspace *w;
+    int nsig = K->diag ? K->d : K->d * K->m, i;
+    double *so[64 * 64];
     for (i = 0; i < nsig; i++) so[i] = sig + i;
     plm_prog_block(ws, in, 0, 1, so, NULL);
-    if (!S) return 1;
+    return S ? pinv(K, sig, S, N0) : 1;
+}
+
+/* S = sig+ and (N0 given) N0 = I - sig+ sig for K's diffusion value sig; 0 when out of memory. */
+static int pinv(const sde_kernel *K, const double *sig, double *S, double *N0)
+{
+    int d = K->d, nn = K->diag ? d : K->m, i, j, l;
+    double M[64], V[64], lam[8], lmax = 0;
+    gsl_eigen_symmv_workspace *w;
     /* M = sig' sig (nn x nn), its eigenvectors V and values lam; sig+ = V lam+ V' sig' */
     for (i = 0; i < nn; i++)
         for (j = 0; j < nn; j++) {
@@ -318,7 +327,19 @@ static double walk(const plm_bffg_kernel *k, const void *guide, double *X, const
 double plm_bffg_sde_walk(const plm_bffg_kernel *k, const void *guide, double *X, const double *zin, double *zout, int inverse)
 {
     const sde_kernel *K = k->impl;
+    const sde_guide *g = guide;
     if (K->d > 8 || (K->diag ? K->d : K->m) > 8) return NAN;   /* (bffg_conj.c refuses such kernels first) */
+    if (inverse && K->path_native && K->path_native->inv && K->plan && K->drift_native && plm_native_enabled()) {
+        /* natively where the path is native: a constant diffusion, so sig+ once */
+        const path_plan *Pl = K->plan;
+        double S[64], N0[64], intG = 0;
+        int d = K->d;
+        if (!pinv(K, Pl->sig, S, N0)) return NAN;
+        if (K->path_native->inv(Pl->R, plm_op_eval, K->N, K->t, g->F, g->L, g->v, g->H, K->B, K->beta, Pl->a, Pl->da,
+                                Pl->same_a, S, N0, zin, X, zout, &intG))
+            return NAN;
+        return logh(g, 0, d, X) - logh(g, K->N, d, X + K->N * (size_t)d) + intG;
+    }
     return walk(k, guide, X, zin, zout, inverse);
 }
 

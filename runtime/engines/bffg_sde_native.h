@@ -31,10 +31,18 @@ typedef int (*plm_bffg_path_keep_fn)(double *const *R, double (*ev)(plm_op, doub
                                      const double *t, const double *F, const double *L, const double *v, const double *H,
                                      const double *B, const double *beta, const double *a, const double *da, int same_a,
                                      const double *sig, const double *zin, double *x, double *intG, double *X);
+/* The inverse (plm_bffg_sde_walk with inverse 1): the innovations zout (N nn) that give the kept path X ((N + 1) d)
+** and the path's integral of G into *intG, with S = sig+ (nn x d) and N0 = I - sig+ sig (nn x nn). */
+typedef int (*plm_bffg_path_inv_fn)(double *const *R, double (*ev)(plm_op, double, double, double), size_t N,
+                                    const double *t, const double *F, const double *L, const double *v, const double *H,
+                                    const double *B, const double *beta, const double *a, const double *da, int same_a,
+                                    const double *S, const double *N0, const double *zold, const double *X, double *zout,
+                                    double *intG);
 typedef struct plm_bffg_path_native {
     plm_bffg_path_fn fn;
     plm_bffg_path2_fn fn2;   /* or NULL */
     plm_bffg_path_keep_fn keep;   /* or NULL: made on first use (plm_bffg_path_native_keep) */
+    plm_bffg_path_inv_fn inv;     /* made with keep, or NULL */
     int keep_failed;
     const plm_sde *s;
     int d, m, diag;
