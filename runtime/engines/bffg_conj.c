@@ -25,6 +25,7 @@ struct plm_bffg_conj {
     const plm_sde *sde;
     int nb, idx[4];
     const char *names[4];
+    const plm_prog *prog;   /* the block's drift and derivatives (plm_bffg_sde_conj_prog) */
     long *poff;      /* per node: where its diffusion path starts in X, or -1 (not a latent diffusion edge) */
     double *X;       /* the kept paths */
     double *row;     /* the kept draw */
@@ -37,7 +38,7 @@ static size_t conj_node_nz(const plm_bffg_model *m, const plm_bffg_filter *f, in
 }
 
 plm_status plm_bffg_conj_new(plm_ctx *ctx, const plm_bffg_model *m, const plm_bffg_filter *f, const plm_sde *sde, int nb,
-                             const int *idx, const char *const *names, plm_bffg_conj **out)
+                             const int *idx, const char *const *names, const plm_prog *prog, plm_bffg_conj **out)
 {
     const char *fn = "bffg mcmc: conjugate update";
     plm_bffg_conj *C;
@@ -47,7 +48,7 @@ plm_status plm_bffg_conj_new(plm_ctx *ctx, const plm_bffg_model *m, const plm_bf
     if (!sde) return plm_fail(ctx, PLM_EINVAL, "%s: for the parameters of a plume.sde only", fn);
     if (!(C = plm_gc_alloc(sizeof *C)) || !(C->poff = plm_gc_alloc_atomic((size_t)(m->n ? m->n : 1) * sizeof *C->poff)))
         return plm_fail(ctx, PLM_ENOMEM, "%s: out of memory", fn);
-    C->m = m, C->sde = sde, C->nb = nb;
+    C->m = m, C->sde = sde, C->nb = nb, C->prog = prog;
     memcpy(C->idx, idx, (size_t)nb * sizeof *idx);
     for (i = 0; i < nb; i++) C->names[i] = names ? names[i] : NULL;
     for (i = 0; i < m->n; i++) {
@@ -109,7 +110,7 @@ plm_status plm_bffg_conj_keep(plm_ctx *ctx, plm_bffg_conj *C, const plm_bffg_fil
             size_t N = plm_bffg_sde_grid(nd->k, &d, NULL);
             memcpy(X, x, (size_t)d * sizeof *X);
             if (plm_bffg_kernel_sde_of(nd->k) != C->sde) lw = plm_bffg_sde_walk(nd->k, f->guide[i], X, z, NULL, 0);
-            else if ((st = plm_bffg_sde_keep(ctx, nd->k, f->guide[i], X, z, nb, C->idx, C->names, P, mv, &lw)))
+            else if ((st = plm_bffg_sde_keep(ctx, nd->k, f->guide[i], X, z, nb, C->idx, C->names, C->prog, P, mv, &lw)))
                 return st;
             memcpy(C->row + nd->offset, X + N * (size_t)d, (size_t)d * sizeof *X);
             l += lw - half_sq(z, nz);

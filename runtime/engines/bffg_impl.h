@@ -124,13 +124,19 @@ size_t plm_bffg_sde_grid(const plm_bffg_kernel *k, int *d, int *nz_step);
 ** innovations zout that give the path X, their parts that do not move the state (a noise that drives no coordinate)
 ** taken from zin. Returns the path's log weight as sample_z does, NaN when it left the finite numbers. */
 double plm_bffg_sde_walk(const plm_bffg_kernel *k, const void *guide, double *X, const double *zin, double *zout, int inverse);
+/* The program of the conjugate update of the nb (1..4) parameters idx of s: at a state x, the drift b(x) (dim outputs)
+** and its derivatives Phi[i][j] = d b_i / d theta_j (output dim + i nb + j), built symbolically into s's graph (call
+** before threads). PLM_EINVAL, naming the parameter (names: nb names, or NULL), when the drift is not linear in the
+** block (a second derivative in the block is not the constant 0) or a parameter enters the diffusion coefficient. */
+plm_status plm_bffg_sde_conj_prog(plm_ctx *ctx, const plm_sde *s, int nb, const int *idx, const char *const *names,
+                                  plm_prog **out);
 /* plm_bffg_sde_walk forward from X[0..d) with innovations z, *lw its log weight, and the Euler likelihood of the path
-** under k's parameters as a quadratic form in the nb (1..4) sde parameters idx that enter the drift linearly: adds
-** sum V'V into P (nb * nb) and sum V'u into mv (nb) (bffg_sde_conj.c). PLM_EINVAL, naming the parameter, when one
-** enters the diffusion coefficient, enters the drift nonlinearly (checked at two states of the path) or enters the
-** drift of a coordinate the noise does not drive. names (nb, or NULL): the parameters' names for the messages. */
+** under k's parameters as a quadratic form in the block of prog (plm_bffg_sde_conj_prog): adds sum V'V into P
+** (nb * nb) and sum V'u into mv (nb) (bffg_sde_conj.c). PLM_EINVAL, naming the parameter, when one enters the drift
+** of a coordinate the noise does not drive. */
 plm_status plm_bffg_sde_keep(plm_ctx *ctx, const plm_bffg_kernel *k, const void *guide, double *X, const double *z, int nb,
-                             const int *idx, const char *const *names, double *P, double *mv, double *lw);
+                             const int *idx, const char *const *names, const plm_prog *prog, double *P, double *mv,
+                             double *lw);
 /* Compile k's native path that keeps its states (first use of plm_bffg_sde_keep's fast path) now, before threads. */
 void plm_bffg_sde_keep_prepare(const plm_bffg_kernel *k);
 
@@ -138,10 +144,10 @@ void plm_bffg_sde_keep_prepare(const plm_bffg_kernel *k);
 typedef struct plm_bffg_conj plm_bffg_conj;
 /* For the nb (1..4) parameters idx of sde, over models with the structure of m under filter f's observations: every
 ** latent node one parent's child, and those that are not diffusions able to map a draw back to its innovations
-** (unsample_z: linear-Gaussian kernels). names (nb, or NULL): the parameters' names for messages. PLM_EINVAL naming
-** the node otherwise; PLM_ENOMEM. */
+** (unsample_z: linear-Gaussian kernels). names (nb, or NULL): the parameters' names for messages; prog: the block's
+** plm_bffg_sde_conj_prog. PLM_EINVAL naming the node otherwise; PLM_ENOMEM. */
 plm_status plm_bffg_conj_new(plm_ctx *ctx, const plm_bffg_model *m, const plm_bffg_filter *f, const plm_sde *sde, int nb,
-                             const int *idx, const char *const *names, plm_bffg_conj **out);
+                             const int *idx, const char *const *names, const plm_prog *prog, plm_bffg_conj **out);
 /* Keep the guided draw of innovations z under f (every diffusion's path on its grid); *ell receives the sum over the
 ** diffusion edges of logw_e - |z_e|^2 / 2 (NaN when a path failed), P (nb * nb) and mv (nb) the Euler likelihood of
 ** the sde's paths as a quadratic form in the block (plm_bffg_sde_keep). Errors as plm_bffg_sde_keep's. */

@@ -22,6 +22,7 @@
 
 #include "bffg_reaction.h"
 #include "dist.h"
+#include "expr_native.h"
 #include "par.h"
 #include "vmath.h"
 
@@ -94,6 +95,7 @@ typedef struct chain_job {
     const double *theta0;        /* the sde's full parameter vector at the start */
     double *draws, *loglik, *stats;
     plm_ctx *ctxs;               /* one per chain */
+    plm_prog **conj_prog;        /* per block: its conjugate update's program, or NULL */
     volatile int stop;
 } chain_job;
 
@@ -295,7 +297,7 @@ static void run_chain(chain_job *J, int c)
         for (j = 0; j < (int)np; j++)
             if (BLOCK(o, j) == b && nsel < 4) nm[nsel] = o->names ? o->names[j] : NULL, sel[nsel++] = o->index[j];
             else if (BLOCK(o, j) == b) nsel++;
-        if (nsel > 4 || plm_bffg_conj_new(ctx, m, f, o->sde, nsel, sel, nm, &conj[b])) {
+        if (nsel > 4 || plm_bffg_conj_new(ctx, m, f, o->sde, nsel, sel, nm, J->conj_prog[b], &conj[b])) {
             if (nsel > 4) plm_fail(ctx, PLM_EINVAL, "bffg mcmc: conjugate block %d has %d parameters (at most 4)", b + 1, nsel);
             J->stop = 1;
             return;
@@ -459,8 +461,9 @@ plm_status plm_bffg_mcmc(plm_ctx *ctx, const plm_bffg_model *m, const double *co
     plm_bffg_filter *f0;
     double *theta0 = NULL;
     const plm_bffg_model *ma = NULL;
+    plm_prog **conj_prog = NULL;
     plm_status st;
-    int c, j, nall;
+    int c, j, b, nall;
     const double *pall;
     const void *owner = plm_bffg_mcmc_owner(o, &nall, &pall);   /* the sde or the reaction network */
     if (o->chains < 1) return plm_fail(ctx, PLM_EINVAL, "bffg mcmc: chains must be >= 1 (got %d)", o->chains);
@@ -495,6 +498,22 @@ plm_status plm_bffg_mcmc(plm_ctx *ctx, const plm_bffg_model *m, const double *co
                 if (o->conjugate[j] && !o->sde)
                     return plm_fail(ctx, PLM_EINVAL, "bffg mcmc: conjugate updates are for the parameters of a diffusion (sde)");
             for (j = 0; j < m->n; j++) plm_bffg_sde_keep_prepare(m->nodes[j].k);   /* (its native code, before threads) */
+            if (!(conj_prog = plm_gc_alloc((size_t)nb * sizeof *conj_prog)))
+                return plm_fail(ctx, PLM_ENOMEM, "bffg mcmc: out of memory");
+            for (b = 0; b < nb; b++) {   /* each conjugate block's program, built into the sde's graph before threads */
+                int sel[4], nsel = 0;
+                const char *nm[4];
+                if (!o->conjugate[b]) continue;
+                for (j = 0; j < o->nparams; j++)
+                    if (BLOCK(o, j) == b) {
+                        if (nsel == 4)
+                            return plm_fail(ctx, PLM_EINVAL, "bffg mcmc: a conjugate block has at most 4 parameters (block %d)",
+                                            b + 1);
+                        nm[nsel] = o->names ? o->names[j] : NULL, sel[nsel++] = o->index[j];
+                    }
+                if ((st = plm_bffg_sde_conj_prog(ctx, o->sde, nsel, sel, nm, &conj_prog[b]))) return st;
+                if (plm_native_enabled()) plm_prog_native(conj_prog[b]);
+            }
         }
         if (!(theta0 = plm_gc_alloc_atomic((size_t)nall * sizeof *theta0)))
             return plm_fail(ctx, PLM_ENOMEM, "bffg mcmc: out of memory");
@@ -529,6 +548,7 @@ plm_status plm_bffg_mcmc(plm_ctx *ctx, const plm_bffg_model *m, const double *co
         return st;
     memset(&J, 0, sizeof J);
     J.m = m, J.values = values, J.o = o, J.f0 = f0, J.ma = ma, J.theta0 = theta0, J.draws = draws, J.loglik = loglik, J.stats = stats;
+    J.conj_prog = conj_prog;
     if (!(J.ctxs = plm_gc_alloc_atomic((size_t)o->chains * sizeof *J.ctxs))) return plm_fail(ctx, PLM_ENOMEM, "bffg mcmc: out of memory");
     for (c = 0; c < o->chains; c++) plm_ctx_clear(&J.ctxs[c]);
     st = plm_parallel_for(o->threads, (size_t)o->chains, 1, chain_chunk, &J);

@@ -7,9 +7,11 @@
 ** With b(x; theta) = phi0(x) + Phi(x) theta_B in the block theta_B, and sig+ the pseudo-inverse of sig,
 **   Z_k = u_k - V_k theta_B,  u_k = sig+ (dX_k - phi0 dt_k) / sqrt(dt_k),  V_k = sig+ Phi sqrt(dt_k),
 ** so log p(X | theta) = const - sum |u_k - V_k theta_B|^2 / 2: a Gaussian in theta_B with precision sum V'V and
-** precision times mean sum V'u. The noise need not drive every coordinate (hypoelliptic models such as
-** FitzHugh-Nagumo): a parameter must then enter only the drift of coordinates it drives (sig sig+ Phi = Phi), or
-** the path alone would fix it. */
+** precision times mean sum V'u. Phi = d b / d theta_B is built symbolically from the drift's expression
+** (plm_bffg_sde_conj_prog), which also proves the drift linear in the block: every second derivative in it is the
+** constant 0. The noise need not drive every coordinate (hypoelliptic models such as FitzHugh-Nagumo): a parameter
+** must then enter only the drift of coordinates it drives (sig sig+ Phi = Phi, checked at every step), or the path
+** alone would fix it. */
 #include "bffg_sde_impl.h"
 
 #include <gsl/gsl_eigen.h>
@@ -27,10 +29,9 @@ size_t plm_bffg_sde_grid(const plm_bffg_kernel *k, int *d, int *nz_step)
     return K->N;
 }
 
-/* ---- the drift at several parameter vectors, and the diffusion -------------------------------------------- */
+/* ---- the drift and the diffusion at a state ---------------------------------------------------------------- */
 
-/* The drift of K at the state x, for parameters p (np values): its own program point, so that several parameter
-** vectors can be evaluated at every step (their uniform parts differ). */
+/* The drift of K at the state x, for parameters p (np values), as a program point. */
 typedef struct drift_at {
     plm_prog_point pt;
     plm_prog_in in[PLM_NGROUPS];
@@ -127,16 +128,14 @@ static int pinv(const sde_kernel *K, const double *sig, double *S, double *N0)
 
 /* ---- the path, forward or inverse, and the Euler likelihood's quadratic form ---------------------------- */
 
-/* The quadratic form's inputs: the drift at theta (q = 0), at theta + del_j e_j (q = 1..nb) and, for the linearity check
-** at two states of each path, at theta - del_j e_j (q = nb + 1..2 nb) and theta + del_j e_j + del_l e_l (j < l;
-** q = 2 nb + 1..nq). */
+/* The quadratic form's state along one path: prog gives at a state x the drift b(x) (d outputs) and its derivatives
+** Phi[i][j] = d b_i / d theta_j (outputs d + i nb + j) of the block, which do not depend on theta_B (checked when the
+** program is made: plm_bffg_sde_conj_prog). */
 typedef struct conj_acc {
-    int nb, nq;
+    int nb;
     const int *idx;
     const char *const *names;   /* the block's parameters' names for messages, or NULL */
     double *P, *mv;
-    drift_at D[15];
-    double b[15][8], pv[15][64], del[4], rdel[4];
     plm_status st;
     plm_ctx *ctx;
 } conj_acc;
@@ -149,48 +148,18 @@ static const char *param_name(const char *const *names, const int *idx, int j, c
     return buf;
 }
 
-static plm_status acc_fail(conj_acc *A, const char *what, int j, int i)
-{
-    const char *fn = "bffg mcmc: conjugate update";
-    char nm[96];
-    param_name(A->names, A->idx, j, nm, sizeof nm);
-    if (what[0] == 'l')
-        A->st = plm_fail(A->ctx, PLM_EINVAL, "%s: the drift is not linear in %s (coordinate %d, jointly with the block); "
-                                             "give it a random-walk block", fn, nm, i + 1);
-    else
-        A->st = plm_fail(A->ctx, PLM_EINVAL, "%s: %s enters the drift of coordinate %d, which the noise does not drive: "
-                                             "given the path it is fixed; give it a random-walk block", fn, nm, i + 1);
-    return A->st;
-}
-
-/* One step's share of the quadratic form: b0 the drift at theta and x, X1 the next state. */
+/* One step's share of the quadratic form: bp the drift and its derivatives at x, X1 the next state. */
 static inline __attribute__((always_inline)) int
-acc_step(const sde_kernel *K, conj_acc *A, const double *b0, const double *x, const double *X1, const double *sig,
-         const double *S, double dt, double sdt, int check, plm_prog_native_fn nat, const int d, const int nn)
+acc_step(const sde_kernel *K, conj_acc *A, const double *bp, const double *x, const double *X1, const double *sig,
+         const double *S, double dt, double sdt, const int d, const int nn)
 {
     int nb = A->nb, i, j, l, q;
-    double Phi[4][8], V[8][4], u[8], e[8], rs = 1 / sdt;
-    for (q = 1; q <= (check ? A->nq : nb); q++) drift_eval(K, &A->D[q], nat);
-    for (j = 0; j < nb; j++)
-        for (i = 0; i < d; i++) Phi[j][i] = (A->b[1 + j][i] - b0[i]) * A->rdel[j];
-    if (check) {   /* second differences along each parameter and across each pair vanish for a linear drift */
-        for (j = 0, q = 2 * nb + 1; j < nb; j++)
-            for (i = 0; i < d; i++) {
-                double c2 = A->b[1 + j][i] + A->b[1 + nb + j][i] - 2 * b0[i];
-                if (!(fabs(c2) <= 1e-7 * (fabs(A->b[1 + j][i] - b0[i]) + fabs(b0[i]) + 1))) return acc_fail(A, "linear", j, i);
-            }
-        for (j = 0; j < nb; j++)
-            for (l = j + 1; l < nb; l++, q++)
-                for (i = 0; i < d; i++) {
-                    double c2 = A->b[q][i] - A->b[1 + j][i] - A->b[1 + l][i] + b0[i];
-                    double scale = fabs(A->b[1 + j][i] - b0[i]) + fabs(A->b[1 + l][i] - b0[i]) + fabs(b0[i]) + 1;
-                    if (!(fabs(c2) <= 1e-7 * scale)) return acc_fail(A, "linear", j, i);
-                }
-    }
-    /* u = sig+ (dX - phi0 dt) / sqrt(dt), phi0 = b(theta) - Phi theta_B; V = sig+ Phi sqrt(dt) */
+    const double *Phi = bp + d;   /* Phi[i * nb + j] */
+    double V[8][4], u[8], e[8], rs = 1 / sdt;
+    /* u = sig+ (dX - phi0 dt) / sqrt(dt), phi0 = b(theta) - Phi theta_B; V = sig+ Phi (times sqrt(dt) below) */
     for (i = 0; i < d; i++) {
-        double phi0 = b0[i];
-        for (j = 0; j < nb; j++) phi0 -= Phi[j][i] * K->params[A->idx[j]];
+        double phi0 = bp[i];
+        for (j = 0; j < nb; j++) phi0 -= Phi[i * nb + j] * K->params[A->idx[j]];
         e[i] = (X1[i] - x[i] - phi0 * dt) * rs;
     }
     for (l = 0; l < nn; l++) {
@@ -199,16 +168,23 @@ acc_step(const sde_kernel *K, conj_acc *A, const double *b0, const double *x, co
         u[l] = acc;
         for (j = 0; j < nb; j++) {
             acc = 0;
-            for (i = 0; i < d; i++) acc += S[l * d + i] * Phi[j][i];
+            for (i = 0; i < d; i++) acc += S[l * d + i] * Phi[i * nb + j];
             V[l][j] = acc;
         }
     }
     /* the noise must drive whatever the block moves: Phi = sig sig+ Phi */
     for (j = 0; j < nb; j++)
         for (i = 0; i < d; i++) {
-            double back = 0;
+            double back = 0, ph = Phi[i * nb + j];
             for (l = 0; l < nn; l++) back += (K->diag ? (i == l ? sig[i] : 0) : sig[i * nn + l]) * V[l][j];
-            if (!(fabs(back - Phi[j][i]) <= 1e-9 * (fabs(Phi[j][i]) + fabs(back)) + 1e-300)) return acc_fail(A, "noise", j, i);
+            if (!(fabs(back - ph) <= 1e-9 * (fabs(ph) + fabs(back)) + 1e-300)) {
+                char nm[96];
+                A->st = plm_fail(A->ctx, PLM_EINVAL, "bffg mcmc: conjugate update: %s enters the drift of coordinate %d, "
+                                                     "which the noise does not drive: given the path it is fixed; give it "
+                                                     "a random-walk block", param_name(A->names, A->idx, j, nm, sizeof nm),
+                                 i + 1);
+                return 1;
+            }
         }
     for (j = 0; j < nb; j++) {
         double acc = 0;
@@ -344,15 +320,16 @@ double plm_bffg_sde_walk(const plm_bffg_kernel *k, const void *guide, double *X,
 }
 
 /* The quadratic form over the kept path X: no step depends on another's result, so the CPU overlaps them. */
-static inline __attribute__((always_inline)) plm_status acc_pass_d(const sde_kernel *K, conj_acc *A, const double *X,
-                                                                  const int D, const int M)
+static inline __attribute__((always_inline)) plm_status acc_pass_d(const sde_kernel *K, conj_acc *A, const plm_prog *prog,
+                                                                  const double *X, const int D, const int M)
 {
-    int d = D ? D : K->d, m = M ? M : K->m, nn = K->diag ? d : m, i, q;
-    double x[8], sig[64], S[64], T[3];
-    plm_prog_native_fn nat = K->drift_native && plm_native_enabled() ? K->drift_native : NULL;
+    int d = D ? D : K->d, m = M ? M : K->m, nn = K->diag ? d : m, i, nout = d + d * A->nb;
+    double x[8], sig[64], S[64], T[3], bp[40], *bo[40];
+    plm_prog_native_fn nat = plm_native_enabled() ? plm_prog_native(prog) : NULL;
     plm_prog_ws ws;
     plm_prog_in in[PLM_NGROUPS];
-    size_t kk, N = K->N, half = K->N / 2;
+    plm_prog_point pt;
+    size_t kk, N = K->N;
     plm_status st = PLM_OK;
     (void)m;
     memset(in, 0, sizeof in);
@@ -362,21 +339,21 @@ static inline __attribute__((always_inline)) plm_status acc_pass_d(const sde_ker
     in[PLM_GRP_X].ld = 1;
     T[0] = K->t[0], T[1] = K->t[1] - K->t[0], T[2] = sqrt(T[1]);
     for (i = 0; i < d; i++) x[i] = X[i];
-    for (q = 0; q <= A->nq; q++)
-        if (drift_init(K, &A->D[q], A->pv[q], T, x, A->b[q])) {
-            st = plm_fail(A->ctx, PLM_ENOMEM, "bffg mcmc: conjugate update: out of memory");
-            goto done;
-        }
+    for (i = 0; i < nout; i++) bo[i] = bp + i;
+    if (plm_prog_point_init(NULL, &pt, prog, in, bo, NULL))
+        return plm_fail(A->ctx, PLM_ENOMEM, "bffg mcmc: conjugate update: out of memory");
     if (plm_prog_ws_init_block(NULL, &ws, K->s->diff_prog, 1)) {
-        st = plm_fail(A->ctx, PLM_ENOMEM, "bffg mcmc: conjugate update: out of memory");
-        goto done;
+        plm_prog_point_free(&pt);
+        return plm_fail(A->ctx, PLM_ENOMEM, "bffg mcmc: conjugate update: out of memory");
     }
     plm_prog_uniforms(&ws, in);
     for (kk = 0; kk < N; kk++) {
         double dt = K->t[kk + 1] - K->t[kk], sdt = K->t[N + 1 + kk];
         for (i = 0; i < d; i++) x[i] = X[kk * (size_t)d + i];
         T[0] = K->t[kk], T[1] = dt, T[2] = sdt;
-        drift_eval(K, &A->D[0], nat);
+        if (K->drift_t) plm_prog_uniforms(&pt.w, in);
+        if (nat) nat(pt.w.R, bo, plm_op_eval);
+        else plm_prog_point_run(&pt);
         if (K->diff_var || kk == 0) {
             if (K->diff_t) plm_prog_uniforms(&ws, in);
             if (!diffusion_at(K, &ws, in, sig, S, NULL)) {
@@ -384,23 +361,57 @@ static inline __attribute__((always_inline)) plm_status acc_pass_d(const sde_ker
                 break;
             }
         }
-        if (acc_step(K, A, A->b[0], x, X + (kk + 1) * (size_t)d, sig, S, dt, sdt, kk == 0 || kk == half, nat, d, nn)) {
+        if (acc_step(K, A, bp, x, X + (kk + 1) * (size_t)d, sig, S, dt, sdt, d, nn)) {
             st = A->st;
             break;
         }
     }
     plm_prog_ws_free(&ws);
-done:
-    for (q = 0; q <= A->nq; q++) drift_free(&A->D[q]);
+    plm_prog_point_free(&pt);
     return st;
 }
 
-static plm_status acc_pass(const sde_kernel *K, conj_acc *A, const double *X)
+static plm_status acc_pass(const sde_kernel *K, conj_acc *A, const plm_prog *prog, const double *X)
 {
-    if (K->d == 1 && K->m == 1) return acc_pass_d(K, A, X, 1, 1);
-    if (K->d == 2 && K->m == 1) return acc_pass_d(K, A, X, 2, 1);
-    if (K->d == 2 && K->m == 2) return acc_pass_d(K, A, X, 2, 2);
-    return acc_pass_d(K, A, X, 0, 0);
+    if (K->d == 1 && K->m == 1) return acc_pass_d(K, A, prog, X, 1, 1);
+    if (K->d == 2 && K->m == 1) return acc_pass_d(K, A, prog, X, 2, 1);
+    if (K->d == 2 && K->m == 2) return acc_pass_d(K, A, prog, X, 2, 2);
+    return acc_pass_d(K, A, prog, X, 0, 0);
+}
+
+plm_status plm_bffg_sde_conj_prog(plm_ctx *ctx, const plm_sde *s, int nb, const int *idx, const char *const *names,
+                                  plm_prog **out)
+{
+    const char *fn = "bffg mcmc: conjugate update";
+    int d = s->dim, i, j, l, outs[40], pin[4], dd[4];
+    char nm[96];
+    plm_status st;
+    if (nb < 1 || nb > 4 || d > 8)
+        return plm_fail(ctx, PLM_EINVAL, "%s: 1 to 4 parameters in a block and at most 8 states (got %d, %d)", fn, nb, d);
+    for (j = 0; j < nb; j++) {
+        if (idx[j] < 0 || idx[j] >= s->np) return plm_fail(ctx, PLM_EINVAL, "%s: no sde parameter %d", fn, idx[j] + 1);
+        if (plm_prog_uses(s->diff_prog, PLM_GRP_P, idx[j]))
+            return plm_fail(ctx, PLM_EINVAL, "%s: %s enters the diffusion coefficient; give it a random-walk block", fn,
+                            param_name(names, idx, j, nm, sizeof nm));
+        pin[j] = plm_graph_input(s->g, PLM_GRP_P, idx[j]);
+    }
+    /* b, and Phi = d b / d theta_B symbolically; the drift is linear in the block exactly when every second derivative
+    ** d Phi_ij / d theta_l is the constant 0 */
+    for (i = 0; i < d; i++) {
+        outs[i] = s->drift[i];
+        if ((st = plm_graph_grad(ctx, s->g, s->drift[i], nb, pin, outs + d + i * nb))) return st;
+        for (j = 0; j < nb; j++) {
+            if ((st = plm_graph_grad(ctx, s->g, outs[d + i * nb + j], nb, pin, dd))) return st;
+            for (l = 0; l < nb; l++) {
+                double v;
+                if (!(plm_graph_is_const(s->g, dd[l], &v) && v == 0))
+                    return plm_fail(ctx, PLM_EINVAL, "%s: the drift is not linear in %s (coordinate %d%s); give it a "
+                                                     "random-walk block", fn, param_name(names, idx, l == j ? j : l, nm,
+                                                     sizeof nm), i + 1, l == j ? "" : ", jointly with the block");
+            }
+        }
+    }
+    return plm_prog_compile(ctx, s->g, d + d * nb, outs, 1u << PLM_GRP_X, out);
 }
 
 void plm_bffg_sde_keep_prepare(const plm_bffg_kernel *k)
@@ -410,23 +421,15 @@ void plm_bffg_sde_keep_prepare(const plm_bffg_kernel *k)
 }
 
 plm_status plm_bffg_sde_keep(plm_ctx *ctx, const plm_bffg_kernel *k, const void *guide, double *X, const double *z, int nb,
-                             const int *idx, const char *const *names, double *P, double *mv, double *lw)
+                             const int *idx, const char *const *names, const plm_prog *prog, double *P, double *mv,
+                             double *lw)
 {
-    const char *fn = "bffg mcmc: conjugate update";
     const sde_kernel *K = k->impl;
     const sde_guide *g = guide;
-    const plm_sde *s = K->s;
-    int j, q, np = s->np, d = K->d;
+    int d = K->d;
     conj_acc A;
-    if (nb < 1 || nb > 4 || np > 64 || K->d > 8 || (K->diag ? K->d : K->m) > 8)
-        return plm_fail(ctx, PLM_EINVAL, "%s: 1 to 4 parameters in a block, at most 64 in the sde, 8 states and noises "
-                                         "(got %d, %d, %d)", fn, nb, np, K->d);
-    for (j = 0; j < nb; j++)
-        if (plm_prog_uses(s->diff_prog, PLM_GRP_P, idx[j])) {
-            char nm[96];
-            return plm_fail(ctx, PLM_EINVAL, "%s: %s enters the diffusion coefficient; give it a random-walk block", fn,
-                            param_name(names, idx, j, nm, sizeof nm));
-        }
+    if (K->d > 8 || (K->diag ? K->d : K->m) > 8)
+        return plm_fail(ctx, PLM_EINVAL, "bffg mcmc: conjugate update: at most 8 states and noises (got %d)", K->d);
     /* the path: natively where sample_z runs natively (the same draw bit for bit), else by the walk */
     if (K->path_native && K->path_native->keep && K->plan && K->drift_native && plm_native_enabled()) {
         const path_plan *Pl = K->plan;
@@ -442,13 +445,6 @@ plm_status plm_bffg_sde_keep(plm_ctx *ctx, const plm_bffg_kernel *k, const void 
     } else if (!isfinite(*lw = walk(k, guide, X, z, NULL, 0)))
         return PLM_OK;
     memset(&A, 0, sizeof A);
-    A.nb = nb, A.nq = 2 * nb + nb * (nb - 1) / 2, A.idx = idx, A.names = names, A.P = P, A.mv = mv, A.ctx = ctx;
-    for (j = 0; j < nb; j++) A.del[j] = 1 + fabs(K->params[idx[j]]), A.rdel[j] = 1 / A.del[j];
-    for (q = 0; q <= A.nq; q++) memcpy(A.pv[q], K->params, (size_t)np * sizeof **A.pv);
-    for (j = 0, q = 2 * nb + 1; j < nb; j++) {
-        A.pv[1 + j][idx[j]] += A.del[j];
-        A.pv[1 + nb + j][idx[j]] -= A.del[j];
-        for (int l = j + 1; l < nb; l++, q++) A.pv[q][idx[j]] += A.del[j], A.pv[q][idx[l]] += A.del[l];
-    }
-    return acc_pass(K, &A, X);
+    A.nb = nb, A.idx = idx, A.names = names, A.P = P, A.mv = mv, A.ctx = ctx;
+    return acc_pass(K, &A, prog, X);
 }
