@@ -85,6 +85,24 @@ static int pinv(const sde_kernel *K, const double *sig, double *S, double *N0)
     int d = K->d, nn = K->diag ? d : K->m, i, j, l;
     double M[64], V[64], lam[8], lmax = 0;
     gsl_eigen_symmv_workspace *w;
+    if (K->diag || nn == 1) {   /* the common cases in closed form (a state-dependent diffusion needs this per step) */
+        double ss = 0, smax = 0;
+        for (i = 0; i < (K->diag ? d : d * nn); i++) smax = fmax(smax, fabs(sig[i]));
+        if (!K->diag) {   /* one noise: sig+ = sig' / |sig|^2 */
+            for (i = 0; i < d; i++) ss += sig[i] * sig[i];
+            for (i = 0; i < d; i++) S[i] = ss > 0 ? sig[i] / ss : 0;
+            if (N0) N0[0] = ss > 0 ? 0 : 1;
+            return 1;
+        }
+        for (i = 0; i < d; i++) {   /* diagonal: 1 / sig_i, and 0 (with the innovation kept) where sig_i is 0 */
+            int live = fabs(sig[i]) > 1e-300 && fabs(sig[i]) > 1e-12 * smax;
+            for (j = 0; j < d; j++) {
+                S[i * d + j] = i == j && live ? 1 / sig[i] : 0;
+                if (N0) N0[i * d + j] = i == j && !live;
+            }
+        }
+        return 1;
+    }
     /* M = sig' sig (nn x nn), its eigenvectors V and values lam; sig+ = V lam+ V' sig' */
     for (i = 0; i < nn; i++)
         for (j = 0; j < nn; j++) {

@@ -27,15 +27,20 @@ T.test("OU rate by conjugate updates (a uniform prior: the path's Gaussian propo
   local mean, sd = OU.exact_theta(oys)
   local opts = { method = "mcmc", samples = 2000, warmup = 500, chains = 4, seed = 7, sde = ou,
     params = { theta = plume.dist.uniform(0, 10) }, init = { theta = 1 }, blocks = { { "theta", conjugate = true } } }
-  local post = plume.bffg(ou_chain(0.01), nil, opts)
-  near_posterior(post, "theta", mean, sd, "theta")
-  T.ok(post:summary().theta.rhat < 1.05, "rhat")
-  for c = 1, 4 do
-    -- the proposal is the Euler likelihood's conditional, the target's up to the guiding's discretisation
-    T.ok(post.accept_conjugate[c] > 0.8, "conjugate acceptance " .. post.accept_conjugate[c])
-    T.eq(post.accept_params[c], post.accept_conjugate[c])
+  -- with native code (the kept path and its inverse generated), and with the interpreter (the walks in C)
+  for _, native in ipairs { true, false } do
+    opts.native = native
+    local post = plume.bffg(ou_chain(0.01), nil, opts)
+    near_posterior(post, "theta", mean, sd, "theta (native " .. tostring(native) .. ")")
+    T.ok(post:summary().theta.rhat < 1.05, "rhat")
+    for c = 1, 4 do
+      -- the proposal is the Euler likelihood's conditional, the target's up to the guiding's discretisation
+      T.ok(post.accept_conjugate[c] > 0.8, "conjugate acceptance " .. post.accept_conjugate[c])
+      T.eq(post.accept_params[c], post.accept_conjugate[c])
+    end
+    T.eq(post.step, nil, "no random-walk step to report")
   end
-  T.eq(post.step, nil, "no random-walk step to report")
+  opts.native = nil
   -- negative control: other data move the posterior far outside the tolerance
   local other = {}
   for i, y in ipairs(oys) do other["y" .. i] = y * 0.2 + OU.mu * 0.8 end
@@ -68,16 +73,21 @@ end)
 -- dX1 = (X2 + c) dt, dX2 = (-kappa X1 - gamma X2 + beta) dt + sigma dW: noise on the second coordinate only (as in
 -- FitzHugh-Nagumo), X1 observed with noise at t = 1..6. The drift is linear, so with the auxiliary equal to it the
 -- backward filter's likelihood (g:loglik()) is the exact likelihood for every beta.
-local osc = plume.sde{ dim = 2, params = { c = 0, kappa = 1, gamma = 0.5, beta = 0.3, sigma = 0.6 },
-  drift = function(p, x) return { x[2] + p.c, -p.kappa * x[1] - p.gamma * x[2] + p.beta } end,
+local osc_params = { c = 0, kappa = 1, gamma = 0.5, beta = 0.3, sigma = 0.6 }
+local function osc_drift(p, x) return { x[2] + p.c, -p.kappa * x[1] - p.gamma * x[2] + p.beta } end
+local osc = plume.sde{ dim = 2, params = osc_params, drift = osc_drift,
   diffusion = function(p) return { { 0 }, { p.sigma } } end }
+-- the same process with its noise given as a diagonal {0, sigma}: two normals a step, one of which moves nothing (the
+-- conjugate update keeps it as it was)
+local osc_diag = plume.sde{ dim = 2, params = osc_params, drift = osc_drift,
+  diffusion = function(p) return { 0, p.sigma } end }
 local vys = { 0.9, 0.2, -0.4, 0.1, 0.8, 0.5 }
-local function osc_chain(dt)
+local function osc_chain(dt, sde)
   local g = plume.dag()
   g:root("x0", plume.dist.mvnormal({ 0, 0 }, { { 0.5, 0 }, { 0, 0.5 } }))
   local O = MK.linear_gaussian{ B = { { 1, 0 } }, Q = 0.05 }
   for t = 1, #vys do
-    g:kernel("x" .. t, "x" .. (t - 1), MK.sde{ sde = osc, t0 = t - 1, t1 = t, dt = dt, at = { 0, 0 } })
+    g:kernel("x" .. t, "x" .. (t - 1), MK.sde{ sde = sde or osc, t0 = t - 1, t1 = t, dt = dt, at = { 0, 0 } })
      :observe("y" .. t, "x" .. t, O, vys[t])
   end
   return g
@@ -101,13 +111,51 @@ T.test("hypoelliptic oscillator: the intercept by conjugate updates matches quad
   local mean, sd = m1 / w0, math.sqrt(m2 / w0 - (m1 / w0) ^ 2)
   local opts = { method = "mcmc", samples = 2000, warmup = 500, chains = 4, seed = 5, sde = osc,
     params = { beta = prior }, init = { beta = 0 }, blocks = { { "beta", conjugate = true } } }
-  local post = plume.bffg(osc_chain(0.05), nil, opts)
-  near_posterior(post, "beta", mean, sd, "beta")
-  for c = 1, 4 do T.ok(post.accept_conjugate[c] > 0.8, "acceptance " .. post.accept_conjugate[c]) end
+  for _, sde in ipairs { osc, osc_diag } do
+    opts.sde = sde
+    local post = plume.bffg(osc_chain(0.05, sde), nil, opts)
+    near_posterior(post, "beta", mean, sd, "beta (" .. (sde == osc and "2 x 1 noise" or "diagonal noise") .. ")")
+    for c = 1, 4 do T.ok(post.accept_conjugate[c] > 0.8, "acceptance " .. post.accept_conjugate[c]) end
+  end
+  opts.sde = osc
   -- negative control: a prior far from the data's answer (normal(3, 0.2)) must miss
   opts.params.beta, opts.samples = plume.dist.normal(3, 0.2), 500
   local s2 = plume.bffg(osc_chain(0.05), nil, opts):summary().beta
   T.ok(math.abs(s2.mean - mean) > 4.5 * s2.mcse_mean, "a wrong prior must miss (" .. s2.mean .. ")")
+end)
+
+T.test("a diffusion coefficient that moves with the state: conjugate and random-walk chains agree", function()
+  -- dX = (beta - X) dt + sigma sqrt(1 + X^2) dW: no closed form, but both samplers target the same posterior (the
+  -- guided paths' weights make either exact), so their means agree within their joint Monte Carlo error
+  local sv = plume.sde{ dim = 1, params = { beta = 0.5, sigma = 0.4 },
+    drift = function(p, x) return p.beta - x end,
+    diffusion = function(p, x) return p.sigma * plume.math.sqrt(1 + x * x) end }
+  local ys = { 0.8, 0.3, 1.1, 0.6, -0.2 }
+  local function chain(data)
+    local g = plume.dag()
+    g:root("x0", plume.dist.normal(0, 0.7))
+    local O = MK.linear_gaussian{ B = 1, Q = 0.05 }
+    for t = 1, #ys do
+      g:kernel("x" .. t, "x" .. (t - 1), MK.sde{ sde = sv, t0 = t - 1, t1 = t, dt = 0.02, at = 0 })
+       :observe("y" .. t, "x" .. t, O, data[t])
+    end
+    return g
+  end
+  local function run(data, conj, seed)
+    local p = plume.bffg(chain(data), nil, { method = "mcmc", samples = 3000, warmup = 500, chains = 4, seed = seed,
+      sde = sv, params = { beta = plume.dist.normal(0, 2) }, init = { beta = 0 },
+      blocks = { { "beta", conjugate = conj } } })
+    return p:summary().beta, p
+  end
+  local a, pa = run(ys, true, 1)
+  local b = run(ys, false, 2)
+  T.near(a.mean, b.mean, 4.5 * math.sqrt(a.mcse_mean ^ 2 + b.mcse_mean ^ 2), "conjugate " .. a.mean .. " vs random walk " .. b.mean)
+  for c = 1, 4 do T.ok(pa.accept_conjugate[c] > 0.8, "acceptance " .. pa.accept_conjugate[c]) end
+  -- negative control: the random walk on other data gives another posterior, which the same check rejects
+  local shifted = {}
+  for i, y in ipairs(ys) do shifted[i] = y + 0.6 end
+  local c2 = run(shifted, false, 2)
+  T.ok(math.abs(a.mean - c2.mean) > 4.5 * math.sqrt(a.mcse_mean ^ 2 + c2.mcse_mean ^ 2), "other data must differ")
 end)
 
 T.test("conjugate blocks: the same draws for any thread count", function()
