@@ -413,15 +413,13 @@ static plm_status lg_guide_new(plm_ctx *ctx, const plm_bffg_kernel *k, const plm
     return PLM_OK;
 }
 
-/* work: dc (mu) + r (a, then u). The innovations come from z, or (z NULL) from r. */
-static double lg_draw(const plm_bffg_kernel *k, const void *guide, const double *x, const double *zin, double *y,
-                      plm_rng *r, double *work)
+/* The kernel's mean mu at x, and a = R^-1 (G'F - G'H mu), the guided draw's shift in the noise's coordinates (lg_draw
+** and its inverse). Returns nonzero when a nonlinear mean cannot be evaluated. */
+static int lg_shift(const plm_bffg_kernel *k, const lg_guide *g, const double *x, double *mu, double *a)
 {
-    const lg_guide *g = guide;
     int dc = k->dout, dp = k->din, rr = k->r, i, j;
-    double *mu = work, *a = work + dc, zz = 0, uu = 0;
     if (k->mean) {
-        if (plm_sde_drift(NULL, k->mean, 0, 1, x, 1, mu)) return NAN;
+        if (plm_sde_drift(NULL, k->mean, 0, 1, x, 1, mu)) return 1;
     } else
         for (i = 0; i < dc; i++) {
             double acc = k->beta[i];
@@ -434,6 +432,17 @@ static double lg_draw(const plm_bffg_kernel *k, const void *guide, const double 
         a[i] = acc;
     }
     solve_lower(g->R, rr, a, 1);
+    return 0;
+}
+
+/* work: dc (mu) + r (a, then u). The innovations come from z, or (z NULL) from r. */
+static double lg_draw(const plm_bffg_kernel *k, const void *guide, const double *x, const double *zin, double *y,
+                      plm_rng *r, double *work)
+{
+    const lg_guide *g = guide;
+    int dc = k->dout, rr = k->r, i, j;
+    double *mu = work, *a = work + dc, zz = 0, uu = 0;
+    if (lg_shift(k, g, x, mu, a)) return NAN;
     for (i = 0; i < rr; i++) {
         double z = zin ? zin[i] : plm_rng_normal(r);
         zz += z * z;
@@ -467,21 +476,12 @@ static void lg_unsample_z(const plm_bffg_kernel *k, const void *gold, const void
                           const double *zold, double *z, double *work)
 {
     const lg_guide *g = guide;
-    int dc = k->dout, dp = k->din, rr = k->r, i, j, l;
+    int dc = k->dout, rr = k->r, i, j, l;
     double *mu = work, *a0 = work + dc, *a = a0 + rr, *M = a + rr, ld;
     (void)gold, (void)zold;
-    if (k->mean) {
-        if (plm_sde_drift(NULL, k->mean, 0, 1, x, 1, mu)) goto fail;
-    } else
-        for (i = 0; i < dc; i++) {
-            double acc = k->beta[i];
-            for (j = 0; j < dp; j++) acc += k->B[i * dp + j] * x[j];
-            mu[i] = acc;
-        }
+    if (lg_shift(k, g, x, mu, a0)) goto fail;
     for (i = 0; i < rr; i++) {
-        double acc = g->GtF[i], at = 0;
-        for (j = 0; j < dc; j++) acc -= g->GtH[i * dc + j] * mu[j];
-        a0[i] = acc;
+        double at = 0;
         for (j = 0; j < dc; j++) at += k->G[j * rr + i] * (y[j] - mu[j]);
         a[i] = at;
         for (l = 0; l < rr; l++) {
@@ -493,7 +493,6 @@ static void lg_unsample_z(const plm_bffg_kernel *k, const void *gold, const void
     if (chol_lower(M, rr, &ld)) goto fail;
     solve_lower(M, rr, a, 1);
     solve_lower_t(M, rr, a);
-    solve_lower(g->R, rr, a0, 1);
     for (i = 0; i < rr; i++) {
         double acc = -a0[i];
         for (j = i; j < rr; j++) acc += g->R[j * rr + i] * a[j];

@@ -468,7 +468,7 @@ sde_path_d(const plm_bffg_kernel *k, const void *guide, const double *x0, const 
     for (kk = 0; kk < K->N; kk++) {
         double Fk[2];
         const double *F = guide_F(g, kk, d, Fk), *H = g->H + kk * (size_t)d * d;
-        double dt = K->t[kk + 1] - K->t[kk], sdt = K->t[K->N + 1 + kk], Gk = 0, tr = 0;
+        double dt = K->t[kk + 1] - K->t[kk], sdt = K->t[K->N + 1 + kk];
         T[0] = K->t[kk], T[1] = dt, T[2] = sdt;
         if (K->drift_t) plm_prog_uniforms(&wb.w, in);
         if (nat) nat(wb.w.R, bo, plm_op_eval);
@@ -487,21 +487,7 @@ sde_path_d(const plm_bffg_kernel *k, const void *guide, const double *x0, const 
             }
             break;
         }
-        /* r = F - H x */
-        for (i = 0; i < d; i++) {
-            double acc = F[i];
-            for (j = 0; j < d; j++) acc -= H[i * d + j] * x[j];
-            r[i] = acc;
-        }
-        /* G = (b - b~)'r - tr[(a - a~)(H - r r')] / 2 */
-        for (i = 0; i < d; i++) {
-            double bt = K->beta[i];
-            for (j = 0; j < d; j++) bt += K->B[i * d + j] * x[j];
-            Gk += (b[i] - bt) * r[i];
-            if (!same_a)
-                for (j = 0; j < d; j++) tr += da[i * d + j] * (H[j * d + i] - r[j] * r[i]);
-        }
-        intG += (Gk - 0.5 * tr) * dt;
+        intG += guide_r_G(K, F, H, d, x, b, da, same_a, r) * dt;   /* r = F - H x, and G */
         /* x += (b + a r) dt + sig sqrt(dt) z */
         if (zin)
             for (l = 0; l < nn; l++) z[l] = zin[kk * nn + l] * sdt;

@@ -31,6 +31,17 @@ size_t plm_bffg_sde_grid(const plm_bffg_kernel *k, int *d, int *nz_step)
 
 /* ---- the drift and the diffusion at a state ---------------------------------------------------------------- */
 
+/* K's programs' inputs: its parameters, the time T (t, dt, sqrt(dt); at the first step here) and the state x. */
+static void inputs_at(const sde_kernel *K, plm_prog_in *in, double *T, double *x)
+{
+    memset(in, 0, PLM_NGROUPS * sizeof *in);
+    in[PLM_GRP_P].p = K->params;
+    in[PLM_GRP_T].p = T;
+    in[PLM_GRP_X].p = x;
+    in[PLM_GRP_X].ld = 1;
+    T[0] = K->t[0], T[1] = K->t[1] - K->t[0], T[2] = sqrt(T[1]);
+}
+
 /* The drift of K at the state x, for parameters p (np values), as a program point. */
 typedef struct drift_at {
     plm_prog_point pt;
@@ -231,12 +242,7 @@ walk_d(const plm_bffg_kernel *k, const void *guide, double *X, const double *zin
     plm_prog_in in[PLM_NGROUPS];
     drift_at Dr;
     size_t kk, N = K->N;
-    memset(in, 0, sizeof in);
-    in[PLM_GRP_P].p = K->params;
-    in[PLM_GRP_T].p = T;
-    in[PLM_GRP_X].p = x;
-    in[PLM_GRP_X].ld = 1;
-    T[0] = K->t[0], T[1] = K->t[1] - K->t[0], T[2] = sqrt(T[1]);
+    inputs_at(K, in, T, x);
     memcpy(x, X, (size_t)d * sizeof *x);
     if (drift_init(K, &Dr, K->params, T, x, b)) return NAN;
     if (plm_prog_ws_init_block(NULL, &ws, K->s->diff_prog, 1)) {
@@ -248,7 +254,7 @@ walk_d(const plm_bffg_kernel *k, const void *guide, double *X, const double *zin
     for (kk = 0; kk < N && ok; kk++) {
         double Fk[2];
         const double *F = guide_F(g, kk, d, Fk), *H = g->H + kk * (size_t)d * d;
-        double dt = K->t[kk + 1] - K->t[kk], sdt = K->t[N + 1 + kk], Gk = 0, tr = 0;
+        double dt = K->t[kk + 1] - K->t[kk], sdt = K->t[N + 1 + kk];
         double *xn = X + (kk + 1) * (size_t)d;
         for (i = 0; i < d; i++) x[i] = X[kk * (size_t)d + i];
         T[0] = K->t[kk], T[1] = dt, T[2] = sdt;
@@ -261,19 +267,7 @@ walk_d(const plm_bffg_kernel *k, const void *guide, double *X, const double *zin
             }
             same_a = diff_moments(K, d, m, sig, a, da);
         }
-        for (i = 0; i < d; i++) {   /* r = F - H x */
-            double acc = F[i];
-            for (j = 0; j < d; j++) acc -= H[i * d + j] * x[j];
-            r[i] = acc;
-        }
-        for (i = 0; i < d; i++) {   /* G = (b - b~)'r - tr[(a - a~)(H - r r')] / 2 */
-            double bt = K->beta[i];
-            for (j = 0; j < d; j++) bt += K->B[i * d + j] * x[j];
-            Gk += (b[i] - bt) * r[i];
-            if (!same_a)
-                for (j = 0; j < d; j++) tr += da[i * d + j] * (H[j * d + i] - r[j] * r[i]);
-        }
-        intG += (Gk - 0.5 * tr) * dt;
+        intG += guide_r_G(K, F, H, d, x, b, da, same_a, r) * dt;   /* r = F - H x, and G */
         if (!inverse) {   /* x' = x + (b + a r) dt + sig sqrt(dt) z, as sde_path_d */
             const double *zk = zin + kk * (size_t)nn;
             for (i = 0; i < d; i++) {
@@ -350,12 +344,7 @@ static inline __attribute__((always_inline)) plm_status acc_pass_d(const sde_ker
     size_t kk, N = K->N;
     plm_status st = PLM_OK;
     (void)m;
-    memset(in, 0, sizeof in);
-    in[PLM_GRP_P].p = K->params;
-    in[PLM_GRP_T].p = T;
-    in[PLM_GRP_X].p = x;
-    in[PLM_GRP_X].ld = 1;
-    T[0] = K->t[0], T[1] = K->t[1] - K->t[0], T[2] = sqrt(T[1]);
+    inputs_at(K, in, T, x);
     for (i = 0; i < d; i++) x[i] = X[i];
     for (i = 0; i < nout; i++) bo[i] = bp + i;
     if (plm_prog_point_init(NULL, &pt, prog, in, bo, NULL))

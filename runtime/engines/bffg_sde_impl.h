@@ -114,4 +114,27 @@ static inline int diff_moments(const sde_kernel *K, int d, int m, const double *
     return same;
 }
 
+/* The guiding at one Euler step: r = F - H x into r, and returns G = (b - b~)'r - tr[(a - a~)(H - r r')] / 2 at x
+** (the trace term only when a != a~), b the drift at x. The forward and inverse walks share it, in this order of
+** operations. */
+static inline double guide_r_G(const sde_kernel *K, const double *F, const double *H, int d, const double *x,
+                               const double *b, const double *da, int same_a, double *r)
+{
+    double Gk = 0, tr = 0;
+    int i, j;
+    for (i = 0; i < d; i++) {
+        double acc = F[i];
+        for (j = 0; j < d; j++) acc -= H[i * d + j] * x[j];
+        r[i] = acc;
+    }
+    for (i = 0; i < d; i++) {
+        double bt = K->beta[i];
+        for (j = 0; j < d; j++) bt += K->B[i * d + j] * x[j];
+        Gk += (b[i] - bt) * r[i];
+        if (!same_a)
+            for (j = 0; j < d; j++) tr += da[i * d + j] * (H[j * d + i] - r[j] * r[i]);
+    }
+    return Gk - 0.5 * tr;
+}
+
 #endif
