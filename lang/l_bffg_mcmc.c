@@ -120,7 +120,8 @@ void plm_l_bffg_mcmc(lua_State *L, const plm_bffg_model *m, const double **vals,
         }
         {   /* blocks = {{name, ...}, ...}: every parameter in exactly one */
             int *blk = plm_l_scratch(L, (size_t)(np + 1) * sizeof *blk), nbk, b, k, anyc = 0;   /* (pushes its block first) */
-            int *conj = plm_l_scratch(L, (size_t)(np + 1) * sizeof *conj);
+            int *conj = plm_l_scratch(L, (size_t)(np + 1) * sizeof *conj);   /* per block (a parameter in two blocks is
+                                                                               ** refused by block np + 1 at the latest) */
             if (lua_getfield(L, 3, "blocks") != LUA_TNIL) {
                 if (!lua_istable(L, -1)) luaL_error(L, "%s: option 'blocks' must be a list of lists of parameter names", fn);
                 nbk = (int)lua_rawlen(L, -1);
@@ -136,7 +137,9 @@ void plm_l_bffg_mcmc(lua_State *L, const plm_bffg_model *m, const double **vals,
                     conj[b - 1] = lua_toboolean(L, -1);
                     anyc |= conj[b - 1];
                     lua_pop(L, 1);
-                    if (conj[b - 1] && !sde) luaL_error(L, "%s: option 'blocks': conjugate updates are for the parameters of a plume.sde (option 'sde')", fn);
+                    if (conj[b - 1] && !sde)
+                        luaL_error(L, "%s: option 'blocks': conjugate updates are for the parameters of a plume.sde (option "
+                                      "'sde')", fn);
                     for (k = 1; k <= (int)lua_rawlen(L, -1); k++) {
                         int found = -1;
                         lua_geti(L, -1, k);

@@ -294,11 +294,9 @@ static void run_chain(chain_job *J, int c)
         const char *nm[4];
         conj[b] = NULL;
         if (!o->conjugate || !o->conjugate[b] || np == 0) continue;
-        for (j = 0; j < (int)np; j++)
+        for (j = 0; j < (int)np; j++)   /* (at most 4: plm_bffg_mcmc checked) */
             if (BLOCK(o, j) == b && nsel < 4) nm[nsel] = o->names ? o->names[j] : NULL, sel[nsel++] = o->index[j];
-            else if (BLOCK(o, j) == b) nsel++;
-        if (nsel > 4 || plm_bffg_conj_new(ctx, m, f, o->sde, nsel, sel, nm, J->conj_prog[b], &conj[b])) {
-            if (nsel > 4) plm_fail(ctx, PLM_EINVAL, "bffg mcmc: conjugate block %d has %d parameters (at most 4)", b + 1, nsel);
+        if (plm_bffg_conj_new(ctx, m, f, o->sde, nsel, sel, nm, J->conj_prog[b], &conj[b])) {
             J->stop = 1;
             return;
         }
