@@ -137,6 +137,17 @@ void plm_l_bffg_mcmc(lua_State *L, const plm_bffg_model *m, const double **vals,
                     conj[b - 1] = lua_toboolean(L, -1);
                     anyc |= conj[b - 1];
                     lua_pop(L, 1);
+                    /* walk = true (with conjugate): the block's random walk too, after its conjugate move */
+                    lua_getfield(L, -1, "walk");
+                    if (!lua_isnil(L, -1) && !lua_isboolean(L, -1))
+                        luaL_error(L, "%s: option 'blocks': block %d's 'walk' must be a boolean", fn, b);
+                    if (lua_toboolean(L, -1)) {
+                        if (!conj[b - 1])
+                            luaL_error(L, "%s: option 'blocks': block %d: 'walk' adds a random walk to a conjugate block "
+                                          "(a block without 'conjugate' is a random walk already)", fn, b);
+                        conj[b - 1] = 2;
+                    }
+                    lua_pop(L, 1);
                     if (conj[b - 1] && !sde)
                         luaL_error(L, "%s: option 'blocks': conjugate updates are for the parameters of a plume.sde (option "
                                       "'sde')", fn);
@@ -224,7 +235,7 @@ void plm_l_bffg_mcmc(lua_State *L, const plm_bffg_model *m, const double **vals,
         static const char *const names[5] = {"accept", "accept_params", "rho", "step", "accept_conjugate"};
         for (j = 0; j < 5; j++) {
             if (!np && (j == 1 || j == 3)) continue;   /* no parameter moves */
-            if ((j == 3 && o.conjugate && o.conjugate[0]) || (j == 4 && !o.conjugate)) continue;   /* no such moves */
+            if ((j == 3 && o.conjugate && o.conjugate[0] == 1) || (j == 4 && !o.conjugate)) continue;   /* no such moves */
             lua_createtable(L, o.chains, 0);
             for (c = 0; c < o.chains; c++) {
                 lua_pushnumber(L, stats[5 * c + j]);

@@ -254,7 +254,8 @@ typedef struct plm_bffg_mcmc_opts {
                                  ** together, mix better apart) */
     int nblocks;
     const int *conjugate;        /* nblocks flags (NULL: none): a block flagged 1 is moved by a conjugate update instead of
-                                 ** a random walk, for sde parameters that enter the drift linearly and not the diffusion,
+                                 ** a random walk (2: by a conjugate update, then by its random walk: the path kept, then
+                                 ** the path moved with the parameters, which mixes where either alone is slow), for sde parameters that enter the drift linearly and not the diffusion,
                                  ** and only the drift of coordinates the noise drives (1 to 4 in a block; bffg_conj.c):
                                  ** the path stays, the block is proposed from its Gaussian conditional given the path
                                  ** under the Euler likelihood (times its priors where they are normal), the innovations

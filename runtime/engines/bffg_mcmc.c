@@ -261,14 +261,15 @@ static void run_chain(chain_job *J, int c)
     size_t rowlen = np + width, l, acc_z = 0, acc_t = 0, acc_c = 0, work_n;
     double *z, *z2, *z3, *w, *row, *row2, *row3, *work, *work3, *theta, *theta2, *e, *e2, *full, ll, ll2, ll3 = NAN, lt, lt2;
     double lrho = log(o->rho / (1 - o->rho)), *lstep, *xi, *u2;   /* per block: log step, uniform; xi: per parameter */
-    int j, b, fatal = 0, nall, nb = o->block && o->nblocks > 0 ? o->nblocks : 1, nconj = 0;
+    double *xw, *uw;   /* a conjugate block's random walk after it (conjugate 2): per parameter, per block */
+    int j, b, fatal = 0, nall, nb = o->block && o->nblocks > 0 ? o->nblocks : 1, nconj = 0, nwalk = 0;
     plm_bffg_conj **conj;   /* per block: its conjugate update's state, or NULL (a random walk); collector memory */
     plm_rng r, zr[4];   /* zr: the pCN moves' fresh innovations, four streams in turn (plm_vnormal_fill) */
     plm_bffg_mcmc_owner(o, &nall, NULL);   /* the parameters' owner: the sde or the reaction network */
     plm_rng_init(&r, o->seed, (uint64_t)c);
     for (j = 0; j < 4; j++) plm_rng_init(&zr[j], o->seed, ((uint64_t)1 << 40) + 4 * (uint64_t)c + (uint64_t)j);
     work_n = plm_bffg_filter_work(f) + 64;
-    z = plm_gc_alloc_atomic((4 * nz + 3 * width + 5 * np + 2 * (size_t)nb + (size_t)nall + 2) * sizeof *z);
+    z = plm_gc_alloc_atomic((4 * nz + 3 * width + 6 * np + 3 * (size_t)nb + (size_t)nall + 2) * sizeof *z);
     work = plm_gc_alloc_atomic(work_n * 8 * sizeof *work);   /* work3: the parameter proposal's draw */
     if (!z || !work) {
         plm_fail(ctx, PLM_ENOMEM, "bffg mcmc: out of memory");
@@ -280,7 +281,7 @@ static void run_chain(chain_job *J, int c)
     }
     work3 = work + 4 * work_n;
     z2 = z + nz, z3 = z2 + nz, w = z3 + nz, row = w + nz, row2 = row + width, row3 = row2 + width, theta = row3 + width, theta2 = theta + np, e = theta2 + np,
-    e2 = e + np, xi = e2 + np, lstep = xi + np, u2 = lstep + nb, full = u2 + nb;
+    e2 = e + np, xi = e2 + np, lstep = xi + np, u2 = lstep + nb, full = u2 + nb, xw = full + nall, uw = xw + np;
     for (b = 0; b < nb; b++) lstep[b] = log(o->step);
     if (J->theta0) memcpy(full, J->theta0, (size_t)nall * sizeof *full);
     for (j = 0; j < (int)np; j++) {
@@ -301,6 +302,7 @@ static void run_chain(chain_job *J, int c)
             return;
         }
         nconj++;
+        nwalk += o->conjugate[b] == 2;
     }
     /* a start with a finite weight: a few tries of fresh innovations */
     for (int tries = 0;; tries++) {
@@ -340,6 +342,12 @@ static void run_chain(chain_job *J, int c)
                 if (BLOCK(o, j) == b) xi[j] = plm_rng_normal(&r);
             u2[b] = plm_rng_uniform(&r);
         }
+        for (b = 0; b < nb && nwalk > 0; b++)   /* (after the others: chains without such blocks draw as before) */
+            if (conj[b] && o->conjugate[b] == 2) {
+                for (j = 0; j < (int)np; j++)
+                    if (BLOCK(o, j) == b) xw[j] = plm_rng_normal(&r);
+                uw[b] = plm_rng_uniform(&r);
+            }
         lt2 = np > 0 && !conj[0] ? propose(o, 0, e, xi, lstep[0], e2, theta2) : 0;
         lt_ok = isfinite(lt2);
         fp = NULL;
@@ -379,6 +387,7 @@ static void run_chain(chain_job *J, int c)
             plm_ctx_clear(ctx);
         }
         for (b = 0; b < nb && np > 0; b++) {
+            int walk = conj[b] && o->conjugate[b] == 2;   /* a random walk of the block after its conjugate move */
             pbase = ma ? ma : m;   /* the model fp's is remade from (filter_at) */
             if (conj[b]) {
                 int got = conj_move(J, ctx, conj[b], b, f, z, theta, xi, u2[b], theta2, full, z3, row3, work, ma, &fp, &ll3);
@@ -403,10 +412,10 @@ static void run_chain(chain_job *J, int c)
                     if (it >= o->warmup) acc_t++, acc_c++;
                 } else if (fp)
                     plm_bffg_filter_free(fp, pbase);
-                continue;
+                if (!walk) continue;
             }
             if (b > 0 || !ahead) {   /* a later block, or the first after a move of the frozen auxiliary */
-                if (b > 0) lt2 = propose(o, b, e, xi, lstep[b], e2, theta2), lt_ok = isfinite(lt2);
+                if (b > 0 || walk) lt2 = propose(o, b, e, walk ? xw : xi, lstep[b], e2, theta2), lt_ok = isfinite(lt2);
                 fp = lt_ok ? filter_at(ctx, J, theta2, full, o->fixed_aux ? 2 : 0, ma, NULL, &fatal) : NULL;
                 if (fatal) return;
                 if (fp) ll3 = plm_bffg_draw_z(fp, z, row3, work);
@@ -415,7 +424,7 @@ static void run_chain(chain_job *J, int c)
             a = 0;
             if (fp && !isnan(ll3)) a = fmin(1, exp(ll3 + lt2 - ll - lt));
             plm_ctx_clear(ctx);   /* a rejected parameter is not an error */
-            if (u2[b] < a) {
+            if ((walk ? uw[b] : u2[b]) < a) {
                 double *t = row;
                 row = row3, row3 = t;
                 memcpy(e, e2, np * sizeof *e);
@@ -439,9 +448,9 @@ static void run_chain(chain_job *J, int c)
     if (J->stats) {
         double n = o->iters ? (double)o->iters : 1;
         J->stats[5 * c] = (double)acc_z / n;
-        J->stats[5 * c + 1] = np ? (double)acc_t / (n * nb) : NAN;
+        J->stats[5 * c + 1] = np ? (double)acc_t / (n * (nb + nwalk)) : NAN;
         J->stats[5 * c + 2] = 1 / (1 + exp(-lrho));
-        J->stats[5 * c + 3] = np && !conj[0] ? exp(lstep[0]) : NAN;
+        J->stats[5 * c + 3] = np && (!conj[0] || o->conjugate[0] == 2) ? exp(lstep[0]) : NAN;
         J->stats[5 * c + 4] = nconj ? (double)acc_c / (n * nconj) : NAN;
     }
 }

@@ -65,6 +65,15 @@ T.test("OU rate and mean: conjugate and random-walk blocks in turn match 2-d qua
   near_posterior(mixed, "theta", et, sdt, "theta (random walk)")
   near_posterior(mixed, "mu", em, sdm, "mu (conjugate)")
   T.ok(mixed.step[1] > 0, "the random-walk block reports its step")
+  -- walk = true: a conjugate move, then the block's random walk (the path kept, then moved with the parameters)
+  local both_ways = run({ { "theta", conjugate = true, walk = true }, { "mu", conjugate = true } }, nil, 11)
+  near_posterior(both_ways, "theta", et, sdt, "theta (conjugate and random walk)")
+  near_posterior(both_ways, "mu", em, sdm, "mu (conjugate)")
+  T.ok(both_ways.step[1] > 0, "the block's random walk reports its step")
+  for c = 1, 4 do
+    -- three moves an iteration, two of them conjugate (accepted nearly always): the rate over all lies between
+    T.ok(both_ways.accept_params[c] < both_ways.accept_conjugate[c], "a random walk accepts less")
+  end
   -- negative control: a wrong prior on mu (normal(2, 0.3)) moves its posterior out of the tolerance
   local s2 = run({ { "theta" }, { "mu", conjugate = true } }, plume.dist.normal(2, 0.3), 10):summary().mu
   T.ok(math.abs(s2.mean - em) > 4.5 * s2.mcse_mean, "a wrong prior must miss (" .. s2.mean .. ")")
@@ -186,4 +195,6 @@ T.test("conjugate blocks refuse parameters they cannot update, by name of the pa
     "parameter 'c' enters the drift of coordinate 1, which the noise does not drive")
   T.raises(function() run(ou, ou_chain(0.1), { theta = U }, { { "theta", conjugate = "yes" } }) end,
     "'conjugate' must be a boolean")
+  T.raises(function() run(ou, ou_chain(0.1), { theta = U }, { { "theta", walk = true } }) end,
+    "'walk' adds a random walk to a conjugate block")
 end)
