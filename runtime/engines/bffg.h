@@ -228,7 +228,9 @@ plm_status plm_bffg_smc(plm_ctx *ctx, const plm_bffg_filter *f, size_t n, uint64
 **   1. the path: Z' = rho Z + sqrt(1 - rho^2) W, accepted with probability min(1, exp(logw(Z') - logw(Z)));
 **   2. the parameters (when nparams > 0), block by block: eta' = eta + step_b W on the unconstrained scale of the
 **      block's parameters' prior supports (log / logit / identity), the kernels remade at theta' and the backward
-**      filter recomputed, accepted with min(1, exp(logw(theta', Z) - logw(theta, Z) + log prior and Jacobian ratio)).
+**      filter recomputed, accepted with min(1, exp(logw(theta', Z) - logw(theta, Z) + log prior and Jacobian ratio));
+**      or, for a conjugate block (conjugate below), the path kept and the block drawn from its Gaussian conditional
+**      given the path, accepted with the exact ratio (bffg_conj.c).
 ** With fixed_aux the auxiliary's B~ and a~ stay fixed after warm-up and step 2's filter is read off a cache.
 ** During warm-up rho and step adapt (Robbins-Monro on their logits / logs) toward target acceptance rates.
 ** Chain c draws from stream (seed, c); chains run in parallel, results do not depend on threads. */
