@@ -45,7 +45,15 @@ plm_status plm_nn_init(plm_ctx *ctx, plm_nn *nn, int nin, int nmem, const plm_nn
             (m->kind == PLM_NN_CONTINUOUS && m->ncat_at != -1))
             return plm_fail(ctx, PLM_EINVAL, "nn: member %d (kind %d, %d categories or components) is invalid", j + 1,
                             m->kind, m->card);
+        if (m->skip != 0 && (m->skip != 1 || m->kind != PLM_NN_DISCRETE ||
+                             (m->base_at != -1 && (m->base_at < 0 || m->base_at > nin - m->card)) ||
+                             (m->pair_of != -1 && (m->pair_of < 0 || m->pair_of >= j || mem[m->pair_of].kind != PLM_NN_DISCRETE ||
+                                                   m->pair_at < 0 || (long)m->pair_at + (long)mem[m->pair_of].card * m->card > nin))))
+            return plm_fail(ctx, PLM_EINVAL, "nn: member %d's skip logits (skip %d, base at %d, pair at %d of member %d) are invalid",
+                            j + 1, m->skip, m->base_at, m->pair_at, m->pair_of + 1);
         nn->mem[j] = *m;
+        if (!m->skip) nn->mem[j].base_at = nn->mem[j].pair_at = nn->mem[j].pair_of = -1;
+        else if (m->pair_of < 0) nn->mem[j].pair_at = -1;
         if (w0 > PLM_NN_MAXWIDTH) return plm_fail(ctx, PLM_EINVAL, "nn: member %d reads %d inputs, more than %d", j + 1, w0, PLM_NN_MAXWIDTH);
         nn->width[j][0] = w0;
         for (l = 0; l < nhidden; l++) nn->width[j][l + 1] = hidden[l];
@@ -80,6 +88,9 @@ void plm_nn_randomize(plm_nn *nn, plm_rng *r)
             size_t k;
             for (k = 0; k < (size_t)ni * no; k++) W[k] = a * (2 * plm_rng_uniform(r) - 1);
             memset(W + (size_t)ni * no, 0, (size_t)no * sizeof *W);
+            /* a head with skip logits starts at them: its perceptron's part, the output layer, starts at zero (the
+            ** uniform draws above are still made, so the other members' weights do not depend on it) */
+            if (nn->mem[j].skip && l + 1 == nn->nlayer) memset(W, 0, (size_t)ni * no * sizeof *W);
         }
 }
 
@@ -213,6 +224,24 @@ static double lse(const double *a, int n)
     return mx + log(s);
 }
 
+/* Member j's skip logits (nn.h) at inputs x and block values v (those before j) added to its head outputs o. */
+static void add_skip(const plm_nn *nn, int j, const double *x, const double *v, double *o)
+{
+    const plm_nn_member *m = &nn->mem[j];
+    int c;
+    if (!m->skip) return;
+    if (m->base_at >= 0)
+        for (c = 0; c < m->card; c++) o[c] += x[m->base_at + c];
+    if (m->pair_of >= 0) {
+        double pv = v[m->pair_of];
+        int k = (int)pv;
+        if (pv >= 0 && k < nn->mem[m->pair_of].card && k == pv) {
+            const double *row = x + m->pair_at + (size_t)k * (size_t)m->card;
+            for (c = 0; c < m->card; c++) o[c] += row[c];
+        }
+    }
+}
+
 static int valid_cats(const plm_nn_member *m, const double *x)
 {
     int n;
@@ -284,6 +313,9 @@ void plm_nn_logq(const plm_nn *nn, plm_nn_ws *w, int B, const double *X, const d
         int no = nn->width[j][nn->nlayer];
         member_input(nn, w, j, B, X, V);
         member_forward(nn, w, j, B);
+        if (m->skip)   /* constants to the weights: the gradient w.r.t. the outputs is unchanged */
+            for (b = 0; b < B; b++)
+                add_skip(nn, j, X + (size_t)b * nn->nin, V + (size_t)b * nn->nmem, w->out + (size_t)b * no);
         for (b = 0; b < B; b++)
             logq[b] += head_logq(m, X + (size_t)b * nn->nin, w->out + (size_t)b * no, V[(size_t)b * nn->nmem + j],
                                  grad ? w->dout + (size_t)b * no : NULL);
@@ -431,6 +463,7 @@ void plm_nn_sample(const plm_nn *nn, plm_nn_ws *w, const double *x, plm_rng *r, 
     for (j = 0; j < nn->nmem; j++) {
         member_xpart(nn, w, j, x, xp);
         member_single(nn, w, j, xp, v, o);
+        add_skip(nn, j, x, v, o);
         double z = head_norm(&nn->mem[j], x, o);
         v[j] = head_sample(&nn->mem[j], x, o, z, r);
         *logq += head_logq_z(&nn->mem[j], x, o, z, v[j], NULL);
@@ -467,8 +500,9 @@ void plm_nn_propose_xp(const plm_nn *nn, plm_nn_ws *w, const double *x, const do
         const double *xpj = xp + (size_t)j * wd;
         double z, zo;
         member_single(nn, w, j, xpj, v, o);
+        add_skip(nn, j, x, v, o);
         z = head_norm(m, x, o);
-        if (!same) member_single(nn, w, j, xpj, vold, oo);
+        if (!same) member_single(nn, w, j, xpj, vold, oo), add_skip(nn, j, x, vold, oo);
         zo = same ? z : head_norm(m, x, oo);
         v[j] = head_sample(m, x, o, z, r);
         *lq_new += head_logq_z(m, x, o, z, v[j], NULL);
@@ -594,6 +628,10 @@ plm_status plm_nn_save(plm_ctx *ctx, const char *path, const plm_nn_meta *meta, 
         put_i64(&b, nn->mem[i].kind);
         put_i64(&b, nn->mem[i].card);
         put_i64(&b, nn->mem[i].ncat_at);
+        put_i64(&b, nn->mem[i].skip);
+        put_i64(&b, nn->mem[i].base_at);
+        put_i64(&b, nn->mem[i].pair_at);
+        put_i64(&b, nn->mem[i].pair_of);
     }
     put_u64(&b, nn->nparam);
     for (k = 0; k < nn->nparam; k++) put_f64(&b, nn->theta[k]);
@@ -701,6 +739,10 @@ plm_status plm_nn_load(plm_ctx *ctx, const char *path, plm_nn_meta *meta, plm_nn
         mem[i].kind = (int)get_i64(&r);
         mem[i].card = (int)get_i64(&r);
         mem[i].ncat_at = (int)get_i64(&r);
+        mem[i].skip = (int)get_i64(&r);
+        mem[i].base_at = (int)get_i64(&r);
+        mem[i].pair_at = (int)get_i64(&r);
+        mem[i].pair_of = (int)get_i64(&r);
     }
     nparam = get_u64(&r);
     if (r.short_) BAD("proposal file '%s': truncated (%zu bytes) in its header", path, n);

@@ -26,6 +26,11 @@ typedef struct plm_nn_member {
     int card;       /* discrete: categories; continuous: Gaussian components of the head */
     int ncat_at;    /* discrete: index of the input holding the number of valid categories (1..card; the
                     ** others get probability 0), or -1 when all are valid */
+    /* discrete: skip logits, added to the perceptron's outputs before the softmax (no weights of their own; the
+    ** perceptron learns the rest). With skip = 1: logit c gains x[base_at + c] (base_at >= 0), and, with
+    ** pair_of >= 0 (an earlier discrete member) of value v, x[pair_at + v card + c]. A motif whose inputs hold
+    ** the block's log potentials gives them to the head directly this way. skip = 0 (a zeroed member): none. */
+    int skip, base_at, pair_at, pair_of;
 } plm_nn_member;
 
 typedef struct plm_nn {
@@ -46,7 +51,8 @@ typedef struct plm_nn {
 plm_status plm_nn_init(plm_ctx *ctx, plm_nn *nn, int nin, int nmem, const plm_nn_member *mem, int nhidden,
                        const int *hidden, int act);
 void plm_nn_free(plm_nn *nn);
-/* Glorot-uniform weights and zero biases from r. */
+/* Glorot-uniform weights and zero biases from r; the output layer of a member with skip logits zero (it starts at
+** them). */
 void plm_nn_randomize(plm_nn *nn, plm_rng *r);
 
 /* Scratch for batches of up to maxbatch points, and for single evaluations (plm_nn_sample, plm_nn_propose) a copy
@@ -103,7 +109,7 @@ void plm_nn_adam_free(plm_nn_adam *a);
 
 /* ---- proposal files ---- */
 
-#define PLM_NN_FILE_VERSION 1
+#define PLM_NN_FILE_VERSION 2
 #define PLM_NN_MAXSHAPE 8
 
 /* What a proposal file says besides the weights: the motif (name and shape parameters, motif.h) and how the
@@ -117,8 +123,8 @@ typedef struct plm_nn_meta {
     double heldout;     /* mean held-out log q per block at the end of training */
 } plm_nn_meta;
 
-/* Write meta and nn to path: magic "PLMPROP\0", the format version, the meta, the network's sizes, the weights
-** (little-endian IEEE doubles), and an FNV-1a 64-bit checksum over every byte before it. PLM_EIO names the file. */
+/* Write meta and nn to path: magic "PLMPROP\0", the format version, the meta, the network's sizes (per member
+** since version 2 also its skip logits' fields), the weights (little-endian IEEE doubles), and an FNV-1a 64-bit checksum over every byte before it. PLM_EIO names the file. */
 plm_status plm_nn_save(plm_ctx *ctx, const char *path, const plm_nn_meta *meta, const plm_nn *nn);
 /* Read a file written by plm_nn_save into meta and nn (initialised here; plm_nn_free). A file that is not a
 ** proposal file, has another format version, is truncated, has trailing bytes, fails its checksum or holds
