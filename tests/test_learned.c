@@ -13,8 +13,9 @@
 
 static plm_status make_nn(plm_nn *nn, int act, int ncat_at)
 {
-    plm_nn_member mem[3] = {{PLM_NN_DISCRETE, 3, ncat_at, 0, -1, -1, -1}, {PLM_NN_CONTINUOUS, 2, -1, 0, -1, -1, -1},
-                            {PLM_NN_DISCRETE, 2, -1, 0, -1, -1, -1}};
+    plm_nn_member mem[3] = {{PLM_NN_DISCRETE, 3, ncat_at, 0, -1, -1, -1, 0, -1, -1, -1, 0},
+                            {PLM_NN_CONTINUOUS, 2, -1, 0, -1, -1, -1, 0, -1, -1, -1, 0},
+                            {PLM_NN_DISCRETE, 2, -1, 0, -1, -1, -1, 0, -1, -1, -1, 0}};
     int hidden[2] = {5, 4};
     plm_rng r;
     plm_status st = plm_nn_init(NULL, nn, 3, 3, mem, 2, hidden, act);
@@ -359,7 +360,7 @@ static plm_gmodel *hmm3(plm_ctx *ctx, int T, const int *y)
 }
 
 /* On every chain block (s_t, s_t+1) of a 4-step HMM, at random points: the features are the block's log density
-** (U1[s1] + M[s1, s2] + U2[s2] differs between any two block values as the target does), the kernel's p(new) /
+** (U1[s1] + N[s1, s2] differs between any two block values as the target does), the kernel's p(new) /
 ** p(old) is the target's ratio, its forward and reverse densities are the network's (skip logits included), and q
 ** sums to one over the 9 block values. */
 static void test_chain_ratio_equals_enumeration(void)
@@ -379,7 +380,7 @@ static void test_chain_ratio_equals_enumeration(void)
     CHECK(m && p);
     if (!m || !p) return;
     smax = p->meta.shape[0];
-    CHECK(p->nn.mem[0].skip == 1 && p->nn.mem[1].skip == 1 && p->nn.mem[1].pair_of == 0);
+    CHECK(p->nn.mem[0].skip == 1 && p->nn.mem[0].rows == 1 && p->nn.mem[1].skip == 1 && p->nn.mem[1].pair_of == 0);
     CHECK(plm_gmodel_target(&ctx, m, &t) == PLM_OK);
     tws = plm_target_ws_new(t);
     CHECK(plm_kernel_learned(&ctx, m, &p, 1, &k, &nocc) == PLM_OK);
@@ -387,7 +388,7 @@ static void test_chain_ratio_equals_enumeration(void)
     plm_rng_init(&r, 23, 0);
     for (occ = 0; occ < nocc; occ++)
         for (rep = 0; rep < 10; rep++) {
-            double u[4], un[4], v[2], vv[2], vo[2], lqf, lqr, lpn, lpo, lr, lq, sum = 0, x[1 + 2 * CHAIN_SMAX_T + CHAIN_SMAX_T * CHAIN_SMAX_T];
+            double u[4], un[4], v[2], vv[2], vo[2], lqf, lqr, lpn, lpo, lr, lq, sum = 0, x[1 + CHAIN_SMAX_T + CHAIN_SMAX_T * CHAIN_SMAX_T];
             double lp0 = 0, f0 = 0;
             int j, a, b, seen = 0;
             plm_nn_ws w;
@@ -404,7 +405,7 @@ static void test_chain_ratio_equals_enumeration(void)
             plm_motif_inputs(&ctx, o, mw, occ, u, &r, x, vo);
             for (a = 0; a < 3; a++)
                 for (b = 0; b < 3; b++) {
-                    double lp, f = x[1 + a] + x[1 + smax + a * smax + b] + x[1 + smax + smax * smax + b];
+                    double lp, f = x[1 + a] + x[1 + smax + a * smax + b];
                     vv[0] = a, vv[1] = b;
                     lp = plm_motif_logp(o, mw, occ, u, vv);
                     if (a == 0 && b == 0) lp0 = lp, f0 = f;
@@ -433,7 +434,8 @@ static void test_chain_ratio_equals_enumeration(void)
 ** the single-evaluation paths score what the batched one does; a bad skip is refused. */
 static void test_skip_logits(void)
 {
-    plm_nn_member mem[2] = {{PLM_NN_DISCRETE, 3, 0, 1, 1, -1, -1}, {PLM_NN_DISCRETE, 3, 0, 1, 13, 4, 0}};
+    plm_nn_member mem[2] = {{PLM_NN_DISCRETE, 3, 0, 1, 1, -1, -1, 0, -1, -1, -1, 0},
+                            {PLM_NN_DISCRETE, 3, 0, 1, 13, 4, 0, 0, -1, -1, -1, 0}};
     int hidden[1] = {4}, a, b, i;
     plm_nn nn;
     plm_nn_ws w;
@@ -489,6 +491,59 @@ static void test_skip_logits(void)
     }
     plm_nn_ws_free(&w);
     plm_nn_free(&nn);
+    {   /* member 1 per category (rows): row c of the table x[4..12] and the shared x[13..15], two hidden layers */
+        plm_nn_member rm[2] = {mem[0], mem[1]};
+        int h2[2] = {5, 4};
+        double X[4 * 16], V[4 * 2], LQ[4], *g, lq1, vn[2], lqn, lqo, tot = 0;
+        rm[0].rows = 1, rm[0].row_at = 4, rm[0].row_w = 3, rm[0].rshared_at = 13, rm[0].rshared_w = 3;
+        CHECK(plm_nn_init(&ctx, &nn, 16, 2, rm, 2, h2, PLM_NN_TANH) == PLM_OK);
+        CHECK(nn.width[0][0] == 6 && nn.width[0][3] == 1);
+        CHECK(plm_nn_ws_init(NULL, &w, &nn, 4) == PLM_OK);
+        plm_nn_randomize(&nn, &r);
+        for (size_t k = 0; k < nn.nparam; k++) nn.theta[k] += 0.3 * plm_rng_normal(&r);
+        plm_nn_ws_sync(&w, &nn);
+        for (i = 0; i < 4; i++) {
+            memcpy(X + 16 * i, x, sizeof x);
+            X[16 * i + 5 + i] += 1;   /* different rows */
+            V[2 * i] = i % 3, V[2 * i + 1] = (i + 1) % 3;
+        }
+        g = calloc(nn.nparam, sizeof *g);
+        plm_nn_logq(&nn, &w, 4, X, V, LQ, g);
+        for (size_t k = 0; k < nn.nparam; k++) {
+            double keep = nn.theta[k], h = 1e-6, up = 0, dn = 0, fd;
+            nn.theta[k] = keep + h;
+            plm_nn_logq(&nn, &w, 4, X, V, LQ, NULL);
+            for (i = 0; i < 4; i++) up += LQ[i];
+            nn.theta[k] = keep - h;
+            plm_nn_logq(&nn, &w, 4, X, V, LQ, NULL);
+            for (i = 0; i < 4; i++) dn += LQ[i];
+            nn.theta[k] = keep;
+            fd = (up - dn) / (2 * h);
+            CHECK_NEAR(g[k], fd, 1e-5 * fmax(1, fabs(fd)));
+        }
+        free(g);
+        plm_nn_logq(&nn, &w, 4, X, V, LQ, NULL);
+        for (i = 0; i < 4; i++) {   /* one point at a time: the same as in the batch; the single paths too */
+            plm_nn_logq(&nn, &w, 1, X + 16 * i, V + 2 * i, &lq1, NULL);
+            CHECK_NEAR(lq1, LQ[i], 1e-12);
+            plm_nn_propose(&nn, &w, X + 16 * i, V + 2 * i, &r, vn, &lqn, &lqo);
+            CHECK_NEAR(lqo, LQ[i], 1e-12);
+            plm_nn_logq(&nn, &w, 1, X + 16 * i, vn, &lq1, NULL);
+            CHECK_NEAR(lqn, lq1, 1e-12);
+        }
+        for (a = 0; a < 3; a++)
+            for (b = 0; b < 3; b++) {
+                v[0] = a, v[1] = b;
+                plm_nn_logq(&nn, &w, 1, x, v, &lq, NULL);
+                tot += exp(lq);
+            }
+        CHECK_NEAR(tot, 1, 1e-12);
+        plm_nn_ws_free(&w);
+        plm_nn_free(&nn);
+        rm[0].row_at = 8;   /* 3 rows of 3 from 8 run past the inputs */
+        CHECK(plm_nn_init(&ctx, &nn, 16, 2, rm, 2, h2, PLM_NN_TANH) == PLM_EINVAL);
+        CHECK(strstr(ctx.msg, "member 1's per-category perceptron") != NULL);
+    }
     mem[1].pair_at = 8;   /* the table would run past the 16 inputs */
     CHECK(plm_nn_init(&ctx, &nn, 16, 2, mem, 1, hidden, PLM_NN_RELU) == PLM_EINVAL);
     CHECK(strstr(ctx.msg, "member 2's skip logits") != NULL);

@@ -464,14 +464,15 @@ static plm_status grid_detect(plm_ctx *ctx, const plm_motif_def *d, const int *s
 ** Block (s1, s2): consecutive categorical states (S <= S_max) where s2's term reads s1. The block's log density is
 ** U1[s1] + M[s1, s2] + U2[s2]: U1 the terms outside the block that read s1 with s1's own (the transition from the
 ** state before it: no block member), M s2's own term (the transition from s1), U2 the other terms that read s2
-** (its emissions, the transition to the state after it). Features: x[0] = S; U1 (S_max, padded); M (S_max x
-** S_max, row s1); U2 (S_max). U1 and U2 are each shifted so their largest valid entry is 0, M as a whole (so its
-** rows keep their relative scale, which the marginal of s1 depends on); clamped to [-30, 0], padding -30. The
-** network's heads take them as skip logits (nn.h): s1's logits are U1 plus what its perceptron adds (which has
-** to learn the sum over s2), s2's are M[s1, .] + U2 plus its perceptron's part. */
+** (its emissions, the transition to the state after it). Features: x[0] = S; U1 (S_max, padded) shifted so its
+** largest valid entry is 0; N = M + U2 broadcast over the rows (S_max x S_max, row s1: the block's log density
+** given s1 up to U1[s1]), shifted as a whole (so its rows keep their relative scale, which the marginal of s1 depends
+** on); clamped to [-30, 0], padding -30. The network's heads take them as skip logits (nn.h): s1's logits are U1
+** plus a per-state perceptron of row s1 of N (what it has to learn is the sum over s2, log sum_j exp N[s1, j]), s2's
+** are row s1 of N plus its perceptron's part. */
 
 static int chain_smax(const int *shape) { return shape[0]; }
-static int chain_nin(int smax) { return 1 + 2 * smax + smax * smax; }
+static int chain_nin(int smax) { return 1 + smax + smax * smax; }
 
 static void chain_layout(const int *shape, int *nin, int *nmem, plm_nn_member *mem)
 {
@@ -481,8 +482,10 @@ static void chain_layout(const int *shape, int *nin, int *nmem, plm_nn_member *m
     memset(mem, 0, 2 * sizeof *mem);
     mem[0].kind = PLM_NN_DISCRETE, mem[0].card = smax, mem[0].ncat_at = 0;
     mem[0].skip = 1, mem[0].base_at = 1, mem[0].pair_of = -1, mem[0].pair_at = -1;
+    /* s1's perceptron per state c, reading row c of N: what s2 contributes to c's marginal */
+    mem[0].rows = 1, mem[0].row_at = 1 + smax, mem[0].row_w = smax, mem[0].rshared_at = -1, mem[0].rshared_w = 0;
     mem[1].kind = PLM_NN_DISCRETE, mem[1].card = smax, mem[1].ncat_at = 0;
-    mem[1].skip = 1, mem[1].base_at = 1 + smax + smax * smax, mem[1].pair_of = 0, mem[1].pair_at = 1 + smax;
+    mem[1].skip = 1, mem[1].base_at = -1, mem[1].pair_of = 0, mem[1].pair_at = 1 + smax;
 }
 
 /* Shift a[0..n-1] by -(its largest entry), clamp to [-30, 0] (NaN and -inf read as -30). */
@@ -498,19 +501,18 @@ static void shift_clamp(double *a, int n)
 /* Chain features from raw log tables: U1[S], M[S x S] (row-major, stride S), U2[S]. */
 static void chain_features(int smax, int S, const double *U1, const double *M, const double *U2, double *x)
 {
-    double *a = x + 1, *Mx = x + 1 + smax, *b = Mx + smax * smax, mx = -INFINITY;
+    double *a = x + 1, *N = x + 1 + smax, mx = -INFINITY;
     int s, j;
     x[0] = S;
-    for (j = 0; j < smax; j++) a[j] = b[j] = -FEAT_CLAMP;
-    for (j = 0; j < smax * smax; j++) Mx[j] = -FEAT_CLAMP;
+    for (j = 0; j < smax; j++) a[j] = -FEAT_CLAMP;
+    for (j = 0; j < smax * smax; j++) N[j] = -FEAT_CLAMP;
     memcpy(a, U1, (size_t)S * sizeof *a);
     shift_clamp(a, S);
-    memcpy(b, U2, (size_t)S * sizeof *b);
-    shift_clamp(b, S);
-    for (j = 0; j < S * S; j++)
-        if (M[j] > mx) mx = M[j];
     for (s = 0; s < S; s++)
-        for (j = 0; j < S; j++) Mx[s * smax + j] = isfinite(mx) ? clampf(M[s * S + j] - mx) : -FEAT_CLAMP;
+        for (j = 0; j < S; j++)
+            if (M[s * S + j] + U2[j] > mx) mx = M[s * S + j] + U2[j];
+    for (s = 0; s < S; s++)
+        for (j = 0; j < S; j++) N[s * smax + j] = isfinite(mx) ? clampf(M[s * S + j] + U2[j] - mx) : -FEAT_CLAMP;
 }
 
 #define CHAIN_VMAX 500   /* symbols of the chain prior's emissions, at most */
