@@ -552,8 +552,8 @@ static int draw_cat(plm_rng *r, const double *p, int S)
 
 /* The prior over chain instantiations, wide enough to hold both dense and near-deterministic, sparse models: S
 ** uniform on 2..S_max; transition rows prior_row(alpha, 1/3) with alpha log-uniform on [0.01, 10] (one per
-** instantiation); the state before s1 drawn from a uniform row's successor (or, with probability 0.2, s1 drawn from
-** a Dirichlet(1) initial distribution); emissions over V symbols, V log-uniform on 2..500, rows prior_row(beta,
+** instantiation); s1 drawn from the transition row of a uniformly drawn state before it (or, with probability 0.2,
+** from an initial distribution prior_row(1, 0)); emissions over V symbols, V log-uniform on 2..500, rows prior_row(beta,
 ** 1/2) with beta log-uniform on [0.01, 10]; each of s1, s2 observed with probability 0.9; with probability 0.8 a
 ** state after s2. */
 static void chain_draw(const int *shape, plm_rng *r, double *x, double *v)
