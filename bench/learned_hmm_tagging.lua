@@ -149,7 +149,8 @@ for _, m in ipairs(methods) do
   if m.skip then
     print(string.format("%-16s n/a: %s", m.name, m.skip))
   else
-    local Sw = L.calibrate(function(n) local _, t = infer(m.opts, n, 1); return t end, budget)
+    -- pilots until their difference is 20% of the budget: the fixed cost (15-20 s) varies by a second or more
+    local Sw = L.calibrate(function(n) local _, t = infer(m.opts, n, 1); return t end, budget, 0.2)
     local post, t = infer(m.opts, Sw, chains)
     if m.name == "gibbs" then gibbs_post, gibbs_S = post, Sw else last_S = Sw end
     report(m.name, post, Sw, Sw, t / chains)

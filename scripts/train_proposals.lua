@@ -6,7 +6,7 @@ local only = arg and arg[2]
 local settings = {
   mixture = { samples = 60000, epochs = 12, hidden = { 48, 48 }, seed = 1601, K_max = 8, activation = "relu" },
   grid    = { samples = 60000, epochs = 12, hidden = { 16 }, seed = 1602, activation = "relu" },
-  chain   = { samples = 40000, epochs = 12, hidden = { 48 }, seed = 1603, S_max = 8, activation = "relu" },
+  chain   = { samples = 60000, epochs = 8, hidden = { 16, 16 }, lr = 3e-3, seed = 1603, S_max = 16, activation = "relu" },
 }
 for _, motif in ipairs({ "mixture", "grid", "chain" }) do
   if not only or only == motif then

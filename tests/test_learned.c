@@ -9,9 +9,13 @@
 #include "learned.h"
 #include "model_graphs.h"
 
+#define CHAIN_SMAX_T 32   /* motif_impl.h's CHAIN_SMAX: the largest S_max */
+
 static plm_status make_nn(plm_nn *nn, int act, int ncat_at)
 {
-    plm_nn_member mem[3] = {{PLM_NN_DISCRETE, 3, ncat_at}, {PLM_NN_CONTINUOUS, 2, -1}, {PLM_NN_DISCRETE, 2, -1}};
+    plm_nn_member mem[3] = {{PLM_NN_DISCRETE, 3, ncat_at, 0, -1, -1, -1, 0, -1, -1, -1, 0},
+                            {PLM_NN_CONTINUOUS, 2, -1, 0, -1, -1, -1, 0, -1, -1, -1, 0},
+                            {PLM_NN_DISCRETE, 2, -1, 0, -1, -1, -1, 0, -1, -1, -1, 0}};
     int hidden[2] = {5, 4};
     plm_rng r;
     plm_status st = plm_nn_init(NULL, nn, 3, 3, mem, 2, hidden, act);
@@ -197,8 +201,8 @@ static void test_file_round_trip_and_refusals(void)
     expect_refused(bad, "truncated");
     mangle(path, bad, -1, 0, 30, 0);           /* cut in the header */
     expect_refused(bad, "truncated");
-    mangle(path, bad, 8, 0x03, -1, 0);         /* format version 1 -> 2 */
-    expect_refused(bad, "format version 2, but this plume reads version 1");
+    mangle(path, bad, 8, 0x03, -1, 0);         /* format version 2 -> 1: a file of the layout before skip logits */
+    expect_refused(bad, "format version 1, but this plume reads version 2");
     mangle(path, bad, 0, 0x20, -1, 0);         /* magic */
     expect_refused(bad, "not a plume proposal file");
     mangle(path, bad, -1, 0, -1, 8);           /* bytes after the checksum */
@@ -305,6 +309,246 @@ static void test_grid_ratio_equals_enumeration(void)
             plm_nn_ws_free(&w);
         }
     plm_target_ws_free(t, tws);
+}
+
+/* A 3-state HMM of T steps as the tracer builds it: s_1 ~ categorical(init), s_t ~ categorical(P[s_{t-1}]) with
+** each probability a chain of selects on s_{t-1} + 1, y_t ~ categorical(E[s_t]) observed. */
+static plm_gmodel *hmm3(plm_ctx *ctx, int T, const int *y)
+{
+    static const double init[3] = {0.5, 0.3, 0.2};
+    static const double P[3][3] = {{0.8, 0.15, 0.05}, {0.1, 0.7, 0.2}, {0.3, 0.3, 0.4}};
+    static const double E[3][3] = {{0.7, 0.2, 0.1}, {0.1, 0.8, 0.1}, {0.2, 0.2, 0.6}};
+    plm_graph *g = plm_graph_new();
+    plm_gmodel *m;
+    int t, k, s, st = 0, prev = -1, p[3];
+    if (plm_gmodel_new(ctx, g, &m)) return NULL;
+    for (t = 0; t < T; t++) {
+        char name[32];
+        int z, zz, v[1] = {-1}, obs;
+        for (k = 0; k < 3; k++) {
+            if (t == 0) {
+                p[k] = plm_graph_const(g, init[k]);
+                continue;
+            }
+            p[k] = plm_graph_const(g, NAN);
+            for (s = 3; s >= 1; s--)
+                p[k] = plm_graph_op(g, PLM_OP_SELECT, plm_graph_op(g, PLM_OP_EQ, prev, plm_graph_const(g, s), -1),
+                                    plm_graph_const(g, P[s - 1][k]), p[k]);
+        }
+        {
+            plm_symdist d = {PLM_DIST_CATEGORICAL, 3, 3, p};
+            snprintf(name, sizeof name, "s[%d]", t + 1);
+            if (!st) st = plm_gmodel_latent(ctx, m, name, &d, v);
+        }
+        z = v[0];
+        zz = MG_OP(g, ADD, z, plm_graph_const(g, 1));
+        for (k = 0; k < 3; k++) {
+            p[k] = plm_graph_const(g, NAN);
+            for (s = 3; s >= 1; s--)
+                p[k] = plm_graph_op(g, PLM_OP_SELECT, plm_graph_op(g, PLM_OP_EQ, zz, plm_graph_const(g, s), -1),
+                                    plm_graph_const(g, E[s - 1][k]), p[k]);
+        }
+        {
+            plm_symdist d = {PLM_DIST_CATEGORICAL, 3, 3, p};
+            obs = plm_graph_const(g, y[t]);
+            snprintf(name, sizeof name, "y[%d]", t + 1);
+            if (!st) st = plm_gmodel_observe(ctx, m, name, &d, &obs);
+        }
+        prev = zz;
+    }
+    return st || plm_gmodel_finish(ctx, m) ? NULL : m;
+}
+
+/* On every chain block (s_t, s_t+1) of a 4-step HMM, at random points: the features are the block's log density
+** (U1[s1] + N[s1, s2] differs between any two block values as the target does), the kernel's p(new) /
+** p(old) is the target's ratio, its forward and reverse densities are the network's (skip logits included), and q
+** sums to one over the 9 block values. */
+static void test_chain_ratio_equals_enumeration(void)
+{
+    static const int y[4] = {0, 2, 1, 1};
+    plm_ctx ctx;
+    plm_gmodel *m;
+    plm_target *t;
+    plm_kernel *k;
+    plm_learned_prop *p = train_small("chain", 2000, 2);
+    int nocc = 0, occ, rep, smax;
+    void *tws;
+    plm_rng r;
+    plm_ctx_clear(&ctx);
+    m = hmm3(&ctx, 4, y);
+    if (!m) printf("  hmm3: %s\n", ctx.msg);
+    CHECK(m && p);
+    if (!m || !p) return;
+    smax = p->meta.shape[0];
+    CHECK(p->nn.mem[0].skip == 1 && p->nn.mem[0].rows == 1 && p->nn.mem[1].skip == 1 && p->nn.mem[1].pair_of == 0);
+    CHECK(plm_gmodel_target(&ctx, m, &t) == PLM_OK);
+    tws = plm_target_ws_new(t);
+    CHECK(plm_kernel_learned(&ctx, m, &p, 1, &k, &nocc) == PLM_OK);
+    CHECK(nocc == 3);
+    plm_rng_init(&r, 23, 0);
+    for (occ = 0; occ < nocc; occ++)
+        for (rep = 0; rep < 10; rep++) {
+            double u[4], un[4], v[2], vv[2], vo[2], lqf, lqr, lpn, lpo, lr, lq, sum = 0, x[1 + CHAIN_SMAX_T + CHAIN_SMAX_T * CHAIN_SMAX_T];
+            double lp0 = 0, f0 = 0;
+            int j, a, b, seen = 0;
+            plm_nn_ws w;
+            plm_motif_occs *o;
+            plm_motif_ws *mw;
+            for (j = 0; j < 4; j++) u[j] = (double)plm_rng_uint(&r, 3);
+            CHECK(plm_learned_debug_step(&ctx, k, 0, occ, u, &r, v, &lqf, &lqr, &lpn, &lpo, &lr, un) == PLM_OK);
+            CHECK_NEAR(lpn - lpo, plm_target_logp(t, tws, un) - plm_target_logp(t, tws, u), 1e-10);
+            CHECK_NEAR(lr, lpn - lpo + lqr - lqf, 1e-12);
+            CHECK(plm_nn_ws_init(NULL, &w, &p->nn, 1) == PLM_OK);
+            CHECK(p->motif->detect(&ctx, p->motif, p->meta.shape, m, &o) == PLM_OK);
+            CHECK(plm_motif_ws_new(NULL, o, &mw) == PLM_OK);
+            plm_motif_begin(&ctx, o, mw, u);
+            plm_motif_inputs(&ctx, o, mw, occ, u, &r, x, vo);
+            for (a = 0; a < 3; a++)
+                for (b = 0; b < 3; b++) {
+                    double lp, f = x[1 + a] + x[1 + smax + a * smax + b];
+                    vv[0] = a, vv[1] = b;
+                    lp = plm_motif_logp(o, mw, occ, u, vv);
+                    if (a == 0 && b == 0) lp0 = lp, f0 = f;
+                    CHECK_NEAR(lp - lp0, f - f0, 1e-10);   /* no entry is near the clamp here */
+                    plm_nn_logq(&p->nn, &w, 1, x, vv, &lq, NULL);
+                    sum += exp(lq);
+                    if (vv[0] == v[0] && vv[1] == v[1]) {
+                        CHECK_NEAR(lq, lqf, 1e-12);
+                        seen |= 1;
+                    }
+                    if (vv[0] == vo[0] && vv[1] == vo[1]) {
+                        CHECK_NEAR(lq, lqr, 1e-12);
+                        seen |= 2;
+                    }
+                }
+            CHECK(seen == 3);
+            CHECK_NEAR(sum, 1, 1e-12);
+            plm_motif_ws_free(mw);
+            plm_nn_ws_free(&w);
+        }
+    plm_target_ws_free(t, tws);
+}
+
+/* Skip logits: with every weight zero, q is the softmax of the skip logits alone (member 1: x[1..3]; member 2:
+** row v1 of the table x[4..12] plus x[13..15]); with random weights, backpropagation equals finite differences and
+** the single-evaluation paths score what the batched one does; a bad skip is refused. */
+static void test_skip_logits(void)
+{
+    plm_nn_member mem[2] = {{PLM_NN_DISCRETE, 3, 0, 1, 1, -1, -1, 0, -1, -1, -1, 0},
+                            {PLM_NN_DISCRETE, 3, 0, 1, 13, 4, 0, 0, -1, -1, -1, 0}};
+    int hidden[1] = {4}, a, b, i;
+    plm_nn nn;
+    plm_nn_ws w;
+    plm_rng r;
+    double x[16], v[2], lq, g0;
+    plm_ctx ctx;
+    plm_ctx_clear(&ctx);
+    CHECK(plm_nn_init(&ctx, &nn, 16, 2, mem, 1, hidden, PLM_NN_RELU) == PLM_OK);
+    CHECK(plm_nn_ws_init(NULL, &w, &nn, 1) == PLM_OK);
+    plm_rng_init(&r, 4, 0);
+    x[0] = 3;
+    for (i = 1; i < 16; i++) x[i] = 2 * plm_rng_normal(&r);
+    for (a = 0; a < 3; a++)
+        for (b = 0; b < 3; b++) {
+            double z1 = log(exp(x[1]) + exp(x[2]) + exp(x[3])), z2 = 0;
+            for (i = 0; i < 3; i++) z2 += exp(x[4 + 3 * a + i] + x[13 + i]);
+            v[0] = a, v[1] = b;
+            plm_nn_logq(&nn, &w, 1, x, v, &lq, NULL);
+            CHECK_NEAR(lq, x[1 + a] - z1 + x[4 + 3 * a + b] + x[13 + b] - log(z2), 1e-12);
+        }
+    plm_nn_randomize(&nn, &r);
+    for (size_t k = 0; k < nn.nparam; k++) nn.theta[k] += 0.1 * plm_rng_normal(&r);
+    plm_nn_ws_sync(&w, &nn);
+    {
+        double *g = calloc(nn.nparam, sizeof *g), tot = 0, vold[2] = {2, 1}, vn[2], lqn, lqo, lq2;
+        v[0] = 1, v[1] = 2;
+        plm_nn_logq(&nn, &w, 1, x, v, &lq, g);
+        for (size_t k = 0; k < nn.nparam; k += 2) {
+            double keep = nn.theta[k], h = 1e-6, up, dn;
+            nn.theta[k] = keep + h;
+            plm_nn_logq(&nn, &w, 1, x, v, &up, NULL);
+            nn.theta[k] = keep - h;
+            plm_nn_logq(&nn, &w, 1, x, v, &dn, NULL);
+            nn.theta[k] = keep;
+            g0 = (up - dn) / (2 * h);
+            CHECK_NEAR(g[k], g0, 1e-5 * fmax(1, fabs(g0)));
+        }
+        free(g);
+        for (a = 0; a < 3; a++)
+            for (b = 0; b < 3; b++) {
+                v[0] = a, v[1] = b;
+                plm_nn_logq(&nn, &w, 1, x, v, &lq, NULL);
+                tot += exp(lq);
+            }
+        CHECK_NEAR(tot, 1, 1e-12);
+        for (i = 0; i < 20; i++) {
+            plm_nn_propose(&nn, &w, x, vold, &r, vn, &lqn, &lqo);
+            plm_nn_logq(&nn, &w, 1, x, vn, &lq, NULL);
+            plm_nn_logq(&nn, &w, 1, x, vold, &lq2, NULL);
+            CHECK_NEAR(lqn, lq, 1e-12);
+            CHECK_NEAR(lqo, lq2, 1e-12);
+        }
+    }
+    plm_nn_ws_free(&w);
+    plm_nn_free(&nn);
+    {   /* member 1 per category (rows): row c of the table x[4..12] and the shared x[13..15], two hidden layers */
+        plm_nn_member rm[2] = {mem[0], mem[1]};
+        int h2[2] = {5, 4};
+        double X[4 * 16], V[4 * 2], LQ[4], *g, lq1, vn[2], lqn, lqo, tot = 0;
+        rm[0].rows = 1, rm[0].row_at = 4, rm[0].row_w = 3, rm[0].rshared_at = 13, rm[0].rshared_w = 3;
+        CHECK(plm_nn_init(&ctx, &nn, 16, 2, rm, 2, h2, PLM_NN_TANH) == PLM_OK);
+        CHECK(nn.width[0][0] == 6 && nn.width[0][3] == 1);
+        CHECK(plm_nn_ws_init(NULL, &w, &nn, 4) == PLM_OK);
+        plm_nn_randomize(&nn, &r);
+        for (size_t k = 0; k < nn.nparam; k++) nn.theta[k] += 0.3 * plm_rng_normal(&r);
+        plm_nn_ws_sync(&w, &nn);
+        for (i = 0; i < 4; i++) {
+            memcpy(X + 16 * i, x, sizeof x);
+            X[16 * i + 5 + i] += 1;   /* different rows */
+            V[2 * i] = i % 3, V[2 * i + 1] = (i + 1) % 3;
+        }
+        g = calloc(nn.nparam, sizeof *g);
+        plm_nn_logq(&nn, &w, 4, X, V, LQ, g);
+        for (size_t k = 0; k < nn.nparam; k++) {
+            double keep = nn.theta[k], h = 1e-6, up = 0, dn = 0, fd;
+            nn.theta[k] = keep + h;
+            plm_nn_logq(&nn, &w, 4, X, V, LQ, NULL);
+            for (i = 0; i < 4; i++) up += LQ[i];
+            nn.theta[k] = keep - h;
+            plm_nn_logq(&nn, &w, 4, X, V, LQ, NULL);
+            for (i = 0; i < 4; i++) dn += LQ[i];
+            nn.theta[k] = keep;
+            fd = (up - dn) / (2 * h);
+            CHECK_NEAR(g[k], fd, 1e-5 * fmax(1, fabs(fd)));
+        }
+        free(g);
+        plm_nn_logq(&nn, &w, 4, X, V, LQ, NULL);
+        for (i = 0; i < 4; i++) {   /* one point at a time: the same as in the batch; the single paths too */
+            plm_nn_logq(&nn, &w, 1, X + 16 * i, V + 2 * i, &lq1, NULL);
+            CHECK_NEAR(lq1, LQ[i], 1e-12);
+            plm_nn_propose(&nn, &w, X + 16 * i, V + 2 * i, &r, vn, &lqn, &lqo);
+            CHECK_NEAR(lqo, LQ[i], 1e-12);
+            plm_nn_logq(&nn, &w, 1, X + 16 * i, vn, &lq1, NULL);
+            CHECK_NEAR(lqn, lq1, 1e-12);
+        }
+        for (a = 0; a < 3; a++)
+            for (b = 0; b < 3; b++) {
+                v[0] = a, v[1] = b;
+                plm_nn_logq(&nn, &w, 1, x, v, &lq, NULL);
+                tot += exp(lq);
+            }
+        CHECK_NEAR(tot, 1, 1e-12);
+        plm_nn_ws_free(&w);
+        plm_nn_free(&nn);
+        rm[0].row_at = 8;   /* 3 rows of 3 from 8 run past the inputs */
+        CHECK(plm_nn_init(&ctx, &nn, 16, 2, rm, 2, h2, PLM_NN_TANH) == PLM_EINVAL);
+        CHECK(strstr(ctx.msg, "member 1's per-category perceptron") != NULL);
+    }
+    mem[1].pair_at = 8;   /* the table would run past the 16 inputs */
+    CHECK(plm_nn_init(&ctx, &nn, 16, 2, mem, 1, hidden, PLM_NN_RELU) == PLM_EINVAL);
+    CHECK(strstr(ctx.msg, "member 2's skip logits") != NULL);
+    mem[1].pair_at = 4, mem[0].pair_of = 1;   /* a pair with a later member */
+    CHECK(plm_nn_init(&ctx, &nn, 16, 2, mem, 1, hidden, PLM_NN_RELU) == PLM_EINVAL);
 }
 
 /* A Gaussian mixture as the tracer builds it: mu_k ~ normal(0, 3), z_i ~ categorical(w), y_i ~ normal(mu[z_i], s)
@@ -600,6 +844,8 @@ int main(void)
     RUN(test_file_round_trip_and_refusals);
     RUN(test_training_reproducible);
     RUN(test_grid_ratio_equals_enumeration);
+    RUN(test_chain_ratio_equals_enumeration);
+    RUN(test_skip_logits);
     RUN(test_mixture_logp_equals_target_difference);
     RUN(test_absent_motif_is_an_error);
     RUN(test_interrupt_stops_training_and_sampling);

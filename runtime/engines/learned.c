@@ -55,7 +55,15 @@ plm_status plm_learned_load(plm_ctx *ctx, const char *path, plm_learned_prop **o
     }
     d->layout(meta.shape, &nin, &nmem, mem);
     for (j = 0; nin == nn.nin && nmem == nn.nmem && j < nmem; j++)
-        if (mem[j].kind != nn.mem[j].kind || mem[j].card != nn.mem[j].card || mem[j].ncat_at != nn.mem[j].ncat_at) break;
+        if (mem[j].kind != nn.mem[j].kind || mem[j].card != nn.mem[j].card || mem[j].ncat_at != nn.mem[j].ncat_at ||
+            mem[j].skip != nn.mem[j].skip ||
+            (mem[j].skip && (mem[j].base_at != nn.mem[j].base_at || mem[j].pair_of != nn.mem[j].pair_of ||
+                             (mem[j].pair_of >= 0 && mem[j].pair_at != nn.mem[j].pair_at))) ||
+            mem[j].rows != nn.mem[j].rows ||
+            (mem[j].rows && (mem[j].row_at != nn.mem[j].row_at || mem[j].row_w != nn.mem[j].row_w ||
+                             mem[j].rshared_w != nn.mem[j].rshared_w ||
+                             (mem[j].rshared_w && mem[j].rshared_at != nn.mem[j].rshared_at))))
+            break;
     if (nin != nn.nin || nmem != nn.nmem || j < nmem) {
         plm_nn_free(&nn);
         return plm_fail(ctx, PLM_EINVAL, "proposal file '%s': its network does not fit motif %s (%d inputs and %d members, "

@@ -238,6 +238,7 @@ static void mix_layout(const int *shape, int *nin, int *nmem, plm_nn_member *mem
     int kmax = mix_kmax(shape);
     *nin = mix_nin(kmax);
     *nmem = 2;
+    memset(mem, 0, 2 * sizeof *mem);   /* no skip logits */
     mem[0].kind = PLM_NN_DISCRETE, mem[0].card = kmax, mem[0].ncat_at = 0;
     mem[1].kind = PLM_NN_CONTINUOUS, mem[1].card = 4, mem[1].ncat_at = -1;
 }

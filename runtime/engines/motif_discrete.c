@@ -273,6 +273,7 @@ static void grid_layout(const int *shape, int *nin, int *nmem, plm_nn_member *me
     (void)shape;
     *nin = 13;
     *nmem = 4;
+    memset(mem, 0, 4 * sizeof *mem);   /* no skip logits */
     for (j = 0; j < 4; j++) mem[j].kind = PLM_NN_DISCRETE, mem[j].card = 2, mem[j].ncat_at = -1;
 }
 
@@ -460,59 +461,84 @@ static plm_status grid_detect(plm_ctx *ctx, const plm_motif_def *d, const int *s
 }
 
 /* ---- the chain motif ----
-** Block (s1, s2): consecutive categorical states (S <= S_max) where s2's term reads s1. Features: x[0] = S;
-** the log probabilities of s1 given the state before it (S_max, padded), the log transition matrix from s1 to s2
-** (S_max x S_max, row s1), and for s1 and s2 the summed log-likelihoods of the terms outside the block that read
-** them (emissions, the state after s2), each row and vector shifted so its largest valid entry is 0, padding
-** -30, clamped to [-30, 0]. */
+** Block (s1, s2): consecutive categorical states (S <= S_max) where s2's term reads s1. The block's log density is
+** U1[s1] + M[s1, s2] + U2[s2]: U1 the terms outside the block that read s1 with s1's own (the transition from the
+** state before it: no block member), M s2's own term (the transition from s1), U2 the other terms that read s2
+** (its emissions, the transition to the state after it). Features: x[0] = S; U1 (S_max, padded) shifted so its
+** largest valid entry is 0; N = M + U2 broadcast over the rows (S_max x S_max, row s1: the block's log density
+** given s1 up to U1[s1]), shifted as a whole (so its rows keep their relative scale, which the marginal of s1 depends
+** on); clamped to [-30, 0], padding -30. The network's heads take them as skip logits (nn.h): s1's logits are U1
+** plus a per-state perceptron of row s1 of N (what it has to learn is the sum over s2, log sum_j exp N[s1, j]), s2's
+** are row s1 of N plus its perceptron's part. */
 
 static int chain_smax(const int *shape) { return shape[0]; }
-static int chain_nin(int smax) { return 1 + smax + smax * smax + 2 * smax; }
+static int chain_nin(int smax) { return 1 + smax + smax * smax; }
 
 static void chain_layout(const int *shape, int *nin, int *nmem, plm_nn_member *mem)
 {
     int smax = chain_smax(shape);
     *nin = chain_nin(smax);
     *nmem = 2;
+    memset(mem, 0, 2 * sizeof *mem);
     mem[0].kind = PLM_NN_DISCRETE, mem[0].card = smax, mem[0].ncat_at = 0;
+    mem[0].skip = 1, mem[0].base_at = 1, mem[0].pair_of = -1, mem[0].pair_at = -1;
+    /* s1's perceptron per state c, reading row c of N: what s2 contributes to c's marginal */
+    mem[0].rows = 1, mem[0].row_at = 1 + smax, mem[0].row_w = smax, mem[0].rshared_at = -1, mem[0].rshared_w = 0;
     mem[1].kind = PLM_NN_DISCRETE, mem[1].card = smax, mem[1].ncat_at = 0;
+    mem[1].skip = 1, mem[1].base_at = -1, mem[1].pair_of = 0, mem[1].pair_at = 1 + smax;
 }
 
-/* Shift a[0..S-1] so its maximum is 0, clamp, and pad to smax with -30. */
-static void norm_row(double *a, int S, int smax)
+/* Shift a[0..n-1] by -(its largest entry), clamp to [-30, 0] (NaN and -inf read as -30). */
+static void shift_clamp(double *a, int n)
 {
     double mx = -INFINITY;
     int j;
-    for (j = 0; j < S; j++)
+    for (j = 0; j < n; j++)
         if (a[j] > mx) mx = a[j];
-    for (j = 0; j < smax; j++) a[j] = j < S && isfinite(mx) ? clampf(a[j] - mx) : -FEAT_CLAMP;
+    for (j = 0; j < n; j++) a[j] = isfinite(mx) ? clampf(a[j] - mx) : -FEAT_CLAMP;
 }
 
-/* Chain features from raw log tables: first[S], M[S x S] (row-major, stride S), u1[S], u2[S]. */
-static void chain_features(int smax, int S, const double *first, const double *M, const double *u1, const double *u2,
-                           double *x)
+/* Chain features from raw log tables: U1[S], M[S x S] (row-major, stride S), U2[S]. */
+static void chain_features(int smax, int S, const double *U1, const double *M, const double *U2, double *x)
 {
-    double *f = x + 1, *Mx = x + 1 + smax, *a = Mx + smax * smax, *b = a + smax;
-    int s;
+    double *a = x + 1, *N = x + 1 + smax, mx = -INFINITY;
+    int s, j;
     x[0] = S;
-    memcpy(f, first, (size_t)S * sizeof *f);
-    norm_row(f, S, smax);
-    for (s = 0; s < smax; s++) {
-        if (s < S) memcpy(Mx + s * smax, M + s * S, (size_t)S * sizeof *Mx);
-        norm_row(Mx + s * smax, s < S ? S : 0, smax);
-    }
-    memcpy(a, u1, (size_t)S * sizeof *a);
-    norm_row(a, S, smax);
-    memcpy(b, u2, (size_t)S * sizeof *b);
-    norm_row(b, S, smax);
+    for (j = 0; j < smax; j++) a[j] = -FEAT_CLAMP;
+    for (j = 0; j < smax * smax; j++) N[j] = -FEAT_CLAMP;
+    memcpy(a, U1, (size_t)S * sizeof *a);
+    shift_clamp(a, S);
+    for (s = 0; s < S; s++)
+        for (j = 0; j < S; j++)
+            if (M[s * S + j] + U2[j] > mx) mx = M[s * S + j] + U2[j];
+    for (s = 0; s < S; s++)
+        for (j = 0; j < S; j++) N[s * smax + j] = isfinite(mx) ? clampf(M[s * S + j] + U2[j] - mx) : -FEAT_CLAMP;
 }
 
-static void dirichlet(plm_rng *r, double alpha, int S, double *p)
+#define CHAIN_VMAX 500   /* symbols of the chain prior's emissions, at most */
+
+static double log_uniform(plm_rng *r, double lo, double hi) { return lo * exp(plm_rng_uniform(r) * log(hi / lo)); }
+
+/* A probability row p[0..n-1] (n <= CHAIN_VMAX) of the chain prior: Dirichlet(alpha) on a support of all n entries
+** or (probability `sparse`) of k of them, k log-uniform on 1..n, the others 0; then, with probability 1/2, mixed with
+** the uniform row, weight eps log-uniform on [0.001, 0.3]. */
+static void prior_row(plm_rng *r, double alpha, double sparse, int n, double *p)
 {
+    int idx[CHAIN_VMAX], j, k = n;
     double tot = 0;
-    int j;
-    for (j = 0; j < S; j++) tot += p[j] = gsl_ran_gamma(&r->gsl, alpha, 1.0) + 1e-300;
-    for (j = 0; j < S; j++) p[j] /= tot;
+    if (plm_rng_uniform(r) < sparse) k = (int)floor(log_uniform(r, 1, n + 1));
+    if (k > n) k = n;
+    for (j = 0; j < n; j++) p[j] = 0, idx[j] = j;
+    for (j = 0; j < k; j++) {   /* the support: the first k of a partial Fisher-Yates shuffle */
+        int i = j + (int)plm_rng_uint(r, (uint64_t)(n - j)), t = idx[i];
+        idx[i] = idx[j], idx[j] = t;
+        tot += p[t] = gsl_ran_gamma(&r->gsl, alpha, 1.0) + 1e-300;
+    }
+    for (j = 0; j < n; j++) p[j] /= tot;
+    if (plm_rng_uniform(r) < 0.5) {
+        double eps = log_uniform(r, 0.001, 0.3);
+        for (j = 0; j < n; j++) p[j] = (1 - eps) * p[j] + eps / n;
+    }
 }
 
 static int draw_cat(plm_rng *r, const double *p, int S)
@@ -524,43 +550,49 @@ static int draw_cat(plm_rng *r, const double *p, int S)
     return j;
 }
 
-/* The prior over chain instantiations: S uniform on 2..S_max; transition rows Dirichlet(alpha) with alpha
-** log-uniform on [0.1, 2]; the state before s1 uniform (or, with probability 0.2, s1 drawn from a Dirichlet(1)
-** initial distribution); emissions over V symbols (uniform on 2..30) with rows Dirichlet(beta), beta
-** log-uniform on [0.05, 1], each state observed with probability 0.9; with probability 0.8 a state after s2. */
+/* The prior over chain instantiations, wide enough to hold both dense and near-deterministic, sparse models: S
+** uniform on 2..S_max; transition rows prior_row(alpha, 1/3) with alpha log-uniform on [0.01, 10] (one per
+** instantiation); s1 drawn from the transition row of a uniformly drawn state before it (or, with probability 0.2,
+** from an initial distribution prior_row(1, 0)); emissions over V symbols, V log-uniform on 2..500, rows prior_row(beta,
+** 1/2) with beta log-uniform on [0.01, 10]; each of s1, s2 observed with probability 0.9; with probability 0.8 a
+** state after s2. */
 static void chain_draw(const int *shape, plm_rng *r, double *x, double *v)
 {
-    int smax = chain_smax(shape), S = 2 + (int)plm_rng_uint(r, (uint64_t)(smax - 1)), V = 2 + (int)plm_rng_uint(r, 29);
-    double P[CHAIN_SMAX * CHAIN_SMAX], E[CHAIN_SMAX * 32], first[CHAIN_SMAX], M[CHAIN_SMAX * CHAIN_SMAX];
-    double u1[CHAIN_SMAX], u2[CHAIN_SMAX], alpha = 0.1 * exp(plm_rng_uniform(r) * log(20.0));
-    double beta = 0.05 * exp(plm_rng_uniform(r) * log(20.0)), init[CHAIN_SMAX];
-    int s, t, s1, s2;
-    for (s = 0; s < S; s++) dirichlet(r, alpha, S, P + s * S);
-    for (s = 0; s < S; s++) dirichlet(r, beta, V, E + s * V);
+    int smax = chain_smax(shape), S = 2 + (int)plm_rng_uint(r, (uint64_t)(smax - 1));
+    int V = (int)floor(log_uniform(r, 2, CHAIN_VMAX + 1)), s, t, s1, s2, y1 = -1, y2 = -1, o1, o2;
+    double P[CHAIN_SMAX * CHAIN_SMAX], M[CHAIN_SMAX * CHAIN_SMAX], U1[CHAIN_SMAX], U2[CHAIN_SMAX], init[CHAIN_SMAX];
+    double R1[CHAIN_VMAX], R2[CHAIN_VMAX], row[CHAIN_VMAX];
+    double alpha = log_uniform(r, 0.01, 10), beta = log_uniform(r, 0.01, 10);
+    if (V > CHAIN_VMAX) V = CHAIN_VMAX;
+    for (s = 0; s < S; s++) prior_row(r, alpha, 1.0 / 3, S, P + s * S);
     if (plm_rng_uniform(r) < 0.2) {
-        dirichlet(r, 1.0, S, init);
+        prior_row(r, 1.0, 0, S, init);
     } else {
         int s0 = (int)plm_rng_uint(r, (uint64_t)S);
         memcpy(init, P + s0 * S, (size_t)S * sizeof *init);
     }
-    for (s = 0; s < S; s++) first[s] = log(init[s]);
     for (s = 0; s < S * S; s++) M[s] = log(P[s]);
     s1 = draw_cat(r, init, S);
     s2 = draw_cat(r, P + s1 * S, S);
-    memset(u1, 0, sizeof u1), memset(u2, 0, sizeof u2);
-    if (plm_rng_uniform(r) < 0.9) {
-        int y = draw_cat(r, E + s1 * V, V);
-        for (s = 0; s < S; s++) u1[s] += log(E[s * V + y]);
-    }
-    if (plm_rng_uniform(r) < 0.9) {
-        int y = draw_cat(r, E + s2 * V, V);
-        for (s = 0; s < S; s++) u2[s] += log(E[s * V + y]);
+    /* emissions: the rows of s1 and s2 first (their symbols drawn from them), then each other state's row in turn,
+    ** scored at the two symbols (the rows are independent: drawing them in this order is the same prior) */
+    o1 = plm_rng_uniform(r) < 0.9, o2 = plm_rng_uniform(r) < 0.9;
+    prior_row(r, beta, 0.5, V, R1);
+    if (s2 != s1) prior_row(r, beta, 0.5, V, R2);
+    else memcpy(R2, R1, (size_t)V * sizeof *R2);
+    if (o1) y1 = draw_cat(r, R1, V);
+    if (o2) y2 = draw_cat(r, R2, V);
+    for (s = 0; s < S; s++) {
+        const double *e = s == s1 ? R1 : s == s2 ? R2 : row;
+        if (e == row) prior_row(r, beta, 0.5, V, row);
+        U1[s] = log(init[s]) + (o1 ? log(e[y1]) : 0);
+        U2[s] = o2 ? log(e[y2]) : 0;
     }
     if (plm_rng_uniform(r) < 0.8) {
         t = draw_cat(r, P + s2 * S, S);
-        for (s = 0; s < S; s++) u2[s] += log(P[s * S + t]);
+        for (s = 0; s < S; s++) U2[s] += log(P[s * S + t]);
     }
-    chain_features(smax, S, first, M, u1, u2, x);
+    chain_features(smax, S, U1, M, U2, x);
     v[0] = s1, v[1] = s2;
 }
 
@@ -569,26 +601,25 @@ static plm_status chain_inputs(plm_ctx *ctx, const plm_motif_occs *o, plm_motif_
 {
     const disc_occ *q = &o->docc[i];
     int S = q->card[0], t, s, s2;
-    double first[CHAIN_SMAX], M[CHAIN_SMAX * CHAIN_SMAX], u1[CHAIN_SMAX], u2[CHAIN_SMAX];
+    double U1[CHAIN_SMAX], M[CHAIN_SMAX * CHAIN_SMAX], U2[CHAIN_SMAX];
     plm_status st;
     (void)r;
     v[0] = u[q->coord[0]], v[1] = u[q->coord[1]];
     if (disc_hit(o, w, i, u, x, chain_nin(chain_smax(o->shape)))) return PLM_OK;
     if ((st = disc_eval(ctx, o, w, i, u))) return st;
-    memset(first, 0, sizeof first), memset(M, 0, sizeof M), memset(u1, 0, sizeof u1), memset(u2, 0, sizeof u2);
+    memset(U1, 0, sizeof U1), memset(M, 0, sizeof M), memset(U2, 0, sizeof U2);
     /* config index s1 + S s2 */
     for (t = 0; t < q->nterm; t++) {
 #define T(s1, s2) tval_chain(q, w, t, s1, s2)
         for (s = 0; s < S; s++) switch (q->role[t]) {
-            case 0: first[s] += T(s, 0); break;
+            case 0: case 4: U1[s] += T(s, 0); break;
             case 1: for (s2 = 0; s2 < S; s2++) M[s * S + s2] += T(s, s2); break;
-            case 4: u1[s] += T(s, 0); break;
-            case 5: u2[s] += T(0, s); break;
+            case 5: U2[s] += T(0, s); break;
             default: break;
             }
 #undef T
     }
-    chain_features(chain_smax(o->shape), S, first, M, u1, u2, x);
+    chain_features(chain_smax(o->shape), S, U1, M, U2, x);
     disc_store(o, w, i, u, x, chain_nin(chain_smax(o->shape)));
     return PLM_OK;
 }

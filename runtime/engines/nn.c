@@ -34,7 +34,7 @@ plm_status plm_nn_init(plm_ctx *ctx, plm_nn *nn, int nin, int nmem, const plm_nn
     for (l = 0; l < nhidden; l++)
         if (hidden[l] < 1 || hidden[l] > PLM_NN_MAXWIDTH)
             return plm_fail(ctx, PLM_EINVAL, "nn: hidden layer %d must have 1..%d units (got %d)", l + 1, PLM_NN_MAXWIDTH, hidden[l]);
-    nn->nin = nin, nn->nmem = nmem, nn->nhidden = nhidden, nn->act = act, nn->nlayer = nhidden + 1;
+    nn->nin = nin, nn->nmem = nmem, nn->nhidden = nhidden, nn->act = act, nn->nlayer = nhidden + 1, nn->rowmult = 1;
     for (l = 0; l < nhidden; l++) nn->hidden[l] = hidden[l];
     w0 = nin;
     nn->maxwidth = nin;
@@ -45,11 +45,28 @@ plm_status plm_nn_init(plm_ctx *ctx, plm_nn *nn, int nin, int nmem, const plm_nn
             (m->kind == PLM_NN_CONTINUOUS && m->ncat_at != -1))
             return plm_fail(ctx, PLM_EINVAL, "nn: member %d (kind %d, %d categories or components) is invalid", j + 1,
                             m->kind, m->card);
+        if (m->skip != 0 && (m->skip != 1 || m->kind != PLM_NN_DISCRETE ||
+                             (m->base_at != -1 && (m->base_at < 0 || m->base_at > nin - m->card)) ||
+                             (m->pair_of != -1 && (m->pair_of < 0 || m->pair_of >= j || mem[m->pair_of].kind != PLM_NN_DISCRETE ||
+                                                   m->pair_at < 0 || (long)m->pair_at + (long)mem[m->pair_of].card * m->card > nin))))
+            return plm_fail(ctx, PLM_EINVAL, "nn: member %d's skip logits (skip %d, base at %d, pair at %d of member %d) are invalid",
+                            j + 1, m->skip, m->base_at, m->pair_at, m->pair_of + 1);
+        if (m->rows != 0 && (m->rows != 1 || m->kind != PLM_NN_DISCRETE || m->row_w < 1 || m->row_at < 0 ||
+                             (long)m->row_at + (long)m->card * m->row_w > nin || m->rshared_w < 0 ||
+                             (m->rshared_w > 0 && (m->rshared_at < 0 || m->rshared_at > nin - m->rshared_w))))
+            return plm_fail(ctx, PLM_EINVAL, "nn: member %d's per-category perceptron (rows %d, table at %d of width %d, "
+                            "shared %d at %d) is invalid", j + 1, m->rows, m->row_at, m->row_w, m->rshared_w, m->rshared_at);
         nn->mem[j] = *m;
+        if (!m->skip) nn->mem[j].base_at = nn->mem[j].pair_at = nn->mem[j].pair_of = -1;
+        else if (m->pair_of < 0) nn->mem[j].pair_at = -1;
+        if (!m->rows) nn->mem[j].row_at = nn->mem[j].row_w = nn->mem[j].rshared_at = nn->mem[j].rshared_w = -1;
+        else if (!m->rshared_w) nn->mem[j].rshared_at = -1;
         if (w0 > PLM_NN_MAXWIDTH) return plm_fail(ctx, PLM_EINVAL, "nn: member %d reads %d inputs, more than %d", j + 1, w0, PLM_NN_MAXWIDTH);
-        nn->width[j][0] = w0;
+        nn->width[j][0] = m->rows ? m->row_w + m->rshared_w : w0;
         for (l = 0; l < nhidden; l++) nn->width[j][l + 1] = hidden[l];
-        nn->width[j][nn->nlayer] = out_width(m);
+        nn->width[j][nn->nlayer] = m->rows ? 1 : out_width(m);
+        if (m->rows && m->card > nn->rowmult) nn->rowmult = m->card;
+        if (m->rows && m->card > nn->maxwidth) nn->maxwidth = m->card;   /* its logits, in the single-evaluation scratch */
         for (l = 0; l < nn->nlayer; l++) {
             nn->off[j][l] = off;
             off += (size_t)nn->width[j][l + 1] * ((size_t)nn->width[j][l] + 1);
@@ -80,6 +97,9 @@ void plm_nn_randomize(plm_nn *nn, plm_rng *r)
             size_t k;
             for (k = 0; k < (size_t)ni * no; k++) W[k] = a * (2 * plm_rng_uniform(r) - 1);
             memset(W + (size_t)ni * no, 0, (size_t)no * sizeof *W);
+            /* a head with skip logits starts at them: its perceptron's part, the output layer, starts at zero (the
+            ** uniform draws above are still made, so the other members' weights do not depend on it) */
+            if (nn->mem[j].skip && l + 1 == nn->nlayer) memset(W, 0, (size_t)ni * no * sizeof *W);
         }
 }
 
@@ -101,10 +121,11 @@ static void transpose_weights(const plm_nn *nn, double *wt)
 
 plm_status plm_nn_ws_init(plm_ctx *ctx, plm_nn_ws *w, const plm_nn *nn, int maxbatch)
 {
-    size_t one = (size_t)maxbatch * (size_t)nn->maxwidth;
+    size_t one = (size_t)maxbatch * (size_t)nn->rowmult * (size_t)nn->maxwidth;
     memset(w, 0, sizeof *w);
     if (maxbatch < 1) return plm_fail(ctx, PLM_EINVAL, "nn: batch must be >= 1 (got %d)", maxbatch);
     w->maxbatch = maxbatch;
+    w->maxrows = (size_t)maxbatch * (size_t)nn->rowmult;
     w->swidth = nn->maxwidth;
     w->in = malloc(one * sizeof *w->in);
     w->act = malloc(one * (size_t)(nn->nlayer + 1) * sizeof *w->act);
@@ -135,6 +156,17 @@ void plm_nn_ws_free(plm_nn_ws *w)
 static void member_input(const plm_nn *nn, plm_nn_ws *w, int j, int B, const double *X, const double *V)
 {
     int b, i, w0 = nn->width[j][0];
+    const plm_nn_member *mj = &nn->mem[j];
+    if (mj->rows) {   /* B card rows: (b, c) reads row c of b's table and b's shared inputs */
+        for (b = 0; b < B; b++)
+            for (i = 0; i < mj->card; i++) {
+                double *row = w->act + ((size_t)b * mj->card + i) * w0;
+                const double *x = X + (size_t)b * nn->nin;
+                memcpy(row, x + mj->row_at + (size_t)i * mj->row_w, (size_t)mj->row_w * sizeof *row);
+                if (mj->rshared_w) memcpy(row + mj->row_w, x + mj->rshared_at, (size_t)mj->rshared_w * sizeof *row);
+            }
+        return;
+    }
     for (b = 0; b < B; b++) {
         double *row = w->act + (size_t)b * w0;
         int c = nn->nin;
@@ -155,7 +187,7 @@ static void member_input(const plm_nn *nn, plm_nn_ws *w, int j, int B, const dou
 /* Activations of layer l (B x width) start at act + (l-th slot). */
 static double *layer_act(const plm_nn *nn, plm_nn_ws *w, int l)
 {
-    return w->act + (size_t)l * (size_t)w->maxbatch * (size_t)nn->maxwidth;
+    return w->act + (size_t)l * w->maxrows * (size_t)nn->maxwidth;
 }
 
 /* Member j's forward pass on the B rows in layer 0: the head's raw outputs into w->out (B x out width). */
@@ -182,7 +214,7 @@ static void member_forward(const plm_nn *nn, plm_nn_ws *w, int j, int B)
 /* Member j's backward pass from the head gradients in w->dout (B x out width): accumulates into grad. */
 static void member_backward(const plm_nn *nn, plm_nn_ws *w, int j, int B, double *grad)
 {
-    size_t one = (size_t)w->maxbatch * (size_t)nn->maxwidth;
+    size_t one = w->maxrows * (size_t)nn->maxwidth;
     double *dZ = w->dout, *dA = w->dact;
     int l, b, k;
     for (l = nn->nlayer - 1; l >= 0; l--) {
@@ -211,6 +243,24 @@ static double lse(const double *a, int n)
     if (mx == -INFINITY) return mx;
     for (i = 0; i < n; i++) s += a[i] == mx ? 1.0 : exp(a[i] - mx);   /* exp(0) is 1 exactly */
     return mx + log(s);
+}
+
+/* Member j's skip logits (nn.h) at inputs x and block values v (those before j) added to its head outputs o. */
+static void add_skip(const plm_nn *nn, int j, const double *x, const double *v, double *o)
+{
+    const plm_nn_member *m = &nn->mem[j];
+    int c;
+    if (!m->skip) return;
+    if (m->base_at >= 0)
+        for (c = 0; c < m->card; c++) o[c] += x[m->base_at + c];
+    if (m->pair_of >= 0) {
+        double pv = v[m->pair_of];
+        int k = (int)pv;
+        if (pv >= 0 && k < nn->mem[m->pair_of].card && k == pv) {
+            const double *row = x + m->pair_at + (size_t)k * (size_t)m->card;
+            for (c = 0; c < m->card; c++) o[c] += row[c];
+        }
+    }
 }
 
 static int valid_cats(const plm_nn_member *m, const double *x)
@@ -281,13 +331,16 @@ void plm_nn_logq(const plm_nn *nn, plm_nn_ws *w, int B, const double *X, const d
     for (b = 0; b < B; b++) logq[b] = 0;
     for (j = 0; j < nn->nmem; j++) {
         const plm_nn_member *m = &nn->mem[j];
-        int no = nn->width[j][nn->nlayer];
+        int no = m->rows ? m->card : nn->width[j][nn->nlayer];
         member_input(nn, w, j, B, X, V);
-        member_forward(nn, w, j, B);
+        member_forward(nn, w, j, m->rows ? B * m->card : B);   /* rows: B card outputs of width 1, i.e. B x card */
+        if (m->skip)   /* constants to the weights: the gradient w.r.t. the outputs is unchanged */
+            for (b = 0; b < B; b++)
+                add_skip(nn, j, X + (size_t)b * nn->nin, V + (size_t)b * nn->nmem, w->out + (size_t)b * no);
         for (b = 0; b < B; b++)
             logq[b] += head_logq(m, X + (size_t)b * nn->nin, w->out + (size_t)b * no, V[(size_t)b * nn->nmem + j],
                                  grad ? w->dout + (size_t)b * no : NULL);
-        if (grad) member_backward(nn, w, j, B, grad);
+        if (grad) member_backward(nn, w, j, m->rows ? B * m->card : B, grad);
     }
 }
 
@@ -382,7 +435,31 @@ static void layer_single(const plm_nn *nn, plm_nn_ws *w, int ni, int no, const d
     add_columns(no, n, w->nz, val, T, y);
 }
 
-/* Member j's first layer with its bias, the part that reads the inputs x (not the members before j): into xp. */
+/* A member with rows = 1: its whole perceptron, per category, into its card logits xp (they read x alone). */
+static void member_rows(const plm_nn *nn, plm_nn_ws *w, int j, const double *x, double *xp)
+{
+    const plm_nn_member *m = &nn->mem[j];
+    int ni = nn->width[j][0], no = nn->width[j][1], nl = nn->nlayer, c, i, l;
+    const double *T = w->wt + nn->off[j][0];
+    double *in = w->s, *y = w->s + w->swidth, *t, *val = w->s + 5 * (size_t)w->swidth;
+    for (c = 0; c < m->card; c++) {
+        int n = 0;
+        memcpy(in, x + m->row_at + (size_t)c * m->row_w, (size_t)m->row_w * sizeof *in);
+        if (m->rshared_w) memcpy(in + m->row_w, x + m->rshared_at, (size_t)m->rshared_w * sizeof *in);
+        for (i = 0; i < ni; i++) w->nz[n] = i, val[n] = in[i], n += in[i] != 0;
+        t = nl == 1 ? xp + c : y;
+        memcpy(t, T + (size_t)ni * no, (size_t)no * sizeof *t);
+        add_columns(no, n, w->nz, val, T, t);
+        for (l = 1; l < nl; l++) {
+            double *u = l + 1 == nl ? xp + c : t == y ? in : y;
+            layer_single(nn, w, nn->width[j][l], nn->width[j][l + 1], w->wt + nn->off[j][l], nn->theta + nn->off[j][l], t, u);
+            t = u;
+        }
+    }
+}
+
+/* Member j's first layer with its bias, the part that reads the inputs x (not the members before j): into xp. A
+** member with rows = 1: its logits. */
 static void member_xpart(const plm_nn *nn, plm_nn_ws *w, int j, const double *x, double *xp)
 {
     int ni = nn->width[j][0], no = nn->width[j][1];
@@ -390,6 +467,10 @@ static void member_xpart(const plm_nn *nn, plm_nn_ws *w, int j, const double *x,
     double *val = w->s + 5 * (size_t)w->swidth;
     int i, n = 0;
     (void)ni;
+    if (nn->mem[j].rows) {
+        member_rows(nn, w, j, x, xp);
+        return;
+    }
     for (i = 0; i < nn->nin; i++) w->nz[n] = i, val[n] = x[i], n += x[i] != 0;
     memcpy(xp, T + (size_t)ni * no, (size_t)no * sizeof *xp);
     add_columns(no, n, w->nz, val, T, xp);
@@ -402,6 +483,10 @@ static void member_single(const plm_nn *nn, plm_nn_ws *w, int j, const double *x
     const double *T = w->wt + nn->off[j][0];
     double *a = w->s, *z = w->s + w->swidth, one = 1;
     double *y = nl == 1 ? o : z;
+    if (nn->mem[j].rows) {   /* its logits are its x part */
+        memcpy(o, xp, (size_t)nn->mem[j].card * sizeof *o);
+        return;
+    }
     memcpy(y, xp, (size_t)no * sizeof *y);
     for (i = 0; i < j; i++) {   /* the members before j: one hot column, or a continuous value's column */
         const plm_nn_member *m = &nn->mem[i];
@@ -431,6 +516,7 @@ void plm_nn_sample(const plm_nn *nn, plm_nn_ws *w, const double *x, plm_rng *r, 
     for (j = 0; j < nn->nmem; j++) {
         member_xpart(nn, w, j, x, xp);
         member_single(nn, w, j, xp, v, o);
+        add_skip(nn, j, x, v, o);
         double z = head_norm(&nn->mem[j], x, o);
         v[j] = head_sample(&nn->mem[j], x, o, z, r);
         *logq += head_logq_z(&nn->mem[j], x, o, z, v[j], NULL);
@@ -441,8 +527,10 @@ void plm_nn_sample(const plm_nn *nn, plm_nn_ws *w, const double *x, plm_rng *r, 
 static size_t xp_width(const plm_nn *nn)
 {
     int j, wd = 1;
-    for (j = 0; j < nn->nmem; j++)
+    for (j = 0; j < nn->nmem; j++) {
         if (nn->width[j][1] > wd) wd = nn->width[j][1];
+        if (nn->mem[j].rows && nn->mem[j].card > wd) wd = nn->mem[j].card;
+    }
     return (size_t)wd;
 }
 
@@ -467,8 +555,9 @@ void plm_nn_propose_xp(const plm_nn *nn, plm_nn_ws *w, const double *x, const do
         const double *xpj = xp + (size_t)j * wd;
         double z, zo;
         member_single(nn, w, j, xpj, v, o);
+        add_skip(nn, j, x, v, o);
         z = head_norm(m, x, o);
-        if (!same) member_single(nn, w, j, xpj, vold, oo);
+        if (!same) member_single(nn, w, j, xpj, vold, oo), add_skip(nn, j, x, vold, oo);
         zo = same ? z : head_norm(m, x, oo);
         v[j] = head_sample(m, x, o, z, r);
         *lq_new += head_logq_z(m, x, o, z, v[j], NULL);
@@ -594,6 +683,15 @@ plm_status plm_nn_save(plm_ctx *ctx, const char *path, const plm_nn_meta *meta, 
         put_i64(&b, nn->mem[i].kind);
         put_i64(&b, nn->mem[i].card);
         put_i64(&b, nn->mem[i].ncat_at);
+        put_i64(&b, nn->mem[i].skip);
+        put_i64(&b, nn->mem[i].base_at);
+        put_i64(&b, nn->mem[i].pair_at);
+        put_i64(&b, nn->mem[i].pair_of);
+        put_i64(&b, nn->mem[i].rows);
+        put_i64(&b, nn->mem[i].row_at);
+        put_i64(&b, nn->mem[i].row_w);
+        put_i64(&b, nn->mem[i].rshared_at);
+        put_i64(&b, nn->mem[i].rshared_w);
     }
     put_u64(&b, nn->nparam);
     for (k = 0; k < nn->nparam; k++) put_f64(&b, nn->theta[k]);
@@ -701,6 +799,15 @@ plm_status plm_nn_load(plm_ctx *ctx, const char *path, plm_nn_meta *meta, plm_nn
         mem[i].kind = (int)get_i64(&r);
         mem[i].card = (int)get_i64(&r);
         mem[i].ncat_at = (int)get_i64(&r);
+        mem[i].skip = (int)get_i64(&r);
+        mem[i].base_at = (int)get_i64(&r);
+        mem[i].pair_at = (int)get_i64(&r);
+        mem[i].pair_of = (int)get_i64(&r);
+        mem[i].rows = (int)get_i64(&r);
+        mem[i].row_at = (int)get_i64(&r);
+        mem[i].row_w = (int)get_i64(&r);
+        mem[i].rshared_at = (int)get_i64(&r);
+        mem[i].rshared_w = (int)get_i64(&r);
     }
     nparam = get_u64(&r);
     if (r.short_) BAD("proposal file '%s': truncated (%zu bytes) in its header", path, n);

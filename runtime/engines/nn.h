@@ -26,6 +26,18 @@ typedef struct plm_nn_member {
     int card;       /* discrete: categories; continuous: Gaussian components of the head */
     int ncat_at;    /* discrete: index of the input holding the number of valid categories (1..card; the
                     ** others get probability 0), or -1 when all are valid */
+    /* discrete: skip logits, added to the perceptron's outputs before the softmax (no weights of their own; the
+    ** perceptron learns the rest). With skip = 1: logit c gains x[base_at + c] (base_at >= 0), and, with
+    ** pair_of >= 0 (an earlier discrete member) of value v, x[pair_at + v card + c]. A motif whose inputs hold
+    ** the block's log potentials gives them to the head directly this way. skip = 0 (a zeroed member): none. */
+    int skip, base_at, pair_at, pair_of;
+    /* discrete: a per-category perceptron instead of one over the whole input. With rows = 1 the member's
+    ** perceptron is applied to each category c on its own, reading row c of the input table at row_at (row_w
+    ** numbers per category) followed by the rshared_w inputs at rshared_at (the same for every c; rshared_w may be
+    ** 0), and gives one number, c's logit (plus the skip logits); it reads none of the members before it. One set of
+    ** weights serves every category, so a function of a category's row (a sum over the next member's values, say)
+    ** is learned once. rows = 0 (a zeroed member): one perceptron. */
+    int rows, row_at, row_w, rshared_at, rshared_w;
 } plm_nn_member;
 
 typedef struct plm_nn {
@@ -39,6 +51,7 @@ typedef struct plm_nn {
     int width[PLM_NN_MAXMEM][PLM_NN_MAXHIDDEN + 2]; /* member j: input width, hidden widths, output width */
     size_t off[PLM_NN_MAXMEM][PLM_NN_MAXHIDDEN + 1]; /* member j, layer l: offset of W in theta */
     int maxwidth;
+    int rowmult;                                  /* the most categories of a member with rows = 1 (else 1) */
 } plm_nn;
 
 /* Lay out a network (theta zeroed, malloc'd). Member j's net reads the nin inputs, then one-hot codes of the
@@ -46,7 +59,8 @@ typedef struct plm_nn {
 plm_status plm_nn_init(plm_ctx *ctx, plm_nn *nn, int nin, int nmem, const plm_nn_member *mem, int nhidden,
                        const int *hidden, int act);
 void plm_nn_free(plm_nn *nn);
-/* Glorot-uniform weights and zero biases from r. */
+/* Glorot-uniform weights and zero biases from r; the output layer of a member with skip logits zero (it starts at
+** them). */
 void plm_nn_randomize(plm_nn *nn, plm_rng *r);
 
 /* Scratch for batches of up to maxbatch points, and for single evaluations (plm_nn_sample, plm_nn_propose) a copy
@@ -54,6 +68,7 @@ void plm_nn_randomize(plm_nn *nn, plm_rng *r);
 ** Malloc'd; plm_nn_ws_free. */
 typedef struct plm_nn_ws {
     int maxbatch, swidth;
+    size_t maxrows;     /* rows of the batched pass's matrices: maxbatch times the network's rowmult */
     double *in, *act, *dact, *out, *dout;
     double *wt;     /* theta with each W transposed (in x out) */
     double *s;      /* 6 vectors of maxwidth for single evaluations */
@@ -103,7 +118,7 @@ void plm_nn_adam_free(plm_nn_adam *a);
 
 /* ---- proposal files ---- */
 
-#define PLM_NN_FILE_VERSION 1
+#define PLM_NN_FILE_VERSION 2
 #define PLM_NN_MAXSHAPE 8
 
 /* What a proposal file says besides the weights: the motif (name and shape parameters, motif.h) and how the
@@ -117,8 +132,8 @@ typedef struct plm_nn_meta {
     double heldout;     /* mean held-out log q per block at the end of training */
 } plm_nn_meta;
 
-/* Write meta and nn to path: magic "PLMPROP\0", the format version, the meta, the network's sizes, the weights
-** (little-endian IEEE doubles), and an FNV-1a 64-bit checksum over every byte before it. PLM_EIO names the file. */
+/* Write meta and nn to path: magic "PLMPROP\0", the format version, the meta, the network's sizes (per member
+** since version 2 also its skip logits' and per-category perceptron's fields), the weights (little-endian IEEE doubles), and an FNV-1a 64-bit checksum over every byte before it. PLM_EIO names the file. */
 plm_status plm_nn_save(plm_ctx *ctx, const char *path, const plm_nn_meta *meta, const plm_nn *nn);
 /* Read a file written by plm_nn_save into meta and nn (initialised here; plm_nn_free). A file that is not a
 ** proposal file, has another format version, is truncated, has trailing bytes, fails its checksum or holds
