@@ -27,14 +27,37 @@ static plm_status make_nn(plm_nn *nn, int act, int ncat_at)
 }
 
 /* d(sum log q)/d theta by backpropagation equals central finite differences, for tanh and relu nets */
+/* The gradient of the summed log q of n points against central differences, every stride-th parameter. lq: n doubles
+** of scratch. */
+static void check_gradient(plm_nn *nn, plm_nn_ws *w, int n, const double *X, const double *V, double *lq, size_t stride)
+{
+    double *g = calloc(nn->nparam, sizeof *g);
+    CHECK(g != NULL);
+    plm_nn_logq(nn, w, n, X, V, lq, g);
+    for (size_t k = 0; k < nn->nparam; k += stride) {
+        double keep = nn->theta[k], h = 1e-6, up = 0, dn = 0, fd;
+        int b;
+        nn->theta[k] = keep + h;
+        plm_nn_logq(nn, w, n, X, V, lq, NULL);
+        for (b = 0; b < n; b++) up += lq[b];
+        nn->theta[k] = keep - h;
+        plm_nn_logq(nn, w, n, X, V, lq, NULL);
+        for (b = 0; b < n; b++) dn += lq[b];
+        nn->theta[k] = keep;
+        fd = (up - dn) / (2 * h);
+        CHECK_NEAR(g[k], fd, 1e-5 * fmax(1, fabs(fd)));
+    }
+    free(g);
+}
+
 static void test_nn_gradient_matches_finite_differences(void)
 {
     for (int act = 0; act < 2; act++) {
         plm_nn nn;
         plm_nn_ws w;
-        double X[5 * 3], V[5 * 3], lq[5], *g;
+        double X[5 * 3], V[5 * 3], lq[5];
         plm_rng r;
-        int b, k;
+        int b;
         CHECK(make_nn(&nn, act, 0) == PLM_OK);
         CHECK(plm_nn_ws_init(NULL, &w, &nn, 5) == PLM_OK);
         plm_rng_init(&r, 11, act);
@@ -43,21 +66,7 @@ static void test_nn_gradient_matches_finite_differences(void)
             X[3 * b + 1] = plm_rng_normal(&r), X[3 * b + 2] = plm_rng_normal(&r);
             V[3 * b] = b % 2, V[3 * b + 1] = plm_rng_normal(&r), V[3 * b + 2] = b % 2;
         }
-        g = calloc(nn.nparam, sizeof *g);
-        plm_nn_logq(&nn, &w, 5, X, V, lq, g);
-        for (k = 0; k < (int)nn.nparam; k += 3) {
-            double keep = nn.theta[k], h = 1e-6, up = 0, dn = 0, fd;
-            nn.theta[k] = keep + h;
-            plm_nn_logq(&nn, &w, 5, X, V, lq, NULL);
-            for (b = 0; b < 5; b++) up += lq[b];
-            nn.theta[k] = keep - h;
-            plm_nn_logq(&nn, &w, 5, X, V, lq, NULL);
-            for (b = 0; b < 5; b++) dn += lq[b];
-            nn.theta[k] = keep;
-            fd = (up - dn) / (2 * h);
-            CHECK_NEAR(g[k], fd, 1e-5 * fmax(1, fabs(fd)));
-        }
-        free(g);
+        check_gradient(&nn, &w, 5, X, V, lq, 3);
         plm_nn_ws_free(&w);
         plm_nn_free(&nn);
     }
@@ -494,7 +503,7 @@ static void test_skip_logits(void)
     {   /* member 1 per category (rows): row c of the table x[4..12] and the shared x[13..15], two hidden layers */
         plm_nn_member rm[2] = {mem[0], mem[1]};
         int h2[2] = {5, 4};
-        double X[4 * 16], V[4 * 2], LQ[4], *g, lq1, vn[2], lqn, lqo, tot = 0;
+        double X[4 * 16], V[4 * 2], LQ[4], lq1, vn[2], lqn, lqo, tot = 0;
         rm[0].rows = 1, rm[0].row_at = 4, rm[0].row_w = 3, rm[0].rshared_at = 13, rm[0].rshared_w = 3;
         CHECK(plm_nn_init(&ctx, &nn, 16, 2, rm, 2, h2, PLM_NN_TANH) == PLM_OK);
         CHECK(nn.width[0][0] == 6 && nn.width[0][3] == 1);
@@ -507,21 +516,7 @@ static void test_skip_logits(void)
             X[16 * i + 5 + i] += 1;   /* different rows */
             V[2 * i] = i % 3, V[2 * i + 1] = (i + 1) % 3;
         }
-        g = calloc(nn.nparam, sizeof *g);
-        plm_nn_logq(&nn, &w, 4, X, V, LQ, g);
-        for (size_t k = 0; k < nn.nparam; k++) {
-            double keep = nn.theta[k], h = 1e-6, up = 0, dn = 0, fd;
-            nn.theta[k] = keep + h;
-            plm_nn_logq(&nn, &w, 4, X, V, LQ, NULL);
-            for (i = 0; i < 4; i++) up += LQ[i];
-            nn.theta[k] = keep - h;
-            plm_nn_logq(&nn, &w, 4, X, V, LQ, NULL);
-            for (i = 0; i < 4; i++) dn += LQ[i];
-            nn.theta[k] = keep;
-            fd = (up - dn) / (2 * h);
-            CHECK_NEAR(g[k], fd, 1e-5 * fmax(1, fabs(fd)));
-        }
-        free(g);
+        check_gradient(&nn, &w, 4, X, V, LQ, 1);
         plm_nn_logq(&nn, &w, 4, X, V, LQ, NULL);
         for (i = 0; i < 4; i++) {   /* one point at a time: the same as in the batch; the single paths too */
             plm_nn_logq(&nn, &w, 1, X + 16 * i, V + 2 * i, &lq1, NULL);
