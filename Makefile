@@ -136,7 +136,7 @@ $(BUILD)/bench/%: bench/%.c $(BUILD)/libplume.a
 # headers that some tests (and a benchmark) share
 $(BUILD)/tests/test_expr_vec $(BUILD)/bench/grad_rate: tests/model_graphs.h
 $(BUILD)/tests/test_bffg $(BUILD)/tests/test_bffg_sde $(BUILD)/tests/test_bffg_frozen: tests/bffg_chain.h
-$(BUILD)/tests/test_bffg_fastpath $(BUILD)/tests/test_bffg_native: tests/sde_models.h
+$(BUILD)/tests/test_bffg_fastpath $(BUILD)/tests/test_bffg_native $(BUILD)/tests/test_bffg_riccati: tests/sde_models.h
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include/plume \

@@ -231,7 +231,7 @@ static void test_two_paths_side_by_side_equal_each_alone(void)
             plm_rng r;
             CHECK(plm_bffg_kernel_sde(&ctx, s, &o, &k[0]) == PLM_OK);
             for (i = 0; i < s->np; i++) p2[i] = s->params[i] * 1.1 + 0.05;
-            CHECK(plm_bffg_kernel_sde_remake(&ctx, k[0], p2, 0, &k[1]) == PLM_OK);
+            CHECK(plm_bffg_kernel_sde_remake(&ctx, k[0], p2, 0, NULL, &k[1]) == PLM_OK);
             if (aux == 2) {   /* a~ != a on the second side only: its own auxiliary */
                 plm_bffg_sde_opts o2 = o;
                 o2.a = a_other;

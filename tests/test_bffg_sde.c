@@ -16,7 +16,10 @@ static plm_ctx ctx;
 /* exp([[a, -w], [w, a]]) = e^a [[cos w, -sin w], [sin w, cos w]] */
 static void test_expm_matches_rotation_scaling_closed_form(void)
 {
-    static const double cases[][2] = {{0.1, 0.2}, {-0.7, 1.5}, {-3, 20}, {2, -7}, {1e-9, 1e-9}, {-40, 100}};
+    /* 1-norms |a| + |w| that pick each Pade degree: 3 (below 0.015), 5 (0.25), 7 (0.95), 9 (2.1), 13, 13 scaled */
+    static const double cases[][2] = {{0.1, 0.2},  {-0.7, 1.5},    {-3, 20},     {2, -7},    {1e-9, 1e-9},
+                                      {-40, 100},  {0.004, -0.009}, {0.05, 0.15}, {-0.02, 0.2}, {0.3, -1.5},
+                                      {1.2, 0.85}, {-0.9, 0.04}};
     double E[4], N[4] = {0, 1, 0, 0}, A3[9] = {1, 2, 0, 0, 1, 3, 0, 0, 2}, E3[9];
     size_t c;
     for (c = 0; c < sizeof cases / sizeof *cases; c++) {

@@ -101,9 +101,9 @@ plm_status plm_bffg_kernel_gamma(plm_ctx *ctx, double shape, double rate, double
 plm_status plm_bffg_aux_transition(plm_ctx *ctx, int d, const double *B, const double *beta, const double *a, double h,
                                    double *Phi, double *m, double *Q);
 
-/* E = exp(A) for the n*n matrix A (row-major; E may not alias A): Higham's scaling and squaring with the
-** degree-13 Pade approximant (SIAM J. Matrix Anal. Appl. 26, 2005), whose backward error is below the unit
-** roundoff for ||A / 2^s||_1 <= 5.37. PLM_EDOM when A is not finite. */
+/* E = exp(A) for the n*n matrix A (row-major; E may not alias A): Higham's scaling and squaring (SIAM J. Matrix
+** Anal. Appl. 26, 2005) with the Pade approximant of the lowest degree (3, 5, 7, 9 or 13) whose backward error is
+** below the unit roundoff at ||A||_1, scaling by 2^-s only above 5.37. PLM_EDOM when A is not finite. */
 plm_status plm_expm(plm_ctx *ctx, int n, const double *A, double *E);
 
 /* Give k an auxiliary kernel: the backward filter pulls messages back through aux instead of k (aux must map

@@ -112,9 +112,12 @@ const void *plm_bffg_mcmc_owner(const plm_bffg_mcmc_opts *o, int *np, const doub
 ** how 2: the auxiliary's B~ and a~ are k's and only its intercept follows params (beta~ = b(at; params) - B~ at,
 ** or the beta given); when k was made with how 1 and its guide is made, the new kernel's guide is computed from
 ** k's cache in O(N) multiply-adds and its constant in O(1) (bffg_sde.c, sde_frozen), else by the full filter.
-** Kernels made with how 2 share k's grid and cache: k must stay alive. */
+** Kernels made with how 2 share k's grid and cache: k must stay alive. sib, when not NULL, is a kernel remade
+** by this function for the same parameters in the same model (the one made just before): the new kernel shares
+** what does not depend on its interval (the native path's plan) with it when they agree (a shared plan is left
+** to the collector, so either may be freed first). */
 plm_status plm_bffg_kernel_sde_remake(plm_ctx *ctx, const plm_bffg_kernel *k, const double *params, int how,
-                                      plm_bffg_kernel **out);
+                                      plm_bffg_kernel *sib, plm_bffg_kernel **out);
 
 /* For the conjugate parameter update (bffg_conj.c), from a diffusion kernel (bffg_sde_conj.c). */
 /* k's grid steps N (0 when k is not a diffusion kernel), with its states d and innovations per step. */

@@ -33,6 +33,7 @@ plm_status plm_bffg_model_with(plm_ctx *ctx, const plm_bffg_model *m, const void
 {
     plm_bffg_model *c = plm_gc_alloc(sizeof *c);
     node *nn = plm_gc_alloc((size_t)(m->n ? m->n : 1) * sizeof *nn);
+    plm_bffg_kernel *sib = NULL;   /* the last diffusion kernel remade here */
     plm_status st;
     int i;
     if (!c || !nn) return plm_fail(ctx, PLM_ENOMEM, "bffg: out of memory");
@@ -42,8 +43,8 @@ plm_status plm_bffg_model_with(plm_ctx *ctx, const plm_bffg_model *m, const void
     for (i = 0; i < m->n; i++)
         if ((const void *)plm_bffg_kernel_sde_of(m->nodes[i].k) == owner) {
             plm_bffg_kernel *k;
-            if ((st = plm_bffg_kernel_sde_remake(ctx, m->nodes[i].k, params, how, &k))) return st;
-            c->nodes[i].k = k;
+            if ((st = plm_bffg_kernel_sde_remake(ctx, m->nodes[i].k, params, how, sib, &k))) return st;
+            c->nodes[i].k = sib = k;
         } else if ((const void *)plm_bffg_kernel_reaction_of(m->nodes[i].k) == owner) {
             plm_bffg_kernel *k;
             if ((st = plm_bffg_kernel_reaction_with(ctx, m->nodes[i].k, params, &k))) return st;

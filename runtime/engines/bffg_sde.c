@@ -117,29 +117,127 @@ static inline double step_back2(const plm_bffg_kernel *k, double *c, double *F, 
     return det;
 }
 
-/* sde_backward for K->two: the message stays in registers, each grid message is stored once, and the log
-** determinants are summed as one log per 2^600 or so of their product. */
+/* A run of n steps through one linear-Gaussian step kernel sk (d = 2, full rank), from the message (c, F, H) at grid
+** point k1 down to k1 - n, by the linear-fractional form of the backward Riccati recursion: with H = Y X^-1 and
+** F = X^-T g (X = I, Y = H, g = F at the run's end), the pull-back through x' = Phi x + m + N(0, Q) is
+**   X <- Phi^-1 (X + Q Y),  Y <- Phi' Y,  g <- g - Y' m,
+** linear in (X, Y, g), so successive steps do not wait on a square root or a division the way step_back2's do
+** (that chain of latencies was most of the backward filter). The step's log det(I + Q H) telescopes to
+** log det Phi + log det X_k - log det X_k+1, and the constant's quadratic part is
+**   F'm - m'Hm / 2 + (F - H m)' Q Phi^-T F_k / 2   (F, H at the step's end, F_k at its start).
+** X is reset to I (Y, g to the message) every RENORM steps and whenever it drifts from I, so that X^-1 stays well
+** conditioned. Returns the number of steps done (< n when a determinant is not positive: the caller goes on with
+** step_back2 from there, so nothing is lost but speed); *c, F, H hold the message at k1 - (returned), and with g
+** every grid message is stored. *ldet accumulates half the log det terms, as step_back2's log det R (the caller
+** subtracts them once: c holds everything else). */
+#define RENORM 16
+static size_t lf_run(const plm_bffg_kernel *sk, size_t k1, size_t n, double *c, double *F, double *H, double *ldet,
+                     sde_guide *g)
+{
+    const double *Phi = sk->B, *m = sk->beta, *Gm = sk->G;
+    double Q[4], Pi[4], P[4], dPhi, ldPhi, X[4], Y[4], gg[2], seg = 0, q = 0;
+    size_t done = 0, inseg = 0;
+    int i, j;
+    for (i = 0; i < 2; i++)
+        for (j = 0; j < 2; j++) Q[i * 2 + j] = Gm[i * 2] * Gm[j * 2] + Gm[i * 2 + 1] * Gm[j * 2 + 1];
+    dPhi = Phi[0] * Phi[3] - Phi[1] * Phi[2];
+    if (!(dPhi > 0) || !isfinite(dPhi)) return 0;
+    ldPhi = log(dPhi);
+    Pi[0] = Phi[3] / dPhi, Pi[1] = -Phi[1] / dPhi, Pi[2] = -Phi[2] / dPhi, Pi[3] = Phi[0] / dPhi;
+    for (i = 0; i < 2; i++)   /* P = Q Phi^-T: P_ij = sum_l Q_il Pi_jl */
+        for (j = 0; j < 2; j++) P[i * 2 + j] = Q[i * 2] * Pi[j * 2] + Q[i * 2 + 1] * Pi[j * 2 + 1];
+    X[0] = 1, X[1] = 0, X[2] = 0, X[3] = 1;
+    memcpy(Y, H, sizeof Y);
+    memcpy(gg, F, sizeof gg);
+    while (done < n) {
+        double QY[4], Xn[4], Yn[4], gn[2], det, id, I0, I1, I2, I3, Hn[4], Fn[2], Hm0, Hm1, w0, w1, PF0, PF1;
+        /* the recursion */
+        for (i = 0; i < 2; i++)
+            for (j = 0; j < 2; j++) QY[i * 2 + j] = X[i * 2 + j] + Q[i * 2] * Y[j] + Q[i * 2 + 1] * Y[2 + j];
+        for (i = 0; i < 2; i++)
+            for (j = 0; j < 2; j++) {
+                Xn[i * 2 + j] = Pi[i * 2] * QY[j] + Pi[i * 2 + 1] * QY[2 + j];
+                Yn[i * 2 + j] = Phi[i] * Y[j] + Phi[2 + i] * Y[2 + j];
+            }
+        gn[0] = gg[0] - (Y[0] * m[0] + Y[2] * m[1]);
+        gn[1] = gg[1] - (Y[1] * m[0] + Y[3] * m[1]);
+        /* the message at the step's start */
+        det = Xn[0] * Xn[3] - Xn[1] * Xn[2];
+        if (!(det > 0) || !isfinite(det)) break;
+        id = 1 / det;
+        I0 = Xn[3] * id, I1 = -Xn[1] * id, I2 = -Xn[2] * id, I3 = Xn[0] * id;
+        Hn[0] = Yn[0] * I0 + Yn[1] * I2;
+        Hn[3] = Yn[2] * I1 + Yn[3] * I3;
+        Hn[1] = Hn[2] = 0.5 * ((Yn[0] * I1 + Yn[1] * I3) + (Yn[2] * I0 + Yn[3] * I2));
+        Fn[0] = I0 * gn[0] + I2 * gn[1];
+        Fn[1] = I1 * gn[0] + I3 * gn[1];
+        if (!(Hn[0] >= 0 && Hn[3] >= 0 && isfinite(Fn[0]) && isfinite(Fn[1]))) break;
+        /* the constant: everything but the log determinants */
+        Hm0 = H[0] * m[0] + H[1] * m[1], Hm1 = H[2] * m[0] + H[3] * m[1];
+        w0 = F[0] - Hm0, w1 = F[1] - Hm1;
+        PF0 = P[0] * Fn[0] + P[1] * Fn[1], PF1 = P[2] * Fn[0] + P[3] * Fn[1];
+        q += F[0] * m[0] + F[1] * m[1] - 0.5 * (m[0] * Hm0 + m[1] * Hm1) + 0.5 * (w0 * PF0 + w1 * PF1);
+        memcpy(H, Hn, sizeof Hn);
+        F[0] = Fn[0], F[1] = Fn[1];
+        done++, inseg++;
+        if (g) {
+            memcpy(g->F + 2 * (k1 - done), F, 2 * sizeof *F);
+            memcpy(g->H + 4 * (k1 - done), H, 4 * sizeof *H);
+        }
+        if (inseg == RENORM || !(det > 0.25 && fmax(fmax(fabs(Xn[0]), fabs(Xn[1])), fmax(fabs(Xn[2]), fabs(Xn[3]))) < 4)) {   /* restart from the message: X = I */
+            seg += (double)inseg * ldPhi + log(det);
+            inseg = 0;
+            X[0] = 1, X[1] = 0, X[2] = 0, X[3] = 1;
+            memcpy(Y, H, sizeof Y);
+            memcpy(gg, F, sizeof gg);
+        } else {
+            memcpy(X, Xn, sizeof X);
+            memcpy(Y, Yn, sizeof Y);
+            gg[0] = gn[0], gg[1] = gn[1];
+        }
+    }
+    if (inseg) seg += (double)inseg * ldPhi + log(X[0] * X[3] - X[1] * X[2]);
+    *c += q;
+    *ldet += 0.5 * seg;
+    return done;
+}
+
+/* sde_backward for K->two: the message stays in registers, each grid message is stored once. Runs of 4 or more
+** steps through one step kernel (every step of an equally spaced grid) go by lf_run; a run it cannot finish, and
+** single steps, by step_back2, whose log determinants are summed as one log per 2^600 or so of their product. */
 static plm_status sde_backward2(plm_ctx *ctx, const sde_kernel *K, const plm_bffg_msg *child, sde_guide *g,
                                 plm_bffg_msg *out)
 {
     double c = child->c, F[2], H[4], prod = 1, logdet = 0;
-    size_t k;
+    size_t k = K->N;
     memcpy(F, child->v, sizeof F);
     memcpy(H, child->H, sizeof H);
-    if (g) g->c[1] = c;
-    for (k = K->N + 1; k-- > 0;) {
+    if (g) {
+        g->c[1] = c;
+        memcpy(g->F + 2 * k, F, sizeof F);
+        memcpy(g->H + 4 * k, H, sizeof H);
+    }
+    while (k > 0) {
+        const plm_bffg_kernel *sk = K->step[k - 1];
+        size_t n = 1, done;
         double det;
-        if (g) {
-            memcpy(g->F + 2 * k, F, sizeof F);
-            memcpy(g->H + 4 * k, H, sizeof H);
+        if (plm_interrupted()) return plm_fail(ctx, PLM_EINTR, "bffg: interrupted");
+        while (n < k && n < 4096 && K->step[k - 1 - n] == sk) n++;
+        if (n >= 4 && (done = lf_run(sk, k, n, &c, F, H, &logdet, g)) > 0) {
+            k -= done;
+            continue;
         }
-        if (k == 0) break;
-        if ((k & 4095) == 0 && plm_interrupted()) return plm_fail(ctx, PLM_EINTR, "bffg: interrupted");
-        if (!(det = step_back2(K->step[k - 1], &c, F, H))) return plm_fail(ctx, PLM_EDOM, ILL_CONDITIONED);
-        prod *= det;
-        if (!(prod < 0x1p600 && prod > 0x1p-600)) {
-            logdet += log(prod);
-            prod = 1;
+        for (; n > 0; n--, k--) {   /* (n steps, all with step_back2 when lf_run could not start) */
+            if (!(det = step_back2(K->step[k - 1], &c, F, H))) return plm_fail(ctx, PLM_EDOM, ILL_CONDITIONED);
+            prod *= det;
+            if (!(prod < 0x1p600 && prod > 0x1p-600)) {
+                logdet += log(prod);
+                prod = 1;
+            }
+            if (g) {
+                memcpy(g->F + 2 * (k - 1), F, sizeof F);
+                memcpy(g->H + 4 * (k - 1), H, sizeof H);
+            }
         }
     }
     c -= logdet + log(prod);
@@ -370,7 +468,7 @@ void plm_bffg_kernel_sde_free(plm_bffg_kernel *k)
     if (!plm_bffg_kernel_sde_of(k)) return;
     K = k->impl;
     if (K->frz) return;   /* a cache's owner: kernels remade from it refer to it */
-    plm_gc_free(K->plan);   /* with its arrays (path_plan_make) */
+    if (!K->plan_shared) plm_gc_free(K->plan);   /* with its arrays (path_plan_make) */
     plm_gc_free((void *)K->step);
     plm_gc_free(k);         /* with K and its parameters (sde_make) */
 }
@@ -617,7 +715,7 @@ static plm_status sde_steps(plm_ctx *ctx, sde_kernel *K)
 /* The kernel of s with parameters params (np values) and options o. The linearisation reads the parameters
 ** through a shallow copy of s, so that s itself never changes (kernels for new parameters are made on threads). */
 static plm_status sde_make(plm_ctx *ctx, const plm_sde *s0, const double *params, const plm_bffg_sde_opts *o,
-                           const sde_kernel *from, int how, plm_bffg_kernel **out)
+                           const sde_kernel *from, int how, sde_kernel *sib, plm_bffg_kernel **out)
 {
     const char *fn = "markov_kernel.sde";
     plm_bffg_kernel *k;
@@ -683,14 +781,18 @@ static plm_status sde_make(plm_ctx *ctx, const plm_sde *s0, const double *params
         }
         K->o.at = dst[0], K->o.B = dst[1], K->o.beta = dst[2], K->o.a = dst[3];
     }
-    K->drift_t = K->diff_t = 0;
-    for (i = 0; i < 3; i++) {
-        K->drift_t |= plm_prog_uses(s->drift_prog, PLM_GRP_T, i);
-        K->diff_t |= plm_prog_uses(s->diff_prog, PLM_GRP_T, i);
+    if (from) {   /* the same programs */
+        K->drift_t = from->drift_t, K->diff_t = from->diff_t, K->diff_var = from->diff_var, K->diag = from->diag;
+    } else {
+        K->drift_t = K->diff_t = 0;
+        for (i = 0; i < 3; i++) {
+            K->drift_t |= plm_prog_uses(s->drift_prog, PLM_GRP_T, i);
+            K->diff_t |= plm_prog_uses(s->diff_prog, PLM_GRP_T, i);
+        }
+        K->diff_var = K->diff_t;
+        for (i = 0; i < d; i++) K->diff_var |= plm_prog_uses(s->diff_prog, PLM_GRP_X, i);
+        K->diag = nout == d && s->m == d;   /* a vector of G_ii (a d x 1 matrix has m = 1) */
     }
-    K->diff_var = K->diff_t;
-    for (i = 0; i < d; i++) K->diff_var |= plm_prog_uses(s->diff_prog, PLM_GRP_X, i);
-    K->diag = nout == d && s->m == d;   /* a vector of G_ii (a d x 1 matrix has m = 1) */
     K->path_native = from ? from->path_native
                           : K->drift_native && !K->drift_t && !K->diff_var ? plm_bffg_path_native_make(s0, d, s->m, K->diag) : NULL;
     /* the auxiliary: given parts, the rest from the linearisation at (at, t0) */
@@ -758,8 +860,17 @@ static plm_status sde_make(plm_ctx *ctx, const plm_sde *s0, const double *params
     } else if ((st = sde_steps(ctx, K)))
         return st;
     if (how == 1 && d == 2 && !(K->frz = plm_gc_alloc(sizeof *K->frz))) return plm_fail(ctx, PLM_ENOMEM, "%s: out of memory", fn);
-    K->plan = NULL;
-    if (K->path_native && (st = path_plan_make(ctx, K))) return st;
+    /* The plan reads the parameters and a~ alone (a native path's drift does not read the time, its diffusion
+    ** neither time nor state): a sibling remade at the same parameters with the same a~ (the kernels of one
+    ** parameter move: plm_bffg_model_with) shares its plan, one set-up per move instead of one per kernel. */
+    K->plan = NULL, K->plan_shared = 0;
+    if (K->path_native && sib && sib->plan && sib->s == s0 && sib->path_native == K->path_native && sib->d == d &&
+        sib->m == K->m && memcmp(sib->params, K->params, (size_t)s->np * sizeof *K->params) == 0 &&
+        memcmp(sib->a, K->a, (size_t)d * d * sizeof *K->a) == 0) {
+        K->plan = sib->plan;
+        K->plan_shared = sib->plan_shared = 1;
+    } else if (K->path_native && (st = path_plan_make(ctx, K)))
+        return st;
     k->ops = &sde_ops;
     k->din = k->dout = d;
     k->impl = K;
@@ -775,7 +886,7 @@ plm_status plm_bffg_kernel_sde(plm_ctx *ctx, const plm_sde *s, const plm_bffg_sd
 {
     plm_init();
     if (!s) return plm_fail(ctx, PLM_EINVAL, "markov_kernel.sde: missing sde");
-    return sde_make(ctx, s, s->params, o, NULL, 0, out);
+    return sde_make(ctx, s, s->params, o, NULL, 0, NULL, out);
 }
 
 const plm_sde *plm_bffg_kernel_sde_of(const plm_bffg_kernel *k)
@@ -795,15 +906,15 @@ plm_status plm_bffg_kernel_sde_with(plm_ctx *ctx, const plm_bffg_kernel *k, cons
     const sde_kernel *K;
     if (!plm_bffg_kernel_sde_of(k)) return plm_fail(ctx, PLM_EINVAL, "bffg: not a diffusion kernel");
     K = k->impl;
-    return sde_make(ctx, K->s, params, &K->o, K, 0, out);
+    return sde_make(ctx, K->s, params, &K->o, K, 0, NULL, out);
 }
 
 plm_status plm_bffg_kernel_sde_remake(plm_ctx *ctx, const plm_bffg_kernel *k, const double *params, int how,
-                                      plm_bffg_kernel **out)
+                                      plm_bffg_kernel *sib, plm_bffg_kernel **out)
 {
     const sde_kernel *K;
     if (!plm_bffg_kernel_sde_of(k)) return plm_fail(ctx, PLM_EINVAL, "bffg: not a diffusion kernel");
     if (how < 0 || how > 2) return plm_fail(ctx, PLM_EINVAL, "bffg: remake: how must be 0, 1 or 2 (got %d)", how);
     K = k->impl;
-    return sde_make(ctx, K->s, params, &K->o, K, how, out);
+    return sde_make(ctx, K->s, params, &K->o, K, how, plm_bffg_kernel_sde_of(sib) ? sib->impl : NULL, out);
 }

@@ -27,6 +27,7 @@ typedef struct sde_kernel {
     plm_prog_native_fn drift_native;  /* the drift's native code (expr_native.h), or NULL: the interpreter */
     const plm_bffg_path_native *path_native;   /* the whole guided path natively (bffg_sde_native.h), or NULL */
     struct path_plan *plan;           /* with path_native: its inputs that stay fixed (see path_plan), or NULL */
+    int plan_shared;                  /* plan is also another kernel's (a sibling's: see sde_make): left to the collector */
 } sde_kernel;
 
 /* the native path's functions: bffg_sde_native.h */
