@@ -8,6 +8,7 @@
 #include "check.h"
 #include "plume.h"
 #include "bffg_impl.h"
+#include "bffg_sde_impl.h"
 #include "expr_native.h"
 
 #include <dirent.h>
@@ -267,6 +268,48 @@ static void test_two_paths_side_by_side_equal_each_alone(void)
         }
 }
 
+/* Kernels of one parameter move (plm_bffg_kernel_sde_remake with a sibling) share the native path's plan when the
+** parameters and a~ agree, and then draw exactly what the same kernel remade alone draws; at other parameters,
+** or with another a~, the plan is not shared. */
+static void test_sibling_kernels_share_the_plan_and_draw_the_same(void)
+{
+    plm_sde *s = fhn();
+    double at0[2] = {-0.5, 0.4}, at1[2] = {1.1, 0.2}, p2[4], p3[4], a_other[4] = {0.2, 0, 0, 0.3};
+    double Hc[4] = {4, 0.3, 0.3, 2}, v[2] = {1, -1}, x0[2] = {0.3, -0.2}, y[2], yy[2], lw, lww, *z, work[64];
+    plm_bffg_sde_opts o0 = {0, 1.0, 0.005, 0, at0, NULL, NULL, NULL}, o1 = {1.0, 2.0, 0.005, 0, at1, NULL, NULL, NULL};
+    plm_bffg_msg child = {0, 2, -1.5, v, Hc, 0, 0, 0, 0};
+    plm_bffg_kernel *k0, *k1, *k1a, *r0, *r1, *r1alone, *r1other, *r1a;
+    void *g1, *g1alone;
+    plm_rng r;
+    size_t n;
+    int i;
+    CHECK(plm_bffg_kernel_sde(&ctx, s, &o0, &k0) == PLM_OK);
+    CHECK(plm_bffg_kernel_sde(&ctx, s, &o1, &k1) == PLM_OK);
+    o1.a = a_other;
+    CHECK(plm_bffg_kernel_sde(&ctx, s, &o1, &k1a) == PLM_OK);
+    for (i = 0; i < s->np; i++) p2[i] = s->params[i] * 1.1 + 0.05, p3[i] = p2[i] + 0.01;
+    CHECK(plm_bffg_kernel_sde_remake(&ctx, k0, p2, 0, NULL, &r0) == PLM_OK);
+    CHECK(plm_bffg_kernel_sde_remake(&ctx, k1, p2, 0, r0, &r1) == PLM_OK);
+    CHECK(plm_bffg_kernel_sde_remake(&ctx, k1, p2, 0, NULL, &r1alone) == PLM_OK);
+    CHECK(plm_bffg_kernel_sde_remake(&ctx, k1, p3, 0, r0, &r1other) == PLM_OK);
+    CHECK(plm_bffg_kernel_sde_remake(&ctx, k1a, p2, 0, r0, &r1a) == PLM_OK);
+    CHECK(((sde_kernel *)r1->impl)->plan != NULL);
+    CHECK(((sde_kernel *)r1->impl)->plan == ((sde_kernel *)r0->impl)->plan);
+    CHECK(((sde_kernel *)r1alone->impl)->plan != ((sde_kernel *)r0->impl)->plan);
+    CHECK(((sde_kernel *)r1other->impl)->plan != ((sde_kernel *)r0->impl)->plan);   /* other parameters */
+    CHECK(((sde_kernel *)r1a->impl)->plan != ((sde_kernel *)r0->impl)->plan);       /* another a~ */
+    CHECK(r1->ops->guide(&ctx, r1, &child, &g1) == PLM_OK);
+    CHECK(r1alone->ops->guide(&ctx, r1alone, &child, &g1alone) == PLM_OK);
+    z = malloc(r1->nz * sizeof *z);
+    plm_rng_init(&r, 5, 0);
+    for (n = 0; n < r1->nz; n++) z[n] = plm_rng_normal(&r);
+    lw = r1->ops->sample_z(r1, g1, x0, z, y, work);
+    lww = r1alone->ops->sample_z(r1alone, g1alone, x0, z, yy, work);
+    printf("  shared plan: log weight %.17g, remade alone %.17g\n", lw, lww);
+    CHECK(isfinite(lw) && memcmp(&lw, &lww, sizeof lw) == 0 && memcmp(y, yy, sizeof y) == 0);
+    free(z);
+}
+
 int main(void)
 {
     char tmpl[] = "/tmp/plume-native-test-XXXXXX";
@@ -280,6 +323,7 @@ int main(void)
     RUN(test_native_drift_equals_interpreter);
     RUN(test_native_path_weight_equals_interpreter);
     RUN(test_two_paths_side_by_side_equal_each_alone);
+    RUN(test_sibling_kernels_share_the_plan_and_draw_the_same);
     RUN(test_native_compiles_once_for_threads);
     RUN(test_no_compiler_falls_back);
     if (cache[0]) {

@@ -864,7 +864,7 @@ static plm_status sde_make(plm_ctx *ctx, const plm_sde *s0, const double *params
     ** neither time nor state): a sibling remade at the same parameters with the same a~ (the kernels of one
     ** parameter move: plm_bffg_model_with) shares its plan, one set-up per move instead of one per kernel. */
     K->plan = NULL, K->plan_shared = 0;
-    if (K->path_native && sib && sib->plan && sib->s == s0 && sib->path_native == K->path_native && sib->d == d &&
+    if (K->path_native && sib && sib->plan && sib->s == s0 && sib->path_native && sib->diag == K->diag && sib->d == d &&
         sib->m == K->m && memcmp(sib->params, K->params, (size_t)s->np * sizeof *K->params) == 0 &&
         memcmp(sib->a, K->a, (size_t)d * d * sizeof *K->a) == 0) {
         K->plan = sib->plan;
