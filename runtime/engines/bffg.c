@@ -603,12 +603,14 @@ plm_status plm_bffg_backward(plm_ctx *ctx, const plm_bffg_model *m, const double
 {
     /* one block: the filter, then its per-node and per-group tables (pCN makes a filter per parameter move) */
     size_t nn = (size_t)(m->n ? m->n : 1), ng = (size_t)m->ngroups + 1;
-    plm_bffg_filter *f = plm_gc_alloc(sizeof *f + 4 * nn * sizeof(void *) + 2 * ng * sizeof(void *));
+    plm_bffg_filter *f = plm_gc_alloc(sizeof *f + 4 * nn * sizeof(void *) + 2 * ng * sizeof(void *) + nn * sizeof(size_t));
+    size_t *moff, total = 0;   /* per latent node: the offset of its guide's slice of f->mem */
     int i, t, n = m->n;
     plm_status st;
     if (!f) return plm_fail(ctx, PLM_ENOMEM, "bffg: out of memory");
     f->values = (const double **)(f + 1), f->msg = (plm_bffg_msg **)(f->values + nn), f->up = f->msg + nn;
     f->guide = (void **)(f->up + nn), f->gmsg = (plm_bffg_msg **)(f->guide + nn), f->gguide = (void **)(f->gmsg + ng);
+    moff = (size_t *)(f->gguide + ng);
     if (n == 0) return plm_fail(ctx, PLM_EINVAL, "bffg: the model has no nodes");
     f->m = m;
     for (i = 0; i < n; i++) {
@@ -638,6 +640,13 @@ plm_status plm_bffg_backward(plm_ctx *ctx, const plm_bffg_model *m, const double
     }
     f->kwork = f->work;
     f->work += (size_t)m->gwork;
+    /* the latent nodes' guides' grid storage, one block (see guide_mem) */
+    for (i = 0; i < n; i++) {
+        moff[i] = total;
+        if (!m->nodes[i].value && m->nodes[i].k->ops->guide_mem) total += m->nodes[i].k->ops->guide_mem(m->nodes[i].k);
+    }
+    f->mem = NULL;
+    if (total && !(f->mem = plm_gc_alloc_atomic(total * sizeof *f->mem))) return plm_fail(ctx, PLM_ENOMEM, "bffg: out of memory");
     /* the drawing order puts every unit after its parent unit, so one sweep from its end fuses every message
     ** before it is pulled back */
     for (t = n - 1; t >= 0; t--) {
@@ -680,7 +689,11 @@ plm_status plm_bffg_backward(plm_ctx *ctx, const plm_bffg_model *m, const double
         if (!up) return plm_fail(ctx, PLM_ENOMEM, "bffg: out of memory");
         if (!nd->value) {
             if (f->msg[i]->c == -INFINITY) return impossible(ctx, m, f->msg, i);
-            if ((st = nd->k->ops->guide(ctx, nd->k, f->msg[i], &f->guide[i]))) return st;
+            if (nd->k->ops->guide_at) {
+                if ((st = nd->k->ops->guide_at(ctx, nd->k, f->msg[i], f->mem ? f->mem + moff[i] : NULL, &f->guide[i])))
+                    return st;
+            } else if ((st = nd->k->ops->guide(ctx, nd->k, f->msg[i], &f->guide[i])))
+                return st;
             if (back == nd->k && back->ops->guide_msg)
                 back->ops->guide_msg(back, f->guide[i], up);
             else if ((st = back->ops->pullback(ctx, back, f->msg[i], up)))

@@ -57,6 +57,7 @@ struct plm_bffg_filter {
     plm_bffg_msg **msg;      /* per latent node: the fused message */
     plm_bffg_msg **up;       /* per node: the message it sends to its parent (or, for a root, its constant) */
     void **guide;            /* per latent node: its kernel's guided form toward that message */
+    double *mem;             /* the guides' grid storage (guide_mem, guide_at), one block, or NULL */
     double loglik;
     size_t work;             /* doubles of workspace a draw needs */
 };

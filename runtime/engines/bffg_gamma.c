@@ -117,7 +117,7 @@ static double gamma_logpdf(const plm_bffg_kernel *k, const double *x, const doub
 }
 
 static const plm_bffg_kernel_ops gamma_ops = {"gamma_process", gamma_pullback, gamma_observe, gamma_guide, gamma_sample,
-                                              gamma_logpdf,    gamma_sample_z, NULL, NULL, NULL};
+                                              gamma_logpdf,    gamma_sample_z, NULL, NULL, NULL, NULL, NULL};
 
 plm_status plm_bffg_kernel_gamma(plm_ctx *ctx, double shape, double rate, double t, plm_bffg_kernel **out)
 {

@@ -40,6 +40,12 @@ typedef struct plm_bffg_kernel_ops {
     ** cannot find is NaN. */
     void (*unsample_z)(const plm_bffg_kernel *k, const void *gold, const void *guide, const double *x, const double *y,
                        const double *zold, double *z, double *work);
+    /* Optional (NULL: guide allocates for itself): the doubles of grid storage a guide of k will need, and guide
+    ** made with that storage given (mem, from one block the engine allocates for the whole filter and returns with
+    ** it: a diffusion's guide holds its messages at every grid point, and a parameter move of pCN makes one per
+    ** kernel). guide_mem may return 0 (a guide that needs none), and guide_at accepts mem NULL. */
+    size_t (*guide_mem)(const plm_bffg_kernel *k);
+    plm_status (*guide_at)(plm_ctx *ctx, const plm_bffg_kernel *k, const plm_bffg_msg *child, double *mem, void **guide);
 } plm_bffg_kernel_ops;
 
 struct plm_bffg_kernel {

@@ -196,7 +196,7 @@ static double disc_logpdf(const plm_bffg_kernel *k, const double *x, const doubl
 }
 
 static const plm_bffg_kernel_ops disc_ops = {"discrete", disc_pullback, disc_observe, disc_guide, disc_sample,
-                                             disc_logpdf, disc_sample_z, NULL, NULL, NULL};
+                                             disc_logpdf, disc_sample_z, NULL, NULL, NULL, NULL, NULL};
 
 plm_status plm_bffg_kernel_discrete(plm_ctx *ctx, int Kin, int Kout, const double *P, plm_bffg_kernel **out)
 {
@@ -522,7 +522,7 @@ static double lg_logpdf(const plm_bffg_kernel *k, const double *x, const double 
 }
 
 static const plm_bffg_kernel_ops lg_ops = {"linear_gaussian", lg_pullback, lg_observe, lg_guide_new, lg_sample,
-                                           lg_logpdf, lg_sample_z, NULL, NULL, lg_unsample_z};
+                                           lg_logpdf, lg_sample_z, NULL, NULL, lg_unsample_z, NULL, NULL};
 
 /* G (d*r) with G G' = Q: the Cholesky factor when Q is positive definite (also kept as L), else V sqrt(Lambda)
 ** over the eigenvalues above d * 1e-14 * the largest. */
@@ -610,7 +610,7 @@ plm_status plm_bffg_kernel_linear_gaussian(plm_ctx *ctx, int dout, int din, cons
 }
 
 static const plm_bffg_kernel_ops nl_ops = {"nonlinear_gaussian", lg_pullback, lg_observe, lg_guide_new, lg_sample,
-                                           lg_logpdf, lg_sample_z, NULL, NULL, lg_unsample_z};
+                                           lg_logpdf, lg_sample_z, NULL, NULL, lg_unsample_z, NULL, NULL};
 
 plm_status plm_bffg_kernel_nonlinear(plm_ctx *ctx, const plm_sde *s, const double *Q, const double *at,
                                      plm_bffg_kernel **out)

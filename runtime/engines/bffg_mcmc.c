@@ -62,6 +62,8 @@ void plm_bffg_filter_discard(plm_bffg_filter *f)
         if (f->guide[i] && k->ops->guide_free) k->ops->guide_free(k, f->guide[i]);
         f->guide[i] = NULL;
     }
+    plm_gc_free(f->mem);   /* the guides' grid storage (guide_at) */
+    f->mem = NULL;
 }
 
 static void msg_free(plm_bffg_msg *h) { plm_gc_free(h); }   /* one block (bffg.c, msg_new) */

@@ -478,7 +478,7 @@ static double rx_sample_z(const plm_bffg_kernel *k, const void *guide, const dou
 }
 
 static const plm_bffg_kernel_ops rx_ops = {"reactions", rx_pullback, NULL, rx_guide_new, rx_sample, NULL, rx_sample_z,
-                                           rx_guide_msg, NULL, NULL};
+                                           rx_guide_msg, NULL, NULL, NULL, NULL};
 
 /* The kernel of net over o; origin is the network whose parameters MCMC moves (net itself, or the one net was
 ** remade from), M the innovations of sample_z (0: from the expected number of events along the reference). */

@@ -184,7 +184,8 @@ static size_t lf_run(const plm_bffg_kernel *sk, size_t k1, size_t n, double *c, 
             memcpy(g->F + 2 * (k1 - done), F, 2 * sizeof *F);
             memcpy(g->H + 4 * (k1 - done), H, 4 * sizeof *H);
         }
-        if (inseg == RENORM || !(det > 0.25 && fmax(fmax(fabs(Xn[0]), fabs(Xn[1])), fmax(fabs(Xn[2]), fabs(Xn[3]))) < 4)) {   /* restart from the message: X = I */
+        if (inseg == RENORM || !(det > 0.25 && fabs(Xn[0]) < 4 && fabs(Xn[1]) < 4 && fabs(Xn[2]) < 4 && fabs(Xn[3]) < 4)) {
+            /* restart from the message: X = I */
             seg += (double)inseg * ldPhi + log(det);
             inseg = 0;
             X[0] = 1, X[1] = 0, X[2] = 0, X[3] = 1;
@@ -428,7 +429,18 @@ static void frozen_guide(const sde_kernel *K, const plm_bffg_msg *child, sde_gui
     g->c[0] = child->c + 0.5 * q - z->logdet;
 }
 
-static plm_status sde_guide_new(plm_ctx *ctx, const plm_bffg_kernel *k, const plm_bffg_msg *child, void **guide)
+/* The grid storage of a guide of K: none when its guide will come from a frozen cache, and none for a kernel
+** that keeps a cache (how 1: the cache keeps the guide's H, which must outlive the filter), else the messages at
+** the N + 1 grid points and the message at t0. */
+static size_t sde_guide_mem(const plm_bffg_kernel *k)
+{
+    const sde_kernel *K = k->impl;
+    size_t np = K->N + 1, d = (size_t)K->d;
+    if ((K->src && K->src->ready) || K->frz) return 0;
+    return np * (d + d * d) + d + d * d;
+}
+
+static plm_status sde_guide_at(plm_ctx *ctx, const plm_bffg_kernel *k, const plm_bffg_msg *child, double *mem, void **guide)
 {
     const sde_kernel *K = k->impl;
     size_t np = K->N + 1, d = (size_t)K->d;
@@ -442,13 +454,22 @@ static plm_status sde_guide_new(plm_ctx *ctx, const plm_bffg_kernel *k, const pl
         frozen_guide(K, child, g);
         return PLM_OK;
     }
-    /* one allocation for the grid messages and the message at t0 (a parameter move of pCN makes a guide per
-    ** diffusion kernel: collector allocations of this size are not cheap) */
-    if (!(g->F = dalloc(np * (d + d * d) + d + d * d))) return plm_fail(ctx, PLM_ENOMEM, "bffg: out of memory");
+    /* the grid messages and the message at t0 in the filter's storage, else in one allocation of its own (a
+    ** parameter move of pCN makes a guide per diffusion kernel: collector allocations of this size are not cheap) */
+    if (mem && !K->frz) g->F = mem;
+    else if (!(g->F = dalloc(np * (d + d * d) + d + d * d)))
+        return plm_fail(ctx, PLM_ENOMEM, "bffg: out of memory");
+    else
+        g->own = 1;
     g->H = g->F + np * d, out.v = g->H + np * d * d, out.H = out.v + d;
     if ((st = sde_backward(ctx, K, child, g, &out))) return st;
     if (K->frz && K->two && !child->gamma) return frozen_build(ctx, K, child, g);
     return PLM_OK;
+}
+
+static plm_status sde_guide_new(plm_ctx *ctx, const plm_bffg_kernel *k, const plm_bffg_msg *child, void **guide)
+{
+    return sde_guide_at(ctx, k, child, NULL, guide);
 }
 
 /* A guide and its grid messages: one block (F, and H unless it is a frozen cache's). A kernel that keeps a frozen
@@ -458,7 +479,7 @@ static void sde_guide_free(const plm_bffg_kernel *k, void *guide)
     const sde_kernel *K = k->impl;
     sde_guide *g = guide;
     if (K->frz) return;
-    plm_gc_free(g->F);
+    if (g->own) plm_gc_free(g->F);
     plm_gc_free(g);
 }
 
@@ -670,7 +691,7 @@ int plm_bffg_sde_sample_z2(const plm_bffg_kernel *k0, const void *guide0, const 
 }
 
 static const plm_bffg_kernel_ops sde_ops = {"sde", sde_pullback, NULL, sde_guide_new, sde_sample, NULL, sde_sample_z,
-                                            sde_guide_msg, sde_guide_free, NULL};
+                                            sde_guide_msg, sde_guide_free, NULL, sde_guide_mem, sde_guide_at};
 
 /* The auxiliary's exact transition over each step of K's grid (steps of equal length share one), and K->two. */
 static plm_status sde_steps(plm_ctx *ctx, sde_kernel *K)

@@ -65,6 +65,7 @@ typedef struct sde_frozen {
 ** read (the forward pass needs the normalising constant at the ends alone), and only they are kept. */
 typedef struct sde_guide {
     double c[2], *F, *H;   /* c[0] at t0, c[1] at t1 */
+    int own;               /* F (with H) is the guide's own allocation, not the filter's storage */
     const double *L;       /* a frozen cache's (frozen_guide): F is NULL, and F(t_k) = L_k v is formed where it is read */
     double v[4];
 } sde_guide;
