@@ -28,7 +28,7 @@
 
 static double *dalloc(size_t n) { return plm_gc_alloc_atomic((n ? n : 1) * sizeof(double)); }
 
-static plm_status sde_steps(plm_ctx *ctx, sde_kernel *K);
+static plm_status sde_steps(plm_ctx *ctx, sde_kernel *K, const sde_kernel *like);
 
 #define ILL_CONDITIONED                                                                                        \
     "bffg: a Gaussian message lost positive semi-definiteness (I + G'HG is not positive definite); the model is " \
@@ -303,7 +303,7 @@ static plm_status sde_backward(plm_ctx *ctx, const sde_kernel *K, const plm_bffg
         return plm_fail(ctx, PLM_EINVAL, "bffg: a gamma process's message cannot be carried back through a diffusion");
     /* a kernel remade with a frozen auxiliary makes its steps on first need (while its filter is built, on one
     ** thread) */
-    if (!K->step && (st = sde_steps(ctx, (sde_kernel *)K))) return st;
+    if (!K->step && (st = sde_steps(ctx, (sde_kernel *)K, NULL))) return st;
     if (K->two) return sde_backward2(ctx, K, child, g, out);
     return plm_bffg_pullback_grid(ctx, K->d, K->N, K->step, child, g ? keep_grid_msg : NULL, &w, out);
 }
@@ -693,8 +693,10 @@ int plm_bffg_sde_sample_z2(const plm_bffg_kernel *k0, const void *guide0, const 
 static const plm_bffg_kernel_ops sde_ops = {"sde", sde_pullback, NULL, sde_guide_new, sde_sample, NULL, sde_sample_z,
                                             sde_guide_msg, sde_guide_free, NULL, sde_guide_mem, sde_guide_at};
 
-/* The auxiliary's exact transition over each step of K's grid (steps of equal length share one), and K->two. */
-static plm_status sde_steps(plm_ctx *ctx, sde_kernel *K)
+/* The auxiliary's exact transition over each step of K's grid (steps of equal length share one), and K->two.
+** like: a kernel on the same grid (the one K is remade from) whose steps are already made, or NULL: K's steps are
+** shared where like's are, without comparing the step lengths again (a parameter move remakes every kernel). */
+static plm_status sde_steps(plm_ctx *ctx, sde_kernel *K, const sde_kernel *like)
 {
     const char *fn = "markov_kernel.sde";
     const plm_bffg_sde_opts *o = &K->o;
@@ -702,19 +704,21 @@ static plm_status sde_steps(plm_ctx *ctx, sde_kernel *K)
     size_t n, N = K->N;
     double *Phi, *mm, *Q;
     plm_status st;
+    if (like && (like->t != K->t || !like->step)) like = NULL;
     if (!(K->step = plm_gc_alloc(N * sizeof *K->step)) || !(Phi = dalloc((size_t)d * d * 2 + (size_t)d)))
         return plm_fail(ctx, PLM_ENOMEM, "%s: out of memory", fn);
     mm = Phi + (size_t)d * d, Q = mm + d;
+    K->two = d == 2;
     for (n = 0; n < N; n++) {
         double h = K->t[n + 1] - K->t[n];
         plm_bffg_kernel *sk;
-        if (!(h > 0)) return plm_fail(ctx, PLM_EINVAL, "%s: dt = %g is too small for the interval [%g, %g]", fn, o->dt, o->t0, o->t1);
-        /* steps that differ only by the rounding of t0 + n dt share one transition (a relative change of 1e-10 in
-        ** a step changes its transition far below the Euler error of the forward pass) */
-        if (n > 0 && fabs(h - (K->t[n] - K->t[n - 1])) <= 1e-10 * h) {
+        if (like ? n > 0 && like->step[n] == like->step[n - 1] : n > 0 && fabs(h - (K->t[n] - K->t[n - 1])) <= 1e-10 * h) {
+            /* steps that differ only by the rounding of t0 + n dt share one transition (a relative change of
+            ** 1e-10 in a step changes its transition far below the Euler error of the forward pass) */
             K->step[n] = K->step[n - 1];
             continue;
         }
+        if (!(h > 0)) return plm_fail(ctx, PLM_EINVAL, "%s: dt = %g is too small for the interval [%g, %g]", fn, o->dt, o->t0, o->t1);
         if ((n & 1023) == 0 && plm_interrupted()) return plm_fail(ctx, PLM_EINTR, "%s: interrupted", fn);
         if ((st = plm_bffg_aux_transition(ctx, d, K->B, K->beta, K->a, h, Phi, mm, Q))) return st;
         if ((st = plm_bffg_kernel_linear_gaussian(ctx, d, d, Phi, mm, Q, &sk))) {
@@ -724,9 +728,9 @@ static plm_status sde_steps(plm_ctx *ctx, sde_kernel *K)
             return plm_fail(ctx, PLM_EINVAL, "%s: the auxiliary's transition over a step is not a Gaussian (%s)", fn, why);
         }
         K->step[n] = sk;
+        K->two = K->two && sk->r == 2 && !sk->aux && !sk->mean;
     }
-    K->two = d == 2;
-    for (n = 0; n < N && K->two; n++) K->two = K->step[n]->r == 2 && !K->step[n]->aux && !K->step[n]->mean;
+    plm_gc_free(Phi);
     return PLM_OK;
 }
 
@@ -820,11 +824,14 @@ static plm_status sde_make(plm_ctx *ctx, const plm_sde *s0, const double *params
     if (o->at) {
         for (i = 0; i < d; i++)
             if (!isfinite(o->at[i])) return plm_fail(ctx, PLM_EINVAL, "%s: at[%d] must be finite (got %g)", fn, i + 1, o->at[i]);
+        /* a diffusion that reads neither the state nor the time has a sibling's a~ at the same parameters */
+        int same_a = sib && sib->s == s0 && !K->diff_var && memcmp(sib->params, K->params, (size_t)s->np * sizeof *K->params) == 0;
         if (how == 2) {   /* only the drift: B~ and a~ are from's (below) */
             if ((st = plm_sde_drift(ctx, s, o->t0, 1, o->at, 1, f))) return st;
             memcpy(J, from->B, (size_t)d * d * sizeof *J);
         } else if ((st = plm_sde_jacobian(ctx, s, o->t0, 1, o->at, 1, J)) ||
-                   (st = plm_sde_drift(ctx, s, o->t0, 1, o->at, 1, f)) || (st = plm_sde_diffusion(ctx, s, o->t0, 1, o->at, 1, G)))
+                   (st = plm_sde_drift(ctx, s, o->t0, 1, o->at, 1, f)) ||
+                   (!same_a && (st = plm_sde_diffusion(ctx, s, o->t0, 1, o->at, 1, G))))
             return st;
         memcpy(K->B, J, (size_t)d * d * sizeof *J);
         for (i = 0; i < d; i++) {
@@ -832,7 +839,8 @@ static plm_status sde_make(plm_ctx *ctx, const plm_sde *s0, const double *params
             for (j = 0; j < d; j++) acc -= J[i * d + j] * o->at[j];
             K->beta[i] = acc;
         }
-        for (i = 0; i < d && how != 2; i++)
+        if (how != 2 && same_a) memcpy(K->a, sib->a, (size_t)d * d * sizeof *K->a);
+        for (i = 0; i < d && how != 2 && !same_a; i++)
             for (j = 0; j < d; j++) {
                 double v = 0;
                 if (K->diag) v = i == j ? G[i] * G[i] : 0;
@@ -878,7 +886,7 @@ static plm_status sde_make(plm_ctx *ctx, const plm_sde *s0, const double *params
         K->step = NULL;
         K->two = from->two;
         K->src = from->frz;
-    } else if ((st = sde_steps(ctx, K)))
+    } else if ((st = sde_steps(ctx, K, from)))
         return st;
     if (how == 1 && d == 2 && !(K->frz = plm_gc_alloc(sizeof *K->frz))) return plm_fail(ctx, PLM_ENOMEM, "%s: out of memory", fn);
     /* The plan reads the parameters and a~ alone (a native path's drift does not read the time, its diffusion
