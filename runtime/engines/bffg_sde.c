@@ -117,19 +117,6 @@ static inline double step_back2(const plm_bffg_kernel *k, double *c, double *F, 
     return det;
 }
 
-/* A run of n steps through one linear-Gaussian step kernel sk (d = 2, full rank), from the message (c, F, H) at grid
-** point k1 down to k1 - n, by the linear-fractional form of the backward Riccati recursion: with H = Y X^-1 and
-** F = X^-T g (X = I, Y = H, g = F at the run's end), the pull-back through x' = Phi x + m + N(0, Q) is
-**   X <- Phi^-1 (X + Q Y),  Y <- Phi' Y,  g <- g - Y' m,
-** linear in (X, Y, g), so successive steps do not wait on a square root or a division the way step_back2's do
-** (that chain of latencies was most of the backward filter). The step's log det(I + Q H) telescopes to
-** log det Phi + log det X_k - log det X_k+1, and the constant's quadratic part is
-**   F'm - m'Hm / 2 + (F - H m)' Q Phi^-T F_k / 2   (F, H at the step's end, F_k at its start).
-** X is reset to I (Y, g to the message) every RENORM steps and whenever it drifts from I, so that X^-1 stays well
-** conditioned. Returns the number of steps done (< n when a determinant is not positive: the caller goes on with
-** step_back2 from there, so nothing is lost but speed); *c, F, H hold the message at k1 - (returned), and with g
-** every grid message is stored. *ldet accumulates half the log det terms, as step_back2's log det R (the caller
-** subtracts them once: c holds everything else). */
 #define RENORM 16
 
 /* Two doubles as one value (GCC and Clang vector extensions; SSE2 on x86-64): lf_run keeps the rows of its 2 x 2
@@ -143,6 +130,20 @@ static inline v2d v2_load(const double *p)
     return v;
 }
 
+/* A run of n steps through one linear-Gaussian step kernel sk (d = 2, full rank), from the message (c, F, H) at grid
+** point k1 down to k1 - n, by the linear-fractional form of the backward Riccati recursion: with H = Y X^-1 and
+** F = X^-T g (X = I, Y = H, g = F at the run's end), the pull-back through x' = Phi x + m + N(0, Q) is
+**   X <- Phi^-1 (X + Q Y),  Y <- Phi' Y,  g <- g - Y' m,
+** linear in (X, Y, g): no square root, and no division on the way from one step to the next, where step_back2 has
+** two square roots and seven divisions (the backward filter is most of a parameter move of pCN in the default mode;
+** this form takes about half step_back2's time per step here). The step's log det(I + Q H) telescopes to
+** log det Phi + log det X_k - log det X_k+1, and the constant's quadratic part is
+**   F'm - m'Hm / 2 + (F - H m)' Q Phi^-T F_k / 2   (F, H at the step's end, F_k at its start).
+** X is reset to I (Y, g to the message) every RENORM steps and whenever it drifts from I, so that X^-1 stays well
+** conditioned. Returns the number of steps done (< n when a determinant is not positive: the caller goes on with
+** step_back2 from there, so nothing is lost but speed); *c, F, H hold the message at k1 - (returned), and with g
+** every grid message is stored. *ldet accumulates half the log det terms, as step_back2's log det R (the caller
+** subtracts them once: c holds everything else). */
 static size_t lf_run(const plm_bffg_kernel *sk, size_t k1, size_t n, double *c, double *F, double *H, double *ldet,
                      sde_guide *g)
 {
