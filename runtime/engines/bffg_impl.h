@@ -124,6 +124,12 @@ const void *plm_bffg_mcmc_owner(const plm_bffg_mcmc_opts *o, int *np, const doub
 ** to the collector, so either may be freed first). */
 plm_status plm_bffg_kernel_sde_remake(plm_ctx *ctx, const plm_bffg_kernel *k, const double *params, int how,
                                       plm_bffg_kernel *sib, plm_bffg_kernel **out);
+/* The n diffusion kernels ks remade at params with how, into out[0..n-1], as plm_bffg_kernel_sde_remake would one
+** by one, each with the previous as its sibling: when they are kernels of one sde whose drift does not read the
+** time, the Jacobian and drift at all their linearisation points are evaluated in one pass (a parameter move of pCN
+** remakes every kernel of the model). */
+plm_status plm_bffg_kernels_sde_remake(plm_ctx *ctx, const plm_bffg_kernel *const *ks, int n, const double *params, int how,
+                                       plm_bffg_kernel **out);
 
 /* For the conjugate parameter update (bffg_conj.c), from a diffusion kernel (bffg_sde_conj.c). */
 /* k's grid steps N (0 when k is not a diffusion kernel), with its states d and innovations per step. */

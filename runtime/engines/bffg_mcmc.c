@@ -33,23 +33,28 @@ plm_status plm_bffg_model_with(plm_ctx *ctx, const plm_bffg_model *m, const void
 {
     plm_bffg_model *c = plm_gc_alloc(sizeof *c);
     node *nn = plm_gc_alloc((size_t)(m->n ? m->n : 1) * sizeof *nn);
-    plm_bffg_kernel *sib = NULL;   /* the last diffusion kernel remade here */
+    /* the owner's diffusion kernels, remade together (plm_bffg_kernels_sde_remake); collector memory: it holds
+    ** collector objects */
+    const plm_bffg_kernel **ks = plm_gc_alloc((size_t)(m->n ? m->n : 1) * sizeof *ks);
+    plm_bffg_kernel **made = plm_gc_alloc((size_t)(m->n ? m->n : 1) * sizeof *made);
     plm_status st;
-    int i;
-    if (!c || !nn) return plm_fail(ctx, PLM_ENOMEM, "bffg: out of memory");
+    int i, nk = 0;
+    if (!c || !nn || !ks || !made) return plm_fail(ctx, PLM_ENOMEM, "bffg: out of memory");
     *c = *m;
     memcpy(nn, m->nodes, (size_t)m->n * sizeof *nn);
     c->nodes = nn, c->cap = m->n ? m->n : 1;
     for (i = 0; i < m->n; i++)
-        if ((const void *)plm_bffg_kernel_sde_of(m->nodes[i].k) == owner) {
-            plm_bffg_kernel *k;
-            if ((st = plm_bffg_kernel_sde_remake(ctx, m->nodes[i].k, params, how, sib, &k))) return st;
-            c->nodes[i].k = sib = k;
-        } else if ((const void *)plm_bffg_kernel_reaction_of(m->nodes[i].k) == owner) {
+        if ((const void *)plm_bffg_kernel_sde_of(m->nodes[i].k) == owner) ks[nk++] = m->nodes[i].k;
+        else if ((const void *)plm_bffg_kernel_reaction_of(m->nodes[i].k) == owner) {
             plm_bffg_kernel *k;
             if ((st = plm_bffg_kernel_reaction_with(ctx, m->nodes[i].k, params, &k))) return st;
             c->nodes[i].k = k;
         }
+    if (nk && (st = plm_bffg_kernels_sde_remake(ctx, ks, nk, params, how, made))) return st;
+    for (i = 0, nk = 0; i < m->n; i++)
+        if ((const void *)plm_bffg_kernel_sde_of(m->nodes[i].k) == owner) c->nodes[i].k = made[nk++];
+    plm_gc_free(ks);
+    plm_gc_free(made);
     *out = c;
     return PLM_OK;
 }

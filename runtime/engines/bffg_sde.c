@@ -757,7 +757,7 @@ static plm_status sde_steps(plm_ctx *ctx, sde_kernel *K, const sde_kernel *like)
 /* The kernel of s with parameters params (np values) and options o. The linearisation reads the parameters
 ** through a shallow copy of s, so that s itself never changes (kernels for new parameters are made on threads). */
 static plm_status sde_make(plm_ctx *ctx, const plm_sde *s0, const double *params, const plm_bffg_sde_opts *o,
-                           const sde_kernel *from, int how, sde_kernel *sib, plm_bffg_kernel **out)
+                           const sde_kernel *from, int how, sde_kernel *sib, const double *lin, plm_bffg_kernel **out)
 {
     const char *fn = "markov_kernel.sde";
     plm_bffg_kernel *k;
@@ -843,7 +843,11 @@ static plm_status sde_make(plm_ctx *ctx, const plm_sde *s0, const double *params
             if (!isfinite(o->at[i])) return plm_fail(ctx, PLM_EINVAL, "%s: at[%d] must be finite (got %g)", fn, i + 1, o->at[i]);
         /* a diffusion that reads neither the state nor the time has a sibling's a~ at the same parameters */
         int same_a = sib && sib->s == s0 && !K->diff_var && memcmp(sib->params, K->params, (size_t)s->np * sizeof *K->params) == 0;
-        if (how == 2) {   /* only the drift: B~ and a~ are from's (below) */
+        if (lin) {   /* the Jacobian and drift at `at`, evaluated for a whole parameter move at once */
+            memcpy(J, how == 2 ? from->B : lin, (size_t)d * d * sizeof *J);
+            memcpy(f, lin + (size_t)d * d, (size_t)d * sizeof *f);
+            if (how != 2 && !same_a && (st = plm_sde_diffusion(ctx, s, o->t0, 1, o->at, 1, G))) return st;
+        } else if (how == 2) {   /* only the drift: B~ and a~ are from's (below) */
             if ((st = plm_sde_drift(ctx, s, o->t0, 1, o->at, 1, f))) return st;
             memcpy(J, from->B, (size_t)d * d * sizeof *J);
         } else if ((st = plm_sde_jacobian(ctx, s, o->t0, 1, o->at, 1, J)) ||
@@ -932,7 +936,7 @@ plm_status plm_bffg_kernel_sde(plm_ctx *ctx, const plm_sde *s, const plm_bffg_sd
 {
     plm_init();
     if (!s) return plm_fail(ctx, PLM_EINVAL, "markov_kernel.sde: missing sde");
-    return sde_make(ctx, s, s->params, o, NULL, 0, NULL, out);
+    return sde_make(ctx, s, s->params, o, NULL, 0, NULL, NULL, out);
 }
 
 const plm_sde *plm_bffg_kernel_sde_of(const plm_bffg_kernel *k)
@@ -952,7 +956,7 @@ plm_status plm_bffg_kernel_sde_with(plm_ctx *ctx, const plm_bffg_kernel *k, cons
     const sde_kernel *K;
     if (!plm_bffg_kernel_sde_of(k)) return plm_fail(ctx, PLM_EINVAL, "bffg: not a diffusion kernel");
     K = k->impl;
-    return sde_make(ctx, K->s, params, &K->o, K, 0, NULL, out);
+    return sde_make(ctx, K->s, params, &K->o, K, 0, NULL, NULL, out);
 }
 
 plm_status plm_bffg_kernel_sde_remake(plm_ctx *ctx, const plm_bffg_kernel *k, const double *params, int how,
@@ -962,5 +966,53 @@ plm_status plm_bffg_kernel_sde_remake(plm_ctx *ctx, const plm_bffg_kernel *k, co
     if (!plm_bffg_kernel_sde_of(k)) return plm_fail(ctx, PLM_EINVAL, "bffg: not a diffusion kernel");
     if (how < 0 || how > 2) return plm_fail(ctx, PLM_EINVAL, "bffg: remake: how must be 0, 1 or 2 (got %d)", how);
     K = k->impl;
-    return sde_make(ctx, K->s, params, &K->o, K, how, plm_bffg_kernel_sde_of(sib) ? sib->impl : NULL, out);
+    return sde_make(ctx, K->s, params, &K->o, K, how, plm_bffg_kernel_sde_of(sib) ? sib->impl : NULL, NULL, out);
+}
+
+plm_status plm_bffg_kernels_sde_remake(plm_ctx *ctx, const plm_bffg_kernel *const *ks, int n, const double *params, int how,
+                                       plm_bffg_kernel **out)
+{
+    const sde_kernel *K0 = n > 0 && plm_bffg_kernel_sde_of(ks[0]) ? ks[0]->impl : NULL;
+    plm_bffg_kernel *sib = NULL;
+    double *X = NULL, *L = NULL;
+    int i, j, d = K0 ? K0->d : 0, batch = K0 && n > 1 && how >= 0 && how <= 2, dd = d * d;
+    plm_status st = PLM_OK;
+    /* one evaluation of the Jacobian and the drift at every kernel's linearisation point: kernels of one sde
+    ** whose drift does not read the time (each kernel's own t0 would not matter), all with a point `at`, and
+    ** parameters that are numbers (else each kernel reports its own error) */
+    for (i = 0; batch && i < n; i++) {
+        const sde_kernel *K = plm_bffg_kernel_sde_of(ks[i]) ? ks[i]->impl : NULL;
+        batch = K && K->s == K0->s && K->o.at && !K->drift_t;
+    }
+    for (j = 0; batch && j < K0->s->np; j++) batch = !isnan(params[j]);
+    if (batch) {
+        plm_sde s1 = *K0->s;
+        size_t nn = (size_t)n;
+        s1.params = (double *)params;
+        if (!(X = calloc(nn * (size_t)(d + dd + d), sizeof *X))) return plm_fail(ctx, PLM_ENOMEM, "bffg: out of memory");
+        L = X + nn * (size_t)d;   /* J (dd components), then f (d), each component over the n points */
+        for (i = 0; i < n; i++)
+            for (j = 0; j < d; j++) X[(size_t)j * nn + (size_t)i] = ((const sde_kernel *)ks[i]->impl)->o.at[j];
+        if ((how != 2 && (st = plm_sde_jacobian(ctx, &s1, 0, nn, X, nn, L))) ||
+            (st = plm_sde_drift(ctx, &s1, 0, nn, X, nn, L + (size_t)dd * nn))) {
+            free(X);
+            return st;
+        }
+    }
+    for (i = 0; i < n && st == PLM_OK; i++) {
+        const sde_kernel *K;
+        double lin[72];   /* J and f of kernel i (d <= 8 here) */
+        if (!plm_bffg_kernel_sde_of(ks[i])) {
+            st = plm_fail(ctx, PLM_EINVAL, "bffg: not a diffusion kernel");
+            break;
+        }
+        K = ks[i]->impl;
+        if (batch && dd + d <= 72)
+            for (j = 0; j < dd + d; j++) lin[j] = L[(size_t)j * (size_t)n + (size_t)i];
+        st = sde_make(ctx, K->s, params, &K->o, K, how, plm_bffg_kernel_sde_of(sib) ? sib->impl : NULL,
+                      batch && dd + d <= 72 ? lin : NULL, &out[i]);
+        sib = out[i];
+    }
+    free(X);
+    return st;
 }
