@@ -529,7 +529,7 @@ static const plm_bffg_kernel_ops lg_ops = {"linear_gaussian", lg_pullback, lg_ob
 static plm_status factor_psd(plm_ctx *ctx, plm_bffg_kernel *k, const double *Q, const char *fn)
 {
     int d = k->dout, i, j, r = 0;
-    double *L = dalloc((size_t)d * d), logdet, lmax = 0, tol;
+    double *L = k->L ? k->L : dalloc((size_t)d * d), logdet, lmax = 0, tol;   /* (k->L: room made with k) */
     gsl_matrix *A, *V;
     gsl_vector *lam;
     gsl_eigen_symmv_workspace *w;
@@ -591,9 +591,11 @@ plm_status plm_bffg_kernel_linear_gaussian(plm_ctx *ctx, int dout, int din, cons
     plm_init();
     if (dout < 1 || din < 0) return plm_fail(ctx, PLM_EINVAL, "%s: dimensions must be >= 1 (got %d -> %d)", fn, din, dout);
     if (!Q || (din && !B)) return plm_fail(ctx, PLM_EINVAL, "%s: missing %s", fn, Q ? "B" : "Q");
-    k = plm_gc_alloc(sizeof *k);
-    if (!k || !(k->B = dalloc((size_t)dout * din)) || !(k->beta = dalloc((size_t)dout)))
-        return plm_fail(ctx, PLM_ENOMEM, "%s: out of memory", fn);
+    /* one block: the kernel, B, beta and room for Q's Cholesky factor (diffusion kernels make one per distinct
+    ** grid step, and a parameter move of pCN remakes them all) */
+    k = plm_gc_alloc(sizeof *k + ((size_t)dout * din + (size_t)dout + (size_t)dout * dout) * sizeof(double));
+    if (!k) return plm_fail(ctx, PLM_ENOMEM, "%s: out of memory", fn);
+    k->B = (double *)(k + 1), k->beta = k->B + (size_t)dout * din, k->L = k->beta + dout;
     k->ops = &lg_ops;
     k->din = din, k->dout = dout;
     if (din) memcpy(k->B, B, (size_t)dout * din * sizeof *B);

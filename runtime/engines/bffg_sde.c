@@ -507,6 +507,13 @@ void plm_bffg_kernel_sde_free(plm_bffg_kernel *k)
     K = k->impl;
     if (K->frz) return;   /* a cache's owner: kernels remade from it refer to it */
     if (!K->plan_shared) plm_gc_free(K->plan);   /* with its arrays (path_plan_make) */
+    if (K->step)   /* its distinct step kernels: each one block, with G apart when Q is singular */
+        for (size_t n = 0; n < K->N; n++)
+            if (n == 0 || K->step[n] != K->step[n - 1]) {
+                plm_bffg_kernel *sk = (plm_bffg_kernel *)K->step[n];
+                if (sk->G != sk->L) plm_gc_free(sk->G);
+                plm_gc_free(sk);
+            }
     plm_gc_free((void *)K->step);
     plm_gc_free(k);         /* with K and its parameters (sde_make) */
 }
