@@ -278,7 +278,9 @@ static int l_dag_loglik(lua_State *L)
 {
     plm_bffg_model *m = check_dag(L, 1, "dag:loglik");
     const double **vals = obs_values(L, m, 2, "dag:loglik");
-    lua_pushnumber(L, plm_bffg_filter_loglik(run_filter(L, m, vals, "dag:loglik")));
+    plm_bffg_filter *f = run_filter(L, m, vals, "dag:loglik");
+    lua_pushnumber(L, plm_bffg_filter_loglik(f));
+    plm_bffg_filter_release(f);   /* (a likelihood in a loop would leave its guides to the collector) */
     return 1;
 }
 

@@ -191,6 +191,11 @@ plm_status plm_bffg_backward(plm_ctx *ctx, const plm_bffg_model *m, const double
 ** message. It is log p(observations) exactly when no kernel has an auxiliary. */
 double plm_bffg_filter_loglik(const plm_bffg_filter *f);
 
+/* Optional: return f's memory at once (its messages and guides; a diffusion's guide holds its messages at every
+** grid point), rather than leave it to the collector. f and everything read from it must not be used again; the
+** model is not touched. For callers that make many filters and keep none (a likelihood in a loop). */
+void plm_bffg_filter_release(plm_bffg_filter *f);
+
 /* The fused message at latent node i (NULL for an observed node, and for a member of a cluster drawn jointly
 ** because of a node with several parents: their message is one function on the joint space). */
 const plm_bffg_msg *plm_bffg_message(const plm_bffg_filter *f, int i);

@@ -73,6 +73,11 @@ void plm_bffg_filter_discard(plm_bffg_filter *f)
 
 static void msg_free(plm_bffg_msg *h) { plm_gc_free(h); }   /* one block (bffg.c, msg_new) */
 
+void plm_bffg_filter_release(plm_bffg_filter *f)
+{
+    if (f) plm_bffg_filter_free(f, NULL);
+}
+
 void plm_bffg_filter_free(plm_bffg_filter *f, const plm_bffg_model *base)
 {
     const plm_bffg_model *m = f->m;
