@@ -88,16 +88,19 @@ end
 -- gamma and beta enter the drift of x2 (which the noise drives) linearly: a conjugate block draws them from their
 -- Gaussian conditional given the path and keeps the path, against a random-walk block of the same two; s (in the
 -- drift of x1, which no noise drives) keeps its own random-walk block in both. Native code only.
+-- With fixed_aux a third row adds the block's own random walk after its conjugate move (walk = true), which moves
+-- (gamma, beta) with the path's innovations kept rather than the path itself.
 for _, fixed in ipairs { true, false } do
-  for _, conj in ipairs { false, true } do
+  for _, conj in ipairs(fixed and { false, true, "walk" } or { false, true }) do
     local ta, post = clock(function()
       return plume.bffg(g, nil, { method = "mcmc", samples = iters // 2, warmup = iters // 2, chains = 1, threads = 1,
         seed = 1, sde = fhn, params = params, init = { s = 0.2, gamma = 1, beta = 0.5 }, fixed_aux = fixed or nil,
-        blocks = { { "s" }, { "gamma", "beta", conjugate = conj } } })
+        blocks = { { "s" }, { "gamma", "beta", conjugate = conj and true, walk = conj == "walk" or nil } } })
     end)
     local sm = post:summary()
     print(string.format("[blocks {s}, {gamma, beta%s}%s] %d iterations: %.2f s; acceptance: path %.2f, parameters %.2f%s",
-      conj and ", conjugate" or "", fixed and ", fixed_aux" or "", iters, ta, post.accept[1], post.accept_params[1],
+      conj == "walk" and ", conjugate, walk" or conj and ", conjugate" or "", fixed and ", fixed_aux" or "", iters, ta,
+      post.accept[1], post.accept_params[1],
       conj and string.format(" (conjugate %.2f)", post.accept_conjugate[1]) or ""))
     for _, k in ipairs { "s", "gamma", "beta" } do
       print(string.format("  %-5s posterior mean %6.3f  sd %5.3f  ess %5.0f  ess/s %6.1f", k, sm[k].mean, sm[k].sd,
