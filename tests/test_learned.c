@@ -13,9 +13,9 @@
 
 static plm_status make_nn(plm_nn *nn, int act, int ncat_at)
 {
-    plm_nn_member mem[3] = {{PLM_NN_DISCRETE, 3, ncat_at, 0, -1, -1, -1, 0, -1, -1, -1, 0},
-                            {PLM_NN_CONTINUOUS, 2, -1, 0, -1, -1, -1, 0, -1, -1, -1, 0},
-                            {PLM_NN_DISCRETE, 2, -1, 0, -1, -1, -1, 0, -1, -1, -1, 0}};
+    plm_nn_member mem[3] = {{PLM_NN_DISCRETE, 3, ncat_at, 0, -1, -1, -1, 0, -1, -1, -1, 0, 0, -1},
+                            {PLM_NN_CONTINUOUS, 2, -1, 0, -1, -1, -1, 0, -1, -1, -1, 0, 0, -1},
+                            {PLM_NN_DISCRETE, 2, -1, 0, -1, -1, -1, 0, -1, -1, -1, 0, 0, -1}};
     int hidden[2] = {5, 4};
     plm_rng r;
     plm_status st = plm_nn_init(NULL, nn, 3, 3, mem, 2, hidden, act);
@@ -210,8 +210,8 @@ static void test_file_round_trip_and_refusals(void)
     expect_refused(bad, "truncated");
     mangle(path, bad, -1, 0, 30, 0);           /* cut in the header */
     expect_refused(bad, "truncated");
-    mangle(path, bad, 8, 0x03, -1, 0);         /* format version 2 -> 1: a file of the layout before skip logits */
-    expect_refused(bad, "format version 1, but this plume reads version 2");
+    mangle(path, bad, 8, 0x01, -1, 0);         /* format version 3 -> 2: a file of the layout before fixed members */
+    expect_refused(bad, "format version 2, but this plume reads version 3");
     mangle(path, bad, 0, 0x20, -1, 0);         /* magic */
     expect_refused(bad, "not a plume proposal file");
     mangle(path, bad, -1, 0, -1, 8);           /* bytes after the checksum */
@@ -443,8 +443,8 @@ static void test_chain_ratio_equals_enumeration(void)
 ** the single-evaluation paths score what the batched one does; a bad skip is refused. */
 static void test_skip_logits(void)
 {
-    plm_nn_member mem[2] = {{PLM_NN_DISCRETE, 3, 0, 1, 1, -1, -1, 0, -1, -1, -1, 0},
-                            {PLM_NN_DISCRETE, 3, 0, 1, 13, 4, 0, 0, -1, -1, -1, 0}};
+    plm_nn_member mem[2] = {{PLM_NN_DISCRETE, 3, 0, 1, 1, -1, -1, 0, -1, -1, -1, 0, 0, -1},
+                            {PLM_NN_DISCRETE, 3, 0, 1, 13, 4, 0, 0, -1, -1, -1, 0, 0, -1}};
     int hidden[1] = {4}, a, b, i;
     plm_nn nn;
     plm_nn_ws w;

@@ -73,8 +73,10 @@ typedef struct disc_term {
 typedef struct disc_occ {
     int nb, ncfg;
     int site[4], coord[4], card[4], stride[4];
+    int pos[4];         /* grid: the position (0..3: a, b, c, d) of each block member; the others are absent */
     int nterm;
-    int *role;          /* per term: motif-specific role (grid: 0..3 own term of a..d, 4 + j a child of member j) */
+    int *role;          /* per term: motif-specific role (grid: 0..3 own term of position a..d, an observed node's
+                        ** for an absent one; 4 + p a child of the member at position p) */
     disc_term *term;
     int nx, *xin;       /* the coordinates of u outside the block that any term reads (sorted) */
     int t0;             /* index of its first term among all the occurrences' terms */

@@ -38,6 +38,11 @@ typedef struct plm_nn_member {
     ** weights serves every category, so a function of a category's row (a sum over the next member's values, say)
     ** is learned once. rows = 0 (a zeroed member): one perceptron. */
     int rows, row_at, row_w, rshared_at, rshared_w;
+    /* a member that may be absent from a block (an observed node where the motif has a latent one): with fixed = 1
+    ** it is fixed whenever x[fixed_at] != 0, and then its value is 0 (the motif writes the inputs as if the absent
+    ** node were 0), it is never drawn and its log q is 0 (-inf for any other value). The members after it read
+    ** that 0 as usual. fixed = 0 (a zeroed member): never fixed. */
+    int fixed, fixed_at;
 } plm_nn_member;
 
 typedef struct plm_nn {
@@ -118,7 +123,7 @@ void plm_nn_adam_free(plm_nn_adam *a);
 
 /* ---- proposal files ---- */
 
-#define PLM_NN_FILE_VERSION 2
+#define PLM_NN_FILE_VERSION 3
 #define PLM_NN_MAXSHAPE 8
 
 /* What a proposal file says besides the weights: the motif (name and shape parameters, motif.h) and how the
@@ -133,7 +138,8 @@ typedef struct plm_nn_meta {
 } plm_nn_meta;
 
 /* Write meta and nn to path: magic "PLMPROP\0", the format version, the meta, the network's sizes (per member
-** since version 2 also its skip logits' and per-category perceptron's fields), the weights (little-endian IEEE doubles), and an FNV-1a 64-bit checksum over every byte before it. PLM_EIO names the file. */
+** since version 2 also its skip logits' and per-category perceptron's fields, since version 3 its fixed flag and
+** input), the weights (little-endian IEEE doubles), and an FNV-1a 64-bit checksum over every byte before it. PLM_EIO names the file. */
 plm_status plm_nn_save(plm_ctx *ctx, const char *path, const plm_nn_meta *meta, const plm_nn *nn);
 /* Read a file written by plm_nn_save into meta and nn (initialised here; plm_nn_free). A file that is not a
 ** proposal file, has another format version, is truncated, has trailing bytes, fails its checksum or holds

@@ -105,7 +105,8 @@ end)
 
 -- The grid network's mean log q on fresh draws of the motif's prior is below the exact conditional's mean log
 -- density (a KL divergence is >= 0; tolerance 3 standard errors of the mean difference) and within 0.15 nats of
--- it. The exact conditional from the 13 features: own terms x L - softplus(L), children x U, normalised over 16.
+-- it. The exact conditional from the 17 features: own terms x L - softplus(L), children x U, normalised over the
+-- 16 values with every absent position (flags x[14..17]) at 0, the value the features are written for.
 T.test("grid_network_approaches_the_exact_conditional", function()
   local p = plume.proposals.load(LIB .. "/grid.plmprop")
   local X, V = plume.proposals.draw("grid", 2000, 77)
@@ -116,14 +117,20 @@ T.test("grid_network_approaches_the_exact_conditional", function()
     s = s + d * x[6 + b + 2 * c] - softplus(x[6 + b + 2 * c])
     return s + a * x[10] + b * x[11] + c * x[12] + d * x[13]
   end
-  local n, sum, sum2 = #X, 0, 0
+  local n, sum, sum2, partial = #X, 0, 0, 0
   for i = 1, n do
     local x, v, z = X[i], V[i], 0
-    for cfg = 0, 15 do z = z + math.exp(score(x, cfg & 1, (cfg >> 1) & 1, (cfg >> 2) & 1, (cfg >> 3) & 1)) end
+    local absent = 0
+    for j = 0, 3 do if x[14 + j] ~= 0 then absent = absent | (1 << j) end end
+    if absent ~= 0 then partial = partial + 1 end
+    for cfg = 0, 15 do
+      if cfg & absent == 0 then z = z + math.exp(score(x, cfg & 1, (cfg >> 1) & 1, (cfg >> 2) & 1, (cfg >> 3) & 1)) end
+    end
     local lp = score(x, v[1] - 1, v[2] - 1, v[3] - 1, v[4] - 1) - math.log(z)
     local d = lp - p:logq(x, v)
     sum, sum2 = sum + d, sum2 + d * d
   end
+  T.ok(partial > n / 2 and partial < n, "the prior draws blocks with and without absent positions")
   local mean = sum / n
   local se = math.sqrt((sum2 / n - mean ^ 2) / n)
   T.ok(mean > -3 * se, string.format("mean log p - log q = %.4f, below 0 by more than 3 se (%.4f)", mean, se))
@@ -249,7 +256,7 @@ T.test("damaged_proposal_file_is_refused", function()
   write(bytes:sub(1, #bytes - 100))
   T.raises(function() plume.infer(m, nil, { kernel = k, samples = 10 }) end, "': truncated")
   write(bytes:sub(1, 8) .. string.char(9) .. bytes:sub(10))
-  T.raises(function() plume.infer(m, nil, { kernel = k, samples = 10 }) end, "format version 9, but this plume reads version 2")
+  T.raises(function() plume.infer(m, nil, { kernel = k, samples = 10 }) end, "format version 9, but this plume reads version 3")
   os.remove(path)
   T.raises(function() plume.infer(m, nil, { kernel = k, samples = 10 }) end, "proposal file '" .. path .. "': cannot open it")
   os.execute("rmdir " .. dir)
