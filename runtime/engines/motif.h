@@ -43,7 +43,7 @@ const plm_motif_def *const *plm_motif_all(void);
 /* PLM_EINVAL naming the parameter when shape (d->nshape values) is out of range. */
 plm_status plm_motif_check_shape(plm_ctx *ctx, const plm_motif_def *d, const int *shape);
 
-/* The mixture motif's network inputs (4 + 4 K_max numbers into x) for an observation y, K components, the
+/* The mixture motif's network inputs (4 + 7 K_max numbers into x) for an observation y, K components, the
 ** chosen component k (0-based), log weights lw, means mu (mu[k] unused), the observation's sd under each
 ** component, the prior mean c and sd s of mu_k, and the assigned observations' sums C = sum 1/sd^2 and
 ** B = sum y/sd^2 (0, 0 for none). The block is (slot of z, (mu_k - c) / s); slot 0 is k, slots 1.. are the

@@ -109,6 +109,11 @@ struct plm_motif_ws {
     double *C, *B;      /* per group and component: sum of 1/sd^2 and y/sd^2 of the assigned observations */
     int k;              /* the component of the current proposal */
     double c, s, Ck, Bk;
+    double ls;          /* log s */
+    /* the last occurrence's sds and weights (P[1 .. 2K]) and their logs (weights normalised): observations that
+    ** share them, as most do, share the logs */
+    int lastK;
+    double lastP[2 * MIX_KMAX], lw[MIX_KMAX], lsd[MIX_KMAX];
     /* discrete */
     plm_prog_ws *pws;   /* per term of every occurrence, made on first use */
     double *z;          /* a term's block values at its table's points */

@@ -45,10 +45,12 @@ plm_status plm_nn_init(plm_ctx *ctx, plm_nn *nn, int nin, int nmem, const plm_nn
             (m->kind == PLM_NN_CONTINUOUS && m->ncat_at != -1))
             return plm_fail(ctx, PLM_EINVAL, "nn: member %d (kind %d, %d categories or components) is invalid", j + 1,
                             m->kind, m->card);
-        if (m->skip != 0 && (m->skip != 1 || m->kind != PLM_NN_DISCRETE ||
+        if (m->skip != 0 && (m->skip != 1 || (m->kind != PLM_NN_DISCRETE && m->base_at != -1) ||
                              (m->base_at != -1 && (m->base_at < 0 || m->base_at > nin - m->card)) ||
                              (m->pair_of != -1 && (m->pair_of < 0 || m->pair_of >= j || mem[m->pair_of].kind != PLM_NN_DISCRETE ||
-                                                   m->pair_at < 0 || (long)m->pair_at + (long)mem[m->pair_of].card * m->card > nin))))
+                                                   m->pair_at < 0 ||
+                                                   (long)m->pair_at + (long)mem[m->pair_of].card *
+                                                   (m->kind == PLM_NN_DISCRETE ? m->card : 2) > nin))))
             return plm_fail(ctx, PLM_EINVAL, "nn: member %d's skip logits (skip %d, base at %d, pair at %d of member %d) are invalid",
                             j + 1, m->skip, m->base_at, m->pair_at, m->pair_of + 1);
         if (m->rows != 0 && (m->rows != 1 || m->kind != PLM_NN_DISCRETE || m->row_w < 1 || m->row_at < 0 ||
@@ -261,8 +263,13 @@ static void add_skip(const plm_nn *nn, int j, const double *x, const double *v, 
         double pv = v[m->pair_of];
         int k = (int)pv;
         if (pv >= 0 && k < nn->mem[m->pair_of].card && k == pv) {
-            const double *row = x + m->pair_at + (size_t)k * (size_t)m->card;
-            for (c = 0; c < m->card; c++) o[c] += row[c];
+            if (m->kind == PLM_NN_DISCRETE) {
+                const double *row = x + m->pair_at + (size_t)k * (size_t)m->card;
+                for (c = 0; c < m->card; c++) o[c] += row[c];
+            } else {   /* every component's mean and raw log sd */
+                const double *row = x + m->pair_at + 2 * (size_t)k;
+                for (c = 0; c < m->card; c++) o[m->card + c] += row[0], o[2 * m->card + c] += row[1];
+            }
         }
     }
 }

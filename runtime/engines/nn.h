@@ -29,7 +29,9 @@ typedef struct plm_nn_member {
     /* discrete: skip logits, added to the perceptron's outputs before the softmax (no weights of their own; the
     ** perceptron learns the rest). With skip = 1: logit c gains x[base_at + c] (base_at >= 0), and, with
     ** pair_of >= 0 (an earlier discrete member) of value v, x[pair_at + v card + c]. A motif whose inputs hold
-    ** the block's log potentials gives them to the head directly this way. skip = 0 (a zeroed member): none. */
+    ** the block's log potentials gives them to the head directly this way. skip = 0 (a zeroed member): none.
+    ** continuous (since version 3): with skip = 1, base_at = -1 and pair_of >= 0 of value v, every component's
+    ** mean gains x[pair_at + 2 v] and its raw log sd x[pair_at + 2 v + 1] (a conditional Gaussian the motif knows). */
     int skip, base_at, pair_at, pair_of;
     /* discrete: a per-category perceptron instead of one over the whole input. With rows = 1 the member's
     ** perceptron is applied to each category c on its own, reading row c of the input table at row_at (row_w

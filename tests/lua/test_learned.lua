@@ -64,10 +64,13 @@ T.test("mixture_posterior_equals_enumeration", function()
   end
 end)
 
-T.test("mixture_negative_control_without_reverse_density_is_biased", function()
-  local worst = deviation(plume.kernel.learned{ library = LIB, motifs = { "mixture" }, _drop_reverse = true })
-  T.ok(worst > 4, string.format("the wrong kernel is within %.2f standard errors", worst))
-end)
+-- The negative control: the same check fed a kernel that drops the reverse proposal density must fail it. The
+-- mixture network starts from the block's exact conditional (its skip inputs), and for an exact q the broken ratio
+-- is 1 / q(old), which rejects only where q's density exceeds 1 and then only narrows a mean's posterior a little
+-- around the same centre: on this small mixture the broken kernel is nearly right (measured: within 0.5-1.7
+-- standard errors of the means and of E[mu^2]), so the control runs where the proposal is far from exact: the
+-- partially observed grid below (partially_observed_grid_learned_kernel_alone_is_exact), whose network is accepted
+-- about 80% of the time.
 
 -- SBC: truth from the prior, data from the truth, 19 thinned draws of the learned kernel alone; the rank of the
 -- truth among them is uniform on 0..19 when the kernel leaves the posterior invariant. Ranks of mu[1] and of
@@ -246,6 +249,9 @@ T.test("partially_observed_grid_learned_kernel_alone_is_exact", function()
   for k, v in pairs(marg) do marg[k] = v / tot end
   local worst, post = check_marginals(m, nil, marg, plume.kernel.learned{ library = LIB, motifs = { "grid" } }, 0)
   T.ok(worst < 4, string.format("largest deviation %.2f Monte Carlo standard errors", worst))
+  -- the negative control: without the reverse proposal density the same check fails
+  local bad = check_marginals(m, nil, marg, plume.kernel.learned{ library = LIB, motifs = { "grid" }, _drop_reverse = true }, 0)
+  T.ok(bad > 4, string.format("the kernel without the reverse density is within %.2f standard errors", bad))
   local s = post:summary()
   for _, v in ipairs(lat) do
     local r = s["x" .. v]
