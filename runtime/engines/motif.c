@@ -231,7 +231,7 @@ plm_motif_occs *motif_occs_new(const plm_motif_def *d, const occ_ops *ops, const
 ** version 3 of the files, the block's exact conditional in closed form, which the network's heads start from:
 ** per slot the log of z's marginal (mu_k integrated out: slot 0 is the weight times the observation's predictive
 ** density given the other assigned observations, slot j the weight times its density under mean j), shifted so
-** the largest is 0 and clamped to [-30, 0] (padding -30), as skip logits of z's head; and per slot mu_k's
+** the largest is 0 and clamped to [-30, 0] (padding 0), as skip logits of z's head; and per slot mu_k's
 ** conditional mean and log sd given z in that slot (slot 0: with the observation, the others: without), which
 ** the mean's head adds to each of its components' (nn.h). Block: v[0] the slot of z, v[1] = (mu_k - c) / s. */
 
@@ -246,7 +246,8 @@ static void mix_layout(const int *shape, int *nin, int *nmem, plm_nn_member *mem
     memset(mem, 0, 2 * sizeof *mem);
     mem[0].kind = PLM_NN_DISCRETE, mem[0].card = kmax, mem[0].ncat_at = 0;
     mem[0].skip = 1, mem[0].base_at = 4 + 4 * kmax, mem[0].pair_of = -1, mem[0].pair_at = -1;
-    mem[1].kind = PLM_NN_CONTINUOUS, mem[1].card = 4, mem[1].ncat_at = -1;
+    /* one Gaussian: the skip offsets hold mu_k's exact conditional given z, the network corrects it */
+    mem[1].kind = PLM_NN_CONTINUOUS, mem[1].card = 1, mem[1].ncat_at = -1;
     mem[1].skip = 1, mem[1].base_at = -1, mem[1].pair_of = 0, mem[1].pair_at = 4 + 5 * kmax;
 }
 
@@ -286,8 +287,9 @@ static void mix_features_l(int kmax, int K, int k, const double *lw, const doubl
         }
         if (zl[slot] > mx) mx = zl[slot];
     }
-    for (slot = 0; slot < kmax; slot++) zl[slot] = slot < K && isfinite(mx) ? clampf(zl[slot] - mx) : -FEAT_CLAMP;
-    for (slot = 0; slot < kmax; slot++) {
+    /* slots >= K are never drawn (x[0] = K): their inputs are 0, which the network's first layer skips */
+    for (slot = 0; slot < K; slot++) zl[slot] = isfinite(mx) ? clampf(zl[slot] - mx) : -FEAT_CLAMP;
+    for (slot = 0; slot < K; slot++) {
         mp[2 * slot] = clampf(slot == 0 ? M1 : M0);
         mp[2 * slot + 1] = clampf(-0.5 * log(slot == 0 ? P1 : P0));
     }
