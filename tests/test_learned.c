@@ -13,9 +13,9 @@
 
 static plm_status make_nn(plm_nn *nn, int act, int ncat_at)
 {
-    plm_nn_member mem[3] = {{PLM_NN_DISCRETE, 3, ncat_at, 0, -1, -1, -1, 0, -1, -1, -1, 0, 0, -1},
-                            {PLM_NN_CONTINUOUS, 2, -1, 0, -1, -1, -1, 0, -1, -1, -1, 0, 0, -1},
-                            {PLM_NN_DISCRETE, 2, -1, 0, -1, -1, -1, 0, -1, -1, -1, 0, 0, -1}};
+    plm_nn_member mem[3] = {{PLM_NN_DISCRETE, 3, ncat_at, 0, -1, -1, -1, 0, -1, -1, -1, 0, 0, -1, 0, -1},
+                            {PLM_NN_CONTINUOUS, 2, -1, 0, -1, -1, -1, 0, -1, -1, -1, 0, 0, -1, 0, -1},
+                            {PLM_NN_DISCRETE, 2, -1, 0, -1, -1, -1, 0, -1, -1, -1, 0, 0, -1, 0, -1}};
     int hidden[2] = {5, 4};
     plm_rng r;
     plm_status st = plm_nn_init(NULL, nn, 3, 3, mem, 2, hidden, act);
@@ -210,8 +210,8 @@ static void test_file_round_trip_and_refusals(void)
     expect_refused(bad, "truncated");
     mangle(path, bad, -1, 0, 30, 0);           /* cut in the header */
     expect_refused(bad, "truncated");
-    mangle(path, bad, 8, 0x01, -1, 0);         /* format version 3 -> 2: a file of the layout before fixed members */
-    expect_refused(bad, "format version 2, but this plume reads version 3");
+    mangle(path, bad, 8, 0x07, -1, 0);         /* format version 4 -> 3: a file of the layout before second pairs */
+    expect_refused(bad, "format version 3, but this plume reads version 4");
     mangle(path, bad, 0, 0x20, -1, 0);         /* magic */
     expect_refused(bad, "not a plume proposal file");
     mangle(path, bad, -1, 0, -1, 8);           /* bytes after the checksum */
@@ -298,7 +298,7 @@ static void check_grid_occurrence(plm_gmodel *m, plm_kernel *k, plm_learned_prop
     CHECK(p->motif->detect(&ctx, p->motif, p->meta.shape, m, &o) == PLM_OK);
     CHECK(plm_motif_ws_new(NULL, o, &mw) == PLM_OK && plm_nn_ws_init(NULL, &w, &p->nn, 1) == PLM_OK);
     for (rep = 0; rep < reps; rep++) {
-        double u[9], un[9], v[4], vo[4], vv[4], x[17], lqf, lqr, lpn, lpo, lr, lq, sum = 0;
+        double u[9], un[9], v[4], vo[4], vv[4], x[64], lqf, lqr, lpn, lpo, lr, lq, sum = 0;
         int j, cfg, absent = 0, seen_old = 0;
         for (j = 0; j < m->dim; j++) u[j] = (double)(plm_rng_uniform(r) < 0.5);
         CHECK(plm_learned_debug_step(&ctx, k, 0, occ, u, r, v, &lqf, &lqr, &lpn, &lpo, &lr, un) == PLM_OK);
@@ -356,7 +356,7 @@ static void test_grid_partial_windows(void)
     CHECK(plm_motif_ws_new(NULL, o, &mw) == PLM_OK);
     plm_rng_init(&rng, 23, 0);
     for (occ = 0; occ < plm_motif_count(o); occ++) {
-        double u[9] = {0}, x[17], v[4];
+        double u[9] = {0}, x[64], v[4];
         int sites[8], ns = plm_motif_sites(o, occ, sites), absent = 0, w;
         plm_motif_begin(&ctx, o, mw, u);
         plm_motif_inputs(&ctx, o, mw, occ, u, &rng, x, v);
@@ -414,7 +414,7 @@ static void test_grid_ratio_equals_enumeration(void)
     plm_rng_init(&r, 21, 0);
     for (occ = 0; occ < nocc; occ++)
         for (rep = 0; rep < 20; rep++) {
-            double u[9], un[9], v[4], lqf, lqr, lpn, lpo, lr, x[17], lq, sum = 0, vv[4], enumq;
+            double u[9], un[9], v[4], lqf, lqr, lpn, lpo, lr, x[64], lq, sum = 0, vv[4], enumq;
             int j, cfg;
             plm_nn_ws w;
             for (j = 0; j < 9; j++) u[j] = (double)(plm_rng_uniform(&r) < 0.5);
@@ -574,8 +574,8 @@ static void test_chain_ratio_equals_enumeration(void)
 ** the single-evaluation paths score what the batched one does; a bad skip is refused. */
 static void test_skip_logits(void)
 {
-    plm_nn_member mem[2] = {{PLM_NN_DISCRETE, 3, 0, 1, 1, -1, -1, 0, -1, -1, -1, 0, 0, -1},
-                            {PLM_NN_DISCRETE, 3, 0, 1, 13, 4, 0, 0, -1, -1, -1, 0, 0, -1}};
+    plm_nn_member mem[2] = {{PLM_NN_DISCRETE, 3, 0, 1, 1, -1, -1, 0, -1, -1, -1, 0, 0, -1, 0, -1},
+                            {PLM_NN_DISCRETE, 3, 0, 1, 13, 4, 0, 0, -1, -1, -1, 0, 0, -1, 0, -1}};
     int hidden[1] = {4}, a, b, i;
     plm_nn nn;
     plm_nn_ws w;
@@ -866,7 +866,7 @@ static void test_feature_cache_is_exact(void)
         for (j = 0; j < 9; j++) u[j] = (double)(plm_rng_uniform(&r) < 0.5);
         CHECK(plm_motif_ws_new(NULL, o, &kept) == PLM_OK);
         for (occ = 0; occ < plm_motif_count(o); occ++) {
-            double x1[13], x2[13], x3[13], v1[4], v2[4], v3[4];
+            double x1[64] = {0}, x2[64] = {0}, x3[64] = {0}, v1[4], v2[4], v3[4];
             plm_motif_inputs(&ctx, o, kept, occ, u, &r, x1, v1);
             plm_motif_inputs(&ctx, o, kept, occ, u, &r, x2, v2);   /* from the cache */
             CHECK(plm_motif_ws_new(NULL, o, &fresh) == PLM_OK);
@@ -920,7 +920,7 @@ static void test_kept_tables_are_exact(void)
         const double *u = pat[plm_rng_uint(&r, 6)];
         int occ = (int)plm_rng_uint(&r, (uint64_t)plm_motif_count(o));
         plm_motif_ws *fresh;
-        double x1[13], x2[13], v1[4], v2[4];
+        double x1[64] = {0}, x2[64] = {0}, v1[4], v2[4];
         plm_motif_inputs(&ctx, o, kept, occ, u, &r, x1, v1);
         CHECK(plm_motif_ws_new(NULL, o, &fresh) == PLM_OK);
         plm_motif_inputs(&ctx, o, fresh, occ, u, &r, x2, v2);

@@ -271,9 +271,9 @@ static plm_status disc_begin(plm_ctx *ctx, const plm_motif_occs *o, plm_motif_ws
 ** (0, 1), (1, 1); for each of a, b, c, d the log-likelihood ratio (1 vs 0) of its children outside the window;
 ** then one flag per position, 1 when it is absent. An absent position is written as a node fixed at 0 (nn.h's fixed
 ** members): the features conditional on it read at 0, an observed d's term log p(d_obs | b, c) as the logits of
-** "d = 0", its other features 0. Each is clamped to [-30, 30]. */
+** "d = 0", its other features 0. Each is clamped to [-30, 30]. Then (18 more) the heads' skip logits (grid_skip). */
 
-#define GRID_NIN 17
+#define GRID_NIN 35
 
 static void grid_layout(const int *shape, int *nin, int *nmem, plm_nn_member *mem)
 {
@@ -285,7 +285,26 @@ static void grid_layout(const int *shape, int *nin, int *nmem, plm_nn_member *me
     for (j = 0; j < 4; j++) {
         mem[j].kind = PLM_NN_DISCRETE, mem[j].card = 2, mem[j].ncat_at = -1;
         mem[j].fixed = 1, mem[j].fixed_at = 13 + j;
+        mem[j].skip = 1, mem[j].base_at = -1, mem[j].pair_of = -1, mem[j].pair_at = -1;
     }
+    /* skip logits (grid_skip): a's, b's given a, c's given a, d's given b and c */
+    mem[0].base_at = 17;
+    mem[1].pair_of = 0, mem[1].pair_at = 19;
+    mem[2].pair_of = 0, mem[2].pair_at = 23;
+    mem[3].pair_of = 1, mem[3].pair2 = 1, mem[3].pair2_of = 2, mem[3].pair_at = 27;
+}
+
+/* The skip logits x[17..34] from the features x[0..12]: per member its own term's log odds given the members it
+** reads plus its children's log-likelihood ratio, as logits (0, L). For d, given b and c, that is its exact
+** conditional; a, b and c miss what the members after them say (the network learns that part). */
+static void grid_skip(double *x)
+{
+    int j;
+    for (j = 17; j < GRID_NIN; j++) x[j] = 0;
+    x[18] = clampf(x[0] + x[9]);
+    x[20] = clampf(x[1] + x[10]), x[22] = clampf(x[2] + x[10]);
+    x[24] = clampf(x[3] + x[11]), x[26] = clampf(x[4] + x[11]);
+    for (j = 0; j < 4; j++) x[28 + 2 * j] = clampf(x[5 + j] + x[12]);
 }
 
 static double log_bern(int x, double p) { return x ? log(p) : log1p(-p); }
@@ -337,6 +356,7 @@ static void grid_draw(const int *shape, plm_rng *r, double *x, double *v)
         x[13 + j] = absent >> j & 1;
         v[j] = absent >> j & 1 ? 0 : val[j];
     }
+    grid_skip(x);
 }
 
 /* The logit of "an absent node is 0" that gives it the log probability lp of the observed value it has: lp = log(1
@@ -386,6 +406,7 @@ static plm_status grid_inputs(plm_ctx *ctx, const plm_motif_occs *o, plm_motif_w
 #undef T
     for (j = 0; j < 13; j++) x[j] = clampf(x[j]);
     for (j = 0; j < 4; j++) x[13 + j] = !(have >> j & 1);
+    grid_skip(x);
     disc_store(o, w, i, u, x, GRID_NIN);
     return PLM_OK;
 }

@@ -58,11 +58,17 @@ plm_status plm_nn_init(plm_ctx *ctx, plm_nn *nn, int nin, int nmem, const plm_nn
                              (m->rshared_w > 0 && (m->rshared_at < 0 || m->rshared_at > nin - m->rshared_w))))
             return plm_fail(ctx, PLM_EINVAL, "nn: member %d's per-category perceptron (rows %d, table at %d of width %d, "
                             "shared %d at %d) is invalid", j + 1, m->rows, m->row_at, m->row_w, m->rshared_w, m->rshared_at);
+        if (m->pair2 != 0 && (m->pair2 != 1 || !m->skip || m->kind != PLM_NN_DISCRETE || m->pair_of < 0 || m->pair2_of < 0 ||
+                              m->pair2_of >= j || m->pair2_of == m->pair_of || mem[m->pair2_of].kind != PLM_NN_DISCRETE ||
+                              (long)m->pair_at + (long)mem[m->pair_of].card * mem[m->pair2_of].card * m->card > nin))
+            return plm_fail(ctx, PLM_EINVAL, "nn: member %d's second pair member (%d, member %d) is invalid", j + 1, m->pair2,
+                            m->pair2_of + 1);
         if (m->fixed != 0 && (m->fixed != 1 || m->kind != PLM_NN_DISCRETE || m->fixed_at < 0 || m->fixed_at >= nin))
             return plm_fail(ctx, PLM_EINVAL, "nn: member %d's fixed flag (%d, input %d) is invalid", j + 1, m->fixed,
                             m->fixed_at);
         nn->mem[j] = *m;
         if (!m->fixed) nn->mem[j].fixed_at = -1;
+        if (!m->pair2) nn->mem[j].pair2_of = -1;
         if (!m->skip) nn->mem[j].base_at = nn->mem[j].pair_at = nn->mem[j].pair_of = -1;
         else if (m->pair_of < 0) nn->mem[j].pair_at = -1;
         if (!m->rows) nn->mem[j].row_at = nn->mem[j].row_w = nn->mem[j].rshared_at = nn->mem[j].rshared_w = -1;
@@ -263,7 +269,14 @@ static void add_skip(const plm_nn *nn, int j, const double *x, const double *v, 
         double pv = v[m->pair_of];
         int k = (int)pv;
         if (pv >= 0 && k < nn->mem[m->pair_of].card && k == pv) {
-            if (m->kind == PLM_NN_DISCRETE) {
+            if (m->kind == PLM_NN_DISCRETE && m->pair2) {
+                double pv2 = v[m->pair2_of];
+                int k2 = (int)pv2, c1 = nn->mem[m->pair_of].card;
+                if (pv2 >= 0 && k2 < nn->mem[m->pair2_of].card && k2 == pv2) {
+                    const double *row = x + m->pair_at + (size_t)(k + c1 * k2) * (size_t)m->card;
+                    for (c = 0; c < m->card; c++) o[c] += row[c];
+                }
+            } else if (m->kind == PLM_NN_DISCRETE) {
                 const double *row = x + m->pair_at + (size_t)k * (size_t)m->card;
                 for (c = 0; c < m->card; c++) o[c] += row[c];
             } else {   /* every component's mean and raw log sd */
@@ -726,6 +739,8 @@ plm_status plm_nn_save(plm_ctx *ctx, const char *path, const plm_nn_meta *meta, 
         put_i64(&b, nn->mem[i].rshared_w);
         put_i64(&b, nn->mem[i].fixed);
         put_i64(&b, nn->mem[i].fixed_at);
+        put_i64(&b, nn->mem[i].pair2);
+        put_i64(&b, nn->mem[i].pair2_of);
     }
     put_u64(&b, nn->nparam);
     for (k = 0; k < nn->nparam; k++) put_f64(&b, nn->theta[k]);
@@ -844,6 +859,8 @@ plm_status plm_nn_load(plm_ctx *ctx, const char *path, plm_nn_meta *meta, plm_nn
         mem[i].rshared_w = (int)get_i64(&r);
         mem[i].fixed = (int)get_i64(&r);
         mem[i].fixed_at = (int)get_i64(&r);
+        mem[i].pair2 = (int)get_i64(&r);
+        mem[i].pair2_of = (int)get_i64(&r);
     }
     nparam = get_u64(&r);
     if (r.short_) BAD("proposal file '%s': truncated (%zu bytes) in its header", path, n);

@@ -45,6 +45,9 @@ typedef struct plm_nn_member {
     ** node were 0), it is never drawn and its log q is 0 (-inf for any other value). The members after it read
     ** that 0 as usual. fixed = 0 (a zeroed member): never fixed. */
     int fixed, fixed_at;
+    /* discrete, with pair_of >= 0: pair2 = 1 indexes the pair table by two earlier discrete members, row
+    ** v[pair_of] + card(pair_of) v[pair2_of] (a grid's d given b and c). pair2 = 0 (a zeroed member): one. */
+    int pair2, pair2_of;
 } plm_nn_member;
 
 typedef struct plm_nn {
@@ -125,7 +128,7 @@ void plm_nn_adam_free(plm_nn_adam *a);
 
 /* ---- proposal files ---- */
 
-#define PLM_NN_FILE_VERSION 3
+#define PLM_NN_FILE_VERSION 4
 #define PLM_NN_MAXSHAPE 8
 
 /* What a proposal file says besides the weights: the motif (name and shape parameters, motif.h) and how the
@@ -141,7 +144,7 @@ typedef struct plm_nn_meta {
 
 /* Write meta and nn to path: magic "PLMPROP\0", the format version, the meta, the network's sizes (per member
 ** since version 2 also its skip logits' and per-category perceptron's fields, since version 3 its fixed flag and
-** input), the weights (little-endian IEEE doubles), and an FNV-1a 64-bit checksum over every byte before it. PLM_EIO names the file. */
+** input, since version 4 its second pair member), the weights (little-endian IEEE doubles), and an FNV-1a 64-bit checksum over every byte before it. PLM_EIO names the file. */
 plm_status plm_nn_save(plm_ctx *ctx, const char *path, const plm_nn_meta *meta, const plm_nn *nn);
 /* Read a file written by plm_nn_save into meta and nn (initialised here; plm_nn_free). A file that is not a
 ** proposal file, has another format version, is truncated, has trailing bytes, fails its checksum or holds
