@@ -8,8 +8,9 @@
 ** density between two block values). Motifs here:
 **   "mixture" (shape: K_max): a categorical z choosing which of K <= K_max normal means generates a normal
 **       observation; block (z, mu_k) for a component k drawn uniformly per proposal.
-**   "grid" (no shape): a 2x2 block (a, b; c, d) of bernoulli sites in a grid-shaped Bayesian network
-**       (b and c read a, d reads b and c).
+**   "grid" (no shape): the latent bernoulli sites of a 2x2 window (a, b; c, d) of a grid-shaped Bayesian network
+**       (b and c read a, d reads b and c), some positions possibly observed or missing; a latent bernoulli site in no
+**       window is a block of its own.
 **   "chain" (shape: S_max): two consecutive categorical states of a Markov chain with emissions.
 ** Occurrences are GC memory; per-chain workspaces are malloc'd. */
 #ifndef PLM_MOTIF_H
