@@ -112,15 +112,21 @@ local function part_a(cfg)
       local post, t = infer(L.gmm_model, d, m.opts, S, chains, init)
       local lp = lp_of(post)
       local h = math.floor(S / 2) + 1
-      local e_lp, e_mu = 0, 0
+      local e_lp, e_mu, r_lp, r_mu = 0, 0, { math.huge, -math.huge }, { math.huge, -math.huge }
       for c = 1, chains do
-        e_lp = e_lp + L.ess(slice(lp, c, S, h, S))
+        local el = L.ess(slice(lp, c, S, h, S))
+        e_lp = e_lp + el
         local worst = math.huge
         for k = 1, d.K do worst = math.min(worst, L.ess(slice(post:draws("mu[" .. k .. "]"), c, S, h, S))) end
         e_mu = e_mu + worst
+        -- per chain, ESS per second of its share of the CPU time (the mean of these is the column)
+        local tc = t / chains
+        r_lp = { math.min(r_lp[1], el / tc), math.max(r_lp[2], el / tc) }
+        r_mu = { math.min(r_mu[1], worst / tc), math.max(r_mu[2], worst / tc) }
       end
       local a = L.learned_acc(post)
-      row(m.name, S, t / chains, lp, { e_lp / t, e_mu / t }, a and string.format("  accept %.3f", a) or "")
+      row(m.name, S, t / chains, lp, { e_lp / t, e_mu / t }, string.format("  per chain lp [%.1f, %.1f] mu [%.1f, %.1f]%s",
+        r_lp[1], r_lp[2], r_mu[1], r_mu[2], a and string.format("  accept %.3f", a) or ""))
     end
   end
 end

@@ -269,7 +269,7 @@ static int l_mixture_inputs(lua_State *L)
 {
     static const char *const names[] = {"K_max", "k", "w", "mu", "sd", "prior_mean", "prior_sd", "y", "C", "B", NULL};
     const char *fn = "plume.proposals.mixture_inputs";
-    int kmax, K, k, j;
+    int kmax, K, k, j, nin;
     double lw[64], mu[64], sd[64], tot = 0, *x;
     luaL_checktype(L, 1, LUA_TTABLE);
     plm_l_checkopts(L, 1, fn, names);
@@ -290,7 +290,12 @@ static int l_mixture_inputs(lua_State *L)
         tot += lw[j];
     }
     for (j = 0; j < K; j++) lw[j] = log(lw[j] / tot);
-    x = plm_l_scratch(L, (size_t)(4 + 4 * kmax) * sizeof *x);
+    {   /* the motif's input count for this K_max */
+        plm_nn_member mem[PLM_NN_MAXMEM];
+        int shape[PLM_NN_MAXSHAPE] = {kmax}, nmem;
+        plm_motif_find("mixture")->layout(shape, &nin, &nmem, mem);
+    }
+    x = plm_l_scratch(L, (size_t)nin * sizeof *x);
     {
         double s = plm_l_optnum(L, 1, fn, "prior_sd", 1);
         if (!(s > 0)) return luaL_error(L, "%s: prior_sd must be > 0 (got %f)", fn, (lua_Number)s);
@@ -298,7 +303,7 @@ static int l_mixture_inputs(lua_State *L)
                                    plm_l_optnum(L, 1, fn, "y", 0), plm_l_optnum(L, 1, fn, "C", 0),
                                    plm_l_optnum(L, 1, fn, "B", 0), x);
     }
-    plm_l_pushvec(L, x, (size_t)(4 + 4 * kmax));
+    plm_l_pushvec(L, x, (size_t)nin);
     return 1;
 }
 

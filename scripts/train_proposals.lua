@@ -4,8 +4,8 @@
 local dir = arg and arg[1] or "stdlib/proposals"
 local only = arg and arg[2]
 local settings = {
-  mixture = { samples = 60000, epochs = 12, hidden = { 48, 48 }, seed = 1601, K_max = 8, activation = "relu" },
-  grid    = { samples = 60000, epochs = 12, hidden = { 16 }, seed = 1602, activation = "relu" },
+  mixture = { samples = 60000, epochs = 12, hidden = { 8 }, seed = 1601, K_max = 8, activation = "relu" },
+  grid    = { samples = 60000, epochs = 12, hidden = {}, seed = 1602, activation = "relu" },
   chain   = { samples = 60000, epochs = 8, hidden = { 16, 16 }, lr = 3e-3, seed = 1603, S_max = 16, activation = "relu" },
 }
 for _, motif in ipairs({ "mixture", "grid", "chain" }) do

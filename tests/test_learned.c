@@ -13,9 +13,9 @@
 
 static plm_status make_nn(plm_nn *nn, int act, int ncat_at)
 {
-    plm_nn_member mem[3] = {{PLM_NN_DISCRETE, 3, ncat_at, 0, -1, -1, -1, 0, -1, -1, -1, 0},
-                            {PLM_NN_CONTINUOUS, 2, -1, 0, -1, -1, -1, 0, -1, -1, -1, 0},
-                            {PLM_NN_DISCRETE, 2, -1, 0, -1, -1, -1, 0, -1, -1, -1, 0}};
+    plm_nn_member mem[3] = {{PLM_NN_DISCRETE, 3, ncat_at, 0, -1, -1, -1, 0, -1, -1, -1, 0, 0, -1, 0, -1},
+                            {PLM_NN_CONTINUOUS, 2, -1, 0, -1, -1, -1, 0, -1, -1, -1, 0, 0, -1, 0, -1},
+                            {PLM_NN_DISCRETE, 2, -1, 0, -1, -1, -1, 0, -1, -1, -1, 0, 0, -1, 0, -1}};
     int hidden[2] = {5, 4};
     plm_rng r;
     plm_status st = plm_nn_init(NULL, nn, 3, 3, mem, 2, hidden, act);
@@ -210,8 +210,8 @@ static void test_file_round_trip_and_refusals(void)
     expect_refused(bad, "truncated");
     mangle(path, bad, -1, 0, 30, 0);           /* cut in the header */
     expect_refused(bad, "truncated");
-    mangle(path, bad, 8, 0x03, -1, 0);         /* format version 2 -> 1: a file of the layout before skip logits */
-    expect_refused(bad, "format version 1, but this plume reads version 2");
+    mangle(path, bad, 8, 0x07, -1, 0);         /* format version 4 -> 3: a file of the layout before second pairs */
+    expect_refused(bad, "format version 3, but this plume reads version 4");
     mangle(path, bad, 0, 0x20, -1, 0);         /* magic */
     expect_refused(bad, "not a plume proposal file");
     mangle(path, bad, -1, 0, -1, 8);           /* bytes after the checksum */
@@ -230,8 +230,9 @@ static void test_training_reproducible(void)
 }
 
 /* A 3x3 grid of bernoulli nodes, x[r][c] ~ bernoulli(logistic(b0 + b1 up + b2 left)), with a noisy observation
-** of three nodes. */
-static plm_gmodel *grid3(plm_ctx *ctx)
+** of three nodes; obs (9 characters, row-major) marks grid nodes observed at 0 or 1 ('-': latent). Names say
+** nothing of the grid ("n" and a scrambled number): detection must go by structure. */
+static plm_gmodel *grid3_obs(plm_ctx *ctx, const char *obs)
 {
     plm_graph *g = plm_graph_new();
     plm_gmodel *m;
@@ -242,13 +243,19 @@ static plm_gmodel *grid3(plm_ctx *ctx)
     for (r = 0; r < 3; r++)
         for (c = 0; c < 3; c++) {
             const double *bb = b[3 * r + c];
-            int e = plm_graph_const(g, bb[0]), p;
+            int e = plm_graph_const(g, bb[0]), p, at = 3 * r + c;
             char name[32];
             if (r > 0) e = MG_OP(g, ADD, e, MG_OP(g, MUL, plm_graph_const(g, bb[1]), x[r - 1][c]));
             if (c > 0) e = MG_OP(g, ADD, e, MG_OP(g, MUL, plm_graph_const(g, bb[2]), x[r][c - 1]));
             p = plm_graph_op(g, PLM_OP_LOGISTIC, e, -1, -1);
-            snprintf(name, sizeof name, "x%d%d", r, c);
-            x[r][c] = mg_latent(ctx, m, &st, name, PLM_DIST_BERNOULLI, 1, &p);
+            snprintf(name, sizeof name, "n%d", (7 * at + 3) % 9);
+            if (obs[at] == '-') {
+                x[r][c] = mg_latent(ctx, m, &st, name, PLM_DIST_BERNOULLI, 1, &p);
+            } else {
+                plm_symdist d = {PLM_DIST_BERNOULLI, 0, 1, &p};
+                x[r][c] = plm_graph_const(g, obs[at] == '1');
+                if (!st) st = plm_gmodel_observe(ctx, m, name, &d, &x[r][c]);
+            }
         }
     for (r = 0; r < 3; r++) {
         int p = MG_OP(g, ADD, plm_graph_const(g, 0.2), MG_OP(g, MUL, plm_graph_const(g, 0.6), x[r][r])), one = plm_graph_const(g, 1);
@@ -258,6 +265,130 @@ static plm_gmodel *grid3(plm_ctx *ctx)
         if (!st) st = plm_gmodel_observe(ctx, m, name, &d, &one);
     }
     return st || plm_gmodel_finish(ctx, m) ? NULL : m;
+}
+
+static plm_gmodel *grid3(plm_ctx *ctx) { return grid3_obs(ctx, "---------"); }
+
+/* The site of grid node (r, c) of grid3_obs, by its name. */
+static int grid3_site(const plm_gmodel *m, int r, int c)
+{
+    char name[32];
+    int i;
+    snprintf(name, sizeof name, "n%d", (7 * (3 * r + c) + 3) % 9);
+    for (i = 0; i < m->n; i++)
+        if (strcmp(m->sites[i].name, name) == 0) return i;
+    return -1;
+}
+
+/* The MH pieces of occurrence occ of kernel k (proposal p) at random points of m: the motif's p(new) / p(old) is the
+** target's ratio, the log ratio is lpn - lpo + lqr - lqf, the forward and reverse densities are the network's, q
+** sums to one over the block values with every absent position at 0 and gives the others probability 0. */
+static void check_grid_occurrence(plm_gmodel *m, plm_kernel *k, plm_learned_prop *p, int occ, int reps, plm_rng *r)
+{
+    plm_ctx ctx;
+    plm_target *t;
+    plm_motif_occs *o;
+    plm_motif_ws *mw;
+    plm_nn_ws w;
+    void *tws;
+    int rep;
+    plm_ctx_clear(&ctx);
+    CHECK(plm_gmodel_target(&ctx, m, &t) == PLM_OK);
+    tws = plm_target_ws_new(t);
+    CHECK(p->motif->detect(&ctx, p->motif, p->meta.shape, m, &o) == PLM_OK);
+    CHECK(plm_motif_ws_new(NULL, o, &mw) == PLM_OK && plm_nn_ws_init(NULL, &w, &p->nn, 1) == PLM_OK);
+    for (rep = 0; rep < reps; rep++) {
+        double u[9], un[9], v[4], vo[4], vv[4], x[64], lqf, lqr, lpn, lpo, lr, lq, sum = 0;
+        int j, cfg, absent = 0, seen_old = 0;
+        for (j = 0; j < m->dim; j++) u[j] = (double)(plm_rng_uniform(r) < 0.5);
+        CHECK(plm_learned_debug_step(&ctx, k, 0, occ, u, r, v, &lqf, &lqr, &lpn, &lpo, &lr, un) == PLM_OK);
+        CHECK_NEAR(lpn - lpo, plm_target_logp(t, tws, un) - plm_target_logp(t, tws, u), 1e-10);
+        CHECK_NEAR(lr, lpn - lpo + lqr - lqf, 1e-12);
+        plm_motif_begin(&ctx, o, mw, u);
+        plm_motif_inputs(&ctx, o, mw, occ, u, r, x, vo);
+        for (j = 0; j < 4; j++) absent |= (x[13 + j] != 0) << j;
+        for (j = 0; j < 4; j++) CHECK(!(absent >> j & 1) || (v[j] == 0 && vo[j] == 0));
+        for (cfg = 0; cfg < 16; cfg++) {
+            for (j = 0; j < 4; j++) vv[j] = (cfg >> j) & 1;
+            plm_nn_logq(&p->nn, &w, 1, x, vv, &lq, NULL);
+            if (cfg & absent) {
+                CHECK(lq == -INFINITY);
+                continue;
+            }
+            sum += exp(lq);
+            if (memcmp(vv, v, sizeof vv) == 0) CHECK_NEAR(lq, lqf, 1e-12);
+            if (memcmp(vv, vo, sizeof vv) == 0) { CHECK_NEAR(lq, lqr, 1e-12); seen_old = 1; }
+        }
+        CHECK(seen_old);
+        CHECK_NEAR(sum, 1, 1e-12);
+    }
+    plm_nn_ws_free(&w);
+    plm_motif_ws_free(mw);
+    plm_target_ws_free(t, tws);
+}
+
+/* With the centre of a 3x3 grid observed, detection finds by structure the window above-left of it with the centre
+** at d (latent a, b, c), the window below-right with no a (the centre would be a: b, c, d latent), and the two
+** corners in no window (top-right, bottom-left) as blocks of one; every latent node lies in a block. The absent
+** positions are flagged in the features, and each block's MH pieces are exact (check_grid_occurrence). */
+static void test_grid_partial_windows(void)
+{
+    plm_ctx ctx;
+    plm_gmodel *m;
+    plm_kernel *k;
+    plm_motif_occs *o;
+    plm_motif_ws *mw;
+    plm_learned_prop *p = train_small("grid", 2000, 3);
+    int nocc = 0, occ, want[4][4], wabsent[4] = {8, 1, 14, 14}, r, c, j, found[4] = {0, 0, 0, 0}, covered[9] = {0};
+    plm_rng rng;
+    plm_ctx_clear(&ctx);
+    m = grid3_obs(&ctx, "----1----");
+    CHECK(m && p);
+    if (!m || !p) return;
+    /* the blocks' sites, in position order a, b, c, d (-1 absent) */
+    want[0][0] = grid3_site(m, 0, 0), want[0][1] = grid3_site(m, 0, 1), want[0][2] = grid3_site(m, 1, 0), want[0][3] = -1;
+    want[1][0] = -1, want[1][1] = grid3_site(m, 1, 2), want[1][2] = grid3_site(m, 2, 1), want[1][3] = grid3_site(m, 2, 2);
+    want[2][0] = grid3_site(m, 0, 2), want[3][0] = grid3_site(m, 2, 0);
+    for (j = 1; j < 4; j++) want[2][j] = want[3][j] = -1;
+    CHECK(plm_kernel_learned(&ctx, m, &p, 1, &k, &nocc) == PLM_OK);
+    CHECK(nocc == 4);
+    CHECK(p->motif->detect(&ctx, p->motif, p->meta.shape, m, &o) == PLM_OK && plm_motif_count(o) == 4);
+    CHECK(plm_motif_ws_new(NULL, o, &mw) == PLM_OK);
+    plm_rng_init(&rng, 23, 0);
+    for (occ = 0; occ < plm_motif_count(o); occ++) {
+        double u[9] = {0}, x[64], v[4];
+        int sites[8], ns = plm_motif_sites(o, occ, sites), absent = 0, w;
+        plm_motif_begin(&ctx, o, mw, u);
+        plm_motif_inputs(&ctx, o, mw, occ, u, &rng, x, v);
+        for (j = 0; j < 4; j++) absent |= (x[13 + j] != 0) << j;
+        for (w = 0; w < 4; w++) {   /* the wanted block with these sites and these absent positions */
+            int n = 0, ok = absent == wabsent[w];
+            for (j = 0; j < 4; j++)
+                if (want[w][j] >= 0) n++;
+            ok = ok && n == ns;
+            for (j = 0; j < ns && ok; j++) {
+                int l, in = 0;
+                for (l = 0; l < 4; l++) in |= want[w][l] == sites[j];
+                ok = in;
+            }
+            if (ok) found[w]++;
+        }
+        for (j = 0; j < ns; j++)
+            for (r = 0; r < 9; r++)
+                if (sites[j] == grid3_site(m, r / 3, r % 3)) covered[r]++;
+    }
+    for (j = 0; j < 4; j++) CHECK(found[j] == 1);
+    for (r = 0; r < 9; r++) CHECK(r == 4 ? covered[r] == 0 : covered[r] == 1);
+    plm_motif_ws_free(mw);
+    for (occ = 0; occ < nocc; occ++) check_grid_occurrence(m, k, p, occ, 20, &rng);
+    /* an observed corner and an observed edge node: a window with a and d absent (b, c alone) and more blocks of one */
+    m = grid3_obs(&ctx, "0-------1");
+    CHECK(m != NULL);
+    if (!m) return;
+    CHECK(plm_kernel_learned(&ctx, m, &p, 1, &k, &nocc) == PLM_OK);
+    CHECK(nocc >= 3);
+    for (occ = 0; occ < nocc; occ++) check_grid_occurrence(m, k, p, occ, 10, &rng);
+    (void)c;
 }
 
 /* On every 2x2 block of a 3x3 grid, at random points: the kernel's p(new) / p(old) is the target's ratio, its
@@ -283,7 +414,7 @@ static void test_grid_ratio_equals_enumeration(void)
     plm_rng_init(&r, 21, 0);
     for (occ = 0; occ < nocc; occ++)
         for (rep = 0; rep < 20; rep++) {
-            double u[9], un[9], v[4], lqf, lqr, lpn, lpo, lr, x[13], lq, sum = 0, vv[4], enumq;
+            double u[9], un[9], v[4], lqf, lqr, lpn, lpo, lr, x[64], lq, sum = 0, vv[4], enumq;
             int j, cfg;
             plm_nn_ws w;
             for (j = 0; j < 9; j++) u[j] = (double)(plm_rng_uniform(&r) < 0.5);
@@ -443,8 +574,8 @@ static void test_chain_ratio_equals_enumeration(void)
 ** the single-evaluation paths score what the batched one does; a bad skip is refused. */
 static void test_skip_logits(void)
 {
-    plm_nn_member mem[2] = {{PLM_NN_DISCRETE, 3, 0, 1, 1, -1, -1, 0, -1, -1, -1, 0},
-                            {PLM_NN_DISCRETE, 3, 0, 1, 13, 4, 0, 0, -1, -1, -1, 0}};
+    plm_nn_member mem[2] = {{PLM_NN_DISCRETE, 3, 0, 1, 1, -1, -1, 0, -1, -1, -1, 0, 0, -1, 0, -1},
+                            {PLM_NN_DISCRETE, 3, 0, 1, 13, 4, 0, 0, -1, -1, -1, 0, 0, -1, 0, -1}};
     int hidden[1] = {4}, a, b, i;
     plm_nn nn;
     plm_nn_ws w;
@@ -735,7 +866,7 @@ static void test_feature_cache_is_exact(void)
         for (j = 0; j < 9; j++) u[j] = (double)(plm_rng_uniform(&r) < 0.5);
         CHECK(plm_motif_ws_new(NULL, o, &kept) == PLM_OK);
         for (occ = 0; occ < plm_motif_count(o); occ++) {
-            double x1[13], x2[13], x3[13], v1[4], v2[4], v3[4];
+            double x1[64] = {0}, x2[64] = {0}, x3[64] = {0}, v1[4], v2[4], v3[4];
             plm_motif_inputs(&ctx, o, kept, occ, u, &r, x1, v1);
             plm_motif_inputs(&ctx, o, kept, occ, u, &r, x2, v2);   /* from the cache */
             CHECK(plm_motif_ws_new(NULL, o, &fresh) == PLM_OK);
@@ -789,7 +920,7 @@ static void test_kept_tables_are_exact(void)
         const double *u = pat[plm_rng_uint(&r, 6)];
         int occ = (int)plm_rng_uint(&r, (uint64_t)plm_motif_count(o));
         plm_motif_ws *fresh;
-        double x1[13], x2[13], v1[4], v2[4];
+        double x1[64] = {0}, x2[64] = {0}, v1[4], v2[4];
         plm_motif_inputs(&ctx, o, kept, occ, u, &r, x1, v1);
         CHECK(plm_motif_ws_new(NULL, o, &fresh) == PLM_OK);
         plm_motif_inputs(&ctx, o, fresh, occ, u, &r, x2, v2);
@@ -839,6 +970,7 @@ int main(void)
     RUN(test_file_round_trip_and_refusals);
     RUN(test_training_reproducible);
     RUN(test_grid_ratio_equals_enumeration);
+    RUN(test_grid_partial_windows);
     RUN(test_chain_ratio_equals_enumeration);
     RUN(test_skip_logits);
     RUN(test_mixture_logp_equals_target_difference);

@@ -59,7 +59,9 @@ plm_status plm_learned_load(plm_ctx *ctx, const char *path, plm_learned_prop **o
             mem[j].skip != nn.mem[j].skip ||
             (mem[j].skip && (mem[j].base_at != nn.mem[j].base_at || mem[j].pair_of != nn.mem[j].pair_of ||
                              (mem[j].pair_of >= 0 && mem[j].pair_at != nn.mem[j].pair_at))) ||
-            mem[j].rows != nn.mem[j].rows ||
+            mem[j].rows != nn.mem[j].rows || mem[j].fixed != nn.mem[j].fixed ||
+            (mem[j].fixed && mem[j].fixed_at != nn.mem[j].fixed_at) || mem[j].pair2 != nn.mem[j].pair2 ||
+            (mem[j].pair2 && mem[j].pair2_of != nn.mem[j].pair2_of) ||
             (mem[j].rows && (mem[j].row_at != nn.mem[j].row_at || mem[j].row_w != nn.mem[j].row_w ||
                              mem[j].rshared_w != nn.mem[j].rshared_w ||
                              (mem[j].rshared_w && mem[j].rshared_at != nn.mem[j].rshared_at))))

@@ -227,44 +227,81 @@ plm_motif_occs *motif_occs_new(const plm_motif_def *d, const occ_ops *ops, const
 ** observation (y - c) / s; the assigned observations' precision relative to the prior's, log(1 + C s^2), and
 ** their precision-weighted mean (B / C - c) / s (0 when none); then per slot (slot 0 is k, slots 1.. the other
 ** components in order, slots >= K padding): 1, the log weight (normalised), the mean (-c, / s; 0 for slot 0,
-** whose mean is the block's), and the log of the observation's sd under that component relative to s. Block:
-** v[0] the slot of z, v[1] = (mu_k - c) / s. */
+** whose mean is the block's), and the log of the observation's sd under that component relative to s. Since
+** version 3 of the files, the block's exact conditional in closed form, which the network's heads start from:
+** per slot the log of z's marginal (mu_k integrated out: slot 0 is the weight times the observation's predictive
+** density given the other assigned observations, slot j the weight times its density under mean j), shifted so
+** the largest is 0 and clamped to [-30, 0] (padding 0), as skip logits of z's head; and per slot mu_k's
+** conditional mean and log sd given z in that slot (slot 0: with the observation, the others: without), which
+** the mean's head adds to each of its components' (nn.h). Block: v[0] the slot of z, v[1] = (mu_k - c) / s. */
 
 static int mix_kmax(const int *shape) { return shape[0]; }
-static int mix_nin(int kmax) { return 4 + 4 * kmax; }
+static int mix_nin(int kmax) { return 4 + 4 * kmax + kmax + 2 * kmax; }
 
 static void mix_layout(const int *shape, int *nin, int *nmem, plm_nn_member *mem)
 {
     int kmax = mix_kmax(shape);
     *nin = mix_nin(kmax);
     *nmem = 2;
-    memset(mem, 0, 2 * sizeof *mem);   /* no skip logits */
+    memset(mem, 0, 2 * sizeof *mem);
     mem[0].kind = PLM_NN_DISCRETE, mem[0].card = kmax, mem[0].ncat_at = 0;
-    mem[1].kind = PLM_NN_CONTINUOUS, mem[1].card = 4, mem[1].ncat_at = -1;
+    mem[0].skip = 1, mem[0].base_at = 4 + 4 * kmax, mem[0].pair_of = -1, mem[0].pair_at = -1;
+    /* one Gaussian: the skip offsets hold mu_k's exact conditional given z, the network corrects it */
+    mem[1].kind = PLM_NN_CONTINUOUS, mem[1].card = 1, mem[1].ncat_at = -1;
+    mem[1].skip = 1, mem[1].base_at = -1, mem[1].pair_of = 0, mem[1].pair_at = 4 + 5 * kmax;
 }
 
 static int slot_comp(int slot, int k) { return slot == 0 ? k : slot - 1 < k ? slot - 1 : slot; }
 static int comp_slot(int j, int k) { return j == k ? 0 : j < k ? j + 1 : j; }
 
 /* The features of one occurrence: K components, chosen component k, log weights lw (normalised), means mu
-** (mu[k] unused), observation sds sd, prior centre and scale c, s, observation y, statistics C, B. */
-static void mix_features(int kmax, int K, int k, const double *lw, const double *mu, const double *sd, double c, double s,
-                         double y, double C, double B, double *x)
+** (mu[k] unused), observation sds sd and their logs lsd, prior centre and scale c, s (ls = log s), observation y,
+** statistics C, B. */
+static void mix_features_l(int kmax, int K, int k, const double *lw, const double *mu, const double *sd, const double *lsd,
+                           double c, double s, double ls, double y, double C, double B, double *x)
 {
     int slot;
+    double *zl = x + 4 + 4 * kmax, *mp = zl + kmax, mx = -INFINITY;
+    double yy = (y - c) / s, Cs = C * s * s, Bs = s * (B - c * C), sk = sd[k] / s;
+    double P0 = 1 + Cs, M0 = Bs / P0, P1 = P0 + 1 / (sk * sk), M1 = (Bs + yy / (sk * sk)) / P1;
     memset(x, 0, (size_t)mix_nin(kmax) * sizeof *x);
     x[0] = K;
-    x[1] = clampf((y - c) / s);
-    x[2] = clampf(log1p(C * s * s));
+    x[1] = clampf(yy);
+    x[2] = clampf(log1p(Cs));
     x[3] = C > 0 ? clampf((B / C - c) / s) : 0;
     for (slot = 0; slot < K; slot++) {
         int j = slot_comp(slot, k);
-        double *f = x + 4 + 4 * slot;
+        double *f = x + 4 + 4 * slot, e;
         f[0] = 1;
         f[1] = clampf(lw[j]);
         f[2] = slot == 0 ? 0 : clampf((mu[j] - c) / s);
-        f[3] = clampf(log(sd[j] / s));
+        f[3] = clampf(lsd[j] - ls);
+        /* in the units of k's prior: every slot's density carries the same 1 / s */
+        if (slot == 0) {
+            double v = sk * sk + 1 / P0;
+            e = yy - M0;
+            zl[0] = lw[k] - 0.5 * e * e / v - 0.5 * log(v);
+        } else {
+            e = (y - mu[j]) / sd[j];
+            zl[slot] = lw[j] - 0.5 * e * e - (lsd[j] - ls);
+        }
+        if (zl[slot] > mx) mx = zl[slot];
     }
+    /* slots >= K are never drawn (x[0] = K): their inputs are 0, which the network's first layer skips */
+    for (slot = 0; slot < K; slot++) zl[slot] = isfinite(mx) ? clampf(zl[slot] - mx) : -FEAT_CLAMP;
+    for (slot = 0; slot < K; slot++) {
+        mp[2 * slot] = clampf(slot == 0 ? M1 : M0);
+        mp[2 * slot + 1] = clampf(-0.5 * log(slot == 0 ? P1 : P0));
+    }
+}
+
+static void mix_features(int kmax, int K, int k, const double *lw, const double *mu, const double *sd, double c, double s,
+                         double y, double C, double B, double *x)
+{
+    double lsd[MIX_KMAX];
+    int j;
+    for (j = 0; j < K; j++) lsd[j] = log(sd[j]);
+    mix_features_l(kmax, K, k, lw, mu, sd, lsd, c, s, log(s), y, C, B, x);
 }
 
 /* The prior over mixture instantiations (in the units of component k's prior: c = 0, s = 1):
@@ -340,23 +377,28 @@ static plm_status mix_inputs(plm_ctx *ctx, const plm_motif_occs *o, plm_motif_ws
     const mix_occ *q = &o->mocc[i];
     const mix_group *g = &o->groups[q->g];
     const double *P = w->par + q->out;
-    double lw[MIX_KMAX], mu[MIX_KMAX], sd[MIX_KMAX], tot = 0, y = P[0];
+    double mu[MIX_KMAX], tot = 0, y = P[0];
+    const double *sd = P + 1;
     int K = g->K, k = (int)plm_rng_uint(r, (uint64_t)K), j, z = (int)u[q->zc];
-    for (j = 0; j < K; j++) tot += P[1 + K + j];
-    for (j = 0; j < K; j++) {
-        lw[j] = log(P[1 + K + j] / tot);
-        mu[j] = u[g->muc[j]];
-        sd[j] = P[1 + j];
-        if (!(sd[j] > 0) || !(P[1 + K + j] >= 0))
-            return plm_fail(ctx, PLM_EDOM, "learned: mixture observation '%s' has sd %g or weight %g under component %d",
-                            o->m->sites[q->y].name, sd[j], P[1 + K + j], j + 1);
+    if (K != w->lastK || memcmp(w->lastP, P + 1, 2 * (size_t)K * sizeof *P) != 0) {
+        for (j = 0; j < K; j++) {
+            if (!(sd[j] > 0) || !(P[1 + K + j] >= 0))
+                return plm_fail(ctx, PLM_EDOM, "learned: mixture observation '%s' has sd %g or weight %g under component %d",
+                                o->m->sites[q->y].name, sd[j], P[1 + K + j], j + 1);
+            tot += P[1 + K + j];
+        }
+        for (j = 0; j < K; j++) w->lw[j] = log(P[1 + K + j] / tot), w->lsd[j] = log(sd[j]);
+        memcpy(w->lastP, P + 1, 2 * (size_t)K * sizeof *P);
+        w->lastK = K;
     }
+    for (j = 0; j < K; j++) mu[j] = u[g->muc[j]];
     w->k = k;
     w->c = w->par[g->out + 2 * k];
     w->s = w->par[g->out + 2 * k + 1];
     if (!(w->s > 0) || !isfinite(w->c))
         return plm_fail(ctx, PLM_EDOM, "learned: the prior of mixture mean '%s' has mean %g and sd %g",
                         o->m->sites[g->mu[k]].name, w->c, w->s);
+    w->ls = log(w->s);
     w->Ck = w->C[q->g * MIX_KMAX + k];
     w->Bk = w->B[q->g * MIX_KMAX + k];
     if (z == k) {   /* the other observations only: the block decides where this one goes */
@@ -364,24 +406,27 @@ static plm_status mix_inputs(plm_ctx *ctx, const plm_motif_occs *o, plm_motif_ws
         w->Bk -= y / (sd[k] * sd[k]);
         if (w->Ck < 1e-12 * (1 / (sd[k] * sd[k]))) w->Ck = 0, w->Bk = 0;
     }
-    mix_features(mix_kmax(o->shape), K, k, lw, mu, sd, w->c, w->s, y, w->Ck, w->Bk, x);
+    mix_features_l(mix_kmax(o->shape), K, k, w->lw, mu, sd, w->lsd, w->c, w->s, w->ls, y, w->Ck, w->Bk, x);
     v[0] = z >= 0 && z < K ? comp_slot(z, k) : -1;
     v[1] = (mu[k] - w->c) / w->s;
     return PLM_OK;
 }
 
+/* The block's log density: mu_k's prior, z's weight, the observation's term and the other assigned observations'
+** (m B - m^2 C / 2), with the logs kept by mix_inputs. */
 static double mix_logp(const plm_motif_occs *o, plm_motif_ws *w, int i, const double *u, const double *v)
 {
     const mix_occ *q = &o->mocc[i];
     const mix_group *g = &o->groups[q->g];
     const double *P = w->par + q->out;
     int K = g->K, slot = (int)v[0], z;
-    double m = w->c + w->s * v[1], mz, tot = 0;
+    double m = w->c + w->s * v[1], mz, e0, e1;
     if (!(v[0] >= 0 && slot < K && slot == v[0]) || !isfinite(m)) return -INFINITY;
     z = slot_comp(slot, w->k);
-    for (int j = 0; j < K; j++) tot += P[1 + K + j];
     mz = z == w->k ? m : u[g->muc[z]];
-    return lnorm(m, w->c, w->s) + log(P[1 + K + z] / tot) + lnorm(P[0], mz, P[1 + z]) + m * w->Bk - 0.5 * m * m * w->Ck;
+    e0 = (m - w->c) / w->s, e1 = (P[0] - mz) / P[1 + z];
+    return -0.5 * e0 * e0 - w->ls + w->lw[z] - 0.5 * e1 * e1 - w->lsd[z] - 2 * LOG_SQRT_2PI + m * w->Bk -
+           0.5 * m * m * w->Ck;
 }
 
 static void mix_apply(const plm_motif_occs *o, plm_motif_ws *w, int i, double *u, const double *v)

@@ -8,8 +8,9 @@
 ** density between two block values). Motifs here:
 **   "mixture" (shape: K_max): a categorical z choosing which of K <= K_max normal means generates a normal
 **       observation; block (z, mu_k) for a component k drawn uniformly per proposal.
-**   "grid" (no shape): a 2x2 block (a, b; c, d) of bernoulli sites in a grid-shaped Bayesian network
-**       (b and c read a, d reads b and c).
+**   "grid" (no shape): the latent bernoulli sites of a 2x2 window (a, b; c, d) of a grid-shaped Bayesian network
+**       (b and c read a, d reads b and c), some positions possibly observed or missing; a latent bernoulli site in no
+**       window is a block of its own.
 **   "chain" (shape: S_max): two consecutive categorical states of a Markov chain with emissions.
 ** Occurrences are GC memory; per-chain workspaces are malloc'd. */
 #ifndef PLM_MOTIF_H
@@ -43,7 +44,7 @@ const plm_motif_def *const *plm_motif_all(void);
 /* PLM_EINVAL naming the parameter when shape (d->nshape values) is out of range. */
 plm_status plm_motif_check_shape(plm_ctx *ctx, const plm_motif_def *d, const int *shape);
 
-/* The mixture motif's network inputs (4 + 4 K_max numbers into x) for an observation y, K components, the
+/* The mixture motif's network inputs (4 + 7 K_max numbers into x) for an observation y, K components, the
 ** chosen component k (0-based), log weights lw, means mu (mu[k] unused), the observation's sd under each
 ** component, the prior mean c and sd s of mu_k, and the assigned observations' sums C = sum 1/sd^2 and
 ** B = sum y/sd^2 (0, 0 for none). The block is (slot of z, (mu_k - c) / s); slot 0 is k, slots 1.. are the

@@ -102,12 +102,14 @@ static plm_status disc_eval(plm_ctx *ctx, const plm_motif_occs *o, plm_motif_ws 
     return PLM_OK;
 }
 
-/* Term t's value at the block value of configuration c (index sum v_j q->stride[j]) from the tables in w->Tt:
-** for the grid's four binary members, v_j = bit j of c. */
+/* Term t's value at the grid block value of position configuration c: v at position p is bit p of c (a, b, c, d:
+** bits 0..3); the bits of absent positions must be 0. */
 static double tval_grid(const disc_occ *q, const plm_motif_ws *w, int t, int c)
 {
     const int *st = q->term[t].stride;
-    return w->Tt[t][(c & 1) * st[0] + (c >> 1 & 1) * st[1] + (c >> 2 & 1) * st[2] + (c >> 3 & 1) * st[3]];
+    int j, idx = 0;
+    for (j = 0; j < q->nb; j++) idx += (c >> q->pos[j] & 1) * st[j];
+    return w->Tt[t][idx];
 }
 
 /* Term t's value at the chain's block value (s1, s2). */
@@ -262,30 +264,60 @@ static plm_status disc_begin(plm_ctx *ctx, const plm_motif_occs *o, plm_motif_ws
 }
 
 /* ---- the grid motif ----
-** Block (a, b, c, d): b and c read a, d reads b and c. Features (13): the logits of the block's own terms
-** given the blanket, in units of log odds: a; b given a = 0, 1; c given a = 0, 1; d given (b, c) = (0, 0),
-** (1, 0), (0, 1), (1, 1); then for each of a, b, c, d the log-likelihood ratio (1 vs 0) of its children outside
-** the block. Each is clamped to [-30, 30]. */
+** Positions (a, b; c, d): b and c read a, d reads b and c. A block is the latent nodes of such a window; an absent
+** position is an observed node (or, for a, none: the window is then found from d reading b and c), and a latent
+** node in no window is a block of its own at position a. Features (17): the logits of the positions' own terms
+** given the blanket, in units of log odds: a; b given a = 0, 1; c given a = 0, 1; d given (b, c) = (0, 0), (1, 0),
+** (0, 1), (1, 1); for each of a, b, c, d the log-likelihood ratio (1 vs 0) of its children outside the window;
+** then one flag per position, 1 when it is absent. An absent position is written as a node fixed at 0 (nn.h's fixed
+** members): the features conditional on it read at 0, an observed d's term log p(d_obs | b, c) as the logits of
+** "d = 0", its other features 0. Each is clamped to [-30, 30]. Then (18 more) the heads' skip logits (grid_skip). */
+
+#define GRID_NIN 35
 
 static void grid_layout(const int *shape, int *nin, int *nmem, plm_nn_member *mem)
 {
     int j;
     (void)shape;
-    *nin = 13;
+    *nin = GRID_NIN;
     *nmem = 4;
     memset(mem, 0, 4 * sizeof *mem);   /* no skip logits */
-    for (j = 0; j < 4; j++) mem[j].kind = PLM_NN_DISCRETE, mem[j].card = 2, mem[j].ncat_at = -1;
+    for (j = 0; j < 4; j++) {
+        mem[j].kind = PLM_NN_DISCRETE, mem[j].card = 2, mem[j].ncat_at = -1;
+        mem[j].fixed = 1, mem[j].fixed_at = 13 + j;
+        mem[j].skip = 1, mem[j].base_at = -1, mem[j].pair_of = -1, mem[j].pair_at = -1;
+    }
+    /* skip logits (grid_skip): a's, b's given a, c's given a, d's given b and c */
+    mem[0].base_at = 17;
+    mem[1].pair_of = 0, mem[1].pair_at = 19;
+    mem[2].pair_of = 0, mem[2].pair_at = 23;
+    mem[3].pair_of = 1, mem[3].pair2 = 1, mem[3].pair2_of = 2, mem[3].pair_at = 27;
+}
+
+/* The skip logits x[17..34] from the features x[0..12]: per member its own term's log odds given the members it
+** reads plus its children's log-likelihood ratio, as logits (0, L). For d, given b and c, that is its exact
+** conditional; a, b and c miss what the members after them say (the network learns that part). */
+static void grid_skip(double *x)
+{
+    int j;
+    for (j = 17; j < GRID_NIN; j++) x[j] = 0;
+    x[18] = clampf(x[0] + x[9]);
+    x[20] = clampf(x[1] + x[10]), x[22] = clampf(x[2] + x[10]);
+    x[24] = clampf(x[3] + x[11]), x[26] = clampf(x[4] + x[11]);
+    for (j = 0; j < 4; j++) x[28 + 2 * j] = clampf(x[5 + j] + x[12]);
 }
 
 static double log_bern(int x, double p) { return x ? log(p) : log1p(-p); }
 
 /* The prior over grid instantiations: each own-term logit N(0, 2^2) independently; the block drawn from them
 ** in order a, b, c, d; each block node has 0, 1 or 2 children outside the block (uniform), each a bernoulli
-** whose logits given the node = 0 and 1 are N(0, 2^2), drawn given the node. */
+** whose logits given the node = 0 and 1 are N(0, 2^2), drawn given the node. Then which positions are absent
+** (observed at their drawn values): none (probability 0.4), a (0.2), d (0.2), a and d (0.1), or b, c and d (0.1:
+** a block of one), written as the model side writes them (grid_inputs). */
 static void grid_draw(const int *shape, plm_rng *r, double *x, double *v)
 {
-    double L[9];
-    int j, a, b, c, d, val[4];
+    double L[9], U[4], pm = plm_rng_uniform(r);
+    int j, a, b, c, d, val[4], absent;
     (void)shape;
     for (j = 0; j < 9; j++) L[j] = 2 * plm_rng_normal(r);
     a = plm_rng_uniform(r) < logistic(L[0]);
@@ -293,48 +325,110 @@ static void grid_draw(const int *shape, plm_rng *r, double *x, double *v)
     c = plm_rng_uniform(r) < logistic(L[3 + a]);
     d = plm_rng_uniform(r) < logistic(L[5 + b + 2 * c]);
     val[0] = a, val[1] = b, val[2] = c, val[3] = d;
-    for (j = 0; j < 9; j++) x[j] = clampf(L[j]);
     for (j = 0; j < 4; j++) {
         int nc = (int)plm_rng_uint(r, 3), k;
-        double U = 0;
+        U[j] = 0;
         for (k = 0; k < nc; k++) {
             double p0 = logistic(2 * plm_rng_normal(r)), p1 = logistic(2 * plm_rng_normal(r));
             int ch = plm_rng_uniform(r) < (val[j] ? p1 : p0);
-            U += log_bern(ch, p1) - log_bern(ch, p0);
+            U[j] += log_bern(ch, p1) - log_bern(ch, p0);
         }
-        x[9 + j] = clampf(U);
-        v[j] = val[j];
     }
+    absent = pm < 0.4 ? 0 : pm < 0.6 ? 1 : pm < 0.8 ? 8 : pm < 0.9 ? 9 : 14;
+    for (j = 0; j < 9; j++) x[j] = L[j];
+    for (j = 0; j < 4; j++) x[9 + j] = U[j];
+    if (absent == 14) {   /* a alone: b's and c's terms at their values are evidence on a, d's a constant */
+        x[9] += log_bern(b, logistic(L[2])) - log_bern(b, logistic(L[1])) + log_bern(c, logistic(L[4])) -
+                log_bern(c, logistic(L[3]));
+        for (j = 1; j < 9; j++) x[j] = 0;
+        x[10] = x[11] = x[12] = 0;
+    }
+    if (absent & 1) {     /* a observed: b's and c's logits given it, at the a = 0 slots */
+        x[0] = x[9] = 0;
+        x[1] = L[1 + a], x[2] = 0, x[3] = L[3 + a], x[4] = 0;
+    }
+    if (absent & 8) {     /* d observed: log p(d | b, c) is log p(d' = 0 | b, c) with the logits negated when d = 1 */
+        for (j = 5; j < 9; j++) x[j] = d ? -L[j] : L[j];
+        x[12] = 0;
+    }
+    for (j = 0; j < 13; j++) x[j] = clampf(x[j]);
+    for (j = 0; j < 4; j++) {
+        x[13 + j] = absent >> j & 1;
+        v[j] = absent >> j & 1 ? 0 : val[j];
+    }
+    grid_skip(x);
+}
+
+/* The logit of "an absent node is 0" that gives it the log probability lp of the observed value it has: lp = log(1
+** - logistic(L)), so L = log(expm1(-lp)) (an observed value of probability 1 is -30 after clamping). */
+static double absent_logit(double lp)
+{
+    if (!(lp < 0)) return lp == lp ? -FEAT_CLAMP : 0;
+    return log(expm1(-lp));
 }
 
 static plm_status grid_inputs(plm_ctx *ctx, const plm_motif_occs *o, plm_motif_ws *w, int i, const double *u, plm_rng *r,
                               double *x, double *v)
 {
     const disc_occ *q = &o->docc[i];
-    int t, j;
+    int t, j, have = 0;
     plm_status st;
     (void)r;
-    for (j = 0; j < 4; j++) v[j] = u[q->coord[j]];
-    if (disc_hit(o, w, i, u, x, 13)) return PLM_OK;
+    v[0] = v[1] = v[2] = v[3] = 0;
+    for (j = 0; j < q->nb; j++) v[q->pos[j]] = u[q->coord[j]], have |= 1 << q->pos[j];
+    if (disc_hit(o, w, i, u, x, GRID_NIN)) return PLM_OK;
     if ((st = disc_eval(ctx, o, w, i, u))) return st;
-    memset(x, 0, 13 * sizeof *x);
-    /* config index a + 2 b + 4 c + 8 d */
+    memset(x, 0, GRID_NIN * sizeof *x);
+    /* position configuration index a + 2 b + 4 c + 8 d; absent positions at 0 */
 #define T(c) tval_grid(q, w, t, c)
     for (t = 0; t < q->nterm; t++) {
         switch (q->role[t]) {
         case 0: x[0] += T(1) - T(0); break;
-        case 1: x[1] += T(2) - T(0), x[2] += T(3) - T(1); break;
-        case 2: x[3] += T(4) - T(0), x[4] += T(5) - T(1); break;
-        case 3:
-            x[5] += T(8) - T(0), x[6] += T(10) - T(2), x[7] += T(12) - T(4), x[8] += T(14) - T(6);
+        case 1:
+            x[1] += T(2) - T(0);
+            if (have & 1) x[2] += T(3) - T(1);
             break;
-        default: j = q->role[t] - 4, x[9 + j] += T(q->stride[j]) - T(0); break;
+        case 2:
+            x[3] += T(4) - T(0);
+            if (have & 1) x[4] += T(5) - T(1);
+            break;
+        case 3:
+            if (have & 8) {
+                x[5] += T(8) - T(0), x[6] += T(10) - T(2), x[7] += T(12) - T(4), x[8] += T(14) - T(6);
+            } else {
+                x[5] += absent_logit(T(0)), x[6] += absent_logit(T(2)), x[7] += absent_logit(T(4));
+                x[8] += absent_logit(T(6));
+            }
+            break;
+        default: j = q->role[t] - 4, x[9 + j] += T(1 << j) - T(0); break;
         }
     }
 #undef T
     for (j = 0; j < 13; j++) x[j] = clampf(x[j]);
-    disc_store(o, w, i, u, x, 13);
+    for (j = 0; j < 4; j++) x[13 + j] = !(have >> j & 1);
+    grid_skip(x);
+    disc_store(o, w, i, u, x, GRID_NIN);
     return PLM_OK;
+}
+
+/* The block's members' values from the network's four positions (an absent position must be 0). */
+static double grid_logp(const plm_motif_occs *o, plm_motif_ws *w, int i, const double *u, const double *v)
+{
+    const disc_occ *q = &o->docc[i];
+    double vl[4];
+    int j, have = 0;
+    for (j = 0; j < q->nb; j++) vl[j] = v[q->pos[j]], have |= 1 << q->pos[j];
+    for (j = 0; j < 4; j++)
+        if (!(have >> j & 1) && v[j] != 0) return -INFINITY;
+    return disc_logp(o, w, i, u, vl);
+}
+
+static void grid_apply(const plm_motif_occs *o, plm_motif_ws *w, int i, double *u, const double *v)
+{
+    const disc_occ *q = &o->docc[i];
+    int j;
+    (void)w;
+    for (j = 0; j < q->nb; j++) u[q->coord[j]] = v[q->pos[j]];
 }
 
 /* The occurrences occ[0..n-1] of a discrete-block motif (grid, chain) as the model's set of them, with the most
@@ -411,52 +505,91 @@ static plm_status finder_done(plm_ctx *ctx, finder *f, plm_status st, const plm_
     return st;
 }
 
-static const occ_ops grid_ops = {disc_sites, disc_begin, grid_inputs, disc_logp, disc_apply};
+static const occ_ops grid_ops = {disc_sites, disc_begin, grid_inputs, grid_logp, grid_apply};
 
 static int is_bern(const plm_gsite *s) { return motif_is_latent_kind(s, PLM_DIST_BERNOULLI); }
 
-/* Read set of site s among the block blk[0..3]: bit j when s's term reads blk[j] (its own site included). */
+/* A bernoulli node with a term, latent or observed (an observed one may stand at position d of a window). */
+static int is_bern_node(const plm_gsite *s)
+{
+    return (s->kind == PLM_GSITE_LATENT || s->kind == PLM_GSITE_OBSERVED) && s->dist == PLM_DIST_BERNOULLI && s->dim == 1 &&
+           s->logp >= 0;
+}
+
+/* Read set of site s among the window's positions blk[0..3] (-1: none there): bit p when s's term reads blk[p] (its
+** own site included). */
 static int reads_of(const plm_gmodel *m, int s, const int *blk)
 {
     int j, bits = 0;
+    if (s < 0) return 0;
     for (j = 0; j < 4; j++)
-        if (s == blk[j] || motif_has_parent(&m->sites[s], blk[j])) bits |= 1 << j;
+        if (blk[j] >= 0 && (s == blk[j] || motif_has_parent(&m->sites[s], blk[j]))) bits |= 1 << j;
     return bits;
 }
 
+/* A new grid occurrence: positions blk[0..3] (-1 or an observed node where absent), its latent members the latent
+** sites among them; own terms of the positions there, children of the members (terms reading one of them). */
+static plm_status grid_add(plm_ctx *ctx, plm_gmodel *m, finder *f, const int *blk, char *covered)
+{
+    int lat[4], pos[4], pres[4], ppos[4], nl = 0, np = 0, nt, j;
+    for (j = 0; j < 4; j++) {
+        if (blk[j] < 0) continue;
+        pres[np] = blk[j], ppos[np] = j, f->terms[np] = blk[j], f->role[np] = j, np++;
+        if (m->sites[blk[j]].kind == PLM_GSITE_LATENT) lat[nl] = blk[j], pos[nl] = j, nl++;
+    }
+    if ((nt = single_children(m, &f->kd, pres, np, f->terms + np, f->role + np, 4)) < 0) return PLM_OK;
+    for (j = np; j < np + nt; j++) f->role[j] = 4 + ppos[f->role[j] - 4];
+    {
+        plm_status st = finder_add(ctx, m, f, lat, nl, np + nt);
+        if (st) return st;
+    }
+    memcpy(f->occ[f->n - 1].pos, pos, sizeof pos);
+    for (j = 0; j < nl; j++) covered[lat[j]] = 1;
+    return PLM_OK;
+}
+
+/* Windows: every bernoulli node d, latent or observed, whose term reads exactly two latent bernoulli nodes b < c,
+** with a the latent bernoulli node that both b and c read (absent when there is none), where each position's term
+** reads exactly its own share of the window (a: a; b: a, b; c: a, c; d: b, c, d) and every other term reads at most
+** one member. Then, when some window was found, each latent bernoulli node in none of them as a block of one. */
 static plm_status grid_detect(plm_ctx *ctx, const plm_motif_def *d, const int *shape, plm_gmodel *m, plm_motif_occs **out)
 {
-    int a, b, c, dd;
+    int dd, k;
+    char *covered;
     plm_status st;
     finder f;
     *out = NULL;
-    if ((st = finder_init(ctx, m, &f))) return st;
-    for (a = 0; a < m->n && !st; a++) {
-        const kids *kd = &f.kd;
-        int kb, kc, kdd;
-        if (!is_bern(&m->sites[a])) continue;
-        for (kb = kd->start[a]; kb < kd->start[a + 1] && !st; kb++) {
-            b = kd->list[kb];
-            if (!is_bern(&m->sites[b])) continue;
-            for (kc = kd->start[a]; kc < kd->start[a + 1] && !st; kc++) {
-                c = kd->list[kc];
-                if (c <= b || !is_bern(&m->sites[c])) continue;
-                for (kdd = kd->start[b]; kdd < kd->start[b + 1] && !st; kdd++) {
-                    int blk[4], nt, j;
-                    dd = kd->list[kdd];
-                    if (dd == a || dd == c || !is_bern(&m->sites[dd]) || !motif_has_parent(&m->sites[dd], c)) continue;
-                    blk[0] = a, blk[1] = b, blk[2] = c, blk[3] = dd;
-                    /* own terms read exactly: a {a}, b {a, b}, c {a, c}, d {b, c, d} of the block */
-                    if (reads_of(m, a, blk) != 1 || reads_of(m, b, blk) != 3 || reads_of(m, c, blk) != 5 ||
-                        reads_of(m, dd, blk) != 14)
-                        continue;
-                    for (j = 0; j < 4; j++) f.terms[j] = blk[j], f.role[j] = j;
-                    if ((nt = single_children(m, kd, blk, 4, f.terms + 4, f.role + 4, 4)) < 0) continue;
-                    st = finder_add(ctx, m, &f, blk, 4, 4 + nt);
-                }
+    if (!(covered = calloc((size_t)m->n + 1, 1))) return plm_fail(ctx, PLM_ENOMEM, "motif: out of memory");
+    if ((st = finder_init(ctx, m, &f))) return free(covered), st;
+    for (dd = 0; dd < m->n && !st; dd++) {
+        const plm_gsite *s = &m->sites[dd];
+        int bc[2], n = 0, a = -1, na = 0, blk[4], b, c, ha;
+        if (!is_bern_node(s)) continue;
+        for (k = 0; k < s->nparents; k++)
+            if (s->parents[k] != dd && is_bern(&m->sites[s->parents[k]])) {
+                if (n < 2) bc[n] = s->parents[k];
+                n++;
             }
+        if (n != 2) continue;
+        b = bc[0] < bc[1] ? bc[0] : bc[1], c = bc[0] < bc[1] ? bc[1] : bc[0];
+        for (k = 0; k < m->sites[b].nparents; k++) {
+            int pa = m->sites[b].parents[k];
+            if (pa != b && pa != c && is_bern(&m->sites[pa]) && motif_has_parent(&m->sites[c], pa)) a = pa, na++;
         }
+        if (na > 1) continue;
+        blk[0] = a, blk[1] = b, blk[2] = c, blk[3] = dd;
+        ha = a >= 0;
+        if (reads_of(m, a, blk) != (ha ? 1 : 0) || reads_of(m, b, blk) != (2 | ha) || reads_of(m, c, blk) != (4 | ha) ||
+            reads_of(m, dd, blk) != 14)
+            continue;
+        st = grid_add(ctx, m, &f, blk, covered);
     }
+    for (k = 0; k < m->n && !st && f.n > 0; k++)
+        if (is_bern(&m->sites[k]) && !covered[k]) {
+            int blk[4] = {k, -1, -1, -1};
+            st = grid_add(ctx, m, &f, blk, covered);
+        }
+    free(covered);
     return finder_done(ctx, &f, st, d, &grid_ops, shape, m, out);
 }
 

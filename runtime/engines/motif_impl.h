@@ -73,8 +73,10 @@ typedef struct disc_term {
 typedef struct disc_occ {
     int nb, ncfg;
     int site[4], coord[4], card[4], stride[4];
+    int pos[4];         /* grid: the position (0..3: a, b, c, d) of each block member; the others are absent */
     int nterm;
-    int *role;          /* per term: motif-specific role (grid: 0..3 own term of a..d, 4 + j a child of member j) */
+    int *role;          /* per term: motif-specific role (grid: 0..3 own term of position a..d, an observed node's
+                        ** for an absent one; 4 + p a child of the member at position p) */
     disc_term *term;
     int nx, *xin;       /* the coordinates of u outside the block that any term reads (sorted) */
     int t0;             /* index of its first term among all the occurrences' terms */
@@ -107,6 +109,11 @@ struct plm_motif_ws {
     double *C, *B;      /* per group and component: sum of 1/sd^2 and y/sd^2 of the assigned observations */
     int k;              /* the component of the current proposal */
     double c, s, Ck, Bk;
+    double ls;          /* log s */
+    /* the last occurrence's sds and weights (P[1 .. 2K]) and their logs (weights normalised): observations that
+    ** share them, as most do, share the logs */
+    int lastK;
+    double lastP[2 * MIX_KMAX], lw[MIX_KMAX], lsd[MIX_KMAX];
     /* discrete */
     plm_prog_ws *pws;   /* per term of every occurrence, made on first use */
     double *z;          /* a term's block values at its table's points */

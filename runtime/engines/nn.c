@@ -45,10 +45,12 @@ plm_status plm_nn_init(plm_ctx *ctx, plm_nn *nn, int nin, int nmem, const plm_nn
             (m->kind == PLM_NN_CONTINUOUS && m->ncat_at != -1))
             return plm_fail(ctx, PLM_EINVAL, "nn: member %d (kind %d, %d categories or components) is invalid", j + 1,
                             m->kind, m->card);
-        if (m->skip != 0 && (m->skip != 1 || m->kind != PLM_NN_DISCRETE ||
+        if (m->skip != 0 && (m->skip != 1 || (m->kind != PLM_NN_DISCRETE && m->base_at != -1) ||
                              (m->base_at != -1 && (m->base_at < 0 || m->base_at > nin - m->card)) ||
                              (m->pair_of != -1 && (m->pair_of < 0 || m->pair_of >= j || mem[m->pair_of].kind != PLM_NN_DISCRETE ||
-                                                   m->pair_at < 0 || (long)m->pair_at + (long)mem[m->pair_of].card * m->card > nin))))
+                                                   m->pair_at < 0 ||
+                                                   (long)m->pair_at + (long)mem[m->pair_of].card *
+                                                   (m->kind == PLM_NN_DISCRETE ? m->card : 2) > nin))))
             return plm_fail(ctx, PLM_EINVAL, "nn: member %d's skip logits (skip %d, base at %d, pair at %d of member %d) are invalid",
                             j + 1, m->skip, m->base_at, m->pair_at, m->pair_of + 1);
         if (m->rows != 0 && (m->rows != 1 || m->kind != PLM_NN_DISCRETE || m->row_w < 1 || m->row_at < 0 ||
@@ -56,7 +58,17 @@ plm_status plm_nn_init(plm_ctx *ctx, plm_nn *nn, int nin, int nmem, const plm_nn
                              (m->rshared_w > 0 && (m->rshared_at < 0 || m->rshared_at > nin - m->rshared_w))))
             return plm_fail(ctx, PLM_EINVAL, "nn: member %d's per-category perceptron (rows %d, table at %d of width %d, "
                             "shared %d at %d) is invalid", j + 1, m->rows, m->row_at, m->row_w, m->rshared_w, m->rshared_at);
+        if (m->pair2 != 0 && (m->pair2 != 1 || !m->skip || m->kind != PLM_NN_DISCRETE || m->pair_of < 0 || m->pair2_of < 0 ||
+                              m->pair2_of >= j || m->pair2_of == m->pair_of || mem[m->pair2_of].kind != PLM_NN_DISCRETE ||
+                              (long)m->pair_at + (long)mem[m->pair_of].card * mem[m->pair2_of].card * m->card > nin))
+            return plm_fail(ctx, PLM_EINVAL, "nn: member %d's second pair member (%d, member %d) is invalid", j + 1, m->pair2,
+                            m->pair2_of + 1);
+        if (m->fixed != 0 && (m->fixed != 1 || m->kind != PLM_NN_DISCRETE || m->fixed_at < 0 || m->fixed_at >= nin))
+            return plm_fail(ctx, PLM_EINVAL, "nn: member %d's fixed flag (%d, input %d) is invalid", j + 1, m->fixed,
+                            m->fixed_at);
         nn->mem[j] = *m;
+        if (!m->fixed) nn->mem[j].fixed_at = -1;
+        if (!m->pair2) nn->mem[j].pair2_of = -1;
         if (!m->skip) nn->mem[j].base_at = nn->mem[j].pair_at = nn->mem[j].pair_of = -1;
         else if (m->pair_of < 0) nn->mem[j].pair_at = -1;
         if (!m->rows) nn->mem[j].row_at = nn->mem[j].row_w = nn->mem[j].rshared_at = nn->mem[j].rshared_w = -1;
@@ -257,8 +269,20 @@ static void add_skip(const plm_nn *nn, int j, const double *x, const double *v, 
         double pv = v[m->pair_of];
         int k = (int)pv;
         if (pv >= 0 && k < nn->mem[m->pair_of].card && k == pv) {
-            const double *row = x + m->pair_at + (size_t)k * (size_t)m->card;
-            for (c = 0; c < m->card; c++) o[c] += row[c];
+            if (m->kind == PLM_NN_DISCRETE && m->pair2) {
+                double pv2 = v[m->pair2_of];
+                int k2 = (int)pv2, c1 = nn->mem[m->pair_of].card;
+                if (pv2 >= 0 && k2 < nn->mem[m->pair2_of].card && k2 == pv2) {
+                    const double *row = x + m->pair_at + (size_t)(k + c1 * k2) * (size_t)m->card;
+                    for (c = 0; c < m->card; c++) o[c] += row[c];
+                }
+            } else if (m->kind == PLM_NN_DISCRETE) {
+                const double *row = x + m->pair_at + (size_t)k * (size_t)m->card;
+                for (c = 0; c < m->card; c++) o[c] += row[c];
+            } else {   /* every component's mean and raw log sd */
+                const double *row = x + m->pair_at + 2 * (size_t)k;
+                for (c = 0; c < m->card; c++) o[m->card + c] += row[0], o[2 * m->card + c] += row[1];
+            }
         }
     }
 }
@@ -270,6 +294,9 @@ static int valid_cats(const plm_nn_member *m, const double *x)
     n = (int)x[m->ncat_at];
     return n < 1 ? 1 : n > m->card ? m->card : n;
 }
+
+/* Member m is absent from the block of inputs x (nn.h): its value is 0 and its log q 0. */
+static int is_fixed(const plm_nn_member *m, const double *x) { return m->fixed && x[m->fixed_at] != 0; }
 
 /* The mixture head's log sd of component k from the raw output s. */
 static double head_lsd(double s) { return s < LSD_MIN ? LSD_MIN : s > LSD_MAX ? LSD_MAX : s; }
@@ -337,9 +364,16 @@ void plm_nn_logq(const plm_nn *nn, plm_nn_ws *w, int B, const double *X, const d
         if (m->skip)   /* constants to the weights: the gradient w.r.t. the outputs is unchanged */
             for (b = 0; b < B; b++)
                 add_skip(nn, j, X + (size_t)b * nn->nin, V + (size_t)b * nn->nmem, w->out + (size_t)b * no);
-        for (b = 0; b < B; b++)
-            logq[b] += head_logq(m, X + (size_t)b * nn->nin, w->out + (size_t)b * no, V[(size_t)b * nn->nmem + j],
-                                 grad ? w->dout + (size_t)b * no : NULL);
+        for (b = 0; b < B; b++) {
+            const double *x = X + (size_t)b * nn->nin;
+            double v = V[(size_t)b * nn->nmem + j];
+            if (is_fixed(m, x)) {   /* no draw, no density: nothing flows back from this head */
+                logq[b] += v == 0 ? 0 : -INFINITY;
+                if (grad) memset(w->dout + (size_t)b * no, 0, (size_t)no * sizeof *w->dout);
+                continue;
+            }
+            logq[b] += head_logq(m, x, w->out + (size_t)b * no, v, grad ? w->dout + (size_t)b * no : NULL);
+        }
         if (grad) member_backward(nn, w, j, m->rows ? B * m->card : B, grad);
     }
 }
@@ -514,6 +548,10 @@ void plm_nn_sample(const plm_nn *nn, plm_nn_ws *w, const double *x, plm_rng *r, 
     int j;
     *logq = 0;
     for (j = 0; j < nn->nmem; j++) {
+        if (is_fixed(&nn->mem[j], x)) {
+            v[j] = 0;
+            continue;
+        }
         member_xpart(nn, w, j, x, xp);
         member_single(nn, w, j, xp, v, o);
         add_skip(nn, j, x, v, o);
@@ -540,7 +578,8 @@ void plm_nn_xpart(const plm_nn *nn, plm_nn_ws *w, const double *x, double *xp)
 {
     int j;
     size_t wd = xp_width(nn);
-    for (j = 0; j < nn->nmem; j++) member_xpart(nn, w, j, x, xp + (size_t)j * wd);
+    for (j = 0; j < nn->nmem; j++)
+        if (!is_fixed(&nn->mem[j], x)) member_xpart(nn, w, j, x, xp + (size_t)j * wd);   /* an absent one's is unused */
 }
 
 void plm_nn_propose_xp(const plm_nn *nn, plm_nn_ws *w, const double *x, const double *xp, const double *vold, plm_rng *r,
@@ -554,6 +593,12 @@ void plm_nn_propose_xp(const plm_nn *nn, plm_nn_ws *w, const double *x, const do
         const plm_nn_member *m = &nn->mem[j];
         const double *xpj = xp + (size_t)j * wd;
         double z, zo;
+        if (is_fixed(m, x)) {
+            v[j] = 0;
+            if (vold[j] != 0) *lq_old = -INFINITY;
+            same = same && vold[j] == 0;
+            continue;
+        }
         member_single(nn, w, j, xpj, v, o);
         add_skip(nn, j, x, v, o);
         z = head_norm(m, x, o);
@@ -692,6 +737,10 @@ plm_status plm_nn_save(plm_ctx *ctx, const char *path, const plm_nn_meta *meta, 
         put_i64(&b, nn->mem[i].row_w);
         put_i64(&b, nn->mem[i].rshared_at);
         put_i64(&b, nn->mem[i].rshared_w);
+        put_i64(&b, nn->mem[i].fixed);
+        put_i64(&b, nn->mem[i].fixed_at);
+        put_i64(&b, nn->mem[i].pair2);
+        put_i64(&b, nn->mem[i].pair2_of);
     }
     put_u64(&b, nn->nparam);
     for (k = 0; k < nn->nparam; k++) put_f64(&b, nn->theta[k]);
@@ -808,6 +857,10 @@ plm_status plm_nn_load(plm_ctx *ctx, const char *path, plm_nn_meta *meta, plm_nn
         mem[i].row_w = (int)get_i64(&r);
         mem[i].rshared_at = (int)get_i64(&r);
         mem[i].rshared_w = (int)get_i64(&r);
+        mem[i].fixed = (int)get_i64(&r);
+        mem[i].fixed_at = (int)get_i64(&r);
+        mem[i].pair2 = (int)get_i64(&r);
+        mem[i].pair2_of = (int)get_i64(&r);
     }
     nparam = get_u64(&r);
     if (r.short_) BAD("proposal file '%s': truncated (%zu bytes) in its header", path, n);

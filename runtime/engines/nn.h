@@ -29,7 +29,9 @@ typedef struct plm_nn_member {
     /* discrete: skip logits, added to the perceptron's outputs before the softmax (no weights of their own; the
     ** perceptron learns the rest). With skip = 1: logit c gains x[base_at + c] (base_at >= 0), and, with
     ** pair_of >= 0 (an earlier discrete member) of value v, x[pair_at + v card + c]. A motif whose inputs hold
-    ** the block's log potentials gives them to the head directly this way. skip = 0 (a zeroed member): none. */
+    ** the block's log potentials gives them to the head directly this way. skip = 0 (a zeroed member): none.
+    ** continuous (since version 3): with skip = 1, base_at = -1 and pair_of >= 0 of value v, every component's
+    ** mean gains x[pair_at + 2 v] and its raw log sd x[pair_at + 2 v + 1] (a conditional Gaussian the motif knows). */
     int skip, base_at, pair_at, pair_of;
     /* discrete: a per-category perceptron instead of one over the whole input. With rows = 1 the member's
     ** perceptron is applied to each category c on its own, reading row c of the input table at row_at (row_w
@@ -38,6 +40,14 @@ typedef struct plm_nn_member {
     ** weights serves every category, so a function of a category's row (a sum over the next member's values, say)
     ** is learned once. rows = 0 (a zeroed member): one perceptron. */
     int rows, row_at, row_w, rshared_at, rshared_w;
+    /* a member that may be absent from a block (an observed node where the motif has a latent one): with fixed = 1
+    ** it is fixed whenever x[fixed_at] != 0, and then its value is 0 (the motif writes the inputs as if the absent
+    ** node were 0), it is never drawn and its log q is 0 (-inf for any other value). The members after it read
+    ** that 0 as usual. fixed = 0 (a zeroed member): never fixed. */
+    int fixed, fixed_at;
+    /* discrete, with pair_of >= 0: pair2 = 1 indexes the pair table by two earlier discrete members, row
+    ** v[pair_of] + card(pair_of) v[pair2_of] (a grid's d given b and c). pair2 = 0 (a zeroed member): one. */
+    int pair2, pair2_of;
 } plm_nn_member;
 
 typedef struct plm_nn {
@@ -118,7 +128,7 @@ void plm_nn_adam_free(plm_nn_adam *a);
 
 /* ---- proposal files ---- */
 
-#define PLM_NN_FILE_VERSION 2
+#define PLM_NN_FILE_VERSION 4
 #define PLM_NN_MAXSHAPE 8
 
 /* What a proposal file says besides the weights: the motif (name and shape parameters, motif.h) and how the
@@ -133,7 +143,8 @@ typedef struct plm_nn_meta {
 } plm_nn_meta;
 
 /* Write meta and nn to path: magic "PLMPROP\0", the format version, the meta, the network's sizes (per member
-** since version 2 also its skip logits' and per-category perceptron's fields), the weights (little-endian IEEE doubles), and an FNV-1a 64-bit checksum over every byte before it. PLM_EIO names the file. */
+** since version 2 also its skip logits' and per-category perceptron's fields, since version 3 its fixed flag and
+** input, since version 4 its second pair member), the weights (little-endian IEEE doubles), and an FNV-1a 64-bit checksum over every byte before it. PLM_EIO names the file. */
 plm_status plm_nn_save(plm_ctx *ctx, const char *path, const plm_nn_meta *meta, const plm_nn *nn);
 /* Read a file written by plm_nn_save into meta and nn (initialised here; plm_nn_free). A file that is not a
 ** proposal file, has another format version, is truncated, has trailing bytes, fails its checksum or holds
