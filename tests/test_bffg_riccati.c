@@ -1,4 +1,4 @@
-/* test_bffg_riccati.c -- the backward filter of a 2-d diffusion kernel (bffg_sde.c: runs of equal steps by the
+/* test_bffg_riccati.c -- the backward filter of a 2-d diffusion kernel (bffg_sde_back2.c: runs of equal steps by the
 ** linear-fractional form of the Riccati recursion, lf_run) against the plain step-by-step pull-back through the same
 ** step transitions (plm_bffg_pullback_grid: bffg_kernel.c's Cholesky form, one step at a time), at every grid
 ** point: H, F and the constant at t0, to 1e-9 relative. The cases stress what the linear-fractional form could get

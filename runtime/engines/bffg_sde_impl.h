@@ -139,4 +139,13 @@ static inline double guide_r_G(const sde_kernel *K, const double *F, const doubl
     return Gk - 0.5 * tr;
 }
 
+#define ILL_CONDITIONED                                                                                        \
+    "bffg: a Gaussian message lost positive semi-definiteness (I + G'HG is not positive definite); the model is " \
+    "too ill-conditioned"
+
+/* sde_backward for K->two (bffg_sde_back2.c): child pulled back through K's steps into out, with g every grid
+** message kept. PLM_EDOM when a message loses positive semi-definiteness, PLM_EINTR. */
+plm_status plm_bffg_sde_backward2(plm_ctx *ctx, const sde_kernel *K, const plm_bffg_msg *child, sde_guide *g,
+                                  plm_bffg_msg *out);
+
 #endif
