@@ -70,6 +70,13 @@ struct plm_bffg_kernel {
     void *impl;
 };
 
+/* Small dense helpers (bffg_kernel.c; row-major, n x n). plm_bffg_chol_lower: A's lower Cholesky factor in place
+** (upper triangle zeroed), *logdet = sum log L_ii; 0, or -1 when A is not positive definite. plm_bffg_solve_lower:
+** x := L^-1 x, x with stride s. plm_bffg_solve_lower_t: x := L^-T x. */
+int plm_bffg_chol_lower(double *A, int n, double *logdet);
+void plm_bffg_solve_lower(const double *L, int n, double *x, int s);
+void plm_bffg_solve_lower_t(const double *L, int n, double *x);
+
 /* For the MCMC engine (bffg_mcmc.c). */
 /* Innovations per draw of the whole model: the sum of the latent nodes' kernels' nz. */
 size_t plm_bffg_nz(const plm_bffg_model *m);

@@ -34,7 +34,7 @@
 
 /* Lower Cholesky factor of the n*n matrix A in place (upper triangle zeroed) by GSL; *logdet receives
 ** sum log L_ii. Returns 0, or -1 when A is not positive definite. */
-static int chol_lower(double *A, int n, double *logdet)
+int plm_bffg_chol_lower(double *A, int n, double *logdet)
 {
     gsl_matrix_view v;
     int i, j, l;
@@ -69,7 +69,7 @@ static int chol_lower(double *A, int n, double *logdet)
 }
 
 /* x := L^-1 x for lower triangular L (n*n), x of n entries with stride s. */
-static void solve_lower(const double *L, int n, double *x, int s)
+void plm_bffg_solve_lower(const double *L, int n, double *x, int s)
 {
     for (int i = 0; i < n; i++) {
         double acc = x[i * s];
@@ -79,7 +79,7 @@ static void solve_lower(const double *L, int n, double *x, int s)
 }
 
 /* x := L^-T x. */
-static void solve_lower_t(const double *L, int n, double *x)
+void plm_bffg_solve_lower_t(const double *L, int n, double *x)
 {
     for (int i = n - 1; i >= 0; i--) {
         double acc = x[i];
@@ -268,7 +268,7 @@ lg_factor_d(plm_ctx *ctx, const plm_bffg_kernel *k, const double *H, double *GtH
             for (j = 0; j < dc; j++) acc += GtH[a * dc + j] * G[j * r + b];
             R[a * r + b] = R[b * r + a] = acc + (a == b);
         }
-    if (chol_lower(R, r, logdetR))
+    if (plm_bffg_chol_lower(R, r, logdetR))
         return plm_fail(ctx, PLM_EDOM, "bffg: a Gaussian message lost positive semi-definiteness (I + G'HG is not "
                                        "positive definite); the model is too ill-conditioned");
     return PLM_OK;
@@ -304,8 +304,8 @@ lg_pullback_d(plm_ctx *ctx, const plm_bffg_kernel *k, const plm_bffg_msg *child,
         for (i = 0; i < dc; i++) acc += k->G[i * r + a] * F[i];
         u[a] = acc;
     }
-    for (j = 0; j < dc; j++) solve_lower(R, r, GtH + j, dc);
-    solve_lower(R, r, u, 1);
+    for (j = 0; j < dc; j++) plm_bffg_solve_lower(R, r, GtH + j, dc);
+    plm_bffg_solve_lower(R, r, u, 1);
     for (a = 0; a < r; a++) uu += u[a] * u[a];
     /* H~ = H - W'W, F~ = F - W'u */
     for (i = 0; i < dc; i++) {
@@ -376,12 +376,12 @@ static plm_status lg_observe(plm_ctx *ctx, const plm_bffg_kernel *k, const doubl
     if (!A || !e) return plm_fail(ctx, PLM_ENOMEM, "bffg: out of memory");
     if (!k->L) return plm_fail(ctx, PLM_EINVAL, "bffg: an observed linear-Gaussian kernel needs Q positive definite");
     for (i = 0; i < dc; i++) e[i] = y[i] - k->beta[i];
-    solve_lower(k->L, dc, e, 1);
+    plm_bffg_solve_lower(k->L, dc, e, 1);
     for (i = 0; i < dc; i++) ee += e[i] * e[i];
     out->c = -0.5 * ee - k->logdetL - 0.5 * dc * LOG_2PI;
     if (!dp) return PLM_OK;
     memcpy(A, k->B, (size_t)dc * dp * sizeof *A);
-    for (l = 0; l < dp; l++) solve_lower(k->L, dc, A + l, dp);
+    for (l = 0; l < dp; l++) plm_bffg_solve_lower(k->L, dc, A + l, dp);
     for (l = 0; l < dp; l++) {
         double acc = 0;
         for (i = 0; i < dc; i++) acc += A[i * dp + l] * e[i];
@@ -431,7 +431,7 @@ static int lg_shift(const plm_bffg_kernel *k, const lg_guide *g, const double *x
         for (j = 0; j < dc; j++) acc -= g->GtH[i * dc + j] * mu[j];
         a[i] = acc;
     }
-    solve_lower(g->R, rr, a, 1);
+    plm_bffg_solve_lower(g->R, rr, a, 1);
     return 0;
 }
 
@@ -448,7 +448,7 @@ static double lg_draw(const plm_bffg_kernel *k, const void *guide, const double 
         zz += z * z;
         a[i] += z;
     }
-    solve_lower_t(g->R, rr, a);
+    plm_bffg_solve_lower_t(g->R, rr, a);
     for (i = 0; i < rr; i++) uu += a[i] * a[i];
     for (i = 0; i < dc; i++) {
         double acc = mu[i];
@@ -490,9 +490,9 @@ static void lg_unsample_z(const plm_bffg_kernel *k, const void *gold, const void
             M[i * rr + l] = gg;
         }
     }
-    if (chol_lower(M, rr, &ld)) goto fail;
-    solve_lower(M, rr, a, 1);
-    solve_lower_t(M, rr, a);
+    if (plm_bffg_chol_lower(M, rr, &ld)) goto fail;
+    plm_bffg_solve_lower(M, rr, a, 1);
+    plm_bffg_solve_lower_t(M, rr, a);
     for (i = 0; i < rr; i++) {
         double acc = -a0[i];
         for (j = i; j < rr; j++) acc += g->R[j * rr + i] * a[j];
@@ -516,7 +516,7 @@ static double lg_logpdf(const plm_bffg_kernel *k, const double *x, const double 
             for (j = 0; j < dp; j++) acc -= k->B[i * dp + j] * x[j];
             work[i] = acc;
         }
-    solve_lower(k->L, dc, work, 1);
+    plm_bffg_solve_lower(k->L, dc, work, 1);
     for (i = 0; i < dc; i++) ee += work[i] * work[i];
     return -0.5 * ee - k->logdetL - 0.5 * dc * LOG_2PI;
 }
@@ -543,7 +543,7 @@ static plm_status factor_psd(plm_ctx *ctx, plm_bffg_kernel *k, const double *Q, 
                                 q, j + 1, i + 1, qt);
         }
     memcpy(L, Q, (size_t)d * d * sizeof *L);
-    if (chol_lower(L, d, &logdet) == 0) {
+    if (plm_bffg_chol_lower(L, d, &logdet) == 0) {
         k->G = k->L = L;
         k->r = d;
         k->logdetL = logdet;

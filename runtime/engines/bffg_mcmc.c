@@ -198,7 +198,7 @@ static int conj_move(chain_job *J, plm_ctx *ctx, plm_bffg_conj *C, int b, const 
                      double *work, const plm_bffg_model *ma, plm_bffg_filter **fp, double *ll2)
 {
     const plm_bffg_mcmc_opts *o = J->o;
-    double P[16], mv[4], mu[4], dv[4], ell, ell2, lr = 0;
+    double P[16], mv[4], mu[4], dv[4], ell, ell2, ldet, lr = 0;
     int jj, kk, j, nb = 0, sel[4], fatal = 0;
     *fp = NULL;
     for (j = 0; j < o->nparams; j++)
@@ -213,32 +213,16 @@ static int conj_move(chain_job *J, plm_ctx *ctx, plm_bffg_conj *C, int b, const 
         }
     }
     /* P = L L' by Cholesky; mu = P^-1 mv; theta2 = mu + L^-T xi */
-    for (jj = 0; jj < nb; jj++)
-        for (kk = 0; kk <= jj; kk++) {
-            double acc = P[jj * nb + kk];
-            for (int l = 0; l < kk; l++) acc -= P[jj * nb + l] * P[kk * nb + l];
-            if (jj == kk) {
-                if (!(acc > 0) || !isfinite(acc)) {
-                    plm_fail(ctx, PLM_EDOM, "bffg mcmc: conjugate update: the block's conditional given the path is not a "
-                                            "proper Gaussian (a parameter the path does not inform, with a prior that is "
-                                            "not normal?)");
-                    return -1;
-                }
-                P[jj * nb + jj] = sqrt(acc);
-            } else
-                P[jj * nb + kk] = acc / P[kk * nb + kk];
-        }
-    for (jj = 0; jj < nb; jj++) {   /* L y = mv, then L' mu = y */
-        double acc = mv[jj];
-        for (kk = 0; kk < jj; kk++) acc -= P[jj * nb + kk] * mu[kk];
-        mu[jj] = acc / P[jj * nb + jj];
+    if (plm_bffg_chol_lower(P, nb, &ldet) || !isfinite(ldet)) {
+        plm_fail(ctx, PLM_EDOM, "bffg mcmc: conjugate update: the block's conditional given the path is not a proper "
+                                "Gaussian (a parameter the path does not inform, with a prior that is not normal?)");
+        return -1;
     }
-    for (jj = nb - 1; jj >= 0; jj--) {
-        double acc = mu[jj], a2 = xi[sel[jj]];
-        for (kk = jj + 1; kk < nb; kk++) acc -= P[kk * nb + jj] * mu[kk], a2 -= P[kk * nb + jj] * dv[kk];
-        mu[jj] = acc / P[jj * nb + jj];
-        dv[jj] = a2 / P[jj * nb + jj];   /* L^-T xi */
-    }
+    memcpy(mu, mv, (size_t)nb * sizeof *mu);
+    plm_bffg_solve_lower(P, nb, mu, 1);
+    plm_bffg_solve_lower_t(P, nb, mu);
+    for (jj = 0; jj < nb; jj++) dv[jj] = xi[sel[jj]];
+    plm_bffg_solve_lower_t(P, nb, dv);   /* L^-T xi */
     /* log q(theta) - log q(theta2) = |xi|^2 / 2 - |L'(theta - mu)|^2 / 2 */
     for (jj = 0; jj < nb; jj++) {
         double acc = 0;
