@@ -569,6 +569,19 @@ static void test_chain_ratio_equals_enumeration(void)
     plm_target_ws_free(t, tws);
 }
 
+/* q(. | x) of two 3-category members sums to 1 over the 9 blocks. */
+static void check_normalised(const plm_nn *nn, plm_nn_ws *w, const double *x)
+{
+    double v[2], lq, tot = 0;
+    for (int a = 0; a < 3; a++)
+        for (int b = 0; b < 3; b++) {
+            v[0] = a, v[1] = b;
+            plm_nn_logq(nn, w, 1, x, v, &lq, NULL);
+            tot += exp(lq);
+        }
+    CHECK_NEAR(tot, 1, 1e-12);
+}
+
 /* Skip logits: with every weight zero, q is the softmax of the skip logits alone (member 1: x[1..3]; member 2:
 ** row v1 of the table x[4..12] plus x[13..15]); with random weights, backpropagation equals finite differences and
 ** the single-evaluation paths score what the batched one does; a bad skip is refused. */
@@ -600,7 +613,7 @@ static void test_skip_logits(void)
     for (size_t k = 0; k < nn.nparam; k++) nn.theta[k] += 0.1 * plm_rng_normal(&r);
     plm_nn_ws_sync(&w, &nn);
     {
-        double *g = calloc(nn.nparam, sizeof *g), tot = 0, vold[2] = {2, 1}, vn[2], lqn, lqo, lq2;
+        double *g = calloc(nn.nparam, sizeof *g), vold[2] = {2, 1}, vn[2], lqn, lqo, lq2;
         v[0] = 1, v[1] = 2;
         plm_nn_logq(&nn, &w, 1, x, v, &lq, g);
         for (size_t k = 0; k < nn.nparam; k += 2) {
@@ -614,13 +627,7 @@ static void test_skip_logits(void)
             CHECK_NEAR(g[k], g0, 1e-5 * fmax(1, fabs(g0)));
         }
         free(g);
-        for (a = 0; a < 3; a++)
-            for (b = 0; b < 3; b++) {
-                v[0] = a, v[1] = b;
-                plm_nn_logq(&nn, &w, 1, x, v, &lq, NULL);
-                tot += exp(lq);
-            }
-        CHECK_NEAR(tot, 1, 1e-12);
+        check_normalised(&nn, &w, x);
         for (i = 0; i < 20; i++) {
             plm_nn_propose(&nn, &w, x, vold, &r, vn, &lqn, &lqo);
             plm_nn_logq(&nn, &w, 1, x, vn, &lq, NULL);
@@ -634,7 +641,7 @@ static void test_skip_logits(void)
     {   /* member 1 per category (rows): row c of the table x[4..12] and the shared x[13..15], two hidden layers */
         plm_nn_member rm[2] = {mem[0], mem[1]};
         int h2[2] = {5, 4};
-        double X[4 * 16], V[4 * 2], LQ[4], lq1, vn[2], lqn, lqo, tot = 0;
+        double X[4 * 16], V[4 * 2], LQ[4], lq1, vn[2], lqn, lqo;
         rm[0].rows = 1, rm[0].row_at = 4, rm[0].row_w = 3, rm[0].rshared_at = 13, rm[0].rshared_w = 3;
         CHECK(plm_nn_init(&ctx, &nn, 16, 2, rm, 2, h2, PLM_NN_TANH) == PLM_OK);
         CHECK(nn.width[0][0] == 6 && nn.width[0][3] == 1);
@@ -657,13 +664,7 @@ static void test_skip_logits(void)
             plm_nn_logq(&nn, &w, 1, X + 16 * i, vn, &lq1, NULL);
             CHECK_NEAR(lqn, lq1, 1e-12);
         }
-        for (a = 0; a < 3; a++)
-            for (b = 0; b < 3; b++) {
-                v[0] = a, v[1] = b;
-                plm_nn_logq(&nn, &w, 1, x, v, &lq, NULL);
-                tot += exp(lq);
-            }
-        CHECK_NEAR(tot, 1, 1e-12);
+        check_normalised(&nn, &w, x);
         plm_nn_ws_free(&w);
         plm_nn_free(&nn);
         rm[0].row_at = 8;   /* 3 rows of 3 from 8 run past the inputs */
