@@ -538,7 +538,7 @@ static int l_bffg(lua_State *L)
     const char *fn = "plume.bffg";
     static const char *const opts[] = {"samples", "method", "seed",   "threads", "resample", "ess_threshold", "warmup",
                                        "chains",  "rho",    "target_accept", "step", "params", "sde", "network", "init", "fixed_aux",
-                                       "blocks", "native", NULL};
+                                       "blocks", "native", "adapt_cov", NULL};
     plm_bffg_model *m = check_dag(L, 1, fn);
     const double **vals;
     const char *method;
@@ -565,7 +565,7 @@ static int l_bffg(lua_State *L)
     if (lua_istable(L, 3)) plm_l_optbool(L, 3, fn, "native", 1);   /* checked here, used by l_bffg_entry */
     if (method[0] != 'm' && lua_istable(L, 3)) {
         static const char *const only[] = {"warmup", "chains", "rho", "target_accept", "step", "params", "sde", "network",
-                                           "init", "fixed_aux", "blocks", NULL};
+                                           "init", "fixed_aux", "blocks", "adapt_cov", NULL};
         for (int i = 0; only[i]; i++)
             if (lua_getfield(L, 3, only[i]) != LUA_TNIL) return luaL_error(L, "%s: option '%s' is for method \"mcmc\"", fn, only[i]);
         lua_settop(L, 3);

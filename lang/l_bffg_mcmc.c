@@ -35,6 +35,7 @@ void plm_l_bffg_mcmc(lua_State *L, const plm_bffg_model *m, const double **vals,
     o.step = plm_l_optnum(L, 3, fn, "step", 0.1);
     o.target_accept_theta = 0.3;
     o.fixed_aux = plm_l_optbool(L, 3, fn, "fixed_aux", 0);
+    o.adapt_cov = plm_l_optbool(L, 3, fn, "adapt_cov", 1);
     o.seed = seed, o.threads = threads;
     if (o.chains < 1 || o.chains > 1024) luaL_error(L, "%s: option 'chains' must be in 1..1024 (got %d)", fn, o.chains);
     if (!(o.rho >= 0 && o.rho < 1)) luaL_error(L, "%s: option 'rho' must be in [0, 1) (got %f)", fn, o.rho);

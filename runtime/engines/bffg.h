@@ -275,6 +275,9 @@ typedef struct plm_bffg_mcmc_opts {
                                  ** /2 and 3/4, then fixed) and only its intercept beta~ follows theta'; the filter at
                                  ** theta' is then read off a cache made at theta_a for 2-d diffusions (see
                                  ** bffg_mcmc.c); the target is exact either way */
+    int adapt_cov;               /* 1: during warm-up each random-walk block (up to 8 parameters) learns the shape of
+                                 ** its proposal from the covariance of its free parameters (bffg_mcmc.c, rw_shape);
+                                 ** 0: an isotropic step on the free scale */
     uint64_t seed;
     int threads;
 } plm_bffg_mcmc_opts;

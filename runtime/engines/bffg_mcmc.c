@@ -179,13 +179,88 @@ static plm_bffg_filter *filter_at(plm_ctx *ctx, const chain_job *J, const double
 /* The block of parameter j (one block when o->block is NULL). */
 #define BLOCK(o, j) ((o)->block ? (o)->block[j] : 0)
 
-/* Block b's proposal: e2 = e with the block's free parameters moved by exp(lstep) xi; theta2 receives the
+/* Block b's proposal: e2 = e with the block's free parameters moved by exp(lstep) L xi (L: np x np, the blocks'
+** lower Cholesky factors, zero across blocks; the identity until warm-up has adapted it); theta2 receives the
 ** constrained values; returns the log prior and Jacobian at e2. */
-static double propose(const plm_bffg_mcmc_opts *o, int b, const double *e, const double *xi, double lstep, double *e2,
-                      double *theta2)
+static double propose(const plm_bffg_mcmc_opts *o, int b, const double *e, const double *xi, double lstep, const double *L,
+                      double *e2, double *theta2)
 {
-    for (int j = 0; j < o->nparams; j++) e2[j] = BLOCK(o, j) == b ? e[j] + exp(lstep) * xi[j] : e[j];
+    int np = o->nparams;
+    for (int j = 0; j < np; j++) {
+        double acc = 0;
+        if (BLOCK(o, j) != b) {
+            e2[j] = e[j];
+            continue;
+        }
+        for (int k = 0; k <= j; k++)
+            if (BLOCK(o, k) == b) acc += L[j * np + k] * xi[k];
+        e2[j] = e[j] + exp(lstep) * acc;
+    }
     return log_target_theta(o, e2, theta2);
+}
+
+/* ---- the random walk's shape (adapt_cov) ---------------------------------------------------------------- */
+
+/* An isotropic random walk crawls along a ridge of the posterior (two drift parameters of which the data fix
+** only a combination: FitzHugh-Nagumo's gamma and beta between sparse observations), however its step is tuned.
+** With adapt_cov each block's proposal takes the shape of the free parameters' covariance in warm-up: Welford
+** sums over windows of 25, 50, 100, ... iterations from 15% to 85% of warm-up (the first 15% the chain is still
+** on its way; the last 15% tunes the step alone, for the kernel it will keep), the covariance shrunk toward
+** 1e-3 I for short windows as Stan shrinks its metric, and L its Cholesky factor scaled to determinant 1: L is
+** the shape, exp(lstep) (adapted to the acceptance target as before) the size. Warm-up only: the kept chain's
+** kernel is fixed, so the target is exact. */
+typedef struct rw_shape {
+    double *L, *mean, *m2;   /* np x np, np, np x np (entries within blocks only) */
+    double wn;               /* draws in the window */
+    size_t wstart, wlen, lo, hi;   /* the window's first iteration and length; the adaptation's span [lo, hi) */
+} rw_shape;
+
+static void shape_init(rw_shape *S, double *mem, int np, size_t warmup)
+{
+    S->L = mem, S->mean = mem + np * np, S->m2 = S->mean + np;
+    memset(mem, 0, (size_t)(2 * np * np + np) * sizeof *mem);
+    for (int j = 0; j < np; j++) S->L[j * np + j] = 1;
+    S->wn = 0;
+    S->lo = warmup * 15 / 100, S->hi = warmup * 85 / 100;
+    S->wstart = S->lo, S->wlen = 25;
+}
+
+/* Warm-up iteration it ended at e: one more draw for the window, and at its end the new shape of each block that
+** moves by a random walk (walks[b]). */
+static void shape_observe(rw_shape *S, const plm_bffg_mcmc_opts *o, const int *walks, int nb, size_t it, const double *e)
+{
+    int np = o->nparams, j, k, b;
+    double dn;
+    if (it < S->lo || it >= S->hi) return;
+    dn = (S->wn += 1);
+    for (j = 0; j < np; j++) {   /* Welford: m2 += (e - mean_old)(e - mean_new)' */
+        double dj = e[j] - S->mean[j];
+        S->mean[j] += dj / dn;
+        for (k = 0; k <= j; k++)
+            if (BLOCK(o, k) == BLOCK(o, j)) S->m2[j * np + k] += dj * (e[k] - S->mean[k]);
+    }
+    if (!(it + 1 - S->wstart >= S->wlen || it + 1 == S->hi) || dn < 10) return;
+    for (b = 0; b < nb; b++) {
+        double C[64], ld, w = dn / (dn + 5), f;
+        int idx[9], db = 0;
+        if (!walks[b]) continue;
+        for (j = 0; j < np && db < 9; j++)
+            if (BLOCK(o, j) == b) idx[db++] = j;
+        if (db == 0 || db > 8) continue;   /* (larger blocks keep their scalar step) */
+        for (j = 0; j < db; j++) {
+            for (k = 0; k < db; k++) {
+                int hi = idx[j] > idx[k] ? idx[j] : idx[k], lo = idx[j] > idx[k] ? idx[k] : idx[j];
+                C[j * db + k] = w * S->m2[hi * np + lo] / (dn - 1) + (j == k ? 1e-3 * (1 - w) : 0);
+            }
+        }
+        if (plm_bffg_chol_lower(C, db, &ld) != 0 || !isfinite(ld)) continue;   /* (the old shape kept) */
+        f = exp(-ld / db);
+        for (j = 0; j < db; j++)
+            for (k = 0; k < db; k++) S->L[idx[j] * np + idx[k]] = f * C[j * db + k];
+    }
+    memset(S->mean, 0, (size_t)np * sizeof *S->mean);
+    memset(S->m2, 0, (size_t)np * np * sizeof *S->m2);
+    S->wn = 0, S->wstart = it + 1, S->wlen *= 2;
 }
 
 /* The conjugate update of block b (bffg_conj.c): the block's Gaussian conditional given the kept path, times its
@@ -259,7 +334,8 @@ static void run_chain(chain_job *J, int c)
     double *z, *z2, *z3, *w, *row, *row2, *row3, *work, *work3, *theta, *theta2, *e, *e2, *full, ll, ll2, ll3 = NAN, lt, lt2;
     double lrho = log(o->rho / (1 - o->rho)), *lstep, *xi, *u2;   /* per block: log step, uniform; xi: per parameter */
     double *xw, *uw;   /* a conjugate block's random walk after it (conjugate 2): per parameter, per block */
-    int j, b, fatal = 0, nall, nb = o->block && o->nblocks > 0 ? o->nblocks : 1, nconj = 0, nwalk = 0;
+    int j, b, fatal = 0, nall, nb = o->block && o->nblocks > 0 ? o->nblocks : 1, nconj = 0, nwalk = 0, *walks;
+    rw_shape S;   /* the random walks' shape (adapt_cov) */
     plm_bffg_conj **conj;   /* per block: its conjugate update's state, or NULL (a random walk); collector memory */
     plm_rng r, zr[4];   /* zr: the pCN moves' fresh innovations, four streams in turn (plm_vnormal_fill) */
     plm_bffg_mcmc_owner(o, &nall, NULL);   /* the parameters' owner: the sde or the reaction network */
@@ -272,7 +348,8 @@ static void run_chain(chain_job *J, int c)
         plm_fail(ctx, PLM_ENOMEM, "bffg mcmc: out of memory");
         return;
     }
-    if (!(conj = plm_gc_alloc((size_t)nb * sizeof *conj))) {
+    if (!(conj = plm_gc_alloc((size_t)nb * sizeof *conj)) || !(walks = plm_gc_alloc_atomic((size_t)nb * sizeof *walks)) ||
+        !(S.L = plm_gc_alloc_atomic((2 * np * np + np + 1) * sizeof *S.L))) {
         plm_fail(ctx, PLM_ENOMEM, "bffg mcmc: out of memory");
         return;
     }
@@ -301,6 +378,8 @@ static void run_chain(chain_job *J, int c)
         nconj++;
         nwalk += o->conjugate[b] == 2;
     }
+    shape_init(&S, S.L, (int)np, o->warmup);
+    for (b = 0; b < nb; b++) walks[b] = !conj[b] || o->conjugate[b] == 2;
     /* a start with a finite weight: a few tries of fresh innovations */
     for (int tries = 0;; tries++) {
         for (l = 0; l < nz; l++) z[l] = plm_rng_normal(&r);
@@ -345,7 +424,7 @@ static void run_chain(chain_job *J, int c)
                     if (BLOCK(o, j) == b) xw[j] = plm_rng_normal(&r);
                 uw[b] = plm_rng_uniform(&r);
             }
-        lt2 = np > 0 && !conj[0] ? propose(o, 0, e, xi, lstep[0], e2, theta2) : 0;
+        lt2 = np > 0 && !conj[0] ? propose(o, 0, e, xi, lstep[0], S.L, e2, theta2) : 0;
         lt_ok = isfinite(lt2);
         fp = NULL;
         if (ahead && lt_ok) {
@@ -412,7 +491,7 @@ static void run_chain(chain_job *J, int c)
                 if (!walk) continue;
             }
             if (b > 0 || !ahead) {   /* a later block, or the first after a move of the frozen auxiliary */
-                if (b > 0 || walk) lt2 = propose(o, b, e, walk ? xw : xi, lstep[b], e2, theta2), lt_ok = isfinite(lt2);
+                if (b > 0 || walk) lt2 = propose(o, b, e, walk ? xw : xi, lstep[b], S.L, e2, theta2), lt_ok = isfinite(lt2);
                 fp = lt_ok ? filter_at(ctx, J, theta2, full, o->fixed_aux ? 2 : 0, ma, NULL, &fatal) : NULL;
                 if (fatal) return;
                 if (fp) ll3 = plm_bffg_draw_z(fp, z, row3, work);
@@ -434,6 +513,7 @@ static void run_chain(chain_job *J, int c)
             if (it < o->warmup && o->target_accept_theta > 0)
                 lstep[b] = fmin(fmax(lstep[b] + (a - o->target_accept_theta) / pow((double)it + 10, 0.6), -12), 1);
         }
+        if (it < o->warmup && o->adapt_cov && np > 1) shape_observe(&S, o, walks, nb, it, e);
         if (it >= o->warmup) {
             size_t k = (size_t)c * o->iters + (it - o->warmup);
             double *out = J->draws + k * rowlen;

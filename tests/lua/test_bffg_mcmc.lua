@@ -116,6 +116,50 @@ T.test("blocks: theta and mu moved in turn match 2-d quadrature of the exact lik
   T.ok(other, "two blocks move differently")
 end)
 
+T.test("a ridge (the data fix only a + b): the adapted random walk matches the exact posterior and mixes 4x better", function()
+  -- dX = (a + b - X) dt + sigma dW observed 12 times: the likelihood depends on s = a + b alone (Gaussian in s, by
+  -- quadrature of the Kalman likelihood), and with a, b ~ N(0, 1) a priori, d = a - b ~ N(0, 2) is independent of s,
+  -- so a and b are N(m_s / 2, (v_s + 2) / 4) exactly: a ridge along d that an isotropic walk crawls along. The drift is
+  -- linear, so the weights are the exact likelihood whatever dt.
+  local ys = { 1.602, 1.112, 1.374, 1.396, 1.367, 1.435, 1.351, 1.100, 0.773, 0.630, 1.020, 1.246 }
+  local R, sigma = 0.05, 0.5
+  local sde = plume.sde{ dim = 1, params = { a = 0, b = 0, sigma = sigma },
+    drift = function(p, x) return p.a + p.b - x end, diffusion = function(p) return p.sigma end }
+  local g = plume.dag()
+  g:root("x0", 0)
+  local O = MK.linear_gaussian{ B = 1, Q = R }
+  for t = 1, #ys do
+    g:kernel("x" .. t, "x" .. (t - 1), MK.sde{ sde = sde, t0 = t - 1, t1 = t, dt = 0.05, at = 0 })
+     :observe("y" .. t, "x" .. t, O, ys[t])
+  end
+  local e, m0, m1, m2, lw, lmax = math.exp(-1), 0, 0, 0, {}, -math.huge
+  for i = -3000, 5000 do
+    local s = i * 1e-3
+    local k = plume.lgssm{ A = e, b = s * (1 - e), Q = sigma ^ 2 * (1 - e * e) / 2, C = 1, R = R, m0 = 0, P0 = 0 }
+    lw[#lw + 1] = { s, k:loglik(ys) + plume.dist.normal(0, math.sqrt(2)):logpdf(s) }
+    lmax = math.max(lmax, lw[#lw][2])
+  end
+  for _, p in ipairs(lw) do
+    local w = math.exp(p[2] - lmax)
+    m0, m1, m2 = m0 + w, m1 + w * p[1], m2 + w * p[1] ^ 2
+  end
+  local mean, sd = m1 / m0 / 2, math.sqrt((m2 / m0 - (m1 / m0) ^ 2 + 2) / 4)
+  local function run(adapt)
+    return plume.bffg(g, nil, { method = "mcmc", samples = 2000, warmup = 1000, chains = 4, seed = 7, sde = sde,
+      params = { a = plume.dist.normal(0, 1), b = plume.dist.normal(0, 1) }, init = { a = 0, b = 0 }, adapt_cov = adapt })
+  end
+  local s = run(nil):summary()
+  for _, k in ipairs { "a", "b" } do
+    T.near(s[k].mean, mean, 4.5 * s[k].mcse_mean, k .. " mean " .. s[k].mean .. " vs " .. mean)
+    T.near(s[k].sd, sd, 4.5 * sd / math.sqrt(2 * s[k].ess_bulk), k .. " sd " .. s[k].sd .. " vs " .. sd)
+  end
+  -- the isotropic walk of adapt_cov = false (the same seed): the same target, a quarter of the effective samples or
+  -- fewer (measured: 1044 against 105)
+  local s0 = run(false):summary()
+  T.ok(s.a.ess_bulk > 4 * s0.a.ess_bulk, "ess " .. s.a.ess_bulk .. " vs isotropic " .. s0.a.ess_bulk)
+  T.near(s0.a.mean, mean, 4.5 * s0.a.mcse_mean, "isotropic: a mean " .. s0.a.mean)
+end)
+
 T.test("discrete chain: innovations through Phi give forward-backward marginals; exact messages accept every move", function()
   local init = { 0.5, 0.3, 0.2 }
   local trans = { { 0.8, 0.15, 0.05 }, { 0.1, 0.7, 0.2 }, { 0.25, 0.25, 0.5 } }
