@@ -5,12 +5,14 @@
 -- chain, one thread. Prints the time per phase, and the parameters' effective samples per second; each phase runs
 -- with the drift and the guided Euler loop as native code (the default) and with the interpreter (native = false),
 -- side by side, with the ratio (the chains are the same draw for draw: checked).
--- usage: build/plume bench/bffg_fhn.lua [iterations] [both|native|interp]
+-- usage: build/plume bench/bffg_fhn.lua [iterations] [both|native|interp] [seed] [isotropic]
+-- (seed: the chains' seed, default 1; isotropic: adapt_cov = false, the random walks unshaped)
 -- The last part compares a conjugate block of (gamma, beta) with a random-walk block of the same two.
 local MK = plume.markov_kernel
 local iters = tonumber(arg and arg[1]) or 10000
 local which = arg and arg[2] or "both"
 local modes = which == "both" and { true, false } or { which == "native" }
+local cseed, adapt = tonumber(arg and arg[3]) or 1, not (arg and arg[4] == "isotropic")
 local truth = { s = 0, eps = 0.1, gamma = 1.5, beta = 0.8, sigma = 0.3 }
 local fhn = plume.sde{ dim = 2, params = truth,
   drift = function(p, x) return { (x[1] - x[1] ^ 3 - x[2] + p.s) / p.eps, p.gamma * x[1] - x[2] + p.beta } end,
@@ -49,7 +51,7 @@ end
 for _, nat in ipairs(modes) do
   local post
   tp[nat], post = clock(function()
-    return plume.bffg(g, nil, { method = "mcmc", samples = iters // 2, warmup = iters // 2, chains = 1, threads = 1, seed = 1,
+    return plume.bffg(g, nil, { method = "mcmc", samples = iters // 2, warmup = iters // 2, chains = 1, threads = 1, seed = cseed,
       native = nat })
   end)
   print(string.format("[%s] pCN on the path only, %d iterations: %.2f s (native code: %s)", name(nat), iters, tp[nat], tostring(post.native)))
@@ -58,8 +60,9 @@ if #modes == 2 then print(string.format("  interp / native: %.2f", tp[false] / t
 local params = { s = plume.dist.normal(0, 1), gamma = plume.dist.gamma(2, 1), beta = plume.dist.normal(0, 2) }
 local function with_params(fixed, nat)
   return clock(function()
-    return plume.bffg(g, nil, { method = "mcmc", samples = iters // 2, warmup = iters // 2, chains = 1, threads = 1, seed = 1,
-      sde = fhn, params = params, init = { s = 0.2, gamma = 1, beta = 0.5 }, fixed_aux = fixed or nil, native = nat })
+    return plume.bffg(g, nil, { method = "mcmc", samples = iters // 2, warmup = iters // 2, chains = 1, threads = 1,
+      seed = cseed, sde = fhn, params = params, init = { s = 0.2, gamma = 1, beta = 0.5 }, fixed_aux = fixed or nil,
+      native = nat, adapt_cov = adapt })
   end)
 end
 local function report(what, ta, post)
@@ -94,7 +97,7 @@ for _, fixed in ipairs { true, false } do
   for _, conj in ipairs(fixed and { false, true, "walk" } or { false, true }) do
     local ta, post = clock(function()
       return plume.bffg(g, nil, { method = "mcmc", samples = iters // 2, warmup = iters // 2, chains = 1, threads = 1,
-        seed = 1, sde = fhn, params = params, init = { s = 0.2, gamma = 1, beta = 0.5 }, fixed_aux = fixed or nil,
+        seed = cseed, adapt_cov = adapt, sde = fhn, params = params, init = { s = 0.2, gamma = 1, beta = 0.5 }, fixed_aux = fixed or nil,
         blocks = { { "s" }, { "gamma", "beta", conjugate = conj and true, walk = conj == "walk" or nil } } })
     end)
     local sm = post:summary()
