@@ -9,6 +9,10 @@
 -- 0.6 (-8.33 .. -7.69). The profile of the SMC estimate of log p(v | beta) at the end carries that noise (about
 -- one unit at 300 particles): a rough guide to beta, not an estimate. The last part infers beta and gamma with the
 -- path by pCN MCMC (method = "mcmc", as in the paper), at short settings; bench/bffg_fhn.lua runs the full size.
+-- Those chains do not converge here (R-hat well above 1.1, also at 4 times the length, with conjugate blocks or
+-- the adapted walk): observations 1 time unit apart leave a long ridge in (gamma, beta) -- the SMC profile of
+-- log p(v | gamma, beta) stays within 2 units from gamma = 1.5 to 5 -- and a path held by its innovations pins
+-- the parameters far harder than the data do. The printed R-hat says so; the asserts check only the path.
 local MK = plume.markov_kernel
 plume.seed(5)   -- the observation noise below draws from the default stream
 local truth = { s = 0, eps = 0.1, gamma = 1.5, beta = 0.8, sigma = 0.3 }
