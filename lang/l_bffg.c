@@ -182,6 +182,31 @@ static int l_dag_root(lua_State *L)
     return 1;
 }
 
+/* A diffusion kernel with save times (list at idx) from parent: a chain of its pieces (plm_bffg_kernel_sde_piece)
+** through latent nodes "<name>@<time>", the last piece ending at node name. */
+static void add_pieces(lua_State *L, plm_bffg_model *m, const char *name, int parent, const plm_bffg_kernel *k, int idx)
+{
+    int n = (int)lua_rawlen(L, idx), i, index;
+    double t0, t1;
+    plm_ctx ctx;
+    plm_bffg_kernel *piece;
+    plm_bffg_kernel_sde_span(k, &t0, &t1);
+    plm_ctx_clear(&ctx);
+    for (i = 0; i <= n; i++) {
+        double a = i == 0 ? t0 : (lua_rawgeti(L, idx, i), lua_tonumber(L, -1)), b;
+        const char *nm = name;
+        if (i > 0) lua_pop(L, 1);
+        b = i == n ? t1 : (lua_rawgeti(L, idx, i + 1), lua_tonumber(L, -1));
+        if (i < n) {
+            lua_pop(L, 1);
+            nm = lua_pushfstring(L, "%s@%f", name, b);   /* (%.14g) */
+        }
+        if (plm_bffg_kernel_sde_piece(&ctx, k, a, b, &piece) || plm_bffg_add(&ctx, m, nm, parent, piece, NULL, &index))
+            plm_l_fail(L, &ctx);
+        parent = index;
+    }
+}
+
 /* g:kernel(name, parent or {parents}, kernel) -> g */
 static int l_dag_kernel(lua_State *L)
 {
@@ -190,7 +215,11 @@ static int l_dag_kernel(lua_State *L)
     int one, *parents, np;
     plm_bffg_kernel *k = plm_l_checkmkernel(L, 4, "dag:kernel", "kernel");
     np = find_parents(L, m, 3, "dag:kernel", &one, &parents);
-    add_node_multi(L, m, name, np, parents, k, NULL);
+    if (plm_l_mkernel_save(L, 4)) {
+        if (np != 1) luaL_error(L, "dag:kernel: node '%s': a diffusion kernel takes one parent", name);
+        add_pieces(L, m, name, parents[0], k, lua_gettop(L));
+    } else
+        add_node_multi(L, m, name, np, parents, k, NULL);
     lua_settop(L, 1);
     return 1;
 }
@@ -204,6 +233,7 @@ static int l_dag_observe(lua_State *L)
     int one, *parents, np = find_parents(L, m, 3, "dag:observe", &one, &parents);
     double x[64], *v = x;
     int dout;
+    if (plm_l_mkernel_save(L, 4)) luaL_error(L, "dag:observe: the kernel's save times are for latent nodes (dag:kernel)");
     plm_bffg_kernel_info(k, NULL, NULL, NULL, &dout);
     if (dout > 64) v = plm_l_scratch(L, (size_t)dout * sizeof *v);
     if (lua_isnoneornil(L, 5)) return luaL_error(L, "dag:observe: node '%s' needs a value", name);

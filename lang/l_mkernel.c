@@ -281,12 +281,63 @@ static int l_kernel_nonlinear(lua_State *L)
     return push_kernel(L, k);
 }
 
-/* markov_kernel.sde{sde=, t0=0, t1=, dt=, time_change=false, at=, aux={B=, beta=, sigma=}}: X(t1) given X(t0) of a
-** plume.sde, with the parameters it has now. */
+/* The option save of markov_kernel.sde at index t: a number or a list of times strictly inside (t0, t1), each
+** different; pushes them sorted as a list (or nil when absent). */
+static void push_save(lua_State *L, int t, double t0, double t1, const char *fn)
+{
+    int ty = lua_getfield(L, t, "save"), n, i, j;
+    double *v;
+    if (ty == LUA_TNIL) return;
+    if (ty == LUA_TNUMBER) {
+        lua_createtable(L, 1, 0);
+        lua_insert(L, -2);
+        lua_rawseti(L, -2, 1);
+    } else if (ty != LUA_TTABLE)
+        luaL_error(L, "%s: save must be a time or a list of times (got %s)", fn, luaL_typename(L, -1));
+    n = (int)lua_rawlen(L, -1);
+    if (n < 1) luaL_error(L, "%s: save is an empty list", fn);
+    v = plm_l_scratch(L, (size_t)n * sizeof *v);
+    lua_insert(L, -2);   /* (the scratch under the list) */
+    for (i = 0; i < n; i++) {
+        int isnum;
+        lua_rawgeti(L, -1, i + 1);
+        v[i] = lua_tonumberx(L, -1, &isnum);
+        if (!isnum) luaL_error(L, "%s: save[%d] must be a number (got %s)", fn, i + 1, luaL_typename(L, -1));
+        if (!(v[i] > t0 && v[i] < t1)) luaL_error(L, "%s: save[%d] = %f is not inside the interval (%f, %f)", fn, i + 1, v[i], t0, t1);
+        lua_pop(L, 1);
+    }
+    for (i = 1; i < n; i++)   /* insertion sort: a few times */
+        for (j = i; j > 0 && v[j - 1] > v[j]; j--) {
+            double x = v[j];
+            v[j] = v[j - 1], v[j - 1] = x;
+        }
+    for (i = 1; i < n; i++)
+        if (v[i] == v[i - 1]) luaL_error(L, "%s: save lists the time %f twice", fn, v[i]);
+    lua_pop(L, 1);
+    lua_createtable(L, n, 0);
+    for (i = 0; i < n; i++) {
+        lua_pushnumber(L, v[i]);
+        lua_rawseti(L, -2, i + 1);
+    }
+    lua_remove(L, -2);   /* the scratch */
+}
+
+int plm_l_mkernel_save(lua_State *L, int idx)
+{
+    if (!plm_l_testobj(L, idx, KERNEL_META)) return 0;
+    if (lua_getiuservalue(L, idx, 1) == LUA_TTABLE) return 1;
+    lua_pop(L, 1);
+    return 0;
+}
+
+/* markov_kernel.sde{sde=, t0=0, t1=, dt=, time_change=false, at=, aux={B=, beta=, sigma=}, save=}: X(t1) given X(t0) of a
+** plume.sde, with the parameters it has now. save: times inside (t0, t1) at which the path is kept too (g:kernel
+** makes the kernel a chain of pieces with a latent node at each, named "<node>@<time>"), kept as the userdata's
+** user value. */
 static int l_kernel_sde(lua_State *L)
 {
     const char *fn = "markov_kernel.sde";
-    static const char *const opts[] = {"sde", "t0", "t1", "dt", "time_change", "at", "aux", NULL};
+    static const char *const opts[] = {"sde", "t0", "t1", "dt", "time_change", "at", "aux", "save", NULL};
     static const char *const aux_opts[] = {"B", "beta", "sigma", NULL};
     plm_bffg_sde_opts o;
     plm_sde *s;
@@ -335,7 +386,12 @@ static int l_kernel_sde(lua_State *L)
         if (ctx.status == PLM_EINTR) plm_interrupt_clear();
         return plm_l_fail(L, &ctx);
     }
-    return push_kernel(L, k);   /* the kernel (GC memory) holds the sde */
+    push_save(L, 1, o.t0, o.t1, fn);
+    if (lua_isnil(L, -1)) return push_kernel(L, k);   /* the kernel (GC memory) holds the sde */
+    push_kernel(L, k);
+    lua_insert(L, -2);
+    lua_setiuservalue(L, -2, 1);
+    return 1;
 }
 
 static int l_kernel_tostring(lua_State *L)

@@ -9,6 +9,8 @@
 
 /* The kernel userdata at idx (an error naming fn and arg otherwise). */
 plm_bffg_kernel *plm_l_checkmkernel(lua_State *L, int idx, const char *fn, const char *arg);
+/* 1 with the kernel's save times (markov_kernel.sde{save = ...}, a sorted list) pushed, 0 with nothing pushed. */
+int plm_l_mkernel_save(lua_State *L, int idx);
 
 /* The plume.reactions network at idx, or NULL (l_bffg_reaction.c). */
 const struct plm_reactions *plm_l_tonet(lua_State *L, int idx);

@@ -301,6 +301,44 @@ static void test_smc_with_a_wrong_auxiliary_is_unbiased(void)
     free(draws);
 }
 
+/* Pieces of a diffusion kernel (plm_bffg_kernel_sde_piece) chained through latent nodes are the same process
+** observed at the cuts: cut on the kernel's grid, the filter is the unsplit chain's to rounding (the Kalman value
+** here), and the piece has the kernel's span. A piece outside the span is refused. */
+static void test_pieces_of_a_kernel_keep_the_likelihood(void)
+{
+    plm_sde *s = ou_sde();
+    plm_bffg_model *m;
+    plm_bffg_kernel *prior, *obs, *k, *p1, *p2;
+    plm_bffg_filter *f;
+    static const double at[2] = {0, 0};
+    double kal, sm[2 * TO], sc[4 * TO], t0, t1;
+    int t, prev, mid;
+    CHECK(plm_lgssm_smooth(&ctx, ou_kalman(), TO, ys, sm, sc, &kal) == PLM_OK);
+    CHECK(plm_bffg_model_new(&ctx, &m) == PLM_OK);
+    CHECK(plm_bffg_kernel_linear_gaussian(&ctx, 2, 0, NULL, m0, P0, &prior) == PLM_OK);
+    CHECK(plm_bffg_kernel_linear_gaussian(&ctx, 1, 2, Cobs, NULL, Robs, &obs) == PLM_OK);
+    CHECK(plm_bffg_add(&ctx, m, "x0", -1, prior, NULL, &prev) == PLM_OK);
+    for (t = 1; t <= TO; t++) {
+        plm_bffg_sde_opts o = {t - 1, t, 0.01, 0, at, NULL, NULL, NULL};
+        char nm[16];
+        CHECK(plm_bffg_kernel_sde(&ctx, s, &o, &k) == PLM_OK);
+        plm_bffg_kernel_sde_span(k, &t0, &t1);
+        CHECK(t0 == t - 1 && t1 == t);
+        CHECK(plm_bffg_kernel_sde_piece(&ctx, k, t - 1, t - 0.7, &p1) == PLM_OK);
+        CHECK(plm_bffg_kernel_sde_piece(&ctx, k, t - 0.7, t, &p2) == PLM_OK);
+        snprintf(nm, sizeof nm, "cut%d", t);
+        CHECK(plm_bffg_add(&ctx, m, nm, prev, p1, NULL, &mid) == PLM_OK);
+        prev = bffg_step(&ctx, m, t, mid, p2, obs, &ys[t - 1]);
+    }
+    CHECK(plm_bffg_backward(&ctx, m, NULL, &f) == PLM_OK);
+    CHECK_NEAR(plm_bffg_filter_loglik(f), kal, 1e-10);
+    CHECK(plm_bffg_kernel_sde_piece(&ctx, k, TO - 1.5, TO, &p1) == PLM_EINVAL && strstr(ctx.msg, "not inside"));
+    CHECK(plm_bffg_kernel_sde_piece(&ctx, k, TO - 0.5, TO - 0.5, &p1) == PLM_EINVAL);
+    CHECK(plm_bffg_kernel_sde_piece(&ctx, prior, 0, 1, &p1) == PLM_EINVAL && strstr(ctx.msg, "not a diffusion"));
+    plm_bffg_kernel_sde_span(prior, &t0, &t1);
+    CHECK(isnan(t0) && isnan(t1));
+}
+
 /* ---- refusals ------------------------------------------------------------------------------------------ */
 
 static void test_bad_diffusion_kernels_are_refused(void)
@@ -383,6 +421,7 @@ int main(void)
     RUN(test_ou_forward_is_the_same_for_any_thread_count);
     RUN(test_smc_with_exact_messages_returns_the_exact_loglik);
     RUN(test_smc_with_a_wrong_auxiliary_is_unbiased);
+    RUN(test_pieces_of_a_kernel_keep_the_likelihood);
     RUN(test_bad_diffusion_kernels_are_refused);
     RUN(test_a_path_that_explodes_is_reported);
     return CHECK_DONE();

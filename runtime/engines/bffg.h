@@ -66,6 +66,13 @@ typedef struct plm_bffg_sde_opts {
 } plm_bffg_sde_opts;
 plm_status plm_bffg_kernel_sde(plm_ctx *ctx, const plm_sde *s, const plm_bffg_sde_opts *o, plm_bffg_kernel **out);
 
+/* Diffusion kernel k over the piece [t0, t1] of its interval: the same sde, parameters, options and auxiliary (the
+** linearisation at the same point, made at the piece's t0; the grid restarts at t0, so pieces that start on k's grid
+** points keep its steps). A chain of pieces covering k's interval is the same process as k, observed at the cuts
+** (plume's markov_kernel.sde{save = ...}). PLM_EINVAL when k is not a diffusion kernel or the piece not inside. */
+plm_status plm_bffg_kernel_sde_piece(plm_ctx *ctx, const plm_bffg_kernel *k, double t0, double t1, plm_bffg_kernel **out);
+/* The interval [*t0, *t1] of diffusion kernel k (NaN for other kinds). */
+void plm_bffg_kernel_sde_span(const plm_bffg_kernel *k, double *t0, double *t1);
 /* The sde of a diffusion kernel (NULL for other kinds). */
 const plm_sde *plm_bffg_kernel_sde_of(const plm_bffg_kernel *k);
 /* 1 when the guided paths of diffusion kernel k evaluate its drift with native code (expr_native.h) now, 2 when

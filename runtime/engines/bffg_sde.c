@@ -730,6 +730,28 @@ plm_status plm_bffg_kernel_sde_with(plm_ctx *ctx, const plm_bffg_kernel *k, cons
     return sde_make(ctx, K->s, params, &K->o, K, 0, NULL, NULL, out);
 }
 
+void plm_bffg_kernel_sde_span(const plm_bffg_kernel *k, double *t0, double *t1)
+{
+    const sde_kernel *K = plm_bffg_kernel_sde_of(k) ? k->impl : NULL;
+    *t0 = K ? K->o.t0 : NAN;
+    *t1 = K ? K->o.t1 : NAN;
+}
+
+plm_status plm_bffg_kernel_sde_piece(plm_ctx *ctx, const plm_bffg_kernel *k, double t0, double t1, plm_bffg_kernel **out)
+{
+    const sde_kernel *K;
+    plm_bffg_sde_opts o;
+    *out = NULL;
+    if (!plm_bffg_kernel_sde_of(k)) return plm_fail(ctx, PLM_EINVAL, "bffg: not a diffusion kernel");
+    K = k->impl;
+    if (!(t0 >= K->o.t0 && t1 <= K->o.t1 && t0 < t1))
+        return plm_fail(ctx, PLM_EINVAL, "markov_kernel.sde: the piece [%g, %g] is not inside the interval [%g, %g]", t0, t1,
+                        K->o.t0, K->o.t1);
+    o = K->o;
+    o.t0 = t0, o.t1 = t1;
+    return sde_make(ctx, K->s, K->params, &o, NULL, 0, NULL, NULL, out);
+}
+
 plm_status plm_bffg_kernel_sde_remake(plm_ctx *ctx, const plm_bffg_kernel *k, const double *params, int how,
                                       plm_bffg_kernel *sib, plm_bffg_kernel **out)
 {
