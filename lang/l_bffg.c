@@ -467,6 +467,9 @@ static int l_tree_dag(lua_State *L)
             return luaL_error(L, "%s: process(%f, '%s') returned %s, not a plume.markov_kernel", fn, t->length[i], t->name[i],
                               luaL_typename(L, -1));
         k = plm_l_checkmkernel(L, -1, fn, "process result");
+        if (plm_l_mkernel_save(L, -1))
+            return luaL_error(L, "%s: process(%f, '%s') returned a kernel with save times: those are for dag:kernel", fn,
+                              t->length[i], t->name[i]);
         plm_bffg_kernel_info(k, NULL, NULL, NULL, &dout);
         if (t->tip[i] && lua_istable(L, 5)) {
             lua_getfield(L, 5, t->name[i]);

@@ -196,4 +196,9 @@ T.test("bad input names the node, the field or the line", function()
     "the branch into 'A' has no length")
   T.raises(function() plume.tree.newick("(A:1,B:1);"):dag{ root = 0, data = { C = 1 }, process = function() end } end,
     "'C', which is not a tip")
+  local bm = plume.sde{ dim = 1, drift = function(p, x) return 0 * x end, diffusion = function(p) return 1 end }
+  T.raises(function()
+    plume.tree.newick("(A:1,B:1);"):dag{ root = 0,
+      process = function(t) return MK.sde{ sde = bm, t1 = t, dt = 0.1, at = 0, save = t / 2 } end }
+  end, "a kernel with save times: those are for dag:kernel")
 end)
