@@ -202,7 +202,7 @@ static double propose(const plm_bffg_mcmc_opts *o, int b, const double *e, const
 /* ---- the random walk's shape (adapt_cov) ---------------------------------------------------------------- */
 
 /* An isotropic random walk crawls along a ridge of the posterior (two drift parameters of which the data fix
-** only a combination: FitzHugh-Nagumo's gamma and beta between sparse observations), however its step is tuned.
+** mostly a combination, as FitzHugh-Nagumo's gamma and beta), however its step is tuned.
 ** With adapt_cov each block's proposal takes the shape of the free parameters' covariance in warm-up: Welford
 ** sums over windows of 25, 50, 100, ... iterations from 15% to 85% of warm-up (the first 15% the chain is still
 ** on its way; the last 15% tunes the step alone, for the kernel it will keep), the covariance shrunk toward
