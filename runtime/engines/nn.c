@@ -88,6 +88,9 @@ plm_status plm_nn_init(plm_ctx *ctx, plm_nn *nn, int nin, int nmem, const plm_nn
         w0 += enc_width(m);
     }
     nn->nparam = off;
+    nn->bin1 = nhidden == 0;
+    for (j = 0; j < nmem; j++)
+        if (mem[j].kind != PLM_NN_DISCRETE || mem[j].card != 2 || mem[j].rows || mem[j].ncat_at >= 0) nn->bin1 = 0;
     if (!(nn->theta = calloc(off, sizeof *nn->theta))) return plm_fail(ctx, PLM_ENOMEM, "nn: out of memory");
     return PLM_OK;
 }
@@ -582,12 +585,95 @@ void plm_nn_xpart(const plm_nn *nn, plm_nn_ws *w, const double *x, double *xp)
         if (!is_fixed(&nn->mem[j], x)) member_xpart(nn, w, j, x, xp + (size_t)j * wd);   /* an absent one's is unused */
 }
 
+/* A bin1 network's (nn.h) member j head outputs o[0..1] for the block values v before it: member_single and
+** add_skip with their sums in the same order, inline. */
+static inline void bin1_out(const plm_nn *nn, const double *T, int j, const double *x, const double *xpj, const double *v,
+                            double *o)
+{
+    const plm_nn_member *m = &nn->mem[j];
+    int i;
+    o[0] = xpj[0], o[1] = xpj[1];
+    for (i = 0; i < j; i++)
+        if (v[i] >= 0 && v[i] < 2) {
+            const double *c = T + 2 * ((size_t)nn->nin + 2 * (size_t)i + (size_t)(int)v[i]);
+            o[0] += c[0], o[1] += c[1];
+        }
+    if (!m->skip) return;
+    if (m->base_at >= 0) o[0] += x[m->base_at], o[1] += x[m->base_at + 1];
+    if (m->pair_of >= 0) {
+        double pv = v[m->pair_of];
+        int k = (int)pv;
+        if (pv >= 0 && k < 2 && k == pv) {
+            const double *row;
+            if (m->pair2) {
+                double pv2 = v[m->pair2_of];
+                int k2 = (int)pv2;
+                if (!(pv2 >= 0 && k2 < 2 && k2 == pv2)) return;
+                row = x + m->pair_at + (size_t)(k + 2 * k2) * 2;
+            } else {
+                row = x + m->pair_at + (size_t)k * 2;
+            }
+            o[0] += row[0], o[1] += row[1];
+        }
+    }
+}
+
+/* lse(a, 2), the same operations */
+static inline double lse2(const double *a)
+{
+    double mx = -INFINITY;
+    if (a[0] > mx) mx = a[0];
+    if (a[1] > mx) mx = a[1];
+    if (mx == -INFINITY) return mx;
+    return mx + log((a[0] == mx ? 1.0 : exp(a[0] - mx)) + (a[1] == mx ? 1.0 : exp(a[1] - mx)));
+}
+
+/* plm_nn_propose_xp for a bin1 network: the same draws and numbers, bit for bit */
+static void propose_bin1(const plm_nn *nn, plm_nn_ws *w, const double *x, const double *xp, const double *vold, plm_rng *r,
+                         double *v, double *lq_new, double *lq_old)
+{
+    size_t wd = xp_width(nn);
+    int j, same = 1;
+    double o[2], oo[2];
+    *lq_new = *lq_old = 0;
+    for (j = 0; j < nn->nmem; j++) {
+        const plm_nn_member *m = &nn->mem[j];
+        const double *T = w->wt + nn->off[j][0];
+        double z, zo, u;
+        int k;
+        if (is_fixed(m, x)) {
+            v[j] = 0;
+            if (vold[j] != 0) *lq_old = -INFINITY;
+            same = same && vold[j] == 0;
+            continue;
+        }
+        bin1_out(nn, T, j, x, xp + (size_t)j * wd, v, o);
+        z = lse2(o);
+        u = plm_rng_uniform(r);
+        v[j] = k = u - exp(o[0] - z) < 0 ? 0 : 1;
+        *lq_new += o[k] - z;
+        if (same) {
+            zo = z, oo[0] = o[0], oo[1] = o[1];
+        } else {
+            bin1_out(nn, T, j, x, xp + (size_t)j * wd, vold, oo);
+            zo = lse2(oo);
+        }
+        k = (int)vold[j];
+        *lq_old += vold[j] >= 0 && k < 2 && k == vold[j] ? oo[k] - zo : -INFINITY;
+        same = same && memcmp(&v[j], &vold[j], sizeof *v) == 0;
+    }
+}
+
 void plm_nn_propose_xp(const plm_nn *nn, plm_nn_ws *w, const double *x, const double *xp, const double *vold, plm_rng *r,
                        double *v, double *lq_new, double *lq_old)
 {
     double *o = w->s + 3 * (size_t)w->swidth, *oo = w->s + 4 * (size_t)w->swidth;
     size_t wd = xp_width(nn);
     int j, same = 1;   /* same: the new block's members so far equal the old block's, so their outputs do too */
+    if (nn->bin1) {
+        propose_bin1(nn, w, x, xp, vold, r, v, lq_new, lq_old);
+        return;
+    }
     *lq_new = *lq_old = 0;
     for (j = 0; j < nn->nmem; j++) {
         const plm_nn_member *m = &nn->mem[j];
