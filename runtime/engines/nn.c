@@ -508,6 +508,13 @@ static void member_xpart(const plm_nn *nn, plm_nn_ws *w, int j, const double *x,
         member_rows(nn, w, j, x, xp);
         return;
     }
+    if (no == 2) {   /* a binary head with no hidden layer (a grid block): two running sums, no gather */
+        double s0 = T[(size_t)ni * 2], s1 = T[(size_t)ni * 2 + 1];
+        for (i = 0; i < nn->nin; i++)
+            if (x[i] != 0) s0 += x[i] * T[2 * (size_t)i], s1 += x[i] * T[2 * (size_t)i + 1];
+        xp[0] = s0, xp[1] = s1;
+        return;
+    }
     for (i = 0; i < nn->nin; i++) w->nz[n] = i, val[n] = x[i], n += x[i] != 0;
     memcpy(xp, T + (size_t)ni * no, (size_t)no * sizeof *xp);
     add_columns(no, n, w->nz, val, T, xp);
@@ -545,10 +552,18 @@ static void member_single(const plm_nn *nn, plm_nn_ws *w, int j, const double *x
     }
 }
 
+static void propose_bin1(const plm_nn *nn, plm_nn_ws *w, const double *x, const double *xp, const double *vold, plm_rng *r,
+                         double *v, double *lq_new, double *lq_old);
+
 void plm_nn_sample(const plm_nn *nn, plm_nn_ws *w, const double *x, plm_rng *r, double *v, double *logq)
 {
     double *xp = w->s + 2 * (size_t)w->swidth, *o = w->s + 3 * (size_t)w->swidth;
     int j;
+    if (nn->bin1) {   /* the kernel's way, so that a draw's density is the same number whichever scores it */
+        plm_nn_xpart(nn, w, x, w->xp);
+        propose_bin1(nn, w, x, w->xp, NULL, r, v, logq, NULL);
+        return;
+    }
     *logq = 0;
     for (j = 0; j < nn->nmem; j++) {
         if (is_fixed(&nn->mem[j], x)) {
@@ -618,45 +633,52 @@ static inline void bin1_out(const plm_nn *nn, const double *T, int j, const doub
     }
 }
 
-/* lse(a, 2), the same operations */
-static inline double lse2(const double *a)
+/* A binary head's log normaliser z of outputs o, and the probability p0 of category 0: with e = exp(-|o1 - o0|),
+** z = max(o) + log1p(e) and p0 = 1 / (1 + e) or e / (1 + e): one exp and one log1p where lse() and head_sample() take
+** two exps and a log. Non-finite outputs go the general way (lse(), p0 = exp(o0 - z)). */
+static inline double bin1_norm(const double *o, double *p0)
 {
-    double mx = -INFINITY;
-    if (a[0] > mx) mx = a[0];
-    if (a[1] > mx) mx = a[1];
-    if (mx == -INFINITY) return mx;
-    return mx + log((a[0] == mx ? 1.0 : exp(a[0] - mx)) + (a[1] == mx ? 1.0 : exp(a[1] - mx)));
+    double d = o[1] - o[0], e, z;
+    if (!isfinite(d)) {
+        z = lse(o, 2);
+        *p0 = exp(o[0] - z);
+        return z;
+    }
+    e = exp(-fabs(d));
+    *p0 = d <= 0 ? 1 / (1 + e) : e / (1 + e);
+    return (d <= 0 ? o[0] : o[1]) + log1p(e);
 }
 
-/* plm_nn_propose_xp for a bin1 network: the same draws and numbers, bit for bit */
+/* plm_nn_propose_xp for a bin1 network (also plm_nn_sample's way for one: vold NULL, then lq_old is untouched). */
 static void propose_bin1(const plm_nn *nn, plm_nn_ws *w, const double *x, const double *xp, const double *vold, plm_rng *r,
                          double *v, double *lq_new, double *lq_old)
 {
     size_t wd = xp_width(nn);
-    int j, same = 1;
+    int j, same = vold != NULL;
     double o[2], oo[2];
-    *lq_new = *lq_old = 0;
+    *lq_new = 0;
+    if (vold) *lq_old = 0;
     for (j = 0; j < nn->nmem; j++) {
         const plm_nn_member *m = &nn->mem[j];
         const double *T = w->wt + nn->off[j][0];
-        double z, zo, u;
+        double z, zo, p0, q0;
         int k;
         if (is_fixed(m, x)) {
             v[j] = 0;
-            if (vold[j] != 0) *lq_old = -INFINITY;
+            if (vold && vold[j] != 0) *lq_old = -INFINITY;
             same = same && vold[j] == 0;
             continue;
         }
         bin1_out(nn, T, j, x, xp + (size_t)j * wd, v, o);
-        z = lse2(o);
-        u = plm_rng_uniform(r);
-        v[j] = k = u - exp(o[0] - z) < 0 ? 0 : 1;
+        z = bin1_norm(o, &p0);
+        v[j] = k = plm_rng_uniform(r) < p0 ? 0 : 1;
         *lq_new += o[k] - z;
+        if (!vold) continue;
         if (same) {
             zo = z, oo[0] = o[0], oo[1] = o[1];
         } else {
             bin1_out(nn, T, j, x, xp + (size_t)j * wd, vold, oo);
-            zo = lse2(oo);
+            zo = bin1_norm(oo, &q0);
         }
         k = (int)vold[j];
         *lq_old += vold[j] >= 0 && k < 2 && k == vold[j] ? oo[k] - zo : -INFINITY;
