@@ -96,14 +96,14 @@ end
 -- A run long enough to be read at equal CPU time whatever the pilots said: run(n) -> post, CPU seconds of the
 -- whole call (`chains` chains one after another) is called once with the sweeps M.calibrate gives for `over`
 -- (default 1.3) times the budget, and the run's own CPU time then sets its cost per sweep, the pilots' fixed cost
--- taken out: at(T) is the number of sweeps the run had made after T CPU seconds of a chain's budget (fixed cost
+-- (tracing, compiling: paid once per call, not per chain) taken out: at(T) is the number of sweeps the run had made after T CPU seconds of a chain's budget (fixed cost
 -- included), capped at the sweeps it ran (short = true when capped: the run ended before T). So methods are
 -- compared at the same CPU time however far the pilots missed (once they gave a run 1.30 s of a 3 s budget).
 function M.timed_run(pilot, run, budget, chains, opts)
   opts = opts or {}
   local S, _, fixed = M.calibrate(pilot, (opts.over or 1.3) * budget, opts.frac)
   local post, t = run(S)
-  local per = math.max((t / chains - fixed) / S, 1e-12)
+  local per = math.max((t - fixed) / (chains * S), 1e-12)
   local function at(T)
     local n = math.floor((T - fixed) / per)
     if n >= S then return S, n > S end
