@@ -10,9 +10,11 @@
 -- the pilots' fixed cost included in the budget), the mean over chains [min, max]. "sweeps" is the sweeps in the
 -- budget, "cpu/chain" the whole run's CPU per chain. The last row ("gibbs, =sweeps") is Gibbs's TV after as many
 -- sweeps as the last learned method made in the budget: efficiency per sweep, not per second.
--- usage: build/plume bench/learned_grid.lua [--short]   (--short: small budgets; its numbers are not results)
+-- usage: build/plume bench/learned_grid.lua [--short] [seed]   (--short: small budgets; its numbers are not results;
+-- seed, default 1: the chains' seed, and the starts' forward samples from math.random seeded 100 seed + chain; the grids stay)
 local L = dofile("bench/learned_common.lua")
-local short = L.args(arg)
+local short, rest = L.args(arg)
+local seed = math.tointeger(tonumber(rest[1] or "1")) or error("learned_grid: the seed must be an integer (got " .. tostring(rest[1]) .. ")")
 local K = plume.kernel
 local budget = short and 0.15 or 3.0      -- CPU seconds per chain
 local chains = short and 2 or 4
@@ -32,15 +34,15 @@ local function methods()
 end
 
 local function run(d, opts, samples, nchains, init)
-  local o = { samples = samples, warmup = 0, chains = nchains, seed = 1, threads = 1, quiet = true, init = init }
+  local o = { samples = samples, warmup = 0, chains = nchains, seed = seed, threads = 1, quiet = true, init = init }
   for k, v in pairs(opts) do o[k] = v end
   local t0 = L.cpu()
   local post = plume.infer(L.grid_model, d, o)
   return post, L.cpu() - t0
 end
 
-print(string.format("learned_grid (commit %s)%s: CPU budget %.2f s per chain, %d chains, TV = mean |p_hat - p| over latent nodes",
-  L.commit(), short and " --short" or "", budget, chains))
+print(string.format("learned_grid (commit %s)%s: seed %d, CPU budget %.2f s per chain, %d chains, TV = mean |p_hat - p| over latent nodes",
+  L.commit(), short and " --short" or "", seed, budget, chains))
 -- the problems: the sizes above with CPT entries u^2 or 1 - u^2, then a harder regime (an extra table, the first
 -- ones kept as they were): CPT entries u^5 or 1 - u^5, near-deterministic couplings where single-site Gibbs mixes
 -- slowly (entries clamped to [1e-3, 1 - 1e-3] as always)
@@ -63,8 +65,8 @@ for _, pr in ipairs(problems) do
     if m.skip then
       print(string.format("%-14s  n/a: %s", m.name, m.skip))
     else
-      local r = L.timed_run(function(n) local _, t = run(d, m.opts, n, 1, L.grid_init(d, 100)); return t end,
-        function(n) return run(d, m.opts, n, chains, L.grid_init(d, 100)) end, budget, chains)
+      local r = L.timed_run(function(n) local _, t = run(d, m.opts, n, 1, L.grid_init(d, 100 * seed)); return t end,
+        function(n) return run(d, m.opts, n, chains, L.grid_init(d, 100 * seed)) end, budget, chains)
       local cps, short_run = {}, false
       for k, f in ipairs(fracs) do
         local n, sh = r.at(f * budget)
