@@ -87,10 +87,37 @@ function M.calibrate(time_of, budget, frac)
     if tb - ta >= (frac or 0.05) * budget or n >= 1e6 then
       local per = math.max((tb - ta) / (3 * n), 1e-9)
       local fixed = math.max(ta - n * per, 0)
-      return math.min(1e7, math.max(16, math.floor((budget - fixed) / per)))
+      return math.min(1e7, math.max(16, math.floor((budget - fixed) / per))), per, fixed
     end
     n, ta = 4 * n, tb
   end
+end
+
+-- A run long enough to be read at equal CPU time whatever the pilots said: run(n) -> post, CPU seconds of the
+-- whole call (`chains` chains one after another) is called once with the sweeps M.calibrate gives for `over`
+-- (default 1.3) times the budget, and the run's own CPU time then sets its cost per sweep, the pilots' fixed cost
+-- (tracing, compiling: paid once per call, not per chain) taken out: at(T) is the number of sweeps the run had made after T CPU seconds of a chain's budget (fixed cost
+-- included), capped at the sweeps it ran (short = true when capped: the run ended before T). So methods are
+-- compared at the same CPU time however far the pilots missed (once they gave a run 1.30 s of a 3 s budget).
+function M.timed_run(pilot, run, budget, chains, opts)
+  opts = opts or {}
+  local over = opts.over or 1.3
+  local S, _, fixed = M.calibrate(pilot, over * budget, opts.frac)
+  local post, t = run(S)
+  local per = math.max((t - fixed) / (chains * S), 1e-12)
+  -- pilots that overrated the cost per sweep (a load spike during one) leave the run short of the budget: run
+  -- again, once, sized from this run's own cost
+  if (budget - fixed) / per > S then
+    S = math.min(1e7, math.floor((over * budget - fixed) / per))
+    post, t = run(S)
+    per = math.max((t - fixed) / (chains * S), 1e-12)
+  end
+  local function at(T)
+    local n = math.floor((T - fixed) / per)
+    if n >= S then return S, n > S end
+    return math.max(1, n), false
+  end
+  return { post = post, S = S, t = t / chains, per = per, fixed = fixed, at = at }
 end
 
 function M.commit()

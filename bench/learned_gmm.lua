@@ -13,7 +13,9 @@
 -- Reported per method: sweeps, CPU per chain, the log joint at 1/16 .. 1 of the budget (the mean over chains of
 -- its draws in the tenth of the sweeps before each point: how fast it leaves the start), ESS per CPU second of
 -- the log joint and of the means (fixed K; min over means) or of K (open universe) over the second half of each
--- chain (Geyer's initial monotone sequence), and for B the posterior of K.
+-- chain (Geyer's initial monotone sequence), and for B the posterior of K, the changes of K per CPU second over the
+-- second halves, each chain's P(K = 4) and the birth/death acceptance (mean over chains). In B the log joint drops by
+-- tens of nats when K grows, so a chain that never moves K has the highest log-joint ESS: read it with K's moves.
 -- usage: build/plume bench/learned_gmm.lua [--short] [A|B]   (--short: small budgets; its numbers are not results)
 local L = dofile("bench/learned_common.lua")
 local short, rest = L.args(arg)
@@ -167,18 +169,32 @@ local function part_b(cfg)
       local post, t = infer(L.gmm_ou_model, d, m.opts, S, chains, init)
       local lp, ks = lp_of(post), post:draws("k")
       local h = math.floor(S / 2) + 1
-      local e_lp, e_k, pk = 0, 0, {}
+      local e_lp, e_k, pk, moves, p4 = 0, 0, {}, 0, {}
       for c = 1, chains do
         e_lp = e_lp + L.ess(slice(lp, c, S, h, S))
         local kc = slice(ks, c, S, h, S)
         e_k = e_k + L.ess(kc)
-        for _, k in ipairs(kc) do pk[k + 1] = (pk[k + 1] or 0) + 1 end
+        local n4 = 0
+        for i, k in ipairs(kc) do
+          pk[k + 1] = (pk[k + 1] or 0) + 1
+          if k == 3 then n4 = n4 + 1 end
+          if i > 1 and k ~= kc[i - 1] then moves = moves + 1 end
+        end
+        p4[c] = string.format("%.2f", n4 / #kc)
       end
       local tot, parts = 0, {}
       for _, n in pairs(pk) do tot = tot + n end
       for k = 1, 8 do if pk[k] then parts[#parts + 1] = string.format("%d:%.2f", k, pk[k] / tot) end end
-      local acc = m.bd and string.format(" bd-acc %.3f", post["k3.accept_rate"][1]) or ""
-      row(m.name, S, t / chains, lp, { e_lp / t, e_k / t }, "  P(K) " .. table.concat(parts, " ") .. acc)
+      local acc = ""
+      if m.bd then
+        local a = 0
+        for c = 1, chains do a = a + post["k3.accept_rate"][c] end
+        acc = string.format(" bd-acc %.4f", a / chains)
+      end
+      -- K's changes per CPU second over the second halves, and each chain's P(K = 4): the log joint jumps with K,
+      -- so its ESS is highest for chains that never move K; these say whether K moves and whether chains agree
+      row(m.name, S, t / chains, lp, { e_lp / t, e_k / t }, string.format("  K moves/s %.2f  P(K) %s  chains' P(K=4) %s%s",
+        moves / (t / 2), table.concat(parts, " "), table.concat(p4, ","), acc))
     end
   end
 end

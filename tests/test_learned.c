@@ -801,6 +801,57 @@ static void test_interrupt_stops_training_and_sampling(void)
     plm_interrupt_clear();
 }
 
+/* A network with no hidden layer and binary members (the grid's layout) takes nn.c's bin1 path: its densities equal
+** the batched pass's to 1e-12 (relative) with weights large enough that the logits saturate, and at one input its
+** draws of the 16 block values follow exp(log q) (each count within 5 standard errors of 40,000 q). */
+static void test_bin1_path(void)
+{
+    const plm_motif_def *d = plm_motif_find("grid");
+    plm_nn_member mem[PLM_NN_MAXMEM];
+    plm_nn nn;
+    plm_nn_ws w, wb;
+    plm_rng r;
+    int nin, nmem, i, j, c, ok_lq = 1, ok_freq = 1;
+    double x[64], vold[4], v[4], lqn, lqo, lq[2], X[128], V[8], xs[64];
+    long count[16] = {0};
+    d->layout(NULL, &nin, &nmem, mem);
+    CHECK(plm_nn_init(NULL, &nn, nin, nmem, mem, 0, NULL, PLM_NN_TANH) == PLM_OK);
+    CHECK(nn.bin1 == 1);
+    plm_rng_init(&r, 77, 0);
+    plm_nn_randomize(&nn, &r);
+    for (size_t k = 0; k < nn.nparam; k++) nn.theta[k] += 3 * plm_rng_normal(&r);
+    CHECK(plm_nn_ws_init(NULL, &w, &nn, 1) == PLM_OK && plm_nn_ws_init(NULL, &wb, &nn, 2) == PLM_OK);
+    for (i = 0; i < 300; i++) {
+        d->draw(NULL, &r, x, vold);
+        plm_nn_propose(&nn, &w, x, vold, &r, v, &lqn, &lqo);
+        memcpy(X, x, (size_t)nin * sizeof *x), memcpy(X + nin, x, (size_t)nin * sizeof *x);
+        memcpy(V, v, 4 * sizeof *v), memcpy(V + 4, vold, 4 * sizeof *v);
+        plm_nn_logq(&nn, &wb, 2, X, V, lq, NULL);
+        if (!(fabs(lqn - lq[0]) <= 1e-12 * fmax(1, fabs(lq[0])) && fabs(lqo - lq[1]) <= 1e-12 * fmax(1, fabs(lq[1]))))
+            ok_lq = 0;
+    }
+    CHECK(ok_lq);
+    /* one input with no absent position, its logits moderate so that every block value has some mass */
+    d->draw(NULL, &r, xs, vold);
+    for (j = 0; j < nin; j++) xs[j] *= 0.1;
+    for (j = 13; j < 17; j++) xs[j] = 0;
+    for (j = 0; j < 4; j++) vold[j] = 0;
+    for (i = 0; i < 40000; i++) {
+        plm_nn_propose(&nn, &w, xs, vold, &r, v, &lqn, &lqo);
+        count[(int)v[0] + 2 * (int)v[1] + 4 * (int)v[2] + 8 * (int)v[3]]++;
+    }
+    for (c = 0; c < 16; c++) {
+        double q, se;
+        for (j = 0; j < 4; j++) V[j] = c >> j & 1;
+        plm_nn_logq(&nn, &wb, 1, xs, V, lq, NULL);
+        q = exp(lq[0]), se = sqrt(40000 * q * (1 - q));
+        if (fabs((double)count[c] - 40000 * q) > 5 * se + 1) ok_freq = 0;
+    }
+    CHECK(ok_freq);
+    plm_nn_ws_free(&w), plm_nn_ws_free(&wb);
+    plm_nn_free(&nn);
+}
+
 /* The kernel's single evaluations (plm_nn_propose, plain loops over the transposed weights) give each shipped
 ** network's densities to 1e-12 of the batched cblas pass (plm_nn_logq over 400 rows at once), on 200 prior draws
 ** of its motif, and plm_nn_sample draws the same block with the same density, bit for bit. */
@@ -977,6 +1028,7 @@ int main(void)
     RUN(test_mixture_logp_equals_target_difference);
     RUN(test_absent_motif_is_an_error);
     RUN(test_interrupt_stops_training_and_sampling);
+    RUN(test_bin1_path);
     RUN(test_single_evaluation_equals_batched);
     RUN(test_feature_cache_is_exact);
     RUN(test_kept_tables_are_exact);

@@ -104,12 +104,10 @@ static plm_status disc_eval(plm_ctx *ctx, const plm_motif_occs *o, plm_motif_ws 
 
 /* Term t's value at the grid block value of position configuration c: v at position p is bit p of c (a, b, c, d:
 ** bits 0..3); the bits of absent positions must be 0. */
-static double tval_grid(const disc_occ *q, const plm_motif_ws *w, int t, int c)
+static inline double tval_grid(const disc_occ *q, const plm_motif_ws *w, int t, int c)
 {
-    const int *st = q->term[t].stride;
-    int j, idx = 0;
-    for (j = 0; j < q->nb; j++) idx += (c >> q->pos[j] & 1) * st[j];
-    return w->Tt[t][idx];
+    const int *ps = q->term[t].pstride;
+    return w->Tt[t][(c & 1) * ps[0] + (c >> 1 & 1) * ps[1] + (c >> 2 & 1) * ps[2] + (c >> 3 & 1) * ps[3]];
 }
 
 /* Term t's value at the chain's block value (s1, s2). */
@@ -543,7 +541,15 @@ static plm_status grid_add(plm_ctx *ctx, plm_gmodel *m, finder *f, const int *bl
         plm_status st = finder_add(ctx, m, f, lat, nl, np + nt);
         if (st) return st;
     }
-    memcpy(f->occ[f->n - 1].pos, pos, sizeof pos);
+    {
+        disc_occ *q = &f->occ[f->n - 1];
+        int t;
+        memcpy(q->pos, pos, sizeof pos);
+        for (t = 0; t < q->nterm; t++) {
+            memset(q->term[t].pstride, 0, sizeof q->term[t].pstride);
+            for (j = 0; j < nl; j++) q->term[t].pstride[pos[j]] = q->term[t].stride[j];
+        }
+    }
     for (j = 0; j < nl; j++) covered[lat[j]] = 1;
     return PLM_OK;
 }

@@ -65,6 +65,7 @@ typedef struct disc_term {
     int mask;           /* bit j: it reads block member j */
     int ncfg;           /* values of the members it reads: the size of its table */
     int stride[4];      /* its table's index of a block value: sum of v_j stride[j] (0 for members it does not read) */
+    int pstride[4];     /* grid: the same by position (a, b, c, d): stride[j] of the member at position p, else 0 */
     int at;             /* its TERM_MEMO slots in the occurrence's part of the term cache, each a table (ncfg)
                         ** and the key it was made at (nx) */
 } disc_term;

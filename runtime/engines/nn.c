@@ -88,6 +88,9 @@ plm_status plm_nn_init(plm_ctx *ctx, plm_nn *nn, int nin, int nmem, const plm_nn
         w0 += enc_width(m);
     }
     nn->nparam = off;
+    nn->bin1 = nhidden == 0;
+    for (j = 0; j < nmem; j++)
+        if (mem[j].kind != PLM_NN_DISCRETE || mem[j].card != 2 || mem[j].rows || mem[j].ncat_at >= 0) nn->bin1 = 0;
     if (!(nn->theta = calloc(off, sizeof *nn->theta))) return plm_fail(ctx, PLM_ENOMEM, "nn: out of memory");
     return PLM_OK;
 }
@@ -505,6 +508,13 @@ static void member_xpart(const plm_nn *nn, plm_nn_ws *w, int j, const double *x,
         member_rows(nn, w, j, x, xp);
         return;
     }
+    if (no == 2) {   /* a binary head with no hidden layer (a grid block): two running sums, no gather */
+        double s0 = T[(size_t)ni * 2], s1 = T[(size_t)ni * 2 + 1];
+        for (i = 0; i < nn->nin; i++)
+            if (x[i] != 0) s0 += x[i] * T[2 * (size_t)i], s1 += x[i] * T[2 * (size_t)i + 1];
+        xp[0] = s0, xp[1] = s1;
+        return;
+    }
     for (i = 0; i < nn->nin; i++) w->nz[n] = i, val[n] = x[i], n += x[i] != 0;
     memcpy(xp, T + (size_t)ni * no, (size_t)no * sizeof *xp);
     add_columns(no, n, w->nz, val, T, xp);
@@ -542,10 +552,18 @@ static void member_single(const plm_nn *nn, plm_nn_ws *w, int j, const double *x
     }
 }
 
+static void propose_bin1(const plm_nn *nn, plm_nn_ws *w, const double *x, const double *xp, const double *vold, plm_rng *r,
+                         double *v, double *lq_new, double *lq_old);
+
 void plm_nn_sample(const plm_nn *nn, plm_nn_ws *w, const double *x, plm_rng *r, double *v, double *logq)
 {
     double *xp = w->s + 2 * (size_t)w->swidth, *o = w->s + 3 * (size_t)w->swidth;
     int j;
+    if (nn->bin1) {   /* the kernel's way, so that a draw's density is the same number whichever scores it */
+        plm_nn_xpart(nn, w, x, w->xp);
+        propose_bin1(nn, w, x, w->xp, NULL, r, v, logq, NULL);
+        return;
+    }
     *logq = 0;
     for (j = 0; j < nn->nmem; j++) {
         if (is_fixed(&nn->mem[j], x)) {
@@ -582,12 +600,102 @@ void plm_nn_xpart(const plm_nn *nn, plm_nn_ws *w, const double *x, double *xp)
         if (!is_fixed(&nn->mem[j], x)) member_xpart(nn, w, j, x, xp + (size_t)j * wd);   /* an absent one's is unused */
 }
 
+/* A bin1 network's (nn.h) member j head outputs o[0..1] for the block values v before it: member_single and
+** add_skip with their sums in the same order, inline. */
+static inline void bin1_out(const plm_nn *nn, const double *T, int j, const double *x, const double *xpj, const double *v,
+                            double *o)
+{
+    const plm_nn_member *m = &nn->mem[j];
+    int i;
+    o[0] = xpj[0], o[1] = xpj[1];
+    for (i = 0; i < j; i++)
+        if (v[i] >= 0 && v[i] < 2) {
+            const double *c = T + 2 * ((size_t)nn->nin + 2 * (size_t)i + (size_t)(int)v[i]);
+            o[0] += c[0], o[1] += c[1];
+        }
+    if (!m->skip) return;
+    if (m->base_at >= 0) o[0] += x[m->base_at], o[1] += x[m->base_at + 1];
+    if (m->pair_of >= 0) {
+        double pv = v[m->pair_of];
+        int k = (int)pv;
+        if (pv >= 0 && k < 2 && k == pv) {
+            const double *row;
+            if (m->pair2) {
+                double pv2 = v[m->pair2_of];
+                int k2 = (int)pv2;
+                if (!(pv2 >= 0 && k2 < 2 && k2 == pv2)) return;
+                row = x + m->pair_at + (size_t)(k + 2 * k2) * 2;
+            } else {
+                row = x + m->pair_at + (size_t)k * 2;
+            }
+            o[0] += row[0], o[1] += row[1];
+        }
+    }
+}
+
+/* A binary head's log normaliser z of outputs o, and the probability p0 of category 0: with e = exp(-|o1 - o0|),
+** z = max(o) + log1p(e) and p0 = 1 / (1 + e) or e / (1 + e): one exp and one log1p where lse() and head_sample() take
+** two exps and a log. Non-finite outputs go the general way (lse(), p0 = exp(o0 - z)). */
+static inline double bin1_norm(const double *o, double *p0)
+{
+    double d = o[1] - o[0], e, z;
+    if (!isfinite(d)) {
+        z = lse(o, 2);
+        *p0 = exp(o[0] - z);
+        return z;
+    }
+    e = exp(-fabs(d));
+    *p0 = d <= 0 ? 1 / (1 + e) : e / (1 + e);
+    return (d <= 0 ? o[0] : o[1]) + log1p(e);
+}
+
+/* plm_nn_propose_xp for a bin1 network (also plm_nn_sample's way for one: vold NULL, then lq_old is untouched). */
+static void propose_bin1(const plm_nn *nn, plm_nn_ws *w, const double *x, const double *xp, const double *vold, plm_rng *r,
+                         double *v, double *lq_new, double *lq_old)
+{
+    size_t wd = xp_width(nn);
+    int j, same = vold != NULL;
+    double o[2], oo[2];
+    *lq_new = 0;
+    if (vold) *lq_old = 0;
+    for (j = 0; j < nn->nmem; j++) {
+        const plm_nn_member *m = &nn->mem[j];
+        const double *T = w->wt + nn->off[j][0];
+        double z, zo, p0, q0;
+        int k;
+        if (is_fixed(m, x)) {
+            v[j] = 0;
+            if (vold && vold[j] != 0) *lq_old = -INFINITY;
+            same = same && vold[j] == 0;
+            continue;
+        }
+        bin1_out(nn, T, j, x, xp + (size_t)j * wd, v, o);
+        z = bin1_norm(o, &p0);
+        v[j] = k = plm_rng_uniform(r) < p0 ? 0 : 1;
+        *lq_new += o[k] - z;
+        if (!vold) continue;
+        if (same) {
+            zo = z, oo[0] = o[0], oo[1] = o[1];
+        } else {
+            bin1_out(nn, T, j, x, xp + (size_t)j * wd, vold, oo);
+            zo = bin1_norm(oo, &q0);
+        }
+        k = (int)vold[j];
+        *lq_old += vold[j] >= 0 && k < 2 && k == vold[j] ? oo[k] - zo : -INFINITY;
+        same = same && memcmp(&v[j], &vold[j], sizeof *v) == 0;
+    }
+}
+
 void plm_nn_propose_xp(const plm_nn *nn, plm_nn_ws *w, const double *x, const double *xp, const double *vold, plm_rng *r,
                        double *v, double *lq_new, double *lq_old)
 {
     double *o = w->s + 3 * (size_t)w->swidth, *oo = w->s + 4 * (size_t)w->swidth;
     size_t wd = xp_width(nn);
     int j, same = 1;   /* same: the new block's members so far equal the old block's, so their outputs do too */
+    if (nn->bin1) {
+        propose_bin1(nn, w, x, xp, vold, r, v, lq_new, lq_old);
+        return;
+    }
     *lq_new = *lq_old = 0;
     for (j = 0; j < nn->nmem; j++) {
         const plm_nn_member *m = &nn->mem[j];

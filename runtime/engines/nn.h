@@ -62,6 +62,9 @@ typedef struct plm_nn {
     size_t off[PLM_NN_MAXMEM][PLM_NN_MAXHIDDEN + 1]; /* member j, layer l: offset of W in theta */
     int maxwidth;
     int rowmult;                                  /* the most categories of a member with rows = 1 (else 1) */
+    int bin1;       /* no hidden layer, every member binary with no per-category perceptron nor category count (a
+                    ** grid block): plm_nn_propose_xp and plm_nn_sample take one inline path with one exp and one
+                    ** log1p per member (the batched pass's densities up to rounding) */
 } plm_nn;
 
 /* Lay out a network (theta zeroed, malloc'd). Member j's net reads the nin inputs, then one-hot codes of the
