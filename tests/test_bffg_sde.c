@@ -80,6 +80,33 @@ static void test_aux_transition_matches_the_exact_ou_transition(void)
     }
 }
 
+/* A fine step (|B h| <= 1/2) is summed as a series, a coarser one by two exponentials: the step of 2h is the
+** composition of two steps of h, so the series at h (|B h| = 0.3) composed with itself must give the exponentials'
+** answer at 2h (|B 2h| = 0.6). With noise on the second coordinate alone (FitzHugh-Nagumo's a~), Q[0] is of order
+** h^3 and fifty times smaller than Q[3] at 2h: it is checked relative to itself. */
+static void test_series_and_exponential_steps_compose_across_the_switch(void)
+{
+    static const double B[4] = {-12.0, -10.0, 1.5, -1.0}, beta[2] = {0.7, -0.2}, a[4] = {0, 0, 0, 0.09};
+    double h = 0.3 / 22.0, P1[4], m1[2], Q1[4], P2[4], m2[2], Q2[4], PP[4], mm[2], QQ[4], T[4];
+    CHECK(plm_bffg_aux_transition(&ctx, 2, B, beta, a, h, P1, m1, Q1) == PLM_OK);
+    CHECK(plm_bffg_aux_transition(&ctx, 2, B, beta, a, 2 * h, P2, m2, Q2) == PLM_OK);
+    for (int i = 0; i < 2; i++)
+        for (int j = 0; j < 2; j++) {
+            PP[i * 2 + j] = P1[i * 2] * P1[j] + P1[i * 2 + 1] * P1[2 + j];
+            T[i * 2 + j] = P1[i * 2] * Q1[j] + P1[i * 2 + 1] * Q1[2 + j];   /* P1 Q1 */
+        }
+    for (int i = 0; i < 2; i++) {
+        mm[i] = P1[i * 2] * m1[0] + P1[i * 2 + 1] * m1[1] + m1[i];
+        for (int j = 0; j < 2; j++) QQ[i * 2 + j] = T[i * 2] * P1[j * 2] + T[i * 2 + 1] * P1[j * 2 + 1] + Q1[i * 2 + j];
+    }
+    for (int i = 0; i < 4; i++) {
+        CHECK_NEAR(PP[i], P2[i], 1e-14);
+        CHECK_NEAR(QQ[i], Q2[i], 1e-12 * fabs(Q2[i]));
+    }
+    for (int i = 0; i < 2; i++) CHECK_NEAR(mm[i], m2[i], 1e-14);
+    CHECK(Q2[0] > 0 && Q2[0] < 0.05 * Q2[3]);
+}
+
 /* ---- the OU process observed at t = 1, 2, 3 ------------------------------------------------------------ */
 
 #define TO 3
@@ -416,6 +443,7 @@ int main(void)
     CHECK(plm_lgssm_sample(&ctx, k, TO, &r, NULL, ys) == PLM_OK);
     RUN(test_expm_matches_rotation_scaling_closed_form);
     RUN(test_aux_transition_matches_the_exact_ou_transition);
+    RUN(test_series_and_exponential_steps_compose_across_the_switch);
     RUN(test_ou_auxiliary_equal_to_target_weights_are_exact);
     RUN(test_ou_wrong_auxiliary_reweighted_means_match);
     RUN(test_ou_forward_is_the_same_for_any_thread_count);

@@ -271,14 +271,13 @@ void plm_bffg_kernel_sde_free(plm_bffg_kernel *k)
     K = k->impl;
     if (K->frz) return;   /* a cache's owner: kernels remade from it refer to it */
     if (!K->plan_shared) plm_gc_free(K->plan);   /* with its arrays (path_plan_make) */
-    if (K->step)   /* its distinct step kernels: each one block, with G apart when Q is singular */
-        for (size_t n = 0; n < K->N; n++)
-            if (n == 0 || K->step[n] != K->step[n - 1]) {
-                plm_bffg_kernel *sk = (plm_bffg_kernel *)K->step[n];
-                if (sk->G != sk->L) plm_gc_free(sk->G);
-                plm_gc_free(sk);
-            }
-    plm_gc_free((void *)K->step);
+    if (K->step)   /* its distinct step kernels, one per run: each one block, with G apart when Q is singular */
+        for (size_t r = 0; r < K->nrun; r++) {
+            plm_bffg_kernel *sk = (plm_bffg_kernel *)K->step[K->run[r]];
+            if (sk->G != sk->L) plm_gc_free(sk->G);
+            plm_gc_free(sk);
+        }
+    plm_gc_free((void *)K->step);   /* (K->run is shared with the kernels remade from this one: the collector's) */
     plm_gc_free(k);         /* with K and its parameters (sde_make) */
 }
 
@@ -482,32 +481,42 @@ static const plm_bffg_kernel_ops sde_ops = {"sde", sde_pullback, NULL, sde_guide
                                             sde_guide_msg, sde_guide_free, NULL, sde_guide_mem, sde_guide_at};
 
 /* The auxiliary's exact transition over each step of K's grid (steps of equal length share one), and K->two.
-** like: a kernel on the same grid (the one K is remade from) whose steps are already made, or NULL: K's steps are
-** shared where like's are, without comparing the step lengths again (a parameter move remakes every kernel). */
+** like: a kernel on the same grid (the one K is remade from) whose steps are already made, or NULL: K's runs of
+** steps sharing one transition are like's, without comparing the step lengths again, and the work is one transition
+** per run, not per step (a parameter move remakes every kernel). */
 static plm_status sde_steps(plm_ctx *ctx, sde_kernel *K, const sde_kernel *like)
 {
     const char *fn = "markov_kernel.sde";
     const plm_bffg_sde_opts *o = &K->o;
     int d = K->d;
-    size_t n, N = K->N;
+    size_t n, r, N = K->N;
     double *Phi, *mm, *Q;
     plm_status st;
     if (like && (like->t != K->t || !like->step)) like = NULL;
     if (!(K->step = plm_gc_alloc(N * sizeof *K->step)) || !(Phi = dalloc((size_t)d * d * 2 + (size_t)d)))
         return plm_fail(ctx, PLM_ENOMEM, "%s: out of memory", fn);
     mm = Phi + (size_t)d * d, Q = mm + d;
-    K->two = d == 2;
-    for (n = 0; n < N; n++) {
-        double h = K->t[n + 1] - K->t[n];
-        plm_bffg_kernel *sk;
-        if (like ? n > 0 && like->step[n] == like->step[n - 1] : n > 0 && fabs(h - (K->t[n] - K->t[n - 1])) <= 1e-10 * h) {
-            /* steps that differ only by the rounding of t0 + n dt share one transition (a relative change of
-            ** 1e-10 in a step changes its transition far below the Euler error of the forward pass) */
-            K->step[n] = K->step[n - 1];
-            continue;
+    if (like)
+        K->run = like->run, K->nrun = like->nrun;
+    else {
+        size_t *run = plm_gc_alloc_atomic((N + 1) * sizeof *run);
+        if (!run) return plm_fail(ctx, PLM_ENOMEM, "%s: out of memory", fn);
+        /* steps that differ only by the rounding of t0 + n dt share one transition (a relative change of 1e-10 in
+        ** a step changes its transition far below the Euler error of the forward pass) */
+        for (n = 0, r = 0; n < N; n++) {
+            double h = K->t[n + 1] - K->t[n];
+            if (n == 0 || !(fabs(h - (K->t[n] - K->t[n - 1])) <= 1e-10 * h)) run[r++] = n;
         }
+        run[r] = N;
+        K->run = run, K->nrun = r;
+    }
+    K->two = d == 2;
+    for (r = 0; r < K->nrun; r++) {
+        size_t n0 = K->run[r];
+        double h = K->t[n0 + 1] - K->t[n0];
+        plm_bffg_kernel *sk;
         if (!(h > 0)) return plm_fail(ctx, PLM_EINVAL, "%s: dt = %g is too small for the interval [%g, %g]", fn, o->dt, o->t0, o->t1);
-        if ((n & 1023) == 0 && plm_interrupted()) return plm_fail(ctx, PLM_EINTR, "%s: interrupted", fn);
+        if ((r & 1023) == 1023 && plm_interrupted()) return plm_fail(ctx, PLM_EINTR, "%s: interrupted", fn);
         if ((st = plm_bffg_aux_transition(ctx, d, K->B, K->beta, K->a, h, Phi, mm, Q))) return st;
         if ((st = plm_bffg_kernel_linear_gaussian(ctx, d, d, Phi, mm, Q, &sk))) {
             char why[PLM_MSG_MAX];
@@ -515,7 +524,7 @@ static plm_status sde_steps(plm_ctx *ctx, sde_kernel *K, const sde_kernel *like)
             snprintf(why, sizeof why, "%s", ctx ? ctx->msg : "");
             return plm_fail(ctx, PLM_EINVAL, "%s: the auxiliary's transition over a step is not a Gaussian (%s)", fn, why);
         }
-        K->step[n] = sk;
+        for (n = n0; n < K->run[r + 1]; n++) K->step[n] = sk;
         K->two = K->two && sk->r == 2 && !sk->aux && !sk->mean;
     }
     plm_gc_free(Phi);
@@ -675,7 +684,7 @@ static plm_status sde_make(plm_ctx *ctx, const plm_sde *s0, const double *params
     if (!from) K->t[N] = o->t1;
     for (n = 0; n < N && !from; n++) K->t[N + 1 + n] = sqrt(K->t[n + 1] - K->t[n]);
     if (how == 2) {   /* the steps when a full filter needs them (sde_steps) */
-        K->step = NULL;
+        K->step = NULL, K->run = NULL, K->nrun = 0;
         K->two = from->two;
         K->src = from->frz;
     } else if ((st = sde_steps(ctx, K, from)))

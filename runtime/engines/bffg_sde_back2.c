@@ -120,9 +120,12 @@ static inline v2d v2_load(const double *p)
 static size_t lf_run(const plm_bffg_kernel *sk, size_t k1, size_t n, double *c, double *F, double *H, double *ldet,
                      sde_guide *g)
 {
-    const double *Phi = sk->B, *m = sk->beta, *Gm = sk->G;
-    double Q[4], Pi[4], P[4], dPhi, ldPhi, seg = 0, q = 0;
-    v2d X0, X1, Y0, Y1, gg, Hr0, Hr1, Fv, mv = v2_load(m), Pc0, Pc1;
+    const double *Gm = sk->G;
+    /* (local copies: the stores of the grid messages below could alias sk's arrays, which would reload them at
+    ** every step) */
+    const double Phi[4] = {sk->B[0], sk->B[1], sk->B[2], sk->B[3]}, m[2] = {sk->beta[0], sk->beta[1]};
+    double Q[4], Pi[4], P[4], dPhi, ldPhi, seg = 0;
+    v2d X0, X1, Y0, Y1, gg, Hr0, Hr1, Fv, mv = v2_load(m), Pc0, Pc1, qacc = {0, 0};
     const v2d e0 = {1, 0}, e1 = {0, 1};
     size_t done = 0, inseg = 0;
     int i, j;
@@ -167,7 +170,7 @@ static size_t lf_run(const plm_bffg_kernel *sk, size_t k1, size_t n, double *c, 
         w = Fv - Hm;
         PF = Fn[0] * Pc0 + Fn[1] * Pc1;
         qv = Fv * mv - 0.5 * (mv * Hm) + 0.5 * (w * PF);
-        q += qv[0] + qv[1];
+        qacc += qv;   /* (as two sums, added at the end: one short dependency per step) */
         Hr0 = Hn0, Hr1 = Hn1, Fv = Fn;
         done++, inseg++;
         if (g) {
@@ -188,7 +191,7 @@ static size_t lf_run(const plm_bffg_kernel *sk, size_t k1, size_t n, double *c, 
     memcpy(F, &Fv, sizeof Fv);
     memcpy(H, &Hr0, sizeof Hr0);
     memcpy(H + 2, &Hr1, sizeof Hr1);
-    *c += q;
+    *c += qacc[0] + qacc[1];
     *ldet += 0.5 * seg;
     return done;
 }
@@ -208,12 +211,14 @@ plm_status plm_bffg_sde_backward2(plm_ctx *ctx, const sde_kernel *K, const plm_b
         memcpy(g->F + 2 * k, F, sizeof F);
         memcpy(g->H + 4 * k, H, sizeof H);
     }
-    while (k > 0) {
+    for (size_t r = K->nrun; k > 0;) {
         const plm_bffg_kernel *sk = K->step[k - 1];
-        size_t n = 1, done;
+        size_t n, done;
         double det;
         if (plm_interrupted()) return plm_fail(ctx, PLM_EINTR, "bffg: interrupted");
-        while (n < k && n < 4096 && K->step[k - 1 - n] == sk) n++;
+        while (K->run[r - 1] >= k) r--;   /* the run of step k - 1: from K->run[r - 1] */
+        n = k - K->run[r - 1];
+        if (n > 4096) n = 4096;
         if (n >= 4 && (done = lf_run(sk, k, n, &c, F, H, &logdet, g)) > 0) {
             k -= done;
             continue;

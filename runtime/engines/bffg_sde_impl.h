@@ -21,6 +21,8 @@ typedef struct sde_kernel {
     double *B, *beta, *a;             /* the auxiliary */
     const plm_bffg_kernel **step;     /* N linear-Gaussian kernels: the auxiliary's transition over each step (NULL
                                       ** until needed in a kernel remade with a frozen B~, a~) */
+    const size_t *run;                /* with step: the first step of each run of steps sharing one kernel, then N */
+    size_t nrun;                      /* (runs; shared by the kernels remade from this one, as t is) */
     int two;                          /* d = 2 and every step's covariance has rank 2: step_back2 applies */
     struct sde_frozen *frz;           /* (how 1) filled when this kernel's guide is made: see sde_frozen */
     const struct sde_frozen *src;     /* (how 2) the frozen cache of the kernel this one was remade from */
