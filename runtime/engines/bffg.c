@@ -498,15 +498,32 @@ void plm_bffg_node(const plm_bffg_model *m, int i, plm_bffg_node_info *info)
 
 /* ---- backward filter ---------------------------------------------------------------------------------- */
 
-/* A message of the constant function 1 on a space. */
-static plm_bffg_msg *msg_new(int discrete, int dim)
+/* The messages of one filter come from one block (a filter makes about three per node, and pCN makes a filter
+** per parameter move: one allocation instead of hundreds). */
+typedef struct msg_arena {
+    char *p;
+    size_t left;
+} msg_arena;
+
+static size_t msg_bytes(int discrete, int dim)
 {
-    /* one block: the message, then v, then H (a filter makes one per node per parameter move) */
     size_t nv = (size_t)(dim ? dim : 1), nh = discrete ? 0 : (size_t)dim * dim;
-    plm_bffg_msg *h = plm_gc_alloc(sizeof *h + (nv + nh) * sizeof(double));
+    return (sizeof(plm_bffg_msg) + (nv + nh) * sizeof(double) + 15) & ~(size_t)15;
+}
+
+/* A message of the constant function 1 on a space, from the arena (its own block if the arena is used up, which
+** the sizing in plm_bffg_backward rules out: such a block would be left to the collector). */
+static plm_bffg_msg *msg_new(msg_arena *a, int discrete, int dim)
+{
+    size_t nv = (size_t)(dim ? dim : 1), bytes = msg_bytes(discrete, dim);
+    plm_bffg_msg *h;
     int i;
-    if (!h) return NULL;
-    memset(h, 0, sizeof *h + (nv + nh) * sizeof(double));
+    if (bytes <= a->left) {
+        h = (plm_bffg_msg *)a->p;
+        a->p += bytes, a->left -= bytes;
+    } else if (!(h = plm_gc_alloc(bytes)))
+        return NULL;
+    memset(h, 0, bytes);
     h->v = (double *)(h + 1);
     h->discrete = discrete, h->dim = dim;
     if (discrete)
@@ -514,6 +531,24 @@ static plm_bffg_msg *msg_new(int discrete, int dim)
     else if (dim)
         h->H = h->v + nv;
     return h;
+}
+
+/* The space of the message node i sends up (to its parent unit, or a constant for a root); 0 when it sends
+** none (a cluster's members after its first: the cluster sends one). */
+static int up_shape(const plm_bffg_model *m, int i, int *discrete, int *dim)
+{
+    const node *nd = &m->nodes[i];
+    *discrete = 0, *dim = 0;
+    if (nd->group >= 0) {
+        const group *g = &m->groups[nd->group];
+        if (g->mem[0] != i) return 0;
+        if (g->pnode >= 0)
+            *discrete = g->discrete, *dim = g->pgroup >= 0 ? m->groups[g->pgroup].D : m->nodes[g->pnode].k->dout;
+    } else if (nd->np > 1)
+        *discrete = nd->k->discrete_in, *dim = nd->k->din;
+    else if (nd->parent >= 0)
+        *discrete = m->nodes[nd->parent].k->discrete_out, *dim = m->nodes[nd->parent].k->dout;
+    return 1;
 }
 
 /* into *= add: messages multiply, so constants and Gaussian parameters add; discrete vectors multiply and are
@@ -601,11 +636,19 @@ static plm_status impossible(plm_ctx *ctx, const plm_bffg_model *m, plm_bffg_msg
 plm_status plm_bffg_backward(plm_ctx *ctx, const plm_bffg_model *m, const double *const *values,
                              plm_bffg_filter **out)
 {
+    return plm_bffg_backward_reuse(ctx, m, values, NULL, out);
+}
+
+plm_status plm_bffg_backward_reuse(plm_ctx *ctx, const plm_bffg_model *m, const double *const *values,
+                                   plm_bffg_spare *spare, plm_bffg_filter **out)
+{
     /* one block: the filter, then its per-node and per-group tables (pCN makes a filter per parameter move) */
     size_t nn = (size_t)(m->n ? m->n : 1), ng = (size_t)m->ngroups + 1;
     plm_bffg_filter *f = plm_gc_alloc(sizeof *f + 4 * nn * sizeof(void *) + 2 * ng * sizeof(void *) + nn * sizeof(size_t));
     size_t *moff, total = 0;   /* per latent node: the offset of its guide's slice of f->mem */
-    int i, t, n = m->n;
+    size_t nmsg = 0;           /* the messages' bytes (msg_arena) */
+    msg_arena A = {NULL, 0};
+    int i, t, n = m->n, disc, dim;
     plm_status st;
     if (!f) return plm_fail(ctx, PLM_ENOMEM, "bffg: out of memory");
     f->values = (const double **)(f + 1), f->msg = (plm_bffg_msg **)(f->values + nn), f->up = f->msg + nn;
@@ -613,6 +656,19 @@ plm_status plm_bffg_backward(plm_ctx *ctx, const plm_bffg_model *m, const double
     moff = (size_t *)(f->gguide + ng);
     if (n == 0) return plm_fail(ctx, PLM_EINVAL, "bffg: the model has no nodes");
     f->m = m;
+    for (i = 0; i < n; i++) {
+        if (!m->nodes[i].value) nmsg += msg_bytes(m->nodes[i].k->discrete_out, m->nodes[i].k->dout);
+        if (up_shape(m, i, &disc, &dim)) nmsg += msg_bytes(disc, dim);
+    }
+    for (i = 0; i < m->ngroups; i++) nmsg += msg_bytes(m->groups[i].discrete, m->groups[i].D);
+    if (spare && spare->msgs && spare->nmsgs >= nmsg) {
+        f->msgs = spare->msgs, f->nmsgs = spare->nmsgs;
+        spare->msgs = NULL;
+    } else if ((f->msgs = plm_gc_alloc(nmsg ? nmsg : 1)))
+        f->nmsgs = nmsg;
+    else
+        return plm_fail(ctx, PLM_ENOMEM, "bffg: out of memory");
+    A.p = f->msgs, A.left = f->nmsgs;
     for (i = 0; i < n; i++) {
         const node *nd = &m->nodes[i];
         f->values[i] = nd->value;
@@ -628,14 +684,14 @@ plm_status plm_bffg_backward(plm_ctx *ctx, const plm_bffg_model *m, const double
             f->values[i] = v;
         }
         if (!nd->value) {
-            if (!(f->msg[i] = msg_new(nd->k->discrete_out, nd->k->dout))) return plm_fail(ctx, PLM_ENOMEM, "bffg: out of memory");
+            if (!(f->msg[i] = msg_new(&A, nd->k->discrete_out, nd->k->dout))) return plm_fail(ctx, PLM_ENOMEM, "bffg: out of memory");
             if (nd->k->work > f->work) f->work = nd->k->work;
         } else if (nd->k->work > f->work)
             f->work = nd->k->work;
     }
     for (i = 0; i < m->ngroups; i++) {
         const group *g = &m->groups[i];
-        if (!(f->gmsg[i] = msg_new(g->discrete, g->D))) return plm_fail(ctx, PLM_ENOMEM, "bffg: out of memory");
+        if (!(f->gmsg[i] = msg_new(&A, g->discrete, g->D))) return plm_fail(ctx, PLM_ENOMEM, "bffg: out of memory");
         if (g->k->work > f->work) f->work = g->k->work;
     }
     f->kwork = f->work;
@@ -645,8 +701,14 @@ plm_status plm_bffg_backward(plm_ctx *ctx, const plm_bffg_model *m, const double
         moff[i] = total;
         if (!m->nodes[i].value && m->nodes[i].k->ops->guide_mem) total += m->nodes[i].k->ops->guide_mem(m->nodes[i].k);
     }
-    f->mem = NULL;
-    if (total && !(f->mem = plm_gc_alloc_atomic(total * sizeof *f->mem))) return plm_fail(ctx, PLM_ENOMEM, "bffg: out of memory");
+    f->mem = NULL, f->nmem = 0;
+    if (total && spare && spare->mem && spare->nmem >= total) {   /* (every double of it is written below) */
+        f->mem = spare->mem, f->nmem = spare->nmem;
+        spare->mem = NULL;
+    } else if (total) {
+        if (!(f->mem = plm_gc_alloc_atomic(total * sizeof *f->mem))) return plm_fail(ctx, PLM_ENOMEM, "bffg: out of memory");
+        f->nmem = total;
+    }
     /* the drawing order puts every unit after its parent unit, so one sweep from its end fuses every message
     ** before it is pulled back */
     for (t = n - 1; t >= 0; t--) {
@@ -660,9 +722,8 @@ plm_status plm_bffg_backward(plm_ctx *ctx, const plm_bffg_model *m, const double
             int gi = nd->group;
             const group *g = &m->groups[gi];
             if (g->mem[0] != i) continue;
-            if (g->pnode < 0) up = msg_new(0, 0);
-            else up = g->pgroup >= 0 ? msg_new(g->discrete, m->groups[g->pgroup].D) : msg_new(g->discrete, m->nodes[g->pnode].k->dout);
-            if (!up) return plm_fail(ctx, PLM_ENOMEM, "bffg: out of memory");
+            up_shape(m, i, &disc, &dim);
+            if (!(up = msg_new(&A, disc, dim))) return plm_fail(ctx, PLM_ENOMEM, "bffg: out of memory");
             if (f->gmsg[gi]->c == -INFINITY)
                 return plm_fail(ctx, PLM_EDOM, "bffg: the observations below node '%s' and the nodes drawn jointly with it "
                                                "have probability 0 under the model", nd->name);
@@ -679,14 +740,8 @@ plm_status plm_bffg_backward(plm_ctx *ctx, const plm_bffg_model *m, const double
                                                  "with another message at the same node", m->nodes[g->pnode].name);
             continue;
         }
-        if (nd->np > 1)
-            up = msg_new(nd->k->discrete_in, nd->k->din);
-        else if (nd->parent >= 0) {
-            const plm_bffg_kernel *pk = m->nodes[nd->parent].k;
-            up = msg_new(pk->discrete_out, pk->dout);
-        } else
-            up = msg_new(0, 0);
-        if (!up) return plm_fail(ctx, PLM_ENOMEM, "bffg: out of memory");
+        up_shape(m, i, &disc, &dim);
+        if (!(up = msg_new(&A, disc, dim))) return plm_fail(ctx, PLM_ENOMEM, "bffg: out of memory");
         if (!nd->value) {
             if (f->msg[i]->c == -INFINITY) return impossible(ctx, m, f->msg, i);
             if (nd->k->ops->guide_at) {

@@ -58,8 +58,30 @@ struct plm_bffg_filter {
     plm_bffg_msg **up;       /* per node: the message it sends to its parent (or, for a root, its constant) */
     void **guide;            /* per latent node: its kernel's guided form toward that message */
     double *mem;             /* the guides' grid storage (guide_mem, guide_at), one block, or NULL */
+    size_t nmem;             /* its length in doubles */
+    void *msgs;              /* the messages (msg, up, gmsg), one block (msg_arena in bffg.c) */
+    size_t nmsgs;            /* its length in bytes */
     double loglik;
     size_t work;             /* doubles of workspace a draw needs */
 };
+
+/* Storage a freed filter hands to the next one of the same model (pCN makes and drops a filter per parameter move:
+** reusing the blocks spares the collector a large allocation, its clearing, and a collection every few dozen
+** moves). NULL members: nothing to give. */
+typedef struct plm_bffg_spare {
+    double *mem;
+    size_t nmem;
+    void *msgs;
+    size_t nmsgs;
+} plm_bffg_spare;
+
+/* plm_bffg_backward, taking f->mem and f->msgs from spare when they are large enough (the spare's members are
+** then set to NULL); spare may be NULL. */
+plm_status plm_bffg_backward_reuse(plm_ctx *ctx, const plm_bffg_model *m, const double *const *values,
+                                   plm_bffg_spare *spare, plm_bffg_filter **out);
+
+/* plm_bffg_filter_free (bffg_mcmc.c), handing f's storage blocks to spare where its slots are empty (else freeing
+** them). */
+void plm_bffg_filter_free_to(plm_bffg_filter *f, const plm_bffg_model *base, plm_bffg_spare *spare);
 
 #endif

@@ -71,8 +71,6 @@ void plm_bffg_filter_discard(plm_bffg_filter *f)
     f->mem = NULL;
 }
 
-static void msg_free(plm_bffg_msg *h) { plm_gc_free(h); }   /* one block (bffg.c, msg_new) */
-
 void plm_bffg_filter_release(plm_bffg_filter *f)
 {
     if (f) plm_bffg_filter_free(f, NULL);
@@ -80,15 +78,19 @@ void plm_bffg_filter_release(plm_bffg_filter *f)
 
 void plm_bffg_filter_free(plm_bffg_filter *f, const plm_bffg_model *base)
 {
+    plm_bffg_filter_free_to(f, base, NULL);
+}
+
+void plm_bffg_filter_free_to(plm_bffg_filter *f, const plm_bffg_model *base, plm_bffg_spare *spare)
+{
     const plm_bffg_model *m = f->m;
     int i;
+    if (spare && !spare->mem && f->mem) spare->mem = f->mem, spare->nmem = f->nmem, f->mem = NULL;
+    if (spare && !spare->msgs && f->msgs) spare->msgs = f->msgs, spare->nmsgs = f->nmsgs, f->msgs = NULL;
     plm_bffg_filter_discard(f);
-    for (i = 0; i < m->n; i++) {
+    for (i = 0; i < m->n; i++)
         if (f->values[i] != m->nodes[i].value) plm_gc_free((void *)f->values[i]);
-        msg_free(f->msg[i]);
-        msg_free(f->up[i]);
-    }
-    for (i = 0; i < m->ngroups; i++) msg_free(f->gmsg[i]);
+    plm_gc_free(f->msgs);   /* every message (bffg.c, msg_arena) */
     plm_gc_free(f);   /* with its tables (plm_bffg_backward) */
     if (!base || m == base) return;
     for (i = 0; i < m->n; i++)
@@ -160,7 +162,8 @@ static double log_target_theta(const plm_bffg_mcmc_opts *o, const double *e, dou
 ** the kernels or of the filter at these parameters (a degenerate auxiliary, impossible observations) is a
 ** rejection, returned as NULL with the reason in ctx; PLM_ENOMEM and PLM_EINTR are errors (*fatal set). */
 static plm_bffg_filter *filter_at(plm_ctx *ctx, const chain_job *J, const double *theta, double *full, int how,
-                                        const plm_bffg_model *base, const plm_bffg_model **model, int *fatal)
+                                        const plm_bffg_model *base, const plm_bffg_model **model, plm_bffg_spare *sp,
+                                        int *fatal)
 {
     const plm_bffg_mcmc_opts *o = J->o;
     plm_bffg_model *mt;
@@ -168,7 +171,7 @@ static plm_bffg_filter *filter_at(plm_ctx *ctx, const chain_job *J, const double
     plm_status st;
     for (int j = 0; j < o->nparams; j++) full[o->index[j]] = theta[j];
     if ((st = plm_bffg_model_with(ctx, base ? base : J->m, plm_bffg_mcmc_owner(o, NULL, NULL), full, how, &mt)) ||
-        (st = plm_bffg_backward(ctx, mt, J->values, &f))) {
+        (st = plm_bffg_backward_reuse(ctx, mt, J->values, sp, &f))) {
         *fatal = st == PLM_ENOMEM || st == PLM_EINTR;
         return NULL;
     }
@@ -270,7 +273,7 @@ static void shape_observe(rw_shape *S, const plm_bffg_mcmc_opts *o, const int *w
 ** free. */
 static int conj_move(chain_job *J, plm_ctx *ctx, plm_bffg_conj *C, int b, const plm_bffg_filter *f, const double *z,
                      const double *theta, const double *xi, double u, double *theta2, double *full, double *z2, double *row2,
-                     double *work, const plm_bffg_model *ma, plm_bffg_filter **fp, double *ll2)
+                     double *work, const plm_bffg_model *ma, plm_bffg_spare *sp, plm_bffg_filter **fp, double *ll2)
 {
     const plm_bffg_mcmc_opts *o = J->o;
     double P[16], mv[4], mu[4], dv[4], ell, ell2, ldet, lr = 0;
@@ -312,7 +315,7 @@ static int conj_move(chain_job *J, plm_ctx *ctx, plm_bffg_conj *C, int b, const 
         lr += plm_dist_logpdf(o->prior[sel[jj]], &x) - plm_dist_logpdf(o->prior[sel[jj]], &theta[sel[jj]]);
     }
     if (!isfinite(lr)) return 0;
-    if (!(*fp = filter_at(ctx, J, theta2, full, o->fixed_aux ? 2 : 0, ma, NULL, &fatal))) return fatal ? -1 : 0;
+    if (!(*fp = filter_at(ctx, J, theta2, full, o->fixed_aux ? 2 : 0, ma, NULL, sp, &fatal))) return fatal ? -1 : 0;
     ell2 = plm_bffg_conj_innov(C, f, *fp, z, z2);
     if (!(u < exp(ell2 - ell + lr))) return 0;   /* (NaN: rejected) */
     *ll2 = plm_bffg_draw_z(*fp, z2, row2, work);
@@ -336,6 +339,7 @@ static void run_chain(chain_job *J, int c)
     double *xw, *uw;   /* a conjugate block's random walk after it (conjugate 2): per parameter, per block */
     int j, b, fatal = 0, nall, nb = o->block && o->nblocks > 0 ? o->nblocks : 1, nconj = 0, nwalk = 0, *walks;
     rw_shape S;   /* the random walks' shape (adapt_cov) */
+    plm_bffg_spare spare = {NULL, 0, NULL, 0};   /* a dropped filter's storage, for the next one */
     plm_bffg_conj **conj;   /* per block: its conjugate update's state, or NULL (a random walk); collector memory */
     plm_rng r, zr[4];   /* zr: the pCN moves' fresh innovations, four streams in turn (plm_vnormal_fill) */
     plm_bffg_mcmc_owner(o, &nall, NULL);   /* the parameters' owner: the sde or the reaction network */
@@ -428,7 +432,7 @@ static void run_chain(chain_job *J, int c)
         lt_ok = isfinite(lt2);
         fp = NULL;
         if (ahead && lt_ok) {
-            fp = filter_at(ctx, J, theta2, full, o->fixed_aux ? 2 : 0, ma, NULL, &fatal);
+            fp = filter_at(ctx, J, theta2, full, o->fixed_aux ? 2 : 0, ma, NULL, &spare, &fatal);
             if (fatal) return;
         }
         if (fp)
@@ -450,12 +454,12 @@ static void run_chain(chain_job *J, int c)
         if (refreeze) {
             /* move the frozen auxiliary to the current theta: the same innovations, the new guide */
             const plm_bffg_model *m2 = NULL;
-            if ((f2 = filter_at(ctx, J, theta, full, 1, NULL, &m2, &fatal))) {
+            if ((f2 = filter_at(ctx, J, theta, full, 1, NULL, &m2, &spare, &fatal))) {
                 ll2 = plm_bffg_draw_z(f2, z, row2, work);
                 if (isfinite(ll2)) {
                     double *t = row;
                     row = row2, row2 = t;
-                    if (own) plm_bffg_filter_free(own, ma ? ma : m);
+                    if (own) plm_bffg_filter_free_to(own, ma ? ma : m, &spare);
                     f = f2, ll = ll2, ma = m2, own = NULL;   /* its guides hold the frozen caches: kept */
                 }
             }
@@ -466,7 +470,7 @@ static void run_chain(chain_job *J, int c)
             int walk = conj[b] && o->conjugate[b] == 2;   /* a random walk of the block after its conjugate move */
             pbase = ma ? ma : m;   /* the model fp's is remade from (filter_at) */
             if (conj[b]) {
-                int got = conj_move(J, ctx, conj[b], b, f, z, theta, xi, u2[b], theta2, full, z3, row3, work, ma, &fp, &ll3);
+                int got = conj_move(J, ctx, conj[b], b, f, z, theta, xi, u2[b], theta2, full, z3, row3, work, ma, &spare, &fp, &ll3);
                 if (got < 0) {
                     J->stop = 1;
                     return;
@@ -483,16 +487,16 @@ static void run_chain(chain_job *J, int c)
                         e[j] = to_free(theta[j], lo, hi);
                     }
                     lt = log_target_theta(o, e, theta2);   /* (theta2: scratch; theta keeps the values fp was made at) */
-                    if (own) plm_bffg_filter_free(own, pbase);
+                    if (own) plm_bffg_filter_free_to(own, pbase, &spare);
                     f = own = fp, ll = ll3;
                     if (it >= o->warmup) acc_t++, acc_c++;
                 } else if (fp)
-                    plm_bffg_filter_free(fp, pbase);
+                    plm_bffg_filter_free_to(fp, pbase, &spare);
                 if (!walk) continue;
             }
             if (b > 0 || !ahead) {   /* a later block, or the first after a move of the frozen auxiliary */
                 if (b > 0 || walk) lt2 = propose(o, b, e, walk ? xw : xi, lstep[b], S.L, e2, theta2), lt_ok = isfinite(lt2);
-                fp = lt_ok ? filter_at(ctx, J, theta2, full, o->fixed_aux ? 2 : 0, ma, NULL, &fatal) : NULL;
+                fp = lt_ok ? filter_at(ctx, J, theta2, full, o->fixed_aux ? 2 : 0, ma, NULL, &spare, &fatal) : NULL;
                 if (fatal) return;
                 if (fp) ll3 = plm_bffg_draw_z(fp, z, row3, work);
             } else if (fp && path_moved)   /* drawn ahead with the innovations the path move replaced */
@@ -505,11 +509,11 @@ static void run_chain(chain_job *J, int c)
                 row = row3, row3 = t;
                 memcpy(e, e2, np * sizeof *e);
                 memcpy(theta, theta2, np * sizeof *theta);
-                if (own) plm_bffg_filter_free(own, pbase);
+                if (own) plm_bffg_filter_free_to(own, pbase, &spare);
                 f = own = fp, ll = ll3, lt = lt2;
                 if (it >= o->warmup) acc_t++;
             } else if (fp)
-                plm_bffg_filter_free(fp, pbase);
+                plm_bffg_filter_free_to(fp, pbase, &spare);
             if (it < o->warmup && o->target_accept_theta > 0)
                 lstep[b] = fmin(fmax(lstep[b] + (a - o->target_accept_theta) / pow((double)it + 10, 0.6), -12), 1);
         }
@@ -624,7 +628,7 @@ plm_status plm_bffg_mcmc(plm_ctx *ctx, const plm_bffg_model *m, const double *co
             for (j = 0; j < o->nparams; j++) th[j] = theta0[o->index[j]];
             memset(&J0, 0, sizeof J0);
             J0.m = m, J0.values = values, J0.o = o;
-            if (!(f = filter_at(ctx, &J0, th, full, o->fixed_aux ? 1 : 0, NULL, &ma, &fatal)))
+            if (!(f = filter_at(ctx, &J0, th, full, o->fixed_aux ? 1 : 0, NULL, &ma, NULL, &fatal)))
                 return ctx ? ctx->status : PLM_EINVAL;
             f0 = (plm_bffg_filter *)f;
         }
