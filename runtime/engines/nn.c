@@ -425,9 +425,31 @@ static double head_norm_e(const plm_nn_member *m, const double *x, const double 
     return lse_e(o, m->kind == PLM_NN_DISCRETE ? valid_cats(m, x) : m->card, e, s);
 }
 
-/* Draw from the head outputs o, given the terms e and sum s of head_norm_e: the category, or the mixture component,
-** c with probability e[c] / s (the exps that the normaliser took, not as many again). */
-static double head_sample(const plm_nn_member *m, const double *x, const double *o, const double *e, double s, plm_rng *r)
+/* A continuous head's 1 / sd per component (one exp each), which its draw and the log q of the new and the old value
+** share (head_logq_inv). */
+static void head_inv(const plm_nn_member *m, const double *o, double *inv)
+{
+    int c, n = m->card;
+    for (c = 0; c < n; c++) inv[c] = exp(-head_lsd(o[2 * n + c]));
+}
+
+/* head_logq_z of a continuous member with inv from head_inv: the same numbers. */
+static double head_logq_inv(const plm_nn_member *m, const double *o, double z, const double *inv, double v)
+{
+    double comp[1024];
+    int c, n = m->card;
+    for (c = 0; c < n; c++) {
+        double ls = head_lsd(o[2 * n + c]), e = (v - o[n + c]) * inv[c];
+        comp[c] = o[c] - z - 0.5 * e * e - ls - LOG_SQRT_2PI;
+    }
+    return lse(comp, n);
+}
+
+/* Draw from the head outputs o, given the terms e and sum s of head_norm_e (and a continuous head's inv): the
+** category, or the mixture component, c with probability e[c] / s (the exps that the normaliser took, not as many
+** again), and then a normal draw with sd 1 / inv[c]. */
+static double head_sample(const plm_nn_member *m, const double *x, const double *o, const double *e, double s,
+                          const double *inv, plm_rng *r)
 {
     int c, n = m->kind == PLM_NN_DISCRETE ? valid_cats(m, x) : m->card;
     double u = plm_rng_uniform(r) * s;
@@ -436,7 +458,7 @@ static double head_sample(const plm_nn_member *m, const double *x, const double 
         if (u < 0) break;
     }
     if (m->kind == PLM_NN_DISCRETE) return c;
-    return o[m->card + c] + exp(head_lsd(o[2 * m->card + c])) * plm_rng_normal(r);
+    return o[m->card + c] + plm_rng_normal(r) / inv[c];
 }
 
 /* ---- single evaluations ----
@@ -525,6 +547,14 @@ static void layer_single(const plm_nn *nn, plm_nn_ws *w, int ni, int no, const d
 {
     double *val = w->s + 5 * (size_t)w->swidth;
     int i, n = 0;
+    if (no <= 16 && no % 4 == 0) {   /* narrow (a mixture's hidden layer): every unit, the sums held in registers */
+        if (nn->act == PLM_NN_TANH)
+            for (i = 0; i < ni; i++) val[i] = tanh(z[i]);
+        else
+            for (i = 0; i < ni; i++) val[i] = z[i] > 0 ? z[i] : 0;
+        xpart_mt(ni, no, val, T, y);   /* T is in mt's layout: input i's column at i no, then the bias */
+        return;
+    }
     if (nn->act == PLM_NN_TANH)
         for (i = 0; i < ni; i++) {
             double a = tanh(z[i]);
@@ -655,9 +685,11 @@ void plm_nn_sample(const plm_nn *nn, plm_nn_ws *w, const double *x, plm_rng *r, 
             member_xpart(nn, w, j, x, xp);
         member_single(nn, w, j, xp, v, o);
         add_skip(nn, j, x, v, o);
-        double *e = w->s + 6 * (size_t)w->swidth, se, z = head_norm_e(&nn->mem[j], x, o, e, &se);
-        v[j] = head_sample(&nn->mem[j], x, o, e, se, r);
-        *logq += head_logq_z(&nn->mem[j], x, o, z, v[j], NULL);
+        const plm_nn_member *m = &nn->mem[j];
+        double *e = w->s + 6 * (size_t)w->swidth, *inv = e + m->card, se, z = head_norm_e(m, x, o, e, &se);
+        if (m->kind == PLM_NN_CONTINUOUS) head_inv(m, o, inv);
+        v[j] = head_sample(m, x, o, e, se, inv, r);
+        *logq += m->kind == PLM_NN_CONTINUOUS ? head_logq_inv(m, o, z, inv, v[j]) : head_logq_z(m, x, o, z, v[j], NULL);
     }
 }
 
@@ -798,9 +830,18 @@ void plm_nn_propose_xp(const plm_nn *nn, plm_nn_ws *w, const double *x, const do
         z = head_norm_e(m, x, o, e, &se);
         if (!same) member_single(nn, w, j, xpj, vold, oo), add_skip(nn, j, x, vold, oo);
         zo = same ? z : head_norm(m, x, oo);
-        v[j] = head_sample(m, x, o, e, se, r);
-        *lq_new += head_logq_z(m, x, o, z, v[j], NULL);
-        *lq_old += head_logq_z(m, x, same ? o : oo, zo, vold[j], NULL);
+        if (m->kind == PLM_NN_CONTINUOUS) {   /* e holds the card mixture terms; the sds' inverses follow them */
+            double *inv = e + m->card, *invo = same ? inv : e + 2 * m->card;
+            head_inv(m, o, inv);
+            if (!same) head_inv(m, oo, invo);
+            v[j] = head_sample(m, x, o, e, se, inv, r);
+            *lq_new += head_logq_inv(m, o, z, inv, v[j]);
+            *lq_old += head_logq_inv(m, same ? o : oo, zo, invo, vold[j]);
+        } else {
+            v[j] = head_sample(m, x, o, e, se, NULL, r);
+            *lq_new += head_logq_z(m, x, o, z, v[j], NULL);
+            *lq_old += head_logq_z(m, x, same ? o : oo, zo, vold[j], NULL);
+        }
         same = same && memcmp(&v[j], &vold[j], sizeof *v) == 0;
     }
 }
