@@ -499,35 +499,44 @@ NN_CLONES __attribute__((optimize("O3"))) static void add_columns(int no, int n,
 /* The "mt" pass (nn.h, plm_nn_ws): xp[o] = mt[nin][o] + sum of x_i mt[i][o] over i in increasing order, for o < mtw:
 ** every member's first-layer part at once. Sixteen or eight running sums stay in registers through one pass over x,
 ** where add_columns loads and stores y per four inputs and member_xpart gathers the nonzero inputs once per member.
-** The zero inputs are not skipped: a zero adds an exact zero to a sum of finite weights, and the test for it cost
-** more than the product (the zeros of a mixture's padding slots move with K, the peak of its skip logits with the
-** data). The vectors are written out (GCC's vector extension, each lane the scalar sum in that order): left to
+** Zero inputs are skipped four at a time (a mixture's padding slots, beyond its K, are runs of zeros that stay put
+** from one proposal to the next, so the test is well predicted); a single zero is not: it adds an exact zero to a sum
+** of finite weights, and a test per input cost more than the product. The vectors are written out (GCC's vector extension, each lane the scalar sum in that order): left to
 ** itself, GCC vectorises the loop over the inputs instead, with a shuffle per product. */
 typedef double nn_v4 __attribute__((vector_size(32)));
 /* *p as a vector (any alignment). A macro: a function returning a 32-byte vector has another ABI with AVX. */
 #define V4(p) (__extension__({ nn_v4 v4_; memcpy(&v4_, (p), sizeof v4_); v4_; }))
 
+#define XP_ZERO4(x, i) ((x)[i] == 0 && (x)[(i) + 1] == 0 && (x)[(i) + 2] == 0 && (x)[(i) + 3] == 0)
 NN_CLONES static void xpart_mt(int nin, int mtw, const double *restrict x, const double *restrict mt, double *restrict xp)
 {
     const double *bias = mt + (size_t)nin * mtw;
-    int o0 = 0, i;
+    int o0 = 0, i, k;
     for (; o0 + 16 <= mtw; o0 += 16) {
         nn_v4 a0 = V4(bias + o0), a1 = V4(bias + o0 + 4), a2 = V4(bias + o0 + 8), a3 = V4(bias + o0 + 12);
-        for (i = 0; i < nin; i++) {
-            const double *c = mt + (size_t)i * mtw + o0;
-            double xi = x[i];
-            a0 = a0 + xi * V4(c), a1 = a1 + xi * V4(c + 4);
-            a2 = a2 + xi * V4(c + 8), a3 = a3 + xi * V4(c + 12);
+        for (i = 0; i < nin; i += 4) {
+            int n = nin - i < 4 ? nin - i : 4;
+            if (n == 4 && XP_ZERO4(x, i)) continue;
+            for (k = i; k < i + n; k++) {
+                const double *c = mt + (size_t)k * mtw + o0;
+                double xk = x[k];
+                a0 = a0 + xk * V4(c), a1 = a1 + xk * V4(c + 4);
+                a2 = a2 + xk * V4(c + 8), a3 = a3 + xk * V4(c + 12);
+            }
         }
         memcpy(xp + o0, &a0, sizeof a0), memcpy(xp + o0 + 4, &a1, sizeof a1);
         memcpy(xp + o0 + 8, &a2, sizeof a2), memcpy(xp + o0 + 12, &a3, sizeof a3);
     }
     for (; o0 + 8 <= mtw; o0 += 8) {
         nn_v4 a0 = V4(bias + o0), a1 = V4(bias + o0 + 4);
-        for (i = 0; i < nin; i++) {
-            const double *c = mt + (size_t)i * mtw + o0;
-            double xi = x[i];
-            a0 = a0 + xi * V4(c), a1 = a1 + xi * V4(c + 4);
+        for (i = 0; i < nin; i += 4) {
+            int n = nin - i < 4 ? nin - i : 4;
+            if (n == 4 && XP_ZERO4(x, i)) continue;
+            for (k = i; k < i + n; k++) {
+                const double *c = mt + (size_t)k * mtw + o0;
+                double xk = x[k];
+                a0 = a0 + xk * V4(c), a1 = a1 + xk * V4(c + 4);
+            }
         }
         memcpy(xp + o0, &a0, sizeof a0), memcpy(xp + o0 + 4, &a1, sizeof a1);
     }
@@ -537,6 +546,7 @@ NN_CLONES static void xpart_mt(int nin, int mtw, const double *restrict x, const
         xp[o0] = a;
     }
 }
+#undef XP_ZERO4
 
 /* y (no) = b + sum_i act(z_i) T[i] over the nonzero activations of the pre-activations z (ni), T the transposed
 ** layer (b follows it). The nonzero ones are gathered without a branch: relu zeroes half the units at random. A
