@@ -16,10 +16,13 @@
 -- chain (Geyer's initial monotone sequence), and for B the posterior of K, the changes of K per CPU second over the
 -- second halves, each chain's P(K = 4) and the birth/death acceptance (mean over chains). In B the log joint drops by
 -- tens of nats when K grows, so a chain that never moves K has the highest log-joint ESS: read it with K's moves.
--- usage: build/plume bench/learned_gmm.lua [--short] [A|B]   (--short: small budgets; its numbers are not results)
+-- usage: build/plume bench/learned_gmm.lua [--short] [A|B] [seed]   (--short: small budgets; its numbers are not
+-- results; seed: the data simulation's seed for every configuration, instead of 11, 12 (A) and 13 (B))
 local L = dofile("bench/learned_common.lua")
 local short, rest = L.args(arg)
 local part = rest[1]
+local dseed = tonumber(rest[2])
+if rest[2] and not dseed then error("learned_gmm: the seed must be a number (got " .. rest[2] .. ")") end
 local K = plume.kernel
 local D = plume.dist
 local chains = short and 2 or 4
@@ -94,8 +97,8 @@ local function part_a(cfg)
   local y = L.gmm_data(means, cfg.N, cfg.seed)
   local d = { K = cfg.K, y = y, tau = 5 }
   local hand_sd = 2.4 / math.sqrt(cfg.K) / math.sqrt(cfg.N / cfg.K)
-  print(string.format("\nA. fixed K = %d, N = %d, means %s (spacing %g), tau = 5; CPU budget %.2f s per chain, %d chains%s",
-    cfg.K, cfg.N, table.concat(means, ","), cfg.gap, cfg.budget, chains, cfg.note or ""))
+  print(string.format("\nA. fixed K = %d, N = %d, means %s (spacing %g), tau = 5, data seed %d; CPU budget %.2f s per chain, %d chains%s",
+    cfg.K, cfg.N, table.concat(means, ","), cfg.gap, cfg.seed, cfg.budget, chains, cfg.note or ""))
   header({ "ESS/s lp", "ESS/s mu" })
   local methods = {
     { name = "gibbs (single-site)", opts = { method = "gibbs" } },
@@ -146,8 +149,8 @@ local function part_b(cfg)
   local y = L.gmm_data(cfg.means, cfg.N, cfg.seed)
   local d = { y = y, lambda = cfg.lambda, tau = 5 }
   local anchors = L.anchors(y, 20)
-  print(string.format("\nB. open universe: K - 1 ~ poisson(%g), N = %d from %d means %s, tau = 5; CPU budget %.2f s per chain, %d chains",
-    cfg.lambda, cfg.N, #cfg.means, table.concat(cfg.means, ","), cfg.budget, chains))
+  print(string.format("\nB. open universe: K - 1 ~ poisson(%g), N = %d from %d means %s, tau = 5, data seed %d; CPU budget %.2f s per chain, %d chains",
+    cfg.lambda, cfg.N, #cfg.means, table.concat(cfg.means, ","), cfg.seed, cfg.budget, chains))
   header({ "ESS/s lp", "ESS/s K" })
   local function bd(birth) return K.cycle{ L.ou_labels_kernel(d), L.ou_means_kernel(d), L.ou_birth_death_kernel(d, birth) } end
   local methods = {
@@ -202,16 +205,16 @@ end
 print(string.format("learned_gmm (commit %s)%s", L.commit(), short and " --short" or ""))
 if part ~= "B" then
   if short then
-    part_a{ K = 3, N = 120, gap = 2.5, seed = 11, budget = 0.15 }
+    part_a{ K = 3, N = 120, gap = 2.5, seed = dseed or 11, budget = 0.15 }
   else
-    part_a{ K = 4, N = 400, gap = 2.5, seed = 11, budget = 3 }
-    part_a{ K = 4, N = 1200, gap = 2.5, seed = 12, budget = 6, note = " (transfer: ~300 points per component)" }
+    part_a{ K = 4, N = 400, gap = 2.5, seed = dseed or 11, budget = 3 }
+    part_a{ K = 4, N = 1200, gap = 2.5, seed = dseed or 12, budget = 6, note = " (transfer: ~300 points per component)" }
   end
 end
 if part ~= "A" then
   if short then
-    part_b{ means = { -4, 0, 4 }, N = 60, lambda = 2, seed = 13, budget = 0.3 }
+    part_b{ means = { -4, 0, 4 }, N = 60, lambda = 2, seed = dseed or 13, budget = 0.3 }
   else
-    part_b{ means = { -6, -2, 2, 6 }, N = 200, lambda = 2, seed = 13, budget = 6 }
+    part_b{ means = { -6, -2, 2, 6 }, N = 200, lambda = 2, seed = dseed or 13, budget = 6 }
   end
 end

@@ -26,7 +26,8 @@ plm_status plm_motif_ws_new(plm_ctx *ctx, const plm_motif_occs *o, plm_motif_ws 
         w->parp = malloc(((size_t)o->npar + 1) * sizeof *w->parp);
         w->C = calloc((size_t)o->ngroups * MIX_KMAX, sizeof *w->C);
         w->B = calloc((size_t)o->ngroups * MIX_KMAX, sizeof *w->B);
-        if (!w->par || !w->parp || !w->C || !w->B) goto oom;
+        w->ls0 = calloc((size_t)o->ngroups * MIX_KMAX, sizeof *w->ls0);
+        if (!w->par || !w->parp || !w->C || !w->B || !w->ls0) goto oom;
         for (i = 0; i < o->npar; i++) w->parp[i] = w->par + i;
     }
     if (o->docc) {
@@ -67,7 +68,7 @@ void plm_motif_ws_free(plm_motif_ws *w)
     if (w->pws)
         for (i = 0; i < w->o->ntermall; i++)
             if (w->pws[i].p) plm_prog_ws_free(&w->pws[i]);
-    free(w->par), free(w->parp), free(w->C), free(w->B), free(w->pws), free(w->z), free(w->Tt), free(w->tc), free(w->tvalid), free(w->tnext), free(w->tlast);
+    free(w->par), free(w->parp), free(w->C), free(w->B), free(w->ls0), free(w->pws), free(w->z), free(w->Tt), free(w->tc), free(w->tvalid), free(w->tnext), free(w->tlast);
     free(w->cache), free(w->cvalid);
     free(w);
 }
@@ -262,12 +263,15 @@ static void mix_features_l(int kmax, int K, int k, const double *lw, const doubl
 {
     int slot;
     double *zl = x + 4 + 4 * kmax, *mp = zl + kmax, mx = -INFINITY;
-    double yy = (y - c) / s, Cs = C * s * s, Bs = s * (B - c * C), sk = sd[k] / s;
-    double P0 = 1 + Cs, M0 = Bs / P0, P1 = P0 + 1 / (sk * sk), M1 = (Bs + yy / (sk * sk)) / P1;
+    double yy = (y - c) / s, Cs = C * s * s, Bs = s * (B - c * C), sk = sd[k] / s, sk2 = sk * sk;
+    double P0 = 1 + Cs, M0 = Bs / P0, P1 = P0 + 1 / sk2, M1 = (Bs + yy / sk2) / P1;
+    /* the three log variances from two log1p: log P0 = log1p(C s^2); with L = log1p(sk^2 P0), the predictive
+    ** variance sk^2 + 1 / P0 has log L - log P0, and P1 = P0 + 1 / sk^2 has log L - 2 log sk */
+    double lP0 = log1p(Cs), L = log1p(sk2 * P0), lsk = lsd[k] - ls;
     memset(x, 0, (size_t)mix_nin(kmax) * sizeof *x);
     x[0] = K;
     x[1] = clampf(yy);
-    x[2] = clampf(log1p(Cs));
+    x[2] = clampf(lP0);
     x[3] = C > 0 ? clampf((B / C - c) / s) : 0;
     for (slot = 0; slot < K; slot++) {
         int j = slot_comp(slot, k);
@@ -278,9 +282,9 @@ static void mix_features_l(int kmax, int K, int k, const double *lw, const doubl
         f[3] = clampf(lsd[j] - ls);
         /* in the units of k's prior: every slot's density carries the same 1 / s */
         if (slot == 0) {
-            double v = sk * sk + 1 / P0;
+            double v = sk2 + 1 / P0;
             e = yy - M0;
-            zl[0] = lw[k] - 0.5 * e * e / v - 0.5 * log(v);
+            zl[0] = lw[k] - 0.5 * e * e / v - 0.5 * (L - lP0);
         } else {
             e = (y - mu[j]) / sd[j];
             zl[slot] = lw[j] - 0.5 * e * e - (lsd[j] - ls);
@@ -289,10 +293,9 @@ static void mix_features_l(int kmax, int K, int k, const double *lw, const doubl
     }
     /* slots >= K are never drawn (x[0] = K): their inputs are 0, which the network's first layer skips */
     for (slot = 0; slot < K; slot++) zl[slot] = isfinite(mx) ? clampf(zl[slot] - mx) : -FEAT_CLAMP;
-    for (slot = 0; slot < K; slot++) {
-        mp[2 * slot] = clampf(slot == 0 ? M1 : M0);
-        mp[2 * slot + 1] = clampf(-0.5 * log(slot == 0 ? P1 : P0));
-    }
+    mp[0] = clampf(M1);
+    mp[1] = clampf(-0.5 * (L - 2 * lsk));
+    for (slot = 1; slot < K; slot++) mp[2 * slot] = clampf(M0), mp[2 * slot + 1] = clampf(-0.5 * lP0);
 }
 
 static void mix_features(int kmax, int K, int k, const double *lw, const double *mu, const double *sd, double c, double s,
@@ -359,6 +362,13 @@ static plm_status mix_begin(plm_ctx *ctx, const plm_motif_occs *o, plm_motif_ws 
     if ((st = plm_prog_eval(ctx, o->par, 1, in, w->parp, NULL, 1))) return st;
     memset(w->C, 0, (size_t)o->ngroups * MIX_KMAX * sizeof *w->C);
     memset(w->B, 0, (size_t)o->ngroups * MIX_KMAX * sizeof *w->B);
+    /* the priors' log sds: nothing in the block moves them (detection), so one log per component and sweep (an sd
+    ** that is not positive is reported by mix_inputs, which reads the sd itself) */
+    for (i = 0; i < o->ngroups; i++)
+        for (int j = 0; j < o->groups[i].K; j++) {
+            double s = w->par[o->groups[i].out + 2 * j + 1];
+            w->ls0[i * MIX_KMAX + j] = s > 0 ? log(s) : NAN;
+        }
     for (i = 0; i < o->n; i++) {
         const mix_occ *q = &o->mocc[i];
         int K = o->groups[q->g].K, z = (int)u[q->zc];
@@ -398,7 +408,7 @@ static plm_status mix_inputs(plm_ctx *ctx, const plm_motif_occs *o, plm_motif_ws
     if (!(w->s > 0) || !isfinite(w->c))
         return plm_fail(ctx, PLM_EDOM, "learned: the prior of mixture mean '%s' has mean %g and sd %g",
                         o->m->sites[g->mu[k]].name, w->c, w->s);
-    w->ls = log(w->s);
+    w->ls = w->ls0[q->g * MIX_KMAX + k];
     w->Ck = w->C[q->g * MIX_KMAX + k];
     w->Bk = w->B[q->g * MIX_KMAX + k];
     if (z == k) {   /* the other observations only: the block decides where this one goes */

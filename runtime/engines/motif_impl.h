@@ -108,6 +108,7 @@ struct plm_motif_ws {
     /* mixture */
     double *par, **parp;
     double *C, *B;      /* per group and component: sum of 1/sd^2 and y/sd^2 of the assigned observations */
+    double *ls0;        /* per group and component: the log sd of its prior (set by mix_begin) */
     int k;              /* the component of the current proposal */
     double c, s, Ck, Bk;
     double ls;          /* log s */

@@ -117,19 +117,38 @@ void plm_nn_randomize(plm_nn *nn, plm_rng *r)
         }
 }
 
-/* The single-evaluation copy of the weights: for member j, layer l, W transposed (in x out, so that the column
-** of input i is contiguous) at the same offset as W in theta, then b. */
-static void transpose_weights(const plm_nn *nn, double *wt)
+/* The width of the "mt" layout (nn.h, plm_nn_ws) of nn, or 0 where it does not apply. A network without hidden
+** layer has its heads' outputs there, which differ in width; a grid's (bin1) has its own path. */
+static int fused_width(const plm_nn *nn)
+{
+    int j, wd = nn->width[0][1];
+    if (nn->bin1 || nn->nhidden == 0) return 0;
+    for (j = 0; j < nn->nmem; j++)
+        if (nn->mem[j].rows || nn->width[j][1] != wd) return 0;
+    return nn->nmem * wd;
+}
+
+/* The single-evaluation copies of the weights: for member j, layer l, W transposed (in x out, so that the column
+** of input i is contiguous) at the same offset as W in theta, then b; and the "mt" layout where it applies. */
+static void transpose_weights(const plm_nn *nn, plm_nn_ws *w)
 {
     int j, l, i, o;
     for (j = 0; j < nn->nmem; j++)
         for (l = 0; l < nn->nlayer; l++) {
             int ni = nn->width[j][l], no = nn->width[j][l + 1];
             const double *W = nn->theta + nn->off[j][l];
-            double *T = wt + nn->off[j][l];
+            double *T = w->wt + nn->off[j][l];
             for (o = 0; o < no; o++)
                 for (i = 0; i < ni; i++) T[(size_t)i * no + o] = W[(size_t)o * ni + i];
             memcpy(T + (size_t)ni * no, W + (size_t)ni * no, (size_t)no * sizeof *T);
+        }
+    if (w->mtw)
+        for (j = 0; j < nn->nmem; j++) {
+            int ni = nn->width[j][0], no = nn->width[j][1];
+            const double *W = nn->theta + nn->off[j][0];
+            for (i = 0; i <= nn->nin; i++)
+                for (o = 0; o < no; o++)
+                    w->mt[(size_t)i * w->mtw + (size_t)j * no + o] = i < nn->nin ? W[(size_t)o * ni + i] : W[(size_t)ni * no + o];
         }
 }
 
@@ -147,22 +166,25 @@ plm_status plm_nn_ws_init(plm_ctx *ctx, plm_nn_ws *w, const plm_nn *nn, int maxb
     w->out = malloc(one * sizeof *w->out);
     w->dout = malloc(one * sizeof *w->dout);
     w->wt = malloc((nn->nparam ? nn->nparam : 1) * sizeof *w->wt);
-    w->s = malloc(6 * (size_t)nn->maxwidth * sizeof *w->s);
+    w->s = malloc(7 * (size_t)nn->maxwidth * sizeof *w->s);
     w->nz = malloc((size_t)nn->maxwidth * sizeof *w->nz);
     w->xp = malloc(plm_nn_xpart_size(nn) * sizeof *w->xp);
-    if (!w->in || !w->act || !w->dact || !w->out || !w->dout || !w->wt || !w->s || !w->nz || !w->xp) {
+    w->mtw = fused_width(nn);
+    w->mt = malloc(((size_t)nn->nin + 1) * (size_t)w->mtw * sizeof *w->mt + 1);
+    if (!w->in || !w->act || !w->dact || !w->out || !w->dout || !w->wt || !w->s || !w->nz || !w->xp || !w->mt) {
         plm_nn_ws_free(w);
         return plm_fail(ctx, PLM_ENOMEM, "nn: out of memory");
     }
-    transpose_weights(nn, w->wt);
+    transpose_weights(nn, w);
     return PLM_OK;
 }
 
-void plm_nn_ws_sync(plm_nn_ws *w, const plm_nn *nn) { transpose_weights(nn, w->wt); }
+void plm_nn_ws_sync(plm_nn_ws *w, const plm_nn *nn) { transpose_weights(nn, w); }
 
 void plm_nn_ws_free(plm_nn_ws *w)
 {
     free(w->in), free(w->act), free(w->dact), free(w->out), free(w->dout), free(w->wt), free(w->s), free(w->nz), free(w->xp);
+    free(w->mt);
     memset(w, 0, sizeof *w);
 }
 
@@ -256,7 +278,24 @@ static double lse(const double *a, int n)
         if (a[i] > mx) mx = a[i];
     if (mx == -INFINITY) return mx;
     for (i = 0; i < n; i++) s += a[i] == mx ? 1.0 : exp(a[i] - mx);   /* exp(0) is 1 exactly */
-    return mx + log(s);
+    return s == 1 ? mx : mx + log(s);   /* log(1) is 0 exactly: one head component or category needs no log */
+}
+
+/* lse() keeping its terms for a draw: e[i] = exp(a[i] - max a) (1 at the max) and their sum *s; the same number. */
+static double lse_e(const double *a, int n, double *e, double *s)
+{
+    double mx = -INFINITY, t = 0;
+    int i;
+    for (i = 0; i < n; i++)
+        if (a[i] > mx) mx = a[i];
+    *s = 0;
+    if (mx == -INFINITY) {   /* nothing possible: head_sample then returns the last category, as it did */
+        memset(e, 0, (size_t)n * sizeof *e);
+        return mx;
+    }
+    for (i = 0; i < n; i++) t += e[i] = a[i] == mx ? 1.0 : exp(a[i] - mx);
+    *s = t;
+    return t == 1 ? mx : mx + log(t);
 }
 
 /* Member j's skip logits (nn.h) at inputs x and block values v (those before j) added to its head outputs o. */
@@ -380,26 +419,46 @@ void plm_nn_logq(const plm_nn *nn, plm_nn_ws *w, int B, const double *X, const d
     }
 }
 
-/* Draw from the head outputs o with log normaliser z = head_norm(m, x, o). */
-static double head_sample(const plm_nn_member *m, const double *x, const double *o, double z, plm_rng *r)
+/* head_norm keeping the softmax's unnormalised terms e and their sum *s (lse_e), for head_sample. */
+static double head_norm_e(const plm_nn_member *m, const double *x, const double *o, double *e, double *s)
+{
+    return lse_e(o, m->kind == PLM_NN_DISCRETE ? valid_cats(m, x) : m->card, e, s);
+}
+
+/* A continuous head's 1 / sd per component (one exp each), which its draw and the log q of the new and the old value
+** share (head_logq_inv). */
+static void head_inv(const plm_nn_member *m, const double *o, double *inv)
 {
     int c, n = m->card;
-    if (m->kind == PLM_NN_DISCRETE) {
-        int nv = valid_cats(m, x);
-        double u = plm_rng_uniform(r);
-        for (c = 0; c < nv - 1; c++) {
-            u -= exp(o[c] - z);
-            if (u < 0) break;
-        }
-        return c;
-    } else {
-        double u = plm_rng_uniform(r);
-        for (c = 0; c < n - 1; c++) {
-            u -= exp(o[c] - z);
-            if (u < 0) break;
-        }
-        return o[n + c] + exp(head_lsd(o[2 * n + c])) * plm_rng_normal(r);
+    for (c = 0; c < n; c++) inv[c] = exp(-head_lsd(o[2 * n + c]));
+}
+
+/* head_logq_z of a continuous member with inv from head_inv: the same numbers. */
+static double head_logq_inv(const plm_nn_member *m, const double *o, double z, const double *inv, double v)
+{
+    double comp[1024];
+    int c, n = m->card;
+    for (c = 0; c < n; c++) {
+        double ls = head_lsd(o[2 * n + c]), e = (v - o[n + c]) * inv[c];
+        comp[c] = o[c] - z - 0.5 * e * e - ls - LOG_SQRT_2PI;
     }
+    return lse(comp, n);
+}
+
+/* Draw from the head outputs o, given the terms e and sum s of head_norm_e (and a continuous head's inv): the
+** category, or the mixture component, c with probability e[c] / s (the exps that the normaliser took, not as many
+** again), and then a normal draw with sd 1 / inv[c]. */
+static double head_sample(const plm_nn_member *m, const double *x, const double *o, const double *e, double s,
+                          const double *inv, plm_rng *r)
+{
+    int c, n = m->kind == PLM_NN_DISCRETE ? valid_cats(m, x) : m->card;
+    double u = plm_rng_uniform(r) * s;
+    for (c = 0; c < n - 1; c++) {
+        u -= e[c];
+        if (u < 0) break;
+    }
+    if (m->kind == PLM_NN_DISCRETE) return c;
+    return o[m->card + c] + plm_rng_normal(r) / inv[c];
 }
 
 /* ---- single evaluations ----
@@ -437,6 +496,58 @@ NN_CLONES __attribute__((optimize("O3"))) static void add_columns(int no, int n,
     }
 }
 
+/* The "mt" pass (nn.h, plm_nn_ws): xp[o] = mt[nin][o] + sum of x_i mt[i][o] over i in increasing order, for o < mtw:
+** every member's first-layer part at once. Sixteen or eight running sums stay in registers through one pass over x,
+** where add_columns loads and stores y per four inputs and member_xpart gathers the nonzero inputs once per member.
+** Zero inputs are skipped four at a time (a mixture's padding slots, beyond its K, are runs of zeros that stay put
+** from one proposal to the next, so the test is well predicted); a single zero is not: it adds an exact zero to a sum
+** of finite weights, and a test per input cost more than the product. The vectors are written out (GCC's vector extension, each lane the scalar sum in that order): left to
+** itself, GCC vectorises the loop over the inputs instead, with a shuffle per product. */
+typedef double nn_v4 __attribute__((vector_size(32)));
+/* *p as a vector (any alignment). A macro: a function returning a 32-byte vector has another ABI with AVX. */
+#define V4(p) (__extension__({ nn_v4 v4_; memcpy(&v4_, (p), sizeof v4_); v4_; }))
+
+#define XP_ZERO4(x, i) ((x)[i] == 0 && (x)[(i) + 1] == 0 && (x)[(i) + 2] == 0 && (x)[(i) + 3] == 0)
+NN_CLONES static void xpart_mt(int nin, int mtw, const double *restrict x, const double *restrict mt, double *restrict xp)
+{
+    const double *bias = mt + (size_t)nin * mtw;
+    int o0 = 0, i, k;
+    for (; o0 + 16 <= mtw; o0 += 16) {
+        nn_v4 a0 = V4(bias + o0), a1 = V4(bias + o0 + 4), a2 = V4(bias + o0 + 8), a3 = V4(bias + o0 + 12);
+        for (i = 0; i < nin; i += 4) {
+            int n = nin - i < 4 ? nin - i : 4;
+            if (n == 4 && XP_ZERO4(x, i)) continue;
+            for (k = i; k < i + n; k++) {
+                const double *c = mt + (size_t)k * mtw + o0;
+                double xk = x[k];
+                a0 = a0 + xk * V4(c), a1 = a1 + xk * V4(c + 4);
+                a2 = a2 + xk * V4(c + 8), a3 = a3 + xk * V4(c + 12);
+            }
+        }
+        memcpy(xp + o0, &a0, sizeof a0), memcpy(xp + o0 + 4, &a1, sizeof a1);
+        memcpy(xp + o0 + 8, &a2, sizeof a2), memcpy(xp + o0 + 12, &a3, sizeof a3);
+    }
+    for (; o0 + 8 <= mtw; o0 += 8) {
+        nn_v4 a0 = V4(bias + o0), a1 = V4(bias + o0 + 4);
+        for (i = 0; i < nin; i += 4) {
+            int n = nin - i < 4 ? nin - i : 4;
+            if (n == 4 && XP_ZERO4(x, i)) continue;
+            for (k = i; k < i + n; k++) {
+                const double *c = mt + (size_t)k * mtw + o0;
+                double xk = x[k];
+                a0 = a0 + xk * V4(c), a1 = a1 + xk * V4(c + 4);
+            }
+        }
+        memcpy(xp + o0, &a0, sizeof a0), memcpy(xp + o0 + 4, &a1, sizeof a1);
+    }
+    for (; o0 < mtw; o0++) {
+        double a = bias[o0];
+        for (i = 0; i < nin; i++) a = a + x[i] * mt[(size_t)i * mtw + o0];
+        xp[o0] = a;
+    }
+}
+#undef XP_ZERO4
+
 /* y (no) = b + sum_i act(z_i) T[i] over the nonzero activations of the pre-activations z (ni), T the transposed
 ** layer (b follows it). The nonzero ones are gathered without a branch: relu zeroes half the units at random. A
 ** narrow layer (a binary head: the columns would be two numbers long) is instead a dot product of each row of W
@@ -446,6 +557,14 @@ static void layer_single(const plm_nn *nn, plm_nn_ws *w, int ni, int no, const d
 {
     double *val = w->s + 5 * (size_t)w->swidth;
     int i, n = 0;
+    if (no <= 16 && no % 4 == 0) {   /* narrow (a mixture's hidden layer): every unit, the sums held in registers */
+        if (nn->act == PLM_NN_TANH)
+            for (i = 0; i < ni; i++) val[i] = tanh(z[i]);
+        else
+            for (i = 0; i < ni; i++) val[i] = z[i] > 0 ? z[i] : 0;
+        xpart_mt(ni, no, val, T, y);   /* T is in mt's layout: input i's column at i no, then the bias */
+        return;
+    }
     if (nn->act == PLM_NN_TANH)
         for (i = 0; i < ni; i++) {
             double a = tanh(z[i]);
@@ -564,17 +683,23 @@ void plm_nn_sample(const plm_nn *nn, plm_nn_ws *w, const double *x, plm_rng *r, 
         return;
     }
     *logq = 0;
+    if (w->mtw) xpart_mt(nn->nin, w->mtw, x, w->mt, w->xp);
     for (j = 0; j < nn->nmem; j++) {
         if (is_fixed(&nn->mem[j], x)) {
             v[j] = 0;
             continue;
         }
-        member_xpart(nn, w, j, x, xp);
+        if (w->mtw)
+            xp = w->xp + (size_t)j * (size_t)nn->width[0][1];
+        else
+            member_xpart(nn, w, j, x, xp);
         member_single(nn, w, j, xp, v, o);
         add_skip(nn, j, x, v, o);
-        double z = head_norm(&nn->mem[j], x, o);
-        v[j] = head_sample(&nn->mem[j], x, o, z, r);
-        *logq += head_logq_z(&nn->mem[j], x, o, z, v[j], NULL);
+        const plm_nn_member *m = &nn->mem[j];
+        double *e = w->s + 6 * (size_t)w->swidth, *inv = e + m->card, se, z = head_norm_e(m, x, o, e, &se);
+        if (m->kind == PLM_NN_CONTINUOUS) head_inv(m, o, inv);
+        v[j] = head_sample(m, x, o, e, se, inv, r);
+        *logq += m->kind == PLM_NN_CONTINUOUS ? head_logq_inv(m, o, z, inv, v[j]) : head_logq_z(m, x, o, z, v[j], NULL);
     }
 }
 
@@ -595,6 +720,10 @@ void plm_nn_xpart(const plm_nn *nn, plm_nn_ws *w, const double *x, double *xp)
 {
     int j;
     size_t wd = xp_width(nn);
+    if (w->mtw) {   /* the members' parts side by side: xp_width is their common width */
+        xpart_mt(nn->nin, w->mtw, x, w->mt, xp);
+        return;
+    }
     for (j = 0; j < nn->nmem; j++)
         if (!is_fixed(&nn->mem[j], x)) member_xpart(nn, w, j, x, xp + (size_t)j * wd);   /* an absent one's is unused */
 }
@@ -699,7 +828,7 @@ void plm_nn_propose_xp(const plm_nn *nn, plm_nn_ws *w, const double *x, const do
     for (j = 0; j < nn->nmem; j++) {
         const plm_nn_member *m = &nn->mem[j];
         const double *xpj = xp + (size_t)j * wd;
-        double z, zo;
+        double z, zo, *e = w->s + 6 * (size_t)w->swidth, se;
         if (is_fixed(m, x)) {
             v[j] = 0;
             if (vold[j] != 0) *lq_old = -INFINITY;
@@ -708,12 +837,21 @@ void plm_nn_propose_xp(const plm_nn *nn, plm_nn_ws *w, const double *x, const do
         }
         member_single(nn, w, j, xpj, v, o);
         add_skip(nn, j, x, v, o);
-        z = head_norm(m, x, o);
+        z = head_norm_e(m, x, o, e, &se);
         if (!same) member_single(nn, w, j, xpj, vold, oo), add_skip(nn, j, x, vold, oo);
         zo = same ? z : head_norm(m, x, oo);
-        v[j] = head_sample(m, x, o, z, r);
-        *lq_new += head_logq_z(m, x, o, z, v[j], NULL);
-        *lq_old += head_logq_z(m, x, same ? o : oo, zo, vold[j], NULL);
+        if (m->kind == PLM_NN_CONTINUOUS) {   /* e holds the card mixture terms; the sds' inverses follow them */
+            double *inv = e + m->card, *invo = same ? inv : e + 2 * m->card;
+            head_inv(m, o, inv);
+            if (!same) head_inv(m, oo, invo);
+            v[j] = head_sample(m, x, o, e, se, inv, r);
+            *lq_new += head_logq_inv(m, o, z, inv, v[j]);
+            *lq_old += head_logq_inv(m, same ? o : oo, zo, invo, vold[j]);
+        } else {
+            v[j] = head_sample(m, x, o, e, se, NULL, r);
+            *lq_new += head_logq_z(m, x, o, z, v[j], NULL);
+            *lq_old += head_logq_z(m, x, same ? o : oo, zo, vold[j], NULL);
+        }
         same = same && memcmp(&v[j], &vold[j], sizeof *v) == 0;
     }
 }

@@ -84,9 +84,14 @@ typedef struct plm_nn_ws {
     size_t maxrows;     /* rows of the batched pass's matrices: maxbatch times the network's rowmult */
     double *in, *act, *dact, *out, *dout;
     double *wt;     /* theta with each W transposed (in x out) */
-    double *s;      /* 6 vectors of maxwidth for single evaluations */
+    double *s;      /* 7 vectors of maxwidth for single evaluations */
     int *nz;        /* indices of a layer's nonzero inputs */
     double *xp;     /* plm_nn_propose's inputs' parts (plm_nn_xpart) */
+    /* The "mt" layout of every member's first layer, for one pass over the inputs when every member has a first
+    ** layer of the same width and none a per-category perceptron (mtw = nmem times that width, else 0): row i
+    ** (i < nin) holds input i's weights for member 0's units, then member 1's, ...; row nin the biases. */
+    double *mt;
+    int mtw;
 } plm_nn_ws;
 plm_status plm_nn_ws_init(plm_ctx *ctx, plm_nn_ws *w, const plm_nn *nn, int maxbatch);
 void plm_nn_ws_sync(plm_nn_ws *w, const plm_nn *nn);
