@@ -571,7 +571,7 @@ static int l_bffg(lua_State *L)
     const char *fn = "plume.bffg";
     static const char *const opts[] = {"samples", "method", "seed",   "threads", "resample", "ess_threshold", "warmup",
                                        "chains",  "rho",    "target_accept", "step", "params", "sde", "network", "init", "fixed_aux",
-                                       "blocks", "native", "adapt_cov", NULL};
+                                       "blocks", "native", "adapt_cov", "output", NULL};
     plm_bffg_model *m = check_dag(L, 1, fn);
     const double **vals;
     const char *method;
@@ -641,6 +641,15 @@ static int l_bffg(lua_State *L)
     if (!smc) loglik = plm_bffg_logmeanexp(logw, (size_t)n);
     push_results(L, m, draws, logw, (size_t)n, plm_bffg_filter_loglik(f), seed, smc ? "bffg-smc" : "bffg-is", loglik,
                  smc ? (long)nres : -1);
+    if (lua_istable(L, 3) && lua_getfield(L, 3, "output") != LUA_TNIL) {   /* the weighted draws, made at once */
+        const char *path = plm_l_optstr(L, 3, fn, "output", NULL);
+        lua_pop(L, 1);
+        lua_getfield(L, -1, "write_csv");
+        lua_pushvalue(L, -2);
+        lua_pushstring(L, path);
+        lua_call(L, 2, 0);
+    } else
+        lua_pop(L, 1);
     return 1;
 }
 

@@ -7,7 +7,34 @@
 #include "bffg_reaction.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
+
+/* Where the chains' draws go as they are made (plm_bffg_mcmc_opts.emit): the posterior's table, and the CSV file
+** of option `output` (flushed at every draw). */
+typedef struct mcmc_sink {
+    plm_draws *D;
+    FILE *out;
+    size_t rowlen;
+    int *disc;     /* per column: 1 for a discrete node (its states shown from 1, as elsewhere) */
+    double *row;
+    int bad;       /* a write failed */
+} mcmc_sink;
+
+static int mcmc_emit(void *ud, int chain, size_t k, const double *row, size_t len, double loglik)
+{
+    mcmc_sink *s = ud;
+    plm_ctx c;
+    (void)k;
+    plm_ctx_clear(&c);
+    for (size_t j = 0; j < len; j++) s->row[j] = row[j] + s->disc[j];
+    if (plm_draws_push_lp(&c, s->D, chain, s->row, (int)len, 0, loglik)) return 1;
+    if (s->out) {
+        plm_draws_csv_row(s->D, s->out, chain, plm_draws_len(s->D, chain) - 1);
+        if (fflush(s->out) != 0 || ferror(s->out)) s->bad = 1;
+    }
+    return s->bad;
+}
 
 /* method = "mcmc": pCN over the guided process's innovations, with random-walk updates of the parameters of one
 ** plume.sde (option sde) or plume.reactions (option network) named in params = {name = prior}. Leaves the posterior
@@ -22,9 +49,12 @@ void plm_l_bffg_mcmc(lua_State *L, const plm_bffg_model *m, const double **vals,
     int np = 0, npall = 0, i, j, c, *index = NULL, nn = plm_bffg_nnodes(m);
     const plm_dist **prior = NULL;
     double *init = NULL, *draws, *ll, *stats;
-    size_t width = plm_bffg_draw_width(m), rowlen, s;
+    size_t width = plm_bffg_draw_width(m), rowlen;
     plm_draws *D;
     plm_ctx ctx;
+    plm_status st;
+    mcmc_sink sink;
+    const char *output;
     int P = lua_gettop(L) + 1, S = P + 1, N = P + 2, I = P + 3;   /* params, sde or network, its names, init */
     memset(&o, 0, sizeof o);
     o.iters = (size_t)n;
@@ -37,6 +67,8 @@ void plm_l_bffg_mcmc(lua_State *L, const plm_bffg_model *m, const double **vals,
     o.fixed_aux = plm_l_optbool(L, 3, fn, "fixed_aux", 0);
     o.adapt_cov = plm_l_optbool(L, 3, fn, "adapt_cov", 1);
     o.seed = seed, o.threads = threads;
+    output = plm_l_optstr(L, 3, fn, "output", NULL);
+    memset(&sink, 0, sizeof sink);
     if (o.chains < 1 || o.chains > 1024) luaL_error(L, "%s: option 'chains' must be in 1..1024 (got %d)", fn, o.chains);
     if (!(o.rho >= 0 && o.rho < 1)) luaL_error(L, "%s: option 'rho' must be in [0, 1) (got %f)", fn, o.rho);
     if (!(o.target_accept >= 0 && o.target_accept < 1))
@@ -185,39 +217,41 @@ void plm_l_bffg_mcmc(lua_State *L, const plm_bffg_model *m, const double **vals,
     ll = plm_l_scratch(L, (size_t)o.chains * (size_t)n * sizeof *ll);
     stats = plm_l_scratch(L, (size_t)o.chains * 5 * sizeof *stats);
     plm_ctx_clear(&ctx);
-    if (plm_bffg_mcmc(&ctx, m, vals, &o, draws, ll, stats)) {
-        if (ctx.status == PLM_EINTR) plm_interrupt_clear();
-        plm_l_fail_as(L, &ctx, fn);
-    }
-    /* the posterior: parameters, then the latent nodes */
+    /* the posterior (parameters, then the latent nodes), filled draw by draw as the chains make them */
     if (plm_draws_new(&ctx, o.chains, &D)) plm_l_fail(L, &ctx);
     for (j = 0; j < np; j++) {
         lua_geti(L, N, index[j] + 1);
         plm_draws_col(D, lua_tostring(L, -1), 1);
         lua_pop(L, 1);
     }
-    {
-        int *disc = plm_l_scratch(L, (rowlen ? rowlen : 1) * sizeof *disc);
-        double *row = plm_l_scratch(L, (rowlen ? rowlen : 1) * sizeof *row);
-        for (j = 0; j < np; j++) disc[j] = 0;
-        for (i = 0; i < nn; i++) {
-            plm_bffg_node_info info;
-            plm_bffg_node(m, i, &info);
-            if (info.observed) continue;
-            for (j = 0; j < info.width; j++) {
-                char name[512];
-                if (info.width == 1) snprintf(name, sizeof name, "%s", info.name);
-                else snprintf(name, sizeof name, "%s[%d]", info.name, j + 1);
-                if (plm_draws_col(D, name, 1) != np + (int)info.offset + j) luaL_error(L, "%s: duplicate column '%s'", fn, name);
-                disc[np + info.offset + j] = info.discrete;
-            }
+    sink.D = D, sink.out = NULL, sink.rowlen = rowlen;
+    sink.disc = plm_l_scratch(L, (rowlen ? rowlen : 1) * sizeof *sink.disc);
+    sink.row = plm_l_scratch(L, (rowlen ? rowlen : 1) * sizeof *sink.row);
+    for (j = 0; j < np; j++) sink.disc[j] = 0;
+    for (i = 0; i < nn; i++) {
+        plm_bffg_node_info info;
+        plm_bffg_node(m, i, &info);
+        if (info.observed) continue;
+        for (j = 0; j < info.width; j++) {
+            char name[512];
+            if (info.width == 1) snprintf(name, sizeof name, "%s", info.name);
+            else snprintf(name, sizeof name, "%s[%d]", info.name, j + 1);
+            if (plm_draws_col(D, name, 1) != np + (int)info.offset + j) luaL_error(L, "%s: duplicate column '%s'", fn, name);
+            sink.disc[np + info.offset + j] = info.discrete;
         }
-        for (c = 0; c < o.chains; c++)
-            for (s = 0; s < (size_t)n; s++) {
-                const double *d = draws + ((size_t)c * (size_t)n + s) * rowlen;
-                for (j = 0; j < (int)rowlen; j++) row[j] = d[j] + disc[j];
-                if (plm_draws_push_lp(&ctx, D, c, row, (int)rowlen, 0, ll[(size_t)c * (size_t)n + s])) plm_l_fail(L, &ctx);
-            }
+    }
+    if (output) {   /* the header now, each draw as it comes (mcmc_emit), so an interrupted run keeps its draws */
+        if (!(sink.out = fopen(output, "w"))) luaL_error(L, "%s: cannot open '%s' for writing", fn, output);
+        plm_draws_csv_header(D, sink.out);
+        fflush(sink.out);
+    }
+    o.emit = mcmc_emit, o.emit_ud = &sink;
+    st = plm_bffg_mcmc(&ctx, m, vals, &o, draws, ll, stats);
+    if (sink.out && (fclose(sink.out) != 0 || sink.bad) && !st)
+        st = plm_fail(&ctx, PLM_EIO, "could not finish writing '%s'", output);
+    if (st) {
+        if (ctx.status == PLM_EINTR) plm_interrupt_clear();
+        plm_l_fail_as(L, &ctx, fn);
     }
     lua_newtable(L);
     plm_l_pushdraws(L, D);

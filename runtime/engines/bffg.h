@@ -287,6 +287,13 @@ typedef struct plm_bffg_mcmc_opts {
                                  ** 0: an isotropic step on the free scale */
     uint64_t seed;
     int threads;
+    /* Optional (NULL: none): called with every kept draw as soon as it is made -- chain in 0..chains-1, k its index
+    ** in the chain from 0, row its nparams + draw_width values as in draws, loglik as in loglik -- so that a caller
+    ** can write draws as they come (an interrupted or failed run keeps them). Calls are serialised (one at a time
+    ** whatever the thread count) and in order within a chain. A nonzero return stops every chain: plm_bffg_mcmc
+    ** then fails with PLM_EIO. */
+    int (*emit)(void *ud, int chain, size_t k, const double *row, size_t len, double loglik);
+    void *emit_ud;
 } plm_bffg_mcmc_opts;
 
 /* Run o->chains chains over model m (values as for plm_bffg_backward). Outputs (caller-owned):

@@ -18,6 +18,7 @@
 #include "bffg_dag.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <string.h>
 
 #include "bffg_reaction.h"
@@ -111,6 +112,7 @@ typedef struct chain_job {
     double *draws, *loglik, *stats;
     plm_ctx *ctxs;               /* one per chain */
     plm_prog **conj_prog;        /* per block: its conjugate update's program, or NULL */
+    pthread_mutex_t emit_lock;   /* serialises o->emit */
     volatile int stop;
 } chain_job;
 
@@ -524,6 +526,17 @@ static void run_chain(chain_job *J, int c)
             memcpy(out, theta, np * sizeof *out);
             memcpy(out + np, row, width * sizeof *out);
             if (J->loglik) J->loglik[k] = ll;
+            if (o->emit) {
+                int bad;
+                pthread_mutex_lock(&J->emit_lock);
+                bad = o->emit(o->emit_ud, c, it - o->warmup, out, rowlen, ll);
+                pthread_mutex_unlock(&J->emit_lock);
+                if (bad) {
+                    J->stop = 1;
+                    plm_fail(ctx, PLM_EIO, "bffg mcmc: chain %d: the draw %zu could not be written", c + 1, it - o->warmup + 1);
+                    return;
+                }
+            }
         }
     }
     if (J->stats) {
@@ -637,9 +650,11 @@ plm_status plm_bffg_mcmc(plm_ctx *ctx, const plm_bffg_model *m, const double *co
     memset(&J, 0, sizeof J);
     J.m = m, J.values = values, J.o = o, J.f0 = f0, J.ma = ma, J.theta0 = theta0, J.draws = draws, J.loglik = loglik, J.stats = stats;
     J.conj_prog = conj_prog;
+    pthread_mutex_init(&J.emit_lock, NULL);
     if (!(J.ctxs = plm_gc_alloc_atomic((size_t)o->chains * sizeof *J.ctxs))) return plm_fail(ctx, PLM_ENOMEM, "bffg mcmc: out of memory");
     for (c = 0; c < o->chains; c++) plm_ctx_clear(&J.ctxs[c]);
     st = plm_parallel_for(o->threads, (size_t)o->chains, 1, chain_chunk, &J);
+    pthread_mutex_destroy(&J.emit_lock);
     if (st) return plm_fail(ctx, st, "bffg mcmc: could not start the threads");
     for (c = 0; c < o->chains; c++)
         if (J.ctxs[c].status) {
