@@ -134,7 +134,7 @@ $(BUILD)/bench/%: bench/%.c $(BUILD)/libplume.a
 	$(CC) $(CFLAGS_ALL) -Itests -O3 -march=native $(LDFLAGS_ALL) -o $@ $< $(BUILD)/libplume.a $(LIBS)
 
 # headers that some tests (and a benchmark) share
-$(BUILD)/tests/test_expr_vec $(BUILD)/bench/grad_rate: tests/model_graphs.h
+$(BUILD)/tests/test_expr_vec $(BUILD)/tests/test_learned_mix $(BUILD)/bench/grad_rate: tests/model_graphs.h
 $(BUILD)/tests/test_bffg $(BUILD)/tests/test_bffg_sde $(BUILD)/tests/test_bffg_frozen: tests/bffg_chain.h
 $(BUILD)/tests/test_bffg_fastpath $(BUILD)/tests/test_bffg_native $(BUILD)/tests/test_bffg_riccati: tests/sde_models.h
 

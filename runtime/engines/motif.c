@@ -256,15 +256,17 @@ static int slot_comp(int slot, int k) { return slot == 0 ? k : slot - 1 < k ? sl
 static int comp_slot(int j, int k) { return j == k ? 0 : j < k ? j + 1 : j; }
 
 /* The features of one occurrence: K components, chosen component k, log weights lw (normalised), means mu
-** (mu[k] unused), observation sds sd and their logs lsd, prior centre and scale c, s (ls = log s), observation y,
-** statistics C, B. */
+** (mu[k] unused), observation sds sd, their logs lsd and inverses isd, prior centre and scale c, s (ls = log s, is =
+** 1 / s), observation y, statistics C, B. The inverses turn the divisions by s and the sds into products: a
+** division's latency was most of this function's time. */
 static void mix_features_l(int kmax, int K, int k, const double *lw, const double *mu, const double *sd, const double *lsd,
-                           double c, double s, double ls, double y, double C, double B, double *x)
+                           const double *isd, double c, double s, double ls, double is, double y, double C, double B,
+                           double *x)
 {
     int slot;
     double *zl = x + 4 + 4 * kmax, *mp = zl + kmax, mx = -INFINITY;
-    double yy = (y - c) / s, Cs = C * s * s, Bs = s * (B - c * C), sk = sd[k] / s, sk2 = sk * sk;
-    double P0 = 1 + Cs, M0 = Bs / P0, P1 = P0 + 1 / sk2, M1 = (Bs + yy / sk2) / P1;
+    double yy = (y - c) * is, Cs = C * s * s, Bs = s * (B - c * C), sk = sd[k] * is, sk2 = sk * sk, isk = s * isd[k];
+    double P0 = 1 + Cs, iP0 = 1 / P0, M0 = Bs * iP0, P1 = P0 + isk * isk, M1 = (Bs + yy * isk * isk) / P1;
     /* the three log variances from two log1p: log P0 = log1p(C s^2); with L = log1p(sk^2 P0), the predictive
     ** variance sk^2 + 1 / P0 has log L - log P0, and P1 = P0 + 1 / sk^2 has log L - 2 log sk */
     double lP0 = log1p(Cs), L = log1p(sk2 * P0), lsk = lsd[k] - ls;
@@ -272,21 +274,21 @@ static void mix_features_l(int kmax, int K, int k, const double *lw, const doubl
     x[0] = K;
     x[1] = clampf(yy);
     x[2] = clampf(lP0);
-    x[3] = C > 0 ? clampf((B / C - c) / s) : 0;
+    x[3] = C > 0 ? clampf((B / C - c) * is) : 0;
     for (slot = 0; slot < K; slot++) {
         int j = slot_comp(slot, k);
         double *f = x + 4 + 4 * slot, e;
         f[0] = 1;
         f[1] = clampf(lw[j]);
-        f[2] = slot == 0 ? 0 : clampf((mu[j] - c) / s);
+        f[2] = slot == 0 ? 0 : clampf((mu[j] - c) * is);
         f[3] = clampf(lsd[j] - ls);
         /* in the units of k's prior: every slot's density carries the same 1 / s */
         if (slot == 0) {
-            double v = sk2 + 1 / P0;
+            double v = sk2 + iP0;
             e = yy - M0;
             zl[0] = lw[k] - 0.5 * e * e / v - 0.5 * (L - lP0);
         } else {
-            e = (y - mu[j]) / sd[j];
+            e = (y - mu[j]) * isd[j];
             zl[slot] = lw[j] - 0.5 * e * e - (lsd[j] - ls);
         }
         if (zl[slot] > mx) mx = zl[slot];
@@ -301,10 +303,10 @@ static void mix_features_l(int kmax, int K, int k, const double *lw, const doubl
 static void mix_features(int kmax, int K, int k, const double *lw, const double *mu, const double *sd, double c, double s,
                          double y, double C, double B, double *x)
 {
-    double lsd[MIX_KMAX];
+    double lsd[MIX_KMAX], isd[MIX_KMAX];
     int j;
-    for (j = 0; j < K; j++) lsd[j] = log(sd[j]);
-    mix_features_l(kmax, K, k, lw, mu, sd, lsd, c, s, log(s), y, C, B, x);
+    for (j = 0; j < K; j++) lsd[j] = log(sd[j]), isd[j] = 1 / sd[j];
+    mix_features_l(kmax, K, k, lw, mu, sd, lsd, isd, c, s, log(s), 1 / s, y, C, B, x);
 }
 
 /* The prior over mixture instantiations (in the units of component k's prior: c = 0, s = 1):
@@ -397,7 +399,7 @@ static plm_status mix_inputs(plm_ctx *ctx, const plm_motif_occs *o, plm_motif_ws
                                 o->m->sites[q->y].name, sd[j], P[1 + K + j], j + 1);
             tot += P[1 + K + j];
         }
-        for (j = 0; j < K; j++) w->lw[j] = log(P[1 + K + j] / tot), w->lsd[j] = log(sd[j]);
+        for (j = 0; j < K; j++) w->lw[j] = log(P[1 + K + j] / tot), w->lsd[j] = log(sd[j]), w->isd[j] = 1 / sd[j];
         memcpy(w->lastP, P + 1, 2 * (size_t)K * sizeof *P);
         w->lastK = K;
     }
@@ -416,7 +418,8 @@ static plm_status mix_inputs(plm_ctx *ctx, const plm_motif_occs *o, plm_motif_ws
         w->Bk -= y / (sd[k] * sd[k]);
         if (w->Ck < 1e-12 * (1 / (sd[k] * sd[k]))) w->Ck = 0, w->Bk = 0;
     }
-    mix_features_l(mix_kmax(o->shape), K, k, w->lw, mu, sd, w->lsd, w->c, w->s, w->ls, y, w->Ck, w->Bk, x);
+    mix_features_l(mix_kmax(o->shape), K, k, w->lw, mu, sd, w->lsd, w->isd, w->c, w->s, w->ls, 1 / w->s, y, w->Ck, w->Bk,
+                   x);
     v[0] = z >= 0 && z < K ? comp_slot(z, k) : -1;
     v[1] = (mu[k] - w->c) / w->s;
     return PLM_OK;

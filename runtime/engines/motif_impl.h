@@ -115,7 +115,7 @@ struct plm_motif_ws {
     /* the last occurrence's sds and weights (P[1 .. 2K]) and their logs (weights normalised): observations that
     ** share them, as most do, share the logs */
     int lastK;
-    double lastP[2 * MIX_KMAX], lw[MIX_KMAX], lsd[MIX_KMAX];
+    double lastP[2 * MIX_KMAX], lw[MIX_KMAX], lsd[MIX_KMAX], isd[MIX_KMAX];   /* isd: 1 / sd */
     /* discrete */
     plm_prog_ws *pws;   /* per term of every occurrence, made on first use */
     double *z;          /* a term's block values at its table's points */

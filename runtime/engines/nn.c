@@ -501,8 +501,9 @@ NN_CLONES __attribute__((optimize("O3"))) static void add_columns(int no, int n,
 ** where add_columns loads and stores y per four inputs and member_xpart gathers the nonzero inputs once per member.
 ** Zero inputs are skipped four at a time (a mixture's padding slots, beyond its K, are runs of zeros that stay put
 ** from one proposal to the next, so the test is well predicted); a single zero is not: it adds an exact zero to a sum
-** of finite weights, and a test per input cost more than the product. The vectors are written out (GCC's vector extension, each lane the scalar sum in that order): left to
-** itself, GCC vectorises the loop over the inputs instead, with a shuffle per product. */
+** of finite weights, and a test per input cost more than the product. The vectors are written out (GCC's vector
+** extension, each lane the scalar sum in that order): left to itself, GCC vectorises the loop over the inputs
+** instead, with a shuffle per product. Narrow hidden layers (layer_single) take the same pass. */
 typedef double nn_v4 __attribute__((vector_size(32)));
 /* *p as a vector (any alignment). A macro: a function returning a 32-byte vector has another ABI with AVX. */
 #define V4(p) (__extension__({ nn_v4 v4_; memcpy(&v4_, (p), sizeof v4_); v4_; }))
