@@ -127,7 +127,7 @@ static void reg(sbuf *b, const plm_prog *p, int r, int xlocal)
 int plm_prog_native_parts(const plm_prog *p, int xlocal, char **prologue, char **body)
 {
     sbuf pro = {NULL, 0, 0, 0}, b = {NULL, 0, 0, 0};
-    int nin = p->nuni + p->nvin, nreg = nin + p->ntmp, t, o, r;
+    int nin = p->nuni + p->nvin, nreg = nin + p->ntmp, t, o, r, vec = xlocal == 2;
     unsigned char *used = calloc((size_t)nreg + 1, 1);
     *prologue = *body = NULL;
     if (!used) return -1;
@@ -147,10 +147,10 @@ int plm_prog_native_parts(const plm_prog *p, int xlocal, char **prologue, char *
     for (r = 0; r < (xlocal ? p->nuni : nin); r++)
         if (used[r]) put(&pro, "    const double u%d = R[%d][0];\n", r, r);
     put(&pro, "    (void)ev;\n");
-    for (r = nin; r < nreg; r++) put(&b, "    double t%d;\n", r);
+    for (r = nin; r < nreg; r++) put(&b, vec ? "    pv2 t%d;\n" : "    double t%d;\n", r);
     for (t = 0; t < p->nvins; t++) {
         const plm_ins *in = &p->vins[t];
-        int op = in->op;
+        int op = in->op, ar = plm_op_arity(op);
         const char *f = libm_name(op);
         put(&b, "    ");
         reg(&b, p, in->d, xlocal);
@@ -158,15 +158,40 @@ int plm_prog_native_parts(const plm_prog *p, int xlocal, char **prologue, char *
         if (op == PLM_OP_CONST) {
             /* read through a volatile so that the compiler folds nothing (its folding of libm calls rounds
             ** correctly, glibc's not always) */
+            put(&b, vec ? "pv2s(" : "");
             if (isfinite(in->k)) put(&b, "*(volatile const double *)&(const double){%a}", in->k);
             else put(&b, "*(volatile const double *)&(const double){%s}", isnan(in->k) ? "__builtin_nan(\"\")" : in->k > 0 ? "__builtin_inf()" : "-__builtin_inf()");
+            put(&b, vec ? ")" : "");
         } else if (op == PLM_OP_NEG || op == PLM_OP_INV) {
-            put(&b, op == PLM_OP_NEG ? "-" : "1 / ");
+            put(&b, op == PLM_OP_NEG ? "-" : vec ? "pv2s(1) / " : "1 / ");
             reg(&b, p, in->a, xlocal);
         } else if (op >= PLM_OP_ADD && op <= PLM_OP_DIV) {
             reg(&b, p, in->a, xlocal);
             put(&b, op == PLM_OP_ADD ? " + " : op == PLM_OP_SUB ? " - " : op == PLM_OP_MUL ? " * " : " / ");
             reg(&b, p, in->b, xlocal);
+        } else if (op == PLM_OP_FMA) {   /* two roundings, as the interpreter's a * b + c */
+            reg(&b, p, in->a, xlocal);
+            put(&b, " * ");
+            reg(&b, p, in->b, xlocal);
+            put(&b, " + ");
+            reg(&b, p, in->c, xlocal);
+        } else if (vec) {   /* the rest lane by lane (pv2 helpers: bffg_sde_native.c) */
+            const char *cmp = op == PLM_OP_LT ? "<" : op == PLM_OP_LE ? "<=" : op == PLM_OP_EQ ? "==" : op == PLM_OP_NE ? "!=" : NULL;
+            if (op >= PLM_OP_LT && op <= PLM_OP_NE) put(&b, "PV_CMP(%s, ", cmp);
+            else if (op == PLM_OP_AND || op == PLM_OP_OR) put(&b, "PV_%s(", op == PLM_OP_AND ? "AND" : "OR");
+            else if (op == PLM_OP_SELECT) put(&b, "PV_SEL(");
+            else if (f) put(&b, "PV_F%d(%s, ", ar, f);
+            else put(&b, "PV_EV%d(%d, ", ar, op);
+            reg(&b, p, in->a, xlocal);
+            if (ar >= 2) {
+                put(&b, ", ");
+                reg(&b, p, in->b, xlocal);
+            }
+            if (ar >= 3) {
+                put(&b, ", ");
+                reg(&b, p, in->c, xlocal);
+            }
+            put(&b, ")");
         } else if (op >= PLM_OP_LT && op <= PLM_OP_NE) {
             put(&b, "(double)(");
             reg(&b, p, in->a, xlocal);
@@ -179,12 +204,6 @@ int plm_prog_native_parts(const plm_prog *p, int xlocal, char **prologue, char *
             put(&b, op == PLM_OP_AND ? " != 0 && " : " != 0 || ");
             reg(&b, p, in->b, xlocal);
             put(&b, " != 0)");
-        } else if (op == PLM_OP_FMA) {   /* two roundings, as the interpreter's a * b + c */
-            reg(&b, p, in->a, xlocal);
-            put(&b, " * ");
-            reg(&b, p, in->b, xlocal);
-            put(&b, " + ");
-            reg(&b, p, in->c, xlocal);
         } else if (op == PLM_OP_SELECT) {
             reg(&b, p, in->a, xlocal);
             put(&b, " != 0 ? ");
@@ -194,7 +213,7 @@ int plm_prog_native_parts(const plm_prog *p, int xlocal, char **prologue, char *
         } else if (f) {
             put(&b, "%s(", f);
             reg(&b, p, in->a, xlocal);
-            if (plm_op_arity(op) == 2) {
+            if (ar == 2) {
                 put(&b, ", ");
                 reg(&b, p, in->b, xlocal);
             }
@@ -203,7 +222,7 @@ int plm_prog_native_parts(const plm_prog *p, int xlocal, char **prologue, char *
             put(&b, "ev(%d, ", op);
             reg(&b, p, in->a, xlocal);
             put(&b, ", ");
-            if (plm_op_arity(op) == 2) reg(&b, p, in->b, xlocal);
+            if (ar == 2) reg(&b, p, in->b, xlocal);
             else put(&b, "0");
             put(&b, ", 0)");
         }

@@ -41,7 +41,11 @@ char *plm_prog_native_source(const plm_prog *p);
 ** instructions native code does not cover): prologue reads the registers that stay fixed from R (locals u<r>), body
 ** computes the outputs. With xlocal the body reads state coordinate i from a local double x<i> and assigns output o
 ** to a local b<o> (both declared by the caller; every varying input must be of group X), for callers that write a
-** whole loop around it (bffg_sde.c's guided path); else it writes out[o][0]. Both may call ev (plm_op_eval). */
+** whole loop around it (bffg_sde.c's guided path); else it writes out[o][0]. Both may call ev (plm_op_eval).
+** xlocal 2: the body for two evaluations side by side, lane 0 and lane 1 of two-double vectors -- x<i>, u<r>, b<o> and
+** the temporaries are of a type pv2 (double, vector_size 16) and the rarer operations go through macros PV_CMP,
+** PV_AND, PV_OR, PV_SEL, PV_F1, PV_F2, PV_EV1, PV_EV2 and a function pv2s (a number in both lanes), all defined by
+** the caller (bffg_sde_native.c), lane by lane; each lane performs the scalar body's operations in its order. */
 int plm_prog_native_parts(const plm_prog *p, int xlocal, char **prologue, char **body);
 
 /* The function `symbol` of C source src compiled and loaded (expr_native.h's cache and compiler), or NULL on any

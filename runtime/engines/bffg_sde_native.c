@@ -86,6 +86,15 @@ static char *path_source(const plm_prog *p, int d, int m, int diag, int two, int
     size_t cap, n = 0;
     int i, j, w, v2, nsig = diag ? d : d * m;
     if (plm_prog_native_parts(p, 1, &pro, &body)) return NULL;
+    if (two) {   /* the drift's body in its two-lane form (the prologue's list of uniforms is the scalar one's) */
+        char *pro2;
+        free(body);
+        if (plm_prog_native_parts(p, 2, &pro2, &body)) {
+            free(pro);
+            return NULL;
+        }
+        free(pro2);
+    }
     cap = 3 * strlen(pro) + 4 * strlen(body) + 16384 + (size_t)800 * (size_t)(d * d * 6 + d * m * 2 + d * 8);
     if (!(src = malloc(cap))) goto done;
 #define PUT(...) (n += (size_t)snprintf(src + n, n < cap ? cap - n : 0, __VA_ARGS__))
@@ -139,62 +148,92 @@ static char *path_source(const plm_prog *p, int d, int m, int diag, int two, int
         for (i = 0; i < d; i++) PUT("    x[%d] = x%d;\n", i, i);
         PUT("    *intGp = intG;\n    return 0;\n}\n");
     } else {
-        /* each path's inputs in locals named <name>_<w> (w = 0, 1), aliased to the single path's names inside its
-        ** block of the loop; the uniforms' prologue reads R_<w> */
+        /* the two paths as the two lanes of two-double vectors (pv2): every operation of a step is done for both
+        ** at once, each lane exactly as the single path's loop does it (the drift's body from plm_prog_native_parts
+        ** in its vector form); what differs between the paths (their guides, the frozen caches, the innovations) is
+        ** read per path and paired */
+        const char *q = pro;
+        int r, l, nn = diag ? d : m, dd = d * d;
         PUT("typedef struct path_args {\n    double *const *R;\n    const double *F, *L, *v, *H, *B, *beta, *a, *da, *sig, *zin;\n"
             "    double *x, *intG;\n    int same_a;\n} path_args;\n"
+            "typedef double pv2 __attribute__((vector_size(16)));\n"
+            "static inline pv2 pv2s(double a) { return (pv2){a, a}; }\n"
+            "#define PV_CMP(op, a, b) ((pv2){(double)((a)[0] op (b)[0]), (double)((a)[1] op (b)[1])})\n"
+            "#define PV_AND(a, b) ((pv2){(double)((a)[0] != 0 && (b)[0] != 0), (double)((a)[1] != 0 && (b)[1] != 0)})\n"
+            "#define PV_OR(a, b) ((pv2){(double)((a)[0] != 0 || (b)[0] != 0), (double)((a)[1] != 0 || (b)[1] != 0)})\n"
+            "#define PV_SEL(a, b, c) ((pv2){(a)[0] != 0 ? (b)[0] : (c)[0], (a)[1] != 0 ? (b)[1] : (c)[1]})\n"
+            "#define PV_F1(f, a) ((pv2){f((a)[0]), f((a)[1])})\n"
+            "#define PV_F2(f, a, b) ((pv2){f((a)[0], (b)[0]), f((a)[1], (b)[1])})\n"
+            "#define PV_EV1(op, a) ((pv2){ev(op, (a)[0], 0, 0), ev(op, (a)[1], 0, 0)})\n"
+            "#define PV_EV2(op, a, b) ((pv2){ev(op, (a)[0], (b)[0], 0), ev(op, (a)[1], (b)[1], 0)})\n"
+            "#define PAIR(a, i) ((pv2){a##_0[i], a##_1[i]})\n"
             "int plm_native_path2(double (*ev)(int, double, double, double), size_t N, const double *t, const path_args *P0,\n"
-            "    const path_args *P1)\n{\n    (void)ev;\n");
-        for (w = 0; w < 2; w++) {
-            const char *q = pro;
-            int r;
-            PUT("    double *const *R_%d = P%d->R;\n", w, w);
-            while ((q = strstr(q, "const double u")) && sscanf(q, "const double u%d", &r) == 1) {
-                PUT("    const double u%d_%d = R_%d[%d][0];\n", r, w, w, r);
-                q++;
-            }
-            PUT("    const double *F_%d = P%d->F, *L_%d = P%d->L, *v_%d = P%d->v, *H_%d = P%d->H, *zin_%d = P%d->zin;\n", w, w, w,
-                w, w, w, w, w, w, w);
-            PUT("    const int same_a_%d = P%d->same_a;\n    double intG_%d = *P%d->intG;\n", w, w, w, w);
-            for (i = 0; i < d; i++) {
-                PUT("    double x%d_%d = P%d->x[%d];\n    const double beta%d_%d = P%d->beta[%d];\n", i, w, w, i, i, w, w, i);
-                for (j = 0; j < d; j++)
-                    PUT("    const double B%d_%d_%d = P%d->B[%d], a%d_%d_%d = P%d->a[%d], da%d_%d_%d = P%d->da[%d];\n", i, j, w, w,
-                        i * d + j, i, j, w, w, i * d + j, i, j, w, w, i * d + j);
-            }
-            for (i = 0; i < nsig; i++) PUT("    const double sig%d_%d = P%d->sig[%d];\n", i, w, w, i);
+            "    const path_args *P1)\n{\n    (void)ev;\n"
+            "    double *const *R_0 = P0->R, *const *R_1 = P1->R;\n");
+        while ((q = strstr(q, "const double u")) && sscanf(q, "const double u%d", &r) == 1) {
+            PUT("    const pv2 u%d = {R_0[%d][0], R_1[%d][0]};\n", r, r, r);
+            q++;
         }
+        for (w = 0; w < 2; w++)
+            PUT("    const double *F_%d = P%d->F, *L_%d = P%d->L, *v_%d = P%d->v, *H_%d = P%d->H, *zin_%d = P%d->zin;\n"
+                "    const double *B_%d = P%d->B, *beta_%d = P%d->beta, *a_%d = P%d->a, *da_%d = P%d->da, *sig_%d = P%d->sig;\n"
+                "    const int same_a_%d = P%d->same_a;\n", w, w, w, w, w, w, w, w, w, w, w, w, w, w, w, w, w, w, w, w, w, w);
+        PUT("    pv2 intG = {*P0->intG, *P1->intG};\n");
+        for (i = 0; i < d; i++) {
+            PUT("    pv2 x%d = {P0->x[%d], P1->x[%d]};\n    const pv2 beta%d = PAIR(beta, %d);\n", i, i, i, i, i);
+            for (j = 0; j < d; j++)
+                PUT("    const pv2 B%d_%d = PAIR(B, %d), a%d_%d = PAIR(a, %d), da%d_%d = PAIR(da, %d);\n", i, j, i * d + j, i, j,
+                    i * d + j, i, j, i * d + j);
+        }
+        for (i = 0; i < nsig; i++) PUT("    const pv2 sig%d = PAIR(sig, %d);\n", i, i);
         for (v2 = 0; v2 < 2; v2++) {   /* the loop without the trace term when both paths have a = a~, else with it */
             PUT(v2 ? "    else\n" : "    if (same_a_0 && same_a_1)\n");
             PUT("    for (size_t kk = 0; kk < N; kk++) {\n");
-            for (w = 0; w < 2; w++) {
-                const char *q = pro;
-                int r;
-                PUT("      {\n");
-                while ((q = strstr(q, "const double u")) && sscanf(q, "const double u%d", &r) == 1) {
-                    PUT("        const double u%d = u%d_%d;\n", r, r, w);
-                    q++;
-                }
-                PUT("        const double *F = F_%d, *L = L_%d, *v = v_%d, *H = H_%d, *zin = zin_%d;\n        const int same_a = same_a_%d;\n"
-                    "        double intG = intG_%d;\n        (void)same_a;\n", w, w, w, w, w, w, w);
-                for (i = 0; i < d; i++) {
-                    PUT("        double x%d = x%d_%d;\n        const double beta%d = beta%d_%d;\n", i, i, w, i, i, w);
-                    for (j = 0; j < d; j++)
-                        PUT("        const double B%d_%d = B%d_%d_%d, a%d_%d = a%d_%d_%d, da%d_%d = da%d_%d_%d;\n", i, j, i, j, w, i, j,
-                            i, j, w, i, j, i, j, w);
-                }
-                for (i = 0; i < nsig; i++) PUT("        const double sig%d = sig%d_%d;\n", i, i, w);
-                n = put_step(src, n, cap, d, m, diag, body, v2 ? 2 : 0, w + 1, 0);
-                for (i = 0; i < d; i++) PUT("        x%d_%d = x%d;\n", i, w, i);
-                PUT("        intG_%d = intG;\n      }\n", w);
+            for (w = 0; w < 2; w++) {   /* F(t_k) per path: from its frozen cache as guide_F forms it (d = 2), else read */
+                if (d == 2)
+                    PUT("        double Lf_%d[2];\n        const double *Fk_%d = Lf_%d, *Hk_%d = H_%d + kk * 4;\n"
+                        "        if (L_%d) {\n            const double *Lk = L_%d + 8 * kk, *v = v_%d;\n"
+                        "            Lf_%d[0] = Lk[0] * v[0] + Lk[1] * v[1] + Lk[2] * v[2] + Lk[3] * v[3];\n"
+                        "            Lf_%d[1] = Lk[4] * v[0] + Lk[5] * v[1] + Lk[6] * v[2] + Lk[7] * v[3];\n"
+                        "        } else\n            Fk_%d = F_%d + kk * 2;\n", w, w, w, w, w, w, w, w, w, w, w, w);
+                else
+                    PUT("        const double *Fk_%d = F_%d + kk * %d, *Hk_%d = H_%d + kk * %d;\n        (void)L_%d, (void)v_%d;\n",
+                        w, w, d, w, w, dd, w, w);
             }
+            PUT("        const double dts = t[kk + 1] - t[kk], sdts = t[N + 1 + kk];\n"
+                "        const pv2 dt = pv2s(dts), sdt = pv2s(sdts);\n        pv2 Gk = pv2s(0), tr = pv2s(0)");
+            for (i = 0; i < d; i++) PUT(", b%d, r%d, n%d", i, i, i);
+            PUT(";\n        {\n%s        }\n", body);
+            for (i = 0; i < d; i++) {   /* r = F - H x */
+                PUT("        { pv2 acc = PAIR(Fk, %d);", i);
+                for (j = 0; j < d; j++) PUT(" acc -= PAIR(Hk, %d) * x%d;", i * d + j, j);
+                PUT(" r%d = acc; }\n", i);
+            }
+            for (i = 0; i < d; i++) {   /* G = (b - b~)'r - tr[(a - a~)(H - r r')] / 2 */
+                PUT("        { pv2 bt = beta%d;", i);
+                for (j = 0; j < d; j++) PUT(" bt += B%d_%d * x%d;", i, j, j);
+                PUT(" Gk += (b%d - bt) * r%d;", i, i);
+                if (v2)   /* computed for both lanes; a lane whose path has a = a~ keeps 0 (below) */
+                    for (j = 0; j < d; j++) PUT(" tr += da%d_%d * (PAIR(Hk, %d) - r%d * r%d);", i, j, j * d + i, j, i);
+                PUT(" }\n");
+            }
+            if (v2) PUT("        tr = (pv2){same_a_0 ? 0 : tr[0], same_a_1 ? 0 : tr[1]};\n");
+            PUT("        intG += (Gk - pv2s(0.5) * tr) * dt;\n");
+            for (l = 0; l < nn; l++) PUT("        const pv2 z%d = (pv2){zin_0[kk * %d + %d], zin_1[kk * %d + %d]} * sdt;\n", l, nn, l, nn, l);
+            for (i = 0; i < d; i++) {   /* x += (b + a r) dt + sig sqrt(dt) z */
+                PUT("        { pv2 drift = b%d, noise = pv2s(0);", i);
+                for (j = 0; j < d; j++) PUT(" drift += a%d_%d * r%d;", i, j, j);
+                if (diag) PUT(" noise = sig%d * z%d;", i, i);
+                else
+                    for (l = 0; l < m; l++) PUT(" noise += sig%d * z%d;", i * m + l, l);
+                PUT(" n%d = x%d + drift * dt + noise; }\n", i, i);
+            }
+            for (i = 0; i < d; i++)
+                PUT("        if (!(isfinite(n%d[0]) && isfinite(n%d[1]))) return 1;\n        x%d = n%d;\n", i, i, i, i);
             PUT("    }\n");
         }
-        for (w = 0; w < 2; w++) {
-            for (i = 0; i < d; i++) PUT("    P%d->x[%d] = x%d_%d;\n", w, i, i, w);
-            PUT("    *P%d->intG = intG_%d;\n", w, w);
-        }
-        PUT("    return 0;\n}\n");
+        for (i = 0; i < d; i++) PUT("    P0->x[%d] = x%d[0], P1->x[%d] = x%d[1];\n", i, i, i, i);
+        PUT("    *P0->intG = intG[0], *P1->intG = intG[1];\n    return 0;\n}\n");
     }
 #undef PUT
     if (n >= cap) {
